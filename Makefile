@@ -1,0 +1,31 @@
+# The two commands: `make run` (everything on this machine) and `make test` (the whole suite).
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-fast kafka bench clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (set PY=python3.x)"; exit 1; }
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install everything (idempotent)
+
+run: setup  ## embedded broker + worker + simulated traffic + API
+	$(BIN)/tokenpulse dev
+
+test: setup  ## the whole suite (unit, doctests, integration on Tansu; Apache Kafka when Java is present)
+	$(BIN)/python -m pytest -q
+
+test-fast: setup  ## unit tests and doctests only
+	$(BIN)/python -m pytest -q -m "not integration"
+
+kafka:  ## fetch Apache Kafka's jars from Maven Central (for the Apache Kafka integration tier)
+	bash scripts/kafka/kafka.sh fetch
+
+clean:
+	rm -rf $(VENV) .tokenpulse .pytest_cache

@@ -1,0 +1,311 @@
+"""The Faust application factory: topics, tables, agents, timers and web views.
+
+Thin glue only: every decision is made by the pure cores (``streams.normalize``,
+``streams.pricing``, ``streams.ingest``, ``streams.judge``, ``detectors``, ``alerts``).
+
+Topics (all with the usage topic's partition count, so Faust co-assigns partition *i* of
+every topic and changelog to the same worker):
+
+- ``<p>.usage``          usage events (one per message, a JSON array, or NDJSON)
+- ``<p>.usage.dlq``      rejected input: original bytes as the value, reason in headers
+- ``<p>.windows``        closed-window partials + source watermarks, keyed by series
+- ``<p>.alerts.outbox``  notifications, written before any delivery, keyed by alert key
+
+Exactness: ingest keeps its state in the ``ingest`` table together with the last applied
+source offset, and acks (so commits) a message only after the checkpoint that contains it has
+been written. A redelivered message is recognised by its offset and skipped, so a restart or a
+rebalance never counts an event twice; duplicates sent by producers are dropped by
+``event_id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections import defaultdict
+from typing import Any
+
+import faust
+import orjson
+
+from alerts import AlertEngine, AlertPolicy
+from detectors import make_detector
+from streams.config import StreamConfig
+from streams.delivery import Deliverer
+from streams.ingest import IngestPartition, Partial
+from streams.judge import JudgeCore
+from streams.metrics import Metrics
+from streams.normalize import Rejected, decode_message, normalize
+from streams.pricing import Pricer
+from streams.web import register_views
+
+log = logging.getLogger("tokenpulse.worker")
+
+
+def judge_partition(series: str, n: int) -> int:
+    # Stable across processes and Python versions (unlike hash()).
+    return zlib.crc32(series.encode()) % n
+
+
+def create_app(cfg: StreamConfig) -> faust.App:
+    """Build the worker app. Nothing connects until the app is started."""
+    topics = cfg.topics
+    n = cfg.usage_partitions
+    app = faust.App(
+        cfg.app_id,
+        broker=[f"kafka://{h}" for h in cfg.bootstrap.split(",")],
+        store="memory://",
+        datadir=cfg.data_dir,
+        web_enabled=True,
+        web_bind=cfg.web_host,
+        web_host=cfg.web_host,
+        web_port=cfg.web_port,
+        web_in_thread=False,
+        topic_partitions=n,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+        # Tansu 0.6 answers ListOffsets(latest) with the last batch's base offset + 1, which
+        # breaks table recovery unless every changelog record is its own batch.
+        producer_max_batch_size=1 if cfg.kafka_flavor == "tansu" else 16384,
+        producer_linger_ms=0 if cfg.kafka_flavor == "tansu" else 1,
+        worker_redirect_stdouts=False,
+        autodiscover=False,
+    )
+    usage = app.topic(topics["usage"], value_serializer="raw", key_serializer="raw", partitions=n)
+    dlq = app.topic(topics["dlq"], value_serializer="raw", key_serializer="raw", partitions=n)
+    windows = app.topic(topics["windows"], value_serializer="raw", key_serializer="raw", partitions=n)
+    outbox = app.topic(topics["outbox"], value_serializer="raw", key_serializer="raw", partitions=n)
+
+    def table(name: str, *, global_: bool = False) -> Any:
+        kind = app.GlobalTable if global_ else app.Table
+        return kind(name, default=None, partitions=n)
+
+    ingest_t = table("ingest")
+    judge_t = table("judge")
+    spend_t = table("spend")
+    alerts_t = table("alerts")
+    deliveries_t = table("deliveries")
+
+    metrics = Metrics()
+    pricer = Pricer(cfg.price_overrides)
+    policy = AlertPolicy(**cfg.alert_policy)
+    detector_proto = make_detector(cfg.detector_name, **cfg.detector_params)
+
+    def persist(tbl: Any, partition: int, key: str, value: Any) -> None:
+        # Explicit partition: checkpoints also run from timers, outside stream iteration.
+        if value is None:
+            tbl.data.pop(key, None)
+        else:
+            tbl.data[key] = value
+        tbl.send_changelog(partition, key, value)
+
+    # ---------------------------------------------------------------- ingest ----------
+    cores: dict[int, IngestPartition] = {}
+    held: dict[int, list[Any]] = defaultdict(list)
+    last_ckpt: dict[int, float] = defaultdict(float)
+    in_ckpt: set[int] = set()
+    announced: set[int] = set()
+    ingest_stream: dict[str, Any] = {}
+
+    def core_for(p: int) -> IngestPartition:
+        core = cores.get(p)
+        if core is None:
+            core = IngestPartition(
+                partition=p,
+                window_seconds=cfg.window_seconds,
+                lateness=cfg.lateness,
+                idle_grace=cfg.idle_grace,
+                watched=cfg.watched,
+            )
+            prefix = f"{p}|"
+            core.restore(
+                ((k[len(prefix):], v) for k, v in list(ingest_t.data.items()) if k.startswith(prefix)),
+                time.time(),
+            )
+            cores[p] = core
+        return core
+
+    async def dead_letter(raw: bytes, reason: str, p: int, offset: int, index: int | None = None) -> None:
+        metrics.inc("events_rejected_total")
+        headers = [
+            ("tokenpulse.reason", reason.encode()),
+            ("tokenpulse.source", f"{topics['usage']}/{p}/{offset}".encode()),
+        ]
+        if index is not None:
+            headers.append(("tokenpulse.index", str(index).encode()))
+        await dlq.send(value=raw, headers=headers)
+
+    async def checkpoint(p: int, wall_now: float) -> None:
+        if p in in_ckpt:
+            return
+        in_ckpt.add(p)
+        try:
+            core = core_for(p)
+            before = core.closed_until
+            partials = core.advance(wall_now)
+            changes = core.checkpoint()
+            to_ack = held.pop(p, [])
+            last_ckpt[p] = wall_now
+            if partials or core.closed_until != before or p not in announced:
+                # The first message of a partition also tells the judges it exists (maybe idle).
+                announced.add(p)
+                await emit_partials(p, core.closed_until, partials)
+                # Partials must be durable before the state that says they were sent.
+                await app.producer.flush()
+            for key, value in changes.items():
+                persist(ingest_t, p, f"{p}|{key}", value)
+            stream = ingest_stream.get("s")
+            for ev in to_ack:
+                if stream is not None:
+                    await stream.ack(ev)
+        finally:
+            in_ckpt.discard(p)
+
+    async def emit_partials(p: int, closed_until: int | None, partials: list[Partial]) -> None:
+        by_q: dict[int, list[list[Any]]] = {q: [] for q in range(n)}
+        for part in partials:
+            by_q[judge_partition(part.series, n)].append(part.to_wire())
+        for q, rows in by_q.items():
+            body = orjson.dumps({"src": p, "n_src": n, "closed_until": closed_until, "partials": rows})
+            await windows.send(key=str(q).encode(), value=body, partition=q)
+
+    @app.agent(usage, name="ingest")
+    async def ingest(stream: Any) -> None:
+        s = stream.noack()
+        ingest_stream["s"] = s
+        async for event in s.events():
+            msg = event.message
+            p = msg.partition
+            core = core_for(p)
+            held[p].append(event)
+            if msg.offset <= core.applied_offset:
+                continue  # redelivered after a restart: already counted
+            now = time.time()
+            raw = event.value
+            try:
+                items = decode_message(raw)
+            except Rejected as exc:
+                await dead_letter(raw, exc.reason, p, msg.offset)
+                items = []
+            for i, item in enumerate(items):
+                if isinstance(item, Rejected):
+                    await dead_letter(item.raw or b"", item.reason, p, msg.offset, i)
+                    continue
+                try:
+                    ev = normalize(item)
+                    if ev.cost_usd is None:
+                        ev.cost_usd = pricer.price(ev)
+                except Rejected as exc:
+                    await dead_letter(orjson.dumps(item), exc.reason, p, msg.offset, i if len(items) > 1 else None)
+                    continue
+                core.add(ev, now)
+            core.applied_offset = msg.offset
+            if now - last_ckpt[p] >= cfg.checkpoint_seconds:
+                await checkpoint(p, now)
+
+    @app.timer(interval=min(1.0, cfg.checkpoint_seconds))
+    async def tick() -> None:
+        now = time.time()
+        for tp in list(app.consumer.assignment()):
+            if tp.topic != topics["usage"]:
+                continue
+            if now - last_ckpt[tp.partition] >= cfg.checkpoint_seconds:
+                await checkpoint(tp.partition, now)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        for tp in revoked:
+            if tp.topic == topics["usage"]:
+                # Unacked work is redone by the next owner from the last checkpoint.
+                cores.pop(tp.partition, None)
+                held.pop(tp.partition, None)
+                announced.discard(tp.partition)
+            if tp.topic == topics["windows"]:
+                judges.pop(tp.partition, None)
+
+    # ---------------------------------------------------------------- judge -----------
+    judges: dict[int, JudgeCore] = {}
+
+    def judge_for(q: int) -> JudgeCore:
+        j = judges.get(q)
+        if j is None:
+            j = JudgeCore(
+                partition=q,
+                window_seconds=cfg.window_seconds,
+                make_detector=detector_proto.clone,
+                engine=AlertEngine(policy),
+            )
+            prefix = f"{q}|"
+            j.restore((k[len(prefix):], v) for k, v in list(judge_t.data.items()) if k.startswith(prefix))
+            judges[q] = j
+        return j
+
+    @app.agent(windows, name="judge")
+    async def judge(stream: Any) -> None:
+        async for event in stream.events():
+            q = event.message.partition
+            body = orjson.loads(event.value)
+            j = judge_for(q)
+            out = j.receive(
+                int(body["src"]),
+                int(body["n_src"]),
+                body["closed_until"],
+                [Partial.from_wire(r) for r in body["partials"]],
+            )
+            for key, value in j.checkpoint().items():
+                persist(judge_t, q, f"{q}|{key}", value)
+            for series, w, sums in out.spend:
+                k = f"{series}|{w}"
+                cur = spend_t.data.get(k)
+                if cur is not None:
+                    sums = [a + b for a, b in zip(cur, sums)]
+                persist(spend_t, q, k, sums)
+            metrics.inc("windows_judged_total", out.windows_judged)
+            for note in out.notifications:
+                if cfg.dashboard_url:
+                    note.dashboard_url = cfg.dashboard_url
+                record = note.to_dict()
+                persist(alerts_t, q, note.key, record)
+                metrics.inc("alerts_raised_total", labels={"action": note.action, "reason": note.reason})
+                await outbox.send(key=note.key.encode(), value=orjson.dumps(record), partition=q)
+
+    # ---------------------------------------------------------------- delivery --------
+    deliverer = Deliverer(cfg, metrics)
+
+    @app.agent(outbox, name="deliver")
+    async def deliver(stream: Any) -> None:
+        async for event in stream.events():
+            q = event.message.partition
+            record = orjson.loads(event.value)
+            key = record["key"]
+            prior = deliveries_t.data.get(key)
+            state = await deliverer.deliver(record, prior)
+            persist(deliveries_t, q, key, state)
+
+    @app.task
+    async def on_started() -> None:
+        log.info("tokenpulse worker running; API on http://%s:%s", cfg.web_host, cfg.web_port)
+
+    @app.service
+    class _Closer(faust.Service):  # type: ignore[misc]
+        async def on_stop(self) -> None:
+            await deliverer.close()
+
+    app.tokenpulse = {  # type: ignore[attr-defined]
+        "config": cfg,
+        "metrics": metrics,
+        "pricer": pricer,
+        "cores": cores,
+        "judges": judges,
+        "tables": {"ingest": ingest_t, "judge": judge_t, "spend": spend_t, "alerts": alerts_t, "deliveries": deliveries_t},
+    }
+    register_views(app, cfg, metrics, spend_t, alerts_t, deliveries_t, cores, pricer)
+    _ = asyncio  # loop is Faust's
+    return app

@@ -1,0 +1,58 @@
+"""What the stream layer needs to know, handed down by the entry point.
+
+A plain dataclass on purpose: ``streams`` does not import the CLI/settings package (which sits
+on top of it), so the entry point translates its settings and policy into this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    token: str  # secret: never logged
+    api_url: str
+    default_channel: str
+    team_channels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PagerDutyConfig:
+    routing_key: str  # secret: never logged
+    url: str
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    bootstrap: str
+    app_id: str = "tokenpulse"
+    topic_prefix: str = "tokenpulse"
+    usage_partitions: int = 4
+    window_seconds: int = 60
+    lateness: float = 10.0
+    idle_grace: float = 10.0
+    checkpoint_seconds: float = 1.0
+    watched: frozenset[str] = frozenset({"org", "team", "team×model", "provider"})
+    price_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    detector_name: str = "default"
+    detector_params: dict[str, Any] = field(default_factory=dict)
+    alert_policy: dict[str, Any] = field(default_factory=dict)
+    slack: SlackConfig | None = None
+    pagerduty: PagerDutyConfig | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: str = ".tokenpulse"
+    dashboard_url: str | None = None
+    kafka_flavor: str = "kafka"  # "tansu" turns on workarounds for Tansu 0.6
+
+    @property
+    def topics(self) -> dict[str, str]:
+        p = self.topic_prefix
+        return {
+            "usage": f"{p}.usage",
+            "dlq": f"{p}.usage.dlq",
+            "windows": f"{p}.windows",
+            "outbox": f"{p}.alerts.outbox",
+        }

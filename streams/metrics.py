@@ -1,0 +1,57 @@
+"""A tiny Prometheus text-format registry (counters and gauges), no client library needed."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+HELP = {
+    "events_accepted_total": "Usage events counted in a window.",
+    "events_rejected_total": "Usage events sent to the dead-letter topic.",
+    "events_duplicate_total": "Usage events dropped as duplicates of an event_id already counted.",
+    "events_late_total": "Usage events that arrived after their window closed (counted in spend, not judged).",
+    "windows_closed_total": "Windows closed by the ingest partitions.",
+    "windows_judged_total": "Windows judged by the detectors.",
+    "alerts_raised_total": "Notifications decided by the alert engine.",
+    "alerts_sent_total": "Notifications delivered to a sink.",
+    "alerts_failed_total": "Notifications a sink failed to deliver after retries.",
+    "consumer_lag": "Messages not yet consumed, per usage partition.",
+    "events_unpriced_total": "Events of models without a known price (counted at $0).",
+}
+
+
+def _fmt_labels(labels: dict[str, str] | None) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(
+        f'{k}="{str(v).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34)).replace(chr(10), " ")}"'
+        for k, v in sorted(labels.items())
+    )
+    return "{" + inner + "}"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.counters: dict[str, dict[str, float]] = defaultdict(dict)
+        self.gauges: dict[str, dict[str, float]] = defaultdict(dict)
+
+    def inc(self, name: str, by: float = 1, labels: dict[str, str] | None = None) -> None:
+        key = _fmt_labels(labels)
+        d = self.counters[name]
+        d[key] = d.get(key, 0) + by
+
+    def set(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
+        self.gauges[name][_fmt_labels(labels)] = value
+
+    def render(self, extra_counters: dict[str, float] | None = None) -> str:
+        lines: list[str] = []
+        counters = {k: dict(v) for k, v in self.counters.items()}
+        for name, value in (extra_counters or {}).items():
+            counters.setdefault(name, {})[""] = value
+        for kind, table in (("counter", counters), ("gauge", self.gauges)):
+            for name in sorted(table):
+                full = f"tokenpulse_{name}"
+                lines.append(f"# HELP {full} {HELP.get(name, name)}")
+                lines.append(f"# TYPE {full} {kind}")
+                for labels, value in sorted(table[name].items()):
+                    lines.append(f"{full}{labels} {value:g}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,575 @@
+"""Decode Kafka message bytes and map every accepted usage shape onto :class:`UsageEvent`.
+
+Pure functions, no Faust or Kafka: the worker, the offline replay and the tests share them.
+
+Producers do not agree on how to count cached prompt tokens, and that disagreement is the
+most common source of wrong LLM bills. This module is the one place that resolves it, so
+downstream code can rely on a single convention (OpenTelemetry's): ``input_tokens`` counts
+*all* input tokens and ``cache_read_tokens`` / ``cache_write_tokens`` are parts of it.
+
+=====================  =====================================================================
+shape                  how cached tokens relate to the input count
+=====================  =====================================================================
+canonical              parts of ``input_tokens``
+OpenAI ``usage``       ``prompt_tokens_details.cached_tokens`` is a subset of ``prompt_tokens``
+                       (Responses API: ``input_tokens_details.cached_tokens`` of
+                       ``input_tokens``)
+Anthropic ``usage``    ``cache_read_input_tokens`` / ``cache_creation_input_tokens`` come *on
+                       top of* ``input_tokens``
+OpenTelemetry GenAI    ``gen_ai.usage.cache_*.input_tokens`` are parts of
+                       ``gen_ai.usage.input_tokens``
+LiteLLM spend log      OpenAI convention (LiteLLM folds cache tokens into ``prompt_tokens``)
+=====================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from streams.records import UsageEvent
+
+__all__ = ["Rejected", "decode_message", "normalize"]
+
+MAX_STR = 256
+_MAX_REASON_SNIPPET = 160
+
+# 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z: anything outside is a unit mistake
+# (ms sent as s, a zero default, a uint overflow), not a real LLM call.
+_TS_MIN = 946_684_800.0
+_TS_MAX = 4_102_444_800.0
+_UTC = timezone.utc
+
+# Keys whose presence at the top level identifies a LiteLLM spend-log row or
+# StandardLoggingPayload (neither uses canonical ``input_tokens``).
+_LITELLM_MARKERS = ("prompt_tokens", "spend", "response_cost", "startTime", "endTime",
+                    "custom_llm_provider", "request_id")
+
+# One provider vocabulary for dashboards and for genai-prices' provider ids, whichever
+# producer sent the event (OTel ``gen_ai.provider.name`` values, LiteLLM
+# ``custom_llm_provider`` values).
+_PROVIDER_ALIASES = {
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "vertex_ai": "google",
+    "vertex_ai_beta": "google",
+    "gemini": "google",
+    "aws.bedrock": "aws",
+    "bedrock": "aws",
+    "bedrock_converse": "aws",
+    "azure.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "azure_ai": "azure",
+    "az.ai.openai": "azure",
+    "az.ai.inference": "azure",
+    "x_ai": "x-ai",
+    "xai": "x-ai",
+    "mistral_ai": "mistral",
+    "mistralai": "mistral",
+}
+
+_OPENAI_MODEL = re.compile(r"^(gpt|chatgpt|o[1-9](?:$|-)|text-embedding|davinci|babbage|dall-e|whisper|tts)")
+
+
+class Rejected(Exception):
+    """An input that cannot become a UsageEvent; ``reason`` is short and meant for humans.
+
+    ``raw`` carries the offending bytes when only part of a message was bad (one NDJSON
+    line), so the caller can dead-letter exactly that part and keep the rest.
+    """
+
+    def __init__(self, reason: str, raw: bytes | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"Rejected({self.reason!r})"
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode_message(raw: bytes) -> list[Any]:
+    """Split one Kafka message into its JSON items.
+
+    A message may hold one object, an array of objects, or NDJSON. The whole-message parse
+    is tried first because it is by far the common case and costs a single C call; lines
+    are only split when that fails. A bad NDJSON line is returned as a :class:`Rejected`
+    *instance* in its place so it does not poison the good lines around it.
+    """
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return _decode_lines(raw, exc)
+    if type(value) is list:
+        return value
+    return [value]
+
+
+def _decode_lines(raw: bytes, whole_error: Exception) -> list[Any]:
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    elif not isinstance(raw, bytes):
+        raw = bytes(raw)
+    lines = [line for line in raw.split(b"\n") if line.strip()]
+    if not lines:
+        raise Rejected("invalid JSON: empty message", raw)
+    if len(lines) == 1:
+        raise Rejected(_invalid_json(whole_error), raw)
+    items: list[Any] = []
+    good = 0
+    for line in lines:
+        try:
+            items.append(orjson.loads(line))
+            good += 1
+        except orjson.JSONDecodeError as exc:
+            items.append(Rejected(_invalid_json(exc), line))
+    if not good:
+        # Nothing salvageable: treat it as one bad message rather than N bad lines.
+        raise Rejected(_invalid_json(whole_error), raw)
+    return items
+
+
+def _invalid_json(exc: Exception) -> str:
+    return "invalid JSON: " + str(exc)[:_MAX_REASON_SNIPPET]
+
+
+# --------------------------------------------------------------------------- normalising
+
+
+def normalize(obj: Any, *, default_org: str = "default") -> UsageEvent:
+    """Map one decoded item, whatever its accepted shape, onto the canonical UsageEvent.
+
+    ``cost_usd`` is carried over when the producer sent it and left ``None`` otherwise;
+    pricing is a separate step (:mod:`streams.pricing`). Raises :class:`Rejected`.
+    """
+    if not isinstance(obj, dict):
+        raise Rejected(f"event must be a JSON object, got {_json_type(obj)}")
+    # Canonical first and without scanning keys: it is what our own SDKs send.
+    if "input_tokens" in obj or "output_tokens" in obj:
+        return _from_canonical(obj, default_org)
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        return _from_usage_envelope(obj, usage, default_org)
+    if _looks_like_otel(obj):
+        return _from_otel(obj, default_org)
+    for key in _LITELLM_MARKERS:
+        if key in obj:
+            return _from_litellm(obj, default_org)
+    if "usage" in obj and obj["usage"] is not None:
+        raise Rejected(f"usage must be a JSON object, got {_json_type(obj['usage'])}")
+    return _from_canonical(obj, default_org)
+
+
+def _from_canonical(o: dict[str, Any], default_org: str) -> UsageEvent:
+    g = o.get
+    inp = g("input_tokens")
+    out = g("output_tokens")
+    cost = g("cost_usd")
+    if inp is None and out is None and cost is None:
+        raise Rejected("missing token counts: need input_tokens/output_tokens, a usage "
+                       "object, or cost_usd")
+    return _build(
+        event_id=g("event_id"), ts=g("ts"), org=g("org"), team=g("team"), user=g("user"),
+        provider=g("provider"), model=g("model"), tool=g("tool"),
+        inp=inp, out=out, cache_read=g("cache_read_tokens"), cache_write=g("cache_write_tokens"),
+        cost=cost, labels=g("labels"), default_org=default_org,
+    )
+
+
+def _from_usage_envelope(o: dict[str, Any], usage: dict[str, Any], default_org: str) -> UsageEvent:
+    g = o.get
+    provider = g("provider")
+    inp, out, cr, cw = _usage_tokens(usage, provider)
+    return _build(
+        event_id=g("event_id"), ts=g("ts"), org=g("org"), team=g("team"), user=g("user"),
+        provider=provider, model=g("model"), tool=g("tool"),
+        inp=inp, out=out, cache_read=cr, cache_write=cw,
+        cost=g("cost_usd"), labels=g("labels"), default_org=default_org,
+    )
+
+
+def _usage_tokens(u: dict[str, Any], provider: Any) -> tuple[int, int, int, int]:
+    """Turn a provider-native ``usage`` object into canonical (input, output, cr, cw)."""
+    if "prompt_tokens" in u:
+        # OpenAI Chat Completions, and LiteLLM's OpenAI-shaped usage for every provider.
+        # LiteLLM also copies Anthropic's cache_* keys here, but has already folded them
+        # into prompt_tokens, so they are subsets, never addends.
+        inp = _count(u["prompt_tokens"], "usage.prompt_tokens")
+        out = _count(u.get("completion_tokens"), "usage.completion_tokens")
+        details = u.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        if cached is None:
+            cached = u.get("cache_read_input_tokens")
+        cr = _count(cached, "usage.prompt_tokens_details.cached_tokens")
+        cw = _count(u.get("cache_creation_input_tokens"), "usage.cache_creation_input_tokens")
+        return inp, out, cr, cw
+
+    anthropic = "cache_read_input_tokens" in u or "cache_creation_input_tokens" in u
+    if not anthropic and "input_tokens_details" not in u and isinstance(provider, str):
+        anthropic = provider.strip().lower() == "anthropic"
+    base = _count(u.get("input_tokens"), "usage.input_tokens")
+    out = _count(u.get("output_tokens"), "usage.output_tokens")
+    if anthropic:
+        # Anthropic bills cache reads/writes on top of input_tokens; canonical input is the sum.
+        cr = _count(u.get("cache_read_input_tokens"), "usage.cache_read_input_tokens")
+        cw = _count(u.get("cache_creation_input_tokens"), "usage.cache_creation_input_tokens")
+        return base + cr + cw, out, cr, cw
+    # OpenAI Responses API: cached tokens are already inside input_tokens.
+    details = u.get("input_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    cr = _count(cached, "usage.input_tokens_details.cached_tokens")
+    return base, out, cr, 0
+
+
+# ----- OpenTelemetry GenAI
+
+
+def _looks_like_otel(o: dict[str, Any]) -> bool:
+    attrs = o.get("attributes")
+    if isinstance(attrs, dict) and any(k.startswith("gen_ai.") for k in attrs):
+        return True
+    if isinstance(attrs, list):
+        return True
+    return any(k.startswith("gen_ai.") for k in o)
+
+
+def _otlp_value(v: Any) -> Any:
+    """Unwrap an OTLP/JSON AnyValue (``{"intValue": "12"}``) into a plain value.
+
+    int64 stays a string there (JSON numbers lose precision); _count/_ts accept that.
+    """
+    if isinstance(v, dict) and len(v) == 1:
+        (kind, inner), = v.items()
+        if kind in ("stringValue", "intValue", "doubleValue", "boolValue"):
+            return inner
+    return v
+
+
+def _attr_dict(attrs: Any) -> dict[str, Any]:
+    if isinstance(attrs, dict):
+        return attrs
+    if isinstance(attrs, list):
+        # OTLP/JSON form: [{"key": "...", "value": {"intValue": "12"}}, ...]
+        out: dict[str, Any] = {}
+        for kv in attrs:
+            if isinstance(kv, dict) and isinstance(kv.get("key"), str):
+                out[kv["key"]] = _otlp_value(kv.get("value"))
+        return out
+    return {}
+
+
+def _from_otel(o: dict[str, Any], default_org: str) -> UsageEvent:
+    attrs = _attr_dict(o.get("attributes"))
+    resource = o.get("resource")
+    res_attrs = _attr_dict(resource.get("attributes")) if isinstance(resource, dict) else {}
+    # Span attributes are the most specific, then the object itself, then the resource.
+    scopes = (attrs, o, res_attrs)
+
+    def pick(*keys: str) -> Any:
+        for scope in scopes:
+            for k in keys:
+                v = scope.get(k)
+                if v is not None and v != "":
+                    return v
+        return None
+
+    inp = pick("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
+    out = pick("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+    if inp is None and out is None:
+        raise Rejected("missing token counts: no gen_ai.usage.input_tokens or "
+                       "gen_ai.usage.output_tokens")
+
+    event_id = pick("event_id")
+    if event_id is None:
+        span_id = pick("span_id", "spanId")
+        trace_id = pick("trace_id", "traceId")
+        if span_id is not None and trace_id is not None:
+            event_id = f"{trace_id}:{span_id}"
+        else:
+            event_id = span_id
+
+    ts = pick("ts")
+    if ts is None:
+        nanos = pick("time_unix_nano", "timeUnixNano", "end_time_unix_nano", "endTimeUnixNano",
+                     "start_time_unix_nano", "startTimeUnixNano")
+        if nanos is not None:
+            ts = _nanos_to_seconds(nanos)
+
+    labels = o.get("labels")
+    return _build(
+        event_id=event_id, ts=ts,
+        org=pick("org", "tokenpulse.org"),
+        team=pick("team", "tokenpulse.team"),
+        user=pick("user", "tokenpulse.user", "user.id", "enduser.id"),
+        provider=pick("provider", "gen_ai.provider.name", "gen_ai.system"),
+        model=pick("model", "gen_ai.request.model", "gen_ai.response.model"),
+        tool=pick("tool", "tokenpulse.tool", "service.name"),
+        inp=inp, out=out,
+        cache_read=pick("gen_ai.usage.cache_read.input_tokens"),
+        cache_write=pick("gen_ai.usage.cache_creation.input_tokens"),
+        cost=pick("cost_usd", "tokenpulse.cost_usd"), labels=labels, default_org=default_org,
+    )
+
+
+def _nanos_to_seconds(v: Any) -> float:
+    n = _count(v, "time_unix_nano")
+    return n / 1e9
+
+
+# ----- LiteLLM
+
+
+def _from_litellm(o: dict[str, Any], default_org: str) -> UsageEvent:
+    g = o.get
+    md = g("metadata")
+    if not isinstance(md, dict):
+        md = {}
+    mg = md.get
+
+    inp = _count(g("prompt_tokens"), "prompt_tokens")
+    out = _count(g("completion_tokens"), "completion_tokens")
+    usage_obj = mg("usage_object")
+    cr_raw = cw_raw = None
+    if isinstance(usage_obj, dict):
+        details = usage_obj.get("prompt_tokens_details")
+        if isinstance(details, dict):
+            cr_raw = details.get("cached_tokens")
+        if cr_raw is None:
+            cr_raw = usage_obj.get("cache_read_input_tokens")
+        cw_raw = usage_obj.get("cache_creation_input_tokens")
+    if cr_raw is None:
+        cr_raw = g("cache_read_input_tokens")
+    if cw_raw is None:
+        cw_raw = g("cache_creation_input_tokens")
+
+    cost = g("spend")
+    if cost is None:
+        cost = g("response_cost")
+    # LiteLLM logs 0 when it has no price for the model (self-hosted/internal models). Keep
+    # the event unpriced so our overrides can price it rather than trusting that zero.
+    if cost is not None and not isinstance(cost, bool) and cost == 0 and (inp or out):
+        cost = None
+
+    model = g("model")
+    provider = g("custom_llm_provider")
+    if provider in (None, "") and isinstance(model, str) and "/" in model:
+        provider = model.split("/", 1)[0]
+
+    ts = g("endTime")
+    if ts in (None, ""):
+        ts = g("startTime")
+
+    team = _first(mg("user_api_key_team_alias"), g("team_id"), mg("user_api_key_team_id"), g("team"))
+    user = _first(g("user"), mg("user_api_key_user_id"), g("end_user"))
+    org = _first(g("org"), mg("user_api_key_org_id"), g("organization_id"))
+    labels = g("labels")
+    return _build(
+        event_id=_first(g("request_id"), g("id")), ts=ts, org=org, team=team, user=user,
+        provider=provider, model=model, tool=g("tool"),
+        inp=inp, out=out, cache_read=cr_raw, cache_write=cw_raw,
+        cost=cost, labels=labels, default_org=default_org,
+    )
+
+
+def _first(*values: Any) -> Any:
+    for v in values:
+        if v is not None and v != "":
+            return v
+    return None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _build(
+    *, event_id: Any, ts: Any, org: Any, team: Any, user: Any, provider: Any, model: Any,
+    tool: Any, inp: Any, out: Any, cache_read: Any, cache_write: Any, cost: Any, labels: Any,
+    default_org: str,
+) -> UsageEvent:
+    """Validate mapped fields and construct the event; the single gate every shape passes."""
+    eid = _str(event_id, "event_id")
+    if eid is None:
+        raise Rejected("missing field 'event_id'")
+    if ts is None or ts == "":
+        raise Rejected("missing field 'ts'")
+    when = _ts(ts)
+    team_s = _str(team, "team")
+    if team_s is None:
+        raise Rejected("missing field 'team'")
+    model_s = _str(model, "model")
+    if model_s is None:
+        raise Rejected("missing field 'model'")
+
+    i = _count(inp, "input_tokens")
+    o = _count(out, "output_tokens")
+    cr = _count(cache_read, "cache_read_tokens")
+    cw = _count(cache_write, "cache_write_tokens")
+    if cr + cw > i:
+        raise Rejected(
+            f"cache_read_tokens ({cr}) + cache_write_tokens ({cw}) exceed input_tokens ({i}); "
+            "input_tokens must include cached tokens"
+        )
+
+    prov = _str(provider, "provider")
+    if prov:
+        prov = prov.lower()
+        prov = _PROVIDER_ALIASES.get(prov, prov)
+    else:
+        prov = _infer_provider(model_s)
+
+    if labels is None:
+        labels = {}
+    elif not isinstance(labels, dict):
+        raise Rejected(f"labels must be a JSON object, got {_json_type(labels)}")
+
+    return UsageEvent(
+        event_id=eid,
+        ts=when,
+        org=_str(org, "org") or default_org,
+        team=team_s,
+        user=_str(user, "user") or "unknown",
+        provider=prov,
+        model=model_s,
+        tool=_str(tool, "tool") or "",
+        input_tokens=i,
+        output_tokens=o,
+        cache_read_tokens=cr,
+        cache_write_tokens=cw,
+        cost_usd=None if cost is None else _cost(cost),
+        labels=labels,
+    )
+
+
+def _str(v: Any, name: str) -> str | None:
+    """Stripped non-empty string, or None when absent. Ids sent as numbers are accepted."""
+    if v is None:
+        return None
+    t = type(v)
+    if t is str:
+        s = v.strip()
+    elif t is int:
+        s = str(v)
+    else:
+        raise Rejected(f"{name} must be a string, got {_json_type(v)}")
+    if not s:
+        return None
+    if len(s) > MAX_STR:
+        raise Rejected(f"{name} is longer than {MAX_STR} characters ({len(s)})")
+    return s
+
+
+def _count(v: Any, name: str) -> int:
+    """A token count: a non-negative integer; missing means 0.
+
+    Whole floats (``12.0``, common after a JS or pandas round trip) and integer strings
+    (OTLP/JSON encodes int64 as strings) are accepted; bools, fractions, NaN are not.
+    """
+    t = type(v)
+    if t is int:
+        if v >= 0:
+            return v
+    elif v is None:
+        return 0
+    elif t is float:
+        if v >= 0 and v.is_integer():
+            return int(v)
+    elif t is str:
+        s = v.strip()
+        if s.isdigit() and s.isascii():
+            return int(s)
+    raise Rejected(f"{name} must be a non-negative integer, got {_short(v)}")
+
+
+def _cost(v: Any) -> float:
+    t = type(v)
+    if t is float or t is int:
+        c = float(v)
+    elif t is str:
+        try:
+            c = float(v)
+        except ValueError:
+            c = math.nan
+    else:
+        c = math.nan
+    if not (c >= 0 and c != math.inf):
+        raise Rejected(f"cost_usd must be a finite non-negative number, got {_short(v)}")
+    return c
+
+
+def _ts(v: Any) -> float:
+    """Event time as epoch seconds (UTC), from RFC 3339 or epoch s/ms/µs/ns."""
+    t = type(v)
+    if t is int or t is float:
+        secs = float(v)
+    elif t is str:
+        secs = _parse_ts_str(v)
+    else:
+        raise Rejected(f"ts must be an RFC 3339 string or epoch number, got {_json_type(v)}")
+    if secs != secs:
+        raise Rejected("ts must be a finite number, got NaN")
+    # Scale by magnitude: a present-day time in ms is ~1.7e12, in µs ~1.7e15, in ns ~1.7e18,
+    # none of which is a plausible time in seconds.
+    if secs > 1e17:
+        secs /= 1e9
+    elif secs > 1e14:
+        secs /= 1e6
+    elif secs > 1e11:
+        secs /= 1e3
+    if not (_TS_MIN <= secs < _TS_MAX):
+        raise Rejected(f"ts out of range (must be between years 2000 and 2100), got {_short(v)}")
+    return secs
+
+
+def _parse_ts_str(s: str) -> float:
+    s = s.strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise Rejected(f"ts is not RFC 3339, got {_short(s)}") from None
+    if dt.tzinfo is None:
+        # LiteLLM's SpendLogs stores naive UTC timestamps; naive means UTC everywhere here.
+        dt = dt.replace(tzinfo=_UTC)
+    return dt.timestamp()
+
+
+def _infer_provider(model: str) -> str:
+    name = model.rsplit("/", 1)[-1].lower()
+    if name.startswith("claude"):
+        return "anthropic"
+    if name.startswith("gemini"):
+        return "google"
+    if _OPENAI_MODEL.match(name):
+        return "openai"
+    return "unknown"
+
+
+def _json_type(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "str"
+    if isinstance(v, (list, tuple)):
+        return "list"
+    if isinstance(v, dict):
+        return "object"
+    return type(v).__name__
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."

@@ -1,0 +1,170 @@
+"""JSON API and Prometheus metrics served by the worker (Faust's web server).
+
+- ``/healthz``                     liveness and assigned partitions
+- ``/metrics``                     Prometheus text
+- ``/api/spend?group_by=&since=&until=``  exact sums over closed windows
+- ``/api/alerts``                  latest state of every alert, with delivery status
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from streams.config import StreamConfig
+from streams.ingest import NANO
+from streams.metrics import Metrics
+
+GROUP_BY = ("org", "team", "model", "provider", "user", "team×model")
+FIELDS = ("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "events")
+
+
+def parse_time(value: str | None, name: str) -> float | None:
+    """RFC 3339 or epoch seconds; ``None`` when absent. Raises ValueError naming the parameter."""
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name} must be RFC 3339 (2026-01-31T12:00:00Z) or epoch seconds, got {value!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _group_key(series: str, group_by: str) -> str | None:
+    if group_by == "org":
+        return "org" if series == "org" else None
+    if group_by == "team×model":
+        if series.startswith("team=") and "|model=" in series:
+            return series
+        return None
+    prefix = f"{group_by}="
+    if series.startswith(prefix) and "|" not in series:
+        return series[len(prefix):]
+    return None
+
+
+def spend_rows(
+    items: Any, group_by: str, since: float | None, until: float | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    acc: dict[str, list[int]] = {}
+    for key, sums in items:
+        if sums is None:
+            continue
+        series, _, w_s = key.rpartition("|")
+        w = int(w_s)
+        if since is not None and w < since:
+            continue
+        if until is not None and w >= until:
+            continue
+        g = _group_key(series, group_by)
+        if g is None:
+            continue
+        cur = acc.setdefault(g, [0, 0, 0, 0, 0, 0])
+        for i in range(6):
+            cur[i] += sums[i]
+    total = [0, 0, 0, 0, 0, 0]
+    rows = []
+    for g, s in sorted(acc.items(), key=lambda kv: -kv[1][0]):
+        for i in range(6):
+            total[i] += s[i]
+        rows.append({group_by: g, **_as_fields(s)})
+    return rows, _as_fields(total)
+
+
+def _as_fields(s: list[int]) -> dict[str, Any]:
+    return {
+        "cost_usd": round(s[0] / NANO, 9),
+        "input_tokens": s[1],
+        "output_tokens": s[2],
+        "cache_read_tokens": s[3],
+        "cache_write_tokens": s[4],
+        "events": s[5],
+    }
+
+
+def register_views(
+    app: Any,
+    cfg: StreamConfig,
+    metrics: Metrics,
+    spend_t: Any,
+    alerts_t: Any,
+    deliveries_t: Any,
+    cores: dict[int, Any],
+    pricer: Any,
+) -> None:
+    started = time.time()
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == cfg.topics["usage"])
+        return web.json({"status": "ok", "uptime_s": round(time.time() - started, 1), "usage_partitions": assigned})
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        extra: dict[str, float] = {}
+        for core in list(cores.values()):
+            for name, value in core.counters.to_dict().items():
+                key = "windows_closed_total" if name == "windows_closed" else f"events_{name}_total"
+                extra[key] = extra.get(key, 0) + value
+        extra["events_unpriced_total"] = float(sum(pricer.unpriced.values()))
+        for tp in list(app.consumer.assignment()):
+            if tp.topic != cfg.topics["usage"]:
+                continue
+            try:
+                high = app.consumer.highwater(tp)
+                pos = app.consumer._committed_offset.get(tp)  # noqa: SLF001 - no public accessor
+                core = cores.get(tp.partition)
+                done = core.applied_offset + 1 if core is not None else (pos or 0)
+                if high is not None:
+                    metrics.set("consumer_lag", max(0, high - done), {"partition": str(tp.partition)})
+            except Exception:  # noqa: BLE001 - lag is best effort, never break /metrics
+                pass
+        return web.text(metrics.render(extra), content_type="text/plain; version=0.0.4")
+
+    @app.page("/api/spend")
+    async def spend_view(web: Any, request: Any) -> Any:
+        q = request.query
+        group_by = q.get("group_by", "team")
+        if group_by not in GROUP_BY:
+            return web.json({"error": f"group_by must be one of {', '.join(GROUP_BY)}"}, status=400)
+        try:
+            since = parse_time(q.get("since"), "since")
+            until = parse_time(q.get("until"), "until")
+        except ValueError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        rows, total = spend_rows(list(spend_t.data.items()), group_by, since, until)
+        return web.json(
+            {
+                "group_by": group_by,
+                "since": since,
+                "until": until,
+                "window_seconds": cfg.window_seconds,
+                "note": "closed windows only; since/until select windows by their start",
+                "rows": rows,
+                "total": total,
+            }
+        )
+
+    @app.page("/api/alerts")
+    async def alerts_view(web: Any, request: Any) -> Any:
+        out = []
+        for key, rec in list(alerts_t.data.items()):
+            if rec is None:
+                continue
+            item = dict(rec)
+            item["state"] = "resolved" if rec.get("action") == "resolve" else "firing"
+            d = deliveries_t.data.get(key) or {}
+            item["delivery"] = {sink: {k: v for k, v in st.items() if k in ("ok", "seq", "detail", "attempts")} for sink, st in d.items()}
+            out.append(item)
+        state = request.query.get("state")
+        if state:
+            out = [a for a in out if a["state"] == state]
+        out.sort(key=lambda a: a.get("fired_at") or 0, reverse=True)
+        return web.json({"alerts": out})

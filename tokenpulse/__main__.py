@@ -1,0 +1,3 @@
+from tokenpulse.cli import main
+
+main()

