@@ -1,0 +1,314 @@
+"""Rendering a notification for each receiver: Slack Block Kit and PagerDuty Events v2.
+
+Series names, label values, user and model names all come from usage events, i.e. from
+anyone who can call the gateway. In Slack mrkdwn they are escaped (``&``, ``<``, ``>``) so a
+team called ``<!channel>`` cannot ping a channel and ``<https://x|y>`` cannot disguise a
+link. The header block is ``plain_text``, which Slack shows literally, so it is not escaped.
+
+Slack's limits are enforced here rather than discovered as ``invalid_blocks`` at 3 am:
+header ≤ 150 characters, section text ≤ 3000, ≤ 50 blocks. Lengths are counted in UTF-16
+code units, which is never less than Python's count, so emoji cannot push a text over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from alerts.model import Notification
+from alerts.sinks import SecretLike, reveal
+
+HEADER_MAX = 150
+SECTION_MAX = 3000
+CONTEXT_ELEMENT_MAX = 2000
+BLOCKS_MAX = 50
+FALLBACK_MAX = 3000  # Slack truncates at 40k; a notification preview never needs more
+NAME_MAX = 120  # one user, model or label value in a list
+SERIES_MAX = 400
+CONTRIBUTORS_SHOWN = 10
+
+PD_SUMMARY_MAX = 1024
+PD_DEDUP_KEY_MAX = 255
+PD_FIELD_MAX = 255  # component/group/class: no documented limit, keep them readable
+PD_CONTRIBUTORS_MAX = 20
+
+_REASON_TEXT = {"first": "first notification", "worsened": "worsened", "repeat": "repeat", "resolved": "resolved"}
+_EMOJI = {"info": "ℹ️", "warning": "⚠️", "critical": "🚨"}
+
+
+# -- text helpers --------------------------------------------------------------------------
+def escape_mrkdwn(text: str) -> str:
+    """Escape the three characters Slack parses as control sequences in mrkdwn."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _u16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def clip(text: str, limit: int) -> str:
+    """Shorten ``text`` to at most ``limit`` UTF-16 units, marking the cut with an ellipsis.
+
+    Safe on escaped text: a cut never leaves half an entity such as ``&am``.
+    """
+    if _u16(text) <= limit:
+        return text
+    budget = limit - 1  # room for "…"
+    out: list[str] = []
+    used = 0
+    for ch in text:
+        w = 2 if ord(ch) > 0xFFFF else 1
+        if used + w > budget:
+            break
+        out.append(ch)
+        used += w
+    s = "".join(out)
+    amp = s.rfind("&")
+    if amp != -1 and ";" not in s[amp:] and len(s) - amp < 6:
+        s = s[:amp]
+    return s + "…"
+
+
+def _name(text: str, limit: int = NAME_MAX) -> str:
+    """User-controlled text ready for mrkdwn: escaped, then shortened to ``limit`` as sent
+    (an escape is up to 5 characters, so a raw limit would not bound the message)."""
+    return clip(escape_mrkdwn(text), limit)
+
+
+def usd(x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    sign = "-" if x < 0 else ""
+    a = abs(x)
+    if a >= 1 or a == 0:
+        return f"{sign}${a:,.2f}"
+    return f"{sign}${a:.4f}"
+
+
+def signed_usd(x: float) -> str:
+    return ("+" if x >= 0 else "") + usd(x)
+
+
+def pct(p: float | None) -> str:
+    if p is None:
+        return "new spend, no baseline"
+    return f"{p:+,.0f}%"
+
+
+def utc(ts: float, *, date: bool = True) -> str:
+    d = datetime.fromtimestamp(ts, tz=UTC)
+    return d.strftime("%Y-%m-%d %H:%M UTC" if date else "%H:%M UTC")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
+
+
+def window_range(start: float, end: float) -> str:
+    a = datetime.fromtimestamp(start, tz=UTC)
+    b = datetime.fromtimestamp(end, tz=UTC)
+    t = "%H:%M:%S" if a.second or b.second else "%H:%M"
+    # A window ending at midnight still reads as one day: 23:55–00:00.
+    same_day = a.date() == b.date() or (b - a).total_seconds() <= 86400 and b.time() == b.time().min
+    b_fmt = t if same_day else f"%Y-%m-%d {t}"
+    return f"{a.strftime('%Y-%m-%d ' + t)}–{b.strftime(b_fmt)} UTC"
+
+
+def duration(seconds: float) -> str:
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    m, _ = divmod(s, 60)
+    if m < 60:
+        return f"{m} min"
+    h, m = divmod(m, 60)
+    if h < 48:
+        return f"{h} h {m} min" if m else f"{h} h"
+    d, h = divmod(h, 24)
+    return f"{d} d {h} h" if h else f"{d} d"
+
+
+def _link(url: str | None, label: str) -> str | None:
+    if not url or not url.startswith(("http://", "https://")):
+        return None
+    # Inside <url|label>, "|" would end the URL; & < > are escaped like any mrkdwn text.
+    safe = escape_mrkdwn(url.replace("|", "%7C"))
+    return f"<{safe}|{label}>"
+
+
+# -- Slack ---------------------------------------------------------------------------------
+def _contributors_text(n: Notification) -> str | None:
+    cs = sorted(n.top_contributors, key=lambda c: -float(c.get("usd", 0.0)))
+    if not cs:
+        return None
+    lines = ["*Top contributors*" + (" (worst window)" if n.action == "resolve" else "")]
+    for c in cs[:CONTRIBUTORS_SHOWN]:
+        lines.append(f"• {_name(str(c.get('kind', '')), 20)} {_name(str(c.get('name', '')))} — {usd(float(c.get('usd', 0.0)))}")
+    rest = cs[CONTRIBUTORS_SHOWN:]
+    if rest:
+        lines.append(f"…and {len(rest)} more ({usd(sum(float(c.get('usd', 0.0)) for c in rest))})")
+    return clip("\n".join(lines), SECTION_MAX)
+
+
+def _labels_text(n: Notification) -> str | None:
+    if not n.labels:
+        return None
+    parts = [f"{_name(k, 40)}={_name(v)}" for k, v in list(n.labels.items())[:10]]
+    return ", ".join(parts)
+
+
+def _main_text(n: Notification) -> str:
+    series = _name(n.series, SERIES_MAX)
+    paged = "paged on-call" if n.page else "not paged"
+    lines: list[str] = []
+    if n.action == "resolve":
+        back = n.ended_at if n.ended_at is not None else n.fired_at
+        lines.append(f"*Back to normal* after {duration(back - n.started_at)} (since {utc(back)}).")
+        lines.append(f"*Series:* {series}")
+        lines.append(
+            f"*Worst window:* {window_range(n.window_start, n.window_end)}: observed {usd(n.observed_usd)} "
+            f"vs expected {usd(n.expected_usd)}, excess {signed_usd(n.excess_usd)} ({pct(n.excess_pct)})"
+        )
+        lines.append(f"*Severity:* {n.severity} · {paged}")
+    else:
+        if n.reason == "worsened":
+            lines.append("*Worsened* since the last notification.")
+        elif n.reason == "repeat":
+            lines.append(f"*Still firing* after {duration(n.fired_at - n.started_at)}.")
+        lines.append(f"*Series:* {series}")
+        lines.append(
+            f"*Observed:* {usd(n.observed_usd)} per window vs *expected* {usd(n.expected_usd)}"
+        )
+        lines.append(f"*Excess:* {signed_usd(n.excess_usd)} ({pct(n.excess_pct)})")
+        lines.append(f"*Severity:* {n.severity} · {paged}")
+        lines.append(f"*Window:* {window_range(n.window_start, n.window_end)}")
+        if n.reason != "first":
+            lines.append(f"*Firing since:* {utc(n.started_at)}")
+    labels = _labels_text(n)
+    if labels:
+        lines.append(f"*Labels:* {labels}")
+    return clip("\n".join(lines), SECTION_MAX)
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_MAX)}}
+
+
+def header_text(n: Notification) -> str:
+    emoji = "✅" if n.action == "resolve" else _EMOJI.get(n.severity, "")
+    return clip(f"{emoji} {n.title}".strip(), HEADER_MAX)
+
+
+def slack_text(n: Notification) -> str:
+    """The fallback ``text`` (notifications, screen readers). Slack parses it: escaped."""
+    emoji = "✅" if n.action == "resolve" else _EMOJI.get(n.severity, "")
+    title = _name(n.title, 300)
+    if n.action == "resolve":
+        back = n.ended_at if n.ended_at is not None else n.fired_at
+        tail = f"back to normal after {duration(back - n.started_at)}"
+    else:
+        tail = (
+            f"observed {usd(n.observed_usd)} vs expected {usd(n.expected_usd)} per window "
+            f"({signed_usd(n.excess_usd)}, {pct(n.excess_pct)})"
+        )
+    return clip(f"{emoji} {title}: {tail}".strip(), FALLBACK_MAX)
+
+
+def slack_blocks(n: Notification, *, compact: bool = False) -> tuple[str, list[dict[str, Any]]]:
+    """Fallback text and Block Kit blocks for ``n``.
+
+    ``compact`` drops the header and the footer: for a follow-up in the alert's thread,
+    where the root message already says what the alert is.
+    """
+    blocks: list[dict[str, Any]] = []
+    if not compact:
+        blocks.append({"type": "header", "text": {"type": "plain_text", "text": header_text(n), "emoji": True}})
+    blocks.append(_section(_main_text(n)))
+    contrib = _contributors_text(n)
+    if contrib:
+        blocks.append(_section(contrib))
+    link = _link(n.dashboard_url, "Open in the dashboard")
+    if link:
+        blocks.append(_section(link))
+    if not compact:
+        footer = f"tokenpulse · {_name(n.rule, 40)}"
+        if n.detector:
+            footer += f" · detector {_name(n.detector, 60)}"
+        footer += f" · {_REASON_TEXT.get(n.reason, n.reason)}"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(footer, CONTEXT_ELEMENT_MAX)}]})
+    return slack_text(n), blocks[:BLOCKS_MAX]
+
+
+# -- PagerDuty -----------------------------------------------------------------------------
+def pd_dedup_key(key: str) -> str:
+    """``key`` itself when it fits PagerDuty's 255 characters, else a stable shortened form."""
+    if len(key) <= PD_DEDUP_KEY_MAX:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return f"{key[: PD_DEDUP_KEY_MAX - len(digest) - 1]}#{digest}"
+
+
+def pd_summary(n: Notification) -> str:
+    s = (
+        f"[{n.severity}] {n.title}: observed {usd(n.observed_usd)} vs expected {usd(n.expected_usd)} "
+        f"per window (excess {signed_usd(n.excess_usd)}, {pct(n.excess_pct)})"
+    )
+    if len(s) <= PD_SUMMARY_MAX:
+        return s
+    return s[: PD_SUMMARY_MAX - 1] + "…"
+
+
+def _short(text: str, limit: int = PD_FIELD_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def pagerduty_event(n: Notification, routing_key: str | SecretLike) -> dict[str, Any]:
+    """The Events API v2 body for ``n``. ``update`` notifications are sent as ``trigger``:
+    PagerDuty folds them into the open incident of the same ``dedup_key``."""
+    event: dict[str, Any] = {
+        "routing_key": reveal(routing_key),
+        "event_action": "resolve" if n.action == "resolve" else "trigger",
+        "dedup_key": pd_dedup_key(n.key),
+    }
+    if n.action == "resolve":
+        return event
+    contributors = sorted(n.top_contributors, key=lambda c: -float(c.get("usd", 0.0)))
+    details: dict[str, Any] = {
+        "series": _short(n.series, 1000),
+        "labels": {_short(k, 100): _short(v, 300) for k, v in list(n.labels.items())[:20]},
+        "observed_usd": round(n.observed_usd, 6),
+        "expected_usd": round(n.expected_usd, 6),
+        "excess_usd": round(n.excess_usd, 6),
+        "excess_pct": None if n.excess_pct is None else round(n.excess_pct, 2),
+        "window_start": iso(n.window_start),
+        "window_end": iso(n.window_end),
+        "started_at": iso(n.started_at),
+        "reason": n.reason,
+        "seq": n.seq,
+        "detector": n.detector,
+        "top_contributors": [
+            {"kind": _short(str(c.get("kind", "")), 20), "name": _short(str(c.get("name", "")), 200), "usd": round(float(c.get("usd", 0.0)), 6)}
+            for c in contributors[:PD_CONTRIBUTORS_MAX]
+        ],
+    }
+    if len(contributors) > PD_CONTRIBUTORS_MAX:
+        details["other_contributors"] = len(contributors) - PD_CONTRIBUTORS_MAX
+    payload: dict[str, Any] = {
+        "summary": pd_summary(n),
+        "source": "tokenpulse",
+        "severity": n.severity,
+        "timestamp": iso(n.fired_at),
+        "component": _short(n.series),
+        "class": _short(n.rule),
+        "custom_details": details,
+    }
+    if n.team:
+        payload["group"] = _short(n.team)
+    event["payload"] = payload
+    event["client"] = "tokenpulse"
+    if n.dashboard_url and n.dashboard_url.startswith(("http://", "https://")):
+        event["client_url"] = n.dashboard_url
+        event["links"] = [{"href": n.dashboard_url, "text": "tokenpulse dashboard"}]
+    return event

@@ -1,0 +1,138 @@
+"""The two records that cross the alerts boundary.
+
+:class:`Signal` comes in (one per judged window per watched series, from the stream layer or
+the offline replay); :class:`Notification` goes out (one thing to deliver, to every sink).
+Both are plain slotted dataclasses with ``to_dict`` / ``from_dict`` so that they travel as
+JSON through Kafka topics (the outbox) and Faust tables without any Faust record type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, TypedDict
+
+Action = Literal["trigger", "update", "resolve"]
+Severity = Literal["info", "warning", "critical"]
+Reason = Literal["first", "worsened", "repeat", "resolved"]
+
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
+
+
+class Contributor(TypedDict):
+    """One of the users or models that spent most in a window."""
+
+    kind: str  # "user" | "model"
+    name: str
+    usd: float
+
+
+def _contributors(raw: Any) -> list[Contributor]:
+    # Copy, and coerce: these come from JSON written by another process version.
+    out: list[Contributor] = []
+    for c in raw or ():
+        out.append(
+            {"kind": str(c.get("kind", "")), "name": str(c.get("name", "")), "usd": float(c.get("usd", 0.0))}
+        )
+    return out
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    # Unknown keys are dropped so that a newer writer does not break an older reader.
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass(slots=True)
+class Signal:
+    """The verdict on one closed window of one series, as handed to :class:`AlertEngine`.
+
+    ``expected_usd`` is the detector's baseline for the window and ``upper_usd`` the bound
+    above which it calls the window anomalous; ``score`` (0..1) says how unusual it is.
+    """
+
+    series: str
+    labels: dict[str, str]
+    window_start: float
+    window_end: float
+    observed_usd: float
+    expected_usd: float
+    upper_usd: float = 0.0
+    score: float = 0.0
+    is_anomaly: bool = False
+    top_contributors: list[Contributor] = field(default_factory=list)
+    detector: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "series": self.series,
+            "labels": dict(self.labels),
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "observed_usd": self.observed_usd,
+            "expected_usd": self.expected_usd,
+            "upper_usd": self.upper_usd,
+            "score": self.score,
+            "is_anomaly": self.is_anomaly,
+            "top_contributors": [dict(c) for c in self.top_contributors],
+            "detector": self.detector,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Signal:
+        d = _known(cls, data)
+        d["labels"] = {str(k): str(v) for k, v in (d.get("labels") or {}).items()}
+        d["top_contributors"] = _contributors(d.get("top_contributors"))
+        return cls(**d)
+
+
+@dataclass(slots=True)
+class Notification:
+    """One thing to deliver: the trigger, an in-thread update, or the resolve of an alert.
+
+    ``key`` is stable for the life of the series' alert (``"{rule}:{series}"``): it is the
+    PagerDuty ``dedup_key`` and the key under which a sink keeps its delivery state (the Slack
+    ``ts``). ``started_at`` tells incidents of the same key apart. ``seq`` increases with every
+    notification of the key, across incidents (it is the producing window's end in ms), so a
+    delivery log can skip a redelivered notification by comparing it with the last one sent. For a resolve, the numbers are those of the worst window of
+    the incident and ``ended_at`` is when spend was back to normal.
+    """
+
+    key: str
+    seq: int
+    action: Action
+    severity: Severity
+    reason: Reason
+    series: str
+    labels: dict[str, str]
+    title: str
+    observed_usd: float
+    expected_usd: float
+    excess_usd: float
+    excess_pct: float | None  # None: the baseline was zero, so any spend is "infinitely" more
+    top_contributors: list[Contributor]
+    window_start: float
+    window_end: float
+    started_at: float
+    fired_at: float
+    page: bool
+    dashboard_url: str | None = None
+    rule: str = "cost_spike"
+    detector: str = ""
+    ended_at: float | None = None
+
+    @property
+    def team(self) -> str | None:
+        return self.labels.get("team")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["labels"] = dict(self.labels)
+        d["top_contributors"] = [dict(c) for c in self.top_contributors]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Notification:
+        d = _known(cls, data)
+        d["labels"] = {str(k): str(v) for k, v in (d.get("labels") or {}).items()}
+        d["top_contributors"] = _contributors(d.get("top_contributors"))
+        return cls(**d)

@@ -1,0 +1,229 @@
+"""The contract every tokenpulse detector follows.
+
+A detector watches one series (a team, a team x model, the org) one closed window at a time.
+``update(ts, value)`` scores the window against what the detector has learnt so far and then
+learns it -- except that a flagged window does not teach the baseline that flagged it: a runaway
+agent loop must not teach it that burning tokens is normal (river's
+``protect_anomaly_detector`` idea).
+
+Constructor arguments are the configuration, stored verbatim under their own names; everything
+learnt lives apart from them. That is what makes ``clone()`` (one fresh model per series),
+``get_params()`` (a YAML section per detector), ``repr`` and pickling nearly free, and lets the
+worker keep only ``to_state()`` (plain JSON) in a Faust table while the parameters come from the
+policy file.
+
+This package is pure: no I/O, no Faust, no imports from ``alerts``, ``streams`` or
+``tokenpulse``. The same objects run in the worker and in offline replay.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+__all__ = ["Detector", "Verdict"]
+
+
+@dataclass(slots=True, frozen=True)
+class Verdict:
+    """What a detector says about one window of one series.
+
+    Money fields are in the unit of the series (USD per window).
+
+    >>> v = Verdict(ts=120.0, observed=8.0, expected=1.0, upper=4.0, score=0.99,
+    ...             is_anomaly=True, excess=7.0, excess_pct=700.0, detector="seasonal",
+    ...             reason="12.0 robust sigma above the hour-of-day expected value")
+    >>> v.to_dict()["excess_pct"]
+    700.0
+    """
+
+    ts: float
+    """End of the window (epoch seconds)."""
+    observed: float
+    """Spend in the window."""
+    expected: float
+    """What the detector expected for this window."""
+    upper: float
+    """The alert bound: at or above it (once warmed up) the window is an anomaly."""
+    score: float
+    """How unusual, in [0, 1]; 0.5 is the alert bound, 0 means "nothing to see" (or no opinion
+    yet, during cold start)."""
+    is_anomaly: bool
+    excess: float
+    """observed - expected, signed (negative when spend is below what was expected)."""
+    excess_pct: float | None
+    """excess as a percentage of expected; None when nothing was expected (expected == 0)."""
+    detector: str
+    """Registry name of the detector that produced the verdict."""
+    reason: str
+    """One short human sentence, for the alert text."""
+
+    def to_dict(self) -> dict[str, Any]:
+        # Written out rather than dataclasses.asdict: asdict deep-copies and is ~5x slower,
+        # and this runs once per window per series.
+        return {
+            "ts": self.ts,
+            "observed": self.observed,
+            "expected": self.expected,
+            "upper": self.upper,
+            "score": self.score,
+            "is_anomaly": self.is_anomaly,
+            "excess": self.excess,
+            "excess_pct": self.excess_pct,
+            "detector": self.detector,
+            "reason": self.reason,
+        }
+
+
+class Detector(ABC):
+    """Base class of the online per-series detectors.
+
+    Subclasses:
+
+    - take every setting as a keyword argument of ``__init__`` with a default, store it
+      unchanged under the same attribute name, validate it (``ValueError``), then call
+      ``super().__init__()`` which builds the fresh state through ``_reset()``;
+    - take ``protect_anomaly: bool = True`` (read by ``update``);
+    - set the class attribute ``name`` (the registry key, also written into each ``Verdict``);
+    - implement ``score_one`` (no state change), ``learn_one``, ``_reset``, ``_get_state`` and
+      ``_set_state``; state must be plain Python (lists, floats, ints, None) so that pickling
+      and ``to_state`` need nothing special;
+    - may override ``_unit_test_params`` to give the contract tests non-default settings.
+
+    ``update`` also refuses to learn a window whose ``ts`` is not after the last one seen: a
+    window redelivered after a crash or rebalance is scored again but not learnt twice.
+    """
+
+    name: ClassVar[str]
+    state_version: ClassVar[int] = 1
+    protect_anomaly: bool
+
+    def __init__(self) -> None:
+        self._last_ts: float | None = None
+        self._reset()
+
+    # -- what each model implements -------------------------------------------------------
+
+    @abstractmethod
+    def score_one(self, ts: float, value: float) -> Verdict:
+        """Judge one window against the current state, without learning it."""
+
+    @abstractmethod
+    def learn_one(self, ts: float, value: float) -> None:
+        """Learn one window unconditionally, whatever its score and ``ts``.
+
+        ``update`` is the normal entry point. Calling this directly force-learns one window
+        (offline replay, tests); a model with bounded influence learns it like any other
+        window, so it nudges the baseline rather than resets it to the value.
+        """
+
+    @abstractmethod
+    def _reset(self) -> None:
+        """Build the fresh (empty) learnt state from the parameters."""
+
+    @abstractmethod
+    def _get_state(self) -> dict[str, Any]:
+        """The learnt state as JSON-able lists, floats and ints."""
+
+    @abstractmethod
+    def _set_state(self, state: dict[str, Any]) -> None:
+        """Replace the learnt state; raise ValueError if ``state`` does not fit."""
+
+    def _learn_protected(self, ts: float, value: float, verdict: Verdict) -> None:
+        """Learn what may be learnt from a window flagged with ``protect_anomaly`` set.
+
+        Nothing, by default. A model may learn it into parts of its state that did not judge
+        the window and are not trusted yet (see ``SeasonalBaseline``), but never into the
+        baseline that flagged it.
+        """
+
+    @classmethod
+    def _unit_test_params(cls) -> dict[str, Any]:
+        """Settings the shared contract tests construct the detector with."""
+        return {}
+
+    # -- the shared behaviour -------------------------------------------------------------
+
+    def update(self, ts: float, value: float) -> Verdict:
+        """Score the window ending at ``ts`` with spend ``value``, then learn it.
+
+        The window is not learnt when it is not newer than the last window seen (a
+        redelivery), nor -- when it is flagged and ``protect_anomaly`` is set -- by the
+        baseline that flagged it.
+        """
+        verdict = self.score_one(ts, value)
+        last = self._last_ts
+        if last is None or ts > last:
+            if not (verdict.is_anomaly and self.protect_anomaly):
+                self.learn_one(ts, value)
+            else:
+                self._learn_protected(ts, value, verdict)
+            self._last_ts = ts
+        return verdict
+
+    def reset(self) -> None:
+        """Forget everything learnt; keep the parameters."""
+        self._last_ts = None
+        self._reset()
+
+    def clone(self, **params: Any) -> Self:
+        """A fresh detector with the same parameters, optionally some of them replaced."""
+        unknown = set(params) - set(self._param_names())
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__}: unknown parameter(s) {sorted(unknown)}; "
+                f"parameters are {list(self._param_names())}"
+            )
+        return type(self)(**{**self.get_params(), **params})
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments, as given."""
+        return {p: getattr(self, p) for p in self._param_names()}
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything learnt, as a JSON-able dict (the parameters are not included)."""
+        return {
+            "detector": self.name,
+            "v": self.state_version,
+            "last_ts": self._last_ts,
+            **self._get_state(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> Self:
+        """Replace the learnt state with one from ``to_state``; returns ``self``."""
+        if state.get("detector") != self.name:
+            raise ValueError(f"state is for detector {state.get('detector')!r}, not {self.name!r}")
+        if state.get("v") != self.state_version:
+            raise ValueError(
+                f"{self.name} state version {state.get('v')!r} is not the supported "
+                f"{self.state_version}"
+            )
+        last_ts = state.get("last_ts")
+        if last_ts is not None and not (
+            isinstance(last_ts, int | float) and math.isfinite(last_ts)
+        ):
+            raise ValueError(f"bad last_ts in {self.name} state: {last_ts!r}")
+        self._set_state(state)
+        self._last_ts = None if last_ts is None else float(last_ts)
+        return self
+
+    @classmethod
+    def _param_names(cls) -> tuple[str, ...]:
+        # Cached per class: inspect.signature costs tens of microseconds.
+        cached: tuple[str, ...] | None = cls.__dict__.get("_param_names_cache")
+        if cached is None:
+            sig = inspect.signature(cls.__init__)
+            cached = tuple(
+                p.name
+                for p in sig.parameters.values()
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            )
+            cls._param_names_cache = cached  # type: ignore[attr-defined]
+        return cached
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"

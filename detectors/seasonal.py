@@ -1,0 +1,385 @@
+"""A seasonal, robust per-series baseline of spend per window."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from detectors.base import Detector, Verdict
+
+__all__ = ["SeasonalBaseline"]
+
+# Profile layout: one flat list per statistic, indexed by slot.
+_HOW = 0  # 168 hour-of-week slots, Monday 00:00 UTC = 0
+_HOD = 168  # 24 hour-of-day slots (UTC)
+_GLOBAL = 192  # one slot for everything
+_N_SLOTS = 193
+_LEVEL_NAMES = ("hour-of-week", "hour-of-day", "global")  # by index in a window's slots
+
+# 1970-01-01 was a Thursday: hour 0 of the epoch is hour 72 of a Monday-based week.
+_EPOCH_HOUR_OF_WEEK = 72
+
+# sigma of a normal distribution / its mean absolute deviation (sqrt(pi / 2)). The scale is
+# tracked as a mean absolute deviation: no square root, and less swayed by the occasional
+# big window than a variance.
+_SIGMA_PER_DEV = math.sqrt(math.pi / 2)
+
+# Huber-style bounded influence: a residual counts at most this many robust sigmas when learnt,
+# so a window just under the alert bound (or a burst during cold start) moves the baseline only
+# a little -- a running median's robustness at an EWMA's cost. 3 leaves ordinary noise
+# untouched (it biases a normal's scale by < 1 %).
+_CLIP_SIGMAS = 3.0
+
+# A young slot's scale is pooled with the typical scale of its level (all slots of the level
+# together) as if that had contributed this many windows: with hourly windows an hour-of-week
+# slot holds one value per week, and a scale from one or two values would page on ordinary
+# week-to-week noise -- and, protected, never learn its way out of it. The level's pooled
+# scale, not the coarser slot's: an hour-of-day slot mixes weekdays and weekends, and would
+# make every young hour-of-week slot blind.
+_PRIOR_WINDOWS = 4
+
+# The first few values of a slot are learnt unclipped: there is no trustworthy scale to clip
+# against yet, and clipping against a near-zero scale would pin the slot to its first
+# (often partial) window for a long time.
+_UNCLIPPED_WARMUP = 4
+
+# Exponent k of the score map q / (1 + q), q = (z / threshold) ** k: 0.5 at the threshold,
+# 0.06 at half of it, 0.94 at twice it.
+_SCORE_STEEPNESS = 4
+
+# math.exp overflows above ~709.78; a bound of e**700 times anything is "never" all the same.
+_MAX_LOG_BOUND = 700.0
+
+
+class SeasonalBaseline(Detector):
+    """Robust seasonal baseline: is this window's spend far above what this hour usually costs?
+
+    The expected spend of a window comes from a profile by hour of the week (168 slots, UTC).
+    A slot judges once it holds data from ``min_periods`` earlier occurrences of its hour (for
+    an hour-of-week slot: earlier weeks); until then the window is judged against its
+    hour-of-day slot (24: earlier days), and until that one is ready against one global slot,
+    a loose "recent level" fallback whose scale includes the daily swing.
+
+    Each slot keeps a robust location and scale of log(spend) over the windows that had any
+    spend: an exponentially weighted mean whose residuals are clipped at 3 robust sigmas
+    (bounded influence, like a running median), and an exponentially weighted mean absolute
+    deviation as the scale. A slot with few windows (hourly windows: one per occurrence)
+    borrows the typical scale of its level's slots until its own is established.
+
+    - Logarithms, because spend per window is multiplicative and right-skewed (a few long-context
+      calls dominate a quiet minute): on a linear scale a series that routinely doubles from one
+      minute to the next would page all day; on a log scale "8x the usual" means the same on a
+      $0.50 and a $500 series.
+    - Zero windows teach nothing: a sparse series (one call every few minutes) keeps the level
+      of its calls instead of drifting to zero and flagging every call, and a quiet night,
+      weekend or outage does not make the next ordinary window look like a spike.
+    - Only spend above the baseline is flagged; zero or low spend never is.
+
+    A window is an anomaly when, once ``min_history`` windows with spend have been learnt, it
+    is at least ``threshold`` robust sigmas above the expected value on the log scale *and*
+    at least ``threshold * min_scale`` (money) above it; ``upper`` is the smallest spend that
+    satisfies both. The log-scale sigma is at least ``log(1 + min_rel_scale)``, so with the
+    defaults nothing under 1.1 ** 6 = 1.77x the expected value is flagged, and nothing under
+    +$0.30 per window: cents are not an incident however flat the baseline.
+
+    With ``protect_anomaly`` a flagged window is not learnt by the slot that judged it nor by
+    the coarser ones. Slots finer than the judge (they have no earlier history yet) do learn
+    it: a nightly batch or weekly report present from a series' first day or week pages once,
+    then becomes expected at its next occurrence instead of paging every time. Once a slot has
+    history, whatever it flags stays flagged -- a new nightly job started in week five pages
+    every night until the detector is ``reset`` -- because the alternative is a runaway loop
+    becoming normal.
+
+    Use it for spend (or token) totals per fixed window of a minute to an hour. It knows no
+    holidays, and follows trends only as fast as ``alpha`` lets it. An hour that mixes two
+    levels (a 10-minute batch in an otherwise quiet hour) gets a wide bound: little short of a
+    second batch is flagged in that hour. With hourly windows a slot holds one value per
+    occurrence, so consider ``min_periods=2`` or more there.
+
+    Parameters
+    ----------
+    window_seconds
+        Length of the windows fed to it; ``ts`` is a window's end, and the window belongs to
+        the hour in which it starts.
+    threshold
+        Alert bound in robust sigmas of log(spend).
+    min_history
+        Windows with spend to learn before any alert (cold start).
+    min_scale
+        Money per window (so it depends on ``window_seconds``): a window must exceed the
+        expected value by ``threshold * min_scale`` to be flagged.
+    min_rel_scale
+        Floor of the log-scale sigma, as a relative change (0.1: sigma >= log 1.1).
+    alpha
+        Weight of the newest hour of data in a profile slot: with 0.2 an hour-of-week slot
+        remembers about five weeks, an hour-of-day slot five days, the global slot five hours.
+        A slot averages all it has until that gives less weight than ``alpha``.
+    min_periods
+        Earlier occurrences of its hour a slot needs data from before it judges instead of its
+        fallback.
+    protect_anomaly
+        Do not learn flagged windows into the baseline that flagged them.
+
+    Example: three weeks of hourly windows with a daily shape, then an 8x spike.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(42)
+    >>> det = SeasonalBaseline(window_seconds=3600)
+    >>> ts = 1_700_000_000 // 3600 * 3600 + 3600 * np.arange(1, 21 * 24 + 1)
+    >>> spend = 10 + 6 * np.sin(2 * np.pi * (ts % 86400) / 86400) + rng.normal(0, 0.5, ts.size)
+    >>> spike = ts.size - 5
+    >>> spend[spike] *= 8
+    >>> verdicts = [det.update(float(t), float(v)) for t, v in zip(ts, spend)]
+    >>> scores = [v.score for v in verdicts]
+    >>> int(np.argmax(scores)) == spike, verdicts[spike].is_anomaly
+    (True, True)
+    >>> sum(v.is_anomaly for v in verdicts)
+    1
+    >>> v = verdicts[spike]
+    >>> round(v.observed), round(v.expected, 1), round(v.upper, 1), v.reason
+    (26, 3.9, 11.9, '6.6x the hour-of-week expected value (alert bound 3.0x)')
+    >>> v = verdicts[spike + 1]  # the spike was not learnt: the next hour is ordinary again
+    >>> v.is_anomaly, v.score < 0.01
+    (False, True)
+    """
+
+    name = "seasonal"
+
+    def __init__(
+        self,
+        window_seconds: float = 60.0,
+        threshold: float = 6.0,
+        min_history: int = 30,
+        min_scale: float = 0.05,
+        min_rel_scale: float = 0.1,
+        alpha: float = 0.2,
+        min_periods: int = 1,
+        protect_anomaly: bool = True,
+    ) -> None:
+        self.window_seconds = window_seconds
+        self.threshold = threshold
+        self.min_history = min_history
+        self.min_scale = min_scale
+        self.min_rel_scale = min_rel_scale
+        self.alpha = alpha
+        self.min_periods = min_periods
+        self.protect_anomaly = protect_anomaly
+        _require(window_seconds > 0, "window_seconds must be > 0", window_seconds)
+        _require(threshold > 0, "threshold must be > 0", threshold)
+        _require(min_history >= 0, "min_history must be >= 0", min_history)
+        _require(min_scale > 0, "min_scale must be > 0", min_scale)
+        _require(min_rel_scale > 0, "min_rel_scale must be > 0", min_rel_scale)
+        _require(0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
+        _require(min_periods >= 1, "min_periods must be >= 1", min_periods)
+        # Derived once, not state: alpha is per hour of data and one window carries
+        # window_seconds / 3600 of an hour, so the memory in hours is the same at any window
+        # length.
+        self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
+        self._log_floor = math.log1p(min_rel_scale)
+        super().__init__()
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        # Plain lists of Python numbers: an update touches 3 slots, where numpy's per-call
+        # overhead (~1 us per tiny op) costs more than the arithmetic; and they pickle and
+        # serialise as they are.
+        self._n: list[int] = [0] * _N_SLOTS  # windows with spend learnt
+        self._periods: list[int] = [0] * _N_SLOTS  # distinct hours those came from
+        self._last: list[int] = [-1] * _N_SLOTS  # epoch hour of the slot's latest data
+        self._loc: list[float] = [0.0] * _N_SLOTS  # location of log(spend)
+        self._dev: list[float] = [0.0] * _N_SLOTS  # mean absolute deviation of log(spend)
+        # Per level (hour-of-week, hour-of-day, global): mean absolute deviation of log(spend)
+        # from its own slot's location, over all slots of the level, and residuals counted.
+        self._pool_dev: list[float] = [0.0, 0.0, 0.0]
+        self._pool_n: list[int] = [0, 0, 0]
+
+    def _get_state(self) -> dict[str, Any]:
+        return {
+            "n": list(self._n),
+            "periods": list(self._periods),
+            "last": list(self._last),
+            "loc": list(self._loc),
+            "dev": list(self._dev),
+            "pool_dev": list(self._pool_dev),
+            "pool_n": list(self._pool_n),
+        }
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        try:
+            n = [int(x) for x in state["n"]]
+            periods = [int(x) for x in state["periods"]]
+            last = [int(x) for x in state["last"]]
+            loc = [float(x) for x in state["loc"]]
+            dev = [float(x) for x in state["dev"]]
+            pool_dev = [float(x) for x in state["pool_dev"]]
+            pool_n = [int(x) for x in state["pool_n"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed seasonal state: {exc!r}") from exc
+        if not all(len(xs) == _N_SLOTS for xs in (n, periods, last, loc, dev)):
+            raise ValueError(f"seasonal state lists must have {_N_SLOTS} slots")
+        if len(pool_dev) != 3 or len(pool_n) != 3:
+            raise ValueError("seasonal state pools must have 3 levels")
+        if not all(math.isfinite(x) for x in loc + dev + pool_dev):
+            raise ValueError("seasonal state has non-finite values")
+        self._n, self._periods, self._last, self._loc, self._dev = n, periods, last, loc, dev
+        self._pool_dev, self._pool_n = pool_dev, pool_n
+
+    # -- model ------------------------------------------------------------------------------
+
+    def score_one(self, ts: float, value: float) -> Verdict:
+        if not (math.isfinite(ts) and math.isfinite(value)):
+            raise ValueError(f"ts and value must be finite, got ts={ts!r} value={value!r}")
+        hour, slots = self._slots(ts)
+        level = self._judging_level(hour, slots)
+        slot = slots[level]
+        threshold, min_scale = self.threshold, self.min_scale
+        learnt = self._n[_GLOBAL]
+        if learnt == 0:
+            # Nothing known yet (and it is cold start anyway): the money floor is all we have.
+            expected, upper = 0.0, threshold * min_scale
+            z = value / min_scale
+        else:
+            mu = self._loc[slot]
+            sigma = self._sigma(slots, level)
+            expected = math.exp(mu)
+            upper = math.exp(min(mu + threshold * sigma, _MAX_LOG_BOUND))
+            money_bound = expected + threshold * min_scale
+            if upper < money_bound:
+                upper = money_bound
+            # Both tests must pass, so the binding one is the smaller z; z >= threshold exactly
+            # when value >= upper.
+            z = (value - expected) / min_scale
+            if value > 0.0:
+                z_log = (math.log(value) - mu) / sigma
+                if z_log < z:
+                    z = z_log
+        excess = value - expected
+
+        if learnt < self.min_history or learnt == 0:
+            score, is_anomaly = 0.0, False
+            reason = f"cold start: {learnt} of {self.min_history} windows with spend learnt"
+        elif value <= 0.0:
+            score, is_anomaly = 0.0, False
+            reason = "no spend in the window" if value == 0.0 else "a credit, not spend"
+        else:
+            ratio = value / expected
+            where = _LEVEL_NAMES[level]
+            if z <= 0.0:
+                score, is_anomaly = 0.0, False
+            else:
+                q = (z / threshold) ** _SCORE_STEEPNESS  # this way round cannot overflow
+                score = q / (1.0 + q)
+                is_anomaly = z >= threshold
+            bound = upper / expected
+            reason = f"{ratio:.1f}x the {where} expected value (alert bound {bound:.1f}x)"
+        return Verdict(
+            ts=ts,
+            observed=value,
+            expected=expected,
+            upper=upper,
+            score=score,
+            is_anomaly=is_anomaly,
+            excess=excess,
+            excess_pct=100.0 * excess / expected if expected > 0.0 else None,
+            detector=self.name,
+            reason=reason,
+        )
+
+    def _slots(self, ts: float) -> tuple[int, tuple[int, int, int]]:
+        """Epoch hour of the window (the hour it starts in) and its slots, finest first."""
+        hour = int((ts - self.window_seconds) // 3600)
+        return hour, (_HOW + (hour + _EPOCH_HOUR_OF_WEEK) % 168, _HOD + hour % 24, _GLOBAL)
+
+    def _judging_level(self, hour: int, slots: tuple[int, int, int]) -> int:
+        """Index in ``slots`` of the finest slot with enough history from earlier hours."""
+        periods, last, min_periods = self._periods, self._last, self.min_periods
+        for i in (0, 1):
+            slot = slots[i]
+            # Only hours before this one count, so that every window of an hour is judged at
+            # the same level, whether or not earlier windows of the hour were learnt.
+            if periods[slot] - (last[slot] == hour) >= min_periods:
+                return i
+        return 2
+
+    def _sigma(self, slots: tuple[int, int, int], level: int) -> float:
+        """Robust sigma of log(spend) in ``slots[level]``.
+
+        Its own mean absolute deviation, pooled with its level's while it has few windows
+        (with the coarser slot's before the level has any), widened by the uncertainty of its
+        location (a mean of n values), and floored at log(1 + min_rel_scale).
+        """
+        slot = slots[level]
+        n = self._n[slot]
+        dev = self._dev[slot]
+        if level < 2:
+            prior = (
+                self._pool_dev[level] if self._pool_n[level] else self._dev[slots[level + 1]]
+            )
+            dev = (n * dev + _PRIOR_WINDOWS * prior) / (n + _PRIOR_WINDOWS)
+        sigma = _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / n)
+        return sigma if sigma > self._log_floor else self._log_floor
+
+    def learn_one(self, ts: float, value: float) -> None:
+        if not (math.isfinite(ts) and math.isfinite(value)):
+            raise ValueError(f"ts and value must be finite, got ts={ts!r} value={value!r}")
+        hour, slots = self._slots(ts)
+        self._learn(hour, slots, value)
+
+    def _learn_protected(self, ts: float, value: float, verdict: Verdict) -> None:
+        # The slot that flagged the window, and the coarser ones, must not learn it. The finer
+        # slots did not judge it because they have no earlier history yet; they learn it, or
+        # a pattern they have never seen -- a nightly batch job, a weekly report -- would be
+        # flagged against the coarser profile every time and never become expected. The
+        # price: a runaway during a slot's first period is remembered by that slot.
+        hour, slots = self._slots(ts)
+        level = self._judging_level(hour, slots)
+        if level:
+            self._learn(hour, slots, value, levels=level)
+
+    def _learn(self, hour: int, slots: tuple[int, int, int], value: float, levels: int = 3) -> None:
+        """Learn ``value`` into the ``levels`` finest of ``slots``."""
+        if value <= 0.0:
+            return  # zero windows say nothing about the level of spend when there is spend
+        x = math.log(value)
+        n_, periods, last, loc, dev = self._n, self._periods, self._last, self._loc, self._dev
+        pool_dev, pool_n = self._pool_dev, self._pool_n
+        aw = self._alpha_window
+        for level in range(levels):
+            slot = slots[level]
+            if last[slot] != hour:
+                last[slot] = hour
+                periods[slot] += 1
+            n = n_[slot]
+            if n == 0:
+                n_[slot] = 1
+                loc[slot] = x
+                dev[slot] = 0.0
+                continue
+            r = x - loc[slot]
+            if n >= _UNCLIPPED_WARMUP:
+                c = _CLIP_SIGMAS * self._sigma(slots, level)
+                if r > c:
+                    r = c
+                elif r < -c:
+                    r = -c
+            n += 1
+            n_[slot] = n
+            # 1/n while the slot is young: a plain average of what it has, no start-up bias.
+            w = 1.0 / n
+            if w < aw:
+                w = aw
+            abs_r = r if r >= 0.0 else -r
+            loc[slot] += w * r
+            dev[slot] += w * (abs_r - dev[slot])
+            pn = pool_n[level] + 1
+            pool_n[level] = pn
+            w = 1.0 / pn
+            if w < aw:
+                w = aw
+            pool_dev[level] += w * (abs_r - pool_dev[level])
+
+
+def _require(ok: bool, message: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"SeasonalBaseline: {message}, got {value!r}")

@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import math
+
+import orjson
+import pytest
+
+from alerts import AlertEngine, AlertPolicy, AlertState, Notification, Signal
+
+W = 60.0  # window length in these scenarios
+BASE = 3.0  # $/window baseline
+
+
+def sig(i: int, observed: float, *, expected: float = BASE, anomalous: bool | None = None,
+        series: str = "team=ads", window: float = W) -> Signal:
+    """Window ``i`` of a series; anomalous by default when spend is well above the baseline."""
+    if anomalous is None:
+        anomalous = observed > 2 * expected
+    return Signal(
+        series=series,
+        labels={"team": "ads"},
+        window_start=i * window,
+        window_end=(i + 1) * window,
+        observed_usd=observed,
+        expected_usd=expected,
+        upper_usd=2 * expected,
+        score=0.99 if anomalous else 0.1,
+        is_anomaly=anomalous,
+        top_contributors=[{"kind": "user", "name": "alice", "usd": observed * 0.8}],
+        detector="ewma",
+    )
+
+
+def run(engine: AlertEngine, signals: list[Signal]) -> list[list[tuple[str, str]]]:
+    return [[(n.action, n.reason) for n in engine.observe(s)] for s in signals]
+
+
+TRIGGER = [("trigger", "first")]
+WORSE = [("update", "worsened")]
+REPEAT = [("update", "repeat")]
+RESOLVE = [("resolve", "resolved")]
+
+# name, observed $ per window (None: a normal $3 window), outputs per window
+SCENARIOS = [
+    ("spike fires once", [90], [TRIGGER]),
+    ("spike continues: no duplicate", [90, 85, 95, 100], [TRIGGER, [], [], []]),
+    ("spike worsens: update in thread", [40, 45, 60, 95], [TRIGGER, [], WORSE, WORSE]),
+    ("three normal windows resolve", [90, None, None, None], [TRIGGER, [], [], RESOLVE]),
+    ("a relapse restarts the normal count", [90, None, None, 80, None, None, None],
+     [TRIGGER, [], [], [], [], [], RESOLVE]),
+    ("tiny blip under the $ threshold", [7.5, 7.9], [[], []]),  # +$4.90, +163 %
+    ("normal traffic", [None, 3.2, 2.8], [[], [], []]),
+    ("fires again after resolving", [90, None, None, None, 90],
+     [TRIGGER, [], [], RESOLVE, TRIGGER]),
+]
+
+
+@pytest.mark.parametrize("name,observed,expected", SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_scenarios(name: str, observed: list[float | None], expected: list[list[tuple[str, str]]]) -> None:
+    engine = AlertEngine(AlertPolicy())
+    signals = [sig(i, BASE if o is None else o) for i, o in enumerate(observed)]
+    assert run(engine, signals) == expected
+
+
+def test_trigger_carries_the_numbers() -> None:
+    engine = AlertEngine(AlertPolicy(), dashboard_url="https://dash.example/alerts")
+    [n] = engine.observe(sig(10, 90.0))
+    assert n.key == "cost_spike:team=ads"
+    assert (n.seq, n.action, n.severity, n.reason, n.page) == (660_000, "trigger", "critical", "first", True)
+    assert n.observed_usd == 90.0 and n.expected_usd == 3.0
+    assert n.excess_usd == pytest.approx(87.0)
+    assert n.excess_pct == pytest.approx(2900.0)
+    assert (n.window_start, n.window_end, n.started_at, n.fired_at) == (600.0, 660.0, 600.0, 660.0)
+    assert n.top_contributors == [{"kind": "user", "name": "alice", "usd": 72.0}]
+    assert n.labels == {"team": "ads"} and n.detector == "ewma"
+    assert n.dashboard_url == "https://dash.example/alerts?series=team%3Dads"
+
+
+@pytest.mark.parametrize(
+    "observed,severity,page",
+    # excess = observed - $3: 7 info, 22 warning, 49 warning, 50 critical (pages)
+    [(10.0, "info", False), (25.0, "warning", False), (52.0, "warning", False), (53.0, "critical", True)],
+)
+def test_severity_from_dollar_impact(observed: float, severity: str, page: bool) -> None:
+    [n] = AlertEngine().observe(sig(0, observed))
+    assert (n.severity, n.page) == (severity, page)
+
+
+def test_percent_threshold_stops_small_relative_excess() -> None:
+    # +$10 on a $100 baseline is 10 %: the detector may flag it, nobody should be told.
+    assert AlertEngine().observe(sig(0, 110.0, expected=100.0, anomalous=True)) == []
+
+
+def test_not_anomalous_never_fires_even_if_large() -> None:
+    # The detector decides "unusual"; the engine only decides "worth telling".
+    assert AlertEngine().observe(sig(0, 500.0, anomalous=False)) == []
+
+
+def test_escalation_to_critical_pages_even_below_worsen_factor() -> None:
+    engine = AlertEngine()
+    [first] = engine.observe(sig(0, 43.0))  # +40: warning, not paged
+    assert (first.severity, first.page) == ("warning", False)
+    [up] = engine.observe(sig(1, 58.0))  # +55: < 1.5 × 40 but now critical
+    assert (up.action, up.reason, up.severity, up.page) == ("update", "worsened", "critical", True)
+    assert up.seq > first.seq
+    # Severity does not drop back within the incident, and the resolve reaches PagerDuty.
+    assert engine.observe(sig(2, 43.0)) == []
+    notes = [n for i in range(3, 6) for n in engine.observe(sig(i, 3.0))]
+    assert [(n.action, n.severity, n.page) for n in notes] == [("resolve", "critical", True)]
+
+
+def test_warning_incident_never_pages() -> None:
+    engine = AlertEngine()
+    notes = [n for i, o in enumerate([30.0, 3, 3, 3]) for n in engine.observe(sig(i, o))]
+    assert [(n.action, n.page) for n in notes] == [("trigger", False), ("resolve", False)]
+
+
+def test_repeat_after_interval() -> None:
+    engine = AlertEngine(AlertPolicy(repeat_interval_s=4 * 3600))
+    hour = 3600.0
+    out = [engine.observe(sig(i, 90.0, window=hour)) for i in range(6)]
+    assert [[(n.action, n.reason) for n in o] for o in out] == [
+        [("trigger", "first")], [], [], [], [("update", "repeat")], [],
+    ]
+    [rep] = out[4]
+    assert rep.started_at == 0.0 and rep.fired_at == 5 * hour
+
+
+def test_resolve_reports_the_worst_window_and_when_it_ended() -> None:
+    engine = AlertEngine()
+    seq = [60.0, 120.0, 80.0, 3.0, 3.0, 3.0]
+    notes = [n for i, o in enumerate(seq) for n in engine.observe(sig(i, o))]
+    res = notes[-1]
+    assert res.action == "resolve" and res.reason == "resolved"
+    assert (res.observed_usd, res.excess_usd) == (120.0, 117.0)
+    assert (res.window_start, res.window_end) == (60.0, 120.0)
+    assert res.top_contributors == [{"kind": "user", "name": "alice", "usd": 96.0}]
+    assert res.started_at == 0.0 and res.ended_at == 180.0 and res.fired_at == 360.0
+    assert res.seq > notes[-2].seq
+    assert engine.state_for(res.key) is None
+
+
+def test_seq_increases_per_key_across_incidents_without_state() -> None:
+    # A delivery log skips what is not above the last seq it sent: a second incident of the
+    # same key, or an engine that lost its state, must still get through.
+    engine = AlertEngine()
+    seqs = [n.seq for i, o in enumerate([90, 3, 3, 3, 90, 3, 3, 3]) for n in engine.observe(sig(i, o))]
+    assert len(seqs) == 4 and seqs == sorted(set(seqs))
+    fresh = AlertEngine()
+    [again] = fresh.observe(sig(20, 90.0))
+    assert again.seq > seqs[-1]
+
+
+def test_redelivered_window_is_ignored() -> None:
+    engine = AlertEngine()
+    engine.observe(sig(0, 90.0))
+    engine.observe(sig(1, 3.0))
+    assert engine.observe(sig(1, 3.0)) == []  # same window again: not a second normal one
+    assert engine.observe(sig(2, 3.0)) == []
+    assert [n.action for n in engine.observe(sig(3, 3.0))] == ["resolve"]
+
+
+def test_state_survives_a_restart_through_json() -> None:
+    a = AlertEngine()
+    a.observe(sig(0, 40.0))
+    a.observe(sig(1, 3.0))
+    data = orjson.loads(orjson.dumps(a.state_for("cost_spike:team=ads")))
+    b = AlertEngine()
+    b.load_state("cost_spike:team=ads", data)
+    assert [(n.action, n.reason) for n in b.observe(sig(2, 95.0))] == [("update", "worsened")]
+    b.load_state("cost_spike:team=ads", None)
+    assert b.state_for("cost_spike:team=ads") is None
+
+
+def test_step_is_pure() -> None:
+    engine = AlertEngine()
+    st, [n] = engine.step(None, sig(0, 90.0))
+    assert isinstance(st, AlertState) and n.action == "trigger"
+    before = st.to_dict()
+    st2, notes = engine.step(st, sig(1, 200.0))
+    assert st.to_dict() == before  # the input state is untouched
+    assert st2 is not None and st2.notifications == 2 and [x.reason for x in notes] == ["worsened"]
+
+
+def test_zero_baseline_fires_with_undefined_percent() -> None:
+    [n] = AlertEngine().observe(sig(0, 30.0, expected=0.0, anomalous=True))
+    assert n.excess_pct is None and n.excess_usd == 30.0
+    assert orjson.loads(orjson.dumps(n.to_dict()))["excess_pct"] is None
+
+
+def test_broken_numbers_do_not_fire() -> None:
+    assert AlertEngine().observe(sig(0, math.nan, anomalous=True)) == []
+    assert AlertEngine().observe(sig(0, 90.0, expected=math.inf, anomalous=True)) == []
+
+
+def test_fire_after_windows_waits_in_pending() -> None:
+    engine = AlertEngine(AlertPolicy(fire_after_windows=2))
+    assert engine.observe(sig(0, 90.0)) == []
+    assert engine.observe(sig(1, 3.0)) == []  # pending, then normal: forgotten, nothing resolved
+    assert engine.state_for("cost_spike:team=ads") is None
+    assert engine.observe(sig(2, 90.0)) == []
+    [n] = engine.observe(sig(3, 90.0))
+    assert n.action == "trigger" and n.started_at == 120.0
+
+
+def test_series_are_independent() -> None:
+    engine = AlertEngine()
+    a = engine.observe(sig(0, 90.0, series="team=ads"))
+    b = engine.observe(sig(0, 90.0, series="team=ads|model=gpt-4o"))
+    assert [n.key for n in a + b] == ["cost_spike:team=ads", "cost_spike:team=ads|model=gpt-4o"]
+    assert len(engine.active()) == 2
+
+
+def test_records_round_trip() -> None:
+    s = sig(0, 90.0)
+    assert Signal.from_dict(orjson.loads(orjson.dumps(s.to_dict()))) == s
+    [n] = AlertEngine().observe(s)
+    back = Notification.from_dict(orjson.loads(orjson.dumps(n.to_dict())))
+    assert back == n
+    assert Notification.from_dict({**n.to_dict(), "added_later": 1}) == n
+
+
+def test_policy_from_yaml_section_ignores_unknown_keys() -> None:
+    p = AlertPolicy.from_dict({"min_excess_usd": 1.0, "resolve_after_windows": 5, "other": True})
+    assert (p.min_excess_usd, p.resolve_after_windows, p.worsen_factor) == (1.0, 5, 1.5)

@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+import pytest
+
+from alerts import Notification, classify_http, pagerduty_event, slack_blocks
+from alerts.format import clip, duration, escape_mrkdwn, pd_dedup_key, window_range
+
+T0 = 1_714_557_600.0  # 2024-05-01 10:00:00 UTC
+
+# Every "&" in escaped text must start one of these entities: nothing else, nothing half cut.
+ENTITY = re.compile(r"&(?!amp;|lt;|gt;)")
+
+
+def note(**kw: Any) -> Notification:
+    base: dict[str, Any] = dict(
+        key="cost_spike:team=ads",
+        seq=1,
+        action="trigger",
+        severity="critical",
+        reason="first",
+        series="team=ads",
+        labels={"team": "ads"},
+        title="Cost spike: team=ads",
+        observed_usd=90.0,
+        expected_usd=3.0,
+        excess_usd=87.0,
+        excess_pct=2900.0,
+        top_contributors=[
+            {"kind": "user", "name": "alice", "usd": 60.0},
+            {"kind": "model", "name": "gpt-4o", "usd": 25.5},
+        ],
+        window_start=T0,
+        window_end=T0 + 60,
+        started_at=T0,
+        fired_at=T0 + 60,
+        page=True,
+        dashboard_url="https://dash.example/alerts?series=team%3Dads&x=1",
+        detector="ewma",
+    )
+    base.update(kw)
+    return Notification(**base)
+
+
+def mrkdwn_texts(blocks: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for b in blocks:
+        if b["type"] == "section":
+            out.append(b["text"]["text"])
+        elif b["type"] == "context":
+            out.extend(e["text"] for e in b["elements"] if e["type"] == "mrkdwn")
+    return out
+
+
+def u16(s: str) -> int:
+    return len(s.encode("utf-16-le")) // 2
+
+
+def test_trigger_blocks_say_what_on_call_needs() -> None:
+    text, blocks = slack_blocks(note())
+    assert blocks[0] == {"type": "header", "text": {"type": "plain_text", "text": "🚨 Cost spike: team=ads", "emoji": True}}
+    main = blocks[1]["text"]["text"]
+    assert "*Observed:* $90.00 per window vs *expected* $3.00" in main
+    assert "*Excess:* +$87.00 (+2,900%)" in main
+    assert "*Severity:* critical · paged on-call" in main
+    assert "*Window:* 2024-05-01 10:00–10:01 UTC" in main
+    contrib = blocks[2]["text"]["text"]
+    assert "• user alice — $60.00" in contrib and "• model gpt-4o — $25.50" in contrib
+    # The link survives escaping: & in the query is an entity, which Slack decodes.
+    assert "<https://dash.example/alerts?series=team%3Dads&amp;x=1|Open in the dashboard>" in blocks[3]["text"]["text"]
+    assert text.startswith("🚨 Cost spike: team=ads: observed $90.00 vs expected $3.00")
+
+
+def test_resolve_says_back_to_normal_and_for_how_long() -> None:
+    n = note(action="resolve", reason="resolved", seq=3, title="Resolved: cost spike team=ads",
+             started_at=T0, ended_at=T0 + 35 * 60, fired_at=T0 + 38 * 60)
+    text, blocks = slack_blocks(n)
+    assert blocks[0]["text"]["text"].startswith("✅ Resolved")
+    main = blocks[1]["text"]["text"]
+    assert "*Back to normal* after 35 min (since 2024-05-01 10:35 UTC)." in main
+    assert "*Worst window:* 2024-05-01 10:00–10:01 UTC: observed $90.00 vs expected $3.00" in main
+    assert "back to normal after 35 min" in text
+
+
+def test_follow_ups_are_compact() -> None:
+    _, blocks = slack_blocks(note(action="update", reason="worsened", seq=2), compact=True)
+    assert [b["type"] for b in blocks] == ["section", "section", "section"]
+    assert blocks[0]["text"]["text"].startswith("*Worsened* since the last notification.")
+    assert "*Firing since:* 2024-05-01 10:00 UTC" in blocks[0]["text"]["text"]
+
+
+HOSTILE = ["<!channel>", "<https://evil.example|click me>", "R&D <b>", "<@U123>", "&amp;"]
+
+
+@pytest.mark.parametrize("bad", HOSTILE)
+def test_user_text_is_escaped_everywhere_slack_parses_it(bad: str) -> None:
+    n = note(
+        series=f"team={bad}",
+        key=f"cost_spike:team={bad}",
+        labels={"team": bad, bad: "x"},
+        title=f"Cost spike: team={bad}",
+        top_contributors=[{"kind": "user", "name": bad, "usd": 5.0}, {"kind": bad, "name": "m", "usd": 1.0}],
+        detector=bad,
+        dashboard_url=None,
+    )
+    for action in ("trigger", "resolve"):
+        text, blocks = slack_blocks(note(**{**n.to_dict(), "action": action}))
+        for t in [text, *mrkdwn_texts(blocks)]:
+            assert "<" not in t and ">" not in t, t  # no link, mention or tag can be formed
+            assert not ENTITY.search(t), t
+            assert escape_mrkdwn(bad) in t or "team=" not in t
+
+
+def test_escape_mrkdwn() -> None:
+    assert escape_mrkdwn("<!channel> & <https://x|y>") == "&lt;!channel&gt; &amp; &lt;https://x|y&gt;"
+
+
+def test_slack_limits_hold_for_absurd_input() -> None:
+    team = "t" * 10_000
+    contributors = [{"kind": "user", "name": f"user-{i}-" + "<&>" * 50, "usd": float(i)} for i in range(200)]
+    n = note(
+        series=f"team={team}", key=f"cost_spike:team={team}", labels={"team": team, "model": "<&>" * 5000},
+        title=f"Cost spike: team={team}", top_contributors=contributors,
+    )
+    for action in ("trigger", "update", "resolve"):
+        text, blocks = slack_blocks(note(**{**n.to_dict(), "action": action}))
+        assert len(blocks) <= 50
+        assert u16(blocks[0]["text"]["text"]) <= 150
+        for b in blocks:
+            if b["type"] == "section":
+                assert 0 < u16(b["text"]["text"]) <= 3000
+        for t in [text, *mrkdwn_texts(blocks)]:
+            assert not ENTITY.search(t), "an escape was cut in half"
+        assert u16(text) <= 3000
+        contrib = next(t for t in mrkdwn_texts(blocks) if t.startswith("*Top contributors*"))
+        assert "user-199-" in contrib  # biggest first
+        assert "…and 190 more" in contrib
+    assert len(orjson.dumps(blocks)) < 20_000
+
+
+def test_header_counts_utf16_units() -> None:
+    n = note(title="🔥" * 200)
+    _, blocks = slack_blocks(n)
+    assert u16(blocks[0]["text"]["text"]) <= 150
+
+
+def test_clip_never_cuts_an_entity() -> None:
+    s = escape_mrkdwn("<" * 100)
+    for limit in range(2, 30):
+        c = clip(s, limit)
+        assert u16(c) <= limit and not ENTITY.search(c), (limit, c)
+
+
+@pytest.mark.parametrize(
+    "seconds,text", [(45, "45 s"), (35 * 60, "35 min"), (3600, "1 h"), (5400, "1 h 30 min"), (3 * 86400 + 7200, "3 d 2 h")]
+)
+def test_duration(seconds: float, text: str) -> None:
+    assert duration(seconds) == text
+
+
+def test_window_range() -> None:
+    assert window_range(T0, T0 + 300) == "2024-05-01 10:00–10:05 UTC"
+    midnight = 1_714_608_000.0  # 2024-05-02 00:00 UTC
+    assert window_range(midnight - 300, midnight) == "2024-05-01 23:55–00:00 UTC"
+    assert window_range(T0, T0 + 2 * 86400) == "2024-05-01 10:00–2024-05-03 10:00 UTC"
+
+
+# -- PagerDuty -----------------------------------------------------------------------------
+def test_pagerduty_trigger_event() -> None:
+    ev = pagerduty_event(note(), "R0UTING")
+    assert ev["routing_key"] == "R0UTING"
+    assert ev["event_action"] == "trigger" and ev["dedup_key"] == "cost_spike:team=ads"
+    p = ev["payload"]
+    assert p["source"] == "tokenpulse" and p["severity"] == "critical"
+    assert p["component"] == "team=ads" and p["group"] == "ads" and p["class"] == "cost_spike"
+    assert p["timestamp"] == "2024-05-01T10:01:00+00:00"
+    assert p["summary"].startswith("[critical] Cost spike: team=ads: observed $90.00 vs expected $3.00")
+    d = p["custom_details"]
+    assert (d["observed_usd"], d["expected_usd"], d["excess_usd"], d["excess_pct"]) == (90.0, 3.0, 87.0, 2900.0)
+    assert d["top_contributors"][0] == {"kind": "user", "name": "alice", "usd": 60.0}
+    assert ev["links"] == [{"href": note().dashboard_url, "text": "tokenpulse dashboard"}]
+    orjson.dumps(ev)  # JSON-able
+
+
+def test_pagerduty_update_is_a_trigger_and_resolve_is_minimal() -> None:
+    assert pagerduty_event(note(action="update", reason="worsened"), "k")["event_action"] == "trigger"
+    ev = pagerduty_event(note(action="resolve", reason="resolved"), "k")
+    assert ev == {"routing_key": "k", "event_action": "resolve", "dedup_key": "cost_spike:team=ads"}
+
+
+def test_pagerduty_limits() -> None:
+    team = "t" * 10_000
+    n = note(series=f"team={team}", key=f"cost_spike:team={team}", labels={"team": team},
+             title=f"Cost spike: team={team}",
+             top_contributors=[{"kind": "user", "name": str(i), "usd": 1.0} for i in range(200)])
+    ev = pagerduty_event(n, "k")
+    assert len(ev["payload"]["summary"]) <= 1024
+    assert len(ev["dedup_key"]) <= 255 and ev["dedup_key"] == pd_dedup_key(n.key)
+    assert pd_dedup_key(n.key) != pd_dedup_key(n.key + "x")
+    assert len(ev["payload"]["custom_details"]["top_contributors"]) == 20
+    assert ev["payload"]["custom_details"]["other_contributors"] == 180
+    assert len(orjson.dumps(ev)) < 512 * 1024
+
+
+def test_pagerduty_accepts_a_secret_str() -> None:
+    from pydantic import SecretStr
+
+    assert pagerduty_event(note(), SecretStr("R0UTING"))["routing_key"] == "R0UTING"
+
+
+@pytest.mark.parametrize(
+    "status,kind",
+    [(200, "ok"), (202, "ok"), (204, "ok"), (400, "permanent"), (401, "permanent"), (403, "permanent"),
+     (404, "permanent"), (429, "retry"), (500, "retry"), (502, "retry"), (503, "retry"), (301, "permanent")],
+)
+def test_classify_http(status: int, kind: str) -> None:
+    assert classify_http(status) == kind

@@ -1,0 +1,301 @@
+"""The contract every registered detector honours (river's test_estimators idea).
+
+A new model added to ``detectors.DETECTORS`` runs through all of these unchanged. The series
+are 60 s windows, the service default; a model that needs other settings to be judged on
+them says so in its ``_unit_test_params``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detectors import DETECTORS, Detector, Verdict, detector_from_state, make_detector
+from tests.detectors.synthetic import MONDAY, daily_series
+
+NAMES = sorted(DETECTORS)
+DETECTORS_DIR = Path(__file__).resolve().parents[2] / "detectors"
+
+
+def fresh(name: str) -> Detector:
+    cls = DETECTORS[name]
+    return cls(**cls._unit_test_params())
+
+
+def feed(det: Detector, ts: Any, values: Any) -> list[Verdict]:
+    return [det.update(float(t), float(v)) for t, v in zip(ts, values, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def two_days() -> tuple[np.ndarray, np.ndarray]:
+    return daily_series(2.0, seed=7)
+
+
+# -- configuration and copies ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_params_are_the_constructor_arguments(name: str) -> None:
+    cls = DETECTORS[name]
+    det = cls(**cls._unit_test_params())
+    params = det.get_params()
+    assert "protect_anomaly" in params and params["protect_anomaly"] is True
+    # Stored verbatim: building from get_params gives the same params back.
+    assert cls(**params).get_params() == params
+    text = repr(det)
+    assert text.startswith(f"{cls.__name__}(")
+    for key, value in params.items():
+        assert f"{key}={value!r}" in text
+    assert cls.name == name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_clone_has_equal_params_and_fresh_state(name: str, two_days: Any) -> None:
+    ts, spend = two_days
+    det = fresh(name)
+    feed(det, ts[:500], spend[:500])
+    clone = det.clone()
+    assert type(clone) is type(det)
+    assert clone.get_params() == det.get_params()
+    assert clone.to_state() == fresh(name).to_state()
+    # No shared mutable state: teaching the clone leaves the original alone.
+    before = det.to_state()
+    feed(clone, ts[500:600], spend[500:600])
+    assert det.to_state() == before
+    # Overrides replace only what they name; unknown names are refused.
+    flipped = det.clone(protect_anomaly=False)
+    assert flipped.get_params() == {**det.get_params(), "protect_anomaly": False}
+    with pytest.raises(ValueError, match="unknown parameter"):
+        det.clone(no_such_parameter=1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reset_forgets_everything(name: str, two_days: Any) -> None:
+    ts, spend = two_days
+    det = fresh(name)
+    feed(det, ts[:300], spend[:300])
+    det.reset()
+    assert det.to_state() == fresh(name).to_state()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pickle_round_trip_scores_identically(name: str, two_days: Any) -> None:
+    ts, spend = two_days
+    det = fresh(name)
+    feed(det, ts[:1500], spend[:1500])
+    copy = pickle.loads(pickle.dumps(det))
+    assert copy.get_params() == det.get_params()
+    assert feed(copy, ts[1500:], spend[1500:]) == feed(det, ts[1500:], spend[1500:])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_json_round_trip_scores_identically(name: str, two_days: Any) -> None:
+    ts, spend = two_days
+    det = fresh(name)
+    feed(det, ts[:1500], spend[:1500])
+    # allow_nan=False: the state must be strict JSON, as a Faust table or another language
+    # would store it.
+    text = json.dumps(det.to_state(), allow_nan=False)
+    copy = detector_from_state(name, det.get_params(), json.loads(text))
+    assert copy.to_state() == det.to_state()
+    assert feed(copy, ts[1500:], spend[1500:]) == feed(det, ts[1500:], spend[1500:])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_load_state_refuses_foreign_state(name: str) -> None:
+    det = fresh(name)
+    state = det.to_state()
+    with pytest.raises(ValueError):
+        det.load_state({**state, "detector": "something-else"})
+    with pytest.raises(ValueError):
+        det.load_state({**state, "v": -1})
+
+
+# -- scores ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_inputs_same_scores(name: str, two_days: Any) -> None:
+    ts, spend = two_days
+    assert feed(fresh(name), ts, spend) == feed(fresh(name), ts, spend)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_verdicts_are_finite_and_consistent(name: str, two_days: Any) -> None:
+    ts, spend = two_days
+    spend = spend.copy()
+    spend[2000] *= 8
+    spend[2100:2160] = 0.0
+    for v in feed(fresh(name), ts, spend):
+        for field in (v.ts, v.observed, v.expected, v.upper, v.score, v.excess):
+            assert math.isfinite(field)
+        assert v.excess_pct is None or math.isfinite(v.excess_pct)
+        assert 0.0 <= v.score <= 1.0
+        # 0.5 is the alert bound on the score, whatever the model.
+        assert v.is_anomaly == (v.score >= 0.5)
+        assert v.excess == pytest.approx(v.observed - v.expected)
+        assert v.detector == name
+        assert v.reason
+        json.dumps(v.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_first_window_has_no_opinion(name: str) -> None:
+    v = fresh(name).update(MONDAY + 60, 1000.0)
+    assert v.score == 0.0 and not v.is_anomaly
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_input_is_refused(name: str) -> None:
+    det = fresh(name)
+    for ts, value in ((MONDAY, math.nan), (MONDAY, math.inf), (math.nan, 1.0)):
+        with pytest.raises(ValueError):
+            det.update(ts, value)
+    assert det.to_state() == fresh(name).to_state()
+
+
+# -- behaviour on spend series --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_spike_outscores_baseline_and_is_not_learnt(name: str, two_days: Any) -> None:
+    ts, spend = two_days
+    spike = 2430  # day 2, 16:30 UTC
+    spiked = spend.copy()
+    spiked[spike] *= 8
+    det, twin = fresh(name), fresh(name)
+    verdicts = feed(det, ts[: spike + 2], spiked[: spike + 2])
+    twin_verdicts = feed(twin, ts[: spike + 2], spend[: spike + 2])
+
+    scores = [v.score for v in verdicts]
+    assert verdicts[spike].is_anomaly
+    assert verdicts[spike].observed >= verdicts[spike].upper
+    assert scores[spike] > max(scores[:spike] + scores[spike + 1 :])
+    assert not any(v.is_anomaly for i, v in enumerate(verdicts) if i != spike)
+
+    # Not learnt: the next ordinary window is judged as one, against a baseline that is where
+    # it would be had the spike never happened.
+    after, twin_after = verdicts[spike + 1], twin_verdicts[spike + 1]
+    assert after.score < 0.1 and not after.is_anomaly
+    assert after.expected == pytest.approx(twin_after.expected, rel=0.02)
+    assert after.upper == pytest.approx(twin_after.upper, rel=0.02)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sustained_runaway_stays_flagged(name: str, two_days: Any) -> None:
+    ts, spend = two_days
+    runaway = spend.copy()
+    runaway[2400:2520] *= 8  # two hours of an agent loop
+    verdicts = feed(fresh(name), ts[:2520], runaway[:2520])
+    assert all(v.is_anomaly for v in verdicts[2400:2520])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_spend_returning_to_normal_or_zero_is_not_anomalous(name: str, two_days: Any) -> None:
+    ts, spend = two_days
+    spend = spend.copy()
+    spend[2400:2410] *= 8
+    spend[2420:2440] = 0.0  # the loop is killed, then the team is quiet for a while
+    verdicts = feed(fresh(name), ts, spend)
+    assert all(v.is_anomaly for v in verdicts[2400:2410])
+    assert not any(v.is_anomaly for v in verdicts[2410:])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_flat_zero_then_a_cent_blip_is_not_an_anomaly(name: str) -> None:
+    det = fresh(name)
+    ts = MONDAY + 60 * np.arange(1, 2 * 1440 + 1)
+    verdicts = feed(det, ts, np.zeros(ts.size))
+    verdicts.append(det.update(float(ts[-1] + 60), 0.02))
+    verdicts += feed(det, ts[-1] + 60 * np.arange(2, 100), np.zeros(98))
+    assert not any(v.is_anomaly for v in verdicts)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_near_zero_series_then_a_cent_blip_is_not_an_anomaly(name: str) -> None:
+    # A series that costs a tenth of a cent per window: two cents is 20x, but not money.
+    ts, spend = daily_series(1.0, seed=3, base=0.001, swing=0.0, noise=0.1)
+    spend[-10] = 0.02
+    assert not any(v.is_anomaly for v in feed(fresh(name), ts, spend))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_long_quiet_period_then_normal_traffic_is_not_anomalous(name: str) -> None:
+    ts, spend = daily_series(3.0, seed=11)
+    spend[1500 : 1500 + 16 * 60] = 0.0  # 16 hours without a single call
+    verdicts = feed(fresh(name), ts, spend)
+    assert not any(v.is_anomaly for v in verdicts)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_redelivered_window_is_not_learnt_twice(name: str, two_days: Any) -> None:
+    ts, spend = two_days
+    det = fresh(name)
+    feed(det, ts[:200], spend[:200])
+    before = det.to_state()
+    again = det.update(float(ts[199]), float(spend[199]) * 3)
+    older = det.update(float(ts[100]), float(spend[100]))
+    assert det.to_state() == before
+    assert 0.0 <= again.score <= 1.0 and 0.0 <= older.score <= 1.0
+
+
+# -- registry and purity --------------------------------------------------------------------
+
+
+def test_make_detector_default_and_errors() -> None:
+    assert type(make_detector()) is type(make_detector("default"))
+    assert make_detector("default").name in DETECTORS
+    for name in NAMES:
+        assert type(make_detector(name)) is DETECTORS[name]
+    with pytest.raises(ValueError) as err:
+        make_detector("no-such-model")
+    for name in ["default", *NAMES]:
+        assert name in str(err.value)
+    with pytest.raises(ValueError, match="no_such_parameter"):
+        make_detector("default", no_such_parameter=3)
+
+
+ALLOWED_TOP_LEVEL = {"detectors", "numpy", "scipy", "river", "__future__"}
+
+
+def test_detectors_import_only_stdlib_numpy_scipy_river() -> None:
+    for path in sorted(DETECTORS_DIR.rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for module in names:
+                top = module.split(".")[0]
+                assert top in ALLOWED_TOP_LEVEL or top in sys.stdlib_module_names, (
+                    f"{path.name} imports {module}"
+                )
+
+
+def test_importing_detectors_pulls_in_no_service_code() -> None:
+    code = (
+        "import sys, detectors\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'faust', 'aiokafka', 'alerts', 'streams', 'tokenpulse'})\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=DETECTORS_DIR.parent,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == ""
