@@ -133,7 +133,7 @@ def create_app(cfg: StreamConfig) -> faust.App:
         return core
 
     async def dead_letter(raw: bytes, reason: str, p: int, offset: int, index: int | None = None) -> None:
-        metrics.inc("events_rejected_total")
+        core_for(p).counters.rejected += 1
         headers = [
             ("tokenpulse.reason", reason.encode()),
             ("tokenpulse.source", f"{topics['usage']}/{p}/{offset}".encode()),
@@ -150,13 +150,16 @@ def create_app(cfg: StreamConfig) -> faust.App:
             core = core_for(p)
             before = core.closed_until
             partials = core.advance(wall_now)
+            # The first message of a partition also tells the judges it exists (maybe idle).
+            emit = bool(partials) or core.closed_until != before or p not in announced
+            if emit:
+                core.emit_seq += 1  # before the snapshot: a seq is never reused after a restart
             changes = core.checkpoint()
             to_ack = held.pop(p, [])
             last_ckpt[p] = wall_now
-            if partials or core.closed_until != before or p not in announced:
-                # The first message of a partition also tells the judges it exists (maybe idle).
+            if emit:
                 announced.add(p)
-                await emit_partials(p, core.closed_until, partials)
+                await emit_partials(p, core.emit_seq, core.closed_until, partials)
                 # Partials must be durable before the state that says they were sent.
                 await app.producer.flush()
             for key, value in changes.items():
@@ -168,12 +171,14 @@ def create_app(cfg: StreamConfig) -> faust.App:
         finally:
             in_ckpt.discard(p)
 
-    async def emit_partials(p: int, closed_until: int | None, partials: list[Partial]) -> None:
+    async def emit_partials(p: int, seq: int, closed_until: int | None, partials: list[Partial]) -> None:
         by_q: dict[int, list[list[Any]]] = {q: [] for q in range(n)}
         for part in partials:
             by_q[judge_partition(part.series, n)].append(part.to_wire())
         for q, rows in by_q.items():
-            body = orjson.dumps({"src": p, "n_src": n, "closed_until": closed_until, "partials": rows})
+            body = orjson.dumps(
+                {"src": p, "seq": seq, "n_src": n, "closed_until": closed_until, "partials": rows}
+            )
             await windows.send(key=str(q).encode(), value=body, partition=q)
 
     @app.agent(usage, name="ingest")
@@ -258,15 +263,19 @@ def create_app(cfg: StreamConfig) -> faust.App:
                 int(body["n_src"]),
                 body["closed_until"],
                 [Partial.from_wire(r) for r in body["partials"]],
+                int(body.get("seq", -1)),
             )
             for key, value in j.checkpoint().items():
                 persist(judge_t, q, f"{q}|{key}", value)
-            for series, w, sums in out.spend:
+            for series, w, sums, seqs in out.spend:
                 k = f"{series}|{w}"
-                cur = spend_t.data.get(k)
-                if cur is not None:
-                    sums = [a + b for a, b in zip(cur, sums)]
-                persist(spend_t, q, k, sums)
+                cur = spend_t.data.get(k) or {"s": [0, 0, 0, 0, 0, 0], "v": {}}
+                applied = cur["v"]
+                if all(applied.get(str(src), -1) >= sq for src, sq in seqs.items()):
+                    continue  # a redelivered windows message: already counted
+                new = {"s": [a + b for a, b in zip(cur["s"], sums)],
+                       "v": {**applied, **{str(src): sq for src, sq in seqs.items()}}}
+                persist(spend_t, q, k, new)
             metrics.inc("windows_judged_total", out.windows_judged)
             for note in out.notifications:
                 if cfg.dashboard_url:

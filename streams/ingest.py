@@ -83,6 +83,7 @@ class Partial:
     contributors: dict[str, int]  # "user:alice" -> nusd
     detected: bool
     late: bool = False
+    seq: int = -1  # the emitting message's sequence number per source (set by the judge)
 
     def to_wire(self) -> list[Any]:
         return [
@@ -139,6 +140,7 @@ class IngestPartition:
     wall_at_max: float | None = None
     closed_until: int | None = None  # every window ending at or before this is closed
     applied_offset: int = -1
+    emit_seq: int = 0  # numbers this partition's messages to the judges, for their idempotency
     windows: dict[int, dict[Cell, Sums]] = field(default_factory=dict)
     late_cells: dict[int, dict[Cell, Sums]] = field(default_factory=dict)
     ids: dict[int, set[str]] = field(default_factory=dict)
@@ -280,6 +282,7 @@ class IngestPartition:
             "max_ts": self.max_ts,
             "closed_until": self.closed_until,
             "applied_offset": self.applied_offset,
+            "emit_seq": self.emit_seq,
             "counters": self.counters.to_dict(),
             "id_chunks": {str(k): v for k, v in self._id_chunks.items()},
         }
@@ -300,6 +303,7 @@ class IngestPartition:
                 self.wall_at_max = wall_now if self.max_ts is not None else None
                 self.closed_until = value["closed_until"]
                 self.applied_offset = value["applied_offset"]
+                self.emit_seq = int(value.get("emit_seq", 0))
                 self.counters = Counters(**value["counters"])
                 self._id_chunks = {int(k): int(v) for k, v in value.get("id_chunks", {}).items()}
             elif kind == "win":

@@ -31,7 +31,9 @@ class SeriesInfo:
 
 @dataclass
 class JudgeOutput:
-    spend: list[tuple[str, int, list[int]]] = field(default_factory=list)
+    # (series, window start, sums, {source: message seq}) -- the seqs make spend updates
+    # idempotent per key when a message is redelivered
+    spend: list[tuple[str, int, list[int], dict[int, int]]] = field(default_factory=list)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
     windows_judged: int = 0
@@ -74,15 +76,16 @@ class JudgeCore:
     _dirty: set[str] = field(default_factory=set)
 
     def receive(
-        self, src: int, n_src: int, closed_until: int | None, partials: Iterable[Partial]
+        self, src: int, n_src: int, closed_until: int | None, partials: Iterable[Partial], seq: int = -1
     ) -> JudgeOutput:
         out = JudgeOutput()
         self.n_src = max(self.n_src, n_src)
         for p in partials:
+            p.seq = seq
             if p.late or (self.done_until is not None and p.window_start < self.done_until):
                 # The window was already judged: its spend still counts, exactly, but the
                 # detector does not see it twice.
-                out.spend.append((p.series, p.window_start, list(p.sums)))
+                out.spend.append((p.series, p.window_start, list(p.sums), {src: seq}))
                 continue
             self.pending.setdefault(p.window_start, {}).setdefault(p.series, {})[src] = p
             self._dirty.add(f"pend|{p.window_start}|{p.series}|{src}")
@@ -140,7 +143,7 @@ class JudgeCore:
             for src in per_src:
                 self._dirty.add(f"pend|{w}|{series}|{src}")  # now deleted
             sums, contrib = _merge(per_src.values())
-            out.spend.append((series, w, sums))
+            out.spend.append((series, w, sums, {s: p.seq for s, p in per_src.items()}))
             first = next(iter(per_src.values()))
             if first.detected and series not in self.series:
                 self.series[series] = SeriesInfo(labels=dict(first.labels))

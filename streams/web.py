@@ -54,9 +54,10 @@ def spend_rows(
     items: Any, group_by: str, since: float | None, until: float | None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     acc: dict[str, list[int]] = {}
-    for key, sums in items:
-        if sums is None:
+    for key, rec in items:
+        if rec is None:
             continue
+        sums = rec["s"]
         series, _, w_s = key.rpartition("|")
         w = int(w_s)
         if since is not None and w < since:

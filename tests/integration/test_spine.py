@@ -1,0 +1,201 @@
+"""The spine end to end on a real broker: usage events in, exact spend out, a spike becomes
+one Slack message and one PagerDuty trigger, back-to-normal resolves both, malformed input
+lands in the dead-letter topic with its reason, and a killed worker resumes with the same
+totals."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.ingest import NANO, to_nusd
+from tests.integration.harness import Worker, consume_all, get_json, get_text, produce, wait_until
+from tokenpulse.broker import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+W = 2  # window seconds: small so the test runs in event time quickly
+PARTITIONS = 2
+
+POLICY = """
+watch: [team]
+detector:
+  params: {min_history: 20}
+alerts:
+  min_excess_usd: 1
+  min_excess_pct: 50
+  warning_excess_usd: 2
+  page_min_excess_usd: 5
+  resolve_after_windows: 2
+"""
+
+
+def event(team: str, ts: float, cost: float, rng: random.Random, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+        "ts": round(ts, 3),
+        "org": "acme",
+        "team": team,
+        "user": f"{team}-u{rng.randrange(3)}",
+        "provider": "openai",
+        "model": "gpt-4o",
+        "input_tokens": 1000,
+        "output_tokens": 100,
+        "cache_read_tokens": 200,
+        "cost_usd": cost,
+        **extra,
+    }
+
+
+class Ledger:
+    """What the worker must report: exact sums of the unique valid events per team."""
+
+    def __init__(self) -> None:
+        self.nusd: dict[str, int] = {}
+        self.events: dict[str, int] = {}
+        self.ids: set[str] = set()
+
+    def add(self, ev: dict[str, Any]) -> None:
+        if ev["event_id"] in self.ids:
+            return
+        self.ids.add(ev["event_id"])
+        self.nusd[ev["team"]] = self.nusd.get(ev["team"], 0) + to_nusd(ev["cost_usd"])
+        self.events[ev["team"]] = self.events.get(ev["team"], 0) + 1
+
+    def matches(self, rows: list[dict[str, Any]]) -> bool:
+        got = {r["team"]: (round(r["cost_usd"] * NANO), r["events"]) for r in rows}
+        want = {t: (self.nusd[t], self.events[t]) for t in self.nusd}
+        self.last = f"got {got}, want {want}"
+        return got == want
+
+
+def history(t0: int, windows: range, rng: random.Random, ledger: Ledger, spike: range) -> list[tuple[bytes, bytes]]:
+    msgs: list[tuple[bytes, bytes]] = []
+    for i in windows:
+        start = t0 + i * W
+        for team in ("ads", "search"):
+            n, lo, hi = (60, 0.4, 0.6) if team == "ads" and i in spike else (6, 0.05, 0.15)
+            evs = [event(team, start + rng.random() * W * 0.9, round(rng.uniform(lo, hi), 6), rng) for _ in range(n)]
+            for e in evs:
+                ledger.add(e)
+            if team == "ads":
+                msgs.append((team.encode(), orjson.dumps(evs)))  # a batch per message
+            else:
+                msgs.extend((team.encode(), orjson.dumps(e)) for e in evs)  # one event per message
+    return msgs
+
+
+def malformed(t: float, rng: random.Random, ledger: Ledger) -> tuple[list[tuple[bytes, bytes]], int]:
+    good = event("search", t, 0.1, rng)
+    ledger.add(good)
+    bad_line = b'{"event_id": "x1", "ts": 1, "team": '
+    msgs = [
+        (b"search", b"{not json"),
+        (b"search", orjson.dumps({k: v for k, v in event("search", t, 0.1, rng).items() if k != "team"})),
+        (b"search", orjson.dumps(event("search", t, 0.1, rng, output_tokens=-3))),
+        (b"search", b'"hello"'),
+        (b"search", orjson.dumps(good) + b"\n" + bad_line + b"\n"),
+        (b"search", orjson.dumps(good)),  # a duplicate of an event already counted
+    ]
+    return msgs, 5
+
+
+def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pagerduty: Any, workdir: Path) -> None:
+    rng = random.Random(42)
+    prefix = f"it{uuid.uuid4().hex[:8]}"
+    topics = {"usage": f"{prefix}.usage", "dlq": f"{prefix}.usage.dlq"}
+    ensure_topics(broker.bootstrap, [(topics["usage"], PARTITIONS)])
+    policy = workdir / "policy.yaml"
+    policy.write_text(POLICY)
+    pd_key = "R0UTINGKEY-secret-abcdef"
+    env = {
+        "TOKENPULSE_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "TOKENPULSE_KAFKA_FLAVOR": broker.flavor,
+        "TOKENPULSE_TOPIC_PREFIX": prefix,
+        "TOKENPULSE_APP_ID": prefix,
+        "TOKENPULSE_USAGE_PARTITIONS": str(PARTITIONS),
+        "TOKENPULSE_WINDOW_SECONDS": str(W),
+        "TOKENPULSE_LATENESS_SECONDS": "0.5",
+        "TOKENPULSE_IDLE_GRACE_SECONDS": "1",
+        "TOKENPULSE_CHECKPOINT_SECONDS": "0.2",
+        "TOKENPULSE_POLICY": str(policy),
+        "TOKENPULSE_SLACK_TOKEN": slack.token,
+        "TOKENPULSE_SLACK_API_URL": f"{slack.url}/api/",
+        "TOKENPULSE_SLACK_CHANNEL": "#ai-spend",
+        "TOKENPULSE_PAGERDUTY_ROUTING_KEY": pd_key,
+        "TOKENPULSE_PAGERDUTY_URL": pagerduty.enqueue_url,
+        "TOKENPULSE_DATA_DIR": str(workdir / "data"),
+    }
+    worker = Worker(env, workdir / "worker.log")
+    worker.start(PARTITIONS)
+    try:
+        ledger = Ledger()
+        now = time.time()
+        t0 = int(now // W) * W - 60 * W
+        msgs = history(t0, range(0, 60), rng, ledger, spike=range(40, 43))
+        bad, n_bad = malformed(t0 + 30 * W + 0.5, rng, ledger)
+        produce(broker.bootstrap, topics["usage"], msgs[: len(msgs) // 2] + bad + msgs[len(msgs) // 2 :])
+
+        # a spike: one Slack message, one PagerDuty trigger with a stable dedup_key
+        wait_until(lambda: [e for e in pagerduty.events() if e["event_action"] == "trigger"], 60, "a PagerDuty trigger")
+        # back to normal: the resolve, and a follow-up in the Slack thread
+        wait_until(lambda: [e for e in pagerduty.events() if e["event_action"] == "resolve"], 60, "a PagerDuty resolve")
+        wait_until(lambda: len(slack.calls("chat.postMessage")) >= 2, 30, "the Slack follow-up")
+        pd_events = pagerduty.events()
+        assert [e["event_action"] for e in pd_events] == ["trigger", "resolve"], pd_events
+        assert {e["dedup_key"] for e in pd_events} == {"cost_spike:team=ads"}
+        trigger = pd_events[0]
+        assert trigger["payload"]["severity"] == "critical"
+        details = trigger["payload"]["custom_details"]
+        assert "observed_usd" in str(details) and "expected_usd" in str(details)
+        posts = [c["body"] for c in slack.calls("chat.postMessage") if c["status"] == 200]
+        roots = [p for p in posts if not p.get("thread_ts")]
+        replies = [p for p in posts if p.get("thread_ts")]
+        assert len(roots) == 1 and roots[0]["channel"] == "#ai-spend"
+        assert "ads" in roots[0]["text"]
+        root_ts = slack.calls("chat.postMessage")[0]["response"]["ts"]
+        assert replies and all(r["thread_ts"] == root_ts for r in replies)
+
+        # exact spend per team over closed windows
+        wait_until(lambda: ledger.matches(get_json(f"{worker.url}/api/spend?group_by=team")["rows"]), 60,
+                   "exact spend totals")
+        alerts = get_json(f"{worker.url}/api/alerts")["alerts"]
+        assert [a["key"] for a in alerts] == ["cost_spike:team=ads"] and alerts[0]["state"] == "resolved"
+
+        # rejected input in the dead-letter topic, with reasons and the original bytes
+        dlq = consume_all(broker.bootstrap, topics["dlq"], n_bad)
+        assert len(dlq) == n_bad
+        reasons = [dict(r.headers)["tokenpulse.reason"].decode() for r in dlq]
+        assert any("invalid JSON" in r for r in reasons), reasons
+        assert any("team" in r for r in reasons), reasons
+        assert any("non-negative" in r or "negative" in r for r in reasons), reasons
+        assert b"{not json" in [r.value for r in dlq]
+        metrics = get_text(f"{worker.url}/metrics")
+        assert f"tokenpulse_events_rejected_total {n_bad}" in metrics
+        assert "tokenpulse_events_duplicate_total 1\n" in metrics, metrics  # the resent event
+
+        # a killed worker resumes with the same totals, and counts new traffic exactly once
+        worker.kill()
+        worker.start(PARTITIONS)
+        t1 = time.time()
+        more = [event("search", t1 + i * 0.01, 0.25, rng) for i in range(20)]
+        for e in more:
+            ledger.add(e)
+        produce(broker.bootstrap, topics["usage"], [(b"search", orjson.dumps(more)), (b"ads", msgs[0][1])])
+        wait_until(lambda: ledger.matches(get_json(f"{worker.url}/api/spend?group_by=team")["rows"]), 60,
+                   "exact spend totals after a restart", )
+        print(ledger.last)
+        log = (workdir / "worker.log").read_text(errors="replace")
+        assert slack.token not in log and pd_key not in log
+    except BaseException:
+        print(worker.log_tail(120))
+        print(getattr(ledger, "last", None))
+        raise
+    finally:
+        worker.stop()
