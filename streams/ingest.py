@@ -149,8 +149,8 @@ class IngestPartition:
     _dirty_windows: set[int] = field(default_factory=set)
     _new_ids: dict[int, list[str]] = field(default_factory=dict)
     _dropped_windows: set[int] = field(default_factory=set)
-    _dropped_ids: set[int] = field(default_factory=set)
-    _id_chunks: dict[int, int] = field(default_factory=dict)  # window -> chunks written
+    _chunks: dict[int, int] = field(default_factory=dict)  # id chunk no -> newest window in it
+    _next_chunk: int = 0
 
     # -- hot path -----------------------------------------------------------------------
     def add(self, ev: UsageEvent, wall_now: float) -> str:
@@ -236,7 +236,6 @@ class IngestPartition:
             for w in [k for k in self.ids if k + self.window_seconds <= cutoff]:
                 del self.ids[w]
                 self._new_ids.pop(w, None)
-                self._dropped_ids.add(w)
         return out
 
     def _expand(self, w: int, cells: dict[Cell, Sums], late: bool) -> Iterable[Partial]:
@@ -263,33 +262,37 @@ class IngestPartition:
     def checkpoint(self) -> dict[str, Any]:
         """Key → value changes since the last checkpoint (value None deletes the key).
 
-        Keys are relative to the partition; the caller prefixes them. Dedupe ids are written
-        as append-only chunks so a checkpoint costs what changed, not what is held.
+        Keys are relative to the partition; the caller prefixes them. A checkpoint is a handful
+        of records whatever the load (each changelog record costs a produce): the open windows
+        as one record, the dedupe ids seen since the last checkpoint as one append-only chunk,
+        and the meta record. Chunks are deleted once every window in them is past retention.
         """
         changes: dict[str, Any] = {}
-        for w in self._dirty_windows:
-            changes[f"win|{w}"] = [[*cell, *sums] for cell, sums in self.windows[w].items()]
-        for w in self._dropped_windows:
-            changes[f"win|{w}"] = None
-        for w, new in self._new_ids.items():
-            n = self._id_chunks.get(w, 0)
-            changes[f"ids|{w}|{n}"] = new
-            self._id_chunks[w] = n + 1
-        for w in self._dropped_ids:
-            for n in range(self._id_chunks.pop(w, 0)):
-                changes[f"ids|{w}|{n}"] = None
+        if self._dirty_windows or self._dropped_windows:
+            changes["wins"] = [[w, [[*cell, *sums] for cell, sums in cells.items()]] for w, cells in self.windows.items()]
+        if self._new_ids:
+            n = self._next_chunk
+            self._next_chunk += 1
+            changes[f"ids|{n}"] = {str(w): ids for w, ids in self._new_ids.items()}
+            self._chunks[n] = max(self._new_ids)
+        if self.closed_until is not None:
+            cutoff = self.closed_until - self.dedupe_retention
+            for n, newest in list(self._chunks.items()):
+                if newest + self.window_seconds <= cutoff:
+                    del self._chunks[n]
+                    changes[f"ids|{n}"] = None
         changes["meta"] = {
             "max_ts": self.max_ts,
             "closed_until": self.closed_until,
             "applied_offset": self.applied_offset,
             "emit_seq": self.emit_seq,
             "counters": self.counters.to_dict(),
-            "id_chunks": {str(k): v for k, v in self._id_chunks.items()},
+            "chunks": {str(k): v for k, v in self._chunks.items()},
+            "next_chunk": self._next_chunk,
         }
         self._dirty_windows.clear()
         self._dropped_windows.clear()
         self._new_ids = {}
-        self._dropped_ids.clear()
         return changes
 
     def restore(self, items: Iterable[tuple[str, Any]], wall_now: float) -> None:
@@ -305,9 +308,13 @@ class IngestPartition:
                 self.applied_offset = value["applied_offset"]
                 self.emit_seq = int(value.get("emit_seq", 0))
                 self.counters = Counters(**value["counters"])
-                self._id_chunks = {int(k): int(v) for k, v in value.get("id_chunks", {}).items()}
-            elif kind == "win":
-                self.windows[int(rest)] = {tuple(r[:5]): [int(x) for x in r[5:]] for r in value}  # type: ignore[misc]
+                self._chunks = {int(k): int(v) for k, v in value.get("chunks", {}).items()}
+                self._next_chunk = int(value.get("next_chunk", 0))
+            elif kind == "wins":
+                self.windows = {
+                    int(w): {tuple(r[:5]): [int(x) for x in r[5:]] for r in rows}  # type: ignore[misc]
+                    for w, rows in value
+                }
             elif kind == "ids":
-                w = int(rest.split("|")[0])
-                self.ids.setdefault(w, set()).update(value)
+                for w, ids in value.items():
+                    self.ids.setdefault(int(w), set()).update(ids)
