@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tokenpulse.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for k in list(os.environ):
+        if k.startswith("TOKENPULSE_"):
+            monkeypatch.delenv(k)
+
+
+def test_help_lists_every_command():
+    out = runner.invoke(app, ["--help"]).output
+    for cmd in ("dev", "worker", "simulate", "normalize", "policy", "broker"):
+        assert cmd in out
+
+
+def test_normalize_maps_shapes_and_reports_rejects():
+    lines = [
+        {"event_id": "1", "ts": 1767225600, "team": "ads", "user": "a", "provider": "openai", "model": "gpt-4o",
+         "input_tokens": 1000, "output_tokens": 100, "cache_read_tokens": 400},
+        {"event_id": "2", "ts": "2026-01-01T00:00:00Z", "team": "ads", "model": "claude-sonnet-4-20250514",
+         "provider": "anthropic",
+         "usage": {"input_tokens": 100, "output_tokens": 50, "cache_read_input_tokens": 900,
+                   "cache_creation_input_tokens": 0}},
+        {"event_id": "3", "ts": 1767225600, "model": "gpt-4o", "input_tokens": 5, "output_tokens": 1},
+    ]
+    stdin = "\n".join(json.dumps(x) for x in lines) + "\nnot json\n"
+    res = runner.invoke(app, ["normalize"], input=stdin)
+    assert res.exit_code == 0, res.output
+    out = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    assert [e["event_id"] for e in out] == ["1", "2"]
+    assert out[1]["input_tokens"] == 1000 and out[1]["cache_read_tokens"] == 900  # Anthropic: cache is extra
+    assert out[0]["cost_usd"] > 0
+    assert "2 accepted, 2 rejected" in res.stderr
+    assert "team" in res.stderr and "invalid JSON" in res.stderr
+
+
+def test_policy_command_names_the_line_at_fault(tmp_path: Path):
+    p = tmp_path / "policy.yaml"
+    p.write_text("watch: [team]\nalerts:\n  min_excess_usd: -1\n")
+    res = runner.invoke(app, ["policy", str(p)])
+    assert res.exit_code == 2
+    assert f"{p}:3: alerts.min_excess_usd" in res.stderr
+
+
+def test_bad_setting_stops_start_up_naming_it(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TOKENPULSE_WINDOW_SECONDS", "soon")
+    res = runner.invoke(app, ["worker"])
+    assert res.exit_code == 2
+    assert "TOKENPULSE_WINDOW_SECONDS" in res.stderr
+
+
+def test_worker_without_kafka_says_what_to_do():
+    res = runner.invoke(app, ["worker"])
+    assert res.exit_code == 2
+    assert "TOKENPULSE_KAFKA_BOOTSTRAP is not set" in res.stderr and "tokenpulse dev" in res.stderr
+
+
+def test_secrets_never_echoed_in_setting_errors(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TOKENPULSE_SLACK_TOKEN", "xoxb-super-secret")
+    monkeypatch.setenv("TOKENPULSE_SLACK_API_URL", "ftp://nope")
+    res = runner.invoke(app, ["worker"])
+    assert res.exit_code == 2
+    assert "TOKENPULSE_SLACK_API_URL" in res.stderr and "xoxb-super-secret" not in res.output + res.stderr
+
+
+def test_simulate_rejects_a_bad_spike():
+    res = runner.invoke(app, ["simulate", "--bootstrap", "127.0.0.1:1", "--spike", "team=nobody"])
+    assert res.exit_code == 2 and "nobody" in res.stderr

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+
+from tokenpulse.policy import Policy, PolicyError, load_policy, parse_policy
+
+
+def test_empty_policy_gives_defaults():
+    assert parse_policy("") == Policy()
+    assert load_policy(None).watch == ["org", "team", "team×model", "provider"]
+
+
+def test_full_policy_parses():
+    p = parse_policy(
+        """
+watch: [org, team, team*model]
+prices:
+  acme-llama-70b: {input: 0.2, output: 0.4}
+detector: {name: default, params: {threshold: 5}}
+alerts: {min_excess_usd: 10, page_min_excess_usd: 100}
+teams:
+  ads: {slack_channel: "#ads-spend"}
+"""
+    )
+    assert p.watch == ["org", "team", "team×model"]
+    assert p.price_overrides() == {"acme-llama-70b": {"input": 0.2, "output": 0.4}}
+    assert p.teams["ads"].slack_channel == "#ads-spend"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("watch: [team, galaxy]\n", 1, "unknown dimension 'galaxy'"),
+        ("alerts:\n  min_excess_usd: 5\n  min_exces_pct: 3\n", 3, "alerts.min_exces_pct"),
+        ("prices:\n  m1:\n    input: 1\n    output: -2\n", 4, "prices.m1.output"),
+        ("teams: [ads]\n", 1, "teams"),
+        ("watch: [team\n", 2, "not valid YAML"),
+        ("- a\n- b\n", 1, "must be a mapping"),
+    ],
+)
+def test_errors_name_the_line(text: str, line: int, fragment: str):
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(text, "p.yaml")
+    assert f"p.yaml:{line}" in str(exc.value) and fragment in str(exc.value)
+
+
+def test_example_policy_in_repo_is_valid():
+    from pathlib import Path
+
+    load_policy(Path(__file__).resolve().parents[2] / "policy.example.yaml")

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+
+from tokenpulse.simulate import Simulator, Spike, diurnal
+
+
+def test_spike_parse():
+    s = Spike.parse("team=ads,factor=8,minutes=15,delay=60,model=gpt-4o")
+    assert (s.team, s.factor, s.minutes, s.delay, s.model) == ("ads", 8.0, 15.0, 60.0, "gpt-4o")
+
+
+@pytest.mark.parametrize("text", ["factor=8", "team=ads,factor=lots", "team=ads,colour=red", "team=ads,oops"])
+def test_spike_parse_errors(text: str):
+    with pytest.raises(ValueError, match="spike"):
+        Spike.parse(text)
+
+
+def test_daily_shape_quiet_nights_and_weekends():
+    monday_2pm, monday_3am, saturday_2pm = 1767571200 + 14 * 3600, 1767571200 + 3 * 3600, 1767571200 + 5 * 86400 + 14 * 3600
+    assert diurnal(monday_2pm) > 3 * diurnal(monday_3am)
+    assert diurnal(monday_2pm) > 2 * diurnal(saturday_2pm)
+
+
+def test_generator_is_deterministic_and_spikes_multiply_a_team():
+    start = 1767571200 + 14 * 3600
+    a = list(Simulator(rate=50, seed=1).between(start, start + 60))
+    b = list(Simulator(rate=50, seed=1).between(start, start + 60))
+    assert a == b and len({e["event_id"] for e in a}) == len(a)
+    spiked = list(Simulator(rate=50, seed=1, spikes=[Spike("ads", factor=10, minutes=1, start=start)]).between(start, start + 60))
+    ads = lambda evs: sum(1 for e in evs if e["team"] == "ads")  # noqa: E731
+    assert ads(spiked) > 5 * ads(a)
+
+
+def test_unknown_spike_team_is_an_error():
+    with pytest.raises(ValueError, match="not simulated"):
+        Simulator(spikes=[Spike("nobody")])
