@@ -78,6 +78,7 @@ class FakeServer:
         return None
 
     def _record(self, entry: dict[str, Any]) -> None:
+        entry.setdefault("at", time.time())  # when it arrived, for latency assertions
         with self._lock:
             self.requests.append(entry)
 

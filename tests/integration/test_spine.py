@@ -106,14 +106,15 @@ def malformed(t: float, rng: random.Random, ledger: Ledger) -> tuple[list[tuple[
     return msgs, 5
 
 
-def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pagerduty: Any, workdir: Path) -> None:
-    rng = random.Random(42)
+PD_KEY = "R0UTINGKEY-secret-abcdef"
+
+
+def worker_env(broker: Any, slack: Any, pagerduty: Any, workdir: Path) -> tuple[dict[str, str], dict[str, str]]:
     prefix = f"it{uuid.uuid4().hex[:8]}"
     topics = {"usage": f"{prefix}.usage", "dlq": f"{prefix}.usage.dlq"}
     ensure_topics(broker.bootstrap, [(topics["usage"], PARTITIONS)])
     policy = workdir / "policy.yaml"
     policy.write_text(POLICY)
-    pd_key = "R0UTINGKEY-secret-abcdef"
     env = {
         "TOKENPULSE_KAFKA_BOOTSTRAP": broker.bootstrap,
         "TOKENPULSE_KAFKA_FLAVOR": broker.flavor,
@@ -128,10 +129,17 @@ def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pager
         "TOKENPULSE_SLACK_TOKEN": slack.token,
         "TOKENPULSE_SLACK_API_URL": f"{slack.url}/api/",
         "TOKENPULSE_SLACK_CHANNEL": "#ai-spend",
-        "TOKENPULSE_PAGERDUTY_ROUTING_KEY": pd_key,
+        "TOKENPULSE_PAGERDUTY_ROUTING_KEY": PD_KEY,
         "TOKENPULSE_PAGERDUTY_URL": pagerduty.enqueue_url,
         "TOKENPULSE_DATA_DIR": str(workdir / "data"),
     }
+    return env, topics
+
+
+def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pagerduty: Any, workdir: Path) -> None:
+    rng = random.Random(42)
+    env, topics = worker_env(broker, slack, pagerduty, workdir)
+    pd_key = PD_KEY
     worker = Worker(env, workdir / "worker.log")
     worker.start(PARTITIONS)
     try:
@@ -196,6 +204,41 @@ def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pager
     except BaseException:
         print(worker.log_tail(120))
         print(getattr(ledger, "last", None))
+        raise
+    finally:
+        worker.stop()
+
+
+def test_live_spike_alerts_within_a_window_of_closing(broker: Any, slack: Any, pagerduty: Any, workdir: Path) -> None:
+    """Live traffic, wall clock = event time: the Slack message for a spike arrives within one
+    window plus a few seconds of the spiking window's end."""
+    rng = random.Random(7)
+    env, topics = worker_env(broker, slack, pagerduty, workdir)
+    worker = Worker(env, workdir / "worker.log")
+    worker.start(PARTITIONS)
+    try:
+        ledger = Ledger()
+        now = time.time()
+        t0 = int(now // W) * W - 40 * W
+        produce(broker.bootstrap, topics["usage"], history(t0, range(0, 40), rng, ledger, spike=range(0)))
+        # live: normal traffic until a window boundary, then the spike in real time
+        spike_start = int(time.time() // W) * W + W
+        first_end = spike_start + W
+        deadline = spike_start + 3 * W
+        while time.time() < deadline:
+            t = time.time()
+            team_rate = [("ads", 30 if t >= spike_start else 3, 0.5 if t >= spike_start else 0.1), ("search", 3, 0.1)]
+            batch = [(team.encode(), orjson.dumps([event(team, t, c, rng) for _ in range(n)])) for team, n, c in team_rate]
+            produce(broker.bootstrap, topics["usage"], batch)
+            time.sleep(max(0.0, 0.5 - (time.time() - t)))
+        msg = wait_until(lambda: [c for c in slack.calls("chat.postMessage") if c["status"] == 200], 30, "the Slack alert")
+        arrived = msg[0]["at"]
+        delay = arrived - first_end
+        print(f"alert {delay:.1f}s after the first spiking window ended (window {W}s)")
+        assert delay <= W + 0.5 + 5, delay
+        assert "ads" in msg[0]["body"]["text"]
+    except BaseException:
+        print(worker.log_tail(120))
         raise
     finally:
         worker.stop()
