@@ -29,6 +29,7 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 
 from alerts import AlertEngine, AlertPolicy
 from detectors import make_detector
@@ -47,6 +48,20 @@ log = logging.getLogger("tokenpulse.worker")
 def judge_partition(series: str, n: int) -> int:
     # Stable across processes and Python versions (unlike hash()).
     return zlib.crc32(series.encode()) % n
+
+
+def detector_params(cfg: StreamConfig) -> dict[str, Any]:
+    """The policy's detector parameters, plus the window length when the model takes one."""
+    import inspect
+
+    from detectors import DEFAULT_DETECTOR, DETECTORS
+
+    params = dict(cfg.detector_params)
+    name = DEFAULT_DETECTOR if cfg.detector_name == "default" else cfg.detector_name
+    cls = DETECTORS.get(name)
+    if cls is not None and "window_seconds" in inspect.signature(cls).parameters:
+        params.setdefault("window_seconds", cfg.window_seconds)
+    return params
 
 
 def create_app(cfg: StreamConfig) -> faust.App:
@@ -96,7 +111,7 @@ def create_app(cfg: StreamConfig) -> faust.App:
     metrics = Metrics()
     pricer = Pricer(cfg.price_overrides)
     policy = AlertPolicy(**cfg.alert_policy)
-    detector_proto = make_detector(cfg.detector_name, **cfg.detector_params)
+    detector_proto = make_detector(cfg.detector_name, **detector_params(cfg))
 
     def persist(tbl: Any, partition: int, key: str, value: Any) -> None:
         # Explicit partition: checkpoints also run from timers, outside stream iteration.
@@ -150,8 +165,12 @@ def create_app(cfg: StreamConfig) -> faust.App:
             core = core_for(p)
             before = core.closed_until
             partials = core.advance(wall_now)
-            # The first message of a partition also tells the judges it exists (maybe idle).
-            emit = bool(partials) or core.closed_until != before or p not in announced
+            # The first message of a partition also tells the judges it exists. A partition
+            # without events is announced (as idle, left out of the judges' watermark) only
+            # once it has read its log to the end: one that has not caught up yet must hold
+            # the judges back, or its backlog would arrive late.
+            announce = p not in announced and (core.max_ts is not None or caught_up(p, core))
+            emit = bool(partials) or core.closed_until != before or announce
             if emit:
                 core.emit_seq += 1  # before the snapshot: a seq is never reused after a restart
             changes = core.checkpoint()
@@ -170,6 +189,13 @@ def create_app(cfg: StreamConfig) -> faust.App:
                     await stream.ack(ev)
         finally:
             in_ckpt.discard(p)
+
+    def caught_up(p: int, core: IngestPartition) -> bool:
+        try:
+            high = app.consumer.highwater(TP(topics["usage"], p))
+        except Exception:  # noqa: BLE001 - unknown means not caught up
+            return False
+        return high is not None and high <= core.applied_offset + 1
 
     async def emit_partials(p: int, seq: int, closed_until: int | None, partials: list[Partial]) -> None:
         by_q: dict[int, list[list[Any]]] = {q: [] for q in range(n)}
@@ -315,6 +341,7 @@ def create_app(cfg: StreamConfig) -> faust.App:
         "judges": judges,
         "tables": {"ingest": ingest_t, "judge": judge_t, "spend": spend_t, "alerts": alerts_t, "deliveries": deliveries_t},
     }
-    register_views(app, cfg, metrics, spend_t, alerts_t, deliveries_t, cores, pricer)
+    register_views(app, cfg, metrics, spend_t, alerts_t, deliveries_t, cores, pricer,
+                   {"last_ckpt": last_ckpt, "in_ckpt": in_ckpt, "judges": judges})
     _ = asyncio  # loop is Faust's
     return app

@@ -12,6 +12,7 @@ source so that a source which re-sends after a crash replaces, not adds.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,9 @@ class JudgeCore:
     series: dict[str, SeriesInfo] = field(default_factory=dict)
     detectors: dict[str, Detector] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
+    # the last judged windows per series, for the API (not persisted)
+    recent: dict[str, deque[dict[str, Any]]] = field(default_factory=dict)
+    recent_len: int = 240
 
     def receive(
         self, src: int, n_src: int, closed_until: int | None, partials: Iterable[Partial], seq: int = -1
@@ -172,6 +176,19 @@ class JudgeCore:
                 is_anomaly=bool(verdict.is_anomaly),
                 top_contributors=top_contributors(contrib),
                 detector=verdict.detector,
+            )
+            rec = self.recent.get(series)
+            if rec is None:
+                rec = self.recent[series] = deque(maxlen=self.recent_len)
+            rec.append(
+                {
+                    "window_start": w,
+                    "observed_usd": round(observed, 6),
+                    "expected_usd": round(float(verdict.expected), 6),
+                    "upper_usd": round(float(verdict.upper), 6),
+                    "score": round(float(verdict.score), 4),
+                    "is_anomaly": bool(verdict.is_anomaly),
+                }
             )
             if verdict.is_anomaly:
                 out.verdicts.append(signal.to_dict())

@@ -99,6 +99,7 @@ def register_views(
     deliveries_t: Any,
     cores: dict[int, Any],
     pricer: Any,
+    state: dict[str, Any],
 ) -> None:
     started = time.time()
 
@@ -152,6 +153,47 @@ def register_views(
                 "total": total,
             }
         )
+
+    @app.page("/api/status")
+    async def status_view(web: Any, request: Any) -> Any:
+        """Where each partition's clock and watermarks stand: what an operator asks first
+        when alerts seem late."""
+        now = time.time()
+        ingest = {}
+        for p, core in sorted(cores.items()):
+            ingest[str(p)] = {
+                "max_ts": core.max_ts,
+                "clock": core.clock(now) if core.max_ts is not None else None,
+                "closed_until": core.closed_until,
+                "applied_offset": core.applied_offset,
+                "open_windows": sorted(core.windows),
+                "last_checkpoint_age_s": round(now - state["last_ckpt"].get(p, 0.0), 3),
+                "checkpoint_in_progress": p in state["in_ckpt"],
+            }
+        judge = {}
+        for q, j in sorted(state["judges"].items()):
+            judge[str(q)] = {
+                "source_watermarks": {str(k): v for k, v in sorted(j.src_wm.items())},
+                "sources_expected": j.n_src,
+                "watermark": j.watermark(),
+                "done_until": j.done_until,
+                "pending_windows": sorted(j.pending),
+                "series": len(j.series),
+            }
+        return web.json({"now": now, "ingest": ingest, "judge": judge})
+
+    @app.page("/api/windows")
+    async def windows_view(web: Any, request: Any) -> Any:
+        """The last judged windows of a series: observed vs expected vs the alert bound."""
+        series = request.query.get("series")
+        out = {}
+        for j in list(state["judges"].values()):
+            for name, rec in list(j.recent.items()):
+                if series is None or name == series:
+                    out[name] = list(rec)
+        if series is not None and not out:
+            return web.json({"error": f"no judged windows for series {series!r} on this worker"}, status=404)
+        return web.json({"window_seconds": cfg.window_seconds, "series": out})
 
     @app.page("/api/alerts")
     async def alerts_view(web: Any, request: Any) -> Any:

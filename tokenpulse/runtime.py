@@ -73,8 +73,28 @@ def run_worker(cfg: StreamConfig, loglevel: str = "info") -> None:
 
     os.makedirs(cfg.data_dir, exist_ok=True)
     app = create_app(cfg)
+    _install_task_dump()
     # Faust's own logging is chatty at info; keep ours at the chosen level.
     logging.getLogger("faust").setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     worker: Any = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
+
+
+def _install_task_dump() -> None:
+    """SIGUSR1 prints the stack of every asyncio task to stderr: what a stuck worker waits on."""
+    import asyncio
+    import signal
+    import sys
+
+    def dump(*_: object) -> None:
+        try:
+            tasks = asyncio.all_tasks()
+        except RuntimeError:
+            return
+        sys.stderr.write(f"--- {len(tasks)} asyncio tasks ---\n")
+        for task in tasks:
+            task.print_stack(file=sys.stderr)
+        sys.stderr.flush()
+
+    signal.signal(signal.SIGUSR1, dump)

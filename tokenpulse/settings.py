@@ -13,7 +13,8 @@ class SettingsError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TOKENPULSE_", extra="ignore")
+    # An empty variable (e.g. `${TOKENPULSE_SLACK_TOKEN:-}` in compose) means "not set".
+    model_config = SettingsConfigDict(env_prefix="TOKENPULSE_", extra="ignore", env_ignore_empty=True)
 
     kafka_bootstrap: str | None = Field(
         default=None, description="Kafka bootstrap servers (host:port,...). Unset: the dev command starts an embedded broker."

@@ -83,6 +83,19 @@ class Worker:
             self.kill()
             raise AssertionError(f"worker not ready:\n{self.log_tail()}") from None
 
+    def diagnostics(self) -> str:
+        """What the worker says about itself, for a failing test's output."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGUSR1)  # task stacks into the log
+            time.sleep(0.5)
+        out = [self.log_tail(400)]
+        for path in ("/healthz", "/metrics", "/api/alerts", "/api/status", "/api/windows?series=team%3Dads"):
+            try:
+                out.append(f"--- {path}\n{get_text(self.url + path, timeout=3)}")
+            except Exception as exc:  # noqa: BLE001
+                out.append(f"--- {path}: {exc!r}")
+        return "\n".join(out)
+
     def log_tail(self, n: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])

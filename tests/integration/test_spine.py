@@ -203,6 +203,7 @@ def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pager
         assert slack.token not in log and pd_key not in log
     except BaseException:
         print(worker.log_tail(120))
+        print(worker.diagnostics())
         print(getattr(ledger, "last", None))
         raise
     finally:
@@ -239,6 +240,7 @@ def test_live_spike_alerts_within_a_window_of_closing(broker: Any, slack: Any, p
         assert "ads" in msg[0]["body"]["text"]
     except BaseException:
         print(worker.log_tail(120))
+        print(worker.diagnostics())
         raise
     finally:
         worker.stop()

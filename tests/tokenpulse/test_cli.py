@@ -79,3 +79,10 @@ def test_secrets_never_echoed_in_setting_errors(monkeypatch: pytest.MonkeyPatch)
 def test_simulate_rejects_a_bad_spike():
     res = runner.invoke(app, ["simulate", "--bootstrap", "127.0.0.1:1", "--spike", "team=nobody"])
     assert res.exit_code == 2 and "nobody" in res.stderr
+
+
+def test_empty_secret_means_unset(monkeypatch: pytest.MonkeyPatch):
+    from tokenpulse.settings import load_settings
+
+    monkeypatch.setenv("TOKENPULSE_SLACK_TOKEN", "")
+    assert load_settings().slack_token is None
