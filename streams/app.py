@@ -178,9 +178,8 @@ def create_app(cfg: StreamConfig) -> faust.App:
             last_ckpt[p] = wall_now
             if emit:
                 announced.add(p)
-                await emit_partials(p, core.emit_seq, core.closed_until, partials)
                 # Partials must be durable before the state that says they were sent.
-                await app.producer.flush()
+                await emit_partials(p, core.emit_seq, core.closed_until, partials)
             for key, value in changes.items():
                 persist(ingest_t, p, f"{p}|{key}", value)
             stream = ingest_stream.get("s")
@@ -201,11 +200,13 @@ def create_app(cfg: StreamConfig) -> faust.App:
         by_q: dict[int, list[list[Any]]] = {q: [] for q in range(n)}
         for part in partials:
             by_q[judge_partition(part.series, n)].append(part.to_wire())
+        futs = []
         for q, rows in by_q.items():
             body = orjson.dumps(
                 {"src": p, "seq": seq, "n_src": n, "closed_until": closed_until, "partials": rows}
             )
-            await windows.send(key=str(q).encode(), value=body, partition=q)
+            futs.append(await windows.send(key=str(q).encode(), value=body, partition=q))
+        await asyncio.gather(*futs)  # delivered, not just queued
 
     @app.agent(usage, name="ingest")
     async def ingest(stream: Any) -> None:
@@ -260,6 +261,7 @@ def create_app(cfg: StreamConfig) -> faust.App:
                 announced.discard(tp.partition)
             if tp.topic == topics["windows"]:
                 judges.pop(tp.partition, None)
+                judge_held.pop(tp.partition, None)
 
     # ---------------------------------------------------------------- judge -----------
     judges: dict[int, JudgeCore] = {}
@@ -274,13 +276,43 @@ def create_app(cfg: StreamConfig) -> faust.App:
                 engine=AlertEngine(policy),
             )
             prefix = f"{q}|"
-            j.restore((k[len(prefix):], v) for k, v in list(judge_t.data.items()) if k.startswith(prefix))
+            j.restore(
+                ((k[len(prefix):], v) for k, v in list(judge_t.data.items()) if k.startswith(prefix)),
+                ((k, v) for k, v in list(spend_t.data.items()) if judge_partition(k.rpartition("|")[0], n) == q),
+            )
             judges[q] = j
         return j
 
+    judge_held: dict[int, list[Any]] = defaultdict(list)
+    judge_last: dict[int, float] = defaultdict(float)
+    judge_stream: dict[str, Any] = {}
+
+    async def judge_checkpoint(q: int, now: float) -> None:
+        """Persist what changed on judge partition q, then ack the messages it covers.
+
+        Like ingest: state is written at most once per ``checkpoint_seconds`` (a backfill
+        judges many windows per second, but each detector state is written once), and a
+        crash replays the unacked messages onto the last checkpoint, which gives the same
+        state again.
+        """
+        j = judges.get(q)
+        to_ack = judge_held.pop(q, [])
+        judge_last[q] = now
+        if j is not None:
+            for key, value in j.checkpoint().items():
+                persist(judge_t, q, f"{q}|{key}", value)
+            for key, value in j.spend_changes().items():
+                persist(spend_t, q, key, value)
+        stream = judge_stream.get("s")
+        if stream is not None:
+            for ev in to_ack:
+                await stream.ack(ev)
+
     @app.agent(windows, name="judge")
     async def judge(stream: Any) -> None:
-        async for event in stream.events():
+        s = stream.noack()
+        judge_stream["s"] = s
+        async for event in s.events():
             q = event.message.partition
             body = orjson.loads(event.value)
             j = judge_for(q)
@@ -291,17 +323,6 @@ def create_app(cfg: StreamConfig) -> faust.App:
                 [Partial.from_wire(r) for r in body["partials"]],
                 int(body.get("seq", -1)),
             )
-            for key, value in j.checkpoint().items():
-                persist(judge_t, q, f"{q}|{key}", value)
-            for series, w, sums, seqs in out.spend:
-                k = f"{series}|{w}"
-                cur = spend_t.data.get(k) or {"s": [0, 0, 0, 0, 0, 0], "v": {}}
-                applied = cur["v"]
-                if all(applied.get(str(src), -1) >= sq for src, sq in seqs.items()):
-                    continue  # a redelivered windows message: already counted
-                new = {"s": [a + b for a, b in zip(cur["s"], sums)],
-                       "v": {**applied, **{str(src): sq for src, sq in seqs.items()}}}
-                persist(spend_t, q, k, new)
             metrics.inc("windows_judged_total", out.windows_judged)
             for note in out.notifications:
                 if cfg.dashboard_url:
@@ -309,7 +330,19 @@ def create_app(cfg: StreamConfig) -> faust.App:
                 record = note.to_dict()
                 persist(alerts_t, q, note.key, record)
                 metrics.inc("alerts_raised_total", labels={"action": note.action, "reason": note.reason})
+                # delivery is idempotent per (key, seq): a replay after a crash re-sends nothing
                 await outbox.send(key=note.key.encode(), value=orjson.dumps(record), partition=q)
+            judge_held[q].append(event)
+            now = time.time()
+            if now - judge_last[q] >= cfg.checkpoint_seconds:
+                await judge_checkpoint(q, now)
+
+    @app.timer(interval=min(1.0, cfg.checkpoint_seconds))
+    async def judge_tick() -> None:
+        now = time.time()
+        for q in list(judge_held):
+            if judge_held[q] and now - judge_last[q] >= cfg.checkpoint_seconds:
+                await judge_checkpoint(q, now)
 
     # ---------------------------------------------------------------- delivery --------
     deliverer = Deliverer(cfg, metrics)
@@ -343,5 +376,4 @@ def create_app(cfg: StreamConfig) -> faust.App:
     }
     register_views(app, cfg, metrics, spend_t, alerts_t, deliveries_t, cores, pricer,
                    {"last_ckpt": last_ckpt, "in_ckpt": in_ckpt, "judges": judges})
-    _ = asyncio  # loop is Faust's
     return app

@@ -31,6 +31,9 @@ Cell = tuple[str, str, str, str, str]  # (org, team, provider, model, user)
 
 NANO = 1_000_000_000
 TOP_K = 20
+# Dedupe ids per changelog record: ~40 bytes each, well under Kafka's 1 MB message limit even
+# when a backlog is read at full speed.
+ID_CHUNK = 10_000
 
 
 def to_nusd(cost_usd: float) -> int:
@@ -270,11 +273,18 @@ class IngestPartition:
         changes: dict[str, Any] = {}
         if self._dirty_windows or self._dropped_windows:
             changes["wins"] = [[w, [[*cell, *sums] for cell, sums in cells.items()]] for w, cells in self.windows.items()]
-        if self._new_ids:
-            n = self._next_chunk
-            self._next_chunk += 1
-            changes[f"ids|{n}"] = {str(w): ids for w, ids in self._new_ids.items()}
-            self._chunks[n] = max(self._new_ids)
+        chunk: dict[str, list[str]] = {}
+        size = 0
+        for w, ids in sorted(self._new_ids.items()):
+            for i in range(0, len(ids), ID_CHUNK):
+                part = ids[i : i + ID_CHUNK]
+                if size + len(part) > ID_CHUNK and chunk:
+                    self._write_chunk(changes, chunk)
+                    chunk, size = {}, 0
+                chunk.setdefault(str(w), []).extend(part)
+                size += len(part)
+        if chunk:
+            self._write_chunk(changes, chunk)
         if self.closed_until is not None:
             cutoff = self.closed_until - self.dedupe_retention
             for n, newest in list(self._chunks.items()):
@@ -294,6 +304,12 @@ class IngestPartition:
         self._dropped_windows.clear()
         self._new_ids = {}
         return changes
+
+    def _write_chunk(self, changes: dict[str, Any], chunk: dict[str, list[str]]) -> None:
+        n = self._next_chunk
+        self._next_chunk += 1
+        changes[f"ids|{n}"] = chunk
+        self._chunks[n] = max(int(w) for w in chunk)
 
     def restore(self, items: Iterable[tuple[str, Any]], wall_now: float) -> None:
         """Rebuild from the persisted keys written by :meth:`checkpoint`."""

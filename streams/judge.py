@@ -74,7 +74,10 @@ class JudgeCore:
     pending: dict[int, dict[str, dict[int, Partial]]] = field(default_factory=dict)
     series: dict[str, SeriesInfo] = field(default_factory=dict)
     detectors: dict[str, Detector] = field(default_factory=dict)
+    # exact spend per "series|window": {"s": sums, "v": {source: last applied seq}}
+    spend: dict[str, dict[str, Any]] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
+    _dirty_spend: set[str] = field(default_factory=set)
     # the last judged windows per series, for the API (not persisted)
     recent: dict[str, deque[dict[str, Any]]] = field(default_factory=dict)
     recent_len: int = 240
@@ -92,7 +95,7 @@ class JudgeCore:
                 out.spend.append((p.series, p.window_start, list(p.sums), {src: seq}))
                 continue
             self.pending.setdefault(p.window_start, {}).setdefault(p.series, {})[src] = p
-            self._dirty.add(f"pend|{p.window_start}|{p.series}|{src}")
+            self._dirty.add(f"pend|{src}")
         if src not in self.src_wm:
             self.src_wm[src] = None
             self._dirty.add("meta")
@@ -101,7 +104,22 @@ class JudgeCore:
             self.src_wm[src] = closed_until
             self._dirty.add("meta")
         self._finalise(out)
+        for series, w, sums, seqs in out.spend:
+            self._apply_spend(series, w, sums, seqs)
         return out
+
+    def _apply_spend(self, series: str, w: int, sums: list[int], seqs: dict[int, int]) -> None:
+        key = f"{series}|{w}"
+        cur = self.spend.get(key)
+        if cur is None:
+            cur = self.spend[key] = {"s": [0, 0, 0, 0, 0, 0], "v": {}}
+        applied = cur["v"]
+        if seqs and all(applied.get(str(src), -1) >= sq for src, sq in seqs.items()):
+            return  # a redelivered message: already counted
+        cur["s"] = [a + b for a, b in zip(cur["s"], sums)]
+        for src, sq in seqs.items():
+            applied[str(src)] = sq
+        self._dirty_spend.add(key)
 
     def watermark(self) -> int | None:
         """Min over the sources' watermarks, leaving idle sources out (as Flink does); None
@@ -145,7 +163,7 @@ class JudgeCore:
         by_series = self.pending.pop(w, {})
         for series, per_src in by_series.items():
             for src in per_src:
-                self._dirty.add(f"pend|{w}|{series}|{src}")  # now deleted
+                self._dirty.add(f"pend|{src}")
             sums, contrib = _merge(per_src.values())
             out.spend.append((series, w, sums, {s: p.seq for s, p in per_src.items()}))
             first = next(iter(per_src.values()))
@@ -199,6 +217,11 @@ class JudgeCore:
 
     # -- persistence --------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
+        """Key → value changes since the last checkpoint (value None deletes the key).
+
+        A handful of records per checkpoint: the meta record, one record of pending partials
+        per source that changed, one per detector and alert state that changed.
+        """
         changes: dict[str, Any] = {}
         for key in self._dirty:
             kind, _, rest = key.partition("|")
@@ -209,10 +232,15 @@ class JudgeCore:
                     "done_until": self.done_until,
                 }
             elif kind == "pend":
-                w_s, _, tail = rest.partition("|")
-                series, _, src_s = tail.rpartition("|")
-                p = self.pending.get(int(w_s), {}).get(series, {}).get(int(src_s))
-                changes[key] = p.to_wire() if p is not None else None
+                src = int(rest)
+                rows = [
+                    [p.seq, *p.to_wire()]
+                    for per_series in self.pending.values()
+                    for per_src in per_series.values()
+                    for s, p in per_src.items()
+                    if s == src
+                ]
+                changes[key] = rows or None
             elif kind == "det":
                 info = self.series[rest]
                 changes[key] = {
@@ -225,7 +253,13 @@ class JudgeCore:
         self._dirty.clear()
         return changes
 
-    def restore(self, items: Iterable[tuple[str, Any]]) -> None:
+    def spend_changes(self) -> dict[str, Any]:
+        """Spend records changed since the last call (for the spend table)."""
+        out = {k: self.spend[k] for k in self._dirty_spend}
+        self._dirty_spend.clear()
+        return out
+
+    def restore(self, items: Iterable[tuple[str, Any]], spend: Iterable[tuple[str, Any]] = ()) -> None:
         for key, value in items:
             if value is None:
                 continue
@@ -235,11 +269,11 @@ class JudgeCore:
                 self.n_src = int(value["n_src"])
                 self.done_until = value["done_until"]
             elif kind == "pend":
-                w_s, _, tail = rest.partition("|")
-                series, _, src_s = tail.rpartition("|")
-                self.pending.setdefault(int(w_s), {}).setdefault(series, {})[int(src_s)] = (
-                    Partial.from_wire(value)
-                )
+                src = int(rest)
+                for row in value:
+                    p = Partial.from_wire(row[1:])
+                    p.seq = int(row[0])
+                    self.pending.setdefault(p.window_start, {}).setdefault(p.series, {})[src] = p
             elif kind == "det":
                 self.series[rest] = SeriesInfo(labels=value["labels"], last_end=int(value["last_end"]))
                 det = self.make_detector()
@@ -247,3 +281,6 @@ class JudgeCore:
                 self.detectors[rest] = det
             elif kind == "alert":
                 self.engine.load_state(rest, value)
+        for key, value in spend:
+            if value is not None:
+                self.spend[key] = value

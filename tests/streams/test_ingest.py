@@ -125,3 +125,17 @@ def test_dedupe_ids_are_forgotten_after_retention():
 
 def test_nano_constant():
     assert NANO == 10**9
+
+
+def test_a_backlog_of_ids_is_split_into_bounded_chunks():
+    from streams.ingest import ID_CHUNK
+
+    core = IngestPartition(partition=0, window_seconds=60, lateness=0, idle_grace=1000)
+    for i in range(int(ID_CHUNK * 2.5)):
+        core.add(ev(i, 10.0 + i * 0.001), 0)
+    changes = core.checkpoint()
+    chunks = [v for k, v in changes.items() if k.startswith("ids|")]
+    assert len(chunks) == 3 and all(sum(map(len, c.values())) <= ID_CHUNK for c in chunks)
+    fresh = IngestPartition(partition=0, window_seconds=60, lateness=0, idle_grace=1000)
+    fresh.restore(changes.items(), 0)
+    assert fresh.add(ev(123, 10.123), 0) == "duplicate"

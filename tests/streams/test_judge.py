@@ -85,3 +85,14 @@ def test_checkpoint_restore_resumes_judging():
     a = j.receive(0, 1, 9 * W, [part(8 * W, 1.0)], seq=9)
     b = fresh.receive(0, 1, 9 * W, [part(8 * W, 1.0)], seq=9)
     assert a.spend == b.spend and a.windows_judged == b.windows_judged == 1
+
+
+def test_spend_is_held_in_the_core_and_idempotent_per_source_seq():
+    j = judge()
+    j.receive(0, 1, 2 * W, [part(0, 1.0), part(W, 2.0)], seq=1)
+    late = Partial("team=ads", {"team": "ads"}, 0, [NANO, 1, 0, 0, 0, 1], {}, True, late=True)
+    j.receive(0, 1, 2 * W, [late], seq=2)
+    j.receive(0, 1, 2 * W, [late], seq=2)  # redelivered
+    changes = j.spend_changes()
+    assert changes["team=ads|0"]["s"][0] == 2 * NANO and changes["team=ads|60"]["s"][0] == 2 * NANO
+    assert j.spend_changes() == {}
