@@ -35,19 +35,14 @@ from alerts import AlertEngine, AlertPolicy
 from detectors import make_detector
 from streams.config import StreamConfig
 from streams.delivery import Deliverer
-from streams.ingest import IngestPartition, Partial
+from streams.hotpath import IngestLoop, judge_partition
+from streams.ingest import Partial
 from streams.judge import JudgeCore
 from streams.metrics import Metrics
-from streams.normalize import Rejected, decode_message, normalize
 from streams.pricing import Pricer
 from streams.web import register_views
 
 log = logging.getLogger("tokenpulse.worker")
-
-
-def judge_partition(series: str, n: int) -> int:
-    # Stable across processes and Python versions (unlike hash()).
-    return zlib.crc32(series.encode()) % n
 
 
 def detector_params(cfg: StreamConfig) -> dict[str, Any]:
@@ -93,8 +88,6 @@ def create_app(cfg: StreamConfig) -> faust.App:
         worker_redirect_stdouts=False,
         autodiscover=False,
     )
-    usage = app.topic(topics["usage"], value_serializer="raw", key_serializer="raw", partitions=n)
-    dlq = app.topic(topics["dlq"], value_serializer="raw", key_serializer="raw", partitions=n)
     windows = app.topic(topics["windows"], value_serializer="raw", key_serializer="raw", partitions=n)
     outbox = app.topic(topics["outbox"], value_serializer="raw", key_serializer="raw", partitions=n)
 
@@ -102,7 +95,6 @@ def create_app(cfg: StreamConfig) -> faust.App:
         kind = app.GlobalTable if global_ else app.Table
         return kind(name, default=None, partitions=n)
 
-    ingest_t = table("ingest")
     judge_t = table("judge")
     spend_t = table("spend")
     alerts_t = table("alerts")
@@ -122,143 +114,25 @@ def create_app(cfg: StreamConfig) -> faust.App:
         tbl.send_changelog(partition, key, value)
 
     # ---------------------------------------------------------------- ingest ----------
-    cores: dict[int, IngestPartition] = {}
-    held: dict[int, list[Any]] = defaultdict(list)
-    last_ckpt: dict[int, float] = defaultdict(float)
-    in_ckpt: set[int] = set()
-    announced: set[int] = set()
-    ingest_stream: dict[str, Any] = {}
+    # The hot topic is read by a batched aiokafka loop (see streams.hotpath), not an agent.
+    ingest = IngestLoop(cfg, pricer)
+    cores = ingest.cores
 
-    def core_for(p: int) -> IngestPartition:
-        core = cores.get(p)
-        if core is None:
-            core = IngestPartition(
-                partition=p,
-                window_seconds=cfg.window_seconds,
-                lateness=cfg.lateness,
-                idle_grace=cfg.idle_grace,
-                watched=cfg.watched,
-            )
-            prefix = f"{p}|"
-            core.restore(
-                ((k[len(prefix):], v) for k, v in list(ingest_t.data.items()) if k.startswith(prefix)),
-                time.time(),
-            )
-            cores[p] = core
-        return core
+    @app.service
+    class IngestService(faust.Service):  # type: ignore[misc]
+        async def on_start(self) -> None:
+            await ingest.start()
 
-    async def dead_letter(raw: bytes, reason: str, p: int, offset: int, index: int | None = None) -> None:
-        core_for(p).counters.rejected += 1
-        headers = [
-            ("tokenpulse.reason", reason.encode()),
-            ("tokenpulse.source", f"{topics['usage']}/{p}/{offset}".encode()),
-        ]
-        if index is not None:
-            headers.append(("tokenpulse.index", str(index).encode()))
-        await dlq.send(value=raw, headers=headers)
+        @faust.Service.task
+        async def _run(self) -> None:
+            await ingest.run()
 
-    async def checkpoint(p: int, wall_now: float) -> None:
-        if p in in_ckpt:
-            return
-        in_ckpt.add(p)
-        try:
-            core = core_for(p)
-            before = core.closed_until
-            partials = core.advance(wall_now)
-            # The first message of a partition also tells the judges it exists. A partition
-            # without events is announced (as idle, left out of the judges' watermark) only
-            # once it has read its log to the end: one that has not caught up yet must hold
-            # the judges back, or its backlog would arrive late.
-            announce = p not in announced and (core.max_ts is not None or caught_up(p, core))
-            emit = bool(partials) or core.closed_until != before or announce
-            if emit:
-                core.emit_seq += 1  # before the snapshot: a seq is never reused after a restart
-            changes = core.checkpoint()
-            to_ack = held.pop(p, [])
-            last_ckpt[p] = wall_now
-            if emit:
-                announced.add(p)
-                # Partials must be durable before the state that says they were sent.
-                await emit_partials(p, core.emit_seq, core.closed_until, partials)
-            for key, value in changes.items():
-                persist(ingest_t, p, f"{p}|{key}", value)
-            stream = ingest_stream.get("s")
-            for ev in to_ack:
-                if stream is not None:
-                    await stream.ack(ev)
-        finally:
-            in_ckpt.discard(p)
-
-    def caught_up(p: int, core: IngestPartition) -> bool:
-        try:
-            high = app.consumer.highwater(TP(topics["usage"], p))
-        except Exception:  # noqa: BLE001 - unknown means not caught up
-            return False
-        return high is not None and high <= core.applied_offset + 1
-
-    async def emit_partials(p: int, seq: int, closed_until: int | None, partials: list[Partial]) -> None:
-        by_q: dict[int, list[list[Any]]] = {q: [] for q in range(n)}
-        for part in partials:
-            by_q[judge_partition(part.series, n)].append(part.to_wire())
-        futs = []
-        for q, rows in by_q.items():
-            body = orjson.dumps(
-                {"src": p, "seq": seq, "n_src": n, "closed_until": closed_until, "partials": rows}
-            )
-            futs.append(await windows.send(key=str(q).encode(), value=body, partition=q))
-        await asyncio.gather(*futs)  # delivered, not just queued
-
-    @app.agent(usage, name="ingest")
-    async def ingest(stream: Any) -> None:
-        s = stream.noack()
-        ingest_stream["s"] = s
-        async for event in s.events():
-            msg = event.message
-            p = msg.partition
-            core = core_for(p)
-            held[p].append(event)
-            if msg.offset <= core.applied_offset:
-                continue  # redelivered after a restart: already counted
-            now = time.time()
-            raw = event.value
-            try:
-                items = decode_message(raw)
-            except Rejected as exc:
-                await dead_letter(raw, exc.reason, p, msg.offset)
-                items = []
-            for i, item in enumerate(items):
-                if isinstance(item, Rejected):
-                    await dead_letter(item.raw or b"", item.reason, p, msg.offset, i)
-                    continue
-                try:
-                    ev = normalize(item)
-                    if ev.cost_usd is None:
-                        ev.cost_usd = pricer.price(ev)
-                except Rejected as exc:
-                    await dead_letter(orjson.dumps(item), exc.reason, p, msg.offset, i if len(items) > 1 else None)
-                    continue
-                core.add(ev, now)
-            core.applied_offset = msg.offset
-            if now - last_ckpt[p] >= cfg.checkpoint_seconds:
-                await checkpoint(p, now)
-
-    @app.timer(interval=min(1.0, cfg.checkpoint_seconds))
-    async def tick() -> None:
-        now = time.time()
-        for tp in list(app.consumer.assignment()):
-            if tp.topic != topics["usage"]:
-                continue
-            if now - last_ckpt[tp.partition] >= cfg.checkpoint_seconds:
-                await checkpoint(tp.partition, now)
+        async def on_stop(self) -> None:
+            await ingest.stop()
 
     @app.on_partitions_revoked.connect
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         for tp in revoked:
-            if tp.topic == topics["usage"]:
-                # Unacked work is redone by the next owner from the last checkpoint.
-                cores.pop(tp.partition, None)
-                held.pop(tp.partition, None)
-                announced.discard(tp.partition)
             if tp.topic == topics["windows"]:
                 judges.pop(tp.partition, None)
                 judge_held.pop(tp.partition, None)
@@ -372,8 +246,9 @@ def create_app(cfg: StreamConfig) -> faust.App:
         "pricer": pricer,
         "cores": cores,
         "judges": judges,
-        "tables": {"ingest": ingest_t, "judge": judge_t, "spend": spend_t, "alerts": alerts_t, "deliveries": deliveries_t},
+        "ingest": ingest,
+        "tables": {"judge": judge_t, "spend": spend_t, "alerts": alerts_t, "deliveries": deliveries_t},
     }
     register_views(app, cfg, metrics, spend_t, alerts_t, deliveries_t, cores, pricer,
-                   {"last_ckpt": last_ckpt, "in_ckpt": in_ckpt, "judges": judges})
+                   {"last_ckpt": ingest.last_ckpt, "in_ckpt": ingest.in_ckpt, "judges": judges, "ingest": ingest})
     return app

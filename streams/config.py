@@ -55,4 +55,5 @@ class StreamConfig:
             "dlq": f"{p}.usage.dlq",
             "windows": f"{p}.windows",
             "outbox": f"{p}.alerts.outbox",
+            "ingest_state": f"{p}.ingest.state",
         }

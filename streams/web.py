@@ -105,7 +105,7 @@ def register_views(
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == cfg.topics["usage"])
+        assigned = sorted(state["ingest"].assigned)
         return web.json({"status": "ok", "uptime_s": round(time.time() - started, 1), "usage_partitions": assigned})
 
     @app.page("/metrics")
@@ -116,16 +116,14 @@ def register_views(
                 key = "windows_closed_total" if name == "windows_closed" else f"events_{name}_total"
                 extra[key] = extra.get(key, 0) + value
         extra["events_unpriced_total"] = float(sum(pricer.unpriced.values()))
-        for tp in list(app.consumer.assignment()):
-            if tp.topic != cfg.topics["usage"]:
-                continue
+        ingest = state["ingest"]
+        for p, core in list(cores.items()):
             try:
-                high = app.consumer.highwater(tp)
-                pos = app.consumer._committed_offset.get(tp)  # noqa: SLF001 - no public accessor
-                core = cores.get(tp.partition)
-                done = core.applied_offset + 1 if core is not None else (pos or 0)
+                from aiokafka import TopicPartition
+
+                high = ingest.consumer.highwater(TopicPartition(cfg.topics["usage"], p))
                 if high is not None:
-                    metrics.set("consumer_lag", max(0, high - done), {"partition": str(tp.partition)})
+                    metrics.set("consumer_lag", max(0, high - (core.applied_offset + 1)), {"partition": str(p)})
             except Exception:  # noqa: BLE001 - lag is best effort, never break /metrics
                 pass
         return web.text(metrics.render(extra), content_type="text/plain; version=0.0.4")

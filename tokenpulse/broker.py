@@ -102,11 +102,15 @@ def topic_names(prefix: str = "tokenpulse") -> dict[str, str]:
         "dlq": f"{prefix}.usage.dlq",
         "windows": f"{prefix}.windows",
         "outbox": f"{prefix}.alerts.outbox",
+        "ingest_state": f"{prefix}.ingest.state",
     }
 
 
-def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeout: float = 30.0) -> None:
-    """Create topics that do not exist yet (kafka-python admin); existing ones are kept."""
+def ensure_topics(
+    bootstrap: str, topics: Iterable[tuple[str, int]], timeout: float = 30.0, compacted: Iterable[str] = ()
+) -> None:
+    """Create topics that do not exist yet (kafka-python admin); existing ones are kept.
+    Topics named in ``compacted`` keep only the latest record per key (changelogs)."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -117,7 +121,12 @@ def ensure_topics(bootstrap: str, topics: Iterable[tuple[str, int]], timeout: fl
             admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tokenpulse-admin", request_timeout_ms=10000)
             try:
                 existing = set(admin.list_topics())
-                new = [NewTopic(name, n, 1) for name, n in topics if name not in existing]
+                compact = set(compacted)
+                new = [
+                    NewTopic(name, n, 1, topic_configs={"cleanup.policy": "compact"} if name in compact else {})
+                    for name, n in topics
+                    if name not in existing
+                ]
                 if new:
                     try:
                         admin.create_topics(new)

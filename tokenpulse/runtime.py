@@ -61,7 +61,11 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
         n = len(desc[0]["partitions"]) or settings.usage_partitions
     finally:
         admin.close()
-    ensure_topics(bootstrap, [(names["dlq"], n), (names["windows"], n), (names["outbox"], n)])
+    ensure_topics(
+        bootstrap,
+        [(names["dlq"], n), (names["windows"], n), (names["outbox"], n), (names["ingest_state"], n)],
+        compacted=[names["ingest_state"]],
+    )
     return n
 
 
