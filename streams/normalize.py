@@ -167,7 +167,73 @@ def normalize(obj: Any, *, default_org: str = "default") -> UsageEvent:
     return _from_canonical(obj, default_org)
 
 
+_PROVIDER_CACHE: dict[str, str] = {}
+
+
+def _fast_canonical(o: dict[str, Any], default_org: str) -> UsageEvent | None:
+    """The common case in one pass: every field already of its exact type and tidy.
+
+    Returns None as soon as anything needs the general path (which then gives the precise
+    error or does the coercion), so both paths accept exactly the same events.
+    """
+    g = o.get
+    eid = g("event_id")
+    ts = g("ts")
+    team = g("team")
+    model = g("model")
+    user = g("user")
+    org = g("org")
+    provider = g("provider")
+    tool = g("tool")
+    i = g("input_tokens")
+    out = g("output_tokens")
+    cr = g("cache_read_tokens", 0)
+    cw = g("cache_write_tokens", 0)
+    cost = g("cost_usd")
+    labels = g("labels")
+    tts = type(ts)
+    if not (
+        type(eid) is str and type(team) is str and type(model) is str and type(user) is str
+        and type(org) is str and type(provider) is str
+        and (tts is float or tts is int)
+        and type(i) is int and type(out) is int and type(cr) is int and type(cw) is int
+        and (tool is None or type(tool) is str)
+        and (cost is None or type(cost) is float)
+        and (labels is None or type(labels) is dict)
+    ):
+        return None
+    if not (
+        0 < len(eid) <= MAX_STR and 0 < len(team) <= MAX_STR and 0 < len(model) <= MAX_STR
+        and 0 < len(user) <= MAX_STR and 0 < len(org) <= MAX_STR and 0 < len(provider) <= MAX_STR
+        and _TS_MIN <= ts < _TS_MAX
+        and i >= 0 and out >= 0 and cr >= 0 and cw >= 0 and cr + cw <= i
+        and (cost is None or 0.0 <= cost < math.inf)
+    ):
+        return None
+    # strings that need stripping go the general way (rare: stripping is what it does)
+    if (eid[0] <= " " or eid[-1] <= " " or team[0] <= " " or team[-1] <= " " or model[0] <= " "
+            or model[-1] <= " " or user[0] <= " " or user[-1] <= " " or org[0] <= " " or org[-1] <= " "):
+        return None
+    prov = _PROVIDER_CACHE.get(provider)
+    if prov is None:
+        low = provider.strip().lower()
+        if not low:
+            return None
+        prov = _PROVIDER_ALIASES.get(low, low)
+        if len(_PROVIDER_CACHE) < 1024:
+            _PROVIDER_CACHE[provider] = prov
+    if tool is not None:
+        tool = tool.strip()
+    return UsageEvent(
+        eid, float(ts), org, team, user, prov, model, tool or "", i, out, cr, cw, cost,
+        {} if labels is None else labels,
+    )
+
+
 def _from_canonical(o: dict[str, Any], default_org: str) -> UsageEvent:
+    fast = _fast_canonical(o, default_org)
+    if fast is not None:
+        return fast
     g = o.get
     inp = g("input_tokens")
     out = g("output_tokens")

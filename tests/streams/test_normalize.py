@@ -329,3 +329,36 @@ def test_undecodable_message(raw):
         decode_message(raw)
     assert info.value.reason.startswith("invalid JSON: ")
     assert info.value.raw == raw
+
+
+def test_fast_path_and_general_path_agree(monkeypatch):
+    """The canonical fast path must accept and produce exactly what the general path does."""
+    import streams.normalize as n
+    from tokenpulse.simulate import Simulator
+
+    start = 1767621600
+    items = list(Simulator(rate=200, seed=3).between(start, start + 20))[:2000]
+    variants = [
+        {**items[0], "org": "  "},
+        {**items[1], "provider": "Anthropic"},
+        {**items[2], "team": " ads "},
+        {**items[3], "ts": items[3]["ts"] * 1000},
+        {**items[4], "cost_usd": 0.5, "labels": {"env": "prod"}},
+        {**items[5], "input_tokens": True},
+        {**items[6], "cache_read_tokens": 10**9},
+        {**items[7], "tool": None},
+    ]
+    fast = []
+    for x in items + variants:
+        try:
+            fast.append(n.normalize(x, default_org="d"))
+        except n.Rejected as exc:
+            fast.append(exc.reason)
+    monkeypatch.setattr(n, "_fast_canonical", lambda o, default_org: None)
+    slow = []
+    for x in items + variants:
+        try:
+            slow.append(n.normalize(x, default_org="d"))
+        except n.Rejected as exc:
+            slow.append(exc.reason)
+    assert fast == slow
