@@ -34,7 +34,7 @@ import orjson
 
 from streams.config import StreamConfig
 from streams.ingest import IngestPartition, Partial
-from streams.normalize import Rejected, decode_message, normalize
+from streams.normalize import Rejected, _fast_canonical, decode_message, normalize
 from streams.pricing import Pricer
 
 log = logging.getLogger("tokenpulse.ingest")
@@ -61,6 +61,7 @@ class IngestLoop:
         self.announced: set[int] = set()
         self.assigned: set[int] = set()
         self.rebalances = 0
+        self._tasks: dict[int, asyncio.Future[Any]] = {}
         self.ready = asyncio.Event()
         self.consumer: Any = None
         self.producer: Any = None
@@ -100,8 +101,10 @@ class IngestLoop:
     async def stop(self) -> None:
         self._stopping = True
         try:
+            await self.drain()
             for p in list(self.cores):
                 await self.checkpoint(p, time.time())
+            await self.drain()
         except Exception:  # noqa: BLE001 - best effort: the next owner redoes unsaved work
             log.exception("final checkpoint failed")
         if self.consumer is not None:
@@ -138,8 +141,9 @@ class IngestLoop:
 
     # ------------------------------------------------------------------ hot path -------
     def _apply(self, core: IngestPartition, p: int, records: list[Any], now: float) -> None:
-        pricer = self.pricer
+        price = self.pricer.price
         add = core.add
+        fast = _fast_canonical
         for rec in records:
             if rec.offset <= core.applied_offset:
                 continue  # already in the checkpointed state
@@ -151,13 +155,16 @@ class IngestLoop:
                 items = []
             many = len(items) > 1
             for i, item in enumerate(items):
-                if type(item) is Rejected:
-                    self._dead_letter(core, item.raw or b"", item.reason, p, rec.offset, i)
-                    continue
+                ev = fast(item, "default") if type(item) is dict else None
+                if ev is None:
+                    if type(item) is Rejected:
+                        self._dead_letter(core, item.raw or b"", item.reason, p, rec.offset, i)
+                        continue
                 try:
-                    ev = normalize(item)
+                    if ev is None:
+                        ev = normalize(item)
                     if ev.cost_usd is None:
-                        ev.cost_usd = pricer.price(ev)
+                        ev.cost_usd = price(ev)
                 except Rejected as exc:
                     self._dead_letter(core, orjson.dumps(item), exc.reason, p, rec.offset, i if many else None)
                     continue
@@ -187,44 +194,70 @@ class IngestLoop:
         return high is not None and high <= core.applied_offset + 1
 
     async def checkpoint(self, p: int, now: float) -> None:
+        """Close what the clock has passed and persist partition p's state.
+
+        The decisions are taken here, synchronously, so the snapshot is consistent with the
+        offset it records; the waiting (broker acknowledgements) happens in a task of its own
+        so the loop keeps counting meanwhile. One checkpoint per partition is in flight at a
+        time.
+        """
         if p in self.in_ckpt or p not in self.cores:
             return
+        core = self.cores[p]
+        before = core.closed_until
+        partials = core.advance(now)
+        # A partition without events is announced to the judges (as idle, left out of their
+        # watermark) only once it has read its log to the end: one that has not caught up
+        # must hold them back, or its backlog would arrive late.
+        announce = p not in self.announced and (core.max_ts is not None or self.caught_up(p, core))
+        emit = bool(partials) or core.closed_until != before or announce
+        if emit:
+            core.emit_seq += 1  # before the snapshot: a seq is never reused after a restart
+        changes = core.checkpoint()
+        offset = core.applied_offset
+        self.last_ckpt[p] = now
+        pending, self._pending = self._pending, []
         self.in_ckpt.add(p)
         try:
-            core = self.cores[p]
-            before = core.closed_until
-            partials = core.advance(now)
-            # A partition without events is announced to the judges (as idle, left out of
-            # their watermark) only once it has read its log to the end: one that has not
-            # caught up must hold them back, or its backlog would arrive late.
-            announce = p not in self.announced and (core.max_ts is not None or self.caught_up(p, core))
-            emit = bool(partials) or core.closed_until != before or announce
-            if emit:
-                core.emit_seq += 1  # before the snapshot: a seq is never reused after a restart
-            changes = core.checkpoint()
-            offset = core.applied_offset
-            self.last_ckpt[p] = now
-            pending, self._pending = self._pending, []
             if emit:
                 pending += await self._emit(p, core.emit_seq, core.closed_until, partials)
                 self.announced.add(p)
-            if pending:
-                # DLQ records and window partials are acknowledged before the state that
-                # says they were sent.
-                await asyncio.gather(*pending)
-            state = self.topics["ingest_state"]
-            futs = [await self.producer.send(state, key=k.encode(), value=None if v is None else orjson.dumps(v),
-                                             partition=p) for k, v in changes.items()]
-            await asyncio.gather(*futs)
-            if offset >= 0 and p in self.assigned:
-                from aiokafka import TopicPartition
-
-                try:
-                    await self.consumer.commit({TopicPartition(self.topics["usage"], p): offset + 1})
-                except Exception as exc:  # noqa: BLE001 - commits are only for lag tooling
-                    log.debug("commit failed: %s", exc)
-        finally:
+        except BaseException:
             self.in_ckpt.discard(p)
+            raise
+        task = asyncio.ensure_future(self._persist(p, pending, changes, offset))
+        self._tasks[p] = task
+        task.add_done_callback(lambda t, p=p: self._persisted(p, t))
+
+    def _persisted(self, p: int, task: asyncio.Future[Any]) -> None:
+        self.in_ckpt.discard(p)
+        if self._tasks.get(p) is task:
+            del self._tasks[p]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("checkpoint of usage partition %d failed: %r", p, task.exception())
+
+    async def drain(self, p: int | None = None) -> None:
+        """Wait for in-flight checkpoints (of partition p, or all)."""
+        tasks = [t for q, t in list(self._tasks.items()) if p is None or q == p]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _persist(self, p: int, pending: list[Any], changes: dict[str, Any], offset: int) -> None:
+        if pending:
+            # DLQ records and window partials are acknowledged before the state that says
+            # they were sent.
+            await asyncio.gather(*pending)
+        state = self.topics["ingest_state"]
+        futs = [await self.producer.send(state, key=k.encode(), value=None if v is None else orjson.dumps(v),
+                                         partition=p) for k, v in changes.items()]
+        await asyncio.gather(*futs)
+        if offset >= 0 and p in self.assigned:
+            from aiokafka import TopicPartition
+
+            try:
+                await self.consumer.commit({TopicPartition(self.topics["usage"], p): offset + 1})
+            except Exception as exc:  # noqa: BLE001 - commits are only for lag tooling
+                log.debug("commit failed: %s", exc)
 
     async def _emit(self, p: int, seq: int, closed_until: int | None, partials: list[Partial]) -> list[Any]:
         by_q: dict[int, list[list[Any]]] = {q: [] for q in range(self.n)}
@@ -276,7 +309,9 @@ class IngestLoop:
         now = time.time()
         for p in sorted(partitions):
             try:
+                await self.drain(p)
                 await self.checkpoint(p, now)
+                await self.drain(p)
             except Exception:  # noqa: BLE001 - the next owner redoes what was not saved
                 log.exception("checkpoint on revoke failed for partition %d", p)
             self.cores.pop(p, None)

@@ -37,8 +37,9 @@ ID_CHUNK = 10_000
 
 
 def to_nusd(cost_usd: float) -> int:
-    """USD → integer nano-dollars (exact summing; 1e-9 $ is far below any price step)."""
-    return int(round(cost_usd * NANO))
+    """USD → integer nano-dollars (exact summing; 1e-9 $ is far below any price step).
+    Half rounds up; costs are never negative."""
+    return int(cost_usd * NANO + 0.5)
 
 
 def window_start(ts: float, window_seconds: int) -> int:
@@ -158,24 +159,29 @@ class IngestPartition:
     # -- hot path -----------------------------------------------------------------------
     def add(self, ev: UsageEvent, wall_now: float) -> str:
         """Count one priced event. Returns "accepted", "duplicate" or "late"."""
-        w = int(ev.ts // self.window_seconds) * self.window_seconds
+        ts = ev.ts
+        ws = self.window_seconds
+        w = int(ts // ws) * ws
+        eid = ev.event_id
         seen = self.ids.get(w)
         if seen is None:
             seen = self.ids[w] = set()
-        elif ev.event_id in seen:
-            self.counters.duplicate += 1
-            return "duplicate"
-        seen.add(ev.event_id)
-        new = self._new_ids.get(w)
-        if new is None:
-            self._new_ids[w] = [ev.event_id]
+            self._new_ids[w] = new = []
         else:
-            new.append(ev.event_id)
-        if self.max_ts is None or ev.ts > self.max_ts:
-            self.max_ts = ev.ts
+            if eid in seen:
+                self.counters.duplicate += 1
+                return "duplicate"
+            new = self._new_ids.get(w)
+            if new is None:
+                new = self._new_ids[w] = []
+        seen.add(eid)
+        new.append(eid)
+        if self.max_ts is None or ts > self.max_ts:
+            self.max_ts = ts
             self.wall_at_max = wall_now
         cell = (ev.org, ev.team, ev.provider, ev.model, ev.user)
-        late = self.closed_until is not None and w + self.window_seconds <= self.closed_until
+        closed = self.closed_until
+        late = closed is not None and w + ws <= closed
         if late:
             table = self.late_cells.setdefault(w, {})
             self.counters.late += 1
@@ -185,7 +191,7 @@ class IngestPartition:
                 table = self.windows[w] = {}
             self._dirty_windows.add(w)
         sums = table.get(cell)
-        nusd = to_nusd(ev.cost_usd or 0.0)
+        nusd = int((ev.cost_usd or 0.0) * NANO + 0.5)  # to_nusd, inlined: costs are >= 0
         if sums is None:
             table[cell] = [
                 nusd,

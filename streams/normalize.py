@@ -176,17 +176,20 @@ def _fast_canonical(o: dict[str, Any], default_org: str) -> UsageEvent | None:
     Returns None as soon as anything needs the general path (which then gives the precise
     error or does the coercion), so both paths accept exactly the same events.
     """
+    try:  # subscripts, not .get(): this runs for every event
+        eid = o["event_id"]
+        ts = o["ts"]
+        team = o["team"]
+        model = o["model"]
+        user = o["user"]
+        org = o["org"]
+        provider = o["provider"]
+        i = o["input_tokens"]
+        out = o["output_tokens"]
+    except KeyError:
+        return None
     g = o.get
-    eid = g("event_id")
-    ts = g("ts")
-    team = g("team")
-    model = g("model")
-    user = g("user")
-    org = g("org")
-    provider = g("provider")
     tool = g("tool")
-    i = g("input_tokens")
-    out = g("output_tokens")
     cr = g("cache_read_tokens", 0)
     cw = g("cache_write_tokens", 0)
     cost = g("cost_usd")
