@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,6 +31,16 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM when the parent dies, however it dies
+    (even SIGKILL), so no orphan broker outlives the dev command or a test run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class EmbeddedBroker:
@@ -69,6 +80,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            preexec_fn=_die_with_parent,
         )
         if not wait_for_port("127.0.0.1", self.port, timeout):
             self.stop()

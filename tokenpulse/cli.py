@@ -215,6 +215,10 @@ def broker() -> None:
     """Run the embedded Tansu broker in the foreground (memory storage) until Ctrl-C."""
     from tokenpulse.broker import EmbeddedBroker
 
+    def _interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _interrupt)  # so `kill` also stops the broker child
     b = EmbeddedBroker(port=9092)
     typer.echo(f"Tansu on {b.start()}; Ctrl-C stops it")
     try:
