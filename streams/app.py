@@ -20,43 +20,24 @@ rebalance never counts an event twice; duplicates sent by producers are dropped 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-import zlib
 from collections import defaultdict
 from typing import Any
 
 import faust
 import orjson
-from faust.types import TP
 
-from alerts import AlertEngine, AlertPolicy
-from detectors import make_detector
 from streams.config import StreamConfig
 from streams.delivery import Deliverer
 from streams.hotpath import IngestLoop, judge_partition
 from streams.ingest import Partial
-from streams.judge import JudgeCore
+from streams.judge import JudgeCore, judge_factory
 from streams.metrics import Metrics
 from streams.pricing import Pricer
 from streams.web import register_views
 
 log = logging.getLogger("tokenpulse.worker")
-
-
-def detector_params(cfg: StreamConfig) -> dict[str, Any]:
-    """The policy's detector parameters, plus the window length when the model takes one."""
-    import inspect
-
-    from detectors import DEFAULT_DETECTOR, DETECTORS
-
-    params = dict(cfg.detector_params)
-    name = DEFAULT_DETECTOR if cfg.detector_name == "default" else cfg.detector_name
-    cls = DETECTORS.get(name)
-    if cls is not None and "window_seconds" in inspect.signature(cls).parameters:
-        params.setdefault("window_seconds", cfg.window_seconds)
-    return params
 
 
 def create_app(cfg: StreamConfig) -> faust.App:
@@ -102,8 +83,7 @@ def create_app(cfg: StreamConfig) -> faust.App:
 
     metrics = Metrics()
     pricer = Pricer(cfg.price_overrides)
-    policy = AlertPolicy(**cfg.alert_policy)
-    detector_proto = make_detector(cfg.detector_name, **detector_params(cfg))
+    new_judge = judge_factory(cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy)
 
     def persist(tbl: Any, partition: int, key: str, value: Any) -> None:
         # Explicit partition: checkpoints also run from timers, outside stream iteration.
@@ -143,12 +123,7 @@ def create_app(cfg: StreamConfig) -> faust.App:
     def judge_for(q: int) -> JudgeCore:
         j = judges.get(q)
         if j is None:
-            j = JudgeCore(
-                partition=q,
-                window_seconds=cfg.window_seconds,
-                make_detector=detector_proto.clone,
-                engine=AlertEngine(policy),
-            )
+            j = new_judge(q)
             prefix = f"{q}|"
             j.restore(
                 ((k[len(prefix):], v) for k, v in list(judge_t.data.items()) if k.startswith(prefix)),

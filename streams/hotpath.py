@@ -34,7 +34,7 @@ import orjson
 
 from streams.config import StreamConfig
 from streams.ingest import IngestPartition, Partial
-from streams.normalize import Rejected, _fast_canonical, decode_message, normalize
+from streams.pipeline import count_message
 from streams.pricing import Pricer
 
 log = logging.getLogger("tokenpulse.ingest")
@@ -141,39 +141,16 @@ class IngestLoop:
 
     # ------------------------------------------------------------------ hot path -------
     def _apply(self, core: IngestPartition, p: int, records: list[Any], now: float) -> None:
-        price = self.pricer.price
-        add = core.add
-        fast = _fast_canonical
+        pricer = self.pricer
         for rec in records:
             if rec.offset <= core.applied_offset:
                 continue  # already in the checkpointed state
-            raw = rec.value
-            try:
-                items = decode_message(raw)
-            except Rejected as exc:
-                self._dead_letter(core, raw, exc.reason, p, rec.offset)
-                items = []
-            many = len(items) > 1
-            for i, item in enumerate(items):
-                ev = fast(item, "default") if type(item) is dict else None
-                if ev is None:
-                    if type(item) is Rejected:
-                        self._dead_letter(core, item.raw or b"", item.reason, p, rec.offset, i)
-                        continue
-                try:
-                    if ev is None:
-                        ev = normalize(item)
-                    if ev.cost_usd is None:
-                        ev.cost_usd = price(ev)
-                except Rejected as exc:
-                    self._dead_letter(core, orjson.dumps(item), exc.reason, p, rec.offset, i if many else None)
-                    continue
-                add(ev, now)
-            core.applied_offset = rec.offset
+            offset = rec.offset
+            count_message(core, rec.value, pricer, now,
+                          lambda raw, reason, index: self._dead_letter(raw, reason, p, offset, index))
+            core.applied_offset = offset
 
-    def _dead_letter(self, core: IngestPartition, raw: bytes, reason: str, p: int, offset: int,
-                     index: int | None = None) -> None:
-        core.counters.rejected += 1
+    def _dead_letter(self, raw: bytes, reason: str, p: int, offset: int, index: int | None = None) -> None:
         headers = [
             ("tokenpulse.reason", reason.encode()),
             ("tokenpulse.source", f"{self.topics['usage']}/{p}/{offset}".encode()),

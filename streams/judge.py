@@ -284,3 +284,38 @@ class JudgeCore:
         for key, value in spend:
             if value is not None:
                 self.spend[key] = value
+
+
+def detector_params(window_seconds: int, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The policy's detector parameters, plus the window length when the model takes one."""
+    import inspect
+
+    from detectors import DEFAULT_DETECTOR, DETECTORS
+
+    out = dict(params)
+    cls = DETECTORS.get(DEFAULT_DETECTOR if name == "default" else name)
+    if cls is not None and "window_seconds" in inspect.signature(cls).parameters:
+        out.setdefault("window_seconds", window_seconds)
+    return out
+
+
+def judge_factory(
+    window_seconds: int, detector_name: str, params: dict[str, Any], alert_policy: dict[str, Any],
+    dashboard_url: str | None = None,
+) -> Callable[[int], JudgeCore]:
+    """Builds the judge of a partition exactly as the worker does (the replay uses it too)."""
+    from alerts import AlertPolicy
+    from detectors import make_detector
+
+    proto = make_detector(detector_name, **detector_params(window_seconds, detector_name, params))
+    policy = AlertPolicy(**alert_policy)
+
+    def build(q: int) -> JudgeCore:
+        return JudgeCore(
+            partition=q,
+            window_seconds=window_seconds,
+            make_detector=proto.clone,
+            engine=AlertEngine(policy, dashboard_url=dashboard_url),
+        )
+
+    return build

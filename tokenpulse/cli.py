@@ -131,18 +131,40 @@ def simulate_cmd(
     duration: Annotated[Optional[float], typer.Option(help="Seconds of live traffic (default: until Ctrl-C; 0: none).")] = None,
     batch: Annotated[int, typer.Option(help="Events per Kafka message (1 = one JSON object per message).")] = 100,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    out: Annotated[Optional[Path], typer.Option(help="Write the --backfill days as JSONL here instead of to Kafka (for `tokenpulse replay`).")] = None,
+    labels_out: Annotated[Optional[Path], typer.Option("--labels-out", help="With --out: write the injected spikes as labelled incidents.")] = None,
 ) -> None:
-    """Produce simulated usage events with kafka-python."""
+    """Produce simulated usage events with kafka-python (or write them to a file with --out)."""
     from tokenpulse.simulate import KafkaSink, Simulator, Spike, run
 
-    if not bootstrap:
-        _fail("no Kafka: pass --bootstrap or set TOKENPULSE_KAFKA_BOOTSTRAP")
-    assert bootstrap is not None
     try:
         spikes = [Spike.parse(s) for s in spike or []]
         sim = Simulator(rate=rate, spikes=spikes, seed=seed)
     except ValueError as exc:
         _fail(str(exc))
+    if out is not None:
+        import orjson
+
+        if backfill <= 0:
+            _fail("--out writes past traffic: give --backfill DAYS")
+        end = float(int(time.time()))
+        start = end - backfill * 86400
+        n = 0
+        with open(out, "wb") as f:
+            for ev in sim.between(start, end, sim_start=start):
+                f.write(orjson.dumps(ev) + b"\n")
+                n += 1
+        if labels_out is not None:
+            with open(labels_out, "wb") as f:
+                for sp in spikes:
+                    t0 = sp.start if sp.start is not None else start + sp.delay
+                    f.write(orjson.dumps({"team": sp.team, "start": t0, "end": t0 + sp.minutes * 60,
+                                          "should_alert": True, "name": f"spike x{sp.factor:g}"}) + b"\n")
+        typer.echo(f"wrote {n:,} events to {out}", err=True)
+        return
+    if not bootstrap:
+        _fail("no Kafka: pass --bootstrap or set TOKENPULSE_KAFKA_BOOTSTRAP")
+    assert bootstrap is not None
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.__setitem__("now", True))
     sink = KafkaSink(bootstrap, topic, batch=batch)
@@ -196,6 +218,56 @@ def normalize(
     typer.echo(f"{ok} accepted, {bad} rejected", err=True)
     if bad and not ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def replay(
+    events: Annotated[Path, typer.Argument(help="JSONL file of usage events (any accepted shape; '-' for stdin).")],
+    policy: Annotated[Optional[Path], typer.Option(help="Policy file (default: TOKENPULSE_POLICY).")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="Labelled incidents (JSONL: team, start, end, should_alert).")] = None,
+    alerts_out: Annotated[Optional[Path], typer.Option("--alerts-out", help="Write one JSON line per alert firing here.")] = None,
+    grace: Annotated[float, typer.Option(help="Seconds after an incident's end in which a firing still detects it.")] = 900.0,
+    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+) -> None:
+    """Replay history through the worker's own windows, detectors and alert lifecycle."""
+    from tokenpulse.replay import load_labels, read_lines, replay_lines, score, write_firings
+    from tokenpulse.runtime import stream_config
+
+    settings, pol = _load(policy)
+    if str(events) != "-" and not events.is_file():
+        _fail(f"{events}: no such file")
+    incidents = None
+    if labels is not None:
+        try:
+            incidents = load_labels(labels)
+        except (OSError, ValueError) as exc:
+            _fail(str(exc))
+    cfg = stream_config(settings, pol, bootstrap="", partitions=1)
+    total = events.stat().st_size if str(events) != "-" else 0
+
+    def report(done: int, of: int) -> None:
+        pct = f"{100 * done / of:5.1f}% " if of else ""
+        typer.echo(f"replay {pct}{done / 1e6:,.1f} MB", err=True)
+
+    res = replay_lines(read_lines(events), cfg, progress=report if progress else None, total_bytes=total)
+    if alerts_out is not None:
+        with open(alerts_out, "wb") as f:
+            write_firings(res.firings, f)
+    summary: dict[str, object] = {
+        "events": res.counters,
+        "windows_judged": res.windows_judged,
+        "firings": len(res.firings),
+        "notifications": len(res.notifications),
+        "teams": sorted(res.teams),
+        "seconds": round(res.seconds, 3),
+        "mb_per_s": round(res.bytes_read / 1e6 / res.seconds, 2) if res.seconds else None,
+        "rejects_sample": [{"line": n, "reason": r} for n, r in res.rejects[:10]],
+    }
+    if incidents is not None:
+        summary["score"] = score(res.firings, incidents, res.teams, res.first_ts, res.last_ts, grace)
+    import orjson
+
+    sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 @app.command("policy")

@@ -22,7 +22,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_help_lists_every_command():
     out = runner.invoke(app, ["--help"]).output
-    for cmd in ("dev", "worker", "simulate", "normalize", "policy", "broker"):
+    for cmd in ("dev", "worker", "simulate", "normalize", "policy", "broker", "replay"):
         assert cmd in out
 
 

@@ -1,0 +1,48 @@
+"""One message's worth of the ingest pipeline: decode, normalise, price, count.
+
+Pure and shared: the worker's hot path and the offline replay call the same function, so a
+replayed file and the same events streamed through the worker are counted alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+
+from streams.ingest import IngestPartition
+from streams.normalize import Rejected, _fast_canonical, decode_message, normalize
+from streams.pricing import Pricer
+
+# (original bytes, reason, index within the message or None)
+OnReject = Callable[[bytes, str, "int | None"], None]
+
+
+def count_message(core: IngestPartition, raw: bytes, pricer: Pricer, now: float, on_reject: OnReject) -> None:
+    """Count every usage event in one message; hand each reject to ``on_reject``."""
+    try:
+        items = decode_message(raw)
+    except Rejected as exc:
+        core.counters.rejected += 1
+        on_reject(raw, exc.reason, None)
+        return
+    price = pricer.price
+    add = core.add
+    fast = _fast_canonical
+    many = len(items) > 1
+    for i, item in enumerate(items):
+        ev = fast(item, "default") if type(item) is dict else None
+        if ev is None:
+            if type(item) is Rejected:
+                core.counters.rejected += 1
+                on_reject(item.raw or b"", item.reason, i)
+                continue
+            try:
+                ev = normalize(item)
+            except Rejected as exc:
+                core.counters.rejected += 1
+                on_reject(orjson.dumps(item), exc.reason, i if many else None)
+                continue
+        if ev.cost_usd is None:
+            ev.cost_usd = price(ev)
+        add(ev, now)
