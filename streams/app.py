@@ -171,6 +171,7 @@ def create_app(cfg: StreamConfig) -> faust.App:
                 body["closed_until"],
                 [Partial.from_wire(r) for r in body["partials"]],
                 int(body.get("seq", -1)),
+                bool(body.get("wm", True)),
             )
             metrics.inc("windows_judged_total", out.windows_judged)
             for note in out.notifications:

@@ -40,6 +40,7 @@ from streams.pricing import Pricer
 log = logging.getLogger("tokenpulse.ingest")
 
 BARRIER = b"__tokenpulse_barrier__"
+ROWS_PER_MESSAGE = 500  # partials per windows message: ~1 KB each at most
 
 
 def judge_partition(series: str, n: int) -> int:
@@ -237,13 +238,26 @@ class IngestLoop:
                 log.debug("commit failed: %s", exc)
 
     async def _emit(self, p: int, seq: int, closed_until: int | None, partials: list[Partial]) -> list[Any]:
+        """Send the partials to their judges, and this source's watermark to every judge.
+
+        A backfill can close hours of windows in one checkpoint: the rows are split into
+        messages of at most ``ROWS_PER_MESSAGE`` (well under Kafka's 1 MB default), and only
+        the last message to a judge carries the watermark, so it never finalises a window
+        before all of its rows have arrived. The chunks share the seq: they never hold the
+        same (series, window) twice.
+        """
         by_q: dict[int, list[list[Any]]] = {q: [] for q in range(self.n)}
         for part in partials:
             by_q[judge_partition(part.series, self.n)].append(part.to_wire())
         futs = []
+        topic = self.topics["windows"]
         for q, rows in by_q.items():
-            body = orjson.dumps({"src": p, "seq": seq, "n_src": self.n, "closed_until": closed_until, "partials": rows})
-            futs.append(await self.producer.send(self.topics["windows"], key=str(q).encode(), value=body, partition=q))
+            chunks = [rows[i:i + ROWS_PER_MESSAGE] for i in range(0, len(rows), ROWS_PER_MESSAGE)] or [[]]
+            for k, chunk in enumerate(chunks):
+                last = k == len(chunks) - 1
+                body = orjson.dumps({"src": p, "seq": seq, "n_src": self.n, "wm": last,
+                                     "closed_until": closed_until if last else None, "partials": chunk})
+                futs.append(await self.producer.send(topic, key=str(q).encode(), value=body, partition=q))
         return futs
 
     # ------------------------------------------------------------------ rebalancing ----

@@ -83,8 +83,12 @@ class JudgeCore:
     recent_len: int = 240
 
     def receive(
-        self, src: int, n_src: int, closed_until: int | None, partials: Iterable[Partial], seq: int = -1
+        self, src: int, n_src: int, closed_until: int | None, partials: Iterable[Partial], seq: int = -1,
+        carries_watermark: bool = True,
     ) -> JudgeOutput:
+        """One message from source ``src``. ``closed_until`` None with ``carries_watermark``
+        means the source is idle (caught up, no events yet); a message that is one chunk of
+        a larger emission carries no watermark at all and says nothing about idleness."""
         out = JudgeOutput()
         self.n_src = max(self.n_src, n_src)
         for p in partials:
@@ -95,15 +99,16 @@ class JudgeCore:
                 out.spend.append((p.series, p.window_start, list(p.sums), {src: seq}))
                 continue
             self.pending.setdefault(p.window_start, {}).setdefault(p.series, {})[src] = p
-            self._dirty.add(f"pend|{src}")
-        if src not in self.src_wm:
-            self.src_wm[src] = None
-            self._dirty.add("meta")
-        prev = self.src_wm[src]
-        if closed_until is not None and (prev is None or closed_until > prev):
-            self.src_wm[src] = closed_until
-            self._dirty.add("meta")
-        self._finalise(out)
+            self._dirty.add(f"pend|{src}|{p.window_start}")
+        if carries_watermark:
+            if src not in self.src_wm:
+                self.src_wm[src] = None
+                self._dirty.add("meta")
+            prev = self.src_wm[src]
+            if closed_until is not None and (prev is None or closed_until > prev):
+                self.src_wm[src] = closed_until
+                self._dirty.add("meta")
+            self._finalise(out)
         for series, w, sums, seqs in out.spend:
             self._apply_spend(series, w, sums, seqs)
         return out
@@ -163,7 +168,7 @@ class JudgeCore:
         by_series = self.pending.pop(w, {})
         for series, per_src in by_series.items():
             for src in per_src:
-                self._dirty.add(f"pend|{src}")
+                self._dirty.add(f"pend|{src}|{w}")
             sums, contrib = _merge(per_src.values())
             out.spend.append((series, w, sums, {s: p.seq for s, p in per_src.items()}))
             first = next(iter(per_src.values()))
@@ -220,7 +225,7 @@ class JudgeCore:
         """Key → value changes since the last checkpoint (value None deletes the key).
 
         A handful of records per checkpoint: the meta record, one record of pending partials
-        per source that changed, one per detector and alert state that changed.
+        per (source, window) that changed, one per detector and alert state that changed.
         """
         changes: dict[str, Any] = {}
         for key in self._dirty:
@@ -232,11 +237,12 @@ class JudgeCore:
                     "done_until": self.done_until,
                 }
             elif kind == "pend":
-                src = int(rest)
+                # one record per (source, window): bounded by the series of one window
+                src_s, _, w_s = rest.partition("|")
+                src = int(src_s)
                 rows = [
                     [p.seq, *p.to_wire()]
-                    for per_series in self.pending.values()
-                    for per_src in per_series.values()
+                    for per_src in self.pending.get(int(w_s), {}).values()
                     for s, p in per_src.items()
                     if s == src
                 ]
@@ -269,7 +275,7 @@ class JudgeCore:
                 self.n_src = int(value["n_src"])
                 self.done_until = value["done_until"]
             elif kind == "pend":
-                src = int(rest)
+                src = int(rest.partition("|")[0])
                 for row in value:
                     p = Partial.from_wire(row[1:])
                     p.seq = int(row[0])

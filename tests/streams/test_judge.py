@@ -96,3 +96,13 @@ def test_spend_is_held_in_the_core_and_idempotent_per_source_seq():
     changes = j.spend_changes()
     assert changes["team=ads|0"]["s"][0] == 2 * NANO and changes["team=ads|60"]["s"][0] == 2 * NANO
     assert j.spend_changes() == {}
+
+
+def test_a_chunk_without_watermark_does_not_mark_its_source_idle():
+    j = judge()
+    # source 1's first emission arrives in two chunks; the first carries no watermark
+    j.receive(1, 2, None, [part(0, 1.0)], seq=1, carries_watermark=False)
+    out = j.receive(0, 2, 5 * W, [part(0, 1.0)], seq=1)
+    assert out.windows_judged == 0  # source 1 is not idle: it is on its way
+    out = j.receive(1, 2, W, [], seq=1)
+    assert out.windows_judged == 1 and out.spend[0][2][0] == 2 * NANO
