@@ -75,6 +75,18 @@ def contributors_of(series: str, cell: Cell) -> tuple[tuple[str, str], ...]:
 
 DEFAULT_WATCHED = frozenset({"org", "team", "team×model", "provider"})
 
+# (series, labels, detected?, contributor keys) for each series a cell feeds
+Plan = list[tuple[str, dict[str, str], bool, tuple[str, ...]]]
+
+
+def _plan(cell: Cell, watched: frozenset[str]) -> Plan:
+    """What a cell contributes to, computed once per distinct cell (cells recur every window)."""
+    out: Plan = []
+    for name, labels, detected in series_of(cell, watched):
+        keys = tuple(f"{kind}:{who}" for kind, who in contributors_of(name, cell)) if detected else ()
+        out.append((name, labels, detected, keys))
+    return out
+
 
 @dataclass(slots=True)
 class Partial:
@@ -153,6 +165,7 @@ class IngestPartition:
     _dirty_windows: set[int] = field(default_factory=set)
     _new_ids: dict[int, list[str]] = field(default_factory=dict)
     _dropped_windows: set[int] = field(default_factory=set)
+    _plans: dict[Cell, Plan] = field(default_factory=dict, repr=False)
     _chunks: dict[int, int] = field(default_factory=dict)  # id chunk no -> newest window in it
     _next_chunk: int = 0
 
@@ -249,18 +262,31 @@ class IngestPartition:
 
     def _expand(self, w: int, cells: dict[Cell, Sums], late: bool) -> Iterable[Partial]:
         acc: dict[str, Partial] = {}
+        plan_of = self._plans
         for cell, sums in cells.items():
-            for name, labels, detected in series_of(cell, self.watched):
+            plan = plan_of.get(cell)
+            if plan is None:
+                if len(plan_of) > 100_000:
+                    plan_of.clear()
+                plan = plan_of[cell] = _plan(cell, self.watched)
+            s0, s1, s2, s3, s4, s5 = sums
+            for name, labels, detected, contrib_keys in plan:
                 p = acc.get(name)
                 if p is None:
-                    p = acc[name] = Partial(name, labels, w, [0, 0, 0, 0, 0, 0], {}, detected, late)
-                ps = p.sums
-                for i in range(6):
-                    ps[i] += sums[i]
-                if detected:
-                    for kind, who in contributors_of(name, cell):
-                        k = f"{kind}:{who}"
-                        p.contributors[k] = p.contributors.get(k, 0) + sums[0]
+                    # labels are shared between partials of the same series: never mutated
+                    p = acc[name] = Partial(name, labels, w, [s0, s1, s2, s3, s4, s5], {}, detected, late)
+                else:
+                    ps = p.sums
+                    ps[0] += s0
+                    ps[1] += s1
+                    ps[2] += s2
+                    ps[3] += s3
+                    ps[4] += s4
+                    ps[5] += s5
+                if contrib_keys:
+                    c = p.contributors
+                    for k in contrib_keys:
+                        c[k] = c.get(k, 0) + s0
         for p in acc.values():
             if len(p.contributors) > TOP_K:
                 top = sorted(p.contributors.items(), key=lambda kv: -kv[1])[:TOP_K]

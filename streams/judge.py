@@ -40,10 +40,14 @@ class JudgeOutput:
     windows_judged: int = 0
 
 
-def _merge(partials: Iterable[Partial]) -> tuple[list[int], dict[str, int]]:
+def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:
+    """Sum the partials of one series and window (read-only results: callers copy to keep)."""
+    if len(per_src) == 1:
+        (only,) = per_src.values()
+        return only.sums, only.contributors
     sums = [0, 0, 0, 0, 0, 0]
     contrib: dict[str, int] = {}
-    for p in partials:
+    for p in per_src.values():
         for i in range(6):
             sums[i] += p.sums[i]
         for k, v in p.contributors.items():
@@ -116,8 +120,10 @@ class JudgeCore:
     def _apply_spend(self, series: str, w: int, sums: list[int], seqs: dict[int, int]) -> None:
         key = f"{series}|{w}"
         cur = self.spend.get(key)
-        if cur is None:
-            cur = self.spend[key] = {"s": [0, 0, 0, 0, 0, 0], "v": {}}
+        if cur is None:  # the common case: a window's first and only update
+            self.spend[key] = {"s": list(sums), "v": {str(src): sq for src, sq in seqs.items()}}
+            self._dirty_spend.add(key)
+            return
         applied = cur["v"]
         if seqs and all(applied.get(str(src), -1) >= sq for src, sq in seqs.items()):
             return  # a redelivered message: already counted
@@ -169,7 +175,7 @@ class JudgeCore:
         for series, per_src in by_series.items():
             for src in per_src:
                 self._dirty.add(f"pend|{src}|{w}")
-            sums, contrib = _merge(per_src.values())
+            sums, contrib = _merge(per_src)
             out.spend.append((series, w, sums, {s: p.seq for s, p in per_src.items()}))
             first = next(iter(per_src.values()))
             if first.detected and series not in self.series:
@@ -180,7 +186,7 @@ class JudgeCore:
                 continue  # already judged (a redelivered message)
             per_src = by_series.get(series)
             if per_src:
-                sums, contrib = _merge(per_src.values())
+                sums, contrib = _merge(per_src)
             else:
                 sums, contrib = [0, 0, 0, 0, 0, 0], {}
             observed = sums[0] / NANO
