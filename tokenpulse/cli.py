@@ -270,6 +270,76 @@ def replay(
     sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
 
 
+alerts_app = typer.Typer(help="Alert delivery tools.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("test")
+def alerts_test(
+    to: Annotated[str, typer.Option("--to", help="slack or pagerduty")],
+    resolve: Annotated[bool, typer.Option(help="Also send the resolve (threaded in Slack, resolving the PagerDuty incident).")] = True,
+) -> None:
+    """Send a test notification through the configured sink, with the worker's own code."""
+    import asyncio
+
+    from alerts import Notification
+    from alerts.retry import deliver_with_retry
+
+    settings, _ = _load()
+    if to not in ("slack", "pagerduty"):
+        _fail(f"--to must be slack or pagerduty, got {to!r} (the webhook receiver is not built yet)")
+    now = time.time()
+    base = dict(
+        key=f"test:tokenpulse-{int(now)}", seq=int(now * 1000), action="trigger", severity="info", reason="first",
+        series="test", labels={"team": "tokenpulse-test"}, title="tokenpulse test notification",
+        observed_usd=12.5, expected_usd=2.5, excess_usd=10.0, excess_pct=400.0,
+        top_contributors=[{"kind": "user", "name": "test-user", "usd": 10.0}],
+        window_start=now - 60, window_end=now, started_at=now - 60, fired_at=now, page=True,
+        dashboard_url=settings.dashboard_url, rule="test",
+    )
+
+    async def send() -> list[str]:
+        import aiohttp
+
+        lines = []
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            if to == "slack":
+                if settings.slack_token is None:
+                    _fail("TOKENPULSE_SLACK_TOKEN is not set")
+                from slack_sdk.web.async_client import AsyncWebClient
+
+                from alerts.slack import SlackSink
+
+                url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+                client = AsyncWebClient(token=settings.slack_token.get_secret_value(), base_url=url, timeout=10,
+                                        retry_handlers=[])
+                sink: object = SlackSink(client, settings.slack_channel)
+            else:
+                if settings.pagerduty_routing_key is None:
+                    _fail("TOKENPULSE_PAGERDUTY_ROUTING_KEY is not set")
+                from alerts.pagerduty import PagerDutySink
+
+                sink = PagerDutySink(session, settings.pagerduty_url, settings.pagerduty_routing_key)
+            prior = None
+            actions = ["trigger", "resolve"] if resolve else ["trigger"]
+            for i, action in enumerate(actions):
+                n = Notification(**{**base, "action": action, "seq": base["seq"] + i,  # type: ignore[arg-type]
+                                    "reason": "resolved" if action == "resolve" else "first",
+                                    "ended_at": now if action == "resolve" else None})
+                res = await deliver_with_retry(sink, n, prior, max_attempts=3)  # type: ignore[arg-type]
+                lines.append(f"{to} {action}: {'ok' if res.ok else 'FAILED'} {res.detail}".rstrip())
+                if not res.ok:
+                    break
+                prior = res.state
+        return lines
+
+    results = asyncio.run(send())
+    for line in results:
+        typer.echo(line)
+    if any("FAILED" in line for line in results):
+        raise typer.Exit(1)
+
+
 @app.command("policy")
 def policy_cmd(path: Annotated[Path, typer.Argument(help="Policy YAML file to check.")]) -> None:
     """Validate a policy file; print the normalised policy or the lines at fault."""

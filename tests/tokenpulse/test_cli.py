@@ -86,3 +86,28 @@ def test_empty_secret_means_unset(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setenv("TOKENPULSE_SLACK_TOKEN", "")
     assert load_settings().slack_token is None
+
+
+def test_alerts_test_sends_through_real_clients_to_local_servers(monkeypatch: pytest.MonkeyPatch):
+    from tests.fakes.pagerduty_server import FakePagerDutyServer
+    from tests.fakes.slack_server import FakeSlackServer
+
+    with FakeSlackServer(token="xoxb-cli-test") as slack, FakePagerDutyServer() as pd:
+        monkeypatch.setenv("TOKENPULSE_SLACK_TOKEN", "xoxb-cli-test")
+        monkeypatch.setenv("TOKENPULSE_SLACK_API_URL", f"{slack.url}/api/")
+        monkeypatch.setenv("TOKENPULSE_PAGERDUTY_ROUTING_KEY", "rk-cli-test")
+        monkeypatch.setenv("TOKENPULSE_PAGERDUTY_URL", pd.enqueue_url)
+        res = runner.invoke(app, ["alerts", "test", "--to", "slack"])
+        assert res.exit_code == 0, res.output
+        assert "slack trigger: ok" in res.stdout and "slack resolve: ok" in res.stdout
+        posts = slack.calls("chat.postMessage")
+        assert posts[0]["body"]["channel"] == "#ai-spend" and posts[1]["body"].get("thread_ts")
+        res = runner.invoke(app, ["alerts", "test", "--to", "pagerduty"])
+        assert res.exit_code == 0, res.output
+        assert [e["event_action"] for e in pd.events()] == ["trigger", "resolve"]
+        assert "xoxb-cli-test" not in res.output and "rk-cli-test" not in res.output
+
+
+def test_alerts_test_needs_the_sink_configured():
+    res = runner.invoke(app, ["alerts", "test", "--to", "slack"])
+    assert res.exit_code == 2 and "TOKENPULSE_SLACK_TOKEN is not set" in res.stderr
