@@ -176,6 +176,10 @@ class AlertEngine:
     def key_for(self, series: str) -> str:
         return f"{self.rule}:{series}"
 
+    def tracks(self, key: str) -> bool:
+        """Whether the key has lifecycle state now (pending or firing)."""
+        return key in self._states
+
     def state_for(self, key: str) -> dict[str, Any] | None:
         st = self._states.get(key)
         return st.to_dict() if st is not None else None

@@ -3,19 +3,20 @@
 Thin glue only: every decision is made by the pure cores (``streams.normalize``,
 ``streams.pricing``, ``streams.ingest``, ``streams.judge``, ``detectors``, ``alerts``).
 
-Topics (all with the usage topic's partition count, so Faust co-assigns partition *i* of
-every topic and changelog to the same worker):
+Topics (all with the usage topic's partition count, so Faust co-assigns partition *i* of the
+windows and outbox topics and of the tables' changelogs to the same worker):
 
-- ``<p>.usage``          usage events (one per message, a JSON array, or NDJSON)
+- ``<p>.usage``          usage events (one per message, a JSON array, or NDJSON), read by the
+                         batched hot-path loop of :mod:`streams.hotpath`, not by an agent
 - ``<p>.usage.dlq``      rejected input: original bytes as the value, reason in headers
-- ``<p>.windows``        closed-window partials + source watermarks, keyed by series
-- ``<p>.alerts.outbox``  notifications, written before any delivery, keyed by alert key
+- ``<p>.ingest.state``   the hot path's per-partition checkpoints (compacted)
+- ``<p>.windows``        closed-window partials + source watermarks -> the ``judge`` agent
+- ``<p>.alerts.outbox``  notifications, written before any delivery -> the ``deliver`` agent
 
-Exactness: ingest keeps its state in the ``ingest`` table together with the last applied
-source offset, and acks (so commits) a message only after the checkpoint that contains it has
-been written. A redelivered message is recognised by its offset and skipped, so a restart or a
-rebalance never counts an event twice; duplicates sent by producers are dropped by
-``event_id``.
+Exactness: the hot path and the judge both write their state at most once per checkpoint
+interval and acknowledge input only once that state is written, so a crash replays the
+unacknowledged input onto the last checkpoint (see :mod:`streams.hotpath`); producer
+duplicates are dropped by ``event_id`` and redelivered window messages by their seq.
 """
 
 from __future__ import annotations
@@ -72,9 +73,8 @@ def create_app(cfg: StreamConfig) -> faust.App:
     windows = app.topic(topics["windows"], value_serializer="raw", key_serializer="raw", partitions=n)
     outbox = app.topic(topics["outbox"], value_serializer="raw", key_serializer="raw", partitions=n)
 
-    def table(name: str, *, global_: bool = False) -> Any:
-        kind = app.GlobalTable if global_ else app.Table
-        return kind(name, default=None, partitions=n)
+    def table(name: str) -> Any:
+        return app.Table(name, default=None, partitions=n)
 
     judge_t = table("judge")
     spend_t = table("spend")
@@ -96,7 +96,6 @@ def create_app(cfg: StreamConfig) -> faust.App:
     # ---------------------------------------------------------------- ingest ----------
     # The hot topic is read by a batched aiokafka loop (see streams.hotpath), not an agent.
     ingest = IngestLoop(cfg, pricer)
-    cores = ingest.cores
 
     @app.service
     class IngestService(faust.Service):  # type: ignore[misc]
@@ -220,11 +219,10 @@ def create_app(cfg: StreamConfig) -> faust.App:
         "config": cfg,
         "metrics": metrics,
         "pricer": pricer,
-        "cores": cores,
+        "cores": ingest.cores,
         "judges": judges,
         "ingest": ingest,
         "tables": {"judge": judge_t, "spend": spend_t, "alerts": alerts_t, "deliveries": deliveries_t},
     }
-    register_views(app, cfg, metrics, spend_t, alerts_t, deliveries_t, cores, pricer,
-                   {"last_ckpt": ingest.last_ckpt, "in_ckpt": ingest.in_ckpt, "judges": judges, "ingest": ingest})
+    register_views(app, cfg, metrics, spend_t, alerts_t, deliveries_t, ingest, judges, pricer)
     return app

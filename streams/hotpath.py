@@ -27,10 +27,11 @@ import logging
 import time
 import uuid
 import zlib
-from collections.abc import Callable
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 
 from streams.config import StreamConfig
 from streams.ingest import IngestPartition, Partial
@@ -51,7 +52,7 @@ def judge_partition(series: str, n: int) -> int:
 class IngestLoop:
     """Consumes the usage topic in batches and keeps one IngestPartition per partition."""
 
-    def __init__(self, cfg: StreamConfig, pricer: Pricer, on_error: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(self, cfg: StreamConfig, pricer: Pricer) -> None:
         self.cfg = cfg
         self.pricer = pricer
         self.topics = cfg.topics
@@ -61,19 +62,14 @@ class IngestLoop:
         self.in_ckpt: set[int] = set()
         self.announced: set[int] = set()
         self.assigned: set[int] = set()
-        self.rebalances = 0
         self._tasks: dict[int, asyncio.Future[Any]] = {}
-        self.ready = asyncio.Event()
         self.consumer: Any = None
         self.producer: Any = None
         self._stopping = False
         self._pending: list[asyncio.Future[Any]] = []  # DLQ sends since the last checkpoint
-        self.on_error = on_error
 
     # ------------------------------------------------------------------ lifecycle ------
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
         cfg = self.cfg
         bootstrap = cfg.bootstrap.split(",")
         self.producer = AIOKafkaProducer(
@@ -162,14 +158,19 @@ class IngestLoop:
         self._pending.append(asyncio.ensure_future(self.producer.send(self.topics["dlq"], value=raw, headers=headers)))
 
     # ------------------------------------------------------------------ checkpoints ----
-    def caught_up(self, p: int, core: IngestPartition) -> bool:
-        from aiokafka import TopicPartition
-
+    def lag(self, p: int) -> int | None:
+        """Messages of usage partition p not yet counted; None while the broker's end is unknown."""
+        core = self.cores.get(p)
         try:
             high = self.consumer.highwater(TopicPartition(self.topics["usage"], p))
-        except Exception:  # noqa: BLE001 - unknown means not caught up
-            return False
-        return high is not None and high <= core.applied_offset + 1
+        except Exception:  # noqa: BLE001 - not assigned (any more): unknown
+            return None
+        if core is None or high is None:
+            return None
+        return max(0, high - (core.applied_offset + 1))
+
+    def caught_up(self, p: int) -> bool:
+        return self.lag(p) == 0
 
     async def checkpoint(self, p: int, now: float) -> None:
         """Close what the clock has passed and persist partition p's state.
@@ -187,7 +188,7 @@ class IngestLoop:
         # A partition without events is announced to the judges (as idle, left out of their
         # watermark) only once it has read its log to the end: one that has not caught up
         # must hold them back, or its backlog would arrive late.
-        announce = p not in self.announced and (core.max_ts is not None or self.caught_up(p, core))
+        announce = p not in self.announced and (core.max_ts is not None or self.caught_up(p))
         emit = bool(partials) or core.closed_until != before or announce
         if emit:
             core.emit_seq += 1  # before the snapshot: a seq is never reused after a restart
@@ -230,8 +231,6 @@ class IngestLoop:
                                          partition=p) for k, v in changes.items()]
         await asyncio.gather(*futs)
         if offset >= 0 and p in self.assigned:
-            from aiokafka import TopicPartition
-
             try:
                 await self.consumer.commit({TopicPartition(self.topics["usage"], p): offset + 1})
             except Exception as exc:  # noqa: BLE001 - commits are only for lag tooling
@@ -262,9 +261,6 @@ class IngestLoop:
 
     # ------------------------------------------------------------------ rebalancing ----
     async def assign(self, partitions: set[int]) -> None:
-        from aiokafka import TopicPartition
-
-        self.rebalances += 1
         log.info("usage partitions assigned: %s", sorted(partitions))
         topic = self.topics["usage"]
         new = sorted(partitions - set(self.cores))
@@ -293,7 +289,6 @@ class IngestLoop:
         if tps:
             self.consumer.resume(*tps)
         self.assigned |= partitions
-        self.ready.set()
 
     async def revoke(self, partitions: set[int]) -> None:
         log.info("usage partitions revoked: %s", sorted(partitions))
@@ -311,8 +306,6 @@ class IngestLoop:
 
     async def _read_state(self, p: int) -> dict[str, Any]:
         """The latest value of every key in changelog partition p (read up to a barrier)."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
         topic = self.topics["ingest_state"]
         token = uuid.uuid4().hex.encode()
         await (await self.producer.send(topic, key=BARRIER, value=token, partition=p))
@@ -340,9 +333,6 @@ class IngestLoop:
             raise RuntimeError(f"could not read {topic}[{p}] to its end within 300 s")
         finally:
             await reader.stop()
-
-
-from aiokafka.abc import ConsumerRebalanceListener  # noqa: E402
 
 
 class _Listener(ConsumerRebalanceListener):

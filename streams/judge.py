@@ -35,7 +35,6 @@ class JudgeOutput:
     # (series, window start, sums, {source: message seq}) -- the seqs make spend updates
     # idempotent per key when a message is redelivered
     spend: list[tuple[str, int, list[int], dict[int, int]]] = field(default_factory=list)
-    verdicts: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
     windows_judged: int = 0
 
@@ -219,11 +218,10 @@ class JudgeCore:
                     "is_anomaly": bool(verdict.is_anomaly),
                 }
             )
-            if verdict.is_anomaly:
-                out.verdicts.append(signal.to_dict())
             notes = self.engine.observe(signal)
-            if notes or self.engine.state_for(f"cost_spike:{series}") is not None:
-                self._dirty.add(f"alert|cost_spike:{series}")
+            key = self.engine.key_for(series)
+            if notes or self.engine.tracks(key):
+                self._dirty.add(f"alert|{key}")
             out.notifications.extend(notes)
 
     # -- persistence --------------------------------------------------------------------

@@ -97,15 +97,18 @@ def register_views(
     spend_t: Any,
     alerts_t: Any,
     deliveries_t: Any,
-    cores: dict[int, Any],
+    ingest: Any,
+    judges: dict[int, Any],
     pricer: Any,
-    state: dict[str, Any],
 ) -> None:
+    """``ingest`` is the hot-path loop (its cores, checkpoints, lag); ``judges`` the judge
+    cores by partition of the windows topic."""
     started = time.time()
+    cores: dict[int, Any] = ingest.cores
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
-        assigned = sorted(state["ingest"].assigned)
+        assigned = sorted(ingest.assigned)
         return web.json({"status": "ok", "uptime_s": round(time.time() - started, 1), "usage_partitions": assigned})
 
     @app.page("/metrics")
@@ -116,16 +119,10 @@ def register_views(
                 key = "windows_closed_total" if name == "windows_closed" else f"events_{name}_total"
                 extra[key] = extra.get(key, 0) + value
         extra["events_unpriced_total"] = float(sum(pricer.unpriced.values()))
-        ingest = state["ingest"]
-        for p, core in list(cores.items()):
-            try:
-                from aiokafka import TopicPartition
-
-                high = ingest.consumer.highwater(TopicPartition(cfg.topics["usage"], p))
-                if high is not None:
-                    metrics.set("consumer_lag", max(0, high - (core.applied_offset + 1)), {"partition": str(p)})
-            except Exception:  # noqa: BLE001 - lag is best effort, never break /metrics
-                pass
+        for p in list(cores):
+            lag = ingest.lag(p)
+            if lag is not None:
+                metrics.set("consumer_lag", lag, {"partition": str(p)})
         return web.text(metrics.render(extra), content_type="text/plain; version=0.0.4")
 
     @app.page("/api/spend")
@@ -157,19 +154,19 @@ def register_views(
         """Where each partition's clock and watermarks stand: what an operator asks first
         when alerts seem late."""
         now = time.time()
-        ingest = {}
+        parts = {}
         for p, core in sorted(cores.items()):
-            ingest[str(p)] = {
+            parts[str(p)] = {
                 "max_ts": core.max_ts,
                 "clock": core.clock(now) if core.max_ts is not None else None,
                 "closed_until": core.closed_until,
                 "applied_offset": core.applied_offset,
                 "open_windows": sorted(core.windows),
-                "last_checkpoint_age_s": round(now - state["last_ckpt"].get(p, 0.0), 3),
-                "checkpoint_in_progress": p in state["in_ckpt"],
+                "last_checkpoint_age_s": round(now - ingest.last_ckpt.get(p, 0.0), 3),
+                "checkpoint_in_progress": p in ingest.in_ckpt,
             }
         judge = {}
-        for q, j in sorted(state["judges"].items()):
+        for q, j in sorted(judges.items()):
             judge[str(q)] = {
                 "source_watermarks": {str(k): v for k, v in sorted(j.src_wm.items())},
                 "sources_expected": j.n_src,
@@ -178,14 +175,14 @@ def register_views(
                 "pending_windows": sorted(j.pending),
                 "series": len(j.series),
             }
-        return web.json({"now": now, "ingest": ingest, "judge": judge})
+        return web.json({"now": now, "ingest": parts, "judge": judge})
 
     @app.page("/api/windows")
     async def windows_view(web: Any, request: Any) -> Any:
         """The last judged windows of a series: observed vs expected vs the alert bound."""
         series = request.query.get("series")
         out = {}
-        for j in list(state["judges"].values()):
+        for j in list(judges.values()):
             for name, rec in list(j.recent.items()):
                 if series is None or name == series:
                     out[name] = list(rec)
