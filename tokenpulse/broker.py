@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -151,13 +151,3 @@ def ensure_topics(
             last = exc
             time.sleep(0.5)
     raise BrokerError(f"could not create topics on {bootstrap}: {last}")
-
-
-@contextlib.contextmanager
-def embedded_broker(log_path: Path | None = None) -> Iterator[EmbeddedBroker]:
-    b = EmbeddedBroker(log_path=log_path)
-    b.start()
-    try:
-        yield b
-    finally:
-        b.stop()

@@ -128,7 +128,8 @@ def replay_lines(
     res.seconds = time.monotonic() - started
     res.first_ts = min((float(k.rpartition("|")[2]) for k in judge.spend), default=None)
     res.last_ts = core.max_ts
-    res.teams = {k.partition("|")[0][5:] for k in judge.spend if k.startswith("team=") and "|model=" not in k.partition("|")[0]}
+    series = {k.rpartition("|")[0] for k in judge.spend}  # keys are "series|window"
+    res.teams = {name[5:] for name in series if name.startswith("team=") and "|" not in name}
     return res
 
 

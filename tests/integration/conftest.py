@@ -59,22 +59,14 @@ def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture
 def slack() -> Iterator[FakeSlackServer]:
-    s = FakeSlackServer(token="xoxb-test-secret-token-1234")
-    s.start()
-    try:
+    with FakeSlackServer(token="xoxb-test-secret-token-1234") as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture
 def pagerduty() -> Iterator[FakePagerDutyServer]:
-    s = FakePagerDutyServer()
-    s.start()
-    try:
+    with FakePagerDutyServer() as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture

@@ -118,6 +118,27 @@ class Worker:
         self.proc.wait(10)
 
 
+def deployment_env(broker: Any, workdir: Path, partitions: int, tag: str = "it", **settings: object) -> dict[str, str]:
+    """The environment of a worker with topics of its own (a fresh prefix and app id), its
+    usage topic created; ``settings`` are further TOKENPULSE_* values by field name."""
+    import uuid
+
+    from tokenpulse.broker import ensure_topics
+
+    prefix = f"{tag}{uuid.uuid4().hex[:8]}"
+    ensure_topics(broker.bootstrap, [(f"{prefix}.usage", partitions)])
+    env = {
+        "TOKENPULSE_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "TOKENPULSE_KAFKA_FLAVOR": broker.flavor,
+        "TOKENPULSE_TOPIC_PREFIX": prefix,
+        "TOKENPULSE_APP_ID": prefix,
+        "TOKENPULSE_USAGE_PARTITIONS": str(partitions),
+        "TOKENPULSE_DATA_DIR": str(workdir / "data"),
+    }
+    env.update({f"TOKENPULSE_{k.upper()}": str(v) for k, v in settings.items()})
+    return env
+
+
 def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
     from kafka import KafkaProducer
 

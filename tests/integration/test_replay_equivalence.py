@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from tests.integration.harness import Worker, get_json, produce, wait_until
+from tests.integration.harness import Worker, deployment_env, get_json, produce, wait_until
 from tests.tokenpulse.test_replay import SPIKE_AT, history
-from tokenpulse.broker import ensure_topics
 from tokenpulse.policy import Policy
 from tokenpulse.replay import replay_lines
 from tokenpulse.runtime import stream_config
@@ -34,18 +32,8 @@ def test_worker_and_replay_raise_the_same_alerts(broker: Any, workdir: Path) -> 
     want = set(latest.items())
     assert ("cost_spike:team=ads", SPIKE_AT) in want or any(k == "cost_spike:team=ads" and s >= SPIKE_AT for k, s in want)
 
-    prefix = f"eq{uuid.uuid4().hex[:8]}"
-    ensure_topics(broker.bootstrap, [(f"{prefix}.usage", PARTITIONS)])
-    env = {
-        "TOKENPULSE_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "TOKENPULSE_KAFKA_FLAVOR": broker.flavor,
-        "TOKENPULSE_TOPIC_PREFIX": prefix,
-        "TOKENPULSE_APP_ID": prefix,
-        "TOKENPULSE_USAGE_PARTITIONS": str(PARTITIONS),
-        "TOKENPULSE_IDLE_GRACE_SECONDS": "2",
-        "TOKENPULSE_LATENESS_SECONDS": "10",
-        "TOKENPULSE_DATA_DIR": str(workdir / "data"),
-    }
+    env = deployment_env(broker, workdir, PARTITIONS, tag="eq", idle_grace_seconds=2, lateness_seconds=10)
+    prefix = env["TOKENPULSE_TOPIC_PREFIX"]
     worker = Worker(env, workdir / "worker.log")
     try:
         # the file's order, one event per message keyed by team (batching per team would

@@ -15,8 +15,7 @@ import orjson
 import pytest
 
 from streams.ingest import NANO, to_nusd
-from tests.integration.harness import Worker, consume_all, get_json, get_text, produce, wait_until
-from tokenpulse.broker import ensure_topics
+from tests.integration.harness import Worker, consume_all, deployment_env, get_json, get_text, produce, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -110,29 +109,23 @@ PD_KEY = "R0UTINGKEY-secret-abcdef"
 
 
 def worker_env(broker: Any, slack: Any, pagerduty: Any, workdir: Path) -> tuple[dict[str, str], dict[str, str]]:
-    prefix = f"it{uuid.uuid4().hex[:8]}"
-    topics = {"usage": f"{prefix}.usage", "dlq": f"{prefix}.usage.dlq"}
-    ensure_topics(broker.bootstrap, [(topics["usage"], PARTITIONS)])
     policy = workdir / "policy.yaml"
     policy.write_text(POLICY)
-    env = {
-        "TOKENPULSE_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "TOKENPULSE_KAFKA_FLAVOR": broker.flavor,
-        "TOKENPULSE_TOPIC_PREFIX": prefix,
-        "TOKENPULSE_APP_ID": prefix,
-        "TOKENPULSE_USAGE_PARTITIONS": str(PARTITIONS),
-        "TOKENPULSE_WINDOW_SECONDS": str(W),
-        "TOKENPULSE_LATENESS_SECONDS": "0.5",
-        "TOKENPULSE_IDLE_GRACE_SECONDS": "1",
-        "TOKENPULSE_CHECKPOINT_SECONDS": "0.2",
-        "TOKENPULSE_POLICY": str(policy),
-        "TOKENPULSE_SLACK_TOKEN": slack.token,
-        "TOKENPULSE_SLACK_API_URL": f"{slack.url}/api/",
-        "TOKENPULSE_SLACK_CHANNEL": "#ai-spend",
-        "TOKENPULSE_PAGERDUTY_ROUTING_KEY": PD_KEY,
-        "TOKENPULSE_PAGERDUTY_URL": pagerduty.enqueue_url,
-        "TOKENPULSE_DATA_DIR": str(workdir / "data"),
-    }
+    env = deployment_env(
+        broker, workdir, PARTITIONS,
+        window_seconds=W,
+        lateness_seconds=0.5,
+        idle_grace_seconds=1,
+        checkpoint_seconds=0.2,
+        policy=policy,
+        slack_token=slack.token,
+        slack_api_url=f"{slack.url}/api/",
+        slack_channel="#ai-spend",
+        pagerduty_routing_key=PD_KEY,
+        pagerduty_url=pagerduty.enqueue_url,
+    )
+    prefix = env["TOKENPULSE_TOPIC_PREFIX"]
+    topics = {"usage": f"{prefix}.usage", "dlq": f"{prefix}.usage.dlq"}
     return env, topics
 
 
