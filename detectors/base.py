@@ -108,11 +108,14 @@ class Detector(ABC):
     # -- what each model implements -------------------------------------------------------
 
     @abstractmethod
-    def score_one(self, ts: float, value: float) -> Verdict:
-        """Judge one window against the current state, without learning it."""
+    def score_one(self, ts: float, value: float, count: float | None = None) -> Verdict:
+        """Judge one window against the current state, without learning it.
+
+        ``count`` is the number of requests in the window when the caller knows it (the
+        worker always does); models that do not use it ignore it."""
 
     @abstractmethod
-    def learn_one(self, ts: float, value: float) -> None:
+    def learn_one(self, ts: float, value: float, count: float | None = None) -> None:
         """Learn one window unconditionally, whatever its score and ``ts``.
 
         ``update`` is the normal entry point. Calling this directly force-learns one window
@@ -132,7 +135,9 @@ class Detector(ABC):
     def _set_state(self, state: dict[str, Any]) -> None:
         """Replace the learnt state; raise ValueError if ``state`` does not fit."""
 
-    def _learn_protected(self, ts: float, value: float, verdict: Verdict) -> None:
+    def _learn_protected(
+        self, ts: float, value: float, verdict: Verdict, count: float | None = None
+    ) -> None:
         """Learn what may be learnt from a window flagged with ``protect_anomaly`` set.
 
         Nothing, by default. A model may learn it into parts of its state that did not judge
@@ -147,20 +152,21 @@ class Detector(ABC):
 
     # -- the shared behaviour -------------------------------------------------------------
 
-    def update(self, ts: float, value: float) -> Verdict:
-        """Score the window ending at ``ts`` with spend ``value``, then learn it.
+    def update(self, ts: float, value: float, count: float | None = None) -> Verdict:
+        """Score the window ending at ``ts`` with spend ``value`` (and ``count`` requests, when
+        known), then learn it.
 
         The window is not learnt when it is not newer than the last window seen (a
         redelivery), nor -- when it is flagged and ``protect_anomaly`` is set -- by the
         baseline that flagged it.
         """
-        verdict = self.score_one(ts, value)
+        verdict = self.score_one(ts, value, count)
         last = self._last_ts
         if last is None or ts > last:
             if not (verdict.is_anomaly and self.protect_anomaly):
-                self.learn_one(ts, value)
+                self.learn_one(ts, value, count)
             else:
-                self._learn_protected(ts, value, verdict)
+                self._learn_protected(ts, value, verdict, count)
             self._last_ts = ts
         return verdict
 

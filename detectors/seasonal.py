@@ -227,7 +227,7 @@ class SeasonalBaseline(Detector):
 
     # -- model ------------------------------------------------------------------------------
 
-    def score_one(self, ts: float, value: float) -> Verdict:
+    def score_one(self, ts: float, value: float, count: float | None = None) -> Verdict:
         if not (math.isfinite(ts) and math.isfinite(value)):
             raise ValueError(f"ts and value must be finite, got ts={ts!r} value={value!r}")
         hour, slots = self._slots(ts)
@@ -320,13 +320,15 @@ class SeasonalBaseline(Detector):
         sigma = _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / n)
         return sigma if sigma > self._log_floor else self._log_floor
 
-    def learn_one(self, ts: float, value: float) -> None:
+    def learn_one(self, ts: float, value: float, count: float | None = None) -> None:
         if not (math.isfinite(ts) and math.isfinite(value)):
             raise ValueError(f"ts and value must be finite, got ts={ts!r} value={value!r}")
         hour, slots = self._slots(ts)
         self._learn(hour, slots, value)
 
-    def _learn_protected(self, ts: float, value: float, verdict: Verdict) -> None:
+    def _learn_protected(
+        self, ts: float, value: float, verdict: Verdict, count: float | None = None
+    ) -> None:
         # The slot that flagged the window, and the coarser ones, must not learn it. The finer
         # slots did not judge it because they have no earlier history yet; they learn it, or
         # a pattern they have never seen -- a nightly batch job, a weekly report -- would be

@@ -189,7 +189,7 @@ class JudgeCore:
             else:
                 sums, contrib = [0, 0, 0, 0, 0, 0], {}
             observed = sums[0] / NANO
-            verdict = self.detectors[series].update(float(w + W), observed)
+            verdict = self.detectors[series].update(float(w + W), observed, float(sums[5]))
             info.last_end = w + W
             self._dirty.add(f"det|{series}")
             signal = Signal(
