@@ -40,13 +40,18 @@ from alerts.model import SEVERITY_RANK, Contributor, Notification, Severity, Sig
 class AlertPolicy:
     """Thresholds of the cost-spike rule. Field names match the YAML ``alerts:`` section.
 
-    A window is *material* when the detector calls it anomalous and its excess over the
-    baseline is at least ``min_excess_usd`` dollars and ``min_excess_pct`` percent: both,
-    because a 300 % jump on a $0.10 series is noise and a $6 excess on a $5,000 series is too.
+    Whether a window is worth an alert is the detector's decision (``Signal.is_anomaly``): the
+    default detector already weighs statistical surprise against material impact, summed over
+    the incident. ``min_excess_usd`` / ``min_excess_pct`` add an optional gate on each
+    window's own excess on top of it (0: off).
+
+    Severity comes from the money: the larger of the window's excess and the incident's
+    running excess (``Signal.impact_usd``), against ``warning_excess_usd`` and
+    ``page_min_excess_usd``; so a slow leak pages once it has cost enough.
     """
 
-    min_excess_usd: float = 5.0
-    min_excess_pct: float = 50.0
+    min_excess_usd: float = 0.0
+    min_excess_pct: float = 0.0
     page_min_excess_usd: float = 50.0  # at or above: critical, and PagerDuty gets it
     warning_excess_usd: float = 20.0
     resolve_after_windows: int = 3  # consecutive non-material windows before resolving
@@ -99,6 +104,7 @@ class AlertState:
     worst_window_start: float = 0.0
     worst_window_end: float = 0.0
     worst_top_contributors: list[Contributor] = field(default_factory=list)
+    impact_usd: float = 0.0  # the incident's running excess, as the detector last reported it
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -248,6 +254,9 @@ class AlertEngine:
             return None, [self._resolve(st, signal)]
 
         excess, _ = excess_of(signal.observed_usd, signal.expected_usd)
+        impact = signal.impact_usd if signal.impact_usd is not None else excess
+        if impact > st.impact_usd:
+            st.impact_usd = impact
         st.normal_windows = 0
         st.back_to_normal_at = None
         st.material_windows += 1
@@ -259,7 +268,7 @@ class AlertEngine:
             st.worst_window_start = signal.window_start
             st.worst_window_end = signal.window_end
             st.worst_top_contributors = [dict(c) for c in signal.top_contributors]  # type: ignore[misc]
-        new_sev = p.severity_for(excess)
+        new_sev = p.severity_for(max(excess, st.impact_usd))
         escalated = SEVERITY_RANK[new_sev] > SEVERITY_RANK[st.severity]
         if escalated or st.material_windows == 1:
             # Severity only goes up within an incident: a page is not taken back by a
@@ -322,6 +331,7 @@ class AlertEngine:
             dashboard_url=self._link(st.series),
             rule=self.rule,
             detector=st.detector,
+            impact_usd=st.impact_usd or None,
         )
 
     def _resolve(self, st: AlertState, signal: Signal) -> Notification:
@@ -349,4 +359,5 @@ class AlertEngine:
             rule=self.rule,
             detector=st.detector,
             ended_at=st.back_to_normal_at if st.back_to_normal_at is not None else signal.window_start,
+            impact_usd=st.impact_usd or None,
         )

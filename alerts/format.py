@@ -171,6 +171,8 @@ def _main_text(n: Notification) -> str:
             f"*Worst window:* {window_range(n.window_start, n.window_end)}: observed {usd(n.observed_usd)} "
             f"vs expected {usd(n.expected_usd)}, excess {signed_usd(n.excess_usd)} ({pct(n.excess_pct)})"
         )
+        if n.impact_usd:
+            lines.append(f"*Incident total:* {signed_usd(n.impact_usd)} over expected")
         lines.append(f"*Severity:* {n.severity} · {paged}")
     else:
         if n.reason == "worsened":
@@ -182,6 +184,8 @@ def _main_text(n: Notification) -> str:
             f"*Observed:* {usd(n.observed_usd)} per window vs *expected* {usd(n.expected_usd)}"
         )
         lines.append(f"*Excess:* {signed_usd(n.excess_usd)} ({pct(n.excess_pct)})")
+        if n.impact_usd:
+            lines.append(f"*Incident so far:* {signed_usd(n.impact_usd)} over expected since {utc(n.started_at)}")
         lines.append(f"*Severity:* {n.severity} · {paged}")
         lines.append(f"*Window:* {window_range(n.window_start, n.window_end)}")
         if n.reason != "first":
@@ -282,6 +286,7 @@ def pagerduty_event(n: Notification, routing_key: str | SecretLike) -> dict[str,
         "expected_usd": round(n.expected_usd, 6),
         "excess_usd": round(n.excess_usd, 6),
         "excess_pct": None if n.excess_pct is None else round(n.excess_pct, 2),
+        "incident_excess_usd": None if n.impact_usd is None else round(n.impact_usd, 6),
         "window_start": iso(n.window_start),
         "window_end": iso(n.window_end),
         "started_at": iso(n.started_at),

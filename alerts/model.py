@@ -61,6 +61,8 @@ class Signal:
     is_anomaly: bool = False
     top_contributors: list[Contributor] = field(default_factory=list)
     detector: str = ""
+    impact_usd: float | None = None
+    """Excess over expected summed over the incident so far, when the detector tracks it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,7 @@ class Signal:
             "is_anomaly": self.is_anomaly,
             "top_contributors": [dict(c) for c in self.top_contributors],
             "detector": self.detector,
+            "impact_usd": self.impact_usd,
         }
 
     @classmethod
@@ -119,6 +122,7 @@ class Notification:
     rule: str = "cost_spike"
     detector: str = ""
     ended_at: float | None = None
+    impact_usd: float | None = None  # excess summed over the incident so far (USD)
 
     @property
     def team(self) -> str | None:

@@ -17,11 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.base import Detector, Verdict
+from detectors.combined import Combined
 from detectors.seasonal import SeasonalBaseline
 
 __all__ = [
     "DEFAULT_DETECTOR",
     "DETECTORS",
+    "Combined",
     "Detector",
     "SeasonalBaseline",
     "Verdict",
@@ -31,12 +33,13 @@ __all__ = [
 
 DETECTORS: dict[str, type[Detector]] = {
     SeasonalBaseline.name: SeasonalBaseline,
+    Combined.name: Combined,
 }
 """Registry: policy name -> detector class. A new model adds one line here and gets the shared
 contract tests for free."""
 
-DEFAULT_DETECTOR = SeasonalBaseline.name
-"""What ``"default"`` means."""
+DEFAULT_DETECTOR = Combined.name
+"""What ``"default"`` means: the combiner, whose components and thresholds come from the policy."""
 
 
 def make_detector(name: str = "default", **params: Any) -> Detector:

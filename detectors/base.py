@@ -60,6 +60,9 @@ class Verdict:
     """Registry name of the detector that produced the verdict."""
     reason: str
     """One short human sentence, for the alert text."""
+    impact: float | None = None
+    """Excess over expected summed over the incident so far (money), for detectors that track
+    incidents (the combiner); None otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
         # Written out rather than dataclasses.asdict: asdict deep-copies and is ~5x slower,
@@ -75,6 +78,7 @@ class Verdict:
             "excess_pct": self.excess_pct,
             "detector": self.detector,
             "reason": self.reason,
+            "impact": self.impact,
         }
 
 

@@ -37,7 +37,9 @@ class StreamConfig:
     watched: frozenset[str] = frozenset({"org", "team", "team×model", "provider"})
     price_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
     detector_name: str = "default"
-    detector_params: dict[str, Any] = field(default_factory=dict)
+    detector_params: dict[str, Any] = field(default_factory=dict)  # as written in the policy
+    # (match labels, params) per override, in policy order
+    detector_overrides: tuple[tuple[dict[str, str], dict[str, Any]], ...] = ()
     alert_policy: dict[str, Any] = field(default_factory=dict)
     slack: SlackConfig | None = None
     pagerduty: PagerDutyConfig | None = None

@@ -297,12 +297,14 @@ class JudgeCore:
 
 
 def detector_params(window_seconds: int, name: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The policy's detector parameters, plus the window length when the model takes one."""
+    """The policy's detector parameters as constructor arguments (component sections gathered
+    for the combiner), plus the window length when the model takes one."""
     import inspect
 
     from detectors import DEFAULT_DETECTOR, DETECTORS
+    from detectors.config import detector_kwargs
 
-    out = dict(params)
+    out = detector_kwargs(name, params)
     cls = DETECTORS.get(DEFAULT_DETECTOR if name == "default" else name)
     if cls is not None and "window_seconds" in inspect.signature(cls).parameters:
         out.setdefault("window_seconds", window_seconds)

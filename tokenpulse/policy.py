@@ -7,10 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from detectors.config import detector_kwargs, merge_params
 
 DIMENSIONS = ("org", "team", "team×model", "provider", "model", "user")
 _DIM_ALIASES = {"team*model": "team×model", "team_model": "team×model", "team x model": "team×model"}
+
+
+class _LocatedError(ValueError):
+    """A semantic error found after parsing, with the policy path it belongs to."""
+
+    def __init__(self, loc: tuple[Any, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
 
 
 class PolicyError(Exception):
@@ -30,14 +41,39 @@ class Price(_Strict):
     cache_write: float | None = Field(default=None, ge=0)
 
 
-class DetectorPolicy(_Strict):
-    name: str = "default"
+class DetectorOverride(_Strict):
+    """Different detector parameters for the series whose labels match (``team: legal``)."""
+
+    match: dict[str, str] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class DetectorPolicy(_Strict):
+    """Which model judges every watched series, and its parameters.
+
+    For the default combiner, a key of ``params`` that names one of its components (a mapping
+    such as ``seasonal: {threshold: 6}``) sets that component's parameters; the other keys are
+    the combiner's own (``min_excess_usd``, ``components``...). ``overrides`` change parameters
+    for the series whose labels match, the later entries winning.
+    """
+
+    name: str = "default"
+    params: dict[str, Any] = Field(default_factory=dict)
+    overrides: list[DetectorOverride] = Field(default_factory=list)
+
+    def kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of the detector (``params`` with component sections gathered)."""
+        return detector_kwargs(self.name, self.params)
+
+    def override_list(self) -> list[tuple[dict[str, str], dict[str, Any]]]:
+        return [(dict(o.match), dict(o.params)) for o in self.overrides]
+
+
 class AlertPolicyModel(_Strict):
-    min_excess_usd: float = Field(default=5.0, ge=0)
-    min_excess_pct: float = Field(default=50.0, ge=0)
+    # An optional gate on each window's own excess, on top of the detector's decision (which
+    # already weighs the incident's money: detector.params.min_excess_usd). 0: off.
+    min_excess_usd: float = Field(default=0.0, ge=0)
+    min_excess_pct: float = Field(default=0.0, ge=0)
     warning_excess_usd: float = Field(default=20.0, ge=0)
     page_min_excess_usd: float = Field(default=50.0, ge=0)
     resolve_after_windows: int = Field(default=3, ge=1)
@@ -67,6 +103,32 @@ class Policy(_Strict):
                 raise ValueError(f"unknown dimension {d!r}; choose from {', '.join(DIMENSIONS)}")
             out.append(d)
         return out
+
+    @model_validator(mode="after")
+    def _detector_builds(self) -> Policy:
+        # Build one detector per parameter set, so a typo fails at start, not at the first
+        # window of the first series.
+        from detectors import make_detector
+
+        sets = [(("detector", "params"), self.detector.params)]
+        for i, o in enumerate(self.detector.overrides):
+            sets.append((("detector", "overrides", i, "params"), merge_params(self.detector.params, o.params)))
+        from detectors import DETECTORS
+
+        for loc, params in sets:
+            raw = params if loc[-1] == "params" and len(loc) == 2 else None
+            for k, v in (raw or {}).items():
+                # a component's own section: point at its line
+                if k in DETECTORS and isinstance(v, dict):
+                    try:
+                        make_detector(k, **v)
+                    except (ValueError, TypeError) as exc:
+                        raise _LocatedError((*loc, k), str(exc)) from None
+            try:
+                make_detector(self.detector.name, **detector_kwargs(self.detector.name, params))
+            except (ValueError, TypeError) as exc:
+                raise _LocatedError(loc, str(exc)) from None
+        return self
 
     def price_overrides(self) -> dict[str, dict[str, float]]:
         return {m: p.model_dump(exclude_none=True) for m, p in self.prices.items()}
@@ -110,9 +172,13 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         msgs = []
         for err in exc.errors():
             loc = tuple(err["loc"])
+            msg = err["msg"]
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, _LocatedError):
+                loc, msg = cause.loc, cause.message
             line = _line_of(node, loc)
             path = ".".join(str(p) for p in loc) or "(top level)"
-            msgs.append(f"{source}:{line}: {path}: {err['msg']}")
+            msgs.append(f"{source}:{line}: {path}: {msg}")
         raise PolicyError("\n".join(msgs)) from None
 
 

@@ -36,6 +36,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         price_overrides=policy.price_overrides(),
         detector_name=policy.detector.name,
         detector_params=dict(policy.detector.params),
+        detector_overrides=tuple(policy.detector.override_list()),
         alert_policy=policy.alerts.model_dump(),
         slack=slack,
         pagerduty=pd,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -9,6 +10,7 @@ from alerts import AlertEngine, AlertPolicy, AlertState, Notification, Signal
 
 W = 60.0  # window length in these scenarios
 BASE = 3.0  # $/window baseline
+GATED = AlertPolicy(min_excess_usd=5.0, min_excess_pct=50.0)  # the optional per-window gate on
 
 
 def sig(i: int, observed: float, *, expected: float = BASE, anomalous: bool | None = None,
@@ -57,7 +59,9 @@ SCENARIOS = [
 
 @pytest.mark.parametrize("name,observed,expected", SCENARIOS, ids=[s[0] for s in SCENARIOS])
 def test_scenarios(name: str, observed: list[float | None], expected: list[list[tuple[str, str]]]) -> None:
-    engine = AlertEngine(AlertPolicy())
+    # With the optional per-window gate on (the detector's own materiality test is not in play
+    # here: these signals come straight from a table).
+    engine = AlertEngine(GATED)
     signals = [sig(i, BASE if o is None else o) for i, o in enumerate(observed)]
     assert run(engine, signals) == expected
 
@@ -87,8 +91,23 @@ def test_severity_from_dollar_impact(observed: float, severity: str, page: bool)
 
 
 def test_percent_threshold_stops_small_relative_excess() -> None:
-    # +$10 on a $100 baseline is 10 %: the detector may flag it, nobody should be told.
-    assert AlertEngine().observe(sig(0, 110.0, expected=100.0, anomalous=True)) == []
+    # +$10 on a $100 baseline is 10 %: with the per-window gate on, nobody is told.
+    assert AlertEngine(GATED).observe(sig(0, 110.0, expected=100.0, anomalous=True)) == []
+
+
+def test_by_default_the_detector_decides_materiality() -> None:
+    # The default detector weighs the money itself; the engine trusts is_anomaly.
+    [n] = AlertEngine().observe(sig(0, 110.0, expected=100.0, anomalous=True))
+    assert (n.action, n.severity) == ("trigger", "info")
+
+
+def test_incident_impact_sets_severity() -> None:
+    # A slow leak: each window only $2 over, but the incident has cost $60 so far: a page.
+    engine = AlertEngine()
+    [n] = engine.observe(replace(sig(0, 5.0, expected=3.0, anomalous=True), impact_usd=24.0))
+    assert (n.severity, n.page, n.impact_usd) == ("warning", False, 24.0)
+    [n] = engine.observe(replace(sig(1, 5.0, expected=3.0, anomalous=True), impact_usd=60.0))
+    assert (n.reason, n.severity, n.page, n.impact_usd) == ("worsened", "critical", True, 60.0)
 
 
 def test_not_anomalous_never_fires_even_if_large() -> None:

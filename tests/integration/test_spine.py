@@ -25,10 +25,11 @@ PARTITIONS = 2
 POLICY = """
 watch: [team]
 detector:
-  params: {min_history: 20}
+  params:
+    min_excess_usd: 1
+    min_excess_pct: 50
+    seasonal: {min_history: 20}
 alerts:
-  min_excess_usd: 1
-  min_excess_pct: 50
   warning_excess_usd: 2
   page_min_excess_usd: 5
   resolve_after_windows: 2

@@ -16,7 +16,7 @@ def test_full_policy_parses():
 watch: [org, team, team*model]
 prices:
   acme-llama-70b: {input: 0.2, output: 0.4}
-detector: {name: default, params: {threshold: 5}}
+detector: {name: default, params: {seasonal: {threshold: 5}}}
 alerts: {min_excess_usd: 10, page_min_excess_usd: 100}
 teams:
   ads: {slack_channel: "#ads-spend"}
