@@ -1,0 +1,136 @@
+"""Combined specifics: materiality summed over the incident, the volume guard, protection,
+state and configuration errors. The shared contract lives in test_contract.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detectors import Combined, Verdict, make_detector
+from tests.detectors.synthetic import MONDAY, daily_series
+
+
+def feed(det: Combined, ts: Any, values: Any, count: float | None = 40.0) -> list[Verdict]:
+    return [det.update(float(t), float(v), count) for t, v in zip(ts, values, strict=True)]
+
+
+@pytest.fixture(scope="module")
+def two_days() -> tuple[np.ndarray, np.ndarray]:
+    return daily_series(2.0, seed=5)  # ~$0.5-3.5 a minute
+
+
+def test_a_burst_worth_the_money_alerts_in_its_first_window(two_days: Any) -> None:
+    ts, spend = two_days
+    spend = spend.copy()
+    spend[2400] = spend[2400] + 60.0
+    v = feed(Combined(), ts[:2401], spend[:2401])
+    assert v[2400].is_anomaly and v[2400].impact == pytest.approx(v[2400].excess)
+    assert not any(x.is_anomaly for x in v[:2400])
+
+
+def test_a_surprising_but_small_blip_never_alerts(two_days: Any) -> None:
+    ts, spend = two_days
+    spend = spend.copy()
+    spend[2400:2403] += 5.0  # ~2.5x: surprising each window, but $15 in all
+    v = feed(Combined(), ts[:2410], spend[:2410])
+    assert sum(x.excess for x in v[2400:2403]) < 20
+    assert not any(x.is_anomaly for x in v)
+    assert "over expected so far, alerts from $20" in v[2401].reason
+
+
+def test_money_is_summed_over_the_incident(two_days: Any) -> None:
+    ts, spend = two_days
+    spend = spend.copy()
+    spend[2400:2420] += 8.0  # $8 over expected a window: material from the 3rd window
+    v = feed(Combined(), ts[:2420], spend[:2420])
+    flags = [x.is_anomaly for x in v[2400:2420]]
+    first = flags.index(True)
+    assert first == 2 and all(flags[first:])
+    assert v[2400 + first].impact >= 20.0
+    assert v[2419].impact == pytest.approx(sum(x.excess for x in v[2400:2420]), rel=1e-9)
+
+
+def test_the_incident_ends_when_spend_falls_back_to_expected(two_days: Any) -> None:
+    ts, spend = two_days
+    spend = spend.copy()
+    spend[2400:2405] *= 8
+    spend[2405:2410] = 0.0
+    spend[2410] *= 3  # surprising again, but a new (small) incident: not material alone
+    det = Combined(min_excess_usd=30.0)
+    v = feed(det, ts[:2411], spend[:2411])
+    assert any(x.is_anomaly for x in v[2400:2405])
+    assert v[2405].impact is None and not v[2410].is_anomaly
+
+
+def test_low_volume_spike_needs_the_count_to_agree(two_days: Any) -> None:
+    ts, spend = two_days
+    spend = spend.copy()
+    spend[2400] += 60.0  # one long-context call: $60 in a window with 2 requests
+    v = feed(Combined(), ts[:2401], spend[:2401], count=2.0)
+    assert not v[2400].is_anomaly
+    assert "only 2 requests" in v[2400].reason
+    # The same window with the volume to match is an incident.
+    v = feed(Combined(min_requests=2.0), ts[:2401], spend[:2401], count=2.0)
+    assert v[2400].is_anomaly
+
+
+def test_anomalous_windows_teach_no_component(two_days: Any) -> None:
+    ts, spend = two_days
+    spiked = spend.copy()
+    spiked[2400:2430] *= 10
+    det, twin = Combined(), Combined()
+    feed(det, ts[:2430], spiked[:2430])
+    feed(twin, ts[:2400], spend[:2400])
+    # The seasonal component's hour-of-day and global slots, which judged the runaway, are as
+    # if it never happened (its hour-of-week slot, with no history yet, may learn it).
+    assert det.to_state()["models"][0]["loc"][168:] == twin.to_state()["models"][0]["loc"][168:]
+
+
+def test_state_round_trip_keeps_the_running_incident(two_days: Any) -> None:
+    ts, spend = two_days
+    spend = spend.copy()
+    spend[2400:2402] *= 4  # an incident under way, not yet material
+    det = Combined(min_excess_usd=100.0)
+    feed(det, ts[:2402], spend[:2402])
+    state = json.loads(json.dumps(det.to_state()))
+    assert state["run"][0] > 0
+    twin = Combined(min_excess_usd=100.0).load_state(state)
+    a = det.update(float(ts[2402]), float(spend[2402]) * 4, 40.0)
+    b = twin.update(float(ts[2402]), float(spend[2402]) * 4, 40.0)
+    assert a == b
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"components": []}, "non-empty"),
+        ({"components": ["seasonal", "seasonal"]}, "must not repeat"),
+        ({"components": ["nope"]}, "unknown component 'nope'"),
+        ({"components": ["combined"]}, "unknown component 'combined'"),
+        ({"component_params": {"naive": {}}, "components": ["seasonal"]}, "not in components"),
+        ({"component_params": {"seasonal": {"threshhold": 3}}}, "no parameter(s) threshhold"),
+        ({"min_excess_usd": -1}, "min_excess_usd"),
+    ],
+)
+def test_bad_configuration_is_refused(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match="Combined") as err:
+        make_detector("combined", **params)
+    assert message in str(err.value)
+
+
+def test_window_seconds_reaches_the_components() -> None:
+    det = Combined(window_seconds=3600)
+    assert det._models[0].get_params()["window_seconds"] == 3600
+    assert Combined(component_params={"seasonal": {"window_seconds": 300}})._models[0].window_seconds == 300
+
+
+def test_state_for_other_components_is_refused() -> None:
+    det = Combined()
+    det.update(MONDAY + 60, 1.0, 3)
+    state = det.to_state()
+    state["models"] = state["models"] * 2
+    with pytest.raises(ValueError, match="holds 2 models"):
+        Combined().load_state(state)
