@@ -17,14 +17,20 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.base import Detector, Verdict
+from detectors.changepoint import LevelShift
 from detectors.combined import Combined
+from detectors.counts import CountTail
+from detectors.naive import NaiveRolling
 from detectors.seasonal import SeasonalBaseline
 
 __all__ = [
     "DEFAULT_DETECTOR",
     "DETECTORS",
     "Combined",
+    "CountTail",
     "Detector",
+    "LevelShift",
+    "NaiveRolling",
     "SeasonalBaseline",
     "Verdict",
     "detector_from_state",
@@ -33,6 +39,9 @@ __all__ = [
 
 DETECTORS: dict[str, type[Detector]] = {
     SeasonalBaseline.name: SeasonalBaseline,
+    NaiveRolling.name: NaiveRolling,
+    LevelShift.name: LevelShift,
+    CountTail.name: CountTail,
     Combined.name: Combined,
 }
 """Registry: policy name -> detector class. A new model adds one line here and gets the shared

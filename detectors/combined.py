@@ -80,7 +80,7 @@ class Combined(Detector):
     def __init__(
         self,
         window_seconds: float = 60.0,
-        components: tuple[str, ...] | list[str] = ("seasonal",),
+        components: tuple[str, ...] | list[str] = ("seasonal", "changepoint", "counts"),
         component_params: dict[str, dict[str, Any]] | None = None,
         min_excess_usd: float = 20.0,
         min_excess_pct: float = 50.0,

@@ -132,5 +132,5 @@ def test_state_for_other_components_is_refused() -> None:
     det.update(MONDAY + 60, 1.0, 3)
     state = det.to_state()
     state["models"] = state["models"] * 2
-    with pytest.raises(ValueError, match="holds 2 models"):
+    with pytest.raises(ValueError, match="holds 6 models, this detector runs 3"):
         Combined().load_state(state)

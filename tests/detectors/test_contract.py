@@ -149,6 +149,23 @@ def test_verdicts_are_finite_and_consistent(name: str, two_days: Any) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_score_one_is_pure_with_or_without_a_count(name: str, two_days: Any) -> None:
+    # A combiner scores every component before it decides which of them may learn the
+    # window: scoring must change nothing, whatever the count.
+    ts, spend = two_days
+    det = fresh(name)
+    feed(det, ts[:1500], spend[:1500])
+    before = det.to_state()
+    counts = np.round(spend * 50)
+    for t, v, c in zip(ts[1500:1560].tolist(), spend[1500:1560].tolist(), counts[1500:1560]):
+        for count in (float(c), None):
+            first = det.score_one(t, 5 * v, count)
+            assert det.score_one(t, 5 * v, count) == first
+            assert 0.0 <= first.score <= 1.0 and math.isfinite(first.upper)
+    assert det.to_state() == before
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_first_window_has_no_opinion(name: str) -> None:
     v = fresh(name).update(MONDAY + 60, 1000.0)
     assert v.score == 0.0 and not v.is_anomaly

@@ -1,0 +1,402 @@
+"""Too many requests for the hour: an upper-tail test on request counts per window."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from scipy.special import betainc, gammainc, nbdtrik, pdtrik
+
+from detectors.base import Detector, Verdict
+
+__all__ = ["CountTail"]
+
+# Profile layout: 24 hour-of-day slots (UTC), then one global slot.
+_GLOBAL = 24
+_N_SLOTS = 25
+
+# Bounded influence, as in SeasonalBaseline: once a slot has a few windows, a count is learnt
+# at most this many standard deviations from the slot's mean (the standard deviation taken as
+# at least one request: a slot of zeros must still learn its first calls), and so is its
+# contribution to the dispersion. A burst just under the bound, or an outage, nudges the
+# profile.
+_CLIP_SD = 3.0
+_UNCLIPPED_WARMUP = 4
+
+# Below this the overdispersion is taken as 0 (Poisson): the negative binomial with r = 1/phi
+# above ~1e9 is the Poisson to double precision anyway, and betainc is slower there.
+_MIN_DISPERSION = 1e-9
+
+# -log(p) for p below the smallest double: "never" all the same.
+_MAX_SURPRISE = 745.0
+
+# Exponent of the score map q / (1 + q), q = z ** 4, as in SeasonalBaseline.
+_SCORE_STEEPNESS = 4
+
+# Learnt floats are kept to 6 decimals: ample for request counts and dollars per window, and
+# it halves the JSON of the state.
+_DECIMALS = 6
+
+
+class CountTail(Detector):
+    """Count-aware tail test for low-volume series: is this many requests plausible now?
+
+    On a quiet series, spend per window is a handful of requests: a night of zeros and the
+    odd call makes any z-score on spend infinite (sigma ~ 0), and three calls where half a call
+    is usual look like a 6x spike to a spend model. Counts have a known shape: this detector
+    asks how likely it is to see at least this many requests in the window given the expected
+    number, under a negative binomial (a Poisson whose rate itself varies; Poisson when the
+    series shows no extra variance). Three requests against 0.5 expected is p = 0.014: nothing.
+    Sixty is p ~ 1e-100: an alert.
+
+    - The expected count comes from an hour-of-day profile (24 slots, UTC) of the mean requests
+      per window, zero windows included -- a quiet hour's rate *is* mostly zeros --
+      interpolated between neighbouring hours by where the window falls in its hour. A slot
+      judges once it has data from an earlier day; until then the global slot does (a recent
+      level over the last few hours).
+    - Overdispersion ``phi`` (variance = mean + phi * mean**2) is estimated online from the
+      residuals of the windows against the profile, for the hour-of-day slots together and
+      for the global slot: sum of (residual**2 - mean) over sum of mean**2, exponentially
+      weighted. It absorbs bursty traffic, so ordinary bursts of an agent-heavy series do not
+      page at ``p_threshold``, and it is 0 for a Poisson series.
+    - A window is an anomaly when, once ``min_history`` windows have been learnt, its count is
+      at least ``min_count``, its upper-tail p-value is at most ``p_threshold``, *and* its spend
+      is at least ``min_excess`` above the expected spend: cents are not an incident however
+      improbable the count.
+    - ``expected`` spend is the expected count times the learnt mean cost per request (spend
+      over requests, exponentially weighted, over windows with a count); ``upper`` is the spend
+      at the count bound (the smallest count that is flagged) at that cost, or ``expected +
+      min_excess`` when that is larger. The score is monotone in -log p: 0.5 at
+      ``p_threshold``.
+    - ``count=None`` (tests, an analyst's spend-only series): the window is judged on a
+      pseudo-count, ``value`` divided by the learnt mean cost per request, or by
+      ``fallback_cost`` before any window with a count has been learnt. On such a series the
+      "counts" are really spend in units of a typical request; the estimated dispersion keeps
+      the test honest, but the low-volume reasoning is only as good as that unit.
+    - With ``protect_anomaly`` a flagged window teaches nothing.
+
+    Use it next to ``SeasonalBaseline`` on series with few requests per window (a team's
+    nights, a rarely used model), and as the count check behind a spend alert on them. It says
+    nothing about what a request costs: a model switch at constant volume is ``LevelShift``'s.
+
+    Parameters
+    ----------
+    window_seconds
+        Length of the windows; ``ts`` is a window's end, and the window belongs to the hour in
+        which it starts.
+    p_threshold
+        Alert bound on the upper-tail p-value of the count.
+    min_count
+        Fewer requests than this in a window are never an anomaly.
+    min_history
+        Windows to learn before any alert (cold start).
+    min_excess
+        Money per window: a flagged window's spend exceeds the expected spend by at least this.
+    alpha
+        Weight of the newest hour of data in a slot: with 0.2 an hour-of-day slot remembers
+        about five days, the global slot and the dispersion about five hours.
+    estimate_dispersion
+        Estimate the overdispersion (negative binomial); False: plain Poisson (for comparison:
+        it pages on ordinary bursts).
+    fallback_cost
+        Cost of one request assumed when ``count`` is None and no window with a count has
+        been learnt yet.
+    protect_anomaly
+        Do not learn flagged windows.
+
+    Example: two days of a quiet series (one request a minute at noon, 0.2 at night, $0.05
+    each), then bursts at 03:00 on day three.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(3)
+    >>> det = CountTail()
+    >>> ts = 1_704_067_200 + 60 * np.arange(1, 3 * 1440 + 1)
+    >>> hour = (ts - 60) % 86400 / 3600
+    >>> counts = rng.poisson(0.6 - 0.4 * np.cos(2 * np.pi * hour / 24)).astype(float)
+    >>> night = 2 * 1440 + 180
+    >>> counts[night], counts[night + 10] = 3, 60
+    >>> spend = 0.05 * counts
+    >>> verdicts = [det.update(float(t), float(v), float(c)) for t, v, c in zip(ts, spend, counts)]
+    >>> [i - night for i, v in enumerate(verdicts) if v.is_anomaly]
+    [10]
+    >>> v = verdicts[night]
+    >>> round(v.expected, 3), v.reason
+    (0.017, '3 requests, 0.33 expected: p = 0.0098 (bound 1e-06)')
+    >>> v = verdicts[night + 10]
+    >>> round(v.upper, 2), v.reason
+    (0.43, '60 requests, 0.35 expected: p = 4.5e-47 (bound 1e-06)')
+    """
+
+    name = "counts"
+
+    def __init__(
+        self,
+        window_seconds: float = 60.0,
+        p_threshold: float = 1e-6,
+        min_count: float = 5.0,
+        min_history: int = 30,
+        min_excess: float = 0.3,
+        alpha: float = 0.2,
+        estimate_dispersion: bool = True,
+        fallback_cost: float = 0.01,
+        protect_anomaly: bool = True,
+    ) -> None:
+        self.window_seconds = window_seconds
+        self.p_threshold = p_threshold
+        self.min_count = min_count
+        self.min_history = min_history
+        self.min_excess = min_excess
+        self.alpha = alpha
+        self.estimate_dispersion = estimate_dispersion
+        self.fallback_cost = fallback_cost
+        self.protect_anomaly = protect_anomaly
+        _require(window_seconds > 0, "window_seconds must be > 0", window_seconds)
+        _require(0 < p_threshold < 0.5, "p_threshold must be in (0, 0.5)", p_threshold)
+        _require(min_count >= 1, "min_count must be >= 1", min_count)
+        _require(min_history >= 0, "min_history must be >= 0", min_history)
+        _require(min_excess > 0, "min_excess must be > 0", min_excess)
+        _require(0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
+        _require(
+            isinstance(estimate_dispersion, bool), "estimate_dispersion must be a bool",
+            estimate_dispersion,
+        )
+        _require(fallback_cost > 0, "fallback_cost must be > 0", fallback_cost)
+        self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
+        self._surprise_bound = -math.log(p_threshold)
+        super().__init__()
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._n: list[int] = [0] * _N_SLOTS  # windows learnt
+        self._mean: list[float] = [0.0] * _N_SLOTS  # mean requests per window
+        # Dispersion, for the hour-of-day level and the global one: exponentially weighted
+        # sums of (residual**2 - mean) and of mean**2, and the windows counted.
+        self._disp: list[float] = [0.0, 0.0, 0.0, 0.0]  # num_hod, den_hod, num_glob, den_glob
+        self._disp_n: list[int] = [0, 0]
+        # Mean cost per request: exponentially weighted spend and requests of windows with a
+        # count; no cost known while the requests are 0.
+        self._cost: list[float] = [0.0, 0.0]
+        # Hour-of-day slots with data (bit i: slot i), those with data from a day before
+        # ``_day``, and the epoch day of the latest learnt window.
+        self._seen = 0
+        self._ready = 0
+        self._day = -1
+        self._memo: tuple[Any, ...] | None = None  # not state: see score_one
+
+    def _get_state(self) -> dict[str, Any]:
+        return {
+            "n": list(self._n),
+            "mean": list(self._mean),
+            "disp": list(self._disp),
+            "disp_n": list(self._disp_n),
+            "cost": list(self._cost),
+            "days": [self._seen, self._ready, self._day],
+        }
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        try:
+            n = [int(x) for x in state["n"]]
+            mean = [float(x) for x in state["mean"]]
+            disp = [float(x) for x in state["disp"]]
+            disp_n = [int(x) for x in state["disp_n"]]
+            cost = [float(x) for x in state["cost"]]
+            seen, ready, day = (int(x) for x in state["days"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed counts state: {exc!r}") from exc
+        if len(n) != _N_SLOTS or len(mean) != _N_SLOTS:
+            raise ValueError(f"counts state lists must have {_N_SLOTS} slots")
+        if len(disp) != 4 or len(disp_n) != 2 or len(cost) != 2:
+            raise ValueError("counts state has the wrong number of dispersion or cost sums")
+        floats = [*mean, *disp, *cost]
+        if not all(math.isfinite(x) for x in floats) or min(mean + cost) < 0.0:
+            raise ValueError("counts state has non-finite or negative values")
+        self._n, self._mean, self._disp, self._disp_n, self._cost = n, mean, disp, disp_n, cost
+        self._seen, self._ready, self._day = seen, ready, day
+        self._memo = None
+
+    # -- model ------------------------------------------------------------------------------
+
+    def _where(self, ts: float) -> tuple[int, int, bool, float]:
+        """Hour of the window, its slot, whether the slot judges it (it has data from an
+        earlier day), and the slot's expected count for the window."""
+        hour = int((ts - self.window_seconds) // 3600)
+        slot = hour % 24
+        bit = 1 << slot
+        judged = bool(self._ready & bit or (self._seen & bit and self._day < hour // 24))
+        mean, n = self._mean, self._n
+        mu = mean[slot]
+        # Slots stand for their hour's middle; interpolate towards the neighbouring hour by
+        # where the window's middle falls, so that a rising hour's last minutes are not all
+        # "above the hour's mean" (which the dispersion would have to absorb).
+        f = (ts - 0.5 * self.window_seconds) / 3600.0 - hour - 0.5
+        if f < 0.0:
+            other, f = (slot - 1) % 24, -f
+        else:
+            other = (slot + 1) % 24
+        if f > 0.5:
+            f = 0.5
+        if n[slot] and n[other]:
+            mu += f * (mean[other] - mu)
+        return hour, slot, judged, mu
+
+    def _dispersion(self, level: int) -> float:
+        if not self.estimate_dispersion:
+            return 0.0
+        num, den = self._disp[2 * level], self._disp[2 * level + 1]
+        return num / den if den > 0.0 and num > 0.0 else 0.0
+
+    def _cost_per_request(self) -> float:
+        spend, requests = self._cost
+        return spend / requests if requests > 0.0 and spend > 0.0 else self.fallback_cost
+
+    def score_one(self, ts: float, value: float, count: float | None = None) -> Verdict:
+        if not (math.isfinite(ts) and math.isfinite(value)):
+            raise ValueError(f"ts and value must be finite, got ts={ts!r} value={value!r}")
+        cost = self._cost_per_request()
+        x = _count(value, count, cost)
+        where = self._where(ts)
+        # Kept for learn_one of the same window (the worker and the combiner score, then
+        # learn): the second look would cost as much as the first.
+        self._memo = (ts, value, count, x, where)
+        _, _, judged, mu = where
+        level = 0 if judged else 1
+        if not judged:
+            mu = self._mean[_GLOBAL]
+        phi = self._dispersion(level)
+        p = _upper_tail(x, mu, phi)
+        bound = _count_bound(self.p_threshold, mu, phi)
+        if bound < self.min_count:
+            bound = self.min_count
+        expected = mu * cost
+        min_excess = self.min_excess
+        upper = bound * cost
+        if upper < expected + min_excess:
+            upper = expected + min_excess
+        excess = value - expected
+        learnt = self._n[_GLOBAL]
+        if learnt < self.min_history or learnt == 0:
+            score = 0.0
+            reason = f"cold start: {learnt} of {self.min_history} windows learnt"
+        else:
+            surprise = -math.log(p) if p > 0.0 else _MAX_SURPRISE
+            # Every test must pass, so the binding one is the smallest ratio to its bound.
+            z = surprise / self._surprise_bound
+            z_count = x / self.min_count
+            if z_count < z:
+                z = z_count
+            z_money = excess / min_excess
+            if z_money < z:
+                z = z_money
+            if z > 0.0:
+                q = z**_SCORE_STEEPNESS
+                score = q / (1.0 + q)
+            else:
+                score = 0.0
+            what = "requests" if count is not None else "requests (from spend)"
+            reason = (
+                f"{x:.3g} {what}, {mu:.2g} expected: p = {p:.2g} "
+                f"(bound {self.p_threshold:.2g})"
+            )
+        return Verdict(
+            ts=ts,
+            observed=value,
+            expected=expected,
+            upper=upper,
+            score=score,
+            is_anomaly=score >= 0.5,
+            excess=excess,
+            excess_pct=100.0 * excess / expected if expected > 0.0 else None,
+            detector=self.name,
+            reason=reason,
+        )
+
+    def learn_one(self, ts: float, value: float, count: float | None = None) -> None:
+        if not (math.isfinite(ts) and math.isfinite(value)):
+            raise ValueError(f"ts and value must be finite, got ts={ts!r} value={value!r}")
+        memo = self._memo
+        if memo is not None and memo[0] == ts and memo[1] == value and memo[2] == count:
+            x, (hour, slot, _, mu) = memo[3], memo[4]
+        else:
+            x = _count(value, count, self._cost_per_request())
+            hour, slot, _, mu = self._where(ts)
+        self._memo = None
+        day = hour // 24
+        if day > self._day:
+            self._ready |= self._seen
+            self._day = day
+        self._seen |= 1 << slot
+        aw = self._alpha_window
+        n_, mean, disp, disp_n = self._n, self._mean, self._disp, self._disp_n
+        for level, i in ((0, slot), (1, _GLOBAL)):
+            n = n_[i]
+            if n == 0:
+                n_[i] = 1
+                mean[i] = round(x, _DECIMALS)
+                continue
+            m = mean[i]
+            # The dispersion is learnt around what the level expects of the window (the
+            # interpolated profile, at the hour-of-day level); the mean around the slot's own.
+            centre = mu if level == 0 else m
+            r, d = x - m, x - centre
+            if n >= _UNCLIPPED_WARMUP:
+                var = centre + self._dispersion(level) * centre * centre
+                c = _CLIP_SD * math.sqrt(var if var > 1.0 else 1.0)
+                r = c if r > c else -c if r < -c else r
+                d = c if d > c else -c if d < -c else d
+            n += 1
+            n_[i] = n
+            w = 1.0 / n
+            if w < aw:
+                w = aw
+            mean[i] = round(max(m + w * r, 0.0), _DECIMALS)
+            dn = disp_n[level] + 1
+            disp_n[level] = dn
+            w = 1.0 / dn
+            if w < aw:
+                w = aw
+            j = 2 * level
+            disp[j] = round(disp[j] + w * (d * d - centre - disp[j]), _DECIMALS)
+            disp[j + 1] = round(disp[j + 1] + w * (centre * centre - disp[j + 1]), _DECIMALS)
+        if count is not None:
+            cost = self._cost
+            w = aw
+            cost[0] = round(cost[0] + w * (value - cost[0]), _DECIMALS)
+            cost[1] = round(cost[1] + w * (count - cost[1]), _DECIMALS)
+
+
+def _count(value: float, count: float | None, cost: float) -> float:
+    """The window's requests, or a pseudo-count from its spend."""
+    if count is not None:
+        if not (math.isfinite(count) and count >= 0.0):
+            raise ValueError(f"count must be finite and >= 0, got {count!r}")
+        return float(count)
+    return value / cost if value > 0.0 else 0.0
+
+
+def _upper_tail(x: float, mu: float, phi: float) -> float:
+    """P(X >= x) for a negative binomial of mean ``mu`` and overdispersion ``phi`` (Poisson
+    when phi is ~0), continuous in ``x`` through the incomplete beta and gamma functions."""
+    if x <= 0.0:
+        return 1.0
+    if mu <= 0.0:
+        return 0.0
+    if phi < _MIN_DISPERSION:
+        return float(gammainc(x, mu))  # P(k, mu) = P(Poisson >= k)
+    r = 1.0 / phi
+    return float(betainc(x, r, mu / (r + mu)))  # I_{1-p}(k, r) = P(NB >= k)
+
+
+def _count_bound(p: float, mu: float, phi: float) -> float:
+    """The smallest (real) count whose upper tail is at most ``p``."""
+    if mu <= 0.0:
+        return 0.0
+    if phi < _MIN_DISPERSION:
+        return float(pdtrik(1.0 - p, mu)) + 1.0
+    r = 1.0 / phi
+    return float(nbdtrik(1.0 - p, r, r / (r + mu))) + 1.0
+
+
+def _require(ok: bool, message: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"CountTail: {message}, got {value!r}")
