@@ -20,19 +20,25 @@ from detectors.base import Detector, Verdict
 from detectors.changepoint import LevelShift
 from detectors.combined import Combined
 from detectors.counts import CountTail
+from detectors.forecast import BurnForecaster, Forecast, burn_alert
 from detectors.naive import NaiveRolling
+from detectors.river_model import RiverForecast
 from detectors.seasonal import SeasonalBaseline
 
 __all__ = [
     "DEFAULT_DETECTOR",
     "DETECTORS",
+    "BurnForecaster",
     "Combined",
     "CountTail",
     "Detector",
+    "Forecast",
     "LevelShift",
     "NaiveRolling",
+    "RiverForecast",
     "SeasonalBaseline",
     "Verdict",
+    "burn_alert",
     "detector_from_state",
     "make_detector",
 ]
@@ -43,6 +49,7 @@ DETECTORS: dict[str, type[Detector]] = {
     LevelShift.name: LevelShift,
     CountTail.name: CountTail,
     Combined.name: Combined,
+    RiverForecast.name: RiverForecast,
 }
 """Registry: policy name -> detector class. A new model adds one line here and gets the shared
 contract tests for free."""

@@ -18,6 +18,13 @@ _COUNT = frozenset({"counts"})
 # that scores still rank windows and ``is_anomaly == (score >= 0.5)`` holds.
 _BELOW_BOUND = 0.4999
 
+# Recurrence memory: per quarter hour of the (UTC) day, which of the last days had a surprising
+# window in it, as bits of an int (bit 0: the current day).
+_SLOT_SECONDS = 900
+_SLOTS_PER_DAY = 86400 // _SLOT_SECONDS
+_RECUR_DAYS = 7
+_RECUR_MASK = (1 << (_RECUR_DAYS + 1)) - 1
+
 
 class Combined(Detector):
     """Runs several detectors on each window; alerts on statistical surprise *and* material impact.
@@ -35,6 +42,13 @@ class Combined(Detector):
     windows. A one-window burst of $200 alerts at once; a model switch that adds $1.50 a minute
     alerts when its running excess passes $20; a $3 blip never does. ``impact`` in the verdict
     is that running excess.
+
+    A surprise in a quarter hour of the day (UTC) that was also surprising, give or take a
+    quarter hour, on ``recurring_days`` of the previous seven days is **routine** -- a nightly
+    batch, a daily report -- and neither alerts nor is kept from the models: they learn it,
+    so it soon stops surprising them. A new nightly job therefore pages at most
+    ``recurring_days`` times; the price is that an incident repeating at the same time of day
+    for that many days becomes routine too.
 
     Anomalous windows teach no component (``protect_anomaly``); a window that one component
     flags but that is not material is not learnt by that component either (its own
@@ -55,6 +69,9 @@ class Combined(Detector):
     min_requests
         Fewer requests than this in a window (when the count is known): a spike-type flag
         needs the ``counts`` component's agreement.
+    recurring_days
+        Earlier days (of the last 7) with a surprise at the same time of day that make it
+        routine; 0 turns the rule off.
     protect_anomaly
         Do not learn anomalous windows into any component.
 
@@ -85,6 +102,7 @@ class Combined(Detector):
         min_excess_usd: float = 20.0,
         min_excess_pct: float = 50.0,
         min_requests: float = 5.0,
+        recurring_days: int = 2,
         protect_anomaly: bool = True,
     ) -> None:
         from detectors import DETECTORS  # the registry imports this module
@@ -95,6 +113,7 @@ class Combined(Detector):
         self.min_excess_usd = min_excess_usd
         self.min_excess_pct = min_excess_pct
         self.min_requests = min_requests
+        self.recurring_days = recurring_days
         self.protect_anomaly = protect_anomaly
         _require(window_seconds > 0, "window_seconds must be > 0", window_seconds)
         _require(
@@ -106,6 +125,11 @@ class Combined(Detector):
         _require(min_excess_usd >= 0, "min_excess_usd must be >= 0", min_excess_usd)
         _require(min_excess_pct >= 0, "min_excess_pct must be >= 0", min_excess_pct)
         _require(min_requests >= 0, "min_requests must be >= 0", min_requests)
+        _require(
+            isinstance(recurring_days, int) and 0 <= recurring_days <= _RECUR_DAYS,
+            f"recurring_days must be an integer in [0, {_RECUR_DAYS}]",
+            recurring_days,
+        )
         params = component_params or {}
         _require(isinstance(params, dict), "component_params must be a mapping", params)
         unknown = sorted(set(params) - set(components))
@@ -130,7 +154,7 @@ class Combined(Detector):
         self._count_index = next((i for i, n in enumerate(self._names) if n in _COUNT), None)
         # The component verdicts of the window scored last, so that learning it does not score
         # it a second time (update scores, then learns the same window).
-        self._scored: tuple[float, float, float | None, list[Verdict], tuple[float, float]] | None = None
+        self._scored: tuple[Any, ...] | None = None
         super().__init__()
 
     @classmethod
@@ -145,18 +169,24 @@ class Combined(Detector):
             m.reset()
         self._run_excess = 0.0  # excess over expected since the incident's first surprising window
         self._run_expected = 0.0  # expected spend over the same windows
+        self._recur_day = 0  # the day (epoch day) bit 0 of the recurrence masks stands for
+        self._recur: list[int] = [0] * _SLOTS_PER_DAY
         self._scored = None
 
     def _get_state(self) -> dict[str, Any]:
         return {
             "models": [m.to_state() for m in self._models],
             "run": [self._run_excess, self._run_expected],
+            "recur_day": self._recur_day,
+            "recur": list(self._recur),
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
         try:
             models = state["models"]
             run = [float(x) for x in state["run"]]
+            recur_day = int(state["recur_day"])
+            recur = [int(x) for x in state["recur"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed combined state: {exc!r}") from exc
         if not isinstance(models, list) or len(models) != len(self._models):
@@ -164,15 +194,48 @@ class Combined(Detector):
                              f"models, this detector runs {len(self._models)}")
         if len(run) != 2 or not all(math.isfinite(x) for x in run):
             raise ValueError("combined state: bad run totals")
+        if len(recur) != _SLOTS_PER_DAY or not all(0 <= x <= _RECUR_MASK for x in recur):
+            raise ValueError("combined state: bad recurrence masks")
         for m, s in zip(self._models, models):
             m.load_state(s)
         self._run_excess, self._run_expected = run
+        self._recur_day, self._recur = recur_day, recur
         self._scored = None
 
     # -- model ------------------------------------------------------------------------------
 
     def _component_verdicts(self, ts: float, value: float, count: float | None) -> list[Verdict]:
         return [m.score_one(ts, value, count) for m in self._models]
+
+    def _day_slot(self, ts: float) -> tuple[int, int]:
+        start = ts - self.window_seconds
+        return int(start // 86400), int((start % 86400) // _SLOT_SECONDS)
+
+    def _recurs(self, day: int, slot: int) -> bool:
+        """Whether this quarter hour (or a neighbour: jobs start a few minutes early or late)
+        was surprising on at least ``recurring_days`` of the previous days."""
+        if not self.recurring_days:
+            return False
+        shift = day - self._recur_day  # bit k of a mask stands for day recur_day - k
+        if shift < 0 or shift > _RECUR_DAYS:
+            return False
+        seen = 0
+        for s in (slot - 1, slot, slot + 1):
+            seen |= self._recur[s % _SLOTS_PER_DAY]
+        # earlier days only: days recur_day - k with k >= max(0, 1 - shift); and within the window
+        seen = (seen << shift) & _RECUR_MASK & ~1
+        return seen.bit_count() >= self.recurring_days
+
+    def _remember(self, day: int, slot: int) -> None:
+        shift = day - self._recur_day
+        if shift > 0:
+            masks = self._recur
+            for i in range(_SLOTS_PER_DAY):
+                masks[i] = (masks[i] << shift) & _RECUR_MASK
+            self._recur_day = day
+        elif shift < 0:
+            return  # an old window (replayed out of order): not worth remembering
+        self._recur[slot] |= 1
 
     def score_one(self, ts: float, value: float, count: float | None = None) -> Verdict:
         if not (math.isfinite(ts) and math.isfinite(value)):
@@ -193,6 +256,13 @@ class Combined(Detector):
             if low_volume and name not in _SUSTAINED and name not in _COUNT and not counts_agree:
                 continue  # the minimum volume guard
             surprising.append(i)
+        # A surprise at a time of day that was just as surprising on other recent days is
+        # routine (a nightly batch, a daily report): not an incident, and learnt.
+        day, slot = self._day_slot(ts)
+        routine = bool(surprising) and self._recurs(day, slot)
+        noticed = bool(surprising)
+        if routine:
+            surprising = []
 
         run_excess, run_expected = self._run_excess, self._run_expected
         if surprising or (run_excess > 0.0 and excess > 0.0):
@@ -202,7 +272,7 @@ class Combined(Detector):
             run_expected += max(expected, 0.0)
         else:
             run_excess = run_expected = 0.0
-        self._scored = (ts, value, count, vs, (run_excess, run_expected))
+        self._scored = (ts, value, count, vs, (run_excess, run_expected), noticed, routine)
 
         pct_ok = run_expected <= 0.0 or 100.0 * run_excess / run_expected >= self.min_excess_pct
         material = run_excess >= self.min_excess_usd and pct_ok
@@ -223,7 +293,11 @@ class Combined(Detector):
         else:
             score = min(vs[top].score, _BELOW_BOUND)
             flagged = [i for i, v in enumerate(vs) if v.is_anomaly]
-            if flagged:
+            if routine:
+                i = flagged[0]
+                reason = (f"{self._names[i]}: {vs[i].reason}; but this time of day was as "
+                          f"unusual on {self.recurring_days}+ of the last {_RECUR_DAYS} days: routine")
+            elif flagged:
                 i = flagged[0]
                 reason = (f"{self._names[i]}: {vs[i].reason}; only {count:g} requests, and the "
                           f"request count is not unusual")
@@ -255,33 +329,35 @@ class Combined(Detector):
             impact=run_excess if run_excess > 0.0 else None,
         )
 
-    def _scored_for(
-        self, ts: float, value: float, count: float | None
-    ) -> tuple[list[Verdict], tuple[float, float]]:
+    def _scored_for(self, ts: float, value: float, count: float | None) -> tuple[Any, ...]:
         s = self._scored
         if s is None or s[0] != ts or s[1] != value or s[2] != count:
             self.score_one(ts, value, count)
             s = self._scored
         assert s is not None
-        return s[3], s[4]
+        return s
 
     def learn_one(self, ts: float, value: float, count: float | None = None) -> None:
-        vs, run = self._scored_for(ts, value, count)
+        _, _, _, vs, run, noticed, routine = self._scored_for(ts, value, count)
         for m, v in zip(self._models, vs):
-            if v.is_anomaly and m.protect_anomaly:
+            if v.is_anomaly and m.protect_anomaly and not routine:
                 m._learn_protected(ts, value, v, count)
             else:
-                m.learn_one(ts, value, count)
-        self._run_excess, self._run_expected = run
-        self._scored = None
+                m.learn_one(ts, value, count)  # routine windows teach every model
+        self._commit(ts, run, noticed)
 
     def _learn_protected(
         self, ts: float, value: float, verdict: Verdict, count: float | None = None
     ) -> None:
-        vs, run = self._scored_for(ts, value, count)
+        _, _, _, vs, run, noticed, _ = self._scored_for(ts, value, count)
         for m, v in zip(self._models, vs):
             m._learn_protected(ts, value, v, count)
+        self._commit(ts, run, noticed)
+
+    def _commit(self, ts: float, run: tuple[float, float], noticed: bool) -> None:
         self._run_excess, self._run_expected = run
+        if noticed:
+            self._remember(*self._day_slot(ts))
         self._scored = None
 
 

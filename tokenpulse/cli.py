@@ -130,13 +130,28 @@ def simulate_cmd(
     backfill: Annotated[float, typer.Option(help="Days of past event time to write at full speed first.")] = 0.0,
     duration: Annotated[Optional[float], typer.Option(help="Seconds of live traffic (default: until Ctrl-C; 0: none).")] = None,
     batch: Annotated[int, typer.Option(help="Events per Kafka message (1 = one JSON object per message).")] = 100,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
-    out: Annotated[Optional[Path], typer.Option(help="Write the --backfill days as JSONL here instead of to Kafka (for `tokenpulse replay`).")] = None,
-    labels_out: Annotated[Optional[Path], typer.Option("--labels-out", help="With --out: write the injected spikes as labelled incidents.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (the eval scenario: same seed, same events and labels).")] = 7,
+    out: Annotated[Optional[Path], typer.Option(help="Write the --backfill days (or the eval scenario) as JSONL here instead of to Kafka (for `tokenpulse replay`).")] = None,
+    labels_out: Annotated[Optional[Path], typer.Option("--labels-out", help="With --out: write the injected spikes (or the eval scenario's incidents) as labelled incidents.")] = None,
+    scenario: Annotated[str, typer.Option(help="'spikes': steady traffic plus the --spike incidents (to Kafka, or --backfill days to --out). 'eval': the labelled evaluation workload of tokenpulse.workload (7 teams, runaway loops, model switches, bursts, night spikes and look-alikes that must not page) written to --out, labels to --labels-out.")] = "spikes",
+    days: Annotated[float, typer.Option(help="--scenario eval: days of history (the first 7, or a quarter of a shorter history, are burn-in: do not score firings there).")] = 21.0,
+    burn_in_days: Annotated[Optional[float], typer.Option("--burn-in-days", help="--scenario eval: override the burn-in (days).")] = None,
 ) -> None:
-    """Produce simulated usage events with kafka-python (or write them to a file with --out)."""
+    """Produce simulated usage events with kafka-python (or write them to a file with --out).
+
+    \b
+    Examples:
+      tokenpulse simulate --backfill 2 --spike team=ads,factor=8 --out h.jsonl --labels-out l.jsonl
+      tokenpulse simulate --scenario eval --seed 1 --days 21 --out h.jsonl --labels-out l.jsonl
+      tokenpulse replay h.jsonl --labels l.jsonl
+    """
     from tokenpulse.simulate import KafkaSink, Simulator, Spike, run
 
+    if scenario not in ("spikes", "eval"):
+        _fail(f"--scenario must be 'spikes' or 'eval', got {scenario!r}")
+    if scenario == "eval":
+        _simulate_eval(seed, days, burn_in_days, out, labels_out, spike)
+        return
     try:
         spikes = [Spike.parse(s) for s in spike or []]
         sim = Simulator(rate=rate, spikes=spikes, seed=seed)
@@ -176,6 +191,31 @@ def simulate_cmd(
     finally:
         sink.close()
         typer.echo(f"sent {sink.sent_events:,} events in {sink.sent_messages:,} messages", err=True)
+
+
+def _simulate_eval(seed: int, days: float, burn_in_days: float | None, out: Path | None,
+                   labels_out: Path | None, spike: list[str] | None) -> None:
+    from collections import Counter
+
+    from tokenpulse.replay import rfc3339
+    from tokenpulse.workload import generate
+
+    if out is None:
+        _fail("--scenario eval writes a file: give --out FILE.jsonl (and --labels-out LABELS.jsonl)")
+    if spike:
+        _fail("--spike does not apply to --scenario eval (its incidents are part of the workload)")
+    try:
+        wl = generate(seed, days, burn_in_days=burn_in_days)
+    except ValueError as exc:
+        _fail(str(exc))
+    assert out is not None
+    n = wl.write_jsonl(out, labels_out)
+    kinds = Counter(f"{lab['kind']}{'' if lab['should_alert'] else ' (no page)'}" for lab in wl.labels)
+    typer.echo(f"wrote {n:,} events to {out} ({rfc3339(wl.start)} .. {rfc3339(wl.end)}, seed {seed})", err=True)
+    if labels_out is not None:
+        typer.echo(f"wrote {len(wl.labels)} labels to {labels_out}: " + ", ".join(f"{v} {k}" for k, v in sorted(kinds.items())),
+                   err=True)
+    typer.echo(f"burn-in until {rfc3339(wl.scored_from)}: firings before it are warm-up, not false alerts", err=True)
 
 
 @app.command()

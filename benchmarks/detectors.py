@@ -1,0 +1,361 @@
+"""Detectors against the labelled evaluation workload, next to a naive anchor.
+
+    python -m benchmarks.detectors [--seeds 3] [--days 21] [--candidates NAME[:k=v,...] ...]
+                                   [--policy P.yaml] [--jobs 2] [--json]
+
+For each seed, writes ``tokenpulse.workload.generate(seed, days)`` once to a temporary JSONL
+file, then replays it (``tokenpulse.replay.replay_lines``, the worker's own pipeline) once per
+candidate detector and scores the alert firings with ``tokenpulse.replay.score`` over the
+scored span (after the workload's burn-in, 7 days by default: firings before it are dropped).
+
+Candidates: every detector registered in ``detectors.DETECTORS`` when the run starts, plus
+``default`` (a candidate that resolves to the same detector and parameters is replayed once and
+reported under both names). ``--candidates`` picks some, with optional parameters
+(``seasonal:threshold=5,min_history=60``); unknown names are skipped with a note. The policy
+(``--policy``, default: the built-in one) gives the watched series, alert thresholds and price
+overrides; its ``detector.params`` apply to the candidate it names.
+
+Prints, per candidate and aggregated over the seeds: recall, false alerts per team-week, the
+median detection delay, recall per incident kind and false alerts per should-not-page kind
+(a false firing inside a should-not-page label of its team, or ``other``). Only firings of team
+series (team, team x model) are scored, as in ``score``; team-weeks count each team from its
+first event (the new team pro rata) over the scored span. Then a verdict line
+for ``default`` against the targets (recall 1.0, <= 0.25 false alerts per team-week, median
+delay <= 5 min) and against the naive anchor (``naive``), axis by axis: better recall means
+higher (or both 1.0: a perfect anchor cannot be beaten), better false alerts means fewer per
+team-week; "better on both axes" needs both.
+
+Replays run in ``--jobs`` worker processes (default: 2, or 1 on a 1-core machine). Progress on
+stderr; ``--json`` prints the aggregated results as JSON on stdout instead of the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from datetime import datetime
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tokenpulse.policy import Policy, load_policy
+from tokenpulse.replay import Incident, read_lines, replay_lines, score
+from tokenpulse.runtime import stream_config
+from tokenpulse.settings import Settings
+from tokenpulse.workload import NEGATIVE_KINDS, POSITIVE_KINDS, generate
+
+ANCHOR = "naive"
+TARGET_RECALL = 1.0
+TARGET_FALSE_PER_TEAM_WEEK = 0.25
+TARGET_DELAY_MIN = 5.0
+GRACE_S = 900.0  # like `tokenpulse replay --grace`: a firing up to 15 min after the end counts
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    label: str  # as given ("default", "seasonal:threshold=5")
+    name: str  # registry name, resolved ("default" -> the default detector)
+    params: tuple[tuple[str, Any], ...]
+
+    @property
+    def key(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
+        return (self.name, self.params)
+
+
+def parse_candidate(text: str, policy: Policy) -> Candidate:
+    import yaml
+
+    from detectors import DEFAULT_DETECTOR
+
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    params: dict[str, Any] = {}
+    pol_name = policy.detector.name
+    if name == pol_name or (name == "default" and pol_name == DEFAULT_DETECTOR) or (
+            pol_name == "default" and name == DEFAULT_DETECTOR):
+        params.update(policy.detector.params)
+    for part in rest.split(","):
+        if part.strip():
+            k, sep, v = part.partition("=")
+            if not sep:
+                raise ValueError(f"candidate {text!r}: expected key=value, got {part!r}")
+            params[k.strip()] = yaml.safe_load(v)
+    resolved = DEFAULT_DETECTOR if name == "default" else name
+    return Candidate(text, resolved, tuple(sorted(params.items())))
+
+
+def _replay_job(path: str, cfg: Any) -> dict[str, Any]:
+    """One replay in a worker process; returns only what scoring needs."""
+    t = time.perf_counter()
+    res = replay_lines(read_lines(Path(path)), cfg, total_bytes=os.path.getsize(path))
+    return {
+        "firings": [{k: f[k] for k in ("team", "series", "fired_at", "window_start", "excess_usd")} for f in res.firings],
+        "teams": sorted(res.teams),
+        "last_ts": res.last_ts,
+        "accepted": res.counters.get("accepted", 0),
+        "seconds": time.perf_counter() - t,
+    }
+
+
+def _time(v: Any, what: str = "") -> float:
+    """Epoch seconds from an epoch number or an RFC 3339 string (labels and firings)."""
+    if isinstance(v, (int, float)):
+        return float(v)
+    return datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
+
+
+def _kind_of_false(team: str, t: float, negatives: list[tuple[str, float, float, str]]) -> str:
+    """The should-not-page label a false firing falls in (the shortest one), or 'other'."""
+    best: tuple[float, str] | None = None
+    for lt, s, e, kind in negatives:
+        if lt == team and s <= t <= e + GRACE_S and (best is None or e - s < best[0]):
+            best = (e - s, kind)
+    return best[1] if best else "other"
+
+
+def score_seed(job: dict[str, Any], labels: list[dict[str, Any]], scored_from: float, team_weeks: float) -> dict[str, Any]:
+    firings = [f for f in job["firings"] if _time(f["fired_at"], "fired_at") >= scored_from]
+    incidents = [Incident(str(lab["team"]), _time(lab["start"], "start"), _time(lab["end"], "end"),
+                          bool(lab["should_alert"]), str(lab.get("name", ""))) for lab in labels]
+    kinds = [lab.get("kind", "") for lab in labels if lab["should_alert"]]
+    sc = score(firings, incidents, set(job["teams"]), scored_from, job["last_ts"], GRACE_S)
+    per_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    delays: dict[str, list[float]] = defaultdict(list)
+    for kind, inc in zip(kinds, sc["per_incident"], strict=True):
+        per_kind[kind][1] += 1
+        if inc["detected"]:
+            per_kind[kind][0] += 1
+            delays[kind].append(inc["delay_s"])
+    should = [i for i in incidents if i.should_alert]
+    negatives = [(str(lab["team"]), _time(lab["start"], "start"), _time(lab["end"], "end"), str(lab.get("kind", "")))
+                 for lab in labels if not lab["should_alert"]]
+    false_kinds: Counter[str] = Counter()
+    for f in firings:
+        if not f.get("team"):
+            continue
+        t = _time(f["fired_at"], "fired_at")
+        if any(i.team == f["team"] and i.start <= t <= i.end + GRACE_S for i in should):
+            continue
+        false_kinds[_kind_of_false(f["team"], t, negatives)] += 1
+    assert sum(false_kinds.values()) == sc["false_alerts"]
+    return {
+        "incidents": sc["incidents"], "detected": sc["detected"], "false_alerts": sc["false_alerts"],
+        "team_weeks": team_weeks, "delays_s": [d["delay_s"] for d in sc["per_incident"] if d["detected"]],
+        "per_kind": dict(per_kind), "delays_by_kind": dict(delays), "false_by_kind": dict(false_kinds),
+        "missed": [d for d in sc["per_incident"] if not d["detected"]],
+    }
+
+
+def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    inc = sum(s["incidents"] for s in per_seed)
+    det = sum(s["detected"] for s in per_seed)
+    fa = sum(s["false_alerts"] for s in per_seed)
+    tw = sum(s["team_weeks"] for s in per_seed)
+    delays = [d for s in per_seed for d in s["delays_s"]]
+    per_kind = {k: [0, 0] for k in POSITIVE_KINDS}
+    delay_kind: dict[str, list[float]] = {k: [] for k in POSITIVE_KINDS}
+    false_kind = Counter({k: 0 for k in (*NEGATIVE_KINDS, "other")})
+    for s in per_seed:
+        for k, (d, n) in s["per_kind"].items():
+            per_kind.setdefault(k, [0, 0])
+            per_kind[k][0] += d
+            per_kind[k][1] += n
+        for k, v in s["delays_by_kind"].items():
+            delay_kind.setdefault(k, []).extend(v)
+        false_kind.update(s["false_by_kind"])
+    return {
+        "incidents": inc, "detected": det, "recall": det / inc if inc else None,
+        "false_alerts": fa, "team_weeks": round(tw, 3), "false_per_team_week": fa / tw if tw else None,
+        "median_delay_min": statistics.median(delays) / 60 if delays else None,
+        "recall_by_kind": {k: (d / n if n else None) for k, (d, n) in per_kind.items()},
+        "median_delay_min_by_kind": {k: (statistics.median(v) / 60 if v else None) for k, v in delay_kind.items()},
+        "false_by_kind": dict(false_kind),
+        "missed": [m for s in per_seed for m in s["missed"]],
+    }
+
+
+def _fmt(v: float | None, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_tables(results: dict[str, dict[str, Any]], order: list[str]) -> None:
+    kinds = list(POSITIVE_KINDS)
+    neg = [*NEGATIVE_KINDS, "other"]
+    short = {"runaway_loop": "loop", "model_switch": "switch", "burst": "burst", "night_spike": "night",
+             "nightly_batch": "batch", "organic_growth": "growth", "tiny_blip": "blip", "holiday_lull": "holiday",
+             "new_team": "newteam", "other": "other"}
+    w = max(12, *(len(c) for c in order)) + 1
+    head = f"{'candidate':{w}s} {'recall':>7s} {'FA/tw':>6s} {'FA':>4s} {'delay':>6s} | " + \
+        " ".join(f"{short[k]:>6s}" for k in kinds) + " | " + " ".join(f"{short[k]:>7s}" for k in neg)
+    print("recall and delay (min) over should-alert incidents; FA = false alerts after the burn-in, FA/tw per team-week")
+    print(f"{'':{w}s} {'':>7s} {'':>6s} {'':>4s} {'':>6s} | {'recall by kind':^{7 * len(kinds) - 1}s} | "
+          f"{'false alerts by should-not-page kind':^{8 * len(neg) - 1}s}")
+    print(head)
+    print("-" * len(head))
+    for c in order:
+        r = results[c]
+        if r.get("skipped"):
+            print(f"{c:{w}s} skipped: {r['skipped']}")
+            continue
+        print(f"{c:{w}s} {_fmt(r['recall']):>7s} {_fmt(r['false_per_team_week']):>6s} {r['false_alerts']:4d} "
+              f"{_fmt(r['median_delay_min'], '.1f'):>6s} | "
+              + " ".join(f"{_fmt(r['recall_by_kind'].get(k)):>6s}" for k in kinds) + " | "
+              + " ".join(f"{r['false_by_kind'].get(k, 0):7d}" for k in neg))
+    print()
+    print("median delay (min) by kind: " + "; ".join(
+        f"{c}: " + ", ".join(f"{short[k]} {_fmt(results[c]['median_delay_min_by_kind'].get(k), '.1f')}" for k in kinds)
+        for c in order if not results[c].get("skipped")))
+
+
+def verdict(results: dict[str, dict[str, Any]]) -> str:
+    d = results.get("default")
+    if d is None or d.get("skipped"):
+        return "default: not run"
+    ok_r = d["recall"] is not None and d["recall"] >= TARGET_RECALL
+    ok_f = d["false_per_team_week"] is not None and d["false_per_team_week"] <= TARGET_FALSE_PER_TEAM_WEEK
+    ok_d = d["median_delay_min"] is not None and d["median_delay_min"] <= TARGET_DELAY_MIN
+    parts = [
+        f"default ({d['detector']}): recall {_fmt(d['recall'])} {'ok' if ok_r else 'MISS'} (target {TARGET_RECALL:g}), "
+        f"false alerts/team-week {_fmt(d['false_per_team_week'])} {'ok' if ok_f else 'MISS'} "
+        f"(target <= {TARGET_FALSE_PER_TEAM_WEEK:g}), median delay {_fmt(d['median_delay_min'], '.1f')} min "
+        f"{'ok' if ok_d else 'MISS'} (target <= {TARGET_DELAY_MIN:g})"
+    ]
+    a = results.get(ANCHOR) or next((r for r in results.values() if r.get("detector") == ANCHOR), None)
+    if a is None or a.get("skipped"):
+        parts.append(f"vs anchor: '{ANCHOR}' was not run (not registered or not a candidate), no comparison")
+    else:
+        dr, ar = d["recall"] or 0.0, a["recall"] or 0.0
+        df, af = d["false_per_team_week"] or 0.0, a["false_per_team_week"] or 0.0
+        # recall cannot beat a perfect anchor: matching 1.0 counts as better on that axis
+        r_better = dr > ar or dr == ar == 1.0
+        f_better = df < af
+
+        def word(better: bool, same: bool) -> str:
+            return "better" if better else ("same" if same else "worse")
+
+        dd, ad = d["median_delay_min"], a["median_delay_min"]
+        delay = "" if dd is None or ad is None else f", median delay {dd:.1f} vs {ad:.1f} min"
+        parts.append(f"vs {ANCHOR} anchor: recall {dr:.2f} vs {ar:.2f} ({word(r_better, dr == ar)}), "
+                     f"false alerts/team-week {df:.2f} vs {af:.2f} ({word(f_better, df == af)}){delay}: "
+                     f"{'BETTER on both axes' if r_better and f_better else 'NOT better on both axes'}")
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
+    ap.add_argument("--seed0", type=int, default=0, help="first seed")
+    ap.add_argument("--days", type=float, default=21.0, help="days of history per seed")
+    ap.add_argument("--burn-in-days", type=float, default=None, help="warm-up excluded from scoring (default 7)")
+    ap.add_argument("--candidates", nargs="*", default=None,
+                    help="detector names (NAME[:k=v,...]); default: every registered one plus 'default'")
+    ap.add_argument("--policy", type=Path, default=None, help="policy YAML (watch, alerts, prices, detector params)")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="replays run in parallel")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    a = ap.parse_args(argv)
+
+    from detectors import DEFAULT_DETECTOR, DETECTORS
+
+    def note(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    policy = load_policy(a.policy) if a.policy else Policy()
+    names = a.candidates if a.candidates else [*sorted(DETECTORS), "default"]
+    if ANCHOR not in [n.partition(":")[0] for n in names] and a.candidates is None:
+        names.append(ANCHOR)  # reported as skipped when it is not registered
+    results: dict[str, dict[str, Any]] = {}
+    cands: list[Candidate] = []
+    for n in dict.fromkeys(names):
+        try:
+            c = parse_candidate(n, policy)
+        except ValueError as exc:
+            results[n] = {"skipped": str(exc)}
+            continue
+        if c.name not in DETECTORS:
+            results[n] = {"skipped": f"detector {c.name!r} is not registered (known: {', '.join(sorted(DETECTORS))})"}
+            note(f"note: skipping {n}: not registered")
+            continue
+        cands.append(c)
+    unique = list(dict.fromkeys(c.key for c in cands))
+    base = stream_config(Settings(), policy, bootstrap="", partitions=1)
+    note(f"detectors: {', '.join(c.label for c in cands)} ({len(unique)} distinct); default = {DEFAULT_DETECTOR}; "
+         f"seeds {a.seed0}..{a.seed0 + a.seeds - 1}, {a.days:g} days each, {a.jobs} parallel replays")
+
+    t0 = time.perf_counter()
+    per_seed: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    replay_s: dict[tuple[Any, ...], float] = defaultdict(float)
+    with tempfile.TemporaryDirectory(prefix="tokenpulse-bench-") as tmp:
+        seeds = []
+        for seed in range(a.seed0, a.seed0 + a.seeds):
+            t = time.perf_counter()
+            wl = generate(seed, a.days, burn_in_days=a.burn_in_days)
+            path = Path(tmp) / f"seed{seed}.jsonl"
+            n = wl.write_jsonl(path)
+            seeds.append((seed, str(path), wl.labels, wl.scored_from, wl.team_weeks()))
+            note(f"seed {seed}: {n:,} events, {sum(lab['should_alert'] for lab in wl.labels)} incidents, "
+                 f"{path.stat().st_size / 1e6:.0f} MB, generated in {time.perf_counter() - t:.1f}s")
+            del wl
+        # the default detector (usually the slowest: it runs several models) first, so the
+        # cheap replays fill the tail instead of one slow replay running alone at the end
+        default_key = next((c.key for c in cands if c.label == "default"), None)
+        ordered = sorted(unique, key=lambda k: k != default_key)
+        jobs = [(s, k) for k in ordered for s in seeds]
+        done = 0
+        with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+            futs = {}
+            for (seed, path, labels, scored_from, tw), key in jobs:
+                cfg = dataclasses.replace(base, detector_name=key[0], detector_params=dict(key[1]))
+                futs[pool.submit(_replay_job, path, cfg)] = (seed, labels, scored_from, tw, key)
+            for fut in as_completed(futs):
+                seed, labels, scored_from, tw, key = futs[fut]
+                done += 1
+                try:
+                    job = fut.result()
+                except Exception as exc:  # noqa: BLE001 - report a failing detector, keep the others
+                    note(f"[{done}/{len(jobs)}] seed {seed} {key[0]}: FAILED {type(exc).__name__}: {exc}")
+                    per_seed[key].append({"error": f"{type(exc).__name__}: {exc}"})
+                    continue
+                sc = score_seed(job, labels, scored_from, tw)
+                per_seed[key].append(sc)
+                replay_s[key] += job["seconds"]
+                note(f"[{done}/{len(jobs)}] {time.perf_counter() - t0:5.0f}s  seed {seed} {key[0]}{dict(key[1]) or ''}: "
+                     f"{job['accepted']:,} events in "
+                     f"{job['seconds']:.1f}s, {sc['detected']}/{sc['incidents']} detected, {sc['false_alerts']} false")
+    elapsed = time.perf_counter() - t0
+
+    for c in cands:
+        runs = per_seed[c.key]
+        errors = [r["error"] for r in runs if "error" in r]
+        if errors:
+            results[c.label] = {"skipped": f"replay failed: {errors[0]}"}
+            continue
+        agg = aggregate(runs)
+        agg["detector"] = c.name
+        agg["params"] = dict(c.params)
+        agg["replay_seconds"] = round(replay_s[c.key], 1)
+        results[c.label] = agg
+    order = [n for n in dict.fromkeys(names) if n in results]
+    summary = {"seeds": a.seeds, "days": a.days, "seconds": round(elapsed, 1), "default": DEFAULT_DETECTOR,
+               "candidates": {k: results[k] for k in order}, "verdict": verdict(results)}
+    if a.json:
+        sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
+    else:
+        print(f"{a.seeds} seeds x {a.days:g} days (burn-in excluded), {len(unique)} distinct detectors, "
+              f"{elapsed:.0f}s; 'default' is {DEFAULT_DETECTOR}")
+        print()
+        print_tables(results, order)
+        print()
+        print(verdict(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
