@@ -5,24 +5,38 @@ incidents.
 No Kafka: one :class:`~streams.ingest.IngestPartition` (a single source) feeds one
 :class:`~streams.judge.JudgeCore`, built by the same factory the worker uses, through the same
 per-message function (:func:`streams.pipeline.count_message`).
+
+Speed (``python -m benchmarks.replay``): lines that are one tidy canonical event skip the
+dict-building decode (:func:`streams.normalize.canonical_event`) and are counted in runs; and
+when the machine has a core to spare, a long replay forks its judge into a second process once
+it is past :data:`FORK_AFTER_LINES` lines, so that reading and counting the file overlap with
+the detectors. The judge then receives exactly the same messages, in the same order, as it would
+in-process, so the alerts are the same (tests/tokenpulse/test_replay_fast.py).
 """
 
 from __future__ import annotations
 
+import math
+import multiprocessing
+import os
+import pickle
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
 from streams.config import StreamConfig
-from streams.ingest import IngestPartition
-from streams.judge import judge_factory
+from streams.ingest import IngestPartition, Partial
+from streams.judge import JudgeCore, judge_factory
+from streams.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
 from streams.pipeline import count_message
 from streams.pricing import Pricer
 
@@ -63,14 +77,144 @@ def firing_record(note: Any) -> dict[str, Any]:
     }
 
 
+_CHUNK = 128  # lines decoded at a time (bigger chunks measured slower: cache misses)
+FORK_AFTER_LINES = 50_000
+"""A replay forks its judge only past this many lines: below it, forking costs more than it
+saves (and short replays, as in the tests of other modules, stay in one process)."""
+
+
+class _Verdicts:
+    """What the replay keeps from the judge's outputs (picklable: it crosses the fork)."""
+
+    def __init__(self) -> None:
+        self.notifications: list[dict[str, Any]] = []
+        self.firings: list[dict[str, Any]] = []
+        self.windows_judged = 0
+        self.first_w: int | None = None
+        self.series: set[str] = set()
+
+    def take(self, judge: JudgeCore, closed_until: int | None, partials: list[Partial], seq: int) -> None:
+        out = judge.receive(0, 1, closed_until, partials, seq)
+        self.windows_judged += out.windows_judged
+        if out.spend:
+            lo = min([row[1] for row in out.spend])
+            if self.first_w is None or lo < self.first_w:
+                self.first_w = lo
+            self.series.update([row[0] for row in out.spend])
+        for note in out.notifications:
+            self.notifications.append(note.to_dict())
+            if note.action == "trigger":
+                self.firings.append(firing_record(note))
+
+    def extend(self, later: _Verdicts) -> None:
+        self.notifications += later.notifications
+        self.firings += later.firings
+        self.windows_judged += later.windows_judged
+        if later.first_w is not None and (self.first_w is None or later.first_w < self.first_w):
+            self.first_w = later.first_w
+        self.series |= later.series
+
+
+def _can_fork() -> bool:
+    # a daemonic process may not have children
+    return ((os.cpu_count() or 1) >= 2 and "fork" in multiprocessing.get_all_start_methods()
+            and not multiprocessing.current_process().daemon)
+
+
+def _fork_by_default() -> bool:
+    # Only with a core to spare: a replay running in a process pool's worker (benchmarks.detectors
+    # runs several side by side), or on a machine already busy, would only oversubscribe the
+    # cores (measured 10-15 % slower than one process when both were taken). Only on Linux:
+    # macOS lists fork, but some of its system libraries do not survive one.
+    if not _can_fork() or not sys.platform.startswith("linux") or multiprocessing.parent_process() is not None:
+        return False
+    try:
+        busy = os.getloadavg()[0]  # this process counts as about one
+    except OSError:
+        return True
+    return busy < (os.cpu_count() or 1) - 0.5
+
+
+def _judge_process(conn: Any, judge: JudgeCore) -> None:
+    """The forked judge: receives (closed_until, partial rows, seq) messages, one per closing,
+    until None, then sends back what it found (or the error that stopped it)."""
+    got = _Verdicts()
+    try:
+        while True:
+            msg = pickle.loads(conn.recv_bytes())
+            if msg is None:
+                break
+            closed_until, rows, seq = msg
+            got.take(judge, closed_until, [Partial(*r) for r in rows], seq)
+        conn.send_bytes(pickle.dumps(("ok", got), protocol=pickle.HIGHEST_PROTOCOL))
+    except (EOFError, BrokenPipeError):
+        pass  # the parent gave up (an error or an interrupt on its side): nothing to report
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        try:
+            conn.send_bytes(pickle.dumps(("error", traceback.format_exc()), protocol=pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            pass
+    finally:
+        conn.close()
+
+
+class _ForkedJudge:
+    """The judge in a child process (fork: the child starts with the judge's state as it is)."""
+
+    def __init__(self, judge: JudgeCore) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_judge_process, args=(child, judge), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def send(self, closed_until: int | None, partials: list[Partial], seq: int) -> None:
+        # field by field (and no seq: the judge sets it), which pickles faster than the objects
+        rows = [(p.series, p.labels, p.window_start, p.sums, p.contributors, p.detected, p.late) for p in partials]
+        body = pickle.dumps((closed_until, rows, seq), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self.conn.send_bytes(body)
+        except OSError:  # the judge stopped: it says why before it exits
+            self.finish()
+            raise
+
+    def finish(self) -> _Verdicts:
+        try:
+            try:
+                self.conn.send_bytes(pickle.dumps(None))
+            except OSError:
+                pass  # already stopped; its answer is in the pipe
+            status, payload = pickle.loads(self.conn.recv_bytes())
+        except (EOFError, OSError) as exc:
+            raise RuntimeError(f"the replay's judge process died (exit code {self.proc.exitcode})") from exc
+        finally:
+            self.conn.close()
+            self.proc.join(timeout=30)
+        if status != "ok":
+            raise RuntimeError(f"the replay's judge process failed:\n{payload}")
+        return payload  # type: ignore[no-any-return]
+
+    def abandon(self) -> None:
+        self.conn.close()  # idempotent
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
 def replay_lines(
     lines: Iterable[bytes],
     cfg: StreamConfig,
     *,
     progress: Callable[[int, int], None] | None = None,
     total_bytes: int = 0,
+    fork: bool | None = None,
 ) -> ReplayResult:
-    """Replay JSONL lines (each one message: an event, an array of events, any accepted shape)."""
+    """Replay JSONL lines (each one message: an event, an array of events, any accepted shape).
+
+    ``fork``: run the judge in a second process past :data:`FORK_AFTER_LINES` lines (None:
+    when the machine has a core to spare and can fork, and this is not already a worker
+    process of a pool). The result is the same either way.
+    """
     res = ReplayResult()
     pricer = Pricer(cfg.price_overrides)
     core = IngestPartition(
@@ -78,6 +222,13 @@ def replay_lines(
         idle_grace=cfg.idle_grace, watched=cfg.watched,
     )
     judge = judge_factory(cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy)(0)
+    # what only the worker's API and spend table read; the spend the replay reports is taken
+    # from each judge output
+    judge.keep_recent = False
+    judge.keep_spend = False
+    verdicts = _Verdicts()
+    forked: _ForkedJudge | None = None
+    may_fork = _fork_by_default() if fork is None else (fork and _can_fork())
     seq = 0
     line_no = 0
 
@@ -92,44 +243,102 @@ def replay_lines(
         if not partials and core.closed_until == before:
             return
         seq += 1
-        out = judge.receive(0, 1, core.closed_until, partials, seq)
-        res.windows_judged += out.windows_judged
-        for note in out.notifications:
-            res.notifications.append(note.to_dict())
-            if note.action == "trigger":
-                res.firings.append(firing_record(note))
+        if forked is not None:
+            forked.send(core.closed_until, partials, seq)
+        else:
+            verdicts.take(judge, core.closed_until, partials, seq)
 
     started = time.monotonic()
     last_report = started
-    next_advance = None
-    for raw in lines:
-        line_no += 1
-        res.bytes_read += len(raw)
-        if not raw.strip():
-            continue
-        # Event time is the clock: the wall clock never runs ahead of the newest event, so
-        # nothing closes for idleness until the end of the file.
-        clock = core.max_ts if core.max_ts is not None else 0.0
-        count_message(core, raw, pricer, clock, on_reject)
-        core.wall_at_max = core.max_ts  # the event clock is the only clock here
-        if core.max_ts is not None and (next_advance is None or core.max_ts >= next_advance):
-            feed(core.max_ts)
-            next_advance = core.max_ts + cfg.window_seconds / 4
-        if progress is not None and line_no % 4096 == 0:
-            now = time.monotonic()
-            if now - last_report >= 1.0:
-                last_report = now
-                progress(res.bytes_read, total_bytes)
-    if core.max_ts is not None:
-        # End of history: close every window still open, then a few quiet windows so alerts
-        # that ended with the data can resolve.
-        feed(core.max_ts + cfg.idle_grace + cfg.lateness + cfg.window_seconds * 8)
+    next_advance: float | None = None
+    quarter = cfg.window_seconds / 4
+    price = pricer.price
+    # Lines that are one tidy canonical event are decoded straight into structs and counted
+    # in runs (IngestPartition.add_events); every other line goes through count_message.
+    # Either way each line is counted in file order and windows close after the same lines.
+    # Lines are taken _CHUNK at a time so that decoding them is one C-level map.
+    run: list[Any] = []
+    one = canonical_event
+    decode_one = ONE_CANONICAL.decode
+    tidy = tidy_canonical
+
+    def count_run() -> None:
+        nonlocal next_advance
+        i, n = 0, len(run)
+        while i < n:
+            i = core.add_events(run, 0.0, price, i, -math.inf if next_advance is None else next_advance)
+            core.wall_at_max = core.max_ts  # the event clock is the only clock here
+            if core.max_ts is not None and (next_advance is None or core.max_ts >= next_advance):
+                feed(core.max_ts)
+                next_advance = core.max_ts + quarter
+        run.clear()
+
+    bytes_read = 0
+    source = iter(lines)
+    try:
+        while chunk := list(islice(source, _CHUNK)):
+            try:  # the common case, all in C but the tidy checks: every line one tidy event
+                events = list(map(decode_one, chunk))
+                fast = all(map(tidy, events))
+            except DecodeError:
+                fast = False
+            if fast:
+                run += events
+                line_no += len(chunk)
+                bytes_read += sum(map(len, chunk))
+                count_run()
+            else:
+                for raw in chunk:
+                    line_no += 1
+                    ev = one(raw)
+                    bytes_read += len(raw)
+                    if ev is not None:
+                        run.append(ev)
+                        continue
+                    if run:
+                        count_run()
+                    if raw.strip():
+                        # Event time is the clock: the wall clock never runs ahead of the
+                        # newest event, so nothing closes for idleness until the end.
+                        clock = core.max_ts if core.max_ts is not None else 0.0
+                        count_message(core, raw, pricer, clock, on_reject)
+                        core.wall_at_max = core.max_ts
+                        if core.max_ts is not None and (next_advance is None or core.max_ts >= next_advance):
+                            feed(core.max_ts)
+                            next_advance = core.max_ts + quarter
+                if run:
+                    count_run()
+            if may_fork and forked is None and line_no >= FORK_AFTER_LINES:
+                may_fork = False
+                try:
+                    forked = _ForkedJudge(judge)
+                except OSError:  # no process to spare (limits): judge here, as before
+                    forked = None
+            if progress is not None:
+                now = time.monotonic()
+                if now - last_report >= 1.0:
+                    last_report = now
+                    res.bytes_read = bytes_read
+                    progress(bytes_read, total_bytes)
+        res.bytes_read = bytes_read
+        if core.max_ts is not None:
+            # End of history: close every window still open, then a few quiet windows so
+            # alerts that ended with the data can resolve.
+            feed(core.max_ts + cfg.idle_grace + cfg.lateness + cfg.window_seconds * 8)
+        if forked is not None:
+            verdicts.extend(forked.finish())
+            forked = None
+    finally:
+        if forked is not None:
+            forked.abandon()
+    res.notifications = verdicts.notifications
+    res.firings = verdicts.firings
+    res.windows_judged = verdicts.windows_judged
     res.counters = core.counters.to_dict()
     res.seconds = time.monotonic() - started
-    res.first_ts = min((float(k.rpartition("|")[2]) for k in judge.spend), default=None)
+    res.first_ts = None if verdicts.first_w is None else float(verdicts.first_w)
     res.last_ts = core.max_ts
-    series = {k.rpartition("|")[0] for k in judge.spend}  # keys are "series|window"
-    res.teams = {name[5:] for name in series if name.startswith("team=") and "|" not in name}
+    res.teams = {name[5:] for name in verdicts.series if name.startswith("team=") and "|" not in name}
     return res
 
 
