@@ -332,6 +332,7 @@ class AlertEngine:
             rule=self.rule,
             detector=st.detector,
             impact_usd=st.impact_usd or None,
+            explanation=signal.explanation,
         )
 
     def _resolve(self, st: AlertState, signal: Signal) -> Notification:

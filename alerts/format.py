@@ -27,6 +27,7 @@ BLOCKS_MAX = 50
 FALLBACK_MAX = 3000  # Slack truncates at 40k; a notification preview never needs more
 NAME_MAX = 120  # one user, model or label value in a list
 SERIES_MAX = 400
+EXPLANATION_MAX = 600  # the detector's reason: one sentence
 CONTRIBUTORS_SHOWN = 10
 
 PD_SUMMARY_MAX = 1024
@@ -186,6 +187,8 @@ def _main_text(n: Notification) -> str:
         lines.append(f"*Excess:* {signed_usd(n.excess_usd)} ({pct(n.excess_pct)})")
         if n.impact_usd:
             lines.append(f"*Incident so far:* {signed_usd(n.impact_usd)} over expected since {utc(n.started_at)}")
+        if n.explanation:
+            lines.append(f"*Why:* {_name(n.explanation, EXPLANATION_MAX)}")
         lines.append(f"*Severity:* {n.severity} · {paged}")
         lines.append(f"*Window:* {window_range(n.window_start, n.window_end)}")
         if n.reason != "first":
@@ -287,6 +290,7 @@ def pagerduty_event(n: Notification, routing_key: str | SecretLike) -> dict[str,
         "excess_usd": round(n.excess_usd, 6),
         "excess_pct": None if n.excess_pct is None else round(n.excess_pct, 2),
         "incident_excess_usd": None if n.impact_usd is None else round(n.impact_usd, 6),
+        "why": _short(n.explanation, 500),
         "window_start": iso(n.window_start),
         "window_end": iso(n.window_end),
         "started_at": iso(n.started_at),

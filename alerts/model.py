@@ -63,6 +63,8 @@ class Signal:
     detector: str = ""
     impact_usd: float | None = None
     """Excess over expected summed over the incident so far, when the detector tracks it."""
+    explanation: str = ""
+    """The detector's one-sentence reason for its verdict (which model, how unusual)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +80,7 @@ class Signal:
             "top_contributors": [dict(c) for c in self.top_contributors],
             "detector": self.detector,
             "impact_usd": self.impact_usd,
+            "explanation": self.explanation,
         }
 
     @classmethod
@@ -123,6 +126,7 @@ class Notification:
     detector: str = ""
     ended_at: float | None = None
     impact_usd: float | None = None  # excess summed over the incident so far (USD)
+    explanation: str = ""  # the detector's reason for the window that produced it
 
     @property
     def team(self) -> str | None:

@@ -66,8 +66,25 @@ class Candidate:
     params: tuple[tuple[str, Any], ...]
 
     @property
-    def key(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
-        return (self.name, self.params)
+    def key(self) -> tuple[str, str]:
+        return (self.name, repr(self.params))  # params may hold lists: compare their repr
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split ``k=v,k2=[a,b]`` on the commas outside brackets and braces."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
 
 
 def parse_candidate(text: str, policy: Policy) -> Candidate:
@@ -82,7 +99,7 @@ def parse_candidate(text: str, policy: Policy) -> Candidate:
     if name == pol_name or (name == "default" and pol_name == DEFAULT_DETECTOR) or (
             pol_name == "default" and name == DEFAULT_DETECTOR):
         params.update(policy.detector.params)
-    for part in rest.split(","):
+    for part in _split_top_level(rest):
         if part.strip():
             k, sep, v = part.partition("=")
             if not sep:
@@ -285,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         cands.append(c)
     unique = list(dict.fromkeys(c.key for c in cands))
+    params_of = {c.key: dict(c.params) for c in cands}
     base = stream_config(Settings(), policy, bootstrap="", partitions=1)
     note(f"detectors: {', '.join(c.label for c in cands)} ({len(unique)} distinct); default = {DEFAULT_DETECTOR}; "
          f"seeds {a.seed0}..{a.seed0 + a.seeds - 1}, {a.days:g} days each, {a.jobs} parallel replays")
@@ -312,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
             futs = {}
             for (seed, path, labels, scored_from, tw), key in jobs:
-                cfg = dataclasses.replace(base, detector_name=key[0], detector_params=dict(key[1]))
+                cfg = dataclasses.replace(base, detector_name=key[0], detector_params=params_of[key])
                 futs[pool.submit(_replay_job, path, cfg)] = (seed, labels, scored_from, tw, key)
             for fut in as_completed(futs):
                 seed, labels, scored_from, tw, key = futs[fut]
@@ -326,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
                 sc = score_seed(job, labels, scored_from, tw)
                 per_seed[key].append(sc)
                 replay_s[key] += job["seconds"]
-                note(f"[{done}/{len(jobs)}] {time.perf_counter() - t0:5.0f}s  seed {seed} {key[0]}{dict(key[1]) or ''}: "
+                note(f"[{done}/{len(jobs)}] {time.perf_counter() - t0:5.0f}s  seed {seed} {key[0]}{params_of[key] or ''}: "
                      f"{job['accepted']:,} events in "
                      f"{job['seconds']:.1f}s, {sc['detected']}/{sc['incidents']} detected, {sc['false_alerts']} false")
     elapsed = time.perf_counter() - t0

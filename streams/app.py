@@ -83,7 +83,10 @@ def create_app(cfg: StreamConfig) -> faust.App:
 
     metrics = Metrics()
     pricer = Pricer(cfg.price_overrides)
-    new_judge = judge_factory(cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy)
+    new_judge = judge_factory(
+        cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
+        overrides=cfg.detector_overrides,
+    )
 
     def persist(tbl: Any, partition: int, key: str, value: Any) -> None:
         # Explicit partition: checkpoints also run from timers, outside stream iteration.

@@ -74,6 +74,8 @@ class JudgeCore:
     window_seconds: int
     make_detector: Callable[[], Detector]
     engine: AlertEngine
+    # per-series detectors (policy overrides by label); None: make_detector for every series
+    detector_for: Callable[[dict[str, str]], Detector] | None = None
     max_fill_windows: int = 7 * 24 * 60
 
     src_wm: dict[int, int | None] = field(default_factory=dict)  # None: source is idle
@@ -218,7 +220,7 @@ class JudgeCore:
                 first = next(iter(per_src.values()))
             if first.detected and series not in self.series:
                 self.series[series] = SeriesInfo(labels=dict(first.labels))
-                self.detectors[series] = self.make_detector()
+                self.detectors[series] = self._new_detector(first.labels)
         for src in srcs_seen:
             dirty.add(f"pend|{src}|{w}")
         engine = self.engine
@@ -275,11 +277,16 @@ class JudgeCore:
                 is_anomaly=is_anomaly,
                 top_contributors=top_contributors(contrib),
                 detector=verdict.detector,
+                impact_usd=verdict.impact,
+                explanation=verdict.reason,
             )
             notes = engine.observe(signal)
             if notes or tracks(key):
                 dirty.add(f"alert|{key}")
             notifications.extend(notes)
+
+    def _new_detector(self, labels: dict[str, str]) -> Detector:
+        return self.make_detector() if self.detector_for is None else self.detector_for(labels)
 
     # -- persistence --------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -343,7 +350,7 @@ class JudgeCore:
                     self.pending.setdefault(p.window_start, {}).setdefault(p.series, {})[src] = p
             elif kind == "det":
                 self.series[rest] = SeriesInfo(labels=value["labels"], last_end=int(value["last_end"]))
-                det = self.make_detector()
+                det = self._new_detector(value["labels"])
                 det.load_state(value["state"])
                 self.detectors[rest] = det
             elif kind == "alert":
@@ -371,19 +378,40 @@ def detector_params(window_seconds: int, name: str, params: dict[str, Any]) -> d
 def judge_factory(
     window_seconds: int, detector_name: str, params: dict[str, Any], alert_policy: dict[str, Any],
     dashboard_url: str | None = None,
+    overrides: Iterable[tuple[dict[str, str], dict[str, Any]]] = (),
 ) -> Callable[[int], JudgeCore]:
-    """Builds the judge of a partition exactly as the worker does (the replay uses it too)."""
+    """Builds the judge of a partition exactly as the worker does (the replay uses it too).
+
+    ``overrides`` are the policy's per-series detector parameters: (match labels, params),
+    later ones winning; a series gets a clone of the detector built for its parameters.
+    """
     from alerts import AlertPolicy
     from detectors import make_detector
+    from detectors.config import params_for
 
     proto = make_detector(detector_name, **detector_params(window_seconds, detector_name, params))
     policy = AlertPolicy(**alert_policy)
+    rules = [(dict(m), dict(p)) for m, p in overrides]
+    protos: dict[str, Detector] = {}
+
+    def detector_for(labels: dict[str, str]) -> Detector:
+        merged = params_for(params, rules, labels)
+        if merged == params:
+            return proto.clone()
+        key = repr(merged)
+        found = protos.get(key)
+        if found is None:
+            found = protos[key] = make_detector(
+                detector_name, **detector_params(window_seconds, detector_name, merged)
+            )
+        return found.clone()
 
     def build(q: int) -> JudgeCore:
         return JudgeCore(
             partition=q,
             window_seconds=window_seconds,
             make_detector=proto.clone,
+            detector_for=detector_for if rules else None,
             engine=AlertEngine(policy, dashboard_url=dashboard_url),
         )
 

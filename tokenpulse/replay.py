@@ -72,8 +72,10 @@ def firing_record(note: Any) -> dict[str, Any]:
         "expected": round(note.expected_usd, 6),
         "excess_usd": round(note.excess_usd, 6),
         "excess_pct": None if note.excess_pct is None else round(note.excess_pct, 2),
+        "incident_excess_usd": None if note.impact_usd is None else round(note.impact_usd, 6),
         "top_contributors": note.top_contributors,
         "page": note.page,
+        "why": note.explanation,
     }
 
 
@@ -221,7 +223,10 @@ def replay_lines(
         partition=0, window_seconds=cfg.window_seconds, lateness=cfg.lateness,
         idle_grace=cfg.idle_grace, watched=cfg.watched,
     )
-    judge = judge_factory(cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy)(0)
+    judge = judge_factory(
+        cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
+        overrides=cfg.detector_overrides,
+    )(0)
     # what only the worker's API and spend table read; the spend the replay reports is taken
     # from each judge output
     judge.keep_recent = False

@@ -222,10 +222,13 @@ def test_classify_http(status: int, kind: str) -> None:
 
 def test_incident_total_is_shown_when_the_detector_tracks_it() -> None:
     n = note(reason="worsened", action="update", observed_usd=5.0, expected_usd=3.0,
-             excess_usd=2.0, excess_pct=66.7, impact_usd=312.5)
+             excess_usd=2.0, excess_pct=66.7, impact_usd=312.5,
+             explanation="changepoint: 2.9x the hour-of-day level <!channel>")
     _, blocks = slack_blocks(n)
     text = "\n".join(mrkdwn_texts(blocks))
     assert "*Incident so far:* +$312.50 over expected since 2024-05-01 10:00" in text
+    assert "*Why:* changepoint: 2.9x the hour-of-day level &lt;!channel&gt;" in text
+    assert pagerduty_event(n, "k")["payload"]["custom_details"]["why"].startswith("changepoint: 2.9x")
     assert pagerduty_event(n, "k")["payload"]["custom_details"]["incident_excess_usd"] == 312.5
     _, blocks = slack_blocks(note())
     assert "Incident" not in "\n".join(mrkdwn_texts(blocks))

@@ -108,3 +108,28 @@ def test_a_chunk_without_watermark_does_not_mark_its_source_idle():
     assert out.windows_judged == 0  # source 1 is not idle: it is on its way
     out = j.receive(1, 2, W, [], seq=1)
     assert out.windows_judged == 1 and out.spend[0][2][0] == 2 * NANO
+
+
+def test_policy_overrides_give_a_series_its_own_thresholds_and_alerts_explain_themselves():
+    from streams.judge import judge_factory
+
+    params = {"min_excess_usd": 1000, "min_requests": 0, "seasonal": {"min_history": 5}}
+    overrides = [({"team": "legal"}, {"min_excess_usd": 1})]
+    j = judge_factory(W, "default", params, {"resolve_after_windows": 2}, overrides=overrides)(0)
+    fired = []
+    for i in range(21):
+        usd = 40.0 if i == 20 else 1.0 + 0.1 * (i % 3)
+        parts = [
+            Partial(f"team={t}", {"team": t}, i * W, [int(usd * NANO), 10, 1, 0, 0, 1], {"user:a": int(usd * NANO)}, True)
+            for t in ("ads", "legal")
+        ]
+        fired += j.receive(0, 1, (i + 1) * W, parts).notifications
+    assert [(n.series, n.action) for n in fired] == [("team=legal", "trigger")]
+    n = fired[0]
+    assert n.impact_usd and n.impact_usd > 30
+    assert n.explanation.startswith("seasonal: ") and "over expected in this incident" in n.explanation
+    # the override survives a restart: restored detectors are built for their series' labels
+    twin = judge_factory(W, "default", params, {"resolve_after_windows": 2}, overrides=overrides)(0)
+    twin.restore(j.checkpoint().items())
+    assert twin.detectors["team=legal"].min_excess_usd == 1
+    assert twin.detectors["team=ads"].min_excess_usd == 1000

@@ -84,7 +84,7 @@ class ReferenceJudge(JudgeCore):
                             observed_usd=observed, expected_usd=float(verdict.expected),
                             upper_usd=float(verdict.upper), score=float(verdict.score),
                             is_anomaly=bool(verdict.is_anomaly), top_contributors=top_contributors(contrib),
-                            detector=verdict.detector)
+                            detector=verdict.detector, impact_usd=verdict.impact, explanation=verdict.reason)
             rec = self.recent.get(series)
             if rec is None:
                 rec = self.recent[series] = deque(maxlen=self.recent_len)
