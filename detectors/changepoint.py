@@ -35,9 +35,8 @@ _SCORE_STEEPNESS = 4
 
 _MAX_LOG_BOUND = 700.0  # math.exp overflows above ~709.78
 
-# Learnt floats are kept to 6 decimals (log units: a millionth of the level): ample for a
-# baseline, and it halves the JSON of the state.
-_DECIMALS = 6
+# Learnt floats are kept at full precision: rounding them on every update (to halve the
+# state's JSON) cost more CPU than the combiner's whole decision.
 
 
 class LevelShift(Detector):
@@ -390,14 +389,14 @@ class LevelShift(Detector):
 
     def _step(self, ts: float, x: float | None, s: float) -> None:
         """Move the statistic to ``s`` and keep the run's tally; accept a long shift."""
-        s = round(s, _DECIMALS)
+        s = (s)
         self._cusum = s
         if s <= 0.0:
             self._run_n, self._run_log, self._alarm_since = 0, 0.0, None
             return
         if x is not None:
             self._run_n += 1
-            self._run_log = round(self._run_log + x, _DECIMALS)
+            self._run_log = (self._run_log + x)
         if s >= self.threshold and self._alarm_since is None:
             self._alarm_since = ts
         since = self._alarm_since
@@ -407,7 +406,7 @@ class LevelShift(Detector):
                 loc = self._loc
                 for i in range(_N_SLOTS):
                     if self._n[i]:
-                        loc[i] = round(loc[i] + shift, _DECIMALS)
+                        loc[i] = (loc[i] + shift)
             self._cusum, self._run_n, self._run_log, self._alarm_since = 0.0, 0, 0.0, None
 
     def _learn(self, hour: int, slot: int, x: float, mu: float) -> None:
@@ -424,7 +423,7 @@ class LevelShift(Detector):
             n = n_[i]
             if n == 0:
                 n_[i] = 1
-                loc[i] = round(x, _DECIMALS)
+                loc[i] = (x)
                 dev[i] = 0.0
                 continue
             r = x - loc[i]
@@ -439,14 +438,14 @@ class LevelShift(Detector):
             if w < aw:
                 w = aw
             abs_d = d if d >= 0.0 else -d
-            loc[i] = round(loc[i] + w * r, _DECIMALS)
-            dev[i] = round(dev[i] + w * (abs_d - dev[i]), _DECIMALS)
+            loc[i] = (loc[i] + w * r)
+            dev[i] = (dev[i] + w * (abs_d - dev[i]))
             if i != _GLOBAL:
                 self._pool_n += 1
                 w = 1.0 / self._pool_n
                 if w < aw:
                     w = aw
-                self._pool_dev = round(self._pool_dev + w * (abs_d - self._pool_dev), _DECIMALS)
+                self._pool_dev = (self._pool_dev + w * (abs_d - self._pool_dev))
 
 
 # hour, hour-of-day slot, whether it is judged, expected log(spend), log residual (None when

@@ -33,9 +33,8 @@ _MAX_SURPRISE = 745.0
 # Exponent of the score map q / (1 + q), q = z ** 4, as in SeasonalBaseline.
 _SCORE_STEEPNESS = 4
 
-# Learnt floats are kept to 6 decimals: ample for request counts and dollars per window, and
-# it halves the JSON of the state.
-_DECIMALS = 6
+# Learnt floats are kept at full precision: rounding them on every update (to halve the
+# state's JSON) cost more CPU than the combiner's whole decision.
 
 
 class CountTail(Detector):
@@ -332,7 +331,7 @@ class CountTail(Detector):
             n = n_[i]
             if n == 0:
                 n_[i] = 1
-                mean[i] = round(x, _DECIMALS)
+                mean[i] = (x)
                 continue
             m = mean[i]
             # The dispersion is learnt around what the level expects of the window (the
@@ -349,20 +348,20 @@ class CountTail(Detector):
             w = 1.0 / n
             if w < aw:
                 w = aw
-            mean[i] = round(max(m + w * r, 0.0), _DECIMALS)
+            mean[i] = (max(m + w * r, 0.0))
             dn = disp_n[level] + 1
             disp_n[level] = dn
             w = 1.0 / dn
             if w < aw:
                 w = aw
             j = 2 * level
-            disp[j] = round(disp[j] + w * (d * d - centre - disp[j]), _DECIMALS)
-            disp[j + 1] = round(disp[j + 1] + w * (centre * centre - disp[j + 1]), _DECIMALS)
+            disp[j] = (disp[j] + w * (d * d - centre - disp[j]))
+            disp[j + 1] = (disp[j + 1] + w * (centre * centre - disp[j + 1]))
         if count is not None:
             cost = self._cost
             w = aw
-            cost[0] = round(cost[0] + w * (value - cost[0]), _DECIMALS)
-            cost[1] = round(cost[1] + w * (count - cost[1]), _DECIMALS)
+            cost[0] = (cost[0] + w * (value - cost[0]))
+            cost[1] = (cost[1] + w * (count - cost[1]))
 
 
 def _count(value: float, count: float | None, cost: float) -> float:
