@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlencode
 
-from alerts.model import SEVERITY_RANK, Contributor, Notification, Severity, Signal
+from alerts.model import SEVERITY_RANK, Contributor, Notification, Severity, Signal, Silence
 
 
 @dataclass(slots=True)
@@ -58,6 +58,12 @@ class AlertPolicy:
     repeat_interval_s: float = 4 * 3600.0
     worsen_factor: float = 1.5  # re-notify when excess reaches this multiple of the last one
     fire_after_windows: int = 1  # consecutive material windows before firing (1: at once)
+    # Planned events (a known backfill): no alert starts under a matching silence, and a
+    # firing one sends nothing but its resolve. Silence objects or their dicts.
+    silences: tuple[Silence, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.silences = tuple(s if isinstance(s, Silence) else Silence.from_dict(s) for s in self.silences)
 
     def severity_for(self, excess_usd: float) -> Severity:
         if excess_usd >= self.page_min_excess_usd:
@@ -177,6 +183,7 @@ class AlertEngine:
         self.rule = rule
         self.dashboard_url = dashboard_url
         self._states: dict[str, AlertState] = {}
+        self.skipped: list[str] = []  # why the last observe() held notifications back
 
     # -- keys and persisted state ------------------------------------------------------------
     def key_for(self, series: str) -> str:
@@ -201,9 +208,29 @@ class AlertEngine:
         return [s.copy() for s in self._states.values()]
 
     # -- the lifecycle -----------------------------------------------------------------------
+    def silence_for(self, signal: Signal) -> Silence | None:
+        """The first silence that matches the signal's series at its window's start."""
+        for s in self.policy.silences:
+            if s.matches(self.rule, signal.series, signal.labels, signal.window_start):
+                return s
+        return None
+
     def observe(self, signal: Signal) -> list[Notification]:
+        """Advance the key of ``signal``; ``skipped`` then lists why notifications that the
+        lifecycle decided on were not sent (``"silenced"``)."""
         key = self.key_for(signal.series)
-        state, notes = self.step(self._states.get(key), signal)
+        prior = self._states.get(key)
+        state, notes = self.step(prior, signal)
+        self.skipped = []
+        if notes and self.policy.silences and self.silence_for(signal) is not None:
+            if prior is None or prior.status != "firing":
+                # nothing starts under a silence: forget the incident it would have opened
+                self.skipped = ["silenced"] * len(notes)
+                self._states.pop(key, None)
+                return []
+            kept = [n for n in notes if n.action == "resolve"]  # a firing alert still closes
+            self.skipped = ["silenced"] * (len(notes) - len(kept))
+            notes = kept
         if state is None:
             self._states.pop(key, None)
         else:

@@ -144,3 +144,62 @@ class Notification:
         d["labels"] = {str(k): str(v) for k, v in (d.get("labels") or {}).items()}
         d["top_contributors"] = _contributors(d.get("top_contributors"))
         return cls(**d)
+
+
+SILENCE_MATCHERS = ("team", "model", "provider", "user", "org", "series", "kind")
+"""What a silence may match on: a series' labels, the series name itself, the alert rule."""
+
+
+@dataclass(slots=True, frozen=True)
+class Silence:
+    """Mutes the alerts whose series and rule match every matcher, from ``starts_at`` until
+    ``ends_at`` (epoch seconds, event time; ``None``: open-ended), with the reason people will
+    read in the API (Alertmanager's silences).
+
+    >>> s = Silence(matchers={"team": "data"}, starts_at=0.0, ends_at=3600.0, reason="backfill")
+    >>> s.matches("cost_spike", "team=data|model=gpt-4o", {"team": "data", "model": "gpt-4o"}, 60.0)
+    True
+    >>> s.matches("cost_spike", "team=ads", {"team": "ads"}, 60.0), s.matches("cost_spike", "team=data", {"team": "data"}, 3600.0)
+    (False, False)
+    """
+
+    matchers: dict[str, str]
+    starts_at: float
+    ends_at: float | None
+    reason: str
+    created_by: str = ""
+    id: str = ""
+
+    def active(self, at: float) -> bool:
+        return self.starts_at <= at and (self.ends_at is None or at < self.ends_at)
+
+    def matches(self, rule: str, series: str, labels: dict[str, str], at: float) -> bool:
+        if not self.active(at):
+            return False
+        for k, v in self.matchers.items():
+            got = rule if k == "kind" else series if k == "series" else labels.get(k)
+            if got != v:
+                return False
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "matchers": dict(self.matchers),
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "reason": self.reason,
+            "created_by": self.created_by,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Silence:
+        d = _known(cls, data)
+        d["matchers"] = {str(k): str(v) for k, v in (d.get("matchers") or {}).items()}
+        bad = sorted(set(d["matchers"]) - set(SILENCE_MATCHERS))
+        if bad or not d["matchers"]:
+            raise ValueError(f"silence matchers must be some of {', '.join(SILENCE_MATCHERS)}; got {sorted(d['matchers'])}")
+        d["starts_at"] = float(d.get("starts_at") or 0.0)
+        if d.get("ends_at") is not None:
+            d["ends_at"] = float(d["ends_at"])
+        return cls(**d)

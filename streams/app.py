@@ -176,6 +176,8 @@ def create_app(cfg: StreamConfig) -> faust.App:
                 bool(body.get("wm", True)),
             )
             metrics.inc("windows_judged_total", out.windows_judged)
+            for why in out.skipped:
+                metrics.inc("alerts_skipped_total", labels={"reason": why})
             for note in out.notifications:
                 if cfg.dashboard_url:
                     note.dashboard_url = cfg.dashboard_url

@@ -25,6 +25,12 @@ class PagerDutyConfig:
 
 
 @dataclass(frozen=True)
+class WebhookConfig:
+    url: str = field(repr=False)  # may carry a token in its path: never logged
+    secret: str = field(repr=False)  # secret: never logged
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     bootstrap: str
     app_id: str = "tokenpulse"
@@ -43,6 +49,7 @@ class StreamConfig:
     alert_policy: dict[str, Any] = field(default_factory=dict)
     slack: SlackConfig | None = None
     pagerduty: PagerDutyConfig | None = None
+    webhook: WebhookConfig | None = None
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = ".tokenpulse"

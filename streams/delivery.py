@@ -1,8 +1,9 @@
-"""Delivers notifications from the outbox to Slack and PagerDuty.
+"""Delivers notifications from the outbox to Slack, PagerDuty and the generic webhook.
 
 Idempotent per alert key: the last delivered ``seq`` per sink is kept (in the ``deliveries``
 table), so a redelivered outbox record is not sent twice, and Slack's root message ``ts`` is
-kept so updates and the resolve go to the same thread.
+kept so updates and the resolve go to the same thread. The webhook, when configured, gets
+every notification (not only pages); it is last, so its retries never delay Slack or a page.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from alerts import Notification
 from alerts.pagerduty import PagerDutySink
 from alerts.retry import deliver_with_retry
 from alerts.slack import SlackSink
+from alerts.webhook import WebhookSink
 from streams.config import StreamConfig
 from streams.metrics import Metrics
 
@@ -29,6 +31,7 @@ class Deliverer:
         self._session: Any = None
         self._slack: dict[str, SlackSink] = {}
         self._pd: PagerDutySink | None = None
+        self._webhook: WebhookSink | None = None
 
     def _slack_for(self, n: Notification) -> SlackSink | None:
         s = self.cfg.slack
@@ -51,11 +54,24 @@ class Deliverer:
         if p is None:
             return None
         if self._pd is None:
+            self._pd = PagerDutySink(self._http(), p.url, p.routing_key)
+        return self._pd
+
+    def _webhook_sink(self) -> WebhookSink | None:
+        w = self.cfg.webhook
+        if w is None:
+            return None
+        if self._webhook is None:
+            self._webhook = WebhookSink(self._http(), w.url, w.secret)
+        return self._webhook
+
+    def _http(self) -> Any:
+        # One aiohttp session for the HTTP sinks, made inside the running loop on first use.
+        if self._session is None:
             import aiohttp
 
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-            self._pd = PagerDutySink(self._session, p.url, p.routing_key)
-        return self._pd
+        return self._session
 
     async def deliver(self, record: dict[str, Any], prior: dict[str, Any] | None) -> dict[str, Any]:
         n = Notification.from_dict(record)
@@ -68,6 +84,9 @@ class Deliverer:
             pd = self._pagerduty()
             if pd is not None:
                 sinks.append(pd)
+        webhook = self._webhook_sink()
+        if webhook is not None:
+            sinks.append(webhook)
         for sink in sinks:
             mine = state.get(sink.name, {})
             if mine.get("seq", -1) >= n.seq:

@@ -42,6 +42,7 @@ class JudgeOutput:
     spend: list[tuple[str, int, list[int], dict[int, int]]] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
     windows_judged: int = 0
+    skipped: list[str] = field(default_factory=list)  # why decided notifications were held back
 
 
 def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:
@@ -281,6 +282,8 @@ class JudgeCore:
                 explanation=verdict.reason,
             )
             notes = engine.observe(signal)
+            if engine.skipped:
+                out.skipped.extend(engine.skipped)
             if notes or tracks(key):
                 dirty.add(f"alert|{key}")
             notifications.extend(notes)

@@ -13,6 +13,7 @@ HELP = {
     "windows_judged_total": "Windows judged by the detectors.",
     "alerts_raised_total": "Notifications decided by the alert engine.",
     "alerts_sent_total": "Notifications delivered to a sink.",
+    "alerts_skipped_total": "Notifications the lifecycle decided on but held back, by reason (silenced).",
     "alerts_failed_total": "Notifications a sink failed to deliver after retries.",
     "consumer_lag": "Messages not yet consumed, per usage partition.",
     "events_unpriced_total": "Events of models without a known price (counted at $0).",

@@ -37,6 +37,10 @@ def parse_time(value: str | None, name: str) -> float | None:
     return dt.timestamp()
 
 
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 def _group_key(series: str, group_by: str) -> str | None:
     if group_by == "org":
         return "org" if series == "org" else None
@@ -189,6 +193,17 @@ def register_views(
         if series is not None and not out:
             return web.json({"error": f"no judged windows for series {series!r} on this worker"}, status=404)
         return web.json({"window_seconds": cfg.window_seconds, "series": out})
+
+    @app.page("/api/silences")
+    async def silences_view(web: Any, request: Any) -> Any:
+        now = time.time()
+        out = []
+        for s in cfg.alert_policy.get("silences") or ():
+            ends = s.get("ends_at")
+            state = "pending" if now < s["starts_at"] else "expired" if ends is not None and now >= ends else "active"
+            out.append({**s, "starts_at": _iso(s["starts_at"]), "ends_at": None if ends is None else _iso(ends),
+                        "state": state})
+        return web.json({"silences": out})
 
     @app.page("/api/alerts")
     async def alerts_view(web: Any, request: Any) -> Any:

@@ -298,6 +298,7 @@ def replay(
         "windows_judged": res.windows_judged,
         "firings": len(res.firings),
         "notifications": len(res.notifications),
+        "held_back": res.skipped,
         "teams": sorted(res.teams),
         "seconds": round(res.seconds, 3),
         "mb_per_s": round(res.bytes_read / 1e6 / res.seconds, 2) if res.seconds else None,
@@ -316,8 +317,8 @@ app.add_typer(alerts_app, name="alerts")
 
 @alerts_app.command("test")
 def alerts_test(
-    to: Annotated[str, typer.Option("--to", help="slack or pagerduty")],
-    resolve: Annotated[bool, typer.Option(help="Also send the resolve (threaded in Slack, resolving the PagerDuty incident).")] = True,
+    to: Annotated[str, typer.Option("--to", help="slack, pagerduty or webhook")],
+    resolve: Annotated[bool, typer.Option(help="Also send the resolve (threaded in Slack, resolving the PagerDuty incident, a second webhook request).")] = True,
 ) -> None:
     """Send a test notification through the configured sink, with the worker's own code."""
     import asyncio
@@ -326,8 +327,8 @@ def alerts_test(
     from alerts.retry import deliver_with_retry
 
     settings, _ = _load()
-    if to not in ("slack", "pagerduty"):
-        _fail(f"--to must be slack or pagerduty, got {to!r} (the webhook receiver is not built yet)")
+    if to not in ("slack", "pagerduty", "webhook"):
+        _fail(f"--to must be slack, pagerduty or webhook, got {to!r}")
     now = time.time()
     base = dict(
         key=f"test:tokenpulse-{int(now)}", seq=int(now * 1000), action="trigger", severity="info", reason="first",
@@ -354,12 +355,19 @@ def alerts_test(
                 client = AsyncWebClient(token=settings.slack_token.get_secret_value(), base_url=url, timeout=10,
                                         retry_handlers=[])
                 sink: object = SlackSink(client, settings.slack_channel)
-            else:
+            elif to == "pagerduty":
                 if settings.pagerduty_routing_key is None:
                     _fail("TOKENPULSE_PAGERDUTY_ROUTING_KEY is not set")
                 from alerts.pagerduty import PagerDutySink
 
                 sink = PagerDutySink(session, settings.pagerduty_url, settings.pagerduty_routing_key)
+            else:
+                # The settings guarantee a secret whenever the URL is set.
+                if settings.webhook_url is None or settings.webhook_secret is None:
+                    _fail("TOKENPULSE_WEBHOOK_URL is not set")
+                from alerts.webhook import WebhookSink
+
+                sink = WebhookSink(session, settings.webhook_url, settings.webhook_secret)
             prior = None
             actions = ["trigger", "resolve"] if resolve else ["trigger"]
             for i, action in enumerate(actions):

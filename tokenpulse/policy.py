@@ -3,6 +3,7 @@ and where each team's alerts go. Validated at start; an error names the line at 
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,48 @@ class AlertPolicyModel(_Strict):
     fire_after_windows: int = Field(default=1, ge=1)
 
 
+class SilencePolicy(_Strict):
+    """A planned event: alerts of the matching series are muted from ``starts_at`` until
+    ``ends_at`` (RFC 3339; without a zone, UTC)."""
+
+    matchers: dict[str, str] = Field(min_length=1)
+    starts_at: datetime
+    ends_at: datetime | None = None
+    reason: str = Field(min_length=1)
+    created_by: str = ""
+
+    @field_validator("matchers")
+    @classmethod
+    def _known_matchers(cls, v: dict[str, str]) -> dict[str, str]:
+        from alerts.model import SILENCE_MATCHERS
+
+        bad = sorted(set(v) - set(SILENCE_MATCHERS))
+        if bad:
+            raise ValueError(f"unknown matcher(s) {', '.join(bad)}; choose from {', '.join(SILENCE_MATCHERS)}")
+        return v
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        return v if v is None or v.tzinfo else v.replace(tzinfo=timezone.utc)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SilencePolicy:
+        if self.ends_at is not None and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+    def to_engine(self, index: int) -> dict[str, Any]:
+        return {
+            "id": f"s{index + 1}",
+            "matchers": dict(self.matchers),
+            "starts_at": self.starts_at.timestamp(),
+            "ends_at": None if self.ends_at is None else self.ends_at.timestamp(),
+            "reason": self.reason,
+            "created_by": self.created_by,
+        }
+
+
 class TeamPolicy(_Strict):
     slack_channel: str | None = None
 
@@ -92,6 +135,7 @@ class Policy(_Strict):
     detector: DetectorPolicy = Field(default_factory=DetectorPolicy)
     alerts: AlertPolicyModel = Field(default_factory=AlertPolicyModel)
     teams: dict[str, TeamPolicy] = Field(default_factory=dict)
+    silences: list[SilencePolicy] = Field(default_factory=list)
 
     @field_validator("watch")
     @classmethod
@@ -129,6 +173,10 @@ class Policy(_Strict):
             except (ValueError, TypeError) as exc:
                 raise _LocatedError(loc, str(exc)) from None
         return self
+
+    def alert_policy(self) -> dict[str, Any]:
+        """The alert engine's settings: the ``alerts`` section plus the silences."""
+        return {**self.alerts.model_dump(), "silences": [s.to_engine(i) for i, s in enumerate(self.silences)]}
 
     def price_overrides(self) -> dict[str, dict[str, float]]:
         return {m: p.model_dump(exclude_none=True) for m, p in self.prices.items()}

@@ -57,6 +57,7 @@ class ReplayResult:
     rejects: list[tuple[int, str]] = field(default_factory=list)  # (line, reason), first 100
     seconds: float = 0.0
     bytes_read: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # held-back notifications by reason
 
 
 def firing_record(note: Any) -> dict[str, Any]:
@@ -94,6 +95,7 @@ class _Verdicts:
         self.windows_judged = 0
         self.first_w: int | None = None
         self.series: set[str] = set()
+        self.skipped: dict[str, int] = {}
 
     def take(self, judge: JudgeCore, closed_until: int | None, partials: list[Partial], seq: int) -> None:
         out = judge.receive(0, 1, closed_until, partials, seq)
@@ -107,8 +109,12 @@ class _Verdicts:
             self.notifications.append(note.to_dict())
             if note.action == "trigger":
                 self.firings.append(firing_record(note))
+        for why in out.skipped:
+            self.skipped[why] = self.skipped.get(why, 0) + 1
 
     def extend(self, later: _Verdicts) -> None:
+        for why, n in later.skipped.items():
+            self.skipped[why] = self.skipped.get(why, 0) + n
         self.notifications += later.notifications
         self.firings += later.firings
         self.windows_judged += later.windows_judged
@@ -337,6 +343,7 @@ def replay_lines(
         if forked is not None:
             forked.abandon()
     res.notifications = verdicts.notifications
+    res.skipped = dict(verdicts.skipped)
     res.firings = verdicts.firings
     res.windows_judged = verdicts.windows_judged
     res.counters = core.counters.to_dict()

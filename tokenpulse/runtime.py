@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Any
 
-from streams.config import PagerDutyConfig, SlackConfig, StreamConfig
+from streams.config import PagerDutyConfig, SlackConfig, StreamConfig, WebhookConfig
 from tokenpulse.policy import Policy
 from tokenpulse.settings import Settings
 
@@ -23,6 +23,9 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
     pd = None
     if settings.pagerduty_routing_key is not None:
         pd = PagerDutyConfig(routing_key=settings.pagerduty_routing_key.get_secret_value(), url=settings.pagerduty_url)
+    webhook = None
+    if settings.webhook_url is not None and settings.webhook_secret is not None:
+        webhook = WebhookConfig(url=settings.webhook_url, secret=settings.webhook_secret.get_secret_value())
     return StreamConfig(
         bootstrap=bootstrap,
         app_id=settings.app_id,
@@ -37,9 +40,10 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         detector_name=policy.detector.name,
         detector_params=dict(policy.detector.params),
         detector_overrides=tuple(policy.detector.override_list()),
-        alert_policy=policy.alerts.model_dump(),
+        alert_policy=policy.alert_policy(),
         slack=slack,
         pagerduty=pd,
+        webhook=webhook,
         web_host=settings.web_host,
         web_port=settings.web_port,
         data_dir=str(settings.data_dir),

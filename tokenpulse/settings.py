@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     slack_channel: str = Field(default="#ai-spend", description="Channel for every alert when no policy routes it.")
     pagerduty_routing_key: SecretStr | None = Field(default=None, description="PagerDuty Events v2 integration key.")
     pagerduty_url: str = Field(default="https://events.pagerduty.com/v2/enqueue", description="PagerDuty Events v2 URL.")
+    webhook_url: str | None = Field(default=None, description="Generic webhook receiver URL: every notification as signed JSON.")
+    # validate_default: a URL without a secret must stop start-up, and that check lives here.
+    webhook_secret: SecretStr | None = Field(
+        default=None, validate_default=True, description="Shared secret that signs webhook requests (HMAC-SHA256)."
+    )
     web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the JSON API and /metrics.")
     web_host: str = Field(default="127.0.0.1", description="Interface the API binds to.")
     window_seconds: int = Field(default=60, ge=1, le=86400, description="Tumbling window length in seconds.")
@@ -45,11 +50,19 @@ class Settings(BaseSettings):
             raise ValueError("must be 'kafka' or 'tansu'")
         return v
 
-    @field_validator("slack_api_url", "pagerduty_url")
+    @field_validator("slack_api_url", "pagerduty_url", "webhook_url")
     @classmethod
-    def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError("must be an http(s) URL")
+        return v
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # Unsigned requests would teach receivers to accept anything: no secret, no webhook.
+        if v is None and info.data.get("webhook_url") is not None:
+            raise ValueError("must be set when TOKENPULSE_WEBHOOK_URL is set (it signs every request)")
         return v
 
 

@@ -242,3 +242,42 @@ def test_records_round_trip() -> None:
 def test_policy_from_yaml_section_ignores_unknown_keys() -> None:
     p = AlertPolicy.from_dict({"min_excess_usd": 1.0, "resolve_after_windows": 5, "other": True})
     assert (p.min_excess_usd, p.resolve_after_windows, p.worsen_factor) == (1.0, 5, 1.5)
+
+
+# -- silences ---------------------------------------------------------------------------------
+
+def silenced_engine(**silence: object) -> AlertEngine:
+    base = {"matchers": {"team": "ads"}, "starts_at": 0.0, "ends_at": 5 * W, "reason": "planned backfill"}
+    return AlertEngine(AlertPolicy(silences=({**base, **silence},)))
+
+
+def test_no_alert_starts_under_a_silence_and_the_skip_is_recorded() -> None:
+    engine = silenced_engine()
+    assert engine.observe(sig(0, 90.0)) == []
+    assert engine.skipped == ["silenced"] and engine.state_for("cost_spike:team=ads") is None
+    # after the silence, the same incident (still burning) pages as a fresh trigger
+    [n] = engine.observe(sig(5, 90.0))
+    assert (n.action, n.reason, n.started_at) == ("trigger", "first", 5 * W)
+    assert engine.skipped == []
+
+
+def test_a_firing_alert_is_muted_but_still_resolves_under_a_silence() -> None:
+    engine = silenced_engine(starts_at=1 * W)
+    [n] = engine.observe(sig(0, 90.0))
+    assert n.action == "trigger"
+    assert engine.observe(sig(1, 300.0)) == [] and engine.skipped == ["silenced"]  # worsened, muted
+    engine.observe(sig(2, 3.0))
+    engine.observe(sig(3, 3.0))
+    [n] = engine.observe(sig(4, 3.0))
+    assert n.action == "resolve" and engine.skipped == []
+
+
+def test_silences_match_on_labels_series_and_kind_only() -> None:
+    engine = silenced_engine(matchers={"team": "ads", "kind": "cost_spike"})
+    assert engine.observe(sig(0, 90.0)) == []
+    [n] = engine.observe(replace(sig(0, 90.0, series="team=search"), labels={"team": "search"}))
+    other = AlertEngine(AlertPolicy(silences=({"matchers": {"series": "team=search"}, "starts_at": 0,
+                                               "ends_at": None, "reason": "r"},)))
+    assert other.observe(sig(0, 90.0)) != [] and other.observe(sig(0, 90.0, series="team=search")) == []
+    with pytest.raises(ValueError, match="matchers must be some of"):
+        AlertPolicy(silences=({"matchers": {"colour": "red"}, "starts_at": 0, "ends_at": 1, "reason": "r"},))

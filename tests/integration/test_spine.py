@@ -33,6 +33,11 @@ alerts:
   warning_excess_usd: 2
   page_min_excess_usd: 5
   resolve_after_windows: 2
+silences:
+  - matchers: {team: legal}
+    starts_at: 2020-01-01T00:00:00Z
+    ends_at: 2099-01-01T00:00:00Z
+    reason: "planned backfill of legal's history"
 """
 
 
@@ -169,6 +174,9 @@ def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pager
                    "exact spend totals")
         alerts = get_json(f"{worker.url}/api/alerts")["alerts"]
         assert [a["key"] for a in alerts] == ["cost_spike:team=ads"] and alerts[0]["state"] == "resolved"
+        [silence] = get_json(f"{worker.url}/api/silences")["silences"]
+        assert (silence["matchers"], silence["state"], silence["starts_at"]) == (
+            {"team": "legal"}, "active", "2020-01-01T00:00:00Z")
 
         # rejected input in the dead-letter topic, with reasons and the original bytes
         dlq = consume_all(broker.bootstrap, topics["dlq"], n_bad)

@@ -111,3 +111,74 @@ def test_alerts_test_sends_through_real_clients_to_local_servers(monkeypatch: py
 def test_alerts_test_needs_the_sink_configured():
     res = runner.invoke(app, ["alerts", "test", "--to", "slack"])
     assert res.exit_code == 2 and "TOKENPULSE_SLACK_TOKEN is not set" in res.stderr
+
+
+def test_alerts_test_sends_a_signed_webhook(monkeypatch: pytest.MonkeyPatch):
+    from alerts.webhook import verify_signature
+    from tests.fakes.webhook_server import FakeWebhookServer
+
+    with FakeWebhookServer(secret="whsec-cli-test") as hook:
+        monkeypatch.setenv("TOKENPULSE_WEBHOOK_URL", hook.hook_url)
+        monkeypatch.setenv("TOKENPULSE_WEBHOOK_SECRET", "whsec-cli-test")
+        res = runner.invoke(app, ["alerts", "test", "--to", "webhook"])
+        assert res.exit_code == 0, res.output
+        assert "webhook trigger: ok" in res.stdout and "webhook resolve: ok" in res.stdout
+        assert [b["notification"]["action"] for b in hook.deliveries()] == ["trigger", "resolve"]
+        req = hook.accepted()[0]
+        assert verify_signature("whsec-cli-test", req["timestamp"], req["raw"], req["signature"])
+        assert req["body"]["notification"]["title"] == "tokenpulse test notification"
+        assert "whsec-cli-test" not in res.output
+
+
+def test_alerts_test_webhook_exits_1_when_delivery_fails(monkeypatch: pytest.MonkeyPatch):
+    from tests.fakes.webhook_server import FakeWebhookServer
+
+    with FakeWebhookServer(secret="whsec-the-receivers-own") as hook:
+        monkeypatch.setenv("TOKENPULSE_WEBHOOK_URL", hook.hook_url)
+        monkeypatch.setenv("TOKENPULSE_WEBHOOK_SECRET", "whsec-cli-wrong")
+        res = runner.invoke(app, ["alerts", "test", "--to", "webhook", "--no-resolve"])
+        assert res.exit_code == 1, res.output
+        assert "webhook trigger: FAILED webhook: HTTP 401: invalid signature" in res.stdout
+        assert len(hook.requests) == 1  # a 401 is permanent: not retried
+        assert "whsec-cli-wrong" not in res.output
+
+
+def test_alerts_test_webhook_needs_the_url():
+    res = runner.invoke(app, ["alerts", "test", "--to", "webhook"])
+    assert res.exit_code == 2 and "TOKENPULSE_WEBHOOK_URL is not set" in res.stderr
+
+
+def test_alerts_test_rejects_an_unknown_sink():
+    res = runner.invoke(app, ["alerts", "test", "--to", "email"])
+    assert res.exit_code == 2 and "slack, pagerduty or webhook" in res.stderr
+
+
+def test_webhook_url_without_a_secret_stops_start_up(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TOKENPULSE_WEBHOOK_URL", "https://hooks.example/tokenpulse")
+    res = runner.invoke(app, ["worker"])
+    assert res.exit_code == 2
+    assert "TOKENPULSE_WEBHOOK_SECRET" in res.stderr and "TOKENPULSE_WEBHOOK_URL is set" in res.stderr
+
+
+def test_webhook_secret_never_echoed_in_setting_errors(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TOKENPULSE_WEBHOOK_URL", "hooks.example/no-scheme")
+    monkeypatch.setenv("TOKENPULSE_WEBHOOK_SECRET", "whsec-super-secret")
+    res = runner.invoke(app, ["worker"])
+    assert res.exit_code == 2
+    assert "TOKENPULSE_WEBHOOK_URL" in res.stderr and "whsec-super-secret" not in res.output + res.stderr
+
+
+def test_stream_config_carries_the_webhook_without_showing_the_secret(monkeypatch: pytest.MonkeyPatch):
+    from tokenpulse.policy import load_policy
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.settings import load_settings
+
+    monkeypatch.setenv("TOKENPULSE_WEBHOOK_URL", "https://hooks.example/tokenpulse")
+    monkeypatch.setenv("TOKENPULSE_WEBHOOK_SECRET", "whsec-super-secret")
+    settings = load_settings()
+    cfg = stream_config(settings, load_policy(None), "127.0.0.1:9092")
+    assert cfg.webhook is not None
+    assert (cfg.webhook.url, cfg.webhook.secret) == ("https://hooks.example/tokenpulse", "whsec-super-secret")
+    assert "whsec-super-secret" not in repr(cfg) + repr(settings)
+    monkeypatch.delenv("TOKENPULSE_WEBHOOK_URL")
+    assert stream_config(load_settings(), load_policy(None), "127.0.0.1:9092").webhook is None

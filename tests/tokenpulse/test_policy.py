@@ -48,3 +48,21 @@ def test_example_policy_in_repo_is_valid():
     from pathlib import Path
 
     load_policy(Path(__file__).resolve().parents[2] / "policy.example.yaml")
+
+
+def test_silences_are_validated_with_their_line_and_reach_the_engine() -> None:
+    from tokenpulse.policy import PolicyError, parse_policy
+
+    p = parse_policy("silences:\n  - matchers: {team: data}\n    starts_at: 2026-11-27T01:00:00\n"
+                     "    ends_at: 2026-11-27T05:00:00Z\n    reason: backfill\n")
+    [s] = p.alert_policy()["silences"]
+    assert s["matchers"] == {"team": "data"} and s["ends_at"] - s["starts_at"] == 4 * 3600
+    assert s["starts_at"] == 1_795_741_200.0  # 2026-11-27T01:00:00Z: no zone means UTC
+    for text, line, fragment in [
+        ("silences:\n  - matchers: {colour: red}\n    starts_at: 2026-11-27T01:00:00Z\n    reason: x\n", 2, "unknown matcher"),
+        ("silences:\n  - matchers: {team: a}\n    starts_at: 2026-11-27T01:00:00Z\n    ends_at: 2026-11-26T01:00:00Z\n    reason: x\n", 2, "ends_at must be after"),
+        ("silences:\n  - matchers: {team: a}\n    starts_at: 2026-11-27T01:00:00Z\n", 2, "reason"),
+    ]:
+        with pytest.raises(PolicyError) as err:
+            parse_policy(text, "p.yaml")
+        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)

@@ -79,3 +79,28 @@ def _ts(s: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_silence_holds_back_a_planned_spike_and_is_counted(tmp_path: Path):
+    from tokenpulse.policy import parse_policy
+
+    def at(ts: float) -> str:
+        return _iso(ts)
+
+    policy = parse_policy(f"""
+silences:
+  - matchers: {{team: ads}}
+    starts_at: {at(SPIKE_AT - 600)}
+    ends_at: {at(SPIKE_AT + 3600)}
+    reason: planned load test
+""")
+    res = replay_lines(history(), stream_config(Settings(), policy, bootstrap="", partitions=1))
+    assert not [f for f in res.firings if f["team"] == "ads"]
+    assert res.skipped.get("silenced", 0) >= 1
+    # the same history without the silence pages (test_replay_finds_the_injected_spike...)
+
+
+def _iso(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")

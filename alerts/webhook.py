@@ -1,0 +1,258 @@
+"""Generic webhook receiver: every notification as signed JSON, for anything that is not
+Slack or PagerDuty (a ticketing bridge, a chat-ops bot, a data lake).
+
+The request
+-----------
+``POST <url>`` with ``Content-Type: application/json`` and the body (schema version 1)::
+
+    {
+      "version": 1,
+      "type": "tokenpulse.notification",
+      "sent_at": "2026-01-01T00:00:05+00:00",      # RFC 3339, UTC; = X-Tokenpulse-Timestamp
+      "idempotency_key": "cost_spike:team=ads:1767225660000",   # "<key>:<seq>"
+      "notification": { ...every field of alerts.model.Notification, as in the outbox... }
+    }
+
+``notification`` carries ``key``, ``seq``, ``action`` (trigger | update | resolve),
+``severity``, ``reason``, ``series``, ``labels``, ``title``, the dollar figures, the window and
+incident times (epoch seconds), ``page``, ``dashboard_url``, ``rule``, ``detector`` and so on,
+exactly as :meth:`Notification.to_dict` writes them. New fields may be added within a version;
+a change of meaning bumps ``version``.
+
+Headers:
+
+- ``X-Tokenpulse-Timestamp``: Unix seconds when this attempt was signed;
+- ``X-Tokenpulse-Signature``: ``sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`` keyed with
+  the shared secret, over the exact body bytes;
+- ``Idempotency-Key``: ``<key>:<seq>``, the same on every retry of one notification (percent-
+  encoded where it is not plain ASCII, shortened with a hash beyond 200 characters). A
+  receiver that has seen it already should answer 2xx and do nothing.
+
+A receiver checks the signature and the timestamp with :func:`verify_signature` (or the same
+few lines in its own language) and rejects a stale one, so a captured request cannot be
+replayed later. Each retry is signed afresh, so a retry after a long outage is not stale.
+
+Responses: 2xx delivered; 429 (``Retry-After`` honoured), 5xx, timeouts and connection errors
+are retried by :func:`alerts.retry.deliver_with_retry`; any other status is permanent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import orjson
+
+from alerts.format import iso
+from alerts.model import Notification
+from alerts.sinks import DeliveryResult, SecretLike, classify_http, parse_retry_after, redact, reveal
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+EVENT_TYPE = "tokenpulse.notification"
+SIGNATURE_HEADER = "X-Tokenpulse-Signature"
+TIMESTAMP_HEADER = "X-Tokenpulse-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+DEFAULT_TOLERANCE_S = 300.0
+IDEMPOTENCY_HEADER_MAX = 200
+
+# Printable ASCII except "%" stays as is; anything else (non-ASCII, controls, space) is
+# percent-encoded so that a team name from a usage event cannot break or inject a header.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def sign(secret: str | bytes, timestamp: int | str, body: bytes) -> str:
+    """The ``X-Tokenpulse-Signature`` value for ``body`` sent at ``timestamp``.
+
+    >>> sign("s3cret", 1767225600, b'{"version":1}')
+    'sha256=3ef77ed2ef5af1997500cfa553d06a91661cf0850bb0860821f80c6ac0324ae7'
+    """
+    mac = hmac.new(_as_bytes(secret), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify_signature(
+    secret: str | bytes,
+    timestamp: str | int,
+    body: str | bytes,
+    header: str | None,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    now: float | None = None,
+) -> bool:
+    """For receivers: is ``header`` tokenpulse's signature of ``body`` at ``timestamp``, and
+    is the timestamp within ``tolerance_s`` of ``now`` (default: the wall clock)?
+
+    Pass the raw body bytes as received (not re-serialised JSON) and the two header values.
+    The comparison is constant-time. A timestamp too far in the past (a replay) or in the
+    future (a skewed clock) fails, as does anything malformed; nothing raises.
+
+    >>> body = b'{"version":1,"type":"tokenpulse.notification"}'
+    >>> header = sign("s3cret", 1767225600, body)
+    >>> verify_signature("s3cret", "1767225600", body, header, now=1767225630)
+    True
+    >>> verify_signature("s3cret", "1767225600", body + b" ", header, now=1767225630)  # tampered
+    False
+    >>> verify_signature("other", "1767225600", body, header, now=1767225630)  # wrong secret
+    False
+    >>> verify_signature("s3cret", "1767225600", body, header, now=1767225600 + 3600)  # replayed
+    False
+    """
+    if not secret or not header:
+        return False
+    try:
+        ts = int(str(timestamp).strip())
+    except ValueError:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - ts) > tolerance_s:
+        return False
+    expected = sign(secret, ts, _as_bytes(body))
+    # compare_digest on bytes: a non-ASCII header would make the str variant raise.
+    return hmac.compare_digest(expected.encode(), header.strip().encode("utf-8", "replace"))
+
+
+def idempotency_key(n: Notification) -> str:
+    """``<key>:<seq>``: the same for every attempt of one notification, new for the next."""
+    return f"{n.key}:{n.seq}"
+
+
+def idempotency_header(n: Notification) -> str:
+    """:func:`idempotency_key` made safe for an HTTP header (ASCII, bounded length)."""
+    value = quote(idempotency_key(n), safe=_HEADER_SAFE)
+    if len(value) <= IDEMPOTENCY_HEADER_MAX:
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:32]
+    tail = f"#{digest}:{n.seq}"
+    return value[: IDEMPOTENCY_HEADER_MAX - len(tail)] + tail
+
+
+def webhook_body(n: Notification, sent_at: float) -> dict[str, Any]:
+    """The JSON document sent for ``n`` (schema :data:`SCHEMA_VERSION`)."""
+    return {
+        "version": SCHEMA_VERSION,
+        "type": EVENT_TYPE,
+        "sent_at": iso(sent_at),
+        "idempotency_key": idempotency_key(n),
+        "notification": n.to_dict(),
+    }
+
+
+def _origin(url: str) -> str:
+    # The path or query of a webhook URL is often a credential in itself
+    # (https://hooks.example/T0/B0/xyz): only scheme and host go into logs.
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+class WebhookSink:
+    """POSTs every notification, signed, to one URL through a caller-owned
+    ``aiohttp.ClientSession``.
+
+    Use it for receivers that are neither Slack nor PagerDuty; it sends every action
+    (trigger, update, resolve) whatever ``page`` says, and leaves rendering to the receiver.
+    ``secret`` may be a pydantic ``SecretStr``: it only ever keys the HMAC, and any error text
+    that echoes it (or the URL, which may carry a token) is redacted. ``clock`` is injected
+    so tests control the signed timestamp.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        secret: str | SecretLike,
+        *,
+        name: str = "webhook",
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.url = url
+        self._secret = secret
+        self.name = name
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return f"WebhookSink(url={_origin(self.url)!r}, name={self.name!r})"
+
+    async def send(self, n: Notification, prior: dict[str, Any] | None) -> DeliveryResult:
+        if prior is not None and prior.get("seq", -1) >= n.seq:
+            return DeliveryResult.success("already delivered", prior)
+        secret = reveal(self._secret)
+        if not secret:
+            return DeliveryResult.permanent("webhook: no secret configured")
+        now = self.clock()
+        ts = int(now)
+        body = orjson.dumps(webhook_body(n, ts))
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "tokenpulse-webhook/1",
+            TIMESTAMP_HEADER: str(ts),
+            SIGNATURE_HEADER: sign(secret, ts, body),
+            IDEMPOTENCY_HEADER: idempotency_header(n),
+        }
+        try:
+            async with self.session.post(self.url, data=body, headers=headers, timeout=self.timeout) as resp:
+                status = resp.status
+                text = await resp.text(errors="replace")
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except TimeoutError:
+            return self._done(n, DeliveryResult.retry("webhook: timed out"), secret)
+        except (aiohttp.InvalidURL, ValueError) as exc:
+            # Will fail again the same way; the message would repeat the URL.
+            return self._done(n, DeliveryResult.permanent(f"webhook: {type(exc).__name__}: invalid URL or request"), secret)
+        except aiohttp.ClientError as exc:
+            return self._done(n, DeliveryResult.retry(f"webhook: {type(exc).__name__}: {exc}"), secret)
+
+        kind = classify_http(status)
+        if kind == "ok":
+            return self._done(
+                n, DeliveryResult.success(f"webhook: {n.action} accepted (HTTP {status})", {"seq": n.seq}), secret
+            )
+        detail = f"webhook: HTTP {status}: {_reason(text)}"
+        if kind == "retry":
+            return self._done(n, DeliveryResult.retry(detail, retry_after), secret)
+        return self._done(n, DeliveryResult.permanent(detail), secret)
+
+    def _done(self, n: Notification, result: DeliveryResult, secret: str) -> DeliveryResult:
+        result.detail = redact(result.detail, secret, self.url)
+        if not result.ok:
+            log.log(
+                logging.INFO if result.retryable else logging.WARNING,
+                "webhook %s of %s to %s failed (%s): %s",
+                n.action,
+                n.key,
+                _origin(self.url),
+                "retryable" if result.retryable else "permanent",
+                result.detail,
+            )
+        return result
+
+
+def _reason(text: str, limit: int = 300) -> str:
+    """The receiver's own words: ``error``/``message`` of a JSON error, else the body."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and (data.get("error") or data.get("message")):
+        out = ": ".join(str(data[k]) for k in ("error", "message") if data.get(k))
+    else:
+        out = " ".join(text.split())
+    return (out[:limit] + "…") if len(out) > limit else (out or "no body")
