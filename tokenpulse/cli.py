@@ -105,6 +105,7 @@ def dev(
                     f"  simulator  {'on, log in ' + str(settings.data_dir / 'simulate.log') if sim_proc else 'off'}",
                     f"  slack      {'→ ' + settings.slack_channel if settings.slack_token else 'off (set TOKENPULSE_SLACK_TOKEN)'}",
                     f"  pagerduty  {'on' if settings.pagerduty_routing_key else 'off (set TOKENPULSE_PAGERDUTY_ROUTING_KEY)'}",
+                    f"  webhook    {'on' if settings.webhook_url else 'off (set TOKENPULSE_WEBHOOK_URL and _SECRET)'}",
                     "  Ctrl-C stops everything.",
                 ]
             )
