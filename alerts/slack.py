@@ -7,7 +7,10 @@ at a glance that it is over. Use one :class:`SlackSink` per channel.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -26,18 +29,63 @@ _RETRYABLE_ERRORS = frozenset(
 )
 
 
+class ChannelPacer:
+    """Spaces calls per channel: one starts no sooner than ``interval`` seconds after the
+    previous one to the same channel; other channels are not held back.
+
+    Slack allows about one message per second per channel and answers bursts with 429s;
+    waiting our turn costs the same time without the failed request. A caller reserves its
+    slot before it sleeps, so concurrent posts to one channel queue up in arrival order.
+    Share one pacer between the sinks of one workspace. ``clock`` and ``sleep`` are injected
+    so tests run without waiting.
+    """
+
+    def __init__(
+        self,
+        interval: float = 1.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.sleep = sleep
+        self._next: dict[str, float] = {}
+
+    async def wait(self, channel: str) -> float:
+        """Wait for ``channel``'s next slot; returns the seconds waited."""
+        now = self.clock()
+        at = max(now, self._next.get(channel, now))
+        self._next[channel] = at + self.interval  # reserved before sleeping: no await above
+        delay = at - now
+        if delay > 0:
+            await self.sleep(delay)
+        return delay
+
+
 class SlackSink:
     """Delivers to one Slack channel through a caller-built ``AsyncWebClient``.
 
     The client carries the token; build it with ``retry_handlers=[]`` so that retries
     (and their ``Retry-After`` waits) happen once, in :func:`alerts.retry.deliver_with_retry`,
-    instead of inside slack-sdk as well.
+    instead of inside slack-sdk as well. ``pacer`` (shared by the sinks of one workspace)
+    spaces ``chat.postMessage`` calls to the channel; ``chat.update`` is not a new message
+    and is not paced.
     """
 
-    def __init__(self, client: AsyncWebClient, channel: str, *, name: str = "slack") -> None:
+    def __init__(
+        self, client: AsyncWebClient, channel: str, *, name: str = "slack", pacer: ChannelPacer | None = None
+    ) -> None:
         self.client = client
         self.channel = channel
         self.name = name
+        self.pacer = pacer
+
+    async def _paced(self) -> None:
+        # Keyed by the configured channel: replies go to the ID Slack answered with, which
+        # is the same channel under another name.
+        if self.pacer is not None:
+            await self.pacer.wait(self.channel)
 
     async def send(self, n: Notification, prior: dict[str, Any] | None) -> DeliveryResult:
         root = self._root_of(n, prior)
@@ -54,6 +102,7 @@ class SlackSink:
                 if failed is not None and failed.retryable:
                     return failed
             text, blocks = slack_blocks(n, compact=True)
+            await self._paced()
             await self.client.chat_postMessage(
                 channel=root["channel"],
                 thread_ts=root["ts"],
@@ -84,6 +133,7 @@ class SlackSink:
 
     async def _post_root(self, n: Notification) -> DeliveryResult:
         text, blocks = slack_blocks(n)
+        await self._paced()
         resp = await self.client.chat_postMessage(
             channel=self.channel, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
         )

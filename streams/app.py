@@ -30,7 +30,7 @@ import faust
 import orjson
 
 from streams.config import StreamConfig
-from streams.delivery import Deliverer
+from streams.delivery import Deliverer, pending_keys
 from streams.hotpath import IngestLoop, judge_partition
 from streams.ingest import Partial
 from streams.judge import JudgeCore, judge_factory
@@ -207,9 +207,30 @@ def create_app(cfg: StreamConfig) -> faust.App:
             q = event.message.partition
             record = orjson.loads(event.value)
             key = record["key"]
-            prior = deliveries_t.data.get(key)
-            state = await deliverer.deliver(record, prior)
-            persist(deliveries_t, q, key, state)
+            # The retry timer delivers too: one of them at a time per key.
+            async with deliverer.lock(key):
+                prior = deliveries_t.data.get(key)
+                state = await deliverer.deliver(record, prior)
+                persist(deliveries_t, q, key, state)
+
+    @app.timer(interval=deliverer.retry_interval)
+    async def deliver_retry() -> None:
+        """Notifications a sink could not take stay pending in the deliveries table; try them
+        again here, so an outage delays them and loses none."""
+        owned = _owned_partitions(app, topics["outbox"])
+        for key in pending_keys(list(deliveries_t.data.items())):
+            async with deliverer.lock(key):
+                prior = deliveries_t.data.get(key)
+                deliverer.note_state(key, prior)  # also counts what a restart recovered
+                waiting = [p for e in (prior or {}).values() if isinstance(e, dict) for p in e.get("pending") or ()]
+                if not waiting:
+                    continue
+                q = judge_partition(waiting[0]["series"], n)
+                if owned is not None and q not in owned:
+                    continue  # another worker's key since a rebalance
+                state = await deliverer.retry_pending(key, prior)
+                if state is not None:
+                    persist(deliveries_t, q, key, state)
 
     @app.task
     async def on_started() -> None:
@@ -229,5 +250,14 @@ def create_app(cfg: StreamConfig) -> faust.App:
         "ingest": ingest,
         "tables": {"judge": judge_t, "spend": spend_t, "alerts": alerts_t, "deliveries": deliveries_t},
     }
-    register_views(app, cfg, metrics, spend_t, alerts_t, deliveries_t, ingest, judges, pricer)
+    register_views(app, cfg, metrics, spend_t, alerts_t, deliveries_t, ingest, judges, pricer,
+                   sinks=deliverer.sinks_status)
     return app
+
+
+def _owned_partitions(app: Any, topic: str) -> set[int] | None:
+    """Partitions of ``topic`` assigned to this worker (``None``: not known yet)."""
+    try:
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+    except Exception:  # noqa: BLE001 - before the first assignment
+        return None

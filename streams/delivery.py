@@ -3,36 +3,110 @@
 Idempotent per alert key: the last delivered ``seq`` per sink is kept (in the ``deliveries``
 table), so a redelivered outbox record is not sent twice, and Slack's root message ``ts`` is
 kept so updates and the resolve go to the same thread. The webhook, when configured, gets
-every notification (not only pages); it is last, so its retries never delay Slack or a page.
+every notification (not only pages).
+
+Nothing is lost when a sink keeps failing: a notification it could not take after its retries
+stays in that sink's ``pending`` list in the table entry of its key, and is sent again, in
+``seq`` order and before anything newer of the key, by the next notification of the key or
+by :meth:`Deliverer.retry_pending` (the worker calls it on a timer). So a trigger missed
+during an outage still reaches PagerDuty before its resolve. While a sink is failing, each
+attempt gets a single try instead of the full backoff, so a dead receiver does not stall the
+outbox; sinks are delivered to concurrently, so one does not hold up another.
+
+Per-sink health (consecutive failures, last error, last success, notifications pending) is
+kept in memory and mirrored into gauges for ``/metrics``; ``/api/sinks`` shows it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from alerts import Notification
 from alerts.pagerduty import PagerDutySink
 from alerts.retry import deliver_with_retry
-from alerts.slack import SlackSink
+from alerts.sinks import redact
+from alerts.slack import ChannelPacer, SlackSink
 from alerts.webhook import WebhookSink
 from streams.config import StreamConfig
 from streams.metrics import Metrics
 
 log = logging.getLogger("tokenpulse.delivery")
 
+PENDING_MAX = 20  # per (sink, key): beyond it the oldest updates are dropped, never a trigger or resolve
+
+
+@dataclass
+class SinkHealth:
+    """What an operator asks about one receiver: is it up, since when is it failing, why."""
+
+    name: str
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_success_at: float | None = None
+    pending: dict[str, int] = field(default_factory=dict)  # alert key -> notifications waiting
+
+    @property
+    def up(self) -> bool:
+        return self.consecutive_failures == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sink": self.name,
+            "up": self.up,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "last_success_at": self.last_success_at,
+            "pending_notifications": sum(self.pending.values()),
+            "pending_keys": sorted(self.pending),
+        }
+
 
 class Deliverer:
-    def __init__(self, cfg: StreamConfig, metrics: Metrics, max_attempts: int = 10) -> None:
+    """Sends one outbox record to its sinks and returns the new ``deliveries`` entry of its key.
+
+    Callers serialise work on one key with :meth:`lock` (the outbox agent and the retry timer
+    both deliver), and read the prior entry inside it.
+    """
+
+    def __init__(
+        self,
+        cfg: StreamConfig,
+        metrics: Metrics,
+        max_attempts: int = 5,
+        *,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 8.0,
+        retry_interval: float = 5.0,
+        slack_pacing: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.retry_interval = retry_interval
+        self.clock = clock
+        self.pacer = ChannelPacer(slack_pacing)
         self._slack_client: Any = None
         self._session: Any = None
         self._slack: dict[str, SlackSink] = {}
         self._pd: PagerDutySink | None = None
         self._webhook: WebhookSink | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.health: dict[str, SinkHealth] = {}
+        for name, on in (("slack", cfg.slack), ("pagerduty", cfg.pagerduty), ("webhook", cfg.webhook)):
+            if on is not None:
+                self._health(name)
 
+    # -- sinks -------------------------------------------------------------------------------
     def _slack_for(self, n: Notification) -> SlackSink | None:
         s = self.cfg.slack
         if s is None:
@@ -45,8 +119,9 @@ class Deliverer:
 
             if self._slack_client is None:
                 base = s.api_url if s.api_url.endswith("/") else s.api_url + "/"
-                self._slack_client = AsyncWebClient(token=s.token, base_url=base, timeout=10)
-            sink = self._slack[channel] = SlackSink(self._slack_client, channel)
+                # retry_handlers=[]: retries (and Retry-After waits) happen once, here.
+                self._slack_client = AsyncWebClient(token=s.token, base_url=base, timeout=10, retry_handlers=[])
+            sink = self._slack[channel] = SlackSink(self._slack_client, channel, pacer=self.pacer)
         return sink
 
     def _pagerduty(self) -> PagerDutySink | None:
@@ -73,35 +148,147 @@ class Deliverer:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         return self._session
 
+    def _sink(self, name: str, n: Notification) -> Any:
+        if name == "slack":
+            return self._slack_for(n)
+        if name == "pagerduty":
+            return self._pagerduty() if n.page else None
+        if name == "webhook":
+            return self._webhook_sink()
+        return None
+
+    # -- health ------------------------------------------------------------------------------
+    def _health(self, name: str) -> SinkHealth:
+        h = self.health.get(name)
+        if h is None:
+            h = self.health[name] = SinkHealth(name)
+            self._publish(h)
+        return h
+
+    def _publish(self, h: SinkHealth) -> None:
+        labels = {"sink": h.name}
+        self.metrics.set("sink_up", 1.0 if h.up else 0.0, labels)
+        self.metrics.set("sink_consecutive_failures", float(h.consecutive_failures), labels)
+        self.metrics.set("sink_pending_notifications", float(sum(h.pending.values())), labels)
+
+    def _secrets(self) -> list[str]:
+        c = self.cfg
+        out = [c.slack.token if c.slack else "", c.pagerduty.routing_key if c.pagerduty else ""]
+        if c.webhook is not None:
+            out += [c.webhook.secret, c.webhook.url]
+        return out
+
+    def sinks_status(self) -> list[dict[str, Any]]:
+        """Health of every configured sink, for ``/api/sinks``."""
+        return [h.to_dict() for _, h in sorted(self.health.items())]
+
+    def note_state(self, key: str, state: dict[str, Any] | None) -> None:
+        """Count the pending notifications of ``key`` per sink (also after a restart, when
+        the table was recovered)."""
+        for name, entry in (state or {}).items():
+            h = self.health.get(name)
+            if h is None or not isinstance(entry, dict):
+                continue  # a sink no longer configured
+            waiting = len(entry.get("pending") or ())
+            if waiting:
+                h.pending[key] = waiting
+            else:
+                h.pending.pop(key, None)
+            self._publish(h)
+
+    # -- delivery ----------------------------------------------------------------------------
+    def lock(self, key: str) -> asyncio.Lock:
+        lk = self._locks.get(key)
+        if lk is None:
+            lk = self._locks[key] = asyncio.Lock()
+        return lk
+
+    @staticmethod
+    def has_pending(state: dict[str, Any] | None) -> bool:
+        return any(isinstance(e, dict) and e.get("pending") for e in (state or {}).values())
+
     async def deliver(self, record: dict[str, Any], prior: dict[str, Any] | None) -> dict[str, Any]:
+        """Deliver ``record`` (and whatever is pending for its key) to its sinks."""
         n = Notification.from_dict(record)
         state: dict[str, Any] = {k: dict(v) for k, v in (prior or {}).items()}
-        sinks: list[Any] = []
-        slack = self._slack_for(n)
-        if slack is not None:
-            sinks.append(slack)
-        if n.page:
-            pd = self._pagerduty()
-            if pd is not None:
-                sinks.append(pd)
-        webhook = self._webhook_sink()
-        if webhook is not None:
-            sinks.append(webhook)
-        for sink in sinks:
-            mine = state.get(sink.name, {})
-            if mine.get("seq", -1) >= n.seq:
-                continue  # already delivered: a redelivered outbox record
-            result = await deliver_with_retry(sink, n, mine.get("state") or None, max_attempts=self.max_attempts)
-            entry = {"seq": n.seq if result.ok else mine.get("seq", -1), "ok": result.ok, "detail": result.detail,
-                     "state": {**(mine.get("state") or {}), **result.state}}
-            state[sink.name] = entry
-            labels = {"sink": sink.name, "action": n.action}
-            if result.ok:
-                self.metrics.inc("alerts_sent_total", labels=labels)
-            else:
-                self.metrics.inc("alerts_failed_total", labels=labels)
-                log.warning("delivery to %s failed for %s: %s", sink.name, n.key, result.detail)
+        names = [name for name in ("slack", "pagerduty", "webhook") if self._sink(name, n) is not None]
+        # Pending records of a sink this notification does not go to (PagerDuty pending, an
+        # unpaged update) are still flushed.
+        names += [k for k, e in state.items() if k not in names and isinstance(e, dict) and e.get("pending")]
+        entries = await asyncio.gather(*(self._deliver_to(name, n, record, state.get(name) or {}) for name in names))
+        for name, entry in zip(names, entries):
+            if entry is not None:
+                state[name] = entry
+        self.note_state(n.key, state)
         return state
+
+    async def retry_pending(self, key: str, prior: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Try the pending notifications of ``key`` again; the new entry, or ``None`` when
+        nothing was pending."""
+        if not self.has_pending(prior):
+            return None
+        state: dict[str, Any] = {k: dict(v) for k, v in (prior or {}).items()}
+        names = [k for k, e in state.items() if isinstance(e, dict) and e.get("pending")]
+        entries = await asyncio.gather(*(self._flush(name, state[name]) for name in names))
+        for name, entry in zip(names, entries):
+            state[name] = entry
+        self.note_state(key, state)
+        return state
+
+    async def _deliver_to(
+        self, name: str, n: Notification, record: dict[str, Any], mine: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        pending = [p for p in (mine.get("pending") or ()) if p["seq"] > mine.get("seq", -1)]
+        wanted = self._sink(name, n) is not None
+        if wanted and mine.get("seq", -1) < n.seq and all(p["seq"] != n.seq for p in pending):
+            pending.append(record)
+        if not pending:
+            return None  # already delivered: a redelivered outbox record
+        return await self._flush(name, {**mine, "pending": _bounded(sorted(pending, key=lambda p: p["seq"]))})
+
+    async def _flush(self, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+        """Send ``entry``'s pending records in order, stopping at the first failure."""
+        h = self._health(name)
+        entry = dict(entry)
+        pending = list(entry.get("pending") or ())
+        while pending:
+            n = Notification.from_dict(pending[0])
+            sink = self._sink(name, n)
+            if sink is None:  # e.g. a record that does not page: nothing to send
+                pending.pop(0)
+                continue
+            # A failing sink gets one try per notification: the timer comes back for it.
+            attempts = self.max_attempts if h.up else 1
+            result = await deliver_with_retry(
+                sink, n, entry.get("state") or None,
+                max_attempts=attempts, base=self.backoff_base, cap=self.backoff_cap,
+            )
+            labels = {"sink": name, "action": n.action}
+            if not result.ok:
+                detail = redact(result.detail, *self._secrets())
+                h.consecutive_failures += 1
+                h.last_error, h.last_error_at = detail, self.clock()
+                self.metrics.inc("alerts_failed_total", labels=labels)
+                log.warning("delivery to %s failed for %s seq %d (%d pending): %s",
+                            name, n.key, n.seq, len(pending), detail)
+                entry.update(ok=False, detail=detail)
+                if not result.retryable:
+                    # Will fail again the same way: visible in the entry, not retried forever.
+                    pending.pop(0)
+                    entry["dropped"] = int(entry.get("dropped", 0)) + 1
+                    continue
+                break
+            h.consecutive_failures = 0
+            h.last_success_at = self.clock()
+            self.metrics.inc("alerts_sent_total", labels=labels)
+            entry.update(seq=n.seq, ok=True, detail=result.detail,
+                         state={**(entry.get("state") or {}), **result.state})
+            pending.pop(0)
+        entry.setdefault("seq", -1)
+        entry.setdefault("state", {})
+        entry["pending"] = pending
+        self._publish(h)
+        return entry
 
     async def close(self) -> None:
         if self._slack_client is not None:
@@ -110,3 +297,18 @@ class Deliverer:
                 await session.close()
         if self._session is not None and not self._session.closed:
             await self._session.close()
+
+
+def _bounded(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most :data:`PENDING_MAX` records; the oldest updates go first (the trigger that
+    opens an incident and the resolve that closes it are kept)."""
+    out = list(pending)
+    while len(out) > PENDING_MAX:
+        drop = next((i for i, p in enumerate(out) if p.get("action") == "update"), 0)
+        out.pop(drop)
+    return out
+
+
+def pending_keys(items: Iterable[tuple[str, Any]]) -> list[str]:
+    """Keys of a ``deliveries`` table with something pending."""
+    return [k for k, v in items if isinstance(v, dict) and Deliverer.has_pending(v)]

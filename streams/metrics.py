@@ -14,7 +14,10 @@ HELP = {
     "alerts_raised_total": "Notifications decided by the alert engine.",
     "alerts_sent_total": "Notifications delivered to a sink.",
     "alerts_skipped_total": "Notifications the lifecycle decided on but held back, by reason (silenced).",
-    "alerts_failed_total": "Notifications a sink failed to deliver after retries.",
+    "alerts_failed_total": "Delivery attempts that failed after retries (the notification stays pending).",
+    "sink_up": "1 when the sink's last delivery succeeded (or none failed yet), 0 while it keeps failing.",
+    "sink_consecutive_failures": "Deliveries to the sink that failed in a row since its last success.",
+    "sink_pending_notifications": "Notifications the sink has not taken yet, waiting to be retried.",
     "consumer_lag": "Messages not yet consumed, per usage partition.",
     "events_unpriced_total": "Events of models without a known price (counted at $0).",
 }

@@ -4,11 +4,13 @@
 - ``/metrics``                     Prometheus text
 - ``/api/spend?group_by=&since=&until=``  exact sums over closed windows
 - ``/api/alerts``                  latest state of every alert, with delivery status
+- ``/api/sinks``                   health of every configured receiver
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -104,9 +106,10 @@ def register_views(
     ingest: Any,
     judges: dict[int, Any],
     pricer: Any,
+    sinks: Callable[[], list[dict[str, Any]]] | None = None,
 ) -> None:
     """``ingest`` is the hot-path loop (its cores, checkpoints, lag); ``judges`` the judge
-    cores by partition of the windows topic."""
+    cores by partition of the windows topic; ``sinks`` returns the receivers' health."""
     started = time.time()
     cores: dict[int, Any] = ingest.cores
 
@@ -221,3 +224,17 @@ def register_views(
             out = [a for a in out if a["state"] == state]
         out.sort(key=lambda a: a.get("fired_at") or 0, reverse=True)
         return web.json({"alerts": out})
+
+    @app.page("/api/sinks")
+    async def sinks_view(web: Any, request: Any) -> Any:
+        """Per receiver: up or failing, consecutive failures, the last error (never a secret),
+        the last success, and the notifications waiting to be retried."""
+        rows = sinks() if sinks is not None else []
+        now = time.time()
+        out = []
+        for row in rows:
+            item = dict(row)
+            for k in ("last_error_at", "last_success_at"):
+                item[k] = None if item.get(k) is None else _iso(item[k])
+            out.append(item)
+        return web.json({"now": _iso(now), "sinks": out})

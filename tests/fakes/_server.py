@@ -39,6 +39,7 @@ class FakeServer:
         self._lock = threading.Lock()
         self._canned: deque[Canned] = deque()
         self._outage_until: float | None = None
+        self.downtimes: list[tuple[float, float]] = []  # (from, until) of each down_for
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -61,7 +62,33 @@ class FakeServer:
             self._outage_until = t
 
     def outage_for(self, seconds: float) -> None:
+        """503 to everything for ``seconds`` (how long is up to the test: a minute-long outage
+        and a compressed one use the same switch)."""
         self.outage_until(time.time() + seconds)
+
+    def served(self, status: int) -> int:
+        """How many requests were answered with ``status`` (injected ones included)."""
+        with self._lock:
+            return sum(1 for r in self.requests if r.get("status") == status)
+
+    def down_for(self, seconds: float) -> None:
+        """Stop listening (clients get connection refused) for ``seconds``, then come back on
+        the same port. For a server started with :meth:`start`; returns once it is down."""
+        if self._loop is None:
+            raise RuntimeError("down_for needs a server started with start()")
+        down = threading.Event()
+
+        async def cycle() -> None:
+            await self.stop_async()
+            with self._lock:
+                self.downtimes.append((time.time(), time.time() + seconds))
+            down.set()
+            await asyncio.sleep(seconds)
+            await self.start_async()
+
+        asyncio.run_coroutine_threadsafe(cycle(), self._loop)
+        if not down.wait(10):
+            raise RuntimeError(f"{self.name} server did not go down")
 
     def reset(self) -> None:
         with self._lock:

@@ -66,7 +66,8 @@ async def test_a_failed_webhook_delivery_is_recorded_and_retried_next_time(
     n = notifications()[0]
     try:
         state = await d.deliver(n.to_dict(), None)
-        assert state["webhook"] == {"seq": -1, "ok": False, "detail": "webhook: HTTP 400: nope", "state": {}}
+        assert state["webhook"] == {"seq": -1, "ok": False, "detail": "webhook: HTTP 400: nope", "state": {},
+                                    "pending": [], "dropped": 1}
         state = await d.deliver(n.to_dict(), state)
         assert state["webhook"]["ok"] and state["webhook"]["seq"] == n.seq
     finally:
@@ -80,3 +81,73 @@ async def test_no_webhook_configured_means_no_webhook_state() -> None:
         assert await d.deliver(notifications()[0].to_dict(), None) == {}
     finally:
         await d.close()
+
+
+# -- sink health, pending notifications, the retry timer ----------------------------------
+async def test_a_sink_outage_keeps_notifications_pending_and_delivers_them_in_order(
+    servers: tuple[FakeWebhookServer, FakePagerDutyServer],
+) -> None:
+    """PagerDuty down for a whole incident: nothing is lost, the trigger still goes before the
+    resolve, the sink is reported down with a secret-free error, and the webhook is not held up."""
+    hook, pd = servers
+    rk = "rk-SeCrEt-routing-key"
+    cfg = StreamConfig(bootstrap="unused:9092", webhook=WebhookConfig(url=hook.hook_url, secret=SECRET),
+                       pagerduty=PagerDutyConfig(routing_key=rk, url=pd.enqueue_url))
+    metrics = Metrics()
+    d = Deliverer(cfg, metrics, max_attempts=2, backoff_base=0.01, backoff_cap=0.02)
+    notes = notifications()
+    paged = [n for n in notes if n.page]
+    assert [n.action for n in paged] == ["trigger", "update", "resolve"]
+    pd.fail_next(500, {"message": f"overloaded, key {rk}"})  # an error that echoes the key
+    pd.outage_for(3600)
+    state: dict | None = None
+    try:
+        for n in notes:
+            state = await d.deliver(n.to_dict(), state)
+        assert state is not None
+        entry = state["pagerduty"]
+        [health] = [h for h in d.sinks_status() if h["sink"] == "pagerduty"]
+        assert not health["up"] and health["consecutive_failures"] >= 2
+        assert health["pending_notifications"] == len(entry["pending"]) >= 1
+        assert health["last_error"] and rk not in str(d.sinks_status())
+        assert metrics.gauges["sink_up"]['{sink="pagerduty"}'] == 0
+        assert metrics.gauges["sink_up"]['{sink="webhook"}'] == 1
+        assert metrics.gauges["sink_consecutive_failures"]['{sink="pagerduty"}'] == health["consecutive_failures"]
+        assert len(hook.deliveries()) == len(notes)  # the other sink went on
+        # a down sink gets one try per notification: no full backoff while it is known down
+        before = len(pd.requests)
+        again = await d.retry_pending(notes[0].key, state)
+        assert again is not None and len(pd.requests) == before + 1
+        # back up: the timer's retry sends what was missed, in order, once
+        pd.outage_until(None)
+        state = await d.retry_pending(notes[0].key, again)
+        assert state is not None and state["pagerduty"]["pending"] == [] and state["pagerduty"]["ok"]
+        assert await d.retry_pending(notes[0].key, state) is None
+    finally:
+        await d.close()
+    # Events v2 has no "update": an in-incident update is another trigger of the dedup_key
+    assert [e["event_action"] for e in pd.events()] == ["trigger", "trigger", "resolve"]
+    assert metrics.gauges["sink_up"]['{sink="pagerduty"}'] == 1
+    assert metrics.gauges["sink_pending_notifications"]['{sink="pagerduty"}'] == 0
+    [health] = [h for h in d.sinks_status() if h["sink"] == "pagerduty"]
+    assert health["up"] and health["last_success_at"] is not None
+
+
+async def test_the_next_notification_of_a_key_flushes_what_is_pending_first(
+    servers: tuple[FakeWebhookServer, FakePagerDutyServer],
+) -> None:
+    hook, _ = servers
+    d = Deliverer(StreamConfig(bootstrap="unused:9092", webhook=WebhookConfig(url=hook.hook_url, secret=SECRET)),
+                  Metrics(), max_attempts=1)
+    notes = notifications()
+    hook.outage_for(3600)
+    try:
+        state = await d.deliver(notes[0].to_dict(), None)
+        assert [p["seq"] for p in state["webhook"]["pending"]] == [notes[0].seq]
+        hook.outage_until(None)
+        state = await d.deliver(notes[1].to_dict(), state)
+        state = await d.deliver(notes[1].to_dict(), state)  # redelivered: nothing new
+    finally:
+        await d.close()
+    assert [b["notification"]["seq"] for b in hook.deliveries()] == [notes[0].seq, notes[1].seq]
+    assert len(hook.accepted()) == 2 and state["webhook"]["pending"] == []
