@@ -4,8 +4,9 @@ and where each team's alerts go. Validated at start; an error names the line at 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -125,6 +126,147 @@ class SilencePolicy(_Strict):
         }
 
 
+# -- budgets ---------------------------------------------------------------------------------
+
+_BUDGET_SCOPE_KEYS = ("team", "user", "project")
+
+
+def _check_timezone(v: str) -> str:
+    from streams.periods import zone
+
+    zone(v)  # ValueError names the zone
+    return v
+
+
+def _check_thresholds(v: list[float]) -> list[float]:
+    if any(not (0 < t <= 1000) for t in v):
+        raise ValueError("thresholds are percentages of the budget, each in (0, 1000]")
+    if len(set(v)) != len(v):
+        raise ValueError("thresholds must not repeat")
+    return sorted(v)
+
+
+def _base_units(amount: Decimal, unit: str) -> int:
+    """A budget amount in the ledger's integer base: nano-dollars, or whole tokens."""
+    from streams.ingest import NANO
+
+    base = amount * NANO if unit == "usd" else amount
+    if base != base.to_integral_value():
+        raise ValueError("a USD amount has at most 9 decimals" if unit == "usd" else "a token amount must be whole")
+    return int(base)
+
+
+class ForecastAlertPolicy(_Strict):
+    """Projected-exhaustion alerts: fire when the period is projected to end ``margin_pct``
+    over budget, once ``min_elapsed_pct`` of it has passed (see ``detectors.forecast.burn_alert``)."""
+
+    enabled: bool = True
+    margin_pct: float = Field(default=5.0, ge=0)
+    min_elapsed_pct: float = Field(default=10.0, ge=0, le=100)
+
+
+class Allocation(_Strict):
+    """A team's share of an org budget: ``amount`` in the parent's unit, or ``percent`` of it."""
+
+    team: str = Field(min_length=1)
+    amount: Decimal | None = Field(default=None, gt=0)
+    percent: Decimal | None = Field(default=None, gt=0, le=100)
+    thresholds: list[float] | None = None
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: list[float] | None) -> list[float] | None:
+        return None if v is None else _check_thresholds(v)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Allocation:
+        if (self.amount is None) == (self.percent is None):
+            raise ValueError("give either amount or percent (of the parent budget)")
+        return self
+
+
+class BudgetPolicy(_Strict):
+    """One budget: what it covers (``scope``), how much (``amount`` in ``unit``), over which
+    calendar ``period`` in which ``timezone`` (default: the top-level ``budget_timezone``).
+
+    ``scope`` is ``org`` (all spend), or labels: ``{team: ads}``, ``{user: bob}``,
+    ``{team: ads, user: bob}``, ``{project: x}`` (also written ``team=ads|user=bob``).
+    An org budget may be split into team ``allocations``; a team budget may instead name the
+    org budget it is a share of with ``parent``. Either way the shares must fit in the parent.
+    """
+
+    name: str = Field(min_length=1)
+    scope: dict[str, str] = Field(default_factory=dict)
+    unit: Literal["usd", "tokens"] = "usd"
+    amount: Decimal = Field(gt=0)
+    period: Literal["day", "week", "month"] = "month"
+    timezone: str | None = None
+    thresholds: list[float] = Field(default_factory=lambda: [50.0, 80.0, 100.0])
+    forecast: ForecastAlertPolicy = Field(default_factory=ForecastAlertPolicy)
+    parent: str | None = None
+    allocations: list[Allocation] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if any(c in v for c in "|:/"):
+            raise ValueError("a budget name may not contain '|', ':' or '/'")
+        return v
+
+    @field_validator("scope", mode="before")
+    @classmethod
+    def _scope_text(cls, v: Any) -> Any:
+        if v is None or v == "org":
+            return {}
+        if isinstance(v, str):
+            out: dict[str, str] = {}
+            for part in v.split("|"):
+                k, eq, val = part.partition("=")
+                if not eq or not k.strip() or not val.strip():
+                    raise ValueError(f"scope {v!r}: expected 'org' or labels like 'team=ads|user=bob'")
+                out[k.strip()] = val.strip()
+            return out
+        return v
+
+    @field_validator("scope")
+    @classmethod
+    def _scope_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(set(v) - set(_BUDGET_SCOPE_KEYS))
+        if bad:
+            raise ValueError(f"unknown scope label(s) {', '.join(bad)}; use 'org' or {', '.join(_BUDGET_SCOPE_KEYS)}")
+        if "user" in v and "project" in v:
+            raise ValueError("a scope names a user or a project, not both")
+        if any(not x for x in v.values()):
+            raise ValueError("scope labels need a value")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else _check_timezone(v)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: list[float]) -> list[float]:
+        return _check_thresholds(v)
+
+    @model_validator(mode="after")
+    def _amounts(self) -> BudgetPolicy:
+        _base_units(self.amount, self.unit)
+        if self.allocations and self.scope:
+            raise ValueError("only an org budget (scope: org) is split into team allocations")
+        if self.parent is not None and set(self.scope) != {"team"}:
+            raise ValueError("only a team budget (scope: {team: ...}) can be a share of a parent")
+        return self
+
+    def share(self, alloc: Allocation) -> Decimal:
+        """An allocation's amount in this budget's unit."""
+        if alloc.amount is not None:
+            return alloc.amount
+        assert alloc.percent is not None
+        return self.amount * alloc.percent / 100
+
+
 class TeamPolicy(_Strict):
     slack_channel: str | None = None
 
@@ -136,6 +278,13 @@ class Policy(_Strict):
     alerts: AlertPolicyModel = Field(default_factory=AlertPolicyModel)
     teams: dict[str, TeamPolicy] = Field(default_factory=dict)
     silences: list[SilencePolicy] = Field(default_factory=list)
+    budget_timezone: str = "UTC"
+    budgets: list[BudgetPolicy] = Field(default_factory=list)
+
+    @field_validator("budget_timezone")
+    @classmethod
+    def _budget_tz(cls, v: str) -> str:
+        return _check_timezone(v)
 
     @field_validator("watch")
     @classmethod
@@ -173,6 +322,81 @@ class Policy(_Strict):
             except (ValueError, TypeError) as exc:
                 raise _LocatedError(loc, str(exc)) from None
         return self
+
+    @model_validator(mode="after")
+    def _budgets_fit(self) -> Policy:
+        # Names are table keys; shares must fit in their parent, in its unit and period.
+        names: dict[str, int] = {}
+        for i, b in enumerate(self.budgets):
+            teams = [a.team for a in b.allocations]
+            for j, t in enumerate(teams):
+                if t in teams[:j]:
+                    raise _LocatedError(("budgets", i, "allocations", j, "team"),
+                                        f"team {t!r} is allocated twice in budget {b.name!r}")
+            for n in (b.name, *(f"{b.name}/{t}" for t in teams)):
+                if n in names:
+                    raise _LocatedError(("budgets", i, "name"), f"budget name {n!r} is used twice")
+                names[n] = i
+        children: dict[str, list[tuple[int, BudgetPolicy]]] = {}
+        for i, b in enumerate(self.budgets):
+            if b.parent is None:
+                continue
+            j = names.get(b.parent)
+            parent = self.budgets[j] if j is not None and self.budgets[j].name == b.parent else None
+            if parent is None or parent.scope:
+                raise _LocatedError(("budgets", i, "parent"), f"parent {b.parent!r} is not an org budget of this policy")
+            mine = (b.unit, b.period, b.timezone or self.budget_timezone)
+            theirs = (parent.unit, parent.period, parent.timezone or self.budget_timezone)
+            if mine != theirs:
+                raise _LocatedError(("budgets", i, "parent"),
+                                    f"a share must have its parent's unit, period and timezone: {'/'.join(mine)} "
+                                    f"here, {'/'.join(theirs)} in {parent.name!r}")
+            if b.scope["team"] in {a.team for a in parent.allocations}:
+                raise _LocatedError(("budgets", i, "parent"),
+                                    f"team {b.scope['team']!r} already has an allocation in {parent.name!r}")
+            children.setdefault(b.parent, []).append((i, b))
+        for i, b in enumerate(self.budgets):
+            allocated = sum((b.share(a) for a in b.allocations), Decimal(0))
+            total = allocated + sum((c.amount for _, c in children.get(b.name, ())), Decimal(0))
+            if total > b.amount:
+                # point at the allocations if they alone do not fit, else at the last child
+                where = (("budgets", i, "allocations") if allocated > b.amount
+                         else ("budgets", children[b.name][-1][0], "amount"))
+                raise _LocatedError(where, f"shares of {b.name!r} add up to {total:f} {b.unit}, "
+                                           f"more than its {b.amount:f}")
+        return self
+
+    def unallocated(self, budget: str) -> Decimal:
+        """What is left of an org budget after its allocations and child budgets."""
+        [b] = [b for b in self.budgets if b.name == budget]
+        used = sum((b.share(a) for a in b.allocations), Decimal(0))
+        used += sum((c.amount for c in self.budgets if c.parent == budget), Decimal(0))
+        return b.amount - used
+
+    def budget_specs(self) -> list[Any]:
+        """Every budget as the ledger's ``streams.budgets.BudgetSpec``, allocations included
+        (named ``{parent}/{team}``, with the parent's unit, period, timezone)."""
+        from streams.budgets import BudgetSpec
+
+        out = []
+        for b in self.budgets:
+            tz = b.timezone or self.budget_timezone
+            common = {
+                "unit": b.unit,
+                "period": b.period,
+                "tz": tz,
+                "forecast_alert": b.forecast.enabled,
+                "forecast_margin": b.forecast.margin_pct / 100,
+                "forecast_min_elapsed": b.forecast.min_elapsed_pct / 100,
+            }
+            out.append(BudgetSpec(name=b.name, scope=tuple(sorted(b.scope.items())), limit=_base_units(b.amount, b.unit),
+                                  thresholds=tuple(b.thresholds), parent=b.parent, **common))
+            for a in b.allocations:
+                # a percent share rounds down to the base unit: shares never exceed the parent
+                limit = int(b.share(a) * (10**9 if b.unit == "usd" else 1))
+                out.append(BudgetSpec(name=f"{b.name}/{a.team}", scope=(("team", a.team),), limit=limit,
+                                      thresholds=tuple(a.thresholds or b.thresholds), parent=b.name, **common))
+        return out
 
     def alert_policy(self) -> dict[str, Any]:
         """The alert engine's settings: the ``alerts`` section plus the silences."""
