@@ -85,7 +85,7 @@ class JudgeCore:
     pending: dict[int, dict[str, dict[int, Partial]]] = field(default_factory=dict)
     series: dict[str, SeriesInfo] = field(default_factory=dict)
     detectors: dict[str, Detector] = field(default_factory=dict)
-    # exact spend per "series|window": {"s": sums, "v": {source: last applied seq}}
+    # exact spend per "series|window": {"s": sums, "v": {source: [message seqs applied]}}
     spend: dict[str, dict[str, Any]] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
     _dirty_spend: set[str] = field(default_factory=set)
@@ -146,23 +146,35 @@ class JudgeCore:
         return out
 
     def _apply_spend(self, series: str, w: int, sums: list[int], seqs: dict[int, int]) -> None:
+        """Add one contribution to a series' window, once per (source, message seq).
+
+        The seqs applied are kept as a set per source, not just the highest: a source's late
+        partial (a later message) can be applied while its earlier partial of the same window
+        is still pending, and that earlier one must count when the window is judged.
+        """
         key = f"{series}|{w}"
         cur = self.spend.get(key)
         if cur is None:  # the common case: a window's first and only update
             if len(seqs) == 1:
                 ((src, sq),) = seqs.items()
-                v = {str(src): sq}
+                v = {str(src): [sq]}
             else:
-                v = {str(src): sq for src, sq in seqs.items()}
+                v = {str(src): [sq] for src, sq in seqs.items()}
             self.spend[key] = {"s": list(sums), "v": v}
             self._dirty_spend.add(key)
             return
         applied = cur["v"]
-        if seqs and all(applied.get(str(src), -1) >= sq for src, sq in seqs.items()):
+        if seqs and all(_has_seq(applied.get(str(src)), sq) for src, sq in seqs.items()):
             return  # a redelivered message: already counted
         cur["s"] = [a + b for a, b in zip(cur["s"], sums)]
         for src, sq in seqs.items():
-            applied[str(src)] = sq
+            got = applied.get(str(src))
+            if got is None:
+                applied[str(src)] = [sq]
+            elif isinstance(got, int):  # a record written before seqs were kept as sets
+                applied[str(src)] = [got, sq]
+            elif sq not in got:
+                got.append(sq)
         self._dirty_spend.add(key)
 
     def watermark(self) -> int | None:
@@ -361,6 +373,14 @@ class JudgeCore:
         for key, value in spend:
             if value is not None:
                 self.spend[key] = value
+
+
+def _has_seq(applied: Any, seq: int) -> bool:
+    if applied is None:
+        return False
+    if isinstance(applied, int):  # written before seqs were kept as sets: the highest one
+        return applied >= seq
+    return seq in applied
 
 
 def detector_params(window_seconds: int, name: str, params: dict[str, Any]) -> dict[str, Any]:

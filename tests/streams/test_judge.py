@@ -133,3 +133,19 @@ def test_policy_overrides_give_a_series_its_own_thresholds_and_alerts_explain_th
     twin.restore(j.checkpoint().items())
     assert twin.detectors["team=legal"].min_excess_usd == 1
     assert twin.detectors["team=ads"].min_excess_usd == 1000
+
+
+def test_a_late_partial_applied_before_the_pending_one_of_its_window_does_not_hide_it():
+    # Source 0 closes window 0 (seq 1) while source 1 is behind, so the window stays pending;
+    # then a late event of window 0 reaches source 0 (seq 2) and is applied at once. When the
+    # window is finally judged, its pending partial (seq 1) must still be counted.
+    j = judge()
+    j.receive(0, 2, W, [part(0, 1.0)], seq=1)
+    late = part(0, 0.5)
+    late.late = True
+    j.receive(0, 2, W, [late], seq=2)
+    j.receive(1, 2, W, [], seq=1)  # source 1 catches up (idle, no events): window 0 is judged
+    assert j.spend["team=ads|0"]["s"][0] == int(1.5 * NANO)
+    # and a redelivery of either message is still not counted twice
+    j.receive(0, 2, W, [late], seq=2)
+    assert j.spend["team=ads|0"]["s"][0] == int(1.5 * NANO)
