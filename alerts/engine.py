@@ -52,17 +52,20 @@ class AlertPolicy:
 
     min_excess_usd: float = 0.0
     min_excess_pct: float = 0.0
-    page_min_excess_usd: float = 50.0  # at or above: critical, and PagerDuty gets it
+    page_min_excess_usd: float = 50.0  # at or above: critical
     warning_excess_usd: float = 20.0
     resolve_after_windows: int = 3  # consecutive non-material windows before resolving
     repeat_interval_s: float = 4 * 3600.0
     worsen_factor: float = 1.5  # re-notify when excess reaches this multiple of the last one
     fire_after_windows: int = 1  # consecutive material windows before firing (1: at once)
+    page_min_severity: Severity = "critical"  # PagerDuty pages from this severity up
     # Planned events (a known backfill): no alert starts under a matching silence, and a
     # firing one sends nothing but its resolve. Silence objects or their dicts.
     silences: tuple[Silence, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.page_min_severity not in SEVERITY_RANK:
+            raise ValueError(f"page_min_severity must be one of {', '.join(SEVERITY_RANK)}, got {self.page_min_severity!r}")
         self.silences = tuple(s if isinstance(s, Silence) else Silence.from_dict(s) for s in self.silences)
 
     def severity_for(self, excess_usd: float) -> Severity:
@@ -330,7 +333,7 @@ class AlertEngine:
         st.last_notified_excess = excess
         # Once an incident paged, every later notification goes to PagerDuty too, so that
         # the resolve closes the incident there.
-        st.paged = st.paged or st.severity == "critical"
+        st.paged = st.paged or SEVERITY_RANK[st.severity] >= SEVERITY_RANK[self.policy.page_min_severity]
         titles = {
             "first": "Cost spike",
             "worsened": "Cost spike worsened",

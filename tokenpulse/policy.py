@@ -82,6 +82,7 @@ class AlertPolicyModel(_Strict):
     repeat_interval_s: float = Field(default=4 * 3600, gt=0)
     worsen_factor: float = Field(default=1.5, gt=1)
     fire_after_windows: int = Field(default=1, ge=1)
+    page_min_severity: Literal["info", "warning", "critical"] = "critical"
 
 
 class SilencePolicy(_Strict):

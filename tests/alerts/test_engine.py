@@ -281,3 +281,12 @@ def test_silences_match_on_labels_series_and_kind_only() -> None:
     assert other.observe(sig(0, 90.0)) != [] and other.observe(sig(0, 90.0, series="team=search")) == []
     with pytest.raises(ValueError, match="matchers must be some of"):
         AlertPolicy(silences=({"matchers": {"colour": "red"}, "starts_at": 0, "ends_at": 1, "reason": "r"},))
+
+
+def test_pages_start_from_the_policy_severity() -> None:
+    # $25 over: a warning; paged only when on-call asked for warnings
+    assert AlertEngine().observe(sig(0, 28.0))[0].page is False
+    [n] = AlertEngine(AlertPolicy(page_min_severity="warning")).observe(sig(0, 28.0))
+    assert (n.severity, n.page) == ("warning", True)
+    with pytest.raises(ValueError, match="page_min_severity"):
+        AlertPolicy(page_min_severity="loud")  # type: ignore[arg-type]
