@@ -16,6 +16,8 @@ class SlackConfig:
     api_url: str
     default_channel: str
     team_channels: dict[str, str] = field(default_factory=dict)
+    # subscriptions: (channel, match labels, min severity), in policy order
+    routes: tuple[tuple[str, dict[str, str], str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class StreamConfig:
     # (match labels, params) per override, in policy order
     detector_overrides: tuple[tuple[dict[str, str], dict[str, Any]], ...] = ()
     alert_policy: dict[str, Any] = field(default_factory=dict)
+    budgets: tuple[Any, ...] = ()  # streams.budgets.BudgetSpec, every budget of the policy
     slack: SlackConfig | None = None
     pagerduty: PagerDutyConfig | None = None
     webhook: WebhookConfig | None = None

@@ -28,6 +28,7 @@ from typing import Any
 
 from alerts import Notification
 from alerts.pagerduty import PagerDutySink
+from alerts.routing import Route, slack_channels
 from alerts.retry import deliver_with_retry
 from alerts.sinks import redact
 from alerts.slack import ChannelPacer, SlackSink
@@ -98,6 +99,7 @@ class Deliverer:
         self._slack_client: Any = None
         self._session: Any = None
         self._slack: dict[str, SlackSink] = {}
+        self._route_list: list[Route] | None = None
         self._pd: PagerDutySink | None = None
         self._webhook: WebhookSink | None = None
         self._locks: dict[str, asyncio.Lock] = {}
@@ -107,12 +109,37 @@ class Deliverer:
                 self._health(name)
 
     # -- sinks -------------------------------------------------------------------------------
-    def _slack_for(self, n: Notification) -> SlackSink | None:
+    def _routes(self) -> list[Route]:
+        if self._route_list is None:
+            s = self.cfg.slack
+            routes = [Route(ch, {"team": team}) for team, ch in (s.team_channels.items() if s else ())]
+            routes += [Route(ch, dict(match), sev) for ch, match, sev in (s.routes if s else ())]  # type: ignore[arg-type]
+            self._route_list = routes
+        return self._route_list
+
+    def slack_names(self, n: Notification, state: dict[str, Any] | None = None) -> list[str]:
+        """The Slack entries (``slack:<channel>``) ``n`` goes to: the subscribed channels, and
+        for a resolve also every channel that heard of the incident."""
+        s = self.cfg.slack
+        if s is None:
+            return []
+        names = [f"slack:{ch}" for ch in slack_channels(n, self._routes(), s.default_channel)]
+        if n.action != "trigger":
+            for k, e in (state or {}).items():
+                if k.startswith("slack:") and k not in names and isinstance(e, dict) and e.get("seq", -1) >= 0:
+                    if (e.get("state") or {}).get("started_at") == n.started_at:
+                        names.append(k)
+        return names
+
+    def _slack_for(self, n: Notification, channel: str | None = None) -> SlackSink | None:
         s = self.cfg.slack
         if s is None:
             return None
-        team = (n.labels or {}).get("team")
-        channel = s.team_channels.get(team, s.default_channel) if team else s.default_channel
+        if channel is None:
+            chans = slack_channels(n, self._routes(), s.default_channel)
+            if not chans:
+                return None
+            channel = chans[0]
         sink = self._slack.get(channel)
         if sink is None:
             from slack_sdk.web.async_client import AsyncWebClient
@@ -149,7 +176,9 @@ class Deliverer:
         return self._session
 
     def _sink(self, name: str, n: Notification) -> Any:
-        if name == "slack":
+        if name.startswith("slack:"):
+            return self._slack_for(n, name[6:])
+        if name == "slack":  # an entry written before channels had entries of their own
             return self._slack_for(n)
         if name == "pagerduty":
             return self._pagerduty() if n.page else None
@@ -159,6 +188,7 @@ class Deliverer:
 
     # -- health ------------------------------------------------------------------------------
     def _health(self, name: str) -> SinkHealth:
+        name = name.partition(":")[0]  # one health record for every Slack channel
         h = self.health.get(name)
         if h is None:
             h = self.health[name] = SinkHealth(name)
@@ -185,11 +215,15 @@ class Deliverer:
     def note_state(self, key: str, state: dict[str, Any] | None) -> None:
         """Count the pending notifications of ``key`` per sink (also after a restart, when
         the table was recovered)."""
+        waiting_by_sink: dict[str, int] = {}
         for name, entry in (state or {}).items():
+            if isinstance(entry, dict):
+                sink = name.partition(":")[0]
+                waiting_by_sink[sink] = waiting_by_sink.get(sink, 0) + len(entry.get("pending") or ())
+        for name, waiting in waiting_by_sink.items():
             h = self.health.get(name)
-            if h is None or not isinstance(entry, dict):
+            if h is None:
                 continue  # a sink no longer configured
-            waiting = len(entry.get("pending") or ())
             if waiting:
                 h.pending[key] = waiting
             else:
@@ -211,11 +245,22 @@ class Deliverer:
         """Deliver ``record`` (and whatever is pending for its key) to its sinks."""
         n = Notification.from_dict(record)
         state: dict[str, Any] = {k: dict(v) for k, v in (prior or {}).items()}
-        names = [name for name in ("slack", "pagerduty", "webhook") if self._sink(name, n) is not None]
+        if "slack" in state and isinstance(state["slack"], dict) and self.cfg.slack is not None:
+            # An entry from before channels had their own: it belongs to the channel the old
+            # routing (team channel, else the default) picked.
+            team = (n.labels or {}).get("team")
+            s = self.cfg.slack
+            channel = s.team_channels.get(team, s.default_channel) if team else s.default_channel
+            state.setdefault(f"slack:{channel}", state.pop("slack"))
+        names = self.slack_names(n, state)
+        names += [name for name in ("pagerduty", "webhook") if self._sink(name, n) is not None]
+        wanted = set(names)
         # Pending records of a sink this notification does not go to (PagerDuty pending, an
         # unpaged update) are still flushed.
         names += [k for k, e in state.items() if k not in names and isinstance(e, dict) and e.get("pending")]
-        entries = await asyncio.gather(*(self._deliver_to(name, n, record, state.get(name) or {}) for name in names))
+        entries = await asyncio.gather(
+            *(self._deliver_to(name, n, record, state.get(name) or {}, name in wanted) for name in names)
+        )
         for name, entry in zip(names, entries):
             if entry is not None:
                 state[name] = entry
@@ -236,10 +281,9 @@ class Deliverer:
         return state
 
     async def _deliver_to(
-        self, name: str, n: Notification, record: dict[str, Any], mine: dict[str, Any]
+        self, name: str, n: Notification, record: dict[str, Any], mine: dict[str, Any], wanted: bool
     ) -> dict[str, Any] | None:
         pending = [p for p in (mine.get("pending") or ()) if p["seq"] > mine.get("seq", -1)]
-        wanted = self._sink(name, n) is not None
         if wanted and mine.get("seq", -1) < n.seq and all(p["seq"] != n.seq for p in pending):
             pending.append(record)
         if not pending:

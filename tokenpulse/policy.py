@@ -268,6 +268,24 @@ class BudgetPolicy(_Strict):
         return self.amount * alloc.percent / 100
 
 
+class SubscriptionPolicy(_Strict):
+    """A Slack channel subscribed to the alerts of the series that match, from a severity up."""
+
+    channel: str = Field(min_length=1)
+    match: dict[str, str] = Field(default_factory=dict)
+    min_severity: Literal["info", "warning", "critical"] = "info"
+
+    @field_validator("match")
+    @classmethod
+    def _known_matchers(cls, v: dict[str, str]) -> dict[str, str]:
+        from alerts.routing import ROUTE_MATCHERS
+
+        bad = sorted(set(v) - set(ROUTE_MATCHERS))
+        if bad:
+            raise ValueError(f"unknown matcher(s) {', '.join(bad)}; choose from {', '.join(ROUTE_MATCHERS)}")
+        return v
+
+
 class TeamPolicy(_Strict):
     slack_channel: str | None = None
 
@@ -279,6 +297,7 @@ class Policy(_Strict):
     alerts: AlertPolicyModel = Field(default_factory=AlertPolicyModel)
     teams: dict[str, TeamPolicy] = Field(default_factory=dict)
     silences: list[SilencePolicy] = Field(default_factory=list)
+    subscriptions: list[SubscriptionPolicy] = Field(default_factory=list)
     budget_timezone: str = "UTC"
     budgets: list[BudgetPolicy] = Field(default_factory=list)
 

@@ -19,6 +19,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
             api_url=settings.slack_api_url,
             default_channel=settings.slack_channel,
             team_channels={t: tp.slack_channel for t, tp in policy.teams.items() if tp.slack_channel},
+            routes=tuple((sub.channel, dict(sub.match), sub.min_severity) for sub in policy.subscriptions),
         )
     pd = None
     if settings.pagerduty_routing_key is not None:
@@ -41,6 +42,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         detector_params=dict(policy.detector.params),
         detector_overrides=tuple(policy.detector.override_list()),
         alert_policy=policy.alert_policy(),
+        budgets=tuple(policy.budget_specs()),
         slack=slack,
         pagerduty=pd,
         webhook=webhook,

@@ -151,3 +151,33 @@ async def test_the_next_notification_of_a_key_flushes_what_is_pending_first(
         await d.close()
     assert [b["notification"]["seq"] for b in hook.deliveries()] == [notes[0].seq, notes[1].seq]
     assert len(hook.accepted()) == 2 and state["webhook"]["pending"] == []
+
+
+async def test_slack_subscriptions_route_by_labels_and_severity_and_resolves_follow() -> None:
+    from streams.config import SlackConfig
+    from tests.fakes.slack_server import FakeSlackServer, channel_id
+
+    async with FakeSlackServer(token="xoxb-routes") as slack:
+        cfg = StreamConfig(bootstrap="unused:9092", slack=SlackConfig(
+            token="xoxb-routes", api_url=f"{slack.url}/api/", default_channel="#ai-spend",
+            team_channels={"ads": "#ads"}, routes=(("#finops", {}, "critical"),)))
+        d = Deliverer(cfg, Metrics(), slack_pacing=0.0)
+        notes = notifications()  # a critical trigger, a worsened update, then the resolve
+        state: dict | None = None
+        try:
+            for n in notes:
+                state = await d.deliver(n.to_dict(), state)
+            assert set(state) == {"slack:#ads", "slack:#finops"}
+            assert all(e["ok"] and e["seq"] == notes[-1].seq for e in state.values())
+            # a quiet team's info alert goes to the default channel only
+            info = Notification.from_dict({**notes[0].to_dict(), "key": "cost_spike:team=legal",
+                                           "series": "team=legal", "labels": {"team": "legal"}, "severity": "info"})
+            assert set(await d.deliver(info.to_dict(), None)) == {"slack:#ai-spend"}
+        finally:
+            await d.close()
+        roots = [c for c in slack.calls("chat.postMessage") if not c["body"].get("thread_ts")]
+        assert sorted(c["body"]["channel"] for c in roots) == ["#ads", "#ai-spend", "#finops"]
+        # each channel that heard of the incident got its resolve in its own thread
+        for ch in ("#ads", "#finops"):
+            root = next(m for (c, ts), m in slack.messages.items() if c == channel_id(ch) and not m.get("thread_ts"))
+            assert any("Resolved" in (r.get("text") or "") for r in slack.thread(channel_id(ch), root["ts"]))

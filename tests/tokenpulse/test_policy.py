@@ -66,3 +66,23 @@ def test_silences_are_validated_with_their_line_and_reach_the_engine() -> None:
         with pytest.raises(PolicyError) as err:
             parse_policy(text, "p.yaml")
         assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+
+
+def test_subscriptions_reach_the_slack_routes_and_bad_ones_name_their_line() -> None:
+    from pydantic import SecretStr
+
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.settings import Settings
+
+    p = parse_policy("teams:\n  ads: {slack_channel: '#ads'}\nsubscriptions:\n"
+                     "  - {channel: '#finops', min_severity: warning}\n  - {channel: '#llm', match: {model: gpt-4o}}\n")
+    cfg = stream_config(Settings(slack_token=SecretStr("xoxb-x")), p, bootstrap="b:9092")
+    assert cfg.slack is not None and cfg.slack.team_channels == {"ads": "#ads"}
+    assert cfg.slack.routes == (("#finops", {}, "warning"), ("#llm", {"model": "gpt-4o"}, "info"))
+    for text, line, fragment in [
+        ("subscriptions:\n  - channel: '#x'\n    match: {colour: red}\n", 3, "unknown matcher"),
+        ("subscriptions:\n  - channel: '#x'\n    min_severity: loud\n", 3, "min_severity"),
+    ]:
+        with pytest.raises(PolicyError) as err:
+            parse_policy(text, "p.yaml")
+        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)

@@ -1,0 +1,68 @@
+"""Which Slack channels a notification goes to: subscriptions by labels and minimum severity.
+
+Pure: the delivery layer asks, the policy decides. A subscription names a channel, the labels a
+series must have (``team``, ``model``, ``provider``, ``org``, the ``series`` name itself or the
+alert ``kind``; none: every series) and the lowest severity it wants. A notification goes to
+every matching channel, and to the default channel only when no subscription took it.
+
+>>> from alerts.model import Notification
+>>> routes = [Route("#ads", {"team": "ads"}), Route("#finops", {}, "warning")]
+>>> def note(team, severity):
+...     return Notification(key=f"cost_spike:team={team}", seq=1, action="trigger", severity=severity,
+...         reason="first", series=f"team={team}", labels={"team": team}, title="t",
+...         observed_usd=9.0, expected_usd=1.0, excess_usd=8.0, excess_pct=800.0,
+...         top_contributors=[], window_start=0.0, window_end=60.0, started_at=0.0,
+...         fired_at=60.0, page=False)
+>>> slack_channels(note("ads", "info"), routes, "#ai-spend")
+['#ads']
+>>> slack_channels(note("ads", "critical"), routes, "#ai-spend")
+['#ads', '#finops']
+>>> slack_channels(note("search", "info"), routes, "#ai-spend")
+['#ai-spend']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from alerts.model import SEVERITY_RANK, SILENCE_MATCHERS, Notification, Severity
+
+__all__ = ["ROUTE_MATCHERS", "Route", "slack_channels"]
+
+ROUTE_MATCHERS = SILENCE_MATCHERS
+"""What a subscription may match on (the same keys as a silence)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    channel: str
+    match: dict[str, str] = field(default_factory=dict)
+    min_severity: Severity = "info"
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.match) - set(ROUTE_MATCHERS))
+        if bad:
+            raise ValueError(f"subscription matchers must be some of {', '.join(ROUTE_MATCHERS)}; got {bad}")
+        if self.min_severity not in SEVERITY_RANK:
+            raise ValueError(f"min_severity must be one of {', '.join(SEVERITY_RANK)}, got {self.min_severity!r}")
+
+    def takes(self, n: Notification) -> bool:
+        if SEVERITY_RANK[n.severity] < SEVERITY_RANK[self.min_severity]:
+            return False
+        for k, v in self.match.items():
+            got = n.rule if k == "kind" else n.series if k == "series" else n.labels.get(k)
+            if got != v:
+                return False
+        return True
+
+
+def slack_channels(n: Notification, routes: Iterable[Route], default_channel: str | None) -> list[str]:
+    """Every channel whose subscription takes ``n``, in policy order; else the default."""
+    out: list[str] = []
+    for r in routes:
+        if r.channel not in out and r.takes(n):
+            out.append(r.channel)
+    if not out and default_channel:
+        out.append(default_channel)
+    return out
