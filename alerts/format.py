@@ -5,6 +5,9 @@ anyone who can call the gateway. In Slack mrkdwn they are escaped (``&``, ``<``,
 team called ``<!channel>`` cannot ping a channel and ``<https://x|y>`` cannot disguise a
 link. The header block is ``plain_text``, which Slack shows literally, so it is not escaped.
 
+Budget notifications (``Notification.budget`` set) render their own numbers: budget, period,
+spent of limit, % used, days left, the forecast and the exhaustion date.
+
 Slack's limits are enforced here rather than discovered as ``invalid_blocks`` at 3 am:
 header ≤ 150 characters, section text ≤ 3000, ≤ 50 blocks. Lengths are counted in UTF-16
 code units, which is never less than Python's count, so emoji cannot push a text over.
@@ -160,7 +163,88 @@ def _labels_text(n: Notification) -> str | None:
     return ", ".join(parts)
 
 
+# -- budgets -------------------------------------------------------------------------------
+def _num(value: Any) -> float:
+    """A number from a budget record written by another process: NaN when absent or not one."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def amount(x: float, unit: str) -> str:
+    """A budget amount in its unit: ``$1,234.50`` or ``1,234 tokens``."""
+    if unit == "usd":
+        return usd(x)
+    return f"{x:,.0f} tokens" if math.isfinite(x) else "n/a"
+
+
+def _pct_of(x: float) -> str:
+    return f"{x:,.1f}%" if math.isfinite(x) else "n/a"
+
+
+def _days(x: float) -> str:
+    return f"{x:,.1f}" if math.isfinite(x) else "n/a"
+
+
+def _when(ts: Any, fmt: Any = utc) -> str | None:
+    """A time from a budget record, or None when absent or not a representable instant."""
+    t = _num(ts)
+    if not math.isfinite(t):
+        return None
+    try:
+        return str(fmt(t))
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _budget_numbers(b: dict[str, Any]) -> dict[str, Any]:
+    unit = str(b.get("unit") or "usd")
+    return {
+        "unit": unit,
+        "spent": amount(_num(b.get("spent")), unit),
+        "limit": amount(_num(b.get("limit")), unit),
+        "pct_used": _pct_of(_num(b.get("pct_used"))),
+        "days_left": _days(_num(b.get("days_left"))),
+        "projected": amount(_num(b.get("projected_total")), unit),
+        "projected_pct": _pct_of(_num(b.get("projected_pct"))),
+        "exhausted": _when(b.get("exhaustion_ts")),
+    }
+
+
+def _budget_text(n: Notification) -> str:
+    b = n.budget or {}
+    x = _budget_numbers(b)
+    lines: list[str] = []
+    th = _num(b.get("threshold"))
+    if n.action == "resolve":
+        lines.append("*Back on track:* no longer projected to overrun the budget this period.")
+    elif n.rule == "budget_threshold" and math.isfinite(th):
+        lines.append(f"*{th:g}% of the budget reached.*")
+    else:
+        lines.append("*Projected to overrun* the budget by the end of the period.")
+    lines.append(f"*Budget:* {_name(str(b.get('name', '')))} · *scope:* {_name(str(b.get('series', n.series)), SERIES_MAX)}")
+    start, end = _when(b.get("period_start")), _when(b.get("period_end"))
+    bounds = f": {start} – {end}" if start and end else ""
+    lines.append(
+        f"*Period:* {_name(str(b.get('period_id', '')), 40)} ({_name(str(b.get('period', '')), 10)}, "
+        f"{_name(str(b.get('tz', '')), 60)}){bounds}"
+    )
+    lines.append(f"*Spent:* {x['spent']} of {x['limit']} ({x['pct_used']} used) · *days left:* {x['days_left']}")
+    exhausted = f"runs out {x['exhausted']}" if x["exhausted"] else "does not run out this period"
+    lines.append(f"*Forecast:* {x['projected']} by the end of the period ({x['projected_pct']}) · {exhausted}")
+    if n.explanation:
+        lines.append(f"*How:* {_name(n.explanation, EXPLANATION_MAX)}")
+    lines.append(f"*Severity:* {n.severity}")
+    labels = _labels_text(n)
+    if labels:
+        lines.append(f"*Labels:* {labels}")
+    return clip("\n".join(lines), SECTION_MAX)
+
+
 def _main_text(n: Notification) -> str:
+    if n.budget is not None:
+        return _budget_text(n)
     series = _name(n.series, SERIES_MAX)
     paged = "paged on-call" if n.page else "not paged"
     lines: list[str] = []
@@ -212,6 +296,12 @@ def slack_text(n: Notification) -> str:
     """The fallback ``text`` (notifications, screen readers). Slack parses it: escaped."""
     emoji = "✅" if n.action == "resolve" else _EMOJI.get(n.severity, "")
     title = _name(n.title, 300)
+    if n.budget is not None:
+        x = _budget_numbers(n.budget)
+        tail = f"spent {x['spent']} of {x['limit']} ({x['pct_used']}), forecast {x['projected']}"
+        if n.action != "resolve":
+            tail += f", {x['days_left']} days left"
+        return clip(f"{emoji} {title}: {tail}".strip(), FALLBACK_MAX)
     if n.action == "resolve":
         back = n.ended_at if n.ended_at is not None else n.fired_at
         tail = f"back to normal after {duration(back - n.started_at)}"
@@ -258,6 +348,14 @@ def pd_dedup_key(key: str) -> str:
 
 
 def pd_summary(n: Notification) -> str:
+    if n.budget is not None:
+        x = _budget_numbers(n.budget)
+        runs_out = f"runs out {x['exhausted']}" if x["exhausted"] else "does not run out this period"
+        s = (
+            f"[{n.severity}] {n.title}: spent {x['spent']} of {x['limit']} ({x['pct_used']} used, "
+            f"{x['days_left']} days left); forecast {x['projected']} ({x['projected_pct']}), {runs_out}"
+        )
+        return s if len(s) <= PD_SUMMARY_MAX else s[: PD_SUMMARY_MAX - 1] + "…"
     s = (
         f"[{n.severity}] {n.title}: observed {usd(n.observed_usd)} vs expected {usd(n.expected_usd)} "
         f"per window (excess {signed_usd(n.excess_usd)}, {pct(n.excess_pct)})"
@@ -282,7 +380,7 @@ def pagerduty_event(n: Notification, routing_key: str | SecretLike) -> dict[str,
     if n.action == "resolve":
         return event
     contributors = sorted(n.top_contributors, key=lambda c: -float(c.get("usd", 0.0)))
-    details: dict[str, Any] = {
+    details: dict[str, Any] = _budget_details(n) if n.budget is not None else {
         "series": _short(n.series, 1000),
         "labels": {_short(k, 100): _short(v, 300) for k, v in list(n.labels.items())[:20]},
         "observed_usd": round(n.observed_usd, 6),
@@ -302,7 +400,7 @@ def pagerduty_event(n: Notification, routing_key: str | SecretLike) -> dict[str,
             for c in contributors[:PD_CONTRIBUTORS_MAX]
         ],
     }
-    if len(contributors) > PD_CONTRIBUTORS_MAX:
+    if n.budget is None and len(contributors) > PD_CONTRIBUTORS_MAX:
         details["other_contributors"] = len(contributors) - PD_CONTRIBUTORS_MAX
     payload: dict[str, Any] = {
         "summary": pd_summary(n),
@@ -321,3 +419,35 @@ def pagerduty_event(n: Notification, routing_key: str | SecretLike) -> dict[str,
         event["client_url"] = n.dashboard_url
         event["links"] = [{"href": n.dashboard_url, "text": "tokenpulse dashboard"}]
     return event
+
+
+def _budget_details(n: Notification) -> dict[str, Any]:
+    """PagerDuty ``custom_details`` of a budget notification: the numbers, not prose."""
+    b = n.budget or {}
+
+    def num(key: str, nd: int = 6) -> float | None:
+        v = _num(b.get(key))
+        return round(v, nd) if math.isfinite(v) else None
+
+    return {
+        "budget": _short(str(b.get("name", "")), 300),
+        "series": _short(str(b.get("series", n.series)), 1000),
+        "labels": {_short(k, 100): _short(v, 300) for k, v in list(n.labels.items())[:20]},
+        "unit": _short(str(b.get("unit", "")), 10),
+        "period": _short(str(b.get("period", "")), 10),
+        "tz": _short(str(b.get("tz", "")), 60),
+        "period_id": _short(str(b.get("period_id", "")), 40),
+        "period_start": _when(b.get("period_start"), iso),
+        "period_end": _when(b.get("period_end"), iso),
+        "spent": num("spent", 9),
+        "limit": num("limit", 9),
+        "pct_used": num("pct_used", 2),
+        "days_left": num("days_left", 2),
+        "threshold_pct": num("threshold", 2),
+        "projected_total": num("projected_total", 6),
+        "projected_pct": num("projected_pct", 2),
+        "exhaustion_at": _when(b.get("exhaustion_ts"), iso),
+        "how": _short(n.explanation, 500),
+        "reason": n.reason,
+        "seq": n.seq,
+    }

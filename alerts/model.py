@@ -101,6 +101,10 @@ class Notification:
     notification of the key, across incidents (it is the producing window's end in ms), so a
     delivery log can skip a redelivered notification by comparing it with the last one sent. For a resolve, the numbers are those of the worst window of
     the incident and ``ended_at`` is when spend was back to normal.
+
+    A budget notification has ``budget`` set and reuses the common fields: ``observed_usd``
+    is the spend and ``expected_usd`` the limit (0 for a token budget), ``window_*`` and
+    ``started_at`` the period's bounds (so a forecast and its resolve share a Slack thread).
     """
 
     key: str
@@ -127,6 +131,13 @@ class Notification:
     ended_at: float | None = None
     impact_usd: float | None = None  # excess summed over the incident so far (USD)
     explanation: str = ""  # the detector's reason for the window that produced it
+    budget: dict[str, Any] | None = None
+    """Set on budget notifications (rules ``budget_threshold`` and ``budget_forecast``), JSON
+    values: ``name``, ``series``, ``unit`` (usd/tokens), ``period`` (day/week/month), ``tz``,
+    ``period_id``, ``period_start``, ``period_end``, ``spent``, ``limit``, ``pct_used``,
+    ``days_left``, ``threshold`` (percent, or None), ``projected_total``, ``projected_pct``,
+    ``exhaustion_ts`` (None: not within the period). Amounts are in the unit (USD or tokens).
+    ``None`` on cost spikes; an older reader drops the field."""
 
     @property
     def team(self) -> str | None:
@@ -136,6 +147,7 @@ class Notification:
         d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         d["labels"] = dict(self.labels)
         d["top_contributors"] = [dict(c) for c in self.top_contributors]
+        d["budget"] = None if self.budget is None else dict(self.budget)
         return d
 
     @classmethod
@@ -143,6 +155,8 @@ class Notification:
         d = _known(cls, data)
         d["labels"] = {str(k): str(v) for k, v in (d.get("labels") or {}).items()}
         d["top_contributors"] = _contributors(d.get("top_contributors"))
+        if d.get("budget") is not None:
+            d["budget"] = dict(d["budget"])
         return cls(**d)
 
 

@@ -13,6 +13,10 @@ windows and outbox topics and of the tables' changelogs to the same worker):
 - ``<p>.windows``        closed-window partials + source watermarks -> the ``judge`` agent
 - ``<p>.alerts.outbox``  notifications, written before any delivery -> the ``deliver`` agent
 
+Budgets: the judge agent feeds each partition's :class:`streams.budgets.BudgetLedger` the spend
+it judged, writes its threshold and forecast events to the outbox like cost spikes, and
+persists the ledger (table ``budgets``) in the judge's checkpoint step.
+
 Exactness: the hot path and the judge both write their state at most once per checkpoint
 interval and acknowledge input only once that state is written, so a crash replays the
 unacknowledged input onto the last checkpoint (see :mod:`streams.hotpath`); producer
@@ -29,6 +33,7 @@ from typing import Any
 import faust
 import orjson
 
+from streams.budgets import BudgetLedger, budget_notification, budgets_for_partition
 from streams.config import StreamConfig
 from streams.delivery import Deliverer, pending_keys
 from streams.hotpath import IngestLoop, judge_partition
@@ -80,6 +85,7 @@ def create_app(cfg: StreamConfig) -> faust.App:
     spend_t = table("spend")
     alerts_t = table("alerts")
     deliveries_t = table("deliveries")
+    budgets_t = table("budgets")  # the budget ledgers' state, keyed like the judge table
 
     metrics = Metrics()
     pricer = Pricer(cfg.price_overrides)
@@ -117,10 +123,14 @@ def create_app(cfg: StreamConfig) -> faust.App:
         for tp in revoked:
             if tp.topic == topics["windows"]:
                 judges.pop(tp.partition, None)
+                ledgers.pop(tp.partition, None)
                 judge_held.pop(tp.partition, None)
 
     # ---------------------------------------------------------------- judge -----------
     judges: dict[int, JudgeCore] = {}
+    # One budget ledger per judge partition, holding the budgets whose series it judges.
+    ledgers: dict[int, BudgetLedger] = {}
+    budget_specs = list(cfg.budgets)
 
     def judge_for(q: int) -> JudgeCore:
         j = judges.get(q)
@@ -131,6 +141,10 @@ def create_app(cfg: StreamConfig) -> faust.App:
                 ((k[len(prefix):], v) for k, v in list(judge_t.data.items()) if k.startswith(prefix)),
                 ((k, v) for k, v in list(spend_t.data.items()) if judge_partition(k.rpartition("|")[0], n) == q),
             )
+            led = BudgetLedger(cfg.window_seconds, budgets_for_partition(budget_specs, q, n))
+            # before the first apply: the fired thresholds and counted seqs come back with it
+            led.restore((k[len(prefix):], v) for k, v in list(budgets_t.data.items()) if k.startswith(prefix))
+            ledgers[q] = led
             judges[q] = j
         return j
 
@@ -149,6 +163,12 @@ def create_app(cfg: StreamConfig) -> faust.App:
         j = judges.get(q)
         to_ack = judge_held.pop(q, [])
         judge_last[q] = now
+        led = ledgers.get(q)
+        if led is not None:
+            # The ledger first: if a crash lands between the two, the judge re-emits spend
+            # the ledger already holds (its seq marks skip it), rather than the other way round.
+            for key, value in led.checkpoint().items():
+                persist(budgets_t, q, f"{q}|{key}", value)
         if j is not None:
             for key, value in j.checkpoint().items():
                 persist(judge_t, q, f"{q}|{key}", value)
@@ -178,7 +198,17 @@ def create_app(cfg: StreamConfig) -> faust.App:
             metrics.inc("windows_judged_total", out.windows_judged)
             for why in out.skipped:
                 metrics.inc("alerts_skipped_total", labels={"reason": why})
-            for note in out.notifications:
+            notes = list(out.notifications)
+            led = ledgers[q]
+            if led.budgets:
+                for series, w, sums, seqs in out.spend:
+                    led.apply_judge_spend(series, w, sums, seqs)
+                wm = j.watermark()
+                if wm is not None:
+                    for bev in led.crossings(float(wm)):
+                        notes.append(budget_notification(bev, led.budgets[bev.budget], float(wm)))
+                        metrics.inc("budget_events_total", labels={"kind": bev.kind})
+            for note in notes:
                 if cfg.dashboard_url:
                     note.dashboard_url = cfg.dashboard_url
                 record = note.to_dict()
@@ -247,11 +277,13 @@ def create_app(cfg: StreamConfig) -> faust.App:
         "pricer": pricer,
         "cores": ingest.cores,
         "judges": judges,
+        "ledgers": ledgers,
         "ingest": ingest,
-        "tables": {"judge": judge_t, "spend": spend_t, "alerts": alerts_t, "deliveries": deliveries_t},
+        "tables": {"judge": judge_t, "spend": spend_t, "alerts": alerts_t, "deliveries": deliveries_t,
+                   "budgets": budgets_t},
     }
     register_views(app, cfg, metrics, spend_t, alerts_t, deliveries_t, ingest, judges, pricer,
-                   sinks=deliverer.sinks_status)
+                   sinks=deliverer.sinks_status, ledgers=ledgers)
     return app
 
 

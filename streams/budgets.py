@@ -38,6 +38,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from alerts.model import Notification
 from detectors.forecast import BurnForecaster, Forecast, burn_alert
 from streams.ingest import NANO
 from streams.periods import Period
@@ -47,6 +48,7 @@ __all__ = [
     "BudgetLedger",
     "BudgetSpec",
     "BudgetStatus",
+    "budget_notification",
     "budgets_for_partition",
     "scope_series",
 ]
@@ -207,6 +209,76 @@ class BudgetEvent:
             "threshold": self.threshold,
             "status": self.status.to_dict(),
         }
+
+
+def budget_notification(event: BudgetEvent, spec: BudgetSpec, now: float) -> Notification:
+    """The notification for ``event``, for the outbox (delivery, idempotency and routing as
+    for cost spikes: Slack goes to the team's channel when the scope names a team).
+
+    ``seq`` is ``now`` (event time: the judge's watermark) in ms. A crash between sending
+    this and checkpointing the ledger replays the same windows messages onto the same state,
+    so the crossing comes back at the same watermark with the same ``seq`` and delivery skips
+    it. A threshold fires once per period unless a raised limit re-arms it, which happens at a
+    later watermark, so its seq grows as the delivery log needs. Budgets do not page.
+    """
+    st = event.status
+    fc = st.forecast
+    if event.kind == "threshold":
+        th = float(event.threshold or 0.0)
+        rule, action, reason = "budget_threshold", "trigger", "first"
+        severity = "critical" if th >= 100 else "warning" if th >= 80 else "info"
+        title = f"Budget {spec.name}: {th:g}% used ({st.period_id})"
+    elif event.kind == "forecast":
+        rule, action, reason, severity = "budget_forecast", "trigger", "first", "warning"
+        title = f"Budget {spec.name}: projected to overrun ({st.period_id})"
+    else:
+        rule, action, reason, severity = "budget_forecast", "resolve", "resolved", "info"
+        title = f"Budget {spec.name}: back on track ({st.period_id})"
+    usd = spec.unit == "usd"
+    spent_usd, limit_usd = (st.spent, st.limit) if usd else (0.0, 0.0)
+    return Notification(
+        key=event.key,
+        seq=int(round(now * 1000)),
+        action=action,  # type: ignore[arg-type]
+        severity=severity,  # type: ignore[arg-type]
+        reason=reason,  # type: ignore[arg-type]
+        series=spec.series,
+        labels=spec.labels,
+        title=title,
+        observed_usd=spent_usd,
+        expected_usd=limit_usd,
+        excess_usd=spent_usd - limit_usd,
+        excess_pct=(st.pct_used - 100.0) if usd else None,
+        top_contributors=[],
+        window_start=float(st.period_start),
+        window_end=float(st.period_end),
+        started_at=float(st.period_start),
+        fired_at=float(now),
+        page=False,
+        rule=rule,
+        detector="forecast" if rule == "budget_forecast" else "",
+        ended_at=float(now) if action == "resolve" else None,
+        explanation=fc.note if rule == "budget_forecast" else "",
+        budget={
+            "name": spec.name,
+            "series": spec.series,
+            "unit": spec.unit,
+            "period": spec.period,
+            "tz": spec.tz,
+            "period_id": st.period_id,
+            "period_start": st.period_start,
+            "period_end": st.period_end,
+            "spent": st.spent,
+            "limit": st.limit,
+            "pct_used": st.pct_used,
+            "days_left": st.days_left,
+            "threshold": event.threshold,
+            "thresholds": list(st.thresholds),
+            "projected_total": fc.projected_total,
+            "projected_pct": fc.projected_pct,
+            "exhaustion_ts": st.exhaustion_ts,
+        },
+    )
 
 
 @dataclass
@@ -438,9 +510,9 @@ class BudgetLedger:
         led = self.ledgers.get(f"{budget}|{pid}")
         spent_base = 0 if led is None else spec.amount(led["nusd"], led["tokens"])
         spent, limit = spec.to_display(spent_base), spec.to_display(spec.limit)
-        fc = self._forecaster(budget).forecast(
-            min(max(float(now), start), end), float(start), float(end), spent, limit
-        )
+        # Read-only: a reader (the API) must not create state that changes what crossings() does.
+        forecaster = self.forecasters.get(budget) or BurnForecaster(**self.forecaster_params)
+        fc = forecaster.forecast(min(max(float(now), start), end), float(start), float(end), spent, limit)
         return BudgetStatus(
             budget=budget,
             unit=spec.unit,

@@ -5,6 +5,7 @@
 - ``/api/spend?group_by=&since=&until=``  exact sums over closed windows
 - ``/api/alerts``                  latest state of every alert, with delivery status
 - ``/api/sinks``                   health of every configured receiver
+- ``/api/budgets[?budget=&at=]``   every budget of this worker's partitions in its current period
 """
 
 from __future__ import annotations
@@ -96,6 +97,62 @@ def _as_fields(s: list[int]) -> dict[str, Any]:
     }
 
 
+def budget_rows(ledgers: dict[int, Any], specs: Any, now: float, budget: str | None = None) -> list[dict[str, Any]]:
+    """Where each budget held by ``ledgers`` stands at ``now``, in the period holding ``now``.
+
+    ``spent_base`` / ``limit_base`` are the ledger's exact integers (nano-dollars or tokens);
+    ``unallocated`` (org budgets only) is the limit minus every share of it, read from the
+    whole policy (``specs``) since the shares' ledgers may sit on other partitions.
+    """
+    all_specs = list(specs)
+    rows: list[dict[str, Any]] = []
+    for q, led in sorted(ledgers.items()):
+        for name, spec in sorted(led.budgets.items()):
+            if budget is not None and name != budget:
+                continue
+            st = led.status(name, now)
+            fc = st.forecast
+            spent_base = led.spent(name, st.period_id)
+            row: dict[str, Any] = {
+                "budget": name,
+                "series": spec.series,
+                "scope": spec.labels,
+                "parent": spec.parent,
+                "partition": q,
+                "unit": spec.unit,
+                "period": spec.period,
+                "tz": spec.tz,
+                "period_id": st.period_id,
+                "period_start": _iso(st.period_start),
+                "period_end": _iso(st.period_end),
+                "spent": round(st.spent, 9),
+                "spent_base": spent_base,
+                "limit": st.limit,
+                "limit_base": spec.limit,
+                "pct_used": round(st.pct_used, 4),
+                "days_left": round(st.days_left, 4),
+                "thresholds": st.thresholds,
+                "fired": st.fired,
+                "forecast": {
+                    "projected_total": round(fc.projected_total, 9),
+                    "projected_pct": round(fc.projected_pct, 4),
+                    "exhaustion_at": None if st.exhaustion_ts is None else _iso(st.exhaustion_ts),
+                    "breach": st.forecast_breach,
+                    "method": fc.method,
+                    "note": fc.note,
+                },
+            }
+            if not spec.scope:
+                shares = sum(s.limit for s in all_specs if s.parent == name)
+                row["unallocated"] = spec.to_display(spec.limit - shares)
+                row["unallocated_base"] = spec.limit - shares
+            if budget is not None:
+                row["periods"] = led.periods(name)
+                row["changes"] = led.change_log(name)
+            rows.append(row)
+    return rows
+
+
 def register_views(
     app: Any,
     cfg: StreamConfig,
@@ -107,9 +164,11 @@ def register_views(
     judges: dict[int, Any],
     pricer: Any,
     sinks: Callable[[], list[dict[str, Any]]] | None = None,
+    ledgers: dict[int, Any] | None = None,
 ) -> None:
     """``ingest`` is the hot-path loop (its cores, checkpoints, lag); ``judges`` the judge
-    cores by partition of the windows topic; ``sinks`` returns the receivers' health."""
+    cores by partition of the windows topic; ``sinks`` returns the receivers' health;
+    ``ledgers`` the budget ledgers by judge partition."""
     started = time.time()
     cores: dict[int, Any] = ingest.cores
 
@@ -238,3 +297,22 @@ def register_views(
                 item[k] = None if item.get(k) is None else _iso(item[k])
             out.append(item)
         return web.json({"now": _iso(now), "sinks": out})
+
+    @app.page("/api/budgets")
+    async def budgets_view(web: Any, request: Any) -> Any:
+        """Each budget owned by this worker's judge partitions, in its current period (event
+        time ``at``, default now): spent of limit, % used, days left, forecast, fired
+        thresholds; ``?budget=`` also lists its periods with a ledger and its change log."""
+        q = request.query
+        try:
+            at = parse_time(q.get("at"), "at")
+        except ValueError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        now = time.time() if at is None else at
+        name = q.get("budget") or None
+        rows = budget_rows(dict(ledgers or {}), cfg.budgets, now, name)
+        if name is not None and not rows:
+            known = any(s.name == name for s in cfg.budgets)
+            why = "is held by another worker's partition" if known else "is not in the policy"
+            return web.json({"error": f"budget {name!r} {why}"}, status=404)
+        return web.json({"at": _iso(now), "partitions": sorted(ledgers or {}), "budgets": rows})

@@ -232,3 +232,117 @@ def test_incident_total_is_shown_when_the_detector_tracks_it() -> None:
     assert pagerduty_event(n, "k")["payload"]["custom_details"]["incident_excess_usd"] == 312.5
     _, blocks = slack_blocks(note())
     assert "Incident" not in "\n".join(mrkdwn_texts(blocks))
+
+
+# -- budgets -------------------------------------------------------------------------------
+P0 = 1_714_521_600.0  # 2024-05-01 00:00 UTC
+
+
+def budget_note(**kw: Any) -> Notification:
+    budget = {
+        "name": "ads-monthly", "series": "team=ads", "unit": "usd", "period": "month", "tz": "UTC",
+        "period_id": "2024-05", "period_start": P0, "period_end": P0 + 31 * 86400,
+        "spent": 812.5, "limit": 1000.0, "pct_used": 81.25, "days_left": 12.5, "threshold": 80.0,
+        "thresholds": [50.0, 80.0, 100.0], "projected_total": 1420.0, "projected_pct": 142.0,
+        "exhaustion_ts": P0 + 22 * 86400 + 6 * 3600,
+    }
+    budget.update(kw.pop("budget", {}))
+    base: dict[str, Any] = dict(
+        key="budget:ads-monthly:2024-05:80", seq=1, action="trigger", severity="warning", reason="first",
+        series="team=ads", labels={"team": "ads"}, title="Budget ads-monthly: 80% used (2024-05)",
+        observed_usd=812.5, expected_usd=1000.0, excess_usd=-187.5, excess_pct=-18.75, top_contributors=[],
+        window_start=P0, window_end=P0 + 31 * 86400, started_at=P0, fired_at=T0, page=False,
+        rule="budget_threshold", dashboard_url=None, budget=budget,
+    )
+    base.update(kw)
+    return Notification(**base)
+
+
+def test_budget_threshold_renders_its_numbers() -> None:
+    text, blocks = slack_blocks(budget_note())
+    assert blocks[0]["text"]["text"] == "⚠️ Budget ads-monthly: 80% used (2024-05)"
+    main = blocks[1]["text"]["text"]
+    assert "*80% of the budget reached.*" in main
+    assert "*Budget:* ads-monthly · *scope:* team=ads" in main
+    assert "*Period:* 2024-05 (month, UTC): 2024-05-01 00:00 UTC – 2024-06-01 00:00 UTC" in main
+    assert "*Spent:* $812.50 of $1,000.00 (81.2% used) · *days left:* 12.5" in main
+    assert "*Forecast:* $1,420.00 by the end of the period (142.0%) · runs out 2024-05-23 06:00 UTC" in main
+    assert "Observed" not in main and "Top contributors" not in "\n".join(mrkdwn_texts(blocks))
+    assert "budget_threshold" in blocks[-1]["elements"][0]["text"]
+    assert text == "⚠️ Budget ads-monthly: 80% used (2024-05): spent $812.50 of $1,000.00 (81.2%), forecast $1,420.00, 12.5 days left"
+
+
+def test_budget_forecast_and_its_resolve() -> None:
+    n = budget_note(key="budget_burn:ads-monthly:2024-05", rule="budget_forecast", title="Budget ads-monthly: projected to overrun (2024-05)",
+                    explanation="profile of the last 4 weeks", budget={"threshold": None})
+    main = slack_blocks(n)[1][1]["text"]["text"]
+    assert main.startswith("*Projected to overrun* the budget by the end of the period.")
+    assert "*How:* profile of the last 4 weeks" in main
+    r = budget_note(key=n.key, rule="budget_forecast", action="resolve", reason="resolved", severity="info",
+                    title="Budget ads-monthly: back on track (2024-05)",
+                    budget={"threshold": None, "projected_total": 900.0, "projected_pct": 90.0, "exhaustion_ts": None})
+    text, blocks = slack_blocks(r)
+    assert blocks[0]["text"]["text"].startswith("✅ Budget ads-monthly: back on track")
+    main = blocks[1]["text"]["text"]
+    assert main.startswith("*Back on track:*")
+    assert "*Forecast:* $900.00 by the end of the period (90.0%) · does not run out this period" in main
+    assert "days left" not in text
+
+
+def test_token_budget_and_missing_numbers() -> None:
+    n = budget_note(budget={"unit": "tokens", "spent": 1_234_567, "limit": 2_000_000, "projected_total": "x",
+                            "exhaustion_ts": 1e300, "days_left": None})
+    main = slack_blocks(n)[1][1]["text"]["text"]
+    assert "*Spent:* 1,234,567 tokens of 2,000,000 tokens" in main
+    assert "*Forecast:* n/a by the end" in main and "*days left:* n/a" in main
+    orjson.dumps(pagerduty_event(n, "k"))
+
+
+@pytest.mark.parametrize("bad", HOSTILE)
+def test_budget_text_is_escaped(bad: str) -> None:
+    n = budget_note(labels={"team": bad}, series=f"team={bad}", title=f"Budget {bad}: 80% used",
+                    budget={"name": bad, "series": f"team={bad}", "period_id": bad, "tz": bad, "period": bad},
+                    explanation=bad)
+    for action in ("trigger", "resolve"):
+        text, blocks = slack_blocks(Notification.from_dict({**n.to_dict(), "action": action}))
+        for t in [text, *mrkdwn_texts(blocks)]:
+            assert "<" not in t and ">" not in t, t
+            assert not ENTITY.search(t), t
+        assert escape_mrkdwn(bad) in blocks[1]["text"]["text"]
+
+
+def test_budget_limits_hold_for_absurd_names() -> None:
+    name = "b" * 10_000 + "<&>" * 3000
+    n = budget_note(title=f"Budget {name}: 80% used", budget={"name": name, "series": "team=" + name},
+                    labels={"team": name}, series="team=" + name)
+    text, blocks = slack_blocks(n)
+    assert u16(blocks[0]["text"]["text"]) <= 150
+    assert all(u16(t) <= 3000 for t in mrkdwn_texts(blocks)) and u16(text) <= 3000
+    ev = pagerduty_event(n, "k")
+    assert len(ev["payload"]["summary"]) <= 1024
+    assert len(orjson.dumps(ev)) < 512 * 1024
+
+
+def test_budget_pagerduty_event_carries_the_numbers() -> None:
+    ev = pagerduty_event(budget_note(), "k")
+    p = ev["payload"]
+    assert ev["dedup_key"] == "budget:ads-monthly:2024-05:80"
+    assert p["class"] == "budget_threshold" and p["group"] == "ads"
+    assert p["summary"] == ("[warning] Budget ads-monthly: 80% used (2024-05): spent $812.50 of $1,000.00 (81.2% used, "
+                            "12.5 days left); forecast $1,420.00 (142.0%), runs out 2024-05-23 06:00 UTC")
+    d = p["custom_details"]
+    assert (d["budget"], d["unit"], d["period_id"], d["spent"], d["limit"], d["pct_used"], d["days_left"]) == (
+        "ads-monthly", "usd", "2024-05", 812.5, 1000.0, 81.25, 12.5)
+    assert (d["threshold_pct"], d["projected_total"], d["projected_pct"]) == (80.0, 1420.0, 142.0)
+    assert d["exhaustion_at"] == "2024-05-23T06:00:00+00:00" and d["period_start"] == "2024-05-01T00:00:00+00:00"
+    assert "observed_usd" not in d and "top_contributors" not in d
+    orjson.dumps(ev)
+
+
+def test_budget_field_round_trips_and_old_records_still_read() -> None:
+    n = budget_note()
+    assert Notification.from_dict(orjson.loads(orjson.dumps(n.to_dict()))) == n
+    old = note().to_dict()
+    del old["budget"]
+    assert Notification.from_dict(old).budget is None
+    assert slack_blocks(Notification.from_dict(old))[1][1]["text"]["text"].startswith("*Series:*")
