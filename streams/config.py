@@ -48,6 +48,7 @@ class StreamConfig:
     detector_params: dict[str, Any] = field(default_factory=dict)  # as written in the policy
     # (match labels, params) per override, in policy order
     detector_overrides: tuple[tuple[dict[str, str], dict[str, Any]], ...] = ()
+    internal_models: tuple[str, ...] = ()  # patterns of the organisation's own models (/api/mix)
     alert_policy: dict[str, Any] = field(default_factory=dict)
     budgets: tuple[Any, ...] = ()  # streams.budgets.BudgetSpec, every budget of the policy
     slack: SlackConfig | None = None

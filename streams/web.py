@@ -18,6 +18,7 @@ from typing import Any
 from streams.config import StreamConfig
 from streams.ingest import NANO
 from streams.metrics import Metrics
+from streams.mix import mix_rows
 
 GROUP_BY = ("org", "team", "model", "provider", "user", "team×model")
 FIELDS = ("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "events")
@@ -214,6 +215,26 @@ def register_views(
                 "total": total,
             }
         )
+
+    @app.page("/api/mix")
+    async def mix_view(web: Any, request: Any) -> Any:
+        """Per team: spend on internal vs third-party models (policy ``mix.internal_models``)
+        over ``[since, until)`` (default: the last 7 days), and the change against the
+        previous period of the same length."""
+        q = request.query
+        try:
+            until = parse_time(q.get("until"), "until")
+            since = parse_time(q.get("since"), "since")
+        except ValueError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        until = until if until is not None else time.time()
+        since = since if since is not None else until - 7 * 86400
+        if since >= until:
+            return web.json({"error": "since must be before until"}, status=400)
+        rows = mix_rows(list(spend_t.data.items()), cfg.internal_models, since, until)
+        return web.json({"since": _iso(since), "until": _iso(until), "internal_models": list(cfg.internal_models),
+                         "note": "closed windows only; internal = a model matching mix.internal_models",
+                         "teams": rows})
 
     @app.page("/api/status")
     async def status_view(web: Any, request: Any) -> Any:

@@ -290,6 +290,13 @@ class TeamPolicy(_Strict):
     slack_channel: str | None = None
 
 
+class MixPolicy(_Strict):
+    """Which models are the organisation's own (shell-style patterns, ``acme-*``): the rest of
+    the spend is third-party, in ``/api/mix``."""
+
+    internal_models: list[str] = Field(default_factory=list)
+
+
 class Policy(_Strict):
     watch: list[str] = Field(default_factory=lambda: ["org", "team", "team×model", "provider"])
     prices: dict[str, Price] = Field(default_factory=dict)
@@ -298,6 +305,7 @@ class Policy(_Strict):
     teams: dict[str, TeamPolicy] = Field(default_factory=dict)
     silences: list[SilencePolicy] = Field(default_factory=list)
     subscriptions: list[SubscriptionPolicy] = Field(default_factory=list)
+    mix: MixPolicy = Field(default_factory=MixPolicy)
     budget_timezone: str = "UTC"
     budgets: list[BudgetPolicy] = Field(default_factory=list)
 

@@ -41,6 +41,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         detector_name=policy.detector.name,
         detector_params=dict(policy.detector.params),
         detector_overrides=tuple(policy.detector.override_list()),
+        internal_models=tuple(policy.mix.internal_models),
         alert_policy=policy.alert_policy(),
         budgets=tuple(policy.budget_specs()),
         slack=slack,

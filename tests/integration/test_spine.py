@@ -33,6 +33,8 @@ alerts:
   warning_excess_usd: 2
   page_min_excess_usd: 5
   resolve_after_windows: 2
+mix:
+  internal_models: ["acme-*"]
 silences:
   - matchers: {team: legal}
     starts_at: 2020-01-01T00:00:00Z
@@ -174,6 +176,8 @@ def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pager
                    "exact spend totals")
         alerts = get_json(f"{worker.url}/api/alerts")["alerts"]
         assert [a["key"] for a in alerts] == ["cost_spike:team=ads"] and alerts[0]["state"] == "resolved"
+        mix = {r["team"]: r for r in get_json(f"{worker.url}/api/mix")["teams"]}
+        assert mix["ads"]["third_party_share_pct"] == 100.0 and mix["ads"]["internal_usd"] == 0.0
         [silence] = get_json(f"{worker.url}/api/silences")["silences"]
         assert (silence["matchers"], silence["state"], silence["starts_at"]) == (
             {"team": "legal"}, "active", "2020-01-01T00:00:00Z")

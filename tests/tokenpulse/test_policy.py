@@ -86,3 +86,13 @@ def test_subscriptions_reach_the_slack_routes_and_bad_ones_name_their_line() -> 
         with pytest.raises(PolicyError) as err:
             parse_policy(text, "p.yaml")
         assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+
+
+def test_mix_internal_models_reach_the_stream_config() -> None:
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.settings import Settings
+
+    p = parse_policy("mix:\n  internal_models: ['acme-*', inhouse-coder]\n")
+    assert stream_config(Settings(), p, bootstrap="b:9092").internal_models == ("acme-*", "inhouse-coder")
+    with pytest.raises(PolicyError, match="p.yaml:2: mix.internal_model"):
+        parse_policy("mix:\n  internal_model: [x]\n", "p.yaml")
