@@ -12,10 +12,14 @@ windows and outbox topics and of the tables' changelogs to the same worker):
 - ``<p>.ingest.state``   the hot path's per-partition checkpoints (compacted)
 - ``<p>.windows``        closed-window partials + source watermarks -> the ``judge`` agent
 - ``<p>.alerts.outbox``  notifications, written before any delivery -> the ``deliver`` agent
+- ``<p>.budget.decisions`` over-budget decisions for gateways (compacted, keyed by budget
+                         name; :mod:`streams.decisions`), written by the judge agent
 
 Budgets: the judge agent feeds each partition's :class:`streams.budgets.BudgetLedger` the spend
 it judged, writes its threshold and forecast events to the outbox like cost spikes, and
-persists the ledger (table ``budgets``) in the judge's checkpoint step.
+persists the ledger (table ``budgets``) in the judge's checkpoint step. Budgets with
+``on_exhausted`` get their block/downgrade/allow decisions on the decisions topic, sent like
+the outbox records: before the checkpoint that records them.
 
 Exactness: the hot path and the judge both write their state at most once per checkpoint
 interval and acknowledge input only once that state is written, so a crash replays the
@@ -77,6 +81,8 @@ def create_app(cfg: StreamConfig) -> faust.App:
     )
     windows = app.topic(topics["windows"], value_serializer="raw", key_serializer="raw", partitions=n)
     outbox = app.topic(topics["outbox"], value_serializer="raw", key_serializer="raw", partitions=n)
+    decisions_topic = app.topic(topics["decisions"], value_serializer="raw", key_serializer="raw", partitions=n,
+                                compacting=True)
 
     def table(name: str) -> Any:
         return app.Table(name, default=None, partitions=n)
@@ -208,6 +214,10 @@ def create_app(cfg: StreamConfig) -> faust.App:
                     for bev in led.crossings(float(wm)):
                         notes.append(budget_notification(bev, led.budgets[bev.budget], float(wm)))
                         metrics.inc("budget_events_total", labels={"kind": bev.kind})
+                    # before the checkpoint, like the outbox: a replay re-sends the same decision
+                    for dec in led.decisions(float(wm)):
+                        await decisions_topic.send(key=dec["budget"].encode(), value=orjson.dumps(dec))
+                        metrics.inc("budget_decisions_total", labels={"decision": dec["decision"]})
             for note in notes:
                 if cfg.dashboard_url:
                     note.dashboard_url = cfg.dashboard_url

@@ -28,7 +28,9 @@ returns the changed ones, value None deletes):
   longer than any redelivery after a restart;
 - ``fc|{budget}``: the :class:`~detectors.forecast.BurnForecaster` state;
 - ``spec|{budget}``: the budget as last configured (so a change made while no worker ran is
-  still noticed and logged) and ``chg|{budget}``: its change log (the newest 100 changes).
+  still noticed and logged) and ``chg|{budget}``: its change log (the newest 100 changes);
+- ``dec|{budget}``: the last over-budget decision published for it (``{"period_id",
+  "decision"}``, see :meth:`BudgetLedger.decisions` and :mod:`streams.decisions`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any, Literal
 
 from alerts.model import Notification
 from detectors.forecast import BurnForecaster, Forecast, burn_alert
+from streams.decisions import ON_EXHAUSTED, decision_record, desired_decision
 from streams.ingest import NANO
 from streams.periods import Period
 
@@ -91,10 +94,14 @@ class BudgetSpec:
     forecast_margin: float = 0.05  # burn_alert(margin=...)
     forecast_min_elapsed: float = 0.1  # burn_alert(min_elapsed=...)
     parent: str | None = None  # the org budget this one is an allocation of
+    on_exhausted: str = "none"  # the gateway decision at 100 %: none, block or downgrade
 
     def __post_init__(self) -> None:
         if self.unit not in ("usd", "tokens"):
             raise ValueError(f"budget {self.name!r}: unit must be usd or tokens, got {self.unit!r}")
+        if self.on_exhausted not in ON_EXHAUSTED:
+            raise ValueError(f"budget {self.name!r}: on_exhausted must be one of {', '.join(ON_EXHAUSTED)}, "
+                             f"got {self.on_exhausted!r}")
         if self.limit <= 0:
             raise ValueError(f"budget {self.name!r}: limit must be > 0, got {self.limit!r}")
         bad = {k for k, _ in self.scope} - set(SCOPE_KEYS)
@@ -124,7 +131,7 @@ class BudgetSpec:
         return x / NANO if self.unit == "usd" else float(x)
 
     def to_record(self) -> dict[str, Any]:
-        return {
+        rec: dict[str, Any] = {
             "scope": [list(kv) for kv in self.scope],
             "unit": self.unit,
             "limit": self.limit,
@@ -132,6 +139,9 @@ class BudgetSpec:
             "tz": self.tz,
             "thresholds": list(self.thresholds),
         }
+        if self.on_exhausted != "none":  # absent when unset: records saved before it compare equal
+            rec["on_exhausted"] = self.on_exhausted
+        return rec
 
 
 def budgets_for_partition(specs: Iterable[BudgetSpec], partition: int, n_partitions: int) -> list[BudgetSpec]:
@@ -316,6 +326,7 @@ class BudgetLedger:
     forecasters: dict[str, BurnForecaster] = field(init=False, default_factory=dict)
     changes: dict[str, list[dict[str, Any]]] = field(init=False, default_factory=dict)
     seen_specs: dict[str, dict[str, Any]] = field(init=False, default_factory=dict)
+    decided: dict[str, dict[str, Any]] = field(init=False, default_factory=dict)  # last decision per budget
     clock: int = field(init=False, default=0)  # newest window start applied (event time)
     _periods: dict[str, Period] = field(init=False, default_factory=dict)
     _by_series: dict[str, list[BudgetSpec]] = field(init=False, default_factory=dict)
@@ -579,6 +590,34 @@ class BudgetLedger:
                                               name, pid, None, st))
         return events
 
+    def decisions(self, now: float) -> list[dict[str, Any]]:
+        """The over-budget decisions due at ``now`` (event time: the judge's watermark), as
+        records of the decisions topic (:func:`streams.decisions.decision_record`, key: the
+        budget name). For each budget, the decision wanted for the period holding ``now``
+        (:func:`streams.decisions.desired_decision`: its ``on_exhausted`` once the spend
+        reaches the limit, else ``allow``) is returned when it differs from the last one
+        published (none counts as ``allow``), and recorded at once (persisted as ``dec|``):
+        so a block comes when the 100 % crossing is seen, and an ``allow`` lifts it when the
+        watermark enters a new period (or the limit is raised above the spend). Deterministic
+        in the ledger's state and ``now``, so a replay after a crash re-sends the same decision
+        for the same period, never a contradicting one."""
+        self._sync()
+        out: list[dict[str, Any]] = []
+        for name, spec in self.budgets.items():
+            last = self.decided.get(name)
+            if spec.on_exhausted == "none" and (last is None or last["decision"] == "allow"):
+                continue  # nothing to block, nothing to lift
+            pid = self._periods[name].period_id(now)
+            want = desired_decision(spec.on_exhausted, self.spent(name, pid), spec.limit)
+            if want == (last["decision"] if last else "allow"):
+                continue
+            st = self.status(name, now, pid)
+            self.decided[name] = {"period_id": pid, "decision": want}
+            self._dirty.add(f"dec|{name}")
+            out.append(decision_record(name, spec.labels, spec.unit, pid, st.period_start, st.period_end,
+                                       st.spent, st.limit, want, now))
+        return out
+
     def change_log(self, budget: str) -> list[dict[str, Any]]:
         return list(self.changes.get(budget, ()))
 
@@ -612,6 +651,9 @@ class BudgetLedger:
                 out[key] = self.seen_specs.get(rest)
             elif kind == "chg":
                 out[key] = list(self.changes.get(rest, ()))
+            elif kind == "dec":
+                dec = self.decided.get(rest)
+                out[key] = None if dec is None else dict(dec)
         self._dirty.clear()
         return out
 
@@ -636,5 +678,7 @@ class BudgetLedger:
                 self.seen_specs[rest] = value
             elif kind == "chg":
                 self.changes[rest] = list(value)
+            elif kind == "dec":
+                self.decided[rest] = dict(value)
         self._synced = False
         self._sync()

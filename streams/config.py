@@ -69,4 +69,5 @@ class StreamConfig:
             "windows": f"{p}.windows",
             "outbox": f"{p}.alerts.outbox",
             "ingest_state": f"{p}.ingest.state",
+            "decisions": f"{p}.budget.decisions",
         }

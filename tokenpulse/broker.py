@@ -115,6 +115,7 @@ def topic_names(prefix: str = "tokenpulse") -> dict[str, str]:
         "windows": f"{prefix}.windows",
         "outbox": f"{prefix}.alerts.outbox",
         "ingest_state": f"{prefix}.ingest.state",
+        "decisions": f"{prefix}.budget.decisions",  # compacted, keyed by budget name
     }
 
 

@@ -206,6 +206,8 @@ class BudgetPolicy(_Strict):
     forecast: ForecastAlertPolicy = Field(default_factory=ForecastAlertPolicy)
     parent: str | None = None
     allocations: list[Allocation] = Field(default_factory=list)
+    # the decision published on <prefix>.budget.decisions at 100 % (allocations inherit it)
+    on_exhausted: Literal["none", "block", "downgrade"] = "none"
 
     @field_validator("name")
     @classmethod
@@ -416,6 +418,7 @@ class Policy(_Strict):
                 "forecast_alert": b.forecast.enabled,
                 "forecast_margin": b.forecast.margin_pct / 100,
                 "forecast_min_elapsed": b.forecast.min_elapsed_pct / 100,
+                "on_exhausted": b.on_exhausted,
             }
             out.append(BudgetSpec(name=b.name, scope=tuple(sorted(b.scope.items())), limit=_base_units(b.amount, b.unit),
                                   thresholds=tuple(b.thresholds), parent=b.parent, **common))

@@ -71,8 +71,9 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
         admin.close()
     ensure_topics(
         bootstrap,
-        [(names["dlq"], n), (names["windows"], n), (names["outbox"], n), (names["ingest_state"], n)],
-        compacted=[names["ingest_state"]],
+        [(names["dlq"], n), (names["windows"], n), (names["outbox"], n), (names["ingest_state"], n),
+         (names["decisions"], n)],
+        compacted=[names["ingest_state"], names["decisions"]],
     )
     return n
 

@@ -2,7 +2,9 @@
 crosses 50 % and 80 % (with a duplicate and a late event on the way), the ledger in
 ``/api/budgets`` exact to the nano-dollar, and each threshold notification in the team's Slack
 channel exactly once, also after a SIGKILL of the worker right after the 80 % one and a restart
-that replays the unacknowledged tail (and then carries the restored ledger on to 100 %)."""
+that replays the unacknowledged tail (and then carries the restored ledger on to 100 %). The
+budget has ``on_exhausted: block``: the decisions topic gets exactly one ``block`` record at
+100 % (none before), keyed by the budget, until the period's end."""
 
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ budgets:
     period: day
     thresholds: [50, 80, 100]
     forecast: {{enabled: false}}
+    on_exhausted: block
 """
 
 
@@ -126,6 +129,7 @@ def test_budget_thresholds_exact_once_across_a_kill(broker: Any, slack: Any, pag
         produce(broker.bootstrap, usage, msgs)  # before the start: counted from the beginning
         worker.start(PARTITIONS)
         marks["started"] = round(time.monotonic() - began, 1)
+        decisions_topic = f"{env['TOKENPULSE_TOPIC_PREFIX']}.budget.decisions"
         wait_until(lambda: threshold_posts(slack)["50"] == 1, 30, "the 50 % notification")
         marks["50"] = round(time.monotonic() - began, 1)
         assert 0.5 <= spend.nusd / (LIMIT_USD * 1e9) < 0.8
@@ -150,6 +154,7 @@ def test_budget_thresholds_exact_once_across_a_kill(broker: Any, slack: Any, pag
         assert row["pct_used"] == pytest.approx(100 * spend.nusd / (LIMIT_USD * 1e9), abs=1e-3)
         assert row["period"] == "day" and row["unit"] == "usd" and row["series"] == "team=ads"
         marks["restored"] = round(time.monotonic() - began, 1)
+        assert consume_all(broker.bootstrap, decisions_topic, 1, timeout=1) == []  # 82 %: no decision
 
         # 4. over the limit after the restart: 100 % once, on the restored total
         t1 = int(time.time() // W) * W - 4 * W
@@ -170,6 +175,15 @@ def test_budget_thresholds_exact_once_across_a_kill(broker: Any, slack: Any, pag
         period = row["period_id"]
         assert keys == {f"budget:{BUDGET}:{period}:{th}" for th in (50, 80, 100)}
         assert pagerduty.events() == []  # budgets do not page
+        # the gateway's view: exactly one decision, block, for this budget and period
+        decisions = consume_all(broker.bootstrap, decisions_topic, 2, timeout=2)
+        assert [r.key for r in decisions] == [BUDGET.encode()], decisions
+        dec = orjson.loads(decisions[0].value)
+        assert dec["decision"] == "block" and dec["budget"] == BUDGET and dec["scope"] == {"team": "ads"}
+        assert dec["unit"] == "usd" and dec["period_id"] == period and dec["limit"] == LIMIT_USD
+        assert dec["until"] == dec["period_end"] == dec["period_start"] + 86400  # a day in a fixed-offset zone
+        assert LIMIT_USD <= dec["spent"] <= spend.nusd / 1e9 + 1e-9
+        assert dec["period_start"] <= dec["decided_at"] < dec["period_end"]
         # how often each notification went through the outbox: 2 for 80 % when the kill came
         # before the checkpoint that recorded it (the replayed one was not delivered again)
         outbox = consume_all(broker.bootstrap, f"{env['TOKENPULSE_TOPIC_PREFIX']}.alerts.outbox", 10, timeout=2)
