@@ -24,7 +24,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-__all__ = ["Detector", "Verdict"]
+__all__ = ["Detector", "Verdict", "require"]
+
+
+def require(owner: str, ok: bool, message: str, value: Any) -> None:
+    """Raise ``ValueError("<owner>: <message>, got <value>")`` unless ``ok``: how every model
+    refuses a bad constructor argument, named after its class."""
+    if not ok:
+        raise ValueError(f"{owner}: {message}, got {value!r}")
 
 
 @dataclass(slots=True, frozen=True)

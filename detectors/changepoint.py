@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.base import Detector, Verdict
+from detectors.base import Detector, Verdict, require
 
 __all__ = ["LevelShift"]
 
@@ -167,19 +167,19 @@ class LevelShift(Detector):
         self.alpha = alpha
         self.max_shift_seconds = max_shift_seconds
         self.protect_anomaly = protect_anomaly
-        _require(window_seconds > 0, "window_seconds must be > 0", window_seconds)
-        _require(threshold > 0, "threshold must be > 0", threshold)
-        _require(drift >= 0, "drift must be >= 0", drift)
-        _require(
+        require("LevelShift", window_seconds > 0, "window_seconds must be > 0", window_seconds)
+        require("LevelShift", threshold > 0, "threshold must be > 0", threshold)
+        require("LevelShift", drift >= 0, "drift must be >= 0", drift)
+        require("LevelShift", 
             isinstance(min_windows, int) and min_windows >= 1,
             "min_windows must be an int >= 1",
             min_windows,
         )
-        _require(min_history >= 0, "min_history must be >= 0", min_history)
-        _require(min_scale > 0, "min_scale must be > 0", min_scale)
-        _require(min_rel_scale > 0, "min_rel_scale must be > 0", min_rel_scale)
-        _require(0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
-        _require(max_shift_seconds > 0, "max_shift_seconds must be > 0", max_shift_seconds)
+        require("LevelShift", min_history >= 0, "min_history must be >= 0", min_history)
+        require("LevelShift", min_scale > 0, "min_scale must be > 0", min_scale)
+        require("LevelShift", min_rel_scale > 0, "min_rel_scale must be > 0", min_rel_scale)
+        require("LevelShift", 0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
+        require("LevelShift", max_shift_seconds > 0, "max_shift_seconds must be > 0", max_shift_seconds)
         # Derived once, not state.
         self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
         self._log_floor = math.log1p(min_rel_scale)
@@ -451,8 +451,3 @@ class LevelShift(Detector):
 # hour, hour-of-day slot, whether it is judged, expected log(spend), log residual (None when
 # not judged or no spend), the statistic after the window.
 _Judgement = tuple[int, int, bool, float, float | None, float]
-
-
-def _require(ok: bool, message: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"LevelShift: {message}, got {value!r}")

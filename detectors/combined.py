@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.base import Detector, Verdict
+from detectors.base import Detector, Verdict, require
 
 __all__ = ["Combined"]
 
@@ -115,25 +115,25 @@ class Combined(Detector):
         self.min_requests = min_requests
         self.recurring_days = recurring_days
         self.protect_anomaly = protect_anomaly
-        _require(window_seconds > 0, "window_seconds must be > 0", window_seconds)
-        _require(
+        require("Combined", window_seconds > 0, "window_seconds must be > 0", window_seconds)
+        require("Combined", 
             isinstance(components, (tuple, list)) and len(components) > 0,
             "components must be a non-empty list of detector names",
             components,
         )
-        _require(len(set(components)) == len(components), "components must not repeat", components)
-        _require(min_excess_usd >= 0, "min_excess_usd must be >= 0", min_excess_usd)
-        _require(min_excess_pct >= 0, "min_excess_pct must be >= 0", min_excess_pct)
-        _require(min_requests >= 0, "min_requests must be >= 0", min_requests)
-        _require(
+        require("Combined", len(set(components)) == len(components), "components must not repeat", components)
+        require("Combined", min_excess_usd >= 0, "min_excess_usd must be >= 0", min_excess_usd)
+        require("Combined", min_excess_pct >= 0, "min_excess_pct must be >= 0", min_excess_pct)
+        require("Combined", min_requests >= 0, "min_requests must be >= 0", min_requests)
+        require("Combined", 
             isinstance(recurring_days, int) and 0 <= recurring_days <= _RECUR_DAYS,
             f"recurring_days must be an integer in [0, {_RECUR_DAYS}]",
             recurring_days,
         )
         params = component_params or {}
-        _require(isinstance(params, dict), "component_params must be a mapping", params)
+        require("Combined", isinstance(params, dict), "component_params must be a mapping", params)
         unknown = sorted(set(params) - set(components))
-        _require(not unknown, f"component_params for models not in components {unknown}", params)
+        require("Combined", not unknown, f"component_params for models not in components {unknown}", params)
         self._models: list[Detector] = []
         for name in components:
             cls = DETECTORS.get(name)
@@ -359,8 +359,3 @@ class Combined(Detector):
         if noticed:
             self._remember(*self._day_slot(ts))
         self._scored = None
-
-
-def _require(ok: bool, message: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"Combined: {message}, got {value!r}")

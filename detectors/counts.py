@@ -7,7 +7,7 @@ from typing import Any
 
 from scipy.special import betainc, gammainc, nbdtrik, pdtrik
 
-from detectors.base import Detector, Verdict
+from detectors.base import Detector, Verdict, require
 
 __all__ = ["CountTail"]
 
@@ -149,17 +149,17 @@ class CountTail(Detector):
         self.estimate_dispersion = estimate_dispersion
         self.fallback_cost = fallback_cost
         self.protect_anomaly = protect_anomaly
-        _require(window_seconds > 0, "window_seconds must be > 0", window_seconds)
-        _require(0 < p_threshold < 0.5, "p_threshold must be in (0, 0.5)", p_threshold)
-        _require(min_count >= 1, "min_count must be >= 1", min_count)
-        _require(min_history >= 0, "min_history must be >= 0", min_history)
-        _require(min_excess > 0, "min_excess must be > 0", min_excess)
-        _require(0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
-        _require(
+        require("CountTail", window_seconds > 0, "window_seconds must be > 0", window_seconds)
+        require("CountTail", 0 < p_threshold < 0.5, "p_threshold must be in (0, 0.5)", p_threshold)
+        require("CountTail", min_count >= 1, "min_count must be >= 1", min_count)
+        require("CountTail", min_history >= 0, "min_history must be >= 0", min_history)
+        require("CountTail", min_excess > 0, "min_excess must be > 0", min_excess)
+        require("CountTail", 0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
+        require("CountTail", 
             isinstance(estimate_dispersion, bool), "estimate_dispersion must be a bool",
             estimate_dispersion,
         )
-        _require(fallback_cost > 0, "fallback_cost must be > 0", fallback_cost)
+        require("CountTail", fallback_cost > 0, "fallback_cost must be > 0", fallback_cost)
         self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
         self._surprise_bound = -math.log(p_threshold)
         super().__init__()
@@ -394,8 +394,3 @@ def _count_bound(p: float, mu: float, phi: float) -> float:
         return float(pdtrik(1.0 - p, mu)) + 1.0
     r = 1.0 / phi
     return float(nbdtrik(1.0 - p, r, r / (r + mu))) + 1.0
-
-
-def _require(ok: bool, message: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"CountTail: {message}, got {value!r}")

@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Self
 
+from detectors.base import require
+
 __all__ = ["BurnForecaster", "Forecast", "burn_alert"]
 
 _HOUR = 3600.0
@@ -197,11 +199,11 @@ class BurnForecaster:
         self.level_hours = level_hours
         self.max_level = max_level
         self.min_history_hours = min_history_hours
-        _require(_finite(alpha) and 0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
-        _require(_finite(level_hours) and level_hours >= 1, "level_hours must be >= 1",
+        require("BurnForecaster", _finite(alpha) and 0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
+        require("BurnForecaster", _finite(level_hours) and level_hours >= 1, "level_hours must be >= 1",
                  level_hours)
-        _require(_finite(max_level) and max_level >= 1, "max_level must be >= 1", max_level)
-        _require(isinstance(min_history_hours, int) and min_history_hours >= 0,
+        require("BurnForecaster", _finite(max_level) and max_level >= 1, "max_level must be >= 1", max_level)
+        require("BurnForecaster", isinstance(min_history_hours, int) and min_history_hours >= 0,
                  "min_history_hours must be an int >= 0", min_history_hours)
         self._weights = (alpha, alpha, alpha / 24.0)  # by level: week, day, global
         self.reset()
@@ -432,8 +434,3 @@ def _slots(hour: int) -> tuple[int, int, int]:
 
 def _finite(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _require(ok: bool, message: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"BurnForecaster: {message}, got {value!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.base import Detector, Verdict
+from detectors.base import Detector, Verdict, require
 
 __all__ = ["NaiveRolling"]
 
@@ -82,18 +82,18 @@ class NaiveRolling(Detector):
         self.min_history = min_history
         self.min_scale = min_scale
         self.protect_anomaly = protect_anomaly
-        _require(window_seconds > 0, "window_seconds must be > 0", window_seconds)
-        _require(
+        require("NaiveRolling", window_seconds > 0, "window_seconds must be > 0", window_seconds)
+        require("NaiveRolling", 
             isinstance(n_windows, int) and n_windows >= 2, "n_windows must be an int >= 2",
             n_windows,
         )
-        _require(k > 0, "k must be > 0", k)
-        _require(
+        require("NaiveRolling", k > 0, "k must be > 0", k)
+        require("NaiveRolling", 
             isinstance(min_history, int) and 1 <= min_history <= n_windows,
             "min_history must be an int in [1, n_windows]",
             min_history,
         )
-        _require(min_scale > 0, "min_scale must be > 0", min_scale)
+        require("NaiveRolling", min_scale > 0, "min_scale must be > 0", min_scale)
         super().__init__()
 
     @classmethod
@@ -192,8 +192,3 @@ class NaiveRolling(Detector):
         else:
             self._sum += value - old
             self._sumsq += value * value - old * old
-
-
-def _require(ok: bool, message: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"NaiveRolling: {message}, got {value!r}")

@@ -60,7 +60,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from detectors.base import Detector, Verdict
+from detectors.base import Detector, Verdict, require
 
 if TYPE_CHECKING:
     from river.linear_model import LinearRegression
@@ -197,20 +197,20 @@ class RiverForecast(Detector):
         self.day_of_week = day_of_week
         self.alpha = alpha
         self.protect_anomaly = protect_anomaly
-        _require(window_seconds > 0, "window_seconds must be > 0", window_seconds)
-        _require(threshold > 0, "threshold must be > 0", threshold)
-        _require(isinstance(min_history, int) and min_history >= 0,
+        require("RiverForecast", window_seconds > 0, "window_seconds must be > 0", window_seconds)
+        require("RiverForecast", threshold > 0, "threshold must be > 0", threshold)
+        require("RiverForecast", isinstance(min_history, int) and min_history >= 0,
                  "min_history must be an int >= 0", min_history)
-        _require(min_scale > 0, "min_scale must be > 0", min_scale)
-        _require(min_rel_scale > 0, "min_rel_scale must be > 0", min_rel_scale)
-        _require(isinstance(daily_terms, int) and 0 <= daily_terms <= 24,
+        require("RiverForecast", min_scale > 0, "min_scale must be > 0", min_scale)
+        require("RiverForecast", min_rel_scale > 0, "min_rel_scale must be > 0", min_rel_scale)
+        require("RiverForecast", isinstance(daily_terms, int) and 0 <= daily_terms <= 24,
                  "daily_terms must be an int in [0, 24]", daily_terms)
-        _require(isinstance(day_of_week, bool), "day_of_week must be a bool", day_of_week)
+        require("RiverForecast", isinstance(day_of_week, bool), "day_of_week must be a bool", day_of_week)
         # Squared norm of a feature vector: the intercept's 1, 1 per sine/cosine pair, 1 for
         # the day's indicator. SGD diverges at lr >= 2 / norm; refuse well before that.
         norm = 1 + daily_terms + int(day_of_week)
-        _require(0 < lr <= 1.0 / norm, f"lr must be in (0, 1/{norm}]", lr)
-        _require(0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
+        require("RiverForecast", 0 < lr <= 1.0 / norm, f"lr must be in (0, 1/{norm}]", lr)
+        require("RiverForecast", 0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
         self._features = tuple(
             f"{trig}{k}" for k in range(1, daily_terms + 1) for trig in ("sin", "cos")
         ) + (_DAYS if day_of_week else ())
@@ -459,9 +459,3 @@ class RiverForecast(Detector):
         # SeasonalBaseline: a runaway during an hour's first day is partly learnt.
         if not self._seen_before(self._hour(ts)):
             self.learn_one(ts, value, count)
-
-
-def _require(ok: bool, message: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"RiverForecast: {message}, got {value!r}")
-

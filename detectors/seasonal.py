@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.base import Detector, Verdict
+from detectors.base import Detector, Verdict, require
 
 __all__ = ["SeasonalBaseline"]
 
@@ -164,13 +164,13 @@ class SeasonalBaseline(Detector):
         self.alpha = alpha
         self.min_periods = min_periods
         self.protect_anomaly = protect_anomaly
-        _require(window_seconds > 0, "window_seconds must be > 0", window_seconds)
-        _require(threshold > 0, "threshold must be > 0", threshold)
-        _require(min_history >= 0, "min_history must be >= 0", min_history)
-        _require(min_scale > 0, "min_scale must be > 0", min_scale)
-        _require(min_rel_scale > 0, "min_rel_scale must be > 0", min_rel_scale)
-        _require(0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
-        _require(min_periods >= 1, "min_periods must be >= 1", min_periods)
+        require("SeasonalBaseline", window_seconds > 0, "window_seconds must be > 0", window_seconds)
+        require("SeasonalBaseline", threshold > 0, "threshold must be > 0", threshold)
+        require("SeasonalBaseline", min_history >= 0, "min_history must be >= 0", min_history)
+        require("SeasonalBaseline", min_scale > 0, "min_scale must be > 0", min_scale)
+        require("SeasonalBaseline", min_rel_scale > 0, "min_rel_scale must be > 0", min_rel_scale)
+        require("SeasonalBaseline", 0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
+        require("SeasonalBaseline", min_periods >= 1, "min_periods must be >= 1", min_periods)
         # Derived once, not state: alpha is per hour of data and one window carries
         # window_seconds / 3600 of an hour, so the memory in hours is the same at any window
         # length.
@@ -380,8 +380,3 @@ class SeasonalBaseline(Detector):
             if w < aw:
                 w = aw
             pool_dev[level] += w * (abs_r - pool_dev[level])
-
-
-def _require(ok: bool, message: str, value: Any) -> None:
-    if not ok:
-        raise ValueError(f"SeasonalBaseline: {message}, got {value!r}")
