@@ -8,6 +8,7 @@ JSON through Kafka topics (the outbox) and Faust tables without any Faust record
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypedDict
 
@@ -160,8 +161,24 @@ class Notification:
         return cls(**d)
 
 
-SILENCE_MATCHERS = ("team", "model", "provider", "user", "org", "series", "kind")
-"""What a silence may match on: a series' labels, the series name itself, the alert rule."""
+MATCHERS = ("team", "model", "provider", "user", "org", "series", "kind")
+"""What a silence or a subscription may match on: a series' labels, the series name itself,
+the alert rule."""
+SILENCE_MATCHERS = MATCHERS
+
+
+def unknown_matchers(keys: Iterable[str]) -> list[str]:
+    """The keys that are not :data:`MATCHERS`, sorted."""
+    return sorted(set(keys) - set(MATCHERS))
+
+
+def matches_all(matchers: dict[str, str], rule: str, series: str, labels: dict[str, str]) -> bool:
+    """Whether an alert of ``rule`` on ``series`` (with ``labels``) has every matcher's value."""
+    for k, v in matchers.items():
+        got = rule if k == "kind" else series if k == "series" else labels.get(k)
+        if got != v:
+            return False
+    return True
 
 
 @dataclass(slots=True, frozen=True)
@@ -188,13 +205,7 @@ class Silence:
         return self.starts_at <= at and (self.ends_at is None or at < self.ends_at)
 
     def matches(self, rule: str, series: str, labels: dict[str, str], at: float) -> bool:
-        if not self.active(at):
-            return False
-        for k, v in self.matchers.items():
-            got = rule if k == "kind" else series if k == "series" else labels.get(k)
-            if got != v:
-                return False
-        return True
+        return self.active(at) and matches_all(self.matchers, rule, series, labels)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -210,8 +221,7 @@ class Silence:
     def from_dict(cls, data: dict[str, Any]) -> Silence:
         d = _known(cls, data)
         d["matchers"] = {str(k): str(v) for k, v in (d.get("matchers") or {}).items()}
-        bad = sorted(set(d["matchers"]) - set(SILENCE_MATCHERS))
-        if bad or not d["matchers"]:
+        if unknown_matchers(d["matchers"]) or not d["matchers"]:
             raise ValueError(f"silence matchers must be some of {', '.join(SILENCE_MATCHERS)}; got {sorted(d['matchers'])}")
         d["starts_at"] = float(d.get("starts_at") or 0.0)
         if d.get("ends_at") is not None:

@@ -26,11 +26,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from alerts.model import SEVERITY_RANK, SILENCE_MATCHERS, Notification, Severity
+from alerts.model import MATCHERS, SEVERITY_RANK, Notification, Severity, matches_all, unknown_matchers
 
 __all__ = ["ROUTE_MATCHERS", "Route", "slack_channels"]
 
-ROUTE_MATCHERS = SILENCE_MATCHERS
+ROUTE_MATCHERS = MATCHERS
 """What a subscription may match on (the same keys as a silence)."""
 
 
@@ -41,7 +41,7 @@ class Route:
     min_severity: Severity = "info"
 
     def __post_init__(self) -> None:
-        bad = sorted(set(self.match) - set(ROUTE_MATCHERS))
+        bad = unknown_matchers(self.match)
         if bad:
             raise ValueError(f"subscription matchers must be some of {', '.join(ROUTE_MATCHERS)}; got {bad}")
         if self.min_severity not in SEVERITY_RANK:
@@ -50,11 +50,7 @@ class Route:
     def takes(self, n: Notification) -> bool:
         if SEVERITY_RANK[n.severity] < SEVERITY_RANK[self.min_severity]:
             return False
-        for k, v in self.match.items():
-            got = n.rule if k == "kind" else n.series if k == "series" else n.labels.get(k)
-            if got != v:
-                return False
-        return True
+        return matches_all(self.match, n.rule, n.series, n.labels)
 
 
 def slack_channels(n: Notification, routes: Iterable[Route], default_channel: str | None) -> list[str]:

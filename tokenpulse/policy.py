@@ -85,6 +85,16 @@ class AlertPolicyModel(_Strict):
     page_min_severity: Literal["info", "warning", "critical"] = "critical"
 
 
+def _known_matchers(v: dict[str, str]) -> dict[str, str]:
+    """Silence and subscription matchers: only the keys alerts can match on."""
+    from alerts.model import MATCHERS, unknown_matchers
+
+    bad = unknown_matchers(v)
+    if bad:
+        raise ValueError(f"unknown matcher(s) {', '.join(bad)}; choose from {', '.join(MATCHERS)}")
+    return v
+
+
 class SilencePolicy(_Strict):
     """A planned event: alerts of the matching series are muted from ``starts_at`` until
     ``ends_at`` (RFC 3339; without a zone, UTC)."""
@@ -98,12 +108,7 @@ class SilencePolicy(_Strict):
     @field_validator("matchers")
     @classmethod
     def _known_matchers(cls, v: dict[str, str]) -> dict[str, str]:
-        from alerts.model import SILENCE_MATCHERS
-
-        bad = sorted(set(v) - set(SILENCE_MATCHERS))
-        if bad:
-            raise ValueError(f"unknown matcher(s) {', '.join(bad)}; choose from {', '.join(SILENCE_MATCHERS)}")
-        return v
+        return _known_matchers(v)
 
     @field_validator("starts_at", "ends_at")
     @classmethod
@@ -280,12 +285,7 @@ class SubscriptionPolicy(_Strict):
     @field_validator("match")
     @classmethod
     def _known_matchers(cls, v: dict[str, str]) -> dict[str, str]:
-        from alerts.routing import ROUTE_MATCHERS
-
-        bad = sorted(set(v) - set(ROUTE_MATCHERS))
-        if bad:
-            raise ValueError(f"unknown matcher(s) {', '.join(bad)}; choose from {', '.join(ROUTE_MATCHERS)}")
-        return v
+        return _known_matchers(v)
 
 
 class TeamPolicy(_Strict):
