@@ -39,7 +39,6 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from datetime import datetime
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ from typing import Any
 import orjson
 
 from tokenpulse.policy import Policy, load_policy
-from tokenpulse.replay import Incident, read_lines, replay_lines, score
+from tokenpulse.replay import Incident, read_lines, replay_lines, score, to_epoch
 from tokenpulse.runtime import stream_config
 from tokenpulse.settings import Settings
 from tokenpulse.workload import NEGATIVE_KINDS, POSITIVE_KINDS, generate
@@ -122,13 +121,6 @@ def _replay_job(path: str, cfg: Any) -> dict[str, Any]:
     }
 
 
-def _time(v: Any, what: str = "") -> float:
-    """Epoch seconds from an epoch number or an RFC 3339 string (labels and firings)."""
-    if isinstance(v, (int, float)):
-        return float(v)
-    return datetime.fromisoformat(str(v).replace("Z", "+00:00")).timestamp()
-
-
 def _kind_of_false(team: str, t: float, negatives: list[tuple[str, float, float, str]]) -> str:
     """The should-not-page label a false firing falls in (the shortest one), or 'other'."""
     best: tuple[float, str] | None = None
@@ -139,8 +131,8 @@ def _kind_of_false(team: str, t: float, negatives: list[tuple[str, float, float,
 
 
 def score_seed(job: dict[str, Any], labels: list[dict[str, Any]], scored_from: float, team_weeks: float) -> dict[str, Any]:
-    firings = [f for f in job["firings"] if _time(f["fired_at"], "fired_at") >= scored_from]
-    incidents = [Incident(str(lab["team"]), _time(lab["start"], "start"), _time(lab["end"], "end"),
+    firings = [f for f in job["firings"] if to_epoch(f["fired_at"], "fired_at") >= scored_from]
+    incidents = [Incident(str(lab["team"]), to_epoch(lab["start"], "start"), to_epoch(lab["end"], "end"),
                           bool(lab["should_alert"]), str(lab.get("name", ""))) for lab in labels]
     kinds = [lab.get("kind", "") for lab in labels if lab["should_alert"]]
     sc = score(firings, incidents, set(job["teams"]), scored_from, job["last_ts"], GRACE_S)
@@ -152,13 +144,13 @@ def score_seed(job: dict[str, Any], labels: list[dict[str, Any]], scored_from: f
             per_kind[kind][0] += 1
             delays[kind].append(inc["delay_s"])
     should = [i for i in incidents if i.should_alert]
-    negatives = [(str(lab["team"]), _time(lab["start"], "start"), _time(lab["end"], "end"), str(lab.get("kind", "")))
+    negatives = [(str(lab["team"]), to_epoch(lab["start"], "start"), to_epoch(lab["end"], "end"), str(lab.get("kind", "")))
                  for lab in labels if not lab["should_alert"]]
     false_kinds: Counter[str] = Counter()
     for f in firings:
         if not f.get("team"):
             continue
-        t = _time(f["fired_at"], "fired_at")
+        t = to_epoch(f["fired_at"], "fired_at")
         if any(i.team == f["team"] and i.start <= t <= i.end + GRACE_S for i in should):
             continue
         false_kinds[_kind_of_false(f["team"], t, negatives)] += 1

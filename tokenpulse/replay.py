@@ -372,7 +372,9 @@ class Incident:
     name: str = ""
 
 
-def _time(v: Any, what: str) -> float:
+def to_epoch(v: Any, what: str) -> float:
+    """Epoch seconds from epoch seconds or an RFC 3339 string (no zone: UTC); ``what`` names
+    the field in the error."""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return float(v)
     if isinstance(v, str):
@@ -407,7 +409,7 @@ def load_labels(path: Path) -> list[Incident]:
         missing = [k for k in ("team", "start", "end", "should_alert") if k not in r]
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)}")
-        out.append(Incident(str(r["team"]), _time(r["start"], where), _time(r["end"], where),
+        out.append(Incident(str(r["team"]), to_epoch(r["start"], where), to_epoch(r["end"], where),
                             bool(r["should_alert"]), str(r.get("name", ""))))
     return out
 
@@ -420,7 +422,7 @@ def score(firings: list[dict[str, Any]], incidents: list[Incident], teams: set[s
     that team's incidents detects it; firings outside every should-alert incident are false.
     Org- and provider-level firings are not attributed to a team and are not scored.
     """
-    fired = [(f["team"], _time(f["fired_at"], "fired_at"), _time(f["window_start"], "window_start")) for f in firings
+    fired = [(f["team"], to_epoch(f["fired_at"], "fired_at"), to_epoch(f["window_start"], "window_start")) for f in firings
              if f.get("team")]
     should = [i for i in incidents if i.should_alert]
     delays = []
