@@ -272,7 +272,8 @@ class Combined(Detector):
             run_expected += max(expected, 0.0)
         else:
             run_excess = run_expected = 0.0
-        self._scored = (ts, value, count, vs, (run_excess, run_expected), noticed, routine)
+        # what learning this window needs; ``noticed`` as the (day, slot) to remember, or None
+        self._scored = (ts, value, count, vs, (run_excess, run_expected), (day, slot) if noticed else None, routine)
 
         pct_ok = run_expected <= 0.0 or 100.0 * run_excess / run_expected >= self.min_excess_pct
         material = run_excess >= self.min_excess_usd and pct_ok
@@ -338,24 +339,24 @@ class Combined(Detector):
         return s
 
     def learn_one(self, ts: float, value: float, count: float | None = None) -> None:
-        _, _, _, vs, run, noticed, routine = self._scored_for(ts, value, count)
+        _, _, _, vs, run, noticed_at, routine = self._scored_for(ts, value, count)
         for m, v in zip(self._models, vs):
             if v.is_anomaly and m.protect_anomaly and not routine:
                 m._learn_protected(ts, value, v, count)
             else:
                 m.learn_one(ts, value, count)  # routine windows teach every model
-        self._commit(ts, run, noticed)
+        self._commit(run, noticed_at)
 
     def _learn_protected(
         self, ts: float, value: float, verdict: Verdict, count: float | None = None
     ) -> None:
-        _, _, _, vs, run, noticed, _ = self._scored_for(ts, value, count)
+        _, _, _, vs, run, noticed_at, _ = self._scored_for(ts, value, count)
         for m, v in zip(self._models, vs):
             m._learn_protected(ts, value, v, count)
-        self._commit(ts, run, noticed)
+        self._commit(run, noticed_at)
 
-    def _commit(self, ts: float, run: tuple[float, float], noticed: bool) -> None:
+    def _commit(self, run: tuple[float, float], noticed_at: tuple[int, int] | None) -> None:
         self._run_excess, self._run_expected = run
-        if noticed:
-            self._remember(*self._day_slot(ts))
+        if noticed_at is not None:
+            self._remember(*noticed_at)
         self._scored = None
