@@ -20,7 +20,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from alerts.model import Notification
+from alerts.model import Notification, contributor_rank
 from alerts.sinks import SecretLike, reveal
 
 HEADER_MAX = 150
@@ -142,14 +142,26 @@ def _link(url: str | None, label: str) -> str | None:
     return f"<{safe}|{label}>"
 
 
+def _pd_contributor(c: Any) -> dict[str, Any]:
+    out = {"kind": _short(str(c.get("kind", "")), 20), "name": _short(str(c.get("name", "")), 200),
+           "usd": round(float(c.get("usd", 0.0)), 6)}
+    for k in ("expected_usd", "excess_usd"):
+        if c.get(k) is not None:
+            out[k] = round(float(c[k]), 6)
+    return out
+
+
 # -- Slack ---------------------------------------------------------------------------------
 def _contributors_text(n: Notification) -> str | None:
-    cs = sorted(n.top_contributors, key=lambda c: -float(c.get("usd", 0.0)))
+    cs = sorted(n.top_contributors, key=contributor_rank)
     if not cs:
         return None
     lines = ["*Top contributors*" + (" (worst window)" if n.action == "resolve" else "")]
     for c in cs[:CONTRIBUTORS_SHOWN]:
-        lines.append(f"• {_name(str(c.get('kind', '')), 20)} {_name(str(c.get('name', '')))} — {usd(float(c.get('usd', 0.0)))}")
+        line = f"• {_name(str(c.get('kind', '')), 20)} {_name(str(c.get('name', '')))} — {usd(float(c.get('usd', 0.0)))}"
+        if c.get("expected_usd") is not None:
+            line += f" (usually {usd(float(c['expected_usd']))})"
+        lines.append(line)
     rest = cs[CONTRIBUTORS_SHOWN:]
     if rest:
         lines.append(f"…and {len(rest)} more ({usd(sum(float(c.get('usd', 0.0)) for c in rest))})")
@@ -379,7 +391,7 @@ def pagerduty_event(n: Notification, routing_key: str | SecretLike) -> dict[str,
     }
     if n.action == "resolve":
         return event
-    contributors = sorted(n.top_contributors, key=lambda c: -float(c.get("usd", 0.0)))
+    contributors = sorted(n.top_contributors, key=contributor_rank)
     details: dict[str, Any] = _budget_details(n) if n.budget is not None else {
         "series": _short(n.series, 1000),
         "labels": {_short(k, 100): _short(v, 300) for k, v in list(n.labels.items())[:20]},
@@ -395,10 +407,7 @@ def pagerduty_event(n: Notification, routing_key: str | SecretLike) -> dict[str,
         "reason": n.reason,
         "seq": n.seq,
         "detector": n.detector,
-        "top_contributors": [
-            {"kind": _short(str(c.get("kind", "")), 20), "name": _short(str(c.get("name", "")), 200), "usd": round(float(c.get("usd", 0.0)), 6)}
-            for c in contributors[:PD_CONTRIBUTORS_MAX]
-        ],
+        "top_contributors": [_pd_contributor(c) for c in contributors[:PD_CONTRIBUTORS_MAX]],
     }
     if n.budget is None and len(contributors) > PD_CONTRIBUTORS_MAX:
         details["other_contributors"] = len(contributors) - PD_CONTRIBUTORS_MAX

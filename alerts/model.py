@@ -19,22 +19,33 @@ Reason = Literal["first", "worsened", "repeat", "resolved"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
 
 
-class Contributor(TypedDict):
-    """One of the users or models that spent most in a window."""
+class Contributor(TypedDict, total=False):
+    """One of the users, models (or, for the org, teams) behind a window's excess: what it
+    spent (``usd``) and, once the series has a learnt mix, its usual share of the expected
+    spend (``expected_usd``) and what it spent above that (``excess_usd``)."""
 
-    kind: str  # "user" | "model"
+    kind: str  # "user" | "model" | "team"
     name: str
     usd: float
+    expected_usd: float
+    excess_usd: float
 
 
 def _contributors(raw: Any) -> list[Contributor]:
     # Copy, and coerce: these come from JSON written by another process version.
     out: list[Contributor] = []
     for c in raw or ():
-        out.append(
-            {"kind": str(c.get("kind", "")), "name": str(c.get("name", "")), "usd": float(c.get("usd", 0.0))}
-        )
+        one: Contributor = {"kind": str(c.get("kind", "")), "name": str(c.get("name", "")), "usd": float(c.get("usd", 0.0))}
+        for k in ("expected_usd", "excess_usd"):
+            if c.get(k) is not None:
+                one[k] = float(c[k])  # type: ignore[literal-required]
+        out.append(one)
     return out
+
+
+def contributor_rank(c: Contributor) -> float:
+    """Sort key, biggest first: the excess when known, else the spend."""
+    return -float(c.get("excess_usd", c.get("usd", 0.0)))
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -19,9 +19,10 @@ from typing import Any
 
 from alerts import AlertEngine, Notification, Signal
 from detectors import Detector
+from streams.contrib import TOP as TOP_CONTRIBUTORS
+from streams.contrib import ContributorMix, top_spenders
 from streams.ingest import NANO, Partial
 
-TOP_CONTRIBUTORS = 5
 _ZERO_SUMS = [0, 0, 0, 0, 0, 0]  # read-only: a window without traffic
 _NO_CONTRIB: dict[str, int] = {}
 
@@ -33,6 +34,8 @@ class SeriesInfo:
     # derived once per series rather than formatted every window (not persisted)
     det_key: str = ""
     alert_key: str = ""
+    # each contributor's usual share of the spend, to name who drives an excess (persisted)
+    mix: ContributorMix = field(default_factory=ContributorMix)
 
 
 @dataclass
@@ -61,12 +64,8 @@ def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:
 
 
 def top_contributors(contrib: dict[str, int], k: int = TOP_CONTRIBUTORS) -> list[dict[str, Any]]:
-    top = sorted(contrib.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-    out = []
-    for name, nusd in top:
-        kind, _, who = name.partition(":")
-        out.append({"kind": kind, "name": who, "usd": round(nusd / NANO, 6)})
-    return out
+    """The window's top spenders (what a series without a learnt mix shows)."""
+    return top_spenders(contrib, k)
 
 
 @dataclass
@@ -274,9 +273,12 @@ class JudgeCore:
                     }
                 )
             if not is_anomaly and not tracks(key):
-                # The engine neither starts an alert on a window the detector did not flag
-                # nor keeps state for it (tests/streams/test_judge_fast.py holds it to that):
-                # no Signal, no top contributors, no call, for nearly every window.
+                # A normal window: it teaches the series' contributor mix. The engine neither
+                # starts an alert on a window the detector did not flag nor keeps state for it
+                # (tests/streams/test_judge_fast.py holds it to that): no Signal, no top
+                # contributors, no call, for nearly every window.
+                if per_src:
+                    info.mix.learn(w, contrib, sums[0])
                 continue
             signal = Signal(
                 series=series,
@@ -288,7 +290,7 @@ class JudgeCore:
                 upper_usd=float(verdict.upper),
                 score=float(verdict.score),
                 is_anomaly=is_anomaly,
-                top_contributors=top_contributors(contrib),
+                top_contributors=info.mix.excess(contrib, float(verdict.expected)),
                 detector=verdict.detector,
                 impact_usd=verdict.impact,
                 explanation=verdict.reason,
@@ -336,6 +338,7 @@ class JudgeCore:
                     "labels": info.labels,
                     "last_end": info.last_end,
                     "state": self.detectors[rest].to_state(),
+                    "mix": info.mix.to_state(),
                 }
             elif kind == "alert":
                 changes[key] = self.engine.state_for(rest)
@@ -364,7 +367,8 @@ class JudgeCore:
                     p.seq = int(row[0])
                     self.pending.setdefault(p.window_start, {}).setdefault(p.series, {})[src] = p
             elif kind == "det":
-                self.series[rest] = SeriesInfo(labels=value["labels"], last_end=int(value["last_end"]))
+                self.series[rest] = SeriesInfo(labels=value["labels"], last_end=int(value["last_end"]),
+                                               mix=ContributorMix.from_state(value.get("mix")))
                 det = self._new_detector(value["labels"])
                 det.load_state(value["state"])
                 self.detectors[rest] = det

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from alerts import AlertEngine, AlertPolicy, Signal
 from detectors import make_detector
 from streams.ingest import NANO, Partial
-from streams.judge import JudgeCore, JudgeOutput, SeriesInfo, _merge, top_contributors
+from streams.judge import JudgeCore, JudgeOutput, SeriesInfo, _merge
 
 W = 60
 
@@ -78,12 +78,17 @@ class ReferenceJudge(JudgeCore):
             sums, contrib = _merge(per_src) if per_src else ([0, 0, 0, 0, 0, 0], {})
             observed = sums[0] / NANO
             verdict = self.detectors[series].update(float(w + W), observed, float(sums[5]))
+            key = self.engine.key_for(series)
+            normal = not verdict.is_anomaly and not self.engine.tracks(key)
+            top = info.mix.excess(contrib, float(verdict.expected))
+            if normal and per_src:
+                info.mix.learn(w, contrib, sums[0])
             info.last_end = w + W
             self._dirty.add(f"det|{series}")
             signal = Signal(series=series, labels=info.labels, window_start=float(w), window_end=float(w + W),
                             observed_usd=observed, expected_usd=float(verdict.expected),
                             upper_usd=float(verdict.upper), score=float(verdict.score),
-                            is_anomaly=bool(verdict.is_anomaly), top_contributors=top_contributors(contrib),
+                            is_anomaly=bool(verdict.is_anomaly), top_contributors=top,
                             detector=verdict.detector, impact_usd=verdict.impact, explanation=verdict.reason)
             rec = self.recent.get(series)
             if rec is None:
@@ -92,7 +97,6 @@ class ReferenceJudge(JudgeCore):
                         "expected_usd": round(float(verdict.expected), 6), "upper_usd": round(float(verdict.upper), 6),
                         "score": round(float(verdict.score), 4), "is_anomaly": bool(verdict.is_anomaly)})
             notes = self.engine.observe(signal)
-            key = self.engine.key_for(series)
             if notes or self.engine.tracks(key):
                 self._dirty.add(f"alert|{key}")
             out.notifications.extend(notes)
