@@ -1,5 +1,6 @@
 """JSON API and Prometheus metrics served by the worker (Faust's web server).
 
+- ``/dashboard``                   one page over all of the below (``?series=`` opens a series)
 - ``/healthz``                     liveness and assigned partitions
 - ``/metrics``                     Prometheus text
 - ``/api/spend?group_by=&since=&until=``  exact sums over closed windows
@@ -13,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from importlib.resources import files
 from typing import Any
 
 from streams.config import StreamConfig
@@ -22,6 +24,12 @@ from streams.mix import mix_rows
 
 GROUP_BY = ("org", "team", "model", "provider", "user", "team×model")
 FIELDS = ("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "events")
+
+
+def dashboard_html() -> str:
+    """The dashboard page (``streams/dashboard.html``): static, it reads the JSON API below
+    and inserts every value as text."""
+    return files("streams").joinpath("dashboard.html").read_text(encoding="utf-8")
 
 
 def parse_time(value: str | None, name: str) -> float | None:
@@ -172,6 +180,12 @@ def register_views(
     ``ledgers`` the budget ledgers by judge partition."""
     started = time.time()
     cores: dict[int, Any] = ingest.cores
+
+    page = dashboard_html()
+
+    @app.page("/dashboard")
+    async def dashboard_view(web: Any, request: Any) -> Any:
+        return web.html(page)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

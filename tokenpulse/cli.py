@@ -101,6 +101,7 @@ def dev(
                 [
                     "tokenpulse dev",
                     f"  broker     {bootstrap}" + (" (embedded Tansu, memory only)" if broker else ""),
+                    f"  dashboard  {url}/dashboard",
                     f"  api        {url}/api/spend?group_by=team   {url}/api/alerts   {url}/metrics",
                     f"  simulator  {'on, log in ' + str(settings.data_dir / 'simulate.log') if sim_proc else 'off'}",
                     f"  slack      {'→ ' + settings.slack_channel if settings.slack_token else 'off (set TOKENPULSE_SLACK_TOKEN)'}",

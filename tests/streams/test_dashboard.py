@@ -1,0 +1,60 @@
+"""The dashboard page: served from the package, text-only rendering, and the API fields it reads."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from streams.delivery import SinkHealth
+from streams.ingest import NANO
+from streams.mix import mix_rows
+from streams.web import dashboard_html, spend_rows
+
+PAGE = dashboard_html()
+
+
+def test_the_page_ships_with_the_package_and_needs_nothing_from_the_internet() -> None:
+    assert PAGE.startswith("<!doctype html>") and "<title>tokenpulse</title>" in PAGE
+    assert not re.search(r"""(src|href)=["']https?://""", PAGE)  # no CDN: works air-gapped
+
+
+def test_values_are_inserted_as_text_never_as_html() -> None:
+    """Team, user and model names come from producers: none of them may become markup."""
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        assert sink not in PAGE, sink
+
+
+def test_every_endpoint_it_reads_is_served_by_the_worker() -> None:
+    served = set(re.findall(r'@app\.page\("([^"]+)"\)', Path("streams/web.py").read_text()))
+    used = set(re.findall(r'["`](/api/[a-z]+)', PAGE))
+    assert used and used <= served, used - served
+
+
+def test_the_fields_it_reads_are_the_ones_the_api_returns() -> None:
+    # /api/spend rows are keyed by the group_by dimension
+    items = [("team=ads|0", {"s": [NANO, 1, 2, 0, 0, 1]}), ("model=gpt-4o|0", {"s": [NANO, 1, 2, 0, 0, 1]})]
+    rows, total = spend_rows(items, "team", None, None)
+    assert {"team", "cost_usd", "events"} <= rows[0].keys() and {"cost_usd", "events"} <= total.keys()
+    rows, _ = spend_rows(items, "model", None, None)
+    assert {"model", "cost_usd", "input_tokens", "output_tokens"} <= rows[0].keys()
+    for field in ("r.team", "r.model", "r.cost_usd", "r.events", "r.input_tokens", "r.output_tokens"):
+        assert field in PAGE
+    # /api/mix
+    [team] = mix_rows([("team=ads|model=gpt-4o|0", {"s": [NANO]})], (), -1, 60)
+    for field in ("team", "third_party_share_pct", "change_pct_points", "internal_usd", "third_party_usd"):
+        assert field in team and f"t.{field}" in PAGE
+    # /api/sinks
+    row = SinkHealth("slack:#ads").to_dict()
+    for field in ("sink", "up", "consecutive_failures", "last_error", "pending_notifications"):
+        assert field in row and f"s.{field}" in PAGE
+    # /api/alerts: the outbox records (Notification.to_dict) plus state and delivery
+    from alerts.model import Notification
+
+    note = Notification(key="cost_spike:team=ads", seq=1, action="trigger", severity="critical", reason="first",
+                        series="team=ads", labels={"team": "ads"}, title="t", observed_usd=9.0, expected_usd=1.0,
+                        excess_usd=8.0, excess_pct=800.0, top_contributors=[], window_start=0.0, window_end=60.0,
+                        started_at=0.0, fired_at=60.0, page=True, impact_usd=8.0)
+    record = note.to_dict()
+    for field in ("series", "severity", "observed_usd", "expected_usd", "excess_usd", "impact_usd", "started_at",
+                  "top_contributors", "key"):
+        assert field in record and f"a.{field}" in PAGE
