@@ -225,8 +225,8 @@ def _fast_canonical(o: dict[str, Any], default_org: str) -> UsageEvent | None:
     ):
         return None
     # strings that need stripping go the general way (rare: stripping is what it does)
-    if (eid[0] <= " " or eid[-1] <= " " or team[0] <= " " or team[-1] <= " " or model[0] <= " "
-            or model[-1] <= " " or user[0] <= " " or user[-1] <= " " or org[0] <= " " or org[-1] <= " "):
+    edges = eid[0] + eid[-1] + team[0] + team[-1] + model[0] + model[-1] + user[0] + user[-1] + org[0] + org[-1]
+    if min(edges) <= " " or (not edges.isascii() and _has_space(edges)):
         return None
     prov = _PROVIDER_CACHE.get(provider)
     if prov is None:
@@ -321,8 +321,8 @@ def tidy_canonical(ev: CanonicalEvent) -> bool:
     if not (_TS_MIN <= ev.ts < _TS_MAX and ev.cache_read_tokens + ev.cache_write_tokens <= ev.input_tokens):
         return False
     # strings that need stripping go the general way (rare: stripping is what it does)
-    if (eid[0] <= " " or eid[-1] <= " " or team[0] <= " " or team[-1] <= " " or model[0] <= " "
-            or model[-1] <= " " or user[0] <= " " or user[-1] <= " " or org[0] <= " " or org[-1] <= " "):
+    edges = eid[0] + eid[-1] + team[0] + team[-1] + model[0] + model[-1] + user[0] + user[-1] + org[0] + org[-1]
+    if min(edges) <= " " or (not edges.isascii() and _has_space(edges)):
         return False
     provider = ev.provider
     prov = _PROVIDER_CACHE.get(provider)
@@ -335,6 +335,12 @@ def tidy_canonical(ev: CanonicalEvent) -> bool:
     if tool is not None:
         ev.tool = tool.strip()
     return True
+
+
+def _has_space(chars: str) -> bool:
+    """Whether any of these (first and last) characters is one str.strip() removes: beyond
+    ASCII that includes NBSP, the Unicode spaces and separators."""
+    return any(c.isspace() for c in chars)
 
 
 def _provider_of(provider: str) -> str | None:

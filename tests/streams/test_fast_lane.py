@@ -303,3 +303,19 @@ def test_add_events_is_add_one_by_one(seed: int) -> None:
         i = j
     assert [as_tuple(x) for x in a] == [as_tuple(x) for x in b]
     assert one.counters.late > 0 and one.counters.duplicate > 0
+
+
+@pytest.mark.parametrize("name", ["\u00a0ads", "ads\u3000", "\u2003ads\u2003", "ads\x85", "équipe", "データ", "a"])
+def test_names_are_stripped_of_unicode_whitespace_whichever_lane_takes_them(name: str) -> None:
+    """str.strip() removes NBSP and the Unicode spaces too: a team sent as "\\u00a0ads" is team
+    "ads" on every lane, not a series of its own."""
+    obj = {"event_id": name, "ts": 1_767_800_000.0, "org": name, "team": name, "user": name,
+           "provider": "openai", "model": name, "input_tokens": 1, "output_tokens": 1}
+    general = normalize(dict(obj))
+    assert (general.team, general.event_id, general.model) == (name.strip(),) * 3
+    fast = canonical_event(orjson.dumps(obj))
+    if fast is not None:
+        assert (fast.team, fast.org, fast.user, fast.model, fast.event_id) == (name,) * 5 == (name.strip(),) * 5
+    direct = _fast_canonical(dict(obj), "default")
+    if direct is not None:
+        assert direct.team == name.strip()
