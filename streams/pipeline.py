@@ -27,7 +27,7 @@ def count_message(core: IngestPartition, raw: bytes, pricer: Pricer, now: float,
     fast = decode_canonical(raw)
     if fast is not None:
         # the common case: tidy canonical events, decoded straight into structs
-        core.add_events(fast, now, pricer.price)  # type: ignore[arg-type]
+        core.add_events(fast, now, pricer=pricer)  # type: ignore[arg-type]
         return
     try:
         items = decode_message(raw)

@@ -120,6 +120,24 @@ class Pricer:
             return 0.0
         return cost
 
+    def flat_rates(self, provider: str, model: str) -> tuple[float, float, float, float, float] | None:
+        """(input, output, cache read, cache write per million tokens, per request USD) when
+        the model's price is one fixed price without tiers, so a caller pricing many events
+        can do :meth:`Rates.cost`'s arithmetic inline (the same expression, the same float
+        result); None when :meth:`price` must decide per event (tiers, prices that change over
+        time, unknown models, which it also counts)."""
+        key = (provider, model)
+        try:
+            resolved = self._resolved[key]
+        except KeyError:
+            if len(self._resolved) >= _MAX_CACHE:
+                self._resolved.clear()
+            resolved = self._resolved[key] = self._resolve(provider, model)
+        r = None if resolved is None else resolved.fixed
+        if r is None or r.input_tiers or r.output_tiers or r.cache_read_tiers or r.cache_write_tiers:
+            return None
+        return (r.input, r.output, r.cache_read, r.cache_write, r.per_request)
+
     def price_events(self, events: Iterable[UsageEvent]) -> None:
         """Set ``cost_usd`` in place on each event (producer-sent costs are kept)."""
         price = self.price

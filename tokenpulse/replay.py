@@ -263,7 +263,6 @@ def replay_lines(
     last_report = started
     next_advance: float | None = None
     quarter = cfg.window_seconds / 4
-    price = pricer.price
     # Lines that are one tidy canonical event are decoded straight into structs and counted
     # in runs (IngestPartition.add_events); every other line goes through count_message.
     # Either way each line is counted in file order and windows close after the same lines.
@@ -277,7 +276,7 @@ def replay_lines(
         nonlocal next_advance
         i, n = 0, len(run)
         while i < n:
-            i = core.add_events(run, 0.0, price, i, -math.inf if next_advance is None else next_advance)
+            i = core.add_events(run, 0.0, None, i, -math.inf if next_advance is None else next_advance, pricer)
             core.wall_at_max = core.max_ts  # the event clock is the only clock here
             if core.max_ts is not None and (next_advance is None or core.max_ts >= next_advance):
                 feed(core.max_ts)

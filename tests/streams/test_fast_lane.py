@@ -292,9 +292,14 @@ def test_add_events_is_add_one_by_one(seed: int) -> None:
             j += 1
             if one.max_ts is not None and one.max_ts != before and one.max_ts >= until:
                 break
-        k = many.add_events(b, 7.0, pricer[1].price, i, until)  # type: ignore[arg-type]
+        if seed % 2:
+            k = many.add_events(b, 7.0, pricer[1].price, i, until)  # type: ignore[arg-type]
+        else:  # the inline flat-rate pricing
+            k = many.add_events(b, 7.0, None, i, until, pricer=pricer[1])  # type: ignore[arg-type]
         assert k == j
         assert state(one) == state(many)
+        assert [e.cost_usd for e in a[:j]] == [e.cost_usd for e in b[:j]]
+        assert pricer[0].unpriced == pricer[1].unpriced
         if rnd.random() < 0.5:  # close what the event clock has passed, as the replay does
             one.wall_at_max = one.max_ts
             many.wall_at_max = many.max_ts
@@ -319,3 +324,30 @@ def test_names_are_stripped_of_unicode_whitespace_whichever_lane_takes_them(name
     direct = _fast_canonical(dict(obj), "default")
     if direct is not None:
         assert direct.team == name.strip()
+
+
+def test_inline_flat_rate_pricing_is_price_to_the_last_bit() -> None:
+    """add_events prices flat-rate models inline; tiered (gemini-2.5-pro), overridden, unknown
+    models and producer-sent costs go through Pricer.price. Same floats, same unpriced counts."""
+    rnd = random.Random(11)
+    models = [("anthropic", "claude-sonnet-4-20250514"), ("google", "gemini-2.5-pro"), ("openai", "gpt-4o"),
+              ("acme", "acme-llama"), ("x", "no-such-model"), ("google", "gemini-2.0-flash")]
+    events = []
+    for k in range(3000):
+        prov, model = rnd.choice(models)
+        i = rnd.choice([0, 1, 999, 200_001, rnd.randrange(10**7)])
+        cr = rnd.randrange(i + 1) if rnd.random() < 0.5 else 0
+        cw = rnd.randrange(i - cr + 1) if rnd.random() < 0.3 else 0
+        cost = rnd.choice([None, None, None, 0.0, 1e-9 * rnd.random()])
+        events.append(CanonicalEvent(event_id=f"e{k}", ts=1_767_800_000.0 + k, org="o", team="t", user="u",
+                                     provider=prov, model=model, input_tokens=i, output_tokens=rnd.randrange(10**6),
+                                     cache_read_tokens=cr, cache_write_tokens=cw, cost_usd=cost))
+    overrides = {"acme-llama": {"input": 0.3, "output": 0.9}}
+    ref, inline = Pricer(overrides), Pricer(overrides)
+    want = [e.cost_usd if e.cost_usd is not None else ref.price(e) for e in events]  # type: ignore[arg-type]
+    core = IngestPartition(partition=0, window_seconds=60, lateness=15, idle_grace=5)
+    got = [copy.copy(e) for e in events]
+    assert core.add_events(got, 0.0, None, pricer=inline) == len(events)  # type: ignore[arg-type]
+    assert [e.cost_usd for e in got] == want
+    assert inline.unpriced == ref.unpriced and ref.unpriced["no-such-model"] > 0
+    assert inline.flat_rates("google", "gemini-2.5-pro") is None  # tiered: priced per event
