@@ -250,16 +250,21 @@ def run(
     stop: Callable[[], bool] | None = None,
 ) -> None:
     """Backfill ``backfill_days`` of past event time at full speed, then (unless
-    ``duration`` is 0) produce live traffic second by second until ``duration`` or ``stop()``."""
+    ``duration`` is 0) produce live traffic second by second until ``duration`` or ``stop()``.
+
+    A spike's ``delay`` counts from the start of the live traffic (``tokenpulse dev``'s
+    "four minutes in"), so the history the detectors learn from is free of it; with no live
+    traffic (``duration`` 0) it counts from the start of the backfill."""
     now = time.time()
     sim_start = now
     if backfill_days > 0:
         start = now - backfill_days * 86400
+        anchor = start if duration == 0 else sim_start
         total = now - start
         last_report = time.monotonic()
         t = math.floor(start)
         while t < now:
-            for ev in sim.second(t, sim_start - backfill_days * 86400):
+            for ev in sim.second(t, anchor):
                 sink.add(ev)
             t += 1
             if progress and time.monotonic() - last_report > 2:

@@ -35,3 +35,39 @@ def test_generator_is_deterministic_and_spikes_multiply_a_team():
 def test_unknown_spike_team_is_an_error():
     with pytest.raises(ValueError, match="not simulated"):
         Simulator(spikes=[Spike("nobody")])
+
+
+class _Collect:
+    """Stands in for KafkaSink's add/flush: what run() produced, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.sent_events = self.sent_messages = 0
+
+    def add(self, ev: dict) -> None:
+        self.events.append(ev)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_delayed_spike_happens_in_the_live_traffic_not_in_the_backfill():
+    """tokenpulse dev backfills history and then, four minutes in, injects the spike: a spike
+    in the backfill would be learnt during cold start and hide the real one."""
+    import time
+
+    from tokenpulse.simulate import run
+
+    def ads_per_second(delay: float, duration: float | None) -> tuple[float, float]:
+        sim = Simulator(rate=20.0, spikes=[Spike("ads", factor=20, minutes=1, delay=delay)], seed=3)
+        sink = _Collect()
+        now = time.time()
+        run(sim, sink, backfill_days=600 / 86400, duration=duration)  # type: ignore[arg-type]
+        early = [e for e in sink.events if e["team"] == "ads" and e["ts"] < now - 500]
+        rest = [e for e in sink.events if e["team"] == "ads" and now - 500 <= e["ts"] < now - 60]
+        return len(early) / 100, len(rest) / 440
+
+    early, rest = ads_per_second(delay=0, duration=1)  # live: the spike is after the backfill
+    assert early < 3 * rest
+    early, rest = ads_per_second(delay=0, duration=0)  # backfill only: it is at its start
+    assert early > 5 * rest
