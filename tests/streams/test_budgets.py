@@ -98,6 +98,9 @@ def test_owner_partition_matches_the_judge() -> None:
     assert sorted(s.name for part in owned for s in part) == sorted(s.name for s in specs)  # each once
     for q, part in enumerate(owned):
         assert all(judge_partition(s.series, 4) == q for s in part)
+    # every budget of the org (org, team, user) sits with the org series: one owner, one step
+    assert owned[judge_partition("org", 4)] == specs
+    assert judge_partition("team=t3", 4) == judge_partition("user=bob", 4) == judge_partition("org", 4)
 
 
 # -- periods ---------------------------------------------------------------------------------
