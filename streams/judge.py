@@ -240,8 +240,11 @@ class JudgeCore:
         tracks = engine.tracks
         detectors = self.detectors
         keep_recent = self.keep_recent
-        notifications = out.notifications
         ts_end = float(end)
+        # The engine takes the window's signals in one step (the org alert's decision before
+        # its teams', the members of a group together): collected here, observed below.
+        signals: list[Signal] = []
+        keys: list[str] = []
         for series, info in self.series.items():
             if info.last_end >= end:
                 continue  # already judged (a redelivered message)
@@ -293,12 +296,16 @@ class JudgeCore:
                 impact_usd=verdict.impact,
                 explanation=verdict.reason,
             )
-            notes = engine.observe(signal)
-            if engine.skipped:
-                out.skipped.extend(engine.skipped)
-            if notes or tracks(key):
-                dirty.add(f"alert|{key}")
-            notifications.extend(notes)
+            signals.append(signal)
+            keys.append(key)
+        notes = engine.observe_window(signals, ts_end)
+        if engine.skipped:
+            out.skipped.extend(engine.skipped)
+        for key in keys:  # each had state before (tracked) or may have now
+            dirty.add(f"alert|{key}")
+        for gid in engine.changed_groups:
+            dirty.add(f"group|{gid}")
+        out.notifications.extend(notes)
 
     def _new_detector(self, labels: dict[str, str]) -> Detector:
         return self.make_detector() if self.detector_for is None else self.detector_for(labels)
@@ -308,7 +315,8 @@ class JudgeCore:
         """Key → value changes since the last checkpoint (value None deletes the key).
 
         A handful of records per checkpoint: the meta record, one record of pending partials
-        per (source, window) that changed, one per detector and alert state that changed.
+        per (source, window) that changed, one per detector, alert and alert group state that
+        changed.
         """
         changes: dict[str, Any] = {}
         for key in self._dirty:
@@ -339,6 +347,8 @@ class JudgeCore:
                 }
             elif kind == "alert":
                 changes[key] = self.engine.state_for(rest)
+            elif kind == "group":
+                changes[key] = self.engine.group_state_for(rest)
         self._dirty.clear()
         return changes
 
@@ -370,6 +380,8 @@ class JudgeCore:
                 self.detectors[rest] = det
             elif kind == "alert":
                 self.engine.load_state(rest, value)
+            elif kind == "group":
+                self.engine.load_group_state(rest, value)
         for key, value in spend:
             if value is not None:
                 self.spend[key] = value
