@@ -335,6 +335,7 @@ class BudgetLedger:
     _fc_hour: dict[str, float] = field(init=False, default_factory=dict)
     _dirty: set[str] = field(init=False, default_factory=set)
     _touched: set[str] = field(init=False, default_factory=set)  # ledger keys to check for crossings
+    skipped: list[str] = field(init=False, default_factory=list)  # why the last crossings() held events back
 
     def __post_init__(self) -> None:
         # Installed now, compared with the persisted specs (and logged) on the first
@@ -548,8 +549,11 @@ class BudgetLedger:
         first time (late spend that pushes a past period over one fires too, naming that
         period), and forecast breaches starting or ending in the current period. What is
         returned is marked in the state at once: the same crossing is never returned again,
-        also after :meth:`checkpoint` / :meth:`restore`."""
+        also after :meth:`checkpoint` / :meth:`restore`. A forecast breach of a budget whose
+        100 % threshold already fired in the period is not an event: ``skipped`` then says
+        ``inhibited`` (once per period)."""
         self._sync()
+        self.skipped = []
         events: list[BudgetEvent] = []
         for name in self.budgets:
             fc = self.forecasters.get(name)
@@ -580,6 +584,14 @@ class BudgetLedger:
                 events.append(BudgetEvent("threshold", name, pid, th, st))
             if current and spec.forecast_alert:
                 was = bool(led and led["burn"])
+                if st.forecast_breach and not was and led is not None and any(th >= 100 for th in led["fired"]):
+                    # Exhausted: the 100 % alert has said it all; a burn warning now would only
+                    # repeat it (it inhibits its own budget's warning). Recorded once a period.
+                    if not led.get("burn_held"):
+                        led["burn_held"] = True
+                        self._dirty.add(f"led|{lkey}")
+                        self.skipped.append("inhibited")
+                    continue
                 if st.forecast_breach != was:
                     if led is None:
                         led = self.ledgers[lkey] = {"start": st.period_start, "end": st.period_end,
