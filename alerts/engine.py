@@ -434,13 +434,13 @@ class AlertEngine:
 
     def _group_step(self, gid: str, notes: list[Notification], at: float) -> list[Notification]:
         p = self.policy
-        out: list[Notification] = []
         g = self._groups.get(gid)
+        # Only a trigger makes a member. An alert firing since before grouping (or another
+        # group_by) is in no group: its updates and resolve go out under its own key, as before.
+        out = [n for n in notes if n.action != "trigger" and (g is None or n.series not in g.members)]
+        if out:
+            notes = [n for n in notes if n.action == "trigger" or (g is not None and n.series in g.members)]
         if g is None:
-            # Only a trigger opens a group. A member firing since before grouping (or since
-            # another group_by) has none: its updates and resolve go out under its own key.
-            out = [n for n in notes if n.action != "trigger"]
-            notes = [n for n in notes if n.action == "trigger"]
             if not notes:
                 return out
             g = self._groups[gid] = GroupState(gid=gid, created_at=at, started_at=min(n.started_at for n in notes))
