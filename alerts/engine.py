@@ -367,6 +367,18 @@ class AlertEngine:
         ``skipped`` lists why decisions were not sent as notifications of their own
         (``silenced``, ``inhibited``, ``grouped``) and ``changed_groups`` which groups' state
         changed. The ``org`` series goes first, so its alert's state is known before its teams'.
+
+        >>> def sig(series, labels, usd):
+        ...     return Signal(series=series, labels=labels, window_start=0.0, window_end=60.0,
+        ...                   observed_usd=usd, expected_usd=3.0, is_anomaly=usd > 6.0)
+        >>> ads, ads_x = sig("team=ads", {"team": "ads"}, 90.0), sig("team=ads|model=x", {"team": "ads", "model": "x"}, 80.0)
+        >>> [(n.key, [m["series"] for m in n.members]) for n in AlertEngine().observe_window([ads_x, ads])]
+        [('cost_spike:team=ads', ['team=ads', 'team=ads|model=x'])]
+        >>> engine = AlertEngine()
+        >>> [(n.key, [m["status"] for m in n.members]) for n in engine.observe_window([ads, sig("org", {"org": "acme"}, 200.0)])]
+        [('cost_spike:org', ['inhibited'])]
+        >>> engine.skipped
+        ['inhibited']
         """
         sigs = sorted(signals, key=lambda sg: (sg.series != ORG_SERIES, sg.series))
         self.skipped = []
