@@ -307,6 +307,11 @@ class AlertEngine:
         self._groups: dict[str, GroupState] = {}
         self.skipped: list[str] = []  # why the last observe held decided notifications back
         self.changed_groups: set[str] = set()  # groups whose state the last observe changed
+        # The triggers the org alert kept from starting in the last observe, the first of each
+        # run of consecutive windows only (what an analyst credits the team with: the replay
+        # writes them as firings). Not persisted: a restart may list a run again.
+        self.inhibited: list[Notification] = []
+        self._inhibited_until: dict[str, float] = {}  # series -> end of its last inhibited window
 
     # -- keys and persisted state ------------------------------------------------------------
     def key_for(self, series: str) -> str:
@@ -383,23 +388,27 @@ class AlertEngine:
         sigs = sorted(signals, key=lambda sg: (sg.series != ORG_SERIES, sg.series))
         self.skipped = []
         self.changed_groups = set()
+        self.inhibited = []
         if at is None:
             if not sigs:
                 return []
             at = max(sg.window_end for sg in sigs)
-        org = self.key_for(ORG_SERIES)
         decided: list[Notification] = []
         inhibited: list[dict[str, Any]] = []
         for sg in sigs:
-            org_st = self._states.get(org)
-            inhibiting = (self.policy.inhibit_by_org and sg.series != ORG_SERIES
-                          and org_st is not None and org_st.status == "firing")
+            inhibiting = self.policy.inhibit_by_org and sg.series != ORG_SERIES and self._org_firing()
             decided.extend(self._advance(sg, inhibiting, inhibited))
+        if self._inhibited_until and not self._org_firing():
+            self._inhibited_until.clear()  # the org alert is over: so are the runs it inhibited
         if inhibited:
             for n in decided:
                 if n.series == ORG_SERIES and n.action != "resolve":
                     n.members = sorted(inhibited, key=_breadth)  # which teams drive it
         return self._group(decided, at)
+
+    def _org_firing(self) -> bool:
+        st = self._states.get(self.key_for(ORG_SERIES))
+        return st is not None and st.status == "firing"
 
     def _advance(self, signal: Signal, inhibiting: bool, inhibited: list[dict[str, Any]]) -> list[Notification]:
         """The lifecycle of one key, then its silence and inhibition stages."""
@@ -417,6 +426,11 @@ class AlertEngine:
             self.skipped += [held] * (len(notes) - len(kept))
             if held == "inhibited":
                 inhibited += [member_record(n, "inhibited") for n in notes if n.action != "resolve"]
+                for n in notes:
+                    if n.action == "trigger":
+                        if self._inhibited_until.get(n.series) != signal.window_start:
+                            self.inhibited.append(n)
+                        self._inhibited_until[n.series] = signal.window_end
             if prior is None or prior.status != "firing":
                 # nothing starts under a silence or an inhibition: forget the incident it
                 # would have opened

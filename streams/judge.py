@@ -43,6 +43,8 @@ class JudgeOutput:
     notifications: list[Notification] = field(default_factory=list)
     windows_judged: int = 0
     skipped: list[str] = field(default_factory=list)  # why decided notifications were held back
+    # triggers the org alert inhibited, once per run of windows (AlertEngine.inhibited)
+    inhibited: list[Notification] = field(default_factory=list)
 
 
 def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:
@@ -301,6 +303,7 @@ class JudgeCore:
         notes = engine.observe_window(signals, ts_end)
         if engine.skipped:
             out.skipped.extend(engine.skipped)
+            out.inhibited.extend(engine.inhibited)
         for key in keys:  # each had state before (tracked) or may have now
             dirty.add(f"alert|{key}")
         for gid in engine.changed_groups:

@@ -80,39 +80,10 @@ def firing_record(note: Any) -> dict[str, Any]:
     }
 
 
-def inhibited_records(note: Any) -> list[dict[str, Any]]:
-    """The alerts the org alert ``note`` inhibited in its window, as firings of their own
-    (``inhibited_by``: the org alert's key): the on-call page that named the team, so the
-    scoring credits the team with it."""
-    out = []
-    for m in note.members if note.action != "resolve" else ():
-        if m.get("status") != "inhibited":
-            continue
-        out.append({
-            "team": (m.get("labels") or {}).get("team"),
-            "series": m.get("series"),
-            "fired_at": rfc3339(note.fired_at),
-            "window_start": rfc3339(m["window_start"]),
-            "window_end": rfc3339(m["window_end"]),
-            "kind": note.rule,
-            "severity": m.get("severity"),
-            "observed": round(m["observed_usd"], 6),
-            "expected": round(m["expected_usd"], 6),
-            "excess_usd": round(m["excess_usd"], 6),
-            "excess_pct": None if m.get("excess_pct") is None else round(m["excess_pct"], 2),
-            "incident_excess_usd": None if m.get("impact_usd") is None else round(m["impact_usd"], 6),
-            "top_contributors": [],
-            "page": False,
-            "why": f"inhibited by {note.series}",
-            "inhibited_by": note.key,
-        })
-    return out
-
-
-def firings_of(note: Any) -> list[dict[str, Any]]:
-    """What ``note`` adds to the firings: a trigger, and the alerts an org alert inhibited."""
-    out = [firing_record(note)] if note.action == "trigger" else []
-    return out + inhibited_records(note) if note.members else out
+def inhibited_record(note: Any) -> dict[str, Any]:
+    """A trigger the org alert inhibited (``JudgeOutput.inhibited``) as a firing of its own,
+    marked ``inhibited_by``: on-call was paged by the org alert, so scoring credits the team."""
+    return {**firing_record(note), "page": False, "inhibited_by": "cost_spike:org"}
 
 
 _CHUNK = 128  # lines decoded at a time (bigger chunks measured slower: cache misses)
@@ -142,8 +113,10 @@ class _Verdicts:
             self.series.update([row[0] for row in out.spend])
         for note in out.notifications:
             self.notifications.append(note.to_dict())
-            if note.action == "trigger" or note.members:
-                self.firings += firings_of(note)
+            if note.action == "trigger":
+                self.firings.append(firing_record(note))
+        for note in out.inhibited:
+            self.firings.append(inhibited_record(note))
         for why in out.skipped:
             self.skipped[why] = self.skipped.get(why, 0) + 1
 

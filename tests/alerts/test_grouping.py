@@ -197,3 +197,14 @@ def test_an_alert_firing_from_before_grouping_keeps_its_own_key_to_the_end() -> 
     rows = run(engine, [{ADS_X: 90, ADS: 90}, {ADS: 90}, {ADS: 90}, {ADS: 90}, NORMAL, NORMAL, NORMAL], first=1)
     assert rows == [([(ADS, "trigger", "first", ())], []), QUIET, QUIET, ([(ADS_X, "resolve", "resolved", ())], []),
                     QUIET, QUIET, ([(ADS, "resolve", "resolved", ())], [])]
+
+
+def test_the_triggers_an_org_alert_inhibits_are_listed_once_per_run() -> None:
+    engine = AlertEngine()
+    firsts = []
+    for i, spend in enumerate([{ORG: 200, ADS: 90}, {ORG: 200, ADS: 90}, {ORG: 200}, {ORG: 200, ADS: 90},
+                               {ADS: 90}, {ADS: 90}]):
+        engine.observe_window(signals(i, spend), (i + 1) * W)
+        firsts.append([(n.series, n.window_start) for n in engine.inhibited])
+    # window 1 continues the run of window 0; window 3 starts a new one, which 4 and 5 continue
+    assert firsts == [[(ADS, 0.0)], [], [], [(ADS, 3 * W)], [], []]

@@ -18,7 +18,7 @@ from streams.pricing import Pricer
 from tests.streams.test_fast_lane import MUTATIONS, RAW_MUTATIONS, count_message_general
 from tests.tokenpulse.test_replay import MONDAY_6AM, SPIKE_AT
 from tokenpulse.policy import Policy
-from tokenpulse.replay import ReplayResult, firings_of, replay_lines
+from tokenpulse.replay import ReplayResult, firing_record, inhibited_record, replay_lines
 from tokenpulse.runtime import stream_config
 from tokenpulse.settings import Settings
 from tokenpulse.simulate import Simulator, Spike
@@ -50,7 +50,9 @@ def reference_replay(lines: list[bytes], cfg: Any) -> ReplayResult:
         res.windows_judged += out.windows_judged
         for note in out.notifications:
             res.notifications.append(note.to_dict())
-            res.firings += firings_of(note)
+            if note.action == "trigger":
+                res.firings.append(firing_record(note))
+        res.firings += [inhibited_record(note) for note in out.inhibited]
 
     next_advance = None
     for raw in lines:
