@@ -6,7 +6,7 @@ tool and the tests drive the same code.
 
 from __future__ import annotations
 
-from alerts.engine import AlertEngine, AlertPolicy, AlertState, excess_of
+from alerts.engine import AlertEngine, AlertPolicy, AlertState, GroupState, excess_of
 from alerts.format import pagerduty_event, slack_blocks
 from alerts.model import Contributor, Notification, Signal, Silence
 from alerts.pagerduty import EVENTS_V2_URL, PagerDutySink
@@ -22,6 +22,7 @@ __all__ = [
     "AlertState",
     "Contributor",
     "DeliveryResult",
+    "GroupState",
     "Notification",
     "PagerDutySink",
     "Signal",

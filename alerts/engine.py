@@ -4,7 +4,15 @@ Pure and deterministic: the only clock is the signals' ``window_end`` (event tim
 worker, the offline replay and the tests get the same notifications from the same signals.
 
 Like Alertmanager's dedup stage, every notification records *why* it was sent
-(``first``, ``worsened``, ``repeat``, ``resolved``); anything else is skipped.
+(``first``, ``worsened``, ``repeat``, ``resolved``), and :attr:`AlertEngine.skipped` why the
+lifecycle's decisions that did not go out as notifications of their own were held back
+(``silenced``, ``inhibited``, ``grouped``).
+
+A window is judged in one step (:meth:`AlertEngine.observe_window`), as a pipeline of small
+stages like Alertmanager's: the lifecycle of each series (:meth:`AlertEngine.step`), then
+silences, then inhibition (while the ``org`` alert fires, no alert of another series starts),
+then grouping (the alerts of one team become one notification). The ``org`` series is
+stepped first, so its decision is known before its teams'.
 
 Example: a $3/window series spikes to $90, stays high, then is back to normal for three
 windows.
@@ -29,11 +37,17 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlencode
 
 from alerts.model import SEVERITY_RANK, Contributor, Notification, Severity, Signal, Silence
+
+ORG_SERIES = "org"
+"""The series of all spend: its alert inhibits the others (see :meth:`AlertEngine.observe_window`)."""
+GROUP_LABELS = ("team", "model", "provider", "user", "org")
+"""What ``group_by`` may name: series labels."""
 
 
 @dataclass(slots=True)
@@ -62,10 +76,25 @@ class AlertPolicy:
     # Planned events (a known backfill): no alert starts under a matching silence, and a
     # firing one sends nothing but its resolve. Silence objects or their dicts.
     silences: tuple[Silence, ...] = ()
+    # Grouping (Alertmanager's group_by / group_wait / group_interval; event-time seconds):
+    # the alerts of series that share these labels' values are one notification. A series
+    # without all of them (org, provider=...) is a group of its own. (): no grouping.
+    group_by: tuple[str, ...] = ("team",)
+    group_wait_s: float = 0.0  # a new group's first notification waits this long for members
+    group_interval_s: float = 300.0  # members joining a notified group are announced at most this often
+    # While the org's alert fires, no alert of another series starts (it is its symptom).
+    inhibit_by_org: bool = True
 
     def __post_init__(self) -> None:
         if self.page_min_severity not in SEVERITY_RANK:
             raise ValueError(f"page_min_severity must be one of {', '.join(SEVERITY_RANK)}, got {self.page_min_severity!r}")
+        self.group_by = tuple(self.group_by)
+        bad = sorted(set(self.group_by) - set(GROUP_LABELS))
+        if bad:
+            raise ValueError(f"group_by must be some of {', '.join(GROUP_LABELS)}; got {bad}")
+        if not (self.group_wait_s >= 0 and self.group_interval_s >= 0):
+            raise ValueError(f"group_wait_s and group_interval_s must be >= 0, got {self.group_wait_s!r}, "
+                             f"{self.group_interval_s!r}")
         self.silences = tuple(s if isinstance(s, Silence) else Silence.from_dict(s) for s in self.silences)
 
     def severity_for(self, excess_usd: float) -> Severity:
@@ -142,6 +171,77 @@ class AlertState:
         )
 
 
+@dataclass(slots=True)
+class GroupState:
+    """One group of alerts (a team's) as its notifications see it; JSON-able for a table.
+
+    ``key`` is the delivery key of the group's notifications (the PagerDuty ``dedup_key``,
+    the Slack thread): the key of its leader, the broadest series firing when the group was
+    first notified (``team=ads`` before ``team=ads|model=x``). A group of one therefore
+    notifies exactly as its alert alone would. ``members`` holds each member's latest
+    decided notification (a dict, with ``status`` ``firing`` or ``resolved``); ``unsent``
+    the members whose first trigger the group has not announced yet. ``status``:
+    ``waiting`` (``group_wait`` running, nothing sent) or ``notified``. A group exists from
+    its first member's trigger until its last member resolves.
+    """
+
+    gid: str
+    created_at: float  # window end of the first member's trigger
+    started_at: float  # the group's incident start (constant: it names the Slack thread)
+    status: str = "waiting"
+    key: str = ""
+    series: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    severity: Severity = "info"
+    paged: bool = False
+    last_sent_at: float | None = None
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unsent: list[str] = field(default_factory=list)
+
+    def firing(self) -> list[dict[str, Any]]:
+        """Firing members, broadest series first."""
+        return sorted((m for m in self.members.values() if m["status"] == "firing"), key=_breadth)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["labels"] = dict(self.labels)
+        d["members"] = {k: dict(v) for k, v in self.members.items()}
+        d["unsent"] = list(self.unsent)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroupState:
+        names = {f.name for f in fields(cls)}
+        d = {k: v for k, v in data.items() if k in names}
+        d["labels"] = dict(d.get("labels") or {})
+        d["members"] = {str(k): dict(v) for k, v in (d.get("members") or {}).items()}
+        d["unsent"] = [str(x) for x in d.get("unsent") or ()]
+        return cls(**d)
+
+
+def _breadth(m: dict[str, Any]) -> tuple[int, str]:
+    # the broadest series first: team=ads before team=ads|model=x
+    return len(m.get("labels") or ()), str(m.get("series", ""))
+
+
+def member_record(n: Notification, status: str) -> dict[str, Any]:
+    """What a group notification lists of one member (see ``Notification.members``)."""
+    return {
+        "series": n.series,
+        "labels": dict(n.labels),
+        "status": status,
+        "severity": n.severity,
+        "observed_usd": n.observed_usd,
+        "expected_usd": n.expected_usd,
+        "excess_usd": n.excess_usd,
+        "excess_pct": n.excess_pct,
+        "impact_usd": n.impact_usd,
+        "started_at": n.started_at,
+        "window_start": n.window_start,
+        "window_end": n.window_end,
+    }
+
+
 def seq_for(signal: Signal) -> int:
     """The ``seq`` of a notification produced by ``signal``: its window end in milliseconds.
 
@@ -163,16 +263,34 @@ def excess_of(observed_usd: float, expected_usd: float) -> tuple[float, float | 
 class AlertEngine:
     """Turns :class:`Signal` s into :class:`Notification` s for the ``cost_spike`` rule.
 
-    Two ways to drive it:
-
-    * :meth:`step` is a pure function of ``(state, signal)``; use it when the state lives
-      elsewhere (a Faust table keyed by :meth:`key_for`), so a rebalance cannot leave a stale
-      copy in memory.
-    * :meth:`observe` keeps the states in a dict; :meth:`state_for` / :meth:`load_state`
-      export and import them, e.g. to checkpoint into a table and restore after a restart.
+    Drive it one window at a time with :meth:`observe_window` (every signal of the window of
+    one org: the judge of the org's partition does that), which runs the lifecycle of each
+    series and then silences, inhibition and grouping. :meth:`observe` is a window with one
+    signal. :meth:`state_for` / :meth:`load_state` (per alert key) and
+    :meth:`group_state_for` / :meth:`load_group_state` (per group) export and import the state,
+    e.g. to checkpoint into a table and restore after a restart; :meth:`step` alone is the
+    pure lifecycle of one key, ``(state, signal) -> (state, notifications)``.
 
     Signals of one key must arrive in window order; a signal whose window ends at or before
     the last one seen for an active alert is ignored (a redelivered message).
+
+    Inhibition (Alertmanager's ``inhibit_rules``, source: the ``org`` alert firing; targets:
+    every other series of the org). While it fires, no alert of another series starts: its
+    trigger is skipped as ``inhibited`` and the incident is not kept (as under a silence), and
+    the org's notification of that window lists the alerts it inhibited (``members``). An
+    alert that was already firing when the org alert started keeps its incident: its updates
+    are muted (``inhibited``), its resolve still goes out, and once the org alert has resolved
+    it is updated again as usual. A series still burning after the org alert resolved starts
+    a new incident then.
+
+    Grouping (``group_by``, default ``team``): the decisions of one window for the series of
+    one group become one notification under the group's key, listing the members with their
+    numbers (:class:`GroupState`). ``group_wait_s`` delays a new group's first notification
+    (0: the window it starts in); members that start after it are announced in one update at
+    most every ``group_interval_s``, except that a member raising the group's severity is
+    announced at once (a page is never held back); a member's worsened or repeat update is
+    sent at once, as without grouping; a member's resolve is folded into the group, which
+    resolves when its last member has. A group of one notifies exactly as its alert alone.
     """
 
     def __init__(
@@ -186,7 +304,14 @@ class AlertEngine:
         self.rule = rule
         self.dashboard_url = dashboard_url
         self._states: dict[str, AlertState] = {}
-        self.skipped: list[str] = []  # why the last observe() held notifications back
+        self._groups: dict[str, GroupState] = {}
+        self.skipped: list[str] = []  # why the last observe held decided notifications back
+        self.changed_groups: set[str] = set()  # groups whose state the last observe changed
+        # The triggers the org alert kept from starting in the last observe, the first of each
+        # run of consecutive windows only (what an analyst credits the team with: the replay
+        # writes them as firings). Not persisted: a restart may list a run again.
+        self.inhibited: list[Notification] = []
+        self._inhibited_until: dict[str, float] = {}  # series -> end of its last inhibited window
 
     # -- keys and persisted state ------------------------------------------------------------
     def key_for(self, series: str) -> str:
@@ -210,6 +335,23 @@ class AlertEngine:
         """The alerts pending or firing now (copies)."""
         return [s.copy() for s in self._states.values()]
 
+    def group_of(self, labels: dict[str, str]) -> str | None:
+        """The group of a series with ``labels`` (``team=ads``), or None: a group of its own."""
+        by = self.policy.group_by
+        if not by or not all(k in labels for k in by):
+            return None
+        return "|".join(f"{k}={labels[k]}" for k in by)
+
+    def group_state_for(self, gid: str) -> dict[str, Any] | None:
+        g = self._groups.get(gid)
+        return g.to_dict() if g is not None else None
+
+    def load_group_state(self, gid: str, data: dict[str, Any] | None) -> None:
+        if data is None:
+            self._groups.pop(gid, None)
+        else:
+            self._groups[gid] = GroupState.from_dict(data)
+
     # -- the lifecycle -----------------------------------------------------------------------
     def silence_for(self, signal: Signal) -> Silence | None:
         """The first silence that matches the signal's series at its window's start."""
@@ -219,26 +361,195 @@ class AlertEngine:
         return None
 
     def observe(self, signal: Signal) -> list[Notification]:
-        """Advance the key of ``signal``; ``skipped`` then lists why notifications that the
-        lifecycle decided on were not sent (``"silenced"``)."""
+        """One window holding one signal (:meth:`observe_window`)."""
+        return self.observe_window([signal])
+
+    def observe_window(self, signals: Iterable[Signal], at: float | None = None) -> list[Notification]:
+        """Advance every key of one window's ``signals`` (one org's) and return what to send.
+
+        ``at`` is the window's end (event time); it drives ``group_wait`` / ``group_interval``
+        also in a window without signals (default: the signals' latest end). Afterwards
+        ``skipped`` lists why decisions were not sent as notifications of their own
+        (``silenced``, ``inhibited``, ``grouped``) and ``changed_groups`` which groups' state
+        changed. The ``org`` series goes first, so its alert's state is known before its teams'.
+
+        >>> def sig(series, labels, usd):
+        ...     return Signal(series=series, labels=labels, window_start=0.0, window_end=60.0,
+        ...                   observed_usd=usd, expected_usd=3.0, is_anomaly=usd > 6.0)
+        >>> ads, ads_x = sig("team=ads", {"team": "ads"}, 90.0), sig("team=ads|model=x", {"team": "ads", "model": "x"}, 80.0)
+        >>> [(n.key, [m["series"] for m in n.members]) for n in AlertEngine().observe_window([ads_x, ads])]
+        [('cost_spike:team=ads', ['team=ads', 'team=ads|model=x'])]
+        >>> engine = AlertEngine()
+        >>> [(n.key, [m["status"] for m in n.members]) for n in engine.observe_window([ads, sig("org", {"org": "acme"}, 200.0)])]
+        [('cost_spike:org', ['inhibited'])]
+        >>> engine.skipped
+        ['inhibited']
+        """
+        sigs = sorted(signals, key=lambda sg: (sg.series != ORG_SERIES, sg.series))
+        self.skipped = []
+        self.changed_groups = set()
+        self.inhibited = []
+        if at is None:
+            if not sigs:
+                return []
+            at = max(sg.window_end for sg in sigs)
+        decided: list[Notification] = []
+        inhibited: list[dict[str, Any]] = []
+        for sg in sigs:
+            inhibiting = self.policy.inhibit_by_org and sg.series != ORG_SERIES and self._org_firing()
+            decided.extend(self._advance(sg, inhibiting, inhibited))
+        if self._inhibited_until and not self._org_firing():
+            self._inhibited_until.clear()  # the org alert is over: so are the runs it inhibited
+        if inhibited:
+            for n in decided:
+                if n.series == ORG_SERIES and n.action != "resolve":
+                    n.members = sorted(inhibited, key=_breadth)  # which teams drive it
+        return self._group(decided, at)
+
+    def _org_firing(self) -> bool:
+        st = self._states.get(self.key_for(ORG_SERIES))
+        return st is not None and st.status == "firing"
+
+    def _advance(self, signal: Signal, inhibiting: bool, inhibited: list[dict[str, Any]]) -> list[Notification]:
+        """The lifecycle of one key, then its silence and inhibition stages."""
         key = self.key_for(signal.series)
         prior = self._states.get(key)
         state, notes = self.step(prior, signal)
-        self.skipped = []
-        if notes and self.policy.silences and self.silence_for(signal) is not None:
+        held = None
+        if notes:
+            if self.policy.silences and self.silence_for(signal) is not None:
+                held = "silenced"
+            elif inhibiting:
+                held = "inhibited"
+        if held is not None:
+            kept = [n for n in notes if n.action == "resolve"]  # a firing alert still closes
+            self.skipped += [held] * (len(notes) - len(kept))
+            if held == "inhibited":
+                inhibited += [member_record(n, "inhibited") for n in notes if n.action != "resolve"]
+                for n in notes:
+                    if n.action == "trigger":
+                        if self._inhibited_until.get(n.series) != signal.window_start:
+                            self.inhibited.append(n)
+                        self._inhibited_until[n.series] = signal.window_end
             if prior is None or prior.status != "firing":
-                # nothing starts under a silence: forget the incident it would have opened
-                self.skipped = ["silenced"] * len(notes)
+                # nothing starts under a silence or an inhibition: forget the incident it
+                # would have opened
                 self._states.pop(key, None)
                 return []
-            kept = [n for n in notes if n.action == "resolve"]  # a firing alert still closes
-            self.skipped = ["silenced"] * (len(notes) - len(kept))
             notes = kept
         if state is None:
             self._states.pop(key, None)
         else:
             self._states[key] = state
         return notes
+
+    # -- grouping ----------------------------------------------------------------------------
+    def _group(self, decided: list[Notification], at: float) -> list[Notification]:
+        out: list[Notification] = []
+        by_gid: dict[str, list[Notification]] = {}
+        for n in decided:
+            gid = self.group_of(n.labels)
+            if gid is None:
+                out.append(n)
+            else:
+                by_gid.setdefault(gid, []).append(n)
+        if by_gid or self._groups:
+            for gid in sorted(set(by_gid) | set(self._groups)):
+                out.extend(self._group_step(gid, by_gid.get(gid, []), at))
+        return out
+
+    def _group_step(self, gid: str, notes: list[Notification], at: float) -> list[Notification]:
+        p = self.policy
+        g = self._groups.get(gid)
+        # Only a trigger makes a member. An alert firing since before grouping (or another
+        # group_by) is in no group: its updates and resolve go out under its own key, as before.
+        out = [n for n in notes if n.action != "trigger" and (g is None or n.series not in g.members)]
+        if out:
+            notes = [n for n in notes if n.action == "trigger" or (g is not None and n.series in g.members)]
+        if g is None:
+            if not notes:
+                return out
+            g = self._groups[gid] = GroupState(gid=gid, created_at=at, started_at=min(n.started_at for n in notes))
+        elif not notes and not (
+            (g.status == "waiting" and at - g.created_at >= p.group_wait_s)
+            or (g.unsent and g.last_sent_at is not None and at - g.last_sent_at >= p.group_interval_s)
+        ):
+            return out  # nothing new, no timer due
+        self.changed_groups.add(gid)
+        urgent, worse = False, False
+        for n in notes:
+            g.members[n.series] = {**n.to_dict(), "status": "resolved" if n.action == "resolve" else "firing"}
+            if n.action == "trigger":
+                if n.series not in g.unsent:
+                    g.unsent.append(n.series)
+            elif n.action == "resolve":
+                if n.series in g.unsent:
+                    g.unsent.remove(n.series)
+            else:  # a member's worsened or repeat update: sent at once, as without grouping
+                urgent = True
+                worse = worse or n.reason == "worsened"
+        firing = g.firing()
+        if g.status == "waiting":
+            if not firing:  # every member back to normal before anything was sent
+                del self._groups[gid]
+                self.skipped += ["grouped"] * len(notes)
+                return out
+            if at - g.created_at < p.group_wait_s:
+                self.skipped += ["grouped"] * len(notes)
+                return out
+            note = self._group_note(g, "trigger", "first", at)
+        elif not firing:
+            note = self._group_note(g, "resolve", "resolved", at)
+            del self._groups[gid]
+        else:
+            escalated = max(SEVERITY_RANK[m["severity"]] for m in firing) > SEVERITY_RANK[g.severity]
+            joined = bool(g.unsent) and (g.last_sent_at is None or at - g.last_sent_at >= p.group_interval_s)
+            if not (urgent or escalated or joined):
+                self.skipped += ["grouped"] * len(notes)
+                return out
+            reason = "worsened" if (escalated or joined or worse) else "repeat"
+            note = self._group_note(g, "update", reason, at)
+        if note.members:
+            self.skipped += ["grouped"] * len(notes)
+        out.append(note)
+        return out
+
+    def _group_note(self, g: GroupState, action: str, reason: str, at: float) -> Notification:
+        """The group's notification at ``at``, and the group's bookkeeping for having sent it.
+
+        Its numbers are its leader's (else the worst member's); for a group of one, it is
+        the member's own notification."""
+        firing = g.firing()
+        if not g.key:  # the first notification: the broadest series firing leads
+            lead = firing[0]
+            g.key, g.series, g.labels = str(lead["key"]), str(lead["series"]), dict(lead["labels"])
+        head = g.members.get(g.series)
+        pool = firing if action != "resolve" else list(g.members.values())
+        if head is None or head not in pool:
+            head = max(pool, key=lambda m: (float(m["excess_usd"]), _breadth(m)))
+        for m in firing:
+            if SEVERITY_RANK[m["severity"]] > SEVERITY_RANK[g.severity]:
+                g.severity = m["severity"]
+        g.paged = g.paged or any(bool(m.get("page")) for m in firing) or (
+            SEVERITY_RANK[g.severity] >= SEVERITY_RANK[self.policy.page_min_severity])
+        g.status, g.last_sent_at, g.unsent = "notified", at, []
+        n = Notification.from_dict(head)
+        many = len(g.members) > 1
+        n.key, n.seq, n.action, n.reason = g.key, round(at * 1000), action, reason  # type: ignore[assignment]
+        n.severity, n.page, n.started_at, n.fired_at = g.severity, g.paged, g.started_at, at
+        n.series, n.labels = g.series, dict(g.labels)
+        if action == "resolve":
+            ends = [m.get("ended_at") for m in g.members.values() if m.get("ended_at") is not None]
+            n.ended_at = max(ends) if ends else at
+        if many:
+            n.members = [member_record(Notification.from_dict(m), str(m["status"]))
+                         for m in sorted(g.members.values(), key=_breadth)]
+            n.dashboard_url = self._link(g.series)
+            others = len(g.members) - 1
+            titles = {"first": "Cost spike", "worsened": "Cost spike worsened", "repeat": "Cost spike still firing",
+                      "resolved": "Resolved: cost spike"}
+            n.title = f"{titles[reason]}: {g.series} (+{others} more series)"
+        return n
 
     def is_material(self, signal: Signal) -> bool:
         if not signal.is_anomaly:

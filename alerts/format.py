@@ -168,6 +168,32 @@ def _contributors_text(n: Notification) -> str | None:
     return clip("\n".join(lines), SECTION_MAX)
 
 
+MEMBERS_SHOWN = 15
+PD_MEMBERS_MAX = 20
+
+
+def _members_text(n: Notification) -> str | None:
+    """The alerts ``n`` speaks for: a group's members, or the ones an org alert inhibited."""
+    if not n.members:
+        return None
+    inhibited = [m for m in n.members if m.get("status") == "inhibited"]
+    lines = ["*Also spiking, not notified separately (inhibited by this alert)*" if inhibited else
+             f"*Alerts in this group ({len(n.members)})*"]
+    for m in n.members[:MEMBERS_SHOWN]:
+        excess = _num(m.get("excess_usd"))
+        p = m.get("excess_pct")
+        state = " · back to normal" if m.get("status") == "resolved" else ""
+        lines.append(
+            f"• {_name(str(m.get('series', '')), 200)}: {usd(_num(m.get('observed_usd')))} vs "
+            f"{usd(_num(m.get('expected_usd')))} ({signed_usd(excess)}, {pct(None if p is None else _num(p))}) · "
+            f"{_name(str(m.get('severity', '')), 10)}{state}"
+        )
+    rest = len(n.members) - MEMBERS_SHOWN
+    if rest > 0:
+        lines.append(f"…and {rest} more")
+    return clip("\n".join(lines), SECTION_MAX)
+
+
 def _labels_text(n: Notification) -> str | None:
     if not n.labels:
         return None
@@ -335,6 +361,9 @@ def slack_blocks(n: Notification, *, compact: bool = False) -> tuple[str, list[d
     if not compact:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": header_text(n), "emoji": True}})
     blocks.append(_section(_main_text(n)))
+    members = _members_text(n) if n.budget is None else None
+    if members:
+        blocks.append(_section(members))
     contrib = _contributors_text(n)
     if contrib:
         blocks.append(_section(contrib))
@@ -409,6 +438,13 @@ def pagerduty_event(n: Notification, routing_key: str | SecretLike) -> dict[str,
         "detector": n.detector,
         "top_contributors": [_pd_contributor(c) for c in contributors[:PD_CONTRIBUTORS_MAX]],
     }
+    if n.budget is None and n.members:
+        details["members"] = [
+            {"series": _short(str(m.get("series", "")), 300), "status": str(m.get("status", "")),
+             "severity": str(m.get("severity", "")), "observed_usd": round(_num(m.get("observed_usd")), 6),
+             "expected_usd": round(_num(m.get("expected_usd")), 6), "excess_usd": round(_num(m.get("excess_usd")), 6)}
+            for m in n.members[:PD_MEMBERS_MAX]
+        ]
     if n.budget is None and len(contributors) > PD_CONTRIBUTORS_MAX:
         details["other_contributors"] = len(contributors) - PD_CONTRIBUTORS_MAX
     payload: dict[str, Any] = {

@@ -150,6 +150,14 @@ class Notification:
     ``days_left``, ``threshold`` (percent, or None), ``projected_total``, ``projected_pct``,
     ``exhaustion_ts`` (None: not within the period). Amounts are in the unit (USD or tokens).
     ``None`` on cost spikes; an older reader drops the field."""
+    members: list[dict[str, Any]] = field(default_factory=list)
+    """The alerts this notification speaks for, when it speaks for more than its own series
+    (see :class:`alerts.engine.AlertEngine`): the members of a team's group (``status``
+    ``firing`` or ``resolved``), or on the org alert the alerts of its teams that it inhibited
+    in that window (``status`` ``inhibited``). Each: ``series``, ``labels``, ``status``,
+    ``severity``, ``observed_usd``, ``expected_usd``, ``excess_usd``, ``excess_pct``,
+    ``impact_usd``, ``started_at``, ``window_start``, ``window_end``. Empty for an alert of one
+    series (the notification's own numbers are its story); an older reader drops the field."""
 
     @property
     def team(self) -> str | None:
@@ -160,6 +168,7 @@ class Notification:
         d["labels"] = dict(self.labels)
         d["top_contributors"] = [dict(c) for c in self.top_contributors]
         d["budget"] = None if self.budget is None else dict(self.budget)
+        d["members"] = [dict(m) for m in self.members]
         return d
 
     @classmethod
@@ -169,6 +178,7 @@ class Notification:
         d["top_contributors"] = _contributors(d.get("top_contributors"))
         if d.get("budget") is not None:
             d["budget"] = dict(d["budget"])
+        d["members"] = [dict(m) for m in d.get("members") or ()]
         return cls(**d)
 
 

@@ -48,9 +48,13 @@ class Route:
             raise ValueError(f"min_severity must be one of {', '.join(SEVERITY_RANK)}, got {self.min_severity!r}")
 
     def takes(self, n: Notification) -> bool:
+        """Whether ``n`` is for this channel: its series matches, or one of the alerts it
+        speaks for (``n.members``: a group's members, the teams an org alert inhibited)."""
         if SEVERITY_RANK[n.severity] < SEVERITY_RANK[self.min_severity]:
             return False
-        return matches_all(self.match, n.rule, n.series, n.labels)
+        if matches_all(self.match, n.rule, n.series, n.labels):
+            return True
+        return any(matches_all(self.match, n.rule, str(m.get("series", "")), m.get("labels") or {}) for m in n.members)
 
 
 def slack_channels(n: Notification, routes: Iterable[Route], default_channel: str | None) -> list[str]:

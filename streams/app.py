@@ -214,6 +214,8 @@ def create_app(cfg: StreamConfig) -> faust.App:
                     for bev in led.crossings(float(wm)):
                         notes.append(budget_notification(bev, led.budgets[bev.budget], float(wm)))
                         metrics.inc("budget_events_total", labels={"kind": bev.kind})
+                    for why in led.skipped:
+                        metrics.inc("alerts_skipped_total", labels={"reason": why})
                     # before the checkpoint, like the outbox: a replay re-sends the same decision
                     for dec in led.decisions(float(wm)):
                         await decisions_topic.send(key=dec["budget"].encode(), value=orjson.dumps(dec))

@@ -6,8 +6,8 @@ Pure Python (no Faust), like :class:`streams.judge.JudgeCore`: the worker keeps 
 replay drive the same class.
 
 Which budgets a partition owns: every budget reads exactly one series (``org``, ``team=ads``,
-``user=bob``...), and a series is judged on one partition (:func:`streams.hotpath.judge_partition`),
-so :func:`budgets_for_partition` gives each budget a single owner. The ledger state of a budget,
+``user=bob``...), and every series of the org is judged on the org's partition
+(:func:`streams.partitioning.judge_partition`), so :func:`budgets_for_partition` gives each budget a single owner. The ledger state of a budget,
 its fired thresholds included, therefore lives in one place at a time; after a restart or a
 rebalance the new owner restores it (:meth:`BudgetLedger.restore`) and does not fire again what
 was already fired. The threshold event's key (``budget:{name}:{period}:{threshold}``) is
@@ -35,7 +35,6 @@ returns the changed ones, value None deletes):
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,6 +43,7 @@ from alerts.model import Notification
 from detectors.forecast import BurnForecaster, Forecast, burn_alert
 from streams.decisions import ON_EXHAUSTED, decision_record, desired_decision
 from streams.ingest import NANO
+from streams.partitioning import judge_partition
 from streams.periods import Period
 
 __all__ = [
@@ -146,8 +146,8 @@ class BudgetSpec:
 
 def budgets_for_partition(specs: Iterable[BudgetSpec], partition: int, n_partitions: int) -> list[BudgetSpec]:
     """The budgets owned by one judge partition: those whose series that partition judges
-    (same hash as :func:`streams.hotpath.judge_partition`)."""
-    return [s for s in specs if zlib.crc32(s.series.encode()) % n_partitions == partition]
+    (:func:`streams.partitioning.judge_partition`: the org's partition, for every budget)."""
+    return [s for s in specs if judge_partition(s.series, n_partitions) == partition]
 
 
 @dataclass(slots=True)
@@ -335,6 +335,7 @@ class BudgetLedger:
     _fc_hour: dict[str, float] = field(init=False, default_factory=dict)
     _dirty: set[str] = field(init=False, default_factory=set)
     _touched: set[str] = field(init=False, default_factory=set)  # ledger keys to check for crossings
+    skipped: list[str] = field(init=False, default_factory=list)  # why the last crossings() held events back
 
     def __post_init__(self) -> None:
         # Installed now, compared with the persisted specs (and logged) on the first
@@ -548,8 +549,11 @@ class BudgetLedger:
         first time (late spend that pushes a past period over one fires too, naming that
         period), and forecast breaches starting or ending in the current period. What is
         returned is marked in the state at once: the same crossing is never returned again,
-        also after :meth:`checkpoint` / :meth:`restore`."""
+        also after :meth:`checkpoint` / :meth:`restore`. A forecast breach of a budget whose
+        100 % threshold already fired in the period is not an event: ``skipped`` then says
+        ``inhibited`` (once per period)."""
         self._sync()
+        self.skipped = []
         events: list[BudgetEvent] = []
         for name in self.budgets:
             fc = self.forecasters.get(name)
@@ -580,6 +584,14 @@ class BudgetLedger:
                 events.append(BudgetEvent("threshold", name, pid, th, st))
             if current and spec.forecast_alert:
                 was = bool(led and led["burn"])
+                if st.forecast_breach and not was and led is not None and any(th >= 100 for th in led["fired"]):
+                    # Exhausted: the 100 % alert has said it all; a burn warning now would only
+                    # repeat it (it inhibits its own budget's warning). Recorded once a period.
+                    if not led.get("burn_held"):
+                        led["burn_held"] = True
+                        self._dirty.add(f"led|{lkey}")
+                        self.skipped.append("inhibited")
+                    continue
                 if st.forecast_breach != was:
                     if led is None:
                         led = self.ledgers[lkey] = {"start": st.period_start, "end": st.period_end,

@@ -26,7 +26,6 @@ import asyncio
 import logging
 import time
 import uuid
-import zlib
 from typing import Any
 
 import orjson
@@ -35,6 +34,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from streams.config import StreamConfig
 from streams.ingest import IngestPartition, Partial
+from streams.partitioning import judge_partition
 from streams.pipeline import count_message
 from streams.pricing import Pricer
 
@@ -44,9 +44,7 @@ BARRIER = b"__tokenpulse_barrier__"
 ROWS_PER_MESSAGE = 500  # partials per windows message: ~1 KB each at most
 
 
-def judge_partition(series: str, n: int) -> int:
-    # Stable across processes and Python versions (unlike hash()).
-    return zlib.crc32(series.encode()) % n
+__all__ = ["IngestLoop", "judge_partition"]
 
 
 class IngestLoop:

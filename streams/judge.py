@@ -46,6 +46,8 @@ class JudgeOutput:
     notifications: list[Notification] = field(default_factory=list)
     windows_judged: int = 0
     skipped: list[str] = field(default_factory=list)  # why decided notifications were held back
+    # triggers the org alert inhibited, once per run of windows (AlertEngine.inhibited)
+    inhibited: list[Notification] = field(default_factory=list)
 
 
 def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:
@@ -239,8 +241,11 @@ class JudgeCore:
         tracks = engine.tracks
         detectors = self.detectors
         keep_recent = self.keep_recent
-        notifications = out.notifications
         ts_end = float(end)
+        # The engine takes the window's signals in one step (the org alert's decision before
+        # its teams', the members of a group together): collected here, observed below.
+        signals: list[Signal] = []
+        keys: list[str] = []
         for series, info in self.series.items():
             if info.last_end >= end:
                 continue  # already judged (a redelivered message)
@@ -295,12 +300,17 @@ class JudgeCore:
                 impact_usd=verdict.impact,
                 explanation=verdict.reason,
             )
-            notes = engine.observe(signal)
-            if engine.skipped:
-                out.skipped.extend(engine.skipped)
-            if notes or tracks(key):
-                dirty.add(f"alert|{key}")
-            notifications.extend(notes)
+            signals.append(signal)
+            keys.append(key)
+        notes = engine.observe_window(signals, ts_end)
+        if engine.skipped:
+            out.skipped.extend(engine.skipped)
+            out.inhibited.extend(engine.inhibited)
+        for key in keys:  # each had state before (tracked) or may have now
+            dirty.add(f"alert|{key}")
+        for gid in engine.changed_groups:
+            dirty.add(f"group|{gid}")
+        out.notifications.extend(notes)
 
     def _new_detector(self, labels: dict[str, str]) -> Detector:
         return self.make_detector() if self.detector_for is None else self.detector_for(labels)
@@ -310,7 +320,8 @@ class JudgeCore:
         """Key → value changes since the last checkpoint (value None deletes the key).
 
         A handful of records per checkpoint: the meta record, one record of pending partials
-        per (source, window) that changed, one per detector and alert state that changed.
+        per (source, window) that changed, one per detector, alert and alert group state that
+        changed.
         """
         changes: dict[str, Any] = {}
         for key in self._dirty:
@@ -342,6 +353,8 @@ class JudgeCore:
                 }
             elif kind == "alert":
                 changes[key] = self.engine.state_for(rest)
+            elif kind == "group":
+                changes[key] = self.engine.group_state_for(rest)
         self._dirty.clear()
         return changes
 
@@ -374,6 +387,8 @@ class JudgeCore:
                 self.detectors[rest] = det
             elif kind == "alert":
                 self.engine.load_state(rest, value)
+            elif kind == "group":
+                self.engine.load_group_state(rest, value)
         for key, value in spend:
             if value is not None:
                 self.spend[key] = value

@@ -83,6 +83,11 @@ class AlertPolicyModel(_Strict):
     worsen_factor: float = Field(default=1.5, gt=1)
     fire_after_windows: int = Field(default=1, ge=1)
     page_min_severity: Literal["info", "warning", "critical"] = "critical"
+    # Grouping and inhibition (see alerts.engine.AlertEngine); times in event-time seconds.
+    group_by: list[Literal["team", "model", "provider", "user", "org"]] = Field(default_factory=lambda: ["team"])
+    group_wait_s: float = Field(default=0.0, ge=0)
+    group_interval_s: float = Field(default=300.0, ge=0)
+    inhibit_by_org: bool = True
 
 
 def _known_matchers(v: dict[str, str]) -> dict[str, str]:

@@ -80,6 +80,12 @@ def firing_record(note: Any) -> dict[str, Any]:
     }
 
 
+def inhibited_record(note: Any) -> dict[str, Any]:
+    """A trigger the org alert inhibited (``JudgeOutput.inhibited``) as a firing of its own,
+    marked ``inhibited_by``: on-call was paged by the org alert, so scoring credits the team."""
+    return {**firing_record(note), "page": False, "inhibited_by": "cost_spike:org"}
+
+
 _CHUNK = 128  # lines decoded at a time (bigger chunks measured slower: cache misses)
 FORK_AFTER_LINES = 50_000
 """A replay forks its judge only past this many lines: below it, forking costs more than it
@@ -109,6 +115,8 @@ class _Verdicts:
             self.notifications.append(note.to_dict())
             if note.action == "trigger":
                 self.firings.append(firing_record(note))
+        for note in out.inhibited:
+            self.firings.append(inhibited_record(note))
         for why in out.skipped:
             self.skipped[why] = self.skipped.get(why, 0) + 1
 

@@ -223,7 +223,7 @@ def test_fire_after_windows_waits_in_pending() -> None:
 
 
 def test_series_are_independent() -> None:
-    engine = AlertEngine()
+    engine = AlertEngine(AlertPolicy(group_by=()))  # grouping off: tests/alerts/test_grouping.py
     a = engine.observe(sig(0, 90.0, series="team=ads"))
     b = engine.observe(sig(0, 90.0, series="team=ads|model=gpt-4o"))
     assert [n.key for n in a + b] == ["cost_spike:team=ads", "cost_spike:team=ads|model=gpt-4o"]

@@ -346,3 +346,31 @@ def test_budget_field_round_trips_and_old_records_still_read() -> None:
     del old["budget"]
     assert Notification.from_dict(old).budget is None
     assert slack_blocks(Notification.from_dict(old))[1][1]["text"]["text"].startswith("*Series:*")
+
+
+def member(series: str, status: str = "firing", **kw: Any) -> dict[str, Any]:
+    return {"series": series, "labels": {"team": "ads"}, "status": status, "severity": "critical",
+            "observed_usd": 90.0, "expected_usd": 3.0, "excess_usd": 87.0, "excess_pct": 2900.0,
+            "impact_usd": None, "started_at": T0, "window_start": T0, "window_end": T0 + 60, **kw}
+
+
+def test_a_group_lists_its_members_with_their_numbers_in_slack_and_pagerduty() -> None:
+    n = note(members=[member("team=ads"), member("team=ads|model=<!channel>", "resolved", excess_usd=12.5)],
+             title="Cost spike: team=ads (+1 more series)")
+    _, blocks = slack_blocks(n)
+    text = "\n".join(mrkdwn_texts(blocks))
+    assert "*Alerts in this group (2)*" in text
+    assert "• team=ads: $90.00 vs $3.00 (+$87.00, +2,900%) · critical" in text
+    assert "team=ads|model=&lt;!channel&gt;" in text and "<!channel>" not in text
+    assert "+$12.50" in text and "back to normal" in text
+    details = pagerduty_event(n, "rk")["payload"]["custom_details"]
+    assert [(m["series"], m["status"], m["excess_usd"]) for m in details["members"]] == [
+        ("team=ads", "firing", 87.0), ("team=ads|model=<!channel>", "resolved", 12.5)]
+
+
+def test_an_org_alert_says_which_alerts_it_inhibited() -> None:
+    n = note(key="cost_spike:org", series="org", labels={"org": "acme"}, title="Cost spike: org",
+             members=[member("team=ads", "inhibited")])
+    text = "\n".join(mrkdwn_texts(slack_blocks(n)[1]))
+    assert "inhibited by this alert" in text and "• team=ads:" in text
+    assert "members" not in pagerduty_event(note(), "rk")["payload"]["custom_details"]  # one series: as before

@@ -98,6 +98,9 @@ def test_owner_partition_matches_the_judge() -> None:
     assert sorted(s.name for part in owned for s in part) == sorted(s.name for s in specs)  # each once
     for q, part in enumerate(owned):
         assert all(judge_partition(s.series, 4) == q for s in part)
+    # every budget of the org (org, team, user) sits with the org series: one owner, one step
+    assert owned[judge_partition("org", 4)] == specs
+    assert judge_partition("team=t3", 4) == judge_partition("user=bob", 4) == judge_partition("org", 4)
 
 
 # -- periods ---------------------------------------------------------------------------------
@@ -244,6 +247,31 @@ def test_forecast_breach_alerts_days_before_the_overrun_and_clears_when_the_burn
     st = led.status("ads", hour)
     assert not st.forecast_breach and st.forecast.projected_total < 1050 and st.spent < 1000
     assert [k for k, *_ in run(24, 1.0)] == ["threshold"]  # 50 % reached; no new forecast alert
+
+
+def test_an_exhausted_budget_inhibits_its_own_burn_warning() -> None:
+    s = spec(period="day", tz="UTC", usd=100)
+    d = at("UTC", 2026, 3, 2)
+    led = BudgetLedger(window_seconds=60, specs=[s])
+    led.apply(ADS, d + 3 * 3600, 120 * NANO, 0, 0, 1)  # over the limit in one window, 3 h in
+    # the 100 % alert goes out; the burn warning, which would only repeat it, does not
+    assert [(e.kind, e.threshold) for e in led.crossings(d + 3 * 3600 + 60)] == [
+        ("threshold", 50.0), ("threshold", 80.0), ("threshold", 100.0)]
+    assert led.status("ads", d + 3 * 3600 + 60).forecast_breach and led.skipped == ["inhibited"]
+    led = roundtrip(led, [s])  # recorded once per period, also across a restart
+    assert led.crossings(d + 4 * 3600) == [] and led.skipped == []
+    # once a period: the next day's exhaustion is recorded again
+    led.apply(ADS, d + 86400 + 3 * 3600, 120 * NANO, 0, 0, 2)
+    assert [e.threshold for e in led.crossings(d + 86400 + 3 * 3600 + 60)] == [50.0, 80.0, 100.0]
+    assert led.skipped == ["inhibited"]
+
+
+def test_a_burn_warning_is_not_inhibited_without_a_100_percent_threshold() -> None:
+    s = spec(period="day", tz="UTC", usd=100, thresholds=(50.0, 80.0))
+    d = at("UTC", 2026, 3, 2)
+    led = BudgetLedger(window_seconds=60, specs=[s])
+    led.apply(ADS, d + 3 * 3600, 120 * NANO, 0, 0, 1)
+    assert [e.kind for e in led.crossings(d + 3 * 3600 + 60)] == ["threshold", "threshold", "forecast"]
 
 
 def test_forecast_alert_can_be_off_and_survives_a_restart() -> None:

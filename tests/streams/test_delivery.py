@@ -181,3 +181,45 @@ async def test_slack_subscriptions_route_by_labels_and_severity_and_resolves_fol
         for ch in ("#ads", "#finops"):
             root = next(m for (c, ts), m in slack.messages.items() if c == channel_id(ch) and not m.get("thread_ts"))
             assert any("Resolved" in (r.get("text") or "") for r in slack.thread(channel_id(ch), root["ts"]))
+
+
+async def test_a_group_is_one_slack_thread_and_one_pagerduty_incident(
+    servers: tuple[FakeWebhookServer, FakePagerDutyServer],
+) -> None:
+    from alerts import AlertPolicy
+    from streams.config import SlackConfig
+    from tests.fakes.slack_server import FakeSlackServer, channel_id
+
+    _, pd = servers
+    engine = AlertEngine(AlertPolicy(group_interval_s=0))
+    labels = {"team=ads": {"team": "ads"}, "team=ads|model=x": {"team": "ads", "model": "x"},
+              "team=ads|model=y": {"team": "ads", "model": "y"}}
+    notes: list[Notification] = []
+    for i, spend in enumerate([{"team=ads": 90.0, "team=ads|model=x": 80.0},
+                               {"team=ads": 90.0, "team=ads|model=x": 80.0, "team=ads|model=y": 30.0}, {}, {}, {}]):
+        notes += engine.observe_window([Signal(
+            series=s, labels=lab, window_start=60.0 * i, window_end=60.0 * (i + 1), observed_usd=spend.get(s, 3.0),
+            expected_usd=3.0, upper_usd=6.0, score=0.9, is_anomaly=spend.get(s, 3.0) > 6) for s, lab in labels.items()],
+            60.0 * (i + 1))
+    assert [(n.action, len(n.members)) for n in notes] == [("trigger", 2), ("update", 3), ("resolve", 3)]
+    async with FakeSlackServer(token="xoxb-group") as slack:
+        cfg = StreamConfig(bootstrap="unused:9092", pagerduty=PagerDutyConfig(routing_key="rk-group", url=pd.enqueue_url),
+                           slack=SlackConfig(token="xoxb-group", api_url=f"{slack.url}/api/", default_channel="#ai-spend",
+                                             team_channels={"ads": "#ads"}, routes=(("#model-y", {"model": "y"}, "info"),)))
+        d = Deliverer(cfg, Metrics(), slack_pacing=0.0)
+        state: dict | None = None
+        try:
+            for n in notes:
+                state = await d.deliver(n.to_dict(), state)
+            again = await d.deliver(notes[0].to_dict(), state)  # a redelivered outbox record
+        finally:
+            await d.close()
+        assert again == state
+        assert [(e["dedup_key"], e["event_action"]) for e in pd.events()] == [
+            ("cost_spike:team=ads", "trigger"), ("cost_spike:team=ads", "trigger"), ("cost_spike:team=ads", "resolve")]
+        roots = [c["body"]["channel"] for c in slack.calls("chat.postMessage") if not c["body"].get("thread_ts")]
+        assert sorted(roots) == ["#ads", "#model-y"]  # one message per channel; #model-y from the join on
+        for ch, replies in (("#ads", 2), ("#model-y", 1)):
+            root = next(m for (c, ts), m in slack.messages.items() if c == channel_id(ch) and not m.get("thread_ts"))
+            thread = slack.thread(channel_id(ch), root["ts"])
+            assert len(thread) == replies and "Resolved" in (thread[-1].get("text") or "")

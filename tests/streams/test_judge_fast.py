@@ -71,6 +71,7 @@ class ReferenceJudge(JudgeCore):
             if first.detected and series not in self.series:
                 self.series[series] = SeriesInfo(labels=dict(first.labels))
                 self.detectors[series] = self.make_detector()
+        signals = []
         for series, info in self.series.items():
             if info.last_end >= w + W:
                 continue
@@ -96,10 +97,12 @@ class ReferenceJudge(JudgeCore):
             rec.append({"window_start": w, "observed_usd": round(observed, 6),
                         "expected_usd": round(float(verdict.expected), 6), "upper_usd": round(float(verdict.upper), 6),
                         "score": round(float(verdict.score), 4), "is_anomaly": bool(verdict.is_anomaly)})
-            notes = self.engine.observe(signal)
-            if notes or self.engine.tracks(key):
+            if signal.is_anomaly or self.engine.tracks(key):
                 self._dirty.add(f"alert|{key}")
-            out.notifications.extend(notes)
+            signals.append(signal)
+        out.notifications.extend(self.engine.observe_window(signals, float(w + W)))
+        out.skipped.extend(self.engine.skipped)
+        self._dirty.update(f"group|{gid}" for gid in self.engine.changed_groups)
 
 
 def judge(cls: type[JudgeCore] = JudgeCore, **kw: object) -> JudgeCore:

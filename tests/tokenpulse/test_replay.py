@@ -28,13 +28,29 @@ def cfg():  # type: ignore[no-untyped-def]
 
 def test_replay_finds_the_injected_spike_and_nothing_else():
     res = replay_lines(history(), cfg())
+    # The spike moves the org's spend too: the org alert pages, naming team=ads, whose own
+    # alert it inhibits (no second page); the firings credit team ads with it.
+    org = [n for n in res.notifications if n["series"] == "org"]
+    assert org[0]["action"] == "trigger" and org[-1]["action"] == "resolve"
+    assert "team=ads" in [m["series"] for m in org[0]["members"] if m["status"] == "inhibited"]
+    assert not [n for n in res.notifications if n["series"] != "org"]
+    assert res.skipped["inhibited"] > 0
     ads = [f for f in res.firings if f["series"] == "team=ads"]
-    assert len(ads) == 1
+    assert ads and all(f["inhibited_by"] == "cost_spike:org" for f in ads)
     assert SPIKE_AT <= _ts(ads[0]["fired_at"]) <= SPIKE_AT + 5 * 60
     assert {f["team"] for f in res.firings if f["team"]} == {"ads"}
     assert res.counters["accepted"] > 10_000 and res.counters["late"] == 0
     f = ads[0]
-    assert f["excess_usd"] > 5 and f["observed"] > f["expected"] and f["top_contributors"]
+    assert f["excess_usd"] > 5 and f["observed"] > f["expected"]
+    assert {"kind": "team", "name": "ads"}.items() <= org[0]["top_contributors"][0].items()
+
+
+def test_without_inhibition_the_team_pages_on_its_own():
+    policy = Policy.model_validate({"alerts": {"inhibit_by_org": False}})
+    res = replay_lines(history(), stream_config(Settings(), policy, bootstrap="", partitions=1))
+    ads = [f for f in res.firings if f["series"] == "team=ads"]
+    assert len(ads) == 1 and "inhibited_by" not in ads[0] and ads[0]["top_contributors"]
+    assert SPIKE_AT <= _ts(ads[0]["fired_at"]) <= SPIKE_AT + 5 * 60
     # the alert resolves once the spike is over
     assert [n["action"] for n in res.notifications if n["series"] == "team=ads"][-1] == "resolve"
 

@@ -1,0 +1,210 @@
+"""Inhibition and grouping: one window step of the org and its teams, event time as the clock.
+
+Each scenario is a table of windows (the spend of each series in that window; a series not
+named is at its $3 baseline and not anomalous) and, per window, the notifications
+(key without the rule, action, reason, members listed) and why decisions were held back.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+import pytest
+
+from alerts import AlertEngine, AlertPolicy, Notification, Signal
+from alerts.routing import Route, slack_channels
+
+W = 60.0
+BASE = 3.0
+LABELS = {
+    "org": {"org": "acme"},
+    "provider=p": {"provider": "p"},
+    "team=ads": {"team": "ads"},
+    "team=ads|model=x": {"team": "ads", "model": "x"},
+    "team=ads|model=y": {"team": "ads", "model": "y"},
+    "team=search": {"team": "search"},
+}
+ADS, ADS_X, ADS_Y, SEARCH, ORG, PROV = "team=ads", "team=ads|model=x", "team=ads|model=y", "team=search", "org", "provider=p"
+NORMAL: dict[str, float] = {}
+
+
+def signals(i: int, spend: dict[str, float]) -> list[Signal]:
+    out = []
+    for series in LABELS:
+        usd = spend.get(series, BASE)
+        out.append(Signal(series=series, labels=dict(LABELS[series]), window_start=i * W, window_end=(i + 1) * W,
+                          observed_usd=usd, expected_usd=BASE, upper_usd=2 * BASE, score=0.9,
+                          is_anomaly=usd > 2 * BASE, top_contributors=[{"kind": "user", "name": "u", "usd": usd}],
+                          detector="test"))
+    random.Random(i).shuffle(out)  # the engine orders a window itself: org first
+    return out
+
+
+Row = tuple[list[tuple[str, str, str, tuple[str, ...]]], list[str]]
+
+
+def run(engine: AlertEngine, windows: list[dict[str, float]], first: int = 0) -> list[Row]:
+    rows: list[Row] = []
+    for i, spend in enumerate(windows, first):
+        notes = engine.observe_window(signals(i, spend), (i + 1) * W)
+        rows.append(([(n.key.split(":", 1)[1], n.action, n.reason, tuple(m["series"] for m in n.members)) for n in notes],
+                     sorted(engine.skipped)))
+    return rows
+
+
+QUIET: Row = ([], [])
+
+# name, policy overrides, windows, expected rows
+SCENARIOS: list[tuple[str, dict[str, Any], list[dict[str, float]], list[Row]]] = [
+    ("a team and its team x model firing together are one notification", {},
+     [{ADS: 90, ADS_X: 80}, NORMAL, NORMAL, NORMAL],
+     [([(ADS, "trigger", "first", (ADS, ADS_X))], ["grouped", "grouped"]), QUIET, QUIET,
+      ([(ADS, "resolve", "resolved", (ADS, ADS_X))], ["grouped", "grouped"])]),
+    ("a group of one is its alert alone", {},
+     [{ADS_X: 90}, NORMAL, NORMAL, NORMAL],
+     [([(ADS_X, "trigger", "first", ())], []), QUIET, QUIET, ([(ADS_X, "resolve", "resolved", ())], [])]),
+    ("two teams are two groups", {},
+     [{ADS: 90, SEARCH: 90}],
+     [([(ADS, "trigger", "first", ()), (SEARCH, "trigger", "first", ())], [])]),
+    ("a member joining a notified group waits for group_interval, in the leader's thread", {},
+     [{ADS_X: 90}] + [{ADS_X: 90, ADS: 90}] * 5,
+     [([(ADS_X, "trigger", "first", ())], []), ([], ["grouped"]), QUIET, QUIET, QUIET,
+      ([(ADS_X, "update", "worsened", (ADS, ADS_X))], [])]),
+    ("a joining member that raises the group's severity is sent at once", {},
+     [{ADS_X: 30}, {ADS_X: 30, ADS: 90}],
+     [([(ADS_X, "trigger", "first", ())], []), ([(ADS_X, "update", "worsened", (ADS, ADS_X))], ["grouped"])]),
+    ("group_interval 0: a joining member is announced in its window", {"group_interval_s": 0},
+     [{ADS_X: 90}, {ADS_X: 90, ADS_Y: 90}],
+     [([(ADS_X, "trigger", "first", ())], []), ([(ADS_X, "update", "worsened", (ADS_X, ADS_Y))], ["grouped"])]),
+    ("group_wait holds a new group's first notification for its members", {"group_wait_s": 120},
+     [{ADS_X: 90}, {ADS_X: 90, ADS: 90}, {ADS_X: 90, ADS: 90}],
+     [([], ["grouped"]), ([], ["grouped"]), ([(ADS, "trigger", "first", (ADS, ADS_X))], [])]),
+    ("group_wait: a group back to normal before it was due sends nothing", {"group_wait_s": 300},
+     [{ADS: 90}, NORMAL, NORMAL, NORMAL, NORMAL, NORMAL],
+     [([], ["grouped"]), QUIET, QUIET, ([], ["grouped"]), QUIET, QUIET]),
+    ("a member's resolve is folded; the group resolves with its last member", {},
+     [{ADS: 90, ADS_X: 90}, {ADS: 90}, {ADS: 90}, {ADS: 90}, NORMAL, NORMAL, NORMAL],
+     [([(ADS, "trigger", "first", (ADS, ADS_X))], ["grouped", "grouped"]), QUIET, QUIET, ([], ["grouped"]),
+      QUIET, QUIET, ([(ADS, "resolve", "resolved", (ADS, ADS_X))], ["grouped"])]),
+    ("a member's worsened update is sent at once for the group", {},
+     [{ADS: 30, ADS_X: 30}, {ADS: 30, ADS_X: 80}],
+     [([(ADS, "trigger", "first", (ADS, ADS_X))], ["grouped", "grouped"]),
+      ([(ADS, "update", "worsened", (ADS, ADS_X))], ["grouped"])]),
+    ("grouping off: every series on its own", {"group_by": ()},
+     [{ADS: 90, ADS_X: 80}],
+     [([(ADS, "trigger", "first", ()), (ADS_X, "trigger", "first", ())], [])]),
+    # -- inhibition
+    ("an org spike does not also page per team: it names the alerts it inhibits", {},
+     [{ORG: 200, ADS: 90, ADS_X: 90, PROV: 100}, {ORG: 200, ADS: 90, ADS_X: 90, PROV: 100}, NORMAL, NORMAL, NORMAL],
+     [([(ORG, "trigger", "first", (PROV, ADS, ADS_X))], ["inhibited"] * 3), ([], ["inhibited"] * 3), QUIET, QUIET,
+      ([(ORG, "resolve", "resolved", ())], [])]),
+    ("a team still burning after the org alert resolved starts then", {},
+     [{ORG: 200, ADS: 90}, {ADS: 90}, {ADS: 90}, {ADS: 90}],
+     [([(ORG, "trigger", "first", (ADS,))], ["inhibited"]), ([], ["inhibited"]), ([], ["inhibited"]),
+      ([(ORG, "resolve", "resolved", ()), (ADS, "trigger", "first", ())], [])]),
+    ("a team alert firing before the org's is muted but still resolves", {},
+     [{ADS: 30}, {ORG: 200, ADS: 90}, {ORG: 200}, {ORG: 200}, {ORG: 200}],
+     [([(ADS, "trigger", "first", ())], []), ([(ORG, "trigger", "first", (ADS,))], ["inhibited"]), QUIET, QUIET,
+      ([(ADS, "resolve", "resolved", ())], [])]),
+    ("an org alert that is only pending inhibits nothing", {"fire_after_windows": 2},
+     [{ORG: 200, ADS: 90}, {ORG: 200, ADS: 90}],
+     [QUIET, ([(ORG, "trigger", "first", (ADS,))], ["inhibited"])]),
+    ("inhibition off: the org and the team both notify", {"inhibit_by_org": False},
+     [{ORG: 200, ADS: 90}],
+     [([(ORG, "trigger", "first", ()), (ADS, "trigger", "first", ())], [])]),
+]
+
+
+@pytest.mark.parametrize("name,policy,windows,expected", SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_scenarios(name: str, policy: dict[str, Any], windows: list[dict[str, float]], expected: list[Row]) -> None:
+    assert run(AlertEngine(AlertPolicy(**policy)), windows) == expected
+
+
+def test_a_silenced_org_alert_inhibits_nothing() -> None:
+    silence = {"matchers": {"series": "org"}, "starts_at": 0.0, "ends_at": None, "reason": "org-wide load test"}
+    rows = run(AlertEngine(AlertPolicy(silences=(silence,))), [{ORG: 200, ADS: 90}])
+    assert rows == [([(ADS, "trigger", "first", ())], ["silenced"])]
+
+
+def test_a_group_notification_carries_the_members_numbers_and_one_key() -> None:
+    engine = AlertEngine(AlertPolicy(group_interval_s=0))
+    notes: list[Notification] = []
+    for i, spend in enumerate([{ADS: 30, ADS_X: 60}, {ADS: 30, ADS_X: 60, ADS_Y: 90}, NORMAL, NORMAL, NORMAL]):
+        notes += engine.observe_window(signals(i, spend), (i + 1) * W)
+    trigger, joined, resolve = notes
+    assert [n.action for n in notes] == ["trigger", "update", "resolve"]
+    # one PagerDuty dedup_key and one Slack thread (key, started_at) for the group's life
+    assert {n.key for n in notes} == {"cost_spike:team=ads"} and {n.started_at for n in notes} == {0.0}
+    assert [n.seq for n in notes] == [60_000, 120_000, 300_000]
+    # the numbers are the leader's; the severity and the page follow the worst member
+    assert (trigger.series, trigger.observed_usd, trigger.excess_usd) == (ADS, 30.0, 27.0)
+    assert (trigger.severity, trigger.page) == ("critical", True)
+    assert trigger.title == "Cost spike: team=ads (+1 more series)"
+    assert [(m["series"], m["status"], m["severity"], m["excess_usd"]) for m in trigger.members] == [
+        (ADS, "firing", "warning", 27.0), (ADS_X, "firing", "critical", 57.0)]
+    assert [m["series"] for m in joined.members] == [ADS, ADS_X, ADS_Y]
+    assert [m["status"] for m in resolve.members] == ["resolved"] * 3
+    assert resolve.page and resolve.ended_at == 120.0
+    assert Notification.from_dict(orjson.loads(orjson.dumps(resolve.to_dict()))) == resolve
+
+
+def test_a_group_of_one_notifies_exactly_as_the_alert_alone() -> None:
+    rnd = random.Random(7)
+    spends = [{ADS_X: rnd.choice([3.0, 3.0, 30.0, 60.0, 200.0])} for _ in range(300)]
+    grouped, alone = AlertEngine(), AlertEngine(AlertPolicy(group_by=()))
+    a = [n.to_dict() for i, s in enumerate(spends) for n in grouped.observe_window(signals(i, s), (i + 1) * W)]
+    b = [n.to_dict() for i, s in enumerate(spends) for n in alone.observe_window(signals(i, s), (i + 1) * W)]
+    assert a == b and len(a) > 20
+
+
+def test_group_state_survives_a_restart_through_json() -> None:
+    windows = [{ADS_X: 90}, {ADS_X: 90, ADS: 90}, {ADS_X: 90, ADS: 90}] + [{ADS: 90}] * 5 + [NORMAL] * 4
+    straight = run(AlertEngine(), windows)
+    first = AlertEngine()
+    half = run(first, windows[:3])
+    second = AlertEngine()
+    for key in ("cost_spike:team=ads", "cost_spike:team=ads|model=x"):
+        second.load_state(key, orjson.loads(orjson.dumps(first.state_for(key))))
+    second.load_group_state("team=ads", orjson.loads(orjson.dumps(first.group_state_for("team=ads"))))
+    assert half + run(second, windows[3:], first=3) == straight
+    assert second.group_state_for("team=ads") is None  # resolved: nothing kept
+
+
+def test_a_group_reaches_every_channel_of_its_members() -> None:
+    engine = AlertEngine()
+    [n] = engine.observe_window(signals(0, {ADS: 90, ADS_X: 90}), W)
+    routes = [Route("#model-x", {"model": "x"}), Route("#ads", {"team": "ads"}), Route("#search", {"team": "search"})]
+    assert slack_channels(n, routes, "#ai-spend") == ["#model-x", "#ads"]
+    # and the org alert reaches the channels of the teams it inhibited
+    [org] = AlertEngine().observe_window(signals(0, {ORG: 200, SEARCH: 90}), W)
+    assert slack_channels(org, routes, "#ai-spend") == ["#search"]
+
+
+def test_policy_rejects_unknown_group_labels_and_negative_times() -> None:
+    with pytest.raises(ValueError, match="group_by"):
+        AlertPolicy(group_by=("colour",))
+    with pytest.raises(ValueError, match="group_wait_s"):
+        AlertPolicy(group_wait_s=-1)
+
+
+def test_an_alert_firing_from_before_grouping_keeps_its_own_key_to_the_end() -> None:
+    old = AlertEngine(AlertPolicy(group_by=()))  # the version before grouping
+    [n] = old.observe_window(signals(0, {ADS_X: 90}), W)
+    engine = AlertEngine()
+    engine.load_state("cost_spike:team=ads|model=x", old.state_for("cost_spike:team=ads|model=x"))
+    rows = run(engine, [{ADS_X: 90, ADS: 90}, {ADS: 90}, {ADS: 90}, {ADS: 90}, NORMAL, NORMAL, NORMAL], first=1)
+    assert rows == [([(ADS, "trigger", "first", ())], []), QUIET, QUIET, ([(ADS_X, "resolve", "resolved", ())], []),
+                    QUIET, QUIET, ([(ADS, "resolve", "resolved", ())], [])]
+
+
+def test_the_triggers_an_org_alert_inhibits_are_listed_once_per_run() -> None:
+    engine = AlertEngine()
+    firsts = []
+    for i, spend in enumerate([{ORG: 200, ADS: 90}, {ORG: 200, ADS: 90}, {ORG: 200}, {ORG: 200, ADS: 90},
+                               {ADS: 90}, {ADS: 90}]):
+        engine.observe_window(signals(i, spend), (i + 1) * W)
+        firsts.append([(n.series, n.window_start) for n in engine.inhibited])
+    # window 1 continues the run of window 0; window 3 starts a new one, which 4 and 5 continue
+    assert firsts == [[(ADS, 0.0)], [], [], [(ADS, 3 * W)], [], []]
