@@ -139,6 +139,11 @@ class Notification:
     ``days_left``, ``threshold`` (percent, or None), ``projected_total``, ``projected_pct``,
     ``exhaustion_ts`` (None: not within the period). Amounts are in the unit (USD or tokens).
     ``None`` on cost spikes; an older reader drops the field."""
+    mix: dict[str, Any] | None = None
+    """Set on third-party share notifications (rule ``mix_share``), JSON values: ``team``,
+    ``period``, ``tz``, ``period_id``, ``period_start``, ``period_end``, ``share_pct``,
+    ``line_pct``, ``previous_period_id``, ``previous_share_pct`` (None: no spend then),
+    ``internal_usd``, ``third_party_usd``, ``top_third_party_models`` ([{model, usd}])."""
 
     @property
     def team(self) -> str | None:
@@ -149,6 +154,7 @@ class Notification:
         d["labels"] = dict(self.labels)
         d["top_contributors"] = [dict(c) for c in self.top_contributors]
         d["budget"] = None if self.budget is None else dict(self.budget)
+        d["mix"] = None if self.mix is None else dict(self.mix)
         return d
 
     @classmethod
@@ -158,6 +164,8 @@ class Notification:
         d["top_contributors"] = _contributors(d.get("top_contributors"))
         if d.get("budget") is not None:
             d["budget"] = dict(d["budget"])
+        if d.get("mix") is not None:
+            d["mix"] = dict(d["mix"])
         return cls(**d)
 
 
