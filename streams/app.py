@@ -255,9 +255,11 @@ def create_app(cfg: StreamConfig) -> faust.App:
                     led.apply_judge_spend(series, w, sums, seqs)
                 wm = j.watermark()
                 if wm is not None:
-                    for bev in led.crossings(float(wm)):
-                        notes.append((q, budget_notification(bev, led.budgets[bev.budget], float(wm))))
-                        metrics.inc("budget_events_total", labels={"kind": bev.kind})
+                    for bev in led.crossings(float(wm), wall=time.time()):
+                        kind = bev.kind + ("_past" if bev.past else "")
+                        metrics.inc("budget_events_total", labels={"kind": kind})
+                        if not bev.past:  # a backlog's past periods: recorded as fired, not told
+                            notes.append((q, budget_notification(bev, led.budgets[bev.budget], float(wm))))
                     # before the checkpoint, like the outbox: a replay re-sends the same decision
                     for dec in led.decisions(float(wm)):
                         await decisions_topic.send(key=dec["budget"].encode(), value=orjson.dumps(dec))
