@@ -134,7 +134,12 @@ class SilencePolicy(_Strict):
 
 # -- budgets ---------------------------------------------------------------------------------
 
-_BUDGET_SCOPE_KEYS = ("team", "user", "project")
+_BUDGET_SCOPE_KEYS = ("team", "user")
+# Ingest keeps spend per org, team, team×model, provider, model and user (streams.ingest.series_of):
+# a budget on anything else would read a series that never gets spend and always show $0.
+_NO_SERIES = {
+    "project": "usage events carry no project, so no spend is kept per project",
+}
 
 
 def _check_timezone(v: str) -> str:
@@ -195,8 +200,9 @@ class BudgetPolicy(_Strict):
     """One budget: what it covers (``scope``), how much (``amount`` in ``unit``), over which
     calendar ``period`` in which ``timezone`` (default: the top-level ``budget_timezone``).
 
-    ``scope`` is ``org`` (all spend), or labels: ``{team: ads}``, ``{user: bob}``,
-    ``{team: ads, user: bob}``, ``{project: x}`` (also written ``team=ads|user=bob``).
+    ``scope`` is ``org`` (all spend), ``{team: ads}`` or ``{user: bob}`` (also written
+    ``team=ads``): the series the worker keeps spend for. A project or a team×user scope is
+    refused, since no spend is counted for it (it would always show $0).
     An org budget may be split into team ``allocations``; a team budget may instead name the
     org budget it is a share of with ``parent``. Either way the shares must fit in the parent.
     """
@@ -239,11 +245,17 @@ class BudgetPolicy(_Strict):
     @field_validator("scope")
     @classmethod
     def _scope_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, why in _NO_SERIES.items():
+            if k in v:
+                raise ValueError(f"scope {k!r}: {why}; a budget on it would always show $0 "
+                                 "(use org, {team: ...} or {user: ...})")
         bad = sorted(set(v) - set(_BUDGET_SCOPE_KEYS))
         if bad:
             raise ValueError(f"unknown scope label(s) {', '.join(bad)}; use 'org' or {', '.join(_BUDGET_SCOPE_KEYS)}")
-        if "user" in v and "project" in v:
-            raise ValueError("a scope names a user or a project, not both")
+        if len(v) > 1:
+            raise ValueError(f"scope {'|'.join(f'{k}={x}' for k, x in v.items())}: spend is kept per team and "
+                             "per user, not per team and user, so this budget would always show $0; "
+                             "use {team: ...} or {user: ...}")
         if any(not x for x in v.values()):
             raise ValueError("scope labels need a value")
         return v
