@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from alerts import Notification, slack_blocks
+from streams.hotpath import judge_partition
 from streams.ingest import NANO
 from streams.mix import MixAlertSpec, MixWatch, mix_crossings, mix_notification, mix_owner
 from tokenpulse.policy import PolicyError, parse_policy
@@ -27,8 +28,7 @@ def watches(spec: MixAlertSpec = SPEC) -> dict[int, MixWatch]:
 def feed(ws: dict[int, MixWatch], team: str, model: str, w: int, usd: float, seq: int, src: int = 0) -> bool:
     """A judge spend row, applied on the partition that judges that team×model series."""
     series = f"team={team}|model={model}"
-    p = __import__("zlib").crc32(series.encode()) % N
-    return ws[p].apply_judge_spend(series, w, [int(usd * NANO), 100, 10, 0, 0, 1], {src: seq})
+    return ws[judge_partition(series, N)].apply_judge_spend(series, w, [int(usd * NANO), 100, 10, 0, 0, 1], {src: seq})
 
 
 def restart(ws: dict[int, MixWatch], store: dict[int, dict[str, object]], spec: MixAlertSpec = SPEC) -> dict[int, MixWatch]:
