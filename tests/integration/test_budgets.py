@@ -6,7 +6,8 @@ that replays the unacknowledged tail (and then carries the restored ledger on to
 budget has ``on_exhausted: block``: the decisions topic gets exactly one ``block`` record at
 100 % (none before), keyed by the budget, until the period's end.
 
-Alongside, on the same traffic: a ``unit: tokens`` budget of the same team (its ledger exact to
+Before it, a backlog from yesterday that the first start counts: its 50 % and third-party share
+crossings are recorded, not posted. Alongside, on the same traffic: a ``unit: tokens`` budget of the same team (its ledger exact to
 the token across the kill, its thresholds posted once), and the third-party share alert (the
 team spends mostly on a third-party model: one ``mix_share`` post in its channel, none for a
 team under the minimum spend)."""
@@ -25,7 +26,7 @@ import orjson
 import pytest
 
 from streams.ingest import to_nusd
-from tests.integration.harness import Worker, consume_all, deployment_env, get_json, produce, wait_until
+from tests.integration.harness import Worker, consume_all, deployment_env, get_json, get_text, produce, wait_until
 from tests.integration.test_spine import PD_KEY, W, event
 
 pytestmark = pytest.mark.integration
@@ -158,6 +159,10 @@ def test_budget_thresholds_exact_once_across_a_kill(broker: Any, slack: Any, pag
         top_up = LIMIT_USD * 0.55 * 1e9 - spend.nusd
         assert top_up > 0
         msgs.append((b"ads", orjson.dumps([spend.add(event("ads", t0 + 5 * W, round(top_up / 1e9, 9), rng))])))
+        # a backlog from yesterday, first on the partition: 60 % of yesterday's budget and a
+        # third-party share past the line, both recorded by the first start but not posted
+        yesterday = [event("ads", t0 - 86400 + i * W, 1.0, rng) for i in range(6)]
+        msgs.insert(0, (b"ads", orjson.dumps(yesterday)))
         produce(broker.bootstrap, usage, msgs)  # before the start: counted from the beginning
         worker.start(PARTITIONS)
         marks["started"] = round(time.monotonic() - began, 1)
@@ -168,6 +173,9 @@ def test_budget_thresholds_exact_once_across_a_kill(broker: Any, slack: Any, pag
         assert 0.25 <= spend.tokens / TOKEN_LIMIT < 0.5
         wait_until(lambda: root_posts(slack, f"{TOKEN_BUDGET}: 25% used"), 20, "the token budget's 25 %")
         wait_until(lambda: root_posts(slack, "Team ads: third-party models at"), 20, "the mix notification")
+        metrics = get_text(f"{worker.url}/metrics")  # yesterday's crossings: recorded, not told
+        assert 'tokenpulse_budget_events_total{kind="threshold_past"} 1' in metrics, metrics
+        assert 'tokenpulse_mix_alerts_total{state="past"} 1' in metrics, metrics
 
         # 2. a late event (its window was judged long ago) and more spend: 82 %, the 80 % one
         late = spend.add(event("ads", t0 + 0.25, 0.123456789, rng))
@@ -228,6 +236,10 @@ def test_budget_thresholds_exact_once_across_a_kill(broker: Any, slack: Any, pag
             f"budget:{TOKEN_BUDGET}:{period}:{th}" for th in (25, 50)}
         assert {a["key"] for a in alerts if a.get("rule") == "mix_share"} == {f"mix:ads:{period}"}
         assert pagerduty.events() == []  # budgets do not page
+        # the backlog: yesterday has a ledger of its own, and nothing of it was posted
+        days = get_json(f"{worker.url}/api/budgets?budget={BUDGET}")["budgets"][0]["periods"]
+        assert len(days) == 2 and days[1] == period, days
+        assert root_posts(slack, days[0]) == []
         # the gateway's view: exactly one decision, block, for this budget and period
         decisions = consume_all(broker.bootstrap, decisions_topic, 2, timeout=2)
         assert [r.key for r in decisions] == [BUDGET.encode()], decisions
