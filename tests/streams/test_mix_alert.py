@@ -178,3 +178,11 @@ def test_policy_builds_the_alert_and_names_the_line_of_a_mistake() -> None:
         parse_policy("mix:\n  max_third_party_share: 0.4\n", "p.yaml")
     with pytest.raises(PolicyError, match=r"p.yaml:3: mix.period"):
         parse_policy("mix:\n  internal_models: [x]\n  period: quarter\n", "p.yaml")
+
+
+def test_the_owner_is_the_partition_that_judges_the_team() -> None:
+    # The worker's delivery retry finds a pending notification's partition from its series
+    # (judge_partition): a mix notification, series team=…, must go out on that same one.
+    for n in (1, 2, 4, 7):
+        for team in ("ads", "search", "legal", "ml-platform"):
+            assert mix_owner(team, n) == judge_partition(f"team={team}", n)
