@@ -6,7 +6,9 @@ team called ``<!channel>`` cannot ping a channel and ``<https://x|y>`` cannot di
 link. The header block is ``plain_text``, which Slack shows literally, so it is not escaped.
 
 Budget notifications (``Notification.budget`` set) render their own numbers: budget, period,
-spent of limit, % used, days left, the forecast and the exhaustion date.
+spent of limit, % used, days left, the forecast and the exhaustion date; third-party share
+notifications (``Notification.mix`` set) the share against its line, the previous period's and
+the top third-party models.
 
 Slack's limits are enforced here rather than discovered as ``invalid_blocks`` at 3 am:
 header ≤ 150 characters, section text ≤ 3000, ≤ 50 blocks. Lengths are counted in UTF-16
@@ -280,9 +282,34 @@ def _budget_text(n: Notification) -> str:
     return clip("\n".join(lines), SECTION_MAX)
 
 
+# -- model mix -----------------------------------------------------------------------------
+def _share(x: Any) -> str:
+    return _pct_of(_num(x)) if x is not None else "no spend"
+
+
+def _mix_text(n: Notification) -> str:
+    m = n.mix or {}
+    lines = [
+        f"*Third-party models: {_share(m.get('share_pct'))} of the team's spend*, past the line of "
+        f"{_share(m.get('line_pct'))}.",
+        f"*Team:* {_name(str(m.get('team', n.team or '')))} · *period:* {_name(str(m.get('period_id', '')), 40)} "
+        f"({_name(str(m.get('period', '')), 10)}, {_name(str(m.get('tz', '')), 60)}) so far",
+        f"*Previous period* ({_name(str(m.get('previous_period_id', '')), 40)}): {_share(m.get('previous_share_pct'))}",
+        f"*Spend:* {usd(_num(m.get('third_party_usd')))} third-party, {usd(_num(m.get('internal_usd')))} internal",
+    ]
+    top = [t for t in (m.get("top_third_party_models") or ()) if isinstance(t, dict)][:CONTRIBUTORS_SHOWN]
+    if top:
+        lines.append("*Top third-party models:* " + ", ".join(
+            f"{_name(str(t.get('model', '')))} {usd(_num(t.get('usd')))}" for t in top))
+    lines.append(f"*Severity:* {n.severity} · not paged")
+    return clip("\n".join(lines), SECTION_MAX)
+
+
 def _main_text(n: Notification) -> str:
     if n.budget is not None:
         return _budget_text(n)
+    if n.mix is not None:
+        return _mix_text(n)
     series = _name(n.series, SERIES_MAX)
     paged = "paged on-call" if n.page else "not paged"
     lines: list[str] = []
@@ -339,6 +366,10 @@ def slack_text(n: Notification) -> str:
         tail = f"spent {x['spent']} of {x['limit']} ({x['pct_used']}), forecast {x['projected']}"
         if n.action != "resolve":
             tail += f", {x['days_left']} days left"
+        return clip(f"{emoji} {title}: {tail}".strip(), FALLBACK_MAX)
+    if n.mix is not None:
+        tail = (f"{_share(n.mix.get('share_pct'))} third-party (line {_share(n.mix.get('line_pct'))}, "
+                f"previous period {_share(n.mix.get('previous_share_pct'))})")
         return clip(f"{emoji} {title}: {tail}".strip(), FALLBACK_MAX)
     if n.action == "resolve":
         back = n.ended_at if n.ended_at is not None else n.fired_at

@@ -158,6 +158,11 @@ class Notification:
     ``severity``, ``observed_usd``, ``expected_usd``, ``excess_usd``, ``excess_pct``,
     ``impact_usd``, ``started_at``, ``window_start``, ``window_end``. Empty for an alert of one
     series (the notification's own numbers are its story); an older reader drops the field."""
+    mix: dict[str, Any] | None = None
+    """Set on third-party share notifications (rule ``mix_share``), JSON values: ``team``,
+    ``period``, ``tz``, ``period_id``, ``period_start``, ``period_end``, ``share_pct``,
+    ``line_pct``, ``previous_period_id``, ``previous_share_pct`` (None: no spend then),
+    ``internal_usd``, ``third_party_usd``, ``top_third_party_models`` ([{model, usd}])."""
 
     @property
     def team(self) -> str | None:
@@ -169,6 +174,7 @@ class Notification:
         d["top_contributors"] = [dict(c) for c in self.top_contributors]
         d["budget"] = None if self.budget is None else dict(self.budget)
         d["members"] = [dict(m) for m in self.members]
+        d["mix"] = None if self.mix is None else dict(self.mix)
         return d
 
     @classmethod
@@ -179,6 +185,8 @@ class Notification:
         if d.get("budget") is not None:
             d["budget"] = dict(d["budget"])
         d["members"] = [dict(m) for m in d.get("members") or ()]
+        if d.get("mix") is not None:
+            d["mix"] = dict(d["mix"])
         return cls(**d)
 
 

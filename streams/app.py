@@ -21,6 +21,13 @@ persists the ledger (table ``budgets``) in the judge's checkpoint step. Budgets 
 ``on_exhausted`` get their block/downgrade/allow decisions on the decisions topic, sent like
 the outbox records: before the checkpoint that records them.
 
+Model mix alert (policy ``mix.max_third_party_share``): each judge partition's
+:class:`streams.mix.MixWatch` counts the team×model spend it judged (kept in the ``budgets``
+table too, under ``mix*`` keys); the share is read across the watches of the partitions that
+judge series (:func:`streams.partitioning.judging_partitions`: the org's), by the worker that
+holds them. Its notification goes to the outbox on the team's owner partition
+(:func:`streams.mix.mix_owner`).
+
 Exactness: the hot path and the judge both write their state at most once per checkpoint
 interval and acknowledge input only once that state is written, so a crash replays the
 unacknowledged input onto the last checkpoint (see :mod:`streams.hotpath`); producer
@@ -41,9 +48,11 @@ from streams.budgets import BudgetLedger, budget_notification, budgets_for_parti
 from streams.config import StreamConfig
 from streams.delivery import Deliverer, pending_keys
 from streams.hotpath import IngestLoop, judge_partition
+from streams.partitioning import judging_partitions
 from streams.ingest import Partial
 from streams.judge import JudgeCore, judge_factory
 from streams.metrics import Metrics
+from streams.mix import MixWatch, mix_crossings, mix_notification, mix_owner
 from streams.pricing import Pricer
 from streams.web import register_views
 
@@ -130,6 +139,7 @@ def create_app(cfg: StreamConfig) -> faust.App:
             if tp.topic == topics["windows"]:
                 judges.pop(tp.partition, None)
                 ledgers.pop(tp.partition, None)
+                mixes.pop(tp.partition, None)
                 judge_held.pop(tp.partition, None)
 
     # ---------------------------------------------------------------- judge -----------
@@ -137,6 +147,31 @@ def create_app(cfg: StreamConfig) -> faust.App:
     # One budget ledger per judge partition, holding the budgets whose series it judges.
     ledgers: dict[int, BudgetLedger] = {}
     budget_specs = list(cfg.budgets)
+    # The mix alert's per-partition counts and fired marks (absent: the alert is off).
+    mixes: dict[int, MixWatch] = {}
+    mix_spec = cfg.mix_alert
+
+    def mix_for(p: int) -> MixWatch:
+        m = mixes.get(p)
+        if m is None:
+            m = mixes[p] = MixWatch(mix_spec)
+            prefix = f"{p}|"
+            m.restore((k[len(prefix):], v) for k, v in list(budgets_t.data.items()) if k.startswith(prefix))
+        return m
+
+    def mix_due(wm: float) -> list[tuple[int, Any]]:
+        """The mix notifications due at ``wm``, with the partition each goes out on."""
+        owned = _owned_partitions(app, topics["windows"])
+        needed = judging_partitions(n)
+        if owned is None or not needed <= owned:
+            return []  # another worker judges the series; it evaluates the share
+        watches = {p: mix_for(p) for p in needed}
+        out = []
+        for ev in mix_crossings(watches, n, wm, wall=time.time()):
+            metrics.inc("mix_alerts_total", labels={"state": "past" if ev.past else "notified"})
+            if not ev.past:
+                out.append((mix_owner(ev.team, n), mix_notification(ev, mix_spec, wm)))
+        return out
 
     def judge_for(q: int) -> JudgeCore:
         j = judges.get(q)
@@ -151,6 +186,8 @@ def create_app(cfg: StreamConfig) -> faust.App:
             # before the first apply: the fired thresholds and counted seqs come back with it
             led.restore((k[len(prefix):], v) for k, v in list(budgets_t.data.items()) if k.startswith(prefix))
             ledgers[q] = led
+            if mix_spec is not None:
+                mix_for(q)
             judges[q] = j
         return j
 
@@ -175,6 +212,10 @@ def create_app(cfg: StreamConfig) -> faust.App:
             # the ledger already holds (its seq marks skip it), rather than the other way round.
             for key, value in led.checkpoint().items():
                 persist(budgets_t, q, f"{q}|{key}", value)
+        # every partition's watch: a crossing marks the owner's, which may not be q
+        for p, watch in list(mixes.items()):
+            for key, value in watch.checkpoint().items():
+                persist(budgets_t, p, f"{p}|{key}", value)
         if j is not None:
             for key, value in j.checkpoint().items():
                 persist(judge_t, q, f"{q}|{key}", value)
@@ -204,30 +245,39 @@ def create_app(cfg: StreamConfig) -> faust.App:
             metrics.inc("windows_judged_total", out.windows_judged)
             for why in out.skipped:
                 metrics.inc("alerts_skipped_total", labels={"reason": why})
-            notes = list(out.notifications)
+            notes = [(q, note) for note in out.notifications]
             led = ledgers[q]
             if led.budgets:
                 for series, w, sums, seqs in out.spend:
                     led.apply_judge_spend(series, w, sums, seqs)
                 wm = j.watermark()
                 if wm is not None:
-                    for bev in led.crossings(float(wm)):
-                        notes.append(budget_notification(bev, led.budgets[bev.budget], float(wm)))
-                        metrics.inc("budget_events_total", labels={"kind": bev.kind})
+                    for bev in led.crossings(float(wm), wall=time.time()):
+                        kind = bev.kind + ("_past" if bev.past else "")
+                        metrics.inc("budget_events_total", labels={"kind": kind})
+                        if not bev.past:  # a backlog's past periods: recorded as fired, not told
+                            notes.append((q, budget_notification(bev, led.budgets[bev.budget], float(wm))))
                     for why in led.skipped:
                         metrics.inc("alerts_skipped_total", labels={"reason": why})
                     # before the checkpoint, like the outbox: a replay re-sends the same decision
                     for dec in led.decisions(float(wm)):
                         await decisions_topic.send(key=dec["budget"].encode(), value=orjson.dumps(dec))
                         metrics.inc("budget_decisions_total", labels={"decision": dec["decision"]})
-            for note in notes:
+            if mix_spec is not None:
+                watch = mixes[q]
+                for series, w, sums, seqs in out.spend:
+                    watch.apply_judge_spend(series, w, sums, seqs)
+                wm = j.watermark()
+                if wm is not None and any(m.touched for m in mixes.values()):
+                    notes += mix_due(float(wm))
+            for p, note in notes:
                 if cfg.dashboard_url:
                     note.dashboard_url = cfg.dashboard_url
                 record = note.to_dict()
-                persist(alerts_t, q, note.key, record)
+                persist(alerts_t, p, note.key, record)
                 metrics.inc("alerts_raised_total", labels={"action": note.action, "reason": note.reason})
                 # delivery is idempotent per (key, seq): a replay after a crash re-sends nothing
-                await outbox.send(key=note.key.encode(), value=orjson.dumps(record), partition=q)
+                await outbox.send(key=note.key.encode(), value=orjson.dumps(record), partition=p)
             judge_held[q].append(event)
             now = time.time()
             if now - judge_last[q] >= cfg.checkpoint_seconds:
@@ -290,6 +340,7 @@ def create_app(cfg: StreamConfig) -> faust.App:
         "cores": ingest.cores,
         "judges": judges,
         "ledgers": ledgers,
+        "mixes": mixes,
         "ingest": ingest,
         "tables": {"judge": judge_t, "spend": spend_t, "alerts": alerts_t, "deliveries": deliveries_t,
                    "budgets": budgets_t},

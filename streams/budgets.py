@@ -21,7 +21,7 @@ State (JSON-able records, one key each, for a Faust table; :meth:`BudgetLedger.c
 returns the changed ones, value None deletes):
 
 - ``led|{budget}|{period id}``: ``{"start", "end", "nusd", "tokens", "fired": [thresholds],
-  "burn": bool}`` -- the ledger of one period;
+  "at": {threshold: event time it fired}, "burn": bool}`` -- the ledger of one period;
 - ``mark|{budget}|{hour}``: ``{"t": clock, "w": {window: {source: [seqs]}}}`` -- which
   (source, seq) contributions were already counted, per window, for the windows touched in
   that hour; dropped ``mark_ttl`` seconds (event time) after their last use, which is far
@@ -168,6 +168,7 @@ class BudgetStatus:
     forecast: Forecast
     exhaustion_ts: float | None
     forecast_breach: bool
+    fired_at: dict[str, float] = field(default_factory=dict)  # "50" -> event time (the watermark) it fired
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -182,6 +183,7 @@ class BudgetStatus:
             "days_left": self.days_left,
             "thresholds": list(self.thresholds),
             "fired": list(self.fired),
+            "fired_at": dict(self.fired_at),
             "forecast": self.forecast.to_dict(),
             "exhaustion_ts": self.exhaustion_ts,
             "forecast_breach": self.forecast_breach,
@@ -195,7 +197,9 @@ class BudgetEvent:
     ``kind``: ``threshold`` (``threshold`` percent reached; once per budget, period and
     threshold), ``forecast`` (the period is projected to overrun) or ``forecast_resolved``
     (it no longer is). ``key`` is stable per budget and period (and threshold), for the
-    outbox's idempotency and for threading.
+    outbox's idempotency and for threading. ``past``: a threshold of a period that was already
+    over when the crossing was counted (a first start on a backlog, a replayed history, a very
+    late event): recorded as fired like any other, but not to be notified.
     """
 
     kind: Literal["threshold", "forecast", "forecast_resolved"]
@@ -203,6 +207,7 @@ class BudgetEvent:
     period_id: str
     threshold: float | None
     status: BudgetStatus
+    past: bool = False
 
     @property
     def key(self) -> str:
@@ -217,6 +222,7 @@ class BudgetEvent:
             "budget": self.budget,
             "period_id": self.period_id,
             "threshold": self.threshold,
+            "past": self.past,
             "status": self.status.to_dict(),
         }
 
@@ -319,6 +325,7 @@ class BudgetLedger:
     specs: Iterable[BudgetSpec] = ()
     mark_ttl: int = 2 * 86400
     forecaster_params: dict[str, Any] = field(default_factory=dict)
+    past_grace: float = 900.0  # a period is past this long after its end (see crossings())
 
     budgets: dict[str, BudgetSpec] = field(init=False, default_factory=dict)
     ledgers: dict[str, dict[str, Any]] = field(init=False, default_factory=dict)  # "budget|pid"
@@ -411,6 +418,7 @@ class BudgetLedger:
         rearmed = [th for th in led["fired"] if th not in keep]
         if rearmed:
             led["fired"] = keep
+            led["at"] = {k: v for k, v in led.get("at", {}).items() if float(k) in keep}
             self._dirty.add(f"led|{spec.name}|{pid}")
         self._touched.add(f"{spec.name}|{pid}")
         return rearmed
@@ -537,6 +545,7 @@ class BudgetLedger:
             days_left=max(0.0, (end - max(float(now), start)) / _DAY),
             thresholds=sorted(spec.thresholds),
             fired=sorted(led["fired"]) if led else [],
+            fired_at=dict(led.get("at", {})) if led else {},
             forecast=fc,
             exhaustion_ts=fc.exhaustion_ts,
             forecast_breach=spec.forecast_alert and burn_alert(
@@ -544,16 +553,24 @@ class BudgetLedger:
             ),
         )
 
-    def crossings(self, now: float) -> list[BudgetEvent]:
+    def crossings(self, now: float, wall: float | None = None) -> list[BudgetEvent]:
         """The events due at ``now`` (event time): each threshold reached in a period for the
         first time (late spend that pushes a past period over one fires too, naming that
         period), and forecast breaches starting or ending in the current period. What is
         returned is marked in the state at once: the same crossing is never returned again,
         also after :meth:`checkpoint` / :meth:`restore`. A forecast breach of a budget whose
         100 % threshold already fired in the period is not an event: ``skipped`` then says
-        ``inhibited`` (once per period)."""
+        ``inhibited`` (once per period).
+
+        ``wall`` is when the crossing is counted (the worker passes the wall clock; None: ``now``,
+        as in the offline replay, whose clock is event time). A threshold of a period that
+        ended ``past_grace`` or more before it comes with ``past=True``: a first start on a
+        backlog of last week's usage records last week's crossings as fired (each with its
+        event time) without a notification for each. The grace leaves room for the windows
+        that close just after a period ends (lateness, judging) to fire normally."""
         self._sync()
         self.skipped = []
+        counted_at = float(now if wall is None else wall)
         events: list[BudgetEvent] = []
         for name in self.budgets:
             fc = self.forecasters.get(name)
@@ -580,8 +597,11 @@ class BudgetLedger:
             for th in due:
                 assert led is not None  # due thresholds need spend (every threshold is > 0)
                 led["fired"].append(th)
+                led.setdefault("at", {})[f"{th:g}"] = float(now)
+                st.fired_at[f"{th:g}"] = float(now)
                 self._dirty.add(f"led|{lkey}")
-                events.append(BudgetEvent("threshold", name, pid, th, st))
+                events.append(BudgetEvent("threshold", name, pid, th, st,
+                                          past=int(led["end"]) + self.past_grace <= counted_at))
             if current and spec.forecast_alert:
                 was = bool(led and led["burn"])
                 if st.forecast_breach and not was and led is not None and any(th >= 100 for th in led["fired"]):
@@ -651,7 +671,7 @@ class BudgetLedger:
             kind, _, rest = key.partition("|")
             if kind == "led":
                 led = self.ledgers.get(rest)
-                out[key] = None if led is None else {**led, "fired": list(led["fired"])}
+                out[key] = None if led is None else {**led, "fired": list(led["fired"]), "at": dict(led.get("at", {}))}
             elif kind == "mark":
                 m = self.marks.get(rest)
                 out[key] = None if m is None else {"t": m["t"], "w": {w: {s: list(q) for s, q in v.items()}
@@ -678,7 +698,8 @@ class BudgetLedger:
                 continue
             kind, _, rest = key.partition("|")
             if kind == "led":
-                self.ledgers[rest] = {**value, "fired": [float(x) for x in value["fired"]]}
+                self.ledgers[rest] = {**value, "fired": [float(x) for x in value["fired"]],
+                                      "at": {str(k): float(v) for k, v in (value.get("at") or {}).items()}}
                 self._touched.add(rest)
             elif kind == "mark":
                 self.marks[rest] = {"t": int(value["t"]), "w": {w: {s: [int(x) for x in q] for s, q in v.items()}

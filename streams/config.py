@@ -49,6 +49,7 @@ class StreamConfig:
     # (match labels, params) per override, in policy order
     detector_overrides: tuple[tuple[dict[str, str], dict[str, Any]], ...] = ()
     internal_models: tuple[str, ...] = ()  # patterns of the organisation's own models (/api/mix)
+    mix_alert: Any = None  # streams.mix.MixAlertSpec: the third-party share alert, None: off
     alert_policy: dict[str, Any] = field(default_factory=dict)
     budgets: tuple[Any, ...] = ()  # streams.budgets.BudgetSpec, every budget of the policy
     slack: SlackConfig | None = None

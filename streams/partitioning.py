@@ -34,3 +34,13 @@ def judge_partition(series: str, n: int) -> int:
     {0}
     """
     return zlib.crc32(ORG_KEY.encode()) % n
+
+
+def judging_partitions(n: int) -> set[int]:
+    """The partitions among ``n`` that judge any series (today: the org's one); what a worker
+    must hold to see every series' spend (the third-party share reads them all).
+
+    >>> judging_partitions(4)
+    {0}
+    """
+    return {judge_partition(ORG_KEY, n)}

@@ -267,7 +267,7 @@ def replay(
     events: Annotated[Path, typer.Argument(help="JSONL file of usage events (any accepted shape; '-' for stdin).")],
     policy: Annotated[Optional[Path], typer.Option(help="Policy file (default: TOKENPULSE_POLICY).")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="Labelled incidents (JSONL: team, start, end, should_alert).")] = None,
-    alerts_out: Annotated[Optional[Path], typer.Option("--alerts-out", help="Write one JSON line per alert firing here.")] = None,
+    alerts_out: Annotated[Optional[Path], typer.Option("--alerts-out", help="Write one JSON line per alert firing here (then one per budget notification, kind budget_threshold or budget_forecast).")] = None,
     grace: Annotated[float, typer.Option(help="Seconds after an incident's end in which a firing still detects it.")] = 900.0,
     progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
 ) -> None:
@@ -295,12 +295,15 @@ def replay(
     if alerts_out is not None:
         with open(alerts_out, "wb") as f:
             write_firings(res.firings, f)
+            write_firings(res.budget_firings, f)
     summary: dict[str, object] = {
         "events": res.counters,
         "windows_judged": res.windows_judged,
         "firings": len(res.firings),
         "notifications": len(res.notifications),
         "held_back": res.skipped,
+        "budget_notifications": len(res.budget_firings),
+        "budgets": res.budgets,
         "teams": sorted(res.teams),
         "seconds": round(res.seconds, 3),
         "mb_per_s": round(res.bytes_read / 1e6 / res.seconds, 2) if res.seconds else None,

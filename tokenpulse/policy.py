@@ -139,7 +139,12 @@ class SilencePolicy(_Strict):
 
 # -- budgets ---------------------------------------------------------------------------------
 
-_BUDGET_SCOPE_KEYS = ("team", "user", "project")
+_BUDGET_SCOPE_KEYS = ("team", "user")
+# Ingest keeps spend per org, team, team×model, provider, model and user (streams.ingest.series_of):
+# a budget on anything else would read a series that never gets spend and always show $0.
+_NO_SERIES = {
+    "project": "usage events carry no project, so no spend is kept per project",
+}
 
 
 def _check_timezone(v: str) -> str:
@@ -200,8 +205,9 @@ class BudgetPolicy(_Strict):
     """One budget: what it covers (``scope``), how much (``amount`` in ``unit``), over which
     calendar ``period`` in which ``timezone`` (default: the top-level ``budget_timezone``).
 
-    ``scope`` is ``org`` (all spend), or labels: ``{team: ads}``, ``{user: bob}``,
-    ``{team: ads, user: bob}``, ``{project: x}`` (also written ``team=ads|user=bob``).
+    ``scope`` is ``org`` (all spend), ``{team: ads}`` or ``{user: bob}`` (also written
+    ``team=ads``): the series the worker keeps spend for. A project or a team×user scope is
+    refused, since no spend is counted for it (it would always show $0).
     An org budget may be split into team ``allocations``; a team budget may instead name the
     org budget it is a share of with ``parent``. Either way the shares must fit in the parent.
     """
@@ -244,11 +250,17 @@ class BudgetPolicy(_Strict):
     @field_validator("scope")
     @classmethod
     def _scope_keys(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, why in _NO_SERIES.items():
+            if k in v:
+                raise ValueError(f"scope {k!r}: {why}; a budget on it would always show $0 "
+                                 "(use org, {team: ...} or {user: ...})")
         bad = sorted(set(v) - set(_BUDGET_SCOPE_KEYS))
         if bad:
             raise ValueError(f"unknown scope label(s) {', '.join(bad)}; use 'org' or {', '.join(_BUDGET_SCOPE_KEYS)}")
-        if "user" in v and "project" in v:
-            raise ValueError("a scope names a user or a project, not both")
+        if len(v) > 1:
+            raise ValueError(f"scope {'|'.join(f'{k}={x}' for k, x in v.items())}: spend is kept per team and "
+                             "per user, not per team and user, so this budget would always show $0; "
+                             "use {team: ...} or {user: ...}")
         if any(not x for x in v.values()):
             raise ValueError("scope labels need a value")
         return v
@@ -299,9 +311,34 @@ class TeamPolicy(_Strict):
 
 class MixPolicy(_Strict):
     """Which models are the organisation's own (shell-style patterns, ``acme-*``): the rest of
-    the spend is third-party, in ``/api/mix``."""
+    the spend is third-party, in ``/api/mix``. Optionally, an alert when a team's third-party
+    share of the calendar ``period`` so far (in ``budget_timezone``) goes past
+    ``max_third_party_share`` (a fraction; ``teams`` sets a team's own line, null: none for it),
+    once the team spent ``min_spend_usd`` in the period."""
 
     internal_models: list[str] = Field(default_factory=list)
+    max_third_party_share: float | None = Field(default=None, ge=0, lt=1)
+    teams: dict[str, float | None] = Field(default_factory=dict)
+    period: Literal["day", "week", "month"] = "week"
+    min_spend_usd: Decimal = Field(default=Decimal(10), ge=0)
+
+    @field_validator("teams")
+    @classmethod
+    def _team_lines(cls, v: dict[str, float | None]) -> dict[str, float | None]:
+        for team, line in v.items():
+            if line is not None and not 0 <= line < 1:
+                raise ValueError(f"team {team!r}: a third-party share line is a fraction in [0, 1), got {line}")
+        return v
+
+    @model_validator(mode="after")
+    def _needs_internal(self) -> MixPolicy:
+        if not self.internal_models and (self.max_third_party_share is not None
+                                         or any(x is not None for x in self.teams.values())):
+            where = "max_third_party_share" if self.max_third_party_share is not None else "teams"
+            raise _LocatedError(("mix", where),
+                                "a third-party share line needs mix.internal_models (else every model is third-party)")
+        _base_units(self.min_spend_usd, "usd")
+        return self
 
 
 class Policy(_Strict):
@@ -433,6 +470,17 @@ class Policy(_Strict):
                 out.append(BudgetSpec(name=f"{b.name}/{a.team}", scope=(("team", a.team),), limit=limit,
                                       thresholds=tuple(a.thresholds or b.thresholds), parent=b.name, **common))
         return out
+
+    def mix_alert_spec(self) -> Any:
+        """The third-party share alert as ``streams.mix.MixAlertSpec``, or None when no line is set."""
+        from streams.mix import MixAlertSpec
+
+        m = self.mix
+        if m.max_third_party_share is None and all(v is None for v in m.teams.values()):
+            return None
+        return MixAlertSpec(internal_models=tuple(m.internal_models), line=m.max_third_party_share,
+                            team_lines=tuple(sorted(m.teams.items())), period=m.period, tz=self.budget_timezone,
+                            min_spend_nusd=_base_units(m.min_spend_usd, "usd"))
 
     def alert_policy(self) -> dict[str, Any]:
         """The alert engine's settings: the ``alerts`` section plus the silences."""

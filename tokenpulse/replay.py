@@ -33,6 +33,7 @@ from typing import IO, Any
 
 import orjson
 
+from streams.budgets import BudgetLedger, BudgetSpec, budget_notification
 from streams.config import StreamConfig
 from streams.ingest import IngestPartition, Partial
 from streams.judge import JudgeCore, judge_factory
@@ -58,6 +59,9 @@ class ReplayResult:
     seconds: float = 0.0
     bytes_read: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # held-back notifications by reason
+    # budget notifications as --alerts-out lines (kept apart from ``firings``, which are scored)
+    budget_firings: list[dict[str, Any]] = field(default_factory=list)
+    budgets: list[dict[str, Any]] = field(default_factory=list)  # each budget's ledger (budget_summary)
 
 
 def firing_record(note: Any) -> dict[str, Any]:
@@ -92,16 +96,34 @@ FORK_AFTER_LINES = 50_000
 saves (and short replays, as in the tests of other modules, stay in one process)."""
 
 
-class _Verdicts:
-    """What the replay keeps from the judge's outputs (picklable: it crosses the fork)."""
+def budget_record(note: Any) -> dict[str, Any]:
+    """An --alerts-out line for a budget notification: a firing record whose ``kind`` is the
+    rule (``budget_threshold``, ``budget_forecast``), with the action and the budget's numbers."""
+    return {**firing_record(note), "action": note.action, "budget": note.budget}
 
-    def __init__(self) -> None:
+
+class _Verdicts:
+    """What the replay keeps from the judge's outputs (picklable: it crosses the fork), and the
+    budget ledger fed with the judge's spend, as in the worker: its crossings are evaluated at
+    the judge's watermark after every message, with event time as the clock, so a replay tells
+    what a worker that ran through this history live would have posted."""
+
+    def __init__(self, budgets: list[BudgetSpec] | tuple[BudgetSpec, ...] = (), window_seconds: int = 60) -> None:
         self.notifications: list[dict[str, Any]] = []
         self.firings: list[dict[str, Any]] = []
         self.windows_judged = 0
         self.first_w: int | None = None
         self.series: set[str] = set()
         self.skipped: dict[str, int] = {}
+        self.ledger = BudgetLedger(window_seconds, list(budgets)) if budgets else None
+        self.budget_firings: list[dict[str, Any]] = []
+
+    def after(self) -> _Verdicts:
+        """Empty verdicts that carry on with this one's ledger (for the forked judge: the child
+        goes on counting from the spend so far and hands the ledger back with its verdicts)."""
+        got = _Verdicts()
+        got.ledger = self.ledger
+        return got
 
     def take(self, judge: JudgeCore, closed_until: int | None, partials: list[Partial], seq: int) -> None:
         out = judge.receive(0, 1, closed_until, partials, seq)
@@ -119,16 +141,60 @@ class _Verdicts:
             self.firings.append(inhibited_record(note))
         for why in out.skipped:
             self.skipped[why] = self.skipped.get(why, 0) + 1
+        led = self.ledger
+        if led is not None:
+            for series, w, sums, seqs in out.spend:
+                led.apply_judge_spend(series, w, sums, seqs)
+            wm = judge.watermark()
+            if wm is not None:
+                for ev in led.crossings(float(wm)):
+                    if ev.past:  # late spend of a period long over: recorded as fired, not told
+                        continue
+                    bnote = budget_notification(ev, led.budgets[ev.budget], float(wm))
+                    self.notifications.append(bnote.to_dict())
+                    self.budget_firings.append(budget_record(bnote))
 
     def extend(self, later: _Verdicts) -> None:
         for why, n in later.skipped.items():
             self.skipped[why] = self.skipped.get(why, 0) + n
         self.notifications += later.notifications
         self.firings += later.firings
+        self.budget_firings += later.budget_firings
+        if later.ledger is not None:
+            self.ledger = later.ledger  # it went on from ours
         self.windows_judged += later.windows_judged
         if later.first_w is not None and (self.first_w is None or later.first_w < self.first_w):
             self.first_w = later.first_w
         self.series |= later.series
+
+    def budget_summary(self) -> list[dict[str, Any]]:
+        """Each budget with every period it has spend in: spent and limit in its unit, % used,
+        and the thresholds fired with the event time each fired at (a threshold of a period
+        that was over when late spend reached it is listed with ``notified: false``)."""
+        led = self.ledger
+        if led is None:
+            return []
+        told = {(n["budget"]["name"], n["budget"]["period_id"], n["budget"]["threshold"])
+                for n in self.notifications if n.get("rule") == "budget_threshold" and n.get("budget")}
+        out = []
+        for name, spec in led.budgets.items():
+            periods = []
+            for pid in led.periods(name):
+                st = led.status(name, float(led.clock), pid)
+                periods.append({
+                    "period_id": pid,
+                    "period_start": rfc3339(st.period_start),
+                    "period_end": rfc3339(st.period_end),
+                    "spent": round(st.spent, 9),
+                    "spent_base": led.spent(name, pid),
+                    "pct_used": round(st.pct_used, 4),
+                    "fired": [{"threshold": th, "at": rfc3339(st.fired_at[f"{th:g}"]) if f"{th:g}" in st.fired_at
+                               else None, "notified": (name, pid, th) in told} for th in st.fired],
+                })
+            out.append({"budget": name, "scope": spec.labels, "series": spec.series, "unit": spec.unit,
+                        "period": spec.period, "tz": spec.tz, "limit": spec.to_display(spec.limit),
+                        "thresholds": sorted(spec.thresholds), "periods": periods})
+        return out
 
 
 def _can_fork() -> bool:
@@ -151,10 +217,11 @@ def _fork_by_default() -> bool:
     return busy < (os.cpu_count() or 1) - 0.5
 
 
-def _judge_process(conn: Any, judge: JudgeCore) -> None:
+def _judge_process(conn: Any, judge: JudgeCore, before: _Verdicts | None = None) -> None:
     """The forked judge: receives (closed_until, partial rows, seq) messages, one per closing,
-    until None, then sends back what it found (or the error that stopped it)."""
-    got = _Verdicts()
+    until None, then sends back what it found (or the error that stopped it), the budget
+    ledger included (carried on from ``before``'s)."""
+    got = _Verdicts() if before is None else before.after()
     try:
         while True:
             msg = pickle.loads(conn.recv_bytes())
@@ -177,10 +244,10 @@ def _judge_process(conn: Any, judge: JudgeCore) -> None:
 class _ForkedJudge:
     """The judge in a child process (fork: the child starts with the judge's state as it is)."""
 
-    def __init__(self, judge: JudgeCore) -> None:
+    def __init__(self, judge: JudgeCore, verdicts: _Verdicts | None = None) -> None:
         ctx = multiprocessing.get_context("fork")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_judge_process, args=(child, judge), daemon=True)
+        self.proc = ctx.Process(target=_judge_process, args=(child, judge, verdicts), daemon=True)
         self.proc.start()
         child.close()
 
@@ -245,7 +312,7 @@ def replay_lines(
     # from each judge output
     judge.keep_recent = False
     judge.keep_spend = False
-    verdicts = _Verdicts()
+    verdicts = _Verdicts(cfg.budgets, cfg.window_seconds)
     forked: _ForkedJudge | None = None
     may_fork = _fork_by_default() if fork is None else (fork and _can_fork())
     seq = 0
@@ -329,7 +396,7 @@ def replay_lines(
             if may_fork and forked is None and line_no >= FORK_AFTER_LINES:
                 may_fork = False
                 try:
-                    forked = _ForkedJudge(judge)
+                    forked = _ForkedJudge(judge, verdicts)
                 except OSError:  # no process to spare (limits): judge here, as before
                     forked = None
             if progress is not None:
@@ -352,6 +419,8 @@ def replay_lines(
     res.notifications = verdicts.notifications
     res.skipped = dict(verdicts.skipped)
     res.firings = verdicts.firings
+    res.budget_firings = verdicts.budget_firings
+    res.budgets = verdicts.budget_summary()
     res.windows_judged = verdicts.windows_judged
     res.counters = core.counters.to_dict()
     res.seconds = time.monotonic() - started

@@ -42,6 +42,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         detector_params=dict(policy.detector.params),
         detector_overrides=tuple(policy.detector.override_list()),
         internal_models=tuple(policy.mix.internal_models),
+        mix_alert=policy.mix_alert_spec(),
         alert_policy=policy.alert_policy(),
         budgets=tuple(policy.budget_specs()),
         slack=slack,

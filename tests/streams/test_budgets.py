@@ -287,3 +287,45 @@ def test_forecast_alert_can_be_off_and_survives_a_restart() -> None:
     assert [e.kind for e in led.crossings(d + 3 * 3600 + 60)] == ["forecast"]
     led = roundtrip(led, [s])
     assert led.crossings(d + 3 * 3600 + 120) == []
+
+
+def test_a_backlog_records_past_periods_thresholds_as_fired_without_notifying_them() -> None:
+    """A first start on a week of history: the judge's watermark walks through the past days
+    while the wall clock is today. Past days' crossings are recorded (with their event time)
+    but marked past; today's are told; a restart changes nothing."""
+    s = spec(period="day", tz="UTC", usd=100, forecast_alert=False)
+    led = BudgetLedger(window_seconds=60, specs=[s])
+    d = at("UTC", 2026, 3, 2)
+    today = d + 6 * 86400
+    wall = today + 10 * 3600
+    got = []
+    for day in range(7):
+        for h in range(9):  # 10 $ an hour from midnight: 50 % at 05:00, 80 % at 08:00, 90 $ a day
+            w = d + day * 86400 + h * 3600
+            led.apply(ADS, w, 10 * NANO, 0, 0, day * 100 + h)
+            got += led.crossings(w + 60, wall=wall)
+    assert [(e.period_id, e.threshold, e.past) for e in got if e.period_id == "2026-03-02"] == [
+        ("2026-03-02", 50.0, True), ("2026-03-02", 80.0, True)]
+    assert all(e.past for e in got if e.period_id != "2026-03-08")
+    assert [(e.threshold, e.past) for e in got if e.period_id == "2026-03-08"] == [(50.0, False), (80.0, False)]
+    assert len(got) == 14
+    st = led.status("ads", d + 3600, "2026-03-02")
+    assert st.fired == [50.0, 80.0] and st.fired_at == {"50": d + 4 * 3600 + 60.0, "80": d + 7 * 3600 + 60.0}
+    led = roundtrip(led, [s])
+    assert led.crossings(today + 10 * 3600, wall=wall + 60) == []
+    assert led.status("ads", d + 3600, "2026-03-02").fired_at["80"] == d + 7 * 3600 + 60.0
+
+
+def test_a_period_counted_just_after_its_end_is_not_past() -> None:
+    # The last windows of a day close after midnight (lateness, judging): within the grace,
+    # their crossings are told; a late event the next afternoon is recorded silently.
+    s = spec(period="day", tz="UTC", usd=100, forecast_alert=False)
+    led = BudgetLedger(window_seconds=60, specs=[s])
+    d = at("UTC", 2026, 3, 2)
+    led.apply(ADS, d + 86400 - 60, 60 * NANO, 0, 0, 1)
+    [e] = led.crossings(d + 86400, wall=d + 86400 + 30)
+    assert (e.threshold, e.past) == (50.0, False)
+    led.apply(ADS, d + 600, 30 * NANO, 0, 0, 2)  # late: yesterday's 90 %
+    [late] = led.crossings(d + 86400 + 15 * 3600, wall=d + 86400 + 15 * 3600)
+    assert (late.period_id, late.threshold, late.past) == ("2026-03-02", 80.0, True)
+    assert led.status("ads", d, "2026-03-02").fired == [50.0, 80.0]

@@ -25,7 +25,7 @@ budgets:
     parent: org-monthly
     amount: 5000
   - name: bob-daily
-    scope: team=ads|user=bob
+    scope: user=bob
     unit: tokens
     amount: 2000000
     period: day
@@ -39,7 +39,7 @@ def test_budgets_parse_with_defaults_and_allocations() -> None:
     org, ml, bob = p.budgets
     assert org.scope == {} and org.unit == "usd" and org.amount == Decimal("50000.10")
     assert ml.thresholds == [50, 80, 100] and ml.timezone is None
-    assert bob.scope == {"team": "ads", "user": "bob"} and bob.unit == "tokens"
+    assert bob.scope == {"user": "bob"} and bob.unit == "tokens"
     # 50000.10 - 10000 - 30 % (15000.03) - 5000 (the child budget)
     assert p.unallocated("org-monthly") == Decimal("20000.07")
 
@@ -61,7 +61,7 @@ def test_budget_specs_for_the_ledger() -> None:
     assert specs["ml-platform"].parent == "org-monthly" and specs["ml-platform"].series == "team=ml"
     bob = specs["bob-daily"]
     assert (bob.unit, bob.limit, bob.tz, bob.forecast_alert) == ("tokens", 2_000_000, "America/New_York", False)
-    assert bob.series == "team=ads|user=bob"
+    assert bob.series == "user=bob"
 
 
 def test_no_budgets_by_default() -> None:
@@ -79,6 +79,12 @@ def test_no_budgets_by_default() -> None:
         ("budgets:\n  - name: a\n    amount: -5\n", 3, "budgets.0.amount"),
         ("budgets:\n  - name: a\n    amount: 10\n    scope: {model: gpt-4o}\n", 4, "unknown scope label(s) model"),
         ("budgets:\n  - name: a\n    amount: 10\n    scope: team\n", 4, "expected 'org' or labels"),
+        # scopes ingest keeps no spend for: refused rather than a budget stuck at $0
+        ("budgets:\n  - name: a\n    amount: 10\n    scope: {project: apollo}\n", 4,
+         "budgets.0.scope: Value error, scope 'project': usage events carry no project"),
+        ("budgets:\n  - name: a\n    amount: 10\n  - name: b\n    amount: 5\n    scope: team=ads|user=bob\n", 6,
+         "budgets.1.scope: Value error, scope team=ads|user=bob: spend is kept per team and per user, not per team"),
+        ("budgets:\n  - name: a\n    amount: 10\n    scope: {user: bob, team: ads}\n", 4, "always show $0"),
         ("budgets:\n  - name: a\n    amount: 10\n    thresholds: [50, 0]\n", 4, "(0, 1000]"),
         ("budgets:\n  - name: a\n    amount: 10\n    thresholds: [50, 50]\n", 4, "must not repeat"),
         ("budgets:\n  - name: a|b\n    amount: 10\n", 2, "may not contain"),
