@@ -139,6 +139,9 @@ class Notification:
     ``days_left``, ``threshold`` (percent, or None), ``projected_total``, ``projected_pct``,
     ``exhaustion_ts`` (None: not within the period). Amounts are in the unit (USD or tokens).
     ``None`` on cost spikes; an older reader drops the field."""
+    report: dict[str, Any] | None = None
+    """Set on spend reports (rule ``spend_report``): the report as built by
+    ``streams.reports.build_report`` (JSON values; rendered by :mod:`alerts.report`)."""
 
     @property
     def team(self) -> str | None:
@@ -149,6 +152,7 @@ class Notification:
         d["labels"] = dict(self.labels)
         d["top_contributors"] = [dict(c) for c in self.top_contributors]
         d["budget"] = None if self.budget is None else dict(self.budget)
+        d["report"] = None if self.report is None else dict(self.report)
         return d
 
     @classmethod
@@ -158,6 +162,8 @@ class Notification:
         d["top_contributors"] = _contributors(d.get("top_contributors"))
         if d.get("budget") is not None:
             d["budget"] = dict(d["budget"])
+        if d.get("report") is not None:
+            d["report"] = dict(d["report"])
         return cls(**d)
 
 
