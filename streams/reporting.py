@@ -40,7 +40,16 @@ import orjson
 from streams.config import StreamConfig
 from streams.hotpath import judge_partition
 from streams.metrics import Metrics
-from streams.reports import ReportDue, ReportScheduler, ReportSpec, budget_row, build_report, report_notification, report_part
+from streams.reports import (
+    REPORT_PERIODS,
+    ReportDue,
+    ReportScheduler,
+    ReportSpec,
+    budget_row,
+    build_report,
+    report_notification,
+    report_part,
+)
 
 log = logging.getLogger("tokenpulse.reports")
 
@@ -71,6 +80,9 @@ class Reporting:
         self.judges = judges
         self.ledgers = ledgers
         self.schedulers: dict[int, ReportScheduler] = {}
+        self._register_view(app)  # on-demand reports need no topic or table
+        if not self.specs:
+            return  # nothing scheduled: no topic, table or agent
         self.topic = app.topic(cfg.topics["reports"], value_serializer="raw", key_serializer="raw",
                                partitions=self.n)
         self.table = app.Table("reports", default=None, partitions=self.n)
@@ -85,8 +97,6 @@ class Reporting:
         async def merge(stream: Any) -> None:
             async for event in stream.events():
                 await self.merge_part(event.message.partition, orjson.loads(event.value))
-
-        self._register_view(app)
 
     # -- every judge partition: its parts --------------------------------------------------
     def _scheduler(self, q: int) -> ReportScheduler:
@@ -115,7 +125,8 @@ class Reporting:
         j = self.judges.get(q)
         led = self.ledgers.get(q)
         budgets = [budget_row(led, name, due, now) for name in sorted(led.budgets)] if led is not None else []
-        return report_part(list(j.spend.items()) if j is not None else [], spec, due, budgets)
+        return report_part(list(j.spend.items()) if j is not None else [], spec, due, budgets,
+                           self.cfg.internal_models)
 
     # -- the owner: merge, build, outbox ---------------------------------------------------
     async def merge_part(self, o: int, body: dict[str, Any]) -> None:
@@ -178,12 +189,14 @@ class Reporting:
                 if spec is None:
                     return web.json({"error": f"report {name!r} is not in the policy"}, status=404)
             else:
-                period = {"daily": "day", "weekly": "week"}.get(q.get("period", ""), q.get("period", ""))
+                period = REPORT_PERIODS.get(q.get("period", ""))
+                if period is None:
+                    return web.json({"error": "period must be day or week (or ?report=NAME)"}, status=400)
                 try:
                     spec = ReportSpec(name=f"api:{period}", channel="", period=period,
                                       tz=q.get("tz") or cfg.report_timezone, team=q.get("team") or None)
-                except ValueError as exc:
-                    return web.json({"error": str(exc).replace("report 'api:", "report '")}, status=400)
+                except ValueError as exc:  # the time zone
+                    return web.json({"error": str(exc)}, status=400)
             due = spec.closed(now)
             held = sorted(self.judges)
             parts = [self.part(p, spec, due, now) for p in held]

@@ -46,6 +46,7 @@ from streams.periods import Period
 
 __all__ = [
     "MOVERS",
+    "REPORT_PERIODS",
     "ReportDue",
     "ReportScheduler",
     "ReportSpec",
@@ -149,12 +150,18 @@ def _wanted(series: str, team: str | None) -> bool:
 
 
 def report_part(items: Iterable[tuple[str, Any]], spec: ReportSpec, due: ReportDue,
-                budgets: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """One judge partition's share of a report: ``{"series": {series: [nusd in the period,
-    nusd in the previous period]}, "budgets": [...]}`` from its spend records
-    (``"<series>|<window start>" -> {"s": [nusd, …]}``). A window counts in the period
-    holding its start. ``budgets`` are the partition's budget rows (:func:`budget_row`)."""
+                budgets: Sequence[Mapping[str, Any]] = (), internal_models: Sequence[str] = ()) -> dict[str, Any]:
+    """One judge partition's share of a report from its spend records (``"<series>|<window
+    start>" -> {"s": [nusd, …]}``); a window counts in the period holding its start.
+
+    ``{"series": {series: [nusd in the period, nusd in the previous period]}, "mix": {team:
+    [internal, third-party, previous internal, previous third-party]}, "budgets": [...]}``.
+    ``team=…|model=…`` series are folded into ``mix`` (``internal_models``: patterns) rather
+    than sent one by one (there are teams × models of them), except for a team report, whose
+    models they are. ``budgets`` are the partition's budget rows (:func:`budget_row`)."""
     acc: dict[str, list[int]] = {}
+    mix: dict[str, list[int]] = {}
+    internal: dict[str, bool] = {}
     lo, mid, hi = due.prev_start, due.start, due.end
     team = spec.team
     for key, rec in items:
@@ -167,25 +174,46 @@ def report_part(items: Iterable[tuple[str, Any]], spec: ReportSpec, due: ReportD
             continue
         if not lo <= w < hi or not _wanted(series, team):
             continue
-        cur = acc.get(series)
-        if cur is None:
-            cur = acc[series] = [0, 0]
-        cur[0 if w >= mid else 1] += int(rec["s"][0])
+        nusd = int(rec["s"][0])
+        cur = 0 if w >= mid else 1
+        if series.startswith("team=") and "|model=" in series:
+            t, _, model = series[5:].partition("|model=")
+            own = internal.get(model)
+            if own is None:
+                own = internal[model] = is_internal(model, internal_models)
+            bucket = mix.get(t)
+            if bucket is None:
+                bucket = mix[t] = [0, 0, 0, 0]
+            bucket[2 * cur + (0 if own else 1)] += nusd
+            if team is None:
+                continue
+        sums = acc.get(series)
+        if sums is None:
+            sums = acc[series] = [0, 0]
+        sums[cur] += nusd
     mine = [dict(b) for b in budgets if team is None or (b.get("scope") or {}).get("team") == team]
-    return {"series": acc, "budgets": mine}
+    return {"series": acc, "mix": mix, "budgets": mine}
 
 
-def merge_parts(parts: Iterable[Mapping[str, Any]]) -> tuple[dict[str, list[int]], list[dict[str, Any]]]:
-    """The parts of every partition as one ``{series: [cur, prev]}`` and one budget list."""
+def merge_parts(
+    parts: Iterable[Mapping[str, Any]],
+) -> tuple[dict[str, list[int]], dict[str, list[int]], list[dict[str, Any]]]:
+    """The parts of every partition as one ``{series: [cur, prev]}``, one mix per team and one
+    budget list."""
     series: dict[str, list[int]] = {}
+    mix: dict[str, list[int]] = {}
     budgets: list[dict[str, Any]] = []
     for part in parts:
         for s, (c, p) in (part.get("series") or {}).items():
             acc = series.setdefault(s, [0, 0])
             acc[0] += int(c)
             acc[1] += int(p)
+        for t, sums in (part.get("mix") or {}).items():
+            m = mix.setdefault(t, [0, 0, 0, 0])
+            for i in range(4):
+                m[i] += int(sums[i])
         budgets.extend(dict(b) for b in part.get("budgets") or ())
-    return series, budgets
+    return series, mix, budgets
 
 
 def budget_row(ledger: Any, name: str, due: ReportDue, now: float) -> dict[str, Any]:
@@ -247,14 +275,7 @@ def _movers(rows: Sequence[Mapping[str, Any]], kind: str, k: int = MOVERS) -> di
     return {"up": [slim(r) for _, r in up], "down": [slim(r) for _, r in down]}
 
 
-def _mix(team_model: Mapping[tuple[str, str], list[int]], internal_models: Sequence[str]) -> list[dict[str, Any]]:
-    per: dict[str, list[int]] = {}  # team -> [internal cur, third cur, internal prev, third prev]
-    for (team, model), (c, p) in team_model.items():
-        acc = per.setdefault(team, [0, 0, 0, 0])
-        off = 0 if is_internal(model, internal_models) else 1
-        acc[off] += c
-        acc[2 + off] += p
-
+def _mix(per: Mapping[str, list[int]]) -> list[dict[str, Any]]:
     def share(i: int, t: int) -> float | None:
         return None if i + t == 0 else round(100.0 * t / (i + t), 2)
 
@@ -283,18 +304,15 @@ def build_report(
     value rounded to 9 decimals. ``change_pct`` is None when the previous period spent
     nothing. A team report has no provider breakdown (spend is not kept per team and
     provider) and no team movers. ``mix`` (default: weekly reports) adds each team's
-    internal vs third-party share (``internal_models``: patterns, as ``/api/mix``).
+    internal vs third-party share (the parts' ``internal_models``, listed in the report).
     """
-    series, budgets = merge_parts(parts)
+    series, per_team_mix, budgets = merge_parts(parts)
     by: dict[str, dict[str, list[int]]] = {k: {} for k in _KINDS}
-    team_model: dict[tuple[str, str], list[int]] = {}
     total = series.get(spec.series, [0, 0])
     for name, sums in series.items():
         if name.startswith("team=") and "|model=" in name:
-            team, _, model = name[5:].partition("|model=")
-            team_model[(team, model)] = sums
             if spec.team is not None:
-                by["model"][model] = sums
+                by["model"][name.partition("|model=")[2]] = sums
         elif "|" in name or name == "org":
             continue
         else:
@@ -321,7 +339,7 @@ def build_report(
         "budgets": budgets,
     }
     if mix if mix is not None else spec.period == "week":
-        out["mix"] = _mix(team_model, internal_models)
+        out["mix"] = _mix(per_team_mix)
         out["internal_models"] = list(internal_models)
     return out
 

@@ -96,6 +96,8 @@ def test_report_numbers_are_exact_and_the_same_from_any_split() -> None:
     one = build_report(DAY, due, [report_part(spend.items(), DAY, due)])
     four = build_report(DAY, due, [report_part(p.items(), DAY, due) for p in split(spend, 4)])
     assert one == four
+    # an org report's parts fold team × model series into the mix: teams + models, not their product
+    assert not any("|model=" in k for k in report_part(spend.items(), DAY, due)["series"])
     t = one["total"]
     assert t["nusd"] == 6_500_000_008 and t["prev_nusd"] == 8_000_000_000
     assert t["usd"] == 6.500000008 and t["prev_usd"] == 8.0
@@ -171,7 +173,8 @@ def test_weekly_mix_per_team_with_trend() -> None:
         (ts("2026-11-26T10:00"), "search", "acme-llama", "acme", 2 * NANO),
     ]
     due = week.closed(ts("2026-11-30T09:00"))
-    rep = build_report(week, due, [report_part(spend_of(rows).items(), week, due)], ["acme-*"])
+    parts = [report_part(p.items(), week, due, internal_models=["acme-*"]) for p in split(spend_of(rows), 3)]
+    rep = build_report(week, due, parts, ["acme-*"])
     mix = {m["team"]: m for m in rep["mix"]}
     assert mix["ads"]["third_party_share_pct"] == 75.0 and mix["ads"]["internal_usd"] == 1.0
     assert mix["ads"]["previous"]["third_party_share_pct"] == 50.0 and mix["ads"]["change_pct_points"] == 25.0
