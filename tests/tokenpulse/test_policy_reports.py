@@ -53,3 +53,14 @@ def test_bad_reports_name_the_line(entry: str, line: int, what: str) -> None:
         parse_policy(text, "p.yaml")
     msg = str(err.value)
     assert msg.startswith(f"p.yaml:{line}:") and what in msg, msg
+
+
+def test_commented_reports_example_in_repo_is_valid() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "policy.example.yaml").read_text(encoding="utf-8")
+    start = text.index("# reports:")
+    block = "\n".join(line[2:] for line in text[start:].splitlines()[:3])
+    specs = parse_policy(block, "policy.example.yaml (reports)").report_specs()
+    assert [(s.name, s.period, s.team, s.at) for s in specs] == [
+        ("weekly:#finops", "week", None, 540), ("daily:#ads:team=ads", "day", "ads", 540)]
