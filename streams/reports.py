@@ -16,7 +16,9 @@ Where the money comes from: the judge keeps exact spend per ``"<series>|<window 
 spread over every judge partition. Each partition computes its :func:`report_part` (the
 series it holds, summed over the two periods, and the budgets it holds), the parts go to the
 report's owner, and :func:`build_report` merges them. Only ``org``, ``team=…``,
-``team=…|model=…``, ``provider=…`` and ``model=…`` series are read (never ``user=…``).
+``team=…|model=…``, ``provider=…`` and ``model=…`` series are read (never ``user=…``); the
+``team=…|model=…`` ones are folded into per-team model-mix sums in the part, so a part holds
+teams + models + providers rows, not teams × models.
 
 >>> from streams.ingest import NANO
 >>> spec = ReportSpec(name="daily:#finops", channel="#finops", period="day")
