@@ -388,6 +388,10 @@ def slack_blocks(n: Notification, *, compact: bool = False) -> tuple[str, list[d
     ``compact`` drops the header and the footer: for a follow-up in the alert's thread,
     where the root message already says what the alert is.
     """
+    if n.report is not None:  # a spend report has a layout of its own
+        from alerts.report import report_blocks
+
+        return report_blocks(n.report)
     blocks: list[dict[str, Any]] = []
     if not compact:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": header_text(n), "emoji": True}})

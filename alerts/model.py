@@ -163,6 +163,9 @@ class Notification:
     ``period``, ``tz``, ``period_id``, ``period_start``, ``period_end``, ``share_pct``,
     ``line_pct``, ``previous_period_id``, ``previous_share_pct`` (None: no spend then),
     ``internal_usd``, ``third_party_usd``, ``top_third_party_models`` ([{model, usd}])."""
+    report: dict[str, Any] | None = None
+    """Set on spend reports (rule ``spend_report``): the report as built by
+    ``streams.reports.build_report`` (JSON values; rendered by :mod:`alerts.report`)."""
 
     @property
     def team(self) -> str | None:
@@ -175,6 +178,7 @@ class Notification:
         d["budget"] = None if self.budget is None else dict(self.budget)
         d["members"] = [dict(m) for m in self.members]
         d["mix"] = None if self.mix is None else dict(self.mix)
+        d["report"] = None if self.report is None else dict(self.report)
         return d
 
     @classmethod
@@ -187,6 +191,8 @@ class Notification:
         d["members"] = [dict(m) for m in d.get("members") or ()]
         if d.get("mix") is not None:
             d["mix"] = dict(d["mix"])
+        if d.get("report") is not None:
+            d["report"] = dict(d["report"])
         return cls(**d)
 
 

@@ -14,6 +14,8 @@ windows and outbox topics and of the tables' changelogs to the same worker):
 - ``<p>.alerts.outbox``  notifications, written before any delivery -> the ``deliver`` agent
 - ``<p>.budget.decisions`` over-budget decisions for gateways (compacted, keyed by budget
                          name; :mod:`streams.decisions`), written by the judge agent
+- ``<p>.reports``        parts of daily/weekly spend reports, from every judge partition to
+                         the report's owner (:mod:`streams.reporting`)
 
 Budgets: the judge agent feeds each partition's :class:`streams.budgets.BudgetLedger` the spend
 it judged, writes its threshold and forecast events to the outbox like cost spikes, and
@@ -54,6 +56,7 @@ from streams.judge import JudgeCore, judge_factory
 from streams.metrics import Metrics
 from streams.mix import MixWatch, mix_crossings, mix_notification, mix_owner
 from streams.pricing import Pricer
+from streams.reporting import Reporting
 from streams.web import register_views
 
 log = logging.getLogger("tokenpulse.worker")
@@ -278,6 +281,8 @@ def create_app(cfg: StreamConfig) -> faust.App:
                 metrics.inc("alerts_raised_total", labels={"action": note.action, "reason": note.reason})
                 # delivery is idempotent per (key, seq): a replay after a crash re-sends nothing
                 await outbox.send(key=note.key.encode(), value=orjson.dumps(record), partition=p)
+            if reporting.specs:
+                await reporting.after_judge(q, j.watermark())
             judge_held[q].append(event)
             now = time.time()
             if now - judge_last[q] >= cfg.checkpoint_seconds:
@@ -289,6 +294,9 @@ def create_app(cfg: StreamConfig) -> faust.App:
         for q in list(judge_held):
             if judge_held[q] and now - judge_last[q] >= cfg.checkpoint_seconds:
                 await judge_checkpoint(q, now)
+
+    # Daily and weekly spend reports: parts from every judge partition, merged by the owner.
+    reporting = Reporting(app, cfg, metrics, outbox, persist, judges, ledgers)
 
     # ---------------------------------------------------------------- delivery --------
     deliverer = Deliverer(cfg, metrics)

@@ -52,6 +52,8 @@ class StreamConfig:
     mix_alert: Any = None  # streams.mix.MixAlertSpec: the third-party share alert, None: off
     alert_policy: dict[str, Any] = field(default_factory=dict)
     budgets: tuple[Any, ...] = ()  # streams.budgets.BudgetSpec, every budget of the policy
+    reports: tuple[Any, ...] = ()  # streams.reports.ReportSpec, every report of the policy
+    report_timezone: str = "UTC"  # the policy's budget_timezone: /api/report's default
     slack: SlackConfig | None = None
     pagerduty: PagerDutyConfig | None = None
     webhook: WebhookConfig | None = None
@@ -71,4 +73,5 @@ class StreamConfig:
             "outbox": f"{p}.alerts.outbox",
             "ingest_state": f"{p}.ingest.state",
             "decisions": f"{p}.budget.decisions",
+            "reports": f"{p}.reports",
         }

@@ -123,6 +123,8 @@ class Deliverer:
         s = self.cfg.slack
         if s is None:
             return []
+        if n.report is not None:  # a spend report goes to the channel that subscribed to it
+            return [f"slack:{n.report.get('channel') or s.default_channel}"]
         names = [f"slack:{ch}" for ch in slack_channels(n, self._routes(), s.default_channel)]
         if n.action != "trigger":
             for k, e in (state or {}).items():

@@ -1,4 +1,4 @@
-"""The single entry point: ``tokenpulse dev | worker | simulate | normalize | policy``."""
+"""The single entry point: ``tokenpulse dev | worker | simulate | normalize | report | policy``."""
 
 from __future__ import annotations
 
@@ -391,6 +391,66 @@ def alerts_test(
         typer.echo(line)
     if any("FAILED" in line for line in results):
         raise typer.Exit(1)
+
+
+@app.command("report")
+def report_cmd(
+    period: Annotated[Optional[str], typer.Option(help="day or week: the last one that ended by --at.")] = None,
+    at: Annotated[Optional[str], typer.Option(help="RFC 3339 or epoch seconds (default: now).")] = None,
+    team: Annotated[Optional[str], typer.Option(help="Only this team's spend and budgets.")] = None,
+    report: Annotated[Optional[str], typer.Option("--report", help="A report of the policy by name (its period, team and timezone), e.g. 'weekly:#finops'.")] = None,
+    tz: Annotated[Optional[str], typer.Option(help="Time zone of the calendar period (default: the policy's budget_timezone).")] = None,
+    policy: Annotated[Optional[Path], typer.Option(help="Policy file (default: TOKENPULSE_POLICY): checks --report and gives the time zone.")] = None,
+    api: Annotated[Optional[str], typer.Option(envvar="TOKENPULSE_API_URL", help="The worker's API (default: http://TOKENPULSE_WEB_HOST:TOKENPULSE_WEB_PORT).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of text.")] = False,
+) -> None:
+    """Print the spend report of the last closed day or week from a running worker's API."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from alerts.report import report_text
+
+    settings, pol = _load(policy)
+    query: dict[str, str] = {}
+    if report is not None:
+        names = [r.report_name() for r in pol.reports]
+        if report not in names:
+            _fail(f"no report {report!r} in the policy; it has: {', '.join(names) or 'none'}")
+        if period is not None or team is not None or tz is not None:
+            _fail("--report takes its period, team and time zone from the policy: drop --period/--team/--tz")
+        query["report"] = report
+    else:
+        if period not in ("day", "week", "daily", "weekly"):
+            _fail("give --period day or --period week (or --report NAME)")
+        assert period is not None
+        query["period"] = period
+        query["tz"] = tz or pol.budget_timezone
+        if team:
+            query["team"] = team
+    if at:
+        query["at"] = at
+    base = (api or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
+    url = f"{base}/api/report?{urllib.parse.urlencode(query)}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - the operator's own worker
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            why = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            why = exc.reason
+        _fail(f"{base}: {why}")
+    except (urllib.error.URLError, OSError) as exc:
+        _fail(f"cannot reach the worker's API at {base}: {getattr(exc, 'reason', exc)}")
+    if not body.get("complete", True):
+        typer.echo(f"note: built from judge partitions {body.get('partitions')} only (this worker does not hold "
+                   "all of them): totals are partial", err=True)
+    if as_json:
+        typer.echo(json.dumps(body["report"], indent=2, ensure_ascii=False))
+    else:
+        typer.echo(report_text(body["report"]), nl=False)
 
 
 @app.command("policy")

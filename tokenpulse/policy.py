@@ -341,6 +341,60 @@ class MixPolicy(_Strict):
         return self
 
 
+class ReportPolicy(_Strict):
+    """A spend report posted to a Slack channel for every closed calendar ``period`` (``daily``,
+    or ``weekly``: Monday to Sunday) in ``timezone`` (default ``budget_timezone``), at ``at``
+    (local time of day, HH:MM; default 00:00) after the period; ``match: {team: x}`` limits it
+    to one team. ``name`` (default ``<period>:<channel>[:team=<x>]``) keys its notifications:
+    keep it stable, or a renamed report is sent again for the current period."""
+
+    channel: str = Field(min_length=1)
+    period: Literal["daily", "weekly", "day", "week"]
+    match: dict[str, str] = Field(default_factory=dict)
+    at: str | None = None
+    timezone: str | None = None
+    name: str | None = Field(default=None, min_length=1)
+
+    @field_validator("match")
+    @classmethod
+    def _match(cls, v: dict[str, str]) -> dict[str, str]:
+        if set(v) - {"team"}:
+            raise ValueError(f"a report matches on team only, got {', '.join(sorted(v))}")
+        if any(not x for x in v.values()):
+            raise ValueError("match: team needs a value")
+        return v
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _at_sexagesimal(cls, v: Any) -> Any:
+        # YAML 1.1 reads an unquoted 10:30 as the base-60 integer 630
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 24 * 60:
+            return f"{v // 60:02d}:{v % 60:02d}"
+        return v
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        hh, sep, mm = v.partition(":")
+        if not (sep and hh.isdigit() and mm.isdigit() and len(mm) == 2 and int(hh) < 24 and int(mm) < 60):
+            raise ValueError(f"at must be a local time of day HH:MM (00:00..23:59), got {v!r}")
+        return f"{int(hh):02d}:{mm}"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else _check_timezone(v)
+
+    def report_name(self) -> str:
+        if self.name is not None:
+            return self.name
+        kind = "daily" if self.period in ("daily", "day") else "weekly"
+        team = self.match.get("team")
+        return f"{kind}:{self.channel}" + (f":team={team}" if team else "")
+
+
 class Policy(_Strict):
     watch: list[str] = Field(default_factory=lambda: ["org", "team", "team×model", "provider"])
     prices: dict[str, Price] = Field(default_factory=dict)
@@ -352,6 +406,7 @@ class Policy(_Strict):
     mix: MixPolicy = Field(default_factory=MixPolicy)
     budget_timezone: str = "UTC"
     budgets: list[BudgetPolicy] = Field(default_factory=list)
+    reports: list[ReportPolicy] = Field(default_factory=list)
 
     @field_validator("budget_timezone")
     @classmethod
@@ -437,6 +492,28 @@ class Policy(_Strict):
                 raise _LocatedError(where, f"shares of {b.name!r} add up to {total:f} {b.unit}, "
                                            f"more than its {b.amount:f}")
         return self
+
+    @model_validator(mode="after")
+    def _report_names(self) -> Policy:
+        seen: set[str] = set()
+        for i, r in enumerate(self.reports):
+            name = r.report_name()
+            if name in seen:
+                raise _LocatedError(("reports", i), f"report {name!r} is defined twice (give one a name)")
+            seen.add(name)
+        return self
+
+    def report_specs(self) -> list[Any]:
+        """Every report as ``streams.reports.ReportSpec``."""
+        from streams.reports import REPORT_PERIODS, ReportSpec
+
+        out = []
+        for r in self.reports:
+            hh, _, mm = (r.at or "00:00").partition(":")
+            out.append(ReportSpec(name=r.report_name(), channel=r.channel, period=REPORT_PERIODS[r.period],
+                                  tz=r.timezone or self.budget_timezone, team=r.match.get("team"),
+                                  at=int(hh) * 60 + int(mm)))
+        return out
 
     def unallocated(self, budget: str) -> Decimal:
         """What is left of an org budget after its allocations and child budgets."""

@@ -45,6 +45,8 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         mix_alert=policy.mix_alert_spec(),
         alert_policy=policy.alert_policy(),
         budgets=tuple(policy.budget_specs()),
+        reports=tuple(policy.report_specs()),
+        report_timezone=policy.budget_timezone,
         slack=slack,
         pagerduty=pd,
         webhook=webhook,
@@ -73,7 +75,7 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
     ensure_topics(
         bootstrap,
         [(names["dlq"], n), (names["windows"], n), (names["outbox"], n), (names["ingest_state"], n),
-         (names["decisions"], n)],
+         (names["decisions"], n), (names["reports"], n)],
         compacted=[names["ingest_state"], names["decisions"]],
     )
     return n
