@@ -337,6 +337,10 @@ def _context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, 2000)}]}
 
 
+def _count(k: int, one: str, many: str) -> str:
+    return f"{k} {one if k == 1 else many}"
+
+
 def _range(schedule: DigestSchedule, start: float, end: float) -> str:
     a, b = schedule._local(start), schedule._local(end)
     tail = b.strftime("%H:%M") if a.date() == b.date() else b.strftime("%Y-%m-%d %H:%M")
@@ -369,7 +373,8 @@ def digest_message(period: dict[str, Any], channel: str = "") -> tuple[str, list
     header = f"🗞️ {kind} digest: {total} notification{plural}, {len(firing)} still firing"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(header, HEADER_MAX), "emoji": True}},
-        _context(f"{when} · {len(groups)} series and budgets"
+        _context(f"{when} · {_count(len(firing) + len(resolved), 'series', 'series')}, "
+                 f"{_count(len(budgets), 'budget', 'budgets')}"
                  + (f" · for {_name(channel, 80)}" if channel else "")),
     ]
     footer = _context(f"tokenpulse · {kind.lower()} digest · times in {_name(schedule.tz, 60)}")

@@ -116,6 +116,7 @@ def topic_names(prefix: str = "tokenpulse") -> dict[str, str]:
         "outbox": f"{prefix}.alerts.outbox",
         "ingest_state": f"{prefix}.ingest.state",
         "decisions": f"{prefix}.budget.decisions",  # compacted, keyed by budget name
+        "digest": f"{prefix}.alerts.digest",  # notifications for digest channels, keyed by channel
     }
 
 
