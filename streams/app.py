@@ -299,6 +299,8 @@ def create_app(cfg: StreamConfig) -> faust.App:
     @app.timer(interval=digester.interval)
     async def digest_tick() -> None:
         """Posts the digest of every period that is over (wall clock), and retries failed ones."""
+        if getattr(app, "rebalancing", False) or getattr(app, "in_recovery", False):
+            return  # a half-recovered book would post a digest missing what is still being read
         owned = _owned_partitions(app, topics["digest"])
         for channel, book in list(digests_t.data.items()):
             q = judge_partition(channel, n)
