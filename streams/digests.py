@@ -73,12 +73,18 @@ class Digester:
     def collect(self, record: dict[str, Any], book: dict[str, Any] | None) -> dict[str, Any] | None:
         """The book with ``record`` (from the digest topic) added; ``None`` when it was
         already in (nothing to write)."""
-        sched = record.get("schedule") or {}
-        schedule = DigestSchedule(str(sched.get("mode", "daily")), str(sched.get("tz", "UTC")),
-                                  str(sched.get("daily_at", "09:00")))
-        n = Notification.from_dict(record["note"])
+        try:
+            sched = record.get("schedule") or {}
+            schedule = DigestSchedule(str(sched.get("mode", "daily")), str(sched.get("tz", "UTC")),
+                                      str(sched.get("daily_at", "09:00")))
+            n = Notification.from_dict(record["note"])
+            channel = str(record["channel"])
+        except (KeyError, TypeError, ValueError) as exc:
+            # written by another version, or a zone this one's tzdata lacks: not worth a crash loop
+            log.warning("digest record skipped: %s: %s", type(exc).__name__, exc)
+            self.metrics.inc("digest_records_rejected_total")
+            return None
         new, added = collect(book, n, schedule, self.clock())
-        channel = str(record["channel"])
         if not added:
             self.metrics.inc("digest_duplicates_total")
             return None

@@ -20,6 +20,7 @@ HELP = {
     "sink_pending_notifications": "Notifications the sink has not taken yet, waiting to be retried.",
     "digest_notifications_total": "Notifications collected for a Slack digest, by mode (hourly, daily).",
     "digest_duplicates_total": "Notifications the digest collector had already (a redelivery), skipped.",
+    "digest_records_rejected_total": "Records on the digest topic that could not be read (skipped, logged).",
     "digests_sent_total": "Digest messages posted to Slack, by mode.",
     "digests_failed_total": "Digest posts that failed after retries, by mode (retried next tick unless permanent).",
     "digest_waiting_notifications": "Notifications collected for a channel's digests not posted yet.",

@@ -73,6 +73,8 @@ async def test_digest_channels_collect_and_post_one_digest_per_period() -> None:
             assert [(c, r["note"]["seq"]) for c, r in forwarded if c == "#ads-digest"] == [(c, n.seq) for n in notes
                                                                                            for c in ["#ads-digest"]]
             assert not [c for c in slack.calls("chat.postMessage") if c["body"]["channel"] == "#ads-digest"]
+            # what a digest subscription took is not the default channel's
+            assert not [c for c in slack.calls("chat.postMessage") if c["body"]["channel"] == "#ai-spend"]
             # #ads takes the critical ones immediately (its own subscription), the rest in its
             # digest: the warning trigger goes to the digest only, the page is posted at once
             assert [n.severity for n in notes[:2]] == ["warning", "critical"] and notes[1].page
@@ -159,3 +161,37 @@ async def test_without_a_digest_collector_a_digest_channel_gets_nothing_rather_t
             await d.close()
         assert state["digest:#ads-digest"]["dropped"] == 1 and "no digest collector" in state["digest:#ads-digest"]["detail"]
         assert not slack.calls("chat.postMessage")
+
+
+def test_an_unreadable_digest_record_is_skipped_not_fatal() -> None:
+    metrics = Metrics()
+    dig = Digester(Deliverer(StreamConfig(bootstrap="unused:9092"), metrics), metrics, clock=Clock(T0))
+    note = incident("ads")[0].to_dict()
+    assert dig.collect({"channel": "#x", "schedule": {"mode": "daily", "tz": "Mars/Base"}, "note": note}, None) is None
+    assert dig.collect({"channel": "#x", "note": {"key": "k"}}, None) is None
+    assert metrics.counters["digest_records_rejected_total"][""] == 2
+    assert dig.collect({"channel": "#x", "note": note}, None) is not None  # the schedule defaults to daily UTC
+
+
+async def test_a_resolve_below_min_severity_follows_its_incident_into_the_digest() -> None:
+    forwarded: list[tuple[str, int]] = []
+
+    async def forward(channel: str, record: dict[str, Any]) -> None:
+        forwarded.append((channel, record["note"]["seq"]))
+
+    async with FakeSlackServer(token="xoxb-digest") as slack:
+        cfg = StreamConfig(bootstrap="unused:9092", slack=SlackConfig(
+            token=slack.token, api_url=f"{slack.url}/api/", default_channel="#ai-spend",
+            digests=(DigestRoute("#crit", {}, "critical", "daily", "UTC"),)))
+        d = Deliverer(cfg, Metrics(), slack_pacing=0.0, forward_digest=forward)
+        trigger, worsened, resolve = incident("ads")
+        low = Notification.from_dict({**resolve.to_dict(), "severity": "info"})
+        state: dict[str, Any] | None = None
+        try:
+            for n in (trigger, worsened, low):
+                state = await d.deliver(n.to_dict(), state)
+        finally:
+            await d.close()
+        # the warning trigger is below #crit's minimum: the default channel has it, at once
+        assert forwarded == [("#crit", worsened.seq), ("#crit", low.seq)]
+        assert [c["body"]["channel"] for c in slack.calls("chat.postMessage") if not c["body"].get("thread_ts")] == ["#ai-spend"]
