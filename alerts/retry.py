@@ -39,28 +39,48 @@ async def deliver_with_retry(
     A server's ``Retry-After`` wins over a shorter backoff: retrying earlier only earns
     another 429. Returns the last result; its ``state`` is what to keep as the next ``prior``.
     """
+    async def attempt() -> DeliveryResult:
+        return await sink.send(n, prior)
+
+    return await retry_call(attempt, sink.name, f"{n.key} seq {n.seq}", max_attempts=max_attempts,
+                            base=base, cap=cap, sleep=sleep, rand=rand)
+
+
+async def retry_call(
+    attempt: Callable[[], Awaitable[DeliveryResult]],
+    name: str,
+    what: str,
+    *,
+    max_attempts: int = 8,
+    base: float = 0.5,
+    cap: float = 30.0,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    rand: Callable[[], float] = random.random,
+) -> DeliveryResult:
+    """The retry loop of :func:`deliver_with_retry` for any one delivery: ``attempt`` is
+    called until it succeeds, fails permanently, or ``max_attempts`` are spent (a digest
+    message, which is not one notification, goes through here). ``name`` (the sink) and
+    ``what`` are for the log."""
     result = DeliveryResult.permanent("not attempted")
-    for attempt in range(1, max(1, max_attempts) + 1):
+    for i in range(1, max(1, max_attempts) + 1):
         try:
-            result = await sink.send(n, prior)
+            result = await attempt()
         except Exception as exc:  # noqa: BLE001 - a sink bug must not kill the outbox loop
             # Only the type: the message of an unknown exception may carry anything.
-            result = DeliveryResult.permanent(f"{sink.name}: sink raised {type(exc).__name__}")
+            result = DeliveryResult.permanent(f"{name}: sink raised {type(exc).__name__}")
         if result.ok or not result.retryable:
             if not result.ok:
-                log.warning("%s: giving up on %s seq %d: %s", sink.name, n.key, n.seq, result.detail)
+                log.warning("%s: giving up on %s: %s", name, what, result.detail)
             return result
-        if attempt >= max_attempts:
+        if i >= max_attempts:
             break
-        delay = backoff_delay(attempt, base=base, cap=cap, rand=rand)
+        delay = backoff_delay(i, base=base, cap=cap, rand=rand)
         if result.retry_after is not None:
             delay = max(delay, result.retry_after)
-        log.info(
-            "%s: attempt %d/%d for %s failed (%s), retrying in %.2fs",
-            sink.name, attempt, max_attempts, n.key, result.detail, delay,
-        )
+        log.info("%s: attempt %d/%d for %s failed (%s), retrying in %.2fs",
+                 name, i, max_attempts, what, result.detail, delay)
         await sleep(delay)
-    log.warning("%s: %d attempts failed for %s seq %d: %s", sink.name, max_attempts, n.key, n.seq, result.detail)
+    log.warning("%s: %d attempts failed for %s: %s", name, max_attempts, what, result.detail)
     return result
 
 

@@ -116,6 +116,19 @@ class SlackSink:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a result, see below
             return self._failure("chat.postMessage", exc)
 
+    async def post(self, text: str, blocks: list[dict[str, Any]]) -> DeliveryResult:
+        """Post a message of its own to the channel (a digest): paced, not in a thread, not
+        tied to one notification. ``state`` holds its ``channel`` and ``ts``."""
+        try:
+            await self._paced()
+            resp = await self.client.chat_postMessage(
+                channel=self.channel, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a result
+            return self._failure("chat.postMessage", exc)
+        state = {"channel": resp.get("channel") or self.channel, "ts": resp["ts"]}
+        return DeliveryResult.success(f"posted {state['ts']} in {state['channel']}", state)
+
     # -- steps -------------------------------------------------------------------------------
     @staticmethod
     def _root_of(n: Notification, prior: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -12,6 +12,8 @@ windows and outbox topics and of the tables' changelogs to the same worker):
 - ``<p>.ingest.state``   the hot path's per-partition checkpoints (compacted)
 - ``<p>.windows``        closed-window partials + source watermarks -> the ``judge`` agent
 - ``<p>.alerts.outbox``  notifications, written before any delivery -> the ``deliver`` agent
+- ``<p>.alerts.digest``   notifications for Slack digest channels, keyed and partitioned by
+                         channel -> the ``digest`` agent (:mod:`streams.digests`)
 - ``<p>.budget.decisions`` over-budget decisions for gateways (compacted, keyed by budget
                          name; :mod:`streams.decisions`), written by the judge agent
 - ``<p>.reports``        parts of daily/weekly spend reports, from every judge partition to
@@ -49,6 +51,7 @@ import orjson
 from streams.budgets import BudgetLedger, budget_notification, budgets_for_partition
 from streams.config import StreamConfig
 from streams.delivery import Deliverer, pending_keys
+from streams.digests import Digester, register_digest_view
 from streams.hotpath import IngestLoop, judge_partition
 from streams.partitioning import judging_partitions
 from streams.ingest import Partial
@@ -299,7 +302,18 @@ def create_app(cfg: StreamConfig) -> faust.App:
     reporting = Reporting(app, cfg, metrics, outbox, persist, judges, ledgers)
 
     # ---------------------------------------------------------------- delivery --------
-    deliverer = Deliverer(cfg, metrics)
+    digest_topic = app.topic(topics["digest"], value_serializer="raw", key_serializer="raw", partitions=n)
+    digests_t = table("digests")  # digest channel -> its book (alerts.digest)
+
+    async def forward_digest(channel: str, record: dict[str, Any]) -> None:
+        # force: sent now, not attached to the outbox event (that would wait for its ack);
+        # awaited: the broker has it before the deliveries entry says it was forwarded
+        fut = await digest_topic.send(key=channel.encode(), value=orjson.dumps(record),
+                                      partition=judge_partition(channel, n), force=True)
+        await fut
+
+    deliverer = Deliverer(cfg, metrics, forward_digest=forward_digest)
+    digester = Digester(deliverer, metrics, interval=deliverer.retry_interval)
 
     @app.agent(outbox, name="deliver")
     async def deliver(stream: Any) -> None:
@@ -332,6 +346,31 @@ def create_app(cfg: StreamConfig) -> faust.App:
                 if state is not None:
                     persist(deliveries_t, q, key, state)
 
+    @app.agent(digest_topic, name="digest")
+    async def digest(stream: Any) -> None:
+        async for event in stream.events():
+            record = orjson.loads(event.value)
+            channel = record["channel"]
+            async with digester.lock(channel):
+                book = digester.collect(record, digests_t.data.get(channel))
+                if book is not None:
+                    persist(digests_t, event.message.partition, channel, book)
+
+    @app.timer(interval=digester.interval)
+    async def digest_tick() -> None:
+        """Posts the digest of every period that is over (wall clock), and retries failed ones."""
+        if getattr(app, "rebalancing", False) or getattr(app, "in_recovery", False):
+            return  # a half-recovered book would post a digest missing what is still being read
+        owned = _owned_partitions(app, topics["digest"])
+        for channel, book in list(digests_t.data.items()):
+            q = judge_partition(channel, n)
+            if not digester.due(book) or (owned is not None and q not in owned):
+                continue
+            async with digester.lock(channel):
+                book = await digester.send_due(channel, digests_t.data.get(channel))
+                if book is not None:
+                    persist(digests_t, q, channel, book)
+
     @app.task
     async def on_started() -> None:
         log.info("tokenpulse worker running; API on http://%s:%s", cfg.web_host, cfg.web_port)
@@ -351,10 +390,11 @@ def create_app(cfg: StreamConfig) -> faust.App:
         "mixes": mixes,
         "ingest": ingest,
         "tables": {"judge": judge_t, "spend": spend_t, "alerts": alerts_t, "deliveries": deliveries_t,
-                   "budgets": budgets_t},
+                   "budgets": budgets_t, "digests": digests_t},
     }
     register_views(app, cfg, metrics, spend_t, alerts_t, deliveries_t, ingest, judges, pricer,
                    sinks=deliverer.sinks_status, ledgers=ledgers)
+    register_digest_view(app, digests_t)
     return app
 
 

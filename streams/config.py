@@ -11,6 +11,19 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class DigestRoute:
+    """A subscription in a digest mode (``hourly`` / ``daily``): what it takes, and when its
+    channel's digest periods start and end (``daily_at`` is local ``HH:MM[:SS]`` in ``timezone``)."""
+
+    channel: str
+    match: dict[str, str] = field(default_factory=dict)
+    min_severity: str = "info"
+    mode: str = "daily"
+    timezone: str = "UTC"
+    daily_at: str = "09:00"
+
+
+@dataclass(frozen=True)
 class SlackConfig:
     token: str  # secret: never logged
     api_url: str
@@ -18,6 +31,8 @@ class SlackConfig:
     team_channels: dict[str, str] = field(default_factory=dict)
     # subscriptions: (channel, match labels, min severity), in policy order
     routes: tuple[tuple[str, dict[str, str], str], ...] = ()
+    # subscriptions in a digest mode, in policy order
+    digests: tuple[DigestRoute, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,4 +89,5 @@ class StreamConfig:
             "ingest_state": f"{p}.ingest.state",
             "decisions": f"{p}.budget.decisions",
             "reports": f"{p}.reports",
+            "digest": f"{p}.alerts.digest",
         }

@@ -13,6 +13,13 @@ during an outage still reaches PagerDuty before its resolve. While a sink is fai
 attempt gets a single try instead of the full backoff, so a dead receiver does not stall the
 outbox; sinks are delivered to concurrently, so one does not hold up another.
 
+A Slack channel subscribed in a digest mode (``hourly``/``daily``) gets no message per
+notification: its entry is ``digest:<channel>``, and "delivering" to it forwards the
+notification to the digest topic (:class:`DigestForward`), where :mod:`streams.digests`
+collects it and posts one digest per period. Forwarding goes through the same pending list and
+``seq`` marks, so a redelivered outbox record is not forwarded twice, and a resolve follows its
+incident into the digest like into a thread.
+
 Per-sink health (consecutive failures, last error, last success, notifications pending) is
 kept in memory and mirrored into gauges for ``/metrics``; ``/api/sinks`` shows it.
 """
@@ -22,18 +29,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from alerts import Notification
 from alerts.pagerduty import PagerDutySink
-from alerts.routing import Route, slack_channels
+from alerts.routing import Route, slack_channels, slack_targets
 from alerts.retry import deliver_with_retry
-from alerts.sinks import redact
+from alerts.sinks import DeliveryResult, redact
 from alerts.slack import ChannelPacer, SlackSink
 from alerts.webhook import WebhookSink
-from streams.config import StreamConfig
+from streams.config import DigestRoute, StreamConfig
 from streams.metrics import Metrics
 
 log = logging.getLogger("tokenpulse.delivery")
@@ -69,6 +76,34 @@ class SinkHealth:
         }
 
 
+class DigestForward:
+    """The "sink" of a digest channel: hands the notification to the digest collector (a
+    topic keyed by channel, so one worker owns each channel's digest) with the schedule the
+    channel had when it was forwarded."""
+
+    def __init__(self, channel: str, route: DigestRoute,
+                 forward: Callable[[str, dict[str, Any]], Awaitable[Any]] | None) -> None:
+        self.channel = channel
+        self.route = route
+        self.forward = forward
+        self.name = f"digest:{channel}"
+
+    async def send(self, n: Notification, prior: dict[str, Any] | None) -> DeliveryResult:
+        if self.forward is None:
+            return DeliveryResult.permanent("digest: no digest collector in this process")
+        record = {
+            "channel": self.channel,
+            "schedule": {"mode": self.route.mode, "tz": self.route.timezone, "daily_at": self.route.daily_at},
+            "note": n.to_dict(),
+        }
+        try:
+            await self.forward(self.channel, record)
+        except Exception as exc:  # noqa: BLE001 - the broker is away: try again later
+            return DeliveryResult.retry(f"digest: forwarding failed: {type(exc).__name__}")
+        return DeliveryResult.success(f"collected for the {self.route.mode} digest",
+                                      {"started_at": n.started_at, "seq": n.seq})
+
+
 class Deliverer:
     """Sends one outbox record to its sinks and returns the new ``deliveries`` entry of its key.
 
@@ -87,8 +122,10 @@ class Deliverer:
         retry_interval: float = 5.0,
         slack_pacing: float = 1.0,
         clock: Callable[[], float] = time.time,
+        forward_digest: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.forward_digest = forward_digest
         self.metrics = metrics
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
@@ -107,6 +144,8 @@ class Deliverer:
         for name, on in (("slack", cfg.slack), ("pagerduty", cfg.pagerduty), ("webhook", cfg.webhook)):
             if on is not None:
                 self._health(name)
+        if cfg.slack is not None and cfg.slack.digests:
+            self._health("digest")
 
     # -- sinks -------------------------------------------------------------------------------
     def _routes(self) -> list[Route]:
@@ -114,21 +153,25 @@ class Deliverer:
             s = self.cfg.slack
             routes = [Route(ch, {"team": team}) for team, ch in (s.team_channels.items() if s else ())]
             routes += [Route(ch, dict(match), sev) for ch, match, sev in (s.routes if s else ())]  # type: ignore[arg-type]
+            routes += [Route(d.channel, dict(d.match), d.min_severity, d.mode)  # type: ignore[arg-type]
+                       for d in (s.digests if s else ())]
             self._route_list = routes
         return self._route_list
 
     def slack_names(self, n: Notification, state: dict[str, Any] | None = None) -> list[str]:
-        """The Slack entries (``slack:<channel>``) ``n`` goes to: the subscribed channels, and
-        for a resolve also every channel that heard of the incident."""
+        """The Slack entries ``n`` goes to: ``slack:<channel>`` for a channel that takes it
+        immediately, ``digest:<channel>`` for one that takes it in its digest; for an update
+        or resolve also every channel that heard of the incident."""
         s = self.cfg.slack
         if s is None:
             return []
         if n.report is not None:  # a spend report goes to the channel that subscribed to it
             return [f"slack:{n.report.get('channel') or s.default_channel}"]
-        names = [f"slack:{ch}" for ch in slack_channels(n, self._routes(), s.default_channel)]
+        names = [f"{'slack' if mode == 'immediate' else 'digest'}:{ch}"
+                 for ch, mode in slack_targets(n, self._routes(), s.default_channel)]
         if n.action != "trigger":
             for k, e in (state or {}).items():
-                if k.startswith("slack:") and k not in names and isinstance(e, dict) and e.get("seq", -1) >= 0:
+                if k.startswith(("slack:", "digest:")) and k not in names and isinstance(e, dict) and e.get("seq", -1) >= 0:
                     if (e.get("state") or {}).get("started_at") == n.started_at:
                         names.append(k)
         return names
@@ -142,6 +185,12 @@ class Deliverer:
             if not chans:
                 return None
             channel = chans[0]
+        return self.slack_sink(channel)
+
+    def slack_sink(self, channel: str) -> SlackSink:
+        """The sink of one Slack channel (one client and pacer for them all)."""
+        s = self.cfg.slack
+        assert s is not None
         sink = self._slack.get(channel)
         if sink is None:
             from slack_sdk.web.async_client import AsyncWebClient
@@ -180,6 +229,11 @@ class Deliverer:
     def _sink(self, name: str, n: Notification) -> Any:
         if name.startswith("slack:"):
             return self._slack_for(n, name[6:])
+        if name.startswith("digest:"):
+            channel = name[7:]
+            route = next((d for d in (self.cfg.slack.digests if self.cfg.slack else ()) if d.channel == channel), None)
+            # no longer a digest channel: the notification went out (or not) when it was one
+            return None if route is None else DigestForward(channel, route, self.forward_digest)
         if name == "slack":  # an entry written before channels had entries of their own
             return self._slack_for(n)
         if name == "pagerduty":
@@ -196,6 +250,23 @@ class Deliverer:
             h = self.health[name] = SinkHealth(name)
             self._publish(h)
         return h
+
+    def health_of(self, name: str) -> SinkHealth:
+        return self._health(name)
+
+    def note_result(self, name: str, ok: bool, detail: str) -> None:
+        """Count one delivery outside the outbox path (a digest post) in ``name``'s health."""
+        h = self._health(name)
+        if ok:
+            h.consecutive_failures = 0
+            h.last_success_at = self.clock()
+        else:
+            h.consecutive_failures += 1
+            h.last_error, h.last_error_at = detail, self.clock()
+        self._publish(h)
+
+    def secrets(self) -> list[str]:
+        return self._secrets()
 
     def _publish(self, h: SinkHealth) -> None:
         labels = {"sink": h.name}

@@ -18,6 +18,12 @@ HELP = {
     "sink_up": "1 when the sink's last delivery succeeded (or none failed yet), 0 while it keeps failing.",
     "sink_consecutive_failures": "Deliveries to the sink that failed in a row since its last success.",
     "sink_pending_notifications": "Notifications the sink has not taken yet, waiting to be retried.",
+    "digest_notifications_total": "Notifications collected for a Slack digest, by mode (hourly, daily).",
+    "digest_duplicates_total": "Notifications the digest collector had already (a redelivery), skipped.",
+    "digest_records_rejected_total": "Records on the digest topic that could not be read (skipped, logged).",
+    "digests_sent_total": "Digest messages posted to Slack, by mode.",
+    "digests_failed_total": "Digest posts that failed after retries, by mode (retried next tick unless permanent).",
+    "digest_waiting_notifications": "Notifications collected for a channel's digests not posted yet.",
     "consumer_lag": "Messages not yet consumed, per usage partition.",
     "events_unpriced_total": "Events of models without a known price (counted at $0).",
 }

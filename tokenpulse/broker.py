@@ -117,6 +117,7 @@ def topic_names(prefix: str = "tokenpulse") -> dict[str, str]:
         "ingest_state": f"{prefix}.ingest.state",
         "decisions": f"{prefix}.budget.decisions",  # compacted, keyed by budget name
         "reports": f"{prefix}.reports",  # parts of spend reports, to the report's owner partition
+        "digest": f"{prefix}.alerts.digest",  # notifications for digest channels, keyed by channel
     }
 
 

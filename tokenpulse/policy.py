@@ -293,16 +293,58 @@ class BudgetPolicy(_Strict):
 
 
 class SubscriptionPolicy(_Strict):
-    """A Slack channel subscribed to the alerts of the series that match, from a severity up."""
+    """A Slack channel subscribed to the alerts of the series that match, from a severity up.
+
+    ``mode``: ``immediate`` (a message per alert), or ``hourly`` / ``daily``: one digest
+    message per period, the period in ``timezone`` (default: the top-level
+    ``budget_timezone``), a daily one sent at ``daily_at`` (local ``HH:MM``, default 09:00).
+    """
 
     channel: str = Field(min_length=1)
     match: dict[str, str] = Field(default_factory=dict)
     min_severity: Literal["info", "warning", "critical"] = "info"
+    mode: Literal["immediate", "hourly", "daily"] = "immediate"
+    timezone: str | None = None
+    daily_at: str | None = None
 
     @field_validator("match")
     @classmethod
     def _known_matchers(cls, v: dict[str, str]) -> dict[str, str]:
         return _known_matchers(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        return None if v is None else _check_timezone(v)
+
+    @field_validator("daily_at", mode="before")
+    @classmethod
+    def _clock(cls, v: Any) -> Any:
+        from alerts.digest import parse_clock
+
+        if v is None:
+            return None
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 24 * 3600:
+            # YAML 1.1 reads an unquoted 09:00 as sexagesimal 540 (minutes): give it back
+            v = f"{v // 60:02d}:{v % 60:02d}" if v < 24 * 60 else f"{v // 3600:02d}:{v // 60 % 60:02d}:{v % 60:02d}"
+        if not isinstance(v, str):
+            raise ValueError(f"daily_at must be a time of day like \"09:00\", got {v!r}")
+        parse_clock(v)
+        return v
+
+    @model_validator(mode="after")
+    def _digest_only(self) -> SubscriptionPolicy:
+        if self.mode == "immediate" and self.timezone is not None:
+            raise ValueError("timezone is for digests: set mode: hourly or daily")
+        if self.mode != "daily" and self.daily_at is not None:
+            raise ValueError("daily_at is for mode: daily")
+        return self
+
+    def digest(self, default_tz: str) -> tuple[str, str, str] | None:
+        """``(mode, timezone, daily_at)`` of a digest subscription; ``None`` when immediate."""
+        if self.mode == "immediate":
+            return None
+        return self.mode, self.timezone or default_tz, self.daily_at or "09:00"
 
 
 class TeamPolicy(_Strict):
@@ -449,6 +491,31 @@ class Policy(_Strict):
             except (ValueError, TypeError) as exc:
                 raise _LocatedError(loc, str(exc)) from None
         return self
+
+    @model_validator(mode="after")
+    def _one_digest_per_channel(self) -> Policy:
+        # A channel gets one digest per period: its digest subscriptions share one schedule.
+        seen: dict[str, tuple[int, tuple[str, str, str]]] = {}
+        for i, sub in enumerate(self.subscriptions):
+            d = sub.digest(self.budget_timezone)
+            if d is None:
+                continue
+            first = seen.setdefault(sub.channel, (i, d))
+            if first[1] != d:
+                raise _LocatedError(("subscriptions", i, "mode"),
+                                    f"{sub.channel} already has a {'/'.join(first[1])} digest (subscription "
+                                    f"{first[0] + 1}); its digest subscriptions must share mode, timezone "
+                                    f"and daily_at, got {'/'.join(d)}")
+        return self
+
+    def digest_routes(self) -> list[tuple[str, dict[str, str], str, str, str, str]]:
+        """The digest subscriptions: (channel, match, min severity, mode, timezone, daily_at)."""
+        out = []
+        for sub in self.subscriptions:
+            d = sub.digest(self.budget_timezone)
+            if d is not None:
+                out.append((sub.channel, dict(sub.match), sub.min_severity, *d))
+        return out
 
     @model_validator(mode="after")
     def _budgets_fit(self) -> Policy:

@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Any
 
-from streams.config import PagerDutyConfig, SlackConfig, StreamConfig, WebhookConfig
+from streams.config import DigestRoute, PagerDutyConfig, SlackConfig, StreamConfig, WebhookConfig
 from tokenpulse.policy import Policy
 from tokenpulse.settings import Settings
 
@@ -19,7 +19,9 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
             api_url=settings.slack_api_url,
             default_channel=settings.slack_channel,
             team_channels={t: tp.slack_channel for t, tp in policy.teams.items() if tp.slack_channel},
-            routes=tuple((sub.channel, dict(sub.match), sub.min_severity) for sub in policy.subscriptions),
+            routes=tuple((sub.channel, dict(sub.match), sub.min_severity) for sub in policy.subscriptions
+                         if sub.mode == "immediate"),
+            digests=tuple(DigestRoute(*d) for d in policy.digest_routes()),
         )
     pd = None
     if settings.pagerduty_routing_key is not None:
@@ -75,7 +77,7 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
     ensure_topics(
         bootstrap,
         [(names["dlq"], n), (names["windows"], n), (names["outbox"], n), (names["ingest_state"], n),
-         (names["decisions"], n), (names["reports"], n)],
+         (names["decisions"], n), (names["reports"], n), (names["digest"], n)],
         compacted=[names["ingest_state"], names["decisions"]],
     )
     return n

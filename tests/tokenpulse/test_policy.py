@@ -96,3 +96,35 @@ def test_mix_internal_models_reach_the_stream_config() -> None:
     assert stream_config(Settings(), p, bootstrap="b:9092").internal_models == ("acme-*", "inhouse-coder")
     with pytest.raises(PolicyError, match="p.yaml:2: mix.internal_model"):
         parse_policy("mix:\n  internal_model: [x]\n", "p.yaml")
+
+
+def test_subscription_modes_reach_the_digest_routes_and_bad_ones_name_their_line() -> None:
+    from pydantic import SecretStr
+
+    from streams.config import DigestRoute
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.settings import Settings
+
+    p = parse_policy("budget_timezone: Europe/Berlin\nsubscriptions:\n"
+                     "  - {channel: '#finops', min_severity: warning}\n"
+                     "  - {channel: '#ads', match: {team: ads}, mode: daily, daily_at: 17:30}\n"
+                     "  - {channel: '#ads', match: {kind: budget_threshold}, mode: daily, daily_at: '17:30', timezone: Europe/Berlin}\n"
+                     "  - {channel: '#ml', mode: hourly, timezone: Asia/Kolkata}\n")
+    cfg = stream_config(Settings(slack_token=SecretStr("xoxb-x")), p, bootstrap="b:9092")
+    assert cfg.slack is not None and cfg.slack.routes == (("#finops", {}, "warning"),)
+    assert cfg.slack.digests == (
+        DigestRoute("#ads", {"team": "ads"}, "info", "daily", "Europe/Berlin", "17:30"),  # 17:30 unquoted is fine
+        DigestRoute("#ads", {"kind": "budget_threshold"}, "info", "daily", "Europe/Berlin", "17:30"),
+        DigestRoute("#ml", {}, "info", "hourly", "Asia/Kolkata", "09:00"),
+    )
+    for text, line, fragment in [
+        ("subscriptions:\n  - channel: '#x'\n    mode: weekly\n", 3, "'immediate', 'hourly' or 'daily'"),
+        ("subscriptions:\n  - channel: '#x'\n    mode: daily\n    daily_at: '25:00'\n", 4, "HH:MM"),
+        ("subscriptions:\n  - channel: '#x'\n    mode: daily\n    timezone: Mars/Base\n", 4, "unknown time zone"),
+        ("subscriptions:\n  - channel: '#x'\n    mode: hourly\n    daily_at: '08:00'\n", 2, "daily_at is for mode: daily"),
+        ("subscriptions:\n  - channel: '#x'\n    timezone: UTC\n", 2, "timezone is for digests"),
+        ("subscriptions:\n  - {channel: '#x', mode: daily}\n  - {channel: '#x', mode: hourly}\n", 3, "must share"),
+    ]:
+        with pytest.raises(PolicyError) as err:
+            parse_policy(text, "p.yaml")
+        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
