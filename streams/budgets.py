@@ -35,7 +35,7 @@ returns the changed ones, value None deletes):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -53,6 +53,7 @@ __all__ = [
     "BudgetStatus",
     "budget_notification",
     "budgets_for_partition",
+    "reconfigure_ledgers",
     "scope_series",
 ]
 
@@ -148,6 +149,23 @@ def budgets_for_partition(specs: Iterable[BudgetSpec], partition: int, n_partiti
     """The budgets owned by one judge partition: those whose series that partition judges
     (:func:`streams.partitioning.judge_partition`: the org's partition, for every budget)."""
     return [s for s in specs if judge_partition(s.series, n_partitions) == partition]
+
+
+def reconfigure_ledgers(
+    ledgers: Mapping[int, BudgetLedger], specs: Iterable[BudgetSpec], n_partitions: int,
+    now_of: Callable[[int], float | None] = lambda q: None,
+) -> list[dict[str, Any]]:
+    """A policy reload: give each judge partition's ledger its share of ``specs``
+    (:func:`budgets_for_partition`), at ``now_of(partition)`` (event time: the judge's watermark;
+    None: the ledger's clock). Each ledger logs what changed (``/api/budgets?budget=``), re-arms
+    the thresholds a raised limit puts out of reach and checks its current period again at its
+    next :meth:`BudgetLedger.crossings`, so a lowered limit fires there. Returns the new
+    change-log entries, by partition order."""
+    specs = list(specs)
+    out: list[dict[str, Any]] = []
+    for q, led in sorted(ledgers.items()):
+        out += led.configure(budgets_for_partition(specs, q, n_partitions), now=now_of(q))
+    return out
 
 
 @dataclass(slots=True)

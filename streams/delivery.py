@@ -147,6 +147,13 @@ class Deliverer:
         if cfg.slack is not None and cfg.slack.digests:
             self._health("digest")
 
+    def reconfigure(self, cfg: StreamConfig) -> None:
+        """A policy reload: Slack routing (teams' channels, subscriptions) from ``cfg`` for
+        the next notification. Sinks, clients and health stay; an incident already in a
+        channel keeps getting its updates there (see :meth:`slack_names`)."""
+        self.cfg = cfg
+        self._route_list = None
+
     # -- sinks -------------------------------------------------------------------------------
     def _routes(self) -> list[Route]:
         if self._route_list is None:

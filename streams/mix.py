@@ -251,6 +251,17 @@ class MixWatch:
         self.tick(self.clock)
         return True
 
+    def reconfigure(self, spec: MixAlertSpec) -> None:
+        """New lines (a policy reload). The counts depend on ``internal_models``, the period and
+        the zone, so those must not change (a restart is needed for that). The teams' current
+        periods are looked at again by the next :func:`mix_crossings`: a lowered line fires
+        there; a team already told in the period is not told again."""
+        if (spec.internal_models, spec.period, spec.tz) != (self.spec.internal_models, self.spec.period, self.spec.tz):
+            raise ValueError("internal_models, period and timezone of the mix alert change only with a restart")
+        self.spec = spec
+        pid = self._period.period_id(self.clock)
+        self.touched |= {k for k in self.periods if k.partition("|")[2] == pid}
+
     def tick(self, now: float) -> None:
         """Move the clock to ``now`` (event time) and, once an hour, drop what is too old."""
         self.clock = max(self.clock, int(now))
