@@ -40,7 +40,9 @@ duplicates are dropped by ``event_id`` and redelivered window messages by their 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import time
 from collections import defaultdict
 from typing import Any
@@ -48,6 +50,7 @@ from typing import Any
 import faust
 import orjson
 
+from alerts import AlertPolicy
 from streams.budgets import BudgetLedger, budget_notification, budgets_for_partition
 from streams.config import StreamConfig
 from streams.delivery import Deliverer, pending_keys
@@ -59,15 +62,23 @@ from streams.judge import JudgeCore, judge_factory
 from streams.metrics import Metrics
 from streams.mix import MixWatch, mix_crossings, mix_notification, mix_owner
 from streams.pricing import Pricer
+from streams.reload import PolicyReloader, PolicySource, apply_reload
 from streams.reporting import Reporting
 from streams.web import register_views
 
 log = logging.getLogger("tokenpulse.worker")
 
 
-def create_app(cfg: StreamConfig) -> faust.App:
-    """Build the worker app. Nothing connects until the app is started."""
+def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.App:
+    """Build the worker app. Nothing connects until the app is started.
+
+    ``reload``: where the policy came from and how to build a config from a new version of it;
+    the worker then polls the file every ``reload.interval`` seconds and reloads on SIGHUP
+    (:mod:`streams.reload`). None: the policy is fixed for the worker's life."""
     topics = cfg.topics
+    # The config in force: a policy reload replaces its reloadable sections (budgets, alert
+    # policy, Slack routing, mix lines); everything else is what the worker started with.
+    live = {"cfg": cfg}
     n = cfg.usage_partitions
     app = faust.App(
         cfg.app_id,
@@ -152,15 +163,15 @@ def create_app(cfg: StreamConfig) -> faust.App:
     judges: dict[int, JudgeCore] = {}
     # One budget ledger per judge partition, holding the budgets whose series it judges.
     ledgers: dict[int, BudgetLedger] = {}
-    budget_specs = list(cfg.budgets)
-    # The mix alert's per-partition counts and fired marks (absent: the alert is off).
+    # The mix alert's per-partition counts and fired marks (absent: the alert is off; a reload
+    # changes its lines only, never whether it is on).
     mixes: dict[int, MixWatch] = {}
-    mix_spec = cfg.mix_alert
+    mix_on = cfg.mix_alert is not None
 
     def mix_for(p: int) -> MixWatch:
         m = mixes.get(p)
         if m is None:
-            m = mixes[p] = MixWatch(mix_spec)
+            m = mixes[p] = MixWatch(live["cfg"].mix_alert)
             prefix = f"{p}|"
             m.restore((k[len(prefix):], v) for k, v in list(budgets_t.data.items()) if k.startswith(prefix))
         return m
@@ -176,23 +187,25 @@ def create_app(cfg: StreamConfig) -> faust.App:
         for ev in mix_crossings(watches, n, wm, wall=time.time()):
             metrics.inc("mix_alerts_total", labels={"state": "past" if ev.past else "notified"})
             if not ev.past:
-                out.append((mix_owner(ev.team, n), mix_notification(ev, mix_spec, wm)))
+                out.append((mix_owner(ev.team, n), mix_notification(ev, live["cfg"].mix_alert, wm)))
         return out
 
     def judge_for(q: int) -> JudgeCore:
         j = judges.get(q)
         if j is None:
             j = new_judge(q)
+            if live["cfg"] is not cfg:  # the alert policy of the last reload
+                j.engine.policy = AlertPolicy(**live["cfg"].alert_policy)
             prefix = f"{q}|"
             j.restore(
                 ((k[len(prefix):], v) for k, v in list(judge_t.data.items()) if k.startswith(prefix)),
                 ((k, v) for k, v in list(spend_t.data.items()) if judge_partition(k.rpartition("|")[0], n) == q),
             )
-            led = BudgetLedger(cfg.window_seconds, budgets_for_partition(budget_specs, q, n))
+            led = BudgetLedger(cfg.window_seconds, budgets_for_partition(live["cfg"].budgets, q, n))
             # before the first apply: the fired thresholds and counted seqs come back with it
             led.restore((k[len(prefix):], v) for k, v in list(budgets_t.data.items()) if k.startswith(prefix))
             ledgers[q] = led
-            if mix_spec is not None:
+            if mix_on:
                 mix_for(q)
             judges[q] = j
         return j
@@ -269,7 +282,7 @@ def create_app(cfg: StreamConfig) -> faust.App:
                     for dec in led.decisions(float(wm)):
                         await decisions_topic.send(key=dec["budget"].encode(), value=orjson.dumps(dec))
                         metrics.inc("budget_decisions_total", labels={"decision": dec["decision"]})
-            if mix_spec is not None:
+            if mix_on:
                 watch = mixes[q]
                 for series, w, sums, seqs in out.spend:
                     watch.apply_judge_spend(series, w, sums, seqs)
@@ -371,8 +384,32 @@ def create_app(cfg: StreamConfig) -> faust.App:
                 if book is not None:
                     persist(digests_t, q, channel, book)
 
+    # ---------------------------------------------------------------- policy reload ---
+    def apply_policy(new: StreamConfig, applied: list[str]) -> None:
+        # On the event loop, between two awaits of the agents: no window is judged half-old,
+        # half-new. Judges and ledgers made later read live["cfg"].
+        apply_reload(new, applied, judges=judges, ledgers=ledgers, mixes=mixes, deliverer=deliverer, n_partitions=n)
+        live["cfg"] = new
+
+    reloader = None
+    if reload is not None:
+        reloader = PolicyReloader(reload, cfg, apply_policy, metrics)
+        reloader.check()  # takes note of the file the worker was started with
+
+        if reload.interval > 0:
+            @app.timer(interval=reload.interval)
+            async def policy_poll() -> None:
+                reloader.check()
+
     @app.task
     async def on_started() -> None:
+        if reloader is not None:
+            # SIGHUP: read the policy again now, as Prometheus does (also an unchanged file)
+            try:
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGHUP, lambda: reloader.check(force=True, trigger="sighup"))
+            except (NotImplementedError, RuntimeError, ValueError):  # no signals here (not the main thread)
+                log.warning("SIGHUP does not reload the policy in this process; the file is still polled")
         log.info("tokenpulse worker running; API on http://%s:%s", cfg.web_host, cfg.web_port)
 
     @app.service
@@ -382,6 +419,8 @@ def create_app(cfg: StreamConfig) -> faust.App:
 
     app.tokenpulse = {  # type: ignore[attr-defined]
         "config": cfg,
+        "live": live,
+        "reloader": reloader,
         "metrics": metrics,
         "pricer": pricer,
         "cores": ingest.cores,
@@ -393,7 +432,8 @@ def create_app(cfg: StreamConfig) -> faust.App:
                    "budgets": budgets_t, "digests": digests_t},
     }
     register_views(app, cfg, metrics, spend_t, alerts_t, deliveries_t, ingest, judges, pricer,
-                   sinks=deliverer.sinks_status, ledgers=ledgers)
+                   sinks=deliverer.sinks_status, ledgers=ledgers, current=lambda: live["cfg"],
+                   policy_status=None if reloader is None else reloader.status)
     register_digest_view(app, digests_t)
     return app
 

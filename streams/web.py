@@ -7,6 +7,7 @@
 - ``/api/alerts``                  latest state of every alert, with delivery status
 - ``/api/sinks``                   health of every configured receiver
 - ``/api/budgets[?budget=&at=]``   every budget of this worker's partitions in its current period
+- ``/api/policy``                  the policy file, when it was loaded, the last reload and its result
 """
 
 from __future__ import annotations
@@ -174,11 +175,16 @@ def register_views(
     pricer: Any,
     sinks: Callable[[], list[dict[str, Any]]] | None = None,
     ledgers: dict[int, Any] | None = None,
+    current: Callable[[], StreamConfig] | None = None,
+    policy_status: Callable[[], dict[str, Any]] | None = None,
 ) -> None:
     """``ingest`` is the hot-path loop (its cores, checkpoints, lag); ``judges`` the judge
     cores by partition of the windows topic; ``sinks`` returns the receivers' health;
-    ``ledgers`` the budget ledgers by judge partition."""
+    ``ledgers`` the budget ledgers by judge partition; ``current`` the config in force (a
+    policy reload changes budgets and silences; default: ``cfg``); ``policy_status`` the
+    reloader's status (:meth:`streams.reload.PolicyReloader.status`; None: no policy file)."""
     started = time.time()
+    live: Callable[[], StreamConfig] = current or (lambda: cfg)
     cores: dict[int, Any] = ingest.cores
 
     page = dashboard_html()
@@ -295,7 +301,7 @@ def register_views(
     async def silences_view(web: Any, request: Any) -> Any:
         now = time.time()
         out = []
-        for s in cfg.alert_policy.get("silences") or ():
+        for s in live().alert_policy.get("silences") or ():
             ends = s.get("ends_at")
             state = "pending" if now < s["starts_at"] else "expired" if ends is not None and now >= ends else "active"
             out.append({**s, "starts_at": _iso(s["starts_at"]), "ends_at": None if ends is None else _iso(ends),
@@ -345,9 +351,24 @@ def register_views(
             return web.json({"error": str(exc)}, status=400)
         now = time.time() if at is None else at
         name = q.get("budget") or None
-        rows = budget_rows(dict(ledgers or {}), cfg.budgets, now, name)
+        specs = live().budgets
+        rows = budget_rows(dict(ledgers or {}), specs, now, name)
         if name is not None and not rows:
-            known = any(s.name == name for s in cfg.budgets)
+            known = any(s.name == name for s in specs)
             why = "is held by another worker's partition" if known else "is not in the policy"
             return web.json({"error": f"budget {name!r} {why}"}, status=404)
         return web.json({"at": _iso(now), "partitions": sorted(ledgers or {}), "budgets": rows})
+
+    @app.page("/api/policy")
+    async def policy_view(web: Any, request: Any) -> Any:
+        """The policy file in force, when it was loaded, and the last reload: its time, result
+        and error (file and line), the sections it applied and those waiting for a restart.
+        Only the policy's own state: never a setting."""
+        if policy_status is None:
+            return web.json({"path": None, "loaded_at": _iso(started), "last_reload": None, "restart_required": [],
+                             "note": "no policy file (TOKENPULSE_POLICY): the defaults are in force, nothing to reload"})
+        st = policy_status()
+        last = st.get("last_reload")
+        if last is not None:
+            last = {**last, "at": _iso(last["at"])}
+        return web.json({**st, "loaded_at": _iso(st["loaded_at"]), "last_reload": last})

@@ -45,7 +45,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Run the stream worker against the Kafka in TOKENPULSE_KAFKA_BOOTSTRAP."""
-    from tokenpulse.runtime import prepare_topics, run_worker, stream_config
+    from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
     settings, pol = _load()
     if not settings.kafka_bootstrap:
@@ -56,7 +56,8 @@ def worker(
         n = prepare_topics(settings, bootstrap)
     except Exception as exc:  # noqa: BLE001 - report any connection failure plainly
         _fail(f"cannot reach Kafka at {bootstrap}: {exc}")
-    run_worker(stream_config(settings, pol, bootstrap, n), loglevel=loglevel)
+    run_worker(stream_config(settings, pol, bootstrap, n), loglevel=loglevel,
+               reload=policy_source(settings, bootstrap, n))
 
 
 @app.command()
@@ -70,7 +71,7 @@ def dev(
 ) -> None:
     """Embedded broker + worker + simulated traffic + API, all on this machine. Ctrl-C stops all."""
     from tokenpulse.broker import BrokerError, EmbeddedBroker
-    from tokenpulse.runtime import prepare_topics, run_worker, stream_config
+    from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
     settings, pol = _load()
     if settings.kafka_bootstrap:
@@ -111,7 +112,7 @@ def dev(
                 ]
             )
         )
-        run_worker(stream_config(settings, pol, bootstrap, n))
+        run_worker(stream_config(settings, pol, bootstrap, n), reload=policy_source(settings, bootstrap, n))
     finally:
         if sim_proc is not None and sim_proc.poll() is None:
             os.killpg(sim_proc.pid, signal.SIGTERM)

@@ -7,7 +7,8 @@ import os
 from typing import Any
 
 from streams.config import DigestRoute, PagerDutyConfig, SlackConfig, StreamConfig, WebhookConfig
-from tokenpulse.policy import Policy
+from streams.reload import PolicySource
+from tokenpulse.policy import Policy, PolicyError, parse_policy
 from tokenpulse.settings import Settings
 
 
@@ -60,6 +61,24 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
     )
 
 
+def policy_source(settings: Settings, bootstrap: str, partitions: int | None = None) -> PolicySource | None:
+    """How the worker re-reads its policy file (None: no file, nothing to reload): the file's
+    text becomes a config with the settings the worker started with, or a ``ValueError``
+    naming the file and the line at fault."""
+    if settings.policy is None:
+        return None
+    path = str(settings.policy)
+
+    def load(text: str) -> StreamConfig:
+        try:
+            policy = parse_policy(text, path)
+        except PolicyError as exc:
+            raise ValueError(str(exc)) from None
+        return stream_config(settings, policy, bootstrap, partitions)
+
+    return PolicySource(path=path, load=load, interval=settings.policy_reload_seconds)
+
+
 def prepare_topics(settings: Settings, bootstrap: str) -> int:
     """Create the topics if missing; return the usage topic's real partition count."""
     from kafka.admin import KafkaAdminClient
@@ -83,14 +102,15 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
     return n
 
 
-def run_worker(cfg: StreamConfig, loglevel: str = "info") -> None:
-    """Run the Faust worker in this process until SIGINT/SIGTERM."""
+def run_worker(cfg: StreamConfig, loglevel: str = "info", reload: PolicySource | None = None) -> None:
+    """Run the Faust worker in this process until SIGINT/SIGTERM; with ``reload``, a changed
+    policy file (or SIGHUP) reloads the policy (see ``streams.reload``)."""
     import faust
 
     from streams.app import create_app
 
     os.makedirs(cfg.data_dir, exist_ok=True)
-    app = create_app(cfg)
+    app = create_app(cfg, reload=reload)
     _install_task_dump()
     # Faust's own logging is chatty at info; keep ours at the chosen level.
     logging.getLogger("faust").setLevel(logging.WARNING)

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     dashboard_url: str | None = Field(default=None, description="Public URL of the dashboard, linked from alerts.")
     kafka_flavor: str = Field(default="kafka", description="'kafka' or 'tansu' (works around Tansu 0.6 quirks).")
     checkpoint_seconds: float = Field(default=1.0, gt=0, description="How often ingest state is checkpointed.")
+    policy_reload_seconds: float = Field(
+        default=5.0, ge=0, description="How often the worker checks the policy file for changes (0: only on SIGHUP)."
+    )
 
     @field_validator("kafka_flavor")
     @classmethod
