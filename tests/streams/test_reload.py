@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from alerts import AlertPolicy
+from alerts import AlertPolicy, Signal
 from streams.budgets import BudgetLedger, BudgetSpec, budget_notification, reconfigure_ledgers
 from streams.config import DigestRoute, SlackConfig, StreamConfig
 from streams.delivery import Deliverer
@@ -163,6 +163,14 @@ def test_apply_reload_replaces_the_alert_policy_routing_and_mix_lines() -> None:
     pol = judge.engine.policy
     assert isinstance(pol, AlertPolicy) and pol.warning_excess_usd == 5.0 and pol.group_by == ()
     assert [s.reason for s in pol.silences] == ["planned backfill"]
+    # the silence holds a spike of the team back from now on (a planned backfill), other teams alert
+    def spike(team: str) -> Signal:
+        return Signal(series=f"team={team}", labels={"team": team}, window_start=NOON, window_end=NOON + 60,
+                      observed_usd=90.0, expected_usd=3.0, is_anomaly=True)
+
+    assert judge.engine.observe_window([spike("ads")]) == [] and judge.engine.skipped == ["silenced"]
+    [n] = judge.engine.observe_window([spike("ml")])
+    assert (n.key, n.action) == ("cost_spike:team=ml", "trigger")
     assert led.budgets["ads"].limit == 7 * NANO and led.change_log("ads")[-1]["change"] == "changed"
     assert watch.spec.line == 0.1
     assert deliverer.slack_names(note) == ["slack:#ads-new", "digest:#digest"]  # digests: a restart
