@@ -32,6 +32,11 @@ judge series (:func:`streams.partitioning.judging_partitions`: the org's), by th
 holds them. Its notification goes to the outbox on the team's owner partition
 (:func:`streams.mix.mix_owner`).
 
+Policy reload (:mod:`streams.reload`): with a ``PolicySource``, a timer polls the policy file and
+SIGHUP reads it again; a valid new policy replaces the budgets (each ledger's ``configure``), the
+judges' alert policy, the deliverer's Slack routing and the mix lines, between two awaits of the
+agents; judges and ledgers made later (a rebalance) read the config in force (``live``).
+
 Exactness: the hot path and the judge both write their state at most once per checkpoint
 interval and acknowledge input only once that state is written, so a crash replays the
 unacknowledged input onto the last checkpoint (see :mod:`streams.hotpath`); producer
