@@ -225,8 +225,14 @@ def _fast_canonical(o: dict[str, Any], default_org: str) -> UsageEvent | None:
     ):
         return None
     # strings that need stripping go the general way (rare: stripping is what it does)
-    edges = eid[0] + eid[-1] + team[0] + team[-1] + model[0] + model[-1] + user[0] + user[-1] + org[0] + org[-1]
-    if min(edges) <= " " or (not edges.isascii() and _has_space(edges)):
+    c0 = eid[0]
+    c1 = eid[-1]
+    if not (" " < c0 < "\x7f" and " " < c1 < "\x7f") and _strippable(c0 + c1):
+        return None
+    names = _TIDY_NAMES
+    if not (team in names and model in names and user in names and org in names) and not _tidy_names(
+        team, model, user, org
+    ):
         return None
     prov = _PROVIDER_CACHE.get(provider)
     if prov is None:
@@ -321,8 +327,14 @@ def tidy_canonical(ev: CanonicalEvent) -> bool:
     if not (_TS_MIN <= ev.ts < _TS_MAX and ev.cache_read_tokens + ev.cache_write_tokens <= ev.input_tokens):
         return False
     # strings that need stripping go the general way (rare: stripping is what it does)
-    edges = eid[0] + eid[-1] + team[0] + team[-1] + model[0] + model[-1] + user[0] + user[-1] + org[0] + org[-1]
-    if min(edges) <= " " or (not edges.isascii() and _has_space(edges)):
+    c0 = eid[0]
+    c1 = eid[-1]
+    if not (" " < c0 < "\x7f" and " " < c1 < "\x7f") and _strippable(c0 + c1):
+        return False
+    names = _TIDY_NAMES
+    if not (team in names and model in names and user in names and org in names) and not _tidy_names(
+        team, model, user, org
+    ):
         return False
     provider = ev.provider
     prov = _PROVIDER_CACHE.get(provider)
@@ -337,10 +349,29 @@ def tidy_canonical(ev: CanonicalEvent) -> bool:
     return True
 
 
-def _has_space(chars: str) -> bool:
-    """Whether any of these (first and last) characters is one str.strip() removes: beyond
-    ASCII that includes NBSP, the Unicode spaces and separators."""
-    return any(c.isspace() for c in chars)
+def _strippable(edges: str) -> bool:
+    """Whether any of these first/last characters makes a string need the general path: one
+    str.strip() removes (beyond ASCII that includes NBSP and the Unicode spaces) or a control
+    character (the general path's reasons are exact for those)."""
+    return any(c <= " " or c.isspace() for c in edges)
+
+
+# Names (team, model, user, org) already known not to need stripping. They repeat on nearly
+# every event, so one set lookup each replaces looking at their first and last characters.
+_TIDY_NAMES: set[str] = set()
+_TIDY_NAMES_MAX = 1 << 16
+
+
+def _tidy_names(*names: str) -> bool:
+    """Whether none of ``names`` needs stripping; remembers those that do not."""
+    for name in names:
+        if name not in _TIDY_NAMES:
+            if _strippable(name[0] + name[-1]):
+                return False
+            if len(_TIDY_NAMES) >= _TIDY_NAMES_MAX:
+                _TIDY_NAMES.clear()
+            _TIDY_NAMES.add(name)
+    return True
 
 
 def _provider_of(provider: str) -> str | None:
