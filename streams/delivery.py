@@ -325,13 +325,7 @@ class Deliverer:
         """Deliver ``record`` (and whatever is pending for its key) to its sinks."""
         n = Notification.from_dict(record)
         state: dict[str, Any] = {k: dict(v) for k, v in (prior or {}).items()}
-        if "slack" in state and isinstance(state["slack"], dict) and self.cfg.slack is not None:
-            # An entry from before channels had their own: it belongs to the channel the old
-            # routing (team channel, else the default) picked.
-            team = (n.labels or {}).get("team")
-            s = self.cfg.slack
-            channel = s.team_channels.get(team, s.default_channel) if team else s.default_channel
-            state.setdefault(f"slack:{channel}", state.pop("slack"))
+        self._migrate_legacy_slack(state, n.labels)
         names = self.slack_names(n, state)
         names += [name for name in ("pagerduty", "webhook") if self._sink(name, n) is not None]
         wanted = set(names)
@@ -347,12 +341,25 @@ class Deliverer:
         self.note_state(n.key, state)
         return state
 
+    def _migrate_legacy_slack(self, state: dict[str, Any], labels: dict[str, str] | None) -> None:
+        """An entry written before Slack channels had entries of their own (``slack``) belongs
+        to the channel the old routing picked: the team's channel, else the default. Renamed in
+        place, in :meth:`deliver` and :meth:`retry_pending` alike."""
+        if "slack" in state and isinstance(state["slack"], dict) and self.cfg.slack is not None:
+            team = (labels or {}).get("team")
+            s = self.cfg.slack
+            channel = s.team_channels.get(team, s.default_channel) if team else s.default_channel
+            state.setdefault(f"slack:{channel}", state.pop("slack"))
+
     async def retry_pending(self, key: str, prior: dict[str, Any] | None) -> dict[str, Any] | None:
         """Try the pending notifications of ``key`` again; the new entry, or ``None`` when
         nothing was pending."""
         if not self.has_pending(prior):
             return None
         state: dict[str, Any] = {k: dict(v) for k, v in (prior or {}).items()}
+        legacy = state.get("slack")
+        if isinstance(legacy, dict) and legacy.get("pending"):
+            self._migrate_legacy_slack(state, legacy["pending"][0].get("labels"))
         names = [k for k, e in state.items() if isinstance(e, dict) and e.get("pending")]
         entries = await asyncio.gather(*(self._flush(name, state[name]) for name in names))
         for name, entry in zip(names, entries):

@@ -223,3 +223,25 @@ async def test_a_group_is_one_slack_thread_and_one_pagerduty_incident(
             root = next(m for (c, ts), m in slack.messages.items() if c == channel_id(ch) and not m.get("thread_ts"))
             thread = slack.thread(channel_id(ch), root["ts"])
             assert len(thread) == replies and "Resolved" in (thread[-1].get("text") or "")
+
+
+async def test_a_pending_entry_from_before_per_channel_slack_entries_is_retried_in_its_teams_channel() -> None:
+    """State written by an older worker has one ``slack`` entry; the retry timer (not only the
+    next notification of the key) renames it to the channel the old routing picked."""
+    from streams.config import SlackConfig
+    from tests.fakes.slack_server import FakeSlackServer
+
+    async with FakeSlackServer(token="xoxb-legacy") as slack:
+        cfg = StreamConfig(bootstrap="unused:9092", slack=SlackConfig(
+            token="xoxb-legacy", api_url=f"{slack.url}/api/", default_channel="#ai-spend",
+            team_channels={"ads": "#ads"}, routes=(("#finops", {}, "info"),)))
+        d = Deliverer(cfg, Metrics(), slack_pacing=0.0)
+        first = notifications()[0]
+        legacy = {"slack": {"ok": False, "seq": -1, "pending": [first.to_dict()], "attempts": 3}}
+        try:
+            state = await d.retry_pending(first.key, legacy)
+        finally:
+            await d.close()
+        assert state is not None and "slack" not in state
+        assert state["slack:#ads"]["ok"] and state["slack:#ads"]["seq"] == first.seq
+        assert [c["body"]["channel"] for c in slack.calls("chat.postMessage")] == ["#ads"]
