@@ -58,3 +58,14 @@ def test_the_fields_it_reads_are_the_ones_the_api_returns() -> None:
     for field in ("series", "severity", "observed_usd", "expected_usd", "excess_usd", "impact_usd", "started_at",
                   "top_contributors", "key"):
         assert field in record and f"a.{field}" in PAGE
+    # /api/policy: PolicyReloader.status() and its last ReloadResult
+    import inspect
+
+    from streams.reload import PolicyReloader, ReloadResult
+
+    last = ReloadResult(at=0.0, ok=False, error="policy.yaml:8: bad").to_dict()
+    for field in ("at", "ok", "error"):
+        assert field in last and f"last.{field}" in PAGE
+    status_src = inspect.getsource(PolicyReloader.status)
+    for field in ("path", "loaded_at", "restart_required", "last_reload"):
+        assert f'"{field}"' in status_src and f"p.{field}" in PAGE
