@@ -199,6 +199,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
         j = judges.get(q)
         if j is None:
             j = new_judge(q)
+            j.owns = lambda series, q=q: judge_partition(series, n) == q
             if live["cfg"] is not cfg:  # the alert policy of the last reload
                 j.engine.policy = AlertPolicy(**live["cfg"].alert_policy)
             prefix = f"{q}|"

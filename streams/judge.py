@@ -79,6 +79,11 @@ class JudgeCore:
     # per-series detectors (policy overrides by label); None: make_detector for every series
     detector_for: Callable[[dict[str, str]], Detector] | None = None
     max_fill_windows: int = 7 * 24 * 60
+    # Whether this partition judges a series (None: every series it has). Restored series it
+    # does not judge (judged here before the series moved: streams.partitioning) are kept
+    # only until their alert has resolved, then dropped with their state.
+    owns: Callable[[str], bool] | None = None
+    _foreign: set[str] = field(default_factory=set)
 
     src_wm: dict[int, int | None] = field(default_factory=dict)  # None: source is idle
     n_src: int = 1
@@ -311,6 +316,20 @@ class JudgeCore:
         for gid in engine.changed_groups:
             dirty.add(f"group|{gid}")
         out.notifications.extend(notes)
+        if self._foreign:
+            self._drop_foreign()
+
+    def _drop_foreign(self) -> None:
+        """Forget restored series another partition judges now, once nothing fires for them."""
+        for series in sorted(self._foreign):
+            info = self.series.get(series)
+            if info is not None and self.engine.tracks(info.alert_key or self.engine.key_for(series)):
+                continue  # its alert resolves here first, as it started here
+            self._foreign.discard(series)
+            self.series.pop(series, None)
+            self.detectors.pop(series, None)
+            self.recent.pop(series, None)
+            self._dirty.add(f"det|{series}")  # checkpointed as a deletion
 
     def _new_detector(self, labels: dict[str, str]) -> Detector:
         return self.make_detector() if self.detector_for is None else self.detector_for(labels)
@@ -344,7 +363,10 @@ class JudgeCore:
                 ]
                 changes[key] = rows or None
             elif kind == "det":
-                info = self.series[rest]
+                info = self.series.get(rest)
+                if info is None:  # dropped (_drop_foreign)
+                    changes[key] = None
+                    continue
                 changes[key] = {
                     "labels": info.labels,
                     "last_end": info.last_end,
@@ -392,6 +414,8 @@ class JudgeCore:
         for key, value in spend:
             if value is not None:
                 self.spend[key] = value
+        if self.owns is not None:
+            self._foreign = {name for name in self.series if not self.owns(name)}
 
 
 def _has_seq(applied: Any, seq: int) -> bool:

@@ -209,3 +209,25 @@ def test_a_team_group_is_one_notification_and_its_state_is_checkpointed():
     resolve = [n for n in notes if n.key == "cost_spike:team=ads"]
     assert [(n.action, n.started_at) for n in resolve] == [("resolve", 20.0 * W)]
     assert fresh.checkpoint()["group|team=ads"] is None
+
+
+def test_restored_series_another_partition_judges_now_are_dropped_once_their_alert_resolved():
+    """Upgrading to one judge partition per org moves series: the old partition keeps a moved
+    series only until the alert it had firing resolves, then forgets it and its state."""
+    j = judge()
+    for i in range(20):
+        j.receive(0, 1, (i + 1) * W, [part(i * W, 1.0), part(i * W, 1.0, series="team=search")])
+    out = j.receive(0, 1, 21 * W, [part(20 * W, 1.0), part(20 * W, 40.0, series="team=search")])
+    assert [n.key for n in out.notifications] == ["cost_spike:team=search"]
+    saved = j.checkpoint()
+
+    moved = judge(owns=lambda series: series == "org")  # both series are judged elsewhere now
+    moved.restore(saved.items())
+    out = moved.receive(0, 1, 22 * W, [])
+    assert "team=ads" not in moved.series  # nothing firing: dropped at once
+    assert "team=search" in moved.series  # its alert is still firing here
+    changes = moved.checkpoint()
+    assert changes["det|team=ads"] is None and changes.get("det|team=search") is not None
+    out = moved.receive(0, 1, 26 * W, [])
+    assert [n.action for n in out.notifications] == ["resolve"]
+    assert moved.series == {} and moved.checkpoint()["det|team=search"] is None
