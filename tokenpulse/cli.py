@@ -7,10 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+import yaml
 
 from tokenpulse.policy import PolicyError, load_policy
 from tokenpulse.settings import SettingsError, load_settings
@@ -457,13 +459,25 @@ def report_cmd(
 @app.command("policy")
 def policy_cmd(path: Annotated[Path, typer.Argument(help="Policy YAML file to check.")]) -> None:
     """Validate a policy file; print the normalised policy or the lines at fault."""
-    import yaml
-
     try:
         pol = load_policy(path)
     except PolicyError as exc:
         _fail(str(exc))
-    typer.echo(yaml.safe_dump(pol.model_dump(), sort_keys=False, allow_unicode=True))
+    typer.echo(yaml.dump(pol.model_dump(), Dumper=_PolicyDumper, sort_keys=False, allow_unicode=True))
+
+
+def _yaml_decimal(dumper: Any, value: Decimal) -> Any:
+    """Budget amounts are Decimals (exact): written as the number they are, digits kept."""
+    text = format(value, "f")
+    tag = "tag:yaml.org,2002:int" if value == value.to_integral_value() and "." not in text else "tag:yaml.org,2002:float"
+    return dumper.represent_scalar(tag, text)
+
+
+class _PolicyDumper(yaml.SafeDumper):
+    pass
+
+
+_PolicyDumper.add_representer(Decimal, _yaml_decimal)
 
 
 @app.command()

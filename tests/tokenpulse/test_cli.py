@@ -182,3 +182,24 @@ def test_stream_config_carries_the_webhook_without_showing_the_secret(monkeypatc
     assert "whsec-super-secret" not in repr(cfg) + repr(settings)
     monkeypatch.delenv("TOKENPULSE_WEBHOOK_URL")
     assert stream_config(load_settings(), load_policy(None), "127.0.0.1:9092").webhook is None
+
+
+def test_policy_command_prints_a_policy_with_budgets_that_loads_back_the_same(tmp_path: Path):
+    """Budget amounts are Decimals: printed as the exact numbers they are, and the
+    normalised policy it prints is itself a valid policy that loads to the same thing."""
+    from tokenpulse.policy import load_policy
+
+    p = tmp_path / "policy.yaml"
+    p.write_text(
+        "mix: {internal_models: ['acme-*'], max_third_party_share: 0.4, min_spend_usd: 12.5}\n"
+        "budgets:\n"
+        "  - {name: org, scope: org, amount: 50000.10, period: month,\n"
+        "     allocations: [{team: ads, amount: 10000}, {team: search, percent: 12.5}]}\n"
+        "  - {name: ml, scope: {team: ml}, unit: tokens, amount: 2000000, period: week}\n"
+    )
+    res = runner.invoke(app, ["policy", str(p)])
+    assert res.exit_code == 0, res.output
+    assert "amount: 50000.1\n" in res.stdout and "percent: 12.5\n" in res.stdout
+    again = tmp_path / "again.yaml"
+    again.write_text(res.stdout)
+    assert load_policy(again).model_dump() == load_policy(p).model_dump()
