@@ -170,7 +170,8 @@ class LevelShift(Detector):
         require("LevelShift", window_seconds > 0, "window_seconds must be > 0", window_seconds)
         require("LevelShift", threshold > 0, "threshold must be > 0", threshold)
         require("LevelShift", drift >= 0, "drift must be >= 0", drift)
-        require("LevelShift", 
+        require(
+            "LevelShift",
             isinstance(min_windows, int) and min_windows >= 1,
             "min_windows must be an int >= 1",
             min_windows,

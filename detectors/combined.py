@@ -116,7 +116,8 @@ class Combined(Detector):
         self.recurring_days = recurring_days
         self.protect_anomaly = protect_anomaly
         require("Combined", window_seconds > 0, "window_seconds must be > 0", window_seconds)
-        require("Combined", 
+        require(
+            "Combined",
             isinstance(components, (tuple, list)) and len(components) > 0,
             "components must be a non-empty list of detector names",
             components,
@@ -125,7 +126,8 @@ class Combined(Detector):
         require("Combined", min_excess_usd >= 0, "min_excess_usd must be >= 0", min_excess_usd)
         require("Combined", min_excess_pct >= 0, "min_excess_pct must be >= 0", min_excess_pct)
         require("Combined", min_requests >= 0, "min_requests must be >= 0", min_requests)
-        require("Combined", 
+        require(
+            "Combined",
             isinstance(recurring_days, int) and 0 <= recurring_days <= _RECUR_DAYS,
             f"recurring_days must be an integer in [0, {_RECUR_DAYS}]",
             recurring_days,

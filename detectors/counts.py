@@ -155,7 +155,8 @@ class CountTail(Detector):
         require("CountTail", min_history >= 0, "min_history must be >= 0", min_history)
         require("CountTail", min_excess > 0, "min_excess must be > 0", min_excess)
         require("CountTail", 0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
-        require("CountTail", 
+        require(
+            "CountTail",
             isinstance(estimate_dispersion, bool), "estimate_dispersion must be a bool",
             estimate_dispersion,
         )

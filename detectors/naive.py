@@ -83,12 +83,14 @@ class NaiveRolling(Detector):
         self.min_scale = min_scale
         self.protect_anomaly = protect_anomaly
         require("NaiveRolling", window_seconds > 0, "window_seconds must be > 0", window_seconds)
-        require("NaiveRolling", 
+        require(
+            "NaiveRolling",
             isinstance(n_windows, int) and n_windows >= 2, "n_windows must be an int >= 2",
             n_windows,
         )
         require("NaiveRolling", k > 0, "k must be > 0", k)
-        require("NaiveRolling", 
+        require(
+            "NaiveRolling",
             isinstance(min_history, int) and 1 <= min_history <= n_windows,
             "min_history must be an int in [1, n_windows]",
             min_history,
