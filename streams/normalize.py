@@ -225,14 +225,7 @@ def _fast_canonical(o: dict[str, Any], default_org: str) -> UsageEvent | None:
     ):
         return None
     # strings that need stripping go the general way (rare: stripping is what it does)
-    c0 = eid[0]
-    c1 = eid[-1]
-    if not (" " < c0 < "\x7f" and " " < c1 < "\x7f") and _strippable(c0 + c1):
-        return None
-    names = _TIDY_NAMES
-    if not (team in names and model in names and user in names and org in names) and not _tidy_names(
-        team, model, user, org
-    ):
+    if not _tidy_strings(eid, team, model, user, org):
         return None
     prov = _PROVIDER_CACHE.get(provider)
     if prov is None:
@@ -327,14 +320,7 @@ def tidy_canonical(ev: CanonicalEvent) -> bool:
     if not (_TS_MIN <= ev.ts < _TS_MAX and ev.cache_read_tokens + ev.cache_write_tokens <= ev.input_tokens):
         return False
     # strings that need stripping go the general way (rare: stripping is what it does)
-    c0 = eid[0]
-    c1 = eid[-1]
-    if not (" " < c0 < "\x7f" and " " < c1 < "\x7f") and _strippable(c0 + c1):
-        return False
-    names = _TIDY_NAMES
-    if not (team in names and model in names and user in names and org in names) and not _tidy_names(
-        team, model, user, org
-    ):
+    if not _tidy_strings(eid, team, model, user, org):
         return False
     provider = ev.provider
     prov = _PROVIDER_CACHE.get(provider)
@@ -360,6 +346,19 @@ def _strippable(edges: str) -> bool:
 # every event, so one set lookup each replaces looking at their first and last characters.
 _TIDY_NAMES: set[str] = set()
 _TIDY_NAMES_MAX = 1 << 16
+
+
+def _tidy_strings(eid: str, team: str, model: str, user: str, org: str) -> bool:
+    """Whether none of an event's strings needs stripping (then both lanes keep them as sent):
+    the id's first and last characters, and the names through :data:`_TIDY_NAMES`."""
+    c0 = eid[0]
+    c1 = eid[-1]
+    if not (" " < c0 < "\x7f" and " " < c1 < "\x7f") and _strippable(c0 + c1):
+        return False
+    names = _TIDY_NAMES
+    return (team in names and model in names and user in names and org in names) or _tidy_names(
+        team, model, user, org
+    )
 
 
 def _tidy_names(*names: str) -> bool:
