@@ -56,7 +56,7 @@ import faust
 import orjson
 
 from alerts import AlertPolicy
-from streams.budgets import BudgetLedger, budget_notification, budgets_for_partition
+from streams.budgets import BudgetLedger, budgets_for_partition
 from streams.config import StreamConfig
 from streams.delivery import Deliverer, pending_keys
 from streams.digests import Digester, register_digest_view
@@ -199,13 +199,13 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
         j = judges.get(q)
         if j is None:
             j = new_judge(q)
-            j.owns = lambda series, q=q: judge_partition(series, n) == q
+            owns = j.owns = lambda series, q=q: judge_partition(series, n) == q
             if live["cfg"] is not cfg:  # the alert policy of the last reload
                 j.engine.policy = AlertPolicy(**live["cfg"].alert_policy)
             prefix = f"{q}|"
             j.restore(
                 ((k[len(prefix):], v) for k, v in list(judge_t.data.items()) if k.startswith(prefix)),
-                ((k, v) for k, v in list(spend_t.data.items()) if judge_partition(k.rpartition("|")[0], n) == q),
+                ((k, v) for k, v in list(spend_t.data.items()) if owns(k.rpartition("|")[0])),
             )
             led = BudgetLedger(cfg.window_seconds, budgets_for_partition(live["cfg"].budgets, q, n))
             # before the first apply: the fired thresholds and counted seqs come back with it
@@ -271,17 +271,14 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
             for why in out.skipped:
                 metrics.inc("alerts_skipped_total", labels={"reason": why})
             notes = [(q, note) for note in out.notifications]
+            wm = j.watermark()
             led = ledgers[q]
             if led.budgets:
-                for series, w, sums, seqs in out.spend:
-                    led.apply_judge_spend(series, w, sums, seqs)
-                wm = j.watermark()
+                for bev, bnote in led.judge_step(out.spend, None if wm is None else float(wm), wall=time.time()):
+                    metrics.inc("budget_events_total", labels={"kind": bev.kind + ("_past" if bev.past else "")})
+                    if bnote is not None:  # a backlog's past periods: recorded as fired, not told
+                        notes.append((q, bnote))
                 if wm is not None:
-                    for bev in led.crossings(float(wm), wall=time.time()):
-                        kind = bev.kind + ("_past" if bev.past else "")
-                        metrics.inc("budget_events_total", labels={"kind": kind})
-                        if not bev.past:  # a backlog's past periods: recorded as fired, not told
-                            notes.append((q, budget_notification(bev, led.budgets[bev.budget], float(wm))))
                     for why in led.skipped:
                         metrics.inc("alerts_skipped_total", labels={"reason": why})
                     # before the checkpoint, like the outbox: a replay re-sends the same decision
@@ -292,7 +289,6 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
                 watch = mixes[q]
                 for series, w, sums, seqs in out.spend:
                     watch.apply_judge_spend(series, w, sums, seqs)
-                wm = j.watermark()
                 if wm is not None and any(m.touched for m in mixes.values()):
                     notes += mix_due(float(wm))
             for p, note in notes:
@@ -304,7 +300,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
                 # delivery is idempotent per (key, seq): a replay after a crash re-sends nothing
                 await outbox.send(key=note.key.encode(), value=orjson.dumps(record), partition=p)
             if reporting.specs:
-                await reporting.after_judge(q, j.watermark())
+                await reporting.after_judge(q, wm)
             judge_held[q].append(event)
             now = time.time()
             if now - judge_last[q] >= cfg.checkpoint_seconds:

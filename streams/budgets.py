@@ -464,6 +464,21 @@ class BudgetLedger:
             return 0  # team=…|model=… and the like: no budget reads them
         return self._apply_series(series, w, nusd, tokens, seqs)
 
+    def judge_step(
+        self, spend: Iterable[tuple[str, int, list[int], dict[int, int]]], wm: float | None,
+        wall: float | None = None,
+    ) -> list[tuple[BudgetEvent, Notification | None]]:
+        """One judge output, as the worker and the offline replay both take it: its spend rows
+        (:meth:`apply_judge_spend`), then the crossings at the judge's watermark ``wm``
+        (:meth:`crossings`; none while it has none), each with its notification, or None for
+        a past period's threshold (recorded as fired, not told)."""
+        for series, w, sums, seqs in spend:
+            self.apply_judge_spend(series, w, sums, seqs)
+        if wm is None:
+            return []
+        return [(ev, None if ev.past else budget_notification(ev, self.budgets[ev.budget], wm))
+                for ev in self.crossings(wm, wall=wall)]
+
     def apply_judge_spend(self, series: str, window_start: int, sums: list[int], seqs: Mapping[int, int]) -> int:
         """One ``JudgeOutput.spend`` row as it comes: (series, window start, sums, seqs), with
         ``sums`` = [cost nusd, input, output, cache read, cache write, events]. Tokens are

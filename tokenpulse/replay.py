@@ -33,7 +33,7 @@ from typing import IO, Any
 
 import orjson
 
-from streams.budgets import BudgetLedger, BudgetSpec, budget_notification
+from streams.budgets import BudgetLedger, BudgetSpec
 from streams.config import StreamConfig
 from streams.ingest import IngestPartition, Partial
 from streams.judge import JudgeCore, judge_factory
@@ -143,14 +143,9 @@ class _Verdicts:
             self.skipped[why] = self.skipped.get(why, 0) + 1
         led = self.ledger
         if led is not None:
-            for series, w, sums, seqs in out.spend:
-                led.apply_judge_spend(series, w, sums, seqs)
             wm = judge.watermark()
-            if wm is not None:
-                for ev in led.crossings(float(wm)):
-                    if ev.past:  # late spend of a period long over: recorded as fired, not told
-                        continue
-                    bnote = budget_notification(ev, led.budgets[ev.budget], float(wm))
+            for _, bnote in led.judge_step(out.spend, None if wm is None else float(wm)):
+                if bnote is not None:  # late spend of a period long over: recorded as fired, not told
                     self.notifications.append(bnote.to_dict())
                     self.budget_firings.append(budget_record(bnote))
 
