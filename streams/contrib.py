@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from streams.ingest import NANO
+
 __all__ = ["DAY", "MAX_TRACKED", "ContributorMix", "top_spenders"]
 
-NANO = 1_000_000_000
 DAY = 86_400
 MAX_TRACKED = 64
 TOP = 5

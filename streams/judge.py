@@ -19,8 +19,7 @@ from typing import Any
 
 from alerts import AlertEngine, Notification, Signal
 from detectors import Detector
-from streams.contrib import TOP as TOP_CONTRIBUTORS
-from streams.contrib import ContributorMix, top_spenders
+from streams.contrib import ContributorMix
 from streams.ingest import NANO, Partial
 
 _ZERO_SUMS = [0, 0, 0, 0, 0, 0]  # read-only: a window without traffic
@@ -63,11 +62,6 @@ def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:
         for k, v in p.contributors.items():
             contrib[k] = contrib.get(k, 0) + v
     return sums, contrib
-
-
-def top_contributors(contrib: dict[str, int], k: int = TOP_CONTRIBUTORS) -> list[dict[str, Any]]:
-    """The window's top spenders (what a series without a learnt mix shows)."""
-    return top_spenders(contrib, k)
 
 
 @dataclass
