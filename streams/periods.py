@@ -22,15 +22,24 @@ first one -- the day starts at its first instant either way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["PERIOD_KINDS", "Period", "PeriodKind", "zone"]
+__all__ = ["PERIOD_KINDS", "Period", "PeriodKind", "rfc3339", "zone"]
 
 PeriodKind = Literal["day", "week", "month"]
 PERIOD_KINDS: tuple[str, ...] = get_args(PeriodKind)
+
+
+def rfc3339(ts: float) -> str:
+    """Epoch seconds as RFC 3339 in UTC with a ``Z`` (the API's and the replay's times).
+
+    >>> rfc3339(1767225600.5)
+    '2026-01-01T00:00:00.500000Z'
+    """
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 @lru_cache(maxsize=256)

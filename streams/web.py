@@ -22,6 +22,7 @@ from streams.config import StreamConfig
 from streams.ingest import NANO
 from streams.metrics import Metrics
 from streams.mix import mix_rows
+from streams.periods import rfc3339
 
 GROUP_BY = ("org", "team", "model", "provider", "user", "team×model")
 FIELDS = ("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "events")
@@ -48,10 +49,6 @@ def parse_time(value: str | None, name: str) -> float | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _group_key(series: str, group_by: str) -> str | None:
@@ -133,8 +130,8 @@ def budget_rows(ledgers: dict[int, Any], specs: Any, now: float, budget: str | N
                 "period": spec.period,
                 "tz": spec.tz,
                 "period_id": st.period_id,
-                "period_start": _iso(st.period_start),
-                "period_end": _iso(st.period_end),
+                "period_start": rfc3339(st.period_start),
+                "period_end": rfc3339(st.period_end),
                 "spent": round(st.spent, 9),
                 "spent_base": spent_base,
                 "limit": st.limit,
@@ -146,7 +143,7 @@ def budget_rows(ledgers: dict[int, Any], specs: Any, now: float, budget: str | N
                 "forecast": {
                     "projected_total": round(fc.projected_total, 9),
                     "projected_pct": round(fc.projected_pct, 4),
-                    "exhaustion_at": None if st.exhaustion_ts is None else _iso(st.exhaustion_ts),
+                    "exhaustion_at": None if st.exhaustion_ts is None else rfc3339(st.exhaustion_ts),
                     "breach": st.forecast_breach,
                     "method": fc.method,
                     "note": fc.note,
@@ -252,7 +249,7 @@ def register_views(
         if since >= until:
             return web.json({"error": "since must be before until"}, status=400)
         rows = mix_rows(list(spend_t.data.items()), cfg.internal_models, since, until)
-        return web.json({"since": _iso(since), "until": _iso(until), "internal_models": list(cfg.internal_models),
+        return web.json({"since": rfc3339(since), "until": rfc3339(until), "internal_models": list(cfg.internal_models),
                          "note": "closed windows only; internal = a model matching mix.internal_models",
                          "teams": rows})
 
@@ -304,7 +301,7 @@ def register_views(
         for s in live().alert_policy.get("silences") or ():
             ends = s.get("ends_at")
             state = "pending" if now < s["starts_at"] else "expired" if ends is not None and now >= ends else "active"
-            out.append({**s, "starts_at": _iso(s["starts_at"]), "ends_at": None if ends is None else _iso(ends),
+            out.append({**s, "starts_at": rfc3339(s["starts_at"]), "ends_at": None if ends is None else rfc3339(ends),
                         "state": state})
         return web.json({"silences": out})
 
@@ -335,9 +332,9 @@ def register_views(
         for row in rows:
             item = dict(row)
             for k in ("last_error_at", "last_success_at"):
-                item[k] = None if item.get(k) is None else _iso(item[k])
+                item[k] = None if item.get(k) is None else rfc3339(item[k])
             out.append(item)
-        return web.json({"now": _iso(now), "sinks": out})
+        return web.json({"now": rfc3339(now), "sinks": out})
 
     @app.page("/api/budgets")
     async def budgets_view(web: Any, request: Any) -> Any:
@@ -357,7 +354,7 @@ def register_views(
             known = any(s.name == name for s in specs)
             why = "is held by another worker's partition" if known else "is not in the policy"
             return web.json({"error": f"budget {name!r} {why}"}, status=404)
-        return web.json({"at": _iso(now), "partitions": sorted(ledgers or {}), "budgets": rows})
+        return web.json({"at": rfc3339(now), "partitions": sorted(ledgers or {}), "budgets": rows})
 
     @app.page("/api/policy")
     async def policy_view(web: Any, request: Any) -> Any:
@@ -365,10 +362,10 @@ def register_views(
         and error (file and line), the sections it applied and those waiting for a restart.
         Only the policy's own state: never a setting."""
         if policy_status is None:
-            return web.json({"path": None, "loaded_at": _iso(started), "last_reload": None, "restart_required": [],
+            return web.json({"path": None, "loaded_at": rfc3339(started), "last_reload": None, "restart_required": [],
                              "note": "no policy file (TOKENPULSE_POLICY): the defaults are in force, nothing to reload"})
         st = policy_status()
         last = st.get("last_reload")
         if last is not None:
-            last = {**last, "at": _iso(last["at"])}
-        return web.json({**st, "loaded_at": _iso(st["loaded_at"]), "last_reload": last})
+            last = {**last, "at": rfc3339(last["at"])}
+        return web.json({**st, "loaded_at": rfc3339(st["loaded_at"]), "last_reload": last})

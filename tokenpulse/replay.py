@@ -37,13 +37,10 @@ from streams.budgets import BudgetLedger, BudgetSpec
 from streams.config import StreamConfig
 from streams.ingest import IngestPartition, Partial
 from streams.judge import JudgeCore, judge_factory
+from streams.periods import rfc3339
 from streams.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
 from streams.pipeline import count_message
 from streams.pricing import Pricer
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 @dataclass
