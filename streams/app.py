@@ -60,8 +60,8 @@ from streams.budgets import BudgetLedger, budgets_for_partition
 from streams.config import StreamConfig
 from streams.delivery import Deliverer, pending_keys
 from streams.digests import Digester, register_digest_view
-from streams.hotpath import IngestLoop, judge_partition
-from streams.partitioning import judging_partitions
+from streams.hotpath import IngestLoop
+from streams.partitioning import judge_partition, judging_partitions
 from streams.ingest import Partial
 from streams.judge import JudgeCore, judge_factory
 from streams.metrics import Metrics

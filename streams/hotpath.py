@@ -44,7 +44,7 @@ BARRIER = b"__tokenpulse_barrier__"
 ROWS_PER_MESSAGE = 500  # partials per windows message: ~1 KB each at most
 
 
-__all__ = ["IngestLoop", "judge_partition"]
+__all__ = ["IngestLoop"]
 
 
 class IngestLoop:

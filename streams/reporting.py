@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from streams.config import StreamConfig
-from streams.hotpath import judge_partition
+from streams.partitioning import judge_partition
 from streams.metrics import Metrics
 from streams.reports import (
     REPORT_PERIODS,

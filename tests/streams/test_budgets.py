@@ -10,7 +10,7 @@ import pytest
 
 from detectors.forecast import burn_alert
 from streams.budgets import BudgetLedger, BudgetSpec, BudgetStatus, budgets_for_partition
-from streams.hotpath import judge_partition
+from streams.partitioning import judge_partition
 from streams.ingest import NANO
 
 ADS = {"team": "ads"}

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from alerts import Notification, slack_blocks
-from streams.hotpath import judge_partition
+from streams.partitioning import judge_partition
 from streams.ingest import NANO
 from streams.mix import MixAlertSpec, MixWatch, mix_crossings, mix_notification, mix_owner
 from tokenpulse.policy import PolicyError, parse_policy
