@@ -14,13 +14,7 @@ from tokenpulse.cli import app
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for k in list(os.environ):
-        if k.startswith("TOKENPULSE_"):
-            monkeypatch.delenv(k)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture
