@@ -22,7 +22,7 @@ windows as live traffic.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,13 +232,12 @@ class IngestPartition:
         self,
         events: Sequence[UsageEvent],
         wall_now: float,
-        price: Callable[[UsageEvent], float] | None = None,
+        pricer: Pricer | None = None,
         start: int = 0,
         until: float = math.inf,
-        pricer: Pricer | None = None,
     ) -> int:
         """Count ``events[start:]`` in order, exactly as :meth:`add` one by one, pricing
-        first (``pricer``, else ``price``) each event that has no cost yet. Stops right after
+        first (``pricer``) each event that has no cost yet. Stops right after
         the event that brings :attr:`max_ts` to ``until`` or beyond (the replay closes windows
         there). Returns the index after the last event counted.
 
@@ -269,24 +268,21 @@ class IngestPartition:
                 ev = events[i]
                 i += 1
                 cost = ev.cost_usd
-                if cost is None:
-                    if flat_rates is not None:
-                        model = ev.model
-                        got = rates_of.get(model)
-                        if got is None or got[0] != ev.provider:
-                            got = rates_of[model] = (ev.provider, flat_rates(ev.provider, model))
-                        r = got[1]
-                        if r is None:
-                            cost = pricer.price(ev)  # type: ignore[union-attr]
-                        else:  # Rates.cost, the same expression in the same order
-                            tin = ev.input_tokens
-                            cr = ev.cache_read_tokens
-                            cw = ev.cache_write_tokens
-                            cost = ((tin - cr - cw) * r[0] + cr * r[2] + cw * r[3]
-                                    + ev.output_tokens * r[1]) / 1_000_000.0 + r[4]
-                        ev.cost_usd = cost
-                    elif price is not None:
-                        cost = ev.cost_usd = price(ev)
+                if cost is None and flat_rates is not None:
+                    model = ev.model
+                    got = rates_of.get(model)
+                    if got is None or got[0] != ev.provider:
+                        got = rates_of[model] = (ev.provider, flat_rates(ev.provider, model))
+                    r = got[1]
+                    if r is None:
+                        cost = pricer.price(ev)  # type: ignore[union-attr]
+                    else:  # Rates.cost, the same expression in the same order
+                        tin = ev.input_tokens
+                        cr = ev.cache_read_tokens
+                        cw = ev.cache_write_tokens
+                        cost = ((tin - cr - cw) * r[0] + cr * r[2] + cw * r[3]
+                                + ev.output_tokens * r[1]) / 1_000_000.0 + r[4]
+                    ev.cost_usd = cost
                 ts = ev.ts
                 w = int(ts // ws) * ws
                 if w != last_w:

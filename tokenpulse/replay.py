@@ -343,7 +343,7 @@ def replay_lines(
         nonlocal next_advance
         i, n = 0, len(run)
         while i < n:
-            i = core.add_events(run, 0.0, None, i, -math.inf if next_advance is None else next_advance, pricer)
+            i = core.add_events(run, 0.0, pricer, i, -math.inf if next_advance is None else next_advance)
             core.wall_at_max = core.max_ts  # the event clock is the only clock here
             if core.max_ts is not None and (next_advance is None or core.max_ts >= next_advance):
                 feed(core.max_ts)

@@ -292,10 +292,7 @@ def test_add_events_is_add_one_by_one(seed: int) -> None:
             j += 1
             if one.max_ts is not None and one.max_ts != before and one.max_ts >= until:
                 break
-        if seed % 2:
-            k = many.add_events(b, 7.0, pricer[1].price, i, until)  # type: ignore[arg-type]
-        else:  # the inline flat-rate pricing
-            k = many.add_events(b, 7.0, None, i, until, pricer=pricer[1])  # type: ignore[arg-type]
+        k = many.add_events(b, 7.0, pricer[1], i, until)  # type: ignore[arg-type]
         assert k == j
         assert state(one) == state(many)
         assert [e.cost_usd for e in a[:j]] == [e.cost_usd for e in b[:j]]
@@ -347,7 +344,7 @@ def test_inline_flat_rate_pricing_is_price_to_the_last_bit() -> None:
     want = [e.cost_usd if e.cost_usd is not None else ref.price(e) for e in events]  # type: ignore[arg-type]
     core = IngestPartition(partition=0, window_seconds=60, lateness=15, idle_grace=5)
     got = [copy.copy(e) for e in events]
-    assert core.add_events(got, 0.0, None, pricer=inline) == len(events)  # type: ignore[arg-type]
+    assert core.add_events(got, 0.0, inline) == len(events)  # type: ignore[arg-type]
     assert [e.cost_usd for e in got] == want
     assert inline.unpriced == ref.unpriced and ref.unpriced["no-such-model"] > 0
     assert inline.flat_rates("google", "gemini-2.5-pro") is None  # tiered: priced per event
