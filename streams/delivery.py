@@ -35,7 +35,7 @@ from typing import Any
 
 from alerts import Notification
 from alerts.pagerduty import PagerDutySink
-from alerts.routing import Route, slack_channels, slack_targets
+from alerts.routing import Route, slack_targets
 from alerts.retry import deliver_with_retry
 from alerts.sinks import DeliveryResult, redact
 from alerts.slack import ChannelPacer, SlackSink
@@ -183,16 +183,8 @@ class Deliverer:
                         names.append(k)
         return names
 
-    def _slack_for(self, n: Notification, channel: str | None = None) -> SlackSink | None:
-        s = self.cfg.slack
-        if s is None:
-            return None
-        if channel is None:
-            chans = slack_channels(n, self._routes(), s.default_channel)
-            if not chans:
-                return None
-            channel = chans[0]
-        return self.slack_sink(channel)
+    def _slack_for(self, channel: str) -> SlackSink | None:
+        return None if self.cfg.slack is None else self.slack_sink(channel)
 
     def slack_sink(self, channel: str) -> SlackSink:
         """The sink of one Slack channel (one client and pacer for them all)."""
@@ -235,14 +227,12 @@ class Deliverer:
 
     def _sink(self, name: str, n: Notification) -> Any:
         if name.startswith("slack:"):
-            return self._slack_for(n, name[6:])
+            return self._slack_for(name[6:])
         if name.startswith("digest:"):
             channel = name[7:]
             route = next((d for d in (self.cfg.slack.digests if self.cfg.slack else ()) if d.channel == channel), None)
             # no longer a digest channel: the notification went out (or not) when it was one
             return None if route is None else DigestForward(channel, route, self.forward_digest)
-        if name == "slack":  # an entry written before channels had entries of their own
-            return self._slack_for(n)
         if name == "pagerduty":
             return self._pagerduty() if n.page else None
         if name == "webhook":
