@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import reprlib
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -66,20 +67,30 @@ _MAX_TEXT = 64  # longest time or number worth parsing
 _BAD_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
-def shown(value: str) -> str:
+def shown(value: Any) -> str:
     """``value`` as quoted in an error: repr-escaped (no control character reaches a terminal
-    or a log line) and cut to :data:`SHOWN` characters.
+    or a log line) and cut to about :data:`SHOWN` characters, without ever building the repr
+    of a whole large value.
 
     >>> shown("evil")
     "'evil'"
-    >>> shown("a\\x1b]0;title\\x07")
-    "'a\\\\x1b]0;title\\\\x07'"
-    >>> len(shown("x" * 10_000)) < SHOWN + 30
-    True
+    >>> print(shown("a\\x1b]0;title\\x07"))
+    'a\\x1b]0;title\\x07'
+    >>> len(shown("x" * 10_000)) < SHOWN + 30, len(shown([["x" * 999] * 999] * 999)) < SHOWN + 30
+    (True, True)
     """
-    if len(value) > SHOWN:
-        return f"{value[:SHOWN]!r}… ({len(value)} characters)"
-    return repr(value)
+    if isinstance(value, str):
+        if len(value) > SHOWN:
+            return f"{value[:SHOWN]!r}… ({len(value)} characters)"
+        return repr(value)
+    text = _REPR.repr(value)
+    return text if len(text) <= SHOWN + 10 else f"{text[:SHOWN]}…"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = SHOWN
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 2, 4, 4, 4, 4
+_REPR.maxlong = 40
 
 
 class ParamError(ValueError):
@@ -138,7 +149,8 @@ class Time(Param):
                     raise ValueError
                 dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
             except ValueError:
-                raise ValueError(f"must be RFC 3339 (2026-01-31T12:00:00Z) or epoch seconds, got {shown(text)}") from None
+                raise ValueError("must be RFC 3339 (2026-01-31T12:00:00Z) or epoch seconds, "
+                                 f"got {shown(text)}") from None
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=timezone.utc)
             try:
