@@ -347,6 +347,7 @@ class Query:
 
 
 def _cut(key: str) -> str:
+    """An unknown parameter's name as the error names it: escaped, and quoted when cut."""
     return shown(key)[1:-1] if len(key) <= SHOWN else shown(key)
 
 
