@@ -166,7 +166,10 @@ def _count(items: Any, field: str) -> dict[str, int]:
 def register_digest_view(app: Any, digests_t: Any) -> None:
     """``GET /api/digests``: per digest channel of this worker, what is waiting and what was sent."""
 
+    from streams.query import Query, takes
+
     @app.page("/api/digests")
-    async def digests_view(web: Any, request: Any) -> Any:
+    @takes(Query())
+    async def digests_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         rows = [Digester.status(ch, book) for ch, book in sorted(list(digests_t.data.items())) if book]
         return web.json({"digests": rows})

@@ -47,8 +47,9 @@ def zone(name: str) -> ZoneInfo:
     """The IANA zone ``name``; ValueError (naming it) when the zone database lacks it."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {name!r} (an IANA name such as 'Europe/Berlin')") from exc
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long for a path
+        shown = repr(name) if len(name) <= 80 else f"{name[:80]!r}… ({len(name)} characters)"
+        raise ValueError(f"unknown time zone {shown} (an IANA name such as 'Europe/Berlin')") from exc
 
 
 @dataclass(frozen=True, slots=True)

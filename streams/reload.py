@@ -3,11 +3,13 @@ policy file (and reloads on SIGHUP), and a valid new policy replaces the section
 under a running worker; an invalid one changes nothing and is reported.
 
 ``streams`` does not import the policy model (it sits on top of it), so the entry point injects a
-:class:`PolicySource`: the file's path and a function that turns the file's text into the
+:class:`PolicySource`: the file's path and a function that turns the file's bytes into the
 :class:`~streams.config.StreamConfig` it gives (raising ``ValueError`` with the policy loader's
-``file:line: what`` message). :class:`PolicyReloader` compares that config with the running one,
-section by section (:func:`sections_changed`), and hands the reloadable part
-(:func:`reloaded_config`) to the worker's ``apply`` callback.
+``file:line: what`` message: too large, not UTF-8, a YAML alias, a repeated key, a number that
+is not finite... each keeps the running policy); the file is never read past ``max_bytes`` + 1.
+:class:`PolicyReloader` compares that config with the running one, section by section
+(:func:`sections_changed`), and hands the reloadable part (:func:`reloaded_config`) to the
+worker's ``apply`` callback.
 
 Applied at once: ``budgets`` (each judge partition's ledger is reconfigured, which logs the change
 and re-arms or fires thresholds at the next judged window), ``alerts`` and ``silences`` (the judges'
@@ -55,12 +57,14 @@ RESTART_REQUIRED = ("watch", "prices", "detector", "reports", "digests", "budget
 class PolicySource:
     """Where the running policy came from, and how to build a config from a new version of it.
 
-    ``load`` takes the file's text and returns the config it gives, or raises ``ValueError``
-    naming the file and line; ``interval`` is the poll period in seconds (0: SIGHUP only)."""
+    ``load`` takes the file's bytes (at most ``max_bytes`` + 1 of them: enough for it to tell
+    the file is too large) and returns the config it gives, or raises ``ValueError`` naming the
+    file and line; ``interval`` is the poll period in seconds (0: SIGHUP only)."""
 
     path: str
-    load: Callable[[str], StreamConfig]
+    load: Callable[[bytes], StreamConfig]
     interval: float = 5.0
+    max_bytes: int = 1 << 20  # the entry point passes tokenpulse.policy.MAX_POLICY_BYTES
 
 
 def _alerts_only(policy: dict[str, Any]) -> dict[str, Any]:
@@ -221,7 +225,8 @@ class PolicyReloader:
         """Reload when the file changed (or ``force``); the result, or None when nothing was tried."""
         path = self.source.path
         try:
-            raw = Path(path).read_bytes()
+            with Path(path).open("rb") as f:
+                raw = f.read(self.source.max_bytes + 1)
         except OSError as exc:
             tried = f"unreadable:{exc.strerror}"
             if tried == self._tried and not force:
@@ -234,9 +239,7 @@ class PolicyReloader:
         first = self._tried is None
         self._tried = digest
         try:
-            new = self.source.load(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            return self._fail(f"{path}: the policy file is not UTF-8 text", trigger)
+            new = self.source.load(raw)
         except ValueError as exc:
             return self._fail(str(exc), trigger)
         except Exception as exc:  # noqa: BLE001 - a reload must never stop the worker

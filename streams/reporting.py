@@ -167,36 +167,34 @@ class Reporting:
 
     # -- GET /api/report -------------------------------------------------------------------
     def _register_view(self, app: Any) -> None:
-        from streams.web import parse_time
+        from streams.query import Choice, Name, ParamError, Query, Time, Zone, shown, takes
 
         cfg = self.cfg
+        query = Query(period=Choice(choices=("day", "week"), aliases={"daily": "day", "weekly": "week"}),
+                      report=Name(), at=Time(), tz=Zone(), team=Name(forbid="|="))
 
         @app.page("/api/report")
-        async def report_view(web: Any, request: Any) -> Any:
+        @takes(query)
+        async def report_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
             """The spend report of the last day or week that ended by ``at`` (default now),
             computed from this worker's judge partitions: ``?period=day|week`` (or
             ``?report=NAME`` of the policy), ``&team=`` for one team, ``&tz=`` (default: the
             policy's ``budget_timezone``)."""
-            q = request.query
-            name = q.get("report") or None
-            try:
-                at = parse_time(q.get("at"), "at")
-            except ValueError as exc:
-                return web.json({"error": str(exc)}, status=400)
-            now = time.time() if at is None else at
+            name = args["report"]
+            now = time.time() if args["at"] is None else args["at"]
             if name is not None:
+                for extra in ("period", "team", "tz"):
+                    if args[extra] is not None:
+                        raise ParamError(extra, "not with report= (a report of the policy has its own period, "
+                                                "team and time zone)")
                 spec = self.specs.get(name)
                 if spec is None:
-                    return web.json({"error": f"report {name!r} is not in the policy"}, status=404)
+                    raise ParamError("report", f"report {shown(name)} is not in the policy", status=404)
             else:
-                period = REPORT_PERIODS.get(q.get("period", ""))
-                if period is None:
-                    return web.json({"error": "period must be day or week (or ?report=NAME)"}, status=400)
-                try:
-                    spec = ReportSpec(name=f"api:{period}", channel="", period=period,
-                                      tz=q.get("tz") or cfg.report_timezone, team=q.get("team") or None)
-                except ValueError as exc:  # the time zone
-                    return web.json({"error": str(exc)}, status=400)
+                if args["period"] is None:
+                    raise ParamError("period", "required: day or week (or report=NAME)")
+                spec = ReportSpec(name=f"api:{args['period']}", channel="", period=REPORT_PERIODS[args["period"]],
+                                  tz=args["tz"] or cfg.report_timezone, team=args["team"])
             due = spec.closed(now)
             held = sorted(self.judges)
             parts = [self.part(p, spec, due, now) for p in held]

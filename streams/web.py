@@ -1,5 +1,8 @@
 """JSON API and Prometheus metrics served by the worker (Faust's web server).
 
+Every view declares its query parameters (:func:`streams.query.takes`): a bad value, an unknown
+or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<param>"}``.
+
 - ``/dashboard``                   one page over all of the below (``?series=`` opens a series)
 - ``/healthz``                     liveness and assigned partitions
 - ``/metrics``                     Prometheus text
@@ -14,7 +17,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from importlib.resources import files
 from typing import Any
 
@@ -23,8 +25,22 @@ from streams.ingest import NANO
 from streams.metrics import Metrics
 from streams.mix import mix_rows
 from streams.periods import rfc3339
+from streams.query import Choice, Name, ParamError, Query, Series, Time, shown, takes
 
 GROUP_BY = ("org", "team", "model", "provider", "user", "team×model")
+# the spellings of team×model the policy also takes (tokenpulse.policy)
+GROUP_BY_ALIASES = {"team*model": "team×model", "team_model": "team×model", "team x model": "team×model"}
+ALERT_STATES = ("firing", "resolved")
+
+# What each view takes; streams.query refuses anything else with a 400 naming the parameter.
+NOTHING = Query()
+SPEND_QUERY = Query(group_by=Choice(default="team", choices=GROUP_BY, aliases=GROUP_BY_ALIASES),
+                    since=Time(), until=Time())
+MIX_QUERY = Query(since=Time(), until=Time())
+WINDOWS_QUERY = Query(series=Series())
+ALERTS_QUERY = Query(state=Choice(choices=ALERT_STATES))
+BUDGETS_QUERY = Query(budget=Name(), at=Time())
+DASHBOARD_QUERY = Query(series=Series())  # read by the page's script: checked here all the same
 FIELDS = ("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "events")
 
 
@@ -32,23 +48,6 @@ def dashboard_html() -> str:
     """The dashboard page (``streams/dashboard.html``): static, it reads the JSON API below
     and inserts every value as text."""
     return files("streams").joinpath("dashboard.html").read_text(encoding="utf-8")
-
-
-def parse_time(value: str | None, name: str) -> float | None:
-    """RFC 3339 or epoch seconds; ``None`` when absent. Raises ValueError naming the parameter."""
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{name} must be RFC 3339 (2026-01-31T12:00:00Z) or epoch seconds, got {value!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
 
 
 def _group_key(series: str, group_by: str) -> str | None:
@@ -187,16 +186,19 @@ def register_views(
     page = dashboard_html()
 
     @app.page("/dashboard")
-    async def dashboard_view(web: Any, request: Any) -> Any:
+    @takes(DASHBOARD_QUERY)
+    async def dashboard_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         return web.html(page)
 
     @app.page("/healthz")
-    async def healthz(web: Any, request: Any) -> Any:
+    @takes(NOTHING)
+    async def healthz(web: Any, request: Any, args: dict[str, Any]) -> Any:
         assigned = sorted(ingest.assigned)
         return web.json({"status": "ok", "uptime_s": round(time.time() - started, 1), "usage_partitions": assigned})
 
     @app.page("/metrics")
-    async def metrics_view(web: Any, request: Any) -> Any:
+    @takes(NOTHING)
+    async def metrics_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         extra: dict[str, float] = {}
         for core in list(cores.values()):
             for name, value in core.counters.to_dict().items():
@@ -210,16 +212,11 @@ def register_views(
         return web.text(metrics.render(extra), content_type="text/plain; version=0.0.4")
 
     @app.page("/api/spend")
-    async def spend_view(web: Any, request: Any) -> Any:
-        q = request.query
-        group_by = q.get("group_by", "team")
-        if group_by not in GROUP_BY:
-            return web.json({"error": f"group_by must be one of {', '.join(GROUP_BY)}"}, status=400)
-        try:
-            since = parse_time(q.get("since"), "since")
-            until = parse_time(q.get("until"), "until")
-        except ValueError as exc:
-            return web.json({"error": str(exc)}, status=400)
+    @takes(SPEND_QUERY)
+    async def spend_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        group_by, since, until = args["group_by"], args["since"], args["until"]
+        if since is not None and until is not None and since >= until:
+            raise ParamError("since", "must be before until")
         rows, total = spend_rows(list(spend_t.data.items()), group_by, since, until)
         return web.json(
             {
@@ -234,27 +231,23 @@ def register_views(
         )
 
     @app.page("/api/mix")
-    async def mix_view(web: Any, request: Any) -> Any:
+    @takes(MIX_QUERY)
+    async def mix_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Per team: spend on internal vs third-party models (policy ``mix.internal_models``)
         over ``[since, until)`` (default: the last 7 days), and the change against the
         previous period of the same length."""
-        q = request.query
-        try:
-            until = parse_time(q.get("until"), "until")
-            since = parse_time(q.get("since"), "since")
-        except ValueError as exc:
-            return web.json({"error": str(exc)}, status=400)
-        until = until if until is not None else time.time()
-        since = since if since is not None else until - 7 * 86400
+        until = args["until"] if args["until"] is not None else time.time()
+        since = args["since"] if args["since"] is not None else until - 7 * 86400
         if since >= until:
-            return web.json({"error": "since must be before until"}, status=400)
+            raise ParamError("since", "must be before until" + ("" if args["until"] is not None else " (now)"))
         rows = mix_rows(list(spend_t.data.items()), cfg.internal_models, since, until)
         return web.json({"since": rfc3339(since), "until": rfc3339(until), "internal_models": list(cfg.internal_models),
                          "note": "closed windows only; internal = a model matching mix.internal_models",
                          "teams": rows})
 
     @app.page("/api/status")
-    async def status_view(web: Any, request: Any) -> Any:
+    @takes(NOTHING)
+    async def status_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Where each partition's clock and watermarks stand: what an operator asks first
         when alerts seem late."""
         now = time.time()
@@ -282,20 +275,22 @@ def register_views(
         return web.json({"now": now, "ingest": parts, "judge": judge})
 
     @app.page("/api/windows")
-    async def windows_view(web: Any, request: Any) -> Any:
+    @takes(WINDOWS_QUERY)
+    async def windows_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """The last judged windows of a series: observed vs expected vs the alert bound."""
-        series = request.query.get("series")
+        series = args["series"]
         out = {}
         for j in list(judges.values()):
             for name, rec in list(j.recent.items()):
                 if series is None or name == series:
                     out[name] = list(rec)
         if series is not None and not out:
-            return web.json({"error": f"no judged windows for series {series!r} on this worker"}, status=404)
+            raise ParamError("series", f"no judged windows for series {shown(series)} on this worker", status=404)
         return web.json({"window_seconds": cfg.window_seconds, "series": out})
 
     @app.page("/api/silences")
-    async def silences_view(web: Any, request: Any) -> Any:
+    @takes(NOTHING)
+    async def silences_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         now = time.time()
         out = []
         for s in live().alert_policy.get("silences") or ():
@@ -306,7 +301,8 @@ def register_views(
         return web.json({"silences": out})
 
     @app.page("/api/alerts")
-    async def alerts_view(web: Any, request: Any) -> Any:
+    @takes(ALERTS_QUERY)
+    async def alerts_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         out = []
         for key, rec in list(alerts_t.data.items()):
             if rec is None:
@@ -316,14 +312,15 @@ def register_views(
             d = deliveries_t.data.get(key) or {}
             item["delivery"] = {sink: {k: v for k, v in st.items() if k in ("ok", "seq", "detail", "attempts")} for sink, st in d.items()}
             out.append(item)
-        state = request.query.get("state")
-        if state:
+        state = args["state"]
+        if state is not None:
             out = [a for a in out if a["state"] == state]
         out.sort(key=lambda a: a.get("fired_at") or 0, reverse=True)
         return web.json({"alerts": out})
 
     @app.page("/api/sinks")
-    async def sinks_view(web: Any, request: Any) -> Any:
+    @takes(NOTHING)
+    async def sinks_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Per receiver: up or failing, consecutive failures, the last error (never a secret),
         the last success, and the notifications waiting to be retried."""
         rows = sinks() if sinks is not None else []
@@ -337,27 +334,24 @@ def register_views(
         return web.json({"now": rfc3339(now), "sinks": out})
 
     @app.page("/api/budgets")
-    async def budgets_view(web: Any, request: Any) -> Any:
+    @takes(BUDGETS_QUERY)
+    async def budgets_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Each budget owned by this worker's judge partitions, in its current period (event
         time ``at``, default now): spent of limit, % used, days left, forecast, fired
         thresholds; ``?budget=`` also lists its periods with a ledger and its change log."""
-        q = request.query
-        try:
-            at = parse_time(q.get("at"), "at")
-        except ValueError as exc:
-            return web.json({"error": str(exc)}, status=400)
-        now = time.time() if at is None else at
-        name = q.get("budget") or None
+        now = time.time() if args["at"] is None else args["at"]
+        name = args["budget"]
         specs = live().budgets
         rows = budget_rows(dict(ledgers or {}), specs, now, name)
         if name is not None and not rows:
             known = any(s.name == name for s in specs)
             why = "is held by another worker's partition" if known else "is not in the policy"
-            return web.json({"error": f"budget {name!r} {why}"}, status=404)
+            raise ParamError("budget", f"budget {shown(name)} {why}", status=404)
         return web.json({"at": rfc3339(now), "partitions": sorted(ledgers or {}), "budgets": rows})
 
     @app.page("/api/policy")
-    async def policy_view(web: Any, request: Any) -> Any:
+    @takes(NOTHING)
+    async def policy_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """The policy file in force, when it was loaded, and the last reload: its time, result
         and error (file and line), the sections it applied and those waiting for a restart.
         Only the policy's own state: never a setting."""

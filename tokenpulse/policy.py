@@ -1,8 +1,19 @@
 """The YAML policy: what is watched, prices of internal models, detector and alert thresholds,
-and where each team's alerts go. Validated at start; an error names the line at fault."""
+and where each team's alerts go. Validated at start; an error names the line at fault.
+
+A policy file is small, plain YAML read by :func:`parse_policy`, which refuses (naming the line)
+what would let one file stop or swamp the worker that loads or reloads it: more than
+:data:`MAX_POLICY_BYTES`, text that is not UTF-8, aliases (``*name``: a 528-byte "billion
+laughs" file expands to gigabytes), nesting deeper than :data:`MAX_DEPTH`, a key given twice in
+one mapping (YAML would keep the last one silently), and numbers that are not finite or do not
+fit 64 bits (``.inf``, ``.nan``, ``1e400``, a 5,000-digit integer) anywhere in the file. Values
+quoted in its errors are cut to 80 characters.
+"""
 
 from __future__ import annotations
 
+import math
+import sys
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detectors.config import detector_kwargs, merge_params
+from streams.query import shown as _short
 
 DIMENSIONS = ("org", "team", "team×model", "provider", "model", "user")
 _DIM_ALIASES = {"team*model": "team×model", "team_model": "team×model", "team x model": "team×model"}
@@ -30,8 +42,57 @@ class PolicyError(Exception):
     """The policy file is invalid. ``str()`` names the file, the line and what is wrong."""
 
 
+#: The largest policy file read (1 MiB): a real one is a few kilobytes.
+MAX_POLICY_BYTES = 1 << 20
+#: The deepest nesting of mappings and lists in a policy file.
+MAX_DEPTH = 32
+_MAX_ERRORS = 20  # errors listed (the rest are counted)
+_MAX_MESSAGE = 300  # characters of one error's message
+_INT_LIMIT = 2**63  # policy integers fit 64 bits, as every number the worker stores does
+_FLOAT_MAX = Decimal(sys.float_info.max)
+
+
+class _InnerError(ValueError):
+    """An error inside a field's value (``inner``: the path from the field down to it)."""
+
+    def __init__(self, inner: tuple[Any, ...], message: str) -> None:
+        super().__init__(message)
+        self.inner = inner
+        self.message = message
+
+
+def _finite_numbers(value: Any, inner: tuple[Any, ...] = ()) -> None:
+    """Refuse a number that is not finite or does not fit 64 bits (an integer) or a double (a
+    decimal), anywhere inside ``value`` (lists and mappings too, e.g. detector params)."""
+    if isinstance(value, bool) or isinstance(value, BaseModel):
+        return  # a nested section checked its own fields
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _InnerError(inner, f"must be a finite number, got {value}")
+    elif isinstance(value, Decimal):
+        if not value.is_finite() or abs(value) > _FLOAT_MAX:
+            raise _InnerError(inner, f"must be a finite number, got {_short(str(value))}")
+    elif isinstance(value, int):
+        if not -_INT_LIMIT <= value < _INT_LIMIT:
+            raise _InnerError(inner, "out of range: a number here fits 64 bits")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _finite_numbers(v, (*inner, k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _finite_numbers(v, (*inner, i))
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan: "inf" and "nan" (also as strings) are refused before any bound is checked
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _finite(cls, v: Any) -> Any:
+        # every field of every section: intervals, dollar amounts, thresholds, detector params
+        _finite_numbers(v)
+        return v
 
 
 class Price(_Strict):
@@ -169,6 +230,9 @@ def _base_units(amount: Decimal, unit: str) -> int:
     base = amount * NANO if unit == "usd" else amount
     if base != base.to_integral_value():
         raise ValueError("a USD amount has at most 9 decimals" if unit == "usd" else "a token amount must be whole")
+    if base >= _INT_LIMIT:  # the ledger keeps 64-bit integers (its state is written as JSON)
+        most = f"{(_INT_LIMIT - 1) // NANO:,} USD" if unit == "usd" else f"{_INT_LIMIT - 1:,} tokens"
+        raise ValueError(f"too large: at most {most}")
     return int(base)
 
 
@@ -242,7 +306,7 @@ class BudgetPolicy(_Strict):
             for part in v.split("|"):
                 k, eq, val = part.partition("=")
                 if not eq or not k.strip() or not val.strip():
-                    raise ValueError(f"scope {v!r}: expected 'org' or labels like 'team=ads|user=bob'")
+                    raise ValueError(f"scope {_short(v)}: expected 'org' or labels like 'team=ads|user=bob'")
                 out[k.strip()] = val.strip()
             return out
         return v
@@ -328,7 +392,7 @@ class SubscriptionPolicy(_Strict):
             # YAML 1.1 reads an unquoted 09:00 as sexagesimal 540 (minutes): give it back
             v = f"{v // 60:02d}:{v % 60:02d}" if v < 24 * 60 else f"{v // 3600:02d}:{v // 60 % 60:02d}:{v % 60:02d}"
         if not isinstance(v, str):
-            raise ValueError(f"daily_at must be a time of day like \"09:00\", got {v!r}")
+            raise ValueError(f"daily_at must be a time of day like \"09:00\", got {_short(v)}")
         parse_clock(v)
         return v
 
@@ -369,7 +433,7 @@ class MixPolicy(_Strict):
     def _team_lines(cls, v: dict[str, float | None]) -> dict[str, float | None]:
         for team, line in v.items():
             if line is not None and not 0 <= line < 1:
-                raise ValueError(f"team {team!r}: a third-party share line is a fraction in [0, 1), got {line}")
+                raise ValueError(f"team {_short(team)}: a third-party share line is a fraction in [0, 1), got {line}")
         return v
 
     @model_validator(mode="after")
@@ -421,7 +485,7 @@ class ReportPolicy(_Strict):
             return v
         hh, sep, mm = v.partition(":")
         if not (sep and hh.isdigit() and mm.isdigit() and len(mm) == 2 and int(hh) < 24 and int(mm) < 60):
-            raise ValueError(f"at must be a local time of day HH:MM (00:00..23:59), got {v!r}")
+            raise ValueError(f"at must be a local time of day HH:MM (00:00..23:59), got {_short(v)}")
         return f"{int(hh):02d}:{mm}"
 
     @field_validator("timezone")
@@ -462,7 +526,7 @@ class Policy(_Strict):
         for d in v:
             d = _DIM_ALIASES.get(d, d)
             if d not in DIMENSIONS:
-                raise ValueError(f"unknown dimension {d!r}; choose from {', '.join(DIMENSIONS)}")
+                raise ValueError(f"unknown dimension {_short(d)}; choose from {', '.join(DIMENSIONS)}")
             out.append(d)
         return out
 
@@ -526,10 +590,10 @@ class Policy(_Strict):
             for j, t in enumerate(teams):
                 if t in teams[:j]:
                     raise _LocatedError(("budgets", i, "allocations", j, "team"),
-                                        f"team {t!r} is allocated twice in budget {b.name!r}")
+                                        f"team {_short(t)} is allocated twice in budget {_short(b.name)}")
             for n in (b.name, *(f"{b.name}/{t}" for t in teams)):
                 if n in names:
-                    raise _LocatedError(("budgets", i, "name"), f"budget name {n!r} is used twice")
+                    raise _LocatedError(("budgets", i, "name"), f"budget name {_short(n)} is used twice")
                 names[n] = i
         children: dict[str, list[tuple[int, BudgetPolicy]]] = {}
         for i, b in enumerate(self.budgets):
@@ -538,16 +602,18 @@ class Policy(_Strict):
             j = names.get(b.parent)
             parent = self.budgets[j] if j is not None and self.budgets[j].name == b.parent else None
             if parent is None or parent.scope:
-                raise _LocatedError(("budgets", i, "parent"), f"parent {b.parent!r} is not an org budget of this policy")
+                raise _LocatedError(("budgets", i, "parent"),
+                                    f"parent {_short(b.parent)} is not an org budget of this policy")
             mine = (b.unit, b.period, b.timezone or self.budget_timezone)
             theirs = (parent.unit, parent.period, parent.timezone or self.budget_timezone)
             if mine != theirs:
                 raise _LocatedError(("budgets", i, "parent"),
                                     f"a share must have its parent's unit, period and timezone: {'/'.join(mine)} "
-                                    f"here, {'/'.join(theirs)} in {parent.name!r}")
+                                    f"here, {'/'.join(theirs)} in {_short(parent.name)}")
             if b.scope["team"] in {a.team for a in parent.allocations}:
                 raise _LocatedError(("budgets", i, "parent"),
-                                    f"team {b.scope['team']!r} already has an allocation in {parent.name!r}")
+                                    f"team {_short(b.scope['team'])} already has an allocation in "
+                                    f"{_short(parent.name)}")
             children.setdefault(b.parent, []).append((i, b))
         for i, b in enumerate(self.budgets):
             allocated = sum((b.share(a) for a in b.allocations), Decimal(0))
@@ -556,7 +622,7 @@ class Policy(_Strict):
                 # point at the allocations if they alone do not fit, else at the last child
                 where = (("budgets", i, "allocations") if allocated > b.amount
                          else ("budgets", children[b.name][-1][0], "amount"))
-                raise _LocatedError(where, f"shares of {b.name!r} add up to {total:f} {b.unit}, "
+                raise _LocatedError(where, f"shares of {_short(b.name)} add up to {total:f} {b.unit}, "
                                            f"more than its {b.amount:f}")
         return self
 
@@ -566,7 +632,7 @@ class Policy(_Strict):
         for i, r in enumerate(self.reports):
             name = r.report_name()
             if name in seen:
-                raise _LocatedError(("reports", i), f"report {name!r} is defined twice (give one a name)")
+                raise _LocatedError(("reports", i), f"report {_short(name)} is defined twice (give one a name)")
             seen.add(name)
         return self
 
@@ -654,14 +720,128 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def parse_policy(text: str, source: str = "<policy>") -> Policy:
+class _Refused(Exception):
+    """Something a policy file may not hold, at a line (1-based)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def _line(mark: Any) -> int:
+    return mark.line + 1 if mark is not None else 1
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with a policy file's limits (see the module docstring): aliases,
+    nesting past :data:`MAX_DEPTH` and repeated keys are refused while the document is
+    composed, before anything is built from it; integers past 64 bits when they are built."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(_line(event.start_mark),
+                           f"YAML aliases are not allowed in a policy file (*{_short(str(event.anchor))[1:-1]}): "
+                           "write the value out")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(_line(self.peek_event().start_mark), f"nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        node = super().compose_mapping_node(anchor)
+        seen: dict[tuple[str, Any], yaml.Node] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue  # not a key a policy has: the model refuses it
+            # by value, as the built mapping would see it: `ads` and "ads", `1` and `0x1`
+            merge = key.tag == "tag:yaml.org,2002:merge"  # `<<`: built by flatten_mapping, not a value
+            ident = (key.tag, key.value if merge else self.construct_object(key))
+            first = seen.setdefault(ident, key)
+            if first is not key:
+                raise _Refused(_line(key.start_mark),
+                               f"key {_short(key.value)} is given twice in one mapping, at lines "
+                               f"{_line(first.start_mark)} and {_line(key.start_mark)}")
+        return node
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            value = super().construct_yaml_int(node)
+        except ValueError:  # Python's int-string limit (4300 digits)
+            value = _INT_LIMIT
+        if not -_INT_LIMIT <= value < _INT_LIMIT:
+            raise _Refused(_line(node.start_mark), f"integer out of range (64 bits): {_short(node.value)}")
+        return value
+
+
+_PolicyLoader.add_constructor("tag:yaml.org,2002:int", _PolicyLoader.construct_yaml_int)
+
+
+def _policy_text(raw: str | bytes, source: str) -> str:
+    """The policy's text: at most :data:`MAX_POLICY_BYTES`, UTF-8 (a BOM is dropped)."""
+    size = len(raw.encode("utf-8", "surrogatepass")) if isinstance(raw, str) and len(raw) * 4 > MAX_POLICY_BYTES \
+        else len(raw)
+    if size > MAX_POLICY_BYTES:
+        raise PolicyError(f"{source}: the policy file is larger than {MAX_POLICY_BYTES:,} bytes "
+                          f"({MAX_POLICY_BYTES >> 20} MiB), the limit for a policy file")
+    if isinstance(raw, str):
+        return raw
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text)
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        bad = raw[exc.start:exc.end].hex(" ")
+        raise PolicyError(f"{source}:{line}: not UTF-8 text: byte(s) {bad} at byte offset {exc.start} "
+                          f"({exc.reason})") from None
+
+
+def _compose(text: str) -> tuple[Any, yaml.Node | None]:
+    """The data of a one-document YAML text and its node tree (for lines), built once."""
+    loader = _PolicyLoader(text)
+    try:
+        node = loader.get_single_node()
+        return (None if node is None else loader.construct_document(node)), node
+    finally:
+        loader.dispose()
+
+
+def _cap(message: str) -> str:
+    if len(message) <= _MAX_MESSAGE:
+        return message
+    return f"{message[:_MAX_MESSAGE]}… ({len(message) - _MAX_MESSAGE} more characters)"
+
+
+def _loc_part(part: Any) -> str:
+    text = str(part)
+    return text if len(text) <= 80 and text.isprintable() else _short(text)
+
+
+def parse_policy(text: str | bytes, source: str = "<policy>") -> Policy:
+    """The policy in ``text`` (the file's bytes, or its text); :class:`PolicyError` naming
+    ``source``, the line and what is wrong. Never another exception for any input."""
+    text = _policy_text(text, source)
+    try:
+        data, node = _compose(text)
+    except _Refused as exc:
+        raise PolicyError(f"{source}:{exc.line}: {exc.message}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{_line(mark)}" if mark is not None else source
+        raise PolicyError(_cap(f"{where}: not valid YAML: {exc.problem or exc.context}")) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, most controls)
+        line = text.count("\n", 0, exc.position) + 1
+        what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else "a byte"
+        raise PolicyError(f"{source}:{line}: not valid YAML: character {what} is not allowed") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise PolicyError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise PolicyError(_cap(f"{source}: not valid YAML: {exc}")) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -669,24 +849,39 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
+        # formatted here, from each error's location and message: never pydantic's str(), which
+        # quotes every input value whole
+        errors = exc.errors(include_url=False, include_input=False)
         msgs = []
-        for err in exc.errors():
+        for err in errors[:_MAX_ERRORS]:
             loc = tuple(err["loc"])
             msg = err["msg"]
             cause = (err.get("ctx") or {}).get("error")
             if isinstance(cause, _LocatedError):
                 loc, msg = cause.loc, cause.message
+            elif isinstance(cause, _InnerError):
+                loc, msg = (*loc, *cause.inner), cause.message
             line = _line_of(node, loc)
-            path = ".".join(str(p) for p in loc) or "(top level)"
-            msgs.append(f"{source}:{line}: {path}: {msg}")
+            path = ".".join(_loc_part(p) for p in loc) or "(top level)"
+            msgs.append(_cap(f"{source}:{line}: {path}: {msg}"))
+        if len(errors) > _MAX_ERRORS:
+            msgs.append(f"{source}: … and {len(errors) - _MAX_ERRORS} more errors")
         raise PolicyError("\n".join(msgs)) from None
+
+
+def read_policy_file(path: Path | str) -> bytes:
+    """At most :data:`MAX_POLICY_BYTES` + 1 bytes of the file (enough for
+    :func:`parse_policy` to tell it is too large): ``/dev/zero`` or a 5 GB file is never read
+    whole. OSError when it cannot be read."""
+    with open(path, "rb") as f:
+        return f.read(MAX_POLICY_BYTES + 1)
 
 
 def load_policy(path: Path | None) -> Policy:
     if path is None:
         return Policy()
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = read_policy_file(path)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read the policy file: {exc.strerror}") from None
-    return parse_policy(text, str(path))
+    return parse_policy(raw, str(path))

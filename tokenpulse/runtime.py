@@ -8,7 +8,7 @@ from typing import Any
 
 from streams.config import DigestRoute, PagerDutyConfig, SlackConfig, StreamConfig, WebhookConfig
 from streams.reload import PolicySource
-from tokenpulse.policy import Policy, PolicyError, parse_policy
+from tokenpulse.policy import MAX_POLICY_BYTES, Policy, PolicyError, parse_policy
 from tokenpulse.settings import Settings
 
 
@@ -69,14 +69,14 @@ def policy_source(settings: Settings, bootstrap: str, partitions: int | None = N
         return None
     path = str(settings.policy)
 
-    def load(text: str) -> StreamConfig:
+    def load(raw: bytes) -> StreamConfig:
         try:
-            policy = parse_policy(text, path)
+            policy = parse_policy(raw, path)
         except PolicyError as exc:
             raise ValueError(str(exc)) from None
         return stream_config(settings, policy, bootstrap, partitions)
 
-    return PolicySource(path=path, load=load, interval=settings.policy_reload_seconds)
+    return PolicySource(path=path, load=load, interval=settings.policy_reload_seconds, max_bytes=MAX_POLICY_BYTES)
 
 
 def prepare_topics(settings: Settings, bootstrap: str) -> int:

@@ -5,6 +5,7 @@ nothing, and the counters and status say so. No secret of the settings ever show
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import pytest
 from streams.config import StreamConfig
 from streams.metrics import Metrics
 from streams.reload import PolicyReloader
-from tokenpulse.policy import load_policy
+from tests.tokenpulse.hostile import BOMB, at_most
+from tokenpulse.policy import MAX_POLICY_BYTES, load_policy
 from tokenpulse.runtime import policy_source, stream_config
 from tokenpulse.settings import Settings
 
@@ -120,6 +122,51 @@ def test_an_invalid_policy_keeps_the_running_one_and_is_reported_once_with_its_l
     assert res is not None and res.ok and res.applied == ["budgets"]
     assert metrics.gauges["policy_last_reload_successful"][""] == 1
     assert (_count(metrics, "ok"), _count(metrics, "error")) == (1, 2)
+
+
+HOSTILE = [
+    (BOMB.encode(), ":6: YAML aliases are not allowed in a policy file (*a)"),
+    (POLICY.encode() + b"# " + b"x" * MAX_POLICY_BYTES + b"\n", ": the policy file is larger than 1,048,576 bytes"),
+    (POLICY.encode().replace(b"ads-daily", b"ads-\xe9daily"), ":5: not UTF-8 text: byte(s) e9 at byte offset 75"),
+    (POLICY.encode().replace(b"amount: 10", b"amount: .inf"), ":7: budgets.0.amount: Input should be a finite number"),
+    (POLICY.encode().replace(b"amount: 10", b"amount: 1e400"), ":7: budgets.0.amount: must be a finite number"),
+    (POLICY.encode() + b"watch: [org]\n", ":9: key 'watch' is given twice in one mapping, at lines 1 and 9"),
+    (POLICY.encode().replace(b"amount: 10", b"amount: 10\n    amount: 1000"),
+     ":8: key 'amount' is given twice in one mapping, at lines 7 and 8"),
+    (POLICY.encode() + b"x: " + b"[" * 50_000 + b"]" * 50_000 + b"\n", ":9: nested more than 32 levels deep"),
+    (POLICY.encode().replace(b"amount: 10", b"amount: " + b"9" * 5000), ":7: integer out of range (64 bits)"),
+]
+
+
+@pytest.mark.parametrize(("content", "expect"), HOSTILE)
+def test_a_hostile_policy_keeps_the_running_one_and_is_reported_with_its_line(
+        tmp_path: Path, content: bytes, expect: str) -> None:
+    path, _, reloader, calls, metrics = _setup(tmp_path)
+    reloader.check()
+    before, loaded_at = reloader.running, reloader.loaded_at
+    path.write_bytes(content)
+    with at_most(200 << 20, seconds=2.0):
+        res = reloader.check()
+    assert res is not None and not res.ok
+    assert res.error is not None and res.error.startswith(f"{path}{expect}"), res.error[:300]
+    assert len(res.error) < 2000
+    assert calls == [] and reloader.running is before and reloader.loaded_at == loaded_at
+    assert (_count(metrics, "ok"), _count(metrics, "error")) == (0, 1)
+    assert reloader.status()["last_reload"]["error"] == res.error
+    assert reloader.check() is None  # reported once
+    res = reloader.check(force=True, trigger="sighup")  # SIGHUP: the same error again, nothing applied
+    assert res is not None and not res.ok and calls == [] and reloader.running is before
+
+
+def test_the_reload_never_reads_past_the_size_cap(tmp_path: Path) -> None:
+    path, _, reloader, calls, _ = _setup(tmp_path)
+    reloader.check()
+    reloader.source = replace(reloader.source, path="/dev/zero")  # a file that never ends
+    with at_most(100 << 20, seconds=2.0):
+        res = reloader.check()
+    assert res is not None and not res.ok and calls == []
+    # (named as the loader knows the file)
+    assert res.error == f"{path}: the policy file is larger than 1,048,576 bytes (1 MiB), the limit for a policy file"
 
 
 def test_a_missing_file_is_an_error_once_then_its_return_a_reload(tmp_path: Path) -> None:
