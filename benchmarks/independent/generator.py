@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import orjson
+from scipy.special import ndtri
 
 from .prices import MODEL_NAMES, MODELS, P_CR, P_CW, P_IN, P_OUT, WINDOW, WRITES_CACHE, cost_idx
 from .teams import DEFAULT_TEAMS, WEEKDAYS, TeamSpec, ToolSpec
@@ -148,17 +149,22 @@ def simulate_sessions(rng: np.random.Generator, arch: Archetype, model: np.ndarr
         p, lo, alpha = arch.tail
         long = rng.random(n) < p
         c0 = np.where(long, lo * (1 + rng.pareto(alpha, n)), c0)
-    c0 = c0 * context_scale
+    # A first prompt never starts past the window: an oversized one is cut to 30-90 % of it.
+    c0 = np.minimum(c0 * context_scale, 0.95 * WINDOW[model] * rng.uniform(0.3, 0.9, n))
     g = _ln(rng, arch.growth, n) * context_scale
     cmodel = model[sidx]
-    cap = 0.95 * WINDOW[cmodel]
-    ctx = np.minimum(c0[sidx] + g[sidx] * k, cap)
-    prev = np.minimum(c0[sidx] + g[sidx] * np.maximum(k - 1, 0), cap)
+    # Past 95 % of the window the client compacts: the context falls back to the first
+    # prompt's size and grows again (a sawtooth, not a pile-up at the cap).
+    room = np.maximum(0.95 * WINDOW[cmodel] - c0[sidx], 1.0)
+    ctx = c0[sidx] + np.mod(g[sidx] * k, room)
+    prev = c0[sidx] + np.mod(g[sidx] * np.maximum(k - 1, 0), room)
     cached = (rng.random(n) < arch.cached)[sidx]
     frac = rng.uniform(0.85, 1.0, N)
     system = _ln(rng, (2000, 0.5), N)
     system_on = rng.random(N) < 0.5
-    read = np.where(k > 0, prev * frac, np.where(system_on, system, 0.0))
+    # After a compaction the prefix is new: only the system prompt can come from the cache.
+    continued = (k > 0) & (ctx >= prev)
+    read = np.where(continued, prev * frac, np.where(system_on, system, 0.0))
     inp = np.maximum(np.rint(ctx), 1).astype(np.int64)
     cr = np.where(cached, np.minimum(np.rint(read), inp), 0).astype(np.int64)
     cw = np.where(cached & WRITES_CACHE[cmodel], inp - cr, 0).astype(np.int64)
@@ -361,8 +367,16 @@ class _History:
         width = max(3, len(str(spec.users)))
         users = np.array([self.strings(f"{spec.name}-u{r:0{width}d}") for r in range(1, spec.users + 1)])
         w = np.arange(1, spec.users + 1, dtype=float) ** -1.1
+        # Native clients: users in random order until they carry native_share of the sessions
+        # (a coin per user would let one heavy user swing the team's share).
         urng = _rng(self.seed, "users", spec.name)
-        native = urng.random(spec.users) < spec.native_share
+        share = w / w.sum()
+        native = np.zeros(spec.users, dtype=bool)
+        acc = 0.0
+        for i in urng.permutation(spec.users).tolist():
+            if acc + share[i] / 2 <= spec.native_share:
+                native[i] = True
+                acc += share[i]
         for u, nat in zip(users.tolist(), native.tolist()):
             self.native_user[u] = nat
         tools = []
@@ -998,22 +1012,32 @@ class _History:
     # -------------------------------------------------------------- output --------------
     def events(self) -> Events:
         allc = Calls.concat([c for team in self.teams for c in [team.ev, *team.extra]])
+        # Ids, and from them the redeliveries, come from two streams: one for the positives'
+        # requests and one for all others, in an order that does not depend on the positives.
+        # So a history without its positives is this one minus their requests, ids included.
+        pos = allc.origin == POS
+        idb = np.empty((len(allc), 16), dtype=np.uint8)
+        for mask, purpose in ((~pos, "ids"), (pos, "ids/positives")):
+            k = int(mask.sum())
+            idb[mask] = np.frombuffer(_rng(self.seed, purpose).bytes(16 * k), dtype=np.uint8).reshape(k, 16)
         t_ms = np.rint(allc.t * 1000).astype(np.int64)
-        order = np.argsort(t_ms, kind="stable")
-        allc = allc.take(order)
-        t_ms = t_ms[order]
         keep = t_ms < self.end * 1000
-        allc, t_ms = allc.take(keep), t_ms[keep]
+        allc, t_ms, idb = allc.take(keep), t_ms[keep], idb[keep]
+        order = np.argsort(t_ms, kind="stable")
+        allc, t_ms, idb = allc.take(order), t_ms[order], idb[order]
         n = len(t_ms)
-        drng = _rng(self.seed, "duplicates")
-        dup = np.flatnonzero(drng.random(n) < 0.005)
-        delay = np.clip(drng.lognormal(math.log(20), 1.0, len(dup)), 2, 300)
+        # two uniforms per event from its id's (random) bytes: is it redelivered, and when
+        halves = np.ascontiguousarray(idb).view("<u8").reshape(n, 2) >> np.uint64(11)
+        u = halves.astype(np.float64) / 2.0 ** 53
+        dup = np.flatnonzero(u[:, 0] < 0.005)
+        z = ndtri(np.clip(u[dup, 1], 1e-12, 1 - 1e-12))
+        delay = np.clip(20 * np.exp(1.0 * z), 2, 300)
         arrival = np.concatenate([t_ms, t_ms[dup] + np.rint(delay * 1000).astype(np.int64)])
         rows = np.concatenate([np.arange(n), dup])
         # originals first among equal arrival times, so a duplicate never comes before its original
         seq = np.lexsort((np.arange(len(rows)), arrival))
         rows = rows[seq]
-        ids = _rng(self.seed, "ids").bytes(16 * n).hex()
+        ids = idb.tobytes().hex()
         return Events(self, allc, t_ms, rows, ids, n_dup=len(dup))
 
     def summary(self, events: Events) -> dict[str, Any]:

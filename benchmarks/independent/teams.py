@@ -85,7 +85,7 @@ DEFAULT_TEAMS: tuple[TeamSpec, ...] = (
     # Support agents' copilot: the ticket thread and knowledge-base articles ride in every prompt.
     TeamSpec("support-copilot", 1500.0, 300, "follow-the-sun",
              (_tool("ticket-reply", "rag", 0.6), _tool("kb-search", "rag", 0.4)),
-             {"claude-3-5-haiku": 0.3, "claude-sonnet-4": 0.7}, native_share=0.5, context_scale=8.0,
+             {"claude-3-5-haiku": 0.3, "claude-sonnet-4": 0.7}, native_share=0.5, context_scale=10.0,
              jobs=(JobSpec("ticket-summaries", "daily", "02:00", 60, 0.15, model="claude-sonnet-4",
                            context=50_000),)),
     # Coding agents with whole repositories in context: few, expensive calls per developer.
@@ -93,17 +93,17 @@ DEFAULT_TEAMS: tuple[TeamSpec, ...] = (
              (_tool("ide-chat", "chat", 0.1, context_scale=8.0), _tool("ide-agent", "agent", 0.6, context_scale=2.0),
               _tool("pr-review", "long_context", 0.3)),
              {"claude-opus-4": 0.4, "claude-sonnet-4": 0.4, "gpt-4.1": 0.1, "llama-3.3-70b-internal": 0.1},
-             tz="America/Los_Angeles", native_share=0.15, context_scale=3.0, output_scale=2.0),
+             tz="America/Los_Angeles", native_share=0.2, context_scale=3.0, output_scale=2.0),
     # Long-context creative generation: the product catalogue and brand book in every prompt.
     TeamSpec("ads-creative", 20000.0, 40, "global",
              (_tool("creative-gen", "long_context", 1.0),),
-             {"gpt-4.1": 0.55, "gemini-2.5-pro": 0.3, "claude-sonnet-4-1m": 0.15}, peak_hour_utc=15,
-             native_share=0.4, context_scale=6.0, output_scale=2.0,
+             {"gpt-4.1": 0.45, "gemini-2.5-pro": 0.3, "claude-sonnet-4-1m": 0.25}, peak_hour_utc=15,
+             native_share=0.4, context_scale=4.0, output_scale=2.0,
              jobs=(JobSpec("catalogue-refresh", "daily", "03:00", 120, 0.10, context=900_000),)),
     TeamSpec("agents-platform", 50000.0, 150, "always-on",
-             (_tool("deep-research", "long_context", 0.9), _tool("agent-runner", "agent", 0.1, context_scale=4.0)),
+             (_tool("deep-research", "long_context", 0.9), _tool("agent-runner", "agent", 0.1, context_scale=6.0)),
              {"claude-opus-4": 0.7, "claude-sonnet-4-1m": 0.3},
-             peak_hour_utc=17, native_share=0.25, context_scale=1.5, output_scale=3.0,
+             peak_hour_utc=17, native_share=0.3, context_scale=1.5, output_scale=3.0,
              jobs=(JobSpec("backfill", "daily", "05:00", 90, 0.08, context=150_000),)),
 )
 
