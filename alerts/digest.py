@@ -29,8 +29,9 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from alerts.format import BLOCKS_MAX, HEADER_MAX, SECTION_MAX, amount, clip, duration, escape_mrkdwn, pct, signed_usd, usd
 from alerts.model import SEVERITY_RANK, Notification
+from alerts.receivers.slack.render import BLOCKS_MAX, HEADER_MAX, SECTION_MAX, escape_mrkdwn
+from alerts.text import amount, clip, duration, pct, signed_usd, usd
 
 __all__ = [
     "DIGEST_MODES",

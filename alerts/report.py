@@ -3,7 +3,7 @@ Block Kit for the channel, plain text for the terminal.
 
 Pure: a report is a JSON document in, text out. Team, model, provider and budget names come
 from usage events and the policy, so in mrkdwn they are escaped like every alert
-(:func:`alerts.format.escape_mrkdwn`). Slack's limits hold whatever the org looks like: a
+(:func:`alerts.receivers.slack.render.escape_mrkdwn`). Slack's limits hold whatever the org looks like: a
 list shows at most :data:`ROWS_SHOWN` rows and stops before its section passes 3,000
 characters, the rest summarised as "…and N more ($X)"; at most 50 blocks.
 """
@@ -16,7 +16,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerts.format import BLOCKS_MAX, CONTEXT_ELEMENT_MAX, HEADER_MAX, SECTION_MAX, _u16, clip, escape_mrkdwn, usd
+from alerts.receivers.slack.render import BLOCKS_MAX, CONTEXT_ELEMENT_MAX, HEADER_MAX, SECTION_MAX, escape_mrkdwn
+from alerts.text import clip, usd
+from alerts.text import u16 as _u16
 
 __all__ = ["ROWS_SHOWN", "report_blocks", "report_text", "report_title"]
 

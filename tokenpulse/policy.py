@@ -6,12 +6,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detectors.config import detector_kwargs, merge_params
+
+if TYPE_CHECKING:
+    from alerts.routing import Route
 
 DIMENSIONS = ("org", "team", "team×model", "provider", "model", "user")
 _DIM_ALIASES = {"team*model": "team×model", "team_model": "team×model", "team x model": "team×model"}
@@ -508,13 +511,18 @@ class Policy(_Strict):
                                     f"and daily_at, got {'/'.join(d)}")
         return self
 
-    def digest_routes(self) -> list[tuple[str, dict[str, str], str, str, str, str]]:
-        """The digest subscriptions: (channel, match, min severity, mode, timezone, daily_at)."""
-        out = []
+    def delivery_routes(self) -> list[Route]:
+        """Where notifications go, as :class:`alerts.routing.Route` s in policy order: each
+        team's ``slack_channel`` (a route of its team's alerts to that channel), then the
+        ``subscriptions`` (Slack routes)."""
+        from alerts.routing import Route
+
+        out = [Route("slack", t.slack_channel, {"team": name}, source="teams")
+               for name, t in self.teams.items() if t.slack_channel]
         for sub in self.subscriptions:
-            d = sub.digest(self.budget_timezone)
-            if d is not None:
-                out.append((sub.channel, dict(sub.match), sub.min_severity, *d))
+            mode, tz, daily_at = sub.digest(self.budget_timezone) or ("immediate", "UTC", "09:00")
+            out.append(Route("slack", sub.channel, dict(sub.match), sub.min_severity, mode, tz, daily_at,
+                             source="subscriptions"))
         return out
 
     @model_validator(mode="after")

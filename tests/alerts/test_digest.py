@@ -19,7 +19,7 @@ from alerts.digest import (
     mark_sent,
     parse_clock,
 )
-from alerts.format import BLOCKS_MAX, SECTION_MAX
+from alerts.receivers.slack.render import BLOCKS_MAX, SECTION_MAX
 from tests.alerts.test_format import ENTITY, mrkdwn_texts, u16
 from tests.fakes.slack_server import check_blocks
 

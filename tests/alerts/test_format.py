@@ -7,7 +7,9 @@ import orjson
 import pytest
 
 from alerts import Notification, classify_http, pagerduty_event, slack_blocks
-from alerts.format import clip, duration, escape_mrkdwn, pd_dedup_key, window_range
+from alerts.receivers.pagerduty.render import pd_dedup_key
+from alerts.receivers.slack.render import escape_mrkdwn
+from alerts.text import clip, duration, window_range
 
 T0 = 1_714_557_600.0  # 2024-05-01 10:00:00 UTC
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.format import SECTION_MAX, slack_blocks
 from alerts.model import Notification
+from alerts.receivers.slack.render import SECTION_MAX, slack_blocks
 from alerts.report import ROWS_SHOWN, report_blocks, report_text
 from tests.fakes.slack_server import check_blocks
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from alerts import AlertEngine, DeliveryResult, Notification, Signal, WebhookSink, deliver_with_retry, verify_signature
-from alerts.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, idempotency_header, sign
+from alerts.receivers.webhook.render import SIGNATURE_HEADER, TIMESTAMP_HEADER, idempotency_header, sign
 from tests.fakes.webhook_server import FakeWebhookServer
 
 SECRET = "whsec-0123456789-SeCrEt"

@@ -1,7 +1,7 @@
 """A local receiver for tokenpulse's generic webhook (``POST /hook``).
 
 It checks requests the way a careful receiver would, written from the documented contract
-rather than with :func:`alerts.webhook.verify_signature`, so that a bug shared by the signer
+rather than with :func:`alerts.receivers.webhook.verify_signature`, so that a bug shared by the signer
 and the helper cannot hide: HMAC-SHA256 of ``"<timestamp>.<body>"`` with the shared secret,
 a timestamp within ``tolerance_s``, JSON of schema version 1. A bad signature or a stale
 timestamp gets 401, anything else malformed 400, an accepted request 200 (also for an

@@ -68,17 +68,17 @@ def test_silences_are_validated_with_their_line_and_reach_the_engine() -> None:
         assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
 
 
-def test_subscriptions_reach_the_slack_routes_and_bad_ones_name_their_line() -> None:
-    from pydantic import SecretStr
-
+def test_teams_and_subscriptions_are_slack_routes_and_bad_ones_name_their_line() -> None:
+    from alerts.routing import Route
     from tokenpulse.runtime import stream_config
     from tokenpulse.settings import Settings
 
     p = parse_policy("teams:\n  ads: {slack_channel: '#ads'}\nsubscriptions:\n"
                      "  - {channel: '#finops', min_severity: warning}\n  - {channel: '#llm', match: {model: gpt-4o}}\n")
-    cfg = stream_config(Settings(slack_token=SecretStr("xoxb-x")), p, bootstrap="b:9092")
-    assert cfg.slack is not None and cfg.slack.team_channels == {"ads": "#ads"}
-    assert cfg.slack.routes == (("#finops", {}, "warning"), ("#llm", {"model": "gpt-4o"}, "info"))
+    cfg = stream_config(Settings(), p, bootstrap="b:9092")
+    assert cfg.routes == (Route("slack", "#ads", {"team": "ads"}), Route("slack", "#finops", {}, "warning"),
+                          Route("slack", "#llm", {"model": "gpt-4o"}))
+    assert [r.source for r in cfg.routes] == ["teams", "subscriptions", "subscriptions"]
     for text, line, fragment in [
         ("subscriptions:\n  - channel: '#x'\n    match: {colour: red}\n", 3, "unknown matcher"),
         ("subscriptions:\n  - channel: '#x'\n    min_severity: loud\n", 3, "min_severity"),
@@ -99,9 +99,7 @@ def test_mix_internal_models_reach_the_stream_config() -> None:
 
 
 def test_subscription_modes_reach_the_digest_routes_and_bad_ones_name_their_line() -> None:
-    from pydantic import SecretStr
-
-    from streams.config import DigestRoute
+    from alerts.routing import Route
     from tokenpulse.runtime import stream_config
     from tokenpulse.settings import Settings
 
@@ -110,12 +108,12 @@ def test_subscription_modes_reach_the_digest_routes_and_bad_ones_name_their_line
                      "  - {channel: '#ads', match: {team: ads}, mode: daily, daily_at: 17:30}\n"
                      "  - {channel: '#ads', match: {kind: budget_threshold}, mode: daily, daily_at: '17:30', timezone: Europe/Berlin}\n"
                      "  - {channel: '#ml', mode: hourly, timezone: Asia/Kolkata}\n")
-    cfg = stream_config(Settings(slack_token=SecretStr("xoxb-x")), p, bootstrap="b:9092")
-    assert cfg.slack is not None and cfg.slack.routes == (("#finops", {}, "warning"),)
-    assert cfg.slack.digests == (
-        DigestRoute("#ads", {"team": "ads"}, "info", "daily", "Europe/Berlin", "17:30"),  # 17:30 unquoted is fine
-        DigestRoute("#ads", {"kind": "budget_threshold"}, "info", "daily", "Europe/Berlin", "17:30"),
-        DigestRoute("#ml", {}, "info", "hourly", "Asia/Kolkata", "09:00"),
+    cfg = stream_config(Settings(), p, bootstrap="b:9092")
+    assert cfg.routes == (
+        Route("slack", "#finops", {}, "warning"),
+        Route("slack", "#ads", {"team": "ads"}, "info", "daily", "Europe/Berlin", "17:30"),  # 17:30 unquoted is fine
+        Route("slack", "#ads", {"kind": "budget_threshold"}, "info", "daily", "Europe/Berlin", "17:30"),
+        Route("slack", "#ml", {}, "info", "hourly", "Asia/Kolkata", "09:00"),
     )
     for text, line, fragment in [
         ("subscriptions:\n  - channel: '#x'\n    mode: weekly\n", 3, "'immediate', 'hourly' or 'daily'"),

@@ -1,5 +1,6 @@
-"""Generic webhook receiver: every notification as signed JSON, for anything that is not
-Slack or PagerDuty (a ticketing bridge, a chat-ops bot, a data lake).
+"""The generic webhook's rendering: every notification as signed JSON, for anything that is
+not Slack, PagerDuty or Opsgenie (a ticketing bridge, a chat-ops bot, a data lake), and
+:func:`verify_signature` for the receivers.
 
 The request
 -----------
@@ -40,20 +41,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import time
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-import aiohttp
-import orjson
-
-from alerts.format import iso
 from alerts.model import Notification
-from alerts.sinks import DeliveryResult, SecretLike, classify_http, parse_retry_after, redact, reveal
-
-log = logging.getLogger(__name__)
+from alerts.text import iso
 
 SCHEMA_VERSION = 1
 EVENT_TYPE = "tokenpulse.notification"
@@ -146,113 +139,3 @@ def webhook_body(n: Notification, sent_at: float) -> dict[str, Any]:
         "idempotency_key": idempotency_key(n),
         "notification": n.to_dict(),
     }
-
-
-def _origin(url: str) -> str:
-    # The path or query of a webhook URL is often a credential in itself
-    # (https://hooks.example/T0/B0/xyz): only scheme and host go into logs.
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<invalid url>"
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
-
-
-class WebhookSink:
-    """POSTs every notification, signed, to one URL through a caller-owned
-    ``aiohttp.ClientSession``.
-
-    Use it for receivers that are neither Slack nor PagerDuty; it sends every action
-    (trigger, update, resolve) whatever ``page`` says, and leaves rendering to the receiver.
-    ``secret`` may be a pydantic ``SecretStr``: it only ever keys the HMAC, and any error text
-    that echoes it (or the URL, which may carry a token) is redacted. ``clock`` is injected
-    so tests control the signed timestamp.
-    """
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        url: str,
-        secret: str | SecretLike,
-        *,
-        name: str = "webhook",
-        timeout_s: float = 10.0,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.session = session
-        self.url = url
-        self._secret = secret
-        self.name = name
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self.clock = clock
-
-    def __repr__(self) -> str:
-        return f"WebhookSink(url={_origin(self.url)!r}, name={self.name!r})"
-
-    async def send(self, n: Notification, prior: dict[str, Any] | None) -> DeliveryResult:
-        if prior is not None and prior.get("seq", -1) >= n.seq:
-            return DeliveryResult.success("already delivered", prior)
-        secret = reveal(self._secret)
-        if not secret:
-            return DeliveryResult.permanent("webhook: no secret configured")
-        now = self.clock()
-        ts = int(now)
-        body = orjson.dumps(webhook_body(n, ts))
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "tokenpulse-webhook/1",
-            TIMESTAMP_HEADER: str(ts),
-            SIGNATURE_HEADER: sign(secret, ts, body),
-            IDEMPOTENCY_HEADER: idempotency_header(n),
-        }
-        try:
-            async with self.session.post(self.url, data=body, headers=headers, timeout=self.timeout) as resp:
-                status = resp.status
-                text = await resp.text(errors="replace")
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except TimeoutError:
-            return self._done(n, DeliveryResult.retry("webhook: timed out"), secret)
-        except (aiohttp.InvalidURL, ValueError) as exc:
-            # Will fail again the same way; the message would repeat the URL.
-            return self._done(n, DeliveryResult.permanent(f"webhook: {type(exc).__name__}: invalid URL or request"), secret)
-        except aiohttp.ClientError as exc:
-            return self._done(n, DeliveryResult.retry(f"webhook: {type(exc).__name__}: {exc}"), secret)
-
-        kind = classify_http(status)
-        if kind == "ok":
-            return self._done(
-                n, DeliveryResult.success(f"webhook: {n.action} accepted (HTTP {status})", {"seq": n.seq}), secret
-            )
-        detail = f"webhook: HTTP {status}: {_reason(text)}"
-        if kind == "retry":
-            return self._done(n, DeliveryResult.retry(detail, retry_after), secret)
-        return self._done(n, DeliveryResult.permanent(detail), secret)
-
-    def _done(self, n: Notification, result: DeliveryResult, secret: str) -> DeliveryResult:
-        result.detail = redact(result.detail, secret, self.url)
-        if not result.ok:
-            log.log(
-                logging.INFO if result.retryable else logging.WARNING,
-                "webhook %s of %s to %s failed (%s): %s",
-                n.action,
-                n.key,
-                _origin(self.url),
-                "retryable" if result.retryable else "permanent",
-                result.detail,
-            )
-        return result
-
-
-def _reason(text: str, limit: int = 300) -> str:
-    """The receiver's own words: ``error``/``message`` of a JSON error, else the body."""
-    try:
-        data = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict) and (data.get("error") or data.get("message")):
-        out = ": ".join(str(data[k]) for k in ("error", "message") if data.get(k))
-    else:
-        out = " ".join(text.split())
-    return (out[:limit] + "…") if len(out) > limit else (out or "no body")
