@@ -30,13 +30,15 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _load(policy: Path | None = None):  # type: ignore[no-untyped-def]
+def _load(policy: Path | None = None, *, deliver: bool = False):  # type: ignore[no-untyped-def]
+    # deliver: the command sends notifications, so every route's target must have its secret
+    # in the settings (a replay or a report on an analyst's machine needs none)
     try:
         settings = load_settings()
     except SettingsError as exc:
         _fail(str(exc))
     try:
-        pol = load_policy(policy or settings.policy)
+        pol = load_policy(policy or settings.policy, receivers=settings.receivers() if deliver else None)
     except PolicyError as exc:
         _fail(str(exc))
     return settings, pol
@@ -49,7 +51,7 @@ def worker(
     """Run the stream worker against the Kafka in TOKENPULSE_KAFKA_BOOTSTRAP."""
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
-    settings, pol = _load()
+    settings, pol = _load(deliver=True)
     if not settings.kafka_bootstrap:
         _fail("TOKENPULSE_KAFKA_BOOTSTRAP is not set (use `tokenpulse dev` to run on an embedded broker)")
     bootstrap = settings.kafka_bootstrap
@@ -75,7 +77,7 @@ def dev(
     from tokenpulse.broker import BrokerError, EmbeddedBroker
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
-    settings, pol = _load()
+    settings, pol = _load(deliver=True)
     if settings.kafka_bootstrap:
         bootstrap = settings.kafka_bootstrap
         broker = None

@@ -53,7 +53,7 @@ def policy_source(settings: Settings, bootstrap: str, partitions: int | None = N
 
     def load(text: str) -> StreamConfig:
         try:
-            policy = parse_policy(text, path)
+            policy = parse_policy(text, path, receivers=settings.receivers())
         except PolicyError as exc:
             raise ValueError(str(exc)) from None
         return stream_config(settings, policy, bootstrap, partitions)

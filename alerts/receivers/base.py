@@ -54,6 +54,11 @@ class ReceiverConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled_by: ClassVar[tuple[str, ...]] = ()
+    named_targets: ClassVar[bool] = True
+    """Whether a route's target names a secret of the settings (a PagerDuty routing key; a
+    route may leave it out for :data:`DEFAULT_TARGET`) rather than being a destination of its
+    own that needs no secret (a Slack channel: required in a route; without the receiver's
+    settings its routes are simply unused)."""
 
     def configured(self) -> bool:
         """Whether the receiver is on: one of :attr:`enabled_by` is set."""

@@ -199,3 +199,30 @@ def test_policy_command_prints_a_policy_with_budgets_that_loads_back_the_same(tm
     again = tmp_path / "again.yaml"
     again.write_text(res.stdout)
     assert load_policy(again).model_dump() == load_policy(p).model_dump()
+
+
+def test_a_route_to_a_key_that_is_not_set_stops_the_worker_and_a_reload_with_its_line(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from tokenpulse.runtime import policy_source
+    from tokenpulse.settings import load_settings
+
+    p = tmp_path / "policy.yaml"
+    p.write_text("routes:\n  - {match: {team: ads}, receiver: pagerduty, target: ads}\n")
+    monkeypatch.setenv("TOKENPULSE_POLICY", str(p))
+    monkeypatch.setenv("TOKENPULSE_PAGERDUTY_ROUTING_KEY", "rk-cli-SECRET")
+    res = runner.invoke(app, ["worker"])
+    assert res.exit_code == 2, res.output
+    assert f"{p}:2: routes.0.target: no PagerDuty routing key named 'ads'" in res.stderr
+    assert "rk-cli-SECRET" not in res.output + res.stderr
+    # a policy reload checks the same, against the settings the worker started with
+    source = policy_source(load_settings(), "127.0.0.1:9092")
+    assert source is not None
+    with pytest.raises(ValueError, match="routes.0.target"):
+        source.load(p.read_text())
+    monkeypatch.setenv("TOKENPULSE_PAGERDUTY_ROUTING_KEYS", '{"ads": "rk-ads-SECRET"}')
+    assert [r.target for r in policy_source(load_settings(), "b:9092").load(p.read_text()).routes] == ["ads"]
+    # a replay delivers nothing: it needs no secret
+    monkeypatch.delenv("TOKENPULSE_PAGERDUTY_ROUTING_KEYS")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert runner.invoke(app, ["replay", str(empty), "--no-progress"]).exit_code == 0

@@ -15,6 +15,7 @@ class SlackConfig(ReceiverConfig):
     their own: without a token Slack is off and its routes are not used."""
 
     enabled_by: ClassVar[tuple[str, ...]] = ("token",)
+    named_targets: ClassVar[bool] = False
 
     token: SecretStr | None = Field(default=None, description="Slack bot token (xoxb-...); unset: no Slack delivery.")
     api_url: HttpUrl = Field(default="https://slack.com/api/", description="Slack Web API base URL.")
