@@ -125,3 +125,49 @@ class Receiver:
     def enable_hint(self) -> str:
         """What to set to turn it on, for messages: ``TOKENPULSE_SLACK_TOKEN``."""
         return " or ".join(self.env(f) for f in self.config.enabled_by)
+
+
+class KeyedConfig(ReceiverConfig):
+    """A receiver whose targets are names of keys held by the settings: one unnamed key (the
+    :data:`DEFAULT_TARGET`) in :attr:`key_field` and named ones in :attr:`keys_field`, a
+    mapping set as JSON (``{"ads": "..."}``). Policy routes name a key, never hold one.
+    Subclasses declare the two fields and call :meth:`check_names` from a validator of the
+    mapping."""
+
+    key_field: ClassVar[str]
+    keys_field: ClassVar[str]
+    keys_env: ClassVar[str]  # the variable of keys_field, for messages
+    what: ClassVar[str]  # "PagerDuty routing key", for messages
+
+    def _named(self) -> dict[str, SecretStr]:
+        return dict(getattr(self, self.keys_field))
+
+    def key_for(self, target: str) -> SecretStr | None:
+        single = getattr(self, self.key_field)
+        if target == DEFAULT_TARGET and single is not None:
+            return single  # type: ignore[no-any-return]
+        return self._named().get(target)
+
+    def targets(self) -> frozenset[str]:
+        single = getattr(self, self.key_field) is not None
+        return frozenset(self._named()) | ({DEFAULT_TARGET} if single else set())
+
+    def default_targets(self) -> tuple[str, ...]:
+        return (DEFAULT_TARGET,) if self.key_for(DEFAULT_TARGET) is not None else ()
+
+    def target_error(self, target: str) -> str | None:
+        if self.key_for(target) is not None:
+            return None
+        have = ", ".join(sorted(self.targets())) or "none"
+        return f"no {self.what} named {target!r}: add it to {self.keys_env} (configured: {have})"
+
+    def describe(self) -> str:
+        return "keys: " + ", ".join(sorted(self.targets()))
+
+    @classmethod
+    def check_names(cls, v: dict[str, SecretStr], single: SecretStr | None, single_env: str) -> dict[str, SecretStr]:
+        if DEFAULT_TARGET in v and single is not None:
+            raise ValueError(f"names {DEFAULT_TARGET!r}, which is {single_env}: set it once")
+        if any(not k.strip() for k in v):
+            raise ValueError("a key needs a name")
+        return v

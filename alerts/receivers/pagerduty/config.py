@@ -7,18 +7,22 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
-from alerts.receivers.base import DEFAULT_TARGET, HttpUrl, ReceiverConfig
+from alerts.receivers.base import HttpUrl, KeyedConfig
 
 EVENTS_V2_URL = "https://events.pagerduty.com/v2/enqueue"
 
 
-class PagerDutyConfig(ReceiverConfig):
+class PagerDutyConfig(KeyedConfig):
     """Pages through the Events API v2. A route's target is the name of a routing key:
     ``default`` (``TOKENPULSE_PAGERDUTY_ROUTING_KEY``) or one of
     ``TOKENPULSE_PAGERDUTY_ROUTING_KEYS`` (a JSON object, name → integration key), so a
     policy names a team's service without holding its key."""
 
     enabled_by: ClassVar[tuple[str, ...]] = ("routing_key", "routing_keys")
+    key_field: ClassVar[str] = "routing_key"
+    keys_field: ClassVar[str] = "routing_keys"
+    keys_env: ClassVar[str] = "TOKENPULSE_PAGERDUTY_ROUTING_KEYS"
+    what: ClassVar[str] = "PagerDuty routing key"
 
     routing_key: SecretStr | None = Field(
         default=None, description="Events v2 integration key of the default service; unset: pages only where a route names a key.")
@@ -30,29 +34,4 @@ class PagerDutyConfig(ReceiverConfig):
     @field_validator("routing_keys")
     @classmethod
     def _names(cls, v: dict[str, SecretStr], info: ValidationInfo) -> dict[str, SecretStr]:
-        if DEFAULT_TARGET in v and info.data.get("routing_key") is not None:
-            raise ValueError(f"names {DEFAULT_TARGET!r}, which is TOKENPULSE_PAGERDUTY_ROUTING_KEY: set it once")
-        if any(not k.strip() for k in v):
-            raise ValueError("a routing key needs a name")
-        return v
-
-    def key_for(self, target: str) -> SecretStr | None:
-        if target == DEFAULT_TARGET and self.routing_key is not None:
-            return self.routing_key
-        return self.routing_keys.get(target)
-
-    def targets(self) -> frozenset[str]:
-        return frozenset(self.routing_keys) | ({DEFAULT_TARGET} if self.routing_key is not None else set())
-
-    def default_targets(self) -> tuple[str, ...]:
-        return (DEFAULT_TARGET,) if self.key_for(DEFAULT_TARGET) is not None else ()
-
-    def target_error(self, target: str) -> str | None:
-        if self.key_for(target) is not None:
-            return None
-        have = ", ".join(sorted(self.targets())) or "none"
-        return (f"no PagerDuty routing key named {target!r}: add it to TOKENPULSE_PAGERDUTY_ROUTING_KEYS "
-                f"(configured: {have})")
-
-    def describe(self) -> str:
-        return "keys: " + ", ".join(sorted(self.targets()))
+        return cls.check_names(v, info.data.get("routing_key"), "TOKENPULSE_PAGERDUTY_ROUTING_KEY")
