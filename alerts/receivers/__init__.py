@@ -10,7 +10,7 @@ through it.
 
 from __future__ import annotations
 
-from alerts.receivers import pagerduty, slack, webhook
+from alerts.receivers import opsgenie, pagerduty, slack, webhook
 from alerts.receivers.base import DEFAULT_TARGET, Connection, Receiver, ReceiverConfig
 
 RECEIVERS: dict[str, Receiver] = {
@@ -19,6 +19,7 @@ RECEIVERS: dict[str, Receiver] = {
         slack.RECEIVER,
         pagerduty.RECEIVER,
         webhook.RECEIVER,
+        opsgenie.RECEIVER,
     )
 }
 

@@ -226,3 +226,30 @@ def test_a_route_to_a_key_that_is_not_set_stops_the_worker_and_a_reload_with_its
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert runner.invoke(app, ["replay", str(empty), "--no-progress"]).exit_code == 0
+
+
+def test_alerts_test_opens_and_closes_an_opsgenie_alert_with_a_named_key(monkeypatch: pytest.MonkeyPatch):
+    from tests.fakes.opsgenie_server import FakeOpsgenieServer
+
+    with FakeOpsgenieServer(api_keys={"og-ads-SECRET"}) as og:
+        monkeypatch.setenv("TOKENPULSE_OPSGENIE_API_KEYS", '{"ads": "og-ads-SECRET"}')
+        monkeypatch.setenv("TOKENPULSE_OPSGENIE_API_URL", og.url)
+        res = runner.invoke(app, ["alerts", "test", "--to", "opsgenie"])  # no unnamed key: its only one
+        assert res.exit_code == 0, res.output
+        assert "opsgenie trigger: ok opsgenie: create accepted (HTTP 202)" in res.stdout
+        assert [e["action"] for e in og.events()] == ["create", "close"]
+        assert "og-ads-SECRET" not in res.output
+        res = runner.invoke(app, ["alerts", "test", "--to", "opsgenie", "--target", "ml"])
+        assert res.exit_code == 2 and "no Opsgenie API key named 'ml'" in res.stderr
+        # what `tokenpulse dev` prints about each receiver of the registry
+        from tokenpulse.cli import _receiver_lines
+        from tokenpulse.settings import load_settings
+
+        lines = _receiver_lines(load_settings())
+        assert "  opsgenie   keys: ads" in lines and "  slack      off (set TOKENPULSE_SLACK_TOKEN)" in lines
+
+
+def test_alerts_test_opsgenie_needs_a_key():
+    res = runner.invoke(app, ["alerts", "test", "--to", "opsgenie"])
+    assert res.exit_code == 2
+    assert "TOKENPULSE_OPSGENIE_API_KEY or TOKENPULSE_OPSGENIE_API_KEYS is not set" in res.stderr
