@@ -8,7 +8,16 @@ tool and the tests drive the same code.
 from __future__ import annotations
 
 from alerts.engine import AlertEngine, AlertPolicy, AlertState, GroupState, excess_of
-from alerts.model import Contributor, Notification, Signal, Silence
+from alerts.model import (
+    BudgetNotification,
+    Contributor,
+    MixNotification,
+    Notification,
+    ReportNotification,
+    Signal,
+    Silence,
+    SpikeNotification,
+)
 from alerts.receivers import RECEIVERS, Receiver, ReceiverConfig
 from alerts.receivers.pagerduty import EVENTS_V2_URL, PagerDutySink, pagerduty_event
 from alerts.receivers.slack import SlackSink, slack_blocks
@@ -22,17 +31,21 @@ __all__ = [
     "AlertEngine",
     "AlertPolicy",
     "AlertState",
+    "BudgetNotification",
     "Contributor",
     "DeliveryResult",
     "GroupState",
+    "MixNotification",
     "Notification",
     "PagerDutySink",
     "Receiver",
     "ReceiverConfig",
+    "ReportNotification",
     "Signal",
     "Silence",
     "Sink",
     "SlackSink",
+    "SpikeNotification",
     "WebhookSink",
     "classify_http",
     "deliver_all",

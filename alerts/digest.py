@@ -29,7 +29,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from alerts.model import SEVERITY_RANK, Notification
+from alerts.model import SEVERITY_RANK, BudgetNotification, MixNotification, Notification, SpikeNotification
 from alerts.receivers.slack.render import BLOCKS_MAX, HEADER_MAX, SECTION_MAX, escape_mrkdwn
 from alerts.text import amount, clip, duration, pct, signed_usd, usd
 
@@ -136,17 +136,13 @@ class DigestSchedule:
 
 
 # -- the book of one channel -------------------------------------------------------------------
-_ITEM_FIELDS = (
-    "key", "seq", "action", "severity", "reason", "series", "labels", "title", "rule", "observed_usd",
-    "expected_usd", "excess_usd", "excess_pct", "impact_usd", "window_start", "window_end", "started_at",
-    "fired_at", "ended_at", "page", "budget", "detector",
-)
+_NOT_KEPT = ("top_contributors", "members", "explanation", "dashboard_url", "report")
 
 
 def item_of(n: Notification) -> dict[str, Any]:
-    """What a digest keeps of a notification: its numbers, not its contributors or prose."""
-    d = n.to_dict()
-    return {k: d[k] for k in _ITEM_FIELDS}
+    """What a digest keeps of a notification: its record without contributors, members or
+    prose (it reads back with :meth:`Notification.from_dict`)."""
+    return {k: v for k, v in n.to_dict().items() if k not in _NOT_KEPT}
 
 
 def _id(item: dict[str, Any]) -> str:
@@ -209,7 +205,8 @@ def mark_failed(book: dict[str, Any], period_id: str, detail: str) -> dict[str, 
 
 
 # -- the message -------------------------------------------------------------------------------
-_RULES = {"cost_spike": "cost spike", "budget_threshold": "budget threshold", "budget_forecast": "budget forecast"}
+_RULES = {"cost_spike": "cost spike", "budget_threshold": "budget threshold", "budget_forecast": "budget forecast",
+          "mix_share": "third-party share"}
 _EMOJI = {"info": "ℹ️", "warning": "⚠️", "critical": "🚨"}
 
 
@@ -226,6 +223,17 @@ def _num(v: Any) -> float:
 
 def _pct1(x: float) -> str:
     return f"{x:,.1f}%" if math.isfinite(x) else "n/a"
+
+
+def _excess(n: Notification) -> float:
+    """How far over its line a notification is, in USD, to rank the groups of a section."""
+    if isinstance(n, SpikeNotification):
+        return n.excess_usd
+    if isinstance(n, BudgetNotification):
+        return n.spent - n.limit if n.unit == "usd" else 0.0
+    if isinstance(n, MixNotification):
+        return n.third_party_usd - n.line_pct / 100 * (n.third_party_usd + n.internal_usd)
+    return 0.0
 
 
 @dataclass
@@ -246,16 +254,15 @@ class _Group:
 
     @property
     def rank(self) -> tuple[float, float]:
-        return (-max(SEVERITY_RANK.get(n.severity, 0) for n in self.items),
-                -max((n.excess_usd for n in self.items if math.isfinite(n.excess_usd)), default=0.0))
+        excess = [x for x in map(_excess, self.items) if math.isfinite(x)]
+        return (-max(SEVERITY_RANK.get(n.severity, 0) for n in self.items), -max(excess, default=0.0))
 
 
 def _groups(items: Iterable[Notification]) -> list[_Group]:
     by: dict[str, _Group] = {}
     for n in sorted(items, key=lambda n: (n.fired_at, n.seq)):
-        if n.budget is not None:
-            name = str(n.budget.get("name", n.series))
-            g = by.setdefault("b:" + name, _Group(name, [], budget=True))
+        if isinstance(n, BudgetNotification):
+            g = by.setdefault("b:" + n.budget, _Group(n.budget, [], budget=True))
         else:
             g = by.setdefault("s:" + n.series, _Group(n.series, []))
         g.items.append(n)
@@ -275,7 +282,18 @@ class _Clock:
         return d.strftime("%H:%M") if d.date() == self.day and self.schedule.mode == "hourly" else d.strftime("%a %d %H:%M")
 
 
-def _spike_line(n: Notification, clock: _Clock) -> str:
+def _line(n: Notification, clock: _Clock) -> str:
+    if isinstance(n, BudgetNotification):
+        return _budget_line(n, clock)
+    if isinstance(n, MixNotification):
+        return (f"{_EMOJI.get(n.severity, '')} {clock.at(n.fired_at)} third-party models at {_pct1(n.share_pct)} "
+                f"of the team's spend (line {_pct1(n.line_pct)})")
+    if isinstance(n, SpikeNotification):
+        return _spike_line(n, clock)
+    return f"{_EMOJI.get(n.severity, '')} {clock.at(n.fired_at)} {_name(n.title, 200)}"
+
+
+def _spike_line(n: SpikeNotification, clock: _Clock) -> str:
     when = clock.at(n.fired_at)
     numbers = (f"{usd(n.observed_usd)} vs expected {usd(n.expected_usd)} per window, "
                f"excess {signed_usd(n.excess_usd)} ({pct(n.excess_pct)})")
@@ -292,14 +310,11 @@ def _spike_line(n: Notification, clock: _Clock) -> str:
     return line
 
 
-def _budget_line(n: Notification, clock: _Clock) -> str:
-    b = n.budget or {}
-    unit = str(b.get("unit") or "usd")
-    spent = (f"spent {amount(_num(b.get('spent')), unit)} of {amount(_num(b.get('limit')), unit)} "
-             f"({_pct1(_num(b.get('pct_used')))})")
-    forecast = f"forecast {amount(_num(b.get('projected_total')), unit)} ({_pct1(_num(b.get('projected_pct')))})"
+def _budget_line(n: BudgetNotification, clock: _Clock) -> str:
+    spent = f"spent {amount(_num(n.spent), n.unit)} of {amount(_num(n.limit), n.unit)} ({_pct1(_num(n.pct_used))})"
+    forecast = f"forecast {amount(_num(n.projected_total), n.unit)} ({_pct1(_num(n.projected_pct))})"
     when = clock.at(n.fired_at)
-    th = _num(b.get("threshold"))
+    th = _num(n.threshold)
     if n.action == "resolve":
         return f"✅ {when} back on track: {spent}, {forecast}"
     if n.rule == "budget_threshold" and math.isfinite(th):
@@ -309,18 +324,15 @@ def _budget_line(n: Notification, clock: _Clock) -> str:
 
 def _group_text(g: _Group, clock: _Clock) -> str:
     last = g.last
-    if g.budget:
-        b = last.budget or {}
-        head = (f"*Budget {_name(g.title)}* · {_name(b.get('series', last.series), SERIES_MAX)} · "
-                f"{_name(b.get('period_id', ''), 40)}")
+    if isinstance(last, BudgetNotification):
+        head = f"*Budget {_name(g.title)}* · {_name(last.series, SERIES_MAX)} · {_name(last.period_id, 40)}"
     else:
         state = "resolved" if last.action == "resolve" else "still firing"
         head = f"*{_name(g.title, SERIES_MAX)}* · {_name(_RULES.get(last.rule, last.rule), 40)} · {state}"
     lines = [head]
     used = len(head)
-    line_of = _budget_line if g.budget else _spike_line
     for i, n in enumerate(g.items):
-        line = "• " + line_of(n, clock)
+        line = "• " + _line(n, clock)
         rest = len(g.items) - i
         if len(lines) > LINES_PER_SERIES or used + len(line) + 40 > SECTION_MAX:
             lines.append(f"…and {rest} more")
@@ -360,9 +372,15 @@ def digest_message(period: dict[str, Any], channel: str = "") -> tuple[str, list
     schedule = DigestSchedule(str(period.get("mode", "hourly")), str(period.get("tz", "UTC")),
                               str(period.get("daily_at", "09:00")))
     start, end = float(period["start"]), float(period["end"])
-    notes = [Notification.from_dict(i) for i in period.get("items") or ()]
+    notes: list[Notification] = []
     more = int(period.get("more", 0))
-    total = len(notes) + more
+    unread = 0  # records of another version that this one cannot read: counted, not shown
+    for item in period.get("items") or ():
+        try:
+            notes.append(Notification.from_dict(item))
+        except ValueError:
+            unread += 1
+    total = len(notes) + more + unread
     groups = _groups(notes)
     firing = sorted((g for g in groups if not g.budget and g.open), key=lambda g: g.rank)
     resolved = sorted((g for g in groups if not g.budget and not g.open), key=lambda g: g.rank)
@@ -395,12 +413,14 @@ def digest_message(period: dict[str, Any], channel: str = "") -> tuple[str, list
             blocks.append(_section(_group_text(g, clock)))
             left_groups -= 1
             left_notes -= len(g.items)
-    if left_groups or more:
+    if left_groups or more or unread:
         parts = []
         if left_groups:
             parts.append(f"{left_groups} more series or budgets ({left_notes} notifications)")
         if more:
             parts.append(f"{more} notifications beyond the {ITEMS_MAX} kept")
+        if unread:
+            parts.append(f"{unread} notifications of another tokenpulse version")
         blocks.append(_section("…and " + " and ".join(parts) + " not shown here: see the dashboard."))
     blocks.append(footer)
     names = ", ".join(_name(g.title, 60) for g in firing[:5])

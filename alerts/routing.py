@@ -16,12 +16,11 @@ that keeps digests (Slack), ``hourly`` or ``daily`` (collected, one message per 
 :mod:`alerts.digest`). When an immediate and a digest route of one target both take a
 notification, it goes out immediately.
 
->>> from alerts.model import Notification
 >>> routes = [Route("slack", "#ads", {"team": "ads"}), Route("slack", "#finops", {}, "warning"),
 ...           Route("pagerduty", "ads-oncall", {"team": "ads"})]
 >>> defaults = {"slack": ("#ai-spend",), "pagerduty": ("default",)}
 >>> def note(team, severity):
-...     return Notification(key=f"cost_spike:team={team}", seq=1, action="trigger", severity=severity,
+...     return SpikeNotification(key=f"cost_spike:team={team}", seq=1, action="trigger", severity=severity,
 ...         reason="first", series=f"team={team}", labels={"team": team}, title="t",
 ...         observed_usd=9.0, expected_usd=1.0, excess_usd=8.0, excess_pct=800.0,
 ...         top_contributors=[], window_start=0.0, window_end=60.0, started_at=0.0,
@@ -39,7 +38,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from alerts.model import MATCHERS, SEVERITY_RANK, Notification, Severity, matches_all, unknown_matchers
+from alerts.model import (
+    MATCHERS,
+    SEVERITY_RANK,
+    Notification,
+    ReportNotification,
+    Severity,
+    SpikeNotification,
+    matches_all,
+    unknown_matchers,
+)
 
 __all__ = ["IMMEDIATE", "ROUTE_MATCHERS", "ROUTE_MODES", "Route", "route_targets"]
 
@@ -87,7 +95,8 @@ class Route:
             return False
         if matches_all(self.match, n.rule, n.series, n.labels):
             return True
-        return any(matches_all(self.match, n.rule, str(m.get("series", "")), m.get("labels") or {}) for m in n.members)
+        members = n.members if isinstance(n, SpikeNotification) else ()
+        return any(matches_all(self.match, n.rule, str(m.get("series", "")), m.get("labels") or {}) for m in members)
 
 
 def route_targets(
@@ -101,7 +110,7 @@ def route_targets(
     A spend report goes only to the channel it was written for (in Slack).
 
     >>> routes = [Route("slack", "#ads", {"team": "ads"}, mode="daily"), Route("slack", "#ads", {}, "critical")]
-    >>> n = Notification(key="k", seq=1, action="trigger", severity="warning", reason="first",
+    >>> n = SpikeNotification(key="k", seq=1, action="trigger", severity="warning", reason="first",
     ...     series="team=ads", labels={"team": "ads"}, title="t", observed_usd=9.0, expected_usd=1.0,
     ...     excess_usd=8.0, excess_pct=800.0, top_contributors=[], window_start=0.0, window_end=60.0,
     ...     started_at=0.0, fired_at=60.0, page=False)
@@ -111,11 +120,11 @@ def route_targets(
     >>> route_targets(n, routes, {"slack": ("#ai-spend",), "webhook": ("default",)})
     [('slack', '#ads', 'immediate'), ('webhook', 'default', 'immediate')]
     """
-    if n.report is not None:
+    if isinstance(n, ReportNotification):
         channels = defaults.get("slack")
         if not channels:
             return []
-        return [("slack", str(n.report.get("channel") or channels[0]), IMMEDIATE)]
+        return [("slack", n.channel or channels[0], IMMEDIATE)]
     routes = list(routes)
     out: list[tuple[str, str, str]] = []
     for receiver, fallback in defaults.items():

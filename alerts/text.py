@@ -18,7 +18,10 @@ import hashlib
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from alerts.model import BudgetNotification
 
 
 def num(value: Any) -> float:
@@ -140,21 +143,20 @@ def duration(seconds: float) -> str:
     return f"{d} d {h} h" if h else f"{d} d"
 
 
-def budget_numbers(b: dict[str, Any]) -> dict[str, Any]:
+def budget_figures(n: BudgetNotification) -> dict[str, Any]:
     """A budget notification's figures as text, in its unit: ``spent``, ``limit``,
     ``pct_used``, ``days_left``, ``projected``, ``projected_pct`` and ``exhausted`` (None:
     does not run out this period)."""
-    unit = str(b.get("unit") or "usd")
-    days = num(b.get("days_left"))
+    days = num(n.days_left)
     return {
-        "unit": unit,
-        "spent": amount(num(b.get("spent")), unit),
-        "limit": amount(num(b.get("limit")), unit),
-        "pct_used": pct_of(num(b.get("pct_used"))),
+        "unit": n.unit,
+        "spent": amount(num(n.spent), n.unit),
+        "limit": amount(num(n.limit), n.unit),
+        "pct_used": pct_of(num(n.pct_used)),
         "days_left": f"{days:,.1f}" if math.isfinite(days) else "n/a",
-        "projected": amount(num(b.get("projected_total")), unit),
-        "projected_pct": pct_of(num(b.get("projected_pct"))),
-        "exhausted": when(b.get("exhaustion_ts")),
+        "projected": amount(num(n.projected_total), n.unit),
+        "projected_pct": pct_of(num(n.projected_pct)),
+        "exhausted": when(n.exhaustion_ts),
     }
 
 

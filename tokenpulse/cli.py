@@ -342,7 +342,7 @@ def alerts_test(
     """Send a test notification through one receiver, with the worker's own code."""
     import asyncio
 
-    from alerts import Notification
+    from alerts.model import SpikeNotification
     from alerts.receivers import RECEIVERS
     from alerts.retry import deliver_with_retry
 
@@ -384,7 +384,7 @@ def alerts_test(
                 prior = None
                 actions = ["trigger", "resolve"] if resolve else ["trigger"]
                 for i, action in enumerate(actions):
-                    n = Notification(**{**base, "action": action, "seq": base["seq"] + i,  # type: ignore[arg-type]
+                    n = SpikeNotification(**{**base, "action": action, "seq": base["seq"] + i,  # type: ignore[arg-type]
                                         "reason": "resolved" if action == "resolve" else "first",
                                         "ended_at": now if action == "resolve" else None})
                     res = await deliver_with_retry(sink, n, prior, max_attempts=3)

@@ -113,7 +113,7 @@ async def test_every_action_is_delivered_signed_with_the_documented_schema(
     for req, n in zip(got, notes):
         body = req["body"]
         assert set(body) == {"version", "type", "sent_at", "idempotency_key", "notification"}
-        assert body["version"] == 1 and body["type"] == "tokenpulse.notification"
+        assert body["version"] == 2 and body["type"] == "tokenpulse.notification" and body["notification"]["kind"] == "spike"
         assert body["notification"] == orjson.loads(orjson.dumps(n.to_dict()))
         assert body["idempotency_key"] == req["idempotency_key"] == f"{n.key}:{n.seq}"
         assert req["content_type"] == "application/json"

@@ -103,7 +103,7 @@ def test_a_lowered_limit_is_logged_and_fires_at_the_next_crossings() -> None:
     events = led.crossings(now=NOON + 120)
     assert [(e.budget, e.threshold) for e in events] == [("ads", 80.0)]
     n = budget_notification(events[0], led.budgets["ads"], NOON + 120)
-    assert n.budget is not None and (n.budget["limit"], n.budget["spent"]) == (7.0, 6.0)
+    assert (n.limit, n.spent) == (7.0, 6.0)
     assert led.crossings(now=NOON + 180) == []  # once
     # the same specs again: nothing logged, nothing fired
     assert reconfigure_ledgers({0: led}, [ORG, lower], 1) == []

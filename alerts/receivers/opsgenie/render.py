@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from alerts.model import Notification, contributor_rank
-from alerts.text import budget_numbers, duration, fit_key, iso, pct, short, signed_usd, usd, utc, window_range
+from alerts.model import BudgetNotification, MixNotification, Notification, SpikeNotification, contributor_rank
+from alerts.text import budget_figures, duration, fit_key, iso, pct, short, signed_usd, usd, utc, window_range
 
 MESSAGE_MAX = 130
 ALIAS_MAX = 512
@@ -41,26 +41,28 @@ def close_path(n: Notification) -> str:
     return f"/v2/alerts/{quote(alias_of(n), safe='')}/close?identifierType=alias"
 
 
-def _description(n: Notification) -> str:
-    lines: list[str] = []
-    if n.budget is not None:
-        x = budget_numbers(n.budget)
-        lines.append(f"Spent {x['spent']} of {x['limit']} ({x['pct_used']} used), {x['days_left']} days left.")
-        lines.append(f"Forecast {x['projected']} by the end of the period ({x['projected_pct']}); "
-                     + (f"runs out {x['exhausted']}." if x["exhausted"] else "does not run out this period."))
-    else:
-        lines.append(f"Observed {usd(n.observed_usd)} per window vs expected {usd(n.expected_usd)}: "
-                     f"excess {signed_usd(n.excess_usd)} ({pct(n.excess_pct)}).")
-        if n.impact_usd:
-            lines.append(f"Incident so far: {signed_usd(n.impact_usd)} over expected since {utc(n.started_at)}.")
-        lines.append(f"Window: {window_range(n.window_start, n.window_end)}.")
-        if n.action != "trigger":
-            lines.append(f"Firing for {duration(n.fired_at - n.started_at)}.")
+def _what(n: Notification) -> list[str]:
+    """The lines that say what happened, by kind."""
+    if isinstance(n, BudgetNotification):
+        x = budget_figures(n)
+        return [f"Budget {n.budget}, period {n.period_id}: spent {x['spent']} of {x['limit']} ({x['pct_used']} used), "
+                f"{x['days_left']} days left.",
+                f"Forecast {x['projected']} by the end of the period ({x['projected_pct']}); "
+                + (f"runs out {x['exhausted']}." if x["exhausted"] else "does not run out this period.")]
+    if isinstance(n, MixNotification):
+        return [f"Third-party models at {n.share_pct:.1f}% of the team's spend in {n.period_id}, past the line of "
+                f"{n.line_pct:.1f}%."]
+    if not isinstance(n, SpikeNotification):
+        return []
+    lines = [f"Observed {usd(n.observed_usd)} per window vs expected {usd(n.expected_usd)}: "
+             f"excess {signed_usd(n.excess_usd)} ({pct(n.excess_pct)})."]
+    if n.impact_usd:
+        lines.append(f"Incident so far: {signed_usd(n.impact_usd)} over expected since {utc(n.started_at)}.")
+    lines.append(f"Window: {window_range(n.window_start, n.window_end)}.")
+    if n.action != "trigger":
+        lines.append(f"Firing for {duration(n.fired_at - n.started_at)}.")
     if n.explanation:
         lines.append(f"Why: {n.explanation}")
-    lines.append(f"Series: {n.series}")
-    if n.labels:
-        lines.append("Labels: " + ", ".join(f"{k}={v}" for k, v in n.labels.items()))
     contributors = sorted(n.top_contributors, key=contributor_rank)[:CONTRIBUTORS_LISTED]
     if contributors:
         lines.append("Top contributors: " + "; ".join(
@@ -68,6 +70,13 @@ def _description(n: Notification) -> str:
     if n.members:
         lines.append("Alerts in this group: " + "; ".join(
             f"{m.get('series', '')} ({m.get('status', '')})" for m in n.members[:CONTRIBUTORS_LISTED]))
+    return lines
+
+
+def _description(n: Notification) -> str:
+    lines = [*_what(n), f"Series: {n.series}"]
+    if n.labels:
+        lines.append("Labels: " + ", ".join(f"{k}={v}" for k, v in n.labels.items()))
     if n.dashboard_url:
         lines.append(f"Dashboard: {n.dashboard_url}")
     return short("\n".join(lines), DESCRIPTION_MAX)
@@ -82,11 +91,11 @@ def _details(n: Notification) -> dict[str, str]:
         "started_at": iso(n.started_at),
         **{f"label.{k}": v for k, v in list(n.labels.items())[:8]},
     }
-    if n.budget is not None:
-        x = budget_numbers(n.budget)
-        details.update(budget=n.budget.get("name", ""), period=n.budget.get("period_id", ""), spent=x["spent"],
-                       limit=x["limit"], pct_used=x["pct_used"], forecast=x["projected"])
-    else:
+    if isinstance(n, BudgetNotification):
+        x = budget_figures(n)
+        details.update(budget=n.budget, period=n.period_id, spent=x["spent"], limit=x["limit"],
+                       pct_used=x["pct_used"], forecast=x["projected"])
+    elif isinstance(n, SpikeNotification):
         details.update(observed_usd=round(n.observed_usd, 6), expected_usd=round(n.expected_usd, 6),
                        excess_usd=round(n.excess_usd, 6), window_end=iso(n.window_end))
         if n.excess_pct is not None:

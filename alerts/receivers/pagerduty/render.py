@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from alerts.model import Notification, contributor_rank
+from alerts.model import BudgetNotification, MixNotification, Notification, SpikeNotification, contributor_rank
 from alerts.sinks import SecretLike, reveal
-from alerts.text import budget_numbers, fit_key, iso, num, pct, short, signed_usd, usd, when
+from alerts.text import budget_figures, fit_key, iso, num, pct, short, signed_usd, usd, when
 
 PD_SUMMARY_MAX = 1024
 PD_DEDUP_KEY_MAX = 255
@@ -27,25 +27,45 @@ def pd_dedup_key(key: str) -> str:
 
 
 def pd_summary(n: Notification) -> str:
-    if n.budget is not None:
-        x = budget_numbers(n.budget)
+    if isinstance(n, BudgetNotification):
+        x = budget_figures(n)
         runs_out = f"runs out {x['exhausted']}" if x["exhausted"] else "does not run out this period"
-        s = (
-            f"[{n.severity}] {n.title}: spent {x['spent']} of {x['limit']} ({x['pct_used']} used, "
-            f"{x['days_left']} days left); forecast {x['projected']} ({x['projected_pct']}), {runs_out}"
-        )
-        return s if len(s) <= PD_SUMMARY_MAX else s[: PD_SUMMARY_MAX - 1] + "…"
-    s = (
-        f"[{n.severity}] {n.title}: observed {usd(n.observed_usd)} vs expected {usd(n.expected_usd)} "
-        f"per window (excess {signed_usd(n.excess_usd)}, {pct(n.excess_pct)})"
-    )
-    if len(s) <= PD_SUMMARY_MAX:
-        return s
-    return s[: PD_SUMMARY_MAX - 1] + "…"
+        s = (f"[{n.severity}] {n.title}: spent {x['spent']} of {x['limit']} ({x['pct_used']} used, "
+             f"{x['days_left']} days left); forecast {x['projected']} ({x['projected_pct']}), {runs_out}")
+    elif isinstance(n, SpikeNotification):
+        s = (f"[{n.severity}] {n.title}: observed {usd(n.observed_usd)} vs expected {usd(n.expected_usd)} "
+             f"per window (excess {signed_usd(n.excess_usd)}, {pct(n.excess_pct)})")
+    else:
+        s = f"[{n.severity}] {n.title}"
+    return _short(s, PD_SUMMARY_MAX)
 
 
 def _short(text: str, limit: int = PD_FIELD_MAX) -> str:
     return short(text, limit)
+
+
+def _labels(n: Notification) -> dict[str, str]:
+    return {_short(k, 100): _short(v, 300) for k, v in list(n.labels.items())[:20]}
+
+
+def _figure(value: Any, nd: int = 6) -> float | None:
+    v = num(value)
+    return round(v, nd) if math.isfinite(v) else None
+
+
+def custom_details(n: Notification) -> dict[str, Any]:
+    """``custom_details``: the numbers on-call needs, by kind, not prose."""
+    if isinstance(n, SpikeNotification):
+        return _spike_details(n)
+    if isinstance(n, BudgetNotification):
+        return _budget_details(n)
+    details: dict[str, Any] = {"series": _short(n.series, 1000), "labels": _labels(n), "reason": n.reason,
+                               "seq": n.seq}
+    if isinstance(n, MixNotification):
+        details.update(period_id=_short(n.period_id, 40), share_pct=_figure(n.share_pct, 2),
+                       line_pct=_figure(n.line_pct, 2), previous_share_pct=_figure(n.previous_share_pct, 2),
+                       third_party_usd=_figure(n.third_party_usd), internal_usd=_figure(n.internal_usd))
+    return details
 
 
 def pagerduty_event(n: Notification, routing_key: str | SecretLike) -> dict[str, Any]:
@@ -58,10 +78,30 @@ def pagerduty_event(n: Notification, routing_key: str | SecretLike) -> dict[str,
     }
     if n.action == "resolve":
         return event
+    payload: dict[str, Any] = {
+        "summary": pd_summary(n),
+        "source": "tokenpulse",
+        "severity": n.severity,
+        "timestamp": iso(n.fired_at),
+        "component": _short(n.series),
+        "class": _short(n.rule),
+        "custom_details": custom_details(n),
+    }
+    if n.team:
+        payload["group"] = _short(n.team)
+    event["payload"] = payload
+    event["client"] = "tokenpulse"
+    if n.dashboard_url and n.dashboard_url.startswith(("http://", "https://")):
+        event["client_url"] = n.dashboard_url
+        event["links"] = [{"href": n.dashboard_url, "text": "tokenpulse dashboard"}]
+    return event
+
+
+def _spike_details(n: SpikeNotification) -> dict[str, Any]:
     contributors = sorted(n.top_contributors, key=contributor_rank)
-    details: dict[str, Any] = _budget_details(n) if n.budget is not None else {
+    details: dict[str, Any] = {
         "series": _short(n.series, 1000),
-        "labels": {_short(k, 100): _short(v, 300) for k, v in list(n.labels.items())[:20]},
+        "labels": _labels(n),
         "observed_usd": round(n.observed_usd, 6),
         "expected_usd": round(n.expected_usd, 6),
         "excess_usd": round(n.excess_usd, 6),
@@ -76,60 +116,37 @@ def pagerduty_event(n: Notification, routing_key: str | SecretLike) -> dict[str,
         "detector": n.detector,
         "top_contributors": [_pd_contributor(c) for c in contributors[:PD_CONTRIBUTORS_MAX]],
     }
-    if n.budget is None and n.members:
+    if n.members:
         details["members"] = [
             {"series": _short(str(m.get("series", "")), 300), "status": str(m.get("status", "")),
              "severity": str(m.get("severity", "")), "observed_usd": round(num(m.get("observed_usd")), 6),
              "expected_usd": round(num(m.get("expected_usd")), 6), "excess_usd": round(num(m.get("excess_usd")), 6)}
             for m in n.members[:PD_MEMBERS_MAX]
         ]
-    if n.budget is None and len(contributors) > PD_CONTRIBUTORS_MAX:
+    if len(contributors) > PD_CONTRIBUTORS_MAX:
         details["other_contributors"] = len(contributors) - PD_CONTRIBUTORS_MAX
-    payload: dict[str, Any] = {
-        "summary": pd_summary(n),
-        "source": "tokenpulse",
-        "severity": n.severity,
-        "timestamp": iso(n.fired_at),
-        "component": _short(n.series),
-        "class": _short(n.rule),
-        "custom_details": details,
-    }
-    if n.team:
-        payload["group"] = _short(n.team)
-    event["payload"] = payload
-    event["client"] = "tokenpulse"
-    if n.dashboard_url and n.dashboard_url.startswith(("http://", "https://")):
-        event["client_url"] = n.dashboard_url
-        event["links"] = [{"href": n.dashboard_url, "text": "tokenpulse dashboard"}]
-    return event
+    return details
 
 
-def _budget_details(n: Notification) -> dict[str, Any]:
-    """PagerDuty ``custom_details`` of a budget notification: the numbers, not prose."""
-    b = n.budget or {}
-
-    def figure(key: str, nd: int = 6) -> float | None:
-        v = num(b.get(key))
-        return round(v, nd) if math.isfinite(v) else None
-
+def _budget_details(n: BudgetNotification) -> dict[str, Any]:
     return {
-        "budget": _short(str(b.get("name", "")), 300),
-        "series": _short(str(b.get("series", n.series)), 1000),
-        "labels": {_short(k, 100): _short(v, 300) for k, v in list(n.labels.items())[:20]},
-        "unit": _short(str(b.get("unit", "")), 10),
-        "period": _short(str(b.get("period", "")), 10),
-        "tz": _short(str(b.get("tz", "")), 60),
-        "period_id": _short(str(b.get("period_id", "")), 40),
-        "period_start": when(b.get("period_start"), iso),
-        "period_end": when(b.get("period_end"), iso),
-        "spent": figure("spent", 9),
-        "limit": figure("limit", 9),
-        "pct_used": figure("pct_used", 2),
-        "days_left": figure("days_left", 2),
-        "threshold_pct": figure("threshold", 2),
-        "projected_total": figure("projected_total", 6),
-        "projected_pct": figure("projected_pct", 2),
-        "exhaustion_at": when(b.get("exhaustion_ts"), iso),
+        "budget": _short(n.budget, 300),
+        "series": _short(n.series, 1000),
+        "labels": _labels(n),
+        "unit": _short(n.unit, 10),
+        "period": _short(n.period, 10),
+        "tz": _short(n.tz, 60),
+        "period_id": _short(n.period_id, 40),
+        "period_start": when(n.period_start, iso),
+        "period_end": when(n.period_end, iso),
+        "spent": _figure(n.spent, 9),
+        "limit": _figure(n.limit, 9),
+        "pct_used": _figure(n.pct_used, 2),
+        "days_left": _figure(n.days_left, 2),
+        "threshold_pct": _figure(n.threshold, 2),
+        "projected_total": _figure(n.projected_total, 6),
+        "projected_pct": _figure(n.projected_pct, 2),
+        "exhaustion_at": when(n.exhaustion_ts, iso),
         "how": _short(n.explanation, 500),
         "reason": n.reason,
         "seq": n.seq,

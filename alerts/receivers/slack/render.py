@@ -1,14 +1,14 @@
-"""Rendering a notification for each receiver: Slack Block Kit and PagerDuty Events v2.
+"""Slack's rendering: a notification of any kind as Block Kit (a cost spike, a budget, the
+third-party share, a spend report).
 
 Series names, label values, user and model names all come from usage events, i.e. from
 anyone who can call the gateway. In Slack mrkdwn they are escaped (``&``, ``<``, ``>``) so a
 team called ``<!channel>`` cannot ping a channel and ``<https://x|y>`` cannot disguise a
 link. The header block is ``plain_text``, which Slack shows literally, so it is not escaped.
 
-Budget notifications (``Notification.budget`` set) render their own numbers: budget, period,
-spent of limit, % used, days left, the forecast and the exhaustion date; third-party share
-notifications (``Notification.mix`` set) the share against its line, the previous period's and
-the top third-party models.
+A budget notification renders its own numbers: budget, period, spent of limit, % used, days
+left, the forecast and the exhaustion date; a third-party share notification the share against
+its line, the previous period's and the top third-party models.
 
 Slack's limits are enforced here rather than discovered as ``invalid_blocks`` at 3 am:
 header ≤ 150 characters, section text ≤ 3000, ≤ 50 blocks. Lengths are counted in UTF-16
@@ -20,8 +20,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from alerts.model import Notification, contributor_rank
-from alerts.text import budget_numbers, clip, duration, num, pct, pct_of, signed_usd, usd, utc, when, window_range
+from alerts.model import (
+    BudgetNotification,
+    MixNotification,
+    Notification,
+    ReportNotification,
+    SpikeNotification,
+    contributor_rank,
+)
+from alerts.text import budget_figures, clip, duration, num, pct, pct_of, signed_usd, usd, utc, when, window_range
 
 HEADER_MAX = 150
 SECTION_MAX = 3000
@@ -58,7 +65,7 @@ def _link(url: str | None, label: str) -> str | None:
 
 
 # -- Slack ---------------------------------------------------------------------------------
-def _contributors_text(n: Notification) -> str | None:
+def _contributors_text(n: SpikeNotification) -> str | None:
     cs = sorted(n.top_contributors, key=contributor_rank)
     if not cs:
         return None
@@ -77,7 +84,7 @@ def _contributors_text(n: Notification) -> str | None:
 MEMBERS_SHOWN = 15
 
 
-def _members_text(n: Notification) -> str | None:
+def _members_text(n: SpikeNotification) -> str | None:
     """The alerts ``n`` speaks for: a group's members, or the ones an org alert inhibited."""
     if not n.members:
         return None
@@ -107,64 +114,63 @@ def _labels_text(n: Notification) -> str | None:
 
 
 # -- budgets -------------------------------------------------------------------------------
-def _budget_text(n: Notification) -> str:
-    b = n.budget or {}
-    x = budget_numbers(b)
+def _budget_text(n: BudgetNotification) -> str:
+    x = budget_figures(n)
     lines: list[str] = []
-    th = num(b.get("threshold"))
+    th = num(n.threshold)
     if n.action == "resolve":
         lines.append("*Back on track:* no longer projected to overrun the budget this period.")
     elif n.rule == "budget_threshold" and math.isfinite(th):
         lines.append(f"*{th:g}% of the budget reached.*")
     else:
         lines.append("*Projected to overrun* the budget by the end of the period.")
-    lines.append(f"*Budget:* {_name(str(b.get('name', '')))} · *scope:* {_name(str(b.get('series', n.series)), SERIES_MAX)}")
-    start, end = when(b.get("period_start")), when(b.get("period_end"))
+    lines.append(f"*Budget:* {_name(n.budget)} · *scope:* {_name(n.series, SERIES_MAX)}")
+    start, end = when(n.period_start), when(n.period_end)
     bounds = f": {start} – {end}" if start and end else ""
-    lines.append(
-        f"*Period:* {_name(str(b.get('period_id', '')), 40)} ({_name(str(b.get('period', '')), 10)}, "
-        f"{_name(str(b.get('tz', '')), 60)}){bounds}"
-    )
+    lines.append(f"*Period:* {_name(n.period_id, 40)} ({_name(n.period, 10)}, {_name(n.tz, 60)}){bounds}")
     lines.append(f"*Spent:* {x['spent']} of {x['limit']} ({x['pct_used']} used) · *days left:* {x['days_left']}")
     exhausted = f"runs out {x['exhausted']}" if x["exhausted"] else "does not run out this period"
     lines.append(f"*Forecast:* {x['projected']} by the end of the period ({x['projected_pct']}) · {exhausted}")
     if n.explanation:
         lines.append(f"*How:* {_name(n.explanation, EXPLANATION_MAX)}")
     lines.append(f"*Severity:* {n.severity}")
-    labels = _labels_text(n)
-    if labels:
-        lines.append(f"*Labels:* {labels}")
-    return clip("\n".join(lines), SECTION_MAX)
+    return "\n".join(lines)
+
+
+def _budget_tail(n: BudgetNotification) -> str:
+    x = budget_figures(n)
+    tail = f"spent {x['spent']} of {x['limit']} ({x['pct_used']}), forecast {x['projected']}"
+    return tail if n.action == "resolve" else tail + f", {x['days_left']} days left"
 
 
 # -- model mix -----------------------------------------------------------------------------
-def _share(x: Any) -> str:
+def _share(x: float | None) -> str:
     return pct_of(num(x)) if x is not None else "no spend"
 
 
-def _mix_text(n: Notification) -> str:
-    m = n.mix or {}
+def _mix_text(n: MixNotification) -> str:
     lines = [
-        f"*Third-party models: {_share(m.get('share_pct'))} of the team's spend*, past the line of "
-        f"{_share(m.get('line_pct'))}.",
-        f"*Team:* {_name(str(m.get('team', n.team or '')))} · *period:* {_name(str(m.get('period_id', '')), 40)} "
-        f"({_name(str(m.get('period', '')), 10)}, {_name(str(m.get('tz', '')), 60)}) so far",
-        f"*Previous period* ({_name(str(m.get('previous_period_id', '')), 40)}): {_share(m.get('previous_share_pct'))}",
-        f"*Spend:* {usd(num(m.get('third_party_usd')))} third-party, {usd(num(m.get('internal_usd')))} internal",
+        f"*Third-party models: {_share(n.share_pct)} of the team's spend*, past the line of {_share(n.line_pct)}.",
+        f"*Team:* {_name(n.team or '')} · *period:* {_name(n.period_id, 40)} ({_name(n.period, 10)}, "
+        f"{_name(n.tz, 60)}) so far",
+        f"*Previous period* ({_name(n.previous_period_id, 40)}): {_share(n.previous_share_pct)}",
+        f"*Spend:* {usd(num(n.third_party_usd))} third-party, {usd(num(n.internal_usd))} internal",
     ]
-    top = [t for t in (m.get("top_third_party_models") or ()) if isinstance(t, dict)][:CONTRIBUTORS_SHOWN]
+    top = [t for t in n.top_third_party_models if isinstance(t, dict)][:CONTRIBUTORS_SHOWN]
     if top:
         lines.append("*Top third-party models:* " + ", ".join(
             f"{_name(str(t.get('model', '')))} {usd(num(t.get('usd')))}" for t in top))
     lines.append(f"*Severity:* {n.severity} · not paged")
-    return clip("\n".join(lines), SECTION_MAX)
+    return "\n".join(lines)
 
 
-def _main_text(n: Notification) -> str:
-    if n.budget is not None:
-        return _budget_text(n)
-    if n.mix is not None:
-        return _mix_text(n)
+def _mix_tail(n: MixNotification) -> str:
+    return (f"{_share(n.share_pct)} third-party (line {_share(n.line_pct)}, "
+            f"previous period {_share(n.previous_share_pct)})")
+
+
+# -- cost spikes ---------------------------------------------------------------------------
+def _spike_text(n: SpikeNotification) -> str:
     series = _name(n.series, SERIES_MAX)
     paged = "paged on-call" if n.page else "not paged"
     lines: list[str] = []
@@ -185,9 +191,7 @@ def _main_text(n: Notification) -> str:
         elif n.reason == "repeat":
             lines.append(f"*Still firing* after {duration(n.fired_at - n.started_at)}.")
         lines.append(f"*Series:* {series}")
-        lines.append(
-            f"*Observed:* {usd(n.observed_usd)} per window vs *expected* {usd(n.expected_usd)}"
-        )
+        lines.append(f"*Observed:* {usd(n.observed_usd)} per window vs *expected* {usd(n.expected_usd)}")
         lines.append(f"*Excess:* {signed_usd(n.excess_usd)} ({pct(n.excess_pct)})")
         if n.impact_usd:
             lines.append(f"*Incident so far:* {signed_usd(n.impact_usd)} over expected since {utc(n.started_at)}")
@@ -197,10 +201,30 @@ def _main_text(n: Notification) -> str:
         lines.append(f"*Window:* {window_range(n.window_start, n.window_end)}")
         if n.reason != "first":
             lines.append(f"*Firing since:* {utc(n.started_at)}")
+    return "\n".join(lines)
+
+
+def _spike_tail(n: SpikeNotification) -> str:
+    if n.action == "resolve":
+        back = n.ended_at if n.ended_at is not None else n.fired_at
+        return f"back to normal after {duration(back - n.started_at)}"
+    return (f"observed {usd(n.observed_usd)} vs expected {usd(n.expected_usd)} per window "
+            f"({signed_usd(n.excess_usd)}, {pct(n.excess_pct)})")
+
+
+def _main_text(n: Notification) -> str:
+    if isinstance(n, BudgetNotification):
+        text = _budget_text(n)
+    elif isinstance(n, MixNotification):
+        return clip(_mix_text(n), SECTION_MAX)  # the team is in the text: no labels line
+    elif isinstance(n, SpikeNotification):
+        text = _spike_text(n)
+    else:
+        text = f"*Series:* {_name(n.series, SERIES_MAX)}"
     labels = _labels_text(n)
     if labels:
-        lines.append(f"*Labels:* {labels}")
-    return clip("\n".join(lines), SECTION_MAX)
+        text += f"\n*Labels:* {labels}"
+    return clip(text, SECTION_MAX)
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -215,35 +239,24 @@ def header_text(n: Notification) -> str:
 def slack_text(n: Notification) -> str:
     """The fallback ``text`` (notifications, screen readers). Slack parses it: escaped."""
     emoji = "✅" if n.action == "resolve" else _EMOJI.get(n.severity, "")
-    title = _name(n.title, 300)
-    if n.budget is not None:
-        x = budget_numbers(n.budget)
-        tail = f"spent {x['spent']} of {x['limit']} ({x['pct_used']}), forecast {x['projected']}"
-        if n.action != "resolve":
-            tail += f", {x['days_left']} days left"
-        return clip(f"{emoji} {title}: {tail}".strip(), FALLBACK_MAX)
-    if n.mix is not None:
-        tail = (f"{_share(n.mix.get('share_pct'))} third-party (line {_share(n.mix.get('line_pct'))}, "
-                f"previous period {_share(n.mix.get('previous_share_pct'))})")
-        return clip(f"{emoji} {title}: {tail}".strip(), FALLBACK_MAX)
-    if n.action == "resolve":
-        back = n.ended_at if n.ended_at is not None else n.fired_at
-        tail = f"back to normal after {duration(back - n.started_at)}"
+    if isinstance(n, BudgetNotification):
+        tail = _budget_tail(n)
+    elif isinstance(n, MixNotification):
+        tail = _mix_tail(n)
+    elif isinstance(n, SpikeNotification):
+        tail = _spike_tail(n)
     else:
-        tail = (
-            f"observed {usd(n.observed_usd)} vs expected {usd(n.expected_usd)} per window "
-            f"({signed_usd(n.excess_usd)}, {pct(n.excess_pct)})"
-        )
-    return clip(f"{emoji} {title}: {tail}".strip(), FALLBACK_MAX)
+        tail = n.series
+    return clip(f"{emoji} {_name(n.title, 300)}: {tail}".strip(), FALLBACK_MAX)
 
 
 def slack_blocks(n: Notification, *, compact: bool = False) -> tuple[str, list[dict[str, Any]]]:
-    """Fallback text and Block Kit blocks for ``n``.
+    """Fallback text and Block Kit blocks for ``n``, any kind.
 
     ``compact`` drops the header and the footer: for a follow-up in the alert's thread,
     where the root message already says what the alert is.
     """
-    if n.report is not None:  # a spend report has a layout of its own
+    if isinstance(n, ReportNotification):  # a spend report has a layout of its own
         from alerts.report import report_blocks
 
         return report_blocks(n.report)
@@ -251,19 +264,18 @@ def slack_blocks(n: Notification, *, compact: bool = False) -> tuple[str, list[d
     if not compact:
         blocks.append({"type": "header", "text": {"type": "plain_text", "text": header_text(n), "emoji": True}})
     blocks.append(_section(_main_text(n)))
-    members = _members_text(n) if n.budget is None else None
-    if members:
-        blocks.append(_section(members))
-    contrib = _contributors_text(n)
-    if contrib:
-        blocks.append(_section(contrib))
+    if isinstance(n, SpikeNotification):
+        for text in (_members_text(n), _contributors_text(n)):
+            if text:
+                blocks.append(_section(text))
     link = _link(n.dashboard_url, "Open in the dashboard")
     if link:
         blocks.append(_section(link))
     if not compact:
         footer = f"tokenpulse · {_name(n.rule, 40)}"
-        if n.detector:
-            footer += f" · detector {_name(n.detector, 60)}"
+        detector = n.detector if isinstance(n, SpikeNotification) else "forecast" if n.rule == "budget_forecast" else ""
+        if detector:
+            footer += f" · detector {_name(detector, 60)}"
         footer += f" · {_REASON_TEXT.get(n.reason, n.reason)}"
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(footer, CONTEXT_ELEMENT_MAX)}]})
     return slack_text(n), blocks[:BLOCKS_MAX]

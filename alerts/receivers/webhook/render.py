@@ -4,21 +4,27 @@ not Slack, PagerDuty or Opsgenie (a ticketing bridge, a chat-ops bot, a data lak
 
 The request
 -----------
-``POST <url>`` with ``Content-Type: application/json`` and the body (schema version 1)::
+``POST <url>`` with ``Content-Type: application/json`` and the body (schema version 2)::
 
     {
-      "version": 1,
+      "version": 2,
       "type": "tokenpulse.notification",
       "sent_at": "2026-01-01T00:00:05+00:00",      # RFC 3339, UTC; = X-Tokenpulse-Timestamp
       "idempotency_key": "cost_spike:team=ads:1767225660000",   # "<key>:<seq>"
-      "notification": { ...every field of alerts.model.Notification, as in the outbox... }
+      "notification": { ...the notification, as in the outbox (Notification.to_dict)... }
     }
 
-``notification`` carries ``key``, ``seq``, ``action`` (trigger | update | resolve),
-``severity``, ``reason``, ``series``, ``labels``, ``title``, the dollar figures, the window and
-incident times (epoch seconds), ``page``, ``dashboard_url``, ``rule``, ``detector`` and so on,
-exactly as :meth:`Notification.to_dict` writes them. New fields may be added within a version;
-a change of meaning bumps ``version``.
+``notification`` is flat JSON: its ``kind`` (``spike``, ``budget``, ``mix`` or ``report``), the
+envelope every kind has (``key``, ``seq``, ``action``: trigger | update | resolve,
+``severity``, ``reason``, ``rule``, ``series``, ``labels``, ``title``, ``started_at``,
+``fired_at``, ``ended_at`` (epoch seconds), ``page``, ``dashboard_url``) and the fields of its
+kind (:mod:`alerts.model`): a spike's ``observed_usd``, ``expected_usd``, ``excess_usd``,
+``excess_pct``, ``window_start``/``window_end``, ``top_contributors``, ``members``...; a
+budget's ``budget`` (name), ``unit``, ``period_id``, ``spent``, ``limit``, ``pct_used``,
+``threshold``, the forecast...; the third-party share's ``share_pct`` and ``line_pct``; a
+report's ``channel`` and ``report``. New fields may be added within a version; a change of
+meaning bumps ``version``. Version 1 (tokenpulse 0.1) had one record for every kind, with a
+budget's figures in a ``budget`` object and its limit in ``expected_usd``.
 
 Headers:
 
@@ -48,7 +54,7 @@ from urllib.parse import quote
 from alerts.model import Notification
 from alerts.text import iso
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EVENT_TYPE = "tokenpulse.notification"
 SIGNATURE_HEADER = "X-Tokenpulse-Signature"
 TIMESTAMP_HEADER = "X-Tokenpulse-Timestamp"
