@@ -34,8 +34,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerts import Notification
-from alerts.digest import DigestSchedule, collect, digest_message, due, mark_failed, mark_sent
+from alerts.digest import DigestSchedule, collect, due, mark_failed, mark_sent
 from alerts.receivers.slack import SlackSink
+from alerts.receivers.slack.render import digest_message
 from alerts.retry import retry_call
 from alerts.sinks import DeliveryResult, redact
 from streams.delivery import Deliverer

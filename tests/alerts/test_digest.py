@@ -13,14 +13,13 @@ from alerts.digest import (
     ITEMS_MAX,
     DigestSchedule,
     collect,
-    digest_message,
     due,
     mark_failed,
     mark_sent,
     parse_clock,
 )
 from alerts.model import BudgetNotification, MixNotification
-from alerts.receivers.slack.render import BLOCKS_MAX, SECTION_MAX
+from alerts.receivers.slack.render import BLOCKS_MAX, SECTION_MAX, digest_message
 from tests.alerts.test_format import ENTITY, mrkdwn_texts, u16
 from tests.fakes.slack_server import check_blocks
 

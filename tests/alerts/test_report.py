@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from alerts.model import ReportNotification
-from alerts.receivers.slack.render import SECTION_MAX, slack_blocks
-from alerts.report import ROWS_SHOWN, report_blocks, report_text
+from alerts.receivers.slack.render import SECTION_MAX, report_blocks, slack_blocks
+from alerts.report import ROWS_SHOWN, report_text
 from tests.fakes.slack_server import check_blocks
 
 

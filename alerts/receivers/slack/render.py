@@ -1,5 +1,7 @@
-"""Slack's rendering: a notification of any kind as Block Kit (a cost spike, a budget, the
-third-party share, a spend report).
+"""Slack's rendering, in one module: a notification of any kind as Block Kit (a cost spike, a
+budget, the third-party share, a spend report: :func:`slack_blocks`), a channel's digest
+(:func:`digest_message`) and a spend report (:func:`report_blocks`), on one set of helpers
+(:func:`escape_mrkdwn`, ``_name``, ``_section``, ``_context``, the limits and the emoji).
 
 Series names, label values, user and model names all come from usage events, i.e. from
 anyone who can call the gateway. In Slack mrkdwn they are escaped (``&``, ``<``, ``>``) so a
@@ -18,9 +20,13 @@ code units, which is never less than Python's count, so emoji cannot push a text
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from alerts.digest import ITEMS_MAX, DigestSchedule
 from alerts.model import (
+    SEVERITY_RANK,
     BudgetNotification,
     MixNotification,
     Notification,
@@ -28,7 +34,21 @@ from alerts.model import (
     SpikeNotification,
     contributor_rank,
 )
-from alerts.text import budget_figures, clip, duration, num, pct, pct_of, signed_usd, usd, utc, when, window_range
+from alerts.report import Style, report_sections, report_title, report_total
+from alerts.text import (
+    amount,
+    budget_figures,
+    clip,
+    duration,
+    num,
+    pct,
+    pct_of,
+    signed_usd,
+    usd,
+    utc,
+    when,
+    window_range,
+)
 
 HEADER_MAX = 150
 SECTION_MAX = 3000
@@ -36,6 +56,7 @@ CONTEXT_ELEMENT_MAX = 2000
 BLOCKS_MAX = 50
 FALLBACK_MAX = 3000  # Slack truncates at 40k; a notification preview never needs more
 NAME_MAX = 120  # one user, model or label value in a list
+REPORT_NAME_MAX = 80  # a team, model or budget in a report's lists
 SERIES_MAX = 400
 EXPLANATION_MAX = 600  # the detector's reason: one sentence
 CONTRIBUTORS_SHOWN = 10
@@ -50,10 +71,23 @@ def escape_mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _name(text: str, limit: int = NAME_MAX) -> str:
+def _name(text: Any, limit: int = NAME_MAX) -> str:
     """User-controlled text ready for mrkdwn: escaped, then shortened to ``limit`` as sent
     (an escape is up to 5 characters, so a raw limit would not bound the message)."""
-    return clip(escape_mrkdwn(text), limit)
+    return clip(escape_mrkdwn(str(text)), limit)
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_MAX)}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, CONTEXT_ELEMENT_MAX)}]}
+
+
+def _header(text: str) -> dict[str, Any]:
+    # plain_text: Slack shows it literally, so it is not escaped
+    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, HEADER_MAX), "emoji": True}}
 
 
 def _link(url: str | None, label: str) -> str | None:
@@ -64,7 +98,7 @@ def _link(url: str | None, label: str) -> str | None:
     return f"<{safe}|{label}>"
 
 
-# -- Slack ---------------------------------------------------------------------------------
+# -- notifications -------------------------------------------------------------------------
 def _contributors_text(n: SpikeNotification) -> str | None:
     cs = sorted(n.top_contributors, key=contributor_rank)
     if not cs:
@@ -227,10 +261,6 @@ def _main_text(n: Notification) -> str:
     return clip(text, SECTION_MAX)
 
 
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_MAX)}}
-
-
 def header_text(n: Notification) -> str:
     emoji = "✅" if n.action == "resolve" else _EMOJI.get(n.severity, "")
     return clip(f"{emoji} {n.title}".strip(), HEADER_MAX)
@@ -257,12 +287,10 @@ def slack_blocks(n: Notification, *, compact: bool = False) -> tuple[str, list[d
     where the root message already says what the alert is.
     """
     if isinstance(n, ReportNotification):  # a spend report has a layout of its own
-        from alerts.report import report_blocks
-
         return report_blocks(n.report)
     blocks: list[dict[str, Any]] = []
     if not compact:
-        blocks.append({"type": "header", "text": {"type": "plain_text", "text": header_text(n), "emoji": True}})
+        blocks.append(_header(header_text(n)))
     blocks.append(_section(_main_text(n)))
     if isinstance(n, SpikeNotification):
         for text in (_members_text(n), _contributors_text(n)):
@@ -277,5 +305,224 @@ def slack_blocks(n: Notification, *, compact: bool = False) -> tuple[str, list[d
         if detector:
             footer += f" · detector {_name(detector, 60)}"
         footer += f" · {_REASON_TEXT.get(n.reason, n.reason)}"
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(footer, CONTEXT_ELEMENT_MAX)}]})
+        blocks.append(_context(footer))
     return slack_text(n), blocks[:BLOCKS_MAX]
+
+
+# -- digests ---------------------------------------------------------------------------------
+LINES_PER_SERIES = 12  # a digest's lines per series or budget
+DIGEST_SERIES_MAX = 300
+_RULES = {"cost_spike": "cost spike", "budget_threshold": "budget threshold", "budget_forecast": "budget forecast",
+          "mix_share": "third-party share"}
+
+
+def _excess(n: Notification) -> float:
+    """How far over its line a notification is, in USD, to rank the groups of a section."""
+    if isinstance(n, SpikeNotification):
+        return n.excess_usd
+    if isinstance(n, BudgetNotification):
+        return n.spent - n.limit if n.unit == "usd" else 0.0
+    if isinstance(n, MixNotification):
+        return n.third_party_usd - n.line_pct / 100 * (n.third_party_usd + n.internal_usd)
+    return 0.0
+
+
+@dataclass
+class _Group:
+    """One series (or one budget) of the period: its notifications in order."""
+
+    title: str
+    items: list[Notification]
+    budget: bool = False
+
+    @property
+    def last(self) -> Notification:
+        return self.items[-1]
+
+    @property
+    def open(self) -> bool:
+        return self.last.action != "resolve" and not (self.budget and self.last.rule == "budget_threshold")
+
+    @property
+    def rank(self) -> tuple[float, float]:
+        excess = [x for x in map(_excess, self.items) if math.isfinite(x)]
+        return (-max(SEVERITY_RANK.get(n.severity, 0) for n in self.items), -max(excess, default=0.0))
+
+
+def _groups(items: Iterable[Notification]) -> list[_Group]:
+    by: dict[str, _Group] = {}
+    for n in sorted(items, key=lambda n: (n.fired_at, n.seq)):
+        if isinstance(n, BudgetNotification):
+            g = by.setdefault("b:" + n.budget, _Group(n.budget, [], budget=True))
+        else:
+            g = by.setdefault("s:" + n.series, _Group(n.series, []))
+        g.items.append(n)
+    return list(by.values())
+
+
+class _Clock:
+    def __init__(self, schedule: DigestSchedule, start: float) -> None:
+        self.schedule = schedule
+        self.day = schedule.local(start).date()
+
+    def at(self, ts: float) -> str:
+        try:
+            d = self.schedule.local(ts)
+        except (OverflowError, OSError, ValueError):
+            return "?"
+        return d.strftime("%H:%M") if d.date() == self.day and self.schedule.mode == "hourly" else d.strftime("%a %d %H:%M")
+
+
+def _line(n: Notification, clock: _Clock) -> str:
+    if isinstance(n, BudgetNotification):
+        return _budget_line(n, clock)
+    if isinstance(n, MixNotification):
+        return (f"{_EMOJI.get(n.severity, '')} {clock.at(n.fired_at)} third-party models at {pct_of(n.share_pct)} "
+                f"of the team's spend (line {pct_of(n.line_pct)})")
+    if isinstance(n, SpikeNotification):
+        return _spike_line(n, clock)
+    return f"{_EMOJI.get(n.severity, '')} {clock.at(n.fired_at)} {_name(n.title, 200)}"
+
+
+def _spike_line(n: SpikeNotification, clock: _Clock) -> str:
+    when = clock.at(n.fired_at)
+    numbers = (f"{usd(n.observed_usd)} vs expected {usd(n.expected_usd)} per window, "
+               f"excess {signed_usd(n.excess_usd)} ({pct(n.excess_pct)})")
+    if n.action == "resolve":
+        back = n.ended_at if n.ended_at is not None else n.fired_at
+        line = f"✅ {when} resolved after {duration(back - n.started_at)}; worst window {numbers}"
+        if n.impact_usd:
+            line += f"; incident total {signed_usd(n.impact_usd)}"
+    else:
+        what = {"first": "triggered", "worsened": "worsened", "repeat": "still firing"}.get(n.reason, n.reason)
+        line = f"{_EMOJI.get(n.severity, '')} {when} {what} ({n.severity}{', paged' if n.page else ''}): {numbers}"
+        if n.impact_usd:
+            line += f"; incident so far {signed_usd(n.impact_usd)}"
+    return line
+
+
+def _budget_line(n: BudgetNotification, clock: _Clock) -> str:
+    spent = f"spent {amount(num(n.spent), n.unit)} of {amount(num(n.limit), n.unit)} ({pct_of(num(n.pct_used))})"
+    forecast = f"forecast {amount(num(n.projected_total), n.unit)} ({pct_of(num(n.projected_pct))})"
+    when = clock.at(n.fired_at)
+    th = num(n.threshold)
+    if n.action == "resolve":
+        return f"✅ {when} back on track: {spent}, {forecast}"
+    if n.rule == "budget_threshold" and math.isfinite(th):
+        return f"{_EMOJI.get(n.severity, '')} {when} {th:g}% reached: {spent}, {forecast}"
+    return f"{_EMOJI.get(n.severity, '')} {when} projected to overrun: {spent}, {forecast}"
+
+
+def _group_text(g: _Group, clock: _Clock) -> str:
+    last = g.last
+    if isinstance(last, BudgetNotification):
+        head = f"*Budget {_name(g.title)}* · {_name(last.series, DIGEST_SERIES_MAX)} · {_name(last.period_id, 40)}"
+    else:
+        state = "resolved" if last.action == "resolve" else "still firing"
+        head = f"*{_name(g.title, DIGEST_SERIES_MAX)}* · {_name(_RULES.get(last.rule, last.rule), 40)} · {state}"
+    lines = [head]
+    used = len(head)
+    for i, n in enumerate(g.items):
+        line = "• " + _line(n, clock)
+        rest = len(g.items) - i
+        if len(lines) > LINES_PER_SERIES or used + len(line) + 40 > SECTION_MAX:
+            lines.append(f"…and {rest} more")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    return clip("\n".join(lines), SECTION_MAX)
+
+
+def _count(k: int, one: str, many: str) -> str:
+    return f"{k} {one if k == 1 else many}"
+
+
+def _range(schedule: DigestSchedule, start: float, end: float) -> str:
+    a, b = schedule.local(start), schedule.local(end)
+    tail = b.strftime("%H:%M") if a.date() == b.date() else b.strftime("%Y-%m-%d %H:%M")
+    return f"{a.strftime('%Y-%m-%d %H:%M')}–{tail} {schedule.tz}"
+
+
+def digest_message(period: dict[str, Any], channel: str = "") -> tuple[str, list[dict[str, Any]]]:
+    """Fallback text and Block Kit blocks for one period of a digest channel (a book entry
+    from :func:`alerts.digest.collect`).
+
+    Series still firing at the end of the period come first (worst first), then the
+    resolved ones, then budgets; each lists its notifications in order with their numbers.
+    What does not fit Slack's 50 blocks or a section's 3,000 characters is summarised as
+    "…and N more". Everything that came from usage events is escaped.
+    """
+    schedule = DigestSchedule(str(period.get("mode", "hourly")), str(period.get("tz", "UTC")),
+                              str(period.get("daily_at", "09:00")))
+    start, end = float(period["start"]), float(period["end"])
+    notes: list[Notification] = []
+    more = int(period.get("more", 0))
+    unread = 0  # records of another version that this one cannot read: counted, not shown
+    for item in period.get("items") or ():
+        try:
+            notes.append(Notification.from_dict(item))
+        except ValueError:
+            unread += 1
+    total = len(notes) + more + unread
+    groups = _groups(notes)
+    firing = sorted((g for g in groups if not g.budget and g.open), key=lambda g: g.rank)
+    resolved = sorted((g for g in groups if not g.budget and not g.open), key=lambda g: g.rank)
+    budgets = sorted((g for g in groups if g.budget), key=lambda g: g.rank)
+    clock = _Clock(schedule, start)
+    kind = "Hourly" if schedule.mode == "hourly" else "Daily"
+    when = _range(schedule, start, end)
+    plural = "" if total == 1 else "s"
+    header = f"🗞️ {kind} digest: {total} notification{plural}, {len(firing)} still firing"
+    blocks: list[dict[str, Any]] = [
+        _header(header),
+        _context(f"{when} · {_count(len(firing) + len(resolved), 'series', 'series')}, "
+                 f"{_count(len(budgets), 'budget', 'budgets')}"
+                 + (f" · for {_name(channel, 80)}" if channel else "")),
+    ]
+    footer = _context(f"tokenpulse · {kind.lower()} digest · times in {_name(schedule.tz, 60)}")
+    sections = [("*🔥 Still firing*", firing), ("*✅ Resolved*", resolved), ("*💰 Budgets*", budgets)]
+    left_groups = sum(len(gs) for _, gs in sections)
+    left_notes = len(notes)
+    for title, gs in sections:
+        if not gs:
+            continue
+        # room for the heading, one group, the "and N more" line and the footer
+        if len(blocks) + 4 > BLOCKS_MAX:
+            break
+        blocks.append(_section(f"{title} ({len(gs)})"))
+        for g in gs:
+            if len(blocks) + 3 > BLOCKS_MAX:
+                break
+            blocks.append(_section(_group_text(g, clock)))
+            left_groups -= 1
+            left_notes -= len(g.items)
+    if left_groups or more or unread:
+        parts = []
+        if left_groups:
+            parts.append(f"{left_groups} more series or budgets ({left_notes} notifications)")
+        if more:
+            parts.append(f"{more} notifications beyond the {ITEMS_MAX} kept")
+        if unread:
+            parts.append(f"{unread} notifications of another tokenpulse version")
+        blocks.append(_section("…and " + " and ".join(parts) + " not shown here: see the dashboard."))
+    blocks.append(footer)
+    names = ", ".join(_name(g.title, 60) for g in firing[:5])
+    text = f"{kind} digest {when}: {total} notification{plural}, {len(firing)} still firing"
+    if names:
+        text += f" ({names}{', …' if len(firing) > 5 else ''})"
+    return clip(text, FALLBACK_MAX), blocks[:BLOCKS_MAX]
+
+
+# -- reports ---------------------------------------------------------------------------------
+_REPORT_STYLE = Style(lambda text: _name(text, REPORT_NAME_MAX), lambda text: f"*{text}*", SECTION_MAX)
+
+
+def report_blocks(report: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """Fallback text and Block Kit blocks of a spend report (:mod:`alerts.report`), within
+    Slack's limits: names escaped, each list within a section, at most 50 blocks."""
+    title = report_title(report)
+    text = clip(f"📊 {escape_mrkdwn(title)}: {report_total(report)}", SECTION_MAX)
+    blocks = [_header(f"📊 {title}"), *(_section(s) for s in report_sections(report, _REPORT_STYLE))]
+    blocks = blocks[: BLOCKS_MAX - 1]
+    blocks.append(_context("tokenpulse · spend_report · closed windows, exact to the nano-dollar"))
+    return text, blocks
