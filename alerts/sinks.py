@@ -11,9 +11,9 @@ thing for each of them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import aiohttp
 import orjson
@@ -183,6 +183,66 @@ def error_text(text: str, fields: tuple[str, ...], limit: int = 500) -> str:
                 parts.append(str(v))
     out = ": ".join(parts) if parts else " ".join(text.split())
     return (out[:limit] + "…") if len(out) > limit else (out or "no body")
+
+
+def json_field(text: str, name: str) -> str | None:
+    """A field of a JSON reply (PagerDuty's ``dedup_key``, Opsgenie's ``requestId``), if any."""
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    value = data.get(name) if isinstance(data, dict) else None
+    return str(value) if value is not None else None
+
+
+class HttpSink:
+    """What the sinks that POST JSON share (PagerDuty, Opsgenie, the webhook): the caller's
+    ``aiohttp`` session, their URL, their secret (a ``str`` or pydantic ``SecretStr``, revealed
+    only onto the wire), a name and a timeout. A subclass writes ``send`` with :meth:`_post`,
+    which turns every outcome into a result: no reply (:func:`post_json`), the reply's status
+    (:func:`http_result`), the secrets redacted and a failure logged (:func:`settle`)."""
+
+    kind: ClassVar[str] = "http"  # the receiver, as details and logs name it
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        secret: str | SecretLike,
+        *,
+        name: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.session = session
+        self.url = url
+        self._secret = secret
+        self.name = name or self.kind
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(url={self._shown_url()!r}, name={self.name!r})"
+
+    def _shown_url(self) -> str:
+        return self.url
+
+    async def _post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        what: str,
+        ok: Callable[[HttpReply], DeliveryResult],
+        fields: tuple[str, ...],
+        secrets: Iterable[str],
+        limit: int = 500,
+    ) -> DeliveryResult:
+        """POST ``body``; ``ok(reply)`` is the result of a 2xx, ``fields`` where the receiver's
+        JSON error says why, ``what`` the action and key for the log."""
+        secrets = list(secrets)
+        reply = await post_json(self.session, url, body, headers, self.timeout, self.kind)
+        if isinstance(reply, DeliveryResult):
+            return settle(reply, self.kind, what, secrets)
+        return settle(http_result(reply, self.kind, ok(reply), fields, limit), self.kind, what, secrets)
 
 
 def settle(result: DeliveryResult, who: str, what: str, secrets: Iterable[str]) -> DeliveryResult:

@@ -102,6 +102,25 @@ class Connection(Protocol):
     async def close(self) -> None: ...
 
 
+class SessionConnection:
+    """A :class:`Connection` whose sinks all post through the caller's ``aiohttp`` session,
+    so it has nothing of its own to close. Subclasses say how to make a target's sink."""
+
+    def __init__(self, cfg: Any, session: aiohttp.ClientSession) -> None:
+        self.cfg = cfg
+        self.session = session
+
+    def key(self, target: str) -> SecretStr:
+        """The key of ``target`` (a :class:`KeyedConfig`'s); ``KeyError`` saying what is missing."""
+        key = self.cfg.key_for(target)
+        if key is None:
+            raise KeyError(self.cfg.target_error(target))
+        return key  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        return None  # the session is the caller's
+
+
 @dataclass(frozen=True)
 class Receiver:
     """One entry of the registry.

@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 
 from alerts.model import Notification
+from alerts.receivers.base import SessionConnection
 from alerts.receivers.webhook.config import WebhookConfig
 from alerts.receivers.webhook.render import (
     IDEMPOTENCY_HEADER,
@@ -21,7 +22,7 @@ from alerts.receivers.webhook.render import (
     sign,
     webhook_body,
 )
-from alerts.sinks import DeliveryResult, SecretLike, http_result, post_json, reveal, settle
+from alerts.sinks import DeliveryResult, HttpReply, HttpSink, SecretLike, reveal
 
 
 def _origin(url: str) -> str:
@@ -36,7 +37,7 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
-class WebhookSink:
+class WebhookSink(HttpSink):
     """POSTs every notification, signed, to one URL through a caller-owned
     ``aiohttp.ClientSession``.
 
@@ -46,6 +47,8 @@ class WebhookSink:
     that echoes it (or the URL, which may carry a token) is redacted. ``clock`` is injected
     so tests control the signed timestamp.
     """
+
+    kind = "webhook"
 
     def __init__(
         self,
@@ -57,15 +60,11 @@ class WebhookSink:
         timeout_s: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.session = session
-        self.url = url
-        self._secret = secret
-        self.name = name
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        super().__init__(session, url, secret, name=name, timeout_s=timeout_s)
         self.clock = clock
 
-    def __repr__(self) -> str:
-        return f"WebhookSink(url={_origin(self.url)!r}, name={self.name!r})"
+    def _shown_url(self) -> str:
+        return _origin(self.url)
 
     async def send(self, n: Notification, prior: dict[str, Any] | None) -> DeliveryResult:
         if prior is not None and prior.get("seq", -1) >= n.seq:
@@ -82,25 +81,19 @@ class WebhookSink:
             SIGNATURE_HEADER: sign(secret, ts, body),
             IDEMPOTENCY_HEADER: idempotency_header(n),
         }
-        what = f"{n.action} of {n.key} to {_origin(self.url)}"
-        reply = await post_json(self.session, self.url, body, headers, self.timeout, "webhook")
-        if isinstance(reply, DeliveryResult):
-            return settle(reply, "webhook", what, [secret, self.url])
-        ok = DeliveryResult.success(f"webhook: {n.action} accepted (HTTP {reply.status})", {"seq": n.seq})
-        return settle(http_result(reply, "webhook", ok, ("error", "message"), limit=300), "webhook", what,
-                      [secret, self.url])
+
+        def ok(reply: HttpReply) -> DeliveryResult:
+            return DeliveryResult.success(f"webhook: {n.action} accepted (HTTP {reply.status})", {"seq": n.seq})
+
+        return await self._post(self.url, body, headers, f"{n.action} of {n.key} to {_origin(self.url)}", ok,
+                                ("error", "message"), [secret, self.url], limit=300)
 
 
-class WebhookConnection:
+class WebhookConnection(SessionConnection):
     """The one URL, on the caller's session."""
 
-    def __init__(self, cfg: WebhookConfig, session: aiohttp.ClientSession) -> None:
-        self.cfg = cfg
-        self.session = session
+    cfg: WebhookConfig
 
     def sink(self, target: str) -> WebhookSink:
         assert self.cfg.url is not None and self.cfg.secret is not None, "connect a configured receiver"
         return WebhookSink(self.session, self.cfg.url, self.cfg.secret)
-
-    async def close(self) -> None:
-        return None  # the session is the caller's
