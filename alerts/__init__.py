@@ -7,7 +7,7 @@ tool and the tests drive the same code.
 
 from __future__ import annotations
 
-from alerts.engine import AlertEngine, AlertPolicy, AlertState, GroupState, excess_of
+from alerts.engine import AlertEngine, AlertPolicy, AlertState, GroupState, dashboard_link, excess_of
 from alerts.model import (
     BudgetNotification,
     Contributor,
@@ -48,6 +48,7 @@ __all__ = [
     "SpikeNotification",
     "WebhookSink",
     "classify_http",
+    "dashboard_link",
     "deliver_all",
     "deliver_with_retry",
     "excess_of",

@@ -252,6 +252,19 @@ def seq_for(signal: Signal) -> int:
     return round(signal.window_end * 1000)
 
 
+def dashboard_link(dashboard_url: str | None, series: str) -> str | None:
+    """The dashboard showing ``series``: ``dashboard_url`` with ``?series=…`` (None without a
+    dashboard).
+
+    >>> dashboard_link("https://tp.example/dashboard", "team=ads|model=x")
+    'https://tp.example/dashboard?series=team%3Dads%7Cmodel%3Dx'
+    """
+    if not dashboard_url:
+        return None
+    sep = "&" if "?" in dashboard_url else "?"
+    return f"{dashboard_url}{sep}{urlencode({'series': series})}"
+
+
 def excess_of(observed_usd: float, expected_usd: float) -> tuple[float, float | None]:
     """Excess in dollars and percent of the baseline (``None`` when the baseline is zero)."""
     excess = observed_usd - expected_usd
@@ -631,10 +644,7 @@ class AlertEngine:
 
     # -- building notifications --------------------------------------------------------------
     def _link(self, series: str) -> str | None:
-        if not self.dashboard_url:
-            return None
-        sep = "&" if "?" in self.dashboard_url else "?"
-        return f"{self.dashboard_url}{sep}{urlencode({'series': series})}"
+        return dashboard_link(self.dashboard_url, series)
 
     def _notify(self, st: AlertState, signal: Signal, action: str, reason: str) -> SpikeNotification:
         excess, pct = excess_of(signal.observed_usd, signal.expected_usd)

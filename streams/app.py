@@ -55,7 +55,7 @@ from typing import Any
 import faust
 import orjson
 
-from alerts import AlertPolicy
+from alerts import AlertPolicy, dashboard_link
 from streams.budgets import BudgetLedger, budgets_for_partition
 from streams.config import StreamConfig
 from streams.delivery import Deliverer, pending_keys
@@ -128,7 +128,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
     pricer = Pricer(cfg.price_overrides)
     new_judge = judge_factory(
         cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
-        overrides=cfg.detector_overrides,
+        dashboard_url=cfg.dashboard_url, overrides=cfg.detector_overrides,
     )
 
     def persist(tbl: Any, partition: int, key: str, value: Any) -> None:
@@ -292,8 +292,8 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
                 if wm is not None and any(m.touched for m in mixes.values()):
                     notes += mix_due(float(wm))
             for p, note in notes:
-                if cfg.dashboard_url:
-                    note.dashboard_url = cfg.dashboard_url
+                if note.dashboard_url is None:  # budgets, the mix share: the engine links its alerts
+                    note.dashboard_url = dashboard_link(cfg.dashboard_url, note.series)
                 record = note.to_dict()
                 persist(alerts_t, p, note.key, record)
                 metrics.inc("alerts_raised_total", labels={"action": note.action, "reason": note.reason})
