@@ -34,7 +34,7 @@ holds them. Its notification goes to the outbox on the team's owner partition
 
 Policy reload (:mod:`streams.reload`): with a ``PolicySource``, a timer polls the policy file and
 SIGHUP reads it again; a valid new policy replaces the budgets (each ledger's ``configure``), the
-judges' alert policy, the deliverer's Slack routing and the mix lines, between two awaits of the
+judges' alert policy, the deliverer's routes and the mix lines, between two awaits of the
 agents; judges and ledgers made later (a rebalance) read the config in force (``live``).
 
 Exactness: the hot path and the judge both write their state at most once per checkpoint
@@ -82,7 +82,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
     (:mod:`streams.reload`). None: the policy is fixed for the worker's life."""
     topics = cfg.topics
     # The config in force: a policy reload replaces its reloadable sections (budgets, alert
-    # policy, Slack routing, mix lines); everything else is what the worker started with.
+    # policy, routes, mix lines); everything else is what the worker started with.
     live = {"cfg": cfg}
     n = cfg.usage_partitions
     app = faust.App(
