@@ -16,6 +16,7 @@ from alerts.receivers import RECEIVERS
 from alerts.receivers.opsgenie import EU_API_URL, OpsgenieConfig, OpsgenieSink, create_body
 from alerts.receivers.opsgenie.render import ALIAS_MAX, MESSAGE_MAX
 from alerts.retry import deliver_with_retry
+from tests.alerts.test_sinks import Sleeps
 from tests.fakes.opsgenie_server import FakeOpsgenieServer, validate_create
 
 KEY = "genie-0123-SeCrEt-key"
@@ -32,14 +33,6 @@ def incident(series: str = "team=ads") -> list[Notification]:
             top_contributors=[{"kind": "user", "name": "alice", "usd": usd / 2}], detector="seasonal")))
     assert [n.action for n in out] == ["trigger", "update", "resolve"] and all(n.page for n in out)
     return out
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
 
 
 @pytest.fixture

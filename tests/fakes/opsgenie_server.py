@@ -101,20 +101,30 @@ class FakeOpsgenieServer(FakeServer):
         self._record(entry)
         return json_response({**body, "took": 0.001, "requestId": uuid.uuid4().hex}, status=status)
 
-    async def _create(self, request: web.Request) -> web.Response:
+    async def _read(self, request: web.Request, action: str, alias: str | None) -> tuple[Any, dict[str, Any]]:
         raw = await request.read()
         try:
-            body = orjson.loads(raw)
+            body = orjson.loads(raw) if raw else {}
         except orjson.JSONDecodeError:
             body = None
-        entry: dict[str, Any] = {"path": request.path_qs, "action": "create", "body": body,
-                                 "alias": body.get("alias") if isinstance(body, dict) else None,
-                                 "key": request.headers.get("Authorization", "").partition(" ")[2]}
+        if alias is None and isinstance(body, dict):
+            alias = body.get("alias")
+        return body, {"path": request.path_qs, "action": action, "body": body, "alias": alias,
+                      "key": request.headers.get("Authorization", "").partition(" ")[2]}
+
+    def _injected_response(self, entry: dict[str, Any]) -> web.Response | None:
         canned = self._injected()
+        if canned is None:
+            return None
+        entry["status"] = canned.status
+        self._record(entry)
+        return self._respond(canned)
+
+    async def _create(self, request: web.Request) -> web.Response:
+        body, entry = await self._read(request, "create", None)
+        canned = self._injected_response(entry)
         if canned is not None:
-            entry["status"] = canned.status
-            self._record(entry)
-            return self._respond(canned)
+            return canned
         key = self._key(request)
         if key is None:
             return self._refused(entry, 401, {"message": "Could not authenticate"})
@@ -135,19 +145,11 @@ class FakeOpsgenieServer(FakeServer):
         return self._accepted(entry)
 
     async def _close(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        try:
-            body = orjson.loads(raw) if raw else {}
-        except orjson.JSONDecodeError:
-            body = None
         identifier = request.match_info["identifier"]  # aiohttp gives it percent-decoded
-        entry: dict[str, Any] = {"path": request.path_qs, "action": "close", "body": body, "alias": identifier,
-                                 "key": request.headers.get("Authorization", "").partition(" ")[2]}
-        canned = self._injected()
+        body, entry = await self._read(request, "close", identifier)
+        canned = self._injected_response(entry)
         if canned is not None:
-            entry["status"] = canned.status
-            self._record(entry)
-            return self._respond(canned)
+            return canned
         if self._key(request) is None:
             return self._refused(entry, 401, {"message": "Could not authenticate"})
         kind = request.query.get("identifierType", "id")
