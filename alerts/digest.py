@@ -1,10 +1,11 @@
-"""Slack digests: a channel subscribed in ``hourly`` or ``daily`` mode gets one message per
-period listing what happened, instead of one message per notification.
+"""Digests: a channel subscribed in ``hourly`` or ``daily`` mode gets one message per period
+listing what happened, instead of one message per notification.
 
-Pure: the period a moment falls in (:class:`DigestSchedule`), the book of one channel's
+Pure: the period a moment falls in (:class:`DigestSchedule`) and the book of one channel's
 collected notifications (:func:`collect`, :func:`due`, :func:`mark_sent`, :func:`mark_failed`,
-all on a JSON-ready dict, so the stream layer keeps it in a table) and the Block Kit message
-(:func:`digest_message`). The stream layer decides *when* (a wall-clock timer) and sends.
+all on a JSON-ready dict, so the stream layer keeps it in a table). The message is Slack's
+(:func:`alerts.receivers.slack.render.digest_message`); the stream layer decides *when* (a
+wall-clock timer) and sends.
 
 Periods are calendar periods in the subscription's time zone: an hourly period is a local
 clock hour, a daily one runs from ``daily_at`` (local, default 09:00) to the same time the next
@@ -22,15 +23,12 @@ later (03:30); one that happens twice is the first.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from alerts.format import BLOCKS_MAX, HEADER_MAX, SECTION_MAX, amount, clip, duration, escape_mrkdwn, pct, signed_usd, usd
-from alerts.model import SEVERITY_RANK, Notification
+from alerts.model import Notification
 
 __all__ = [
     "DIGEST_MODES",
@@ -38,7 +36,6 @@ __all__ = [
     "DigestPeriod",
     "DigestSchedule",
     "collect",
-    "digest_message",
     "due",
     "item_of",
     "mark_failed",
@@ -52,9 +49,6 @@ DIGEST_MODES: tuple[str, ...] = get_args(DigestMode)
 ITEMS_MAX = 300  # kept per period; beyond it only counted (a table value stays well under 1 MB)
 SEEN_MAX = 2000  # ids of recently sent items, to recognise a redelivered one
 SENT_MAX = 20  # sent periods remembered per channel (for the API)
-LINES_PER_SERIES = 12
-NAME_MAX = 120
-SERIES_MAX = 300
 
 
 # -- periods ---------------------------------------------------------------------------------
@@ -106,7 +100,8 @@ class DigestSchedule:
         object.__setattr__(self, "_zone", _zone(self.tz))
         object.__setattr__(self, "_at", parse_clock(self.daily_at))
 
-    def _local(self, ts: float) -> datetime:
+    def local(self, ts: float) -> datetime:
+        """``ts`` as a local time in the schedule's zone."""
         return datetime.fromtimestamp(ts, self._zone)
 
     def _daily_start(self, d: date) -> int:
@@ -117,35 +112,31 @@ class DigestSchedule:
         """The period holding ``ts`` (an instant on a boundary starts the next period)."""
         if self.mode == "hourly":
             # replace() keeps fold: the second 02:xx of a fall-back night floors to its own 02:00
-            start = int(self._local(ts).replace(minute=0, second=0, microsecond=0).timestamp())
+            start = int(self.local(ts).replace(minute=0, second=0, microsecond=0).timestamp())
             end = start + 3600
             while end <= ts:  # zones whose offset changes by half an hour
                 start, end = end, end + 3600
         else:
-            d = self._local(ts).date()
+            d = self.local(ts).date()
             start = self._daily_start(d)
             if start > ts:
                 d -= timedelta(days=1)
                 start = self._daily_start(d)
             end = self._daily_start(d + timedelta(days=1))
-        return DigestPeriod(self._local(start).isoformat(timespec="minutes"), start, end)
+        return DigestPeriod(self.local(start).isoformat(timespec="minutes"), start, end)
 
     def to_dict(self) -> dict[str, str]:
         return {"mode": self.mode, "tz": self.tz, "daily_at": self.daily_at}
 
 
 # -- the book of one channel -------------------------------------------------------------------
-_ITEM_FIELDS = (
-    "key", "seq", "action", "severity", "reason", "series", "labels", "title", "rule", "observed_usd",
-    "expected_usd", "excess_usd", "excess_pct", "impact_usd", "window_start", "window_end", "started_at",
-    "fired_at", "ended_at", "page", "budget", "detector",
-)
+_NOT_KEPT = ("top_contributors", "members", "explanation", "dashboard_url", "report")
 
 
 def item_of(n: Notification) -> dict[str, Any]:
-    """What a digest keeps of a notification: its numbers, not its contributors or prose."""
-    d = n.to_dict()
-    return {k: d[k] for k in _ITEM_FIELDS}
+    """What a digest keeps of a notification: its record without contributors, members or
+    prose (it reads back with :meth:`Notification.from_dict`)."""
+    return {k: v for k, v in n.to_dict().items() if k not in _NOT_KEPT}
 
 
 def _id(item: dict[str, Any]) -> str:
@@ -205,205 +196,3 @@ def mark_failed(book: dict[str, Any], period_id: str, detail: str) -> dict[str, 
         periods[period_id]["detail"] = detail
     out["periods"] = periods
     return out
-
-
-# -- the message -------------------------------------------------------------------------------
-_RULES = {"cost_spike": "cost spike", "budget_threshold": "budget threshold", "budget_forecast": "budget forecast"}
-_EMOJI = {"info": "ℹ️", "warning": "⚠️", "critical": "🚨"}
-
-
-def _name(text: Any, limit: int = NAME_MAX) -> str:
-    return clip(escape_mrkdwn(str(text)), limit)
-
-
-def _num(v: Any) -> float:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _pct1(x: float) -> str:
-    return f"{x:,.1f}%" if math.isfinite(x) else "n/a"
-
-
-@dataclass
-class _Group:
-    """One series (or one budget) of the period: its notifications in order."""
-
-    title: str
-    items: list[Notification]
-    budget: bool = False
-
-    @property
-    def last(self) -> Notification:
-        return self.items[-1]
-
-    @property
-    def open(self) -> bool:
-        return self.last.action != "resolve" and not (self.budget and self.last.rule == "budget_threshold")
-
-    @property
-    def rank(self) -> tuple[float, float]:
-        return (-max(SEVERITY_RANK.get(n.severity, 0) for n in self.items),
-                -max((n.excess_usd for n in self.items if math.isfinite(n.excess_usd)), default=0.0))
-
-
-def _groups(items: Iterable[Notification]) -> list[_Group]:
-    by: dict[str, _Group] = {}
-    for n in sorted(items, key=lambda n: (n.fired_at, n.seq)):
-        if n.budget is not None:
-            name = str(n.budget.get("name", n.series))
-            g = by.setdefault("b:" + name, _Group(name, [], budget=True))
-        else:
-            g = by.setdefault("s:" + n.series, _Group(n.series, []))
-        g.items.append(n)
-    return list(by.values())
-
-
-class _Clock:
-    def __init__(self, schedule: DigestSchedule, start: float) -> None:
-        self.schedule = schedule
-        self.day = schedule._local(start).date()
-
-    def at(self, ts: float) -> str:
-        try:
-            d = self.schedule._local(ts)
-        except (OverflowError, OSError, ValueError):
-            return "?"
-        return d.strftime("%H:%M") if d.date() == self.day and self.schedule.mode == "hourly" else d.strftime("%a %d %H:%M")
-
-
-def _spike_line(n: Notification, clock: _Clock) -> str:
-    when = clock.at(n.fired_at)
-    numbers = (f"{usd(n.observed_usd)} vs expected {usd(n.expected_usd)} per window, "
-               f"excess {signed_usd(n.excess_usd)} ({pct(n.excess_pct)})")
-    if n.action == "resolve":
-        back = n.ended_at if n.ended_at is not None else n.fired_at
-        line = f"✅ {when} resolved after {duration(back - n.started_at)}; worst window {numbers}"
-        if n.impact_usd:
-            line += f"; incident total {signed_usd(n.impact_usd)}"
-    else:
-        what = {"first": "triggered", "worsened": "worsened", "repeat": "still firing"}.get(n.reason, n.reason)
-        line = f"{_EMOJI.get(n.severity, '')} {when} {what} ({n.severity}{', paged' if n.page else ''}): {numbers}"
-        if n.impact_usd:
-            line += f"; incident so far {signed_usd(n.impact_usd)}"
-    return line
-
-
-def _budget_line(n: Notification, clock: _Clock) -> str:
-    b = n.budget or {}
-    unit = str(b.get("unit") or "usd")
-    spent = (f"spent {amount(_num(b.get('spent')), unit)} of {amount(_num(b.get('limit')), unit)} "
-             f"({_pct1(_num(b.get('pct_used')))})")
-    forecast = f"forecast {amount(_num(b.get('projected_total')), unit)} ({_pct1(_num(b.get('projected_pct')))})"
-    when = clock.at(n.fired_at)
-    th = _num(b.get("threshold"))
-    if n.action == "resolve":
-        return f"✅ {when} back on track: {spent}, {forecast}"
-    if n.rule == "budget_threshold" and math.isfinite(th):
-        return f"{_EMOJI.get(n.severity, '')} {when} {th:g}% reached: {spent}, {forecast}"
-    return f"{_EMOJI.get(n.severity, '')} {when} projected to overrun: {spent}, {forecast}"
-
-
-def _group_text(g: _Group, clock: _Clock) -> str:
-    last = g.last
-    if g.budget:
-        b = last.budget or {}
-        head = (f"*Budget {_name(g.title)}* · {_name(b.get('series', last.series), SERIES_MAX)} · "
-                f"{_name(b.get('period_id', ''), 40)}")
-    else:
-        state = "resolved" if last.action == "resolve" else "still firing"
-        head = f"*{_name(g.title, SERIES_MAX)}* · {_name(_RULES.get(last.rule, last.rule), 40)} · {state}"
-    lines = [head]
-    used = len(head)
-    line_of = _budget_line if g.budget else _spike_line
-    for i, n in enumerate(g.items):
-        line = "• " + line_of(n, clock)
-        rest = len(g.items) - i
-        if len(lines) > LINES_PER_SERIES or used + len(line) + 40 > SECTION_MAX:
-            lines.append(f"…and {rest} more")
-            break
-        lines.append(line)
-        used += len(line) + 1
-    return clip("\n".join(lines), SECTION_MAX)
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_MAX)}}
-
-
-def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, 2000)}]}
-
-
-def _count(k: int, one: str, many: str) -> str:
-    return f"{k} {one if k == 1 else many}"
-
-
-def _range(schedule: DigestSchedule, start: float, end: float) -> str:
-    a, b = schedule._local(start), schedule._local(end)
-    tail = b.strftime("%H:%M") if a.date() == b.date() else b.strftime("%Y-%m-%d %H:%M")
-    return f"{a.strftime('%Y-%m-%d %H:%M')}–{tail} {schedule.tz}"
-
-
-def digest_message(period: dict[str, Any], channel: str = "") -> tuple[str, list[dict[str, Any]]]:
-    """Fallback text and Block Kit blocks for one period of a digest channel (a book entry
-    from :func:`collect`).
-
-    Series still firing at the end of the period come first (worst first), then the
-    resolved ones, then budgets; each lists its notifications in order with their numbers.
-    What does not fit Slack's 50 blocks or a section's 3,000 characters is summarised as
-    "…and N more". Everything that came from usage events is escaped.
-    """
-    schedule = DigestSchedule(str(period.get("mode", "hourly")), str(period.get("tz", "UTC")),
-                              str(period.get("daily_at", "09:00")))
-    start, end = float(period["start"]), float(period["end"])
-    notes = [Notification.from_dict(i) for i in period.get("items") or ()]
-    more = int(period.get("more", 0))
-    total = len(notes) + more
-    groups = _groups(notes)
-    firing = sorted((g for g in groups if not g.budget and g.open), key=lambda g: g.rank)
-    resolved = sorted((g for g in groups if not g.budget and not g.open), key=lambda g: g.rank)
-    budgets = sorted((g for g in groups if g.budget), key=lambda g: g.rank)
-    clock = _Clock(schedule, start)
-    kind = "Hourly" if schedule.mode == "hourly" else "Daily"
-    when = _range(schedule, start, end)
-    plural = "" if total == 1 else "s"
-    header = f"🗞️ {kind} digest: {total} notification{plural}, {len(firing)} still firing"
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": clip(header, HEADER_MAX), "emoji": True}},
-        _context(f"{when} · {_count(len(firing) + len(resolved), 'series', 'series')}, "
-                 f"{_count(len(budgets), 'budget', 'budgets')}"
-                 + (f" · for {_name(channel, 80)}" if channel else "")),
-    ]
-    footer = _context(f"tokenpulse · {kind.lower()} digest · times in {_name(schedule.tz, 60)}")
-    sections = [("*🔥 Still firing*", firing), ("*✅ Resolved*", resolved), ("*💰 Budgets*", budgets)]
-    left_groups = sum(len(gs) for _, gs in sections)
-    left_notes = len(notes)
-    for title, gs in sections:
-        if not gs:
-            continue
-        # room for the heading, one group, the "and N more" line and the footer
-        if len(blocks) + 4 > BLOCKS_MAX:
-            break
-        blocks.append(_section(f"{title} ({len(gs)})"))
-        for g in gs:
-            if len(blocks) + 3 > BLOCKS_MAX:
-                break
-            blocks.append(_section(_group_text(g, clock)))
-            left_groups -= 1
-            left_notes -= len(g.items)
-    if left_groups or more:
-        parts = []
-        if left_groups:
-            parts.append(f"{left_groups} more series or budgets ({left_notes} notifications)")
-        if more:
-            parts.append(f"{more} notifications beyond the {ITEMS_MAX} kept")
-        blocks.append(_section("…and " + " and ".join(parts) + " not shown here: see the dashboard."))
-    blocks.append(footer)
-    names = ", ".join(_name(g.title, 60) for g in firing[:5])
-    text = f"{kind} digest {when}: {total} notification{plural}, {len(firing)} still firing"
-    if names:
-        text += f" ({names}{', …' if len(firing) > 5 else ''})"
-    return clip(text, 3000), blocks[:BLOCKS_MAX]

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlencode
 
-from alerts.model import SEVERITY_RANK, Contributor, Notification, Severity, Signal, Silence
+from alerts.model import SEVERITY_RANK, Contributor, Severity, Signal, Silence, SpikeNotification
 
 ORG_SERIES = "org"
 """The series of all spend: its alert inhibits the others (see :meth:`AlertEngine.observe_window`)."""
@@ -224,8 +224,8 @@ def _breadth(m: dict[str, Any]) -> tuple[int, str]:
     return len(m.get("labels") or ()), str(m.get("series", ""))
 
 
-def member_record(n: Notification, status: str) -> dict[str, Any]:
-    """What a group notification lists of one member (see ``Notification.members``)."""
+def member_record(n: SpikeNotification, status: str) -> dict[str, Any]:
+    """What a group notification lists of one member (see ``SpikeNotification.members``)."""
     return {
         "series": n.series,
         "labels": dict(n.labels),
@@ -252,6 +252,19 @@ def seq_for(signal: Signal) -> int:
     return round(signal.window_end * 1000)
 
 
+def dashboard_link(dashboard_url: str | None, series: str) -> str | None:
+    """The dashboard showing ``series``: ``dashboard_url`` with ``?series=…`` (None without a
+    dashboard).
+
+    >>> dashboard_link("https://tp.example/dashboard", "team=ads|model=x")
+    'https://tp.example/dashboard?series=team%3Dads%7Cmodel%3Dx'
+    """
+    if not dashboard_url:
+        return None
+    sep = "&" if "?" in dashboard_url else "?"
+    return f"{dashboard_url}{sep}{urlencode({'series': series})}"
+
+
 def excess_of(observed_usd: float, expected_usd: float) -> tuple[float, float | None]:
     """Excess in dollars and percent of the baseline (``None`` when the baseline is zero)."""
     excess = observed_usd - expected_usd
@@ -261,7 +274,7 @@ def excess_of(observed_usd: float, expected_usd: float) -> tuple[float, float | 
 
 
 class AlertEngine:
-    """Turns :class:`Signal` s into :class:`Notification` s for the ``cost_spike`` rule.
+    """Turns :class:`Signal` s into :class:`SpikeNotification` s for the ``cost_spike`` rule.
 
     Drive it one window at a time with :meth:`observe_window` (every signal of the window of
     one org: the judge of the org's partition does that), which runs the lifecycle of each
@@ -310,7 +323,7 @@ class AlertEngine:
         # The triggers the org alert kept from starting in the last observe, the first of each
         # run of consecutive windows only (what an analyst credits the team with: the replay
         # writes them as firings). Not persisted: a restart may list a run again.
-        self.inhibited: list[Notification] = []
+        self.inhibited: list[SpikeNotification] = []
         self._inhibited_until: dict[str, float] = {}  # series -> end of its last inhibited window
 
     # -- keys and persisted state ------------------------------------------------------------
@@ -360,11 +373,11 @@ class AlertEngine:
                 return s
         return None
 
-    def observe(self, signal: Signal) -> list[Notification]:
+    def observe(self, signal: Signal) -> list[SpikeNotification]:
         """One window holding one signal (:meth:`observe_window`)."""
         return self.observe_window([signal])
 
-    def observe_window(self, signals: Iterable[Signal], at: float | None = None) -> list[Notification]:
+    def observe_window(self, signals: Iterable[Signal], at: float | None = None) -> list[SpikeNotification]:
         """Advance every key of one window's ``signals`` (one org's) and return what to send.
 
         ``at`` is the window's end (event time); it drives ``group_wait`` / ``group_interval``
@@ -393,7 +406,7 @@ class AlertEngine:
             if not sigs:
                 return []
             at = max(sg.window_end for sg in sigs)
-        decided: list[Notification] = []
+        decided: list[SpikeNotification] = []
         inhibited: list[dict[str, Any]] = []
         for sg in sigs:
             inhibiting = self.policy.inhibit_by_org and sg.series != ORG_SERIES and self._org_firing()
@@ -410,7 +423,7 @@ class AlertEngine:
         st = self._states.get(self.key_for(ORG_SERIES))
         return st is not None and st.status == "firing"
 
-    def _advance(self, signal: Signal, inhibiting: bool, inhibited: list[dict[str, Any]]) -> list[Notification]:
+    def _advance(self, signal: Signal, inhibiting: bool, inhibited: list[dict[str, Any]]) -> list[SpikeNotification]:
         """The lifecycle of one key, then its silence and inhibition stages."""
         key = self.key_for(signal.series)
         prior = self._states.get(key)
@@ -444,9 +457,9 @@ class AlertEngine:
         return notes
 
     # -- grouping ----------------------------------------------------------------------------
-    def _group(self, decided: list[Notification], at: float) -> list[Notification]:
-        out: list[Notification] = []
-        by_gid: dict[str, list[Notification]] = {}
+    def _group(self, decided: list[SpikeNotification], at: float) -> list[SpikeNotification]:
+        out: list[SpikeNotification] = []
+        by_gid: dict[str, list[SpikeNotification]] = {}
         for n in decided:
             gid = self.group_of(n.labels)
             if gid is None:
@@ -458,7 +471,7 @@ class AlertEngine:
                 out.extend(self._group_step(gid, by_gid.get(gid, []), at))
         return out
 
-    def _group_step(self, gid: str, notes: list[Notification], at: float) -> list[Notification]:
+    def _group_step(self, gid: str, notes: list[SpikeNotification], at: float) -> list[SpikeNotification]:
         p = self.policy
         g = self._groups.get(gid)
         # Only a trigger makes a member. An alert firing since before grouping (or another
@@ -514,7 +527,7 @@ class AlertEngine:
         out.append(note)
         return out
 
-    def _group_note(self, g: GroupState, action: str, reason: str, at: float) -> Notification:
+    def _group_note(self, g: GroupState, action: str, reason: str, at: float) -> SpikeNotification:
         """The group's notification at ``at``, and the group's bookkeeping for having sent it.
 
         Its numbers are its leader's (else the worst member's); for a group of one, it is
@@ -533,7 +546,7 @@ class AlertEngine:
         g.paged = g.paged or any(bool(m.get("page")) for m in firing) or (
             SEVERITY_RANK[g.severity] >= SEVERITY_RANK[self.policy.page_min_severity])
         g.status, g.last_sent_at, g.unsent = "notified", at, []
-        n = Notification.from_dict(head)
+        n = SpikeNotification.from_dict(head)
         many = len(g.members) > 1
         n.key, n.seq, n.action, n.reason = g.key, round(at * 1000), action, reason  # type: ignore[assignment]
         n.severity, n.page, n.started_at, n.fired_at = g.severity, g.paged, g.started_at, at
@@ -542,7 +555,7 @@ class AlertEngine:
             ends = [m.get("ended_at") for m in g.members.values() if m.get("ended_at") is not None]
             n.ended_at = max(ends) if ends else at
         if many:
-            n.members = [member_record(Notification.from_dict(m), str(m["status"]))
+            n.members = [member_record(SpikeNotification.from_dict(m), str(m["status"]))
                          for m in sorted(g.members.values(), key=_breadth)]
             n.dashboard_url = self._link(g.series)
             others = len(g.members) - 1
@@ -563,7 +576,7 @@ class AlertEngine:
 
     def step(
         self, state: AlertState | None, signal: Signal
-    ) -> tuple[AlertState | None, list[Notification]]:
+    ) -> tuple[AlertState | None, list[SpikeNotification]]:
         """Advance one key by one window. Does not modify ``state``; returns the new one."""
         p = self.policy
         material = self.is_material(signal)
@@ -631,12 +644,9 @@ class AlertEngine:
 
     # -- building notifications --------------------------------------------------------------
     def _link(self, series: str) -> str | None:
-        if not self.dashboard_url:
-            return None
-        sep = "&" if "?" in self.dashboard_url else "?"
-        return f"{self.dashboard_url}{sep}{urlencode({'series': series})}"
+        return dashboard_link(self.dashboard_url, series)
 
-    def _notify(self, st: AlertState, signal: Signal, action: str, reason: str) -> Notification:
+    def _notify(self, st: AlertState, signal: Signal, action: str, reason: str) -> SpikeNotification:
         excess, pct = excess_of(signal.observed_usd, signal.expected_usd)
         st.seq = seq_for(signal)
         st.notifications += 1
@@ -650,7 +660,7 @@ class AlertEngine:
             "worsened": "Cost spike worsened",
             "repeat": "Cost spike still firing",
         }
-        return Notification(
+        return SpikeNotification(
             key=st.key,
             seq=st.seq,
             action=action,  # type: ignore[arg-type]
@@ -676,9 +686,9 @@ class AlertEngine:
             explanation=signal.explanation,
         )
 
-    def _resolve(self, st: AlertState, signal: Signal) -> Notification:
+    def _resolve(self, st: AlertState, signal: Signal) -> SpikeNotification:
         _, pct = excess_of(st.worst_observed_usd, st.worst_expected_usd)
-        return Notification(
+        return SpikeNotification(
             key=st.key,
             seq=seq_for(signal),
             action="resolve",

@@ -1,16 +1,19 @@
-"""The two records that cross the alerts boundary.
+"""The records that cross the alerts boundary.
 
 :class:`Signal` comes in (one per judged window per watched series, from the stream layer or
-the offline replay); :class:`Notification` goes out (one thing to deliver, to every sink).
-Both are plain slotted dataclasses with ``to_dict`` / ``from_dict`` so that they travel as
-JSON through Kafka topics (the outbox) and Faust tables without any Faust record type.
+the offline replay); a :class:`Notification` goes out (one thing to deliver, to every sink):
+an envelope that every receiver reads, and one kind per thing to tell (:data:`KINDS`: a cost
+spike, a budget, the third-party share, a spend report). All are plain slotted dataclasses
+with ``to_dict`` / ``from_dict`` so that they travel as JSON through Kafka topics (the
+outbox) and Faust tables without any Faust record type.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, TypedDict
+from typing import Any, ClassVar, Literal, Self, TypedDict
 
 Action = Literal["trigger", "update", "resolve"]
 Severity = Literal["info", "warning", "critical"]
@@ -103,97 +106,209 @@ class Signal:
         return cls(**d)
 
 
-@dataclass(slots=True)
+Kind = Literal["spike", "budget", "mix", "report"]
+
+
+def _copy(value: Any) -> Any:
+    # JSON values, copied so that a record and the notification it was read from (or written
+    # to) never share a list or a dict
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+@dataclass(slots=True, kw_only=True)
 class Notification:
-    """One thing to deliver: the trigger, an in-thread update, or the resolve of an alert.
+    """One thing to deliver: the envelope that every receiver, the outbox and the delivery log
+    read, whatever the kind. Use one of its kinds: :class:`SpikeNotification` (a cost spike,
+    from :class:`alerts.engine.AlertEngine`), :class:`BudgetNotification`,
+    :class:`MixNotification` (third-party share) or :class:`ReportNotification` (a spend
+    report); :meth:`from_dict` reads any of them back.
 
-    ``key`` is stable for the life of the series' alert (``"{rule}:{series}"``): it is the
-    PagerDuty ``dedup_key`` and the key under which a sink keeps its delivery state (the Slack
-    ``ts``). ``started_at`` tells incidents of the same key apart. ``seq`` increases with every
-    notification of the key, across incidents (it is the producing window's end in ms), so a
-    delivery log can skip a redelivered notification by comparing it with the last one sent. For a resolve, the numbers are those of the worst window of
-    the incident and ``ended_at`` is when spend was back to normal.
+    ``key`` is stable for the life of the alert (``"{rule}:{series}"``): it is the PagerDuty
+    ``dedup_key``, the Opsgenie ``alias`` and the key under which a sink keeps its delivery
+    state (the Slack ``ts``). ``started_at`` tells incidents (or periods) of the same key apart.
+    ``seq`` increases with every notification of the key, across incidents (the producing
+    window's end in ms), so a delivery log can skip a redelivered notification by comparing it
+    with the last one sent. ``page``: it wakes people up (PagerDuty, Opsgenie). ``ended_at``:
+    on a resolve, when things were back to normal.
 
-    A budget notification has ``budget`` set and reuses the common fields: ``observed_usd``
-    is the spend and ``expected_usd`` the limit (0 for a token budget), ``window_*`` and
-    ``started_at`` the period's bounds (so a forecast and its resolve share a Slack thread).
+    On the wire (the outbox topic, the ``deliveries`` and ``alerts`` tables, the webhook) a
+    notification is :meth:`to_dict`: ``kind`` and every field, flat, JSON values.
     """
+
+    kind: ClassVar[str] = ""
 
     key: str
     seq: int
     action: Action
     severity: Severity
     reason: Reason
+    rule: str
     series: str
     labels: dict[str, str]
     title: str
-    observed_usd: float
-    expected_usd: float
-    excess_usd: float
-    excess_pct: float | None  # None: the baseline was zero, so any spend is "infinitely" more
-    top_contributors: list[Contributor]
-    window_start: float
-    window_end: float
     started_at: float
     fired_at: float
-    page: bool
-    dashboard_url: str | None = None
-    rule: str = "cost_spike"
-    detector: str = ""
+    page: bool = False
     ended_at: float | None = None
-    impact_usd: float | None = None  # excess summed over the incident so far (USD)
-    explanation: str = ""  # the detector's reason for the window that produced it
-    budget: dict[str, Any] | None = None
-    """Set on budget notifications (rules ``budget_threshold`` and ``budget_forecast``), JSON
-    values: ``name``, ``series``, ``unit`` (usd/tokens), ``period`` (day/week/month), ``tz``,
-    ``period_id``, ``period_start``, ``period_end``, ``spent``, ``limit``, ``pct_used``,
-    ``days_left``, ``threshold`` (percent, or None), ``projected_total``, ``projected_pct``,
-    ``exhaustion_ts`` (None: not within the period). Amounts are in the unit (USD or tokens).
-    ``None`` on cost spikes; an older reader drops the field."""
-    members: list[dict[str, Any]] = field(default_factory=list)
-    """The alerts this notification speaks for, when it speaks for more than its own series
-    (see :class:`alerts.engine.AlertEngine`): the members of a team's group (``status``
-    ``firing`` or ``resolved``), or on the org alert the alerts of its teams that it inhibited
-    in that window (``status`` ``inhibited``). Each: ``series``, ``labels``, ``status``,
-    ``severity``, ``observed_usd``, ``expected_usd``, ``excess_usd``, ``excess_pct``,
-    ``impact_usd``, ``started_at``, ``window_start``, ``window_end``. Empty for an alert of one
-    series (the notification's own numbers are its story); an older reader drops the field."""
-    mix: dict[str, Any] | None = None
-    """Set on third-party share notifications (rule ``mix_share``), JSON values: ``team``,
-    ``period``, ``tz``, ``period_id``, ``period_start``, ``period_end``, ``share_pct``,
-    ``line_pct``, ``previous_period_id``, ``previous_share_pct`` (None: no spend then),
-    ``internal_usd``, ``third_party_usd``, ``top_third_party_models`` ([{model, usd}])."""
-    report: dict[str, Any] | None = None
-    """Set on spend reports (rule ``spend_report``): the report as built by
-    ``streams.reports.build_report`` (JSON values; rendered by :mod:`alerts.report`)."""
+    dashboard_url: str | None = None
 
     @property
     def team(self) -> str | None:
         return self.labels.get("team")
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["labels"] = dict(self.labels)
-        d["top_contributors"] = [dict(c) for c in self.top_contributors]
-        d["budget"] = None if self.budget is None else dict(self.budget)
-        d["members"] = [dict(m) for m in self.members]
-        d["mix"] = None if self.mix is None else dict(self.mix)
-        d["report"] = None if self.report is None else dict(self.report)
-        return d
+        return {"kind": self.kind, **{f.name: _copy(getattr(self, f.name)) for f in fields(self)}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Notification:
-        d = _known(cls, data)
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """The notification of a :meth:`to_dict` record, of the kind it names. From a kind's
+        own class, that kind only, and a record without ``kind`` is read as one (the engine's
+        own group members). ``ValueError`` naming the key for a record this version cannot
+        read: an unknown kind, a missing field."""
+        kind = data.get("kind") or cls.kind or None
+        sub = _KINDS.get(str(kind))
+        if sub is None or not issubclass(sub, cls):
+            want = cls.kind or " or ".join(_KINDS)
+            raise ValueError(f"notification {data.get('key')!r}: kind {kind!r} is not {want} "
+                             "(a record of another tokenpulse version?)")
+        d = _known(sub, data)
         d["labels"] = {str(k): str(v) for k, v in (d.get("labels") or {}).items()}
+        try:
+            return sub(**sub._coerce(d))  # type: ignore[return-value]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"notification {data.get('key')!r} ({kind}): {exc}") from None
+
+    @classmethod
+    def _coerce(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """A kind's own clean-up of a record's values (copies, numbers) before construction."""
+        return {k: _copy(v) for k, v in d.items()}
+
+
+@dataclass(slots=True, kw_only=True)
+class SpikeNotification(Notification):
+    """A cost spike's trigger, in-thread update or resolve (rule ``cost_spike``). For a
+    resolve, the numbers are those of the worst window of the incident.
+
+    ``members``: the alerts this notification speaks for, when it speaks for more than its own
+    series (see :class:`alerts.engine.AlertEngine`): the members of a team's group (``status``
+    ``firing`` or ``resolved``), or on the org alert the alerts of its teams that it inhibited
+    in that window (``status`` ``inhibited``). Each: ``series``, ``labels``, ``status``,
+    ``severity``, ``observed_usd``, ``expected_usd``, ``excess_usd``, ``excess_pct``,
+    ``impact_usd``, ``started_at``, ``window_start``, ``window_end``. Empty for an alert of one
+    series (the notification's own numbers are its story).
+    """
+
+    kind: ClassVar[str] = "spike"
+
+    rule: str = "cost_spike"
+    observed_usd: float
+    expected_usd: float
+    excess_usd: float
+    excess_pct: float | None  # None: the baseline was zero, so any spend is "infinitely" more
+    window_start: float
+    window_end: float
+    top_contributors: list[Contributor] = field(default_factory=list)
+    detector: str = ""
+    impact_usd: float | None = None  # excess summed over the incident so far (USD)
+    explanation: str = ""  # the detector's reason for the window that produced it
+    members: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def _coerce(cls, d: dict[str, Any]) -> dict[str, Any]:
+        d = super(SpikeNotification, cls)._coerce(d)
         d["top_contributors"] = _contributors(d.get("top_contributors"))
-        if d.get("budget") is not None:
-            d["budget"] = dict(d["budget"])
-        d["members"] = [dict(m) for m in d.get("members") or ()]
-        if d.get("mix") is not None:
-            d["mix"] = dict(d["mix"])
-        if d.get("report") is not None:
-            d["report"] = dict(d["report"])
-        return cls(**d)
+        return d
+
+
+@dataclass(slots=True, kw_only=True)
+class BudgetNotification(Notification):
+    """A budget's threshold crossing (rule ``budget_threshold``, ``threshold`` in percent) or
+    burn forecast and its resolve (rule ``budget_forecast``). Amounts are in the budget's
+    ``unit`` (``usd`` or ``tokens``); ``started_at`` is the period's start, so a forecast and its
+    resolve share a Slack thread. ``exhaustion_ts``: when the forecast runs out (None: not
+    within the period); ``explanation``: how the forecast was made."""
+
+    kind: ClassVar[str] = "budget"
+
+    budget: str  # its name
+    unit: str
+    period: str  # day, week, month
+    tz: str
+    period_id: str
+    period_start: float
+    period_end: float
+    spent: float
+    limit: float
+    pct_used: float
+    days_left: float
+    threshold: float | None = None
+    thresholds: list[float] = field(default_factory=list)
+    projected_total: float = math.nan
+    projected_pct: float = math.nan
+    exhaustion_ts: float | None = None
+    explanation: str = ""
+
+    @classmethod
+    def _coerce(cls, d: dict[str, Any]) -> dict[str, Any]:
+        d = super(BudgetNotification, cls)._coerce(d)
+        # JSON has no NaN: a figure the forecast could not make comes back as null
+        for k in ("spent", "limit", "pct_used", "days_left", "projected_total", "projected_pct"):
+            if k in d:
+                d[k] = _float(d[k])
+        return d
+
+
+@dataclass(slots=True, kw_only=True)
+class MixNotification(Notification):
+    """A team's third-party share of the ``period`` so far went past its line (rule
+    ``mix_share``; shares in percent). ``previous_share_pct`` is None when the team had no
+    spend in the previous period; ``top_third_party_models``: ``[{model, usd}]``."""
+
+    kind: ClassVar[str] = "mix"
+
+    rule: str = "mix_share"
+    period: str
+    tz: str
+    period_id: str
+    period_start: float
+    period_end: float
+    share_pct: float
+    line_pct: float
+    previous_period_id: str
+    previous_share_pct: float | None
+    internal_usd: float
+    third_party_usd: float
+    top_third_party_models: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(slots=True, kw_only=True)
+class ReportNotification(Notification):
+    """A spend report for ``channel`` (rule ``spend_report``): ``report`` is the document
+    built by ``streams.reports.build_report`` (JSON values; rendered by :mod:`alerts.report`)."""
+
+    kind: ClassVar[str] = "report"
+
+    rule: str = "spend_report"
+    channel: str
+    report: dict[str, Any]
+
+
+_KINDS: dict[str, type[Notification]] = {
+    k.kind: k for k in (SpikeNotification, BudgetNotification, MixNotification, ReportNotification)
+}
+KINDS: tuple[str, ...] = tuple(_KINDS)
+"""The kinds of notification, as ``Notification.kind`` and the wire's ``kind`` name them."""
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 MATCHERS = ("team", "model", "provider", "user", "org", "series", "kind")

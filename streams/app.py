@@ -34,7 +34,7 @@ holds them. Its notification goes to the outbox on the team's owner partition
 
 Policy reload (:mod:`streams.reload`): with a ``PolicySource``, a timer polls the policy file and
 SIGHUP reads it again; a valid new policy replaces the budgets (each ledger's ``configure``), the
-judges' alert policy, the deliverer's Slack routing and the mix lines, between two awaits of the
+judges' alert policy, the deliverer's routes and the mix lines, between two awaits of the
 agents; judges and ledgers made later (a rebalance) read the config in force (``live``).
 
 Exactness: the hot path and the judge both write their state at most once per checkpoint
@@ -55,7 +55,7 @@ from typing import Any
 import faust
 import orjson
 
-from alerts import AlertPolicy
+from alerts import AlertPolicy, dashboard_link
 from streams.budgets import BudgetLedger, budgets_for_partition
 from streams.config import StreamConfig
 from streams.delivery import Deliverer, pending_keys
@@ -82,7 +82,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
     (:mod:`streams.reload`). None: the policy is fixed for the worker's life."""
     topics = cfg.topics
     # The config in force: a policy reload replaces its reloadable sections (budgets, alert
-    # policy, Slack routing, mix lines); everything else is what the worker started with.
+    # policy, routes, mix lines); everything else is what the worker started with.
     live = {"cfg": cfg}
     n = cfg.usage_partitions
     app = faust.App(
@@ -128,7 +128,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
     pricer = Pricer(cfg.price_overrides)
     new_judge = judge_factory(
         cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
-        overrides=cfg.detector_overrides,
+        dashboard_url=cfg.dashboard_url, overrides=cfg.detector_overrides,
     )
 
     def persist(tbl: Any, partition: int, key: str, value: Any) -> None:
@@ -292,8 +292,8 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
                 if wm is not None and any(m.touched for m in mixes.values()):
                     notes += mix_due(float(wm))
             for p, note in notes:
-                if cfg.dashboard_url:
-                    note.dashboard_url = cfg.dashboard_url
+                if note.dashboard_url is None:  # budgets, the mix share: the engine links its alerts
+                    note.dashboard_url = dashboard_link(cfg.dashboard_url, note.series)
                 record = note.to_dict()
                 persist(alerts_t, p, note.key, record)
                 metrics.inc("alerts_raised_total", labels={"action": note.action, "reason": note.reason})

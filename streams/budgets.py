@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from alerts.model import Notification
+from alerts.model import BudgetNotification
 from detectors.forecast import BurnForecaster, Forecast, burn_alert
 from streams.decisions import ON_EXHAUSTED, decision_record, desired_decision
 from streams.ingest import NANO
@@ -245,7 +245,7 @@ class BudgetEvent:
         }
 
 
-def budget_notification(event: BudgetEvent, spec: BudgetSpec, now: float) -> Notification:
+def budget_notification(event: BudgetEvent, spec: BudgetSpec, now: float) -> BudgetNotification:
     """The notification for ``event``, for the outbox (delivery, idempotency and routing as
     for cost spikes: Slack goes to the team's channel when the scope names a team).
 
@@ -268,50 +268,36 @@ def budget_notification(event: BudgetEvent, spec: BudgetSpec, now: float) -> Not
     else:
         rule, action, reason, severity = "budget_forecast", "resolve", "resolved", "info"
         title = f"Budget {spec.name}: back on track ({st.period_id})"
-    usd = spec.unit == "usd"
-    spent_usd, limit_usd = (st.spent, st.limit) if usd else (0.0, 0.0)
-    return Notification(
+    return BudgetNotification(
         key=event.key,
         seq=int(round(now * 1000)),
         action=action,  # type: ignore[arg-type]
         severity=severity,  # type: ignore[arg-type]
         reason=reason,  # type: ignore[arg-type]
+        rule=rule,
         series=spec.series,
         labels=spec.labels,
         title=title,
-        observed_usd=spent_usd,
-        expected_usd=limit_usd,
-        excess_usd=spent_usd - limit_usd,
-        excess_pct=(st.pct_used - 100.0) if usd else None,
-        top_contributors=[],
-        window_start=float(st.period_start),
-        window_end=float(st.period_end),
         started_at=float(st.period_start),
         fired_at=float(now),
-        page=False,
-        rule=rule,
-        detector="forecast" if rule == "budget_forecast" else "",
         ended_at=float(now) if action == "resolve" else None,
         explanation=fc.note if rule == "budget_forecast" else "",
-        budget={
-            "name": spec.name,
-            "series": spec.series,
-            "unit": spec.unit,
-            "period": spec.period,
-            "tz": spec.tz,
-            "period_id": st.period_id,
-            "period_start": st.period_start,
-            "period_end": st.period_end,
-            "spent": st.spent,
-            "limit": st.limit,
-            "pct_used": st.pct_used,
-            "days_left": st.days_left,
-            "threshold": event.threshold,
-            "thresholds": list(st.thresholds),
-            "projected_total": fc.projected_total,
-            "projected_pct": fc.projected_pct,
-            "exhaustion_ts": st.exhaustion_ts,
-        },
+        budget=spec.name,
+        unit=spec.unit,
+        period=spec.period,
+        tz=spec.tz,
+        period_id=st.period_id,
+        period_start=float(st.period_start),
+        period_end=float(st.period_end),
+        spent=st.spent,
+        limit=st.limit,
+        pct_used=st.pct_used,
+        days_left=st.days_left,
+        threshold=event.threshold,
+        thresholds=list(st.thresholds),
+        projected_total=fc.projected_total,
+        projected_pct=fc.projected_pct,
+        exhaustion_ts=st.exhaustion_ts,
     )
 
 
@@ -467,7 +453,7 @@ class BudgetLedger:
     def judge_step(
         self, spend: Iterable[tuple[str, int, list[int], dict[int, int]]], wm: float | None,
         wall: float | None = None,
-    ) -> list[tuple[BudgetEvent, Notification | None]]:
+    ) -> list[tuple[BudgetEvent, BudgetNotification | None]]:
         """One judge output, as the worker and the offline replay both take it: its spend rows
         (:meth:`apply_judge_spend`), then the crossings at the judge's watermark ``wm``
         (:meth:`crossings`; none while it has none), each with its notification, or None for

@@ -6,45 +6,12 @@ on top of it), so the entry point translates its settings and policy into this.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class DigestRoute:
-    """A subscription in a digest mode (``hourly`` / ``daily``): what it takes, and when its
-    channel's digest periods start and end (``daily_at`` is local ``HH:MM[:SS]`` in ``timezone``)."""
-
-    channel: str
-    match: dict[str, str] = field(default_factory=dict)
-    min_severity: str = "info"
-    mode: str = "daily"
-    timezone: str = "UTC"
-    daily_at: str = "09:00"
-
-
-@dataclass(frozen=True)
-class SlackConfig:
-    token: str  # secret: never logged
-    api_url: str
-    default_channel: str
-    team_channels: dict[str, str] = field(default_factory=dict)
-    # subscriptions: (channel, match labels, min severity), in policy order
-    routes: tuple[tuple[str, dict[str, str], str], ...] = ()
-    # subscriptions in a digest mode, in policy order
-    digests: tuple[DigestRoute, ...] = ()
-
-
-@dataclass(frozen=True)
-class PagerDutyConfig:
-    routing_key: str  # secret: never logged
-    url: str
-
-
-@dataclass(frozen=True)
-class WebhookConfig:
-    url: str = field(repr=False)  # may carry a token in its path: never logged
-    secret: str = field(repr=False)  # secret: never logged
+from alerts.receivers import ReceiverConfig
+from alerts.routing import Route
 
 
 @dataclass(frozen=True)
@@ -69,9 +36,10 @@ class StreamConfig:
     budgets: tuple[Any, ...] = ()  # streams.budgets.BudgetSpec, every budget of the policy
     reports: tuple[Any, ...] = ()  # streams.reports.ReportSpec, every report of the policy
     report_timezone: str = "UTC"  # the policy's budget_timezone: /api/report's default
-    slack: SlackConfig | None = None
-    pagerduty: PagerDutyConfig | None = None
-    webhook: WebhookConfig | None = None
+    # every receiver that is on, by name (settings: fixed for the life of the worker)
+    receivers: Mapping[str, ReceiverConfig] = field(default_factory=dict)
+    # where notifications go (policy: routes, teams.<t>.slack_channel, subscriptions)
+    routes: tuple[Route, ...] = ()
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = ".tokenpulse"

@@ -1,9 +1,15 @@
-"""Delivers notifications from the outbox to Slack, PagerDuty and the generic webhook.
+"""Delivers notifications from the outbox to every receiver of the registry
+(:data:`alerts.receivers.RECEIVERS`) that is on, each target its routes name.
 
-Idempotent per alert key: the last delivered ``seq`` per sink is kept (in the ``deliveries``
-table), so a redelivered outbox record is not sent twice, and Slack's root message ``ts`` is
-kept so updates and the resolve go to the same thread. The webhook, when configured, gets
-every notification (not only pages).
+Where a notification goes is :func:`alerts.routing.route_targets` over the policy's routes;
+each target has an entry ``<receiver>:<target>`` in the notification key's ``deliveries``
+table value (``slack:#ads``, ``pagerduty:default``, ``webhook:default``). An update or resolve
+also goes to every target that had its incident, so it follows it there after a policy reload.
+Receivers that page (PagerDuty, Opsgenie) get only notifications marked ``page``.
+
+Idempotent per alert key: the last delivered ``seq`` per entry is kept, so a redelivered outbox
+record is not sent twice, and a sink's state (Slack's root message ``ts``) is kept so updates
+and the resolve go to the same thread.
 
 Nothing is lost when a sink keeps failing: a notification it could not take after its retries
 stays in that sink's ``pending`` list in the table entry of its key, and is sent again, in
@@ -34,13 +40,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts import Notification
-from alerts.pagerduty import PagerDutySink
-from alerts.routing import Route, slack_targets
+from alerts.receivers import RECEIVERS, Connection
 from alerts.retry import deliver_with_retry
-from alerts.sinks import DeliveryResult, redact
-from alerts.slack import ChannelPacer, SlackSink
-from alerts.webhook import WebhookSink
-from streams.config import DigestRoute, StreamConfig
+from alerts.routing import Route, route_targets
+from alerts.sinks import DeliveryResult, Sink, redact
+from streams.config import StreamConfig
 from streams.metrics import Metrics
 
 log = logging.getLogger("tokenpulse.delivery")
@@ -81,7 +85,7 @@ class DigestForward:
     topic keyed by channel, so one worker owns each channel's digest) with the schedule the
     channel had when it was forwarded."""
 
-    def __init__(self, channel: str, route: DigestRoute,
+    def __init__(self, channel: str, route: Route,
                  forward: Callable[[str, dict[str, Any]], Awaitable[Any]] | None) -> None:
         self.channel = channel
         self.route = route
@@ -120,7 +124,6 @@ class Deliverer:
         backoff_base: float = 0.5,
         backoff_cap: float = 8.0,
         retry_interval: float = 5.0,
-        slack_pacing: float = 1.0,
         clock: Callable[[], float] = time.time,
         forward_digest: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None,
     ) -> None:
@@ -132,112 +135,75 @@ class Deliverer:
         self.backoff_cap = backoff_cap
         self.retry_interval = retry_interval
         self.clock = clock
-        self.pacer = ChannelPacer(slack_pacing)
-        self._slack_client: Any = None
         self._session: Any = None
-        self._slack: dict[str, SlackSink] = {}
-        self._route_list: list[Route] | None = None
-        self._pd: PagerDutySink | None = None
-        self._webhook: WebhookSink | None = None
+        self._connections: dict[str, Connection] = {}
+        self._sinks: dict[str, Sink] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.health: dict[str, SinkHealth] = {}
-        for name, on in (("slack", cfg.slack), ("pagerduty", cfg.pagerduty), ("webhook", cfg.webhook)):
-            if on is not None:
-                self._health(name)
-        if cfg.slack is not None and cfg.slack.digests:
+        for name in cfg.receivers:
+            self._health(name)
+        if any(r.digest for r in self._routes()):
             self._health("digest")
 
     def reconfigure(self, cfg: StreamConfig) -> None:
-        """A policy reload: Slack routing (teams' channels, subscriptions) from ``cfg`` for
-        the next notification. Sinks, clients and health stay; an incident already in a
-        channel keeps getting its updates there (see :meth:`slack_names`)."""
+        """A policy reload: routes from ``cfg`` for the next notification. Receivers (settings),
+        their clients and health stay; an incident already at a target keeps getting its
+        updates there (see :meth:`targets`)."""
         self.cfg = cfg
-        self._route_list = None
 
-    # -- sinks -------------------------------------------------------------------------------
+    # -- where to --------------------------------------------------------------------------
     def _routes(self) -> list[Route]:
-        if self._route_list is None:
-            s = self.cfg.slack
-            routes = [Route(ch, {"team": team}) for team, ch in (s.team_channels.items() if s else ())]
-            routes += [Route(ch, dict(match), sev) for ch, match, sev in (s.routes if s else ())]  # type: ignore[arg-type]
-            routes += [Route(d.channel, dict(d.match), d.min_severity, d.mode)  # type: ignore[arg-type]
-                       for d in (s.digests if s else ())]
-            self._route_list = routes
-        return self._route_list
+        # routes of receivers that are off are not used (Slack without a token, as before)
+        return [r for r in self.cfg.routes if r.receiver in self.cfg.receivers]
 
-    def slack_names(self, n: Notification, state: dict[str, Any] | None = None) -> list[str]:
-        """The Slack entries ``n`` goes to: ``slack:<channel>`` for a channel that takes it
-        immediately, ``digest:<channel>`` for one that takes it in its digest; for an update
-        or resolve also every channel that heard of the incident."""
-        s = self.cfg.slack
-        if s is None:
-            return []
-        if n.report is not None:  # a spend report goes to the channel that subscribed to it
-            return [f"slack:{n.report.get('channel') or s.default_channel}"]
-        names = [f"{'slack' if mode == 'immediate' else 'digest'}:{ch}"
-                 for ch, mode in slack_targets(n, self._routes(), s.default_channel)]
+    def targets(self, n: Notification, state: dict[str, Any] | None = None) -> list[str]:
+        """The entries ``n`` goes to: ``<receiver>:<target>`` for a target that takes it at
+        once, ``digest:<channel>`` for a Slack channel that takes it in its digest; for an
+        update or resolve also every entry that had the incident. A receiver that pages gets
+        only paged notifications."""
+        defaults = {name: cfg.default_targets() for name, cfg in self.cfg.receivers.items()}
+        names = [f"{receiver}:{target}" if mode == "immediate" else f"digest:{target}"
+                 for receiver, target, mode in route_targets(n, self._routes(), defaults)
+                 if n.page or not RECEIVERS[receiver].pages_only]
         if n.action != "trigger":
             for k, e in (state or {}).items():
-                if k.startswith(("slack:", "digest:")) and k not in names and isinstance(e, dict) and e.get("seq", -1) >= 0:
-                    if (e.get("state") or {}).get("started_at") == n.started_at:
-                        names.append(k)
+                if k not in names and isinstance(e, dict) and e.get("seq", -1) >= 0 \
+                        and e.get("started_at") == n.started_at and (n.page or not _pages_only(k)):
+                    names.append(k)
         return names
 
-    def _slack_for(self, channel: str) -> SlackSink | None:
-        return None if self.cfg.slack is None else self.slack_sink(channel)
-
-    def slack_sink(self, channel: str) -> SlackSink:
-        """The sink of one Slack channel (one client and pacer for them all)."""
-        s = self.cfg.slack
-        assert s is not None
-        sink = self._slack.get(channel)
+    def sink(self, receiver: str, target: str) -> Sink | None:
+        """The sink of one target (made once, on the receiver's one connection); ``None`` when
+        the receiver is off or has no such target (its secret is not set)."""
+        name = f"{receiver}:{target}"
+        sink = self._sinks.get(name)
         if sink is None:
-            from slack_sdk.web.async_client import AsyncWebClient
-
-            if self._slack_client is None:
-                base = s.api_url if s.api_url.endswith("/") else s.api_url + "/"
-                # retry_handlers=[]: retries (and Retry-After waits) happen once, here.
-                self._slack_client = AsyncWebClient(token=s.token, base_url=base, timeout=10, retry_handlers=[])
-            sink = self._slack[channel] = SlackSink(self._slack_client, channel, pacer=self.pacer)
+            cfg = self.cfg.receivers.get(receiver)
+            if cfg is None or cfg.target_error(target) is not None:
+                return None
+            conn = self._connections.get(receiver)
+            if conn is None:
+                conn = self._connections[receiver] = RECEIVERS[receiver].connect(cfg, self._http())
+            sink = self._sinks[name] = conn.sink(target)
         return sink
 
-    def _pagerduty(self) -> PagerDutySink | None:
-        p = self.cfg.pagerduty
-        if p is None:
-            return None
-        if self._pd is None:
-            self._pd = PagerDutySink(self._http(), p.url, p.routing_key)
-        return self._pd
-
-    def _webhook_sink(self) -> WebhookSink | None:
-        w = self.cfg.webhook
-        if w is None:
-            return None
-        if self._webhook is None:
-            self._webhook = WebhookSink(self._http(), w.url, w.secret)
-        return self._webhook
-
     def _http(self) -> Any:
-        # One aiohttp session for the HTTP sinks, made inside the running loop on first use.
+        # One aiohttp session for the HTTP receivers, made inside the running loop on first use.
         if self._session is None:
             import aiohttp
 
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         return self._session
 
-    def _sink(self, name: str, n: Notification) -> Any:
-        if name.startswith("slack:"):
-            return self._slack_for(name[6:])
-        if name.startswith("digest:"):
-            channel = name[7:]
-            route = next((d for d in (self.cfg.slack.digests if self.cfg.slack else ()) if d.channel == channel), None)
+    def _sink(self, name: str, n: Notification) -> Sink | None:
+        receiver, _, target = name.partition(":")
+        if receiver == "digest":
+            route = next((r for r in self._routes() if r.digest and r.target == target), None)
             # no longer a digest channel: the notification went out (or not) when it was one
-            return None if route is None else DigestForward(channel, route, self.forward_digest)
-        if name == "pagerduty":
-            return self._pagerduty() if n.page else None
-        if name == "webhook":
-            return self._webhook_sink()
-        return None
+            return None if route is None else DigestForward(target, route, self.forward_digest)
+        if receiver not in RECEIVERS or (RECEIVERS[receiver].pages_only and not n.page):
+            return None  # e.g. a record that does not page: nothing to send
+        return self.sink(receiver, target)
 
     # -- health ------------------------------------------------------------------------------
     def _health(self, name: str) -> SinkHealth:
@@ -272,14 +238,10 @@ class Deliverer:
         self.metrics.set("sink_pending_notifications", float(sum(h.pending.values())), labels)
 
     def _secrets(self) -> list[str]:
-        c = self.cfg
-        out = [c.slack.token if c.slack else "", c.pagerduty.routing_key if c.pagerduty else ""]
-        if c.webhook is not None:
-            out += [c.webhook.secret, c.webhook.url]
-        return out
+        return [s for cfg in self.cfg.receivers.values() for s in cfg.secrets()]
 
     def sinks_status(self) -> list[dict[str, Any]]:
-        """Health of every configured sink, for ``/api/sinks``."""
+        """Health of every receiver that is on (and of digest posts), for ``/api/sinks``."""
         return [h.to_dict() for _, h in sorted(self.health.items())]
 
     def note_state(self, key: str, state: dict[str, Any] | None) -> None:
@@ -313,13 +275,17 @@ class Deliverer:
 
     async def deliver(self, record: dict[str, Any], prior: dict[str, Any] | None) -> dict[str, Any]:
         """Deliver ``record`` (and whatever is pending for its key) to its sinks."""
-        n = Notification.from_dict(record)
         state: dict[str, Any] = {k: dict(v) for k, v in (prior or {}).items()}
-        self._migrate_legacy_slack(state, n.labels)
-        names = self.slack_names(n, state)
-        names += [name for name in ("pagerduty", "webhook") if self._sink(name, n) is not None]
+        try:
+            n = Notification.from_dict(record)
+        except ValueError as exc:
+            # written by a version that this one cannot read: said once, here, and left in the
+            # outbox topic rather than stopping delivery of everything behind it
+            log.error("outbox record skipped: %s", exc)
+            return state
+        names = self.targets(n, state)
         wanted = set(names)
-        # Pending records of a sink this notification does not go to (PagerDuty pending, an
+        # Pending records of a target this notification does not go to (PagerDuty pending, an
         # unpaged update) are still flushed.
         names += [k for k, e in state.items() if k not in names and isinstance(e, dict) and e.get("pending")]
         entries = await asyncio.gather(
@@ -331,25 +297,12 @@ class Deliverer:
         self.note_state(n.key, state)
         return state
 
-    def _migrate_legacy_slack(self, state: dict[str, Any], labels: dict[str, str] | None) -> None:
-        """An entry written before Slack channels had entries of their own (``slack``) belongs
-        to the channel the old routing picked: the team's channel, else the default. Renamed in
-        place, in :meth:`deliver` and :meth:`retry_pending` alike."""
-        if "slack" in state and isinstance(state["slack"], dict) and self.cfg.slack is not None:
-            team = (labels or {}).get("team")
-            s = self.cfg.slack
-            channel = s.team_channels.get(team, s.default_channel) if team else s.default_channel
-            state.setdefault(f"slack:{channel}", state.pop("slack"))
-
     async def retry_pending(self, key: str, prior: dict[str, Any] | None) -> dict[str, Any] | None:
         """Try the pending notifications of ``key`` again; the new entry, or ``None`` when
         nothing was pending."""
         if not self.has_pending(prior):
             return None
         state: dict[str, Any] = {k: dict(v) for k, v in (prior or {}).items()}
-        legacy = state.get("slack")
-        if isinstance(legacy, dict) and legacy.get("pending"):
-            self._migrate_legacy_slack(state, legacy["pending"][0].get("labels"))
         names = [k for k, e in state.items() if isinstance(e, dict) and e.get("pending")]
         entries = await asyncio.gather(*(self._flush(name, state[name]) for name in names))
         for name, entry in zip(names, entries):
@@ -373,7 +326,13 @@ class Deliverer:
         entry = dict(entry)
         pending = list(entry.get("pending") or ())
         while pending:
-            n = Notification.from_dict(pending[0])
+            try:
+                n = Notification.from_dict(pending[0])
+            except ValueError as exc:
+                log.error("delivery to %s: pending record dropped: %s", name, exc)
+                pending.pop(0)
+                entry["dropped"] = int(entry.get("dropped", 0)) + 1
+                continue
             sink = self._sink(name, n)
             if sink is None:  # e.g. a record that does not page: nothing to send
                 pending.pop(0)
@@ -384,7 +343,7 @@ class Deliverer:
                 sink, n, entry.get("state") or None,
                 max_attempts=attempts, base=self.backoff_base, cap=self.backoff_cap,
             )
-            labels = {"sink": name, "action": n.action}
+            labels = {"sink": h.name, "action": n.action}  # the receiver: one series per receiver, not per target
             if not result.ok:
                 detail = redact(result.detail, *self._secrets())
                 h.consecutive_failures += 1
@@ -402,7 +361,7 @@ class Deliverer:
             h.consecutive_failures = 0
             h.last_success_at = self.clock()
             self.metrics.inc("alerts_sent_total", labels=labels)
-            entry.update(seq=n.seq, ok=True, detail=result.detail,
+            entry.update(seq=n.seq, ok=True, detail=result.detail, started_at=n.started_at,
                          state={**(entry.get("state") or {}), **result.state})
             pending.pop(0)
         entry.setdefault("seq", -1)
@@ -412,12 +371,15 @@ class Deliverer:
         return entry
 
     async def close(self) -> None:
-        if self._slack_client is not None:
-            session = getattr(self._slack_client, "session", None)
-            if session is not None and not session.closed:
-                await session.close()
+        for conn in self._connections.values():
+            await conn.close()
         if self._session is not None and not self._session.closed:
             await self._session.close()
+
+
+def _pages_only(entry: str) -> bool:
+    receiver = RECEIVERS.get(entry.partition(":")[0])
+    return receiver is not None and receiver.pages_only
 
 
 def _bounded(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:

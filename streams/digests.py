@@ -34,9 +34,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alerts import Notification
-from alerts.digest import DigestSchedule, collect, digest_message, due, mark_failed, mark_sent
+from alerts.digest import DigestSchedule, collect, due, mark_failed, mark_sent
+from alerts.receivers.slack import SlackSink
+from alerts.receivers.slack.render import digest_message
 from alerts.retry import retry_call
-from alerts.sinks import redact
+from alerts.sinks import DeliveryResult, redact
 from streams.delivery import Deliverer
 from streams.metrics import Metrics
 
@@ -105,13 +107,15 @@ class Digester:
             return None
         d = self.deliverer
         h = d.health_of("digest")
-        sink = d.slack_sink(channel)
+        sink = d.sink("slack", channel)
         for pid in ids:
             period = book["periods"][pid]
             text, blocks = digest_message(period, channel)
             attempts = d.max_attempts if h.up else 1
 
-            async def post(text: str = text, blocks: list[dict[str, Any]] = blocks) -> Any:
+            async def post(text: str = text, blocks: list[dict[str, Any]] = blocks) -> DeliveryResult:
+                if not isinstance(sink, SlackSink):  # Slack turned off since the period began
+                    return DeliveryResult.permanent("digest: Slack is not configured")
                 return await sink.post(text, blocks)
 
             result = await retry_call(post, "digest", f"{channel} {pid}", max_attempts=attempts,

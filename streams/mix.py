@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from alerts.model import Notification
+from alerts.model import MixNotification
 from streams.ingest import NANO
 from streams.partitioning import judge_partition
 from streams.periods import Period
@@ -367,15 +367,13 @@ def mix_crossings(
     return events
 
 
-def mix_notification(ev: MixEvent, spec: MixAlertSpec, now: float) -> Notification:
+def mix_notification(ev: MixEvent, spec: MixAlertSpec, now: float) -> MixNotification:
     """The notification of a crossing, for the outbox (routed like the team's other alerts;
     never pages). ``seq`` is the period's start in ms: there is one notification per key,
     so a crossing counted again after a crash (at another watermark) is the same record and
     delivery skips it."""
-    total = ev.internal_nusd + ev.third_party_nusd
-    allowed = ev.line * total / NANO
     third = ev.third_party_nusd / NANO
-    return Notification(
+    return MixNotification(
         key=ev.key,
         seq=ev.period_start * 1000,
         action="trigger",
@@ -384,30 +382,18 @@ def mix_notification(ev: MixEvent, spec: MixAlertSpec, now: float) -> Notificati
         series=f"team={ev.team}",
         labels={"team": ev.team},
         title=f"Team {ev.team}: third-party models at {100 * ev.share:.1f}% of spend ({ev.period_id})",
-        observed_usd=third,
-        expected_usd=allowed,
-        excess_usd=third - allowed,
-        excess_pct=None if allowed == 0 else 100.0 * (third - allowed) / allowed,
-        top_contributors=[],  # the top third-party models are in ``mix`` and rendered from there
-        window_start=float(ev.period_start),
-        window_end=float(ev.period_end),
         started_at=float(ev.period_start),
         fired_at=float(now),
-        page=False,
-        rule="mix_share",
-        mix={
-            "team": ev.team,
-            "period": spec.period,
-            "tz": spec.tz,
-            "period_id": ev.period_id,
-            "period_start": ev.period_start,
-            "period_end": ev.period_end,
-            "share_pct": round(100 * ev.share, 2),
-            "line_pct": round(100 * ev.line, 2),
-            "previous_period_id": ev.previous_period_id,
-            "previous_share_pct": None if ev.previous_share is None else round(100 * ev.previous_share, 2),
-            "internal_usd": round(ev.internal_nusd / NANO, 9),
-            "third_party_usd": round(third, 9),
-            "top_third_party_models": [{"model": m, "usd": round(v / NANO, 9)} for m, v in ev.top_models],
-        },
+        period=spec.period,
+        tz=spec.tz,
+        period_id=ev.period_id,
+        period_start=float(ev.period_start),
+        period_end=float(ev.period_end),
+        share_pct=round(100 * ev.share, 2),
+        line_pct=round(100 * ev.line, 2),
+        previous_period_id=ev.previous_period_id,
+        previous_share_pct=None if ev.previous_share is None else round(100 * ev.previous_share, 2),
+        internal_usd=round(ev.internal_nusd / NANO, 9),
+        third_party_usd=round(third, 9),
+        top_third_party_models=[{"model": m, "usd": round(v / NANO, 9)} for m, v in ev.top_models],
     )

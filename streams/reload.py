@@ -13,10 +13,10 @@ worker's ``apply`` callback.
 
 Applied at once: ``budgets`` (each judge partition's ledger is reconfigured, which logs the change
 and re-arms or fires thresholds at the next judged window), ``alerts`` and ``silences`` (the judges'
-alert engines get the new policy), ``teams`` and ``subscriptions`` (Slack routing of immediate
-subscriptions) and ``mix`` when only its lines change (``max_third_party_share``, ``teams``,
+alert engines get the new policy), ``routes`` and its short forms ``teams`` and ``subscriptions``
+(where notifications go; immediate ones) and ``mix`` when only its lines change (``max_third_party_share``, ``teams``,
 ``min_spend_usd``). Need a restart (logged as a warning and listed in ``/api/policy``): ``watch``,
-``prices``, ``detector``, ``reports``, ``digests`` (subscriptions in a digest mode),
+``prices``, ``detector``, ``reports``, ``digests`` (routes and subscriptions in a digest mode),
 ``budget_timezone`` as used by reports and ``/api/report`` (budgets take a new zone at once), and
 ``mix`` when ``internal_models``, its period or zone change or the alert is turned on or off (its
 counts are kept from the start, by those).
@@ -49,7 +49,10 @@ __all__ = [
     "sections_changed",
 ]
 
-RELOADABLE = ("budgets", "alerts", "silences", "teams", "subscriptions", "mix")
+RELOADABLE = ("budgets", "alerts", "silences", "teams", "routes", "subscriptions", "mix")
+ROUTE_SECTIONS = ("teams", "routes", "subscriptions")
+"""The policy sections that write routes (``teams.<t>.slack_channel`` and ``subscriptions``
+are short forms of ``routes``)."""
 RESTART_REQUIRED = ("watch", "prices", "detector", "reports", "digests", "budget_timezone", "mix")
 
 
@@ -67,6 +70,10 @@ class PolicySource:
     max_bytes: int = 1 << 20  # the entry point passes tokenpulse.policy.MAX_POLICY_BYTES
 
 
+def _routes(cfg: StreamConfig, section: str, digest: bool) -> list[Any]:
+    return [r for r in cfg.routes if r.source == section and r.digest == digest]
+
+
 def _alerts_only(policy: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in policy.items() if k != "silences"}
 
@@ -82,8 +89,8 @@ def sections_changed(running: StreamConfig, new: StreamConfig) -> tuple[list[str
     """The policy sections in which ``new`` differs from ``running``: ``(applied at once, need a
     restart)``, each in the order of :data:`RELOADABLE` / :data:`RESTART_REQUIRED`.
 
-    Settings (topics, windows, sinks) are not compared: a reload keeps the settings the worker
-    started with. Without Slack configured, ``teams`` and ``subscriptions`` never differ."""
+    Settings (topics, windows, receivers) are not compared: a reload keeps the settings the
+    worker started with."""
     applied: list[str] = []
     restart: list[str] = []
     if running.budgets != new.budgets:
@@ -92,12 +99,9 @@ def sections_changed(running: StreamConfig, new: StreamConfig) -> tuple[list[str
         applied.append("alerts")
     if running.alert_policy.get("silences", []) != new.alert_policy.get("silences", []):
         applied.append("silences")
-    rs, ns = running.slack, new.slack
-    if rs is not None and ns is not None:
-        if rs.team_channels != ns.team_channels:
-            applied.append("teams")
-        if rs.routes != ns.routes:
-            applied.append("subscriptions")
+    for section in ROUTE_SECTIONS:
+        if _routes(running, section, digest=False) != _routes(new, section, digest=False):
+            applied.append(section)
     mix_changed = running.mix_alert != new.mix_alert or running.internal_models != new.internal_models
     mix_applies = (mix_changed and running.internal_models == new.internal_models
                    and _mix_lines_only(running.mix_alert, new.mix_alert))
@@ -112,7 +116,7 @@ def sections_changed(running: StreamConfig, new: StreamConfig) -> tuple[list[str
         restart.append("detector")
     if running.reports != new.reports:
         restart.append("reports")
-    if rs is not None and ns is not None and rs.digests != ns.digests:
+    if [r for r in running.routes if r.digest] != [r for r in new.routes if r.digest]:
         restart.append("digests")
     if running.report_timezone != new.report_timezone:
         restart.append("budget_timezone")
@@ -124,13 +128,12 @@ def sections_changed(running: StreamConfig, new: StreamConfig) -> tuple[list[str
 def reloaded_config(running: StreamConfig, new: StreamConfig) -> StreamConfig:
     """``running`` with the reloadable sections of ``new``; everything that needs a restart (and
     every setting) stays as it is running."""
-    slack = running.slack
-    if slack is not None and new.slack is not None:
-        slack = replace(slack, team_channels=dict(new.slack.team_channels), routes=new.slack.routes)
+    # digest routes keep their schedule until a restart (a channel's periods are in its book)
+    routes = tuple([r for r in new.routes if not r.digest] + [r for r in running.routes if r.digest])
     mix_alert = running.mix_alert
     if running.internal_models == new.internal_models and _mix_lines_only(running.mix_alert, new.mix_alert):
         mix_alert = new.mix_alert
-    return replace(running, budgets=new.budgets, alert_policy=new.alert_policy, slack=slack, mix_alert=mix_alert)
+    return replace(running, budgets=new.budgets, alert_policy=new.alert_policy, routes=routes, mix_alert=mix_alert)
 
 
 def apply_reload(
@@ -140,8 +143,8 @@ def apply_reload(
     """Install the ``applied`` sections of ``new`` (from :func:`reloaded_config`) in a running
     worker's parts: the judges' alert engines (``alerts``, ``silences``), the budget ledgers
     (``budgets``, each at its judge's watermark, so the change log and the re-armed thresholds
-    are in event time like the rest of the ledger), the deliverer's Slack routing (``teams``,
-    ``subscriptions``) and the mix watches (``mix``). What can fail is built first."""
+    are in event time like the rest of the ledger), the deliverer's routes (``teams``,
+    ``routes``, ``subscriptions``) and the mix watches (``mix``). What can fail is built first."""
     from alerts import AlertPolicy
 
     policy = AlertPolicy(**new.alert_policy) if {"alerts", "silences"} & set(applied) else None
@@ -157,7 +160,7 @@ def apply_reload(
     if policy is not None:
         for j in list(judges.values()):
             j.engine.policy = policy
-    if {"teams", "subscriptions"} & set(applied) and deliverer is not None:
+    if set(ROUTE_SECTIONS) & set(applied) and deliverer is not None:
         deliverer.reconfigure(new)
     if "mix" in applied and new.mix_alert is not None:
         for watch in list(mixes.values()):

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
 
-from alerts.model import Notification
+from alerts.model import ReportNotification
 from streams.ingest import NANO
 from streams.mix import is_internal
 from streams.periods import Period
@@ -346,16 +346,17 @@ def build_report(
     return out
 
 
-def report_notification(report: Mapping[str, Any], spec: ReportSpec, dashboard_url: str | None = None) -> Notification:
+def report_notification(
+    report: Mapping[str, Any], spec: ReportSpec, dashboard_url: str | None = None
+) -> ReportNotification:
     """The outbox notification of a built report: key ``report:<name>:<period id>`` and seq
     = the due time in ms, both functions of the report and the period, so a report built
     twice (a replay after a crash, a second worker) is delivered once (per-key idempotency
     of :class:`streams.delivery.Deliverer`). It goes to the report's channel only."""
-    total = report["total"]
     kind = "Daily" if spec.period == "day" else "Weekly"
     scope = f" · team {spec.team}" if spec.team is not None else ""
     due = float(report["due_at"])
-    return Notification(
+    return ReportNotification(
         key=spec.key(str(report["period_id"])),
         seq=int(round(due * 1000)),
         action="trigger",
@@ -364,18 +365,10 @@ def report_notification(report: Mapping[str, Any], spec: ReportSpec, dashboard_u
         series=spec.series,
         labels=spec.labels,
         title=f"{kind} spend report {report['period_id']}{scope}",
-        observed_usd=float(total["usd"]),
-        expected_usd=float(total["prev_usd"]),
-        excess_usd=float(total["change_usd"]),
-        excess_pct=total["change_pct"],
-        top_contributors=[],
-        window_start=float(report["start"]),
-        window_end=float(report["end"]),
         started_at=float(report["start"]),
         fired_at=due,
-        page=False,
         dashboard_url=dashboard_url,
-        rule="spend_report",
+        channel=spec.channel,
         report=dict(report),
     )
 

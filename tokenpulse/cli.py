@@ -30,13 +30,15 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _load(policy: Path | None = None):  # type: ignore[no-untyped-def]
+def _load(policy: Path | None = None, *, deliver: bool = False):  # type: ignore[no-untyped-def]
+    # deliver: the command sends notifications, so every route's target must have its secret
+    # in the settings (a replay or a report on an analyst's machine needs none)
     try:
         settings = load_settings()
     except SettingsError as exc:
         _fail(str(exc))
     try:
-        pol = load_policy(policy or settings.policy)
+        pol = load_policy(policy or settings.policy, receivers=settings.receivers() if deliver else None)
     except PolicyError as exc:
         _fail(str(exc))
     return settings, pol
@@ -49,7 +51,7 @@ def worker(
     """Run the stream worker against the Kafka in TOKENPULSE_KAFKA_BOOTSTRAP."""
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
-    settings, pol = _load()
+    settings, pol = _load(deliver=True)
     if not settings.kafka_bootstrap:
         _fail("TOKENPULSE_KAFKA_BOOTSTRAP is not set (use `tokenpulse dev` to run on an embedded broker)")
     bootstrap = settings.kafka_bootstrap
@@ -75,7 +77,7 @@ def dev(
     from tokenpulse.broker import BrokerError, EmbeddedBroker
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
-    settings, pol = _load()
+    settings, pol = _load(deliver=True)
     if settings.kafka_bootstrap:
         bootstrap = settings.kafka_bootstrap
         broker = None
@@ -107,9 +109,7 @@ def dev(
                     f"  dashboard  {url}/dashboard",
                     f"  api        {url}/api/spend?group_by=team   {url}/api/alerts   {url}/metrics",
                     f"  simulator  {'on, log in ' + str(settings.data_dir / 'simulate.log') if sim_proc else 'off'}",
-                    f"  slack      {'→ ' + settings.slack_channel if settings.slack_token else 'off (set TOKENPULSE_SLACK_TOKEN)'}",
-                    f"  pagerduty  {'on' if settings.pagerduty_routing_key else 'off (set TOKENPULSE_PAGERDUTY_ROUTING_KEY)'}",
-                    f"  webhook    {'on' if settings.webhook_url else 'off (set TOKENPULSE_WEBHOOK_URL and _SECRET)'}",
+                    *_receiver_lines(settings),
                     "  Ctrl-C stops everything.",
                 ]
             )
@@ -124,6 +124,16 @@ def dev(
                 os.killpg(sim_proc.pid, signal.SIGKILL)
         if broker is not None:
             broker.stop()
+
+
+def _receiver_lines(settings: Any) -> list[str]:
+    """One line per receiver of the registry for ``tokenpulse dev``: where it sends, or how to
+    turn it on (never a secret)."""
+    from alerts.receivers import RECEIVERS
+
+    on = settings.receivers()
+    return [f"  {name:<10} {on[name].describe() if name in on else 'off (set ' + r.enable_hint() + ')'}"
+            for name, r in RECEIVERS.items()]
 
 
 @app.command("simulate")
@@ -325,18 +335,34 @@ app.add_typer(alerts_app, name="alerts")
 
 @alerts_app.command("test")
 def alerts_test(
-    to: Annotated[str, typer.Option("--to", help="slack, pagerduty or webhook")],
-    resolve: Annotated[bool, typer.Option(help="Also send the resolve (threaded in Slack, resolving the PagerDuty incident, a second webhook request).")] = True,
+    to: Annotated[str, typer.Option("--to", help="The receiver: one of alerts.receivers.RECEIVERS (slack, pagerduty, webhook, opsgenie).")],
+    target: Annotated[Optional[str], typer.Option("--target", help="Its target: a Slack channel, the name of a PagerDuty routing key or Opsgenie API key (default: the receiver's default target).")] = None,
+    resolve: Annotated[bool, typer.Option(help="Also send the resolve (threaded in Slack, resolving the PagerDuty incident, closing the Opsgenie alert, a second webhook request).")] = True,
 ) -> None:
-    """Send a test notification through the configured sink, with the worker's own code."""
+    """Send a test notification through one receiver, with the worker's own code."""
     import asyncio
 
-    from alerts import Notification
+    from alerts.model import SpikeNotification
+    from alerts.receivers import RECEIVERS
     from alerts.retry import deliver_with_retry
 
     settings, _ = _load()
-    if to not in ("slack", "pagerduty", "webhook"):
-        _fail(f"--to must be slack, pagerduty or webhook, got {to!r}")
+    receiver = RECEIVERS.get(to)
+    if receiver is None:
+        _fail(f"--to must be {' or '.join(', '.join(RECEIVERS).rsplit(', ', 1))}, got {to!r}")
+    assert receiver is not None
+    cfg = settings.receivers().get(to)
+    if cfg is None:
+        _fail(f"{receiver.enable_hint()} is not set")
+    assert cfg is not None
+    defaults = cfg.default_targets()
+    dest = target or (defaults[0] if defaults else next(iter(sorted(cfg.targets() or ())), None))
+    if dest is None:
+        _fail(f"{to} has no default target: give --target")
+    assert dest is not None
+    why = cfg.target_error(dest)
+    if why is not None:
+        _fail(why)
     now = time.time()
     base = dict(
         key=f"test:tokenpulse-{int(now)}", seq=int(now * 1000), action="trigger", severity="info", reason="first",
@@ -352,41 +378,22 @@ def alerts_test(
 
         lines = []
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            if to == "slack":
-                if settings.slack_token is None:
-                    _fail("TOKENPULSE_SLACK_TOKEN is not set")
-                from slack_sdk.web.async_client import AsyncWebClient
-
-                from alerts.slack import SlackSink
-
-                url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
-                client = AsyncWebClient(token=settings.slack_token.get_secret_value(), base_url=url, timeout=10,
-                                        retry_handlers=[])
-                sink: object = SlackSink(client, settings.slack_channel)
-            elif to == "pagerduty":
-                if settings.pagerduty_routing_key is None:
-                    _fail("TOKENPULSE_PAGERDUTY_ROUTING_KEY is not set")
-                from alerts.pagerduty import PagerDutySink
-
-                sink = PagerDutySink(session, settings.pagerduty_url, settings.pagerduty_routing_key)
-            else:
-                # The settings guarantee a secret whenever the URL is set.
-                if settings.webhook_url is None or settings.webhook_secret is None:
-                    _fail("TOKENPULSE_WEBHOOK_URL is not set")
-                from alerts.webhook import WebhookSink
-
-                sink = WebhookSink(session, settings.webhook_url, settings.webhook_secret)
-            prior = None
-            actions = ["trigger", "resolve"] if resolve else ["trigger"]
-            for i, action in enumerate(actions):
-                n = Notification(**{**base, "action": action, "seq": base["seq"] + i,  # type: ignore[arg-type]
-                                    "reason": "resolved" if action == "resolve" else "first",
-                                    "ended_at": now if action == "resolve" else None})
-                res = await deliver_with_retry(sink, n, prior, max_attempts=3)  # type: ignore[arg-type]
-                lines.append(f"{to} {action}: {'ok' if res.ok else 'FAILED'} {res.detail}".rstrip())
-                if not res.ok:
-                    break
-                prior = res.state
+            conn = receiver.connect(cfg, session)
+            try:
+                sink = conn.sink(dest)
+                prior = None
+                actions = ["trigger", "resolve"] if resolve else ["trigger"]
+                for i, action in enumerate(actions):
+                    n = SpikeNotification(**{**base, "action": action, "seq": base["seq"] + i,  # type: ignore[arg-type]
+                                        "reason": "resolved" if action == "resolve" else "first",
+                                        "ended_at": now if action == "resolve" else None})
+                    res = await deliver_with_retry(sink, n, prior, max_attempts=3)
+                    lines.append(f"{to} {action}: {'ok' if res.ok else 'FAILED'} {res.detail}".rstrip())
+                    if not res.ok:
+                        break
+                    prior = res.state
+            finally:
+                await conn.close()
         return lines
 
     results = asyncio.run(send())

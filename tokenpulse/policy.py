@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from detectors.config import detector_kwargs, merge_params
 from streams.query import shown as _short
+
+if TYPE_CHECKING:
+    from alerts.routing import Route
 
 DIMENSIONS = ("org", "team", "team×model", "provider", "model", "user")
 _DIM_ALIASES = {"team*model": "team×model", "team_model": "team×model", "team x model": "team×model"}
@@ -356,15 +360,10 @@ class BudgetPolicy(_Strict):
         return self.amount * alloc.percent / 100
 
 
-class SubscriptionPolicy(_Strict):
-    """A Slack channel subscribed to the alerts of the series that match, from a severity up.
+class _Delivery(_Strict):
+    """What a route and a subscription share: the alerts they take (``match``: labels, the
+    ``series`` or the alert ``kind``; from ``min_severity`` up) and how (``mode``)."""
 
-    ``mode``: ``immediate`` (a message per alert), or ``hourly`` / ``daily``: one digest
-    message per period, the period in ``timezone`` (default: the top-level
-    ``budget_timezone``), a daily one sent at ``daily_at`` (local ``HH:MM``, default 09:00).
-    """
-
-    channel: str = Field(min_length=1)
     match: dict[str, str] = Field(default_factory=dict)
     min_severity: Literal["info", "warning", "critical"] = "info"
     mode: Literal["immediate", "hourly", "daily"] = "immediate"
@@ -397,7 +396,7 @@ class SubscriptionPolicy(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _digest_only(self) -> SubscriptionPolicy:
+    def _digest_only(self) -> _Delivery:
         if self.mode == "immediate" and self.timezone is not None:
             raise ValueError("timezone is for digests: set mode: hourly or daily")
         if self.mode != "daily" and self.daily_at is not None:
@@ -405,10 +404,64 @@ class SubscriptionPolicy(_Strict):
         return self
 
     def digest(self, default_tz: str) -> tuple[str, str, str] | None:
-        """``(mode, timezone, daily_at)`` of a digest subscription; ``None`` when immediate."""
+        """``(mode, timezone, daily_at)`` of a digest; ``None`` when immediate."""
         if self.mode == "immediate":
             return None
         return self.mode, self.timezone or default_tz, self.daily_at or "09:00"
+
+    def route(self, receiver: str, target: str, default_tz: str, source: str) -> Route:
+        from alerts.routing import Route
+
+        mode, tz, daily_at = self.digest(default_tz) or ("immediate", "UTC", "09:00")
+        return Route(receiver, target, dict(self.match), self.min_severity, mode, tz, daily_at, source=source)
+
+
+class SubscriptionPolicy(_Delivery):
+    """A Slack channel subscribed to the alerts of the series that match, from a severity up:
+    the short form of a route with ``receiver: slack``.
+
+    ``mode``: ``immediate`` (a message per alert), or ``hourly`` / ``daily``: one digest
+    message per period, the period in ``timezone`` (default: the top-level
+    ``budget_timezone``), a daily one sent at ``daily_at`` (local ``HH:MM``, default 09:00).
+    """
+
+    channel: str = Field(min_length=1)
+
+
+class RoutePolicy(_Delivery):
+    """Where the alerts that match go: a ``receiver`` (``slack``, ``pagerduty``, ``webhook``,
+    ``opsgenie``: the registry, ``alerts.receivers.RECEIVERS``) and its ``target``: a Slack
+    channel, or the *name* of a secret in the settings (a PagerDuty routing key in
+    ``TOKENPULSE_PAGERDUTY_ROUTING_KEYS``, an Opsgenie API key in
+    ``TOKENPULSE_OPSGENIE_API_KEYS``; left out: ``default``, the receiver's unnamed key). The
+    policy never holds a secret. Per receiver, what no route takes goes to its default target.
+    ``mode: hourly|daily`` (digests) is for Slack routes."""
+
+    receiver: str = Field(min_length=1)
+    target: str | None = Field(default=None, min_length=1)
+
+    @field_validator("receiver")
+    @classmethod
+    def _known_receiver(cls, v: str) -> str:
+        from alerts.receivers import RECEIVERS
+
+        if v not in RECEIVERS:
+            raise ValueError(f"unknown receiver {v!r}; choose from {', '.join(RECEIVERS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _target(self) -> RoutePolicy:
+        from alerts.receivers import DEFAULT_TARGET, RECEIVERS
+
+        r = RECEIVERS[self.receiver]
+        if self.target is None:
+            if not r.config.named_targets:
+                raise ValueError(f"a {self.receiver} route needs a target (a channel)")
+            self.target = DEFAULT_TARGET
+        if self.mode != "immediate" and not r.digests:
+            raise ValueError(f"mode {self.mode} (a digest) is for receivers that keep digests "
+                             f"({', '.join(n for n, x in RECEIVERS.items() if x.digests)}), not {self.receiver}")
+        return self
 
 
 class TeamPolicy(_Strict):
@@ -509,6 +562,7 @@ class Policy(_Strict):
     teams: dict[str, TeamPolicy] = Field(default_factory=dict)
     silences: list[SilencePolicy] = Field(default_factory=list)
     subscriptions: list[SubscriptionPolicy] = Field(default_factory=list)
+    routes: list[RoutePolicy] = Field(default_factory=list)
     mix: MixPolicy = Field(default_factory=MixPolicy)
     budget_timezone: str = "UTC"
     budgets: list[BudgetPolicy] = Field(default_factory=list)
@@ -556,30 +610,66 @@ class Policy(_Strict):
                 raise _LocatedError(loc, str(exc)) from None
         return self
 
+    def _located_routes(self) -> list[tuple[tuple[Any, ...], Route]]:
+        """Every route with where it is written: each team's ``slack_channel``, ``routes``,
+        then ``subscriptions`` (the order notifications fan out in)."""
+        tz = self.budget_timezone
+        out: list[tuple[tuple[Any, ...], Route]] = []
+        for name, t in self.teams.items():
+            if t.slack_channel:
+                only_team = _Delivery(match={"team": name})
+                out.append((("teams", name, "slack_channel"), only_team.route("slack", t.slack_channel, tz, "teams")))
+        for i, r in enumerate(self.routes):
+            assert r.target is not None  # filled in by RoutePolicy
+            out.append((("routes", i), r.route(r.receiver, r.target, tz, "routes")))
+        for i, sub in enumerate(self.subscriptions):
+            out.append((("subscriptions", i), sub.route("slack", sub.channel, tz, "subscriptions")))
+        return out
+
     @model_validator(mode="after")
     def _one_digest_per_channel(self) -> Policy:
-        # A channel gets one digest per period: its digest subscriptions share one schedule.
-        seen: dict[str, tuple[int, tuple[str, str, str]]] = {}
-        for i, sub in enumerate(self.subscriptions):
-            d = sub.digest(self.budget_timezone)
-            if d is None:
+        # A channel gets one digest per period: its digest routes share one schedule.
+        seen: dict[str, tuple[tuple[Any, ...], tuple[str, str, str]]] = {}
+        for loc, r in self._located_routes():
+            if not r.digest:
                 continue
-            first = seen.setdefault(sub.channel, (i, d))
+            d = (r.mode, r.timezone, r.daily_at)
+            first = seen.setdefault(r.target, (loc, d))
             if first[1] != d:
-                raise _LocatedError(("subscriptions", i, "mode"),
-                                    f"{sub.channel} already has a {'/'.join(first[1])} digest (subscription "
-                                    f"{first[0] + 1}); its digest subscriptions must share mode, timezone "
-                                    f"and daily_at, got {'/'.join(d)}")
+                where = ".".join(str(p + 1 if isinstance(p, int) else p) for p in first[0])
+                raise _LocatedError((*loc, "mode"),
+                                    f"{r.target} already has a {'/'.join(first[1])} digest ({where}); its digest "
+                                    f"routes and subscriptions must share mode, timezone and daily_at, got "
+                                    f"{'/'.join(d)}")
         return self
 
-    def digest_routes(self) -> list[tuple[str, dict[str, str], str, str, str, str]]:
-        """The digest subscriptions: (channel, match, min severity, mode, timezone, daily_at)."""
-        out = []
-        for sub in self.subscriptions:
-            d = sub.digest(self.budget_timezone)
-            if d is not None:
-                out.append((sub.channel, dict(sub.match), sub.min_severity, *d))
-        return out
+    @model_validator(mode="after")
+    def _targets_have_secrets(self, info: ValidationInfo) -> Policy:
+        # With the settings at hand (context "receivers": the configs of the receivers that are
+        # on), a route whose target has no secret would drop its alerts: stop start-up instead.
+        receivers = (info.context or {}).get("receivers")
+        if receivers is None:
+            return self
+        from alerts.receivers import RECEIVERS
+
+        for loc, r in self._located_routes():
+            spec = RECEIVERS[r.receiver]
+            cfg = receivers.get(r.receiver)
+            if cfg is None:
+                if spec.config.named_targets:
+                    raise _LocatedError((*loc, "receiver") if loc[0] == "routes" else loc,
+                                        f"{r.receiver} is not configured: set {spec.enable_hint()}")
+                continue  # Slack without a token: its routes are unused, as before
+            why = cfg.target_error(r.target)
+            if why is not None:
+                raise _LocatedError((*loc, "target") if loc[0] == "routes" else loc, why)
+        return self
+
+    def delivery_routes(self) -> list[Route]:
+        """Where notifications go, as :class:`alerts.routing.Route` s in policy order: each
+        team's ``slack_channel`` (a Slack route of its team's alerts), the ``routes``, then the
+        ``subscriptions`` (Slack routes)."""
+        return [r for _, r in self._located_routes()]
 
     @model_validator(mode="after")
     def _budgets_fit(self) -> Policy:
@@ -824,9 +914,12 @@ def _loc_part(part: Any) -> str:
     return text if len(text) <= 80 and text.isprintable() else _short(text)
 
 
-def parse_policy(text: str | bytes, source: str = "<policy>") -> Policy:
+def parse_policy(text: str | bytes, source: str = "<policy>", *,
+                 receivers: Mapping[str, Any] | None = None) -> Policy:
     """The policy in ``text`` (the file's bytes, or its text); :class:`PolicyError` naming
-    ``source``, the line and what is wrong. Never another exception for any input."""
+    ``source``, the line and what is wrong. Never another exception for any input. With
+    ``receivers`` (the configs of the receivers that are on, ``Settings.receivers()``), a route
+    whose target has no secret in the settings is an error too."""
     text = _policy_text(text, source)
     try:
         data, node = _compose(text)
@@ -847,7 +940,7 @@ def parse_policy(text: str | bytes, source: str = "<policy>") -> Policy:
     if not isinstance(data, dict):
         raise PolicyError(f"{source}:1: the policy must be a mapping (key: value), got {type(data).__name__}")
     try:
-        return Policy.model_validate(data)
+        return Policy.model_validate(data, context=None if receivers is None else {"receivers": receivers})
     except ValidationError as exc:
         # formatted here, from each error's location and message: never pydantic's str(), which
         # quotes every input value whole
@@ -877,11 +970,11 @@ def read_policy_file(path: Path | str) -> bytes:
         return f.read(MAX_POLICY_BYTES + 1)
 
 
-def load_policy(path: Path | None) -> Policy:
+def load_policy(path: Path | None, *, receivers: Mapping[str, Any] | None = None) -> Policy:
     if path is None:
         return Policy()
     try:
         raw = read_policy_file(path)
     except OSError as exc:
         raise PolicyError(f"{path}: cannot read the policy file: {exc.strerror}") from None
-    return parse_policy(raw, str(path))
+    return parse_policy(raw, str(path), receivers=receivers)

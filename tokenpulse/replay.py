@@ -37,8 +37,8 @@ from streams.budgets import BudgetLedger, BudgetSpec
 from streams.config import StreamConfig
 from streams.ingest import IngestPartition, Partial
 from streams.judge import JudgeCore, judge_factory
-from streams.periods import rfc3339
 from streams.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
+from streams.periods import rfc3339
 from streams.pipeline import count_message
 from streams.pricing import Pricer
 
@@ -93,10 +93,28 @@ FORK_AFTER_LINES = 50_000
 saves (and short replays, as in the tests of other modules, stay in one process)."""
 
 
+_BUDGET_FIELDS = ("unit", "period", "tz", "period_id", "period_start", "period_end", "spent", "limit", "pct_used",
+                  "days_left", "threshold", "thresholds", "projected_total", "projected_pct", "exhaustion_ts")
+
+
 def budget_record(note: Any) -> dict[str, Any]:
-    """An --alerts-out line for a budget notification: a firing record whose ``kind`` is the
-    rule (``budget_threshold``, ``budget_forecast``), with the action and the budget's numbers."""
-    return {**firing_record(note), "action": note.action, "budget": note.budget}
+    """An --alerts-out line for a budget notification (``alerts.model.BudgetNotification``):
+    when and where, its ``kind`` (the rule: ``budget_threshold``, ``budget_forecast``), the
+    action, and the budget's numbers under ``budget`` (``name``, ``series``, the period, spent
+    and limit in its unit, the forecast)."""
+    return {
+        "team": (note.labels or {}).get("team"),
+        "series": note.series,
+        "fired_at": rfc3339(note.fired_at),
+        "window_start": rfc3339(note.period_start),
+        "window_end": rfc3339(note.period_end),
+        "kind": note.rule,
+        "severity": note.severity,
+        "page": note.page,
+        "why": note.explanation,
+        "action": note.action,
+        "budget": {"name": note.budget, "series": note.series, **{k: getattr(note, k) for k in _BUDGET_FIELDS}},
+    }
 
 
 class _Verdicts:
@@ -166,8 +184,8 @@ class _Verdicts:
         led = self.ledger
         if led is None:
             return []
-        told = {(n["budget"]["name"], n["budget"]["period_id"], n["budget"]["threshold"])
-                for n in self.notifications if n.get("rule") == "budget_threshold" and n.get("budget")}
+        told = {(n["budget"], n["period_id"], n["threshold"])
+                for n in self.notifications if n.get("kind") == "budget" and n.get("rule") == "budget_threshold"}
         out = []
         for name, spec in led.budgets.items():
             periods = []

@@ -6,30 +6,13 @@ import logging
 import os
 from typing import Any
 
-from streams.config import DigestRoute, PagerDutyConfig, SlackConfig, StreamConfig, WebhookConfig
+from streams.config import StreamConfig
 from streams.reload import PolicySource
 from tokenpulse.policy import MAX_POLICY_BYTES, Policy, PolicyError, parse_policy
 from tokenpulse.settings import Settings
 
 
 def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions: int | None = None) -> StreamConfig:
-    slack = None
-    if settings.slack_token is not None:
-        slack = SlackConfig(
-            token=settings.slack_token.get_secret_value(),
-            api_url=settings.slack_api_url,
-            default_channel=settings.slack_channel,
-            team_channels={t: tp.slack_channel for t, tp in policy.teams.items() if tp.slack_channel},
-            routes=tuple((sub.channel, dict(sub.match), sub.min_severity) for sub in policy.subscriptions
-                         if sub.mode == "immediate"),
-            digests=tuple(DigestRoute(*d) for d in policy.digest_routes()),
-        )
-    pd = None
-    if settings.pagerduty_routing_key is not None:
-        pd = PagerDutyConfig(routing_key=settings.pagerduty_routing_key.get_secret_value(), url=settings.pagerduty_url)
-    webhook = None
-    if settings.webhook_url is not None and settings.webhook_secret is not None:
-        webhook = WebhookConfig(url=settings.webhook_url, secret=settings.webhook_secret.get_secret_value())
     return StreamConfig(
         bootstrap=bootstrap,
         app_id=settings.app_id,
@@ -50,9 +33,8 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         budgets=tuple(policy.budget_specs()),
         reports=tuple(policy.report_specs()),
         report_timezone=policy.budget_timezone,
-        slack=slack,
-        pagerduty=pd,
-        webhook=webhook,
+        receivers=settings.receivers(),
+        routes=tuple(policy.delivery_routes()),
         web_host=settings.web_host,
         web_port=settings.web_port,
         data_dir=str(settings.data_dir),
@@ -71,7 +53,7 @@ def policy_source(settings: Settings, bootstrap: str, partitions: int | None = N
 
     def load(raw: bytes) -> StreamConfig:
         try:
-            policy = parse_policy(raw, path)
+            policy = parse_policy(raw, path, receivers=settings.receivers())
         except PolicyError as exc:
             raise ValueError(str(exc)) from None
         return stream_config(settings, policy, bootstrap, partitions)

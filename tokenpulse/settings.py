@@ -1,11 +1,21 @@
-"""Settings from the environment (prefix ``TOKENPULSE_``), validated once at start."""
+"""Settings from the environment (prefix ``TOKENPULSE_``), validated once at start.
+
+The receivers' settings are not listed here: each receiver's config model
+(``alerts/receivers/<name>/config.py``) declares them, and :meth:`Settings.receivers` reads
+``TOKENPULSE_<RECEIVER>_<FIELD>`` for every receiver of the registry
+(:data:`alerts.receivers.RECEIVERS`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+import pydantic_settings
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from alerts.receivers import RECEIVERS, Receiver, ReceiverConfig
 
 
 class SettingsError(Exception):
@@ -20,16 +30,6 @@ class Settings(BaseSettings):
         default=None, description="Kafka bootstrap servers (host:port,...). Unset: the dev command starts an embedded broker."
     )
     policy: Path | None = Field(default=None, description="Path to the YAML policy file.")
-    slack_token: SecretStr | None = Field(default=None, description="Slack bot token (xoxb-...).")
-    slack_api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL.")
-    slack_channel: str = Field(default="#ai-spend", description="Channel for every alert when no policy routes it.")
-    pagerduty_routing_key: SecretStr | None = Field(default=None, description="PagerDuty Events v2 integration key.")
-    pagerduty_url: str = Field(default="https://events.pagerduty.com/v2/enqueue", description="PagerDuty Events v2 URL.")
-    webhook_url: str | None = Field(default=None, description="Generic webhook receiver URL: every notification as signed JSON.")
-    # validate_default: a URL without a secret must stop start-up, and that check lives here.
-    webhook_secret: SecretStr | None = Field(
-        default=None, validate_default=True, description="Shared secret that signs webhook requests (HMAC-SHA256)."
-    )
     web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the JSON API and /metrics.")
     web_host: str = Field(default="127.0.0.1", description="Interface the API binds to.")
     window_seconds: int = Field(default=60, ge=1, le=86400, description="Tumbling window length in seconds.")
@@ -53,20 +53,26 @@ class Settings(BaseSettings):
             raise ValueError("must be 'kafka' or 'tansu'")
         return v
 
-    @field_validator("slack_api_url", "pagerduty_url", "webhook_url")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
-        return v
+    # name -> config of every receiver that is on (read from the environment at construction)
+    _receivers: dict[str, ReceiverConfig] = PrivateAttr(default_factory=dict)
 
-    @field_validator("webhook_secret")
-    @classmethod
-    def _webhook_secret(cls, v: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
-        # Unsigned requests would teach receivers to accept anything: no secret, no webhook.
-        if v is None and info.data.get("webhook_url") is not None:
-            raise ValueError("must be set when TOKENPULSE_WEBHOOK_URL is set (it signs every request)")
-        return v
+    @model_validator(mode="after")
+    def _read_receivers(self) -> Settings:
+        # SettingsError is not a ValueError: pydantic lets it through, with its own message.
+        self._receivers = read_receivers()
+        return self
+
+    def receivers(self) -> dict[str, ReceiverConfig]:
+        """The config of every receiver that is on, by name, in registry order."""
+        return dict(self._receivers)
+
+    def with_receivers(self, **configs: ReceiverConfig | None) -> Settings:
+        """A copy with these receivers' configs instead of the environment's (``None``: off),
+        for tests and embedding."""
+        out = self.model_copy()
+        got = {**self._receivers, **configs}
+        out._receivers = {name: got[name] for name in RECEIVERS if got.get(name) is not None}  # type: ignore[misc]
+        return out
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -74,9 +80,45 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            name = "TOKENPULSE_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
-            # err["input"] may be a secret: never echo it
-            lines.append(f"{name}: {err['msg']}")
-        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+        raise SettingsError(_message(exc, lambda field: "TOKENPULSE_" + field.upper())) from None
+
+
+def _message(exc: ValidationError, env: Any) -> str:
+    lines = []
+    for err in exc.errors():
+        name = env(str(err["loc"][0])) if err["loc"] else "settings"
+        # err["input"] may be a secret: never echo it
+        lines.append(f"{name}: {err['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _from_env(r: Receiver) -> type[BaseSettings]:
+    # The receiver's own model, read by pydantic-settings from TOKENPULSE_<NAME>_<FIELD>: its
+    # validators, secrets as SecretStr, JSON for mappings, an empty variable meaning unset.
+    config = SettingsConfigDict(env_prefix=f"TOKENPULSE_{r.name.upper()}_", extra="ignore", env_ignore_empty=True,
+                                frozen=True)
+    return type(f"{r.config.__name__}FromEnv", (BaseSettings, r.config), {"model_config": config})
+
+
+def read_receivers() -> dict[str, ReceiverConfig]:
+    """Every receiver of the registry that the environment turns on, by name; a
+    :class:`SettingsError` naming each bad variable (never its value) otherwise."""
+    out: dict[str, ReceiverConfig] = {}
+    errors: list[str] = []
+    for name, r in RECEIVERS.items():
+        try:
+            got = _from_env(r)()
+        except ValidationError as exc:
+            errors.append(_message(exc, r.env).partition("\n  ")[2])
+            continue
+        except pydantic_settings.SettingsError as exc:
+            # a mapping that is not JSON; the message names the field, not its value
+            field = str(exc).split('"')[1] if '"' in str(exc) else "*"
+            errors.append(f"{r.env(field)}: not valid JSON")
+            continue
+        cfg = r.config.model_validate(got.model_dump())
+        if cfg.configured():
+            out[name] = cfg
+    if errors:
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))
+    return out

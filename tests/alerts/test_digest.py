@@ -13,13 +13,13 @@ from alerts.digest import (
     ITEMS_MAX,
     DigestSchedule,
     collect,
-    digest_message,
     due,
     mark_failed,
     mark_sent,
     parse_clock,
 )
-from alerts.format import BLOCKS_MAX, SECTION_MAX
+from alerts.model import BudgetNotification, MixNotification
+from alerts.receivers.slack.render import BLOCKS_MAX, SECTION_MAX, digest_message
 from tests.alerts.test_format import ENTITY, mrkdwn_texts, u16
 from tests.fakes.slack_server import check_blocks
 
@@ -138,16 +138,14 @@ def period_of(notes: list[Notification], mode: str = "hourly", tz: str = "UTC", 
     return p
 
 
-def budget_note(name: str = "ads-daily", threshold: float | None = 80.0, action: str = "trigger") -> Notification:
-    return Notification(
+def budget_note(name: str = "ads-daily", threshold: float | None = 80.0, action: str = "trigger") -> BudgetNotification:
+    return BudgetNotification(
         key=f"budget:{name}", seq=7, action=action, severity="warning", reason="first", series="team=ads",  # type: ignore[arg-type]
-        labels={"team": "ads"}, title=f"Budget {name}: 80% used", observed_usd=8.0, expected_usd=10.0,
-        excess_usd=0.0, excess_pct=None, top_contributors=[], window_start=0.0, window_end=86400.0,
-        started_at=0.0, fired_at=1_777_000_100.0, page=False,
-        rule="budget_threshold" if threshold is not None else "budget_forecast",
-        budget={"name": name, "series": "team=ads", "unit": "usd", "period": "day", "tz": "UTC",
-                "period_id": "2026-04-24", "spent": 8.0, "limit": 10.0, "pct_used": 80.0, "threshold": threshold,
-                "projected_total": 12.5, "projected_pct": 125.0, "exhaustion_ts": None, "days_left": 0.3})
+        labels={"team": "ads"}, title=f"Budget {name}: 80% used", started_at=0.0, fired_at=1_777_000_100.0,
+        rule="budget_threshold" if threshold is not None else "budget_forecast", budget=name, unit="usd",
+        period="day", tz="UTC", period_id="2026-04-24", period_start=0.0, period_end=86400.0, spent=8.0, limit=10.0,
+        pct_used=80.0, days_left=0.3, threshold=threshold, projected_total=12.5, projected_pct=125.0,
+        exhaustion_ts=None)
 
 
 def test_a_digest_groups_still_firing_resolved_and_budgets_with_their_numbers() -> None:
@@ -199,3 +197,19 @@ def test_a_huge_period_stays_within_slacks_limits_and_says_what_it_left_out() ->
     assert "…and " in joined and "more series or budgets" in joined
     assert "more" in next(t for t in mrkdwn_texts(blocks) if "*team=ads*" in t)  # 40 updates of one series
     assert u16(text) <= 3000
+
+
+def test_a_third_party_share_alert_reads_as_one_and_an_unreadable_item_is_counted_not_shown() -> None:
+    mix = MixNotification(
+        key="mix:ads:2026-W17", seq=1, action="trigger", severity="warning", reason="first", series="team=ads",
+        labels={"team": "ads"}, title="Team ads: third-party models at 62.5% of spend", started_at=0.0,
+        fired_at=1_777_000_100.0, period="week", tz="UTC", period_id="2026-W17", period_start=0.0,
+        period_end=7 * 86400.0, share_pct=62.5, line_pct=40.0, previous_period_id="2026-W16",
+        previous_share_pct=None, internal_usd=3.0, third_party_usd=5.0)
+    p = period_of([mix])
+    p["items"].append({"key": "cost_spike:team=x", "seq": 1})  # another version's record
+    text, blocks = digest_message(p)
+    joined = "\n".join(mrkdwn_texts(blocks))
+    assert "*team=ads* · third-party share" in joined
+    assert "third-party models at 62.5% of the team's spend (line 40.0%)" in joined
+    assert "2 notifications" in text and "1 notifications of another tokenpulse version" in joined

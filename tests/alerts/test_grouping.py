@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from alerts import AlertEngine, AlertPolicy, Notification, Signal
-from alerts.routing import Route, slack_channels
+from alerts.routing import Route, route_targets
 
 W = 60.0
 BASE = 3.0
@@ -175,11 +175,16 @@ def test_group_state_survives_a_restart_through_json() -> None:
 def test_a_group_reaches_every_channel_of_its_members() -> None:
     engine = AlertEngine()
     [n] = engine.observe_window(signals(0, {ADS: 90, ADS_X: 90}), W)
-    routes = [Route("#model-x", {"model": "x"}), Route("#ads", {"team": "ads"}), Route("#search", {"team": "search"})]
-    assert slack_channels(n, routes, "#ai-spend") == ["#model-x", "#ads"]
+    routes = [Route("slack", "#model-x", {"model": "x"}), Route("slack", "#ads", {"team": "ads"}),
+              Route("slack", "#search", {"team": "search"})]
+
+    def channels(note: Notification) -> list[str]:
+        return [t for _, t, _ in route_targets(note, routes, {"slack": ("#ai-spend",)})]
+
+    assert channels(n) == ["#model-x", "#ads"]
     # and the org alert reaches the channels of the teams it inhibited
     [org] = AlertEngine().observe_window(signals(0, {ORG: 200, SEARCH: 90}), W)
-    assert slack_channels(org, routes, "#ai-spend") == ["#search"]
+    assert channels(org) == ["#search"]
 
 
 def test_policy_rejects_unknown_group_labels_and_negative_times() -> None:

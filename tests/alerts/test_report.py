@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.format import SECTION_MAX, slack_blocks
-from alerts.model import Notification
-from alerts.report import ROWS_SHOWN, report_blocks, report_text
+from alerts.model import ReportNotification
+from alerts.receivers.slack.render import SECTION_MAX, report_blocks, slack_blocks
+from alerts.report import ROWS_SHOWN, report_text
 from tests.fakes.slack_server import check_blocks
 
 
@@ -120,9 +120,7 @@ def test_slack_limits_with_overflow_summarised() -> None:
 
 
 def test_slack_blocks_dispatches_reports() -> None:
-    n = Notification(key="report:weekly:#finops:2026-W48", seq=1, action="trigger", severity="info", reason="first",
-                     series="org", labels={}, title="Weekly spend report 2026-W48", observed_usd=1234.5,
-                     expected_usd=1000.0, excess_usd=234.5, excess_pct=23.45, top_contributors=[],
-                     window_start=0.0, window_end=1.0, started_at=0.0, fired_at=1.0, page=False,
-                     rule="spend_report", report=report())
+    n = ReportNotification(key="report:weekly:#finops:2026-W48", seq=1, action="trigger", severity="info",
+                           reason="first", series="org", labels={}, title="Weekly spend report 2026-W48",
+                           started_at=0.0, fired_at=1.0, channel="#finops", report=report())
     assert slack_blocks(n) == report_blocks(report())

@@ -231,7 +231,7 @@ async def test_pagerduty_400_is_not_retried(pd: FakePagerDutyServer, session: ai
 
 
 async def test_pagerduty_blank_routing_key_is_rejected_by_the_server(pd: FakePagerDutyServer, session: aiohttp.ClientSession) -> None:
-    from alerts.format import pagerduty_event
+    from alerts.receivers.pagerduty import pagerduty_event
 
     event = pagerduty_event(incident()[0], "")
     async with session.post(pd.enqueue_url, json=event) as resp:

@@ -10,8 +10,8 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from alerts import AlertEngine, Notification, Signal
+from alerts.receivers.slack import ChannelPacer, SlackSink
 from alerts.retry import deliver_with_retry
-from alerts.slack import ChannelPacer, SlackSink
 from tests.fakes.slack_server import FakeSlackServer, channel_id
 
 TOKEN = "xoxb-pacing-SeCrEt"

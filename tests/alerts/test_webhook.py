@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from alerts import AlertEngine, DeliveryResult, Notification, Signal, WebhookSink, deliver_with_retry, verify_signature
-from alerts.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, idempotency_header, sign
+from alerts.receivers.webhook.render import SIGNATURE_HEADER, TIMESTAMP_HEADER, idempotency_header, sign
 from tests.fakes.webhook_server import FakeWebhookServer
 
 SECRET = "whsec-0123456789-SeCrEt"
@@ -113,7 +113,7 @@ async def test_every_action_is_delivered_signed_with_the_documented_schema(
     for req, n in zip(got, notes):
         body = req["body"]
         assert set(body) == {"version", "type", "sent_at", "idempotency_key", "notification"}
-        assert body["version"] == 1 and body["type"] == "tokenpulse.notification"
+        assert body["version"] == 2 and body["type"] == "tokenpulse.notification" and body["notification"]["kind"] == "spike"
         assert body["notification"] == orjson.loads(orjson.dumps(n.to_dict()))
         assert body["idempotency_key"] == req["idempotency_key"] == f"{n.key}:{n.seq}"
         assert req["content_type"] == "application/json"

@@ -1,9 +1,9 @@
 """A local receiver for tokenpulse's generic webhook (``POST /hook``).
 
 It checks requests the way a careful receiver would, written from the documented contract
-rather than with :func:`alerts.webhook.verify_signature`, so that a bug shared by the signer
+rather than with :func:`alerts.receivers.webhook.verify_signature`, so that a bug shared by the signer
 and the helper cannot hide: HMAC-SHA256 of ``"<timestamp>.<body>"`` with the shared secret,
-a timestamp within ``tolerance_s``, JSON of schema version 1. A bad signature or a stale
+a timestamp within ``tolerance_s``, JSON of schema version 2. A bad signature or a stale
 timestamp gets 401, anything else malformed 400, an accepted request 200 (also for an
 ``Idempotency-Key`` seen before, which is counted once in :meth:`deliveries`).
 
@@ -113,7 +113,7 @@ class FakeWebhookServer(FakeServer):
             entry["status"] = 401
             self._record(entry)
             return json_response({"error": why}, status=401)
-        if not isinstance(body, dict) or body.get("version") != 1 or not isinstance(body.get("notification"), dict):
+        if not isinstance(body, dict) or body.get("version") != 2 or not isinstance(body.get("notification"), dict):
             entry["status"] = 400
             self._record(entry)
             return json_response({"error": "unsupported payload"}, status=400)

@@ -1,9 +1,10 @@
 """Delivery that loses nothing, end to end on a real broker with a real worker and the real
 slack-sdk / aiohttp clients: Slack answers 429 with Retry-After, PagerDuty a burst of 500s,
-and the webhook receiver is out for a minute (503s on Tansu; refusing connections, and shorter,
-on Apache Kafka) while alerts are raised. Every notification still reaches every sink exactly
-once and in order, Slack posts are paced per channel, the outage shows in /metrics and
-/api/sinks while it lasts, and no secret reaches the worker's log."""
+Opsgenie a 429 and a 502, and the webhook receiver is out for a minute (503s on Tansu; refusing
+connections, and shorter, on Apache Kafka) while alerts are raised. Every notification still
+reaches every receiver exactly once and in order (Opsgenie: one alert per incident, created
+with the alert key as alias and closed), Slack posts are paced per channel, the outage shows in
+/metrics and /api/sinks while it lasts, and no secret reaches the worker's log."""
 
 from __future__ import annotations
 
@@ -16,14 +17,16 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.fakes.opsgenie_server import FakeOpsgenieServer
 from tests.fakes.webhook_server import FakeWebhookServer
 from tests.integration.harness import Worker, consume_all, deployment_env, get_json, get_text, produce, wait_until
-from tests.integration.test_spine import PD_KEY, W, Ledger, event
+from tests.integration.test_spine import PD_KEY, Ledger, W, event
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 2
 HOOK_SECRET = "whsec-robust-SeCrEt-5678"
+OG_KEY = "genie-robust-SeCrEt-9012"
 # One full-length outage (the issue's minute) on one flavour; compressed on the other.
 OUTAGE_S = {"tansu": 60.0, "kafka": 15.0}
 SPIKES = {"ads": range(40, 43), "ml": range(45, 48)}
@@ -48,6 +51,12 @@ def webhook() -> Any:
         yield s
 
 
+@pytest.fixture
+def opsgenie() -> Any:
+    with FakeOpsgenieServer(api_keys={OG_KEY}) as s:
+        yield s
+
+
 def traffic(t0: int, rng: random.Random, ledger: Ledger) -> list[tuple[bytes, bytes]]:
     """test_spine's pattern: quiet history, then a few windows of spike per spiking team."""
     msgs: list[tuple[bytes, bytes]] = []
@@ -68,7 +77,7 @@ def sink(rows: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 def test_outages_rate_limits_and_500s_lose_and_duplicate_nothing(
-    broker: Any, slack: Any, pagerduty: Any, webhook: FakeWebhookServer, workdir: Path
+    broker: Any, slack: Any, pagerduty: Any, webhook: FakeWebhookServer, opsgenie: FakeOpsgenieServer, workdir: Path
 ) -> None:
     began = time.monotonic()
     rng = random.Random(11)
@@ -81,6 +90,7 @@ def test_outages_rate_limits_and_500s_lose_and_duplicate_nothing(
         slack_token=slack.token, slack_api_url=f"{slack.url}/api/", slack_channel="#ai-spend",
         pagerduty_routing_key=PD_KEY, pagerduty_url=pagerduty.enqueue_url,
         webhook_url=webhook.hook_url, webhook_secret=HOOK_SECRET,
+        opsgenie_api_key=OG_KEY, opsgenie_api_url=opsgenie.url,
     )
     outbox_topic = f"{env['TOKENPULSE_TOPIC_PREFIX']}.alerts.outbox"
     worker = Worker(env, workdir / "worker.log")
@@ -89,6 +99,8 @@ def test_outages_rate_limits_and_500s_lose_and_duplicate_nothing(
         outage = OUTAGE_S.get(broker.flavor, 15.0)
         slack.rate_limit_next(retry_after=2)
         pagerduty.fail_next(500, times=4)
+        opsgenie.rate_limit_next(retry_after=1)
+        opsgenie.fail_next(502)
         if broker.flavor == "tansu":
             webhook.outage_for(outage)
         else:
@@ -114,7 +126,7 @@ def test_outages_rate_limits_and_500s_lose_and_duplicate_nothing(
         # after it: everything pending goes out, and every sink reports up with nothing pending
         def settled() -> bool:
             rows = get_json(f"{worker.url}/api/sinks")["sinks"]
-            return len(rows) == 3 and all(r["up"] and r["pending_notifications"] == 0 for r in rows) \
+            return len(rows) == 4 and all(r["up"] and r["pending_notifications"] == 0 for r in rows) \
                 and time.time() > outage_ends
         wait_until(settled, outage + 60, "every sink up with nothing pending")
         outbox = {}
@@ -146,6 +158,18 @@ def test_outages_rate_limits_and_500s_lose_and_duplicate_nothing(
             assert pagerduty.incidents[k]["status"] == "resolved"
         assert pagerduty.served(500) == 4
 
+        # Opsgenie: the same pages, as one alert per incident: created (the update folded into
+        # it by its alias) and closed, after a 429 and a 502
+        og = opsgenie.events()
+        want_og = Counter((n["key"], "close" if n["action"] == "resolve" else "create") for n in paged)
+        assert Counter((e["alias"], e["action"]) for e in og) == want_og, og
+        for k in {n["key"] for n in paged}:
+            actions = [e["action"] for e in og if e["alias"] == k]
+            assert actions[-1] == "close" and "close" not in actions[:-1], (k, actions)
+            alert = opsgenie.alerts[k]
+            assert (alert["status"], alert["opened"], alert["priority"]) == ("closed", 1, "P1"), alert
+        assert opsgenie.served(429) == 1 and opsgenie.served(502) == 1
+
         # Slack: one root per incident, every later notification once in its thread, paced
         calls = slack.calls("chat.postMessage")
         ok = [c for c in calls if c["status"] == 200]
@@ -165,7 +189,7 @@ def test_outages_rate_limits_and_500s_lose_and_duplicate_nothing(
         assert len([c for c in slack.calls("chat.update") if c["status"] == 200]) == resolves
 
         log = (workdir / "worker.log").read_text(errors="replace")
-        for secret in (slack.token, PD_KEY, HOOK_SECRET):
+        for secret in (slack.token, PD_KEY, HOOK_SECRET, OG_KEY):
             assert secret not in log
         print(f"{broker.flavor}: {len(notes)} notifications, outage {outage:.0f}s, "
               f"test {time.monotonic() - began:.1f}s")

@@ -114,6 +114,7 @@ def malformed(t: float, rng: random.Random, ledger: Ledger) -> tuple[list[tuple[
 
 
 PD_KEY = "R0UTINGKEY-secret-abcdef"
+DASHBOARD = "http://tokenpulse.example/dashboard"
 
 
 def worker_env(broker: Any, slack: Any, pagerduty: Any, workdir: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -131,6 +132,7 @@ def worker_env(broker: Any, slack: Any, pagerduty: Any, workdir: Path) -> tuple[
         slack_channel="#ai-spend",
         pagerduty_routing_key=PD_KEY,
         pagerduty_url=pagerduty.enqueue_url,
+        dashboard_url=DASHBOARD,
     )
     prefix = env["TOKENPULSE_TOPIC_PREFIX"]
     topics = {"usage": f"{prefix}.usage", "dlq": f"{prefix}.usage.dlq"}
@@ -163,11 +165,15 @@ def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pager
         assert trigger["payload"]["severity"] == "critical"
         details = trigger["payload"]["custom_details"]
         assert "observed_usd" in str(details) and "expected_usd" in str(details)
+        # each alert links to its own series on the dashboard (the worker's engine knows the URL)
+        link = f"{DASHBOARD}?series=team%3Dads"
+        assert trigger["client_url"] == link and trigger["links"] == [{"href": link, "text": "tokenpulse dashboard"}]
         posts = [c["body"] for c in slack.calls("chat.postMessage") if c["status"] == 200]
         roots = [p for p in posts if not p.get("thread_ts")]
         replies = [p for p in posts if p.get("thread_ts")]
         assert len(roots) == 1 and roots[0]["channel"] == "#ai-spend"
         assert "ads" in roots[0]["text"]
+        assert f"<{link}|Open in the dashboard>" in orjson.dumps(roots[0]["blocks"]).decode()
         root_ts = slack.calls("chat.postMessage")[0]["response"]["ts"]
         assert replies and all(r["thread_ts"] == root_ts for r in replies)
 

@@ -82,8 +82,7 @@ def test_token_budget_counts_every_shape_exactly_and_fires_each_threshold_once()
         if wm is not None:
             for ev in ledger.crossings(float(wm)):
                 n = budget_notification(ev, tokens, float(wm))
-                assert n.budget is not None and n.budget["unit"] == "tokens"
-                assert (n.observed_usd, n.expected_usd) == (0.0, 0.0)  # no dollars in a token budget
+                assert n.unit == "tokens" and n.limit == tokens.to_display(tokens.limit)  # in tokens, not $
                 fired.append((float(ev.threshold or 0), ev.status.pct_used, float(wm)))
     partials = core.advance(DAY0 + 86400 - 1)  # close the rest
     out = judge.receive(0, 1, core.closed_until, partials, seq + 1)

@@ -29,13 +29,10 @@ def test_threshold_events_become_notifications_with_a_stable_key_and_seq() -> No
         "budget:org/ads:2025-11-26:80", "budget_threshold", "trigger", "warning", False)
     assert notes[0].severity == "info"
     assert n.seq == (w + 60) * 1000 and n.series == "team=ads" and n.labels == {"team": "ads"}
-    assert (n.window_start, n.window_end, n.started_at) == (DAY0, DAY0 + 86400, DAY0)
-    assert n.observed_usd == 8.5 and n.expected_usd == 10.0
-    b = n.budget
-    assert b is not None
-    assert (b["name"], b["period_id"], b["spent"], b["limit"], b["pct_used"], b["threshold"]) == (
-        "org/ads", "2025-11-26", 8.5, 10.0, 85.0, 80.0)
-    assert b["days_left"] == 0.5 - 60 / 86400
+    assert (n.period_start, n.period_end, n.started_at) == (DAY0, DAY0 + 86400, DAY0)
+    assert (n.budget, n.period_id, n.spent, n.limit, n.pct_used, n.threshold, n.unit) == (
+        "org/ads", "2025-11-26", 8.5, 10.0, 85.0, 80.0, "usd")
+    assert n.days_left == 0.5 - 60 / 86400
     # through the outbox as JSON, rendered by every sink
     back = Notification.from_dict(orjson.loads(orjson.dumps(n.to_dict())))
     assert back == n
@@ -52,7 +49,7 @@ def test_forecast_and_resolve_share_the_key_and_the_thread() -> None:
     assert ev.kind == "forecast"
     trig = budget_notification(ev, spec, noon)
     assert (trig.rule, trig.action, trig.key) == ("budget_forecast", "trigger", "budget_burn:ads:2025-11-26")
-    assert trig.budget is not None and trig.budget["projected_total"] > 10
+    assert trig.projected_total > 10 and trig.threshold is None
     # the limit is raised: no longer projected to overrun
     led.configure([BudgetSpec("ads", (("team", "ads"),), "usd", 1000 * NANO, period="day", thresholds=(100.0,))],
                   now=noon + 60)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from alerts.format import pagerduty_event, slack_blocks
+from alerts.receivers.pagerduty import pagerduty_event
+from alerts.receivers.slack import slack_blocks
 from streams.contrib import MAX_TRACKED, ContributorMix, top_spenders
 from streams.ingest import NANO, Partial
 from tests.streams.test_judge import W, judge

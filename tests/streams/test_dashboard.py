@@ -47,17 +47,24 @@ def test_the_fields_it_reads_are_the_ones_the_api_returns() -> None:
     row = SinkHealth("slack:#ads").to_dict()
     for field in ("sink", "up", "consecutive_failures", "last_error", "pending_notifications"):
         assert field in row and f"s.{field}" in PAGE
-    # /api/alerts: the outbox records (Notification.to_dict) plus state and delivery
-    from alerts.model import Notification
+    # /api/alerts: the outbox records (Notification.to_dict) plus state and delivery; the numbers
+    # of a row by kind: a spike's per window, a budget's spent of limit (see figures() in the page)
+    from alerts.model import BudgetNotification, SpikeNotification
 
-    note = Notification(key="cost_spike:team=ads", seq=1, action="trigger", severity="critical", reason="first",
-                        series="team=ads", labels={"team": "ads"}, title="t", observed_usd=9.0, expected_usd=1.0,
-                        excess_usd=8.0, excess_pct=800.0, top_contributors=[], window_start=0.0, window_end=60.0,
-                        started_at=0.0, fired_at=60.0, page=True, impact_usd=8.0)
+    note = SpikeNotification(key="cost_spike:team=ads", seq=1, action="trigger", severity="critical", reason="first",
+                             series="team=ads", labels={"team": "ads"}, title="t", observed_usd=9.0, expected_usd=1.0,
+                             excess_usd=8.0, excess_pct=800.0, top_contributors=[], window_start=0.0, window_end=60.0,
+                             started_at=0.0, fired_at=60.0, page=True, impact_usd=8.0)
     record = note.to_dict()
     for field in ("series", "severity", "observed_usd", "expected_usd", "excess_usd", "impact_usd", "started_at",
-                  "top_contributors", "key"):
+                  "top_contributors", "key", "kind"):
         assert field in record and f"a.{field}" in PAGE
+    budget = BudgetNotification(key="budget:b:2026-05:80", seq=1, action="trigger", severity="warning", reason="first",
+                                rule="budget_threshold", series="org", labels={}, title="t", started_at=0.0, fired_at=1.0,
+                                budget="b", unit="usd", period="month", tz="UTC", period_id="2026-05", period_start=0.0,
+                                period_end=1.0, spent=8.0, limit=10.0, pct_used=80.0, days_left=3.0).to_dict()
+    for field in ("unit", "spent", "limit"):
+        assert field in budget and f"a.{field}" in PAGE
     # /api/policy: PolicyReloader.status() and its last ReloadResult
     import inspect
 

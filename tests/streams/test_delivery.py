@@ -1,19 +1,38 @@
-"""The Deliverer routes outbox records to the configured sinks, idempotently per (sink, key, seq)."""
+"""The Deliverer routes outbox records to the receivers that are on, idempotently per
+(receiver, target, key, seq)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import pytest
+from pydantic import SecretStr
 
 from alerts import AlertEngine, Notification, Signal
-from streams.config import PagerDutyConfig, StreamConfig, WebhookConfig
+from alerts.receivers.pagerduty import PagerDutyConfig
+from alerts.receivers.slack import SlackConfig
+from alerts.receivers.webhook import WebhookConfig
+from alerts.routing import Route
+from streams.config import StreamConfig
 from streams.delivery import Deliverer
 from streams.metrics import Metrics
 from tests.fakes.pagerduty_server import FakePagerDutyServer
 from tests.fakes.webhook_server import FakeWebhookServer
 
 SECRET = "whsec-deliverer-SeCrEt"
+
+
+def webhook_cfg(url: str) -> WebhookConfig:
+    return WebhookConfig(url=url, secret=SecretStr(SECRET))
+
+
+def pager(url: str, key: str = "rk-deliverer", **named: str) -> PagerDutyConfig:
+    return PagerDutyConfig(routing_key=SecretStr(key) if key else None, url=url,
+                           routing_keys={k: SecretStr(v) for k, v in named.items()})
+
+
+def slack_at(url: str, token: str) -> SlackConfig:
+    return SlackConfig(token=SecretStr(token), api_url=f"{url}/api/", channel="#ai-spend", pacing_seconds=0.0)
 
 
 def notifications() -> list[Notification]:
@@ -35,8 +54,8 @@ async def servers() -> AsyncIterator[tuple[FakeWebhookServer, FakePagerDutyServe
 
 async def test_webhook_gets_every_notification_once(servers: tuple[FakeWebhookServer, FakePagerDutyServer]) -> None:
     hook, pd = servers
-    cfg = StreamConfig(bootstrap="unused:9092", webhook=WebhookConfig(url=hook.hook_url, secret=SECRET),
-                       pagerduty=PagerDutyConfig(routing_key="rk-deliverer", url=pd.enqueue_url))
+    cfg = StreamConfig(bootstrap="unused:9092", receivers={"webhook": webhook_cfg(hook.hook_url),
+                                                           "pagerduty": pager(pd.enqueue_url)})
     metrics = Metrics()
     d = Deliverer(cfg, metrics)
     notes = notifications()
@@ -44,7 +63,7 @@ async def test_webhook_gets_every_notification_once(servers: tuple[FakeWebhookSe
     try:
         for n in notes:
             state = await d.deliver(n.to_dict(), state)
-            assert state["webhook"]["ok"] and state["webhook"]["seq"] == n.seq
+            assert state["webhook:default"]["ok"] and state["webhook:default"]["seq"] == n.seq
         # a redelivered outbox record is not sent again
         state = await d.deliver(notes[0].to_dict(), state)
     finally:
@@ -62,17 +81,17 @@ async def test_a_failed_webhook_delivery_is_recorded_and_retried_next_time(
 ) -> None:
     hook, _ = servers
     hook.fail_next(400, {"error": "nope"})
-    d = Deliverer(StreamConfig(bootstrap="unused:9092", webhook=WebhookConfig(url=hook.hook_url, secret=SECRET)), Metrics())
+    d = Deliverer(StreamConfig(bootstrap="unused:9092", receivers={"webhook": webhook_cfg(hook.hook_url)}), Metrics())
     n = notifications()[0]
     try:
         state = await d.deliver(n.to_dict(), None)
-        assert state["webhook"] == {"seq": -1, "ok": False, "detail": "webhook: HTTP 400: nope", "state": {},
-                                    "pending": [], "dropped": 1}
+        assert state["webhook:default"] == {"seq": -1, "ok": False, "detail": "webhook: HTTP 400: nope", "state": {},
+                                            "pending": [], "dropped": 1}
         state = await d.deliver(n.to_dict(), state)
-        assert state["webhook"]["ok"] and state["webhook"]["seq"] == n.seq
+        assert state["webhook:default"]["ok"] and state["webhook:default"]["seq"] == n.seq
     finally:
         await d.close()
-    assert set(state) == {"webhook"}
+    assert set(state) == {"webhook:default"}
 
 
 async def test_no_webhook_configured_means_no_webhook_state() -> None:
@@ -91,8 +110,8 @@ async def test_a_sink_outage_keeps_notifications_pending_and_delivers_them_in_or
     resolve, the sink is reported down with a secret-free error, and the webhook is not held up."""
     hook, pd = servers
     rk = "rk-SeCrEt-routing-key"
-    cfg = StreamConfig(bootstrap="unused:9092", webhook=WebhookConfig(url=hook.hook_url, secret=SECRET),
-                       pagerduty=PagerDutyConfig(routing_key=rk, url=pd.enqueue_url))
+    cfg = StreamConfig(bootstrap="unused:9092", receivers={"webhook": webhook_cfg(hook.hook_url),
+                                                           "pagerduty": pager(pd.enqueue_url, rk)})
     metrics = Metrics()
     d = Deliverer(cfg, metrics, max_attempts=2, backoff_base=0.01, backoff_cap=0.02)
     notes = notifications()
@@ -105,7 +124,7 @@ async def test_a_sink_outage_keeps_notifications_pending_and_delivers_them_in_or
         for n in notes:
             state = await d.deliver(n.to_dict(), state)
         assert state is not None
-        entry = state["pagerduty"]
+        entry = state["pagerduty:default"]
         [health] = [h for h in d.sinks_status() if h["sink"] == "pagerduty"]
         assert not health["up"] and health["consecutive_failures"] >= 2
         assert health["pending_notifications"] == len(entry["pending"]) >= 1
@@ -121,7 +140,7 @@ async def test_a_sink_outage_keeps_notifications_pending_and_delivers_them_in_or
         # back up: the timer's retry sends what was missed, in order, once
         pd.outage_until(None)
         state = await d.retry_pending(notes[0].key, again)
-        assert state is not None and state["pagerduty"]["pending"] == [] and state["pagerduty"]["ok"]
+        assert state is not None and state["pagerduty:default"]["pending"] == [] and state["pagerduty:default"]["ok"]
         assert await d.retry_pending(notes[0].key, state) is None
     finally:
         await d.close()
@@ -137,31 +156,29 @@ async def test_the_next_notification_of_a_key_flushes_what_is_pending_first(
     servers: tuple[FakeWebhookServer, FakePagerDutyServer],
 ) -> None:
     hook, _ = servers
-    d = Deliverer(StreamConfig(bootstrap="unused:9092", webhook=WebhookConfig(url=hook.hook_url, secret=SECRET)),
+    d = Deliverer(StreamConfig(bootstrap="unused:9092", receivers={"webhook": webhook_cfg(hook.hook_url)}),
                   Metrics(), max_attempts=1)
     notes = notifications()
     hook.outage_for(3600)
     try:
         state = await d.deliver(notes[0].to_dict(), None)
-        assert [p["seq"] for p in state["webhook"]["pending"]] == [notes[0].seq]
+        assert [p["seq"] for p in state["webhook:default"]["pending"]] == [notes[0].seq]
         hook.outage_until(None)
         state = await d.deliver(notes[1].to_dict(), state)
         state = await d.deliver(notes[1].to_dict(), state)  # redelivered: nothing new
     finally:
         await d.close()
     assert [b["notification"]["seq"] for b in hook.deliveries()] == [notes[0].seq, notes[1].seq]
-    assert len(hook.accepted()) == 2 and state["webhook"]["pending"] == []
+    assert len(hook.accepted()) == 2 and state["webhook:default"]["pending"] == []
 
 
 async def test_slack_subscriptions_route_by_labels_and_severity_and_resolves_follow() -> None:
-    from streams.config import SlackConfig
     from tests.fakes.slack_server import FakeSlackServer, channel_id
 
     async with FakeSlackServer(token="xoxb-routes") as slack:
-        cfg = StreamConfig(bootstrap="unused:9092", slack=SlackConfig(
-            token="xoxb-routes", api_url=f"{slack.url}/api/", default_channel="#ai-spend",
-            team_channels={"ads": "#ads"}, routes=(("#finops", {}, "critical"),)))
-        d = Deliverer(cfg, Metrics(), slack_pacing=0.0)
+        cfg = StreamConfig(bootstrap="unused:9092", receivers={"slack": slack_at(slack.url, "xoxb-routes")},
+                           routes=(Route("slack", "#ads", {"team": "ads"}), Route("slack", "#finops", {}, "critical")))
+        d = Deliverer(cfg, Metrics())
         notes = notifications()  # a critical trigger, a worsened update, then the resolve
         state: dict | None = None
         try:
@@ -187,7 +204,6 @@ async def test_a_group_is_one_slack_thread_and_one_pagerduty_incident(
     servers: tuple[FakeWebhookServer, FakePagerDutyServer],
 ) -> None:
     from alerts import AlertPolicy
-    from streams.config import SlackConfig
     from tests.fakes.slack_server import FakeSlackServer, channel_id
 
     _, pd = servers
@@ -203,10 +219,11 @@ async def test_a_group_is_one_slack_thread_and_one_pagerduty_incident(
             60.0 * (i + 1))
     assert [(n.action, len(n.members)) for n in notes] == [("trigger", 2), ("update", 3), ("resolve", 3)]
     async with FakeSlackServer(token="xoxb-group") as slack:
-        cfg = StreamConfig(bootstrap="unused:9092", pagerduty=PagerDutyConfig(routing_key="rk-group", url=pd.enqueue_url),
-                           slack=SlackConfig(token="xoxb-group", api_url=f"{slack.url}/api/", default_channel="#ai-spend",
-                                             team_channels={"ads": "#ads"}, routes=(("#model-y", {"model": "y"}, "info"),)))
-        d = Deliverer(cfg, Metrics(), slack_pacing=0.0)
+        cfg = StreamConfig(bootstrap="unused:9092",
+                           receivers={"pagerduty": pager(pd.enqueue_url, "rk-group"),
+                                      "slack": slack_at(slack.url, "xoxb-group")},
+                           routes=(Route("slack", "#ads", {"team": "ads"}), Route("slack", "#model-y", {"model": "y"})))
+        d = Deliverer(cfg, Metrics())
         state: dict | None = None
         try:
             for n in notes:
@@ -225,23 +242,43 @@ async def test_a_group_is_one_slack_thread_and_one_pagerduty_incident(
             assert len(thread) == replies and "Resolved" in (thread[-1].get("text") or "")
 
 
-async def test_a_pending_entry_from_before_per_channel_slack_entries_is_retried_in_its_teams_channel() -> None:
-    """State written by an older worker has one ``slack`` entry; the retry timer (not only the
-    next notification of the key) renames it to the channel the old routing picked."""
-    from streams.config import SlackConfig
-    from tests.fakes.slack_server import FakeSlackServer
+async def test_a_team_pages_its_own_service_and_the_resolve_follows_the_incident_after_a_reload(
+    servers: tuple[FakeWebhookServer, FakePagerDutyServer],
+) -> None:
+    """Routes name a PagerDuty routing key by name: team ads pages its own service, everyone
+    else the default one; after a reload routes ads elsewhere, the open incident still
+    resolves where it was opened."""
+    from dataclasses import replace
 
-    async with FakeSlackServer(token="xoxb-legacy") as slack:
-        cfg = StreamConfig(bootstrap="unused:9092", slack=SlackConfig(
-            token="xoxb-legacy", api_url=f"{slack.url}/api/", default_channel="#ai-spend",
-            team_channels={"ads": "#ads"}, routes=(("#finops", {}, "info"),)))
-        d = Deliverer(cfg, Metrics(), slack_pacing=0.0)
-        first = notifications()[0]
-        legacy = {"slack": {"ok": False, "seq": -1, "pending": [first.to_dict()], "attempts": 3}}
-        try:
-            state = await d.retry_pending(first.key, legacy)
-        finally:
-            await d.close()
-        assert state is not None and "slack" not in state
-        assert state["slack:#ads"]["ok"] and state["slack:#ads"]["seq"] == first.seq
-        assert [c["body"]["channel"] for c in slack.calls("chat.postMessage")] == ["#ads"]
+    _, pd = servers
+    cfg = StreamConfig(bootstrap="unused:9092", receivers={"pagerduty": pager(pd.enqueue_url, "rk-default", ads="rk-ads")},
+                       routes=(Route("pagerduty", "ads", {"team": "ads"}),))
+    d = Deliverer(cfg, Metrics())
+    trigger, update, resolve = notifications()
+    other = Notification.from_dict({**trigger.to_dict(), "key": "cost_spike:team=ml", "series": "team=ml",
+                                    "labels": {"team": "ml"}})
+    try:
+        state = await d.deliver(trigger.to_dict(), None)
+        assert set(state) == {"pagerduty:ads"}
+        assert set(await d.deliver(other.to_dict(), None)) == {"pagerduty:default"}
+        d.reconfigure(replace(cfg, routes=()))  # ads no longer routed: its new incidents page the default
+        state = await d.deliver(update.to_dict(), state)
+        state = await d.deliver(resolve.to_dict(), state)
+        assert set(state) == {"pagerduty:ads", "pagerduty:default"}
+    finally:
+        await d.close()
+    got = [(e["routing_key"], e["event_action"]) for e in pd.events()]
+    assert got[:2] == [("rk-ads", "trigger"), ("rk-default", "trigger")]
+    # the update and the resolve reach the incident opened with rk-ads (and, routed now, the default)
+    assert ("rk-ads", "resolve") in got and got.count(("rk-ads", "trigger")) == 2
+
+
+async def test_a_target_whose_secret_is_gone_is_not_sent_to(servers: tuple[FakeWebhookServer, FakePagerDutyServer]) -> None:
+    _, pd = servers
+    d = Deliverer(StreamConfig(bootstrap="unused:9092", receivers={"pagerduty": pager(pd.enqueue_url, "rk-default")}),
+                  Metrics())
+    try:
+        assert d.sink("pagerduty", "ads") is None and d.sink("opsgenie", "default") is None
+        assert d.sink("pagerduty", "default") is not None
+    finally:
+        await d.close()

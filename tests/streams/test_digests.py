@@ -6,9 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import SecretStr
+
 from alerts import AlertEngine, AlertPolicy, Notification, Signal
 from alerts.digest import DigestSchedule
-from streams.config import DigestRoute, PagerDutyConfig, SlackConfig, StreamConfig
+from alerts.receivers.pagerduty import PagerDutyConfig
+from alerts.receivers.slack import SlackConfig
+from alerts.routing import Route
+from streams.config import StreamConfig
 from streams.delivery import Deliverer
 from streams.digests import Digester
 from streams.metrics import Metrics
@@ -38,17 +43,22 @@ class Clock:
 
 
 def config(slack: FakeSlackServer, pd: FakePagerDutyServer | None = None) -> StreamConfig:
+    receivers: dict[str, Any] = {"slack": slack_cfg(slack)}
+    if pd is not None:
+        receivers["pagerduty"] = PagerDutyConfig(routing_key=SecretStr("rk-digest-test"), url=pd.enqueue_url)
     return StreamConfig(
         bootstrap="unused:9092",
-        slack=SlackConfig(
-            token=slack.token, api_url=f"{slack.url}/api/", default_channel="#ai-spend",
-            # critical ads alerts also go to #ads at once; everything of ads to its hourly digest
-            routes=(("#ads", {"team": "ads"}, "critical"),),
-            digests=(DigestRoute("#ads", {"team": "ads"}, "info", "hourly", "UTC"),
-                     DigestRoute("#ads-digest", {"team": "ads"}, "info", "hourly", "UTC")),
-        ),
-        pagerduty=None if pd is None else PagerDutyConfig(routing_key="rk-digest-test", url=pd.enqueue_url),
+        receivers=receivers,
+        # critical ads alerts also go to #ads at once; everything of ads to its hourly digest
+        routes=(Route("slack", "#ads", {"team": "ads"}, "critical"),
+                Route("slack", "#ads", {"team": "ads"}, "info", "hourly", "UTC"),
+                Route("slack", "#ads-digest", {"team": "ads"}, "info", "hourly", "UTC")),
     )
+
+
+def slack_cfg(slack: FakeSlackServer) -> SlackConfig:
+    return SlackConfig(token=SecretStr(slack.token), api_url=f"{slack.url}/api/", channel="#ai-spend",
+                       pacing_seconds=0.0)
 
 
 async def test_digest_channels_collect_and_post_one_digest_per_period() -> None:
@@ -60,7 +70,7 @@ async def test_digest_channels_collect_and_post_one_digest_per_period() -> None:
     async with FakeSlackServer(token="xoxb-digest") as slack, FakePagerDutyServer() as pd:
         clock = Clock(T0 + 60)
         metrics = Metrics()
-        d = Deliverer(config(slack, pd), metrics, slack_pacing=0.0, backoff_base=0.01, backoff_cap=0.02,
+        d = Deliverer(config(slack, pd), metrics, backoff_base=0.01, backoff_cap=0.02,
                       forward_digest=forward)
         dig = Digester(d, metrics, clock=clock)
         notes = incident("ads")
@@ -116,7 +126,7 @@ async def test_a_failing_slack_keeps_the_period_until_it_is_posted_and_a_permane
     async with FakeSlackServer(token="xoxb-digest", channels={"#ads-digest", "#ai-spend"}) as slack:
         clock = Clock(T0)
         metrics = Metrics()
-        d = Deliverer(config(slack), metrics, max_attempts=2, slack_pacing=0.0, backoff_base=0.01, backoff_cap=0.02)
+        d = Deliverer(config(slack), metrics, max_attempts=2, backoff_base=0.01, backoff_cap=0.02)
         dig = Digester(d, metrics, clock=clock)
         sched = {"mode": "hourly", "tz": "UTC", "daily_at": "09:00"}
         books: dict[str, Any] = {}
@@ -153,7 +163,7 @@ async def test_a_failing_slack_keeps_the_period_until_it_is_posted_and_a_permane
 
 async def test_without_a_digest_collector_a_digest_channel_gets_nothing_rather_than_everything() -> None:
     async with FakeSlackServer(token="xoxb-digest") as slack:
-        d = Deliverer(config(slack), Metrics(), slack_pacing=0.0)
+        d = Deliverer(config(slack), Metrics())
         try:
             n = Notification.from_dict({**incident("ads")[0].to_dict(), "severity": "warning"})
             state = await d.deliver(n.to_dict(), None)
@@ -180,10 +190,9 @@ async def test_a_resolve_below_min_severity_follows_its_incident_into_the_digest
         forwarded.append((channel, record["note"]["seq"]))
 
     async with FakeSlackServer(token="xoxb-digest") as slack:
-        cfg = StreamConfig(bootstrap="unused:9092", slack=SlackConfig(
-            token=slack.token, api_url=f"{slack.url}/api/", default_channel="#ai-spend",
-            digests=(DigestRoute("#crit", {}, "critical", "daily", "UTC"),)))
-        d = Deliverer(cfg, Metrics(), slack_pacing=0.0, forward_digest=forward)
+        cfg = StreamConfig(bootstrap="unused:9092", receivers={"slack": slack_cfg(slack)},
+                           routes=(Route("slack", "#crit", {}, "critical", "daily", "UTC"),))
+        d = Deliverer(cfg, Metrics(), forward_digest=forward)
         trigger, worsened, resolve = incident("ads")
         low = Notification.from_dict({**resolve.to_dict(), "severity": "info"})
         state: dict[str, Any] | None = None

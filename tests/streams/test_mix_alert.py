@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from alerts import Notification, slack_blocks
-from streams.partitioning import judge_partition
 from streams.ingest import NANO
 from streams.mix import MixAlertSpec, MixWatch, mix_crossings, mix_notification, mix_owner
+from streams.partitioning import judge_partition
 from tokenpulse.policy import PolicyError, parse_policy
 
 N = 4
@@ -71,10 +71,9 @@ def test_fires_once_per_team_and_period_past_the_line_with_the_trend_and_top_mod
     n = mix_notification(ev, SPEC, MON + 240)
     assert (n.key, n.rule, n.action, n.severity, n.page, n.series, n.labels) == (
         "mix:ads:2025-W49", "mix_share", "trigger", "warning", False, "team=ads", {"team": "ads"})
-    assert n.seq == MON * 1000 and (n.window_start, n.window_end) == (MON, MON + 7 * 86400)
-    assert n.mix is not None and (n.mix["share_pct"], n.mix["previous_share_pct"], n.mix["line_pct"]) == (
-        45.45, 20.0, 40.0)
-    assert n.mix["top_third_party_models"] == [{"model": "gpt-4o", "usd": 4.0}, {"model": "claude-sonnet", "usd": 1.0}]
+    assert n.seq == MON * 1000 and (n.period_start, n.period_end) == (MON, MON + 7 * 86400)
+    assert (n.share_pct, n.previous_share_pct, n.line_pct) == (45.45, 20.0, 40.0)
+    assert n.top_third_party_models == [{"model": "gpt-4o", "usd": 4.0}, {"model": "claude-sonnet", "usd": 1.0}]
     back = Notification.from_dict(orjson.loads(orjson.dumps(n.to_dict())))
     assert back == n
     text, blocks = slack_blocks(back)

@@ -7,10 +7,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from pydantic import SecretStr
 
 from alerts import AlertPolicy, Signal
+from alerts.receivers.slack import SlackConfig
+from alerts.routing import Route
 from streams.budgets import BudgetLedger, BudgetSpec, budget_notification, reconfigure_ledgers
-from streams.config import DigestRoute, SlackConfig, StreamConfig
+from streams.config import StreamConfig
 from streams.delivery import Deliverer
 from streams.ingest import NANO
 from streams.judge import judge_factory
@@ -24,11 +27,13 @@ DAY0 = 1_764_115_200  # 2025-11-26 00:00 UTC
 NOON = DAY0 + 12 * 3600
 ADS = BudgetSpec("ads", (("team", "ads"),), "usd", 10 * NANO, period="day", forecast_alert=False)
 ORG = BudgetSpec("org", (), "usd", 100 * NANO, period="day", forecast_alert=False)
-SLACK = SlackConfig(token="xoxb-secret", api_url="http://slack.invalid/api/", default_channel="#ai-spend",
-                    team_channels={"ads": "#ads"}, routes=(("#finops", {}, "critical"),),
-                    digests=(DigestRoute("#digest", {"team": "ads"}),))
+SLACK = SlackConfig(token=SecretStr("xoxb-secret"), api_url="http://slack.invalid/api/", channel="#ai-spend")
+TEAMS = (Route("slack", "#ads", {"team": "ads"}, source="teams"),)
+SUBSCRIPTIONS = (Route("slack", "#finops", {}, "critical", source="subscriptions"),)
+DIGESTS = (Route("slack", "#digest", {"team": "ads"}, mode="daily", source="subscriptions"),)
 MIX = MixAlertSpec(internal_models=("acme-*",), line=0.4, period="day", min_spend_nusd=NANO)
-BASE = StreamConfig(bootstrap="unused:9092", budgets=(ORG, ADS), slack=SLACK, mix_alert=MIX,
+BASE = StreamConfig(bootstrap="unused:9092", budgets=(ORG, ADS), receivers={"slack": SLACK},
+                    routes=TEAMS + SUBSCRIPTIONS + DIGESTS, mix_alert=MIX,
                     internal_models=("acme-*",), alert_policy={"warning_excess_usd": 20.0, "silences": []})
 
 
@@ -40,7 +45,7 @@ def test_sections_changed_sorts_what_applies_at_once_from_what_needs_a_restart()
         BASE,
         budgets=(ORG, replace(ADS, limit=5 * NANO)),
         alert_policy={"warning_excess_usd": 30.0, "silences": [silence]},
-        slack=replace(SLACK, team_channels={"ads": "#ads-2"}, routes=(), digests=()),
+        routes=(Route("slack", "#ads-2", {"team": "ads"}, source="teams"),),
         mix_alert=replace(MIX, line=0.2),
         watched=frozenset({"org"}),
         price_overrides={"m": {"input": 1.0, "output": 2.0}},
@@ -72,14 +77,13 @@ def test_mix_lines_apply_at_once_its_counting_needs_a_restart(new_mix, internal,
 
 def test_the_reloaded_config_keeps_settings_and_restart_sections() -> None:
     new = replace(BASE, budgets=(ADS,), watched=frozenset({"org"}), detector_name="ewma", bootstrap="other:1",
-                  slack=replace(SLACK, token="other", team_channels={"ml": "#ml"}, routes=(),
-                                digests=()), alert_policy={"silences": []})
+                  receivers={"slack": SLACK.model_copy(update={"token": SecretStr("other")})},
+                  routes=(Route("slack", "#ml", {"team": "ml"}, source="teams"),), alert_policy={"silences": []})
     merged = reloaded_config(BASE, new)
     assert merged.budgets == (ADS,) and merged.alert_policy == {"silences": []}
     assert merged.watched == BASE.watched and merged.detector_name == "default" and merged.bootstrap == "unused:9092"
-    assert merged.slack is not None
-    assert (merged.slack.token, merged.slack.digests) == (SLACK.token, SLACK.digests)  # settings and digests stay
-    assert (merged.slack.team_channels, merged.slack.routes) == ({"ml": "#ml"}, ())
+    assert merged.receivers == {"slack": SLACK}  # settings: as started
+    assert merged.routes == (Route("slack", "#ml", {"team": "ml"}), *DIGESTS)  # digests: after a restart
 
 
 def _spent_60_pct() -> BudgetLedger:
@@ -99,7 +103,7 @@ def test_a_lowered_limit_is_logged_and_fires_at_the_next_crossings() -> None:
     events = led.crossings(now=NOON + 120)
     assert [(e.budget, e.threshold) for e in events] == [("ads", 80.0)]
     n = budget_notification(events[0], led.budgets["ads"], NOON + 120)
-    assert n.budget is not None and (n.budget["limit"], n.budget["spent"]) == (7.0, 6.0)
+    assert (n.limit, n.spent) == (7.0, 6.0)
     assert led.crossings(now=NOON + 180) == []  # once
     # the same specs again: nothing logged, nothing fired
     assert reconfigure_ledgers({0: led}, [ORG, lower], 1) == []
@@ -149,12 +153,13 @@ def test_apply_reload_replaces_the_alert_policy_routing_and_mix_lines() -> None:
     watch = MixWatch(MIX)
     deliverer = Deliverer(BASE, Metrics())
     note = budget_notification(_threshold_event(), ADS, NOON)
-    assert deliverer.slack_names(note) == ["slack:#ads", "digest:#digest"]
+    assert deliverer.targets(note) == ["slack:#ads", "digest:#digest"]
     silence = {"id": "s1", "matchers": {"team": "ads"}, "starts_at": float(DAY0), "ends_at": None,
                "reason": "planned backfill", "created_by": "alice"}
     new = replace(BASE, budgets=(ORG, replace(ADS, limit=7 * NANO)),
                   alert_policy={"warning_excess_usd": 5.0, "group_by": [], "silences": [silence]},
-                  slack=replace(SLACK, team_channels={"ads": "#ads-new"}), mix_alert=replace(MIX, line=0.1))
+                  routes=(Route("slack", "#ads-new", {"team": "ads"}, source="teams"), *SUBSCRIPTIONS, *DIGESTS),
+                  mix_alert=replace(MIX, line=0.1))
     applied, restart = sections_changed(BASE, new)
     assert restart == []
     merged = reloaded_config(BASE, new)
@@ -173,7 +178,7 @@ def test_apply_reload_replaces_the_alert_policy_routing_and_mix_lines() -> None:
     assert (n.key, n.action) == ("cost_spike:team=ml", "trigger")
     assert led.budgets["ads"].limit == 7 * NANO and led.change_log("ads")[-1]["change"] == "changed"
     assert watch.spec.line == 0.1
-    assert deliverer.slack_names(note) == ["slack:#ads-new", "digest:#digest"]  # digests: a restart
+    assert deliverer.targets(note) == ["slack:#ads-new", "digest:#digest"]  # digests: a restart
 
 
 def _threshold_event():  # type: ignore[no-untyped-def]

@@ -79,7 +79,7 @@ def test_empty_secret_means_unset(monkeypatch: pytest.MonkeyPatch):
     from tokenpulse.settings import load_settings
 
     monkeypatch.setenv("TOKENPULSE_SLACK_TOKEN", "")
-    assert load_settings().slack_token is None
+    assert "slack" not in load_settings().receivers()
 
 
 def test_alerts_test_sends_through_real_clients_to_local_servers(monkeypatch: pytest.MonkeyPatch):
@@ -108,7 +108,7 @@ def test_alerts_test_needs_the_sink_configured():
 
 
 def test_alerts_test_sends_a_signed_webhook(monkeypatch: pytest.MonkeyPatch):
-    from alerts.webhook import verify_signature
+    from alerts.receivers.webhook import verify_signature
     from tests.fakes.webhook_server import FakeWebhookServer
 
     with FakeWebhookServer(secret="whsec-cli-test") as hook:
@@ -143,8 +143,10 @@ def test_alerts_test_webhook_needs_the_url():
 
 
 def test_alerts_test_rejects_an_unknown_sink():
+    from alerts.receivers import RECEIVERS
+
     res = runner.invoke(app, ["alerts", "test", "--to", "email"])
-    assert res.exit_code == 2 and "slack, pagerduty or webhook" in res.stderr
+    assert res.exit_code == 2 and all(name in res.stderr for name in RECEIVERS)
 
 
 def test_webhook_url_without_a_secret_stops_start_up(monkeypatch: pytest.MonkeyPatch):
@@ -171,11 +173,11 @@ def test_stream_config_carries_the_webhook_without_showing_the_secret(monkeypatc
     monkeypatch.setenv("TOKENPULSE_WEBHOOK_SECRET", "whsec-super-secret")
     settings = load_settings()
     cfg = stream_config(settings, load_policy(None), "127.0.0.1:9092")
-    assert cfg.webhook is not None
-    assert (cfg.webhook.url, cfg.webhook.secret) == ("https://hooks.example/tokenpulse", "whsec-super-secret")
-    assert "whsec-super-secret" not in repr(cfg) + repr(settings)
+    hook = cfg.receivers["webhook"]
+    assert hook.secrets() == ["whsec-super-secret", "https://hooks.example/tokenpulse"]
+    assert "whsec-super-secret" not in repr(cfg) + repr(settings) and "hooks.example" not in repr(cfg)
     monkeypatch.delenv("TOKENPULSE_WEBHOOK_URL")
-    assert stream_config(load_settings(), load_policy(None), "127.0.0.1:9092").webhook is None
+    assert "webhook" not in stream_config(load_settings(), load_policy(None), "127.0.0.1:9092").receivers
 
 
 def test_policy_command_prints_a_policy_with_budgets_that_loads_back_the_same(tmp_path: Path):
@@ -197,3 +199,57 @@ def test_policy_command_prints_a_policy_with_budgets_that_loads_back_the_same(tm
     again = tmp_path / "again.yaml"
     again.write_text(res.stdout)
     assert load_policy(again).model_dump() == load_policy(p).model_dump()
+
+
+def test_a_route_to_a_key_that_is_not_set_stops_the_worker_and_a_reload_with_its_line(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from tokenpulse.runtime import policy_source
+    from tokenpulse.settings import load_settings
+
+    p = tmp_path / "policy.yaml"
+    p.write_text("routes:\n  - {match: {team: ads}, receiver: pagerduty, target: ads}\n")
+    monkeypatch.setenv("TOKENPULSE_POLICY", str(p))
+    monkeypatch.setenv("TOKENPULSE_PAGERDUTY_ROUTING_KEY", "rk-cli-SECRET")
+    res = runner.invoke(app, ["worker"])
+    assert res.exit_code == 2, res.output
+    assert f"{p}:2: routes.0.target: no PagerDuty routing key named 'ads'" in res.stderr
+    assert "rk-cli-SECRET" not in res.output + res.stderr
+    # a policy reload checks the same, against the settings the worker started with
+    source = policy_source(load_settings(), "127.0.0.1:9092")
+    assert source is not None
+    with pytest.raises(ValueError, match="routes.0.target"):
+        source.load(p.read_text())
+    monkeypatch.setenv("TOKENPULSE_PAGERDUTY_ROUTING_KEYS", '{"ads": "rk-ads-SECRET"}')
+    assert [r.target for r in policy_source(load_settings(), "b:9092").load(p.read_text()).routes] == ["ads"]
+    # a replay delivers nothing: it needs no secret
+    monkeypatch.delenv("TOKENPULSE_PAGERDUTY_ROUTING_KEYS")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert runner.invoke(app, ["replay", str(empty), "--no-progress"]).exit_code == 0
+
+
+def test_alerts_test_opens_and_closes_an_opsgenie_alert_with_a_named_key(monkeypatch: pytest.MonkeyPatch):
+    from tests.fakes.opsgenie_server import FakeOpsgenieServer
+
+    with FakeOpsgenieServer(api_keys={"og-ads-SECRET"}) as og:
+        monkeypatch.setenv("TOKENPULSE_OPSGENIE_API_KEYS", '{"ads": "og-ads-SECRET"}')
+        monkeypatch.setenv("TOKENPULSE_OPSGENIE_API_URL", og.url)
+        res = runner.invoke(app, ["alerts", "test", "--to", "opsgenie"])  # no unnamed key: its only one
+        assert res.exit_code == 0, res.output
+        assert "opsgenie trigger: ok opsgenie: create accepted (HTTP 202)" in res.stdout
+        assert [e["action"] for e in og.events()] == ["create", "close"]
+        assert "og-ads-SECRET" not in res.output
+        res = runner.invoke(app, ["alerts", "test", "--to", "opsgenie", "--target", "ml"])
+        assert res.exit_code == 2 and "no Opsgenie API key named 'ml'" in res.stderr
+        # what `tokenpulse dev` prints about each receiver of the registry
+        from tokenpulse.cli import _receiver_lines
+        from tokenpulse.settings import load_settings
+
+        lines = _receiver_lines(load_settings())
+        assert "  opsgenie   keys: ads" in lines and "  slack      off (set TOKENPULSE_SLACK_TOKEN)" in lines
+
+
+def test_alerts_test_opsgenie_needs_a_key():
+    res = runner.invoke(app, ["alerts", "test", "--to", "opsgenie"])
+    assert res.exit_code == 2
+    assert "TOKENPULSE_OPSGENIE_API_KEY or TOKENPULSE_OPSGENIE_API_KEYS is not set" in res.stderr

@@ -68,17 +68,17 @@ def test_silences_are_validated_with_their_line_and_reach_the_engine() -> None:
         assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
 
 
-def test_subscriptions_reach_the_slack_routes_and_bad_ones_name_their_line() -> None:
-    from pydantic import SecretStr
-
+def test_teams_and_subscriptions_are_slack_routes_and_bad_ones_name_their_line() -> None:
+    from alerts.routing import Route
     from tokenpulse.runtime import stream_config
     from tokenpulse.settings import Settings
 
     p = parse_policy("teams:\n  ads: {slack_channel: '#ads'}\nsubscriptions:\n"
                      "  - {channel: '#finops', min_severity: warning}\n  - {channel: '#llm', match: {model: gpt-4o}}\n")
-    cfg = stream_config(Settings(slack_token=SecretStr("xoxb-x")), p, bootstrap="b:9092")
-    assert cfg.slack is not None and cfg.slack.team_channels == {"ads": "#ads"}
-    assert cfg.slack.routes == (("#finops", {}, "warning"), ("#llm", {"model": "gpt-4o"}, "info"))
+    cfg = stream_config(Settings(), p, bootstrap="b:9092")
+    assert cfg.routes == (Route("slack", "#ads", {"team": "ads"}), Route("slack", "#finops", {}, "warning"),
+                          Route("slack", "#llm", {"model": "gpt-4o"}))
+    assert [r.source for r in cfg.routes] == ["teams", "subscriptions", "subscriptions"]
     for text, line, fragment in [
         ("subscriptions:\n  - channel: '#x'\n    match: {colour: red}\n", 3, "unknown matcher"),
         ("subscriptions:\n  - channel: '#x'\n    min_severity: loud\n", 3, "min_severity"),
@@ -99,9 +99,7 @@ def test_mix_internal_models_reach_the_stream_config() -> None:
 
 
 def test_subscription_modes_reach_the_digest_routes_and_bad_ones_name_their_line() -> None:
-    from pydantic import SecretStr
-
-    from streams.config import DigestRoute
+    from alerts.routing import Route
     from tokenpulse.runtime import stream_config
     from tokenpulse.settings import Settings
 
@@ -110,12 +108,12 @@ def test_subscription_modes_reach_the_digest_routes_and_bad_ones_name_their_line
                      "  - {channel: '#ads', match: {team: ads}, mode: daily, daily_at: 17:30}\n"
                      "  - {channel: '#ads', match: {kind: budget_threshold}, mode: daily, daily_at: '17:30', timezone: Europe/Berlin}\n"
                      "  - {channel: '#ml', mode: hourly, timezone: Asia/Kolkata}\n")
-    cfg = stream_config(Settings(slack_token=SecretStr("xoxb-x")), p, bootstrap="b:9092")
-    assert cfg.slack is not None and cfg.slack.routes == (("#finops", {}, "warning"),)
-    assert cfg.slack.digests == (
-        DigestRoute("#ads", {"team": "ads"}, "info", "daily", "Europe/Berlin", "17:30"),  # 17:30 unquoted is fine
-        DigestRoute("#ads", {"kind": "budget_threshold"}, "info", "daily", "Europe/Berlin", "17:30"),
-        DigestRoute("#ml", {}, "info", "hourly", "Asia/Kolkata", "09:00"),
+    cfg = stream_config(Settings(), p, bootstrap="b:9092")
+    assert cfg.routes == (
+        Route("slack", "#finops", {}, "warning"),
+        Route("slack", "#ads", {"team": "ads"}, "info", "daily", "Europe/Berlin", "17:30"),  # 17:30 unquoted is fine
+        Route("slack", "#ads", {"kind": "budget_threshold"}, "info", "daily", "Europe/Berlin", "17:30"),
+        Route("slack", "#ml", {}, "info", "hourly", "Asia/Kolkata", "09:00"),
     )
     for text, line, fragment in [
         ("subscriptions:\n  - channel: '#x'\n    mode: weekly\n", 3, "'immediate', 'hourly' or 'daily'"),
@@ -128,3 +126,70 @@ def test_subscription_modes_reach_the_digest_routes_and_bad_ones_name_their_line
         with pytest.raises(PolicyError) as err:
             parse_policy(text, "p.yaml")
         assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+
+
+ROUTES = """\
+teams:
+  ads: {slack_channel: '#ads'}
+routes:
+  - {match: {team: ads}, receiver: pagerduty, target: ads-oncall}
+  - match: {team: ads}
+    receiver: slack
+    target: '#ads-spend'
+    min_severity: warning
+  - {match: {team: ml}, receiver: pagerduty}
+  - {receiver: slack, target: '#ads-digest', match: {team: ads}, mode: daily}
+"""
+
+
+def test_routes_name_a_receiver_and_a_target_and_come_between_teams_and_subscriptions() -> None:
+    from alerts.routing import Route
+
+    p = parse_policy(ROUTES + "subscriptions:\n  - {channel: '#finops', min_severity: critical}\n")
+    assert p.delivery_routes() == [
+        Route("slack", "#ads", {"team": "ads"}),
+        Route("pagerduty", "ads-oncall", {"team": "ads"}),
+        Route("slack", "#ads-spend", {"team": "ads"}, "warning"),
+        Route("pagerduty", "default", {"team": "ml"}),  # no target: the receiver's unnamed key
+        Route("slack", "#ads-digest", {"team": "ads"}, mode="daily"),
+        Route("slack", "#finops", {}, "critical"),
+    ]
+    assert [r.source for r in p.delivery_routes()] == ["teams", "routes", "routes", "routes", "routes", "subscriptions"]
+    for text, line, fragment in [
+        ("routes:\n  - {receiver: email, target: x}\n", 2, "unknown receiver 'email'; choose from slack, pagerduty"),
+        ("routes:\n  - {receiver: slack}\n", 2, "a slack route needs a target"),
+        ("routes:\n  - receiver: pagerduty\n    mode: hourly\n", 2, "is for receivers that keep digests (slack)"),
+        ("routes:\n  - receiver: webhook\n    match: {colour: red}\n", 3, "unknown matcher"),
+        ("routes:\n  - {receiver: slack, target: '#x', mode: hourly}\nsubscriptions:\n  - {channel: '#x', mode: daily}\n",
+         4, "must share"),
+    ]:
+        with pytest.raises(PolicyError) as err:
+            parse_policy(text, "p.yaml")
+        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+
+
+def test_a_route_to_a_target_without_its_secret_stops_start_up_with_its_line() -> None:
+    """The policy names secrets, the settings hold them: checked against the receivers that
+    are on (the worker's start and every reload), never echoing a secret."""
+    from pydantic import SecretStr
+
+    from alerts.receivers.pagerduty import PagerDutyConfig
+    from alerts.receivers.slack import SlackConfig
+
+    both = {"pagerduty": PagerDutyConfig(routing_key=SecretStr("rk-default-SECRET"),
+                                         routing_keys={"ads-oncall": SecretStr("rk-ads-SECRET")})}
+    assert len(parse_policy(ROUTES, "p.yaml", receivers=both).routes) == 4
+    # Slack off: its routes are unused, as without a token before; no secret is named by a channel
+    assert parse_policy(ROUTES, "p.yaml", receivers={**both, "slack": SlackConfig(token=SecretStr("xoxb-x"))})
+    for receivers, line, fragment in [
+        ({"pagerduty": PagerDutyConfig(routing_key=SecretStr("rk-default-SECRET"))}, 4,
+         "routes.0.target: no PagerDuty routing key named 'ads-oncall': add it to TOKENPULSE_PAGERDUTY_ROUTING_KEYS"),
+        ({"pagerduty": PagerDutyConfig(routing_keys={"ads-oncall": SecretStr("rk-ads-SECRET")})}, 9,
+         "routes.2.target: no PagerDuty routing key named 'default'"),
+        ({}, 4, "routes.0.receiver: pagerduty is not configured: set TOKENPULSE_PAGERDUTY_ROUTING_KEY or "
+                "TOKENPULSE_PAGERDUTY_ROUTING_KEYS"),
+    ]:
+        with pytest.raises(PolicyError) as err:
+            parse_policy(ROUTES, "p.yaml", receivers=receivers)
+        assert f"p.yaml:{line}: {fragment}" in str(err.value), str(err.value)
+        assert "SECRET" not in str(err.value)

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from alerts.receivers.slack import SlackConfig
 from streams.config import StreamConfig
 from streams.metrics import Metrics
 from streams.reload import PolicyReloader
@@ -43,7 +45,8 @@ class Clock:
 def _setup(tmp_path: Path) -> tuple[Path, Settings, PolicyReloader, list[tuple[StreamConfig, list[str]]], Metrics]:
     path = tmp_path / "policy.yaml"
     path.write_text(POLICY)
-    settings = Settings(policy=path, slack_token="xoxb-very-secret", policy_reload_seconds=2)  # type: ignore[arg-type]
+    settings = Settings(policy=path, policy_reload_seconds=2).with_receivers(  # type: ignore[arg-type]
+        slack=SlackConfig(token=SecretStr("xoxb-very-secret")))
     source = policy_source(settings, "127.0.0.1:9092", 2)
     assert source is not None and source.interval == 2 and source.path == str(path)
     running = stream_config(settings, load_policy(path), "127.0.0.1:9092", 2)

@@ -1,8 +1,9 @@
-"""Slack receiver: one message per incident, follow-ups in its thread.
+"""Slack's sink: one message per incident, follow-ups in its thread.
 
 The trigger posts a message and keeps its ``channel`` and ``ts``; updates and the resolve
 reply in that thread, and the resolve also rewrites the root message so the channel shows
-at a glance that it is over. Use one :class:`SlackSink` per channel.
+at a glance that it is over. Use one :class:`SlackSink` per channel; :class:`SlackConnection`
+makes them, sharing one client and one :class:`ChannelPacer`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from alerts.format import slack_blocks
 from alerts.model import Notification
+from alerts.receivers.slack.config import SlackConfig
+from alerts.receivers.slack.render import slack_blocks
 from alerts.sinks import DeliveryResult, classify_http, parse_retry_after, redact
 
 log = logging.getLogger(__name__)
@@ -181,6 +183,27 @@ class SlackSink:
             result.detail,
         )
         return result
+
+
+class SlackConnection:
+    """One workspace: a client with the token (its ``retry_handlers=[]``: retries, and their
+    ``Retry-After`` waits, happen once, in :mod:`alerts.retry`) and a pacer shared by the
+    sinks of every channel. The HTTP session passed in is not used: slack-sdk keeps its own."""
+
+    def __init__(self, cfg: SlackConfig, session: Any = None) -> None:
+        assert cfg.token is not None, "connect a configured receiver"
+        base = cfg.api_url if cfg.api_url.endswith("/") else cfg.api_url + "/"
+        self.client = AsyncWebClient(token=cfg.token.get_secret_value(), base_url=base, timeout=10,
+                                     retry_handlers=[])
+        self.pacer = ChannelPacer(cfg.pacing_seconds)
+
+    def sink(self, target: str) -> SlackSink:
+        return SlackSink(self.client, target, name=f"slack:{target}", pacer=self.pacer)
+
+    async def close(self) -> None:
+        session = getattr(self.client, "session", None)
+        if session is not None and not session.closed:
+            await session.close()
 
 
 def _classify(method: str, exc: BaseException) -> DeliveryResult:
