@@ -56,8 +56,11 @@ class Verdict:
     upper: float
     """The alert bound: at or above it (once warmed up) the window is an anomaly."""
     score: float
-    """How unusual, in [0, 1]; 0.5 is the alert bound, 0 means "nothing to see" (or no opinion
-    yet, during cold start)."""
+    """How unusual, in [0, 1]: ``1 - p``, where ``p`` is an upper-tail p-value of the window
+    against the series' own recent history, so the same number means the same on every series
+    (on normal windows ``P(score >= s) ~ 1 - s``). 0 means "nothing to see" or no opinion yet
+    (cold start). Whether it alerts is ``is_anomaly``: the model's own bound, or for the
+    combiner a score threshold plus materiality."""
     is_anomaly: bool
     excess: float
     """observed - expected, signed (negative when spend is below what was expected)."""
@@ -70,6 +73,9 @@ class Verdict:
     impact: float | None = None
     """Excess over expected summed over the incident so far (money), for detectors that track
     incidents (the combiner); None otherwise."""
+    p: float | None = None
+    """The upper-tail p-value behind ``score`` (``score == 1 - p``), at full precision where
+    ``1 - p`` rounds to 1.0; None when it is ``1 - score``."""
 
     def to_dict(self) -> dict[str, Any]:
         # Written out rather than dataclasses.asdict: asdict deep-copies and is ~5x slower,
@@ -86,6 +92,7 @@ class Verdict:
             "detector": self.detector,
             "reason": self.reason,
             "impact": self.impact,
+            "p": self.p,
         }
 
 

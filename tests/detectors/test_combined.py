@@ -35,17 +35,21 @@ def test_a_surprising_but_small_blip_never_alerts(two_days: Any) -> None:
     ts, spend = two_days
     spend = spend.copy()
     spend[2400:2403] += 5.0  # ~2.5x: surprising each window, but $15 in all
-    v = feed(Combined(), ts[:2410], spend[:2410])
+    v = feed(Combined(min_excess_usd=20, min_excess_root=0), ts[:2410], spend[:2410])
     assert sum(x.excess for x in v[2400:2403]) < 20
     assert not any(x.is_anomaly for x in v)
-    assert "over expected so far, alerts from $20" in v[2401].reason
+    assert "over expected so far, alerts from $20.00" in v[2401].reason
+    # the same with the default gate, relative to this ~$2,800-a-day series: $32
+    v = feed(Combined(), ts[:2410], spend[:2410])
+    assert not any(x.is_anomaly for x in v)
+    assert "alerts from $31.89" in v[2401].reason
 
 
 def test_money_is_summed_over_the_incident(two_days: Any) -> None:
     ts, spend = two_days
     spend = spend.copy()
     spend[2400:2420] += 8.0  # $8 over expected a window: material from the 3rd window
-    v = feed(Combined(), ts[:2420], spend[:2420])
+    v = feed(Combined(min_excess_usd=20, min_excess_root=0), ts[:2420], spend[:2420])
     flags = [x.is_anomaly for x in v[2400:2420]]
     first = flags.index(True)
     assert first == 2 and all(flags[first:])
@@ -59,7 +63,7 @@ def test_the_incident_ends_when_spend_falls_back_to_expected(two_days: Any) -> N
     spend[2400:2405] *= 8
     spend[2405:2410] = 0.0
     spend[2410] *= 3  # surprising again, but a new (small) incident: not material alone
-    det = Combined(min_excess_usd=30.0)
+    det = Combined(min_excess_usd=30.0, min_excess_root=0)
     v = feed(det, ts[:2411], spend[:2411])
     assert any(x.is_anomaly for x in v[2400:2405])
     assert v[2405].impact is None and not v[2410].is_anomaly
