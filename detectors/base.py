@@ -106,8 +106,8 @@ class Detector(ABC):
       ``super().__init__()`` which builds the fresh state through ``_reset()``;
     - take ``protect_anomaly: bool = True`` (read by ``update``);
     - set the class attribute ``name`` (the registry key, also written into each ``Verdict``);
-    - implement ``score_one`` (no state change), ``learn_one``, ``_reset``, ``_get_state`` and
-      ``_set_state``; state must be plain Python (lists, floats, ints, None) so that pickling
+    - implement ``score_one`` (no state change), ``learn_one``, ``_reset``, ``_get_state``,
+      ``_set_state`` and ``_rebase`` (see ``rebase``); state must be plain Python (lists, floats, ints, None) so that pickling
       and ``to_state`` need nothing special;
     - may override ``_unit_test_params`` to give the contract tests non-default settings.
 
@@ -153,6 +153,10 @@ class Detector(ABC):
     def _set_state(self, state: dict[str, Any]) -> None:
         """Replace the learnt state; raise ValueError if ``state`` does not fit."""
 
+    @abstractmethod
+    def _rebase(self) -> None:
+        """Move the baseline to the recent level (see ``rebase``)."""
+
     def _learn_protected(
         self, ts: float, value: float, verdict: Verdict, count: float | None = None
     ) -> None:
@@ -187,6 +191,18 @@ class Detector(ABC):
                 self._learn_protected(ts, value, verdict, count)
             self._last_ts = ts
         return verdict
+
+    def rebase(self) -> None:
+        """Adopt the current level as the new normal, at once.
+
+        For when spend has moved for good -- a migration, a new feature, what on-call answers
+        "expected, new normal" to: the windows of a sustained shift are flagged and so not
+        learnt (``protect_anomaly``), and the baseline would otherwise stay where it was. Each
+        model moves its expectation to the level of the last few windows (flagged or not),
+        keeping what it knows about the shape of the day and the week, and ends any alarm it
+        holds; the next windows at that level are ordinary.
+        """
+        self._rebase()
 
     def reset(self) -> None:
         """Forget everything learnt; keep the parameters."""

@@ -9,7 +9,7 @@ same statistic on the series' own earlier, normal windows (an online conformal p
 ``score = 1 - p`` then means the same everywhere: on normal windows ``P(score >= s) ~ 1 - s``.
 
 - The body is empirical: an exponentially forgetting histogram of the statistic (bins 0.1
-  wide in ``asinh(z)`` over z in [-2.1, 200), an underflow bin that also holds ``-inf`` -- a
+  wide in ``asinh(z)`` over z in [-2.1, 1,500), an underflow bin that also holds ``-inf`` -- a
   window without spend -- and an overflow bin), linearly interpolated within a bin.
 - Where fewer than ``_K_MIN`` windows' worth of history lies above the value, the empirical
   estimate is noise; the tail is extrapolated instead: ``P(Z >= z) / P(Z >= u)`` is fitted as
@@ -21,7 +21,7 @@ same statistic on the series' own earlier, normal windows (an online conformal p
   outweighed within a few hundred windows.
 
 Pure Python lists (it runs once per window per model per series): ~1 us to score, ~0.5 us to
-learn; 77 floats of state.
+learn; 97 floats of state (empty top bins are not written).
 
 >>> import random
 >>> rng = random.Random(1)
@@ -45,9 +45,10 @@ __all__ = ["STAT_FLOOR", "TailCalibrator", "combine_min_p", "jitter", "z_of_p"]
 # reaches z ~ 200, so that a badly scaled or heavy-tailed statistic still lands in bins.
 _LO = -1.5  # asinh(z): z ~ -2.1
 _WIDTH = 0.1
-_NBINS = 75
-_HI = _LO + _WIDTH * _NBINS  # z ~ 200
+_NBINS = 95
+_HI = _LO + _WIDTH * _NBINS  # z ~ 1,500
 _N = _NBINS + 2  # + underflow (index 0) and overflow (index _N - 1)
+_HI_Z = math.sinh(_HI)
 # Windows of history the histogram remembers (exponential forgetting after that many): two
 # days of 1-minute windows, so that it follows a model whose own scale is still settling.
 _MEMORY = 2880
@@ -66,10 +67,12 @@ _MIN_C = 0.3
 _MAX_C = 2.5
 _RESCALE = 1e100
 
-STAT_FLOOR = 1e-4
-"""Numerical floor of a model's scale in its statistic (log units: 0.01 %). The models' own
-floors (``min_rel_scale``, ``min_scale``) are about what is worth an alert, not about what is
-unusual, so the statistic leaves them out: on a very smooth series a 5 % rise *is* unusual."""
+STAT_FLOOR = 0.01
+"""Floor of a model's scale in its statistic (log units: 1 %). The models' own floors
+(``min_rel_scale``, ``min_scale``) are about what is worth an alert, not about what is unusual,
+so the statistic leaves them out: on a very smooth series a 5 % rise *is* unusual. This one
+only keeps a series without any noise (a constant, a square wave) from z-scores in the
+millions on changes of a few percent."""
 
 
 def _normal_prior() -> list[float]:
@@ -170,6 +173,10 @@ class TailCalibrator:
             if above >= _K_MIN * unit:
                 return above / total
         e0, s0, er, sr, a_b = self._tail()
+        if er >= _HI_Z and z > er:
+            # A good share of the history lies beyond the bins (a statistic that is often
+            # huge): no shape to fit out there, so a Pareto tail of index 1 -- heavy, never 0.
+            return sr * er / z
         a, c = a_b if a_b is not None else (_DEFAULT_A, _DEFAULT_C)
         if z <= er:  # cannot happen with a consistent fit; keep the result monotone anyway
             return sr

@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 from detectors.base import Detector, Verdict, require
-from detectors.calibration import TailCalibrator, combine_min_p, z_of_p
 
 __all__ = ["Combined"]
 
@@ -17,6 +16,22 @@ _COUNT = frozenset({"counts"})
 
 # Memory of the usual spend per window (for the materiality gate), in seconds of windows.
 _USUAL_MEMORY_S = 7 * 86400.0
+
+# New normal: a shift's run of surprising windows ends after this long without one, and its
+# level is stable when an hour's mean log ratio is within log(1.25) of the hour before's.
+_SHIFT_GAP_S = 900.0
+_STABLE_LOG = math.log(1.25)
+# A shifted level within this factor of the series' usual spend (a week's average) is a level
+# it has had before, whatever the ratio to a baseline that learnt a quiet spell.
+_USUAL_LEVEL = 1.5
+
+# The combined p-value: where the dependence between the models' p-values is measured (the
+# share of normal windows with min p <= _DEP_Q), a prior of that many windows at Bonferroni's
+# k * _DEP_Q, and the weight of a window once the estimate is warm (about two days of
+# 1-minute windows).
+_DEP_Q = 0.01
+_DEP_PRIOR = 200
+_DEP_W = 1.0 / 2880
 
 # Recurrence memory: per quarter hour of the (UTC) day, which of the last days had a surprising
 # window in it, as bits of an int (bit 0: the current day).
@@ -30,9 +45,10 @@ class Combined(Detector):
     """Runs several detectors on each window; alerts on statistical surprise *and* material impact.
 
     Each window goes to every component (``components``, registry names; the first one gives
-    the expected spend). Their calibrated p-values are combined by Bonferroni's minimum
-    (``k * min p``), and that statistic is calibrated again against the series' own history, so
-    that ``score`` (``1 - p``) means the same on every series and for every mix of models. The
+    the expected spend). Their calibrated p-values are combined by their minimum times a
+    factor between 1 and ``k`` (Bonferroni's ``k * min p`` when the models are independent):
+    how often that minimum is 1 % or less on the series' own normal windows, per 1 %. So
+    ``score`` (``1 - p``) means the same on every series and for every mix of models. The
     window is **surprising** when its score reaches ``score_threshold`` and its spend is above
     expected. In a window with fewer than ``min_requests`` requests the spike-type models'
     evidence only counts when the ``counts`` component (a tail test on request counts) flags
@@ -63,6 +79,15 @@ class Combined(Detector):
     not learn a window it flagged itself (``protect_anomaly``). So the gate can be swept on
     recorded verdicts without running the models again.
 
+    **A new normal versus a runaway.** Protection is right for minutes and wrong for days: a
+    shift that has lasted ``new_normal_after`` (3 h), whose level against expected is as high
+    as the hour before and no higher (within 25 %), and which is at most
+    ``max_new_normal_ratio`` (5) times expected (or back at about the series' usual spend), is
+    adopted: every component
+    ``rebase``\ s to it and the alert resolves. A level that keeps rising, or a loop burning at
+    more than 5x, keeps alerting until it stops or someone calls ``rebase()`` ("expected, new
+    normal").
+
     Parameters
     ----------
     window_seconds
@@ -87,6 +112,13 @@ class Combined(Detector):
     recurring_days
         Earlier days (of the last 7) with a surprise at the same time of day that make it
         routine; 0 turns the rule off.
+    new_normal_after
+        Seconds a shift (a run of surprising windows) must last before its level may become
+        the new normal; 0 turns the rule off (``rebase()`` still works).
+    max_new_normal_ratio
+        A shift more than this many times expected is not adopted by itself (unless it is back
+        at about the series' usual spend, a week's average): a loop that keeps burning keeps
+        alerting.
     protect_anomaly
         Do not learn surprising windows into any component.
 
@@ -120,6 +152,8 @@ class Combined(Detector):
         min_excess_root: float = 0.6,
         min_requests: float = 5.0,
         recurring_days: int = 2,
+        new_normal_after: float = 3 * 3600.0,
+        max_new_normal_ratio: float = 5.0,
         protect_anomaly: bool = True,
     ) -> None:
         from detectors import DETECTORS  # the registry imports this module
@@ -133,6 +167,8 @@ class Combined(Detector):
         self.min_excess_root = min_excess_root
         self.min_requests = min_requests
         self.recurring_days = recurring_days
+        self.new_normal_after = new_normal_after
+        self.max_new_normal_ratio = max_new_normal_ratio
         self.protect_anomaly = protect_anomaly
         require("Combined", window_seconds > 0, "window_seconds must be > 0", window_seconds)
         require(
@@ -147,6 +183,8 @@ class Combined(Detector):
         require("Combined", min_excess_root >= 0, "min_excess_root must be >= 0", min_excess_root)
         require("Combined", min_excess_pct >= 0, "min_excess_pct must be >= 0", min_excess_pct)
         require("Combined", min_requests >= 0, "min_requests must be >= 0", min_requests)
+        require("Combined", new_normal_after >= 0, "new_normal_after must be >= 0 (0: off)", new_normal_after)
+        require("Combined", max_new_normal_ratio > 1, "max_new_normal_ratio must be > 1", max_new_normal_ratio)
         require(
             "Combined",
             isinstance(recurring_days, int) and 0 <= recurring_days <= _RECUR_DAYS,
@@ -179,6 +217,10 @@ class Combined(Detector):
         # it a second time (update scores, then learns the same window).
         self._scored: tuple[Any, ...] | None = None
         self._usual_w = min(1.0, window_seconds / _USUAL_MEMORY_S)
+        # A shift's level is compared period by period: a third of new_normal_after (an hour by
+        # default), and a period's level counts once it has a third of its windows.
+        self._shift_period = new_normal_after / 3.0 if new_normal_after > 0 else 3600.0
+        self._shift_min_n = max(1, int(self._shift_period / window_seconds / 3))
         super().__init__()
 
     @classmethod
@@ -197,16 +239,24 @@ class Combined(Detector):
         self._recur_day = 0  # the day (epoch day) bit 0 of the recurrence masks stands for
         self._recur: list[int] = [0] * _SLOTS_PER_DAY
         self._scored = None
-        self._cal = TailCalibrator()  # the combined statistic's history (calibrated scores)
+        # How often the smallest component p-value is at most _DEP_Q on normal windows,
+        # exponentially weighted, with a prior of _DEP_PRIOR windows at k * _DEP_Q (Bonferroni).
+        self._dep = [_DEP_Q * len(self._models), float(_DEP_PRIOR)]
         self._usual = 0.0  # usual spend per window (exponentially weighted, normal windows)
         self._usual_n = 0
+        # The shift under way: ts of its first surprising window (None: none), of its latest,
+        # the hour of the shift being summed, the sum and number of log(observed / expected)
+        # in it, the previous hour's mean (None until it had enough windows), and the sum of
+        # the observed spend in the hour.
+        self._shift: list[Any] = [None, None, 0, 0.0, 0, None, 0.0]
 
     def _get_state(self) -> dict[str, Any]:
         return {
             "models": [m.to_state() for m in self._models],
             "run": [self._run_excess, self._run_expected],
             "usual": [self._usual, self._usual_n],
-            "cal": self._cal.to_state(),
+            "dep": list(self._dep),
+            "shift": list(self._shift),
             "recur_day": self._recur_day,
             "recur": list(self._recur),
         }
@@ -217,8 +267,15 @@ class Combined(Detector):
             run = [float(x) for x in state["run"]]
             recur_day = int(state["recur_day"])
             recur = [int(x) for x in state["recur"]]
-            usual, usual_n = float(state["usual"][0]), int(state["usual"][1])
-            cal = TailCalibrator.from_state(state["cal"])
+            # (states written before the relative gate and calibrated scores have neither)
+            usual, usual_n = (float(state["usual"][0]), int(state["usual"][1])) if "usual" in state else (0.0, 0)
+            dep = [float(x) for x in state["dep"]] if "dep" in state else [_DEP_Q * len(self._models), _DEP_PRIOR]
+            shift = list(state.get("shift", (None, None, 0, 0.0, 0, None, 0.0)))
+            if len(shift) != 7:
+                raise ValueError(f"shift tracker has {len(shift)} fields, not 7")
+            shift = [None if shift[0] is None else float(shift[0]), None if shift[1] is None else float(shift[1]),
+                     int(shift[2]), float(shift[3]), int(shift[4]), None if shift[5] is None else float(shift[5]),
+                     float(shift[6])]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed combined state: {exc!r}") from exc
         if not isinstance(models, list) or len(models) != len(self._models):
@@ -234,7 +291,10 @@ class Combined(Detector):
         self._recur_day, self._recur = recur_day, recur
         if not math.isfinite(usual):
             raise ValueError("combined state: bad usual spend")
-        self._usual, self._usual_n, self._cal = usual, usual_n, cal
+        if len(dep) != 2 or not all(math.isfinite(x) and x >= 0.0 for x in dep):
+            raise ValueError("combined state: bad dependence estimate")
+        self._usual, self._usual_n, self._dep = usual, usual_n, dep
+        self._shift = shift
         self._scored = None
 
     # -- model ------------------------------------------------------------------------------
@@ -288,17 +348,30 @@ class Combined(Detector):
         counts_agree = self._count_index is not None and vs[self._count_index].is_anomaly
         # (A sustained-rise model's evidence counts there only once it has flagged: its score
         # also moves with the window's own residual.)
+        # Without a request count (an analyst's spend-only series) the count model's pseudo-count
+        # is the spend itself: no evidence of its own, so it does not vote.
         eligible = [
             i for i, (name, v) in enumerate(zip(self._names, vs))
-            if not low_volume or counts_agree or name in _COUNT or (name in _SUSTAINED and v.is_anomaly)
+            if (not low_volume or counts_agree or name in _COUNT or (name in _SUSTAINED and v.is_anomaly))
+            and not (count is None and name in _COUNT and len(vs) > 1)
         ]
         # The models' own flags (their bounds): what the recurrence memory and each model's
         # protection go by, independent of this detector's gate.
         flagged = [i for i in eligible if vs[i].is_anomaly]
         ps = [_p_of(vs[i]) for i in eligible]
-        stat = z_of_p(combine_min_p(ps))
-        cal = self._cal
-        p = cal.sf(stat) if stat > 0.0 else 1.0
+        p_min = min(ps) if ps else 1.0
+        # Bonferroni's k * min(p) is exact for independent models and k times too cautious for
+        # identical ones. The factor used is how often min(p) <= 1 % on this series' normal
+        # windows, per 1 % (between 1 and k): calibrated there, and carried into the tail.
+        k = len(ps)
+        if k > 1:
+            k_eff = self._dep[0] / _DEP_Q
+            k_eff = 1.0 if k_eff < 1.0 else k if k_eff > k else k_eff
+        else:
+            k_eff = 1.0
+        p = p_min * k_eff
+        if p > 1.0:
+            p = 1.0
         score = 1.0 - p
         statistically = score >= self.score_threshold and excess > 0.0
         # A surprise at a time of day that was just as surprising on other recent days is
@@ -321,7 +394,7 @@ class Combined(Detector):
         is_anomaly = surprising and material and excess > 0.0
         # what learning this window needs (see learn_one)
         self._scored = (ts, value, count, vs, (run_excess, run_expected),
-                        (day, slot) if flagged else None, routine, statistically, stat)
+                        (day, slot) if flagged else None, routine, statistically, p_min)
 
         if eligible and ps:
             lead = eligible[min(range(len(ps)), key=ps.__getitem__)]
@@ -400,7 +473,7 @@ class Combined(Detector):
         self._learn_window(ts, value, count)
 
     def _learn_window(self, ts: float, value: float, count: float | None) -> None:
-        _, _, _, vs, run, noticed_at, routine, statistically, stat = self._scored_for(ts, value, count)
+        _, _, _, vs, run, noticed_at, routine, statistically, p_min = self._scored_for(ts, value, count)
         protect_all = statistically and not routine
         for m, v in zip(self._models, vs):
             if m.protect_anomaly and not routine and (protect_all or v.is_anomaly):
@@ -408,15 +481,73 @@ class Combined(Detector):
             else:
                 m.learn_one(ts, value, count)  # routine windows teach every model
         if not protect_all:
-            if stat > 0.0 or self._cal.n:
-                self._cal.learn(stat)
+            # The dependence estimate learns normal windows only: not those a model flagged
+            # either, or a run of incidents just under the threshold would teach it that
+            # small minimum p-values are ordinary, and then fewer would cross it. Windows
+            # where no model has an opinion yet (cold start: min p == 1) say nothing.
+            if p_min < 1.0 and not any(v.is_anomaly for v in vs):
+                dep = self._dep
+                n = dep[1] + 1.0
+                dep[1] = n
+                w = 1.0 / n
+                if w < _DEP_W:
+                    w = _DEP_W
+                dep[0] += w * ((1.0 if p_min <= _DEP_Q else 0.0) - dep[0])
             # the usual spend per window, for the materiality gate (about a week's memory)
             self._usual_n += 1
             w = 1.0 / self._usual_n
             if w < self._usual_w:
                 w = self._usual_w
             self._usual += w * (value - self._usual)
+        if self._track_shift(ts, value, vs[0].expected, protect_all):
+            self._rebase()  # a new normal: from the next window on, this level is expected
+            run = (0.0, 0.0)
         self._commit(run, noticed_at)
+
+    def _track_shift(self, ts: float, value: float, expected: float, surprising: bool) -> bool:
+        """Follow a run of surprising windows period by period (a third of ``new_normal_after``:
+        hours by default); True when it is a new normal: it has lasted ``new_normal_after``, its
+        level (against expected) is as high as the period before and no higher (within 25 %),
+        and it is at most ``max_new_normal_ratio`` times expected -- or within 1.5x of the
+        series' usual spend (about a week's average: a return to a level the series had before
+        is not a runaway, however far it is above a baseline that learnt a quiet spell)."""
+        sh = self._shift
+        if surprising:
+            if sh[0] is None:
+                sh[:] = [ts, ts, 0, 0.0, 0, None, 0.0]
+            else:
+                sh[1] = ts
+        if sh[0] is None:
+            return False
+        if ts - sh[1] > _SHIFT_GAP_S:
+            sh[:] = [None, None, 0, 0.0, 0, None, 0.0]  # it stopped: no shift
+            return False
+        hour = int((ts - sh[0]) // self._shift_period)
+        if hour > sh[2]:
+            sh[5] = sh[3] / sh[4] if sh[4] >= self._shift_min_n else None
+            sh[2], sh[3], sh[4], sh[6] = hour, 0.0, 0, 0.0
+        if value > 0.0 and expected > 0.0:
+            sh[3] += math.log(value / expected)
+            sh[4] += 1
+            sh[6] += value
+        if not self.new_normal_after or ts - sh[0] < self.new_normal_after:
+            return False
+        prev = sh[5]
+        if prev is None or sh[4] < self._shift_min_n:
+            return False
+        level = sh[3] / sh[4]
+        if not (level > 0.0 and abs(level - prev) <= _STABLE_LOG):
+            return False
+        # not a runaway: at most max_new_normal_ratio times expected, or back at about what the
+        # series usually spends (a level it had before its baseline learnt a quiet spell)
+        return level <= math.log(self.max_new_normal_ratio) or sh[6] / sh[4] <= _USUAL_LEVEL * self._usual
+
+    def _rebase(self) -> None:
+        for m in self._models:
+            m.rebase()
+        self._run_excess = self._run_expected = 0.0
+        self._shift = [None, None, 0, 0.0, 0, None, 0.0]
+        self._scored = None
 
     def _commit(self, run: tuple[float, float], noticed_at: tuple[int, int] | None) -> None:
         self._run_excess, self._run_expected = run

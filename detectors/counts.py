@@ -24,6 +24,9 @@ _N_SLOTS = 25
 _CLIP_SD = 3.0
 _UNCLIPPED_WARMUP = 4
 
+# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
+_RECENT_W = 0.1
+
 # Below this the overdispersion is taken as 0 (Poisson): the negative binomial with r = 1/phi
 # above ~1e9 is the Poisson to double precision anyway, and betainc is slower there.
 _MIN_DISPERSION = 1e-9
@@ -180,6 +183,9 @@ class CountTail(Detector):
         self._ready = 0
         self._day = -1
         self._cal = TailCalibrator()  # the score statistic's history (calibrated scores)
+        # Recent requests, expected requests, spend and requests-with-a-count per window over
+        # every window, flagged or not: the level ``rebase`` adopts.
+        self._recent: list[float] = [0.0, 0.0, 0.0, 0.0]
         self._memo: tuple[Any, ...] | None = None  # not state: see score_one
 
     def _get_state(self) -> dict[str, Any]:
@@ -191,6 +197,7 @@ class CountTail(Detector):
             "cost": list(self._cost),
             "days": [self._seen, self._ready, self._day],
             "cal": self._cal.to_state(),
+            "recent": list(self._recent),
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -201,7 +208,9 @@ class CountTail(Detector):
             disp_n = [int(x) for x in state["disp_n"]]
             cost = [float(x) for x in state["cost"]]
             seen, ready, day = (int(x) for x in state["days"])
-            cal = TailCalibrator.from_state(state["cal"])
+            # states written before scores were calibrated have none: start it afresh
+            cal = TailCalibrator.from_state(state["cal"]) if "cal" in state else TailCalibrator()
+            recent = [float(x) for x in state.get("recent", (0.0, 0.0, 0.0, 0.0))]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed counts state: {exc!r}") from exc
         if len(n) != _N_SLOTS or len(mean) != _N_SLOTS:
@@ -213,7 +222,9 @@ class CountTail(Detector):
             raise ValueError("counts state has non-finite or negative values")
         self._n, self._mean, self._disp, self._disp_n, self._cost = n, mean, disp, disp_n, cost
         self._seen, self._ready, self._day = seen, ready, day
-        self._cal = cal
+        if len(recent) != 4 or not all(math.isfinite(x) and x >= 0.0 for x in recent):
+            raise ValueError("counts state has a bad recent level")
+        self._cal, self._recent = cal, recent
         self._memo = None
 
     # -- model ------------------------------------------------------------------------------
@@ -320,6 +331,7 @@ class CountTail(Detector):
         assert memo is not None
         x, (hour, slot, _, mu), stat = memo[3], memo[4], memo[5]
         self._memo = None
+        self._follow(value, count, x, mu)
         if self._n[_GLOBAL] >= self.min_history and self._n[_GLOBAL]:
             self._cal.learn(stat)
         day = hour // 24
@@ -365,6 +377,34 @@ class CountTail(Detector):
             cost[0] = (cost[0] + w * (value - cost[0]))
             cost[1] = (cost[1] + w * (count - cost[1]))
 
+
+    def _learn_protected(
+        self, ts: float, value: float, verdict: Verdict, count: float | None = None
+    ) -> None:
+        memo = self._memo
+        self._memo = None
+        if memo is not None and memo[0] == ts and memo[1] == value and memo[2] == count:
+            self._follow(value, count, memo[3], memo[4][3])  # the level, not the baseline
+
+    def _follow(self, value: float, count: float | None, x: float, mu: float) -> None:
+        r = self._recent
+        r[0] += _RECENT_W * (x - r[0])
+        r[1] += _RECENT_W * (mu - r[1])
+        if count is not None:
+            r[2] += _RECENT_W * (max(value, 0.0) - r[2])
+            r[3] += _RECENT_W * (count - r[3])
+
+    def _rebase(self) -> None:
+        # Every slot's mean moves by the ratio of recent to expected requests, and the cost per
+        # request becomes the recent one (a model switch changes that, not the count).
+        got, expected, spend, requests = self._recent
+        if expected > 0.0 and got > 0.0:
+            ratio = got / expected
+            self._mean = [m * ratio for m in self._mean]
+        if requests > 0.0 and spend > 0.0:
+            self._cost = [spend, requests]
+        self._recent = [0.0, 0.0, 0.0, 0.0]
+        self._memo = None
 
 def _count(value: float, count: float | None, cost: float) -> float:
     """The window's requests, or a pseudo-count from its spend."""

@@ -10,6 +10,9 @@ from detectors.calibration import STAT_FLOOR, TailCalibrator
 
 __all__ = ["NaiveRolling"]
 
+# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
+_RECENT_W = 0.1
+
 
 
 class NaiveRolling(Detector):
@@ -117,18 +120,23 @@ class NaiveRolling(Detector):
         self._sum = 0.0
         self._sumsq = 0.0
         self._cal = TailCalibrator()  # the z-score's history (calibrated scores)
+        self._recent = 0.0  # recent spend per window, flagged or not (for rebase)
+        self._recent_n = 0
         self._memo: tuple[float, float, float | None] | None = None  # not state
 
     def _get_state(self) -> dict[str, Any]:
         return {"buf": list(self._buf), "pos": self._pos, "sum": self._sum, "sumsq": self._sumsq,
-                "cal": self._cal.to_state()}
+                "cal": self._cal.to_state(), "recent": [self._recent, self._recent_n]}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         try:
             buf = [float(x) for x in state["buf"]]
             pos = int(state["pos"])
             total, sumsq = float(state["sum"]), float(state["sumsq"])
-            cal = TailCalibrator.from_state(state["cal"])
+            # states written before scores were calibrated have none: start it afresh
+            cal = TailCalibrator.from_state(state["cal"]) if "cal" in state else TailCalibrator()
+            recent, recent_n = state.get("recent", (0.0, 0))
+            recent, recent_n = float(recent), int(recent_n)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed naive state: {exc!r}") from exc
         if len(buf) > self.n_windows or not 0 <= pos < self.n_windows:
@@ -137,6 +145,7 @@ class NaiveRolling(Detector):
             raise ValueError("naive state has non-finite values")
         self._buf, self._pos, self._sum, self._sumsq = buf, pos, total, sumsq
         self._cal, self._memo = cal, None
+        self._recent, self._recent_n = recent, recent_n
 
     # -- model ------------------------------------------------------------------------------
 
@@ -193,9 +202,37 @@ class NaiveRolling(Detector):
             memo = self._memo
         assert memo is not None
         self._memo = None
+        self._follow(value)
         if memo[2] is not None and len(self._buf) >= self.n_windows:
             # learnt once the buffer is full: before that its z-scores are of another kind
             self._cal.learn(memo[2])
+        self._push(value)
+
+    def _learn_protected(
+        self, ts: float, value: float, verdict: Verdict, count: float | None = None
+    ) -> None:
+        self._follow(value)  # the level, not the buffer
+
+    def _follow(self, value: float) -> None:
+        self._recent_n += 1
+        w = max(_RECENT_W, 1.0 / self._recent_n)
+        self._recent += w * (value - self._recent)
+
+    def _rebase(self) -> None:
+        # The buffer moves by the difference between the recent level and its mean: its spread
+        # stays, its level is the new one.
+        buf = self._buf
+        if not buf or not self._recent_n:
+            return
+        delta = self._recent - self._sum / len(buf)
+        for i in range(len(buf)):
+            buf[i] += delta
+        self._sum = math.fsum(buf)
+        self._sumsq = math.fsum(x * x for x in buf)
+        self._recent, self._recent_n = 0.0, 0
+        self._memo = None
+
+    def _push(self, value: float) -> None:
         buf = self._buf
         if len(buf) < self.n_windows:
             buf.append(value)

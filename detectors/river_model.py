@@ -88,6 +88,8 @@ _UNCLIPPED_WARMUP = 4
 # An hour-of-day scale slot is pooled with the global scale as if that had this many windows.
 _PRIOR_WINDOWS = 30
 _MAX_LOG_BOUND = 700.0
+# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
+_RECENT_W = 0.1
 
 
 class RiverForecast(Detector):
@@ -241,6 +243,7 @@ class RiverForecast(Detector):
         self._hod_days: list[int] = [0] * 24
         self._hod_last: list[int] = [-1] * 24
         self._cal = TailCalibrator()  # the score statistic's history (calibrated scores)
+        self._recent = 0.0  # recent log residual, flagged windows too (for rebase)
         self._stat: tuple[float, float, float | None] | None = None  # last scored (not state)
 
     def _get_state(self) -> dict[str, Any]:
@@ -258,6 +261,7 @@ class RiverForecast(Detector):
             "hod_days": list(self._hod_days),
             "hod_last": list(self._hod_last),
             "cal": self._cal.to_state(),
+            "recent": self._recent,
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -271,7 +275,9 @@ class RiverForecast(Detector):
             hod_dev = [float(x) for x in state["hod_dev"]]
             hod_days = [int(x) for x in state["hod_days"]]
             hod_last = [int(x) for x in state["hod_last"]]
-            cal = TailCalibrator.from_state(state["cal"])
+            # states written before scores were calibrated have none: start it afresh
+            cal = TailCalibrator.from_state(state["cal"]) if "cal" in state else TailCalibrator()
+            recent = float(state.get("recent", 0.0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed river state: {exc!r}") from exc
         if len(weights) != len(self._features):
@@ -298,6 +304,7 @@ class RiverForecast(Detector):
         self._hod_n, self._hod_dev = hod_n, hod_dev
         self._hod_days, self._hod_last = hod_days, hod_last
         self._cal, self._stat = cal, None
+        self._recent = recent if math.isfinite(recent) else 0.0
 
     # -- model ------------------------------------------------------------------------------
 
@@ -448,6 +455,7 @@ class RiverForecast(Detector):
             self._n = 1
             return
         r = y - forecast
+        self._recent += _RECENT_W * (r - self._recent)
         if n >= _UNCLIPPED_WARMUP:
             sigma = self._sigma(hod)
             c = _CLIP_LEARN * sigma
@@ -482,3 +490,13 @@ class RiverForecast(Detector):
         # SeasonalBaseline: a runaway during an hour's first day is partly learnt.
         if not self._seen_before(self._hour(ts)):
             self.learn_one(ts, value, count)
+        elif value > 0.0 and self._n:
+            self._recent += _RECENT_W * (math.log(value) - self._forecast(ts)[1] - self._recent)
+
+    def _rebase(self) -> None:
+        # The intercept moves by the recent log residual: the forecast's shape stays, its
+        # level is the new one.
+        self._model.intercept += self._recent
+        self._recent = 0.0
+        self._memo = None
+        self._stat = None

@@ -44,6 +44,9 @@ _PRIOR_WINDOWS = 4
 # (often partial) window for a long time.
 _UNCLIPPED_WARMUP = 4
 
+# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
+_RECENT_W = 0.1
+
 # math.exp overflows above ~709.78; a bound of e**700 times anything is "never" all the same.
 _MAX_LOG_BOUND = 700.0
 
@@ -180,6 +183,8 @@ class SeasonalBaseline(Detector):
         # length.
         self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
         self._log_floor = math.log1p(min_rel_scale)
+        # how fast a rebased offset wears off once spend is back (half-life one hour)
+        self._offset_w = 1.0 - 0.5 ** (window_seconds / 3600.0)
         super().__init__()
 
     # -- state ------------------------------------------------------------------------------
@@ -200,7 +205,12 @@ class SeasonalBaseline(Detector):
         # The statistic's own history, for calibrated scores; and the last scored window's
         # statistic (ts, value, z), so that learning it does not compute it again (not state).
         self._cal = TailCalibrator()
-        self._memo: tuple[float, float, float | None] | None = None
+        self._memo: tuple[float, float, float | None, float | None] | None = None
+        # The level: an offset of log(spend) over every slot, set by ``rebase`` and worn off
+        # as the slots learn the new level (or as spend goes back to the old one); and the
+        # recent log residual over every window with spend, flagged or not, that it adopts.
+        self._offset = 0.0
+        self._recent = 0.0
 
     def _get_state(self) -> dict[str, Any]:
         return {
@@ -212,6 +222,7 @@ class SeasonalBaseline(Detector):
             "pool_dev": list(self._pool_dev),
             "pool_n": list(self._pool_n),
             "cal": self._cal.to_state(),
+            "level": [self._offset, self._recent],
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -223,7 +234,9 @@ class SeasonalBaseline(Detector):
             dev = [float(x) for x in state["dev"]]
             pool_dev = [float(x) for x in state["pool_dev"]]
             pool_n = [int(x) for x in state["pool_n"]]
-            cal = TailCalibrator.from_state(state["cal"])
+            # states written before scores were calibrated have none: start it afresh
+            cal = TailCalibrator.from_state(state["cal"]) if "cal" in state else TailCalibrator()
+            offset, recent = (float(x) for x in state.get("level", (0.0, 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed seasonal state: {exc!r}") from exc
         if not all(len(xs) == _N_SLOTS for xs in (n, periods, last, loc, dev)):
@@ -234,7 +247,10 @@ class SeasonalBaseline(Detector):
             raise ValueError("seasonal state has non-finite values")
         self._n, self._periods, self._last, self._loc, self._dev = n, periods, last, loc, dev
         self._pool_dev, self._pool_n = pool_dev, pool_n
+        if not (math.isfinite(offset) and math.isfinite(recent)):
+            raise ValueError("seasonal state has a non-finite level")
         self._cal, self._memo = cal, None
+        self._offset, self._recent = offset, recent
 
     # -- model ------------------------------------------------------------------------------
 
@@ -247,12 +263,13 @@ class SeasonalBaseline(Detector):
         threshold, min_scale = self.threshold, self.min_scale
         learnt = self._n[_GLOBAL]
         stat: float | None = None  # the statistic behind the score; None: not judged
+        lr: float | None = None  # log residual against the expected value
         if learnt == 0:
             # Nothing known yet (and it is cold start anyway): the money floor is all we have.
             expected, upper = 0.0, threshold * min_scale
             z = value / min_scale
         else:
-            mu = self._loc[slot]
+            mu = self._loc[slot] + self._offset
             raw = self._raw_sigma(slots, level)
             sigma = raw if raw > self._log_floor else self._log_floor
             expected = math.exp(mu)
@@ -291,7 +308,7 @@ class SeasonalBaseline(Detector):
                 p = self._cal.sf(stat)
             bound = upper / expected
             reason = f"{ratio:.1f}x the {where} expected value (alert bound {bound:.1f}x)"
-        self._memo = (ts, value, stat)
+        self._memo = (ts, value, stat, lr if learnt else None)
         return Verdict(
             ts=ts,
             observed=value,
@@ -355,6 +372,20 @@ class SeasonalBaseline(Detector):
         self._memo = None
         if memo[2] is not None:
             self._cal.learn(memo[2])
+        lr = memo[3]
+        if lr is not None:
+            self._follow(lr)
+            off = self._offset
+            if off != 0.0:
+                # A rebased level wears off towards what the slots would expect by themselves
+                # (x - loc = lr + off), never past 0: the slots take over as they learn the new
+                # level, or spend goes back to the old one and the offset with it.
+                new = off + self._offset_w * lr
+                if (new > 0.0) != (off > 0.0):
+                    new = 0.0
+                elif abs(new) > abs(off):
+                    new = off
+                self._offset = new
         hour, slots = self._slots(ts)
         self._learn(hour, slots, value)
 
@@ -366,11 +397,25 @@ class SeasonalBaseline(Detector):
         # a pattern they have never seen -- a nightly batch job, a weekly report -- would be
         # flagged against the coarser profile every time and never become expected. The
         # price: a runaway during a slot's first period is remembered by that slot.
+        memo = self._memo
         self._memo = None
+        if memo is not None and memo[0] == ts and memo[1] == value and memo[3] is not None:
+            self._follow(memo[3])  # the current level, whether or not it is learnt
         hour, slots = self._slots(ts)
         level = self._judging_level(hour, slots)
         if level:
             self._learn(hour, slots, value, levels=level)
+
+    def _follow(self, lr: float) -> None:
+        self._recent += _RECENT_W * (lr - self._recent)
+
+    def _rebase(self) -> None:
+        # Every slot's expectation moves by the recent log residual, at once; the offset then
+        # wears off as the slots learn (hour-of-week slots learn once a week: shifting them
+        # for good would leave a temporary level in them for months).
+        self._offset += self._recent
+        self._recent = 0.0
+        self._memo = None
 
     def _learn(self, hour: int, slots: tuple[int, int, int], value: float, levels: int = 3) -> None:
         """Learn ``value`` into the ``levels`` finest of ``slots``."""
@@ -392,19 +437,25 @@ class SeasonalBaseline(Detector):
                 dev[slot] = 0.0
                 continue
             r = x - loc[slot]
+            # the scale is learnt around what was expected (with the level's offset)
+            d = r - self._offset
             if n >= _UNCLIPPED_WARMUP:
                 c = _CLIP_SIGMAS * self._sigma(slots, level)
                 if r > c:
                     r = c
                 elif r < -c:
                     r = -c
+                if d > c:
+                    d = c
+                elif d < -c:
+                    d = -c
             n += 1
             n_[slot] = n
             # 1/n while the slot is young: a plain average of what it has, no start-up bias.
             w = 1.0 / n
             if w < aw:
                 w = aw
-            abs_r = r if r >= 0.0 else -r
+            abs_r = d if d >= 0.0 else -d
             loc[slot] += w * r
             dev[slot] += w * (abs_r - dev[slot])
             pn = pool_n[level] + 1

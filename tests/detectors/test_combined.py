@@ -180,3 +180,57 @@ def test_an_incident_at_a_new_time_of_day_still_alerts_after_a_routine_one() -> 
     assert any(v.is_anomaly for v in verdicts[-300:-280])
     # the batch was judged routine on the nights between (and learnt: by now it is expected)
     assert any(v.reason.endswith("routine") for v in verdicts)
+
+
+# -- a new normal versus a runaway ------------------------------------------------------------
+
+STEP = 8 * 1440  # after eight days of history: Tuesday of the second week, 00:00 UTC
+HOUR = 60
+
+
+@pytest.fixture(scope="module")
+def a_week_of_a_dollar_a_minute() -> tuple[np.ndarray, np.ndarray, bytes]:
+    """Ten days of a seasonal series spending about $1 a minute, and the default detector
+    after the first eight of them (pickled, so that each test starts from the same state)."""
+    import pickle
+
+    ts, spend = daily_series(10.0, seed=21, base=1.0, swing=0.6, noise=0.2)
+    det = Combined()
+    feed(det, ts[:STEP], spend[:STEP])
+    return ts, spend, pickle.dumps(det)
+
+
+def _after(fixture: Any, shape: np.ndarray) -> list[Verdict]:
+    import pickle
+
+    ts, spend, blob = fixture
+    det = pickle.loads(blob)
+    n = shape.size
+    return feed(det, ts[STEP : STEP + n], spend[STEP : STEP + n] * shape)
+
+
+def test_a_permanent_step_becomes_the_new_normal_within_six_hours(a_week_of_a_dollar_a_minute: Any) -> None:
+    verdicts = _after(a_week_of_a_dollar_a_minute, np.full(1440, 3.0))
+    flagged = [i for i, v in enumerate(verdicts) if v.is_anomaly]
+    assert flagged and flagged[0] < 30  # it alerts (a 3x step is worth $2 a minute)...
+    assert flagged[-1] < 6 * HOUR  # ...and is the new normal within six hours
+    assert len(flagged) < 6 * HOUR
+    later = verdicts[6 * HOUR :]
+    expected = np.mean([v.expected for v in later])
+    observed = np.mean([v.observed for v in later])
+    assert expected == pytest.approx(observed, rel=0.25)
+
+
+def test_a_rise_that_keeps_rising_keeps_alerting(a_week_of_a_dollar_a_minute: Any) -> None:
+    minutes = np.arange(12 * HOUR)
+    verdicts = _after(a_week_of_a_dollar_a_minute, 2.0 ** (minutes / (2 * HOUR)))  # x2 every 2 h
+    flagged = [i for i, v in enumerate(verdicts) if v.is_anomaly]
+    assert flagged[0] < 3 * HOUR  # by then 2.8x
+    assert sum(v.is_anomaly for v in verdicts[-HOUR:]) > 0.9 * HOUR  # still, twelve hours on
+
+
+def test_a_loop_that_keeps_burning_keeps_alerting(a_week_of_a_dollar_a_minute: Any) -> None:
+    # 8x, flat, for twelve hours: past max_new_normal_ratio (5x) a level is not adopted by
+    # itself however stable -- a person says "new normal" (rebase) or it stops
+    verdicts = _after(a_week_of_a_dollar_a_minute, np.full(12 * HOUR, 8.0))
+    assert all(v.is_anomaly for v in verdicts[5 : 12 * HOUR])
