@@ -116,7 +116,7 @@ def test_guards_few_requests_and_little_money_never_page() -> None:
     assert v.is_anomaly
 
 
-def test_score_is_monotone_in_the_count_and_half_at_the_bound() -> None:
+def test_score_is_monotone_in_the_count_and_the_flag_starts_at_the_bound() -> None:
     ts, counts = daily_counts(2.0, seed=4, night=2.0, day=8.0)
     det = CountTail(min_excess=0.01)
     feed(det, ts, counts, counts)  # $1 per request
