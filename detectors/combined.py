@@ -7,7 +7,7 @@ from typing import Any
 
 from detectors.base import Detector, Verdict, require
 
-__all__ = ["Combined"]
+__all__ = ["Combined", "gate_step", "is_material", "materiality"]
 
 # Components whose flag means "a sustained rise" or "too many requests" rather than "this
 # window's spend is extreme": the low-volume guard does not apply to them.
@@ -239,6 +239,8 @@ class Combined(Detector):
         self._recur_day = 0  # the day (epoch day) bit 0 of the recurrence masks stands for
         self._recur: list[int] = [0] * _SLOTS_PER_DAY
         self._scored = None
+        self._gate_in: tuple[bool, float, float, float, bool] | None = None  # not state
+        self._restarted = False  # the incident's run was reset by a rebase before this window
         # How often the smallest component p-value is at most _DEP_Q on normal windows,
         # exponentially weighted, with a prior of _DEP_PRIOR windows at k * _DEP_Q (Bonferroni).
         self._dep = [_DEP_Q * len(self._models), float(_DEP_PRIOR)]
@@ -380,18 +382,11 @@ class Combined(Detector):
         routine = (statistically or bool(flagged)) and self._recurs(day, slot)
         surprising = statistically and not routine
 
-        run_excess, run_expected = self._run_excess, self._run_expected
-        if surprising or (run_excess > 0.0 and excess > 0.0):
-            # The incident goes on while spend stays above expected; a surprising window starts
-            # one. Below expected, it is over.
-            run_excess += max(excess, 0.0)
-            run_expected += max(expected, 0.0)
-        else:
-            run_excess = run_expected = 0.0
+        run_excess, run_expected = gate_step(self._run_excess, self._run_expected, surprising, excess, expected)
         gate = self.materiality()
-        pct_ok = run_expected <= 0.0 or 100.0 * run_excess / run_expected >= self.min_excess_pct
-        material = run_excess >= gate and pct_ok
-        is_anomaly = surprising and material and excess > 0.0
+        is_anomaly = surprising and excess > 0.0 and is_material(run_excess, run_expected, gate, self.min_excess_pct)
+        # what the gate saw, for replaying it with other settings (gate_inputs)
+        self._gate_in = (surprising, excess, expected, self._usual, self._restarted)
         # what learning this window needs (see learn_one)
         self._scored = (ts, value, count, vs, (run_excess, run_expected),
                         (day, slot) if flagged else None, routine, statistically, p_min)
@@ -444,13 +439,16 @@ class Combined(Detector):
         """Dollars an incident must be over expected (summed so far) to alert on this series:
         ``min_excess_root`` times the square root of its usual daily spend, at least
         ``min_excess_usd``."""
-        gate = self.min_excess_usd
-        if self.min_excess_root > 0.0:
-            daily = self._usual * (86400.0 / self.window_seconds)
-            rel = self.min_excess_root * math.sqrt(daily) if daily > 0.0 else 0.0
-            if rel > gate:
-                gate = rel
-        return gate
+        return materiality(self._usual, self.window_seconds, self.min_excess_usd, self.min_excess_root)
+
+    def gate_inputs(self) -> tuple[bool, float, float, float, bool] | None:
+        """What the money gate saw in the window scored last: (surprising, excess, expected,
+        usual spend per window, whether a new normal reset the incident just before it).
+        Nothing the models learn depends on the gate's settings, so a sequence of these,
+        recorded once, replays the decision for any ``min_excess_usd``, ``min_excess_pct`` and
+        ``min_excess_root`` exactly, through :func:`gate_step` (from ``(0, 0)`` after a reset),
+        :func:`materiality` and :func:`is_material` (a threshold sweep without the models)."""
+        return self._gate_in
 
     def _scored_for(self, ts: float, value: float, count: float | None) -> tuple[Any, ...]:
         s = self._scored
@@ -499,6 +497,8 @@ class Combined(Detector):
             if w < self._usual_w:
                 w = self._usual_w
             self._usual += w * (value - self._usual)
+        if self._restarted and self._gate_in is not None and self._gate_in[4]:
+            self._restarted = False  # this window's gate inputs said so: said once
         if self._track_shift(ts, value, vs[0].expected, protect_all):
             self._rebase()  # a new normal: from the next window on, this level is expected
             run = (0.0, 0.0)
@@ -546,6 +546,7 @@ class Combined(Detector):
         for m in self._models:
             m.rebase()
         self._run_excess = self._run_expected = 0.0
+        self._restarted = True
         self._shift = [None, None, 0, 0.0, 0, None, 0.0]
         self._scored = None
 
@@ -559,3 +560,34 @@ class Combined(Detector):
 def _p_of(v: Verdict) -> float:
     """A verdict's p-value at full precision."""
     return v.p if v.p is not None else 1.0 - v.score
+
+
+def gate_step(run_excess: float, run_expected: float, surprising: bool, excess: float,
+              expected: float) -> tuple[float, float]:
+    """The incident's running excess and expected spend after one more window: a surprising
+    window starts (or continues) one, and it goes on while spend stays above expected; below
+    expected it is over."""
+    if surprising or (run_excess > 0.0 and excess > 0.0):
+        return run_excess + max(excess, 0.0), run_expected + max(expected, 0.0)
+    return 0.0, 0.0
+
+
+def materiality(usual: float, window_seconds: float, min_excess_usd: float, min_excess_root: float) -> float:
+    """The dollar gate of a series whose usual spend per window is ``usual``:
+    ``min_excess_root * sqrt(usual daily spend)``, at least ``min_excess_usd``.
+
+    >>> round(materiality(1000 / 1440, 60, 0.5, 0.6), 2), materiality(1 / 1440, 60, 0.5, 0.6)
+    (18.97, 0.6)
+    """
+    gate = min_excess_usd
+    if min_excess_root > 0.0 and usual > 0.0:
+        rel = min_excess_root * math.sqrt(usual * (86400.0 / window_seconds))
+        if rel > gate:
+            gate = rel
+    return gate
+
+
+def is_material(run_excess: float, run_expected: float, gate: float, min_excess_pct: float) -> bool:
+    """Whether an incident's running excess passes the dollar gate and the percentage."""
+    pct_ok = run_expected <= 0.0 or 100.0 * run_excess / run_expected >= min_excess_pct
+    return run_excess >= gate and pct_ok

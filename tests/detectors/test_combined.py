@@ -234,3 +234,30 @@ def test_a_loop_that_keeps_burning_keeps_alerting(a_week_of_a_dollar_a_minute: A
     # itself however stable -- a person says "new normal" (rebase) or it stops
     verdicts = _after(a_week_of_a_dollar_a_minute, np.full(12 * HOUR, 8.0))
     assert all(v.is_anomaly for v in verdicts[5 : 12 * HOUR])
+
+
+def test_the_money_gate_replays_exactly_from_recorded_inputs(two_days: Any) -> None:
+    # What the models learn does not depend on the gate's settings: the windows' gate inputs,
+    # recorded once, give every other setting's decisions without running the models again
+    # (what a threshold sweep needs).
+    from detectors.combined import gate_step, is_material, materiality
+
+    ts, spend = two_days
+    spend = spend.copy()
+    spend[2400:2406] += 6.0  # an incident worth ~$36
+    spend[2500] += 2.0  # a blip
+    recorded = Combined()
+    inputs = []
+    for t, v in zip(ts.tolist(), spend.tolist()):
+        recorded.update(t, v, 40.0)
+        inputs.append(recorded.gate_inputs())
+    for usd, pct, root in ((0.5, 50.0, 0.6), (20.0, 50.0, 0.0), (1.0, 0.0, 0.0), (5.0, 100.0, 0.2)):
+        det = Combined(min_excess_usd=usd, min_excess_pct=pct, min_excess_root=root)
+        direct = [det.update(t, v, 40.0).is_anomaly for t, v in zip(ts.tolist(), spend.tolist())]
+        replayed, run = [], (0.0, 0.0)
+        for surprising, excess, expected, usual, restarted in inputs:
+            run = gate_step(*((0.0, 0.0) if restarted else run), surprising, excess, expected)
+            gate = materiality(usual, 60.0, usd, root)
+            replayed.append(surprising and excess > 0.0 and is_material(*run, gate, pct))
+        assert replayed == direct
+        assert any(direct[2400:2406])
