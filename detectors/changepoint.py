@@ -315,8 +315,11 @@ class LevelShift(Detector):
             if rs > rmax:
                 rs = rmax + _SOFT_CLIP * (rs - rmax)
             stat = self._cusum + rs
-            if self._cusum > 0.0 and self._run_n and rsc > 0.0:
-                # Inside a run: also the run's mean residual as a z-test (sum / sqrt(n), each
+            if self._alarm_since is not None and self._run_n and rsc > 0.0:
+                # Inside a raised alarm (not merely a run: on a bursty series the statistic is
+                # above 0 for long stretches, and a run's mean residual is positive by selection,
+                # so its z would be ordinary there): also the run's mean residual as a z-test
+                # (sum / sqrt(n), each
                 # window's clipped as the recursion's is), which keeps growing while a shift
                 # lasts where the capped statistic stops -- three hours at 3x are far stronger
                 # evidence than three windows -- and which one spike cannot carry (nor a window
