@@ -62,7 +62,8 @@ class Signal:
     """The verdict on one closed window of one series, as handed to :class:`AlertEngine`.
 
     ``expected_usd`` is the detector's baseline for the window and ``upper_usd`` the bound
-    above which it calls the window anomalous; ``score`` (0..1) says how unusual it is.
+    above which it calls the window anomalous; ``score`` (0..1) says how unusual it is: ``1 - p``
+    for an upper-tail p-value against the series' own history (``detectors.base.Verdict``).
     """
 
     series: str

@@ -27,12 +27,19 @@ team-week; "better on both axes" needs both.
 
 Replays run in ``--jobs`` worker processes (default: 2, or 1 on a 1-core machine). Progress on
 stderr; ``--json`` prints the aggregated results as JSON on stdout instead of the tables.
+
+Last, a side-by-side table: the project's generator, the independent generator (a column
+that says "not merged yet" until ``benchmarks/independent/`` is), and with ``--nab`` the NAB
+standard-profile score of each candidate (``benchmarks.nab``: NAB's own scorer, a NAB checkout
+in ``--nab-dir``), next to the anchors of issue 12 (the default before this round, the naive
+anchor, a 1000-point rolling z-score, NAB's windowed Gaussian, Numenta HTM, ARTime).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import statistics
 import sys
@@ -269,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", type=Path, default=None, help="policy YAML (watch, alerts, prices, detector params)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="replays run in parallel")
     ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    ap.add_argument("--nab", action="store_true",
+                    help="also run the candidates on NAB (benchmarks.nab; needs a NAB checkout, --nab-dir)")
+    ap.add_argument("--nab-dir", default=os.environ.get("NAB_DIR", "/work/nab"), help="NAB checkout (with --nab)")
     a = ap.parse_args(argv)
 
     from detectors import DEFAULT_DETECTOR, DETECTORS
@@ -355,6 +365,18 @@ def main(argv: list[str] | None = None) -> int:
     order = [n for n in dict.fromkeys(names) if n in results]
     summary = {"seeds": a.seeds, "days": a.days, "seconds": round(elapsed, 1), "default": DEFAULT_DETECTOR,
                "candidates": {k: results[k] for k in order}, "verdict": verdict(results)}
+    nab_rows: dict[str, Any] = {}
+    nab_published: dict[str, Any] = {}
+    if a.nab:
+        from benchmarks import nab as nab_bench
+
+        note(f"NAB: running {', '.join(c.label for c in cands)} and the rolling z-score anchor")
+        specs = [_nab_spec(c) for c in cands]
+        out = _run_nab(nab_bench, a.nab_dir, specs)
+        nab_rows = {c.label: out["detectors"].get(_nab_spec(c)) for c in cands}
+        nab_rows["rolling-z"] = out["detectors"].get("rolling-z")
+        nab_published = out["published"]
+        summary["nab"] = {"detectors": nab_rows, "published": nab_published}
     if a.json:
         sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS) + b"\n")
     else:
@@ -364,7 +386,80 @@ def main(argv: list[str] | None = None) -> int:
         print_tables(results, order)
         print()
         print(verdict(results))
+        print()
+        print(side_by_side(results, order, nab_rows, nab_published))
     return 0
+
+
+def _nab_spec(c: Candidate) -> str:
+    """A candidate as benchmarks.nab takes it (NAME[:k=v,...])."""
+    import yaml
+
+    parts = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in c.params]
+    return c.name if not parts else f"{c.name}:{','.join(parts)}"
+
+
+def _run_nab(nab_bench: Any, nab_dir: str, specs: list[str]) -> dict[str, Any]:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        nab_bench.main(["--nab-dir", nab_dir, "--json", "--detectors", *specs])
+    return json.loads(buf.getvalue())
+
+
+# The issue's anchors (issue 12): the default before this work, and the references.
+ISSUE_ANCHORS = (
+    ("default before (issue 12)", "1.00 / 0.00 / 4.3", "0.25 / 0.00 / 0.25 recall", "0.0"),
+    ("rolling mean + 6 sigma per team (issue 12)", None, "0.75-1.00 recall at ~1.6 FA/tw", None),
+    ("rolling z-score, 1000 points", None, None, "rolling-z"),
+    ("NAB windowed Gaussian", None, None, "windowedGaussian"),
+    ("Numenta HTM", None, None, "numenta"),
+    ("ARTime", None, None, "ARTime"),
+)
+
+
+def independent_results() -> str | None:
+    """The second, independent workload generator's results, once it is merged (it is written
+    from its own spec, apart from the detectors, in benchmarks/independent/)."""
+    import importlib.util
+
+    if importlib.util.find_spec("benchmarks.independent") is None:
+        return None
+    return "merged: run it with its own command (wiring pending)"
+
+
+def side_by_side(results: dict[str, dict[str, Any]], order: list[str], nab_rows: dict[str, Any],
+                 published: dict[str, Any]) -> str:
+    """One table: the project's generator (recall / false alerts per team-week / median delay),
+    the independent generator, and NAB (standard profile), with the issue's anchors."""
+    ind = independent_results()
+    w = max(32, *(len(c) for c in order)) + 1
+    head = f"{'':{w}s} {'project generator':>24s} {'independent generator':>32s} {'NAB standard':>13s}"
+    lines = ["side by side: recall / false alerts per team-week / median delay (min); NAB normalised score", head,
+             "-" * len(head)]
+    for c in order:
+        r = results[c]
+        proj = "-" if r.get("skipped") else (f"{_fmt(r['recall'])} / {_fmt(r['false_per_team_week'])} / "
+                                            f"{_fmt(r['median_delay_min'], '.1f')}")
+        nab = nab_rows.get(c)
+        nab_s = "-" if not nab else f"{nab['standard']['score']:.1f}"
+        lines.append(f"{c:{w}s} {proj:>24s} {ind or 'not merged yet':>32s} {nab_s:>13s}")
+    for label, proj, indep, nab_key in ISSUE_ANCHORS:
+        if nab_key == "rolling-z":
+            nab_s = f"{nab_rows['rolling-z']['standard']['score']:.1f}" if nab_rows.get("rolling-z") else "38.8 (issue)"
+        elif nab_key in ("windowedGaussian", "numenta", "ARTime"):
+            names = {"windowedGaussian": "NAB windowed Gaussian", "numenta": "Numenta HTM", "ARTime": "ARTime"}
+            got = published.get(names[nab_key])
+            nab_s = f"{got['standard']:.1f}" if got else {"windowedGaussian": "39.6", "numenta": "70.5",
+                                                           "ARTime": "74.9"}[nab_key] + " (issue)"
+        else:
+            nab_s = nab_key or "-"
+        lines.append(f"{'  ' + label:{w}s} {proj or '-':>24s} {indep or '-':>32s} {nab_s:>13s}")
+    lines.append("targets: recall >= 0.95, <= 0.25 false alerts per team-week, median delay <= 5 min on both "
+                 "generators; NAB standard >= 40")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

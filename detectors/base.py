@@ -56,8 +56,11 @@ class Verdict:
     upper: float
     """The alert bound: at or above it (once warmed up) the window is an anomaly."""
     score: float
-    """How unusual, in [0, 1]; 0.5 is the alert bound, 0 means "nothing to see" (or no opinion
-    yet, during cold start)."""
+    """How unusual, in [0, 1]: ``1 - p``, where ``p`` is an upper-tail p-value of the window
+    against the series' own recent history, so the same number means the same on every series
+    (on normal windows ``P(score >= s) ~ 1 - s``). 0 means "nothing to see" or no opinion yet
+    (cold start). Whether it alerts is ``is_anomaly``: the model's own bound, or for the
+    combiner a score threshold plus materiality."""
     is_anomaly: bool
     excess: float
     """observed - expected, signed (negative when spend is below what was expected)."""
@@ -70,6 +73,9 @@ class Verdict:
     impact: float | None = None
     """Excess over expected summed over the incident so far (money), for detectors that track
     incidents (the combiner); None otherwise."""
+    p: float | None = None
+    """The upper-tail p-value behind ``score`` (``score == 1 - p``), at full precision where
+    ``1 - p`` rounds to 1.0; None when it is ``1 - score``."""
 
     def to_dict(self) -> dict[str, Any]:
         # Written out rather than dataclasses.asdict: asdict deep-copies and is ~5x slower,
@@ -86,6 +92,7 @@ class Verdict:
             "detector": self.detector,
             "reason": self.reason,
             "impact": self.impact,
+            "p": self.p,
         }
 
 
@@ -99,8 +106,8 @@ class Detector(ABC):
       ``super().__init__()`` which builds the fresh state through ``_reset()``;
     - take ``protect_anomaly: bool = True`` (read by ``update``);
     - set the class attribute ``name`` (the registry key, also written into each ``Verdict``);
-    - implement ``score_one`` (no state change), ``learn_one``, ``_reset``, ``_get_state`` and
-      ``_set_state``; state must be plain Python (lists, floats, ints, None) so that pickling
+    - implement ``score_one`` (no state change), ``learn_one``, ``_reset``, ``_get_state``,
+      ``_set_state`` and ``_rebase`` (see ``rebase``); state must be plain Python (lists, floats, ints, None) so that pickling
       and ``to_state`` need nothing special;
     - may override ``_unit_test_params`` to give the contract tests non-default settings.
 
@@ -146,6 +153,10 @@ class Detector(ABC):
     def _set_state(self, state: dict[str, Any]) -> None:
         """Replace the learnt state; raise ValueError if ``state`` does not fit."""
 
+    @abstractmethod
+    def _rebase(self) -> None:
+        """Move the baseline to the recent level (see ``rebase``)."""
+
     def _learn_protected(
         self, ts: float, value: float, verdict: Verdict, count: float | None = None
     ) -> None:
@@ -180,6 +191,18 @@ class Detector(ABC):
                 self._learn_protected(ts, value, verdict, count)
             self._last_ts = ts
         return verdict
+
+    def rebase(self) -> None:
+        """Adopt the current level as the new normal, at once.
+
+        For when spend has moved for good -- a migration, a new feature, what on-call answers
+        "expected, new normal" to: the windows of a sustained shift are flagged and so not
+        learnt (``protect_anomaly``), and the baseline would otherwise stay where it was. Each
+        model moves its expectation to the level of the last few windows (flagged or not),
+        keeping what it knows about the shape of the day and the week, and ends any alarm it
+        holds; the next windows at that level are ordinary.
+        """
+        self._rebase()
 
     def reset(self) -> None:
         """Forget everything learnt; keep the parameters."""

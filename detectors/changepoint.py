@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from detectors.base import Detector, Verdict, require
+from detectors.calibration import STAT_FLOOR, TailCalibrator
 
 __all__ = ["LevelShift"]
 
@@ -30,10 +31,13 @@ _MAX_DROP_SIGMAS = 3.0
 # is back to normal the alarm resolves within two or three windows, however long the shift.
 _CAP_PER_RISE = 0.5
 
-# Exponent of the score map q / (1 + q), q = (S / threshold) ** 4, as in SeasonalBaseline.
-_SCORE_STEEPNESS = 4
+_MAX_LOG_BOUND = 700.0
 
-_MAX_LOG_BOUND = 700.0  # math.exp overflows above ~709.78
+# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
+_RECENT_W = 0.1
+
+# What a window's residual beyond the recursion's clip still adds to the score's statistic.
+_SOFT_CLIP = 0.01  # math.exp overflows above ~709.78
 
 # Learnt floats are kept at full precision: rounding them on every update (to halve the
 # state's JSON) cost more CPU than the combiner's whole decision.
@@ -86,6 +90,11 @@ class LevelShift(Detector):
     sigmas above ``expected``, and at least that many ``min_scale`` above it). A flagged window
     may be below it (the alarm is about the run, not the window), and a window above it is
     flagged only once enough evidence has accumulated.
+
+    The score is calibrated (``detectors.calibration``): the statistic so far plus this
+    window's residual (softly clipped, unfloored), or inside a run the run's mean residual as a
+    z-test when that is larger -- it keeps growing while a shift lasts, where the capped
+    statistic stops -- as an upper-tail p-value against its own history on normal windows.
 
     Use it next to ``SeasonalBaseline`` for spend per window of a minute to an hour. Slow
     growth (a few percent a day) is followed by the baseline and never counts. It knows no day
@@ -216,7 +225,10 @@ class LevelShift(Detector):
         self._cusum = 0.0  # the statistic S
         self._run_n = 0  # judged windows with spend since S last left 0
         self._run_log = 0.0  # and the sum of their log residuals
+        self._run_rs = 0.0  # and of their residuals in (unfloored) sigmas, clipped
+        self._recent = 0.0  # recent log residual over all windows with spend (for rebase)
         self._alarm_since: float | None = None  # ts of the run's first alarm
+        self._cal = TailCalibrator()  # the score statistic's history (calibrated scores)
         self._memo: tuple[float, float, _Judgement] | None = None  # not state: see _judge
 
     def _get_state(self) -> dict[str, Any]:
@@ -226,7 +238,9 @@ class LevelShift(Detector):
             "loc": list(self._loc),
             "dev": list(self._dev),
             "pool": [self._pool_dev, self._pool_n],
-            "cusum": [self._cusum, self._run_n, self._run_log, self._alarm_since],
+            "cusum": [self._cusum, self._run_n, self._run_log, self._alarm_since, self._run_rs],
+            "cal": self._cal.to_state(),
+            "recent": self._recent,
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -236,20 +250,26 @@ class LevelShift(Detector):
             loc = [float(x) for x in state["loc"]]
             dev = [float(x) for x in state["dev"]]
             pool_dev, pool_n = float(state["pool"][0]), int(state["pool"][1])
-            cusum, run_n, run_log, since = state["cusum"]
+            cusum, run_n, run_log, since, *rest = state["cusum"]
             cusum, run_n, run_log = float(cusum), int(run_n), float(run_log)
             since = None if since is None else float(since)
+            # (states written before scores were calibrated have neither: start them afresh)
+            run_rs = float(rest[0]) if rest else 0.0
+            recent = float(state.get("recent", 0.0))
+            cal = TailCalibrator.from_state(state["cal"]) if "cal" in state else TailCalibrator()
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed changepoint state: {exc!r}") from exc
         if not all(len(xs) == _N_SLOTS for xs in (n, loc, dev)):
             raise ValueError(f"changepoint state lists must have {_N_SLOTS} slots")
-        floats = [*loc, *dev, pool_dev, cusum, run_log] + ([] if since is None else [since])
+        floats = [*loc, *dev, pool_dev, cusum, run_log, run_rs, recent] + ([] if since is None else [since])
         if not all(math.isfinite(x) for x in floats) or cusum < 0:
             raise ValueError("changepoint state has non-finite or negative values")
         self._n, self._loc, self._dev = n, loc, dev
         self._seen, self._ready, self._day = seen, ready, day
         self._pool_dev, self._pool_n = pool_dev, pool_n
         self._cusum, self._run_n, self._run_log, self._alarm_since = cusum, run_n, run_log, since
+        self._run_rs, self._recent = run_rs, recent
+        self._cal = cal
         self._memo = None
 
     # -- model ------------------------------------------------------------------------------
@@ -272,13 +292,41 @@ class LevelShift(Detector):
         mu = self._expected_log(ts, hour, slot)
         drift = self.drift
         x: float | None = None
+        stat: float | None = None
+        rsc = 0.0  # this window's residual in unfloored sigmas, clipped (for the run's z-test)
         if not judged:
             r = 0.0  # the hour has no earlier day yet: no evidence either way
         elif value <= 0.0:
             r = -_MAX_DROP_SIGMAS
+            stat = self._cusum - _MAX_DROP_SIGMAS
         else:
             x = math.log(value) - mu
-            r = x / self._sigma(slot)
+            raw = self._raw_sigma(slot)
+            r = x / (raw if raw > self._log_floor else self._log_floor)
+            # The score's statistic: the statistic so far plus this window's residual (without
+            # the floors), clipped like the recursion's so that one window cannot make a
+            # sustained rise -- but softly (1 % of the rest still counts) so that scores keep
+            # ranking and do not tie at the clip while a shift lasts. No drift: it stays on a
+            # z-like scale where the calibration has its bins.
+            scale = raw if raw > STAT_FLOOR else STAT_FLOOR
+            rs = x / scale
+            rmax = drift + self._max_rise
+            rsc = rmax if rs > rmax else -_MAX_DROP_SIGMAS if rs < -_MAX_DROP_SIGMAS else rs
+            if rs > rmax:
+                rs = rmax + _SOFT_CLIP * (rs - rmax)
+            stat = self._cusum + rs
+            if self._alarm_since is not None and self._run_n and rsc > 0.0:
+                # Inside a raised alarm (not merely a run: on a bursty series the statistic is
+                # above 0 for long stretches, and a run's mean residual is positive by selection,
+                # so its z would be ordinary there): also the run's mean residual as a z-test
+                # (sum / sqrt(n), each
+                # window's clipped as the recursion's is), which keeps growing while a shift
+                # lasts where the capped statistic stops -- three hours at 3x are far stronger
+                # evidence than three windows -- and which one spike cannot carry (nor a window
+                # below expected).
+                z_run = (self._run_rs + rsc) / math.sqrt(self._run_n + 1)
+                if z_run > stat:
+                    stat = z_run
             r_money = (value - math.exp(mu)) / self.min_scale
             if r_money < r:
                 r = r_money
@@ -291,7 +339,7 @@ class LevelShift(Detector):
             s = 0.0
         elif s > self._cap:
             s = self._cap
-        result = (hour, slot, judged, mu, x, s)
+        result = (hour, slot, judged, mu, x, s, stat, rsc)
         self._memo = (ts, value, result)
         return result
 
@@ -316,18 +364,22 @@ class LevelShift(Detector):
         return loc[slot] + f * (loc[other] - loc[slot])
 
     def _sigma(self, slot: int) -> float:
+        """Robust sigma of log(spend) in ``slot``, floored at log(1 + min_rel_scale)."""
+        sigma = self._raw_sigma(slot)
+        return sigma if sigma > self._log_floor else self._log_floor
+
+    def _raw_sigma(self, slot: int) -> float:
         """Robust sigma of log(spend) in ``slot``: its mean absolute deviation, pooled with the
-        level's while it has few windows, widened by the uncertainty of its location, floored."""
+        level's while it has few windows, widened by the uncertainty of its location."""
         n = self._n[slot]
         dev = self._dev[slot]
         if slot != _GLOBAL:
             prior = self._pool_dev if self._pool_n else self._dev[_GLOBAL]
             dev = (n * dev + _PRIOR_WINDOWS * prior) / (n + _PRIOR_WINDOWS)
-        sigma = _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / max(n, 1))
-        return sigma if sigma > self._log_floor else self._log_floor
+        return _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / max(n, 1))
 
     def score_one(self, ts: float, value: float, count: float | None = None) -> Verdict:
-        _, slot, judged, mu, x, s = self._judge(ts, value)
+        _, slot, judged, mu, x, s, stat, _ = self._judge(ts, value)
         learnt = self._n[_GLOBAL]
         threshold = self.threshold
         # upper: the spend per window that, held from a quiet start, raises the alarm on the
@@ -344,12 +396,12 @@ class LevelShift(Detector):
             if upper < money:
                 upper = money
         excess = value - expected
+        p = 1.0
         if learnt < self.min_history or learnt == 0:
-            score = 0.0
             reason = f"cold start: {learnt} of {self.min_history} windows with spend learnt"
         else:
-            q = (s / threshold) ** _SCORE_STEEPNESS
-            score = q / (1.0 + q)
+            if stat is not None:
+                p = self._cal.sf(stat)
             alarm = f"statistic {s:.1f}, alarm at {threshold:g}"
             n = self._run_n + (x is not None)
             if s > 0.0 and n:
@@ -364,18 +416,23 @@ class LevelShift(Detector):
             observed=value,
             expected=expected,
             upper=upper,
-            score=score,
-            is_anomaly=score >= 0.5,
+            score=1.0 - p,
+            is_anomaly=learnt >= self.min_history and learnt > 0 and s >= threshold,
             excess=excess,
             excess_pct=100.0 * excess / expected if expected > 0.0 else None,
             detector=self.name,
             reason=reason,
+            p=p,
         )
 
     def learn_one(self, ts: float, value: float, count: float | None = None) -> None:
-        hour, slot, _, mu, x, s = self._judge(ts, value)
+        hour, slot, _, mu, x, s, stat, rsc = self._judge(ts, value)
         self._memo = None
-        self._step(ts, x, s)
+        if stat is not None and self._n[_GLOBAL] >= self.min_history and self._n[_GLOBAL]:
+            self._cal.learn(stat)
+        self._step(ts, x, s, rsc)
+        if x is not None:
+            self._recent += _RECENT_W * (x - self._recent)
         if value > 0.0:
             self._learn(hour, slot, math.log(value), mu)
 
@@ -384,20 +441,35 @@ class LevelShift(Detector):
     ) -> None:
         # The statistic is a test of the recent windows: it must see the flagged ones too, or
         # an alarm could never stay raised -- nor resolve. The baseline must not.
-        _, _, _, _, x, s = self._judge(ts, value)
+        _, _, _, _, x, s, _, rsc = self._judge(ts, value)
         self._memo = None
-        self._step(ts, x, s)
+        self._step(ts, x, s, rsc)
+        if x is not None:
+            self._recent += _RECENT_W * (x - self._recent)
 
-    def _step(self, ts: float, x: float | None, s: float) -> None:
+    def _rebase(self) -> None:
+        # As an accepted shift (max_shift_seconds), but now and to the recent level: every
+        # slot moves by the recent log residual and the statistic starts again from 0.
+        shift = self._recent
+        loc, n = self._loc, self._n
+        for i in range(_N_SLOTS):
+            if n[i]:
+                loc[i] += shift
+        self._cusum, self._run_n, self._run_log, self._alarm_since = 0.0, 0, 0.0, None
+        self._run_rs = self._recent = 0.0
+        self._memo = None
+
+    def _step(self, ts: float, x: float | None, s: float, rsc: float = 0.0) -> None:
         """Move the statistic to ``s`` and keep the run's tally; accept a long shift."""
         s = (s)
         self._cusum = s
         if s <= 0.0:
-            self._run_n, self._run_log, self._alarm_since = 0, 0.0, None
+            self._run_n, self._run_log, self._run_rs, self._alarm_since = 0, 0.0, 0.0, None
             return
         if x is not None:
             self._run_n += 1
             self._run_log = (self._run_log + x)
+            self._run_rs += rsc
         if s >= self.threshold and self._alarm_since is None:
             self._alarm_since = ts
         since = self._alarm_since
@@ -409,6 +481,7 @@ class LevelShift(Detector):
                     if self._n[i]:
                         loc[i] = (loc[i] + shift)
             self._cusum, self._run_n, self._run_log, self._alarm_since = 0.0, 0, 0.0, None
+            self._run_rs = 0.0
 
     def _learn(self, hour: int, slot: int, x: float, mu: float) -> None:
         """Learn log(spend) ``x`` into the hour-of-day slot and the global one; ``mu`` is what
@@ -450,5 +523,6 @@ class LevelShift(Detector):
 
 
 # hour, hour-of-day slot, whether it is judged, expected log(spend), log residual (None when
-# not judged or no spend), the statistic after the window.
-_Judgement = tuple[int, int, bool, float, float | None, float]
+# not judged or no spend), the statistic after the window, the score's statistic (None when
+# not judged), the window's clipped residual in unfloored sigmas (0 without spend).
+_Judgement = tuple[int, int, bool, float, float | None, float, float | None, float]

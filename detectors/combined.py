@@ -7,16 +7,31 @@ from typing import Any
 
 from detectors.base import Detector, Verdict, require
 
-__all__ = ["Combined"]
+__all__ = ["Combined", "gate_step", "is_material", "materiality"]
 
 # Components whose flag means "a sustained rise" or "too many requests" rather than "this
 # window's spend is extreme": the low-volume guard does not apply to them.
 _SUSTAINED = frozenset({"changepoint"})
 _COUNT = frozenset({"counts"})
 
-# Score of a window that is surprising but not (yet) material: just under the alert bound, so
-# that scores still rank windows and ``is_anomaly == (score >= 0.5)`` holds.
-_BELOW_BOUND = 0.4999
+# Memory of the usual spend per window (for the materiality gate), in seconds of windows.
+_USUAL_MEMORY_S = 7 * 86400.0
+
+# New normal: a shift's run of surprising windows ends after this long without one, and its
+# level is stable when an hour's mean log ratio is within log(1.25) of the hour before's.
+_SHIFT_GAP_S = 900.0
+_STABLE_LOG = math.log(1.25)
+# A shifted level within this factor of the series' usual spend (a week's average) is a level
+# it has had before, whatever the ratio to a baseline that learnt a quiet spell.
+_USUAL_LEVEL = 1.5
+
+# The combined p-value: where the dependence between the models' p-values is measured (the
+# share of normal windows with min p <= _DEP_Q), a prior of that many windows at Bonferroni's
+# k * _DEP_Q, and the weight of a window once the estimate is warm (about two days of
+# 1-minute windows).
+_DEP_Q = 0.01
+_DEP_PRIOR = 200
+_DEP_W = 1.0 / 2880
 
 # Recurrence memory: per quarter hour of the (UTC) day, which of the last days had a surprising
 # window in it, as bits of an int (bit 0: the current day).
@@ -30,29 +45,48 @@ class Combined(Detector):
     """Runs several detectors on each window; alerts on statistical surprise *and* material impact.
 
     Each window goes to every component (``components``, registry names; the first one gives
-    the expected spend). The window is **surprising** when a component flags it, except that a
-    spike flagged in a window with fewer than ``min_requests`` requests only counts when the
-    ``counts`` component (a tail test on request counts) agrees -- three calls at night are
-    not "infinite sigma", and one long-context call is not an incident.
+    the expected spend). Their calibrated p-values are combined by their minimum times a
+    factor between 1 and ``k`` (Bonferroni's ``k * min p`` when the models are independent):
+    how often that minimum is 1 % or less on the series' own normal windows, per 1 %. So
+    ``score`` (``1 - p``) means the same on every series and for every mix of models. The
+    window is **surprising** when its score reaches ``score_threshold`` and its spend is above
+    expected. In a window with fewer than ``min_requests`` requests the spike-type models'
+    evidence only counts when the ``counts`` component (a tail test on request counts) flags
+    the window too, and a sustained-rise model's only once it has flagged -- three calls at
+    night are not "infinite sigma", and one long-context call is not an incident.
 
     Surprise is not enough. Like AWS Cost Anomaly Detection's impact thresholds, the alert
     needs **material impact**: the excess over expected spend, summed over the incident so far
-    (consecutive windows above expected since the first surprising one), must reach both
-    ``min_excess_usd`` dollars and ``min_excess_pct`` percent of the expected spend over those
-    windows. A one-window burst of $200 alerts at once; a model switch that adds $1.50 a minute
-    alerts when its running excess passes $20; a $3 blip never does. ``impact`` in the verdict
-    is that running excess.
+    (consecutive windows above expected since the first surprising one), must reach
+    ``min_excess_pct`` percent of the expected spend over those windows and a dollar figure
+    that scales with the series, :meth:`materiality`: ``min_excess_root`` times the square root
+    of its usual daily spend in dollars, at least ``min_excess_usd`` -- $0.60 on a series that
+    spends $1 a day, $19 on $1,000 a day, $134 on $50,000 a day. The square root because one
+    dollar figure cannot fit both ends, and proportional gates fail both ways: a tiny team's
+    $4 blip is a big share of its day, a big team's $40 burst a small one. Set
+    ``min_excess_root: 0`` for a plain dollar gate (``min_excess_usd``). ``impact`` in the
+    verdict is the running excess.
 
-    A surprise in a quarter hour of the day (UTC) that was also surprising, give or take a
-    quarter hour, on ``recurring_days`` of the previous seven days is **routine** -- a nightly
-    batch, a daily report -- and neither alerts nor is kept from the models: they learn it,
-    so it soon stops surprising them. A new nightly job therefore pages at most
-    ``recurring_days`` times; the price is that an incident repeating at the same time of day
-    for that many days becomes routine too.
+    A surprise in a quarter hour of the day (UTC) that was also surprising (a component
+    flagged it), give or take a quarter hour, on ``recurring_days`` of the previous seven days
+    is **routine** -- a nightly batch, a daily report -- and neither alerts nor is kept from
+    the models: they learn it, so it soon stops surprising them. A new nightly job therefore
+    pages at most ``recurring_days`` times; the price is that an incident repeating at the
+    same time of day for that many days becomes routine too.
 
-    Anomalous windows teach no component (``protect_anomaly``); a window that one component
-    flags but that is not material is not learnt by that component either (its own
-    protection), while the others learn it.
+    What the models learn does not depend on the gate (the materiality and percentage, nor
+    whether an alert fired): a surprising window teaches no component, and a component does
+    not learn a window it flagged itself (``protect_anomaly``). So the gate can be swept on
+    recorded verdicts without running the models again.
+
+    **A new normal versus a runaway.** Protection is right for minutes and wrong for days: a
+    shift that has lasted ``new_normal_after`` (3 h), whose level against expected is as high
+    as the hour before and no higher (within 25 %), and which is at most
+    ``max_new_normal_ratio`` (5) times expected (or back at about the series' usual spend), is
+    adopted: every component
+    ``rebase``\ s to it and the alert resolves. A level that keeps rising, or a loop burning at
+    more than 5x, keeps alerting until it stops or someone calls ``rebase()`` ("expected, new
+    normal").
 
     Parameters
     ----------
@@ -62,34 +96,47 @@ class Combined(Detector):
         Registry names of the models to run, first one giving ``expected``.
     component_params
         ``{name: {param: value}}`` for the components (a YAML section per model).
+    score_threshold
+        Score from which a window above expected is surprising (0.9999: p <= 1e-4).
     min_excess_usd
-        Dollars over expected, summed over the incident so far, before it alerts.
+        Dollars over expected, summed over the incident so far, before it alerts: a floor under
+        the relative gate, or the whole money gate with ``min_excess_root: 0``.
     min_excess_pct
         The same excess as a percentage of the expected spend over the incident's windows.
+    min_excess_root
+        The relative gate: this times the square root of the series' usual daily spend (in
+        dollars, learnt from its normal windows over about a week); 0 turns it off.
     min_requests
-        Fewer requests than this in a window (when the count is known): a spike-type flag
+        Fewer requests than this in a window (when the count is known): a spike-type model
         needs the ``counts`` component's agreement.
     recurring_days
         Earlier days (of the last 7) with a surprise at the same time of day that make it
         routine; 0 turns the rule off.
+    new_normal_after
+        Seconds a shift (a run of surprising windows) must last before its level may become
+        the new normal; 0 turns the rule off (``rebase()`` still works).
+    max_new_normal_ratio
+        A shift more than this many times expected is not adopted by itself (unless it is back
+        at about the series' usual spend, a week's average): a loop that keeps burning keeps
+        alerting.
     protect_anomaly
-        Do not learn anomalous windows into any component.
+        Do not learn surprising windows into any component.
 
-    Example: a team spending about $2 a minute. A burst to $6 is surprising but not worth
-    $20; the burst to $40 that follows it alerts.
+    Example: a team spending about $2 a minute ($2,900 a day: the gate is $32). A burst to $6
+    is surprising but not worth it; the burst to $40 that follows it alerts.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(1)
-    >>> det = Combined(components=("seasonal",), min_excess_usd=20)
+    >>> det = Combined(components=("seasonal",))
     >>> t0 = 1_704_067_200.0
     >>> for i in range(1, 2 * 1440):
     ...     _ = det.update(t0 + 60 * i, 2.0 * rng.lognormal(0, 0.1), count=40)
     >>> v = det.update(t0 + 60 * 2880, 6.0, count=120)
-    >>> v.is_anomaly, round(v.impact), v.reason  # doctest: +ELLIPSIS
-    (False, 4, 'seasonal: 3.0x the hour-of-day expected value ...; $4.02 over expected so far, alerts from $20 and 50%')
+    >>> v.is_anomaly, v.score > 0.9999, round(v.impact), v.reason  # doctest: +ELLIPSIS
+    (False, True, 4, 'seasonal: 3.0x the hour-of-day expected value ...; $4.02 over expected so far, alerts from $32.26 and 50%')
     >>> v = det.update(t0 + 60 * 2881, 40.0, count=800)
-    >>> v.is_anomaly, v.score >= 0.5, round(v.excess)
-    (True, True, 38)
+    >>> v.is_anomaly, round(v.excess), round(v.impact)
+    (True, 38, 42)
     """
 
     name = "combined"
@@ -99,10 +146,14 @@ class Combined(Detector):
         window_seconds: float = 60.0,
         components: tuple[str, ...] | list[str] = ("seasonal", "changepoint", "counts"),
         component_params: dict[str, dict[str, Any]] | None = None,
-        min_excess_usd: float = 20.0,
+        score_threshold: float = 0.9999,
+        min_excess_usd: float = 0.5,
         min_excess_pct: float = 50.0,
+        min_excess_root: float = 0.6,
         min_requests: float = 5.0,
         recurring_days: int = 2,
+        new_normal_after: float = 3 * 3600.0,
+        max_new_normal_ratio: float = 5.0,
         protect_anomaly: bool = True,
     ) -> None:
         from detectors import DETECTORS  # the registry imports this module
@@ -110,10 +161,14 @@ class Combined(Detector):
         self.window_seconds = window_seconds
         self.components = components
         self.component_params = component_params
+        self.score_threshold = score_threshold
         self.min_excess_usd = min_excess_usd
         self.min_excess_pct = min_excess_pct
+        self.min_excess_root = min_excess_root
         self.min_requests = min_requests
         self.recurring_days = recurring_days
+        self.new_normal_after = new_normal_after
+        self.max_new_normal_ratio = max_new_normal_ratio
         self.protect_anomaly = protect_anomaly
         require("Combined", window_seconds > 0, "window_seconds must be > 0", window_seconds)
         require(
@@ -123,9 +178,13 @@ class Combined(Detector):
             components,
         )
         require("Combined", len(set(components)) == len(components), "components must not repeat", components)
+        require("Combined", 0 < score_threshold < 1, "score_threshold must be in (0, 1)", score_threshold)
         require("Combined", min_excess_usd >= 0, "min_excess_usd must be >= 0", min_excess_usd)
+        require("Combined", min_excess_root >= 0, "min_excess_root must be >= 0", min_excess_root)
         require("Combined", min_excess_pct >= 0, "min_excess_pct must be >= 0", min_excess_pct)
         require("Combined", min_requests >= 0, "min_requests must be >= 0", min_requests)
+        require("Combined", new_normal_after >= 0, "new_normal_after must be >= 0 (0: off)", new_normal_after)
+        require("Combined", max_new_normal_ratio > 1, "max_new_normal_ratio must be > 1", max_new_normal_ratio)
         require(
             "Combined",
             isinstance(recurring_days, int) and 0 <= recurring_days <= _RECUR_DAYS,
@@ -157,12 +216,18 @@ class Combined(Detector):
         # The component verdicts of the window scored last, so that learning it does not score
         # it a second time (update scores, then learns the same window).
         self._scored: tuple[Any, ...] | None = None
+        self._usual_w = min(1.0, window_seconds / _USUAL_MEMORY_S)
+        # A shift's level is compared period by period: a third of new_normal_after (an hour by
+        # default), and a period's level counts once it has a third of its windows.
+        self._shift_period = new_normal_after / 3.0 if new_normal_after > 0 else 3600.0
+        self._shift_min_n = max(1, int(self._shift_period / window_seconds / 3))
         super().__init__()
 
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:
-        # The contract's series spend about $2 a minute; its 8x spike is worth ~$14.
-        return {"min_excess_usd": 5.0}
+        # The contract's series spend about $2 a minute; its 8x spike is worth ~$14: a flat
+        # $5 gate (the relative one would want ~$30 of a ~$2,900-a-day series).
+        return {"min_excess_usd": 5.0, "min_excess_root": 0.0}
 
     # -- state ------------------------------------------------------------------------------
 
@@ -174,11 +239,26 @@ class Combined(Detector):
         self._recur_day = 0  # the day (epoch day) bit 0 of the recurrence masks stands for
         self._recur: list[int] = [0] * _SLOTS_PER_DAY
         self._scored = None
+        self._gate_in: tuple[bool, float, float, float, bool] | None = None  # not state
+        self._restarted = False  # the incident's run was reset by a rebase before this window
+        # How often the smallest component p-value is at most _DEP_Q on normal windows,
+        # exponentially weighted, with a prior of _DEP_PRIOR windows at k * _DEP_Q (Bonferroni).
+        self._dep = [_DEP_Q * len(self._models), float(_DEP_PRIOR)]
+        self._usual = 0.0  # usual spend per window (exponentially weighted, normal windows)
+        self._usual_n = 0
+        # The shift under way: ts of its first surprising window (None: none), of its latest,
+        # the hour of the shift being summed, the sum and number of log(observed / expected)
+        # in it, the previous hour's mean (None until it had enough windows), and the sum of
+        # the observed spend in the hour.
+        self._shift: list[Any] = [None, None, 0, 0.0, 0, None, 0.0]
 
     def _get_state(self) -> dict[str, Any]:
         return {
             "models": [m.to_state() for m in self._models],
             "run": [self._run_excess, self._run_expected],
+            "usual": [self._usual, self._usual_n],
+            "dep": list(self._dep),
+            "shift": list(self._shift),
             "recur_day": self._recur_day,
             "recur": list(self._recur),
         }
@@ -189,6 +269,15 @@ class Combined(Detector):
             run = [float(x) for x in state["run"]]
             recur_day = int(state["recur_day"])
             recur = [int(x) for x in state["recur"]]
+            # (states written before the relative gate and calibrated scores have neither)
+            usual, usual_n = (float(state["usual"][0]), int(state["usual"][1])) if "usual" in state else (0.0, 0)
+            dep = [float(x) for x in state["dep"]] if "dep" in state else [_DEP_Q * len(self._models), _DEP_PRIOR]
+            shift = list(state.get("shift", (None, None, 0, 0.0, 0, None, 0.0)))
+            if len(shift) != 7:
+                raise ValueError(f"shift tracker has {len(shift)} fields, not 7")
+            shift = [None if shift[0] is None else float(shift[0]), None if shift[1] is None else float(shift[1]),
+                     int(shift[2]), float(shift[3]), int(shift[4]), None if shift[5] is None else float(shift[5]),
+                     float(shift[6])]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed combined state: {exc!r}") from exc
         if not isinstance(models, list) or len(models) != len(self._models):
@@ -202,6 +291,12 @@ class Combined(Detector):
             m.load_state(s)
         self._run_excess, self._run_expected = run
         self._recur_day, self._recur = recur_day, recur
+        if not math.isfinite(usual):
+            raise ValueError("combined state: bad usual spend")
+        if len(dep) != 2 or not all(math.isfinite(x) and x >= 0.0 for x in dep):
+            raise ValueError("combined state: bad dependence estimate")
+        self._usual, self._usual_n, self._dep = usual, usual_n, dep
+        self._shift = shift
         self._scored = None
 
     # -- model ------------------------------------------------------------------------------
@@ -249,71 +344,78 @@ class Combined(Detector):
         expected = base.expected
         excess = value - expected
 
+        # Which components' evidence counts: in a window with fewer than min_requests
+        # requests a spike-type model's only counts when the request count is unusual too.
         low_volume = count is not None and count < self.min_requests
         counts_agree = self._count_index is not None and vs[self._count_index].is_anomaly
-        surprising: list[int] = []
-        for i, (name, v) in enumerate(zip(self._names, vs)):
-            if not v.is_anomaly:
-                continue
-            if low_volume and name not in _SUSTAINED and name not in _COUNT and not counts_agree:
-                continue  # the minimum volume guard
-            surprising.append(i)
+        # (A sustained-rise model's evidence counts there only once it has flagged: its score
+        # also moves with the window's own residual.)
+        # Without a request count (an analyst's spend-only series) the count model's pseudo-count
+        # is the spend itself: no evidence of its own, so it does not vote.
+        eligible = [
+            i for i, (name, v) in enumerate(zip(self._names, vs))
+            if (not low_volume or counts_agree or name in _COUNT or (name in _SUSTAINED and v.is_anomaly))
+            and not (count is None and name in _COUNT and len(vs) > 1)
+        ]
+        # The models' own flags (their bounds): what the recurrence memory and each model's
+        # protection go by, independent of this detector's gate.
+        flagged = [i for i in eligible if vs[i].is_anomaly]
+        ps = [_p_of(vs[i]) for i in eligible]
+        p_min = min(ps) if ps else 1.0
+        # Bonferroni's k * min(p) is exact for independent models and k times too cautious for
+        # identical ones. The factor used is how often min(p) <= 1 % on this series' normal
+        # windows, per 1 % (between 1 and k): calibrated there, and carried into the tail.
+        k = len(ps)
+        if k > 1:
+            k_eff = self._dep[0] / _DEP_Q
+            k_eff = 1.0 if k_eff < 1.0 else k if k_eff > k else k_eff
+        else:
+            k_eff = 1.0
+        p = p_min * k_eff
+        if p > 1.0:
+            p = 1.0
+        score = 1.0 - p
+        statistically = score >= self.score_threshold and excess > 0.0
         # A surprise at a time of day that was just as surprising on other recent days is
         # routine (a nightly batch, a daily report): not an incident, and learnt.
         day, slot = self._day_slot(ts)
-        routine = bool(surprising) and self._recurs(day, slot)
-        noticed = bool(surprising)
+        routine = (statistically or bool(flagged)) and self._recurs(day, slot)
+        surprising = statistically and not routine
+
+        run_excess, run_expected = gate_step(self._run_excess, self._run_expected, surprising, excess, expected)
+        gate = self.materiality()
+        is_anomaly = surprising and excess > 0.0 and is_material(run_excess, run_expected, gate, self.min_excess_pct)
+        # what the gate saw, for replaying it with other settings (gate_inputs)
+        self._gate_in = (surprising, excess, expected, self._usual, self._restarted)
+        # what learning this window needs (see learn_one)
+        self._scored = (ts, value, count, vs, (run_excess, run_expected),
+                        (day, slot) if flagged else None, routine, statistically, p_min)
+
+        if eligible and ps:
+            lead = eligible[min(range(len(ps)), key=ps.__getitem__)]
+        else:
+            lead = 0
+        said = f"{self._names[lead]}: {vs[lead].reason}"
         if routine:
-            surprising = []
-
-        run_excess, run_expected = self._run_excess, self._run_expected
-        if surprising or (run_excess > 0.0 and excess > 0.0):
-            # The incident goes on while spend stays above expected; a surprising window starts
-            # one. Below expected, it is over.
-            run_excess += max(excess, 0.0)
-            run_expected += max(expected, 0.0)
+            reason = (f"{said}; but this time of day was as unusual on {self.recurring_days}+ "
+                      f"of the last {_RECUR_DAYS} days: routine")
+        elif is_anomaly:
+            reason = f"{said}; ${run_excess:,.2f} over expected in this incident"
+        elif surprising:
+            reason = (f"{said}; ${run_excess:,.2f} over expected so far, alerts from "
+                      f"${gate:,.2f} and {self.min_excess_pct:g}%")
+        elif low_volume and len(eligible) < len(vs) and any(v.is_anomaly for v in vs):
+            reason = f"{said}; only {count:g} requests, and the request count is not unusual"
         else:
-            run_excess = run_expected = 0.0
-        # what learning this window needs; ``noticed`` as the (day, slot) to remember, or None
-        self._scored = (ts, value, count, vs, (run_excess, run_expected), (day, slot) if noticed else None, routine)
-
-        pct_ok = run_expected <= 0.0 or 100.0 * run_excess / run_expected >= self.min_excess_pct
-        material = run_excess >= self.min_excess_usd and pct_ok
-        is_anomaly = bool(surprising) and material and excess > 0.0
-
-        top = max(range(len(vs)), key=lambda i: vs[i].score)
-        if surprising:
-            lead = max(surprising, key=lambda i: vs[i].score)
-            score = max(vs[lead].score, 0.5) if is_anomaly else min(vs[lead].score, _BELOW_BOUND)
-            said = f"{self._names[lead]}: {vs[lead].reason}"
-            if is_anomaly:
-                reason = f"{said}; ${run_excess:,.2f} over expected in this incident"
-            else:
-                reason = (
-                    f"{said}; ${run_excess:,.2f} over expected so far, alerts from "
-                    f"${self.min_excess_usd:,.0f} and {self.min_excess_pct:g}%"
-                )
-        else:
-            score = min(vs[top].score, _BELOW_BOUND)
-            flagged = [i for i, v in enumerate(vs) if v.is_anomaly]
-            if routine:
-                i = flagged[0]
-                reason = (f"{self._names[i]}: {vs[i].reason}; but this time of day was as "
-                          f"unusual on {self.recurring_days}+ of the last {_RECUR_DAYS} days: routine")
-            elif flagged:
-                i = flagged[0]
-                reason = (f"{self._names[i]}: {vs[i].reason}; only {count:g} requests, and the "
-                          f"request count is not unusual")
-            else:
-                reason = f"{self._names[top]}: {vs[top].reason}"
+            reason = said
 
         # The smallest spend that would start an alert in this window: under the lowest
-        # component bound nothing is surprising, and under expected + min_excess_usd (and the
+        # component bound nothing is surprising, and under expected + the gate (and the
         # percentage) one window is not material on its own. Inside an incident the money
         # already over expected counts too, so an anomalous window may sit lower: its upper
         # is then its own spend.
         upper = min(v.upper for v in vs)
-        money = expected + max(self.min_excess_usd, expected * self.min_excess_pct / 100.0)
+        money = expected + max(gate, expected * self.min_excess_pct / 100.0)
         if upper < money:
             upper = money
         if is_anomaly and upper > value:
@@ -330,7 +432,23 @@ class Combined(Detector):
             detector=self.name,
             reason=reason,
             impact=run_excess if run_excess > 0.0 else None,
+            p=p,
         )
+
+    def materiality(self) -> float:
+        """Dollars an incident must be over expected (summed so far) to alert on this series:
+        ``min_excess_root`` times the square root of its usual daily spend, at least
+        ``min_excess_usd``."""
+        return materiality(self._usual, self.window_seconds, self.min_excess_usd, self.min_excess_root)
+
+    def gate_inputs(self) -> tuple[bool, float, float, float, bool] | None:
+        """What the money gate saw in the window scored last: (surprising, excess, expected,
+        usual spend per window, whether a new normal reset the incident just before it).
+        Nothing the models learn depends on the gate's settings, so a sequence of these,
+        recorded once, replays the decision for any ``min_excess_usd``, ``min_excess_pct`` and
+        ``min_excess_root`` exactly, through :func:`gate_step` (from ``(0, 0)`` after a reset),
+        :func:`materiality` and :func:`is_material` (a threshold sweep without the models)."""
+        return self._gate_in
 
     def _scored_for(self, ts: float, value: float, count: float | None) -> tuple[Any, ...]:
         s = self._scored
@@ -341,24 +459,135 @@ class Combined(Detector):
         return s
 
     def learn_one(self, ts: float, value: float, count: float | None = None) -> None:
-        _, _, _, vs, run, noticed_at, routine = self._scored_for(ts, value, count)
-        for m, v in zip(self._models, vs):
-            if v.is_anomaly and m.protect_anomaly and not routine:
-                m._learn_protected(ts, value, v, count)
-            else:
-                m.learn_one(ts, value, count)  # routine windows teach every model
-        self._commit(run, noticed_at)
+        self._learn_window(ts, value, count)
 
     def _learn_protected(
         self, ts: float, value: float, verdict: Verdict, count: float | None = None
     ) -> None:
-        _, _, _, vs, run, noticed_at, _ = self._scored_for(ts, value, count)
+        # Learning does not depend on this detector's own decision (its gate): a model does
+        # not learn a window that it flagged or that was statistically surprising as a whole
+        # (unless routine), whether or not the money made it an alert. So the gate can be
+        # re-evaluated on recorded verdicts without running the models again.
+        self._learn_window(ts, value, count)
+
+    def _learn_window(self, ts: float, value: float, count: float | None) -> None:
+        _, _, _, vs, run, noticed_at, routine, statistically, p_min = self._scored_for(ts, value, count)
+        protect_all = statistically and not routine
         for m, v in zip(self._models, vs):
-            m._learn_protected(ts, value, v, count)
+            if m.protect_anomaly and not routine and (protect_all or v.is_anomaly):
+                m._learn_protected(ts, value, v, count)
+            else:
+                m.learn_one(ts, value, count)  # routine windows teach every model
+        if not protect_all:
+            # The dependence estimate learns normal windows only: not those a model flagged
+            # either, or a run of incidents just under the threshold would teach it that
+            # small minimum p-values are ordinary, and then fewer would cross it. Windows
+            # where no model has an opinion yet (cold start: min p == 1) say nothing.
+            if p_min < 1.0 and not any(v.is_anomaly for v in vs):
+                dep = self._dep
+                n = dep[1] + 1.0
+                dep[1] = n
+                w = 1.0 / n
+                if w < _DEP_W:
+                    w = _DEP_W
+                dep[0] += w * ((1.0 if p_min <= _DEP_Q else 0.0) - dep[0])
+            # the usual spend per window, for the materiality gate (about a week's memory)
+            self._usual_n += 1
+            w = 1.0 / self._usual_n
+            if w < self._usual_w:
+                w = self._usual_w
+            self._usual += w * (value - self._usual)
+        if self._restarted and self._gate_in is not None and self._gate_in[4]:
+            self._restarted = False  # this window's gate inputs said so: said once
+        if self._track_shift(ts, value, vs[0].expected, protect_all):
+            self._rebase()  # a new normal: from the next window on, this level is expected
+            run = (0.0, 0.0)
         self._commit(run, noticed_at)
+
+    def _track_shift(self, ts: float, value: float, expected: float, surprising: bool) -> bool:
+        """Follow a run of surprising windows period by period (a third of ``new_normal_after``:
+        hours by default); True when it is a new normal: it has lasted ``new_normal_after``, its
+        level (against expected) is as high as the period before and no higher (within 25 %),
+        and it is at most ``max_new_normal_ratio`` times expected -- or within 1.5x of the
+        series' usual spend (about a week's average: a return to a level the series had before
+        is not a runaway, however far it is above a baseline that learnt a quiet spell)."""
+        sh = self._shift
+        if surprising:
+            if sh[0] is None:
+                sh[:] = [ts, ts, 0, 0.0, 0, None, 0.0]
+            else:
+                sh[1] = ts
+        if sh[0] is None:
+            return False
+        if ts - sh[1] > _SHIFT_GAP_S:
+            sh[:] = [None, None, 0, 0.0, 0, None, 0.0]  # it stopped: no shift
+            return False
+        hour = int((ts - sh[0]) // self._shift_period)
+        if hour > sh[2]:
+            sh[5] = sh[3] / sh[4] if sh[4] >= self._shift_min_n else None
+            sh[2], sh[3], sh[4], sh[6] = hour, 0.0, 0, 0.0
+        if value > 0.0 and expected > 0.0:
+            sh[3] += math.log(value / expected)
+            sh[4] += 1
+            sh[6] += value
+        if not self.new_normal_after or ts - sh[0] < self.new_normal_after:
+            return False
+        prev = sh[5]
+        if prev is None or sh[4] < self._shift_min_n:
+            return False
+        level = sh[3] / sh[4]
+        if not (level > 0.0 and abs(level - prev) <= _STABLE_LOG):
+            return False
+        # not a runaway: at most max_new_normal_ratio times expected, or back at about what the
+        # series usually spends (a level it had before its baseline learnt a quiet spell)
+        return level <= math.log(self.max_new_normal_ratio) or sh[6] / sh[4] <= _USUAL_LEVEL * self._usual
+
+    def _rebase(self) -> None:
+        for m in self._models:
+            m.rebase()
+        self._run_excess = self._run_expected = 0.0
+        self._restarted = True
+        self._shift = [None, None, 0, 0.0, 0, None, 0.0]
+        self._scored = None
 
     def _commit(self, run: tuple[float, float], noticed_at: tuple[int, int] | None) -> None:
         self._run_excess, self._run_expected = run
         if noticed_at is not None:
             self._remember(*noticed_at)
         self._scored = None
+
+
+def _p_of(v: Verdict) -> float:
+    """A verdict's p-value at full precision."""
+    return v.p if v.p is not None else 1.0 - v.score
+
+
+def gate_step(run_excess: float, run_expected: float, surprising: bool, excess: float,
+              expected: float) -> tuple[float, float]:
+    """The incident's running excess and expected spend after one more window: a surprising
+    window starts (or continues) one, and it goes on while spend stays above expected; below
+    expected it is over."""
+    if surprising or (run_excess > 0.0 and excess > 0.0):
+        return run_excess + max(excess, 0.0), run_expected + max(expected, 0.0)
+    return 0.0, 0.0
+
+
+def materiality(usual: float, window_seconds: float, min_excess_usd: float, min_excess_root: float) -> float:
+    """The dollar gate of a series whose usual spend per window is ``usual``:
+    ``min_excess_root * sqrt(usual daily spend)``, at least ``min_excess_usd``.
+
+    >>> round(materiality(1000 / 1440, 60, 0.5, 0.6), 2), materiality(1 / 1440, 60, 0.5, 0.6)
+    (18.97, 0.6)
+    """
+    gate = min_excess_usd
+    if min_excess_root > 0.0 and usual > 0.0:
+        rel = min_excess_root * math.sqrt(usual * (86400.0 / window_seconds))
+        if rel > gate:
+            gate = rel
+    return gate
+
+
+def is_material(run_excess: float, run_expected: float, gate: float, min_excess_pct: float) -> bool:
+    """Whether an incident's running excess passes the dollar gate and the percentage."""
+    pct_ok = run_expected <= 0.0 or 100.0 * run_excess / run_expected >= min_excess_pct
+    return run_excess >= gate and pct_ok

@@ -8,6 +8,7 @@ from typing import Any
 from scipy.special import betainc, gammainc, nbdtrik, pdtrik
 
 from detectors.base import Detector, Verdict, require
+from detectors.calibration import TailCalibrator, jitter, z_of_p
 
 __all__ = ["CountTail"]
 
@@ -23,15 +24,12 @@ _N_SLOTS = 25
 _CLIP_SD = 3.0
 _UNCLIPPED_WARMUP = 4
 
+# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
+_RECENT_W = 0.1
+
 # Below this the overdispersion is taken as 0 (Poisson): the negative binomial with r = 1/phi
 # above ~1e9 is the Poisson to double precision anyway, and betainc is slower there.
 _MIN_DISPERSION = 1e-9
-
-# -log(p) for p below the smallest double: "never" all the same.
-_MAX_SURPRISE = 745.0
-
-# Exponent of the score map q / (1 + q), q = z ** 4, as in SeasonalBaseline.
-_SCORE_STEEPNESS = 4
 
 # Learnt floats are kept at full precision: rounding them on every update (to halve the
 # state's JSON) cost more CPU than the combiner's whole decision.
@@ -65,8 +63,11 @@ class CountTail(Detector):
     - ``expected`` spend is the expected count times the learnt mean cost per request (spend
       over requests, exponentially weighted, over windows with a count); ``upper`` is the spend
       at the count bound (the smallest count that is flagged) at that cost, or ``expected +
-      min_excess`` when that is larger. The score is monotone in -log p: 0.5 at
-      ``p_threshold``.
+      min_excess`` when that is larger.
+    - The ``score`` is calibrated (``detectors.calibration``): the count's tail, at a
+      deterministically randomised count (integer counts have atoms, and ``P(X >= k)`` alone
+      is not uniform under the model), against the same statistic on the series' earlier
+      normal windows. ``is_anomaly`` is the model's own test above.
     - ``count=None`` (tests, an analyst's spend-only series): the window is judged on a
       pseudo-count, ``value`` divided by the learnt mean cost per request, or by
       ``fallback_cost`` before any window with a count has been learnt. On such a series the
@@ -120,10 +121,10 @@ class CountTail(Detector):
     [10]
     >>> v = verdicts[night]
     >>> round(v.expected, 3), v.reason
-    (0.017, '3 requests, 0.33 expected: p = 0.0098 (bound 1e-06)')
+    (0.017, '3 requests, 0.33 expected: p = 0.0027 (bound 1e-06)')
     >>> v = verdicts[night + 10]
     >>> round(v.upper, 2), v.reason
-    (0.43, '60 requests, 0.35 expected: p = 4.5e-47 (bound 1e-06)')
+    (0.43, '60 requests, 0.35 expected: p = 1.7e-47 (bound 1e-06)')
     """
 
     name = "counts"
@@ -162,7 +163,6 @@ class CountTail(Detector):
         )
         require("CountTail", fallback_cost > 0, "fallback_cost must be > 0", fallback_cost)
         self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
-        self._surprise_bound = -math.log(p_threshold)
         super().__init__()
 
     # -- state ------------------------------------------------------------------------------
@@ -182,6 +182,10 @@ class CountTail(Detector):
         self._seen = 0
         self._ready = 0
         self._day = -1
+        self._cal = TailCalibrator()  # the score statistic's history (calibrated scores)
+        # Recent requests, expected requests, spend and requests-with-a-count per window over
+        # every window, flagged or not: the level ``rebase`` adopts.
+        self._recent: list[float] = [0.0, 0.0, 0.0, 0.0]
         self._memo: tuple[Any, ...] | None = None  # not state: see score_one
 
     def _get_state(self) -> dict[str, Any]:
@@ -192,6 +196,8 @@ class CountTail(Detector):
             "disp_n": list(self._disp_n),
             "cost": list(self._cost),
             "days": [self._seen, self._ready, self._day],
+            "cal": self._cal.to_state(),
+            "recent": list(self._recent),
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -202,6 +208,9 @@ class CountTail(Detector):
             disp_n = [int(x) for x in state["disp_n"]]
             cost = [float(x) for x in state["cost"]]
             seen, ready, day = (int(x) for x in state["days"])
+            # states written before scores were calibrated have none: start it afresh
+            cal = TailCalibrator.from_state(state["cal"]) if "cal" in state else TailCalibrator()
+            recent = [float(x) for x in state.get("recent", (0.0, 0.0, 0.0, 0.0))]
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed counts state: {exc!r}") from exc
         if len(n) != _N_SLOTS or len(mean) != _N_SLOTS:
@@ -213,6 +222,9 @@ class CountTail(Detector):
             raise ValueError("counts state has non-finite or negative values")
         self._n, self._mean, self._disp, self._disp_n, self._cost = n, mean, disp, disp_n, cost
         self._seen, self._ready, self._day = seen, ready, day
+        if len(recent) != 4 or not all(math.isfinite(x) and x >= 0.0 for x in recent):
+            raise ValueError("counts state has a bad recent level")
+        self._cal, self._recent = cal, recent
         self._memo = None
 
     # -- model ------------------------------------------------------------------------------
@@ -258,16 +270,24 @@ class CountTail(Detector):
         where = self._where(ts)
         # Kept for learn_one of the same window (the worker and the combiner score, then
         # learn): the second look would cost as much as the first.
-        self._memo = (ts, value, count, x, where)
         _, _, judged, mu = where
         level = 0 if judged else 1
         if not judged:
             mu = self._mean[_GLOBAL]
         phi = self._dispersion(level)
-        p = _upper_tail(x, mu, phi)
-        bound = _count_bound(self.p_threshold, mu, phi)
-        if bound < self.min_count:
-            bound = self.min_count
+        # The count's tail, at a randomised count when it is a whole number: integer counts
+        # have atoms, and P(X >= k) alone is not uniform under the model; P(X > k) + U P(X = k)
+        # is (the tail between k and k + 1, U from the window's end: same inputs, same p).
+        if x > 0.0 and x.is_integer():
+            p = _upper_tail(x + 1.0 - jitter(ts, self.window_seconds), mu, phi)
+        else:
+            p = _upper_tail(x, mu, phi)
+        stat = z_of_p(p) if x > 0.0 else 0.0  # the score's statistic, calibrated below
+        self._memo = (ts, value, count, x, where, stat)
+        # The test: at least the count whose tail is p_threshold (the same as p <= p_threshold
+        # at a whole count, without a second tail evaluation).
+        count_bound = _count_bound(self.p_threshold, mu, phi)
+        bound = count_bound if count_bound > self.min_count else self.min_count
         expected = mu * cost
         min_excess = self.min_excess
         upper = bound * cost
@@ -275,24 +295,13 @@ class CountTail(Detector):
             upper = expected + min_excess
         excess = value - expected
         learnt = self._n[_GLOBAL]
+        p_score = 1.0
         if learnt < self.min_history or learnt == 0:
-            score = 0.0
+            flag = False
             reason = f"cold start: {learnt} of {self.min_history} windows learnt"
         else:
-            surprise = -math.log(p) if p > 0.0 else _MAX_SURPRISE
-            # Every test must pass, so the binding one is the smallest ratio to its bound.
-            z = surprise / self._surprise_bound
-            z_count = x / self.min_count
-            if z_count < z:
-                z = z_count
-            z_money = excess / min_excess
-            if z_money < z:
-                z = z_money
-            if z > 0.0:
-                q = z**_SCORE_STEEPNESS
-                score = q / (1.0 + q)
-            else:
-                score = 0.0
+            p_score = self._cal.sf(stat)
+            flag = x >= bound and excess >= min_excess
             what = "requests" if count is not None else "requests (from spend)"
             reason = (
                 f"{x:.3g} {what}, {mu:.2g} expected: p = {p:.2g} "
@@ -303,24 +312,28 @@ class CountTail(Detector):
             observed=value,
             expected=expected,
             upper=upper,
-            score=score,
-            is_anomaly=score >= 0.5,
+            score=1.0 - p_score,
+            is_anomaly=flag,
             excess=excess,
             excess_pct=100.0 * excess / expected if expected > 0.0 else None,
             detector=self.name,
             reason=reason,
+            p=p_score,
         )
 
     def learn_one(self, ts: float, value: float, count: float | None = None) -> None:
         if not (math.isfinite(ts) and math.isfinite(value)):
             raise ValueError(f"ts and value must be finite, got ts={ts!r} value={value!r}")
         memo = self._memo
-        if memo is not None and memo[0] == ts and memo[1] == value and memo[2] == count:
-            x, (hour, slot, _, mu) = memo[3], memo[4]
-        else:
-            x = _count(value, count, self._cost_per_request())
-            hour, slot, _, mu = self._where(ts)
+        if memo is None or memo[0] != ts or memo[1] != value or memo[2] != count:
+            self.score_one(ts, value, count)
+            memo = self._memo
+        assert memo is not None
+        x, (hour, slot, _, mu), stat = memo[3], memo[4], memo[5]
         self._memo = None
+        self._follow(value, count, x, mu)
+        if self._n[_GLOBAL] >= self.min_history and self._n[_GLOBAL]:
+            self._cal.learn(stat)
         day = hour // 24
         if day > self._day:
             self._ready |= self._seen
@@ -364,6 +377,34 @@ class CountTail(Detector):
             cost[0] = (cost[0] + w * (value - cost[0]))
             cost[1] = (cost[1] + w * (count - cost[1]))
 
+
+    def _learn_protected(
+        self, ts: float, value: float, verdict: Verdict, count: float | None = None
+    ) -> None:
+        memo = self._memo
+        self._memo = None
+        if memo is not None and memo[0] == ts and memo[1] == value and memo[2] == count:
+            self._follow(value, count, memo[3], memo[4][3])  # the level, not the baseline
+
+    def _follow(self, value: float, count: float | None, x: float, mu: float) -> None:
+        r = self._recent
+        r[0] += _RECENT_W * (x - r[0])
+        r[1] += _RECENT_W * (mu - r[1])
+        if count is not None:
+            r[2] += _RECENT_W * (max(value, 0.0) - r[2])
+            r[3] += _RECENT_W * (count - r[3])
+
+    def _rebase(self) -> None:
+        # Every slot's mean moves by the ratio of recent to expected requests, and the cost per
+        # request becomes the recent one (a model switch changes that, not the count).
+        got, expected, spend, requests = self._recent
+        if expected > 0.0 and got > 0.0:
+            ratio = got / expected
+            self._mean = [m * ratio for m in self._mean]
+        if requests > 0.0 and spend > 0.0:
+            self._cost = [spend, requests]
+        self._recent = [0.0, 0.0, 0.0, 0.0]
+        self._memo = None
 
 def _count(value: float, count: float | None, cost: float) -> float:
     """The window's requests, or a pseudo-count from its spend."""

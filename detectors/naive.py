@@ -6,12 +6,13 @@ import math
 from typing import Any
 
 from detectors.base import Detector, Verdict, require
+from detectors.calibration import STAT_FLOOR, TailCalibrator
 
 __all__ = ["NaiveRolling"]
 
-# Exponent of the score map q / (1 + q), q = (z / k) ** 4: 0.5 at the bound, as in
-# SeasonalBaseline.
-_SCORE_STEEPNESS = 4
+# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
+_RECENT_W = 0.1
+
 
 
 class NaiveRolling(Detector):
@@ -118,15 +119,24 @@ class NaiveRolling(Detector):
         # every time the ring wraps, so rounding cannot drift.
         self._sum = 0.0
         self._sumsq = 0.0
+        self._cal = TailCalibrator()  # the z-score's history (calibrated scores)
+        self._recent = 0.0  # recent spend per window, flagged or not (for rebase)
+        self._recent_n = 0
+        self._memo: tuple[float, float, float | None] | None = None  # not state
 
     def _get_state(self) -> dict[str, Any]:
-        return {"buf": list(self._buf), "pos": self._pos, "sum": self._sum, "sumsq": self._sumsq}
+        return {"buf": list(self._buf), "pos": self._pos, "sum": self._sum, "sumsq": self._sumsq,
+                "cal": self._cal.to_state(), "recent": [self._recent, self._recent_n]}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         try:
             buf = [float(x) for x in state["buf"]]
             pos = int(state["pos"])
             total, sumsq = float(state["sum"]), float(state["sumsq"])
+            # states written before scores were calibrated have none: start it afresh
+            cal = TailCalibrator.from_state(state["cal"]) if "cal" in state else TailCalibrator()
+            recent, recent_n = state.get("recent", (0.0, 0))
+            recent, recent_n = float(recent), int(recent_n)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed naive state: {exc!r}") from exc
         if len(buf) > self.n_windows or not 0 <= pos < self.n_windows:
@@ -134,6 +144,8 @@ class NaiveRolling(Detector):
         if not all(math.isfinite(x) for x in [*buf, total, sumsq]):
             raise ValueError("naive state has non-finite values")
         self._buf, self._pos, self._sum, self._sumsq = buf, pos, total, sumsq
+        self._cal, self._memo = cal, None
+        self._recent, self._recent_n = recent, recent_n
 
     # -- model ------------------------------------------------------------------------------
 
@@ -143,42 +155,84 @@ class NaiveRolling(Detector):
         n = len(self._buf)
         k = self.k
         if n == 0:
-            mean, sigma = 0.0, self.min_scale
+            mean, sigma, raw = 0.0, self.min_scale, 0.0
         else:
             mean = self._sum / n
             var = self._sumsq / n - mean * mean
-            sigma = math.sqrt(var) if var > 0.0 else 0.0
+            raw = sigma = math.sqrt(var) if var > 0.0 else 0.0
             if sigma < self.min_scale:
                 sigma = self.min_scale
         upper = mean + k * sigma
         z = (value - mean) / sigma
+        p = 1.0
+        stat: float | None = None
         if n < self.min_history:
-            score = 0.0
+            flag = False
             reason = f"cold start: {n} of {self.min_history} windows learnt"
         else:
-            if z > 0.0:
-                q = (z / k) ** _SCORE_STEEPNESS
-                score = q / (1.0 + q)
-            else:
-                score = 0.0
+            flag = z >= k
+            # The score's statistic: the z-score without the money floor on sigma (a relative
+            # numerical floor only), calibrated against its own history.
+            floor = STAT_FLOOR * abs(mean) if mean else STAT_FLOOR * 1e-6
+            stat = (value - mean) / (raw if raw > floor else floor)
+            p = self._cal.sf(stat)
             reason = f"{z:.1f} sigma above the mean of the last {n} windows (bound {k:g} sigma)"
         excess = value - mean
+        self._memo = (ts, value, stat)
         return Verdict(
             ts=ts,
             observed=value,
             expected=mean,
             upper=upper,
-            score=score,
-            is_anomaly=score >= 0.5,
+            score=1.0 - p,
+            is_anomaly=flag,
             excess=excess,
             excess_pct=100.0 * excess / mean if mean > 0.0 else None,
             detector=self.name,
             reason=reason,
+            p=p,
         )
 
     def learn_one(self, ts: float, value: float, count: float | None = None) -> None:
         if not (math.isfinite(ts) and math.isfinite(value)):
             raise ValueError(f"ts and value must be finite, got ts={ts!r} value={value!r}")
+        memo = self._memo
+        if memo is None or memo[0] != ts or memo[1] != value:
+            self.score_one(ts, value, count)
+            memo = self._memo
+        assert memo is not None
+        self._memo = None
+        self._follow(value)
+        if memo[2] is not None and len(self._buf) >= self.n_windows:
+            # learnt once the buffer is full: before that its z-scores are of another kind
+            self._cal.learn(memo[2])
+        self._push(value)
+
+    def _learn_protected(
+        self, ts: float, value: float, verdict: Verdict, count: float | None = None
+    ) -> None:
+        self._follow(value)  # the level, not the buffer
+
+    def _follow(self, value: float) -> None:
+        self._recent_n += 1
+        w = max(_RECENT_W, 1.0 / self._recent_n)
+        self._recent += w * (value - self._recent)
+
+    def _rebase(self) -> None:
+        # The buffer moves by the difference between the recent level and its mean: its spread
+        # stays, its level is the new one.
+        buf = self._buf
+        if not buf or not self._recent_n:
+            return
+        delta = self._recent - self._sum / len(buf)
+        for i in range(len(buf)):
+            buf[i] += delta
+        self._sum = math.fsum(buf)
+        self._sumsq = math.fsum(x * x for x in buf)
+        self._recent, self._recent_n = 0.0, 0
+        self._memo = None
+
+    def _push(self, value: float) -> None:
         buf = self._buf
         if len(buf) < self.n_windows:
             buf.append(value)

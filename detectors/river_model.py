@@ -61,6 +61,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from detectors.base import Detector, Verdict, require
+from detectors.calibration import STAT_FLOOR, TailCalibrator
 
 if TYPE_CHECKING:
     from river.linear_model import LinearRegression
@@ -86,9 +87,9 @@ _CLIP_SCALE = 3.0
 _UNCLIPPED_WARMUP = 4
 # An hour-of-day scale slot is pooled with the global scale as if that had this many windows.
 _PRIOR_WINDOWS = 30
-# Exponent of the score map q / (1 + q), q = (z / threshold) ** k: 0.5 at the bound.
-_SCORE_STEEPNESS = 4
 _MAX_LOG_BOUND = 700.0
+# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
+_RECENT_W = 0.1
 
 
 class RiverForecast(Detector):
@@ -241,6 +242,9 @@ class RiverForecast(Detector):
         self._hod_dev: list[float] = [0.0] * 24
         self._hod_days: list[int] = [0] * 24
         self._hod_last: list[int] = [-1] * 24
+        self._cal = TailCalibrator()  # the score statistic's history (calibrated scores)
+        self._recent = 0.0  # recent log residual, flagged windows too (for rebase)
+        self._stat: tuple[float, float, float | None] | None = None  # last scored (not state)
 
     def _get_state(self) -> dict[str, Any]:
         # The river model's learnt numbers, in the fixed feature order: SGD with a constant
@@ -256,6 +260,8 @@ class RiverForecast(Detector):
             "hod_dev": list(self._hod_dev),
             "hod_days": list(self._hod_days),
             "hod_last": list(self._hod_last),
+            "cal": self._cal.to_state(),
+            "recent": self._recent,
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -269,6 +275,9 @@ class RiverForecast(Detector):
             hod_dev = [float(x) for x in state["hod_dev"]]
             hod_days = [int(x) for x in state["hod_days"]]
             hod_last = [int(x) for x in state["hod_last"]]
+            # states written before scores were calibrated have none: start it afresh
+            cal = TailCalibrator.from_state(state["cal"]) if "cal" in state else TailCalibrator()
+            recent = float(state.get("recent", 0.0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed river state: {exc!r}") from exc
         if len(weights) != len(self._features):
@@ -294,6 +303,8 @@ class RiverForecast(Detector):
         self._memo = None
         self._hod_n, self._hod_dev = hod_n, hod_dev
         self._hod_days, self._hod_last = hod_days, hod_last
+        self._cal, self._stat = cal, None
+        self._recent = recent if math.isfinite(recent) else 0.0
 
     # -- model ------------------------------------------------------------------------------
 
@@ -347,23 +358,28 @@ class RiverForecast(Detector):
         return self._hod_days[hod] - (self._hod_last[hod] == hour) >= 1
 
     def _sigma(self, hod: int) -> float:
+        sigma = self._raw_sigma(hod)
+        return sigma if sigma > self._log_floor else self._log_floor
+
+    def _raw_sigma(self, hod: int) -> float:
         n_h = self._hod_n[hod]
         dev = (n_h * self._hod_dev[hod] + _PRIOR_WINDOWS * self._dev) / (n_h + _PRIOR_WINDOWS)
         # Wider while few windows are known: the forecast itself is uncertain then.
-        sigma = _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / self._n)
-        return sigma if sigma > self._log_floor else self._log_floor
+        return _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / self._n)
 
     def score_one(self, ts: float, value: float, count: float | None = None) -> Verdict:
         if not (math.isfinite(ts) and math.isfinite(value)):
             raise ValueError(f"ts and value must be finite, got ts={ts!r} value={value!r}")
         threshold, min_scale, learnt = self.threshold, self.min_scale, self._n
+        stat: float | None = None
         if learnt == 0:
             expected, upper, z = 0.0, threshold * min_scale, 0.0
         else:
             mu = self._forecast(ts)[1]
             if mu > _MAX_LOG_BOUND:
                 mu = _MAX_LOG_BOUND
-            sigma = self._sigma(self._hod(ts))
+            raw = self._raw_sigma(self._hod(ts))
+            sigma = raw if raw > self._log_floor else self._log_floor
             expected = math.exp(mu)
             upper = math.exp(min(mu + threshold * sigma, _MAX_LOG_BOUND))
             money_bound = expected + threshold * min_scale
@@ -372,23 +388,28 @@ class RiverForecast(Detector):
             # Both tests must pass: the binding one is the smaller z.
             z = (value - expected) / min_scale
             if value > 0.0:
-                z_log = (math.log(value) - mu) / sigma
+                lr = math.log(value) - mu
+                z_log = lr / sigma
                 if z_log < z:
                     z = z_log
+                # the score's statistic: the residual against the scale without the floors
+                stat = lr / (raw if raw > STAT_FLOOR else STAT_FLOOR)
+            else:
+                stat = -math.inf
         excess = value - expected
+        self._stat = (ts, value, stat)
+        p = 1.0
         if learnt == 0 or learnt < self.min_history:
-            score, is_anomaly = 0.0, False
+            is_anomaly = False
+            stat = None
             reason = f"cold start: {learnt} of {self.min_history} windows with spend learnt"
         elif value <= 0.0:
-            score, is_anomaly = 0.0, False
+            is_anomaly = False
             reason = "no spend in the window" if value == 0.0 else "a credit, not spend"
         else:
-            if z <= 0.0:
-                score, is_anomaly = 0.0, False
-            else:
-                q = (z / threshold) ** _SCORE_STEEPNESS
-                score = q / (1.0 + q)
-                is_anomaly = z >= threshold
+            is_anomaly = z >= threshold
+            if stat is not None:
+                p = self._cal.sf(stat)
             reason = (
                 f"{value / expected:.1f}x the forecast (alert bound {upper / expected:.1f}x)"
             )
@@ -397,17 +418,26 @@ class RiverForecast(Detector):
             observed=value,
             expected=expected,
             upper=upper,
-            score=score,
+            score=1.0 - p,
             is_anomaly=is_anomaly,
             excess=excess,
             excess_pct=100.0 * excess / expected if expected > 0.0 else None,
             detector=self.name,
             reason=reason,
+            p=p,
         )
 
     def learn_one(self, ts: float, value: float, count: float | None = None) -> None:
         if not (math.isfinite(ts) and math.isfinite(value)):
             raise ValueError(f"ts and value must be finite, got ts={ts!r} value={value!r}")
+        memo = self._stat
+        if memo is None or memo[0] != ts or memo[1] != value:
+            self.score_one(ts, value, count)
+            memo = self._stat
+        assert memo is not None
+        self._stat = None
+        if memo[2] is not None and self._n >= self.min_history:
+            self._cal.learn(memo[2])
         if value <= 0.0:
             return  # zero windows say nothing about the level of spend when there is spend
         y = math.log(value)
@@ -425,6 +455,7 @@ class RiverForecast(Detector):
             self._n = 1
             return
         r = y - forecast
+        self._recent += _RECENT_W * (r - self._recent)
         if n >= _UNCLIPPED_WARMUP:
             sigma = self._sigma(hod)
             c = _CLIP_LEARN * sigma
@@ -459,3 +490,13 @@ class RiverForecast(Detector):
         # SeasonalBaseline: a runaway during an hour's first day is partly learnt.
         if not self._seen_before(self._hour(ts)):
             self.learn_one(ts, value, count)
+        elif value > 0.0 and self._n:
+            self._recent += _RECENT_W * (math.log(value) - self._forecast(ts)[1] - self._recent)
+
+    def _rebase(self) -> None:
+        # The intercept moves by the recent log residual: the forecast's shape stays, its
+        # level is the new one.
+        self._model.intercept += self._recent
+        self._recent = 0.0
+        self._memo = None
+        self._stat = None

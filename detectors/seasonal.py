@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from detectors.base import Detector, Verdict, require
+from detectors.calibration import STAT_FLOOR, TailCalibrator
 
 __all__ = ["SeasonalBaseline"]
 
@@ -43,9 +44,8 @@ _PRIOR_WINDOWS = 4
 # (often partial) window for a long time.
 _UNCLIPPED_WARMUP = 4
 
-# Exponent k of the score map q / (1 + q), q = (z / threshold) ** k: 0.5 at the threshold,
-# 0.06 at half of it, 0.94 at twice it.
-_SCORE_STEEPNESS = 4
+# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
+_RECENT_W = 0.1
 
 # math.exp overflows above ~709.78; a bound of e**700 times anything is "never" all the same.
 _MAX_LOG_BOUND = 700.0
@@ -89,6 +89,11 @@ class SeasonalBaseline(Detector):
     history, whatever it flags stays flagged -- a new nightly job started in week five pages
     every night until the detector is ``reset`` -- because the alternative is a runaway loop
     becoming normal.
+
+    The score is calibrated (``detectors.calibration``): the window's log residual in robust
+    sigmas -- without the floors, which are about money, not rarity -- as an upper-tail p-value
+    against the same statistic on the series' earlier normal windows; windows without spend
+    score 0.
 
     Use it for spend (or token) totals per fixed window of a minute to an hour. It knows no
     holidays, and follows trends only as fast as ``alpha`` lets it. An hour that mixes two
@@ -138,8 +143,10 @@ class SeasonalBaseline(Detector):
     >>> v = verdicts[spike]
     >>> round(v.observed), round(v.expected, 1), round(v.upper, 1), v.reason
     (26, 3.9, 11.9, '6.6x the hour-of-week expected value (alert bound 3.0x)')
+    >>> round(1 - v.score, 12)  # p: one hour in a few million, against this series' history
+    2.81122e-07
     >>> v = verdicts[spike + 1]  # the spike was not learnt: the next hour is ordinary again
-    >>> v.is_anomaly, v.score < 0.01
+    >>> v.is_anomaly, v.score < 0.99
     (False, True)
     """
 
@@ -176,6 +183,8 @@ class SeasonalBaseline(Detector):
         # length.
         self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
         self._log_floor = math.log1p(min_rel_scale)
+        # how fast a rebased offset wears off once spend is back (half-life one hour)
+        self._offset_w = 1.0 - 0.5 ** (window_seconds / 3600.0)
         super().__init__()
 
     # -- state ------------------------------------------------------------------------------
@@ -193,6 +202,15 @@ class SeasonalBaseline(Detector):
         # from its own slot's location, over all slots of the level, and residuals counted.
         self._pool_dev: list[float] = [0.0, 0.0, 0.0]
         self._pool_n: list[int] = [0, 0, 0]
+        # The statistic's own history, for calibrated scores; and the last scored window's
+        # statistic (ts, value, z), so that learning it does not compute it again (not state).
+        self._cal = TailCalibrator()
+        self._memo: tuple[float, float, float | None, float | None] | None = None
+        # The level: an offset of log(spend) over every slot, set by ``rebase`` and worn off
+        # as the slots learn the new level (or as spend goes back to the old one); and the
+        # recent log residual over every window with spend, flagged or not, that it adopts.
+        self._offset = 0.0
+        self._recent = 0.0
 
     def _get_state(self) -> dict[str, Any]:
         return {
@@ -203,6 +221,8 @@ class SeasonalBaseline(Detector):
             "dev": list(self._dev),
             "pool_dev": list(self._pool_dev),
             "pool_n": list(self._pool_n),
+            "cal": self._cal.to_state(),
+            "level": [self._offset, self._recent],
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -214,6 +234,9 @@ class SeasonalBaseline(Detector):
             dev = [float(x) for x in state["dev"]]
             pool_dev = [float(x) for x in state["pool_dev"]]
             pool_n = [int(x) for x in state["pool_n"]]
+            # states written before scores were calibrated have none: start it afresh
+            cal = TailCalibrator.from_state(state["cal"]) if "cal" in state else TailCalibrator()
+            offset, recent = (float(x) for x in state.get("level", (0.0, 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed seasonal state: {exc!r}") from exc
         if not all(len(xs) == _N_SLOTS for xs in (n, periods, last, loc, dev)):
@@ -224,6 +247,10 @@ class SeasonalBaseline(Detector):
             raise ValueError("seasonal state has non-finite values")
         self._n, self._periods, self._last, self._loc, self._dev = n, periods, last, loc, dev
         self._pool_dev, self._pool_n = pool_dev, pool_n
+        if not (math.isfinite(offset) and math.isfinite(recent)):
+            raise ValueError("seasonal state has a non-finite level")
+        self._cal, self._memo = cal, None
+        self._offset, self._recent = offset, recent
 
     # -- model ------------------------------------------------------------------------------
 
@@ -235,13 +262,16 @@ class SeasonalBaseline(Detector):
         slot = slots[level]
         threshold, min_scale = self.threshold, self.min_scale
         learnt = self._n[_GLOBAL]
+        stat: float | None = None  # the statistic behind the score; None: not judged
+        lr: float | None = None  # log residual against the expected value
         if learnt == 0:
             # Nothing known yet (and it is cold start anyway): the money floor is all we have.
             expected, upper = 0.0, threshold * min_scale
             z = value / min_scale
         else:
-            mu = self._loc[slot]
-            sigma = self._sigma(slots, level)
+            mu = self._loc[slot] + self._offset
+            raw = self._raw_sigma(slots, level)
+            sigma = raw if raw > self._log_floor else self._log_floor
             expected = math.exp(mu)
             upper = math.exp(min(mu + threshold * sigma, _MAX_LOG_BOUND))
             money_bound = expected + threshold * min_scale
@@ -251,39 +281,46 @@ class SeasonalBaseline(Detector):
             # when value >= upper.
             z = (value - expected) / min_scale
             if value > 0.0:
-                z_log = (math.log(value) - mu) / sigma
+                lr = math.log(value) - mu
+                z_log = lr / sigma
                 if z_log < z:
                     z = z_log
+                # The score's statistic: the same residual against the scale without the
+                # money and relative floors (those say what is worth an alert, not what is rare).
+                stat = lr / (raw if raw > STAT_FLOOR else STAT_FLOOR)
+            else:
+                stat = -math.inf
         excess = value - expected
 
+        p = 1.0
         if learnt < self.min_history or learnt == 0:
-            score, is_anomaly = 0.0, False
+            is_anomaly = False
+            stat = None
             reason = f"cold start: {learnt} of {self.min_history} windows with spend learnt"
         elif value <= 0.0:
-            score, is_anomaly = 0.0, False
+            is_anomaly = False
             reason = "no spend in the window" if value == 0.0 else "a credit, not spend"
         else:
             ratio = value / expected
             where = _LEVEL_NAMES[level]
-            if z <= 0.0:
-                score, is_anomaly = 0.0, False
-            else:
-                q = (z / threshold) ** _SCORE_STEEPNESS  # this way round cannot overflow
-                score = q / (1.0 + q)
-                is_anomaly = z >= threshold
+            is_anomaly = z >= threshold
+            if stat is not None:
+                p = self._cal.sf(stat)
             bound = upper / expected
             reason = f"{ratio:.1f}x the {where} expected value (alert bound {bound:.1f}x)"
+        self._memo = (ts, value, stat, lr if learnt else None)
         return Verdict(
             ts=ts,
             observed=value,
             expected=expected,
             upper=upper,
-            score=score,
+            score=1.0 - p,
             is_anomaly=is_anomaly,
             excess=excess,
             excess_pct=100.0 * excess / expected if expected > 0.0 else None,
             detector=self.name,
             reason=reason,
+            p=p,
         )
 
     def _slots(self, ts: float) -> tuple[int, tuple[int, int, int]]:
@@ -303,11 +340,16 @@ class SeasonalBaseline(Detector):
         return 2
 
     def _sigma(self, slots: tuple[int, int, int], level: int) -> float:
-        """Robust sigma of log(spend) in ``slots[level]``.
+        """Robust sigma of log(spend) in ``slots[level]``, floored at log(1 + min_rel_scale)."""
+        sigma = self._raw_sigma(slots, level)
+        return sigma if sigma > self._log_floor else self._log_floor
+
+    def _raw_sigma(self, slots: tuple[int, int, int], level: int) -> float:
+        """Robust sigma of log(spend) in ``slots[level]``, without the floor.
 
         Its own mean absolute deviation, pooled with its level's while it has few windows
         (with the coarser slot's before the level has any), widened by the uncertainty of its
-        location (a mean of n values), and floored at log(1 + min_rel_scale).
+        location (a mean of n values).
         """
         slot = slots[level]
         n = self._n[slot]
@@ -317,12 +359,33 @@ class SeasonalBaseline(Detector):
                 self._pool_dev[level] if self._pool_n[level] else self._dev[slots[level + 1]]
             )
             dev = (n * dev + _PRIOR_WINDOWS * prior) / (n + _PRIOR_WINDOWS)
-        sigma = _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / n)
-        return sigma if sigma > self._log_floor else self._log_floor
+        return _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / n)
 
     def learn_one(self, ts: float, value: float, count: float | None = None) -> None:
         if not (math.isfinite(ts) and math.isfinite(value)):
             raise ValueError(f"ts and value must be finite, got ts={ts!r} value={value!r}")
+        memo = self._memo
+        if memo is None or memo[0] != ts or memo[1] != value:
+            self.score_one(ts, value, count)
+            memo = self._memo
+        assert memo is not None
+        self._memo = None
+        if memo[2] is not None:
+            self._cal.learn(memo[2])
+        lr = memo[3]
+        if lr is not None:
+            self._follow(lr)
+            off = self._offset
+            if off != 0.0:
+                # A rebased level wears off towards what the slots would expect by themselves
+                # (x - loc = lr + off), never past 0: the slots take over as they learn the new
+                # level, or spend goes back to the old one and the offset with it.
+                new = off + self._offset_w * lr
+                if (new > 0.0) != (off > 0.0):
+                    new = 0.0
+                elif abs(new) > abs(off):
+                    new = off
+                self._offset = new
         hour, slots = self._slots(ts)
         self._learn(hour, slots, value)
 
@@ -334,10 +397,25 @@ class SeasonalBaseline(Detector):
         # a pattern they have never seen -- a nightly batch job, a weekly report -- would be
         # flagged against the coarser profile every time and never become expected. The
         # price: a runaway during a slot's first period is remembered by that slot.
+        memo = self._memo
+        self._memo = None
+        if memo is not None and memo[0] == ts and memo[1] == value and memo[3] is not None:
+            self._follow(memo[3])  # the current level, whether or not it is learnt
         hour, slots = self._slots(ts)
         level = self._judging_level(hour, slots)
         if level:
             self._learn(hour, slots, value, levels=level)
+
+    def _follow(self, lr: float) -> None:
+        self._recent += _RECENT_W * (lr - self._recent)
+
+    def _rebase(self) -> None:
+        # Every slot's expectation moves by the recent log residual, at once; the offset then
+        # wears off as the slots learn (hour-of-week slots learn once a week: shifting them
+        # for good would leave a temporary level in them for months).
+        self._offset += self._recent
+        self._recent = 0.0
+        self._memo = None
 
     def _learn(self, hour: int, slots: tuple[int, int, int], value: float, levels: int = 3) -> None:
         """Learn ``value`` into the ``levels`` finest of ``slots``."""
@@ -359,19 +437,25 @@ class SeasonalBaseline(Detector):
                 dev[slot] = 0.0
                 continue
             r = x - loc[slot]
+            # the scale is learnt around what was expected (with the level's offset)
+            d = r - self._offset
             if n >= _UNCLIPPED_WARMUP:
                 c = _CLIP_SIGMAS * self._sigma(slots, level)
                 if r > c:
                     r = c
                 elif r < -c:
                     r = -c
+                if d > c:
+                    d = c
+                elif d < -c:
+                    d = -c
             n += 1
             n_[slot] = n
             # 1/n while the slot is young: a plain average of what it has, no start-up bias.
             w = 1.0 / n
             if w < aw:
                 w = aw
-            abs_r = r if r >= 0.0 else -r
+            abs_r = d if d >= 0.0 else -d
             loc[slot] += w * r
             dev[slot] += w * (abs_r - dev[slot])
             pn = pool_n[level] + 1

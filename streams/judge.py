@@ -272,7 +272,7 @@ class JudgeCore:
                         "observed_usd": round(observed, 6),
                         "expected_usd": round(float(verdict.expected), 6),
                         "upper_usd": round(float(verdict.upper), 6),
-                        "score": round(float(verdict.score), 4),
+                        "score": float(verdict.score),  # full precision: 0.9999 vs 0.999999 matters
                         "is_anomaly": is_anomaly,
                     }
                 )

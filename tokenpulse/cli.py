@@ -44,6 +44,32 @@ def _load(policy: Path | None = None, *, deliver: bool = False):  # type: ignore
     return settings, pol
 
 
+def _gate_text(pol) -> str:  # type: ignore[no-untyped-def]
+    p = pol.detector.params
+    if p.get("min_excess_root") == 0:
+        return f"${float(p.get('min_excess_usd', 0.5)):g} over expected (plain)"
+    return "relative to each series' usual daily spend (policy)"
+
+
+# The money gate of `tokenpulse dev` when the policy sets none: a plain $1 (see _dev_gate).
+DEV_GATE_USD = 1.0
+
+
+def _dev_gate(pol):  # type: ignore[no-untyped-def]
+    """The demo's detector: a plain ``DEV_GATE_USD`` money gate unless the policy sets one.
+
+    The default gate scales with a series' usual daily spend, which three hours of backfill
+    (and the live minutes after it) cannot tell: they are one part of one day. The spike the
+    demo injects (team ads at 8x for 15 minutes) then alerts within a minute or two at any
+    time of day, which is what the demo is for.
+    """
+    params = dict(pol.detector.params)
+    if pol.detector.name in ("default", "combined") and not {"min_excess_root", "min_excess_usd"} & set(params):
+        params.update(min_excess_root=0, min_excess_usd=DEV_GATE_USD)
+        return pol.model_copy(update={"detector": pol.detector.model_copy(update={"params": params})})
+    return pol
+
+
 @app.command()
 def worker(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
@@ -78,6 +104,7 @@ def dev(
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
     settings, pol = _load(deliver=True)
+    pol = _dev_gate(pol)
     if settings.kafka_bootstrap:
         bootstrap = settings.kafka_bootstrap
         broker = None
@@ -109,6 +136,7 @@ def dev(
                     f"  dashboard  {url}/dashboard",
                     f"  api        {url}/api/spend?group_by=team   {url}/api/alerts   {url}/metrics",
                     f"  simulator  {'on, log in ' + str(settings.data_dir / 'simulate.log') if sim_proc else 'off'}",
+                    f"  detector   money gate {_gate_text(pol)}",
                     *_receiver_lines(settings),
                     "  Ctrl-C stops everything.",
                 ]

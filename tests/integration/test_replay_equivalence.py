@@ -32,10 +32,11 @@ def test_worker_and_replay_raise_the_same_alerts(broker: Any, workdir: Path) -> 
             latest[n["key"]] = max(latest.get(n["key"], 0.0), n["started_at"])
         last[n["key"]] = told(n)
     want = set(latest.items())
-    # the spike of team ads moves the org's spend: one org alert, which names team=ads (inhibited)
+    # the spike of team ads: its own alert first (each series' materiality scales with its own
+    # usual spend), then the org's, which names team=ads
     spike = [n for n in replayed.notifications if n["action"] == "trigger" and n["started_at"] >= SPIKE_AT]
-    assert [(n["key"], [m["series"] for m in n["members"]]) for n in spike][:1] in (
-        [("cost_spike:org", ["team=ads"])], [("cost_spike:org", ["team=ads", "team=ads|model=claude-sonnet-4-20250514"])])
+    assert spike[0]["key"] == "cost_spike:team=ads"
+    assert any(n["key"] == "cost_spike:org" and "team=ads" in [m["series"] for m in n["members"]] for n in spike)
 
     env = deployment_env(broker, workdir, PARTITIONS, tag="eq", idle_grace_seconds=2, lateness_seconds=10)
     prefix = env["TOKENPULSE_TOPIC_PREFIX"]

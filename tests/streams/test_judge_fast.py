@@ -96,7 +96,7 @@ class ReferenceJudge(JudgeCore):
                 rec = self.recent[series] = deque(maxlen=self.recent_len)
             rec.append({"window_start": w, "observed_usd": round(observed, 6),
                         "expected_usd": round(float(verdict.expected), 6), "upper_usd": round(float(verdict.upper), 6),
-                        "score": round(float(verdict.score), 4), "is_anomaly": bool(verdict.is_anomaly)})
+                        "score": float(verdict.score), "is_anomaly": bool(verdict.is_anomaly)})
             if signal.is_anomaly or self.engine.tracks(key):
                 self._dirty.add(f"alert|{key}")
             signals.append(signal)
@@ -110,7 +110,7 @@ def judge(cls: type[JudgeCore] = JudgeCore, **kw: object) -> JudgeCore:
         partition=0,
         window_seconds=W,
         make_detector=lambda: make_detector(
-            "default", window_seconds=W, min_excess_usd=1, min_requests=0, component_params={"seasonal": {"min_history": 5}}
+            "default", window_seconds=W, min_excess_usd=1, min_excess_root=0, min_requests=0, component_params={"seasonal": {"min_history": 5}}
         ),
         engine=AlertEngine(AlertPolicy(min_excess_usd=1, page_min_excess_usd=5, resolve_after_windows=2)),
         **kw,  # type: ignore[arg-type]
