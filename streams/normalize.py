@@ -47,6 +47,10 @@ __all__ = [
 ]
 
 MAX_STR = 256
+MAX_INT = 2**63 - 1  # token counts: int64, as in OTLP, so every window sum of bounded events fits
+_TWO_63 = 2**63
+_TWO_64 = 2**64
+_MAX_NUMBER_TEXT = 64  # a number or time sent as a string: longer is no number we take
 _MAX_REASON_SNIPPET = 160
 
 # 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z: anything outside is a unit mistake
@@ -304,9 +308,9 @@ def canonical_event(raw: bytes) -> CanonicalEvent | None:
     """:func:`decode_canonical` for a message that is a single event (the common case)."""
     try:
         ev = ONE_CANONICAL.decode(raw)
-    except DecodeError:
+        return ev if tidy_canonical(ev) else None
+    except Exception:  # noqa: BLE001 - DecodeError; anything else: the general path says what
         return None
-    return ev if tidy_canonical(ev) else None
 
 
 def tidy_canonical(ev: CanonicalEvent) -> bool:
@@ -510,7 +514,8 @@ def _from_otel(o: dict[str, Any], default_org: str) -> UsageEvent:
     if event_id is None:
         span_id = pick("span_id", "spanId")
         trace_id = pick("trace_id", "traceId")
-        if span_id is not None and trace_id is not None:
+        # only ids are joined (formatting an arbitrary value could recurse, or be huge)
+        if _is_id(span_id) and _is_id(trace_id):
             event_id = f"{trace_id}:{span_id}"
         else:
             event_id = span_id
@@ -536,6 +541,10 @@ def _from_otel(o: dict[str, Any], default_org: str) -> UsageEvent:
         cache_write=pick("gen_ai.usage.cache_creation.input_tokens"),
         cost=pick("cost_usd", "tokenpulse.cost_usd"), labels=labels, default_org=default_org,
     )
+
+
+def _is_id(v: Any) -> bool:
+    return type(v) is str or (type(v) is int and -_TWO_63 <= v < _TWO_64)
 
 
 def _nanos_to_seconds(v: Any) -> float:
@@ -674,7 +683,7 @@ def _str(v: Any, name: str) -> str | None:
     t = type(v)
     if t is str:
         s = v.strip()
-    elif t is int:
+    elif t is int and -_TWO_63 <= v < _TWO_64:  # a 64-bit id; str() of a huge int raises
         s = str(v)
     else:
         raise Rejected(f"{name} must be a string, got {_json_type(v)}")
@@ -686,38 +695,49 @@ def _str(v: Any, name: str) -> str | None:
 
 
 def _count(v: Any, name: str) -> int:
-    """A token count: a non-negative integer; missing means 0.
+    """A token count: a non-negative integer up to 2^63-1; missing means 0.
 
     Whole floats (``12.0``, common after a JS or pandas round trip) and integer strings
-    (OTLP/JSON encodes int64 as strings) are accepted; bools, fractions, NaN are not.
+    (OTLP/JSON encodes int64 as strings) are accepted; bools, fractions, NaN are not. The
+    bound is checked before any conversion, so a 5,000-digit string or ``1e30`` is a reject,
+    never Python's int-string limit or a sum too big for the windows.
     """
     t = type(v)
     if t is int:
-        if v >= 0:
+        if 0 <= v <= MAX_INT:
             return v
+        if v > MAX_INT:
+            raise Rejected(f"{name} is too large (at most 2^63-1), got {_short(v)}")
     elif v is None:
         return 0
     elif t is float:
-        if v >= 0 and v.is_integer():
-            return int(v)
+        if 0 <= v and v.is_integer():
+            if v < _TWO_63:
+                return int(v)
+            raise Rejected(f"{name} is too large (at most 2^63-1), got {_short(v)}")
     elif t is str:
         s = v.strip()
         if s.isdigit() and s.isascii():
-            return int(s)
+            # the length first: int() of a long string raises (Python's int-string limit)
+            if len(s) <= 19 and int(s) <= MAX_INT:
+                return int(s)
+            raise Rejected(f"{name} is too large (at most 2^63-1), got {_short(v)}")
     raise Rejected(f"{name} must be a non-negative integer, got {_short(v)}")
 
 
 def _cost(v: Any) -> float:
     t = type(v)
-    if t is float or t is int:
-        c = float(v)
-    elif t is str:
+    c = math.nan
+    if t is float:
+        c = v
+    elif t is int:
+        if abs(v) <= MAX_INT:  # float() of a huge int raises
+            c = float(v)
+    elif t is str and len(v) <= _MAX_NUMBER_TEXT:
         try:
             c = float(v)
         except ValueError:
-            c = math.nan
-    else:
-        c = math.nan
+            pass
     if not (c >= 0 and c != math.inf):
         raise Rejected(f"cost_usd must be a finite non-negative number, got {_short(v)}")
     return c
@@ -726,8 +746,10 @@ def _cost(v: Any) -> float:
 def _ts(v: Any) -> float:
     """Event time as epoch seconds (UTC), from RFC 3339 or epoch s/ms/µs/ns."""
     t = type(v)
-    if t is int or t is float:
-        secs = float(v)
+    if t is float:
+        secs = v
+    elif t is int:
+        secs = float(v) if abs(v) <= MAX_INT else math.inf  # float() of a huge int raises
     elif t is str:
         secs = _parse_ts_str(v)
     else:
@@ -749,18 +771,20 @@ def _ts(v: Any) -> float:
 
 def _parse_ts_str(s: str) -> float:
     s = s.strip()
+    if len(s) > _MAX_NUMBER_TEXT:
+        raise Rejected(f"ts is not RFC 3339, got {_short(s)}")
     try:
         return float(s)
     except ValueError:
         pass
     try:
         dt = datetime.fromisoformat(s)
-    except ValueError:
+        if dt.tzinfo is None:
+            # LiteLLM's SpendLogs stores naive UTC timestamps; naive means UTC everywhere here.
+            dt = dt.replace(tzinfo=_UTC)
+        return dt.timestamp()
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted by its offset
         raise Rejected(f"ts is not RFC 3339, got {_short(s)}") from None
-    if dt.tzinfo is None:
-        # LiteLLM's SpendLogs stores naive UTC timestamps; naive means UTC everywhere here.
-        dt = dt.replace(tzinfo=_UTC)
-    return dt.timestamp()
 
 
 def _infer_provider(model: str) -> str:
@@ -791,5 +815,17 @@ def _json_type(v: Any) -> str:
 
 
 def _short(v: Any) -> str:
-    r = repr(v)
+    """At most 60 characters showing a value in a reason; never raises (a huge int, a deep or
+    long container, a 10 MB string are summarised before anything is formatted)."""
+    t = type(v)
+    if t is str:
+        r = repr(v[:61])
+    elif t is int:
+        r = repr(v) if abs(v) < 10**60 else f"an integer of {v.bit_length()} bits"
+    elif t is float or t is bool or v is None:
+        r = repr(v)
+    elif t is list or t is dict:
+        return f"{_json_type(v)} of {len(v)} items"
+    else:
+        return _json_type(v)
     return r if len(r) <= 60 else r[:57] + "..."

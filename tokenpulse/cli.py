@@ -228,17 +228,31 @@ def normalize(
     policy: Annotated[Optional[Path], typer.Option(help="Policy file (for price overrides).")] = None,
     price: Annotated[bool, typer.Option(help="Compute cost_usd when absent.")] = True,
 ) -> None:
-    """Payloads on stdin (JSONL, any accepted shape) -> canonical events on stdout; rejects on stderr."""
+    """Payloads on stdin (JSONL, any accepted shape) -> canonical events on stdout; rejects on stderr.
+
+    An event over the policy's ``limits`` is rejected as the worker would (reason
+    ``implausible: …``); a line that fails in any other way is rejected with its reason and the
+    next one is read."""
     import orjson
 
+    from streams.config import IngestLimits
+    from streams.ingest import failure_reason, implausible_reason
     from streams.normalize import Rejected, decode_message
     from streams.normalize import normalize as norm
     from streams.pricing import Pricer
+    from streams.text import terminal_safe
 
     _, pol = _load(policy)
     pricer = Pricer(pol.price_overrides())
+    limits = IngestLimits()
     out = sys.stdout.buffer
     ok = bad = 0
+
+    def reject(lineno: int, reason: str) -> None:
+        nonlocal bad
+        bad += 1
+        sys.stderr.write(orjson.dumps({"line": lineno, "reason": terminal_safe(reason)}).decode() + "\n")
+
     for lineno, line in enumerate(sys.stdin.buffer, 1):
         if not line.strip():
             continue
@@ -246,6 +260,9 @@ def normalize(
             items = decode_message(line)
         except Rejected as exc:
             items = [exc]
+        except Exception as exc:  # noqa: BLE001 - one line's failure stops no other
+            reject(lineno, failure_reason(exc))
+            continue
         for item in items:
             try:
                 if isinstance(item, Rejected):
@@ -253,12 +270,18 @@ def normalize(
                 ev = norm(item)
                 if price and ev.cost_usd is None:
                     ev.cost_usd = pricer.price(ev)
+                why = implausible_reason(ev.input_tokens, ev.output_tokens, ev.cost_usd or 0.0, limits)
+                if why is not None:
+                    raise Rejected(why)
+                body = orjson.dumps(ev.to_dict()) + b"\n"
             except Rejected as exc:
-                bad += 1
-                sys.stderr.write(orjson.dumps({"line": lineno, "reason": exc.reason}).decode() + "\n")
+                reject(lineno, exc.reason)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                reject(lineno, failure_reason(exc))
                 continue
             ok += 1
-            out.write(orjson.dumps(ev.to_dict()) + b"\n")
+            out.write(body)
     out.flush()
     typer.echo(f"{ok} accepted, {bad} rejected", err=True)
     if bad and not ok:

@@ -58,6 +58,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         data_dir=str(settings.data_dir),
         dashboard_url=settings.dashboard_url,
         kafka_flavor=settings.kafka_flavor,
+        dlq_max_bytes=settings.dlq_max_bytes,
     )
 
 

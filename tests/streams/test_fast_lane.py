@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.ingest import IngestPartition
+from streams.ingest import Implausible, IngestPartition
 from streams.normalize import (
     CanonicalEvent,
     Rejected,
@@ -180,7 +180,9 @@ def general_events(raw: bytes) -> list[UsageEvent | str] | str:
 
 
 def count_message_general(core: IngestPartition, raw: bytes, pricer: Pricer, now: float, on_reject: Any) -> None:
-    """count_message as it was before the fast lane: decode_message, normalize, add()."""
+    """count_message as it was before the fast lane: decode_message, normalize, add(); an
+    element add() finds implausible is rejected with add()'s reason. A single-element
+    message is dead-lettered as it came, an element of a batch as JSON of its own."""
     try:
         items = decode_message(raw)
     except Rejected as exc:
@@ -199,11 +201,14 @@ def count_message_general(core: IngestPartition, raw: bytes, pricer: Pricer, now
                 ev = normalize(item)
             except Rejected as exc:
                 core.counters.rejected += 1
-                on_reject(orjson.dumps(item), exc.reason, i if many else None)
+                on_reject(orjson.dumps(item) if many else raw, exc.reason, i if many else None)
                 continue
         if ev.cost_usd is None:
             ev.cost_usd = pricer.price(ev)
-        core.add(ev, now)
+        try:
+            core.add(ev, now)
+        except Implausible as exc:
+            on_reject(orjson.dumps(item) if many else raw, exc.reason, i if many else None)
 
 
 FIELDS = ["event_id", "ts", "org", "team", "user", "provider", "model", "tool", "input_tokens",
@@ -284,16 +289,22 @@ def test_add_events_is_add_one_by_one(seed: int) -> None:
         until = math.inf if r < 0.02 else -math.inf if r < 0.1 else a[i].ts + rnd.choice([0.0, 30.0, 120.0])
         # one by one, as count_message did: price, add, stop once max_ts reaches `until`
         j = i
+        rejects: list[list[tuple[int, str]]] = [[], []]
         while j < len(a):
             if a[j].cost_usd is None:
                 a[j].cost_usd = pricer[0].price(a[j])  # type: ignore[arg-type]
             before = one.max_ts
-            one.add(a[j], 7.0)  # type: ignore[arg-type]
+            try:
+                one.add(a[j], 7.0)  # type: ignore[arg-type]
+            except Implausible as exc:
+                rejects[0].append((j, exc.reason))
             j += 1
             if one.max_ts is not None and one.max_ts != before and one.max_ts >= until:
                 break
-        k = many.add_events(b, 7.0, pricer[1], i, until)  # type: ignore[arg-type]
+        k = many.add_events(b, 7.0, pricer[1], i, until,  # type: ignore[arg-type]
+                            on_reject=lambda idx, reason: rejects[1].append((idx, reason)))
         assert k == j
+        assert rejects[0] == rejects[1]
         assert state(one) == state(many)
         assert [e.cost_usd for e in a[:j]] == [e.cost_usd for e in b[:j]]
         assert pricer[0].unpriced == pricer[1].unpriced
