@@ -244,7 +244,8 @@ def normalize(
 
     _, pol = _load(policy)
     pricer = Pricer(pol.price_overrides())
-    limits = IngestLimits()
+    limits = IngestLimits(max_tokens_per_request=pol.limits.max_tokens_per_request,
+                          max_cost_usd_per_request=pol.limits.max_cost_usd_per_request)
     out = sys.stdout.buffer
     ok = bad = 0
 

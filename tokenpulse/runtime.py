@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Any
 
-from streams.config import DigestRoute, PagerDutyConfig, SlackConfig, StreamConfig, WebhookConfig
+from streams.config import DigestRoute, IngestLimits, PagerDutyConfig, SlackConfig, StreamConfig, WebhookConfig
 from streams.reload import PolicySource
 from tokenpulse.policy import Policy, PolicyError, parse_policy
 from tokenpulse.settings import Settings
@@ -59,6 +59,8 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         dashboard_url=settings.dashboard_url,
         kafka_flavor=settings.kafka_flavor,
         dlq_max_bytes=settings.dlq_max_bytes,
+        limits=IngestLimits(max_tokens_per_request=policy.limits.max_tokens_per_request,
+                            max_cost_usd_per_request=policy.limits.max_cost_usd_per_request),
     )
 
 
