@@ -47,7 +47,7 @@ class WebhookConfig:
     secret: str = field(repr=False)  # secret: never logged
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IngestLimits:
     """The most one usage event (one request) may carry: an event over either bound is
     implausible (a unit mistake, a uint overflow, a hostile producer) and is dead-lettered,

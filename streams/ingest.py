@@ -86,6 +86,13 @@ def failure_reason(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {text[:200]}"
 
 
+def _report(on_reject: Callable[[int, str], None] | list[tuple[int, str]] | None, i: int, reason: str) -> None:
+    if type(on_reject) is list:
+        on_reject.append((i, reason))
+    elif on_reject is not None:
+        on_reject(i, reason)  # type: ignore[operator]
+
+
 def window_start(ts: float, window_seconds: int) -> int:
     return int(math.floor(ts / window_seconds) * window_seconds)
 
@@ -220,6 +227,8 @@ class IngestPartition:
     _plans: dict[Cell, Plan] = field(default_factory=dict, repr=False)
     _chunks: dict[int, int] = field(default_factory=dict)  # id chunk no -> newest window in it
     _next_chunk: int = 0
+    # add_events' rejects for streams.pipeline.count_message, which empties it after each message
+    _rejects: list[tuple[int, str]] = field(default_factory=list, repr=False)
 
     # -- hot path -----------------------------------------------------------------------
     def add(self, ev: UsageEvent, wall_now: float) -> str:
@@ -288,7 +297,7 @@ class IngestPartition:
         pricer: Pricer | None = None,
         start: int = 0,
         until: float = math.inf,
-        on_reject: Callable[[int, str], None] | None = None,
+        on_reject: Callable[[int, str], None] | list[tuple[int, str]] | None = None,
     ) -> int:
         """Count ``events[start:]`` in order, exactly as :meth:`add` one by one, pricing
         first (``pricer``) each event that has no cost yet. Stops right after
@@ -297,7 +306,9 @@ class IngestPartition:
 
         An event over :attr:`limits` (counted in ``counters.implausible``), or one that fails
         in pricing (``counters.failed``), is not counted and is handed to
-        ``on_reject(index, reason)``; the run goes on with the next one.
+        ``on_reject(index, reason)`` (or appended to it as ``(index, reason)`` when it is a
+        list: cheaper than a closure per call for a caller counting one message at a time);
+        the run goes on with the next one.
 
         The same steps as :meth:`add` with the attribute lookups hoisted out of the loop, and
         :meth:`Pricer.price`'s arithmetic inline for models with one flat price;
@@ -352,16 +363,14 @@ class IngestPartition:
                         cost = 0.0
                     if tin + tout > max_tokens or not 0.0 <= cost <= max_cost:
                         implausible += 1
-                        if on_reject is not None:
-                            on_reject(i - 1, implausible_reason(tin, tout, cost, lim) or "implausible")
+                        _report(on_reject, i - 1, implausible_reason(tin, tout, cost, lim) or "implausible")
                         continue
                     nusd = int(cost * NANO + 0.5)  # to_nusd, inlined: costs are >= 0
                     ts = ev.ts
                     w = int(ts // ws) * ws
                 except Exception as exc:  # noqa: BLE001 - one event's failure stops no other
                     failed += 1
-                    if on_reject is not None:
-                        on_reject(i - 1, failure_reason(exc))
+                    _report(on_reject, i - 1, failure_reason(exc))
                     continue
                 if w != last_w:
                     # per window, not per event: its id set, id log and table (made on the
@@ -417,8 +426,10 @@ class IngestPartition:
             counters.accepted += accepted
             counters.duplicate += duplicate
             counters.late += late_n
-            counters.implausible += implausible
-            counters.failed += failed
+            if implausible:
+                counters.implausible += implausible
+            if failed:
+                counters.failed += failed
         return i
 
     # -- time ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ handed to ``on_reject`` with its reason and is not counted; the other elements a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import orjson
@@ -46,16 +47,17 @@ def count_message(core: IngestPartition, raw: bytes, pricer: Pricer, now: float,
         fast = None
     if fast is not None:
         # the common case: tidy canonical events, decoded straight into structs
-        many = len(fast) > 1
-
-        def reject(i: int, reason: str) -> None:
-            _tell(on_reject, _element_bytes(raw, i) if many else raw, reason, i if many else None)
-
+        rejects = core._rejects
         try:
-            core.add_events(fast, now, pricer=pricer, on_reject=reject)  # type: ignore[arg-type]
+            core.add_events(fast, now, pricer, 0, math.inf, rejects)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - add_events guards each event; this is the last net
             core.counters.failed += 1
             _tell(on_reject, raw, failure_reason(exc), None)
+        if rejects:
+            many = len(fast) > 1
+            for i, reason in rejects:
+                _tell(on_reject, _element_bytes(raw, i) if many else raw, reason, i if many else None)
+            rejects.clear()
         return
     try:
         items = decode_message(raw)

@@ -16,7 +16,7 @@ import logging
 import unicodedata
 from typing import Any
 
-__all__ = ["UNSAFE_CATEGORIES", "first_unsafe", "install_safe_logging", "safe_strings", "terminal_safe"]
+__all__ = ["UNSAFE_CATEGORIES", "first_unsafe", "install_safe_logging", "json_safe", "safe_strings", "terminal_safe"]
 
 UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
@@ -64,6 +64,32 @@ def terminal_safe(text: str) -> str:
         return text
     cat = unicodedata.category
     return "".join(_escape(c) if c == "\\" or cat(c) in UNSAFE_CATEGORIES else c for c in text)
+
+
+def json_safe(text: str) -> str:
+    """JSON text (as ``json.dumps(..., ensure_ascii=False)`` or orjson write it) with every
+    unsafe character that is still raw written as a ``\\uXXXX`` escape: the same JSON values,
+    safe on a terminal. Line breaks outside strings (indentation) stay: inside strings the
+    writers have escaped them already.
+
+    >>> json_safe('{"team": "a\\u202eb", "n": 1}')
+    '{"team": "a\\\\u202eb", "n": 1}'
+    """
+    if first_unsafe(text.replace("\n", "")) < 0:
+        return text
+    cat = unicodedata.category
+    out = []
+    for c in text:
+        if c != "\n" and cat(c) in UNSAFE_CATEGORIES:
+            n = ord(c)
+            if n >= 0x10000:  # a UTF-16 surrogate pair, as JSON writes it
+                n -= 0x10000
+                out.append(f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}")
+            else:
+                out.append(f"\\u{n:04x}")
+        else:
+            out.append(c)
+    return "".join(out)
 
 
 def safe_strings(value: Any, depth: int = 64) -> Any:

@@ -26,7 +26,10 @@ app = typer.Typer(
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"error: {msg}", err=True)
+    from streams.text import terminal_safe
+
+    # line by line: a message of several errors keeps its lines, a value in it cannot add any
+    typer.echo("error: " + "\n".join(terminal_safe(line) for line in str(msg).split("\n")), err=True)
     raise typer.Exit(code)
 
 
@@ -340,7 +343,9 @@ def replay(
         summary["score"] = score(res.firings, incidents, res.teams, res.first_ts, res.last_ts, grace)
     import orjson
 
-    sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    from streams.text import json_safe
+
+    sys.stdout.buffer.write(json_safe(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()).encode() + b"\n")
 
 
 alerts_app = typer.Typer(help="Alert delivery tools.", no_args_is_help=True)
@@ -413,9 +418,11 @@ def alerts_test(
                 prior = res.state
         return lines
 
+    from streams.text import terminal_safe
+
     results = asyncio.run(send())
     for line in results:
-        typer.echo(line)
+        typer.echo(terminal_safe(line))  # a receiver's answer is in it
     if any("FAILED" in line for line in results):
         raise typer.Exit(1)
 
@@ -438,6 +445,7 @@ def report_cmd(
     import urllib.request
 
     from alerts.report import report_text
+    from streams.text import json_safe, safe_strings
 
     settings, pol = _load(policy)
     query: dict[str, str] = {}
@@ -474,10 +482,12 @@ def report_cmd(
     if not body.get("complete", True):
         typer.echo(f"note: built from judge partitions {body.get('partitions')} only (this worker does not hold "
                    "all of them): totals are partial", err=True)
+    # Names in the report come from usage events (and the worker's API may be older than the
+    # name rule): nothing in them may drive the terminal or start a line of its own.
     if as_json:
-        typer.echo(json.dumps(body["report"], indent=2, ensure_ascii=False))
+        typer.echo(json_safe(json.dumps(body["report"], indent=2, ensure_ascii=False)))
     else:
-        typer.echo(report_text(body["report"]), nl=False)
+        typer.echo(report_text(safe_strings(body["report"])), nl=False)
 
 
 @app.command("policy")
@@ -525,6 +535,9 @@ def broker() -> None:
 
 
 def main() -> None:
+    from streams.text import install_safe_logging
+
+    install_safe_logging()  # names and reasons in log lines cannot forge a line or drive the terminal
     app()
 
 

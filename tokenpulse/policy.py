@@ -263,6 +263,9 @@ class BudgetPolicy(_Strict):
                              "use {team: ...} or {user: ...}")
         if any(not x for x in v.values()):
             raise ValueError("scope labels need a value")
+        if any("|" in x or "=" in x for x in v.values()):
+            # as in usage events (docs/events.md): they separate series keys
+            raise ValueError("a scope value may not contain '|' or '=' (no team or user name does)")
         return v
 
     @field_validator("timezone")

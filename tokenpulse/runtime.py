@@ -112,6 +112,9 @@ def run_worker(cfg: StreamConfig, loglevel: str = "info", reload: PolicySource |
 
     from streams.app import create_app
 
+    from streams.text import install_safe_logging
+
+    install_safe_logging()  # names and reasons in log lines cannot forge a line or drive the terminal
     os.makedirs(cfg.data_dir, exist_ok=True)
     app = create_app(cfg, reload=reload)
     _install_task_dump()

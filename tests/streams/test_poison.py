@@ -84,7 +84,7 @@ BAD_NAMES: list[tuple[str, bytes, str]] = [
     ("labels-too-many", _bad(labels={f"k{i}": i for i in range(1000)}), "labels"),
 ]
 
-ALL = CRASHES + IMPLAUSIBLE
+ALL = CRASHES + IMPLAUSIBLE + BAD_NAMES
 
 
 def run(messages: list[bytes]) -> tuple[IngestPartition, list[tuple[int, bytes, str, int | None]]]:

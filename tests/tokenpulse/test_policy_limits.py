@@ -104,3 +104,11 @@ def test_normalize_applies_the_policys_limits(tmp_path: Path) -> None:
     res = runner.invoke(app, ["normalize", "--policy", str(policy)], input=body + b"\n")
     assert [json.loads(x)["event_id"] for x in res.stdout.splitlines()] == ["good-1"]
     assert "implausible: 1099 tokens in one request" in res.stderr
+
+
+def test_a_budget_scope_cannot_name_another_series() -> None:
+    """A team called 'ads|model=gpt-4o' is refused in usage events; a budget on it would
+    silently watch the team×model series."""
+    with pytest.raises(PolicyError) as err:
+        parse_policy("budgets:\n  - {name: b, scope: {team: 'ads|model=gpt-4o'}, amount: 10, period: day}\n", "p.yaml")
+    assert "may not contain '|' or '='" in str(err.value)
