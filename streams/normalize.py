@@ -228,6 +228,7 @@ def _fast_canonical(o: dict[str, Any], default_org: str) -> UsageEvent | None:
         and 0 < len(user) <= MAX_STR and 0 < len(org) <= MAX_STR and 0 < len(provider) <= MAX_STR
         and _TS_MIN <= ts < _TS_MAX
         and i >= 0 and out >= 0 and cr >= 0 and cw >= 0 and cr + cw <= i
+        and i | out | cr | cw <= MAX_INT  # orjson reads integers up to 2^64-1
         and (cost is None or 0.0 <= cost < math.inf)
     ):
         return None
