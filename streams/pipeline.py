@@ -54,9 +54,13 @@ def count_message(core: IngestPartition, raw: bytes, pricer: Pricer, now: float,
             core.counters.failed += 1
             _tell(on_reject, raw, failure_reason(exc), None)
         if rejects:
-            many = len(fast) > 1
-            for i, reason in rejects:
-                _tell(on_reject, _element_bytes(raw, i) if many else raw, reason, i if many else None)
+            if len(fast) > 1:
+                elems = _elements(raw)  # parsed once for all the rejects of the message
+                for i, reason in rejects:
+                    one = raw if elems is None or i >= len(elems) else _item_bytes(raw, elems[i])
+                    _tell(on_reject, one, reason, i)
+            else:
+                _tell(on_reject, raw, rejects[0][1], None)
             rejects.clear()
         return
     try:
@@ -113,13 +117,14 @@ def _item_bytes(raw: bytes, item: object) -> bytes:
         return raw
 
 
-def _element_bytes(raw: bytes, i: int) -> bytes:
-    """Element ``i`` of a JSON array message, as the general lane would dead-letter it."""
+def _elements(raw: bytes) -> list[object] | None:
+    """The elements of a JSON array message, as the general lane reads them (None: unreadable,
+    which a message the fast lane took never is)."""
     try:
         items = orjson.loads(raw)
-        return _item_bytes(raw, items[i])
     except Exception:  # noqa: BLE001
-        return raw
+        return None
+    return items if type(items) is list else None
 
 
 def dead_letter_record(
