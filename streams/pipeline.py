@@ -34,13 +34,17 @@ OnReject = Callable[[bytes, str, "int | None"], None]
 REASON_MAX_CHARS = 1000  # a reason header; the reasons themselves stay far below it
 
 
-def count_message(core: IngestPartition, raw: bytes, pricer: Pricer, now: float, on_reject: OnReject) -> None:
+def count_message(core: IngestPartition, raw: bytes | None, pricer: Pricer, now: float, on_reject: OnReject) -> None:
     """Count every usage event in one message; hand each reject to ``on_reject``.
 
     Never raises on any input (``on_reject`` raising included: that reject is lost, not the
     message). A rejected element is not counted and not remembered as seen, so the same
     message after a restart is rejected the same way, never dropped as a duplicate.
     """
+    if raw is None:  # a record without a value (a tombstone): nothing to count
+        core.counters.rejected += 1
+        _tell(on_reject, b"", "empty message: the record has no value", None)
+        return
     try:
         fast = decode_canonical(raw)
     except Exception:  # noqa: BLE001 - cannot happen; the general lane then says what is wrong

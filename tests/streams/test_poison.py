@@ -185,3 +185,11 @@ def test_building_the_dead_letter_record_never_fails(reason: Any) -> None:
     h = dict(headers)
     assert value == b"ab" and h["tokenpulse.truncated"] == b"3"
     assert 0 < len(h["tokenpulse.reason"]) <= 3000
+
+
+def test_a_record_without_a_value_is_rejected_not_an_error() -> None:
+    core = IngestPartition(partition=0)
+    rejects: list[tuple[bytes, str, int | None]] = []
+    count_message(core, None, Pricer(), T, lambda b, reason, i: rejects.append((b, reason, i)))  # type: ignore[arg-type]
+    assert rejects == [(b"", "empty message: the record has no value", None)]
+    assert core.counters.rejected == 1 and core.counters.failed == 0
