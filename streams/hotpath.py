@@ -33,9 +33,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from streams.config import StreamConfig
-from streams.ingest import IngestPartition, Partial
+from streams.ingest import IngestPartition, Partial, failure_reason
 from streams.partitioning import judge_partition
-from streams.ingest import failure_reason
 from streams.pipeline import count_message, dead_letter_record
 from streams.pricing import Pricer
 
