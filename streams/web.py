@@ -51,35 +51,6 @@ def parse_time(value: str | None, name: str) -> float | None:
     return dt.timestamp()
 
 
-# Counters of the ingest partitions that are reasons of tokenpulse_events_rejected_total
-REJECT_REASONS = {"rejected": "invalid", "implausible": "implausible", "failed": "error"}
-
-
-def ingest_totals(cores: Any) -> dict[str, int]:
-    """The ingest partitions' counters (:class:`streams.ingest.Counters`) summed."""
-    total: dict[str, int] = {}
-    for core in list(cores):
-        for name, value in core.counters.to_dict().items():
-            total[name] = total.get(name, 0) + value
-    return total
-
-
-def ingest_metrics(totals: dict[str, int]) -> tuple[dict[str, float], dict[str, list[tuple[dict[str, str], float]]]]:
-    """The ingest counters as metrics: ``events_<name>_total`` and ``windows_closed_total``,
-    and the three reasons of ``events_rejected_total`` (invalid, implausible, error).
-
-    >>> plain, labelled = ingest_metrics({"accepted": 5, "rejected": 2, "implausible": 1, "failed": 0})
-    >>> plain, labelled["events_rejected_total"]
-    ({'events_accepted_total': 5.0}, [({'reason': 'invalid'}, 2.0), ({'reason': 'implausible'}, 1.0), ({'reason': 'error'}, 0.0)])
-    """
-    plain: dict[str, float] = {}
-    for name, value in totals.items():
-        if name not in REJECT_REASONS:
-            plain["windows_closed_total" if name == "windows_closed" else f"events_{name}_total"] = float(value)
-    rejected = [({"reason": reason}, float(totals.get(name, 0))) for name, reason in REJECT_REASONS.items()]
-    return plain, {"events_rejected_total": rejected}
-
-
 def _group_key(series: str, group_by: str) -> str | None:
     if group_by == "org":
         return "org" if series == "org" else None
@@ -187,6 +158,35 @@ def budget_rows(ledgers: dict[int, Any], specs: Any, now: float, budget: str | N
                 row["changes"] = led.change_log(name)
             rows.append(row)
     return rows
+
+
+# Counters of the ingest partitions that are reasons of tokenpulse_events_rejected_total
+REJECT_REASONS = {"rejected": "invalid", "implausible": "implausible", "failed": "error"}
+
+
+def ingest_totals(cores: Any) -> dict[str, int]:
+    """The ingest partitions' counters (:class:`streams.ingest.Counters`) summed."""
+    total: dict[str, int] = {}
+    for core in list(cores):
+        for name, value in core.counters.to_dict().items():
+            total[name] = total.get(name, 0) + value
+    return total
+
+
+def ingest_metrics(totals: dict[str, int]) -> tuple[dict[str, float], dict[str, list[tuple[dict[str, str], float]]]]:
+    """The ingest counters as metrics: ``events_<name>_total`` and ``windows_closed_total``,
+    and the three reasons of ``events_rejected_total`` (invalid, implausible, error).
+
+    >>> plain, labelled = ingest_metrics({"accepted": 5, "rejected": 2, "implausible": 1, "failed": 0})
+    >>> plain, labelled["events_rejected_total"]
+    ({'events_accepted_total': 5.0}, [({'reason': 'invalid'}, 2.0), ({'reason': 'implausible'}, 1.0), ({'reason': 'error'}, 0.0)])
+    """
+    plain: dict[str, float] = {}
+    for name, value in totals.items():
+        if name not in REJECT_REASONS:
+            plain["windows_closed_total" if name == "windows_closed" else f"events_{name}_total"] = float(value)
+    rejected = [({"reason": reason}, float(totals.get(name, 0))) for name, reason in REJECT_REASONS.items()]
+    return plain, {"events_rejected_total": rejected}
 
 
 def register_views(
