@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast kafka bench clean
+.PHONY: setup run test test-fast fuzz kafka bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) (set PY=python3.x)"; exit 1; }
@@ -23,6 +23,9 @@ test: setup  ## the whole suite (unit, doctests, integration on Tansu; Apache Ka
 
 test-fast: setup  ## unit tests and doctests only
 	$(BIN)/python -m pytest -q -m "not integration"
+
+fuzz: setup  ## property-based fuzzing of normalize and the ingest lanes: 100,000 examples per property (FUZZ_EXAMPLES=N for another count); see docs/fuzzing.md
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/streams/test_fuzz.py
 
 kafka:  ## fetch Apache Kafka's jars from Maven Central (for the Apache Kafka integration tier)
 	bash scripts/kafka/kafka.sh fetch

@@ -14,6 +14,19 @@ from alerts.receivers import ReceiverConfig
 from alerts.routing import Route
 
 
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """The most one usage event (one request) may carry: an event over either bound is
+    implausible (a unit mistake, a uint overflow, a hostile producer) and is dead-lettered,
+    never added to spend. The policy's ``limits`` section; a setting of the ingest."""
+
+    max_tokens_per_request: int = 10_000_000  # input + output tokens; far above any context window
+    max_cost_usd_per_request: float = 500.0  # the producer's cost_usd or the computed one
+
+
+DLQ_MAX_BYTES = 256 * 1024
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     bootstrap: str
@@ -45,6 +58,8 @@ class StreamConfig:
     data_dir: str = ".tokenpulse"
     dashboard_url: str | None = None
     kafka_flavor: str = "kafka"  # "tansu" turns on workarounds for Tansu 0.6
+    limits: IngestLimits = IngestLimits()
+    dlq_max_bytes: int = DLQ_MAX_BYTES  # a dead-lettered message's bytes are cut to this
 
     @property
     def topics(self) -> dict[str, str]:

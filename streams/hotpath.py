@@ -33,9 +33,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from streams.config import StreamConfig
-from streams.ingest import IngestPartition, Partial
+from streams.ingest import IngestPartition, Partial, failure_reason
 from streams.partitioning import judge_partition
-from streams.pipeline import count_message
+from streams.pipeline import count_message, dead_letter_record
 from streams.pricing import Pricer
 
 log = logging.getLogger("tokenpulse.ingest")
@@ -65,6 +65,8 @@ class IngestLoop:
         self.producer: Any = None
         self._stopping = False
         self._pending: list[asyncio.Future[Any]] = []  # DLQ sends since the last checkpoint
+        # what each DLQ send carries, to send it again when it failed (by future)
+        self._dlq_records: dict[asyncio.Future[Any], tuple[bytes, list[tuple[str, bytes]]]] = {}
 
     # ------------------------------------------------------------------ lifecycle ------
     async def start(self) -> None:
@@ -141,19 +143,35 @@ class IngestLoop:
             if rec.offset <= core.applied_offset:
                 continue  # already in the checkpointed state
             offset = rec.offset
-            count_message(core, rec.value, pricer, now,
-                          lambda raw, reason, index: self._dead_letter(raw, reason, p, offset, index))
+            try:
+                count_message(core, rec.value, pricer, now,
+                              lambda raw, reason, index: self._dead_letter(raw, reason, p, offset, index))
+            except Exception as exc:  # noqa: BLE001 - count_message never raises; if it did, skip, never loop
+                core.counters.failed += 1
+                self._dead_letter(rec.value or b"", failure_reason(exc), p, offset)
+            # A message is applied once, whatever became of it: one that keeps failing is
+            # dead-lettered and skipped, and a restart on the same offsets does the same.
             core.applied_offset = offset
 
     def _dead_letter(self, raw: bytes, reason: str, p: int, offset: int, index: int | None = None) -> None:
-        headers = [
-            ("tokenpulse.reason", reason.encode()),
-            ("tokenpulse.source", f"{self.topics['usage']}/{p}/{offset}".encode()),
-        ]
-        if index is not None:
-            headers.append(("tokenpulse.index", str(index).encode()))
-        # send() only queues; the future is awaited before the next checkpoint is written
-        self._pending.append(asyncio.ensure_future(self.producer.send(self.topics["dlq"], value=raw, headers=headers)))
+        """Queue a reject for the dead-letter topic (acknowledged before the next checkpoint is
+        written). Never raises: a record that cannot even be queued is logged."""
+        try:
+            value, headers = dead_letter_record(raw, reason, f"{self.topics['usage']}/{p}/{offset}", index,
+                                                self.cfg.dlq_max_bytes)
+            self._send_dead_letter(value, headers)
+        except Exception:  # noqa: BLE001
+            log.exception("could not queue the dead-letter record of %s/%d/%d", self.topics["usage"], p, offset)
+
+    def _send_dead_letter(self, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        # a task of its own: it is awaited (the broker's acknowledgement) before the next
+        # checkpoint is written
+        fut = asyncio.ensure_future(self._deliver_dead_letter(value, headers))
+        self._dlq_records[fut] = (value, headers)
+        self._pending.append(fut)
+
+    async def _deliver_dead_letter(self, value: bytes, headers: list[tuple[str, bytes]]) -> Any:
+        return await (await self.producer.send(self.topics["dlq"], value=value, headers=headers))
 
     # ------------------------------------------------------------------ checkpoints ----
     def lag(self, p: int) -> int | None:
@@ -223,7 +241,17 @@ class IngestLoop:
         if pending:
             # DLQ records and window partials are acknowledged before the state that says
             # they were sent.
-            await asyncio.gather(*pending)
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            failed = [(fut, res) for fut, res in zip(pending, results) if isinstance(res, BaseException)]
+            resend = [self._dlq_records[fut] for fut, _ in failed if fut in self._dlq_records]
+            for fut in pending:
+                self._dlq_records.pop(fut, None)
+            if failed:
+                # The state is not written: a dead-letter record that did not make it is sent
+                # again and awaited by the next checkpoint, which only then records the offsets.
+                for value, headers in resend:
+                    self._send_dead_letter(value, headers)
+                raise failed[0][1]
         state = self.topics["ingest_state"]
         futs = [await self.producer.send(state, key=k.encode(), value=None if v is None else orjson.dumps(v),
                                          partition=p) for k, v in changes.items()]
@@ -274,6 +302,7 @@ class IngestLoop:
                 lateness=self.cfg.lateness,
                 idle_grace=self.cfg.idle_grace,
                 watched=self.cfg.watched,
+                limits=self.cfg.limits,
             )
             items = await self._read_state(p)
             core.restore(items.items(), time.time())

@@ -22,10 +22,12 @@ windows as live traffic.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.config import IngestLimits
+from streams.normalize import Rejected
 from streams.pricing import Pricer
 from streams.records import UsageEvent
 
@@ -34,6 +36,10 @@ Sums = list[int]
 Cell = tuple[str, str, str, str, str]  # (org, team, provider, model, user)
 
 NANO = 1_000_000_000
+# Sums are written with orjson (64-bit integers). Bounded events keep a window's sums far
+# below this (2^63 nano-dollars is 18 million requests at the default $500 bound, in one
+# window of one cell); sums beyond it are saturated when emitted rather than crash the emit.
+I64_MAX = 2**63 - 1
 TOP_K = 20
 # Dedupe ids per changelog record: ~40 bytes each, well under Kafka's 1 MB message limit even
 # when a backlog is read at full speed.
@@ -44,6 +50,47 @@ def to_nusd(cost_usd: float) -> int:
     """USD → integer nano-dollars (exact summing; 1e-9 $ is far below any price step).
     Half rounds up; costs are never negative."""
     return int(cost_usd * NANO + 0.5)
+
+
+class Implausible(Rejected):
+    """An event over a plausibility bound of :class:`~streams.config.IngestLimits`: its
+    reason starts with ``implausible:``."""
+
+
+def implausible_reason(tokens_in: int, tokens_out: int, cost: float, limits: IngestLimits) -> str | None:
+    """Why an event with these counts and this cost (USD, producer-sent or computed) is
+    implausible, or None when it is within ``limits``.
+
+    >>> implausible_reason(1000, 100, 0.25, IngestLimits()) is None
+    True
+    >>> implausible_reason(0, 2**63 - 1, 0.0, IngestLimits())[:60]
+    'implausible: 9223372036854775807 tokens in one request (inpu'
+    """
+    total = tokens_in + tokens_out
+    if total > limits.max_tokens_per_request:
+        return (f"implausible: {total} tokens in one request (input_tokens {tokens_in} + output_tokens "
+                f"{tokens_out}), over limits.max_tokens_per_request ({limits.max_tokens_per_request})")
+    if not 0.0 <= cost <= limits.max_cost_usd_per_request:
+        return (f"implausible: cost_usd {cost:.6g} for one request, over limits.max_cost_usd_per_request "
+                f"({limits.max_cost_usd_per_request:g})")
+    return None
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The reason recorded for an event that failed in our own code (a bug, not bad input): the
+    exception's type and the start of its message."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - even its message may fail
+        text = ""
+    return f"internal error: {type(exc).__name__}: {text[:200]}"
+
+
+def _report(on_reject: Callable[[int, str], None] | list[tuple[int, str]] | None, i: int, reason: str) -> None:
+    if type(on_reject) is list:
+        on_reject.append((i, reason))
+    elif on_reject is not None:
+        on_reject(i, reason)  # type: ignore[operator]
 
 
 def window_start(ts: float, window_seconds: int) -> int:
@@ -123,11 +170,16 @@ class Partial:
 
 @dataclass
 class Counters:
+    """Events by what became of them. ``rejected`` (invalid input), ``implausible`` (over a
+    bound of the limits) and ``failed`` (an error of ours) all went to the dead-letter topic."""
+
     accepted: int = 0
     rejected: int = 0
     duplicate: int = 0
     late: int = 0
     windows_closed: int = 0
+    implausible: int = 0
+    failed: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -136,6 +188,8 @@ class Counters:
             "duplicate": self.duplicate,
             "late": self.late,
             "windows_closed": self.windows_closed,
+            "implausible": self.implausible,
+            "failed": self.failed,
         }
 
 
@@ -154,6 +208,7 @@ class IngestPartition:
     idle_grace: float = 10.0
     dedupe_retention: float = 600.0
     watched: frozenset[str] = DEFAULT_WATCHED
+    limits: IngestLimits = IngestLimits()
 
     # state
     max_ts: float | None = None
@@ -172,10 +227,25 @@ class IngestPartition:
     _plans: dict[Cell, Plan] = field(default_factory=dict, repr=False)
     _chunks: dict[int, int] = field(default_factory=dict)  # id chunk no -> newest window in it
     _next_chunk: int = 0
+    # add_events' rejects for streams.pipeline.count_message, which empties it after each message
+    _rejects: list[tuple[int, str]] = field(default_factory=list, repr=False)
 
     # -- hot path -----------------------------------------------------------------------
     def add(self, ev: UsageEvent, wall_now: float) -> str:
-        """Count one priced event. Returns "accepted", "duplicate" or "late"."""
+        """Count one priced event. Returns "accepted", "duplicate" or "late".
+
+        Raises :class:`Implausible` (counted in ``counters.implausible``) for an event over
+        :attr:`limits`. Everything that can fail is done before anything is recorded: an
+        event that is not counted is not remembered as seen either.
+        """
+        tin = ev.input_tokens
+        tout = ev.output_tokens
+        cost = ev.cost_usd or 0.0
+        lim = self.limits
+        if tin + tout > lim.max_tokens_per_request or not 0.0 <= cost <= lim.max_cost_usd_per_request:
+            self.counters.implausible += 1
+            raise Implausible(implausible_reason(tin, tout, cost, lim) or "implausible")
+        nusd = int(cost * NANO + 0.5)  # to_nusd, inlined: costs are >= 0
         ts = ev.ts
         ws = self.window_seconds
         w = int(ts // ws) * ws
@@ -208,20 +278,12 @@ class IngestPartition:
                 table = self.windows[w] = {}
             self._dirty_windows.add(w)
         sums = table.get(cell)
-        nusd = int((ev.cost_usd or 0.0) * NANO + 0.5)  # to_nusd, inlined: costs are >= 0
         if sums is None:
-            table[cell] = [
-                nusd,
-                ev.input_tokens,
-                ev.output_tokens,
-                ev.cache_read_tokens,
-                ev.cache_write_tokens,
-                1,
-            ]
+            table[cell] = [nusd, tin, tout, ev.cache_read_tokens, ev.cache_write_tokens, 1]
         else:
             sums[0] += nusd
-            sums[1] += ev.input_tokens
-            sums[2] += ev.output_tokens
+            sums[1] += tin
+            sums[2] += tout
             sums[3] += ev.cache_read_tokens
             sums[4] += ev.cache_write_tokens
             sums[5] += 1
@@ -235,11 +297,18 @@ class IngestPartition:
         pricer: Pricer | None = None,
         start: int = 0,
         until: float = math.inf,
+        on_reject: Callable[[int, str], None] | list[tuple[int, str]] | None = None,
     ) -> int:
         """Count ``events[start:]`` in order, exactly as :meth:`add` one by one, pricing
         first (``pricer``) each event that has no cost yet. Stops right after
         the event that brings :attr:`max_ts` to ``until`` or beyond (the replay closes windows
-        there). Returns the index after the last event counted.
+        there). Returns the index after the last event looked at.
+
+        An event over :attr:`limits` (counted in ``counters.implausible``), or one that fails
+        in pricing (``counters.failed``), is not counted and is handed to
+        ``on_reject(index, reason)`` (or appended to it as ``(index, reason)`` when it is a
+        list: cheaper than a closure per call for a caller counting one message at a time);
+        the run goes on with the next one.
 
         The same steps as :meth:`add` with the attribute lookups hoisted out of the loop, and
         :meth:`Pricer.price`'s arithmetic inline for models with one flat price;
@@ -252,8 +321,11 @@ class IngestPartition:
         counters = self.counters
         closed = self.closed_until
         max_ts = self.max_ts
+        lim = self.limits
+        max_tokens = lim.max_tokens_per_request
+        max_cost = lim.max_cost_usd_per_request
         n = len(events)
-        accepted = duplicate = late_n = 0
+        accepted = duplicate = late_n = implausible = failed = 0
         last_w = None
         seen: set[str] | None = None
         new: list[str] | None = None
@@ -267,24 +339,39 @@ class IngestPartition:
             while i < n:
                 ev = events[i]
                 i += 1
-                cost = ev.cost_usd
-                if cost is None and flat_rates is not None:
-                    model = ev.model
-                    got = rates_of.get(model)
-                    if got is None or got[0] != ev.provider:
-                        got = rates_of[model] = (ev.provider, flat_rates(ev.provider, model))
-                    r = got[1]
-                    if r is None:
-                        cost = pricer.price(ev)  # type: ignore[union-attr]
-                    else:  # Rates.cost, the same expression in the same order
-                        tin = ev.input_tokens
-                        cr = ev.cache_read_tokens
-                        cw = ev.cache_write_tokens
-                        cost = ((tin - cr - cw) * r[0] + cr * r[2] + cw * r[3]
-                                + ev.output_tokens * r[1]) / 1_000_000.0 + r[4]
-                    ev.cost_usd = cost
-                ts = ev.ts
-                w = int(ts // ws) * ws
+                # Everything that can fail or reject comes first: nothing is recorded for an
+                # event that is not counted (its id included).
+                try:
+                    tin = ev.input_tokens
+                    tout = ev.output_tokens
+                    cost = ev.cost_usd
+                    if cost is None and flat_rates is not None:
+                        model = ev.model
+                        got = rates_of.get(model)
+                        if got is None or got[0] != ev.provider:
+                            got = rates_of[model] = (ev.provider, flat_rates(ev.provider, model))
+                        r = got[1]
+                        if r is None:
+                            cost = pricer.price(ev)  # type: ignore[union-attr]
+                        else:  # Rates.cost, the same expression in the same order
+                            cr = ev.cache_read_tokens
+                            cw = ev.cache_write_tokens
+                            cost = ((tin - cr - cw) * r[0] + cr * r[2] + cw * r[3]
+                                    + tout * r[1]) / 1_000_000.0 + r[4]
+                        ev.cost_usd = cost
+                    if cost is None:
+                        cost = 0.0
+                    if tin + tout > max_tokens or not 0.0 <= cost <= max_cost:
+                        implausible += 1
+                        _report(on_reject, i - 1, implausible_reason(tin, tout, cost, lim) or "implausible")
+                        continue
+                    nusd = int(cost * NANO + 0.5)  # to_nusd, inlined: costs are >= 0
+                    ts = ev.ts
+                    w = int(ts // ws) * ws
+                except Exception as exc:  # noqa: BLE001 - one event's failure stops no other
+                    failed += 1
+                    _report(on_reject, i - 1, failure_reason(exc))
+                    continue
                 if w != last_w:
                     # per window, not per event: its id set, id log and table (made on the
                     # first event counted in it, as add() does)
@@ -323,20 +410,12 @@ class IngestPartition:
                         self._dirty_windows.add(w)
                     tbl = table
                 sums = tbl.get(cell)
-                nusd = int((cost or 0.0) * NANO + 0.5)  # to_nusd, inlined: costs are >= 0
                 if sums is None:
-                    tbl[cell] = [
-                        nusd,
-                        ev.input_tokens,
-                        ev.output_tokens,
-                        ev.cache_read_tokens,
-                        ev.cache_write_tokens,
-                        1,
-                    ]
+                    tbl[cell] = [nusd, tin, tout, ev.cache_read_tokens, ev.cache_write_tokens, 1]
                 else:
                     sums[0] += nusd
-                    sums[1] += ev.input_tokens
-                    sums[2] += ev.output_tokens
+                    sums[1] += tin
+                    sums[2] += tout
                     sums[3] += ev.cache_read_tokens
                     sums[4] += ev.cache_write_tokens
                     sums[5] += 1
@@ -347,6 +426,10 @@ class IngestPartition:
             counters.accepted += accepted
             counters.duplicate += duplicate
             counters.late += late_n
+            if implausible:
+                counters.implausible += implausible
+            if failed:
+                counters.failed += failed
         return i
 
     # -- time ---------------------------------------------------------------------------
@@ -413,6 +496,9 @@ class IngestPartition:
                     for k in contrib_keys:
                         c[k] = c.get(k, 0) + s0
         for p in acc.values():
+            if max(p.sums) > I64_MAX:  # see I64_MAX: unreachable with bounded events, but never a crash
+                p.sums = [min(x, I64_MAX) for x in p.sums]
+                p.contributors = {k: min(v, I64_MAX) for k, v in p.contributors.items()}
             if len(p.contributors) > TOP_K:
                 top = sorted(p.contributors.items(), key=lambda kv: -kv[1])[:TOP_K]
                 p.contributors = dict(top)
@@ -429,7 +515,8 @@ class IngestPartition:
         """
         changes: dict[str, Any] = {}
         if self._dirty_windows or self._dropped_windows:
-            changes["wins"] = [[w, [[*cell, *sums] for cell, sums in cells.items()]] for w, cells in self.windows.items()]
+            changes["wins"] = [[w, [[*cell, *(sums if max(sums) <= I64_MAX else [min(x, I64_MAX) for x in sums])]
+                                    for cell, sums in cells.items()]] for w, cells in self.windows.items()]
         chunk: dict[str, list[str]] = {}
         size = 0
         for w, ids in sorted(self._new_ids.items()):

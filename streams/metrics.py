@@ -6,7 +6,8 @@ from collections import defaultdict
 
 HELP = {
     "events_accepted_total": "Usage events counted in a window.",
-    "events_rejected_total": "Usage events sent to the dead-letter topic.",
+    "events_rejected_total": ("Usage events sent to the dead-letter topic, by reason (invalid: not a usage event; "
+                              "implausible: over the policy's limits; error: an error of tokenpulse's own)."),
     "events_duplicate_total": "Usage events dropped as duplicates of an event_id already counted.",
     "events_late_total": "Usage events that arrived after their window closed (counted in spend, not judged).",
     "windows_closed_total": "Windows closed by the ingest partitions.",
@@ -54,11 +55,17 @@ class Metrics:
     def set(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
         self.gauges[name][_fmt_labels(labels)] = value
 
-    def render(self, extra_counters: dict[str, float] | None = None) -> str:
+    def render(self, extra_counters: dict[str, float] | None = None,
+               extra_labelled: dict[str, list[tuple[dict[str, str], float]]] | None = None) -> str:
+        """The registry in Prometheus text format, plus counters kept elsewhere: unlabelled
+        (``extra_counters``) or as (labels, value) pairs (``extra_labelled``)."""
         lines: list[str] = []
         counters = {k: dict(v) for k, v in self.counters.items()}
         for name, value in (extra_counters or {}).items():
             counters.setdefault(name, {})[""] = value
+        for name, pairs in (extra_labelled or {}).items():
+            for labels, value in pairs:
+                counters.setdefault(name, {})[_fmt_labels(labels)] = value
         for kind, table in (("counter", counters), ("gauge", self.gauges)):
             for name in sorted(table):
                 full = f"tokenpulse_{name}"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
@@ -33,6 +34,7 @@ import msgspec
 import orjson
 
 from streams.records import UsageEvent
+from streams.text import first_unsafe
 
 __all__ = [
     "ONE_CANONICAL",
@@ -46,7 +48,12 @@ __all__ = [
     "tidy_canonical",
 ]
 
-MAX_STR = 256
+MAX_STR = 256  # characters of an event_id or a name (team, user, model, provider, tool, org, label key)
+MAX_LABELS = 32  # entries of ``labels``; each value a string of at most MAX_STR, a number, a bool or null
+MAX_INT = 2**63 - 1  # token counts: int64, as in OTLP, so every window sum of bounded events fits
+_TWO_63 = 2**63
+_TWO_64 = 2**64
+_MAX_NUMBER_TEXT = 64  # a number or time sent as a string: longer is no number we take
 _MAX_REASON_SNIPPET = 160
 
 # 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z: anything outside is a unit mistake
@@ -221,19 +228,23 @@ def _fast_canonical(o: dict[str, Any], default_org: str) -> UsageEvent | None:
         and 0 < len(user) <= MAX_STR and 0 < len(org) <= MAX_STR and 0 < len(provider) <= MAX_STR
         and _TS_MIN <= ts < _TS_MAX
         and i >= 0 and out >= 0 and cr >= 0 and cw >= 0 and cr + cw <= i
+        and i | out | cr | cw <= MAX_INT  # orjson reads integers up to 2^64-1
         and (cost is None or 0.0 <= cost < math.inf)
     ):
         return None
-    # strings that need stripping go the general way (rare: stripping is what it does)
+    # names that need stripping or normalising, or that break the rule, go the general way
+    # (it gives the reason); the rule's verdict on a name is cached in _TIDY_NAMES
     if not _tidy_strings(eid, team, model, user, org):
+        return None
+    if tool and tool not in _TIDY_NAMES and not _tidy_names(tool):
+        return None
+    if labels and not _tidy_labels(labels):
         return None
     prov = _PROVIDER_CACHE.get(provider)
     if prov is None:
         prov = _provider_of(provider)
         if prov is None:
             return None
-    if tool is not None:
-        tool = tool.strip()
     return UsageEvent(
         eid, float(ts), org, team, user, prov, model, tool or "", i, out, cr, cw, cost,
         {} if labels is None else labels,
@@ -254,6 +265,9 @@ _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_STR)]
 # those take the general path; ge=0 is the non-negativity check.
 _Tokens = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 _Cost = Annotated[float, msgspec.Meta(ge=0.0)]
+# (msgspec bounds integers to int64 only: _tidy_labels checks the range orjson reads as integers)
+_LabelValue = Annotated[str, msgspec.Meta(max_length=MAX_STR)] | int | float | bool | None
+_Labels = Annotated[dict[Annotated[str, msgspec.Meta(max_length=MAX_STR)], _LabelValue], msgspec.Meta(max_length=MAX_LABELS)]
 
 
 class CanonicalEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -273,9 +287,11 @@ class CanonicalEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     cache_write_tokens: _Tokens = 0
     tool: str | None = None
     cost_usd: _Cost | None = None
-    # Only whether labels are an object matters to counting; their values are not used (an
-    # integer beyond 64 bits stays an int here where orjson gives a float).
-    labels: dict[str, Any] | None = None
+    # Their values are not used in counting, but both lanes take the same labels: at most
+    # MAX_LABELS, each a short string, a number or a literal (an integer beyond what orjson
+    # reads as an integer goes the general way, which reads it as a float); the keys pass
+    # the name rule in tidy_canonical.
+    labels: _Labels | None = None
 
 
 _CANONICAL = msgspec.json.Decoder(CanonicalEvent | list[CanonicalEvent])
@@ -304,14 +320,14 @@ def canonical_event(raw: bytes) -> CanonicalEvent | None:
     """:func:`decode_canonical` for a message that is a single event (the common case)."""
     try:
         ev = ONE_CANONICAL.decode(raw)
-    except DecodeError:
+        return ev if tidy_canonical(ev) else None
+    except Exception:  # noqa: BLE001 - DecodeError; anything else: the general path says what
         return None
-    return ev if tidy_canonical(ev) else None
 
 
 def tidy_canonical(ev: CanonicalEvent) -> bool:
     """The checks msgspec's types do not express, as in _fast_canonical; normalises the
-    provider and strips the tool in place."""
+    provider in place."""
     eid = ev.event_id
     team = ev.team
     model = ev.model
@@ -319,8 +335,14 @@ def tidy_canonical(ev: CanonicalEvent) -> bool:
     org = ev.org
     if not (_TS_MIN <= ev.ts < _TS_MAX and ev.cache_read_tokens + ev.cache_write_tokens <= ev.input_tokens):
         return False
-    # strings that need stripping go the general way (rare: stripping is what it does)
+    # names that need stripping or normalising, or that break the rule, go the general way
     if not _tidy_strings(eid, team, model, user, org):
+        return False
+    tool = ev.tool
+    if tool and tool not in _TIDY_NAMES and not _tidy_names(tool):
+        return False
+    labels = ev.labels
+    if labels and not _tidy_labels(labels):
         return False
     provider = ev.provider
     prov = _PROVIDER_CACHE.get(provider)
@@ -329,9 +351,6 @@ def tidy_canonical(ev: CanonicalEvent) -> bool:
         if prov is None:
             return False
     ev.provider = prov
-    tool = ev.tool
-    if tool is not None:
-        ev.tool = tool.strip()
     return True
 
 
@@ -342,15 +361,17 @@ def _strippable(edges: str) -> bool:
     return any(c <= " " or c.isspace() for c in edges)
 
 
-# Names (team, model, user, org) already known not to need stripping. They repeat on nearly
-# every event, so one set lookup each replaces looking at their first and last characters.
+# Names already known to pass the name rule as they are (stripped, NFC, no unsafe character
+# or separator, not too long). They repeat on nearly every event, so one set lookup each
+# replaces checking them.
 _TIDY_NAMES: set[str] = set()
 _TIDY_NAMES_MAX = 1 << 16
+SEPARATORS = ("|", "=")  # of series keys (team=ads|model=gpt-4o): refused in names
 
 
 def _tidy_strings(eid: str, team: str, model: str, user: str, org: str) -> bool:
-    """Whether none of an event's strings needs stripping (then both lanes keep them as sent):
-    the id's first and last characters, and the names through :data:`_TIDY_NAMES`."""
+    """Whether none of an event's strings needs the general path (then both lanes keep them
+    as sent): the id's first and last characters, and the names through :data:`_TIDY_NAMES`."""
     c0 = eid[0]
     c1 = eid[-1]
     if not (" " < c0 < "\x7f" and " " < c1 < "\x7f") and _strippable(c0 + c1):
@@ -362,26 +383,87 @@ def _tidy_strings(eid: str, team: str, model: str, user: str, org: str) -> bool:
 
 
 def _tidy_names(*names: str) -> bool:
-    """Whether none of ``names`` needs stripping; remembers those that do not."""
+    """Whether every one of ``names`` passes the name rule as it is; remembers those that do."""
     for name in names:
         if name not in _TIDY_NAMES:
-            if _strippable(name[0] + name[-1]):
+            if not (0 < len(name) <= MAX_STR and not _strippable(name[0] + name[-1])
+                    and (name.isascii() or unicodedata.is_normalized("NFC", name))
+                    and _name_problem(name) is None):
                 return False
-            if len(_TIDY_NAMES) >= _TIDY_NAMES_MAX:
-                _TIDY_NAMES.clear()
-            _TIDY_NAMES.add(name)
+            _remember(name)
+    return True
+
+
+def _remember(name: str) -> None:
+    if len(_TIDY_NAMES) >= _TIDY_NAMES_MAX:
+        _TIDY_NAMES.clear()
+    _TIDY_NAMES.add(name)
+
+
+def _name_problem(s: str) -> str | None:
+    """What is wrong with ``s`` (stripped, NFC) as a name, or None: the part of the reason
+    after the field's name."""
+    if len(s) > MAX_STR:
+        return f"is longer than {MAX_STR} characters ({len(s)})"
+    i = first_unsafe(s)
+    if i >= 0:
+        return (f"contains a control, format or line-separator character (U+{ord(s[i]):04X}) at "
+                f"position {i}: names may not hold invisible or terminal-control characters")
+    for sep in SEPARATORS:
+        if sep in s:
+            return f"contains {sep!r}, which separates series keys (team=ads|model=gpt-4o)"
+    return None
+
+
+def _tidy_labels(labels: dict[str, Any]) -> bool:
+    """Whether ``labels`` pass the labels rule as they are (the general path's
+    :func:`_labels` would keep them unchanged)."""
+    if len(labels) > MAX_LABELS:
+        return False
+    names = _TIDY_NAMES
+    for k, v in labels.items():
+        if k not in names and not (type(k) is str and _tidy_names(k)):
+            return False
+        t = type(v)
+        if t is str:
+            if len(v) > MAX_STR:
+                return False
+        elif t is int:
+            if not -_TWO_63 <= v < _TWO_64:
+                return False
+        elif t is float:
+            if not math.isfinite(v):
+                return False
+        elif not (t is bool or v is None):
+            return False
     return True
 
 
 def _provider_of(provider: str) -> str | None:
-    """The normalised provider name (cached), or None when only whitespace was sent."""
-    low = provider.strip().lower()
-    if not low:
+    """The normalised provider name (cached), or None when it needs the general path (only
+    whitespace, or a name the rule refuses: the general path says why)."""
+    try:
+        prov = _provider_name(provider)
+    except Rejected:
         return None
-    prov = _PROVIDER_ALIASES.get(low, low)
-    if len(_PROVIDER_CACHE) < 1024:
+    if prov is not None and len(_PROVIDER_CACHE) < 1024:
         _PROVIDER_CACHE[provider] = prov
     return prov
+
+
+def _provider_name(v: Any) -> str | None:
+    """The provider as a name (the rule), lower-cased and mapped onto one vocabulary; None
+    when absent (then it is inferred from the model)."""
+    s = _name(v, "provider")
+    if s is None:
+        return None
+    low = s.lower()
+    if not low.isascii():
+        low = unicodedata.normalize("NFC", low)
+        why = _name_problem(low)  # lower() can lengthen a name ("İ" is two characters lower-cased)
+        if why is not None:
+            raise Rejected(f"provider {why}")
+    return _PROVIDER_ALIASES.get(low, low)
 
 
 def _from_canonical(o: dict[str, Any], default_org: str) -> UsageEvent:
@@ -510,7 +592,8 @@ def _from_otel(o: dict[str, Any], default_org: str) -> UsageEvent:
     if event_id is None:
         span_id = pick("span_id", "spanId")
         trace_id = pick("trace_id", "traceId")
-        if span_id is not None and trace_id is not None:
+        # only ids are joined (formatting an arbitrary value could recurse, or be huge)
+        if _is_id(span_id) and _is_id(trace_id):
             event_id = f"{trace_id}:{span_id}"
         else:
             event_id = span_id
@@ -536,6 +619,10 @@ def _from_otel(o: dict[str, Any], default_org: str) -> UsageEvent:
         cache_write=pick("gen_ai.usage.cache_creation.input_tokens"),
         cost=pick("cost_usd", "tokenpulse.cost_usd"), labels=labels, default_org=default_org,
     )
+
+
+def _is_id(v: Any) -> bool:
+    return type(v) is str or (type(v) is int and -_TWO_63 <= v < _TWO_64)
 
 
 def _nanos_to_seconds(v: Any) -> float:
@@ -620,10 +707,10 @@ def _build(
     if ts is None or ts == "":
         raise Rejected("missing field 'ts'")
     when = _ts(ts)
-    team_s = _str(team, "team")
+    team_s = _name(team, "team")
     if team_s is None:
         raise Rejected("missing field 'team'")
-    model_s = _str(model, "model")
+    model_s = _name(model, "model")
     if model_s is None:
         raise Rejected("missing field 'model'")
 
@@ -637,27 +724,18 @@ def _build(
             "input_tokens must include cached tokens"
         )
 
-    prov = _str(provider, "provider")
-    if prov:
-        prov = prov.lower()
-        prov = _PROVIDER_ALIASES.get(prov, prov)
-    else:
-        prov = _infer_provider(model_s)
-
-    if labels is None:
-        labels = {}
-    elif not isinstance(labels, dict):
-        raise Rejected(f"labels must be a JSON object, got {_json_type(labels)}")
+    prov = _provider_name(provider) or _infer_provider(model_s)
+    labels = _labels(labels)
 
     return UsageEvent(
         event_id=eid,
         ts=when,
-        org=_str(org, "org") or default_org,
+        org=_name(org, "org") or default_org,
         team=team_s,
-        user=_str(user, "user") or "unknown",
+        user=_name(user, "user") or "unknown",
         provider=prov,
         model=model_s,
-        tool=_str(tool, "tool") or "",
+        tool=_name(tool, "tool") or "",
         input_tokens=i,
         output_tokens=o,
         cache_read_tokens=cr,
@@ -667,14 +745,78 @@ def _build(
     )
 
 
+def _name(v: Any, field: str) -> str | None:
+    """A name (team, user, model, provider, tool, org, label key) by the one rule of every
+    lane: stripped, NFC-normalised, at most :data:`MAX_STR` characters, no control, format
+    (bidi, zero-width, BOM) or line-separator character, no ``|`` or ``=`` (they separate
+    series keys). None when absent or empty; :class:`Rejected` naming ``field`` otherwise.
+    Names sent as integers are taken as their digits (as ids are)."""
+    if v is None:
+        return None
+    t = type(v)
+    if t is str:
+        if v in _TIDY_NAMES:
+            return v
+        s = v.strip()
+    elif t is int and -_TWO_63 <= v < _TWO_64:
+        s = str(v)
+    else:
+        raise Rejected(f"{field} must be a string, got {_json_type(v)}")
+    if not s:
+        return None
+    if len(s) > 4 * MAX_STR:  # not worth normalising: NFC shortens a name by a few characters at most
+        raise Rejected(f"{field} is longer than {MAX_STR} characters ({len(s)})")
+    if not s.isascii():
+        s = unicodedata.normalize("NFC", s)
+    why = _name_problem(s)
+    if why is not None:
+        raise Rejected(f"{field} {why}")
+    _remember(s)
+    return s
+
+
+def _labels(v: Any) -> dict[str, Any]:
+    """Labels by the labels rule: a JSON object of at most :data:`MAX_LABELS` entries whose
+    keys are names and whose values are strings of at most :data:`MAX_STR` characters,
+    numbers, booleans or null."""
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise Rejected(f"labels must be a JSON object, got {_json_type(v)}")
+    if len(v) > MAX_LABELS:
+        raise Rejected(f"labels has {len(v)} entries, at most {MAX_LABELS}")
+    out: dict[str, Any] = {}
+    for k, val in v.items():
+        key = _name(k, "labels key") if type(k) is str else None
+        if key is None:
+            raise Rejected(f"labels key must be a non-empty string, got {_short(k)}")
+        if key in out:
+            raise Rejected(f"labels key {_short(key)} is given twice (after normalising)")
+        t = type(val)
+        if t is str:
+            if len(val) > MAX_STR:
+                raise Rejected(f"labels.{key} is longer than {MAX_STR} characters ({len(val)})")
+        elif t is int:
+            if not -_TWO_63 <= val < _TWO_64:
+                raise Rejected(f"labels.{key} is out of range, got {_short(val)}")
+        elif t is float:
+            if not math.isfinite(val):
+                raise Rejected(f"labels.{key} must be a finite number, got {_short(val)}")
+        elif not (t is bool or val is None):
+            raise Rejected(f"labels.{key} must be a string, number, boolean or null, got {_json_type(val)}")
+        out[key] = val
+    return out
+
+
 def _str(v: Any, name: str) -> str | None:
-    """Stripped non-empty string, or None when absent. Ids sent as numbers are accepted."""
+    """Stripped non-empty string, or None when absent: the event id (not a name: it is never
+    shown, keyed on or split). Ids sent as numbers are accepted."""
     if v is None:
         return None
     t = type(v)
     if t is str:
         s = v.strip()
-    elif t is int:
+    elif t is int and -_TWO_63 <= v < _TWO_64:  # a 64-bit id; str() of a huge int raises
         s = str(v)
     else:
         raise Rejected(f"{name} must be a string, got {_json_type(v)}")
@@ -686,38 +828,49 @@ def _str(v: Any, name: str) -> str | None:
 
 
 def _count(v: Any, name: str) -> int:
-    """A token count: a non-negative integer; missing means 0.
+    """A token count: a non-negative integer up to 2^63-1; missing means 0.
 
     Whole floats (``12.0``, common after a JS or pandas round trip) and integer strings
-    (OTLP/JSON encodes int64 as strings) are accepted; bools, fractions, NaN are not.
+    (OTLP/JSON encodes int64 as strings) are accepted; bools, fractions, NaN are not. The
+    bound is checked before any conversion, so a 5,000-digit string or ``1e30`` is a reject,
+    never Python's int-string limit or a sum too big for the windows.
     """
     t = type(v)
     if t is int:
-        if v >= 0:
+        if 0 <= v <= MAX_INT:
             return v
+        if v > MAX_INT:
+            raise Rejected(f"{name} is too large (at most 2^63-1), got {_short(v)}")
     elif v is None:
         return 0
     elif t is float:
-        if v >= 0 and v.is_integer():
-            return int(v)
+        if 0 <= v and v.is_integer():
+            if v < _TWO_63:
+                return int(v)
+            raise Rejected(f"{name} is too large (at most 2^63-1), got {_short(v)}")
     elif t is str:
         s = v.strip()
         if s.isdigit() and s.isascii():
-            return int(s)
+            # the length first: int() of a long string raises (Python's int-string limit)
+            if len(s) <= 19 and int(s) <= MAX_INT:
+                return int(s)
+            raise Rejected(f"{name} is too large (at most 2^63-1), got {_short(v)}")
     raise Rejected(f"{name} must be a non-negative integer, got {_short(v)}")
 
 
 def _cost(v: Any) -> float:
     t = type(v)
-    if t is float or t is int:
-        c = float(v)
-    elif t is str:
+    c = math.nan
+    if t is float:
+        c = v
+    elif t is int:
+        if abs(v) <= MAX_INT:  # float() of a huge int raises
+            c = float(v)
+    elif t is str and len(v) <= _MAX_NUMBER_TEXT:
         try:
             c = float(v)
         except ValueError:
-            c = math.nan
-    else:
-        c = math.nan
+            pass
     if not (c >= 0 and c != math.inf):
         raise Rejected(f"cost_usd must be a finite non-negative number, got {_short(v)}")
     return c
@@ -726,8 +879,10 @@ def _cost(v: Any) -> float:
 def _ts(v: Any) -> float:
     """Event time as epoch seconds (UTC), from RFC 3339 or epoch s/ms/µs/ns."""
     t = type(v)
-    if t is int or t is float:
-        secs = float(v)
+    if t is float:
+        secs = v
+    elif t is int:
+        secs = float(v) if abs(v) <= MAX_INT else math.inf  # float() of a huge int raises
     elif t is str:
         secs = _parse_ts_str(v)
     else:
@@ -749,18 +904,20 @@ def _ts(v: Any) -> float:
 
 def _parse_ts_str(s: str) -> float:
     s = s.strip()
+    if len(s) > _MAX_NUMBER_TEXT:
+        raise Rejected(f"ts is not RFC 3339, got {_short(s)}")
     try:
         return float(s)
     except ValueError:
         pass
     try:
         dt = datetime.fromisoformat(s)
-    except ValueError:
+        if dt.tzinfo is None:
+            # LiteLLM's SpendLogs stores naive UTC timestamps; naive means UTC everywhere here.
+            dt = dt.replace(tzinfo=_UTC)
+        return dt.timestamp()
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 shifted by its offset
         raise Rejected(f"ts is not RFC 3339, got {_short(s)}") from None
-    if dt.tzinfo is None:
-        # LiteLLM's SpendLogs stores naive UTC timestamps; naive means UTC everywhere here.
-        dt = dt.replace(tzinfo=_UTC)
-    return dt.timestamp()
 
 
 def _infer_provider(model: str) -> str:
@@ -791,5 +948,17 @@ def _json_type(v: Any) -> str:
 
 
 def _short(v: Any) -> str:
-    r = repr(v)
+    """At most 60 characters showing a value in a reason; never raises (a huge int, a deep or
+    long container, a 10 MB string are summarised before anything is formatted)."""
+    t = type(v)
+    if t is str:
+        r = repr(v[:61])
+    elif t is int:
+        r = repr(v) if abs(v) < 10**60 else f"an integer of {v.bit_length()} bits"
+    elif t is float or t is bool or v is None:
+        r = repr(v)
+    elif t is list or t is dict:
+        return f"{_json_type(v)} of {len(v)} items"
+    else:
+        return _json_type(v)
     return r if len(r) <= 60 else r[:57] + "..."

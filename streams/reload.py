@@ -17,9 +17,9 @@ alert engines get the new policy), ``routes`` and its short forms ``teams`` and 
 (where notifications go; immediate ones) and ``mix`` when only its lines change (``max_third_party_share``, ``teams``,
 ``min_spend_usd``). Need a restart (logged as a warning and listed in ``/api/policy``): ``watch``,
 ``prices``, ``detector``, ``reports``, ``digests`` (routes and subscriptions in a digest mode),
-``budget_timezone`` as used by reports and ``/api/report`` (budgets take a new zone at once), and
-``mix`` when ``internal_models``, its period or zone change or the alert is turned on or off (its
-counts are kept from the start, by those).
+``budget_timezone`` as used by reports and ``/api/report`` (budgets take a new zone at once),
+``limits`` (the ingest's plausibility bounds), and ``mix`` when ``internal_models``, its period
+or zone change or the alert is turned on or off (its counts are kept from the start, by those).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ RELOADABLE = ("budgets", "alerts", "silences", "teams", "routes", "subscriptions
 ROUTE_SECTIONS = ("teams", "routes", "subscriptions")
 """The policy sections that write routes (``teams.<t>.slack_channel`` and ``subscriptions``
 are short forms of ``routes``)."""
-RESTART_REQUIRED = ("watch", "prices", "detector", "reports", "digests", "budget_timezone", "mix")
+RESTART_REQUIRED = ("watch", "prices", "detector", "reports", "digests", "budget_timezone", "mix", "limits")
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,8 @@ def sections_changed(running: StreamConfig, new: StreamConfig) -> tuple[list[str
         restart.append("budget_timezone")
     if mix_changed and not mix_applies:
         restart.append("mix")
+    if running.limits != new.limits:
+        restart.append("limits")
     return applied, restart
 
 

@@ -159,6 +159,35 @@ def budget_rows(ledgers: dict[int, Any], specs: Any, now: float, budget: str | N
     return rows
 
 
+# Counters of the ingest partitions that are reasons of tokenpulse_events_rejected_total
+REJECT_REASONS = {"rejected": "invalid", "implausible": "implausible", "failed": "error"}
+
+
+def ingest_totals(cores: Any) -> dict[str, int]:
+    """The ingest partitions' counters (:class:`streams.ingest.Counters`) summed."""
+    total: dict[str, int] = {}
+    for core in list(cores):
+        for name, value in core.counters.to_dict().items():
+            total[name] = total.get(name, 0) + value
+    return total
+
+
+def ingest_metrics(totals: dict[str, int]) -> tuple[dict[str, float], dict[str, list[tuple[dict[str, str], float]]]]:
+    """The ingest counters as metrics: ``events_<name>_total`` and ``windows_closed_total``,
+    and the three reasons of ``events_rejected_total`` (invalid, implausible, error).
+
+    >>> plain, labelled = ingest_metrics({"accepted": 5, "rejected": 2, "implausible": 1, "failed": 0})
+    >>> plain, labelled["events_rejected_total"]
+    ({'events_accepted_total': 5.0}, [({'reason': 'invalid'}, 2.0), ({'reason': 'implausible'}, 1.0), ({'reason': 'error'}, 0.0)])
+    """
+    plain: dict[str, float] = {}
+    for name, value in totals.items():
+        if name not in REJECT_REASONS:
+            plain["windows_closed_total" if name == "windows_closed" else f"events_{name}_total"] = float(value)
+    rejected = [({"reason": reason}, float(totals.get(name, 0))) for name, reason in REJECT_REASONS.items()]
+    return plain, {"events_rejected_total": rejected}
+
+
 def register_views(
     app: Any,
     cfg: StreamConfig,
@@ -199,17 +228,13 @@ def register_views(
     @app.page("/metrics")
     @takes(NOTHING)
     async def metrics_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
-        extra: dict[str, float] = {}
-        for core in list(cores.values()):
-            for name, value in core.counters.to_dict().items():
-                key = "windows_closed_total" if name == "windows_closed" else f"events_{name}_total"
-                extra[key] = extra.get(key, 0) + value
+        extra, labelled = ingest_metrics(ingest_totals(cores.values()))
         extra["events_unpriced_total"] = float(sum(pricer.unpriced.values()))
         for p in list(cores):
             lag = ingest.lag(p)
             if lag is not None:
                 metrics.set("consumer_lag", lag, {"partition": str(p)})
-        return web.text(metrics.render(extra), content_type="text/plain; version=0.0.4")
+        return web.text(metrics.render(extra, labelled), content_type="text/plain; version=0.0.4")
 
     @app.page("/api/spend")
     @takes(SPEND_QUERY)
@@ -261,6 +286,7 @@ def register_views(
                 "open_windows": sorted(core.windows),
                 "last_checkpoint_age_s": round(now - ingest.last_ckpt.get(p, 0.0), 3),
                 "checkpoint_in_progress": p in ingest.in_ckpt,
+                "counters": core.counters.to_dict(),
             }
         judge = {}
         for q, j in sorted(judges.items()):
@@ -272,7 +298,7 @@ def register_views(
                 "pending_windows": sorted(j.pending),
                 "series": len(j.series),
             }
-        return web.json({"now": now, "ingest": parts, "judge": judge})
+        return web.json({"now": now, "ingest": parts, "ingest_totals": ingest_totals(cores.values()), "judge": judge})
 
     @app.page("/api/windows")
     @takes(WINDOWS_QUERY)

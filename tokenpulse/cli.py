@@ -26,7 +26,10 @@ app = typer.Typer(
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    typer.echo(f"error: {msg}", err=True)
+    from streams.text import terminal_safe
+
+    # line by line: a message of several errors keeps its lines, a value in it cannot add any
+    typer.echo("error: " + "\n".join(terminal_safe(line) for line in str(msg).split("\n")), err=True)
     raise typer.Exit(code)
 
 
@@ -266,17 +269,32 @@ def normalize(
     policy: Annotated[Optional[Path], typer.Option(help="Policy file (for price overrides).")] = None,
     price: Annotated[bool, typer.Option(help="Compute cost_usd when absent.")] = True,
 ) -> None:
-    """Payloads on stdin (JSONL, any accepted shape) -> canonical events on stdout; rejects on stderr."""
+    """Payloads on stdin (JSONL, any accepted shape) -> canonical events on stdout; rejects on stderr.
+
+    An event over the policy's ``limits`` is rejected as the worker would (reason
+    ``implausible: …``); a line that fails in any other way is rejected with its reason and the
+    next one is read."""
     import orjson
 
+    from streams.config import IngestLimits
+    from streams.ingest import failure_reason, implausible_reason
     from streams.normalize import Rejected, decode_message
     from streams.normalize import normalize as norm
     from streams.pricing import Pricer
+    from streams.text import terminal_safe
 
     _, pol = _load(policy)
     pricer = Pricer(pol.price_overrides())
+    limits = IngestLimits(max_tokens_per_request=pol.limits.max_tokens_per_request,
+                          max_cost_usd_per_request=pol.limits.max_cost_usd_per_request)
     out = sys.stdout.buffer
     ok = bad = 0
+
+    def reject(lineno: int, reason: str) -> None:
+        nonlocal bad
+        bad += 1
+        sys.stderr.write(orjson.dumps({"line": lineno, "reason": terminal_safe(reason)}).decode() + "\n")
+
     for lineno, line in enumerate(sys.stdin.buffer, 1):
         if not line.strip():
             continue
@@ -284,6 +302,9 @@ def normalize(
             items = decode_message(line)
         except Rejected as exc:
             items = [exc]
+        except Exception as exc:  # noqa: BLE001 - one line's failure stops no other
+            reject(lineno, failure_reason(exc))
+            continue
         for item in items:
             try:
                 if isinstance(item, Rejected):
@@ -291,12 +312,18 @@ def normalize(
                 ev = norm(item)
                 if price and ev.cost_usd is None:
                     ev.cost_usd = pricer.price(ev)
+                why = implausible_reason(ev.input_tokens, ev.output_tokens, ev.cost_usd or 0.0, limits)
+                if why is not None:
+                    raise Rejected(why)
+                body = orjson.dumps(ev.to_dict()) + b"\n"
             except Rejected as exc:
-                bad += 1
-                sys.stderr.write(orjson.dumps({"line": lineno, "reason": exc.reason}).decode() + "\n")
+                reject(lineno, exc.reason)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                reject(lineno, failure_reason(exc))
                 continue
             ok += 1
-            out.write(orjson.dumps(ev.to_dict()) + b"\n")
+            out.write(body)
     out.flush()
     typer.echo(f"{ok} accepted, {bad} rejected", err=True)
     if bad and not ok:
@@ -354,7 +381,9 @@ def replay(
         summary["score"] = score(res.firings, incidents, res.teams, res.first_ts, res.last_ts, grace)
     import orjson
 
-    sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    from streams.text import json_safe
+
+    sys.stdout.buffer.write(json_safe(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()).encode() + b"\n")
 
 
 alerts_app = typer.Typer(help="Alert delivery tools.", no_args_is_help=True)
@@ -424,9 +453,11 @@ def alerts_test(
                 await conn.close()
         return lines
 
+    from streams.text import terminal_safe
+
     results = asyncio.run(send())
     for line in results:
-        typer.echo(line)
+        typer.echo(terminal_safe(line))  # a receiver's answer is in it
     if any("FAILED" in line for line in results):
         raise typer.Exit(1)
 
@@ -449,6 +480,7 @@ def report_cmd(
     import urllib.request
 
     from alerts.report import report_text
+    from streams.text import json_safe, safe_strings
 
     settings, pol = _load(policy)
     query: dict[str, str] = {}
@@ -485,10 +517,12 @@ def report_cmd(
     if not body.get("complete", True):
         typer.echo(f"note: built from judge partitions {body.get('partitions')} only (this worker does not hold "
                    "all of them): totals are partial", err=True)
+    # Names in the report come from usage events (and the worker's API may be older than the
+    # name rule): nothing in them may drive the terminal or start a line of its own.
     if as_json:
-        typer.echo(json.dumps(body["report"], indent=2, ensure_ascii=False))
+        typer.echo(json_safe(json.dumps(body["report"], indent=2, ensure_ascii=False)))
     else:
-        typer.echo(report_text(body["report"]), nl=False)
+        typer.echo(report_text(safe_strings(body["report"])), nl=False)
 
 
 @app.command("policy")
@@ -536,6 +570,9 @@ def broker() -> None:
 
 
 def main() -> None:
+    from streams.text import install_safe_logging
+
+    install_safe_logging()  # names and reasons in log lines cannot forge a line or drive the terminal
     app()
 
 

@@ -331,6 +331,9 @@ class BudgetPolicy(_Strict):
                              "use {team: ...} or {user: ...}")
         if any(not x for x in v.values()):
             raise ValueError("scope labels need a value")
+        if any("|" in x or "=" in x for x in v.values()):
+            # as in usage events (docs/events.md): they separate series keys
+            raise ValueError("a scope value may not contain '|' or '=' (no team or user name does)")
         return v
 
     @field_validator("timezone")
@@ -554,6 +557,21 @@ class ReportPolicy(_Strict):
         return f"{kind}:{self.channel}" + (f":team={team}" if team else "")
 
 
+class LimitsPolicy(_Strict):
+    """The most one usage event (one request) may carry. An event over either bound is
+    implausible -- a unit mistake, an overflowed counter, a hostile producer -- and is
+    quarantined: dead-lettered with reason ``implausible: …``, counted in
+    ``tokenpulse_events_rejected_total{reason="implausible"}``, never added to spend. The cost
+    bound applies to a producer's ``cost_usd`` (LiteLLM's ``spend``) and to the cost computed
+    from prices alike. Changing it needs a restart."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    # input + output tokens: ten times the largest context windows of 2026 (1-2M)
+    max_tokens_per_request: int = Field(default=10_000_000, gt=0, le=10**12)
+    max_cost_usd_per_request: float = Field(default=500.0, gt=0, le=1_000_000)
+
+
 class Policy(_Strict):
     watch: list[str] = Field(default_factory=lambda: ["org", "team", "team×model", "provider"])
     prices: dict[str, Price] = Field(default_factory=dict)
@@ -567,6 +585,7 @@ class Policy(_Strict):
     budget_timezone: str = "UTC"
     budgets: list[BudgetPolicy] = Field(default_factory=list)
     reports: list[ReportPolicy] = Field(default_factory=list)
+    limits: LimitsPolicy = Field(default_factory=LimitsPolicy)
 
     @field_validator("budget_timezone")
     @classmethod

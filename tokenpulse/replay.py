@@ -312,7 +312,7 @@ def replay_lines(
     pricer = Pricer(cfg.price_overrides)
     core = IngestPartition(
         partition=0, window_seconds=cfg.window_seconds, lateness=cfg.lateness,
-        idle_grace=cfg.idle_grace, watched=cfg.watched,
+        idle_grace=cfg.idle_grace, watched=cfg.watched, limits=cfg.limits,
     )
     judge = judge_factory(
         cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
@@ -331,6 +331,11 @@ def replay_lines(
     def on_reject(raw: bytes, reason: str, index: int | None) -> None:
         if len(res.rejects) < 100:
             res.rejects.append((line_no, reason))
+
+    def on_run_reject(i: int, reason: str) -> None:
+        # run[i] is line run_first + i: each line of a run is one event
+        if len(res.rejects) < 100:
+            res.rejects.append((run_first + i, reason))
 
     def feed(wall: float) -> None:
         nonlocal seq
@@ -353,6 +358,7 @@ def replay_lines(
     # Either way each line is counted in file order and windows close after the same lines.
     # Lines are taken _CHUNK at a time so that decoding them is one C-level map.
     run: list[Any] = []
+    run_first = 0  # the line number of run[0]
     one = canonical_event
     decode_one = ONE_CANONICAL.decode
     tidy = tidy_canonical
@@ -361,7 +367,8 @@ def replay_lines(
         nonlocal next_advance
         i, n = 0, len(run)
         while i < n:
-            i = core.add_events(run, 0.0, pricer, i, -math.inf if next_advance is None else next_advance)
+            i = core.add_events(run, 0.0, pricer, i, -math.inf if next_advance is None else next_advance,
+                                on_reject=on_run_reject)
             core.wall_at_max = core.max_ts  # the event clock is the only clock here
             if core.max_ts is not None and (next_advance is None or core.max_ts >= next_advance):
                 feed(core.max_ts)
@@ -377,7 +384,11 @@ def replay_lines(
                 fast = all(map(tidy, events))
             except DecodeError:
                 fast = False
+            except Exception:  # noqa: BLE001 - never: line by line below, each under its guard
+                fast = False
             if fast:
+                if not run:
+                    run_first = line_no + 1
                 run += events
                 line_no += len(chunk)
                 bytes_read += sum(map(len, chunk))
@@ -388,6 +399,8 @@ def replay_lines(
                     ev = one(raw)
                     bytes_read += len(raw)
                     if ev is not None:
+                        if not run:
+                            run_first = line_no
                         run.append(ev)
                         continue
                     if run:

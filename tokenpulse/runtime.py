@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Any
 
-from streams.config import StreamConfig
+from streams.config import IngestLimits, StreamConfig
 from streams.reload import PolicySource
 from tokenpulse.policy import MAX_POLICY_BYTES, Policy, PolicyError, parse_policy
 from tokenpulse.settings import Settings
@@ -40,6 +40,9 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         data_dir=str(settings.data_dir),
         dashboard_url=settings.dashboard_url,
         kafka_flavor=settings.kafka_flavor,
+        dlq_max_bytes=settings.dlq_max_bytes,
+        limits=IngestLimits(max_tokens_per_request=policy.limits.max_tokens_per_request,
+                            max_cost_usd_per_request=policy.limits.max_cost_usd_per_request),
     )
 
 
@@ -91,6 +94,9 @@ def run_worker(cfg: StreamConfig, loglevel: str = "info", reload: PolicySource |
 
     from streams.app import create_app
 
+    from streams.text import install_safe_logging
+
+    install_safe_logging()  # names and reasons in log lines cannot forge a line or drive the terminal
     os.makedirs(cfg.data_dir, exist_ok=True)
     app = create_app(cfg, reload=reload)
     _install_task_dump()

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     dashboard_url: str | None = Field(default=None, description="Public URL of the dashboard, linked from alerts.")
     kafka_flavor: str = Field(default="kafka", description="'kafka' or 'tansu' (works around Tansu 0.6 quirks).")
     checkpoint_seconds: float = Field(default=1.0, gt=0, description="How often ingest state is checkpointed.")
+    dlq_max_bytes: int = Field(
+        default=262_144, ge=1024, le=1_000_000,
+        description="A dead-lettered message's bytes are cut to this many (header tokenpulse.truncated: the original size).",
+    )
     policy_reload_seconds: float = Field(
         default=5.0, ge=0, description="How often the worker checks the policy file for changes (0: only on SIGHUP)."
     )

@@ -200,7 +200,7 @@ def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pager
         assert any("non-negative" in r or "negative" in r for r in reasons), reasons
         assert b"{not json" in [r.value for r in dlq]
         metrics = get_text(f"{worker.url}/metrics")
-        assert f"tokenpulse_events_rejected_total {n_bad}" in metrics
+        assert f'tokenpulse_events_rejected_total{{reason="invalid"}} {n_bad}\n' in metrics
         assert "tokenpulse_events_duplicate_total 1\n" in metrics, metrics  # the resent event
 
         # a killed worker resumes with the same totals, and counts new traffic exactly once

@@ -76,3 +76,14 @@ def test_the_fields_it_reads_are_the_ones_the_api_returns() -> None:
     status_src = inspect.getsource(PolicyReloader.status)
     for field in ("path", "loaded_at", "restart_required", "last_reload"):
         assert f'"{field}"' in status_src and f"p.{field}" in PAGE
+
+
+def test_the_ingest_card_reads_the_counters_the_status_returns() -> None:
+    """Quarantined (implausible) events are shown next to the other ingest counters."""
+    from streams.ingest import Counters
+
+    names = Counters().to_dict()
+    for field in ("accepted", "duplicate", "late", "rejected", "implausible", "failed"):
+        assert field in names and f'"{field}"' in PAGE
+    assert "st.ingest_totals" in PAGE and '"ingest_totals"' in Path("streams/web.py").read_text()
+    assert "quarantined" in PAGE

@@ -62,7 +62,8 @@ def test_duplicates_counted_once_and_late_events_kept():
     assert core.add(ev("z", 20.0), 0) == "duplicate"
     late = by_series(core.advance(0))
     assert late[("team=ads", 0, True)].sums[5] == 1
-    assert core.counters.to_dict() == {"accepted": 3, "rejected": 0, "duplicate": 2, "late": 1, "windows_closed": 1}
+    assert core.counters.to_dict() == {"accepted": 3, "rejected": 0, "duplicate": 2, "late": 1, "windows_closed": 1,
+                                       "implausible": 0, "failed": 0}
 
 
 def test_idle_partition_follows_wall_clock():
