@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from streams.text import UNSAFE_CATEGORIES
+
 __all__ = [
     "SHOWN",
     "TIME_MAX",
@@ -61,10 +63,9 @@ _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _INT = re.compile(r"[+-]?\d{1,19}", re.ASCII)
 _MAX_TEXT = 64  # longest time or number worth parsing
 
-# Unicode categories a name may never hold: controls (NUL, ESC, CR/LF), format characters
-# (bidi overrides such as U+202E, zero-width U+200B, the BOM), line/paragraph separators,
-# surrogates, private use and unassigned code points.
-_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+# The Unicode categories a name may never hold: the ingest's own rule (streams.text), so that
+# every name the ingest accepts can be asked for, and nothing else can.
+_BAD_CATEGORIES = UNSAFE_CATEGORIES
 
 
 def shown(value: Any) -> str:

@@ -33,7 +33,7 @@ TIME_BAD = ["nan", "NaN", "-nan", "inf", "+inf", "-inf", "Infinity", "1e400", "-
             "\x00", "\x1b]0;x\x07", LONG]
 TIME_GOOD = ["0", "4102444800", str(T0), f"{T0}.5", "1.7e9", "2026-01-31T12:00:00Z", "2026-01-31T13:00:00+01:00",
              "2026-01-31T12:00:00", "2026-01-31"]
-NAME_BAD = ["\x00", "a\x1bb", "a\r\nb", "a\u202eb", "a\u200bb", "\ufeffa", "a\u2028b", "\ufffd", "\U0010ffff", "x" * 257]
+NAME_BAD = ["\x00", "a\x1bb", "a\r\nb", "a\u202eb", "a\u200bb", "\ufeffa", "a\u2028b", "\ufffd", "x" * 257]
 SERIES_BAD = [*NAME_BAD, "evil", "team", "team=", "=ads", "nope=ads", "team=ads|user=bob", "model=m|team=ads",
               "team=a|model=b|user=c", "org|team=ads", "team=a=b", "team=ads|model=a|b", LONG]
 
