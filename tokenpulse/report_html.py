@@ -715,7 +715,8 @@ def build_report(
     w("<h2 id=\"charts\">Charts</h2>")
     w("<p class=\"sub\">Observed spend per window (blue), what the detector expected (green), the alert bound "
       "(red dashes); alerts shaded red from firing to resolve; labelled incidents that should alert shaded "
-      "orange, those that should not hatched grey. Times in UTC.</p>")
+      "yellow (orange where an alert overlaps them), those that should not hatched grey; team alerts the "
+      "org alert inhibited are marked ▼. Times in UTC.</p>")
     if not charts:
         w("<p class=\"muted\">No series alerted and no incidents are labelled.</p>")
     for i, c in enumerate(charts):
