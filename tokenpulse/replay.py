@@ -59,6 +59,8 @@ class ReplayResult:
     # budget notifications as --alerts-out lines (kept apart from ``firings``, which are scored)
     budget_firings: list[dict[str, Any]] = field(default_factory=list)
     budgets: list[dict[str, Any]] = field(default_factory=list)  # each budget's ledger (budget_summary)
+    # every judged window of every series (tokenpulse.report_html.WindowTrace): only when asked
+    trace: Any = None
 
 
 def firing_record(note: Any) -> dict[str, Any]:
@@ -132,17 +134,21 @@ class _Verdicts:
         self.skipped: dict[str, int] = {}
         self.ledger = BudgetLedger(window_seconds, list(budgets)) if budgets else None
         self.budget_firings: list[dict[str, Any]] = []
+        self.trace: Any = None  # a report's WindowTrace: fed after every step that judged windows
 
     def after(self) -> _Verdicts:
         """Empty verdicts that carry on with this one's ledger (for the forked judge: the child
         goes on counting from the spend so far and hands the ledger back with its verdicts)."""
         got = _Verdicts()
         got.ledger = self.ledger
+        got.trace = None if self.trace is None else self.trace.after()
         return got
 
     def take(self, judge: JudgeCore, closed_until: int | None, partials: list[Partial], seq: int) -> None:
         out = judge.receive(0, 1, closed_until, partials, seq)
         self.windows_judged += out.windows_judged
+        if self.trace is not None and out.windows_judged:
+            self.trace.collect(judge)
         if out.spend:
             lo = min([row[1] for row in out.spend])
             if self.first_w is None or lo < self.first_w:
@@ -176,6 +182,8 @@ class _Verdicts:
         if later.first_w is not None and (self.first_w is None or later.first_w < self.first_w):
             self.first_w = later.first_w
         self.series |= later.series
+        if self.trace is not None and later.trace is not None:
+            self.trace.extend(later.trace)
 
     def budget_summary(self) -> list[dict[str, Any]]:
         """Each budget with every period it has spend in: spent and limit in its unit, % used,
@@ -301,12 +309,16 @@ def replay_lines(
     progress: Callable[[int, int], None] | None = None,
     total_bytes: int = 0,
     fork: bool | None = None,
+    trace: Any = None,
 ) -> ReplayResult:
     """Replay JSONL lines (each one message: an event, an array of events, any accepted shape).
 
     ``fork``: run the judge in a second process past :data:`FORK_AFTER_LINES` lines (None:
     when the machine has a core to spare and can fork, and this is not already a worker
     process of a pool). The result is the same either way.
+
+    ``trace``: a :class:`tokenpulse.report_html.WindowTrace` to fill with every judged window of
+    every series (for ``--report``); None keeps the judge's per-window records off.
     """
     res = ReplayResult()
     pricer = Pricer(cfg.price_overrides)
@@ -323,6 +335,9 @@ def replay_lines(
     judge.keep_recent = False
     judge.keep_spend = False
     verdicts = _Verdicts(cfg.budgets, cfg.window_seconds)
+    if trace is not None:  # a report: the judge records every window, the trace drains it
+        trace.prepare(judge)
+        verdicts.trace = trace
     forked: _ForkedJudge | None = None
     may_fork = _fork_by_default() if fork is None else (fork and _can_fork())
     seq = 0
@@ -444,6 +459,7 @@ def replay_lines(
     res.firings = verdicts.firings
     res.budget_firings = verdicts.budget_firings
     res.budgets = verdicts.budget_summary()
+    res.trace = verdicts.trace
     res.windows_judged = verdicts.windows_judged
     res.counters = core.counters.to_dict()
     res.seconds = time.monotonic() - started
