@@ -2,9 +2,9 @@
 
     python -m benchmarks.lanes [--events 200000] [--repeat 7]
 
-The worker's hot path minus the broker: :func:`streams.pipeline.count_message` on the
+The worker's hot path minus the broker: :func:`streams.ingest.pipeline.count_message` on the
 throughput benchmark's messages (:func:`benchmarks.throughput.make_messages`: canonical events
-without ``cost_usd``, so pricing runs), each case in a fresh :class:`~streams.ingest.IngestPartition`:
+without ``cost_usd``, so pricing runs), each case in a fresh :class:`~streams.ingest.windows.IngestPartition`:
 
 =============  ===========================================================================
 case           what is timed
@@ -33,9 +33,9 @@ from collections.abc import Callable
 import orjson
 
 from benchmarks.throughput import make_messages
-from streams.ingest import IngestPartition
-from streams.pipeline import count_message
-from streams.pricing import Pricer
+from streams.ingest.windows import IngestPartition
+from streams.ingest.pipeline import count_message
+from streams.ingest.pricing import Pricer
 
 
 def _openai_shape(raw: bytes) -> bytes:

@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from detectors.config import detector_kwargs, merge_params
-from streams.query import shown as _short
+from streams.worker.query import shown as _short
 
 if TYPE_CHECKING:
     from alerts.routing import Route
@@ -205,7 +205,7 @@ class SilencePolicy(_Strict):
 # -- budgets ---------------------------------------------------------------------------------
 
 _BUDGET_SCOPE_KEYS = ("team", "user")
-# Ingest keeps spend per org, team, team×model, provider, model and user (streams.ingest.series_of):
+# Ingest keeps spend per org, team, team×model, provider, model and user (streams.ingest.windows.series_of):
 # a budget on anything else would read a series that never gets spend and always show $0.
 _NO_SERIES = {
     "project": "usage events carry no project, so no spend is kept per project",
@@ -213,7 +213,7 @@ _NO_SERIES = {
 
 
 def _check_timezone(v: str) -> str:
-    from streams.periods import zone
+    from streams.common.periods import zone
 
     zone(v)  # ValueError names the zone
     return v
@@ -229,7 +229,7 @@ def _check_thresholds(v: list[float]) -> list[float]:
 
 def _base_units(amount: Decimal, unit: str) -> int:
     """A budget amount in the ledger's integer base: nano-dollars, or whole tokens."""
-    from streams.ingest import NANO
+    from streams.ingest.windows import NANO
 
     base = amount * NANO if unit == "usd" else amount
     if base != base.to_integral_value():
@@ -746,8 +746,8 @@ class Policy(_Strict):
         return self
 
     def report_specs(self) -> list[Any]:
-        """Every report as ``streams.reports.ReportSpec``."""
-        from streams.reports import REPORT_PERIODS, ReportSpec
+        """Every report as ``streams.reports.core.ReportSpec``."""
+        from streams.reports.core import REPORT_PERIODS, ReportSpec
 
         out = []
         for r in self.reports:
@@ -765,9 +765,9 @@ class Policy(_Strict):
         return b.amount - used
 
     def budget_specs(self) -> list[Any]:
-        """Every budget as the ledger's ``streams.budgets.BudgetSpec``, allocations included
+        """Every budget as the ledger's ``streams.budgets.ledger.BudgetSpec``, allocations included
         (named ``{parent}/{team}``, with the parent's unit, period, timezone)."""
-        from streams.budgets import BudgetSpec
+        from streams.budgets.ledger import BudgetSpec
 
         out = []
         for b in self.budgets:
@@ -791,8 +791,8 @@ class Policy(_Strict):
         return out
 
     def mix_alert_spec(self) -> Any:
-        """The third-party share alert as ``streams.mix.MixAlertSpec``, or None when no line is set."""
-        from streams.mix import MixAlertSpec
+        """The third-party share alert as ``streams.budgets.mix.MixAlertSpec``, or None when no line is set."""
+        from streams.budgets.mix import MixAlertSpec
 
         m = self.mix
         if m.max_third_party_share is None and all(v is None for v in m.teams.values()):

@@ -2,12 +2,12 @@
 detectors and alert lifecycle, with event time as the clock, and scoring against labelled
 incidents.
 
-No Kafka: one :class:`~streams.ingest.IngestPartition` (a single source) feeds one
-:class:`~streams.judge.JudgeCore`, built by the same factory the worker uses, through the same
-per-message function (:func:`streams.pipeline.count_message`).
+No Kafka: one :class:`~streams.ingest.windows.IngestPartition` (a single source) feeds one
+:class:`~streams.judge.core.JudgeCore`, built by the same factory the worker uses, through the same
+per-message function (:func:`streams.ingest.pipeline.count_message`).
 
 Speed (``python -m benchmarks.replay``): lines that are one tidy canonical event skip the
-dict-building decode (:func:`streams.normalize.canonical_event`) and are counted in runs; and
+dict-building decode (:func:`streams.ingest.normalize.canonical_event`) and are counted in runs; and
 when the machine has a core to spare, a long replay forks its judge into a second process once
 it is past :data:`FORK_AFTER_LINES` lines, so that reading and counting the file overlap with
 the detectors. The judge then receives exactly the same messages, in the same order, as it would
@@ -33,14 +33,14 @@ from typing import IO, Any
 
 import orjson
 
-from streams.budgets import BudgetLedger, BudgetSpec
-from streams.config import StreamConfig
-from streams.ingest import IngestPartition, Partial
-from streams.judge import JudgeCore, judge_factory
-from streams.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
-from streams.periods import rfc3339
-from streams.pipeline import count_message
-from streams.pricing import Pricer
+from streams.budgets.ledger import BudgetLedger, BudgetSpec
+from streams.common.config import StreamConfig
+from streams.ingest.windows import IngestPartition, Partial
+from streams.judge.core import JudgeCore, judge_factory
+from streams.ingest.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
+from streams.common.periods import rfc3339
+from streams.ingest.pipeline import count_message
+from streams.ingest.pricing import Pricer
 
 
 @dataclass

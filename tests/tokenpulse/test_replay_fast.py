@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 import tokenpulse.replay as replay_mod
-from streams.ingest import IngestPartition
-from streams.judge import judge_factory
-from streams.pricing import Pricer
-from tests.streams.test_fast_lane import MUTATIONS, RAW_MUTATIONS, count_message_general
+from streams.ingest.windows import IngestPartition
+from streams.judge.core import judge_factory
+from streams.ingest.pricing import Pricer
+from tests.streams.ingest.test_fast_lane import MUTATIONS, RAW_MUTATIONS, count_message_general
 from tests.tokenpulse.test_replay import MONDAY_6AM, SPIKE_AT
 from tokenpulse.policy import Policy
 from tokenpulse.replay import ReplayResult, firing_record, inhibited_record, replay_lines
@@ -129,7 +129,7 @@ def test_the_forked_judge_gives_the_same_result(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.skipif(not replay_mod._can_fork(), reason="needs two cores and fork")
 def test_a_failing_forked_judge_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.judge import JudgeCore
+    from streams.judge.core import JudgeCore
 
     lines = messy_history(4, hours=1.5)
     cfg = stream_config(Settings(), Policy(), bootstrap="", partitions=1)
