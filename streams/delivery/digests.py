@@ -165,15 +165,3 @@ def _count(items: Any, field: str) -> dict[str, int]:
     for i in items:
         out[str(i.get(field))] = out.get(str(i.get(field)), 0) + 1
     return out
-
-
-def register_digest_view(app: Any, digests_t: Any) -> None:
-    """``GET /api/digests``: per digest channel of this worker, what is waiting and what was sent."""
-
-    from streams.worker.query import Query, takes
-
-    @app.page("/api/digests")
-    @takes(Query())
-    async def digests_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
-        rows = [Digester.status(ch, book) for ch, book in sorted(list(digests_t.data.items())) if book]
-        return web.json({"digests": rows})

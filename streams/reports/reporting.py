@@ -24,8 +24,8 @@ deliveries entry lives on the owner partition, where the retry timer looks for i
 still ``judge_partition`` of the report's series and the parts of the other partitions are
 simply empty.
 
-Also here: ``GET /api/report``, the same report computed on demand from this worker's judge
-partitions (complete when it holds all of them, as a single worker does).
+``GET /api/report`` (:mod:`streams.worker.web`) computes the same report on demand from this
+worker's judge partitions with :meth:`Reporting.part`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from streams.common.config import StreamConfig
 from streams.common.partitioning import judge_partition
 from streams.common.metrics import Metrics
 from streams.reports.core import (
-    REPORT_PERIODS,
     ReportDue,
     ReportScheduler,
     ReportSpec,
@@ -64,8 +63,8 @@ def report_owner(spec: ReportSpec, n: int) -> int:
 
 
 class Reporting:
-    """Registers the reports topic, table, merge agent and ``/api/report`` on ``app``; the judge
-    agent calls :meth:`after_judge` after each windows message."""
+    """Registers the reports topic, table and merge agent on ``app``; the judge agent calls
+    :meth:`after_judge` after each windows message."""
 
     def __init__(
         self, app: Any, cfg: StreamConfig, metrics: Metrics, outbox: Any,
@@ -80,7 +79,6 @@ class Reporting:
         self.judges = judges
         self.ledgers = ledgers
         self.schedulers: dict[int, ReportScheduler] = {}
-        self._register_view(app)  # on-demand reports need no topic or table
         if not self.specs:
             return  # nothing scheduled: no topic, table or agent
         self.topic = app.topic(cfg.topics["reports"], value_serializer="raw", key_serializer="raw",
@@ -164,45 +162,3 @@ class Reporting:
         for k in [k for k in list(self.table.data) if k.startswith(parts_prefix)]:
             if newest is not None and k[len(parts_prefix):] < newest:
                 self.persist(self.table, o, k, None)
-
-    # -- GET /api/report -------------------------------------------------------------------
-    def _register_view(self, app: Any) -> None:
-        from streams.worker.query import Choice, Name, ParamError, Query, Time, Zone, shown, takes
-
-        cfg = self.cfg
-        query = Query(period=Choice(choices=("day", "week"), aliases={"daily": "day", "weekly": "week"}),
-                      report=Name(), at=Time(), tz=Zone(), team=Name(forbid="|="))
-
-        @app.page("/api/report")
-        @takes(query)
-        async def report_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
-            """The spend report of the last day or week that ended by ``at`` (default now),
-            computed from this worker's judge partitions: ``?period=day|week`` (or
-            ``?report=NAME`` of the policy), ``&team=`` for one team, ``&tz=`` (default: the
-            policy's ``budget_timezone``)."""
-            name = args["report"]
-            now = time.time() if args["at"] is None else args["at"]
-            if name is not None:
-                for extra in ("period", "team", "tz"):
-                    if args[extra] is not None:
-                        raise ParamError(extra, "not with report= (a report of the policy has its own period, "
-                                                "team and time zone)")
-                spec = self.specs.get(name)
-                if spec is None:
-                    raise ParamError("report", f"report {shown(name)} is not in the policy", status=404)
-            else:
-                if args["period"] is None:
-                    raise ParamError("period", "required: day or week (or report=NAME)")
-                spec = ReportSpec(name=f"api:{args['period']}", channel="", period=REPORT_PERIODS[args["period"]],
-                                  tz=args["tz"] or cfg.report_timezone, team=args["team"])
-            due = spec.closed(now)
-            held = sorted(self.judges)
-            parts = [self.part(p, spec, due, now) for p in held]
-            report = build_report(spec, due, parts, cfg.internal_models)
-            return web.json({
-                "at": now,
-                "partitions": held,
-                "complete": len(held) == self.n,
-                "note": "closed windows on this worker's judge partitions; complete when it holds all of them",
-                "report": report,
-            })

@@ -59,7 +59,7 @@ from alerts import AlertPolicy, dashboard_link
 from streams.budgets.ledger import BudgetLedger, budgets_for_partition
 from streams.common.config import StreamConfig
 from streams.delivery.outbox import Deliverer, pending_keys
-from streams.delivery.digests import Digester, register_digest_view
+from streams.delivery.digests import Digester
 from streams.ingest.hotpath import IngestLoop
 from streams.common.partitioning import judge_partition, judging_partitions
 from streams.ingest.windows import Partial
@@ -69,7 +69,7 @@ from streams.budgets.mix import MixWatch, mix_crossings, mix_notification, mix_o
 from streams.ingest.pricing import Pricer
 from streams.worker.reload import PolicyReloader, PolicySource, apply_reload
 from streams.reports.reporting import Reporting
-from streams.worker.web import register_views
+from streams.worker.web import register_digest_view, register_report_view, register_views
 
 log = logging.getLogger("tokenpulse.worker")
 
@@ -315,6 +315,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
 
     # Daily and weekly spend reports: parts from every judge partition, merged by the owner.
     reporting = Reporting(app, cfg, metrics, outbox, persist, judges, ledgers)
+    register_report_view(app, reporting)
 
     # ---------------------------------------------------------------- delivery --------
     digest_topic = app.topic(topics["digest"], value_serializer="raw", key_serializer="raw", partitions=n)

@@ -11,6 +11,8 @@ or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<par
 - ``/api/sinks``                   health of every configured receiver
 - ``/api/budgets[?budget=&at=]``   every budget of this worker's partitions in its current period
 - ``/api/policy``                  the policy file, when it was loaded, the last reload and its result
+- ``/api/report?period=|report=``  a spend report computed on demand (:func:`register_report_view`)
+- ``/api/digests``                 the Slack digests waiting and sent (:func:`register_digest_view`)
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from importlib.resources import files
 from typing import Any
 
 from streams.common.config import StreamConfig
+from streams.delivery.digests import Digester
 from streams.ingest.windows import NANO
 from streams.common.metrics import Metrics
 from streams.budgets.mix import mix_rows
 from streams.common.periods import rfc3339
-from streams.worker.query import Choice, Name, ParamError, Query, Series, Time, shown, takes
+from streams.reports.core import REPORT_PERIODS, ReportSpec, build_report
+from streams.reports.reporting import Reporting
+from streams.worker.query import Choice, Name, ParamError, Query, Series, Time, Zone, shown, takes
 
 GROUP_BY = ("org", "team", "model", "provider", "user", "team×model")
 # the spellings of team×model the policy also takes (tokenpulse.policy)
@@ -41,6 +46,8 @@ WINDOWS_QUERY = Query(series=Series())
 ALERTS_QUERY = Query(state=Choice(choices=ALERT_STATES))
 BUDGETS_QUERY = Query(budget=Name(), at=Time())
 DASHBOARD_QUERY = Query(series=Series())  # read by the page's script: checked here all the same
+REPORT_QUERY = Query(period=Choice(choices=("day", "week"), aliases={"daily": "day", "weekly": "week"}),
+                     report=Name(), at=Time(), tz=Zone(), team=Name(forbid="|="))
 FIELDS = ("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "events")
 
 
@@ -389,3 +396,54 @@ def register_views(
         if last is not None:
             last = {**last, "at": rfc3339(last["at"])}
         return web.json({**st, "loaded_at": rfc3339(st["loaded_at"]), "last_reload": last})
+
+
+def register_report_view(app: Any, reporting: Reporting) -> None:
+    """``GET /api/report``: the spend report of the last day or week that ended by ``at``,
+    computed on demand from this worker's judge partitions (:meth:`Reporting.part`); complete
+    when the worker holds all of them, as a single worker does."""
+    cfg = reporting.cfg
+
+    @app.page("/api/report")
+    @takes(REPORT_QUERY)
+    async def report_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """The spend report of the last day or week that ended by ``at`` (default now),
+        computed from this worker's judge partitions: ``?period=day|week`` (or
+        ``?report=NAME`` of the policy), ``&team=`` for one team, ``&tz=`` (default: the
+        policy's ``budget_timezone``)."""
+        name = args["report"]
+        now = time.time() if args["at"] is None else args["at"]
+        if name is not None:
+            for extra in ("period", "team", "tz"):
+                if args[extra] is not None:
+                    raise ParamError(extra, "not with report= (a report of the policy has its own period, "
+                                            "team and time zone)")
+            spec = reporting.specs.get(name)
+            if spec is None:
+                raise ParamError("report", f"report {shown(name)} is not in the policy", status=404)
+        else:
+            if args["period"] is None:
+                raise ParamError("period", "required: day or week (or report=NAME)")
+            spec = ReportSpec(name=f"api:{args['period']}", channel="", period=REPORT_PERIODS[args["period"]],
+                              tz=args["tz"] or cfg.report_timezone, team=args["team"])
+        due = spec.closed(now)
+        held = sorted(reporting.judges)
+        parts = [reporting.part(p, spec, due, now) for p in held]
+        report = build_report(spec, due, parts, cfg.internal_models)
+        return web.json({
+            "at": now,
+            "partitions": held,
+            "complete": len(held) == reporting.n,
+            "note": "closed windows on this worker's judge partitions; complete when it holds all of them",
+            "report": report,
+        })
+
+
+def register_digest_view(app: Any, digests_t: Any) -> None:
+    """``GET /api/digests``: per digest channel of this worker, what is waiting and what was sent."""
+
+    @app.page("/api/digests")
+    @takes(NOTHING)
+    async def digests_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        rows = [Digester.status(ch, book) for ch, book in sorted(list(digests_t.data.items())) if book]
+        return web.json({"digests": rows})
