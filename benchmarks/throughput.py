@@ -342,8 +342,8 @@ def child_tokenpulse(a: argparse.Namespace) -> None:
     cfg = stream_config(settings, pol, bootstrap, n_parts)
     os.makedirs(cfg.data_dir, exist_ok=True)
     app = create_app(cfg)
-    cores: dict[int, Any] = app.tokenpulse["cores"]  # type: ignore[attr-defined]
-    metrics = app.tokenpulse["metrics"]  # type: ignore[attr-defined]
+    cores: dict[int, Any] = app.tokenpulse.ingest.cores  # type: ignore[attr-defined]
+    metrics = app.tokenpulse.metrics  # type: ignore[attr-defined]
     clock = _Clock(a.broker_pid)
     expected = a.events
     prof = None
@@ -678,10 +678,10 @@ KEY_FUNCTIONS = (
     ("  checkpoint (inline in ingest, and tick)", "streams/worker/app.py", "checkpoint"),
     ("    IngestPartition.advance", "streams/ingest/windows.py", "advance"),
     ("    emit_partials", "streams/worker/app.py", "emit_partials"),
-    ("judge agent", "streams/worker/app.py", "judge"),
+    ("judge agent", "streams/worker/judging.py", "receive"),
     ("  JudgeCore.receive", "streams/judge/core.py", "receive"),
     ("  JudgeCore.checkpoint", "streams/judge/core.py", "checkpoint"),
-    ("persist (table writes, all callers)", "streams/worker/app.py", "persist"),
+    ("persist (table writes, all callers)", "streams/worker/tables.py", "persist"),
     ("  Table.send_changelog", "faust/tables/base.py", "send_changelog"),
     ("Faust producer buffer task (_handle_pending)", "faust/transport/producer.py", "_handle_pending"),
     ("Faust ProducerBuffer.flush_atmost", "faust/transport/producer.py", "flush_atmost"),

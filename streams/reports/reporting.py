@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -62,39 +62,43 @@ def report_owner(spec: ReportSpec, n: int) -> int:
     return judge_partition(spec.series, n)
 
 
+# (key, value, partition): a send to a topic of the worker
+Send = Callable[[bytes, bytes, int], Awaitable[Any]]
+
+
 class Reporting:
-    """Registers the reports topic, table and merge agent on ``app``; the judge agent calls
-    :meth:`after_judge` after each windows message."""
+    """Each judge partition's part of the scheduled reports, and the owner's merge of them.
+
+    The judge side of the worker calls :meth:`after_judge` after each windows message; the
+    ``reports`` agent calls :meth:`merge_part` for each part it reads. The worker declares the
+    topic, table and agent (:func:`streams.worker.app.create_app`) only when the policy has
+    reports, and hands in how to write them: ``send_part`` to the reports topic, ``send_note``
+    to the outbox, ``persist(table, partition, key, value)`` to the ``reports`` table ``table``.
+    ``judges`` and ``ledgers`` are the worker's judge cores and budget ledgers by partition
+    (read, never changed).
+    """
 
     def __init__(
-        self, app: Any, cfg: StreamConfig, metrics: Metrics, outbox: Any,
-        persist: Callable[[Any, int, str, Any], None], judges: dict[int, Any], ledgers: dict[int, Any],
+        self, cfg: StreamConfig, metrics: Metrics, judges: Mapping[int, Any], ledgers: Mapping[int, Any], *,
+        table: Any = None, send_part: Send | None = None, send_note: Send | None = None,
+        persist: Callable[[Any, int, str, Any], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.n = cfg.usage_partitions
         self.specs: dict[str, ReportSpec] = {s.name: s for s in cfg.reports}
         self.metrics = metrics
-        self.outbox = outbox
-        self.persist = persist
         self.judges = judges
         self.ledgers = ledgers
+        self.table = table
+        self.send_part = send_part
+        self.send_note = send_note
+        self.persist = persist
         self.schedulers: dict[int, ReportScheduler] = {}
-        if not self.specs:
-            return  # nothing scheduled: no topic, table or agent
-        self.topic = app.topic(cfg.topics["reports"], value_serializer="raw", key_serializer="raw",
-                               partitions=self.n)
-        self.table = app.Table("reports", default=None, partitions=self.n)
 
-        @app.on_partitions_revoked.connect
-        async def _revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
-            for tp in revoked:
-                if tp.topic == cfg.topics["windows"]:
-                    self.schedulers.pop(tp.partition, None)
-
-        @app.agent(self.topic, name="reports")
-        async def merge(stream: Any) -> None:
-            async for event in stream.events():
-                await self.merge_part(event.message.partition, orjson.loads(event.value))
+    def revoke(self, q: int) -> None:
+        """Judge partition ``q`` went to another worker: its scheduler goes (rebuilt from the
+        table if it comes back)."""
+        self.schedulers.pop(q, None)
 
     # -- every judge partition: its parts --------------------------------------------------
     def _scheduler(self, q: int) -> ReportScheduler:
@@ -114,8 +118,8 @@ class Reporting:
             part = self.part(q, spec, due, now=due.due_at)
             body = {"key": spec.key(due.period_id), "name": spec.name, "q": q, "n": self.n, "due": due.to_dict(),
                     "part": part}
-            await self.topic.send(key=body["key"].encode(), value=orjson.dumps(body),
-                                  partition=report_owner(spec, self.n))
+            assert self.send_part is not None and self.persist is not None
+            await self.send_part(body["key"].encode(), orjson.dumps(body), report_owner(spec, self.n))
             key, value = sched.mark(spec.name, due.period_id)
             self.persist(self.table, q, f"{q}|{key}", value)
 
@@ -143,7 +147,8 @@ class Reporting:
         due = ReportDue.from_dict(body["due"])
         report = build_report(spec, due, [parts[k] for k in sorted(parts, key=int)], self.cfg.internal_models)
         note = report_notification(report, spec, self.cfg.dashboard_url)
-        await self.outbox.send(key=note.key.encode(), value=orjson.dumps(note.to_dict()), partition=o)
+        assert self.send_note is not None and self.persist is not None
+        await self.send_note(note.key.encode(), orjson.dumps(note.to_dict()), o)
         self.metrics.inc("reports_sent_total", labels={"period": spec.period})
         log.info("report %s for %s: %d parts, total $%.2f", spec.name, due.period_id, n, report["total"]["usd"])
         self.persist(self.table, o, f"{o}|done|{key}", {"due_at": due.due_at, "built_at": time.time(),

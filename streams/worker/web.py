@@ -18,19 +18,17 @@ or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<par
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
-from streams.common.config import StreamConfig
 from streams.delivery.digests import Digester
 from streams.ingest.windows import NANO
-from streams.common.metrics import Metrics
 from streams.budgets.mix import mix_rows
 from streams.common.periods import rfc3339
 from streams.reports.core import REPORT_PERIODS, ReportSpec, build_report
 from streams.reports.reporting import Reporting
 from streams.worker.query import Choice, Name, ParamError, Query, Series, Time, Zone, shown, takes
+from streams.worker.state import WorkerState
 
 GROUP_BY = ("org", "team", "model", "provider", "user", "team×model")
 # the spellings of team×model the policy also takes (tokenpulse.policy)
@@ -195,28 +193,15 @@ def ingest_metrics(totals: dict[str, int]) -> tuple[dict[str, float], dict[str, 
     return plain, {"events_rejected_total": rejected}
 
 
-def register_views(
-    app: Any,
-    cfg: StreamConfig,
-    metrics: Metrics,
-    spend_t: Any,
-    alerts_t: Any,
-    deliveries_t: Any,
-    ingest: Any,
-    judges: dict[int, Any],
-    pricer: Any,
-    sinks: Callable[[], list[dict[str, Any]]] | None = None,
-    ledgers: dict[int, Any] | None = None,
-    current: Callable[[], StreamConfig] | None = None,
-    policy_status: Callable[[], dict[str, Any]] | None = None,
-) -> None:
-    """``ingest`` is the hot-path loop (its cores, checkpoints, lag); ``judges`` the judge
-    cores by partition of the windows topic; ``sinks`` returns the receivers' health;
-    ``ledgers`` the budget ledgers by judge partition; ``current`` the config in force (a
-    policy reload changes budgets and silences; default: ``cfg``); ``policy_status`` the
-    reloader's status (:meth:`streams.worker.reload.PolicyReloader.status`; None: no policy file)."""
-    started = time.time()
-    live: Callable[[], StreamConfig] = current or (lambda: cfg)
+def register_views(app: Any, state: WorkerState) -> None:
+    """Every view above on ``app``, reading the running worker's ``state``: the hot path's
+    cores (checkpoints, lag), the judges and budget ledgers by judge partition, the tables,
+    the receivers' health, the config in force (a policy reload changes budgets and silences)
+    and the reloader's status."""
+    cfg, metrics, tables, ingest, pricer = state.cfg, state.metrics, state.tables, state.ingest, state.pricer
+    judges, ledgers = state.judging.judges, state.judging.ledgers
+    spend_t, alerts_t, deliveries_t = tables.spend, tables.alerts, tables.deliveries
+    started = state.started
     cores: dict[int, Any] = ingest.cores
 
     page = dashboard_html()
@@ -326,11 +311,11 @@ def register_views(
     async def silences_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         now = time.time()
         out = []
-        for s in live().alert_policy.get("silences") or ():
+        for s in state.live.alert_policy.get("silences") or ():
             ends = s.get("ends_at")
-            state = "pending" if now < s["starts_at"] else "expired" if ends is not None and now >= ends else "active"
+            phase = "pending" if now < s["starts_at"] else "expired" if ends is not None and now >= ends else "active"
             out.append({**s, "starts_at": rfc3339(s["starts_at"]), "ends_at": None if ends is None else rfc3339(ends),
-                        "state": state})
+                        "state": phase})
         return web.json({"silences": out})
 
     @app.page("/api/alerts")
@@ -345,9 +330,9 @@ def register_views(
             d = deliveries_t.data.get(key) or {}
             item["delivery"] = {sink: {k: v for k, v in st.items() if k in ("ok", "seq", "detail", "attempts")} for sink, st in d.items()}
             out.append(item)
-        state = args["state"]
-        if state is not None:
-            out = [a for a in out if a["state"] == state]
+        wanted = args["state"]
+        if wanted is not None:
+            out = [a for a in out if a["state"] == wanted]
         out.sort(key=lambda a: a.get("fired_at") or 0, reverse=True)
         return web.json({"alerts": out})
 
@@ -356,7 +341,7 @@ def register_views(
     async def sinks_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Per receiver: up or failing, consecutive failures, the last error (never a secret),
         the last success, and the notifications waiting to be retried."""
-        rows = sinks() if sinks is not None else []
+        rows = state.delivery.sinks_status()
         now = time.time()
         out = []
         for row in rows:
@@ -374,13 +359,13 @@ def register_views(
         thresholds; ``?budget=`` also lists its periods with a ledger and its change log."""
         now = time.time() if args["at"] is None else args["at"]
         name = args["budget"]
-        specs = live().budgets
-        rows = budget_rows(dict(ledgers or {}), specs, now, name)
+        specs = state.live.budgets
+        rows = budget_rows(dict(ledgers), specs, now, name)
         if name is not None and not rows:
             known = any(s.name == name for s in specs)
             why = "is held by another worker's partition" if known else "is not in the policy"
             raise ParamError("budget", f"budget {shown(name)} {why}", status=404)
-        return web.json({"at": rfc3339(now), "partitions": sorted(ledgers or {}), "budgets": rows})
+        return web.json({"at": rfc3339(now), "partitions": sorted(ledgers), "budgets": rows})
 
     @app.page("/api/policy")
     @takes(NOTHING)
@@ -388,14 +373,17 @@ def register_views(
         """The policy file in force, when it was loaded, and the last reload: its time, result
         and error (file and line), the sections it applied and those waiting for a restart.
         Only the policy's own state: never a setting."""
-        if policy_status is None:
+        if state.reloader is None:
             return web.json({"path": None, "loaded_at": rfc3339(started), "last_reload": None, "restart_required": [],
                              "note": "no policy file (TOKENPULSE_POLICY): the defaults are in force, nothing to reload"})
-        st = policy_status()
+        st = state.reloader.status()
         last = st.get("last_reload")
         if last is not None:
             last = {**last, "at": rfc3339(last["at"])}
         return web.json({**st, "loaded_at": rfc3339(st["loaded_at"]), "last_reload": last})
+
+    register_report_view(app, state.reporting)
+    register_digest_view(app, tables.digests)
 
 
 def register_report_view(app: Any, reporting: Reporting) -> None:

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from streams.worker.app import create_app
+from streams.worker.state import WorkerState
 from streams.budgets.ledger import BudgetLedger, BudgetSpec
 from streams.common.config import StreamConfig
 from streams.ingest.windows import NANO
@@ -93,10 +94,10 @@ def _config(tmp_path: Path) -> StreamConfig:
 async def api(tmp_path: Path) -> AsyncIterator[tuple[Any, TestClient]]:
     cfg = _config(tmp_path)
     app = create_app(cfg)
-    tp = app.tokenpulse  # type: ignore[attr-defined]
+    state: WorkerState = app.tokenpulse  # type: ignore[attr-defined]
     # a budget ledger on the one judge partition, and one closed window of spend
-    tp["ledgers"][0] = BudgetLedger(cfg.window_seconds, list(cfg.budgets))
-    tp["tables"]["spend"].data[f"team=ads|{T0}"] = {"s": [3 * NANO, 10, 20, 0, 0, 1]}
+    state.judging.ledgers[0] = BudgetLedger(cfg.window_seconds, list(cfg.budgets))
+    state.tables.spend.data[f"team=ads|{T0}"] = {"s": [3 * NANO, 10, 20, 0, 0, 1]}
     async with TestClient(TestServer(app.web.web_app)) as client:
         yield app, client
 
