@@ -1,15 +1,15 @@
-"""What the judge's per-window shortcuts rely on, and that they change nothing."""
+"""What the judge's per-window shortcuts rely on, and properties that hold them to the one
+implementation: how the spend is split among sources and messages (merged partials, chunks,
+redeliveries) and where a restart happens change no verdict."""
 
 from __future__ import annotations
 
 import random
-from collections import deque
-from collections.abc import Iterable
 
 from alerts import AlertEngine, AlertPolicy, Signal
 from detectors import make_detector
 from streams.ingest.windows import NANO, Partial
-from streams.judge.core import JudgeCore, JudgeOutput, SeriesInfo, _merge
+from streams.judge.core import JudgeCore
 
 W = 60
 
@@ -31,82 +31,8 @@ def test_the_engine_ignores_an_unflagged_window_of_a_key_it_does_not_track() -> 
         assert not engine.tracks(engine.key_for(sig.series))
 
 
-class ReferenceJudge(JudgeCore):
-    """The judge's per-message and per-window steps as they were before the shortcuts: every
-    window a Signal with its top contributors for every series, every one observed."""
-
-    def receive(self, src: int, n_src: int, closed_until: int | None, partials: Iterable[Partial],
-                seq: int = -1, carries_watermark: bool = True) -> JudgeOutput:
-        out = JudgeOutput()
-        self.n_src = max(self.n_src, n_src)
-        for p in partials:
-            p.seq = seq
-            if p.late or (self.done_until is not None and p.window_start < self.done_until):
-                out.spend.append((p.series, p.window_start, list(p.sums), {src: seq}))
-                continue
-            self.pending.setdefault(p.window_start, {}).setdefault(p.series, {})[src] = p
-            self._dirty.add(f"pend|{src}|{p.window_start}")
-        if carries_watermark:
-            if src not in self.src_wm:
-                self.src_wm[src] = None
-                self._dirty.add("meta")
-            prev = self.src_wm[src]
-            if closed_until is not None and (prev is None or closed_until > prev):
-                self.src_wm[src] = closed_until
-                self._dirty.add("meta")
-            self._finalise(out)
-        for series, w, sums, seqs in out.spend:
-            self._apply_spend(series, w, sums, seqs)
-        return out
-
-    def _judge_window(self, w: int, out: JudgeOutput) -> None:
-        W = self.window_seconds
-        by_series = self.pending.pop(w, {})
-        for series, per_src in by_series.items():
-            for src in per_src:
-                self._dirty.add(f"pend|{src}|{w}")
-            sums, contrib = _merge(per_src)
-            out.spend.append((series, w, sums, {s: p.seq for s, p in per_src.items()}))
-            first = next(iter(per_src.values()))
-            if first.detected and series not in self.series:
-                self.series[series] = SeriesInfo(labels=dict(first.labels))
-                self.detectors[series] = self.make_detector()
-        signals = []
-        for series, info in self.series.items():
-            if info.last_end >= w + W:
-                continue
-            per_src = by_series.get(series)
-            sums, contrib = _merge(per_src) if per_src else ([0, 0, 0, 0, 0, 0], {})
-            observed = sums[0] / NANO
-            verdict = self.detectors[series].update(float(w + W), observed, float(sums[5]))
-            key = self.engine.key_for(series)
-            normal = not verdict.is_anomaly and not self.engine.tracks(key)
-            top = info.mix.excess(contrib, float(verdict.expected))
-            if normal and per_src:
-                info.mix.learn(w, contrib, sums[0])
-            info.last_end = w + W
-            self._dirty.add(f"det|{series}")
-            signal = Signal(series=series, labels=info.labels, window_start=float(w), window_end=float(w + W),
-                            observed_usd=observed, expected_usd=float(verdict.expected),
-                            upper_usd=float(verdict.upper), score=float(verdict.score),
-                            is_anomaly=bool(verdict.is_anomaly), top_contributors=top,
-                            detector=verdict.detector, impact_usd=verdict.impact, explanation=verdict.reason)
-            rec = self.recent.get(series)
-            if rec is None:
-                rec = self.recent[series] = deque(maxlen=self.recent_len)
-            rec.append({"window_start": w, "observed_usd": round(observed, 6),
-                        "expected_usd": round(float(verdict.expected), 6), "upper_usd": round(float(verdict.upper), 6),
-                        "score": float(verdict.score), "is_anomaly": bool(verdict.is_anomaly)})
-            if signal.is_anomaly or self.engine.tracks(key):
-                self._dirty.add(f"alert|{key}")
-            signals.append(signal)
-        out.notifications.extend(self.engine.observe_window(signals, float(w + W)))
-        out.skipped.extend(self.engine.skipped)
-        self._dirty.update(f"group|{gid}" for gid in self.engine.changed_groups)
-
-
-def judge(cls: type[JudgeCore] = JudgeCore, **kw: object) -> JudgeCore:
-    return cls(
+def judge(**kw: object) -> JudgeCore:
+    return JudgeCore(
         partition=0,
         window_seconds=W,
         make_detector=lambda: make_detector(
@@ -155,14 +81,97 @@ def run(j: JudgeCore, msgs: list[tuple[int, int, int, list[Partial]]]) -> tuple[
     return notes, spend, judged
 
 
-def test_the_judge_gives_what_it_gave_before_its_shortcuts() -> None:
+def merged(msgs: list[tuple[int, int, int, list[Partial]]]) -> list[tuple[int, int, int, list[Partial]]]:
+    """The same spend from one source: per window, each series' partial of every source summed
+    into one (redeliveries dropped, late partials kept as messages of their own)."""
+    out: list[tuple[int, int, int, list[Partial]]] = []
+    seen: set[tuple[int, int]] = set()
+    by_window: dict[int, dict[str, Partial]] = {}
+    for src, closed, seq, parts in msgs:
+        if (src, seq) in seen:
+            continue
+        seen.add((src, seq))
+        late = [p for p in parts if p.late]
+        if late:
+            out.append((0, closed - W, len(out) + 1, late))  # the closed window's watermark again
+        acc = by_window.setdefault(closed - W, {})
+        # a source's partial of a series replaces its earlier one of the same window
+        for p in {p.series: p for p in parts if not p.late}.values():
+            got = acc.get(p.series)
+            if got is None:
+                acc[p.series] = Partial(p.series, dict(p.labels), p.window_start, list(p.sums), dict(p.contributors),
+                                        p.detected)
+            else:
+                got.sums = [a + b for a, b in zip(got.sums, p.sums)]
+                for k, v in p.contributors.items():
+                    got.contributors[k] = got.contributors.get(k, 0) + v
+        if src == 1:  # both sources have sent this window: it goes out whole
+            w = closed - W
+            out.append((0, closed, len(out) + 1, list(by_window.pop(w).values())))
+    return out
+
+
+def test_how_the_spend_is_split_among_sources_changes_no_verdict() -> None:
+    """Two sources (the judge merges each window's partials) and the same spend from one (a
+    partial is taken as it is): the same notifications, windows and exact spend."""
     for seed in range(3):
         msgs = stream(seed)
-        ref, new = judge(ReferenceJudge), judge()
-        assert run(new, msgs) == run(ref, msgs)
-        assert new.checkpoint() == ref.checkpoint()
-        assert new.spend_changes() == ref.spend_changes()
-        assert {k: list(v) for k, v in new.recent.items()} == {k: list(v) for k, v in ref.recent.items()}
+        two = judge()
+        notes2, _, judged2 = run(two, msgs)
+        one = judge()
+        notes1, judged1 = [], 0
+        for src, closed, seq, parts in merged(msgs):
+            out = one.receive(src, 1, closed, parts, seq)
+            notes1 += [n.to_dict() for n in out.notifications]
+            judged1 += out.windows_judged
+        assert any(n["action"] == "trigger" for n in notes2)
+        assert (notes1, judged1) == (notes2, judged2)
+        assert {k: v["s"] for k, v in one.spend.items()} == {k: v["s"] for k, v in two.spend.items()}
+
+
+def test_a_redelivered_message_changes_nothing() -> None:
+    for seed in range(3):
+        msgs = stream(seed)
+        once = [m for i, m in enumerate(msgs) if i == 0 or m is not msgs[i - 1]]
+        assert len(once) < len(msgs)
+        a, b = judge(), judge()
+        notes_a, _, judged_a = run(a, msgs)
+        notes_b, _, judged_b = run(b, once)
+        assert (notes_a, judged_a) == (notes_b, judged_b)
+        assert a.spend == b.spend
+        assert a.checkpoint() == b.checkpoint()
+
+
+def test_chunks_of_a_message_change_nothing() -> None:
+    """The hot path splits a large emission into chunks, only the last carrying the watermark."""
+    msgs = stream(2)
+    whole, chunked = judge(), judge()
+    want = run(whole, msgs)
+    got: tuple[list, list, int] = ([], [], 0)
+    for src, closed, seq, parts in msgs:
+        pieces = [parts[i:i + 2] for i in range(0, len(parts), 2)] or [[]]
+        for k, piece in enumerate(pieces):
+            last = k == len(pieces) - 1
+            out = chunked.receive(src, 2, closed if last else None, piece, seq, carries_watermark=last)
+            got[0].extend(n.to_dict() for n in out.notifications)
+            got = (got[0], got[1] + list(out.spend), got[2] + out.windows_judged)
+    assert got[0] == want[0] and got[2] == want[2]
+    assert chunked.spend == whole.spend
+
+
+def test_a_restart_from_any_checkpoint_changes_nothing() -> None:
+    msgs = stream(0)
+    whole = judge()
+    want = run(whole, msgs)
+    for cut in (7, 131, 170):
+        first = judge()
+        got = run(first, msgs[:cut])
+        state, spend = first.checkpoint(), first.spend_changes()
+        again = judge()
+        again.restore(state.items(), spend.items())
+        rest = run(again, msgs[cut:])
+        assert got[0] + rest[0] == want[0], cut
+        assert again.spend == whole.spend
 
 
 def test_replay_flags_change_nothing_but_what_the_api_reads() -> None:
