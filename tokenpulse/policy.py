@@ -24,13 +24,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from detectors.config import detector_kwargs, merge_params
+from streams.common.dimensions import ALIASES, DEFAULT_WATCHED, NAMES
 from streams.worker.query import shown as _short
 
 if TYPE_CHECKING:
     from alerts.routing import Route
-
-DIMENSIONS = ("org", "team", "team×model", "provider", "model", "user")
-_DIM_ALIASES = {"team*model": "team×model", "team_model": "team×model", "team x model": "team×model"}
 
 
 class _LocatedError(ValueError):
@@ -204,9 +202,10 @@ class SilencePolicy(_Strict):
 
 # -- budgets ---------------------------------------------------------------------------------
 
-_BUDGET_SCOPE_KEYS = ("team", "user")
-# Ingest keeps spend per org, team, team×model, provider, model and user (streams.ingest.windows.series_of):
-# a budget on anything else would read a series that never gets spend and always show $0.
+# Ingest keeps spend per dimension (org, team, team×model, provider, model and user:
+# streams.common.dimensions.DIMENSIONS); budgets read the org, a team or a user
+# (streams.budgets.ledger.SCOPE_KEYS): a budget on anything else would read a series that never
+# gets spend and always show $0.
 _NO_SERIES = {
     "project": "usage events carry no project, so no spend is kept per project",
 }
@@ -322,9 +321,11 @@ class BudgetPolicy(_Strict):
             if k in v:
                 raise ValueError(f"scope {k!r}: {why}; a budget on it would always show $0 "
                                  "(use org, {team: ...} or {user: ...})")
-        bad = sorted(set(v) - set(_BUDGET_SCOPE_KEYS))
+        from streams.budgets.ledger import SCOPE_KEYS
+
+        bad = sorted(set(v) - set(SCOPE_KEYS))
         if bad:
-            raise ValueError(f"unknown scope label(s) {', '.join(bad)}; use 'org' or {', '.join(_BUDGET_SCOPE_KEYS)}")
+            raise ValueError(f"unknown scope label(s) {', '.join(bad)}; use 'org' or {', '.join(SCOPE_KEYS)}")
         if len(v) > 1:
             raise ValueError(f"scope {'|'.join(f'{k}={x}' for k, x in v.items())}: spend is kept per team and "
                              "per user, not per team and user, so this budget would always show $0; "
@@ -573,7 +574,7 @@ class LimitsPolicy(_Strict):
 
 
 class Policy(_Strict):
-    watch: list[str] = Field(default_factory=lambda: ["org", "team", "team×model", "provider"])
+    watch: list[str] = Field(default_factory=lambda: [n for n in NAMES if n in DEFAULT_WATCHED])
     prices: dict[str, Price] = Field(default_factory=dict)
     detector: DetectorPolicy = Field(default_factory=DetectorPolicy)
     alerts: AlertPolicyModel = Field(default_factory=AlertPolicyModel)
@@ -597,9 +598,9 @@ class Policy(_Strict):
     def _dims(cls, v: list[str]) -> list[str]:
         out = []
         for d in v:
-            d = _DIM_ALIASES.get(d, d)
-            if d not in DIMENSIONS:
-                raise ValueError(f"unknown dimension {_short(d)}; choose from {', '.join(DIMENSIONS)}")
+            d = ALIASES.get(d, d)
+            if d not in NAMES:
+                raise ValueError(f"unknown dimension {_short(d)}; choose from {', '.join(NAMES)}")
             out.append(d)
         return out
 

@@ -42,6 +42,7 @@ from typing import Any, Literal
 from alerts.model import BudgetNotification
 from detectors.forecast import BurnForecaster, Forecast, burn_alert
 from streams.budgets.decisions import ON_EXHAUSTED, decision_record, desired_decision
+from streams.common.dimensions import series_key
 from streams.ingest.windows import NANO
 from streams.common.partitioning import judge_partition
 from streams.common.periods import Period
@@ -54,23 +55,16 @@ __all__ = [
     "budget_notification",
     "budgets_for_partition",
     "reconfigure_ledgers",
-    "scope_series",
 ]
 
 Unit = Literal["usd", "tokens"]
 DEFAULT_THRESHOLDS = (50.0, 80.0, 100.0)
-SCOPE_KEYS = ("team", "user", "project")  # order of the labels in a scope's series name
+# The labels a budget's scope may hold: a budget reads the series of its scope
+# (streams.common.dimensions.series_key), and spend is kept per team and per user.
+SCOPE_KEYS = ("team", "user")
 _HOUR = 3600
 _CHANGES_KEPT = 100
 _DAY = 86400.0
-
-
-def scope_series(scope: Mapping[str, str]) -> str:
-    """The series a scope reads: ``{}`` (the whole org) -> ``org``; ``{team: ads}`` ->
-    ``team=ads``; ``{team: ads, user: bob}`` -> ``team=ads|user=bob``."""
-    if not scope:
-        return "org"
-    return "|".join(f"{k}={scope[k]}" for k in SCOPE_KEYS if k in scope)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +106,9 @@ class BudgetSpec:
 
     @property
     def series(self) -> str:
-        return scope_series(dict(self.scope))
+        """The series the budget reads: ``{}`` (the whole org) -> ``org``; ``{team: ads}`` ->
+        ``team=ads``."""
+        return series_key(dict(self.scope))
 
     @property
     def labels(self) -> dict[str, str]:
@@ -445,7 +441,7 @@ class BudgetLedger:
         if keys == {"org"}:
             series = "org"
         elif keys and all(k in SCOPE_KEYS for k in keys):
-            series = scope_series(series_labels)
+            series = series_key(series_labels)
         else:
             return 0  # team=…|model=… and the like: no budget reads them
         return self._apply_series(series, w, nusd, tokens, seqs)

@@ -31,8 +31,9 @@ from typing import Any
 import orjson
 
 from alerts.model import MixNotification
-from streams.ingest.windows import NANO
+from streams.common.dimensions import TEAM_MODEL, parse_series, series_key
 from streams.common.partitioning import judge_partition
+from streams.ingest.windows import NANO
 from streams.common.periods import Period
 
 __all__ = ["MixAlertSpec", "MixEvent", "MixWatch", "is_internal", "mix_crossings", "mix_notification", "mix_owner",
@@ -60,9 +61,13 @@ def mix_rows(
     models: dict[str, dict[str, int]] = {}
     verdict: dict[str, bool] = {}
     for key, rec in items:
-        if rec is None or not key.startswith("team=") or "|model=" not in key:
+        if rec is None:
             continue
         series, _, w_s = key.rpartition("|")
+        got = parse_series(series)
+        if got is None or got[0] is not TEAM_MODEL:
+            continue
+        team, model = got[1]["team"], got[1]["model"]
         w = int(w_s)
         if prev_since <= w < since:
             bucket = prev
@@ -70,8 +75,6 @@ def mix_rows(
             bucket = cur
         else:
             continue
-        team_part, _, model = series.partition("|model=")
-        team = team_part[5:]
         internal = verdict.get(model)
         if internal is None:
             internal = verdict[model] = is_internal(model, internal_models)
@@ -172,7 +175,7 @@ class MixEvent:
 
 def mix_owner(team: str, n_partitions: int) -> int:
     """The judge partition that keeps a team's fired marks: the one judging ``team=…``."""
-    return judge_partition(f"team={team}", n_partitions)
+    return judge_partition(series_key({"team": team}), n_partitions)
 
 
 @dataclass
@@ -213,11 +216,10 @@ class MixWatch:
 
     def apply_judge_spend(self, series: str, window_start: int, sums: list[int], seqs: Mapping[int, int]) -> bool:
         """One ``JudgeOutput.spend`` row; True when it counted (a team×model row not seen yet)."""
-        if not series.startswith("team=") or "|model=" not in series:
+        got = parse_series(series)
+        if got is None or got[0] is not TEAM_MODEL:
             return False
-        team_part, _, model = series.partition("|model=")
-        if "|" in model:
-            return False
+        team, model = got[1]["team"], got[1]["model"]
         w = int(window_start)
         self.clock = max(self.clock, w)
         hour = w - w % _HOUR
@@ -231,7 +233,6 @@ class MixWatch:
             per_src.setdefault(str(src), []).append(int(sq))
         mark["t"] = self.clock
         self._dirty.add(f"mixmark|{hour}")
-        team = team_part[5:]
         pid, start, end = self._period.locate(w)
         key = f"{team}|{pid}"
         rec = self.periods.get(key)
@@ -379,7 +380,7 @@ def mix_notification(ev: MixEvent, spec: MixAlertSpec, now: float) -> MixNotific
         action="trigger",
         severity="warning",
         reason="first",
-        series=f"team={ev.team}",
+        series=series_key({"team": ev.team}),
         labels={"team": ev.team},
         title=f"Team {ev.team}: third-party models at {100 * ev.share:.1f}% of spend ({ev.period_id})",
         started_at=float(ev.period_start),

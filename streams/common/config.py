@@ -12,6 +12,7 @@ from typing import Any
 
 from alerts.receivers import ReceiverConfig
 from alerts.routing import Route
+from streams.common.dimensions import DEFAULT_WATCHED
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class StreamConfig:
     lateness: float = 10.0
     idle_grace: float = 10.0
     checkpoint_seconds: float = 1.0
-    watched: frozenset[str] = frozenset({"org", "team", "team×model", "provider"})
+    watched: frozenset[str] = DEFAULT_WATCHED  # names of streams.common.dimensions.DIMENSIONS
     price_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
     detector_name: str = "default"
     detector_params: dict[str, Any] = field(default_factory=dict)  # as written in the policy

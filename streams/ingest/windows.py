@@ -3,10 +3,11 @@
 Pure Python, no Faust: the worker wraps one :class:`IngestPartition` per assigned partition of
 the usage topic, and the offline replay drives the very same class.
 
-Why it aggregates per *cell* (org, team, provider, model, user) instead of per series: an event
-then costs one dict update, and the series (``org``, ``team=…``, ``team=…|model=…``,
+Why it aggregates per *cell* (org, team, provider, model, user:
+:class:`streams.common.dimensions.Cell`) instead of per series: an event then costs one dict
+update, and the series of every dimension (``org``, ``team=…``, ``team=…|model=…``,
 ``provider=…``, plus the spend-only ``model=…`` and ``user=…``) are expanded once per window
-when it closes. Costs are summed as integer nano-dollars so totals stay exact. A run of
+when it closes (:func:`streams.common.dimensions.series_of`). Costs are summed as integer nano-dollars so totals stay exact. A run of
 events is counted by :meth:`IngestPartition.add_events`, the same steps as :meth:`~IngestPartition.add`
 without the per-call overhead (the fast lane of :func:`streams.ingest.pipeline.count_message` and of
 the replay).
@@ -22,18 +23,21 @@ windows as live traffic.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from streams.common.config import IngestLimits
+from streams.common.dimensions import DEFAULT_WATCHED, series_of
 from streams.ingest.normalize import Rejected
 from streams.ingest.pricing import Pricer
 from streams.ingest.records import UsageEvent
 
 # A cell's running sums: [cost_nusd, input, output, cache_read, cache_write, events]
 Sums = list[int]
-Cell = tuple[str, str, str, str, str]  # (org, team, provider, model, user)
+# A cell as the hot path builds it: a plain tuple in the field order of
+# streams.common.dimensions.Cell (a named tuple costs ~4x as much to build, per event).
+CellKey = tuple[str, str, str, str, str]
 
 NANO = 1_000_000_000
 # Sums are written with orjson (64-bit integers). Bounded events keep a window's sums far
@@ -97,44 +101,17 @@ def window_start(ts: float, window_seconds: int) -> int:
     return int(math.floor(ts / window_seconds) * window_seconds)
 
 
-def series_of(cell: Cell, watched: frozenset[str]) -> Iterator[tuple[str, dict[str, str], bool]]:
-    """Yield (series name, labels, detected?) for every series a cell contributes to.
-
-    Spend-only series (``model=…``, ``user=…`` and unwatched dimensions) are aggregated for
-    the spend API but not judged by detectors.
-    """
-    org, team, provider, model, user = cell
-    yield "org", {"org": org}, "org" in watched
-    yield f"team={team}", {"team": team}, "team" in watched
-    yield f"team={team}|model={model}", {"team": team, "model": model}, "team×model" in watched
-    yield f"provider={provider}", {"provider": provider}, "provider" in watched
-    yield f"model={model}", {"model": model}, "model" in watched
-    yield f"user={user}", {"user": user}, "user" in watched
-
-
-def contributors_of(series: str, cell: Cell) -> tuple[tuple[str, str], ...]:
-    """Who is worth naming as a top contributor of a series' spend."""
-    org, team, provider, model, user = cell
-    if series == "org" or series.startswith("provider="):
-        return (("team", team), ("model", model))
-    if series.startswith("team=") and "|model=" not in series:
-        return (("user", user), ("model", model))
-    if series.startswith("team="):
-        return (("user", user),)
-    return ()
-
-
-DEFAULT_WATCHED = frozenset({"org", "team", "team×model", "provider"})
-
 # (series, labels, detected?, contributor keys) for each series a cell feeds
 Plan = list[tuple[str, dict[str, str], bool, tuple[str, ...]]]
 
 
-def _plan(cell: Cell, watched: frozenset[str]) -> Plan:
-    """What a cell contributes to, computed once per distinct cell (cells recur every window)."""
+def _plan(cell: CellKey, watched: frozenset[str]) -> Plan:
+    """What a cell contributes to, computed once per distinct cell (cells recur every window).
+    Spend-only series (``model=…``, ``user=…`` and unwatched dimensions) are aggregated for the
+    spend API but not judged, and name no contributors."""
     out: Plan = []
-    for name, labels, detected in series_of(cell, watched):
-        keys = tuple(f"{kind}:{who}" for kind, who in contributors_of(name, cell)) if detected else ()
+    for name, labels, detected, contrib in series_of(cell, watched):
+        keys = tuple(f"{kind}:{who}" for kind, who in contrib) if detected else ()
         out.append((name, labels, detected, keys))
     return out
 
@@ -216,15 +193,15 @@ class IngestPartition:
     closed_until: int | None = None  # every window ending at or before this is closed
     applied_offset: int = -1
     emit_seq: int = 0  # numbers this partition's messages to the judges, for their idempotency
-    windows: dict[int, dict[Cell, Sums]] = field(default_factory=dict)
-    late_cells: dict[int, dict[Cell, Sums]] = field(default_factory=dict)
+    windows: dict[int, dict[CellKey, Sums]] = field(default_factory=dict)
+    late_cells: dict[int, dict[CellKey, Sums]] = field(default_factory=dict)
     ids: dict[int, set[str]] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
     # persistence bookkeeping
     _dirty_windows: set[int] = field(default_factory=set)
     _new_ids: dict[int, list[str]] = field(default_factory=dict)
     _dropped_windows: set[int] = field(default_factory=set)
-    _plans: dict[Cell, Plan] = field(default_factory=dict, repr=False)
+    _plans: dict[CellKey, Plan] = field(default_factory=dict, repr=False)
     _chunks: dict[int, int] = field(default_factory=dict)  # id chunk no -> newest window in it
     _next_chunk: int = 0
     # add_events' rejects for streams.ingest.pipeline.count_message, which empties it after each message
@@ -329,7 +306,7 @@ class IngestPartition:
         last_w = None
         seen: set[str] | None = None
         new: list[str] | None = None
-        table: dict[Cell, Sums] | None = None
+        table: dict[CellKey, Sums] | None = None
         late = False
         # model -> (its provider, Pricer.flat_rates): one lookup per event, not a price() call
         rates_of: dict[str, tuple[str, tuple[float, float, float, float, float] | None]] = {}
@@ -468,7 +445,7 @@ class IngestPartition:
                 self._new_ids.pop(w, None)
         return out
 
-    def _expand(self, w: int, cells: dict[Cell, Sums], late: bool) -> Iterable[Partial]:
+    def _expand(self, w: int, cells: dict[CellKey, Sums], late: bool) -> Iterable[Partial]:
         acc: dict[str, Partial] = {}
         plan_of = self._plans
         for cell, sums in cells.items():

@@ -42,9 +42,10 @@ from datetime import datetime, time
 from typing import Any
 
 from alerts.model import ReportNotification
-from streams.ingest.windows import NANO
 from streams.budgets.mix import is_internal
+from streams.common.dimensions import ORG, TEAM, TEAM_MODEL, Dimension, parse_series, series_key
 from streams.common.periods import Period
+from streams.ingest.windows import NANO
 
 __all__ = [
     "MOVERS",
@@ -116,7 +117,7 @@ class ReportSpec:
     @property
     def series(self) -> str:
         """The series whose judge partition owns this report (see :mod:`streams.reports.reporting`)."""
-        return "org" if self.team is None else f"team={self.team}"
+        return series_key(self.labels)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -143,12 +144,15 @@ class ReportSpec:
         return d if d.due_at <= now else None
 
 
-def _wanted(series: str, team: str | None) -> bool:
-    if series.startswith("user=") or "|user=" in series:
-        return False
-    if team is None:
-        return True
-    return series == f"team={team}" or series.startswith(f"team={team}|model=")
+def _wanted(series: str, team: str | None) -> tuple[Dimension, dict[str, str]] | None:
+    """The dimension and labels of ``series`` when a report (of ``team``, or the org's when
+    None) reads it: never a user's series."""
+    got = parse_series(series)
+    if got is None or "user" in got[0].labels:
+        return None
+    if team is not None and (got[0] not in (TEAM, TEAM_MODEL) or got[1]["team"] != team):
+        return None
+    return got
 
 
 def report_part(items: Iterable[tuple[str, Any]], spec: ReportSpec, due: ReportDue,
@@ -174,12 +178,15 @@ def report_part(items: Iterable[tuple[str, Any]], spec: ReportSpec, due: ReportD
             w = int(w_s)
         except ValueError:
             continue
-        if not lo <= w < hi or not _wanted(series, team):
+        if not lo <= w < hi:
+            continue
+        got = _wanted(series, team)
+        if got is None:
             continue
         nusd = int(rec["s"][0])
         cur = 0 if w >= mid else 1
-        if series.startswith("team=") and "|model=" in series:
-            t, _, model = series[5:].partition("|model=")
+        if got[0] is TEAM_MODEL:
+            t, model = got[1]["team"], got[1]["model"]
             own = internal.get(model)
             if own is None:
                 own = internal[model] = is_internal(model, internal_models)
@@ -312,15 +319,17 @@ def build_report(
     by: dict[str, dict[str, list[int]]] = {k: {} for k in _KINDS}
     total = series.get(spec.series, [0, 0])
     for name, sums in series.items():
-        if name.startswith("team=") and "|model=" in name:
-            if spec.team is not None:
-                by["model"][name.partition("|model=")[2]] = sums
-        elif "|" in name or name == "org":
+        got = parse_series(name)
+        if got is None or got[0] is ORG:
             continue
-        else:
-            kind, _, value = name.partition("=")
+        dim, labels = got
+        if dim is TEAM_MODEL:
+            if spec.team is not None:
+                by["model"][labels["model"]] = sums
+        elif len(dim.labels) == 1:
+            kind = dim.labels[0]
             if kind == "team" or (spec.team is None and kind in ("model", "provider")):
-                by[kind][value] = sums
+                by[kind][labels[kind]] = sums
     teams, models, providers = _rows(by["team"], "team"), _rows(by["model"], "model"), _rows(by["provider"], "provider")
     movers: dict[str, Any] = {"model": _movers(models, "model")}
     if spec.team is None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from streams.common.dimensions import ORG, parse_series, series_key, shapes_text
 from streams.common.text import UNSAFE_CATEGORIES
 
 __all__ = [
@@ -257,15 +258,10 @@ class Name(Param):
         return text
 
 
-#: The series a worker keeps: ``org``, ``team=T``, ``team=T|model=M``, ``provider=P``,
-#: ``model=M``, ``user=U`` (streams.ingest.windows.series_of).
-SERIES_SHAPES = ((), ("team",), ("team", "model"), ("provider",), ("model",), ("user",))
-
-
 @dataclass(frozen=True)
 class Series(Param):
-    """A series key as the worker writes it (:data:`SERIES_SHAPES`), each name by the
-    :class:`Name` rule.
+    """A series key as the worker writes it (of one of
+    :data:`streams.common.dimensions.DIMENSIONS`), each name by the :class:`Name` rule.
 
     >>> Series().parse("team=ads|model=gpt-4o")
     'team=ads|model=gpt-4o'
@@ -276,22 +272,12 @@ class Series(Param):
     """
 
     def parse(self, text: str) -> str:
-        if text == "org":
-            return text
-        dims: list[str] = []
-        names: list[str] = []
-        for part in text.split("|", 2):
-            dim, eq, name = part.partition("=")
-            if not eq or not name:
-                dims = []
-                break
-            dims.append(dim)
-            names.append(name)
-        if tuple(dims) not in SERIES_SHAPES[1:]:
-            raise ValueError("not a series: expected org, team=T, team=T|model=M, provider=P, model=M or user=U; "
-                             f"got {shown(text)}")
+        got = parse_series(text)
+        if got is None:
+            raise ValueError(f"not a series: expected {shapes_text()}; got {shown(text)}")
+        dim, labels = got
         rule = Name(forbid="|=")
-        return "|".join(f"{d}={rule.parse(n)}" for d, n in zip(dims, names))
+        return "org" if dim is ORG else series_key({k: rule.parse(v) for k, v in labels.items()})
 
 
 @dataclass(frozen=True)

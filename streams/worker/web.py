@@ -21,6 +21,7 @@ import time
 from importlib.resources import files
 from typing import Any
 
+from streams.common.dimensions import ALIASES, NAMES, parse_series
 from streams.delivery.digests import Digester
 from streams.ingest.windows import NANO
 from streams.budgets.mix import mix_rows
@@ -30,14 +31,11 @@ from streams.reports.reporting import Reporting
 from streams.worker.query import Choice, Name, ParamError, Query, Series, Time, Zone, shown, takes
 from streams.worker.state import WorkerState
 
-GROUP_BY = ("org", "team", "model", "provider", "user", "team×model")
-# the spellings of team×model the policy also takes (tokenpulse.policy)
-GROUP_BY_ALIASES = {"team*model": "team×model", "team_model": "team×model", "team x model": "team×model"}
 ALERT_STATES = ("firing", "resolved")
 
 # What each view takes; streams.worker.query refuses anything else with a 400 naming the parameter.
 NOTHING = Query()
-SPEND_QUERY = Query(group_by=Choice(default="team", choices=GROUP_BY, aliases=GROUP_BY_ALIASES),
+SPEND_QUERY = Query(group_by=Choice(default="team", choices=NAMES, aliases=ALIASES),
                     since=Time(), until=Time())
 MIX_QUERY = Query(since=Time(), until=Time())
 WINDOWS_QUERY = Query(series=Series())
@@ -56,16 +54,16 @@ def dashboard_html() -> str:
 
 
 def _group_key(series: str, group_by: str) -> str | None:
-    if group_by == "org":
-        return "org" if series == "org" else None
-    if group_by == "team×model":
-        if series.startswith("team=") and "|model=" in series:
-            return series
+    """The row of ``/api/spend?group_by=`` that ``series`` is summed into: its value in that
+    dimension (the whole key for team×model, ``org`` for the org), or None when it is a series
+    of another dimension."""
+    got = parse_series(series)
+    if got is None or got[0].name != group_by:
         return None
-    prefix = f"{group_by}="
-    if series.startswith(prefix) and "|" not in series:
-        return series[len(prefix):]
-    return None
+    dim, labels = got
+    if len(dim.labels) == 1:
+        return labels[dim.labels[0]]
+    return "org" if not dim.labels else series
 
 
 def spend_rows(
