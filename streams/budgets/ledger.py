@@ -673,10 +673,6 @@ class BudgetLedger:
         prefix = f"{budget}|"
         return sorted(k[len(prefix):] for k in self.ledgers if k.startswith(prefix))
 
-    def unallocated(self, parent: str) -> int:
-        """The parent budget's limit minus its allocations' limits (base units)."""
-        return self.budgets[parent].limit - sum(s.limit for s in self.budgets.values() if s.parent == parent)
-
     # -- persistence ----------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
         """Key -> record changes since the last checkpoint (None deletes the key)."""

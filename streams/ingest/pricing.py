@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
@@ -137,12 +137,6 @@ class Pricer:
         if r is None or r.input_tiers or r.output_tiers or r.cache_read_tiers or r.cache_write_tiers:
             return None
         return (r.input, r.output, r.cache_read, r.cache_write, r.per_request)
-
-    def price_events(self, events: Iterable[UsageEvent]) -> None:
-        """Set ``cost_usd`` in place on each event (producer-sent costs are kept)."""
-        price = self.price
-        for ev in events:
-            ev.cost_usd = price(ev)
 
     def rates_for(self, provider: str, model: str, ts: float | None = None) -> Rates | None:
         """The rates that apply to a model at ``ts`` (default: now); for diagnostics and tests."""

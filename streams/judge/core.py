@@ -164,15 +164,13 @@ class JudgeCore:
             self._dirty_spend.add(key)
             return
         applied = cur["v"]
-        if seqs and all(_has_seq(applied.get(str(src)), sq) for src, sq in seqs.items()):
+        if seqs and all(sq in applied.get(str(src), ()) for src, sq in seqs.items()):
             return  # a redelivered message: already counted
         cur["s"] = [a + b for a, b in zip(cur["s"], sums)]
         for src, sq in seqs.items():
             got = applied.get(str(src))
             if got is None:
                 applied[str(src)] = [sq]
-            elif isinstance(got, int):  # a record written before seqs were kept as sets
-                applied[str(src)] = [got, sq]
             elif sq not in got:
                 got.append(sq)
         self._dirty_spend.add(key)
@@ -410,14 +408,6 @@ class JudgeCore:
                 self.spend[key] = value
         if self.owns is not None:
             self._foreign = {name for name in self.series if not self.owns(name)}
-
-
-def _has_seq(applied: Any, seq: int) -> bool:
-    if applied is None:
-        return False
-    if isinstance(applied, int):  # written before seqs were kept as sets: the highest one
-        return applied >= seq
-    return seq in applied
 
 
 def detector_params(window_seconds: int, name: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -170,12 +170,6 @@ def test_producer_cost_wins_and_is_not_counted():
     assert p.unpriced == {}
 
 
-def test_price_events_sets_cost_in_place():
-    events = [ev(i=1_000_000), ev("acme-llm-70b", "internal", o=1_000_000), ev("mystery"), ev(cost=9.0)]
-    Pricer(OVERRIDES).price_events(events)
-    assert [e.cost_usd for e in events] == [pytest.approx(3.0), 1.5, 0.0, 9.0]
-
-
 def test_rates_for_unknown_is_none():
     assert Pricer().rates_for("internal", "nope") is None
     assert isinstance(Pricer(OVERRIDES).rates_for("internal", "acme-llm-70b"), Rates)
