@@ -3,9 +3,13 @@
 Pure and shared: the worker's hot path and the offline replay call the same function, so a
 replayed file and the same events streamed through the worker are counted alike.
 
-A message of tidy canonical events takes the fast lane (:func:`streams.ingest.normalize.decode_canonical`
-and :meth:`streams.ingest.windows.IngestPartition.add_events`); anything else, the general one. Both
-count the same (tests/streams/ingest/test_fast_lane.py).
+Three lanes, which count the same (tests/streams/ingest/test_fast_lane.py, test_fuzz.py): a
+message of tidy canonical events takes the msgspec lane
+(:func:`streams.ingest.normalize.decode_canonical` and
+:meth:`streams.ingest.windows.IngestPartition.add_events`); any other message is decoded with
+orjson and each element takes the dict lane (``normalize._fast_canonical``) when it is a tidy
+canonical event, else :func:`~streams.ingest.normalize.normalize` (why the dict lane stays:
+its docstring).
 
 No input stops the pipeline: every element of a message is decoded, validated, priced and
 counted under one guard, and whatever fails -- invalid (:class:`~streams.ingest.normalize.Rejected`),
