@@ -26,7 +26,7 @@ app = typer.Typer(
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    from streams.text import terminal_safe
+    from streams.common.text import terminal_safe
 
     # line by line: a message of several errors keeps its lines, a value in it cannot add any
     typer.echo("error: " + "\n".join(terminal_safe(line) for line in str(msg).split("\n")), err=True)
@@ -276,12 +276,12 @@ def normalize(
     next one is read."""
     import orjson
 
-    from streams.config import IngestLimits
-    from streams.ingest import failure_reason, implausible_reason
-    from streams.normalize import Rejected, decode_message
-    from streams.normalize import normalize as norm
-    from streams.pricing import Pricer
-    from streams.text import terminal_safe
+    from streams.common.config import IngestLimits
+    from streams.ingest.windows import failure_reason, implausible_reason
+    from streams.ingest.normalize import Rejected, decode_message
+    from streams.ingest.normalize import normalize as norm
+    from streams.ingest.pricing import Pricer
+    from streams.common.text import terminal_safe
 
     _, pol = _load(policy)
     pricer = Pricer(pol.price_overrides())
@@ -384,7 +384,7 @@ def replay(
         summary["score"] = score(res.firings, incidents, res.teams, res.first_ts, res.last_ts, grace)
     import orjson
 
-    from streams.text import json_safe
+    from streams.common.text import json_safe
 
     sys.stdout.buffer.write(json_safe(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()).encode() + b"\n")
     if report_out is not None:
@@ -404,7 +404,7 @@ def _report_trace(report_out: Path | None) -> Any:
 
 def _write_replay_report(path: Path, res: Any, cfg: Any, summary: dict[str, object], incidents: Any,
                          source: str) -> None:
-    from streams.text import terminal_safe
+    from streams.common.text import terminal_safe
     from tokenpulse.report_html import write_report
 
     detector = {"detector": cfg.detector_name, "params": cfg.detector_params,
@@ -485,7 +485,7 @@ def alerts_test(
                 await conn.close()
         return lines
 
-    from streams.text import terminal_safe
+    from streams.common.text import terminal_safe
 
     results = asyncio.run(send())
     for line in results:
@@ -512,7 +512,7 @@ def report_cmd(
     import urllib.request
 
     from alerts.report import report_text
-    from streams.text import json_safe, safe_strings
+    from streams.common.text import json_safe, safe_strings
 
     settings, pol = _load(policy)
     query: dict[str, str] = {}
@@ -602,7 +602,7 @@ def broker() -> None:
 
 
 def main() -> None:
-    from streams.text import install_safe_logging
+    from streams.common.text import install_safe_logging
 
     install_safe_logging()  # names and reasons in log lines cannot forge a line or drive the terminal
     app()

@@ -2,12 +2,14 @@
 detectors and alert lifecycle, with event time as the clock, and scoring against labelled
 incidents.
 
-No Kafka: one :class:`~streams.ingest.IngestPartition` (a single source) feeds one
-:class:`~streams.judge.JudgeCore`, built by the same factory the worker uses, through the same
-per-message function (:func:`streams.pipeline.count_message`).
+No Kafka: one :class:`~streams.ingest.windows.IngestPartition` (a single source), fed by the
+same per-message function as the worker's hot path (:func:`streams.ingest.pipeline.count_message`),
+feeds one :class:`~streams.judge.core.JudgeCore`, built by the same factory the worker uses,
+through the worker's own judge step (:func:`streams.judge.step.judge_step`: the judge, then the
+budget ledger at its watermark).
 
 Speed (``python -m benchmarks.replay``): lines that are one tidy canonical event skip the
-dict-building decode (:func:`streams.normalize.canonical_event`) and are counted in runs; and
+dict-building decode (:func:`streams.ingest.normalize.canonical_event`) and are counted in runs; and
 when the machine has a core to spare, a long replay forks its judge into a second process once
 it is past :data:`FORK_AFTER_LINES` lines, so that reading and counting the file overlap with
 the detectors. The judge then receives exactly the same messages, in the same order, as it would
@@ -33,14 +35,15 @@ from typing import IO, Any
 
 import orjson
 
-from streams.budgets import BudgetLedger, BudgetSpec
-from streams.config import StreamConfig
-from streams.ingest import IngestPartition, Partial
-from streams.judge import JudgeCore, judge_factory
-from streams.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
-from streams.periods import rfc3339
-from streams.pipeline import count_message
-from streams.pricing import Pricer
+from streams.budgets.ledger import BudgetLedger, BudgetSpec
+from streams.common.config import StreamConfig
+from streams.ingest.windows import IngestPartition, Partial
+from streams.judge.core import JudgeCore, judge_factory
+from streams.judge.step import judge_step
+from streams.ingest.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
+from streams.common.periods import rfc3339
+from streams.ingest.pipeline import count_message
+from streams.ingest.pricing import Pricer
 
 
 @dataclass
@@ -145,7 +148,8 @@ class _Verdicts:
         return got
 
     def take(self, judge: JudgeCore, closed_until: int | None, partials: list[Partial], seq: int) -> None:
-        out = judge.receive(0, 1, closed_until, partials, seq)
+        step = judge_step(judge, self.ledger, None, 0, 1, closed_until, partials, seq)
+        out = step.judged
         self.windows_judged += out.windows_judged
         if self.trace is not None and out.windows_judged:
             self.trace.collect(judge)
@@ -162,13 +166,10 @@ class _Verdicts:
             self.firings.append(inhibited_record(note))
         for why in out.skipped:
             self.skipped[why] = self.skipped.get(why, 0) + 1
-        led = self.ledger
-        if led is not None:
-            wm = judge.watermark()
-            for _, bnote in led.judge_step(out.spend, None if wm is None else float(wm)):
-                if bnote is not None:  # late spend of a period long over: recorded as fired, not told
-                    self.notifications.append(bnote.to_dict())
-                    self.budget_firings.append(budget_record(bnote))
+        for _, bnote in step.budget_events:
+            if bnote is not None:  # late spend of a period long over: recorded as fired, not told
+                self.notifications.append(bnote.to_dict())
+                self.budget_firings.append(budget_record(bnote))
 
     def extend(self, later: _Verdicts) -> None:
         for why, n in later.skipped.items():
