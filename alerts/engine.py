@@ -471,7 +471,7 @@ class AlertEngine:
                 out.extend(self._group_step(gid, by_gid.get(gid, []), at))
         return out
 
-    def _group_step(self, gid: str, notes: list[SpikeNotification], at: float) -> list[SpikeNotification]:
+    def _group_step(self, gid: str, notes: list[SpikeNotification], at: float) -> list[SpikeNotification]:  # noqa: C901 - the group's lifecycle (wait, interval, resolve) as one sequence, as in Alertmanager
         p = self.policy
         g = self._groups.get(gid)
         # Only a trigger makes a member. An alert firing since before grouping (or another
@@ -574,7 +574,7 @@ class AlertEngine:
             return False
         return pct is None or pct >= self.policy.min_excess_pct
 
-    def step(
+    def step(  # noqa: C901 - one alert's state machine, every transition in one place
         self, state: AlertState | None, signal: Signal
     ) -> tuple[AlertState | None, list[SpikeNotification]]:
         """Advance one key by one window. Does not modify ``state``; returns the new one."""

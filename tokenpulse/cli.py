@@ -277,11 +277,11 @@ def normalize(
     import orjson
 
     from streams.common.config import IngestLimits
-    from streams.ingest.windows import failure_reason, implausible_reason
+    from streams.common.text import terminal_safe
     from streams.ingest.normalize import Rejected, decode_message
     from streams.ingest.normalize import normalize as norm
     from streams.ingest.pricing import Pricer
-    from streams.common.text import terminal_safe
+    from streams.ingest.windows import failure_reason, implausible_reason
 
     _, pol = _load(policy)
     pricer = Pricer(pol.price_overrides())
@@ -536,7 +536,7 @@ def report_cmd(
     base = (api or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
     url = f"{base}/api/report?{urllib.parse.urlencode(query)}"
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - the operator's own worker
+        with urllib.request.urlopen(url, timeout=30) as resp:
             body = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -66,7 +66,7 @@ class _InnerError(ValueError):
 def _finite_numbers(value: Any, inner: tuple[Any, ...] = ()) -> None:
     """Refuse a number that is not finite or does not fit 64 bits (an integer) or a double (a
     decimal), anywhere inside ``value`` (lists and mappings too, e.g. detector params)."""
-    if isinstance(value, bool) or isinstance(value, BaseModel):
+    if isinstance(value, (bool, BaseModel)):
         return  # a nested section checked its own fields
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -181,7 +181,7 @@ class SilencePolicy(_Strict):
     @field_validator("starts_at", "ends_at")
     @classmethod
     def _utc(cls, v: datetime | None) -> datetime | None:
-        return v if v is None or v.tzinfo else v.replace(tzinfo=timezone.utc)
+        return v if v is None or v.tzinfo else v.replace(tzinfo=UTC)
 
     @model_validator(mode="after")
     def _ordered(self) -> SilencePolicy:

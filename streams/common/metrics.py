@@ -27,7 +27,8 @@ HELP = {
     "digest_waiting_notifications": "Notifications collected for a channel's digests not posted yet.",
     "consumer_lag": "Messages not yet consumed, per usage partition.",
     "events_unpriced_total": "Events of models without a known price (counted at $0).",
-    "policy_reloads_total": "Policy reloads by result (ok: the new policy is in force; error: it was invalid, the running one stays).",
+    "policy_reloads_total": (
+        "Policy reloads by result (ok: the new policy is in force; error: it was invalid, the running one stays)."),
     "policy_last_reload_successful": "1 when the last policy reload succeeded (or none was tried), 0 after a failed one.",
 }
 

@@ -38,8 +38,8 @@ from typing import Any
 import orjson
 
 from streams.common.config import StreamConfig
-from streams.common.partitioning import judge_partition
 from streams.common.metrics import Metrics
+from streams.common.partitioning import judge_partition
 from streams.reports.core import (
     ReportDue,
     ReportScheduler,
