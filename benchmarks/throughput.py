@@ -343,8 +343,8 @@ def child_tokenpulse(a: argparse.Namespace) -> None:
     cfg = stream_config(settings, pol, bootstrap, n_parts)
     os.makedirs(cfg.data_dir, exist_ok=True)
     app = create_app(cfg)
-    cores: dict[int, Any] = app.tokenpulse.ingest.cores  # type: ignore[attr-defined]
-    metrics = app.tokenpulse.metrics  # type: ignore[attr-defined]
+    cores: dict[int, Any] = app.tokenpulse.ingest.cores
+    metrics = app.tokenpulse.metrics
     clock = _Clock(a.broker_pid)
     expected = a.events
     prof = None

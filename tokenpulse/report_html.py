@@ -233,7 +233,7 @@ def downsample(tr: SeriesTrace, window_s: int, keep: Sequence[tuple[float, float
         lo, hi = np.searchsorted(w, a - window_s, "left"), np.searchsorted(w, b, "right")
         kept[lo:hi] = True
     rest = ~kept
-    parts = [(mid[kept], obs[kept], obs[kept], exp[kept], up[kept])]
+    parts: list[tuple[np.ndarray, ...]] = [(mid[kept], obs[kept], obs[kept], exp[kept], up[kept])]
     if rest.any():
         wr = w[rest]
         bid = np.floor(wr / bucket).astype(np.int64)
@@ -247,7 +247,8 @@ def downsample(tr: SeriesTrace, window_s: int, keep: Sequence[tuple[float, float
                       mean(exp), mean(up)))
     cols = [np.concatenate([p[i] for p in parts]) for i in range(5)]
     order = np.argsort(cols[0], kind="stable")
-    got = Plotted(*(c[order] for c in cols), bucket_s=bucket)
+    x, o, o_max, e, u = (c[order] for c in cols)
+    got = Plotted(x, o, o_max, e, u, bucket_s=bucket)
     return _with_gaps(got, 3 * bucket)
 
 

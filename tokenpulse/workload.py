@@ -70,6 +70,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from streams.ingest.pricing import Pricer
@@ -279,7 +280,7 @@ class _Chunks:
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, ...]] = []
 
-    def add(self, ts: np.ndarray, team: int, user: np.ndarray, model: np.ndarray, tool: np.ndarray,
+    def add(self, ts: np.ndarray, team: int, user: npt.ArrayLike, model: npt.ArrayLike, tool: npt.ArrayLike,
             inp: np.ndarray, out: np.ndarray, cr: np.ndarray) -> None:
         n = ts.shape[0]
         if n == 0:

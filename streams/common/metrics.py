@@ -72,6 +72,6 @@ class Metrics:
                 full = f"tokenpulse_{name}"
                 lines.append(f"# HELP {full} {HELP.get(name, name)}")
                 lines.append(f"# TYPE {full} {kind}")
-                for labels, value in sorted(table[name].items()):
-                    lines.append(f"{full}{labels} {value:g}")
+                for shown, value in sorted(table[name].items()):
+                    lines.append(f"{full}{shown} {value:g}")
         return "\n".join(lines) + "\n"

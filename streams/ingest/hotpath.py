@@ -23,6 +23,7 @@ Tansu 0.6 answers wrongly) and cannot stop early.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -145,7 +146,7 @@ class IngestLoop:
             offset = rec.offset
             try:
                 count_message(core, rec.value, pricer, now,
-                              lambda raw, reason, index, offset=offset: self._dead_letter(raw, reason, p, offset, index))
+                              lambda raw, reason, index: self._dead_letter(raw, reason, p, offset, index))  # noqa: B023 - called in this iteration
             except Exception as exc:  # noqa: BLE001 - count_message never raises; if it did, skip, never loop
                 core.counters.failed += 1
                 self._dead_letter(rec.value or b"", failure_reason(exc), p, offset)
@@ -222,7 +223,7 @@ class IngestLoop:
             raise
         task = asyncio.ensure_future(self._persist(p, pending, changes, offset))
         self._tasks[p] = task
-        task.add_done_callback(lambda t, p=p: self._persisted(p, t))
+        task.add_done_callback(functools.partial(self._persisted, p))
 
     def _persisted(self, p: int, task: asyncio.Future[Any]) -> None:
         self.in_ckpt.discard(p)

@@ -319,7 +319,7 @@ def decode_canonical(raw: bytes) -> list[CanonicalEvent] | None:
         value = _CANONICAL.decode(raw)
     except DecodeError:
         return None
-    if type(value) is list:
+    if isinstance(value, list):
         for ev in value:
             if not tidy_canonical(ev):
                 return None

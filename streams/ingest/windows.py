@@ -229,6 +229,7 @@ class IngestPartition:
         w = int(ts // ws) * ws
         eid = ev.event_id
         seen = self.ids.get(w)
+        new: list[str] | None
         if seen is None:
             seen = self.ids[w] = set()
             self._new_ids[w] = new = []
@@ -550,7 +551,7 @@ class IngestPartition:
                 self._next_chunk = int(value.get("next_chunk", 0))
             elif kind == "wins":
                 self.windows = {
-                    int(w): {tuple(r[:5]): [int(x) for x in r[5:]] for r in rows}  # type: ignore[misc]
+                    int(w): {tuple(r[:5]): [int(x) for x in r[5:]] for r in rows}
                     for w, rows in value
                 }
             elif kind == "ids":

@@ -246,9 +246,9 @@ class JudgeCore:
         for series, info in self.series.items():
             if info.last_end >= end:
                 continue  # already judged (a redelivered message)
-            per_src = by_series.get(series)
-            if per_src:
-                sums, contrib = _merge(per_src)
+            parts = by_series.get(series)
+            if parts:
+                sums, contrib = _merge(parts)
             else:
                 sums, contrib = _ZERO_SUMS, _NO_CONTRIB
             observed = sums[0] / NANO
@@ -279,7 +279,7 @@ class JudgeCore:
                 # starts an alert on a window the detector did not flag nor keeps state for it
                 # (tests/streams/judge/test_judge_fast.py holds it to that): no Signal, no top
                 # contributors, no call, for nearly every window.
-                if per_src:
+                if parts:
                     info.mix.learn(w, contrib, sums[0])
                 continue
             signal = Signal(

@@ -94,7 +94,7 @@ def _config(tmp_path: Path) -> StreamConfig:
 async def api(tmp_path: Path) -> AsyncIterator[tuple[Any, TestClient]]:
     cfg = _config(tmp_path)
     app = create_app(cfg)
-    state: WorkerState = app.tokenpulse  # type: ignore[attr-defined]
+    state: WorkerState = app.tokenpulse
     # a budget ledger on the one judge partition, and one closed window of spend
     state.judging.ledgers[0] = BudgetLedger(cfg.window_seconds, list(cfg.budgets))
     state.tables.spend.data[f"team=ads|{T0}"] = {"s": [3 * NANO, 10, 20, 0, 0, 1]}
