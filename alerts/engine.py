@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlencode
 
-from alerts.model import SEVERITY_RANK, Contributor, Severity, Signal, Silence, SpikeNotification
+from alerts.model import SEVERITY_RANK, Action, Contributor, Reason, Severity, Signal, Silence, SpikeNotification
 
 ORG_SERIES = "org"
 """The series of all spend: its alert inhibits the others (see :meth:`AlertEngine.observe_window`)."""
@@ -167,7 +167,7 @@ class AlertState:
         return replace(
             self,
             labels=dict(self.labels),
-            worst_top_contributors=[dict(c) for c in self.worst_top_contributors],  # type: ignore[misc]
+            worst_top_contributors=[c.copy() for c in self.worst_top_contributors],
         )
 
 
@@ -471,7 +471,7 @@ class AlertEngine:
                 out.extend(self._group_step(gid, by_gid.get(gid, []), at))
         return out
 
-    def _group_step(self, gid: str, notes: list[SpikeNotification], at: float) -> list[SpikeNotification]:
+    def _group_step(self, gid: str, notes: list[SpikeNotification], at: float) -> list[SpikeNotification]:  # noqa: C901 - the group's lifecycle (wait, interval, resolve) as one sequence, as in Alertmanager
         p = self.policy
         g = self._groups.get(gid)
         # Only a trigger makes a member. An alert firing since before grouping (or another
@@ -520,14 +520,14 @@ class AlertEngine:
             if not (urgent or escalated or joined):
                 self.skipped += ["grouped"] * len(notes)
                 return out
-            reason = "worsened" if (escalated or joined or worse) else "repeat"
+            reason: Reason = "worsened" if (escalated or joined or worse) else "repeat"
             note = self._group_note(g, "update", reason, at)
         if note.members:
             self.skipped += ["grouped"] * len(notes)
         out.append(note)
         return out
 
-    def _group_note(self, g: GroupState, action: str, reason: str, at: float) -> SpikeNotification:
+    def _group_note(self, g: GroupState, action: Action, reason: Reason, at: float) -> SpikeNotification:
         """The group's notification at ``at``, and the group's bookkeeping for having sent it.
 
         Its numbers are its leader's (else the worst member's); for a group of one, it is
@@ -548,11 +548,11 @@ class AlertEngine:
         g.status, g.last_sent_at, g.unsent = "notified", at, []
         n = SpikeNotification.from_dict(head)
         many = len(g.members) > 1
-        n.key, n.seq, n.action, n.reason = g.key, round(at * 1000), action, reason  # type: ignore[assignment]
+        n.key, n.seq, n.action, n.reason = g.key, round(at * 1000), action, reason
         n.severity, n.page, n.started_at, n.fired_at = g.severity, g.paged, g.started_at, at
         n.series, n.labels = g.series, dict(g.labels)
         if action == "resolve":
-            ends = [m.get("ended_at") for m in g.members.values() if m.get("ended_at") is not None]
+            ends = [float(m["ended_at"]) for m in g.members.values() if m.get("ended_at") is not None]
             n.ended_at = max(ends) if ends else at
         if many:
             n.members = [member_record(SpikeNotification.from_dict(m), str(m["status"]))
@@ -574,7 +574,7 @@ class AlertEngine:
             return False
         return pct is None or pct >= self.policy.min_excess_pct
 
-    def step(
+    def step(  # noqa: C901 - one alert's state machine, every transition in one place
         self, state: AlertState | None, signal: Signal
     ) -> tuple[AlertState | None, list[SpikeNotification]]:
         """Advance one key by one window. Does not modify ``state``; returns the new one."""
@@ -621,7 +621,7 @@ class AlertEngine:
             st.worst_excess_usd = excess
             st.worst_window_start = signal.window_start
             st.worst_window_end = signal.window_end
-            st.worst_top_contributors = [dict(c) for c in signal.top_contributors]  # type: ignore[misc]
+            st.worst_top_contributors = [c.copy() for c in signal.top_contributors]
         new_sev = p.severity_for(max(excess, st.impact_usd))
         escalated = SEVERITY_RANK[new_sev] > SEVERITY_RANK[st.severity]
         if escalated or st.material_windows == 1:
@@ -646,7 +646,7 @@ class AlertEngine:
     def _link(self, series: str) -> str | None:
         return dashboard_link(self.dashboard_url, series)
 
-    def _notify(self, st: AlertState, signal: Signal, action: str, reason: str) -> SpikeNotification:
+    def _notify(self, st: AlertState, signal: Signal, action: Action, reason: Reason) -> SpikeNotification:
         excess, pct = excess_of(signal.observed_usd, signal.expected_usd)
         st.seq = seq_for(signal)
         st.notifications += 1
@@ -663,9 +663,9 @@ class AlertEngine:
         return SpikeNotification(
             key=st.key,
             seq=st.seq,
-            action=action,  # type: ignore[arg-type]
+            action=action,
             severity=st.severity,
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,
             series=st.series,
             labels=dict(st.labels),
             title=f"{titles[reason]}: {st.series}",
@@ -673,7 +673,7 @@ class AlertEngine:
             expected_usd=signal.expected_usd,
             excess_usd=excess,
             excess_pct=pct,
-            top_contributors=[dict(c) for c in signal.top_contributors],  # type: ignore[misc]
+            top_contributors=[c.copy() for c in signal.top_contributors],
             window_start=signal.window_start,
             window_end=signal.window_end,
             started_at=st.started_at,
@@ -701,7 +701,7 @@ class AlertEngine:
             expected_usd=st.worst_expected_usd,
             excess_usd=st.worst_excess_usd,
             excess_pct=pct,
-            top_contributors=[dict(c) for c in st.worst_top_contributors],  # type: ignore[misc]
+            top_contributors=[c.copy() for c in st.worst_top_contributors],
             window_start=st.worst_window_start,
             window_end=st.worst_window_end,
             started_at=st.started_at,

@@ -41,7 +41,7 @@ def _contributors(raw: Any) -> list[Contributor]:
         one: Contributor = {"kind": str(c.get("kind", "")), "name": str(c.get("name", "")), "usd": float(c.get("usd", 0.0))}
         for k in ("expected_usd", "excess_usd"):
             if c.get(k) is not None:
-                one[k] = float(c[k])  # type: ignore[literal-required]
+                one[k] = float(c[k])
         out.append(one)
     return out
 
@@ -179,7 +179,7 @@ class Notification:
         d = _known(sub, data)
         d["labels"] = {str(k): str(v) for k, v in (d.get("labels") or {}).items()}
         try:
-            return sub(**sub._coerce(d))  # type: ignore[return-value]
+            return sub(**sub._coerce(d))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"notification {data.get('key')!r} ({kind}): {exc}") from None
 

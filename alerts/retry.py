@@ -99,4 +99,4 @@ async def deliver_all(
     results = await asyncio.gather(
         *(deliver_with_retry(s, n, priors.get(s.name), **retry) for s in sinks)
     )
-    return {s.name: r for s, r in zip(sinks, results)}
+    return {s.name: r for s, r in zip(sinks, results, strict=True)}

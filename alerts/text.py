@@ -124,7 +124,7 @@ def window_range(start: float, end: float) -> str:
     b = datetime.fromtimestamp(end, tz=UTC)
     t = "%H:%M:%S" if a.second or b.second else "%H:%M"
     # A window ending at midnight still reads as one day: 23:55–00:00.
-    same_day = a.date() == b.date() or (b - a).total_seconds() <= 86400 and b.time() == b.time().min
+    same_day = a.date() == b.date() or ((b - a).total_seconds() <= 86400 and b.time() == b.time().min)
     b_fmt = t if same_day else f"%Y-%m-%d {t}"
     return f"{a.strftime('%Y-%m-%d ' + t)}–{b.strftime(b_fmt)} UTC"
 

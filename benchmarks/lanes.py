@@ -40,9 +40,9 @@ import orjson
 import streams.ingest.normalize as normalize_mod
 import streams.ingest.pipeline as pipeline_mod
 from benchmarks.throughput import make_messages
-from streams.ingest.windows import IngestPartition
 from streams.ingest.pipeline import count_message
 from streams.ingest.pricing import Pricer
+from streams.ingest.windows import IngestPartition
 
 
 def _openai_shape(raw: bytes) -> bytes:

@@ -51,6 +51,7 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +122,14 @@ def _parse(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def _read(path: Path) -> tuple[list[float], list[float]]:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     ts, vals = [], []
     with open(path) as f:
         next(f)
         for line in f:
             t, _, v = line.strip().partition(",")
-            ts.append(datetime.fromisoformat(t).replace(tzinfo=timezone.utc).timestamp())
+            ts.append(datetime.fromisoformat(t).replace(tzinfo=UTC).timestamp())
             vals.append(float(v))
     return ts, vals
 
@@ -150,7 +151,7 @@ def run_file(spec: str, path: str) -> list[float]:
     except ValueError:
         det = make_detector(name, **kwargs)  # a model without windows
     out = []
-    for t, v in zip(ts, vals):
+    for t, v in zip(ts, vals, strict=True):
         verdict = det.update(t, v)
         out.append(nab_score(verdict.score if verdict.p is None else 1.0 - verdict.p, verdict.p))
     return out

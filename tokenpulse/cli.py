@@ -33,7 +33,7 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _load(policy: Path | None = None, *, deliver: bool = False):  # type: ignore[no-untyped-def]
+def _load(policy: Path | None = None, *, deliver: bool = False):
     # deliver: the command sends notifications, so every route's target must have its secret
     # in the settings (a replay or a report on an analyst's machine needs none)
     try:
@@ -47,7 +47,7 @@ def _load(policy: Path | None = None, *, deliver: bool = False):  # type: ignore
     return settings, pol
 
 
-def _gate_text(pol) -> str:  # type: ignore[no-untyped-def]
+def _gate_text(pol) -> str:
     p = pol.detector.params
     if p.get("min_excess_root") == 0:
         return f"${float(p.get('min_excess_usd', 0.5)):g} over expected (plain)"
@@ -58,7 +58,7 @@ def _gate_text(pol) -> str:  # type: ignore[no-untyped-def]
 DEV_GATE_USD = 1.0
 
 
-def _dev_gate(pol):  # type: ignore[no-untyped-def]
+def _dev_gate(pol):
     """The demo's detector: a plain ``DEV_GATE_USD`` money gate unless the policy sets one.
 
     The default gate scales with a series' usual daily spend, which three hours of backfill
@@ -277,11 +277,11 @@ def normalize(
     import orjson
 
     from streams.common.config import IngestLimits
-    from streams.ingest.windows import failure_reason, implausible_reason
+    from streams.common.text import terminal_safe
     from streams.ingest.normalize import Rejected, decode_message
     from streams.ingest.normalize import normalize as norm
     from streams.ingest.pricing import Pricer
-    from streams.common.text import terminal_safe
+    from streams.ingest.windows import failure_reason, implausible_reason
 
     _, pol = _load(policy)
     pricer = Pricer(pol.price_overrides())
@@ -473,7 +473,7 @@ def alerts_test(
                 prior = None
                 actions = ["trigger", "resolve"] if resolve else ["trigger"]
                 for i, action in enumerate(actions):
-                    n = SpikeNotification(**{**base, "action": action, "seq": base["seq"] + i,  # type: ignore[arg-type]
+                    n = SpikeNotification(**{**base, "action": action, "seq": base["seq"] + i,
                                         "reason": "resolved" if action == "resolve" else "first",
                                         "ended_at": now if action == "resolve" else None})
                     res = await deliver_with_retry(sink, n, prior, max_attempts=3)
@@ -536,7 +536,7 @@ def report_cmd(
     base = (api or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
     url = f"{base}/api/report?{urllib.parse.urlencode(query)}"
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - the operator's own worker
+        with urllib.request.urlopen(url, timeout=30) as resp:
             body = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:

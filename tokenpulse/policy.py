@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -66,7 +66,7 @@ class _InnerError(ValueError):
 def _finite_numbers(value: Any, inner: tuple[Any, ...] = ()) -> None:
     """Refuse a number that is not finite or does not fit 64 bits (an integer) or a double (a
     decimal), anywhere inside ``value`` (lists and mappings too, e.g. detector params)."""
-    if isinstance(value, bool) or isinstance(value, BaseModel):
+    if isinstance(value, (bool, BaseModel)):
         return  # a nested section checked its own fields
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -147,7 +147,7 @@ class AlertPolicyModel(_Strict):
     fire_after_windows: int = Field(default=1, ge=1)
     page_min_severity: Literal["info", "warning", "critical"] = "critical"
     # Grouping and inhibition (see alerts.engine.AlertEngine); times in event-time seconds.
-    group_by: list[Literal["team", "model", "provider", "user", "org"]] = Field(default_factory=lambda: ["team"])
+    group_by: list[Literal["team", "model", "provider", "user", "org"]] = ["team"]  # pydantic copies it per instance
     group_wait_s: float = Field(default=0.0, ge=0)
     group_interval_s: float = Field(default=300.0, ge=0)
     inhibit_by_org: bool = True
@@ -181,7 +181,7 @@ class SilencePolicy(_Strict):
     @field_validator("starts_at", "ends_at")
     @classmethod
     def _utc(cls, v: datetime | None) -> datetime | None:
-        return v if v is None or v.tzinfo else v.replace(tzinfo=timezone.utc)
+        return v if v is None or v.tzinfo else v.replace(tzinfo=UTC)
 
     @model_validator(mode="after")
     def _ordered(self) -> SilencePolicy:
@@ -610,7 +610,7 @@ class Policy(_Strict):
         # window of the first series.
         from detectors import make_detector
 
-        sets = [(("detector", "params"), self.detector.params)]
+        sets: list[tuple[tuple[str | int, ...], dict[str, Any]]] = [(("detector", "params"), self.detector.params)]
         for i, o in enumerate(self.detector.overrides):
             sets.append((("detector", "overrides", i, "params"), merge_params(self.detector.params, o.params)))
         from detectors import DETECTORS
@@ -709,8 +709,8 @@ class Policy(_Strict):
         for i, b in enumerate(self.budgets):
             if b.parent is None:
                 continue
-            j = names.get(b.parent)
-            parent = self.budgets[j] if j is not None and self.budgets[j].name == b.parent else None
+            pj = names.get(b.parent)
+            parent = self.budgets[pj] if pj is not None and self.budgets[pj].name == b.parent else None
             if parent is None or parent.scope:
                 raise _LocatedError(("budgets", i, "parent"),
                                     f"parent {_short(b.parent)} is not an org budget of this policy")
@@ -773,7 +773,7 @@ class Policy(_Strict):
         out = []
         for b in self.budgets:
             tz = b.timezone or self.budget_timezone
-            common = {
+            common: dict[str, Any] = {
                 "unit": b.unit,
                 "period": b.period,
                 "tz": tz,
@@ -974,9 +974,9 @@ def parse_policy(text: str | bytes, source: str = "<policy>", *,
                 loc, msg = cause.loc, cause.message
             elif isinstance(cause, _InnerError):
                 loc, msg = (*loc, *cause.inner), cause.message
-            line = _line_of(node, loc)
+            at = _line_of(node, loc)
             path = ".".join(_loc_part(p) for p in loc) or "(top level)"
-            msgs.append(_cap(f"{source}:{line}: {path}: {msg}"))
+            msgs.append(_cap(f"{source}:{at}: {path}: {msg}"))
         if len(errors) > _MAX_ERRORS:
             msgs.append(f"{source}: … and {len(errors) - _MAX_ERRORS} more errors")
         raise PolicyError("\n".join(msgs)) from None

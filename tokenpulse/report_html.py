@@ -26,7 +26,7 @@ import time
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +233,7 @@ def downsample(tr: SeriesTrace, window_s: int, keep: Sequence[tuple[float, float
         lo, hi = np.searchsorted(w, a - window_s, "left"), np.searchsorted(w, b, "right")
         kept[lo:hi] = True
     rest = ~kept
-    parts = [(mid[kept], obs[kept], obs[kept], exp[kept], up[kept])]
+    parts: list[tuple[np.ndarray, ...]] = [(mid[kept], obs[kept], obs[kept], exp[kept], up[kept])]
     if rest.any():
         wr = w[rest]
         bid = np.floor(wr / bucket).astype(np.int64)
@@ -247,7 +247,8 @@ def downsample(tr: SeriesTrace, window_s: int, keep: Sequence[tuple[float, float
                       mean(exp), mean(up)))
     cols = [np.concatenate([p[i] for p in parts]) for i in range(5)]
     order = np.argsort(cols[0], kind="stable")
-    got = Plotted(*(c[order] for c in cols), bucket_s=bucket)
+    x, o, o_max, e, u = (c[order] for c in cols)
+    got = Plotted(x, o, o_max, e, u, bucket_s=bucket)
     return _with_gaps(got, 3 * bucket)
 
 
@@ -363,9 +364,9 @@ def _draw(ax: Any, p: Plotted, spans: Sequence[Span], scale: tuple[str, float, f
     ax.set_ylim(bottom if kind == "log" else 0.0, top * (1.05 if clip is not None else 1.0))
     ax.set_xlim(x0 / day, x1 / day)
     # a zoomed panel is a quarter of the width: fewer, coarser ticks
-    loc = mdates.AutoDateLocator(tz=timezone.utc, minticks=3 if zoom else 5, maxticks=6 if zoom else 10)
+    loc = mdates.AutoDateLocator(tz=UTC, minticks=3 if zoom else 5, maxticks=6 if zoom else 10)
     ax.xaxis.set_major_locator(loc)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc, tz=timezone.utc))
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc, tz=UTC))
     ax.yaxis.set_major_formatter(_usd_formatter())
     if kind == "log":
         from matplotlib.ticker import NullFormatter
@@ -399,7 +400,7 @@ def _clusters(spans: Sequence[Span], join: float) -> list[tuple[float, float, li
     for s in xs:
         if out and s.start <= out[-1][1] + join:
             a, b, ss = out[-1]
-            out[-1] = (a, max(b, s.end), ss + [s])
+            out[-1] = (a, max(b, s.end), [*ss, s])
         else:
             out.append((s.start, s.end, [s]))
     return out
@@ -433,7 +434,7 @@ def render_chart(name: str, tr: SeriesTrace, spans: Sequence[Span], window_s: in
     keep = [(s.start - 1800, s.end + 1800) for s in spans if s.kind in ("alert", "should") and s.end - s.start <= 12 * 3600]
     p = downsample(tr, window_s, keep)
     scale = _scale(p)
-    kind, _, top, clip = scale
+    kind, _, _top, clip = scale
     clusters = _clusters(spans, 1800)
     shown = _worth_zooming(clusters, MAX_ZOOMS)
     notes = []
@@ -505,7 +506,8 @@ def _legend(ax: Any, bucketed: bool, clipped: bool, inhibited: bool) -> list[Any
         out.append(mpatches.Patch(color=_COLOURS["band"], alpha=0.6, label="observed, max"))
     out += [mlines.Line2D([], [], color=_COLOURS["observed"], lw=1.2, label="observed" + (" (mean)" if bucketed else "")),
             mlines.Line2D([], [], color=_COLOURS["expected"], lw=1.2, label="expected"),
-            mlines.Line2D([], [], color=_COLOURS["bound"], lw=1.2, ls="--", label="alert bound" + (" (clipped)" if clipped else "")),
+            mlines.Line2D([], [], color=_COLOURS["bound"], lw=1.2, ls="--",
+                          label="alert bound" + (" (clipped)" if clipped else "")),
             mpatches.Patch(color=_COLOURS["alert"], alpha=0.35, label="alert: firing → resolved"),
             mpatches.Patch(facecolor=_COLOURS["should"], alpha=0.45, label="incident: should alert"),
             mpatches.Patch(facecolor="white", edgecolor=_COLOURS["should_not"], hatch="///", label="should not alert")]
@@ -549,7 +551,7 @@ def _duration(s: float) -> str:
 
 
 def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%a %Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%a %Y-%m-%d %H:%M UTC")
 
 
 # ------------------------------------------------------------------ which charts ----
@@ -861,7 +863,7 @@ def _epoch(v: Any) -> float:
 def _iso(ts: float | None) -> str:
     if ts is None:
         return "–"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def write_report(path: Path | str, res: Any, trace: WindowTrace, *, window_seconds: int,

@@ -92,9 +92,8 @@ def run_worker(cfg: StreamConfig, loglevel: str = "info", reload: PolicySource |
     policy file (or SIGHUP) reloads the policy (see ``streams.worker.reload``)."""
     import faust
 
-    from streams.worker.app import create_app
-
     from streams.common.text import install_safe_logging
+    from streams.worker.app import create_app
 
     install_safe_logging()  # names and reasons in log lines cannot forge a line or drive the terminal
     os.makedirs(cfg.data_dir, exist_ok=True)

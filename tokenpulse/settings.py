@@ -34,8 +34,10 @@ class Settings(BaseSettings):
     web_host: str = Field(default="127.0.0.1", description="Interface the API binds to.")
     window_seconds: int = Field(default=60, ge=1, le=86400, description="Tumbling window length in seconds.")
     lateness_seconds: float = Field(default=10.0, ge=0, description="Allowed lateness of events before a window closes.")
-    idle_grace_seconds: float = Field(default=10.0, ge=0, description="How long a quiet partition waits before its clock follows the wall clock.")
-    usage_partitions: int = Field(default=4, ge=1, le=1024, description="Partitions of the usage topic when tokenpulse creates it.")
+    idle_grace_seconds: float = Field(
+        default=10.0, ge=0, description="How long a quiet partition waits before its clock follows the wall clock.")
+    usage_partitions: int = Field(
+        default=4, ge=1, le=1024, description="Partitions of the usage topic when tokenpulse creates it.")
     topic_prefix: str = Field(default="tokenpulse", description="Prefix of every topic name.")
     app_id: str = Field(default="tokenpulse", description="Kafka consumer group / Faust app id.")
     data_dir: Path = Field(default=Path(".tokenpulse"), description="Local state directory of the worker.")

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 # (provider, model, typical input tokens, typical output tokens, share of calls)
@@ -86,7 +86,7 @@ class Spike:
 def diurnal(ts: float, tz_offset_h: int = 0) -> float:
     """Relative activity at a moment: busy working hours, quiet nights, lighter weekends."""
     local = ts + tz_offset_h * 3600
-    dt = datetime.fromtimestamp(local, tz=timezone.utc)
+    dt = datetime.fromtimestamp(local, tz=UTC)
     hour = dt.hour + dt.minute / 60
     day = 0.15 + 0.85 * math.exp(-((hour - 14) ** 2) / (2 * 3.2**2))
     weekend = 0.35 if dt.weekday() >= 5 else 1.0
@@ -111,7 +111,7 @@ class Simulator:
     def team_rate(self, team: Team, ts: float, sim_start: float) -> float:
         r = self.rate * team.share * diurnal(ts, team.tz_offset_h)
         if team.nightly_batch:
-            dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+            dt = datetime.fromtimestamp(ts, tz=UTC)
             if dt.hour == 2 and dt.minute < 30:
                 r += self.rate * team.share * 2.0
         for s in self.spikes:

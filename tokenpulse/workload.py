@@ -66,10 +66,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from streams.ingest.pricing import Pricer
@@ -255,7 +256,7 @@ class Workload:
 
 # ------------------------------------------------------------------ helpers ----------
 def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(round(ts, 3), tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(round(ts, 3), tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -279,7 +280,7 @@ class _Chunks:
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, ...]] = []
 
-    def add(self, ts: np.ndarray, team: int, user: np.ndarray, model: np.ndarray, tool: np.ndarray,
+    def add(self, ts: np.ndarray, team: int, user: npt.ArrayLike, model: npt.ArrayLike, tool: npt.ArrayLike,
             inp: np.ndarray, out: np.ndarray, cr: np.ndarray) -> None:
         n = ts.shape[0]
         if n == 0:
@@ -345,7 +346,7 @@ class _Plan:
 
 
 # ------------------------------------------------------------------ generator --------
-def generate(seed: int = 0, days: float = 21.0, *, start: float = DEFAULT_START,
+def generate(seed: int = 0, days: float = 21.0, *, start: float = DEFAULT_START,  # noqa: C901 - the scenario as one script, read top to bottom
              burn_in_days: float | None = None, scale: float = 1.0, org: str = "acme") -> Workload:
     """Make ``days`` of labelled history from ``start`` (epoch seconds; default a Monday).
 
@@ -525,7 +526,7 @@ def generate(seed: int = 0, days: float = 21.0, *, start: float = DEFAULT_START,
         return prices.cost(m, inp, out, cr)
 
     # runaway agent loops: one user, one model, a context growing call after call
-    for k in range(n_each):
+    for _ in range(n_each):
         team = established[int(rng.integers(len(established)))]
         dur = float(rng.uniform(15, 60)) * MINUTE
         s = pick_time(team, dur)
@@ -590,7 +591,7 @@ def generate(seed: int = 0, days: float = 21.0, *, start: float = DEFAULT_START,
 
     # short large bursts: 10-20x the team's rate for a few minutes
     bursty = [t for t in established if t.bursty]
-    for k in range(n_each):
+    for _ in range(n_each):
         team = bursty[int(rng.integers(len(bursty)))]
         dur = float(rng.uniform(2, 6)) * MINUTE
         s = pick_time(team, dur, local_hours=(10.0, 17.0), weekdays=True)

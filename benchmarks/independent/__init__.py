@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .generator import ARCHETYPES, Events, generate
 from .prices import MODELS, cost
-from .teams import DEFAULT_TEAMS, JobSpec, TeamSpec, TeamsFileError, ToolSpec, load_teams
+from .teams import DEFAULT_TEAMS, JobSpec, TeamsFileError, TeamSpec, ToolSpec, load_teams
 
 __all__ = ["ARCHETYPES", "DEFAULT_TEAMS", "Events", "JobSpec", "MODELS", "TeamSpec", "TeamsFileError",
            "ToolSpec", "cost", "generate", "load_teams"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -23,7 +23,7 @@ def _start(s: str) -> float:
         dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not RFC 3339: {s!r}") from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import math
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -25,9 +25,9 @@ from .prices import MODEL_NAMES, MODELS, P_CR, P_CW, P_IN, P_OUT, WINDOW, WRITES
 from .teams import DEFAULT_TEAMS, WEEKDAYS, TeamSpec, ToolSpec
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
-BASE_START = datetime(2025, 3, 3, tzinfo=timezone.utc)  # a Monday
+BASE_START = datetime(2025, 3, 3, tzinfo=UTC)  # a Monday
 ORG = "acme"
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MODEL_INDEX = {n: i for i, n in enumerate(MODEL_NAMES)}
 PROVIDERS = [MODELS[n].provider for n in MODEL_NAMES]
 MAX_OUTPUT = 64_000
@@ -208,7 +208,7 @@ def _local_seconds(t: np.ndarray, tz: ZoneInfo) -> np.ndarray:
     """Local wall-clock seconds since the epoch for UTC epoch seconds ``t`` (hourly offsets)."""
     hours = np.floor(t / HOUR).astype(np.int64)
     uniq = np.unique(hours)
-    offs = np.array([tz.utcoffset(datetime.fromtimestamp(h * HOUR, timezone.utc)).total_seconds()
+    offs = np.array([tz.utcoffset(datetime.fromtimestamp(h * HOUR, UTC)).total_seconds()
                      for h in uniq.tolist()])
     return t + offs[np.searchsorted(uniq, hours)]
 
@@ -377,7 +377,7 @@ class _History:
             if acc + share[i] / 2 <= spec.native_share:
                 native[i] = True
                 acc += share[i]
-        for u, nat in zip(users.tolist(), native.tolist()):
+        for u, nat in zip(users.tolist(), native.tolist(), strict=True):
             self.native_user[u] = nat
         tools = []
         contexts = []
@@ -592,7 +592,7 @@ class _History:
         """Per model: the team's tokens of a normal day (uncached, read, write, output)."""
         out: dict[int, np.ndarray] = {}
         for tr in team.tools:
-            for m, w in zip(tr.models.tolist(), tr.weights.tolist()):
+            for m, w in zip(tr.models.tolist(), tr.weights.tolist(), strict=True):
                 out[m] = out.get(m, 0) + tr.sessions_per_day * w * tr.tokens_per_session[m]
         for j, job in enumerate(team.spec.jobs):
             m = team.job_models[j]
@@ -703,9 +703,7 @@ class _History:
             return False
         if any(a < y + gap and x - gap < b for x, y in team.spans):
             return False
-        if runs_gap is not None and any(a < y + runs_gap and x - runs_gap < b for x, y, _ in team.runs):
-            return False
-        return True
+        return not (runs_gap is not None and any(a < y + runs_gap and x - runs_gap < b for x, y, _ in team.runs))
 
     def _positives(self) -> None:
         """Place the should-alert incidents (SPEC.md §5.1): every kind at least once and, when
@@ -1095,7 +1093,7 @@ class Events:
         for lo in range(0, len(self.rows), 50_000):
             rows = self.rows[lo:lo + 50_000]
             # Python values one chunk at a time: a whole 21-day history of them takes GBs
-            chunk = zip(rows.tolist(), *(col[rows].tolist() for col in columns))
+            chunk = zip(rows.tolist(), *(col[rows].tolist() for col in columns), strict=True)
             for i, t_ms, team, user, tool, model, inp, out, cr, cw, cost, shape in chunk:
                 h = ids[32 * i: 32 * i + 32]
                 eid = f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:32]}"
@@ -1145,7 +1143,7 @@ def generate(seed: int, days: float = 21, burn_in_days: float = 7, teams: Sequen
     ``negatives=False`` drops the holiday, growth, migration and blips (scheduled jobs stay).
     """
     if isinstance(start, datetime):
-        start = (start if start.tzinfo else start.replace(tzinfo=timezone.utc)).timestamp()
+        start = (start if start.tzinfo else start.replace(tzinfo=UTC)).timestamp()
     hist = _History(seed, days, burn_in_days, tuple(teams or DEFAULT_TEAMS), start, positives, negatives)
     hist.build()
     events = hist.events()

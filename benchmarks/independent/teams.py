@@ -139,7 +139,7 @@ def load_teams(path: str | Path) -> tuple[TeamSpec, ...]:
     return teams
 
 
-def team_from_dict(d: Any, where: str = "team") -> TeamSpec:
+def team_from_dict(d: Any, where: str = "team") -> TeamSpec:  # noqa: C901 - one check per field of the teams file
     """One :class:`TeamSpec` from a mapping; errors name ``where`` and the field."""
     if not isinstance(d, dict):
         raise TeamsFileError(f"{where}: must be a mapping")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.integration.apache_kafka import ApacheKafka, available, fetch  # noqa: E402
+from tests.integration.apache_kafka import ApacheKafka, available, fetch
 
 N = 1000
 PARTITIONS = 4
@@ -102,13 +102,14 @@ def faust_join(bootstrap: str, workdir: Path) -> float:
     topic = app.topic("smoke-faust-in", value_type=bytes, value_serializer="raw")
     worker = faust.Worker(app, loglevel="warning", redirect_stdouts=False, quiet=True)
     got: dict[str, float] = {}
+    stopping: list[asyncio.Future[None]] = []  # held, so the loop does not drop the task
     t0 = time.monotonic()
 
     @app.agent(topic)
     async def agent(stream):  # type: ignore[no-untyped-def]
         async for _value in stream:
             got.setdefault("t", time.monotonic() - t0)
-            asyncio.ensure_future(worker.stop())
+            stopping.append(asyncio.ensure_future(worker.stop()))
 
     @app.task
     async def feed() -> None:
@@ -117,7 +118,7 @@ def faust_join(bootstrap: str, workdir: Path) -> float:
     @app.timer(interval=60.0)
     async def give_up() -> None:
         if "t" not in got:
-            asyncio.ensure_future(worker.stop())
+            stopping.append(asyncio.ensure_future(worker.stop()))
 
     try:
         worker.execute_from_commandline()

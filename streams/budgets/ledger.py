@@ -7,8 +7,9 @@ replay drive the same class.
 
 Which budgets a partition owns: every budget reads exactly one series (``org``, ``team=ads``,
 ``user=bob``...), and every series of the org is judged on the org's partition
-(:func:`streams.common.partitioning.judge_partition`), so :func:`budgets_for_partition` gives each budget a single owner. The ledger state of a budget,
-its fired thresholds included, therefore lives in one place at a time; after a restart or a
+(:func:`streams.common.partitioning.judge_partition`), so :func:`budgets_for_partition` gives each
+budget a single owner. The ledger state of a budget, its fired thresholds included, therefore
+lives in one place at a time; after a restart or a
 rebalance the new owner restores it (:meth:`BudgetLedger.restore`) and does not fire again what
 was already fired. The threshold event's key (``budget:{name}:{period}:{threshold}``) is
 deterministic too, so in the narrow gap between emitting an event and persisting the fired mark
@@ -43,9 +44,9 @@ from alerts.model import BudgetNotification
 from detectors.forecast import BurnForecaster, Forecast, burn_alert
 from streams.budgets.decisions import ON_EXHAUSTED, decision_record, desired_decision
 from streams.common.dimensions import series_key
-from streams.ingest.windows import NANO
 from streams.common.partitioning import judge_partition
 from streams.common.periods import Period
+from streams.ingest.windows import NANO
 
 __all__ = [
     "BudgetEvent",

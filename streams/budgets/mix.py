@@ -33,8 +33,8 @@ import orjson
 from alerts.model import MixNotification
 from streams.common.dimensions import TEAM_MODEL, parse_series, series_key
 from streams.common.partitioning import judge_partition
-from streams.ingest.windows import NANO
 from streams.common.periods import Period
+from streams.ingest.windows import NANO
 
 __all__ = ["MixAlertSpec", "MixEvent", "MixWatch", "is_internal", "mix_crossings", "mix_notification", "mix_owner",
            "mix_rows"]

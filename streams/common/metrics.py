@@ -27,7 +27,8 @@ HELP = {
     "digest_waiting_notifications": "Notifications collected for a channel's digests not posted yet.",
     "consumer_lag": "Messages not yet consumed, per usage partition.",
     "events_unpriced_total": "Events of models without a known price (counted at $0).",
-    "policy_reloads_total": "Policy reloads by result (ok: the new policy is in force; error: it was invalid, the running one stays).",
+    "policy_reloads_total": (
+        "Policy reloads by result (ok: the new policy is in force; error: it was invalid, the running one stays)."),
     "policy_last_reload_successful": "1 when the last policy reload succeeded (or none was tried), 0 after a failed one.",
 }
 
@@ -71,6 +72,6 @@ class Metrics:
                 full = f"tokenpulse_{name}"
                 lines.append(f"# HELP {full} {HELP.get(name, name)}")
                 lines.append(f"# TYPE {full} {kind}")
-                for labels, value in sorted(table[name].items()):
-                    lines.append(f"{full}{labels} {value:g}")
+                for shown, value in sorted(table[name].items()):
+                    lines.append(f"{full}{shown} {value:g}")
         return "\n".join(lines) + "\n"

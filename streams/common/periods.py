@@ -22,7 +22,7 @@ first one -- the day starts at its first instant either way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,7 +39,7 @@ def rfc3339(ts: float) -> str:
     >>> rfc3339(1767225600.5)
     '2026-01-01T00:00:00.500000Z'
     """
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 @lru_cache(maxsize=256)

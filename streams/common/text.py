@@ -108,7 +108,7 @@ def safe_strings(value: Any, depth: int = 64) -> Any:
 
 
 class _SafeRecord(logging.LogRecord):
-    def getMessage(self) -> str:  # noqa: N802 - logging's name
+    def getMessage(self) -> str:  # logging's name
         return terminal_safe(super().getMessage())
 
 

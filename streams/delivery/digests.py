@@ -39,8 +39,8 @@ from alerts.receivers.slack import SlackSink
 from alerts.receivers.slack.render import digest_message
 from alerts.retry import retry_call
 from alerts.sinks import DeliveryResult, redact
-from streams.delivery.outbox import Deliverer
 from streams.common.metrics import Metrics
+from streams.delivery.outbox import Deliverer
 
 log = logging.getLogger("tokenpulse.digests")
 

@@ -291,7 +291,7 @@ class Deliverer:
         entries = await asyncio.gather(
             *(self._deliver_to(name, n, record, state.get(name) or {}, name in wanted) for name in names)
         )
-        for name, entry in zip(names, entries):
+        for name, entry in zip(names, entries, strict=True):
             if entry is not None:
                 state[name] = entry
         self.note_state(n.key, state)
@@ -305,7 +305,7 @@ class Deliverer:
         state: dict[str, Any] = {k: dict(v) for k, v in (prior or {}).items()}
         names = [k for k, e in state.items() if isinstance(e, dict) and e.get("pending")]
         entries = await asyncio.gather(*(self._flush(name, state[name]) for name in names))
-        for name, entry in zip(names, entries):
+        for name, entry in zip(names, entries, strict=True):
             state[name] = entry
         self.note_state(key, state)
         return state

@@ -23,6 +23,7 @@ Tansu 0.6 answers wrongly) and cannot stop early.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -33,10 +34,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from streams.common.config import StreamConfig
-from streams.ingest.windows import IngestPartition, Partial, failure_reason
 from streams.common.partitioning import judge_partition
 from streams.ingest.pipeline import count_message, dead_letter_record
 from streams.ingest.pricing import Pricer
+from streams.ingest.windows import IngestPartition, Partial, failure_reason
 
 log = logging.getLogger("tokenpulse.ingest")
 
@@ -102,7 +103,7 @@ class IngestLoop:
             for p in list(self.cores):
                 await self.checkpoint(p, time.time())
             await self.drain()
-        except Exception:  # noqa: BLE001 - best effort: the next owner redoes unsaved work
+        except Exception:  # best effort: the next owner redoes unsaved work
             log.exception("final checkpoint failed")
         if self.consumer is not None:
             await self.consumer.stop()
@@ -145,7 +146,7 @@ class IngestLoop:
             offset = rec.offset
             try:
                 count_message(core, rec.value, pricer, now,
-                              lambda raw, reason, index: self._dead_letter(raw, reason, p, offset, index))
+                              lambda raw, reason, index: self._dead_letter(raw, reason, p, offset, index))  # noqa: B023 - called in this iteration
             except Exception as exc:  # noqa: BLE001 - count_message never raises; if it did, skip, never loop
                 core.counters.failed += 1
                 self._dead_letter(rec.value or b"", failure_reason(exc), p, offset)
@@ -160,7 +161,7 @@ class IngestLoop:
             value, headers = dead_letter_record(raw, reason, f"{self.topics['usage']}/{p}/{offset}", index,
                                                 self.cfg.dlq_max_bytes)
             self._send_dead_letter(value, headers)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("could not queue the dead-letter record of %s/%d/%d", self.topics["usage"], p, offset)
 
     def _send_dead_letter(self, value: bytes, headers: list[tuple[str, bytes]]) -> None:
@@ -222,7 +223,7 @@ class IngestLoop:
             raise
         task = asyncio.ensure_future(self._persist(p, pending, changes, offset))
         self._tasks[p] = task
-        task.add_done_callback(lambda t, p=p: self._persisted(p, t))
+        task.add_done_callback(functools.partial(self._persisted, p))
 
     def _persisted(self, p: int, task: asyncio.Future[Any]) -> None:
         self.in_ckpt.discard(p)
@@ -242,7 +243,7 @@ class IngestLoop:
             # DLQ records and window partials are acknowledged before the state that says
             # they were sent.
             results = await asyncio.gather(*pending, return_exceptions=True)
-            failed = [(fut, res) for fut, res in zip(pending, results) if isinstance(res, BaseException)]
+            failed = [(fut, res) for fut, res in zip(pending, results, strict=True) if isinstance(res, BaseException)]
             resend = [self._dlq_records[fut] for fut, _ in failed if fut in self._dlq_records]
             for fut in pending:
                 self._dlq_records.pop(fut, None)
@@ -295,7 +296,7 @@ class IngestLoop:
         # consumer positioned after the last applied offset.
         if tps:
             self.consumer.pause(*tps)
-        for p, tp in zip(new, tps):
+        for p, tp in zip(new, tps, strict=True):
             core = IngestPartition(
                 partition=p,
                 window_seconds=self.cfg.window_seconds,
@@ -325,7 +326,7 @@ class IngestLoop:
                 await self.drain(p)
                 await self.checkpoint(p, now)
                 await self.drain(p)
-            except Exception:  # noqa: BLE001 - the next owner redoes what was not saved
+            except Exception:  # the next owner redoes what was not saved
                 log.exception("checkpoint on revoke failed for partition %d", p)
             self.cores.pop(p, None)
             self.announced.discard(p)

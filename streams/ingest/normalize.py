@@ -27,14 +27,14 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
 import orjson
 
-from streams.ingest.records import UsageEvent
 from streams.common.text import first_unsafe
+from streams.ingest.records import UsageEvent
 
 __all__ = [
     "ONE_CANONICAL",
@@ -60,7 +60,7 @@ _MAX_REASON_SNIPPET = 160
 # (ms sent as s, a zero default, a uint overflow), not a real LLM call.
 _TS_MIN = 946_684_800.0
 _TS_MAX = 4_102_444_800.0
-_UTC = timezone.utc
+_UTC = UTC
 
 # Keys whose presence at the top level identifies a LiteLLM spend-log row or
 # StandardLoggingPayload (neither uses canonical ``input_tokens``).
@@ -319,7 +319,7 @@ def decode_canonical(raw: bytes) -> list[CanonicalEvent] | None:
         value = _CANONICAL.decode(raw)
     except DecodeError:
         return None
-    if type(value) is list:
+    if isinstance(value, list):
         for ev in value:
             if not tidy_canonical(ev):
                 return None
@@ -855,7 +855,7 @@ def _count(v: Any, name: str) -> int:
     elif v is None:
         return 0
     elif t is float:
-        if 0 <= v and v.is_integer():
+        if v >= 0 and v.is_integer():
             if v < _TWO_63:
                 return int(v)
             raise Rejected(f"{name} is too large (at most 2^63-1), got {_short(v)}")

@@ -26,9 +26,9 @@ from collections.abc import Callable
 import orjson
 
 from streams.common.config import DLQ_MAX_BYTES
-from streams.ingest.windows import Implausible, IngestPartition, failure_reason
 from streams.ingest.normalize import Rejected, _fast_canonical, decode_canonical, decode_message, normalize
 from streams.ingest.pricing import Pricer
+from streams.ingest.windows import Implausible, IngestPartition, failure_reason
 
 __all__ = ["OnReject", "count_message", "dead_letter_record"]
 
@@ -38,7 +38,7 @@ OnReject = Callable[[bytes, str, "int | None"], None]
 REASON_MAX_CHARS = 1000  # a reason header; the reasons themselves stay far below it
 
 
-def count_message(core: IngestPartition, raw: bytes | None, pricer: Pricer, now: float, on_reject: OnReject) -> None:
+def count_message(core: IngestPartition, raw: bytes | None, pricer: Pricer, now: float, on_reject: OnReject) -> None:  # noqa: C901 - the hot path: the lanes and their guards inline
     """Count every usage event in one message; hand each reject to ``on_reject``.
 
     Never raises on any input (``on_reject`` raising included: that reject is lost, not the

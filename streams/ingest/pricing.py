@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from streams.ingest.records import UsageEvent
@@ -218,7 +218,7 @@ class _Resolved:
                     return rates
             else:
                 if when is None:
-                    when = datetime.fromtimestamp(ts, timezone.utc)
+                    when = datetime.fromtimestamp(ts, UTC)
                 if window.active(when):
                     return rates
         return self.fallback
@@ -272,7 +272,7 @@ def _from_genai_prices(provider: str, model: str) -> _Resolved | None:
 
 
 def _utc_midnight(d: date) -> float:
-    return datetime(d.year, d.month, d.day, tzinfo=timezone.utc).timestamp()
+    return datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp()
 
 
 def _rates_from_model_price(mp: Any) -> Rates | None:

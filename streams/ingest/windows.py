@@ -7,8 +7,9 @@ Why it aggregates per *cell* (org, team, provider, model, user:
 :class:`streams.common.dimensions.Cell`) instead of per series: an event then costs one dict
 update, and the series of every dimension (``org``, ``team=…``, ``team=…|model=…``,
 ``provider=…``, plus the spend-only ``model=…`` and ``user=…``) are expanded once per window
-when it closes (:func:`streams.common.dimensions.series_of`). Costs are summed as integer nano-dollars so totals stay exact. A run of
-events is counted by :meth:`IngestPartition.add_events`, the same steps as :meth:`~IngestPartition.add`
+when it closes (:func:`streams.common.dimensions.series_of`). Costs are summed as integer
+nano-dollars so totals stay exact. A run of events is counted by
+:meth:`IngestPartition.add_events`, the same steps as :meth:`~IngestPartition.add`
 without the per-call overhead (the fast lane of :func:`streams.ingest.pipeline.count_message` and of
 the replay).
 
@@ -228,6 +229,7 @@ class IngestPartition:
         w = int(ts // ws) * ws
         eid = ev.event_id
         seen = self.ids.get(w)
+        new: list[str] | None
         if seen is None:
             seen = self.ids[w] = set()
             self._new_ids[w] = new = []
@@ -267,7 +269,7 @@ class IngestPartition:
         self.counters.accepted += 1
         return "late" if late else "accepted"
 
-    def add_events(
+    def add_events(  # noqa: C901 - the hot loop, inlined for speed (benchmarks.lanes)
         self,
         events: Sequence[UsageEvent],
         wall_now: float,
@@ -537,7 +539,7 @@ class IngestPartition:
         for key, value in items:
             if value is None:
                 continue
-            kind, _, rest = key.partition("|")
+            kind, _, _rest = key.partition("|")
             if kind == "meta":
                 self.max_ts = value["max_ts"]
                 self.wall_at_max = wall_now if self.max_ts is not None else None
@@ -549,7 +551,7 @@ class IngestPartition:
                 self._next_chunk = int(value.get("next_chunk", 0))
             elif kind == "wins":
                 self.windows = {
-                    int(w): {tuple(r[:5]): [int(x) for x in r[5:]] for r in rows}  # type: ignore[misc]
+                    int(w): {tuple(r[:5]): [int(x) for x in r[5:]] for r in rows}
                     for w, rows in value
                 }
             elif kind == "ids":

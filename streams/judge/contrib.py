@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from alerts.model import Contributor
 from streams.ingest.windows import NANO
 
 __all__ = ["DAY", "MAX_TRACKED", "ContributorMix", "top_spenders"]
@@ -34,12 +35,12 @@ MAX_TRACKED = 64
 TOP = 5
 
 
-def _entry(name: str, nusd: int) -> dict[str, Any]:
+def _entry(name: str, nusd: int) -> Contributor:
     kind, _, who = name.partition(":")
     return {"kind": kind, "name": who, "usd": round(nusd / NANO, 6)}
 
 
-def top_spenders(contrib: dict[str, int], k: int = TOP) -> list[dict[str, Any]]:
+def top_spenders(contrib: dict[str, int], k: int = TOP) -> list[Contributor]:
     """The ``k`` contributors that spent most in a window (ties by name)."""
     top = sorted(contrib.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
     return [_entry(name, nusd) for name, nusd in top]
@@ -81,7 +82,7 @@ class ContributorMix:
             elif len(cur) < MAX_TRACKED:
                 cur[name] = nusd
 
-    def excess(self, contrib: dict[str, int], expected_usd: float, k: int = TOP) -> list[dict[str, Any]]:
+    def excess(self, contrib: dict[str, int], expected_usd: float, k: int = TOP) -> list[Contributor]:
         """The ``k`` contributors of a window that spent most above their usual share of
         ``expected_usd``, each with ``usd`` (spent), ``expected_usd`` and ``excess_usd``;
         only those above their share. Without any history yet (or when nobody is above

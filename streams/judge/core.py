@@ -19,8 +19,8 @@ from typing import Any
 
 from alerts import AlertEngine, Notification, Signal
 from detectors import Detector
-from streams.judge.contrib import ContributorMix
 from streams.ingest.windows import NANO, Partial
+from streams.judge.contrib import ContributorMix
 
 _ZERO_SUMS = [0, 0, 0, 0, 0, 0]  # read-only: a window without traffic
 _NO_CONTRIB: dict[str, int] = {}
@@ -166,7 +166,7 @@ class JudgeCore:
         applied = cur["v"]
         if seqs and all(sq in applied.get(str(src), ()) for src, sq in seqs.items()):
             return  # a redelivered message: already counted
-        cur["s"] = [a + b for a, b in zip(cur["s"], sums)]
+        cur["s"] = [a + b for a, b in zip(cur["s"], sums, strict=False)]
         for src, sq in seqs.items():
             got = applied.get(str(src))
             if got is None:
@@ -212,7 +212,7 @@ class JudgeCore:
         self.done_until = w
         self._dirty.add("meta")
 
-    def _judge_window(self, w: int, out: JudgeOutput) -> None:
+    def _judge_window(self, w: int, out: JudgeOutput) -> None:  # noqa: C901 - per window: merge, detect, judge in one pass (the judge's hot path)
         W = self.window_seconds
         end = w + W
         by_series = self.pending.pop(w, {})
@@ -246,9 +246,9 @@ class JudgeCore:
         for series, info in self.series.items():
             if info.last_end >= end:
                 continue  # already judged (a redelivered message)
-            per_src = by_series.get(series)
-            if per_src:
-                sums, contrib = _merge(per_src)
+            parts = by_series.get(series)
+            if parts:
+                sums, contrib = _merge(parts)
             else:
                 sums, contrib = _ZERO_SUMS, _NO_CONTRIB
             observed = sums[0] / NANO
@@ -279,7 +279,7 @@ class JudgeCore:
                 # starts an alert on a window the detector did not flag nor keeps state for it
                 # (tests/streams/judge/test_judge_fast.py holds it to that): no Signal, no top
                 # contributors, no call, for nearly every window.
-                if per_src:
+                if parts:
                     info.mix.learn(w, contrib, sums[0])
                 continue
             signal = Signal(

@@ -38,8 +38,8 @@ from typing import Any
 import orjson
 
 from streams.common.config import StreamConfig
-from streams.common.partitioning import judge_partition
 from streams.common.metrics import Metrics
+from streams.common.partitioning import judge_partition
 from streams.reports.core import (
     ReportDue,
     ReportScheduler,
@@ -116,10 +116,10 @@ class Reporting:
         sched = self._scheduler(q)
         for spec, due in sched.due(float(wm)):
             part = self.part(q, spec, due, now=due.due_at)
-            body = {"key": spec.key(due.period_id), "name": spec.name, "q": q, "n": self.n, "due": due.to_dict(),
-                    "part": part}
+            rkey = spec.key(due.period_id)
+            body = {"key": rkey, "name": spec.name, "q": q, "n": self.n, "due": due.to_dict(), "part": part}
             assert self.send_part is not None and self.persist is not None
-            await self.send_part(body["key"].encode(), orjson.dumps(body), report_owner(spec, self.n))
+            await self.send_part(rkey.encode(), orjson.dumps(body), report_owner(spec, self.n))
             key, value = sched.mark(spec.name, due.period_id)
             self.persist(self.table, q, f"{q}|{key}", value)
 
@@ -132,6 +132,7 @@ class Reporting:
 
     # -- the owner: merge, build, outbox ---------------------------------------------------
     async def merge_part(self, o: int, body: dict[str, Any]) -> None:
+        assert self.send_note is not None and self.persist is not None
         key = str(body["key"])
         if self.table.data.get(f"{o}|done|{key}") is not None:
             return  # built already: a part sent again after a crash
@@ -147,7 +148,6 @@ class Reporting:
         due = ReportDue.from_dict(body["due"])
         report = build_report(spec, due, [parts[k] for k in sorted(parts, key=int)], self.cfg.internal_models)
         note = report_notification(report, spec, self.cfg.dashboard_url)
-        assert self.send_note is not None and self.persist is not None
         await self.send_note(note.key.encode(), orjson.dumps(note.to_dict()), o)
         self.metrics.inc("reports_sent_total", labels={"period": spec.period})
         log.info("report %s for %s: %d parts, total $%.2f", spec.name, due.period_id, n, report["total"]["usd"])
@@ -159,6 +159,7 @@ class Reporting:
     def _prune(self, o: int, spec: ReportSpec) -> None:
         """Keep the newest :data:`DONE_KEPT` done marks of a report, and drop parts of its
         periods older than the newest done one (a partition that skipped a period)."""
+        assert self.persist is not None
         done_prefix, parts_prefix = f"{o}|done|report:{spec.name}:", f"{o}|parts|report:{spec.name}:"
         done = sorted(k for k in list(self.table.data) if k.startswith(done_prefix))
         for k in done[:-DONE_KEPT]:

@@ -58,17 +58,24 @@ from streams.worker.web import register_views
 
 log = logging.getLogger("tokenpulse.worker")
 
-RAW = {"value_serializer": "raw", "key_serializer": "raw"}
+RAW: dict[str, Any] = {"value_serializer": "raw", "key_serializer": "raw"}
 
 
-def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.App:
+class WorkerApp(faust.App):
+    """The Faust app with the worker's state beside it: ``app.tokenpulse``, what the views,
+    tests and benchmarks read."""
+
+    tokenpulse: WorkerState
+
+
+def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerApp:
     """Build the worker app. Nothing connects until the app is started.
 
     ``reload``: where the policy came from and how to build a config from a new version of it;
     the worker then polls the file every ``reload.interval`` seconds and reloads on SIGHUP
     (:mod:`streams.worker.reload`). None: the policy is fixed for the worker's life."""
     topics, n = cfg.topics, cfg.usage_partitions
-    app = faust.App(cfg.app_id, **faust_settings(cfg))
+    app = WorkerApp(cfg.app_id, **faust_settings(cfg))
     windows = app.topic(topics["windows"], partitions=n, **RAW)
     outbox = app.topic(topics["outbox"], partitions=n, **RAW)
     decisions = app.topic(topics["decisions"], partitions=n, compacting=True, **RAW)
@@ -125,7 +132,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
     app.timer(interval=delivery.retry_interval, name="deliver_retry")(delivery.retry)
     app.timer(interval=delivery.digester.interval, name="digest_tick")(delivery.post_digests)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust calls it (app, revoked, signal=...)
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         judging.revoke(tp.partition for tp in revoked if tp.topic == topics["windows"])
 
@@ -190,7 +197,7 @@ def _services(state: WorkerState) -> type[faust.Service]:
     """The worker's own service: the hot path's loop (it reads the usage topic, not an agent),
     and closing the receivers' connections at the end."""
 
-    class WorkerService(faust.Service):  # type: ignore[misc]
+    class WorkerService(faust.Service):
         async def on_start(self) -> None:
             await state.ingest.start()
 

@@ -26,7 +26,7 @@ import reprlib
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from streams.common.dimensions import ORG, parse_series, series_key, shapes_text
@@ -137,7 +137,7 @@ class Time(Param):
     Traceback (most recent call last):
     ...
     ValueError: out of range: must be between 1970-01-01T00:00:00Z (0) and 2100-01-01T00:00:00Z (4102444800) in epoch seconds, got '1e12'
-    """
+    """  # noqa: E501 - a doctest's expected line cannot wrap
 
     lo: float = TIME_MIN
     hi: float = TIME_MAX
@@ -154,7 +154,7 @@ class Time(Param):
                 raise ValueError("must be RFC 3339 (2026-01-31T12:00:00Z) or epoch seconds, "
                                  f"got {shown(text)}") from None
             if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=timezone.utc)
+                dt = dt.replace(tzinfo=UTC)
             try:
                 ts = dt.timestamp()
             except (OverflowError, ValueError, OSError):  # year 1 in a zone west of UTC
@@ -166,7 +166,7 @@ class Time(Param):
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

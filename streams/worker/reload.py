@@ -256,7 +256,7 @@ class PolicyReloader:
         merged = reloaded_config(self.running, new)
         try:
             self.apply(merged, applied)
-        except Exception as exc:  # noqa: BLE001 - keep running on the config in force
+        except Exception as exc:  # keep running on the config in force
             log.exception("policy reload from %s: applying it failed; the running policy stays", path)
             return self._fail(f"{path}: applying the policy failed ({type(exc).__name__})", trigger)
         self.running = merged

@@ -21,11 +21,11 @@ import time
 from importlib.resources import files
 from typing import Any
 
+from streams.budgets.mix import mix_rows
 from streams.common.dimensions import ALIASES, NAMES, parse_series
+from streams.common.periods import rfc3339
 from streams.delivery.digests import Digester
 from streams.ingest.windows import NANO
-from streams.budgets.mix import mix_rows
-from streams.common.periods import rfc3339
 from streams.reports.core import REPORT_PERIODS, ReportSpec, build_report
 from streams.reports.reporting import Reporting
 from streams.worker.query import Choice, Name, ParamError, Query, Series, Time, Zone, shown, takes
@@ -191,7 +191,7 @@ def ingest_metrics(totals: dict[str, int]) -> tuple[dict[str, float], dict[str, 
     return plain, {"events_rejected_total": rejected}
 
 
-def register_views(app: Any, state: WorkerState) -> None:
+def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the sum of one small nested view per route
     """Every view above on ``app``, reading the running worker's ``state``: the hot path's
     cores (checkpoints, lag), the judges and budget ledgers by judge partition, the tables,
     the receivers' health, the config in force (a policy reload changes budgets and silences)
@@ -326,7 +326,8 @@ def register_views(app: Any, state: WorkerState) -> None:
             item = dict(rec)
             item["state"] = "resolved" if rec.get("action") == "resolve" else "firing"
             d = deliveries_t.data.get(key) or {}
-            item["delivery"] = {sink: {k: v for k, v in st.items() if k in ("ok", "seq", "detail", "attempts")} for sink, st in d.items()}
+            item["delivery"] = {sink: {k: v for k, v in st.items() if k in ("ok", "seq", "detail", "attempts")}
+                                for sink, st in d.items()}
             out.append(item)
         wanted = args["state"]
         if wanted is not None:

@@ -275,7 +275,7 @@ def test_a_firing_alert_is_muted_but_still_resolves_under_a_silence() -> None:
 def test_silences_match_on_labels_series_and_kind_only() -> None:
     engine = silenced_engine(matchers={"team": "ads", "kind": "cost_spike"})
     assert engine.observe(sig(0, 90.0)) == []
-    [n] = engine.observe(replace(sig(0, 90.0, series="team=search"), labels={"team": "search"}))
+    [_n] = engine.observe(replace(sig(0, 90.0, series="team=search"), labels={"team": "search"}))
     other = AlertEngine(AlertPolicy(silences=({"matchers": {"series": "team=search"}, "starts_at": 0,
                                                "ends_at": None, "reason": "r"},)))
     assert other.observe(sig(0, 90.0)) != [] and other.observe(sig(0, 90.0, series="team=search")) == []

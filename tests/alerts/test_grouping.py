@@ -196,7 +196,7 @@ def test_policy_rejects_unknown_group_labels_and_negative_times() -> None:
 
 def test_an_alert_firing_from_before_grouping_keeps_its_own_key_to_the_end() -> None:
     old = AlertEngine(AlertPolicy(group_by=()))  # the version before grouping
-    [n] = old.observe_window(signals(0, {ADS_X: 90}), W)
+    [_n] = old.observe_window(signals(0, {ADS_X: 90}), W)
     engine = AlertEngine()
     engine.load_state("cost_spike:team=ads|model=x", old.state_for("cost_spike:team=ads|model=x"))
     rows = run(engine, [{ADS_X: 90, ADS: 90}, {ADS: 90}, {ADS: 90}, {ADS: 90}, NORMAL, NORMAL, NORMAL], first=1)

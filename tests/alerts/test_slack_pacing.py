@@ -4,6 +4,7 @@ are not held back, and nothing is dropped."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -95,7 +96,7 @@ async def test_posts_to_one_channel_are_a_second_apart_against_the_fake_slack(sl
     at_a = sorted(c["at"] for c in posts if c["body"]["channel"] == "#a")
     at_b = [c["at"] for c in posts if c["body"]["channel"] == "#b"]
     assert len(at_a) == 3 and len(at_b) == 1  # nothing dropped
-    gaps = [y - x for x, y in zip(at_a, at_a[1:])]
+    gaps = [y - x for x, y in itertools.pairwise(at_a)]
     assert all(g >= 0.95 for g in gaps), gaps
     assert at_b[0] - at_a[0] < 0.5  # #b did not wait for #a
     assert len(slack.messages) == 4 and {c for c, _ in slack.messages} == {channel_id("#a"), channel_id("#b")}

@@ -202,7 +202,7 @@ def test_without_the_positives_the_history_is_the_same_minus_their_requests(
 def test_a_normal_week_spends_what_the_spec_says_per_team() -> None:
     # Columns, not dicts: a week of eight teams is ~400k events. The dict path is the same
     # numbers (the normalise test checks every event's cost against the price table).
-    ev, labels, meta = generate(SEED, days=7, burn_in_days=1, positives=False, negatives=False)
+    _ev, labels, meta = generate(SEED, days=7, burn_in_days=1, positives=False, negatives=False)
     assert labels == []
     for t in meta["teams"]:
         ratio = t["usd_per_day"] / t["usd_per_day_spec"]

@@ -8,6 +8,7 @@ with the alert key as alias and closed), Slack posts are paced per channel, the 
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections import Counter
@@ -184,7 +185,7 @@ def test_outages_rate_limits_and_500s_lose_and_duplicate_nothing(
         assert max(texts.values()) == 1, texts  # no post twice
         assert [c["status"] for c in calls].count(429) == 1
         at = sorted(c["at"] for c in calls)
-        gaps = [round(b - a, 3) for a, b in zip(at, at[1:])]
+        gaps = [round(b - a, 3) for a, b in itertools.pairwise(at)]
         assert min(gaps) >= 0.9, gaps  # ~1 message per second per channel
         resolves = sum(n["action"] == "resolve" for n in notes)
         assert len([c for c in slack.calls("chat.update") if c["status"] == 200]) == resolves

@@ -19,7 +19,7 @@ import pytest
 from tests.fakes.slack_server import channel_id
 from tests.integration.harness import Worker, consume_all, deployment_env, get_json, produce, wait_until
 from tests.integration.test_delivery_robustness import traffic
-from tests.integration.test_spine import PD_KEY, W, Ledger
+from tests.integration.test_spine import PD_KEY, Ledger, W
 
 pytestmark = pytest.mark.integration
 

@@ -217,7 +217,7 @@ def test_a_route_to_a_key_that_is_not_set_stops_the_worker_and_a_reload_with_its
     # a policy reload checks the same, against the settings the worker started with
     source = policy_source(load_settings(), "127.0.0.1:9092")
     assert source is not None
-    with pytest.raises(ValueError, match="routes.0.target"):
+    with pytest.raises(ValueError, match=r"routes\.0\.target"):
         source.load(p.read_text())
     monkeypatch.setenv("TOKENPULSE_PAGERDUTY_ROUTING_KEYS", '{"ads": "rk-ads-SECRET"}')
     assert [r.target for r in policy_source(load_settings(), "b:9092").load(p.read_text()).routes] == ["ads"]

@@ -12,10 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from streams.common.config import IngestLimits, StreamConfig
-from streams.ingest.windows import IngestPartition
 from streams.common.metrics import Metrics
 from streams.ingest.pipeline import count_message
 from streams.ingest.pricing import Pricer
+from streams.ingest.windows import IngestPartition
 from streams.worker.reload import sections_changed
 from streams.worker.web import ingest_metrics, ingest_totals
 from tests.streams.ingest.test_poison import good

@@ -94,7 +94,7 @@ def test_mix_internal_models_reach_the_stream_config() -> None:
 
     p = parse_policy("mix:\n  internal_models: ['acme-*', inhouse-coder]\n")
     assert stream_config(Settings(), p, bootstrap="b:9092").internal_models == ("acme-*", "inhouse-coder")
-    with pytest.raises(PolicyError, match="p.yaml:2: mix.internal_model"):
+    with pytest.raises(PolicyError, match=r"p\.yaml:2: mix\.internal_model"):
         parse_policy("mix:\n  internal_model: [x]\n", "p.yaml")
 
 

@@ -14,6 +14,7 @@ from tests.tokenpulse.hostile import BOMB, at_most
 from tokenpulse.cli import app
 from tokenpulse.policy import MAX_POLICY_BYTES, PolicyError, load_policy, parse_policy
 
+
 def _error(text: str | bytes) -> str:
     with pytest.raises(PolicyError) as info:
         parse_policy(text, "p.yaml")
@@ -96,8 +97,8 @@ def test_numbers_must_be_finite_everywhere(template: str, line: int, good: str) 
             # params a string is the detector's own error (at its section's line); a negative
             # amount is first refused as not positive
             free = template.startswith("detector") and value in ("1e400", "-1e400", "inf", "'Infinity'", "'nan'")
-            assert msg.startswith(f"p.yaml:{line}: ") or free and msg.startswith("p.yaml:"), (value, msg)
-            assert free or "finite" in msg or "greater than" in msg and value.startswith("-"), (value, msg)
+            assert msg.startswith(f"p.yaml:{line}: ") or (free and msg.startswith("p.yaml:")), (value, msg)
+            assert free or "finite" in msg or ("greater than" in msg and value.startswith("-")), (value, msg)
         else:
             pytest.fail(f"accepted {value} in:\n{text}")
     parse_policy(template.format(value=good), "p.yaml")  # a finite value still loads

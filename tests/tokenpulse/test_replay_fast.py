@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 import pytest
 
-import tokenpulse.replay as replay_mod
 import streams.ingest.normalize as nz
 import streams.ingest.pipeline as pipeline
+import tokenpulse.replay as replay_mod
 from tests.streams.ingest.test_fast_lane import MUTATIONS, RAW_MUTATIONS
 from tests.tokenpulse.test_replay import MONDAY_6AM, SPIKE_AT
 from tokenpulse.policy import Policy

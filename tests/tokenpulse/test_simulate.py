@@ -28,7 +28,9 @@ def test_generator_is_deterministic_and_spikes_multiply_a_team():
     b = list(Simulator(rate=50, seed=1).between(start, start + 60))
     assert a == b and len({e["event_id"] for e in a}) == len(a)
     spiked = list(Simulator(rate=50, seed=1, spikes=[Spike("ads", factor=10, minutes=1, start=start)]).between(start, start + 60))
-    ads = lambda evs: sum(1 for e in evs if e["team"] == "ads")  # noqa: E731
+    def ads(evs: list[dict[str, object]]) -> int:
+        return sum(1 for e in evs if e["team"] == "ads")
+
     assert ads(spiked) > 5 * ads(a)
 
 

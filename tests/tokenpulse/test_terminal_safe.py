@@ -37,7 +37,7 @@ def api() -> Iterator[str]:
         by_team=[row("team", TITLE, 10.0, 5.0), row("team", FORGED, 2.0, 1.0), row("team", BIDI, 1.0, 1.0)])})
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()

@@ -26,11 +26,14 @@ class OpsgenieConfig(KeyedConfig):
     what: ClassVar[str] = "Opsgenie API key"
 
     api_key: SecretStr | None = Field(
-        default=None, description="API key of an Opsgenie API integration (sent as 'GenieKey <key>'); unset: alerts only where a route names a key.")
+        default=None,
+        description=("API key of an Opsgenie API integration (sent as 'GenieKey <key>'); "
+                     "unset: alerts only where a route names a key."))
     api_keys: dict[str, SecretStr] = Field(
         default_factory=dict, validate_default=True,
         description='More API keys by name, as JSON ({"ads": "..."}): the targets of policy routes.')
-    api_url: HttpUrl = Field(default=US_API_URL, description=f"Alert API base URL: {US_API_URL}, or {EU_API_URL} for an EU account.")
+    api_url: HttpUrl = Field(
+        default=US_API_URL, description=f"Alert API base URL: {US_API_URL}, or {EU_API_URL} for an EU account.")
 
     @field_validator("api_keys")
     @classmethod

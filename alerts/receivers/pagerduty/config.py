@@ -25,7 +25,8 @@ class PagerDutyConfig(KeyedConfig):
     what: ClassVar[str] = "PagerDuty routing key"
 
     routing_key: SecretStr | None = Field(
-        default=None, description="Events v2 integration key of the default service; unset: pages only where a route names a key.")
+        default=None,
+        description="Events v2 integration key of the default service; unset: pages only where a route names a key.")
     routing_keys: dict[str, SecretStr] = Field(
         default_factory=dict, validate_default=True,
         description='More integration keys by name, as JSON ({"ads": "R0..."}): the targets of policy routes.')

@@ -8,10 +8,10 @@ from __future__ import annotations
 import orjson
 
 from streams.budgets.ledger import BudgetLedger, budget_notification
-from streams.ingest.windows import IngestPartition
-from streams.judge.core import judge_factory
 from streams.ingest.pipeline import count_message
 from streams.ingest.pricing import Pricer
+from streams.ingest.windows import IngestPartition
+from streams.judge.core import judge_factory
 from tokenpulse.policy import parse_policy
 
 W = 60

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.budgets.ledger import BudgetLedger, BudgetSpec
 from streams.budgets.decisions import decision_record, desired_decision
+from streams.budgets.ledger import BudgetLedger, BudgetSpec
 from streams.ingest.windows import NANO
 from tokenpulse.policy import PolicyError, parse_policy
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from streams.ingest.windows import NANO
 from streams.budgets.mix import is_internal, mix_rows
+from streams.ingest.windows import NANO
 
 DAY = 86400
 

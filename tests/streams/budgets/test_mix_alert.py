@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from alerts import Notification, slack_blocks
-from streams.ingest.windows import NANO
 from streams.budgets.mix import MixAlertSpec, MixWatch, mix_crossings, mix_notification, mix_owner
 from streams.common.partitioning import judge_partition
+from streams.ingest.windows import NANO
 from tokenpulse.policy import PolicyError, parse_policy
 
 N = 4

@@ -34,7 +34,7 @@ def test_dst_days_are_23_or_25_hours(tz: str, day: tuple[int, int, int], length:
     p = Period("day", tz)
     start, end = p.bounds(at(tz, *day, 12))
     assert (start, end) == (at(tz, *day), at(tz, *day) + length * 3600)
-    assert p.period_id(start) == "%04d-%02d-%02d" % day
+    assert p.period_id(start) == "{:04d}-{:02d}-{:02d}".format(*day)
     # the ambiguous / skipped hour itself still lands in that day
     assert p.bounds(start + 2 * 3600 + 1800) == (start, end)
 

@@ -14,8 +14,8 @@ from alerts.receivers.slack import SlackConfig
 from alerts.receivers.webhook import WebhookConfig
 from alerts.routing import Route
 from streams.common.config import StreamConfig
-from streams.delivery.outbox import Deliverer
 from streams.common.metrics import Metrics
+from streams.delivery.outbox import Deliverer
 from tests.fakes.pagerduty_server import FakePagerDutyServer
 from tests.fakes.webhook_server import FakeWebhookServer
 

@@ -14,9 +14,9 @@ from alerts.receivers.pagerduty import PagerDutyConfig
 from alerts.receivers.slack import SlackConfig
 from alerts.routing import Route
 from streams.common.config import StreamConfig
-from streams.delivery.outbox import Deliverer
-from streams.delivery.digests import Digester
 from streams.common.metrics import Metrics
+from streams.delivery.digests import Digester
+from streams.delivery.outbox import Deliverer
 from tests.fakes.pagerduty_server import FakePagerDutyServer
 from tests.fakes.slack_server import FakeSlackServer, channel_id
 
@@ -90,7 +90,7 @@ async def test_digest_channels_collect_and_post_one_digest_per_period() -> None:
             assert [n.severity for n in notes[:2]] == ["warning", "critical"] and notes[1].page
             immediate = [c for c in slack.calls("chat.postMessage") if c["body"]["channel"] in ("#ads", channel_id("#ads"))]
             assert immediate and "worsened" in immediate[0]["body"]["text"]
-            assert [r["note"]["seq"] for c, r in forwarded if c == "#ads"][0] == notes[0].seq
+            assert next(r["note"]["seq"] for c, r in forwarded if c == "#ads") == notes[0].seq
             # PagerDuty pages at once, as before
             assert [e["event_action"] for e in pd.events()] == ["trigger", "resolve"]
 
@@ -158,7 +158,7 @@ async def test_a_failing_slack_keeps_the_period_until_it_is_posted_and_a_permane
             await d.close()
         ok = [c for c in slack.calls("chat.postMessage") if c["status"] == 200 and c["response"].get("ok")]
         assert [c["body"]["channel"] for c in ok] == ["#ads-digest"]
-        assert [h for h in d.sinks_status() if h["sink"] == "digest"][0]["up"] is False  # the last was #gone
+        assert next(h for h in d.sinks_status() if h["sink"] == "digest")["up"] is False  # the last was #gone
 
 
 async def test_without_a_digest_collector_a_digest_channel_gets_nothing_rather_than_everything() -> None:

@@ -11,13 +11,12 @@ import copy
 import math
 import random
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 
-from streams.ingest.windows import Implausible, IngestPartition
 from streams.ingest.normalize import (
     CanonicalEvent,
     Rejected,
@@ -30,6 +29,7 @@ from streams.ingest.normalize import (
 from streams.ingest.pipeline import count_message
 from streams.ingest.pricing import Pricer
 from streams.ingest.records import UsageEvent
+from streams.ingest.windows import Implausible, IngestPartition
 
 T0 = 1_767_600_000.0
 TEAMS = ["ads", "search", "legal"]
@@ -62,7 +62,7 @@ MUTATIONS: list[Callable[[random.Random, dict[str, Any]], Any]] = [
     lambda r, e: {**e, "cost_usd": None},
     lambda r, e: {**e, "ts": int(e["ts"])},
     lambda r, e: {**e, "ts": int(e["ts"] * 1000)},
-    lambda r, e: {**e, "ts": datetime.fromtimestamp(e["ts"], timezone.utc).isoformat()},
+    lambda r, e: {**e, "ts": datetime.fromtimestamp(e["ts"], UTC).isoformat()},
     lambda r, e: {**e, "ts": 5},
     lambda r, e: {**e, "ts": True},
     lambda r, e: {**e, "team": " " + e["team"]},
@@ -328,7 +328,7 @@ def test_add_events_is_add_one_by_one(seed: int) -> None:
             if one.max_ts is not None and one.max_ts != before and one.max_ts >= until:
                 break
         k = many.add_events(b, 7.0, pricer[1], i, until,  # type: ignore[arg-type]
-                            on_reject=lambda idx, reason: rejects[1].append((idx, reason)))
+                            on_reject=lambda idx, reason, rejects=rejects: rejects[1].append((idx, reason)))
         assert k == j
         assert rejects[0] == rejects[1]
         assert state(one) == state(many)

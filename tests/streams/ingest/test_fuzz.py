@@ -36,11 +36,11 @@ from hypothesis import strategies as st
 
 import streams.ingest.normalize as nz
 from streams.common.config import IngestLimits
-from streams.ingest.windows import NANO, Implausible, IngestPartition
 from streams.ingest.normalize import Rejected, canonical_event, decode_canonical, decode_message, normalize
 from streams.ingest.pipeline import count_message
 from streams.ingest.pricing import Pricer
 from streams.ingest.records import UsageEvent
+from streams.ingest.windows import NANO, Implausible, IngestPartition
 
 settings.register_profile("default", max_examples=300, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -17,8 +17,8 @@ import orjson
 
 from streams.common.config import StreamConfig
 from streams.ingest.hotpath import IngestLoop
-from streams.ingest.windows import IngestPartition
 from streams.ingest.pricing import Pricer
+from streams.ingest.windows import IngestPartition
 from tests.streams.ingest.test_poison import CRASHES, T, good
 
 

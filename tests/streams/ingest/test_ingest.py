@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from streams.ingest.windows import NANO, IngestPartition, to_nusd, window_start
 from streams.ingest.records import UsageEvent
+from streams.ingest.windows import NANO, IngestPartition, to_nusd, window_start
 
 
 def ev(i: int | str, ts: float, team: str = "ads", cost: float = 0.01, model: str = "gpt-4o", user: str = "u1") -> UsageEvent:

@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.ingest.windows import IngestPartition
 from streams.ingest.pipeline import count_message, dead_letter_record
 from streams.ingest.pricing import Pricer
 from streams.ingest.records import UsageEvent
+from streams.ingest.windows import IngestPartition
 
 T = 1_767_600_000.0
 

@@ -6,7 +6,7 @@ path), so several tests price the same usage both ways.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from genai_prices import Usage, calc_price
@@ -28,7 +28,7 @@ def reference(e: UsageEvent) -> float:
     """genai-prices' own answer; its input_tokens is the total, like ours."""
     usage = Usage(input_tokens=e.input_tokens, output_tokens=e.output_tokens,
                   cache_read_tokens=e.cache_read_tokens, cache_write_tokens=e.cache_write_tokens)
-    when = datetime.fromtimestamp(e.ts, timezone.utc)
+    when = datetime.fromtimestamp(e.ts, UTC)
     return float(calc_price(usage, model_ref=e.model, provider_id=e.provider,
                             genai_request_timestamp=when).total_price)
 

@@ -6,8 +6,8 @@ import json
 
 from alerts.receivers.pagerduty import pagerduty_event
 from alerts.receivers.slack import slack_blocks
-from streams.judge.contrib import MAX_TRACKED, ContributorMix, top_spenders
 from streams.ingest.windows import NANO, Partial
+from streams.judge.contrib import MAX_TRACKED, ContributorMix, top_spenders
 from tests.streams.judge.test_judge import W, judge
 
 DAY = 86_400

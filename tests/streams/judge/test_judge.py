@@ -33,7 +33,7 @@ def test_window_is_final_only_when_every_source_has_passed_it():
     assert out.spend == [] and j.watermark() is None  # source 1 not heard from yet
     out = j.receive(1, 2, W, [part(0, 2.0, contrib={"user:b": 2 * NANO})])
     assert out.windows_judged == 1
-    [(series, w, sums, seqs)] = out.spend
+    [(series, w, sums, _seqs)] = out.spend
     assert (series, w, sums[0]) == ("team=ads", 0, 3 * NANO)
 
 

@@ -206,7 +206,7 @@ def test_scheduler_once_per_period_no_backlog_and_restore() -> None:
     spec = ReportSpec(name="d", channel="#c", period="day", tz="Europe/Berlin", at=9 * 60)
     s = ReportScheduler([spec])
     assert s.due(ts("2026-11-26T08:59")) == []
-    [(got, due)] = s.due(ts("2026-11-26T09:00"))
+    [(_got, due)] = s.due(ts("2026-11-26T09:00"))
     assert due.period_id == "2026-11-25"
     record = s.mark("d", due.period_id)
     assert s.due(ts("2026-11-26T23:00")) == []

@@ -16,12 +16,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from streams.worker.app import create_app
-from streams.worker.state import WorkerState
 from streams.budgets.ledger import BudgetLedger, BudgetSpec
 from streams.common.config import StreamConfig
 from streams.ingest.windows import NANO
 from streams.reports.core import ReportSpec
+from streams.worker.app import create_app
+from streams.worker.state import WorkerState
 
 T0 = 1_769_860_800  # 2026-01-31T12:00:00Z
 
@@ -51,7 +51,7 @@ TABLE: dict[str, dict[str, tuple[list[str], list[str]]]] = {
     "/metrics": {},
     "/api/spend": {
         "group_by": (["team", "model", "provider", "user", "org", "team×model", "team*model"],
-                     choice_bad("team") + ["team x"]),
+                     [*choice_bad("team"), "team x"]),
         "since": (TIME_GOOD, TIME_BAD),
         "until": (TIME_GOOD, TIME_BAD),
     },
@@ -64,7 +64,7 @@ TABLE: dict[str, dict[str, tuple[list[str], list[str]]]] = {
     "/api/sinks": {},
     "/api/budgets": {"budget": (["ads-daily"], NAME_BAD), "at": (TIME_GOOD, TIME_BAD)},
     "/api/report": {
-        "period": (["day", "week", "daily", "weekly"], choice_bad("day") + ["fortnight", "month"]),
+        "period": (["day", "week", "daily", "weekly"], [*choice_bad("day"), "fortnight", "month"]),
         "report": (["daily:#ads"], NAME_BAD),
         "at": (TIME_GOOD, TIME_BAD),
         "tz": (["UTC", "Europe/Berlin", "America/Los_Angeles"],
@@ -94,7 +94,7 @@ def _config(tmp_path: Path) -> StreamConfig:
 async def api(tmp_path: Path) -> AsyncIterator[tuple[Any, TestClient]]:
     cfg = _config(tmp_path)
     app = create_app(cfg)
-    state: WorkerState = app.tokenpulse  # type: ignore[attr-defined]
+    state: WorkerState = app.tokenpulse
     # a budget ledger on the one judge partition, and one closed window of spend
     state.judging.ledgers[0] = BudgetLedger(cfg.window_seconds, list(cfg.budgets))
     state.tables.spend.data[f"team=ads|{T0}"] = {"s": [3 * NANO, 10, 20, 0, 0, 1]}
@@ -125,7 +125,7 @@ async def test_every_endpoint_and_every_parameter_has_a_row(api: tuple[Any, Test
 @pytest.mark.parametrize(("path", "param"), _cases())
 async def test_bad_values_get_400_naming_the_parameter(api: tuple[Any, TestClient], path: str, param: str) -> None:
     _, client = api
-    good, bad = TABLE[path][param]
+    _good, bad = TABLE[path][param]
     assert bad
     wrong = []
     for value in bad:

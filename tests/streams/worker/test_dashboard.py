@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from streams.budgets.mix import mix_rows
 from streams.delivery.outbox import SinkHealth
 from streams.ingest.windows import NANO
-from streams.budgets.mix import mix_rows
 from streams.worker.web import dashboard_html, spend_rows
 
 PAGE = dashboard_html()

@@ -158,7 +158,7 @@ async def test_the_worker_and_the_replay_take_the_same_step() -> None:
 
 async def test_a_revoked_partition_is_forgotten_and_restored_from_the_tables() -> None:
     clock = Clock(T0 + 86400)
-    j, _, _, acked = worker(config(), clock=clock)
+    j, _, _, _acked = worker(config(), clock=clock)
     msgs = messages(10)
     for i, msg in enumerate(msgs):
         await j.receive(Q, msg, i)

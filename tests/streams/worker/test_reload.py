@@ -13,13 +13,13 @@ from alerts import AlertPolicy, Signal
 from alerts.receivers.slack import SlackConfig
 from alerts.routing import Route
 from streams.budgets.ledger import BudgetLedger, BudgetSpec, budget_notification, reconfigure_ledgers
+from streams.budgets.mix import MixAlertSpec, MixWatch
 from streams.common.config import StreamConfig
+from streams.common.metrics import Metrics
+from streams.common.partitioning import judge_partition
 from streams.delivery.outbox import Deliverer
 from streams.ingest.windows import NANO
 from streams.judge.core import judge_factory
-from streams.common.metrics import Metrics
-from streams.budgets.mix import MixAlertSpec, MixWatch
-from streams.common.partitioning import judge_partition
 from streams.worker.reload import apply_reload, reloaded_config, sections_changed
 from streams.worker.web import budget_rows
 
