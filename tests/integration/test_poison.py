@@ -5,7 +5,7 @@ is dead-lettered again, and the same payloads sent again are rejected the same w
 dropped as duplicates).
 
 At least once: a crash after a dead-letter record is acknowledged but before the checkpoint
-that moves past its offset repeats that record after the restart (README, "Usage events"); this
+that moves past its offset repeats that record after the restart (docs/events.md, "Dead letters"); this
 test kills the worker only once its checkpoints cover every message, where nothing may repeat.
 """
 

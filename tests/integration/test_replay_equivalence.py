@@ -47,7 +47,7 @@ def test_worker_and_replay_raise_the_same_alerts(broker: Any, workdir: Path) -> 
         msgs = [(orjson.loads(line)["team"].encode(), line) for line in lines]
         # History first, then the worker: a partition that is idle when the worker starts and
         # only later receives old events is judged from then on (its older windows count in
-        # spend only) -- see the README on idle partitions.
+        # spend only) -- see docs/architecture.md, "Time", on idle partitions.
         produce(broker.bootstrap, f"{prefix}.usage", msgs)
         worker.start(PARTITIONS)
         last_window = int(replayed.last_ts // 60) * 60
