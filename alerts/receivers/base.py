@@ -44,7 +44,7 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 class ReceiverConfig(BaseModel):
     """A receiver's settings. Subclasses list their fields (with ``description``: the
-    settings table in the README says the same) and :attr:`enabled_by`, the fields any of
+    settings table in docs/configuration.md says the same) and :attr:`enabled_by`, the fields any of
     which turns the receiver on; a field validator checks what must go together.
 
     The defaults below suit a receiver with one destination (the webhook): one target,
