@@ -72,3 +72,14 @@ def pagerduty() -> Iterator[FakePagerDutyServer]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n 2 --dist loadgroup`` (``make test``) the tests on one broker run in one
+    worker process, so each broker starts once per session: Tansu's tests in one process, Apache
+    Kafka's in the other, at the same time (they mostly wait on wall-clock windows)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        flavor = callspec.params.get("broker") if callspec is not None else None
+        if flavor in ("tansu", "kafka"):
+            item.add_marker(pytest.mark.xdist_group(flavor))
