@@ -73,6 +73,13 @@ def _dev_gate(pol):  # type: ignore[no-untyped-def]
     return pol
 
 
+def _refuse_exposure(settings: Any) -> None:
+    """A worker serving every team's spend to the network without a token does not start."""
+    why = settings.exposure_error()
+    if why is not None:
+        _fail(why)
+
+
 @app.command()
 def worker(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
@@ -81,6 +88,7 @@ def worker(
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
     settings, pol = _load(deliver=True)
+    _refuse_exposure(settings)
     if not settings.kafka_bootstrap:
         _fail("TOKENPULSE_KAFKA_BOOTSTRAP is not set (use `tokenpulse dev` to run on an embedded broker)")
     bootstrap = settings.kafka_bootstrap
@@ -107,6 +115,7 @@ def dev(
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
     settings, pol = _load(deliver=True)
+    _refuse_exposure(settings)
     pol = _dev_gate(pol)
     if settings.kafka_bootstrap:
         bootstrap = settings.kafka_bootstrap
@@ -535,8 +544,12 @@ def report_cmd(
         query["at"] = at
     base = (api or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
     url = f"{base}/api/report?{urllib.parse.urlencode(query)}"
+    req = urllib.request.Request(url, headers={"Accept": "application/json"})
+    token = settings.secret("api_token")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - the operator's own worker
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - the operator's own worker
             body = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:

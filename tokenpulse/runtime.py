@@ -41,6 +41,9 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         dashboard_url=settings.dashboard_url,
         kafka_flavor=settings.kafka_flavor,
         dlq_max_bytes=settings.dlq_max_bytes,
+        api_token=settings.secret("api_token"),
+        metrics_token=settings.secret("metrics_token"),
+        allow_unauthenticated=settings.allow_unauthenticated,
         limits=IngestLimits(max_tokens_per_request=policy.limits.max_tokens_per_request,
                             max_cost_usd_per_request=policy.limits.max_cost_usd_per_request),
     )

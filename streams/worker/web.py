@@ -4,6 +4,7 @@ Every view declares its query parameters (:func:`streams.worker.query.takes`): a
 or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<param>"}``.
 
 - ``/dashboard``                   one page over all of the below (``?series=`` opens a series)
+- ``/assets/<file>``               the dashboard's script, style sheet and charting library
 - ``/healthz``                     liveness and assigned partitions
 - ``/metrics``                     Prometheus text
 - ``/api/spend?group_by=&since=&until=``  exact sums over closed windows
@@ -45,6 +46,18 @@ DASHBOARD_QUERY = Query(series=Series())  # read by the page's script: checked h
 REPORT_QUERY = Query(period=Choice(choices=("day", "week"), aliases={"daily": "day", "weekly": "week"}),
                      report=Name(), at=Time(), tz=Zone(), team=Name(forbid="|="))
 FIELDS = ("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "events")
+
+# The dashboard's own files (streams/worker/assets/), served under /assets/ with their types:
+# the page's CSP allows scripts and styles from the worker itself only.
+ASSETS = {
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+}
+
+
+def asset(name: str) -> str:
+    """The text of one of :data:`ASSETS`."""
+    return files("streams.worker").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def dashboard_html() -> str:
@@ -208,6 +221,9 @@ def register_views(app: Any, state: WorkerState) -> None:
     @takes(DASHBOARD_QUERY)
     async def dashboard_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         return web.html(page)
+
+    for name, ctype in ASSETS.items():
+        _asset_view(app, name, ctype)
 
     @app.page("/healthz")
     @takes(NOTHING)
@@ -382,6 +398,18 @@ def register_views(app: Any, state: WorkerState) -> None:
 
     register_report_view(app, state.reporting)
     register_digest_view(app, tables.digests)
+
+
+def _asset_view(app: Any, name: str, content_type: str) -> None:
+    body = asset(name)
+
+    async def asset_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        resp = web.text(body, content_type=content_type.partition(";")[0])
+        resp.headers["Cache-Control"] = "no-cache"  # revalidated: a new version shows at once
+        return resp
+
+    asset_view.__name__ = asset_view.__qualname__ = "asset_" + name.replace(".", "_").replace("-", "_")
+    app.page(f"/assets/{name}")(takes(NOTHING)(asset_view))
 
 
 def register_report_view(app: Any, reporting: Reporting) -> None:

@@ -253,3 +253,17 @@ def test_alerts_test_opsgenie_needs_a_key():
     res = runner.invoke(app, ["alerts", "test", "--to", "opsgenie"])
     assert res.exit_code == 2
     assert "TOKENPULSE_OPSGENIE_API_KEY or TOKENPULSE_OPSGENIE_API_KEYS is not set" in res.stderr
+
+
+def test_a_worker_open_to_the_network_without_a_token_does_not_start(monkeypatch: pytest.MonkeyPatch):
+    """Issue 13: ``WEB_HOST=0.0.0.0`` with no API token stops before any broker is reached,
+    naming the setting; the operator may still say so explicitly."""
+    monkeypatch.setenv("TOKENPULSE_WEB_HOST", "0.0.0.0")
+    monkeypatch.delenv("TOKENPULSE_API_TOKEN", raising=False)
+    monkeypatch.delenv("TOKENPULSE_KAFKA_BOOTSTRAP", raising=False)
+    for command in (["worker"], ["dev", "--no-simulate"]):
+        res = runner.invoke(app, command)
+        assert res.exit_code == 2 and "TOKENPULSE_API_TOKEN is not set" in res.output, res.output
+    monkeypatch.setenv("TOKENPULSE_ALLOW_UNAUTHENTICATED", "1")
+    res = runner.invoke(app, ["worker"])
+    assert "TOKENPULSE_KAFKA_BOOTSTRAP is not set" in res.output  # past the check, to the next one

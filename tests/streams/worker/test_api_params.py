@@ -48,6 +48,8 @@ def choice_bad(*good: str) -> list[str]:
 TABLE: dict[str, dict[str, tuple[list[str], list[str]]]] = {
     "/dashboard": {"series": (["team=ads", "org"], SERIES_BAD)},
     "/healthz": {},
+    "/assets/dashboard.js": {},
+    "/assets/dashboard.css": {},
     "/metrics": {},
     "/api/spend": {
         "group_by": (["team", "model", "provider", "user", "org", "team×model", "team*model"],

@@ -8,9 +8,10 @@ from pathlib import Path
 from streams.delivery.outbox import SinkHealth
 from streams.ingest.windows import NANO
 from streams.budgets.mix import mix_rows
-from streams.worker.web import dashboard_html, spend_rows
+from streams.worker.web import ASSETS, asset, dashboard_html, spend_rows
 
-PAGE = dashboard_html()
+# the page and its own files (script, style sheet, charting library), as the browser gets them
+PAGE = dashboard_html() + "".join(asset(name) for name in ASSETS)
 
 
 def test_the_page_ships_with_the_package_and_needs_nothing_from_the_internet() -> None:
