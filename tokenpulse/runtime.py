@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 from streams.common.config import IngestLimits, StreamConfig
 from streams.worker.reload import PolicySource
+from tokenpulse.quiet import quiet_worker_logs
 from tokenpulse.policy import MAX_POLICY_BYTES, Policy, PolicyError, parse_policy
 from tokenpulse.settings import Settings
 
@@ -103,9 +103,9 @@ def run_worker(cfg: StreamConfig, loglevel: str = "info", reload: PolicySource |
     os.makedirs(cfg.data_dir, exist_ok=True)
     app = create_app(cfg, reload=reload)
     _install_task_dump()
-    # Faust's own logging is chatty at info; keep ours at the chosen level.
-    logging.getLogger("faust").setLevel(logging.WARNING)
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # Faust's own logging is chatty at info, and two of its warnings are flow control at work
+    # (tokenpulse.quiet); keep ours at the chosen level.
+    quiet_worker_logs()
     worker: Any = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
 
