@@ -65,6 +65,8 @@ class StreamConfig:
     api_token: str | None = field(default=None, repr=False)
     metrics_token: str | None = field(default=None, repr=False)
     allow_unauthenticated: bool = False  # serve a non-loopback web_host with no token
+    # streams.worker.inbox.DevInboxSpec: the dev inbox stands in for Slack and PagerDuty
+    dev_inbox: Any = field(default=None, repr=False)
 
     @property
     def topics(self) -> dict[str, str]:

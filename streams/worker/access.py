@@ -35,7 +35,7 @@ __all__ = ["COOKIE", "OPEN_PATHS", "SECURITY_HEADERS", "Access", "access_middlew
 
 COOKIE = "tokenpulse_session"
 OPEN_PATHS = frozenset({"/healthz", "/login", "/logout"})
-OPEN_PREFIXES = ("/assets/",)
+OPEN_PREFIXES = ("/assets/", "/dev/")  # /dev/: the dev inbox, which checks its own made-up secrets
 
 # Sent with every answer. The dashboard loads only its own files (no inline script or style,
 # no CDN), may not be framed (clickjacking), and the browser may not guess content types.

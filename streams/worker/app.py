@@ -51,6 +51,7 @@ from streams.ingest.pricing import Pricer
 from streams.reports.reporting import Reporting
 from streams.worker.access import Access, access_middleware, exposure_error
 from streams.worker.delivering import DeliveryWorker
+from streams.worker.inbox import DevInbox, register_inbox
 from streams.worker.judging import JudgeWorker
 from streams.worker.reload import PolicyReloader, PolicySource
 from streams.worker.state import WorkerState
@@ -96,6 +97,9 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
                               settling=lambda: bool(getattr(app, "rebalancing", False) or getattr(app, "in_recovery", False)))
     state = app.tokenpulse = WorkerState(cfg, metrics, pricer, IngestLoop(cfg, pricer), judging, delivery, reporting,
                                          tables)
+    if cfg.dev_inbox is not None:
+        state.inbox = DevInbox(cfg.dev_inbox)
+        register_inbox(app.web.web_app, state.inbox)
     if reload is not None:
         state.reloader = PolicyReloader(reload, cfg, state.apply_policy, metrics)
         state.reloader.check()  # takes note of the file the worker was started with

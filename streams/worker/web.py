@@ -14,6 +14,7 @@ or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<par
 - ``/api/policy``                  the policy file, when it was loaded, the last reload and its result
 - ``/api/report?period=|report=``  a spend report computed on demand (:func:`register_report_view`)
 - ``/api/digests``                 the Slack digests waiting and sent (:func:`register_digest_view`)
+- ``/api/inbox``                   the dev inbox: what Slack and PagerDuty would have received
 """
 
 from __future__ import annotations
@@ -395,6 +396,17 @@ def register_views(app: Any, state: WorkerState) -> None:
         if last is not None:
             last = {**last, "at": rfc3339(last["at"])}
         return web.json({**st, "loaded_at": rfc3339(st["loaded_at"]), "last_reload": last})
+
+    @app.page("/api/inbox")
+    @takes(NOTHING)
+    async def inbox_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """The dev inbox (:mod:`streams.worker.inbox`): Slack messages as posted, with their
+        thread replies and rewrites, and PagerDuty events; ``enabled: false`` when the
+        receivers are real."""
+        if state.inbox is None:
+            return web.json({"enabled": False, "slack": [], "pagerduty": [],
+                             "note": "no dev inbox: notifications go to the receivers in /api/sinks"})
+        return web.json(state.inbox.view())
 
     register_report_view(app, state.reporting)
     register_digest_view(app, tables.digests)

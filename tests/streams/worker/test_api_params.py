@@ -75,6 +75,7 @@ TABLE: dict[str, dict[str, tuple[list[str], list[str]]]] = {
     },
     "/api/policy": {},
     "/api/digests": {},
+    "/api/inbox": {},
 }
 
 # What each endpoint needs beside the parameter under test (``/api/report`` takes a period or
