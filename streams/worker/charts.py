@@ -96,12 +96,12 @@ def spend_over_time(items: Iterable[tuple[str, Any]], by: str, since: float, unt
 def burn_down(items: Iterable[tuple[str, Any]], series: str, unit: str, start: float, now: float,
               step: int) -> dict[str, Any]:
     """A budget's cumulative spend (USD, or input + output tokens) over ``[start, now)``, per
-    bucket end: ``t`` and ``spent``.
+    bucket end: ``t`` and ``cumulative``.
 
     >>> items = [("team=ads|0", {"s": [NANO, 5, 5, 0, 0, 1]}), ("team=ads|120", {"s": [NANO, 5, 5, 0, 0, 1]})]
     >>> burn_down(items, "team=ads", "usd", 0, 180, 60)
-    {'t': [60, 120, 180], 'spent': [1.0, 1.0, 2.0]}
-    >>> burn_down(items, "team=ads", "tokens", 0, 180, 60)["spent"]
+    {'t': [60, 120, 180], 'cumulative': [1.0, 1.0, 2.0]}
+    >>> burn_down(items, "team=ads", "tokens", 0, 180, 60)["cumulative"]
     [10, 10, 20]
     """
     t = buckets(start, now, step)
@@ -117,7 +117,7 @@ def burn_down(items: Iterable[tuple[str, Any]], series: str, unit: str, start: f
     for x in per:
         run += x
         out.append(round(run / NANO, 6) if unit == "usd" else run)
-    return {"t": [b + step for b in t], "spent": out}
+    return {"t": [b + step for b in t], "cumulative": out}
 
 
 def inhouse_over_time(items: Iterable[tuple[str, Any]], internal_models: Sequence[str], since: float,

@@ -63,6 +63,9 @@ FIELDS = ("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cac
 ASSETS = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
+    "uplot.min.js": "text/javascript; charset=utf-8",  # uPlot 1.6.32 (MIT, uplot.LICENSE), from npm
+    "uplot.min.css": "text/css; charset=utf-8",
+    "uplot.LICENSE": "text/plain; charset=utf-8",
 }
 
 

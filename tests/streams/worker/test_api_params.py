@@ -50,6 +50,9 @@ TABLE: dict[str, dict[str, tuple[list[str], list[str]]]] = {
     "/healthz": {},
     "/assets/dashboard.js": {},
     "/assets/dashboard.css": {},
+    "/assets/uplot.min.js": {},
+    "/assets/uplot.min.css": {},
+    "/assets/uplot.LICENSE": {},
     "/metrics": {},
     "/api/spend": {
         "group_by": (["team", "model", "provider", "user", "org", "team×model", "team*model"],

@@ -65,7 +65,8 @@ async def test_burn_down_has_the_limit_and_the_forecast(api: TestClient) -> None
     body = await _get(api, f"/api/burndown?at={NOW}")
     [b] = body["budgets"]
     assert b["budget"] == "ads-daily" and b["limit"] == 100 and b["thresholds"]
-    assert b["spent"] and b["t"][-1] <= NOW and b["spent"] == sorted(b["spent"])
+    assert b["cumulative"] and b["t"][-1] <= NOW and b["cumulative"] == sorted(b["cumulative"])
+    assert b["cumulative"][-1] == pytest.approx(2 * 60)  # the hour of ads spend, all in today's period
     assert "exhaustion_at" in b["forecast"] and b["period_end_ts"] > NOW
 
 
