@@ -8,8 +8,8 @@ from typing import Any
 
 from streams.common.config import IngestLimits, StreamConfig
 from streams.worker.reload import PolicySource
-from tokenpulse.quiet import quiet_worker_logs
 from tokenpulse.policy import MAX_POLICY_BYTES, Policy, PolicyError, parse_policy
+from tokenpulse.quiet import quiet_worker_logs
 from tokenpulse.settings import Settings
 
 

@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     )
     api_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token guarding /api/*, /dashboard and /metrics (the dashboard's login form takes it too). "
-                    "Required when web_host is not loopback.",
+        description="Bearer token guarding /api/*, /dashboard and /metrics (the dashboard's login form takes it "
+                    "too). Required when web_host is not loopback.",
     )
     metrics_token: SecretStr | None = Field(
         default=None, description="A second token that may read /metrics only (for a Prometheus scraper)."

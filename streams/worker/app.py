@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -99,7 +99,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.A
                                          tables)
     if cfg.dev_inbox is not None:
         state.inbox = DevInbox(cfg.dev_inbox)
-        register_inbox(app.web.web_app, state.inbox)
+        register_inbox(cast(Any, app.web).web_app, state.inbox)  # the aiohttp application of Faust's web driver
     if reload is not None:
         state.reloader = PolicyReloader(reload, cfg, state.apply_policy, metrics)
         state.reloader.check()  # takes note of the file the worker was started with

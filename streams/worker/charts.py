@@ -152,7 +152,7 @@ def inhouse_over_time(items: Iterable[tuple[str, Any]], internal_models: Sequenc
     teams = []
     for team, (inside, total) in sorted(acc.items()):
         teams.append({"team": team,
-                      "pct": [None if tot <= 0 else round(100 * ins / tot, 3) for ins, tot in zip(inside, total)],
+                      "pct": [None if tot <= 0 else round(100 * ins / tot, 3) for ins, tot in zip(inside, total, strict=True)],
                       "internal_usd": round(sum(inside) / NANO, 6), "total_usd": round(sum(total) / NANO, 6)})
     return {"t": t, "step": step, "teams": teams}
 
@@ -189,7 +189,7 @@ def top_users(items: Iterable[tuple[str, Any]], since: float, until: float, limi
             k = int((since - w - 1) // span)
             past.setdefault(user, {}).setdefault(k, 0)
             past[user][k] += int(s[0])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for user, (nusd, events, tin, tout) in cur.items():
         spans = past.get(user) or {}
         usual = None if not spans else math.fsum(spans.values()) / len(spans) / NANO

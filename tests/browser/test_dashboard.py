@@ -126,7 +126,7 @@ class Served:
         text = demo_policy_text()
         if self.hostile:
             text = text.replace("      - {team: legal, amount: 10000}",
-                                "      - {team: legal, amount: 10000}\n      - {team: '%s', amount: 500}" % HOSTILE)
+                                f"      - {{team: legal, amount: 10000}}\n      - {{team: '{HOSTILE}', amount: 500}}")
         policy = parse_policy(text.encode(), "demo/policy.yaml")
         assert self.hostile == any(a.team == HOSTILE for b in policy.budgets for a in b.allocations)
         spec = DevInboxSpec.new()

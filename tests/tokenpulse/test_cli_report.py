@@ -66,7 +66,7 @@ def test_sends_the_api_token_as_a_bearer_header(policy: Path, monkeypatch: pytes
     seen: list[str | None] = []
 
     class Worker(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:  # http.server's name
             seen.append(self.headers.get("Authorization"))
             ok = self.headers.get("Authorization") == f"Bearer {token}"
             body = {"complete": True, "report": {}} if ok else {"error": "unauthorized: send a token"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -46,7 +46,7 @@ def _spend(teams: tuple, start: float, end: float, rate: float) -> dict[str, dic
 
 
 def test_teams_use_the_in_house_model_in_different_shares_and_one_crosses_the_line() -> None:
-    noon = datetime(2026, 12, 2, 12, tzinfo=timezone.utc).timestamp()  # a Wednesday
+    noon = datetime(2026, 12, 2, 12, tzinfo=UTC).timestamp()  # a Wednesday
     spend = _spend(DEMO_TEAMS, noon - 3 * 3600, noon, rate=4)
     share = {t: s["third"] / (s["third"] + s["internal"]) for t, s in spend.items()}
     line = POLICY.mix.max_third_party_share
@@ -60,7 +60,7 @@ def test_teams_use_the_in_house_model_in_different_shares_and_one_crosses_the_li
 
 @pytest.mark.parametrize("hour", [3, 12, 22])  # UTC: night, noon, late evening (past Berlin midnight)
 def test_the_team_day_crosses_80_percent_minutes_into_the_live_traffic(tmp_path: Path, hour: int) -> None:
-    now = datetime(2026, 12, 2, hour, 30, tzinfo=timezone.utc).timestamp()
+    now = datetime(2026, 12, 2, hour, 30, tzinfo=UTC).timestamp()
     rate, backfill_h = 4.0, 3.0
     dest = tmp_path / "demo-policy.yaml"
     amount = float(write_demo_policy(dest, now=now, backfill_hours=backfill_h, rate=rate))
@@ -90,7 +90,7 @@ def test_the_dev_stack_reads_its_own_policy_file_as_unchanged(tmp_path: Path, mo
     from tokenpulse.settings import load_settings
 
     dest = tmp_path / "demo-policy.yaml"
-    write_demo_policy(dest, now=datetime(2026, 12, 2, 12, tzinfo=timezone.utc).timestamp(), backfill_hours=3, rate=4)
+    write_demo_policy(dest, now=datetime(2026, 12, 2, 12, tzinfo=UTC).timestamp(), backfill_hours=3, rate=4)
     monkeypatch.setenv("TOKENPULSE_POLICY", str(dest))
     settings = load_settings()
     pol = _dev_gate(parse_policy(dest.read_bytes(), str(dest)))

@@ -144,8 +144,8 @@ def test_settings_name_the_setting_and_never_echo_a_token(monkeypatch: pytest.Mo
     monkeypatch.setenv("TOKENPULSE_API_TOKEN", TOKEN)
     s = load_settings()
     assert TOKEN not in repr(s) and TOKEN not in str(s.model_dump())
-    from tokenpulse.runtime import stream_config
     from tokenpulse.policy import Policy
+    from tokenpulse.runtime import stream_config
 
     cfg = stream_config(s, Policy(), "127.0.0.1:1")
     assert cfg.api_token == TOKEN and TOKEN not in repr(cfg)
