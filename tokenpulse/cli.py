@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -73,6 +74,13 @@ def _dev_gate(pol):
     return pol
 
 
+def _refuse_exposure(settings: Any) -> None:
+    """A worker serving every team's spend to the network without a token does not start."""
+    why = settings.exposure_error()
+    if why is not None:
+        _fail(why)
+
+
 @app.command()
 def worker(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
@@ -81,6 +89,7 @@ def worker(
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
     settings, pol = _load(deliver=True)
+    _refuse_exposure(settings)
     if not settings.kafka_bootstrap:
         _fail("TOKENPULSE_KAFKA_BOOTSTRAP is not set (use `tokenpulse dev` to run on an embedded broker)")
     bootstrap = settings.kafka_bootstrap
@@ -101,13 +110,23 @@ def dev(
         Optional[list[str]], typer.Option(help="Incident to inject, e.g. team=ads,factor=8,minutes=15,delay=300.")
     ] = None,
     simulate: Annotated[bool, typer.Option(help="Run the traffic simulator.")] = True,
+    policy: Annotated[Optional[Path], typer.Option(help="Your own policy file (default: TOKENPULSE_POLICY; neither: the demo policy).")] = None,
+    demo_policy: Annotated[bool, typer.Option(help="With no policy of your own, run the demo policy (budgets, the in-house model, team channels); --no-demo-policy: the defaults.")] = True,
+    inbox: Annotated[bool, typer.Option(help="With no Slack token (or no PagerDuty key), deliver to the dev inbox: the dashboard's Notifications panel shows each message as Slack would.")] = True,
 ) -> None:
     """Embedded broker + worker + simulated traffic + API, all on this machine. Ctrl-C stops all."""
     from tokenpulse.broker import BrokerError, EmbeddedBroker
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
-    settings, pol = _load(deliver=True)
+    settings, pol = _load(policy, deliver=True)
+    _refuse_exposure(settings)
+    if policy is not None:
+        settings = settings.model_copy(update={"policy": policy})
+    demo = demo_policy and settings.policy is None and simulate
+    if demo:
+        settings, pol = _demo_policy(settings, backfill_hours, rate, spike)
     pol = _dev_gate(pol)
+    settings, inbox_spec = _dev_inbox(settings) if inbox else (settings, None)
     if settings.kafka_bootstrap:
         bootstrap = settings.kafka_bootstrap
         broker = None
@@ -125,7 +144,7 @@ def dev(
         if simulate:
             spikes = spike if spike is not None else ["team=ads,factor=8,minutes=15,delay=240"]
             cmd = [sys.executable, "-m", "tokenpulse", "simulate", "--bootstrap", bootstrap, "--rate", str(rate),
-                   "--backfill", str(backfill_hours / 24)]
+                   "--backfill", str(backfill_hours / 24), "--teams", "demo" if demo else "default"]
             for s in spikes:
                 cmd += ["--spike", s]
             log = open(settings.data_dir / "simulate.log", "ab")  # noqa: SIM115
@@ -139,13 +158,16 @@ def dev(
                     f"  dashboard  {url}/dashboard",
                     f"  api        {url}/api/spend?group_by=team   {url}/api/alerts   {url}/metrics",
                     f"  simulator  {'on, log in ' + str(settings.data_dir / 'simulate.log') if sim_proc else 'off'}",
+                    f"  policy     {settings.policy or 'none (the defaults)'}"
+                    + (" (the demo: edit it and it reloads; TOKENPULSE_POLICY=FILE runs yours)" if demo else ""),
                     f"  detector   money gate {_gate_text(pol)}",
-                    *_receiver_lines(settings),
+                    *_receiver_lines(settings, inbox_spec),
                     "  Ctrl-C stops everything.",
                 ]
             )
         )
-        run_worker(stream_config(settings, pol, bootstrap, n), reload=policy_source(settings, bootstrap, n))
+        cfg = dataclasses.replace(stream_config(settings, pol, bootstrap, n), dev_inbox=inbox_spec)
+        run_worker(cfg, reload=policy_source(settings, bootstrap, n, adjust=_dev_gate))
     finally:
         if sim_proc is not None and sim_proc.poll() is None:
             os.killpg(sim_proc.pid, signal.SIGTERM)
@@ -157,14 +179,62 @@ def dev(
             broker.stop()
 
 
-def _receiver_lines(settings: Any) -> list[str]:
-    """One line per receiver of the registry for ``tokenpulse dev``: where it sends, or how to
-    turn it on (never a secret)."""
+def _demo_policy(settings: Any, backfill_hours: float, rate: float, spike: list[str] | None) -> Any:
+    """The demo policy written to the data directory (its team daily budget fitted to the
+    simulated traffic, see tokenpulse.demo) and loaded from there, so that it reloads on edit."""
+    from tokenpulse.demo import write_demo_policy
+    from tokenpulse.simulate import Spike
+
+    path = settings.data_dir / "demo-policy.yaml"
+    try:
+        # only a spike on the fitted team changes its spend (the demo's own is on ads)
+        spikes = [Spike.parse(s) for s in spike or []]
+    except ValueError as exc:
+        _fail(str(exc))
+    write_demo_policy(path, now=time.time(), backfill_hours=backfill_hours, rate=rate, spikes=spikes)
+    _, pol = _load(path, deliver=True)
+    return settings.model_copy(update={"policy": path}), pol
+
+
+def _dev_inbox(settings: Any) -> tuple[Any, Any]:
+    """Slack and PagerDuty pointed at the dev inbox (streams.worker.inbox) when the settings
+    turn neither on, with made-up credentials; (settings, None) when both are real."""
+    from alerts.receivers.pagerduty.config import PagerDutyConfig
+    from alerts.receivers.slack.config import SlackConfig
+    from streams.worker.inbox import PAGERDUTY_PATH, SLACK_PATH, DevInboxSpec
+
+    on = settings.receivers()
+    if "slack" in on and "pagerduty" in on:
+        return settings, None
+    spec = DevInboxSpec.new()
+    base = spec.base_url(settings.web_host, settings.web_port)
+    stand_in: dict[str, Any] = {}
+    if "slack" not in on:
+        stand_in["slack"] = SlackConfig(token=spec.slack_token, api_url=base + SLACK_PATH)  # type: ignore[arg-type]
+    if "pagerduty" not in on:
+        stand_in["pagerduty"] = PagerDutyConfig(routing_key=spec.pagerduty_key, url=base + PAGERDUTY_PATH)  # type: ignore[arg-type]
+    return settings.with_receivers(**stand_in), spec
+
+
+def _receiver_lines(settings: Any, inbox: Any = None) -> list[str]:
+    """One line per receiver of the registry for ``tokenpulse dev``: where it sends, the dev
+    inbox, or how to turn it on (never a secret)."""
     from alerts.receivers import RECEIVERS
 
     on = settings.receivers()
-    return [f"  {name:<10} {on[name].describe() if name in on else 'off (set ' + r.enable_hint() + ')'}"
-            for name, r in RECEIVERS.items()]
+
+    def line(name: str, r: Any) -> str:
+        cfg = on.get(name)
+        if cfg is None:
+            return "off (set " + r.enable_hint() + ")"
+        if inbox is not None and DEV_INBOX_MARK in str(getattr(cfg, "api_url", getattr(cfg, "url", ""))):
+            return f"dev inbox: the dashboard's Notifications panel (set {r.enable_hint()} for the real one)"
+        return cfg.describe()
+
+    return [f"  {name:<10} {line(name, r)}" for name, r in RECEIVERS.items()]
+
+
+DEV_INBOX_MARK = "/dev/"  # in the URL of a receiver pointed at the dev inbox
 
 
 @app.command("simulate")
@@ -182,6 +252,7 @@ def simulate_cmd(
     scenario: Annotated[str, typer.Option(help="'spikes': steady traffic plus the --spike incidents (to Kafka, or --backfill days to --out). 'eval': the labelled evaluation workload of tokenpulse.workload (7 teams, runaway loops, model switches, bursts, night spikes and look-alikes that must not page) written to --out, labels to --labels-out.")] = "spikes",
     days: Annotated[float, typer.Option(help="--scenario eval: days of history (the first 7, or a quarter of a shorter history, are burn-in: do not score firings there).")] = 21.0,
     burn_in_days: Annotated[Optional[float], typer.Option("--burn-in-days", help="--scenario eval: override the burn-in (days).")] = None,
+    teams: Annotated[str, typer.Option(help="'default': five teams on third-party models; 'demo': the same teams also calling the in-house model acme-llama-70b in different shares (tokenpulse dev's demo policy prices it).")] = "default",
 ) -> None:
     """Produce simulated usage events with kafka-python (or write them to a file with --out).
 
@@ -191,7 +262,7 @@ def simulate_cmd(
       tokenpulse simulate --scenario eval --seed 1 --days 21 --out h.jsonl --labels-out l.jsonl
       tokenpulse replay h.jsonl --labels l.jsonl
     """
-    from tokenpulse.simulate import KafkaSink, Simulator, Spike, run
+    from tokenpulse.simulate import TEAM_SETS, KafkaSink, Simulator, Spike, run
 
     if scenario not in ("spikes", "eval"):
         _fail(f"--scenario must be 'spikes' or 'eval', got {scenario!r}")
@@ -200,7 +271,9 @@ def simulate_cmd(
         return
     try:
         spikes = [Spike.parse(s) for s in spike or []]
-        sim = Simulator(rate=rate, spikes=spikes, seed=seed)
+        if teams not in TEAM_SETS:
+            raise ValueError(f"--teams must be {' or '.join(TEAM_SETS)}, got {teams!r}")
+        sim = Simulator(rate=rate, spikes=spikes, seed=seed, teams=TEAM_SETS[teams])
     except ValueError as exc:
         _fail(str(exc))
     if out is not None:
@@ -535,8 +608,12 @@ def report_cmd(
         query["at"] = at
     base = (api or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
     url = f"{base}/api/report?{urllib.parse.urlencode(query)}"
+    req = urllib.request.Request(url, headers={"Accept": "application/json"})
+    token = settings.secret("api_token")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=30) as resp:
             body = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:

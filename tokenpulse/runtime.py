@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 from streams.common.config import IngestLimits, StreamConfig
 from streams.worker.reload import PolicySource
 from tokenpulse.policy import MAX_POLICY_BYTES, Policy, PolicyError, parse_policy
+from tokenpulse.quiet import quiet_worker_logs
 from tokenpulse.settings import Settings
 
 
@@ -41,15 +42,21 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         dashboard_url=settings.dashboard_url,
         kafka_flavor=settings.kafka_flavor,
         dlq_max_bytes=settings.dlq_max_bytes,
+        api_token=settings.secret("api_token"),
+        metrics_token=settings.secret("metrics_token"),
+        allow_unauthenticated=settings.allow_unauthenticated,
         limits=IngestLimits(max_tokens_per_request=policy.limits.max_tokens_per_request,
                             max_cost_usd_per_request=policy.limits.max_cost_usd_per_request),
     )
 
 
-def policy_source(settings: Settings, bootstrap: str, partitions: int | None = None) -> PolicySource | None:
+def policy_source(settings: Settings, bootstrap: str, partitions: int | None = None,
+                  adjust: Callable[[Policy], Policy] | None = None) -> PolicySource | None:
     """How the worker re-reads its policy file (None: no file, nothing to reload): the file's
     text becomes a config with the settings the worker started with, or a ``ValueError``
-    naming the file and the line at fault."""
+    naming the file and the line at fault. ``adjust``: what the entry point did to the policy
+    it started with (``tokenpulse dev``'s detector gate), done to every version of it, so that
+    the file it started with does not read as a change."""
     if settings.policy is None:
         return None
     path = str(settings.policy)
@@ -59,6 +66,8 @@ def policy_source(settings: Settings, bootstrap: str, partitions: int | None = N
             policy = parse_policy(raw, path, receivers=settings.receivers())
         except PolicyError as exc:
             raise ValueError(str(exc)) from None
+        if adjust is not None:
+            policy = adjust(policy)
         return stream_config(settings, policy, bootstrap, partitions)
 
     return PolicySource(path=path, load=load, interval=settings.policy_reload_seconds, max_bytes=MAX_POLICY_BYTES)
@@ -99,9 +108,9 @@ def run_worker(cfg: StreamConfig, loglevel: str = "info", reload: PolicySource |
     os.makedirs(cfg.data_dir, exist_ok=True)
     app = create_app(cfg, reload=reload)
     _install_task_dump()
-    # Faust's own logging is chatty at info; keep ours at the chosen level.
-    logging.getLogger("faust").setLevel(logging.WARNING)
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # Faust's own logging is chatty at info, and two of its warnings are flow control at work
+    # (tokenpulse.quiet); keep ours at the chosen level.
+    quiet_worker_logs()
     worker: Any = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
 

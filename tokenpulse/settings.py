@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic_settings
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.receivers import RECEIVERS, Receiver, ReceiverConfig
@@ -51,6 +51,18 @@ class Settings(BaseSettings):
     policy_reload_seconds: float = Field(
         default=5.0, ge=0, description="How often the worker checks the policy file for changes (0: only on SIGHUP)."
     )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token guarding /api/*, /dashboard and /metrics (the dashboard's login form takes it "
+                    "too). Required when web_host is not loopback.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="A second token that may read /metrics only (for a Prometheus scraper)."
+    )
+    allow_unauthenticated: bool = Field(
+        default=False, description="Serve the API with no token on a non-loopback web_host (anyone who can reach "
+                                   "the port reads every team's spend)."
+    )
 
     @field_validator("kafka_flavor")
     @classmethod
@@ -58,6 +70,33 @@ class Settings(BaseSettings):
         if v not in ("kafka", "tansu"):
             raise ValueError("must be 'kafka' or 'tansu'")
         return v
+
+    @field_validator("api_token", "metrics_token")
+    @classmethod
+    def _token(cls, v: SecretStr | None) -> SecretStr | None:
+        # the value is never echoed: only what is wrong with it
+        if v is not None and (len(v.get_secret_value()) < 16 or v.get_secret_value().strip() != v.get_secret_value()):
+            raise ValueError("must be at least 16 characters, with no surrounding spaces (e.g. `openssl rand -hex 32`)")
+        return v
+
+    @model_validator(mode="after")
+    def _metrics_needs_api(self) -> Settings:
+        if self.metrics_token is not None and self.api_token is None:
+            raise ValueError("TOKENPULSE_METRICS_TOKEN is set without TOKENPULSE_API_TOKEN: /metrics would be "
+                             "guarded while /api/* is open; set TOKENPULSE_API_TOKEN too")
+        return self
+
+    def exposure_error(self) -> str | None:
+        """Why a worker must not serve its API with these settings (None: it may): a
+        non-loopback ``web_host`` with no API token, unless ``allow_unauthenticated``."""
+        from streams.worker.access import exposure_error
+
+        return exposure_error(self.web_host, self.secret("api_token"), self.allow_unauthenticated)
+
+    def secret(self, name: str) -> str | None:
+        """The value of a secret setting (``api_token``, ``metrics_token``), or None."""
+        v = getattr(self, name)
+        return None if v is None else v.get_secret_value()
 
     # name -> config of every receiver that is on (read from the environment at construction)
     _receivers: dict[str, ReceiverConfig] = PrivateAttr(default_factory=dict)

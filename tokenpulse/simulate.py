@@ -24,6 +24,10 @@ MODELS: list[tuple[str, str, int, int, float]] = [
     ("google", "gemini-2.0-flash", 2000, 400, 0.1),
 ]
 
+# The organisation's own model (served in-house, priced by the policy at internal cost): what
+# a team with an ``internal_share`` calls instead of a third-party model.
+IN_HOUSE_MODEL: tuple[str, str, int, int, float] = ("acme", "acme-llama-70b", 2200, 420, 0.0)
+
 
 @dataclass(frozen=True)
 class Team:
@@ -32,6 +36,7 @@ class Team:
     users: int
     tz_offset_h: int = 0  # where the team works; shifts its daily curve
     nightly_batch: bool = False  # a recurring 02:00 job that must not page
+    internal_share: float = 0.0  # share of its calls to IN_HOUSE_MODEL (0: third-party only)
 
 
 DEFAULT_TEAMS = (
@@ -41,6 +46,18 @@ DEFAULT_TEAMS = (
     Team("data", 0.15, 5, nightly_batch=True),
     Team("legal", 0.1, 4),
 )
+
+# The dev stack's teams (`tokenpulse dev` with its demo policy): the same teams, moving to the
+# in-house model at different paces; legal barely started, so its third-party share of spend
+# stays over the demo policy's line.
+DEMO_TEAMS = (
+    Team("ads", 0.3, 12, internal_share=0.3),
+    Team("search", 0.25, 9, tz_offset_h=-5, internal_share=0.6),
+    Team("support", 0.2, 20, tz_offset_h=1, internal_share=0.45),
+    Team("data", 0.15, 5, nightly_batch=True, internal_share=0.8),
+    Team("legal", 0.1, 4, internal_share=0.03),
+)
+TEAM_SETS = {"default": DEFAULT_TEAMS, "demo": DEMO_TEAMS}
 
 
 @dataclass(frozen=True)
@@ -147,6 +164,10 @@ class Simulator:
             if x <= 0:
                 provider, model, tin, tout, _ = m
                 break
+        # drawn only for a team that uses the in-house model: the default teams' events stay
+        # the same for a seed
+        if team.internal_share > 0 and rng.random() < team.internal_share:
+            provider, model, tin, tout, _ = IN_HOUSE_MODEL
         if spike_model:
             for m in MODELS:
                 if m[1] == spike_model:

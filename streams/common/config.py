@@ -61,6 +61,12 @@ class StreamConfig:
     kafka_flavor: str = "kafka"  # "tansu" turns on workarounds for Tansu 0.6
     limits: IngestLimits = IngestLimits()
     dlq_max_bytes: int = DLQ_MAX_BYTES  # a dead-lettered message's bytes are cut to this
+    # who may read the API (streams.worker.access): secrets, kept out of repr
+    api_token: str | None = field(default=None, repr=False)
+    metrics_token: str | None = field(default=None, repr=False)
+    allow_unauthenticated: bool = False  # serve a non-loopback web_host with no token
+    # streams.worker.inbox.DevInboxSpec: the dev inbox stands in for Slack and PagerDuty
+    dev_inbox: Any = field(default=None, repr=False)
 
     @property
     def topics(self) -> dict[str, str]:

@@ -25,6 +25,8 @@ HELP = {
     "digests_sent_total": "Digest messages posted to Slack, by mode.",
     "digests_failed_total": "Digest posts that failed after retries, by mode (retried next tick unless permanent).",
     "digest_waiting_notifications": "Notifications collected for a channel's digests not posted yet.",
+    "http_unauthorized_total": ("Requests refused with 401 (no or a wrong token), by what they asked for "
+                                "(api, metrics, login)."),
     "consumer_lag": "Messages not yet consumed, per usage partition.",
     "events_unpriced_total": "Events of models without a known price (counted at $0).",
     "policy_reloads_total": (

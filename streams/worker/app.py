@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -49,7 +49,9 @@ from streams.common.metrics import Metrics
 from streams.ingest.hotpath import IngestLoop
 from streams.ingest.pricing import Pricer
 from streams.reports.reporting import Reporting
+from streams.worker.access import Access, access_middleware, exposure_error
 from streams.worker.delivering import DeliveryWorker
+from streams.worker.inbox import DevInbox, register_inbox
 from streams.worker.judging import JudgeWorker
 from streams.worker.reload import PolicyReloader, PolicySource
 from streams.worker.state import WorkerState
@@ -75,7 +77,11 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
     the worker then polls the file every ``reload.interval`` seconds and reloads on SIGHUP
     (:mod:`streams.worker.reload`). None: the policy is fixed for the worker's life."""
     topics, n = cfg.topics, cfg.usage_partitions
-    app = WorkerApp(cfg.app_id, **faust_settings(cfg))
+    why = exposure_error(cfg.web_host, cfg.api_token, cfg.allow_unauthenticated)
+    if why is not None:
+        raise ValueError(why)
+    metrics = Metrics()
+    app = WorkerApp(cfg.app_id, **faust_settings(cfg, metrics))
     windows = app.topic(topics["windows"], partitions=n, **RAW)
     outbox = app.topic(topics["outbox"], partitions=n, **RAW)
     decisions = app.topic(topics["decisions"], partitions=n, compacting=True, **RAW)
@@ -85,7 +91,6 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
     names = ["judge", "spend", "alerts", "deliveries", "budgets", "digests"] + (["reports"] if cfg.reports else [])
     tables = Tables(**{name: app.Table(name, default=None, partitions=n) for name in names})
 
-    metrics = Metrics()
     pricer = Pricer(cfg.price_overrides)
     judging = JudgeWorker(cfg, metrics, tables, owned=lambda: owned_partitions(app, topics["windows"]),
                           send_outbox=lambda k, v, p: outbox.send(key=k, value=v, partition=p),
@@ -99,6 +104,9 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
                               settling=lambda: bool(getattr(app, "rebalancing", False) or getattr(app, "in_recovery", False)))
     state = app.tokenpulse = WorkerState(cfg, metrics, pricer, IngestLoop(cfg, pricer), judging, delivery, reporting,
                                          tables)
+    if cfg.dev_inbox is not None:
+        state.inbox = DevInbox(cfg.dev_inbox)
+        register_inbox(cast(Any, app.web).web_app, state.inbox)  # the aiohttp application of Faust's web driver
     if reload is not None:
         state.reloader = PolicyReloader(reload, cfg, state.apply_policy, metrics)
         state.reloader.check()  # takes note of the file the worker was started with
@@ -142,10 +150,14 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
     return app
 
 
-def faust_settings(cfg: StreamConfig) -> dict[str, Any]:
-    """The Faust app's settings (benchmarks/throughput.py's Faust floor uses the same)."""
+def faust_settings(cfg: StreamConfig, metrics: Metrics | None = None) -> dict[str, Any]:
+    """The Faust app's settings (benchmarks/throughput.py's Faust floor uses the same); the web
+    server's middleware guards every path (:mod:`streams.worker.access`)."""
     tansu = cfg.kafka_flavor == "tansu"
+    access = Access(api_token=cfg.api_token, metrics_token=cfg.metrics_token)
+    denied = None if metrics is None else (lambda kind: metrics.inc("http_unauthorized_total", labels={"path": kind}))
     return dict(
+        web_application_options={"middlewares": [access_middleware(access, denied)]},
         broker=[f"kafka://{h}" for h in cfg.bootstrap.split(",")],
         store="memory://",
         datadir=cfg.data_dir,

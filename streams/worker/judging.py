@@ -32,6 +32,7 @@ plain objects (tests/streams/worker/test_judging.py).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -50,6 +51,8 @@ from streams.judge.core import JudgeCore, judge_factory
 from streams.judge.step import judge_step
 from streams.reports.reporting import Reporting
 from streams.worker.tables import Tables, persist, restore_items
+
+log = logging.getLogger("tokenpulse.alerts")
 
 __all__ = ["JudgeWorker"]
 
@@ -188,6 +191,10 @@ class JudgeWorker:
         record = note.to_dict()
         persist(self.tables.alerts, p, note.key, record)
         self.metrics.inc("alerts_raised_total", labels={"action": note.action, "reason": note.reason})
+        if note.action == "update":
+            log.debug("%s", alert_line(note))
+        else:
+            log.info("%s", alert_line(note))  # the console's one line per alert raised or resolved
         await self.send_outbox(note.key.encode(), orjson.dumps(record), p)
 
     def mix_due(self, wm: float) -> list[tuple[int, Notification]]:
@@ -237,3 +244,25 @@ class JudgeWorker:
         if self.ack is not None:
             for message in to_ack:
                 await self.ack(message)
+
+
+def alert_line(note: Notification) -> str:
+    """The console's line for a notification: raised or resolved, its severity, what and how
+    much (money in USD; a budget in its unit), and its key.
+
+    >>> from alerts.model import SpikeNotification
+    >>> n = SpikeNotification(key="cost_spike:team=ads", seq=1, action="trigger", severity="critical", reason="first",
+    ...     series="team=ads", labels={"team": "ads"}, title="Cost spike: team=ads", started_at=0, fired_at=60,
+    ...     observed_usd=12.5, expected_usd=1.25, excess_usd=11.25, excess_pct=900.0, window_start=0, window_end=60)
+    >>> alert_line(n)
+    'alert raised    [critical] Cost spike: team=ads: $12.50 in the window, expected $1.25 (cost_spike:team=ads)'
+    >>> n.action = "resolve"
+    >>> alert_line(n)
+    'alert resolved  [critical] Cost spike: team=ads (cost_spike:team=ads)'
+    """
+    state = {"trigger": "raised", "resolve": "resolved"}.get(note.action, note.action)
+    what = note.title
+    observed, expected = getattr(note, "observed_usd", None), getattr(note, "expected_usd", None)
+    if note.action != "resolve" and observed is not None and expected is not None:
+        what += f": ${observed:,.2f} in the window, expected ${expected:,.2f}"
+    return f"alert {state:<9} [{note.severity}] {what} ({note.key})"

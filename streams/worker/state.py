@@ -12,6 +12,7 @@ from streams.ingest.hotpath import IngestLoop
 from streams.ingest.pricing import Pricer
 from streams.reports.reporting import Reporting
 from streams.worker.delivering import DeliveryWorker
+from streams.worker.inbox import DevInbox
 from streams.worker.judging import JudgeWorker
 from streams.worker.reload import PolicyReloader, apply_reload
 from streams.worker.tables import Tables
@@ -34,6 +35,7 @@ class WorkerState:
     reporting: Reporting
     tables: Tables
     reloader: PolicyReloader | None = None
+    inbox: DevInbox | None = None  # the dev stack's stand-in for Slack and PagerDuty
     started: float = field(default_factory=time.time)
 
     @property

@@ -4,6 +4,7 @@ Every view declares its query parameters (:func:`streams.worker.query.takes`): a
 or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<param>"}``.
 
 - ``/dashboard``                   one page over all of the below (``?series=`` opens a series)
+- ``/assets/<file>``               the dashboard's script, style sheet and charting library
 - ``/healthz``                     liveness and assigned partitions
 - ``/metrics``                     Prometheus text
 - ``/api/spend?group_by=&since=&until=``  exact sums over closed windows
@@ -13,6 +14,11 @@ or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<par
 - ``/api/policy``                  the policy file, when it was loaded, the last reload and its result
 - ``/api/report?period=|report=``  a spend report computed on demand (:func:`register_report_view`)
 - ``/api/digests``                 the Slack digests waiting and sent (:func:`register_digest_view`)
+- ``/api/inbox``                   the dev inbox: what Slack and PagerDuty would have received
+- ``/api/timeseries?by=&range=``   spend over time by team, model or provider, with alert markers
+- ``/api/burndown[?budget=]``      each budget's cumulative spend over its period, limit and forecast
+- ``/api/inhouse?range=``          per team, the in-house share of spend over time
+- ``/api/top_users?range=&limit=`` users by spend and by excess over their usual
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from streams.delivery.digests import Digester
 from streams.ingest.windows import NANO
 from streams.reports.core import REPORT_PERIODS, ReportSpec, build_report
 from streams.reports.reporting import Reporting
-from streams.worker.query import Choice, Name, ParamError, Query, Series, Time, Zone, shown, takes
+from streams.worker.charts import RANGES, STACK_BY, burn_down, inhouse_over_time, spend_over_time, top_users
+from streams.worker.query import Choice, Int, Name, ParamError, Query, Series, Time, Zone, shown, takes
 from streams.worker.state import WorkerState
 
 ALERT_STATES = ("firing", "resolved")
@@ -44,7 +51,27 @@ BUDGETS_QUERY = Query(budget=Name(), at=Time())
 DASHBOARD_QUERY = Query(series=Series())  # read by the page's script: checked here all the same
 REPORT_QUERY = Query(period=Choice(choices=("day", "week"), aliases={"daily": "day", "weekly": "week"}),
                      report=Name(), at=Time(), tz=Zone(), team=Name(forbid="|="))
+RANGE = Choice(default="24h", choices=tuple(RANGES))
+TIMESERIES_QUERY = Query(by=Choice(default="team", choices=STACK_BY), range=RANGE, until=Time())
+BURNDOWN_QUERY = Query(budget=Name(), at=Time())
+INHOUSE_QUERY = Query(range=RANGE, until=Time())
+TOP_USERS_QUERY = Query(range=RANGE, until=Time(), limit=Int(default=10, lo=1, hi=100))
 FIELDS = ("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "events")
+
+# The dashboard's own files (streams/worker/assets/), served under /assets/ with their types:
+# the page's CSP allows scripts and styles from the worker itself only.
+ASSETS = {
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+    "uplot.min.js": "text/javascript; charset=utf-8",  # uPlot 1.6.32 (MIT, uplot.LICENSE), from npm
+    "uplot.min.css": "text/css; charset=utf-8",
+    "uplot.LICENSE": "text/plain; charset=utf-8",
+}
+
+
+def asset(name: str) -> str:
+    """The text of one of :data:`ASSETS`."""
+    return files("streams.worker").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def dashboard_html() -> str:
@@ -208,6 +235,9 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
     @takes(DASHBOARD_QUERY)
     async def dashboard_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         return web.html(page)
+
+    for name, ctype in ASSETS.items():
+        _asset_view(app, name, ctype)
 
     @app.page("/healthz")
     @takes(NOTHING)
@@ -381,8 +411,117 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
             last = {**last, "at": rfc3339(last["at"])}
         return web.json({**st, "loaded_at": rfc3339(st["loaded_at"]), "last_reload": last})
 
+    @app.page("/api/inbox")
+    @takes(NOTHING)
+    async def inbox_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """The dev inbox (:mod:`streams.worker.inbox`): Slack messages as posted, with their
+        thread replies and rewrites, and PagerDuty events; ``enabled: false`` when the
+        receivers are real."""
+        if state.inbox is None:
+            return web.json({"enabled": False, "slack": [], "pagerduty": [],
+                             "note": "no dev inbox: notifications go to the receivers in /api/sinks"})
+        return web.json(state.inbox.view())
+
+    register_chart_views(app, state)
     register_report_view(app, state.reporting)
     register_digest_view(app, tables.digests)
+
+
+def _asset_view(app: Any, name: str, content_type: str) -> None:
+    body = asset(name)
+
+    async def asset_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        resp = web.text(body, content_type=content_type.partition(";")[0])
+        resp.headers["Cache-Control"] = "no-cache"  # revalidated: a new version shows at once
+        return resp
+
+    asset_view.__name__ = asset_view.__qualname__ = "asset_" + name.replace(".", "_").replace("-", "_")
+    app.page(f"/assets/{name}")(takes(NOTHING)(asset_view))
+
+
+def alert_markers(records: Any, since: float, until: float) -> list[dict[str, Any]]:
+    """Where alerts started and ended within ``[since, until)``, for the charts' markers: the
+    latest notification of each alert key (the ``alerts`` table's values)."""
+    out = []
+    for rec in records:
+        if rec is None:
+            continue
+        for at, state in ((rec.get("started_at"), "started"), (rec.get("ended_at"), "resolved")):
+            if isinstance(at, (int, float)) and since <= at < until:
+                out.append({"at": at, "state": state, "kind": rec.get("kind"), "key": rec.get("key"),
+                            "series": rec.get("series"), "severity": rec.get("severity"), "title": rec.get("title")})
+    out.sort(key=lambda m: m["at"])
+    return out
+
+
+def register_chart_views(app: Any, state: WorkerState) -> None:
+    """The dashboard's charts (:mod:`streams.worker.charts`), over this worker's spend table:
+    closed windows only, like ``/api/spend``."""
+    cfg, tables = state.cfg, state.tables
+
+    def span(args: dict[str, Any]) -> tuple[float, float, int]:
+        until = time.time() if args["until"] is None else args["until"]
+        seconds, step = RANGES[args["range"]]
+        return until - seconds, until, max(step, cfg.window_seconds)
+
+    @app.page("/api/timeseries")
+    @takes(TIMESERIES_QUERY)
+    async def timeseries_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """Spend per time bucket, one line per team, model or provider (``by``), over the last
+        ``range`` (1h, 24h, 7d, 30d) before ``until``, and the alerts that started or ended in it."""
+        since, until, step = span(args)
+        out = spend_over_time(list(tables.spend.data.items()), args["by"], since, until, step)
+        markers = alert_markers(list(tables.alerts.data.values()), since, until)
+        return web.json({"by": args["by"], "range": args["range"], "since": since, "until": until,
+                         "note": "closed windows only; USD per bucket", **out, "alerts": markers})
+
+    @app.page("/api/burndown")
+    @takes(BURNDOWN_QUERY)
+    async def burndown_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """Each budget held by this worker (or ``budget``) in the period holding ``at``: its
+        cumulative spend over the period, limit, thresholds, and the forecast's line to the
+        period's end and run-out date."""
+        now = time.time() if args["at"] is None else args["at"]
+        rows = budget_rows(dict(state.judging.ledgers), state.live.budgets, now, args["budget"])
+        if args["budget"] is not None and not rows:
+            raise ParamError("budget", f"budget {shown(args['budget'])} is not held by this worker", status=404)
+        items = list(tables.spend.data.items())
+        out = []
+        for b in rows:
+            start = b["period_start_ts"] = _ts(b["period_start"])
+            end = _ts(b["period_end"])
+            step = max(cfg.window_seconds, int((end - start) / 120) // cfg.window_seconds * cfg.window_seconds)
+            curve = burn_down(items, b["series"], b["unit"], start, min(now, end), step)
+            out.append({k: b[k] for k in ("budget", "series", "unit", "period", "tz", "period_id", "period_start",
+                                         "period_end", "spent", "limit", "pct_used", "thresholds", "fired",
+                                         "forecast")}
+                       | {"period_start_ts": start, "period_end_ts": end, "now": now, **curve})
+        return web.json({"at": rfc3339(now), "budgets": out})
+
+    @app.page("/api/inhouse")
+    @takes(INHOUSE_QUERY)
+    async def inhouse_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """Per team, the in-house share of its spend per time bucket (policy ``mix.internal_models``)."""
+        since, until, step = span(args)
+        models = state.live.internal_models
+        out = inhouse_over_time(list(tables.spend.data.items()), models, since, until, step)
+        return web.json({"range": args["range"], "since": since, "until": until, "internal_models": list(models),
+                         "note": "closed windows only; percent of each team's spend per bucket", **out})
+
+    @app.page("/api/top_users")
+    @takes(TOP_USERS_QUERY)
+    async def top_users_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """Users over the last ``range``: spend, requests and tokens, by spend and by excess
+        over their usual (their mean over up to 7 spans of the same length before it)."""
+        since, until, _ = span(args)
+        out = top_users(list(tables.spend.data.items()), since, until, limit=args["limit"])
+        return web.json({"range": args["range"], "since": since, "until": until, **out})
+
+
+def _ts(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def register_report_view(app: Any, reporting: Reporting) -> None:

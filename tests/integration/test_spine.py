@@ -183,7 +183,7 @@ def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pager
                    "exact spend totals")
         alerts = get_json(f"{worker.url}/api/alerts")["alerts"]
         assert [a["key"] for a in alerts] == ["cost_spike:team=ads"] and alerts[0]["state"] == "resolved"
-        page = get_text(f"{worker.url}/dashboard")
+        page = get_text(f"{worker.url}/dashboard") + get_text(f"{worker.url}/assets/dashboard.js")
         assert "<title>tokenpulse</title>" in page and "/api/spend" in page
         mix = {r["team"]: r for r in get_json(f"{worker.url}/api/mix")["teams"]}
         assert mix["ads"]["third_party_share_pct"] == 100.0 and mix["ads"]["internal_usd"] == 0.0

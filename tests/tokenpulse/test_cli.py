@@ -253,3 +253,43 @@ def test_alerts_test_opsgenie_needs_a_key():
     res = runner.invoke(app, ["alerts", "test", "--to", "opsgenie"])
     assert res.exit_code == 2
     assert "TOKENPULSE_OPSGENIE_API_KEY or TOKENPULSE_OPSGENIE_API_KEYS is not set" in res.stderr
+
+
+def test_a_worker_open_to_the_network_without_a_token_does_not_start(monkeypatch: pytest.MonkeyPatch):
+    """Issue 13: ``WEB_HOST=0.0.0.0`` with no API token stops before any broker is reached,
+    naming the setting; the operator may still say so explicitly."""
+    monkeypatch.setenv("TOKENPULSE_WEB_HOST", "0.0.0.0")
+    monkeypatch.delenv("TOKENPULSE_API_TOKEN", raising=False)
+    monkeypatch.delenv("TOKENPULSE_KAFKA_BOOTSTRAP", raising=False)
+    for command in (["worker"], ["dev", "--no-simulate"]):
+        res = runner.invoke(app, command)
+        assert res.exit_code == 2 and "TOKENPULSE_API_TOKEN is not set" in res.output, res.output
+    monkeypatch.setenv("TOKENPULSE_ALLOW_UNAUTHENTICATED", "1")
+    res = runner.invoke(app, ["worker"])
+    assert "TOKENPULSE_KAFKA_BOOTSTRAP is not set" in res.output  # past the check, to the next one
+
+
+def test_dev_points_slack_and_pagerduty_at_the_dev_inbox_only_when_they_are_not_configured(
+        monkeypatch: pytest.MonkeyPatch):
+    """Issue 13: with no Slack token (or no PagerDuty key) ``tokenpulse dev`` delivers to the dev
+    inbox inside its worker; a real receiver stays real; the banner says which, with no secret."""
+    from tokenpulse.cli import _dev_inbox, _receiver_lines
+    from tokenpulse.settings import load_settings
+
+    for k in ("TOKENPULSE_SLACK_TOKEN", "TOKENPULSE_PAGERDUTY_ROUTING_KEY", "TOKENPULSE_PAGERDUTY_ROUTING_KEYS"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("TOKENPULSE_WEB_PORT", "7001")
+    settings, spec = _dev_inbox(load_settings())
+    on = settings.receivers()
+    assert spec is not None and str(on["slack"].api_url) == "http://127.0.0.1:7001/dev/slack/api/"
+    assert str(on["pagerduty"].url) == "http://127.0.0.1:7001/dev/pagerduty/v2/enqueue"
+    lines = "\n".join(_receiver_lines(settings, spec))
+    assert lines.count("dev inbox") == 2 and spec.slack_token not in lines and spec.pagerduty_key not in lines
+
+    monkeypatch.setenv("TOKENPULSE_SLACK_TOKEN", "xoxb-real-token")
+    settings, spec = _dev_inbox(load_settings())
+    assert "slack.com" in str(settings.receivers()["slack"].api_url) and spec is not None
+    lines_by = {line.split()[0]: line for line in _receiver_lines(settings, spec)}
+    assert "dev inbox" not in lines_by["slack"] and "dev inbox" in lines_by["pagerduty"]
+    monkeypatch.setenv("TOKENPULSE_PAGERDUTY_ROUTING_KEY", "R0realkey")
+    assert _dev_inbox(load_settings())[1] is None

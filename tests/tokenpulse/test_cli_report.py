@@ -53,3 +53,42 @@ def test_a_bad_policy_names_the_line(tmp_path: Path) -> None:
     p.write_text('reports:\n  - {channel: "#x", period: hourly}\n')
     res = runner.invoke(app, ["report", "--period", "day", "--policy", str(p)])
     assert res.exit_code == 2 and f"{p}:2: reports.0.period" in res.output
+
+
+def test_sends_the_api_token_as_a_bearer_header(policy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker guarded by TOKENPULSE_API_TOKEN answers the CLI, which holds the same setting;
+    without it the 401's reason is printed (never the token)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    token = "report-token-0123456789abcdef"
+    seen: list[str | None] = []
+
+    class Worker(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # http.server's name
+            seen.append(self.headers.get("Authorization"))
+            ok = self.headers.get("Authorization") == f"Bearer {token}"
+            body = {"complete": True, "report": {}} if ok else {"error": "unauthorized: send a token"}
+            data = json.dumps(body).encode()
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Worker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        res = runner.invoke(app, ["report", "--period", "week", "--policy", str(policy), "--api", api, "--json"])
+        assert res.exit_code == 2 and "unauthorized" in res.output and seen == [None]
+        monkeypatch.setenv("TOKENPULSE_API_TOKEN", token)
+        res = runner.invoke(app, ["report", "--period", "week", "--policy", str(policy), "--api", api, "--json"])
+        assert res.exit_code == 0, res.output
+        assert seen[-1] == f"Bearer {token}" and token not in res.output
+    finally:
+        server.shutdown()

@@ -48,6 +48,11 @@ def choice_bad(*good: str) -> list[str]:
 TABLE: dict[str, dict[str, tuple[list[str], list[str]]]] = {
     "/dashboard": {"series": (["team=ads", "org"], SERIES_BAD)},
     "/healthz": {},
+    "/assets/dashboard.js": {},
+    "/assets/dashboard.css": {},
+    "/assets/uplot.min.js": {},
+    "/assets/uplot.min.css": {},
+    "/assets/uplot.LICENSE": {},
     "/metrics": {},
     "/api/spend": {
         "group_by": (["team", "model", "provider", "user", "org", "team×model", "team*model"],
@@ -73,6 +78,14 @@ TABLE: dict[str, dict[str, tuple[list[str], list[str]]]] = {
     },
     "/api/policy": {},
     "/api/digests": {},
+    "/api/inbox": {},
+    "/api/timeseries": {"by": (["team", "model", "provider"], [*choice_bad("team"), "user", "tool"]),
+                        "range": (["1h", "24h", "7d", "30d"], [*choice_bad("24h"), "2h", "1d"]),
+                        "until": (TIME_GOOD, TIME_BAD)},
+    "/api/burndown": {"budget": (["ads-daily"], NAME_BAD), "at": (TIME_GOOD, TIME_BAD)},
+    "/api/inhouse": {"range": (["1h", "24h", "7d", "30d"], choice_bad("24h")), "until": (TIME_GOOD, TIME_BAD)},
+    "/api/top_users": {"range": (["1h", "30d"], choice_bad("24h")), "until": (TIME_GOOD, TIME_BAD),
+                       "limit": (["1", "10", "100"], ["0", "101", "-1", "1.5", "1e2", "x", HUGE])},
 }
 
 # What each endpoint needs beside the parameter under test (``/api/report`` takes a period or

@@ -8,9 +8,10 @@ from pathlib import Path
 from streams.budgets.mix import mix_rows
 from streams.delivery.outbox import SinkHealth
 from streams.ingest.windows import NANO
-from streams.worker.web import dashboard_html, spend_rows
+from streams.worker.web import ASSETS, asset, dashboard_html, spend_rows
 
-PAGE = dashboard_html()
+# the page and its own files (script, style sheet, charting library), as the browser gets them
+PAGE = dashboard_html() + "".join(asset(name) for name in ASSETS)
 
 
 def test_the_page_ships_with_the_package_and_needs_nothing_from_the_internet() -> None:
@@ -26,7 +27,7 @@ def test_values_are_inserted_as_text_never_as_html() -> None:
 
 def test_every_endpoint_it_reads_is_served_by_the_worker() -> None:
     served = set(re.findall(r'@app\.page\("([^"]+)"\)', Path("streams/worker/web.py").read_text()))
-    used = set(re.findall(r'["`](/api/[a-z]+)', PAGE))
+    used = set(re.findall(r'["`](/api/[a-z_]+)', PAGE))
     assert used and used <= served, used - served
 
 
