@@ -13,6 +13,7 @@ from typing import Any
 from alerts.receivers import ReceiverConfig
 from alerts.routing import Route
 from streams.common.dimensions import DEFAULT_WATCHED
+from streams.common.security import PLAINTEXT, KafkaSecurity
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class StreamConfig:
     data_dir: str = ".tokenpulse"
     dashboard_url: str | None = None
     kafka_flavor: str = "kafka"  # "tansu" turns on workarounds for Tansu 0.6
+    security: KafkaSecurity = PLAINTEXT  # TLS/SASL of every Kafka client (TOKENPULSE_KAFKA_SECURITY_PROTOCOL, ...)
     limits: IngestLimits = IngestLimits()
     dlq_max_bytes: int = DLQ_MAX_BYTES  # a dead-lettered message's bytes are cut to this
 
