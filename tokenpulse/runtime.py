@@ -42,6 +42,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         kafka_flavor=settings.kafka_flavor,
         security=settings.kafka_security(),
         dlq_max_bytes=settings.dlq_max_bytes,
+        dedupe_horizon=settings.dedupe_horizon_seconds,
         limits=IngestLimits(max_tokens_per_request=policy.limits.max_tokens_per_request,
                             max_cost_usd_per_request=policy.limits.max_cost_usd_per_request),
     )

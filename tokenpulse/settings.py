@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         default=262_144, ge=1024, le=1_000_000,
         description="A dead-lettered message's bytes are cut to this many (header tokenpulse.truncated: the original size).",
     )
+    dedupe_horizon_seconds: float = Field(
+        default=7200.0, ge=0, le=7 * 86400,
+        description="Event-time seconds a closed window's event ids are kept: a producer retry up to this late counts once.",
+    )
     policy_reload_seconds: float = Field(
         default=5.0, ge=0, description="How often the worker checks the policy file for changes (0: only on SIGHUP)."
     )

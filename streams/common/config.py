@@ -63,6 +63,7 @@ class StreamConfig:
     security: KafkaSecurity = PLAINTEXT  # TLS/SASL of every Kafka client (TOKENPULSE_KAFKA_SECURITY_PROTOCOL, ...)
     limits: IngestLimits = IngestLimits()
     dlq_max_bytes: int = DLQ_MAX_BYTES  # a dead-lettered message's bytes are cut to this
+    dedupe_horizon: float = 7200.0  # event-time seconds a closed window's event ids are kept (a late retry counts once)
 
     @property
     def topics(self) -> dict[str, str]:

@@ -316,6 +316,7 @@ class IngestLoop:
                 idle_grace=self.cfg.idle_grace,
                 watched=self.cfg.watched,
                 limits=self.cfg.limits,
+                dedupe_retention=self.cfg.dedupe_horizon,
             )
             items = await self._read_state(p)
             core.restore(items.items(), time.time())
