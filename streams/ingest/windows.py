@@ -248,7 +248,11 @@ class IngestPartition:
     counters: Counters = field(default_factory=Counters)
     # persistence bookkeeping
     _dirty_windows: set[int] = field(default_factory=set)
-    _new_ids: dict[int, list[str]] = field(default_factory=dict)
+    _new_ids: dict[int, list[str]] = field(default_factory=dict)  # ids not yet checkpointed nor compacted
+    # Each id is hashed once: at the checkpoint that first writes it (kept here while its
+    # window still holds strings), or at the compaction of its window (kept for the checkpoint).
+    _open_hashes: dict[int, list[np.ndarray]] = field(default_factory=dict, repr=False)
+    _unsaved: dict[int, list[np.ndarray]] = field(default_factory=dict, repr=False)
     _dropped_windows: set[int] = field(default_factory=set)
     _plans: dict[CellKey, Plan] = field(default_factory=dict, repr=False)
     _chunks: dict[int, int] = field(default_factory=dict)  # id chunk no -> newest window in it
@@ -503,23 +507,29 @@ class IngestPartition:
 
     def _compact_ids(self, closed_until: int) -> None:
         """Move the ids of closed windows from strings to hashes, and forget those of windows
-        past the horizon (no duplicate of them can matter any more). The ids not yet
-        checkpointed stay in ``_new_ids`` as strings until the next checkpoint."""
+        past the horizon (no duplicate of them can matter any more). A window's strings are
+        the ids its checkpoints have hashed already (``_open_hashes``) and those not yet
+        checkpointed (``_new_ids``), hashed here and kept for the next checkpoint."""
         ws = self.window_seconds
         cutoff = closed_until - self.dedupe_retention
         for w in [k for k in self.ids if k + ws <= closed_until]:
-            seen = self.ids.pop(w)
-            if w + ws <= cutoff:
+            del self.ids[w]
+            parts = self._open_hashes.pop(w, [])
+            rest = self._new_ids.pop(w, None)
+            if rest:
+                fresh = id_hashes(rest, len(rest))
+                parts.append(fresh)
+                self._unsaved.setdefault(w, []).append(fresh)
+            if w + ws <= cutoff or not parts:
                 continue
-            fresh = id_hashes(seen, len(seen))
+            got = parts[0] if len(parts) == 1 else np.concatenate(parts)
             old = self.hashed.get(w)
             # a sort is enough: the ids of a set are distinct, and so are their hashes but for
             # a collision, which a binary search does not mind
-            self.hashed[w] = np.sort(fresh) if old is None else np.unique(np.concatenate((old, fresh)))
-        for w in [k for k in self.hashed if k + ws <= cutoff]:
-            del self.hashed[w]
-        for w in [k for k in self._new_ids if k + ws <= cutoff]:
-            del self._new_ids[w]
+            self.hashed[w] = np.sort(got) if old is None else np.unique(np.concatenate((old, got)))
+        for store in (self.hashed, self._new_ids, self._open_hashes, self._unsaved):
+            for w in [k for k in store if k + ws <= cutoff]:
+                del store[w]
 
     def remembers(self, event_id: str, ts: float) -> bool:
         """Whether an event with this id and time would be taken for a duplicate now."""
@@ -580,8 +590,17 @@ class IngestPartition:
         # window to the hashes of the ids first seen in it since the last checkpoint
         chunk: dict[str, list[np.ndarray]] = {}
         size = 0
-        for w, ids in sorted(self._new_ids.items()):
-            hashes = id_hashes(ids, len(ids))
+        for w in sorted(self._new_ids.keys() | self._unsaved.keys()):
+            parts = self._unsaved.get(w, [])
+            ids = self._new_ids.get(w)
+            if ids:
+                h = id_hashes(ids, len(ids))
+                parts = [*parts, h]
+                if w in self.ids:  # still strings: its compaction takes these instead of hashing again
+                    self._open_hashes.setdefault(w, []).append(h)
+            if not parts:
+                continue
+            hashes = parts[0] if len(parts) == 1 else np.concatenate(parts)
             for i in range(0, len(hashes), ID_CHUNK):
                 part = hashes[i : i + ID_CHUNK]
                 if size + len(part) > ID_CHUNK and chunk:
@@ -609,6 +628,7 @@ class IngestPartition:
         self._dirty_windows.clear()
         self._dropped_windows.clear()
         self._new_ids = {}
+        self._unsaved = {}
         return changes
 
     def _write_chunk(self, changes: dict[str, Any], chunk: dict[str, list[np.ndarray]]) -> None:

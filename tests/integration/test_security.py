@@ -28,7 +28,7 @@ import pytest
 from streams.common.security import KafkaSecurity, Secret
 from streams.ingest.windows import NANO, to_nusd
 from tests.integration import apache_kafka
-from tests.integration.harness import ROOT, Worker, get_json, wait_until
+from tests.integration.harness import ROOT, Worker, get_json, get_text, wait_until
 from tests.integration.secure_kafka import MECHANISM, SecureKafka
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kafka")]
@@ -124,6 +124,8 @@ def test_worker_counts_exactly_over_sasl_ssl(secure: SecureKafka, tmp_path: Path
         wait_until(counted, 60, "every event counted once over SASL_SSL")
         log = worker.log_path.read_text(errors="replace")
         assert PASSWORD not in log
+        for path in ("/api/status", "/api/policy", "/metrics", "/healthz", "/api/sinks"):
+            assert PASSWORD not in get_text(worker.url + path), path
     except BaseException:
         print(worker.log_tail(200))
         raise
