@@ -131,3 +131,18 @@ def test_dev_refuses_security_settings_for_the_embedded_broker(monkeypatch: pyte
         monkeypatch.setenv(f"TOKENPULSE_{k.upper()}", v)
     res = CliRunner().invoke(app, ["dev", "--no-simulate"])
     assert res.exit_code == 2 and "embedded broker speaks PLAINTEXT" in res.stderr
+
+
+def test_an_unreachable_broker_is_one_line_after_the_timeout() -> None:
+    import time
+
+    from tokenpulse.broker import BrokerError, check_access, free_port
+
+    port = free_port()  # nothing listens there
+    t = time.monotonic()
+    with pytest.raises(BrokerError) as exc:
+        check_access(f"127.0.0.1:{port}", load_settings(**SASL).kafka_security(), timeout=1.0)
+    assert time.monotonic() - t < 10
+    msg = str(exc.value)
+    assert "\n" not in msg and f"cannot reach Kafka (Kafka at 127.0.0.1:{port}" in msg
+    assert "TOKENPULSE_KAFKA_SECURITY_PROTOCOL (SASL_SSL)" in msg and PW not in msg

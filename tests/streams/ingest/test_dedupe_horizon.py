@@ -34,7 +34,8 @@ def event(i: int, ts: float, cost: float = 0.25) -> dict[str, object]:
 class Worker:
     """One ingest partition feeding one judge partition and its ledger, as the worker steps them."""
 
-    def __init__(self, **ingest: object) -> None:
+    def __init__(self, checkpoints: bool = False, **ingest: object) -> None:
+        self.checkpoints = checkpoints  # after every message, as the hot path does every second
         self.core = IngestPartition(partition=0, window_seconds=W, lateness=5, idle_grace=10**9, **ingest)  # type: ignore[arg-type]
         self.judge = JudgeCore(partition=0, window_seconds=W, engine=AlertEngine(AlertPolicy()),
                                make_detector=lambda: make_detector("default", window_seconds=W))
@@ -51,6 +52,8 @@ class Worker:
         step = judge_step(self.judge, self.ledger, None, 0, 1, self.core.closed_until, self.core.advance(0.0),
                           self.seq)
         self.spend_nusd += sum(s[0] for series, _w, s, _ in step.judged.spend if series == "team=ads")
+        if self.checkpoints:
+            self.core.checkpoint()
 
     def spent(self) -> int:
         return self.ledger.spent("ads", "2025-11-26")
@@ -77,8 +80,9 @@ def settle(w: Worker) -> None:
     assert w.judge.done_until is not None and w.judge.done_until >= DAY0 + 9 * 3600 + 40 * 60
 
 
-def test_a_retry_30_minutes_late_counts_once_in_the_ledger() -> None:
-    w = Worker()
+@pytest.mark.parametrize("checkpoints", [False, True])
+def test_a_retry_30_minutes_late_counts_once_in_the_ledger(checkpoints: bool) -> None:
+    w = Worker(checkpoints)
     assert w.core.dedupe_retention == DEDUPE_HORIZON == 7200
     # events of minute 2 sent again at minute 33: their window closed half an hour before
     truth = traffic(w, 40, retry_at=33, retried=list(range(12, 18)))
@@ -125,3 +129,12 @@ def test_hashes_survive_a_checkpoint(old_format: bool) -> None:
     assert not fresh.remembers("req-000031", t0 + 5 * 60 + 10)
     assert fresh.add_events([], 0.0) == 0
     assert id_hash("req-000013") in set(fresh.hashed[t0 + 120].tolist())
+
+
+def test_checkpoints_hash_each_id_once_and_compact_to_the_same_arrays() -> None:
+    plain, saved = Worker(), Worker(checkpoints=True)
+    for w in (plain, saved):
+        traffic(w, 12, retry_at=-1, retried=[])
+    assert plain.core.hashed.keys() == saved.core.hashed.keys()
+    assert all((plain.core.hashed[k] == saved.core.hashed[k]).all() for k in plain.core.hashed)
+    assert not saved.core._unsaved and set(saved.core._open_hashes) <= set(saved.core.ids)
