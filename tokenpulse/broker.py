@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from streams.common.security import PLAINTEXT, KafkaSecurity
+
 
 class BrokerError(RuntimeError):
     pass
@@ -122,7 +124,8 @@ def topic_names(prefix: str = "tokenpulse") -> dict[str, str]:
 
 
 def ensure_topics(
-    bootstrap: str, topics: Iterable[tuple[str, int]], timeout: float = 30.0, compacted: Iterable[str] = ()
+    bootstrap: str, topics: Iterable[tuple[str, int]], timeout: float = 30.0, compacted: Iterable[str] = (),
+    security: KafkaSecurity = PLAINTEXT,
 ) -> None:
     """Create topics that do not exist yet (kafka-python admin); existing ones are kept.
     Topics named in ``compacted`` keep only the latest record per key (changelogs)."""
@@ -133,7 +136,8 @@ def ensure_topics(
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tokenpulse-admin", request_timeout_ms=10000)
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tokenpulse-admin", request_timeout_ms=10000,
+                                     **security.kafka_python())
             try:
                 existing = set(admin.list_topics())
                 compact = set(compacted)
@@ -154,3 +158,63 @@ def ensure_topics(
             last = exc
             time.sleep(0.5)
     raise BrokerError(f"could not create topics on {bootstrap}: {last}")
+
+
+def _host_port(addr: str) -> tuple[str, int]:
+    host, _, port = addr.strip().rpartition(":")
+    return host.strip("[]") or "localhost", int(port or 9092)
+
+
+def check_access(bootstrap: str, security: KafkaSecurity, timeout: float = 30.0) -> None:
+    """Connect to the bootstrap servers as every client will (TLS, SASL) and raise a one-line
+    :class:`BrokerError` when that cannot work: refused credentials or an untrusted certificate
+    fail at once (no retry makes them work), an unreachable broker after ``timeout`` seconds.
+
+    Why a check of its own: kafka-python hides a refused password behind 30 s of
+    "Unable to bootstrap", and aiokafka behind a generic connection error; an operator should
+    read what to fix. The message names the setting, never the password."""
+    import asyncio
+
+    return asyncio.run(_check_access(bootstrap, security, timeout))
+
+
+async def _check_access(bootstrap: str, security: KafkaSecurity, timeout: float) -> None:
+    import asyncio
+    import ssl
+
+    from aiokafka.conn import create_conn
+    from aiokafka.errors import KafkaError
+
+    kwargs = security.aiokafka()
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        for addr in bootstrap.split(","):
+            host, port = _host_port(addr)
+            where = f"Kafka at {host}:{port}"
+            try:
+                conn = await asyncio.wait_for(
+                    create_conn(host, port, client_id="tokenpulse-check", request_timeout_ms=10000, **kwargs), 15)
+            except ssl.SSLCertVerificationError as exc:
+                raise BrokerError(f"{where}: its TLS certificate is not trusted ({exc.verify_message}); "
+                                  "check TOKENPULSE_KAFKA_SSL_CAFILE") from None
+            except ssl.SSLError as exc:
+                raise BrokerError(f"{where}: TLS handshake failed ({exc.reason or exc}); is the listener "
+                                  f"{security.protocol}? check TOKENPULSE_KAFKA_SECURITY_PROTOCOL") from None
+            except KafkaError as exc:
+                name = type(exc).__name__
+                if "Sasl" in name or "Authentication" in name or "UnsupportedSaslMechanism" in name:
+                    raise BrokerError(
+                        f"{where} refused the SASL login of user {security.username!r} ({security.mechanism}): "
+                        f"{name}; check TOKENPULSE_KAFKA_SASL_USERNAME, TOKENPULSE_KAFKA_SASL_PASSWORD and "
+                        "TOKENPULSE_KAFKA_SASL_MECHANISM") from None
+                last = f"{where}: {name}: {exc}"
+            except (TimeoutError, OSError) as exc:
+                last = f"{where}: {type(exc).__name__}: {exc}"
+            else:
+                conn.close()
+                return
+        if time.monotonic() >= deadline:
+            raise BrokerError(f"cannot reach Kafka ({last}) within {timeout:.0f} s; check TOKENPULSE_KAFKA_BOOTSTRAP "
+                              f"and TOKENPULSE_KAFKA_SECURITY_PROTOCOL ({security.protocol})")
+        await asyncio.sleep(0.5)

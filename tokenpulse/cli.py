@@ -86,6 +86,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Log level.")] = "info",
 ) -> None:
     """Run the stream worker against the Kafka in TOKENPULSE_KAFKA_BOOTSTRAP."""
+    from tokenpulse.broker import BrokerError
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
     settings, pol = _load(deliver=True)
@@ -96,6 +97,8 @@ def worker(
     assert bootstrap is not None
     try:
         n = prepare_topics(settings, bootstrap)
+    except BrokerError as exc:  # refused credentials, an untrusted certificate: one line naming the setting
+        _fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - report any connection failure plainly
         _fail(f"cannot reach Kafka at {bootstrap}: {exc}")
     run_worker(stream_config(settings, pol, bootstrap, n), loglevel=loglevel,
@@ -131,6 +134,9 @@ def dev(
         bootstrap = settings.kafka_bootstrap
         broker = None
     else:
+        if settings.kafka_security().protocol != "PLAINTEXT":
+            _fail("TOKENPULSE_KAFKA_SECURITY_PROTOCOL is for the cluster of TOKENPULSE_KAFKA_BOOTSTRAP; "
+                  "the embedded broker speaks PLAINTEXT")
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         broker = EmbeddedBroker(log_path=settings.data_dir / "broker.log")
         try:
@@ -301,7 +307,11 @@ def simulate_cmd(
     assert bootstrap is not None
     stopping = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.__setitem__("now", True))
-    sink = KafkaSink(bootstrap, topic, batch=batch)
+    try:  # TLS/SASL: the same TOKENPULSE_KAFKA_* settings as the worker's
+        security = load_settings().kafka_security()
+    except SettingsError as exc:
+        _fail(str(exc))
+    sink = KafkaSink(bootstrap, topic, batch=batch, security=security)
     try:
         run(sim, sink, backfill_days=backfill, duration=duration, progress=lambda m: typer.echo(m, err=True),
             stop=lambda: stopping["now"])

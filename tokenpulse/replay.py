@@ -326,6 +326,7 @@ def replay_lines(
     core = IngestPartition(
         partition=0, window_seconds=cfg.window_seconds, lateness=cfg.lateness,
         idle_grace=cfg.idle_grace, watched=cfg.watched, limits=cfg.limits,
+        dedupe_retention=cfg.dedupe_horizon,
     )
     judge = judge_factory(
         cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,

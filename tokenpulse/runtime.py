@@ -41,10 +41,12 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         data_dir=str(settings.data_dir),
         dashboard_url=settings.dashboard_url,
         kafka_flavor=settings.kafka_flavor,
+        security=settings.kafka_security(),
         dlq_max_bytes=settings.dlq_max_bytes,
         api_token=settings.secret("api_token"),
         metrics_token=settings.secret("metrics_token"),
         allow_unauthenticated=settings.allow_unauthenticated,
+        dedupe_horizon=settings.dedupe_horizon_seconds,
         limits=IngestLimits(max_tokens_per_request=policy.limits.max_tokens_per_request,
                             max_cost_usd_per_request=policy.limits.max_cost_usd_per_request),
     )
@@ -74,14 +76,20 @@ def policy_source(settings: Settings, bootstrap: str, partitions: int | None = N
 
 
 def prepare_topics(settings: Settings, bootstrap: str) -> int:
-    """Create the topics if missing; return the usage topic's real partition count."""
+    """Create the topics if missing; return the usage topic's real partition count.
+
+    First checks that the cluster takes the TLS/SASL settings: a refused password or an
+    untrusted certificate is a :class:`~tokenpulse.broker.BrokerError` naming the setting at
+    once, not a retry loop."""
     from kafka.admin import KafkaAdminClient
 
-    from tokenpulse.broker import ensure_topics, topic_names
+    from tokenpulse.broker import check_access, ensure_topics, topic_names
 
+    security = settings.kafka_security()
+    check_access(bootstrap, security)
     names = topic_names(settings.topic_prefix)
-    ensure_topics(bootstrap, [(names["usage"], settings.usage_partitions)])
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tokenpulse-admin")
+    ensure_topics(bootstrap, [(names["usage"], settings.usage_partitions)], security=security)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tokenpulse-admin", **security.kafka_python())
     try:
         desc = admin.describe_topics([names["usage"]])
         n = len(desc[0]["partitions"]) or settings.usage_partitions
@@ -92,6 +100,7 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
         [(names["dlq"], n), (names["windows"], n), (names["outbox"], n), (names["ingest_state"], n),
          (names["decisions"], n), (names["reports"], n), (names["digest"], n)],
         compacted=[names["ingest_state"], names["decisions"]],
+        security=security,
     )
     return n
 

@@ -8,6 +8,7 @@ The receivers' settings are not listed here: each receiver's config model
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_valid
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from alerts.receivers import RECEIVERS, Receiver, ReceiverConfig
+from streams.common.security import MECHANISMS, PROTOCOLS, KafkaSecurity, Secret
 
 
 class SettingsError(Exception):
@@ -48,6 +50,10 @@ class Settings(BaseSettings):
         default=262_144, ge=1024, le=1_000_000,
         description="A dead-lettered message's bytes are cut to this many (header tokenpulse.truncated: the original size).",
     )
+    dedupe_horizon_seconds: float = Field(
+        default=7200.0, ge=0, le=7 * 86400,
+        description="Event-time seconds a closed window's event ids are kept: a producer retry up to this late counts once.",
+    )
     policy_reload_seconds: float = Field(
         default=5.0, ge=0, description="How often the worker checks the policy file for changes (0: only on SIGHUP)."
     )
@@ -63,6 +69,20 @@ class Settings(BaseSettings):
         default=False, description="Serve the API with no token on a non-loopback web_host (anyone who can reach "
                                    "the port reads every team's spend)."
     )
+
+    # Kafka transport security and authentication: every client of the project uses them
+    # (streams.common.security); checked together at start by _check_kafka_security.
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    kafka_sasl_mechanism: str | None = Field(
+        default=None, description="With SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.")
+    kafka_sasl_username: str | None = Field(default=None, description="With SASL_*: the user.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="With SASL_*: its password (never shown).")
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="With SSL/SASL_SSL: PEM file of the CA(s) to trust (unset: the system's).")
+    kafka_ssl_certfile: Path | None = Field(
+        default=None, description="With SSL/SASL_SSL: PEM client certificate, for brokers that require one.")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="The client certificate's private key (PEM).")
 
     @field_validator("kafka_flavor")
     @classmethod
@@ -97,6 +117,28 @@ class Settings(BaseSettings):
         """The value of a secret setting (``api_token``, ``metrics_token``), or None."""
         v = getattr(self, name)
         return None if v is None else v.get_secret_value()
+
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        # SettingsError (not a ValueError) goes through pydantic as it is: each line names
+        # its setting, and no line holds the password.
+        errors = kafka_security_errors(self)
+        if errors:
+            raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))
+        return self
+
+    def kafka_security(self) -> KafkaSecurity:
+        """What every Kafka client of the project is given (validated at construction)."""
+        pw = self.kafka_sasl_password
+        return KafkaSecurity(
+            protocol=self.kafka_security_protocol.upper(),
+            mechanism=self.kafka_sasl_mechanism.upper() if self.kafka_sasl_mechanism else None,
+            username=self.kafka_sasl_username,
+            password=Secret(pw.get_secret_value()) if pw is not None else None,
+            cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None,
+            certfile=str(self.kafka_ssl_certfile) if self.kafka_ssl_certfile else None,
+            keyfile=str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+        )
 
     # name -> config of every receiver that is on (read from the environment at construction)
     _receivers: dict[str, ReceiverConfig] = PrivateAttr(default_factory=dict)
@@ -167,3 +209,71 @@ def read_receivers() -> dict[str, ReceiverConfig]:
     if errors:
         raise SettingsError("invalid settings:\n  " + "\n  ".join(errors))
     return out
+
+
+def _env(field: str) -> str:
+    return "TOKENPULSE_" + field.upper()
+
+
+def kafka_security_errors(s: Settings) -> list[str]:  # noqa: C901 - one check per line of the message
+    """Every problem of the Kafka security settings, one line each naming the setting (never
+    the password): what is missing for the protocol, what is set but would be ignored, files
+    that do not exist or are not PEM."""
+    import ssl
+
+    errors: list[str] = []
+    proto = s.kafka_security_protocol.upper()
+    if proto not in PROTOCOLS:
+        shown = s.kafka_security_protocol[:40]
+        return [f"{_env('kafka_security_protocol')}: must be one of {', '.join(PROTOCOLS)}, got {shown!r}"]
+    sasl, tls = proto.startswith("SASL_"), proto in ("SSL", "SASL_SSL")
+    sasl_fields = ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+    tls_fields = ("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    if sasl:
+        mech = (s.kafka_sasl_mechanism or "").upper()
+        if not mech:
+            errors.append(f"{_env('kafka_sasl_mechanism')}: required with {proto} ({', '.join(MECHANISMS)})")
+        elif mech not in MECHANISMS:
+            errors.append(f"{_env('kafka_sasl_mechanism')}: must be one of {', '.join(MECHANISMS)}, "
+                          f"got {s.kafka_sasl_mechanism[:40]!r}")  # type: ignore[index]  # not None: mech is set
+        if not s.kafka_sasl_username:
+            errors.append(f"{_env('kafka_sasl_username')}: required with {proto}")
+        if s.kafka_sasl_password is None or not s.kafka_sasl_password.get_secret_value():
+            errors.append(f"{_env('kafka_sasl_password')}: required with {proto}")
+    else:
+        for f in sasl_fields:
+            if getattr(s, f) is not None:
+                errors.append(f"{_env(f)}: set, but {_env('kafka_security_protocol')} is {proto}: "
+                              "SASL needs SASL_PLAINTEXT or SASL_SSL")
+    if not tls:
+        for f in tls_fields:
+            if getattr(s, f) is not None:
+                errors.append(f"{_env(f)}: set, but {_env('kafka_security_protocol')} is {proto}: TLS needs SSL or SASL_SSL")
+        return errors
+    for f in tls_fields:
+        path = getattr(s, f)
+        if path is not None and not path.is_file():
+            errors.append(f"{_env(f)}: {path}: no such file")
+        elif path is not None and not os.access(path, os.R_OK):
+            errors.append(f"{_env(f)}: {path}: not readable")
+    if s.kafka_ssl_keyfile is not None and s.kafka_ssl_certfile is None:
+        errors.append(f"{_env('kafka_ssl_keyfile')}: set without {_env('kafka_ssl_certfile')}")
+    if errors:
+        return errors
+    # The files exist: load them as the clients will, so a wrong file fails here, not in a retry loop.
+    try:
+        ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(s.kafka_ssl_cafile) if s.kafka_ssl_cafile else None)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        errors.append(f"{_env('kafka_ssl_cafile')}: {s.kafka_ssl_cafile}: not a PEM CA certificate ({_ssl_why(exc)})")
+    if s.kafka_ssl_certfile is not None:
+        try:
+            ssl.create_default_context().load_cert_chain(str(s.kafka_ssl_certfile),
+                                                         str(s.kafka_ssl_keyfile) if s.kafka_ssl_keyfile else None)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            errors.append(f"{_env('kafka_ssl_certfile')}/{_env('kafka_ssl_keyfile').removeprefix('TOKENPULSE_')}: "
+                          f"not a PEM certificate with its private key ({_ssl_why(exc)})")
+    return errors
+
+
+def _ssl_why(exc: BaseException) -> str:
+    return getattr(exc, "reason", None) or type(exc).__name__

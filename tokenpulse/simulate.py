@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.common.security import PLAINTEXT, KafkaSecurity
+
 # (provider, model, typical input tokens, typical output tokens, share of calls)
 MODELS: list[tuple[str, str, int, int, float]] = [
     ("anthropic", "claude-sonnet-4-20250514", 2400, 450, 0.35),
@@ -216,7 +218,7 @@ def _poisson(rng: random.Random, lam: float) -> int:
 class KafkaSink:
     """Sends event dicts with kafka-python: keyed by team, ``batch`` events per message."""
 
-    def __init__(self, bootstrap: str, topic: str, batch: int = 100) -> None:
+    def __init__(self, bootstrap: str, topic: str, batch: int = 100, security: KafkaSecurity = PLAINTEXT) -> None:
         from kafka import KafkaProducer
 
         self.topic = topic
@@ -228,6 +230,7 @@ class KafkaSink:
             max_request_size=4 * 1024 * 1024,
             acks=1,
             client_id="tokenpulse-simulate",
+            **security.kafka_python(),
         )
         self.pending: dict[str, list[dict[str, Any]]] = {}
         self.sent_events = 0

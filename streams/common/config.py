@@ -13,6 +13,7 @@ from typing import Any
 from alerts.receivers import ReceiverConfig
 from alerts.routing import Route
 from streams.common.dimensions import DEFAULT_WATCHED
+from streams.common.security import PLAINTEXT, KafkaSecurity
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class StreamConfig:
     data_dir: str = ".tokenpulse"
     dashboard_url: str | None = None
     kafka_flavor: str = "kafka"  # "tansu" turns on workarounds for Tansu 0.6
+    security: KafkaSecurity = PLAINTEXT  # TLS/SASL of every Kafka client (TOKENPULSE_KAFKA_SECURITY_PROTOCOL, ...)
     limits: IngestLimits = IngestLimits()
     dlq_max_bytes: int = DLQ_MAX_BYTES  # a dead-lettered message's bytes are cut to this
     # who may read the API (streams.worker.access): secrets, kept out of repr
@@ -67,6 +69,7 @@ class StreamConfig:
     allow_unauthenticated: bool = False  # serve a non-loopback web_host with no token
     # streams.worker.inbox.DevInboxSpec: the dev inbox stands in for Slack and PagerDuty
     dev_inbox: Any = field(default=None, repr=False)
+    dedupe_horizon: float = 7200.0  # event-time seconds a closed window's event ids are kept (a late retry counts once)
 
     @property
     def topics(self) -> dict[str, str]:

@@ -73,14 +73,7 @@ class IngestLoop:
     async def start(self) -> None:
         cfg = self.cfg
         bootstrap = cfg.bootstrap.split(",")
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id=f"{cfg.app_id}-ingest",
-            linger_ms=2,
-            max_request_size=4 * 1024 * 1024,
-            acks="all",
-            enable_idempotence=False,  # Tansu 0.6 rejects InitProducerId v0
-        )
+        self.producer = AIOKafkaProducer(**self.producer_settings())
         await self.producer.start()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -92,9 +85,28 @@ class IngestLoop:
             heartbeat_interval_ms=1000,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
+            **cfg.security.aiokafka(),
         )
         self.consumer.subscribe([self.topics["usage"]], listener=_Listener(self))
         await self.consumer.start()
+
+    def producer_settings(self) -> dict[str, Any]:
+        """The hot path's producer: partials, dead letters and checkpoints.
+
+        Idempotent on Apache Kafka, so a retried send after a lost acknowledgement is written
+        once; Tansu 0.6 rejects the InitProducerId v0 that aiokafka's idempotent producer
+        sends, so there (``kafka_flavor == "tansu"`` only) it is off and the judges' seq
+        checks are what drop a duplicate."""
+        cfg = self.cfg
+        return dict(
+            bootstrap_servers=cfg.bootstrap.split(","),
+            client_id=f"{cfg.app_id}-ingest",
+            linger_ms=2,
+            max_request_size=4 * 1024 * 1024,
+            acks="all",
+            enable_idempotence=cfg.kafka_flavor != "tansu",
+            **cfg.security.aiokafka(),
+        )
 
     async def stop(self) -> None:
         self._stopping = True
@@ -304,6 +316,7 @@ class IngestLoop:
                 idle_grace=self.cfg.idle_grace,
                 watched=self.cfg.watched,
                 limits=self.cfg.limits,
+                dedupe_retention=self.cfg.dedupe_horizon,
             )
             items = await self._read_state(p)
             core.restore(items.items(), time.time())
@@ -338,7 +351,8 @@ class IngestLoop:
         token = uuid.uuid4().hex.encode()
         await (await self.producer.send(topic, key=BARRIER, value=token, partition=p))
         reader = AIOKafkaConsumer(bootstrap_servers=self.cfg.bootstrap.split(","), enable_auto_commit=False,
-                                  group_id=None, client_id=f"{self.cfg.app_id}-restore")
+                                  group_id=None, client_id=f"{self.cfg.app_id}-restore",
+                                  **self.cfg.security.aiokafka())
         await reader.start()
         state: dict[str, Any] = {}
         try:

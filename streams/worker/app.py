@@ -180,7 +180,20 @@ def faust_settings(cfg: StreamConfig, metrics: Metrics | None = None) -> dict[st
         producer_linger_ms=0 if tansu else 1,
         worker_redirect_stdouts=False,
         autodiscover=False,
+        broker_credentials=faust_credentials(cfg),
     )
+
+
+def faust_credentials(cfg: StreamConfig) -> Any:
+    """TLS/SASL for Faust's own clients (agents, tables, its topic creation): the same
+    settings as the hot path's (``cfg.security``), in Faust's spelling. None: PLAINTEXT."""
+    sec = cfg.security
+    if sec.sasl:
+        return faust.SASLCredentials(username=sec.username, password=sec.password.reveal() if sec.password else None,
+                                     mechanism=sec.mechanism, ssl_context=sec.ssl_context())
+    if sec.tls:
+        return faust.SSLCredentials(sec.ssl_context())
+    return None
 
 
 def _policy_poll(reloader: PolicyReloader) -> Any:
