@@ -55,6 +55,7 @@ from streams.ingest.pricing import Pricer
 from streams.reports.reporting import Reporting
 from streams.worker.access import Access, access_middleware, exposure_error
 from streams.worker.delivering import DeliveryWorker
+from streams.worker.feedback import FeedbackWorker
 from streams.worker.inbox import DevInbox, register_inbox
 from streams.worker.judging import JudgeWorker
 from streams.worker.reload import PolicyReloader, PolicySource
@@ -193,14 +194,19 @@ def _own_routes(app: WorkerApp, cfg: StreamConfig, state: WorkerState) -> None:
         state.inbox = DevInbox(cfg.dev_inbox)
         register_inbox(cast(Any, app.web).web_app, state.inbox)  # the aiohttp application of Faust's web driver
     if cfg.slack_signing_secret is not None:
-        _feedback(app, cfg, state.metrics, cfg.slack_signing_secret)
+        _feedback(app, cfg, state, cfg.slack_signing_secret)
 
 
-def _feedback(app: WorkerApp, cfg: StreamConfig, metrics: Metrics, signing_secret: str) -> None:
+def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState, signing_secret: str) -> None:
     """On-call's answers: Slack's ``POST /slack/actions`` (:mod:`streams.worker.slack_actions`)
-    puts each verified press on ``<p>.feedback``, on the partition that judges its series."""
+    puts each verified press on ``<p>.feedback``, on the partition that judges its series; the
+    ``feedback`` agent applies it there (:class:`streams.worker.feedback.FeedbackWorker`), once:
+    the ``feedback`` table keeps the ids applied."""
     n = cfg.usage_partitions
     feedback_topic = app.topic(cfg.topics["feedback"], partitions=n, **RAW)
+    table = app.Table("feedback", default=None, partitions=n)
+    fb = state.feedback = FeedbackWorker(state.metrics, table, state.judging, state.delivery.deliverer)
+    state.judging.on_judge = lambda j: fb.install(j.engine)  # snoozes survive a restart
     pending: set[asyncio.Task[Any]] = set()  # sends in flight (a task nobody holds may be collected)
 
     def on_press(press: Press) -> None:
@@ -211,7 +217,17 @@ def _feedback(app: WorkerApp, cfg: StreamConfig, metrics: Metrics, signing_secre
         pending.add(task)
         task.add_done_callback(pending.discard)
 
-    register_slack_actions(cast(Any, app.web).web_app, SlackVerifier(signing_secret), on_press, metrics)
+    register_slack_actions(cast(Any, app.web).web_app, SlackVerifier(signing_secret), on_press, state.metrics)
+
+    @app.agent(feedback_topic, name="feedback")
+    async def feedback(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                body = orjson.loads(event.value)
+            except orjson.JSONDecodeError:
+                log.warning("feedback record at offset %s is not JSON: skipped", event.message.offset)
+                continue
+            await fb.apply(event.message.partition, body)
 
 
 def _policy_poll(reloader: PolicyReloader) -> Any:

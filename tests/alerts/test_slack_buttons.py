@@ -161,4 +161,14 @@ def test_answered_message_keeps_every_answer_in_order() -> None:
     _, blocks = answered_message(spike(), answers)
     lines = [b["elements"][0]["text"] for b in blocks if b.get("block_id", "").startswith("tokenpulse_answered")]
     assert len(lines) == 2 and "acknowledged by <@U1>" in lines[0] and "snoozed for 4 h by <@U2>" in lines[1]
-    assert check_blocks(blocks) is None
+    assert check_blocks(blocks) is None and not [b for b in blocks if b["type"] == "actions"]
+    # interactive: the buttons not pressed yet stay, last
+    _, blocks = answered_message(spike(), answers[:1], interactive=True)
+    assert blocks[-1]["type"] == "actions" and check_blocks(blocks) is None
+    assert [e["action_id"] for e in blocks[-1]["elements"]] == [
+        "tokenpulse_new_normal", "tokenpulse_not_anomaly", "tokenpulse_snooze_4h"]
+    assert "acknowledged by <@U1>" in blocks[-2]["elements"][0]["text"]
+    # a resolved alert: no buttons left to press
+    _, blocks = answered_message(spike(action="resolve", reason="resolved", ended_at=T0 + 600), answers,
+                                 interactive=True)
+    assert not [b for b in blocks if b["type"] == "actions"]

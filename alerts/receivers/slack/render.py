@@ -400,14 +400,22 @@ def answered_blocks(blocks: list[dict[str, Any]], action: str, user_id: str, at:
     return out[-BLOCKS_MAX:]
 
 
-def answered_message(n: Notification, answers: Iterable[Mapping[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+def answered_message(n: Notification, answers: Iterable[Mapping[str, Any]], *,
+                     interactive: bool = False) -> tuple[str, list[dict[str, Any]]]:
     """The root message of ``n``'s alert once on-call has answered it (``chat.update``): ``n``
-    (its latest notification) rendered without buttons, then one line per answer (``action``,
-    ``user_id``, ``at``, ``note``) in order."""
-    text, blocks = slack_blocks(n)
+    (its latest notification) rendered, one line per answer (``action``, ``user_id``, ``at``,
+    ``note``) in order, and, with ``interactive``, the buttons not pressed yet (after an
+    Acknowledge, on-call may still snooze; a resolved alert has none)."""
+    text, blocks = slack_blocks(n, interactive=interactive)
+    answers = list(answers)
+    buttons = [b for b in blocks if b.get("block_id") == ACTIONS_BLOCK_ID]
     for a in answers:
         blocks = answered_blocks(blocks, str(a.get("action", "")), str(a.get("user_id", "")), num(a.get("at")),
                                  str(a.get("note") or ""))
+    pressed = {str(a.get("action", "")) for a in answers}
+    left = [e for b in buttons for e in b["elements"] if e.get("action_id") not in pressed]
+    if left:
+        blocks = [*blocks[-(BLOCKS_MAX - 1):], {**buttons[0], "elements": left}]
     return text, blocks
 
 
