@@ -403,10 +403,12 @@ class AlertEngine:
             done.append(st.key)
         return done
 
-    def resolve_now(self, key: str, at: float, started_at: float | None = None) -> list[SpikeNotification]:
+    def resolve_now(self, key: str, at: float, started_at: float | None = None,
+                    why: str = "") -> list[SpikeNotification]:
         """Resolve the alert ``key`` (and the members of the group it leads) now, at event time
         ``at`` or the end of its last window if later: on-call answered "expected, new normal".
-        Returns what to send: the resolve, or the group's notification. ``changed_groups`` says
+        Returns what to send: the resolve, or the group's notification, saying ``why`` (who
+        answered: the root message rewritten on resolve keeps it). ``changed_groups`` says
         which groups' state changed."""
         self.skipped = []
         self.changed_groups = set()
@@ -423,6 +425,7 @@ class AlertEngine:
             st.back_to_normal_at = at
             n = self._resolve(st, signal)
             n.seq = max(n.seq, st.seq + 1)  # after everything sent for the key: never taken for a redelivery
+            n.explanation = why
             decided.append(n)
         return self._group(decided, at) if decided else []
 

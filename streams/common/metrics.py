@@ -31,7 +31,7 @@ HELP = {
     "slack_actions_rejected_total": ("Requests to POST /slack/actions refused, by reason (missing, malformed, stale, "
                                      "forged, replay: the signature check; too_large; invalid: not a press of ours)."),
     "feedback_total": ("On-call's answers to alerts by action and outcome (applied; duplicate: applied before; "
-                       "unreadable: skipped)."),
+                       "unreadable: skipped; not_sent: the press did not reach the feedback topic)."),
     "feedback_answers_total": "Slack messages rewritten after an answer, by whether Slack took the rewrite (ok).",
     "consumer_lag": "Messages not yet consumed, per usage partition.",
     "events_unpriced_total": "Events of models without a known price (counted at $0).",

@@ -215,7 +215,7 @@ def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState, signing_sec
             key=press.series.encode(), value=orjson.dumps(press.to_event()),
             partition=judge_partition(press.series, n)))
         pending.add(task)
-        task.add_done_callback(pending.discard)
+        task.add_done_callback(lambda t: _sent(t, pending, state.metrics, press))
 
     register_slack_actions(cast(Any, app.web).web_app, SlackVerifier(signing_secret), on_press, state.metrics)
 
@@ -228,6 +228,16 @@ def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState, signing_sec
                 log.warning("feedback record at offset %s is not JSON: skipped", event.message.offset)
                 continue
             await fb.apply(event.message.partition, body)
+
+
+def _sent(task: asyncio.Task[Any], pending: set[asyncio.Task[Any]], metrics: Metrics, press: Press) -> None:
+    # Slack has had its 200: a press the topic did not take is logged and counted, not lost quietly
+    pending.discard(task)
+    exc = None if task.cancelled() else task.exception()
+    if task.cancelled() or exc is not None:
+        metrics.inc("feedback_total", labels={"action": press.action, "outcome": "not_sent"})
+        log.error("the answer %s on %s by %s did not reach the feedback topic: %r", press.action, press.key,
+                  press.user_name, exc or "cancelled")
 
 
 def _policy_poll(reloader: PolicyReloader) -> Any:

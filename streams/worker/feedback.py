@@ -124,7 +124,8 @@ class FeedbackWorker:
         if action == "tokenpulse_new_normal":
             series_all = [st.series for st in firing] or [series]
             rebased = [s for s in series_all if j.rebase(s)]
-            notes = engine.resolve_now(key, at_ev, started_at)
+            who = str(event.get("user") or event.get("user_id") or "on-call")
+            notes = engine.resolve_now(key, at_ev, started_at, why=f"{who} answered: expected, a new normal")
             j.alerts_changed([st.key for st in firing], engine.changed_groups)
             what = f"baseline re-anchored on {len(rebased)} series" if rebased else "no detector for the series here"
             return (f"{what}; resolved" if firing else f"{what}; {NOTE_RESOLVED}"), list(notes), None

@@ -144,6 +144,9 @@ def test_answers_from_slack_acknowledge_snooze_and_resolve(broker: Any, slack: A
             return next((a["state"] for a in alerts if a["key"] == "cost_spike:team=ml"), None)
 
         wait_until(lambda: ml_state() == "resolved", 30, "the ml alert resolved by the new-normal answer")
+        ml_root = wait_until(lambda: (m := slack.messages[(cid, ml["ts"])])["text"].startswith("✅") and m, 30,
+                             "the ml message rewritten as resolved")
+        assert "u0ana answered: expected, a new normal" in ml_root["blocks"][1]["text"]["text"]
         rows = wait_until(lambda: feedback(3), 30, "the new normal recorded")
         assert rows[0]["outcome"].endswith("resolved")
         # a press on the resolved alert: answered, recorded, nothing changes
@@ -156,6 +159,16 @@ def test_answers_from_slack_acknowledge_snooze_and_resolve(broker: Any, slack: A
         assert 'tokenpulse_slack_actions_rejected_total{reason="forged"} 1' in m
         assert 'tokenpulse_slack_actions_rejected_total{reason="replay"} 1' in m
         assert SIGNING_SECRET not in worker.log_tail(10_000)
+
+        # a restart: the answers and the snooze come back from the table, none is applied again
+        worker.stop()
+        worker.start(PARTITIONS)
+        rows = wait_until(lambda: feedback(4), 60, "the answers restored after the restart")
+        assert len(rows) == 4
+        assert [s["created_by"] for s in get_json(f"{worker.url}/api/silences")["silences"]] == ["feedback:u0bob"]
+        time.sleep(2 * W)  # any redelivered feedback record would be consumed by now
+        m = urllib.request.urlopen(f"{worker.url}/metrics", timeout=5).read().decode()
+        assert 'outcome="applied"' not in m
     except BaseException:
         print(worker.diagnostics())
         raise

@@ -219,6 +219,8 @@ def _spike_text(n: SpikeNotification) -> str:
         )
         if n.impact_usd:
             lines.append(f"*Incident total:* {signed_usd(n.impact_usd)} over expected")
+        if n.explanation:  # resolved by an answer from on-call: who, and what they said
+            lines.append(f"*Why:* {_name(n.explanation, EXPLANATION_MAX)}")
         lines.append(f"*Severity:* {n.severity} · {paged}")
     else:
         if n.reason == "worsened":

@@ -71,6 +71,7 @@ async def test_new_normal_rebases_the_detector_and_resolves_the_alert() -> None:
     resolve = sent(outbox)[-1]
     assert (resolve["key"], resolve["action"]) == (KEY, "resolve") and resolve["seq"] > trigger["seq"]
     assert j.tables.alerts.data[KEY]["action"] == "resolve"
+    assert resolve["explanation"] == "ana answered: expected, a new normal"  # the rewritten root says who
     assert f"{Q}|alert|{KEY}" not in j.tables.judge.data  # the resolved state is checkpointed (deleted)
 
 
