@@ -143,6 +143,10 @@ class AlertState:
     worst_window_end: float = 0.0
     worst_top_contributors: list[Contributor] = field(default_factory=list)
     impact_usd: float = 0.0  # the incident's running excess, as the detector last reported it
+    # On-call acknowledged it (a Slack button): no more repeat or worsened updates, only a
+    # higher severity (a page is never held back) and the resolve.
+    acknowledged_by: str = ""
+    acknowledged_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -364,6 +368,66 @@ class AlertEngine:
             self._groups.pop(gid, None)
         else:
             self._groups[gid] = GroupState.from_dict(data)
+
+    # -- on-call's answers (Slack buttons) ---------------------------------------------------
+    def answered(self, key: str, started_at: float | None = None) -> list[AlertState]:
+        """The alerts firing now that an answer to the notification ``key`` speaks for: the
+        members of the group that ``key`` leads (its notifications carry the leader's key), or
+        the alert of ``key`` itself; none when that incident is over (``started_at``: the
+        incident the answered message was posted for, when known)."""
+        keys = [key]
+        for g in self._groups.values():
+            if g.key == key:
+                keys = [self.key_for(s) for s, m in g.members.items() if m.get("status") == "firing"]
+                if started_at is not None and g.started_at != started_at:
+                    return []
+                started_at = None  # the members started at their own times
+                break
+        out = []
+        for k in keys:
+            st = self._states.get(k)
+            if st is None or st.status != "firing":
+                continue
+            if started_at is not None and st.started_at != started_at:
+                continue  # an earlier incident of the same key was answered
+            out.append(st)
+        return out
+
+    def acknowledge(self, key: str, by: str, at: float, started_at: float | None = None) -> list[str]:
+        """On-call acknowledged the alert ``key``: its repeat and worsened updates stop (not a
+        higher severity, nor the resolve). Returns the keys acknowledged (none: nothing fires)."""
+        done = []
+        for st in self.answered(key, started_at):
+            if st.acknowledged_at is None:
+                st.acknowledged_by, st.acknowledged_at = by, at
+            done.append(st.key)
+        return done
+
+    def resolve_now(self, key: str, at: float, started_at: float | None = None,
+                    why: str = "") -> list[SpikeNotification]:
+        """Resolve the alert ``key`` (and the members of the group it leads) now, at event time
+        ``at`` or the end of its last window if later: on-call answered "expected, new normal".
+        Returns what to send: the resolve, or the group's notification, saying ``why`` (who
+        answered: the root message rewritten on resolve keeps it). ``changed_groups`` says
+        which groups' state changed."""
+        self.skipped = []
+        self.changed_groups = set()
+        decided = []
+        firing = self.answered(key, started_at)
+        # event time: the latest window judged for them (a wall clock ahead of the windows would
+        # give the resolve a seq that later notifications of the key could not pass)
+        at = max([at, *(st.last_window_end for st in firing)])
+        for st in firing:
+            del self._states[st.key]
+            end = at
+            signal = Signal(series=st.series, labels=dict(st.labels), window_start=end, window_end=end,
+                            observed_usd=0.0, expected_usd=0.0)
+            st.back_to_normal_at = at
+            n = self._resolve(st, signal)
+            n.seq = max(n.seq, st.seq + 1)  # after everything sent for the key: never taken for a redelivery
+            n.explanation = why
+            decided.append(n)
+        return self._group(decided, at) if decided else []
 
     # -- the lifecycle -----------------------------------------------------------------------
     def silence_for(self, signal: Signal) -> Silence | None:
@@ -635,6 +699,8 @@ class AlertEngine:
             st.status = "firing"
             return st, [self._notify(st, signal, "trigger", "first")]
 
+        if st.acknowledged_at is not None and not escalated:
+            return st, []  # acknowledged: on-call knows; only a higher severity is news
         last_at = st.last_notified_at if st.last_notified_at is not None else st.started_at
         if escalated or excess >= p.worsen_factor * st.last_notified_excess:
             return st, [self._notify(st, signal, "update", "worsened")]

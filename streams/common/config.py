@@ -83,4 +83,13 @@ class StreamConfig:
             "decisions": f"{p}.budget.decisions",
             "reports": f"{p}.reports",
             "digest": f"{p}.alerts.digest",
+            "feedback": f"{p}.feedback",
         }
+
+    @property
+    def slack_signing_secret(self) -> str | None:
+        """The Slack receiver's signing secret (``TOKENPULSE_SLACK_SIGNING_SECRET``): with it,
+        alerts carry answer buttons and the worker serves ``POST /slack/actions``."""
+        slack = self.receivers.get("slack")
+        secret = getattr(slack, "signing_secret", None)
+        return None if secret is None else str(secret.get_secret_value()) or None

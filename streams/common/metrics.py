@@ -27,6 +27,12 @@ HELP = {
     "digest_waiting_notifications": "Notifications collected for a channel's digests not posted yet.",
     "http_unauthorized_total": ("Requests refused with 401 (no or a wrong token), by what they asked for "
                                 "(api, metrics, login)."),
+    "slack_actions_total": "Slack button presses accepted by POST /slack/actions, by answer.",
+    "slack_actions_rejected_total": ("Requests to POST /slack/actions refused, by reason (missing, malformed, stale, "
+                                     "forged, replay: the signature check; too_large; invalid: not a press of ours)."),
+    "feedback_total": ("On-call's answers to alerts by action and outcome (applied; duplicate: applied before; "
+                       "unreadable: skipped; not_sent: the press did not reach the feedback topic)."),
+    "feedback_answers_total": "Slack messages rewritten after an answer, by whether Slack took the rewrite (ok).",
     "consumer_lag": "Messages not yet consumed, per usage partition.",
     "events_unpriced_total": "Events of models without a known price (counted at $0).",
     "policy_reloads_total": (

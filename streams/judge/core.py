@@ -323,6 +323,22 @@ class JudgeCore:
             self.recent.pop(series, None)
             self._dirty.add(f"det|{series}")  # checkpointed as a deletion
 
+    def rebase(self, series: str) -> bool:
+        """On-call answered "expected, new normal": the series' detector adopts its current
+        level (:meth:`detectors.base.Detector.rebase`). False: no detector for it here."""
+        det = self.detectors.get(series)
+        if det is None:
+            return False
+        det.rebase()
+        self._dirty.add(f"det|{series}")
+        return True
+
+    def alerts_changed(self, keys: Iterable[str], groups: Iterable[str] = ()) -> None:
+        """Alert (and group) states changed outside a window (an answer from on-call): written
+        with the next checkpoint."""
+        self._dirty.update(f"alert|{k}" for k in keys)
+        self._dirty.update(f"group|{g}" for g in groups)
+
     def _new_detector(self, labels: dict[str, str]) -> Detector:
         return self.make_detector() if self.detector_for is None else self.detector_for(labels)
 

@@ -10,8 +10,9 @@ added later is guarded without anyone remembering to.
   Anything else gets 401: a JSON error for the API, the login form for a browser.
 - A metrics token (``TOKENPULSE_METRICS_TOKEN``) opens ``/metrics`` and nothing else, so a
   Prometheus scraper does not hold the key to every team's spend.
-- Open to anyone: ``/healthz`` (liveness probes), ``/login``, ``/logout`` and the static
-  ``/assets/`` of the dashboard (code, no data).
+- Open to anyone: ``/healthz`` (liveness probes), ``/login``, ``/logout``, the static
+  ``/assets/`` of the dashboard (code, no data), and ``/slack/actions`` (Slack's signed button
+  presses: :mod:`streams.worker.slack_actions` checks the signature instead of a token).
 - Without an API token everything is open, which :func:`exposure_error` allows only on a
   loopback interface (or when the operator says so).
 
@@ -34,7 +35,9 @@ from aiohttp import web
 __all__ = ["COOKIE", "OPEN_PATHS", "SECURITY_HEADERS", "Access", "access_middleware", "exposure_error", "is_loopback"]
 
 COOKIE = "tokenpulse_session"
-OPEN_PATHS = frozenset({"/healthz", "/login", "/logout"})
+# /slack/actions: Slack cannot send the API token; the endpoint checks Slack's request signature
+# (streams.worker.slack_actions), and does not exist without the signing secret (404)
+OPEN_PATHS = frozenset({"/healthz", "/login", "/logout", "/slack/actions"})
 OPEN_PREFIXES = ("/assets/", "/dev/")  # /dev/: the dev inbox, which checks its own made-up secrets
 
 # Sent with every answer. The dashboard loads only its own files (no inline script or style,

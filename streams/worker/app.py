@@ -22,6 +22,9 @@ windows and outbox topics and of the tables' changelogs to the same worker):
                          name; :mod:`streams.budgets.decisions`), written by the judge agent
 - ``<p>.reports``        parts of daily/weekly spend reports, from every judge partition to
                          the report's owner (:mod:`streams.reports.reporting`)
+- ``<p>.feedback``       on-call's answers to alerts (Slack buttons, :mod:`streams.worker.slack_actions`),
+                         keyed by series, on the series' judge partition -> the ``feedback``
+                         agent (:mod:`streams.worker.feedback`); only with the Slack signing secret
 
 Policy reload (:mod:`streams.worker.reload`): with a ``PolicySource``, a timer polls the policy
 file and SIGHUP reads it again; a valid new policy replaces the budgets, the judges' alert
@@ -46,14 +49,17 @@ import orjson
 
 from streams.common.config import StreamConfig
 from streams.common.metrics import Metrics
+from streams.common.partitioning import judge_partition
 from streams.ingest.hotpath import IngestLoop
 from streams.ingest.pricing import Pricer
 from streams.reports.reporting import Reporting
 from streams.worker.access import Access, access_middleware, exposure_error
 from streams.worker.delivering import DeliveryWorker
+from streams.worker.feedback import FeedbackWorker
 from streams.worker.inbox import DevInbox, register_inbox
 from streams.worker.judging import JudgeWorker
 from streams.worker.reload import PolicyReloader, PolicySource
+from streams.worker.slack_actions import Press, SlackVerifier, register_slack_actions
 from streams.worker.state import WorkerState
 from streams.worker.tables import Tables, owned_partitions, persist
 from streams.worker.web import register_views
@@ -104,9 +110,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
                               settling=lambda: bool(getattr(app, "rebalancing", False) or getattr(app, "in_recovery", False)))
     state = app.tokenpulse = WorkerState(cfg, metrics, pricer, IngestLoop(cfg, pricer), judging, delivery, reporting,
                                          tables)
-    if cfg.dev_inbox is not None:
-        state.inbox = DevInbox(cfg.dev_inbox)
-        register_inbox(cast(Any, app.web).web_app, state.inbox)  # the aiohttp application of Faust's web driver
+    _own_routes(app, cfg, state)
     if reload is not None:
         state.reloader = PolicyReloader(reload, cfg, state.apply_policy, metrics)
         state.reloader.check()  # takes note of the file the worker was started with
@@ -194,6 +198,59 @@ def faust_credentials(cfg: StreamConfig) -> Any:
     if sec.tls:
         return faust.SSLCredentials(sec.ssl_context())
     return None
+
+
+def _own_routes(app: WorkerApp, cfg: StreamConfig, state: WorkerState) -> None:
+    """The routes that are not JSON views on Faust's web driver: the dev inbox standing in for
+    Slack and PagerDuty, and Slack's interactivity endpoint."""
+    if cfg.dev_inbox is not None:
+        state.inbox = DevInbox(cfg.dev_inbox)
+        register_inbox(cast(Any, app.web).web_app, state.inbox)  # the aiohttp application of Faust's web driver
+    if cfg.slack_signing_secret is not None:
+        _feedback(app, cfg, state, cfg.slack_signing_secret)
+
+
+def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState, signing_secret: str) -> None:
+    """On-call's answers: Slack's ``POST /slack/actions`` (:mod:`streams.worker.slack_actions`)
+    puts each verified press on ``<p>.feedback``, on the partition that judges its series; the
+    ``feedback`` agent applies it there (:class:`streams.worker.feedback.FeedbackWorker`), once:
+    the ``feedback`` table keeps the ids applied."""
+    n = cfg.usage_partitions
+    feedback_topic = app.topic(cfg.topics["feedback"], partitions=n, **RAW)
+    table = app.Table("feedback", default=None, partitions=n)
+    fb = state.feedback = FeedbackWorker(state.metrics, table, state.judging, state.delivery.deliverer)
+    state.judging.on_judge = lambda j: fb.install(j.engine)  # snoozes survive a restart
+    pending: set[asyncio.Task[Any]] = set()  # sends in flight (a task nobody holds may be collected)
+
+    def on_press(press: Press) -> None:
+        # Slack wants its answer within 3 s: the press goes to the topic after the answer
+        task = asyncio.get_running_loop().create_task(feedback_topic.send(
+            key=press.series.encode(), value=orjson.dumps(press.to_event()),
+            partition=judge_partition(press.series, n)))
+        pending.add(task)
+        task.add_done_callback(lambda t: _sent(t, pending, state.metrics, press))
+
+    register_slack_actions(cast(Any, app.web).web_app, SlackVerifier(signing_secret), on_press, state.metrics)
+
+    @app.agent(feedback_topic, name="feedback")
+    async def feedback(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                body = orjson.loads(event.value)
+            except orjson.JSONDecodeError:
+                log.warning("feedback record at offset %s is not JSON: skipped", event.message.offset)
+                continue
+            await fb.apply(event.message.partition, body)
+
+
+def _sent(task: asyncio.Task[Any], pending: set[asyncio.Task[Any]], metrics: Metrics, press: Press) -> None:
+    # Slack has had its 200: a press the topic did not take is logged and counted, not lost quietly
+    pending.discard(task)
+    exc = None if task.cancelled() else task.exception()
+    if task.cancelled() or exc is not None:
+        metrics.inc("feedback_total", labels={"action": press.action, "outcome": "not_sent"})
+        log.error("the answer %s on %s by %s did not reach the feedback topic: %r", press.action, press.key,
+                  press.user_name, exc or "cancelled")
 
 
 def _policy_poll(reloader: PolicyReloader) -> Any:

@@ -99,6 +99,8 @@ class JudgeWorker:
         self.mixes: dict[int, MixWatch] = {}
         self.mix_on = cfg.mix_alert is not None
         self.reporting: Reporting | None = None  # daily/weekly reports (set by the app)
+        # called with each judge made (the app installs on-call's snooze silences with it)
+        self.on_judge: Callable[[JudgeCore], None] | None = None
         self.ack: Callable[[Any], Awaitable[Any]] | None = None
         self.held: dict[int, list[Any]] = defaultdict(list)  # messages judged, not acknowledged yet
         self.last: dict[int, float] = defaultdict(float)  # when each partition was last checkpointed
@@ -126,6 +128,8 @@ class JudgeWorker:
             self.ledgers[q] = led
             if self.mix_on:
                 self.mix_for(q)
+            if self.on_judge is not None:
+                self.on_judge(j)
             self.judges[q] = j
         return j
 

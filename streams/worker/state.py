@@ -12,6 +12,7 @@ from streams.ingest.hotpath import IngestLoop
 from streams.ingest.pricing import Pricer
 from streams.reports.reporting import Reporting
 from streams.worker.delivering import DeliveryWorker
+from streams.worker.feedback import FeedbackWorker
 from streams.worker.inbox import DevInbox
 from streams.worker.judging import JudgeWorker
 from streams.worker.reload import PolicyReloader, apply_reload
@@ -36,6 +37,7 @@ class WorkerState:
     tables: Tables
     reloader: PolicyReloader | None = None
     inbox: DevInbox | None = None  # the dev stack's stand-in for Slack and PagerDuty
+    feedback: FeedbackWorker | None = None  # on-call's answers (with the Slack signing secret)
     started: float = field(default_factory=time.time)
 
     @property
@@ -52,3 +54,6 @@ class WorkerState:
         apply_reload(new, applied, judges=j.judges, ledgers=j.ledgers, mixes=j.mixes,
                      deliverer=self.delivery.deliverer, n_partitions=self.cfg.usage_partitions)
         j.live = new
+        if self.feedback is not None:  # the new policy's silences, and on-call's snoozes still
+            for judge in j.judges.values():
+                self.feedback.install(judge.engine)

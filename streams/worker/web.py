@@ -15,6 +15,7 @@ or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<par
 - ``/api/report?period=|report=``  a spend report computed on demand (:func:`register_report_view`)
 - ``/api/digests``                 the Slack digests waiting and sent (:func:`register_digest_view`)
 - ``/api/inbox``                   the dev inbox: what Slack and PagerDuty would have received
+- ``/api/feedback[?team=]``        on-call's answers to alerts (Slack buttons), newest first
 - ``/api/timeseries?by=&range=``   spend over time by team, model or provider, with alert markers
 - ``/api/burndown[?budget=]``      each budget's cumulative spend over its period, limit and forecast
 - ``/api/inhouse?range=``          per team, the in-house share of spend over time
@@ -35,6 +36,7 @@ from streams.ingest.windows import NANO
 from streams.reports.core import REPORT_PERIODS, ReportSpec, build_report
 from streams.reports.reporting import Reporting
 from streams.worker.charts import RANGES, STACK_BY, burn_down, inhouse_over_time, spend_over_time, top_users
+from streams.worker.feedback import feedback_rows
 from streams.worker.query import Choice, Int, Name, ParamError, Query, Series, Time, Zone, shown, takes
 from streams.worker.state import WorkerState
 
@@ -55,6 +57,7 @@ RANGE = Choice(default="24h", choices=tuple(RANGES))
 TIMESERIES_QUERY = Query(by=Choice(default="team", choices=STACK_BY), range=RANGE, until=Time())
 BURNDOWN_QUERY = Query(budget=Name(), at=Time())
 INHOUSE_QUERY = Query(range=RANGE, until=Time())
+FEEDBACK_QUERY = Query(team=Name(forbid="|="))
 TOP_USERS_QUERY = Query(range=RANGE, until=Time(), limit=Int(default=10, lo=1, hi=100))
 FIELDS = ("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "events")
 
@@ -339,7 +342,8 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
     async def silences_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         now = time.time()
         out = []
-        for s in state.live.alert_policy.get("silences") or ():
+        snoozes = [] if state.feedback is None else [s.to_dict() for s in state.feedback.silences()]
+        for s in [*(state.live.alert_policy.get("silences") or ()), *snoozes]:
             ends = s.get("ends_at")
             phase = "pending" if now < s["starts_at"] else "expired" if ends is not None and now >= ends else "active"
             out.append({**s, "starts_at": rfc3339(s["starts_at"]), "ends_at": None if ends is None else rfc3339(ends),
@@ -421,6 +425,21 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
             return web.json({"enabled": False, "slack": [], "pagerduty": [],
                              "note": "no dev inbox: notifications go to the receivers in /api/sinks"})
         return web.json(state.inbox.view())
+
+    @app.page("/api/feedback")
+    @takes(FEEDBACK_QUERY)
+    async def feedback_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """On-call's answers to alerts on this worker's partitions (Slack buttons): what, on
+        which alert, by whom, when, the message answered and what it did; ``?team=`` filters."""
+        if state.feedback is None:
+            return web.json({"enabled": False, "feedback": [],
+                             "note": "no Slack signing secret (TOKENPULSE_SLACK_SIGNING_SECRET): no answer buttons"})
+        rows = feedback_rows(list(state.feedback.table.data.items()), args["team"])
+        for r in rows:
+            for k in ("at", "applied_at"):
+                if isinstance(r.get(k), int | float):
+                    r[k] = rfc3339(r[k])
+        return web.json({"enabled": True, "feedback": rows})
 
     register_chart_views(app, state)
     register_report_view(app, state.reporting)

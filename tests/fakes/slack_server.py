@@ -65,6 +65,33 @@ def check_blocks(blocks: Any) -> str | None:
             els = b.get("elements") or []
             if not els or len(els) > 10:
                 return f"block {i}: context needs 1..10 elements"
+        elif t == "actions":
+            why = _check_actions(b.get("elements"))
+            if why:
+                return f"block {i}: {why}"
+    return None
+
+
+def _check_actions(els: Any) -> str | None:
+    # Slack's rules for buttons: 1..25 elements, unique action_ids (≤ 255), a plain_text label
+    # of ≤ 75 characters, a value of ≤ 2000, style primary or danger
+    if not isinstance(els, list) or not 1 <= len(els) <= 25:
+        return "actions needs 1..25 elements"
+    ids = [e.get("action_id") for e in els if isinstance(e, dict)]
+    if len(set(ids)) != len(els):
+        return "action_ids must be unique"
+    for e in els:
+        if e.get("type") != "button":
+            return "only buttons here"
+        text = e.get("text") or {}
+        if text.get("type") != "plain_text" or not 1 <= _u16(text.get("text") or "") <= 75:
+            return "a button's text must be plain_text of 1..75 characters"
+        if not isinstance(e.get("action_id"), str) or not 1 <= len(e["action_id"]) <= 255:
+            return "a button needs an action_id"
+        if "value" in e and (not isinstance(e["value"], str) or len(e["value"]) > 2000):
+            return "a button's value must be a string of at most 2000 characters"
+        if e.get("style") not in (None, "primary", "danger"):
+            return "a button's style must be primary or danger"
     return None
 
 

@@ -21,6 +21,10 @@ class SlackConfig(ReceiverConfig):
     api_url: HttpUrl = Field(default="https://slack.com/api/", description="Slack Web API base URL.")
     channel: str = Field(default="#ai-spend", min_length=1,
                          description="Channel for every alert that no route sends to a channel of its own.")
+    signing_secret: SecretStr | None = Field(
+        default=None,
+        description="Slack app signing secret: turns on the answer buttons on alerts and the worker's "
+                    "POST /slack/actions endpoint that verifies their requests; unset: no buttons, no endpoint.")
     pacing_seconds: float = Field(default=1.0, ge=0,
                                   description="Least time between two messages to one channel (Slack allows about one a second).")
 

@@ -19,6 +19,7 @@ code units, which is never less than Python's count, so emoji cannot push a text
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -218,6 +219,8 @@ def _spike_text(n: SpikeNotification) -> str:
         )
         if n.impact_usd:
             lines.append(f"*Incident total:* {signed_usd(n.impact_usd)} over expected")
+        if n.explanation:  # resolved by an answer from on-call: who, and what they said
+            lines.append(f"*Why:* {_name(n.explanation, EXPLANATION_MAX)}")
         lines.append(f"*Severity:* {n.severity} · {paged}")
     else:
         if n.reason == "worsened":
@@ -280,11 +283,14 @@ def slack_text(n: Notification) -> str:
     return clip(f"{emoji} {_name(n.title, 300)}: {tail}".strip(), FALLBACK_MAX)
 
 
-def slack_blocks(n: Notification, *, compact: bool = False) -> tuple[str, list[dict[str, Any]]]:
+def slack_blocks(n: Notification, *, compact: bool = False,
+                 interactive: bool = False) -> tuple[str, list[dict[str, Any]]]:
     """Fallback text and Block Kit blocks for ``n``, any kind.
 
     ``compact`` drops the header and the footer: for a follow-up in the alert's thread,
-    where the root message already says what the alert is.
+    where the root message already says what the alert is. ``interactive`` (Slack's
+    interactivity is set up: the signing secret is set) adds the answer buttons
+    (:func:`actions_block`) to a root message.
     """
     if isinstance(n, ReportNotification):  # a spend report has a layout of its own
         return report_blocks(n.report)
@@ -305,8 +311,114 @@ def slack_blocks(n: Notification, *, compact: bool = False) -> tuple[str, list[d
         if detector:
             footer += f" · detector {_name(detector, 60)}"
         footer += f" · {_REASON_TEXT.get(n.reason, n.reason)}"
+        buttons = actions_block(n) if interactive else None
+        blocks = blocks[: BLOCKS_MAX - 2]
         blocks.append(_context(footer))
+        if buttons is not None:
+            blocks.append(buttons)
     return slack_text(n), blocks[:BLOCKS_MAX]
+
+
+# -- buttons: on-call answers an alert -------------------------------------------------------
+FEEDBACK_ACTIONS: dict[str, str] = {
+    "tokenpulse_ack": "Acknowledge",
+    "tokenpulse_new_normal": "Expected, new normal",
+    "tokenpulse_not_anomaly": "Not an anomaly",
+    "tokenpulse_snooze_4h": "Snooze 4 h",
+}
+"""The buttons' ``action_id`` and label, in the order shown; what ``/slack/actions`` accepts."""
+ACK_ONLY = ("tokenpulse_ack",)
+ACTIONS_BLOCK_ID = "tokenpulse_feedback"
+ANSWERED_BLOCK_ID = "tokenpulse_answered"
+VALUE_MAX = 2000  # Slack's limit on a button's value
+_ANSWERED = {
+    "tokenpulse_ack": "acknowledged",
+    "tokenpulse_new_normal": "marked as expected, a new normal",
+    "tokenpulse_not_anomaly": "marked as not an anomaly",
+    "tokenpulse_snooze_4h": "snoozed for 4 h",
+}
+
+
+def action_value(n: Notification) -> str:
+    """What a button carries back to ``/slack/actions``: the alert it answers (key, series,
+    incident start, window), compact JSON. Not a secret: Slack signs the whole request."""
+    window = n.window_end if isinstance(n, SpikeNotification) else n.fired_at
+    return json.dumps({"k": n.key, "s": n.series, "t": n.started_at, "w": window}, separators=(",", ":"))
+
+
+def parse_action_value(value: str) -> dict[str, Any]:
+    """The alert a button answers (:func:`action_value`, read back): ``key``, ``series`` and,
+    when known, ``started_at`` and ``window_end``. Raises ValueError naming what is wrong."""
+    try:
+        d = json.loads(value)
+    except ValueError:
+        raise ValueError("actions[0].value: not JSON") from None
+    if not isinstance(d, dict) or not isinstance(d.get("k"), str) or not isinstance(d.get("s"), str):
+        raise ValueError("actions[0].value: no alert key and series")
+    out: dict[str, Any] = {"key": d["k"], "series": d["s"]}
+    for short, name in (("t", "started_at"), ("w", "window_end")):
+        v = d.get(short)
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+            out[name] = float(v)
+    return out
+
+
+def actions_block(n: Notification) -> dict[str, Any] | None:
+    """The buttons for ``n``'s root message: every answer on a cost spike, Acknowledge alone on
+    a budget or third-party share notification; None for a resolve, a report, or a key too long
+    to carry (Slack would refuse the whole message)."""
+    if n.action == "resolve" or isinstance(n, ReportNotification):
+        return None
+    ids = tuple(FEEDBACK_ACTIONS) if isinstance(n, SpikeNotification) else ACK_ONLY
+    value = action_value(n)
+    if len(value) > VALUE_MAX:
+        return None
+    elements: list[dict[str, Any]] = []
+    for aid in ids:
+        button: dict[str, Any] = {"type": "button", "action_id": aid, "value": value,
+                                  "text": {"type": "plain_text", "text": FEEDBACK_ACTIONS[aid], "emoji": True}}
+        if aid == "tokenpulse_ack":
+            button["style"] = "primary"
+        elements.append(button)
+    return {"type": "actions", "block_id": ACTIONS_BLOCK_ID, "elements": elements}
+
+
+def answered_text(action: str, user_id: str, at: float, note: str = "") -> str:
+    """One line saying who answered how and when (``<@U…>`` is Slack's mention of a user ID,
+    which Slack renders as their name; the ID is checked to be one)."""
+    who = f"<@{user_id}>" if user_id.isalnum() else _name(user_id, 40)
+    line = f"✔️ {_ANSWERED.get(action, _name(action, 40))} by {who} at {utc(at)}"
+    return line + (f" · {_name(note, 200)}" if note else "")
+
+
+def answered_blocks(blocks: list[dict[str, Any]], action: str, user_id: str, at: float,
+                    note: str = "") -> list[dict[str, Any]]:
+    """``blocks`` of a root message after a press: without the buttons, with a line saying who
+    chose what and when (earlier answers' lines stay)."""
+    out = [b for b in blocks if b.get("block_id") != ACTIONS_BLOCK_ID]
+    out.append({"type": "context", "block_id": f"{ANSWERED_BLOCK_ID}_{len(out)}",
+                "elements": [{"type": "mrkdwn", "text": clip(answered_text(action, user_id, at, note),
+                                                             CONTEXT_ELEMENT_MAX)}]})
+    return out[-BLOCKS_MAX:]
+
+
+def answered_message(n: Notification, answers: Iterable[Mapping[str, Any]], *,
+                     interactive: bool = False) -> tuple[str, list[dict[str, Any]]]:
+    """The root message of ``n``'s alert once on-call has answered it (``chat.update``): ``n``
+    (its latest notification) rendered, one line per answer (``action``, ``user_id``, ``at``,
+    ``note``) in order, and, with ``interactive``, the buttons not pressed yet (after an
+    Acknowledge, on-call may still snooze; a resolved alert has none)."""
+    text, blocks = slack_blocks(n, interactive=interactive)
+    answers = list(answers)
+    buttons = [b for b in blocks if b.get("block_id") == ACTIONS_BLOCK_ID]
+    for a in answers:
+        blocks = answered_blocks(blocks, str(a.get("action", "")), str(a.get("user_id", "")), num(a.get("at")),
+                                 str(a.get("note") or ""))
+    pressed = {str(a.get("action", "")) for a in answers}
+    left = [e for b in buttons for e in b["elements"] if e.get("action_id") not in pressed]
+    if left:
+        blocks = [*blocks[-(BLOCKS_MAX - 1):], {**buttons[0], "elements": left}]
+    return text, blocks
 
 
 # -- digests ---------------------------------------------------------------------------------

@@ -76,12 +76,14 @@ class SlackSink:
     """
 
     def __init__(
-        self, client: AsyncWebClient, channel: str, *, name: str = "slack", pacer: ChannelPacer | None = None
+        self, client: AsyncWebClient, channel: str, *, name: str = "slack", pacer: ChannelPacer | None = None,
+        interactive: bool = False,
     ) -> None:
         self.client = client
         self.channel = channel
         self.name = name
         self.pacer = pacer
+        self.interactive = interactive  # root messages carry the answer buttons (the signing secret is set)
 
     async def _paced(self) -> None:
         # Keyed by the configured channel: replies go to the ID Slack answered with, which
@@ -146,8 +148,28 @@ class SlackSink:
             return None
         return prior
 
+    async def answer(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]], line: str) -> DeliveryResult:
+        """After on-call pressed a button on the message ``ts``: rewrite it in place (``text``,
+        ``blocks``: :func:`~alerts.receivers.slack.render.answered_message`), then say ``line``
+        (who chose what, :func:`~alerts.receivers.slack.render.answered_text`) in its thread. The
+        rewrite first: it is idempotent. A rewrite refused for good (the message was deleted or
+        is too old to edit) does not stop the thread reply."""
+        try:
+            await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a result
+            failed = self._failure("chat.update", exc)
+            if failed.retryable:
+                return failed
+        try:
+            await self._paced()
+            await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=line, unfurl_links=False,
+                                               unfurl_media=False)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a result
+            return self._failure("chat.postMessage", exc)
+        return DeliveryResult.success(f"answered {ts} in {channel}")
+
     async def _post_root(self, n: Notification) -> DeliveryResult:
-        text, blocks = slack_blocks(n)
+        text, blocks = slack_blocks(n, interactive=self.interactive)
         await self._paced()
         resp = await self.client.chat_postMessage(
             channel=self.channel, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
@@ -196,9 +218,10 @@ class SlackConnection:
         self.client = AsyncWebClient(token=cfg.token.get_secret_value(), base_url=base, timeout=10,
                                      retry_handlers=[])
         self.pacer = ChannelPacer(cfg.pacing_seconds)
+        self.interactive = cfg.signing_secret is not None
 
     def sink(self, target: str) -> SlackSink:
-        return SlackSink(self.client, target, name=f"slack:{target}", pacer=self.pacer)
+        return SlackSink(self.client, target, name=f"slack:{target}", pacer=self.pacer, interactive=self.interactive)
 
     async def close(self) -> None:
         session = getattr(self.client, "session", None)

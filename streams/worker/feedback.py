@@ -1,0 +1,185 @@
+"""On-call's answers to alerts, applied by the worker that judges the series.
+
+Every press of a Slack button (:mod:`streams.worker.slack_actions`) is an event on
+``<prefix>.feedback``, keyed by series, on the series' judge partition; the ``feedback`` agent
+hands each to :meth:`FeedbackWorker.apply` on the worker that holds that partition:
+
+- ``tokenpulse_ack`` (Acknowledge): the alert (or the group it leads) stops its repeat and
+  worsened updates (:meth:`alerts.engine.AlertEngine.acknowledge`);
+- ``tokenpulse_new_normal`` (Expected, new normal): the series' detector adopts the current
+  level (``rebase()``, :meth:`streams.judge.core.JudgeCore.rebase`) and the alert resolves
+  (:meth:`alerts.engine.AlertEngine.resolve_now`), its resolve sent like any other;
+- ``tokenpulse_snooze_4h`` (Snooze 4 h): a silence on the series for 4 hours, listed by
+  ``/api/silences`` (``created_by: feedback:<user>``);
+- ``tokenpulse_not_anomaly`` (Not an anomaly): recorded. Raising the series' threshold within
+  the policy's bounds is not done yet: the records are there for it (and for the analyst).
+
+Exactly once: the ids applied are the keys of the ``feedback`` table (its changelog survives a
+restart). The judge's state the answer changed is checkpointed first, the record that says it
+was applied after: a crash between the two applies it again, which changes nothing more (an
+acknowledged alert stays acknowledged, a rebased detector rebases on the same level, a resolved
+alert is not firing any more, the snooze silence has the answer's id).
+
+Then the message is answered in Slack (:meth:`alerts.receivers.slack.SlackSink.answer`): rewritten
+in place with who chose what and when, and a line in its thread. A failure there is logged and
+counted; the answer itself stays applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from alerts.model import Notification, Silence
+from alerts.receivers.slack.render import FEEDBACK_ACTIONS, answered_message, answered_text
+from streams.common.metrics import Metrics
+from streams.worker.judging import JudgeWorker
+from streams.worker.tables import Table, persist
+
+__all__ = ["SNOOZE_S", "FeedbackWorker", "feedback_rows"]
+
+log = logging.getLogger(__name__)
+
+SNOOZE_S = 4 * 3600.0
+ALREADY = "the alert had already resolved"
+NOTE_RESOLVED = f"{ALREADY}: nothing changed"
+
+
+class FeedbackWorker:
+    """Applies the feedback events of the judge partitions this worker holds, once each, and
+    answers the Slack message. ``deliverer`` is the delivery side's
+    :class:`streams.delivery.outbox.Deliverer` (its Slack sink answers); None: no answer."""
+
+    def __init__(self, metrics: Metrics, table: Table, judging: JudgeWorker, deliverer: Any = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.metrics = metrics
+        self.table = table
+        self.judging = judging
+        self.deliverer = deliverer
+        self.clock = clock
+
+    # -- snoozes -----------------------------------------------------------------------------
+    def silences(self) -> list[Silence]:
+        """The silences that snooze answers made (active or not: ``/api/silences`` says which)."""
+        out = []
+        for rec in list(self.table.data.values()):
+            s = (rec or {}).get("silence")
+            if s:
+                out.append(Silence.from_dict(s))
+        return sorted(out, key=lambda s: s.starts_at)
+
+    def install(self, engine: Any) -> None:
+        """Add the snooze silences to ``engine``'s policy (a judge made or a policy reloaded:
+        the policy's own silences do not include them). Ended ones too: silences run on event
+        time, which only the windows tell, and an ended one matches nothing."""
+        have = {s.id for s in engine.policy.silences}
+        extra = tuple(s for s in self.silences() if s.id not in have)
+        if extra:
+            engine.policy.silences = (*engine.policy.silences, *extra)
+
+    # -- one answer --------------------------------------------------------------------------
+    async def apply(self, p: int, event: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply one feedback event of judge partition ``p``; returns its record (None: it was
+        applied before, or it is not an answer this version knows, which is logged)."""
+        fid, action = str(event.get("id") or ""), str(event.get("action") or "")
+        if not fid or action not in FEEDBACK_ACTIONS or not event.get("key") or not event.get("series"):
+            self.metrics.inc("feedback_total", labels={"action": "unknown", "outcome": "unreadable"})
+            log.warning("feedback event skipped: no id, key or series, or unknown action %r", action[:40])
+            return None
+        if fid in self.table.data:
+            self.metrics.inc("feedback_total", labels={"action": action, "outcome": "duplicate"})
+            return None
+        j = self.judging.judge_for(p)
+        outcome, notes, silence = self._effect(j, event)
+        for note in notes:
+            await self.judging.notify(p, note)
+        await self.judging.checkpoint(p, self.clock())  # the state the answer changed, before its record
+        record = {**{k: event.get(k) for k in ("id", "action", "key", "series", "started_at", "window_end", "user",
+                                               "user_id", "channel", "message_ts", "at", "source")},
+                  "team": _team(j, str(event["series"])), "outcome": outcome, "applied_at": self.clock()}
+        if silence is not None:
+            record["silence"] = silence.to_dict()
+        persist(self.table, p, fid, record)
+        self.metrics.inc("feedback_total", labels={"action": action, "outcome": "applied"})
+        log.info("feedback %s on %s by %s: %s", action, event["key"], event.get("user"), outcome)
+        await self.answer(p, record)
+        return record
+
+    def _effect(self, j: Any, event: dict[str, Any]) -> tuple[str, list[Notification], Silence | None]:
+        engine = j.engine
+        action, key, series = str(event["action"]), str(event["key"]), str(event["series"])
+        started = event.get("started_at")
+        started_at = float(started) if isinstance(started, int | float) else None
+        at = float(event.get("at") or self.clock())  # wall clock: when on-call answered
+        # event time, which the engine and silences run on: the windows judged so far
+        window = event.get("window_end")
+        at_ev = max(float(window) if isinstance(window, int | float) else 0.0, float(j.done_until or 0))
+        firing = engine.answered(key, started_at)
+        if action == "tokenpulse_ack":
+            keys = engine.acknowledge(key, str(event.get("user") or event.get("user_id") or ""), at, started_at)
+            j.alerts_changed(keys)
+            return ("acknowledged: no more repeats" if keys else NOTE_RESOLVED), [], None
+        if action == "tokenpulse_new_normal":
+            series_all = [st.series for st in firing] or [series]
+            rebased = [s for s in series_all if j.rebase(s)]
+            who = str(event.get("user") or event.get("user_id") or "on-call")
+            notes = engine.resolve_now(key, at_ev, started_at, why=f"{who} answered: expected, a new normal")
+            j.alerts_changed([st.key for st in firing], engine.changed_groups)
+            what = f"baseline re-anchored on {len(rebased)} series" if rebased else "no detector for the series here"
+            return (f"{what}; resolved" if firing else f"{what}; {NOTE_RESOLVED}"), list(notes), None
+        if action == "tokenpulse_snooze_4h":
+            silence = Silence(matchers={"series": series}, starts_at=at_ev, ends_at=at_ev + SNOOZE_S,
+                              reason="snoozed for 4 h from Slack",
+                              created_by=f"feedback:{event.get('user') or event.get('user_id') or ''}",
+                              id=str(event["id"]))
+            engine.policy.silences = (*engine.policy.silences, silence)
+            return "silenced for 4 h" + ("" if firing else f" ({ALREADY})"), [], silence
+        # tokenpulse_not_anomaly: recorded only (threshold raising within policy bounds: later)
+        return "recorded" + ("" if firing else f" ({ALREADY})"), [], None
+
+    async def answer(self, p: int, record: dict[str, Any]) -> None:
+        """Rewrite the answered message in place (every answer to that incident so far, in
+        order) and say who chose what in its thread."""
+        channel, ts = record.get("channel"), record.get("message_ts")
+        if self.deliverer is None or not channel or not ts:
+            return
+        sink = self.deliverer.sink("slack", str(channel))
+        latest = self.judging.tables.alerts.data.get(str(record["key"]))
+        if sink is None or not hasattr(sink, "answer") or latest is None:
+            return
+        try:
+            n = Notification.from_dict(latest)
+        except ValueError:
+            log.warning("feedback on %s: its notification cannot be read; the message is not rewritten", record["key"])
+            return
+        answers = sorted((r for r in list(self.table.data.values())
+                          if r and r.get("channel") == channel and r.get("message_ts") == ts),
+                         key=lambda r: float(r.get("at") or 0.0))
+        text, blocks = answered_message(n, [{**a, "note": a.get("outcome")} for a in answers],
+                                        interactive=bool(getattr(sink, "interactive", False)))
+        line = answered_text(str(record["action"]), str(record.get("user_id") or ""), float(record.get("at") or 0.0),
+                             str(record.get("outcome") or ""))
+        result = await sink.answer(str(channel), str(ts), text, blocks, line)
+        self.metrics.inc("feedback_answers_total", labels={"ok": "true" if result.ok else "false"})
+        if not result.ok:
+            log.warning("feedback on %s: answering the Slack message failed: %s", record["key"], result.detail)
+
+
+def _team(j: Any, series: str) -> str | None:
+    info = j.series.get(series)
+    if info is not None and info.labels.get("team"):
+        return str(info.labels["team"])
+    for part in series.split("|"):
+        k, _, v = part.partition("=")
+        if k == "team":
+            return v
+    return None
+
+
+def feedback_rows(items: Any, team: str | None = None) -> list[dict[str, Any]]:
+    """``GET /api/feedback``: every answer, newest first, those of ``team`` only when given."""
+    rows = [dict(r) for _, r in items if r and (team is None or r.get("team") == team)]
+    rows.sort(key=lambda r: float(r.get("at") or 0.0), reverse=True)
+    return rows
