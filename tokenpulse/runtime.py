@@ -98,7 +98,8 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
     ensure_topics(
         bootstrap,
         [(names["dlq"], n), (names["windows"], n), (names["outbox"], n), (names["ingest_state"], n),
-         (names["decisions"], n), (names["reports"], n), (names["digest"], n)],
+         (names["decisions"], n), (names["reports"], n), (names["digest"], n),
+         (names["feedback"], n)],
         compacted=[names["ingest_state"], names["decisions"]],
         security=security,
     )
