@@ -25,7 +25,7 @@ test-fast: setup  ## unit tests and doctests only
 	$(BIN)/python -m pytest -q -m "not integration"
 
 fuzz: setup  ## property-based fuzzing of normalize and the ingest lanes: 100,000 examples per property (FUZZ_EXAMPLES=N for another count); see docs/fuzzing.md
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/streams/test_fuzz.py
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/streams/ingest/test_fuzz.py
 
 kafka:  ## fetch Apache Kafka's jars from Maven Central (for the Apache Kafka integration tier)
 	bash scripts/kafka/kafka.sh fetch

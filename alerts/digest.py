@@ -86,7 +86,7 @@ class DigestPeriod:
 @dataclass(frozen=True, slots=True)
 class DigestSchedule:
     """When a digest channel's periods start and end. Use it for Slack digests only; budget
-    periods are :class:`streams.periods.Period`."""
+    periods are :class:`streams.common.periods.Period`."""
 
     mode: str
     tz: str = "UTC"

@@ -289,7 +289,7 @@ class MixNotification(Notification):
 @dataclass(slots=True, kw_only=True)
 class ReportNotification(Notification):
     """A spend report for ``channel`` (rule ``spend_report``): ``report`` is the document
-    built by ``streams.reports.build_report`` (JSON values; rendered by :mod:`alerts.report`)."""
+    built by ``streams.reports.core.build_report`` (JSON values; rendered by :mod:`alerts.report`)."""
 
     kind: ClassVar[str] = "report"
 

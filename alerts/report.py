@@ -1,4 +1,4 @@
-"""What a spend report says (``ReportNotification.report``, built by ``streams.reports``), in
+"""What a spend report says (``ReportNotification.report``, built by ``streams.reports.core``), in
 sections of text, for any receiver: plain text for the terminal (:func:`report_text`), and
 Slack's Block Kit (:func:`alerts.receivers.slack.render.report_blocks`) with its own
 :class:`Style`.

@@ -2,9 +2,9 @@
 
     python -m benchmarks.lanes [--events 200000] [--repeat 7]
 
-The worker's hot path minus the broker: :func:`streams.pipeline.count_message` on the
+The worker's hot path minus the broker: :func:`streams.ingest.pipeline.count_message` on the
 throughput benchmark's messages (:func:`benchmarks.throughput.make_messages`: canonical events
-without ``cost_usd``, so pricing runs), each case in a fresh :class:`~streams.ingest.IngestPartition`:
+without ``cost_usd``, so pricing runs), each case in a fresh :class:`~streams.ingest.windows.IngestPartition`:
 
 =============  ===========================================================================
 case           what is timed
@@ -14,6 +14,11 @@ batched        ``count_message`` on 100-event messages (msgspec fast lane + ``ad
 one-event      ``count_message`` on one-event messages (the same lane, one event per call)
 general        ``count_message`` on one-event messages in the OpenAI ``usage`` shape (the
                general lane: ``decode_message`` + ``normalize`` + ``add``)
+ndjson         ``count_message`` on the batched case's events as 100-line NDJSON messages,
+               which the msgspec lane does not take: ``decode_message`` + the dict lane
+               (``streams.ingest.normalize._fast_canonical``) + ``add``
+ndjson-slow    the same with the dict lane switched off (every event through ``normalize``'s
+               field-by-field ``_build``): what the dict lane saves
 =============  ===========================================================================
 
 The cases alternate within each repeat, so machine noise hits them alike. Time is this
@@ -32,10 +37,12 @@ from collections.abc import Callable
 
 import orjson
 
+import streams.ingest.normalize as normalize_mod
+import streams.ingest.pipeline as pipeline_mod
 from benchmarks.throughput import make_messages
-from streams.ingest import IngestPartition
-from streams.pipeline import count_message
-from streams.pricing import Pricer
+from streams.ingest.windows import IngestPartition
+from streams.ingest.pipeline import count_message
+from streams.ingest.pricing import Pricer
 
 
 def _openai_shape(raw: bytes) -> bytes:
@@ -59,6 +66,17 @@ def _count(messages: list[bytes]) -> Callable[[], int]:
     return run
 
 
+def _without_dict_lane(run: Callable[[], int]) -> Callable[[], int]:
+    def slow() -> int:
+        saved = normalize_mod._fast_canonical, pipeline_mod._fast_canonical
+        normalize_mod._fast_canonical = pipeline_mod._fast_canonical = lambda o, default_org: None
+        try:
+            return run()
+        finally:
+            normalize_mod._fast_canonical, pipeline_mod._fast_canonical = saved
+    return slow
+
+
 def _parse(messages: list[bytes]) -> Callable[[], int]:
     def run() -> int:
         n = 0
@@ -77,11 +95,14 @@ def main(argv: list[str] | None = None) -> None:
     batched = [v for _, v in make_messages(args.events, 100)]
     single = [v for _, v in make_messages(args.events // 4, 1)]
     general = [_openai_shape(v) for v in single]
+    ndjson = [b"\n".join(orjson.dumps(ev) for ev in orjson.loads(v)) for v in batched]
     cases: dict[str, tuple[Callable[[], int], int]] = {
         "parse": (_parse(batched), args.events),
         "batched": (_count(batched), args.events),
         "one-event": (_count(single), len(single)),
         "general": (_count(general), len(general)),
+        "ndjson": (_count(ndjson), args.events),
+        "ndjson-slow": (_without_dict_lane(_count(ndjson)), args.events),
     }
     for run, _ in cases.values():
         run()  # warm up: prices resolved, caches filled
@@ -94,10 +115,10 @@ def main(argv: list[str] | None = None) -> None:
             assert got == n, (name, got, n)
             times[name].append(dt / n * 1e9)
     base = statistics.median(times["parse"])
-    print(f"{'case':<10} {'ns/event':>9} {'best':>6} {'/ parse':>8}")
+    print(f"{'case':<12} {'ns/event':>9} {'best':>6} {'/ parse':>8}")
     for name in cases:
         med = statistics.median(times[name])
-        print(f"{name:<10} {med:9.0f} {min(times[name]):6.0f} {med / base:8.2f}")
+        print(f"{name:<12} {med:9.0f} {min(times[name]):6.0f} {med / base:8.2f}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ raw                aiokafka consumer, ``getmany`` + ``orjson.loads`` of every on
 raw-batched        the same consumer on 100-event messages (information only)
 faust-noop         a Faust agent that does nothing with one-event messages: Faust's
                    per-message floor
-tokenpulse         the tokenpulse worker (``streams.app.create_app``) on one-event messages
+tokenpulse         the tokenpulse worker (``streams.worker.app.create_app``) on one-event messages
 tokenpulse-batched the tokenpulse worker on 100-event messages (JSON arrays)
 =================  ========================================================================
 
@@ -329,7 +329,7 @@ def child_noop(a: argparse.Namespace) -> None:
 def child_tokenpulse(a: argparse.Namespace) -> None:
     """``tokenpulse worker`` (see tokenpulse.cli.worker and tokenpulse.runtime.run_worker)
     plus a task sampling the ingest counters; settings come from TOKENPULSE_* as usual."""
-    from streams.app import create_app
+    from streams.worker.app import create_app
     from tokenpulse.policy import load_policy
     from tokenpulse.runtime import prepare_topics, stream_config
     from tokenpulse.settings import load_settings
@@ -342,8 +342,8 @@ def child_tokenpulse(a: argparse.Namespace) -> None:
     cfg = stream_config(settings, pol, bootstrap, n_parts)
     os.makedirs(cfg.data_dir, exist_ok=True)
     app = create_app(cfg)
-    cores: dict[int, Any] = app.tokenpulse["cores"]  # type: ignore[attr-defined]
-    metrics = app.tokenpulse["metrics"]  # type: ignore[attr-defined]
+    cores: dict[int, Any] = app.tokenpulse.ingest.cores  # type: ignore[attr-defined]
+    metrics = app.tokenpulse.metrics  # type: ignore[attr-defined]
     clock = _Clock(a.broker_pid)
     expected = a.events
     prof = None
@@ -670,18 +670,18 @@ def report(cases: list[Case]) -> str:
 # cProfile counts every resumption of a coroutine as a call and its cumulative time as the time
 # spent running in it (never the time spent suspended), so these are CPU figures.
 KEY_FUNCTIONS = (
-    ("ingest agent (all of it)", "streams/app.py", "ingest"),
-    ("  decode_message", "streams/normalize.py", "decode_message"),
-    ("  normalize", "streams/normalize.py", "normalize"),
-    ("  Pricer.price", "streams/pricing.py", "price"),
-    ("  IngestPartition.add", "streams/ingest.py", "add"),
-    ("  checkpoint (inline in ingest, and tick)", "streams/app.py", "checkpoint"),
-    ("    IngestPartition.advance", "streams/ingest.py", "advance"),
-    ("    emit_partials", "streams/app.py", "emit_partials"),
-    ("judge agent", "streams/app.py", "judge"),
-    ("  JudgeCore.receive", "streams/judge.py", "receive"),
-    ("  JudgeCore.checkpoint", "streams/judge.py", "checkpoint"),
-    ("persist (table writes, all callers)", "streams/app.py", "persist"),
+    ("ingest agent (all of it)", "streams/worker/app.py", "ingest"),
+    ("  decode_message", "streams/ingest/normalize.py", "decode_message"),
+    ("  normalize", "streams/ingest/normalize.py", "normalize"),
+    ("  Pricer.price", "streams/ingest/pricing.py", "price"),
+    ("  IngestPartition.add", "streams/ingest/windows.py", "add"),
+    ("  checkpoint (inline in ingest, and tick)", "streams/worker/app.py", "checkpoint"),
+    ("    IngestPartition.advance", "streams/ingest/windows.py", "advance"),
+    ("    emit_partials", "streams/worker/app.py", "emit_partials"),
+    ("judge agent", "streams/worker/judging.py", "receive"),
+    ("  JudgeCore.receive", "streams/judge/core.py", "receive"),
+    ("  JudgeCore.checkpoint", "streams/judge/core.py", "checkpoint"),
+    ("persist (table writes, all callers)", "streams/worker/tables.py", "persist"),
     ("  Table.send_changelog", "faust/tables/base.py", "send_changelog"),
     ("Faust producer buffer task (_handle_pending)", "faust/transport/producer.py", "_handle_pending"),
     ("Faust ProducerBuffer.flush_atmost", "faust/transport/producer.py", "flush_atmost"),

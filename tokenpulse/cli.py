@@ -26,7 +26,7 @@ app = typer.Typer(
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    from streams.text import terminal_safe
+    from streams.common.text import terminal_safe
 
     # line by line: a message of several errors keeps its lines, a value in it cannot add any
     typer.echo("error: " + "\n".join(terminal_safe(line) for line in str(msg).split("\n")), err=True)
@@ -276,12 +276,12 @@ def normalize(
     next one is read."""
     import orjson
 
-    from streams.config import IngestLimits
-    from streams.ingest import failure_reason, implausible_reason
-    from streams.normalize import Rejected, decode_message
-    from streams.normalize import normalize as norm
-    from streams.pricing import Pricer
-    from streams.text import terminal_safe
+    from streams.common.config import IngestLimits
+    from streams.ingest.windows import failure_reason, implausible_reason
+    from streams.ingest.normalize import Rejected, decode_message
+    from streams.ingest.normalize import normalize as norm
+    from streams.ingest.pricing import Pricer
+    from streams.common.text import terminal_safe
 
     _, pol = _load(policy)
     pricer = Pricer(pol.price_overrides())
@@ -338,6 +338,7 @@ def replay(
     alerts_out: Annotated[Optional[Path], typer.Option("--alerts-out", help="Write one JSON line per alert firing here (then one per budget notification, kind budget_threshold or budget_forecast).")] = None,
     grace: Annotated[float, typer.Option(help="Seconds after an incident's end in which a firing still detects it.")] = 900.0,
     progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+    report_out: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report here: a chart per series that alerted or is labelled (observed, expected, bound, alerts and incidents shaded), the score, every alert with its explanation.")] = None,
 ) -> None:
     """Replay history through the worker's own windows, detectors and alert lifecycle."""
     from tokenpulse.replay import load_labels, read_lines, replay_lines, score, write_firings
@@ -359,7 +360,9 @@ def replay(
         pct = f"{100 * done / of:5.1f}% " if of else ""
         typer.echo(f"replay {pct}{done / 1e6:,.1f} MB", err=True)
 
-    res = replay_lines(read_lines(events), cfg, progress=report if progress else None, total_bytes=total)
+    trace = _report_trace(report_out)
+    res = replay_lines(read_lines(events), cfg, progress=report if progress else None, total_bytes=total,
+                       trace=trace)
     if alerts_out is not None:
         with open(alerts_out, "wb") as f:
             write_firings(res.firings, f)
@@ -381,9 +384,38 @@ def replay(
         summary["score"] = score(res.firings, incidents, res.teams, res.first_ts, res.last_ts, grace)
     import orjson
 
-    from streams.text import json_safe
+    from streams.common.text import json_safe
 
     sys.stdout.buffer.write(json_safe(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()).encode() + b"\n")
+    if report_out is not None:
+        _write_replay_report(report_out, res, cfg, summary, incidents, str(events))
+
+
+def _report_trace(report_out: Path | None) -> Any:
+    """What ``replay --report`` needs collected during the replay (None: no report asked)."""
+    if report_out is None:
+        return None
+    if not report_out.parent.is_dir():  # said before the replay, not after it
+        _fail(f"--report {report_out}: no such directory {report_out.parent}")
+    from tokenpulse.report_html import WindowTrace
+
+    return WindowTrace()
+
+
+def _write_replay_report(path: Path, res: Any, cfg: Any, summary: dict[str, object], incidents: Any,
+                         source: str) -> None:
+    from streams.common.text import terminal_safe
+    from tokenpulse.report_html import write_report
+
+    detector = {"detector": cfg.detector_name, "params": cfg.detector_params,
+                "overrides": [{"match": m, "params": p} for m, p in cfg.detector_overrides],
+                "alerts": {k: v for k, v in cfg.alert_policy.items() if k != "silences"}}
+    try:
+        n, took = write_report(path, res, res.trace, window_seconds=cfg.window_seconds, summary=summary,
+                               incidents=incidents, detector=detector, source=Path(source).name)
+    except OSError as exc:
+        _fail(f"{path}: cannot write the report: {exc}")
+    typer.echo(terminal_safe(f"wrote {path}: {n} chart(s) in {took:.1f} s"), err=True)
 
 
 alerts_app = typer.Typer(help="Alert delivery tools.", no_args_is_help=True)
@@ -453,7 +485,7 @@ def alerts_test(
                 await conn.close()
         return lines
 
-    from streams.text import terminal_safe
+    from streams.common.text import terminal_safe
 
     results = asyncio.run(send())
     for line in results:
@@ -480,7 +512,7 @@ def report_cmd(
     import urllib.request
 
     from alerts.report import report_text
-    from streams.text import json_safe, safe_strings
+    from streams.common.text import json_safe, safe_strings
 
     settings, pol = _load(policy)
     query: dict[str, str] = {}
@@ -570,7 +602,7 @@ def broker() -> None:
 
 
 def main() -> None:
-    from streams.text import install_safe_logging
+    from streams.common.text import install_safe_logging
 
     install_safe_logging()  # names and reasons in log lines cannot forge a line or drive the terminal
     app()

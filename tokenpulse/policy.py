@@ -24,13 +24,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from detectors.config import detector_kwargs, merge_params
-from streams.query import shown as _short
+from streams.common.dimensions import ALIASES, DEFAULT_WATCHED, NAMES
+from streams.worker.query import shown as _short
 
 if TYPE_CHECKING:
     from alerts.routing import Route
-
-DIMENSIONS = ("org", "team", "team×model", "provider", "model", "user")
-_DIM_ALIASES = {"team*model": "team×model", "team_model": "team×model", "team x model": "team×model"}
 
 
 class _LocatedError(ValueError):
@@ -204,16 +202,17 @@ class SilencePolicy(_Strict):
 
 # -- budgets ---------------------------------------------------------------------------------
 
-_BUDGET_SCOPE_KEYS = ("team", "user")
-# Ingest keeps spend per org, team, team×model, provider, model and user (streams.ingest.series_of):
-# a budget on anything else would read a series that never gets spend and always show $0.
+# Ingest keeps spend per dimension (org, team, team×model, provider, model and user:
+# streams.common.dimensions.DIMENSIONS); budgets read the org, a team or a user
+# (streams.budgets.ledger.SCOPE_KEYS): a budget on anything else would read a series that never
+# gets spend and always show $0.
 _NO_SERIES = {
     "project": "usage events carry no project, so no spend is kept per project",
 }
 
 
 def _check_timezone(v: str) -> str:
-    from streams.periods import zone
+    from streams.common.periods import zone
 
     zone(v)  # ValueError names the zone
     return v
@@ -229,7 +228,7 @@ def _check_thresholds(v: list[float]) -> list[float]:
 
 def _base_units(amount: Decimal, unit: str) -> int:
     """A budget amount in the ledger's integer base: nano-dollars, or whole tokens."""
-    from streams.ingest import NANO
+    from streams.ingest.windows import NANO
 
     base = amount * NANO if unit == "usd" else amount
     if base != base.to_integral_value():
@@ -322,9 +321,11 @@ class BudgetPolicy(_Strict):
             if k in v:
                 raise ValueError(f"scope {k!r}: {why}; a budget on it would always show $0 "
                                  "(use org, {team: ...} or {user: ...})")
-        bad = sorted(set(v) - set(_BUDGET_SCOPE_KEYS))
+        from streams.budgets.ledger import SCOPE_KEYS
+
+        bad = sorted(set(v) - set(SCOPE_KEYS))
         if bad:
-            raise ValueError(f"unknown scope label(s) {', '.join(bad)}; use 'org' or {', '.join(_BUDGET_SCOPE_KEYS)}")
+            raise ValueError(f"unknown scope label(s) {', '.join(bad)}; use 'org' or {', '.join(SCOPE_KEYS)}")
         if len(v) > 1:
             raise ValueError(f"scope {'|'.join(f'{k}={x}' for k, x in v.items())}: spend is kept per team and "
                              "per user, not per team and user, so this budget would always show $0; "
@@ -573,7 +574,7 @@ class LimitsPolicy(_Strict):
 
 
 class Policy(_Strict):
-    watch: list[str] = Field(default_factory=lambda: ["org", "team", "team×model", "provider"])
+    watch: list[str] = Field(default_factory=lambda: [n for n in NAMES if n in DEFAULT_WATCHED])
     prices: dict[str, Price] = Field(default_factory=dict)
     detector: DetectorPolicy = Field(default_factory=DetectorPolicy)
     alerts: AlertPolicyModel = Field(default_factory=AlertPolicyModel)
@@ -597,9 +598,9 @@ class Policy(_Strict):
     def _dims(cls, v: list[str]) -> list[str]:
         out = []
         for d in v:
-            d = _DIM_ALIASES.get(d, d)
-            if d not in DIMENSIONS:
-                raise ValueError(f"unknown dimension {_short(d)}; choose from {', '.join(DIMENSIONS)}")
+            d = ALIASES.get(d, d)
+            if d not in NAMES:
+                raise ValueError(f"unknown dimension {_short(d)}; choose from {', '.join(NAMES)}")
             out.append(d)
         return out
 
@@ -746,8 +747,8 @@ class Policy(_Strict):
         return self
 
     def report_specs(self) -> list[Any]:
-        """Every report as ``streams.reports.ReportSpec``."""
-        from streams.reports import REPORT_PERIODS, ReportSpec
+        """Every report as ``streams.reports.core.ReportSpec``."""
+        from streams.reports.core import REPORT_PERIODS, ReportSpec
 
         out = []
         for r in self.reports:
@@ -765,9 +766,9 @@ class Policy(_Strict):
         return b.amount - used
 
     def budget_specs(self) -> list[Any]:
-        """Every budget as the ledger's ``streams.budgets.BudgetSpec``, allocations included
+        """Every budget as the ledger's ``streams.budgets.ledger.BudgetSpec``, allocations included
         (named ``{parent}/{team}``, with the parent's unit, period, timezone)."""
-        from streams.budgets import BudgetSpec
+        from streams.budgets.ledger import BudgetSpec
 
         out = []
         for b in self.budgets:
@@ -791,8 +792,8 @@ class Policy(_Strict):
         return out
 
     def mix_alert_spec(self) -> Any:
-        """The third-party share alert as ``streams.mix.MixAlertSpec``, or None when no line is set."""
-        from streams.mix import MixAlertSpec
+        """The third-party share alert as ``streams.budgets.mix.MixAlertSpec``, or None when no line is set."""
+        from streams.budgets.mix import MixAlertSpec
 
         m = self.mix
         if m.max_third_party_share is None and all(v is None for v in m.teams.values()):

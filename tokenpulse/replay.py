@@ -2,12 +2,14 @@
 detectors and alert lifecycle, with event time as the clock, and scoring against labelled
 incidents.
 
-No Kafka: one :class:`~streams.ingest.IngestPartition` (a single source) feeds one
-:class:`~streams.judge.JudgeCore`, built by the same factory the worker uses, through the same
-per-message function (:func:`streams.pipeline.count_message`).
+No Kafka: one :class:`~streams.ingest.windows.IngestPartition` (a single source), fed by the
+same per-message function as the worker's hot path (:func:`streams.ingest.pipeline.count_message`),
+feeds one :class:`~streams.judge.core.JudgeCore`, built by the same factory the worker uses,
+through the worker's own judge step (:func:`streams.judge.step.judge_step`: the judge, then the
+budget ledger at its watermark).
 
 Speed (``python -m benchmarks.replay``): lines that are one tidy canonical event skip the
-dict-building decode (:func:`streams.normalize.canonical_event`) and are counted in runs; and
+dict-building decode (:func:`streams.ingest.normalize.canonical_event`) and are counted in runs; and
 when the machine has a core to spare, a long replay forks its judge into a second process once
 it is past :data:`FORK_AFTER_LINES` lines, so that reading and counting the file overlap with
 the detectors. The judge then receives exactly the same messages, in the same order, as it would
@@ -33,14 +35,15 @@ from typing import IO, Any
 
 import orjson
 
-from streams.budgets import BudgetLedger, BudgetSpec
-from streams.config import StreamConfig
-from streams.ingest import IngestPartition, Partial
-from streams.judge import JudgeCore, judge_factory
-from streams.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
-from streams.periods import rfc3339
-from streams.pipeline import count_message
-from streams.pricing import Pricer
+from streams.budgets.ledger import BudgetLedger, BudgetSpec
+from streams.common.config import StreamConfig
+from streams.ingest.windows import IngestPartition, Partial
+from streams.judge.core import JudgeCore, judge_factory
+from streams.judge.step import judge_step
+from streams.ingest.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
+from streams.common.periods import rfc3339
+from streams.ingest.pipeline import count_message
+from streams.ingest.pricing import Pricer
 
 
 @dataclass
@@ -59,6 +62,8 @@ class ReplayResult:
     # budget notifications as --alerts-out lines (kept apart from ``firings``, which are scored)
     budget_firings: list[dict[str, Any]] = field(default_factory=list)
     budgets: list[dict[str, Any]] = field(default_factory=list)  # each budget's ledger (budget_summary)
+    # every judged window of every series (tokenpulse.report_html.WindowTrace): only when asked
+    trace: Any = None
 
 
 def firing_record(note: Any) -> dict[str, Any]:
@@ -132,17 +137,22 @@ class _Verdicts:
         self.skipped: dict[str, int] = {}
         self.ledger = BudgetLedger(window_seconds, list(budgets)) if budgets else None
         self.budget_firings: list[dict[str, Any]] = []
+        self.trace: Any = None  # a report's WindowTrace: fed after every step that judged windows
 
     def after(self) -> _Verdicts:
         """Empty verdicts that carry on with this one's ledger (for the forked judge: the child
         goes on counting from the spend so far and hands the ledger back with its verdicts)."""
         got = _Verdicts()
         got.ledger = self.ledger
+        got.trace = None if self.trace is None else self.trace.after()
         return got
 
     def take(self, judge: JudgeCore, closed_until: int | None, partials: list[Partial], seq: int) -> None:
-        out = judge.receive(0, 1, closed_until, partials, seq)
+        step = judge_step(judge, self.ledger, None, 0, 1, closed_until, partials, seq)
+        out = step.judged
         self.windows_judged += out.windows_judged
+        if self.trace is not None and out.windows_judged:
+            self.trace.collect(judge)
         if out.spend:
             lo = min([row[1] for row in out.spend])
             if self.first_w is None or lo < self.first_w:
@@ -156,13 +166,10 @@ class _Verdicts:
             self.firings.append(inhibited_record(note))
         for why in out.skipped:
             self.skipped[why] = self.skipped.get(why, 0) + 1
-        led = self.ledger
-        if led is not None:
-            wm = judge.watermark()
-            for _, bnote in led.judge_step(out.spend, None if wm is None else float(wm)):
-                if bnote is not None:  # late spend of a period long over: recorded as fired, not told
-                    self.notifications.append(bnote.to_dict())
-                    self.budget_firings.append(budget_record(bnote))
+        for _, bnote in step.budget_events:
+            if bnote is not None:  # late spend of a period long over: recorded as fired, not told
+                self.notifications.append(bnote.to_dict())
+                self.budget_firings.append(budget_record(bnote))
 
     def extend(self, later: _Verdicts) -> None:
         for why, n in later.skipped.items():
@@ -176,6 +183,8 @@ class _Verdicts:
         if later.first_w is not None and (self.first_w is None or later.first_w < self.first_w):
             self.first_w = later.first_w
         self.series |= later.series
+        if self.trace is not None and later.trace is not None:
+            self.trace.extend(later.trace)
 
     def budget_summary(self) -> list[dict[str, Any]]:
         """Each budget with every period it has spend in: spent and limit in its unit, % used,
@@ -301,12 +310,16 @@ def replay_lines(
     progress: Callable[[int, int], None] | None = None,
     total_bytes: int = 0,
     fork: bool | None = None,
+    trace: Any = None,
 ) -> ReplayResult:
     """Replay JSONL lines (each one message: an event, an array of events, any accepted shape).
 
     ``fork``: run the judge in a second process past :data:`FORK_AFTER_LINES` lines (None:
     when the machine has a core to spare and can fork, and this is not already a worker
     process of a pool). The result is the same either way.
+
+    ``trace``: a :class:`tokenpulse.report_html.WindowTrace` to fill with every judged window of
+    every series (for ``--report``); None keeps the judge's per-window records off.
     """
     res = ReplayResult()
     pricer = Pricer(cfg.price_overrides)
@@ -323,6 +336,9 @@ def replay_lines(
     judge.keep_recent = False
     judge.keep_spend = False
     verdicts = _Verdicts(cfg.budgets, cfg.window_seconds)
+    if trace is not None:  # a report: the judge records every window, the trace drains it
+        trace.prepare(judge)
+        verdicts.trace = trace
     forked: _ForkedJudge | None = None
     may_fork = _fork_by_default() if fork is None else (fork and _can_fork())
     seq = 0
@@ -444,6 +460,7 @@ def replay_lines(
     res.firings = verdicts.firings
     res.budget_firings = verdicts.budget_firings
     res.budgets = verdicts.budget_summary()
+    res.trace = verdicts.trace
     res.windows_judged = verdicts.windows_judged
     res.counters = core.counters.to_dict()
     res.seconds = time.monotonic() - started

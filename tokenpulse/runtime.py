@@ -6,8 +6,8 @@ import logging
 import os
 from typing import Any
 
-from streams.config import IngestLimits, StreamConfig
-from streams.reload import PolicySource
+from streams.common.config import IngestLimits, StreamConfig
+from streams.worker.reload import PolicySource
 from tokenpulse.policy import MAX_POLICY_BYTES, Policy, PolicyError, parse_policy
 from tokenpulse.settings import Settings
 
@@ -89,12 +89,12 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
 
 def run_worker(cfg: StreamConfig, loglevel: str = "info", reload: PolicySource | None = None) -> None:
     """Run the Faust worker in this process until SIGINT/SIGTERM; with ``reload``, a changed
-    policy file (or SIGHUP) reloads the policy (see ``streams.reload``)."""
+    policy file (or SIGHUP) reloads the policy (see ``streams.worker.reload``)."""
     import faust
 
-    from streams.app import create_app
+    from streams.worker.app import create_app
 
-    from streams.text import install_safe_logging
+    from streams.common.text import install_safe_logging
 
     install_safe_logging()  # names and reasons in log lines cannot forge a line or drive the terminal
     os.makedirs(cfg.data_dir, exist_ok=True)

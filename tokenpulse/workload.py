@@ -58,7 +58,7 @@ for the established teams. No label starts in it and firings in it must not be s
 (:attr:`Workload.scored_from`). The new team appears after it: its first days are scored,
 because paging on a new team's first spend is exactly the false alert to avoid.
 
-Dollar figures use the pipeline's own price table (:class:`streams.pricing.Pricer`).
+Dollar figures use the pipeline's own price table (:class:`streams.ingest.pricing.Pricer`).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from streams.pricing import Pricer
+from streams.ingest.pricing import Pricer
 
 __all__ = [
     "DEFAULT_START",

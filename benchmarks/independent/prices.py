@@ -1,6 +1,6 @@
 """This generator's own price table (SPEC.md §2), in USD per million tokens.
 
-Deliberately separate from the project's pricing (``streams.pricing`` / genai-prices): the
+Deliberately separate from the project's pricing (``streams.ingest.pricing`` / genai-prices): the
 point of an independent workload is that its ``cost_usd`` comes from a table nobody tuned
 the service to. Use :func:`cost` on canonical token counts (``input`` includes the cached
 parts); it works on scalars and on numpy arrays alike.

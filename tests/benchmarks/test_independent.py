@@ -1,7 +1,7 @@
 """The independent workload generator (benchmarks/independent, SPEC.md) keeps its promises.
 
 Short histories only (two days, or a week of columns), so the module runs in a few seconds.
-The project's own code is used as a black box: ``streams.normalize.normalize`` to read the
+The project's own code is used as a black box: ``streams.ingest.normalize.normalize`` to read the
 events, ``tokenpulse.replay.load_labels`` and the ``tokenpulse replay`` command to read both.
 """
 
@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from benchmarks.independent import DEFAULT_TEAMS, TeamsFileError, cost, generate, load_teams
 from benchmarks.independent.__main__ import main
 from benchmarks.independent.generator import POSITIVE_KINDS
-from streams.normalize import UsageEvent, normalize
+from streams.ingest.normalize import UsageEvent, normalize
 from tokenpulse.cli import app
 from tokenpulse.replay import load_labels
 

@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.ingest import to_nusd
+from streams.ingest.windows import to_nusd
 from tests.integration.harness import Worker, consume_all, deployment_env, get_json, get_text, produce, wait_until
 from tests.integration.test_spine import PD_KEY, W, event
 
@@ -137,7 +137,7 @@ def test_budget_thresholds_exact_once_across_a_kill(broker: Any, slack: Any, pag
         # The kill below comes right after the 80 % notification. The restart replays what
         # was not acknowledged; whether that includes the 80 % crossing itself depends on
         # whether the judge had checkpointed yet (printed below: outbox records per
-        # threshold); tests/streams/test_budget_wiring.py pins that gap down.
+        # threshold); tests/streams/budgets/test_budget_wiring.py pins that gap down.
         checkpoint_seconds=1,
         policy=policy,
         slack_token=slack.token, slack_api_url=f"{slack.url}/api/", slack_channel="#ai-spend",

@@ -23,18 +23,18 @@ import pytest
 
 from tests.integration.harness import Worker, consume_all, deployment_env, get_json, get_text, produce, wait_until
 from tests.integration.test_spine import Ledger
-from tests.streams.test_poison import ALL, good, run
+from tests.streams.ingest.test_poison import ALL, good, run
 
 pytestmark = pytest.mark.integration
 
 W = 2
 PARTITIONS = 2
 DLQ_MAX = 65_536
-OLD_TS = b"1767600000"  # the event time the payloads of tests/streams/test_poison.py carry
+OLD_TS = b"1767600000"  # the event time the payloads of tests/streams/ingest/test_poison.py carry
 
 
 def kind(raw: bytes) -> str:
-    """invalid or implausible: what the pipeline says of it (tests/streams/test_poison.py)."""
+    """invalid or implausible: what the pipeline says of it (tests/streams/ingest/test_poison.py)."""
     _, rejects = run([raw])
     return "implausible" if rejects[0][2].startswith("implausible:") else "invalid"
 

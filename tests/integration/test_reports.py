@@ -19,7 +19,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from streams.ingest import to_nusd
+from streams.ingest.windows import to_nusd
 from tests.integration.harness import Worker, deployment_env, get_json, produce, wait_until
 from tests.integration.test_spine import event
 from tokenpulse.cli import app as cli

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.ingest import NANO, to_nusd
+from streams.ingest.windows import NANO, to_nusd
 from tests.integration.harness import Worker, consume_all, deployment_env, get_json, get_text, produce, wait_until
 
 pytestmark = pytest.mark.integration

@@ -11,14 +11,14 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from streams.config import IngestLimits, StreamConfig
-from streams.ingest import IngestPartition
-from streams.metrics import Metrics
-from streams.pipeline import count_message
-from streams.pricing import Pricer
-from streams.reload import sections_changed
-from streams.web import ingest_metrics, ingest_totals
-from tests.streams.test_poison import good
+from streams.common.config import IngestLimits, StreamConfig
+from streams.ingest.windows import IngestPartition
+from streams.common.metrics import Metrics
+from streams.ingest.pipeline import count_message
+from streams.ingest.pricing import Pricer
+from streams.worker.reload import sections_changed
+from streams.worker.web import ingest_metrics, ingest_totals
+from tests.streams.ingest.test_poison import good
 from tokenpulse.cli import app
 from tokenpulse.policy import Policy, PolicyError, parse_policy
 from tokenpulse.replay import replay_lines

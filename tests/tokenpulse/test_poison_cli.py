@@ -10,7 +10,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from tests.streams.test_poison import ALL, good
+from tests.streams.ingest.test_poison import ALL, good
 from tokenpulse.cli import app
 from tokenpulse.policy import Policy
 from tokenpulse.replay import replay_lines

@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from streams.budgets import BudgetSpec
-from streams.ingest import NANO
+from streams.budgets.ledger import BudgetSpec
+from streams.ingest.windows import NANO
 from tokenpulse.policy import PolicyError, parse_policy
 
 FULL = """\

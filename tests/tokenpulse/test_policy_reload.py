@@ -13,9 +13,9 @@ import pytest
 from pydantic import SecretStr
 
 from alerts.receivers.slack import SlackConfig
-from streams.config import StreamConfig
-from streams.metrics import Metrics
-from streams.reload import PolicyReloader
+from streams.common.config import StreamConfig
+from streams.common.metrics import Metrics
+from streams.worker.reload import PolicyReloader
 from tests.tokenpulse.hostile import BOMB, at_most
 from tokenpulse.policy import MAX_POLICY_BYTES, load_policy
 from tokenpulse.runtime import policy_source, stream_config

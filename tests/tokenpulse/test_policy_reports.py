@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.reports import ReportSpec
+from streams.reports.core import ReportSpec
 from tokenpulse.policy import PolicyError, parse_policy
 
 FULL = """\

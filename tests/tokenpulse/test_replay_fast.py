@@ -1,79 +1,45 @@
 """The replay's fast paths (struct decoding, runs of events, the forked judge) give exactly what
-the plain per-line replay gives: same notifications in the same order, counters, rejects with
-their line numbers, windows judged, time span and teams."""
+the same replay gives with them switched off, every line alone through the general lane: same
+notifications in the same order, counters, rejects with their line numbers, windows judged, time
+span and teams. (That the replay and a worker give the same alerts is
+tests/integration/test_replay_equivalence.py; both take the same judge step,
+:func:`streams.judge.step.judge_step`.)"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
 import tokenpulse.replay as replay_mod
-from streams.ingest import IngestPartition
-from streams.judge import judge_factory
-from streams.pricing import Pricer
-from tests.streams.test_fast_lane import MUTATIONS, RAW_MUTATIONS, count_message_general
+import streams.ingest.normalize as nz
+import streams.ingest.pipeline as pipeline
+from tests.streams.ingest.test_fast_lane import MUTATIONS, RAW_MUTATIONS
 from tests.tokenpulse.test_replay import MONDAY_6AM, SPIKE_AT
 from tokenpulse.policy import Policy
-from tokenpulse.replay import ReplayResult, firing_record, inhibited_record, replay_lines
+from tokenpulse.replay import ReplayResult, replay_lines
 from tokenpulse.runtime import stream_config
 from tokenpulse.settings import Settings
 from tokenpulse.simulate import Simulator, Spike
 
 
-def reference_replay(lines: list[bytes], cfg: Any) -> ReplayResult:
-    """The replay loop as it was before the fast paths: one line at a time through the general
-    path, the judge with all its bookkeeping, spend read back from the judge."""
-    res = ReplayResult()
-    pricer = Pricer(cfg.price_overrides)
-    core = IngestPartition(partition=0, window_seconds=cfg.window_seconds, lateness=cfg.lateness,
-                           idle_grace=cfg.idle_grace, watched=cfg.watched)
-    judge = judge_factory(cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy)(0)
-    seq = 0
-    line_no = 0
-
-    def on_reject(raw: bytes, reason: str, index: int | None) -> None:
-        if len(res.rejects) < 100:
-            res.rejects.append((line_no, reason))
-
-    def feed(wall: float) -> None:
-        nonlocal seq
-        before = core.closed_until
-        partials = core.advance(wall)
-        if not partials and core.closed_until == before:
-            return
-        seq += 1
-        out = judge.receive(0, 1, core.closed_until, partials, seq)
-        res.windows_judged += out.windows_judged
-        for note in out.notifications:
-            res.notifications.append(note.to_dict())
-            if note.action == "trigger":
-                res.firings.append(firing_record(note))
-        res.firings += [inhibited_record(note) for note in out.inhibited]
-
-    next_advance = None
-    for raw in lines:
-        line_no += 1
-        res.bytes_read += len(raw)
-        if not raw.strip():
-            continue
-        clock = core.max_ts if core.max_ts is not None else 0.0
-        count_message_general(core, raw, pricer, clock, on_reject)
-        core.wall_at_max = core.max_ts
-        if core.max_ts is not None and (next_advance is None or core.max_ts >= next_advance):
-            feed(core.max_ts)
-            next_advance = core.max_ts + cfg.window_seconds / 4
-    if core.max_ts is not None:
-        feed(core.max_ts + cfg.idle_grace + cfg.lateness + cfg.window_seconds * 8)
-    res.counters = core.counters.to_dict()
-    res.first_ts = min((float(k.rpartition("|")[2]) for k in judge.spend), default=None)
-    res.last_ts = core.max_ts
-    series = {k.rpartition("|")[0] for k in judge.spend}
-    res.teams = {name[5:] for name in series if name.startswith("team=") and "|" not in name}
-    return res
+@contextlib.contextmanager
+def shortcuts_off() -> Iterator[None]:
+    """The replay with none of its fast paths: every line alone through count_message's general
+    lane (decode_message, normalize without its dict shortcut, price, add), as a worker would
+    count a message that is not tidy."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(replay_mod, "canonical_event", lambda raw: None)
+        mp.setattr(replay_mod, "tidy_canonical", lambda ev: False)
+        mp.setattr(pipeline, "decode_canonical", lambda raw: None)
+        mp.setattr(pipeline, "_fast_canonical", lambda item, default: None)
+        mp.setattr(nz, "_fast_canonical", lambda item, default: None)
+        yield
 
 
 def messy_history(seed: int, hours: float = 3, rough: float = 1.0) -> list[bytes]:
@@ -103,12 +69,13 @@ def summary(res: ReplayResult) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("seed", "lateness", "rough"), [(1, 10, 1.0), (2, 90, 1.0), (5, 10, 0.02)])
-def test_replay_is_the_plain_per_line_replay(seed: int, lateness: int, rough: float) -> None:
+def test_the_fast_paths_change_nothing(seed: int, lateness: int, rough: float) -> None:
     """Rough input mixes the fast and general paths line by line; nearly clean input takes
     whole chunks of lines at once, with the odd chunk that does not."""
     lines = messy_history(seed, rough=rough)
     cfg = stream_config(Settings(lateness_seconds=lateness, idle_grace_seconds=2), Policy(), bootstrap="", partitions=1)
-    want = summary(reference_replay(lines, cfg))
+    with shortcuts_off():
+        want = summary(replay_lines(lines, cfg, fork=False))
     assert want["counters"]["duplicate"] > 100 * rough and want["counters"]["late"] > 50 * rough
     assert want["counters"]["rejected"] > 50 * rough
     assert any(n["series"] == "team=ads" or "team=ads" in [m["series"] for m in n["members"]]
@@ -122,14 +89,16 @@ def test_the_forked_judge_gives_the_same_result(monkeypatch: pytest.MonkeyPatch)
     cfg = stream_config(Settings(), Policy(), bootstrap="", partitions=1)
     monkeypatch.setattr(replay_mod, "FORK_AFTER_LINES", 4096)  # fork early, mid-history
     forked = summary(replay_lines(lines, cfg, fork=True))
-    assert forked == summary(replay_lines(lines, cfg, fork=False)) == summary(reference_replay(lines, cfg))
+    with shortcuts_off():
+        plain = summary(replay_lines(lines, cfg, fork=False))
+    assert forked == summary(replay_lines(lines, cfg, fork=False)) == plain
     assert any(n["series"] == "team=ads" or "team=ads" in [m["series"] for m in n["members"]]
                for n in forked["notifications"])
 
 
 @pytest.mark.skipif(not replay_mod._can_fork(), reason="needs two cores and fork")
 def test_a_failing_forked_judge_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.judge import JudgeCore
+    from streams.judge.core import JudgeCore
 
     lines = messy_history(4, hours=1.5)
     cfg = stream_config(Settings(), Policy(), bootstrap="", partitions=1)

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from streams.text import install_safe_logging, terminal_safe
+from streams.common.text import install_safe_logging, terminal_safe
 from tests.alerts.test_report import report, row
 from tokenpulse.cli import app
 

@@ -9,10 +9,10 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from streams.ingest import IngestPartition
-from streams.normalize import normalize
-from streams.pipeline import count_message
-from streams.pricing import Pricer
+from streams.ingest.windows import IngestPartition
+from streams.ingest.normalize import normalize
+from streams.ingest.pipeline import count_message
+from streams.ingest.pricing import Pricer
 from tokenpulse.cli import app
 from tokenpulse.replay import load_labels
 from tokenpulse.workload import DAY, KINDS, TOOLS, Workload, generate

@@ -1,0 +1,77 @@
+"""What the stream layer needs to know, handed down by the entry point.
+
+A plain dataclass on purpose: ``streams`` does not import the CLI/settings package (which sits
+on top of it), so the entry point translates its settings and policy into this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerts.receivers import ReceiverConfig
+from alerts.routing import Route
+from streams.common.dimensions import DEFAULT_WATCHED
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """The most one usage event (one request) may carry: an event over either bound is
+    implausible (a unit mistake, a uint overflow, a hostile producer) and is dead-lettered,
+    never added to spend. The policy's ``limits`` section; a setting of the ingest."""
+
+    max_tokens_per_request: int = 10_000_000  # input + output tokens; far above any context window
+    max_cost_usd_per_request: float = 500.0  # the producer's cost_usd or the computed one
+
+
+DLQ_MAX_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    bootstrap: str
+    app_id: str = "tokenpulse"
+    topic_prefix: str = "tokenpulse"
+    usage_partitions: int = 4
+    window_seconds: int = 60
+    lateness: float = 10.0
+    idle_grace: float = 10.0
+    checkpoint_seconds: float = 1.0
+    watched: frozenset[str] = DEFAULT_WATCHED  # names of streams.common.dimensions.DIMENSIONS
+    price_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    detector_name: str = "default"
+    detector_params: dict[str, Any] = field(default_factory=dict)  # as written in the policy
+    # (match labels, params) per override, in policy order
+    detector_overrides: tuple[tuple[dict[str, str], dict[str, Any]], ...] = ()
+    internal_models: tuple[str, ...] = ()  # patterns of the organisation's own models (/api/mix)
+    mix_alert: Any = None  # streams.budgets.mix.MixAlertSpec: the third-party share alert, None: off
+    alert_policy: dict[str, Any] = field(default_factory=dict)
+    budgets: tuple[Any, ...] = ()  # streams.budgets.ledger.BudgetSpec, every budget of the policy
+    reports: tuple[Any, ...] = ()  # streams.reports.core.ReportSpec, every report of the policy
+    report_timezone: str = "UTC"  # the policy's budget_timezone: /api/report's default
+    # every receiver that is on, by name (settings: fixed for the life of the worker)
+    receivers: Mapping[str, ReceiverConfig] = field(default_factory=dict)
+    # where notifications go (policy: routes, teams.<t>.slack_channel, subscriptions)
+    routes: tuple[Route, ...] = ()
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: str = ".tokenpulse"
+    dashboard_url: str | None = None
+    kafka_flavor: str = "kafka"  # "tansu" turns on workarounds for Tansu 0.6
+    limits: IngestLimits = IngestLimits()
+    dlq_max_bytes: int = DLQ_MAX_BYTES  # a dead-lettered message's bytes are cut to this
+
+    @property
+    def topics(self) -> dict[str, str]:
+        p = self.topic_prefix
+        return {
+            "usage": f"{p}.usage",
+            "dlq": f"{p}.usage.dlq",
+            "windows": f"{p}.windows",
+            "outbox": f"{p}.alerts.outbox",
+            "ingest_state": f"{p}.ingest.state",
+            "decisions": f"{p}.budget.decisions",
+            "reports": f"{p}.reports",
+            "digest": f"{p}.alerts.digest",
+        }

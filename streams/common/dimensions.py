@@ -1,0 +1,154 @@
+"""The dimensions spend is kept and watched by, and the series keys built from them: defined here
+once, read by the ingest, the judge's contributors, budgets, the mix share, reports, the API and
+the policy.
+
+A *series* is one value of one dimension. Its key is its labels joined in a fixed order; the
+org's (all spend) has no label:
+
+>>> [series_key(d.labels_of(Cell("acme", "ads", "openai", "gpt-4o", "bob"))) for d in DIMENSIONS]
+['org', 'team=ads', 'team=ads|model=gpt-4o', 'provider=openai', 'model=gpt-4o', 'user=bob']
+>>> parse_series("team=ads|model=gpt-4o")
+(Dimension(name='team×model', labels=('team', 'model'), contributors=('user',)), {'team': 'ads', 'model': 'gpt-4o'})
+
+Names never hold ``|`` or ``=`` (the ingest refuses them: :mod:`streams.ingest.normalize`), so
+a key parses back unambiguously.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+__all__ = [
+    "ALIASES",
+    "DEFAULT_WATCHED",
+    "DIMENSIONS",
+    "NAMES",
+    "ORG",
+    "TEAM",
+    "TEAM_MODEL",
+    "Cell",
+    "Dimension",
+    "dimension",
+    "parse_series",
+    "series_key",
+    "series_of",
+    "shapes_text",
+]
+
+
+class Cell(NamedTuple):
+    """The labels of a usage event that spend is kept by: the ingest sums each window per cell
+    and expands cells into series when the window closes.
+
+    The ingest's hot path builds cells as plain tuples in this field order (a named tuple is
+    slower to build, and a tuple equals and hashes like it); read them with this type."""
+
+    org: str
+    team: str
+    provider: str
+    model: str
+    user: str
+
+
+# the order of labels in a series key
+_KEY_ORDER = ("team", "provider", "model", "user")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One dimension: its ``name`` (in the policy's ``watch`` list and ``/api/spend``'s
+    ``group_by``), the ``labels`` of its series in key order (none: the org, all spend), and the
+    labels worth naming as top contributors of a series' excess."""
+
+    name: str
+    labels: tuple[str, ...]
+    contributors: tuple[str, ...] = ()
+
+    def labels_of(self, cell: Cell | tuple[str, str, str, str, str]) -> dict[str, str]:
+        """The labels of the series of this dimension that ``cell`` feeds (the org's is its
+        name: ``{"org": "acme"}``)."""
+        c = Cell._make(cell)
+        if not self.labels:
+            return {"org": c.org}
+        return {label: getattr(c, label) for label in self.labels}
+
+
+ORG = Dimension("org", (), contributors=("team", "model"))
+TEAM = Dimension("team", ("team",), contributors=("user", "model"))
+TEAM_MODEL = Dimension("team×model", ("team", "model"), contributors=("user",))
+PROVIDER = Dimension("provider", ("provider",), contributors=("team", "model"))
+MODEL = Dimension("model", ("model",))
+USER = Dimension("user", ("user",))
+
+DIMENSIONS: tuple[Dimension, ...] = (ORG, TEAM, TEAM_MODEL, PROVIDER, MODEL, USER)
+NAMES: tuple[str, ...] = tuple(d.name for d in DIMENSIONS)
+#: other spellings of ``team×model`` the policy and the API take
+ALIASES: dict[str, str] = {"team*model": "team×model", "team_model": "team×model", "team x model": "team×model"}
+#: what the detectors watch unless the policy says otherwise (``model`` and ``user`` are spend-only)
+DEFAULT_WATCHED = frozenset({"org", "team", "team×model", "provider"})
+
+_BY_NAME = {d.name: d for d in DIMENSIONS}
+_BY_LABELS = {d.labels: d for d in DIMENSIONS}
+
+
+def dimension(name: str) -> Dimension:
+    """The dimension called ``name`` (or one of its :data:`ALIASES`); ``KeyError`` otherwise.
+
+    >>> dimension("team_model").name
+    'team×model'
+    """
+    return _BY_NAME[ALIASES.get(name, name)]
+
+
+def series_key(labels: Mapping[str, str]) -> str:
+    """The key of the series with these labels: ``org`` for none (or only ``org``), else
+    ``label=value`` pairs in key order joined by ``|``.
+
+    >>> series_key({}), series_key({"model": "m", "team": "t"}), series_key({"user": "bob", "team": "ads"})
+    ('org', 'team=t|model=m', 'team=ads|user=bob')
+    """
+    parts = [f"{k}={labels[k]}" for k in _KEY_ORDER if k in labels]
+    return "|".join(parts) if parts else "org"
+
+
+def parse_series(key: str) -> tuple[Dimension, dict[str, str]] | None:
+    """The dimension and labels of a series key (the org's: no labels); None when ``key`` is
+    not the key of a series of one of :data:`DIMENSIONS`.
+
+    >>> parse_series("org"), parse_series("user=bob")[1], parse_series("team=ads|user=bob")
+    ((Dimension(name='org', labels=(), contributors=('team', 'model')), {}), {'user': 'bob'}, None)
+    """
+    if key == "org":
+        return ORG, {}
+    labels: dict[str, str] = {}
+    for part in key.split("|", 2):
+        label, eq, value = part.partition("=")
+        if not eq or not value or label in labels:
+            return None
+        labels[label] = value
+    dim = _BY_LABELS.get(tuple(labels))
+    return None if dim is None else (dim, labels)
+
+
+def series_of(cell: Cell | tuple[str, str, str, str, str], watched: frozenset[str]
+              ) -> Iterator[tuple[str, dict[str, str], bool, tuple[tuple[str, str], ...]]]:
+    """For every series ``cell`` feeds: its key, labels, whether the detectors watch it (its
+    dimension is in ``watched``; the others are kept for the spend API), and its contributors
+    in ``cell`` (``(label, value)`` pairs)."""
+    c = Cell._make(cell)
+    for d in DIMENSIONS:
+        labels = d.labels_of(c)
+        contrib = tuple((label, getattr(c, label)) for label in d.contributors)
+        yield ("org" if not d.labels else series_key(labels)), labels, d.name in watched, contrib
+
+
+def shapes_text() -> str:
+    """The series keys there are, for an error message.
+
+    >>> shapes_text()
+    'org, team=T, team=T|model=M, provider=P, model=M or user=U'
+    """
+    shapes = ["|".join(f"{label}={label[0].upper()}" for label in d.labels) or "org" for d in DIMENSIONS]
+    return f"{', '.join(shapes[:-1])} or {shapes[-1]}"

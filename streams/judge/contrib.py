@@ -1,0 +1,128 @@
+"""Who drives a series' excess: each contributor's usual share of the spend, learnt online.
+
+A verdict says how far a window's spend is above what the detector expected; on-call wants to
+know *whose* spend that is. The biggest spender of the window is often the wrong answer: the
+nightly batch user tops every night's list whether or not something is wrong. So every watched
+series keeps, per contributor (``user:alice``, ``model:gpt-4o``, ``team:ads`` for the org), its
+exact nano-dollar spend over the current and the previous day of event time, learnt from
+normal windows only (an incident does not become the usual mix). A window's expected spend is
+split by those shares, and contributors are ranked by what they spent above their share:
+
+>>> mix = ContributorMix()
+>>> for w in range(0, 3600, 60):  # a normal hour: alice 3/4 of $1 a minute, bob 1/4
+...     mix.learn(w, {"user:alice": 750_000_000, "user:bob": 250_000_000}, 1_000_000_000)
+>>> window = {"user:alice": 800_000_000, "user:bob": 9_200_000_000}  # $10: bob's loop
+>>> [(c["name"], c["usd"], c["expected_usd"], c["excess_usd"]) for c in mix.excess(window, 1.0)]
+[('bob', 9.2, 0.25, 8.95), ('alice', 0.8, 0.75, 0.05)]
+
+Integer sums only, so the worker and the offline replay (which learn from the same windows
+in the same order) rank alike, and a restart from :meth:`to_state` changes nothing. The
+state is bounded: at most :data:`MAX_TRACKED` contributors per day; later newcomers count in
+the total (so their usual share is 0 and all they spend is excess).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.ingest.windows import NANO
+
+__all__ = ["DAY", "MAX_TRACKED", "ContributorMix", "top_spenders"]
+
+DAY = 86_400
+MAX_TRACKED = 64
+TOP = 5
+
+
+def _entry(name: str, nusd: int) -> dict[str, Any]:
+    kind, _, who = name.partition(":")
+    return {"kind": kind, "name": who, "usd": round(nusd / NANO, 6)}
+
+
+def top_spenders(contrib: dict[str, int], k: int = TOP) -> list[dict[str, Any]]:
+    """The ``k`` contributors that spent most in a window (ties by name)."""
+    top = sorted(contrib.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    return [_entry(name, nusd) for name, nusd in top]
+
+
+class ContributorMix:
+    """Per contributor, nano-dollars spent today and yesterday (UTC days of event time) in
+    the windows :meth:`learn` was given, with the total spend of those windows."""
+
+    __slots__ = ("day", "cur", "cur_total", "prev", "prev_total")
+
+    def __init__(self) -> None:
+        self.day: int | None = None
+        self.cur: dict[str, int] = {}
+        self.cur_total = 0
+        self.prev: dict[str, int] = {}
+        self.prev_total = 0
+
+    def learn(self, window_start: int, contrib: dict[str, int], total_nusd: int) -> None:
+        """Add one normal window (its contributors' and its total nano-dollars)."""
+        day = window_start // DAY
+        if day != self.day:
+            if self.day is not None and day < self.day:
+                return  # an older window (cannot happen in order; never rewrites the past)
+            if self.day is not None and day == self.day + 1:
+                self.prev, self.prev_total = self.cur, self.cur_total
+            else:
+                self.prev, self.prev_total = {}, 0
+            self.cur, self.cur_total = {}, 0
+            self.day = day
+        if not total_nusd:
+            return
+        self.cur_total += total_nusd
+        cur = self.cur
+        for name, nusd in contrib.items():
+            got = cur.get(name)
+            if got is not None:
+                cur[name] = got + nusd
+            elif len(cur) < MAX_TRACKED:
+                cur[name] = nusd
+
+    def excess(self, contrib: dict[str, int], expected_usd: float, k: int = TOP) -> list[dict[str, Any]]:
+        """The ``k`` contributors of a window that spent most above their usual share of
+        ``expected_usd``, each with ``usd`` (spent), ``expected_usd`` and ``excess_usd``;
+        only those above their share. Without any history yet (or when nobody is above
+        their share), the window's top spenders."""
+        total = self.cur_total + self.prev_total
+        if total <= 0 or not contrib:
+            return top_spenders(contrib, k)
+        cur, prev = self.cur, self.prev
+        scale = expected_usd / total
+        ranked = []
+        for name, nusd in contrib.items():
+            usual = cur.get(name, 0) + prev.get(name, 0)
+            expected = usual * scale
+            excess = nusd / NANO - expected
+            if excess > 0:
+                ranked.append((-excess, name, nusd, expected))
+        if not ranked:
+            return top_spenders(contrib, k)
+        ranked.sort()
+        out = []
+        for neg, name, nusd, expected in ranked[:k]:
+            e = _entry(name, nusd)
+            e["expected_usd"] = round(expected, 6)
+            e["excess_usd"] = round(-neg, 6)
+            out.append(e)
+        return out
+
+    # -- persistence (JSON-able, lives with the series' detector state) -----------------
+    def to_state(self) -> dict[str, Any]:
+        return {"day": self.day, "cur": dict(self.cur), "cur_total": self.cur_total,
+                "prev": dict(self.prev), "prev_total": self.prev_total}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> ContributorMix:
+        mix = cls()
+        if not state:
+            return mix
+        day = state.get("day")
+        mix.day = None if day is None else int(day)
+        mix.cur = {str(k): int(v) for k, v in (state.get("cur") or {}).items()}
+        mix.cur_total = int(state.get("cur_total") or 0)
+        mix.prev = {str(k): int(v) for k, v in (state.get("prev") or {}).items()}
+        mix.prev_total = int(state.get("prev_total") or 0)
+        return mix

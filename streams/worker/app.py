@@ -1,0 +1,205 @@
+"""The Faust application factory: topics, tables, agents, timers and web views, and nothing else.
+
+Every decision is made below it: the hot path (:class:`streams.ingest.hotpath.IngestLoop`), the
+judge side (:class:`streams.worker.judging.JudgeWorker`: judges, budget ledgers, mix watches,
+reports), the delivery side (:class:`streams.worker.delivering.DeliveryWorker`: outbox,
+retries, digests), the views (:func:`streams.worker.web.register_views`) and the policy reload
+(:mod:`streams.worker.reload`). The agents and timers here only hand each message or tick to
+them; :class:`streams.worker.state.WorkerState` holds them all (``app.tokenpulse``).
+
+Topics (all with the usage topic's partition count, so Faust co-assigns partition *i* of the
+windows and outbox topics and of the tables' changelogs to the same worker):
+
+- ``<p>.usage``          usage events (one per message, a JSON array, or NDJSON), read by the
+                         batched hot-path loop of :mod:`streams.ingest.hotpath`, not by an agent
+- ``<p>.usage.dlq``      rejected input: original bytes as the value, reason in headers
+- ``<p>.ingest.state``   the hot path's per-partition checkpoints (compacted)
+- ``<p>.windows``        closed-window partials + source watermarks -> the ``judge`` agent
+- ``<p>.alerts.outbox``  notifications, written before any delivery -> the ``deliver`` agent
+- ``<p>.alerts.digest``   notifications for Slack digest channels, keyed and partitioned by
+                         channel -> the ``digest`` agent (:mod:`streams.delivery.digests`)
+- ``<p>.budget.decisions`` over-budget decisions for gateways (compacted, keyed by budget
+                         name; :mod:`streams.budgets.decisions`), written by the judge agent
+- ``<p>.reports``        parts of daily/weekly spend reports, from every judge partition to
+                         the report's owner (:mod:`streams.reports.reporting`)
+
+Policy reload (:mod:`streams.worker.reload`): with a ``PolicySource``, a timer polls the policy
+file and SIGHUP reads it again; a valid new policy replaces the budgets, the judges' alert
+policy, the deliverer's routes and the mix lines (:meth:`WorkerState.apply_policy`), between two
+awaits of the agents.
+
+Exactness: the hot path and the judge both write their state at most once per checkpoint
+interval and acknowledge input only once that state is written, so a crash replays the
+unacknowledged input onto the last checkpoint (see :mod:`streams.ingest.hotpath`); producer
+duplicates are dropped by ``event_id`` and redelivered window messages by their seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import faust
+import orjson
+
+from streams.common.config import StreamConfig
+from streams.common.metrics import Metrics
+from streams.ingest.hotpath import IngestLoop
+from streams.ingest.pricing import Pricer
+from streams.reports.reporting import Reporting
+from streams.worker.delivering import DeliveryWorker
+from streams.worker.judging import JudgeWorker
+from streams.worker.reload import PolicyReloader, PolicySource
+from streams.worker.state import WorkerState
+from streams.worker.tables import Tables, owned_partitions, persist
+from streams.worker.web import register_views
+
+log = logging.getLogger("tokenpulse.worker")
+
+RAW = {"value_serializer": "raw", "key_serializer": "raw"}
+
+
+def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> faust.App:
+    """Build the worker app. Nothing connects until the app is started.
+
+    ``reload``: where the policy came from and how to build a config from a new version of it;
+    the worker then polls the file every ``reload.interval`` seconds and reloads on SIGHUP
+    (:mod:`streams.worker.reload`). None: the policy is fixed for the worker's life."""
+    topics, n = cfg.topics, cfg.usage_partitions
+    app = faust.App(cfg.app_id, **faust_settings(cfg))
+    windows = app.topic(topics["windows"], partitions=n, **RAW)
+    outbox = app.topic(topics["outbox"], partitions=n, **RAW)
+    decisions = app.topic(topics["decisions"], partitions=n, compacting=True, **RAW)
+    digest_topic = app.topic(topics["digest"], partitions=n, **RAW)
+    # reports: a topic, a table and an agent only when the policy schedules some
+    reports_topic = app.topic(topics["reports"], partitions=n, **RAW) if cfg.reports else None
+    names = ["judge", "spend", "alerts", "deliveries", "budgets", "digests"] + (["reports"] if cfg.reports else [])
+    tables = Tables(**{name: app.Table(name, default=None, partitions=n) for name in names})
+
+    metrics = Metrics()
+    pricer = Pricer(cfg.price_overrides)
+    judging = JudgeWorker(cfg, metrics, tables, owned=lambda: owned_partitions(app, topics["windows"]),
+                          send_outbox=lambda k, v, p: outbox.send(key=k, value=v, partition=p),
+                          send_decision=lambda k, v: decisions.send(key=k, value=v))
+    reporting = judging.reporting = Reporting(
+        cfg, metrics, judging.judges, judging.ledgers, table=tables.reports, persist=persist,
+        send_note=lambda k, v, p: outbox.send(key=k, value=v, partition=p),
+        send_part=None if reports_topic is None else lambda k, v, p: reports_topic.send(key=k, value=v, partition=p))
+    delivery = DeliveryWorker(cfg, metrics, tables, owned=lambda topic: owned_partitions(app, topic),
+                              send_digest=lambda k, v, p: digest_topic.send(key=k, value=v, partition=p, force=True),
+                              settling=lambda: bool(getattr(app, "rebalancing", False) or getattr(app, "in_recovery", False)))
+    state = app.tokenpulse = WorkerState(cfg, metrics, pricer, IngestLoop(cfg, pricer), judging, delivery, reporting,
+                                         tables)
+    if reload is not None:
+        state.reloader = PolicyReloader(reload, cfg, state.apply_policy, metrics)
+        state.reloader.check()  # takes note of the file the worker was started with
+        if reload.interval > 0:
+            app.timer(interval=reload.interval)(_policy_poll(state.reloader))
+
+    @app.agent(windows, name="judge")
+    async def judge(stream: Any) -> None:
+        s = stream.noack()
+        judging.ack = s.ack
+        async for event in s.events():
+            await judging.receive(event.message.partition, orjson.loads(event.value), event)
+
+    @app.agent(outbox, name="deliver")
+    async def deliver(stream: Any) -> None:
+        async for event in stream.events():
+            await delivery.deliver(event.message.partition, orjson.loads(event.value))
+
+    @app.agent(digest_topic, name="digest")
+    async def digest(stream: Any) -> None:
+        async for event in stream.events():
+            await delivery.collect(event.message.partition, orjson.loads(event.value))
+
+    if reports_topic is not None:
+        @app.agent(reports_topic, name="reports")
+        async def merge_reports(stream: Any) -> None:
+            async for event in stream.events():
+                await reporting.merge_part(event.message.partition, orjson.loads(event.value))
+
+    app.timer(interval=min(1.0, cfg.checkpoint_seconds), name="judge_tick")(judging.tick)
+    app.timer(interval=delivery.retry_interval, name="deliver_retry")(delivery.retry)
+    app.timer(interval=delivery.digester.interval, name="digest_tick")(delivery.post_digests)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        judging.revoke(tp.partition for tp in revoked if tp.topic == topics["windows"])
+
+    app.service(_services(state))
+    app.task(_on_started(state))
+    register_views(app, state)
+    return app
+
+
+def faust_settings(cfg: StreamConfig) -> dict[str, Any]:
+    """The Faust app's settings (benchmarks/throughput.py's Faust floor uses the same)."""
+    tansu = cfg.kafka_flavor == "tansu"
+    return dict(
+        broker=[f"kafka://{h}" for h in cfg.bootstrap.split(",")],
+        store="memory://",
+        datadir=cfg.data_dir,
+        web_enabled=True,
+        web_bind=cfg.web_host,
+        web_host=cfg.web_host,
+        web_port=cfg.web_port,
+        web_in_thread=False,
+        topic_partitions=cfg.usage_partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+        # Tansu 0.6 answers ListOffsets(latest) with the last batch's base offset + 1, which
+        # breaks table recovery unless every changelog record is its own batch.
+        producer_max_batch_size=1 if tansu else 16384,
+        producer_linger_ms=0 if tansu else 1,
+        worker_redirect_stdouts=False,
+        autodiscover=False,
+    )
+
+
+def _policy_poll(reloader: PolicyReloader) -> Any:
+    async def policy_poll() -> None:
+        reloader.check()
+
+    return policy_poll
+
+
+def _on_started(state: WorkerState) -> Any:
+    async def on_started() -> None:
+        reloader = state.reloader
+        if reloader is not None:
+            # SIGHUP: read the policy again now, as Prometheus does (also an unchanged file)
+            try:
+                asyncio.get_running_loop().add_signal_handler(
+                    signal.SIGHUP, lambda: reloader.check(force=True, trigger="sighup"))
+            except (NotImplementedError, RuntimeError, ValueError):  # no signals here (not the main thread)
+                log.warning("SIGHUP does not reload the policy in this process; the file is still polled")
+        log.info("tokenpulse worker running; API on http://%s:%s", state.cfg.web_host, state.cfg.web_port)
+
+    return on_started
+
+
+def _services(state: WorkerState) -> type[faust.Service]:
+    """The worker's own service: the hot path's loop (it reads the usage topic, not an agent),
+    and closing the receivers' connections at the end."""
+
+    class WorkerService(faust.Service):  # type: ignore[misc]
+        async def on_start(self) -> None:
+            await state.ingest.start()
+
+        @faust.Service.task
+        async def _run(self) -> None:
+            await state.ingest.run()
+
+        async def on_stop(self) -> None:
+            await state.ingest.stop()
+            await state.delivery.close()
+
+    return WorkerService

@@ -1,0 +1,64 @@
+"""The worker's tables, and how its parts write and read them.
+
+A table is anything with a ``data`` mapping and ``send_changelog(partition, key, value)``: a
+Faust table in the worker, a plain object in tests (tests/streams/worker/fakes.py). The parts of
+the worker (:mod:`streams.worker.judging`, :mod:`streams.worker.delivering`,
+:mod:`streams.reports.reporting`) take them as arguments and never import Faust.
+
+Keys of the per-partition state tables (``judge``, ``budgets``, ``reports``) start with the
+judge partition: ``"<q>|<key of the core's checkpoint>"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Table", "Tables", "owned_partitions", "persist", "restore_items"]
+
+
+class Table(Protocol):
+    data: MutableMapping[str, Any]
+
+    def send_changelog(self, partition: int, key: Any, value: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Every table of the worker (one changelog topic each)."""
+
+    judge: Table  # judge cores' state: "<q>|<JudgeCore.checkpoint key>"
+    spend: Table  # exact spend per "<series>|<window start>" (JudgeCore.spend), the API's source
+    alerts: Table  # latest notification per alert key, for /api/alerts
+    deliveries: Table  # per alert key: each target's delivered seq, pending records, sink state
+    budgets: Table  # budget ledgers' and mix watches' state: "<q>|<key>"
+    digests: Table  # digest channel -> its book (alerts.digest)
+    reports: Table | None = None  # report parts and done marks (only with reports in the policy)
+
+
+def persist(table: Table, partition: int, key: str, value: Any) -> None:
+    """Write ``key`` (``None`` deletes it) to the table and its changelog partition.
+
+    The partition is explicit: checkpoints also run from timers, outside stream iteration,
+    where Faust cannot tell it."""
+    if value is None:
+        table.data.pop(key, None)
+    else:
+        table.data[key] = value
+    table.send_changelog(partition, key, value)
+
+
+def restore_items(table: Table, q: int) -> Iterator[tuple[str, Any]]:
+    """The entries of judge partition ``q`` in a per-partition table, without their ``"<q>|"``
+    prefix (what a core's ``restore`` takes)."""
+    prefix = f"{q}|"
+    return ((k[len(prefix):], v) for k, v in list(table.data.items()) if k.startswith(prefix))
+
+
+def owned_partitions(app: Any, topic: str) -> set[int] | None:
+    """Partitions of ``topic`` assigned to this worker (``None``: not known yet)."""
+    try:
+        return {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
+    except Exception:  # noqa: BLE001 - before the first assignment
+        return None

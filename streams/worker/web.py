@@ -1,0 +1,435 @@
+"""JSON API and Prometheus metrics served by the worker (Faust's web server).
+
+Every view declares its query parameters (:func:`streams.worker.query.takes`): a bad value, an unknown
+or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<param>"}``.
+
+- ``/dashboard``                   one page over all of the below (``?series=`` opens a series)
+- ``/healthz``                     liveness and assigned partitions
+- ``/metrics``                     Prometheus text
+- ``/api/spend?group_by=&since=&until=``  exact sums over closed windows
+- ``/api/alerts``                  latest state of every alert, with delivery status
+- ``/api/sinks``                   health of every configured receiver
+- ``/api/budgets[?budget=&at=]``   every budget of this worker's partitions in its current period
+- ``/api/policy``                  the policy file, when it was loaded, the last reload and its result
+- ``/api/report?period=|report=``  a spend report computed on demand (:func:`register_report_view`)
+- ``/api/digests``                 the Slack digests waiting and sent (:func:`register_digest_view`)
+"""
+
+from __future__ import annotations
+
+import time
+from importlib.resources import files
+from typing import Any
+
+from streams.common.dimensions import ALIASES, NAMES, parse_series
+from streams.delivery.digests import Digester
+from streams.ingest.windows import NANO
+from streams.budgets.mix import mix_rows
+from streams.common.periods import rfc3339
+from streams.reports.core import REPORT_PERIODS, ReportSpec, build_report
+from streams.reports.reporting import Reporting
+from streams.worker.query import Choice, Name, ParamError, Query, Series, Time, Zone, shown, takes
+from streams.worker.state import WorkerState
+
+ALERT_STATES = ("firing", "resolved")
+
+# What each view takes; streams.worker.query refuses anything else with a 400 naming the parameter.
+NOTHING = Query()
+SPEND_QUERY = Query(group_by=Choice(default="team", choices=NAMES, aliases=ALIASES),
+                    since=Time(), until=Time())
+MIX_QUERY = Query(since=Time(), until=Time())
+WINDOWS_QUERY = Query(series=Series())
+ALERTS_QUERY = Query(state=Choice(choices=ALERT_STATES))
+BUDGETS_QUERY = Query(budget=Name(), at=Time())
+DASHBOARD_QUERY = Query(series=Series())  # read by the page's script: checked here all the same
+REPORT_QUERY = Query(period=Choice(choices=("day", "week"), aliases={"daily": "day", "weekly": "week"}),
+                     report=Name(), at=Time(), tz=Zone(), team=Name(forbid="|="))
+FIELDS = ("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "events")
+
+
+def dashboard_html() -> str:
+    """The dashboard page (``streams/worker/dashboard.html``): static, it reads the JSON API below
+    and inserts every value as text."""
+    return files("streams.worker").joinpath("dashboard.html").read_text(encoding="utf-8")
+
+
+def _group_key(series: str, group_by: str) -> str | None:
+    """The row of ``/api/spend?group_by=`` that ``series`` is summed into: its value in that
+    dimension (the whole key for team×model, ``org`` for the org), or None when it is a series
+    of another dimension."""
+    got = parse_series(series)
+    if got is None or got[0].name != group_by:
+        return None
+    dim, labels = got
+    if len(dim.labels) == 1:
+        return labels[dim.labels[0]]
+    return "org" if not dim.labels else series
+
+
+def spend_rows(
+    items: Any, group_by: str, since: float | None, until: float | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    acc: dict[str, list[int]] = {}
+    for key, rec in items:
+        if rec is None:
+            continue
+        sums = rec["s"]
+        series, _, w_s = key.rpartition("|")
+        w = int(w_s)
+        if since is not None and w < since:
+            continue
+        if until is not None and w >= until:
+            continue
+        g = _group_key(series, group_by)
+        if g is None:
+            continue
+        cur = acc.setdefault(g, [0, 0, 0, 0, 0, 0])
+        for i in range(6):
+            cur[i] += sums[i]
+    total = [0, 0, 0, 0, 0, 0]
+    rows = []
+    for g, s in sorted(acc.items(), key=lambda kv: -kv[1][0]):
+        for i in range(6):
+            total[i] += s[i]
+        rows.append({group_by: g, **_as_fields(s)})
+    return rows, _as_fields(total)
+
+
+def _as_fields(s: list[int]) -> dict[str, Any]:
+    return {
+        "cost_usd": round(s[0] / NANO, 9),
+        "input_tokens": s[1],
+        "output_tokens": s[2],
+        "cache_read_tokens": s[3],
+        "cache_write_tokens": s[4],
+        "events": s[5],
+    }
+
+
+def budget_rows(ledgers: dict[int, Any], specs: Any, now: float, budget: str | None = None) -> list[dict[str, Any]]:
+    """Where each budget held by ``ledgers`` stands at ``now``, in the period holding ``now``.
+
+    ``spent_base`` / ``limit_base`` are the ledger's exact integers (nano-dollars or tokens);
+    ``unallocated`` (org budgets only) is the limit minus every share of it, read from the
+    whole policy (``specs``) since the shares' ledgers may sit on other partitions.
+    """
+    all_specs = list(specs)
+    rows: list[dict[str, Any]] = []
+    for q, led in sorted(ledgers.items()):
+        for name, spec in sorted(led.budgets.items()):
+            if budget is not None and name != budget:
+                continue
+            st = led.status(name, now)
+            fc = st.forecast
+            spent_base = led.spent(name, st.period_id)
+            row: dict[str, Any] = {
+                "budget": name,
+                "series": spec.series,
+                "scope": spec.labels,
+                "parent": spec.parent,
+                "partition": q,
+                "unit": spec.unit,
+                "period": spec.period,
+                "tz": spec.tz,
+                "period_id": st.period_id,
+                "period_start": rfc3339(st.period_start),
+                "period_end": rfc3339(st.period_end),
+                "spent": round(st.spent, 9),
+                "spent_base": spent_base,
+                "limit": st.limit,
+                "limit_base": spec.limit,
+                "pct_used": round(st.pct_used, 4),
+                "days_left": round(st.days_left, 4),
+                "thresholds": st.thresholds,
+                "fired": st.fired,
+                "forecast": {
+                    "projected_total": round(fc.projected_total, 9),
+                    "projected_pct": round(fc.projected_pct, 4),
+                    "exhaustion_at": None if st.exhaustion_ts is None else rfc3339(st.exhaustion_ts),
+                    "breach": st.forecast_breach,
+                    "method": fc.method,
+                    "note": fc.note,
+                },
+            }
+            if not spec.scope:
+                shares = sum(s.limit for s in all_specs if s.parent == name)
+                row["unallocated"] = spec.to_display(spec.limit - shares)
+                row["unallocated_base"] = spec.limit - shares
+            if budget is not None:
+                row["periods"] = led.periods(name)
+                row["changes"] = led.change_log(name)
+            rows.append(row)
+    return rows
+
+
+# Counters of the ingest partitions that are reasons of tokenpulse_events_rejected_total
+REJECT_REASONS = {"rejected": "invalid", "implausible": "implausible", "failed": "error"}
+
+
+def ingest_totals(cores: Any) -> dict[str, int]:
+    """The ingest partitions' counters (:class:`streams.ingest.windows.Counters`) summed."""
+    total: dict[str, int] = {}
+    for core in list(cores):
+        for name, value in core.counters.to_dict().items():
+            total[name] = total.get(name, 0) + value
+    return total
+
+
+def ingest_metrics(totals: dict[str, int]) -> tuple[dict[str, float], dict[str, list[tuple[dict[str, str], float]]]]:
+    """The ingest counters as metrics: ``events_<name>_total`` and ``windows_closed_total``,
+    and the three reasons of ``events_rejected_total`` (invalid, implausible, error).
+
+    >>> plain, labelled = ingest_metrics({"accepted": 5, "rejected": 2, "implausible": 1, "failed": 0})
+    >>> plain, labelled["events_rejected_total"]
+    ({'events_accepted_total': 5.0}, [({'reason': 'invalid'}, 2.0), ({'reason': 'implausible'}, 1.0), ({'reason': 'error'}, 0.0)])
+    """
+    plain: dict[str, float] = {}
+    for name, value in totals.items():
+        if name not in REJECT_REASONS:
+            plain["windows_closed_total" if name == "windows_closed" else f"events_{name}_total"] = float(value)
+    rejected = [({"reason": reason}, float(totals.get(name, 0))) for name, reason in REJECT_REASONS.items()]
+    return plain, {"events_rejected_total": rejected}
+
+
+def register_views(app: Any, state: WorkerState) -> None:
+    """Every view above on ``app``, reading the running worker's ``state``: the hot path's
+    cores (checkpoints, lag), the judges and budget ledgers by judge partition, the tables,
+    the receivers' health, the config in force (a policy reload changes budgets and silences)
+    and the reloader's status."""
+    cfg, metrics, tables, ingest, pricer = state.cfg, state.metrics, state.tables, state.ingest, state.pricer
+    judges, ledgers = state.judging.judges, state.judging.ledgers
+    spend_t, alerts_t, deliveries_t = tables.spend, tables.alerts, tables.deliveries
+    started = state.started
+    cores: dict[int, Any] = ingest.cores
+
+    page = dashboard_html()
+
+    @app.page("/dashboard")
+    @takes(DASHBOARD_QUERY)
+    async def dashboard_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        return web.html(page)
+
+    @app.page("/healthz")
+    @takes(NOTHING)
+    async def healthz(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        assigned = sorted(ingest.assigned)
+        return web.json({"status": "ok", "uptime_s": round(time.time() - started, 1), "usage_partitions": assigned})
+
+    @app.page("/metrics")
+    @takes(NOTHING)
+    async def metrics_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        extra, labelled = ingest_metrics(ingest_totals(cores.values()))
+        extra["events_unpriced_total"] = float(sum(pricer.unpriced.values()))
+        for p in list(cores):
+            lag = ingest.lag(p)
+            if lag is not None:
+                metrics.set("consumer_lag", lag, {"partition": str(p)})
+        return web.text(metrics.render(extra, labelled), content_type="text/plain; version=0.0.4")
+
+    @app.page("/api/spend")
+    @takes(SPEND_QUERY)
+    async def spend_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        group_by, since, until = args["group_by"], args["since"], args["until"]
+        if since is not None and until is not None and since >= until:
+            raise ParamError("since", "must be before until")
+        rows, total = spend_rows(list(spend_t.data.items()), group_by, since, until)
+        return web.json(
+            {
+                "group_by": group_by,
+                "since": since,
+                "until": until,
+                "window_seconds": cfg.window_seconds,
+                "note": "closed windows only; since/until select windows by their start",
+                "rows": rows,
+                "total": total,
+            }
+        )
+
+    @app.page("/api/mix")
+    @takes(MIX_QUERY)
+    async def mix_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """Per team: spend on internal vs third-party models (policy ``mix.internal_models``)
+        over ``[since, until)`` (default: the last 7 days), and the change against the
+        previous period of the same length."""
+        until = args["until"] if args["until"] is not None else time.time()
+        since = args["since"] if args["since"] is not None else until - 7 * 86400
+        if since >= until:
+            raise ParamError("since", "must be before until" + ("" if args["until"] is not None else " (now)"))
+        rows = mix_rows(list(spend_t.data.items()), cfg.internal_models, since, until)
+        return web.json({"since": rfc3339(since), "until": rfc3339(until), "internal_models": list(cfg.internal_models),
+                         "note": "closed windows only; internal = a model matching mix.internal_models",
+                         "teams": rows})
+
+    @app.page("/api/status")
+    @takes(NOTHING)
+    async def status_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """Where each partition's clock and watermarks stand: what an operator asks first
+        when alerts seem late."""
+        now = time.time()
+        parts = {}
+        for p, core in sorted(cores.items()):
+            parts[str(p)] = {
+                "max_ts": core.max_ts,
+                "clock": core.clock(now) if core.max_ts is not None else None,
+                "closed_until": core.closed_until,
+                "applied_offset": core.applied_offset,
+                "open_windows": sorted(core.windows),
+                "last_checkpoint_age_s": round(now - ingest.last_ckpt.get(p, 0.0), 3),
+                "checkpoint_in_progress": p in ingest.in_ckpt,
+                "counters": core.counters.to_dict(),
+            }
+        judge = {}
+        for q, j in sorted(judges.items()):
+            judge[str(q)] = {
+                "source_watermarks": {str(k): v for k, v in sorted(j.src_wm.items())},
+                "sources_expected": j.n_src,
+                "watermark": j.watermark(),
+                "done_until": j.done_until,
+                "pending_windows": sorted(j.pending),
+                "series": len(j.series),
+            }
+        return web.json({"now": now, "ingest": parts, "ingest_totals": ingest_totals(cores.values()), "judge": judge})
+
+    @app.page("/api/windows")
+    @takes(WINDOWS_QUERY)
+    async def windows_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """The last judged windows of a series: observed vs expected vs the alert bound."""
+        series = args["series"]
+        out = {}
+        for j in list(judges.values()):
+            for name, rec in list(j.recent.items()):
+                if series is None or name == series:
+                    out[name] = list(rec)
+        if series is not None and not out:
+            raise ParamError("series", f"no judged windows for series {shown(series)} on this worker", status=404)
+        return web.json({"window_seconds": cfg.window_seconds, "series": out})
+
+    @app.page("/api/silences")
+    @takes(NOTHING)
+    async def silences_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        now = time.time()
+        out = []
+        for s in state.live.alert_policy.get("silences") or ():
+            ends = s.get("ends_at")
+            phase = "pending" if now < s["starts_at"] else "expired" if ends is not None and now >= ends else "active"
+            out.append({**s, "starts_at": rfc3339(s["starts_at"]), "ends_at": None if ends is None else rfc3339(ends),
+                        "state": phase})
+        return web.json({"silences": out})
+
+    @app.page("/api/alerts")
+    @takes(ALERTS_QUERY)
+    async def alerts_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        out = []
+        for key, rec in list(alerts_t.data.items()):
+            if rec is None:
+                continue
+            item = dict(rec)
+            item["state"] = "resolved" if rec.get("action") == "resolve" else "firing"
+            d = deliveries_t.data.get(key) or {}
+            item["delivery"] = {sink: {k: v for k, v in st.items() if k in ("ok", "seq", "detail", "attempts")} for sink, st in d.items()}
+            out.append(item)
+        wanted = args["state"]
+        if wanted is not None:
+            out = [a for a in out if a["state"] == wanted]
+        out.sort(key=lambda a: a.get("fired_at") or 0, reverse=True)
+        return web.json({"alerts": out})
+
+    @app.page("/api/sinks")
+    @takes(NOTHING)
+    async def sinks_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """Per receiver: up or failing, consecutive failures, the last error (never a secret),
+        the last success, and the notifications waiting to be retried."""
+        rows = state.delivery.sinks_status()
+        now = time.time()
+        out = []
+        for row in rows:
+            item = dict(row)
+            for k in ("last_error_at", "last_success_at"):
+                item[k] = None if item.get(k) is None else rfc3339(item[k])
+            out.append(item)
+        return web.json({"now": rfc3339(now), "sinks": out})
+
+    @app.page("/api/budgets")
+    @takes(BUDGETS_QUERY)
+    async def budgets_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """Each budget owned by this worker's judge partitions, in its current period (event
+        time ``at``, default now): spent of limit, % used, days left, forecast, fired
+        thresholds; ``?budget=`` also lists its periods with a ledger and its change log."""
+        now = time.time() if args["at"] is None else args["at"]
+        name = args["budget"]
+        specs = state.live.budgets
+        rows = budget_rows(dict(ledgers), specs, now, name)
+        if name is not None and not rows:
+            known = any(s.name == name for s in specs)
+            why = "is held by another worker's partition" if known else "is not in the policy"
+            raise ParamError("budget", f"budget {shown(name)} {why}", status=404)
+        return web.json({"at": rfc3339(now), "partitions": sorted(ledgers), "budgets": rows})
+
+    @app.page("/api/policy")
+    @takes(NOTHING)
+    async def policy_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """The policy file in force, when it was loaded, and the last reload: its time, result
+        and error (file and line), the sections it applied and those waiting for a restart.
+        Only the policy's own state: never a setting."""
+        if state.reloader is None:
+            return web.json({"path": None, "loaded_at": rfc3339(started), "last_reload": None, "restart_required": [],
+                             "note": "no policy file (TOKENPULSE_POLICY): the defaults are in force, nothing to reload"})
+        st = state.reloader.status()
+        last = st.get("last_reload")
+        if last is not None:
+            last = {**last, "at": rfc3339(last["at"])}
+        return web.json({**st, "loaded_at": rfc3339(st["loaded_at"]), "last_reload": last})
+
+    register_report_view(app, state.reporting)
+    register_digest_view(app, tables.digests)
+
+
+def register_report_view(app: Any, reporting: Reporting) -> None:
+    """``GET /api/report``: the spend report of the last day or week that ended by ``at``,
+    computed on demand from this worker's judge partitions (:meth:`Reporting.part`); complete
+    when the worker holds all of them, as a single worker does."""
+    cfg = reporting.cfg
+
+    @app.page("/api/report")
+    @takes(REPORT_QUERY)
+    async def report_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        """The spend report of the last day or week that ended by ``at`` (default now),
+        computed from this worker's judge partitions: ``?period=day|week`` (or
+        ``?report=NAME`` of the policy), ``&team=`` for one team, ``&tz=`` (default: the
+        policy's ``budget_timezone``)."""
+        name = args["report"]
+        now = time.time() if args["at"] is None else args["at"]
+        if name is not None:
+            for extra in ("period", "team", "tz"):
+                if args[extra] is not None:
+                    raise ParamError(extra, "not with report= (a report of the policy has its own period, "
+                                            "team and time zone)")
+            spec = reporting.specs.get(name)
+            if spec is None:
+                raise ParamError("report", f"report {shown(name)} is not in the policy", status=404)
+        else:
+            if args["period"] is None:
+                raise ParamError("period", "required: day or week (or report=NAME)")
+            spec = ReportSpec(name=f"api:{args['period']}", channel="", period=REPORT_PERIODS[args["period"]],
+                              tz=args["tz"] or cfg.report_timezone, team=args["team"])
+        due = spec.closed(now)
+        held = sorted(reporting.judges)
+        parts = [reporting.part(p, spec, due, now) for p in held]
+        report = build_report(spec, due, parts, cfg.internal_models)
+        return web.json({
+            "at": now,
+            "partitions": held,
+            "complete": len(held) == reporting.n,
+            "note": "closed windows on this worker's judge partitions; complete when it holds all of them",
+            "report": report,
+        })
+
+
+def register_digest_view(app: Any, digests_t: Any) -> None:
+    """``GET /api/digests``: per digest channel of this worker, what is waiting and what was sent."""
+
+    @app.page("/api/digests")
+    @takes(NOTHING)
+    async def digests_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
+        rows = [Digester.status(ch, book) for ch, book in sorted(list(digests_t.data.items())) if book]
+        return web.json({"digests": rows})

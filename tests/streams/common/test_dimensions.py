@@ -1,0 +1,77 @@
+"""The dimensions, defined once: every series the ingest emits parses back to its dimension and
+labels, the API and the policy take exactly the dimensions' names, and a plain tuple (what the
+hot path builds) is the same dict key as the Cell it stands for."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.common.config import StreamConfig
+from streams.common.dimensions import (
+    ALIASES,
+    DEFAULT_WATCHED,
+    DIMENSIONS,
+    NAMES,
+    ORG,
+    TEAM_MODEL,
+    Cell,
+    dimension,
+    parse_series,
+    series_key,
+    series_of,
+)
+from streams.ingest.records import UsageEvent
+from streams.ingest.windows import IngestPartition
+from streams.worker.query import Series
+from streams.worker.web import SPEND_QUERY
+from tokenpulse.policy import Policy
+
+CELL = Cell("acme", "ads", "openai", "gpt-4o", "bob")
+
+
+def test_every_key_parses_back_to_its_dimension_and_labels() -> None:
+    for d in DIMENSIONS:
+        labels = d.labels_of(CELL)
+        key = series_key(labels)
+        got = parse_series(key)
+        assert got is not None and got[0] is d
+        assert got[1] == ({} if d is ORG else labels)
+        assert Series().parse(key) == key  # the API takes every key the worker writes
+
+
+@pytest.mark.parametrize("key", ["", "evil", "team=", "=ads", "team=ads|user=bob", "model=m|team=t", "team=a|team=b",
+                                 "team=a|model=b|user=c", "org=acme", "project=x"])
+def test_what_is_no_series_key(key: str) -> None:
+    assert parse_series(key) is None
+
+
+def test_the_series_of_a_cell_and_who_contributes() -> None:
+    rows = {key: (labels, watched, contrib) for key, labels, watched, contrib in series_of(CELL, DEFAULT_WATCHED)}
+    assert list(rows) == ["org", "team=ads", "team=ads|model=gpt-4o", "provider=openai", "model=gpt-4o", "user=bob"]
+    assert rows["org"] == ({"org": "acme"}, True, (("team", "ads"), ("model", "gpt-4o")))
+    assert rows["team=ads"][2] == (("user", "bob"), ("model", "gpt-4o"))
+    assert rows["team=ads|model=gpt-4o"][2] == (("user", "bob"),)
+    assert [k for k, (_, watched, _) in rows.items() if not watched] == ["model=gpt-4o", "user=bob"]
+
+
+def test_the_ingest_emits_the_series_of_every_dimension() -> None:
+    core = IngestPartition(partition=0, window_seconds=60, lateness=0, idle_grace=0)
+    ev = UsageEvent(event_id="e1", ts=1_767_600_000.0, org=CELL.org, team=CELL.team, user=CELL.user,
+                    provider=CELL.provider, model=CELL.model, input_tokens=10, output_tokens=1, cost_usd=0.5)
+    core.add(ev, 1_767_600_000.0)
+    parts = core.advance(1_767_600_200.0)
+    assert {parse_series(p.series)[0].name for p in parts} == set(NAMES)  # type: ignore[index]
+    # the hot path's cells are plain tuples: the same keys as Cells
+    [cell] = core._plans
+    assert type(cell) is tuple and Cell._make(cell) == cell and hash(Cell._make(cell)) == hash(cell)
+    assert Cell._make(cell) == CELL
+
+
+def test_one_set_of_names_and_aliases_for_the_policy_the_config_and_the_api() -> None:
+    assert Policy().watch == [n for n in NAMES if n in DEFAULT_WATCHED]
+    assert StreamConfig(bootstrap="x").watched == DEFAULT_WATCHED
+    assert SPEND_QUERY.params["group_by"].choices == NAMES  # type: ignore[attr-defined]
+    for alias, name in ALIASES.items():
+        assert dimension(alias) is TEAM_MODEL and name == TEAM_MODEL.name
+        assert Policy(watch=[alias]).watch == [TEAM_MODEL.name]
+        assert SPEND_QUERY.parse({"group_by": alias})["group_by"] == TEAM_MODEL.name
