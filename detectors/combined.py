@@ -59,13 +59,15 @@ class Combined(Detector):
     needs **material impact**: the excess over expected spend, summed over the incident so far
     (consecutive windows above expected since the first surprising one), must reach
     ``min_excess_pct`` percent of the expected spend over those windows and a dollar figure
-    that scales with the series, :meth:`materiality`: ``min_excess_root`` times the square root
-    of its usual daily spend in dollars, at least ``min_excess_usd`` -- $0.60 on a series that
-    spends $1 a day, $19 on $1,000 a day, $134 on $50,000 a day. The square root because one
-    dollar figure cannot fit both ends, and proportional gates fail both ways: a tiny team's
-    $4 blip is a big share of its day, a big team's $40 burst a small one. Set
-    ``min_excess_root: 0`` for a plain dollar gate (``min_excess_usd``). ``impact`` in the
-    verdict is the running excess.
+    relative to what the series usually costs at that time, :meth:`materiality`:
+    ``min_excess_minutes`` (15) minutes of the window's expected spend, at least
+    ``min_excess_usd`` -- $0.50 on a team that spends a few cents a minute at night, $15 on one
+    that spends $1 a minute then, $520 on $50,000 a day. So an 8x spike alerts after about two
+    minutes at any hour on any series above the floor, a 2x model switch after about fifteen,
+    and a blip has to last to matter. One dollar figure cannot fit both ends, and a gate that scales with the
+    daily total instead (``min_excess_root`` times the square root of the usual daily spend,
+    off by default) is too high at night and on quiet days. Set ``min_excess_minutes: 0`` for a
+    plain dollar gate (``min_excess_usd``). ``impact`` in the verdict is the running excess.
 
     A surprise in a quarter hour of the day (UTC) that was also surprising (a component
     flagged it), give or take a quarter hour, on ``recurring_days`` of the previous seven days
@@ -100,12 +102,15 @@ class Combined(Detector):
         Score from which a window above expected is surprising (0.9999: p <= 1e-4).
     min_excess_usd
         Dollars over expected, summed over the incident so far, before it alerts: a floor under
-        the relative gate, or the whole money gate with ``min_excess_root: 0``.
+        the relative gate, or the whole money gate with ``min_excess_minutes: 0``.
     min_excess_pct
         The same excess as a percentage of the expected spend over the incident's windows.
+    min_excess_minutes
+        The relative gate: the excess must reach this many minutes of the window's expected
+        spend (what the series usually costs at that time of day and week); 0 turns it off.
     min_excess_root
-        The relative gate: this times the square root of the series' usual daily spend (in
-        dollars, learnt from its normal windows over about a week); 0 turns it off.
+        Another relative gate, off by default: this times the square root of the series' usual
+        daily spend (dollars, learnt from its normal windows over about a week).
     min_requests
         Fewer requests than this in a window (when the count is known): a spike-type model
         needs the ``counts`` component's agreement.
@@ -122,7 +127,7 @@ class Combined(Detector):
     protect_anomaly
         Do not learn surprising windows into any component.
 
-    Example: a team spending about $2 a minute ($2,900 a day: the gate is $32). A burst to $6
+    Example: a team spending about $2 a minute (the gate: 15 minutes of it, $30). A burst to $6
     is surprising but not worth it; the burst to $40 that follows it alerts.
 
     >>> import numpy as np
@@ -133,7 +138,7 @@ class Combined(Detector):
     ...     _ = det.update(t0 + 60 * i, 2.0 * rng.lognormal(0, 0.1), count=40)
     >>> v = det.update(t0 + 60 * 2880, 6.0, count=120)
     >>> v.is_anomaly, v.score > 0.9999, round(v.impact), v.reason  # doctest: +ELLIPSIS
-    (False, True, 4, 'seasonal: 3.0x the hour-of-day expected value ...; $4.02 over expected so far, alerts from $32.26 and 50%')
+    (False, True, 4, 'seasonal: 3.0x the hour-of-day expected value ...; $4.02 over expected so far, alerts from $29.74 and 50%')
     >>> v = det.update(t0 + 60 * 2881, 40.0, count=800)
     >>> v.is_anomaly, round(v.excess), round(v.impact)
     (True, 38, 42)
@@ -149,7 +154,8 @@ class Combined(Detector):
         score_threshold: float = 0.9999,
         min_excess_usd: float = 0.5,
         min_excess_pct: float = 50.0,
-        min_excess_root: float = 0.6,
+        min_excess_root: float = 0.0,
+        min_excess_minutes: float = 15.0,
         min_requests: float = 5.0,
         recurring_days: int = 2,
         new_normal_after: float = 3 * 3600.0,
@@ -165,6 +171,7 @@ class Combined(Detector):
         self.min_excess_usd = min_excess_usd
         self.min_excess_pct = min_excess_pct
         self.min_excess_root = min_excess_root
+        self.min_excess_minutes = min_excess_minutes
         self.min_requests = min_requests
         self.recurring_days = recurring_days
         self.new_normal_after = new_normal_after
@@ -181,6 +188,7 @@ class Combined(Detector):
         require("Combined", 0 < score_threshold < 1, "score_threshold must be in (0, 1)", score_threshold)
         require("Combined", min_excess_usd >= 0, "min_excess_usd must be >= 0", min_excess_usd)
         require("Combined", min_excess_root >= 0, "min_excess_root must be >= 0", min_excess_root)
+        require("Combined", min_excess_minutes >= 0, "min_excess_minutes must be >= 0", min_excess_minutes)
         require("Combined", min_excess_pct >= 0, "min_excess_pct must be >= 0", min_excess_pct)
         require("Combined", min_requests >= 0, "min_requests must be >= 0", min_requests)
         require("Combined", new_normal_after >= 0, "new_normal_after must be >= 0 (0: off)", new_normal_after)
@@ -227,7 +235,7 @@ class Combined(Detector):
     def _unit_test_params(cls) -> dict[str, Any]:
         # The contract's series spend about $2 a minute; its 8x spike is worth ~$14: a flat
         # $5 gate (the relative one would want ~$30 of a ~$2,900-a-day series).
-        return {"min_excess_usd": 5.0, "min_excess_root": 0.0}
+        return {"min_excess_usd": 5.0, "min_excess_minutes": 0.0}
 
     # -- state ------------------------------------------------------------------------------
 
@@ -383,7 +391,7 @@ class Combined(Detector):
         surprising = statistically and not routine
 
         run_excess, run_expected = gate_step(self._run_excess, self._run_expected, surprising, excess, expected)
-        gate = self.materiality()
+        gate = self.materiality(expected)
         is_anomaly = surprising and excess > 0.0 and is_material(run_excess, run_expected, gate, self.min_excess_pct)
         # what the gate saw, for replaying it with other settings (gate_inputs)
         self._gate_in = (surprising, excess, expected, self._usual, self._restarted)
@@ -435,19 +443,22 @@ class Combined(Detector):
             p=p,
         )
 
-    def materiality(self) -> float:
-        """Dollars an incident must be over expected (summed so far) to alert on this series:
-        ``min_excess_root`` times the square root of its usual daily spend, at least
+    def materiality(self, expected: float = 0.0) -> float:
+        """Dollars an incident must be over expected (summed so far) to alert on this series in
+        a window whose expected spend is ``expected``: ``min_excess_minutes`` minutes of it (or
+        ``min_excess_root`` times the square root of the usual daily spend, if larger), at least
         ``min_excess_usd``."""
-        return materiality(self._usual, self.window_seconds, self.min_excess_usd, self.min_excess_root)
+        return materiality(self._usual, self.window_seconds, self.min_excess_usd, self.min_excess_root,
+                           self.min_excess_minutes, expected)
 
     def gate_inputs(self) -> tuple[bool, float, float, float, bool] | None:
         """What the money gate saw in the window scored last: (surprising, excess, expected,
         usual spend per window, whether a new normal reset the incident just before it).
         Nothing the models learn depends on the gate's settings, so a sequence of these,
-        recorded once, replays the decision for any ``min_excess_usd``, ``min_excess_pct`` and
-        ``min_excess_root`` exactly, through :func:`gate_step` (from ``(0, 0)`` after a reset),
-        :func:`materiality` and :func:`is_material` (a threshold sweep without the models)."""
+        recorded once, replays the decision for any ``min_excess_usd``, ``min_excess_pct``,
+        ``min_excess_minutes`` and ``min_excess_root`` exactly, through :func:`gate_step` (from
+        ``(0, 0)`` after a reset), :func:`materiality` (with the window's expected spend) and
+        :func:`is_material` (a threshold sweep without the models)."""
         return self._gate_in
 
     def _scored_for(self, ts: float, value: float, count: float | None) -> tuple[Any, ...]:
@@ -572,16 +583,25 @@ def gate_step(run_excess: float, run_expected: float, surprising: bool, excess: 
     return 0.0, 0.0
 
 
-def materiality(usual: float, window_seconds: float, min_excess_usd: float, min_excess_root: float) -> float:
-    """The dollar gate of a series whose usual spend per window is ``usual``:
-    ``min_excess_root * sqrt(usual daily spend)``, at least ``min_excess_usd``.
+def materiality(usual: float, window_seconds: float, min_excess_usd: float, min_excess_root: float,
+                min_excess_minutes: float = 0.0, expected: float = 0.0) -> float:
+    """The dollar gate of a series whose usual spend per window is ``usual`` and whose expected
+    spend in the window at hand is ``expected``: ``min_excess_minutes`` minutes of that expected
+    spend (what the series usually costs at that time), or ``min_excess_root * sqrt(usual
+    daily spend)`` if larger, at least ``min_excess_usd``.
 
     >>> round(materiality(1000 / 1440, 60, 0.5, 0.6), 2), materiality(1 / 1440, 60, 0.5, 0.6)
     (18.97, 0.6)
+    >>> materiality(0.0, 60, 0.5, 0.0, 10.0, expected=2.0), materiality(0.0, 60, 0.5, 0.0, 10.0, expected=0.01)
+    (20.0, 0.5)
     """
     gate = min_excess_usd
     if min_excess_root > 0.0 and usual > 0.0:
         rel = min_excess_root * math.sqrt(usual * (86400.0 / window_seconds))
+        if rel > gate:
+            gate = rel
+    if min_excess_minutes > 0.0 and expected > 0.0:
+        rel = min_excess_minutes * expected * (60.0 / window_seconds)
         if rel > gate:
             gate = rel
     return gate

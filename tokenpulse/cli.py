@@ -48,29 +48,24 @@ def _load(policy: Path | None = None, *, deliver: bool = False):  # type: ignore
 
 
 def _gate_text(pol) -> str:  # type: ignore[no-untyped-def]
-    p = pol.detector.params
-    if p.get("min_excess_root") == 0:
-        return f"${float(p.get('min_excess_usd', 0.5)):g} over expected (plain)"
-    return "relative to each series' usual daily spend (policy)"
+    """The default detector's money gate as the policy sets it, in words (for ``tokenpulse dev``)."""
+    import inspect
 
+    from detectors.combined import Combined
 
-# The money gate of `tokenpulse dev` when the policy sets none: a plain $1 (see _dev_gate).
-DEV_GATE_USD = 1.0
-
-
-def _dev_gate(pol):  # type: ignore[no-untyped-def]
-    """The demo's detector: a plain ``DEV_GATE_USD`` money gate unless the policy sets one.
-
-    The default gate scales with a series' usual daily spend, which three hours of backfill
-    (and the live minutes after it) cannot tell: they are one part of one day. The spike the
-    demo injects (team ads at 8x for 15 minutes) then alerts within a minute or two at any
-    time of day, which is what the demo is for.
-    """
-    params = dict(pol.detector.params)
-    if pol.detector.name in ("default", "combined") and not {"min_excess_root", "min_excess_usd"} & set(params):
-        params.update(min_excess_root=0, min_excess_usd=DEV_GATE_USD)
-        return pol.model_copy(update={"detector": pol.detector.model_copy(update={"params": params})})
-    return pol
+    if pol.detector.name not in ("default", "combined"):
+        return f"set by the {pol.detector.name} detector"
+    defaults = {k: v.default for k, v in inspect.signature(Combined).parameters.items()}
+    p = {**defaults, **pol.detector.params}
+    minutes, root, usd = float(p["min_excess_minutes"]), float(p["min_excess_root"]), float(p["min_excess_usd"])
+    parts = []
+    if minutes:
+        parts.append(f"{minutes:g} minutes of the series' expected spend")
+    if root:
+        parts.append(f"{root:g} x sqrt(its usual daily $)")
+    if not parts:
+        return f"${usd:g} over expected (plain)"
+    return " or ".join(parts) + f", at least ${usd:g}, and {float(p['min_excess_pct']):g}% over expected"
 
 
 @app.command()
@@ -107,7 +102,6 @@ def dev(
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
     settings, pol = _load(deliver=True)
-    pol = _dev_gate(pol)
     if settings.kafka_bootstrap:
         bootstrap = settings.kafka_bootstrap
         broker = None
