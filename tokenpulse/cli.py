@@ -385,6 +385,58 @@ def replay(
         _write_replay_report(report_out, res, cfg, summary, incidents, str(events))
 
 
+@app.command()
+def tune(
+    events: Annotated[Path, typer.Argument(help="JSONL history of usage events (any accepted shape).")],
+    labels: Annotated[Optional[Path], typer.Option(help="Labelled incidents (JSONL: team, start, end, should_alert), as for replay.")] = None,
+    feedback: Annotated[Optional[Path], typer.Option(help="On-call feedback (JSONL: team, at, useful): useful alerts count as incidents.")] = None,
+    max_alerts_per_team_week: Annotated[float, typer.Option("--max-alerts-per-team-week", help="The alert budget the recommendation stays under.")] = 1.0,
+    policy: Annotated[Optional[Path], typer.Option(help="Policy file (default: TOKENPULSE_POLICY): watched series, prices, detector parameters and overrides.")] = None,
+    out: Annotated[Path, typer.Option(help="Write the recommended detector section (a policy patch) here.")] = Path("tune-patch.yaml"),
+    jobs: Annotated[int, typer.Option(help="Processes running the models.")] = min(2, os.cpu_count() or 1),
+    burn_in_days: Annotated[Optional[float], typer.Option("--burn-in-days", help="Alerts before this are not counted (default: 7 days, or a quarter of a history shorter than 14).")] = None,
+    top: Annotated[int, typer.Option(help="Settings shown per team (best recall, then fewest alerts), plus the current and the recommended one.")] = 6,
+    cache: Annotated[bool, typer.Option(help="Keep the history's windows in the data dir (tune/) for the next run.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Sweep the default detector's alert settings over a history and recommend one per team.
+
+    The history is parsed once into window aggregates (cached), each team's detector runs once
+    per score threshold, and 24 settings (score_threshold x min_excess_minutes x min_excess_pct)
+    are replayed on what the gate saw. Prints a table per team (alerts per week; recall and
+    delay where there are labels or feedback) and writes the detector section with the best
+    recall under the alert budget, as overrides per team (see docs/tune.md).
+    """
+    from rich.console import Console
+
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.tune import load_feedback, load_tune_labels, run_tune
+
+    settings, pol = _load(policy)
+    if not events.is_file():
+        _fail(f"{events}: no such file")
+    if max_alerts_per_team_week < 0:
+        _fail("--max-alerts-per-team-week must be >= 0")
+    if not out.parent.is_dir():
+        _fail(f"--out {out}: no such directory {out.parent}")
+    got = []
+    try:
+        if labels is not None:
+            got += load_tune_labels(labels)
+        if feedback is not None:
+            got += load_feedback(feedback)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    cfg = stream_config(settings, pol, bootstrap="", partitions=1)
+    try:
+        run_tune(events, cfg, data_dir=settings.data_dir if cache else None, labels=got,
+                 budget=max_alerts_per_team_week, out=out, jobs=max(1, jobs), burn_in_days=burn_in_days, top=top,
+                 console=Console(width=None if sys.stdout.isatty() else 120),
+                 err_console=Console(stderr=True, width=None if sys.stderr.isatty() else 120), progress=progress)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
 def _report_trace(report_out: Path | None) -> Any:
     """What ``replay --report`` needs collected during the replay (None: no report asked)."""
     if report_out is None:

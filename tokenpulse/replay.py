@@ -311,6 +311,7 @@ def replay_lines(
     total_bytes: int = 0,
     fork: bool | None = None,
     trace: Any = None,
+    judge: JudgeCore | None = None,
 ) -> ReplayResult:
     """Replay JSONL lines (each one message: an event, an array of events, any accepted shape).
 
@@ -320,6 +321,9 @@ def replay_lines(
 
     ``trace``: a :class:`tokenpulse.report_html.WindowTrace` to fill with every judged window of
     every series (for ``--report``); None keeps the judge's per-window records off.
+
+    ``judge``: judge with this one instead of the one ``cfg`` describes (never forked, so the
+    caller can read its state afterwards): ``tokenpulse tune`` records the windows with it.
     """
     res = ReplayResult()
     pricer = Pricer(cfg.price_overrides)
@@ -327,10 +331,13 @@ def replay_lines(
         partition=0, window_seconds=cfg.window_seconds, lateness=cfg.lateness,
         idle_grace=cfg.idle_grace, watched=cfg.watched, limits=cfg.limits,
     )
-    judge = judge_factory(
-        cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
-        overrides=cfg.detector_overrides,
-    )(0)
+    if judge is None:
+        judge = judge_factory(
+            cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
+            overrides=cfg.detector_overrides,
+        )(0)
+    else:
+        fork = False
     # what only the worker's API and spend table read; the spend the replay reports is taken
     # from each judge output
     judge.keep_recent = False
