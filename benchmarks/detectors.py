@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
 
             for seed in range(1, a.independent_seeds + 1):
                 t = time.perf_counter()
-                burn = a.burn_in_days if a.burn_in_days is not None else min(7.0, a.days / 4)
+                burn = a.burn_in_days if a.burn_in_days is not None else (7.0 if a.days >= 14 else a.days / 4)
                 events, ind_labels, meta = generate_independent(seed, days=a.days, burn_in_days=burn)
                 path = Path(tmp) / f"independent{seed}.jsonl"
                 with open(path, "wb") as f:

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         where.mkdir(parents=True, exist_ok=True)
         h, lab = where / "history.jsonl", where / "labels.jsonl"
         t = time.perf_counter()
-        events, labels, meta = generate(a.seed, days=a.days, burn_in_days=min(7.0, a.days / 4))
+        events, labels, meta = generate(a.seed, days=a.days, burn_in_days=7.0 if a.days >= 14 else a.days / 4)
         with open(h, "wb") as f:
             n = events.write_jsonl(f)
         lab.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in labels))
