@@ -484,6 +484,7 @@ def _run_nab(nab_bench: Any, nab_dir: str, specs: list[str]) -> dict[str, Any]:
 # The issue's anchors (issue 12): the default before this work, and the references.
 ISSUE_ANCHORS = (
     ("default before (issue 12)", "1.00 / 0.00 / 4.3", "0.25 / 0.00 / 0.25 recall", "0.0"),
+    ("default, round 1 (0.6 x sqrt(daily $) gate)", "0.97 / 0.02 / 1.7", "~0.45 recall, 1.06 FA/tw (seed 1)", "4.5"),
     ("rolling mean + 6 sigma per team (issue 12)", None, "0.75-1.00 recall at ~1.6 FA/tw", None),
     ("rolling z-score, 1000 points", None, None, "rolling-z"),
     ("NAB windowed Gaussian", None, None, "windowedGaussian"),
