@@ -61,8 +61,8 @@ class Combined(Detector):
     ``min_excess_pct`` percent of the expected spend over those windows and a dollar figure
     relative to what the series usually costs at that time, :meth:`materiality`:
     ``min_excess_minutes`` (15) minutes of the window's expected spend, at least
-    ``min_excess_usd`` -- $0.50 on a team that spends a few cents a minute at night, $15 on one
-    that spends $1 a minute then, $520 on $50,000 a day. So an 8x spike alerts after about two
+    ``min_excess_usd`` ($2) -- $2 on a team that spends a few cents a minute at night, $15 on
+    one that spends $1 a minute then, $520 on $50,000 a day. So an 8x spike alerts after about two
     minutes at any hour on any series above the floor, a 2x model switch after about fifteen,
     and a blip has to last to matter. One dollar figure cannot fit both ends, and a gate that scales with the
     daily total instead (``min_excess_root`` times the square root of the usual daily spend,
@@ -152,7 +152,7 @@ class Combined(Detector):
         components: tuple[str, ...] | list[str] = ("seasonal", "changepoint", "counts"),
         component_params: dict[str, dict[str, Any]] | None = None,
         score_threshold: float = 0.9999,
-        min_excess_usd: float = 0.5,
+        min_excess_usd: float = 2.0,
         min_excess_pct: float = 50.0,
         min_excess_root: float = 0.0,
         min_excess_minutes: float = 15.0,

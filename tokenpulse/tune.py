@@ -309,8 +309,11 @@ def _run_one(sw: SeriesWindows, name: str, params: dict[str, Any], threshold: fl
         usual[i] = u
         if r:
             restarted[i] = True
-    return GateInputs(sw.labels["team"], threshold, {**params, "score_threshold": threshold}, sw.ts, surprising,
-                      excess, expected, usual, restarted)
+    # the settings the sweep keeps as they are, as this detector has them (defaults included)
+    kept = {"score_threshold": threshold, "min_excess_usd": det.min_excess_usd,  # type: ignore[attr-defined]
+            "min_excess_root": det.min_excess_root}  # type: ignore[attr-defined]
+    return GateInputs(sw.labels["team"], threshold, {**params, **kept}, sw.ts, surprising, excess, expected, usual,
+                      restarted)
 
 
 def run_models(ws: WindowSet, cfg: StreamConfig, thresholds: list[float], jobs: int = 1,
@@ -485,9 +488,8 @@ def sweep(gates: list[GateInputs], ws: WindowSet, settings: list[Setting], *, la
     for team in teams:
         for st in settings:
             g = by[(team, st.score_threshold)]
-            anomaly = gate_decisions(g, ws.window_seconds, float(g.params.get("min_excess_usd", 0.5)),
-                                     st.min_excess_pct, st.min_excess_minutes,
-                                     float(g.params.get("min_excess_root", 0.0)))
+            anomaly = gate_decisions(g, ws.window_seconds, float(g.params["min_excess_usd"]),
+                                     st.min_excess_pct, st.min_excess_minutes, float(g.params["min_excess_root"]))
             starts = alert_starts(g.ts, anomaly, fire_after, resolve_after)
             first = float(g.ts[0]) if len(g.ts) else last
             tw = max(0.0, last - max(scored_from, first)) / (7 * 86400)

@@ -56,7 +56,7 @@ def test_the_sweep_decides_exactly_what_the_detector_decides(threshold: float) -
     for minutes, pct in ((15.0, 50.0), (5.0, 25.0), (30.0, 50.0), (0.0, 0.0)):
         direct = Combined(score_threshold=threshold, min_excess_minutes=minutes, min_excess_pct=pct)
         want = np.array([direct.update(t, v, 40.0).is_anomaly for t, v in zip(ts.tolist(), spend.tolist())])
-        got = gate_decisions(g, 60.0, 0.5, pct, minutes)
+        got = gate_decisions(g, 60.0, direct.min_excess_usd, pct, minutes)
         assert (got == want).all(), (minutes, pct, np.flatnonzero(got != want))
         if minutes <= 15.0:
             assert want[2400:2406].any()
