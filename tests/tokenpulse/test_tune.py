@@ -143,3 +143,39 @@ def test_tune_says_which_feedback_line_is_bad(tmp_path: Path, clean_env: Any) ->
     fb.write_bytes(b'{"team": "ads", "at": "2026-01-01T00:00:00Z", "useful": true}\n{"team": "ads", "at": 5}\n')
     res = CliRunner().invoke(app, ["tune", str(h), "--feedback", str(fb), "--no-progress"])
     assert res.exit_code != 0 and f"{fb}:2: needs team, at and useful" in res.output
+
+
+def test_the_sweep_gives_the_alerts_a_replay_gives(tmp_path: Path) -> None:
+    # Without grouping and org inhibition (which tune does not model), the alerts the sweep
+    # finds for the policy's own setting are the team series' triggers of a full replay.
+    from tokenpulse.policy import Policy
+    from tokenpulse.replay import read_lines, replay_lines, to_epoch
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.settings import Settings
+    from tokenpulse.tune import SETTINGS, load_windows, run_models, sweep
+
+    start = T0 + 7 * 86400
+    spikes = [Spike("ads", factor=20, minutes=20, start=start + 20 * 3600),
+              Spike("support", factor=12, minutes=20, start=start + 14 * 3600),
+              Spike("search", factor=15, minutes=30, start=start + 22 * 3600)]
+    sim = Simulator(rate=1.0, seed=9, spikes=spikes)
+    h = tmp_path / "h.jsonl"
+    h.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in sim.between(start, start + 26 * 3600)))
+    policy = Policy.model_validate({"alerts": {"group_by": [], "inhibit_by_org": False}})
+    cfg = stream_config(Settings(), policy, bootstrap="", partitions=1)
+    res = replay_lines(read_lines(h), cfg)
+    want = sorted((f["team"], to_epoch(f["window_end"], "")) for f in res.firings
+                  if f["series"] == f"team={f['team']}")
+    assert len(want) >= 3
+    ws = load_windows(h, cfg, None)
+    default = next(s for s in SETTINGS if s == Setting(0.9999, 15.0, 50.0))
+    gates = run_models(ws, cfg, [default.score_threshold])
+    got = []
+    from tokenpulse.tune import alert_starts, gate_decisions
+
+    for g in gates:
+        an = gate_decisions(g, 60.0, g.params["min_excess_usd"], 50.0, 15.0, g.params["min_excess_root"])
+        got += [(g.team, t) for t in alert_starts(g.ts, an, 1, 3)]
+    assert sorted(got) == want
+    rows = sweep(gates, ws, [default], labels=[], scored_from=0.0, alert_policy=cfg.alert_policy)
+    assert sum(r[0].alerts for r in rows.values()) == len(want)
