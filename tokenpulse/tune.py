@@ -622,6 +622,9 @@ def run_tune(events: Path, cfg: StreamConfig, *, data_dir: Path | None, labels: 
                    description="windows (from the cache)" if ws.extra.get("cached") else "windows (parsed)")
         took["windows"] = time.perf_counter() - t0
         teams = team_series(ws)
+        if not teams:
+            raise ValueError(f"{events}: no team series to tune (no accepted event names a team; "
+                             f"{ws.counters.get('accepted', 0):,} accepted, {ws.counters.get('rejected', 0):,} rejected)")
         t0 = time.perf_counter()
         task = bar.add_task(f"models ({len(teams)} teams x {len(thresholds)} thresholds)",
                             total=max(1, sum(len(s.ts) for s in teams) * len(thresholds)))

@@ -179,3 +179,11 @@ def test_the_sweep_gives_the_alerts_a_replay_gives(tmp_path: Path) -> None:
     assert sorted(got) == want
     rows = sweep(gates, ws, [default], labels=[], scored_from=0.0, alert_policy=cfg.alert_policy)
     assert sum(r[0].alerts for r in rows.values()) == len(want)
+
+
+def test_tune_without_teams_says_so(tmp_path: Path, clean_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKENPULSE_DATA_DIR", str(tmp_path / "data"))
+    h = tmp_path / "h.jsonl"
+    h.write_bytes(b"not json\n")
+    res = CliRunner().invoke(app, ["tune", str(h), "--no-progress", "--out", str(tmp_path / "p.yaml")])
+    assert res.exit_code != 0 and "no team series to tune" in res.output and "1 rejected" in res.output
