@@ -16,6 +16,11 @@ _COUNT = frozenset({"counts"})
 
 # Memory of the usual spend per window (for the materiality gate), in seconds of windows.
 _USUAL_MEMORY_S = 7 * 86400.0
+# Memory of the recent spend per window (normal windows): the relative gate is minutes of the
+# window's expected spend or of this, whichever is lower -- a young series' expected spend at an
+# hour it has not seen yet is an average of other hours (the demo's three hours of history
+# before an evening or a weekend night are two to three times its current level).
+_RECENT_MEMORY_S = 1800.0
 
 # New normal: a shift's run of surprising windows ends after this long without one, and its
 # level is stable when an hour's mean log ratio is within log(1.25) of the hour before's.
@@ -60,11 +65,13 @@ class Combined(Detector):
     (consecutive windows above expected since the first surprising one), must reach
     ``min_excess_pct`` percent of the expected spend over those windows and a dollar figure
     relative to what the series usually costs at that time, :meth:`materiality`:
-    ``min_excess_minutes`` (15) minutes of the window's expected spend, at least
-    ``min_excess_usd`` ($2) -- $2 on a team that spends a few cents a minute at night, $15 on
-    one that spends $1 a minute then, $520 on $50,000 a day. So an 8x spike alerts after about two
-    minutes at any hour on any series above the floor, a 2x model switch after about fifteen,
-    and a blip has to last to matter. One dollar figure cannot fit both ends, and a gate that scales with the
+    ``min_excess_minutes`` (10) minutes of the window's expected spend (or of its last half
+    hour's, if lower: a young series' expectation for an hour it has not seen is an average of
+    other hours), at least
+    ``min_excess_usd`` ($2) -- $2 on a team that spends a few cents a minute at night, $10 on
+    one that spends $1 a minute then, $350 on $50,000 a day. So an 8x spike alerts after about two
+    minutes at any hour on any series above the floor, a 2x model switch after about ten, and a
+    blip has to last to matter. One dollar figure cannot fit both ends, and a gate that scales with the
     daily total instead (``min_excess_root`` times the square root of the usual daily spend,
     off by default) is too high at night and on quiet days. Set ``min_excess_minutes: 0`` for a
     plain dollar gate (``min_excess_usd``). ``impact`` in the verdict is the running excess.
@@ -127,7 +134,7 @@ class Combined(Detector):
     protect_anomaly
         Do not learn surprising windows into any component.
 
-    Example: a team spending about $2 a minute (the gate: 15 minutes of it, $30). A burst to $6
+    Example: a team spending about $2 a minute (the gate: 10 minutes of it, $20). A burst to $6
     is surprising but not worth it; the burst to $40 that follows it alerts.
 
     >>> import numpy as np
@@ -138,7 +145,7 @@ class Combined(Detector):
     ...     _ = det.update(t0 + 60 * i, 2.0 * rng.lognormal(0, 0.1), count=40)
     >>> v = det.update(t0 + 60 * 2880, 6.0, count=120)
     >>> v.is_anomaly, v.score > 0.9999, round(v.impact), v.reason  # doctest: +ELLIPSIS
-    (False, True, 4, 'seasonal: 3.0x the hour-of-day expected value ...; $4.02 over expected so far, alerts from $29.74 and 50%')
+    (False, True, 4, 'seasonal: 3.0x the hour-of-day expected value ...; $4.02 over expected so far, alerts from $19.82 and 50%')
     >>> v = det.update(t0 + 60 * 2881, 40.0, count=800)
     >>> v.is_anomaly, round(v.excess), round(v.impact)
     (True, 38, 42)
@@ -155,7 +162,7 @@ class Combined(Detector):
         min_excess_usd: float = 2.0,
         min_excess_pct: float = 50.0,
         min_excess_root: float = 0.0,
-        min_excess_minutes: float = 15.0,
+        min_excess_minutes: float = 10.0,
         min_requests: float = 5.0,
         recurring_days: int = 2,
         new_normal_after: float = 3 * 3600.0,
@@ -225,6 +232,8 @@ class Combined(Detector):
         # it a second time (update scores, then learns the same window).
         self._scored: tuple[Any, ...] | None = None
         self._usual_w = min(1.0, window_seconds / _USUAL_MEMORY_S)
+        self._recent_w = min(1.0, window_seconds / _RECENT_MEMORY_S)
+        self._recent_min_n = max(1, int(_RECENT_MEMORY_S / window_seconds))
         # A shift's level is compared period by period: a third of new_normal_after (an hour by
         # default), and a period's level counts once it has a third of its windows.
         self._shift_period = new_normal_after / 3.0 if new_normal_after > 0 else 3600.0
@@ -247,13 +256,14 @@ class Combined(Detector):
         self._recur_day = 0  # the day (epoch day) bit 0 of the recurrence masks stands for
         self._recur: list[int] = [0] * _SLOTS_PER_DAY
         self._scored = None
-        self._gate_in: tuple[bool, float, float, float, bool] | None = None  # not state
+        self._gate_in: tuple[bool, float, float, float, bool, float] | None = None  # not state
         self._restarted = False  # the incident's run was reset by a rebase before this window
         # How often the smallest component p-value is at most _DEP_Q on normal windows,
         # exponentially weighted, with a prior of _DEP_PRIOR windows at k * _DEP_Q (Bonferroni).
         self._dep = [_DEP_Q * len(self._models), float(_DEP_PRIOR)]
         self._usual = 0.0  # usual spend per window (exponentially weighted, normal windows)
         self._usual_n = 0
+        self._recent = [0.0, 0]  # recent spend per window (the last half hour of normal windows), n
         # The shift under way: ts of its first surprising window (None: none), of its latest,
         # the hour of the shift being summed, the sum and number of log(observed / expected)
         # in it, the previous hour's mean (None until it had enough windows), and the sum of
@@ -265,6 +275,7 @@ class Combined(Detector):
             "models": [m.to_state() for m in self._models],
             "run": [self._run_excess, self._run_expected],
             "usual": [self._usual, self._usual_n],
+            "recent": list(self._recent),
             "dep": list(self._dep),
             "shift": list(self._shift),
             "recur_day": self._recur_day,
@@ -279,6 +290,7 @@ class Combined(Detector):
             recur = [int(x) for x in state["recur"]]
             # (states written before the relative gate and calibrated scores have neither)
             usual, usual_n = (float(state["usual"][0]), int(state["usual"][1])) if "usual" in state else (0.0, 0)
+            recent = [float(state["recent"][0]), int(state["recent"][1])] if "recent" in state else [0.0, 0]
             dep = [float(x) for x in state["dep"]] if "dep" in state else [_DEP_Q * len(self._models), _DEP_PRIOR]
             shift = list(state.get("shift", (None, None, 0, 0.0, 0, None, 0.0)))
             if len(shift) != 7:
@@ -299,8 +311,9 @@ class Combined(Detector):
             m.load_state(s)
         self._run_excess, self._run_expected = run
         self._recur_day, self._recur = recur_day, recur
-        if not math.isfinite(usual):
+        if not math.isfinite(usual) or not math.isfinite(recent[0]):
             raise ValueError("combined state: bad usual spend")
+        self._recent = recent
         if len(dep) != 2 or not all(math.isfinite(x) and x >= 0.0 for x in dep):
             raise ValueError("combined state: bad dependence estimate")
         self._usual, self._usual_n, self._dep = usual, usual_n, dep
@@ -391,10 +404,11 @@ class Combined(Detector):
         surprising = statistically and not routine
 
         run_excess, run_expected = gate_step(self._run_excess, self._run_expected, surprising, excess, expected)
-        gate = self.materiality(expected)
+        base = self.gate_base(expected)
+        gate = self.materiality(base)
         is_anomaly = surprising and excess > 0.0 and is_material(run_excess, run_expected, gate, self.min_excess_pct)
         # what the gate saw, for replaying it with other settings (gate_inputs)
-        self._gate_in = (surprising, excess, expected, self._usual, self._restarted)
+        self._gate_in = (surprising, excess, expected, self._usual, self._restarted, base)
         # what learning this window needs (see learn_one)
         self._scored = (ts, value, count, vs, (run_excess, run_expected),
                         (day, slot) if flagged else None, routine, statistically, p_min)
@@ -443,6 +457,12 @@ class Combined(Detector):
             p=p,
         )
 
+    def gate_base(self, expected: float) -> float:
+        """The spend per window the relative gate counts minutes of: the window's expected
+        spend, or the last half hour's (normal windows) when that is lower and known."""
+        level, n = self._recent
+        return level if n >= self._recent_min_n and level < expected else expected
+
     def materiality(self, expected: float = 0.0) -> float:
         """Dollars an incident must be over expected (summed so far) to alert on this series in
         a window whose expected spend is ``expected``: ``min_excess_minutes`` minutes of it (or
@@ -451,13 +471,14 @@ class Combined(Detector):
         return materiality(self._usual, self.window_seconds, self.min_excess_usd, self.min_excess_root,
                            self.min_excess_minutes, expected)
 
-    def gate_inputs(self) -> tuple[bool, float, float, float, bool] | None:
+    def gate_inputs(self) -> tuple[bool, float, float, float, bool, float] | None:
         """What the money gate saw in the window scored last: (surprising, excess, expected,
-        usual spend per window, whether a new normal reset the incident just before it).
+        usual spend per window, whether a new normal reset the incident just before it, the
+        spend per window the relative gate counts minutes of: :meth:`gate_base`).
         Nothing the models learn depends on the gate's settings, so a sequence of these,
         recorded once, replays the decision for any ``min_excess_usd``, ``min_excess_pct``,
         ``min_excess_minutes`` and ``min_excess_root`` exactly, through :func:`gate_step` (from
-        ``(0, 0)`` after a reset), :func:`materiality` (with the window's expected spend) and
+        ``(0, 0)`` after a reset), :func:`materiality` (with the gate's base) and
         :func:`is_material` (a threshold sweep without the models)."""
         return self._gate_in
 
@@ -508,6 +529,12 @@ class Combined(Detector):
             if w < self._usual_w:
                 w = self._usual_w
             self._usual += w * (value - self._usual)
+            rec = self._recent
+            rec[1] += 1
+            w = 1.0 / rec[1]
+            if w < self._recent_w:
+                w = self._recent_w
+            rec[0] += w * (value - rec[0])
         if self._restarted and self._gate_in is not None and self._gate_in[4]:
             self._restarted = False  # this window's gate inputs said so: said once
         if self._track_shift(ts, value, vs[0].expected, protect_all):

@@ -268,6 +268,7 @@ class GateInputs:
     expected: np.ndarray
     usual: np.ndarray
     restarted: np.ndarray
+    base: np.ndarray  # what the relative gate counts minutes of (Combined.gate_base)
 
 
 def team_series(ws: WindowSet) -> list[SeriesWindows]:
@@ -295,25 +296,27 @@ def _run_one(sw: SeriesWindows, name: str, params: dict[str, Any], threshold: fl
     expected = np.zeros(n)
     usual = np.zeros(n)
     restarted = np.zeros(n, dtype=bool)
+    base = np.zeros(n)
     upd = det.update
     gi = det.gate_inputs  # type: ignore[attr-defined]
     ts_l, v_l, c_l = sw.ts.tolist(), sw.value.tolist(), sw.count.tolist()
     for i in range(n):
         c = c_l[i]
         upd(ts_l[i], v_l[i], None if c < 0 else c)
-        su, ex, e, u, r = gi()
+        su, ex, e, u, r, b = gi()
         if su:
             surprising[i] = True
         excess[i] = ex
         expected[i] = e
         usual[i] = u
+        base[i] = b
         if r:
             restarted[i] = True
     # the settings the sweep keeps as they are, as this detector has them (defaults included)
     kept = {"score_threshold": threshold, "min_excess_usd": det.min_excess_usd,  # type: ignore[attr-defined]
             "min_excess_root": det.min_excess_root}  # type: ignore[attr-defined]
     return GateInputs(sw.labels["team"], threshold, {**params, **kept}, sw.ts, surprising, excess, expected, usual,
-                      restarted)
+                      restarted, base)
 
 
 def run_models(ws: WindowSet, cfg: StreamConfig, thresholds: list[float], jobs: int = 1,
@@ -360,8 +363,8 @@ def gate_decisions(g: GateInputs, window_seconds: float, min_excess_usd: float, 
     n = len(g.ts)
     anomaly = np.zeros(n, dtype=bool)
     starts = np.flatnonzero(g.surprising).tolist()
-    sur, exc, exp_, usual, rst = (g.surprising.tolist(), g.excess.tolist(), g.expected.tolist(), g.usual.tolist(),
-                                 g.restarted.tolist())
+    sur, exc, exp_, usual, rst, base = (g.surprising.tolist(), g.excess.tolist(), g.expected.tolist(),
+                                       g.usual.tolist(), g.restarted.tolist(), g.base.tolist())
     k = 0
     while k < len(starts):
         i = starts[k]
@@ -372,7 +375,7 @@ def gate_decisions(g: GateInputs, window_seconds: float, min_excess_usd: float, 
             run = gate_step(run[0], run[1], sur[i], exc[i], exp_[i])
             if sur[i] and exc[i] > 0.0:
                 gate = materiality(usual[i], window_seconds, min_excess_usd, min_excess_root, min_excess_minutes,
-                                   exp_[i])
+                                   base[i])
                 if is_material(run[0], run[1], gate, min_excess_pct):
                     anomaly[i] = True
             if run == (0.0, 0.0):
@@ -652,7 +655,7 @@ def run_tune(events: Path, cfg: StreamConfig, *, data_dir: Path | None, labels: 
                           f"(not scored):[/yellow] {safe(', '.join(unknown))}")
 
     current = Setting(float(cfg.detector_params.get("score_threshold", 0.9999)),
-                      float(cfg.detector_params.get("min_excess_minutes", 15.0)),
+                      float(cfg.detector_params.get("min_excess_minutes", 10.0)),
                       float(cfg.detector_params.get("min_excess_pct", 50.0)))
     all_rows = overall(rows, settings)
     best_all, ok_all = recommend(all_rows, budget)

@@ -39,11 +39,11 @@ def test_a_surprising_but_small_blip_never_alerts(two_days: Any) -> None:
     assert sum(x.excess for x in v[2400:2403]) < 20
     assert not any(x.is_anomaly for x in v)
     assert "over expected so far, alerts from $20.00" in v[2401].reason
-    # the same with the default gate, relative to what this series spends at that time: 15
-    # minutes of the window's expected spend (~$3.43 a minute), $51
+    # the same with the default gate, relative to what this series spends at that time: 10
+    # minutes of the window's expected spend (~$3.43 a minute) or of the last half hour's, if lower: $34
     v = feed(Combined(), ts[:2410], spend[:2410])
     assert not any(x.is_anomaly for x in v)
-    assert "alerts from $51.40" in v[2401].reason
+    assert "alerts from $33.80" in v[2401].reason
 
 
 def test_money_is_summed_over_the_incident(two_days: Any) -> None:
@@ -259,9 +259,9 @@ def test_the_money_gate_replays_exactly_from_recorded_inputs(two_days: Any) -> N
         det = Combined(min_excess_usd=usd, min_excess_pct=pct, min_excess_root=root, min_excess_minutes=minutes)
         direct = [det.update(t, v, 40.0).is_anomaly for t, v in zip(ts.tolist(), spend.tolist())]
         replayed, run = [], (0.0, 0.0)
-        for surprising, excess, expected, usual, restarted in inputs:
+        for surprising, excess, expected, usual, restarted, base in inputs:
             run = gate_step(*((0.0, 0.0) if restarted else run), surprising, excess, expected)
-            gate = materiality(usual, 60.0, usd, root, minutes, expected)
+            gate = materiality(usual, 60.0, usd, root, minutes, base)
             replayed.append(surprising and excess > 0.0 and is_material(*run, gate, pct))
         assert replayed == direct
         assert any(direct[2400:2406])

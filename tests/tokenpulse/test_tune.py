@@ -51,9 +51,9 @@ def test_the_sweep_decides_exactly_what_the_detector_decides(threshold: float) -
     for t, v in zip(ts.tolist(), spend.tolist()):
         rec.update(t, v, 40.0)
         rows.append(rec.gate_inputs())
-    su, ex, e, u, r = (np.asarray(c) for c in zip(*rows))
-    g = GateInputs("ads", threshold, {}, ts, su.astype(bool), ex, e, u, r.astype(bool))
-    for minutes, pct in ((15.0, 50.0), (5.0, 25.0), (30.0, 50.0), (0.0, 0.0)):
+    su, ex, e, u, r, b = (np.asarray(c) for c in zip(*rows))
+    g = GateInputs("ads", threshold, {}, ts, su.astype(bool), ex, e, u, r.astype(bool), b)
+    for minutes, pct in ((10.0, 50.0), (15.0, 50.0), (5.0, 25.0), (30.0, 50.0), (0.0, 0.0)):
         direct = Combined(score_threshold=threshold, min_excess_minutes=minutes, min_excess_pct=pct)
         want = np.array([direct.update(t, v, 40.0).is_anomaly for t, v in zip(ts.tolist(), spend.tolist())])
         got = gate_decisions(g, 60.0, direct.min_excess_usd, pct, minutes)
@@ -168,13 +168,13 @@ def test_the_sweep_gives_the_alerts_a_replay_gives(tmp_path: Path) -> None:
                   if f["series"] == f"team={f['team']}")
     assert len(want) >= 3
     ws = load_windows(h, cfg, None)
-    default = next(s for s in SETTINGS if s == Setting(0.9999, 15.0, 50.0))
+    default = next(s for s in SETTINGS if s == Setting(0.9999, 10.0, 50.0))
     gates = run_models(ws, cfg, [default.score_threshold])
     got = []
     from tokenpulse.tune import alert_starts, gate_decisions
 
     for g in gates:
-        an = gate_decisions(g, 60.0, g.params["min_excess_usd"], 50.0, 15.0, g.params["min_excess_root"])
+        an = gate_decisions(g, 60.0, g.params["min_excess_usd"], 50.0, 10.0, g.params["min_excess_root"])
         got += [(g.team, t) for t in alert_starts(g.ts, an, 1, 3)]
     assert sorted(got) == want
     rows = sweep(gates, ws, [default], labels=[], scored_from=0.0, alert_policy=cfg.alert_policy)
