@@ -28,8 +28,13 @@ team-week; "better on both axes" needs both.
 Replays run in ``--jobs`` worker processes (default: 2, or 1 on a 1-core machine). Progress on
 stderr; ``--json`` prints the aggregated results as JSON on stdout instead of the tables.
 
-Last, a side-by-side table: the project's generator, the independent generator (a column
-that says "not merged yet" until ``benchmarks/independent/`` is), and with ``--nab`` the NAB
+With ``--independent-seeds N`` (default 1) each candidate also replays N histories of the
+independent generator (``benchmarks/independent/``, seeds 1..N, written from its own spec apart
+from the detectors), scored the same way after its burn-in; its recall per kind and the missed
+incidents are printed below the tables.
+
+Last, a side-by-side table: the project's generator, the independent generator, and with
+``--nab`` the NAB
 standard-profile score of each candidate (``benchmarks.nab``: NAB's own scorer, a NAB checkout
 in ``--nab-dir``), next to the anchors of issue 12 (the default before this round, the naive
 anchor, a 1000-point rolling z-score, NAB's windowed Gaussian, Numenta HTM, ARTime).
@@ -170,6 +175,39 @@ def score_seed(job: dict[str, Any], labels: list[dict[str, Any]], scored_from: f
     }
 
 
+def score_independent(job: dict[str, Any], labels: list[dict[str, Any]], scored_from: float) -> dict[str, Any]:
+    """A replay of an independent history: its labels name their kind in ``name``; scored, like
+    the project's, from the end of its burn-in (no label starts before it)."""
+    firings = [f for f in job["firings"] if to_epoch(f["fired_at"], "fired_at") >= scored_from]
+    incidents = [Incident(str(lab["team"]), to_epoch(lab["start"], "start"), to_epoch(lab["end"], "end"),
+                          bool(lab["should_alert"]), str(lab.get("name", ""))) for lab in labels]
+    sc = score(firings, incidents, set(job["teams"]), scored_from, job["last_ts"], GRACE_S)
+    return {"incidents": sc["incidents"], "detected": sc["detected"], "false_alerts": sc["false_alerts"],
+            "team_weeks": sc["team_weeks"], "per_incident": sc["per_incident"]}
+
+
+def aggregate_independent(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    inc = sum(r["incidents"] for r in runs)
+    det = sum(r["detected"] for r in runs)
+    fa = sum(r["false_alerts"] for r in runs)
+    tw = sum(r["team_weeks"] for r in runs)
+    rows = [d for r in runs for d in r["per_incident"]]
+    delays = [d["delay_s"] for d in rows if d["detected"]]
+    switch = [d["delay_s"] for d in rows if d["detected"] and d["name"] == "model_switch"]
+    by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for d in rows:
+        by_kind[d["name"]][1] += 1
+        by_kind[d["name"]][0] += bool(d["detected"])
+    return {
+        "incidents": inc, "detected": det, "recall": det / inc if inc else None, "false_alerts": fa,
+        "team_weeks": round(tw, 3), "false_per_team_week": fa / tw if tw else None,
+        "median_delay_min": statistics.median(delays) / 60 if delays else None,
+        "model_switch_median_delay_min": statistics.median(switch) / 60 if switch else None,
+        "recall_by_kind": {k: d / n for k, (d, n) in sorted(by_kind.items())},
+        "missed": [f"{d['team']} {d['name']} {d['start']}" for d in rows if not d["detected"]],
+    }
+
+
 def aggregate(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     inc = sum(s["incidents"] for s in per_seed)
     det = sum(s["detected"] for s in per_seed)
@@ -265,7 +303,7 @@ def verdict(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a benchmark script: options, runs, tables, read top to bottom
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     ap.add_argument("--seed0", type=int, default=0, help="first seed")
@@ -276,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", type=Path, default=None, help="policy YAML (watch, alerts, prices, detector params)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="replays run in parallel")
     ap.add_argument("--json", action="store_true", help="print the results as JSON on stdout")
+    ap.add_argument("--independent-seeds", type=int, default=1,
+                    help="also replay this many histories of the independent generator (benchmarks.independent, "
+                         "seeds 1..N; ~4 min per candidate and seed on 2 cores; 0: none)")
     ap.add_argument("--nab", action="store_true",
                     help="also run the candidates on NAB (benchmarks.nab; needs a NAB checkout, --nab-dir)")
     ap.add_argument("--nab-dir", default=os.environ.get("NAB_DIR", "/work/nab"), help="NAB checkout (with --nab)")
@@ -311,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     per_seed: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    per_ind: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     replay_s: dict[tuple[Any, ...], float] = defaultdict(float)
     with tempfile.TemporaryDirectory(prefix="tokenpulse-bench-") as tmp:
         seeds = []
@@ -323,11 +365,26 @@ def main(argv: list[str] | None = None) -> int:
             note(f"seed {seed}: {n:,} events, {sum(lab['should_alert'] for lab in wl.labels)} incidents, "
                  f"{path.stat().st_size / 1e6:.0f} MB, generated in {time.perf_counter() - t:.1f}s")
             del wl
+        ind_seeds = []
+        if a.independent_seeds > 0:
+            from benchmarks.independent.generator import generate as generate_independent
+
+            for seed in range(1, a.independent_seeds + 1):
+                t = time.perf_counter()
+                burn = a.burn_in_days if a.burn_in_days is not None else (7.0 if a.days >= 14 else a.days / 4)
+                events, ind_labels, meta = generate_independent(seed, days=a.days, burn_in_days=burn)
+                path = Path(tmp) / f"independent{seed}.jsonl"
+                with open(path, "wb") as f:
+                    n = events.write_jsonl(f)
+                ind_seeds.append((f"i{seed}", str(path), ind_labels, to_epoch(meta["burn_in_end"], "burn_in_end"), None))
+                note(f"independent seed {seed}: {n:,} events, {meta['positives']} incidents, "
+                     f"{path.stat().st_size / 1e6:.0f} MB, generated in {time.perf_counter() - t:.1f}s")
+                del events
         # the default detector (usually the slowest: it runs several models) first, so the
         # cheap replays fill the tail instead of one slow replay running alone at the end
         default_key = next((c.key for c in cands if c.label == "default"), None)
         ordered = sorted(unique, key=lambda k: k != default_key)
-        jobs = [(s, k) for k in ordered for s in seeds]
+        jobs = [(s, k) for k in ordered for s in [*seeds, *ind_seeds]]
         done = 0
         with ProcessPoolExecutor(max_workers=max(1, a.jobs)) as pool:
             futs = {}
@@ -343,8 +400,12 @@ def main(argv: list[str] | None = None) -> int:
                     note(f"[{done}/{len(jobs)}] seed {seed} {key[0]}: FAILED {type(exc).__name__}: {exc}")
                     per_seed[key].append({"error": f"{type(exc).__name__}: {exc}"})
                     continue
-                sc = score_seed(job, labels, scored_from, tw)
-                per_seed[key].append(sc)
+                if tw is None:  # the independent generator
+                    sc = score_independent(job, labels, scored_from)
+                    per_ind[key].append(sc)
+                else:
+                    sc = score_seed(job, labels, scored_from, tw)
+                    per_seed[key].append(sc)
                 replay_s[key] += job["seconds"]
                 note(f"[{done}/{len(jobs)}] {time.perf_counter() - t0:5.0f}s  seed {seed} {key[0]}{params_of[key] or ''}: "
                      f"{job['accepted']:,} events in "
@@ -361,9 +422,12 @@ def main(argv: list[str] | None = None) -> int:
         agg["detector"] = c.name
         agg["params"] = dict(c.params)
         agg["replay_seconds"] = round(replay_s[c.key], 1)
+        if per_ind[c.key]:
+            agg["independent"] = aggregate_independent(per_ind[c.key])
         results[c.label] = agg
     order = [n for n in dict.fromkeys(names) if n in results]
-    summary = {"seeds": a.seeds, "days": a.days, "seconds": round(elapsed, 1), "default": DEFAULT_DETECTOR,
+    summary = {"seeds": a.seeds, "independent_seeds": a.independent_seeds, "days": a.days,
+               "seconds": round(elapsed, 1), "default": DEFAULT_DETECTOR,
                "candidates": {k: results[k] for k in order}, "verdict": verdict(results)}
     nab_rows: dict[str, Any] = {}
     nab_published: dict[str, Any] = {}
@@ -386,6 +450,15 @@ def main(argv: list[str] | None = None) -> int:
         print_tables(results, order)
         print()
         print(verdict(results))
+        print()
+        for c in order:
+            ind = results[c].get("independent")
+            if ind:
+                kinds = ", ".join(f"{k} {v:.2f}" for k, v in ind["recall_by_kind"].items())
+                print(f"independent generator, {c}: {ind['detected']}/{ind['incidents']} detected ({kinds}), "
+                      f"{ind['false_alerts']} false alerts over {ind['team_weeks']:.1f} team-weeks, model switch "
+                      f"median delay {_fmt(ind['model_switch_median_delay_min'], '.1f')} min; missed: "
+                      f"{'; '.join(ind['missed']) or 'none'}")
         print()
         print(side_by_side(results, order, nab_rows, nab_published))
     return 0
@@ -412,6 +485,7 @@ def _run_nab(nab_bench: Any, nab_dir: str, specs: list[str]) -> dict[str, Any]:
 # The issue's anchors (issue 12): the default before this work, and the references.
 ISSUE_ANCHORS = (
     ("default before (issue 12)", "1.00 / 0.00 / 4.3", "0.25 / 0.00 / 0.25 recall", "0.0"),
+    ("default, round 1 (0.6 x sqrt(daily $) gate)", "0.97 / 0.02 / 1.7", "~0.45 recall, 1.06 FA/tw (seed 1)", "4.5"),
     ("rolling mean + 6 sigma per team (issue 12)", None, "0.75-1.00 recall at ~1.6 FA/tw", None),
     ("rolling z-score, 1000 points", None, None, "rolling-z"),
     ("NAB windowed Gaussian", None, None, "windowedGaussian"),
@@ -420,21 +494,10 @@ ISSUE_ANCHORS = (
 )
 
 
-def independent_results() -> str | None:
-    """The second, independent workload generator's results, once it is merged (it is written
-    from its own spec, apart from the detectors, in benchmarks/independent/)."""
-    import importlib.util
-
-    if importlib.util.find_spec("benchmarks.independent") is None:
-        return None
-    return "merged: run it with its own command (wiring pending)"
-
-
 def side_by_side(results: dict[str, dict[str, Any]], order: list[str], nab_rows: dict[str, Any],
                  published: dict[str, Any]) -> str:
     """One table: the project's generator (recall / false alerts per team-week / median delay),
     the independent generator, and NAB (standard profile), with the issue's anchors."""
-    ind = independent_results()
     w = max(32, *(len(c) for c in order)) + 1
     head = f"{'':{w}s} {'project generator':>24s} {'independent generator':>32s} {'NAB standard':>13s}"
     lines = ["side by side: recall / false alerts per team-week / median delay (min); NAB normalised score", head,
@@ -445,7 +508,10 @@ def side_by_side(results: dict[str, dict[str, Any]], order: list[str], nab_rows:
                                             f"{_fmt(r['median_delay_min'], '.1f')}")
         nab = nab_rows.get(c)
         nab_s = "-" if not nab else f"{nab['standard']['score']:.1f}"
-        lines.append(f"{c:{w}s} {proj:>24s} {ind or 'not merged yet':>32s} {nab_s:>13s}")
+        ind = r.get("independent")
+        ind_s = "not run (--independent-seeds N)" if not ind else (
+            f"{_fmt(ind['recall'])} / {_fmt(ind['false_per_team_week'])} / {_fmt(ind['median_delay_min'], '.1f')}")
+        lines.append(f"{c:{w}s} {proj:>24s} {ind_s:>32s} {nab_s:>13s}")
     for label, proj, indep, nab_key in ISSUE_ANCHORS:
         if nab_key == "rolling-z":
             nab_s = f"{nab_rows['rolling-z']['standard']['score']:.1f}" if nab_rows.get("rolling-z") else "38.8 (issue)"

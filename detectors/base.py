@@ -157,7 +157,7 @@ class Detector(ABC):
     def _rebase(self) -> None:
         """Move the baseline to the recent level (see ``rebase``)."""
 
-    def _learn_protected(
+    def _learn_protected(  # noqa: B027 - an optional hook: by default a protected window teaches nothing
         self, ts: float, value: float, verdict: Verdict, count: float | None = None
     ) -> None:
         """Learn what may be learnt from a window flagged with ``protect_anomaly`` set.
@@ -166,6 +166,22 @@ class Detector(ABC):
         the window and are not trusted yet (see ``SeasonalBaseline``), but never into the
         baseline that flagged it.
         """
+
+    def learn_damped(self, ts: float, value: float, count: float | None, damp: float) -> None:
+        """Learn one window with its pull on the baseline scaled by ``damp`` (0 to 1).
+
+        For a window that is elevated but not flagged (a combiner passes ``damp < 1`` while
+        the evidence of a rise is still adding up, so that the baseline does not swallow it
+        first). Models whose baseline supports it set ``_damp`` for the duration of
+        ``learn_one``; the others learn the window fully.
+        """
+        self._damp = damp
+        try:
+            self.learn_one(ts, value, count)
+        finally:
+            self._damp = 1.0
+
+    _damp: float = 1.0  # see learn_damped (not state: 1 outside of it)
 
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:

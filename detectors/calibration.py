@@ -172,16 +172,16 @@ class TailCalibrator:
             above = sum(c[i + 1 :]) + c[i] * (upper - v) / _WIDTH
             if above >= _K_MIN * unit:
                 return above / total
-        e0, s0, er, sr, a_b = self._tail()
+        e0, _s0, er, sr, a_b = self._tail()
         if er >= _HI_Z and z > er:
             # A good share of the history lies beyond the bins (a statistic that is often
             # huge): no shape to fit out there, so a Pareto tail of index 1 -- heavy, never 0.
-            return sr * er / z
-        a, c = a_b if a_b is not None else (_DEFAULT_A, _DEFAULT_C)
+            return float(sr * er / z)
+        a, shape = a_b if a_b is not None else (_DEFAULT_A, _DEFAULT_C)
         if z <= er:  # cannot happen with a consistent fit; keep the result monotone anyway
-            return sr
+            return float(sr)
         x, xr = z - e0, er - e0
-        return sr * math.exp(-a * (x**c - xr**c))
+        return float(sr * math.exp(-a * (x**shape - xr**shape)))
 
     def _unit(self) -> float:
         """The weight of one recent window in the histogram."""
@@ -238,10 +238,10 @@ class TailCalibrator:
                 swxy += wt * lx * ly
             den = sw * swxx - swx * swx
             if sw > 0.0 and den > 1e-12 * sw * sw:
-                c = (sw * swxy - swx * swy) / den
-                c = _MIN_C if c < _MIN_C else _MAX_C if c > _MAX_C else c
-                la = (swy - c * swx) / sw
-                ab = (math.exp(la), c)
+                shape = (sw * swxy - swx * swy) / den
+                shape = _MIN_C if shape < _MIN_C else _MAX_C if shape > _MAX_C else shape
+                la = (swy - shape * swx) / sw
+                ab = (math.exp(la), shape)
         fit = (e0, s0, er, sr, ab)
         self._fit = fit
         return fit

@@ -16,6 +16,11 @@ _COUNT = frozenset({"counts"})
 
 # Memory of the usual spend per window (for the materiality gate), in seconds of windows.
 _USUAL_MEMORY_S = 7 * 86400.0
+# Memory of the recent spend per window (normal windows): the relative gate is minutes of the
+# window's expected spend or of this, whichever is lower -- a young series' expected spend at an
+# hour it has not seen yet is an average of other hours (the demo's three hours of history
+# before an evening or a weekend night are two to three times its current level).
+_RECENT_MEMORY_S = 1800.0
 
 # New normal: a shift's run of surprising windows ends after this long without one, and its
 # level is stable when an hour's mean log ratio is within log(1.25) of the hour before's.
@@ -42,7 +47,7 @@ _RECUR_MASK = (1 << (_RECUR_DAYS + 1)) - 1
 
 
 class Combined(Detector):
-    """Runs several detectors on each window; alerts on statistical surprise *and* material impact.
+    r"""Runs several detectors on each window; alerts on statistical surprise *and* material impact.
 
     Each window goes to every component (``components``, registry names; the first one gives
     the expected spend). Their calibrated p-values are combined by their minimum times a
@@ -59,13 +64,17 @@ class Combined(Detector):
     needs **material impact**: the excess over expected spend, summed over the incident so far
     (consecutive windows above expected since the first surprising one), must reach
     ``min_excess_pct`` percent of the expected spend over those windows and a dollar figure
-    that scales with the series, :meth:`materiality`: ``min_excess_root`` times the square root
-    of its usual daily spend in dollars, at least ``min_excess_usd`` -- $0.60 on a series that
-    spends $1 a day, $19 on $1,000 a day, $134 on $50,000 a day. The square root because one
-    dollar figure cannot fit both ends, and proportional gates fail both ways: a tiny team's
-    $4 blip is a big share of its day, a big team's $40 burst a small one. Set
-    ``min_excess_root: 0`` for a plain dollar gate (``min_excess_usd``). ``impact`` in the
-    verdict is the running excess.
+    relative to what the series usually costs at that time, :meth:`materiality`:
+    ``min_excess_minutes`` (10) minutes of the window's expected spend (or of its last half
+    hour's, if lower: a young series' expectation for an hour it has not seen is an average of
+    other hours), at least
+    ``min_excess_usd`` ($2) -- $2 on a team that spends a few cents a minute at night, $10 on
+    one that spends $1 a minute then, $350 on $50,000 a day. So an 8x spike alerts after about two
+    minutes at any hour on any series above the floor, a 2x model switch after about ten, and a
+    blip has to last to matter. One dollar figure cannot fit both ends, and a gate that scales with the
+    daily total instead (``min_excess_root`` times the square root of the usual daily spend,
+    off by default) is too high at night and on quiet days. Set ``min_excess_minutes: 0`` for a
+    plain dollar gate (``min_excess_usd``). ``impact`` in the verdict is the running excess.
 
     A surprise in a quarter hour of the day (UTC) that was also surprising (a component
     flagged it), give or take a quarter hour, on ``recurring_days`` of the previous seven days
@@ -100,12 +109,15 @@ class Combined(Detector):
         Score from which a window above expected is surprising (0.9999: p <= 1e-4).
     min_excess_usd
         Dollars over expected, summed over the incident so far, before it alerts: a floor under
-        the relative gate, or the whole money gate with ``min_excess_root: 0``.
+        the relative gate, or the whole money gate with ``min_excess_minutes: 0``.
     min_excess_pct
         The same excess as a percentage of the expected spend over the incident's windows.
+    min_excess_minutes
+        The relative gate: the excess must reach this many minutes of the window's expected
+        spend (what the series usually costs at that time of day and week); 0 turns it off.
     min_excess_root
-        The relative gate: this times the square root of the series' usual daily spend (in
-        dollars, learnt from its normal windows over about a week); 0 turns it off.
+        Another relative gate, off by default: this times the square root of the series' usual
+        daily spend (dollars, learnt from its normal windows over about a week).
     min_requests
         Fewer requests than this in a window (when the count is known): a spike-type model
         needs the ``counts`` component's agreement.
@@ -122,7 +134,7 @@ class Combined(Detector):
     protect_anomaly
         Do not learn surprising windows into any component.
 
-    Example: a team spending about $2 a minute ($2,900 a day: the gate is $32). A burst to $6
+    Example: a team spending about $2 a minute (the gate: 10 minutes of it, $20). A burst to $6
     is surprising but not worth it; the burst to $40 that follows it alerts.
 
     >>> import numpy as np
@@ -133,7 +145,7 @@ class Combined(Detector):
     ...     _ = det.update(t0 + 60 * i, 2.0 * rng.lognormal(0, 0.1), count=40)
     >>> v = det.update(t0 + 60 * 2880, 6.0, count=120)
     >>> v.is_anomaly, v.score > 0.9999, round(v.impact), v.reason  # doctest: +ELLIPSIS
-    (False, True, 4, 'seasonal: 3.0x the hour-of-day expected value ...; $4.02 over expected so far, alerts from $32.26 and 50%')
+    (False, True, 4, 'seasonal: 3.0x the hour-of-day expected value ...; $4.02 over expected so far, alerts from $19.82 and 50%')
     >>> v = det.update(t0 + 60 * 2881, 40.0, count=800)
     >>> v.is_anomaly, round(v.excess), round(v.impact)
     (True, 38, 42)
@@ -147,9 +159,10 @@ class Combined(Detector):
         components: tuple[str, ...] | list[str] = ("seasonal", "changepoint", "counts"),
         component_params: dict[str, dict[str, Any]] | None = None,
         score_threshold: float = 0.9999,
-        min_excess_usd: float = 0.5,
+        min_excess_usd: float = 2.0,
         min_excess_pct: float = 50.0,
-        min_excess_root: float = 0.6,
+        min_excess_root: float = 0.0,
+        min_excess_minutes: float = 10.0,
         min_requests: float = 5.0,
         recurring_days: int = 2,
         new_normal_after: float = 3 * 3600.0,
@@ -165,6 +178,7 @@ class Combined(Detector):
         self.min_excess_usd = min_excess_usd
         self.min_excess_pct = min_excess_pct
         self.min_excess_root = min_excess_root
+        self.min_excess_minutes = min_excess_minutes
         self.min_requests = min_requests
         self.recurring_days = recurring_days
         self.new_normal_after = new_normal_after
@@ -181,6 +195,7 @@ class Combined(Detector):
         require("Combined", 0 < score_threshold < 1, "score_threshold must be in (0, 1)", score_threshold)
         require("Combined", min_excess_usd >= 0, "min_excess_usd must be >= 0", min_excess_usd)
         require("Combined", min_excess_root >= 0, "min_excess_root must be >= 0", min_excess_root)
+        require("Combined", min_excess_minutes >= 0, "min_excess_minutes must be >= 0", min_excess_minutes)
         require("Combined", min_excess_pct >= 0, "min_excess_pct must be >= 0", min_excess_pct)
         require("Combined", min_requests >= 0, "min_requests must be >= 0", min_requests)
         require("Combined", new_normal_after >= 0, "new_normal_after must be >= 0 (0: off)", new_normal_after)
@@ -217,6 +232,8 @@ class Combined(Detector):
         # it a second time (update scores, then learns the same window).
         self._scored: tuple[Any, ...] | None = None
         self._usual_w = min(1.0, window_seconds / _USUAL_MEMORY_S)
+        self._recent_w = min(1.0, window_seconds / _RECENT_MEMORY_S)
+        self._recent_min_n = max(1, int(_RECENT_MEMORY_S / window_seconds))
         # A shift's level is compared period by period: a third of new_normal_after (an hour by
         # default), and a period's level counts once it has a third of its windows.
         self._shift_period = new_normal_after / 3.0 if new_normal_after > 0 else 3600.0
@@ -227,7 +244,7 @@ class Combined(Detector):
     def _unit_test_params(cls) -> dict[str, Any]:
         # The contract's series spend about $2 a minute; its 8x spike is worth ~$14: a flat
         # $5 gate (the relative one would want ~$30 of a ~$2,900-a-day series).
-        return {"min_excess_usd": 5.0, "min_excess_root": 0.0}
+        return {"min_excess_usd": 5.0, "min_excess_minutes": 0.0}
 
     # -- state ------------------------------------------------------------------------------
 
@@ -239,13 +256,14 @@ class Combined(Detector):
         self._recur_day = 0  # the day (epoch day) bit 0 of the recurrence masks stands for
         self._recur: list[int] = [0] * _SLOTS_PER_DAY
         self._scored = None
-        self._gate_in: tuple[bool, float, float, float, bool] | None = None  # not state
+        self._gate_in: tuple[bool, float, float, float, bool, float] | None = None  # not state
         self._restarted = False  # the incident's run was reset by a rebase before this window
         # How often the smallest component p-value is at most _DEP_Q on normal windows,
         # exponentially weighted, with a prior of _DEP_PRIOR windows at k * _DEP_Q (Bonferroni).
         self._dep = [_DEP_Q * len(self._models), float(_DEP_PRIOR)]
         self._usual = 0.0  # usual spend per window (exponentially weighted, normal windows)
         self._usual_n = 0
+        self._recent = [0.0, 0]  # recent spend per window (the last half hour of normal windows), n
         # The shift under way: ts of its first surprising window (None: none), of its latest,
         # the hour of the shift being summed, the sum and number of log(observed / expected)
         # in it, the previous hour's mean (None until it had enough windows), and the sum of
@@ -257,6 +275,7 @@ class Combined(Detector):
             "models": [m.to_state() for m in self._models],
             "run": [self._run_excess, self._run_expected],
             "usual": [self._usual, self._usual_n],
+            "recent": list(self._recent),
             "dep": list(self._dep),
             "shift": list(self._shift),
             "recur_day": self._recur_day,
@@ -271,6 +290,7 @@ class Combined(Detector):
             recur = [int(x) for x in state["recur"]]
             # (states written before the relative gate and calibrated scores have neither)
             usual, usual_n = (float(state["usual"][0]), int(state["usual"][1])) if "usual" in state else (0.0, 0)
+            recent = [float(state["recent"][0]), int(state["recent"][1])] if "recent" in state else [0.0, 0]
             dep = [float(x) for x in state["dep"]] if "dep" in state else [_DEP_Q * len(self._models), _DEP_PRIOR]
             shift = list(state.get("shift", (None, None, 0, 0.0, 0, None, 0.0)))
             if len(shift) != 7:
@@ -287,12 +307,13 @@ class Combined(Detector):
             raise ValueError("combined state: bad run totals")
         if len(recur) != _SLOTS_PER_DAY or not all(0 <= x <= _RECUR_MASK for x in recur):
             raise ValueError("combined state: bad recurrence masks")
-        for m, s in zip(self._models, models):
+        for m, s in zip(self._models, models, strict=True):
             m.load_state(s)
         self._run_excess, self._run_expected = run
         self._recur_day, self._recur = recur_day, recur
-        if not math.isfinite(usual):
+        if not math.isfinite(usual) or not math.isfinite(recent[0]):
             raise ValueError("combined state: bad usual spend")
+        self._recent = recent
         if len(dep) != 2 or not all(math.isfinite(x) and x >= 0.0 for x in dep):
             raise ValueError("combined state: bad dependence estimate")
         self._usual, self._usual_n, self._dep = usual, usual_n, dep
@@ -340,8 +361,7 @@ class Combined(Detector):
         if count is not None and not (math.isfinite(count) and count >= 0):
             raise ValueError(f"count must be a finite number >= 0, got {count!r}")
         vs = self._component_verdicts(ts, value, count)
-        base = vs[0]
-        expected = base.expected
+        expected = vs[0].expected
         excess = value - expected
 
         # Which components' evidence counts: in a window with fewer than min_requests
@@ -353,7 +373,7 @@ class Combined(Detector):
         # Without a request count (an analyst's spend-only series) the count model's pseudo-count
         # is the spend itself: no evidence of its own, so it does not vote.
         eligible = [
-            i for i, (name, v) in enumerate(zip(self._names, vs))
+            i for i, (name, v) in enumerate(zip(self._names, vs, strict=True))
             if (not low_volume or counts_agree or name in _COUNT or (name in _SUSTAINED and v.is_anomaly))
             and not (count is None and name in _COUNT and len(vs) > 1)
         ]
@@ -383,10 +403,11 @@ class Combined(Detector):
         surprising = statistically and not routine
 
         run_excess, run_expected = gate_step(self._run_excess, self._run_expected, surprising, excess, expected)
-        gate = self.materiality()
+        base = self.gate_base(expected)
+        gate = self.materiality(base)
         is_anomaly = surprising and excess > 0.0 and is_material(run_excess, run_expected, gate, self.min_excess_pct)
         # what the gate saw, for replaying it with other settings (gate_inputs)
-        self._gate_in = (surprising, excess, expected, self._usual, self._restarted)
+        self._gate_in = (surprising, excess, expected, self._usual, self._restarted, base)
         # what learning this window needs (see learn_one)
         self._scored = (ts, value, count, vs, (run_excess, run_expected),
                         (day, slot) if flagged else None, routine, statistically, p_min)
@@ -435,19 +456,29 @@ class Combined(Detector):
             p=p,
         )
 
-    def materiality(self) -> float:
-        """Dollars an incident must be over expected (summed so far) to alert on this series:
-        ``min_excess_root`` times the square root of its usual daily spend, at least
-        ``min_excess_usd``."""
-        return materiality(self._usual, self.window_seconds, self.min_excess_usd, self.min_excess_root)
+    def gate_base(self, expected: float) -> float:
+        """The spend per window the relative gate counts minutes of: the window's expected
+        spend, or the last half hour's (normal windows) when that is lower and known."""
+        level, n = self._recent
+        return level if n >= self._recent_min_n and level < expected else expected
 
-    def gate_inputs(self) -> tuple[bool, float, float, float, bool] | None:
+    def materiality(self, expected: float = 0.0) -> float:
+        """Dollars an incident must be over expected (summed so far) to alert on this series in
+        a window whose expected spend is ``expected``: ``min_excess_minutes`` minutes of it (or
+        ``min_excess_root`` times the square root of the usual daily spend, if larger), at least
+        ``min_excess_usd``."""
+        return materiality(self._usual, self.window_seconds, self.min_excess_usd, self.min_excess_root,
+                           self.min_excess_minutes, expected)
+
+    def gate_inputs(self) -> tuple[bool, float, float, float, bool, float] | None:
         """What the money gate saw in the window scored last: (surprising, excess, expected,
-        usual spend per window, whether a new normal reset the incident just before it).
+        usual spend per window, whether a new normal reset the incident just before it, the
+        spend per window the relative gate counts minutes of: :meth:`gate_base`).
         Nothing the models learn depends on the gate's settings, so a sequence of these,
-        recorded once, replays the decision for any ``min_excess_usd``, ``min_excess_pct`` and
-        ``min_excess_root`` exactly, through :func:`gate_step` (from ``(0, 0)`` after a reset),
-        :func:`materiality` and :func:`is_material` (a threshold sweep without the models)."""
+        recorded once, replays the decision for any ``min_excess_usd``, ``min_excess_pct``,
+        ``min_excess_minutes`` and ``min_excess_root`` exactly, through :func:`gate_step` (from
+        ``(0, 0)`` after a reset), :func:`materiality` (with the gate's base) and
+        :func:`is_material` (a threshold sweep without the models)."""
         return self._gate_in
 
     def _scored_for(self, ts: float, value: float, count: float | None) -> tuple[Any, ...]:
@@ -473,7 +504,7 @@ class Combined(Detector):
     def _learn_window(self, ts: float, value: float, count: float | None) -> None:
         _, _, _, vs, run, noticed_at, routine, statistically, p_min = self._scored_for(ts, value, count)
         protect_all = statistically and not routine
-        for m, v in zip(self._models, vs):
+        for m, v in zip(self._models, vs, strict=True):
             if m.protect_anomaly and not routine and (protect_all or v.is_anomaly):
                 m._learn_protected(ts, value, v, count)
             else:
@@ -497,6 +528,12 @@ class Combined(Detector):
             if w < self._usual_w:
                 w = self._usual_w
             self._usual += w * (value - self._usual)
+            rec = self._recent
+            rec[1] += 1
+            w = 1.0 / rec[1]
+            if w < self._recent_w:
+                w = self._recent_w
+            rec[0] += w * (value - rec[0])
         if self._restarted and self._gate_in is not None and self._gate_in[4]:
             self._restarted = False  # this window's gate inputs said so: said once
         if self._track_shift(ts, value, vs[0].expected, protect_all):
@@ -540,7 +577,7 @@ class Combined(Detector):
             return False
         # not a runaway: at most max_new_normal_ratio times expected, or back at about what the
         # series usually spends (a level it had before its baseline learnt a quiet spell)
-        return level <= math.log(self.max_new_normal_ratio) or sh[6] / sh[4] <= _USUAL_LEVEL * self._usual
+        return bool(level <= math.log(self.max_new_normal_ratio) or sh[6] / sh[4] <= _USUAL_LEVEL * self._usual)
 
     def _rebase(self) -> None:
         for m in self._models:
@@ -572,16 +609,25 @@ def gate_step(run_excess: float, run_expected: float, surprising: bool, excess: 
     return 0.0, 0.0
 
 
-def materiality(usual: float, window_seconds: float, min_excess_usd: float, min_excess_root: float) -> float:
-    """The dollar gate of a series whose usual spend per window is ``usual``:
-    ``min_excess_root * sqrt(usual daily spend)``, at least ``min_excess_usd``.
+def materiality(usual: float, window_seconds: float, min_excess_usd: float, min_excess_root: float,
+                min_excess_minutes: float = 0.0, expected: float = 0.0) -> float:
+    """The dollar gate of a series whose usual spend per window is ``usual`` and whose expected
+    spend in the window at hand is ``expected``: ``min_excess_minutes`` minutes of that expected
+    spend (what the series usually costs at that time), or ``min_excess_root * sqrt(usual
+    daily spend)`` if larger, at least ``min_excess_usd``.
 
     >>> round(materiality(1000 / 1440, 60, 0.5, 0.6), 2), materiality(1 / 1440, 60, 0.5, 0.6)
     (18.97, 0.6)
+    >>> materiality(0.0, 60, 0.5, 0.0, 10.0, expected=2.0), materiality(0.0, 60, 0.5, 0.0, 10.0, expected=0.01)
+    (20.0, 0.5)
     """
     gate = min_excess_usd
     if min_excess_root > 0.0 and usual > 0.0:
         rel = min_excess_root * math.sqrt(usual * (86400.0 / window_seconds))
+        if rel > gate:
+            gate = rel
+    if min_excess_minutes > 0.0 and expected > 0.0:
+        rel = min_excess_minutes * expected * (60.0 / window_seconds)
         if rel > gate:
             gate = rel
     return gate

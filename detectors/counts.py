@@ -163,6 +163,8 @@ class CountTail(Detector):
         )
         require("CountTail", fallback_cost > 0, "fallback_cost must be > 0", fallback_cost)
         self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
+        # how fast a rebased level wears off once requests are back (half-life one hour)
+        self._offset_w = 1.0 - 0.5 ** (window_seconds / 3600.0)
         super().__init__()
 
     # -- state ------------------------------------------------------------------------------
@@ -186,6 +188,9 @@ class CountTail(Detector):
         # Recent requests, expected requests, spend and requests-with-a-count per window over
         # every window, flagged or not: the level ``rebase`` adopts.
         self._recent: list[float] = [0.0, 0.0, 0.0, 0.0]
+        # The level: a log factor on every expected count, set by ``rebase`` and worn off as
+        # the slots learn the new level (or as the requests go back to the old one).
+        self._offset = 0.0
         self._memo: tuple[Any, ...] | None = None  # not state: see score_one
 
     def _get_state(self) -> dict[str, Any]:
@@ -198,6 +203,7 @@ class CountTail(Detector):
             "days": [self._seen, self._ready, self._day],
             "cal": self._cal.to_state(),
             "recent": list(self._recent),
+            "offset": self._offset,
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -211,6 +217,7 @@ class CountTail(Detector):
             # states written before scores were calibrated have none: start it afresh
             cal = TailCalibrator.from_state(state["cal"]) if "cal" in state else TailCalibrator()
             recent = [float(x) for x in state.get("recent", (0.0, 0.0, 0.0, 0.0))]
+            offset = float(state.get("offset", 0.0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed counts state: {exc!r}") from exc
         if len(n) != _N_SLOTS or len(mean) != _N_SLOTS:
@@ -224,7 +231,9 @@ class CountTail(Detector):
         self._seen, self._ready, self._day = seen, ready, day
         if len(recent) != 4 or not all(math.isfinite(x) and x >= 0.0 for x in recent):
             raise ValueError("counts state has a bad recent level")
-        self._cal, self._recent = cal, recent
+        if not math.isfinite(offset):
+            raise ValueError("counts state has a bad level offset")
+        self._cal, self._recent, self._offset = cal, recent, offset
         self._memo = None
 
     # -- model ------------------------------------------------------------------------------
@@ -250,6 +259,8 @@ class CountTail(Detector):
             f = 0.5
         if n[slot] and n[other]:
             mu += f * (mean[other] - mu)
+        if self._offset != 0.0:
+            mu *= math.exp(self._offset)
         return hour, slot, judged, mu
 
     def _dispersion(self, level: int) -> float:
@@ -273,7 +284,7 @@ class CountTail(Detector):
         _, _, judged, mu = where
         level = 0 if judged else 1
         if not judged:
-            mu = self._mean[_GLOBAL]
+            mu = self._mean[_GLOBAL] * (math.exp(self._offset) if self._offset != 0.0 else 1.0)
         phi = self._dispersion(level)
         # The count's tail, at a randomised count when it is a whole number: integer counts
         # have atoms, and P(X >= k) alone is not uniform under the model; P(X > k) + U P(X = k)
@@ -332,6 +343,16 @@ class CountTail(Detector):
         x, (hour, slot, _, mu), stat = memo[3], memo[4], memo[5]
         self._memo = None
         self._follow(value, count, x, mu)
+        off = self._offset
+        if off != 0.0:
+            # A rebased level wears off towards what the slots expect by themselves, never past
+            # 0 (one request of pseudo-count keeps quiet windows from racing it down).
+            new = off + self._offset_w * math.log((x + 1.0) / (mu + 1.0))
+            if (new > 0.0) != (off > 0.0):
+                new = 0.0
+            elif abs(new) > abs(off):
+                new = off
+            self._offset = new
         if self._n[_GLOBAL] >= self.min_history and self._n[_GLOBAL]:
             self._cal.learn(stat)
         day = hour // 24
@@ -340,6 +361,7 @@ class CountTail(Detector):
             self._day = day
         self._seen |= 1 << slot
         aw = self._alpha_window
+        damp = self._damp
         n_, mean, disp, disp_n = self._n, self._mean, self._disp, self._disp_n
         for level, i in ((0, slot), (1, _GLOBAL)):
             n = n_[i]
@@ -362,7 +384,7 @@ class CountTail(Detector):
             w = 1.0 / n
             if w < aw:
                 w = aw
-            mean[i] = (max(m + w * r, 0.0))
+            mean[i] = (max(m + damp * w * r, 0.0))
             dn = disp_n[level] + 1
             disp_n[level] = dn
             w = 1.0 / dn
@@ -395,12 +417,13 @@ class CountTail(Detector):
             r[3] += _RECENT_W * (count - r[3])
 
     def _rebase(self) -> None:
-        # Every slot's mean moves by the ratio of recent to expected requests, and the cost per
-        # request becomes the recent one (a model switch changes that, not the count).
+        # Every expected count moves by the ratio of recent to expected requests, at once (an
+        # offset that wears off as the slots learn the level, or as the requests go back), and
+        # the cost per request becomes the recent one (a model switch changes that, not the
+        # count).
         got, expected, spend, requests = self._recent
         if expected > 0.0 and got > 0.0:
-            ratio = got / expected
-            self._mean = [m * ratio for m in self._mean]
+            self._offset += math.log(got / expected)
         if requests > 0.0 and spend > 0.0:
             self._cost = [spend, requests]
         self._recent = [0.0, 0.0, 0.0, 0.0]

@@ -340,7 +340,7 @@ class RiverForecast(Detector):
         if memo is not None and memo[0] == ts and memo[1] == self._n:
             return memo[2], memo[3]
         x = self._x(ts)
-        mu = self._model.predict_one(x)
+        mu = self._model.predict_one(x)  # type: ignore[no-untyped-call]  # river is untyped
         self._memo = (ts, self._n, x, mu)
         return x, mu
 

@@ -425,6 +425,7 @@ class SeasonalBaseline(Detector):
         n_, periods, last, loc, dev = self._n, self._periods, self._last, self._loc, self._dev
         pool_dev, pool_n = self._pool_dev, self._pool_n
         aw = self._alpha_window
+        damp = self._damp
         for level in range(levels):
             slot = slots[level]
             if last[slot] != hour:
@@ -455,6 +456,7 @@ class SeasonalBaseline(Detector):
             w = 1.0 / n
             if w < aw:
                 w = aw
+            w *= damp
             abs_r = d if d >= 0.0 else -d
             loc[slot] += w * r
             dev[slot] += w * (abs_r - dev[slot])

@@ -48,30 +48,25 @@ def _load(policy: Path | None = None, *, deliver: bool = False):
     return settings, pol
 
 
-def _gate_text(pol) -> str:
-    p = pol.detector.params
-    if p.get("min_excess_root") == 0:
-        return f"${float(p.get('min_excess_usd', 0.5)):g} over expected (plain)"
-    return "relative to each series' usual daily spend (policy)"
+def _gate_text(pol: Any) -> str:
+    """The default detector's money gate as the policy sets it, in words (for ``tokenpulse dev``)."""
+    import inspect
 
+    from detectors.combined import Combined
 
-# The money gate of `tokenpulse dev` when the policy sets none: a plain $1 (see _dev_gate).
-DEV_GATE_USD = 1.0
-
-
-def _dev_gate(pol):
-    """The demo's detector: a plain ``DEV_GATE_USD`` money gate unless the policy sets one.
-
-    The default gate scales with a series' usual daily spend, which three hours of backfill
-    (and the live minutes after it) cannot tell: they are one part of one day. The spike the
-    demo injects (team ads at 8x for 15 minutes) then alerts within a minute or two at any
-    time of day, which is what the demo is for.
-    """
-    params = dict(pol.detector.params)
-    if pol.detector.name in ("default", "combined") and not {"min_excess_root", "min_excess_usd"} & set(params):
-        params.update(min_excess_root=0, min_excess_usd=DEV_GATE_USD)
-        return pol.model_copy(update={"detector": pol.detector.model_copy(update={"params": params})})
-    return pol
+    if pol.detector.name not in ("default", "combined"):
+        return f"set by the {pol.detector.name} detector"
+    defaults = {k: v.default for k, v in inspect.signature(Combined).parameters.items()}
+    p = {**defaults, **pol.detector.params}
+    minutes, root, usd = float(p["min_excess_minutes"]), float(p["min_excess_root"]), float(p["min_excess_usd"])
+    parts = []
+    if minutes:
+        parts.append(f"{minutes:g} minutes of the series' expected spend")
+    if root:
+        parts.append(f"{root:g} x sqrt(its usual daily $)")
+    if not parts:
+        return f"${usd:g} over expected (plain)"
+    return " or ".join(parts) + f", at least ${usd:g}, and {float(p['min_excess_pct']):g}% over expected"
 
 
 def _refuse_exposure(settings: Any) -> None:
@@ -128,7 +123,6 @@ def dev(
     demo = demo_policy and settings.policy is None and simulate
     if demo:
         settings, pol = _demo_policy(settings, backfill_hours, rate, spike)
-    pol = _dev_gate(pol)
     settings, inbox_spec = _dev_inbox(settings) if inbox else (settings, None)
     if settings.kafka_bootstrap:
         bootstrap = settings.kafka_bootstrap
@@ -173,7 +167,7 @@ def dev(
             )
         )
         cfg = dataclasses.replace(stream_config(settings, pol, bootstrap, n), dev_inbox=inbox_spec)
-        run_worker(cfg, reload=policy_source(settings, bootstrap, n, adjust=_dev_gate))
+        run_worker(cfg, reload=policy_source(settings, bootstrap, n))
     finally:
         if sim_proc is not None and sim_proc.poll() is None:
             os.killpg(sim_proc.pid, signal.SIGTERM)
@@ -472,6 +466,58 @@ def replay(
     sys.stdout.buffer.write(json_safe(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode()).encode() + b"\n")
     if report_out is not None:
         _write_replay_report(report_out, res, cfg, summary, incidents, str(events))
+
+
+@app.command()
+def tune(
+    events: Annotated[Path, typer.Argument(help="JSONL history of usage events (any accepted shape).")],
+    labels: Annotated[Optional[Path], typer.Option(help="Labelled incidents (JSONL: team, start, end, should_alert), as for replay.")] = None,
+    feedback: Annotated[Optional[Path], typer.Option(help="On-call feedback (JSONL: team, at, useful): useful alerts count as incidents.")] = None,
+    max_alerts_per_team_week: Annotated[float, typer.Option("--max-alerts-per-team-week", help="The alert budget the recommendation stays under.")] = 1.0,
+    policy: Annotated[Optional[Path], typer.Option(help="Policy file (default: TOKENPULSE_POLICY): watched series, prices, detector parameters and overrides.")] = None,
+    out: Annotated[Path, typer.Option(help="Write the recommended detector section (a policy patch) here.")] = Path("tune-patch.yaml"),
+    jobs: Annotated[int, typer.Option(help="Processes running the models.")] = min(2, os.cpu_count() or 1),
+    burn_in_days: Annotated[Optional[float], typer.Option("--burn-in-days", help="Alerts before this are not counted (default: 7 days, or a quarter of a history shorter than 14).")] = None,
+    top: Annotated[int, typer.Option(help="Settings shown per team (best recall, then fewest alerts), plus the current and the recommended one.")] = 6,
+    cache: Annotated[bool, typer.Option(help="Keep the history's windows in the data dir (tune/) for the next run.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Sweep the default detector's alert settings over a history and recommend one per team.
+
+    The history is parsed once into window aggregates (cached), each team's detector runs once
+    per score threshold, and 24 settings (score_threshold x min_excess_minutes x min_excess_pct)
+    are replayed on what the gate saw. Prints a table per team (alerts per week; recall and
+    delay where there are labels or feedback) and writes the detector section with the best
+    recall under the alert budget, as overrides per team (see docs/tune.md).
+    """
+    from rich.console import Console
+
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.tune import load_feedback, load_tune_labels, run_tune
+
+    settings, pol = _load(policy)
+    if not events.is_file():
+        _fail(f"{events}: no such file")
+    if max_alerts_per_team_week < 0:
+        _fail("--max-alerts-per-team-week must be >= 0")
+    if not out.parent.is_dir():
+        _fail(f"--out {out}: no such directory {out.parent}")
+    got = []
+    try:
+        if labels is not None:
+            got += load_tune_labels(labels)
+        if feedback is not None:
+            got += load_feedback(feedback)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    cfg = stream_config(settings, pol, bootstrap="", partitions=1)
+    try:
+        run_tune(events, cfg, data_dir=settings.data_dir if cache else None, labels=got,
+                 budget=max_alerts_per_team_week, out=out, jobs=max(1, jobs), burn_in_days=burn_in_days, top=top,
+                 console=Console(width=None if sys.stdout.isatty() else 120),
+                 err_console=Console(stderr=True, width=None if sys.stderr.isatty() else 120), progress=progress)
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def _report_trace(report_out: Path | None) -> Any:

@@ -28,7 +28,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -37,13 +37,13 @@ import orjson
 
 from streams.budgets.ledger import BudgetLedger, BudgetSpec
 from streams.common.config import StreamConfig
+from streams.common.periods import rfc3339
+from streams.ingest.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
+from streams.ingest.pipeline import count_message
+from streams.ingest.pricing import Pricer
 from streams.ingest.windows import IngestPartition, Partial
 from streams.judge.core import JudgeCore, judge_factory
 from streams.judge.step import judge_step
-from streams.ingest.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
-from streams.common.periods import rfc3339
-from streams.ingest.pipeline import count_message
-from streams.ingest.pricing import Pricer
 
 
 @dataclass
@@ -294,7 +294,7 @@ class _ForkedJudge:
             self.proc.join(timeout=30)
         if status != "ok":
             raise RuntimeError(f"the replay's judge process failed:\n{payload}")
-        return payload  # type: ignore[no-any-return]
+        return payload
 
     def abandon(self) -> None:
         self.conn.close()  # idempotent
@@ -303,7 +303,7 @@ class _ForkedJudge:
             self.proc.kill()
 
 
-def replay_lines(
+def replay_lines(  # noqa: C901 - the replay loop: lines, lanes, windows, the judge step, budgets, report hooks in one pass
     lines: Iterable[bytes],
     cfg: StreamConfig,
     *,
@@ -311,6 +311,7 @@ def replay_lines(
     total_bytes: int = 0,
     fork: bool | None = None,
     trace: Any = None,
+    judge: JudgeCore | None = None,
 ) -> ReplayResult:
     """Replay JSONL lines (each one message: an event, an array of events, any accepted shape).
 
@@ -320,6 +321,9 @@ def replay_lines(
 
     ``trace``: a :class:`tokenpulse.report_html.WindowTrace` to fill with every judged window of
     every series (for ``--report``); None keeps the judge's per-window records off.
+
+    ``judge``: judge with this one instead of the one ``cfg`` describes (never forked, so the
+    caller can read its state afterwards): ``tokenpulse tune`` records the windows with it.
     """
     res = ReplayResult()
     pricer = Pricer(cfg.price_overrides)
@@ -328,10 +332,13 @@ def replay_lines(
         idle_grace=cfg.idle_grace, watched=cfg.watched, limits=cfg.limits,
         dedupe_retention=cfg.dedupe_horizon,
     )
-    judge = judge_factory(
-        cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
-        overrides=cfg.detector_overrides,
-    )(0)
+    if judge is None:
+        judge = judge_factory(
+            cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
+            overrides=cfg.detector_overrides,
+        )(0)
+    else:
+        fork = False
     # what only the worker's API and spend table read; the spend the replay reports is taken
     # from each judge output
     judge.keep_recent = False
@@ -499,7 +506,7 @@ def to_epoch(v: Any, what: str) -> float:
             dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(f"{what}: not RFC 3339 or epoch seconds: {v!r}") from None
-        return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+        return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
     raise ValueError(f"{what}: not RFC 3339 or epoch seconds: {v!r}")
 
 

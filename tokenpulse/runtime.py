@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Any
 
 from streams.common.config import IngestLimits, StreamConfig
@@ -52,13 +51,10 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
     )
 
 
-def policy_source(settings: Settings, bootstrap: str, partitions: int | None = None,
-                  adjust: Callable[[Policy], Policy] | None = None) -> PolicySource | None:
+def policy_source(settings: Settings, bootstrap: str, partitions: int | None = None) -> PolicySource | None:
     """How the worker re-reads its policy file (None: no file, nothing to reload): the file's
     text becomes a config with the settings the worker started with, or a ``ValueError``
-    naming the file and the line at fault. ``adjust``: what the entry point did to the policy
-    it started with (``tokenpulse dev``'s detector gate), done to every version of it, so that
-    the file it started with does not read as a change."""
+    naming the file and the line at fault."""
     if settings.policy is None:
         return None
     path = str(settings.policy)
@@ -68,8 +64,6 @@ def policy_source(settings: Settings, bootstrap: str, partitions: int | None = N
             policy = parse_policy(raw, path, receivers=settings.receivers())
         except PolicyError as exc:
             raise ValueError(str(exc)) from None
-        if adjust is not None:
-            policy = adjust(policy)
         return stream_config(settings, policy, bootstrap, partitions)
 
     return PolicySource(path=path, load=load, interval=settings.policy_reload_seconds, max_bytes=MAX_POLICY_BYTES)

@@ -153,7 +153,7 @@ def test_cents_never_alarm() -> None:
 def test_flagged_windows_move_the_statistic_but_not_the_baseline() -> None:
     # What a combiner does: score, then learn -- protected when the window was flagged by
     # anyone, even when this detector did not flag it.
-    ts, spend, counts = model_switch(0)
+    ts, spend, _counts = model_switch(0)
     det, twin = LevelShift(), LevelShift()
     feed(det, ts[:SHIFT], spend[:SHIFT])
     feed(twin, ts[:SHIFT], spend[:SHIFT])

@@ -43,7 +43,7 @@ def test_bound_is_mean_plus_k_sigma_of_the_last_n_windows_zeros_included() -> No
     v = det.score_one(MONDAY + 480, 5.0)
     assert v.expected == pytest.approx(window.mean())
     assert v.upper == pytest.approx(window.mean() + 2.0 * window.std())
-    assert v.is_anomaly == (5.0 >= v.upper)
+    assert v.is_anomaly == (v.upper <= 5.0)
 
 
 def test_running_sums_match_the_buffer_after_many_wraps() -> None:

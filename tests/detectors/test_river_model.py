@@ -10,6 +10,7 @@ import json
 import math
 import pickle
 import time
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -183,7 +184,7 @@ def test_score_is_far_in_the_tail_at_the_bound_and_increasing() -> None:
     v = det.score_one(nxt, 1.0)
     assert det.score_one(nxt, v.upper).score > 0.999
     scores = [det.score_one(nxt, float(x)).score for x in np.linspace(v.expected, 2 * v.upper, 40)]
-    assert all(a < b for a, b in zip(scores, scores[1:]))
+    assert all(a < b for a, b in pairwise(scores))
     assert det.score_one(nxt, v.expected / 2).score < 0.5
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -213,7 +214,7 @@ def test_score_is_calibrated_and_increasing() -> None:
     nxt = float(ts[-1] + 60)
     v = det.score_one(nxt, 1.0)
     scores = [det.score_one(nxt, float(x)).score for x in np.linspace(v.expected, 4 * v.upper, 40)]
-    assert all(a < b for a, b in zip(scores, scores[1:]))  # strictly increasing: no caps
+    assert all(a < b for a, b in pairwise(scores))  # strictly increasing: no caps
     assert det.score_one(nxt, v.upper).score > 0.9999  # the model's bound is far in the tail
     assert det.score_one(nxt, 0.0).score == 0.0  # no spend: nothing to see
 

@@ -32,11 +32,11 @@ def test_worker_and_replay_raise_the_same_alerts(broker: Any, workdir: Path) -> 
             latest[n["key"]] = max(latest.get(n["key"], 0.0), n["started_at"])
         last[n["key"]] = told(n)
     want = set(latest.items())
-    # the spike of team ads: its own alert first (each series' materiality scales with its own
-    # usual spend), then the org's, which names team=ads
+    # the spike of team ads: the org's alert, which names team=ads (at 30x on a third of the org
+    # both reach their gates, relative to their own expected spend, in the spike's first window,
+    # and the org's alert inhibits the team's own)
     spike = [n for n in replayed.notifications if n["action"] == "trigger" and n["started_at"] >= SPIKE_AT]
-    assert spike[0]["key"] == "cost_spike:team=ads"
-    assert any(n["key"] == "cost_spike:org" and "team=ads" in [m["series"] for m in n["members"]] for n in spike)
+    assert spike[0]["key"] == "cost_spike:org" and "team=ads" in [m["series"] for m in spike[0]["members"]]
 
     env = deployment_env(broker, workdir, PARTITIONS, tag="eq", idle_grace_seconds=2, lateness_seconds=10)
     prefix = env["TOKENPULSE_TOPIC_PREFIX"]

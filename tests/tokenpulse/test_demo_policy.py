@@ -81,11 +81,10 @@ def test_the_team_day_crosses_80_percent_minutes_into_the_live_traffic(tmp_path:
 
 
 def test_the_dev_stack_reads_its_own_policy_file_as_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The dev stack adjusts the policy it starts with (its detector gate); its reloader must do
-    the same to the file, else the first poll reports a detector change waiting for a restart."""
+    """The dev stack runs the demo policy as written (no gate of its own): its reloader's first
+    look at the file finds nothing changed, so no "restart required" warning."""
     from streams.common.metrics import Metrics
     from streams.worker.reload import PolicyReloader
-    from tokenpulse.cli import _dev_gate
     from tokenpulse.runtime import policy_source, stream_config
     from tokenpulse.settings import load_settings
 
@@ -93,11 +92,9 @@ def test_the_dev_stack_reads_its_own_policy_file_as_unchanged(tmp_path: Path, mo
     write_demo_policy(dest, now=datetime(2026, 12, 2, 12, tzinfo=UTC).timestamp(), backfill_hours=3, rate=4)
     monkeypatch.setenv("TOKENPULSE_POLICY", str(dest))
     settings = load_settings()
-    pol = _dev_gate(parse_policy(dest.read_bytes(), str(dest)))
-    cfg = stream_config(settings, pol, "127.0.0.1:1", 1)
-    for adjust, expect_restart in ((_dev_gate, []), (None, ["detector"])):
-        source = policy_source(settings, "127.0.0.1:1", 1, adjust=adjust)
-        assert source is not None
-        reloader = PolicyReloader(source, cfg, lambda new, applied: None, Metrics())
-        res = reloader.check()
-        assert (res.restart_required if res is not None else []) == expect_restart
+    cfg = stream_config(settings, parse_policy(dest.read_bytes(), str(dest)), "127.0.0.1:1", 1)
+    source = policy_source(settings, "127.0.0.1:1", 1)
+    assert source is not None
+    reloader = PolicyReloader(source, cfg, lambda new, applied: None, Metrics())
+    res = reloader.check()
+    assert (res.restart_required if res is not None else []) == []

@@ -15,7 +15,7 @@ def judge(**kw: object) -> JudgeCore:
         partition=0,
         window_seconds=W,
         make_detector=lambda: make_detector(
-            "default", window_seconds=W, min_excess_usd=1, min_excess_root=0, min_requests=0, component_params={"seasonal": {"min_history": 5}}
+            "default", window_seconds=W, min_excess_usd=1, min_excess_root=0, min_excess_minutes=0, min_requests=0, component_params={"seasonal": {"min_history": 5}}
         ),
         engine=AlertEngine(AlertPolicy(min_excess_usd=1, page_min_excess_usd=5, resolve_after_windows=2)),
         **kw,  # type: ignore[arg-type]
@@ -113,7 +113,7 @@ def test_a_chunk_without_watermark_does_not_mark_its_source_idle():
 def test_policy_overrides_give_a_series_its_own_thresholds_and_alerts_explain_themselves():
     from streams.judge.core import judge_factory
 
-    params = {"min_excess_usd": 1000, "min_excess_root": 0, "min_requests": 0, "seasonal": {"min_history": 5}}
+    params = {"min_excess_usd": 1000, "min_excess_root": 0, "min_excess_minutes": 0, "min_requests": 0, "seasonal": {"min_history": 5}}
     overrides = [({"team": "legal"}, {"min_excess_usd": 1})]
     j = judge_factory(W, "default", params, {"resolve_after_windows": 2}, overrides=overrides)(0)
     fired = []

@@ -36,7 +36,7 @@ def judge(**kw: object) -> JudgeCore:
         partition=0,
         window_seconds=W,
         make_detector=lambda: make_detector(
-            "default", window_seconds=W, min_excess_usd=1, min_excess_root=0, min_requests=0, component_params={"seasonal": {"min_history": 5}}
+            "default", window_seconds=W, min_excess_usd=1, min_excess_root=0, min_excess_minutes=0, min_requests=0, component_params={"seasonal": {"min_history": 5}}
         ),
         engine=AlertEngine(AlertPolicy(min_excess_usd=1, page_min_excess_usd=5, resolve_after_windows=2)),
         **kw,  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ ADS = BudgetSpec(name="ads-daily", scope=(("team", "ads"),), unit="usd", limit=3
 def config(**kw: Any) -> StreamConfig:
     base: dict[str, Any] = dict(
         bootstrap="unused:9092", usage_partitions=N, checkpoint_seconds=1.0, dashboard_url="https://dash.example",
-        detector_params={"min_excess_usd": 1, "min_excess_root": 0, "min_requests": 0,
+        detector_params={"min_excess_usd": 1, "min_excess_root": 0, "min_excess_minutes": 0, "min_requests": 0,
                          "seasonal": {"min_history": 5}},
         alert_policy={"resolve_after_windows": 2}, budgets=(ADS,),
     )
