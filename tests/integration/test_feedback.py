@@ -33,6 +33,7 @@ detector:
   params:
     min_excess_usd: 1
     min_excess_root: 0
+    min_excess_minutes: 0
     min_excess_pct: 50
     seasonal: {min_history: 20}
 alerts:
