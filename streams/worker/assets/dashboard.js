@@ -341,19 +341,40 @@ function figures(a) {
   if (a.kind === "report") { const t = (a.report || {}).total || {}; return [t.usd, t.prev_usd, t.change_usd]; }
   return [a.observed_usd, a.expected_usd, a.excess_usd];
 }
+// On-call's answers (Slack buttons): the action's label, who, when.
+const ANSWER_TEXT = {tokenpulse_ack: "acknowledged", tokenpulse_new_normal: "new normal",
+                     tokenpulse_not_anomaly: "not an anomaly", tokenpulse_snooze_4h: "snoozed 4 h"};
+function answersCell(fb) {
+  if (!(fb || []).length) return el("td", {class: "muted"}, "–");
+  return el("td", {class: "answers"}, ...fb.map(a => el("div", {class: "answer"},
+    el("b", {}, ANSWER_TEXT[a.action] || a.action), ` by ${a.user || a.user_id || "?"}, ${when(a.at)}`)));
+}
+async function loadAnswers() {
+  const body = await get("/api/feedback");
+  const s = body.summary || {teams: []};
+  const pct = x => x == null ? "–" : (100 * x).toFixed(0) + " %";
+  document.getElementById("answers-sub").textContent = body.enabled
+    ? `per team, alerts of the last ${s.days} days and how on-call answered them: precision = answered alerts that were not "not an anomaly"`
+    : "no answer buttons (no Slack signing secret): alerts of the last 30 days only";
+  fill("answers", [["team"], ["alerts", "num"], ["answered", "num"], ["acknowledged", "num"], ["new normal", "num"],
+      ["not an anomaly", "num"], ["snoozed", "num"], ["precision", "num"]],
+    s.teams.map(t => [t.team == null ? "(org)" : t.team, num(t.alerts), num(t.answered), num(t.acknowledged),
+      num(t.new_normal), num(t.not_anomaly), num(t.snoozed), num(pct(t.precision))]),
+    "no alerts in the last 30 days");
+}
 async function loadAlerts() {
   const {alerts} = await get("/api/alerts");
   const firing = alerts.filter(a => a.state === "firing");
   const resolved = alerts.filter(a => a.state !== "firing").slice(0, 15);
   fill("alerts", [["state"], ["severity"], ["series"], ["observed", "num"], ["expected", "num"], ["excess", "num"],
-      ["incident", "num"], ["since"], ["top contributors"], ["delivery"]],
+      ["incident", "num"], ["since"], ["top contributors"], ["delivery"], ["answers"]],
     [...firing, ...resolved].map(a => [
       el("td", {class: a.state}, a.state),
       el("td", {}, el("span", {class: "pill " + (a.severity || "info")}, a.severity || "info")),
       a.series ? seriesLink(a.series) : (a.key || ""),
       ...figures(a).map(x => num(usd(x))), num(usd(a.impact_usd)),
       when(a.started_at), contributorsText(a.top_contributors),
-      Object.entries(a.delivery || {}).map(([s, d]) => `${s} ${d.ok ? "✓" : "…"}`).join(" ")]),
+      Object.entries(a.delivery || {}).map(([s, d]) => `${s} ${d.ok ? "✓" : "…"}`).join(" "), answersCell(a.feedback)]),
     "no alerts: nothing is spending abnormally");
 }
 
@@ -398,7 +419,8 @@ async function loadIngest() {
   ], "");
 }
 
-const PARTS = {spend: loadSpend, timeseries: loadTimeseries, inbox: loadInbox, alerts: loadAlerts, series: loadSeries,
+const PARTS = {spend: loadSpend, timeseries: loadTimeseries, inbox: loadInbox, alerts: loadAlerts, answers: loadAnswers,
+               series: loadSeries,
                budgets: loadBurndown, inhouse: loadInhouse, users: loadUsers, mix: loadMix, receivers: loadSinks,
                policy: loadPolicy, ingest: loadIngest};
 async function refresh(names) {
