@@ -40,6 +40,7 @@ duplicates are dropped by ``event_id`` and redelivered window messages by their 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import signal
 from typing import Any, cast
@@ -56,10 +57,10 @@ from streams.reports.reporting import Reporting
 from streams.worker.access import Access, access_middleware, exposure_error
 from streams.worker.delivering import DeliveryWorker
 from streams.worker.feedback import FeedbackWorker
-from streams.worker.inbox import DevInbox, register_inbox
+from streams.worker.inbox import DevInbox, register_inbox, register_inbox_press
 from streams.worker.judging import JudgeWorker
 from streams.worker.reload import PolicyReloader, PolicySource
-from streams.worker.slack_actions import Press, SlackVerifier, register_slack_actions
+from streams.worker.slack_actions import Handle, Press, SlackVerifier, register_slack_actions
 from streams.worker.state import WorkerState
 from streams.worker.tables import Tables, owned_partitions, persist
 from streams.worker.web import register_views
@@ -207,10 +208,14 @@ def _own_routes(app: WorkerApp, cfg: StreamConfig, state: WorkerState) -> None:
         state.inbox = DevInbox(cfg.dev_inbox)
         register_inbox(cast(Any, app.web).web_app, state.inbox)  # the aiohttp application of Faust's web driver
     if cfg.slack_signing_secret is not None:
-        _feedback(app, cfg, state, cfg.slack_signing_secret)
+        handle = _feedback(app, cfg, state, cfg.slack_signing_secret)
+        if state.inbox is not None and hmac.compare_digest(cfg.slack_signing_secret.encode(),
+                                                           cfg.dev_inbox.signing_secret.encode()):
+            # Slack is the stand-in (tokenpulse dev): its buttons are pressed in the dashboard
+            register_inbox_press(cast(Any, app.web).web_app, state.inbox, handle)
 
 
-def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState, signing_secret: str) -> None:
+def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState, signing_secret: str) -> Handle:
     """On-call's answers: Slack's ``POST /slack/actions`` (:mod:`streams.worker.slack_actions`)
     puts each verified press on ``<p>.feedback``, on the partition that judges its series; the
     ``feedback`` agent applies it there (:class:`streams.worker.feedback.FeedbackWorker`), once:
@@ -230,7 +235,7 @@ def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState, signing_sec
         pending.add(task)
         task.add_done_callback(lambda t: _sent(t, pending, state.metrics, press))
 
-    register_slack_actions(cast(Any, app.web).web_app, SlackVerifier(signing_secret), on_press, state.metrics)
+    handle = register_slack_actions(cast(Any, app.web).web_app, SlackVerifier(signing_secret), on_press, state.metrics)
 
     @app.agent(feedback_topic, name="feedback")
     async def feedback(stream: Any) -> None:
@@ -241,6 +246,8 @@ def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState, signing_sec
                 log.warning("feedback record at offset %s is not JSON: skipped", event.message.offset)
                 continue
             await fb.apply(event.message.partition, body)
+
+    return handle
 
 
 def _sent(task: asyncio.Task[Any], pending: set[asyncio.Task[Any]], metrics: Metrics, press: Press) -> None:

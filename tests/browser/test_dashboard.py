@@ -17,6 +17,8 @@ budget allocation), in alert labels and in the Slack messages; the team of the e
 - clicking a team shows its series;
 - each alert shows on-call's answers (who chose what, when) and the team's table of the last
   30 days (alerts, acknowledged, new normal, not an anomaly, precision);
+- a firing alert's message shows its answer buttons, and a press in the panel is accepted by
+  ``/slack/actions`` (signed by the dev inbox with the run's made-up secret);
 - a team named ``<img src=x onerror=alert(1)>`` renders as text, in tables, legends, answers and
   the Slack messages alike;
 - a screenshot is saved (``TOKENPULSE_SCREENSHOTS=docs/img`` refreshes the README's).
@@ -134,8 +136,9 @@ class Served:
         policy = parse_policy(text.encode(), "demo/policy.yaml")
         assert self.hostile == any(a.team == HOSTILE for b in policy.budgets for a in b.allocations)
         spec = DevInboxSpec.new()
-        # the answer buttons on (a signing secret): the alerts show on-call's answers
-        slack = SlackConfig(token=SecretStr(spec.slack_token), signing_secret=SecretStr("made-up-signing-secret"))
+        # the stand-in Slack with the run's made-up signing secret, as `tokenpulse dev` has it: the
+        # alerts carry answer buttons, pressed in the Notifications panel
+        slack = SlackConfig(token=SecretStr(spec.slack_token), signing_secret=SecretStr(spec.signing_secret))
         cfg = dataclasses.replace(stream_config(Settings(), policy, "127.0.0.1:1", 1), api_token=TOKEN,
                                   dev_inbox=spec, data_dir=str(self.tmp), receivers={"slack": slack})
         app = create_app(cfg)
@@ -172,6 +175,11 @@ class Served:
                               {"channel": "#ai-spend", "text": text, "blocks": blocks, "thread_ts": root})
             root = root or got["ts"]
             inbox.enqueue(pagerduty_event(n, spec.pagerduty_key))
+        # a firing alert's message, with its answer buttons
+        firing = dataclasses.replace(notes[0], key="cost_spike:team=search", series="team=search",
+                                     labels={"team": "search"}, title="Cost spike: team=search")
+        text, blocks = slack_blocks(firing, interactive=True)
+        inbox.slack("chat.postMessage", spec.slack_token, {"channel": "#ai-spend", "text": text, "blocks": blocks})
         runner = web.AppRunner(app.web.web_app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -277,6 +285,15 @@ def test_the_page_loads_cleanly_every_chart_has_data_and_a_team_shows_its_series
     assert "acknowledged by ana" in answers and "not an anomaly by ads" in answers, answers
     row = [c.text_content() for c in page.query_selector_all("#answers tr:has-text('ads') td")]
     assert row == ["ads", "1", "1", "1", "0", "1", "0", "0 %"], row
+
+    # the answer buttons of a firing alert: a press goes through /slack/actions, signed by the inbox
+    assert page.locator("#slack button.s-button").count() == 4
+    page.click("#slack button[data-action-id=tokenpulse_ack]")
+    page.wait_for_selector("#slack .s-press-note:has-text('sent: the worker applies it')", timeout=5000)
+    # (no broker here: the press stops at the feedback topic, which the integration tier has)
+    metrics = page.request.get(worker.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text()
+    assert 'tokenpulse_slack_actions_total{action="tokenpulse_ack"} 1' in metrics, metrics[-2000:]
+    assert "slack_actions_rejected_total" not in metrics
 
     page.click("#spend-team a.series >> text=ads")
     deadline = time.monotonic() + 10

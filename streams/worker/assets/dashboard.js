@@ -258,16 +258,17 @@ async function loadSpend() {
 function mrkdwn(text) {
   const frag = document.createDocumentFragment();
   const unescape = s => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
-  const re = /<([^>|]+)\|([^>]*)>|\*([^*\n]+)\*|_([^_\n]+)_|`([^`\n]+)`/g;
+  const re = /<@([A-Za-z0-9]+)>|<([^>|]+)\|([^>]*)>|\*([^*\n]+)\*|_([^_\n]+)_|`([^`\n]+)`/g;
   let last = 0, m;
   while ((m = re.exec(text)) !== null) {
     if (m.index > last) frag.append(unescape(text.slice(last, m.index)));
-    if (m[1] !== undefined) {
-      const url = unescape(m[1]);
-      frag.append(/^https?:\/\//.test(url) ? el("a", {href: url, rel: "noopener noreferrer"}, unescape(m[2])) : unescape(m[2]));
-    } else if (m[3] !== undefined) frag.append(el("b", {}, unescape(m[3])));
-    else if (m[4] !== undefined) frag.append(el("i", {}, unescape(m[4])));
-    else frag.append(el("code", {}, unescape(m[5])));
+    if (m[1] !== undefined) frag.append(el("b", {class: "s-mention"}, "@" + m[1]));  // Slack shows the user's name
+    else if (m[2] !== undefined) {
+      const url = unescape(m[2]);
+      frag.append(/^https?:\/\//.test(url) ? el("a", {href: url, rel: "noopener noreferrer"}, unescape(m[3])) : unescape(m[3]));
+    } else if (m[4] !== undefined) frag.append(el("b", {}, unescape(m[4])));
+    else if (m[5] !== undefined) frag.append(el("i", {}, unescape(m[5])));
+    else frag.append(el("code", {}, unescape(m[6])));
     last = re.lastIndex;
   }
   if (last < text.length) frag.append(unescape(text.slice(last)));
@@ -277,7 +278,36 @@ function textOf(obj) {
   if (!obj) return document.createTextNode("");
   return obj.type === "mrkdwn" ? mrkdwn(String(obj.text || "")) : document.createTextNode(String(obj.text || ""));
 }
-function blocks(message) {
+// The answer buttons of a root message (tokenpulse dev): a press is signed by the worker's dev
+// inbox and goes through the same handler as Slack's (POST /api/inbox/press).
+async function press(message, actionId, button) {
+  button.disabled = true;
+  const note = button.parentElement.querySelector(".s-press-note");
+  try {
+    const r = await fetch("/api/inbox/press", {method: "POST", credentials: "same-origin",
+      headers: {"content-type": "application/json", accept: "application/json"},
+      body: JSON.stringify({channel: message.channel, ts: message.ts, action_id: actionId})});
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.error || ("HTTP " + r.status));
+    note.textContent = "sent: the worker applies it and rewrites the message";
+    note.className = "s-press-note muted";
+  } catch (e) {
+    note.textContent = "not sent: " + e.message;
+    note.className = "s-press-note error";
+    button.disabled = false;
+  }
+  setTimeout(() => refresh(["inbox", "alerts", "answers"]), 1500);
+}
+function actionsBlock(b, message) {
+  return el("div", {class: "s-actions"}, ...(b.elements || []).filter(e => e.type === "button").map(e => {
+    const button = el("button", {class: "s-button" + (e.style === "primary" ? " primary" : ""), "data-action-id": e.action_id},
+      textOf(e.text));
+    if (message) button.addEventListener("click", () => press(message, e.action_id, button));
+    else button.disabled = true;
+    return button;
+  }), el("span", {class: "s-press-note muted"}));
+}
+function blocks(message, pressable) {
   const out = [];
   for (const b of message.blocks || []) {
     if (b.type === "header") out.push(el("div", {class: "s-header"}, textOf(b.text)));
@@ -288,14 +318,15 @@ function blocks(message) {
       out.push(el("div", {class: "s-section"}, ...parts));
     } else if (b.type === "context") out.push(el("div", {class: "s-context"}, ...(b.elements || []).map(e => el("span", {}, textOf(e)))));
     else if (b.type === "divider") out.push(el("hr", {class: "s-divider"}));
+    else if (b.type === "actions") out.push(actionsBlock(b, pressable ? message : null));
   }
   if (!out.length) out.push(el("div", {class: "s-text"}, mrkdwn(String(message.text || ""))));
   return out;
 }
-function slackMessage(m) {
+function slackMessage(m, pressable) {
   const head = el("div", {class: "s-meta"}, el("b", {}, "tokenpulse"), el("span", {class: "muted"}, " " + clock(m.posted_at)),
     m.edited_at ? el("span", {class: "muted"}, " (edited " + clock(m.edited_at) + ")") : "");
-  const card = el("div", {class: "s-message"}, head, ...blocks(m));
+  const card = el("div", {class: "s-message"}, head, ...blocks(m, pressable));
   if ((m.replies || []).length) {
     card.append(el("div", {class: "s-thread"}, el("div", {class: "muted"}, m.replies.length + (m.replies.length === 1 ? " reply" : " replies")),
       ...m.replies.map(r => el("div", {class: "s-reply"}, el("div", {class: "s-meta"}, el("b", {}, "tokenpulse"),
@@ -314,7 +345,7 @@ async function loadInbox() {
     return;
   }
   document.getElementById("inbox-note").textContent = "the dev inbox: what Slack would show (no Slack token set)";
-  slack.replaceChildren(...(body.slack.length ? body.slack.slice(0, 40).map(slackMessage)
+  slack.replaceChildren(...(body.slack.length ? body.slack.slice(0, 40).map(m => slackMessage(m, body.pressable))
     : [el("div", {class: "empty"}, "nothing posted yet: alerts show here as Slack would show them")]));
   pd.replaceChildren(...(body.pagerduty.length ? body.pagerduty.slice(0, 40).map(e => {
     const p = e.payload || {};
