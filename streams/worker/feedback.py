@@ -11,6 +11,9 @@ hands each to :meth:`FeedbackWorker.apply` on the worker that holds that partiti
   (:meth:`alerts.engine.AlertEngine.resolve_now`), its resolve sent like any other;
 - ``tokenpulse_snooze_4h`` (Snooze 4 h): a silence on the series for 4 hours, listed by
   ``/api/silences`` (``created_by: feedback:<user>``);
+- ``tokenpulse_resolve`` (the page resolved in PagerDuty, :mod:`streams.worker.pagerduty_webhook`;
+  no button): the alert resolves, the detector is left as it is; PagerDuty's acknowledgement is
+  ``tokenpulse_ack`` with ``source: pagerduty``;
 - ``tokenpulse_not_anomaly`` (Not an anomaly): recorded. Raising the series' threshold within
   the policy's bounds is not done yet: the records are there for it (and for the analyst).
 
@@ -43,6 +46,8 @@ __all__ = ["SNOOZE_S", "SUMMARY_DAYS", "FeedbackWorker", "answers_by_incident", 
 log = logging.getLogger(__name__)
 
 SNOOZE_S = 4 * 3600.0
+RESOLVE = "tokenpulse_resolve"  # resolved in PagerDuty (streams.worker.pagerduty_webhook): no button of its own
+ACTIONS = (*FEEDBACK_ACTIONS, RESOLVE)
 SUMMARY_DAYS = 30  # the span of the per-team table of GET /api/feedback
 ALREADY = "the alert had already resolved"
 NOTE_RESOLVED = f"{ALREADY}: nothing changed"
@@ -85,7 +90,7 @@ class FeedbackWorker:
         """Apply one feedback event of judge partition ``p``; returns its record (None: it was
         applied before, or it is not an answer this version knows, which is logged)."""
         fid, action = str(event.get("id") or ""), str(event.get("action") or "")
-        if not fid or action not in FEEDBACK_ACTIONS or not event.get("key") or not event.get("series"):
+        if not fid or action not in ACTIONS or not event.get("key") or not event.get("series"):
             self.metrics.inc("feedback_total", labels={"action": "unknown", "outcome": "unreadable"})
             log.warning("feedback event skipped: no id, key or series, or unknown action %r", action[:40])
             return None
@@ -98,7 +103,7 @@ class FeedbackWorker:
             await self.judging.notify(p, note)
         await self.judging.checkpoint(p, self.clock())  # the state the answer changed, before its record
         record = {**{k: event.get(k) for k in ("id", "action", "key", "series", "started_at", "window_end", "user",
-                                               "user_id", "channel", "message_ts", "at", "source")},
+                                               "user_id", "channel", "message_ts", "at", "source", "url")},
                   "team": _team(j, str(event["series"])), "outcome": outcome, "applied_at": self.clock()}
         if silence is not None:
             record["silence"] = silence.to_dict()
@@ -130,6 +135,11 @@ class FeedbackWorker:
             j.alerts_changed([st.key for st in firing], engine.changed_groups)
             what = f"baseline re-anchored on {len(rebased)} series" if rebased else "no detector for the series here"
             return (f"{what}; resolved" if firing else f"{what}; {NOTE_RESOLVED}"), list(notes), None
+        if action == RESOLVE:  # the page was resolved in PagerDuty: the alert resolves, the detector is left alone
+            who = str(event.get("user") or "on-call")
+            notes = engine.resolve_now(key, at_ev, started_at, why=f"{who} resolved the page in PagerDuty")
+            j.alerts_changed([st.key for st in firing], engine.changed_groups)
+            return ("resolved" if firing else NOTE_RESOLVED), list(notes), None
         if action == "tokenpulse_snooze_4h":
             silence = Silence(matchers={"series": series}, starts_at=at_ev, ends_at=at_ev + SNOOZE_S,
                               reason="snoozed for 4 h from Slack",
@@ -158,14 +168,22 @@ class FeedbackWorker:
         answers = sorted((r for r in list(self.table.data.values())
                           if r and r.get("channel") == channel and r.get("message_ts") == ts),
                          key=lambda r: float(r.get("at") or 0.0))
-        text, blocks = answered_message(n, [{**a, "note": a.get("outcome")} for a in answers],
+        text, blocks = answered_message(n, [{**a, "user_id": _who(a), "note": a.get("outcome")} for a in answers],
                                         interactive=bool(getattr(sink, "interactive", False)))
-        line = answered_text(str(record["action"]), str(record.get("user_id") or ""), float(record.get("at") or 0.0),
+        line = answered_text(str(record["action"]), _who(record), float(record.get("at") or 0.0),
                              str(record.get("outcome") or ""))
         result = await sink.answer(str(channel), str(ts), text, blocks, line)
         self.metrics.inc("feedback_answers_total", labels={"ok": "true" if result.ok else "false"})
         if not result.ok:
             log.warning("feedback on %s: answering the Slack message failed: %s", record["key"], result.detail)
+
+
+def _who(record: dict[str, Any]) -> str:
+    """Who answered, for the Slack message: a Slack user's id (Slack shows their name), or the
+    name of someone who answered elsewhere (PagerDuty's user ids mean nothing to Slack)."""
+    if record.get("source") == "pagerduty":
+        return f"{record.get('user') or 'someone'} in PagerDuty"
+    return str(record.get("user_id") or "")
 
 
 def _team(j: Any, series: str) -> str | None:

@@ -374,11 +374,13 @@ function figures(a) {
 }
 // On-call's answers (Slack buttons): the action's label, who, when.
 const ANSWER_TEXT = {tokenpulse_ack: "acknowledged", tokenpulse_new_normal: "new normal",
-                     tokenpulse_not_anomaly: "not an anomaly", tokenpulse_snooze_4h: "snoozed 4 h"};
+                     tokenpulse_not_anomaly: "not an anomaly", tokenpulse_snooze_4h: "snoozed 4 h",
+                     tokenpulse_resolve: "resolved"};
 function answersCell(fb) {
   if (!(fb || []).length) return el("td", {class: "muted"}, "–");
   return el("td", {class: "answers"}, ...fb.map(a => el("div", {class: "answer"},
-    el("b", {}, ANSWER_TEXT[a.action] || a.action), ` by ${a.user || a.user_id || "?"}, ${when(a.at)}`)));
+    el("b", {}, ANSWER_TEXT[a.action] || a.action), ` by ${a.user || a.user_id || "?"}` +
+      (a.source === "pagerduty" ? " in PagerDuty" : "") + `, ${when(a.at)}`)));
 }
 async function loadAnswers() {
   const body = await get("/api/feedback");
