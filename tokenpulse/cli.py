@@ -210,7 +210,9 @@ def _dev_inbox(settings: Any) -> tuple[Any, Any]:
     base = spec.base_url(settings.web_host, settings.web_port)
     stand_in: dict[str, Any] = {}
     if "slack" not in on:
-        stand_in["slack"] = SlackConfig(token=spec.slack_token, api_url=base + SLACK_PATH)  # type: ignore[arg-type]
+        # with a made-up signing secret: the alerts carry the answer buttons, pressed in the dashboard
+        stand_in["slack"] = SlackConfig(token=spec.slack_token, api_url=base + SLACK_PATH,  # type: ignore[arg-type]
+                                        signing_secret=spec.signing_secret)  # type: ignore[arg-type]
     if "pagerduty" not in on:
         stand_in["pagerduty"] = PagerDutyConfig(routing_key=spec.pagerduty_key, url=base + PAGERDUTY_PATH)  # type: ignore[arg-type]
     return settings.with_receivers(**stand_in), spec

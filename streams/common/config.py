@@ -93,3 +93,10 @@ class StreamConfig:
         slack = self.receivers.get("slack")
         secret = getattr(slack, "signing_secret", None)
         return None if secret is None else str(secret.get_secret_value()) or None
+
+    @property
+    def pagerduty_webhook_secret(self) -> str | None:
+        """The PagerDuty webhook subscription's secret (``TOKENPULSE_PAGERDUTY_WEBHOOK_SECRET``):
+        with it, the worker serves ``POST /pagerduty/webhook``."""
+        secret = getattr(self.receivers.get("pagerduty"), "webhook_secret", None)
+        return None if secret is None else str(secret.get_secret_value()) or None

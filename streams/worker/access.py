@@ -37,7 +37,8 @@ __all__ = ["COOKIE", "OPEN_PATHS", "SECURITY_HEADERS", "Access", "access_middlew
 COOKIE = "tokenpulse_session"
 # /slack/actions: Slack cannot send the API token; the endpoint checks Slack's request signature
 # (streams.worker.slack_actions), and does not exist without the signing secret (404)
-OPEN_PATHS = frozenset({"/healthz", "/login", "/logout", "/slack/actions"})
+# /pagerduty/webhook: likewise PagerDuty's signature (streams.worker.pagerduty_webhook), 404 without its secret
+OPEN_PATHS = frozenset({"/healthz", "/login", "/logout", "/slack/actions", "/pagerduty/webhook"})
 OPEN_PREFIXES = ("/assets/", "/dev/")  # /dev/: the dev inbox, which checks its own made-up secrets
 
 # Sent with every answer. The dashboard loads only its own files (no inline script or style,

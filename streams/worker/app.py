@@ -40,8 +40,10 @@ duplicates are dropped by ``event_id`` and redelivered window messages by their 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any, cast
 
 import faust
@@ -56,10 +58,11 @@ from streams.reports.reporting import Reporting
 from streams.worker.access import Access, access_middleware, exposure_error
 from streams.worker.delivering import DeliveryWorker
 from streams.worker.feedback import FeedbackWorker
-from streams.worker.inbox import DevInbox, register_inbox
+from streams.worker.inbox import DevInbox, register_inbox, register_inbox_press
 from streams.worker.judging import JudgeWorker
+from streams.worker.pagerduty_webhook import PageAnswer, PagerDutyVerifier, page_event, register_pagerduty_webhook
 from streams.worker.reload import PolicyReloader, PolicySource
-from streams.worker.slack_actions import Press, SlackVerifier, register_slack_actions
+from streams.worker.slack_actions import SlackVerifier, register_slack_actions
 from streams.worker.state import WorkerState
 from streams.worker.tables import Tables, owned_partitions, persist
 from streams.worker.web import register_views
@@ -202,19 +205,41 @@ def faust_credentials(cfg: StreamConfig) -> Any:
 
 def _own_routes(app: WorkerApp, cfg: StreamConfig, state: WorkerState) -> None:
     """The routes that are not JSON views on Faust's web driver: the dev inbox standing in for
-    Slack and PagerDuty, and Slack's interactivity endpoint."""
+    Slack and PagerDuty, Slack's interactivity endpoint and PagerDuty's webhook."""
+    web_app = cast(Any, app.web).web_app  # the aiohttp application of Faust's web driver
     if cfg.dev_inbox is not None:
         state.inbox = DevInbox(cfg.dev_inbox)
-        register_inbox(cast(Any, app.web).web_app, state.inbox)  # the aiohttp application of Faust's web driver
-    if cfg.slack_signing_secret is not None:
-        _feedback(app, cfg, state, cfg.slack_signing_secret)
+        register_inbox(web_app, state.inbox)
+    slack_secret, pd_secret = cfg.slack_signing_secret, cfg.pagerduty_webhook_secret
+    if slack_secret is None and pd_secret is None:
+        return
+    send = _feedback(app, cfg, state)
+    if slack_secret is not None:
+        handle = register_slack_actions(web_app, SlackVerifier(slack_secret), lambda p: send(p.to_event()),
+                                        state.metrics)
+        if state.inbox is not None and hmac.compare_digest(slack_secret.encode(),
+                                                           cfg.dev_inbox.signing_secret.encode()):
+            # Slack is the stand-in (tokenpulse dev): its buttons are pressed in the dashboard
+            register_inbox_press(web_app, state.inbox, handle)
+    if pd_secret is not None:
+        tables = state.tables
+
+        def on_answer(answer: PageAnswer) -> bool:
+            event = page_event(answer, list(tables.alerts.data.items()), tables.deliveries.data)
+            if event is not None:
+                send(event)
+            return event is not None
+
+        register_pagerduty_webhook(web_app, PagerDutyVerifier(pd_secret), on_answer, state.metrics)
 
 
-def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState, signing_secret: str) -> None:
+def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState) -> Callable[[dict[str, Any]], None]:
     """On-call's answers: Slack's ``POST /slack/actions`` (:mod:`streams.worker.slack_actions`)
-    puts each verified press on ``<p>.feedback``, on the partition that judges its series; the
-    ``feedback`` agent applies it there (:class:`streams.worker.feedback.FeedbackWorker`), once:
-    the ``feedback`` table keeps the ids applied."""
+    and PagerDuty's ``POST /pagerduty/webhook`` (:mod:`streams.worker.pagerduty_webhook`) put
+    each verified answer on ``<p>.feedback`` (the function returned), on the partition that
+    judges its series; the ``feedback`` agent applies it there
+    (:class:`streams.worker.feedback.FeedbackWorker`), once: the ``feedback`` table keeps the ids
+    applied."""
     n = cfg.usage_partitions
     feedback_topic = app.topic(cfg.topics["feedback"], partitions=n, **RAW)
     table = app.Table("feedback", default=None, partitions=n)
@@ -222,15 +247,13 @@ def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState, signing_sec
     state.judging.on_judge = lambda j: fb.install(j.engine)  # snoozes survive a restart
     pending: set[asyncio.Task[Any]] = set()  # sends in flight (a task nobody holds may be collected)
 
-    def on_press(press: Press) -> None:
-        # Slack wants its answer within 3 s: the press goes to the topic after the answer
+    def send(event: dict[str, Any]) -> None:
+        # Slack wants its answer within 3 s (PagerDuty within a few): the answer goes to the topic after it
+        series = str(event["series"])
         task = asyncio.get_running_loop().create_task(feedback_topic.send(
-            key=press.series.encode(), value=orjson.dumps(press.to_event()),
-            partition=judge_partition(press.series, n)))
+            key=series.encode(), value=orjson.dumps(event), partition=judge_partition(series, n)))
         pending.add(task)
-        task.add_done_callback(lambda t: _sent(t, pending, state.metrics, press))
-
-    register_slack_actions(cast(Any, app.web).web_app, SlackVerifier(signing_secret), on_press, state.metrics)
+        task.add_done_callback(lambda t: _sent(t, pending, state.metrics, event))
 
     @app.agent(feedback_topic, name="feedback")
     async def feedback(stream: Any) -> None:
@@ -242,15 +265,17 @@ def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState, signing_sec
                 continue
             await fb.apply(event.message.partition, body)
 
+    return send
 
-def _sent(task: asyncio.Task[Any], pending: set[asyncio.Task[Any]], metrics: Metrics, press: Press) -> None:
-    # Slack has had its 200: a press the topic did not take is logged and counted, not lost quietly
+
+def _sent(task: asyncio.Task[Any], pending: set[asyncio.Task[Any]], metrics: Metrics, event: dict[str, Any]) -> None:
+    # the sender has had its 200: an answer the topic did not take is logged and counted, not lost quietly
     pending.discard(task)
     exc = None if task.cancelled() else task.exception()
     if task.cancelled() or exc is not None:
-        metrics.inc("feedback_total", labels={"action": press.action, "outcome": "not_sent"})
-        log.error("the answer %s on %s by %s did not reach the feedback topic: %r", press.action, press.key,
-                  press.user_name, exc or "cancelled")
+        metrics.inc("feedback_total", labels={"action": str(event.get("action")), "outcome": "not_sent"})
+        log.error("the answer %s on %s by %s did not reach the feedback topic: %r", event.get("action"),
+                  event.get("key"), event.get("user"), exc or "cancelled")
 
 
 def _policy_poll(reloader: PolicyReloader) -> Any:

@@ -11,6 +11,9 @@ hands each to :meth:`FeedbackWorker.apply` on the worker that holds that partiti
   (:meth:`alerts.engine.AlertEngine.resolve_now`), its resolve sent like any other;
 - ``tokenpulse_snooze_4h`` (Snooze 4 h): a silence on the series for 4 hours, listed by
   ``/api/silences`` (``created_by: feedback:<user>``);
+- ``tokenpulse_resolve`` (the page resolved in PagerDuty, :mod:`streams.worker.pagerduty_webhook`;
+  no button): the alert resolves, the detector is left as it is; PagerDuty's acknowledgement is
+  ``tokenpulse_ack`` with ``source: pagerduty``;
 - ``tokenpulse_not_anomaly`` (Not an anomaly): recorded. Raising the series' threshold within
   the policy's bounds is not done yet: the records are there for it (and for the analyst).
 
@@ -38,11 +41,14 @@ from streams.common.metrics import Metrics
 from streams.worker.judging import JudgeWorker
 from streams.worker.tables import Table, persist
 
-__all__ = ["SNOOZE_S", "FeedbackWorker", "feedback_rows"]
+__all__ = ["SNOOZE_S", "SUMMARY_DAYS", "FeedbackWorker", "answers_by_incident", "feedback_rows", "feedback_summary"]
 
 log = logging.getLogger(__name__)
 
 SNOOZE_S = 4 * 3600.0
+RESOLVE = "tokenpulse_resolve"  # resolved in PagerDuty (streams.worker.pagerduty_webhook): no button of its own
+ACTIONS = (*FEEDBACK_ACTIONS, RESOLVE)
+SUMMARY_DAYS = 30  # the span of the per-team table of GET /api/feedback
 ALREADY = "the alert had already resolved"
 NOTE_RESOLVED = f"{ALREADY}: nothing changed"
 
@@ -84,7 +90,7 @@ class FeedbackWorker:
         """Apply one feedback event of judge partition ``p``; returns its record (None: it was
         applied before, or it is not an answer this version knows, which is logged)."""
         fid, action = str(event.get("id") or ""), str(event.get("action") or "")
-        if not fid or action not in FEEDBACK_ACTIONS or not event.get("key") or not event.get("series"):
+        if not fid or action not in ACTIONS or not event.get("key") or not event.get("series"):
             self.metrics.inc("feedback_total", labels={"action": "unknown", "outcome": "unreadable"})
             log.warning("feedback event skipped: no id, key or series, or unknown action %r", action[:40])
             return None
@@ -97,7 +103,7 @@ class FeedbackWorker:
             await self.judging.notify(p, note)
         await self.judging.checkpoint(p, self.clock())  # the state the answer changed, before its record
         record = {**{k: event.get(k) for k in ("id", "action", "key", "series", "started_at", "window_end", "user",
-                                               "user_id", "channel", "message_ts", "at", "source")},
+                                               "user_id", "channel", "message_ts", "at", "source", "url")},
                   "team": _team(j, str(event["series"])), "outcome": outcome, "applied_at": self.clock()}
         if silence is not None:
             record["silence"] = silence.to_dict()
@@ -129,6 +135,11 @@ class FeedbackWorker:
             j.alerts_changed([st.key for st in firing], engine.changed_groups)
             what = f"baseline re-anchored on {len(rebased)} series" if rebased else "no detector for the series here"
             return (f"{what}; resolved" if firing else f"{what}; {NOTE_RESOLVED}"), list(notes), None
+        if action == RESOLVE:  # the page was resolved in PagerDuty: the alert resolves, the detector is left alone
+            who = str(event.get("user") or "on-call")
+            notes = engine.resolve_now(key, at_ev, started_at, why=f"{who} resolved the page in PagerDuty")
+            j.alerts_changed([st.key for st in firing], engine.changed_groups)
+            return ("resolved" if firing else NOTE_RESOLVED), list(notes), None
         if action == "tokenpulse_snooze_4h":
             silence = Silence(matchers={"series": series}, starts_at=at_ev, ends_at=at_ev + SNOOZE_S,
                               reason="snoozed for 4 h from Slack",
@@ -157,14 +168,22 @@ class FeedbackWorker:
         answers = sorted((r for r in list(self.table.data.values())
                           if r and r.get("channel") == channel and r.get("message_ts") == ts),
                          key=lambda r: float(r.get("at") or 0.0))
-        text, blocks = answered_message(n, [{**a, "note": a.get("outcome")} for a in answers],
+        text, blocks = answered_message(n, [{**a, "user_id": _who(a), "note": a.get("outcome")} for a in answers],
                                         interactive=bool(getattr(sink, "interactive", False)))
-        line = answered_text(str(record["action"]), str(record.get("user_id") or ""), float(record.get("at") or 0.0),
+        line = answered_text(str(record["action"]), _who(record), float(record.get("at") or 0.0),
                              str(record.get("outcome") or ""))
         result = await sink.answer(str(channel), str(ts), text, blocks, line)
         self.metrics.inc("feedback_answers_total", labels={"ok": "true" if result.ok else "false"})
         if not result.ok:
             log.warning("feedback on %s: answering the Slack message failed: %s", record["key"], result.detail)
+
+
+def _who(record: dict[str, Any]) -> str:
+    """Who answered, for the Slack message: a Slack user's id (Slack shows their name), or the
+    name of someone who answered elsewhere (PagerDuty's user ids mean nothing to Slack)."""
+    if record.get("source") == "pagerduty":
+        return f"{record.get('user') or 'someone'} in PagerDuty"
+    return str(record.get("user_id") or "")
 
 
 def _team(j: Any, series: str) -> str | None:
@@ -183,3 +202,82 @@ def feedback_rows(items: Any, team: str | None = None) -> list[dict[str, Any]]:
     rows = [dict(r) for _, r in items if r and (team is None or r.get("team") == team)]
     rows.sort(key=lambda r: float(r.get("at") or 0.0), reverse=True)
     return rows
+
+
+def _incident(rec: dict[str, Any]) -> tuple[str, float | None]:
+    started = rec.get("started_at")
+    return str(rec.get("key") or ""), float(started) if isinstance(started, int | float) else None
+
+
+def answers_by_incident(items: Any) -> dict[tuple[str, float | None], list[dict[str, Any]]]:
+    """The answers (``feedback`` table values) per incident, ``(alert key, started_at)``, oldest
+    first: what the dashboard shows beside each alert of ``GET /api/alerts``."""
+    out: dict[tuple[str, float | None], list[dict[str, Any]]] = {}
+    for rec in items:
+        if rec and rec.get("key"):
+            out.setdefault(_incident(rec), []).append(
+                {k: rec.get(k) for k in ("action", "user", "user_id", "at", "outcome", "source")})
+    for answers in out.values():
+        answers.sort(key=lambda a: float(a.get("at") or 0.0))
+    return out
+
+
+def _alert_team(rec: dict[str, Any]) -> str | None:
+    labels = rec.get("labels") or {}
+    if isinstance(labels, dict) and labels.get("team"):
+        return str(labels["team"])
+    for part in str(rec.get("series") or "").split("|"):
+        k, _, v = part.partition("=")
+        if k == "team":
+            return v
+    return None
+
+
+def feedback_summary(alerts: Any, answers: Any, until: float, days: int = SUMMARY_DAYS,
+                     team: str | None = None) -> list[dict[str, Any]]:
+    """Per team, the incidents that started in the ``days`` before ``until`` and how on-call
+    answered them: the precision on-call experiences.
+
+    An incident is an alert key and its ``started_at``; those known here are the latest of each
+    key in the ``alerts`` table (``alerts``: its values) and every incident answered
+    (``answers``: the ``feedback`` table's values), so an earlier incident of a key that nobody
+    answered is not counted. An incident counts once per kind of answer however often it was
+    pressed. ``precision`` is the share of answered incidents that were not "not an anomaly"
+    (None until one is answered); incidents without a team (the org's) are under ``team: null``.
+
+    >>> rows = feedback_summary([{"key": "k", "started_at": 10.0, "labels": {"team": "ads"}}],
+    ...     [{"key": "k", "started_at": 10.0, "team": "ads", "action": "tokenpulse_not_anomaly", "at": 20.0}], 100.0)
+    >>> rows[0]["alerts"], rows[0]["not_anomaly"], rows[0]["precision"]
+    (1, 1, 0.0)
+    """
+    since = until - days * 86400
+    teams: dict[tuple[str, float | None], str | None] = {}
+    for rec in alerts:
+        if rec and isinstance(rec.get("started_at"), int | float) and since <= rec["started_at"] < until:
+            teams[_incident(rec)] = _alert_team(rec)
+    pressed: dict[tuple[str, float | None], set[str]] = {}
+    for rec in answers:
+        if not rec or not rec.get("key"):
+            continue
+        inc = _incident(rec)
+        started = inc[1] if inc[1] is not None else float(rec.get("at") or 0.0)
+        if not since <= started < until:
+            continue
+        teams.setdefault(inc, rec.get("team") or _alert_team(rec))
+        pressed.setdefault(inc, set()).add(str(rec.get("action")))
+    rows: dict[str | None, dict[str, Any]] = {}
+    for inc, t in teams.items():
+        if team is not None and t != team:
+            continue
+        row = rows.setdefault(t, {"team": t, "alerts": 0, "answered": 0, "acknowledged": 0, "new_normal": 0,
+                                  "not_anomaly": 0, "snoozed": 0})
+        row["alerts"] += 1
+        got = pressed.get(inc, set())
+        row["answered"] += bool(got)
+        row["acknowledged"] += "tokenpulse_ack" in got
+        row["new_normal"] += "tokenpulse_new_normal" in got
+        row["not_anomaly"] += "tokenpulse_not_anomaly" in got
+        row["snoozed"] += "tokenpulse_snooze_4h" in got
+    for row in rows.values():
+        row["precision"] = None if not row["answered"] else round(1 - row["not_anomaly"] / row["answered"], 4)
+    return sorted(rows.values(), key=lambda r: (-r["alerts"], r["team"] or ""))

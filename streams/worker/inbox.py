@@ -16,10 +16,20 @@ Not for production: it keeps the last :data:`KEEP` messages in memory and nothin
 
 The secrets are made up per run (:meth:`DevInboxSpec.new`): the stand-in's paths are open in
 the access middleware (the receivers do not hold the API token), and check their own.
+
+The answer buttons work too, without Slack: ``tokenpulse dev`` gives the stand-in Slack a made-up
+signing secret (so alerts carry the buttons and the worker serves ``POST /slack/actions``), the
+Notifications panel draws the buttons, and a press there is ``POST /api/inbox/press``
+(:func:`register_inbox_press`; behind the API token like the rest of ``/api/``): the inbox builds
+the ``block_actions`` request Slack would send for that button of that message, signs it with
+the run's signing secret, and hands it to the very handler of ``/slack/actions``, which verifies
+it like any other. The worker then applies the answer and rewrites the message in the inbox, as
+it would in Slack.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import itertools
 import secrets
@@ -27,17 +37,24 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
 
-__all__ = ["KEEP", "PREFIX", "DevInbox", "DevInboxSpec", "register_inbox"]
+from streams.worker.slack_actions import Handle
+
+__all__ = ["DEV_USER", "KEEP", "PRESS_PATH", "PREFIX", "DevInbox", "DevInboxSpec", "register_inbox",
+           "register_inbox_press"]
 
 PREFIX = "/dev/"
 SLACK_PATH = "/dev/slack/api/"
 PAGERDUTY_PATH = "/dev/pagerduty/v2/enqueue"
 KEEP = 300  # root messages (with their replies) and PagerDuty events kept, newest last
 BODY_MAX = 256 * 1024
+PRESS_PATH = "/api/inbox/press"
+PRESS_MAX = 4096  # {"channel", "ts", "action_id"}
+DEV_USER = {"id": "UDEVINBOX", "username": "dev-inbox", "name": "dev-inbox"}  # who presses in the dashboard
 
 
 @dataclass(frozen=True)
@@ -46,10 +63,12 @@ class DevInboxSpec:
 
     slack_token: str = field(repr=False)
     pagerduty_key: str = field(repr=False)
+    signing_secret: str = field(default="", repr=False)  # signs the presses of the dashboard's buttons
 
     @classmethod
     def new(cls) -> DevInboxSpec:
-        return cls(slack_token="xoxb-dev-inbox-" + secrets.token_hex(16), pagerduty_key=secrets.token_hex(16))
+        return cls(slack_token="xoxb-dev-inbox-" + secrets.token_hex(16), pagerduty_key=secrets.token_hex(16),
+                   signing_secret=secrets.token_hex(32))
 
     @staticmethod
     def base_url(host: str, port: int) -> str:
@@ -74,6 +93,7 @@ class DevInbox:
         self.order: deque[tuple[str, str]] = deque()
         self.pagerduty: deque[dict[str, Any]] = deque(maxlen=KEEP)
         self._ts = itertools.count(1)
+        self.pressable = False  # its buttons can be pressed (register_inbox_press)
 
     # -- Slack ---------------------------------------------------------------------------------
     def slack(self, method: str, token: str | None, body: dict[str, Any]) -> dict[str, Any]:
@@ -124,6 +144,31 @@ class DevInbox:
         root["edited_at"] = self.clock()
         return {"ok": True, "channel": root["channel"], "ts": root["ts"]}
 
+    def press(self, channel: str, ts: str, action_id: str) -> tuple[str, str, bytes] | str:
+        """The signed request Slack would send when :data:`DEV_USER` presses the button
+        ``action_id`` on the root message ``(channel, ts)``: its ``X-Slack-Request-Timestamp``,
+        ``X-Slack-Signature`` and body; or why there is none (no such message or button). The
+        button's value is the inbox's copy, never the dashboard's."""
+        root = self.roots.get((channel, ts))
+        if root is None:
+            return "message_not_found"
+        button = next((e for b in root["blocks"] if b.get("type") == "actions" for e in b.get("elements") or ()
+                       if isinstance(e, dict) and e.get("action_id") == action_id), None)
+        if button is None:
+            return "button_not_found"
+        if not self.spec.signing_secret:
+            return "no_signing_secret"
+        now = self.clock()
+        payload = {"type": "block_actions", "user": DEV_USER, "api_app_id": "ADEVINBOX",
+                   "container": {"type": "message", "channel_id": channel, "message_ts": ts},
+                   "channel": {"id": channel}, "message": {"ts": ts, "text": root["text"]},
+                   "actions": [{"type": "button", "action_id": action_id, "block_id": button.get("block_id"),
+                                "value": button.get("value"), "action_ts": f"{now:.6f}"}]}
+        body = urlencode({"payload": orjson.dumps(payload).decode()}).encode()
+        timestamp = str(int(now))
+        mac = hmac.new(self.spec.signing_secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
+        return timestamp, "v0=" + mac.hexdigest(), body
+
     # -- PagerDuty -----------------------------------------------------------------------------
     def enqueue(self, body: Any) -> tuple[int, dict[str, Any]]:
         """One Events v2 event; the status and body PagerDuty would answer with."""
@@ -144,7 +189,7 @@ class DevInbox:
         """``GET /api/inbox``: Slack root messages newest first (their replies oldest first),
         and PagerDuty events newest first."""
         slack = [self.roots[k] for k in reversed(self.order) if k in self.roots]
-        return {"enabled": True, "slack": slack, "pagerduty": list(reversed(self.pagerduty)),
+        return {"enabled": True, "pressable": self.pressable, "slack": slack, "pagerduty": list(reversed(self.pagerduty)),
                 "note": "the dev inbox: what Slack and PagerDuty would have received (no token was set)"}
 
 
@@ -193,3 +238,36 @@ def register_inbox(web_app: web.Application, inbox: DevInbox) -> None:
 
     web_app.router.add_post(SLACK_PATH + "{method}", slack)
     web_app.router.add_post(PAGERDUTY_PATH, pagerduty)
+
+
+def register_inbox_press(web_app: web.Application, inbox: DevInbox, handle: Handle) -> None:
+    """``POST /api/inbox/press`` (JSON ``{"channel", "ts", "action_id"}``): a press of a button
+    drawn by the Notifications panel, signed by the inbox and answered by ``handle`` (what
+    ``POST /slack/actions`` does with a request, :func:`streams.worker.slack_actions.register_slack_actions`).
+    Only JSON is taken: a page elsewhere cannot send it from a form without a CORS preflight."""
+
+    async def press(request: web.Request) -> web.Response:
+        if request.content_type != "application/json":
+            return web.json_response({"error": "Content-Type: application/json only"}, status=415)
+        raw = await request.content.read(PRESS_MAX + 1)
+        if len(raw) > PRESS_MAX:
+            return web.json_response({"error": "body: too large"}, status=413)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            return web.json_response({"error": "body: not a JSON object"}, status=400)
+        for name in ("channel", "ts", "action_id"):
+            if not isinstance(body.get(name), str) or not body[name]:
+                return web.json_response({"error": f"{name}: missing or not a string"}, status=400)
+        signed = inbox.press(body["channel"], body["ts"], body["action_id"])
+        if isinstance(signed, str):
+            return web.json_response({"error": signed}, status=404)
+        resp = handle(*signed)
+        if resp.status != 200:
+            return resp  # the refusal of /slack/actions, as it is
+        return web.json_response({"ok": True, "action_id": body["action_id"]})
+
+    web_app.router.add_post(PRESS_PATH, press)
+    inbox.pressable = True

@@ -40,7 +40,7 @@ from aiohttp import web
 
 from alerts.receivers.slack.render import FEEDBACK_ACTIONS, parse_action_value
 
-__all__ = ["BODY_MAX", "MAX_SKEW_S", "PATH", "REPLAY_KEEP", "Press", "SlackVerifier", "parse_press",
+__all__ = ["BODY_MAX", "MAX_SKEW_S", "PATH", "REPLAY_KEEP", "Handle", "Press", "SlackVerifier", "parse_press",
            "register_slack_actions"]
 
 PATH = "/slack/actions"
@@ -185,10 +185,16 @@ def parse_press(body: bytes) -> Press:
                  user_id=user_id, user_name=user_name, channel=channel, message_ts=message_ts, at=at)
 
 
+Handle = Callable[[str | None, str | None, bytes], web.Response]
+"""A request's ``X-Slack-Request-Timestamp``, ``X-Slack-Signature`` and body, to its answer."""
+
+
 def register_slack_actions(web_app: web.Application, verifier: SlackVerifier, on_press: Callable[[Press], Any],
-                           metrics: Any = None) -> None:
+                           metrics: Any = None) -> Handle:
     """``POST /slack/actions`` on ``web_app``: verify, hand the press to ``on_press`` (which must
-    not block: it enqueues), answer at once."""
+    not block: it enqueues), answer at once. Returns what the route does with a request's
+    signature headers and body: the dev inbox's buttons (:mod:`streams.worker.inbox`) hand it
+    the requests they sign, so a press there takes the same path as one from Slack."""
 
     def refuse(reason: str, status: int = 401) -> web.Response:
         if metrics is not None:
@@ -200,10 +206,13 @@ def register_slack_actions(web_app: web.Application, verifier: SlackVerifier, on
         if request.content_length is not None and request.content_length > BODY_MAX:
             return refuse("too_large", 413)
         raw = await request.content.read(BODY_MAX + 1)
+        return handle(request.headers.get("X-Slack-Request-Timestamp"), request.headers.get("X-Slack-Signature"),
+                      raw)
+
+    def handle(timestamp: str | None, signature: str | None, raw: bytes) -> web.Response:
         if len(raw) > BODY_MAX:
             return refuse("too_large", 413)
-        why = verifier.check(request.headers.get("X-Slack-Request-Timestamp"),
-                             request.headers.get("X-Slack-Signature"), raw)
+        why = verifier.check(timestamp, signature, raw)
         if why is not None:
             return refuse(why)
         try:
@@ -216,6 +225,7 @@ def register_slack_actions(web_app: web.Application, verifier: SlackVerifier, on
         return web.Response(status=200)
 
     web_app.router.add_post(PATH, actions)
+    return handle
 
 
 def _invalid(metrics: Any, why: str) -> web.Response:

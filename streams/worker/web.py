@@ -8,14 +8,15 @@ or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<par
 - ``/healthz``                     liveness and assigned partitions
 - ``/metrics``                     Prometheus text
 - ``/api/spend?group_by=&since=&until=``  exact sums over closed windows
-- ``/api/alerts``                  latest state of every alert, with delivery status
+- ``/api/alerts``                  latest state of every alert, with delivery status and on-call's answers
 - ``/api/sinks``                   health of every configured receiver
 - ``/api/budgets[?budget=&at=]``   every budget of this worker's partitions in its current period
 - ``/api/policy``                  the policy file, when it was loaded, the last reload and its result
 - ``/api/report?period=|report=``  a spend report computed on demand (:func:`register_report_view`)
 - ``/api/digests``                 the Slack digests waiting and sent (:func:`register_digest_view`)
 - ``/api/inbox``                   the dev inbox: what Slack and PagerDuty would have received
-- ``/api/feedback[?team=]``        on-call's answers to alerts (Slack buttons), newest first
+- ``/api/feedback[?team=&at=]``    on-call's answers to alerts (Slack buttons), newest first, and per
+                                   team the last 30 days' alerts and answers (the precision on-call sees)
 - ``/api/timeseries?by=&range=``   spend over time by team, model or provider, with alert markers
 - ``/api/burndown[?budget=]``      each budget's cumulative spend over its period, limit and forecast
 - ``/api/inhouse?range=``          per team, the in-house share of spend over time
@@ -36,7 +37,7 @@ from streams.ingest.windows import NANO
 from streams.reports.core import REPORT_PERIODS, ReportSpec, build_report
 from streams.reports.reporting import Reporting
 from streams.worker.charts import RANGES, STACK_BY, burn_down, inhouse_over_time, spend_over_time, top_users
-from streams.worker.feedback import feedback_rows
+from streams.worker.feedback import SUMMARY_DAYS, answers_by_incident, feedback_rows, feedback_summary
 from streams.worker.query import Choice, Int, Name, ParamError, Query, Series, Time, Zone, shown, takes
 from streams.worker.state import WorkerState
 
@@ -57,7 +58,7 @@ RANGE = Choice(default="24h", choices=tuple(RANGES))
 TIMESERIES_QUERY = Query(by=Choice(default="team", choices=STACK_BY), range=RANGE, until=Time())
 BURNDOWN_QUERY = Query(budget=Name(), at=Time())
 INHOUSE_QUERY = Query(range=RANGE, until=Time())
-FEEDBACK_QUERY = Query(team=Name(forbid="|="))
+FEEDBACK_QUERY = Query(team=Name(forbid="|="), at=Time())
 TOP_USERS_QUERY = Query(range=RANGE, until=Time(), limit=Int(default=10, lo=1, hi=100))
 FIELDS = ("cost_usd", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "events")
 
@@ -354,10 +355,15 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
     @takes(ALERTS_QUERY)
     async def alerts_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         out = []
+        answers = {} if state.feedback is None else answers_by_incident(list(state.feedback.table.data.values()))
         for key, rec in list(alerts_t.data.items()):
             if rec is None:
                 continue
             item = dict(rec)
+            started = rec.get("started_at")
+            item["feedback"] = [{**a, "at": rfc3339(a["at"]) if isinstance(a.get("at"), int | float) else a.get("at")}
+                                for a in answers.get((key, float(started) if isinstance(started, int | float)
+                                                      else None), ())]
             item["state"] = "resolved" if rec.get("action") == "resolve" else "firing"
             d = deliveries_t.data.get(key) or {}
             item["delivery"] = {sink: {k: v for k, v in st.items() if k in ("ok", "seq", "detail", "attempts")}
@@ -430,16 +436,23 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
     @takes(FEEDBACK_QUERY)
     async def feedback_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """On-call's answers to alerts on this worker's partitions (Slack buttons): what, on
-        which alert, by whom, when, the message answered and what it did; ``?team=`` filters."""
+        which alert, by whom, when, the message answered and what it did; ``?team=`` filters.
+        ``summary``: per team, the incidents of the 30 days before ``at`` (default now) and how
+        many were acknowledged, called a new normal or not an anomaly
+        (:func:`streams.worker.feedback.feedback_summary`)."""
+        until = time.time() if args["at"] is None else args["at"]
+        values = [] if state.feedback is None else list(state.feedback.table.data.values())
+        summary = {"days": SUMMARY_DAYS, "since": rfc3339(until - SUMMARY_DAYS * 86400), "until": rfc3339(until),
+                   "teams": feedback_summary(list(alerts_t.data.values()), values, until, team=args["team"])}
         if state.feedback is None:
-            return web.json({"enabled": False, "feedback": [],
+            return web.json({"enabled": False, "feedback": [], "summary": summary,
                              "note": "no Slack signing secret (TOKENPULSE_SLACK_SIGNING_SECRET): no answer buttons"})
         rows = feedback_rows(list(state.feedback.table.data.items()), args["team"])
         for r in rows:
             for k in ("at", "applied_at"):
                 if isinstance(r.get(k), int | float):
                     r[k] = rfc3339(r[k])
-        return web.json({"enabled": True, "feedback": rows})
+        return web.json({"enabled": True, "feedback": rows, "summary": summary})
 
     register_chart_views(app, state)
     register_report_view(app, state.reporting)

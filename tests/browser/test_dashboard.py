@@ -15,8 +15,12 @@ budget allocation), in alert labels and in the Slack messages; the team of the e
 - the page loads with no console error, no dialog and no request leaving the worker;
 - every chart has data (``data-points`` of each chart container);
 - clicking a team shows its series;
-- a team named ``<img src=x onerror=alert(1)>`` renders as text, in tables, legends and the
-  Slack messages alike;
+- each alert shows on-call's answers (who chose what, when) and the team's table of the last
+  30 days (alerts, acknowledged, new normal, not an anomaly, precision);
+- a firing alert's message shows its answer buttons, and a press in the panel is accepted by
+  ``/slack/actions`` (signed by the dev inbox with the run's made-up secret);
+- a team named ``<img src=x onerror=alert(1)>`` renders as text, in tables, legends, answers and
+  the Slack messages alike;
 - a screenshot is saved (``TOKENPULSE_SCREENSHOTS=docs/img`` refreshes the README's).
 """
 
@@ -32,9 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from alerts.model import SpikeNotification
 from alerts.receivers.pagerduty.render import pagerduty_event
+from alerts.receivers.slack.config import SlackConfig
 from alerts.receivers.slack.render import slack_blocks
 from streams.ingest.normalize import normalize
 from streams.ingest.pricing import Pricer
@@ -130,8 +136,11 @@ class Served:
         policy = parse_policy(text.encode(), "demo/policy.yaml")
         assert self.hostile == any(a.team == HOSTILE for b in policy.budgets for a in b.allocations)
         spec = DevInboxSpec.new()
+        # the stand-in Slack with the run's made-up signing secret, as `tokenpulse dev` has it: the
+        # alerts carry answer buttons, pressed in the Notifications panel
+        slack = SlackConfig(token=SecretStr(spec.slack_token), signing_secret=SecretStr(spec.signing_secret))
         cfg = dataclasses.replace(stream_config(Settings(), policy, "127.0.0.1:1", 1), api_token=TOKEN,
-                                  dev_inbox=spec, data_dir=str(self.tmp))
+                                  dev_inbox=spec, data_dir=str(self.tmp), receivers={"slack": slack})
         app = create_app(cfg)
         state: WorkerState = app.tokenpulse  # type: ignore[attr-defined]
         now = time.time()
@@ -147,6 +156,13 @@ class Served:
         notes = _notes(now, HOSTILE if self.hostile else "ads")
         for n in notes:
             state.tables.alerts.data[n.key] = n.to_dict()
+        assert state.feedback is not None
+        team = HOSTILE if self.hostile else "ads"
+        for i, (action, user) in enumerate((("tokenpulse_ack", "ana"), ("tokenpulse_not_anomaly", team))):
+            state.feedback.table.data[f"slack:C1:1.0:U{i}:{i}"] = {
+                "id": f"slack:C1:1.0:U{i}:{i}", "action": action, "key": notes[0].key, "series": notes[0].series,
+                "started_at": notes[0].started_at, "team": team, "user": user, "user_id": f"U{i}",
+                "at": now - 1700 + i, "outcome": "recorded"}
         inbox = state.inbox
         assert inbox is not None
         root = None
@@ -159,6 +175,11 @@ class Served:
                               {"channel": "#ai-spend", "text": text, "blocks": blocks, "thread_ts": root})
             root = root or got["ts"]
             inbox.enqueue(pagerduty_event(n, spec.pagerduty_key))
+        # a firing alert's message, with its answer buttons
+        firing = dataclasses.replace(notes[0], key="cost_spike:team=search", series="team=search",
+                                     labels={"team": "search"}, title="Cost spike: team=search")
+        text, blocks = slack_blocks(firing, interactive=True)
+        inbox.slack("chat.postMessage", spec.slack_token, {"channel": "#ai-spend", "text": text, "blocks": blocks})
         runner = web.AppRunner(app.web.web_app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -259,6 +280,20 @@ def test_the_page_loads_cleanly_every_chart_has_data_and_a_team_shows_its_series
     # what on-call gets: the Slack message as Slack shows it, the page beside it
     assert page.locator("#slack .s-header").count() >= 1 and page.locator("#slack .s-reply").count() >= 1
     assert page.locator("#pagerduty .pd-event").count() == 2
+    # on-call's answers: beside the alert (who chose what, when), and the team's 30 days
+    answers = page.text_content("#alerts td.answers")
+    assert "acknowledged by ana" in answers and "not an anomaly by ads" in answers, answers
+    row = [c.text_content() for c in page.query_selector_all("#answers tr:has-text('ads') td")]
+    assert row == ["ads", "1", "1", "1", "0", "1", "0", "0 %"], row
+
+    # the answer buttons of a firing alert: a press goes through /slack/actions, signed by the inbox
+    assert page.locator("#slack button.s-button").count() == 4
+    page.click("#slack button[data-action-id=tokenpulse_ack]")
+    page.wait_for_selector("#slack .s-press-note:has-text('sent: the worker applies it')", timeout=5000)
+    # (no broker here: the press stops at the feedback topic, which the integration tier has)
+    metrics = page.request.get(worker.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text()
+    assert 'tokenpulse_slack_actions_total{action="tokenpulse_ack"} 1' in metrics, metrics[-2000:]
+    assert "slack_actions_rejected_total" not in metrics
 
     page.click("#spend-team a.series >> text=ads")
     deadline = time.monotonic() + 10
@@ -286,6 +321,7 @@ def test_a_team_named_like_html_renders_as_text(watched_page: Any, hostile_worke
     assert watched_page.dialogs == []
     assert page.locator("img").count() == 0  # no element was made from a name
     assert page.locator("script").count() == 2  # uPlot and the dashboard's own
+    assert HOSTILE in page.text_content("#answers") and f"by {HOSTILE}" in page.text_content("#alerts td.answers")
     for where in ("#budgets", "#burndowns", "#alerts", "#slack", "#pagerduty"):
         assert HOSTILE in page.text_content(where), where  # Slack's escaped mrkdwn shows as the name it was
     for where in ("#spend-team", "#chart-inhouse", "#chart-spend"):  # tables and uPlot's legends

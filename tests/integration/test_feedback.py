@@ -3,7 +3,8 @@ cost spikes with answer buttons to the local Slack; a signed press goes through
 ``POST /slack/actions``, the feedback topic and the worker that judges the series; Acknowledge
 rewrites the message and says so in its thread, Snooze shows in /api/silences, Expected new
 normal resolves the alert, a press on a resolved alert is answered without error, and forged
-or replayed requests are refused."""
+or replayed requests are refused. A page resolved in PagerDuty (a signed webhook v3) resolves
+its alert and the Slack thread says who, once however often PagerDuty retries it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
+from streams.worker.pagerduty_webhook import PagerDutyVerifier
 from streams.worker.slack_actions import SlackVerifier
 from tests.integration.harness import Worker, deployment_env, get_json, produce, wait_until
 from tests.integration.test_spine import W, event
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 PARTITIONS = 2
 SIGNING_SECRET = "slack-signing-secret-for-the-feedback-test"
+PD_WEBHOOK_SECRET = "pagerduty-webhook-secret-for-the-feedback-test"
 POLICY = """
 watch: [team]
 detector:
@@ -83,13 +86,31 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> int:
         return exc.code
 
 
-def test_answers_from_slack_acknowledge_snooze_and_resolve(broker: Any, slack: Any, workdir: Path) -> None:
+def pd_webhook(url: str, kind: str, key: str, event_id: str, *, secret: str = PD_WEBHOOK_SECRET) -> int:
+    """A PagerDuty webhook (v3) about the incident of ``key``, signed as PagerDuty signs it."""
+    body = orjson.dumps({"event": {"id": event_id, "event_type": kind, "resource_type": "incident",
+                                   "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                   "agent": {"id": "P0ANA01", "summary": "Ana Lee", "type": "user_reference"},
+                                   "data": {"id": "Q0INCIDENT", "type": "incident", "incident_key": key}}})
+    req = urllib.request.Request(url + "/pagerduty/webhook", data=body, method="POST", headers={
+        "Content-Type": "application/json", "X-PagerDuty-Signature": PagerDutyVerifier(secret).signature(body)})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_answers_from_slack_acknowledge_snooze_and_resolve(broker: Any, slack: Any, pagerduty: Any,
+                                                           workdir: Path) -> None:
     policy = workdir / "policy.yaml"
     policy.write_text(POLICY)
     env = deployment_env(broker, workdir, PARTITIONS, window_seconds=W, lateness_seconds=0.5, idle_grace_seconds=1,
                          checkpoint_seconds=0.2, policy=policy, slack_token=slack.token,
                          slack_api_url=f"{slack.url}/api/", slack_channel="#ai-spend",
-                         slack_signing_secret=SIGNING_SECRET, slack_pacing_seconds=0)
+                         slack_signing_secret=SIGNING_SECRET, slack_pacing_seconds=0,
+                         pagerduty_routing_key="R0feedbacktest", pagerduty_url=pagerduty.enqueue_url,
+                         pagerduty_webhook_secret=PD_WEBHOOK_SECRET)
     worker = Worker(env, workdir / "worker.log")
     worker.start(PARTITIONS)
     try:
@@ -161,11 +182,31 @@ def test_answers_from_slack_acknowledge_snooze_and_resolve(broker: Any, slack: A
         assert 'tokenpulse_slack_actions_rejected_total{reason="replay"} 1' in m
         assert SIGNING_SECRET not in worker.log_tail(10_000)
 
+        # resolved in PagerDuty: the ads alert resolves and its thread says who; a forged
+        # webhook is refused, PagerDuty's retry of the genuine one is applied once
+        assert pd_webhook(worker.url, "incident.resolved", "cost_spike:team=ads", "E1", secret="not-it") == 401
+        assert pd_webhook(worker.url, "incident.resolved", "cost_spike:team=ads", "E1") == 200
+        assert pd_webhook(worker.url, "incident.resolved", "cost_spike:team=ads", "E1") == 200
+
+        def ads_state() -> str | None:
+            alerts = get_json(f"{worker.url}/api/alerts")["alerts"]
+            return next((a["state"] for a in alerts if a["key"] == "cost_spike:team=ads"), None)
+
+        wait_until(lambda: ads_state() == "resolved", 30, "the ads alert resolved from PagerDuty")
+        rows = wait_until(lambda: feedback(5), 30, "the PagerDuty resolve recorded")
+        assert (rows[0]["action"], rows[0]["source"], rows[0]["user"]) == ("tokenpulse_resolve", "pagerduty", "Ana Lee")
+        wait_until(lambda: any("resolved by Ana Lee in PagerDuty" in r["text"] for r in slack.thread(cid, ads["ts"])),
+                   15, "the ads thread saying who resolved it in PagerDuty")
+        m = urllib.request.urlopen(f"{worker.url}/metrics", timeout=5).read().decode()
+        assert 'tokenpulse_pagerduty_webhooks_rejected_total{reason="forged"} 1' in m
+        assert 'tokenpulse_feedback_total{action="tokenpulse_resolve",outcome="duplicate"} 1' in m
+        assert PD_WEBHOOK_SECRET not in worker.log_tail(10_000)
+
         # a restart: the answers and the snooze come back from the table, none is applied again
         worker.stop()
         worker.start(PARTITIONS)
-        rows = wait_until(lambda: feedback(4), 60, "the answers restored after the restart")
-        assert len(rows) == 4
+        rows = wait_until(lambda: feedback(5), 60, "the answers restored after the restart")
+        assert len(rows) == 5
         assert [s["created_by"] for s in get_json(f"{worker.url}/api/silences")["silences"]] == ["feedback:u0bob"]
         time.sleep(2 * W)  # any redelivered feedback record would be consumed by now
         m = urllib.request.urlopen(f"{worker.url}/metrics", timeout=5).read().decode()

@@ -285,10 +285,13 @@ def test_dev_points_slack_and_pagerduty_at_the_dev_inbox_only_when_they_are_not_
     assert str(on["pagerduty"].url) == "http://127.0.0.1:7001/dev/pagerduty/v2/enqueue"
     lines = "\n".join(_receiver_lines(settings, spec))
     assert lines.count("dev inbox") == 2 and spec.slack_token not in lines and spec.pagerduty_key not in lines
+    # issue 14: the stand-in Slack signs with the run's made-up secret, so its buttons are pressable
+    assert on["slack"].signing_secret.get_secret_value() == spec.signing_secret and spec.signing_secret not in lines
 
     monkeypatch.setenv("TOKENPULSE_SLACK_TOKEN", "xoxb-real-token")
     settings, spec = _dev_inbox(load_settings())
     assert "slack.com" in str(settings.receivers()["slack"].api_url) and spec is not None
+    assert settings.receivers()["slack"].signing_secret is None  # a real Slack app's secret is its own
     lines_by = {line.split()[0]: line for line in _receiver_lines(settings, spec)}
     assert "dev inbox" not in lines_by["slack"] and "dev inbox" in lines_by["pagerduty"]
     monkeypatch.setenv("TOKENPULSE_PAGERDUTY_ROUTING_KEY", "R0realkey")

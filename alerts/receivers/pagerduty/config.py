@@ -31,6 +31,11 @@ class PagerDutyConfig(KeyedConfig):
         default_factory=dict, validate_default=True,
         description='More integration keys by name, as JSON ({"ads": "R0..."}): the targets of policy routes.')
     url: HttpUrl = Field(default=EVENTS_V2_URL, description="Events v2 enqueue URL.")
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret of a PagerDuty webhook (v3) subscription: turns on the worker's POST /pagerduty/webhook, "
+                    "so a page acknowledged or resolved in PagerDuty acknowledges or resolves the alert; "
+                    "unset: no endpoint.")
 
     @field_validator("routing_keys")
     @classmethod

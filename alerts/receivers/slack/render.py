@@ -336,6 +336,7 @@ _ANSWERED = {
     "tokenpulse_new_normal": "marked as expected, a new normal",
     "tokenpulse_not_anomaly": "marked as not an anomaly",
     "tokenpulse_snooze_4h": "snoozed for 4 h",
+    "tokenpulse_resolve": "resolved",  # in PagerDuty (no button: its webhook)
 }
 
 

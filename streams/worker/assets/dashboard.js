@@ -258,16 +258,17 @@ async function loadSpend() {
 function mrkdwn(text) {
   const frag = document.createDocumentFragment();
   const unescape = s => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
-  const re = /<([^>|]+)\|([^>]*)>|\*([^*\n]+)\*|_([^_\n]+)_|`([^`\n]+)`/g;
+  const re = /<@([A-Za-z0-9]+)>|<([^>|]+)\|([^>]*)>|\*([^*\n]+)\*|_([^_\n]+)_|`([^`\n]+)`/g;
   let last = 0, m;
   while ((m = re.exec(text)) !== null) {
     if (m.index > last) frag.append(unescape(text.slice(last, m.index)));
-    if (m[1] !== undefined) {
-      const url = unescape(m[1]);
-      frag.append(/^https?:\/\//.test(url) ? el("a", {href: url, rel: "noopener noreferrer"}, unescape(m[2])) : unescape(m[2]));
-    } else if (m[3] !== undefined) frag.append(el("b", {}, unescape(m[3])));
-    else if (m[4] !== undefined) frag.append(el("i", {}, unescape(m[4])));
-    else frag.append(el("code", {}, unescape(m[5])));
+    if (m[1] !== undefined) frag.append(el("b", {class: "s-mention"}, "@" + m[1]));  // Slack shows the user's name
+    else if (m[2] !== undefined) {
+      const url = unescape(m[2]);
+      frag.append(/^https?:\/\//.test(url) ? el("a", {href: url, rel: "noopener noreferrer"}, unescape(m[3])) : unescape(m[3]));
+    } else if (m[4] !== undefined) frag.append(el("b", {}, unescape(m[4])));
+    else if (m[5] !== undefined) frag.append(el("i", {}, unescape(m[5])));
+    else frag.append(el("code", {}, unescape(m[6])));
     last = re.lastIndex;
   }
   if (last < text.length) frag.append(unescape(text.slice(last)));
@@ -277,7 +278,36 @@ function textOf(obj) {
   if (!obj) return document.createTextNode("");
   return obj.type === "mrkdwn" ? mrkdwn(String(obj.text || "")) : document.createTextNode(String(obj.text || ""));
 }
-function blocks(message) {
+// The answer buttons of a root message (tokenpulse dev): a press is signed by the worker's dev
+// inbox and goes through the same handler as Slack's (POST /api/inbox/press).
+async function press(message, actionId, button) {
+  button.disabled = true;
+  const note = button.parentElement.querySelector(".s-press-note");
+  try {
+    const r = await fetch("/api/inbox/press", {method: "POST", credentials: "same-origin",
+      headers: {"content-type": "application/json", accept: "application/json"},
+      body: JSON.stringify({channel: message.channel, ts: message.ts, action_id: actionId})});
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.error || ("HTTP " + r.status));
+    note.textContent = "sent: the worker applies it and rewrites the message";
+    note.className = "s-press-note muted";
+  } catch (e) {
+    note.textContent = "not sent: " + e.message;
+    note.className = "s-press-note error";
+    button.disabled = false;
+  }
+  setTimeout(() => refresh(["inbox", "alerts", "answers"]), 1500);
+}
+function actionsBlock(b, message) {
+  return el("div", {class: "s-actions"}, ...(b.elements || []).filter(e => e.type === "button").map(e => {
+    const button = el("button", {class: "s-button" + (e.style === "primary" ? " primary" : ""), "data-action-id": e.action_id},
+      textOf(e.text));
+    if (message) button.addEventListener("click", () => press(message, e.action_id, button));
+    else button.disabled = true;
+    return button;
+  }), el("span", {class: "s-press-note muted"}));
+}
+function blocks(message, pressable) {
   const out = [];
   for (const b of message.blocks || []) {
     if (b.type === "header") out.push(el("div", {class: "s-header"}, textOf(b.text)));
@@ -288,14 +318,15 @@ function blocks(message) {
       out.push(el("div", {class: "s-section"}, ...parts));
     } else if (b.type === "context") out.push(el("div", {class: "s-context"}, ...(b.elements || []).map(e => el("span", {}, textOf(e)))));
     else if (b.type === "divider") out.push(el("hr", {class: "s-divider"}));
+    else if (b.type === "actions") out.push(actionsBlock(b, pressable ? message : null));
   }
   if (!out.length) out.push(el("div", {class: "s-text"}, mrkdwn(String(message.text || ""))));
   return out;
 }
-function slackMessage(m) {
+function slackMessage(m, pressable) {
   const head = el("div", {class: "s-meta"}, el("b", {}, "tokenpulse"), el("span", {class: "muted"}, " " + clock(m.posted_at)),
     m.edited_at ? el("span", {class: "muted"}, " (edited " + clock(m.edited_at) + ")") : "");
-  const card = el("div", {class: "s-message"}, head, ...blocks(m));
+  const card = el("div", {class: "s-message"}, head, ...blocks(m, pressable));
   if ((m.replies || []).length) {
     card.append(el("div", {class: "s-thread"}, el("div", {class: "muted"}, m.replies.length + (m.replies.length === 1 ? " reply" : " replies")),
       ...m.replies.map(r => el("div", {class: "s-reply"}, el("div", {class: "s-meta"}, el("b", {}, "tokenpulse"),
@@ -314,7 +345,7 @@ async function loadInbox() {
     return;
   }
   document.getElementById("inbox-note").textContent = "the dev inbox: what Slack would show (no Slack token set)";
-  slack.replaceChildren(...(body.slack.length ? body.slack.slice(0, 40).map(slackMessage)
+  slack.replaceChildren(...(body.slack.length ? body.slack.slice(0, 40).map(m => slackMessage(m, body.pressable))
     : [el("div", {class: "empty"}, "nothing posted yet: alerts show here as Slack would show them")]));
   pd.replaceChildren(...(body.pagerduty.length ? body.pagerduty.slice(0, 40).map(e => {
     const p = e.payload || {};
@@ -341,19 +372,42 @@ function figures(a) {
   if (a.kind === "report") { const t = (a.report || {}).total || {}; return [t.usd, t.prev_usd, t.change_usd]; }
   return [a.observed_usd, a.expected_usd, a.excess_usd];
 }
+// On-call's answers (Slack buttons): the action's label, who, when.
+const ANSWER_TEXT = {tokenpulse_ack: "acknowledged", tokenpulse_new_normal: "new normal",
+                     tokenpulse_not_anomaly: "not an anomaly", tokenpulse_snooze_4h: "snoozed 4 h",
+                     tokenpulse_resolve: "resolved"};
+function answersCell(fb) {
+  if (!(fb || []).length) return el("td", {class: "muted"}, "–");
+  return el("td", {class: "answers"}, ...fb.map(a => el("div", {class: "answer"},
+    el("b", {}, ANSWER_TEXT[a.action] || a.action), ` by ${a.user || a.user_id || "?"}` +
+      (a.source === "pagerduty" ? " in PagerDuty" : "") + `, ${when(a.at)}`)));
+}
+async function loadAnswers() {
+  const body = await get("/api/feedback");
+  const s = body.summary || {teams: []};
+  const pct = x => x == null ? "–" : (100 * x).toFixed(0) + " %";
+  document.getElementById("answers-sub").textContent = body.enabled
+    ? `per team, alerts of the last ${s.days} days and how on-call answered them: precision = answered alerts that were not "not an anomaly"`
+    : "no answer buttons (no Slack signing secret): alerts of the last 30 days only";
+  fill("answers", [["team"], ["alerts", "num"], ["answered", "num"], ["acknowledged", "num"], ["new normal", "num"],
+      ["not an anomaly", "num"], ["snoozed", "num"], ["precision", "num"]],
+    s.teams.map(t => [t.team == null ? "(org)" : t.team, num(t.alerts), num(t.answered), num(t.acknowledged),
+      num(t.new_normal), num(t.not_anomaly), num(t.snoozed), num(pct(t.precision))]),
+    "no alerts in the last 30 days");
+}
 async function loadAlerts() {
   const {alerts} = await get("/api/alerts");
   const firing = alerts.filter(a => a.state === "firing");
   const resolved = alerts.filter(a => a.state !== "firing").slice(0, 15);
   fill("alerts", [["state"], ["severity"], ["series"], ["observed", "num"], ["expected", "num"], ["excess", "num"],
-      ["incident", "num"], ["since"], ["top contributors"], ["delivery"]],
+      ["incident", "num"], ["since"], ["top contributors"], ["delivery"], ["answers"]],
     [...firing, ...resolved].map(a => [
       el("td", {class: a.state}, a.state),
       el("td", {}, el("span", {class: "pill " + (a.severity || "info")}, a.severity || "info")),
       a.series ? seriesLink(a.series) : (a.key || ""),
       ...figures(a).map(x => num(usd(x))), num(usd(a.impact_usd)),
       when(a.started_at), contributorsText(a.top_contributors),
-      Object.entries(a.delivery || {}).map(([s, d]) => `${s} ${d.ok ? "✓" : "…"}`).join(" ")]),
+      Object.entries(a.delivery || {}).map(([s, d]) => `${s} ${d.ok ? "✓" : "…"}`).join(" "), answersCell(a.feedback)]),
     "no alerts: nothing is spending abnormally");
 }
 
@@ -398,7 +452,8 @@ async function loadIngest() {
   ], "");
 }
 
-const PARTS = {spend: loadSpend, timeseries: loadTimeseries, inbox: loadInbox, alerts: loadAlerts, series: loadSeries,
+const PARTS = {spend: loadSpend, timeseries: loadTimeseries, inbox: loadInbox, alerts: loadAlerts, answers: loadAnswers,
+               series: loadSeries,
                budgets: loadBurndown, inhouse: loadInhouse, users: loadUsers, mix: loadMix, receivers: loadSinks,
                policy: loadPolicy, ingest: loadIngest};
 async function refresh(names) {

@@ -79,7 +79,7 @@ TABLE: dict[str, dict[str, tuple[list[str], list[str]]]] = {
     "/api/policy": {},
     "/api/digests": {},
     "/api/inbox": {},
-    "/api/feedback": {"team": (["ads"], [*NAME_BAD, "ads|model=gpt-4o", "a=b"])},
+    "/api/feedback": {"team": (["ads"], [*NAME_BAD, "ads|model=gpt-4o", "a=b"]), "at": (TIME_GOOD, TIME_BAD)},
     "/api/timeseries": {"by": (["team", "model", "provider"], [*choice_bad("team"), "user", "tool"]),
                         "range": (["1h", "24h", "7d", "30d"], [*choice_bad("24h"), "2h", "1d"]),
                         "until": (TIME_GOOD, TIME_BAD)},
