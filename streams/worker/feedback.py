@@ -14,14 +14,18 @@ hands each to :meth:`FeedbackWorker.apply` on the worker that holds that partiti
 - ``tokenpulse_resolve`` (the page resolved in PagerDuty, :mod:`streams.worker.pagerduty_webhook`;
   no button): the alert resolves, the detector is left as it is; PagerDuty's acknowledgement is
   ``tokenpulse_ack`` with ``source: pagerduty``;
-- ``tokenpulse_not_anomaly`` (Not an anomaly): recorded. Raising the series' threshold within
-  the policy's bounds is not done yet: the records are there for it (and for the analyst).
+- ``tokenpulse_not_anomaly`` (Not an anomaly): the series' alert floor rises
+  (:func:`streams.judge.raising.not_anomaly`, the step the offline replay takes too): an
+  incident the size of the one answered no longer alerts, a larger one still does, within the
+  bounds of the policy's ``detector.feedback``; the answer (who, when, which alert) is kept with
+  the raise, which ``/api/feedback`` lists under ``raised``.
 
 Exactly once: the ids applied are the keys of the ``feedback`` table (its changelog survives a
 restart). The judge's state the answer changed is checkpointed first, the record that says it
 was applied after: a crash between the two applies it again, which changes nothing more (an
 acknowledged alert stays acknowledged, a rebased detector rebases on the same level, a resolved
-alert is not firing any more, the snooze silence has the answer's id).
+alert is not firing any more, the snooze silence has the answer's id, a raise from the same
+peak gives the same floor).
 
 Then the message is answered in Slack (:meth:`alerts.receivers.slack.SlackSink.answer`): rewritten
 in place with who chose what and when, and a line in its thread. A failure there is logged and
@@ -38,6 +42,7 @@ from typing import Any
 from alerts.model import Notification, Silence
 from alerts.receivers.slack.render import FEEDBACK_ACTIONS, answered_message, answered_text
 from streams.common.metrics import Metrics
+from streams.judge.raising import not_anomaly
 from streams.worker.judging import JudgeWorker
 from streams.worker.tables import Table, persist
 
@@ -147,8 +152,14 @@ class FeedbackWorker:
                               id=str(event["id"]))
             engine.policy.silences = (*engine.policy.silences, silence)
             return "silenced for 4 h" + ("" if firing else f" ({ALREADY})"), [], silence
-        # tokenpulse_not_anomaly: recorded only (threshold raising within policy bounds: later)
-        return "recorded" + ("" if firing else f" ({ALREADY})"), [], None
+        # tokenpulse_not_anomaly: the series' alert floor rises, the answer kept with it as the reason
+        live = self.judging.live
+        who = str(event.get("user") or event.get("user_id") or "on-call")
+        _, lines = not_anomaly(j, key, series, started_at, step=live.not_anomaly_step,
+                               max_raise=live.not_anomaly_max_raise,
+                               answer={"id": str(event["id"]), "by": who, "at": at, "window_end": at_ev})
+        what = "recorded; " + "; ".join(lines) if lines else "recorded (no threshold raised)"
+        return what + ("" if firing else f" ({ALREADY})"), [], None
 
     async def answer(self, p: int, record: dict[str, Any]) -> None:
         """Rewrite the answered message in place (every answer to that incident so far, in

@@ -116,7 +116,7 @@ async def test_not_an_anomaly_is_recorded_and_listed_by_team() -> None:
     await fb.apply(Q, event("tokenpulse_ack", 2, series="team=ads", key="cost_spike:team=ads", at=float(T0 + 23 * W)))
     rows = feedback_rows(table.data.items())
     assert [r["action"] for r in rows] == ["tokenpulse_ack", "tokenpulse_not_anomaly"]  # newest first
-    assert rows[1]["outcome"] == "recorded"
+    assert rows[1]["outcome"].startswith("recorded; org alerts from $")
     assert [r["series"] for r in feedback_rows(table.data.items(), "ads")] == ["team=ads"]
 
 
@@ -126,3 +126,72 @@ async def test_unreadable_events_are_skipped_and_counted() -> None:
         assert await fb.apply(Q, bad) is None
     assert table.data == {}
     assert fb.metrics.counters["feedback_total"]['{action="unknown",outcome="unreadable"}'] == 3
+
+
+# -- "not an anomaly" raises the series' alert floor (streams.judge.raising) -----------------
+SPIKES = {*range(20, 23), *range(40, 43), *range(60, 68)}  # the answered one, the same again, a larger one
+
+
+async def spiking(press: bool, tables: Any = None, upto: int = 80, **cfg: Any) -> tuple[Any, Any, FeedbackWorker]:
+    """Windows with three spikes of the org (3, 3 and 8 windows at 40x); with ``press``, on-call
+    answers "not an anomaly" on the first one once its alert has resolved."""
+    clock = Clock(T0 + 86400)
+    j, outbox, _, _ = worker(config(**cfg), tables or memory_tables(), clock)
+    fb = FeedbackWorker(Metrics(), MemoryTable(), j, clock=clock)
+    msgs = messages(upto, spike=SPIKES)  # type: ignore[arg-type]
+    for i, msg in enumerate(msgs):
+        await j.receive(Q, msg, i)
+        if press and i == 2 * 30 - 1:  # window 29 judged: the first alert has resolved
+            rec = await fb.apply(Q, event("tokenpulse_not_anomaly", window_end=float(T0 + 23 * W)))
+            assert rec is not None and "org alerts from $" in rec["outcome"], rec
+    return j, outbox, fb
+
+
+def triggers(outbox: Any) -> list[int]:
+    return [round((n["window_start"] - T0) / W) for n in sent(outbox) if n["key"] == KEY and n["action"] == "trigger"]
+
+
+async def test_without_an_answer_every_spike_alerts() -> None:
+    _, outbox, _ = await spiking(press=False)
+    assert [w // 20 for w in triggers(outbox)] == [1, 2, 3]  # the test below cannot pass by accident
+
+
+async def test_not_an_anomaly_raises_the_floor_so_the_same_spike_no_longer_alerts_but_a_larger_one_does() -> None:
+    j, outbox, _ = await spiking(press=True)
+    assert [w // 20 for w in triggers(outbox)] == [1, 3]  # the same-sized spike at 40 is quiet
+    r = j.judges[Q].raises()["org"]
+    assert r.count == 1 and r.floor_usd == r.ref_usd * 1.5 and r.ref_usd > 100  # 3 windows of ~39 over
+    assert [(a["by"], a["key"]) for a in r.answers] == [("ana", KEY)]  # why it was raised is kept
+    # checkpointed with the judge: a restart keeps the raise
+    j2, _, _, _ = worker(config(), j.tables, Clock(T0 + 86400))
+    assert j2.judge_for(Q).raises()["org"].floor_usd == r.floor_usd
+
+
+async def test_the_raise_survives_a_restart_between_the_spikes() -> None:
+    tables = memory_tables()
+    j, _, _ = await spiking(press=True, tables=tables, upto=35)
+    await j.checkpoint(Q, T0 + 86400 + 1)
+    j2, outbox2, _, _ = worker(config(), tables, Clock(T0 + 86400))
+    for i, msg in enumerate(messages(80, spike=SPIKES)[70:], 70):  # type: ignore[arg-type]
+        await j2.receive(Q, msg, i)
+    assert [w // 20 for w in triggers(outbox2)] == [3]
+
+
+async def test_the_policy_bounds_the_raise_and_zero_turns_it_off() -> None:
+    j, _, _ = await spiking(press=True, upto=35, not_anomaly_step=10.0, not_anomaly_max_raise=2.0)
+    r = j.judges[Q].raises()["org"]
+    assert r.floor_usd == 2.0 * r.ref_usd  # capped: step would give 10x
+    j, _, fb = await spiking(press=False, upto=35, not_anomaly_max_raise=0.0)
+    rec = await fb.apply(Q, event("tokenpulse_not_anomaly"))
+    assert rec is not None and rec["outcome"].startswith("recorded (no threshold raised)")
+    assert j.judges[Q].raises() == {}
+
+
+async def test_the_same_answer_applied_twice_raises_once() -> None:
+    j, _, _ = await spiking(press=True, upto=35)
+    r = j.judges[Q].raises()["org"]
+    floor = r.floor_usd
+    from streams.judge.raising import not_anomaly
+
+    not_anomaly(j.judges[Q], KEY, "org", None, step=1.5, max_raise=4.0, answer={"id": event("x")["id"]})
+    assert (r.count, r.floor_usd) == (1, floor)
