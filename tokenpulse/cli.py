@@ -1,4 +1,5 @@
-"""The single entry point: ``tokenpulse dev | worker | simulate | normalize | report | policy``."""
+"""The single entry point: ``tokenpulse dev | worker | simulate | normalize | replay | tune | report | policy |
+feedback export``."""
 
 from __future__ import annotations
 
@@ -623,6 +624,57 @@ def alerts_test(
         typer.echo(terminal_safe(line))  # a receiver's answer is in it
     if any("FAILED" in line for line in results):
         raise typer.Exit(1)
+
+
+feedback_app = typer.Typer(help="On-call's answers to alerts (the Slack buttons, PagerDuty).", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    out: Annotated[Path, typer.Option("--out", help="Write the labels here (JSONL; '-' for stdout).")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker before giving up.")] = 30.0,
+    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+) -> None:
+    """Read every answer from the feedback topic (<prefix>.feedback on TOKENPULSE_KAFKA_BOOTSTRAP;
+    no worker needed) and write one label per answered incident, in the format that
+    `tokenpulse replay --labels` and `tune --feedback` read."""
+    from streams.common.text import terminal_safe
+    from tokenpulse.feedback_export import ExportError, labels_from_answers, read_feedback, write_labels
+
+    settings, _ = _load()
+    if not settings.kafka_bootstrap:
+        _fail("TOKENPULSE_KAFKA_BOOTSTRAP is not set: the feedback topic is on the broker the workers use")
+    topic = f"{settings.topic_prefix}.feedback"
+    warned = 0
+
+    def warn(msg: str) -> None:
+        nonlocal warned
+        warned += 1
+        typer.echo("warning: " + terminal_safe(msg), err=True)
+
+    def report(done: int, of: int) -> None:
+        typer.echo(f"feedback: {done:,} of ~{of:,} records read", err=True)
+
+    try:
+        answers = read_feedback(str(settings.kafka_bootstrap), topic, settings.kafka_security(), timeout=timeout,
+                                progress=report if progress else None, warn=warn)
+    except ExportError as exc:
+        _fail(str(exc), 1)
+    rows = labels_from_answers(answers, warn)
+    try:
+        if str(out) == "-":
+            write_labels(rows, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            with open(out, "wb") as f:
+                write_labels(rows, f)
+    except OSError as exc:
+        _fail(f"{out}: {exc.strerror or exc}", 1)
+    false = sum(1 for r in rows if not r["should_alert"])
+    typer.echo(f"{len(answers)} answers, {len(rows)} incidents ({false} not an anomaly)"
+               + (f", {warned} left out (see the warnings)" if warned else "")
+               + ("" if str(out) == "-" else f" -> {out}"), err=True)
 
 
 @app.command("report")

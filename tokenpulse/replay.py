@@ -512,7 +512,9 @@ def to_epoch(v: Any, what: str) -> float:
 
 def load_labels(path: Path) -> list[Incident]:
     """Labelled incidents, JSONL (one object a line) or a JSON array: team, start, end,
-    should_alert, optional name."""
+    should_alert, optional name. An incident whose ``team`` is null is skipped: an answer on the
+    org's or a provider's alert (``tokenpulse feedback export`` writes them), which scoring does
+    not attribute to a team."""
     text = Path(path).read_bytes()
     try:
         data = orjson.loads(text)
@@ -533,6 +535,8 @@ def load_labels(path: Path) -> list[Incident]:
         missing = [k for k in ("team", "start", "end", "should_alert") if k not in r]
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)}")
+        if r["team"] is None:
+            continue
         out.append(Incident(str(r["team"]), to_epoch(r["start"], where), to_epoch(r["end"], where),
                             bool(r["should_alert"]), str(r.get("name", ""))))
     return out
