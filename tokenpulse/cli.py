@@ -419,9 +419,10 @@ def replay(
     grace: Annotated[float, typer.Option(help="Seconds after an incident's end in which a firing still detects it.")] = 900.0,
     progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
     report_out: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report here: a chart per series that alerted or is labelled (observed, expected, bound, alerts and incidents shaded), the score, every alert with its explanation.")] = None,
+    feedback: Annotated[Optional[Path], typer.Option(help="On-call's answers (JSONL, as `tokenpulse feedback export` writes): each 'not an anomaly' raises its series' alert floor at its time, as the worker does.")] = None,
 ) -> None:
     """Replay history through the worker's own windows, detectors and alert lifecycle."""
-    from tokenpulse.replay import load_labels, read_lines, replay_lines, score, write_firings
+    from tokenpulse.replay import load_feedback_answers, load_labels, read_lines, replay_lines, score, write_firings
     from tokenpulse.runtime import stream_config
 
     settings, pol = _load(policy)
@@ -433,6 +434,12 @@ def replay(
             incidents = load_labels(labels)
         except (OSError, ValueError) as exc:
             _fail(str(exc))
+    answers = []
+    if feedback is not None:
+        try:
+            answers = load_feedback_answers(feedback)
+        except (OSError, ValueError) as exc:
+            _fail(str(exc))
     cfg = stream_config(settings, pol, bootstrap="", partitions=1)
     total = events.stat().st_size if str(events) != "-" else 0
 
@@ -442,7 +449,7 @@ def replay(
 
     trace = _report_trace(report_out)
     res = replay_lines(read_lines(events), cfg, progress=report if progress else None, total_bytes=total,
-                       trace=trace)
+                       trace=trace, feedback=answers)
     if alerts_out is not None:
         with open(alerts_out, "wb") as f:
             write_firings(res.firings, f)
@@ -460,6 +467,8 @@ def replay(
         "mb_per_s": round(res.bytes_read / 1e6 / res.seconds, 2) if res.seconds else None,
         "rejects_sample": [{"line": n, "reason": r} for n, r in res.rejects[:10]],
     }
+    if feedback is not None:
+        summary["feedback"] = res.feedback
     if incidents is not None:
         summary["score"] = score(res.firings, incidents, res.teams, res.first_ts, res.last_ts, grace)
     import orjson
@@ -638,7 +647,7 @@ def feedback_export(
 ) -> None:
     """Read every answer from the feedback topic (<prefix>.feedback on TOKENPULSE_KAFKA_BOOTSTRAP;
     no worker needed) and write one label per answered incident, in the format that
-    `tokenpulse replay --labels` and `tune --feedback` read."""
+    `tokenpulse replay --labels`, `replay --feedback` and `tune --feedback` read."""
     from streams.common.text import terminal_safe
     from tokenpulse.feedback_export import ExportError, labels_from_answers, read_feedback, write_labels
 

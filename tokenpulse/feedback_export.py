@@ -9,13 +9,15 @@ labels take:
   ``end``, ``should_alert``, ``name``;
 - ``tokenpulse tune --feedback`` (:func:`tokenpulse.tune.load_feedback`): ``team``, ``at``,
   ``useful``;
-- and for people: ``series``, ``key``, ``action``, ``window_end``, ``id``, every answer.
+- ``tokenpulse replay --feedback`` (:func:`tokenpulse.replay.load_feedback_answers`): ``series``,
+  ``key``, ``action``, ``window_end``, ``id``, the answers replayed at their time.
 
 An incident is a false alert (``should_alert``/``useful`` false) when anyone answered "not an
 anomaly", the precision the dashboard counts; any other answer (acknowledged, a new normal,
 snoozed, resolved in PagerDuty) says it was a real one. Answers on a series without a team
 (``org``, ``provider=…``) are written with ``team: null``: the label readers skip them, as
-replay's scoring does not attribute those alerts to a team.
+replay's scoring does not attribute those alerts to a team, and ``replay --feedback`` still
+applies them.
 """
 
 from __future__ import annotations

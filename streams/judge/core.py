@@ -338,10 +338,18 @@ class JudgeCore:
         alerts under the floor on-call's "not an anomaly" answers set (:mod:`streams.judge.raising`)."""
         e = float(impact) if impact is not None else float(excess)
         # the run goes on while its alert is tracked or the windows are flagged back to back
-        info.peak_usd = max(info.peak_usd, e) if (tracked or info.peak_end == w) else e
+        going_on = tracked or info.peak_end == w
+        info.peak_usd = max(info.peak_usd, e) if going_on else e
         info.peak_end = end
         r = info.raised
-        return r is None or e >= r.floor_usd
+        if r is None:
+            return True
+        if r.following:
+            if going_on:
+                r.follow(info.peak_usd)  # the answered incident still grows: so does the floor
+            else:
+                r.following = False
+        return e >= r.floor_usd
 
     def raise_floor(self, series: str, step: float, max_raise: float, answer: dict[str, Any]) -> SeriesRaise | None:
         """On-call answered "not an anomaly" on ``series``: raise its floor from the peak excess
@@ -351,7 +359,9 @@ class JudgeCore:
         if info is None:
             return None
         r = info.raised if info.raised is not None else SeriesRaise()
-        if not r.add(info.peak_usd, step, max_raise, answer):
+        # the last window judged was flagged: the answered incident still runs
+        running = bool(info.peak_end) and info.peak_end == self.done_until
+        if not r.add(info.peak_usd, step, max_raise, answer, running):
             return None
         info.raised = r
         self._dirty.add(f"det|{series}")

@@ -10,7 +10,10 @@ Each answer sets the floor to ``step`` times the peak excess of the series' last
 (the incident that was answered, :attr:`streams.judge.core.SeriesInfo.peak_usd`), and never
 above ``max_raise`` times the peak of the first incident answered so (the bound the policy
 sets, ``detector.feedback`` in the policy file): an incident the size of the one answered no
-longer alerts, a larger one still does, and no run of presses can silence a series.
+longer alerts, a larger one still does, and no run of presses can silence a series. An answer
+usually comes while its incident still runs (on-call presses within minutes): the floor follows
+that incident's peak until it is over, so it is the whole incident that no longer alerts, not
+its first minutes.
 
 Used by both the worker's feedback agent (:class:`streams.worker.feedback.FeedbackWorker`) and
 the offline replay (``tokenpulse replay --feedback``), through :func:`not_anomaly`: the same
@@ -38,25 +41,44 @@ class SeriesRaise:
     ``floor_usd``: a flagged window alerts only once the incident's excess so far reaches it.
     ``ref_usd``: the first answered incident's peak excess (the cap is ``max_raise`` times it).
     ``answers``: the last few answers that moved it (id, who, when, alert key, peak excess, the
-    floor after it), oldest first; ``count``: how many answers in all.
+    floor after it), oldest first; ``count``: how many answers in all. ``following``: the
+    last answered incident still runs, and the floor follows its peak (:meth:`follow`), with
+    the ``step`` and ``max_raise`` in force when it was answered.
     """
 
     floor_usd: float = 0.0
     ref_usd: float = 0.0
     count: int = 0
     answers: list[dict[str, Any]] = field(default_factory=list)
+    following: bool = False
+    step: float = 1.0
+    max_raise: float = 0.0
 
     def to_state(self) -> dict[str, Any]:
         return {"floor_usd": self.floor_usd, "ref_usd": self.ref_usd, "count": self.count,
-                "answers": [dict(a) for a in self.answers]}
+                "answers": [dict(a) for a in self.answers], "following": self.following, "step": self.step,
+                "max_raise": self.max_raise}
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> SeriesRaise:
         return cls(float(data.get("floor_usd") or 0.0), float(data.get("ref_usd") or 0.0),
-                   int(data.get("count") or 0), [dict(a) for a in data.get("answers") or ()])
+                   int(data.get("count") or 0), [dict(a) for a in data.get("answers") or ()],
+                   bool(data.get("following")), float(data.get("step") or 1.0), float(data.get("max_raise") or 0.0))
 
-    def add(self, peak_usd: float, step: float, max_raise: float, answer: dict[str, Any]) -> bool:
-        """One more answer on an incident whose excess peaked at ``peak_usd``; False when it
+    def follow(self, peak_usd: float) -> None:
+        """The answered incident goes on and its excess has grown to ``peak_usd``: the floor (and,
+        for the first answered incident, the reference of the cap) grows with it."""
+        if self.count == 1 and peak_usd > self.ref_usd:
+            self.ref_usd = peak_usd
+        floor = min(max(self.floor_usd, self.step * peak_usd), self.max_raise * self.ref_usd)
+        if floor != self.floor_usd:
+            self.floor_usd = floor
+            if self.answers:
+                self.answers[-1] = {**self.answers[-1], "peak_usd": round(peak_usd, 6), "floor_usd": round(floor, 6)}
+
+    def add(self, peak_usd: float, step: float, max_raise: float, answer: dict[str, Any], running: bool = False) -> bool:
+        """One more answer on an incident whose excess peaked at ``peak_usd`` (so far, when it is
+        ``running``: the floor then follows it until it is over); False when it
         changes nothing (no excess known, raising is off, or this answer was applied before: a
         crash between the judge's checkpoint and the answer's record applies it again)."""
         if peak_usd <= 0.0 or max_raise <= 0.0:
@@ -66,6 +88,7 @@ class SeriesRaise:
         if self.ref_usd <= 0.0:
             self.ref_usd = peak_usd
         self.floor_usd = min(max(self.floor_usd, step * peak_usd), max_raise * self.ref_usd)
+        self.following, self.step, self.max_raise = running, step, max_raise
         self.count += 1
         self.answers = [*self.answers, {**answer, "peak_usd": round(peak_usd, 6),
                                         "floor_usd": round(self.floor_usd, 6)}][-_KEEP_ANSWERS:]
