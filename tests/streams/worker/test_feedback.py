@@ -195,3 +195,50 @@ async def test_the_same_answer_applied_twice_raises_once() -> None:
 
     not_anomaly(j.judges[Q], KEY, "org", None, step=1.5, max_raise=4.0, answer={"id": event("x")["id"]})
     assert (r.count, r.floor_usd) == (1, floor)
+
+
+# -- the ids applied are kept for a horizon and a count, not for ever ------------------------
+async def test_answers_older_than_the_horizon_are_pruned_and_cannot_come_back() -> None:
+    from streams.worker.feedback import KEEP_S
+
+    _, _, fb, table = await firing()
+    clock = fb.clock
+    assert isinstance(clock, Clock)
+    await fb.apply(Q, event("tokenpulse_ack", 1, at=clock.t - 1))
+    assert fb.prune(Q, clock.t) == 0 and len(table.data) == 1
+    clock.t += KEEP_S  # a month later: the answer is past the horizon
+    await fb.apply(Q, event("tokenpulse_not_anomaly", 2, at=clock.t - 1))
+    assert list(table.data) == [event("x", 2)["id"]]
+    assert table.changelog[-1] == (Q, event("x", 1)["id"], None)  # deleted through the changelog too
+    assert fb.metrics.counters["feedback_pruned_total"][""] == 1
+    # the pruned answer redelivered: refused by its age, not applied a second time
+    assert await fb.apply(Q, event("tokenpulse_ack", 1, at=clock.t - KEEP_S - 1)) is None
+    assert fb.metrics.counters["feedback_total"]['{action="tokenpulse_ack",outcome="expired"}'] == 1
+    assert len(table.data) == 1
+
+
+async def test_a_partition_keeps_at_most_keep_max_answers_the_oldest_go_first() -> None:
+    j, _, _, _ = await firing()
+    table = MemoryTable()
+    fb = FeedbackWorker(Metrics(), table, j, clock=j.clock, keep_max=3)
+    other = next(p for p in range(5) if p != Q)
+    table.data["elsewhere"] = {"series": "team=x", "at": 0.0, "p": other}  # another partition's: not ours to prune
+    for n in range(1, 6):
+        await fb.apply(Q, event("tokenpulse_ack", n, at=float(T0 + n)))
+    kept = sorted(k for k in table.data if k != "elsewhere")
+    assert kept == sorted(event("x", n)["id"] for n in (3, 4, 5)) and "elsewhere" in table.data
+
+
+async def test_an_answer_while_the_incident_runs_follows_it_to_its_end() -> None:
+    # pressed two windows into a 40-window spike: the floor grows with the incident, which
+    # stops alerting (it resolves) instead of coming back once its excess passes 1.5x two windows'
+    j, outbox, fb, _ = await firing(alert_policy={"resolve_after_windows": 2})
+    before = len(sent(outbox))
+    await fb.apply(Q, event("tokenpulse_not_anomaly"))
+    r = j.judges[Q].raises()["org"]
+    first = r.floor_usd
+    assert r.following
+    for i, msg in enumerate(messages(70, spike=range(20, 60))[44:], 44):
+        await j.receive(Q, msg, i)
+    assert [n["action"] for n in sent(outbox)[before:] if n["key"] == KEY] == ["resolve"]  # and nothing after
+    assert r.floor_usd > 10 * first and r.floor_usd == r.step * r.ref_usd  # 1.5x the whole spike's excess
