@@ -1,4 +1,5 @@
-"""The single entry point: ``tokenpulse dev | worker | simulate | normalize | report | policy``."""
+"""The single entry point: ``tokenpulse dev | worker | simulate | normalize | replay | tune | report | policy |
+feedback export``."""
 
 from __future__ import annotations
 
@@ -418,9 +419,10 @@ def replay(
     grace: Annotated[float, typer.Option(help="Seconds after an incident's end in which a firing still detects it.")] = 900.0,
     progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
     report_out: Annotated[Optional[Path], typer.Option("--report", help="Write a self-contained HTML report here: a chart per series that alerted or is labelled (observed, expected, bound, alerts and incidents shaded), the score, every alert with its explanation.")] = None,
+    feedback: Annotated[Optional[Path], typer.Option(help="On-call's answers (JSONL, as `tokenpulse feedback export` writes): each 'not an anomaly' raises its series' alert floor at its time, as the worker does.")] = None,
 ) -> None:
     """Replay history through the worker's own windows, detectors and alert lifecycle."""
-    from tokenpulse.replay import load_labels, read_lines, replay_lines, score, write_firings
+    from tokenpulse.replay import load_feedback_answers, load_labels, read_lines, replay_lines, score, write_firings
     from tokenpulse.runtime import stream_config
 
     settings, pol = _load(policy)
@@ -432,6 +434,12 @@ def replay(
             incidents = load_labels(labels)
         except (OSError, ValueError) as exc:
             _fail(str(exc))
+    answers = []
+    if feedback is not None:
+        try:
+            answers = load_feedback_answers(feedback)
+        except (OSError, ValueError) as exc:
+            _fail(str(exc))
     cfg = stream_config(settings, pol, bootstrap="", partitions=1)
     total = events.stat().st_size if str(events) != "-" else 0
 
@@ -441,7 +449,7 @@ def replay(
 
     trace = _report_trace(report_out)
     res = replay_lines(read_lines(events), cfg, progress=report if progress else None, total_bytes=total,
-                       trace=trace)
+                       trace=trace, feedback=answers)
     if alerts_out is not None:
         with open(alerts_out, "wb") as f:
             write_firings(res.firings, f)
@@ -459,6 +467,8 @@ def replay(
         "mb_per_s": round(res.bytes_read / 1e6 / res.seconds, 2) if res.seconds else None,
         "rejects_sample": [{"line": n, "reason": r} for n, r in res.rejects[:10]],
     }
+    if feedback is not None:
+        summary["feedback"] = res.feedback
     if incidents is not None:
         summary["score"] = score(res.firings, incidents, res.teams, res.first_ts, res.last_ts, grace)
     import orjson
@@ -623,6 +633,57 @@ def alerts_test(
         typer.echo(terminal_safe(line))  # a receiver's answer is in it
     if any("FAILED" in line for line in results):
         raise typer.Exit(1)
+
+
+feedback_app = typer.Typer(help="On-call's answers to alerts (the Slack buttons, PagerDuty).", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    out: Annotated[Path, typer.Option("--out", help="Write the labels here (JSONL; '-' for stdout).")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker before giving up.")] = 30.0,
+    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+) -> None:
+    """Read every answer from the feedback topic (<prefix>.feedback on TOKENPULSE_KAFKA_BOOTSTRAP;
+    no worker needed) and write one label per answered incident, in the format that
+    `tokenpulse replay --labels`, `replay --feedback` and `tune --feedback` read."""
+    from streams.common.text import terminal_safe
+    from tokenpulse.feedback_export import ExportError, labels_from_answers, read_feedback, write_labels
+
+    settings, _ = _load()
+    if not settings.kafka_bootstrap:
+        _fail("TOKENPULSE_KAFKA_BOOTSTRAP is not set: the feedback topic is on the broker the workers use")
+    topic = f"{settings.topic_prefix}.feedback"
+    warned = 0
+
+    def warn(msg: str) -> None:
+        nonlocal warned
+        warned += 1
+        typer.echo("warning: " + terminal_safe(msg), err=True)
+
+    def report(done: int, of: int) -> None:
+        typer.echo(f"feedback: {done:,} of ~{of:,} records read", err=True)
+
+    try:
+        answers = read_feedback(str(settings.kafka_bootstrap), topic, settings.kafka_security(), timeout=timeout,
+                                progress=report if progress else None, warn=warn)
+    except ExportError as exc:
+        _fail(str(exc), 1)
+    rows = labels_from_answers(answers, warn)
+    try:
+        if str(out) == "-":
+            write_labels(rows, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            with open(out, "wb") as f:
+                write_labels(rows, f)
+    except OSError as exc:
+        _fail(f"{out}: {exc.strerror or exc}", 1)
+    false = sum(1 for r in rows if not r["should_alert"])
+    typer.echo(f"{len(answers)} answers, {len(rows)} incidents ({false} not an anomaly)"
+               + (f", {warned} left out (see the warnings)" if warned else "")
+               + ("" if str(out) == "-" else f" -> {out}"), err=True)
 
 
 @app.command("report")

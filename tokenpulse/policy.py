@@ -113,18 +113,36 @@ class DetectorOverride(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class FeedbackPolicy(_Strict):
+    """How far on-call's "not an anomaly" answers raise a series' alert floor
+    (:mod:`streams.judge.raising`): each answer sets it to ``not_anomaly_step`` times the
+    answered incident's peak excess, at most ``max_raise`` times the first answered incident's
+    (0: answers are recorded and raise nothing)."""
+
+    not_anomaly_step: float = Field(default=1.5, ge=1, le=100)
+    max_raise: float = Field(default=4.0, ge=0, le=1000)
+
+    @model_validator(mode="after")
+    def _cap_reachable(self) -> FeedbackPolicy:
+        if 0 < self.max_raise < 1:
+            raise _LocatedError(("detector", "feedback", "max_raise"), f"must be 0 (off) or at least 1, got {self.max_raise:g}")
+        return self
+
+
 class DetectorPolicy(_Strict):
     """Which model judges every watched series, and its parameters.
 
     For the default combiner, a key of ``params`` that names one of its components (a mapping
     such as ``seasonal: {threshold: 6}``) sets that component's parameters; the other keys are
     the combiner's own (``min_excess_usd``, ``components``...). ``overrides`` change parameters
-    for the series whose labels match, the later entries winning.
+    for the series whose labels match, the later entries winning. ``feedback`` bounds what
+    on-call's answers change (:class:`FeedbackPolicy`).
     """
 
     name: str = "default"
     params: dict[str, Any] = Field(default_factory=dict)
     overrides: list[DetectorOverride] = Field(default_factory=list)
+    feedback: FeedbackPolicy = Field(default_factory=FeedbackPolicy)
 
     def kwargs(self) -> dict[str, Any]:
         """Constructor arguments of the detector (``params`` with component sections gathered)."""

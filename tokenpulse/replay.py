@@ -43,6 +43,7 @@ from streams.ingest.pipeline import count_message
 from streams.ingest.pricing import Pricer
 from streams.ingest.windows import IngestPartition, Partial
 from streams.judge.core import JudgeCore, judge_factory
+from streams.judge.raising import NOT_ANOMALY, not_anomaly
 from streams.judge.step import judge_step
 
 
@@ -64,6 +65,21 @@ class ReplayResult:
     budgets: list[dict[str, Any]] = field(default_factory=list)  # each budget's ledger (budget_summary)
     # every judged window of every series (tokenpulse.report_html.WindowTrace): only when asked
     trace: Any = None
+    # --feedback: each "not an anomaly" answer with what it did (outcome, or not_applied)
+    feedback: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Answer:
+    """One "not an anomaly" answer of a ``--feedback`` file, applied once the judge has judged
+    the window it answered (``window_end``, event time), as a worker applies the press."""
+
+    series: str
+    window_end: float
+    key: str = ""
+    started_at: float | None = None
+    id: str = ""
+    user: str = ""
 
 
 def firing_record(note: Any) -> dict[str, Any]:
@@ -138,14 +154,38 @@ class _Verdicts:
         self.ledger = BudgetLedger(window_seconds, list(budgets)) if budgets else None
         self.budget_firings: list[dict[str, Any]] = []
         self.trace: Any = None  # a report's WindowTrace: fed after every step that judged windows
+        # --feedback: the answers still to apply (latest first: popped as the judge passes
+        # them), the bounds of the policy's detector.feedback, and what each one did
+        self.answers: list[Answer] = []
+        self.raise_bounds = (1.5, 4.0)
+        self.feedback: list[dict[str, Any]] = []
 
     def after(self) -> _Verdicts:
-        """Empty verdicts that carry on with this one's ledger (for the forked judge: the child
-        goes on counting from the spend so far and hands the ledger back with its verdicts)."""
+        """Empty verdicts that carry on with this one's ledger and answers (for the forked judge:
+        the child goes on counting from the spend so far and hands the ledger back with its
+        verdicts)."""
         got = _Verdicts()
         got.ledger = self.ledger
         got.trace = None if self.trace is None else self.trace.after()
+        got.answers, got.raise_bounds = self.answers, self.raise_bounds
+        self.answers = []
         return got
+
+    def apply_answers(self, judge: JudgeCore) -> None:
+        """The answers whose window the judge has judged: each raises the series' floor through
+        :func:`streams.judge.raising.not_anomaly`, the worker's own step."""
+        done = judge.done_until
+        step, max_raise = self.raise_bounds
+        while self.answers and done is not None and self.answers[-1].window_end <= done:
+            a = self.answers.pop()
+            key = a.key or judge.engine.key_for(a.series)
+            raised, lines = not_anomaly(judge, key, a.series, a.started_at, step=step, max_raise=max_raise,
+                                        answer={"id": a.id, "by": a.user or "replay", "at": a.window_end,
+                                                "window_end": a.window_end})
+            self.feedback.append({"id": a.id, "series": a.series, "key": key, "window_end": rfc3339(a.window_end),
+                                  "applied_at": rfc3339(float(done)),
+                                  "outcome": "; ".join(lines) if raised else "no threshold raised (no flagged "
+                                  "window of the series before it, or max_raise 0)"})
 
     def take(self, judge: JudgeCore, closed_until: int | None, partials: list[Partial], seq: int) -> None:
         step = judge_step(judge, self.ledger, None, 0, 1, closed_until, partials, seq)
@@ -170,6 +210,8 @@ class _Verdicts:
             if bnote is not None:  # late spend of a period long over: recorded as fired, not told
                 self.notifications.append(bnote.to_dict())
                 self.budget_firings.append(budget_record(bnote))
+        if self.answers and out.windows_judged:
+            self.apply_answers(judge)
 
     def extend(self, later: _Verdicts) -> None:
         for why, n in later.skipped.items():
@@ -177,6 +219,8 @@ class _Verdicts:
         self.notifications += later.notifications
         self.firings += later.firings
         self.budget_firings += later.budget_firings
+        self.feedback += later.feedback
+        self.answers = later.answers
         if later.ledger is not None:
             self.ledger = later.ledger  # it went on from ours
         self.windows_judged += later.windows_judged
@@ -312,6 +356,7 @@ def replay_lines(  # noqa: C901 - the replay loop: lines, lanes, windows, the ju
     fork: bool | None = None,
     trace: Any = None,
     judge: JudgeCore | None = None,
+    feedback: Iterable[Answer] = (),
 ) -> ReplayResult:
     """Replay JSONL lines (each one message: an event, an array of events, any accepted shape).
 
@@ -324,6 +369,11 @@ def replay_lines(  # noqa: C901 - the replay loop: lines, lanes, windows, the ju
 
     ``judge``: judge with this one instead of the one ``cfg`` describes (never forked, so the
     caller can read its state afterwards): ``tokenpulse tune`` records the windows with it.
+
+    ``feedback``: on-call's "not an anomaly" answers (:func:`load_feedback_answers`), each
+    applied once the judge has judged the window it answered, through the worker's own step
+    (:func:`streams.judge.raising.not_anomaly`, bounded by ``cfg``'s ``detector.feedback``);
+    ``ReplayResult.feedback`` says what each did.
     """
     res = ReplayResult()
     pricer = Pricer(cfg.price_overrides)
@@ -344,6 +394,8 @@ def replay_lines(  # noqa: C901 - the replay loop: lines, lanes, windows, the ju
     judge.keep_recent = False
     judge.keep_spend = False
     verdicts = _Verdicts(cfg.budgets, cfg.window_seconds)
+    verdicts.answers = sorted(feedback, key=lambda a: a.window_end, reverse=True)
+    verdicts.raise_bounds = (cfg.not_anomaly_step, cfg.not_anomaly_max_raise)
     if trace is not None:  # a report: the judge records every window, the trace drains it
         trace.prepare(judge)
         verdicts.trace = trace
@@ -463,6 +515,9 @@ def replay_lines(  # noqa: C901 - the replay loop: lines, lanes, windows, the ju
     finally:
         if forked is not None:
             forked.abandon()
+    res.feedback = verdicts.feedback + [
+        {"id": a.id, "series": a.series, "key": a.key, "window_end": rfc3339(a.window_end), "applied_at": None,
+         "outcome": "not applied: after the end of the history"} for a in reversed(verdicts.answers)]
     res.notifications = verdicts.notifications
     res.skipped = dict(verdicts.skipped)
     res.firings = verdicts.firings
@@ -512,7 +567,9 @@ def to_epoch(v: Any, what: str) -> float:
 
 def load_labels(path: Path) -> list[Incident]:
     """Labelled incidents, JSONL (one object a line) or a JSON array: team, start, end,
-    should_alert, optional name."""
+    should_alert, optional name. An incident whose ``team`` is null is skipped: an answer on the
+    org's or a provider's alert (``tokenpulse feedback export`` writes them), which scoring does
+    not attribute to a team."""
     text = Path(path).read_bytes()
     try:
         data = orjson.loads(text)
@@ -533,8 +590,43 @@ def load_labels(path: Path) -> list[Incident]:
         missing = [k for k in ("team", "start", "end", "should_alert") if k not in r]
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)}")
+        if r["team"] is None:
+            continue
         out.append(Incident(str(r["team"]), to_epoch(r["start"], where), to_epoch(r["end"], where),
                             bool(r["should_alert"]), str(r.get("name", ""))))
+    return out
+
+
+def load_feedback_answers(path: Path) -> list[Answer]:
+    """The "not an anomaly" answers of a feedback file (JSONL, one object a line: what
+    ``tokenpulse feedback export`` writes, or written by hand): ``series`` and ``window_end``
+    (the window answered: RFC 3339 or epoch seconds), optional ``key`` (the alert answered;
+    default the series' own), ``started_at``, ``id`` and ``user``. A line is such an answer when
+    its ``action`` is ``tokenpulse_not_anomaly``, or it has no ``action`` and ``useful`` is
+    false; other lines (acknowledged, new normal...) are labels, not answers to replay, and are
+    passed over. A bad line raises ``ValueError`` naming the file and line."""
+    out = []
+    for n, line in enumerate(Path(path).read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            r = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"{where}: invalid JSON: {exc}") from None
+        if not isinstance(r, dict):
+            raise ValueError(f"{where}: must be an object")
+        action = r.get("action")
+        if not (action == NOT_ANOMALY or (action is None and r.get("useful") is False)):
+            continue
+        missing = [k for k in ("series", "window_end") if r.get(k) in (None, "")]
+        if missing:
+            raise ValueError(f"{where}: a not-an-anomaly answer needs {' and '.join(missing)}")
+        started = r.get("started_at")
+        out.append(Answer(series=str(r["series"]), window_end=to_epoch(r["window_end"], f"{where}: window_end"),
+                          key=str(r.get("key") or ""),
+                          started_at=None if started is None else to_epoch(started, f"{where}: started_at"),
+                          id=str(r.get("id") or where), user=str(r.get("user") or "")))
     return out
 
 

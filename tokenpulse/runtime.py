@@ -27,6 +27,8 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         detector_name=policy.detector.name,
         detector_params=dict(policy.detector.params),
         detector_overrides=tuple(policy.detector.override_list()),
+        not_anomaly_step=policy.detector.feedback.not_anomaly_step,
+        not_anomaly_max_raise=policy.detector.feedback.max_raise,
         internal_models=tuple(policy.mix.internal_models),
         mix_alert=policy.mix_alert_spec(),
         alert_policy=policy.alert_policy(),

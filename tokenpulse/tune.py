@@ -567,7 +567,9 @@ def load_feedback(path: Path) -> list[Label]:
     or epoch seconds) and ``useful`` (true: a real incident; false: noise). A useful alert
     becomes a should-alert incident over the quarter hour before it; noise becomes a
     should-not-alert span (it counts as a false alert wherever it falls, as any alert outside an
-    incident does). Bad lines raise ``ValueError`` naming the line."""
+    incident does). A line whose ``team`` is null (an answer on the org's alert, as
+    ``tokenpulse feedback export`` writes it) is skipped. Bad lines raise ``ValueError`` naming
+    the line."""
     import orjson
 
     from tokenpulse.replay import to_epoch
@@ -585,6 +587,8 @@ def load_feedback(path: Path) -> list[Label]:
             raise ValueError(f"{where}: needs team, at and useful")
         if not isinstance(r["useful"], bool):
             raise ValueError(f"{where}: useful must be true or false, got {r['useful']!r}")
+        if r["team"] is None:
+            continue
         at = to_epoch(r["at"], f"{where}: at")
         out.append(Label(str(r["team"]), at - 900.0, at, r["useful"]))
     return out

@@ -45,6 +45,11 @@ class StreamConfig:
     detector_params: dict[str, Any] = field(default_factory=dict)  # as written in the policy
     # (match labels, params) per override, in policy order
     detector_overrides: tuple[tuple[dict[str, str], dict[str, Any]], ...] = ()
+    # on-call's "not an anomaly" (policy detector.feedback; streams.judge.raising): the series'
+    # alert floor becomes this many times the answered incident's excess, at most max_raise
+    # times the first answered one's (0: answers raise nothing)
+    not_anomaly_step: float = 1.5
+    not_anomaly_max_raise: float = 4.0
     internal_models: tuple[str, ...] = ()  # patterns of the organisation's own models (/api/mix)
     mix_alert: Any = None  # streams.budgets.mix.MixAlertSpec: the third-party share alert, None: off
     alert_policy: dict[str, Any] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from alerts import AlertEngine, Notification, Signal
 from detectors import Detector
 from streams.ingest.windows import NANO, Partial
 from streams.judge.contrib import ContributorMix
+from streams.judge.raising import SeriesRaise
 
 _ZERO_SUMS = [0, 0, 0, 0, 0, 0]  # read-only: a window without traffic
 _NO_CONTRIB: dict[str, int] = {}
@@ -35,6 +36,12 @@ class SeriesInfo:
     alert_key: str = ""
     # each contributor's usual share of the spend, to name who drives an excess (persisted)
     mix: ContributorMix = field(default_factory=ContributorMix)
+    # the peak excess of the last run of flagged windows (what a "not an anomaly" answer raises
+    # the floor from) and the end of that run's last window (persisted)
+    peak_usd: float = 0.0
+    peak_end: int = 0
+    # on-call's "not an anomaly" answers: the floor an incident's excess must reach (persisted)
+    raised: SeriesRaise | None = None
 
 
 @dataclass
@@ -260,6 +267,8 @@ class JudgeCore:
             dirty.add(info.det_key)
             key = info.alert_key
             is_anomaly = bool(verdict.is_anomaly)
+            if is_anomaly:
+                is_anomaly = self._past_floor(info, w, end, verdict.impact, verdict.excess, tracks(key))
             if keep_recent:
                 rec = self.recent.get(series)
                 if rec is None:
@@ -323,6 +332,45 @@ class JudgeCore:
             self.recent.pop(series, None)
             self._dirty.add(f"det|{series}")  # checkpointed as a deletion
 
+    @staticmethod
+    def _past_floor(info: SeriesInfo, w: int, end: int, impact: float | None, excess: float, tracked: bool) -> bool:
+        """A window the detector flagged: note the run's peak excess, and say whether it still
+        alerts under the floor on-call's "not an anomaly" answers set (:mod:`streams.judge.raising`)."""
+        e = float(impact) if impact is not None else float(excess)
+        # the run goes on while its alert is tracked or the windows are flagged back to back
+        going_on = tracked or info.peak_end == w
+        info.peak_usd = max(info.peak_usd, e) if going_on else e
+        info.peak_end = end
+        r = info.raised
+        if r is None:
+            return True
+        if r.following:
+            if going_on:
+                r.follow(info.peak_usd)  # the answered incident still grows: so does the floor
+            else:
+                r.following = False
+        return e >= r.floor_usd
+
+    def raise_floor(self, series: str, step: float, max_raise: float, answer: dict[str, Any]) -> SeriesRaise | None:
+        """On-call answered "not an anomaly" on ``series``: raise its floor from the peak excess
+        of its last flagged run (:meth:`SeriesRaise.add`). None: no such series here, no
+        excess known for it, or raising is off (``max_raise`` 0)."""
+        info = self.series.get(series)
+        if info is None:
+            return None
+        r = info.raised if info.raised is not None else SeriesRaise()
+        # the last window judged was flagged: the answered incident still runs
+        running = bool(info.peak_end) and info.peak_end == self.done_until
+        if not r.add(info.peak_usd, step, max_raise, answer, running):
+            return None
+        info.raised = r
+        self._dirty.add(f"det|{series}")
+        return r
+
+    def raises(self) -> dict[str, SeriesRaise]:
+        """The series whose floor on-call's answers have raised (for the API)."""
+        return {name: info.raised for name, info in list(self.series.items()) if info.raised is not None}
+
     def rebase(self, series: str) -> bool:
         """On-call answered "expected, new normal": the series' detector adopts its current
         level (:meth:`detectors.base.Detector.rebase`). False: no detector for it here."""
@@ -375,12 +423,16 @@ class JudgeCore:
                 if info is None:  # dropped (_drop_foreign)
                     changes[key] = None
                     continue
-                changes[key] = {
+                rec = changes[key] = {
                     "labels": info.labels,
                     "last_end": info.last_end,
                     "state": self.detectors[rest].to_state(),
                     "mix": info.mix.to_state(),
                 }
+                if info.peak_end:
+                    rec["peak"] = [info.peak_usd, info.peak_end]
+                if info.raised is not None:
+                    rec["raised"] = info.raised.to_state()
             elif kind == "alert":
                 changes[key] = self.engine.state_for(rest)
             elif kind == "group":
@@ -410,8 +462,12 @@ class JudgeCore:
                     p.seq = int(row[0])
                     self.pending.setdefault(p.window_start, {}).setdefault(p.series, {})[src] = p
             elif kind == "det":
+                peak = value.get("peak") or (0.0, 0)
+                raised = value.get("raised")
                 self.series[rest] = SeriesInfo(labels=value["labels"], last_end=int(value["last_end"]),
-                                               mix=ContributorMix.from_state(value.get("mix")))
+                                               mix=ContributorMix.from_state(value.get("mix")),
+                                               peak_usd=float(peak[0]), peak_end=int(peak[1]),
+                                               raised=None if raised is None else SeriesRaise.from_state(raised))
                 det = self._new_detector(value["labels"])
                 det.load_state(value["state"])
                 self.detectors[rest] = det

@@ -14,14 +14,25 @@ hands each to :meth:`FeedbackWorker.apply` on the worker that holds that partiti
 - ``tokenpulse_resolve`` (the page resolved in PagerDuty, :mod:`streams.worker.pagerduty_webhook`;
   no button): the alert resolves, the detector is left as it is; PagerDuty's acknowledgement is
   ``tokenpulse_ack`` with ``source: pagerduty``;
-- ``tokenpulse_not_anomaly`` (Not an anomaly): recorded. Raising the series' threshold within
-  the policy's bounds is not done yet: the records are there for it (and for the analyst).
+- ``tokenpulse_not_anomaly`` (Not an anomaly): the series' alert floor rises
+  (:func:`streams.judge.raising.not_anomaly`, the step the offline replay takes too): an
+  incident the size of the one answered no longer alerts, a larger one still does, within the
+  bounds of the policy's ``detector.feedback``; the answer (who, when, which alert) is kept with
+  the raise, which ``/api/feedback`` lists under ``raised``.
 
 Exactly once: the ids applied are the keys of the ``feedback`` table (its changelog survives a
 restart). The judge's state the answer changed is checkpointed first, the record that says it
 was applied after: a crash between the two applies it again, which changes nothing more (an
 acknowledged alert stays acknowledged, a rebased detector rebases on the same level, a resolved
-alert is not firing any more, the snooze silence has the answer's id).
+alert is not firing any more, the snooze silence has the answer's id, a raise from the same
+peak gives the same floor).
+
+The ``feedback`` table is bounded (:meth:`FeedbackWorker.prune`, on the partition an answer is
+applied on, at most once every :data:`PRUNE_EVERY_S`): an answer is kept :data:`KEEP_S` (31 days,
+longer than the dashboard's 30-day table reads) after it was given, and a partition keeps at
+most :data:`KEEP_MAX`, the oldest going first. An event older than :data:`KEEP_S` is refused
+(``outcome: expired``), so a pruned id cannot be applied a second time by age; only the count
+cap, a guard against a flood, could let a very old redelivery through.
 
 Then the message is answered in Slack (:meth:`alerts.receivers.slack.SlackSink.answer`): rewritten
 in place with who chose what and when, and a line in its thread. A failure there is logged and
@@ -38,10 +49,13 @@ from typing import Any
 from alerts.model import Notification, Silence
 from alerts.receivers.slack.render import FEEDBACK_ACTIONS, answered_message, answered_text
 from streams.common.metrics import Metrics
+from streams.common.partitioning import judge_partition
+from streams.judge.raising import not_anomaly
 from streams.worker.judging import JudgeWorker
 from streams.worker.tables import Table, persist
 
-__all__ = ["SNOOZE_S", "SUMMARY_DAYS", "FeedbackWorker", "answers_by_incident", "feedback_rows", "feedback_summary"]
+__all__ = ["KEEP_MAX", "KEEP_S", "SNOOZE_S", "SUMMARY_DAYS", "FeedbackWorker", "answers_by_incident", "feedback_rows",
+           "feedback_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +65,9 @@ ACTIONS = (*FEEDBACK_ACTIONS, RESOLVE)
 SUMMARY_DAYS = 30  # the span of the per-team table of GET /api/feedback
 ALREADY = "the alert had already resolved"
 NOTE_RESOLVED = f"{ALREADY}: nothing changed"
+KEEP_S = (SUMMARY_DAYS + 1) * 86400.0  # an answer's record is kept this long after it was given
+KEEP_MAX = 50_000  # answers kept per partition at most (the oldest go first)
+PRUNE_EVERY_S = 3600.0  # a partition is pruned at most this often (and whenever it holds too many)
 
 
 class FeedbackWorker:
@@ -59,12 +76,15 @@ class FeedbackWorker:
     :class:`streams.delivery.outbox.Deliverer` (its Slack sink answers); None: no answer."""
 
     def __init__(self, metrics: Metrics, table: Table, judging: JudgeWorker, deliverer: Any = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, keep_s: float = KEEP_S, keep_max: int = KEEP_MAX) -> None:
         self.metrics = metrics
         self.table = table
         self.judging = judging
         self.deliverer = deliverer
         self.clock = clock
+        self.keep_s = keep_s
+        self.keep_max = keep_max
+        self._pruned_at: dict[int, float] = {}  # partition -> when it was last pruned
 
     # -- snoozes -----------------------------------------------------------------------------
     def silences(self) -> list[Silence]:
@@ -97,6 +117,13 @@ class FeedbackWorker:
         if fid in self.table.data:
             self.metrics.inc("feedback_total", labels={"action": action, "outcome": "duplicate"})
             return None
+        given = event.get("at")
+        if isinstance(given, int | float) and given < self.clock() - self.keep_s:
+            # older than the records of applied ids are kept: it may have been applied and pruned
+            self.metrics.inc("feedback_total", labels={"action": action, "outcome": "expired"})
+            log.warning("feedback %s on %s skipped: given more than %d days ago", action, event["key"],
+                        self.keep_s // 86400)
+            return None
         j = self.judging.judge_for(p)
         outcome, notes, silence = self._effect(j, event)
         for note in notes:
@@ -104,14 +131,51 @@ class FeedbackWorker:
         await self.judging.checkpoint(p, self.clock())  # the state the answer changed, before its record
         record = {**{k: event.get(k) for k in ("id", "action", "key", "series", "started_at", "window_end", "user",
                                                "user_id", "channel", "message_ts", "at", "source", "url")},
-                  "team": _team(j, str(event["series"])), "outcome": outcome, "applied_at": self.clock()}
+                  "team": _team(j, str(event["series"])), "outcome": outcome, "applied_at": self.clock(), "p": p}
         if silence is not None:
             record["silence"] = silence.to_dict()
         persist(self.table, p, fid, record)
         self.metrics.inc("feedback_total", labels={"action": action, "outcome": "applied"})
         log.info("feedback %s on %s by %s: %s", action, event["key"], event.get("user"), outcome)
         await self.answer(p, record)
+        self.maybe_prune(p)
         return record
+
+    # -- bounded memory of the ids applied ---------------------------------------------------
+    def maybe_prune(self, p: int) -> int:
+        """:meth:`prune` partition ``p`` if it was not pruned within :data:`PRUNE_EVERY_S` or
+        holds more than ``keep_max`` answers (a scan of the table: not on every answer)."""
+        now = self.clock()
+        if now - self._pruned_at.get(p, -float("inf")) < PRUNE_EVERY_S and len(self.table.data) <= self.keep_max:
+            return 0
+        self._pruned_at[p] = now
+        return self.prune(p, now)
+
+    def prune(self, p: int, now: float) -> int:
+        """Delete partition ``p``'s answers given more than ``keep_s`` before ``now``, then its
+        oldest beyond ``keep_max`` (from the table and its changelog). Returns how many."""
+        n = self.judging.n
+        mine = []
+        for fid, rec in list(self.table.data.items()):
+            if not rec:
+                continue
+            q = rec.get("p")
+            if q is None:  # recorded before records said their partition
+                q = judge_partition(str(rec.get("series") or ""), n)
+            if q == p:
+                given = rec.get("at") if isinstance(rec.get("at"), int | float) else rec.get("applied_at")
+                mine.append((float(given) if isinstance(given, int | float) else 0.0, fid))
+        mine.sort()
+        old = [fid for t, fid in mine if t < now - self.keep_s]
+        extra = max(0, len(mine) - len(old) - self.keep_max)
+        gone = old + [fid for _, fid in mine[len(old):len(old) + extra]]
+        for fid in gone:
+            persist(self.table, p, fid, None)
+        if gone:
+            self.metrics.inc("feedback_pruned_total", len(gone))
+            log.info("feedback: %d answers of partition %d pruned (older than %d days or beyond %d)", len(gone), p,
+                     self.keep_s // 86400, self.keep_max)
+        return len(gone)
 
     def _effect(self, j: Any, event: dict[str, Any]) -> tuple[str, list[Notification], Silence | None]:
         engine = j.engine
@@ -147,8 +211,14 @@ class FeedbackWorker:
                               id=str(event["id"]))
             engine.policy.silences = (*engine.policy.silences, silence)
             return "silenced for 4 h" + ("" if firing else f" ({ALREADY})"), [], silence
-        # tokenpulse_not_anomaly: recorded only (threshold raising within policy bounds: later)
-        return "recorded" + ("" if firing else f" ({ALREADY})"), [], None
+        # tokenpulse_not_anomaly: the series' alert floor rises, the answer kept with it as the reason
+        live = self.judging.live
+        who = str(event.get("user") or event.get("user_id") or "on-call")
+        _, lines = not_anomaly(j, key, series, started_at, step=live.not_anomaly_step,
+                               max_raise=live.not_anomaly_max_raise,
+                               answer={"id": str(event["id"]), "by": who, "at": at, "window_end": at_ev})
+        what = "recorded; " + "; ".join(lines) if lines else "recorded (no threshold raised)"
+        return what + ("" if firing else f" ({ALREADY})"), [], None
 
     async def answer(self, p: int, record: dict[str, Any]) -> None:
         """Rewrite the answered message in place (every answer to that incident so far, in

@@ -15,8 +15,9 @@ or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<par
 - ``/api/report?period=|report=``  a spend report computed on demand (:func:`register_report_view`)
 - ``/api/digests``                 the Slack digests waiting and sent (:func:`register_digest_view`)
 - ``/api/inbox``                   the dev inbox: what Slack and PagerDuty would have received
-- ``/api/feedback[?team=&at=]``    on-call's answers to alerts (Slack buttons), newest first, and per
-                                   team the last 30 days' alerts and answers (the precision on-call sees)
+- ``/api/feedback[?team=&at=]``    on-call's answers to alerts (Slack buttons), newest first, per
+                                   team the last 30 days' alerts and answers (the precision on-call sees),
+                                   and the series whose alert floor "not an anomaly" answers raised
 - ``/api/timeseries?by=&range=``   spend over time by team, model or provider, with alert markers
 - ``/api/burndown[?budget=]``      each budget's cumulative spend over its period, limit and forecast
 - ``/api/inhouse?range=``          per team, the in-house share of spend over time
@@ -439,7 +440,10 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
         which alert, by whom, when, the message answered and what it did; ``?team=`` filters.
         ``summary``: per team, the incidents of the 30 days before ``at`` (default now) and how
         many were acknowledged, called a new normal or not an anomaly
-        (:func:`streams.worker.feedback.feedback_summary`)."""
+        (:func:`streams.worker.feedback.feedback_summary`). ``raised``: each series of this
+        worker's judges whose alert floor "not an anomaly" answers raised
+        (:mod:`streams.judge.raising`): the floor, how many answers, the last few with who and
+        when (the reason), and the bounds in force."""
         until = time.time() if args["at"] is None else args["at"]
         values = [] if state.feedback is None else list(state.feedback.table.data.values())
         summary = {"days": SUMMARY_DAYS, "since": rfc3339(until - SUMMARY_DAYS * 86400), "until": rfc3339(until),
@@ -452,11 +456,30 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
             for k in ("at", "applied_at"):
                 if isinstance(r.get(k), int | float):
                     r[k] = rfc3339(r[k])
-        return web.json({"enabled": True, "feedback": rows, "summary": summary})
+        live = state.judging.live
+        raised = raised_rows(judges, args["team"])
+        return web.json({"enabled": True, "feedback": rows, "summary": summary, "raised": raised,
+                         "bounds": {"not_anomaly_step": live.not_anomaly_step, "max_raise": live.not_anomaly_max_raise}})
 
     register_chart_views(app, state)
     register_report_view(app, state.reporting)
     register_digest_view(app, tables.digests)
+
+
+def raised_rows(judges: dict[int, Any], team: str | None = None) -> list[dict[str, Any]]:
+    """``GET /api/feedback``'s ``raised``: per series whose alert floor on-call's "not an
+    anomaly" answers raised, the floor and why (the last answers), ``team``'s only when given."""
+    out = []
+    for j in list(judges.values()):
+        for series, r in j.raises().items():
+            labels = j.series[series].labels if series in j.series else {}
+            if team is not None and labels.get("team") != team:
+                continue
+            answers = [{**a, **{k: rfc3339(a[k]) for k in ("at", "window_end") if isinstance(a.get(k), int | float)}}
+                       for a in r.answers]
+            out.append({"series": series, "team": labels.get("team"), "floor_usd": round(r.floor_usd, 6),
+                        "first_excess_usd": round(r.ref_usd, 6), "answers_total": r.count, "answers": answers})
+    return sorted(out, key=lambda x: x["series"])
 
 
 def _asset_view(app: Any, name: str, content_type: str) -> None:

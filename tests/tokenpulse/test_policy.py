@@ -193,3 +193,22 @@ def test_a_route_to_a_target_without_its_secret_stops_start_up_with_its_line() -
             parse_policy(ROUTES, "p.yaml", receivers=receivers)
         assert f"p.yaml:{line}: {fragment}" in str(err.value), str(err.value)
         assert "SECRET" not in str(err.value)
+
+
+def test_feedback_bounds_reach_the_stream_config_and_bad_ones_name_their_line() -> None:
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.settings import Settings
+
+    cfg = stream_config(Settings(), parse_policy(""), bootstrap="b:9092")
+    assert (cfg.not_anomaly_step, cfg.not_anomaly_max_raise) == (1.5, 4.0)
+    p = parse_policy("detector:\n  feedback: {not_anomaly_step: 2, max_raise: 0}\n")
+    cfg = stream_config(Settings(), p, bootstrap="b:9092")
+    assert (cfg.not_anomaly_step, cfg.not_anomaly_max_raise) == (2.0, 0.0)
+    for text, line, fragment in [
+        ("detector:\n  feedback:\n    max_raise: 0.5\n", 3, "detector.feedback.max_raise: must be 0 (off) or at least 1"),
+        ("detector:\n  feedback:\n    not_anomaly_step: 0.5\n", 3, "detector.feedback.not_anomaly_step"),
+        ("detector:\n  feedback:\n    not_anomaly_stp: 2\n", 3, "detector.feedback.not_anomaly_stp"),
+    ]:
+        with pytest.raises(PolicyError) as err:
+            parse_policy(text, "p.yaml")
+        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)

@@ -116,7 +116,7 @@ async def test_not_an_anomaly_is_recorded_and_listed_by_team() -> None:
     await fb.apply(Q, event("tokenpulse_ack", 2, series="team=ads", key="cost_spike:team=ads", at=float(T0 + 23 * W)))
     rows = feedback_rows(table.data.items())
     assert [r["action"] for r in rows] == ["tokenpulse_ack", "tokenpulse_not_anomaly"]  # newest first
-    assert rows[1]["outcome"] == "recorded"
+    assert rows[1]["outcome"].startswith("recorded; org alerts from $")
     assert [r["series"] for r in feedback_rows(table.data.items(), "ads")] == ["team=ads"]
 
 
@@ -126,3 +126,119 @@ async def test_unreadable_events_are_skipped_and_counted() -> None:
         assert await fb.apply(Q, bad) is None
     assert table.data == {}
     assert fb.metrics.counters["feedback_total"]['{action="unknown",outcome="unreadable"}'] == 3
+
+
+# -- "not an anomaly" raises the series' alert floor (streams.judge.raising) -----------------
+SPIKES = {*range(20, 23), *range(40, 43), *range(60, 68)}  # the answered one, the same again, a larger one
+
+
+async def spiking(press: bool, tables: Any = None, upto: int = 80, **cfg: Any) -> tuple[Any, Any, FeedbackWorker]:
+    """Windows with three spikes of the org (3, 3 and 8 windows at 40x); with ``press``, on-call
+    answers "not an anomaly" on the first one once its alert has resolved."""
+    clock = Clock(T0 + 86400)
+    j, outbox, _, _ = worker(config(**cfg), tables or memory_tables(), clock)
+    fb = FeedbackWorker(Metrics(), MemoryTable(), j, clock=clock)
+    msgs = messages(upto, spike=SPIKES)  # type: ignore[arg-type]
+    for i, msg in enumerate(msgs):
+        await j.receive(Q, msg, i)
+        if press and i == 2 * 30 - 1:  # window 29 judged: the first alert has resolved
+            rec = await fb.apply(Q, event("tokenpulse_not_anomaly", window_end=float(T0 + 23 * W)))
+            assert rec is not None and "org alerts from $" in rec["outcome"], rec
+    return j, outbox, fb
+
+
+def triggers(outbox: Any) -> list[int]:
+    return [round((n["window_start"] - T0) / W) for n in sent(outbox) if n["key"] == KEY and n["action"] == "trigger"]
+
+
+async def test_without_an_answer_every_spike_alerts() -> None:
+    _, outbox, _ = await spiking(press=False)
+    assert [w // 20 for w in triggers(outbox)] == [1, 2, 3]  # the test below cannot pass by accident
+
+
+async def test_not_an_anomaly_raises_the_floor_so_the_same_spike_no_longer_alerts_but_a_larger_one_does() -> None:
+    j, outbox, _ = await spiking(press=True)
+    assert [w // 20 for w in triggers(outbox)] == [1, 3]  # the same-sized spike at 40 is quiet
+    r = j.judges[Q].raises()["org"]
+    assert r.count == 1 and r.floor_usd == r.ref_usd * 1.5 and r.ref_usd > 100  # 3 windows of ~39 over
+    assert [(a["by"], a["key"]) for a in r.answers] == [("ana", KEY)]  # why it was raised is kept
+    # checkpointed with the judge: a restart keeps the raise
+    j2, _, _, _ = worker(config(), j.tables, Clock(T0 + 86400))
+    assert j2.judge_for(Q).raises()["org"].floor_usd == r.floor_usd
+
+
+async def test_the_raise_survives_a_restart_between_the_spikes() -> None:
+    tables = memory_tables()
+    j, _, _ = await spiking(press=True, tables=tables, upto=35)
+    await j.checkpoint(Q, T0 + 86400 + 1)
+    j2, outbox2, _, _ = worker(config(), tables, Clock(T0 + 86400))
+    for i, msg in enumerate(messages(80, spike=SPIKES)[70:], 70):  # type: ignore[arg-type]
+        await j2.receive(Q, msg, i)
+    assert [w // 20 for w in triggers(outbox2)] == [3]
+
+
+async def test_the_policy_bounds_the_raise_and_zero_turns_it_off() -> None:
+    j, _, _ = await spiking(press=True, upto=35, not_anomaly_step=10.0, not_anomaly_max_raise=2.0)
+    r = j.judges[Q].raises()["org"]
+    assert r.floor_usd == 2.0 * r.ref_usd  # capped: step would give 10x
+    j, _, fb = await spiking(press=False, upto=35, not_anomaly_max_raise=0.0)
+    rec = await fb.apply(Q, event("tokenpulse_not_anomaly"))
+    assert rec is not None and rec["outcome"].startswith("recorded (no threshold raised)")
+    assert j.judges[Q].raises() == {}
+
+
+async def test_the_same_answer_applied_twice_raises_once() -> None:
+    j, _, _ = await spiking(press=True, upto=35)
+    r = j.judges[Q].raises()["org"]
+    floor = r.floor_usd
+    from streams.judge.raising import not_anomaly
+
+    not_anomaly(j.judges[Q], KEY, "org", None, step=1.5, max_raise=4.0, answer={"id": event("x")["id"]})
+    assert (r.count, r.floor_usd) == (1, floor)
+
+
+# -- the ids applied are kept for a horizon and a count, not for ever ------------------------
+async def test_answers_older_than_the_horizon_are_pruned_and_cannot_come_back() -> None:
+    from streams.worker.feedback import KEEP_S
+
+    _, _, fb, table = await firing()
+    clock = fb.clock
+    assert isinstance(clock, Clock)
+    await fb.apply(Q, event("tokenpulse_ack", 1, at=clock.t - 1))
+    assert fb.prune(Q, clock.t) == 0 and len(table.data) == 1
+    clock.t += KEEP_S  # a month later: the answer is past the horizon
+    await fb.apply(Q, event("tokenpulse_not_anomaly", 2, at=clock.t - 1))
+    assert list(table.data) == [event("x", 2)["id"]]
+    assert table.changelog[-1] == (Q, event("x", 1)["id"], None)  # deleted through the changelog too
+    assert fb.metrics.counters["feedback_pruned_total"][""] == 1
+    # the pruned answer redelivered: refused by its age, not applied a second time
+    assert await fb.apply(Q, event("tokenpulse_ack", 1, at=clock.t - KEEP_S - 1)) is None
+    assert fb.metrics.counters["feedback_total"]['{action="tokenpulse_ack",outcome="expired"}'] == 1
+    assert len(table.data) == 1
+
+
+async def test_a_partition_keeps_at_most_keep_max_answers_the_oldest_go_first() -> None:
+    j, _, _, _ = await firing()
+    table = MemoryTable()
+    fb = FeedbackWorker(Metrics(), table, j, clock=j.clock, keep_max=3)
+    other = next(p for p in range(5) if p != Q)
+    table.data["elsewhere"] = {"series": "team=x", "at": 0.0, "p": other}  # another partition's: not ours to prune
+    for n in range(1, 6):
+        await fb.apply(Q, event("tokenpulse_ack", n, at=float(T0 + n)))
+    kept = sorted(k for k in table.data if k != "elsewhere")
+    assert kept == sorted(event("x", n)["id"] for n in (3, 4, 5)) and "elsewhere" in table.data
+
+
+async def test_an_answer_while_the_incident_runs_follows_it_to_its_end() -> None:
+    # pressed two windows into a 40-window spike: the floor grows with the incident, which
+    # stops alerting (it resolves) instead of coming back once its excess passes 1.5x two windows'
+    j, outbox, fb, _ = await firing(alert_policy={"resolve_after_windows": 2})
+    before = len(sent(outbox))
+    await fb.apply(Q, event("tokenpulse_not_anomaly"))
+    r = j.judges[Q].raises()["org"]
+    first = r.floor_usd
+    assert r.following
+    for i, msg in enumerate(messages(70, spike=range(20, 60))[44:], 44):
+        await j.receive(Q, msg, i)
+    assert [n["action"] for n in sent(outbox)[before:] if n["key"] == KEY] == ["resolve"]  # and nothing after
+    assert r.floor_usd > 10 * first and r.floor_usd == r.step * r.ref_usd  # 1.5x the whole spike's excess

@@ -96,3 +96,21 @@ async def test_each_alert_lists_its_answers_and_the_summary_says_the_precision(
     resp = await client.get("/api/feedback", params={"at": str(now), "team": "search"})
     body = await resp.json()
     assert [r["team"] for r in body["summary"]["teams"]] == ["search"] and len(body["feedback"]) == 1
+
+
+async def test_feedback_lists_the_series_whose_floor_was_raised_with_why(api: tuple[WorkerState, TestClient]) -> None:
+    from streams.judge.core import SeriesInfo
+
+    state, client = api
+    j = state.judging.judge_for(0)
+    for team in ("ads", "search"):
+        j.series[f"team={team}"] = SeriesInfo(labels={"team": team}, peak_usd=40.0, peak_end=int(T0))
+    assert j.raise_floor("team=ads", 1.5, 4.0, {"id": "slack:C1:9", "by": "ana", "at": T0, "window_end": T0 - 60}) is not None
+    resp = await client.get("/api/feedback", params={"team": "ads"})
+    body = await resp.json()
+    assert body["bounds"] == {"not_anomaly_step": 1.5, "max_raise": 4.0}
+    [row] = body["raised"]
+    assert (row["series"], row["floor_usd"], row["first_excess_usd"], row["answers_total"]) == ("team=ads", 60.0, 40.0, 1)
+    assert row["answers"][0]["by"] == "ana" and row["answers"][0]["at"] == "2026-01-31T12:00:00Z"
+    body = await (await client.get("/api/feedback", params={"team": "search"})).json()
+    assert body["raised"] == []
