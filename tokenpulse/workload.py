@@ -346,7 +346,7 @@ class _Plan:
 
 
 # ------------------------------------------------------------------ generator --------
-def generate(seed: int = 0, days: float = 21.0, *, start: float = DEFAULT_START,  # noqa: C901 - the scenario as one script, read top to bottom
+def generate(seed: int = 0, days: float = 21.0, *, start: float = DEFAULT_START,
              burn_in_days: float | None = None, scale: float = 1.0, org: str = "acme") -> Workload:
     """Make ``days`` of labelled history from ``start`` (epoch seconds; default a Monday).
 
@@ -356,153 +356,88 @@ def generate(seed: int = 0, days: float = 21.0, *, start: float = DEFAULT_START,
     """
     if days <= 0:
         raise ValueError("days must be > 0")
-    rng = np.random.default_rng(seed)
     if burn_in_days is None:
         burn_in_days = 7.0 if days >= 14 else days / 4
     if not 0 <= burn_in_days < days:
         raise ValueError("burn_in_days must be in [0, days)")
-    start = float(math.floor(start / MINUTE) * MINUTE)
-    end = start + days * DAY
-    scored_from = start + burn_in_days * DAY
-    scored_days = days - burn_in_days
-    prices = _Prices(start)
-    teams = TEAMS
-    team_ix = {t.name: i for i, t in enumerate(teams)}
-    users: list[str] = []
-    team_users: dict[str, np.ndarray] = {}
-    for t in teams:
-        team_users[t.name] = np.arange(len(users), len(users) + t.users)
-        users += [f"{t.name}-{k:02d}" for k in range(t.users)]
+    sc = _Scenario(seed, days, start, burn_in_days, scale)
+    # The order matters: every step draws from the one seeded generator, so the same seed gives
+    # the same history only if the steps run in this order.
+    sc.calendar()
+    sc.baseline()
+    sc.nightly_batches()
+    sc.should_not_page_spans()
+    sc.runaway_loops()
+    sc.model_switches()
+    sc.bursts()
+    sc.night_spikes()
+    sc.tiny_blips()
+    return sc.assemble(org)
 
-    def special_user(name: str) -> int:
-        users.append(name)
-        return len(users) - 1
 
-    chunks = _Chunks()
-    labels: list[dict[str, Any]] = []
-    plan = _Plan()
+class _Scenario:
+    """The state :func:`generate` builds step by step: one seeded generator, the teams and
+    their users, the event chunks, the labels and the plan of where labels already are.
 
-    def label(team: str, s: float, e: float, should: bool, kind: str, name: str, **extra: Any) -> None:
-        labels.append({"team": team, "start": _rfc3339(s), "end": _rfc3339(e), "should_alert": should,
-                       "name": name, "kind": kind, **extra})
+    Each method is one part of the scenario (the calendar, the baseline traffic, the nightly
+    batch, the look-alikes, each kind of incident); they draw from the same generator in the
+    order :func:`generate` calls them.
+    """
 
-    # -- calendar: holiday lull and the new team -----------------------------------------
-    minutes = np.arange(start, end, MINUTE)
-    hol_days = 2 if scored_days >= 6 else 1
-    first_day = math.ceil(burn_in_days + scored_days * 0.45)
-    last_day = int(days - hol_days - 1)
-    options = [d for d in range(first_day, max(first_day, last_day) + 1)
-               if ((start + d * DAY) // DAY + 3) % 7 <= 4 - hol_days]  # lull and the day after on weekdays
-    if not options:
-        options = [max(first_day, min(last_day, int(burn_in_days) + 1))]
-    hol_day = int(rng.choice(options))
-    hol_start, hol_end = start + hol_day * DAY, start + (hol_day + hol_days) * DAY
-    new_team = next((t for t in teams if t.joins_after is not None), None)
-    active_from = {t.name: start for t in teams}
-    if new_team is not None:
-        join = scored_from + (new_team.joins_after or 0.0) * scored_days * DAY
-        # at 09:00 local on that day
-        local_day = math.floor((join + new_team.tz_offset_h * 3600) / DAY)
-        join = local_day * DAY + 9 * 3600 - new_team.tz_offset_h * 3600
-        if join < scored_from:
-            join += DAY
-        active_from[new_team.name] = join
+    def __init__(self, seed: int, days: float, start: float, burn_in_days: float, scale: float) -> None:
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.days = days
+        self.scale = scale
+        self.burn_in_days = burn_in_days
+        self.start = float(math.floor(start / MINUTE) * MINUTE)
+        self.end = self.start + days * DAY
+        self.scored_from = self.start + burn_in_days * DAY
+        self.scored_days = days - burn_in_days
+        self.prices = _Prices(self.start)
+        self.teams = TEAMS
+        self.team_ix = {t.name: i for i, t in enumerate(self.teams)}
+        self.users: list[str] = []
+        self.team_users: dict[str, np.ndarray] = {}
+        for t in self.teams:
+            self.team_users[t.name] = np.arange(len(self.users), len(self.users) + t.users)
+            self.users += [f"{t.name}-{k:02d}" for k in range(t.users)]
+        self.chunks = _Chunks()
+        self.labels: list[dict[str, Any]] = []
+        self.plan = _Plan()
+        self.minutes = np.arange(self.start, self.end, MINUTE)
+        self.active_from = {t.name: self.start for t in self.teams}
+        self.new_team = next((t for t in self.teams if t.joins_after is not None), None)
+        self.baseline_rate: dict[str, np.ndarray] = {}  # calls per minute, before incidents
+        self.baseline_part: dict[str, int] = {}  # team -> index of its baseline chunk
+        self.mean_cost: dict[str, float] = {}
+        self.established = [t for t in self.teams if t.joins_after is None]
+        self.n_each = max(1, round(3 * self.scored_days / 14))
+        self.n_blips = max(2, round(5 * self.scored_days / 14))
+        self.hol_days = 2 if self.scored_days >= 6 else 1
+        self.hol_start = self.hol_end = self.start
 
-    # -- baseline traffic ------------------------------------------------------------------
-    day_index = ((minutes - start) // DAY).astype(int)
-    quarter = ((minutes - start) // (15 * MINUTE)).astype(int)
-    baseline_rate: dict[str, np.ndarray] = {}  # calls per minute, before incidents
-    baseline_part: dict[str, int] = {}  # team -> index of its baseline chunk
-    mean_cost: dict[str, float] = {}
-    for ti, t in enumerate(teams):
-        mix_models = np.array([_MODEL_INDEX[m] for m, _ in t.mix])
-        mix_p = np.array([p for _, p in t.mix])
-        mix_p = mix_p / mix_p.sum()
-        mean_cost[t.name] = float(sum(p * prices.mean_call(int(m), rng, t.tokens_scale)
-                                      for m, p in zip(mix_models, mix_p, strict=True)))
-        rate = t.peak_calls_per_min * scale * _shape(minutes, t)
-        rate *= np.exp(0.1 * rng.standard_normal(int(days) + 2))[day_index]
-        rate *= np.exp(0.12 * rng.standard_normal(int(quarter[-1]) + 2))[quarter]
-        if t.growth_per_day:
-            rate *= (1 + t.growth_per_day) ** ((minutes - start) / DAY)
-        local = minutes + t.tz_offset_h * 3600
-        in_hol = (local >= hol_start) & (local < hol_end)
-        rate = np.where(in_hol, rate * 0.2, rate)
-        if active_from[t.name] > start:
-            a = active_from[t.name]
-            ramp = np.clip(0.15 + 0.85 * (minutes - a) / (3 * DAY), 0.0, 1.0)
-            rate = np.where(minutes >= a, rate * ramp, 0.0)
-        baseline_rate[t.name] = rate
-        counts = rng.poisson(rate)
-        n = int(counts.sum())
-        ts = np.repeat(minutes, counts) + rng.random(n) * MINUTE
-        ts = np.maximum(ts, active_from[t.name])
-        model = mix_models[rng.choice(len(mix_models), size=n, p=mix_p)]
-        inp, out, cr = _tokens(rng, model, t.tokens_scale)
-        # a few heavy users and many light ones
-        w = 1.0 / np.arange(1, t.users + 1) ** 0.8
-        user = team_users[t.name][rng.choice(t.users, size=n, p=w / w.sum())]
-        tool = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])  # chat, agent, ide: "batch" and "api" are not theirs
-        chunks.add(ts, ti, user, model, tool, inp, out, cr)
-        if n:
-            baseline_part[t.name] = len(chunks.parts) - 1
+    # -- small helpers ---------------------------------------------------------------------
+    def special_user(self, name: str) -> int:
+        self.users.append(name)
+        return len(self.users) - 1
 
-    def base_usd_per_min(team: str, t0: float) -> float:
-        k = int((t0 - start) // MINUTE)
-        return float(baseline_rate[team][max(0, min(k, len(minutes) - 1))]) * mean_cost[team]
+    def label(self, team: str, s: float, e: float, should: bool, kind: str, name: str, **extra: Any) -> None:
+        self.labels.append({"team": team, "start": _rfc3339(s), "end": _rfc3339(e), "should_alert": should,
+                            "name": name, "kind": kind, **extra})
 
-    # -- the nightly batch (present from day one) -----------------------------------------
-    for t in teams:
-        if not t.nightly_batch:
-            continue
-        ti = team_ix[t.name]
-        etl = special_user(f"{t.name}-etl")
-        sonnet = _MODEL_INDEX["claude-sonnet-4-20250514"]
-        usd_per_min = 4.0 * (0.9 + 0.2 * rng.random())
-        per_call = prices.mean_call(sonnet, rng, 2.0)
-        for d in range(int(math.ceil(days))):
-            s = start + d * DAY + 2 * 3600 - t.tz_offset_h * 3600 + rng.random() * 180
-            dur = (35 + 10 * rng.random()) * MINUTE
-            e = min(s + dur, end)
-            if e <= s or s < start:
-                continue
-            n = rng.poisson(usd_per_min / per_call * (e - s) / MINUTE * (0.95 + 0.1 * rng.random()))
-            ts = np.sort(s + rng.random(n) * (e - s))
-            inp, out, cr = _tokens(rng, np.full(n, sonnet), 2.0)
-            chunks.add(ts, ti, np.int32(etl), np.int16(sonnet), np.int16(3), inp, out, cr)
-            if s >= scored_from:
-                label(t.name, s, e, False, "nightly_batch", f"{t.name} nightly batch",
-                      usd=round(float(prices.cost(np.full(n, sonnet), inp, out, cr).sum()), 2))
-            plan.take(t.name, s, e)
+    def base_usd_per_min(self, team: str, t0: float) -> float:
+        k = int((t0 - self.start) // MINUTE)
+        return float(self.baseline_rate[team][max(0, min(k, len(self.minutes) - 1))]) * self.mean_cost[team]
 
-    # -- should-not-page spans -----------------------------------------------------------------
-    for t in teams:  # the lull follows each team's local calendar
-        tz = t.tz_offset_h * 3600
-        a, b = max(hol_start - tz, active_from[t.name]), min(hol_end + DAY - tz, end)
-        if a < b:
-            label(t.name, a, b, False, "holiday_lull", f"holiday lull ({hol_days} days at ~20 %) and the day after")
-            plan.take(t.name, a, b)
-    for t in teams:
-        if t.growth_per_day:
-            label(t.name, scored_from, end, False, "organic_growth",
-                  f"{t.name} grows {100 * t.growth_per_day:g} %/day")
-    if new_team is not None and active_from[new_team.name] < end:
-        a = active_from[new_team.name]
-        label(new_team.name, a, min(a + 3 * DAY, end), False, "new_team", f"{new_team.name}'s first days")
-        plan.take(new_team.name, a, a + 3 * DAY)
-
-    # -- incidents ----------------------------------------------------------------------------
-    n_each = max(1, round(3 * scored_days / 14))
-    n_blips = max(2, round(5 * scored_days / 14))
-    established = [t for t in teams if t.joins_after is None]
-
-    def pick_time(team: TeamSpec, dur: float, *, local_hours: tuple[float, float] | None = None,
+    def pick_time(self, team: TeamSpec, dur: float, *, local_hours: tuple[float, float] | None = None,
                   weekdays: bool = False, tries: int = 400) -> float | None:
-        lo, hi = scored_from + 3600, end - dur - 3600
+        """A random start after the burn-in, at the team's local hours, clear of other labels."""
+        lo, hi = self.scored_from + 3600, self.end - dur - 3600
         if hi <= lo:
             return None
         for _ in range(tries):
-            s = float(lo + rng.random() * (hi - lo))
+            s = float(lo + self.rng.random() * (hi - lo))
             s = math.floor(s)
             local = s + team.tz_offset_h * 3600
             h = (local % DAY) / 3600
@@ -510,177 +445,301 @@ def generate(seed: int = 0, days: float = 21.0, *, start: float = DEFAULT_START,
                 continue
             if weekdays and ((local // DAY) + 3) % 7 >= 5:
                 continue
-            if not plan.free(team.name, s, s + dur):
+            if not self.plan.free(team.name, s, s + dur):
                 continue
             return s
         return None
 
-    def excess_first(ts: np.ndarray, usd: np.ndarray, s: float, seconds: float = 300.0) -> float:
-        return float(usd[ts < s + seconds].sum())
-
-    def add_incident(team: TeamSpec, ts: np.ndarray, user: Any, model: Any, tool: int,
+    def add_incident(self, team: TeamSpec, ts: np.ndarray, user: Any, model: Any, tool: int,
                      inp: np.ndarray, out: np.ndarray, cr: np.ndarray) -> np.ndarray:
-        chunks.add(ts, team_ix[team.name], np.int32(user) if np.isscalar(user) else user,
-                   np.int16(model) if np.isscalar(model) else model, np.int16(tool), inp, out, cr)
+        """Add an incident's calls; returns their cost per call."""
+        self.chunks.add(ts, self.team_ix[team.name], np.int32(user) if np.isscalar(user) else user,
+                        np.int16(model) if np.isscalar(model) else model, np.int16(tool), inp, out, cr)
         m = np.full(ts.shape[0], model) if np.isscalar(model) else model
-        return prices.cost(m, inp, out, cr)
+        return self.prices.cost(m, inp, out, cr)
 
-    # runaway agent loops: one user, one model, a context growing call after call
-    for _ in range(n_each):
-        team = established[int(rng.integers(len(established)))]
-        dur = float(rng.uniform(15, 60)) * MINUTE
-        s = pick_time(team, dur)
-        if s is None:
-            continue
-        model = _MODEL_INDEX["claude-sonnet-4-20250514" if rng.random() < 0.7 else "gpt-4.1"]
-        user = int(team_users[team.name][int(rng.integers(team.users))])
-        gap = float(rng.uniform(2.0, 5.0))
-        c0, grow = float(rng.uniform(20_000, 50_000)), float(rng.uniform(1_500, 4_000))
-        for _attempt in range(20):
-            n = int(dur / gap)
-            ts = s + np.cumsum(gap * rng.uniform(0.6, 1.4, n))
-            ts = ts[ts < s + dur]
-            n = ts.shape[0]
-            inp = np.minimum(190_000, c0 + grow * np.arange(n) * rng.uniform(0.8, 1.2, n)).astype(np.int64)
-            out = rng.integers(200, 1_500, n)
-            cr = (inp * rng.uniform(0.0, 0.5, n)).astype(np.int64)
-            usd = prices.cost(np.full(n, model), inp, out, cr)
-            if excess_first(ts, usd, s) >= MIN_EXCESS_5MIN:
-                break
-            gap *= 0.8
-            grow *= 1.1
-        add_incident(team, ts, user, model, 1, inp, out, cr)
-        e = float(ts[-1]) + 1
-        plan.take(team.name, s, e)
-        label(team.name, s, e, True, "runaway_loop", f"runaway agent loop ({users[user]}, {MODELS[model].model})",
-              excess_usd=round(float(usd.sum()), 2), excess_usd_5min=round(excess_first(ts, usd, s), 2))
+    # -- calendar: holiday lull and the new team ---------------------------------------------
+    def calendar(self) -> None:
+        start, days, burn_in_days = self.start, self.days, self.burn_in_days
+        hol_days = self.hol_days
+        first_day = math.ceil(burn_in_days + self.scored_days * 0.45)
+        last_day = int(days - hol_days - 1)
+        options = [d for d in range(first_day, max(first_day, last_day) + 1)
+                   if ((start + d * DAY) // DAY + 3) % 7 <= 4 - hol_days]  # lull and the day after on weekdays
+        if not options:
+            options = [max(first_day, min(last_day, int(burn_in_days) + 1))]
+        hol_day = int(self.rng.choice(options))
+        self.hol_start, self.hol_end = start + hol_day * DAY, start + (hol_day + hol_days) * DAY
+        new_team = self.new_team
+        if new_team is not None:
+            join = self.scored_from + (new_team.joins_after or 0.0) * self.scored_days * DAY
+            # at 09:00 local on that day
+            local_day = math.floor((join + new_team.tz_offset_h * 3600) / DAY)
+            join = local_day * DAY + 9 * 3600 - new_team.tz_offset_h * 3600
+            if join < self.scored_from:
+                join += DAY
+            self.active_from[new_team.name] = join
 
-    # model switches: part of a team's calls go to a pricier sibling, same tokens
-    switchable = [t for t in established if t.switch]
-    for k in range(n_each):
-        team = switchable[k % len(switchable)] if k < len(switchable) else switchable[int(rng.integers(len(switchable)))]
-        assert team.switch is not None
-        dur = float(rng.uniform(2, 5)) * 3600
-        s = pick_time(team, dur, local_hours=(9.0, 12.0), weekdays=True)
-        if s is None:
-            continue
-        e = s + dur
-        src, dst = _MODEL_INDEX[team.switch[0]], _MODEL_INDEX[team.switch[1]]
-        # base cost in the window and what the source model's calls would cost at dst prices
-        if team.name not in baseline_part:
-            continue
-        part = chunks.parts[baseline_part[team.name]]
-        ts_all, model_all = part[0], part[3]
-        sel = (ts_all >= s) & (ts_all < e)
-        inp, out, cr = part[5][sel], part[6][sel], part[7][sel]
-        m = model_all[sel]
-        base = prices.cost(m, inp, out, cr)
-        moved_now = base[m == src].sum()
-        moved_then = prices.cost(np.full(int((m == src).sum()), dst), inp[m == src], out[m == src], cr[m == src]).sum()
-        gain = moved_then - moved_now
-        f = min(1.0, 2.0 * base.sum() / gain) if gain > 0 else 1.0
-        switch = (m == src) & (rng.random(m.shape[0]) < f)
-        new_model = np.where(switch, dst, m)
-        extra = float((prices.cost(new_model, inp, out, cr) - base).sum())
-        model_all[np.nonzero(sel)[0][switch]] = dst
-        plan.take(team.name, s, e)
-        ratio = (base.sum() + extra) / base.sum() if base.sum() > 0 else float("inf")
-        label(team.name, s, e, True, "model_switch",
-              f"model switch {team.switch[0]} -> {team.switch[1]} ({100 * f:.0f} % of those calls)",
-              excess_usd=round(extra, 2), ratio=round(float(ratio), 2))
+    # -- baseline traffic ------------------------------------------------------------------
+    def baseline(self) -> None:
+        rng, start, minutes = self.rng, self.start, self.minutes
+        day_index = ((minutes - start) // DAY).astype(int)
+        quarter = ((minutes - start) // (15 * MINUTE)).astype(int)
+        for ti, t in enumerate(self.teams):
+            mix_models = np.array([_MODEL_INDEX[m] for m, _ in t.mix])
+            mix_p = np.array([p for _, p in t.mix])
+            mix_p = mix_p / mix_p.sum()
+            self.mean_cost[t.name] = float(sum(p * self.prices.mean_call(int(m), rng, t.tokens_scale)
+                                               for m, p in zip(mix_models, mix_p, strict=True)))
+            rate = t.peak_calls_per_min * self.scale * _shape(minutes, t)
+            rate *= np.exp(0.1 * rng.standard_normal(int(self.days) + 2))[day_index]
+            rate *= np.exp(0.12 * rng.standard_normal(int(quarter[-1]) + 2))[quarter]
+            if t.growth_per_day:
+                rate *= (1 + t.growth_per_day) ** ((minutes - start) / DAY)
+            local = minutes + t.tz_offset_h * 3600
+            in_hol = (local >= self.hol_start) & (local < self.hol_end)
+            rate = np.where(in_hol, rate * 0.2, rate)
+            a = self.active_from[t.name]
+            if a > start:
+                ramp = np.clip(0.15 + 0.85 * (minutes - a) / (3 * DAY), 0.0, 1.0)
+                rate = np.where(minutes >= a, rate * ramp, 0.0)
+            self.baseline_rate[t.name] = rate
+            counts = rng.poisson(rate)
+            n = int(counts.sum())
+            ts = np.repeat(minutes, counts) + rng.random(n) * MINUTE
+            ts = np.maximum(ts, a)
+            model = mix_models[rng.choice(len(mix_models), size=n, p=mix_p)]
+            inp, out, cr = _tokens(rng, model, t.tokens_scale)
+            # a few heavy users and many light ones
+            w = 1.0 / np.arange(1, t.users + 1) ** 0.8
+            user = self.team_users[t.name][rng.choice(t.users, size=n, p=w / w.sum())]
+            tool = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])  # chat, agent, ide: "batch" and "api" are not theirs
+            self.chunks.add(ts, ti, user, model, tool, inp, out, cr)
+            if n:
+                self.baseline_part[t.name] = len(self.chunks.parts) - 1
 
-    # short large bursts: 10-20x the team's rate for a few minutes
-    bursty = [t for t in established if t.bursty]
-    for _ in range(n_each):
-        team = bursty[int(rng.integers(len(bursty)))]
-        dur = float(rng.uniform(2, 6)) * MINUTE
-        s = pick_time(team, dur, local_hours=(10.0, 17.0), weekdays=True)
-        if s is None:
-            continue
-        factor = float(rng.uniform(10, 20))
-        base = base_usd_per_min(team.name, s)
-        # at least the material excess in its first minutes, whatever the baseline is
-        need = MIN_EXCESS_5MIN / min(5.0, dur / MINUTE)
-        extra_usd_per_min = max((factor - 1) * base, need * 1.1)
-        mix_models = np.array([_MODEL_INDEX[m] for m, _ in team.mix])
-        mix_p = np.array([p for _, p in team.mix])
-        for _attempt in range(20):
-            n = int(rng.poisson(extra_usd_per_min / mean_cost[team.name] * dur / MINUTE))
+    # -- the nightly batch (present from day one) -----------------------------------------
+    def nightly_batches(self) -> None:
+        rng, start, end = self.rng, self.start, self.end
+        for t in self.teams:
+            if not t.nightly_batch:
+                continue
+            ti = self.team_ix[t.name]
+            etl = self.special_user(f"{t.name}-etl")
+            sonnet = _MODEL_INDEX["claude-sonnet-4-20250514"]
+            usd_per_min = 4.0 * (0.9 + 0.2 * rng.random())
+            per_call = self.prices.mean_call(sonnet, rng, 2.0)
+            for d in range(int(math.ceil(self.days))):
+                s = start + d * DAY + 2 * 3600 - t.tz_offset_h * 3600 + rng.random() * 180
+                dur = (35 + 10 * rng.random()) * MINUTE
+                e = min(s + dur, end)
+                if e <= s or s < start:
+                    continue
+                n = rng.poisson(usd_per_min / per_call * (e - s) / MINUTE * (0.95 + 0.1 * rng.random()))
+                ts = np.sort(s + rng.random(n) * (e - s))
+                inp, out, cr = _tokens(rng, np.full(n, sonnet), 2.0)
+                self.chunks.add(ts, ti, np.int32(etl), np.int16(sonnet), np.int16(3), inp, out, cr)
+                if s >= self.scored_from:
+                    self.label(t.name, s, e, False, "nightly_batch", f"{t.name} nightly batch",
+                               usd=round(float(self.prices.cost(np.full(n, sonnet), inp, out, cr).sum()), 2))
+                self.plan.take(t.name, s, e)
+
+    # -- should-not-page spans -----------------------------------------------------------------
+    def should_not_page_spans(self) -> None:
+        end = self.end
+        for t in self.teams:  # the lull follows each team's local calendar
+            tz = t.tz_offset_h * 3600
+            a, b = max(self.hol_start - tz, self.active_from[t.name]), min(self.hol_end + DAY - tz, end)
+            if a < b:
+                self.label(t.name, a, b, False, "holiday_lull",
+                           f"holiday lull ({self.hol_days} days at ~20 %) and the day after")
+                self.plan.take(t.name, a, b)
+        for t in self.teams:
+            if t.growth_per_day:
+                self.label(t.name, self.scored_from, end, False, "organic_growth",
+                           f"{t.name} grows {100 * t.growth_per_day:g} %/day")
+        new_team = self.new_team
+        if new_team is not None and self.active_from[new_team.name] < end:
+            a = self.active_from[new_team.name]
+            self.label(new_team.name, a, min(a + 3 * DAY, end), False, "new_team", f"{new_team.name}'s first days")
+            self.plan.take(new_team.name, a, a + 3 * DAY)
+
+    # -- incidents ----------------------------------------------------------------------------
+    def runaway_loops(self) -> None:
+        """One user, one model, a context growing call after call."""
+        rng, established = self.rng, self.established
+        for _ in range(self.n_each):
+            team = established[int(rng.integers(len(established)))]
+            dur = float(rng.uniform(15, 60)) * MINUTE
+            s = self.pick_time(team, dur)
+            if s is None:
+                continue
+            model = _MODEL_INDEX["claude-sonnet-4-20250514" if rng.random() < 0.7 else "gpt-4.1"]
+            user = int(self.team_users[team.name][int(rng.integers(team.users))])
+            gap = float(rng.uniform(2.0, 5.0))
+            c0, grow = float(rng.uniform(20_000, 50_000)), float(rng.uniform(1_500, 4_000))
+            for _attempt in range(20):
+                n = int(dur / gap)
+                ts = s + np.cumsum(gap * rng.uniform(0.6, 1.4, n))
+                ts = ts[ts < s + dur]
+                n = ts.shape[0]
+                inp = np.minimum(190_000, c0 + grow * np.arange(n) * rng.uniform(0.8, 1.2, n)).astype(np.int64)
+                out = rng.integers(200, 1_500, n)
+                cr = (inp * rng.uniform(0.0, 0.5, n)).astype(np.int64)
+                usd = self.prices.cost(np.full(n, model), inp, out, cr)
+                if _excess_first(ts, usd, s) >= MIN_EXCESS_5MIN:
+                    break
+                gap *= 0.8
+                grow *= 1.1
+            self.add_incident(team, ts, user, model, 1, inp, out, cr)
+            e = float(ts[-1]) + 1
+            self.plan.take(team.name, s, e)
+            self.label(team.name, s, e, True, "runaway_loop",
+                       f"runaway agent loop ({self.users[user]}, {MODELS[model].model})",
+                       excess_usd=round(float(usd.sum()), 2), excess_usd_5min=round(_excess_first(ts, usd, s), 2))
+
+    def model_switches(self) -> None:
+        """Part of a team's calls go to a pricier sibling, same tokens."""
+        rng, prices = self.rng, self.prices
+        switchable = [t for t in self.established if t.switch]
+        for k in range(self.n_each):
+            team = switchable[k % len(switchable)] if k < len(switchable) else switchable[int(rng.integers(len(switchable)))]
+            assert team.switch is not None
+            dur = float(rng.uniform(2, 5)) * 3600
+            s = self.pick_time(team, dur, local_hours=(9.0, 12.0), weekdays=True)
+            if s is None:
+                continue
+            e = s + dur
+            src, dst = _MODEL_INDEX[team.switch[0]], _MODEL_INDEX[team.switch[1]]
+            # base cost in the window and what the source model's calls would cost at dst prices
+            if team.name not in self.baseline_part:
+                continue
+            part = self.chunks.parts[self.baseline_part[team.name]]
+            ts_all, model_all = part[0], part[3]
+            sel = (ts_all >= s) & (ts_all < e)
+            inp, out, cr = part[5][sel], part[6][sel], part[7][sel]
+            m = model_all[sel]
+            base = prices.cost(m, inp, out, cr)
+            moved_now = base[m == src].sum()
+            moved_then = prices.cost(np.full(int((m == src).sum()), dst), inp[m == src], out[m == src], cr[m == src]).sum()
+            gain = moved_then - moved_now
+            f = min(1.0, 2.0 * base.sum() / gain) if gain > 0 else 1.0
+            switch = (m == src) & (rng.random(m.shape[0]) < f)
+            new_model = np.where(switch, dst, m)
+            extra = float((prices.cost(new_model, inp, out, cr) - base).sum())
+            model_all[np.nonzero(sel)[0][switch]] = dst
+            self.plan.take(team.name, s, e)
+            ratio = (base.sum() + extra) / base.sum() if base.sum() > 0 else float("inf")
+            self.label(team.name, s, e, True, "model_switch",
+                       f"model switch {team.switch[0]} -> {team.switch[1]} ({100 * f:.0f} % of those calls)",
+                       excess_usd=round(extra, 2), ratio=round(float(ratio), 2))
+
+    def bursts(self) -> None:
+        """Short large bursts: 10-20x the team's rate for a few minutes."""
+        rng = self.rng
+        bursty = [t for t in self.established if t.bursty]
+        for _ in range(self.n_each):
+            team = bursty[int(rng.integers(len(bursty)))]
+            dur = float(rng.uniform(2, 6)) * MINUTE
+            s = self.pick_time(team, dur, local_hours=(10.0, 17.0), weekdays=True)
+            if s is None:
+                continue
+            factor = float(rng.uniform(10, 20))
+            base = self.base_usd_per_min(team.name, s)
+            # at least the material excess in its first minutes, whatever the baseline is
+            need = MIN_EXCESS_5MIN / min(5.0, dur / MINUTE)
+            extra_usd_per_min = max((factor - 1) * base, need * 1.1)
+            mix_models = np.array([_MODEL_INDEX[m] for m, _ in team.mix])
+            mix_p = np.array([p for _, p in team.mix])
+            for _attempt in range(20):
+                n = int(rng.poisson(extra_usd_per_min / self.mean_cost[team.name] * dur / MINUTE))
+                ts = np.sort(s + rng.random(n) * dur)
+                model = mix_models[rng.choice(len(mix_models), size=n, p=mix_p / mix_p.sum())]
+                inp, out, cr = _tokens(rng, model, team.tokens_scale)
+                usd = self.prices.cost(model, inp, out, cr)
+                if _excess_first(ts, usd, s) >= MIN_EXCESS_5MIN:
+                    break
+                extra_usd_per_min *= 1.2
+            user = self.team_users[team.name][rng.integers(0, min(3, team.users), n)]
+            self.add_incident(team, ts, user, model, 4, inp, out, cr)
+            self.plan.take(team.name, s, s + dur)
+            self.label(team.name, s, s + dur, True, "burst",
+                       f"burst x{1 + extra_usd_per_min / max(base, 1e-9):.0f} for {dur / MINUTE:.0f} min",
+                       excess_usd=round(float(usd.sum()), 2), excess_usd_5min=round(_excess_first(ts, usd, s), 2))
+
+    def night_spikes(self) -> None:
+        """A few dollars a minute for 10-40 minutes of the quiet team's night."""
+        rng, prices = self.rng, self.prices
+        quiet = next(t for t in self.teams if t.name == QUIET_TEAM)
+        for k in range(self.n_each):
+            dur = float(rng.uniform(10, 40)) * MINUTE
+            s = self.pick_time(quiet, dur, local_hours=(0.5, 4.5))
+            if s is None:
+                continue
+            usd_per_min = float(rng.uniform(5, 9))
+            model = _MODEL_INDEX["claude-sonnet-4-20250514" if rng.random() < 0.5 else "gpt-4.1"]
+            per_call = prices.mean_call(model, rng)
+            for _attempt in range(20):
+                n = int(rng.poisson(usd_per_min / per_call * dur / MINUTE))
+                ts = np.sort(s + rng.random(n) * dur)
+                inp, out, cr = _tokens(rng, np.full(n, model))
+                usd = prices.cost(np.full(n, model), inp, out, cr)
+                if _excess_first(ts, usd, s) >= MIN_EXCESS_5MIN:
+                    break
+                usd_per_min *= 1.2
+            user = self.special_user(f"{quiet.name}-svc-{k}")
+            self.add_incident(quiet, ts, user, model, 4, inp, out, cr)
+            self.plan.take(quiet.name, s, s + dur)
+            self.label(quiet.name, s, s + dur, True, "night_spike",
+                       f"night spike on {quiet.name} (${usd_per_min:.0f}/min, {MODELS[model].model})",
+                       excess_usd=round(float(usd.sum()), 2), excess_usd_5min=round(_excess_first(ts, usd, s), 2))
+
+    def tiny_blips(self) -> None:
+        """A few dollars in total, some at night on the quiet team: must not page."""
+        rng, prices = self.rng, self.prices
+        quiet = next(t for t in self.teams if t.name == QUIET_TEAM)
+        for k in range(self.n_blips):
+            team = quiet if k % 2 == 0 else self.established[int(rng.integers(len(self.established)))]
+            dur = float(rng.uniform(1, 5)) * MINUTE
+            s = self.pick_time(team, dur, local_hours=(0.0, 6.0) if team is quiet else None)
+            if s is None:
+                continue
+            budget = float(rng.uniform(1.5, BLIP_MAX_USD))
+            model = _MODEL_INDEX["claude-sonnet-4-20250514"]
+            n = max(1, int(budget / prices.mean_call(model, rng) * 1.5))
             ts = np.sort(s + rng.random(n) * dur)
-            model = mix_models[rng.choice(len(mix_models), size=n, p=mix_p / mix_p.sum())]
-            inp, out, cr = _tokens(rng, model, team.tokens_scale)
-            usd = prices.cost(model, inp, out, cr)
-            if excess_first(ts, usd, s) >= MIN_EXCESS_5MIN:
-                break
-            extra_usd_per_min *= 1.2
-        user = team_users[team.name][rng.integers(0, min(3, team.users), n)]
-        add_incident(team, ts, user, model, 4, inp, out, cr)
-        plan.take(team.name, s, s + dur)
-        label(team.name, s, s + dur, True, "burst",
-              f"burst x{1 + extra_usd_per_min / max(base, 1e-9):.0f} for {dur / MINUTE:.0f} min",
-              excess_usd=round(float(usd.sum()), 2), excess_usd_5min=round(excess_first(ts, usd, s), 2))
-
-    # night spikes on the quiet team
-    quiet = next(t for t in teams if t.name == QUIET_TEAM)
-    for k in range(n_each):
-        dur = float(rng.uniform(10, 40)) * MINUTE
-        s = pick_time(quiet, dur, local_hours=(0.5, 4.5))
-        if s is None:
-            continue
-        usd_per_min = float(rng.uniform(5, 9))
-        model = _MODEL_INDEX["claude-sonnet-4-20250514" if rng.random() < 0.5 else "gpt-4.1"]
-        per_call = prices.mean_call(model, rng)
-        for _attempt in range(20):
-            n = int(rng.poisson(usd_per_min / per_call * dur / MINUTE))
-            ts = np.sort(s + rng.random(n) * dur)
-            inp, out, cr = _tokens(rng, np.full(n, model))
+            inp, out, cr = _tokens(rng, np.full(n, model), scale=0.5)
             usd = prices.cost(np.full(n, model), inp, out, cr)
-            if excess_first(ts, usd, s) >= MIN_EXCESS_5MIN:
-                break
-            usd_per_min *= 1.2
-        user = special_user(f"{quiet.name}-svc-{k}")
-        add_incident(quiet, ts, user, model, 4, inp, out, cr)
-        plan.take(quiet.name, s, s + dur)
-        label(quiet.name, s, s + dur, True, "night_spike",
-              f"night spike on {quiet.name} (${usd_per_min:.0f}/min, {MODELS[model].model})",
-              excess_usd=round(float(usd.sum()), 2), excess_usd_5min=round(excess_first(ts, usd, s), 2))
-
-    # tiny blips: a few dollars in total, some at night on the quiet team
-    for k in range(n_blips):
-        team = quiet if k % 2 == 0 else established[int(rng.integers(len(established)))]
-        dur = float(rng.uniform(1, 5)) * MINUTE
-        s = pick_time(team, dur, local_hours=(0.0, 6.0) if team is quiet else None)
-        if s is None:
-            continue
-        budget = float(rng.uniform(1.5, BLIP_MAX_USD))
-        model = _MODEL_INDEX["claude-sonnet-4-20250514"]
-        n = max(1, int(budget / prices.mean_call(model, rng) * 1.5))
-        ts = np.sort(s + rng.random(n) * dur)
-        inp, out, cr = _tokens(rng, np.full(n, model), scale=0.5)
-        usd = prices.cost(np.full(n, model), inp, out, cr)
-        keep = np.cumsum(usd) <= budget
-        keep[0] = usd[0] <= BLIP_MAX_USD
-        ts, inp, out, cr, usd = ts[keep], inp[keep], out[keep], cr[keep], usd[keep]
-        if ts.shape[0] == 0:
-            continue
-        user = int(team_users[team.name][int(rng.integers(team.users))])
-        add_incident(team, ts, user, model, 4, inp, out, cr)
-        plan.take(team.name, s, s + dur)
-        label(team.name, s, s + dur, False, "tiny_blip", f"tiny blip (${usd.sum():.2f} in {dur / MINUTE:.0f} min)",
-              excess_usd=round(float(usd.sum()), 2))
+            keep = np.cumsum(usd) <= budget
+            keep[0] = usd[0] <= BLIP_MAX_USD
+            ts, inp, out, cr, usd = ts[keep], inp[keep], out[keep], cr[keep], usd[keep]
+            if ts.shape[0] == 0:
+                continue
+            user = int(self.team_users[team.name][int(rng.integers(team.users))])
+            self.add_incident(team, ts, user, model, 4, inp, out, cr)
+            self.plan.take(team.name, s, s + dur)
+            self.label(team.name, s, s + dur, False, "tiny_blip", f"tiny blip (${usd.sum():.2f} in {dur / MINUTE:.0f} min)",
+                       excess_usd=round(float(usd.sum()), 2))
 
     # -- assemble ---------------------------------------------------------------------------------
-    cols = [np.concatenate([p[i] for p in chunks.parts]) for i in range(8)]
-    order = np.argsort(cols[0], kind="stable")
-    cols = [c[order] for c in cols]
-    keep = (cols[0] >= start) & (cols[0] < end)
-    cols = [c[keep] for c in cols]
-    labels.sort(key=lambda lab: (lab["start"], lab["team"]))
-    wl = Workload(
-        seed=seed, start=start, end=end, scored_from=scored_from, labels=labels, teams=teams, users=users,
-        active_from=active_from, org=org,
-        ts=cols[0], team=cols[1], user=cols[2], model=cols[3], tool=cols[4],
-        input_tokens=cols[5], output_tokens=cols[6], cache_read=cols[7],
-    )
-    wl.cost = prices.cost(wl.model.astype(np.intp), wl.input_tokens, wl.output_tokens, wl.cache_read)
-    return wl
+    def assemble(self, org: str) -> Workload:
+        """The chunks as sorted columns inside [start, end), the labels sorted by start."""
+        cols = [np.concatenate([p[i] for p in self.chunks.parts]) for i in range(8)]
+        order = np.argsort(cols[0], kind="stable")
+        cols = [c[order] for c in cols]
+        keep = (cols[0] >= self.start) & (cols[0] < self.end)
+        cols = [c[keep] for c in cols]
+        self.labels.sort(key=lambda lab: (lab["start"], lab["team"]))
+        wl = Workload(
+            seed=self.seed, start=self.start, end=self.end, scored_from=self.scored_from, labels=self.labels,
+            teams=self.teams, users=self.users, active_from=self.active_from, org=org,
+            ts=cols[0], team=cols[1], user=cols[2], model=cols[3], tool=cols[4],
+            input_tokens=cols[5], output_tokens=cols[6], cache_read=cols[7],
+        )
+        wl.cost = self.prices.cost(wl.model.astype(np.intp), wl.input_tokens, wl.output_tokens, wl.cache_read)
+        return wl
+
+
+def _excess_first(ts: np.ndarray, usd: np.ndarray, s: float, seconds: float = 300.0) -> float:
+    """Dollars of an incident's calls in its first ``seconds``."""
+    return float(usd[ts < s + seconds].sum())
