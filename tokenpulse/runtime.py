@@ -48,6 +48,8 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         metrics_token=settings.secret("metrics_token"),
         allow_unauthenticated=settings.allow_unauthenticated,
         dedupe_horizon=settings.dedupe_horizon_seconds,
+        spend_hourly_after=settings.spend_hourly_after_seconds,
+        spend_daily_after=settings.spend_daily_after_seconds,
         limits=IngestLimits(max_tokens_per_request=policy.limits.max_tokens_per_request,
                             max_cost_usd_per_request=policy.limits.max_cost_usd_per_request),
     )

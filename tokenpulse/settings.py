@@ -54,6 +54,14 @@ class Settings(BaseSettings):
         default=7200.0, ge=0, le=7 * 86400,
         description="Event-time seconds a closed window's event ids are kept: a producer retry up to this late counts once.",
     )
+    spend_hourly_after_seconds: int = Field(
+        default=48 * 3600, ge=0,
+        description="Event-time seconds after which spend records are kept by the hour, not by the window (0: never).",
+    )
+    spend_daily_after_seconds: int = Field(
+        default=35 * 86400, ge=0,
+        description="Event-time seconds after which hourly spend records are kept by the day (0: never).",
+    )
     policy_reload_seconds: float = Field(
         default=5.0, ge=0, description="How often the worker checks the policy file for changes (0: only on SIGHUP)."
     )

@@ -34,6 +34,7 @@ from alerts.model import MixNotification
 from streams.common.dimensions import TEAM_MODEL, parse_series, series_key
 from streams.common.partitioning import judge_partition
 from streams.common.periods import Period
+from streams.common.spend import spend_windows
 from streams.ingest.windows import NANO
 
 __all__ = ["MixAlertSpec", "MixEvent", "MixWatch", "is_internal", "mix_crossings", "mix_notification", "mix_owner",
@@ -60,15 +61,11 @@ def mix_rows(
     prev: dict[str, list[int]] = {}
     models: dict[str, dict[str, int]] = {}
     verdict: dict[str, bool] = {}
-    for key, rec in items:
-        if rec is None:
-            continue
-        series, _, w_s = key.rpartition("|")
+    for series, w, _, sums in spend_windows(items, 0):  # windows, hours and days alike
         got = parse_series(series)
         if got is None or got[0] is not TEAM_MODEL:
             continue
         team, model = got[1]["team"], got[1]["model"]
-        w = int(w_s)
         if prev_since <= w < since:
             bucket = prev
         elif since <= w < until:
@@ -78,7 +75,7 @@ def mix_rows(
         internal = verdict.get(model)
         if internal is None:
             internal = verdict[model] = is_internal(model, internal_models)
-        nusd = int(rec["s"][0])
+        nusd = int(sums[0])
         acc = bucket.setdefault(team, [0, 0])
         acc[0 if internal else 1] += nusd
         if bucket is cur and not internal:

@@ -75,6 +75,9 @@ class StreamConfig:
     # streams.worker.inbox.DevInboxSpec: the dev inbox stands in for Slack and PagerDuty
     dev_inbox: Any = field(default=None, repr=False)
     dedupe_horizon: float = 7200.0  # event-time seconds a closed window's event ids are kept (a late retry counts once)
+    # event-time seconds after which spend is kept by the hour, then by the day (0: never; streams.reports.retention)
+    spend_hourly_after: int = 48 * 3600
+    spend_daily_after: int = 35 * 86400
 
     @property
     def topics(self) -> dict[str, str]:

@@ -45,6 +45,7 @@ from alerts.model import ReportNotification
 from streams.budgets.mix import is_internal
 from streams.common.dimensions import ORG, TEAM, TEAM_MODEL, Dimension, parse_series, series_key
 from streams.common.periods import Period
+from streams.common.spend import spend_windows
 from streams.ingest.windows import NANO
 
 __all__ = [
@@ -170,20 +171,13 @@ def report_part(items: Iterable[tuple[str, Any]], spec: ReportSpec, due: ReportD
     internal: dict[str, bool] = {}
     lo, mid, hi = due.prev_start, due.start, due.end
     team = spec.team
-    for key, rec in items:
-        if rec is None:
-            continue
-        series, _, w_s = key.rpartition("|")
-        try:
-            w = int(w_s)
-        except ValueError:
-            continue
+    for series, w, _, span_sums in spend_windows(items, 0):  # windows, hours and days alike
         if not lo <= w < hi:
             continue
         got = _wanted(series, team)
         if got is None:
             continue
-        nusd = int(rec["s"][0])
+        nusd = int(span_sums[0])
         cur = 0 if w >= mid else 1
         if got[0] is TEAM_MODEL:
             t, model = got[1]["team"], got[1]["model"]

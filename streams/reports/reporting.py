@@ -53,6 +53,9 @@ from streams.reports.core import (
 log = logging.getLogger("tokenpulse.reports")
 
 DONE_KEPT = 60  # done marks kept per report (older ones pruned): far beyond any redelivery
+# Periods of a report waiting for the parts of a partition that does not answer, kept per report:
+# a report that never completes (a partition lost for good) does not grow the table forever.
+PENDING_KEPT = 7
 
 __all__ = ["Reporting", "report_owner"]
 
@@ -144,6 +147,7 @@ class Reporting:
         n = int(body["n"])
         if len(parts) < n:
             self.persist(self.table, o, f"{o}|parts|{key}", parts)
+            self._prune_pending(o, spec)
             return
         due = ReportDue.from_dict(body["due"])
         report = build_report(spec, due, [parts[k] for k in sorted(parts, key=int)], self.cfg.internal_models)
@@ -155,6 +159,16 @@ class Reporting:
                                                         "total_nusd": report["total"]["nusd"]})
         self.persist(self.table, o, f"{o}|parts|{key}", None)
         self._prune(o, spec)
+
+    def _prune_pending(self, o: int, spec: ReportSpec) -> None:
+        """Keep the parts of the newest :data:`PENDING_KEPT` incomplete periods of a report."""
+        assert self.persist is not None
+        prefix = f"{o}|parts|report:{spec.name}:"
+        waiting = sorted(k for k in list(self.table.data) if k.startswith(prefix))
+        for k in waiting[:-PENDING_KEPT]:
+            log.warning("report %s: dropping the parts of %s, still waiting for a partition", spec.name,
+                        k[len(prefix):])
+            self.persist(self.table, o, k, None)
 
     def _prune(self, o: int, spec: ReportSpec) -> None:
         """Keep the newest :data:`DONE_KEPT` done marks of a report, and drop parts of its

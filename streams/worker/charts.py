@@ -22,6 +22,7 @@ from typing import Any
 
 from streams.budgets.mix import is_internal
 from streams.common.dimensions import TEAM_MODEL, parse_series
+from streams.common.spend import spend_windows
 from streams.ingest.windows import NANO
 
 __all__ = ["RANGES", "STACK_BY", "burn_down", "inhouse_over_time", "spend_over_time", "top_users"]
@@ -37,15 +38,11 @@ STACK_BY = ("team", "model", "provider")
 TOP_SERIES = 8  # stacked lines; the rest are one line, "other"
 
 
-def _windows(items: Iterable[tuple[str, Any]]) -> Iterable[tuple[str, int, list[int]]]:
-    for key, rec in items:
-        if rec is None:
-            continue
-        series, _, w = key.rpartition("|")
-        try:
-            yield series, int(w), rec["s"]
-        except (ValueError, KeyError, TypeError):
-            continue
+def _windows(items: Iterable[tuple[str, Any]]) -> Iterable[tuple[str, int, Sequence[int]]]:
+    # windows, and the hours and days older spend is rolled up into (streams.reports.retention):
+    # a rolled-up span counts in the bucket holding its start
+    for series, w, _, sums in spend_windows(items, 0):
+        yield series, w, sums
 
 
 def buckets(since: float, until: float, step: int) -> list[int]:

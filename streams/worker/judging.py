@@ -50,6 +50,7 @@ from streams.ingest.windows import Partial
 from streams.judge.core import JudgeCore, judge_factory
 from streams.judge.step import judge_step
 from streams.reports.reporting import Reporting
+from streams.reports.retention import SpendRollup
 from streams.worker.tables import Tables, persist, restore_items
 
 log = logging.getLogger("tokenpulse.alerts")
@@ -97,6 +98,8 @@ class JudgeWorker:
         # The mix alert's per-partition counts and fired marks (absent: the alert is off; a
         # reload changes its lines only, never whether it is on).
         self.mixes: dict[int, MixWatch] = {}
+        # each partition's spend roll-up: windows into hours into days (streams.reports.retention)
+        self.rollups: dict[int, SpendRollup] = {}
         self.mix_on = cfg.mix_alert is not None
         self.reporting: Reporting | None = None  # daily/weekly reports (set by the app)
         # called with each judge made (the app installs on-call's snooze silences with it)
@@ -122,6 +125,13 @@ class JudgeWorker:
                 j.engine.policy = AlertPolicy(**live.alert_policy)
             j.restore(restore_items(self.tables.judge, q),
                       ((k, v) for k, v in list(self.tables.spend.data.items()) if owns(k.rpartition("|")[0])))
+            # before the first message is applied: a copy of a window record that a crash left
+            # behind its roll-up is dropped now, before a late event could add to it
+            roll = self.rollups[q] = SpendRollup(self.cfg.window_seconds, self.cfg.spend_hourly_after,
+                                                 self.cfg.spend_daily_after)
+            roll.restored(j.spend)
+            for key, value in roll.roll(j.spend, j.done_until, force=True).items():
+                persist(self.tables.spend, q, key, value)
             led = BudgetLedger(self.cfg.window_seconds, budgets_for_partition(live.budgets, q, n))
             # before the first apply: the fired thresholds and counted seqs come back with it
             led.restore(restore_items(self.tables.budgets, q))
@@ -147,6 +157,7 @@ class JudgeWorker:
             self.judges.pop(q, None)
             self.ledgers.pop(q, None)
             self.mixes.pop(q, None)
+            self.rollups.pop(q, None)
             self.held.pop(q, None)
             if self.reporting is not None:
                 self.reporting.revoke(q)
@@ -156,6 +167,7 @@ class JudgeWorker:
         """Judge one windows message of partition ``q`` and send what it gives; ``message`` is
         acknowledged with the checkpoint that covers it."""
         j = self.judge_for(q)
+        self.rollups[q].seen(int(body["src"]), int(body.get("seq", -1)))
         metrics = self.metrics
         step = judge_step(
             j, self.ledgers[q], self.mixes[q] if self.mix_on else None,
@@ -245,6 +257,10 @@ class JudgeWorker:
                 persist(t.judge, q, f"{q}|{key}", value)
             for key, value in j.spend_changes().items():
                 persist(t.spend, q, key, value)
+            roll = self.rollups.get(q)
+            if roll is not None:  # at most one pass per hour of event time
+                for key, value in roll.roll(j.spend, j.done_until).items():
+                    persist(t.spend, q, key, value)
         if self.ack is not None:
             for message in to_ack:
                 await self.ack(message)

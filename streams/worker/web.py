@@ -33,6 +33,7 @@ from typing import Any
 from streams.budgets.mix import mix_rows
 from streams.common.dimensions import ALIASES, NAMES, parse_series
 from streams.common.periods import rfc3339
+from streams.common.spend import coarsest, spend_windows
 from streams.delivery.digests import Digester
 from streams.ingest.windows import NANO
 from streams.reports.core import REPORT_PERIODS, ReportSpec, build_report
@@ -102,12 +103,7 @@ def spend_rows(
     items: Any, group_by: str, since: float | None, until: float | None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     acc: dict[str, list[int]] = {}
-    for key, rec in items:
-        if rec is None:
-            continue
-        sums = rec["s"]
-        series, _, w_s = key.rpartition("|")
-        w = int(w_s)
+    for series, w, _, sums in spend_windows(items, 0):  # windows, hours and days alike
         if since is not None and w < since:
             continue
         if until is not None and w >= until:
@@ -267,13 +263,16 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
         group_by, since, until = args["group_by"], args["since"], args["until"]
         if since is not None and until is not None and since >= until:
             raise ParamError("since", "must be before until")
-        rows, total = spend_rows(list(spend_t.data.items()), group_by, since, until)
+        items = list(spend_t.data.items())
+        rows, total = spend_rows(items, group_by, since, until)
         return web.json(
             {
                 "group_by": group_by,
                 "since": since,
                 "until": until,
                 "window_seconds": cfg.window_seconds,
+                # the longest span of the records summed: older spend is kept by the hour, then the day
+                "resolution_seconds": coarsest(items, cfg.window_seconds, since, until),
                 "note": "closed windows only; since/until select windows by their start",
                 "rows": rows,
                 "total": total,
@@ -290,8 +289,10 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
         since = args["since"] if args["since"] is not None else until - 7 * 86400
         if since >= until:
             raise ParamError("since", "must be before until" + ("" if args["until"] is not None else " (now)"))
-        rows = mix_rows(list(spend_t.data.items()), cfg.internal_models, since, until)
+        items = list(spend_t.data.items())
+        rows = mix_rows(items, cfg.internal_models, since, until)
         return web.json({"since": rfc3339(since), "until": rfc3339(until), "internal_models": list(cfg.internal_models),
+                         "resolution_seconds": coarsest(items, cfg.window_seconds, since - (until - since), until),
                          "note": "closed windows only; internal = a model matching mix.internal_models",
                          "teams": rows})
 
@@ -525,9 +526,11 @@ def register_chart_views(app: Any, state: WorkerState) -> None:
         """Spend per time bucket, one line per team, model or provider (``by``), over the last
         ``range`` (1h, 24h, 7d, 30d) before ``until``, and the alerts that started or ended in it."""
         since, until, step = span(args)
-        out = spend_over_time(list(tables.spend.data.items()), args["by"], since, until, step)
+        items = list(tables.spend.data.items())
+        out = spend_over_time(items, args["by"], since, until, step)
         markers = alert_markers(list(tables.alerts.data.values()), since, until)
         return web.json({"by": args["by"], "range": args["range"], "since": since, "until": until,
+                         "resolution_seconds": coarsest(items, cfg.window_seconds, since, until),
                          "note": "closed windows only; USD per bucket", **out, "alerts": markers})
 
     @app.page("/api/burndown")
@@ -559,8 +562,10 @@ def register_chart_views(app: Any, state: WorkerState) -> None:
         """Per team, the in-house share of its spend per time bucket (policy ``mix.internal_models``)."""
         since, until, step = span(args)
         models = state.live.internal_models
-        out = inhouse_over_time(list(tables.spend.data.items()), models, since, until, step)
+        items = list(tables.spend.data.items())
+        out = inhouse_over_time(items, models, since, until, step)
         return web.json({"range": args["range"], "since": since, "until": until, "internal_models": list(models),
+                         "resolution_seconds": coarsest(items, cfg.window_seconds, since, until),
                          "note": "closed windows only; percent of each team's spend per bucket", **out})
 
     @app.page("/api/top_users")
@@ -569,8 +574,10 @@ def register_chart_views(app: Any, state: WorkerState) -> None:
         """Users over the last ``range``: spend, requests and tokens, by spend and by excess
         over their usual (their mean over up to 7 spans of the same length before it)."""
         since, until, _ = span(args)
-        out = top_users(list(tables.spend.data.items()), since, until, limit=args["limit"])
-        return web.json({"range": args["range"], "since": since, "until": until, **out})
+        items = list(tables.spend.data.items())
+        out = top_users(items, since, until, limit=args["limit"])
+        return web.json({"range": args["range"], "since": since, "until": until,
+                         "resolution_seconds": coarsest(items, cfg.window_seconds, since, until), **out})
 
 
 def _ts(text: str) -> float:
