@@ -5,7 +5,7 @@ own judge code (no broker): the baseline for bounding detector memory (issue 15,
 
 Each window, about ``--active`` of the users spend (one partial each, from one source, as the
 hot path sends them); the :class:`~streams.judge.core.JudgeCore` built by ``judge_factory``
-(the worker's, with its ``recent`` deques and spend records) judges every known series, and
+(the worker's, with its ``recent`` windows and spend records) judges every known series, and
 the partition is checkpointed after each window (each detector's state serialised, as the
 worker writes it to the ``judge`` table once per window), with the spend roll-up of
 :mod:`streams.reports.retention`.
@@ -13,7 +13,7 @@ worker writes it to the ``judge`` table once per window), with the spend roll-up
 Printed, per day and at the end: RSS; the judge's time per window (``receive``: merge, detect,
 alert engine) and the checkpoint's, as a share of the window; and per series: detector state
 in memory (a deep ``sys.getsizeof`` walk over a sample of detectors), serialised (orjson of
-``to_state()``, what the changelog holds), the ``recent`` deque and the spend records.
+``to_state()``, what the changelog holds), the ``recent`` windows and the spend records.
 The default detector takes ~0.2 ms per update on these machines: a full week of 100k users is
 days of CPU, so run it with ``--users 200`` (about 4 minutes) and scale per series.
 """
@@ -25,7 +25,6 @@ import gc
 import random
 import sys
 import time
-from collections import deque
 from typing import Any
 
 import orjson
@@ -114,7 +113,7 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
     sample = names[:: max(1, users // 200)]
     det_mem = sum(deep_size(judge.detectors[s]) for s in sample) / len(sample)
     det_ser = sum(len(orjson.dumps(judge.detectors[s].to_state())) for s in sample) / len(sample)
-    recent = judge.recent.get(sample[0], deque())
+    recent = judge.recent.get(sample[0]) or ()
     rec_mem = sum(deep_size(judge.recent[s]) for s in sample if s in judge.recent) / len(sample)
     spend_mem = deep_size(judge.spend) / users
     return {"users": users, "days": days, "windows": n_windows, "rss0_mib": rss0, "per_day": per_day,
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
           f" ({out['checkpoint_bytes_per_window'] / 1e6:.2f} MB serialised per window)")
     print("per series: detector "
           f"{out['detector_bytes'] / 1024:.1f} KiB in memory, {out['detector_serialized_bytes'] / 1024:.1f} KiB serialised; "
-          f"recent deque ({out['recent_len']} windows) {out['recent_bytes'] / 1024:.1f} KiB; "
+          f"recent windows ({out['recent_len']} windows) {out['recent_bytes'] / 1024:.1f} KiB; "
           f"spend records {out['spend_bytes'] / 1024:.1f} KiB ({out['spend_records'] / a.users:.0f} records)")
     per = (out["detector_bytes"] + out["recent_bytes"] + out["spend_bytes"]) / 1024
     print(f"scaled: {per:.1f} KiB per series -> {per * 10_000 / 1024:.0f} MiB per 10k series, "

@@ -12,7 +12,6 @@ source so that a source which re-sends after a crash replaces, not adds.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from detectors import Detector
 from streams.ingest.windows import NANO, Partial
 from streams.judge.contrib import ContributorMix
 from streams.judge.raising import SeriesRaise
+from streams.judge.recent import RecentWindows
 
 _ZERO_SUMS = [0, 0, 0, 0, 0, 0]  # read-only: a window without traffic
 _NO_CONTRIB: dict[str, int] = {}
@@ -97,10 +97,10 @@ class JudgeCore:
     _dirty: set[str] = field(default_factory=set)
     _dirty_spend: set[str] = field(default_factory=set)
     # the last judged windows per series, for the API (not persisted)
-    recent: dict[str, deque[dict[str, Any]]] = field(default_factory=dict)
+    recent: dict[str, RecentWindows] = field(default_factory=dict)
     recent_len: int = 240
     # Offline replay turns off what only the worker's API and spend table read: the
-    # ``recent`` deques and the ``spend`` records (``JudgeOutput.spend`` is returned either way).
+    # ``recent`` rings and the ``spend`` records (``JudgeOutput.spend`` is returned either way).
     keep_recent: bool = True
     keep_spend: bool = True
 
@@ -272,17 +272,8 @@ class JudgeCore:
             if keep_recent:
                 rec = self.recent.get(series)
                 if rec is None:
-                    rec = self.recent[series] = deque(maxlen=self.recent_len)
-                rec.append(
-                    {
-                        "window_start": w,
-                        "observed_usd": round(observed, 6),
-                        "expected_usd": round(float(verdict.expected), 6),
-                        "upper_usd": round(float(verdict.upper), 6),
-                        "score": float(verdict.score),  # full precision: 0.9999 vs 0.999999 matters
-                        "is_anomaly": is_anomaly,
-                    }
-                )
+                    rec = self.recent[series] = RecentWindows(self.recent_len)
+                rec.append(w, observed, float(verdict.expected), float(verdict.upper), float(verdict.score), is_anomaly)
             if not is_anomaly and not tracks(key):
                 # A normal window: it teaches the series' contributor mix. The engine neither
                 # starts an alert on a window the detector did not flag nor keeps state for it

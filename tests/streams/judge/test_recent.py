@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from streams.judge.recent import RecentWindows
+
+
+def _row(w: int) -> tuple[int, float, float, float, float, bool]:
+    return w, w / 7.0, w / 11.0, w / 3.0, 1.0 - 1.0 / (w + 2), w % 5 == 0
+
+
+def _as_dict(row: tuple[int, float, float, float, float, bool]) -> dict[str, object]:
+    w, o, e, u, s, a = row
+    return {"window_start": w, "observed_usd": round(o, 6), "expected_usd": round(e, 6),
+            "upper_usd": round(u, 6), "score": s, "is_anomaly": a}
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 6, 7, 13, 240])
+def test_same_windows_as_a_deque_of_dicts(n: int) -> None:
+    ring, ref = RecentWindows(6), deque(maxlen=6)
+    for w in range(n):
+        ring.append(*_row(w * 60))
+        ref.append(_as_dict(_row(w * 60)))
+    assert list(ring) == list(ref)
+    assert len(ring) == len(ref) and bool(ring) == bool(ref)
+
+
+def test_clear_then_append_starts_again() -> None:
+    ring = RecentWindows(3)
+    for w in range(5):
+        ring.append(*_row(w))
+    ring.clear()
+    assert not ring and list(ring) == []
+    ring.append(*_row(9))
+    assert [d["window_start"] for d in ring] == [9]
+
+
+def test_score_keeps_full_precision() -> None:
+    ring = RecentWindows(1)
+    ring.append(0, 1.0, 1.0, 1.0, 0.9999994, False)
+    assert next(iter(ring))["score"] == 0.9999994
+
+
+def test_maxlen_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="maxlen"):
+        RecentWindows(0)
