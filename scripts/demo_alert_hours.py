@@ -6,7 +6,8 @@ the demo teams at 20 events/s, three hours of history, team ads at 8x for 15 min
 Use it when a change to the detectors, the demo policy or the simulator could make ``make run``
 (or tests/integration/test_demo.py, which places the spike 21 minutes before now) alert late at
 some hour. One line per hour: seconds from the spike's start to the end of the window that
-alerted, for the team's alert and for the org's (None: no alert)::
+alerted, for the team's alert (team=ads or a member of its group, team=ads|model=...) and for
+the org's (None: no alert)::
 
     .venv/bin/python scripts/demo_alert_hours.py --every 3 --placement test
 
@@ -52,7 +53,7 @@ def first_alerts(now: float, placement: str, backfill_h: float, factor: float) -
             continue
         after = to_epoch(f["window_end"], "window_end") - spike
         tops = f.get("top_contributors") or []
-        if f["series"] == "team=ads":
+        if f["series"] == "team=ads" or f["series"].startswith("team=ads|"):  # the team's group
             team = after if team is None else min(team, after)
         elif f["series"] == "org" and tops and tops[0].get("name") == "ads":
             org = after if org is None else min(org, after)
