@@ -20,6 +20,20 @@ from tokenpulse.broker import free_port
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 
+# The detector section of the integration tests' policies (YAML, to put in a policy's text):
+# a plain money gate of $1 and 50 % over expected (no minutes-of-spend or root gate, which
+# would scale with the series), judging from the 20th window with spend, so that a test's short
+# quiet history and its ten-fold spikes alert at once, the same way in every test.
+DETECTOR_POLICY = """\
+detector:
+  params:
+    min_excess_usd: 1
+    min_excess_root: 0
+    min_excess_minutes: 0
+    min_excess_pct: 50
+    seasonal: {min_history: 20}
+"""
+
 
 def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
     deadline = time.monotonic() + timeout

@@ -20,7 +20,16 @@ import pytest
 
 from tests.fakes.opsgenie_server import FakeOpsgenieServer
 from tests.fakes.webhook_server import FakeWebhookServer
-from tests.integration.harness import Worker, consume_all, deployment_env, get_json, get_text, produce, wait_until
+from tests.integration.harness import (
+    DETECTOR_POLICY,
+    Worker,
+    consume_all,
+    deployment_env,
+    get_json,
+    get_text,
+    produce,
+    wait_until,
+)
 from tests.integration.test_spine import PD_KEY, Ledger, W, event
 
 pytestmark = pytest.mark.integration
@@ -32,16 +41,9 @@ OG_KEY = "genie-robust-SeCrEt-9012"
 OUTAGE_S = {"tansu": 60.0, "kafka": 15.0}
 SPIKES = {"ads": range(40, 43), "ml": range(45, 48)}
 
-POLICY = """
+POLICY = f"""
 watch: [team]
-detector:
-  params:
-    min_excess_usd: 1
-    min_excess_root: 0
-    min_excess_minutes: 0
-    min_excess_pct: 50
-    seasonal: {min_history: 20}
-alerts:
+{DETECTOR_POLICY}alerts:
   warning_excess_usd: 2
   page_min_excess_usd: 5
   resolve_after_windows: 2

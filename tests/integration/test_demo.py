@@ -4,9 +4,12 @@ spike (team ads at 8x for 15 minutes, after three hours of traffic) placed in th
 backfill instead of four minutes into the live traffic.
 
 The worker judges windows by event time, so the incident plays exactly as it does live, only
-as fast as the backfill is written: the test takes about a minute instead of twenty. The alert
-must start within three minutes (of event time) of the spike's start -- live, the window's
-lateness (10 s) comes on top -- and resolve once the spike is over.
+as fast as the backfill is written: the test takes about a minute instead of twenty. The first
+alert on the spike (the team's, unless the org's came first and inhibited it) must start within
+three minutes (of event time) of the spike's start -- live, the window's lateness (10 s) comes on
+top -- and every alert on it must resolve once the spike is over. The org alert itself may come
+minutes later: its money gate is ten minutes of the whole org's spend (``python
+scripts/demo_alert_hours.py`` replays the demo at every third hour of a week and prints both).
 """
 
 from __future__ import annotations
@@ -64,15 +67,20 @@ def test_make_run_spike_alerts_within_three_minutes_and_resolves(tmp_path: Path)
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        resolved = wait_until(lambda: [a for a in _ads(url) if a["action"] == "resolve"], 150,
-                              "the ads alert to fire and resolve")
-        a = resolved[0]
+        # Every alert on the spike, once all have resolved. Not the first one seen resolved: the
+        # org's and the team's resolve in one judge step, the org's first, and a poll between
+        # the two (likelier on a busy machine) saw only the org alert -- which its money gate
+        # (ten minutes of the org's spend) lets fire minutes after the team's, by design.
+        alerts = wait_until(lambda: (got := _ads(url)) and all(a["action"] == "resolve" for a in got) and got,
+                            150, "the ads alerts to fire and resolve")
+        a = min(alerts, key=lambda a: to_epoch(a["started_at"], "started_at"))  # the first alert on the spike
         started = to_epoch(a["started_at"], "started_at")
         # the first anomalous window [started, started + 60) alerted: 3 minutes from the spike's start
         alerted = started + 60
         assert spike_start - 60 < started, f"an alert from before the spike: {a}"
-        assert alerted - spike_start <= 180, f"alerted {alerted - spike_start:.0f}s after the spike started: {a}"
-        assert to_epoch(a["fired_at"], "fired_at") >= spike_end, f"resolved before the spike ended: {a}"
+        assert alerted - spike_start <= 180, f"alerted {alerted - spike_start:.0f}s after the spike started: {alerts}"
+        for b in alerts:
+            assert to_epoch(b["fired_at"], "fired_at") >= spike_end, f"resolved before the spike ended: {b}"
     except AssertionError as exc:
         tail = (tmp_path / "dev.log").read_text(errors="replace")[-4000:]
         raise AssertionError(f"{exc}\n--- dev log\n{tail}") from None

@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from tests.fakes.slack_server import channel_id
-from tests.integration.harness import Worker, consume_all, deployment_env, get_json, produce, wait_until
+from tests.integration.harness import DETECTOR_POLICY, Worker, consume_all, deployment_env, get_json, produce, wait_until
 from tests.integration.test_delivery_robustness import traffic
 from tests.integration.test_spine import PD_KEY, Ledger, W
 
@@ -31,14 +31,7 @@ LEAD_S = 50.0  # policy written -> the day's boundary: start, alerts and kill ta
 def policy_text(daily_at: str) -> str:
     return f"""
 watch: [team]
-detector:
-  params:
-    min_excess_usd: 1
-    min_excess_root: 0
-    min_excess_minutes: 0
-    min_excess_pct: 50
-    seasonal: {{min_history: 20}}
-alerts:
+{DETECTOR_POLICY}alerts:
   warning_excess_usd: 2
   page_min_excess_usd: 5
   resolve_after_windows: 2

@@ -22,7 +22,7 @@ import pytest
 
 from streams.worker.pagerduty_webhook import PagerDutyVerifier
 from streams.worker.slack_actions import SlackVerifier
-from tests.integration.harness import Worker, deployment_env, get_json, produce, wait_until
+from tests.integration.harness import DETECTOR_POLICY, Worker, deployment_env, get_json, produce, wait_until
 from tests.integration.test_spine import W, event
 
 pytestmark = pytest.mark.integration
@@ -30,16 +30,9 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 2
 SIGNING_SECRET = "slack-signing-secret-for-the-feedback-test"
 PD_WEBHOOK_SECRET = "pagerduty-webhook-secret-for-the-feedback-test"
-POLICY = """
+POLICY = f"""
 watch: [team]
-detector:
-  params:
-    min_excess_usd: 1
-    min_excess_root: 0
-    min_excess_minutes: 0
-    min_excess_pct: 50
-    seasonal: {min_history: 20}
-alerts:
+{DETECTOR_POLICY}alerts:
   warning_excess_usd: 2
   page_min_excess_usd: 5
   resolve_after_windows: 1000

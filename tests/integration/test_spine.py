@@ -15,30 +15,32 @@ import orjson
 import pytest
 
 from streams.ingest.windows import NANO, to_nusd
-from tests.integration.harness import Worker, consume_all, deployment_env, get_json, get_text, produce, wait_until
+from tests.integration.harness import (
+    DETECTOR_POLICY,
+    Worker,
+    consume_all,
+    deployment_env,
+    get_json,
+    get_text,
+    produce,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
 W = 2  # window seconds: small so the test runs in event time quickly
 PARTITIONS = 2
 
-POLICY = """
+POLICY = f"""
 watch: [team]
-detector:
-  params:
-    min_excess_usd: 1
-    min_excess_root: 0
-    min_excess_minutes: 0
-    min_excess_pct: 50
-    seasonal: {min_history: 20}
-alerts:
+{DETECTOR_POLICY}alerts:
   warning_excess_usd: 2
   page_min_excess_usd: 5
   resolve_after_windows: 2
 mix:
   internal_models: ["acme-*"]
 silences:
-  - matchers: {team: legal}
+  - matchers: {{team: legal}}
     starts_at: 2020-01-01T00:00:00Z
     ends_at: 2099-01-01T00:00:00Z
     reason: "planned backfill of legal's history"
