@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["STAT_FLOOR", "TailCalibrator", "combine_min_p", "jitter", "z_of_p"]
+__all__ = ["STAT_FLOOR", "LevelSurprise", "TailCalibrator", "combine_min_p", "jitter", "z_of_p"]
 
 # Bins are uniform in asinh(z): ~0.1 wide in z near 0, ~0.3 around z = 3, and the range
 # reaches z ~ 200, so that a badly scaled or heavy-tailed statistic still lands in bins.
@@ -245,6 +245,109 @@ class TailCalibrator:
         fit = (e0, s0, er, sr, ab)
         self._fit = fit
         return fit
+
+
+# LevelSurprise: windows its mean and variance remember (as the calibrator's histogram: two
+# days of 1-minute windows), windows before it has an opinion, and the weight of a window in
+# the recent level that ``rebase`` adopts (about the last ten windows).
+_LEVEL_MEMORY = 2880
+_LEVEL_WARMUP = 30
+_LEVEL_RECENT_W = 0.1
+
+
+class LevelSurprise:
+    """How surprising a value is in either direction against the series' recent level: a
+    calibrated two-sided p-value, for a score that means "how unusual is this window".
+
+    The models judge spend *above* what they expect (what an alert is about) and do not learn
+    what they flag; a score that ranks windows across series wants more: a collapse is
+    surprising too, and a level that has held for a while is less news with every window.
+    This keeps an exponentially weighted mean and variance of the value (on its own scale,
+    so zero and negative values count) over about ``_LEVEL_MEMORY`` windows, learns every
+    window, flagged or not, and turns ``|value - mean| / sd`` into an upper-tail p-value with
+    a :class:`TailCalibrator` fed the same statistic of every earlier window. A step is
+    surprising when it comes and fades as the mean and variance take it in; a series that
+    keeps moving keeps its statistic high. Not seasonal: pair it with a model that is (the
+    combiner takes the smaller p-value of the two).
+
+    Use it for scores, not alerts: it neither knows the time of day nor money.
+
+    >>> import random
+    >>> rng = random.Random(2)
+    >>> lv = LevelSurprise()
+    >>> for _ in range(3000):
+    ...     lv.learn(10.0 + rng.gauss(0.0, 1.0))
+    >>> lv.sf(10.5) > 0.5, lv.sf(4.0) < 1e-3, lv.sf(16.0) < 1e-3, lv.sf(20.0) < lv.sf(16.0)
+    (True, True, True, True)
+    """
+
+    __slots__ = ("_mean", "_var", "_n", "_recent", "_cal")
+
+    def __init__(self) -> None:
+        self._mean = 0.0
+        self._var = 0.0
+        self._n = 0
+        self._recent = 0.0
+        self._cal = TailCalibrator()
+
+    def to_state(self) -> list[Any]:
+        return [self._mean, self._var, self._n, self._recent, self._cal.to_state()]
+
+    @classmethod
+    def from_state(cls, state: Any) -> LevelSurprise:
+        try:
+            mean, var, n, recent, cal = state
+            mean, var, n, recent = float(mean), float(var), int(n), float(recent)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"malformed level state: {exc!r}") from exc
+        if not all(math.isfinite(x) for x in (mean, var, recent)) or var < 0.0 or n < 0:
+            raise ValueError("level state does not fit")
+        self = cls()
+        self._mean, self._var, self._n, self._recent = mean, var, n, recent
+        self._cal = TailCalibrator.from_state(cal)
+        return self
+
+    def _stat(self, x: float) -> float:
+        d = x - self._mean
+        d = d if d >= 0.0 else -d
+        if d == 0.0:
+            return 0.0
+        sd = math.sqrt(self._var)
+        # a series without noise (a constant, a square wave): a change of a few percent of
+        # its level is not worth a z of millions (as the models' STAT_FLOOR)
+        floor = STAT_FLOOR * abs(self._mean)
+        if sd < floor:
+            sd = floor
+        return d / sd if sd > 0.0 else 1e6
+
+    def sf(self, x: float) -> float:
+        """Two-sided p-value of ``x`` against the level so far (1.0 while warming up)."""
+        if self._n < _LEVEL_WARMUP:
+            return 1.0
+        return self._cal.sf(self._stat(x))
+
+    def learn(self, x: float) -> None:
+        """Take in one window's value (every window: the level follows what happens)."""
+        n = self._n
+        if n == 0:
+            self._mean, self._recent, self._n = x, x, 1
+            return
+        if n >= _LEVEL_WARMUP:
+            self._cal.learn(self._stat(x))
+        n += 1
+        self._n = n
+        w = 1.0 / n
+        if w < 1.0 / _LEVEL_MEMORY:
+            w = 1.0 / _LEVEL_MEMORY
+        d = x - self._mean
+        self._mean += w * d
+        self._var = (1.0 - w) * (self._var + w * d * d)
+        self._recent += _LEVEL_RECENT_W * (x - self._recent)
+
+    def rebase(self) -> None:
+        """Adopt the recent level (about the last ten windows) as the mean at once."""
+        if self._n:
+            self._mean = self._recent
 
 
 def _bin(z: float) -> int:

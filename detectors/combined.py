@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from detectors.base import Detector, Verdict, require
+from detectors.calibration import LevelSurprise
 
 __all__ = ["Combined", "gate_step", "is_material", "materiality"]
 
@@ -37,6 +38,12 @@ _USUAL_LEVEL = 1.5
 _DEP_Q = 0.01
 _DEP_PRIOR = 200
 _DEP_W = 1.0 / 2880
+# The score (not the alert): inside a run of windows the models found surprising (the window
+# before had a combined p of at most _DEP_Q) the models' p-value is squeezed into
+# [_RUN_P / 2, _RUN_P): the run was news when it started, and whether its level still is, in either
+# direction, is the level statistic's to say. _RUN_P * 2 <= 1 % keeps an alerting window's
+# score >= 0.99.
+_RUN_P = 0.005
 
 # Recurrence memory: per quarter hour of the (UTC) day, which of the last days had a surprising
 # window in it, as bits of an int (bit 0: the current day).
@@ -52,13 +59,21 @@ class Combined(Detector):
     Each window goes to every component (``components``, registry names; the first one gives
     the expected spend). Their calibrated p-values are combined by their minimum times a
     factor between 1 and ``k`` (Bonferroni's ``k * min p`` when the models are independent):
-    how often that minimum is 1 % or less on the series' own normal windows, per 1 %. So
-    ``score`` (``1 - p``) means the same on every series and for every mix of models. The
-    window is **surprising** when its score reaches ``score_threshold`` and its spend is above
+    how often that minimum is 1 % or less on the series' own normal windows, per 1 %: the
+    models' p, calibrated on every series and for every mix of models. The window is
+    **surprising** when ``1 -`` that p reaches ``score_threshold`` and its spend is above
     expected. In a window with fewer than ``min_requests`` requests the spike-type models'
     evidence only counts when the ``counts`` component (a tail test on request counts) flags
     the window too, and a sustained-rise model's only once it has flagged -- three calls at
     night are not "infinite sigma", and one long-context call is not an incident.
+
+    The verdict's ``score`` (``1 - p``) answers a wider question, "how unusual is this window",
+    in either direction: the models' p combined the same way with a two-sided, calibrated
+    level statistic that learns every window (:class:`~detectors.calibration.LevelSurprise`),
+    and inside a run of windows the models found surprising their p only counts down to about
+    0.5 %: a collapse of spend scores high too, and a shift scores high when it comes and
+    fades as it becomes the level, not for the hours until it is adopted. An alerting window
+    still scores 0.99 or more; alerts stay about spend above expected.
 
     Surprise is not enough. Like AWS Cost Anomaly Detection's impact thresholds, the alert
     needs **material impact**: the excess over expected spend, summed over the incident so far
@@ -269,6 +284,11 @@ class Combined(Detector):
         # in it, the previous hour's mean (None until it had enough windows), and the sum of
         # the observed spend in the hour.
         self._shift: list[Any] = [None, None, 0, 0.0, 0, None, 0.0]
+        # The score's second opinion (two-sided, learns every window), the dependence between
+        # it and the models' p (as _dep), and the models' combined p in the window before.
+        self._level = LevelSurprise()
+        self._dep2 = [2 * _DEP_Q, float(_DEP_PRIOR)]
+        self._prev_p = 1.0
 
     def _get_state(self) -> dict[str, Any]:
         return {
@@ -280,6 +300,7 @@ class Combined(Detector):
             "shift": list(self._shift),
             "recur_day": self._recur_day,
             "recur": list(self._recur),
+            "score": [self._level.to_state(), list(self._dep2), self._prev_p],
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -318,6 +339,20 @@ class Combined(Detector):
             raise ValueError("combined state: bad dependence estimate")
         self._usual, self._usual_n, self._dep = usual, usual_n, dep
         self._shift = shift
+        # (states written before the two-sided score have none: start it afresh)
+        try:
+            if "score" in state:
+                lv, dep2, prev_p = state["score"]
+                level = LevelSurprise.from_state(lv)
+                dep2 = [float(x) for x in dep2]
+                prev_p = float(prev_p)
+            else:
+                level, dep2, prev_p = LevelSurprise(), [2 * _DEP_Q, float(_DEP_PRIOR)], 1.0
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"malformed combined state: {exc!r}") from exc
+        if len(dep2) != 2 or not all(math.isfinite(x) and x >= 0.0 for x in [*dep2, prev_p]):
+            raise ValueError("combined state: bad score state")
+        self._level, self._dep2, self._prev_p = level, dep2, prev_p
         self._scored = None
 
     # -- model ------------------------------------------------------------------------------
@@ -394,8 +429,9 @@ class Combined(Detector):
         p = p_min * k_eff
         if p > 1.0:
             p = 1.0
-        score = 1.0 - p
-        statistically = score >= self.score_threshold and excess > 0.0
+        statistically = 1.0 - p >= self.score_threshold and excess > 0.0
+        p_score, p_pair = self._score_p(p, value)
+        score = 1.0 - p_score
         # A surprise at a time of day that was just as surprising on other recent days is
         # routine (a nightly batch, a daily report): not an incident, and learnt.
         day, slot = self._day_slot(ts)
@@ -410,7 +446,7 @@ class Combined(Detector):
         self._gate_in = (surprising, excess, expected, self._usual, self._restarted, base)
         # what learning this window needs (see learn_one)
         self._scored = (ts, value, count, vs, (run_excess, run_expected),
-                        (day, slot) if flagged else None, routine, statistically, p_min)
+                        (day, slot) if flagged else None, routine, statistically, p_min, p, p_pair)
 
         if eligible and ps:
             lead = eligible[min(range(len(ps)), key=ps.__getitem__)]
@@ -453,8 +489,28 @@ class Combined(Detector):
             detector=self.name,
             reason=reason,
             impact=run_excess if run_excess > 0.0 else None,
-            p=p,
+            p=p_score,
         )
+
+    def _score_p(self, p: float, value: float) -> tuple[float, float]:
+        """The score's p-value, and the smaller of its two opinions (for their dependence).
+
+        The alert's p (the models: spend *above* expected) and the level statistic's
+        two-sided one (:class:`~detectors.calibration.LevelSurprise`: a collapse is surprising
+        too, and a level that holds fades as it is learnt), combined as the models are: the
+        smaller times how often it is <= 1 % on normal windows, per 1 % (between 1 and 2).
+        Inside a run the models found surprising, their p counts down to about ``_RUN_P`` only
+        (squeezed into ``[_RUN_P / 2, _RUN_P)``, order kept): a shift the models will not learn
+        for hours is news once, not at every window.
+        """
+        if self._prev_p <= _DEP_Q and p < _RUN_P:
+            p = 0.5 * (_RUN_P + p)  # into [_RUN_P / 2, _RUN_P): still ranked, no ties
+        p_level = self._level.sf(value)
+        pair = p if p < p_level else p_level
+        k = self._dep2[0] / _DEP_Q
+        k = 1.0 if k < 1.0 else 2.0 if k > 2.0 else k
+        p_score = pair * k
+        return (p_score if p_score < 1.0 else 1.0), pair
 
     def gate_base(self, expected: float) -> float:
         """The spend per window the relative gate counts minutes of: the window's expected
@@ -502,7 +558,9 @@ class Combined(Detector):
         self._learn_window(ts, value, count)
 
     def _learn_window(self, ts: float, value: float, count: float | None) -> None:
-        _, _, _, vs, run, noticed_at, routine, statistically, p_min = self._scored_for(ts, value, count)
+        _, _, _, vs, run, noticed_at, routine, statistically, p_min, p, p_pair = self._scored_for(ts, value, count)
+        self._level.learn(value)  # every window: the level follows what happens
+        self._prev_p = p
         protect_all = statistically and not routine
         for m, v in zip(self._models, vs, strict=True):
             if m.protect_anomaly and not routine and (protect_all or v.is_anomaly):
@@ -522,6 +580,13 @@ class Combined(Detector):
                 if w < _DEP_W:
                     w = _DEP_W
                 dep[0] += w * ((1.0 if p_min <= _DEP_Q else 0.0) - dep[0])
+                dep = self._dep2
+                n = dep[1] + 1.0
+                dep[1] = n
+                w = 1.0 / n
+                if w < _DEP_W:
+                    w = _DEP_W
+                dep[0] += w * ((1.0 if p_pair <= _DEP_Q else 0.0) - dep[0])
             # the usual spend per window, for the materiality gate (about a week's memory)
             self._usual_n += 1
             w = 1.0 / self._usual_n
@@ -585,6 +650,8 @@ class Combined(Detector):
         self._run_excess = self._run_expected = 0.0
         self._restarted = True
         self._shift = [None, None, 0, 0.0, 0, None, 0.0]
+        self._level.rebase()
+        self._prev_p = 1.0
         self._scored = None
 
     def _commit(self, run: tuple[float, float], noticed_at: tuple[int, int] | None) -> None:

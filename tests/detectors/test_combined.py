@@ -265,3 +265,28 @@ def test_the_money_gate_replays_exactly_from_recorded_inputs(two_days: Any) -> N
             replayed.append(surprising and excess > 0.0 and is_material(*run, gate, pct))
         assert replayed == direct
         assert any(direct[2400:2406])
+
+
+# -- the score: how surprising a window is, in either direction ----------------------------
+
+
+def test_a_collapse_of_spend_scores_high_but_does_not_alert() -> None:
+    # A flat series that stops spending: surprising (the score is two-sided), not an alert
+    # (alerts are about spend above expected).
+    ts, spend = daily_series(2.0, seed=5, swing=0.0, noise=0.1)
+    spend = spend.copy()
+    spend[2400:2460] = 0.0
+    verdicts = feed(Combined(), ts, spend)
+    assert verdicts[2400].score > 0.9999 > max(v.score for v in verdicts[1000:2400])
+    assert not any(v.is_anomaly for v in verdicts)
+
+
+def test_a_step_is_news_when_it_comes_not_for_hours(a_week_of_a_dollar_a_minute: Any) -> None:
+    # A 3x step alerts until it is adopted (hours); its score is top when it comes, then the
+    # models' p counts only down to ~0.5 % while the run lasts: the step's later windows do not
+    # outrank a fresh surprise elsewhere, and an alerting window still scores >= 0.99.
+    verdicts = _after(a_week_of_a_dollar_a_minute, np.full(3 * HOUR, 3.0))
+    assert verdicts[0].score > 0.9999
+    later = verdicts[30 : 3 * HOUR - 10]
+    assert all(v.is_anomaly for v in later)
+    assert all(0.99 <= v.score < 0.999 for v in later)
