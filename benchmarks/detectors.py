@@ -29,7 +29,8 @@ Replays run in ``--jobs`` worker processes (default: 2, or 1 on a 1-core machine
 stderr; ``--json`` prints the aggregated results as JSON on stdout instead of the tables.
 
 With ``--independent-seeds N`` (default 1) each candidate also replays N histories of the
-independent generator (``benchmarks/independent/``, seeds 1..N, written from its own spec apart
+independent generator (``benchmarks/independent/``, seeds 1..N, or from
+``--independent-seed0``, written from its own spec apart
 from the detectors), scored the same way after its burn-in; its recall per kind and the missed
 incidents are printed below the tables.
 
@@ -317,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a benchmark scri
     ap.add_argument("--independent-seeds", type=int, default=1,
                     help="also replay this many histories of the independent generator (benchmarks.independent, "
                          "seeds 1..N; ~4 min per candidate and seed on 2 cores; 0: none)")
+    ap.add_argument("--independent-seed0", type=int, default=1,
+                    help="first seed of the independent generator (default 1: seeds 1..N; e.g. 4 with "
+                         "--independent-seeds 3 for the held-out seeds 4..6)")
     ap.add_argument("--nab", action="store_true",
                     help="also run the candidates on NAB (benchmarks.nab; needs a NAB checkout, --nab-dir)")
     ap.add_argument("--nab-dir", default=os.environ.get("NAB_DIR", "/work/nab"), help="NAB checkout (with --nab)")
@@ -369,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a benchmark scri
         if a.independent_seeds > 0:
             from benchmarks.independent.generator import generate as generate_independent
 
-            for seed in range(1, a.independent_seeds + 1):
+            for seed in range(a.independent_seed0, a.independent_seed0 + a.independent_seeds):
                 t = time.perf_counter()
                 burn = a.burn_in_days if a.burn_in_days is not None else (7.0 if a.days >= 14 else a.days / 4)
                 events, ind_labels, meta = generate_independent(seed, days=a.days, burn_in_days=burn)
