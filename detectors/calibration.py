@@ -249,10 +249,11 @@ class TailCalibrator:
 
 # LevelSurprise: windows its mean and variance remember (as the calibrator's histogram: two
 # days of 1-minute windows), windows before it has an opinion, and the weight of a window in
-# the recent level that ``rebase`` adopts (about the last ten windows).
+# the recent level that ``rebase`` adopts (about the last three windows: on-call answers "new
+# normal" minutes into a shift, when a longer memory still holds the old level).
 _LEVEL_MEMORY = 2880
 _LEVEL_WARMUP = 30
-_LEVEL_RECENT_W = 0.1
+_LEVEL_RECENT_W = 0.5
 
 
 class LevelSurprise:
@@ -345,7 +346,7 @@ class LevelSurprise:
         self._recent += _LEVEL_RECENT_W * (x - self._recent)
 
     def rebase(self) -> None:
-        """Adopt the recent level (about the last ten windows) as the mean at once."""
+        """Adopt the recent level (about the last three windows) as the mean at once."""
         if self._n:
             self._mean = self._recent
 

@@ -33,8 +33,9 @@ _CAP_PER_RISE = 0.5
 
 _MAX_LOG_BOUND = 700.0
 
-# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
-_RECENT_W = 0.1
+# Weight of a window in the recent level that ``rebase`` adopts (about the last three windows:
+# on-call answers "new normal" minutes into a shift, when a longer memory still holds the old level).
+_RECENT_W = 0.5
 
 # What a window's residual beyond the recursion's clip still adds to the score's statistic.
 _SOFT_CLIP = 0.01  # math.exp overflows above ~709.78

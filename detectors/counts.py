@@ -24,7 +24,9 @@ _N_SLOTS = 25
 _CLIP_SD = 3.0
 _UNCLIPPED_WARMUP = 4
 
-# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
+# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows: a
+# request count is Poisson-noisy at low rates, and the count model is not the one whose expected
+# spend the combiner reports; the spend models follow the last three windows).
 _RECENT_W = 0.1
 
 # Below this the overdispersion is taken as 0 (Poisson): the negative binomial with r = 1/phi

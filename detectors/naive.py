@@ -10,8 +10,9 @@ from detectors.calibration import STAT_FLOOR, TailCalibrator
 
 __all__ = ["NaiveRolling"]
 
-# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
-_RECENT_W = 0.1
+# Weight of a window in the recent level that ``rebase`` adopts (about the last three windows:
+# on-call answers "new normal" minutes into a shift, when a longer memory still holds the old level).
+_RECENT_W = 0.5
 
 
 

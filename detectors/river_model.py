@@ -88,8 +88,9 @@ _UNCLIPPED_WARMUP = 4
 # An hour-of-day scale slot is pooled with the global scale as if that had this many windows.
 _PRIOR_WINDOWS = 30
 _MAX_LOG_BOUND = 700.0
-# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
-_RECENT_W = 0.1
+# Weight of a window in the recent level that ``rebase`` adopts (about the last three windows:
+# on-call answers "new normal" minutes into a shift, when a longer memory still holds the old level).
+_RECENT_W = 0.5
 
 
 class RiverForecast(Detector):

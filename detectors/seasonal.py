@@ -44,8 +44,9 @@ _PRIOR_WINDOWS = 4
 # (often partial) window for a long time.
 _UNCLIPPED_WARMUP = 4
 
-# Weight of a window in the recent level that ``rebase`` adopts (about the last ten windows).
-_RECENT_W = 0.1
+# Weight of a window in the recent level that ``rebase`` adopts (about the last three windows:
+# on-call answers "new normal" minutes into a shift, when a longer memory still holds the old level).
+_RECENT_W = 0.5
 
 # math.exp overflows above ~709.78; a bound of e**700 times anything is "never" all the same.
 _MAX_LOG_BOUND = 700.0

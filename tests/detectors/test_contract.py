@@ -378,6 +378,21 @@ def test_state_from_before_calibrated_scores_still_loads(name: str, two_days: An
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_rebase_early_in_a_shift_adopts_it(name: str, two_days: Any) -> None:
+    # On-call answers "expected, new normal" minutes into a shift, as soon as the alert comes:
+    # the level of the last few windows is the new normal, not a long average that still
+    # remembers the old level (that paged again at the same level right after the answer).
+    ts, spend = two_days
+    stepped = spend.copy()
+    stepped[2400:] *= 3
+    det = fresh(name)
+    feed(det, ts[:2404], stepped[:2404])
+    det.rebase()
+    after = feed(det, ts[2404:2464], stepped[2404:2464])
+    assert sum(v.is_anomaly for v in after) <= 1
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_rebase_adopts_the_current_level_at_once(name: str, two_days: Any) -> None:
     # A permanent step to 3x: its windows are flagged, so not learnt, and without feedback the
     # baseline stays where it was. rebase() (on-call: "expected, new normal") adopts the level.

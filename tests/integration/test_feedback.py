@@ -206,6 +206,11 @@ def test_answers_from_slack_acknowledge_snooze_and_resolve(broker: Any, slack: A
         time.sleep(2 * W)  # any redelivered feedback record would be consumed by now
         m = urllib.request.urlopen(f"{worker.url}/metrics", timeout=5).read().decode()
         assert 'outcome="applied"' not in m
+        # "new normal" adopted the level it was pressed at: ml, still at 10x when it was
+        # pressed, was never paged again (one root message, edited in place when it resolved)
+        ml_roots = [m for (_, _), m in list(slack.messages.items())
+                    if "thread_ts" not in m and "team=ml" in m["text"]]
+        assert len(ml_roots) == 1, [r["text"] for r in ml_roots]
     except BaseException:
         print(worker.diagnostics())
         raise
