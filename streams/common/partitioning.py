@@ -6,10 +6,10 @@ org alert, grouping per team: :meth:`alerts.engine.AlertEngine.observe_window`),
 each budget (org, team or user of that org) has exactly one owner
 (:func:`streams.budgets.ledger.budgets_for_partition`).
 
-Series names carry no org: ingest sums a series such as ``team=ads`` over every event of its
-partition, and the ``org`` series is all spend. The organisation of a series is therefore the
-deployment's, and every series goes to the partition of the key ``org`` -- the partition that
-already judged the ``org`` series, so its detector state stays where it was.
+Every series goes to the partition of the key ``org`` -- the partition that already judged the
+default org's ``org`` series, so its detector state stays where it was -- also the series of
+other orgs (``org=acme|team=ads``: :mod:`streams.common.dimensions`), whose alerts the engine
+keeps apart per org (:meth:`alerts.engine.AlertEngine.observe_window`).
 
 What it costs: the judging of a deployment runs on one partition, i.e. on one worker. Judging
 is per series and window, not per event (about 33 µs per series-window: 10,000 watched series
