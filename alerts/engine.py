@@ -45,7 +45,25 @@ from urllib.parse import urlencode
 from alerts.model import SEVERITY_RANK, Action, Contributor, Reason, Severity, Signal, Silence, SpikeNotification
 
 ORG_SERIES = "org"
-"""The series of all spend: its alert inhibits the others (see :meth:`AlertEngine.observe_window`)."""
+"""The series of all spend of the default org: its alert inhibits the org's others (see
+:meth:`AlertEngine.observe_window`). Another org's is ``org=<name>``, and its series' keys
+start with ``org=<name>|`` (``streams.common.dimensions``)."""
+
+
+def org_series_of(series: str) -> str:
+    """The org series whose alert inhibits ``series`` (itself, for an org series).
+
+    >>> org_series_of("team=ads"), org_series_of("org"), org_series_of("org=acme|team=ads"), org_series_of("org=acme")
+    ('org', 'org', 'org=acme', 'org=acme')
+    """
+    if series.startswith("org="):
+        return series.partition("|")[0]
+    return ORG_SERIES
+
+
+def is_org_series(series: str) -> bool:
+    """Whether ``series`` is the series of all of an org's spend (``org``, ``org=acme``)."""
+    return series == ORG_SERIES or (series.startswith("org=") and "|" not in series)
 GROUP_LABELS = ("team", "model", "provider", "user", "org")
 """What ``group_by`` may name: series labels."""
 
@@ -353,11 +371,22 @@ class AlertEngine:
         return [s.copy() for s in self._states.values()]
 
     def group_of(self, labels: dict[str, str]) -> str | None:
-        """The group of a series with ``labels`` (``team=ads``), or None: a group of its own."""
+        """The group of a series with ``labels`` (``team=ads``), or None: a group of its own.
+        Another org's series carry ``org`` in their labels, and their groups name it, so two
+        orgs' teams of one name are two groups.
+
+        >>> e = AlertEngine()
+        >>> e.group_of({"team": "ads"}), e.group_of({"org": "acme", "team": "ads"}), e.group_of({"org": "acme"})
+        ('team=ads', 'org=acme|team=ads', None)
+        """
         by = self.policy.group_by
         if not by or not all(k in labels for k in by):
             return None
-        return "|".join(f"{k}={labels[k]}" for k in by)
+        gid = "|".join(f"{k}={labels[k]}" for k in by)
+        org = labels.get("org")
+        if org is not None and "org" not in by:
+            gid = f"org={org}|{gid}"
+        return gid
 
     def group_state_for(self, gid: str) -> dict[str, Any] | None:
         g = self._groups.get(gid)
@@ -462,7 +491,7 @@ class AlertEngine:
         >>> engine.skipped
         ['inhibited']
         """
-        sigs = sorted(signals, key=lambda sg: (sg.series != ORG_SERIES, sg.series))
+        sigs = sorted(signals, key=lambda sg: (not is_org_series(sg.series), sg.series))
         self.skipped = []
         self.changed_groups = set()
         self.inhibited = []
@@ -471,20 +500,25 @@ class AlertEngine:
                 return []
             at = max(sg.window_end for sg in sigs)
         decided: list[SpikeNotification] = []
-        inhibited: list[dict[str, Any]] = []
+        # per org series: the alerts its firing alert inhibited in this window
+        inhibited: dict[str, list[dict[str, Any]]] = {}
         for sg in sigs:
-            inhibiting = self.policy.inhibit_by_org and sg.series != ORG_SERIES and self._org_firing()
-            decided.extend(self._advance(sg, inhibiting, inhibited))
-        if self._inhibited_until and not self._org_firing():
-            self._inhibited_until.clear()  # the org alert is over: so are the runs it inhibited
-        if inhibited:
+            org = org_series_of(sg.series)
+            inhibiting = self.policy.inhibit_by_org and sg.series != org and self._org_firing(org)
+            decided.extend(self._advance(sg, inhibiting, inhibited.setdefault(org, [])))
+        if self._inhibited_until:
+            # an org alert that is over: so are the runs it inhibited (another org's go on)
+            for series in [s for s in self._inhibited_until if not self._org_firing(org_series_of(s))]:
+                del self._inhibited_until[series]
+        if any(inhibited.values()):
             for n in decided:
-                if n.series == ORG_SERIES and n.action != "resolve":
-                    n.members = sorted(inhibited, key=_breadth)  # which teams drive it
+                members = inhibited.get(n.series)
+                if members and n.action != "resolve":
+                    n.members = sorted(members, key=_breadth)  # which teams drive it
         return self._group(decided, at)
 
-    def _org_firing(self) -> bool:
-        st = self._states.get(self.key_for(ORG_SERIES))
+    def _org_firing(self, org: str = ORG_SERIES) -> bool:
+        st = self._states.get(self.key_for(org))
         return st is not None and st.status == "firing"
 
     def _advance(self, signal: Signal, inhibiting: bool, inhibited: list[dict[str, Any]]) -> list[SpikeNotification]:

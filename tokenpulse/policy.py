@@ -340,11 +340,17 @@ class BudgetPolicy(_Strict):
                 raise ValueError(f"scope {k!r}: {why}; a budget on it would always show $0 "
                                  "(use org, {team: ...} or {user: ...})")
         from streams.budgets.ledger import SCOPE_KEYS
+        from streams.common.dimensions import DEFAULT_ORG
 
-        bad = sorted(set(v) - set(SCOPE_KEYS))
+        # Another org's budgets name it (org=acme, org=acme|team=ads): series of two orgs never
+        # share a budget. The default org's are written without it, as its series are.
+        if v.get("org") == DEFAULT_ORG:
+            v = {k: x for k, x in v.items() if k != "org"}
+        rest = {k: x for k, x in v.items() if k != "org"}
+        bad = sorted(set(rest) - set(SCOPE_KEYS))
         if bad:
             raise ValueError(f"unknown scope label(s) {', '.join(bad)}; use 'org' or {', '.join(SCOPE_KEYS)}")
-        if len(v) > 1:
+        if len(rest) > 1:
             raise ValueError(f"scope {'|'.join(f'{k}={x}' for k, x in v.items())}: spend is kept per team and "
                              "per user, not per team and user, so this budget would always show $0; "
                              "use {team: ...} or {user: ...}")
@@ -369,7 +375,7 @@ class BudgetPolicy(_Strict):
     def _amounts(self) -> BudgetPolicy:
         _base_units(self.amount, self.unit)
         if self.allocations and self.scope:
-            raise ValueError("only an org budget (scope: org) is split into team allocations")
+            raise ValueError("only an org budget (scope: org, the default org's) is split into team allocations")
         if self.parent is not None and set(self.scope) != {"team"}:
             raise ValueError("only a team budget (scope: {team: ...}) can be a share of a parent")
         return self

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.common.dimensions import DEFAULT_ORG
 from streams.common.security import PLAINTEXT, KafkaSecurity
 
 # (provider, model, typical input tokens, typical output tokens, share of calls)
@@ -117,7 +118,9 @@ class Simulator:
     rate: float = 20.0  # mean events/s for the whole org at a weekday peak
     teams: tuple[Team, ...] = DEFAULT_TEAMS
     spikes: list[Spike] = field(default_factory=list)
-    org: str = "acme"
+    # the org its events name: the default one (short series names), unless a test or a demo of
+    # several orgs asks for another
+    org: str = DEFAULT_ORG
     seed: int = 7
 
     def __post_init__(self) -> None:

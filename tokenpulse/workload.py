@@ -73,6 +73,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from streams.common.dimensions import DEFAULT_ORG
 from streams.ingest.pricing import Pricer
 
 __all__ = [
@@ -183,7 +184,7 @@ class Workload:
     teams: tuple[TeamSpec, ...]
     users: list[str]
     active_from: dict[str, float]  # team -> its first moment (start, or when a new team joins)
-    org: str = "acme"
+    org: str = DEFAULT_ORG
     # columns
     ts: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     team: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.int16))
@@ -347,7 +348,7 @@ class _Plan:
 
 # ------------------------------------------------------------------ generator --------
 def generate(seed: int = 0, days: float = 21.0, *, start: float = DEFAULT_START,
-             burn_in_days: float | None = None, scale: float = 1.0, org: str = "acme") -> Workload:
+             burn_in_days: float | None = None, scale: float = 1.0, org: str = DEFAULT_ORG) -> Workload:
     """Make ``days`` of labelled history from ``start`` (epoch seconds; default a Monday).
 
     ``scale`` multiplies every team's call rate (and divides nothing else): below 1 the history

@@ -63,6 +63,8 @@ DEFAULT_THRESHOLDS = (50.0, 80.0, 100.0)
 # The labels a budget's scope may hold: a budget reads the series of its scope
 # (streams.common.dimensions.series_key), and spend is kept per team and per user.
 SCOPE_KEYS = ("team", "user")
+# a scope may also name its org (another than the default: streams.common.dimensions.DEFAULT_ORG)
+_SERIES_KEYS = frozenset({"org", *SCOPE_KEYS})
 _HOUR = 3600
 _CHANGES_KEPT = 100
 _DAY = 86400.0
@@ -100,7 +102,7 @@ class BudgetSpec:
                              f"got {self.on_exhausted!r}")
         if self.limit <= 0:
             raise ValueError(f"budget {self.name!r}: limit must be > 0, got {self.limit!r}")
-        bad = {k for k, _ in self.scope} - set(SCOPE_KEYS)
+        bad = {k for k, _ in self.scope} - _SERIES_KEYS
         if bad:
             raise ValueError(f"budget {self.name!r}: unknown scope label(s) {sorted(bad)}")
         Period(self.period, self.tz)  # validates both
@@ -116,10 +118,9 @@ class BudgetSpec:
         return dict(self.scope)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        """Whether a series with these labels is this budget's series."""
-        if not self.scope:
-            return labels.keys() == {"org"}
-        return len(labels) == len(self.scope) and all(labels.get(k) == v for k, v in self.scope)
+        """Whether a series with these labels is this budget's series (of its org: another
+        org's ``team=ads`` is not the default org's)."""
+        return series_key(labels) == self.series
 
     def amount(self, nusd: int, tokens: int) -> int:
         return nusd if self.unit == "usd" else tokens
@@ -439,9 +440,8 @@ class BudgetLedger:
         if w > self.clock:
             self.clock = w
         keys = series_labels.keys()
-        if keys == {"org"}:
-            series = "org"
-        elif keys and all(k in SCOPE_KEYS for k in keys):
+        if keys and keys <= _SERIES_KEYS:
+            # the org's own series (``org``, ``org=acme``) or a team's or user's, of its org
             series = series_key(series_labels)
         else:
             return 0  # team=…|model=… and the like: no budget reads them

@@ -63,8 +63,8 @@ def mix_rows(
     verdict: dict[str, bool] = {}
     for series, w, _, sums in spend_windows(items, 0):  # windows, hours and days alike
         got = parse_series(series)
-        if got is None or got[0] is not TEAM_MODEL:
-            continue
+        if got is None or got[0] is not TEAM_MODEL or "org" in got[1]:
+            continue  # the share is the default org's teams' (another org's are not mixed in)
         team, model = got[1]["team"], got[1]["model"]
         if prev_since <= w < since:
             bucket = prev
@@ -214,8 +214,8 @@ class MixWatch:
     def apply_judge_spend(self, series: str, window_start: int, sums: list[int], seqs: Mapping[int, int]) -> bool:
         """One ``JudgeOutput.spend`` row; True when it counted (a team×model row not seen yet)."""
         got = parse_series(series)
-        if got is None or got[0] is not TEAM_MODEL:
-            return False
+        if got is None or got[0] is not TEAM_MODEL or "org" in got[1]:
+            return False  # the default org's teams only (see mix_rows)
         team, model = got[1]["team"], got[1]["model"]
         w = int(window_start)
         self.clock = max(self.clock, w)

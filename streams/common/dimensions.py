@@ -3,15 +3,26 @@ once, read by the ingest, the judge's contributors, budgets, the mix share, repo
 the policy.
 
 A *series* is one value of one dimension. Its key is its labels joined in a fixed order; the
-org's (all spend) has no label:
+org's (all spend) has no label (events of the default org, :data:`DEFAULT_ORG`):
 
->>> [series_key(d.labels_of(Cell("acme", "ads", "openai", "gpt-4o", "bob"))) for d in DIMENSIONS]
+>>> [series_key(d.labels_of(Cell("default", "ads", "openai", "gpt-4o", "bob"))) for d in DIMENSIONS]
 ['org', 'team=ads', 'team=ads|model=gpt-4o', 'provider=openai', 'model=gpt-4o', 'user=bob']
 >>> parse_series("team=ads|model=gpt-4o")
 (Dimension(name='team×model', labels=('team', 'model'), contributors=('user',)), {'team': 'ads', 'model': 'gpt-4o'})
 
 Names never hold ``|`` or ``=`` (the ingest refuses them: :mod:`streams.ingest.normalize`), so
 a key parses back unambiguously.
+
+**Organisations.** One deployment can serve several orgs (business units) without mixing them:
+the series of an org other than :data:`DEFAULT_ORG` (the org of events that name none) start
+with ``org=<name>``, and their labels hold ``org``. The default org's keep their short names, so
+a deployment of one org, its policy, checkpoints and links read as before:
+
+>>> acme = Cell("acme", "ads", "openai", "gpt-4o", "bob")
+>>> [series_key(d.labels_of(acme)) for d in DIMENSIONS][:3]
+['org=acme', 'org=acme|team=ads', 'org=acme|team=ads|model=gpt-4o']
+>>> parse_series("org=acme|team=ads")[1], org_of("org=acme|team=ads"), org_of("team=ads")
+({'org': 'acme', 'team': 'ads'}, 'acme', 'default')
 """
 
 from __future__ import annotations
@@ -25,12 +36,15 @@ __all__ = [
     "DEFAULT_WATCHED",
     "DIMENSIONS",
     "NAMES",
+    "DEFAULT_ORG",
     "ORG",
     "TEAM",
     "TEAM_MODEL",
     "Cell",
     "Dimension",
     "dimension",
+    "org_of",
+    "org_series",
     "parse_series",
     "series_key",
     "series_of",
@@ -52,7 +66,11 @@ class Cell(NamedTuple):
     user: str
 
 
-# the order of labels in a series key
+#: The org of events that name none (:func:`streams.ingest.normalize.normalize`): its series
+#: keep the short names (``team=ads``); every other org's start with ``org=<name>|``.
+DEFAULT_ORG = "default"
+
+# the order of labels in a series key (``org`` first, and only for another org than the default)
 _KEY_ORDER = ("team", "provider", "model", "user")
 
 
@@ -72,7 +90,10 @@ class Dimension:
         c = Cell._make(cell)
         if not self.labels:
             return {"org": c.org}
-        return {label: getattr(c, label) for label in self.labels}
+        out = {label: getattr(c, label) for label in self.labels}
+        if c.org != DEFAULT_ORG:
+            return {"org": c.org, **out}
+        return out
 
 
 ORG = Dimension("org", (), contributors=("team", "model"))
@@ -103,32 +124,66 @@ def dimension(name: str) -> Dimension:
 
 
 def series_key(labels: Mapping[str, str]) -> str:
-    """The key of the series with these labels: ``org`` for none (or only ``org``), else
-    ``label=value`` pairs in key order joined by ``|``.
+    """The key of the series with these labels: ``org`` for none (or only the default org),
+    else ``label=value`` pairs in key order joined by ``|``, led by ``org=<name>`` for an org
+    other than :data:`DEFAULT_ORG`.
 
     >>> series_key({}), series_key({"model": "m", "team": "t"}), series_key({"user": "bob", "team": "ads"})
     ('org', 'team=t|model=m', 'team=ads|user=bob')
+    >>> series_key({"org": "default", "team": "ads"}), series_key({"org": "acme"}), series_key({"team": "ads", "org": "acme"})
+    ('team=ads', 'org=acme', 'org=acme|team=ads')
     """
     parts = [f"{k}={labels[k]}" for k in _KEY_ORDER if k in labels]
+    org = labels.get("org")
+    if org is not None and org != DEFAULT_ORG:
+        parts.insert(0, f"org={org}")
     return "|".join(parts) if parts else "org"
+
+
+def org_of(key: str) -> str:
+    """The org of a series key (of a well-formed one: :func:`parse_series`).
+
+    >>> org_of("org"), org_of("org=acme"), org_of("org=acme|user=bob"), org_of("user=bob")
+    ('default', 'acme', 'acme', 'default')
+    """
+    if key.startswith("org="):
+        return key[4:].partition("|")[0]
+    return DEFAULT_ORG
+
+
+def org_series(org: str) -> str:
+    """The key of the series of all of ``org``'s spend.
+
+    >>> org_series("default"), org_series("acme")
+    ('org', 'org=acme')
+    """
+    return "org" if org == DEFAULT_ORG else f"org={org}"
 
 
 def parse_series(key: str) -> tuple[Dimension, dict[str, str]] | None:
     """The dimension and labels of a series key (the org's: no labels); None when ``key`` is
     not the key of a series of one of :data:`DIMENSIONS`.
 
+    Another org's series (``org=acme|team=ads``) has ``org`` in its labels; the default org's
+    never does, and ``org=default|…`` is not a key (the default org's keys are the short ones).
+
     >>> parse_series("org"), parse_series("user=bob")[1], parse_series("team=ads|user=bob")
     ((Dimension(name='org', labels=(), contributors=('team', 'model')), {}), {'user': 'bob'}, None)
+    >>> parse_series("org=acme")[0].name, parse_series("org=acme|team=ads|model=m")[1], parse_series("org=default|team=ads")
+    ('org', {'org': 'acme', 'team': 'ads', 'model': 'm'}, None)
     """
     if key == "org":
         return ORG, {}
     labels: dict[str, str] = {}
-    for part in key.split("|", 2):
+    for part in key.split("|", 3):
         label, eq, value = part.partition("=")
         if not eq or not value or label in labels:
             return None
         labels[label] = value
-    dim = _BY_LABELS.get(tuple(labels))
+    org = labels.get("org")
+    if org is not None and (org == DEFAULT_ORG or next(iter(labels)) != "org"):
+        return None
+    dim = _BY_LABELS.get(tuple(k for k in labels if k != "org"))
     return None if dim is None else (dim, labels)
 
 
@@ -141,7 +196,7 @@ def series_of(cell: Cell | tuple[str, str, str, str, str], watched: frozenset[st
     for d in DIMENSIONS:
         labels = d.labels_of(c)
         contrib = tuple((label, getattr(c, label)) for label in d.contributors)
-        yield ("org" if not d.labels else series_key(labels)), labels, d.name in watched, contrib
+        yield series_key(labels), labels, d.name in watched, contrib
 
 
 def shapes_text() -> str:

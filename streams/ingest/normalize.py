@@ -33,6 +33,7 @@ from typing import Annotated, Any
 import msgspec
 import orjson
 
+from streams.common.dimensions import DEFAULT_ORG
 from streams.common.text import first_unsafe
 from streams.ingest.records import UsageEvent
 
@@ -161,7 +162,7 @@ def _invalid_json(exc: Exception) -> str:
 # --------------------------------------------------------------------------- normalising
 
 
-def normalize(obj: Any, *, default_org: str = "default") -> UsageEvent:
+def normalize(obj: Any, *, default_org: str = DEFAULT_ORG) -> UsageEvent:
     """Map one decoded item, whatever its accepted shape, onto the canonical UsageEvent.
 
     ``cost_usd`` is carried over when the producer sent it and left ``None`` otherwise;

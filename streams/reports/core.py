@@ -149,8 +149,8 @@ def _wanted(series: str, team: str | None) -> tuple[Dimension, dict[str, str]] |
     """The dimension and labels of ``series`` when a report (of ``team``, or the org's when
     None) reads it: never a user's series."""
     got = parse_series(series)
-    if got is None or "user" in got[0].labels:
-        return None
+    if got is None or "user" in got[0].labels or "org" in got[1]:
+        return None  # a user's, or another org's (reports are the default org's)
     if team is not None and (got[0] not in (TEAM, TEAM_MODEL) or got[1]["team"] != team):
         return None
     return got

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.common.dimensions import ORG, parse_series, series_key, shapes_text
+from streams.common.dimensions import parse_series, series_key, shapes_text
 from streams.common.text import UNSAFE_CATEGORIES
 
 __all__ = [
@@ -275,9 +275,9 @@ class Series(Param):
         got = parse_series(text)
         if got is None:
             raise ValueError(f"not a series: expected {shapes_text()}; got {shown(text)}")
-        dim, labels = got
+        _, labels = got
         rule = Name(forbid="|=")
-        return "org" if dim is ORG else series_key({k: rule.parse(v) for k, v in labels.items()})
+        return series_key({k: rule.parse(v) for k, v in labels.items()})
 
 
 @dataclass(frozen=True)

@@ -86,23 +86,24 @@ def dashboard_html() -> str:
     return files("streams.worker").joinpath("dashboard.html").read_text(encoding="utf-8")
 
 
-def _group_key(series: str, group_by: str) -> str | None:
-    """The row of ``/api/spend?group_by=`` that ``series`` is summed into: its value in that
-    dimension (the whole key for team×model, ``org`` for the org), or None when it is a series
-    of another dimension."""
+def _group_key(series: str, group_by: str) -> tuple[str | None, str] | None:
+    """The row of ``/api/spend?group_by=`` that ``series`` is summed into: its org (None: the
+    default org) and its value in that dimension (the whole key for team×model and for an org),
+    or None when it is a series of another dimension. Two orgs' teams of one name are two rows."""
     got = parse_series(series)
     if got is None or got[0].name != group_by:
         return None
     dim, labels = got
+    org = labels.get("org")
     if len(dim.labels) == 1:
-        return labels[dim.labels[0]]
-    return "org" if not dim.labels else series
+        return org, labels[dim.labels[0]]
+    return org, series
 
 
 def spend_rows(
     items: Any, group_by: str, since: float | None, until: float | None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    acc: dict[str, list[int]] = {}
+    acc: dict[tuple[str | None, str], list[int]] = {}
     for series, w, _, sums in spend_windows(items, 0):  # windows, hours and days alike
         if since is not None and w < since:
             continue
@@ -119,7 +120,9 @@ def spend_rows(
     for g, s in sorted(acc.items(), key=lambda kv: -kv[1][0]):
         for i in range(6):
             total[i] += s[i]
-        rows.append({group_by: g, **_as_fields(s)})
+        org, value = g
+        # another org's row names it (the default org's rows read as they always did)
+        rows.append({group_by: value, **({} if org is None or group_by == "org" else {"org": org}), **_as_fields(s)})
     return rows, _as_fields(total)
 
 

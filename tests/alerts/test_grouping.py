@@ -25,8 +25,13 @@ LABELS = {
     "team=ads|model=x": {"team": "ads", "model": "x"},
     "team=ads|model=y": {"team": "ads", "model": "y"},
     "team=search": {"team": "search"},
+    # another org served by the same deployment, with a team of the same name
+    "org=acme": {"org": "acme"},
+    "org=acme|team=ads": {"org": "acme", "team": "ads"},
+    "org=acme|team=ads|model=x": {"org": "acme", "team": "ads", "model": "x"},
 }
 ADS, ADS_X, ADS_Y, SEARCH, ORG, PROV = "team=ads", "team=ads|model=x", "team=ads|model=y", "team=search", "org", "provider=p"
+ACME, ACME_ADS, ACME_ADS_X = "org=acme", "org=acme|team=ads", "org=acme|team=ads|model=x"
 NORMAL: dict[str, float] = {}
 
 
@@ -114,6 +119,17 @@ SCENARIOS: list[tuple[str, dict[str, Any], list[dict[str, float]], list[Row]]] =
     ("inhibition off: the org and the team both notify", {"inhibit_by_org": False},
      [{ORG: 200, ADS: 90}],
      [([(ORG, "trigger", "first", ()), (ADS, "trigger", "first", ())], [])]),
+    # -- several orgs in one deployment
+    ("another org's spike inhibits its own teams only", {},
+     [{ACME: 200, ACME_ADS: 90, ADS: 90}, {ACME: 200, ACME_ADS: 90, ADS: 90}],
+     [([(ACME, "trigger", "first", (ACME_ADS,)), (ADS, "trigger", "first", ())], ["inhibited"]),
+      ([], ["inhibited"])]),
+    ("the default org's spike does not inhibit another org's teams", {},
+     [{ORG: 200, ADS: 90, ACME_ADS: 90}],
+     [([(ORG, "trigger", "first", (ADS,)), (ACME_ADS, "trigger", "first", ())], ["inhibited"])]),
+    ("two orgs' teams of one name are two groups", {},
+     [{ACME_ADS: 90, ACME_ADS_X: 80, ADS: 90}],
+     [([(ACME_ADS, "trigger", "first", (ACME_ADS, ACME_ADS_X)), (ADS, "trigger", "first", ())], ["grouped", "grouped"])]),
 ]
 
 

@@ -51,7 +51,7 @@ def event(team: str, ts: float, cost: float, rng: random.Random, **extra: Any) -
     return {
         "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
         "ts": round(ts, 3),
-        "org": "acme",
+        "org": "default",
         "team": team,
         "user": f"{team}-u{rng.randrange(3)}",
         "provider": "openai",

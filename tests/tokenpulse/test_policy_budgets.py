@@ -64,6 +64,19 @@ def test_budget_specs_for_the_ledger() -> None:
     assert bob.series == "user=bob"
 
 
+def test_another_orgs_budgets_name_it_and_read_its_series_only() -> None:
+    text = ("budgets:\n  - name: acme\n    scope: org=acme\n    amount: 10\n"
+            "  - name: acme-ads\n    scope: {org: acme, team: ads}\n    amount: 5\n"
+            "  - name: ads\n    scope: org=default|team=ads\n    amount: 5\n")
+    specs = {s.name: s for s in parse_policy(text).budget_specs()}
+    assert {n: s.series for n, s in specs.items()} == {"acme": "org=acme", "acme-ads": "org=acme|team=ads",
+                                                        "ads": "team=ads"}
+    assert specs["acme-ads"].matches({"org": "acme", "team": "ads"}) and not specs["ads"].matches(
+        {"org": "acme", "team": "ads"})
+    with pytest.raises(PolicyError, match="always show"):
+        parse_policy("budgets:\n  - name: a\n    amount: 10\n    scope: org=acme|team=ads|user=bob\n")
+
+
 def test_no_budgets_by_default() -> None:
     p = parse_policy("watch: [org]\n")
     assert p.budgets == [] and p.budget_specs() == [] and p.budget_timezone == "UTC"

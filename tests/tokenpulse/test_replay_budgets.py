@@ -40,7 +40,7 @@ budgets:
 
 
 def ev(i: int, ts: float, cost: float = 0.05, team: str = "ads") -> bytes:
-    return orjson.dumps({"event_id": f"e{i}", "ts": ts, "org": "acme", "team": team, "user": "u1",
+    return orjson.dumps({"event_id": f"e{i}", "ts": ts, "org": "default", "team": team, "user": "u1",
                          "provider": "openai", "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 200,
                          "cache_read_tokens": 300, "cost_usd": cost})
 

@@ -244,7 +244,9 @@ async function loadSpend() {
   document.getElementById("spend-total").textContent = usd(teams.total.cost_usd) + " · " + teams.total.events.toLocaleString() + " requests · click a team for its series";
   document.getElementById("spend-range").textContent = RANGE_TEXT[range];
   fill("spend-team", [["team"], ["", ""], ["spend", "num"], ["requests", "num"]],
-    teams.rows.slice(0, 30).map(r => [seriesLink("team=" + r.team, r.team),
+    // another org's team names its org (its series are org=<org>|team=<team>)
+    teams.rows.slice(0, 30).map(r => [r.org ? seriesLink(`org=${r.org}|team=${r.team}`, `${r.team} (${r.org})`)
+                                            : seriesLink("team=" + r.team, r.team),
       el("td", {class: "bar-cell"}, el("div", {class: "bar", style: `width:${(100 * r.cost_usd / max).toFixed(1)}%`})),
       num(usd(r.cost_usd)), num(r.events.toLocaleString())]), "no closed windows in this range yet");
   fill("spend-model", [["model"], ["spend", "num"], ["input tok", "num"], ["output tok", "num"]],

@@ -35,7 +35,7 @@ budgets:
 
 def _events(i: int, t: float) -> list[tuple[dict[str, object], int]]:
     """Events of each accepted token shape with the tokens a budget must count for each."""
-    base = {"org": "acme", "team": "ads", "user": "u1", "ts": t}
+    base = {"org": "default", "team": "ads", "user": "u1", "ts": t}
     return [
         ({**base, "event_id": f"c{i}", "provider": "openai", "model": "gpt-4o", "input_tokens": 3000,
           "output_tokens": 500, "cache_read_tokens": 1000}, 3500),  # canonical: input includes the cache

@@ -87,7 +87,11 @@ def test_only_the_budgets_own_series_counts() -> None:
     assert led.apply_judge_spend("provider=openai", w, sums, {0: 1}) == 0
     assert led.apply_judge_spend("team=ads|user=bob", w, sums, {0: 1}) == 1
     assert led.apply({"team": "ads", "model": "gpt-4o"}, w, NANO, 1, 0, 2) == 0
-    assert led.apply({"org": "acme"}, w, NANO, 1, 0, 2) == 1
+    assert led.apply({"org": "default"}, w, NANO, 1, 0, 2) == 1
+    # another org's spend, its team of the same name included, is no line of these budgets
+    assert led.apply({"org": "acme"}, w, NANO, 1, 0, 3) == 0
+    assert led.apply({"org": "acme", "team": "ads"}, w, NANO, 1, 0, 3) == 0
+    assert led.apply_judge_spend("org=acme|team=ads", w, sums, {0: 3}) == 0
     assert led.spent("org", "2026-03") == 8 * NANO and led.spent("ads", "2026-03") == 7 * NANO
     assert led.spent("bob", "2026-03") == 500  # tokens: input + output
 

@@ -9,13 +9,15 @@ import pytest
 from streams.common.config import StreamConfig
 from streams.common.dimensions import (
     ALIASES,
+    DEFAULT_ORG,
     DEFAULT_WATCHED,
     DIMENSIONS,
     NAMES,
-    ORG,
     TEAM_MODEL,
     Cell,
     dimension,
+    org_of,
+    org_series,
     parse_series,
     series_key,
     series_of,
@@ -26,21 +28,34 @@ from streams.worker.query import Series
 from streams.worker.web import SPEND_QUERY
 from tokenpulse.policy import Policy
 
-CELL = Cell("acme", "ads", "openai", "gpt-4o", "bob")
+CELL = Cell("default", "ads", "openai", "gpt-4o", "bob")
+ACME = Cell("acme", "ads", "openai", "gpt-4o", "bob")  # another org, with a team of the same name
 
 
-def test_every_key_parses_back_to_its_dimension_and_labels() -> None:
+@pytest.mark.parametrize("cell", [CELL, ACME], ids=["default-org", "another-org"])
+def test_every_key_parses_back_to_its_dimension_and_labels(cell: Cell) -> None:
     for d in DIMENSIONS:
-        labels = d.labels_of(CELL)
+        labels = d.labels_of(cell)
         key = series_key(labels)
         got = parse_series(key)
         assert got is not None and got[0] is d
-        assert got[1] == ({} if d is ORG else labels)
+        assert got[1] == ({} if key == "org" else labels)
         assert Series().parse(key) == key  # the API takes every key the worker writes
 
 
+def test_two_orgs_with_a_team_of_one_name_share_no_series() -> None:
+    ours = [key for key, *_ in series_of(CELL, DEFAULT_WATCHED)]
+    theirs = [key for key, *_ in series_of(ACME, DEFAULT_WATCHED)]
+    assert not set(ours) & set(theirs)
+    assert theirs == ["org=acme", "org=acme|team=ads", "org=acme|team=ads|model=gpt-4o", "org=acme|provider=openai",
+                      "org=acme|model=gpt-4o", "org=acme|user=bob"]
+    assert {org_of(k) for k in ours} == {DEFAULT_ORG} and {org_of(k) for k in theirs} == {"acme"}
+    assert org_series("acme") == "org=acme" and org_series(DEFAULT_ORG) == "org"
+
+
 @pytest.mark.parametrize("key", ["", "evil", "team=", "=ads", "team=ads|user=bob", "model=m|team=t", "team=a|team=b",
-                                 "team=a|model=b|user=c", "org=acme", "project=x"])
+                                 "team=a|model=b|user=c", "project=x", "org=", "org=default", "org=default|team=ads",
+                                 "team=ads|org=acme", "org=acme|org=b", "org=acme|team=a|model=b|user=c"])
 def test_what_is_no_series_key(key: str) -> None:
     assert parse_series(key) is None
 
@@ -48,7 +63,7 @@ def test_what_is_no_series_key(key: str) -> None:
 def test_the_series_of_a_cell_and_who_contributes() -> None:
     rows = {key: (labels, watched, contrib) for key, labels, watched, contrib in series_of(CELL, DEFAULT_WATCHED)}
     assert list(rows) == ["org", "team=ads", "team=ads|model=gpt-4o", "provider=openai", "model=gpt-4o", "user=bob"]
-    assert rows["org"] == ({"org": "acme"}, True, (("team", "ads"), ("model", "gpt-4o")))
+    assert rows["org"] == ({"org": "default"}, True, (("team", "ads"), ("model", "gpt-4o")))
     assert rows["team=ads"][2] == (("user", "bob"), ("model", "gpt-4o"))
     assert rows["team=ads|model=gpt-4o"][2] == (("user", "bob"),)
     assert [k for k, (_, watched, _) in rows.items() if not watched] == ["model=gpt-4o", "user=bob"]

@@ -27,7 +27,7 @@ SPEC = BudgetSpec("ads", (("team", "ads"),), "usd", 1000 * NANO, period="day", f
 
 
 def event(i: int, ts: float, cost: float = 0.25) -> dict[str, object]:
-    return {"event_id": f"req-{i:06d}", "ts": ts, "org": "acme", "team": "ads", "user": "u1", "provider": "openai",
+    return {"event_id": f"req-{i:06d}", "ts": ts, "org": "default", "team": "ads", "user": "u1", "provider": "openai",
             "model": "gpt-4o", "input_tokens": 100, "output_tokens": 10, "cost_usd": cost}
 
 

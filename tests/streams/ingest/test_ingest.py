@@ -12,7 +12,7 @@ from streams.ingest.windows import NANO, IngestPartition, to_nusd, window_start
 
 def ev(i: int | str, ts: float, team: str = "ads", cost: float = 0.01, model: str = "gpt-4o", user: str = "u1") -> UsageEvent:
     return UsageEvent(
-        event_id=str(i), ts=ts, org="acme", team=team, user=user, provider="openai", model=model,
+        event_id=str(i), ts=ts, org="default", team=team, user=user, provider="openai", model=model,
         input_tokens=100, output_tokens=10, cache_read_tokens=40, cost_usd=cost,
     )
 

@@ -22,7 +22,7 @@ T = 1_767_600_000.0
 
 
 def good(i: int, ts: float = T, **kw: Any) -> dict[str, Any]:
-    return {"event_id": f"good-{i}", "ts": ts, "org": "acme", "team": "ads", "user": "u1", "provider": "openai",
+    return {"event_id": f"good-{i}", "ts": ts, "org": "default", "team": "ads", "user": "u1", "provider": "openai",
             "model": "gpt-4o", "input_tokens": 1000, "output_tokens": 100, "cost_usd": 0.25, **kw}
 
 
@@ -78,6 +78,9 @@ BAD_NAMES: list[tuple[str, bytes, str]] = [
     ("team-rlo", _bad(team="ads\u202egnp"), "team"),
     ("team-zwsp", _bad(team="a\u200bds"), "team"),
     ("org-bom", _bad(org="\ufeffacme"), "org"),
+    # an org is part of its series' names (org=acme|team=ads): one with a separator would be another's
+    ("org-with-separators", _bad(org="acme|team=ads"), "org"),
+    ("org-with-equals", _bad(org="a=b"), "org"),
     ("tool-10mb", _bad(tool="t" * 10_000_000), "tool"),
     ("provider-bidi", _bad(provider="open\u2066ai"), "provider"),
     ("label-key-bad", _bad(labels={"a|b": "x"}), "labels"),

@@ -88,3 +88,14 @@ def test_the_ingest_card_reads_the_counters_the_status_returns() -> None:
         assert field in names and f'"{field}"' in PAGE
     assert "st.ingest_totals" in PAGE and '"ingest_totals"' in Path("streams/worker/web.py").read_text()
     assert "quarantined" in PAGE
+
+
+def test_two_orgs_with_a_team_of_one_name_are_two_rows() -> None:
+    items = [("team=ads|0", {"s": [NANO, 1, 2, 0, 0, 1]}), ("org=acme|team=ads|0", {"s": [3 * NANO, 1, 2, 0, 0, 1]}),
+             ("org|0", {"s": [NANO, 1, 2, 0, 0, 1]}), ("org=acme|0", {"s": [3 * NANO, 1, 2, 0, 0, 1]})]
+    rows, total = spend_rows(items, "team", None, None)
+    assert [(r.get("org"), r["team"], r["cost_usd"]) for r in rows] == [("acme", "ads", 3.0), (None, "ads", 1.0)]
+    assert total["cost_usd"] == 4.0
+    rows, _ = spend_rows(items, "org", None, None)
+    assert [(r["org"], r["cost_usd"]) for r in rows] == [("org=acme", 3.0), ("org", 1.0)]
+    assert "r.org" in PAGE  # the dashboard names the org of another org's team

@@ -1,0 +1,88 @@
+"""Judging spread over two workers on a real broker: two orgs, each with teams ``ads`` and
+``search``, are judged on their orgs' partitions (streams.common.partitioning), which two
+workers share; each worker judges half of the series, a spike of one org's ads team is one
+page (none for the other org's ads), and spend comes out exact per org and team."""
+
+from __future__ import annotations
+
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.common.partitioning import org_partition
+from streams.ingest.windows import NANO, to_nusd
+from tests.integration.harness import Worker, get_json, produce, wait_until
+from tests.integration.test_spine import PD_KEY, W, event, worker_env
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 2
+ORGS = ("default", "acme")  # on partitions 0 and 1 of 2: one org per worker
+
+
+def test_two_workers_each_judge_one_org_one_page_exact_spend(broker: Any, slack: Any, pagerduty: Any,
+                                                              workdir: Path) -> None:
+    assert sorted(org_partition(o, PARTITIONS) for o in ORGS) == [0, 1]
+    env, topics = worker_env(broker, slack, pagerduty, workdir)
+    workers = [Worker({**env, "TOKENPULSE_DATA_DIR": str(workdir / f"data{i}")}, workdir / f"worker{i}.log")
+               for i in range(2)]
+    rng = random.Random(15)
+    want: dict[tuple[str | None, str], list[int]] = {}
+    try:
+        # Both start together and join the groups in one rebalance (one starting after the other
+        # made the first hand over a partition and recover its tables again, which on a loaded
+        # machine sometimes outlasted the test's patience on Tansu).
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda w: w.start(1, timeout=120), workers))
+        t0 = int(time.time() // W) * W - 40 * W
+        msgs: list[tuple[bytes, bytes]] = []
+        for i in range(40):
+            for org in ORGS:
+                for team in ("ads", "search"):
+                    spike = org == "acme" and team == "ads" and i in range(28, 31)
+                    n, lo, hi = (40, 0.4, 0.6) if spike else (6, 0.05, 0.15)
+                    evs = [event(team, t0 + i * W + rng.random() * W * 0.9, round(rng.uniform(lo, hi), 6), rng,
+                                 org=org) for _ in range(n)]
+                    acc = want.setdefault((None if org == "default" else org, team), [0, 0])
+                    acc[0] += sum(to_nusd(e["cost_usd"]) for e in evs)
+                    acc[1] += len(evs)
+                    msgs.append((f"{org}/{team}".encode(), orjson.dumps(evs)))
+        produce(broker.bootstrap, topics["usage"], msgs)
+
+        wait_until(lambda: [e for e in pagerduty.events() if e["event_action"] == "resolve"], 90, "a PagerDuty resolve")
+
+        def spend() -> dict[tuple[str | None, str], list[int]]:
+            # each worker answers for the series it judges (issue 15 item 4 merges them)
+            got: dict[tuple[str | None, str], list[int]] = {}
+            for w in workers:
+                for r in get_json(f"{w.url}/api/spend?group_by=team")["rows"]:
+                    acc = got.setdefault((r.get("org"), r["team"]), [0, 0])
+                    acc[0] += round(r["cost_usd"] * NANO)
+                    acc[1] += r["events"]
+            return got
+
+        wait_until(lambda: spend() == want, 60, "exact spend per org and team across both workers")
+        pd = pagerduty.events()
+        assert [(e["event_action"], e["dedup_key"]) for e in pd] == [
+            ("trigger", "cost_spike:org=acme|team=ads"), ("resolve", "cost_spike:org=acme|team=ads")], pd
+
+        judged = [{q: s["series"] for q, s in get_json(f"{w.url}/api/status")["judge"].items() if s["series"]}
+                  for w in workers]
+        print("series judged per worker:", judged)
+        assert sorted(sum(j.values()) for j in judged) == [2, 2], judged  # team=ads, team=search of one org each
+        assert set(judged[0]).isdisjoint(judged[1])
+        for w in workers:
+            log = w.log_path.read_text(errors="replace")
+            assert PD_KEY not in log and slack.token not in log
+    except BaseException:
+        for w in workers:
+            print(w.log_tail(80))
+        raise
+    finally:
+        for w in workers:
+            w.stop()
