@@ -131,7 +131,8 @@ class FeedbackWorker:
         await self.judging.checkpoint(p, self.clock())  # the state the answer changed, before its record
         record = {**{k: event.get(k) for k in ("id", "action", "key", "series", "started_at", "window_end", "user",
                                                "user_id", "channel", "message_ts", "at", "source", "url")},
-                  "team": _team(j, str(event["series"])), "outcome": outcome, "applied_at": self.clock(), "p": p}
+                  "team": _team(j, str(event["series"])), "org": _org(j, str(event["series"])),
+                  "outcome": outcome, "applied_at": self.clock(), "p": p}
         if silence is not None:
             record["silence"] = silence.to_dict()
         persist(self.table, p, fid, record)
@@ -256,15 +257,26 @@ def _who(record: dict[str, Any]) -> str:
     return str(record.get("user_id") or "")
 
 
-def _team(j: Any, series: str) -> str | None:
-    info = j.series.get(series)
-    if info is not None and info.labels.get("team"):
-        return str(info.labels["team"])
+def _label(labels: Any, series: str, name: str) -> str | None:
+    """``name``'s value (``team``, ``org``) in ``labels``, else in the series name's parts."""
+    if isinstance(labels, dict) and labels.get(name):
+        return str(labels[name])
     for part in series.split("|"):
         k, _, v = part.partition("=")
-        if k == "team":
+        if k == name:
             return v
     return None
+
+
+def _team(j: Any, series: str) -> str | None:
+    info = j.series.get(series)
+    return _label(info.labels if info is not None else None, series, "team")
+
+
+def _org(j: Any, series: str) -> str | None:
+    """The org of ``series``; None for the default org (its series names carry none)."""
+    info = j.series.get(series)
+    return _label(info.labels if info is not None else None, series, "org")
 
 
 def feedback_rows(items: Any, team: str | None = None) -> list[dict[str, Any]]:
@@ -292,15 +304,12 @@ def answers_by_incident(items: Any) -> dict[tuple[str, float | None], list[dict[
     return out
 
 
-def _alert_team(rec: dict[str, Any]) -> str | None:
-    labels = rec.get("labels") or {}
-    if isinstance(labels, dict) and labels.get("team"):
-        return str(labels["team"])
-    for part in str(rec.get("series") or "").split("|"):
-        k, _, v = part.partition("=")
-        if k == "team":
-            return v
-    return None
+def _alert_team(rec: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(org, team) of an alert or an answer: org None for the default org, team None for an
+    org-wide alert."""
+    series = str(rec.get("series") or "")
+    labels = rec.get("labels")
+    return _label(labels, series, "org") or rec.get("org"), _label(labels, series, "team") or rec.get("team")
 
 
 def feedback_summary(alerts: Any, answers: Any, until: float, days: int = SUMMARY_DAYS,
@@ -314,14 +323,16 @@ def feedback_summary(alerts: Any, answers: Any, until: float, days: int = SUMMAR
     answered is not counted. An incident counts once per kind of answer however often it was
     pressed. ``precision`` is the share of answered incidents that were not "not an anomaly"
     (None until one is answered); incidents without a team (the org's) are under ``team: null``.
+    Teams of another org than the default one are rows of their own (``org`` names it; None for
+    the default org): two orgs' "ads" are two teams.
 
     >>> rows = feedback_summary([{"key": "k", "started_at": 10.0, "labels": {"team": "ads"}}],
     ...     [{"key": "k", "started_at": 10.0, "team": "ads", "action": "tokenpulse_not_anomaly", "at": 20.0}], 100.0)
-    >>> rows[0]["alerts"], rows[0]["not_anomaly"], rows[0]["precision"]
-    (1, 1, 0.0)
+    >>> rows[0]["org"], rows[0]["team"], rows[0]["alerts"], rows[0]["not_anomaly"], rows[0]["precision"]
+    (None, 'ads', 1, 1, 0.0)
     """
     since = until - days * 86400
-    teams: dict[tuple[str, float | None], str | None] = {}
+    teams: dict[tuple[str, float | None], tuple[str | None, str | None]] = {}
     for rec in alerts:
         if rec and isinstance(rec.get("started_at"), int | float) and since <= rec["started_at"] < until:
             teams[_incident(rec)] = _alert_team(rec)
@@ -333,13 +344,13 @@ def feedback_summary(alerts: Any, answers: Any, until: float, days: int = SUMMAR
         started = inc[1] if inc[1] is not None else float(rec.get("at") or 0.0)
         if not since <= started < until:
             continue
-        teams.setdefault(inc, rec.get("team") or _alert_team(rec))
+        teams.setdefault(inc, _alert_team(rec))
         pressed.setdefault(inc, set()).add(str(rec.get("action")))
-    rows: dict[str | None, dict[str, Any]] = {}
-    for inc, t in teams.items():
+    rows: dict[tuple[str | None, str | None], dict[str, Any]] = {}
+    for inc, (o, t) in teams.items():
         if team is not None and t != team:
             continue
-        row = rows.setdefault(t, {"team": t, "alerts": 0, "answered": 0, "acknowledged": 0, "new_normal": 0,
+        row = rows.setdefault((o, t), {"org": o, "team": t, "alerts": 0, "answered": 0, "acknowledged": 0, "new_normal": 0,
                                   "not_anomaly": 0, "snoozed": 0})
         row["alerts"] += 1
         got = pressed.get(inc, set())
@@ -350,4 +361,4 @@ def feedback_summary(alerts: Any, answers: Any, until: float, days: int = SUMMAR
         row["snoozed"] += "tokenpulse_snooze_4h" in got
     for row in rows.values():
         row["precision"] = None if not row["answered"] else round(1 - row["not_anomaly"] / row["answered"], 4)
-    return sorted(rows.values(), key=lambda r: (-r["alerts"], r["team"] or ""))
+    return sorted(rows.values(), key=lambda r: (-r["alerts"], r["team"] or "", r["org"] or ""))

@@ -393,7 +393,7 @@ async function loadAnswers() {
     : "no answer buttons (no Slack signing secret): alerts of the last 30 days only";
   fill("answers", [["team"], ["alerts", "num"], ["answered", "num"], ["acknowledged", "num"], ["new normal", "num"],
       ["not an anomaly", "num"], ["snoozed", "num"], ["precision", "num"]],
-    s.teams.map(t => [t.team == null ? "(org)" : t.team, num(t.alerts), num(t.answered), num(t.acknowledged),
+    s.teams.map(t => [(t.team == null ? "(org)" : t.team) + (t.org ? ` (${t.org})` : ""), num(t.alerts), num(t.answered), num(t.acknowledged),
       num(t.new_normal), num(t.not_anomaly), num(t.snoozed), num(pct(t.precision))]),
     "no alerts in the last 30 days");
 }

@@ -46,12 +46,24 @@ def test_summary_counts_incidents_once_per_kind_of_answer_within_30_days() -> No
     ]
     rows = {r["team"]: r for r in feedback_summary(alerts, answers, T0)}
     assert set(rows) == {"ads", "search"}
-    assert rows["ads"] == {"team": "ads", "alerts": 2, "answered": 2, "acknowledged": 1, "new_normal": 1,
+    assert rows["ads"] == {"org": None, "team": "ads", "alerts": 2, "answered": 2, "acknowledged": 1, "new_normal": 1,
                            "not_anomaly": 1, "snoozed": 0, "precision": 0.5}
     assert rows["search"]["alerts"] == 1 and rows["search"]["answered"] == 0 and rows["search"]["precision"] is None
     assert [r["team"] for r in feedback_summary(alerts, answers, T0, team="search")] == ["search"]
     # 40 days later nothing of it is in the span
     assert feedback_summary(alerts, answers, T0 + 40 * DAY) == []
+
+
+def test_summary_keeps_two_orgs_teams_of_the_same_name_apart() -> None:
+    acme = {**alert("ads", T0 - DAY, key="cost_spike:org=acme|team=ads"), "series": "org=acme|team=ads",
+            "labels": {"org": "acme", "team": "ads"}}
+    alerts = [alert("ads", T0 - DAY), acme]
+    answers = [{**answer(1, "tokenpulse_not_anomaly", "ads", T0 - DAY, key="cost_spike:org=acme|team=ads"),
+                "series": "org=acme|team=ads", "org": "acme"}]
+    rows = {(r["org"], r["team"]): r for r in feedback_summary(alerts, answers, T0)}
+    assert set(rows) == {(None, "ads"), ("acme", "ads")}
+    assert rows[("acme", "ads")]["not_anomaly"] == 1 and rows[("acme", "ads")]["alerts"] == 1
+    assert rows[(None, "ads")]["answered"] == 0
 
 
 @pytest.fixture
