@@ -8,16 +8,16 @@ judges what is the partitioning's business) is SIGKILLed while traffic keeps flo
 
 - the survivor holds every usage partition (the group rebalanced to it);
 - it judges the dead worker's series within the session timeout plus one window of the kill
-  (the session timeout is the product's 6 s, ``broker_session_timeout`` / ``session_timeout_ms``);
+  (``TOKENPULSE_KAFKA_SESSION_TIMEOUT_SECONDS=6``, the least Apache Kafka accepts by default);
 - its spend per team and the ``ads`` budget ledger equal the produced totals exactly;
 - PagerDuty got one trigger for the incident's dedup key (the kill comes after the deliveries
   table recorded it, past several checkpoints) and one resolve, sent by the survivor.
 
 What the product guarantees for pages: delivery is recorded per alert key and seq in the
 ``deliveries`` table, so a redelivered outbox record or a re-judged window sends nothing again;
-only a crash between PagerDuty's 202 and that record's write can send a trigger twice, and then
-with the same ``dedup_key`` (PagerDuty folds it into the open incident). This test kills outside
-that gap, so it asserts exactly one trigger.
+only a crash between PagerDuty's 202 and that record's changelog write reaching the broker
+(milliseconds) can send a trigger twice, and then with the same ``dedup_key`` (PagerDuty folds it
+into the open incident). This test kills outside that gap, so it asserts exactly one trigger.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ pytestmark = pytest.mark.integration
 
 W = 2  # window seconds
 PARTITIONS = 4
-SESSION_TIMEOUT = 6.0  # the worker's consumer-group session timeout (streams/worker/app.py, streams/ingest/hotpath.py)
+# TOKENPULSE_KAFKA_SESSION_TIMEOUT_SECONDS of both workers: the least a default Apache Kafka
+# broker accepts (group.min.session.timeout.ms), and the product's default
+SESSION_TIMEOUT = 6.0
 TEAMS = ("ads", "search", "infra", "data", "web", "mobile")
 SPIKE = "ads"
 DEDUP = f"cost_spike:team={SPIKE}"
@@ -149,7 +151,8 @@ def test_sigkilled_worker_is_taken_over_exactly(broker: Any, pagerduty: Any, wor
     policy = workdir / "policy.yaml"
     policy.write_text(policy_text(noon_zone(time.time())))
     env = deployment_env(broker, workdir, PARTITIONS, tag="fo", window_seconds=W, lateness_seconds=0.5,
-                         idle_grace_seconds=1, checkpoint_seconds=0.2, policy=policy,
+                         idle_grace_seconds=1, checkpoint_seconds=0.2, kafka_session_timeout_seconds=SESSION_TIMEOUT,
+                         policy=policy,
                          pagerduty_routing_key=PD_KEY, pagerduty_url=pagerduty.enqueue_url)
     usage = f"{env['TOKENPULSE_TOPIC_PREFIX']}.usage"
     ledger = Ledger()
