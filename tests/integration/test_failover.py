@@ -205,7 +205,11 @@ def test_sigkilled_worker_is_taken_over_exactly(broker: Any, pagerduty: Any, wor
         first = wait_until(lambda: moving & set(judged(survivor)), 60, "the survivor judging the dead worker's series")
         resumed = time.time() - killed
         mark("resumed")
+        # both groups rebalanced to the survivor: the ingest group's usage partitions and the
+        # Faust group's judge (windows) partitions
         wait_until(lambda: len(partitions(survivor)) == PARTITIONS, 30, "every usage partition on the survivor")
+        wait_until(lambda: len(get_json(f"{survivor.url}/api/status")["judge"]) == PARTITIONS, 30,
+                   "every judge partition on the survivor")
         mark("rebalanced")
         print(f"judging resumed {resumed:.1f}s after the kill (first: {sorted(first)}); "
               f"bound: session timeout {SESSION_TIMEOUT:.0f}s + one window {W}s")
