@@ -22,6 +22,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         lateness=settings.lateness_seconds,
         idle_grace=settings.idle_grace_seconds,
         checkpoint_seconds=settings.checkpoint_seconds,
+        session_timeout=settings.kafka_session_timeout_seconds,
         watched=frozenset(policy.watch),
         price_overrides=policy.price_overrides(),
         detector_name=policy.detector.name,

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     dashboard_url: str | None = Field(default=None, description="Public URL of the dashboard, linked from alerts.")
     kafka_flavor: str = Field(default="kafka", description="'kafka' or 'tansu' (works around Tansu 0.6 quirks).")
     checkpoint_seconds: float = Field(default=1.0, gt=0, description="How often ingest state is checkpointed.")
+    kafka_session_timeout_seconds: float = Field(
+        default=6.0, ge=1, le=1800,
+        description="Consumer-group session timeout of the worker's Kafka consumers: how long the group waits "
+                    "for a silent worker before its partitions move (Apache Kafka refuses less than the broker's "
+                    "group.min.session.timeout.ms, 6 s by default).",
+    )
     dlq_max_bytes: int = Field(
         default=262_144, ge=1024, le=1_000_000,
         description="A dead-lettered message's bytes are cut to this many (header tokenpulse.truncated: the original size).",

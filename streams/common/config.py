@@ -39,6 +39,9 @@ class StreamConfig:
     lateness: float = 10.0
     idle_grace: float = 10.0
     checkpoint_seconds: float = 1.0
+    # consumer-group session timeout of the worker's consumers (Faust's and the hot path's):
+    # how long after a worker dies its partitions move (TOKENPULSE_KAFKA_SESSION_TIMEOUT_SECONDS)
+    session_timeout: float = 6.0
     watched: frozenset[str] = DEFAULT_WATCHED  # names of streams.common.dimensions.DIMENSIONS
     price_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
     detector_name: str = "default"
@@ -78,6 +81,12 @@ class StreamConfig:
     # event-time seconds after which spend is kept by the hour, then by the day (0: never; streams.reports.retention)
     spend_hourly_after: int = 48 * 3600
     spend_daily_after: int = 35 * 86400
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Heartbeats a third of the session or more often (Kafka's rule), at most every second:
+        the survivor of a dead worker hears of the rebalance at its next heartbeat."""
+        return min(1.0, self.session_timeout / 3)
 
     @property
     def topics(self) -> dict[str, str]:

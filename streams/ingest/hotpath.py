@@ -71,24 +71,29 @@ class IngestLoop:
 
     # ------------------------------------------------------------------ lifecycle ------
     async def start(self) -> None:
-        cfg = self.cfg
-        bootstrap = cfg.bootstrap.split(",")
         self.producer = AIOKafkaProducer(**self.producer_settings())
         await self.producer.start()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+        self.consumer = AIOKafkaConsumer(**self.consumer_settings())
+        self.consumer.subscribe([self.topics["usage"]], listener=_Listener(self))
+        await self.consumer.start()
+
+    def consumer_settings(self) -> dict[str, Any]:
+        """The usage topic's consumer, in the group ``<app_id>-ingest``: offsets are committed by
+        the checkpoints, and the session timeout is the worker's setting (the Faust group's too),
+        so a dead worker's usage partitions move when its judge partitions do."""
+        cfg = self.cfg
+        return dict(
+            bootstrap_servers=cfg.bootstrap.split(","),
             group_id=f"{cfg.app_id}-ingest",
             client_id=f"{cfg.app_id}-ingest",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1000,
+            session_timeout_ms=int(cfg.session_timeout * 1000),
+            heartbeat_interval_ms=int(cfg.heartbeat_interval * 1000),
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=16 * 1024 * 1024,
             **cfg.security.aiokafka(),
         )
-        self.consumer.subscribe([self.topics["usage"]], listener=_Listener(self))
-        await self.consumer.start()
 
     def producer_settings(self) -> dict[str, Any]:
         """The hot path's producer: partials, dead letters and checkpoints.

@@ -27,3 +27,30 @@ def test_the_hot_path_producer_gets_the_security_settings() -> None:
     got = IngestLoop(StreamConfig(bootstrap="k:9092", security=sec), Pricer()).producer_settings()
     assert got["security_protocol"] == "SASL_PLAINTEXT" and got["sasl_mechanism"] == "SCRAM-SHA-256"
     assert got["sasl_plain_username"] == "tp" and got["sasl_plain_password"] == "pw"
+
+
+@pytest.mark.parametrize(("seconds", "heartbeat"), [(6.0, 1.0), (30.0, 1.0), (1.5, 0.5)])
+def test_one_session_timeout_for_both_consumer_groups(seconds: float, heartbeat: float) -> None:
+    """TOKENPULSE_KAFKA_SESSION_TIMEOUT_SECONDS reaches the hot path's group and Faust's: a dead
+    worker's usage and judge partitions move after the same wait (tests/integration/test_failover.py)."""
+    from tokenpulse.policy import parse_policy
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.settings import Settings
+
+    settings = Settings(kafka_session_timeout_seconds=seconds)
+    cfg = stream_config(settings, parse_policy(b"watch: [team]\n", "policy.yaml"), "k:9092")
+    consumer = IngestLoop(cfg, Pricer()).consumer_settings()
+    assert consumer["session_timeout_ms"] == int(seconds * 1000)
+    assert consumer["heartbeat_interval_ms"] == int(heartbeat * 1000)
+    assert consumer["group_id"] == "tokenpulse-ingest" and consumer["enable_auto_commit"] is False
+    faust = faust_settings(cfg)
+    assert (faust["broker_session_timeout"], faust["broker_heartbeat_interval"]) == (seconds, heartbeat)
+
+
+def test_a_session_timeout_under_a_second_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from tokenpulse.settings import Settings
+
+    with pytest.raises(ValidationError, match="kafka_session_timeout_seconds"):
+        Settings(kafka_session_timeout_seconds=0.5)

@@ -1,0 +1,260 @@
+"""Two workers in one group on Apache Kafka, one SIGKILLed while events stream (issue 15, item 8).
+
+Two real ``tokenpulse worker`` processes share a 4-partition usage topic (the ingest group and the
+Faust group each balance their partitions). A producer streams live events (event time = wall
+clock) for several teams with known exact totals; a spike on ``ads`` pages. Once the page is
+delivered, the worker that judges ``team=ads`` (found through the API, not assumed: which worker
+judges what is the partitioning's business) is SIGKILLed while traffic keeps flowing. Then:
+
+- the survivor holds every usage partition (the group rebalanced to it);
+- it judges the dead worker's series soon after the kill: the time is printed against the
+  issue's target, the session timeout plus one window, and asserted against a sanity bound
+  (``TOKENPULSE_KAFKA_SESSION_TIMEOUT_SECONDS=6``, the least Apache Kafka accepts by default);
+- its spend per team and the ``ads`` budget ledger equal the produced totals exactly;
+- PagerDuty got one trigger for the incident's dedup key (the kill comes after the deliveries
+  table recorded it, past several checkpoints) and one resolve, sent by the survivor.
+
+What the product guarantees for pages: delivery is recorded per alert key and seq in the
+``deliveries`` table, so a redelivered outbox record or a re-judged window sends nothing again;
+only a crash between PagerDuty's 202 and that record's changelog write reaching the broker
+(milliseconds) can send a trigger twice, and then with the same ``dedup_key`` (PagerDuty folds it
+into the open incident). This test kills outside that gap, so it asserts exactly one trigger.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+import urllib.error
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.integration import apache_kafka
+from tests.integration.harness import DETECTOR_POLICY, Worker, deployment_env, get_json, wait_until
+from tests.integration.test_budgets import noon_zone
+from tests.integration.test_spine import PD_KEY, Ledger, event
+
+pytestmark = pytest.mark.integration
+
+W = 2  # window seconds
+PARTITIONS = 4
+# TOKENPULSE_KAFKA_SESSION_TIMEOUT_SECONDS of both workers: the least a default Apache Kafka
+# broker accepts (group.min.session.timeout.ms), and the product's default
+SESSION_TIMEOUT = 6.0
+TEAMS = ("ads", "search", "infra", "data", "web", "mobile")
+SPIKE = "ads"
+DEDUP = f"cost_spike:team={SPIKE}"
+
+
+def policy_text(tz: str) -> str:
+    return f"""
+watch: [team]
+{DETECTOR_POLICY}alerts:
+  warning_excess_usd: 2
+  page_min_excess_usd: 5
+  resolve_after_windows: 2
+budget_timezone: {tz}
+budgets:
+  - name: ads-daily
+    scope: {{team: ads}}
+    amount: 100000
+    period: day
+    thresholds: [100]
+    forecast: {{enabled: false}}
+"""
+
+
+class Stream:
+    """A producer thread sending every team's events in real time (twice a window), a spike on
+    ``SPIKE`` while ``spiking`` is set; every event sent is in ``ledger``."""
+
+    def __init__(self, bootstrap: str, topic: str, ledger: Ledger, rng: random.Random) -> None:
+        from kafka import KafkaProducer
+
+        self.producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+        self.topic, self.ledger, self.rng = topic, ledger, rng
+        self.spiking = threading.Event()
+        self.stopped = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="failover-producer", daemon=True)
+
+    def send(self, team: str, evs: list[dict[str, Any]]) -> None:
+        for e in evs:
+            self.ledger.add(e)
+        # keyed by team, each team on a partition of its own choosing so that every usage
+        # partition has traffic: an idle one would hold judging back by the idle grace after
+        # the takeover, which is not what this test measures
+        self.producer.send(self.topic, key=team.encode(), value=orjson.dumps(evs),
+                           partition=TEAMS.index(team) % PARTITIONS)
+
+    def _run(self) -> None:
+        try:
+            while not self.stopped.is_set():
+                t = time.time()
+                for team in TEAMS:
+                    n, cost = (30, 0.5) if team == SPIKE and self.spiking.is_set() else (3, 0.05)
+                    self.send(team, [event(team, t, round(cost * self.rng.uniform(0.9, 1.1), 6), self.rng)
+                                     for _ in range(n)])
+                self.producer.flush(10)
+                self.stopped.wait(max(0.0, W / 2 - (time.time() - t)))
+        except BaseException as exc:  # noqa: BLE001 - reported by stop()
+            self.error = exc
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(30)
+        self.producer.flush(10)
+        self.producer.close(10)
+        if self.error is not None:
+            raise AssertionError(f"the producer failed: {self.error!r}")
+
+
+def judged(worker: Worker) -> dict[str, list[dict[str, Any]]]:
+    """The series this worker judges, with their last judged windows ({} when it is down)."""
+    try:
+        return get_json(f"{worker.url}/api/windows", timeout=2)["series"]
+    except (OSError, urllib.error.URLError):
+        return {}
+
+
+def partitions(worker: Worker) -> list[int]:
+    return get_json(f"{worker.url}/healthz", timeout=2)["usage_partitions"]
+
+
+def _apache_kafka_only() -> list[Any]:
+    """The ``broker`` fixture on Apache Kafka only (skipped as conftest skips that tier)."""
+    why = apache_kafka.available()
+    if why is True or os.environ.get("CI"):
+        return ["kafka"]
+    return [pytest.param("kafka", marks=pytest.mark.skip(reason=f"Apache Kafka tier: {why}"))]
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    made: list[Worker] = []
+    yield made
+    for w in made:  # process groups, also when the test failed half-way
+        w.kill()
+
+
+@pytest.mark.parametrize("broker", _apache_kafka_only(), indirect=True)
+def test_sigkilled_worker_is_taken_over_exactly(broker: Any, pagerduty: Any, workdir: Path,
+                                                workers: list[Worker]) -> None:
+    began = time.monotonic()
+    rng = random.Random(815)
+    policy = workdir / "policy.yaml"
+    policy.write_text(policy_text(noon_zone(time.time())))
+    env = deployment_env(broker, workdir, PARTITIONS, tag="fo", window_seconds=W, lateness_seconds=0.5,
+                         idle_grace_seconds=1, checkpoint_seconds=0.2, kafka_session_timeout_seconds=SESSION_TIMEOUT,
+                         policy=policy,
+                         pagerduty_routing_key=PD_KEY, pagerduty_url=pagerduty.enqueue_url)
+    usage = f"{env['TOKENPULSE_TOPIC_PREFIX']}.usage"
+    ledger = Ledger()
+    marks: dict[str, float] = {}
+
+    def mark(what: str) -> None:
+        marks[what] = round(time.monotonic() - began, 1)
+
+    for k in (1, 2):
+        workers.append(Worker({**env, "TOKENPULSE_DATA_DIR": str(workdir / f"data{k}")}, workdir / f"worker{k}.log"))
+    with ThreadPoolExecutor(2) as pool:  # both join the group at once: 2 usage partitions each
+        for f in [pool.submit(w.start, PARTITIONS // 2) for w in workers]:
+            f.result()
+    # Faust's group (the judge) settles a moment after the ingest group. A rebalance while a
+    # worker works through a backlog lost spend once in 14 runs (a known bug, not explained yet:
+    # docs/deploying.md#failover); this test is about the takeover after a SIGKILL, so the
+    # backlog comes once both groups are settled.
+    time.sleep(3.0)
+    mark("started")
+
+    # a quiet history the detectors learn from (30 windows, sent at once)
+    stream = Stream(broker.bootstrap, usage, ledger, rng)
+    t0 = int(time.time() // W) * W - 30 * W
+    for i in range(2 * 30):  # the live rate: 3 events per team twice a window
+        for team in TEAMS:
+            stream.send(team, [event(team, t0 + i * W / 2 + rng.random() * W * 0.45,
+                                     round(0.05 * rng.uniform(0.9, 1.1), 6), rng) for _ in range(3)])
+    stream.producer.flush(30)
+
+    try:
+        stream.start()
+        series = f"team={SPIKE}"
+        owner = wait_until(lambda: next((w for w in workers if series in judged(w)), None), 30,
+                           f"a worker judging {series}")
+        # live windows judged (and checkpointed every 0.2 s) before the spike
+        live = time.time()
+        wait_until(lambda: max(r["window_start"] for r in judged(owner)[series]) >= live, 20, "a live window judged")
+        mark("judging")
+
+        spike_start = int(time.time() // W) * W + W
+        time.sleep(max(0.0, spike_start - time.time()))
+        stream.spiking.set()
+        wait_until(lambda: [e for e in pagerduty.events() if e["event_action"] == "trigger"], 30, "the page")
+        mark("paged")
+        stream.spiking.clear()
+        time.sleep(1.0)  # five checkpoints: the deliveries table has recorded the trigger
+
+        [survivor] = [w for w in workers if w is not owner]
+        theirs = set(judged(owner))
+        moving = theirs - set(judged(survivor))  # the series that must move to the survivor
+        assert series in moving, (sorted(theirs), sorted(judged(survivor)))
+        owner.kill()  # SIGKILL to its process group, traffic still flowing
+        killed = time.time()
+        mark("killed")
+
+        first = wait_until(lambda: moving & set(judged(survivor)), 60, "the survivor judging the dead worker's series")
+        resumed = time.time() - killed
+        mark("resumed")
+        # both groups rebalanced to the survivor: the ingest group's usage partitions and the
+        # Faust group's judge (windows) partitions
+        wait_until(lambda: len(partitions(survivor)) == PARTITIONS, 30, "every usage partition on the survivor")
+        wait_until(lambda: len(get_json(f"{survivor.url}/api/status")["judge"]) == PARTITIONS, 30,
+                   "every judge partition on the survivor")
+        mark("rebalanced")
+        print(f"judging resumed {resumed:.1f}s after the kill (first: {sorted(first)}); "
+              f"target: session timeout {SESSION_TIMEOUT:.0f}s + one window {W}s")
+
+        # back to normal on the survivor: the incident resolves there, once
+        wait_until(lambda: [e for e in pagerduty.events() if e["event_action"] == "resolve"], 40, "the resolve")
+        mark("resolved")
+        stream.stop()
+        wait_until(lambda: ledger.matches(get_json(f"{survivor.url}/api/spend?group_by=team")["rows"]), 40,
+                   "the exact spend per team on the survivor")
+        mark("exact")
+        [row] = [r for r in get_json(f"{survivor.url}/api/budgets")["budgets"] if r["budget"] == "ads-daily"]
+        assert row["spent_base"] == ledger.nusd[SPIKE], (row, ledger.nusd)
+
+        time.sleep(1.0)  # room for a late duplicate page to show up
+        pages = Counter((e["dedup_key"], e["event_action"]) for e in pagerduty.events())
+        assert pages == Counter({(DEDUP, "trigger"): 1, (DEDUP, "resolve"): 1}), pages
+        # Issue 15 asks for the session timeout plus one window (8 s). Measured on the shared
+        # 2-core machine: 6.8-10.1 s in 14 runs (median 7.4 s, 9 within 8 s; docs/deploying.md,
+        # "Failover"). A timing is measured, not asserted (the project's rule for timed tests):
+        # the assertion is a sanity bound that a stuck partition or a second session
+        # timeout fails, not the target, which the printed line reports against.
+        bound = 2 * SESSION_TIMEOUT + W
+        assert resumed <= bound, f"judging resumed {resumed:.1f}s after the kill (sanity bound {bound:.0f}s)"
+        assert survivor.proc is not None and survivor.proc.poll() is None
+        print(f"failover test: steps at {marks}s; {ledger.last}")
+    except BaseException:
+        stream.stopped.set()
+        for w in workers:
+            print(f"--- {w.log_path.name}")
+            print(w.diagnostics() if w.proc is not None and w.proc.poll() is None else w.log_tail(150))
+        print(getattr(ledger, "last", None), marks)
+        raise
+    finally:
+        stream.stopped.set()
+        for w in workers:
+            w.stop()
