@@ -17,6 +17,14 @@ _COUNT = frozenset({"counts"})
 
 # Memory of the usual spend per window (for the materiality gate), in seconds of windows.
 _USUAL_MEMORY_S = 7 * 86400.0
+# The money gate's baseline (gate_on_mean): the mean spend the models' expected value stands for,
+# expected times the mean of observed / expected over normal windows with spend (about a week's
+# memory, like the usual spend). The components' expected value is a typical (log-scale) value,
+# which on a heavy-tailed series sits far below the mean: every ordinary burst is then "dollars
+# over expected". A window's ratio counts up to _MEAN_RATIO_CAP, and the correction applies once
+# _MEAN_MIN_N windows taught it.
+_MEAN_RATIO_CAP = 100.0
+_MEAN_MIN_N = 60
 # Memory of the recent spend per window (normal windows): the relative gate is minutes of the
 # window's expected spend or of this, whichever is lower -- a young series' expected spend at an
 # hour it has not seen yet is an average of other hours (the demo's three hours of history
@@ -76,7 +84,8 @@ class Combined(Detector):
     still scores 0.99 or more; alerts stay about spend above expected.
 
     Surprise is not enough. Like AWS Cost Anomaly Detection's impact thresholds, the alert
-    needs **material impact**: the excess over expected spend, summed over the incident so far
+    needs **material impact**: the excess over expected spend (over the mean spend that the
+    expected value stands for, ``gate_on_mean``), summed over the incident so far
     (consecutive windows above expected since the first surprising one), must reach
     ``min_excess_pct`` percent of the expected spend over those windows and a dollar figure
     relative to what the series usually costs at that time, :meth:`materiality`:
@@ -148,6 +157,12 @@ class Combined(Detector):
         alerting.
     protect_anomaly
         Do not learn surprising windows into any component.
+    gate_on_mean
+        Count the money gate's excess (and the percentage) over the *mean* spend the expected
+        value stands for: expected times the series' mean of observed / expected on its normal
+        windows (about a week's memory). The models' expected value is a typical, log-scale
+        value; on a bursty, heavy-tailed series it sits far below the mean, and every ordinary
+        burst would count as dollars over expected. ``false``: over the expected value itself.
 
     Example: a team spending about $2 a minute (the gate: 10 minutes of it, $20). A burst to $6
     is surprising but not worth it; the burst to $40 that follows it alerts.
@@ -160,7 +175,7 @@ class Combined(Detector):
     ...     _ = det.update(t0 + 60 * i, 2.0 * rng.lognormal(0, 0.1), count=40)
     >>> v = det.update(t0 + 60 * 2880, 6.0, count=120)
     >>> v.is_anomaly, v.score > 0.9999, round(v.impact), v.reason  # doctest: +ELLIPSIS
-    (False, True, 4, 'seasonal: 3.0x the hour-of-day expected value ...; $4.02 over expected so far, alerts from $19.82 and 50%')
+    (False, True, 4, 'seasonal: 3.0x the hour-of-day expected value ...; $4.00 over expected so far, alerts from $19.82 and 50%')
     >>> v = det.update(t0 + 60 * 2881, 40.0, count=800)
     >>> v.is_anomaly, round(v.excess), round(v.impact)
     (True, 38, 42)
@@ -183,6 +198,7 @@ class Combined(Detector):
         new_normal_after: float = 3 * 3600.0,
         max_new_normal_ratio: float = 5.0,
         protect_anomaly: bool = True,
+        gate_on_mean: bool = True,
     ) -> None:
         from detectors import DETECTORS  # the registry imports this module
 
@@ -199,6 +215,7 @@ class Combined(Detector):
         self.new_normal_after = new_normal_after
         self.max_new_normal_ratio = max_new_normal_ratio
         self.protect_anomaly = protect_anomaly
+        self.gate_on_mean = gate_on_mean
         require("Combined", window_seconds > 0, "window_seconds must be > 0", window_seconds)
         require(
             "Combined",
@@ -279,6 +296,7 @@ class Combined(Detector):
         self._usual = 0.0  # usual spend per window (exponentially weighted, normal windows)
         self._usual_n = 0
         self._recent = [0.0, 0]  # recent spend per window (the last half hour of normal windows), n
+        self._mean_ratio = [1.0, 0]  # mean observed / expected on normal windows with spend, n
         # The shift under way: ts of its first surprising window (None: none), of its latest,
         # the hour of the shift being summed, the sum and number of log(observed / expected)
         # in it, the previous hour's mean (None until it had enough windows), and the sum of
@@ -296,6 +314,7 @@ class Combined(Detector):
             "run": [self._run_excess, self._run_expected],
             "usual": [self._usual, self._usual_n],
             "recent": list(self._recent),
+            "mean_ratio": list(self._mean_ratio),
             "dep": list(self._dep),
             "shift": list(self._shift),
             "recur_day": self._recur_day,
@@ -312,6 +331,9 @@ class Combined(Detector):
             # (states written before the relative gate and calibrated scores have neither)
             usual, usual_n = (float(state["usual"][0]), int(state["usual"][1])) if "usual" in state else (0.0, 0)
             recent = [float(state["recent"][0]), int(state["recent"][1])] if "recent" in state else [0.0, 0]
+            # (states written before the mean-based gate have none: learnt afresh)
+            mean_ratio = ([float(state["mean_ratio"][0]), int(state["mean_ratio"][1])] if "mean_ratio" in state
+                          else [1.0, 0])
             dep = [float(x) for x in state["dep"]] if "dep" in state else [_DEP_Q * len(self._models), _DEP_PRIOR]
             shift = list(state.get("shift", (None, None, 0, 0.0, 0, None, 0.0)))
             if len(shift) != 7:
@@ -335,6 +357,9 @@ class Combined(Detector):
         if not math.isfinite(usual) or not math.isfinite(recent[0]):
             raise ValueError("combined state: bad usual spend")
         self._recent = recent
+        if not (math.isfinite(mean_ratio[0]) and mean_ratio[0] > 0.0 and mean_ratio[1] >= 0):
+            raise ValueError("combined state: bad mean ratio")
+        self._mean_ratio = mean_ratio
         if len(dep) != 2 or not all(math.isfinite(x) and x >= 0.0 for x in dep):
             raise ValueError("combined state: bad dependence estimate")
         self._usual, self._usual_n, self._dep = usual, usual_n, dep
@@ -438,12 +463,17 @@ class Combined(Detector):
         routine = (statistically or bool(flagged)) and self._recurs(day, slot)
         surprising = statistically and not routine
 
-        run_excess, run_expected = gate_step(self._run_excess, self._run_expected, surprising, excess, expected)
+        # The money is counted against the mean spend the expected value stands for (see
+        # gate_on_mean); the verdict's excess stays against the models' expected value.
+        g_expected = self.gate_expected(expected)
+        g_excess = value - g_expected
+        run_excess, run_expected = gate_step(self._run_excess, self._run_expected, surprising, g_excess, g_expected)
         base = self.gate_base(expected)
         gate = self.materiality(base)
-        is_anomaly = surprising and excess > 0.0 and is_material(run_excess, run_expected, gate, self.min_excess_pct)
+        is_anomaly = (surprising and g_excess > 0.0
+                      and is_material(run_excess, run_expected, gate, self.min_excess_pct))
         # what the gate saw, for replaying it with other settings (gate_inputs)
-        self._gate_in = (surprising, excess, expected, self._usual, self._restarted, base)
+        self._gate_in = (surprising, g_excess, g_expected, self._usual, self._restarted, base)
         # what learning this window needs (see learn_one)
         self._scored = (ts, value, count, vs, (run_excess, run_expected),
                         (day, slot) if flagged else None, routine, statistically, p_min, p, p_pair)
@@ -472,7 +502,7 @@ class Combined(Detector):
         # already over expected counts too, so an anomalous window may sit lower: its upper
         # is then its own spend.
         upper = min(v.upper for v in vs)
-        money = expected + max(gate, expected * self.min_excess_pct / 100.0)
+        money = g_expected + max(gate, g_expected * self.min_excess_pct / 100.0)
         if upper < money:
             upper = money
         if is_anomaly and upper > value:
@@ -512,6 +542,15 @@ class Combined(Detector):
         p_score = pair * k
         return (p_score if p_score < 1.0 else 1.0), pair
 
+    def gate_expected(self, expected: float) -> float:
+        """The spend the money gate counts an excess over: the models' expected value times the
+        series' mean of observed / expected on normal windows (``gate_on_mean``; once it has
+        learnt ``_MEAN_MIN_N`` windows), else the expected value itself."""
+        mr = self._mean_ratio
+        if self.gate_on_mean and mr[1] >= _MEAN_MIN_N:
+            return expected * mr[0]
+        return expected
+
     def gate_base(self, expected: float) -> float:
         """The spend per window the relative gate counts minutes of: the window's expected
         spend, or the last half hour's (normal windows) when that is lower and known."""
@@ -527,7 +566,8 @@ class Combined(Detector):
                            self.min_excess_minutes, expected)
 
     def gate_inputs(self) -> tuple[bool, float, float, float, bool, float] | None:
-        """What the money gate saw in the window scored last: (surprising, excess, expected,
+        """What the money gate saw in the window scored last: (surprising, excess and expected
+        spend as the gate counts them (:meth:`gate_expected`),
         usual spend per window, whether a new normal reset the incident just before it, the
         spend per window the relative gate counts minutes of: :meth:`gate_base`).
         Nothing the models learn depends on the gate's settings, so a sequence of these,
@@ -587,6 +627,15 @@ class Combined(Detector):
                 if w < _DEP_W:
                     w = _DEP_W
                 dep[0] += w * ((1.0 if p_pair <= _DEP_Q else 0.0) - dep[0])
+            e0 = vs[0].expected
+            if value > 0.0 and e0 > 0.0:
+                mr = self._mean_ratio
+                mr[1] += 1
+                w = 1.0 / mr[1]
+                if w < self._usual_w:
+                    w = self._usual_w
+                r = value / e0
+                mr[0] += w * ((r if r < _MEAN_RATIO_CAP else _MEAN_RATIO_CAP) - mr[0])
             # the usual spend per window, for the materiality gate (about a week's memory)
             self._usual_n += 1
             w = 1.0 / self._usual_n

@@ -26,8 +26,13 @@ def test_a_burst_worth_the_money_alerts_in_its_first_window(two_days: Any) -> No
     ts, spend = two_days
     spend = spend.copy()
     spend[2400] = spend[2400] + 60.0
-    v = feed(Combined(), ts[:2401], spend[:2401])
-    assert v[2400].is_anomaly and v[2400].impact == pytest.approx(v[2400].excess)
+    det = Combined()
+    v = feed(det, ts[:2401], spend[:2401])
+    # the impact is the window's spend over the mean spend the expected value stands for
+    # (gate_on_mean): a little less than its excess over the (log-scale) expected value
+    g_expected = det.gate_inputs()[2]
+    assert v[2400].is_anomaly and v[2400].impact == pytest.approx(v[2400].observed - g_expected)
+    assert v[2400].expected < g_expected < 1.5 * v[2400].expected
     assert not any(x.is_anomaly for x in v[:2400])
 
 
@@ -50,12 +55,36 @@ def test_money_is_summed_over_the_incident(two_days: Any) -> None:
     ts, spend = two_days
     spend = spend.copy()
     spend[2400:2420] += 8.0  # $8 over expected a window: material from the 3rd window
-    v = feed(Combined(min_excess_usd=20, min_excess_root=0, min_excess_minutes=0), ts[:2420], spend[:2420])
+    det = Combined(min_excess_usd=20, min_excess_root=0, min_excess_minutes=0)
+    v, gate_excess = [], []
+    for t, x in zip(ts[:2420].tolist(), spend[:2420].tolist(), strict=True):
+        v.append(det.update(t, x))
+        gate_excess.append(det.gate_inputs()[1])  # over the mean spend (gate_on_mean)
     flags = [x.is_anomaly for x in v[2400:2420]]
     first = flags.index(True)
     assert first == 2 and all(flags[first:])
     assert v[2400 + first].impact >= 20.0
-    assert v[2419].impact == pytest.approx(sum(x.excess for x in v[2400:2420]), rel=1e-9)
+    assert v[2419].impact == pytest.approx(sum(gate_excess[2400:2420]), rel=1e-9)
+
+
+def test_the_money_gate_counts_over_the_mean_spend_of_a_heavy_tailed_series() -> None:
+    # The models' expected value is a typical (log-scale) value: on a bursty series (log sigma
+    # 1.5: the mean is ~3x the median) it sits far below the mean, and every ordinary burst
+    # would be "dollars over expected". The gate counts over the mean it stands for.
+    rng = np.random.default_rng(0)
+    ts = 1_704_067_200.0 + 60.0 * np.arange(1, 2 * 1440 + 1)
+    spend = rng.lognormal(0.0, 1.5, ts.size)
+    det = Combined()
+    for t, x in zip(ts.tolist(), spend.tolist(), strict=True):
+        v = det.update(t, x, 20.0)
+    g_expected = det.gate_inputs()[2]
+    assert v.expected < 0.5 * spend.mean()
+    assert g_expected == pytest.approx(spend.mean(), rel=0.2)
+    # off: the gate counts over the expected value itself
+    off = Combined(gate_on_mean=False)
+    for t, x in zip(ts.tolist(), spend.tolist(), strict=True):
+        off.update(t, x, 20.0)
+    assert off.gate_inputs()[2] == pytest.approx(v.expected)
 
 
 def test_the_incident_ends_when_spend_falls_back_to_expected(two_days: Any) -> None:
