@@ -86,7 +86,7 @@ class EmbeddedBroker:
         )
         if not wait_for_port("127.0.0.1", self.port, timeout):
             self.stop()
-            raise BrokerError(f"Tansu did not listen on 127.0.0.1:{self.port} within {timeout:.0f}s")
+            raise BrokerError(f"Tansu did not listen on 127.0.0.1:{self.port} within {timeout:g} s")
         return self.bootstrap
 
     def stop(self) -> None:
@@ -216,6 +216,6 @@ async def _check_access(bootstrap: str, security: KafkaSecurity, timeout: float)
                 conn.close()
                 return
         if time.monotonic() >= deadline:
-            raise BrokerError(f"cannot reach Kafka ({last}) within {timeout:.0f} s; check TOKENPULSE_KAFKA_BOOTSTRAP "
+            raise BrokerError(f"cannot reach Kafka ({last}) within {timeout:g} s; check TOKENPULSE_KAFKA_BOOTSTRAP "
                               f"and TOKENPULSE_KAFKA_SECURITY_PROTOCOL ({security.protocol})")
         await asyncio.sleep(0.5)
