@@ -37,6 +37,7 @@ import orjson
 
 from streams.budgets.ledger import BudgetLedger, BudgetSpec
 from streams.common.config import StreamConfig
+from streams.common.dimensions import parse_series
 from streams.common.periods import rfc3339
 from streams.ingest.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
 from streams.ingest.pipeline import count_message
@@ -529,8 +530,22 @@ def replay_lines(  # noqa: C901 - the replay loop: lines, lanes, windows, the ju
     res.seconds = time.monotonic() - started
     res.first_ts = None if verdicts.first_w is None else float(verdicts.first_w)
     res.last_ts = core.max_ts
-    res.teams = {name[5:] for name in verdicts.series if name.startswith("team=") and "|" not in name}
+    res.teams = _teams_of(verdicts.series)
     return res
+
+
+def _teams_of(series: Iterable[str]) -> set[str]:
+    """The teams with a team series among ``series`` (of any org: labels carry no org).
+
+    >>> sorted(_teams_of(["org", "team=ads", "team=ads|model=m", "org=acme|team=ml", "user=bob"]))
+    ['ads', 'ml']
+    """
+    out = set()
+    for name in series:
+        parsed = parse_series(name)
+        if parsed is not None and parsed[0].name == "team":
+            out.add(parsed[1]["team"])
+    return out
 
 
 def read_lines(path: Path) -> Iterator[bytes]:

@@ -122,3 +122,12 @@ def _iso(ts: float) -> str:
     from datetime import datetime
 
     return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_teams_are_counted_in_every_org():
+    # Another org's team series are named org=<org>|team=<team>: they count as teams (the
+    # team-weeks that false alerts are divided by), as the default org's do.
+    lines = [orjson.loads(x) for x in history(hours=1)]
+    teams = {e["team"] for e in lines}
+    res = replay_lines([orjson.dumps({**e, "org": "acme"}) for e in lines], cfg())
+    assert res.teams == teams and len(teams) > 1
