@@ -105,7 +105,7 @@ def _params(items: list[str]) -> dict[str, Any]:
 
 
 def _team_series(ws: Any) -> list[Any]:
-    return [s for s in ws.series if "team" in s.labels and set(s.labels) <= {"team", "model"}]
+    return [s for s in ws.series if "team" in s.labels and set(s.labels) <= {"org", "team", "model"}]  # of any org
 
 
 def _run_series(sw: Any, params: dict[str, Any], window: int) -> tuple[str, np.ndarray, np.ndarray]:

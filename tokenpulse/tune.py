@@ -274,7 +274,7 @@ class GateInputs:
 
 def team_series(ws: WindowSet) -> list[SeriesWindows]:
     """The series of whole teams (labels ``{team: ...}``), the ones alerts are budgeted on."""
-    return [s for s in ws.series if set(s.labels) == {"team"}]
+    return [s for s in ws.series if set(s.labels) - {"org"} == {"team"}]  # of any org
 
 
 def series_params(cfg: StreamConfig, labels: dict[str, str]) -> dict[str, Any]:

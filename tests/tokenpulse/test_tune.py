@@ -187,3 +187,15 @@ def test_tune_without_teams_says_so(tmp_path: Path, clean_env: Any, monkeypatch:
     h.write_bytes(b"not json\n")
     res = CliRunner().invoke(app, ["tune", str(h), "--no-progress", "--out", str(tmp_path / "p.yaml")])
     assert res.exit_code != 0 and "no team series to tune" in res.output and "1 rejected" in res.output
+
+
+def test_another_orgs_teams_are_tuned_too() -> None:
+    from tokenpulse.tune import SeriesWindows, WindowSet, team_series
+
+    def sw(name: str, labels: dict[str, str]) -> SeriesWindows:
+        return SeriesWindows(name, labels, np.zeros(0), np.zeros(0), np.zeros(0))
+
+    ws = WindowSet([sw("team=ads", {"team": "ads"}), sw("org=acme|team=ml", {"org": "acme", "team": "ml"}),
+                    sw("team=ads|model=m", {"team": "ads", "model": "m"}), sw("org=acme", {"org": "acme"})],
+                   None, None, [], {}, [], 60)
+    assert [s.series for s in team_series(ws)] == ["team=ads", "org=acme|team=ml"]
