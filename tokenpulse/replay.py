@@ -612,6 +612,20 @@ def load_labels(path: Path) -> list[Incident]:
     return out
 
 
+def jsonl_values(path: Path) -> Iterator[tuple[str, Any]]:
+    """Each non-blank line of a JSONL file, parsed, with ``"<path>:<line>"`` to name it in
+    errors; a line that is not JSON raises ``ValueError`` naming it."""
+    for n, line in enumerate(Path(path).read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"{where}: invalid JSON: {exc}") from None
+        yield where, value
+
+
 def load_feedback_answers(path: Path) -> list[Answer]:
     """The "not an anomaly" answers of a feedback file (JSONL, one object a line: what
     ``tokenpulse feedback export`` writes, or written by hand): ``series`` and ``window_end``
@@ -621,14 +635,7 @@ def load_feedback_answers(path: Path) -> list[Answer]:
     false; other lines (acknowledged, new normal...) are labels, not answers to replay, and are
     passed over. A bad line raises ``ValueError`` naming the file and line."""
     out = []
-    for n, line in enumerate(Path(path).read_bytes().splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            r = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"{where}: invalid JSON: {exc}") from None
+    for where, r in jsonl_values(path):
         if not isinstance(r, dict):
             raise ValueError(f"{where}: must be an object")
         action = r.get("action")

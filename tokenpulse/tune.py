@@ -570,19 +570,10 @@ def load_feedback(path: Path) -> list[Label]:
     incident does). A line whose ``team`` is null (an answer on the org's alert, as
     ``tokenpulse feedback export`` writes it) is skipped. Bad lines raise ``ValueError`` naming
     the line."""
-    import orjson
-
-    from tokenpulse.replay import to_epoch
+    from tokenpulse.replay import jsonl_values, to_epoch
 
     out = []
-    for n, line in enumerate(Path(path).read_bytes().splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            r = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"{where}: invalid JSON: {exc}") from None
+    for where, r in jsonl_values(path):
         if not isinstance(r, dict) or not {"team", "at", "useful"} <= set(r):
             raise ValueError(f"{where}: needs team, at and useful")
         if not isinstance(r["useful"], bool):
