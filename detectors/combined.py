@@ -613,20 +613,8 @@ class Combined(Detector):
             # small minimum p-values are ordinary, and then fewer would cross it. Windows
             # where no model has an opinion yet (cold start: min p == 1) say nothing.
             if p_min < 1.0 and not any(v.is_anomaly for v in vs):
-                dep = self._dep
-                n = dep[1] + 1.0
-                dep[1] = n
-                w = 1.0 / n
-                if w < _DEP_W:
-                    w = _DEP_W
-                dep[0] += w * ((1.0 if p_min <= _DEP_Q else 0.0) - dep[0])
-                dep = self._dep2
-                n = dep[1] + 1.0
-                dep[1] = n
-                w = 1.0 / n
-                if w < _DEP_W:
-                    w = _DEP_W
-                dep[0] += w * ((1.0 if p_pair <= _DEP_Q else 0.0) - dep[0])
+                _learn_dependence(self._dep, p_min)
+                _learn_dependence(self._dep2, p_pair)
             e0 = vs[0].expected
             if value > 0.0 and e0 > 0.0:
                 mr = self._mean_ratio
@@ -708,6 +696,15 @@ class Combined(Detector):
         if noticed_at is not None:
             self._remember(*noticed_at)
         self._scored = None
+
+
+def _learn_dependence(dep: list[float], p: float) -> None:
+    """One normal window into a dependence estimate ``[share of p <= _DEP_Q, windows]``: a
+    running mean, weighted ``1/n`` until it is warm, then ``_DEP_W``."""
+    n = dep[1] + 1.0
+    dep[1] = n
+    w = max(1.0 / n, _DEP_W)
+    dep[0] += w * ((1.0 if p <= _DEP_Q else 0.0) - dep[0])
 
 
 def _p_of(v: Verdict) -> float:
