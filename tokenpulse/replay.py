@@ -83,15 +83,22 @@ class Answer:
     user: str = ""
 
 
-def firing_record(note: Any) -> dict[str, Any]:
+def _record_head(note: Any, start: float, end: float) -> dict[str, Any]:
+    """What every --alerts-out line starts with: whose, when, over which span, which rule."""
     return {
         "team": (note.labels or {}).get("team"),
         "series": note.series,
         "fired_at": rfc3339(note.fired_at),
-        "window_start": rfc3339(note.window_start),
-        "window_end": rfc3339(note.window_end),
+        "window_start": rfc3339(start),
+        "window_end": rfc3339(end),
         "kind": note.rule,
         "severity": note.severity,
+    }
+
+
+def firing_record(note: Any) -> dict[str, Any]:
+    return {
+        **_record_head(note, note.window_start, note.window_end),
         "observed": round(note.observed_usd, 6),
         "expected": round(note.expected_usd, 6),
         "excess_usd": round(note.excess_usd, 6),
@@ -125,13 +132,7 @@ def budget_record(note: Any) -> dict[str, Any]:
     action, and the budget's numbers under ``budget`` (``name``, ``series``, the period, spent
     and limit in its unit, the forecast)."""
     return {
-        "team": (note.labels or {}).get("team"),
-        "series": note.series,
-        "fired_at": rfc3339(note.fired_at),
-        "window_start": rfc3339(note.period_start),
-        "window_end": rfc3339(note.period_end),
-        "kind": note.rule,
-        "severity": note.severity,
+        **_record_head(note, note.period_start, note.period_end),
         "page": note.page,
         "why": note.explanation,
         "action": note.action,
@@ -187,6 +188,12 @@ class _Verdicts:
                                   "applied_at": rfc3339(float(done)),
                                   "outcome": "; ".join(lines) if raised else "no threshold raised (no flagged "
                                   "window of the series before it, or max_raise 0)"})
+
+    def feedback_report(self) -> list[dict[str, Any]]:
+        """What each answer did, then the answers the history ended before (not applied)."""
+        return self.feedback + [
+            {"id": a.id, "series": a.series, "key": a.key, "window_end": rfc3339(a.window_end), "applied_at": None,
+             "outcome": "not applied: after the end of the history"} for a in reversed(self.answers)]
 
     def take(self, judge: JudgeCore, closed_until: int | None, partials: list[Partial], seq: int) -> None:
         step = judge_step(judge, self.ledger, None, 0, 1, closed_until, partials, seq)
@@ -348,7 +355,7 @@ class _ForkedJudge:
             self.proc.kill()
 
 
-def replay_lines(  # noqa: C901 - the replay loop: lines, lanes, windows, the judge step, budgets, report hooks in one pass
+def replay_lines(
     lines: Iterable[bytes],
     cfg: StreamConfig,
     *,
@@ -376,7 +383,6 @@ def replay_lines(  # noqa: C901 - the replay loop: lines, lanes, windows, the ju
     (:func:`streams.judge.raising.not_anomaly`, bounded by ``cfg``'s ``detector.feedback``);
     ``ReplayResult.feedback`` says what each did.
     """
-    res = ReplayResult()
     pricer = Pricer(cfg.price_overrides)
     core = IngestPartition(
         partition=0, window_seconds=cfg.window_seconds, lateness=cfg.lateness,
@@ -389,7 +395,22 @@ def replay_lines(  # noqa: C901 - the replay loop: lines, lanes, windows, the ju
             overrides=cfg.detector_overrides,
         )(0)
     else:
-        fork = False
+        fork = False  # the caller reads the judge's state afterwards
+    verdicts = _replay_verdicts(cfg, judge, feedback, trace)
+    may_fork = _fork_by_default() if fork is None else (fork and _can_fork())
+    lanes = _Lanes(cfg, core, pricer, judge, verdicts, may_fork)
+    started = time.monotonic()
+    try:
+        lanes.read(lines, progress, total_bytes)
+        lanes.end_of_history()
+    finally:
+        lanes.abandon()
+    return _replay_result(lanes, started)
+
+
+def _replay_verdicts(cfg: StreamConfig, judge: JudgeCore, feedback: Iterable[Answer], trace: Any) -> _Verdicts:
+    """The verdicts a replay through ``judge`` fills: ``cfg``'s budgets, the answers to apply
+    (latest first, within ``cfg``'s ``detector.feedback`` bounds) and the report's trace."""
     # what only the worker's API and spend table read; the spend the replay reports is taken
     # from each judge output
     judge.keep_recent = False
@@ -400,138 +421,179 @@ def replay_lines(  # noqa: C901 - the replay loop: lines, lanes, windows, the ju
     if trace is not None:  # a report: the judge records every window, the trace drains it
         trace.prepare(judge)
         verdicts.trace = trace
-    forked: _ForkedJudge | None = None
-    may_fork = _fork_by_default() if fork is None else (fork and _can_fork())
-    seq = 0
-    line_no = 0
+    return verdicts
 
-    def on_reject(raw: bytes, reason: str, index: int | None) -> None:
-        if len(res.rejects) < 100:
-            res.rejects.append((line_no, reason))
 
-    def on_run_reject(i: int, reason: str) -> None:
-        # run[i] is line run_first + i: each line of a run is one event
-        if len(res.rejects) < 100:
-            res.rejects.append((run_first + i, reason))
-
-    def feed(wall: float) -> None:
-        nonlocal seq
-        before = core.closed_until
-        partials = core.advance(wall)
-        if not partials and core.closed_until == before:
-            return
-        seq += 1
-        if forked is not None:
-            forked.send(core.closed_until, partials, seq)
-        else:
-            verdicts.take(judge, core.closed_until, partials, seq)
-
-    started = time.monotonic()
-    last_report = started
-    next_advance: float | None = None
-    quarter = cfg.window_seconds / 4
-    # Lines that are one tidy canonical event are decoded straight into structs and counted
-    # in runs (IngestPartition.add_events); every other line goes through count_message.
-    # Either way each line is counted in file order and windows close after the same lines.
-    # Lines are taken _CHUNK at a time so that decoding them is one C-level map.
-    run: list[Any] = []
-    run_first = 0  # the line number of run[0]
-    one = canonical_event
-    decode_one = ONE_CANONICAL.decode
-    tidy = tidy_canonical
-
-    def count_run() -> None:
-        nonlocal next_advance
-        i, n = 0, len(run)
-        while i < n:
-            i = core.add_events(run, 0.0, pricer, i, -math.inf if next_advance is None else next_advance,
-                                on_reject=on_run_reject)
-            core.wall_at_max = core.max_ts  # the event clock is the only clock here
-            if core.max_ts is not None and (next_advance is None or core.max_ts >= next_advance):
-                feed(core.max_ts)
-                next_advance = core.max_ts + quarter
-        run.clear()
-
-    bytes_read = 0
-    source = iter(lines)
+def _decode_tidy(chunk: list[bytes]) -> list[Any] | None:
+    """The chunk's events when every line is one tidy canonical event (the common case, all
+    in C but the tidy checks), else None: the chunk is then taken line by line."""
     try:
+        events = list(map(ONE_CANONICAL.decode, chunk))
+        return events if all(map(tidy_canonical, events)) else None
+    except DecodeError:
+        return None
+    except Exception:  # noqa: BLE001 - never: line by line then, each under its guard
+        return None
+
+
+class _Lanes:
+    """One replay's pass over its lines, with event time as the only clock.
+
+    Lines that are one tidy canonical event are decoded straight into structs and counted in
+    runs (:meth:`IngestPartition.add_events`); every other line goes through
+    :func:`count_message`. Either way each line is counted in file order and windows close
+    after the same lines (every quarter window of event time), so the judge -- here, or forked
+    past :data:`FORK_AFTER_LINES` lines -- receives the same messages in the same order."""
+
+    def __init__(self, cfg: StreamConfig, core: IngestPartition, pricer: Pricer, judge: JudgeCore,
+                 verdicts: _Verdicts, may_fork: bool) -> None:
+        self.cfg, self.core, self.pricer, self.judge, self.verdicts = cfg, core, pricer, judge, verdicts
+        self.may_fork = may_fork
+        self.forked: _ForkedJudge | None = None
+        self.quarter = cfg.window_seconds / 4
+        self.next_advance: float | None = None
+        self.seq = 0
+        self.line_no = 0
+        self.bytes_read = 0
+        self.run: list[Any] = []  # tidy events not counted yet
+        self.run_first = 0  # the line number of run[0]
+        self.rejects: list[tuple[int, str]] = []  # (line, reason), the first 100
+
+    def on_reject(self, raw: bytes, reason: str, index: int | None) -> None:
+        if len(self.rejects) < 100:
+            self.rejects.append((self.line_no, reason))
+
+    def on_run_reject(self, i: int, reason: str) -> None:
+        # run[i] is line run_first + i: each line of a run is one event
+        if len(self.rejects) < 100:
+            self.rejects.append((self.run_first + i, reason))
+
+    def read(self, lines: Iterable[bytes], progress: Callable[[int, int], None] | None, total_bytes: int) -> None:
+        """Count every line, ``_CHUNK`` at a time so that decoding them is one C-level map;
+        ``progress(bytes read, total_bytes)`` at most once a second."""
+        last_report = time.monotonic()
+        source = iter(lines)
         while chunk := list(islice(source, _CHUNK)):
-            try:  # the common case, all in C but the tidy checks: every line one tidy event
-                events = list(map(decode_one, chunk))
-                fast = all(map(tidy, events))
-            except DecodeError:
-                fast = False
-            except Exception:  # noqa: BLE001 - never: line by line below, each under its guard
-                fast = False
-            if fast:
-                if not run:
-                    run_first = line_no + 1
-                run += events
-                line_no += len(chunk)
-                bytes_read += sum(map(len, chunk))
-                count_run()
+            events = _decode_tidy(chunk)
+            if events is not None:
+                self.add_tidy(chunk, events)
             else:
-                for raw in chunk:
-                    line_no += 1
-                    ev = one(raw)
-                    bytes_read += len(raw)
-                    if ev is not None:
-                        if not run:
-                            run_first = line_no
-                        run.append(ev)
-                        continue
-                    if run:
-                        count_run()
-                    if raw.strip():
-                        # Event time is the clock: the wall clock never runs ahead of the
-                        # newest event, so nothing closes for idleness until the end.
-                        clock = core.max_ts if core.max_ts is not None else 0.0
-                        count_message(core, raw, pricer, clock, on_reject)
-                        core.wall_at_max = core.max_ts
-                        if core.max_ts is not None and (next_advance is None or core.max_ts >= next_advance):
-                            feed(core.max_ts)
-                            next_advance = core.max_ts + quarter
-                if run:
-                    count_run()
-            if may_fork and forked is None and line_no >= FORK_AFTER_LINES:
-                may_fork = False
-                try:
-                    forked = _ForkedJudge(judge, verdicts)
-                except OSError:  # no process to spare (limits): judge here, as before
-                    forked = None
+                self.add_lines(chunk)
+            if self.may_fork and self.forked is None and self.line_no >= FORK_AFTER_LINES:
+                self.fork()
             if progress is not None:
                 now = time.monotonic()
                 if now - last_report >= 1.0:
                     last_report = now
-                    res.bytes_read = bytes_read
-                    progress(bytes_read, total_bytes)
-        res.bytes_read = bytes_read
+                    progress(self.bytes_read, total_bytes)
+
+    def add_tidy(self, chunk: list[bytes], events: list[Any]) -> None:
+        """A chunk of tidy events (``_decode_tidy``): one run."""
+        if not self.run:
+            self.run_first = self.line_no + 1
+        self.run += events
+        self.line_no += len(chunk)
+        self.bytes_read += sum(map(len, chunk))
+        self.count_run()
+
+    def add_lines(self, chunk: list[bytes]) -> None:
+        """A chunk line by line: tidy events join the run, any other line is counted on its own
+        (after the run before it, to keep the file's order)."""
+        core, run = self.core, self.run
+        for raw in chunk:
+            self.line_no += 1
+            ev = canonical_event(raw)
+            self.bytes_read += len(raw)
+            if ev is not None:
+                if not run:
+                    self.run_first = self.line_no
+                run.append(ev)
+                continue
+            if run:
+                self.count_run()
+            if raw.strip():
+                # Event time is the clock: the wall clock never runs ahead of the newest
+                # event, so nothing closes for idleness until the end.
+                clock = core.max_ts if core.max_ts is not None else 0.0
+                count_message(core, raw, self.pricer, clock, self.on_reject)
+                self.counted()
+        if run:
+            self.count_run()
+
+    def count_run(self) -> None:
+        core, run = self.core, self.run
+        i, n = 0, len(run)
+        while i < n:
+            # add_events stops at the event that reaches next_advance, so windows close there
+            i = core.add_events(run, 0.0, self.pricer, i, -math.inf if self.next_advance is None else self.next_advance,
+                                on_reject=self.on_run_reject)
+            self.counted()
+        run.clear()
+
+    def counted(self) -> None:
+        """After counting: the event clock is the only clock here, and windows close every
+        quarter window of it."""
+        core = self.core
+        core.wall_at_max = core.max_ts
+        if core.max_ts is not None and (self.next_advance is None or core.max_ts >= self.next_advance):
+            self.feed(core.max_ts)
+            self.next_advance = core.max_ts + self.quarter
+
+    def feed(self, wall: float) -> None:
+        """Close what the clock ``wall`` closes and give it to the judge."""
+        core = self.core
+        before = core.closed_until
+        partials = core.advance(wall)
+        if not partials and core.closed_until == before:
+            return
+        self.seq += 1
+        if self.forked is not None:
+            self.forked.send(core.closed_until, partials, self.seq)
+        else:
+            self.verdicts.take(self.judge, core.closed_until, partials, self.seq)
+
+    def fork(self) -> None:
+        self.may_fork = False
+        try:
+            self.forked = _ForkedJudge(self.judge, self.verdicts)
+        except OSError:  # no process to spare (limits): judge here, as before
+            self.forked = None
+
+    def end_of_history(self) -> None:
+        """Close every window still open, then a few quiet windows so alerts that ended with
+        the data can resolve; take back the forked judge's verdicts."""
+        core, cfg = self.core, self.cfg
         if core.max_ts is not None:
-            # End of history: close every window still open, then a few quiet windows so
-            # alerts that ended with the data can resolve.
-            feed(core.max_ts + cfg.idle_grace + cfg.lateness + cfg.window_seconds * 8)
-        if forked is not None:
-            verdicts.extend(forked.finish())
-            forked = None
-    finally:
-        if forked is not None:
-            forked.abandon()
-    res.feedback = verdicts.feedback + [
-        {"id": a.id, "series": a.series, "key": a.key, "window_end": rfc3339(a.window_end), "applied_at": None,
-         "outcome": "not applied: after the end of the history"} for a in reversed(verdicts.answers)]
-    res.notifications = verdicts.notifications
-    res.skipped = dict(verdicts.skipped)
-    res.firings = verdicts.firings
-    res.budget_firings = verdicts.budget_firings
-    res.budgets = verdicts.budget_summary()
-    res.trace = verdicts.trace
-    res.windows_judged = verdicts.windows_judged
-    res.counters = core.counters.to_dict()
-    res.seconds = time.monotonic() - started
-    res.first_ts = None if verdicts.first_w is None else float(verdicts.first_w)
-    res.last_ts = core.max_ts
-    res.teams = _teams_of(verdicts.series)
-    return res
+            self.feed(core.max_ts + cfg.idle_grace + cfg.lateness + cfg.window_seconds * 8)
+        if self.forked is not None:
+            self.verdicts.extend(self.forked.finish())
+            self.forked = None
+
+    def abandon(self) -> None:
+        """Stop a forked judge left running (an error or an interrupt on this side)."""
+        if self.forked is not None:
+            self.forked.abandon()
+
+
+def _replay_result(lanes: _Lanes, started: float) -> ReplayResult:
+    verdicts, core = lanes.verdicts, lanes.core
+    return ReplayResult(
+        firings=verdicts.firings,
+        notifications=verdicts.notifications,
+        counters=core.counters.to_dict(),
+        windows_judged=verdicts.windows_judged,
+        first_ts=None if verdicts.first_w is None else float(verdicts.first_w),
+        last_ts=core.max_ts,
+        teams=_teams_of(verdicts.series),
+        rejects=lanes.rejects,
+        seconds=time.monotonic() - started,
+        bytes_read=lanes.bytes_read,
+        skipped=dict(verdicts.skipped),
+        budget_firings=verdicts.budget_firings,
+        budgets=verdicts.budget_summary(),
+        trace=verdicts.trace,
+        feedback=verdicts.feedback_report(),
+    )
 
 
 def _teams_of(series: Iterable[str]) -> set[str]:

@@ -588,29 +588,55 @@ def load_feedback(path: Path) -> list[Label]:
 # -- the command ----------------------------------------------------------------------------
 
 
-def run_tune(  # noqa: C901 - the command: parse, cache, sweep, table, patch, each a few lines
+def run_tune(
     events: Path, cfg: StreamConfig, *, data_dir: Path | None, labels: list[Label], budget: float,
              out: Path | None, jobs: int, burn_in_days: float | None, top: int, console: Any,
              err_console: Any, settings: list[Setting] | None = None, progress: bool = True) -> dict[str, Any]:
     """What ``tokenpulse tune`` does once its inputs are read: the three stages with a progress
     bar on ``err_console``, a table per team and one for all teams on ``console``, the patch
     written to ``out``. Returns a summary (for tests and ``--json``)."""
+    settings = list(settings or SETTINGS)
+    ws, rows, burn, took = _run_stages(events, cfg, data_dir=data_dir, labels=labels, settings=settings, jobs=jobs,
+                                       burn_in_days=burn_in_days, err_console=err_console, progress=progress)
+    unknown = _warn_about_inputs(ws, labels, err_console)
+    current = Setting(float(cfg.detector_params.get("score_threshold", 0.9999)),
+                      float(cfg.detector_params.get("min_excess_minutes", 10.0)),
+                      float(cfg.detector_params.get("min_excess_pct", 50.0)))
+    all_rows = overall(rows, settings)
+    best_all, ok_all = recommend(all_rows, budget)
+    per_team: dict[str, Setting] = {}
+    summary: dict[str, Any] = {"teams": {}, "budget": budget, "burn_in_days": burn, "seconds": took,
+                               "windows_cached": bool(ws.extra.get("cached")), "rejects": ws.rejects[:10],
+                               "unknown_teams": unknown}
+    for team, rs in rows.items():
+        best, within = recommend(rs, budget)
+        per_team[team] = best.setting
+        console.print(_settings_table(f"team {_safe(team)}", rs, best, within, top=top, current=current))
+        summary["teams"][team] = {**_recommendation(best, within), "median_delay_min": best.median_delay_min}
+    console.print(_settings_table("all teams, one setting", all_rows, best_all, ok_all, top=top, current=current))
+    summary["global"] = _recommendation(best_all, ok_all)
+    patch = policy_patch(best_all.setting, per_team, [(dict(m), dict(p)) for m, p in cfg.detector_overrides],
+                         dict(cfg.detector_params))
+    summary["patch"] = patch
+    if out is not None:
+        _write_patch(out, patch, budget, err_console)
+    err_console.print(f"windows {took['windows']:.1f}s{' (cached)' if ws.extra.get('cached') else ''}, models "
+                      f"{took['models']:.1f}s, sweep {took['sweep']:.1f}s")
+    return summary
+
+
+def _run_stages(events: Path, cfg: StreamConfig, *, data_dir: Path | None, labels: list[Label],
+                settings: list[Setting], jobs: int, burn_in_days: float | None, err_console: Any,
+                progress: bool) -> tuple[WindowSet, dict[str, list[Row]], float, dict[str, float]]:
+    """The three stages, each with its progress bar on ``err_console``: (the windows, the rows
+    per team, the burn-in in days, each stage's seconds). Raises ``ValueError`` when the
+    history has no team series."""
     import time
 
-    import yaml
-    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
-    from streams.common.text import terminal_safe
-
-    settings = list(settings or SETTINGS)
     thresholds = sorted({s.score_threshold for s in settings})
     took: dict[str, float] = {}
-
-    def safe(x: object) -> str:
-        return escape(terminal_safe(str(x)))
-
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*cols, console=err_console, transient=False, disable=not progress) as bar:
         t0 = time.perf_counter()
@@ -638,77 +664,80 @@ def run_tune(  # noqa: C901 - the command: parse, cache, sweep, table, patch, ea
         rows = sweep(gates, ws, settings, labels=labels, scored_from=scored_from, alert_policy=cfg.alert_policy,
                      progress=lambda n: bar.advance(task, n))
         took["sweep"] = time.perf_counter() - t0
+    return ws, rows, burn, took
 
+
+def _safe(x: object) -> str:
+    """``x`` as text for a rich console: no terminal control characters, no markup."""
+    from rich.markup import escape
+
+    from streams.common.text import terminal_safe
+
+    return escape(terminal_safe(str(x)))
+
+
+def _warn_about_inputs(ws: WindowSet, labels: list[Label], err_console: Any) -> list[str]:
+    """Tell of the history's bad lines (the first ten) and of the teams the labels or feedback
+    name that the history does not have; returns those teams."""
     rejected = ws.counters.get("rejected", 0)
     if ws.rejects or rejected:
         err_console.print(f"[yellow]{max(rejected, len(ws.rejects)):,} bad line(s) skipped[/yellow]"
                           + (" (the first ones:)" if ws.rejects else ""))
         for line, reason in ws.rejects[:10]:
-            err_console.print(f"  line {line}: {safe(reason)}")
+            err_console.print(f"  line {line}: {_safe(reason)}")
     known = set(ws.teams)
     unknown = sorted({lab.team for lab in labels} - known)
     if unknown:
         err_console.print(f"[yellow]labels or feedback name {len(unknown)} team(s) the history does not have "
-                          f"(not scored):[/yellow] {safe(', '.join(unknown))}")
+                          f"(not scored):[/yellow] {_safe(', '.join(unknown))}")
+    return unknown
 
-    current = Setting(float(cfg.detector_params.get("score_threshold", 0.9999)),
-                      float(cfg.detector_params.get("min_excess_minutes", 10.0)),
-                      float(cfg.detector_params.get("min_excess_pct", 50.0)))
-    all_rows = overall(rows, settings)
-    best_all, ok_all = recommend(all_rows, budget)
-    per_team: dict[str, Setting] = {}
-    summary: dict[str, Any] = {"teams": {}, "budget": budget, "burn_in_days": burn, "seconds": took,
-                               "windows_cached": bool(ws.extra.get("cached")), "rejects": ws.rejects[:10],
-                               "unknown_teams": unknown}
 
-    def fmt(r: Row) -> tuple[str, str, str, str, str]:
-        rec = "-" if r.recall is None else f"{r.recall:.2f} ({r.detected}/{r.incidents})"
-        d = r.median_delay_min
-        f = r.false_per_week
-        return (f"{r.alerts_per_week:.2f}", str(r.alerts), "-" if f is None else f"{f:.2f}", rec,
-                "-" if d is None else f"{d:.1f}")
+def _row_cells(r: Row) -> tuple[str, str, str, str, str]:
+    rec = "-" if r.recall is None else f"{r.recall:.2f} ({r.detected}/{r.incidents})"
+    d = r.median_delay_min
+    f = r.false_per_week
+    return (f"{r.alerts_per_week:.2f}", str(r.alerts), "-" if f is None else f"{f:.2f}", rec,
+            "-" if d is None else f"{d:.1f}")
 
-    def table(title: str, rs: list[Row], best: Row, within: bool) -> Table:
-        t = Table(title=title, title_justify="left")
-        for c, j in (("score, gate, %", "left"), ("alerts/wk", "right"), ("alerts", "right"), ("false/wk", "right"),
-                     ("recall", "right"), ("delay min", "right"), ("", "left")):
-            t.add_column(c, justify=j)  # type: ignore[arg-type]
-        ranked = sorted(rs, key=lambda r: (-(r.recall or 0.0), r.budgeted_per_week, r.alerts))
-        shown = [r for r in ranked[:top]]
-        for r in rs:
-            if (r is best or r.setting == current) and r not in shown:
-                shown.append(r)
-        for r in shown:
-            marks = []
-            if r is best:
-                marks.append("recommended" if within else "quietest (all over budget)")
-            if r.setting == current:
-                marks.append("current")
-            style = "bold green" if r is best else None
-            t.add_row(r.setting.label(), *fmt(r), ", ".join(marks), style=style)
-        return t
 
-    for team, rs in rows.items():
-        best, within = recommend(rs, budget)
-        per_team[team] = best.setting
-        console.print(table(f"team {safe(team)}", rs, best, within))
-        summary["teams"][team] = {"recommended": best.setting.params(), "within_budget": within,
-                                  "alerts_per_week": round(best.alerts_per_week, 3),
-                                  "false_per_week": best.false_per_week, "recall": best.recall,
-                                  "median_delay_min": best.median_delay_min}
-    console.print(table("all teams, one setting", all_rows, best_all, ok_all))
-    summary["global"] = {"recommended": best_all.setting.params(), "within_budget": ok_all,
-                         "alerts_per_week": round(best_all.alerts_per_week, 3),
-                         "false_per_week": best_all.false_per_week, "recall": best_all.recall}
-    patch = policy_patch(best_all.setting, per_team, [(dict(m), dict(p)) for m, p in cfg.detector_overrides],
-                         dict(cfg.detector_params))
-    summary["patch"] = patch
-    if out is not None:
-        text = ("# tokenpulse tune: the detector section recommended for an alert budget of "
-                f"{budget:g} alerts per team-week.\n# Put it in place of your policy's detector "
-                "section; check with: tokenpulse policy FILE\n")
-        out.write_text(text + yaml.safe_dump(patch, sort_keys=False), encoding="utf-8")
-        err_console.print(f"wrote {safe(out)}")
-    err_console.print(f"windows {took['windows']:.1f}s{' (cached)' if ws.extra.get('cached') else ''}, models "
-                      f"{took['models']:.1f}s, sweep {took['sweep']:.1f}s")
-    return summary
+def _settings_table(title: str, rs: list[Row], best: Row, within: bool, *, top: int, current: Setting) -> Any:
+    """A rich table of the ``top`` settings by recall (then the fewest alerts), plus the
+    recommended one (``best``) and the policy's ``current`` one wherever they rank."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for c, j in (("score, gate, %", "left"), ("alerts/wk", "right"), ("alerts", "right"), ("false/wk", "right"),
+                 ("recall", "right"), ("delay min", "right"), ("", "left")):
+        t.add_column(c, justify=j)  # type: ignore[arg-type]
+    ranked = sorted(rs, key=lambda r: (-(r.recall or 0.0), r.budgeted_per_week, r.alerts))
+    shown = [r for r in ranked[:top]]
+    for r in rs:
+        if (r is best or r.setting == current) and r not in shown:
+            shown.append(r)
+    for r in shown:
+        marks = []
+        if r is best:
+            marks.append("recommended" if within else "quietest (all over budget)")
+        if r.setting == current:
+            marks.append("current")
+        style = "bold green" if r is best else None
+        t.add_row(r.setting.label(), *_row_cells(r), ", ".join(marks), style=style)
+    return t
+
+
+def _recommendation(best: Row, within: bool) -> dict[str, Any]:
+    """The summary's account of a recommended setting."""
+    return {"recommended": best.setting.params(), "within_budget": within,
+            "alerts_per_week": round(best.alerts_per_week, 3), "false_per_week": best.false_per_week,
+            "recall": best.recall}
+
+
+def _write_patch(out: Path, patch: dict[str, Any], budget: float, err_console: Any) -> None:
+    import yaml
+
+    text = ("# tokenpulse tune: the detector section recommended for an alert budget of "
+            f"{budget:g} alerts per team-week.\n# Put it in place of your policy's detector "
+            "section; check with: tokenpulse policy FILE\n")
+    out.write_text(text + yaml.safe_dump(patch, sort_keys=False), encoding="utf-8")
+    err_console.print(f"wrote {_safe(out)}")
