@@ -117,10 +117,12 @@ class FeedbackPolicy(_Strict):
     """How far on-call's "not an anomaly" answers raise a series' alert floor
     (:mod:`streams.judge.raising`): each answer sets it to ``not_anomaly_step`` times the
     answered incident's peak excess, at most ``max_raise`` times the first answered incident's
-    (0: answers are recorded and raise nothing)."""
+    (0: answers are recorded and raise nothing); without another answer the floor halves every
+    ``floor_half_life_days`` of event time (0: it never comes down)."""
 
     not_anomaly_step: float = Field(default=1.5, ge=1, le=100)
     max_raise: float = Field(default=4.0, ge=0, le=1000)
+    floor_half_life_days: float = Field(default=14.0, ge=0, le=3650)
 
     @model_validator(mode="after")
     def _cap_reachable(self) -> FeedbackPolicy:

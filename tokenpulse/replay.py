@@ -392,7 +392,7 @@ def replay_lines(
     if judge is None:
         judge = judge_factory(
             cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
-            overrides=cfg.detector_overrides,
+            overrides=cfg.detector_overrides, raise_half_life_s=cfg.not_anomaly_half_life_days * 86400,
         )(0)
     else:
         fork = False  # the caller reads the judge's state afterwards

@@ -30,6 +30,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         detector_overrides=tuple(policy.detector.override_list()),
         not_anomaly_step=policy.detector.feedback.not_anomaly_step,
         not_anomaly_max_raise=policy.detector.feedback.max_raise,
+        not_anomaly_half_life_days=policy.detector.feedback.floor_half_life_days,
         internal_models=tuple(policy.mix.internal_models),
         mix_alert=policy.mix_alert_spec(),
         alert_policy=policy.alert_policy(),

@@ -53,6 +53,8 @@ class StreamConfig:
     # times the first answered one's (0: answers raise nothing)
     not_anomaly_step: float = 1.5
     not_anomaly_max_raise: float = 4.0
+    # ... and without another answer the raised floor halves every this many days (0: never)
+    not_anomaly_half_life_days: float = 14.0
     internal_models: tuple[str, ...] = ()  # patterns of the organisation's own models (/api/mix)
     mix_alert: Any = None  # streams.budgets.mix.MixAlertSpec: the third-party share alert, None: off
     alert_policy: dict[str, Any] = field(default_factory=dict)

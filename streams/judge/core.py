@@ -20,7 +20,7 @@ from alerts import AlertEngine, Notification, Signal
 from detectors import Detector
 from streams.ingest.windows import NANO, Partial
 from streams.judge.contrib import ContributorMix
-from streams.judge.raising import SeriesRaise
+from streams.judge.raising import DEFAULT_HALF_LIFE_S, SeriesRaise
 from streams.judge.recent import RecentWindows
 
 _ZERO_SUMS = [0, 0, 0, 0, 0, 0]  # read-only: a window without traffic
@@ -103,6 +103,9 @@ class JudgeCore:
     # ``recent`` rings and the ``spend`` records (``JudgeOutput.spend`` is returned either way).
     keep_recent: bool = True
     keep_spend: bool = True
+    # how fast a floor "not an anomaly" answers raised comes down without another answer: it
+    # halves every this many seconds of event time (policy detector.feedback; 0: never)
+    raise_half_life_s: float = DEFAULT_HALF_LIFE_S
 
     def receive(
         self, src: int, n_src: int, closed_until: int | None, partials: Iterable[Partial], seq: int = -1,
@@ -323,8 +326,7 @@ class JudgeCore:
             self.recent.pop(series, None)
             self._dirty.add(f"det|{series}")  # checkpointed as a deletion
 
-    @staticmethod
-    def _past_floor(info: SeriesInfo, w: int, end: int, impact: float | None, excess: float, tracked: bool) -> bool:
+    def _past_floor(self, info: SeriesInfo, w: int, end: int, impact: float | None, excess: float, tracked: bool) -> bool:
         """A window the detector flagged: note the run's peak excess, and say whether it still
         alerts under the floor on-call's "not an anomaly" answers set (:mod:`streams.judge.raising`)."""
         e = float(impact) if impact is not None else float(excess)
@@ -337,10 +339,10 @@ class JudgeCore:
             return True
         if r.following:
             if going_on:
-                r.follow(info.peak_usd)  # the answered incident still grows: so does the floor
+                r.follow(info.peak_usd, float(end))  # the answered incident goes on: the floor grows, holds
             else:
                 r.following = False
-        return e >= r.floor_usd
+        return e >= r.floor_at(end, self.raise_half_life_s)
 
     def raise_floor(self, series: str, step: float, max_raise: float, answer: dict[str, Any]) -> SeriesRaise | None:
         """On-call answered "not an anomaly" on ``series``: raise its floor from the peak excess
@@ -352,7 +354,8 @@ class JudgeCore:
         r = info.raised if info.raised is not None else SeriesRaise()
         # the last window judged was flagged: the answered incident still runs
         running = bool(info.peak_end) and info.peak_end == self.done_until
-        if not r.add(info.peak_usd, step, max_raise, answer, running):
+        if not r.add(info.peak_usd, step, max_raise, answer, running, at=float(self.done_until or 0),
+                     half_life_s=self.raise_half_life_s):
             return None
         info.raised = r
         self._dirty.add(f"det|{series}")
@@ -361,6 +364,11 @@ class JudgeCore:
     def raises(self) -> dict[str, SeriesRaise]:
         """The series whose floor on-call's answers have raised (for the API)."""
         return {name: info.raised for name, info in list(self.series.items()) if info.raised is not None}
+
+    def floor_now(self, r: SeriesRaise) -> float:
+        """A raised floor as it stands after the windows judged so far (decayed: the one a
+        flagged window would be held to now)."""
+        return r.floor_at(float(self.done_until or 0), self.raise_half_life_s)
 
     def rebase(self, series: str) -> bool:
         """On-call answered "expected, new normal": the series' detector adopts its current
@@ -492,11 +500,13 @@ def judge_factory(
     window_seconds: int, detector_name: str, params: dict[str, Any], alert_policy: dict[str, Any],
     dashboard_url: str | None = None,
     overrides: Iterable[tuple[dict[str, str], dict[str, Any]]] = (),
+    raise_half_life_s: float = DEFAULT_HALF_LIFE_S,
 ) -> Callable[[int], JudgeCore]:
     """Builds the judge of a partition exactly as the worker does (the replay uses it too).
 
     ``overrides`` are the policy's per-series detector parameters: (match labels, params),
     later ones winning; a series gets a clone of the detector built for its parameters.
+    ``raise_half_life_s``: how fast raised alert floors come down (:mod:`streams.judge.raising`).
     """
     from alerts import AlertPolicy
     from detectors import make_detector
@@ -526,6 +536,7 @@ def judge_factory(
             make_detector=proto.clone,
             detector_for=detector_for if rules else None,
             engine=AlertEngine(policy, dashboard_url=dashboard_url),
+            raise_half_life_s=raise_half_life_s,
         )
 
     return build

@@ -110,6 +110,7 @@ class JudgeWorker:
         self._new_judge = judge_factory(
             cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
             dashboard_url=cfg.dashboard_url, overrides=cfg.detector_overrides,
+            raise_half_life_s=cfg.not_anomaly_half_life_days * 86400,
         )
 
     # -- the partitions ------------------------------------------------------------------

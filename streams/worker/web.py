@@ -463,7 +463,8 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
         live = state.judging.live
         raised = raised_rows(judges, args["team"])
         return web.json({"enabled": True, "feedback": rows, "summary": summary, "raised": raised,
-                         "bounds": {"not_anomaly_step": live.not_anomaly_step, "max_raise": live.not_anomaly_max_raise}})
+                         "bounds": {"not_anomaly_step": live.not_anomaly_step, "max_raise": live.not_anomaly_max_raise,
+                                    "floor_half_life_days": live.not_anomaly_half_life_days}})
 
     register_chart_views(app, state)
     register_report_view(app, state.reporting)
@@ -481,7 +482,7 @@ def raised_rows(judges: dict[int, Any], team: str | None = None) -> list[dict[st
                 continue
             answers = [{**a, **{k: rfc3339(a[k]) for k in ("at", "window_end") if isinstance(a.get(k), int | float)}}
                        for a in r.answers]
-            out.append({"series": series, "team": labels.get("team"), "floor_usd": round(r.floor_usd, 6),
+            out.append({"series": series, "team": labels.get("team"), "floor_usd": round(j.floor_now(r), 6),
                         "first_excess_usd": round(r.ref_usd, 6), "answers_total": r.count, "answers": answers})
     return sorted(out, key=lambda x: x["series"])
 

@@ -200,14 +200,15 @@ def test_feedback_bounds_reach_the_stream_config_and_bad_ones_name_their_line() 
     from tokenpulse.settings import Settings
 
     cfg = stream_config(Settings(), parse_policy(""), bootstrap="b:9092")
-    assert (cfg.not_anomaly_step, cfg.not_anomaly_max_raise) == (1.5, 4.0)
-    p = parse_policy("detector:\n  feedback: {not_anomaly_step: 2, max_raise: 0}\n")
+    assert (cfg.not_anomaly_step, cfg.not_anomaly_max_raise, cfg.not_anomaly_half_life_days) == (1.5, 4.0, 14.0)
+    p = parse_policy("detector:\n  feedback: {not_anomaly_step: 2, max_raise: 0, floor_half_life_days: 0}\n")
     cfg = stream_config(Settings(), p, bootstrap="b:9092")
-    assert (cfg.not_anomaly_step, cfg.not_anomaly_max_raise) == (2.0, 0.0)
+    assert (cfg.not_anomaly_step, cfg.not_anomaly_max_raise, cfg.not_anomaly_half_life_days) == (2.0, 0.0, 0.0)
     for text, line, fragment in [
         ("detector:\n  feedback:\n    max_raise: 0.5\n", 3, "detector.feedback.max_raise: must be 0 (off) or at least 1"),
         ("detector:\n  feedback:\n    not_anomaly_step: 0.5\n", 3, "detector.feedback.not_anomaly_step"),
         ("detector:\n  feedback:\n    not_anomaly_stp: 2\n", 3, "detector.feedback.not_anomaly_stp"),
+        ("detector:\n  feedback:\n    floor_half_life_days: -1\n", 3, "detector.feedback.floor_half_life_days"),
     ]:
         with pytest.raises(PolicyError) as err:
             parse_policy(text, "p.yaml")

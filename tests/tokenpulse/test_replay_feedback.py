@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from tokenpulse.cli import app
 from tokenpulse.feedback_export import labels_from_answers, write_labels
 from tokenpulse.policy import Policy
-from tokenpulse.replay import load_feedback_answers, replay_lines, score, to_epoch
+from tokenpulse.replay import Answer, load_feedback_answers, replay_lines, score, to_epoch
 from tokenpulse.runtime import stream_config
 from tokenpulse.settings import Settings
 
@@ -112,3 +112,16 @@ def test_the_answers_cross_into_a_forked_judge(monkeypatch: pytest.MonkeyPatch) 
     starts = [to_epoch(f["fired_at"], "fired_at") for f in res.firings]
     assert len(starts) == 2 and REAL <= starts[-1] <= REAL + 2400
     assert [a["id"] for a in res.feedback] == ["a1"] and res.feedback[0]["applied_at"] is not None
+
+
+def test_the_policy_half_life_brings_the_floor_down_in_a_replay_too() -> None:
+    # floor_half_life_days 0.05 (72 minutes): five hours after the answer, at the next batch,
+    # the floor is under a tenth of what was set, so every batch alerts again, as without it
+    policy = Policy.model_validate({"watch": ["team"], "detector": {"feedback": {"floor_half_life_days": 0.05}}})
+    fast = stream_config(Settings(), policy, bootstrap="", partitions=1)
+    assert fast.not_anomaly_half_life_days == 0.05
+    answer = Answer(series="team=ads", window_end=BATCHES[0] + 360, id="a1")
+    kept = replay_lines(history(), cfg(), fork=False, feedback=[answer])
+    decayed = replay_lines(history(), fast, fork=False, feedback=[answer])
+    assert len(kept.firings) == 2 and len(decayed.firings) == 6
+    assert decayed.feedback[0]["outcome"] == kept.feedback[0]["outcome"]  # the same floor when set

@@ -242,3 +242,65 @@ async def test_an_answer_while_the_incident_runs_follows_it_to_its_end() -> None
         await j.receive(Q, msg, i)
     assert [n["action"] for n in sent(outbox)[before:] if n["key"] == KEY] == ["resolve"]  # and nothing after
     assert r.floor_usd > 10 * first and r.floor_usd == r.step * r.ref_usd  # 1.5x the whole spike's excess
+
+
+# -- a raised floor comes down: it halves every floor_half_life_days without another answer ----
+FIVE_MIN = 5 / 1440  # a half-life of five minutes of event time, so that a test sees it pass
+
+
+async def test_the_raised_floor_halves_until_the_same_spike_alerts_again() -> None:
+    # answered once window 29 is judged; the same spike at 40 comes over two half-lives later,
+    # when the floor is under a quarter of what was set: it alerts again (the default 14 days
+    # keeps it quiet: test_not_an_anomaly_raises_the_floor_so_...)
+    j, outbox, _ = await spiking(press=True, not_anomaly_half_life_days=FIVE_MIN)
+    assert [w // 20 for w in triggers(outbox)] == [1, 2, 3]
+    judge = j.judges[Q]
+    r = judge.raises()["org"]
+    assert r.since == T0 + 30 * W and judge.raise_half_life_s == 300.0
+    assert judge.floor_now(r) == r.floor_usd * 0.5 ** ((judge.done_until - r.since) / 300.0) < r.floor_usd / 2
+
+
+async def test_the_decaying_floor_is_the_same_after_a_restart() -> None:
+    tables = memory_tables()
+    j, _, _ = await spiking(press=True, tables=tables, upto=35, not_anomaly_half_life_days=FIVE_MIN)
+    await j.checkpoint(Q, T0 + 86400 + 1)
+    before = j.judges[Q].raises()["org"]
+    j2, outbox2, _, _ = worker(config(not_anomaly_half_life_days=FIVE_MIN), tables, Clock(T0 + 86400))
+    after = j2.judge_for(Q).raises()["org"]
+    assert after.to_state() == before.to_state() and after.since == T0 + 30 * W
+    assert [after.floor_at(T0 + k * W, 300.0) for k in (35, 41, 50)] == [before.floor_at(T0 + k * W, 300.0)
+                                                                        for k in (35, 41, 50)]
+    for i, msg in enumerate(messages(80, spike=SPIKES)[70:], 70):  # type: ignore[arg-type]
+        await j2.receive(Q, msg, i)
+    assert [w // 20 for w in triggers(outbox2)] == [2, 3]
+
+
+async def test_the_replay_and_the_worker_hold_windows_to_the_same_decaying_floor() -> None:
+    """One source, as the replay has: on-call answers while the first spike still runs, when
+    the replay applies the same answer; both then judge every window alike, the spike at 40
+    alerting again once the floor has come down."""
+    from streams.ingest.windows import Partial
+    from streams.judge.core import judge_factory
+    from tokenpulse.replay import Answer, _Verdicts
+
+    cfg = config(usage_partitions=1, dashboard_url=None, budgets=(), not_anomaly_half_life_days=FIVE_MIN)
+    clock = Clock(T0 + 86400)
+    j, outbox, _, _ = worker(cfg, clock=clock)
+    fb = FeedbackWorker(Metrics(), MemoryTable(), j, clock=clock)
+    judge = judge_factory(cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
+                          raise_half_life_s=cfg.not_anomaly_half_life_days * 86400)(0)
+    verdicts = _Verdicts(cfg.budgets, cfg.window_seconds)
+    verdicts.raise_bounds = (cfg.not_anomaly_step, cfg.not_anomaly_max_raise)
+    answered = float(T0 + 22 * W)  # the end of the first spike's second window: it still runs
+    verdicts.answers = [Answer(series="org", window_end=answered, key=KEY, started_at=float(T0 + 20 * W), id="a1")]
+    for i, msg in enumerate(messages(80, spike=SPIKES, sources=1)):  # type: ignore[arg-type]
+        await j.receive(0, msg, i)
+        verdicts.take(judge, msg["closed_until"], [Partial.from_wire(r) for r in msg["partials"]], msg["seq"])
+        if msg["closed_until"] == answered:
+            await fb.apply(0, event("tokenpulse_not_anomaly", window_end=answered))
+    assert [a["applied_at"] for a in verdicts.feedback] == ["2026-01-05T00:22:00Z"]
+    assert sent(outbox) == verdicts.notifications
+    assert [w // 20 for w in triggers(outbox)] == [1, 2, 3]
+    live, replayed = j.judges[0].raises()["org"], judge.raises()["org"]
+    assert (live.floor_usd, live.since, live.ref_usd) == (replayed.floor_usd, replayed.since, replayed.ref_usd)
+    assert replayed.since > answered  # it followed the first spike to its end, then came down

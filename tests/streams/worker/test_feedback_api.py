@@ -117,12 +117,16 @@ async def test_feedback_lists_the_series_whose_floor_was_raised_with_why(api: tu
     j = state.judging.judge_for(0)
     for team in ("ads", "search"):
         j.series[f"team={team}"] = SeriesInfo(labels={"team": team}, peak_usd=40.0, peak_end=int(T0))
+    j.done_until = int(T0)
     assert j.raise_floor("team=ads", 1.5, 4.0, {"id": "slack:C1:9", "by": "ana", "at": T0, "window_end": T0 - 60}) is not None
     resp = await client.get("/api/feedback", params={"team": "ads"})
     body = await resp.json()
-    assert body["bounds"] == {"not_anomaly_step": 1.5, "max_raise": 4.0}
+    assert body["bounds"] == {"not_anomaly_step": 1.5, "max_raise": 4.0, "floor_half_life_days": 14.0}
     [row] = body["raised"]
     assert (row["series"], row["floor_usd"], row["first_excess_usd"], row["answers_total"]) == ("team=ads", 60.0, 40.0, 1)
     assert row["answers"][0]["by"] == "ana" and row["answers"][0]["at"] == "2026-01-31T12:00:00Z"
+    j.done_until = int(T0) + 14 * 86400  # two weeks of windows later, no other answer: the floor as it stands
+    [row] = (await (await client.get("/api/feedback", params={"team": "ads"})).json())["raised"]
+    assert row["floor_usd"] == 30.0 and row["answers"][0]["floor_usd"] == 60.0
     body = await (await client.get("/api/feedback", params={"team": "search"})).json()
     assert body["raised"] == []

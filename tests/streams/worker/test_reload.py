@@ -57,6 +57,7 @@ def test_sections_changed_sorts_what_applies_at_once_from_what_needs_a_restart()
     assert restart == ["watch", "prices", "detector", "digests", "budget_timezone"]
     # how far "not an anomaly" raises a floor is part of the detector section: a restart
     assert sections_changed(BASE, replace(BASE, not_anomaly_max_raise=2.0)) == ([], ["detector"])
+    assert sections_changed(BASE, replace(BASE, not_anomaly_half_life_days=3.0)) == ([], ["detector"])
     # only the silences: the alerts section is unchanged
     only = replace(BASE, alert_policy={"warning_excess_usd": 20.0, "silences": [silence]})
     assert sections_changed(BASE, only) == (["silences"], [])
