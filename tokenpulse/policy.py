@@ -597,6 +597,10 @@ class LimitsPolicy(_Strict):
     # input + output tokens: ten times the largest context windows of 2026 (1-2M)
     max_tokens_per_request: int = Field(default=10_000_000, gt=0, le=10**12)
     max_cost_usd_per_request: float = Field(default=500.0, gt=0, le=1_000_000)
+    # not a bound on one event: the distinct tools one window of a usage partition names in its
+    # spend; the spend of further ones counts under the tool "(other)", so a producer sending
+    # made-up tool names cannot grow the spend records without bound
+    max_tools_per_window: int = Field(default=50, ge=1, le=10_000)
 
 
 class Policy(_Strict):

@@ -20,10 +20,16 @@ from streams.common.security import PLAINTEXT, KafkaSecurity
 class IngestLimits:
     """The most one usage event (one request) may carry: an event over either bound is
     implausible (a unit mistake, a uint overflow, a hostile producer) and is dead-lettered,
-    never added to spend. The policy's ``limits`` section; a setting of the ingest."""
+    never added to spend. The policy's ``limits`` section; a setting of the ingest.
+
+    ``max_tools_per_window`` bounds spend records rather than events: the distinct ``tool``
+    names one window of one usage partition keeps; the spend of further ones is counted under
+    the tool ``(other)`` (:data:`streams.common.dimensions.OTHER_TOOL`), so made-up tool names
+    cannot grow memory without bound."""
 
     max_tokens_per_request: int = 10_000_000  # input + output tokens; far above any context window
     max_cost_usd_per_request: float = 500.0  # the producer's cost_usd or the computed one
+    max_tools_per_window: int = 50  # distinct tools per window of a partition; the rest are "(other)"
 
 
 DLQ_MAX_BYTES = 256 * 1024

@@ -5,13 +5,22 @@ the policy.
 A *series* is one value of one dimension. Its key is its labels joined in a fixed order; the
 org's (all spend) has no label (events of the default org, :data:`DEFAULT_ORG`):
 
->>> [series_key(d.labels_of(Cell("default", "ads", "openai", "gpt-4o", "bob"))) for d in DIMENSIONS]
-['org', 'team=ads', 'team=ads|model=gpt-4o', 'provider=openai', 'model=gpt-4o', 'user=bob']
+>>> [series_key(d.labels_of(Cell("default", "ads", "openai", "gpt-4o", "bob", "ide"))) for d in DIMENSIONS]
+['org', 'team=ads', 'team=ads|model=gpt-4o', 'provider=openai', 'model=gpt-4o', 'user=bob', 'tool=ide']
 >>> parse_series("team=ads|model=gpt-4o")
 (Dimension(name='team×model', labels=('team', 'model'), contributors=('user',)), {'team': 'ads', 'model': 'gpt-4o'})
 
 Names never hold ``|`` or ``=`` (the ingest refuses them: :mod:`streams.ingest.normalize`), so
 a key parses back unambiguously.
+
+**Tools.** An event's ``tool`` (the agent, IDE or app that made the call) is optional: spend of
+events that name none is kept under the tool :data:`NO_TOOL`, never dropped. The ingest counts at
+most ``limits.max_tools_per_window`` distinct tools per window of a partition; the spend of
+further ones goes to :data:`OTHER_TOOL`, so a producer sending made-up tool names cannot grow
+the spend records without bound:
+
+>>> TOOL.labels_of(Cell("default", "ads", "openai", "gpt-4o", "bob")), TOOL.labels_of(("acme", "a", "p", "m", "u", "ide"))
+({'tool': '(none)'}, {'org': 'acme', 'tool': 'ide'})
 
 **Organisations.** One deployment can serve several orgs (business units) without mixing them:
 the series of an org other than :data:`DEFAULT_ORG` (the org of events that name none) start
@@ -37,9 +46,12 @@ __all__ = [
     "DIMENSIONS",
     "NAMES",
     "DEFAULT_ORG",
+    "NO_TOOL",
     "ORG",
+    "OTHER_TOOL",
     "TEAM",
     "TEAM_MODEL",
+    "TOOL",
     "Cell",
     "Dimension",
     "dimension",
@@ -57,13 +69,21 @@ class Cell(NamedTuple):
     and expands cells into series when the window closes.
 
     The ingest's hot path builds cells as plain tuples in this field order (a named tuple is
-    slower to build, and a tuple equals and hashes like it); read them with this type."""
+    slower to build, and a tuple equals and hashes like it); read them with this type.
+    ``tool`` is "" for an event that names none (its series is ``tool=(none)``)."""
 
     org: str
     team: str
     provider: str
     model: str
     user: str
+    tool: str = ""
+
+
+#: the tool of spend whose events name none (its series: ``tool=(none)``)
+NO_TOOL = "(none)"
+#: the tool of spend past the ingest's ``limits.max_tools_per_window`` distinct tools in a window
+OTHER_TOOL = "(other)"
 
 
 #: The org of events that name none (:func:`streams.ingest.normalize.normalize`): its series
@@ -71,7 +91,7 @@ class Cell(NamedTuple):
 DEFAULT_ORG = "default"
 
 # the order of labels in a series key (``org`` first, and only for another org than the default)
-_KEY_ORDER = ("team", "provider", "model", "user")
+_KEY_ORDER = ("team", "provider", "model", "user", "tool")
 
 
 @dataclass(frozen=True)
@@ -84,13 +104,15 @@ class Dimension:
     labels: tuple[str, ...]
     contributors: tuple[str, ...] = ()
 
-    def labels_of(self, cell: Cell | tuple[str, str, str, str, str]) -> dict[str, str]:
+    def labels_of(self, cell: Cell | tuple[str, ...]) -> dict[str, str]:
         """The labels of the series of this dimension that ``cell`` feeds (the org's is its
-        name: ``{"org": "acme"}``)."""
+        name: ``{"org": "acme"}``; no tool is :data:`NO_TOOL`)."""
         c = Cell._make(cell)
         if not self.labels:
             return {"org": c.org}
         out = {label: getattr(c, label) for label in self.labels}
+        if out.get("tool") == "":
+            out["tool"] = NO_TOOL
         if c.org != DEFAULT_ORG:
             return {"org": c.org, **out}
         return out
@@ -102,12 +124,13 @@ TEAM_MODEL = Dimension("team×model", ("team", "model"), contributors=("user",))
 PROVIDER = Dimension("provider", ("provider",), contributors=("team", "model"))
 MODEL = Dimension("model", ("model",))
 USER = Dimension("user", ("user",))
+TOOL = Dimension("tool", ("tool",))
 
-DIMENSIONS: tuple[Dimension, ...] = (ORG, TEAM, TEAM_MODEL, PROVIDER, MODEL, USER)
+DIMENSIONS: tuple[Dimension, ...] = (ORG, TEAM, TEAM_MODEL, PROVIDER, MODEL, USER, TOOL)
 NAMES: tuple[str, ...] = tuple(d.name for d in DIMENSIONS)
 #: other spellings of ``team×model`` the policy and the API take
 ALIASES: dict[str, str] = {"team*model": "team×model", "team_model": "team×model", "team x model": "team×model"}
-#: what the detectors watch unless the policy says otherwise (``model`` and ``user`` are spend-only)
+#: what the detectors watch unless the policy says otherwise (``model``, ``user`` and ``tool`` are spend-only)
 DEFAULT_WATCHED = frozenset({"org", "team", "team×model", "provider"})
 
 _BY_NAME = {d.name: d for d in DIMENSIONS}
@@ -187,7 +210,7 @@ def parse_series(key: str) -> tuple[Dimension, dict[str, str]] | None:
     return None if dim is None else (dim, labels)
 
 
-def series_of(cell: Cell | tuple[str, str, str, str, str], watched: frozenset[str]
+def series_of(cell: Cell | tuple[str, ...], watched: frozenset[str]
               ) -> Iterator[tuple[str, dict[str, str], bool, tuple[tuple[str, str], ...]]]:
     """For every series ``cell`` feeds: its key, labels, whether the detectors watch it (its
     dimension is in ``watched``; the others are kept for the spend API), and its contributors
@@ -203,7 +226,7 @@ def shapes_text() -> str:
     """The series keys there are, for an error message.
 
     >>> shapes_text()
-    'org, team=T, team=T|model=M, provider=P, model=M or user=U'
+    'org, team=T, team=T|model=M, provider=P, model=M, user=U or tool=T'
     """
     shapes = ["|".join(f"{label}={label[0].upper()}" for label in d.labels) or "org" for d in DIMENSIONS]
     return f"{', '.join(shapes[:-1])} or {shapes[-1]}"

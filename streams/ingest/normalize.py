@@ -351,8 +351,11 @@ def tidy_canonical(ev: CanonicalEvent) -> bool:
     if not _tidy_strings(eid, team, model, user, org):
         return False
     tool = ev.tool
-    if tool and tool not in _TIDY_NAMES and not _tidy_names(tool):
-        return False
+    if tool:
+        if tool not in _TIDY_NAMES and not _tidy_names(tool):
+            return False
+    elif tool is None:
+        ev.tool = ""  # as UsageEvent has it: spend of no tool is kept under tool=(none)
     labels = ev.labels
     if labels and not _tidy_labels(labels):
         return False

@@ -3,12 +3,15 @@
 Pure Python, no Faust: the worker wraps one :class:`IngestPartition` per assigned partition of
 the usage topic, and the offline replay drives the very same class.
 
-Why it aggregates per *cell* (org, team, provider, model, user:
+Why it aggregates per *cell* (org, team, provider, model, user, tool:
 :class:`streams.common.dimensions.Cell`) instead of per series: an event then costs one dict
 update, and the series of every dimension (``org``, ``team=…``, ``team=…|model=…``,
-``provider=…``, plus the spend-only ``model=…`` and ``user=…``) are expanded once per window
+``provider=…``, plus the spend-only ``model=…``, ``user=…`` and ``tool=…``) are expanded once per window
 when it closes (:func:`streams.common.dimensions.series_of`). Costs are summed as integer
-nano-dollars so totals stay exact. A run of events is counted by
+nano-dollars so totals stay exact. Tools are capped: a window of a partition keeps at most
+``limits.max_tools_per_window`` distinct tool names, and counts the spend of further ones under
+the tool ``(other)`` (a tool is a free-form name; the cap keeps made-up ones from multiplying
+cells and spend records). A run of events is counted by
 :meth:`IngestPartition.add_events`, the same steps as :meth:`~IngestPartition.add`
 without the per-call overhead (the fast lane of :func:`streams.ingest.pipeline.count_message` and of
 the replay).
@@ -33,7 +36,7 @@ import numpy as np
 from xxhash import xxh3_64_intdigest
 
 from streams.common.config import IngestLimits
-from streams.common.dimensions import DEFAULT_WATCHED, series_of
+from streams.common.dimensions import DEFAULT_WATCHED, OTHER_TOOL, series_of
 from streams.ingest.normalize import Rejected
 from streams.ingest.pricing import Pricer
 from streams.ingest.records import UsageEvent
@@ -42,7 +45,7 @@ from streams.ingest.records import UsageEvent
 Sums = list[int]
 # A cell as the hot path builds it: a plain tuple in the field order of
 # streams.common.dimensions.Cell (a named tuple costs ~4x as much to build, per event).
-CellKey = tuple[str, str, str, str, str]
+CellKey = tuple[str, str, str, str, str, str]
 
 NANO = 1_000_000_000
 # Sums are written with orjson (64-bit integers). Bounded events keep a window's sums far
@@ -255,6 +258,9 @@ class IngestPartition:
     _unsaved: dict[int, list[np.ndarray]] = field(default_factory=dict, repr=False)
     _dropped_windows: set[int] = field(default_factory=set)
     _plans: dict[CellKey, Plan] = field(default_factory=dict, repr=False)
+    # the tools a window (open, or late: never both at once) counts by name; the others go to
+    # OTHER_TOOL (limits.max_tools_per_window). Forgotten when the window's cells are emitted.
+    _tools: dict[int, set[str]] = field(default_factory=dict, repr=False)
     _chunks: dict[int, int] = field(default_factory=dict)  # id chunk no -> newest window in it
     _next_chunk: int = 0
     # add_events' rejects for streams.ingest.pipeline.count_message, which empties it after each message
@@ -301,7 +307,17 @@ class IngestPartition:
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
             self.wall_at_max = wall_now
-        cell = (ev.org, ev.team, ev.provider, ev.model, ev.user)
+        tool = ev.tool
+        if tool:
+            tools = self._tools.get(w)
+            if tools is None:
+                tools = self._tools[w] = set()
+            if tool not in tools:
+                if len(tools) < lim.max_tools_per_window:
+                    tools.add(tool)
+                else:
+                    tool = OTHER_TOOL
+        cell = (ev.org, ev.team, ev.provider, ev.model, ev.user, tool)
         closed = self.closed_until
         late = closed is not None and w + ws <= closed
         if late:
@@ -360,6 +376,8 @@ class IngestPartition:
         lim = self.limits
         max_tokens = lim.max_tokens_per_request
         max_cost = lim.max_cost_usd_per_request
+        max_tools = lim.max_tools_per_window
+        tools_of = self._tools
         n = len(events)
         accepted = duplicate = late_n = implausible = failed = 0
         last_w = None
@@ -367,6 +385,7 @@ class IngestPartition:
         frozen: np.ndarray | None = None
         new: list[str] | None = None
         table: dict[CellKey, Sums] | None = None
+        tools: set[str] | None = None
         late = False
         # model -> (its provider, Pricer.flat_rates): one lookup per event, not a price() call
         rates_of: dict[str, tuple[str, tuple[float, float, float, float, float] | None]] = {}
@@ -415,7 +434,7 @@ class IngestPartition:
                     last_w = w
                     seen = ids.get(w)
                     frozen = hashed.get(w)  # None but for late windows and just-restored ones
-                    new = table = None
+                    new = table = tools = None
                     late = closed is not None and w + ws <= closed
                 eid = ev.event_id
                 if frozen is not None and _holds(frozen, eid):
@@ -439,7 +458,18 @@ class IngestPartition:
                     stop = ts >= until
                 else:
                     stop = False
-                cell = (ev.org, ev.team, ev.provider, ev.model, ev.user)
+                tool = ev.tool
+                if tool:
+                    if tools is None:
+                        tools = tools_of.get(w)
+                        if tools is None:
+                            tools = tools_of[w] = set()
+                    if tool not in tools:
+                        if len(tools) < max_tools:
+                            tools.add(tool)
+                        else:
+                            tool = OTHER_TOOL
+                cell = (ev.org, ev.team, ev.provider, ev.model, ev.user, tool)
                 if late:
                     tbl = self.late_cells.setdefault(w, {})
                     late_n += 1
@@ -495,12 +525,14 @@ class IngestPartition:
         if self.closed_until is None or closable > self.closed_until:
             for w in sorted(k for k in self.windows if k + self.window_seconds <= closable):
                 out.extend(self._expand(w, self.windows.pop(w), late=False))
+                self._tools.pop(w, None)
                 self._dirty_windows.discard(w)
                 self._dropped_windows.add(w)
                 self.counters.windows_closed += 1
             self.closed_until = closable
         for w in sorted(self.late_cells):
             out.extend(self._expand(w, self.late_cells.pop(w), late=True))
+            self._tools.pop(w, None)
         if self.closed_until is not None:
             self._compact_ids(self.closed_until)
         return out
@@ -654,10 +686,13 @@ class IngestPartition:
                 self._chunks = {int(k): int(v) for k, v in value.get("chunks", {}).items()}
                 self._next_chunk = int(value.get("next_chunk", 0))
             elif kind == "wins":
+                # a row is the cell then its six sums; a row of 11 is a checkpoint's from before
+                # cells held the tool: its spend is the no-tool one's ("" -> tool=(none))
                 self.windows = {
-                    int(w): {tuple(r[:5]): [int(x) for x in r[5:]] for r in rows}
+                    int(w): {(*r[:5], r[5] if len(r) > 11 else ""): [int(x) for x in r[-6:]] for r in rows}
                     for w, rows in value
                 }
+                self._tools = {w: {c[5] for c in cells if c[5]} for w, cells in self.windows.items()}
             elif kind == "ids":
                 # hashes (packed), or the ids themselves as checkpoints before the hashes held them
                 for w, ids in value.items():

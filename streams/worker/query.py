@@ -268,7 +268,7 @@ class Series(Param):
     >>> Series().parse("evil")
     Traceback (most recent call last):
     ...
-    ValueError: not a series: expected org, team=T, team=T|model=M, provider=P, model=M or user=U; got 'evil'
+    ValueError: not a series: expected org, team=T, team=T|model=M, provider=P, model=M, user=U or tool=T; got 'evil'
     """
 
     def parse(self, text: str) -> str:

@@ -28,8 +28,8 @@ from streams.worker.query import Series
 from streams.worker.web import SPEND_QUERY
 from tokenpulse.policy import Policy
 
-CELL = Cell("default", "ads", "openai", "gpt-4o", "bob")
-ACME = Cell("acme", "ads", "openai", "gpt-4o", "bob")  # another org, with a team of the same name
+CELL = Cell("default", "ads", "openai", "gpt-4o", "bob", "ide")
+ACME = Cell("acme", "ads", "openai", "gpt-4o", "bob")  # another org, with a team of the same name, and no tool
 
 
 @pytest.mark.parametrize("cell", [CELL, ACME], ids=["default-org", "another-org"])
@@ -48,7 +48,7 @@ def test_two_orgs_with_a_team_of_one_name_share_no_series() -> None:
     theirs = [key for key, *_ in series_of(ACME, DEFAULT_WATCHED)]
     assert not set(ours) & set(theirs)
     assert theirs == ["org=acme", "org=acme|team=ads", "org=acme|team=ads|model=gpt-4o", "org=acme|provider=openai",
-                      "org=acme|model=gpt-4o", "org=acme|user=bob"]
+                      "org=acme|model=gpt-4o", "org=acme|user=bob", "org=acme|tool=(none)"]
     assert {org_of(k) for k in ours} == {DEFAULT_ORG} and {org_of(k) for k in theirs} == {"acme"}
     assert org_series("acme") == "org=acme" and org_series(DEFAULT_ORG) == "org"
 
@@ -62,17 +62,18 @@ def test_what_is_no_series_key(key: str) -> None:
 
 def test_the_series_of_a_cell_and_who_contributes() -> None:
     rows = {key: (labels, watched, contrib) for key, labels, watched, contrib in series_of(CELL, DEFAULT_WATCHED)}
-    assert list(rows) == ["org", "team=ads", "team=ads|model=gpt-4o", "provider=openai", "model=gpt-4o", "user=bob"]
+    assert list(rows) == ["org", "team=ads", "team=ads|model=gpt-4o", "provider=openai", "model=gpt-4o", "user=bob",
+                          "tool=ide"]
     assert rows["org"] == ({"org": "default"}, True, (("team", "ads"), ("model", "gpt-4o")))
     assert rows["team=ads"][2] == (("user", "bob"), ("model", "gpt-4o"))
     assert rows["team=ads|model=gpt-4o"][2] == (("user", "bob"),)
-    assert [k for k, (_, watched, _) in rows.items() if not watched] == ["model=gpt-4o", "user=bob"]
+    assert [k for k, (_, watched, _) in rows.items() if not watched] == ["model=gpt-4o", "user=bob", "tool=ide"]
 
 
 def test_the_ingest_emits_the_series_of_every_dimension() -> None:
     core = IngestPartition(partition=0, window_seconds=60, lateness=0, idle_grace=0)
     ev = UsageEvent(event_id="e1", ts=1_767_600_000.0, org=CELL.org, team=CELL.team, user=CELL.user,
-                    provider=CELL.provider, model=CELL.model, input_tokens=10, output_tokens=1, cost_usd=0.5)
+                    provider=CELL.provider, model=CELL.model, tool=CELL.tool, input_tokens=10, output_tokens=1, cost_usd=0.5)
     core.add(ev, 1_767_600_000.0)
     parts = core.advance(1_767_600_200.0)
     assert {parse_series(p.series)[0].name for p in parts} == set(NAMES)  # type: ignore[index]
