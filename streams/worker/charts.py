@@ -4,7 +4,7 @@ Each takes the table's items (``"<series>|<window start>" -> {"s": [nusd, input,
 cache_read, cache_write, events]}``, closed windows only) and returns plain JSON-ready values;
 the views in :mod:`streams.worker.web` serve them:
 
-- :func:`spend_over_time`: spend per time bucket, one line per team, model or provider (the
+- :func:`spend_over_time`: spend per time bucket, one line per team, model, provider or tool (the
   stacked area of ``/api/timeseries``), the rest summed into ``other``;
 - :func:`burn_down`: a budget's cumulative spend over its period (``/api/burndown``);
 - :func:`inhouse_over_time`: per team, the in-house share of spend per bucket (``/api/inhouse``);
@@ -34,7 +34,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "7d": (7 * 86400, 7200),
     "30d": (30 * 86400, 6 * 3600),
 }
-STACK_BY = ("team", "model", "provider")
+STACK_BY = ("team", "model", "provider", "tool")
 TOP_SERIES = 8  # stacked lines; the rest are one line, "other"
 
 
@@ -57,7 +57,7 @@ def buckets(since: float, until: float, step: int) -> list[int]:
 
 def spend_over_time(items: Iterable[tuple[str, Any]], by: str, since: float, until: float, step: int,
                     top: int = TOP_SERIES) -> dict[str, Any]:
-    """USD per bucket for each value of dimension ``by`` (``team``, ``model`` or ``provider``):
+    """USD per bucket for each value of dimension ``by`` (``team``, ``model``, ``provider`` or ``tool``):
     the ``top`` largest over the range, the rest as ``other``; ``t`` is the bucket starts.
 
     >>> items = [("team=ads|0", {"s": [2 * NANO, 0, 0, 0, 0, 1]}), ("team=ads|60", {"s": [NANO, 0, 0, 0, 0, 1]}),

@@ -18,7 +18,7 @@ or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<par
 - ``/api/feedback[?team=&at=]``    on-call's answers to alerts (Slack buttons), newest first, per
                                    team the last 30 days' alerts and answers (the precision on-call sees),
                                    and the series whose alert floor "not an anomaly" answers raised
-- ``/api/timeseries?by=&range=``   spend over time by team, model or provider, with alert markers
+- ``/api/timeseries?by=&range=``   spend over time by team, model, provider or tool, with alert markers
 - ``/api/burndown[?budget=]``      each budget's cumulative spend over its period, limit and forecast
 - ``/api/inhouse?range=``          per team, the in-house share of spend over time
 - ``/api/top_users?range=&limit=`` users by spend and by excess over their usual
@@ -527,7 +527,7 @@ def register_chart_views(app: Any, state: WorkerState) -> None:
     @app.page("/api/timeseries")
     @takes(TIMESERIES_QUERY)
     async def timeseries_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
-        """Spend per time bucket, one line per team, model or provider (``by``), over the last
+        """Spend per time bucket, one line per team, model, provider or tool (``by``), over the last
         ``range`` (1h, 24h, 7d, 30d) before ``until``, and the alerts that started or ended in it."""
         since, until, step = span(args)
         items = list(tables.spend.data.items())

@@ -70,7 +70,7 @@ def _windows(now: float, pricer: Pricer, hostile: bool) -> dict[str, dict[str, A
         sums = [int(round(pricer.price(ev) * NANO)), ev.input_tokens, ev.output_tokens, ev.cache_read_tokens,
                 ev.cache_write_tokens, 1]
         for series in ("org", f"team={ev.team}", f"team={ev.team}|model={ev.model}", f"provider={ev.provider}",
-                       f"model={ev.model}", f"user={ev.user}"):
+                       f"model={ev.model}", f"user={ev.user}", f"tool={ev.tool or '(none)'}"):
             rec = table.setdefault(f"{series}|{w}", {"s": [0] * 6})
             rec["s"] = [a + b for a, b in zip(rec["s"], sums)]
     return table
@@ -302,9 +302,9 @@ def test_the_page_loads_cleanly_every_chart_has_data_and_a_team_shows_its_series
     assert int(page.get_attribute("#chart-series", "data-points") or 0) > 0
     assert page.text_content("#series-name").startswith("team=ads — last window")
     assert "series=team%3Dads" in page.url
-    for by in ("model", "provider"):
+    for by in ("model", "provider", "tool"):
         page.click(f"#stack-by button[data-by={by}]")
-        page.wait_for_timeout(300)
+        page.wait_for_selector(f"#spend-sum:has-text('by {by}')", timeout=5000)  # drawn from /api/timeseries?by=
         assert int(page.get_attribute("#chart-spend", "data-points") or 0) > 0
     page.click("#stack-by button[data-by=team]")
     page.wait_for_timeout(300)

@@ -55,7 +55,7 @@ TABLE: dict[str, dict[str, tuple[list[str], list[str]]]] = {
     "/assets/uplot.LICENSE": {},
     "/metrics": {},
     "/api/spend": {
-        "group_by": (["team", "model", "provider", "user", "org", "team×model", "team*model"],
+        "group_by": (["team", "model", "provider", "user", "tool", "org", "team×model", "team*model"],
                      [*choice_bad("team"), "team x"]),
         "since": (TIME_GOOD, TIME_BAD),
         "until": (TIME_GOOD, TIME_BAD),
@@ -80,7 +80,7 @@ TABLE: dict[str, dict[str, tuple[list[str], list[str]]]] = {
     "/api/digests": {},
     "/api/inbox": {},
     "/api/feedback": {"team": (["ads"], [*NAME_BAD, "ads|model=gpt-4o", "a=b"]), "at": (TIME_GOOD, TIME_BAD)},
-    "/api/timeseries": {"by": (["team", "model", "provider"], [*choice_bad("team"), "user", "tool"]),
+    "/api/timeseries": {"by": (["team", "model", "provider", "tool"], [*choice_bad("team"), "user", "org"]),
                         "range": (["1h", "24h", "7d", "30d"], [*choice_bad("24h"), "2h", "1d"]),
                         "until": (TIME_GOOD, TIME_BAD)},
     "/api/burndown": {"budget": (["ads-daily"], NAME_BAD), "at": (TIME_GOOD, TIME_BAD)},

@@ -1,5 +1,5 @@
 """The dashboard's chart endpoints (issue 13, item 3) on the real app: spend over time stacked by
-team, model or provider with alert markers, each budget's burn-down with its forecast, the
+team, model, provider or tool with alert markers, each budget's burn-down with its forecast, the
 in-house share per team over time, and the top users by spend and by excess over their usual."""
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ async def api(tmp_path: Path) -> AsyncIterator[TestClient]:
         spend[f"model=gpt-4o|{w}"] = {"s": [3 * NANO // 2, 50, 25, 0, 0, 2]}
         spend[f"user=bob|{w}"] = {"s": [NANO * (10 if i >= 30 else 1), 10, 10, 0, 0, 1]}
         spend[f"user=ann|{w}"] = {"s": [2 * NANO, 10, 10, 0, 0, 1]}
+        spend[f"tool=claude-code|{w}"] = {"s": [2 * NANO, 100, 50, 0, 0, 4]}
+        spend[f"tool=(none)|{w}"] = {"s": [NANO, 100, 50, 0, 0, 2]}
     state.tables.alerts.data["cost_spike:team=ads"] = {
         "key": "cost_spike:team=ads", "kind": "spike", "series": "team=ads", "severity": "critical",
         "title": "Cost spike: team=ads", "started_at": NOW - 900, "ended_at": NOW - 300, "action": "resolve"}
@@ -59,6 +61,10 @@ async def test_spend_over_time_is_stacked_by_team_with_alert_markers(api: TestCl
     assert [(m["state"], m["at"]) for m in body["alerts"]] == [("started", NOW - 900), ("resolved", NOW - 300)]
     body = await _get(api, f"/api/timeseries?by=model&range=24h&until={NOW}")
     assert [s["name"] for s in body["series"]] == ["gpt-4o"] and body["step"] == 900
+    body = await _get(api, f"/api/timeseries?by=tool&range=1h&until={NOW}")  # events with no tool: "(none)"
+    assert [(s["name"], s["total_usd"]) for s in body["series"]] == [("claude-code", 120.0), ("(none)", 60.0)]
+    body = await _get(api, f"/api/spend?group_by=tool&since={NOW - 3600}&until={NOW}")
+    assert [(r["tool"], r["events"]) for r in body["rows"]] == [("claude-code", 240), ("(none)", 120)]
 
 
 async def test_burn_down_has_the_limit_and_the_forecast(api: TestClient) -> None:
