@@ -5,8 +5,8 @@ the policy.
 A *series* is one value of one dimension. Its key is its labels joined in a fixed order; the
 org's (all spend) has no label (events of the default org, :data:`DEFAULT_ORG`):
 
->>> [series_key(d.labels_of(Cell("default", "ads", "openai", "gpt-4o", "bob", "ide"))) for d in DIMENSIONS]
-['org', 'team=ads', 'team=ads|model=gpt-4o', 'provider=openai', 'model=gpt-4o', 'user=bob', 'tool=ide']
+>>> [series_key(d.labels_of(Cell("default", "ads", "openai", "gpt-4o", "bob"))) for d in CELL_DIMENSIONS]
+['org', 'team=ads', 'team=ads|model=gpt-4o', 'provider=openai', 'model=gpt-4o', 'user=bob']
 >>> parse_series("team=ads|model=gpt-4o")
 (Dimension(name='team×model', labels=('team', 'model'), contributors=('user',)), {'team': 'ads', 'model': 'gpt-4o'})
 
@@ -14,13 +14,15 @@ Names never hold ``|`` or ``=`` (the ingest refuses them: :mod:`streams.ingest.n
 a key parses back unambiguously.
 
 **Tools.** An event's ``tool`` (the agent, IDE or app that made the call) is optional: spend of
-events that name none is kept under the tool :data:`NO_TOOL`, never dropped. The ingest counts at
-most ``limits.max_tools_per_window`` distinct tools per window of a partition; the spend of
-further ones goes to :data:`OTHER_TOOL`, so a producer sending made-up tool names cannot grow
-the spend records without bound:
+events that name none is kept under the tool :data:`NO_TOOL`, never dropped. The ingest sums a
+window's spend by tool in :class:`ToolCell` (org, tool) beside the cells, not in them: a tool
+in the cell would multiply the cells (users × models × tools) and the work of closing each
+window. It counts at most ``limits.max_tools_per_window`` distinct tools per window of a
+partition; the spend of further ones goes to :data:`OTHER_TOOL`, so a producer sending made-up
+tool names cannot grow the spend records without bound:
 
->>> TOOL.labels_of(Cell("default", "ads", "openai", "gpt-4o", "bob")), TOOL.labels_of(("acme", "a", "p", "m", "u", "ide"))
-({'tool': '(none)'}, {'org': 'acme', 'tool': 'ide'})
+>>> [series_key(TOOL.labels_of(c)) for c in (ToolCell("default", ""), ToolCell("acme", "ide"))]
+['tool=(none)', 'org=acme|tool=ide']
 
 **Organisations.** One deployment can serve several orgs (business units) without mixing them:
 the series of an org other than :data:`DEFAULT_ORG` (the org of events that name none) start
@@ -28,7 +30,7 @@ with ``org=<name>``, and their labels hold ``org``. The default org's keep their
 a deployment of one org, its policy, checkpoints and links read as before:
 
 >>> acme = Cell("acme", "ads", "openai", "gpt-4o", "bob")
->>> [series_key(d.labels_of(acme)) for d in DIMENSIONS][:3]
+>>> [series_key(d.labels_of(acme)) for d in CELL_DIMENSIONS][:3]
 ['org=acme', 'org=acme|team=ads', 'org=acme|team=ads|model=gpt-4o']
 >>> parse_series("org=acme|team=ads")[1], org_of("org=acme|team=ads"), org_of("team=ads")
 ({'org': 'acme', 'team': 'ads'}, 'acme', 'default')
@@ -52,6 +54,8 @@ __all__ = [
     "TEAM",
     "TEAM_MODEL",
     "TOOL",
+    "ToolCell",
+    "CELL_DIMENSIONS",
     "Cell",
     "Dimension",
     "dimension",
@@ -69,15 +73,21 @@ class Cell(NamedTuple):
     and expands cells into series when the window closes.
 
     The ingest's hot path builds cells as plain tuples in this field order (a named tuple is
-    slower to build, and a tuple equals and hashes like it); read them with this type.
-    ``tool`` is "" for an event that names none (its series is ``tool=(none)``)."""
+    slower to build, and a tuple equals and hashes like it); read them with this type."""
 
     org: str
     team: str
     provider: str
     model: str
     user: str
-    tool: str = ""
+
+
+class ToolCell(NamedTuple):
+    """What the ingest sums a window's spend by tool in, beside the :class:`Cell` s: its events'
+    org and tool ("" for none: the series ``tool=(none)``). A plain 2-tuple on the hot path."""
+
+    org: str
+    tool: str
 
 
 #: the tool of spend whose events name none (its series: ``tool=(none)``)
@@ -104,10 +114,11 @@ class Dimension:
     labels: tuple[str, ...]
     contributors: tuple[str, ...] = ()
 
-    def labels_of(self, cell: Cell | tuple[str, ...]) -> dict[str, str]:
+    def labels_of(self, cell: Cell | ToolCell | tuple[str, ...]) -> dict[str, str]:
         """The labels of the series of this dimension that ``cell`` feeds (the org's is its
-        name: ``{"org": "acme"}``; no tool is :data:`NO_TOOL`)."""
-        c = Cell._make(cell)
+        name: ``{"org": "acme"}``). The ``tool`` dimension takes a :class:`ToolCell` (no tool:
+        :data:`NO_TOOL`), the others a :class:`Cell`."""
+        c: Cell | ToolCell = ToolCell._make(cell) if len(cell) == 2 else Cell._make(cell)
         if not self.labels:
             return {"org": c.org}
         out = {label: getattr(c, label) for label in self.labels}
@@ -127,6 +138,8 @@ USER = Dimension("user", ("user",))
 TOOL = Dimension("tool", ("tool",))
 
 DIMENSIONS: tuple[Dimension, ...] = (ORG, TEAM, TEAM_MODEL, PROVIDER, MODEL, USER, TOOL)
+#: the dimensions a :class:`Cell` feeds (all but ``tool``, fed by :class:`ToolCell` s)
+CELL_DIMENSIONS: tuple[Dimension, ...] = DIMENSIONS[:-1]
 NAMES: tuple[str, ...] = tuple(d.name for d in DIMENSIONS)
 #: other spellings of ``team×model`` the policy and the API take
 ALIASES: dict[str, str] = {"team*model": "team×model", "team_model": "team×model", "team x model": "team×model"}
@@ -210,13 +223,18 @@ def parse_series(key: str) -> tuple[Dimension, dict[str, str]] | None:
     return None if dim is None else (dim, labels)
 
 
-def series_of(cell: Cell | tuple[str, ...], watched: frozenset[str]
+def series_of(cell: Cell | ToolCell | tuple[str, ...], watched: frozenset[str]
               ) -> Iterator[tuple[str, dict[str, str], bool, tuple[tuple[str, str], ...]]]:
-    """For every series ``cell`` feeds: its key, labels, whether the detectors watch it (its
-    dimension is in ``watched``; the others are kept for the spend API), and its contributors
-    in ``cell`` (``(label, value)`` pairs)."""
+    """For every series ``cell`` (a :class:`Cell`, or a :class:`ToolCell`: its ``tool=…``
+    series only) feeds: its key, labels, whether the detectors watch it (its dimension is in
+    ``watched``; the others are kept for the spend API), and its contributors in ``cell``
+    (``(label, value)`` pairs)."""
+    if len(cell) == 2:
+        labels = TOOL.labels_of(cell)
+        yield series_key(labels), labels, TOOL.name in watched, ()
+        return
     c = Cell._make(cell)
-    for d in DIMENSIONS:
+    for d in CELL_DIMENSIONS:
         labels = d.labels_of(c)
         contrib = tuple((label, getattr(c, label)) for label in d.contributors)
         yield series_key(labels), labels, d.name in watched, contrib

@@ -3,15 +3,22 @@
 Pure Python, no Faust: the worker wraps one :class:`IngestPartition` per assigned partition of
 the usage topic, and the offline replay drives the very same class.
 
-Why it aggregates per *cell* (org, team, provider, model, user, tool:
+Why it aggregates per *cell* (org, team, provider, model, user:
 :class:`streams.common.dimensions.Cell`) instead of per series: an event then costs one dict
 update, and the series of every dimension (``org``, ``team=…``, ``team=…|model=…``,
-``provider=…``, plus the spend-only ``model=…``, ``user=…`` and ``tool=…``) are expanded once per window
+``provider=…``, plus the spend-only ``model=…`` and ``user=…``) are expanded once per window
 when it closes (:func:`streams.common.dimensions.series_of`). Costs are summed as integer
-nano-dollars so totals stay exact. Tools are capped: a window of a partition keeps at most
-``limits.max_tools_per_window`` distinct tool names, and counts the spend of further ones under
-the tool ``(other)`` (a tool is a free-form name; the cap keeps made-up ones from multiplying
-cells and spend records). A run of events is counted by
+nano-dollars so totals stay exact.
+
+Spend by tool (the spend-only ``tool=…`` series) is summed in the same window table under a
+second, short key, the *tool cell* (org, tool: :class:`streams.common.dimensions.ToolCell`), not
+as a sixth field of the cell: with the simulator's four tools that multiplied the cells of a
+busy window by 3.5 and the cost of closing it by 4 (``python -m benchmarks.lanes`` and the
+close-time figures in the report of this change), where a second dict update per event costs
+a tenth of that. Tools are capped: a window of a partition names at most
+``limits.max_tools_per_window`` distinct tools, and counts the spend of further ones under the
+tool ``(other)`` (a tool is a free-form name; the cap keeps made-up ones from growing the window
+and the spend records). A run of events is counted by
 :meth:`IngestPartition.add_events`, the same steps as :meth:`~IngestPartition.add`
 without the per-call overhead (the fast lane of :func:`streams.ingest.pipeline.count_message` and of
 the replay).
@@ -43,9 +50,10 @@ from streams.ingest.records import UsageEvent
 
 # A cell's running sums: [cost_nusd, input, output, cache_read, cache_write, events]
 Sums = list[int]
-# A cell as the hot path builds it: a plain tuple in the field order of
-# streams.common.dimensions.Cell (a named tuple costs ~4x as much to build, per event).
-CellKey = tuple[str, str, str, str, str, str]
+# A key of a window table as the hot path builds it: a plain tuple in the field order of
+# streams.common.dimensions.Cell (five names), or of ToolCell (two: org, tool); a named tuple
+# costs ~4x as much to build, per event.
+CellKey = tuple[str, ...]
 
 NANO = 1_000_000_000
 # Sums are written with orjson (64-bit integers). Bounded events keep a window's sums far
@@ -152,7 +160,8 @@ Plan = list[tuple[str, dict[str, str], bool, tuple[str, ...]]]
 
 
 def _plan(cell: CellKey, watched: frozenset[str]) -> Plan:
-    """What a cell contributes to, computed once per distinct cell (cells recur every window).
+    """What a cell (or a tool cell: its ``tool=…`` series) contributes to, computed once per
+    distinct cell (cells recur every window).
     Spend-only series (``model=…``, ``user=…`` and unwatched dimensions) are aggregated for the
     spend API but not judged, and name no contributors."""
     out: Plan = []
@@ -160,6 +169,19 @@ def _plan(cell: CellKey, watched: frozenset[str]) -> Plan:
         keys = tuple(f"{kind}:{who}" for kind, who in contrib) if detected else ()
         out.append((name, labels, detected, keys))
     return out
+
+
+def _no_tool_cells(cells: dict[CellKey, Sums]) -> None:
+    """Add to a window's cells the tool cells they lack: all of each org's spend under no tool
+    (``tool=(none)``). For windows restored from a checkpoint written before tool cells, whose
+    events' tools are not known any more."""
+    add: dict[CellKey, Sums] = {}
+    for key, sums in cells.items():
+        if len(key) == 5:
+            acc = add.setdefault((key[0], ""), [0] * 6)
+            for i, x in enumerate(sums):
+                acc[i] += x
+    cells.update(add)
 
 
 @dataclass(slots=True)
@@ -307,17 +329,7 @@ class IngestPartition:
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
             self.wall_at_max = wall_now
-        tool = ev.tool
-        if tool:
-            tools = self._tools.get(w)
-            if tools is None:
-                tools = self._tools[w] = set()
-            if tool not in tools:
-                if len(tools) < lim.max_tools_per_window:
-                    tools.add(tool)
-                else:
-                    tool = OTHER_TOOL
-        cell = (ev.org, ev.team, ev.provider, ev.model, ev.user, tool)
+        cell = (ev.org, ev.team, ev.provider, ev.model, ev.user)
         closed = self.closed_until
         late = closed is not None and w + ws <= closed
         if late:
@@ -328,18 +340,37 @@ class IngestPartition:
             if table is None:
                 table = self.windows[w] = {}
             self._dirty_windows.add(w)
-        sums = table.get(cell)
-        if sums is None:
-            table[cell] = [nusd, tin, tout, ev.cache_read_tokens, ev.cache_write_tokens, 1]
-        else:
-            sums[0] += nusd
-            sums[1] += tin
-            sums[2] += tout
-            sums[3] += ev.cache_read_tokens
-            sums[4] += ev.cache_write_tokens
-            sums[5] += 1
+        tcell = (ev.org, ev.tool)
+        for key in (cell, tcell if tcell in table else self._admit(tcell, w, table)):
+            sums = table.get(key)
+            if sums is None:
+                table[key] = [nusd, tin, tout, ev.cache_read_tokens, ev.cache_write_tokens, 1]
+            else:
+                sums[0] += nusd
+                sums[1] += tin
+                sums[2] += tout
+                sums[3] += ev.cache_read_tokens
+                sums[4] += ev.cache_write_tokens
+                sums[5] += 1
         self.counters.accepted += 1
         return "late" if late else "accepted"
+
+    def _admit(self, tcell: CellKey, w: int, table: dict[CellKey, Sums]) -> CellKey:
+        """The tool cell that spend of ``tcell`` (new in window ``w``'s ``table``) goes to:
+        itself while the window names fewer than ``limits.max_tools_per_window`` tools (or it
+        names none), else the org's :data:`OTHER_TOOL` one."""
+        tool = tcell[1]
+        if not tool:
+            return tcell
+        tools = self._tools.get(w)
+        if tools is None:
+            tools = self._tools[w] = set()
+        if tool in tools:
+            return tcell
+        if len(tools) < self.limits.max_tools_per_window:
+            tools.add(tool)
+            return tcell
+        return (tcell[0], OTHER_TOOL)
 
     def add_events(  # noqa: C901 - the hot loop, inlined for speed (benchmarks.lanes)
         self,
@@ -376,8 +407,7 @@ class IngestPartition:
         lim = self.limits
         max_tokens = lim.max_tokens_per_request
         max_cost = lim.max_cost_usd_per_request
-        max_tools = lim.max_tools_per_window
-        tools_of = self._tools
+        admit = self._admit
         n = len(events)
         accepted = duplicate = late_n = implausible = failed = 0
         last_w = None
@@ -385,7 +415,6 @@ class IngestPartition:
         frozen: np.ndarray | None = None
         new: list[str] | None = None
         table: dict[CellKey, Sums] | None = None
-        tools: set[str] | None = None
         late = False
         # model -> (its provider, Pricer.flat_rates): one lookup per event, not a price() call
         rates_of: dict[str, tuple[str, tuple[float, float, float, float, float] | None]] = {}
@@ -434,7 +463,7 @@ class IngestPartition:
                     last_w = w
                     seen = ids.get(w)
                     frozen = hashed.get(w)  # None but for late windows and just-restored ones
-                    new = table = tools = None
+                    new = table = None
                     late = closed is not None and w + ws <= closed
                 eid = ev.event_id
                 if frozen is not None and _holds(frozen, eid):
@@ -458,18 +487,7 @@ class IngestPartition:
                     stop = ts >= until
                 else:
                     stop = False
-                tool = ev.tool
-                if tool:
-                    if tools is None:
-                        tools = tools_of.get(w)
-                        if tools is None:
-                            tools = tools_of[w] = set()
-                    if tool not in tools:
-                        if len(tools) < max_tools:
-                            tools.add(tool)
-                        else:
-                            tool = OTHER_TOOL
-                cell = (ev.org, ev.team, ev.provider, ev.model, ev.user, tool)
+                cell = (ev.org, ev.team, ev.provider, ev.model, ev.user)
                 if late:
                     tbl = self.late_cells.setdefault(w, {})
                     late_n += 1
@@ -483,6 +501,20 @@ class IngestPartition:
                 sums = tbl.get(cell)
                 if sums is None:
                     tbl[cell] = [nusd, tin, tout, ev.cache_read_tokens, ev.cache_write_tokens, 1]
+                else:
+                    sums[0] += nusd
+                    sums[1] += tin
+                    sums[2] += tout
+                    sums[3] += ev.cache_read_tokens
+                    sums[4] += ev.cache_write_tokens
+                    sums[5] += 1
+                tcell: CellKey = (ev.org, ev.tool)  # the tool cell (see the module's docstring)
+                sums = tbl.get(tcell)
+                if sums is None:  # new in the window: within the cap of tools, or (other)
+                    tcell = admit(tcell, w, tbl)
+                    sums = tbl.get(tcell)
+                if sums is None:
+                    tbl[tcell] = [nusd, tin, tout, ev.cache_read_tokens, ev.cache_write_tokens, 1]
                 else:
                     sums[0] += nusd
                     sums[1] += tin
@@ -686,13 +718,15 @@ class IngestPartition:
                 self._chunks = {int(k): int(v) for k, v in value.get("chunks", {}).items()}
                 self._next_chunk = int(value.get("next_chunk", 0))
             elif kind == "wins":
-                # a row is the cell then its six sums; a row of 11 is a checkpoint's from before
-                # cells held the tool: its spend is the no-tool one's ("" -> tool=(none))
+                # a row is a cell (5 names) or a tool cell (org, tool), then its six sums
                 self.windows = {
-                    int(w): {(*r[:5], r[5] if len(r) > 11 else ""): [int(x) for x in r[-6:]] for r in rows}
+                    int(w): {tuple(r[:-6]): [int(x) for x in r[-6:]] for r in rows}
                     for w, rows in value
                 }
-                self._tools = {w: {c[5] for c in cells if c[5]} for w, cells in self.windows.items()}
+                for cells in self.windows.values():
+                    if not any(len(k) == 2 for k in cells):
+                        _no_tool_cells(cells)  # a checkpoint's from before tool cells
+                self._tools = {w: {k[1] for k in cells if len(k) == 2 and k[1]} for w, cells in self.windows.items()}
             elif kind == "ids":
                 # hashes (packed), or the ids themselves as checkpoints before the hashes held them
                 for w, ids in value.items():

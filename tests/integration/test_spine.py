@@ -65,11 +65,13 @@ def event(team: str, ts: float, cost: float, rng: random.Random, **extra: Any) -
 
 
 class Ledger:
-    """What the worker must report: exact sums of the unique valid events per team."""
+    """What the worker must report: exact sums of the unique valid events per team (and per
+    tool: ``tools``, events without one under ``(none)``)."""
 
     def __init__(self) -> None:
         self.nusd: dict[str, int] = {}
         self.events: dict[str, int] = {}
+        self.tools: dict[str, tuple[int, int]] = {}
         self.ids: set[str] = set()
 
     def add(self, ev: dict[str, Any]) -> None:
@@ -78,10 +80,13 @@ class Ledger:
         self.ids.add(ev["event_id"])
         self.nusd[ev["team"]] = self.nusd.get(ev["team"], 0) + to_nusd(ev["cost_usd"])
         self.events[ev["team"]] = self.events.get(ev["team"], 0) + 1
+        tool = ev.get("tool") or "(none)"
+        nusd, n = self.tools.get(tool, (0, 0))
+        self.tools[tool] = (nusd + to_nusd(ev["cost_usd"]), n + 1)
 
-    def matches(self, rows: list[dict[str, Any]]) -> bool:
-        got = {r["team"]: (round(r["cost_usd"] * NANO), r["events"]) for r in rows}
-        want = {t: (self.nusd[t], self.events[t]) for t in self.nusd}
+    def matches(self, rows: list[dict[str, Any]], by: str = "team") -> bool:
+        got = {r[by]: (round(r["cost_usd"] * NANO), r["events"]) for r in rows}
+        want = self.tools if by == "tool" else {t: (self.nusd[t], self.events[t]) for t in self.nusd}
         self.last = f"got {got}, want {want}"
         return got == want
 
@@ -93,6 +98,9 @@ def history(t0: int, windows: range, rng: random.Random, ledger: Ledger, spike: 
         for team in ("ads", "search"):
             n, lo, hi = (60, 0.4, 0.6) if team == "ads" and i in spike else (6, 0.05, 0.15)
             evs = [event(team, start + rng.random() * W * 0.9, round(rng.uniform(lo, hi), 6), rng) for _ in range(n)]
+            for k, e in enumerate(evs):  # a third name no tool: spend by tool counts them under (none)
+                if k % 3:
+                    e["tool"] = ("ide", "batch")[k % 3 - 1]
             for e in evs:
                 ledger.add(e)
             if team == "ads":
@@ -184,6 +192,7 @@ def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pager
         # exact spend per team over closed windows
         wait_until(lambda: ledger.matches(get_json(f"{worker.url}/api/spend?group_by=team")["rows"]), 60,
                    "exact spend totals")
+        assert ledger.matches(get_json(f"{worker.url}/api/spend?group_by=tool")["rows"], "tool"), ledger.last
         alerts = get_json(f"{worker.url}/api/alerts")["alerts"]
         assert [a["key"] for a in alerts] == ["cost_spike:team=ads"] and alerts[0]["state"] == "resolved"
         page = get_text(f"{worker.url}/dashboard") + get_text(f"{worker.url}/assets/dashboard.js")
@@ -210,12 +219,15 @@ def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pager
         worker.kill()
         worker.start(PARTITIONS)
         t1 = time.time()
-        more = [event("search", t1 + i * 0.01, 0.25, rng) for i in range(20)]
+        more = [event("search", t1 + i * 0.01, 0.25, rng, tool="agent") for i in range(20)]
         for e in more:
             ledger.add(e)
         produce(broker.bootstrap, topics["usage"], [(b"search", orjson.dumps(more)), (b"ads", msgs[0][1])])
         wait_until(lambda: ledger.matches(get_json(f"{worker.url}/api/spend?group_by=team")["rows"]), 60,
                    "exact spend totals after a restart", )
+        # and by tool: the restarted worker's checkpoints hold the tool
+        wait_until(lambda: ledger.matches(get_json(f"{worker.url}/api/spend?group_by=tool")["rows"], "tool"), 30,
+                   "exact spend by tool after a restart")
         print(ledger.last)
         log = (workdir / "worker.log").read_text(errors="replace")
         assert slack.token not in log and pd_key not in log

@@ -1,5 +1,5 @@
-"""Spend by tool (issue 13: "stacked by team, model, provider or tool"): the ingest keeps the
-event's tool in its cells and emits ``tool=…`` series; events without one count under
+"""Spend by tool (issue 13: "stacked by team, model, provider or tool"): the ingest sums each
+window by tool in tool cells beside its cells and emits ``tool=…`` series; events without one count under
 ``(none)``; a checkpoint written before cells held the tool loads, its spend under ``(none)``;
 and ``limits.max_tools_per_window`` caps the distinct tools of a window, the rest under
 ``(other)``, with the same totals on both counting lanes."""
@@ -21,7 +21,7 @@ from streams.worker.charts import spend_over_time
 
 T0 = 1_767_600_000  # a window start (60 s windows)
 
-# What IngestPartition.checkpoint() wrote before cells held the tool (main at 90d45a8), for
+# What IngestPartition.checkpoint() wrote before tool cells (main at 90d45a8), for
 # three events in one open window: ads/ide $0.50 and ads/(no tool) $0.25 in one cell, search/batch $1.
 OLD_CHECKPOINT: dict[str, Any] = json.loads("""
 {"wins": [[1767600000, [["default", "ads", "openai", "gpt-4o", "bob", 750000000, 20, 2, 0, 0, 2],
@@ -76,7 +76,7 @@ def test_a_checkpoint_of_the_old_format_loads_with_its_spend_under_none() -> Non
     core2.restore(OLD_CHECKPOINT.items(), 0)
     core2.add(ev("z", T0 + 3, "ide"), 0)
     store = json.loads(json.dumps(core2.checkpoint()))
-    assert all(len(row) == 12 for _, rows in store["wins"] for row in rows)
+    assert sorted(len(row) for _, rows in store["wins"] for row in rows) == [8, 8, 11, 11]  # tool cells, cells
     core3 = core_of()
     core3.restore(store.items(), 0)
     assert tool_spend(core3.advance(T0 + 10_000)) == {(T0, NO_TOOL): 1_750_000_000, (T0, "ide"): NANO // 2}
