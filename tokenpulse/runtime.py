@@ -41,6 +41,8 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         routes=tuple(policy.delivery_routes()),
         web_host=settings.web_host,
         web_port=settings.web_port,
+        advertised_url=settings.advertised_url,
+        peer_timeout=settings.peer_timeout_seconds,
         data_dir=str(settings.data_dir),
         dashboard_url=settings.dashboard_url,
         kafka_flavor=settings.kafka_flavor,

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     policy: Path | None = Field(default=None, description="Path to the YAML policy file.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Port of the JSON API and /metrics.")
     web_host: str = Field(default="127.0.0.1", description="Interface the API binds to.")
+    advertised_url: str | None = Field(
+        default=None, description="Where the other workers reach this worker's API (http://host:port), announced "
+                                  "to them through the consumer group. Unset: http://<web_host>:<web_port>, with "
+                                  "this machine's host name when web_host is 0.0.0.0 or ::.")
+    peer_timeout_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="How long a worker waits for the others when it answers /api/* for the "
+                                              "whole deployment; a peer slower than this is named in 'missing'.")
     window_seconds: int = Field(default=60, ge=1, le=86400, description="Tumbling window length in seconds.")
     lateness_seconds: float = Field(default=10.0, ge=0, description="Allowed lateness of events before a window closes.")
     idle_grace_seconds: float = Field(
@@ -104,6 +111,23 @@ class Settings(BaseSettings):
         if v not in ("kafka", "tansu"):
             raise ValueError("must be 'kafka' or 'tansu'")
         return v
+
+    @field_validator("advertised_url")
+    @classmethod
+    def _advertised(cls, v: str | None) -> str | None:
+        from yarl import URL
+
+        if v is None:
+            return v
+        try:
+            url = URL(v)
+        except ValueError:
+            raise ValueError("must be an http:// or https:// URL such as http://worker-1:6066") from None
+        if url.scheme not in ("http", "https") or not url.host or url.user or url.password or url.query_string \
+                or url.path not in ("", "/"):
+            raise ValueError("must be http(s)://host:port with no path, query or credentials "
+                             "(e.g. http://worker-1:6066)")
+        return v.rstrip("/")
 
     @field_validator("api_token", "metrics_token")
     @classmethod

@@ -73,6 +73,10 @@ class StreamConfig:
     routes: tuple[Route, ...] = ()
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # where peers reach this worker's API (TOKENPULSE_ADVERTISED_URL; None: from web_host and web_port,
+    # streams.worker.peers.advertised_url), and how long a request waits for them (TOKENPULSE_PEER_TIMEOUT_SECONDS)
+    advertised_url: str | None = None
+    peer_timeout: float = 2.0
     data_dir: str = ".tokenpulse"
     dashboard_url: str | None = None
     kafka_flavor: str = "kafka"  # "tansu" turns on workarounds for Tansu 0.6

@@ -61,6 +61,7 @@ from streams.worker.feedback import FeedbackWorker
 from streams.worker.inbox import DevInbox, register_inbox, register_inbox_press
 from streams.worker.judging import JudgeWorker
 from streams.worker.pagerduty_webhook import PageAnswer, PagerDutyVerifier, page_event, register_pagerduty_webhook
+from streams.worker.peers import Peers, advertised_url, group_layout
 from streams.worker.reload import PolicyReloader, PolicySource
 from streams.worker.slack_actions import SlackVerifier, register_slack_actions
 from streams.worker.state import WorkerState
@@ -113,6 +114,10 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
                               settling=lambda: bool(getattr(app, "rebalancing", False) or getattr(app, "in_recovery", False)))
     state = app.tokenpulse = WorkerState(cfg, metrics, pricer, IngestLoop(cfg, pricer), judging, delivery, reporting,
                                          tables)
+    state.peers = Peers(advertised_url(cfg.web_host, cfg.web_port, cfg.advertised_url), n,
+                        owned=lambda: owned_partitions(app, topics["windows"]),
+                        layout=group_layout(app, topics["windows"]), timeout=cfg.peer_timeout,
+                        api_token=cfg.api_token)
     _own_routes(app, cfg, state)
     if reload is not None:
         state.reloader = PolicyReloader(reload, cfg, state.apply_policy, metrics)
@@ -172,6 +177,8 @@ def faust_settings(cfg: StreamConfig, metrics: Metrics | None = None) -> dict[st
         web_bind=cfg.web_host,
         web_host=cfg.web_host,
         web_port=cfg.web_port,
+        # announced to the group in the member metadata: the address peers fan out to (streams.worker.peers)
+        canonical_url=advertised_url(cfg.web_host, cfg.web_port, cfg.advertised_url),
         web_in_thread=False,
         topic_partitions=cfg.usage_partitions,
         topic_replication_factor=1,
@@ -315,5 +322,7 @@ def _services(state: WorkerState) -> type[faust.Service]:
         async def on_stop(self) -> None:
             await state.ingest.stop()
             await state.delivery.close()
+            if state.peers is not None:
+                await state.peers.close()
 
     return WorkerService

@@ -22,13 +22,22 @@ or repeated parameter gets HTTP 400 ``{"error": "<param>: <why>", "param": "<par
 - ``/api/burndown[?budget=]``      each budget's cumulative spend over its period, limit and forecast
 - ``/api/inhouse?range=``          per team, the in-house share of spend over time
 - ``/api/top_users?range=&limit=`` users by spend and by excess over their usual
+
+Any worker answers for the whole deployment (:func:`anyworker`): it asks the peers holding the
+judge partitions it lacks (:mod:`streams.worker.peers`) and merges their answers with the
+endpoint's rule (:data:`streams.worker.merge.MERGES`); every merged answer says ``complete`` and
+names what is ``missing`` (a peer that did not answer within ``TOKENPULSE_PEER_TIMEOUT_SECONDS``).
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
+
+import orjson
 
 from streams.budgets.mix import mix_rows
 from streams.common.dimensions import ALIASES, NAMES, parse_series
@@ -38,8 +47,10 @@ from streams.delivery.digests import Digester
 from streams.ingest.windows import NANO
 from streams.reports.core import REPORT_PERIODS, ReportSpec, build_report
 from streams.reports.reporting import Reporting
-from streams.worker.charts import RANGES, STACK_BY, burn_down, inhouse_over_time, spend_over_time, top_users
+from streams.worker.charts import RANGES, STACK_BY, TOP_SERIES, burn_down, inhouse_over_time, spend_over_time, top_users
 from streams.worker.feedback import SUMMARY_DAYS, answers_by_incident, feedback_rows, feedback_summary
+from streams.worker.merge import MERGES, merge
+from streams.worker.peers import FORWARDED, PARTITIONS_HEADER, format_partitions
 from streams.worker.query import Choice, Int, Name, ParamError, Query, Series, Time, Zone, shown, takes
 from streams.worker.state import WorkerState
 
@@ -222,6 +233,60 @@ def ingest_metrics(totals: dict[str, int]) -> tuple[dict[str, float], dict[str, 
     return plain, {"events_rejected_total": rejected}
 
 
+def forwarded(request: Any) -> bool:
+    """Whether ``request`` was forwarded by another worker (:data:`streams.worker.peers.FORWARDED`):
+    answer from this worker's partitions only, uncut where the asker's merge cuts."""
+    return bool(request.headers.get(FORWARDED))
+
+
+def anyworker(state: WorkerState, path: str) -> Callable[[Any], Any]:
+    """Decorate a view ``(web, request)`` of an endpoint of :data:`MERGES` so that any worker
+    gives the deployment's answer: the view answers from this worker's partitions, the peers
+    holding the others are asked the same (in parallel, once each, with a short timeout), and
+    the answers are merged with the endpoint's rule, plus ``complete`` and ``missing``.
+
+    A request forwarded by a peer is answered from this worker's partitions alone, with the
+    partitions it covers in :data:`PARTITIONS_HEADER`. A refused request (400) is refused here,
+    before any peer is asked. A 404 here (a budget or series this worker does not hold) is
+    asked of the peers too; it stands only if none of them has it."""
+
+    def decorate(view: Any) -> Any:
+        @functools.wraps(view)
+        async def any_view(web: Any, request: Any) -> Any:
+            resp = await view(web, request)
+            peers = state.peers
+            if peers is None:
+                return resp
+            if forwarded(request):
+                resp.headers[PARTITIONS_HEADER] = format_partitions(peers.held())
+                return resp
+            if resp.status not in (200, 404):
+                return resp
+            local = orjson.loads(resp.body) if resp.status == 200 else None
+            fanned = await peers.ask(request.path_qs, local)
+            if not fanned.bodies:  # nobody holds it: the local 404, saying whether everyone was asked
+                body = {**orjson.loads(resp.body), "complete": fanned.complete, "missing": fanned.missing}
+                return web.json(body, status=resp.status)
+            return web.json({**merge(path, fanned.bodies), "complete": fanned.complete, "missing": fanned.missing})
+
+        return any_view
+
+    return decorate
+
+
+def pages(app: Any, state: WorkerState) -> Callable[[str], Callable[[Any], Any]]:
+    """``app.page`` for this worker's views: an endpoint with a merge rule is answered for the
+    whole deployment (:func:`anyworker`), the others (:data:`streams.worker.merge.LOCAL`) as they are."""
+
+    def page(path: str) -> Callable[[Any], Any]:
+        def register(view: Any) -> Any:
+            return app.page(path)(anyworker(state, path)(view) if path in MERGES else view)
+
+        return register
+
+    return page
+
+
 def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the sum of one small nested view per route
     """Every view above on ``app``, reading the running worker's ``state``: the hot path's
     cores (checkpoints, lag), the judges and budget ledgers by judge partition, the tables,
@@ -233,23 +298,24 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
     started = state.started
     cores: dict[int, Any] = ingest.cores
 
-    page = dashboard_html()
+    html = dashboard_html()
+    page = pages(app, state)
 
-    @app.page("/dashboard")
+    @page("/dashboard")
     @takes(DASHBOARD_QUERY)
     async def dashboard_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
-        return web.html(page)
+        return web.html(html)
 
     for name, ctype in ASSETS.items():
         _asset_view(app, name, ctype)
 
-    @app.page("/healthz")
+    @page("/healthz")
     @takes(NOTHING)
     async def healthz(web: Any, request: Any, args: dict[str, Any]) -> Any:
         assigned = sorted(ingest.assigned)
         return web.json({"status": "ok", "uptime_s": round(time.time() - started, 1), "usage_partitions": assigned})
 
-    @app.page("/metrics")
+    @page("/metrics")
     @takes(NOTHING)
     async def metrics_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         extra, labelled = ingest_metrics(ingest_totals(cores.values()))
@@ -260,7 +326,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
                 metrics.set("consumer_lag", lag, {"partition": str(p)})
         return web.text(metrics.render(extra, labelled), content_type="text/plain; version=0.0.4")
 
-    @app.page("/api/spend")
+    @page("/api/spend")
     @takes(SPEND_QUERY)
     async def spend_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         group_by, since, until = args["group_by"], args["since"], args["until"]
@@ -282,7 +348,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
             }
         )
 
-    @app.page("/api/mix")
+    @page("/api/mix")
     @takes(MIX_QUERY)
     async def mix_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Per team: spend on internal vs third-party models (policy ``mix.internal_models``)
@@ -299,7 +365,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
                          "note": "closed windows only; internal = a model matching mix.internal_models",
                          "teams": rows})
 
-    @app.page("/api/status")
+    @page("/api/status")
     @takes(NOTHING)
     async def status_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Where each partition's clock and watermarks stand: what an operator asks first
@@ -329,7 +395,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
             }
         return web.json({"now": now, "ingest": parts, "ingest_totals": ingest_totals(cores.values()), "judge": judge})
 
-    @app.page("/api/windows")
+    @page("/api/windows")
     @takes(WINDOWS_QUERY)
     async def windows_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """The last judged windows of a series: observed vs expected vs the alert bound."""
@@ -343,7 +409,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
             raise ParamError("series", f"no judged windows for series {shown(series)} on this worker", status=404)
         return web.json({"window_seconds": cfg.window_seconds, "series": out})
 
-    @app.page("/api/silences")
+    @page("/api/silences")
     @takes(NOTHING)
     async def silences_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         now = time.time()
@@ -356,7 +422,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
                         "state": phase})
         return web.json({"silences": out})
 
-    @app.page("/api/alerts")
+    @page("/api/alerts")
     @takes(ALERTS_QUERY)
     async def alerts_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         out = []
@@ -380,7 +446,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
         out.sort(key=lambda a: a.get("fired_at") or 0, reverse=True)
         return web.json({"alerts": out})
 
-    @app.page("/api/sinks")
+    @page("/api/sinks")
     @takes(NOTHING)
     async def sinks_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Per receiver: up or failing, consecutive failures, the last error (never a secret),
@@ -395,7 +461,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
             out.append(item)
         return web.json({"now": rfc3339(now), "sinks": out})
 
-    @app.page("/api/budgets")
+    @page("/api/budgets")
     @takes(BUDGETS_QUERY)
     async def budgets_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Each budget owned by this worker's judge partitions, in its current period (event
@@ -411,7 +477,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
             raise ParamError("budget", f"budget {shown(name)} {why}", status=404)
         return web.json({"at": rfc3339(now), "partitions": sorted(ledgers), "budgets": rows})
 
-    @app.page("/api/policy")
+    @page("/api/policy")
     @takes(NOTHING)
     async def policy_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """The policy file in force, when it was loaded, and the last reload: its time, result
@@ -426,7 +492,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
             last = {**last, "at": rfc3339(last["at"])}
         return web.json({**st, "loaded_at": rfc3339(st["loaded_at"]), "last_reload": last})
 
-    @app.page("/api/inbox")
+    @page("/api/inbox")
     @takes(NOTHING)
     async def inbox_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """The dev inbox (:mod:`streams.worker.inbox`): Slack messages as posted, with their
@@ -437,7 +503,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
                              "note": "no dev inbox: notifications go to the receivers in /api/sinks"})
         return web.json(state.inbox.view())
 
-    @app.page("/api/feedback")
+    @page("/api/feedback")
     @takes(FEEDBACK_QUERY)
     async def feedback_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """On-call's answers to alerts on this worker's partitions (Slack buttons): what, on
@@ -468,7 +534,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
 
     register_chart_views(app, state)
     register_report_view(app, state.reporting)
-    register_digest_view(app, tables.digests)
+    register_digest_view(app, tables.digests, page)
 
 
 def raised_rows(judges: dict[int, Any], team: str | None = None) -> list[dict[str, Any]]:
@@ -518,26 +584,29 @@ def register_chart_views(app: Any, state: WorkerState) -> None:
     """The dashboard's charts (:mod:`streams.worker.charts`), over this worker's spend table:
     closed windows only, like ``/api/spend``."""
     cfg, tables = state.cfg, state.tables
+    page = pages(app, state)
 
     def span(args: dict[str, Any]) -> tuple[float, float, int]:
         until = time.time() if args["until"] is None else args["until"]
         seconds, step = RANGES[args["range"]]
         return until - seconds, until, max(step, cfg.window_seconds)
 
-    @app.page("/api/timeseries")
+    @page("/api/timeseries")
     @takes(TIMESERIES_QUERY)
     async def timeseries_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Spend per time bucket, one line per team, model, provider or tool (``by``), over the last
         ``range`` (1h, 24h, 7d, 30d) before ``until``, and the alerts that started or ended in it."""
         since, until, step = span(args)
         items = list(tables.spend.data.items())
-        out = spend_over_time(items, args["by"], since, until, step)
+        # uncut when merged (streams.worker.merge.timeseries ranks every worker's lines together and cuts)
+        top = TOP_SERIES if state.peers is None else 2**31
+        out = spend_over_time(items, args["by"], since, until, step, top=top)
         markers = alert_markers(list(tables.alerts.data.values()), since, until)
         return web.json({"by": args["by"], "range": args["range"], "since": since, "until": until,
                          "resolution_seconds": coarsest(items, cfg.window_seconds, since, until),
                          "note": "closed windows only; USD per bucket", **out, "alerts": markers})
 
-    @app.page("/api/burndown")
+    @page("/api/burndown")
     @takes(BURNDOWN_QUERY)
     async def burndown_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Each budget held by this worker (or ``budget``) in the period holding ``at``: its
@@ -560,7 +629,7 @@ def register_chart_views(app: Any, state: WorkerState) -> None:
                        | {"period_start_ts": start, "period_end_ts": end, "now": now, **curve})
         return web.json({"at": rfc3339(now), "budgets": out})
 
-    @app.page("/api/inhouse")
+    @page("/api/inhouse")
     @takes(INHOUSE_QUERY)
     async def inhouse_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Per team, the in-house share of its spend per time bucket (policy ``mix.internal_models``)."""
@@ -572,7 +641,7 @@ def register_chart_views(app: Any, state: WorkerState) -> None:
                          "resolution_seconds": coarsest(items, cfg.window_seconds, since, until),
                          "note": "closed windows only; percent of each team's spend per bucket", **out})
 
-    @app.page("/api/top_users")
+    @page("/api/top_users")
     @takes(TOP_USERS_QUERY)
     async def top_users_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Users over the last ``range``: spend, requests and tokens, by spend and by excess
@@ -631,10 +700,11 @@ def register_report_view(app: Any, reporting: Reporting) -> None:
         })
 
 
-def register_digest_view(app: Any, digests_t: Any) -> None:
-    """``GET /api/digests``: per digest channel of this worker, what is waiting and what was sent."""
+def register_digest_view(app: Any, digests_t: Any, page: Callable[[str], Callable[[Any], Any]] | None = None) -> None:
+    """``GET /api/digests``: per digest channel, what is waiting and what was sent (``page``:
+    :func:`pages`, which merges every worker's channels)."""
 
-    @app.page("/api/digests")
+    @(page or app.page)("/api/digests")
     @takes(NOTHING)
     async def digests_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         rows = [Digester.status(ch, book) for ch, book in sorted(list(digests_t.data.items())) if book]

@@ -26,7 +26,7 @@ def test_values_are_inserted_as_text_never_as_html() -> None:
 
 
 def test_every_endpoint_it_reads_is_served_by_the_worker() -> None:
-    served = set(re.findall(r'@app\.page\("([^"]+)"\)', Path("streams/worker/web.py").read_text()))
+    served = set(re.findall(r'@(?:app\.)?page\("([^"]+)"\)', Path("streams/worker/web.py").read_text()))
     used = set(re.findall(r'["`](/api/[a-z_]+)', PAGE))
     assert used and used <= served, used - served
 
