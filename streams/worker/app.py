@@ -60,7 +60,13 @@ from streams.worker.delivering import DeliveryWorker
 from streams.worker.feedback import FeedbackWorker
 from streams.worker.inbox import DevInbox, register_inbox, register_inbox_press
 from streams.worker.judging import JudgeWorker
-from streams.worker.pagerduty_webhook import PageAnswer, PagerDutyVerifier, page_event, register_pagerduty_webhook
+from streams.worker.pagerduty_webhook import (
+    PageAnswer,
+    PagerDutyVerifier,
+    forward_to_peers,
+    page_event,
+    register_pagerduty_webhook,
+)
 from streams.worker.peers import Peers, advertised_url, group_layout
 from streams.worker.reload import PolicyReloader, PolicySource
 from streams.worker.slack_actions import SlackVerifier, register_slack_actions
@@ -237,7 +243,8 @@ def _own_routes(app: WorkerApp, cfg: StreamConfig, state: WorkerState) -> None:
                 send(event)
             return event is not None
 
-        register_pagerduty_webhook(web_app, PagerDutyVerifier(pd_secret), on_answer, state.metrics)
+        register_pagerduty_webhook(web_app, PagerDutyVerifier(pd_secret), on_answer, state.metrics,
+                                   forward=forward_to_peers(lambda: state.peers))
 
 
 def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState) -> Callable[[dict[str, Any]], None]:

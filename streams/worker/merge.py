@@ -48,7 +48,7 @@ def _first(bodies: list[Body]) -> Body:
 
 
 def _max(bodies: list[Body], key: str) -> Any:
-    vals = [b.get(key) for b in bodies if b.get(key) is not None]
+    vals: list[Any] = [b[key] for b in bodies if b.get(key) is not None]
     return max(vals) if vals else None
 
 
@@ -218,8 +218,9 @@ def status(bodies: list[Body]) -> Body:
 # -- per user and per team: summed by key ---------------------------------------------------------
 
 def top_users(bodies: list[Body]) -> Body:
-    """Users summed by name (a user's spend sits on one partition per org), ranked and cut
-    again to the request's ``limit`` (the longest list any worker sent)."""
+    """Users summed by name (as one worker sums a name's spend over orgs), ranked and cut again
+    to the request's ``limit`` (the longest list any worker sent): exact as long as a user's
+    spend sits on one worker or each worker's list holds all of its users."""
     out = _first(bodies)
     limit = max([len(b.get("by_spend") or ()) for b in bodies] + [len(b.get("by_excess") or ()) for b in bodies]
                 + [0])
@@ -230,6 +231,9 @@ def top_users(bodies: list[Body]) -> Body:
             users.setdefault(user, []).append(row)
     merged = []
     for user, parts in users.items():
+        if len(parts) == 1:  # one worker holds the user: its row as it wrote it
+            merged.append(parts[0])
+            continue
         usd = sum(_units(r.get("usd"), MICRO) for r in parts)
         usual = [r.get("usual_usd") for r in parts if r.get("usual_usd") is not None]
         usual_u = sum(_units(u, MICRO) for u in usual) if usual else None
@@ -239,7 +243,9 @@ def top_users(bodies: list[Body]) -> Body:
                        "output_tokens": sum(int(r.get("output_tokens") or 0) for r in parts),
                        "usual_usd": None if usual_u is None else _usd(usual_u, MICRO),
                        "excess_usd": _usd(usd - (usual_u or 0), MICRO)})
-    out["users"] = sum(int(b.get("users") or 0) for b in bodies)
+    # how many users: counted once each when every worker listed all of its own, else summed
+    listed_all = all(int(b.get("users") or 0) <= len(b.get("by_spend") or ()) for b in bodies)
+    out["users"] = len(merged) if listed_all else sum(int(b.get("users") or 0) for b in bodies)
     out["by_spend"] = sorted(merged, key=lambda r: (-r["usd"], r["user"]))[:limit]
     out["by_excess"] = sorted(merged, key=lambda r: (-r["excess_usd"], r["user"]))[:limit]
     out["resolution_seconds"] = _max(bodies, "resolution_seconds")

@@ -20,13 +20,20 @@ A refused request gets 401 (413 for the size) and counts in
 (``tokenpulse_ack``, ``tokenpulse_resolve``, ``source: pagerduty``) on ``<prefix>.feedback``,
 applied by the worker that judges the series (:mod:`streams.worker.feedback`); every other event
 is answered 200 and counted as ignored (a subscription usually sends more kinds than these).
+
+Any worker may receive a webhook (a load balancer picks one), but only the workers delivering
+an alert hold it. A worker that does not know the incident hands the signed request, as
+received, to its peers (``forward``: :mod:`streams.worker.peers`, marked forwarded so that it
+goes no further): a peer that holds the alert takes it (outcome ``forwarded`` here), none does
+(``unknown_alert``), or a peer did not answer in time (``peer_unreachable``: 503, so that
+PagerDuty delivers it again; the answer's id makes a second delivery harmless).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,9 +42,10 @@ import orjson
 from aiohttp import web
 
 from alerts.receivers.pagerduty.render import pd_dedup_key
+from streams.worker.peers import FORWARDED, Peers
 
-__all__ = ["ACTIONS", "BODY_MAX", "PATH", "PageAnswer", "PagerDutyVerifier", "page_event", "parse_webhook",
-           "register_pagerduty_webhook"]
+__all__ = ["ACTIONS", "BODY_MAX", "PATH", "Forward", "PageAnswer", "PagerDutyVerifier", "forward_to_peers", "page_event",
+           "parse_webhook", "register_pagerduty_webhook"]
 
 PATH = "/pagerduty/webhook"
 BODY_MAX = 64 * 1024  # a v3 incident event is a few KiB
@@ -154,10 +162,40 @@ def page_event(answer: PageAnswer, alerts: Any, deliveries: Any) -> dict[str, An
             "source": "pagerduty", "url": answer.url}
 
 
+Forward = Callable[[bytes, str | None], Awaitable[bool | None]]
+"""Hands a signed webhook (body, ``X-PagerDuty-Signature``) to the peers: True when one took it,
+False when none holds the alert, None when a peer did not answer."""
+
+
+def forward_to_peers(peers: Callable[[], Peers | None]) -> Forward:
+    """The :data:`Forward` of a worker: the signed request, as received, to every peer holding a
+    partition this worker lacks (:meth:`streams.worker.peers.Peers.ask`; each peer checks the
+    signature again). None (deliver again) only when a peer that may hold the alert did not
+    answer; a partition nobody holds yet has no alert to find."""
+
+    async def forward(raw: bytes, signature: str | None) -> bool | None:
+        p = peers()
+        if p is None:
+            return False
+        headers = {"Content-Type": "application/json"}
+        if signature is not None:
+            headers["X-PagerDuty-Signature"] = signature
+        fanned = await p.ask(PATH, None, method="POST", body=raw, headers=headers)
+        if any(b.get("outcome") == "accepted" for b in fanned.bodies):
+            return True
+        return None if any(m["peer"] for m in fanned.missing) else False
+
+    return forward
+
+
 def register_pagerduty_webhook(web_app: web.Application, verifier: PagerDutyVerifier,
-                               on_answer: Callable[[PageAnswer], bool], metrics: Any = None) -> None:
+                               on_answer: Callable[[PageAnswer], bool], metrics: Any = None,
+                               forward: Forward | None = None) -> None:
     """``POST /pagerduty/webhook`` on ``web_app``: verify, hand the answer to ``on_answer``
-    (which must not block; False: no tokenpulse alert has that key), answer at once."""
+    (which must not block; False: no alert of this worker has that key), answer at once; an
+    answer for an alert this worker does not hold goes to ``forward`` (the peers), unless the
+    request was itself forwarded by a peer. A forwarded request is answered with its outcome
+    (``{"outcome": ...}``), which the forwarding worker reads."""
 
     def count(name: str, **labels: str) -> None:
         if metrics is not None:
@@ -180,12 +218,23 @@ def register_pagerduty_webhook(web_app: web.Application, verifier: PagerDutyVeri
             answer = parse_webhook(raw)
         except ValueError as exc:
             return refuse("invalid", 400, str(exc))
+        status = 200
         if answer is None:
-            count("pagerduty_webhooks_total", outcome="ignored")
+            outcome = "ignored"
         elif on_answer(answer):
-            count("pagerduty_webhooks_total", outcome="accepted")
+            outcome = "accepted"
+        elif forward is None or request.headers.get(FORWARDED):
+            outcome = "unknown_alert"
         else:
-            count("pagerduty_webhooks_total", outcome="unknown_alert")
+            took = await forward(raw, request.headers.get("X-PagerDuty-Signature"))
+            outcome = "forwarded" if took else "unknown_alert" if took is False else "peer_unreachable"
+            status = 503 if took is None else 200
+        count("pagerduty_webhooks_total", outcome=outcome)
+        if request.headers.get(FORWARDED):
+            return web.json_response({"outcome": outcome})
+        if status != 200:
+            return web.json_response({"error": "the worker holding this alert did not answer; deliver again"},
+                                     status=status)
         return web.Response(status=200)
 
     web_app.router.add_post(PATH, webhook)

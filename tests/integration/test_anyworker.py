@@ -1,0 +1,143 @@
+"""One answer from any worker (issue 15 item 4), on a real broker: two workers share two
+partitions (one org each), and each answers ``/api/*`` for both, by asking the other over HTTP
+(streams.worker.peers) and merging (streams.worker.merge): the same spend, alerts, time series
+and top users whichever is asked, equal to what was sent. A peer that does not answer (SIGSTOP)
+costs at most the peer timeout: the answer says ``complete: false`` and names its partition.
+
+Tansu only: two workers started together on Apache Kafka hit the open start-up rebalance bug
+(tests/integration/test_spread.py); the fan-out itself does not depend on the broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.common.partitioning import org_partition
+from streams.ingest.windows import NANO, to_nusd
+from streams.worker.peers import FORWARDED
+from tests.integration.harness import Worker, produce, wait_until
+from tests.integration.test_spine import POLICY, W, event, worker_env
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 2
+ORGS = ("default", "acme")  # on partitions 0 and 1 of 2: one org per worker
+TOKEN = "api-token-for-the-peers-0123456789"
+PEER_TIMEOUT = 1.5
+
+
+def ask(base: str, path: str, timeout: float = 10.0, local: bool = False) -> tuple[int, Any]:
+    """GET ``path`` with the API token; ``local``: as a peer asks (this worker's partitions only)."""
+    headers = {"Authorization": f"Bearer {TOKEN}", **({FORWARDED: "1"} if local else {})}
+    req = urllib.request.Request(base + path, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_every_worker_answers_for_all_partitions_and_names_a_silent_peer(broker: Any, slack: Any, pagerduty: Any,
+                                                                         workdir: Path) -> None:
+    if broker.flavor != "tansu":
+        pytest.skip("two workers started together on Apache Kafka: the open start-up rebalance bug (test_spread)")
+    assert sorted(org_partition(o, PARTITIONS) for o in ORGS) == [0, 1]
+    env, topics = worker_env(broker, slack, pagerduty, workdir)
+    (workdir / "policy.yaml").write_text(POLICY.replace("watch: [team]", "watch: [team, user]"))
+    env.update({"TOKENPULSE_API_TOKEN": TOKEN, "TOKENPULSE_PEER_TIMEOUT_SECONDS": str(PEER_TIMEOUT)})
+    workers = [Worker({**env, "TOKENPULSE_DATA_DIR": str(workdir / f"data{i}")}, workdir / f"worker{i}.log")
+               for i in range(2)]
+    rng = random.Random(4)
+    want: dict[tuple[str | None, str], list[int]] = {}
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda w: w.start(1, timeout=120), workers))
+        time.sleep(3.0)  # Faust's group settles a moment after the ingest group (as test_spread)
+        t0 = int(time.time() // W) * W - 40 * W
+        msgs: list[tuple[bytes, bytes]] = []
+        for i in range(40):
+            for org in ORGS:
+                for team in ("ads", "search"):
+                    spike = org == "acme" and team == "ads" and i in range(28, 31)
+                    n, lo, hi = (40, 0.4, 0.6) if spike else (6, 0.05, 0.15)
+                    evs = [event(team, t0 + i * W + rng.random() * W * 0.9, round(rng.uniform(lo, hi), 6), rng,
+                                 org=org) for _ in range(n)]
+                    acc = want.setdefault((None if org == "default" else org, team), [0, 0])
+                    acc[0] += sum(to_nusd(e["cost_usd"]) for e in evs)
+                    acc[1] += len(evs)
+                    msgs.append((f"{org}/{team}".encode(), orjson.dumps(evs)))
+        produce(broker.bootstrap, topics["usage"], msgs)
+        wait_until(lambda: [e for e in pagerduty.events() if e["event_action"] == "resolve"], 90, "a PagerDuty resolve")
+
+        def spend(w: Worker) -> dict[tuple[str | None, str], list[int]] | None:
+            status, body = ask(w.url, "/api/spend?group_by=team")
+            if status != 200 or not body["complete"]:
+                return None
+            return {(r.get("org"), r["team"]): [round(r["cost_usd"] * NANO), r["events"]] for r in body["rows"]}
+
+        # each worker alone holds one org's series; each answers for both, exactly
+        wait_until(lambda: all(spend(w) == want for w in workers), 60, "exact spend of both orgs from each worker")
+        until = t0 + 41 * W
+        questions = ["/api/spend?group_by=team", "/api/spend?group_by=user", "/api/alerts",
+                     f"/api/timeseries?by=team&range=1h&until={until}", f"/api/top_users?range=1h&until={until}",
+                     "/api/silences", "/api/digests"]
+
+        def same(path: str) -> bool:
+            got = [ask(w.url, path) for w in workers]
+            same.last = got  # type: ignore[attr-defined]
+            return all(s == 200 and b["complete"] and b["missing"] == [] for s, b in got) and got[0] == got[1]
+
+        for path in questions:
+            wait_until(lambda p=path: same(p), 20, f"the same complete answer to {path} from both workers")  # type: ignore[misc]
+        _, alerts = ask(workers[0].url, "/api/alerts")
+        keys = {a["key"] for a in alerts["alerts"]}  # acme's ads team and its users spiked, on one worker
+        assert "cost_spike:org=acme|team=ads" in keys and all(k.startswith("cost_spike:org=acme|") for k in keys), keys
+        _, ts = ask(workers[1].url, f"/api/timeseries?by=team&range=1h&until={until}")
+        assert {s["name"] for s in ts["series"]} == {"ads", "search"}, ts  # both orgs' teams, summed by name
+        total = sum(round(s["total_usd"] * 1_000_000) for s in ts["series"])
+        assert abs(total - sum(v[0] for v in want.values()) // 1000) <= len(ts["t"]) * 4, ts
+        _, users = ask(workers[0].url, f"/api/top_users?range=1h&until={until}&limit=100")
+        assert users["users"] == 6 == len(users["by_spend"]), users  # ads-u0..2, search-u0..2 of the two orgs
+        for w in workers:  # a budget or series held by the other worker is found there, not 404
+            status, body = ask(w.url, "/api/windows?series=org%3Dacme%7Cteam%3Dads")
+            assert status == 200 and list(body["series"]) == ["org=acme|team=ads"] and body["complete"], body
+
+        # the worker holding acme's partition stops answering: the other answers within the timeout,
+        # with what it has, saying what is missing
+        held = {int(q) for q in ask(workers[1].url, "/api/status", local=True)[1]["judge"]}
+        assert len(held) == 1
+        pid = workers[1].proc.pid  # type: ignore[union-attr]
+        os.killpg(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            status, body = ask(workers[0].url, "/api/spend?group_by=team")
+            took = time.monotonic() - started
+        finally:
+            os.killpg(pid, signal.SIGCONT)
+        assert status == 200 and body["complete"] is False, body
+        assert [m["partitions"] for m in body["missing"]] == [sorted(held)], body
+        assert body["missing"][0]["peer"] == workers[1].url and "1.5 s" in body["missing"][0]["reason"], body
+        assert took < PEER_TIMEOUT + 1.5, took
+        left = {None if o == "default" else o for o in ORGS if org_partition(o, PARTITIONS) not in held}
+        assert {r.get("org") for r in body["rows"]} == left, body
+        for w in workers:  # the token went to the peer only: never in a log line or an answer
+            assert TOKEN not in w.log_path.read_text(errors="replace")
+        assert TOKEN not in json.dumps(body)
+    except BaseException:
+        for w in workers:
+            print(w.log_tail(80))
+        raise
+    finally:
+        for w in workers:
+            w.stop()
