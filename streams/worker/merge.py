@@ -406,7 +406,7 @@ MERGES: dict[str, Merge] = {
 LOCAL: dict[str, str] = {
     "/api/policy": "the policy file: the same on every worker",
     "/api/inbox": "the dev inbox: one process (tokenpulse dev)",
-    "/api/report": "computed from the judge partitions the worker holds; says complete: false otherwise",
+    "/api/report": "the peers send their parts of the report, not reports: the view builds it from all (web.py)",
     "/healthz": "this process's liveness",
     "/metrics": "this process's counters (Prometheus scrapes every worker)",
 }

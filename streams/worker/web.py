@@ -533,7 +533,7 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
                                     "floor_half_life_days": live.not_anomaly_half_life_days}})
 
     register_chart_views(app, state)
-    register_report_view(app, state.reporting)
+    register_report_view(app, state.reporting, lambda: state.peers)
     register_digest_view(app, tables.digests, page)
 
 
@@ -659,17 +659,19 @@ def _ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def register_report_view(app: Any, reporting: Reporting) -> None:
+def register_report_view(app: Any, reporting: Reporting, peers_of: Callable[[], Any] = lambda: None) -> None:
     """``GET /api/report``: the spend report of the last day or week that ended by ``at``,
-    computed on demand from this worker's judge partitions (:meth:`Reporting.part`); complete
-    when the worker holds all of them, as a single worker does."""
+    computed on demand from the parts of every judge partition (:meth:`Reporting.part`): this
+    worker's own, and those of the peers (``peers_of()``: :class:`streams.worker.peers.Peers`),
+    who answer a forwarded request with their parts (``parts``), not a report. Complete when
+    every partition answered; else ``missing`` names the rest (a peer slower than its timeout)."""
     cfg = reporting.cfg
 
     @app.page("/api/report")
     @takes(REPORT_QUERY)
     async def report_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """The spend report of the last day or week that ended by ``at`` (default now),
-        computed from this worker's judge partitions: ``?period=day|week`` (or
+        computed from every judge partition's part: ``?period=day|week`` (or
         ``?report=NAME`` of the policy), ``&team=`` for one team, ``&tz=`` (default: the
         policy's ``budget_timezone``)."""
         name = args["report"]
@@ -688,14 +690,31 @@ def register_report_view(app: Any, reporting: Reporting) -> None:
             spec = ReportSpec(name=f"api:{args['period']}", channel="", period=REPORT_PERIODS[args["period"]],
                               tz=args["tz"] or cfg.report_timezone, team=args["team"])
         due = spec.closed(now)
-        held = sorted(reporting.judges)
-        parts = [reporting.part(p, spec, due, now) for p in held]
-        report = build_report(spec, due, parts, cfg.internal_models)
+        parts = {p: reporting.part(p, spec, due, now) for p in sorted(reporting.judges)}
+        peers = peers_of()
+        if forwarded(request):  # a peer builds the report: this worker's parts, for it to merge
+            resp = web.json({"at": now, "parts": {str(q): part for q, part in parts.items()}})
+            if peers is not None:
+                resp.headers[PARTITIONS_HEADER] = format_partitions(peers.held())
+            return resp
+        missing: list[dict[str, Any]] = []
+        if peers is not None:
+            fanned = await peers.ask(request.path_qs, None)
+            missing = fanned.missing
+            for body in fanned.bodies:
+                for q, part in (body.get("parts") or {}).items():
+                    if q.isdigit() and int(q) < reporting.n:
+                        parts.setdefault(int(q), part)
+        held = sorted(parts)
+        report = build_report(spec, due, [parts[q] for q in held], cfg.internal_models)
         return web.json({
             "at": now,
             "partitions": held,
             "complete": len(held) == reporting.n,
-            "note": "closed windows on this worker's judge partitions; complete when it holds all of them",
+            "missing": missing if peers is not None else [{"partitions": sorted(set(range(reporting.n)) - set(held)),
+                                                           "peer": None, "reason": "not held by this worker"}]
+            if len(held) < reporting.n else [],
+            "note": "closed windows of every judge partition that answered; complete when all of them did",
             "report": report,
         })
 

@@ -45,8 +45,11 @@ async function get(path) {
   if (r.status === 401) { location.assign("/login"); throw new Error("log in first"); }
   const body = await r.json().catch(() => ({}));
   if (!r.ok) throw new Error(body.error || (path + ": HTTP " + r.status));
+  // a worker that did not answer in time (docs/api.md, "Any worker answers"): said in the status line
+  for (const m of body.complete === false ? body.missing || [] : []) for (const p of m.partitions || []) missing.add(p);
   return body;
 }
+const missing = new Set();
 function seriesLink(name, label) {
   return el("a", {class: "series", href: "?series=" + encodeURIComponent(name), title: name,
     onclick: ev => { ev.preventDefault(); series = name; history.replaceState(null, "", "?series=" + encodeURIComponent(name)); loadSeries(); }}, label || name);
@@ -460,10 +463,12 @@ const PARTS = {spend: loadSpend, timeseries: loadTimeseries, inbox: loadInbox, a
                policy: loadPolicy, ingest: loadIngest};
 async function refresh(names) {
   const failed = [];
+  missing.clear();
   await Promise.all((names || Object.keys(PARTS)).map(name => PARTS[name]().catch(e => failed.push(name + ": " + e.message))));
   const s = document.getElementById("status");
-  s.textContent = (failed.length ? "partly updated (" + failed.join("; ") + ") · " : "updated ") + new Date().toLocaleTimeString();
-  s.className = "status" + (failed.length ? " error" : "");
+  const gap = missing.size ? "partitions " + [...missing].sort((a, b) => a - b).join(", ") + " did not answer · " : "";
+  s.textContent = (failed.length ? "partly updated (" + failed.join("; ") + ") · " : "updated ") + gap + new Date().toLocaleTimeString();
+  s.className = "status" + (failed.length || gap ? " error" : "");
   document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
 }
 function choose(groupId, attr, value) {
