@@ -50,8 +50,11 @@ def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
-def get_json(url: str, timeout: float = 5.0) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def get_json(url: str, timeout: float = 5.0, local: bool = False) -> Any:
+    """GET a worker's JSON. ``local``: what that worker alone holds, as a peer asks it (header
+    ``X-Tokenpulse-Forwarded``); without it any worker answers for every partition."""
+    req = urllib.request.Request(url, headers={"X-Tokenpulse-Forwarded": "1"} if local else {})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read())
 
 

@@ -123,7 +123,7 @@ class Stream:
 def judged(worker: Worker) -> dict[str, list[dict[str, Any]]]:
     """The series this worker judges, with their last judged windows ({} when it is down)."""
     try:
-        return get_json(f"{worker.url}/api/windows", timeout=2)["series"]
+        return get_json(f"{worker.url}/api/windows", timeout=2, local=True)["series"]
     except (OSError, urllib.error.URLError):
         return {}
 
@@ -220,7 +220,7 @@ def test_sigkilled_worker_is_taken_over_exactly(broker: Any, pagerduty: Any, wor
         # both groups rebalanced to the survivor: the ingest group's usage partitions and the
         # Faust group's judge (windows) partitions
         wait_until(lambda: len(partitions(survivor)) == PARTITIONS, 30, "every usage partition on the survivor")
-        wait_until(lambda: len(get_json(f"{survivor.url}/api/status")["judge"]) == PARTITIONS, 30,
+        wait_until(lambda: len(get_json(f"{survivor.url}/api/status", local=True)["judge"]) == PARTITIONS, 30,
                    "every judge partition on the survivor")
         mark("rebalanced")
         print(f"judging resumed {resumed:.1f}s after the kill (first: {sorted(first)}); "

@@ -195,3 +195,22 @@ async def test_a_pagerduty_webhook_for_the_peers_alert_is_handed_to_it() -> None
     finally:
         await peers.close()
         await server_b.close()
+
+
+@pytest.mark.parametrize("bad", ["worker-2:6066", "ftp://worker-2:6066", "http://user:pw@worker-2:6066",
+                                 "http://worker-2:6066/api", "http://worker-2:6066?x=1", "http://"])
+def test_the_advertised_url_is_checked_at_start(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    from tokenpulse.policy import Policy
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("TOKENPULSE_ADVERTISED_URL", bad)
+    with pytest.raises(SettingsError, match="TOKENPULSE_ADVERTISED_URL"):
+        load_settings()
+    monkeypatch.setenv("TOKENPULSE_ADVERTISED_URL", "http://worker-2.internal:6066/")
+    monkeypatch.setenv("TOKENPULSE_PEER_TIMEOUT_SECONDS", "0.75")
+    cfg = stream_config(load_settings(), Policy(), "127.0.0.1:1")
+    assert (cfg.advertised_url, cfg.peer_timeout) == ("http://worker-2.internal:6066", 0.75)
+    app = create_app(cfg)
+    assert str(app.conf.canonical_url) == "http://worker-2.internal:6066"  # what the group hands the peers
+    assert app.tokenpulse.peers is not None and app.tokenpulse.peers.url == "http://worker-2.internal:6066"
