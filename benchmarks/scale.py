@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from streams.common.spend import spend_windows
 from streams.ingest.windows import NANO, Partial
 from streams.judge.core import judge_factory
 from streams.reports.retention import SpendRollup
@@ -58,6 +59,11 @@ def deep_size(obj: Any) -> int:
         total += sys.getsizeof(o)
         todo.extend(gc.get_referents(o))
     return total
+
+
+def spend_rows(spend: Any, window: int) -> int:
+    """Windows, hours and days of spend held (a record each on the spend table's changelog)."""
+    return sum(1 for _ in spend_windows(spend.items(), window))
 
 
 def user_rates(n: int, seed: int) -> list[float]:
@@ -105,7 +111,7 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
             day = (i + 1) * window / 86400
             row = {"day": day, "rss_mib": rss_mib(), "judge_pct": 100 * judge_s / (i + 1) / window,
                    "ckpt_pct": 100 * ckpt_s / (i + 1) / window, "spend_mib": deep_size(judge.spend) / 2 ** 20,
-                   "spend_records": len(judge.spend)}
+                   "spend_records": spend_rows(judge.spend, window)}
             per_day.append(row)
             if not quiet:
                 print(f"day {day:4.1f}  RSS {row['rss_mib']:8.1f} MiB  judge {row['judge_pct']:.3f} % of the window"
@@ -118,7 +124,7 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
     spend_mem = deep_size(judge.spend) / users
     return {"users": users, "days": days, "windows": n_windows, "rss0_mib": rss0, "per_day": per_day,
             "detector_bytes": det_mem, "detector_serialized_bytes": det_ser, "recent_bytes": rec_mem,
-            "recent_len": len(recent), "spend_bytes": spend_mem, "spend_records": len(judge.spend),
+            "recent_len": len(recent), "spend_bytes": spend_mem, "spend_records": spend_rows(judge.spend, window),
             "checkpoint_bytes_per_window": ckpt_bytes}
 
 
@@ -143,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     print("per series: detector "
           f"{out['detector_bytes'] / 1024:.1f} KiB in memory, {out['detector_serialized_bytes'] / 1024:.1f} KiB serialised; "
           f"recent windows ({out['recent_len']} windows) {out['recent_bytes'] / 1024:.1f} KiB; "
-          f"spend records {out['spend_bytes'] / 1024:.1f} KiB ({out['spend_records'] / a.users:.0f} records)")
+          f"spend records {out['spend_bytes'] / 1024:.1f} KiB ({out['spend_records'] / a.users:.0f} windows, hours "
+          "and days)")
     per = (out["detector_bytes"] + out["recent_bytes"] + out["spend_bytes"]) / 1024
     print(f"scaled: {per:.1f} KiB per series -> {per * 10_000 / 1024:.0f} MiB per 10k series, "
           f"{per * 100_000 / 1024 ** 2:.2f} GiB for 100k; judge {last['judge_pct'] * 100_000 / a.users:.1f} % "

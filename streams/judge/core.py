@@ -12,16 +12,20 @@ source so that a source which re-sends after a crash replaces, not adds.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from alerts import AlertEngine, Notification, Signal
 from detectors import Detector
+from streams.common.spend import SPEND_TAG, SeriesSpend, load_records
 from streams.ingest.windows import NANO, Partial
 from streams.judge.contrib import ContributorMix
 from streams.judge.raising import DEFAULT_HALF_LIFE_S, SeriesRaise
 from streams.judge.recent import RecentWindows
+
+log = logging.getLogger("tokenpulse.judge")
 
 _ZERO_SUMS = [0, 0, 0, 0, 0, 0]  # read-only: a window without traffic
 _NO_CONTRIB: dict[str, int] = {}
@@ -92,10 +96,13 @@ class JudgeCore:
     pending: dict[int, dict[str, dict[int, Partial]]] = field(default_factory=dict)
     series: dict[str, SeriesInfo] = field(default_factory=dict)
     detectors: dict[str, Detector] = field(default_factory=dict)
-    # exact spend per "series|window": {"s": sums, "v": {source: [message seqs applied]}}
-    spend: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # exact spend per series, under spend_key(series): its windows, rolled hours and days
+    # (streams.common.spend; the spend table's changelog keeps a record per window and day)
+    spend: dict[str, SeriesSpend] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
-    _dirty_spend: set[str] = field(default_factory=set)
+    _dirty_spend: set[tuple[str, int]] = field(default_factory=set)  # (spend key, window start)
+    # the keys of the changelog records the last restore read into ``spend``
+    spend_loaded: list[str] = field(default_factory=list)
     # the last judged windows per series, for the API (not persisted)
     recent: dict[str, RecentWindows] = field(default_factory=dict)
     recent_len: int = 240
@@ -156,34 +163,14 @@ class JudgeCore:
         return out
 
     def _apply_spend(self, series: str, w: int, sums: list[int], seqs: dict[int, int]) -> None:
-        """Add one contribution to a series' window, once per (source, message seq).
-
-        The seqs applied are kept as a set per source, not just the highest: a source's late
-        partial (a later message) can be applied while its earlier partial of the same window
-        is still pending, and that earlier one must count when the window is judged.
-        """
-        key = f"{series}|{w}"
-        cur = self.spend.get(key)
-        if cur is None:  # the common case: a window's first and only update
-            if len(seqs) == 1:
-                ((src, sq),) = seqs.items()
-                v = {str(src): [sq]}
-            else:
-                v = {str(src): [sq] for src, sq in seqs.items()}
-            self.spend[key] = {"s": list(sums), "v": v}
-            self._dirty_spend.add(key)
-            return
-        applied = cur["v"]
-        if seqs and all(sq in applied.get(str(src), ()) for src, sq in seqs.items()):
-            return  # a redelivered message: already counted
-        cur["s"] = [a + b for a, b in zip(cur["s"], sums, strict=False)]
-        for src, sq in seqs.items():
-            got = applied.get(str(src))
-            if got is None:
-                applied[str(src)] = [sq]
-            elif sq not in got:
-                got.append(sq)
-        self._dirty_spend.add(key)
+        """Add one contribution to a series' window, once per (source, message seq)
+        (:meth:`SeriesSpend.add_window`)."""
+        key = f"{series}|{SPEND_TAG}"
+        book = self.spend.get(key)
+        if book is None:
+            book = self.spend[key] = SeriesSpend()
+        if book.add_window(w, sums, seqs):
+            self._dirty_spend.add((key, w))
 
     def watermark(self) -> int | None:
         """Min over the sources' watermarks, leaving idle sources out (as Flink does); None
@@ -440,8 +427,12 @@ class JudgeCore:
         return changes
 
     def spend_changes(self) -> dict[str, Any]:
-        """Spend records changed since the last call (for the spend table)."""
-        out = {k: self.spend[k] for k in self._dirty_spend}
+        """The window records changed since the last call, as the spend table's changelog
+        holds them (``"<series>|<window start>"`` -> ``{"s": …, "v": …}``)."""
+        out: dict[str, Any] = {}
+        for key, w in sorted(self._dirty_spend):
+            book = self.spend.get(key)
+            out[f"{key.rpartition('|')[0]}|{w}"] = None if book is None else book.window_wire(w)
         self._dirty_spend.clear()
         return out
 
@@ -474,11 +465,19 @@ class JudgeCore:
                 self.engine.load_state(rest, value)
             elif kind == "group":
                 self.engine.load_group_state(rest, value)
-        for key, value in spend:
-            if value is not None:
-                self.spend[key] = value
+        self.spend_loaded = self.restore_spend(spend)
         if self.owns is not None:
             self._foreign = {name for name in self.series if not self.owns(name)}
+
+
+    def restore_spend(self, items: Iterable[tuple[str, Any]]) -> list[str]:
+        """Take the spend of ``items`` (a spend table's: a :class:`SeriesSpend` per series,
+        or the records per window and day that recovery puts there:
+        :func:`streams.common.spend.load_records`); the keys of the records read."""
+        done, bad = load_records(self.spend, items)
+        for why in bad:  # a record no book can hold: said, not silently summed as zero
+            log.error("spend record of judge partition %d not restored: %s", self.partition, why)
+        return done
 
 
 def detector_params(window_seconds: int, name: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from streams.judge.core import JudgeCore, judge_factory
 from streams.judge.step import judge_step
 from streams.reports.reporting import Reporting
 from streams.reports.retention import SpendRollup
-from streams.worker.tables import Tables, persist, restore_items
+from streams.worker.tables import Tables, persist, persist_spend, restore_items
 
 log = logging.getLogger("tokenpulse.alerts")
 
@@ -124,15 +124,20 @@ class JudgeWorker:
             owns = j.owns = lambda series, q=q: judge_partition(series, n) == q
             if live is not self.cfg:  # the alert policy of the last reload
                 j.engine.policy = AlertPolicy(**live.alert_policy)
+            spend = self.tables.spend.data
             j.restore(restore_items(self.tables.judge, q),
-                      ((k, v) for k, v in list(self.tables.spend.data.items()) if owns(k.rpartition("|")[0])))
+                      ((k, v) for k, v in list(spend.items()) if owns(k.rpartition("|")[0])))
+            # the records recovery put in the table are held by the judge's books now
+            for key, book in j.spend.items():
+                spend[key] = book
+            for key in j.spend_loaded:
+                spend.pop(key, None)
             # before the first message is applied: a copy of a window record that a crash left
             # behind its roll-up is dropped now, before a late event could add to it
             roll = self.rollups[q] = SpendRollup(self.cfg.window_seconds, self.cfg.spend_hourly_after,
                                                  self.cfg.spend_daily_after)
             roll.restored(j.spend)
-            for key, value in roll.roll(j.spend, j.done_until, force=True).items():
-                persist(self.tables.spend, q, key, value)
+            persist_spend(self.tables.spend, q, j.spend, roll.roll(j.spend, j.done_until, force=True))
             led = BudgetLedger(self.cfg.window_seconds, budgets_for_partition(live.budgets, q, n))
             # before the first apply: the fired thresholds and counted seqs come back with it
             led.restore(restore_items(self.tables.budgets, q))
@@ -241,9 +246,17 @@ class JudgeWorker:
 
         The ledger first: if a crash lands between the two, the judge re-emits spend the
         ledger already holds (its seq marks skip it), rather than the other way round."""
-        j = self.judges.get(q)
         to_ack = self.held.pop(q, [])
         self.last[q] = now
+        self._write(q)
+        if self.ack is not None:
+            for message in to_ack:
+                await self.ack(message)
+
+    def _write(self, q: int) -> None:
+        """Persist what changed on partition ``q``: the ledger, the mix watches, the judge's
+        state and spend (in that order)."""
+        j = self.judges.get(q)
         t = self.tables
         led = self.ledgers.get(q)
         if led is not None:
@@ -256,15 +269,10 @@ class JudgeWorker:
         if j is not None:
             for key, value in j.checkpoint().items():
                 persist(t.judge, q, f"{q}|{key}", value)
-            for key, value in j.spend_changes().items():
-                persist(t.spend, q, key, value)
+            persist_spend(t.spend, q, j.spend, j.spend_changes())
             roll = self.rollups.get(q)
             if roll is not None:  # at most one pass per hour of event time
-                for key, value in roll.roll(j.spend, j.done_until).items():
-                    persist(t.spend, q, key, value)
-        if self.ack is not None:
-            for message in to_ack:
-                await self.ack(message)
+                persist_spend(t.spend, q, j.spend, roll.roll(j.spend, j.done_until))
 
 
 def alert_line(note: Notification) -> str:

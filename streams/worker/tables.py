@@ -11,11 +11,13 @@ judge partition: ``"<q>|<key of the core's checkpoint>"``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["Table", "Tables", "owned_partitions", "persist", "restore_items"]
+from streams.common.spend import SeriesSpend, spend_key, split_key
+
+__all__ = ["Table", "Tables", "owned_partitions", "persist", "persist_spend", "restore_items"]
 
 
 class Table(Protocol):
@@ -29,7 +31,9 @@ class Tables:
     """Every table of the worker (one changelog topic each)."""
 
     judge: Table  # judge cores' state: "<q>|<JudgeCore.checkpoint key>"
-    spend: Table  # exact spend per "<series>|<window start>" (JudgeCore.spend), the API's source
+    # exact spend: each series' SeriesSpend in data (JudgeCore.spend), a record per window and
+    # day on the changelog (streams.common.spend); the API's source
+    spend: Table
     alerts: Table  # latest notification per alert key, for /api/alerts
     deliveries: Table  # per alert key: each target's delivered seq, pending records, sink state
     budgets: Table  # budget ledgers' and mix watches' state: "<q>|<key>"
@@ -47,6 +51,29 @@ def persist(table: Table, partition: int, key: str, value: Any) -> None:
     else:
         table.data[key] = value
     table.send_changelog(partition, key, value)
+
+
+def persist_spend(table: Table, partition: int, books: Mapping[str, SeriesSpend], changes: Mapping[str, Any]) -> None:
+    """Write a judge's spend ``changes`` (records per window and day, ``None`` deletes) to the
+    spend table's changelog; its ``data`` holds each changed series' book itself
+    (``books``, a judge's ``spend``), not the records.
+
+    In memory one :class:`SeriesSpend` per series; on the changelog the records a restore
+    reads back (:meth:`~streams.judge.core.JudgeCore.restore_spend`), as before the books."""
+    data = table.data
+    for key, value in changes.items():
+        table.send_changelog(partition, key, value)
+        data.pop(key, None)  # a record recovery put there: the book holds it now
+        got = split_key(key)
+        if got is None:
+            continue
+        bk = spend_key(got[0])
+        book = books.get(bk)
+        if book:
+            if data.get(bk) is not book:
+                data[bk] = book
+        else:
+            data.pop(bk, None)
 
 
 def restore_items(table: Table, q: int) -> Iterator[tuple[str, Any]]:

@@ -14,6 +14,7 @@ import pytest
 
 from streams.common.config import IngestLimits
 from streams.common.dimensions import NO_TOOL, OTHER_TOOL
+from streams.common.spend import SeriesSpend, load_records
 from streams.ingest.records import UsageEvent
 from streams.ingest.windows import NANO, IngestPartition, Partial
 from streams.reports.retention import SpendRollup
@@ -133,12 +134,16 @@ def test_the_cap_holds_across_a_checkpoint_in_the_middle_of_a_window() -> None:
 
 
 def test_tool_spend_rolls_up_into_hours_and_days_and_is_stacked_by_tool() -> None:
-    spend: dict[str, Any] = {}
+    records: dict[str, Any] = {}
     for i, tool in enumerate(["ide", "ide", "(none)"]):
-        spend[f"tool={tool}|{T0 + 60 * i}"] = {"s": [NANO, 1, 1, 0, 0, 1], "v": {"0": [i + 1]}}
+        records[f"tool={tool}|{T0 + 60 * i}"] = {"s": [NANO, 1, 1, 0, 0, 1], "v": {"0": [i + 1]}}
+    spend: dict[str, SeriesSpend] = {}
+    load_records(spend, records.items())
     roll = SpendRollup(window_seconds=60, hourly_after=3600, daily_after=0)
     roll.seen(0, 10)
-    roll.roll(spend, T0 + 3 * 86400)
-    assert all("|day:" in k for k in spend), list(spend)
+    changes = roll.roll(spend, T0 + 3 * 86400)
+    assert all(not book.window_starts() for book in spend.values()), spend
+    assert {k for k, v in changes.items() if v} == {f"tool=ide|day:{T0 // 86400 * 86400}",
+                                                    f"tool=(none)|day:{T0 // 86400 * 86400}"}
     out = spend_over_time(spend.items(), "tool", T0 - 86400, T0 + 86400, 86400)
     assert {s["name"]: s["total_usd"] for s in out["series"]} == {"ide": 2.0, "(none)": 1.0}

@@ -4,6 +4,7 @@ import json
 
 from alerts import AlertEngine, AlertPolicy
 from detectors import make_detector
+from streams.common.spend import spend_key
 from streams.ingest.windows import NANO, Partial
 from streams.judge.core import JudgeCore
 
@@ -145,10 +146,10 @@ def test_a_late_partial_applied_before_the_pending_one_of_its_window_does_not_hi
     late.late = True
     j.receive(0, 2, W, [late], seq=2)
     j.receive(1, 2, W, [], seq=1)  # source 1 catches up (idle, no events): window 0 is judged
-    assert j.spend["team=ads|0"]["s"][0] == int(1.5 * NANO)
+    assert j.spend[spend_key("team=ads")].window_wire(0)["s"][0] == int(1.5 * NANO)
     # and a redelivery of either message is still not counted twice
     j.receive(0, 2, W, [late], seq=2)
-    assert j.spend["team=ads|0"]["s"][0] == int(1.5 * NANO)
+    assert j.spend[spend_key("team=ads")].window_wire(0)["s"][0] == int(1.5 * NANO)
 
 
 def org_window(w: int, ads_usd: float) -> list[Partial]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from streams.common.spend import DAY, HOUR, day_key, spend_windows
+from streams.common.spend import DAY, HOUR, SeriesSpend, day_key, load_records, spend_key, spend_windows
 from streams.ingest.windows import NANO
 from streams.reports.retention import SpendRollup
+from tests.streams.worker.fakes import MemoryTable
 from tests.streams.worker.test_judging import Clock, Q, config, messages, worker
 
 W = 60
@@ -18,7 +19,29 @@ T0 = 1_767_571_200  # 2026-01-05T00:00:00Z
 
 
 def rec(usd: float, seqs: dict[int, list[int]], events: int = 1) -> dict[str, Any]:
+    """A window's record as the spend table's changelog holds it."""
     return {"s": [int(usd * NANO), 10, 2, 0, 0, events], "v": {str(s): list(q) for s, q in seqs.items()}}
+
+
+def books(records: dict[str, Any]) -> dict[str, SeriesSpend]:
+    """What a judge holds after reading ``records`` (a recovered spend table)."""
+    out: dict[str, SeriesSpend] = {}
+    done, bad = load_records(out, records.items())
+    assert not bad and len(done) == len(records)
+    return out
+
+
+def recovered(changelog: list[tuple[int, str, Any]], deletions: bool = True) -> dict[str, Any]:
+    """The spend table as Faust's recovery rebuilds it from the changelog: the latest record
+    per key (``deletions=False``: as if no deletion had been written)."""
+    data: dict[str, Any] = {}
+    for _, key, value in changelog:
+        if value is None:
+            if deletions:
+                data.pop(key, None)
+        else:
+            data[key] = value
+    return data
 
 
 def totals(spend: Any) -> dict[str, list[int]]:
@@ -35,43 +58,51 @@ def hour_of_windows(series: str = "team=ads", start: int = T0, src: int = 0, fir
 
 
 def test_a_window_older_than_48_hours_becomes_part_of_its_hour_exactly() -> None:
-    spend = hour_of_windows() | {f"team=ads|{T0 + 3 * HOUR}": rec(5.0, {0: [70]})}
-    before = totals(spend)
+    records = hour_of_windows() | {f"team=ads|{T0 + 3 * HOUR}": rec(5.0, {0: [70]})}
+    spend = books(records)
+    assert totals(spend) == totals(records)  # the books read as the records they hold
     roll = SpendRollup(W)
     roll.seen(0, 80)
     # 48 h after the first hour's end: that hour rolls, the later window stays a window
     changes = roll.roll(spend, T0 + HOUR + 48 * HOUR)
-    assert totals(spend) == before
-    assert set(spend) == {day_key("team=ads", T0), f"team=ads|{T0 + 3 * HOUR}"}
-    row = spend[day_key("team=ads", T0)]["h"]["0"]
+    assert totals(spend) == totals(records)
+    book = spend[spend_key("team=ads")]
+    assert list(spend) == [spend_key("team=ads")] and book.window_starts() == [T0 + 3 * HOUR]
+    row = book.day_wire(T0)["h"]["0"]
     assert row[:6] == [sum(int(0.01 * (i + 1) * NANO) for i in range(60)), 600, 120, 0, 0, 60]
     assert row[6:] == [0, 60]  # source 0, highest seq counted
-    # what the table gets: the rolled record first, then the 60 deletions
+    # what the changelog gets: the rolled record first, then the 60 deletions
     keys = list(changes)
-    assert keys[0] == day_key("team=ads", T0) and all(changes[k] is None for k in keys[1:]) and len(keys) == 61
+    assert keys[0] == day_key("team=ads", T0) and changes[keys[0]] == {"h": {"0": row}}
+    assert all(changes[k] is None for k in keys[1:]) and len(keys) == 61
+    # ... and what it then holds reads back as the same book
+    assert books(recovered([(0, k, v) for k, v in [*records.items(), *changes.items()]])) == spend
     # a minute before the horizon nothing moves
-    spend2 = hour_of_windows()
+    spend2 = books(hour_of_windows())
     assert SpendRollup(W, latest={0: 80}).roll(spend2, T0 + HOUR + 48 * HOUR - 1) == {}
 
 
 def test_a_copy_left_behind_by_a_crash_is_dropped_and_a_late_event_still_counts() -> None:
     windows = hour_of_windows()
-    spend = dict(windows)
+    spend = books(windows)
     roll = SpendRollup(W, latest={0: 100})
-    roll.roll(spend, T0 + 50 * HOUR)
-    rolled = dict(spend)
+    changes = roll.roll(spend, T0 + 50 * HOUR)
+    rolled = {k: b.copy() for k, b in spend.items()}
     # the crash: the rolled record was written, the deletions were not -> the table holds both
-    restored = rolled | windows
+    changelog = [(0, k, v) for k, v in windows.items()] + [(0, k, v) for k, v in changes.items()]
+    restored = books(recovered(changelog, deletions=False))
+    assert totals(restored)["team=ads"][0] == 2 * totals(windows)["team=ads"][0]
     again = SpendRollup(W)
     again.restored(restored)
     again.roll(restored, T0 + 50 * HOUR, force=True)
     assert restored == rolled
     assert totals(restored) == totals(windows)
     # a redelivered message re-creates a window record already counted: dropped at the next roll
-    restored[f"team=ads|{T0 + 5 * W}"] = windows[f"team=ads|{T0 + 5 * W}"]
+    book = restored[spend_key("team=ads")]
+    assert book.add_window(T0 + 5 * W, windows[f"team=ads|{T0 + 5 * W}"]["s"], {0: 6})
     # ... and a late event (a later message) adds to the rolled hour
     again.seen(0, 101)
-    restored[f"team=ads|{T0 + 7 * W}"] = rec(2.0, {0: [101]})
+    assert book.add_window(T0 + 7 * W, rec(2.0, {})["s"], {0: 101})
     again.seen(0, 102)
     again.roll(restored, T0 + 51 * HOUR)
     want = totals(windows)["team=ads"]
@@ -80,35 +111,57 @@ def test_a_copy_left_behind_by_a_crash_is_dropped_and_a_late_event_still_counts(
     want[2] += 2
     want[5] += 1
     assert totals(restored) == {"team=ads": want}
-    assert list(restored) == [day_key("team=ads", T0)]
+    assert book.window_starts() == []
 
 
 def test_a_window_of_the_latest_message_waits_for_its_other_chunks() -> None:
     # a backfill message comes in chunks sharing one seq: its windows roll only once a later
     # seq from that source shows that every chunk has been applied
-    spend = {f"org|{T0}": rec(1.0, {0: [9]})}
+    spend = books({f"org|{T0}": rec(1.0, {0: [9]})})
+    book = spend[spend_key("org")]
     roll = SpendRollup(W)
     roll.seen(0, 9)
     roll.roll(spend, T0 + 50 * HOUR)
-    assert list(spend) == [f"org|{T0}"]
-    spend[f"org|{T0 + W}"] = rec(2.0, {0: [9]})  # the next chunk of message 9
+    assert book.window_starts() == [T0]
+    book.add_window(T0 + W, rec(2.0, {})["s"], {0: 9})  # the next chunk of message 9
     roll.seen(0, 10)
     roll.roll(spend, T0 + 50 * HOUR, force=True)
-    assert totals(spend)["org"][0] == 3 * NANO and list(spend) == [day_key("org", T0)]
+    assert totals(spend)["org"][0] == 3 * NANO and book.window_starts() == []
 
 
 def test_hours_older_than_35_days_become_their_day() -> None:
-    spend = {f"org|{T0 + h * HOUR}": rec(1.0, {0: [h + 1]}) for h in range(30)}  # 24 h of day 1, 6 of day 2
-    before = totals(spend)
+    records = {f"org|{T0 + h * HOUR}": rec(1.0, {0: [h + 1]}) for h in range(30)}  # 24 h of day 1, 6 of day 2
+    spend = books(records)
+    book = spend[spend_key("org")]
     roll = SpendRollup(W, latest={0: 99})
     roll.roll(spend, T0 + 30 * HOUR + 48 * HOUR)
-    assert set(spend) == {day_key("org", T0), day_key("org", T0 + DAY)}
-    assert len(spend[day_key("org", T0)]["h"]) == 24
-    roll.roll(spend, T0 + DAY + 35 * DAY)
-    assert spend[day_key("org", T0)]["d"][:6] == [24 * NANO, 240, 48, 0, 0, 24]
-    assert "h" in spend[day_key("org", T0 + DAY)]  # its day has not ended 35 days ago yet
-    assert totals(spend) == before
+    assert book.window_starts() == []
+    assert len(book.day_wire(T0)["h"]) == 24 and len(book.day_wire(T0 + DAY)["h"]) == 6
+    changes = roll.roll(spend, T0 + DAY + 35 * DAY)
+    assert changes == {day_key("org", T0): {"d": [24 * NANO, 240, 48, 0, 0, 24, 0, 24]}}
+    assert "h" in book.day_wire(T0 + DAY)  # its day has not ended 35 days ago yet
+    assert totals(spend) == totals(records)
     assert [span for *_, span, _ in spend_windows(list(spend.items()), W)] == [DAY] + [HOUR] * 6
+
+
+def test_spend_checkpointed_before_the_compact_form_loads_and_rolls_the_same() -> None:
+    # a spend table written by the dict-per-record worker (windows, days by hour, whole days,
+    # several sources and seqs per window), recovered from its changelog
+    old = hour_of_windows() | hour_of_windows("org", src=1) | {
+        f"org|{T0 + 2 * HOUR}": rec(1.5, {0: [3, 7], 1: [9]}),
+        day_key("org", T0 - DAY): {"h": {"3": [5, 1, 1, 0, 0, 1, 0, 2, 1, 4], "23": [7, 0, 0, 0, 0, 1, 1, 5]}},
+        day_key("team=ads", T0 - 40 * DAY): {"d": [9, 1, 1, 1, 1, 3, 0, 1]},
+    }
+    spend = books(old)
+    assert totals(spend) == totals(old)
+    assert spend[spend_key("org")].window_wire(T0 + 2 * HOUR) == old[f"org|{T0 + 2 * HOUR}"]
+    assert spend[spend_key("org")].day_wire(T0 - DAY) == old[day_key("org", T0 - DAY)]
+    assert spend[spend_key("team=ads")].day_wire(T0 - 40 * DAY) == old[day_key("team=ads", T0 - 40 * DAY)]
+    # rolled up, the books give the records the dict-per-record roll-up gave
+    changes = SpendRollup(W, latest={0: 99, 1: 99}).roll(spend, T0 + HOUR + 48 * HOUR)
+    assert changes[day_key("org", T0)] == {"h": {"0": [sum(int(0.01 * (i + 1) * NANO) for i in range(60)), 600, 120,
+                                                       0, 0, 60, 1, 60]}}
+    assert totals(spend) == totals(old)
 
 
 async def test_the_worker_rolls_up_at_checkpoints_and_a_crash_counts_nothing_twice() -> None:
@@ -121,31 +174,32 @@ async def test_the_worker_rolls_up_at_checkpoints_and_a_crash_counts_nothing_twi
         await whole.receive(Q, msg, i)
     await whole.checkpoint(Q, clock.t + 5)
     want = totals(whole.tables.spend.data)
-    n_windows = sum(1 for k in whole.tables.spend.data if "day:" not in k)
-    assert any("day:" in k for k in whole.tables.spend.data) and n_windows < 2 * 70  # the first hour rolled
+    book = whole.tables.spend.data[spend_key("team=ads")]
+    assert book.day_wire(T0) and len(book.window_starts()) < 70  # the first hour rolled
     assert want["team=ads"][5] == 240  # one event per window per source
+    # what the changelog holds reads back as the worker's books
+    spend_t: MemoryTable = whole.tables.spend  # type: ignore[assignment]
+    assert books(recovered(spend_t.changelog)) == whole.tables.spend.data
 
     # the crash at message 200: no roll-up's deletions reached the table, its rolled records did
     tables_clock = Clock(T0 + 86400)
     first, _, _, acked = worker(cfg, clock=tables_clock)
     tables = first.tables
-    deleted: dict[str, Any] = {}
     for i, msg in enumerate(msgs[:200]):
         tables_clock.t += 0.6
-        before = dict(tables.spend.data)
         await first.receive(Q, msg, i)
-        for k in set(before) - set(tables.spend.data):
-            deleted[k] = before[k]
-    assert deleted, "no roll-up happened before the crash"
-    survivor = dict(tables.spend.data) | deleted
-    tables.spend.data.clear()
-    tables.spend.data.update(survivor)
+    first_t: MemoryTable = tables.spend  # type: ignore[assignment]
+    assert any(v is None for _, _, v in first_t.changelog), "no roll-up happened before the crash"
+    first_t.data.clear()
+    first_t.data.update(recovered(first_t.changelog, deletions=False))  # what Faust's recovery gives
     second, *_ = worker(cfg, tables, tables_clock)
     for i, msg in enumerate(msgs[len(acked):], len(acked)):
         tables_clock.t += 0.6
         await second.receive(Q, msg, i)
     await second.checkpoint(Q, tables_clock.t + 5)
     assert totals(tables.spend.data) == want
+    # the restored worker keeps books, not the records recovery gave it
+    assert all(isinstance(v, SeriesSpend) for v in tables.spend.data.values())
 
 
 async def test_parts_of_a_report_that_never_completes_are_pruned() -> None:
@@ -153,7 +207,6 @@ async def test_parts_of_a_report_that_never_completes_are_pruned() -> None:
     from streams.reports.core import ReportSpec
     from streams.reports.reporting import PENDING_KEPT, Reporting
     from streams.worker.tables import persist
-    from tests.streams.worker.fakes import MemoryTable
 
     spec = ReportSpec(name="d", channel="#c", period="day")
     table = MemoryTable()
@@ -178,25 +231,26 @@ def test_the_7_and_30_day_charts_and_the_api_sums_are_the_same_after_the_roll_up
     from streams.worker.web import spend_rows
 
     # 40 days of a few series, a window every 29 minutes each (hours hold two or three)
-    spend: dict[str, Any] = {}
+    records: dict[str, Any] = {}
     seq = 0
     for i in range(40 * 24 * 60 // 29):
         w = T0 + i * 29 * W
         seq += 1
         for series in ("team=ads", "user=a"):
-            spend[f"{series}|{w}"] = rec(0.01 * (1 + i % 5), {0: [seq]})
+            records[f"{series}|{w}"] = rec(0.01 * (1 + i % 5), {0: [seq]})
     now = T0 + 40 * DAY
-    before = dict(spend)
+    before = list(records.items())  # read as the records, by the dict-per-record readers
+    spend = books(records)
     SpendRollup(W, latest={0: seq + 1}).roll(spend, now)
-    assert len(spend) < len(before) / 2
+    assert len(list(spend_windows(list(spend.items()), W))) < len(before) / 2
     for rng in ("7d", "30d"):
         seconds, step = RANGES[rng]
         since = now - seconds
         assert spend_over_time(list(spend.items()), "team", since, now, step) == \
-            spend_over_time(list(before.items()), "team", since, now, step)
-        assert top_users(list(spend.items()), since, now) == top_users(list(before.items()), since, now)
-    assert spend_rows(list(spend.items()), "team", None, None) == spend_rows(list(before.items()), "team", None, None)
+            spend_over_time(before, "team", since, now, step)
+        assert top_users(list(spend.items()), since, now) == top_users(before, since, now)
+    assert spend_rows(list(spend.items()), "team", None, None) == spend_rows(before, "team", None, None)
     assert coarsest(list(spend.items()), W, now - 86400, now) == W
     assert coarsest(list(spend.items()), W, now - 7 * DAY, now) == HOUR
     assert coarsest(list(spend.items()), W, None, None) == DAY
-    assert coarsest(list(before.items()), W, None, None) == W
+    assert coarsest(before, W, None, None) == W

@@ -13,6 +13,7 @@ from streams.budgets.ledger import BudgetSpec
 from streams.common.config import StreamConfig
 from streams.common.metrics import Metrics
 from streams.common.partitioning import judge_partition
+from streams.common.spend import spend_key
 from streams.ingest.windows import NANO, Partial
 from streams.worker.judging import JudgeWorker
 from tests.streams.worker.fakes import MemoryTable, Topic, memory_tables
@@ -106,7 +107,10 @@ async def test_spikes_budgets_and_decisions_go_out_and_the_checkpoint_comes_befo
     assert acked == list(range(len(messages())))  # every message, after...
     assert len(judge_t.changelog) > written  # ...its state was written
     assert any(k.startswith(f"{Q}|led|ads-daily|") for k in j.tables.budgets.data)
-    assert j.tables.spend.data[f"team=ads|{T0 + 20 * W}"]["s"][0] == 40 * NANO
+    # the spend table holds each series' book; its changelog a record per window
+    assert j.tables.spend.data[spend_key("team=ads")].window_wire(T0 + 20 * W)["s"][0] == 40 * NANO
+    spend_t: MemoryTable = j.tables.spend  # type: ignore[assignment]
+    assert {k: v["s"][0] for _, k, v in spend_t.changelog}[f"team=ads|{T0 + 20 * W}"] == 40 * NANO
 
 
 async def test_a_crash_replays_the_unacknowledged_messages_onto_the_last_checkpoint() -> None:
