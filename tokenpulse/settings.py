@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         default=35 * 86400, ge=0,
         description="Event-time seconds after which hourly spend records are kept by the day (0: never).",
     )
+    judge_state_every_windows: int = Field(
+        default=10, ge=1, le=1440,
+        description="A series' detector state is written to the judge changelog with one window in this many "
+                    "(and with every flagged window): a crash loses at most this many windows of its learning.",
+    )
     policy_reload_seconds: float = Field(
         default=5.0, ge=0, description="How often the worker checks the policy file for changes (0: only on SIGHUP)."
     )

@@ -13,6 +13,7 @@ source so that a source which re-sends after a crash replaces, not adds.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,9 @@ class SeriesInfo:
     peak_end: int = 0
     # on-call's "not an anomaly" answers: the floor an incident's excess must reach (persisted)
     raised: SeriesRaise | None = None
+    # the window (its end // window seconds, modulo JudgeCore.state_every) whose checkpoint
+    # writes this series' state: the series' writes spread evenly over the windows (derived)
+    phase: int = 0
 
 
 @dataclass
@@ -113,6 +117,13 @@ class JudgeCore:
     # how fast a floor "not an anomaly" answers raised comes down without another answer: it
     # halves every this many seconds of event time (policy detector.feedback; 0: never)
     raise_half_life_s: float = DEFAULT_HALF_LIFE_S
+    # A series' detector state (with its contributor mix) is checkpointed with one window in
+    # every ``state_every`` (each series in its own phase, so that the writes spread evenly),
+    # and with every window flagged or judged while its alert is tracked; 1: with every window.
+    # A crash loses at most the last ``state_every - 1`` windows of a series' learning: its
+    # detector restarts from the state last written and does not see those windows again.
+    # :meth:`flush_states` writes them all with the next checkpoint (a partition given away).
+    state_every: int = 1
 
     def receive(
         self, src: int, n_src: int, closed_until: int | None, partials: Iterable[Partial], seq: int = -1,
@@ -229,12 +240,15 @@ class JudgeCore:
             if first.detected and series not in self.series:
                 self.series[series] = SeriesInfo(labels=dict(first.labels))
                 self.detectors[series] = self._new_detector(first.labels)
+                dirty.add(f"det|{series}")  # a new series is written at once, whatever its turn
         for src in srcs_seen:
             dirty.add(f"pend|{src}|{w}")
         engine = self.engine
         tracks = engine.tracks
         detectors = self.detectors
         keep_recent = self.keep_recent
+        every = self.state_every
+        turn = end // W % every if every > 1 else 0
         ts_end = float(end)
         # The engine takes the window's signals in one step (the org alert's decision before
         # its teams', the members of a group together): collected here, observed below.
@@ -254,7 +268,9 @@ class JudgeCore:
             if not info.det_key:
                 info.det_key = f"det|{series}"
                 info.alert_key = engine.key_for(series)
-            dirty.add(info.det_key)
+                info.phase = zlib.crc32(series.encode()) % every if every > 1 else 0
+            if info.phase == turn:
+                dirty.add(info.det_key)
             key = info.alert_key
             is_anomaly = bool(verdict.is_anomaly)
             if is_anomaly:
@@ -272,6 +288,7 @@ class JudgeCore:
                 if parts:
                     info.mix.learn(w, contrib, sums[0])
                 continue
+            dirty.add(info.det_key)  # a flagged window, or one of an alert: its state goes out now
             signal = Signal(
                 series=series,
                 labels=info.labels,
@@ -366,6 +383,11 @@ class JudgeCore:
         det.rebase()
         self._dirty.add(f"det|{series}")
         return True
+
+    def flush_states(self) -> None:
+        """Write every series' state with the next checkpoint, whatever its phase
+        (:attr:`state_every`): before the partition goes to another worker."""
+        self._dirty.update(f"det|{name}" for name in self.series)
 
     def alerts_changed(self, keys: Iterable[str], groups: Iterable[str] = ()) -> None:
         """Alert (and group) states changed outside a window (an answer from on-call): written
@@ -500,12 +522,14 @@ def judge_factory(
     dashboard_url: str | None = None,
     overrides: Iterable[tuple[dict[str, str], dict[str, Any]]] = (),
     raise_half_life_s: float = DEFAULT_HALF_LIFE_S,
+    state_every: int = 1,
 ) -> Callable[[int], JudgeCore]:
     """Builds the judge of a partition exactly as the worker does (the replay uses it too).
 
     ``overrides`` are the policy's per-series detector parameters: (match labels, params),
     later ones winning; a series gets a clone of the detector built for its parameters.
     ``raise_half_life_s``: how fast raised alert floors come down (:mod:`streams.judge.raising`).
+    ``state_every``: :attr:`JudgeCore.state_every`.
     """
     from alerts import AlertPolicy
     from detectors import make_detector
@@ -536,6 +560,7 @@ def judge_factory(
             detector_for=detector_for if rules else None,
             engine=AlertEngine(policy, dashboard_url=dashboard_url),
             raise_half_life_s=raise_half_life_s,
+            state_every=max(1, state_every),
         )
 
     return build

@@ -110,7 +110,7 @@ class JudgeWorker:
         self._new_judge = judge_factory(
             cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
             dashboard_url=cfg.dashboard_url, overrides=cfg.detector_overrides,
-            raise_half_life_s=cfg.not_anomaly_half_life_days * 86400,
+            raise_half_life_s=cfg.not_anomaly_half_life_days * 86400, state_every=cfg.judge_state_every,
         )
 
     # -- the partitions ------------------------------------------------------------------
@@ -157,9 +157,14 @@ class JudgeWorker:
         return m
 
     def revoke(self, partitions: Iterable[int]) -> None:
-        """The windows partitions that went to another worker: forget their state (the new
-        owner restores it from the tables; what was not acknowledged is judged again there)."""
+        """The windows partitions that went to another worker: write what they hold, every
+        detector's state included (``judge_state_every``), and forget it (the new owner
+        restores it from the tables; what was not acknowledged is judged again there)."""
         for q in partitions:
+            j = self.judges.get(q)
+            if j is not None:
+                j.flush_states()
+                self._write(q)
             self.judges.pop(q, None)
             self.ledgers.pop(q, None)
             self.mixes.pop(q, None)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 
 from alerts import AlertEngine, AlertPolicy
 from detectors import make_detector
@@ -232,3 +233,45 @@ def test_restored_series_another_partition_judges_now_are_dropped_once_their_ale
     out = moved.receive(0, 1, 26 * W, [])
     assert [n.action for n in out.notifications] == ["resolve"]
     assert moved.series == {} and moved.checkpoint()["det|team=search"] is None
+
+
+def test_each_series_state_is_written_once_in_state_every_windows_and_a_flagged_one_at_once():
+    every = 5
+    j = judge(state_every=every)
+    names = [f"team=t{k}" for k in range(40)]
+    written: dict[str, list[int]] = {name: [] for name in names}
+    per_window = []
+    for i in range(30):
+        j.receive(0, 1, (i + 1) * W, [part(i * W, 1.0 + 0.1 * (i % 3), name) for name in names])
+        dets = [k[len("det|"):] for k in j.checkpoint() if k.startswith("det|")]
+        for name in dets:
+            written[name].append(i)
+        per_window.append(len(dets))
+    # the first window writes every new series; then each one window in five, on its own turn
+    assert per_window[0] == len(names)
+    assert all(len(ws) == 1 + 29 // every or len(ws) == 2 + 29 // every for ws in written.values())
+    assert all(b - a == every for ws in written.values() for a, b in pairwise(ws[1:]))
+    assert max(per_window[1:]) < len(names) / 2  # spread over the windows, not all at once
+    # a spike: the flagged series' state goes out with that window's checkpoint, whatever its turn
+    out = j.receive(0, 1, 31 * W, [part(30 * W, 60.0, names[0])] + [part(30 * W, 1.0, n) for n in names[1:]])
+    assert [n.action for n in out.notifications] == ["trigger"]
+    assert f"det|{names[0]}" in j.checkpoint()
+    # a partition given away: every state with the next checkpoint
+    j.flush_states()
+    assert {k for k in j.checkpoint() if k.startswith("det|")} == {f"det|{n}" for n in names}
+
+
+def test_a_crash_loses_at_most_state_every_windows_of_learning():
+    every = 4
+    j = judge(state_every=every)
+    table: dict[str, object] = {}
+    for i in range(23):
+        j.receive(0, 1, (i + 1) * W, [part(i * W, 1.0 + 0.1 * (i % 3))])
+        table.update(json.loads(json.dumps(j.checkpoint())))
+    restored = judge(state_every=every)
+    restored.restore(table.items())
+    lag = j.series["team=ads"].last_end - restored.series["team=ads"].last_end
+    assert 0 <= lag < every * W and restored.done_until == j.done_until
+    # the restored detector picks up from its last state: the next windows are judged, once
+    out = restored.receive(0, 1, 25 * W, [part(23 * W, 1.0), part(24 * W, 1.1)])
+    assert out.windows_judged == 2 and restored.series["team=ads"].last_end == 25 * W
