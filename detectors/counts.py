@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
 
 from scipy.special import betainc, gammainc, nbdtrik, pdtrik
@@ -172,8 +173,9 @@ class CountTail(Detector):
     # -- state ------------------------------------------------------------------------------
 
     def _reset(self) -> None:
-        self._n: list[int] = [0] * _N_SLOTS  # windows learnt
-        self._mean: list[float] = [0.0] * _N_SLOTS  # mean requests per window
+        # typed arrays, not lists of Python numbers: a quarter of the memory, the same values
+        self._n = array("q", bytes(8 * _N_SLOTS))  # windows learnt
+        self._mean = array("d", bytes(8 * _N_SLOTS))  # mean requests per window
         # Dispersion, for the hour-of-day level and the global one: exponentially weighted
         # sums of (residual**2 - mean) and of mean**2, and the windows counted.
         self._disp: list[float] = [0.0, 0.0, 0.0, 0.0]  # num_hod, den_hod, num_glob, den_glob
@@ -229,7 +231,7 @@ class CountTail(Detector):
         floats = [*mean, *disp, *cost]
         if not all(math.isfinite(x) for x in floats) or min(mean + cost) < 0.0:
             raise ValueError("counts state has non-finite or negative values")
-        self._n, self._mean, self._disp, self._disp_n, self._cost = n, mean, disp, disp_n, cost
+        self._n, self._mean, self._disp, self._disp_n, self._cost = array("q", n), array("d", mean), disp, disp_n, cost
         self._seen, self._ready, self._day = seen, ready, day
         if len(recent) != 4 or not all(math.isfinite(x) and x >= 0.0 for x in recent):
             raise ValueError("counts state has a bad recent level")
