@@ -73,7 +73,21 @@ def split_key(key: str) -> tuple[str, int, bool] | None:
 def spend_windows(items: Iterable[tuple[str, Any]], window_seconds: int) -> Iterator[tuple[str, int, int, Sequence[int]]]:
     """``(series, start, seconds, sums)`` for every span of spend held in ``items`` (a spend
     table's or a judge's items): windows, hours of rolled-up days, whole days. ``sums`` is
-    read-only (for a day record, a slice of it)."""
+    read-only (for a day record, a slice of it).
+
+    A record whose window or day a :class:`SeriesSpend` of ``items`` holds too is left out:
+    between a rebalance's recovery, which puts the changelog's latest records back in the
+    table, and the judge's next restore, which folds them into its books, both are there.
+
+    >>> b = SeriesSpend()
+    >>> b.add_window(60, [5, 0, 0, 0, 0, 1], {0: 1})
+    True
+    >>> items = [("org|spend", b), ("org|60", {"s": [5, 0, 0, 0, 0, 1]}), ("org|120", {"s": [2, 0, 0, 0, 0, 1]})]
+    >>> [(w, sums[0]) for _, w, _, sums in spend_windows(items, 60)]
+    [(60, 5), (120, 2)]
+    """
+    items = list(items)
+    books = {key.rpartition("|")[0]: rec for key, rec in items if isinstance(rec, SeriesSpend)}
     for key, rec in items:
         if not rec:
             continue
@@ -86,6 +100,9 @@ def spend_windows(items: Iterable[tuple[str, Any]], window_seconds: int) -> Iter
         if got is None:
             continue
         series, start, day = got
+        book = books.get(series) if books else None
+        if book is not None and book.holds(start, day):
+            continue
         try:
             if not day:
                 yield series, start, window_seconds, rec["s"]
@@ -96,7 +113,6 @@ def spend_windows(items: Iterable[tuple[str, Any]], window_seconds: int) -> Iter
                     yield series, start + int(h) * HOUR, HOUR, row[:6]
         except (KeyError, TypeError, ValueError):
             continue
-
 
 def coarsest(items: Iterable[tuple[str, Any]], window_seconds: int, since: float | None, until: float | None) -> int:
     """The longest span of the records that start in ``[since, until)``: the resolution an
@@ -257,6 +273,15 @@ class SeriesSpend:
         for src, seq in self._pairs(self.wp, self._off(self.w, _WROW, self.wp, i), self.w[base + _WROW - 1]):
             v.setdefault(str(src), []).append(seq)
         return {"s": list(self.w[base + 1:base + 7]), "v": v}
+
+    def holds(self, start: int, day: bool) -> bool:
+        """Whether the rows hold the window at ``start`` (``day``: any of the UTC day's spend
+        rolled up, by the hour or whole)."""
+        if not day:
+            return self._wfind(start)[1]
+        r = self.r
+        i = bisect_left(range(len(r) // _RROW), start, key=lambda k: r[k * _RROW])
+        return i * _RROW < len(r) and r[i * _RROW] < start + DAY
 
     def window_starts(self) -> list[int]:
         return list(self.w[::_WROW])

@@ -254,3 +254,24 @@ def test_the_7_and_30_day_charts_and_the_api_sums_are_the_same_after_the_roll_up
     assert coarsest(list(spend.items()), W, now - 7 * DAY, now) == HOUR
     assert coarsest(list(spend.items()), W, None, None) == DAY
     assert coarsest(before, W, None, None) == W
+
+
+async def test_a_rebalance_that_puts_records_back_beside_the_books_counts_them_once() -> None:
+    cfg = config(spend_hourly_after=600)
+    clock = Clock(T0 + 86400)
+    j, *_ = worker(cfg, clock=clock)
+    for i, msg in enumerate(messages(90, spike=range(0))):
+        clock.t += 0.6
+        await j.receive(Q, msg, i)
+    await j.checkpoint(Q, clock.t + 5)
+    spend_t: MemoryTable = j.tables.spend  # type: ignore[assignment]
+    want = totals(spend_t.data)
+    # a rebalance: the partition is revoked, then recovery replays its changelog into the
+    # table beside the books the worker left there; the API reads it before the next message
+    j.revoke([Q])
+    spend_t.data.update(recovered(spend_t.changelog))
+    assert any(not isinstance(v, SeriesSpend) for v in spend_t.data.values())
+    assert totals(spend_t.data) == want
+    j.judge_for(Q)  # the next message: the judge folds the records into its books
+    assert totals(spend_t.data) == want
+    assert all(isinstance(v, SeriesSpend) for v in spend_t.data.values())
