@@ -29,12 +29,15 @@ from typing import Any
 
 import orjson
 
+from streams.common.config import StreamConfig
 from streams.common.spend import spend_windows
 from streams.ingest.windows import NANO, Partial
 from streams.judge.core import judge_factory
 from streams.reports.retention import SpendRollup
 
 T0 = 1_767_571_200  # 2026-01-05T00:00:00Z, a Monday
+LAST = 60  # windows the judge table's bytes per window are averaged over (the last hour)
+STATE_EVERY = StreamConfig(bootstrap="").judge_state_every  # the worker's default
 
 
 def rss_mib() -> float:
@@ -73,11 +76,11 @@ def user_rates(n: int, seed: int) -> list[float]:
 
 
 def run(users: int, days: float, active: float, detector: str, window: int, seed: int,
-        quiet: bool = False, rollup: bool = True) -> dict[str, Any]:
+        quiet: bool = False, rollup: bool = True, state_every: int = STATE_EVERY) -> dict[str, Any]:
     """The simulation; ``rollup=False`` keeps every window's spend record (as before retention)."""
     gc.collect()
     rss0 = rss_mib()
-    judge = judge_factory(window, detector, {}, {})(0)
+    judge = judge_factory(window, detector, {}, {}, state_every=state_every)(0)
     roll = SpendRollup(window) if rollup else SpendRollup(window, hourly_after=0, daily_after=0)
     rates = user_rates(users, seed)
     names = [f"user=u{i:06d}" for i in range(users)]
@@ -85,7 +88,7 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
     rng = random.Random(seed + 1)
     n_windows = int(days * 86400 // window)
     judge_s = ckpt_s = 0.0
-    ckpt_bytes = 0
+    ckpt_bytes = 0.0
     per_day: list[dict[str, float]] = []
     k = max(1, int(users * active))
     for i in range(n_windows):
@@ -100,11 +103,11 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
         judge.receive(0, 1, w + window, parts, seq)
         t2 = time.perf_counter()
         changes = judge.checkpoint()
-        if i + 1 == n_windows:  # what the last window wrote to the judge table
-            ckpt_bytes = sum(len(orjson.dumps(v)) for v in changes.values() if v is not None)
         judge.spend_changes()
         roll.roll(judge.spend, judge.done_until)
         t3 = time.perf_counter()
+        if i + LAST >= n_windows:  # what the last hour's windows wrote to the judge table
+            ckpt_bytes += sum(len(orjson.dumps(v)) for v in changes.values() if v is not None) / min(LAST, n_windows)
         judge_s += t2 - t
         ckpt_s += t3 - t2
         if (i + 1) % (86400 // window) == 0 or i + 1 == n_windows:
@@ -136,16 +139,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--detector", default="default", help="detector of the policy (default: default)")
     ap.add_argument("--window", type=int, default=60, help="window seconds (default 60)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--state-every", type=int, default=STATE_EVERY,
+                    help=f"TOKENPULSE_JUDGE_STATE_EVERY_WINDOWS (default {STATE_EVERY}; 1: every state every window)")
     a = ap.parse_args(argv)
     print(f"{a.users} user series, {a.days} days of {a.window} s windows, {a.active:.0%} active per window, "
-          f"detector {a.detector}", flush=True)
-    out = run(a.users, a.days, a.active, a.detector, a.window, a.seed)
+          f"detector {a.detector}, detector states written every {a.state_every} windows", flush=True)
+    out = run(a.users, a.days, a.active, a.detector, a.window, a.seed, state_every=a.state_every)
     last = out["per_day"][-1]
     grown = last["rss_mib"] - out["rss0_mib"]
     print()
     print(f"RSS {last['rss_mib']:.1f} MiB (+{grown:.1f} MiB over the start: {grown * 1024 / a.users:.1f} KiB per series)")
     print(f"judge time per window: {last['judge_pct']:.3f} % of the window; checkpoint {last['ckpt_pct']:.3f} %"
-          f" ({out['checkpoint_bytes_per_window'] / 1e6:.2f} MB serialised per window)")
+          f" ({out['checkpoint_bytes_per_window'] / 1e6:.3f} MB serialised per window, the last hour's mean)")
     print("per series: detector "
           f"{out['detector_bytes'] / 1024:.1f} KiB in memory, {out['detector_serialized_bytes'] / 1024:.1f} KiB serialised; "
           f"recent windows ({out['recent_len']} windows) {out['recent_bytes'] / 1024:.1f} KiB; "
