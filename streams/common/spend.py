@@ -15,8 +15,8 @@ The six sums are ``[nano-USD, input, output, cache read, cache write, events]``.
 that hour or day: what makes a roll-up exact across a crash (see the retention module).
 
 Those are the records of the spend table's changelog (what a restore reads, old checkpoints
-included). In memory, a judge and the worker's spend table hold one :class:`SeriesSpend` per
-series instead, under ``"<series>|spend"`` (:func:`spend_key`): the same windows, hours and days
+included). In memory, a judge and the worker's spend table hold one :class:`SeriesSpend` (a
+*book*) per series instead, under ``"<series>|spend"`` (:func:`spend_key`): the same windows, hours and days
 in typed columns, about 80 bytes a window rather than 700 for a dict (benchmarks/scale.py).
 :func:`load_records` reads records into it; its ``window_wire`` and ``day_wire`` give them back.
 
@@ -37,7 +37,8 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["DAY", "DAY_TAG", "HOUR", "SeriesSpend", "coarsest", "day_key", "spend_key", "spend_windows", "split_key"]
+__all__ = ["DAY", "DAY_TAG", "HOUR", "SeriesSpend", "coarsest", "day_key", "load_records", "spend_key", "spend_windows",
+           "split_key"]
 
 HOUR = 3600
 DAY = 86400
