@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 
 from alerts.text import clip, num, u16, usd
 
-__all__ = ["PLAIN", "ROWS_SHOWN", "Style", "report_sections", "report_text", "report_title", "report_total"]
+__all__ = ["PLAIN", "ROWS_SHOWN", "Style", "report_partial", "report_sections", "report_text", "report_title",
+           "report_total"]
 
 ROWS_SHOWN = 15  # rows per list (teams, models, providers, budgets, mix)
 _KIND_TITLE = {"day": "Daily", "week": "Weekly"}
@@ -69,6 +70,18 @@ def report_title(report: Mapping[str, Any]) -> str:
     team = (report.get("scope") or {}).get("team")
     scope = f" · team {team}" if team else ""
     return f"{kind} spend report {report.get('period_id', '')}{scope}"
+
+
+def report_partial(report: Mapping[str, Any]) -> str | None:
+    """``partial: partitions 3, 5 did not report`` for a report sent without every partition's
+    part (``complete: false``, ``missing``), None for a complete one (or one from before
+    reports said)."""
+    if report.get("complete") is not False:
+        return None
+    qs = sorted({int(q) for m in report.get("missing") or () for q in (m.get("partitions") or ())})
+    if not qs:
+        return "partial: some partitions did not report"
+    return f"partial: partition{'s' if len(qs) > 1 else ''} {', '.join(map(str, qs))} did not report"
 
 
 def report_total(report: Mapping[str, Any]) -> str:
@@ -210,4 +223,6 @@ def report_sections(r: Mapping[str, Any], st: Style) -> list[str]:
 
 def report_text(report: Mapping[str, Any]) -> str:
     """The report as plain text (for ``tokenpulse report``): the same sections, unescaped."""
-    return "\n\n".join([report_title(report), *report_sections(report, PLAIN)]) + "\n"
+    partial = report_partial(report)
+    extra = [f"{partial} (the numbers leave out their spend)"] if partial else []
+    return "\n\n".join([report_title(report), *report_sections(report, PLAIN), *extra]) + "\n"

@@ -37,6 +37,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         budgets=tuple(policy.budget_specs()),
         reports=tuple(policy.report_specs()),
         report_timezone=policy.budget_timezone,
+        report_deadline=settings.report_deadline_seconds,
         receivers=settings.receivers(),
         routes=tuple(policy.delivery_routes()),
         web_host=settings.web_host,

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     peer_timeout_seconds: float = Field(
         default=2.0, gt=0, le=60, description="How long a worker waits for the others when it answers /api/* for the "
                                               "whole deployment; a peer slower than this is named in 'missing'.")
+    report_deadline_seconds: float = Field(
+        default=600.0, gt=0, le=6 * 3600,
+        description="How long a scheduled report waits for the parts of every partition after it is due (in event "
+                    "time, and as long on the wall clock) before it is sent with what came, marked partial.")
     window_seconds: int = Field(default=60, ge=1, le=86400, description="Tumbling window length in seconds.")
     lateness_seconds: float = Field(default=10.0, ge=0, description="Allowed lateness of events before a window closes.")
     idle_grace_seconds: float = Field(

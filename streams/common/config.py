@@ -67,6 +67,9 @@ class StreamConfig:
     budgets: tuple[Any, ...] = ()  # streams.budgets.ledger.BudgetSpec, every budget of the policy
     reports: tuple[Any, ...] = ()  # streams.reports.core.ReportSpec, every report of the policy
     report_timezone: str = "UTC"  # the policy's budget_timezone: /api/report's default
+    # how long (event time past the due time, and as long on the wall clock) a report's owner waits
+    # for every partition's part before it sends the report with what came (TOKENPULSE_REPORT_DEADLINE_SECONDS)
+    report_deadline: float = 600.0
     # every receiver that is on, by name (settings: fixed for the life of the worker)
     receivers: Mapping[str, ReceiverConfig] = field(default_factory=dict)
     # where notifications go (policy: routes, teams.<t>.slack_channel, subscriptions)

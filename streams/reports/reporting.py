@@ -13,16 +13,27 @@ build an org report alone, and with several workers no worker holds all of it. S
    for a team report). It keeps the parts it got (``<o>|parts|<key>``); when all
    ``n`` are in, it builds the report, writes one notification to the outbox (key
    ``report:<name>:<period id>``, seq = the due time in ms) and marks the key done
-   (``<o>|done|<key>``), so later parts of it are ignored.
+   (``<o>|done|<key>``), so later parts of it are ignored;
+3. the owner does not wait forever for a partition that never answers (its worker lost, a
+   partition stuck): once its own watermark is ``TOKENPULSE_REPORT_DEADLINE_SECONDS`` past
+   the due time, *and* as long has passed on the wall clock since it sent its own part (so a
+   catching-up owner whose event time races ahead of the other partitions still waits for
+   them), it sends itself a *close* on the reports topic. The close goes to the same
+   partition as the parts, after them, so every part sent before it is merged first; if the
+   report is still not done, it is built from the parts that came, with ``complete: false``
+   and ``missing`` naming the partitions (in the report, so in the Slack message's context,
+   and in the done mark). A part that comes after the report went out sends nothing: it is
+   logged, counted (``reports_late_parts_total``) and noted in the done mark (``late``); the
+   full numbers are in ``GET /api/report``.
 
-A crash between the outbox write and the done mark builds the same report again with the
-same key and seq, which the deliverer skips (it keeps the last delivered seq per key and
-sink); two workers never both own a partition. The notification goes to the report's
-channel (and to the webhook, like every notification) with the usual retries, and its
-deliveries entry lives on the owner partition, where the retry timer looks for it
-(``judge_partition(series)``). If partitioning moves to one partition per org, the owner is
-still ``judge_partition`` of the report's series and the parts of the other partitions are
-simply empty.
+A crash between the outbox write and the done mark builds the same report again with the same
+key and seq (a close is sent again after a restart, the wall-clock wait restarting), which the
+deliverer skips (it keeps the last delivered seq per key and sink); two workers never both own
+a partition. The notification goes to the report's channel (and to the webhook, like every
+notification) with the usual retries, and its deliveries entry lives on the owner partition,
+where the retry timer looks for it (``judge_partition(series)``). If partitioning moves to one
+partition per org, the owner is still ``judge_partition`` of the report's series and the parts
+of the other partitions are simply empty.
 
 ``GET /api/report`` (:mod:`streams.worker.web`) computes the same report on demand from this
 worker's judge partitions with :meth:`Reporting.part`.
@@ -31,6 +42,7 @@ worker's judge partitions with :meth:`Reporting.part`.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -84,7 +96,7 @@ class Reporting:
     def __init__(
         self, cfg: StreamConfig, metrics: Metrics, judges: Mapping[int, Any], ledgers: Mapping[int, Any], *,
         table: Any = None, send_part: Send | None = None, send_note: Send | None = None,
-        persist: Callable[[Any, int, str, Any], None] | None = None,
+        persist: Callable[[Any, int, str, Any], None] | None = None, clock: Callable[[], float] = time.time,
     ) -> None:
         self.cfg = cfg
         self.n = cfg.usage_partitions
@@ -97,11 +109,22 @@ class Reporting:
         self.send_note = send_note
         self.persist = persist
         self.schedulers: dict[int, ReportScheduler] = {}
+        self.deadline = float(cfg.report_deadline)
+        self.clock = clock
+        # the owner's wait for the parts, per (owner partition, report name): the period it
+        # waits for and when (wall clock) it started waiting; the watermark before which there
+        # is nothing to check; the last period it sent a close for
+        self._waiting: dict[tuple[int, str], tuple[str, float]] = {}
+        self._next_check: dict[tuple[int, str], float] = {}
+        self._closed: dict[tuple[int, str], str] = {}
 
     def revoke(self, q: int) -> None:
         """Judge partition ``q`` went to another worker: its scheduler goes (rebuilt from the
         table if it comes back)."""
         self.schedulers.pop(q, None)
+        for d in (self._waiting, self._next_check, self._closed):
+            for k in [k for k in d if k[0] == q]:
+                del d[k]
 
     # -- every judge partition: its parts --------------------------------------------------
     def _scheduler(self, q: int) -> ReportScheduler:
@@ -125,6 +148,47 @@ class Reporting:
             await self.send_part(rkey.encode(), orjson.dumps(body), report_owner(spec, self.n))
             key, value = sched.mark(spec.name, due.period_id)
             self.persist(self.table, q, f"{q}|{key}", value)
+            if report_owner(spec, self.n) == q:  # the owner's wait for the others starts now
+                self._waiting[(q, spec.name)] = (due.period_id, self.clock())
+        await self._close_overdue(q, float(wm))
+
+    async def _close_overdue(self, o: int, wm: float) -> None:
+        """Send a close for each report owned by ``o`` whose parts are overdue: ``o``'s
+        watermark :attr:`deadline` past the due time and as long on the wall clock since the
+        owner's wait began. Cheap per call while nothing is overdue (one float per report)."""
+        dl = self.deadline
+        for spec in self.specs.values():
+            if report_owner(spec, self.n) != o:
+                continue
+            k = (o, spec.name)
+            if wm < self._next_check.get(k, -math.inf):
+                continue
+            d = spec.due(wm - dl)
+            if d is None:
+                self._next_check[k] = spec.closed(wm - dl).due_at + dl
+                continue
+            key = spec.key(d.period_id)
+            if self._closed.get(k) == d.period_id or self.table.data.get(f"{o}|done|{key}") is not None:
+                # nothing to do until the next period is overdue
+                self._next_check[k] = spec.closed(spec.calendar.bounds(d.end)[1]).due_at + dl
+                continue
+            waiting = self._waiting.get(k)
+            if self.table.data.get(f"{o}|parts|{key}") is None:
+                if waiting is None or waiting[0] != d.period_id:
+                    # no part came and the owner sent none: a period before the reports began
+                    self._next_check[k] = spec.closed(spec.calendar.bounds(d.end)[1]).due_at + dl
+                continue  # else the owner's own part is still on its way
+            if waiting is None or waiting[0] != d.period_id:
+                # the owner's part went out before a restart (or this worker just got the
+                # partition): wait a deadline on the wall clock from now
+                self._waiting[k] = (d.period_id, self.clock())
+                continue
+            if self.clock() - waiting[1] < dl:
+                continue
+            self._closed[k] = d.period_id
+            body = {"key": key, "name": spec.name, "n": self.n, "due": d.to_dict(), "close": True}
+            assert self.send_part is not None
+            await self.send_part(key.encode(), orjson.dumps(body), o)
 
     def part(self, q: int, spec: ReportSpec, due: ReportDue, now: float) -> dict[str, Any]:
         j = self.judges.get(q)
@@ -137,28 +201,54 @@ class Reporting:
     async def merge_part(self, o: int, body: dict[str, Any]) -> None:
         assert self.send_note is not None and self.persist is not None
         key = str(body["key"])
-        if self.table.data.get(f"{o}|done|{key}") is not None:
-            return  # built already: a part sent again after a crash
+        close = bool(body.get("close"))
+        done = self.table.data.get(f"{o}|done|{key}")
+        if done is not None:
+            if not close:
+                self._late_part(o, key, done, int(body["q"]))
+            return  # built already: a part sent again after a crash, or a close after the last part
         spec = self.specs.get(str(body["name"]))
         if spec is None:
             return  # the report left the policy
         parts = dict(self.table.data.get(f"{o}|parts|{key}") or {})
-        parts[str(int(body["q"]))] = body["part"]
+        if not close:
+            parts[str(int(body["q"]))] = body["part"]
         n = int(body["n"])
-        if len(parts) < n:
+        if len(parts) < n and not close:
             self.persist(self.table, o, f"{o}|parts|{key}", parts)
             self._prune_pending(o, spec)
             return
         due = ReportDue.from_dict(body["due"])
+        missing = [q for q in range(n) if str(q) not in parts]
         report = build_report(spec, due, [parts[k] for k in sorted(parts, key=int)], self.cfg.internal_models)
+        report["complete"] = not missing
+        report["missing"] = [{"partitions": missing, "peer": None,
+                              "reason": f"no part within {self.deadline:g} s of the due time"}] if missing else []
         note = report_notification(report, spec, self.cfg.dashboard_url)
         await self.send_note(note.key.encode(), orjson.dumps(note.to_dict()), o)
         self.metrics.inc("reports_sent_total", labels={"period": spec.period})
-        log.info("report %s for %s: %d parts, total $%.2f", spec.name, due.period_id, n, report["total"]["usd"])
+        if missing:
+            self.metrics.inc("reports_partial_total", labels={"period": spec.period})
+            log.warning("report %s for %s sent partial: partitions %s did not report within %g s", spec.name,
+                        due.period_id, ", ".join(map(str, missing)), self.deadline)
+        log.info("report %s for %s: %d parts, total $%.2f", spec.name, due.period_id, len(parts),
+                 report["total"]["usd"])
         self.persist(self.table, o, f"{o}|done|{key}", {"due_at": due.due_at, "built_at": time.time(),
-                                                        "total_nusd": report["total"]["nusd"]})
+                                                        "total_nusd": report["total"]["nusd"],
+                                                        "complete": not missing, "missing": missing})
         self.persist(self.table, o, f"{o}|parts|{key}", None)
         self._prune(o, spec)
+
+    def _late_part(self, o: int, key: str, done: Mapping[str, Any], q: int) -> None:
+        """A part of partition ``q`` came after its report went out: the report is not sent
+        again (on-call would get two messages for one day); logged, counted and noted."""
+        if q not in (done.get("missing") or ()) or q in (done.get("late") or ()):
+            return  # a part sent again after a crash, of a report it was in
+        assert self.persist is not None
+        log.warning("%s: partition %d reported after the report was sent partial; not sent again "
+                    "(GET /api/report has the full numbers)", key, q)
+        self.metrics.inc("reports_late_parts_total")
+        self.persist(self.table, o, f"{o}|done|{key}", {**done, "late": sorted({*(done.get("late") or ()), q})})
 
     def _prune_pending(self, o: int, spec: ReportSpec) -> None:
         """Keep the parts of the newest :data:`PENDING_KEPT` incomplete periods of a report."""

@@ -35,7 +35,7 @@ from alerts.model import (
     SpikeNotification,
     contributor_rank,
 )
-from alerts.report import Style, report_sections, report_title, report_total
+from alerts.report import Style, report_partial, report_sections, report_title, report_total
 from alerts.text import (
     amount,
     budget_figures,
@@ -634,8 +634,11 @@ def report_blocks(report: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]
     """Fallback text and Block Kit blocks of a spend report (:mod:`alerts.report`), within
     Slack's limits: names escaped, each list within a section, at most 50 blocks."""
     title = report_title(report)
-    text = clip(f"📊 {escape_mrkdwn(title)}: {report_total(report)}", SECTION_MAX)
+    partial = report_partial(report)  # some partitions' parts did not come by the deadline
+    text = clip(f"📊 {escape_mrkdwn(title)}: {report_total(report)}{f' ({partial})' if partial else ''}", SECTION_MAX)
     blocks = [_header(f"📊 {title}"), *(_section(s) for s in report_sections(report, _REPORT_STYLE))]
     blocks = blocks[: BLOCKS_MAX - 1]
-    blocks.append(_context("tokenpulse · spend_report · closed windows, exact to the nano-dollar"))
+    what = (f"⚠️ {partial}: their spend is not in these numbers" if partial
+            else "closed windows, exact to the nano-dollar")
+    blocks.append(_context(f"tokenpulse · spend_report · {what}"))
     return text, blocks
