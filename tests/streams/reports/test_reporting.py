@@ -203,3 +203,12 @@ def test_a_restart_while_waiting_still_closes() -> None:
 
     w2 = run(go())
     assert len(w2.notes) == 1 and w2.notes[0]["report"]["missing"][0]["partitions"] == [silent]
+
+
+def test_partial_line_names_every_missing_partition() -> None:
+    from alerts.report import report_partial
+
+    assert report_partial({"complete": True, "missing": []}) is None
+    assert report_partial({}) is None  # a report from before reports said
+    assert report_partial({"complete": False, "missing": [{"partitions": [5, 3]}]}) == \
+        "partial: partitions 3, 5 did not report"
