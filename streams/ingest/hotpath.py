@@ -255,6 +255,17 @@ class IngestLoop:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def settle(self, p: int) -> None:
+        """Wait until no checkpoint of partition p is in flight, also one the loop has begun
+        and not yet handed to its task (still sending its partials: :meth:`drain` does not
+        see it then). A revoke waits for it: its state must be on the broker before the
+        partition's next owner reads the changelog, or that owner would restore an older
+        state and send the same seq again with other partials."""
+        while p in self.in_ckpt:
+            await self.drain(p)
+            if p in self.in_ckpt and p not in self._tasks:
+                await asyncio.sleep(0.005)
+
     async def _persist(self, p: int, pending: list[Any], changes: dict[str, Any], offset: int) -> None:
         if pending:
             # DLQ records and window partials are acknowledged before the state that says
@@ -341,9 +352,9 @@ class IngestLoop:
         now = time.time()
         for p in sorted(partitions):
             try:
-                await self.drain(p)
+                await self.settle(p)
                 await self.checkpoint(p, now)
-                await self.drain(p)
+                await self.settle(p)
             except Exception:  # the next owner redoes what was not saved
                 log.exception("checkpoint on revoke failed for partition %d", p)
             self.cores.pop(p, None)
