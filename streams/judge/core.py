@@ -122,7 +122,7 @@ class JudgeCore:
     # and with every window flagged or judged while its alert is tracked; 1: with every window.
     # A crash loses at most the last ``state_every - 1`` windows of a series' learning: its
     # detector restarts from the state last written and does not see those windows again.
-    # :meth:`flush_states` writes them all with the next checkpoint (a partition given away).
+    # A rebalance loses as much: a revoked partition writes nothing (streams.worker.judging).
     state_every: int = 1
 
     def receive(
@@ -383,11 +383,6 @@ class JudgeCore:
         det.rebase()
         self._dirty.add(f"det|{series}")
         return True
-
-    def flush_states(self) -> None:
-        """Write every series' state with the next checkpoint, whatever its phase
-        (:attr:`state_every`): before the partition goes to another worker."""
-        self._dirty.update(f"det|{name}" for name in self.series)
 
     def alerts_changed(self, keys: Iterable[str], groups: Iterable[str] = ()) -> None:
         """Alert (and group) states changed outside a window (an answer from on-call): written

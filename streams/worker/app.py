@@ -162,6 +162,10 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
     async def on_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         judging.revoke(tp.partition for tp in revoked if tp.topic == topics["windows"])
 
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust calls it (app, assigned, signal=...)
+    async def on_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
+        judging.assigned(tp.partition for tp in assigned if tp.topic == topics["windows"])
+
     app.service(_services(state))
     app.task(_on_started(state))
     register_views(app, state)

@@ -51,7 +51,7 @@ from streams.judge.core import JudgeCore, judge_factory
 from streams.judge.step import judge_step
 from streams.reports.reporting import Reporting
 from streams.reports.retention import SpendRollup
-from streams.worker.tables import Tables, persist, persist_spend, restore_items
+from streams.worker.tables import Tables, persist, persist_spend, restore_items, written
 
 log = logging.getLogger("tokenpulse.alerts")
 
@@ -107,6 +107,11 @@ class JudgeWorker:
         self.ack: Callable[[Any], Awaitable[Any]] | None = None
         self.held: dict[int, list[Any]] = defaultdict(list)  # messages judged, not acknowledged yet
         self.last: dict[int, float] = defaultdict(float)  # when each partition was last checkpointed
+        # Bumped by every revoke. A message judged, or a checkpoint taken, across a revoke (the
+        # agent and the timer await sends while Faust rebalances) belongs to state the revoke
+        # threw away: it must not be held or acknowledged afterwards, or its offset would be
+        # committed with nothing of it persisted.
+        self.generation = 0
         self._new_judge = judge_factory(
             cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
             dashboard_url=cfg.dashboard_url, overrides=cfg.detector_overrides,
@@ -157,26 +162,59 @@ class JudgeWorker:
         return m
 
     def revoke(self, partitions: Iterable[int]) -> None:
-        """The windows partitions that went to another worker: write what they hold, every
-        detector's state included (``judge_state_every``), and forget it (the new owner
-        restores it from the tables; what was not acknowledged is judged again there)."""
-        for q in partitions:
-            j = self.judges.get(q)
-            if j is not None:
-                j.flush_states()
-                self._write(q)
+        """The windows partitions revoked by a rebalance: forget their state and the messages
+        held (not acknowledged). Whoever is assigned a partition next -- another worker, or
+        this one again (Faust's eager rebalance revokes every partition, also those it gives
+        back) -- restores its state from the tables and is given every message after the last
+        committed offset again; redelivered messages are recognised by their seq.
+
+        Nothing is checkpointed here, unlike the hot path's revoke: Faust has already
+        forgotten its acknowledgements of these partitions by now, so an acknowledgement sent
+        from here would be one it can mix up with the redelivered messages'."""
+        revoked = sorted(set(partitions))
+        self.generation += 1
+        dropped = 0
+        for q in revoked:
             self.judges.pop(q, None)
             self.ledgers.pop(q, None)
             self.mixes.pop(q, None)
             self.rollups.pop(q, None)
-            self.held.pop(q, None)
+            dropped += len(self.held.pop(q, []))
+            self.last.pop(q, None)
             if self.reporting is not None:
                 self.reporting.revoke(q)
+        log.info("judge partitions revoked: %s (%d messages not acknowledged, to be read again)", revoked, dropped)
+
+    def assigned(self, partitions: Iterable[int]) -> None:
+        """The windows partitions of a new assignment: drop this worker's copies of the others'
+        state from the tables' local data.
+
+        Faust's in-memory store forgets what it recovered from a changelog when the partition
+        goes, but not what this worker wrote itself (:func:`persist` writes the table's data
+        directly). Left there, a partition that moved away keeps its old spend in this
+        worker's ``/api/spend`` (counted twice across the workers) and its old judge and
+        budget state beside the new owner's. The changelogs are untouched: they hold the
+        partition's state for whoever owns it."""
+        mine = set(partitions)
+        log.info("judge partitions assigned: %s", sorted(mine))
+        n = self.n
+        t = self.tables
+        def theirs(key: str) -> bool:  # "<q>|...": the judge's and the ledgers' keys
+            head = key.partition("|")[0]
+            return head.isdigit() and int(head) not in mine
+
+        for table in (t.judge, t.budgets):
+            for k in [k for k in list(table.data) if theirs(k)]:
+                table.data.pop(k, None)
+        # spend: "<series>|<window>", on the series' judge partition
+        for k in [k for k in list(t.spend.data) if judge_partition(k.rpartition("|")[0], n) not in mine]:
+            t.spend.data.pop(k, None)
 
     # -- one message -----------------------------------------------------------------------
     async def receive(self, q: int, body: dict[str, Any], message: Any = None) -> None:
         """Judge one windows message of partition ``q`` and send what it gives; ``message`` is
         acknowledged with the checkpoint that covers it."""
+        generation = self.generation
         j = self.judge_for(q)
         self.rollups[q].seen(int(body["src"]), int(body.get("seq", -1)))
         metrics = self.metrics
@@ -205,6 +243,10 @@ class JudgeWorker:
             await self.notify(p, note)
         if self.reporting is not None and self.reporting.specs:
             await self.reporting.after_judge(q, wm)
+        if generation != self.generation:
+            # revoked while this message was judged: the judge it changed is gone, and the
+            # message comes again after the rebalance
+            return
         self.held[q].append(message)
         now = self.clock()
         if now - self.last[q] >= self.cfg.checkpoint_seconds:
@@ -250,34 +292,52 @@ class JudgeWorker:
         """Persist what changed on partition ``q``, then acknowledge the messages it covers.
 
         The ledger first: if a crash lands between the two, the judge re-emits spend the
-        ledger already holds (its seq marks skip it), rather than the other way round."""
+        ledger already holds (its seq marks skip it), rather than the other way round.
+
+        The messages are acknowledged only once the broker has every changelog record written
+        here (Faust buffers them): Faust commits what was acknowledged within a second, and a
+        crash between that commit and the records reaching the broker would lose the state of
+        messages never to be read again. Not at all when a rebalance revoked the partitions
+        meanwhile (:meth:`revoke`), nor when a record was not written."""
+        generation = self.generation
         to_ack = self.held.pop(q, [])
         self.last[q] = now
-        self._write(q)
-        if self.ack is not None:
-            for message in to_ack:
-                await self.ack(message)
+        writes = self._write(q)
+        if not to_ack or self.ack is None:
+            return
+        failed = await written(writes)
+        if failed:
+            # not acknowledged: read again after a restart or rebalance, onto this state
+            log.error("judge partition %d: %d changelog writes failed (%r); %d messages stay unacknowledged",
+                      q, len(failed), failed[0], len(to_ack))
+            return
+        if generation != self.generation:
+            return  # revoked meanwhile: Faust reads them again (see revoke)
+        for message in to_ack:
+            await self.ack(message)
 
-    def _write(self, q: int) -> None:
+    def _write(self, q: int) -> list[Any]:
         """Persist what changed on partition ``q``: the ledger, the mix watches, the judge's
-        state and spend (in that order)."""
+        state and spend (in that order). Returns the changelog writes, for :func:`written`."""
         j = self.judges.get(q)
         t = self.tables
+        writes: list[Any] = []
         led = self.ledgers.get(q)
         if led is not None:
             for key, value in led.checkpoint().items():
-                persist(t.budgets, q, f"{q}|{key}", value)
+                writes.append(persist(t.budgets, q, f"{q}|{key}", value))
         # every partition's watch: a crossing marks the owner's, which may not be q
         for p, watch in list(self.mixes.items()):
             for key, value in watch.checkpoint().items():
-                persist(t.budgets, p, f"{p}|{key}", value)
+                writes.append(persist(t.budgets, p, f"{p}|{key}", value))
         if j is not None:
             for key, value in j.checkpoint().items():
-                persist(t.judge, q, f"{q}|{key}", value)
-            persist_spend(t.spend, q, j.spend, j.spend_changes())
+                writes.append(persist(t.judge, q, f"{q}|{key}", value))
+            writes += persist_spend(t.spend, q, j.spend, j.spend_changes())
             roll = self.rollups.get(q)
             if roll is not None:  # at most one pass per hour of event time
-                persist_spend(t.spend, q, j.spend, roll.roll(j.spend, j.done_until))
+                writes += persist_spend(t.spend, q, j.spend, roll.roll(j.spend, j.done_until))
+        return writes
 
 
 def alert_line(note: Notification) -> str:

@@ -11,13 +11,15 @@ judge partition: ``"<q>|<key of the core's checkpoint>"``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
+import asyncio
+import inspect
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from streams.common.spend import SeriesSpend, spend_key, split_key
 
-__all__ = ["Table", "Tables", "owned_partitions", "persist", "persist_spend", "restore_items"]
+__all__ = ["Table", "Tables", "owned_partitions", "persist", "persist_spend", "restore_items", "written"]
 
 
 class Table(Protocol):
@@ -41,8 +43,10 @@ class Tables:
     reports: Table | None = None  # report parts and done marks (only with reports in the policy)
 
 
-def persist(table: Table, partition: int, key: str, value: Any) -> None:
-    """Write ``key`` (``None`` deletes it) to the table and its changelog partition.
+def persist(table: Table, partition: int, key: str, value: Any) -> Any:
+    """Write ``key`` (``None`` deletes it) to the table and its changelog partition; returns
+    the changelog write (Faust's future, done once the broker has the record), which a caller
+    that acknowledges input on the strength of it awaits first (:func:`written`).
 
     The partition is explicit: checkpoints also run from timers, outside stream iteration,
     where Faust cannot tell it."""
@@ -50,19 +54,34 @@ def persist(table: Table, partition: int, key: str, value: Any) -> None:
         table.data.pop(key, None)
     else:
         table.data[key] = value
-    table.send_changelog(partition, key, value)
+    return table.send_changelog(partition, key, value)
 
 
-def persist_spend(table: Table, partition: int, books: Mapping[str, SeriesSpend], changes: Mapping[str, Any]) -> None:
+async def written(writes: Iterable[Any]) -> list[BaseException]:
+    """Wait until the broker has every changelog write of ``writes`` (what :func:`persist`
+    returned; anything not awaitable, as the tests' tables return, counts as written) and
+    return the failures. Faust's ``send_changelog`` only buffers the record: input must not be
+    acknowledged (and its offset committed) before its state is on the broker, or a crash in
+    between loses what that input changed."""
+    futs = [w for w in writes if inspect.isawaitable(w)]
+    if not futs:
+        return []
+    results = await asyncio.gather(*futs, return_exceptions=True)
+    return [r for r in results if isinstance(r, BaseException)]
+
+
+def persist_spend(table: Table, partition: int, books: Mapping[str, SeriesSpend], changes: Mapping[str, Any]) -> list[Any]:
     """Write a judge's spend ``changes`` (records per window and day, ``None`` deletes) to the
     spend table's changelog; its ``data`` holds each changed series' book itself
     (``books``, a judge's ``spend``), not the records.
 
     In memory one :class:`SeriesSpend` per series; on the changelog the records a restore
-    reads back (:meth:`~streams.judge.core.JudgeCore.restore_spend`), as before the books."""
+    reads back (:meth:`~streams.judge.core.JudgeCore.restore_spend`), as before the books.
+    Returns the changelog writes, for :func:`written`."""
     data = table.data
+    writes: list[Any] = []
     for key, value in changes.items():
-        table.send_changelog(partition, key, value)
+        writes.append(table.send_changelog(partition, key, value))
         data.pop(key, None)  # a record recovery put there: the book holds it now
         got = split_key(key)
         if got is None:
@@ -74,6 +93,7 @@ def persist_spend(table: Table, partition: int, books: Mapping[str, SeriesSpend]
                 data[bk] = book
         else:
             data.pop(bk, None)
+    return writes
 
 
 def restore_items(table: Table, q: int) -> Iterator[tuple[str, Any]]:

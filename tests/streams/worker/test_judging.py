@@ -5,6 +5,7 @@ offline replay (the integration tier runs it in a real worker: tests/integration
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from streams.common.partitioning import judge_partition
 from streams.common.spend import spend_key
 from streams.ingest.windows import NANO, Partial
 from streams.worker.judging import JudgeWorker
+from streams.worker.tables import Tables
 from tests.streams.worker.fakes import MemoryTable, Topic, memory_tables
 from tokenpulse.replay import _Verdicts
 
@@ -171,15 +173,123 @@ async def test_a_revoked_partition_is_forgotten_and_restored_from_the_tables() -
     [pid] = j.ledgers[Q].periods("ads-daily")
     spent = j.ledgers[Q].spent("ads-daily", pid)
     assert j.judges[Q].done_until == T0 + 10 * W and spent > 10 * NANO
-    # two more messages, not checkpointed: the detectors learned windows not written yet
-    # (judge_state_every), which the revoke writes before it forgets them
+    # two more messages, not checkpointed (nor acknowledged): the revoke writes nothing
     for i, msg in enumerate(messages(12)[10:], 10):
         await j.receive(Q, msg, i)
     learned = {s: info.last_end for s, info in j.judges[Q].series.items()}
-    state = j.judges[Q].detectors["team=ads"].to_state()
     j.revoke([Q])
     assert Q not in j.judges and Q not in j.ledgers and Q not in j.held
-    again = j.judge_for(Q)
-    assert again.done_until == T0 + 12 * W and {s: i.last_end for s, i in again.series.items()} == learned
-    assert again.detectors["team=ads"].to_state() == state
-    assert j.ledgers[Q].spent("ads-daily", pid) > spent
+    # the last checkpoint's state: what came after it is read again, and learned again
+    assert j.judge_for(Q).done_until == T0 + 10 * W
+    assert j.ledgers[Q].spent("ads-daily", pid) == spent
+    for i, msg in enumerate(messages(12)[10:], 10):
+        await j.receive(Q, msg, i)
+    assert j.judges[Q].done_until == T0 + 12 * W
+    assert {s: i.last_end for s, i in j.judges[Q].series.items()} == learned
+
+
+# -- rebalances (issue 15: the two-worker start-up rebalance) ------------------------------------
+class SlowTable(MemoryTable):
+    """A Faust table's changelog: each write is a future the broker completes later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[asyncio.Future[Any]] = []
+
+    def send_changelog(self, partition: int, key: Any, value: Any) -> asyncio.Future[Any]:
+        super().send_changelog(partition, key, value)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.writes.append(fut)
+        return fut
+
+
+def slow_tables() -> Tables:
+    names = ["judge", "spend", "alerts", "deliveries", "budgets", "digests"]
+    return Tables(**{name: SlowTable() for name in names})  # type: ignore[arg-type]
+
+
+async def test_messages_are_acknowledged_once_the_broker_has_their_state() -> None:
+    """Faust commits acknowledged offsets within a second; acknowledged before the changelog
+    records reached the broker, a crash in between loses what those messages changed."""
+    tables = slow_tables()
+    j, _, _, acked = worker(config(), tables)
+    msgs = messages(3)
+    judging = asyncio.ensure_future(j.receive(Q, msgs[0], 0))  # the first message is due a checkpoint
+    await asyncio.sleep(0.01)
+    writes = [f for t in (tables.judge, tables.spend, tables.budgets) for f in t.writes]  # type: ignore[attr-defined]
+    assert writes and not judging.done() and acked == []
+    for f in writes:
+        f.set_result(None)
+    await asyncio.wait_for(judging, 5)
+    assert acked == [0]
+
+    # a write the broker refused: nothing acknowledged, the messages are read again after a restart
+    j.clock.t += 1.0  # type: ignore[attr-defined]
+    judging = asyncio.ensure_future(j.receive(Q, msgs[1], 1))
+    await asyncio.sleep(0.01)
+    writes = [f for t in (tables.judge, tables.spend, tables.budgets) for f in t.writes if not f.done()]  # type: ignore[attr-defined]
+    assert writes
+    writes[0].set_exception(ConnectionError("the broker went away"))
+    for f in writes[1:]:
+        f.set_result(None)
+    await asyncio.wait_for(judging, 5)
+    assert acked == [0]
+
+
+async def test_a_message_judged_across_a_revoke_is_read_again_not_acknowledged() -> None:
+    """Faust revokes every partition at a rebalance without waiting for the agent, which may be
+    awaiting a send: the judge that message changed is gone, so it must not be acknowledged
+    (its offset committed) on the strength of the next judge's checkpoint. Faust gives every
+    message after the last commit again; the spend comes out as without the rebalance."""
+    msgs = messages(40)
+    whole, _, _, _ = worker(config())
+    for i, msg in enumerate(msgs):
+        await whole.receive(Q, msg, i)
+
+    clock = Clock(T0 + 86400)
+    j, outbox, _, acked = worker(config(), clock=clock)
+    rebalanced: list[int] = []
+
+    async def send_outbox(k: bytes, v: bytes, p: int) -> None:
+        await outbox.send(k, v, p)
+        if not rebalanced:  # the rebalance lands while the agent awaits the outbox
+            rebalanced.append(current)
+            j.revoke([Q])
+
+    j.send_outbox = send_outbox
+    i = 0
+    while i < len(msgs):
+        current = i
+        clock.t += 0.4  # a checkpoint every few messages
+        await j.receive(Q, msgs[i], i)
+        if rebalanced and rebalanced[-1] == current:
+            rebalanced.append(-1)
+            # Faust, assigned the partition again: every message after the committed offset
+            # (the first run of acknowledged offsets) comes again
+            i = next(k for k in range(len(msgs) + 1) if k not in acked)
+            assert current not in acked
+            continue
+        i += 1
+    clock.t += 1.0
+    await j.tick()
+    await whole.checkpoint(Q, clock.t)
+    assert rebalanced and j.tables.spend.data == whole.tables.spend.data
+
+
+async def test_an_assignment_drops_the_local_copies_of_partitions_gone_elsewhere() -> None:
+    """Faust's memory store keeps what this worker wrote of a partition that moved away; the
+    new owner has it now, so here it would be counted twice across the workers' APIs."""
+    clock = Clock(T0 + 86400)
+    j, _, _, _ = worker(config(), clock=clock)
+    for i, msg in enumerate(messages(10)):
+        await j.receive(Q, msg, i)
+    clock.t += 1.0
+    await j.tick()
+    t = j.tables
+    before = {name: dict(getattr(t, name).data) for name in ("judge", "spend", "budgets")}
+    assert all(before.values())
+    j.assigned([Q])  # still ours: kept
+    assert {name: dict(getattr(t, name).data) for name in before} == before
+    j.revoke([Q])
+    j.assigned([1 - Q])  # gone to another worker
+    assert not t.judge.data and not t.spend.data and not t.budgets.data
