@@ -313,7 +313,12 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
     @takes(NOTHING)
     async def healthz(web: Any, request: Any, args: dict[str, Any]) -> Any:
         assigned = sorted(ingest.assigned)
-        return web.json({"status": "ok", "uptime_s": round(time.time() - started, 1), "usage_partitions": assigned})
+        # the judge's (Faust's) group settles apart from the hot path's: both say where they stand
+        judging = state.judging.owned()
+        return web.json({"status": "ok", "uptime_s": round(time.time() - started, 1), "usage_partitions": assigned,
+                         "judge_partitions": None if judging is None else sorted(judging),
+                         # true from a rebalance's start until its tables are recovered
+                         "judge_settling": bool(getattr(app, "rebalancing", False))})
 
     @page("/metrics")
     @takes(NOTHING)

@@ -135,6 +135,22 @@ class Worker:
         self.proc.wait(10)
 
 
+def settled(workers: list[Worker], partitions: int, timeout: float = 60.0) -> None:
+    """Wait until both groups of ``workers`` have settled: every usage partition and every
+    judge (windows) partition held by exactly one of them, and none of them rebalancing or
+    recovering its tables. ``Worker.start`` waits for the hot path's group only; Faust's group
+    (the judge) settles a moment later, and longer on a loaded machine."""
+    every = list(range(partitions))
+
+    def ok() -> bool:
+        hs = [get_json(f"{w.url}/healthz", timeout=2) for w in workers]
+        usage = sorted(p for h in hs for p in h["usage_partitions"])
+        judge = sorted(p for h in hs for p in (h.get("judge_partitions") or []))
+        return usage == every and judge == every and not any(h.get("judge_settling") for h in hs)
+
+    wait_until(ok, timeout, "both groups of the workers settled")
+
+
 def deployment_env(broker: Any, workdir: Path, partitions: int, tag: str = "it", **settings: object) -> dict[str, str]:
     """The environment of a worker with topics of its own (a fresh prefix and app id), its
     usage topic created; ``settings`` are further TOKENPULSE_* values by field name."""

@@ -16,7 +16,7 @@ import pytest
 
 from streams.common.partitioning import org_partition
 from streams.ingest.windows import NANO, to_nusd
-from tests.integration.harness import Worker, get_json, produce, wait_until
+from tests.integration.harness import Worker, get_json, produce, settled, wait_until
 from tests.integration.test_spine import PD_KEY, W, event, worker_env
 
 pytestmark = pytest.mark.integration
@@ -41,9 +41,8 @@ def test_two_workers_each_judge_one_org_one_page_exact_spend(broker: Any, slack:
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda w: w.start(1, timeout=120), workers))
         # Faust's group (the judge) settles a moment after the ingest group that start() waits
-        # for; a rebalance while a worker works through a backlog is the known loss of
-        # docs/deploying.md#failover (this test is about where series are judged).
-        time.sleep(3.0)
+        # for, and longer on a loaded machine (this test is about where series are judged)
+        settled(workers, PARTITIONS)
         t0 = int(time.time() // W) * W - 40 * W
         msgs: list[tuple[bytes, bytes]] = []
         for i in range(40):
