@@ -32,6 +32,7 @@ plain objects (tests/streams/worker/test_judging.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -112,6 +113,7 @@ class JudgeWorker:
         # threw away: it must not be held or acknowledged afterwards, or its offset would be
         # committed with nothing of it persisted.
         self.generation = 0
+        self._acking: set[asyncio.Task[None]] = set()  # acknowledgements waiting for their checkpoint's writes
         self._new_judge = judge_factory(
             cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
             dashboard_url=cfg.dashboard_url, overrides=cfg.detector_overrides,
@@ -305,13 +307,24 @@ class JudgeWorker:
         writes = self._write(q)
         if not to_ack or self.ack is None:
             return
+        pending = [w for w in writes if isinstance(w, asyncio.Future) and not w.done()]
+        if not pending:
+            await self._acknowledge(q, writes, to_ack, generation)
+            return
+        # The agent goes on judging meanwhile (a backlog's checkpoint can be hundreds of
+        # records, one request each on Tansu); the acknowledgement follows the broker's.
+        task = asyncio.ensure_future(self._acknowledge(q, writes, to_ack, generation))
+        self._acking.add(task)
+        task.add_done_callback(self._acking.discard)
+
+    async def _acknowledge(self, q: int, writes: list[Any], to_ack: list[Any], generation: int) -> None:
         failed = await written(writes)
         if failed:
             # not acknowledged: read again after a restart or rebalance, onto this state
             log.error("judge partition %d: %d changelog writes failed (%r); %d messages stay unacknowledged",
                       q, len(failed), failed[0], len(to_ack))
             return
-        if generation != self.generation:
+        if generation != self.generation or self.ack is None:
             return  # revoked meanwhile: Faust reads them again (see revoke)
         for message in to_ack:
             await self.ack(message)

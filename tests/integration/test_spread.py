@@ -84,8 +84,9 @@ def test_two_workers_each_judge_one_org_one_page_exact_spend(broker: Any, slack:
             log = w.log_path.read_text(errors="replace")
             assert PD_KEY not in log and slack.token not in log
     except BaseException:
-        for w in workers:
-            print(w.log_tail(80))
+        for w in workers:  # logs, task stacks, /api/status and /metrics of each
+            print(f"--- {w.log_path.name}")
+            print(w.diagnostics() if w.proc is not None and w.proc.poll() is None else w.log_tail(150))
         raise
     finally:
         for w in workers:
