@@ -94,7 +94,7 @@ def test_two_workers_each_judge_one_org_one_page_exact_spend(broker: Any, slack:
             print(w.diagnostics() if w.proc is not None and w.proc.poll() is None else w.log_tail(150))
             for path in ("/api/windows", "/api/spend?group_by=team"):
                 try:
-                    print(f"--- {path}\n{get_json(w.url + path, timeout=3)}")
+                    print(f"--- {path}\n{get_json(w.url + path, timeout=3, local=True)}")
                 except Exception as exc:  # noqa: BLE001 - diagnostics only
                     print(f"--- {path}: {exc!r}")
         raise
