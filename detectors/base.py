@@ -167,6 +167,18 @@ class Detector(ABC):
         baseline that flagged it.
         """
 
+    def _take_held(self) -> float | None:
+        """The calibration statistic the last ``_learn_protected`` window did not learn (None:
+        none, or this model does not calibrate one); handed over once.
+
+        A combiner that finds afterwards that the window belonged to a short, isolated burst
+        gives it back through :meth:`_learn_held`: see ``Combined``'s ``burst_windows``.
+        """
+        return None
+
+    def _learn_held(self, stat: float, weight: float = 1.0) -> None:  # noqa: B027 - an optional hook, as _learn_protected
+        """Learn a statistic from :meth:`_take_held` into the score's calibration, late."""
+
     def learn_damped(self, ts: float, value: float, count: float | None, damp: float) -> None:
         """Learn one window with its pull on the baseline scaled by ``damp`` (0 to 1).
 

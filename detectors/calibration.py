@@ -137,13 +137,17 @@ class TailCalibrator:
 
     # -- learning ---------------------------------------------------------------------------
 
-    def learn(self, z: float) -> None:
-        """Add one normal window's statistic (``-inf``: the lowest possible, e.g. no spend)."""
+    def learn(self, z: float, weight: float = 1.0) -> None:
+        """Add one normal window's statistic (``-inf``: the lowest possible, e.g. no spend).
+
+        ``weight`` (0 to 1) counts the window as that fraction of one: for a window learnt late
+        and with less confidence (a short burst, see ``Combined``'s ``burst_weight``).
+        """
         if z != z:  # NaN: nothing to learn
             return
         w = self._w
-        self._c[_bin(z)] += w
-        self._total += w
+        self._c[_bin(z)] += w * weight
+        self._total += w * weight
         self._n += 1
         # Exponential forgetting from the start, not an average that turns into one: a model
         # whose own scale is still settling (its first day) should not weigh on its scores for

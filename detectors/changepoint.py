@@ -214,6 +214,7 @@ class LevelShift(Detector):
     # -- state ------------------------------------------------------------------------------
 
     def _reset(self) -> None:
+        self._held: float | None = None  # not state: see _take_held
         # typed arrays, not lists of Python numbers: a quarter of the memory, the same values
         self._n = array("q", bytes(8 * _N_SLOTS))  # windows with spend learnt
         # Which hour-of-day slots have data (bit i: slot i), which have data from a day
@@ -444,11 +445,20 @@ class LevelShift(Detector):
     ) -> None:
         # The statistic is a test of the recent windows: it must see the flagged ones too, or
         # an alarm could never stay raised -- nor resolve. The baseline must not.
-        _, _, _, _, x, s, _, rsc = self._judge(ts, value)
+        _, _, _, _, x, s, stat, rsc = self._judge(ts, value)
         self._memo = None
+        if stat is not None and self._n[_GLOBAL] >= self.min_history and self._n[_GLOBAL]:
+            self._held = stat  # what learn_one would have calibrated on (see _take_held)
         self._step(ts, x, s, rsc)
         if x is not None:
             self._recent += _RECENT_W * (x - self._recent)
+
+    def _take_held(self) -> float | None:
+        held, self._held = self._held, None
+        return held
+
+    def _learn_held(self, stat: float, weight: float = 1.0) -> None:
+        self._cal.learn(stat, weight)
 
     def _rebase(self) -> None:
         # As an accepted shift (max_shift_seconds), but now and to the recent level: every

@@ -100,6 +100,14 @@ class Combined(Detector):
     off by default) is too high at night and on quiet days. Set ``min_excess_minutes: 0`` for a
     plain dollar gate (``min_excess_usd``). ``impact`` in the verdict is the running excess.
 
+    A surprising window teaches no model, and so not the calibration of their p-values either;
+    but a run of them that ends within ``burst_windows`` windows was a **burst**, part of
+    the series' normal variation: its windows' statistics are learnt into the calibration when
+    it ends (not into the baselines). A bursty series' calibration then knows its bursts, and
+    an ordinary one is no longer p ~ 1e-10; a longer run is an incident and teaches nothing.
+    Such a burst is learnt only once ``burst_gap`` (30) quiet windows follow it: runs closer
+    together are the on-and-off windows of one incident (a model switch), and teach nothing.
+
     A surprise in a quarter hour of the day (UTC) that was also surprising (a component
     flagged it), give or take a quarter hour, on ``recurring_days`` of the previous seven days
     is **routine** -- a nightly batch, a daily report -- and neither alerts nor is kept from
@@ -163,6 +171,22 @@ class Combined(Detector):
         windows (about a week's memory). The models' expected value is a typical, log-scale
         value; on a bursty, heavy-tailed series it sits far below the mean, and every ordinary
         burst would count as dollars over expected. ``false``: over the expected value itself.
+    burst_windows
+        A run of surprising windows that ends within this many windows is a burst, not an
+        incident: when it ends, its windows' statistics are learnt into the models' p-value
+        calibration (never into their baselines), so that a bursty series' ordinary bursts
+        stop scoring p ~ 1e-10 against a tail that never saw one (5); 0 turns it off.
+    burst_gap
+        A burst is learnt only once this many quiet windows have followed it; another
+        surprising run before then makes both the on-and-off windows of one incident (a model
+        switch, a loop that stutters), and the earlier one is dropped (30). 0: learnt when it
+        ends, which loses incidents that come on and off (docs/detectors.md).
+    burst_weight
+        Each burst window counts as this fraction (0 to 1) of a window in the calibration.
+    burst_recur, burst_recur_days
+        A burst is learnt only on a series that has had at least ``burst_recur`` bursts before
+        it, counted with exponential forgetting over ``burst_recur_days`` (7): a one-off
+        burst-like incident stays rare. 0: every burst is learnt.
 
     Example: a team spending about $2 a minute (the gate: 10 minutes of it, $20). A burst to $6
     is surprising but not worth it; the burst to $40 that follows it alerts.
@@ -199,6 +223,11 @@ class Combined(Detector):
         max_new_normal_ratio: float = 5.0,
         protect_anomaly: bool = True,
         gate_on_mean: bool = True,
+        burst_windows: int = 5,
+        burst_weight: float = 1.0,
+        burst_recur: float = 0.0,
+        burst_recur_days: float = 7.0,
+        burst_gap: int = 30,
     ) -> None:
         from detectors import DETECTORS  # the registry imports this module
 
@@ -216,6 +245,18 @@ class Combined(Detector):
         self.max_new_normal_ratio = max_new_normal_ratio
         self.protect_anomaly = protect_anomaly
         self.gate_on_mean = gate_on_mean
+        self.burst_windows = burst_windows
+        self.burst_weight = burst_weight
+        self.burst_recur = burst_recur
+        self.burst_recur_days = burst_recur_days
+        self.burst_gap = burst_gap
+        require("Combined", isinstance(burst_windows, int) and burst_windows >= 0,
+                "burst_windows must be an integer >= 0 (0: off)", burst_windows)
+        require("Combined", 0.0 < burst_weight <= 1.0, "burst_weight must be in (0, 1]", burst_weight)
+        require("Combined", burst_recur >= 0.0, "burst_recur must be >= 0 (0: off)", burst_recur)
+        require("Combined", isinstance(burst_gap, int) and burst_gap >= 0,
+                "burst_gap must be an integer >= 0", burst_gap)
+        require("Combined", burst_recur_days > 0.0, "burst_recur_days must be > 0", burst_recur_days)
         require("Combined", window_seconds > 0, "window_seconds must be > 0", window_seconds)
         require(
             "Combined",
@@ -307,6 +348,15 @@ class Combined(Detector):
         self._level = LevelSurprise()
         self._dep2 = [2 * _DEP_Q, float(_DEP_PRIOR)]
         self._prev_p = 1.0
+        # The surprising run under way: its length in windows, and the calibration statistics
+        # its windows did not teach the models ([model index, statistic], while it is short).
+        self._burst_n = 0
+        self._burst: list[list[float]] = []
+        # Bursts seen so far, forgotten exponentially over ``burst_recur_days``, and when the
+        # last one ended (``burst_recur``).
+        self._burst_seen = 0.0
+        self._burst_ts = 0.0
+        self._burst_quiet = 0  # quiet windows since the last run ended (``burst_gap``)
 
     def _get_state(self) -> dict[str, Any]:
         return {
@@ -320,6 +370,7 @@ class Combined(Detector):
             "recur_day": self._recur_day,
             "recur": list(self._recur),
             "score": [self._level.to_state(), list(self._dep2), self._prev_p],
+            "burst": [self._burst_n, [list(x) for x in self._burst], self._burst_seen, self._burst_ts, self._burst_quiet],
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -378,6 +429,23 @@ class Combined(Detector):
         if len(dep2) != 2 or not all(math.isfinite(x) and x >= 0.0 for x in [*dep2, prev_p]):
             raise ValueError("combined state: bad score state")
         self._level, self._dep2, self._prev_p = level, dep2, prev_p
+        # (states written before the burst rule have none)
+        try:
+            burst_n, burst, *seen = state.get("burst", (0, []))
+            burst_n = int(burst_n)
+            burst = [[int(i), float(x)] for i, x in burst]
+            seen_n, seen_ts = (float(seen[0]), float(seen[1])) if seen else (0.0, 0.0)
+            quiet = int(seen[2]) if len(seen) > 2 else 0
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ValueError(f"malformed combined state: {exc!r}") from exc
+        if (
+            burst_n < 0
+            or not all(0 <= i < len(self._models) for i, _ in burst)
+            or not (math.isfinite(seen_n) and seen_n >= 0.0 and math.isfinite(seen_ts) and quiet >= 0)
+        ):
+            raise ValueError("combined state: bad burst")
+        self._burst_n, self._burst = burst_n, burst
+        self._burst_seen, self._burst_ts, self._burst_quiet = seen_n, seen_ts, quiet
         self._scored = None
 
     # -- model ------------------------------------------------------------------------------
@@ -607,6 +675,8 @@ class Combined(Detector):
                 m._learn_protected(ts, value, v, count)
             else:
                 m.learn_one(ts, value, count)  # routine windows teach every model
+        if self.burst_windows:
+            self._hold_burst(ts, protect_all)
         if not protect_all:
             # The dependence estimate learns normal windows only: not those a model flagged
             # either, or a run of incidents just under the threshold would teach it that
@@ -642,6 +712,48 @@ class Combined(Detector):
             self._rebase()  # a new normal: from the next window on, this level is expected
             run = (0.0, 0.0)
         self._commit(run, noticed_at)
+
+    def _hold_burst(self, ts: float, surprising: bool) -> None:
+        """Short surprising runs teach the models' calibration after all (``burst_windows``).
+
+        A surprising window teaches no model, and so not its p-value's calibration either:
+        on a bursty series the calibration then never sees a burst, its tail is extrapolated
+        from quieter windows, and every ordinary burst scores p ~ 1e-10. A run of surprising
+        windows that ends within ``burst_windows`` windows is such a burst: its windows'
+        statistics (held back by each model) are learnt into the calibration when it ends.
+        A longer run is an incident and teaches nothing; nor does the baseline learn a burst.
+        """
+        held = self._burst
+        if surprising:
+            if not self._burst_n and held:
+                # ``burst_gap``: another run before the last one's gap is over -- on-and-off
+                # windows of one incident (a model switch), not an isolated burst
+                held.clear()
+            self._burst_n += 1
+            short = self._burst_n <= self.burst_windows
+            for i, m in enumerate(self._models):
+                stat = m._take_held()
+                if short and stat is not None:
+                    held.append([i, stat])
+            if not short:
+                held.clear()
+            return
+        for m in self._models:
+            m._take_held()  # a window a model flagged by itself: not a burst of the series'
+        if self._burst_n:
+            self._burst_quiet = 0  # a run just ended
+        self._burst_n = 0
+        if held and self._burst_quiet < self.burst_gap:
+            self._burst_quiet += 1
+        elif held:
+            # ``burst_recur``: only a series whose bursts recur learns them; a one-off burst
+            # (an incident that looks like one) is counted, and stays rare.
+            seen = self._burst_seen * math.exp(-(ts - self._burst_ts) / (86400.0 * self.burst_recur_days))
+            if seen >= self.burst_recur:
+                for k, stat in held:
+                    self._models[int(k)]._learn_held(stat, self.burst_weight)
+            self._burst_seen, self._burst_ts = seen + 1.0, ts
+            held.clear()
 
     def _track_shift(self, ts: float, value: float, expected: float, surprising: bool) -> bool:
         """Follow a run of surprising windows period by period (a third of ``new_normal_after``:
@@ -689,6 +801,7 @@ class Combined(Detector):
         self._shift = [None, None, 0, 0.0, 0, None, 0.0]
         self._level.rebase()
         self._prev_p = 1.0
+        self._burst_n, self._burst = 0, []
         self._scored = None
 
     def _commit(self, run: tuple[float, float], noticed_at: tuple[int, int] | None) -> None:

@@ -173,6 +173,7 @@ class CountTail(Detector):
     # -- state ------------------------------------------------------------------------------
 
     def _reset(self) -> None:
+        self._held: float | None = None  # not state: see _take_held
         # typed arrays, not lists of Python numbers: a quarter of the memory, the same values
         self._n = array("q", bytes(8 * _N_SLOTS))  # windows learnt
         self._mean = array("d", bytes(8 * _N_SLOTS))  # mean requests per window
@@ -411,6 +412,15 @@ class CountTail(Detector):
         self._memo = None
         if memo is not None and memo[0] == ts and memo[1] == value and memo[2] == count:
             self._follow(value, count, memo[3], memo[4][3])  # the level, not the baseline
+            if self._n[_GLOBAL] >= self.min_history and self._n[_GLOBAL]:
+                self._held = memo[5]  # what learn_one would have calibrated on (see _take_held)
+
+    def _take_held(self) -> float | None:
+        held, self._held = self._held, None
+        return held
+
+    def _learn_held(self, stat: float, weight: float = 1.0) -> None:
+        self._cal.learn(stat, weight)
 
     def _follow(self, value: float, count: float | None, x: float, mu: float) -> None:
         r = self._recent

@@ -192,6 +192,7 @@ class SeasonalBaseline(Detector):
     # -- state ------------------------------------------------------------------------------
 
     def _reset(self) -> None:
+        self._held: float | None = None  # not state: see _take_held
         # Typed arrays, not numpy: an update touches 3 slots, where numpy's per-call overhead
         # (~1 us per tiny op) costs more than the arithmetic. Not lists of Python numbers
         # either: 193 slots x 5 of those held ~26 KiB per series, these ~5 KiB (the same
@@ -405,12 +406,21 @@ class SeasonalBaseline(Detector):
         # price: a runaway during a slot's first period is remembered by that slot.
         memo = self._memo
         self._memo = None
-        if memo is not None and memo[0] == ts and memo[1] == value and memo[3] is not None:
-            self._follow(memo[3])  # the current level, whether or not it is learnt
+        if memo is not None and memo[0] == ts and memo[1] == value:
+            self._held = memo[2]  # what learn_one would have calibrated on (see _take_held)
+            if memo[3] is not None:
+                self._follow(memo[3])  # the current level, whether or not it is learnt
         hour, slots = self._slots(ts)
         level = self._judging_level(hour, slots)
         if level:
             self._learn(hour, slots, value, levels=level)
+
+    def _take_held(self) -> float | None:
+        held, self._held = self._held, None
+        return held
+
+    def _learn_held(self, stat: float, weight: float = 1.0) -> None:
+        self._cal.learn(stat, weight)
 
     def _follow(self, lr: float) -> None:
         self._recent += _RECENT_W * (lr - self._recent)

@@ -319,3 +319,79 @@ def test_a_step_is_news_when_it_comes_not_for_hours(a_week_of_a_dollar_a_minute:
     later = verdicts[30 : 3 * HOUR - 10]
     assert all(v.is_anomaly for v in later)
     assert all(0.99 <= v.score < 0.999 for v in later)
+
+
+def _bursty_days(det: Combined, days: float, seed: int = 3) -> tuple[int, int]:
+    """A $2-a-minute series with a two-window burst at 5x every 173 minutes; (burst windows of
+    the last day, how many of them were surprising)."""
+    rng = np.random.default_rng(seed)
+    n = int(days * 1440)
+    late = surprising = 0
+    for i in range(n):
+        burst = i % 173 < 2
+        det.update(MONDAY + 60 * i, 2.0 * rng.lognormal(0, 0.3) * (5.0 if burst else 1.0), count=40)
+        if burst and i >= n - 1440:
+            late += 1
+            gate = det.gate_inputs()
+            surprising += bool(gate and gate[0])
+    return late, surprising
+
+
+def test_short_bursts_teach_the_calibration_and_an_incident_still_alerts() -> None:
+    # Without the burst rule the calibration never sees a burst (surprising windows teach no
+    # model): every one of them stays surprising, day after day.
+    old = Combined(burst_windows=0, min_excess_usd=5.0, min_excess_minutes=0.0)
+    late, surprising = _bursty_days(old, 3.0)
+    assert late >= 14 and surprising >= late // 2
+    det = Combined(burst_windows=5, min_excess_usd=5.0, min_excess_minutes=0.0)
+    late, surprising = _bursty_days(det, 3.0)
+    assert late >= 14 and surprising == 0
+    # a run longer than a burst is an incident: it alerts, and teaches the calibration nothing
+    rng = np.random.default_rng(4)
+    t = MONDAY + 60 * 3 * 1440
+    alerts = [det.update(t + 60 * j, 10.0 * rng.lognormal(0, 0.3), count=200).is_anomaly for j in range(1, 31)]
+    assert any(alerts[:20])
+    assert det.to_state()["burst"][1] == []
+
+
+def test_bursts_teach_only_where_they_recur_and_at_their_weight() -> None:
+    # burst_recur: the first bursts of a series are counted but not learnt, so a one-off
+    # burst-like incident stays as rare as it was; recurring ones are learnt after all
+    det = Combined(burst_windows=5, burst_recur=1e9, min_excess_usd=5.0, min_excess_minutes=0.0)
+    late, surprising = _bursty_days(det, 3.0)
+    assert late >= 14 and surprising >= late // 2  # never learnt: as without the rule
+    seen, at, _ = det.to_state()["burst"][2:]
+    assert seen > 10 and at > MONDAY + 2 * 86400
+    det = Combined(burst_windows=5, burst_recur=3.0, min_excess_usd=5.0, min_excess_minutes=0.0)
+    late, surprising = _bursty_days(det, 3.0)
+    assert late >= 14 and surprising == 0
+    # burst_weight: a burst window counts as a fraction of one in the calibration
+    det = Combined(burst_windows=5, burst_weight=0.25, min_excess_usd=5.0, min_excess_minutes=0.0)
+    late, surprising = _bursty_days(det, 3.0)
+    assert late >= 14 and surprising <= late // 2
+    # burst_gap: a burst is learnt once that many quiet windows follow it; runs closer together
+    # (every 173 windows here, or 346 where one of them was not surprising) are the on-and-off windows of one incident, and teach nothing
+    det = Combined(burst_windows=5, burst_gap=30, min_excess_usd=5.0, min_excess_minutes=0.0)
+    late, surprising = _bursty_days(det, 3.0)
+    assert late >= 14 and surprising == 0
+    det = Combined(burst_windows=5, burst_gap=400, min_excess_usd=5.0, min_excess_minutes=0.0)
+    late, surprising = _bursty_days(det, 3.0)
+    assert late >= 14 and surprising >= late // 2
+    # the settings are checked, and a state from before the burst count still loads
+    for bad in (
+        {"burst_weight": 0.0}, {"burst_weight": 1.5}, {"burst_recur": -1.0}, {"burst_recur_days": 0.0},
+        {"burst_gap": -1},
+    ):
+        with pytest.raises(ValueError, match="burst_"):
+            Combined(**bad)  # type: ignore[arg-type]
+    state = det.to_state()
+    state["burst"] = state["burst"][:2]
+    again = Combined(burst_windows=5, burst_weight=0.25, min_excess_usd=5.0, min_excess_minutes=0.0)
+    again.load_state(json.loads(json.dumps(state)))
+    assert again.to_state()["burst"][2:] == [0.0, 0.0, 0]
+    del state["burst"]  # a checkpoint from before the burst rule
+    again.load_state(json.loads(json.dumps(state)))
+    assert again.to_state()["burst"] == [0, [], 0.0, 0.0, 0]
+    state["burst"] = [0, [], -1.0, 0.0, 0]
+    with pytest.raises(ValueError, match="burst"):
+        again.load_state(state)
