@@ -69,6 +69,7 @@ from streams.worker.pagerduty_webhook import (
 )
 from streams.worker.peers import Peers, advertised_url, group_layout
 from streams.worker.reload import PolicyReloader, PolicySource
+from streams.worker.rewind import rewind_faust_consumer
 from streams.worker.slack_actions import SlackVerifier, register_slack_actions
 from streams.worker.state import WorkerState
 from streams.worker.tables import Tables, owned_partitions, persist
@@ -166,10 +167,22 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
     async def on_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
         judging.assigned(tp.partition for tp in assigned if tp.topic == topics["windows"])
 
+    _rewind_on_rebalance(app, topics["windows"])
+
     app.service(_services(state))
     app.task(_on_started(state))
     register_views(app, state)
     return app
+
+
+def _rewind_on_rebalance(app: WorkerApp, topic: str) -> None:
+    """Faust reads records it dropped during a rebalance again only by seeking to the committed
+    offset, and aiokafka does not seek where there is none: without this, a ``topic`` partition
+    never committed skipped them (:mod:`streams.worker.rewind`)."""
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust sends it after table recovery, before perform_seek
+    async def on_rebalance_complete(app_: Any, **kwargs: Any) -> None:
+        await rewind_faust_consumer(app, {topic})
 
 
 def faust_settings(cfg: StreamConfig, metrics: Metrics | None = None) -> dict[str, Any]:
