@@ -4,9 +4,7 @@ partitions (one org each), and each answers ``/api/*`` for both, by asking the o
 and top users whichever is asked, equal to what was sent. A peer that does not answer (SIGSTOP)
 costs at most the peer timeout: the answer says ``complete: false`` and names its partition.
 
-Tansu only: on Apache Kafka it fails otherwise than test_spread's bug did (fixed: streams.worker.rewind):
-no PagerDuty resolve within 90 s, 3 of 3 runs on 2026-12-06, not investigated yet; the fan-out
-itself does not depend on the broker."""
+On Tansu and Apache Kafka."""
 
 from __future__ import annotations
 
@@ -51,8 +49,6 @@ def ask(base: str, path: str, timeout: float = 10.0, local: bool = False) -> tup
 
 def test_every_worker_answers_for_all_partitions_and_names_a_silent_peer(broker: Any, slack: Any, pagerduty: Any,
                                                                          workdir: Path) -> None:
-    if broker.flavor != "tansu":
-        pytest.skip("Apache Kafka: no PagerDuty resolve within 90 s in 3 of 3 runs (2026-12-06), not investigated")
     assert sorted(org_partition(o, PARTITIONS) for o in ORGS) == [0, 1]
     env, topics = worker_env(broker, slack, pagerduty, workdir)
     (workdir / "policy.yaml").write_text(POLICY.replace("watch: [team]", "watch: [team, user]"))
