@@ -19,19 +19,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from streams.common.partitioning import org_partition
-from streams.ingest.windows import NANO, to_nusd
+from streams.ingest.windows import NANO
 from streams.worker.peers import FORWARDED
 from tests.integration.harness import Worker, produce, wait_until
-from tests.integration.test_spine import POLICY, W, event, worker_env
+from tests.integration.test_spine import POLICY, W, worker_env
+from tests.integration.test_spread import ORGS, PARTITIONS, two_orgs_history
 
 pytestmark = pytest.mark.integration
 
-PARTITIONS = 2
-ORGS = ("default", "acme")  # on partitions 0 and 1 of 2: one org per worker
 TOKEN = "api-token-for-the-peers-0123456789"
 PEER_TIMEOUT = 1.5
 
@@ -61,19 +59,7 @@ def test_every_worker_answers_for_all_partitions_and_names_a_silent_peer(broker:
     # as tests/integration/test_spread.py): sent once both had read their empty partitions, it
     # would find them idle, left out of the judges' watermark, and part of it judged as late.
     t0 = int(time.time() // W) * W - 40 * W
-    msgs: list[tuple[bytes, bytes]] = []
-    for i in range(40):
-        for org in ORGS:
-            for team in ("ads", "search"):
-                spike = org == "acme" and team == "ads" and i in range(28, 31)
-                n, lo, hi = (40, 0.4, 0.6) if spike else (6, 0.05, 0.15)
-                evs = [event(team, t0 + i * W + rng.random() * W * 0.9, round(rng.uniform(lo, hi), 6), rng,
-                             org=org) for _ in range(n)]
-                acc = want.setdefault((None if org == "default" else org, team), [0, 0])
-                acc[0] += sum(to_nusd(e["cost_usd"]) for e in evs)
-                acc[1] += len(evs)
-                msgs.append((f"{org}/{team}".encode(), orjson.dumps(evs)))
-    produce(broker.bootstrap, topics["usage"], msgs)
+    produce(broker.bootstrap, topics["usage"], two_orgs_history(t0, rng, want))
     try:
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda w: w.start(1, timeout=120), workers))

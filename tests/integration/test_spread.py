@@ -25,6 +25,25 @@ PARTITIONS = 2
 ORGS = ("default", "acme")  # on partitions 0 and 1 of 2: one org per worker
 
 
+def two_orgs_history(t0: int, rng: random.Random, want: dict[tuple[str | None, str], list[int]]) -> list[tuple[bytes, bytes]]:
+    """40 windows from ``t0`` of both orgs' teams ``ads`` and ``search``, the usage messages;
+    acme's ads spikes in windows 28-30. Adds each (org or None, team)'s nano-dollars and events
+    to ``want``."""
+    msgs: list[tuple[bytes, bytes]] = []
+    for i in range(40):
+        for org in ORGS:
+            for team in ("ads", "search"):
+                spike = org == "acme" and team == "ads" and i in range(28, 31)
+                n, lo, hi = (40, 0.4, 0.6) if spike else (6, 0.05, 0.15)
+                evs = [event(team, t0 + i * W + rng.random() * W * 0.9, round(rng.uniform(lo, hi), 6), rng,
+                             org=org) for _ in range(n)]
+                acc = want.setdefault((None if org == "default" else org, team), [0, 0])
+                acc[0] += sum(to_nusd(e["cost_usd"]) for e in evs)
+                acc[1] += len(evs)
+                msgs.append((f"{org}/{team}".encode(), orjson.dumps(evs)))
+    return msgs
+
+
 def test_two_workers_each_judge_one_org_one_page_exact_spend(broker: Any, slack: Any, pagerduty: Any,
                                                               workdir: Path) -> None:
     assert sorted(org_partition(o, PARTITIONS) for o in ORGS) == [0, 1]
@@ -39,19 +58,7 @@ def test_two_workers_each_judge_one_org_one_page_exact_spend(broker: Any, slack:
     # reads its part first, the rest counted as late and not judged (no page, or no resolve).
     # The workers then take it over while their groups rebalance.
     t0 = int(time.time() // W) * W - 40 * W
-    msgs: list[tuple[bytes, bytes]] = []
-    for i in range(40):
-        for org in ORGS:
-            for team in ("ads", "search"):
-                spike = org == "acme" and team == "ads" and i in range(28, 31)
-                n, lo, hi = (40, 0.4, 0.6) if spike else (6, 0.05, 0.15)
-                evs = [event(team, t0 + i * W + rng.random() * W * 0.9, round(rng.uniform(lo, hi), 6), rng,
-                             org=org) for _ in range(n)]
-                acc = want.setdefault((None if org == "default" else org, team), [0, 0])
-                acc[0] += sum(to_nusd(e["cost_usd"]) for e in evs)
-                acc[1] += len(evs)
-                msgs.append((f"{org}/{team}".encode(), orjson.dumps(evs)))
-    produce(broker.bootstrap, topics["usage"], msgs)
+    produce(broker.bootstrap, topics["usage"], two_orgs_history(t0, rng, want))
     try:
         # Both start together and join the groups in one rebalance (one starting after the other
         # made the first hand over a partition and recover its tables again, which on a loaded
