@@ -274,7 +274,11 @@ def anyworker(state: WorkerState, path: str) -> Callable[[Any], Any]:
     return decorate
 
 
-def pages(app: Any, state: WorkerState) -> Callable[[str], Callable[[Any], Any]]:
+Page = Callable[[str], Callable[[Any], Any]]
+"""What :func:`pages` returns: ``page(path)`` decorates a view and registers it at ``path``."""
+
+
+def pages(app: Any, state: WorkerState) -> Page:
     """``app.page`` for this worker's views: an endpoint with a merge rule is answered for the
     whole deployment (:func:`anyworker`), the others (:data:`streams.worker.merge.LOCAL`) as they are."""
 
@@ -287,19 +291,29 @@ def pages(app: Any, state: WorkerState) -> Callable[[str], Callable[[Any], Any]]
     return page
 
 
-def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the sum of one small nested view per route
+def register_views(app: Any, state: WorkerState) -> None:
     """Every view above on ``app``, reading the running worker's ``state``: the hot path's
     cores (checkpoints, lag), the judges and budget ledgers by judge partition, the tables,
     the receivers' health, the config in force (a policy reload changes budgets and silences)
-    and the reloader's status."""
-    cfg, metrics, tables, ingest, pricer = state.cfg, state.metrics, state.tables, state.ingest, state.pricer
-    judges, ledgers = state.judging.judges, state.judging.ledgers
-    spend_t, alerts_t, deliveries_t = tables.spend, tables.alerts, tables.deliveries
-    started = state.started
-    cores: dict[int, Any] = ingest.cores
-
-    html = dashboard_html()
+    and the reloader's status. One ``register_*`` function an area (the dashboard, health,
+    spend, status, alerts, budgets and policy, on-call's answers, charts, report, digests),
+    each taking from ``state`` at registration the objects its views read."""
     page = pages(app, state)
+    register_dashboard_views(app, page)
+    register_health_views(app, state, page)
+    register_spend_views(state, page)
+    register_status_views(state, page)
+    register_alert_views(state, page)
+    register_policy_views(state, page)
+    register_answer_views(state, page)
+    register_chart_views(app, state)
+    register_report_view(app, state.reporting, lambda: state.peers)
+    register_digest_view(app, state.tables.digests, page)
+
+
+def register_dashboard_views(app: Any, page: Page) -> None:
+    """``/dashboard`` (the page, read once here) and its static files under ``/assets/``."""
+    html = dashboard_html()
 
     @page("/dashboard")
     @takes(DASHBOARD_QUERY)
@@ -308,6 +322,12 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
 
     for name, ctype in ASSETS.items():
         _asset_view(app, name, ctype)
+
+
+def register_health_views(app: Any, state: WorkerState, page: Page) -> None:
+    """``/healthz`` (liveness, partitions, whether the judge is settling) and ``/metrics``."""
+    metrics, ingest, pricer, started = state.metrics, state.ingest, state.pricer, state.started
+    cores: dict[int, Any] = ingest.cores
 
     @page("/healthz")
     @takes(NOTHING)
@@ -330,6 +350,11 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
             if lag is not None:
                 metrics.set("consumer_lag", lag, {"partition": str(p)})
         return web.text(metrics.render(extra, labelled), content_type="text/plain; version=0.0.4")
+
+
+def register_spend_views(state: WorkerState, page: Page) -> None:
+    """``/api/spend`` and ``/api/mix``: sums over the closed windows of the spend table."""
+    cfg, spend_t = state.cfg, state.tables.spend
 
     @page("/api/spend")
     @takes(SPEND_QUERY)
@@ -369,6 +394,12 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
                          "resolution_seconds": coarsest(items, cfg.window_seconds, since - (until - since), until),
                          "note": "closed windows only; internal = a model matching mix.internal_models",
                          "teams": rows})
+
+
+def register_status_views(state: WorkerState, page: Page) -> None:
+    """``/api/status`` and ``/api/windows``: where the hot path's cores and the judges stand."""
+    cfg, ingest, judges = state.cfg, state.ingest, state.judging.judges
+    cores: dict[int, Any] = ingest.cores
 
     @page("/api/status")
     @takes(NOTHING)
@@ -413,6 +444,11 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
         if series is not None and not out:
             raise ParamError("series", f"no judged windows for series {shown(series)} on this worker", status=404)
         return web.json({"window_seconds": cfg.window_seconds, "series": out})
+
+
+def register_alert_views(state: WorkerState, page: Page) -> None:
+    """``/api/silences``, ``/api/alerts`` (with delivery and on-call's answers) and ``/api/sinks``."""
+    alerts_t, deliveries_t = state.tables.alerts, state.tables.deliveries
 
     @page("/api/silences")
     @takes(NOTHING)
@@ -466,6 +502,11 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
             out.append(item)
         return web.json({"now": rfc3339(now), "sinks": out})
 
+
+def register_policy_views(state: WorkerState, page: Page) -> None:
+    """``/api/budgets`` (the ledgers of this worker's judge partitions) and ``/api/policy``."""
+    ledgers, started = state.judging.ledgers, state.started
+
     @page("/api/budgets")
     @takes(BUDGETS_QUERY)
     async def budgets_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
@@ -496,6 +537,11 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
         if last is not None:
             last = {**last, "at": rfc3339(last["at"])}
         return web.json({**st, "loaded_at": rfc3339(st["loaded_at"]), "last_reload": last})
+
+
+def register_answer_views(state: WorkerState, page: Page) -> None:
+    """``/api/inbox`` (what the receivers would have got) and ``/api/feedback`` (on-call's answers)."""
+    judges, alerts_t = state.judging.judges, state.tables.alerts
 
     @page("/api/inbox")
     @takes(NOTHING)
@@ -536,10 +582,6 @@ def register_views(app: Any, state: WorkerState) -> None:  # noqa: C901 - the su
         return web.json({"enabled": True, "feedback": rows, "summary": summary, "raised": raised,
                          "bounds": {"not_anomaly_step": live.not_anomaly_step, "max_raise": live.not_anomaly_max_raise,
                                     "floor_half_life_days": live.not_anomaly_half_life_days}})
-
-    register_chart_views(app, state)
-    register_report_view(app, state.reporting, lambda: state.peers)
-    register_digest_view(app, tables.digests, page)
 
 
 def raised_rows(judges: dict[int, Any], team: str | None = None) -> list[dict[str, Any]]:
@@ -724,7 +766,7 @@ def register_report_view(app: Any, reporting: Reporting, peers_of: Callable[[], 
         })
 
 
-def register_digest_view(app: Any, digests_t: Any, page: Callable[[str], Callable[[Any], Any]] | None = None) -> None:
+def register_digest_view(app: Any, digests_t: Any, page: Page | None = None) -> None:
     """``GET /api/digests``: per digest channel, what is waiting and what was sent (``page``:
     :func:`pages`, which merges every worker's channels)."""
 

@@ -4,8 +4,7 @@ are not held back, and nothing is dropped."""
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
@@ -80,25 +79,79 @@ async def slack() -> AsyncIterator[FakeSlackServer]:
         yield server
 
 
+class ManualClock:
+    """A clock that moves only when the test says: ``sleep`` parks the caller until
+    :meth:`advance` reaches its wake time, so what was released when is exact on any machine."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.parked: list[tuple[float, asyncio.Future[None]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.parked.append((self.now + seconds, wake))
+        await wake
+
+    def wakes(self) -> list[float]:
+        return sorted(at for at, _ in self.parked)
+
+    def advance(self, to: float) -> None:
+        self.now = to
+        for at, wake in [p for p in self.parked if p[0] <= to]:
+            self.parked.remove((at, wake))
+            wake.set_result(None)
+
+
+async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait for ``cond`` (HTTP round trips to the fake Slack take what the machine gives them);
+    ``timeout`` only bounds a failure."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.005)
+
+
 async def test_posts_to_one_channel_are_a_second_apart_against_the_fake_slack(slack: FakeSlackServer) -> None:
     client = AsyncWebClient(token=TOKEN, base_url=f"{slack.url}/api/", retry_handlers=[])
-    pacer = ChannelPacer(1.0)
+    clock = ManualClock()
+    pacer = ChannelPacer(1.0, clock=clock, sleep=clock.sleep)
     a, b = SlackSink(client, "#a", pacer=pacer), SlackSink(client, "#b", pacer=pacer)
+
+    def posted(channel: str) -> list[str]:
+        return [c["body"]["text"] for c in slack.calls("chat.postMessage")
+                if c["status"] == 200 and c["body"]["channel"] == channel]
+
+    def posts_to_a(n: int) -> Callable[[], bool]:
+        return lambda: len(posted("#a")) == n
+
+    # three posts to #a at once (three incidents), one to #b alongside them
+    notes = [n for n in incidents(["x", "y", "z"]) if n.action == "trigger"]
+    other = incidents(["w"])[0]
+    sending = asyncio.gather(*(a.send(n, None) for n in notes), b.send(other, None))
     try:
-        # three posts to #a at once (three incidents), one to #b alongside them
-        notes = [n for n in incidents(["x", "y", "z"]) if n.action == "trigger"]
-        other = incidents(["w"])[0]
-        results = await asyncio.gather(*(a.send(n, None) for n in notes), b.send(other, None))
+        # at once: #a's first post and #b's (#b did not wait for #a); #a's others wait their turn
+        await until(lambda: posts_to_a(1)() and len(posted("#b")) == 1 and len(clock.parked) == 2,
+                    "#a's first post and #b's sent, #a's other two waiting")
+        assert clock.wakes() == [1001.0, 1002.0]  # a second apart
+        clock.advance(1000.999)  # just before the next slot: nothing is released
+        assert clock.wakes() == [1001.0, 1002.0] and len(posted("#a")) == 1
+        for k, slot in enumerate([1001.0, 1002.0], start=2):
+            clock.advance(slot)
+            await until(posts_to_a(k), f"#a's post {k} sent at its slot")
+        results = await sending
     finally:
+        sending.cancel()  # a no-op once it is done; on a failure, no task is left behind
         await client.session.close() if client.session else None
     assert all(r.ok for r in results), [r.detail for r in results]
-    posts = [c for c in slack.calls("chat.postMessage") if c["status"] == 200]
-    at_a = sorted(c["at"] for c in posts if c["body"]["channel"] == "#a")
-    at_b = [c["at"] for c in posts if c["body"]["channel"] == "#b"]
-    assert len(at_a) == 3 and len(at_b) == 1  # nothing dropped
-    gaps = [y - x for x, y in itertools.pairwise(at_a)]
-    assert all(g >= 0.95 for g in gaps), gaps
-    assert at_b[0] - at_a[0] < 0.5  # #b did not wait for #a
+    texts = posted("#a")
+    # nothing dropped, and in arrival order: x's alert first, z's last
+    assert len(texts) == 3 and len(posted("#b")) == 1
+    assert [next(t for t in ("team=x", "team=y", "team=z") if t in text) for text in texts] == [
+        "team=x", "team=y", "team=z"]
     assert len(slack.messages) == 4 and {c for c, _ in slack.messages} == {channel_id("#a"), channel_id("#b")}
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pytest
 
 from alerts.receivers.slack.render import report_blocks
 from alerts.report import report_text
@@ -79,6 +80,28 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
+@dataclass
+class Silent:
+    """A partition ``q`` that never answers (never the report's owner) and the ``others``."""
+
+    q: int
+    others: list[int]
+
+    async def world(self, table: Table | None = None) -> World:
+        """A worker (on ``table``) where the others have judged past the due day: their parts
+        went out and the report waits for ``q``."""
+        w = World(table)
+        await w.judge(self.others, DUE + 5)
+        return w
+
+
+@pytest.fixture(params=range(1, N), ids=lambda k: f"owner+{k}")
+def silent(request: pytest.FixtureRequest) -> Silent:
+    """Each partition but the owner's in turn as the one that never answers."""
+    q = (OWNER + request.param) % N
+    return Silent(q, [p for p in range(N) if p != q])
+
+
 def test_every_part_in_time_gives_one_complete_report() -> None:
     async def go() -> World:
         w = World()
@@ -96,20 +119,16 @@ def test_every_part_in_time_gives_one_complete_report() -> None:
     assert w.table.data[f"{OWNER}|done|report:{SPEC.name}:1970-01-02"]["complete"] is True
 
 
-def test_a_partition_that_never_answers_does_not_hold_the_report_forever() -> None:
-    silent = (OWNER + 1) % N
-    others = [q for q in range(N) if q != silent]
-
+def test_a_partition_that_never_answers_does_not_hold_the_report_forever(silent: Silent) -> None:
     async def go() -> World:
-        w = World()
-        await w.judge(others, DUE + 5)
+        w = await silent.world()
         assert w.notes == []  # still waiting for the silent partition
-        await w.judge(others, DUE + DL + 1)  # event time past the deadline, the wall clock not yet
+        await w.judge(silent.others, DUE + DL + 1)  # event time past the deadline, the wall clock not yet
         assert w.notes == []
         w.now += DL
-        await w.judge(others, DUE + DL + 2)
+        await w.judge(silent.others, DUE + DL + 2)
         assert len(w.notes) == 1
-        await w.judge(others, DUE + DL + 3)  # nothing more to close
+        await w.judge(silent.others, DUE + DL + 3)  # nothing more to close
         return w
 
     w = run(go())
@@ -117,37 +136,33 @@ def test_a_partition_that_never_answers_does_not_hold_the_report_forever() -> No
     note = w.notes[0]
     rep = note["report"]
     assert rep["complete"] is False
-    assert rep["missing"][0]["partitions"] == [silent]
-    assert rep["total"]["nusd"] == sum(q + 1 for q in others) * NANO  # what came, exactly
+    assert rep["missing"][0]["partitions"] == [silent.q]
+    assert rep["total"]["nusd"] == sum(q + 1 for q in silent.others) * NANO  # what came, exactly
     done = w.table.data[f"{OWNER}|done|report:{SPEC.name}:1970-01-02"]
-    assert done["complete"] is False and done["missing"] == [silent]
+    assert done["complete"] is False and done["missing"] == [silent.q]
     assert f"{OWNER}|parts|report:{SPEC.name}:1970-01-02" not in w.table.data
     assert w.metrics.counters["reports_partial_total"]
     # the Slack message says it, in its context and its fallback text; so does the terminal's
     text, blocks = report_blocks(rep)
     context = blocks[-1]["elements"][0]["text"]
-    assert f"partial: partition {silent} did not report" in context and "partial" in text
-    assert f"partition {silent} did not report" in report_text(rep)
+    assert f"partial: partition {silent.q} did not report" in context and "partial" in text
+    assert f"partition {silent.q} did not report" in report_text(rep)
 
 
-def test_a_part_after_the_deadline_does_not_send_the_report_again() -> None:
-    silent = (OWNER + 2) % N
-    others = [q for q in range(N) if q != silent]
-
+def test_a_part_after_the_deadline_does_not_send_the_report_again(silent: Silent) -> None:
     async def go() -> World:
-        w = World()
-        await w.judge(others, DUE + 5)
+        w = await silent.world()
         w.now += DL
-        await w.judge(others, DUE + DL + 5)
+        await w.judge(silent.others, DUE + DL + 5)
         assert len(w.notes) == 1
-        await w.judge([silent], DUE + 10)  # it wakes up
-        await w.judge([silent], DUE + 20)
+        await w.judge([silent.q], DUE + 10)  # it wakes up
+        await w.judge([silent.q], DUE + 20)
         return w
 
     w = run(go())
     assert len(w.notes) == 1
     done = w.table.data[f"{OWNER}|done|report:{SPEC.name}:1970-01-02"]
-    assert done["late"] == [silent]
+    assert done["late"] == [silent.q]
     assert sum(w.metrics.counters["reports_late_parts_total"].values()) == 1
 
 
@@ -165,44 +180,37 @@ def test_a_catching_up_owner_waits_on_the_wall_clock_for_the_others() -> None:
     assert len(w.notes) == 1 and w.notes[0]["report"]["complete"] is True
 
 
-def test_a_restart_after_a_partial_report_sends_nothing_twice() -> None:
-    silent = (OWNER + 3) % N
-    others = [q for q in range(N) if q != silent]
-
+def test_a_restart_after_a_partial_report_sends_nothing_twice(silent: Silent) -> None:
     async def go() -> tuple[World, World]:
-        w = World()
-        await w.judge(others, DUE + 5)
+        w = await silent.world()
         w.now += DL
-        await w.judge(others, DUE + DL + 5)
+        await w.judge(silent.others, DUE + DL + 5)
         # a new worker on the same table: its scheduler and waits come from the table
         w2 = World(w.table)
         w2.now = w.now + 10 * DL
-        await w2.judge(others, DUE + DL + 10)
+        await w2.judge(silent.others, DUE + DL + 10)
         w2.now += 2 * DL
-        await w2.judge(others, DUE + 3 * DL)
+        await w2.judge(silent.others, DUE + 3 * DL)
         return w, w2
 
     w, w2 = run(go())
     assert len(w.notes) == 1 and w2.notes == []
 
 
-def test_a_restart_while_waiting_still_closes() -> None:
+def test_a_restart_while_waiting_still_closes(silent: Silent) -> None:
     """The owner's part went out before the restart: the new worker waits a deadline from its start."""
-    silent = (OWNER + 1) % N
-    others = [q for q in range(N) if q != silent]
 
     async def go() -> World:
-        w = World()
-        await w.judge(others, DUE + 5)
+        w = await silent.world()
         w2 = World(w.table)
-        await w2.judge(others, DUE + DL + 5)
+        await w2.judge(silent.others, DUE + DL + 5)
         assert w2.notes == []
         w2.now += DL
-        await w2.judge(others, DUE + DL + 6)
+        await w2.judge(silent.others, DUE + DL + 6)
         return w2
 
     w2 = run(go())
-    assert len(w2.notes) == 1 and w2.notes[0]["report"]["missing"][0]["partitions"] == [silent]
+    assert len(w2.notes) == 1 and w2.notes[0]["report"]["missing"][0]["partitions"] == [silent.q]
 
 
 def test_partial_line_names_every_missing_partition() -> None:

@@ -164,11 +164,13 @@ async def endpoint() -> AsyncIterator[tuple[TestClient, list[Press], Metrics]]:
 async def test_a_signed_press_is_answered_at_once_and_enqueued(endpoint: Any) -> None:
     client, got, metrics = endpoint
     body = press_body("tokenpulse_snooze_4h")
-    r = await client.post(PATH, data=body, headers=signed(body, time.time()))
+    headers = signed(body, time.time())
+    r = await client.post(PATH, data=body, headers=headers)
     assert r.status == 200 and await r.text() == ""
     assert [p.action for p in got] == ["tokenpulse_snooze_4h"]
-    # the same request again: a replay, refused, not enqueued twice
-    r = await client.post(PATH, data=body, headers=signed(body, time.time()))
+    # the same request again, byte for byte (signed anew, it would be another request once the
+    # clock passed a second): a replay, refused, not enqueued twice
+    r = await client.post(PATH, data=body, headers=headers)
     assert r.status == 401 and len(got) == 1
     assert 'tokenpulse_slack_actions_rejected_total{reason="replay"} 1' in metrics.render()
 
