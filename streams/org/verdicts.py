@@ -61,3 +61,17 @@ class Verdicts:
     windows: list[WindowVerdict] = field(default_factory=list)
     spend: list[SpendRow] = field(default_factory=list)
     watermark: float | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """A JSON-able form (seqs' source keys become strings, as JSON objects have them)."""
+        return {"judge": self.judge, "seq": self.seq, "windows": [w.to_wire() for w in self.windows],
+                "spend": [[s, w, list(sums), {str(k): v for k, v in seqs.items()}] for s, w, sums, seqs in self.spend],
+                "wm": self.watermark}
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> Verdicts:
+        wm = body.get("wm")
+        return cls(int(body["judge"]), int(body["seq"]), [WindowVerdict.from_wire(r) for r in body["windows"]],
+                   [(str(s), int(w), [int(x) for x in sums], {int(k): int(v) for k, v in seqs.items()})
+                    for s, w, sums, seqs in body["spend"]],
+                   None if wm is None else float(wm))

@@ -149,6 +149,14 @@ def test_two_judge_partitions_merged_by_watermark_decide_as_one() -> None:
             assert totals(led) == totals(led_want)
 
 
+def test_verdicts_come_back_from_their_wire_form_as_they_were() -> None:
+    _, _, sent = one_judge(stream(2))
+    busy = [v for v in sent if any(w.signals for w in v.windows) and v.spend]
+    assert busy
+    for v in busy + sent[:3]:
+        assert Verdicts.from_wire(json.loads(json.dumps(v.to_wire()))) == v
+
+
 def sig(series: str, end: int, usd: float) -> Signal:
     return Signal(series=series, labels={"team": series.partition("=")[2]}, window_start=float(end - W),
                   window_end=float(end), observed_usd=usd, expected_usd=1.0, is_anomaly=usd > 5)
