@@ -51,17 +51,23 @@ def stream(seed: int) -> list[Msg]:
     for i in range(90):
         for src in (0, 1):
             parts = []
+            org = Partial("org", {"org": "acme"}, i * W, [0, 0, 0, 0, 0, 0], {}, True)
             for team in ("ads", "search", "legal"):
                 if rnd.random() < 0.15:
                     continue
                 usd = rnd.uniform(0.5, 1.5) * (40 if (team == "ads" and 40 <= i < 45) or (team == "search" and 60 <= i < 63) else 1)
                 n = int(usd * NANO)
                 users = {f"user:u{k}": n // 3 for k in range(rnd.randrange(1, 4))}
-                series = [(f"team={team}", {"team": team}), ("org", {"org": "acme"})]
+                series = [(f"team={team}", {"team": team})]
                 if team == "search":
                     series.append(("team=search|model=m", {"team": "search", "model": "m"}))
                 for name, labels in series:
                     parts.append(Partial(name, labels, i * W, [n, 10, 2, 0, 0, 3], dict(users), True))
+                org.sums = [a + b for a, b in zip(org.sums, [n, 10, 2, 0, 0, 3])]
+                for k, v in users.items():
+                    org.contributors[k] = org.contributors.get(k, 0) + v
+            if org.sums[5]:
+                parts.append(org)  # the org's partial holds every team's spend of the source
             msgs.append((src, (i + 1) * W, i * 2 + src, parts))
             if rnd.random() < 0.03:
                 msgs.append(msgs[-1])
