@@ -1,8 +1,15 @@
 """The judge core: merges window partials from every source partition, runs the detector of
-each watched series on every closed window, and feeds the verdicts to the alert engine.
+each watched series on every closed window, and hands the verdicts to the org stage.
 
 Pure Python (no Faust): the worker keeps one :class:`JudgeCore` per partition of the windows
 topic; the offline replay drives the same class with one source.
+
+What is one series' alone is here (the merge of partials, the detector, the contributor mix, the
+exact spend, the recent windows); what needs the org's series together (the alert engine's window
+step, budgets, the mix share) is the org stage's (:class:`streams.org.core.OrgCore`), which gets a
+:class:`~streams.org.verdicts.WindowVerdict` per window judged (``JudgeOutput.windows``). Every
+series of an org is judged on the org's partition today, so the org stage runs beside the judge
+(:attr:`JudgeCore.org`), stepped window by window.
 
 A window is final on this partition when every source partition's watermark
 (``closed_until``) has passed its end. Windows in which a known series had no traffic are
@@ -25,6 +32,8 @@ from streams.ingest.windows import NANO, Partial
 from streams.judge.contrib import ContributorMix
 from streams.judge.raising import DEFAULT_HALF_LIFE_S, SeriesRaise
 from streams.judge.recent import RecentWindows
+from streams.org.core import OrgCore
+from streams.org.verdicts import WindowVerdict
 
 log = logging.getLogger("tokenpulse.judge")
 
@@ -62,6 +71,8 @@ class JudgeOutput:
     skipped: list[str] = field(default_factory=list)  # why decided notifications were held back
     # triggers the org alert inhibited, once per run of windows (AlertEngine.inhibited)
     inhibited: list[Notification] = field(default_factory=list)
+    # each window judged, with the signals handed to the org stage: what a verdicts message carries
+    windows: list[WindowVerdict] = field(default_factory=list)
 
 
 def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:
@@ -84,6 +95,7 @@ class JudgeCore:
     partition: int
     window_seconds: int
     make_detector: Callable[[], Detector]
+    # the alert engine of the org stage beside this judge (:attr:`org`)
     engine: AlertEngine
     # per-series detectors (policy overrides by label); None: make_detector for every series
     detector_for: Callable[[dict[str, str]], Detector] | None = None
@@ -124,6 +136,19 @@ class JudgeCore:
     # detector restarts from the state last written and does not see those windows again.
     # A rebalance loses as much: a revoked partition writes nothing (streams.worker.judging).
     state_every: int = 1
+    _org: OrgCore | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def org(self) -> OrgCore:
+        """The org stage beside this judge, stepped with each window it judges, holding the
+        alert states (today's placement: the judge partition of every series of an org is the
+        org's own). Its engine is :attr:`engine`."""
+        org = self._org
+        if org is None:
+            org = self._org = OrgCore(self.partition, self.window_seconds, self.engine)
+        elif org.engine is not self.engine:  # the engine was replaced: the org stage follows
+            org.engine = self.engine
+        return org
 
     def receive(
         self, src: int, n_src: int, closed_until: int | None, partials: Iterable[Partial], seq: int = -1,
@@ -243,17 +268,16 @@ class JudgeCore:
                 dirty.add(f"det|{series}")  # a new series is written at once, whatever its turn
         for src in srcs_seen:
             dirty.add(f"pend|{src}|{w}")
-        engine = self.engine
-        tracks = engine.tracks
+        org = self.org
+        tracks = org.tracks
         detectors = self.detectors
         keep_recent = self.keep_recent
         every = self.state_every
         turn = end // W % every if every > 1 else 0
         ts_end = float(end)
         # The engine takes the window's signals in one step (the org alert's decision before
-        # its teams', the members of a group together): collected here, observed below.
+        # its teams', the members of a group together): collected here, handed to the org below.
         signals: list[Signal] = []
-        keys: list[str] = []
         for series, info in self.series.items():
             if info.last_end >= end:
                 continue  # already judged (a redelivered message)
@@ -267,7 +291,7 @@ class JudgeCore:
             info.last_end = end
             if not info.det_key:
                 info.det_key = f"det|{series}"
-                info.alert_key = engine.key_for(series)
+                info.alert_key = org.key_for(series)
                 info.phase = zlib.crc32(series.encode()) % every if every > 1 else 0
             if info.phase == turn:
                 dirty.add(info.det_key)
@@ -305,24 +329,18 @@ class JudgeCore:
                 explanation=verdict.reason,
             )
             signals.append(signal)
-            keys.append(key)
-        notes = engine.observe_window(signals, ts_end)
-        if engine.skipped:
-            out.skipped.extend(engine.skipped)
-            out.inhibited.extend(engine.inhibited)
-        for key in keys:  # each had state before (tracked) or may have now
-            dirty.add(f"alert|{key}")
-        for gid in engine.changed_groups:
-            dirty.add(f"group|{gid}")
-        out.notifications.extend(notes)
+        out.windows.append(WindowVerdict(w, end, signals))
+        # before the next window is judged: which series it sends signals for depends on it
+        org.step_window(end, signals, out)
         if self._foreign:
             self._drop_foreign()
 
     def _drop_foreign(self) -> None:
         """Forget restored series another partition judges now, once nothing fires for them."""
+        org = self.org
         for series in sorted(self._foreign):
             info = self.series.get(series)
-            if info is not None and self.engine.tracks(info.alert_key or self.engine.key_for(series)):
+            if info is not None and org.tracks(info.alert_key or org.key_for(series)):
                 continue  # its alert resolves here first, as it started here
             self._foreign.discard(series)
             self.series.pop(series, None)
@@ -386,9 +404,8 @@ class JudgeCore:
 
     def alerts_changed(self, keys: Iterable[str], groups: Iterable[str] = ()) -> None:
         """Alert (and group) states changed outside a window (an answer from on-call): written
-        with the next checkpoint."""
-        self._dirty.update(f"alert|{k}" for k in keys)
-        self._dirty.update(f"group|{g}" for g in groups)
+        with the next checkpoint (the org stage's: :meth:`OrgCore.alerts_changed`)."""
+        self.org.alerts_changed(keys, groups)
 
     def _new_detector(self, labels: dict[str, str]) -> Detector:
         return self.make_detector() if self.detector_for is None else self.detector_for(labels)
@@ -398,10 +415,10 @@ class JudgeCore:
         """Key → value changes since the last checkpoint (value None deletes the key).
 
         A handful of records per checkpoint: the meta record, one record of pending partials
-        per (source, window) that changed, one per detector, alert and alert group state that
-        changed.
+        per (source, window) that changed, one per detector that changed, and the org stage's
+        beside it: one per alert and alert group state that changed (:meth:`OrgCore.checkpoint`).
         """
-        changes: dict[str, Any] = {}
+        changes: dict[str, Any] = self.org.checkpoint()
         for key in self._dirty:
             kind, _, rest = key.partition("|")
             if kind == "meta":
@@ -436,10 +453,6 @@ class JudgeCore:
                     rec["peak"] = [info.peak_usd, info.peak_end]
                 if info.raised is not None:
                     rec["raised"] = info.raised.to_state()
-            elif kind == "alert":
-                changes[key] = self.engine.state_for(rest)
-            elif kind == "group":
-                changes[key] = self.engine.group_state_for(rest)
         self._dirty.clear()
         return changes
 
@@ -454,8 +467,11 @@ class JudgeCore:
         return out
 
     def restore(self, items: Iterable[tuple[str, Any]], spend: Iterable[tuple[str, Any]] = ()) -> None:
+        """Take back a checkpoint (the judge table's records of this partition, the org stage's
+        among them) and the spend table's records of the series judged here."""
+        org = self.org
         for key, value in items:
-            if value is None:
+            if value is None or org.restore_item(key, value):
                 continue
             kind, _, rest = key.partition("|")
             if kind == "meta":
@@ -478,10 +494,6 @@ class JudgeCore:
                 det = self._new_detector(value["labels"])
                 det.load_state(value["state"])
                 self.detectors[rest] = det
-            elif kind == "alert":
-                self.engine.load_state(rest, value)
-            elif kind == "group":
-                self.engine.load_group_state(rest, value)
         self.spend_loaded = self.restore_spend(spend)
         if self.owns is not None:
             self._foreign = {name for name in self.series if not self.owns(name)}

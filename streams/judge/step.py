@@ -1,5 +1,5 @@
-"""One windows message on one judge partition: the judge, its budget ledger and its mix watch,
-stepped together.
+"""One windows message on one judge partition: the judge, then the org stage beside it (its
+alert engine, stepped by the judge window by window; its budget ledger and its mix watch, fed here).
 
 This is the judge step of tokenpulse, in one place: the worker's
 :class:`streams.worker.judging.JudgeWorker` calls :func:`judge_step` for every message of the
@@ -24,6 +24,8 @@ from streams.budgets.ledger import BudgetEvent, BudgetLedger
 from streams.budgets.mix import MixWatch
 from streams.ingest.windows import Partial
 from streams.judge.core import JudgeCore, JudgeOutput
+from streams.org.core import OrgOutput
+from streams.org.verdicts import Verdicts
 
 __all__ = ["Step", "judge_step"]
 
@@ -39,6 +41,11 @@ class Step:
     budget_events: list[tuple[BudgetEvent, BudgetNotification | None]] = field(default_factory=list)
     budget_skipped: list[str] = field(default_factory=list)  # why the ledger held events back
     decisions: list[dict[str, Any]] = field(default_factory=list)  # over-budget decisions due now
+
+    def verdicts(self, judge: int, seq: int = -1) -> Verdicts:
+        """What the message gave the org stage (the windows judged with their signals, the spend
+        rows, the watermark), as judge partition ``judge`` would send it as its ``seq``-th."""
+        return Verdicts(judge, seq, self.judged.windows, self.judged.spend, self.watermark)
 
     @property
     def notifications(self) -> list[Notification]:
@@ -59,9 +66,9 @@ def judge_step(
     *,
     wall: float | None = None,
 ) -> Step:
-    """Judge one message (:meth:`JudgeCore.receive`), then feed the spend it judged to the
-    partition's budget ledger (its crossings and decisions at the judge's watermark) and to its
-    mix watch.
+    """Judge one message (:meth:`JudgeCore.receive`, which steps the org stage's alert engine
+    window by window), then feed the spend it judged to the org stage's budget ledger (its
+    crossings and decisions at the judge's watermark) and mix watch (:meth:`OrgCore.apply_spend`).
 
     ``ledger`` None (or holding no budget) and ``mix`` None leave those parts out. ``wall`` is
     when the budget crossings are counted (the worker passes the wall clock; None: the
@@ -73,13 +80,8 @@ def judge_step(
     raw = judge.watermark()
     wm = None if raw is None else float(raw)
     step = Step(out, wm)
-    if ledger is not None and ledger.budgets:
-        step.budget_events = ledger.judge_step(out.spend, wm, wall=wall)
-        if wm is not None:
-            step.budget_skipped = list(ledger.skipped)
-            # before the checkpoint, like the outbox: a replay of the message decides the same
-            step.decisions = ledger.decisions(wm)
-    if mix is not None:
-        for series, w, sums, seqs in out.spend:
-            mix.apply_judge_spend(series, w, sums, seqs)
+    if (ledger is not None and ledger.budgets) or mix is not None:
+        org = OrgOutput()
+        judge.org.apply_spend(out.spend, wm, ledger, mix, org, wall=wall)
+        step.budget_events, step.budget_skipped, step.decisions = org.budget_events, org.budget_skipped, org.decisions
     return step

@@ -20,10 +20,11 @@ MAY_READ: dict[str, set[str]] = {
     "common": set(),
     "ingest": {"common"},
     "budgets": {"common", "ingest"},
-    "judge": {"common", "ingest", "budgets"},
+    "org": {"common", "budgets"},
+    "judge": {"common", "ingest", "budgets", "org"},
     "reports": {"common", "ingest", "budgets"},
     "delivery": {"common"},
-    "worker": {"common", "ingest", "budgets", "judge", "reports", "delivery"},
+    "worker": {"common", "ingest", "budgets", "org", "judge", "reports", "delivery"},
 }
 # Faust is the worker's business; the hot path's aiokafka loop is ingest's.
 FAUST_ALLOWED = {"worker"}

@@ -1,0 +1,261 @@
+"""The org stage: one organisation's alert engine step, budgets and mix watch, fed by verdicts.
+
+:class:`OrgCore` is what needs the series of one org together. Its input is the judge
+partitions' :class:`~streams.org.verdicts.Verdicts` (signals per window, spend rows, watermark);
+it steps the org's one :class:`~alerts.AlertEngine` once per window with all the org's signals
+of that window (so the org alert inhibits its teams and a team's series group into one
+notification: one page per incident), feeds the spend rows to the org's
+:class:`~streams.budgets.ledger.BudgetLedger` and :class:`~streams.budgets.mix.MixWatch`, and
+returns what to send: spike and budget notifications, over-budget decisions.
+
+Two ways to drive it:
+
+- beside its judge, which is today's placement (every series of an org judged on the org's
+  partition: :mod:`streams.common.partitioning`): the judge steps it window by window
+  (:meth:`step_window`, from :class:`streams.judge.core.JudgeCore`), because which series the
+  judge sends signals for in the next window depends on which alerts the engine tracks after
+  this one (:meth:`tracks`), and :func:`streams.judge.step.judge_step` hands it the message's
+  spend (:meth:`apply_spend`). Its alert and group states are checkpointed with the judge's.
+- fed by several judge partitions (:meth:`receive`): it merges them as the judge merges
+  sources -- a window is stepped once every judge partition's watermark has passed it -- and
+  applies each verdicts message once per (judge partition, seq), so that a judge partition
+  that replays after a crash re-sends the same verdicts and nothing is counted or paged twice.
+  What it holds for that (the judges' watermarks and seqs, the signals of windows not yet
+  final) is checkpointed too (:meth:`checkpoint`).
+
+Pure Python, no Faust, no I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from alerts import AlertEngine, Notification, Signal
+from alerts.model import BudgetNotification
+from streams.budgets.ledger import BudgetEvent, BudgetLedger
+from streams.budgets.mix import MixWatch
+from streams.org.verdicts import SpendRow, Verdicts
+
+log = logging.getLogger("tokenpulse.org")
+
+__all__ = ["OrgCore", "OrgOutput"]
+
+# the checkpoint kinds of the org stage: the engine's (as the judge table has always held them)
+# and those only a merging org stage writes
+ORG_KINDS = frozenset({"alert", "group", "orgmeta", "orgsig"})
+
+
+class _Collects(Protocol):
+    """Where a window step's notifications go (an :class:`OrgOutput`, or the judge's output)."""
+
+    notifications: list[Notification]
+    skipped: list[str]
+    inhibited: list[Notification]
+
+
+@dataclass
+class OrgOutput:
+    """What one verdicts message gave on the org stage."""
+
+    notifications: list[Notification] = field(default_factory=list)  # spike notifications, window by window
+    skipped: list[str] = field(default_factory=list)  # why decided notifications were held back
+    inhibited: list[Notification] = field(default_factory=list)  # triggers the org alert inhibited
+    windows_stepped: int = 0
+    # each threshold or forecast event of the ledger, with its notification (None: past period)
+    budget_events: list[tuple[BudgetEvent, BudgetNotification | None]] = field(default_factory=list)
+    budget_skipped: list[str] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)  # over-budget decisions due now
+    duplicate: bool = False  # the (judge partition, seq) was applied before: nothing done
+    late: int = 0  # signals of windows stepped already (a judge ahead of its own watermark): logged, not stepped
+
+
+@dataclass
+class OrgCore:
+    """One org partition's alert engine, with what it needs to merge judge partitions.
+
+    ``n_judges``: how many judge partitions feed it (each one's watermark is waited for, as the
+    judge waits for every source). Use :meth:`receive` for verdicts from judge partitions
+    (several, or one on another worker); the judge beside it uses :meth:`step_window` and
+    :meth:`apply_spend` directly.
+    """
+
+    partition: int
+    window_seconds: int
+    engine: AlertEngine
+    n_judges: int = 1
+    judge_wm: dict[int, float | None] = field(default_factory=dict)  # None: heard from, no watermark yet
+    applied: dict[int, int] = field(default_factory=dict)  # judge partition -> last verdicts seq applied
+    # window start -> (its end, the signals of it so far): windows some judge judged, not stepped yet
+    pending: dict[int, tuple[int, list[Signal]]] = field(default_factory=dict)
+    done_until: int | None = None  # the end of the last window stepped by :meth:`receive`
+    _dirty: set[str] = field(default_factory=set)
+
+    # -- what the judge asks --------------------------------------------------------------
+    def key_for(self, series: str) -> str:
+        """The alert key of ``series``."""
+        return self.engine.key_for(series)
+
+    def tracks(self, key: str) -> bool:
+        """Whether the engine holds state for the alert ``key`` (pending or firing): the judge
+        sends that series' every window until it does not (so that the alert can resolve), and
+        a tracked series' windows do not teach its contributor mix."""
+        return self.engine.tracks(key)
+
+    # -- the steps ------------------------------------------------------------------------
+    def step_window(self, end: int, signals: Sequence[Signal], out: _Collects) -> None:
+        """Step the engine over one window ending at ``end`` with every signal of it (the
+        org's), into ``out``."""
+        engine = self.engine
+        notes = engine.observe_window(signals, float(end))
+        if engine.skipped:
+            out.skipped.extend(engine.skipped)
+            out.inhibited.extend(engine.inhibited)
+        dirty = self._dirty
+        key_for = engine.key_for
+        for sg in signals:  # each had state before (tracked) or may have now
+            dirty.add(f"alert|{key_for(sg.series)}")
+        for gid in engine.changed_groups:
+            dirty.add(f"group|{gid}")
+        out.notifications.extend(notes)
+
+    def apply_spend(
+        self, spend: Iterable[SpendRow], wm: float | None, ledger: BudgetLedger | None, mix: MixWatch | None,
+        out: OrgOutput, *, wall: float | None = None,
+    ) -> None:
+        """Feed one message's spend rows to the org's budget ledger (its crossings and the
+        decisions due at the watermark ``wm``) and to its mix watch, into ``out``.
+
+        ``ledger`` None (or holding no budget) and ``mix`` None leave those parts out. ``wall``:
+        when budget crossings are counted (None: ``wm``; :meth:`BudgetLedger.crossings`)."""
+        rows = spend if isinstance(spend, list) else list(spend)
+        if ledger is not None and ledger.budgets:
+            out.budget_events = ledger.judge_step(rows, wm, wall=wall)
+            if wm is not None:
+                out.budget_skipped = list(ledger.skipped)
+                # before the checkpoint, like the outbox: a replay of the message decides the same
+                out.decisions = ledger.decisions(wm)
+        if mix is not None:
+            for series, w, sums, seqs in rows:
+                mix.apply_judge_spend(series, w, sums, seqs)
+
+    def receive(
+        self, v: Verdicts, ledger: BudgetLedger | None = None, mix: MixWatch | None = None, *,
+        wall: float | None = None,
+    ) -> OrgOutput:
+        """One verdicts message from judge partition ``v.judge``: its signals wait for their
+        window to be final on every judge partition, its spend goes to the ledger and the mix
+        watch at the merged watermark. A (judge partition, seq) applied before changes nothing."""
+        out = OrgOutput()
+        q = v.judge
+        if v.seq >= 0:
+            last = self.applied.get(q)
+            if last is not None and v.seq <= last:
+                out.duplicate = True
+                return out
+            self.applied[q] = v.seq
+            self._dirty.add("orgmeta")
+        if q not in self.judge_wm:
+            self.judge_wm[q] = None
+            self._dirty.add("orgmeta")
+        done = self.done_until
+        for wv in v.windows:
+            if done is not None and wv.start < done:
+                # Cannot happen while judges keep to their watermarks; said, not silently dropped.
+                out.late += len(wv.signals)
+                if wv.signals:
+                    log.error("org partition %d: %d signals of window %d from judge partition %d after it was "
+                              "stepped (at %d); not stepped", self.partition, len(wv.signals), wv.start, q, done)
+                continue
+            got = self.pending.get(wv.start)
+            if got is None:
+                self.pending[wv.start] = (wv.end, list(wv.signals))
+            else:
+                got[1].extend(wv.signals)
+            self._dirty.add(f"orgsig|{wv.start}")
+        prev = self.judge_wm[q]
+        if v.watermark is not None and (prev is None or v.watermark > prev):
+            self.judge_wm[q] = v.watermark
+            self._dirty.add("orgmeta")
+        wm = self.watermark()
+        if wm is not None and self.pending:
+            for start in sorted(w for w, (end, _) in self.pending.items() if end <= wm):
+                end, signals = self.pending.pop(start)
+                self.step_window(end, signals, out)
+                out.windows_stepped += 1
+                self.done_until = end
+                self._dirty.add(f"orgsig|{start}")
+                self._dirty.add("orgmeta")
+        self.apply_spend(v.spend, wm, ledger, mix, out, wall=wall)
+        return out
+
+    def watermark(self) -> float | None:
+        """Min over the judge partitions' watermarks; None until every one of the ``n_judges``
+        has sent one, so that a slow starter is not run over. Never goes back."""
+        if len(self.judge_wm) < self.n_judges:
+            return None
+        marks = list(self.judge_wm.values())
+        if any(m is None for m in marks):
+            return None
+        wm = min(m for m in marks if m is not None)
+        return wm if self.done_until is None else max(wm, float(self.done_until))
+
+    def alerts_changed(self, keys: Iterable[str], groups: Iterable[str] = ()) -> None:
+        """Alert (and group) states changed outside a window (an answer from on-call): written
+        with the next checkpoint."""
+        self._dirty.update(f"alert|{k}" for k in keys)
+        self._dirty.update(f"group|{g}" for g in groups)
+
+    # -- persistence --------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        """Key -> value changes since the last checkpoint (None deletes the key): the alert and
+        group states (``alert|<key>``, ``group|<id>``: the judge table's keys since before the
+        org stage had a name), and, when merging judge partitions, ``orgmeta`` (their
+        watermarks and seqs) and ``orgsig|<window start>`` (the signals of a window not final yet)."""
+        changes: dict[str, Any] = {}
+        for key in self._dirty:
+            kind, _, rest = key.partition("|")
+            if kind == "alert":
+                changes[key] = self.engine.state_for(rest)
+            elif kind == "group":
+                changes[key] = self.engine.group_state_for(rest)
+            elif kind == "orgmeta":
+                changes[key] = {
+                    "judge_wm": {str(k): v for k, v in self.judge_wm.items()},
+                    "applied": {str(k): v for k, v in self.applied.items()},
+                    "n_judges": self.n_judges,
+                    "done_until": self.done_until,
+                }
+            elif kind == "orgsig":
+                got = self.pending.get(int(rest))
+                changes[key] = None if got is None else [got[0], [s.to_dict() for s in got[1]]]
+        self._dirty.clear()
+        return changes
+
+    def restore(self, items: Iterable[tuple[str, Any]]) -> None:
+        """Take back what :meth:`checkpoint` wrote; keys of other kinds are left alone (the
+        judge's, when both share a table)."""
+        for key, value in items:
+            self.restore_item(key, value)
+
+    def restore_item(self, key: str, value: Any) -> bool:
+        """Take back one checkpoint record; False: not an org stage record."""
+        kind, _, rest = key.partition("|")
+        if kind not in ORG_KINDS:
+            return False
+        if value is None:
+            return True
+        if kind == "alert":
+            self.engine.load_state(rest, value)
+        elif kind == "group":
+            self.engine.load_group_state(rest, value)
+        elif kind == "orgmeta":
+            self.judge_wm = {int(k): (None if v is None else float(v)) for k, v in value["judge_wm"].items()}
+            self.applied = {int(k): int(v) for k, v in value["applied"].items()}
+            self.n_judges = max(self.n_judges, int(value["n_judges"]))
+            self.done_until = None if value["done_until"] is None else int(value["done_until"])
+        else:  # orgsig
+            self.pending[int(rest)] = (int(value[0]), [Signal.from_dict(d) for d in value[1]])
+        return True

@@ -1,0 +1,77 @@
+"""What a judge partition tells the org stage after each windows message it judged.
+
+The judge stage (:class:`streams.judge.core.JudgeCore`) keeps what is one series' alone: the
+merge of partials, the detector, the contributor mix, the exact spend. What the org stage
+(:class:`streams.org.core.OrgCore`) needs from it is small, and this module is all of it:
+
+- per window judged, the :class:`~alerts.Signal` of each series whose window was flagged or
+  whose alert the org tracks (:class:`WindowVerdict`; a window with no signal is listed too: its
+  end still drives the engine's group timers);
+- the spend rows judged (what :meth:`BudgetLedger.apply_judge_spend` and the mix watch take);
+- the judge's watermark after the message.
+
+Today every series of an org is judged on the org's own partition, and the org stage runs
+beside the judge, stepped window by window (:attr:`JudgeCore.org`); the same values are what a
+judge partition would send on a verdicts topic once a series is judged on the partition its
+name hashes to (docs/architecture.md, "Design: each series on the partition its name hashes to").
+
+Pure data, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerts import Signal
+
+__all__ = ["SpendRow", "Verdicts", "WindowVerdict"]
+
+# (series, window start, sums, {source: message seq}): JudgeOutput.spend's rows
+SpendRow = tuple[str, int, list[int], dict[int, int]]
+
+
+@dataclass(slots=True)
+class WindowVerdict:
+    """One window judged on one judge partition: its signals (often none)."""
+
+    start: int
+    end: int
+    signals: list[Signal] = field(default_factory=list)
+
+    def to_wire(self) -> list[Any]:
+        return [self.start, self.end, [s.to_dict() for s in self.signals]]
+
+    @classmethod
+    def from_wire(cls, row: list[Any]) -> WindowVerdict:
+        return cls(int(row[0]), int(row[1]), [Signal.from_dict(d) for d in row[2]])
+
+
+@dataclass(slots=True)
+class Verdicts:
+    """What one windows message gave on judge partition ``judge``, for one org partition.
+
+    ``seq`` orders one judge partition's verdicts (-1: not numbered; the org stage beside its
+    judge needs no numbers, as the judge's checkpoint covers both); the org stage applies each
+    (judge, seq) once. ``watermark`` is the judge's after the message (None: not every source
+    heard from yet)."""
+
+    judge: int
+    seq: int = -1
+    windows: list[WindowVerdict] = field(default_factory=list)
+    spend: list[SpendRow] = field(default_factory=list)
+    watermark: float | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """A JSON-able form (seqs' source keys become strings, as JSON objects have them)."""
+        return {"judge": self.judge, "seq": self.seq, "windows": [w.to_wire() for w in self.windows],
+                "spend": [[s, w, list(sums), {str(k): v for k, v in seqs.items()}] for s, w, sums, seqs in self.spend],
+                "wm": self.watermark}
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any]) -> Verdicts:
+        wm = body.get("wm")
+        return cls(int(body["judge"]), int(body["seq"]), [WindowVerdict.from_wire(r) for r in body["windows"]],
+                   [(str(s), int(w), [int(x) for x in sums], {int(k): int(v) for k, v in seqs.items()})
+                    for s, w, sums, seqs in body["spend"]],
+                   None if wm is None else float(wm))
