@@ -292,3 +292,46 @@ async def test_an_assignment_drops_the_local_copies_of_partitions_gone_elsewhere
     j.revoke([Q])
     j.assigned([1 - Q])  # gone to another worker
     assert not t.judge.data and not t.spend.data and not t.budgets.data
+
+
+async def test_checkpoints_are_acknowledged_in_order() -> None:
+    """Faust commits the first run of acknowledged offsets and, before a partition's first
+    commit, does not look for a gap in front of it: a checkpoint whose writes reached the broker
+    sooner must not have its messages acknowledged before the previous checkpoint's, nor at all
+    if those were not (their offsets would be committed past state the broker never got)."""
+    tables = slow_tables()
+    j, _, _, acked = worker(config(), tables)
+    msgs = messages(4)
+
+    def unwritten() -> list[asyncio.Future[Any]]:
+        return [f for t in (tables.judge, tables.spend, tables.budgets) for f in t.writes if not f.done()]  # type: ignore[attr-defined]
+
+    await j.receive(Q, msgs[0], 0)
+    first = unwritten()
+    j.clock.t += 1.0  # type: ignore[attr-defined]
+    await j.receive(Q, msgs[1], 1)
+    second = [f for f in unwritten() if f not in first]
+    assert first and second
+    for f in second:  # the later checkpoint's records reach the broker first
+        f.set_result(None)
+    await asyncio.sleep(0.01)
+    assert acked == []
+    for f in first:
+        f.set_result(None)
+    await asyncio.sleep(0.01)
+    assert acked == [0, 1]
+
+    # a checkpoint whose writes failed: the ones after it are not acknowledged either
+    j.clock.t += 1.0  # type: ignore[attr-defined]
+    await j.receive(Q, msgs[2], 2)
+    third = unwritten()
+    j.clock.t += 1.0  # type: ignore[attr-defined]
+    await j.receive(Q, msgs[3], 3)
+    fourth = [f for f in unwritten() if f not in third]
+    for f in fourth:
+        f.set_result(None)
+    third[0].set_exception(ConnectionError("the broker went away"))
+    for f in third[1:]:
+        f.set_result(None)
+    await asyncio.sleep(0.01)
+    assert acked == [0, 1]
