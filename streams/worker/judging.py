@@ -232,6 +232,10 @@ class JudgeWorker:
         )
         out, wm = step.judged, step.watermark
         metrics.inc("windows_judged_total", out.windows_judged)
+        source = {"source": str(body["src"])}
+        metrics.inc("judge_partials_total", len(body["partials"]), labels=source)
+        if out.late_partials:
+            metrics.inc("judge_late_partials_total", out.late_partials, labels=source)
         for why in out.skipped:
             metrics.inc("alerts_skipped_total", labels={"reason": why})
         for bev, _ in step.budget_events:
