@@ -177,6 +177,9 @@ class JudgeWorker:
         from here would be one it can mix up with the redelivered messages'."""
         revoked = sorted(set(partitions))
         self.generation += 1
+        # every acknowledgement in flight belongs to the generation just ended and acknowledges
+        # nothing now: the next ones must not wait behind them
+        self._ack_tail.clear()
         dropped = 0
         for q in revoked:
             self.judges.pop(q, None)
@@ -185,7 +188,6 @@ class JudgeWorker:
             self.rollups.pop(q, None)
             dropped += len(self.held.pop(q, []))
             self.last.pop(q, None)
-            self._ack_tail.pop(q, None)  # its generation is over: it acknowledges nothing now
             if self.reporting is not None:
                 self.reporting.revoke(q)
         log.info("judge partitions revoked: %s (%d messages not acknowledged, to be read again)", revoked, dropped)
