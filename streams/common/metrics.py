@@ -12,6 +12,12 @@ HELP = {
     "events_late_total": "Usage events that arrived after their window closed (counted in spend, not judged).",
     "windows_closed_total": "Windows closed by the ingest partitions.",
     "windows_judged_total": "Windows judged by the detectors.",
+    "judge_partials_total": ("Series-window partials the judges received from the windows topic, by source (usage) "
+                             "partition (a message read again after a restart or rebalance counts again)."),
+    "judge_late_partials_total": ("Series-window partials that reached their judge after it had judged the window, "
+                                  "by source (usage) partition: counted in spend, never judged. A backfill into idle "
+                                  "partitions shows here (docs/deploying.md#backfills), and so does a message read "
+                                  "again after a restart or rebalance."),
     "alerts_raised_total": "Notifications decided by the alert engine.",
     "alerts_sent_total": "Notifications delivered to a sink.",
     "alerts_skipped_total": "Notifications the lifecycle decided on but held back, by reason (silenced).",

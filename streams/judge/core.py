@@ -68,6 +68,9 @@ class JudgeOutput:
     spend: list[tuple[str, int, list[int], dict[int, int]]] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
     windows_judged: int = 0
+    # partials of windows already judged (or sent late by their source): spend only, the
+    # detectors never see them (the worker counts them: judge_late_partials_total)
+    late_partials: int = 0
     skipped: list[str] = field(default_factory=list)  # why decided notifications were held back
     # triggers the org alert inhibited, once per run of windows (AlertEngine.inhibited)
     inhibited: list[Notification] = field(default_factory=list)
@@ -171,6 +174,7 @@ class JudgeCore:
                 # The window was already judged: its spend still counts, exactly, but the
                 # detector does not see it twice.
                 spend.append((p.series, w, list(p.sums), {src: seq}))
+                out.late_partials += 1
                 continue
             if w != last_w:  # partials come grouped by window: one lookup per window
                 by_series = pending.get(w)  # type: ignore[assignment]

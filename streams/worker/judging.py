@@ -113,7 +113,9 @@ class JudgeWorker:
         # threw away: it must not be held or acknowledged afterwards, or its offset would be
         # committed with nothing of it persisted.
         self.generation = 0
-        self._acking: set[asyncio.Task[None]] = set()  # acknowledgements waiting for their checkpoint's writes
+        self._acking: set[asyncio.Task[bool]] = set()  # acknowledgements waiting for their checkpoint's writes
+        # each partition's latest acknowledgement task: the next one waits for it (see checkpoint)
+        self._ack_tail: dict[int, asyncio.Task[bool]] = {}
         self._new_judge = judge_factory(
             cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
             dashboard_url=cfg.dashboard_url, overrides=cfg.detector_overrides,
@@ -175,6 +177,9 @@ class JudgeWorker:
         from here would be one it can mix up with the redelivered messages'."""
         revoked = sorted(set(partitions))
         self.generation += 1
+        # every acknowledgement in flight belongs to the generation just ended and acknowledges
+        # nothing now: the next ones must not wait behind them
+        self._ack_tail.clear()
         dropped = 0
         for q in revoked:
             self.judges.pop(q, None)
@@ -229,6 +234,10 @@ class JudgeWorker:
         )
         out, wm = step.judged, step.watermark
         metrics.inc("windows_judged_total", out.windows_judged)
+        source = {"source": str(body["src"])}
+        metrics.inc("judge_partials_total", len(body["partials"]), labels=source)
+        if out.late_partials:
+            metrics.inc("judge_late_partials_total", out.late_partials, labels=source)
         for why in out.skipped:
             metrics.inc("alerts_skipped_total", labels={"reason": why})
         for bev, _ in step.budget_events:
@@ -300,7 +309,14 @@ class JudgeWorker:
         here (Faust buffers them): Faust commits what was acknowledged within a second, and a
         crash between that commit and the records reaching the broker would lose the state of
         messages never to be read again. Not at all when a rebalance revoked the partitions
-        meanwhile (:meth:`revoke`), nor when a record was not written."""
+        meanwhile (:meth:`revoke`), nor when a record was not written.
+
+        And in order: a checkpoint's messages are acknowledged only after the previous
+        checkpoint's of the partition, and not at all if those were not. Faust commits the
+        first run of acknowledged offsets, and before the partition's first commit it does not
+        look for a gap in front of that run (``Consumer._new_offset``): a later checkpoint
+        acknowledged first (its writes done sooner, or none to wait for) would have the offsets
+        of messages whose state is not on the broker yet committed past."""
         generation = self.generation
         to_ack = self.held.pop(q, [])
         self.last[q] = now
@@ -308,26 +324,39 @@ class JudgeWorker:
         if not to_ack or self.ack is None:
             return
         pending = [w for w in writes if isinstance(w, asyncio.Future) and not w.done()]
-        if not pending:
-            await self._acknowledge(q, writes, to_ack, generation)
+        before = self._ack_tail.get(q)
+        if not pending and (before is None or before.done()):
+            if before is None or _acknowledged(before):
+                await self._acknowledge(q, writes, to_ack, generation)
             return
         # The agent goes on judging meanwhile (a backlog's checkpoint can be hundreds of
         # records, one request each on Tansu); the acknowledgement follows the broker's.
-        task = asyncio.ensure_future(self._acknowledge(q, writes, to_ack, generation))
+        task = asyncio.ensure_future(self._acknowledge(q, writes, to_ack, generation, before))
         self._acking.add(task)
+        self._ack_tail[q] = task
         task.add_done_callback(self._acking.discard)
 
-    async def _acknowledge(self, q: int, writes: list[Any], to_ack: list[Any], generation: int) -> None:
+    async def _acknowledge(self, q: int, writes: list[Any], to_ack: list[Any], generation: int,
+                           before: asyncio.Task[bool] | None = None) -> bool:
+        """Acknowledge ``to_ack`` once ``writes`` are on the broker and ``before`` (the
+        partition's previous acknowledgement) has acknowledged its own; whether it did."""
         failed = await written(writes)
+        if before is not None:
+            await asyncio.wait([before])  # not cancelled with this task
+            if not _acknowledged(before):
+                log.error("judge partition %d: %d messages stay unacknowledged behind earlier ones that were not",
+                          q, len(to_ack))
+                return False
         if failed:
             # not acknowledged: read again after a restart or rebalance, onto this state
             log.error("judge partition %d: %d changelog writes failed (%r); %d messages stay unacknowledged",
                       q, len(failed), failed[0], len(to_ack))
-            return
+            return False
         if generation != self.generation or self.ack is None:
-            return  # revoked meanwhile: Faust reads them again (see revoke)
+            return False  # revoked meanwhile: Faust reads them again (see revoke)
         for message in to_ack:
             await self.ack(message)
+        return True
 
     def _write(self, q: int) -> list[Any]:
         """Persist what changed on partition ``q``: the ledger, the mix watches, the judge's
@@ -351,6 +380,11 @@ class JudgeWorker:
             if roll is not None:  # at most one pass per hour of event time
                 writes += persist_spend(t.spend, q, j.spend, roll.roll(j.spend, j.done_until))
         return writes
+
+
+def _acknowledged(task: asyncio.Task[bool]) -> bool:
+    """Whether a finished acknowledgement task acknowledged its messages."""
+    return not task.cancelled() and task.exception() is None and task.result()
 
 
 def alert_line(note: Notification) -> str:

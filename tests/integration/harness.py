@@ -187,6 +187,40 @@ def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, b
     return n
 
 
+def windows_summary(bootstrap: str, topic: str, timeout: float = 10.0) -> str:
+    """For a failing test's output: per windows partition and source (usage partition), the
+    messages and series-window partials the hot path put on ``topic`` (``<prefix>.windows``),
+    and their seqs. Beside the worker's ``judge_partials_total`` and
+    ``judge_late_partials_total`` (per source, in ``/metrics``) it says whether partials went
+    missing between the topic and the judge or reached it after their windows were judged."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    counts: dict[tuple[int, int], list[int]] = {}  # (partition, src): messages, partials, first and last seq
+    try:
+        parts = wait_until(lambda: consumer.partitions_for_topic(topic), 10, f"metadata of {topic}")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)  # what the topic held when asked (Tansu: nearly)
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end[tp] for tp in tps) and time.monotonic() < deadline:
+            for tp, batch in consumer.poll(timeout_ms=500).items():
+                for rec in batch:
+                    body = json.loads(rec.value)
+                    c = counts.setdefault((tp.partition, int(body["src"])), [0, 0, body["seq"], body["seq"]])
+                    c[0] += 1
+                    c[1] += len(body["partials"])
+                    c[2], c[3] = min(c[2], body["seq"]), max(c[3], body["seq"])
+    except Exception as exc:  # noqa: BLE001 - diagnostics only
+        return f"windows topic {topic}: not read ({exc!r})"
+    finally:
+        consumer.close()
+    lines = [f"windows topic {topic} (partition, source: messages, partials, seqs):"]
+    lines += [f"  {q}, {src}: {m}, {n}, {lo}..{hi}" for (q, src), (m, n, lo, hi) in sorted(counts.items())]
+    return "\n".join(lines)
+
+
 def consume_all(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[Any]:
     """Read a topic from the beginning (no group) until ``expect`` records or the timeout."""
     from kafka import KafkaConsumer, TopicPartition
