@@ -20,8 +20,8 @@ same statistic on the series' own earlier, normal windows (an online conformal p
 - A small standard-normal prior (``_PRIOR_WINDOWS``) makes the first windows sensible; it is
   outweighed within a few hundred windows.
 
-Pure Python lists (it runs once per window per model per series): ~1 us to score, ~0.5 us to
-learn; 97 floats of state (empty top bins are not written).
+Pure Python and one typed array (it runs once per window per model per series): ~1 us to
+score, ~0.5 us to learn; 97 single-precision floats of state (empty top bins are not written).
 
 >>> import random
 >>> rng = random.Random(1)
@@ -66,7 +66,11 @@ _DEFAULT_C = 1.5
 # Bounds of the tail's shape exponent: from much heavier than exponential to Gaussian-like.
 _MIN_C = 0.3
 _MAX_C = 2.5
-_RESCALE = 1e100
+# The bins grow with the weight of the next window instead of all decaying: they are brought
+# back to 1 when it passes this, low enough for single-precision bins (max ~3.4e38) to hold
+# ``_MEMORY`` windows of that weight. States written with doubles (up to 1e100) are rescaled
+# on load.
+_RESCALE = 1e30
 
 STAT_FLOOR = 0.01
 """Floor of a model's scale in its statistic (log units: 1 %). The models' own floors
@@ -98,9 +102,11 @@ class TailCalibrator:
     __slots__ = ("_c", "_total", "_w", "_n", "_fit")
 
     def __init__(self) -> None:
-        # the bins' weights as doubles in one array: a list of Python floats held ~3 KiB per
-        # calibrator, three per default detector (benchmarks/scale.py)
-        self._c = array("d", _PRIOR)
+        # the bins' weights in one array of single-precision floats: a list of Python floats
+        # held ~3 KiB per calibrator, doubles ~0.8 KiB, these ~0.4 KiB (four calibrators per
+        # default detector: benchmarks/scale.py). A bin's relative precision (6e-8) is far
+        # finer than the histogram's own resolution; the sums below are done in doubles.
+        self._c = array("f", _PRIOR)
         self._total = _PRIOR_WINDOWS
         self._w = 1.0  # weight of the next window (grows instead of decaying every bin)
         self._n = 0  # windows learnt
@@ -126,8 +132,15 @@ class TailCalibrator:
             raise ValueError(f"malformed calibration state: {exc!r}") from exc
         if len(c) != _N or not all(math.isfinite(x) and x >= 0.0 for x in [*c, w, total]) or w <= 0.0:
             raise ValueError("calibration state does not fit")
+        if w > _RESCALE:  # written with double bins (before _RESCALE was lowered for floats)
+            c = [x / w for x in c]
+            total /= w
+            w = 1.0
+        bins = array("f", c)
+        if not all(math.isfinite(x) for x in bins) or total > 3e38:
+            raise ValueError("calibration state does not fit single-precision bins")
         self = cls()
-        self._n, self._w, self._total, self._c = n, w, total, array("d", c)
+        self._n, self._w, self._total, self._c = n, w, total, bins
         return self
 
     @property

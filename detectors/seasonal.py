@@ -195,13 +195,16 @@ class SeasonalBaseline(Detector):
         self._held: float | None = None  # not state: see _take_held
         # Typed arrays, not numpy: an update touches 3 slots, where numpy's per-call overhead
         # (~1 us per tiny op) costs more than the arithmetic. Not lists of Python numbers
-        # either: 193 slots x 5 of those held ~26 KiB per series, these ~5 KiB (the same
-        # doubles, so the same scores; counts and epoch hours fit 32 bits).
+        # either: 193 slots x 5 of those held ~26 KiB per series, these ~3.9 KiB. Counts and
+        # epoch hours fit 32 bits; the location and scale of log(spend) are single-precision
+        # floats (arithmetic in doubles, stored rounded to ~6e-8 relative: a location of
+        # log($0.05) moves by ~2e-7, ~1e-6 of a robust sigma -- far below what the slot's
+        # own noise moves it by every window).
         self._n = array("i", bytes(4 * _N_SLOTS))  # windows with spend learnt
         self._periods = array("i", bytes(4 * _N_SLOTS))  # distinct hours those came from
         self._last = array("i", [-1]) * _N_SLOTS  # epoch hour of the slot's latest data
-        self._loc = array("d", bytes(8 * _N_SLOTS))  # location of log(spend)
-        self._dev = array("d", bytes(8 * _N_SLOTS))  # mean absolute deviation of log(spend)
+        self._loc = array("f", bytes(4 * _N_SLOTS))  # location of log(spend)
+        self._dev = array("f", bytes(4 * _N_SLOTS))  # mean absolute deviation of log(spend)
         # Per level (hour-of-week, hour-of-day, global): mean absolute deviation of log(spend)
         # from its own slot's location, over all slots of the level, and residuals counted.
         self._pool_dev: list[float] = [0.0, 0.0, 0.0]
@@ -251,8 +254,11 @@ class SeasonalBaseline(Detector):
             raise ValueError("seasonal state pools must have 3 levels")
         if not all(math.isfinite(x) for x in loc + dev + pool_dev):
             raise ValueError("seasonal state has non-finite values")
+        loc32, dev32 = array("f", loc), array("f", dev)
+        if not all(math.isfinite(x) for x in loc32 + dev32):
+            raise ValueError("seasonal state has values out of single-precision range")
         self._n, self._periods, self._last = array("i", n), array("i", periods), array("i", last)
-        self._loc, self._dev = array("d", loc), array("d", dev)
+        self._loc, self._dev = loc32, dev32
         self._pool_dev, self._pool_n = pool_dev, pool_n
         if not (math.isfinite(offset) and math.isfinite(recent)):
             raise ValueError("seasonal state has a non-finite level")

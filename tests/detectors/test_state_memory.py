@@ -1,0 +1,89 @@
+"""Compact detector state (issue 15, item 5): what it may not change, and what keeps it compact.
+
+The states held in memory moved to single-precision floats, byte arrays and slots. A worker
+upgraded in place restores what its predecessor checkpointed: ``data/default_state_main_0d000c8.json``
+is a default detector's state written by main at 0d000c8 (doubles) after a week of a sparse
+series (a quarter of its minutes with spend, a burst now and then), with the verdicts main
+gave on the 240 windows after it (one spike among them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from detectors import Combined, LevelShift, detector_from_state, make_detector
+from detectors.calibration import _MEMORY, _N, TailCalibrator
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_state_written_by_main_loads_and_scores_the_same() -> None:
+    saved = json.loads((DATA / "default_state_main_0d000c8.json").read_text())
+    det = detector_from_state(saved["detector"], saved["params"], saved["state"])
+    flagged = 0
+    for ts, value, count, expected, upper, score, is_anomaly in saved["next"]:
+        v = det.update(ts, value, count)
+        # single-precision slots and bins: the same verdicts up to float noise
+        assert v.expected == pytest.approx(expected, rel=1e-5, abs=1e-12)
+        assert v.upper == pytest.approx(upper, rel=1e-5, abs=1e-12)
+        assert v.score == pytest.approx(score, abs=1e-6)
+        assert v.is_anomaly == is_anomaly
+        flagged += v.is_anomaly
+    assert flagged == 1
+
+
+def test_calibrator_state_with_double_sized_weights_is_rescaled_on_load() -> None:
+    # Bins written with doubles grew up to 1e100 before they were rescaled; single-precision
+    # bins hold ~3.4e38, so a state whose weight passed the new bound is brought back on load.
+    rng = random.Random(3)
+    cal = TailCalibrator()
+    for _ in range(3 * _MEMORY):
+        cal.learn(rng.gauss(0.0, 1.0))
+    n, w, total, c = cal.to_state()
+    scale = 1e60
+    old = [n, w * scale, total * scale, [x * scale for x in c]]
+    twin = TailCalibrator.from_state(old)
+    assert twin.to_state()[1] == 1.0
+    for z in (-1.0, 0.0, 1.5, 3.0, 6.0, 40.0):
+        assert twin.sf(z) == pytest.approx(cal.sf(z), rel=1e-6)
+    for _ in range(100):
+        z = rng.gauss(0.0, 1.0)
+        cal.learn(z)
+        twin.learn(z)
+    assert twin.sf(2.0) == pytest.approx(cal.sf(2.0), rel=1e-5)
+
+
+def test_calibrator_refuses_bins_out_of_single_precision_range() -> None:
+    with pytest.raises(ValueError, match="single-precision"):
+        TailCalibrator.from_state([10, 1.0, 1e39, [1e39] + [0.0] * (_N - 1)])
+
+
+@pytest.mark.parametrize("cls", [Combined, LevelShift])
+def test_many_attribute_detectors_keep_everything_in_slots(cls: type) -> None:
+    # One detector per watched series: an attribute missing from __slots__ goes into an
+    # instance dict, ~1.6 KiB per series once a class has more than 30 of them.
+    det = cls() if cls is Combined else cls(window_seconds=60.0)
+    rng = random.Random(1)
+    for i in range(300):
+        det.update(1_767_571_200.0 + 60 * (i + 1), rng.lognormvariate(0.0, 0.3), 5.0)
+    det.rebase()
+    assert det.__dict__ == {}, f"attributes outside __slots__: {sorted(det.__dict__)}"
+    if isinstance(det, Combined):
+        for m in det._models:
+            if isinstance(m, LevelShift):
+                assert m.__dict__ == {}
+
+
+@pytest.mark.parametrize("name", ["seasonal", "changepoint"])
+def test_single_precision_slots_refuse_values_out_of_range(name: str) -> None:
+    det = make_detector(name)
+    state = det.to_state()
+    state["loc"] = [1e39] * len(state["loc"])
+    with pytest.raises(ValueError, match="single-precision"):
+        det.load_state(state)
+    assert math.isfinite(det.to_state()["loc"][0])  # the state before the refused one
