@@ -91,6 +91,19 @@ def _normal_prior() -> list[float]:
 _PRIOR = _normal_prior()
 
 
+def _trimmed(c: array[float]) -> array[float]:
+    """``c`` without its empty top bins (a calibrator holds only the bins up to its last one
+    with weight: the others are zero)."""
+    end = len(c)
+    while end > 1 and c[end - 1] == 0.0:
+        end -= 1
+    return c[:end] if end < len(c) else c
+
+
+# the prior in single precision: its bins past z ~ 14 (about half of them) are exactly zero
+_PRIOR32 = _trimmed(array("f", _PRIOR))
+
+
 class TailCalibrator:
     """Online upper-tail p-values of a statistic against its own history (see module doc).
 
@@ -102,11 +115,13 @@ class TailCalibrator:
     __slots__ = ("_c", "_total", "_w", "_n", "_fit")
 
     def __init__(self) -> None:
-        # the bins' weights in one array of single-precision floats: a list of Python floats
-        # held ~3 KiB per calibrator, doubles ~0.8 KiB, these ~0.4 KiB (four calibrators per
-        # default detector: benchmarks/scale.py). A bin's relative precision (6e-8) is far
-        # finer than the histogram's own resolution; the sums below are done in doubles.
-        self._c = array("f", _PRIOR)
+        # The bins' weights in one array of single-precision floats, up to the last bin with
+        # any weight (those above are zero; it grows when a window lands there): a list of
+        # Python floats held ~3 KiB per calibrator, all bins as doubles ~0.8 KiB, these
+        # ~0.25 KiB (four calibrators per default detector: benchmarks/scale.py). A bin's
+        # relative precision (6e-8) is far finer than the histogram's own resolution; the sums
+        # below are done in doubles.
+        self._c = array("f", _PRIOR32)
         self._total = _PRIOR_WINDOWS
         self._w = 1.0  # weight of the next window (grows instead of decaying every bin)
         self._n = 0  # windows learnt
@@ -115,11 +130,8 @@ class TailCalibrator:
     # -- state ------------------------------------------------------------------------------
 
     def to_state(self) -> list[Any]:
-        c = self._c
-        end = _N
-        while end > 1 and c[end - 1] == 0.0:
-            end -= 1  # the empty top bins are left out (most of them, on most series)
-        return [self._n, self._w, self._total, c[:end].tolist()]
+        # the empty top bins are left out (most of them, on most series)
+        return [self._n, self._w, self._total, _trimmed(self._c).tolist()]
 
     @classmethod
     def from_state(cls, state: Any) -> TailCalibrator:
@@ -136,7 +148,7 @@ class TailCalibrator:
             c = [x / w for x in c]
             total /= w
             w = 1.0
-        bins = array("f", c)
+        bins = _trimmed(array("f", c))
         if not all(math.isfinite(x) for x in bins) or total > 3e38:
             raise ValueError("calibration state does not fit single-precision bins")
         self = cls()
@@ -159,7 +171,11 @@ class TailCalibrator:
         if z != z:  # NaN: nothing to learn
             return
         w = self._w
-        self._c[_bin(z)] += w * weight
+        i = _bin(z)
+        c = self._c
+        if i >= len(c):
+            c.frombytes(bytes(4 * (i + 1 - len(c))))  # the bins up to it, empty
+        c[i] += w * weight
         self._total += w * weight
         self._n += 1
         # Exponential forgetting from the start, not an average that turns into one: a model
@@ -167,8 +183,7 @@ class TailCalibrator:
         # weeks.
         w *= _DECAY
         if w > _RESCALE:
-            c = self._c
-            for i in range(_N):
+            for i in range(len(c)):
                 c[i] /= w
             self._total /= w
             w = 1.0
@@ -189,7 +204,9 @@ class TailCalibrator:
         if v < _HI:
             i = 1 + int((v - _LO) / _WIDTH)
             upper = _LO + _WIDTH * i  # bin i covers [upper - WIDTH, upper) in asinh(z)
-            above = sum(c[i + 1 :]) + c[i] * (upper - v) / _WIDTH
+            above = sum(c[i + 1 :])  # (bins past the array's end are empty)
+            if i < len(c):
+                above += c[i] * (upper - v) / _WIDTH
             if above >= _K_MIN * unit:
                 return above / total
         e0, _s0, er, sr, a_b = self._tail()
@@ -212,7 +229,10 @@ class TailCalibrator:
         fit = self._fit
         if fit is not None:
             return fit
-        c, total = self._c, self._total
+        c: Any = self._c
+        if len(c) < _N:
+            c = c.tolist() + [0.0] * (_N - len(c))
+        total = self._total
         unit = self._w / _DECAY
         # mass above each edge e_k = LO + WIDTH * k, k = 0.._NBINS (edge k is bin k's upper one)
         above = [0.0] * (_NBINS + 1)
