@@ -87,3 +87,29 @@ def test_single_precision_slots_refuse_values_out_of_range(name: str) -> None:
     with pytest.raises(ValueError, match="single-precision"):
         det.load_state(state)
     assert math.isfinite(det.to_state()["loc"][0])  # the state before the refused one
+
+
+def test_seasonal_hours_and_periods_round_trip_a_state_written_by_main() -> None:
+    # The slots' latest hours are held modulo 2**16 in memory; the state gets the epoch hours.
+    saved = json.loads((DATA / "default_state_main_0d000c8.json").read_text())["state"]["models"][0]
+    det = make_detector("seasonal").load_state(saved)
+    state = det.to_state()
+    assert state["last"] == saved["last"] and state["periods"] == saved["periods"]
+
+
+def test_seasonal_slot_hours_across_the_wrap_of_their_16_bits() -> None:
+    # Epoch hour 524,288 is 0 modulo 2**16: a slot whose first data comes then (its stored
+    # hour equals the "no data" one) counts it, and the state gets the full hours back.
+    det = make_detector("seasonal", window_seconds=3600.0)
+    hour = 8 * 65_536
+    det.update((hour + 1) * 3600.0, 1.0)
+    state = det.to_state()
+    hod = 168 + hour % 24
+    touched = [i for i, p in enumerate(state["periods"]) if p]
+    assert len(touched) == 3 and hod in touched and 192 in touched
+    assert all(state["periods"][i] == 1 and state["last"][i] == hour for i in touched)
+    det.update((hour - 23 + 48) * 3600.0, 1.0)  # the same hour of the day, a day later
+    state = det.to_state()
+    assert state["periods"][hod] == 2 and state["last"][hod] == hour + 24
+    assert state["periods"][192] == 2
+    assert make_detector("seasonal", window_seconds=3600.0).load_state(state).to_state() == state
