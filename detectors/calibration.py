@@ -102,6 +102,7 @@ def _trimmed(c: array[float]) -> array[float]:
 
 # the prior in single precision: its bins past z ~ 14 (about half of them) are exactly zero
 _PRIOR32 = _trimmed(array("f", _PRIOR))
+_PRIOR32_TOTAL = math.fsum(_PRIOR32)
 
 
 class TailCalibrator:
@@ -122,7 +123,10 @@ class TailCalibrator:
         # relative precision (6e-8) is far finer than the histogram's own resolution; the sums
         # below are done in doubles.
         self._c = array("f", _PRIOR32)
-        self._total = _PRIOR_WINDOWS
+        # The total is the sum of the bins as they hold it (what each bin took after rounding),
+        # not of the weights given: a p-value is a share of it, and a total a little below the
+        # bins' sum gave p > 1 in the lowest bins, where "1.0: no opinion" means something.
+        self._total = _PRIOR32_TOTAL
         self._w = 1.0  # weight of the next window (grows instead of decaying every bin)
         self._n = 0  # windows learnt
         self._fit: tuple[float, float, float, float, float] | None = None
@@ -151,6 +155,7 @@ class TailCalibrator:
         bins = _trimmed(array("f", c))
         if not all(math.isfinite(x) for x in bins) or total > 3e38:
             raise ValueError("calibration state does not fit single-precision bins")
+        total = math.fsum(bins)  # as the bins hold it (see __init__)
         self = cls()
         self._n, self._w, self._total, self._c = n, w, total, bins
         return self
@@ -175,8 +180,9 @@ class TailCalibrator:
         c = self._c
         if i >= len(c):
             c.frombytes(bytes(4 * (i + 1 - len(c))))  # the bins up to it, empty
-        c[i] += w * weight
-        self._total += w * weight
+        old = c[i]
+        c[i] = old + w * weight
+        self._total += c[i] - old  # what the bin took (exact in a double)
         self._n += 1
         # Exponential forgetting from the start, not an average that turns into one: a model
         # whose own scale is still settling (its first day) should not weigh on its scores for
@@ -185,7 +191,7 @@ class TailCalibrator:
         if w > _RESCALE:
             for i in range(len(c)):
                 c[i] /= w
-            self._total /= w
+            self._total = math.fsum(c)
             w = 1.0
         self._w = w
         self._fit = None
