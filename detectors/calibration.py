@@ -155,7 +155,12 @@ class TailCalibrator:
         bins = _trimmed(array("f", c))
         if not all(math.isfinite(x) for x in bins) or total > 3e38:
             raise ValueError("calibration state does not fit single-precision bins")
-        total = math.fsum(bins)  # as the bins hold it (see __init__)
+        # The total is what the bins hold (see __init__). One written with these bins agrees with
+        # their sum to the last few bits and is kept as written (a round trip scores the same);
+        # one written with double bins, now rounded, is replaced by their sum.
+        held = math.fsum(bins)
+        if abs(total - held) > 1e-12 * held:
+            total = held
         self = cls()
         self._n, self._w, self._total, self._c = n, w, total, bins
         return self
