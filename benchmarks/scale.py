@@ -11,9 +11,12 @@ worker writes it to the ``judge`` table once per window), with the spend roll-up
 :mod:`streams.reports.retention`.
 
 Printed, per day and at the end: RSS; the judge's time per window (``receive``: merge, detect,
-alert engine) and the checkpoint's, as a share of the window; and per series: detector state
-in memory (a deep ``sys.getsizeof`` walk over a sample of detectors), serialised (orjson of
-``to_state()``, what the changelog holds), the ``recent`` windows and the spend records.
+alert engine) and the checkpoint's (with the judge table's local copy, written as the worker
+writes it), as a share of the window; and per series: detector state in memory (one deep
+``sys.getsizeof`` walk over a sample of detectors, so that what they share counts once; and by
+component), serialised (orjson of ``to_state()``, what the changelog holds), the ``recent``
+windows, the spend records, the labels and contributor mix, and the judge table's local copy
+of the series' last checkpoint.
 The default detector takes ~0.2 ms per update on these machines: a full week of 100k users is
 days of CPU, so run it with ``--users 200`` (about 4 minutes) and scale per series.
 """
@@ -34,10 +37,22 @@ from streams.common.spend import spend_windows
 from streams.ingest.windows import NANO, Partial
 from streams.judge.core import judge_factory
 from streams.reports.retention import SpendRollup
+from streams.worker.tables import persist
 
 T0 = 1_767_571_200  # 2026-01-05T00:00:00Z, a Monday
 LAST = 60  # windows the judge table's bytes per window are averaged over (the last hour)
 STATE_EVERY = StreamConfig(bootstrap="").judge_state_every  # the worker's default
+
+
+class LocalTable:
+    """The judge table's local data as the worker keeps it (a Faust table's memory store holds
+    every key's latest value beside the live state); the changelog writes are dropped."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def send_changelog(self, partition: int, key: Any, value: Any) -> None:
+        return None
 
 
 def rss_mib() -> float:
@@ -49,7 +64,10 @@ def rss_mib() -> float:
 
 
 def deep_size(obj: Any) -> int:
-    """Bytes reachable from ``obj`` (each object once; classes, modules and functions left out)."""
+    """Bytes reachable from ``obj`` (each object once; classes, modules and functions left out).
+
+    Given a list of many series' objects, what they share (default parameters, interned
+    strings, small ints) counts once, as it does in memory."""
     seen: set[int] = set()
     todo = [obj]
     total = 0
@@ -62,6 +80,30 @@ def deep_size(obj: Any) -> int:
         total += sys.getsizeof(o)
         todo.extend(gc.get_referents(o))
     return total
+
+
+def per_series(objs: list[Any]) -> float:
+    """Bytes per object of ``objs`` in memory: one walk over all of them, so that what they
+    share counts once (a walk per object would count each detector's default parameters and
+    small ints again), minus the list itself."""
+    return (deep_size(objs) - sys.getsizeof(objs)) / len(objs) if objs else 0.0
+
+
+def detector_parts(dets: list[Any]) -> dict[str, float]:
+    """Bytes per series of each component of a combiner (``Combined``: its models by name,
+    their calibrators, and the combiner's own state), else of the whole detector."""
+    if not dets or not hasattr(dets[0], "_models"):
+        return {"detector": per_series(dets)}
+    out: dict[str, float] = {}
+    for i, name in enumerate(dets[0]._names):
+        models = [d._models[i] for d in dets]
+        cals = [m._cal for m in models if hasattr(m, "_cal")]
+        out[f"{name} calibration"] = per_series(cals) * len(cals) / len(models)
+        out[name] = per_series(models) - out[f"{name} calibration"]
+    levels = [d._level for d in dets]
+    out["combiner level statistic"] = per_series(levels)
+    out["combiner"] = per_series(dets) - sum(out.values())
+    return out
 
 
 def spend_rows(spend: Any, window: int) -> int:
@@ -81,6 +123,7 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
     gc.collect()
     rss0 = rss_mib()
     judge = judge_factory(window, detector, {}, {}, state_every=state_every)(0)
+    table = LocalTable()
     roll = SpendRollup(window) if rollup else SpendRollup(window, hourly_after=0, daily_after=0)
     rates = user_rates(users, seed)
     names = [f"user=u{i:06d}" for i in range(users)]
@@ -103,6 +146,8 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
         judge.receive(0, 1, w + window, parts, seq)
         t2 = time.perf_counter()
         changes = judge.checkpoint()
+        for key, value in changes.items():  # as JudgeWorker._write: a series' state kept packed
+            persist(table, 0, f"0|{key}", value, packed=key.startswith("det|"))
         judge.spend_changes()
         roll.roll(judge.spend, judge.done_until)
         t3 = time.perf_counter()
@@ -120,13 +165,19 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
                 print(f"day {day:4.1f}  RSS {row['rss_mib']:8.1f} MiB  judge {row['judge_pct']:.3f} % of the window"
                       f"  checkpoint {row['ckpt_pct']:.3f} %  spend {row['spend_mib']:.2f} MiB", flush=True)
     sample = names[:: max(1, users // 200)]
-    det_mem = sum(deep_size(judge.detectors[s]) for s in sample) / len(sample)
+    dets = [judge.detectors[s] for s in sample]
+    det_mem = per_series(dets)
+    det_walk_each = sum(deep_size(d) for d in dets) / len(dets)
     det_ser = sum(len(orjson.dumps(judge.detectors[s].to_state())) for s in sample) / len(sample)
     recent = judge.recent.get(sample[0]) or ()
-    rec_mem = sum(deep_size(judge.recent[s]) for s in sample if s in judge.recent) / len(sample)
+    rec_mem = per_series([judge.recent[s] for s in sample if s in judge.recent])
+    info_mem = per_series([judge.series[s] for s in sample])
+    table_mem = per_series([table.data.get(f"0|det|{s}") for s in sample])
     spend_mem = deep_size(judge.spend) / users
     return {"users": users, "days": days, "windows": n_windows, "rss0_mib": rss0, "per_day": per_day,
-            "detector_bytes": det_mem, "detector_serialized_bytes": det_ser, "recent_bytes": rec_mem,
+            "detector_bytes": det_mem, "detector_serialized_bytes": det_ser, "detector_walk_each_bytes": det_walk_each,
+            "detector_parts": detector_parts(dets), "series_info_bytes": info_mem,
+            "table_bytes": table_mem, "recent_bytes": rec_mem,
             "recent_len": len(recent), "spend_bytes": spend_mem, "spend_records": spend_rows(judge.spend, window),
             "checkpoint_bytes_per_window": ckpt_bytes}
 
@@ -152,11 +203,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"judge time per window: {last['judge_pct']:.3f} % of the window; checkpoint {last['ckpt_pct']:.3f} %"
           f" ({out['checkpoint_bytes_per_window'] / 1e6:.3f} MB serialised per window, the last hour's mean)")
     print("per series: detector "
-          f"{out['detector_bytes'] / 1024:.1f} KiB in memory, {out['detector_serialized_bytes'] / 1024:.1f} KiB serialised; "
+          f"{out['detector_bytes'] / 1024:.1f} KiB in memory ({out['detector_walk_each_bytes'] / 1024:.1f} KiB walking each "
+          f"alone), {out['detector_serialized_bytes'] / 1024:.1f} KiB serialised; "
           f"recent windows ({out['recent_len']} windows) {out['recent_bytes'] / 1024:.1f} KiB; "
           f"spend records {out['spend_bytes'] / 1024:.1f} KiB ({out['spend_records'] / a.users:.0f} windows, hours "
-          "and days)")
-    per = (out["detector_bytes"] + out["recent_bytes"] + out["spend_bytes"]) / 1024
+          f"and days); labels and contributor mix {out['series_info_bytes'] / 1024:.1f} KiB; "
+          f"the judge table's local copy of its last checkpoint {out['table_bytes'] / 1024:.1f} KiB")
+    print("detector state by part: " + ", ".join(f"{k} {v:.0f} B" for k, v in out["detector_parts"].items()))
+    per = (out["detector_bytes"] + out["recent_bytes"] + out["spend_bytes"] + out["series_info_bytes"]
+           + out["table_bytes"]) / 1024
     print(f"scaled: {per:.1f} KiB per series -> {per * 10_000 / 1024:.0f} MiB per 10k series, "
           f"{per * 100_000 / 1024 ** 2:.2f} GiB for 100k; judge {last['judge_pct'] * 100_000 / a.users:.1f} % "
           "of the window for 100k on one core")

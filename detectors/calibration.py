@@ -20,8 +20,8 @@ same statistic on the series' own earlier, normal windows (an online conformal p
 - A small standard-normal prior (``_PRIOR_WINDOWS``) makes the first windows sensible; it is
   outweighed within a few hundred windows.
 
-Pure Python lists (it runs once per window per model per series): ~1 us to score, ~0.5 us to
-learn; 97 floats of state (empty top bins are not written).
+Pure Python and one typed array (it runs once per window per model per series): ~1 us to
+score, ~0.5 us to learn; 97 single-precision floats of state (empty top bins are not written).
 
 >>> import random
 >>> rng = random.Random(1)
@@ -66,7 +66,11 @@ _DEFAULT_C = 1.5
 # Bounds of the tail's shape exponent: from much heavier than exponential to Gaussian-like.
 _MIN_C = 0.3
 _MAX_C = 2.5
-_RESCALE = 1e100
+# The bins grow with the weight of the next window instead of all decaying: they are brought
+# back to 1 when it passes this, low enough for single-precision bins (max ~3.4e38) to hold
+# ``_MEMORY`` windows of that weight. States written with doubles (up to 1e100) are rescaled
+# on load.
+_RESCALE = 1e30
 
 STAT_FLOOR = 0.01
 """Floor of a model's scale in its statistic (log units: 1 %). The models' own floors
@@ -87,6 +91,20 @@ def _normal_prior() -> list[float]:
 _PRIOR = _normal_prior()
 
 
+def _trimmed(c: array[float]) -> array[float]:
+    """``c`` without its empty top bins (a calibrator holds only the bins up to its last one
+    with weight: the others are zero)."""
+    end = len(c)
+    while end > 1 and c[end - 1] == 0.0:
+        end -= 1
+    return c[:end] if end < len(c) else c
+
+
+# the prior in single precision: its bins past z ~ 14 (about half of them) are exactly zero
+_PRIOR32 = _trimmed(array("f", _PRIOR))
+_PRIOR32_TOTAL = math.fsum(_PRIOR32)
+
+
 class TailCalibrator:
     """Online upper-tail p-values of a statistic against its own history (see module doc).
 
@@ -98,10 +116,17 @@ class TailCalibrator:
     __slots__ = ("_c", "_total", "_w", "_n", "_fit")
 
     def __init__(self) -> None:
-        # the bins' weights as doubles in one array: a list of Python floats held ~3 KiB per
-        # calibrator, three per default detector (benchmarks/scale.py)
-        self._c = array("d", _PRIOR)
-        self._total = _PRIOR_WINDOWS
+        # The bins' weights in one array of single-precision floats, up to the last bin with
+        # any weight (those above are zero; it grows when a window lands there): a list of
+        # Python floats held ~3 KiB per calibrator, all bins as doubles ~0.8 KiB, these
+        # ~0.25 KiB (four calibrators per default detector: benchmarks/scale.py). A bin's
+        # relative precision (6e-8) is far finer than the histogram's own resolution; the sums
+        # below are done in doubles.
+        self._c = array("f", _PRIOR32)
+        # The total is the sum of the bins as they hold it (what each bin took after rounding),
+        # not of the weights given: a p-value is a share of it, and a total a little below the
+        # bins' sum gave p > 1 in the lowest bins, where "1.0: no opinion" means something.
+        self._total = _PRIOR32_TOTAL
         self._w = 1.0  # weight of the next window (grows instead of decaying every bin)
         self._n = 0  # windows learnt
         self._fit: tuple[float, float, float, float, float] | None = None
@@ -109,11 +134,8 @@ class TailCalibrator:
     # -- state ------------------------------------------------------------------------------
 
     def to_state(self) -> list[Any]:
-        c = self._c
-        end = _N
-        while end > 1 and c[end - 1] == 0.0:
-            end -= 1  # the empty top bins are left out (most of them, on most series)
-        return [self._n, self._w, self._total, c[:end].tolist()]
+        # the empty top bins are left out (most of them, on most series)
+        return [self._n, self._w, self._total, _trimmed(self._c).tolist()]
 
     @classmethod
     def from_state(cls, state: Any) -> TailCalibrator:
@@ -126,8 +148,21 @@ class TailCalibrator:
             raise ValueError(f"malformed calibration state: {exc!r}") from exc
         if len(c) != _N or not all(math.isfinite(x) and x >= 0.0 for x in [*c, w, total]) or w <= 0.0:
             raise ValueError("calibration state does not fit")
+        if w > _RESCALE:  # written with double bins (before _RESCALE was lowered for floats)
+            c = [x / w for x in c]
+            total /= w
+            w = 1.0
+        bins = _trimmed(array("f", c))
+        if not all(math.isfinite(x) for x in bins) or total > 3e38:
+            raise ValueError("calibration state does not fit single-precision bins")
+        # The total is what the bins hold (see __init__). One written with these bins agrees with
+        # their sum to the last few bits and is kept as written (a round trip scores the same);
+        # one written with double bins, now rounded, is replaced by their sum.
+        held = math.fsum(bins)
+        if abs(total - held) > 1e-12 * held:
+            total = held
         self = cls()
-        self._n, self._w, self._total, self._c = n, w, total, array("d", c)
+        self._n, self._w, self._total, self._c = n, w, total, bins
         return self
 
     @property
@@ -146,18 +181,22 @@ class TailCalibrator:
         if z != z:  # NaN: nothing to learn
             return
         w = self._w
-        self._c[_bin(z)] += w * weight
-        self._total += w * weight
+        i = _bin(z)
+        c = self._c
+        if i >= len(c):
+            c.frombytes(bytes(4 * (i + 1 - len(c))))  # the bins up to it, empty
+        old = c[i]
+        c[i] = old + w * weight
+        self._total += c[i] - old  # what the bin took (exact in a double)
         self._n += 1
         # Exponential forgetting from the start, not an average that turns into one: a model
         # whose own scale is still settling (its first day) should not weigh on its scores for
         # weeks.
         w *= _DECAY
         if w > _RESCALE:
-            c = self._c
-            for i in range(_N):
+            for i in range(len(c)):
                 c[i] /= w
-            self._total /= w
+            self._total = math.fsum(c)
             w = 1.0
         self._w = w
         self._fit = None
@@ -176,7 +215,9 @@ class TailCalibrator:
         if v < _HI:
             i = 1 + int((v - _LO) / _WIDTH)
             upper = _LO + _WIDTH * i  # bin i covers [upper - WIDTH, upper) in asinh(z)
-            above = sum(c[i + 1 :]) + c[i] * (upper - v) / _WIDTH
+            above = sum(c[i + 1 :])  # (bins past the array's end are empty)
+            if i < len(c):
+                above += c[i] * (upper - v) / _WIDTH
             if above >= _K_MIN * unit:
                 return above / total
         e0, _s0, er, sr, a_b = self._tail()
@@ -199,7 +240,10 @@ class TailCalibrator:
         fit = self._fit
         if fit is not None:
             return fit
-        c, total = self._c, self._total
+        c: Any = self._c
+        if len(c) < _N:
+            c = c.tolist() + [0.0] * (_N - len(c))
+        total = self._total
         unit = self._w / _DECAY
         # mass above each edge e_k = LO + WIDTH * k, k = 0.._NBINS (edge k is bin k's upper one)
         above = [0.0] * (_NBINS + 1)

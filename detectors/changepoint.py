@@ -153,6 +153,16 @@ class LevelShift(Detector):
     '3.1x the hour-of-day level over the last 31 windows (statistic 9.6, alarm at 8)'
     """
 
+    # Slots, not an instance dict: with more than 30 attributes CPython gives up sharing the
+    # dict's keys between instances, and each detector's dict then took ~1.6 KiB (one per
+    # watched series: benchmarks/scale.py). An attribute left out still works (it goes
+    # into a dict, made when first set), at that dict's cost.
+    __slots__ = ("alpha", "drift", "max_shift_seconds", "min_history", "min_rel_scale", "min_scale",
+        "min_windows", "protect_anomaly", "threshold", "window_seconds", "_alarm_since",
+        "_alpha_window", "_cal", "_cap", "_cusum", "_day", "_dev", "_held", "_loc", "_log_floor",
+        "_max_rise", "_memo", "_n", "_pool_dev", "_pool_n", "_ready", "_recent", "_run_log", "_run_n",
+        "_run_rs", "_seen", "_last_ts")
+
     name = "changepoint"
 
     def __init__(
@@ -215,15 +225,16 @@ class LevelShift(Detector):
 
     def _reset(self) -> None:
         self._held: float | None = None  # not state: see _take_held
-        # typed arrays, not lists of Python numbers: a quarter of the memory, the same values
-        self._n = array("q", bytes(8 * _N_SLOTS))  # windows with spend learnt
+        # typed arrays, not lists of Python numbers: a sixth of the memory. Counts fit 32 bits;
+        # the location and scale are single-precision floats, as SeasonalBaseline's slots.
+        self._n = array("i", bytes(4 * _N_SLOTS))  # windows with spend learnt
         # Which hour-of-day slots have data (bit i: slot i), which have data from a day
         # before ``_day``, and the epoch day of the latest learnt data.
         self._seen = 0
         self._ready = 0
         self._day = -1
-        self._loc = array("d", bytes(8 * _N_SLOTS))  # location of log(spend)
-        self._dev = array("d", bytes(8 * _N_SLOTS))  # mean absolute deviation of log(spend)
+        self._loc = array("f", bytes(4 * _N_SLOTS))  # location of log(spend)
+        self._dev = array("f", bytes(4 * _N_SLOTS))  # mean absolute deviation of log(spend)
         self._pool_dev = 0.0  # mean absolute deviation over all hour-of-day slots
         self._pool_n = 0
         self._cusum = 0.0  # the statistic S
@@ -268,7 +279,12 @@ class LevelShift(Detector):
         floats = [*loc, *dev, pool_dev, cusum, run_log, run_rs, recent] + ([] if since is None else [since])
         if not all(math.isfinite(x) for x in floats) or cusum < 0:
             raise ValueError("changepoint state has non-finite or negative values")
-        self._n, self._loc, self._dev = array("q", n), array("d", loc), array("d", dev)
+        if not all(-(2 ** 31) <= x < 2 ** 31 for x in n):
+            raise ValueError("changepoint state counts must fit 32 bits")
+        loc32, dev32 = array("f", loc), array("f", dev)
+        if not all(math.isfinite(x) for x in loc32 + dev32):
+            raise ValueError("changepoint state has values out of single-precision range")
+        self._n, self._loc, self._dev = array("i", n), loc32, dev32
         self._seen, self._ready, self._day = seen, ready, day
         self._pool_dev, self._pool_n = pool_dev, pool_n
         self._cusum, self._run_n, self._run_log, self._alarm_since = cusum, run_n, run_log, since

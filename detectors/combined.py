@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 from typing import Any
 
 from detectors.base import Detector, Verdict, require
@@ -205,6 +206,19 @@ class Combined(Detector):
     (True, 38, 42)
     """
 
+    # Slots, not an instance dict: with more than 30 attributes CPython gives up sharing the
+    # dict's keys between instances, and each detector's dict then took ~1.6 KiB (one per
+    # watched series: benchmarks/scale.py). An attribute left out still works (it goes
+    # into a dict, made when first set), at that dict's cost.
+    __slots__ = ("burst_gap", "burst_recur", "burst_recur_days", "burst_weight", "burst_windows",
+        "component_params", "components", "gate_on_mean", "max_new_normal_ratio", "min_excess_minutes",
+        "min_excess_pct", "min_excess_root", "min_excess_usd", "min_requests", "new_normal_after",
+        "protect_anomaly", "recurring_days", "score_threshold", "window_seconds", "_burst", "_burst_n",
+        "_burst_quiet", "_burst_seen", "_burst_ts", "_count_index", "_dep", "_dep2", "_gate_in",
+        "_level", "_mean_ratio", "_models", "_names", "_prev_p", "_recent", "_recent_min_n",
+        "_recent_w", "_recur", "_recur_day", "_restarted", "_run_excess", "_run_expected", "_scored",
+        "_shift", "_shift_min_n", "_shift_period", "_usual", "_usual_n", "_usual_w", "_last_ts")
+
     name = "combined"
 
     def __init__(
@@ -327,7 +341,8 @@ class Combined(Detector):
         self._run_excess = 0.0  # excess over expected since the incident's first surprising window
         self._run_expected = 0.0  # expected spend over the same windows
         self._recur_day = 0  # the day (epoch day) bit 0 of the recurrence masks stands for
-        self._recur: list[int] = [0] * _SLOTS_PER_DAY
+        # one byte per quarter hour (the masks hold _RECUR_DAYS + 1 bits), not a list of ints
+        self._recur = array("B", bytes(_SLOTS_PER_DAY))
         self._scored = None
         self._gate_in: tuple[bool, float, float, float, bool, float] | None = None  # not state
         self._restarted = False  # the incident's run was reset by a rebase before this window
@@ -404,7 +419,7 @@ class Combined(Detector):
         for m, s in zip(self._models, models, strict=True):
             m.load_state(s)
         self._run_excess, self._run_expected = run
-        self._recur_day, self._recur = recur_day, recur
+        self._recur_day, self._recur = recur_day, array("B", recur)
         if not math.isfinite(usual) or not math.isfinite(recent[0]):
             raise ValueError("combined state: bad usual spend")
         self._recent = recent

@@ -49,6 +49,11 @@ _UNCLIPPED_WARMUP = 4
 # on-call answers "new normal" minutes into a shift, when a longer memory still holds the old level).
 _RECENT_W = 0.5
 
+# Distinct hours a slot counts up to (it is compared with min_periods only), and the epoch
+# hours of the slots' latest data are held modulo 2**16 (see SeasonalBaseline._reset).
+_MAX_PERIODS = 0xFFFF
+_HOUR_MASK = 0xFFFF
+
 # math.exp overflows above ~709.78; a bound of e**700 times anything is "never" all the same.
 _MAX_LOG_BOUND = 700.0
 
@@ -179,7 +184,8 @@ class SeasonalBaseline(Detector):
         require("SeasonalBaseline", min_scale > 0, "min_scale must be > 0", min_scale)
         require("SeasonalBaseline", min_rel_scale > 0, "min_rel_scale must be > 0", min_rel_scale)
         require("SeasonalBaseline", 0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
-        require("SeasonalBaseline", min_periods >= 1, "min_periods must be >= 1", min_periods)
+        require("SeasonalBaseline", 1 <= min_periods < _MAX_PERIODS, f"min_periods must be in [1, {_MAX_PERIODS - 1}]",
+                min_periods)
         # Derived once, not state: alpha is per hour of data and one window carries
         # window_seconds / 3600 of an hour, so the memory in hours is the same at any window
         # length.
@@ -195,13 +201,22 @@ class SeasonalBaseline(Detector):
         self._held: float | None = None  # not state: see _take_held
         # Typed arrays, not numpy: an update touches 3 slots, where numpy's per-call overhead
         # (~1 us per tiny op) costs more than the arithmetic. Not lists of Python numbers
-        # either: 193 slots x 5 of those held ~26 KiB per series, these ~5 KiB (the same
-        # doubles, so the same scores; counts and epoch hours fit 32 bits).
+        # either: 193 slots x 5 of those held ~26 KiB per series, these ~3.1 KiB. Counts fit
+        # 32 bits. The location and scale of log(spend) are single-precision floats
+        # (arithmetic in doubles, stored rounded to ~6e-8 relative: a location of log($0.05)
+        # moves by ~2e-7, ~1e-6 of a robust sigma -- far below what the slot's own noise moves
+        # it by every window). The distinct hours count up to _MAX_PERIODS (more say nothing
+        # more: min_periods is below it), and the epoch hour of a slot's latest data is kept
+        # modulo 2**16 (``_hour``, the latest hour learnt, gives the full one back for the
+        # state). Only "is it this hour?" is asked of it: an hour-of-week slot's hours are
+        # 168 apart, so the answer is exact for 157 years of a slot without spend, an
+        # hour-of-day slot's for 22 years; a slot without data has periods 0.
         self._n = array("i", bytes(4 * _N_SLOTS))  # windows with spend learnt
-        self._periods = array("i", bytes(4 * _N_SLOTS))  # distinct hours those came from
-        self._last = array("i", [-1]) * _N_SLOTS  # epoch hour of the slot's latest data
-        self._loc = array("d", bytes(8 * _N_SLOTS))  # location of log(spend)
-        self._dev = array("d", bytes(8 * _N_SLOTS))  # mean absolute deviation of log(spend)
+        self._periods = array("H", bytes(2 * _N_SLOTS))  # distinct hours those came from
+        self._last = array("H", bytes(2 * _N_SLOTS))  # epoch hour of the slot's latest data, mod 2**16
+        self._hour = -1  # the latest epoch hour learnt (-1: none)
+        self._loc = array("f", bytes(4 * _N_SLOTS))  # location of log(spend)
+        self._dev = array("f", bytes(4 * _N_SLOTS))  # mean absolute deviation of log(spend)
         # Per level (hour-of-week, hour-of-day, global): mean absolute deviation of log(spend)
         # from its own slot's location, over all slots of the level, and residuals counted.
         self._pool_dev: list[float] = [0.0, 0.0, 0.0]
@@ -220,7 +235,7 @@ class SeasonalBaseline(Detector):
         return {
             "n": list(self._n),
             "periods": list(self._periods),
-            "last": list(self._last),
+            "last": self._last_hours(),
             "loc": list(self._loc),
             "dev": list(self._dev),
             "pool_dev": list(self._pool_dev),
@@ -243,7 +258,7 @@ class SeasonalBaseline(Detector):
             offset, recent = (float(x) for x in state.get("level", (0.0, 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed seasonal state: {exc!r}") from exc
-        if not all(-(2 ** 31) <= x < 2 ** 31 for x in n + periods + last):
+        if not all(-(2 ** 31) <= x < 2 ** 31 for x in n + last) or min(periods, default=0) < 0:
             raise ValueError("seasonal state counts and hours must fit 32 bits")
         if not all(len(xs) == _N_SLOTS for xs in (n, periods, last, loc, dev)):
             raise ValueError(f"seasonal state lists must have {_N_SLOTS} slots")
@@ -251,13 +266,24 @@ class SeasonalBaseline(Detector):
             raise ValueError("seasonal state pools must have 3 levels")
         if not all(math.isfinite(x) for x in loc + dev + pool_dev):
             raise ValueError("seasonal state has non-finite values")
-        self._n, self._periods, self._last = array("i", n), array("i", periods), array("i", last)
-        self._loc, self._dev = array("d", loc), array("d", dev)
+        loc32, dev32 = array("f", loc), array("f", dev)
+        if not all(math.isfinite(x) for x in loc32 + dev32):
+            raise ValueError("seasonal state has values out of single-precision range")
+        self._n = array("i", n)
+        self._periods = array("H", [p if p < _MAX_PERIODS else _MAX_PERIODS for p in periods])
+        self._last = array("H", [h & _HOUR_MASK if p else 0 for h, p in zip(last, periods, strict=True)])
+        self._hour = max((h for h, p in zip(last, periods, strict=True) if p), default=-1)
+        self._loc, self._dev = loc32, dev32
         self._pool_dev, self._pool_n = pool_dev, pool_n
         if not (math.isfinite(offset) and math.isfinite(recent)):
             raise ValueError("seasonal state has a non-finite level")
         self._cal, self._memo = cal, None
         self._offset, self._recent = offset, recent
+
+    def _last_hours(self) -> list[int]:
+        """The epoch hour of each slot's latest data (-1: none), as the state has it."""
+        ref = self._hour
+        return [ref - ((ref - h) & _HOUR_MASK) if p else -1 for h, p in zip(self._last, self._periods, strict=True)]
 
     # -- model ------------------------------------------------------------------------------
 
@@ -338,6 +364,7 @@ class SeasonalBaseline(Detector):
     def _judging_level(self, hour: int, slots: tuple[int, int, int]) -> int:
         """Index in ``slots`` of the finest slot with enough history from earlier hours."""
         periods, last, min_periods = self._periods, self._last, self.min_periods
+        hour &= _HOUR_MASK
         for i in (0, 1):
             slot = slots[i]
             # Only hours before this one count, so that every window of an hour is judged at
@@ -442,11 +469,16 @@ class SeasonalBaseline(Detector):
         pool_dev, pool_n = self._pool_dev, self._pool_n
         aw = self._alpha_window
         damp = self._damp
+        if hour > self._hour:
+            self._hour = hour
+        h16 = hour & _HOUR_MASK
         for level in range(levels):
             slot = slots[level]
-            if last[slot] != hour:
-                last[slot] = hour
-                periods[slot] += 1
+            p = periods[slot]
+            if last[slot] != h16 or not p:
+                last[slot] = h16
+                if p < _MAX_PERIODS:
+                    periods[slot] = p + 1
             n = n_[slot]
             if n == 0:
                 n_[slot] = 1

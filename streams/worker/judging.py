@@ -52,7 +52,7 @@ from streams.judge.core import JudgeCore, judge_factory
 from streams.judge.step import judge_step
 from streams.reports.reporting import Reporting
 from streams.reports.retention import SpendRollup
-from streams.worker.tables import Tables, persist, persist_spend, restore_items, written
+from streams.worker.tables import Tables, pack_local, persist, persist_spend, restore_items, written
 
 log = logging.getLogger("tokenpulse.alerts")
 
@@ -136,6 +136,7 @@ class JudgeWorker:
             spend = self.tables.spend.data
             j.restore(restore_items(self.tables.judge, q),
                       ((k, v) for k, v in list(spend.items()) if owns(k.rpartition("|")[0])))
+            pack_local(self.tables.judge, f"{q}|det|")  # the recovered detector states, as _write keeps them
             # the records recovery put in the table are held by the judge's books now
             for key, book in j.spend.items():
                 spend[key] = book
@@ -374,7 +375,8 @@ class JudgeWorker:
                 writes.append(persist(t.budgets, p, f"{p}|{key}", value))
         if j is not None:
             for key, value in j.checkpoint().items():
-                writes.append(persist(t.judge, q, f"{q}|{key}", value))
+                # a series' state (detector, mix) is read back by a restore only: kept as bytes
+                writes.append(persist(t.judge, q, f"{q}|{key}", value, packed=key.startswith("det|")))
             writes += persist_spend(t.spend, q, j.spend, j.spend_changes())
             roll = self.rollups.get(q)
             if roll is not None:  # at most one pass per hour of event time

@@ -17,9 +17,11 @@ from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from streams.common.spend import SeriesSpend, spend_key, split_key
 
-__all__ = ["Table", "Tables", "owned_partitions", "persist", "persist_spend", "restore_items", "written"]
+__all__ = ["Table", "Tables", "owned_partitions", "pack_local", "persist", "persist_spend", "restore_items", "written"]
 
 
 class Table(Protocol):
@@ -43,18 +45,35 @@ class Tables:
     reports: Table | None = None  # report parts and done marks (only with reports in the policy)
 
 
-def persist(table: Table, partition: int, key: str, value: Any) -> Any:
+def persist(table: Table, partition: int, key: str, value: Any, packed: bool = False) -> Any:
     """Write ``key`` (``None`` deletes it) to the table and its changelog partition; returns
     the changelog write (Faust's future, done once the broker has the record), which a caller
     that acknowledges input on the strength of it awaits first (:func:`written`).
 
     The partition is explicit: checkpoints also run from timers, outside stream iteration,
-    where Faust cannot tell it."""
+    where Faust cannot tell it.
+
+    ``packed``: the table's local data keeps the value as JSON bytes rather than Python objects
+    (the changelog record is the same). For big values that are only read back by a restore
+    (:func:`restore_items` decodes them): a series' detector state is ~16 KiB of JSON and took
+    ~40 KiB as lists of Python floats, beside the live detector, for every series
+    (benchmarks/scale.py)."""
     if value is None:
         table.data.pop(key, None)
     else:
-        table.data[key] = value
+        table.data[key] = orjson.dumps(value) if packed else value
     return table.send_changelog(partition, key, value)
+
+
+def pack_local(table: Table, prefix: str) -> int:
+    """Turn the local data's values under ``prefix`` into JSON bytes, as :func:`persist` with
+    ``packed`` keeps them: for what a changelog recovery put there as Python objects, once it
+    has been restored. Returns how many were packed."""
+    data = table.data
+    todo = [k for k, v in list(data.items()) if k.startswith(prefix) and v is not None and not isinstance(v, bytes)]
+    for k in todo:
+        data[k] = orjson.dumps(data[k])
+    return len(todo)
 
 
 async def written(writes: Iterable[Any]) -> list[BaseException]:
@@ -98,9 +117,10 @@ def persist_spend(table: Table, partition: int, books: Mapping[str, SeriesSpend]
 
 def restore_items(table: Table, q: int) -> Iterator[tuple[str, Any]]:
     """The entries of judge partition ``q`` in a per-partition table, without their ``"<q>|"``
-    prefix (what a core's ``restore`` takes)."""
+    prefix (what a core's ``restore`` takes); values kept packed (:func:`persist`) decoded."""
     prefix = f"{q}|"
-    return ((k[len(prefix):], v) for k, v in list(table.data.items()) if k.startswith(prefix))
+    return ((k[len(prefix):], orjson.loads(v) if isinstance(v, bytes) else v)
+            for k, v in list(table.data.items()) if k.startswith(prefix))
 
 
 def owned_partitions(app: Any, topic: str) -> set[int] | None:

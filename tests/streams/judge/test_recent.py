@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+from array import array
 from collections import deque
 
 import pytest
@@ -11,10 +13,15 @@ def _row(w: int) -> tuple[int, float, float, float, float, bool]:
     return w, w / 7.0, w / 11.0, w / 3.0, 1.0 - 1.0 / (w + 2), w % 5 == 0
 
 
+def _f32(x: float) -> float:
+    # the expected value and the upper bound are held in single precision, shown to 7 digits
+    return round(float(f"{array('f', [x])[0]:.7g}"), 6)
+
+
 def _as_dict(row: tuple[int, float, float, float, float, bool]) -> dict[str, object]:
     w, o, e, u, s, a = row
-    return {"window_start": w, "observed_usd": round(o, 6), "expected_usd": round(e, 6),
-            "upper_usd": round(u, 6), "score": s, "is_anomaly": a}
+    return {"window_start": w, "observed_usd": round(o, 6), "expected_usd": _f32(e),
+            "upper_usd": _f32(u), "score": s, "is_anomaly": a}
 
 
 @pytest.mark.parametrize("n", [0, 1, 5, 6, 7, 13, 240])
@@ -46,3 +53,12 @@ def test_score_keeps_full_precision() -> None:
 def test_maxlen_must_be_positive() -> None:
     with pytest.raises(ValueError, match="maxlen"):
         RecentWindows(0)
+
+
+def test_expected_and_upper_keep_seven_digits_and_a_never_bound_stays_finite() -> None:
+    ring = RecentWindows(1)
+    ring.append(1_767_571_200, 1234.56789, 1234.56789, math.exp(700.0), 0.5, False)
+    row = next(iter(ring))
+    assert row["window_start"] == 1_767_571_200 and row["observed_usd"] == 1234.56789
+    assert row["expected_usd"] == 1234.568
+    assert math.isfinite(row["upper_usd"]) and row["upper_usd"] > 1e38

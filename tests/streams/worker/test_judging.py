@@ -386,3 +386,28 @@ async def test_checkpoints_are_acknowledged_in_order() -> None:
         f.set_result(None)
     await asyncio.sleep(0.01)
     assert acked == [0, 1, 2]
+
+
+async def test_series_states_are_kept_packed_in_the_tables_local_data() -> None:
+    # The judge table's local data holds every series' last checkpointed state beside the live
+    # detector: as JSON bytes (~16 KiB a series) rather than Python lists (~40 KiB). The
+    # changelog records are unchanged, and what a recovery puts back (Python objects) is
+    # packed once it is restored.
+    clock = Clock(T0 + 86400)
+    j, _, _, _ = worker(config(), clock=clock)
+    for i, msg in enumerate(messages(10)):
+        await j.receive(Q, msg, i)
+    clock.t += 1.0
+    await j.tick()
+    data, log = j.tables.judge.data, j.tables.judge.changelog
+    det_keys = [k for k in data if k.startswith(f"{Q}|det|")]
+    assert det_keys and all(isinstance(data[k], bytes) for k in det_keys)
+    last = {k: v for _, k, v in log}
+    assert all(isinstance(last[k], dict) and orjson.loads(data[k]) == last[k] for k in det_keys)
+    states = {s: d.to_state() for s, d in j.judges[Q].detectors.items()}
+    # a restart: the changelog recovered into a new worker's tables, as Python objects
+    tables = memory_tables()
+    tables.judge.data.update(last)
+    second, _, _, _ = worker(config(), tables, clock)
+    assert {s: d.to_state() for s, d in second.judge_for(Q).detectors.items()} == states
+    assert all(isinstance(tables.judge.data[k], bytes) for k in det_keys)
