@@ -247,6 +247,7 @@ class Combined(Detector):
         sparse_requests: float = 20.0,
         sparse_max_windows: float = 240.0,
         sparse_gap: int = 15,
+        sparse_penalty: float = 100.0,
     ) -> None:
         from detectors import DETECTORS  # the registry imports this module
 
@@ -273,6 +274,7 @@ class Combined(Detector):
         self.sparse_requests = sparse_requests
         self.sparse_max_windows = sparse_max_windows
         self.sparse_gap = sparse_gap
+        self.sparse_penalty = sparse_penalty
         require("Combined", isinstance(burst_windows, int) and burst_windows >= 0,
                 "burst_windows must be an integer >= 0 (0: off)", burst_windows)
         require("Combined", 0.0 < burst_weight <= 1.0, "burst_weight must be in (0, 1]", burst_weight)
@@ -282,6 +284,7 @@ class Combined(Detector):
         require("Combined", sparse_max_windows >= 1, "sparse_max_windows must be >= 1", sparse_max_windows)
         require("Combined", isinstance(sparse_gap, int) and sparse_gap >= 0, "sparse_gap must be an integer >= 0",
                 sparse_gap)
+        require("Combined", sparse_penalty >= 1, "sparse_penalty must be >= 1", sparse_penalty)
         require("Combined", isinstance(burst_gap, int) and burst_gap >= 0,
                 "burst_gap must be an integer >= 0", burst_gap)
         require("Combined", burst_recur_days > 0.0, "burst_recur_days must be > 0", burst_recur_days)
@@ -580,6 +583,9 @@ class Combined(Detector):
         own = False
         if self._sparse is not None and count is not None:
             sp = self._sparse.score(ts, value, count)
+            # Its p counts ``sparse_penalty`` times (at most 1): a running sum's calibration
+            # sees few independent excursions, and its tail is extrapolated from them.
+            sp = (min(1.0, sp[0] * self.sparse_penalty), *sp[1:])
             own = sp[4] >= 1.0
             # (only where windows are expected to be few requests: elsewhere each window is
             # evidence by itself, and the models above have it)

@@ -34,14 +34,14 @@ def run(det: Combined, ts: list[float], spend: list[float], counts: list[float])
 
 
 def test_a_model_switch_on_a_quiet_team_alerts_only_with_the_sparse_evidence() -> None:
-    at = 3 * 1440 + 600  # day 4, 10:00 UTC
-    ts, spend, counts = quiet_team(3.5, switch_at=at)
+    at = 4 * 1440 - 300  # day 4, 19:00 UTC (two days of history, two of calibration)
+    ts, spend, counts = quiet_team(4.5, switch_at=at)
     assert max(counts) < 5  # no window is evidence by itself
     with_sparse = run(Combined(sparse=True), ts, spend, counts)
     without = run(Combined(), ts, spend, counts)
     assert not any(v.is_anomaly for v in without)
     alerts = [i for i, v in enumerate(with_sparse) if v.is_anomaly]
-    assert alerts and alerts[0] >= at and alerts[0] - at <= 180  # within 3 hours, ~$2 over
+    assert alerts and alerts[0] >= at and alerts[0] - at <= 150  # within 2.5 hours, ~$2 over
     assert with_sparse[alerts[0]].reason.startswith("sparse: ")
     assert not any(v.is_anomaly for v in with_sparse[:at])
 
@@ -80,6 +80,7 @@ def test_rebase_forgets_the_evidence() -> None:
 
 
 def test_bad_settings_are_refused() -> None:
-    for bad in ({"sparse": 1}, {"sparse_requests": 0}, {"sparse_max_windows": 0.5}, {"sparse_gap": -1}):
+    for bad in ({"sparse": 1}, {"sparse_requests": 0}, {"sparse_max_windows": 0.5}, {"sparse_gap": -1},
+                {"sparse_penalty": 0.5}):
         with pytest.raises(ValueError, match="Combined: sparse"):
             Combined(**bad)
