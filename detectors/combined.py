@@ -190,6 +190,18 @@ class Combined(Detector):
         it, counted with exponential forgetting over ``burst_recur_days`` (7): a one-off
         burst-like incident stays rare. 0: every burst is learnt.
 
+    sparse
+        Run the sparse-series evidence (:class:`~detectors.sparse.SparseEvidence`, off): the
+        spend of the last ``sparse_requests`` (20) expected requests, summed over as many
+        windows as that takes (at most ``sparse_max_windows``, 240), against what they usually
+        cost. Its p counts ``sparse_penalty`` (100) times, only where a window is expected to
+        have fewer than ``min_requests`` requests, and in any window however few requests it
+        has; it carries an incident's running excess through empty windows for ``sparse_gap``
+        (15) windows after one with evidence of its own, and alerts only on such windows.
+        Measured in docs/detectors.md ("evidence over requests for sparse series").
+    sparse_requests, sparse_max_windows, sparse_gap, sparse_penalty
+        See ``sparse``.
+
     Example: a team spending about $2 a minute (the gate: 10 minutes of it, $20). A burst to $6
     is surprising but not worth it; the burst to $40 that follows it alerts.
 
