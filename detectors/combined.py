@@ -230,7 +230,9 @@ class Combined(Detector):
         "_burst_quiet", "_burst_seen", "_burst_ts", "_count_index", "_dep", "_dep2", "_gate_in",
         "_level", "_mean_ratio", "_models", "_names", "_prev_p", "_recent", "_recent_min_n",
         "_recent_w", "_recur", "_recur_day", "_restarted", "_run_excess", "_run_expected", "_scored",
-        "_shift", "_shift_min_n", "_shift_period", "_usual", "_usual_n", "_usual_w", "_last_ts")
+        "_shift", "_shift_min_n", "_shift_period", "_usual", "_usual_n", "_usual_w", "_last_ts",
+        "sparse", "sparse_gap", "sparse_max_windows", "sparse_penalty", "sparse_requests", "_sparse",
+        "_sparse_fresh", "_sparse_held")
 
     name = "combined"
 
