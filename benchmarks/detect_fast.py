@@ -184,10 +184,18 @@ def cmd_run(a: argparse.Namespace) -> None:
     params = _params(a.params)
     t0 = time.perf_counter()
     sets: dict[str, dict[str, Any]] = {"i": {"rows": [], "false": [], "tw": 0.0}, "p": {"rows": [], "false": [], "tw": 0.0}}
+    sizes: dict[tuple[str, str, float], str] = {}  # a miss's size, for --verbose
     with ProcessPoolExecutor(max_workers=a.jobs) as pool:
         for kind, seed in _histories(a):
             ws = _load(d / f"{kind}{seed}.npz")
             meta = json.loads((d / f"{kind}{seed}.labels.json").read_text())
+            for lab in meta["labels"]:
+                if lab.get("should_alert") and "excess_usd" in lab:
+                    from tokenpulse.replay import to_epoch
+
+                    sizes[(f"{kind}{seed}", str(lab["team"]), to_epoch(lab["start"], "start"))] = (
+                        f" x{lab.get('factor', 0):.3g} ${lab['excess_usd']:,.2f} over "
+                        f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
             series = _team_series(ws)
             series.sort(key=lambda s: -len(s.ts))
             per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
@@ -224,7 +232,7 @@ def cmd_run(a: argparse.Namespace) -> None:
         if a.verbose:
             for r in rows:
                 if r[4] is None:
-                    print(f"  MISSED {r[0]} {r[1]} {r[2]} {_iso(r[3])}")
+                    print(f"  MISSED {r[0]} {r[1]} {r[2]} {_iso(r[3])}{sizes.get((r[0], r[1], r[3]), '')}")
             for f in agg["false"]:
                 print(f"  FALSE  {f[0]} {f[1]} {_iso(f[2])} ({f[3]})")
         if a.delays:

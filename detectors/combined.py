@@ -8,6 +8,7 @@ from typing import Any
 
 from detectors.base import Detector, Verdict, require
 from detectors.calibration import LevelSurprise
+from detectors.sparse import SparseEvidence
 
 __all__ = ["Combined", "gate_step", "is_material", "materiality"]
 
@@ -189,6 +190,18 @@ class Combined(Detector):
         it, counted with exponential forgetting over ``burst_recur_days`` (7): a one-off
         burst-like incident stays rare. 0: every burst is learnt.
 
+    sparse
+        Run the sparse-series evidence (:class:`~detectors.sparse.SparseEvidence`, off): the
+        spend of the last ``sparse_requests`` (20) expected requests, summed over as many
+        windows as that takes (at most ``sparse_max_windows``, 240), against what they usually
+        cost. Its p counts ``sparse_penalty`` (100) times, only where a window is expected to
+        have fewer than ``min_requests`` requests, and in any window however few requests it
+        has; it carries an incident's running excess through empty windows for ``sparse_gap``
+        (15) windows after one with evidence of its own, and alerts only on such windows.
+        Measured in docs/detectors.md ("evidence over requests for sparse series").
+    sparse_requests, sparse_max_windows, sparse_gap, sparse_penalty
+        See ``sparse``.
+
     Example: a team spending about $2 a minute (the gate: 10 minutes of it, $20). A burst to $6
     is surprising but not worth it; the burst to $40 that follows it alerts.
 
@@ -217,7 +230,9 @@ class Combined(Detector):
         "_burst_quiet", "_burst_seen", "_burst_ts", "_count_index", "_dep", "_dep2", "_gate_in",
         "_level", "_mean_ratio", "_models", "_names", "_prev_p", "_recent", "_recent_min_n",
         "_recent_w", "_recur", "_recur_day", "_restarted", "_run_excess", "_run_expected", "_scored",
-        "_shift", "_shift_min_n", "_shift_period", "_usual", "_usual_n", "_usual_w", "_last_ts")
+        "_shift", "_shift_min_n", "_shift_period", "_usual", "_usual_n", "_usual_w", "_last_ts",
+        "sparse", "sparse_gap", "sparse_max_windows", "sparse_penalty", "sparse_requests", "_sparse",
+        "_sparse_fresh", "_sparse_held")
 
     name = "combined"
 
@@ -242,6 +257,11 @@ class Combined(Detector):
         burst_recur: float = 0.0,
         burst_recur_days: float = 7.0,
         burst_gap: int = 30,
+        sparse: bool = False,
+        sparse_requests: float = 20.0,
+        sparse_max_windows: float = 240.0,
+        sparse_gap: int = 15,
+        sparse_penalty: float = 100.0,
     ) -> None:
         from detectors import DETECTORS  # the registry imports this module
 
@@ -264,10 +284,21 @@ class Combined(Detector):
         self.burst_recur = burst_recur
         self.burst_recur_days = burst_recur_days
         self.burst_gap = burst_gap
+        self.sparse = sparse
+        self.sparse_requests = sparse_requests
+        self.sparse_max_windows = sparse_max_windows
+        self.sparse_gap = sparse_gap
+        self.sparse_penalty = sparse_penalty
         require("Combined", isinstance(burst_windows, int) and burst_windows >= 0,
                 "burst_windows must be an integer >= 0 (0: off)", burst_windows)
         require("Combined", 0.0 < burst_weight <= 1.0, "burst_weight must be in (0, 1]", burst_weight)
         require("Combined", burst_recur >= 0.0, "burst_recur must be >= 0 (0: off)", burst_recur)
+        require("Combined", isinstance(sparse, bool), "sparse must be a bool", sparse)
+        require("Combined", sparse_requests > 0, "sparse_requests must be > 0", sparse_requests)
+        require("Combined", sparse_max_windows >= 1, "sparse_max_windows must be >= 1", sparse_max_windows)
+        require("Combined", isinstance(sparse_gap, int) and sparse_gap >= 0, "sparse_gap must be an integer >= 0",
+                sparse_gap)
+        require("Combined", sparse_penalty >= 1, "sparse_penalty must be >= 1", sparse_penalty)
         require("Combined", isinstance(burst_gap, int) and burst_gap >= 0,
                 "burst_gap must be an integer >= 0", burst_gap)
         require("Combined", burst_recur_days > 0.0, "burst_recur_days must be > 0", burst_recur_days)
@@ -348,7 +379,13 @@ class Combined(Detector):
         self._restarted = False  # the incident's run was reset by a rebase before this window
         # How often the smallest component p-value is at most _DEP_Q on normal windows,
         # exponentially weighted, with a prior of _DEP_PRIOR windows at k * _DEP_Q (Bonferroni).
-        self._dep = [_DEP_Q * len(self._models), float(_DEP_PRIOR)]
+        self._dep = [_DEP_Q * self._opinions(), float(_DEP_PRIOR)]
+        # The sparse-series evidence (``sparse``), and the statistic of the window learnt last
+        # that it did not calibrate (for the burst rule).
+        self._sparse = (SparseEvidence(self.window_seconds, self.sparse_requests, self.sparse_max_windows)
+                        if self.sparse else None)
+        self._sparse_held: float | None = None
+        self._sparse_fresh = -math.inf  # end of the last window that added evidence of its own
         self._usual = 0.0  # usual spend per window (exponentially weighted, normal windows)
         self._usual_n = 0
         self._recent = [0.0, 0]  # recent spend per window (the last half hour of normal windows), n
@@ -373,8 +410,14 @@ class Combined(Detector):
         self._burst_ts = 0.0
         self._burst_quiet = 0  # quiet windows since the last run ended (``burst_gap``)
 
+    def _opinions(self) -> int:
+        """How many p-values the combined one is the minimum of, at most."""
+        return len(self._models) + (1 if self.sparse else 0)
+
     def _get_state(self) -> dict[str, Any]:
+        sparse = {} if self._sparse is None else {"sparse": [self._sparse.to_state(), self._sparse_fresh]}
         return {
+            **sparse,
             "models": [m.to_state() for m in self._models],
             "run": [self._run_excess, self._run_expected],
             "usual": [self._usual, self._usual_n],
@@ -400,7 +443,7 @@ class Combined(Detector):
             # (states written before the mean-based gate have none: learnt afresh)
             mean_ratio = ([float(state["mean_ratio"][0]), int(state["mean_ratio"][1])] if "mean_ratio" in state
                           else [1.0, 0])
-            dep = [float(x) for x in state["dep"]] if "dep" in state else [_DEP_Q * len(self._models), _DEP_PRIOR]
+            dep = [float(x) for x in state["dep"]] if "dep" in state else [_DEP_Q * self._opinions(), _DEP_PRIOR]
             shift = list(state.get("shift", (None, None, 0, 0.0, 0, None, 0.0)))
             if len(shift) != 7:
                 raise ValueError(f"shift tracker has {len(shift)} fields, not 7")
@@ -455,13 +498,32 @@ class Combined(Detector):
             raise ValueError(f"malformed combined state: {exc!r}") from exc
         if (
             burst_n < 0
-            or not all(0 <= i < len(self._models) for i, _ in burst)
+            or not all((0 if self._sparse is None else -1) <= i < len(self._models) for i, _ in burst)
             or not (math.isfinite(seen_n) and seen_n >= 0.0 and math.isfinite(seen_ts) and quiet >= 0)
         ):
             raise ValueError("combined state: bad burst")
         self._burst_n, self._burst = burst_n, burst
         self._burst_seen, self._burst_ts, self._burst_quiet = seen_n, seen_ts, quiet
+        self._load_sparse(state)
         self._scored = None
+
+    def _load_sparse(self, state: dict[str, Any]) -> None:
+        # (states written before the sparse evidence, or with it off, have none: learnt afresh)
+        self._sparse_held = None
+        self._sparse_fresh = -math.inf
+        if self._sparse is None:
+            return
+        if "sparse" not in state:
+            self._sparse = SparseEvidence(self.window_seconds, self.sparse_requests, self.sparse_max_windows)
+            return
+        try:
+            sp_state, fresh = state["sparse"]
+            fresh = float(fresh)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"malformed combined state: {exc!r}") from exc
+        self._sparse = SparseEvidence.from_state(sp_state, self.window_seconds, self.sparse_requests,
+                                                 self.sparse_max_windows)
+        self._sparse_fresh = fresh
 
     # -- model ------------------------------------------------------------------------------
 
@@ -524,7 +586,31 @@ class Combined(Detector):
         # protection go by, independent of this detector's gate.
         flagged = [i for i in eligible if vs[i].is_anomaly]
         ps = [_p_of(vs[i]) for i in eligible]
+        # The sparse evidence (``sparse``): the spend of the last few dozen expected requests,
+        # summed over as many windows as that takes -- evidence in any window, however few
+        # requests it has, and still evidence in an empty window after them.
+        # It counts while its sum is above expected and a window of at most ``sparse_gap``
+        # windows ago added evidence of its own (the window's own excess of at least one
+        # request's spread): an incident that stopped leaves its spend in the sum for the
+        # horizon, and is over before that.
+        sp = None
+        own = False
+        if self._sparse is not None and count is not None:
+            sp = self._sparse.score(ts, value, count)
+            # Its p counts ``sparse_penalty`` times (at most 1): a running sum's calibration
+            # sees few independent excursions, and its tail is extrapolated from them.
+            sp = (min(1.0, sp[0] * self.sparse_penalty), *sp[1:])
+            own = sp[4] >= 1.0
+            # (only where windows are expected to be few requests: elsewhere each window is
+            # evidence by itself, and the models above have it)
+            if (sp[2] > 0.0 and self._sparse.expected_requests() < self.min_requests
+                    and (own or ts - self._sparse_fresh <= self.sparse_gap * self.window_seconds)):
+                ps.append(sp[0])
+            else:
+                sp = None
         p_min = min(ps) if ps else 1.0
+        sparse_lead = sp is not None and sp[0] <= p_min
+        sparse_flag = sparse_lead and sp is not None and 1.0 - sp[0] >= self.score_threshold
         # Bonferroni's k * min(p) is exact for independent models and k times too cautious for
         # identical ones. The factor used is how often min(p) <= 1 % on this series' normal
         # windows, per 1 % (between 1 and k): calibrated there, and carried into the tail.
@@ -537,13 +623,14 @@ class Combined(Detector):
         p = p_min * k_eff
         if p > 1.0:
             p = 1.0
-        statistically = 1.0 - p >= self.score_threshold and excess > 0.0
+        # (above expected: this window, or the sparse evidence's sum when it leads)
+        statistically = 1.0 - p >= self.score_threshold and (excess > 0.0 or sparse_lead)
         p_score, p_pair = self._score_p(p, value)
         score = 1.0 - p_score
         # A surprise at a time of day that was just as surprising on other recent days is
         # routine (a nightly batch, a daily report): not an incident, and learnt.
         day, slot = self._day_slot(ts)
-        routine = (statistically or bool(flagged)) and self._recurs(day, slot)
+        routine = (statistically or bool(flagged) or sparse_flag) and self._recurs(day, slot)
         surprising = statistically and not routine
 
         # The money is counted against the mean spend the expected value stands for (see
@@ -554,18 +641,23 @@ class Combined(Detector):
         base = self.gate_base(expected)
         gate = self.materiality(base)
         is_anomaly = (surprising and g_excess > 0.0
-                      and is_material(run_excess, run_expected, gate, self.min_excess_pct))
+                      and is_material(run_excess, run_expected, gate, self.min_excess_pct)
+                      # led by the sparse evidence: a window that adds evidence of its own
+                      and (own or not sparse_lead))
         # what the gate saw, for replaying it with other settings (gate_inputs)
         self._gate_in = (surprising, g_excess, g_expected, self._usual, self._restarted, base)
         # what learning this window needs (see learn_one)
         self._scored = (ts, value, count, vs, (run_excess, run_expected),
-                        (day, slot) if flagged else None, routine, statistically, p_min, p, p_pair)
+                        (day, slot) if flagged or sparse_flag else None, routine, statistically, p_min, p, p_pair)
 
-        if eligible and ps:
-            lead = eligible[min(range(len(ps)), key=ps.__getitem__)]
+        model_ps = ps[: len(eligible)]
+        if eligible and model_ps:
+            lead = eligible[min(range(len(model_ps)), key=model_ps.__getitem__)]
         else:
             lead = 0
         said = f"{self._names[lead]}: {vs[lead].reason}"
+        if sparse_lead and sp is not None and (not model_ps or sp[0] < min(model_ps)):
+            said = f"sparse: {sp[3]}"
         if routine:
             reason = (f"{said}; but this time of day was as unusual on {self.recurring_days}+ "
                       f"of the last {_RECUR_DAYS} days: routine")
@@ -685,6 +777,10 @@ class Combined(Detector):
         self._level.learn(value)  # every window: the level follows what happens
         self._prev_p = p
         protect_all = statistically and not routine
+        if self._sparse is not None and count is not None:
+            if self._sparse.score(ts, value, count)[4] >= 1.0:
+                self._sparse_fresh = ts
+            self._sparse_held = self._sparse.learn(ts, value, count, normal=not protect_all)
         for m, v in zip(self._models, vs, strict=True):
             if m.protect_anomaly and not routine and (protect_all or v.is_anomaly):
                 m._learn_protected(ts, value, v, count)
@@ -750,11 +846,15 @@ class Combined(Detector):
                 stat = m._take_held()
                 if short and stat is not None:
                     held.append([i, stat])
+            stat, self._sparse_held = self._sparse_held, None
+            if short and stat is not None:
+                held.append([-1, stat])  # the sparse evidence's
             if not short:
                 held.clear()
             return
         for m in self._models:
             m._take_held()  # a window a model flagged by itself: not a burst of the series'
+        self._sparse_held = None
         if self._burst_n:
             self._burst_quiet = 0  # a run just ended
         self._burst_n = 0
@@ -766,7 +866,11 @@ class Combined(Detector):
             seen = self._burst_seen * math.exp(-(ts - self._burst_ts) / (86400.0 * self.burst_recur_days))
             if seen >= self.burst_recur:
                 for k, stat in held:
-                    self._models[int(k)]._learn_held(stat, self.burst_weight)
+                    if k < 0:
+                        if self._sparse is not None:
+                            self._sparse.learn_held(stat)
+                    else:
+                        self._models[int(k)]._learn_held(stat, self.burst_weight)
             self._burst_seen, self._burst_ts = seen + 1.0, ts
             held.clear()
 
@@ -811,6 +915,8 @@ class Combined(Detector):
     def _rebase(self) -> None:
         for m in self._models:
             m.rebase()
+        if self._sparse is not None:
+            self._sparse.rebase()
         self._run_excess = self._run_expected = 0.0
         self._restarted = True
         self._shift = [None, None, 0, 0.0, 0, None, 0.0]
