@@ -216,6 +216,10 @@ def _org_stage(app: WorkerApp, cfg: StreamConfig, state: WorkerState, verdicts_t
     async def on_org_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
         organizing.revoke(tp.partition for tp in revoked if tp.topic == cfg.topics["verdicts"])
 
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust calls it (app, assigned, signal=...)
+    async def on_org_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
+        organizing.assigned(tp.partition for tp in assigned if tp.topic == cfg.topics["verdicts"])
+
 
 def _rewind_on_rebalance(app: WorkerApp, *of: Any) -> None:
     """Faust reads records it dropped during a rebalance again only by seeking to the committed

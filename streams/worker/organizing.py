@@ -88,6 +88,20 @@ class OrgWorker:
             self.orgs[p] = o
         return o
 
+    def reconfigure(self, new: StreamConfig, applied: Iterable[str]) -> None:
+        """A policy reload (:meth:`WorkerState.apply_policy`, after the judges and ledgers took
+        it): the org stages' alert engines take the new alert policy and silences, and the
+        judges send a series' windows for the new ``resolve_after_windows`` after its last
+        flagged one (:attr:`JudgeCore.local_tracking`). Org stages made later read it from
+        ``judging.live``."""
+        if not {"alerts", "silences"} & set(applied):
+            return
+        policy = AlertPolicy(**new.alert_policy)
+        for o in list(self.orgs.values()):
+            o.engine.policy = policy
+        for j in list(self.judging.judges.values()):
+            j.local_tracking = policy.resolve_after_windows
+
     def revoke(self, partitions: Iterable[int]) -> None:
         """As :meth:`JudgeWorker.revoke`: forget the partitions' state and held messages."""
         revoked = sorted(set(partitions))
@@ -99,6 +113,16 @@ class OrgWorker:
             self.held.pop(p, None)
             self.last.pop(p, None)
         log.info("org partitions revoked: %s", revoked)
+
+    def assigned(self, partitions: Iterable[int]) -> None:
+        """A new assignment: drop this worker's own copies of other partitions' org state from
+        the ``org`` table's local data, as :meth:`JudgeWorker.assigned` does for its tables."""
+        mine = set(partitions)
+        data = self.table.data
+        for k in list(data):
+            head = k.partition("|")[0]
+            if head.isdigit() and int(head) not in mine:
+                data.pop(k, None)
 
     async def receive(self, p: int, body: dict[str, Any], message: Any = None) -> None:
         """Apply one verdicts message on org partition ``p`` and send what it gives; ``message``

@@ -58,6 +58,8 @@ class WorkerState:
         apply_reload(new, applied, judges=j.judges, ledgers=j.ledgers, mixes=j.mixes,
                      deliverer=self.delivery.deliverer, n_partitions=self.cfg.usage_partitions)
         j.live = new
+        if self.organizing is not None:  # the org stage apart: its engines, and the judges' tracking
+            self.organizing.reconfigure(new, applied)
         if self.feedback is not None:  # the new policy's silences, and on-call's snoozes still
             for judge in j.judges.values():
                 self.feedback.install(judge.engine)

@@ -7,6 +7,7 @@ checkpoint (tests/integration/test_placement.py runs it in a real worker)."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from streams.common.partitioning import series_partition
 from streams.ingest.windows import NANO, Partial
 from streams.worker.judging import JudgeWorker
 from streams.worker.organizing import OrgWorker
+from streams.worker.state import WorkerState
 from tests.streams.worker.fakes import MemoryTable, Topic, memory_tables
 from tests.streams.worker.test_judging import T0, Clock, N, Q, SlowTable, W, config, sent
 from tokenpulse.policy import Policy
@@ -154,3 +156,27 @@ def test_the_placement_setting() -> None:
     assert stream_config(Settings(placement="series"), Policy(), "127.0.0.1:1", 2).placement == "series"
     with pytest.raises(ValidationError, match="placement"):
         Settings(placement="team")
+
+
+async def test_a_policy_reload_reaches_the_org_stage_and_the_judges_tracking() -> None:
+    w = Apart()
+    for i, msg in enumerate(messages(3)):
+        await w.feed(msg, i)
+    assert w.org.orgs and all(j.local_tracking == 2 for j in w.judging.judges.values())
+    new = config(placement="series", alert_policy={"resolve_after_windows": 5, "page_min_excess_usd": 123})
+    state = WorkerState(new, w.judging.metrics, None, None, w.judging, SimpleNamespace(deliverer=None), None,  # type: ignore[arg-type]
+                        w.judging.tables, organizing=w.org)
+    state.apply_policy(new, ["alerts"])
+    assert all(o.engine.policy.page_min_excess_usd == 123 for o in w.org.orgs.values())
+    assert all(j.local_tracking == 5 for j in w.judging.judges.values())
+
+
+async def test_an_assignment_drops_the_local_copies_of_org_partitions_gone_elsewhere() -> None:
+    w = Apart()
+    for i, msg in enumerate(messages(3)):
+        await w.feed(msg, i)
+    await w.org.checkpoint(Q, w.clock.t + 10)
+    await w.org.checkpoint(1 - Q, w.clock.t + 10)
+    assert {k.partition("|")[0] for k in w.org_table.data} == {str(Q), str(1 - Q)}
+    w.org.assigned([Q])
+    assert {k.partition("|")[0] for k in w.org_table.data} == {str(Q)}
