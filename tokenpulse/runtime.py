@@ -105,7 +105,10 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
         bootstrap,
         [(names["dlq"], n), (names["windows"], n), (names["outbox"], n), (names["ingest_state"], n),
          (names["decisions"], n), (names["reports"], n), (names["digest"], n),
-         (names["feedback"], n)],
+         (names["feedback"], n)]
+        # the org stage's input with TOKENPULSE_PLACEMENT=series (a topic the broker auto-created
+        # on the first send would have its default partition count, not the windows topic's)
+        + ([(names["verdicts"], n)] if settings.placement == "series" else []),
         compacted=[names["ingest_state"], names["decisions"]],
         security=security,
     )
