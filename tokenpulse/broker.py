@@ -121,6 +121,7 @@ def topic_names(prefix: str = "tokenpulse") -> dict[str, str]:
         "reports": f"{prefix}.reports",  # parts of spend reports, to the report's owner partition
         "digest": f"{prefix}.alerts.digest",  # notifications for digest channels, keyed by channel
         "feedback": f"{prefix}.feedback",  # on-call's answers from Slack, to the series' judge partition
+        "verdicts": f"{prefix}.verdicts",  # TOKENPULSE_PLACEMENT=series: judge partitions -> org partitions
     }
 
 

@@ -56,6 +56,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         spend_hourly_after=settings.spend_hourly_after_seconds,
         spend_daily_after=settings.spend_daily_after_seconds,
         judge_state_every=settings.judge_state_every_windows,
+        placement=settings.placement,
         limits=IngestLimits(max_tokens_per_request=policy.limits.max_tokens_per_request,
                             max_cost_usd_per_request=policy.limits.max_cost_usd_per_request,
                             max_tools_per_window=policy.limits.max_tools_per_window),
@@ -104,7 +105,10 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
         bootstrap,
         [(names["dlq"], n), (names["windows"], n), (names["outbox"], n), (names["ingest_state"], n),
          (names["decisions"], n), (names["reports"], n), (names["digest"], n),
-         (names["feedback"], n)],
+         (names["feedback"], n)]
+        # the org stage's input with TOKENPULSE_PLACEMENT=series (a topic the broker auto-created
+        # on the first send would have its default partition count, not the windows topic's)
+        + ([(names["verdicts"], n)] if settings.placement == "series" else []),
         compacted=[names["ingest_state"], names["decisions"]],
         security=security,
     )

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".tokenpulse"), description="Local state directory of the worker.")
     dashboard_url: str | None = Field(default=None, description="Public URL of the dashboard, linked from alerts.")
     kafka_flavor: str = Field(default="kafka", description="'kafka' or 'tansu' (works around Tansu 0.6 quirks).")
+    placement: str = Field(
+        default="org",
+        description="Where a series is judged: 'org' (on its org's partition, with the org's alerts and budgets) or "
+                    "'series' (on the partition its own name hashes to; each org's alerts and budgets on its org's "
+                    "partition, fed over the <prefix>.verdicts topic). See docs/deploying.md#placement.")
     checkpoint_seconds: float = Field(default=1.0, gt=0, description="How often ingest state is checkpointed.")
     kafka_session_timeout_seconds: float = Field(
         default=6.0, ge=1, le=1800,
@@ -119,6 +124,13 @@ class Settings(BaseSettings):
     def _flavor(cls, v: str) -> str:
         if v not in ("kafka", "tansu"):
             raise ValueError("must be 'kafka' or 'tansu'")
+        return v
+
+    @field_validator("placement")
+    @classmethod
+    def _placement(cls, v: str) -> str:
+        if v not in ("org", "series"):
+            raise ValueError("must be 'org' or 'series'")
         return v
 
     @field_validator("advertised_url")

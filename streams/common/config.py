@@ -99,6 +99,10 @@ class StreamConfig:
     # a series' detector state is written with one window in this many (and with every window
     # flagged or of an alert): what a crash can lose of its learning (JudgeCore.state_every)
     judge_state_every: int = 10
+    # where a series is judged (TOKENPULSE_PLACEMENT): "org", on its org's partition with the org
+    # stage beside the judge; "series", on the partition its own name hashes to, the org stage
+    # fed over the verdicts topic (streams.common.partitioning, streams.worker.organizing)
+    placement: str = "org"
 
     @property
     def heartbeat_interval(self) -> float:
@@ -119,6 +123,7 @@ class StreamConfig:
             "reports": f"{p}.reports",
             "digest": f"{p}.alerts.digest",
             "feedback": f"{p}.feedback",
+            "verdicts": f"{p}.verdicts",
         }
 
     @property

@@ -12,6 +12,8 @@ HELP = {
     "events_late_total": "Usage events that arrived after their window closed (counted in spend, not judged).",
     "windows_closed_total": "Windows closed by the ingest partitions.",
     "windows_judged_total": "Windows judged by the detectors.",
+    "org_verdicts_total": ("Verdicts messages the org stage received on the verdicts topic, by judge partition "
+                           "(duplicate: a judge partition's message applied before; TOKENPULSE_PLACEMENT=series)."),
     "judge_partials_total": ("Series-window partials the judges received from the windows topic, by source (usage) "
                              "partition (a message read again after a restart or rebalance counts again)."),
     "judge_late_partials_total": ("Series-window partials that reached their judge after it had judged the window, "

@@ -49,6 +49,26 @@ def judge_partition(series: str, n: int) -> int:
     return org_partition(org_of(series), n)
 
 
+def series_partition(series: str, n: int) -> int:
+    """The judge partition of ``series`` among ``n`` with ``TOKENPULSE_PLACEMENT=series``: the
+    hash of its own name, so that one org's series spread over every partition (its org stage
+    then runs on :func:`org_partition`, fed by the verdicts topic: docs/architecture.md).
+
+    >>> sorted({series_partition(s, 2) for s in ("org=acme", "org=acme|team=ads", "org=acme|team=search")})
+    [0, 1]
+    """
+    return zlib.crc32(series.encode()) % n
+
+
+PLACEMENTS = ("org", "series")
+
+
+def placed_partition(series: str, n: int, placement: str = "org") -> int:
+    """The judge partition of ``series`` under ``placement`` (``TOKENPULSE_PLACEMENT``): its
+    org's (:func:`judge_partition`, the default) or its own name's (:func:`series_partition`)."""
+    return series_partition(series, n) if placement == "series" else judge_partition(series, n)
+
+
 def judging_partitions(n: int) -> set[int]:
     """The partitions among ``n`` that judge the default org's series; what a worker must hold
     to see all of that org's spend (the third-party share reads it: it is the default org's).

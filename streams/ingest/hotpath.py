@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from streams.common.config import StreamConfig
-from streams.common.partitioning import judge_partition
+from streams.common.partitioning import placed_partition
 from streams.ingest.pipeline import count_message, dead_letter_record
 from streams.ingest.pricing import Pricer
 from streams.ingest.windows import IngestPartition, Partial, failure_reason
@@ -301,8 +301,9 @@ class IngestLoop:
         same (series, window) twice.
         """
         by_q: dict[int, list[list[Any]]] = {q: [] for q in range(self.n)}
+        placement = self.cfg.placement
         for part in partials:
-            by_q[judge_partition(part.series, self.n)].append(part.to_wire())
+            by_q[placed_partition(part.series, self.n, placement)].append(part.to_wire())
         futs = []
         topic = self.topics["windows"]
         for q, rows in by_q.items():

@@ -139,6 +139,12 @@ class JudgeCore:
     # detector restarts from the state last written and does not see those windows again.
     # A rebalance loses as much: a revoked partition writes nothing (streams.worker.judging).
     state_every: int = 1
+    # 0: the org stage runs beside this judge (today's placement) and says which series' alerts
+    # it tracks. R > 0: the org stage is on another partition (each series judged on the
+    # partition its name hashes to); the judge does not step it, and takes a series' alert as
+    # tracked for the R windows after its last flagged one -- the policy's resolve_after_windows:
+    # a firing alert resolves within them, so the engine gets every window it needs.
+    local_tracking: int = 0
     _org: OrgCore | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -274,6 +280,7 @@ class JudgeCore:
             dirty.add(f"pend|{src}|{w}")
         org = self.org
         tracks = org.tracks
+        local = self.local_tracking * W
         detectors = self.detectors
         keep_recent = self.keep_recent
         every = self.state_every
@@ -299,16 +306,19 @@ class JudgeCore:
                 info.phase = zlib.crc32(series.encode()) % every if every > 1 else 0
             if info.phase == turn:
                 dirty.add(info.det_key)
-            key = info.alert_key
+            if local:
+                tracked = bool(info.peak_end) and end - info.peak_end <= local
+            else:
+                tracked = tracks(info.alert_key)
             is_anomaly = bool(verdict.is_anomaly)
             if is_anomaly:
-                is_anomaly = self._past_floor(info, w, end, verdict.impact, verdict.excess, tracks(key))
+                is_anomaly = self._past_floor(info, w, end, verdict.impact, verdict.excess, tracked)
             if keep_recent:
                 rec = self.recent.get(series)
                 if rec is None:
                     rec = self.recent[series] = RecentWindows(self.recent_len)
                 rec.append(w, observed, float(verdict.expected), float(verdict.upper), float(verdict.score), is_anomaly)
-            if not is_anomaly and not tracks(key):
+            if not is_anomaly and not tracked:
                 # A normal window: it teaches the series' contributor mix. The engine neither
                 # starts an alert on a window the detector did not flag nor keeps state for it
                 # (tests/streams/judge/test_judge_fast.py holds it to that): no Signal, no top
@@ -334,8 +344,9 @@ class JudgeCore:
             )
             signals.append(signal)
         out.windows.append(WindowVerdict(w, end, signals))
-        # before the next window is judged: which series it sends signals for depends on it
-        org.step_window(end, signals, out)
+        if not local:
+            # before the next window is judged: which series it sends signals for depends on it
+            org.step_window(end, signals, out)
         if self._foreign:
             self._drop_foreign()
 

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts import Signal
+from streams.common.dimensions import org_of
+from streams.common.partitioning import org_partition
 
-__all__ = ["SpendRow", "Verdicts", "WindowVerdict"]
+__all__ = ["SpendRow", "Verdicts", "WindowVerdict", "for_org_partitions"]
 
 # (series, window start, sums, {source: message seq}): JudgeOutput.spend's rows
 SpendRow = tuple[str, int, list[int], dict[int, int]]
@@ -75,3 +77,19 @@ class Verdicts:
                    [(str(s), int(w), [int(x) for x in sums], {int(k): int(v) for k, v in seqs.items()})
                     for s, w, sums, seqs in body["spend"]],
                    None if wm is None else float(wm))
+
+
+def for_org_partitions(v: Verdicts, n: int) -> dict[int, Verdicts]:
+    """One judge partition's verdicts split by org partition
+    (:func:`streams.common.partitioning.org_partition` of each series' org), for a verdicts topic
+    of ``n`` partitions: each org partition gets the windows (with only its orgs' signals: a window
+    without any still drives the engine's group timers) and the watermark -- every org partition,
+    as an org stage waits for every judge partition -- and the spend rows of its orgs' series."""
+    out = {p: Verdicts(v.judge, v.seq, [WindowVerdict(w.start, w.end, []) for w in v.windows], [], v.watermark)
+           for p in range(n)}
+    for i, w in enumerate(v.windows):
+        for sg in w.signals:
+            out[org_partition(org_of(sg.series), n)].windows[i].signals.append(sg)
+    for row in v.spend:
+        out[org_partition(org_of(row[0]), n)].spend.append(row)
+    return out

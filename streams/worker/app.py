@@ -25,6 +25,9 @@ windows and outbox topics and of the tables' changelogs to the same worker):
 - ``<p>.feedback``       on-call's answers to alerts (Slack buttons, :mod:`streams.worker.slack_actions`),
                          keyed by series, on the series' judge partition -> the ``feedback``
                          agent (:mod:`streams.worker.feedback`); only with the Slack signing secret
+- ``<p>.verdicts``       with ``TOKENPULSE_PLACEMENT=series`` only: what each judge partition
+                         gives each org (signals, spend rows, watermark), on the org's partition
+                         -> the ``org`` agent (:mod:`streams.worker.organizing`)
 
 Policy reload (:mod:`streams.worker.reload`): with a ``PolicySource``, a timer polls the policy
 file and SIGHUP reads it again; a valid new policy replaces the budgets, the judges' alert
@@ -60,6 +63,7 @@ from streams.worker.delivering import DeliveryWorker
 from streams.worker.feedback import FeedbackWorker
 from streams.worker.inbox import DevInbox, register_inbox, register_inbox_press
 from streams.worker.judging import JudgeWorker
+from streams.worker.organizing import OrgWorker
 from streams.worker.pagerduty_webhook import (
     PageAnswer,
     PagerDutyVerifier,
@@ -107,11 +111,14 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
     reports_topic = app.topic(topics["reports"], partitions=n, **RAW) if cfg.reports else None
     names = ["judge", "spend", "alerts", "deliveries", "budgets", "digests"] + (["reports"] if cfg.reports else [])
     tables = Tables(**{name: app.Table(name, default=None, partitions=n) for name in names})
+    # the org stage apart from the judges (TOKENPULSE_PLACEMENT=series): its topic (None: beside them)
+    verdicts_topic, send_verdicts = _verdicts_topic(app, cfg)
 
     pricer = Pricer(cfg.price_overrides)
     judging = JudgeWorker(cfg, metrics, tables, owned=lambda: owned_partitions(app, topics["windows"]),
                           send_outbox=lambda k, v, p: outbox.send(key=k, value=v, partition=p),
-                          send_decision=lambda k, v: decisions.send(key=k, value=v))
+                          send_decision=lambda k, v: decisions.send(key=k, value=v),
+                          send_verdicts=send_verdicts)
     reporting = judging.reporting = Reporting(
         cfg, metrics, judging.judges, judging.ledgers, table=tables.reports, persist=persist,
         send_note=lambda k, v, p: outbox.send(key=k, value=v, partition=p),
@@ -138,6 +145,8 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
         judging.ack = s.ack
         async for event in s.events():
             await judging.receive(event.message.partition, orjson.loads(event.value), event)
+
+    _org_stage(app, cfg, state, verdicts_topic)
 
     @app.agent(outbox, name="deliver")
     async def deliver(stream: Any) -> None:
@@ -167,7 +176,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
     async def on_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
         judging.assigned(tp.partition for tp in assigned if tp.topic == topics["windows"])
 
-    _rewind_on_rebalance(app, topics["windows"])
+    _rewind_on_rebalance(app, windows, verdicts_topic)
 
     app.service(_services(state))
     app.task(_on_started(state))
@@ -175,14 +184,52 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
     return app
 
 
-def _rewind_on_rebalance(app: WorkerApp, topic: str) -> None:
+def _verdicts_topic(app: WorkerApp, cfg: StreamConfig) -> tuple[Any, Any]:
+    """The verdicts topic and a send to it, with ``TOKENPULSE_PLACEMENT=series``; (None, None)
+    with the org stage beside each judge."""
+    if cfg.placement != "series":
+        return None, None
+    topic = app.topic(cfg.topics["verdicts"], partitions=cfg.usage_partitions, **RAW)
+    return topic, lambda k, v, p: topic.send(key=k, value=v, partition=p)
+
+
+def _org_stage(app: WorkerApp, cfg: StreamConfig, state: WorkerState, verdicts_topic: Any) -> None:
+    """The org stage apart from the judges (``TOKENPULSE_PLACEMENT=series``): the ``org`` agent
+    on the verdicts topic, its table, checkpoint timer and revoke (:mod:`streams.worker.organizing`).
+    Nothing without a verdicts topic (the org stage beside each judge)."""
+    if verdicts_topic is None:
+        return
+    n = cfg.usage_partitions
+    organizing = state.organizing = OrgWorker(cfg, state.metrics, app.Table("org", default=None, partitions=n),
+                                              state.judging)
+
+    @app.agent(verdicts_topic, name="org")
+    async def org_stage(stream: Any) -> None:
+        s = stream.noack()
+        organizing.ack = s.ack
+        async for event in s.events():
+            await organizing.receive(event.message.partition, orjson.loads(event.value), event)
+
+    app.timer(interval=min(1.0, cfg.checkpoint_seconds), name="org_tick")(organizing.tick)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust calls it (app, revoked, signal=...)
+    async def on_org_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        organizing.revoke(tp.partition for tp in revoked if tp.topic == cfg.topics["verdicts"])
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust calls it (app, assigned, signal=...)
+    async def on_org_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
+        organizing.assigned(tp.partition for tp in assigned if tp.topic == cfg.topics["verdicts"])
+
+
+def _rewind_on_rebalance(app: WorkerApp, *of: Any) -> None:
     """Faust reads records it dropped during a rebalance again only by seeking to the committed
-    offset, and aiokafka does not seek where there is none: without this, a ``topic`` partition
-    never committed skipped them (:mod:`streams.worker.rewind`)."""
+    offset, and aiokafka does not seek where there is none: without this, a partition of the
+    topics ``of`` (None: left out) never committed skipped them (:mod:`streams.worker.rewind`)."""
+    topics = {t.get_topic_name() for t in of if t is not None}
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust sends it after table recovery, before perform_seek
     async def on_rebalance_complete(app_: Any, **kwargs: Any) -> None:
-        await rewind_faust_consumer(app, {topic})
+        await rewind_faust_consumer(app, topics)
 
 
 def faust_settings(cfg: StreamConfig, metrics: Metrics | None = None) -> dict[str, Any]:

@@ -46,10 +46,11 @@ from streams.budgets.ledger import BudgetLedger, budgets_for_partition
 from streams.budgets.mix import MixWatch, mix_crossings, mix_notification, mix_owner
 from streams.common.config import StreamConfig
 from streams.common.metrics import Metrics
-from streams.common.partitioning import judge_partition, judging_partitions
+from streams.common.partitioning import judging_partitions, placed_partition
 from streams.ingest.windows import Partial
 from streams.judge.core import JudgeCore, judge_factory
 from streams.judge.step import judge_step
+from streams.org.verdicts import for_org_partitions
 from streams.reports.reporting import Reporting
 from streams.reports.retention import SpendRollup
 from streams.worker.tables import Tables, pack_local, persist, persist_spend, restore_items, written
@@ -81,6 +82,7 @@ class JudgeWorker:
         *,
         send_outbox: SendTo,
         send_decision: SendKeyed,
+        send_verdicts: SendTo | None = None,
         owned: Callable[[], set[int] | None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -90,6 +92,17 @@ class JudgeWorker:
         self.tables = tables
         self.send_outbox = send_outbox
         self.send_decision = send_decision
+        # TOKENPULSE_PLACEMENT=series: each series judged on the partition its name hashes to; the
+        # org stage (alert engine, budgets) runs elsewhere (streams.worker.organizing), fed on the
+        # verdicts topic through ``send_verdicts``. "org": the org stage runs beside each judge.
+        self.placement = cfg.placement
+        self.apart = cfg.placement == "series"
+        if self.apart and send_verdicts is None:
+            raise ValueError("placement 'series' needs a verdicts topic to send to")
+        self.send_verdicts = send_verdicts
+        # the verdicts sends of each partition since its last checkpoint: it acknowledges its
+        # messages only once the broker has them too
+        self.verdicts_sent: dict[int, list[Any]] = defaultdict(list)
         self.owned = owned
         self.clock = clock
         self.n = cfg.usage_partitions
@@ -116,6 +129,7 @@ class JudgeWorker:
         self._acking: set[asyncio.Task[bool]] = set()  # acknowledgements waiting for their checkpoint's writes
         # each partition's latest acknowledgement task: the next one waits for it (see checkpoint)
         self._ack_tail: dict[int, asyncio.Task[bool]] = {}
+        self._vseq = 0  # the verdicts seq when a message has no offset (tests' plain messages)
         self._new_judge = judge_factory(
             cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
             dashboard_url=cfg.dashboard_url, overrides=cfg.detector_overrides,
@@ -130,9 +144,12 @@ class JudgeWorker:
         if j is None:
             n, live = self.n, self.live
             j = self._new_judge(q)
-            owns = j.owns = lambda series, q=q: judge_partition(series, n) == q
+            placement = self.placement
+            owns = j.owns = lambda series, q=q: placed_partition(series, n, placement) == q
             if live is not self.cfg:  # the alert policy of the last reload
                 j.engine.policy = AlertPolicy(**live.alert_policy)
+            if self.apart:  # the org stage is elsewhere: see JudgeCore.local_tracking
+                j.local_tracking = j.engine.policy.resolve_after_windows
             spend = self.tables.spend.data
             j.restore(restore_items(self.tables.judge, q),
                       ((k, v) for k, v in list(spend.items()) if owns(k.rpartition("|")[0])))
@@ -148,12 +165,13 @@ class JudgeWorker:
                                                  self.cfg.spend_daily_after)
             roll.restored(j.spend)
             persist_spend(self.tables.spend, q, j.spend, roll.roll(j.spend, j.done_until, force=True))
-            led = BudgetLedger(self.cfg.window_seconds, budgets_for_partition(live.budgets, q, n))
-            # before the first apply: the fired thresholds and counted seqs come back with it
-            led.restore(restore_items(self.tables.budgets, q))
-            self.ledgers[q] = led
-            if self.mix_on:
-                self.mix_for(q)
+            if not self.apart:  # apart, the org stage holds the ledger (streams.worker.organizing)
+                led = BudgetLedger(self.cfg.window_seconds, budgets_for_partition(live.budgets, q, n))
+                # before the first apply: the fired thresholds and counted seqs come back with it
+                led.restore(restore_items(self.tables.budgets, q))
+                self.ledgers[q] = led
+                if self.mix_on:
+                    self.mix_for(q)
             if self.on_judge is not None:
                 self.on_judge(j)
             self.judges[q] = j
@@ -184,7 +202,9 @@ class JudgeWorker:
         dropped = 0
         for q in revoked:
             self.judges.pop(q, None)
-            self.ledgers.pop(q, None)
+            self.verdicts_sent.pop(q, None)
+            if not self.apart:  # apart, the org stage's (streams.worker.organizing)
+                self.ledgers.pop(q, None)
             self.mixes.pop(q, None)
             self.rollups.pop(q, None)
             dropped += len(self.held.pop(q, []))
@@ -215,7 +235,8 @@ class JudgeWorker:
             for k in [k for k in list(table.data) if theirs(k)]:
                 table.data.pop(k, None)
         # spend: "<series>|<window>", on the series' judge partition
-        for k in [k for k in list(t.spend.data) if judge_partition(k.rpartition("|")[0], n) not in mine]:
+        placement = self.placement
+        for k in [k for k in list(t.spend.data) if placed_partition(k.rpartition("|")[0], n, placement) not in mine]:
             t.spend.data.pop(k, None)
 
     # -- one message -----------------------------------------------------------------------
@@ -226,14 +247,23 @@ class JudgeWorker:
         j = self.judge_for(q)
         self.rollups[q].seen(int(body["src"]), int(body.get("seq", -1)))
         metrics = self.metrics
+        apart = self.apart
         step = judge_step(
-            j, self.ledgers[q], self.mixes[q] if self.mix_on else None,
+            j, None if apart else self.ledgers[q], self.mixes[q] if self.mix_on and not apart else None,
             int(body["src"]), int(body["n_src"]), body["closed_until"],
             [Partial.from_wire(r) for r in body["partials"]],
             int(body.get("seq", -1)), bool(body.get("wm", True)),
             wall=self.clock(),
         )
         out, wm = step.judged, step.watermark
+        if apart and self.send_verdicts is not None:
+            # the seq the org stage applies each verdicts message once by: the windows
+            # message's offset (a replay after a crash reads the same messages at the same offsets)
+            seq = _offset(message, self._vseq)
+            self._vseq = seq + 1
+            for p, v in for_org_partitions(step.verdicts(q, seq), self.n).items():
+                self.verdicts_sent[q].append(
+                    await self.send_verdicts(str(q).encode(), orjson.dumps(v.to_wire()), p))
         metrics.inc("windows_judged_total", out.windows_judged)
         source = {"source": str(body["src"])}
         metrics.inc("judge_partials_total", len(body["partials"]), labels=source)
@@ -249,7 +279,7 @@ class JudgeWorker:
             await self.send_decision(dec["budget"].encode(), orjson.dumps(dec))
             metrics.inc("budget_decisions_total", labels={"decision": dec["decision"]})
         notes = [(q, note) for note in step.notifications]
-        if self.mix_on and wm is not None and any(m.touched for m in self.mixes.values()):
+        if self.mix_on and not apart and wm is not None and any(m.touched for m in self.mixes.values()):
             notes += self.mix_due(wm)
         for p, note in notes:
             await self.notify(p, note)
@@ -364,8 +394,8 @@ class JudgeWorker:
         state and spend (in that order). Returns the changelog writes, for :func:`written`."""
         j = self.judges.get(q)
         t = self.tables
-        writes: list[Any] = []
-        led = self.ledgers.get(q)
+        writes: list[Any] = self.verdicts_sent.pop(q, [])
+        led = None if self.apart else self.ledgers.get(q)
         if led is not None:
             for key, value in led.checkpoint().items():
                 writes.append(persist(t.budgets, q, f"{q}|{key}", value))
@@ -382,6 +412,12 @@ class JudgeWorker:
             if roll is not None:  # at most one pass per hour of event time
                 writes += persist_spend(t.spend, q, j.spend, roll.roll(j.spend, j.done_until))
         return writes
+
+
+def _offset(message: Any, fallback: int) -> int:
+    """The offset of a Faust event's message (``fallback`` for anything else)."""
+    off = getattr(getattr(message, "message", None), "offset", None)
+    return int(off) if isinstance(off, int) else fallback
 
 
 def _acknowledged(task: asyncio.Task[bool]) -> bool:

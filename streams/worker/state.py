@@ -15,6 +15,7 @@ from streams.worker.delivering import DeliveryWorker
 from streams.worker.feedback import FeedbackWorker
 from streams.worker.inbox import DevInbox
 from streams.worker.judging import JudgeWorker
+from streams.worker.organizing import OrgWorker
 from streams.worker.peers import Peers
 from streams.worker.reload import PolicyReloader, apply_reload
 from streams.worker.tables import Tables
@@ -39,6 +40,7 @@ class WorkerState:
     reloader: PolicyReloader | None = None
     inbox: DevInbox | None = None  # the dev stack's stand-in for Slack and PagerDuty
     feedback: FeedbackWorker | None = None  # on-call's answers (with the Slack signing secret)
+    organizing: OrgWorker | None = None  # the org stage apart (TOKENPULSE_PLACEMENT=series)
     peers: Peers | None = None  # the other workers, for answers from any worker (None: this one's alone)
     started: float = field(default_factory=time.time)
 
@@ -56,6 +58,8 @@ class WorkerState:
         apply_reload(new, applied, judges=j.judges, ledgers=j.ledgers, mixes=j.mixes,
                      deliverer=self.delivery.deliverer, n_partitions=self.cfg.usage_partitions)
         j.live = new
+        if self.organizing is not None:  # the org stage apart: its engines, and the judges' tracking
+            self.organizing.reconfigure(new, applied)
         if self.feedback is not None:  # the new policy's silences, and on-call's snoozes still
             for judge in j.judges.values():
                 self.feedback.install(judge.engine)

@@ -1,0 +1,198 @@
+"""The org stage of the worker with ``TOKENPULSE_PLACEMENT=series``: one :class:`OrgCore` and
+budget ledger per org partition it holds, fed by the judge partitions' verdicts.
+
+With that placement each series is judged on the partition its own name hashes to
+(:func:`streams.common.partitioning.series_partition`), and every judge partition sends what an
+org needs -- the signals of its series per window, their spend rows, its watermark -- on
+``<p>.verdicts`` to the org's partition (:func:`streams.org.verdicts.for_org_partitions`). The
+``org`` agent hands each of those messages to :meth:`OrgWorker.receive`: the org's
+:class:`~streams.org.core.OrgCore` merges the judge partitions by watermark and applies each
+(judge partition, seq) once, steps the org's one alert engine, and feeds the org's
+:class:`~streams.budgets.ledger.BudgetLedger`. Notifications go to the outbox on the org's
+partition, decisions to their topic (:meth:`JudgeWorker.notify`, ``send_decision``).
+
+Exactness, as the judge (:mod:`streams.worker.judging`): the org core's state (``org`` table,
+``"<p>|<OrgCore key>"``) and the ledger's (``budgets`` table, under the same keys as a judge's
+ledger) are written at most once per ``checkpoint_seconds``, and a verdicts message is
+acknowledged only once the broker has that checkpoint's writes, in order per partition.
+
+Not yet in this stage (docs/architecture.md, "Design: each series on the partition its name
+hashes to"): the mix watch (the third-party share), reports, on-call's answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import orjson
+
+from alerts import AlertEngine, AlertPolicy
+from streams.budgets.ledger import BudgetLedger, budgets_for_partition
+from streams.common.config import StreamConfig
+from streams.common.metrics import Metrics
+from streams.org.core import OrgCore
+from streams.org.verdicts import Verdicts
+from streams.worker.judging import JudgeWorker, _acknowledged
+from streams.worker.tables import Table, persist, restore_items, written
+
+log = logging.getLogger("tokenpulse.org")
+
+__all__ = ["OrgWorker"]
+
+
+class OrgWorker:
+    """The org partitions this worker holds (the verdicts topic's, co-assigned with the windows
+    topic's), each verdicts message applied, and their checkpoints.
+
+    ``judging`` is the worker's judge side: its ``ledgers`` dict is where the org stage keeps
+    its ledgers (what ``/api/budgets`` and a policy reload read), and its ``notify`` and
+    ``send_decision`` send what the org stage gives.
+    """
+
+    def __init__(self, cfg: StreamConfig, metrics: Metrics, table: Table, judging: JudgeWorker, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.table = table
+        self.judging = judging
+        self.clock = clock
+        self.n = cfg.usage_partitions
+        self.orgs: dict[int, OrgCore] = {}
+        self.ack: Callable[[Any], Awaitable[Any]] | None = None
+        self.held: dict[int, list[Any]] = defaultdict(list)
+        self.last: dict[int, float] = defaultdict(float)
+        self.generation = 0
+        self._acking: set[asyncio.Task[bool]] = set()
+        self._ack_tail: dict[int, asyncio.Task[bool]] = {}
+
+    @property
+    def ledgers(self) -> dict[int, BudgetLedger]:
+        return self.judging.ledgers
+
+    def org_for(self, p: int) -> OrgCore:
+        """The org stage of partition ``p``, restored with its ledger the first time."""
+        o = self.orgs.get(p)
+        if o is None:
+            live = self.judging.live
+            engine = AlertEngine(AlertPolicy(**live.alert_policy), dashboard_url=self.cfg.dashboard_url)
+            o = OrgCore(p, self.cfg.window_seconds, engine, n_judges=self.n)
+            o.restore(restore_items(self.table, p))
+            led = BudgetLedger(self.cfg.window_seconds, budgets_for_partition(live.budgets, p, self.n))
+            led.restore(restore_items(self.judging.tables.budgets, p))
+            self.ledgers[p] = led
+            self.orgs[p] = o
+        return o
+
+    def reconfigure(self, new: StreamConfig, applied: Iterable[str]) -> None:
+        """A policy reload (:meth:`WorkerState.apply_policy`, after the judges and ledgers took
+        it): the org stages' alert engines take the new alert policy and silences, and the
+        judges send a series' windows for the new ``resolve_after_windows`` after its last
+        flagged one (:attr:`JudgeCore.local_tracking`). Org stages made later read it from
+        ``judging.live``."""
+        if not {"alerts", "silences"} & set(applied):
+            return
+        policy = AlertPolicy(**new.alert_policy)
+        for o in list(self.orgs.values()):
+            o.engine.policy = policy
+        for j in list(self.judging.judges.values()):
+            j.local_tracking = policy.resolve_after_windows
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """As :meth:`JudgeWorker.revoke`: forget the partitions' state and held messages."""
+        revoked = sorted(set(partitions))
+        self.generation += 1
+        self._ack_tail.clear()
+        for p in revoked:
+            self.orgs.pop(p, None)
+            self.ledgers.pop(p, None)
+            self.held.pop(p, None)
+            self.last.pop(p, None)
+        log.info("org partitions revoked: %s", revoked)
+
+    def assigned(self, partitions: Iterable[int]) -> None:
+        """A new assignment: drop this worker's own copies of other partitions' org state from
+        the ``org`` table's local data, as :meth:`JudgeWorker.assigned` does for its tables."""
+        mine = set(partitions)
+        data = self.table.data
+        for k in list(data):
+            head = k.partition("|")[0]
+            if head.isdigit() and int(head) not in mine:
+                data.pop(k, None)
+
+    async def receive(self, p: int, body: dict[str, Any], message: Any = None) -> None:
+        """Apply one verdicts message on org partition ``p`` and send what it gives; ``message``
+        is acknowledged with the checkpoint that covers it."""
+        generation = self.generation
+        o = self.org_for(p)
+        out = o.receive(Verdicts.from_wire(body), self.ledgers.get(p), None, wall=self.clock())
+        m = self.metrics
+        m.inc("org_verdicts_total", labels={"judge": str(body.get("judge")), "duplicate": str(out.duplicate).lower()})
+        for why in (*out.skipped, *out.budget_skipped):
+            m.inc("alerts_skipped_total", labels={"reason": why})
+        for bev, _ in out.budget_events:
+            m.inc("budget_events_total", labels={"kind": bev.kind + ("_past" if bev.past else "")})
+        for dec in out.decisions:
+            await self.judging.send_decision(dec["budget"].encode(), orjson.dumps(dec))
+            m.inc("budget_decisions_total", labels={"decision": dec["decision"]})
+        for note in [*out.notifications, *(n for _, n in out.budget_events if n is not None)]:
+            await self.judging.notify(p, note)
+        if generation != self.generation:
+            return  # revoked meanwhile: read again after the rebalance
+        self.held[p].append(message)
+        now = self.clock()
+        if now - self.last[p] >= self.cfg.checkpoint_seconds:
+            await self.checkpoint(p, now)
+
+    async def tick(self) -> None:
+        now = self.clock()
+        for p in list(self.held):
+            if self.held[p] and now - self.last[p] >= self.cfg.checkpoint_seconds:
+                await self.checkpoint(p, now)
+
+    async def checkpoint(self, p: int, now: float) -> None:
+        """Persist partition ``p``'s ledger and org core, then acknowledge the messages they
+        cover once the broker has the writes and the previous checkpoint's messages were
+        acknowledged (the judge's rules: :meth:`JudgeWorker.checkpoint`)."""
+        generation = self.generation
+        to_ack = self.held.pop(p, [])
+        self.last[p] = now
+        writes: list[Any] = []
+        led = self.ledgers.get(p)
+        if led is not None:
+            for key, value in led.checkpoint().items():
+                writes.append(persist(self.judging.tables.budgets, p, f"{p}|{key}", value))
+        o = self.orgs.get(p)
+        if o is not None:
+            for key, value in o.checkpoint().items():
+                writes.append(persist(self.table, p, f"{p}|{key}", value))
+        if not to_ack or self.ack is None:
+            return
+        before = self._ack_tail.get(p)
+        task = asyncio.ensure_future(self._acknowledge(p, writes, to_ack, generation, before))
+        self._acking.add(task)
+        self._ack_tail[p] = task
+        task.add_done_callback(self._acking.discard)
+
+    async def _acknowledge(self, p: int, writes: list[Any], to_ack: list[Any], generation: int,
+                           before: asyncio.Task[bool] | None) -> bool:
+        failed = await written(writes)
+        if before is not None:
+            await asyncio.wait([before])
+            if not _acknowledged(before):
+                log.error("org partition %d: %d messages stay unacknowledged behind earlier ones that were not",
+                          p, len(to_ack))
+                return False
+        if failed:
+            log.error("org partition %d: %d changelog writes failed (%r); %d messages stay unacknowledged",
+                      p, len(failed), failed[0], len(to_ack))
+            return False
+        if generation != self.generation or self.ack is None:
+            return False
+        for message in to_ack:
+            await self.ack(message)
+        return True
