@@ -29,6 +29,7 @@ from tests.integration.harness import (
     get_text,
     produce,
     wait_until,
+    windows_summary,
 )
 from tests.integration.test_spine import PD_KEY, Ledger, W, event
 
@@ -99,21 +100,28 @@ def test_outages_rate_limits_and_500s_lose_and_duplicate_nothing(
     )
     outbox_topic = f"{env['TOKENPULSE_TOPIC_PREFIX']}.alerts.outbox"
     worker = Worker(env, workdir / "worker.log")
+    # The traffic goes onto the usage topic before the worker starts (docs/deploying.md#backfills):
+    # sent after, it could find both partitions idle, and the first one's windows (search's)
+    # would be judged before ads' and ml's partials arrived: no spike, nothing to deliver.
+    ledger = Ledger()
+    t0 = int(time.time() // W) * W - 60 * W
+    produce(broker.bootstrap, env["TOKENPULSE_TOPIC_PREFIX"] + ".usage", traffic(t0, rng, ledger))
+    outage = OUTAGE_S.get(broker.flavor, 15.0)
+    slack.rate_limit_next(retry_after=2)
+    pagerduty.fail_next(500, times=4)
+    opsgenie.rate_limit_next(retry_after=1)
+    opsgenie.fail_next(502)
+    # The worker reads the traffic as soon as it starts, so the webhook is out from before
+    # then (503s); the outage proper, timed as before, begins once the worker is up.
+    webhook.outage_for(3600)
     worker.start(PARTITIONS)
     try:
-        outage = OUTAGE_S.get(broker.flavor, 15.0)
-        slack.rate_limit_next(retry_after=2)
-        pagerduty.fail_next(500, times=4)
-        opsgenie.rate_limit_next(retry_after=1)
-        opsgenie.fail_next(502)
         if broker.flavor == "tansu":
             webhook.outage_for(outage)
         else:
-            webhook.down_for(outage)
+            webhook.down_for(outage)  # refusing connections from now on: the 503s can end
+            webhook.outage_until(None)
         outage_ends = time.time() + outage
-        ledger = Ledger()
-        t0 = int(time.time() // W) * W - 60 * W
-        produce(broker.bootstrap, env["TOKENPULSE_TOPIC_PREFIX"] + ".usage", traffic(t0, rng, ledger))
 
         # while the webhook is out: the other sinks go on, and the outage is reported
         wait_until(lambda: [e for e in pagerduty.events() if e["event_action"] == "resolve"], 60,
@@ -200,6 +208,8 @@ def test_outages_rate_limits_and_500s_lose_and_duplicate_nothing(
               f"test {time.monotonic() - began:.1f}s")
     except BaseException:
         print(worker.diagnostics())
+        # per windows partition and source, beside judge_(late_)partials_total in the metrics
+        print(windows_summary(broker.bootstrap, env["TOKENPULSE_TOPIC_PREFIX"] + ".windows"))
         raise
     finally:
         worker.stop()
