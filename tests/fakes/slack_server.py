@@ -5,6 +5,9 @@ Behaves like Slack where it matters to a client: Bearer token (or ``token`` fiel
 form or JSON bodies, HTTP 200 with ``{"ok": false, "error": ...}`` for API errors, channel
 names answered with channel IDs, unique increasing ``ts``, threads, ``chat.update`` only by
 channel ID and existing ``ts``, and Block Kit limits checked (``invalid_blocks``).
+``reply_delay`` makes every thread reply take that long, as Slack's own latency does: a test that
+asserts on a reply as soon as it sees something sent before it then fails every time, not now
+and then.
 
     server = FakeSlackServer(token="xoxb-test")
     url = server.start()                      # or: await server.start_async()
@@ -15,6 +18,7 @@ channel ID and existing ``ts``, and Block Kit limits checked (``invalid_blocks``
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import time
@@ -105,6 +109,7 @@ class FakeSlackServer(FakeServer):
         self.channels = channels
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self._ts = itertools.count(1)
+        self.reply_delay = 0.0  # seconds before a thread reply is stored and answered
 
     def default_failure_body(self, status: int) -> Any:
         if status == 429:
@@ -130,7 +135,8 @@ class FakeSlackServer(FakeServer):
         method = request.match_info["method"]
         body = await _parse_body(request)
         token = _bearer(request) or str(body.pop("token", "") or "")
-        entry: dict[str, Any] = {"method": method, "body": body, "authorized": token == self.token}
+        entry: dict[str, Any] = {"method": method, "body": body, "authorized": token == self.token,
+                                 "at": time.time()}  # arrived: before any reply_delay
         canned = self._injected()
         if canned is not None:
             entry["status"] = canned.status
@@ -141,6 +147,8 @@ class FakeSlackServer(FakeServer):
         elif token != self.token:
             result = {"ok": False, "error": "invalid_auth"}
         elif method == "chat.postMessage":
+            if self.reply_delay > 0 and body.get("thread_ts"):
+                await asyncio.sleep(self.reply_delay)
             result = self._post_message(body)
         elif method == "chat.update":
             result = self._update(body)
