@@ -32,7 +32,6 @@ plain objects (tests/streams/worker/test_judging.py).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -53,7 +52,7 @@ from streams.judge.step import judge_step
 from streams.org.verdicts import for_org_partitions
 from streams.reports.reporting import Reporting
 from streams.reports.retention import SpendRollup
-from streams.worker.tables import Tables, pack_local, persist, persist_spend, restore_items, written
+from streams.worker.tables import AckChain, Tables, pack_local, persist, persist_spend, restore_items
 
 log = logging.getLogger("tokenpulse.alerts")
 
@@ -121,14 +120,7 @@ class JudgeWorker:
         self.ack: Callable[[Any], Awaitable[Any]] | None = None
         self.held: dict[int, list[Any]] = defaultdict(list)  # messages judged, not acknowledged yet
         self.last: dict[int, float] = defaultdict(float)  # when each partition was last checkpointed
-        # Bumped by every revoke. A message judged, or a checkpoint taken, across a revoke (the
-        # agent and the timer await sends while Faust rebalances) belongs to state the revoke
-        # threw away: it must not be held or acknowledged afterwards, or its offset would be
-        # committed with nothing of it persisted.
-        self.generation = 0
-        self._acking: set[asyncio.Task[bool]] = set()  # acknowledgements waiting for their checkpoint's writes
-        # each partition's latest acknowledgement task: the next one waits for it (see checkpoint)
-        self._ack_tail: dict[int, asyncio.Task[bool]] = {}
+        self.acks = AckChain("judge", log)  # acknowledgements in order, after the broker has the state
         self._vseq = 0  # the verdicts seq when a message has no offset (tests' plain messages)
         self._new_judge = judge_factory(
             cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
@@ -195,10 +187,7 @@ class JudgeWorker:
         forgotten its acknowledgements of these partitions by now, so an acknowledgement sent
         from here would be one it can mix up with the redelivered messages'."""
         revoked = sorted(set(partitions))
-        self.generation += 1
-        # every acknowledgement in flight belongs to the generation just ended and acknowledges
-        # nothing now: the next ones must not wait behind them
-        self._ack_tail.clear()
+        self.acks.revoke()
         dropped = 0
         for q in revoked:
             self.judges.pop(q, None)
@@ -243,7 +232,7 @@ class JudgeWorker:
     async def receive(self, q: int, body: dict[str, Any], message: Any = None) -> None:
         """Judge one windows message of partition ``q`` and send what it gives; ``message`` is
         acknowledged with the checkpoint that covers it."""
-        generation = self.generation
+        generation = self.acks.generation
         j = self.judge_for(q)
         self.rollups[q].seen(int(body["src"]), int(body.get("seq", -1)))
         metrics = self.metrics
@@ -285,7 +274,7 @@ class JudgeWorker:
             await self.notify(p, note)
         if self.reporting is not None and self.reporting.specs:
             await self.reporting.after_judge(q, wm)
-        if generation != self.generation:
+        if generation != self.acks.generation:
             # revoked while this message was judged: the judge it changed is gone, and the
             # message comes again after the rebalance
             return
@@ -348,46 +337,12 @@ class JudgeWorker:
         look for a gap in front of that run (``Consumer._new_offset``): a later checkpoint
         acknowledged first (its writes done sooner, or none to wait for) would have the offsets
         of messages whose state is not on the broker yet committed past."""
-        generation = self.generation
+        generation = self.acks.generation
         to_ack = self.held.pop(q, [])
         self.last[q] = now
-        writes = self._write(q)
-        if not to_ack or self.ack is None:
-            return
-        pending = [w for w in writes if isinstance(w, asyncio.Future) and not w.done()]
-        before = self._ack_tail.get(q)
-        if not pending and (before is None or before.done()):
-            if before is None or _acknowledged(before):
-                await self._acknowledge(q, writes, to_ack, generation)
-            return
-        # The agent goes on judging meanwhile (a backlog's checkpoint can be hundreds of
-        # records, one request each on Tansu); the acknowledgement follows the broker's.
-        task = asyncio.ensure_future(self._acknowledge(q, writes, to_ack, generation, before))
-        self._acking.add(task)
-        self._ack_tail[q] = task
-        task.add_done_callback(self._acking.discard)
-
-    async def _acknowledge(self, q: int, writes: list[Any], to_ack: list[Any], generation: int,
-                           before: asyncio.Task[bool] | None = None) -> bool:
-        """Acknowledge ``to_ack`` once ``writes`` are on the broker and ``before`` (the
-        partition's previous acknowledgement) has acknowledged its own; whether it did."""
-        failed = await written(writes)
-        if before is not None:
-            await asyncio.wait([before])  # not cancelled with this task
-            if not _acknowledged(before):
-                log.error("judge partition %d: %d messages stay unacknowledged behind earlier ones that were not",
-                          q, len(to_ack))
-                return False
-        if failed:
-            # not acknowledged: read again after a restart or rebalance, onto this state
-            log.error("judge partition %d: %d changelog writes failed (%r); %d messages stay unacknowledged",
-                      q, len(failed), failed[0], len(to_ack))
-            return False
-        if generation != self.generation or self.ack is None:
-            return False  # revoked meanwhile: Faust reads them again (see revoke)
-        for message in to_ack:
-            await self.ack(message)
-        return True
+        # the agent goes on judging meanwhile (a backlog's checkpoint can be hundreds of
+        # records, one request each on Tansu); the acknowledgement follows the broker's
+        await self.acks.after(q, self._write(q), to_ack, generation, self.ack)
 
     def _write(self, q: int) -> list[Any]:
         """Persist what changed on partition ``q``: the ledger, the mix watches, the judge's
@@ -418,11 +373,6 @@ def _offset(message: Any, fallback: int) -> int:
     """The offset of a Faust event's message (``fallback`` for anything else)."""
     off = getattr(getattr(message, "message", None), "offset", None)
     return int(off) if isinstance(off, int) else fallback
-
-
-def _acknowledged(task: asyncio.Task[bool]) -> bool:
-    """Whether a finished acknowledgement task acknowledged its messages."""
-    return not task.cancelled() and task.exception() is None and task.result()
 
 
 def alert_line(note: Notification) -> str:

@@ -22,7 +22,6 @@ hashes to"): the mix watch (the third-party share), reports, on-call's answers.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -37,8 +36,8 @@ from streams.common.config import StreamConfig
 from streams.common.metrics import Metrics
 from streams.org.core import OrgCore
 from streams.org.verdicts import Verdicts
-from streams.worker.judging import JudgeWorker, _acknowledged
-from streams.worker.tables import Table, persist, restore_items, written
+from streams.worker.judging import JudgeWorker
+from streams.worker.tables import AckChain, Table, persist, restore_items
 
 log = logging.getLogger("tokenpulse.org")
 
@@ -66,9 +65,7 @@ class OrgWorker:
         self.ack: Callable[[Any], Awaitable[Any]] | None = None
         self.held: dict[int, list[Any]] = defaultdict(list)
         self.last: dict[int, float] = defaultdict(float)
-        self.generation = 0
-        self._acking: set[asyncio.Task[bool]] = set()
-        self._ack_tail: dict[int, asyncio.Task[bool]] = {}
+        self.acks = AckChain("org", log)  # the judge's rules (JudgeWorker.checkpoint)
 
     @property
     def ledgers(self) -> dict[int, BudgetLedger]:
@@ -105,8 +102,7 @@ class OrgWorker:
     def revoke(self, partitions: Iterable[int]) -> None:
         """As :meth:`JudgeWorker.revoke`: forget the partitions' state and held messages."""
         revoked = sorted(set(partitions))
-        self.generation += 1
-        self._ack_tail.clear()
+        self.acks.revoke()
         for p in revoked:
             self.orgs.pop(p, None)
             self.ledgers.pop(p, None)
@@ -127,7 +123,7 @@ class OrgWorker:
     async def receive(self, p: int, body: dict[str, Any], message: Any = None) -> None:
         """Apply one verdicts message on org partition ``p`` and send what it gives; ``message``
         is acknowledged with the checkpoint that covers it."""
-        generation = self.generation
+        generation = self.acks.generation
         o = self.org_for(p)
         out = o.receive(Verdicts.from_wire(body), self.ledgers.get(p), None, wall=self.clock())
         m = self.metrics
@@ -141,7 +137,7 @@ class OrgWorker:
             m.inc("budget_decisions_total", labels={"decision": dec["decision"]})
         for note in [*out.notifications, *(n for _, n in out.budget_events if n is not None)]:
             await self.judging.notify(p, note)
-        if generation != self.generation:
+        if generation != self.acks.generation:
             return  # revoked meanwhile: read again after the rebalance
         self.held[p].append(message)
         now = self.clock()
@@ -158,7 +154,7 @@ class OrgWorker:
         """Persist partition ``p``'s ledger and org core, then acknowledge the messages they
         cover once the broker has the writes and the previous checkpoint's messages were
         acknowledged (the judge's rules: :meth:`JudgeWorker.checkpoint`)."""
-        generation = self.generation
+        generation = self.acks.generation
         to_ack = self.held.pop(p, [])
         self.last[p] = now
         writes: list[Any] = []
@@ -170,29 +166,4 @@ class OrgWorker:
         if o is not None:
             for key, value in o.checkpoint().items():
                 writes.append(persist(self.table, p, f"{p}|{key}", value))
-        if not to_ack or self.ack is None:
-            return
-        before = self._ack_tail.get(p)
-        task = asyncio.ensure_future(self._acknowledge(p, writes, to_ack, generation, before))
-        self._acking.add(task)
-        self._ack_tail[p] = task
-        task.add_done_callback(self._acking.discard)
-
-    async def _acknowledge(self, p: int, writes: list[Any], to_ack: list[Any], generation: int,
-                           before: asyncio.Task[bool] | None) -> bool:
-        failed = await written(writes)
-        if before is not None:
-            await asyncio.wait([before])
-            if not _acknowledged(before):
-                log.error("org partition %d: %d messages stay unacknowledged behind earlier ones that were not",
-                          p, len(to_ack))
-                return False
-        if failed:
-            log.error("org partition %d: %d changelog writes failed (%r); %d messages stay unacknowledged",
-                      p, len(failed), failed[0], len(to_ack))
-            return False
-        if generation != self.generation or self.ack is None:
-            return False
-        for message in to_ack:
-            await self.ack(message)
-        return True
+        await self.acks.after(p, writes, to_ack, generation, self.ack)

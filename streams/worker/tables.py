@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,6 +88,78 @@ async def written(writes: Iterable[Any]) -> list[BaseException]:
         return []
     results = await asyncio.gather(*futs, return_exceptions=True)
     return [r for r in results if isinstance(r, BaseException)]
+
+
+class AckChain:
+    """Acknowledges a stage's input per partition, in order, once the broker has its state:
+    what the judge and the org stage share (:meth:`JudgeWorker.checkpoint` says why).
+
+    A checkpoint's messages are acknowledged once its changelog ``writes`` are on the broker
+    and the partition's previous checkpoint acknowledged its own; not at all if either failed,
+    nor when a revoke (:meth:`revoke`) came in between."""
+
+    def __init__(self, stage: str, log: logging.Logger) -> None:
+        self.stage = stage
+        self.log = log
+        # Bumped by every revoke. A message judged, or a checkpoint taken, across a revoke (the
+        # agent and the timer await sends while Faust rebalances) belongs to state the revoke
+        # threw away: it must not be held or acknowledged afterwards, or its offset would be
+        # committed with nothing of it persisted.
+        self.generation = 0
+        self._tasks: set[asyncio.Task[bool]] = set()  # acknowledgements waiting for their writes
+        # each partition's latest acknowledgement task: the next one waits for it
+        self._tail: dict[int, asyncio.Task[bool]] = {}
+
+    def revoke(self) -> None:
+        """Every acknowledgement in flight belongs to the generation just ended and
+        acknowledges nothing now: the next ones must not wait behind them."""
+        self.generation += 1
+        self._tail.clear()
+
+    async def after(self, p: int, writes: list[Any], to_ack: list[Any], generation: int,
+                    ack: Callable[[Any], Awaitable[Any]] | None) -> None:
+        """Acknowledge ``to_ack`` (partition ``p``'s messages of a checkpoint taken in
+        ``generation``) with ``ack`` once ``writes`` are on the broker: at once when nothing
+        is left to wait for, else in a task of its own (the stage goes on meanwhile)."""
+        if not to_ack or ack is None:
+            return
+        pending = [w for w in writes if isinstance(w, asyncio.Future) and not w.done()]
+        before = self._tail.get(p)
+        if not pending and (before is None or (before.done() and _acknowledged(before))):
+            await self._acknowledge(p, writes, to_ack, generation, ack)
+            return
+        task = asyncio.ensure_future(self._acknowledge(p, writes, to_ack, generation, ack, before))
+        self._tasks.add(task)
+        self._tail[p] = task
+        task.add_done_callback(self._tasks.discard)
+
+    async def _acknowledge(self, p: int, writes: list[Any], to_ack: list[Any], generation: int,
+                           ack: Callable[[Any], Awaitable[Any]],
+                           before: asyncio.Task[bool] | None = None) -> bool:
+        """Acknowledge ``to_ack`` once ``writes`` are on the broker and ``before`` (the
+        partition's previous acknowledgement) has acknowledged its own; whether it did."""
+        failed = await written(writes)
+        if before is not None:
+            await asyncio.wait([before])  # not cancelled with this task
+            if not _acknowledged(before):
+                self.log.error("%s partition %d: %d messages stay unacknowledged behind earlier ones that were not",
+                               self.stage, p, len(to_ack))
+                return False
+        if failed:
+            # not acknowledged: read again after a restart or rebalance, onto this state
+            self.log.error("%s partition %d: %d changelog writes failed (%r); %d messages stay unacknowledged",
+                           self.stage, p, len(failed), failed[0], len(to_ack))
+            return False
+        if generation != self.generation:
+            return False  # revoked meanwhile: Faust reads them again
+        for message in to_ack:
+            await ack(message)
+        return True
+
+
+def _acknowledged(task: asyncio.Task[bool]) -> bool:
+    """Whether a finished acknowledgement task acknowledged its messages."""
+    return not task.cancelled() and task.exception() is None and task.result()
 
 
 def persist_spend(table: Table, partition: int, books: Mapping[str, SeriesSpend], changes: Mapping[str, Any]) -> list[Any]:
