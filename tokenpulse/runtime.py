@@ -44,6 +44,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         web_port=settings.web_port,
         advertised_url=settings.advertised_url,
         peer_timeout=settings.peer_timeout_seconds,
+        judge_stall=settings.judge_stall_seconds,
         data_dir=str(settings.data_dir),
         dashboard_url=settings.dashboard_url,
         kafka_flavor=settings.kafka_flavor,

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     peer_timeout_seconds: float = Field(
         default=2.0, gt=0, le=60, description="How long a worker waits for the others when it answers /api/* for the "
                                               "whole deployment; a peer slower than this is named in 'missing'.")
+    judge_stall_seconds: float = Field(
+        default=300.0, ge=0, le=24 * 3600,
+        description="How long the judge may rebalance or recover its tables without reading a changelog record "
+                    "before /healthz answers 503 (stalled), so that a liveness probe restarts the worker. 0: never.")
     report_deadline_seconds: float = Field(
         default=600.0, gt=0, le=6 * 3600,
         description="How long a scheduled report waits for the parts of every partition after it is due (in event "

@@ -80,6 +80,9 @@ class StreamConfig:
     # streams.worker.peers.advertised_url), and how long a request waits for them (TOKENPULSE_PEER_TIMEOUT_SECONDS)
     advertised_url: str | None = None
     peer_timeout: float = 2.0
+    # how long the judge may settle (rebalance, recover tables) without progress before /healthz
+    # says it is stalled (TOKENPULSE_JUDGE_STALL_SECONDS; 0: never; streams.worker.settle)
+    judge_stall: float = 300.0
     data_dir: str = ".tokenpulse"
     dashboard_url: str | None = None
     kafka_flavor: str = "kafka"  # "tansu" turns on workarounds for Tansu 0.6

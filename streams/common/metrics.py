@@ -12,6 +12,8 @@ HELP = {
     "events_late_total": "Usage events that arrived after their window closed (counted in spend, not judged).",
     "windows_closed_total": "Windows closed by the ingest partitions.",
     "windows_judged_total": "Windows judged by the detectors.",
+    "judge_settling_seconds": ("How long the judge's group has been rebalancing or recovering its tables (0: "
+                               "settled); /healthz answers 503 after TOKENPULSE_JUDGE_STALL_SECONDS without progress."),
     "org_verdicts_total": ("Verdicts messages the org stage received on the verdicts topic, by judge partition "
                            "(duplicate: a judge partition's message applied before; TOKENPULSE_PLACEMENT=series)."),
     "judge_partials_total": ("Series-window partials the judges received from the windows topic, by source (usage) "

@@ -46,6 +46,7 @@ import asyncio
 import hmac
 import logging
 import signal
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -74,6 +75,7 @@ from streams.worker.pagerduty_webhook import (
 from streams.worker.peers import Peers, advertised_url, group_layout
 from streams.worker.reload import PolicyReloader, PolicySource
 from streams.worker.rewind import rewind_faust_consumer
+from streams.worker.settle import SettleWatch, faust_settling
 from streams.worker.slack_actions import SlackVerifier, register_slack_actions
 from streams.worker.state import WorkerState
 from streams.worker.tables import Tables, owned_partitions, persist
@@ -132,6 +134,8 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
                         owned=lambda: owned_partitions(app, topics["windows"]),
                         layout=group_layout(app, topics["windows"]), timeout=cfg.peer_timeout,
                         api_token=cfg.api_token)
+    state.settle = SettleWatch(cfg.judge_stall, faust_settling(app))
+    app.timer(interval=5.0)(_settle_poll(state))
     _own_routes(app, cfg, state)
     if reload is not None:
         state.reloader = PolicyReloader(reload, cfg, state.apply_policy, metrics)
@@ -278,6 +282,24 @@ def faust_credentials(cfg: StreamConfig) -> Any:
     if sec.tls:
         return faust.SSLCredentials(sec.ssl_context())
     return None
+
+
+def _settle_poll(state: WorkerState) -> Callable[[], Any]:
+    """Every 5 s: how long the judge has been settling (a gauge), and one error line when it has
+    gone ``judge_stall`` seconds without reading a changelog record (``/healthz`` answers 503)."""
+    watch = state.settle
+
+    async def poll() -> None:
+        now = time.monotonic()
+        watch.poll(now)
+        state.metrics.set("judge_settling_seconds", round(watch.settling_for(now), 1))
+        if watch.stalled(now) and not watch.reported:
+            watch.reported = True
+            log.error("the judge has been rebalancing or recovering its tables for %.0f s without reading a "
+                      "changelog record (TOKENPULSE_JUDGE_STALL_SECONDS=%g): /healthz answers 503 so that a "
+                      "liveness probe restarts this worker", watch.stalled_for(now), watch.limit)
+
+    return poll
 
 
 def _own_routes(app: WorkerApp, cfg: StreamConfig, state: WorkerState) -> None:

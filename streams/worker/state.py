@@ -18,6 +18,7 @@ from streams.worker.judging import JudgeWorker
 from streams.worker.organizing import OrgWorker
 from streams.worker.peers import Peers
 from streams.worker.reload import PolicyReloader, apply_reload
+from streams.worker.settle import SettleWatch
 from streams.worker.tables import Tables
 
 __all__ = ["WorkerState"]
@@ -43,6 +44,7 @@ class WorkerState:
     organizing: OrgWorker | None = None  # the org stage apart (TOKENPULSE_PLACEMENT=series)
     peers: Peers | None = None  # the other workers, for answers from any worker (None: this one's alone)
     started: float = field(default_factory=time.time)
+    settle: SettleWatch = field(default_factory=lambda: SettleWatch(0))  # is the judge stuck settling?
 
     @property
     def live(self) -> StreamConfig:

@@ -335,10 +335,19 @@ def register_health_views(app: Any, state: WorkerState, page: Page) -> None:
         assigned = sorted(ingest.assigned)
         # the judge's (Faust's) group settles apart from the hot path's: both say where they stand
         judging = state.judging.owned()
-        return web.json({"status": "ok", "uptime_s": round(time.time() - started, 1), "usage_partitions": assigned,
-                         "judge_partitions": None if judging is None else sorted(judging),
-                         # true from a rebalance's start until its tables are recovered
-                         "judge_settling": bool(getattr(app, "rebalancing", False))})
+        watch, now = state.settle, time.monotonic()
+        watch.poll(now)
+        stalled = watch.stalled(now)
+        body = {"status": "stalled" if stalled else "ok", "uptime_s": round(time.time() - started, 1),
+                "usage_partitions": assigned, "judge_partitions": None if judging is None else sorted(judging),
+                # true from a rebalance's start until its tables are recovered
+                "judge_settling": bool(getattr(app, "rebalancing", False)),
+                "judge_settling_s": round(watch.settling_for(now), 1)}
+        if stalled:  # a liveness probe restarts the worker (TOKENPULSE_JUDGE_STALL_SECONDS)
+            body["reason"] = (f"the judge has been rebalancing or recovering its tables for "
+                              f"{watch.stalled_for(now):.0f} s without reading a changelog record")
+            return web.json(body, status=503)
+        return web.json(body)
 
     @page("/metrics")
     @takes(NOTHING)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -105,13 +106,48 @@ class Worker:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGUSR1)  # task stacks into the log
             time.sleep(0.5)
-        out = [self.log_tail(400)]
+        out = [self.log_records(), self.task_summary(), "--- log tail", self.log_tail(150)]
         for path in ("/healthz", "/metrics", "/api/alerts", "/api/status", "/api/windows?series=team%3Dads"):
             try:
                 out.append(f"--- {path}\n{get_text(self.url + path, timeout=3)}")
             except Exception as exc:  # noqa: BLE001
                 out.append(f"--- {path}: {exc!r}")
         return "\n".join(out)
+
+    def log_records(self, n: int = 150) -> str:
+        """The worker's own log lines (not stack dumps): what it did before the failure."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        records = [line for line in lines if line.startswith("[20")]
+        shown = "\n".join(records[-n:])
+        return f"--- log records (last {min(n, len(records))} of {len(records)})\n{shown}"
+
+    def task_summary(self) -> str:
+        """One line per asyncio task of the SIGUSR1 dumps: the task and the innermost frame it waits
+        in (the full stacks with their locals are too long for the captured output)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        seen: dict[str, None] = {}
+        task, frame = "", ""
+
+        def keep() -> None:
+            if task:
+                seen.setdefault(f"{task}  <-  {frame}", None)
+
+        for line in lines:
+            if line.startswith("Stack for <Task"):
+                keep()
+                task = re.sub(r" at 0x[0-9a-f]+|\S*/site-packages/", "", line[len("Stack for "):]).split(" wait_for=")[0]
+                frame = ""
+            elif task and line.startswith('  File "') and "/asyncio/" not in line:
+                frame = re.sub(r'"\S*/site-packages/|"', "", line.strip())
+        keep()
+        listing = "\n".join(seen)
+        return f"--- tasks ({len(seen)})\n{listing}"
 
     def log_tail(self, n: int = 60) -> str:
         try:
