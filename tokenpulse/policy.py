@@ -138,7 +138,7 @@ class NewSeriesPolicy(_Strict):
     ``min_requests`` requests) and exceeds that price by ``min_excess_usd``. ``enabled: false``
     turns it off. Needs ``team`` and ``team×model`` watched."""
 
-    enabled: bool = False
+    enabled: bool = True
     ratio: float = Field(default=3.0, ge=1, le=1000)
     min_requests: int = Field(default=3, ge=1, le=1_000_000)
     min_excess_usd: float = Field(default=2.0, ge=0)
