@@ -2,7 +2,7 @@
 
     python -m benchmarks.detect_fast record [--independent 1 2 3] [--project 0] [--dir D]
     python -m benchmarks.detect_fast run [--independent 1 2 3] [--project 0] [--params k=v ...]
-                                         [--jobs 2] [--verbose]
+                                         [--jobs 2] [--verbose] [--new-series on|off]
     python -m benchmarks.detect_fast show HISTORY TEAM FROM [--minutes 120] [--params k=v ...]
 
 ``record`` writes each history once (the independent generator's seeds, the project
@@ -13,8 +13,11 @@ detectors on the team and team x model series (the ones ``benchmarks.detectors``
 turns their decisions into alerts per team (one group per team: a trigger when no series of the
 team was alerting, resolved after the policy's ``resolve_after_windows`` quiet windows) and
 scores them like ``benchmarks.detectors`` (recall, false alerts per team-week, median delay,
-misses and false alerts listed). ``show`` prints the per-window verdicts of one team series
-around a time: observed, expected, score, each component's p-value and flag, the gate.
+misses and false alerts listed); the org stage's new-series rule
+(:class:`streams.org.newseries.NewSeriesRule`) runs over the same windows and its flagged windows
+join their team's (``--new-series``: as the default policy has it, or on/off). ``show`` prints
+the per-window verdicts of one team series around a time: observed, expected, score, each
+component's p-value and flag, the gate.
 
 It approximates the full replay (grouping and the org alert's inhibition are left out), in a
 fraction of its time: confirm a change with ``python -m benchmarks.detectors``.
@@ -122,6 +125,44 @@ def _run_series(sw: Any, params: dict[str, Any], window: int) -> tuple[str, np.n
     return sw.labels["team"], sw.ts, flags
 
 
+def _new_series_flags(ws: Any, settings: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The org stage's new-series rule (:class:`streams.org.newseries.NewSeriesRule`, the class
+    the worker's org stage steps) driven window by window over the team and team x model series'
+    cached windows: the windows it flags, per team."""
+    from streams.org.newseries import NANO_USD, NewSeriesRule, NewSeriesSettings
+
+    rule = NewSeriesRule(NewSeriesSettings(**settings))
+    window = int(ws.window_seconds)
+    series = _team_series(ws)
+    rows: dict[float, list[tuple[str, int, int]]] = defaultdict(list)
+    for sw in series:
+        c = np.maximum(sw.count, 0)
+        live = (c > 0) | (sw.value > 0)
+        for t, v, n in zip(sw.ts[live].tolist(), sw.value[live].tolist(), c[live].tolist(), strict=True):
+            rows[t].append((sw.series, round(v * NANO_USD), int(n)))
+    times = sorted({t for sw in series for t in sw.ts.tolist()})
+    flagged: dict[str, list[float]] = defaultdict(list)
+    for t in times:
+        for sg in rule.judge_window(int(t) - window, int(t), rows.get(t, ()), []):
+            if sg.is_anomaly:
+                flagged[sg.labels["team"]].append(t)
+    return {team: (np.array(ts), np.ones(len(ts), dtype=bool)) for team, ts in flagged.items()}
+
+
+def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
+           new_series: dict[str, Any] | None) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Each team's series' flagged windows: the detectors' and the new-series rule's."""
+    series = _team_series(ws)
+    series.sort(key=lambda s: -len(s.ts))
+    per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for team, ts, flags in pool.map(_run_series, series, [params] * len(series), [ws.window_seconds] * len(series)):
+        per_team[team].append((ts, flags))
+    if new_series is not None:
+        for team, got in _new_series_flags(ws, new_series).items():
+            per_team[team].append(got)
+    return per_team
+
+
 def _alerts(per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]], window: int,
             resolve_after: int = 3) -> dict[str, list[float]]:
     """Alert starts per team: the team's series as one group."""
@@ -177,11 +218,24 @@ def cmd_record(a: argparse.Namespace) -> None:
             print(msg, file=sys.stderr)
 
 
+def _new_series(a: argparse.Namespace) -> dict[str, Any] | None:
+    """The new-series rule's settings for ``run`` (None: off): the default policy's, or
+    ``--new-series on|off`` with ``--new-series-params k=v`` over them."""
+    from tokenpulse.policy import NewSeriesPolicy
+
+    pol = NewSeriesPolicy(**{k: v for k, v in _params(a.new_series_params).items()})
+    on = pol.enabled if a.new_series == "policy" else a.new_series == "on"
+    if not on:
+        return None
+    return pol.model_copy(update={"enabled": True}).settings()
+
+
 def cmd_run(a: argparse.Namespace) -> None:
     from tokenpulse.tune import _load
 
     d = _dir(a)
     params = _params(a.params)
+    new_series = _new_series(a)
     t0 = time.perf_counter()
     sets: dict[str, dict[str, Any]] = {"i": {"rows": [], "false": [], "tw": 0.0}, "p": {"rows": [], "false": [], "tw": 0.0}}
     sizes: dict[tuple[str, str, float], str] = {}  # a miss's size, for --verbose
@@ -196,11 +250,7 @@ def cmd_run(a: argparse.Namespace) -> None:
                     sizes[(f"{kind}{seed}", str(lab["team"]), to_epoch(lab["start"], "start"))] = (
                         f" x{lab.get('factor', 0):.3g} ${lab['excess_usd']:,.2f} over "
                         f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
-            series = _team_series(ws)
-            series.sort(key=lambda s: -len(s.ts))
-            per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
-            for team, ts, flags in pool.map(_run_series, series, [params] * len(series), [ws.window_seconds] * len(series)):
-                per_team[team].append((ts, flags))
+            per_team = _flags(pool, ws, params, new_series)
             sc = _score(_alerts(per_team, ws.window_seconds), meta["labels"], meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             agg = sets[kind]
             agg["rows"] += [(f"{kind}{seed}", *r) for r in sc["rows"]]
@@ -280,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--params", nargs="*", default=[])
         p.add_argument("--verbose", action="store_true")
         p.add_argument("--delays", action="store_true")
+        p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy",
+                       help="the org stage's new-series rule: as the default policy has it, or on/off")
+        p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V",
+                       help="its settings (ratio, min_requests, min_excess_usd)")
     p = sub.add_parser("show")
     p.add_argument("history")
     p.add_argument("team")

@@ -131,6 +131,25 @@ class FeedbackPolicy(_Strict):
         return self
 
 
+class NewSeriesPolicy(_Strict):
+    """The org stage's ``new-series`` rule (:mod:`streams.org.newseries`): a team x model
+    series first seen two days or more after its team alerts when its first day's spend
+    reaches ``ratio`` times the team's price per request of the 7 days before (on at least
+    ``min_requests`` requests) and exceeds that price by ``min_excess_usd``. ``enabled: false``
+    turns it off. Needs ``team`` and ``team×model`` watched."""
+
+    enabled: bool = True
+    ratio: float = Field(default=3.0, ge=1, le=1000)
+    min_requests: int = Field(default=3, ge=1, le=1_000_000)
+    min_excess_usd: float = Field(default=2.0, ge=0)
+
+    def settings(self) -> dict[str, Any] | None:
+        """The rule's settings as the stream layer takes them (None: off)."""
+        if not self.enabled:
+            return None
+        return {"ratio": self.ratio, "min_requests": self.min_requests, "min_excess_usd": self.min_excess_usd}
+
+
 class DetectorPolicy(_Strict):
     """Which model judges every watched series, and its parameters.
 
@@ -138,13 +157,15 @@ class DetectorPolicy(_Strict):
     such as ``seasonal: {threshold: 6}``) sets that component's parameters; the other keys are
     the combiner's own (``min_excess_usd``, ``components``...). ``overrides`` change parameters
     for the series whose labels match, the later entries winning. ``feedback`` bounds what
-    on-call's answers change (:class:`FeedbackPolicy`).
+    on-call's answers change (:class:`FeedbackPolicy`); ``new_series`` sets the org stage's
+    rule for a team's new model (:class:`NewSeriesPolicy`).
     """
 
     name: str = "default"
     params: dict[str, Any] = Field(default_factory=dict)
     overrides: list[DetectorOverride] = Field(default_factory=list)
     feedback: FeedbackPolicy = Field(default_factory=FeedbackPolicy)
+    new_series: NewSeriesPolicy = Field(default_factory=NewSeriesPolicy)
 
     def kwargs(self) -> dict[str, Any]:
         """Constructor arguments of the detector (``params`` with component sections gathered)."""

@@ -43,7 +43,7 @@ from streams.ingest.normalize import ONE_CANONICAL, DecodeError, canonical_event
 from streams.ingest.pipeline import count_message
 from streams.ingest.pricing import Pricer
 from streams.ingest.windows import IngestPartition, Partial
-from streams.judge.core import JudgeCore, judge_factory
+from streams.judge.core import JudgeCore, judge_factory, new_series_settings
 from streams.judge.raising import NOT_ANOMALY, not_anomaly
 from streams.judge.step import judge_step
 
@@ -393,6 +393,7 @@ def replay_lines(
         judge = judge_factory(
             cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
             overrides=cfg.detector_overrides, raise_half_life_s=cfg.not_anomaly_half_life_days * 86400,
+            new_series=new_series_settings(cfg),
         )(0)
     else:
         fork = False  # the caller reads the judge's state afterwards

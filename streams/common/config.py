@@ -61,6 +61,9 @@ class StreamConfig:
     not_anomaly_max_raise: float = 4.0
     # ... and without another answer the raised floor halves every this many days (0: never)
     not_anomaly_half_life_days: float = 14.0
+    # the org stage's new-series rule (policy detector.new_series; streams.org.newseries): its
+    # NewSeriesSettings' fields, None: off (also when team×model is not watched)
+    new_series: dict[str, Any] | None = None
     internal_models: tuple[str, ...] = ()  # patterns of the organisation's own models (/api/mix)
     mix_alert: Any = None  # streams.budgets.mix.MixAlertSpec: the third-party share alert, None: off
     alert_policy: dict[str, Any] = field(default_factory=dict)

@@ -33,6 +33,7 @@ from streams.judge.contrib import ContributorMix
 from streams.judge.raising import DEFAULT_HALF_LIFE_S, SeriesRaise
 from streams.judge.recent import RecentWindows
 from streams.org.core import OrgCore
+from streams.org.newseries import NewSeriesRule, NewSeriesSettings
 from streams.org.verdicts import WindowVerdict
 
 log = logging.getLogger("tokenpulse.judge")
@@ -145,6 +146,8 @@ class JudgeCore:
     # tracked for the R windows after its last flagged one -- the policy's resolve_after_windows:
     # a firing alert resolves within them, so the engine gets every window it needs.
     local_tracking: int = 0
+    # The org stage's ``new-series`` rule beside this judge (None: off; streams.org.newseries)
+    new_series: NewSeriesSettings | None = None
     _org: OrgCore | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -154,7 +157,8 @@ class JudgeCore:
         org's own). Its engine is :attr:`engine`."""
         org = self._org
         if org is None:
-            org = self._org = OrgCore(self.partition, self.window_seconds, self.engine)
+            org = self._org = OrgCore(self.partition, self.window_seconds, self.engine,
+                                      new_series=None if self.new_series is None else NewSeriesRule(self.new_series))
         elif org.engine is not self.engine:  # the engine was replaced: the org stage follows
             org.engine = self.engine
         return org
@@ -260,6 +264,7 @@ class JudgeCore:
         end = w + W
         by_series = self.pending.pop(w, {})
         spend = out.spend
+        first_row = len(spend)  # this window's spend rows follow: the org stage's new-series rule reads them
         dirty = self._dirty
         srcs_seen: set[int] = set()
         for series, per_src in by_series.items():
@@ -346,7 +351,9 @@ class JudgeCore:
         out.windows.append(WindowVerdict(w, end, signals))
         if not local:
             # before the next window is judged: which series it sends signals for depends on it
-            org.step_window(end, signals, out)
+            rows = ([(row[0], row[2][0], row[2][5]) for row in spend[first_row:]]
+                    if org.new_series is not None else ())
+            org.step_window(end, signals, out, rows)
         if self._foreign:
             self._drop_foreign()
 
@@ -545,6 +552,7 @@ def judge_factory(
     overrides: Iterable[tuple[dict[str, str], dict[str, Any]]] = (),
     raise_half_life_s: float = DEFAULT_HALF_LIFE_S,
     state_every: int = 1,
+    new_series: NewSeriesSettings | None = None,
 ) -> Callable[[int], JudgeCore]:
     """Builds the judge of a partition exactly as the worker does (the replay uses it too).
 
@@ -552,6 +560,8 @@ def judge_factory(
     later ones winning; a series gets a clone of the detector built for its parameters.
     ``raise_half_life_s``: how fast raised alert floors come down (:mod:`streams.judge.raising`).
     ``state_every``: :attr:`JudgeCore.state_every`.
+    ``new_series``: the org stage's new-series rule beside the judge (None: off;
+    :func:`new_series_settings` reads it from a :class:`StreamConfig`).
     """
     from alerts import AlertPolicy
     from detectors import make_detector
@@ -583,6 +593,15 @@ def judge_factory(
             engine=AlertEngine(policy, dashboard_url=dashboard_url),
             raise_half_life_s=raise_half_life_s,
             state_every=max(1, state_every),
+            new_series=new_series,
         )
 
     return build
+
+
+def new_series_settings(cfg: Any) -> NewSeriesSettings | None:
+    """The new-series rule's settings of a :class:`streams.common.config.StreamConfig` (None:
+    off, or nothing for it to judge: the team x model series are not watched)."""
+    if cfg.new_series is None or "team×model" not in cfg.watched:
+        return None
+    return NewSeriesSettings(**cfg.new_series)

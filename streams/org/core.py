@@ -37,6 +37,7 @@ from alerts import AlertEngine, Notification, Signal
 from alerts.model import BudgetNotification
 from streams.budgets.ledger import BudgetEvent, BudgetLedger
 from streams.budgets.mix import MixWatch
+from streams.org.newseries import NewSeriesRule, Row
 from streams.org.verdicts import SpendRow, Verdicts
 
 log = logging.getLogger("tokenpulse.org")
@@ -45,7 +46,7 @@ __all__ = ["OrgCore", "OrgOutput"]
 
 # the checkpoint kinds of the org stage: the engine's (as the judge table has always held them)
 # and those only a merging org stage writes
-ORG_KINDS = frozenset({"alert", "group", "orgmeta", "orgsig"})
+ORG_KINDS = frozenset({"alert", "group", "orgmeta", "orgsig", "newser"})
 
 
 class _Collects(Protocol):
@@ -91,6 +92,11 @@ class OrgCore:
     # window start -> (its end, the signals of it so far): windows some judge judged, not stepped yet
     pending: dict[int, tuple[int, list[Signal]]] = field(default_factory=dict)
     done_until: int | None = None  # the end of the last window stepped by :meth:`receive`
+    # The ``new-series`` rule (None: off): a team's new model judged against the team's price
+    # per request (:mod:`streams.org.newseries`). It reads each stepped window's spend rows;
+    # :meth:`receive` keeps those of windows not final yet here (window start -> rows).
+    new_series: NewSeriesRule | None = None
+    pending_rows: dict[int, list[Row]] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
 
     # -- what the judge asks --------------------------------------------------------------
@@ -105,10 +111,17 @@ class OrgCore:
         return self.engine.tracks(key)
 
     # -- the steps ------------------------------------------------------------------------
-    def step_window(self, end: int, signals: Sequence[Signal], out: _Collects) -> None:
+    def step_window(self, end: int, signals: Sequence[Signal], out: _Collects, rows: Iterable[Row] = ()) -> None:
         """Step the engine over one window ending at ``end`` with every signal of it (the
-        org's), into ``out``."""
+        org's), into ``out``. ``rows``: the window's spend rows ((series, nano-dollars,
+        requests)), for the ``new-series`` rule, whose signals join the judges'."""
         engine = self.engine
+        rule = self.new_series
+        if rule is not None:
+            key_for, tracks = engine.key_for, engine.tracks
+            signals = rule.judge_window(end - self.window_seconds, end, rows, signals,
+                                        lambda series: tracks(key_for(series)))
+            self._dirty.update(f"newser|{t}" for t in rule.take_dirty())
         notes = engine.observe_window(signals, float(end))
         if engine.skipped:
             out.skipped.extend(engine.skipped)
@@ -175,6 +188,14 @@ class OrgCore:
             else:
                 got[1].extend(wv.signals)
             self._dirty.add(f"orgsig|{wv.start}")
+        rule = self.new_series
+        if rule is not None and v.spend:
+            # the rows of the windows this message judged (as beside the judge: a late
+            # partial's spend counts in budgets, not in the rule), until their window is final
+            judged = {wv.start for wv in v.windows if done is None or wv.start >= done}
+            for series, w, sums, _ in v.spend:
+                if w in judged and rule.wants(series):
+                    self.pending_rows.setdefault(w, []).append((series, int(sums[0]), int(sums[5])))
         prev = self.judge_wm[q]
         if v.watermark is not None and (prev is None or v.watermark > prev):
             self.judge_wm[q] = v.watermark
@@ -183,7 +204,7 @@ class OrgCore:
         if wm is not None and self.pending:
             for start in sorted(w for w, (end, _) in self.pending.items() if end <= wm):
                 end, signals = self.pending.pop(start)
-                self.step_window(end, signals, out)
+                self.step_window(end, signals, out, self.pending_rows.pop(start, ()))
                 out.windows_stepped += 1
                 self.done_until = end
                 self._dirty.add(f"orgsig|{start}")
@@ -230,7 +251,15 @@ class OrgCore:
                 }
             elif kind == "orgsig":
                 got = self.pending.get(int(rest))
-                changes[key] = None if got is None else [got[0], [s.to_dict() for s in got[1]]]
+                if got is None:
+                    changes[key] = None
+                else:
+                    rec = changes[key] = [got[0], [s.to_dict() for s in got[1]]]
+                    rows = self.pending_rows.get(int(rest))
+                    if rows:
+                        rec.append([list(r) for r in rows])
+            elif kind == "newser":
+                changes[key] = None if self.new_series is None else self.new_series.get_state(rest)
         self._dirty.clear()
         return changes
 
@@ -256,6 +285,11 @@ class OrgCore:
             self.applied = {int(k): int(v) for k, v in value["applied"].items()}
             self.n_judges = max(self.n_judges, int(value["n_judges"]))
             self.done_until = None if value["done_until"] is None else int(value["done_until"])
-        else:  # orgsig
+        elif kind == "newser":
+            if self.new_series is not None:  # the rule turned off: its records are left alone
+                self.new_series.set_state(rest, value)
+        else:  # orgsig ([end, signals] before the new-series rule, [end, signals, rows] with it)
             self.pending[int(rest)] = (int(value[0]), [Signal.from_dict(d) for d in value[1]])
+            if len(value) > 2 and value[2]:
+                self.pending_rows[int(rest)] = [(str(r[0]), int(r[1]), int(r[2])) for r in value[2]]
         return True

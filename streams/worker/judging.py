@@ -47,7 +47,7 @@ from streams.common.config import StreamConfig
 from streams.common.metrics import Metrics
 from streams.common.partitioning import judging_partitions, placed_partition
 from streams.ingest.windows import Partial
-from streams.judge.core import JudgeCore, judge_factory
+from streams.judge.core import JudgeCore, judge_factory, new_series_settings
 from streams.judge.step import judge_step
 from streams.org.verdicts import for_org_partitions
 from streams.reports.reporting import Reporting
@@ -126,6 +126,7 @@ class JudgeWorker:
             cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
             dashboard_url=cfg.dashboard_url, overrides=cfg.detector_overrides,
             raise_half_life_s=cfg.not_anomaly_half_life_days * 86400, state_every=cfg.judge_state_every,
+            new_series=new_series_settings(cfg),
         )
 
     # -- the partitions ------------------------------------------------------------------

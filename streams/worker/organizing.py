@@ -34,7 +34,9 @@ from alerts import AlertEngine, AlertPolicy
 from streams.budgets.ledger import BudgetLedger, budgets_for_partition
 from streams.common.config import StreamConfig
 from streams.common.metrics import Metrics
+from streams.judge.core import new_series_settings
 from streams.org.core import OrgCore
+from streams.org.newseries import NewSeriesRule
 from streams.org.verdicts import Verdicts
 from streams.worker.judging import JudgeWorker
 from streams.worker.tables import AckChain, Table, persist, restore_items
@@ -77,7 +79,9 @@ class OrgWorker:
         if o is None:
             live = self.judging.live
             engine = AlertEngine(AlertPolicy(**live.alert_policy), dashboard_url=self.cfg.dashboard_url)
-            o = OrgCore(p, self.cfg.window_seconds, engine, n_judges=self.n)
+            rule = new_series_settings(self.cfg)
+            o = OrgCore(p, self.cfg.window_seconds, engine, n_judges=self.n,
+                        new_series=None if rule is None else NewSeriesRule(rule))
             o.restore(restore_items(self.table, p))
             led = BudgetLedger(self.cfg.window_seconds, budgets_for_partition(live.budgets, p, self.n))
             led.restore(restore_items(self.judging.tables.budgets, p))

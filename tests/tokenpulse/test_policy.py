@@ -213,3 +213,29 @@ def test_feedback_bounds_reach_the_stream_config_and_bad_ones_name_their_line() 
         with pytest.raises(PolicyError) as err:
             parse_policy(text, "p.yaml")
         assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+
+
+def test_new_series_settings_reach_the_judge_and_bad_ones_name_their_line() -> None:
+    from streams.judge.core import new_series_settings
+    from streams.org.newseries import NewSeriesSettings
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.settings import Settings
+
+    p = parse_policy("detector:\n  new_series: {enabled: true, ratio: 4, min_requests: 5, min_excess_usd: 1.5}\n")
+    cfg = stream_config(Settings(), p, bootstrap="b:9092")
+    assert new_series_settings(cfg) == NewSeriesSettings(ratio=4.0, min_requests=5, min_excess_usd=1.5)
+    off = stream_config(Settings(), parse_policy("detector:\n  new_series: {enabled: false}\n"), bootstrap="b:9092")
+    assert off.new_series is None and new_series_settings(off) is None
+    # nothing to judge without the team x model series
+    unwatched = stream_config(Settings(), parse_policy("watch: [org, team]\ndetector:\n  new_series: {enabled: true}\n"),
+                              bootstrap="b:9092")
+    assert new_series_settings(unwatched) is None
+    for text, line, fragment in [
+        ("detector:\n  new_series:\n    ratio: 0.5\n", 3, "detector.new_series.ratio"),
+        ("detector:\n  new_series:\n    min_requests: 0\n", 3, "detector.new_series.min_requests"),
+        ("detector:\n  new_series:\n    min_excess_usd: -1\n", 3, "detector.new_series.min_excess_usd"),
+        ("detector:\n  new_series:\n    ratoi: 3\n", 3, "detector.new_series.ratoi"),
+    ]:
+        with pytest.raises(PolicyError) as err:
+            parse_policy(text, "p.yaml")
+        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)

@@ -1,0 +1,301 @@
+"""The ``new-series`` rule: a team's new model judged by its price per request against the team's.
+
+A model switch (or a leaked key spending on a model the team never used) shows first as a new
+team x model series, and its detector is in its cold start exactly then: it has no history to
+call anything unusual. What the new series' spend can be held against is its *team's* price per
+request. No detector sees another series, so the rule lives here, in the org stage, which sees
+the spend rows of every series of the org under both placements
+(docs/detectors.md, "The new-series rule").
+
+The rule, per team x model series first seen at least ``team_age_days`` (2) after its team
+(event time, in the rule's own state: a worker started without state does not take every series
+for new): over the series' first day, its spend summed since its first request against the
+team's spend per request of the 7 days before it appeared (whole UTC days, frozen when the
+series appears) -- ``spend >= ratio x price x requests`` on at least ``min_requests`` requests,
+and the excess ``spend - price x requests >= min_excess_usd``. While that holds and the series
+still spends (a request within the last ``HOLD_S``), its windows are anomalous: a
+:class:`~alerts.Signal` of its own (``detector="new-series"``) goes to the org's alert engine with
+the judges' signals, through the same inhibition and grouping. After the first day the series is
+its own detector's again.
+
+State (:meth:`NewSeriesRule.get_state` / :meth:`set_state`, one record per team): the team's
+first request, its spend and requests per day for the last 8 days, the models it has used, and
+per new series its first-day sums. Compact: no per-window history.
+
+Use it where both the team and the team x model dimensions are watched; with another layout of
+series it has nothing to judge and stays quiet. Pure Python, no I/O.
+
+>>> rule = NewSeriesRule()
+>>> day, W, T, M = 86400, 60, "team=ads", "team=ads|model=big"
+>>> for d in range(3):  # a team at $0.01 a request for three days
+...     _ = rule.judge_window(d * day, d * day + W, [(T, 10 * NANO_USD // 100, 10)], [])
+>>> rule.judge_window(3 * day, 3 * day + W, [(M, 3 * NANO_USD, 10), (T, 3 * NANO_USD, 10)], [])[0].explanation[:60]
+'new model big on team ads: $3.00 over 10 requests in the 0.0'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerts import Signal
+from streams.common.dimensions import parse_series, series_key
+
+__all__ = ["DETECTOR", "HOLD_S", "NANO_USD", "NewSeriesRule", "NewSeriesSettings"]
+
+NANO_USD = 1_000_000_000  # spend sums are nano-dollars (streams.ingest.windows.NANO)
+DETECTOR = "new-series"
+DAY_S = 86400
+PRICE_DAYS = 7  # the team's price: these whole days before the series appeared, and the day so far
+# A flagged series stays anomalous this long after its last request (a sparse team sends one
+# request every few minutes: without it the alert would resolve and start again between them).
+HOLD_S = 1800.0
+
+# A row the rule takes: (series, spend in nano-dollars, requests) of one window.
+Row = tuple[str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class NewSeriesSettings:
+    """The rule's thresholds: the policy's ``detector.new_series`` (docs/policy.md)."""
+
+    ratio: float = 3.0  # the new series' price per request over the team's
+    min_requests: int = 3  # requests of the new series before it can alert
+    min_excess_usd: float = 2.0  # its first day's spend over the team's price x its requests
+    team_age_days: float = 2.0  # the team must be known this long (in the rule's state) first
+
+
+@dataclass(slots=True)
+class _New:
+    """A new team x model series in its first day."""
+
+    t0: int  # the start of its first window with requests
+    price: float  # the team's nano-dollars a request when it appeared
+    nusd: int = 0
+    requests: int = 0
+    last_req: int = 0  # the end of its last window with requests
+    flagged: bool = False  # the rule flagged it at least once (its alert may be tracked)
+
+    def to_wire(self) -> list[Any]:
+        return [self.t0, self.price, self.nusd, self.requests, self.last_req, self.flagged]
+
+    @classmethod
+    def from_wire(cls, row: Sequence[Any]) -> _New:
+        return cls(int(row[0]), float(row[1]), int(row[2]), int(row[3]), int(row[4]), bool(row[5]))
+
+
+@dataclass(slots=True)
+class _Team:
+    first: int | None = None  # the start of the team's first window with requests seen
+    days: dict[int, list[int]] = field(default_factory=dict)  # UTC day -> [nano-dollars, requests]
+    models: set[str] = field(default_factory=set)  # models with requests seen (new or not)
+    new: dict[str, _New] = field(default_factory=dict)  # model series -> its first day
+
+    def price(self, day: int) -> float | None:
+        """Nano-dollars a request over the 7 days before ``day`` and ``day`` so far (None: no
+        request in them)."""
+        usd = req = 0
+        for d, (u, r) in self.days.items():
+            if day - PRICE_DAYS <= d <= day:
+                usd += u
+                req += r
+        return usd / req if req > 0 and usd > 0 else None
+
+    def to_state(self) -> dict[str, Any]:
+        return {"first": self.first, "days": [[d, u, r] for d, (u, r) in sorted(self.days.items())],
+                "models": sorted(self.models), "new": {k: v.to_wire() for k, v in sorted(self.new.items())}}
+
+    @classmethod
+    def from_state(cls, st: dict[str, Any]) -> _Team:
+        first = st.get("first")
+        return cls(first=None if first is None else int(first),
+                   days={int(d): [int(u), int(r)] for d, u, r in st.get("days", ())},
+                   models={str(m) for m in st.get("models", ())},
+                   new={str(k): _New.from_wire(v) for k, v in (st.get("new") or {}).items()})
+
+
+class NewSeriesRule:
+    """The ``new-series`` rule of one org partition (see the module's docstring).
+
+    Drive it once per window, in window order, with the window's spend rows of every series
+    (:meth:`judge_window`); it returns the window's signals with its own merged in.
+    :attr:`dirty` names the teams whose state changed since :meth:`take_dirty`."""
+
+    def __init__(self, settings: NewSeriesSettings | None = None) -> None:
+        self.settings = settings if settings is not None else NewSeriesSettings()
+        self.teams: dict[str, _Team] = {}  # team series key -> its state
+        self.dirty: set[str] = set()
+        # series key -> (team series key, model or "" for the team series itself), None: not
+        # a team or team x model series (derived, not persisted)
+        self._kind: dict[str, tuple[str, str, dict[str, str]] | None] = {}
+
+    # -- what a series is -------------------------------------------------------------------
+    def _classify(self, series: str) -> tuple[str, str, dict[str, str]] | None:
+        got = self._kind.get(series, False)
+        if got is not False:
+            return got  # type: ignore[return-value]
+        kind: tuple[str, str, dict[str, str]] | None = None
+        parsed = parse_series(series)
+        if parsed is not None:
+            labels = parsed[1]
+            names = set(labels) - {"org"}
+            if names == {"team"}:
+                kind = (series, "", labels)
+            elif names == {"team", "model"}:
+                team = {k: v for k, v in labels.items() if k != "model"}
+                kind = (series_key(team), labels["model"], labels)
+        self._kind[series] = kind
+        return kind
+
+    def wants(self, series: str) -> bool:
+        """Whether the rule reads ``series``' spend rows (a team or team x model series)."""
+        return self._classify(series) is not None
+
+    # -- the window step --------------------------------------------------------------------
+    def judge_window(
+        self, start: int, end: int, rows: Iterable[Row], signals: Sequence[Signal],
+        tracks: Callable[[str], bool] | None = None,
+    ) -> list[Signal]:
+        """Fold one window's spend rows in and return ``signals`` with the rule's: a flagged
+        window of a new series replaces the judge's signal of it (unless the judge flagged it
+        too), and so does a quiet one of a series the rule flagged whose alert the engine still
+        ``tracks`` (by series), so that its alert resolves alike under both placements."""
+        s = self.settings
+        day = start // DAY_S
+        team_rows: list[tuple[_Team, str, int, int]] = []
+        by_series: dict[str, tuple[int, int]] = {}
+        for series, nusd, req in rows:
+            kind = self._classify(series)
+            if kind is None or (req <= 0 and nusd <= 0):
+                continue
+            team_key, model, _ = kind
+            team = self.teams.get(team_key)
+            if team is None:
+                team = self.teams[team_key] = _Team()
+                self.dirty.add(team_key)
+            if not model:
+                team_rows.append((team, team_key, nusd, req))
+                continue
+            by_series[series] = (nusd, req)
+            if req <= 0:
+                continue
+            new = team.new.get(series)
+            if new is None:
+                if model in team.models:
+                    continue
+                team.models.add(model)
+                self.dirty.add(team_key)
+                # the team must be old enough in the rule's own state, so that a worker without
+                # state (or a team's first days) does not take every model for a new one
+                first = start if team.first is None else team.first
+                price = team.price(day)  # before this window's team row: the days before it appeared
+                if start - first < s.team_age_days * DAY_S or price is None:
+                    continue
+                new = team.new[series] = _New(start, price)
+            new.nusd += nusd
+            new.requests += req
+            new.last_req = end
+            self.dirty.add(team_key)
+        for team, team_key, nusd, req in team_rows:
+            if req > 0 and team.first is None:
+                team.first = start
+            got = team.days.get(day)
+            if got is None:
+                team.days[day] = [nusd, req]
+                for d in [d for d in team.days if d < day - PRICE_DAYS]:
+                    del team.days[d]
+            else:
+                got[0] += nusd
+                got[1] += req
+            self.dirty.add(team_key)
+        return self._signals(start, end, by_series, signals, tracks)
+
+    def _signals(
+        self, start: int, end: int, by_series: dict[str, tuple[int, int]], signals: Sequence[Signal],
+        tracks: Callable[[str], bool] | None,
+    ) -> list[Signal]:
+        s = self.settings
+        out = list(signals)
+        index = {sg.series: i for i, sg in enumerate(out)}
+        for team_key, team in self.teams.items():
+            if not team.new:
+                continue
+            for series, new in list(team.new.items()):
+                nusd, req = by_series.get(series, (0, 0))
+                in_day = start < new.t0 + DAY_S
+                flag = False
+                if in_day:
+                    expected = new.price * new.requests
+                    excess = (new.nusd - expected) / NANO_USD
+                    flag = (new.requests >= s.min_requests and new.nusd >= s.ratio * expected
+                            and excess >= s.min_excess_usd and end - new.last_req < HOLD_S)
+                if flag:
+                    if not new.flagged:
+                        new.flagged = True
+                        self.dirty.add(team_key)
+                    i = index.get(series)
+                    if i is None or not out[i].is_anomaly:
+                        sg = self._signal(series, start, end, nusd, req, new, True, excess)
+                        if i is None:
+                            index[series] = len(out)
+                            out.append(sg)
+                        else:
+                            out[i] = sg
+                    continue
+                tracked = new.flagged and tracks is not None and tracks(series)
+                if tracked:
+                    # the rule's alert: its quiet windows are the rule's too (the judge beside
+                    # the org stage sends its detector's, a judge apart none), so that it
+                    # resolves alike under both placements; a window the detector flags is its own
+                    i = index.get(series)
+                    if i is None or not out[i].is_anomaly:
+                        sg = self._signal(series, start, end, nusd, req, new, False, 0.0)
+                        if i is None:
+                            index[series] = len(out)
+                            out.append(sg)
+                        else:
+                            out[i] = sg
+                if not in_day and not tracked:
+                    del team.new[series]  # its first day is over: its own detector judges it
+                    self.dirty.add(team_key)
+        return out
+
+    def _signal(self, series: str, start: int, end: int, nusd: int, req: int, new: _New, anomalous: bool,
+                excess: float) -> Signal:
+        kind = self._classify(series)
+        labels = dict(kind[2]) if kind is not None else {}
+        price = new.price / NANO_USD
+        observed = nusd / NANO_USD
+        expected = price * req
+        why = ""
+        if anomalous:
+            mine = new.nusd / max(new.requests, 1) / NANO_USD
+            hours = (end - new.t0) / 3600
+            why = (f"new model {labels.get('model', '?')} on team {labels.get('team', '?')}: "
+                   f"${new.nusd / NANO_USD:,.2f} over {new.requests} requests in the {hours:.1f} h "
+                   f"since its first, ${mine:.4f} a request against the team's ${price:.4f} "
+                   f"over the 7 days before ({mine / price:.1f}x); ${excess:,.2f} over the team's price")
+        return Signal(series=series, labels=labels, window_start=float(start), window_end=float(end),
+                      observed_usd=observed, expected_usd=expected,
+                      upper_usd=self.settings.ratio * expected, score=1.0 if anomalous else 0.0,
+                      is_anomaly=anomalous, detector=DETECTOR, impact_usd=excess if anomalous else None,
+                      explanation=why)
+
+    # -- persistence --------------------------------------------------------------------------
+    def take_dirty(self) -> set[str]:
+        """The teams whose state changed since the last call (their records to write)."""
+        out, self.dirty = self.dirty, set()
+        return out
+
+    def get_state(self, team: str) -> dict[str, Any] | None:
+        """One team's state, JSON-able (None: nothing known of it)."""
+        t = self.teams.get(team)
+        return None if t is None else t.to_state()
+
+    def set_state(self, team: str, state: dict[str, Any] | None) -> None:
+        """Take back what :meth:`get_state` gave (None forgets the team)."""
+        if state is None:
+            self.teams.pop(team, None)
+        else:
+            self.teams[team] = _Team.from_state(state)

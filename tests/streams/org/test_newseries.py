@@ -1,0 +1,210 @@
+"""The org stage's ``new-series`` rule (:mod:`streams.org.newseries`): a team's new model judged
+by its first day's price per request against the team's -- the pure core, then through the
+org stage beside its judge and fed by judge partitions apart, across a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from alerts import AlertEngine, AlertPolicy, Signal
+from detectors import make_detector
+from streams.ingest.windows import NANO, Partial
+from streams.judge.core import JudgeCore
+from streams.judge.step import judge_step
+from streams.org.core import OrgCore
+from streams.org.newseries import NewSeriesRule, NewSeriesSettings
+from streams.org.verdicts import Verdicts
+from tests.streams.org.test_org_core import interleave
+
+DAY = 86400
+W = 3600  # hourly windows: three days of history in 72 windows
+TEAM, SMALL, BIG = "team=ads", "team=ads|model=small", "team=ads|model=big"
+
+
+def usd(x: float) -> int:
+    return round(x * NANO)
+
+
+def run(rule: NewSeriesRule, windows: list[tuple[int, list[tuple[str, int, int]]]],
+        tracks: Any = None) -> list[Signal]:
+    """Step ``rule`` over (window start, rows); the flagged signals."""
+    out = []
+    for start, rows in windows:
+        out += [sg for sg in rule.judge_window(start, start + W, rows, [], tracks) if sg.is_anomaly]
+    return out
+
+
+def history(days: float, new_price: float, new_from: float, new_hours: int = 5, start_day: float = 0.0,
+            per_hour: int = 10) -> list[tuple[int, list[tuple[str, int, int]]]]:
+    """A team at $0.01 a request (20 an hour, model ``small``) from ``start_day``; from day
+    ``new_from`` for ``new_hours`` hours, ``per_hour`` requests an hour of model ``big`` at
+    ``new_price`` a request on top."""
+    out = []
+    for h in range(int(start_day * 24), int(days * 24)):
+        t = h * W
+        rows = [(SMALL, usd(0.2), 20)]
+        team_usd, team_n = usd(0.2), 20
+        if new_from * DAY <= t < new_from * DAY + new_hours * W:
+            rows.append((BIG, usd(new_price * per_hour), per_hour))
+            team_usd += usd(new_price * per_hour)
+            team_n += per_hour
+        rows.append((TEAM, team_usd, team_n))
+        out.append((t, rows))
+    return out
+
+
+def test_a_new_model_at_ten_times_the_teams_price_alerts_once_its_excess_passes_the_floor() -> None:
+    got = run(NewSeriesRule(), history(4, 0.10, 3.0))
+    # $1 an hour against $0.10 expected: $0.90 over an hour, the $2 floor in the third hour
+    assert [sg.window_start for sg in got] == [3 * DAY + 2 * W, 3 * DAY + 3 * W, 3 * DAY + 4 * W]
+    first = got[0]
+    assert first.series == BIG and first.labels == {"team": "ads", "model": "big"}
+    assert first.detector == "new-series" and first.impact_usd is not None and abs(first.impact_usd - 2.7) < 1e-9
+    # the explanation names the team's price, the new series' and the ratio
+    assert "$0.1000 a request against the team's $0.0100" in first.explanation
+    assert "(10.0x)" in first.explanation
+
+
+def test_a_cheaper_migration_and_a_model_the_team_used_before_stay_quiet() -> None:
+    assert run(NewSeriesRule(), history(4, 0.003, 3.0, per_hour=500)) == []  # 0.3x the team's price
+    # the settings: three times the price is the bound, the floor and the requests too
+    assert run(NewSeriesRule(NewSeriesSettings(ratio=11)), history(4, 0.10, 3.0)) == []
+    assert run(NewSeriesRule(NewSeriesSettings(min_excess_usd=5)), history(4, 0.10, 3.0)) == []
+    assert len(run(NewSeriesRule(NewSeriesSettings(min_excess_usd=0.5)), history(4, 0.10, 3.0))) == 5
+    assert run(NewSeriesRule(NewSeriesSettings(min_requests=100)), history(4, 0.10, 3.0)) == []
+    rule = NewSeriesRule()
+    run(rule, history(2.5, 0.10, 1.0, new_hours=1))  # big used once in the team's second day
+    assert run(rule, history(4, 0.10, 3.0, start_day=2.5)) == []  # not new on day 3
+
+
+def test_a_cold_start_takes_no_series_for_new_before_the_team_is_two_days_old() -> None:
+    """A worker started without state on day 10 of a team that has used ``big`` for long: the
+    team is known from day 10 in the rule's state, so ``big`` (first seen at day 10.5) is not new."""
+    days = history(14, 0.10, 10.5, new_hours=24 * 4, start_day=10)
+    assert run(NewSeriesRule(), days) == []
+    # the same series two days after the team's first window: new
+    assert run(NewSeriesRule(), history(14, 0.10, 12.0, new_hours=5, start_day=10))
+
+
+def test_the_alert_ends_with_the_first_day_or_when_the_new_series_stops() -> None:
+    got = run(NewSeriesRule(), history(5, 0.10, 3.0, new_hours=40))
+    assert got and max(sg.window_start for sg in got) < 4 * DAY  # its first day only
+    # stopped: flagged for HOLD_S (30 min) after its last request, here none of the next hour
+    assert max(sg.window_start for sg in run(NewSeriesRule(), history(4, 0.10, 3.0))) == 3 * DAY + 4 * W
+    # a tracked alert gets quiet signals until the engine lets it go, then it is forgotten
+    rule = NewSeriesRule()
+    run(rule, history(3.3, 0.10, 3.0))
+    quiet = rule.judge_window(4 * DAY, 4 * DAY + W, [], [], lambda s: s == BIG)
+    assert [(sg.series, sg.is_anomaly, sg.observed_usd) for sg in quiet] == [(BIG, False, 0.0)]
+    assert rule.judge_window(4 * DAY + W, 4 * DAY + 2 * W, [], [], lambda s: False) == []
+    assert rule.teams[TEAM].new == {}
+
+
+def test_state_round_trips_and_the_rule_goes_on_as_if_never_stopped() -> None:
+    days = history(4, 0.10, 3.0)
+    want = run(NewSeriesRule(), days)
+    for cut in (10, 73, 74, 75):  # before, at and after the new series' first windows
+        first = NewSeriesRule()
+        run(first, days[:cut])
+        saved = json.loads(json.dumps({t: first.get_state(t) for t in first.take_dirty()}))
+        again = NewSeriesRule()
+        for team, st in saved.items():
+            again.set_state(team, st)
+        assert [sg.to_dict() for sg in run(again, days[cut:])] == [sg.to_dict() for sg in want if sg.window_start >= days[cut][0]], cut
+
+
+def test_only_team_and_team_model_series_are_read_and_other_orgs_keep_their_labels() -> None:
+    rule = NewSeriesRule()
+    assert rule.wants("team=ads") and rule.wants("org=acme|team=ads|model=m")
+    assert not any(rule.wants(s) for s in ("org", "model=m", "provider=openai", "team=ads|user=bob", "bad"))
+    rows = [(t, [(s.replace("team=ads", "org=acme|team=ads"), u, n) for s, u, n in r]) for t, r in history(4, 0.10, 3.0)]
+    got = run(rule, rows)
+    assert got and got[0].series == "org=acme|team=ads|model=big"
+    assert got[0].labels == {"org": "acme", "team": "ads", "model": "big"}
+
+
+# -- through the org stage ---------------------------------------------------------------------
+
+POLICY: dict[str, Any] = {"resolve_after_windows": 2, "inhibit_by_org": False, "group_interval_s": 0}
+SETTINGS = NewSeriesSettings()
+
+
+def judge(q: int = 0, rule: bool = True) -> JudgeCore:
+    # a detector that never flags: what alerts is the rule
+    return JudgeCore(partition=q, window_seconds=W,
+                     make_detector=lambda: make_detector("naive", window_seconds=W, k=1e6),
+                     engine=AlertEngine(AlertPolicy(**POLICY)), new_series=SETTINGS if rule else None)
+
+
+def messages() -> list[tuple[int, int, list[Partial]]]:
+    """(closed_until, seq, partials) of one source: ``history`` with a second team that only
+    uses one model, as the ingest emits them."""
+    out = []
+    for i, (t, rows) in enumerate(history(4, 0.10, 3.0)):
+        rows = [*rows, ("team=legal", usd(0.5), 5), ("team=legal|model=small", usd(0.5), 5)]
+        parts = [Partial(s, dict(kv.split("=") for kv in s.split("|")), t, [u, n * 100, n * 10, 0, 0, n], {}, True)
+                 for s, u, n in rows]
+        out.append((t + W, i, parts))
+    return out
+
+
+def copies(parts: list[Partial]) -> list[Partial]:
+    return [Partial(p.series, dict(p.labels), p.window_start, list(p.sums), dict(p.contributors), p.detected, p.late)
+            for p in parts]
+
+
+def essentials(notes: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(n["key"], n["action"], n["reason"], n["window_end"], n["detector"], round(n["impact_usd"] or 0, 6))
+            for n in notes]
+
+
+def test_through_the_org_stage_beside_the_judge_and_fed_by_judges_apart_across_a_checkpoint() -> None:
+    msgs = messages()
+    # today's placement: the org stage beside the judge, stepped window by window
+    j = judge()
+    beside = []
+    for closed, seq, parts in msgs:
+        beside += [n.to_dict() for n in judge_step(j, None, None, 0, 1, closed, copies(parts), seq).judged.notifications]
+    assert [(n["key"], n["action"], n["detector"]) for n in beside] == [
+        ("cost_spike:team=ads|model=big", "trigger", "new-series"), ("cost_spike:team=ads|model=big", "resolve", "new-series")]
+    assert beside[0]["window_end"] == 3 * DAY + 3 * W and "10.0x" in beside[0]["explanation"]
+    # without the rule, nothing
+    j = judge(rule=False)
+    assert not any(judge_step(j, None, None, 0, 1, closed, copies(parts), seq).judged.notifications
+                   for closed, seq, parts in msgs)
+    # series placement: the team and its new model on two judge partitions, the org stage apart
+    home = {TEAM: 0, SMALL: 1, BIG: 1, "team=legal": 1, "team=legal|model=small": 0}
+    judges = {q: judge(q) for q in (0, 1)}
+    for jq in judges.values():
+        jq.local_tracking = POLICY["resolve_after_windows"]
+    per: dict[int, list[Verdicts]] = {0: [], 1: []}
+    for closed, seq, parts in msgs:
+        for q, jq in judges.items():
+            step = judge_step(jq, None, None, 0, 1, closed, [p for p in copies(parts) if home[p.series] == q], seq)
+            per[q].append(step.verdicts(q, len(per[q])))
+    verdicts = interleave(per, random.Random(3), redeliver=0.05)
+    for cut in (0, 150, len(verdicts) // 2 + 6):
+        o = OrgCore(0, W, AlertEngine(AlertPolicy(**POLICY)), n_judges=2, new_series=NewSeriesRule(SETTINGS))
+        got, store = [], {}
+        for v in verdicts[:cut]:
+            got += [n.to_dict() for n in o.receive(v).notifications]
+            store.update(o.checkpoint())
+        saved = json.loads(json.dumps([[k, v] for k, v in store.items() if v is not None]))
+        assert cut == 0 or any(k.startswith("newser|") for k, _ in saved)
+        again = OrgCore(0, W, AlertEngine(AlertPolicy(**POLICY)), n_judges=2, new_series=NewSeriesRule(SETTINGS))
+        again.restore(saved)
+        for v in verdicts[cut:]:
+            got += [n.to_dict() for n in again.receive(v).notifications]
+        assert essentials(got) == essentials(beside), cut
+
+
+def test_an_org_stage_checkpoint_without_the_rule_loads_into_one_with_it() -> None:
+    """Records written before the rule (an ``orgsig`` of two elements, no ``newser``) load, and
+    the rule starts from nothing: it knows no team yet, so it alerts on nothing for two days."""
+    o = OrgCore(0, W, AlertEngine(AlertPolicy(**POLICY)), n_judges=2, new_series=NewSeriesRule(SETTINGS))
+    o.restore([("orgsig|0", [W, []]), ("orgmeta", {"judge_wm": {"0": None}, "applied": {"0": 3}, "n_judges": 2,
+                                                   "done_until": None})])
+    assert o.pending == {0: (W, [])} and o.pending_rows == {} and o.new_series is not None
+    assert o.new_series.teams == {}
