@@ -146,6 +146,9 @@ SPEND_TAG = "spend"
 # the sum is least near CHUNK = sqrt(1.4 N): 24 for a sparse user's 48 h of windows (~290),
 # 32 for 35 days of hours (840). Measured with benchmarks/scale.py (its spend breakdown).
 _WARM = 4
+# Rows the arrays may gather before add_window deflates on its own: the roll-up packs every
+# hour of event time (SeriesSpend.pack), so this only bounds a book nobody rolls up.
+_BOUND = 200
 
 Row = tuple[int, list[int], list[tuple[int, int]]]  # (start, six sums, sorted (src, seq) pairs)
 
@@ -175,60 +178,22 @@ def _pairs(pairs: array[int], off: int, k: int) -> list[tuple[int, int]]:
     return [(pairs[off + 2 * j], pairs[off + 2 * j + 1]) for j in range(k)]
 
 
-_WRAP = 1 << 64
-_HALF = 1 << 63
-
-
-def _delta(col: array[int]) -> None:
-    """Each value minus the one before it, in place (wrapping at 64 bits, as :func:`_undelta`)."""
-    for i in range(len(col) - 1, 0, -1):
-        col[i] = (col[i] - col[i - 1] + _HALF) % _WRAP - _HALF
-
-
-def _undelta(col: array[int]) -> None:
-    for i in range(1, len(col)):
-        col[i] = (col[i] + col[i - 1] + _HALF) % _WRAP - _HALF
-
-
-def _pack(rows: array[int], pairs: array[int], stride: int) -> bytes:
-    """Rows and their pairs deflated: by column, starts and seqs as differences, each byte of
-    the 8 of every number together (the high bytes are mostly zero), as Blosc's shuffle does.
-    About 8 bytes a window of a sparse user series in chunks of 32, against 12-14 for the rows'
-    bytes deflated as they are."""
-    n = len(rows) // stride
-    cols = array("q")
-    for c in range(stride):
-        cols += rows[c::stride]
-    starts = cols[:n]
-    _delta(starts)
-    cols[:n] = starts
-    seqs = pairs[1::2]
-    _delta(seqs)
-    raw = (cols + pairs[0::2] + seqs).tobytes()
-    return zlib.compress(b"".join(raw[k::8] for k in range(8)), wbits=-15)
+def _pack(rows: array[int], pairs: array[int]) -> bytes:
+    """Rows and their pairs deflated as they are (raw deflate: no header). About 14 bytes a
+    window of a sparse user series in chunks of 24. Grouping each byte of the eight of every
+    number by column, with starts and seqs as differences (Blosc's shuffle), halves that, but
+    undoing it in Python made reading every span (what the API's answers do) 10 times slower
+    than the rows themselves; this reads at C speed (benchmarks/spend_cost.py)."""
+    return zlib.compress(rows.tobytes() + pairs.tobytes(), wbits=-15)
 
 
 def _unpack(blob: bytes, n: int, stride: int) -> tuple[array[int], array[int]]:
-    """The rows and pairs of :func:`_pack`."""
+    """The ``n`` rows and the pairs of :func:`_pack`."""
     raw = zlib.decompress(blob, wbits=-15)
-    size = len(raw) // 8
-    buf = bytearray(len(raw))
-    for k in range(8):
-        buf[k::8] = raw[k * size:(k + 1) * size]
-    vals = array("q")
-    vals.frombytes(buf)
-    starts = vals[:n]
-    _undelta(starts)
-    rows = array("q", bytes(8 * n * stride))
-    rows[0::stride] = starts
-    for c in range(1, stride):
-        rows[c::stride] = vals[c * n:(c + 1) * n]
-    m = (len(vals) - n * stride) // 2
-    seqs = vals[n * stride + m:]
-    _undelta(seqs)
-    pairs = array("q", bytes(16 * m))
-    pairs[0::2] = vals[n * stride:n * stride + m]
-    pairs[1::2] = seqs
+    cut = 8 * stride * n
+    rows, pairs = array("q"), array("q")
+    rows.frombytes(raw[:cut])
+    pairs.frombytes(raw[cut:])
     return rows, pairs
 
 
@@ -301,14 +266,22 @@ class _Tier:
     def all(self) -> tuple[array[int], array[int]]:
         """Every row and pair, oldest first (the warm arrays themselves when nothing is
         chunked: read them, do not change them)."""
-        if self.chunks is None:
+        if self.chunks is None or self.index is None:
             return self.rows, self.pairs
+        index, row_bytes = self.index, 8 * self.STRIDE
+        rb: list[Any] = []
+        pb: list[Any] = []
+        for j, blob in enumerate(self.chunks):
+            raw = memoryview(zlib.decompress(blob, wbits=-15))
+            cut = row_bytes * index[2 * j + 1]
+            rb.append(raw[:cut])
+            pb.append(raw[cut:])
+        rb.append(self.rows)
+        pb.append(self.pairs)
         rows, pairs = array("q"), array("q")
-        for j in range(len(self.chunks)):
-            r, p = self._unpack(j)
-            rows += r
-            pairs += p
-        return rows + self.rows, pairs + self.pairs
+        rows.frombytes(b"".join(rb))  # one copy each, whatever the number of chunks
+        pairs.frombytes(b"".join(pb))
+        return rows, pairs
 
     def thaw(self, start: int) -> None:
         """Bring back into the arrays every chunk that holds or follows ``start``, so that a
@@ -332,11 +305,11 @@ class _Tier:
         if not self.chunks:
             self.chunks = self.index = None
 
-    def freeze(self) -> None:
+    def freeze(self, above: int = 0) -> None:
         """Deflate the oldest rows of the arrays, ``CHUNK`` at a time, while more than
-        ``_WARM + CHUNK`` of them are there."""
+        ``_WARM + CHUNK`` of them are there; nothing unless more than ``above`` are."""
         S, C = self.STRIDE, self.CHUNK
-        if len(self.rows) < (_WARM + C) * S:
+        if len(self.rows) < max(_WARM + C, above) * S:
             return
         rows, pairs = self.rows, self.pairs
         n, at = len(rows) // S, 0
@@ -345,7 +318,7 @@ class _Tier:
         while n - at >= _WARM + C:
             k = 2 * sum(rows[(at + i) * S + S - 1] for i in range(C))
             first = at * S
-            chunks.append(_pack(rows[first:first + C * S], pairs[:k], S))
+            chunks.append(_pack(rows[first:first + C * S], pairs[:k]))
             index.extend((rows[first], C))
             pairs = pairs[k:]
             at += C
@@ -396,9 +369,9 @@ class _Tier:
             return
         if self.chunks is None or self.index is None:
             self.rows, self.pairs = rows + self.rows, pairs + self.pairs
-            self.freeze()
+            self.freeze(_BOUND)
             return
-        self.chunks.insert(0, _pack(rows, pairs, self.STRIDE))
+        self.chunks.insert(0, _pack(rows, pairs))
         self.index[0:0] = array("q", (rows[0], len(rows) // self.STRIDE))
 
     def insert(self, start: int, row: Sequence[int], pairs: Sequence[int]) -> None:
@@ -417,7 +390,7 @@ class _Tier:
             off = _off(self.rows, S, self.pairs, i)
             self.rows[i * S:i * S] = array("q", row)
             self.pairs[off:off] = array("q", pairs)
-        self.freeze()
+        self.freeze(_BOUND)
 
     def remove(self, start: int) -> bool:
         """Remove the row at ``start``; whether there was one."""
@@ -521,6 +494,13 @@ class SeriesSpend:
         out._w, out._r = self._w.copy(), self._r.copy()
         return out
 
+    def pack(self) -> None:
+        """Deflate the older rows gathered in the arrays since the last pack: once an hour of
+        event time (:meth:`streams.reports.retention.SpendRollup.roll` does), not per window,
+        so that the judge's hot path only appends."""
+        self._w.freeze()
+        self._r.freeze()
+
     # -- windows ------------------------------------------------------------------------------
     def add_window(self, start: int, sums: Sequence[int], seqs: Mapping[int, int]) -> bool:
         """Add one contribution to the window at ``start``, once per (source, message seq):
@@ -535,10 +515,12 @@ class SeriesSpend:
         if not n or w[n - _WROW] < start:  # the judge's hot path: a new latest window
             w.extend([start, *sums[:6], len(seqs)])
             t.pairs.extend(_flat(seqs.items()))
-            if n + _WROW >= (_WARM + t.CHUNK) * _WROW:
-                t.freeze()
+            if n >= _BOUND * _WROW:  # (the roll-up packs every hour: SpendRollup.roll)
+                t.freeze(_BOUND)
             return True
-        t.thaw(start)  # an old window (a late partial): its chunk back into the arrays
+        # An old window (a late partial): its chunk and the newer ones back into the arrays,
+        # deflated again by the next pack (later partials of the same hour thaw nothing).
+        t.thaw(start)
         w, wp = t.rows, t.pairs
         i, found = _find(w, _WROW, start)
         if not found:
@@ -550,7 +532,6 @@ class SeriesSpend:
         have = _pairs(wp, off, k)
         new = [pair for pair in seqs.items() if pair not in have]
         if seqs and not new:
-            t.freeze()
             return False
         for j in range(6):
             w[base + 1 + j] += int(sums[j])
@@ -558,7 +539,6 @@ class SeriesSpend:
             merged = sorted(have + new)
             wp[off:off + 2 * k] = array("q", [x for pair in merged for x in pair])
             w[base + _WROW - 1] = len(merged)
-        t.freeze()
         return True
 
     def window_wire(self, start: int) -> dict[str, Any] | None:

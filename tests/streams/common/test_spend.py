@@ -31,8 +31,8 @@ BIG = 2**63 - 1
 def test_pack_round_trips_any_int64_rows_and_pairs() -> None:
     rows = array("q", [T0, 5, 1, 0, 0, 0, 1, 2, T0 + 60, BIG, -BIG - 1, 0, 7, 0, 1, 1, -BIG - 1, 0, 0, 0, 0, 0, 0, 0])
     pairs = array("q", [0, -1, 3, BIG, 1, -BIG - 1])
-    assert _unpack(_pack(rows, pairs, 8), 3, 8) == (rows, pairs)
-    assert _unpack(_pack(array("q"), array("q"), 9), 0, 9) == (array("q"), array("q"))
+    assert _unpack(_pack(rows, pairs), 3, 8) == (rows, pairs)
+    assert _unpack(_pack(array("q"), array("q")), 0, 9) == (array("q"), array("q"))
 
 
 def plain_wire(sums: list[int], pairs: set[tuple[int, int]]) -> dict[str, Any]:
@@ -61,6 +61,8 @@ def test_windows_in_chunks_answer_as_a_plain_dict_of_records() -> None:
         plain[w] = ([a + b for a, b in zip(old, sums, strict=True)], pairs | {(src, seq)})
         if rng.random() < 0.05:  # a redelivered message: counted once
             assert not book.add_window(w, sums, {src: seq})
+        if i % 60 == 59:  # as the roll-up does every hour
+            book.pack()
     assert book._w.chunks and len(book._w.rows) < 40 * 8  # most of it deflated
     assert book.window_starts() == sorted(plain)
     assert all(book.window_wire(w) == plain_wire(*plain[w]) for w in plain)
@@ -81,6 +83,7 @@ def test_a_copy_and_a_book_loaded_from_its_records_are_equal_however_they_are_ch
     book = SeriesSpend()
     for i in range(300):
         book.add_window(T0 + W * i, [i, 1, 1, 0, 0, 1], {0: i})
+    book.pack()
     records = {f"org|{w}": book.window_wire(w) for w in reversed(book.window_starts())}
     loaded: dict[str, SeriesSpend] = {}
     assert load_records(loaded, records.items())[1] == []
@@ -161,6 +164,7 @@ def test_a_tier_keeps_rows_in_its_arrays_while_it_holds_chunks() -> None:
         s = tier.STRIDE
         for i in range(100):
             tier.insert(i, [i] + [0] * (s - 2) + [1], [0, i])
+        tier.freeze()
         assert tier.chunks and tier.rows and tier.n_rows() == 100
         while tier.n_rows():
             last = tier.last_start()
