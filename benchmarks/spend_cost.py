@@ -63,11 +63,9 @@ def size_of(obj: Any, seen: set[int]) -> int:
     n = sys.getsizeof(obj)
     if isinstance(obj, list):
         return n + sum(size_of(x, seen) for x in obj)
-    for name in getattr(type(obj), "__slots__", ()):
-        for klass in type(obj).__mro__:
-            if name in getattr(klass, "__slots__", ()):
-                n += size_of(getattr(obj, name, None), seen)
-                break
+    for klass in type(obj).__mro__:  # a subclass's __slots__ names only its own
+        for name in getattr(klass, "__slots__", ()):
+            n += size_of(getattr(obj, name, None), seen)
     return n
 
 
