@@ -8,7 +8,8 @@ module of its own; both drive the same :class:`~streams.reports.retention.SpendR
 each, ``--series`` series spend in ``--active`` of the one-minute windows of ``--days`` days
 (one source, one message per window, as benchmarks/scale.py), the roll-up runs every hour of
 event time (windows become hours after 48 h), and every 50th window a late partial goes to a
-window an hour back. Printed per implementation (median of ``--repeat`` interleaved runs):
+window an hour back. Printed per implementation (the times: the least of ``--repeat``
+interleaved runs, the load on a shared machine only ever adds; the rest: their median):
 
 - ``add``: µs per new window (``add_window`` of a new latest window: the judge's hot path);
 - ``late``: µs per late partial an hour back (a chunk thawed, where there are chunks);
@@ -39,6 +40,7 @@ from streams.reports.retention import SpendRollup
 T0 = 1_767_571_200
 W = 60
 ROOT = Path(__file__).resolve().parent.parent
+TIMES = ("add", "late", "wire", "roll", "read")
 
 
 def load_ref(ref: str) -> ModuleType:
@@ -133,8 +135,10 @@ def main(argv: list[str] | None = None) -> None:
         for name, mod in impls.items():  # interleaved: the machine's load hits both alike
             got[name].append(run(mod, a.series, a.days, a.active, a.seed + r))
     cols = ("add", "late", "wire", "roll", "read", "bytes", "spans")
-    med = {name: {c: statistics.median(x[c] for x in rows) for c in cols} for name, rows in got.items()}
-    print(f"{a.series} series, {a.days} days of {W} s windows, {a.active:.0%} active; median of {a.repeat}")
+    # the least time of the runs (what the load added is noise), the median of the rest
+    med = {name: {c: (min if c in TIMES else statistics.median)(x[c] for x in rows) for c in cols}
+           for name, rows in got.items()}
+    print(f"{a.series} series, {a.days} days of {W} s windows, {a.active:.0%} active; best of {a.repeat}")
     print(f"{'':>10} " + " ".join(f"{c:>9}" for c in cols))
     for name, row in med.items():
         print(f"{name:>10} " + " ".join(f"{row[c]:9.2f}" for c in cols))

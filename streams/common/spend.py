@@ -17,7 +17,8 @@ that hour or day: what makes a roll-up exact across a crash (see the retention m
 Those are the records of the spend table's changelog (what a restore reads, old checkpoints
 included). In memory, a judge and the worker's spend table hold one :class:`SeriesSpend` (a
 *book*) per series instead, under ``"<series>|spend"`` (:func:`spend_key`): the same windows, hours and days
-in typed columns, about 80 bytes a window rather than 700 for a dict (benchmarks/scale.py).
+as int64 rows, the newest in typed arrays (about 80 bytes a window rather than 700 for a dict),
+older ones deflated in chunks (about 15; benchmarks/scale.py, docs/benchmarks.md#spend-deflated).
 :func:`load_records` reads records into it; its ``window_wire`` and ``day_wire`` give them back.
 
 Use :func:`spend_windows` to read spend, from records or books alike; never split keys by
@@ -514,7 +515,7 @@ class SeriesSpend:
         n = len(w)
         if not n or w[n - _WROW] < start:  # the judge's hot path: a new latest window
             w.extend([start, *sums[:6], len(seqs)])
-            t.pairs.extend(_flat(seqs.items()))
+            t.pairs.extend([x for pair in sorted(seqs.items()) for x in pair])
             if n >= _BOUND * _WROW:  # (the roll-up packs every hour: SpendRollup.roll)
                 t.freeze(_BOUND)
             return True
