@@ -519,6 +519,10 @@ class SeriesSpend:
             if n >= _BOUND * _WROW:  # (the roll-up packs every hour: SpendRollup.roll)
                 t.freeze(_BOUND)
             return True
+        first = t.first_start()
+        if t.chunks is not None and first is not None and start < first:  # older than every window
+            t.prepend(array("q", [start, *sums[:6], len(seqs)]), array("q", _flat(seqs.items())))
+            return True
         # An old window (a late partial): its chunk and the newer ones back into the arrays,
         # deflated again by the next pack (later partials of the same hour thaw nothing).
         t.thaw(start)

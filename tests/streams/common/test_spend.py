@@ -90,6 +90,13 @@ def test_a_copy_and_a_book_loaded_from_its_records_are_equal_however_they_are_ch
     assert loaded[spend_key("org")] == book == book.copy()
     book.add_window(T0, [1, 0, 0, 0, 0, 1], {0: 1000})
     assert loaded[spend_key("org")] != book
+    # a window older than every one held (a late event past the roll-up): a chunk of its own
+    book.pack()  # (the late partial above thawed the chunks)
+    chunks = len(book._w.chunks or ())
+    assert book.add_window(T0 - W, [1, 0, 0, 0, 0, 1], {0: 999}) and len(book._w.chunks or ()) == chunks + 1
+    assert book.window_starts()[:2] == [T0 - W, T0]
+    assert book.window_wire(T0 - W) == {"s": [1, 0, 0, 0, 0, 1], "v": {"0": [999]}}
+    assert not book.add_window(T0 - W, [1, 0, 0, 0, 0, 1], {0: 999})
 
 
 def test_a_week_of_a_sparse_series_rolls_up_at_48_hours_exactly_and_small() -> None:
