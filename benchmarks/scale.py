@@ -111,6 +111,31 @@ def spend_rows(spend: Any, window: int) -> int:
     return sum(1 for _ in spend_windows(spend.items(), window))
 
 
+def spend_parts(spend: dict[str, Any]) -> dict[str, float]:
+    """Bytes per series of a judge's spend by part (``sys.getsizeof``, allocations included):
+    the windows' and the rolled hours' and days' rows in typed arrays and deflated in chunks
+    (with each chunk's index), and the rest (the books and their tiers as objects, the dict's
+    entries and keys); and rows per series: ``n windows``, ``n windows deflated``, ``n hours``,
+    ``n hours deflated`` (hours and days)."""
+    out = dict.fromkeys(("windows in arrays", "windows deflated", "hours and days in arrays",
+                         "hours and days deflated", "objects and keys"), 0.0)
+    rows = dict.fromkeys(("n windows", "n windows deflated", "n hours", "n hours deflated"), 0.0)
+    out["objects and keys"] = float(sys.getsizeof(spend))
+    for key, book in spend.items():
+        out["objects and keys"] += sys.getsizeof(key) + sys.getsizeof(book)
+        for tier, name, rname in ((book._w, "windows", "windows"), (book._r, "hours and days", "hours")):
+            out["objects and keys"] += sys.getsizeof(tier)
+            out[f"{name} in arrays"] += sys.getsizeof(tier.rows) + sys.getsizeof(tier.pairs)
+            warm = len(tier.rows) // tier.STRIDE
+            rows[f"n {rname}"] += tier.n_rows()
+            rows[f"n {rname} deflated"] += tier.n_rows() - warm
+            if tier.chunks is not None:
+                out[f"{name} deflated"] += (sys.getsizeof(tier.chunks) + sys.getsizeof(tier.index)
+                                            + sum(sys.getsizeof(c) for c in tier.chunks))
+    n = max(1, len(spend))
+    return {k: v / n for k, v in (out | rows).items()}
+
+
 def user_rates(n: int, seed: int) -> list[float]:
     """Each user's usual dollars per active window: lognormal, as spend per person is."""
     rng = random.Random(seed)
@@ -174,12 +199,13 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
     info_mem = per_series([judge.series[s] for s in sample])
     table_mem = per_series([table.data.get(f"0|det|{s}") for s in sample])
     spend_mem = deep_size(judge.spend) / users
+    parts = spend_parts(judge.spend)
     return {"users": users, "days": days, "windows": n_windows, "rss0_mib": rss0, "per_day": per_day,
             "detector_bytes": det_mem, "detector_serialized_bytes": det_ser, "detector_walk_each_bytes": det_walk_each,
             "detector_parts": detector_parts(dets), "series_info_bytes": info_mem,
             "table_bytes": table_mem, "recent_bytes": rec_mem,
             "recent_len": len(recent), "spend_bytes": spend_mem, "spend_records": spend_rows(judge.spend, window),
-            "checkpoint_bytes_per_window": ckpt_bytes}
+            "checkpoint_bytes_per_window": ckpt_bytes, "spend_parts": parts}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -209,6 +235,12 @@ def main(argv: list[str] | None = None) -> None:
           f"spend records {out['spend_bytes'] / 1024:.1f} KiB ({out['spend_records'] / a.users:.0f} windows, hours "
           f"and days); labels and contributor mix {out['series_info_bytes'] / 1024:.1f} KiB; "
           f"the judge table's local copy of its last checkpoint {out['table_bytes'] / 1024:.1f} KiB")
+    sp = out["spend_parts"]
+    print(f"spend by part: windows {sp['windows in arrays']:.0f} B in arrays ({sp['n windows'] - sp['n windows deflated']:.0f}"
+          f" windows), {sp['windows deflated']:.0f} B deflated ({sp['n windows deflated']:.0f}); hours and days "
+          f"{sp['hours and days in arrays']:.0f} B in arrays ({sp['n hours'] - sp['n hours deflated']:.0f}), "
+          f"{sp['hours and days deflated']:.0f} B deflated ({sp['n hours deflated']:.0f}); "
+          f"books, tiers, dict and keys {sp['objects and keys']:.0f} B")
     print("detector state by part: " + ", ".join(f"{k} {v:.0f} B" for k, v in out["detector_parts"].items()))
     per = (out["detector_bytes"] + out["recent_bytes"] + out["spend_bytes"] + out["series_info_bytes"]
            + out["table_bytes"]) / 1024

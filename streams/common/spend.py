@@ -17,7 +17,8 @@ that hour or day: what makes a roll-up exact across a crash (see the retention m
 Those are the records of the spend table's changelog (what a restore reads, old checkpoints
 included). In memory, a judge and the worker's spend table hold one :class:`SeriesSpend` (a
 *book*) per series instead, under ``"<series>|spend"`` (:func:`spend_key`): the same windows, hours and days
-in typed columns, about 80 bytes a window rather than 700 for a dict (benchmarks/scale.py).
+as int64 rows, the newest in typed arrays (about 80 bytes a window rather than 700 for a dict),
+older ones deflated in chunks (about 15; benchmarks/scale.py, docs/benchmarks.md#spend-deflated).
 :func:`load_records` reads records into it; its ``window_wire`` and ``day_wire`` give them back.
 
 Use :func:`spend_windows` to read spend, from records or books alike; never split keys by
@@ -32,10 +33,11 @@ hand, or rolled-up records are silently skipped.
 
 from __future__ import annotations
 
+import zlib
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 __all__ = ["DAY", "DAY_TAG", "HOUR", "SeriesSpend", "coarsest", "day_key", "load_records", "spend_key", "spend_windows",
            "split_key"]
@@ -132,15 +134,289 @@ def coarsest(items: Iterable[tuple[str, Any]], window_seconds: int, since: float
 
 
 # -- the compact form -------------------------------------------------------------------------
-# A window row of SeriesSpend.w: start, the six sums, the number of (src, seq) pairs in .wp.
+# A window row of SeriesSpend windows: start, the six sums, the number of (src, seq) pairs.
 _WROW = 8
-# A rolled row of SeriesSpend.r: start, kind (HOUR_ROW or DAY_ROW), the six sums, the number
-# of (src, highest seq) pairs in .rp.
+# A rolled row: start, kind (HOUR_ROW or DAY_ROW), the six sums, the number of (src, highest
+# seq) pairs.
 _RROW = 9
 HOUR_ROW, DAY_ROW = 1, 2
 SPEND_TAG = "spend"
+# How many of a tier's newest rows stay in typed arrays (_WARM to _WARM + CHUNK of them) and
+# how many older rows go into one deflated chunk (_Tier.CHUNK). A row is 80-90 bytes in the
+# arrays and about 10 deflated; a chunk costs about 60 bytes of its own. For a tier of N rows
+# the sum is least near CHUNK = sqrt(1.4 N): 24 for a sparse user's 48 h of windows (~290),
+# 32 for 35 days of hours (840). Measured with benchmarks/scale.py (its spend breakdown).
+_WARM = 4
+# Rows the arrays may gather before add_window deflates on its own: the roll-up packs every
+# hour of event time (SeriesSpend.pack), so this only bounds a book nobody rolls up.
+_BOUND = 200
 
 Row = tuple[int, list[int], list[tuple[int, int]]]  # (start, six sums, sorted (src, seq) pairs)
+
+
+def _find(rows: array[int], stride: int, start: int) -> tuple[int, bool]:
+    """(row index, found) of the row starting at ``start`` in ``rows`` (sorted by start)."""
+    n = len(rows) // stride
+    if n:
+        last = rows[(n - 1) * stride]
+        if last < start:  # the usual case: a new latest row
+            return n, False
+        if last == start:
+            return n - 1, True
+    i = bisect_left(range(n), start, key=lambda k: rows[k * stride])
+    return i, i < n and rows[i * stride] == start
+
+
+def _off(rows: array[int], stride: int, pairs: array[int], i: int) -> int:
+    """Where row ``i``'s pairs begin in ``pairs``: counted from the nearer end."""
+    n = len(rows) // stride
+    if i <= n // 2:
+        return 2 * sum(rows[k * stride + stride - 1] for k in range(i))
+    return len(pairs) - 2 * sum(rows[k * stride + stride - 1] for k in range(i, n))
+
+
+def _pairs(pairs: array[int], off: int, k: int) -> list[tuple[int, int]]:
+    return [(pairs[off + 2 * j], pairs[off + 2 * j + 1]) for j in range(k)]
+
+
+def _pack(rows: array[int], pairs: array[int]) -> bytes:
+    """Rows and their pairs deflated as they are (raw deflate: no header). About 14 bytes a
+    window of a sparse user series in chunks of 24. Grouping each byte of the eight of every
+    number by column, with starts and seqs as differences (Blosc's shuffle), halves that, but
+    undoing it in Python made reading every span (what the API's answers do) 10 times slower
+    than the rows themselves; this reads at C speed (benchmarks/spend_cost.py)."""
+    return zlib.compress(rows.tobytes() + pairs.tobytes(), wbits=-15)
+
+
+def _unpack(blob: bytes, n: int, stride: int) -> tuple[array[int], array[int]]:
+    """The ``n`` rows and the pairs of :func:`_pack`."""
+    raw = zlib.decompress(blob, wbits=-15)
+    cut = 8 * stride * n
+    rows, pairs = array("q"), array("q")
+    rows.frombytes(raw[:cut])
+    pairs.frombytes(raw[cut:])
+    return rows, pairs
+
+
+class _Tier:
+    """One tier of a :class:`SeriesSpend` (its windows, or its rolled hours and days): rows of
+    ``STRIDE`` int64 sorted by start, each row's ``(src, seq)`` pairs in ``pairs``.
+
+    The newest rows sit in the typed arrays ``rows`` and ``pairs``, where the judge adds and
+    checkpoints; older ones are deflated in chunks (``chunks``; ``index``: first start and row
+    count of each), every chunked row older than every row in the arrays. The arrays are never
+    empty while chunks exist, so "older than ``rows[0]``" is "in a chunk". A change to a
+    chunked row (a late partial of an old window, a late window of a rolled hour) first thaws
+    that chunk and the newer ones back into the arrays (:meth:`thaw`); :meth:`freeze` deflates
+    them again. Chunks live in memory only: the changelog keeps its records per window and day.
+    """
+
+    __slots__ = ("rows", "pairs", "chunks", "index")
+    STRIDE = _WROW
+    CHUNK = 24
+
+    def __init__(self) -> None:
+        self.rows = array("q")
+        self.pairs = array("q")
+        self.chunks: list[bytes] | None = None
+        self.index: array[int] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)  # chunks only with rows (the class docstring)
+
+    def copy(self) -> Self:
+        out = type(self)()
+        out.rows, out.pairs = array("q", self.rows), array("q", self.pairs)
+        if self.chunks is not None and self.index is not None:
+            out.chunks, out.index = list(self.chunks), array("q", self.index)
+        return out
+
+    def n_rows(self) -> int:
+        cold = sum(self.index[1::2]) if self.index is not None else 0
+        return cold + len(self.rows) // self.STRIDE
+
+    def first_start(self) -> int | None:
+        if self.index is not None:
+            return self.index[0]
+        return self.rows[0] if self.rows else None
+
+    def last_start(self) -> int | None:
+        return self.rows[len(self.rows) - self.STRIDE] if self.rows else None
+
+    def _unpack(self, j: int) -> tuple[array[int], array[int]]:
+        assert self.chunks is not None and self.index is not None
+        return _unpack(self.chunks[j], self.index[2 * j + 1], self.STRIDE)
+
+    def _chunk_of(self, start: int) -> int:
+        """The chunk that holds ``start`` if any row does (-1: older than every chunk)."""
+        index = self.index
+        assert index is not None
+        return bisect_right(range(len(index) // 2), start, key=lambda c: index[2 * c]) - 1
+
+    def locate(self, start: int) -> tuple[array[int], array[int], int, bool]:
+        """``(rows, pairs, i, found)``: the arrays (the warm ones, or a chunk's thawed copy:
+        read them, do not change them) where a row starting at ``start`` is or would go."""
+        if self.chunks is None or start >= self.rows[0]:
+            return (self.rows, self.pairs, *_find(self.rows, self.STRIDE, start))
+        j = self._chunk_of(start)
+        if j < 0:
+            return self.rows, self.pairs, 0, False
+        rows, pairs = self._unpack(j)
+        return (rows, pairs, *_find(rows, self.STRIDE, start))
+
+    def all(self) -> tuple[array[int], array[int]]:
+        """Every row and pair, oldest first (the warm arrays themselves when nothing is
+        chunked: read them, do not change them)."""
+        if self.chunks is None or self.index is None:
+            return self.rows, self.pairs
+        index, row_bytes = self.index, 8 * self.STRIDE
+        rb: list[Any] = []
+        pb: list[Any] = []
+        for j, blob in enumerate(self.chunks):
+            raw = memoryview(zlib.decompress(blob, wbits=-15))
+            cut = row_bytes * index[2 * j + 1]
+            rb.append(raw[:cut])
+            pb.append(raw[cut:])
+        rb.append(self.rows)
+        pb.append(self.pairs)
+        rows, pairs = array("q"), array("q")
+        rows.frombytes(b"".join(rb))  # one copy each, whatever the number of chunks
+        pairs.frombytes(b"".join(pb))
+        return rows, pairs
+
+    def thaw(self, start: int) -> None:
+        """Bring back into the arrays every chunk that holds or follows ``start``, so that a
+        row at ``start`` can be changed or inserted there."""
+        if self.chunks is None or start >= self.rows[0]:
+            return
+        j = max(self._chunk_of(start), 0)
+        rows, pairs = array("q"), array("q")
+        for c in range(j, len(self.chunks)):
+            r, p = self._unpack(c)
+            rows += r
+            pairs += p
+        self.rows, self.pairs = rows + self.rows, pairs + self.pairs
+        self._drop_chunks(j)
+
+    def _drop_chunks(self, j: int) -> None:
+        """Forget chunks ``j`` and after (their rows are elsewhere now)."""
+        assert self.chunks is not None and self.index is not None
+        del self.chunks[j:]
+        del self.index[2 * j:]
+        if not self.chunks:
+            self.chunks = self.index = None
+
+    def freeze(self, above: int = 0) -> None:
+        """Deflate the oldest rows of the arrays, ``CHUNK`` at a time, while more than
+        ``_WARM + CHUNK`` of them are there; nothing unless more than ``above`` are."""
+        S, C = self.STRIDE, self.CHUNK
+        if len(self.rows) < max(_WARM + C, above) * S:
+            return
+        rows, pairs = self.rows, self.pairs
+        n, at = len(rows) // S, 0
+        chunks = self.chunks if self.chunks is not None else []
+        index = self.index if self.index is not None else array("q")
+        while n - at >= _WARM + C:
+            k = 2 * sum(rows[(at + i) * S + S - 1] for i in range(C))
+            first = at * S
+            chunks.append(_pack(rows[first:first + C * S], pairs[:k]))
+            index.extend((rows[first], C))
+            pairs = pairs[k:]
+            at += C
+        # New arrays, not ``del``: an array keeps its allocation when it shrinks.
+        self.rows, self.pairs = rows[at * S:], pairs
+        self.chunks, self.index = chunks, index
+
+    def replace(self, rows: array[int], pairs: array[int]) -> None:
+        """Hold exactly ``rows`` and ``pairs`` (sorted), chunked as :meth:`freeze` does."""
+        self.rows, self.pairs = rows, pairs
+        self.chunks = self.index = None
+        self.freeze()
+
+    def pop_before(self, before: int) -> tuple[array[int], array[int]]:
+        """Remove and return the rows starting before ``before`` (oldest first)."""
+        S = self.STRIDE
+        rows, pairs = array("q"), array("q")
+        if self.chunks is not None and self.index is not None and self.index[0] < before:
+            j = self._chunk_of(before - 1)
+            for c in range(j + 1):
+                r, p = self._unpack(c)
+                rows += r
+                pairs += p
+            last = len(self.chunks) - 1
+            del self.chunks[:j + 1]
+            del self.index[:2 * (j + 1)]
+            if not self.chunks:
+                self.chunks = self.index = None
+            i, _ = _find(rows, S, before)
+            k = 2 * sum(rows[m * S + S - 1] for m in range(i))
+            rest_rows, rest_pairs = rows[i * S:], pairs[k:]
+            rows, pairs = rows[:i * S], pairs[:k]
+            if rest_rows:
+                self.prepend(rest_rows, rest_pairs)
+            if j < last:  # the arrays hold only rows newer than the chunks kept
+                return rows, pairs
+        i, _ = _find(self.rows, S, before)
+        if i:
+            k = 2 * sum(self.rows[m * S + S - 1] for m in range(i))
+            rows += self.rows[:i * S]
+            pairs += self.pairs[:k]
+            self.rows, self.pairs = self.rows[i * S:], self.pairs[k:]
+        return rows, pairs
+
+    def prepend(self, rows: array[int], pairs: array[int]) -> None:
+        """Put ``rows`` (sorted, every one older than the tier's oldest row) in front."""
+        if not rows:
+            return
+        if self.chunks is None or self.index is None:
+            self.rows, self.pairs = rows + self.rows, pairs + self.pairs
+            self.freeze(_BOUND)
+            return
+        self.chunks.insert(0, _pack(rows, pairs))
+        self.index[0:0] = array("q", (rows[0], len(rows) // self.STRIDE))
+
+    def insert(self, start: int, row: Sequence[int], pairs: Sequence[int]) -> None:
+        """Insert one row that is not there yet (``row[0] == start``)."""
+        S = self.STRIDE
+        first = self.first_start()
+        if first is not None and start < first and self.chunks is not None:
+            self.prepend(array("q", row), array("q", pairs))
+            return
+        self.thaw(start)
+        i, _ = _find(self.rows, S, start)
+        if i * S == len(self.rows):
+            self.rows.extend(row)
+            self.pairs.extend(pairs)
+        else:
+            off = _off(self.rows, S, self.pairs, i)
+            self.rows[i * S:i * S] = array("q", row)
+            self.pairs[off:off] = array("q", pairs)
+        self.freeze(_BOUND)
+
+    def remove(self, start: int) -> bool:
+        """Remove the row at ``start``; whether there was one."""
+        S = self.STRIDE
+        self.thaw(start)
+        i, found = _find(self.rows, S, start)
+        if not found:
+            return False
+        k = self.rows[i * S + S - 1]
+        off = _off(self.rows, S, self.pairs, i)
+        del self.rows[i * S:(i + 1) * S]
+        del self.pairs[off:off + 2 * k]
+        if not self.rows and self.chunks is not None:  # the arrays stay non-empty while chunks exist
+            self.rows, self.pairs = self._unpack(len(self.chunks) - 1)
+            self._drop_chunks(len(self.chunks) - 1)
+        return True
+
+    def equal(self, other: _Tier) -> bool:
+        return self.all() == other.all()
+
+
+class _Rolled(_Tier):
+    __slots__ = ()
+    STRIDE = _RROW
+    CHUNK = 32
 
 
 def spend_key(series: str) -> str:
@@ -152,19 +428,37 @@ def spend_key(series: str) -> str:
     return f"{series}|{SPEND_TAG}"
 
 
+def _rfind(rows: array[int], start: int, kind: int) -> tuple[int, bool]:
+    """(row index, found) of the rolled row ``(start, kind)`` in ``rows``."""
+    n = len(rows) // _RROW
+    i = bisect_left(range(n), start, key=lambda k: rows[k * _RROW])
+    while i < n and rows[i * _RROW] == start:
+        if rows[i * _RROW + 1] == kind:
+            return i, True
+        i += 1
+    return i, False
+
+
+def _flat(pairs: Iterable[tuple[int, int]]) -> list[int]:
+    return [x for pair in sorted(pairs) for x in pair]
+
+
 class SeriesSpend:
-    """All the exact spend one series has on a judge partition, in four typed columns.
+    """All the exact spend one series has on a judge partition: its windows, and its hours
+    and days rolled up, as int64 rows.
 
     Use it where spend is kept in memory (the judge's ``spend``, the worker's spend table): one
-    per series, in place of a dict per window (about 80 bytes a window instead of 700). The
-    spend table's changelog keeps the per-window and per-day records of the module docstring
-    (:meth:`window_wire`, :meth:`day_wire`; :meth:`load` reads them back), so checkpoints
-    written before this form and after it read the same.
+    per series, in place of a dict per window. The spend table's changelog keeps the
+    per-window and per-day records of the module docstring (:meth:`window_wire`,
+    :meth:`day_wire`; :meth:`load` reads them back), so checkpoints written before this form
+    and after it read the same.
 
-    Rows: the windows (``w``: start, six sums, pair count; ``wp``: their ``(src, seq)`` pairs,
-    every message seq applied), sorted by start; the rolled hours and days (``r``: start, kind,
-    six sums, pair count; ``rp``: the highest seq of each source absorbed), sorted by start.
-    A day is held either by its hours or by one day row, never both.
+    Rows: the windows (start, six sums, pair count; their ``(src, seq)`` pairs, every message
+    seq applied), sorted by start; the rolled hours and days (start, kind, six sums, pair
+    count; the highest seq of each source absorbed), sorted by start. A day is held either by
+    its hours or by one day row, never both. In each of the two tiers the newest rows stay in
+    typed arrays (about 80 bytes a window) and older ones are deflated in chunks (about 10
+    bytes a window of a sparse user series): :class:`_Tier`.
 
     >>> b = SeriesSpend()
     >>> b.add_window(120, [5, 1, 1, 0, 0, 1], {0: 4}), b.add_window(120, [5, 1, 1, 0, 0, 1], {0: 4})
@@ -177,58 +471,38 @@ class SeriesSpend:
     [(60, 60, [2, 1, 1, 0, 0, 1]), (120, 60, [5, 1, 1, 0, 0, 1])]
     """
 
-    __slots__ = ("w", "wp", "r", "rp")
+    __slots__ = ("_w", "_r")
 
     def __init__(self) -> None:
-        self.w = array("q")
-        self.wp = array("q")
-        self.r = array("q")
-        self.rp = array("q")
+        self._w = _Tier()
+        self._r = _Rolled()
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SeriesSpend):
             return NotImplemented
-        return self.w == other.w and self.wp == other.wp and self.r == other.r and self.rp == other.rp
+        return self._w.equal(other._w) and self._r.equal(other._r)
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        return f"SeriesSpend({len(self.w) // _WROW} windows, {len(self.r) // _RROW} hours or days)"
+        return f"SeriesSpend({self._w.n_rows()} windows, {self._r.n_rows()} hours or days)"
 
     def __bool__(self) -> bool:
-        return bool(self.w or self.r)
+        return bool(self._w or self._r)
 
     def copy(self) -> SeriesSpend:
         out = SeriesSpend()
-        out.w, out.wp, out.r, out.rp = array("q", self.w), array("q", self.wp), array("q", self.r), array("q", self.rp)
+        out._w, out._r = self._w.copy(), self._r.copy()
         return out
 
+    def pack(self) -> None:
+        """Deflate the older rows gathered in the arrays since the last pack: once an hour of
+        event time (:meth:`streams.reports.retention.SpendRollup.roll` does), not per window,
+        so that the judge's hot path only appends."""
+        self._w.freeze()
+        self._r.freeze()
+
     # -- windows ------------------------------------------------------------------------------
-    def _wfind(self, start: int) -> tuple[int, bool]:
-        """(row index, found) of the window starting at ``start``."""
-        w = self.w
-        n = len(w) // _WROW
-        if n:
-            last = w[(n - 1) * _WROW]
-            if last < start:  # the usual case: a new latest window
-                return n, False
-            if last == start:
-                return n - 1, True
-        i = bisect_left(range(n), start, key=lambda k: w[k * _WROW])
-        return i, i < n and w[i * _WROW] == start
-
-    @staticmethod
-    def _off(rows: array[int], stride: int, pairs: array[int], i: int) -> int:
-        """Where row ``i``'s pairs begin in ``pairs``: counted from the nearer end."""
-        n = len(rows) // stride
-        if i <= n // 2:
-            return 2 * sum(rows[k * stride + stride - 1] for k in range(i))
-        return len(pairs) - 2 * sum(rows[k * stride + stride - 1] for k in range(i, n))
-
-    @staticmethod
-    def _pairs(pairs: array[int], off: int, k: int) -> list[tuple[int, int]]:
-        return [(pairs[off + 2 * j], pairs[off + 2 * j + 1]) for j in range(k)]
-
     def add_window(self, start: int, sums: Sequence[int], seqs: Mapping[int, int]) -> bool:
         """Add one contribution to the window at ``start``, once per (source, message seq):
         False when every one of ``seqs`` was applied already (a redelivered message).
@@ -236,23 +510,31 @@ class SeriesSpend:
         Every seq applied is kept, not just the highest: a source's late partial (a later
         message) can be applied while its earlier partial of the same window is still pending,
         and that earlier one must count when the window is judged."""
-        i, found = self._wfind(start)
-        w, wp = self.w, self.wp
+        t = self._w
+        w = t.rows
+        n = len(w)
+        if not n or w[n - _WROW] < start:  # the judge's hot path: a new latest window
+            w.extend([start, *sums[:6], len(seqs)])
+            t.pairs.extend([x for pair in sorted(seqs.items()) for x in pair])
+            if n >= _BOUND * _WROW:  # (the roll-up packs every hour: SpendRollup.roll)
+                t.freeze(_BOUND)
+            return True
+        first = t.first_start()
+        if t.chunks is not None and first is not None and start < first:  # older than every window
+            t.prepend(array("q", [start, *sums[:6], len(seqs)]), array("q", _flat(seqs.items())))
+            return True
+        # An old window (a late partial): its chunk and the newer ones back into the arrays,
+        # deflated again by the next pack (later partials of the same hour thaw nothing).
+        t.thaw(start)
+        w, wp = t.rows, t.pairs
+        i, found = _find(w, _WROW, start)
         if not found:
-            flat = [x for pair in sorted(seqs.items()) for x in pair]
-            row = [start, *sums[:6], len(seqs)]
-            if i * _WROW == len(w):
-                w.extend(row)
-                wp.extend(flat)
-            else:
-                off = self._off(w, _WROW, wp, i)
-                w[i * _WROW:i * _WROW] = array("q", row)
-                wp[off:off] = array("q", flat)
+            t.insert(start, [start, *sums[:6], len(seqs)], _flat(seqs.items()))
             return True
         base = i * _WROW
         k = w[base + _WROW - 1]
-        off = self._off(w, _WROW, wp, i)
-        have = self._pairs(wp, off, k)
+        off = _off(w, _WROW, wp, i)
+        have = _pairs(wp, off, k)
         new = [pair for pair in seqs.items() if pair not in have]
         if seqs and not new:
             return False
@@ -266,73 +548,66 @@ class SeriesSpend:
 
     def window_wire(self, start: int) -> dict[str, Any] | None:
         """The window's record as the changelog holds it (None: no such window)."""
-        i, found = self._wfind(start)
+        w, wp, i, found = self._w.locate(start)
         if not found:
             return None
         base = i * _WROW
         v: dict[str, list[int]] = {}
-        for src, seq in self._pairs(self.wp, self._off(self.w, _WROW, self.wp, i), self.w[base + _WROW - 1]):
+        for src, seq in _pairs(wp, _off(w, _WROW, wp, i), w[base + _WROW - 1]):
             v.setdefault(str(src), []).append(seq)
-        return {"s": list(self.w[base + 1:base + 7]), "v": v}
+        return {"s": list(w[base + 1:base + 7]), "v": v}
 
     def holds(self, start: int, day: bool) -> bool:
         """Whether the rows hold the window at ``start`` (``day``: any of the UTC day's spend
         rolled up, by the hour or whole)."""
         if not day:
-            return self._wfind(start)[1]
-        r = self.r
+            return self._w.locate(start)[3]
+        r, _ = self._r.all()
         i = bisect_left(range(len(r) // _RROW), start, key=lambda k: r[k * _RROW])
         return i * _RROW < len(r) and r[i * _RROW] < start + DAY
 
     def window_starts(self) -> list[int]:
-        return list(self.w[::_WROW])
+        return list(self._w.all()[0][::_WROW])
 
     def pop_windows(self, before: int) -> list[Row]:
         """Remove and return the windows starting before ``before`` (oldest first)."""
-        w, wp = self.w, self.wp
-        n = bisect_left(range(len(w) // _WROW), before, key=lambda k: w[k * _WROW])
+        w, wp = self._w.pop_before(before)
         out: list[Row] = []
         off = 0
-        for i in range(n):
-            base = i * _WROW
+        for base in range(0, len(w), _WROW):
             k = w[base + _WROW - 1]
-            out.append((w[base], list(w[base + 1:base + 7]), self._pairs(wp, off, k)))
+            out.append((w[base], list(w[base + 1:base + 7]), _pairs(wp, off, k)))
             off += 2 * k
-        del w[:n * _WROW]
-        del wp[:off]
         return out
 
     def put_windows(self, rows: list[Row]) -> None:
         """Put back windows taken by :meth:`pop_windows`."""
+        if not rows:
+            return
+        rows = sorted(rows, key=lambda row: row[0])
+        first = self._w.first_start()
+        if first is None or rows[-1][0] < first:  # as they were: older than every window kept
+            w, wp = array("q"), array("q")
+            for start, sums, pairs in rows:
+                w.extend([start, *sums[:6], len(pairs)])
+                wp.extend(_flat(pairs))
+            self._w.prepend(w, wp)
+            return
         for start, sums, pairs in rows:
             self._insert_window(start, sums, pairs)
 
     def _insert_window(self, start: int, sums: Sequence[int], pairs: list[tuple[int, int]]) -> None:
-        i, _ = self._wfind(start)
-        off = self._off(self.w, _WROW, self.wp, i)
-        self.w[i * _WROW:i * _WROW] = array("q", [start, *sums[:6], len(pairs)])
-        self.wp[off:off] = array("q", [x for pair in sorted(pairs) for x in pair])
+        self._w.insert(start, [start, *sums[:6], len(pairs)], _flat(pairs))
 
     # -- rolled hours and days ------------------------------------------------------------------
-    def _rfind(self, start: int, kind: int) -> tuple[int, bool]:
-        r = self.r
-        n = len(r) // _RROW
-        i = bisect_left(range(n), start, key=lambda k: r[k * _RROW])
-        while i < n and r[i * _RROW] == start:
-            if r[i * _RROW + 1] == kind:
-                return i, True
-            i += 1
-        return i, False
-
     def rolled(self) -> list[tuple[int, int, list[int], dict[int, int]]]:
         """Every rolled row: (start, kind, six sums, highest seq per source)."""
-        r, rp = self.r, self.rp
+        r, rp = self._r.all()
         out = []
         off = 0
-        for i in range(len(r) // _RROW):
-            base = i * _RROW
+        for base in range(0, len(r), _RROW):
             k = r[base + _RROW - 1]
-            out.append((r[base], r[base + 1], list(r[base + 2:base + 8]), dict(self._pairs(rp, off, k))))
+            out.append((r[base], r[base + 1], list(r[base + 2:base + 8]), dict(_pairs(rp, off, k))))
             off += 2 * k
         return out
 
@@ -340,45 +615,62 @@ class SeriesSpend:
         r, rp = array("q"), array("q")
         for start, kind, sums, hw in sorted(rows, key=lambda row: (row[0], row[1])):
             r.extend([start, kind, *sums, len(hw)])
-            rp.extend([x for pair in sorted(hw.items()) for x in pair])
-        self.r, self.rp = r, rp
+            rp.extend(_flat(hw.items()))
+        self._r.replace(r, rp)
 
     def hw(self, hour: int) -> dict[int, int]:
         """The highest seq per source already counted in ``hour`` (by its hour or its day)."""
         day = hour // DAY * DAY
         for start, kind in ((day, DAY_ROW), (hour, HOUR_ROW)):
-            i, found = self._rfind(start, kind)
+            r, rp, _, _ = self._r.locate(start)
+            i, found = _rfind(r, start, kind)
             if found:
-                return dict(self._pairs(self.rp, self._off(self.r, _RROW, self.rp, i), self.r[i * _RROW + _RROW - 1]))
+                return dict(_pairs(rp, _off(r, _RROW, rp, i), r[i * _RROW + _RROW - 1]))
         return {}
 
     def absorb(self, hour: int, sums: Sequence[int], hw: Mapping[int, int]) -> None:
         """Add ``sums`` into ``hour`` (into its day when the day is one row already), its
         sources' highest seqs raised to ``hw``."""
         day = hour // DAY * DAY
-        i, found = self._rfind(day, DAY_ROW)
+        t = self._r
+        last = t.last_start()
+        if last is None or (last < hour and (last < day or t.rows[len(t.rows) - _RROW + 1] == HOUR_ROW)):
+            # the usual case: a new latest hour, whose day is not one row (the latest row is
+            # older than the day, or one of the day's hours)
+            t.rows.extend([hour, HOUR_ROW, *sums[:6], len(hw)])
+            t.pairs.extend(_flat(hw.items()))
+            t.freeze()
+            return
+        t.thaw(day)
+        r, rp = t.rows, t.pairs
+        i, found = _rfind(r, day, DAY_ROW)
         start, kind = (day, DAY_ROW) if found else (hour, HOUR_ROW)
         if not found:
-            i, found = self._rfind(hour, HOUR_ROW)
-        r, rp = self.r, self.rp
+            i, found = _rfind(r, hour, HOUR_ROW)
         if not found:
-            off = self._off(r, _RROW, rp, i)
+            off = _off(r, _RROW, rp, i)
             r[i * _RROW:i * _RROW] = array("q", [start, kind, *sums[:6], len(hw)])
-            rp[off:off] = array("q", [x for pair in sorted(hw.items()) for x in pair])
+            rp[off:off] = array("q", _flat(hw.items()))
+            t.freeze()
             return
         base = i * _RROW
         for j in range(6):
             r[base + 2 + j] += int(sums[j])
         k = r[base + _RROW - 1]
-        off = self._off(r, _RROW, rp, i)
-        merged = dict(self._pairs(rp, off, k))
+        off = _off(r, _RROW, rp, i)
+        merged = dict(_pairs(rp, off, k))
         for src, seq in hw.items():
             merged[src] = max(merged.get(src, -1), seq)
-        rp[off:off + 2 * k] = array("q", [x for pair in sorted(merged.items()) for x in pair])
+        rp[off:off + 2 * k] = array("q", _flat(merged.items()))
         r[base + _RROW - 1] = len(merged)
+        t.freeze()
 
     def compact_days(self, cut: int) -> list[int]:
         """Each day ending by ``cut`` still held by its hours becomes one row; the days done."""
+        r, _ = self._r.all()
+        before = bisect_left(range(len(r) // _RROW), cut, key=lambda k: r[k * _RROW])
+        if HOUR_ROW not in r[1:before * _RROW:_RROW]:  # no hour that could be (called every roll)
+            return []
         rows = self.rolled()
         days = sorted({s // DAY * DAY for s, kind, _, _ in rows if kind == HOUR_ROW and s // DAY * DAY + DAY <= cut})
         if not days:
@@ -400,29 +692,35 @@ class SeriesSpend:
 
     def day_wire(self, day: int) -> dict[str, Any] | None:
         """The day's record as the changelog holds it (None: nothing rolled into it)."""
+        r, rp = self._r.all()
+        n = len(r) // _RROW
+        i = bisect_left(range(n), day, key=lambda k: r[k * _RROW])
+        off = _off(r, _RROW, rp, i)
         hours: dict[str, list[int]] = {}
-        for start, kind, sums, hw in self.rolled():
-            if start // DAY * DAY != day:
-                continue
-            row = [*sums, *[x for pair in sorted(hw.items()) for x in pair]]
-            if kind == DAY_ROW:
+        while i < n and r[i * _RROW] < day + DAY:
+            base = i * _RROW
+            k = r[base + _RROW - 1]
+            row = [*r[base + 2:base + 8], *rp[off:off + 2 * k]]
+            if r[base + 1] == DAY_ROW:
                 return {"d": row}
-            hours[HOUR_KEYS[(start - day) // HOUR]] = row
+            hours[HOUR_KEYS[(r[base] - day) // HOUR]] = row
+            off += 2 * k
+            i += 1
         return {"h": hours} if hours else None
 
     # -- reading ------------------------------------------------------------------------------
     def spans(self, window_seconds: int) -> Iterator[tuple[int, int, Sequence[int]]]:
         """``(start, seconds, sums)`` of every row: days and hours, then windows."""
-        r = self.r
+        r, _ = self._r.all()
         for base in range(0, len(r), _RROW):
             yield r[base], DAY if r[base + 1] == DAY_ROW else HOUR, r[base + 2:base + 8]
-        w = self.w
+        w, _ = self._w.all()
         for base in range(0, len(w), _WROW):
             yield w[base], window_seconds, w[base + 1:base + 7]
 
     def seqs(self) -> Iterator[tuple[int, int]]:
         """Every (source, seq) pair held: the windows' seqs and the rolled rows' highest."""
-        for pairs in (self.wp, self.rp):
+        for pairs in (self._w.all()[1], self._r.all()[1]):
             for j in range(0, len(pairs), 2):
                 yield pairs[j], pairs[j + 1]
 
@@ -434,9 +732,8 @@ class SeriesSpend:
             sums = [int(x) for x in rec["s"][:6]]
             if len(sums) != 6:
                 raise ValueError(f"{len(sums)} sums, not 6")
-            i, found = self._wfind(start)
-            if found:
-                self.pop_row(i)
+            array("q", [start, *sums, *[x for pair in pairs for x in pair]])  # OverflowError before any change
+            self._w.remove(start)
             self._insert_window(start, sums, pairs)
             return
         rows = [row for row in self.rolled() if row[0] // DAY * DAY != start]
@@ -445,13 +742,6 @@ class SeriesSpend:
         else:
             rows += [(start + int(h) * HOUR, HOUR_ROW, *_sums_hw(row)) for h, row in rec["h"].items()]
         self._set_rolled(rows)
-
-    def pop_row(self, i: int) -> None:
-        """Remove window row ``i``."""
-        k = self.w[i * _WROW + _WROW - 1]
-        off = self._off(self.w, _WROW, self.wp, i)
-        del self.w[i * _WROW:(i + 1) * _WROW]
-        del self.wp[off:off + 2 * k]
 
 
 def load_records(books: dict[str, SeriesSpend], items: Iterable[tuple[str, Any]]) -> tuple[list[str], list[str]]:
@@ -475,6 +765,9 @@ def load_records(books: dict[str, SeriesSpend], items: Iterable[tuple[str, Any]]
             got = split_key(key)
             if got is not None:
                 records.append((key, got, value))
+    # Oldest first (a stable sort: records are independent but for their key): each window
+    # then lands after the book's newest, where no deflated chunk has to be thawed.
+    records.sort(key=lambda rec: rec[1][1])
     done: list[str] = []
     bad: list[str] = []
     for key, (series, start, day), value in records:  # after the books: a record wins over its book

@@ -93,6 +93,8 @@ class SpendRollup:
                 series = key.rpartition("|")[0]
                 for day in book.compact_days(cut):
                     written[day_key(series, day)] = book.day_wire(day)
+        for book in spend.values():  # what gathered in the arrays since the last roll, deflated
+            book.pack()
         return written | {k: None for k in deleted}
 
     def _roll_hours(self, series: str, book: SeriesSpend, cut: int, written: dict[str, Any],
