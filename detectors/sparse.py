@@ -24,8 +24,10 @@ shows in the spend of the last few dozen requests. :class:`SparseEvidence` keeps
   normal windows only), so its p-value means what the others' do, and the combiner combines
   it with theirs.
 
-The sums follow every window, surprising or not: they are the evidence, not the baseline. The
-profile, the cost and the calibration learn normal windows only.
+The sums follow every window, surprising or not: they are the evidence, not the baseline --
+except that the first normal window after an incident forgets the excess summed so far (its
+spend has been judged; kept, it made every ordinary request for hours after look like more of
+it). The profile, the cost and the calibration learn normal windows only.
 
 Not a registered detector: its verdict is about the last few dozen requests, not about one
 window (a spike keeps it high for its horizon), which the per-window contract does not
