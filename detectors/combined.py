@@ -600,7 +600,7 @@ class Combined(Detector):
             # Its p counts ``sparse_penalty`` times (at most 1): a running sum's calibration
             # sees few independent excursions, and its tail is extrapolated from them.
             sp = (min(1.0, sp[0] * self.sparse_penalty), *sp[1:])
-            own = sp[4] >= 1.0
+            own = self._sparse.adds_evidence(ts, value, count)
             # (only where windows are expected to be few requests: elsewhere each window is
             # evidence by itself, and the models above have it)
             if (sp[2] > 0.0 and self._sparse.expected_requests() < self.min_requests
@@ -778,7 +778,7 @@ class Combined(Detector):
         self._prev_p = p
         protect_all = statistically and not routine
         if self._sparse is not None and count is not None:
-            if self._sparse.score(ts, value, count)[4] >= 1.0:
+            if self._sparse.adds_evidence(ts, value, count):
                 self._sparse_fresh = ts
             self._sparse_held = self._sparse.learn(ts, value, count, normal=not protect_all)
         for m, v in zip(self._models, vs, strict=True):

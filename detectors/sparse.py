@@ -24,8 +24,10 @@ shows in the spend of the last few dozen requests. :class:`SparseEvidence` keeps
   normal windows only), so its p-value means what the others' do, and the combiner combines
   it with theirs.
 
-The sums follow every window, surprising or not: they are the evidence, not the baseline. The
-profile, the cost and the calibration learn normal windows only.
+The sums follow every window, surprising or not: they are the evidence, not the baseline --
+except that the first normal window after an incident forgets the excess summed so far (its
+spend has been judged; kept, it made every ordinary request for hours after look like more of
+it). The profile, the cost and the calibration learn normal windows only.
 
 Not a registered detector: its verdict is about the last few dozen requests, not about one
 window (a spike keeps it high for its horizon), which the per-window contract does not
@@ -96,7 +98,7 @@ class SparseEvidence:
 
     __slots__ = ("window_seconds", "requests", "max_windows", "min_history", "_aw", "_cw",
                  "_off_w", "_n", "_mean", "_cost", "_spread", "_acc", "_cal", "_learnt",
-                 "_recent", "_offset", "_memo", "_hold")
+                 "_recent", "_offset", "_memo", "_hold", "_after")
 
     def __init__(self, window_seconds: float = 60.0, requests: float = 20.0, max_windows: float = 240.0,
                  min_history: int = 2880) -> None:
@@ -120,20 +122,25 @@ class SparseEvidence:
         self._recent = [0.0, 0.0, 0.0, 0.0]  # requests, expected requests, spend, requests w/ spend
         self._offset = 0.0  # log factor on expected requests, set by rebase, wears off
         self._hold: list[float] = []  # statistics of the evidence building up (_HOLD_P)
+        self._after = False  # the window learnt last was not normal (an incident under way)
         self._memo: tuple[Any, ...] | None = None
 
     # -- state ------------------------------------------------------------------------------
 
     def to_state(self) -> list[Any]:
         return [list(self._n), list(self._mean), list(self._cost), self._spread, list(self._acc),
-                self._cal.to_state(), self._learnt, list(self._recent), self._offset, list(self._hold)]
+                self._cal.to_state(), self._learnt, list(self._recent), self._offset, list(self._hold),
+                int(self._after)]
 
     @classmethod
     def from_state(cls, state: Any, window_seconds: float = 60.0, requests: float = 20.0,
                    max_windows: float = 240.0, min_history: int = 2880) -> SparseEvidence:
         self = cls(window_seconds, requests, max_windows, min_history)
         try:
-            n, mean, cost, spread, acc, cal, learnt, recent, offset, hold = state
+            # (states written before the incident flag have ten items: none under way)
+            n, mean, cost, spread, acc, cal, learnt, recent, offset, hold, *after = state
+            if len(after) > 1 or (after and after[0] not in (0, 1)):
+                raise ValueError("a trailing item that is not the incident flag (0 or 1)")
             hold = [float(x) for x in hold]
             n = [int(x) for x in n]
             mean = [float(x) for x in mean]
@@ -155,6 +162,7 @@ class SparseEvidence:
             raise ValueError("sparse evidence state does not fit")
         self._acc, self._cal, self._learnt, self._recent, self._offset = acc, cal, learnt, recent, offset
         self._hold = hold
+        self._after = bool(after and after[0])
         return self
 
     # -- model ------------------------------------------------------------------------------
@@ -235,7 +243,17 @@ class SparseEvidence:
         warm = self._learnt >= self.min_history and self.cost() > 0.0
         hold = self._hold
         if not normal:
+            self._after = True
             return stat if warm else None
+        if self._after:
+            # The first normal window after an incident (whichever model found it): its spend
+            # has been judged, and it would stay in the sums for the horizon (hours on a quiet
+            # series), where every ordinary request after it looked like more of it (project
+            # seed 0: `search` after its runaway loop, `legal` 8 h after a night spike). The
+            # excess summed so far is forgotten; what falls short of expected is kept.
+            self._after = False
+            if self._acc[0] > self._acc[1]:
+                self._acc[0] = self._acc[1]
         if warm and p <= _HOLD_P:
             if len(hold) >= _HOLD_MAX:
                 self._cal.learn(hold.pop(0))
@@ -273,6 +291,14 @@ class SparseEvidence:
             cs[1] += w * (count - cs[1])
         return None
 
+    def adds_evidence(self, ts: float, value: float, count: float) -> bool:
+        """Whether this window adds evidence of its own: its excess over expected is at least
+        one request's spread, and more than the forgetting takes off the summed excess (the
+        sum grows). An ordinary request in a sum that still holds a burst's spend adds less
+        than the sum loses."""
+        _, _, excess, _, own = self.score(ts, value, count)
+        return own >= 1.0 and excess > self._acc[0] - self._acc[1]
+
     def learn_held(self, stat: float) -> None:
         """A statistic held back from the calibration, learnt late (a short burst)."""
         self._cal.learn(stat)
@@ -288,4 +314,5 @@ class SparseEvidence:
         self._acc = [0.0, 0.0, 0.0]
         self._recent = [0.0, 0.0, 0.0, 0.0]
         self._hold = []
+        self._after = False
         self._memo = None

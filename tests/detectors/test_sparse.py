@@ -51,6 +51,20 @@ def test_the_same_team_without_a_switch_stays_quiet() -> None:
     assert not any(v.is_anomaly for v in run(Combined(sparse=True), ts, spend, counts))
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_ordinary_requests_after_an_incident_do_not_alert_again(seed: int) -> None:
+    # A 20-minute burst at ten times the price alerts. Its spend stays in the sum for the
+    # horizon (over an hour here): before, the next ordinary requests alerted again, each
+    # a new alert after the first had resolved (seed 4: 24, 38, 43 windows after it began).
+    ts, spend, counts = quiet_team(5.0, seed=seed)
+    at = 4 * 1440 + 60
+    for i in range(at, at + 20):
+        counts[i], spend[i] = 2.0, 0.4
+    alerts = [i - at for i, v in enumerate(run(Combined(sparse=True), ts, spend, counts)) if v.is_anomaly]
+    assert alerts and 0 <= alerts[0] <= 10
+    assert max(alerts) < 20
+
+
 def test_state_round_trips_and_old_states_load() -> None:
     ts, spend, counts = quiet_team(1.2)
     det = Combined(sparse=True)
@@ -65,6 +79,12 @@ def test_state_round_trips_and_old_states_load() -> None:
     Combined(sparse=True).load_state(old)
     with pytest.raises(ValueError, match="sparse evidence state"):
         Combined(sparse=True).load_state({**state, "sparse": [state["sparse"][0][:3], 0.0]})
+    # one written before the incident flag (ten items) loads, with no incident under way
+    ten = {**state, "sparse": [state["sparse"][0][:10], state["sparse"][1]]}
+    assert run(Combined(sparse=True).load_state(ten), *rest) == run(Combined(sparse=True).load_state(state), *rest)
+    for bad in ([*state["sparse"][0][:10], 2], [*state["sparse"][0][:10], 0, 0]):
+        with pytest.raises(ValueError, match="sparse evidence state"):
+            Combined(sparse=True).load_state({**state, "sparse": [bad, state["sparse"][1]]})
 
 
 def test_rebase_forgets_the_evidence() -> None:
