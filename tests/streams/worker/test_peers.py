@@ -174,7 +174,9 @@ async def test_a_pagerduty_webhook_for_the_peers_alert_is_handed_to_it() -> None
     await server_b.start_server()
     url_b = str(server_b.make_url("")).rstrip("/")
     layout = {url_b: [1]}
-    peers = Peers("http://a.invalid:1", 2, owned=lambda: {0}, layout=lambda: layout, timeout=0.5)
+    # a generous timeout: the silent peer below is a closed port (refused at once), and a loaded
+    # machine once took over 0.5 s to forward to the live one (503 where 200 was due)
+    peers = Peers("http://a.invalid:1", 2, owned=lambda: {0}, layout=lambda: layout, timeout=10.0)
 
     register_pagerduty_webhook(apps[0], verifier, lambda a: False, metrics[0], forward=forward_to_peers(lambda: peers))
     try:
