@@ -181,6 +181,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
         judging.assigned(tp.partition for tp in assigned if tp.topic == topics["windows"])
 
     _rewind_on_rebalance(app, windows, verdicts_topic)
+    _drain_on_revoke(app, delivery, topics["outbox"])
 
     app.service(_services(state))
     app.task(_on_started(state))
@@ -223,6 +224,18 @@ def _org_stage(app: WorkerApp, cfg: StreamConfig, state: WorkerState, verdicts_t
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # Faust calls it (app, assigned, signal=...)
     async def on_org_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
         organizing.assigned(tp.partition for tp in assigned if tp.topic == cfg.topics["verdicts"])
+
+
+def _drain_on_revoke(app: WorkerApp, delivery: DeliveryWorker, outbox: str) -> None:
+    """Faust does not wait for the agents on a revoke (``stream_wait_empty=False``, which the
+    judge's held acknowledgements need): the deliveries in flight finish, and their entries
+    reach the deliveries changelog, before the group rebalances, so that the outbox partition's
+    next owner finds them sent (:meth:`DeliveryWorker.drain`)."""
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust calls it (app, revoked, signal=...)
+    async def on_outbox_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        if any(tp.topic == outbox for tp in revoked):
+            await delivery.drain()
 
 
 def _rewind_on_rebalance(app: WorkerApp, *of: Any) -> None:
