@@ -162,7 +162,9 @@ def test_two_workers_share_one_org_judged_on_both_partitions(broker: Any, slack:
 
         until = t0 + 41 * W
         questions = ["/api/spend?group_by=team", "/api/alerts", f"/api/budgets?at={at}", "/api/silences",
-                     f"/api/timeseries?by=team&range=1h&until={until}", f"/api/top_users?range=1h&until={until}"]
+                     f"/api/timeseries?by=team&range=1h&until={until}", f"/api/top_users?range=1h&until={until}",
+                     "/api/digests", "/api/windows?series=org%3Dacme%7Cteam%3Dads",
+                     "/api/windows?series=org%3Dacme%7Cteam%3Dsearch"]
 
         def same(q: str) -> bool:
             got = [get_json(w.url + q) for w in workers]
