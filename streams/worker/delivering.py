@@ -14,9 +14,9 @@ strength of its key's ``deliveries`` entry, and the partition's next owner (this
 another) rebuilds that table from its changelog. Faust does not wait for the agents on a revoke
 (``stream_wait_empty=False``: the judge holds its acknowledgements until a checkpoint), so a
 delivery still posting when the revoke came wrote its entry after the next owner had read the
-changelog, and the outbox record, never acknowledged, was delivered again. So every delivery
-(the agent's and the retry timer's) counts as in flight until the broker has its entry, and the
-revoke waits for them (:meth:`DeliveryWorker.drain`, at most :data:`REVOKE_WAIT_S`).
+changelog, and the outbox record, never acknowledged, was delivered again. So the revoke waits
+for every delivery in flight (the agent's, the retry timer's, a digest post) and then for the
+changelog writes of their entries (:meth:`DeliveryWorker.drain`, at most :data:`REVOKE_WAIT_S`).
 
 Plain Python: the tables, the digest topic's send and the partition assignment are handed in.
 """
@@ -24,6 +24,7 @@ Plain Python: the tables, the digest topic's send and the partition assignment a
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -79,7 +80,8 @@ class DeliveryWorker:
         forward = None if send_digest is None else self.forward_digest
         self.deliverer = Deliverer(cfg, metrics, forward_digest=forward, clock=clock)
         self.digester = Digester(self.deliverer, metrics, interval=self.deliverer.retry_interval, clock=clock)
-        self.in_flight = 0  # deliveries started whose deliveries entry the broker does not have yet
+        self.in_flight = 0  # deliveries (and digest posts) started and not done
+        self._writes: list[Any] = []  # their changelog writes the broker may not have yet
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -103,30 +105,38 @@ class DeliveryWorker:
             if not self.in_flight:
                 self._idle.set()
 
-    async def _persist(self, q: int, key: str, state: dict[str, Any]) -> None:
-        """Write ``key``'s entry and wait until the broker has it: until then the delivery is
-        in flight (:meth:`drain`)."""
-        for exc in await written([persist(self.tables.deliveries, q, key, state)]):
-            # the entry stays in this worker's table; only the next owner of the partition
-            # after a rebalance or crash could send the notification again
-            log.error("deliveries entry of %s not written to the changelog: %s", key, exc)
+    def _persist(self, table: Any, q: int, key: str, value: dict[str, Any]) -> None:
+        """Write ``key``'s entry; the changelog write is kept until the broker has it, for
+        :meth:`drain`. Not awaited here: the agent goes on while Faust's producer sends it."""
+        w = persist(table, q, key, value)
+        if inspect.isawaitable(w):
+            self._writes = [f for f in self._writes if not _done(f)]
+            self._writes.append(w)
 
     async def drain(self, timeout: float = REVOKE_WAIT_S) -> bool:
         """Wait (at most ``timeout`` seconds) until no delivery is in flight and the broker has
-        the deliveries entries they wrote; for a revoke, before the partitions' next owner reads
-        the changelog. False (and a warning) when some were still in flight."""
-        if self._idle.is_set():
+        the deliveries entries (and digest books) they wrote; for a revoke, before the
+        partitions' next owner reads the changelog. False (and a warning) when some were not
+        done in time."""
+        writes = [f for f in self._writes if not _done(f)]
+        if self._idle.is_set() and not writes:
             return True
-        n = self.in_flight
-        log.info("partitions revoked: waiting for %d deliveries in flight (at most %.0f s), so that the "
-                 "next owner finds them sent", n, timeout)
+        log.info("partitions revoked: waiting for %d deliveries in flight and %d changelog writes (at most "
+                 "%.0f s), so that the next owner finds them sent", self.in_flight, len(writes), timeout)
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+                writes = self._writes
+                self._writes = []
+                failed = await written(writes)
         except TimeoutError:
-            log.warning("partitions revoked with %d deliveries still in flight after %.0f s: the partition's "
-                        "next owner may send them again", self.in_flight, timeout)
+            log.warning("partitions revoked with %d deliveries still in flight or their changelog writes not "
+                        "done after %.0f s: the partition's next owner may send them again", self.in_flight, timeout)
             return False
-        return True
+        for exc in failed:
+            # the entry stays in this worker's table; the partition's next owner may send it again
+            log.error("a deliveries entry was not written to the changelog: %s", exc)
+        return not failed
 
     # -- the outbox --------------------------------------------------------------------------
     async def deliver(self, q: int, record: dict[str, Any]) -> None:
@@ -137,7 +147,7 @@ class DeliveryWorker:
         async with self._flying(), self.deliverer.lock(key):
             prior = deliveries.data.get(key)
             state = await self.deliverer.deliver(record, prior)
-            await self._persist(q, key, state)
+            self._persist(deliveries, q, key, state)
 
     async def retry(self) -> None:
         """Notifications a sink could not take stay pending in the deliveries table; try them
@@ -160,7 +170,7 @@ class DeliveryWorker:
                     continue  # another worker's key since a rebalance
                 state = await self.deliverer.retry_pending(key, prior)
                 if state is not None:
-                    await self._persist(q, key, state)
+                    self._persist(deliveries, q, key, state)
 
     # -- digests ---------------------------------------------------------------------------
     async def forward_digest(self, channel: str, record: dict[str, Any]) -> None:
@@ -182,18 +192,25 @@ class DeliveryWorker:
 
     async def post_digests(self) -> None:
         """Post the digest of every period that is over (wall clock), and retry failed ones."""
-        if self.settling():
-            return  # a half-recovered book would post a digest missing what is still being read
         owned = self.owned(self.cfg.topics["digest"])
         digests = self.tables.digests
         for channel, book in list(digests.data.items()):
+            if self.settling():
+                return  # a half-recovered book would post a digest missing what is still being read
             q = judge_partition(channel, self.n)
             if not self.digester.due(book) or (owned is not None and q not in owned):
                 continue
-            async with self.digester.lock(channel):
+            # in flight like a delivery: a revoke waits until the book that says it was posted
+            # is on the changelog, or the channel's next owner posts the digest again
+            async with self._flying(), self.digester.lock(channel):
                 book = await self.digester.send_due(channel, digests.data.get(channel))
                 if book is not None:
-                    persist(digests, q, channel, book)
+                    self._persist(digests, q, channel, book)
 
     async def close(self) -> None:
         await self.deliverer.close()
+
+
+def _done(fut: Any) -> bool:
+    done = getattr(fut, "done", None)
+    return bool(done()) if callable(done) else False
