@@ -181,6 +181,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
         judging.assigned(tp.partition for tp in assigned if tp.topic == topics["windows"])
 
     _rewind_on_rebalance(app, windows, verdicts_topic)
+    _drain_on_revoke(app, delivery, topics["outbox"])
 
     app.service(_services(state))
     app.task(_on_started(state))
@@ -225,6 +226,18 @@ def _org_stage(app: WorkerApp, cfg: StreamConfig, state: WorkerState, verdicts_t
         organizing.assigned(tp.partition for tp in assigned if tp.topic == cfg.topics["verdicts"])
 
 
+def _drain_on_revoke(app: WorkerApp, delivery: DeliveryWorker, outbox: str) -> None:
+    """Faust does not wait for the agents on a revoke (``stream_wait_empty=False``, which the
+    judge's held acknowledgements need): the deliveries in flight finish, and their entries
+    reach the deliveries changelog, before the group rebalances, so that the outbox partition's
+    next owner finds them sent (:meth:`DeliveryWorker.drain`)."""
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust calls it (app, revoked, signal=...)
+    async def on_outbox_revoked(app_: Any, revoked: Any, **kwargs: Any) -> None:
+        if any(tp.topic == outbox for tp in revoked):
+            await delivery.drain()
+
+
 def _rewind_on_rebalance(app: WorkerApp, *of: Any) -> None:
     """Faust reads records it dropped during a rebalance again only by seeking to the committed
     offset, and aiokafka does not seek where there is none: without this, a partition of the
@@ -233,6 +246,15 @@ def _rewind_on_rebalance(app: WorkerApp, *of: Any) -> None:
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust sends it after table recovery, before perform_seek
     async def on_rebalance_complete(app_: Any, **kwargs: Any) -> None:
+        # Faust's Recovery.on_recovery_completed resumes the stream partitions and awaits its seek
+        # to the committed offsets with the flow still running from the changelog reading, then
+        # resumes the flow again, which clears the agents' queues: the records fetched meanwhile
+        # were dropped, the fetch position already past them, and a partition given to this
+        # worker with a backlog stalled after one record until the next rebalance (seen on the
+        # outbox: tests/integration/test_rebalance_delivery.py). Stopped here, the consumer
+        # yields nothing until that last resume (what it fetches meanwhile it seeks back to the
+        # committed offset), so nothing is queued to be cleared.
+        app.consumer.stop_flow()
         await rewind_faust_consumer(app, topics)
 
 

@@ -1,12 +1,14 @@
 """``TOKENPULSE_PLACEMENT=series`` end to end on a real broker: one org's series judged on two
 partitions (acme's ads on 0; acme's search and the org itself on 1, acme's org partition), the
 org stage fed on the verdicts topic. The page of acme's ads spike and the exact spend of its
-budget are those of the default placement, which runs the same history beside it."""
+budget are those of the default placement, which runs the same history beside it; and with two
+workers, one judge partition each, they are the same, answered alike by either worker."""
 
 from __future__ import annotations
 
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +108,84 @@ def test_one_org_judged_on_two_partitions_pages_and_budgets_as_by_org(
         raise
     finally:
         worker.stop()
+
+
+def test_two_workers_share_one_org_judged_on_both_partitions(broker: Any, slack: Any, pagerduty: Any,
+                                                             workdir: Path) -> None:
+    """``series`` with two workers: acme's series are judged on both partitions, so each worker
+    judges some of them and sends its verdicts to acme's org stage on one of them over the
+    verdicts topic. One page and one resolve for ads' spike, the budget's exact spend, and the
+    same answers to ``/api/*`` from either worker (the any-worker fan-out)."""
+    assert [series_partition(s, PARTITIONS) for s in ("org=acme|team=ads", "org=acme|team=search")] == [0, 1]
+    now = time.time()
+    path = workdir / "policy.yaml"
+    path.write_text(policy(noon_zone(now)))
+    env = deployment_env(
+        broker, workdir, PARTITIONS, window_seconds=W, lateness_seconds=0.5, idle_grace_seconds=1,
+        checkpoint_seconds=0.2, policy=path, slack_token=slack.token, slack_api_url=f"{slack.url}/api/",
+        slack_channel="#ai-spend", pagerduty_routing_key=PD_KEY, pagerduty_url=pagerduty.enqueue_url,
+        dashboard_url=DASHBOARD, placement="series")
+    workers = [Worker({**env, "TOKENPULSE_DATA_DIR": str(workdir / f"data{i}")}, workdir / f"worker{i}.log")
+               for i in range(2)]
+    t0 = int(now // W) * W - 40 * W
+    msgs, ads_nusd = acme_history(t0, random.Random(15))
+    # the history first (docs/deploying.md#backfills; as tests/integration/test_spread.py)
+    produce(broker.bootstrap, f"{env['TOKENPULSE_TOPIC_PREFIX']}.usage", msgs)
+    try:
+        # together, so that they join the groups in one rebalance (test_spread)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda w: w.start(1, timeout=120), workers))
+        settled(workers, PARTITIONS)
+        wait_until(lambda: [e for e in pagerduty.events() if e["event_action"] == "resolve"], 90, "a PagerDuty resolve")
+
+        at = int(now)  # one instant for both workers' answers (each says "at", its days left)
+
+        def spent(w: Worker) -> list[int]:
+            return [r["spent_base"] for r in get_json(f"{w.url}/api/budgets?at={at}")["budgets"] if r["budget"] == BUDGET]
+
+        # once, from acme's org stage, whichever worker is asked
+        wait_until(lambda: all(spent(w) == [ads_nusd] for w in workers), 30, "the budget's exact spend from each worker")
+        # one page and one resolve, also when the second worker's join revokes the partitions
+        # while a delivery is in flight (the revoke waits for it: test_rebalance_delivery.py)
+        pd = pagerduty.events()
+        assert [(e["event_action"], e["dedup_key"]) for e in pd] == [
+            ("trigger", "cost_spike:org=acme|team=ads"), ("resolve", "cost_spike:org=acme|team=ads")], pd
+
+        # each worker holds one judge partition, and judges some of acme's series there
+        judged = [{int(q): s["series"] for q, s in get_json(f"{w.url}/api/status", local=True)["judge"].items()}
+                  for w in workers]
+        print("series judged per worker:", judged)
+        assert sorted(q for j in judged for q in j) == [0, 1] and all(sum(j.values()) for j in judged), judged
+        # acme's org stage (partition 1) heard from both judge partitions, i.e. from both workers
+        org_worker = next(w for w, j in zip(workers, judged, strict=True) if 1 in j)
+        metrics = get_text(f"{org_worker.url}/metrics")
+        for q in (0, 1):
+            assert f'tokenpulse_org_verdicts_total{{duplicate="false",judge="{q}"}}' in metrics, metrics
+
+        until = t0 + 41 * W
+        questions = ["/api/spend?group_by=team", "/api/alerts", f"/api/budgets?at={at}", "/api/silences",
+                     f"/api/timeseries?by=team&range=1h&until={until}", f"/api/top_users?range=1h&until={until}",
+                     "/api/digests", "/api/windows?series=org%3Dacme%7Cteam%3Dads",
+                     "/api/windows?series=org%3Dacme%7Cteam%3Dsearch"]
+
+        def same(q: str) -> bool:
+            got = [get_json(w.url + q) for w in workers]
+            same.last = got  # type: ignore[attr-defined]
+            return all(b.get("complete", True) and not b.get("missing") for b in got) and got[0] == got[1]
+
+        for q in questions:
+            try:
+                wait_until(lambda q=q: same(q), 20, f"the same complete answer to {q} from both workers")  # type: ignore[misc]
+            except AssertionError:
+                print(*same.last, sep="\n")  # type: ignore[attr-defined]
+                raise
+        keys = {a["key"] for a in get_json(f"{workers[0].url}/api/alerts")["alerts"]}
+        assert keys == {"cost_spike:org=acme|team=ads"}, keys
+    except BaseException:
+        for w in workers:
+            print(f"--- {w.log_path.name}")
+            print(w.diagnostics() if w.proc is not None and w.proc.poll() is None else w.log_tail(150))
+        raise
+    finally:
+        for w in workers:
+            w.stop()

@@ -5,6 +5,8 @@ worker)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from pydantic import SecretStr
 
 from alerts import AlertEngine, Notification, Signal
@@ -78,3 +80,31 @@ async def test_digests_wait_while_the_worker_settles() -> None:
         assert digests.changelog and digests.changelog[-1][1] == "#ads"
     finally:
         await d.close()
+
+
+async def test_a_revoke_waits_for_the_deliveries_in_flight_and_their_entries() -> None:
+    """:meth:`DeliveryWorker.drain` (the revoke's wait): True once the delivery in flight has
+    its deliveries entry written; False after its timeout while one is still posting."""
+    async with FakeWebhookServer(secret=SECRET) as hook:
+        cfg = StreamConfig(bootstrap="unused:9092", usage_partitions=N,
+                           receivers={"webhook": WebhookConfig(url=hook.hook_url, secret=SecretStr(SECRET))})
+        tables = memory_tables()
+        d = DeliveryWorker(cfg, Metrics(), tables, owned=lambda topic: {Q})
+        first, second, *_ = notes()
+        try:
+            assert await d.drain(0.01)  # nothing in flight
+            hook.delay = 0.3
+            flying = asyncio.create_task(d.deliver(Q, first.to_dict()))
+            await asyncio.sleep(0.05)
+            assert d.in_flight == 1
+            assert await d.drain(2.0)
+            assert flying.done() and tables.deliveries.data[first.key]["webhook:default"]["seq"] == first.seq
+            deliveries: MemoryTable = tables.deliveries  # type: ignore[assignment]
+            assert deliveries.changelog[-1][:2] == (Q, first.key)
+            flying = asyncio.create_task(d.deliver(Q, second.to_dict()))
+            await asyncio.sleep(0.05)
+            assert not await d.drain(0.05)  # still posting: the caller is told (and it is logged)
+            await flying
+            assert d.in_flight == 0 and await d.drain(0.01)
+        finally:
+            await d.close()
