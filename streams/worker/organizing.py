@@ -16,8 +16,11 @@ Exactness, as the judge (:mod:`streams.worker.judging`): the org core's state (`
 ledger) are written at most once per ``checkpoint_seconds``, and a verdicts message is
 acknowledged only once the broker has that checkpoint's writes, in order per partition.
 
+On-call's answers to the alerts of its orgs are applied here too (the alert part; the detector
+part goes to the series' judge partition: :mod:`streams.worker.feedback`).
+
 Not yet in this stage (docs/architecture.md, "Design: each series on the partition its name
-hashes to"): the mix watch (the third-party share), reports, on-call's answers.
+hashes to"): the mix watch (the third-party share), reports.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ class OrgWorker:
         self.held: dict[int, list[Any]] = defaultdict(list)
         self.last: dict[int, float] = defaultdict(float)
         self.acks = AckChain("org", log)  # the judge's rules (JudgeWorker.checkpoint)
+        # called with each org stage made (the app installs on-call's snooze silences with it)
+        self.on_org: Callable[[OrgCore], None] | None = None
 
     @property
     def ledgers(self) -> dict[int, BudgetLedger]:
@@ -86,6 +91,8 @@ class OrgWorker:
             led = BudgetLedger(self.cfg.window_seconds, budgets_for_partition(live.budgets, p, self.n))
             led.restore(restore_items(self.judging.tables.budgets, p))
             self.ledgers[p] = led
+            if self.on_org is not None:
+                self.on_org(o)
             self.orgs[p] = o
         return o
 
