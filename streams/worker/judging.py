@@ -273,7 +273,8 @@ class JudgeWorker:
             notes += self.mix_due(wm)
         for p, note in notes:
             await self.notify(p, note)
-        if self.reporting is not None and self.reporting.specs:
+        if self.reporting is not None and self.reporting.specs and not apart:
+            # apart, the org stage sends the part once its ledger has the period (OrgWorker.receive)
             await self.reporting.after_judge(q, wm)
         if generation != self.acks.generation:
             # revoked while this message was judged: the judge it changed is gone, and the

@@ -19,8 +19,11 @@ acknowledged only once the broker has that checkpoint's writes, in order per par
 On-call's answers to the alerts of its orgs are applied here too (the alert part; the detector
 part goes to the series' judge partition: :mod:`streams.worker.feedback`).
 
+Scheduled reports: partition ``p``'s part is sent from here rather than from its judge, at the
+org stage's merged watermark (:meth:`OrgWorker.receive`).
+
 Not yet in this stage (docs/architecture.md, "Design: each series on the partition its name
-hashes to"): the mix watch (the third-party share), reports.
+hashes to"): the mix watch (the third-party share).
 """
 
 from __future__ import annotations
@@ -148,6 +151,17 @@ class OrgWorker:
             m.inc("budget_decisions_total", labels={"decision": dec["decision"]})
         for note in [*out.notifications, *(n for _, n in out.budget_events if n is not None)]:
             await self.judging.notify(p, note)
+        reporting = self.judging.reporting
+        if reporting is not None and reporting.specs:
+            # Partition p's part of a report (its judge's series, its ledger's budgets) goes out
+            # once the org stage's merged watermark is past the due time: every judge partition's
+            # spend before it is in the ledger then. At the judge's own watermark (the org
+            # placement's moment) the ledger may not have the other judges' last windows yet.
+            # Its judge's spend must be there too: not yet after a restart that restored the org
+            # stage ahead of the judge (each has its own checkpoint).
+            wm, j = o.watermark(), self.judging.judges.get(p)
+            if wm is not None and j is not None and j.done_until is not None:
+                await reporting.after_judge(p, min(wm, float(j.done_until)))
         if generation != self.acks.generation:
             return  # revoked meanwhile: read again after the rebalance
         self.held[p].append(message)
