@@ -20,6 +20,8 @@ Two ways to drive it:
   sources -- a window is stepped once every judge partition's watermark has passed it -- and
   applies each verdicts message once per (judge partition, seq), so that a judge partition
   that replays after a crash re-sends the same verdicts and nothing is counted or paged twice.
+  The mix watch (the third-party share, a ratio) gets a window's rows once the window is final
+  there too, so that no share is read with one judge partition's rows of a window only.
   What it holds for that (the judges' watermarks and seqs, the signals of windows not yet
   final) is checkpointed too (:meth:`checkpoint`).
 
@@ -37,6 +39,7 @@ from alerts import AlertEngine, Notification, Signal
 from alerts.model import BudgetNotification
 from streams.budgets.ledger import BudgetEvent, BudgetLedger
 from streams.budgets.mix import MixWatch
+from streams.common.dimensions import TEAM_MODEL, parse_series
 from streams.org.newseries import NewSeriesRule, Row
 from streams.org.verdicts import SpendRow, Verdicts
 
@@ -46,7 +49,7 @@ __all__ = ["OrgCore", "OrgOutput"]
 
 # the checkpoint kinds of the org stage: the engine's (as the judge table has always held them)
 # and those only a merging org stage writes
-ORG_KINDS = frozenset({"alert", "group", "orgmeta", "orgsig", "newser"})
+ORG_KINDS = frozenset({"alert", "group", "orgmeta", "orgsig", "newser", "orgmix"})
 
 
 class _Collects(Protocol):
@@ -97,6 +100,10 @@ class OrgCore:
     # :meth:`receive` keeps those of windows not final yet here (window start -> rows).
     new_series: NewSeriesRule | None = None
     pending_rows: dict[int, list[Row]] = field(default_factory=dict)
+    # window start -> the team×model spend rows of it held for the mix watch until the window is
+    # final on every judge partition (:meth:`receive`): a share counted with one judge
+    # partition's rows of a window and not yet another's is a share that never was
+    mix_held: dict[int, list[SpendRow]] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
 
     # -- what the judge asks --------------------------------------------------------------
@@ -209,8 +216,27 @@ class OrgCore:
                 self.done_until = end
                 self._dirty.add(f"orgsig|{start}")
                 self._dirty.add("orgmeta")
-        self.apply_spend(v.spend, wm, ledger, mix, out, wall=wall)
+        self.apply_spend(v.spend, wm, ledger, None, out, wall=wall)
+        if mix is not None:
+            self._mix_final(v.spend, wm, mix)
         return out
+
+    def _mix_final(self, spend: Iterable[SpendRow], wm: float | None, mix: MixWatch) -> None:
+        """Hold the mix's rows (the default org's team×model series) of windows not final yet,
+        and give the mix watch those final at the merged watermark ``wm``."""
+        held, dirty = self.mix_held, self._dirty
+        for row in spend:
+            got = parse_series(row[0])
+            if got is not None and got[0] is TEAM_MODEL and "org" not in got[1]:
+                held.setdefault(row[1], []).append(row)
+                dirty.add(f"orgmix|{row[1]}")
+        if wm is None or not held:
+            return
+        W = self.window_seconds
+        for w in sorted(w for w in held if w + W <= wm):
+            for series, ws, sums, seqs in held.pop(w):
+                mix.apply_judge_spend(series, ws, sums, seqs)
+            dirty.add(f"orgmix|{w}")
 
     def watermark(self) -> float | None:
         """Min over the judge partitions' watermarks; None until every one of the ``n_judges``
@@ -234,7 +260,8 @@ class OrgCore:
         """Key -> value changes since the last checkpoint (None deletes the key): the alert and
         group states (``alert|<key>``, ``group|<id>``: the judge table's keys since before the
         org stage had a name), and, when merging judge partitions, ``orgmeta`` (their
-        watermarks and seqs) and ``orgsig|<window start>`` (the signals of a window not final yet)."""
+        watermarks and seqs), ``orgsig|<window start>`` (the signals of a window not final yet) and
+        ``orgmix|<window start>`` (its team×model spend rows, held for the mix watch)."""
         changes: dict[str, Any] = {}
         for key in self._dirty:
             kind, _, rest = key.partition("|")
@@ -260,6 +287,10 @@ class OrgCore:
                         rec.append([list(r) for r in rows])
             elif kind == "newser":
                 changes[key] = None if self.new_series is None else self.new_series.get_state(rest)
+            elif kind == "orgmix":
+                rows = self.mix_held.get(int(rest))
+                changes[key] = None if rows is None else [
+                    [series, w, list(sums), {str(k): v for k, v in seqs.items()}] for series, w, sums, seqs in rows]
         self._dirty.clear()
         return changes
 
@@ -288,6 +319,9 @@ class OrgCore:
         elif kind == "newser":
             if self.new_series is not None:  # the rule turned off: its records are left alone
                 self.new_series.set_state(rest, value)
+        elif kind == "orgmix":
+            self.mix_held[int(rest)] = [(str(series), int(w), [int(x) for x in sums], {int(k): int(v) for k, v in seqs.items()})
+                                        for series, w, sums, seqs in value]
         else:  # orgsig ([end, signals] before the new-series rule, [end, signals, rows] with it)
             self.pending[int(rest)] = (int(value[0]), [Signal.from_dict(d) for d in value[1]])
             if len(value) > 2 and value[2]:
