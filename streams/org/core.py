@@ -105,6 +105,8 @@ class OrgCore:
     # partition's rows of a window and not yet another's is a share that never was
     mix_held: dict[int, list[SpendRow]] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
+    # windows put in ``pending`` since the last checkpoint: stepped before it, never written
+    _unwritten: set[int] = field(default_factory=set)
 
     # -- what the judge asks --------------------------------------------------------------
     def key_for(self, series: str) -> str:
@@ -192,6 +194,8 @@ class OrgCore:
             got = self.pending.get(wv.start)
             if got is None:
                 self.pending[wv.start] = (wv.end, list(wv.signals))
+                if f"orgsig|{wv.start}" not in self._dirty:
+                    self._unwritten.add(wv.start)
             else:
                 got[1].extend(wv.signals)
             self._dirty.add(f"orgsig|{wv.start}")
@@ -214,7 +218,11 @@ class OrgCore:
                 self.step_window(end, signals, out, self.pending_rows.pop(start, ()))
                 out.windows_stepped += 1
                 self.done_until = end
-                self._dirty.add(f"orgsig|{start}")
+                if start in self._unwritten:  # never checkpointed: nothing to delete (a gap's windows)
+                    self._unwritten.discard(start)
+                    self._dirty.discard(f"orgsig|{start}")
+                else:
+                    self._dirty.add(f"orgsig|{start}")
                 self._dirty.add("orgmeta")
         self.apply_spend(v.spend, wm, ledger, None, out, wall=wall)
         if mix is not None:
@@ -292,6 +300,7 @@ class OrgCore:
                 changes[key] = None if rows is None else [
                     [series, w, list(sums), {str(k): v for k, v in seqs.items()}] for series, w, sums, seqs in rows]
         self._dirty.clear()
+        self._unwritten.clear()
         return changes
 
     def restore(self, items: Iterable[tuple[str, Any]]) -> None:
