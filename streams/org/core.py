@@ -20,6 +20,8 @@ Two ways to drive it:
   sources -- a window is stepped once every judge partition's watermark has passed it -- and
   applies each verdicts message once per (judge partition, seq), so that a judge partition
   that replays after a crash re-sends the same verdicts and nothing is counted or paged twice.
+  The mix watch (the third-party share, a ratio) gets a window's rows once the window is final
+  there too, so that no share is read with one judge partition's rows of a window only.
   What it holds for that (the judges' watermarks and seqs, the signals of windows not yet
   final) is checkpointed too (:meth:`checkpoint`).
 
@@ -37,6 +39,7 @@ from alerts import AlertEngine, Notification, Signal
 from alerts.model import BudgetNotification
 from streams.budgets.ledger import BudgetEvent, BudgetLedger
 from streams.budgets.mix import MixWatch
+from streams.common.dimensions import TEAM_MODEL, parse_series
 from streams.org.newseries import NewSeriesRule, Row
 from streams.org.verdicts import SpendRow, Verdicts
 
@@ -46,7 +49,7 @@ __all__ = ["OrgCore", "OrgOutput"]
 
 # the checkpoint kinds of the org stage: the engine's (as the judge table has always held them)
 # and those only a merging org stage writes
-ORG_KINDS = frozenset({"alert", "group", "orgmeta", "orgsig", "newser"})
+ORG_KINDS = frozenset({"alert", "group", "orgmeta", "orgsig", "newser", "orgmix"})
 
 
 class _Collects(Protocol):
@@ -97,7 +100,17 @@ class OrgCore:
     # :meth:`receive` keeps those of windows not final yet here (window start -> rows).
     new_series: NewSeriesRule | None = None
     pending_rows: dict[int, list[Row]] = field(default_factory=dict)
+    # window start -> the team×model spend rows of it held for the mix watch until the window is
+    # final on every judge partition (:meth:`receive`): a share counted with one judge
+    # partition's rows of a window and not yet another's is a share that never was
+    mix_held: dict[int, list[SpendRow]] = field(default_factory=dict)
     _dirty: set[str] = field(default_factory=set)
+    # The pending windows that have an ``orgsig`` record on the changelog. Only windows with
+    # signals (or the new-series rule's rows) are written: the empty ones of a gap (a judge partition judging a day of windows
+    # the others have not reached) were one record each, 13,000 of them in one test run, and the
+    # budgets' records waited behind them on the producer. An empty window lost in a crash is
+    # not stepped: the engine's group timers are looked at again at the next window stepped.
+    _written: set[int] = field(default_factory=set)
 
     # -- what the judge asks --------------------------------------------------------------
     def key_for(self, series: str) -> str:
@@ -187,15 +200,9 @@ class OrgCore:
                 self.pending[wv.start] = (wv.end, list(wv.signals))
             else:
                 got[1].extend(wv.signals)
-            self._dirty.add(f"orgsig|{wv.start}")
-        rule = self.new_series
-        if rule is not None and v.spend:
-            # the rows of the windows this message judged (as beside the judge: a late
-            # partial's spend counts in budgets, not in the rule), until their window is final
-            judged = {wv.start for wv in v.windows if done is None or wv.start >= done}
-            for series, w, sums, _ in v.spend:
-                if w in judged and rule.wants(series):
-                    self.pending_rows.setdefault(w, []).append((series, int(sums[0]), int(sums[5])))
+            if wv.signals:  # an empty window is not written (see _written)
+                self._dirty.add(f"orgsig|{wv.start}")
+        self._hold_rows(v, done)
         prev = self.judge_wm[q]
         if v.watermark is not None and (prev is None or v.watermark > prev):
             self.judge_wm[q] = v.watermark
@@ -207,10 +214,44 @@ class OrgCore:
                 self.step_window(end, signals, out, self.pending_rows.pop(start, ()))
                 out.windows_stepped += 1
                 self.done_until = end
-                self._dirty.add(f"orgsig|{start}")
+                if start in self._written:  # its record goes
+                    self._dirty.add(f"orgsig|{start}")
+                else:  # never written: nothing to delete
+                    self._dirty.discard(f"orgsig|{start}")
                 self._dirty.add("orgmeta")
-        self.apply_spend(v.spend, wm, ledger, mix, out, wall=wall)
+        self.apply_spend(v.spend, wm, ledger, None, out, wall=wall)
+        if mix is not None:
+            self._mix_final(v.spend, wm, mix)
         return out
+
+    def _hold_rows(self, v: Verdicts, done: int | None) -> None:
+        """The new-series rule's rows of the windows ``v`` judged (as beside the judge: a late
+        partial's spend counts in budgets, not in the rule), held until their window is final."""
+        rule = self.new_series
+        if rule is None or not v.spend:
+            return
+        judged = {wv.start for wv in v.windows if done is None or wv.start >= done}
+        for series, w, sums, _ in v.spend:
+            if w in judged and rule.wants(series):
+                self.pending_rows.setdefault(w, []).append((series, int(sums[0]), int(sums[5])))
+                self._dirty.add(f"orgsig|{w}")  # the window's record carries its rows
+
+    def _mix_final(self, spend: Iterable[SpendRow], wm: float | None, mix: MixWatch) -> None:
+        """Hold the mix's rows (the default org's team×model series) of windows not final yet,
+        and give the mix watch those final at the merged watermark ``wm``."""
+        held, dirty = self.mix_held, self._dirty
+        for row in spend:
+            got = parse_series(row[0])
+            if got is not None and got[0] is TEAM_MODEL and "org" not in got[1]:
+                held.setdefault(row[1], []).append(row)
+                dirty.add(f"orgmix|{row[1]}")
+        if wm is None or not held:
+            return
+        W = self.window_seconds
+        for w in sorted(w for w in held if w + W <= wm):
+            for series, ws, sums, seqs in held.pop(w):
+                mix.apply_judge_spend(series, ws, sums, seqs)
+            dirty.add(f"orgmix|{w}")
 
     def watermark(self) -> float | None:
         """Min over the judge partitions' watermarks; None until every one of the ``n_judges``
@@ -234,7 +275,8 @@ class OrgCore:
         """Key -> value changes since the last checkpoint (None deletes the key): the alert and
         group states (``alert|<key>``, ``group|<id>``: the judge table's keys since before the
         org stage had a name), and, when merging judge partitions, ``orgmeta`` (their
-        watermarks and seqs) and ``orgsig|<window start>`` (the signals of a window not final yet)."""
+        watermarks and seqs), ``orgsig|<window start>`` (the signals of a window not final yet; none for a window without) and
+        ``orgmix|<window start>`` (its team×model spend rows, held for the mix watch)."""
         changes: dict[str, Any] = {}
         for key in self._dirty:
             kind, _, rest = key.partition("|")
@@ -253,13 +295,19 @@ class OrgCore:
                 got = self.pending.get(int(rest))
                 if got is None:
                     changes[key] = None
+                    self._written.discard(int(rest))
                 else:
                     rec = changes[key] = [got[0], [s.to_dict() for s in got[1]]]
                     rows = self.pending_rows.get(int(rest))
                     if rows:
                         rec.append([list(r) for r in rows])
+                    self._written.add(int(rest))
             elif kind == "newser":
                 changes[key] = None if self.new_series is None else self.new_series.get_state(rest)
+            elif kind == "orgmix":
+                held = self.mix_held.get(int(rest))
+                changes[key] = None if held is None else [
+                    [series, w, list(sums), {str(k): v for k, v in seqs.items()}] for series, w, sums, seqs in held]
         self._dirty.clear()
         return changes
 
@@ -288,8 +336,12 @@ class OrgCore:
         elif kind == "newser":
             if self.new_series is not None:  # the rule turned off: its records are left alone
                 self.new_series.set_state(rest, value)
+        elif kind == "orgmix":
+            self.mix_held[int(rest)] = [(str(series), int(w), [int(x) for x in sums], {int(k): int(v) for k, v in seqs.items()})
+                                        for series, w, sums, seqs in value]
         else:  # orgsig ([end, signals] before the new-series rule, [end, signals, rows] with it)
             self.pending[int(rest)] = (int(value[0]), [Signal.from_dict(d) for d in value[1]])
             if len(value) > 2 and value[2]:
                 self.pending_rows[int(rest)] = [(str(r[0]), int(r[1]), int(r[2])) for r in value[2]]
+            self._written.add(int(rest))
         return True

@@ -65,18 +65,53 @@ class Verdicts:
     watermark: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        """A JSON-able form (seqs' source keys become strings, as JSON objects have them)."""
-        return {"judge": self.judge, "seq": self.seq, "windows": [w.to_wire() for w in self.windows],
+        """A JSON-able form (seqs' source keys become strings, as JSON objects have them).
+
+        A run of back-to-back windows without signals is one ``{"run": [start, width, count]}``:
+        a judge that jumps over a gap in event time (a backfill starting yesterday) judges every
+        window in between, and as one row each the message passed the producer's 1 MB limit
+        (a day of 2 s windows) and stopped the judge agent."""
+        return {"judge": self.judge, "seq": self.seq, "windows": _windows_to_wire(self.windows),
                 "spend": [[s, w, list(sums), {str(k): v for k, v in seqs.items()}] for s, w, sums, seqs in self.spend],
                 "wm": self.watermark}
 
     @classmethod
     def from_wire(cls, body: dict[str, Any]) -> Verdicts:
         wm = body.get("wm")
-        return cls(int(body["judge"]), int(body["seq"]), [WindowVerdict.from_wire(r) for r in body["windows"]],
+        return cls(int(body["judge"]), int(body["seq"]), _windows_from_wire(body["windows"]),
                    [(str(s), int(w), [int(x) for x in sums], {int(k): int(v) for k, v in seqs.items()})
                     for s, w, sums, seqs in body["spend"]],
                    None if wm is None else float(wm))
+
+
+def _windows_to_wire(windows: list[WindowVerdict]) -> list[Any]:
+    out: list[Any] = []
+    i, n = 0, len(windows)
+    while i < n:
+        w = windows[i]
+        j = i + 1
+        if not w.signals:
+            width = w.end - w.start
+            while (j < n and not windows[j].signals and windows[j].start == windows[j - 1].end
+                   and windows[j].end - windows[j].start == width):
+                j += 1
+        if j - i > 1:
+            out.append({"run": [w.start, width, j - i]})
+        else:
+            out.append(w.to_wire())
+        i = j
+    return out
+
+
+def _windows_from_wire(rows: list[Any]) -> list[WindowVerdict]:
+    out: list[WindowVerdict] = []
+    for r in rows:
+        if isinstance(r, dict):
+            start, width, count = (int(x) for x in r["run"])
+            out.extend(WindowVerdict(start + k * width, start + (k + 1) * width) for k in range(count))
+        else:
+            out.append(WindowVerdict.from_wire(r))
+    return out
 
 
 def for_org_partitions(v: Verdicts, n: int) -> dict[int, Verdicts]:

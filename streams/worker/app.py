@@ -23,7 +23,8 @@ windows and outbox topics and of the tables' changelogs to the same worker):
 - ``<p>.reports``        parts of daily/weekly spend reports, from every judge partition to
                          the report's owner (:mod:`streams.reports.reporting`)
 - ``<p>.feedback``       on-call's answers to alerts (Slack buttons, :mod:`streams.worker.slack_actions`),
-                         keyed by series, on the series' judge partition -> the ``feedback``
+                         keyed by series, on its org's partition (with ``TOKENPULSE_PLACEMENT=series``
+                         their detector parts too, on the series' own) -> the ``feedback``
                          agent (:mod:`streams.worker.feedback`); only with the Slack signing secret
 - ``<p>.verdicts``       with ``TOKENPULSE_PLACEMENT=series`` only: what each judge partition
                          gives each org (signals, spend rows, watermark), on the org's partition
@@ -207,6 +208,10 @@ def _org_stage(app: WorkerApp, cfg: StreamConfig, state: WorkerState, verdicts_t
     n = cfg.usage_partitions
     organizing = state.organizing = OrgWorker(cfg, state.metrics, app.Table("org", default=None, partitions=n),
                                               state.judging)
+    fb = state.feedback
+    if fb is not None:  # on-call's answers: the alert part on the org stage (streams.worker.feedback)
+        fb.organizing = organizing
+        organizing.on_org = lambda o: fb.install(o.engine)  # snoozes survive a restart
 
     @app.agent(verdicts_topic, name="org")
     async def org_stage(stream: Any) -> None:
@@ -358,14 +363,20 @@ def _own_routes(app: WorkerApp, cfg: StreamConfig, state: WorkerState) -> None:
 def _feedback(app: WorkerApp, cfg: StreamConfig, state: WorkerState) -> Callable[[dict[str, Any]], None]:
     """On-call's answers: Slack's ``POST /slack/actions`` (:mod:`streams.worker.slack_actions`)
     and PagerDuty's ``POST /pagerduty/webhook`` (:mod:`streams.worker.pagerduty_webhook`) put
-    each verified answer on ``<p>.feedback`` (the function returned), on the partition that
-    judges its series; the ``feedback`` agent applies it there
+    each verified answer on ``<p>.feedback`` (the function returned), on the partition of its
+    series' org (which judges the series with ``TOKENPULSE_PLACEMENT=org``; with ``series`` the
+    org stage holds the alert there, and the answer's detector part is sent on to the series'
+    own judge partition); the ``feedback`` agent applies it there
     (:class:`streams.worker.feedback.FeedbackWorker`), once: the ``feedback`` table keeps the ids
     applied."""
     n = cfg.usage_partitions
     feedback_topic = app.topic(cfg.topics["feedback"], partitions=n, **RAW)
     table = app.Table("feedback", default=None, partitions=n)
-    fb = state.feedback = FeedbackWorker(state.metrics, table, state.judging, state.delivery.deliverer)
+    # the org stage apart (TOKENPULSE_PLACEMENT=series: _org_stage sets ``organizing``): an answer's
+    # detector part goes on to the series' own judge partition
+    fb = state.feedback = FeedbackWorker(
+        state.metrics, table, state.judging, state.delivery.deliverer,
+        forward=lambda q, k, v: feedback_topic.send(key=k, value=v, partition=q))
     state.judging.on_judge = lambda j: fb.install(j.engine)  # snoozes survive a restart
     pending: set[asyncio.Task[Any]] = set()  # sends in flight (a task nobody holds may be collected)
 

@@ -20,6 +20,18 @@ hands each to :meth:`FeedbackWorker.apply` on the worker that holds that partiti
   bounds of the policy's ``detector.feedback``; the answer (who, when, which alert) is kept with
   the raise, which ``/api/feedback`` lists under ``raised``.
 
+With ``TOKENPULSE_PLACEMENT=series`` an answer has two parts on two partitions. The event still
+goes to the org's partition (:func:`~streams.common.partitioning.judge_partition` of its series,
+where the org stage holds the alert: :mod:`streams.worker.organizing`), and the part that acts on
+the alert (acknowledge, resolve, snooze, the resolve of a new normal, which series a "not an
+anomaly" speaks for) is applied there, on the org stage's engine. The detector part -- the
+``rebase()`` of "expected, new normal", the floor of "not an anomaly" -- is sent on the same
+topic to the judge partition of each series it concerns
+(:func:`~streams.common.partitioning.series_partition`), as an event of its own (``part:
+detector``, id ``<answer id>|det|<series>``), applied once there like any answer, counted by
+``feedback_detector_total`` and left out of ``/api/feedback`` (the answer is listed once, with
+the org stage's record).
+
 Exactly once: the ids applied are the keys of the ``feedback`` table (its changelog survives a
 restart). The judge's state the answer changed is checkpointed first, the record that says it
 was applied after: a crash between the two applies it again, which changes nothing more (an
@@ -43,16 +55,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from alerts.model import Notification, Silence
 from alerts.receivers.slack.render import FEEDBACK_ACTIONS, answered_message, answered_text
 from streams.common.metrics import Metrics
-from streams.common.partitioning import judge_partition
+from streams.common.partitioning import judge_partition, series_partition
 from streams.judge.raising import not_anomaly
 from streams.worker.judging import JudgeWorker
-from streams.worker.tables import Table, persist
+from streams.worker.organizing import OrgWorker
+from streams.worker.tables import Table, persist, written
 
 __all__ = ["KEEP_MAX", "KEEP_S", "SNOOZE_S", "SUMMARY_DAYS", "FeedbackWorker", "answers_by_incident", "feedback_rows",
            "feedback_summary"]
@@ -68,18 +84,40 @@ NOTE_RESOLVED = f"{ALREADY}: nothing changed"
 KEEP_S = (SUMMARY_DAYS + 1) * 86400.0  # an answer's record is kept this long after it was given
 KEEP_MAX = 50_000  # answers kept per partition at most (the oldest go first)
 PRUNE_EVERY_S = 3600.0  # a partition is pruned at most this often (and whenever it holds too many)
+DETECTOR = "detector"  # the ``part`` of an answer's detector part, sent to a series' judge partition
+DETECTOR_ACTIONS = ("tokenpulse_new_normal", "tokenpulse_not_anomaly")  # the answers that have one
+
+# (judge partition, key, value): a send to the feedback topic; awaited, it gives the broker's future
+Forward = Callable[[int, bytes, bytes], Awaitable[Any]]
+
+
+@dataclass
+class _Stage:
+    """Where the alert part of an answer is applied: the engine holding the alert, how its
+    changed states are marked for the next checkpoint, the event time reached there."""
+
+    engine: Any
+    alerts_changed: Callable[..., None]
+    done_until: int | None
 
 
 class FeedbackWorker:
     """Applies the feedback events of the judge partitions this worker holds, once each, and
     answers the Slack message. ``deliverer`` is the delivery side's
-    :class:`streams.delivery.outbox.Deliverer` (its Slack sink answers); None: no answer."""
+    :class:`streams.delivery.outbox.Deliverer` (its Slack sink answers); None: no answer.
+
+    ``organizing``: the org stage apart from the judges (``TOKENPULSE_PLACEMENT=series``; None:
+    beside each judge), where the alert part of an answer is applied; ``forward`` then sends
+    the detector part to the series' judge partition (the feedback topic)."""
 
     def __init__(self, metrics: Metrics, table: Table, judging: JudgeWorker, deliverer: Any = None, *,
+                 organizing: OrgWorker | None = None, forward: Forward | None = None,
                  clock: Callable[[], float] = time.time, keep_s: float = KEEP_S, keep_max: int = KEEP_MAX) -> None:
         self.metrics = metrics
         self.table = table
         self.judging = judging
+        self.organizing = organizing
+        self.forward = forward
         self.deliverer = deliverer
         self.clock = clock
         self.keep_s = keep_s
@@ -124,11 +162,26 @@ class FeedbackWorker:
             log.warning("feedback %s on %s skipped: given more than %d days ago", action, event["key"],
                         self.keep_s // 86400)
             return None
-        j = self.judging.judge_for(p)
-        outcome, notes, silence = self._effect(j, event)
+        if event.get("part") == DETECTOR:
+            return await self._apply_detector(p, fid, action, event)
+        org = self.organizing
+        parts: list[tuple[int, dict[str, Any]]] = []  # detector parts for the series' judges (org apart)
+        if org is None:
+            j: Any = self.judging.judge_for(p)
+            stage = _Stage(j.engine, j.alerts_changed, j.done_until)
+            outcome, notes, silence = self._effect(stage, event, j, parts)
+        else:
+            o = org.org_for(p)
+            j = None  # the series' judge is on its own partition, maybe another worker's
+            outcome, notes, silence = self._effect(_Stage(o.engine, o.alerts_changed, o.done_until), event, None, parts)
         for note in notes:
             await self.judging.notify(p, note)
-        await self.judging.checkpoint(p, self.clock())  # the state the answer changed, before its record
+        # the state the answer changed, before its record
+        if org is None:
+            await self.judging.checkpoint(p, self.clock())
+        else:
+            await org.checkpoint(p, self.clock())
+        await self._send_parts(parts)  # on the broker before the record: a replay sends them again
         record = {**{k: event.get(k) for k in ("id", "action", "key", "series", "started_at", "window_end", "user",
                                                "user_id", "channel", "message_ts", "at", "source", "url")},
                   "team": _team(j, str(event["series"])), "org": _org(j, str(event["series"])),
@@ -140,6 +193,57 @@ class FeedbackWorker:
         log.info("feedback %s on %s by %s: %s", action, event["key"], event.get("user"), outcome)
         await self.answer(p, record)
         self.maybe_prune(p)
+        return record
+
+    # -- the detector part, on the series' judge partition (org stage apart) -------------------
+    def _detector_part(self, event: dict[str, Any], series: str, answer: dict[str, Any] | None = None
+                       ) -> tuple[int, dict[str, Any]]:
+        """The detector part of the answer ``event`` for ``series``: its judge partition and event."""
+        part = {k: event.get(k) for k in ("action", "key", "started_at", "window_end", "user", "user_id", "at",
+                                          "source")}
+        part.update(id=f"{event['id']}|det|{series}", part=DETECTOR, series=series, answer=answer)
+        return series_partition(series, self.judging.n), part
+
+    async def _send_parts(self, parts: list[tuple[int, dict[str, Any]]]) -> None:
+        """Send the detector parts and wait until the broker has them. One that fails is
+        logged and counted (``feedback_total{outcome="detector_not_sent"}``): the alert part
+        stays applied, and the answer's record says what was sent."""
+        if not parts:
+            return
+        if self.forward is None:
+            raise RuntimeError("the org stage apart needs a feedback topic to send detector parts on")
+        futs = []
+        for q, part in parts:
+            futs.append(await self.forward(q, str(part["series"]).encode(), orjson.dumps(part)))
+        for exc in await written(futs):
+            self.metrics.inc("feedback_total", labels={"action": str(parts[0][1]["action"]),
+                                                       "outcome": "detector_not_sent"})
+            log.error("feedback %s: a detector part did not reach the feedback topic: %r", parts[0][1]["id"], exc)
+
+    async def _apply_detector(self, q: int, fid: str, action: str, event: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply one detector part on judge partition ``q`` (the series' own), once: rebase the
+        series' detector ("expected, new normal") or raise its floor ("not an anomaly")."""
+        series, key = str(event["series"]), str(event["key"])
+        if action not in DETECTOR_ACTIONS:
+            self.metrics.inc("feedback_total", labels={"action": action, "outcome": "unreadable"})
+            log.warning("feedback detector part %s skipped: %s has none", fid, action)
+            return None
+        j = self.judging.judge_for(q)
+        if action == "tokenpulse_new_normal":
+            outcome = "rebased" if j.rebase(series) else "no_detector"
+        else:
+            live = self.judging.live
+            given = event.get("answer")
+            answer: dict[str, Any] = given if isinstance(given, dict) else {}
+            r = j.raise_floor(series, live.not_anomaly_step, live.not_anomaly_max_raise, {**answer, "key": key})
+            outcome = "raised" if r is not None else "not_raised"
+        await self.judging.checkpoint(q, self.clock())  # the detector state, before the record
+        record = {"id": fid, "part": DETECTOR, "action": action, "key": key, "series": series,
+                  "at": event.get("at"), "outcome": outcome, "applied_at": self.clock(), "p": q}
+        persist(self.table, q, fid, record)
+        self.metrics.inc("feedback_detector_total", labels={"action": action, "outcome": outcome})
+        log.info("feedback %s on %s: detector part on judge partition %d: %s", action, series, q, outcome)
+        self.maybe_prune(q)
         return record
 
     # -- bounded memory of the ids applied ---------------------------------------------------
@@ -178,7 +282,11 @@ class FeedbackWorker:
                      self.keep_s // 86400, self.keep_max)
         return len(gone)
 
-    def _effect(self, j: Any, event: dict[str, Any]) -> tuple[str, list[Notification], Silence | None]:
+    def _effect(self, j: _Stage, event: dict[str, Any], judge: Any,
+                parts: list[tuple[int, dict[str, Any]]]) -> tuple[str, list[Notification], Silence | None]:
+        """The alert part of one answer on ``j``; the detector part on ``judge`` (the org
+        stage beside it), or, with ``judge`` None (the org stage apart), appended to ``parts``
+        for the series' judge partitions."""
         engine = j.engine
         action, key, series = str(event["action"]), str(event["key"]), str(event["series"])
         started = event.get("started_at")
@@ -194,11 +302,15 @@ class FeedbackWorker:
             return ("acknowledged: no more repeats" if keys else NOTE_RESOLVED), [], None
         if action == "tokenpulse_new_normal":
             series_all = [st.series for st in firing] or [series]
-            rebased = [s for s in series_all if j.rebase(s)]
+            if judge is None:
+                parts.extend(self._detector_part(event, s) for s in series_all)
+                what = f"baseline re-anchoring sent to the judges of {len(series_all)} series"
+            else:
+                rebased = [s for s in series_all if judge.rebase(s)]
+                what = f"baseline re-anchored on {len(rebased)} series" if rebased else "no detector for the series here"
             who = str(event.get("user") or event.get("user_id") or "on-call")
             notes = engine.resolve_now(key, at_ev, started_at, why=f"{who} answered: expected, a new normal")
             j.alerts_changed([st.key for st in firing], engine.changed_groups)
-            what = f"baseline re-anchored on {len(rebased)} series" if rebased else "no detector for the series here"
             return (f"{what}; resolved" if firing else f"{what}; {NOTE_RESOLVED}"), list(notes), None
         if action == RESOLVE:  # the page was resolved in PagerDuty: the alert resolves, the detector is left alone
             who = str(event.get("user") or "on-call")
@@ -215,9 +327,15 @@ class FeedbackWorker:
         # tokenpulse_not_anomaly: the series' alert floor rises, the answer kept with it as the reason
         live = self.judging.live
         who = str(event.get("user") or event.get("user_id") or "on-call")
-        _, lines = not_anomaly(j, key, series, started_at, step=live.not_anomaly_step,
-                               max_raise=live.not_anomaly_max_raise,
-                               answer={"id": str(event["id"]), "by": who, "at": at, "window_end": at_ev})
+        answer = {"id": str(event["id"]), "by": who, "at": at, "window_end": at_ev}
+        if judge is None:
+            # the series it speaks for, as not_anomaly() finds them; their floors on their judges
+            names = [st.series for st in firing] or [series]
+            parts.extend(self._detector_part(event, s, answer) for s in names)
+            what = f"recorded; the alert floor raise sent to the judges of {len(names)} series"
+            return what + ("" if firing else f" ({ALREADY})"), [], None
+        _, lines = not_anomaly(judge, key, series, started_at, step=live.not_anomaly_step,
+                               max_raise=live.not_anomaly_max_raise, answer=answer)
         what = "recorded; " + "; ".join(lines) if lines else "recorded (no threshold raised)"
         return what + ("" if firing else f" ({ALREADY})"), [], None
 
@@ -269,21 +387,26 @@ def _label(labels: Any, series: str, name: str) -> str | None:
 
 
 def _team(j: Any, series: str) -> str | None:
-    info = j.series.get(series)
+    info = None if j is None else j.series.get(series)
     return _label(info.labels if info is not None else None, series, "team")
 
 
 def _org(j: Any, series: str) -> str | None:
     """The org of ``series``; None for the default org (its series names carry none)."""
-    info = j.series.get(series)
+    info = None if j is None else j.series.get(series)
     return _label(info.labels if info is not None else None, series, "org")
 
 
 def feedback_rows(items: Any, team: str | None = None) -> list[dict[str, Any]]:
     """``GET /api/feedback``: every answer, newest first, those of ``team`` only when given."""
-    rows = [dict(r) for _, r in items if r and (team is None or r.get("team") == team)]
+    rows = [dict(r) for _, r in items if _answer(r) and (team is None or r.get("team") == team)]
     rows.sort(key=lambda r: float(r.get("at") or 0.0), reverse=True)
     return rows
+
+
+def _answer(rec: Any) -> bool:
+    """A record of an answer as on-call gave it (not the detector part sent on for one)."""
+    return bool(rec) and rec.get("part") != DETECTOR
 
 
 def _incident(rec: dict[str, Any]) -> tuple[str, float | None]:
@@ -296,7 +419,7 @@ def answers_by_incident(items: Any) -> dict[tuple[str, float | None], list[dict[
     first: what the dashboard shows beside each alert of ``GET /api/alerts``."""
     out: dict[tuple[str, float | None], list[dict[str, Any]]] = {}
     for rec in items:
-        if rec and rec.get("key"):
+        if _answer(rec) and rec.get("key"):
             out.setdefault(_incident(rec), []).append(
                 {k: rec.get(k) for k in ("action", "user", "user_id", "at", "outcome", "source")})
     for answers in out.values():
@@ -338,7 +461,7 @@ def feedback_summary(alerts: Any, answers: Any, until: float, days: int = SUMMAR
             teams[_incident(rec)] = _alert_team(rec)
     pressed: dict[tuple[str, float | None], set[str]] = {}
     for rec in answers:
-        if not rec or not rec.get("key"):
+        if not _answer(rec) or not rec.get("key"):
             continue
         inc = _incident(rec)
         started = inc[1] if inc[1] is not None else float(rec.get("at") or 0.0)

@@ -18,7 +18,8 @@ Model mix alert (policy ``mix.max_third_party_share``): each partition's
 table too, under ``mix*`` keys); the share is read across the watches of the partitions that
 judge series (:func:`~streams.common.partitioning.judging_partitions`: the org's), by the
 worker that holds them. Its notification goes to the outbox on the team's owner partition
-(:func:`~streams.budgets.mix.mix_owner`).
+(:func:`~streams.budgets.mix.mix_owner`). With ``TOKENPULSE_PLACEMENT=series`` the org stage
+feeds the watch instead, from every judge partition's verdicts (:mod:`streams.worker.organizing`).
 
 Exactness: state is written at most once per ``checkpoint_seconds`` per partition (a backfill
 judges many windows per second, but each detector state is written once), and a message is
@@ -273,7 +274,8 @@ class JudgeWorker:
             notes += self.mix_due(wm)
         for p, note in notes:
             await self.notify(p, note)
-        if self.reporting is not None and self.reporting.specs:
+        if self.reporting is not None and self.reporting.specs and not apart:
+            # apart, the org stage sends the part once its ledger has the period (OrgWorker.receive)
             await self.reporting.after_judge(q, wm)
         if generation != self.acks.generation:
             # revoked while this message was judged: the judge it changed is gone, and the
@@ -355,8 +357,9 @@ class JudgeWorker:
         if led is not None:
             for key, value in led.checkpoint().items():
                 writes.append(persist(t.budgets, q, f"{q}|{key}", value))
-        # every partition's watch: a crossing marks the owner's, which may not be q
-        for p, watch in list(self.mixes.items()):
+        # every partition's watch: a crossing marks the owner's, which may not be q (apart, the
+        # org stage feeds and writes the watches: streams.worker.organizing)
+        for p, watch in [] if self.apart else list(self.mixes.items()):
             for key, value in watch.checkpoint().items():
                 writes.append(persist(t.budgets, p, f"{p}|{key}", value))
         if j is not None:

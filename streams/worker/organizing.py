@@ -16,8 +16,16 @@ Exactness, as the judge (:mod:`streams.worker.judging`): the org core's state (`
 ledger) are written at most once per ``checkpoint_seconds``, and a verdicts message is
 acknowledged only once the broker has that checkpoint's writes, in order per partition.
 
-Not yet in this stage (docs/architecture.md, "Design: each series on the partition its name
-hashes to"): the mix watch (the third-party share), reports, on-call's answers.
+On-call's answers to the alerts of its orgs are applied here too (the alert part; the detector
+part goes to the series' judge partition: :mod:`streams.worker.feedback`).
+
+Scheduled reports: partition ``p``'s part is sent from here rather than from its judge, at the
+org stage's merged watermark (:meth:`OrgWorker.receive`).
+
+The third-party share (policy ``mix.max_third_party_share``): the org stage of the share's org
+(the default org's partition) feeds its :class:`~streams.budgets.mix.MixWatch` with the spend
+rows of every judge partition, and reads the crossings at its merged watermark
+(:meth:`JudgeWorker.mix_due`); the watch is checkpointed with the org stage.
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ import orjson
 
 from alerts import AlertEngine, AlertPolicy
 from streams.budgets.ledger import BudgetLedger, budgets_for_partition
+from streams.budgets.mix import MixWatch
 from streams.common.config import StreamConfig
 from streams.common.metrics import Metrics
+from streams.common.partitioning import judging_partitions
 from streams.judge.core import new_series_settings
 from streams.org.core import OrgCore
 from streams.org.newseries import NewSeriesRule
@@ -68,6 +78,8 @@ class OrgWorker:
         self.held: dict[int, list[Any]] = defaultdict(list)
         self.last: dict[int, float] = defaultdict(float)
         self.acks = AckChain("org", log)  # the judge's rules (JudgeWorker.checkpoint)
+        # called with each org stage made (the app installs on-call's snooze silences with it)
+        self.on_org: Callable[[OrgCore], None] | None = None
 
     @property
     def ledgers(self) -> dict[int, BudgetLedger]:
@@ -86,8 +98,19 @@ class OrgWorker:
             led = BudgetLedger(self.cfg.window_seconds, budgets_for_partition(live.budgets, p, self.n))
             led.restore(restore_items(self.judging.tables.budgets, p))
             self.ledgers[p] = led
+            if self.on_org is not None:
+                self.on_org(o)
             self.orgs[p] = o
         return o
+
+    def mix_for(self, p: int) -> MixWatch | None:
+        """The third-party share's watch of org partition ``p`` (:class:`~streams.budgets.mix.MixWatch`,
+        in the judge side's ``mixes`` where a reload finds it): on the partitions that hold the
+        share's org (:func:`~streams.common.partitioning.judging_partitions`: the default org's),
+        with the mix alert on. None elsewhere: no other org's rows count (:func:`mix_rows`)."""
+        if not self.judging.mix_on or p not in judging_partitions(self.n):
+            return None
+        return self.judging.mix_for(p)
 
     def reconfigure(self, new: StreamConfig, applied: Iterable[str]) -> None:
         """A policy reload (:meth:`WorkerState.apply_policy`, after the judges and ledgers took
@@ -129,7 +152,8 @@ class OrgWorker:
         is acknowledged with the checkpoint that covers it."""
         generation = self.acks.generation
         o = self.org_for(p)
-        out = o.receive(Verdicts.from_wire(body), self.ledgers.get(p), None, wall=self.clock())
+        mix = self.mix_for(p)
+        out = o.receive(Verdicts.from_wire(body), self.ledgers.get(p), mix, wall=self.clock())
         m = self.metrics
         m.inc("org_verdicts_total", labels={"judge": str(body.get("judge")), "duplicate": str(out.duplicate).lower()})
         for why in (*out.skipped, *out.budget_skipped):
@@ -139,8 +163,24 @@ class OrgWorker:
         for dec in out.decisions:
             await self.judging.send_decision(dec["budget"].encode(), orjson.dumps(dec))
             m.inc("budget_decisions_total", labels={"decision": dec["decision"]})
-        for note in [*out.notifications, *(n for _, n in out.budget_events if n is not None)]:
-            await self.judging.notify(p, note)
+        notes = [(p, n) for n in [*out.notifications, *(n for _, n in out.budget_events if n is not None)]]
+        wm = o.watermark()
+        if mix is not None and mix.touched and wm is not None:
+            # the share at the merged watermark: every judge partition's spend before it is counted
+            notes += self.judging.mix_due(wm)
+        for q, note in notes:
+            await self.judging.notify(q, note)
+        reporting = self.judging.reporting
+        if reporting is not None and reporting.specs:
+            # Partition p's part of a report (its judge's series, its ledger's budgets) goes out
+            # once the org stage's merged watermark is past the due time: every judge partition's
+            # spend before it is in the ledger then. At the judge's own watermark (the org
+            # placement's moment) the ledger may not have the other judges' last windows yet.
+            # Its judge's spend must be there too: not yet after a restart that restored the org
+            # stage ahead of the judge (each has its own checkpoint).
+            j = self.judging.judges.get(p)
+            if wm is not None and j is not None and j.done_until is not None:
+                await reporting.after_judge(p, min(wm, float(j.done_until)))
         if generation != self.acks.generation:
             return  # revoked meanwhile: read again after the rebalance
         self.held[p].append(message)
@@ -165,6 +205,10 @@ class OrgWorker:
         led = self.ledgers.get(p)
         if led is not None:
             for key, value in led.checkpoint().items():
+                writes.append(persist(self.judging.tables.budgets, p, f"{p}|{key}", value))
+        mix = self.judging.mixes.get(p)  # apart, only the org stage feeds it (JudgeWorker._write skips it)
+        if mix is not None:
+            for key, value in mix.checkpoint().items():
                 writes.append(persist(self.judging.tables.budgets, p, f"{p}|{key}", value))
         o = self.orgs.get(p)
         if o is not None:

@@ -65,3 +65,5 @@ class WorkerState:
         if self.feedback is not None:  # the new policy's silences, and on-call's snoozes still
             for judge in j.judges.values():
                 self.feedback.install(judge.engine)
+            for org in [] if self.organizing is None else list(self.organizing.orgs.values()):
+                self.feedback.install(org.engine)  # apart, the org stage's engine is the one that silences

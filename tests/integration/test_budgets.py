@@ -125,7 +125,11 @@ def threshold_posts(slack: Any) -> Counter[str]:
     return out
 
 
-def test_budget_thresholds_exact_once_across_a_kill(broker: Any, slack: Any, pagerduty: Any, workdir: Path) -> None:
+# series: each series judged on the partition its name hashes to, the budgets and the share on
+# the org stage (docs/deploying.md#placement): the same notifications, ledgers and decisions
+@pytest.mark.parametrize("placement", ["org", "series"])
+def test_budget_thresholds_exact_once_across_a_kill(placement: str, broker: Any, slack: Any, pagerduty: Any,
+                                                    workdir: Path) -> None:
     began = time.monotonic()
     rng = random.Random(2026)
     now = time.time()
@@ -141,7 +145,7 @@ def test_budget_thresholds_exact_once_across_a_kill(broker: Any, slack: Any, pag
         checkpoint_seconds=1,
         policy=policy,
         slack_token=slack.token, slack_api_url=f"{slack.url}/api/", slack_channel="#ai-spend",
-        pagerduty_routing_key=PD_KEY, pagerduty_url=pagerduty.enqueue_url,
+        pagerduty_routing_key=PD_KEY, pagerduty_url=pagerduty.enqueue_url, placement=placement,
     )
     usage = f"{env['TOKENPULSE_TOPIC_PREFIX']}.usage"
     worker = Worker(env, workdir / "worker.log")

@@ -189,3 +189,106 @@ def test_two_workers_share_one_org_judged_on_both_partitions(broker: Any, slack:
     finally:
         for w in workers:
             w.stop()
+
+
+# -- on-call's answers with TOKENPULSE_PLACEMENT=series (issue 15) --------------------------------
+ANSWERS_POLICY = f"""
+watch: [team]
+{DETECTOR_POLICY}alerts:
+  warning_excess_usd: 2
+  page_min_excess_usd: 5
+  resolve_after_windows: 1000
+"""
+
+
+def acme_firing(t0: int, rng: random.Random) -> list[tuple[bytes, bytes]]:
+    """acme's quiet history, then ads and ml spending ten times as much until now: both alerts
+    fire and stay firing (the policy resolves only after 1000 normal windows)."""
+    msgs = []
+    for i in range(60):
+        for team in ("ads", "ml", "search"):
+            hot = i >= 45 and team != "search"
+            n, lo, hi = (60, 0.4, 0.6) if hot else (6, 0.05, 0.15)
+            msgs.append((f"acme/{team}".encode(), orjson.dumps(
+                [event(team, t0 + i * W + rng.random() * W * 0.9, round(rng.uniform(lo, hi), 6), rng, org="acme")
+                 for _ in range(n)])))
+    return msgs
+
+
+def test_answers_act_once_on_the_org_stage_and_rebase_on_the_series_judge(
+        broker: Any, slack: Any, pagerduty: Any, workdir: Path) -> None:
+    # the answers go to acme's partition (1), where its org stage holds the alerts; ads is judged on 0
+    assert org_partition("acme", PARTITIONS) == 1
+    assert [series_partition(s, PARTITIONS) for s in ("org=acme|team=ads", "org=acme|team=ml")] == [0, 1]
+    from tests.integration.test_feedback import PD_WEBHOOK_SECRET, SIGNING_SECRET, pd_webhook, press
+
+    path = workdir / "policy.yaml"
+    path.write_text(ANSWERS_POLICY)
+    env = deployment_env(
+        broker, workdir, PARTITIONS, window_seconds=W, lateness_seconds=0.5, idle_grace_seconds=1,
+        checkpoint_seconds=0.2, policy=path, slack_token=slack.token, slack_api_url=f"{slack.url}/api/",
+        slack_channel="#ai-spend", slack_signing_secret=SIGNING_SECRET, slack_pacing_seconds=0,
+        pagerduty_routing_key=PD_KEY, pagerduty_url=pagerduty.enqueue_url,
+        pagerduty_webhook_secret=PD_WEBHOOK_SECRET, placement="series")
+    produce(broker.bootstrap, f"{env['TOKENPULSE_TOPIC_PREFIX']}.usage",
+            acme_firing(int(time.time() // W) * W - 60 * W, random.Random(21)))
+    worker = Worker(env, workdir / "worker.log")
+    try:
+        worker.start(PARTITIONS, timeout=120)
+
+        def root(team: str) -> tuple[str, dict[str, Any]] | None:
+            for (cid, _), m in list(slack.messages.items()):
+                if "thread_ts" not in m and f"team={team}" in m["text"] and any(
+                        b["type"] == "actions" for b in m["blocks"]):
+                    return cid, m
+            return None
+
+        cid, ads = wait_until(lambda: root("ads"), 90, "the ads spike posted with buttons")
+        _, ml = wait_until(lambda: root("ml"), 30, "the ml spike posted with buttons")
+
+        def answers(n: int) -> list[dict[str, Any]] | None:
+            rows = get_json(f"{worker.url}/api/feedback")["feedback"]
+            return rows if len(rows) >= n else None
+
+        def state(team: str) -> str | None:
+            alerts = get_json(f"{worker.url}/api/alerts")["alerts"]
+            return next((a["state"] for a in alerts if a["key"] == f"cost_spike:org=acme|team={team}"), None)
+
+        # acknowledge and snooze ml: on the org stage's alert (the judge of partition 1 holds none)
+        assert press(worker.url, ml, cid, "tokenpulse_ack", "U0ANA")[0] == 200
+        [ack] = wait_until(lambda: answers(1), 30, "the acknowledgement applied")
+        assert ack["outcome"] == "acknowledged: no more repeats", ack
+        assert press(worker.url, ml, cid, "tokenpulse_snooze_4h", "U0BOB")[0] == 200
+        snooze = wait_until(lambda: answers(2), 30, "the snooze applied")[0]
+        assert snooze["outcome"] == "silenced for 4 h", snooze
+        assert [s["matchers"] for s in get_json(f"{worker.url}/api/silences")["silences"]] == [
+            {"series": "org=acme|team=ml"}]
+
+        # new normal on ads: resolved by the org stage, its detector rebased on partition 0
+        assert press(worker.url, ads, cid, "tokenpulse_new_normal", "U0ANA")[0] == 200
+        wait_until(lambda: state("ads") == "resolved", 30, "the ads alert resolved by the new-normal answer")
+        rebased = 'tokenpulse_feedback_detector_total{action="tokenpulse_new_normal",outcome="rebased"} 1'
+        wait_until(lambda: rebased in get_text(f"{worker.url}/metrics"), 30, "the ads detector rebased")
+
+        # ml resolved in PagerDuty, the webhook retried: applied once
+        assert pd_webhook(worker.url, "incident.resolved", "cost_spike:org=acme|team=ml", "E1") == 200
+        assert pd_webhook(worker.url, "incident.resolved", "cost_spike:org=acme|team=ml", "E1") == 200
+        wait_until(lambda: state("ml") == "resolved", 30, "the ml alert resolved from PagerDuty")
+        duplicate = 'tokenpulse_feedback_total{action="tokenpulse_resolve",outcome="duplicate"} 1'
+        metrics = wait_until(lambda: m if duplicate in (m := get_text(f"{worker.url}/metrics")) else None, 15,
+                             "PagerDuty's retry counted as a duplicate")
+        rows = wait_until(lambda: answers(4), 30, "the PagerDuty resolve recorded")
+        # each answer listed once (the detector part is not an answer of its own)
+        assert sorted(r["action"] for r in rows) == ["tokenpulse_ack", "tokenpulse_new_normal", "tokenpulse_resolve",
+                                                     "tokenpulse_snooze_4h"], rows
+        assert 'outcome="detector_not_sent"' not in metrics
+        time.sleep(2 * W)
+        # one trigger and one resolve per alert on the pager, however the answers came
+        pd = sorted((e["dedup_key"], e["event_action"]) for e in pagerduty.events())
+        assert pd == [("cost_spike:org=acme|team=ads", "resolve"), ("cost_spike:org=acme|team=ads", "trigger"),
+                      ("cost_spike:org=acme|team=ml", "resolve"), ("cost_spike:org=acme|team=ml", "trigger")], pd
+    except BaseException:
+        print(worker.diagnostics() if worker.proc is not None and worker.proc.poll() is None else worker.log_tail(150))
+        raise
+    finally:
+        worker.stop()

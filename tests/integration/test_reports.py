@@ -3,7 +3,8 @@ two local days (a duplicate event on the way), spread over both judge partitions
 watermark is past the day's end plus ``at``, the org report arrives in ``#finops`` and the
 team report in ``#ads-spend`` (real slack-sdk against the local Slack server), each exactly
 once, with the exact totals and changes -- also after a SIGKILL and restart of the worker.
-``/api/report`` and ``tokenpulse report`` show the same numbers."""
+``/api/report`` and ``tokenpulse report`` show the same numbers. With either placement
+(``TOKENPULSE_PLACEMENT``)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,10 @@ def usd(nusd: int) -> str:
     return f"${nusd / 1e9:,.2f}"
 
 
-def test_daily_report_once_with_exact_totals(broker: Any, slack: Any, workdir: Path) -> None:
+# series: each series judged on the partition its name hashes to, the budgets in the org stage's
+# ledger (docs/deploying.md#placement): the same reports, each partition's part once
+@pytest.mark.parametrize("placement", ["org", "series"])
+def test_daily_report_once_with_exact_totals(placement: str, broker: Any, slack: Any, workdir: Path) -> None:
     rng = random.Random(44)
     now = time.time()
     tz = three_am_zone(now)
@@ -79,7 +83,8 @@ def test_daily_report_once_with_exact_totals(broker: Any, slack: Any, workdir: P
     policy.write_text(policy_text(tz))
     env = deployment_env(broker, workdir, PARTITIONS, tag="rep", window_seconds=W, lateness_seconds=0.5,
                          idle_grace_seconds=1, checkpoint_seconds=1, policy=policy,
-                         slack_token=slack.token, slack_api_url=f"{slack.url}/api/", slack_channel="#ai-spend")
+                         slack_token=slack.token, slack_api_url=f"{slack.url}/api/", slack_channel="#ai-spend",
+                         placement=placement)
     usage = f"{env['TOKENPULSE_TOPIC_PREFIX']}.usage"
     spend: dict[tuple[str, str], int] = {}  # (day, team) -> exact nano-dollars
     seen: set[str] = set()

@@ -191,7 +191,8 @@ def test_the_org_stage_round_trips_through_its_checkpoint_anywhere() -> None:
     want, _, _ = one_judge(msgs)
     home = {"org": 1, "team=ads": 0, "team=search": 0, "team=search|model=m": 1, "team=legal": 1}
     verdicts = interleave(split(msgs, home), random.Random(5), redeliver=0.05)
-    for cut in (3, 97, 211, 290):
+    cuts_with_signals_pending = 0
+    for cut in (3, 97, 170, 211, 264, 290):
         first = org(n_judges=2)
         store: dict[str, Any] = {}
         got = []
@@ -199,11 +200,13 @@ def test_the_org_stage_round_trips_through_its_checkpoint_anywhere() -> None:
             got += [n.to_dict() for n in first.receive(v).notifications]
             store.update(first.checkpoint())
         saved = json.loads(json.dumps([[k, v] for k, v in store.items() if v is not None]))
-        assert any(k.startswith("orgsig|") for k, _ in saved) or cut == 3
+        # only windows with signals are written (empty ones lost in a crash change nothing)
+        cuts_with_signals_pending += any(k.startswith("orgsig|") for k, _ in saved)
         again = org(n_judges=2)
         again.restore(saved)
         got += feed(again, verdicts[cut:])
         assert got == want, cut
+    assert cuts_with_signals_pending  # the restore of a window waiting with its signals is tried
 
 
 # A judge-table checkpoint written by the judge before the org stage had a name (main at
