@@ -204,8 +204,9 @@ def _dicts(*keys: str) -> Merge:
 
 
 def status(bodies: list[Body]) -> Body:
-    """Every worker's ingest and judge partitions, the ingest counters summed."""
-    out = _dicts("ingest", "judge")(bodies)
+    """Every worker's ingest and judge partitions (and org stages, under series placement), the
+    ingest counters summed."""
+    out = _dicts("ingest", "judge", *(["org"] if any("org" in b for b in bodies) else []))(bodies)
     totals: dict[str, int] = {}
     for b in bodies:
         for k, v in (b.get("ingest_totals") or {}).items():

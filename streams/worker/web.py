@@ -438,7 +438,15 @@ def register_status_views(state: WorkerState, page: Page) -> None:
                 "pending_windows": sorted(j.pending),
                 "series": len(j.series),
             }
-        return web.json({"now": now, "ingest": parts, "ingest_totals": ingest_totals(cores.values()), "judge": judge})
+        body = {"now": now, "ingest": parts, "ingest_totals": ingest_totals(cores.values()), "judge": judge}
+        if state.organizing is not None:
+            # the org stage apart (TOKENPULSE_PLACEMENT=series): how far it has merged its judges'
+            # verdicts, which can trail the judges' own done_until (an answer acts at this point)
+            body["org"] = {str(p): {"judge_watermarks": {str(k): v for k, v in sorted(o.judge_wm.items())},
+                                    "judges_expected": o.n_judges, "watermark": o.watermark(),
+                                    "done_until": o.done_until, "pending_windows": sorted(o.pending)}
+                           for p, o in sorted(state.organizing.orgs.items())}
+        return web.json(body)
 
     @page("/api/windows")
     @takes(WINDOWS_QUERY)

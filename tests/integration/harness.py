@@ -51,6 +51,27 @@ def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
+class Steps:
+    """The steps of a long integration test and when each began, for its failure output: which
+    step failed, and how long every step before it took (a wait that was nearly too short under
+    load shows as a long step). Call it with each step's name as the test reaches it; print it
+    (``str``) when the test fails, or as it passes to see the margins."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.marks: list[tuple[str, float]] = []
+
+    def __call__(self, name: str) -> None:
+        self.marks.append((name, time.monotonic()))
+
+    def __str__(self) -> str:
+        now = time.monotonic()
+        rows = [f"  {at - self.t0:6.1f}s  +{(nxt - at):5.1f}s  {name}"
+                for (name, at), nxt in zip(self.marks, [m[1] for m in self.marks[1:]] + [now], strict=True)]
+        where = self.marks[-1][0] if self.marks else "(before the first step)"
+        return "\n".join([f"--- steps (the last one, where it stopped: {where})", *rows])
+
+
 def get_json(url: str, timeout: float = 5.0, local: bool = False) -> Any:
     """GET a worker's JSON. ``local``: what that worker alone holds, as a peer asks it (header
     ``X-Tokenpulse-Forwarded``); without it any worker answers for every partition."""

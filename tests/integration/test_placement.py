@@ -17,7 +17,16 @@ import pytest
 
 from streams.common.partitioning import org_partition, series_partition
 from streams.ingest.windows import to_nusd
-from tests.integration.harness import Worker, deployment_env, get_json, get_text, produce, settled, wait_until
+from tests.integration.harness import (
+    Steps,
+    Worker,
+    deployment_env,
+    get_json,
+    get_text,
+    produce,
+    settled,
+    wait_until,
+)
 from tests.integration.test_budgets import noon_zone
 from tests.integration.test_spine import DASHBOARD, DETECTOR_POLICY, PD_KEY, W, event
 
@@ -230,11 +239,17 @@ def test_answers_act_once_on_the_org_stage_and_rebase_on_the_series_judge(
         slack_channel="#ai-spend", slack_signing_secret=SIGNING_SECRET, slack_pacing_seconds=0,
         pagerduty_routing_key=PD_KEY, pagerduty_url=pagerduty.enqueue_url,
         pagerduty_webhook_secret=PD_WEBHOOK_SECRET, placement="series")
-    produce(broker.bootstrap, f"{env['TOKENPULSE_TOPIC_PREFIX']}.usage",
-            acme_firing(int(time.time() // W) * W - 60 * W, random.Random(21)))
+    t0 = int(time.time() // W) * W - 60 * W
+    produce(broker.bootstrap, f"{env['TOKENPULSE_TOPIC_PREFIX']}.usage", acme_firing(t0, random.Random(21)))
     worker = Worker(env, workdir / "worker.log")
+    step = Steps()
     try:
+        step("the worker starting")
         worker.start(PARTITIONS, timeout=120)
+        # Faust's group (the judges, the org stage, the feedback agent) settles after the hot
+        # path's: answers given while it rebalances wait for it (test_two_workers_... does the same)
+        step("both groups settling")
+        settled([worker], PARTITIONS)
 
         def root(team: str) -> tuple[str, dict[str, Any]] | None:
             for (cid, _), m in list(slack.messages.items()):
@@ -243,8 +258,23 @@ def test_answers_act_once_on_the_org_stage_and_rebase_on_the_series_judge(
                     return cid, m
             return None
 
+        step("the ads and ml spikes posted with buttons")
         cid, ads = wait_until(lambda: root("ads"), 90, "the ads spike posted with buttons")
         _, ml = wait_until(lambda: root("ml"), 30, "the ml spike posted with buttons")
+
+        # On-call answers the spike as it stands: every window of the history merged by acme's
+        # org stage. The posts come at the first hot window; a new normal answered while ads'
+        # later hot windows, judged on partition 0 before the rebase reached it, are not merged
+        # yet resolves the alert, and their verdicts raise it again (a run under load timed out
+        # waiting for "resolved", with a second ads trigger on the pager): a known race of the
+        # series placement (docs/deploying.md#placement), not what this test is about.
+        step("the history merged by acme's org stage")
+
+        def merged() -> float | None:
+            done = get_json(f"{worker.url}/api/status", local=True)["org"]["1"]["done_until"]
+            return done if done is not None and done >= t0 + 60 * W else None
+
+        wait_until(merged, 30, f"acme's org stage done until the history's end ({t0 + 60 * W})")
 
         def answers(n: int) -> list[dict[str, Any]] | None:
             rows = get_json(f"{worker.url}/api/feedback")["feedback"]
@@ -255,9 +285,11 @@ def test_answers_act_once_on_the_org_stage_and_rebase_on_the_series_judge(
             return next((a["state"] for a in alerts if a["key"] == f"cost_spike:org=acme|team={team}"), None)
 
         # acknowledge and snooze ml: on the org stage's alert (the judge of partition 1 holds none)
+        step("ml acknowledged")
         assert press(worker.url, ml, cid, "tokenpulse_ack", "U0ANA")[0] == 200
         [ack] = wait_until(lambda: answers(1), 30, "the acknowledgement applied")
         assert ack["outcome"] == "acknowledged: no more repeats", ack
+        step("ml snoozed")
         assert press(worker.url, ml, cid, "tokenpulse_snooze_4h", "U0BOB")[0] == 200
         snooze = wait_until(lambda: answers(2), 30, "the snooze applied")[0]
         assert snooze["outcome"] == "silenced for 4 h", snooze
@@ -265,12 +297,15 @@ def test_answers_act_once_on_the_org_stage_and_rebase_on_the_series_judge(
             {"series": "org=acme|team=ml"}]
 
         # new normal on ads: resolved by the org stage, its detector rebased on partition 0
+        step("ads answered: a new normal")
         assert press(worker.url, ads, cid, "tokenpulse_new_normal", "U0ANA")[0] == 200
         wait_until(lambda: state("ads") == "resolved", 30, "the ads alert resolved by the new-normal answer")
+        step("the ads detector rebased on partition 0")
         rebased = 'tokenpulse_feedback_detector_total{action="tokenpulse_new_normal",outcome="rebased"} 1'
         wait_until(lambda: rebased in get_text(f"{worker.url}/metrics"), 30, "the ads detector rebased")
 
         # ml resolved in PagerDuty, the webhook retried: applied once
+        step("ml resolved from PagerDuty, the webhook retried")
         assert pd_webhook(worker.url, "incident.resolved", "cost_spike:org=acme|team=ml", "E1") == 200
         assert pd_webhook(worker.url, "incident.resolved", "cost_spike:org=acme|team=ml", "E1") == 200
         wait_until(lambda: state("ml") == "resolved", 30, "the ml alert resolved from PagerDuty")
@@ -282,12 +317,33 @@ def test_answers_act_once_on_the_org_stage_and_rebase_on_the_series_judge(
         assert sorted(r["action"] for r in rows) == ["tokenpulse_ack", "tokenpulse_new_normal", "tokenpulse_resolve",
                                                      "tokenpulse_snooze_4h"], rows
         assert 'outcome="detector_not_sent"' not in metrics
+
+        # one trigger and one resolve per alert on the pager, however the answers came: wait for
+        # the resolves' deliveries (a fixed sleep was too short on a loaded machine), then a
+        # quiet spell in which no more may come
+        step("the pager's trigger and resolve of each alert")
+        expected = [("cost_spike:org=acme|team=ads", "resolve"), ("cost_spike:org=acme|team=ads", "trigger"),
+                    ("cost_spike:org=acme|team=ml", "resolve"), ("cost_spike:org=acme|team=ml", "trigger")]
+
+        def paged() -> list[tuple[str, str]]:
+            return sorted((e["dedup_key"], e["event_action"]) for e in pagerduty.events())
+
+        wait_until(lambda: len(paged()) >= len(expected), 30, "the pager's four events")
+        step("no more on the pager")
         time.sleep(2 * W)
-        # one trigger and one resolve per alert on the pager, however the answers came
-        pd = sorted((e["dedup_key"], e["event_action"]) for e in pagerduty.events())
-        assert pd == [("cost_spike:org=acme|team=ads", "resolve"), ("cost_spike:org=acme|team=ads", "trigger"),
-                      ("cost_spike:org=acme|team=ml", "resolve"), ("cost_spike:org=acme|team=ml", "trigger")], pd
+        assert paged() == expected, pagerduty.events()
+        step("done")
+        print(step)
     except BaseException:
+        print(step)
+        print("--- pagerduty events", *pagerduty.events(), sep="\n")
+        print("--- slack messages", *[(k, m.get("thread_ts"), m["text"][:160]) for k, m in list(slack.messages.items())],
+              sep="\n")
+        for path in ("/api/feedback", "/api/silences"):
+            try:
+                print(f"--- {path}\n{get_text(worker.url + path, timeout=3)}")
+            except Exception as exc:  # noqa: BLE001
+                print(f"--- {path}: {exc!r}")
         print(worker.diagnostics() if worker.proc is not None and worker.proc.poll() is None else worker.log_tail(150))
         raise
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from streams.common.metrics import Metrics
 from streams.common.partitioning import judge_partition, series_partition
@@ -16,7 +17,7 @@ from streams.ingest.windows import Partial
 from streams.worker.feedback import FeedbackWorker, answers_by_incident, feedback_rows
 from tests.streams.worker.fakes import MemoryTable, Topic
 from tests.streams.worker.test_judging import T0, Q, W, sent
-from tests.streams.worker.test_organizing import Apart, messages
+from tests.streams.worker.test_organizing import Apart, by_series, messages
 
 SERIES = "team=web"  # judged on partition 1; its org's stage is on Q
 assert (series_partition(SERIES, 2), judge_partition(SERIES, 2)) == (1, Q)
@@ -73,6 +74,28 @@ async def test_new_normal_resolves_on_the_org_stage_and_rebases_on_the_series_ju
     n_out = len(w.outbox.sent)
     assert await fb.apply(Q, event("tokenpulse_new_normal", key)) is None
     assert len(w.outbox.sent) == n_out and len(topic.sent) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="a known race of the series placement (docs/deploying.md#placement): "
+                   "verdicts judged before the rebase reached the judge raise the alert again")
+async def test_a_new_normal_is_not_undone_by_a_window_judged_before_the_rebase() -> None:
+    """The answer comes while team=web's next hot window is judged on partition 1 (with the
+    old baseline: the detector part is not there yet) and its verdicts are on the way to the
+    org stage. On-call called that level normal: the alert should stay resolved. (It raises
+    again: tests/integration/test_placement.py's answers test failed so under load.)"""
+    w, fb, _, key = await firing()
+    for i, msg in enumerate(messages(25, spike=range(20, 60))[48:], 48):  # window 24, both sources
+        msg["partials"] = [r for r in msg["partials"] if Partial.from_wire(r).series != "org"]
+        for q, part in by_series(msg).items():
+            await w.judging.receive(q, part, ("windows", q, i))
+    rec = await fb.apply(Q, event("tokenpulse_new_normal", key))
+    assert rec is not None and rec["outcome"].endswith("resolved"), rec
+    for _, v, p in w.verdicts.sent[w.fed:]:  # the verdicts of window 24 arrive
+        assert p is not None
+        await w.org.receive(p, orjson.loads(v), ("verdicts", p, w.fed))
+        w.fed += 1
+    spikes = [n["action"] for n in sent(w.outbox) if n["kind"] == "spike" and n["key"] == key]
+    assert spikes.count("trigger") == 1 and spikes[-1] == "resolve", spikes  # now: [..., "resolve", "trigger"]
 
 
 async def test_acknowledge_and_snooze_act_on_the_org_stage() -> None:
