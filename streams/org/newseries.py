@@ -62,7 +62,7 @@ HOLD_S = 1800.0
 STOP_MISSED = 10.0
 # ... and at most this long after its last request, whatever its team does: a series whose team
 # went quiet too (a revoked key, a night) is not held for the rest of its first day.
-HOLD_MAX_S = 4 * 3600.0
+HOLD_MAX_S = 3 * 3600.0
 
 # A row the rule takes: (series, spend in nano-dollars, requests) of one window.
 Row = tuple[str, int, int]
