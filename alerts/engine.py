@@ -736,7 +736,10 @@ class AlertEngine:
         if st.acknowledged_at is not None and not escalated:
             return st, []  # acknowledged: on-call knows; only a higher severity is news
         last_at = st.last_notified_at if st.last_notified_at is not None else st.started_at
-        if escalated or excess >= p.worsen_factor * st.last_notified_excess:
+        # worse: more than the last notified excess, by the factor (a notification sent at $0 of
+        # excess would otherwise make every later window "worsened")
+        worse = excess > st.last_notified_excess and excess >= p.worsen_factor * st.last_notified_excess
+        if escalated or worse:
             return st, [self._notify(st, signal, "update", "worsened")]
         if signal.window_end - last_at >= p.repeat_interval_s:
             return st, [self._notify(st, signal, "update", "repeat")]

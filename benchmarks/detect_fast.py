@@ -4,6 +4,7 @@
     python -m benchmarks.detect_fast run [--independent 1 2 3] [--project 0] [--params k=v ...]
                                          [--jobs 2] [--verbose] [--new-series on|off]
     python -m benchmarks.detect_fast show HISTORY TEAM FROM [--minutes 120] [--params k=v ...]
+    python -m benchmarks.detect_fast notify [--independent 1 2 3] [--project 0] [--new-series-params k=v ...]
 
 ``record`` writes each history once (the independent generator's seeds, the project
 generator's), runs it through the worker's ingest and judge with recording detectors
@@ -17,7 +18,11 @@ misses and false alerts listed); the org stage's new-series rule
 (:class:`streams.org.newseries.NewSeriesRule`) runs over the same windows and its flagged windows
 join their team's (``--new-series``: as the default policy has it, or on/off). ``show`` prints
 the per-window verdicts of one team series around a time: observed, expected, score, each
-component's p-value and flag, the gate.
+component's p-value and flag, the gate. ``notify`` steps the new-series rule and a real
+:class:`alerts.AlertEngine` (the default policy's ``alerts`` section, grouping by team) together
+over the same windows, as the org stage does, and counts the rule's notifications per labelled
+incident (its first notifications are the pages on-call gets; the worsened updates and resolves
+are listed apart) and outside any.
 
 It approximates the full replay (grouping and the org alert's inhibition are left out), in a
 fraction of its time: confirm a change with ``python -m benchmarks.detectors``.
@@ -147,6 +152,30 @@ def _new_series_flags(ws: Any, settings: dict[str, Any]) -> dict[str, tuple[np.n
             if sg.is_anomaly:
                 flagged[sg.labels["team"]].append(t)
     return {team: (np.array(ts), np.ones(len(ts), dtype=bool)) for team, ts in flagged.items()}
+
+
+def _new_series_notes(ws: Any, settings: dict[str, Any], alert_policy: dict[str, Any]) -> list[Any]:
+    """The notifications of the new-series rule's alerts alone: the rule stepped window by window
+    with the alert engine, which tells it which alerts it tracks (as ``OrgCore.step_window``)."""
+    from alerts import AlertEngine, AlertPolicy
+    from streams.org.newseries import NANO_USD, NewSeriesRule, NewSeriesSettings
+
+    rule = NewSeriesRule(NewSeriesSettings(**settings))
+    engine = AlertEngine(AlertPolicy.from_dict(alert_policy))
+    window = int(ws.window_seconds)
+    series = _team_series(ws)
+    rows: dict[float, list[tuple[str, int, int]]] = defaultdict(list)
+    for sw in series:
+        c = np.maximum(sw.count, 0)
+        live = (c > 0) | (sw.value > 0)
+        for t, v, n in zip(sw.ts[live].tolist(), sw.value[live].tolist(), c[live].tolist(), strict=True):
+            rows[t].append((sw.series, round(v * NANO_USD), int(n)))
+    notes: list[Any] = []
+    for t in sorted({t for sw in series for t in sw.ts.tolist()}):
+        sigs = rule.judge_window(int(t) - window, int(t), rows.get(t, ()), [],
+                                 lambda s: engine.tracks(engine.key_for(s)))
+        notes += engine.observe_window(sigs, float(t))
+    return notes
 
 
 def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
@@ -290,6 +319,42 @@ def cmd_run(a: argparse.Namespace) -> None:
                 print(f"  delay {r[0]} {r[1]} {r[2]} {r[4] / 60:.1f} min")
 
 
+def cmd_notify(a: argparse.Namespace) -> None:
+    from tokenpulse.policy import NewSeriesPolicy, Policy
+    from tokenpulse.replay import to_epoch
+    from tokenpulse.tune import _load
+
+    d = _dir(a)
+    pol = NewSeriesPolicy(**_params(a.new_series_params))
+    settings = pol.model_copy(update={"enabled": True}).settings()
+    per_incident: list[int] = []
+    for kind, seed in _histories(a):
+        h = f"{kind}{seed}"
+        ws = _load(d / f"{h}.npz")
+        meta = json.loads((d / f"{h}.labels.json").read_text())
+        notes = _new_series_notes(ws, settings, Policy().alert_policy())
+        spans = [(str(lab["team"]), to_epoch(lab["start"], "start"), to_epoch(lab["end"], "end"), lab.get("kind", ""))
+                 for lab in meta["labels"] if lab["should_alert"]]
+        used: set[int] = set()
+        for team, s, e, k in spans:
+            mine = [(i, n) for i, n in enumerate(notes)
+                    if n.labels.get("team") == team and s <= n.fired_at <= e + GRACE_S]
+            used.update(i for i, _ in mine)
+            if not mine:
+                continue
+            firsts = [n for _, n in mine if n.reason == "first"]
+            per_incident.append(len(firsts))
+            print(f"{h} {team} {k} {_iso(s)}: {len(firsts)} first ({', '.join(_iso(n.fired_at) for n in firsts)}), "
+                  f"{sum(n.reason == 'worsened' for _, n in mine)} worsened, {sum(n.reason == 'repeat' for _, n in mine)} "
+                  f"repeat, {sum(n.action == 'resolve' for _, n in mine)} resolved")
+        for i, n in enumerate(notes):
+            if i not in used and n.fired_at >= meta["scored_from"]:
+                print(f"{h} {n.labels.get('team')} OUTSIDE any incident: {n.reason} {_iso(n.fired_at)}")
+    if per_incident:
+        print(f"incidents alerted: {len(per_incident)}, first notifications {sum(per_incident)} "
+              f"(per incident: max {max(per_incident)}, mean {statistics.mean(per_incident):.2f})")
+
+
 def cmd_show(a: argparse.Namespace) -> None:
     from detectors import make_detector
     from tokenpulse.replay import to_epoch
@@ -334,6 +399,12 @@ def main(argv: list[str] | None = None) -> int:
                        help="the org stage's new-series rule: as the default policy has it, or on/off")
         p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V",
                        help="its settings (ratio, min_requests, min_excess_usd)")
+    p = sub.add_parser("notify")
+    p.add_argument("--independent", type=int, nargs="*", default=[1, 2, 3])
+    p.add_argument("--project", type=int, nargs="*", default=[0])
+    p.add_argument("--dir")
+    p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V",
+                   help="the rule's settings (ratio, min_requests, min_excess_usd)")
     p = sub.add_parser("show")
     p.add_argument("history")
     p.add_argument("team")
@@ -344,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir")
     p.add_argument("--params", nargs="*", default=[])
     a = ap.parse_args(argv)
-    {"record": cmd_record, "run": cmd_run, "show": cmd_show}[a.cmd](a)
+    {"record": cmd_record, "run": cmd_run, "show": cmd_show, "notify": cmd_notify}[a.cmd](a)
     return 0
 
 

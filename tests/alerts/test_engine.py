@@ -145,6 +145,20 @@ def test_repeat_after_interval() -> None:
     assert rep.started_at == 0.0 and rep.fired_at == 5 * hour
 
 
+def test_a_notification_at_zero_excess_is_not_worsened_by_every_window_after_it() -> None:
+    """An anomalous window at exactly its expected spend is material with the gate off (a rule
+    holding its alert through a quiet window sends $0 against $0): a repeat sent at one left the
+    last notified excess at 0, and every later window was "worsened" (0 >= 1.5 x 0), one
+    notification a window. Worse means more than the last notified excess."""
+    engine = AlertEngine(AlertPolicy(repeat_interval_s=4 * 3600))
+    hour = 3600.0
+    out = [engine.observe(sig(0, 90.0, window=hour))]
+    out += [engine.observe(sig(i, 0.0, expected=0.0, anomalous=True, window=hour)) for i in range(1, 8)]
+    assert [[(n.action, n.reason) for n in o] for o in out] == [TRIGGER, [], [], [], REPEAT, [], [], []]
+    # and a window above it is still news
+    assert run(engine, [sig(8, 9.0, window=hour)]) == [WORSE]
+
+
 def test_resolve_reports_the_worst_window_and_when_it_ended() -> None:
     engine = AlertEngine()
     seq = [60.0, 120.0, 80.0, 3.0, 3.0, 3.0]

@@ -57,8 +57,9 @@ def history(days: float, new_price: float, new_from: float, new_hours: int = 5, 
 
 def test_a_new_model_at_ten_times_the_teams_price_alerts_once_its_excess_passes_the_floor() -> None:
     got = run(NewSeriesRule(), history(4, 0.10, 3.0))
-    # $1 an hour against $0.10 expected: $0.90 over an hour, the $2 floor in the third hour
-    assert [sg.window_start for sg in got] == [3 * DAY + 2 * W, 3 * DAY + 3 * W, 3 * DAY + 4 * W]
+    # $1 an hour against $0.10 expected: $0.90 over an hour, the $2 floor in the third hour; held
+    # through the hour after its last (its team's 20 requests without it: 10 expected, not yet 10 missed)
+    assert [sg.window_start for sg in got] == [3 * DAY + 2 * W, 3 * DAY + 3 * W, 3 * DAY + 4 * W, 3 * DAY + 5 * W]
     first = got[0]
     assert first.series == BIG and first.labels == {"team": "ads", "model": "big"}
     assert first.detector == "new-series" and first.impact_usd is not None and abs(first.impact_usd - 2.7) < 1e-9
@@ -72,7 +73,7 @@ def test_a_cheaper_migration_and_a_model_the_team_used_before_stay_quiet() -> No
     # the settings: three times the price is the bound, the floor and the requests too
     assert run(NewSeriesRule(NewSeriesSettings(ratio=11)), history(4, 0.10, 3.0)) == []
     assert run(NewSeriesRule(NewSeriesSettings(min_excess_usd=5)), history(4, 0.10, 3.0)) == []
-    assert len(run(NewSeriesRule(NewSeriesSettings(min_excess_usd=0.5)), history(4, 0.10, 3.0))) == 5
+    assert len(run(NewSeriesRule(NewSeriesSettings(min_excess_usd=0.5)), history(4, 0.10, 3.0))) == 6
     assert run(NewSeriesRule(NewSeriesSettings(min_requests=100)), history(4, 0.10, 3.0)) == []
     rule = NewSeriesRule()
     run(rule, history(2.5, 0.10, 1.0, new_hours=1))  # big used once in the team's second day
@@ -91,8 +92,9 @@ def test_a_cold_start_takes_no_series_for_new_before_the_team_is_two_days_old() 
 def test_the_alert_ends_with_the_first_day_or_when_the_new_series_stops() -> None:
     got = run(NewSeriesRule(), history(5, 0.10, 3.0, new_hours=40))
     assert got and max(sg.window_start for sg in got) < 4 * DAY  # its first day only
-    # stopped: flagged for HOLD_S (30 min) after its last request, here none of the next hour
-    assert max(sg.window_start for sg in run(NewSeriesRule(), history(4, 0.10, 3.0))) == 3 * DAY + 4 * W
+    # stopped: flagged until its team's requests without it say so (STOP_MISSED), here 40 of them
+    # in the two hours after its last (its share 1/3: 13 missed)
+    assert max(sg.window_start for sg in run(NewSeriesRule(), history(4, 0.10, 3.0))) == 3 * DAY + 5 * W
     # a tracked alert gets quiet signals until the engine lets it go, then it is forgotten
     rule = NewSeriesRule()
     run(rule, history(3.3, 0.10, 3.0))
@@ -100,6 +102,42 @@ def test_the_alert_ends_with_the_first_day_or_when_the_new_series_stops() -> Non
     assert [(sg.series, sg.is_anomaly, sg.observed_usd) for sg in quiet] == [(BIG, False, 0.0)]
     assert rule.judge_window(4 * DAY + W, 4 * DAY + 2 * W, [], [], lambda s: False) == []
     assert rule.teams[TEAM].new == {}
+
+
+def sparse_notes(big_until_h: float, hours: float = 10.0) -> list[Any]:
+    """A sparse team (a bot: one ``small`` request every 45 min, each time with one of ``big`` at
+    100x its price until ``big_until_h``, then ``small`` every minute), minute windows from day
+    3 after two days of history; the rule stepped with the alert engine as the org stage does."""
+    rule, engine = NewSeriesRule(), AlertEngine(AlertPolicy())
+    run(rule, history(3, 0.10, 99.0))  # the team's first three days, hourly windows
+    notes = []
+    for m in range(int(hours * 60)):
+        start = 3 * DAY + 60 * m
+        rows = []
+        if m < big_until_h * 60 and m % 45 == 0:
+            rows = [(SMALL, usd(0.01), 1), (BIG, usd(1.0), 1), (TEAM, usd(1.01), 2)]
+        elif m >= big_until_h * 60:
+            rows = [(SMALL, usd(0.01), 1), (TEAM, usd(0.01), 1)]
+        sigs = rule.judge_window(start, start + 60, rows, [], lambda s: engine.tracks(engine.key_for(s)))
+        notes += engine.observe_window(sigs, float(start + 60))
+    return notes
+
+
+def test_a_sparse_new_model_notifies_once_through_its_gaps_and_resolves_soon_after_it_stops() -> None:
+    """Gaps of 45 min (more than ``HOLD_S``) with nothing else sent by the team: one first
+    notification (on the old 30-min hold: one per request after the third), no resolve while
+    it goes on; once it stops and its team goes on spending, the alert resolves within minutes."""
+    notes = sparse_notes(big_until_h=99)
+    assert [(n.action, n.reason, n.window_end) for n in notes if n.reason == "first"] == [
+        ("trigger", "first", 3 * DAY + 90 * 60 + 60)]  # the third request brings $2.97 over
+    assert not [n for n in notes if n.action == "resolve"]
+    # the flagged windows carry the first day so far: "worsened" means the incident's excess
+    # grew 1.5x, not that one window of a request followed one of none
+    assert [round(n.excess_usd, 2) for n in notes if n.reason == "worsened"] == [4.95, 7.92, 11.88]
+    stopped = sparse_notes(big_until_h=5)  # its last request at 4:30, the team's every minute after 5:00
+    assert [n.reason for n in stopped] == ["first", "worsened", "resolved"]
+    # its share was 1/2 of the team's requests: 20 of the team's without it (20 min) say it stopped
+    assert 3 * DAY + 5 * 3600 < stopped[-1].fired_at <= 3 * DAY + 5 * 3600 + 25 * 60
 
 
 def test_state_round_trips_and_the_rule_goes_on_as_if_never_stopped() -> None:
@@ -113,6 +151,16 @@ def test_state_round_trips_and_the_rule_goes_on_as_if_never_stopped() -> None:
         for team, st in saved.items():
             again.set_state(team, st)
         assert [sg.to_dict() for sg in run(again, days[cut:])] == [sg.to_dict() for sg in want if sg.window_start >= days[cut][0]], cut
+    # a series' record written before the team's counts were kept (6 fields) loads, counts at 0
+    rule = NewSeriesRule()
+    run(rule, days[:75])
+    st = rule.get_state(TEAM)
+    assert st is not None
+    st["new"] = {k: v[:6] for k, v in st["new"].items()}
+    again = NewSeriesRule()
+    again.set_state(TEAM, st)
+    assert (again.teams[TEAM].new[BIG].team_requests, again.teams[TEAM].new[BIG].team_since) == (0, 0)
+    assert run(again, days[75:])  # and goes on alerting
 
 
 def test_only_team_and_team_model_series_are_read_and_other_orgs_keep_their_labels() -> None:
@@ -167,8 +215,10 @@ def test_through_the_org_stage_beside_the_judge_and_fed_by_judges_apart_across_a
     beside = []
     for closed, seq, parts in msgs:
         beside += [n.to_dict() for n in judge_step(j, None, None, 0, 1, closed, copies(parts), seq).judged.notifications]
+    # (the update: the first day's excess grew 1.5x, $2.70 -> $4.50)
     assert [(n["key"], n["action"], n["detector"]) for n in beside] == [
-        ("cost_spike:team=ads|model=big", "trigger", "new-series"), ("cost_spike:team=ads|model=big", "resolve", "new-series")]
+        ("cost_spike:team=ads|model=big", "trigger", "new-series"), ("cost_spike:team=ads|model=big", "update", "new-series"),
+        ("cost_spike:team=ads|model=big", "resolve", "new-series")]
     assert beside[0]["window_end"] == 3 * DAY + 3 * W and "10.0x" in beside[0]["explanation"]
     # without the rule, nothing
     j = judge(rule=False)
