@@ -103,6 +103,12 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
         n = len(desc[0]["partitions"]) or settings.usage_partitions
     finally:
         admin.close()
+    # The org stage's changelog (Faust's name for the ``org`` table's), made here rather than
+    # by Faust: Faust declared it after the first group join, and a group leader whose metadata
+    # still lacked it ("Ignoring missing topic") assigned none of its partitions, then or at a
+    # later rebalance. The survivor of a SIGKILL then restored no org stage: the open incident
+    # was paged again (a new seq), or the recovery never finished (test_failover.py, series).
+    org_changelog = f"{settings.app_id}-org-changelog"
     ensure_topics(
         bootstrap,
         [(names["dlq"], n), (names["windows"], n), (names["outbox"], n), (names["ingest_state"], n),
@@ -110,8 +116,8 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
          (names["feedback"], n)]
         # the org stage's input with TOKENPULSE_PLACEMENT=series (a topic the broker auto-created
         # on the first send would have its default partition count, not the windows topic's)
-        + ([(names["verdicts"], n)] if settings.placement == "series" else []),
-        compacted=[names["ingest_state"], names["decisions"]],
+        + ([(names["verdicts"], n), (org_changelog, n)] if settings.placement == "series" else []),
+        compacted=[names["ingest_state"], names["decisions"], org_changelog],
         security=security,
     )
     return n

@@ -14,6 +14,14 @@ judges what is the partitioning's business) is SIGKILLed while traffic keeps flo
 - PagerDuty got one trigger for the incident's dedup key (the kill comes after the deliveries
   table recorded it, past several checkpoints) and one resolve, sent by the survivor.
 
+It runs with both placements (``TOKENPULSE_PLACEMENT``, docs/deploying.md#placement). With
+``series`` the default org's series are judged on the partitions their names hash to (``team=ads``
+and the org's own series on partition 0, the others on 1 and 2), and the org stage -- the alert
+engine that pages and the budget ledger, fed over the verdicts topic -- runs on the org's
+partition, 0, which the worker judging ``ads`` holds: the kill takes the org stage down with
+the judge, and the survivor must take over both (its ``tokenpulse_org_verdicts_total`` grows
+only then).
+
 What the product guarantees for pages: delivery is recorded per alert key and seq in the
 ``deliveries`` table, so a redelivered outbox record or a re-judged window sends nothing again;
 only a crash between PagerDuty's 202 and that record's changelog write reaching the broker
@@ -37,8 +45,10 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.common.dimensions import DEFAULT_ORG
+from streams.common.partitioning import org_partition, series_partition
 from tests.integration import apache_kafka
-from tests.integration.harness import DETECTOR_POLICY, Worker, deployment_env, get_json, settled, wait_until
+from tests.integration.harness import DETECTOR_POLICY, Worker, deployment_env, get_json, get_text, settled, wait_until
 from tests.integration.test_budgets import noon_zone
 from tests.integration.test_spine import PD_KEY, Ledger, event
 
@@ -148,16 +158,26 @@ def workers() -> Iterator[list[Worker]]:
         w.kill()
 
 
+def org_verdicts(worker: Worker) -> float:
+    """The verdicts messages ``worker``'s org stage has received (``TOKENPULSE_PLACEMENT=series``;
+    0 on a worker that never held an org partition)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in get_text(f"{worker.url}/metrics", timeout=2).splitlines()
+               if line.startswith("tokenpulse_org_verdicts_total{"))
+
+
+@pytest.mark.parametrize("placement", ["org", "series"])
 @pytest.mark.parametrize("broker", _apache_kafka_only(), indirect=True)
 def test_sigkilled_worker_is_taken_over_exactly(broker: Any, pagerduty: Any, workdir: Path,
-                                                workers: list[Worker]) -> None:
+                                                workers: list[Worker], placement: str) -> None:
+    if placement == "series":  # ads and the org stage on one partition: the kill takes both
+        assert series_partition(f"team={SPIKE}", PARTITIONS) == org_partition(DEFAULT_ORG, PARTITIONS)
     began = time.monotonic()
     rng = random.Random(815)
     policy = workdir / "policy.yaml"
     policy.write_text(policy_text(noon_zone(time.time())))
     env = deployment_env(broker, workdir, PARTITIONS, tag="fo", window_seconds=W, lateness_seconds=0.5,
                          idle_grace_seconds=1, checkpoint_seconds=0.2, kafka_session_timeout_seconds=SESSION_TIMEOUT,
-                         policy=policy,
+                         policy=policy, placement=placement,
                          pagerduty_routing_key=PD_KEY, pagerduty_url=pagerduty.enqueue_url)
     usage = f"{env['TOKENPULSE_TOPIC_PREFIX']}.usage"
     ledger = Ledger()
@@ -211,6 +231,11 @@ def test_sigkilled_worker_is_taken_over_exactly(broker: Any, pagerduty: Any, wor
         theirs = set(judged(owner))
         moving = theirs - set(judged(survivor))  # the series that must move to the survivor
         assert series in moving, (sorted(theirs), sorted(judged(survivor)))
+        # the survivor's count so far: from a moment of the first rebalance at most (settled()
+        # saw the org partition on the owner), and it grows from the kill on only if it took over
+        before = org_verdicts(survivor)
+        if placement == "series":
+            assert org_verdicts(owner), "the org stage is not on the worker judging ads"
         owner.kill()  # SIGKILL to its process group, traffic still flowing
         killed = time.time()
         mark("killed")
@@ -223,6 +248,8 @@ def test_sigkilled_worker_is_taken_over_exactly(broker: Any, pagerduty: Any, wor
         wait_until(lambda: len(partitions(survivor)) == PARTITIONS, 30, "every usage partition on the survivor")
         wait_until(lambda: len(get_json(f"{survivor.url}/api/status", local=True)["judge"]) == PARTITIONS, 30,
                    "every judge partition on the survivor")
+        if placement == "series":
+            wait_until(lambda: org_verdicts(survivor) > before, 30, "the org stage on the survivor")
         mark("rebalanced")
         print(f"judging resumed {resumed:.1f}s after the kill (first: {sorted(first)}); "
               f"target: session timeout {SESSION_TIMEOUT:.0f}s + one window {W}s")
@@ -234,8 +261,17 @@ def test_sigkilled_worker_is_taken_over_exactly(broker: Any, pagerduty: Any, wor
         wait_until(lambda: ledger.matches(get_json(f"{survivor.url}/api/spend?group_by=team")["rows"]), 40,
                    "the exact spend per team on the survivor")
         mark("exact")
-        [row] = [r for r in get_json(f"{survivor.url}/api/budgets")["budgets"] if r["budget"] == "ads-daily"]
-        assert row["spent_base"] == ledger.nusd[SPIKE], (row, ledger.nusd)
+
+        def spent() -> list[int]:
+            spent.last = get_json(f"{survivor.url}/api/budgets")["budgets"]  # type: ignore[attr-defined]
+            return [r["spent_base"] for r in spent.last if r["budget"] == "ads-daily"]  # type: ignore[attr-defined]
+
+        try:
+            wait_until(lambda: spent() == [ledger.nusd[SPIKE]], 30, "the exact ads budget on the survivor")
+        except AssertionError:
+            print("budgets:", spent.last, "want", ledger.nusd[SPIKE])  # type: ignore[attr-defined]
+            raise
+        mark("budget")
 
         time.sleep(1.0)  # room for a late duplicate page to show up
         pages = Counter((e["dedup_key"], e["event_action"]) for e in pagerduty.events())

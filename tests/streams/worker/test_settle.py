@@ -61,6 +61,14 @@ def test_faust_settling_reads_rebalancing_and_recovery_offsets() -> None:
     assert faust_settling(SimpleNamespace())() == (False, 0)  # before Faust made its tables
 
 
+def test_faust_settling_reads_a_just_assigned_changelog_partition() -> None:
+    """Faust's recovery holds None for a changelog partition it was just given, until it has
+    read where that partition's recovery starts; the timer that reads it crashed the worker."""
+    recovery = SimpleNamespace(active_offsets={"a": 5, "b": None}, standby_offsets={"c": None})
+    app = SimpleNamespace(rebalancing=True, in_recovery=False, tables=SimpleNamespace(recovery=recovery))
+    assert faust_settling(app)() == (True, 5)
+
+
 async def test_healthz_answers_503_when_the_judge_is_stalled(tmp_path: Path) -> None:
     """Through the real app's /healthz: ok while settled, 503 with the reason once the recovery
     has read nothing for longer than TOKENPULSE_JUDGE_STALL_SECONDS."""
