@@ -130,14 +130,11 @@ def _run_series(sw: Any, params: dict[str, Any], window: int) -> tuple[str, np.n
     return sw.labels["team"], sw.ts, flags
 
 
-def _new_series_flags(ws: Any, settings: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The org stage's new-series rule (:class:`streams.org.newseries.NewSeriesRule`, the class
-    the worker's org stage steps) driven window by window over the team and team x model series'
-    cached windows: the windows it flags, per team."""
-    from streams.org.newseries import NANO_USD, NewSeriesRule, NewSeriesSettings
+def _rule_rows(ws: Any) -> tuple[dict[float, list[tuple[str, int, int]]], list[float]]:
+    """The new-series rule's input from the cached windows of the team and team x model series:
+    per window end its spend rows (series, nano-dollars, requests), and every window end in order."""
+    from streams.org.newseries import NANO_USD
 
-    rule = NewSeriesRule(NewSeriesSettings(**settings))
-    window = int(ws.window_seconds)
     series = _team_series(ws)
     rows: dict[float, list[tuple[str, int, int]]] = defaultdict(list)
     for sw in series:
@@ -145,7 +142,18 @@ def _new_series_flags(ws: Any, settings: dict[str, Any]) -> dict[str, tuple[np.n
         live = (c > 0) | (sw.value > 0)
         for t, v, n in zip(sw.ts[live].tolist(), sw.value[live].tolist(), c[live].tolist(), strict=True):
             rows[t].append((sw.series, round(v * NANO_USD), int(n)))
-    times = sorted({t for sw in series for t in sw.ts.tolist()})
+    return rows, sorted({t for sw in series for t in sw.ts.tolist()})
+
+
+def _new_series_flags(ws: Any, settings: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The org stage's new-series rule (:class:`streams.org.newseries.NewSeriesRule`, the class
+    the worker's org stage steps) driven window by window over the team and team x model series'
+    cached windows: the windows it flags, per team."""
+    from streams.org.newseries import NewSeriesRule, NewSeriesSettings
+
+    rule = NewSeriesRule(NewSeriesSettings(**settings))
+    window = int(ws.window_seconds)
+    rows, times = _rule_rows(ws)
     flagged: dict[str, list[float]] = defaultdict(list)
     for t in times:
         for sg in rule.judge_window(int(t) - window, int(t), rows.get(t, ()), []):
@@ -158,20 +166,14 @@ def _new_series_notes(ws: Any, settings: dict[str, Any], alert_policy: dict[str,
     """The notifications of the new-series rule's alerts alone: the rule stepped window by window
     with the alert engine, which tells it which alerts it tracks (as ``OrgCore.step_window``)."""
     from alerts import AlertEngine, AlertPolicy
-    from streams.org.newseries import NANO_USD, NewSeriesRule, NewSeriesSettings
+    from streams.org.newseries import NewSeriesRule, NewSeriesSettings
 
     rule = NewSeriesRule(NewSeriesSettings(**settings))
     engine = AlertEngine(AlertPolicy.from_dict(alert_policy))
     window = int(ws.window_seconds)
-    series = _team_series(ws)
-    rows: dict[float, list[tuple[str, int, int]]] = defaultdict(list)
-    for sw in series:
-        c = np.maximum(sw.count, 0)
-        live = (c > 0) | (sw.value > 0)
-        for t, v, n in zip(sw.ts[live].tolist(), sw.value[live].tolist(), c[live].tolist(), strict=True):
-            rows[t].append((sw.series, round(v * NANO_USD), int(n)))
+    rows, times = _rule_rows(ws)
     notes: list[Any] = []
-    for t in sorted({t for sw in series for t in sw.ts.tolist()}):
+    for t in times:
         sigs = rule.judge_window(int(t) - window, int(t), rows.get(t, ()), [],
                                  lambda s: engine.tracks(engine.key_for(s)))
         notes += engine.observe_window(sigs, float(t))
