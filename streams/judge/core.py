@@ -34,7 +34,7 @@ from streams.judge.raising import DEFAULT_HALF_LIFE_S, SeriesRaise
 from streams.judge.recent import RecentWindows
 from streams.org.core import OrgCore
 from streams.org.newseries import NewSeriesRule, NewSeriesSettings
-from streams.org.verdicts import WindowVerdict
+from streams.org.verdicts import RebaseMark, WindowVerdict
 
 log = logging.getLogger("tokenpulse.judge")
 
@@ -77,6 +77,9 @@ class JudgeOutput:
     inhibited: list[Notification] = field(default_factory=list)
     # each window judged, with the signals handed to the org stage: what a verdicts message carries
     windows: list[WindowVerdict] = field(default_factory=list)
+    # the rebases applied since the last message (:meth:`JudgeCore.rebase` with a mark), for the
+    # org stage apart: the verdicts of this message carry them
+    rebased: list[RebaseMark] = field(default_factory=list)
 
 
 def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:
@@ -148,6 +151,11 @@ class JudgeCore:
     local_tracking: int = 0
     # The org stage's ``new-series`` rule beside this judge (None: off; streams.org.newseries)
     new_series: NewSeriesSettings | None = None
+    # Rebases applied for an org stage apart (:meth:`rebase` with ``mark``), not yet handed to
+    # a message's output: series -> (the first window judged with the new baseline, answer id).
+    # Checkpointed (``rbmark|<series>``) with the rebased detector, so a crash neither loses
+    # one nor sends it twice under two seqs.
+    rebase_marks: dict[str, tuple[int | None, str]] = field(default_factory=dict)
     _org: OrgCore | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -171,6 +179,12 @@ class JudgeCore:
         means the source is idle (caught up, no events yet); a message that is one chunk of
         a larger emission carries no watermark at all and says nothing about idleness."""
         out = JudgeOutput()
+        if self.rebase_marks:
+            # applied before any window of this message is judged: its verdicts say so
+            for series, (w0, answer) in self.rebase_marks.items():
+                out.rebased.append(RebaseMark(series, w0, answer))
+                self._dirty.add(f"rbmark|{series}")
+            self.rebase_marks.clear()
         self.n_src = max(self.n_src, n_src)
         done = self.done_until
         pending = self.pending
@@ -414,9 +428,17 @@ class JudgeCore:
         flagged window would be held to now)."""
         return r.floor_at(float(self.done_until or 0), self.raise_half_life_s)
 
-    def rebase(self, series: str) -> bool:
+    def rebase(self, series: str, mark: str | None = None) -> bool:
         """On-call answered "expected, new normal": the series' detector adopts its current
-        level (:meth:`detectors.base.Detector.rebase`). False: no detector for it here."""
+        level (:meth:`detectors.base.Detector.rebase`). False: no detector for it here.
+
+        ``mark``: the answer's id, when the org stage that resolved the alert is apart
+        (``TOKENPULSE_PLACEMENT=series``): the next message's verdicts tell it from which window
+        on the series is judged with the new baseline (:class:`~streams.org.verdicts.RebaseMark`;
+        also without a detector here, which sends no signal of the series either)."""
+        if mark is not None:
+            self.rebase_marks[series] = (self.done_until, mark)
+            self._dirty.add(f"rbmark|{series}")
         det = self.detectors.get(series)
         if det is None:
             return False
@@ -475,6 +497,9 @@ class JudgeCore:
                     rec["peak"] = [info.peak_usd, info.peak_end]
                 if info.raised is not None:
                     rec["raised"] = info.raised.to_state()
+            elif kind == "rbmark":
+                got = self.rebase_marks.get(rest)
+                changes[key] = None if got is None else list(got)
         self._dirty.clear()
         return changes
 
@@ -516,6 +541,8 @@ class JudgeCore:
                 det = self._new_detector(value["labels"])
                 det.load_state(value["state"])
                 self.detectors[rest] = det
+            elif kind == "rbmark":
+                self.rebase_marks[rest] = (None if value[0] is None else int(value[0]), str(value[1]))
         self.spend_loaded = self.restore_spend(spend)
         if self.owns is not None:
             self._foreign = {name for name in self.series if not self.owns(name)}

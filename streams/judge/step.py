@@ -44,8 +44,9 @@ class Step:
 
     def verdicts(self, judge: int, seq: int = -1) -> Verdicts:
         """What the message gave the org stage (the windows judged with their signals, the spend
-        rows, the watermark), as judge partition ``judge`` would send it as its ``seq``-th."""
-        return Verdicts(judge, seq, self.judged.windows, self.judged.spend, self.watermark)
+        rows, the watermark, the rebases applied before it), as judge partition ``judge`` would
+        send it as its ``seq``-th."""
+        return Verdicts(judge, seq, self.judged.windows, self.judged.spend, self.watermark, self.judged.rebased)
 
     @property
     def notifications(self) -> list[Notification]:

@@ -25,6 +25,13 @@ Two ways to drive it:
   What it holds for that (the judges' watermarks and seqs, the signals of windows not yet
   final) is checkpointed too (:meth:`checkpoint`).
 
+  Fed so, it resolves an alert on-call answered "expected, new normal" before the series' judge
+  has rebased its detector (the detector part of the answer travels to the judge partition on
+  the feedback topic). A window that judge judged in between, with the old baseline, must not
+  raise the alert again: :meth:`await_rebase` holds back the flagged signals of the series
+  until the judge's :class:`~streams.org.verdicts.RebaseMark` says from which window on it
+  judged with the new one, and those of the windows before it after that.
+
 Pure Python, no Faust, no I/O.
 """
 
@@ -41,7 +48,7 @@ from streams.budgets.ledger import BudgetEvent, BudgetLedger
 from streams.budgets.mix import MixWatch
 from streams.common.dimensions import TEAM_MODEL, parse_series
 from streams.org.newseries import NewSeriesRule, Row
-from streams.org.verdicts import SpendRow, Verdicts
+from streams.org.verdicts import RebaseMark, SpendRow, Verdicts
 
 log = logging.getLogger("tokenpulse.org")
 
@@ -49,7 +56,48 @@ __all__ = ["OrgCore", "OrgOutput"]
 
 # the checkpoint kinds of the org stage: the engine's (as the judge table has always held them)
 # and those only a merging org stage writes
-ORG_KINDS = frozenset({"alert", "group", "orgmeta", "orgsig", "newser", "orgmix"})
+ORG_KINDS = frozenset({"alert", "group", "orgmeta", "orgsig", "newser", "orgmix", "rebasing"})
+
+# How long (event time, at the merged watermark) a series answered "expected, new normal" waits
+# for its judge's rebase mark before its flagged windows count again: the mark normally comes
+# with the judge's next verdicts message; one that never comes (the detector part not sent, the
+# series gone from its judge) must not mute the series for good.
+REBASE_WAIT_S = 3600.0
+
+
+@dataclass(slots=True)
+class Rebasing:
+    """A series on-call answered "expected, new normal" on this org stage, and its judge's
+    rebase mark (:class:`~streams.org.verdicts.RebaseMark`).
+
+    ``answer``: the answer's id (a mark of another answer is not this one's). ``at``: event time
+    on the org stage when it was answered (or the mark came). ``from_window``: from the mark, the
+    first window judged with the new baseline (None: no mark yet). ``asked``: the answer was
+    applied here (False: a mark came first, which a crash can do: the org stage restored from a
+    checkpoint before the answer, its verdicts read again before the answer is)."""
+
+    answer: str
+    at: float
+    from_window: int | None = None
+    asked: bool = True
+    marked: bool = False
+
+    def holds(self, start: int) -> bool:
+        """Whether a flagged signal of the window starting at ``start`` is held back: judged
+        before the rebase reached the judge, or maybe so (no mark yet)."""
+        if not self.asked:
+            return False
+        return not self.marked or (self.from_window is not None and start < self.from_window)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"answer": self.answer, "at": self.at, "from": self.from_window, "asked": self.asked,
+                "marked": self.marked}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> Rebasing:
+        w = d.get("from")
+        return cls(str(d["answer"]), float(d["at"]), None if w is None else int(w), bool(d.get("asked", True)),
+                   bool(d.get("marked", False)))
 
 
 class _Collects(Protocol):
@@ -74,6 +122,13 @@ class OrgOutput:
     decisions: list[dict[str, Any]] = field(default_factory=list)  # over-budget decisions due now
     duplicate: bool = False  # the (judge partition, seq) was applied before: nothing done
     late: int = 0  # signals of windows stepped already (a judge ahead of its own watermark): logged, not stepped
+    # flagged signals of series answered "expected, new normal" from windows judged before the
+    # rebase reached their judge (:meth:`OrgCore.await_rebase`): not stepped, so not raised again
+    before_rebase: int = 0
+    # rebase marks: matched to an answer applied here, or not (kept a while for one to come)
+    marks: int = 0
+    marks_unasked: int = 0
+    expired: list[str] = field(default_factory=list)  # series whose mark never came (REBASE_WAIT_S)
 
 
 @dataclass
@@ -104,6 +159,10 @@ class OrgCore:
     # final on every judge partition (:meth:`receive`): a share counted with one judge
     # partition's rows of a window and not yet another's is a share that never was
     mix_held: dict[int, list[SpendRow]] = field(default_factory=dict)
+    # series answered "expected, new normal" whose windows judged before their judge rebased
+    # must not raise the alert again (:meth:`await_rebase`); bounded by ``rebase_wait_s``
+    rebasing: dict[str, Rebasing] = field(default_factory=dict)
+    rebase_wait_s: float = REBASE_WAIT_S
     _dirty: set[str] = field(default_factory=set)
     # The pending windows that have an ``orgsig`` record on the changelog. Only windows with
     # signals (or the new-series rule's rows) are written: the empty ones of a gap (a judge partition judging a day of windows
@@ -186,6 +245,8 @@ class OrgCore:
         if q not in self.judge_wm:
             self.judge_wm[q] = None
             self._dirty.add("orgmeta")
+        if v.rebased:
+            self._marked(v.rebased, out)
         done = self.done_until
         for wv in v.windows:
             if done is not None and wv.start < done:
@@ -211,6 +272,7 @@ class OrgCore:
         if wm is not None and self.pending:
             for start in sorted(w for w, (end, _) in self.pending.items() if end <= wm):
                 end, signals = self.pending.pop(start)
+                signals = self._after_rebase(start, signals, out)
                 self.step_window(end, signals, out, self.pending_rows.pop(start, ()))
                 out.windows_stepped += 1
                 self.done_until = end
@@ -219,10 +281,88 @@ class OrgCore:
                 else:  # never written: nothing to delete
                     self._dirty.discard(f"orgsig|{start}")
                 self._dirty.add("orgmeta")
+        self._rebased_done(out)
         self.apply_spend(v.spend, wm, ledger, None, out, wall=wall)
         if mix is not None:
             self._mix_final(v.spend, wm, mix)
         return out
+
+    # -- a new normal answered while windows are in flight ------------------------------
+    def await_rebase(self, series: Iterable[str], answer: str, at: float) -> None:
+        """On-call answered "expected, new normal" (answer id ``answer``, at event time ``at``)
+        for ``series``, whose alerts this stage has just resolved; the detector parts are on
+        their way to the series' judge partitions. Until a judge's
+        :class:`~streams.org.verdicts.RebaseMark` of this answer comes back, that series'
+        flagged signals are held back (judged with the old baseline, they would raise the alert
+        again: a second page for an incident on-call closed), then those of the windows it
+        judged before the rebase. A mark that does not come within ``rebase_wait_s`` of event
+        time is given up on (:attr:`OrgOutput.expired`, logged). Only for an org stage apart
+        from its judges: beside them, the answer rebases the detector in the same step."""
+        for s in series:
+            r = self.rebasing.get(s)
+            if r is not None and r.answer == answer:
+                r.asked = True  # its mark came first (a replay after a crash): already known
+            else:
+                self.rebasing[s] = Rebasing(answer, float(at))
+            self._dirty.add(f"rebasing|{s}")
+
+    def _marked(self, marks: Iterable[RebaseMark], out: OrgOutput) -> None:
+        """A judge's rebase marks: each series' windows from ``mark.from_window`` on count again."""
+        for mark in marks:
+            self._mark(mark, out)
+
+    def _mark(self, mark: RebaseMark, out: OrgOutput) -> None:
+        r = self.rebasing.get(mark.series)
+        if r is not None and r.answer == mark.answer:
+            out.marks += 1
+        elif r is None or not r.asked or r.marked:
+            # no answer waiting for it here (yet): kept a while, in case the answer is applied
+            # again after it (a crash put this stage back before the answer)
+            at = self.done_until if self.done_until is not None else mark.from_window  # event time now
+            r = self.rebasing[mark.series] = Rebasing(mark.answer, float(at or 0), asked=False)
+            out.marks_unasked += 1
+        else:  # the mark of an earlier answer: this one's rebase has not reached the judge yet
+            log.info("org partition %d: a rebase mark of %s for answer %s while answer %s waits for its own",
+                     self.partition, mark.series, mark.answer, r.answer)
+            return
+        r.marked, r.from_window = True, mark.from_window
+        self._dirty.add(f"rebasing|{mark.series}")
+
+    def _after_rebase(self, start: int, signals: list[Signal], out: OrgOutput) -> list[Signal]:
+        """The signals of the window ``start`` without the flagged ones judged before their
+        series' rebase (:meth:`await_rebase`): as if the window were normal for that series."""
+        rebasing = self.rebasing
+        if not rebasing:
+            return signals
+        kept = []
+        for sg in signals:
+            r = rebasing.get(sg.series) if sg.is_anomaly else None
+            if r is not None and r.holds(start):
+                out.before_rebase += 1
+                log.info("org partition %d: %s's flagged window %d held back: judged before the new normal "
+                         "answered (%s) reached its judge", self.partition, sg.series, start, r.answer)
+                continue
+            kept.append(sg)
+        return kept
+
+    def _rebased_done(self, out: OrgOutput) -> None:
+        """Forget the series whose windows before the rebase are all stepped, and give up on
+        those whose mark did not come within ``rebase_wait_s`` of event time."""
+        done = self.done_until
+        if done is None or not self.rebasing:
+            return
+        for s, r in list(self.rebasing.items()):
+            if r.asked and r.marked and (r.from_window is None or r.from_window <= done):
+                pass  # every window judged before the rebase is stepped
+            elif done - r.at < self.rebase_wait_s:
+                continue
+            elif r.asked and not r.marked:
+                out.expired.append(s)
+                log.warning("org partition %d: no rebase mark for %s from its judge %.0f s of event time after "
+                            "on-call's new normal (answer %s); its flagged windows count again", self.partition, s,
+                            done - r.at, r.answer)
+            del self.rebasing[s]
+            self._dirty.add(f"rebasing|{s}")
 
     def _hold_rows(self, v: Verdicts, done: int | None) -> None:
         """The new-series rule's rows of the windows ``v`` judged (as beside the judge: a late
@@ -276,7 +416,8 @@ class OrgCore:
         group states (``alert|<key>``, ``group|<id>``: the judge table's keys since before the
         org stage had a name), and, when merging judge partitions, ``orgmeta`` (their
         watermarks and seqs), ``orgsig|<window start>`` (the signals of a window not final yet; none for a window without) and
-        ``orgmix|<window start>`` (its team×model spend rows, held for the mix watch)."""
+        ``orgmix|<window start>`` (its team×model spend rows, held for the mix watch) and
+        ``rebasing|<series>`` (a new normal waiting for its judge's rebase mark)."""
         changes: dict[str, Any] = {}
         for key in self._dirty:
             kind, _, rest = key.partition("|")
@@ -308,6 +449,9 @@ class OrgCore:
                 held = self.mix_held.get(int(rest))
                 changes[key] = None if held is None else [
                     [series, w, list(sums), {str(k): v for k, v in seqs.items()}] for series, w, sums, seqs in held]
+            elif kind == "rebasing":
+                r = self.rebasing.get(rest)
+                changes[key] = None if r is None else r.to_state()
         self._dirty.clear()
         return changes
 
@@ -336,6 +480,8 @@ class OrgCore:
         elif kind == "newser":
             if self.new_series is not None:  # the rule turned off: its records are left alone
                 self.new_series.set_state(rest, value)
+        elif kind == "rebasing":
+            self.rebasing[rest] = Rebasing.from_state(value)
         elif kind == "orgmix":
             self.mix_held[int(rest)] = [(str(series), int(w), [int(x) for x in sums], {int(k): int(v) for k, v in seqs.items()})
                                         for series, w, sums, seqs in value]

@@ -8,7 +8,10 @@ merge of partials, the detector, the contributor mix, the exact spend. What the 
   whose alert the org tracks (:class:`WindowVerdict`; a window with no signal is listed too: its
   end still drives the engine's group timers);
 - the spend rows judged (what :meth:`BudgetLedger.apply_judge_spend` and the mix watch take);
-- the judge's watermark after the message.
+- the judge's watermark after the message;
+- the rebases it applied since its last message (:class:`RebaseMark`: on-call's "expected, new
+  normal" reached the series' detector), so that the org stage knows from which window on the
+  series was judged with its new baseline.
 
 Today every series of an org is judged on the org's own partition, and the org stage runs
 beside the judge, stepped window by window (:attr:`JudgeCore.org`); the same values are what a
@@ -27,7 +30,7 @@ from alerts import Signal
 from streams.common.dimensions import org_of
 from streams.common.partitioning import org_partition
 
-__all__ = ["SpendRow", "Verdicts", "WindowVerdict", "for_org_partitions"]
+__all__ = ["RebaseMark", "SpendRow", "Verdicts", "WindowVerdict", "for_org_partitions"]
 
 # (series, window start, sums, {source: message seq}): JudgeOutput.spend's rows
 SpendRow = tuple[str, int, list[int], dict[int, int]]
@@ -49,6 +52,27 @@ class WindowVerdict:
         return cls(int(row[0]), int(row[1]), [Signal.from_dict(d) for d in row[2]])
 
 
+@dataclass(slots=True, frozen=True)
+class RebaseMark:
+    """A judge partition applied the detector part of on-call's answer ``answer`` ("expected,
+    new normal") to ``series`` before judging the window that starts at ``from_window``: the
+    windows before it were judged with the old baseline, those from it on with the new one
+    (``from_window`` None: the judge had judged no window yet). It rides on the judge's next
+    verdicts message, so it reaches the org stage after every window judged before the rebase,
+    and a judge that replays re-sends it under the same seq (:meth:`OrgCore.receive`)."""
+
+    series: str
+    from_window: int | None
+    answer: str
+
+    def to_wire(self) -> list[Any]:
+        return [self.series, self.from_window, self.answer]
+
+    @classmethod
+    def from_wire(cls, row: list[Any]) -> RebaseMark:
+        return cls(str(row[0]), None if row[1] is None else int(row[1]), str(row[2]))
+
+
 @dataclass(slots=True)
 class Verdicts:
     """What one windows message gave on judge partition ``judge``, for one org partition.
@@ -56,13 +80,15 @@ class Verdicts:
     ``seq`` orders one judge partition's verdicts (-1: not numbered; the org stage beside its
     judge needs no numbers, as the judge's checkpoint covers both); the org stage applies each
     (judge, seq) once. ``watermark`` is the judge's after the message (None: not every source
-    heard from yet)."""
+    heard from yet). ``rebased``: the rebases the judge applied just before the message
+    (:class:`RebaseMark`; a message without the field, from a version before it, has none)."""
 
     judge: int
     seq: int = -1
     windows: list[WindowVerdict] = field(default_factory=list)
     spend: list[SpendRow] = field(default_factory=list)
     watermark: float | None = None
+    rebased: list[RebaseMark] = field(default_factory=list)
 
     def to_wire(self) -> dict[str, Any]:
         """A JSON-able form (seqs' source keys become strings, as JSON objects have them).
@@ -71,9 +97,12 @@ class Verdicts:
         a judge that jumps over a gap in event time (a backfill starting yesterday) judges every
         window in between, and as one row each the message passed the producer's 1 MB limit
         (a day of 2 s windows) and stopped the judge agent."""
-        return {"judge": self.judge, "seq": self.seq, "windows": _windows_to_wire(self.windows),
+        body = {"judge": self.judge, "seq": self.seq, "windows": _windows_to_wire(self.windows),
                 "spend": [[s, w, list(sums), {str(k): v for k, v in seqs.items()}] for s, w, sums, seqs in self.spend],
                 "wm": self.watermark}
+        if self.rebased:  # rare: left out otherwise, as it was before marks existed
+            body["rebased"] = [m.to_wire() for m in self.rebased]
+        return body
 
     @classmethod
     def from_wire(cls, body: dict[str, Any]) -> Verdicts:
@@ -81,7 +110,8 @@ class Verdicts:
         return cls(int(body["judge"]), int(body["seq"]), _windows_from_wire(body["windows"]),
                    [(str(s), int(w), [int(x) for x in sums], {int(k): int(v) for k, v in seqs.items()})
                     for s, w, sums, seqs in body["spend"]],
-                   None if wm is None else float(wm))
+                   None if wm is None else float(wm),
+                   [RebaseMark.from_wire(r) for r in body.get("rebased") or ()])
 
 
 def _windows_to_wire(windows: list[WindowVerdict]) -> list[Any]:
@@ -119,7 +149,8 @@ def for_org_partitions(v: Verdicts, n: int) -> dict[int, Verdicts]:
     (:func:`streams.common.partitioning.org_partition` of each series' org), for a verdicts topic
     of ``n`` partitions: each org partition gets the windows (with only its orgs' signals: a window
     without any still drives the engine's group timers) and the watermark -- every org partition,
-    as an org stage waits for every judge partition -- and the spend rows of its orgs' series."""
+    as an org stage waits for every judge partition -- and the spend rows and rebase marks of its
+    orgs' series."""
     out = {p: Verdicts(v.judge, v.seq, [WindowVerdict(w.start, w.end, []) for w in v.windows], [], v.watermark)
            for p in range(n)}
     for i, w in enumerate(v.windows):
@@ -127,4 +158,6 @@ def for_org_partitions(v: Verdicts, n: int) -> dict[int, Verdicts]:
             out[org_partition(org_of(sg.series), n)].windows[i].signals.append(sg)
     for row in v.spend:
         out[org_partition(org_of(row[0]), n)].spend.append(row)
+    for mark in v.rebased:
+        out[org_partition(org_of(mark.series), n)].rebased.append(mark)
     return out

@@ -30,7 +30,9 @@ topic to the judge partition of each series it concerns
 (:func:`~streams.common.partitioning.series_partition`), as an event of its own (``part:
 detector``, id ``<answer id>|det|<series>``), applied once there like any answer, counted by
 ``feedback_detector_total`` and left out of ``/api/feedback`` (the answer is listed once, with
-the org stage's record).
+the org stage's record). A new normal's rebase is marked in the judge's next verdicts, and until
+that mark reaches the org stage it does not let the series' windows judged with the old baseline
+raise the alert it resolved again (:meth:`streams.org.core.OrgCore.await_rebase`).
 
 Exactly once: the ids applied are the keys of the ``feedback`` table (its changelog survives a
 restart). The judge's state the answer changed is checkpointed first, the record that says it
@@ -99,6 +101,8 @@ class _Stage:
     engine: Any
     alerts_changed: Callable[..., None]
     done_until: int | None
+    # the org stage apart: a new normal's series wait for their judges' rebase marks
+    await_rebase: Callable[[list[str], str, float], None] | None = None
 
 
 class FeedbackWorker:
@@ -173,7 +177,8 @@ class FeedbackWorker:
         else:
             o = org.org_for(p)
             j = None  # the series' judge is on its own partition, maybe another worker's
-            outcome, notes, silence = self._effect(_Stage(o.engine, o.alerts_changed, o.done_until), event, None, parts)
+            outcome, notes, silence = self._effect(_Stage(o.engine, o.alerts_changed, o.done_until, o.await_rebase),
+                                                   event, None, parts)
         for note in notes:
             await self.judging.notify(p, note)
         # the state the answer changed, before its record
@@ -201,7 +206,8 @@ class FeedbackWorker:
         """The detector part of the answer ``event`` for ``series``: its judge partition and event."""
         part = {k: event.get(k) for k in ("action", "key", "started_at", "window_end", "user", "user_id", "at",
                                           "source")}
-        part.update(id=f"{event['id']}|det|{series}", part=DETECTOR, series=series, answer=answer)
+        part.update(id=f"{event['id']}|det|{series}", part=DETECTOR, series=series, answer=answer,
+                    answer_id=str(event["id"]))
         return series_partition(series, self.judging.n), part
 
     async def _send_parts(self, parts: list[tuple[int, dict[str, Any]]]) -> None:
@@ -230,7 +236,10 @@ class FeedbackWorker:
             return None
         j = self.judging.judge_for(q)
         if action == "tokenpulse_new_normal":
-            outcome = "rebased" if j.rebase(series) else "no_detector"
+            # the answer's id marks the rebase in the judge's next verdicts (parts sent before
+            # the field existed: their id is "<answer id>|det|<series>")
+            answer_id = str(event.get("answer_id") or fid.removesuffix(f"|det|{series}"))
+            outcome = "rebased" if j.rebase(series, mark=answer_id) else "no_detector"
         else:
             live = self.judging.live
             given = event.get("answer")
@@ -305,6 +314,8 @@ class FeedbackWorker:
             if judge is None:
                 parts.extend(self._detector_part(event, s) for s in series_all)
                 what = f"baseline re-anchoring sent to the judges of {len(series_all)} series"
+                if j.await_rebase is not None:  # windows judged before it reaches them raise nothing
+                    j.await_rebase(series_all, str(event["id"]), at_ev)
             else:
                 rebased = [s for s in series_all if judge.rebase(s)]
                 what = f"baseline re-anchored on {len(rebased)} series" if rebased else "no detector for the series here"

@@ -17,7 +17,11 @@ ledger) are written at most once per ``checkpoint_seconds``, and a verdicts mess
 acknowledged only once the broker has that checkpoint's writes, in order per partition.
 
 On-call's answers to the alerts of its orgs are applied here too (the alert part; the detector
-part goes to the series' judge partition: :mod:`streams.worker.feedback`).
+part goes to the series' judge partition: :mod:`streams.worker.feedback`). A new normal waits for
+the judge's rebase mark (:meth:`OrgCore.await_rebase`): counted by
+``org_rebase_marks_total{outcome}`` (``matched``; ``unasked``: no answer waiting for it here;
+``expired``: none came within an hour of event time) and ``org_signals_before_rebase_total`` (flagged
+windows judged with the old baseline, held back).
 
 Scheduled reports: partition ``p``'s part is sent from here rather than from its judge, at the
 org stage's merged watermark (:meth:`OrgWorker.receive`).
@@ -160,6 +164,11 @@ class OrgWorker:
             m.inc("alerts_skipped_total", labels={"reason": why})
         for bev, _ in out.budget_events:
             m.inc("budget_events_total", labels={"kind": bev.kind + ("_past" if bev.past else "")})
+        if out.before_rebase:
+            m.inc("org_signals_before_rebase_total", out.before_rebase)
+        for outcome, n in (("matched", out.marks), ("unasked", out.marks_unasked), ("expired", len(out.expired))):
+            if n:
+                m.inc("org_rebase_marks_total", n, labels={"outcome": outcome})
         for dec in out.decisions:
             await self.judging.send_decision(dec["budget"].encode(), orjson.dumps(dec))
             m.inc("budget_decisions_total", labels={"decision": dec["decision"]})

@@ -263,11 +263,11 @@ def test_answers_act_once_on_the_org_stage_and_rebase_on_the_series_judge(
         _, ml = wait_until(lambda: root("ml"), 30, "the ml spike posted with buttons")
 
         # On-call answers the spike as it stands: every window of the history merged by acme's
-        # org stage. The posts come at the first hot window; a new normal answered while ads'
-        # later hot windows, judged on partition 0 before the rebase reached it, are not merged
-        # yet resolves the alert, and their verdicts raise it again (a run under load timed out
-        # waiting for "resolved", with a second ads trigger on the pager): a known race of the
-        # series placement (docs/deploying.md#placement), not what this test is about.
+        # org stage. The posts come at the first hot window; ads' later hot windows, judged on
+        # partition 0 before the rebase reached it, once raised the alert again after a new
+        # normal (a second ads trigger on the pager). The org stage now holds them back until the
+        # judge's rebase mark (docs/deploying.md#placement; tests/streams/worker/test_feedback_apart.py
+        # holds that race); waiting for the history keeps this test about the answers.
         step("the history merged by acme's org stage")
 
         def merged() -> float | None:
