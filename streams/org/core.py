@@ -278,8 +278,7 @@ class OrgCore:
             for start in sorted(w for w, (end, _) in self.pending.items() if end <= wm):
                 end, signals = self.pending.pop(start)
                 signals = self._after_rebase(start, signals, out)
-                if self.adopted:
-                    signals = self._with_adopted(start, end, signals)
+                signals = self._with_adopted(start, end, signals)
                 self.step_window(end, signals, out, self.pending_rows.pop(start, ()))
                 out.windows_stepped += 1
                 self.done_until = end
@@ -396,6 +395,8 @@ class OrgCore:
     def _with_adopted(self, start: int, end: int, signals: list[Signal]) -> list[Signal]:
         """``signals`` of a final window, plus a normal one for each adopted alert without a
         signal in it (see :attr:`adopted`); adopted alerts that resolved are let go."""
+        if not self.adopted:
+            return signals
         engine = self.engine
         have = {engine.key_for(sg.series) for sg in signals}
         extra = []

@@ -124,8 +124,11 @@ class OrgWorker:
         """A switch from the org placement: take the alert and group states the judge table
         holds under partition ``p`` (the org placement's engine beside the judge wrote them), so
         that an incident open at the pager resolves once, with its key, instead of never."""
-        found = [(k, v) for k, v in restore_items(self.judging.tables.judge, p)
-                 if v is not None and k.startswith(_ALERT_KINDS)]
+        # by key first: the judge table's other records of the partition are the detectors'
+        # states, kept packed (JSON bytes), not worth decoding to be skipped
+        heads = tuple(f"{p}|{kind}" for kind in _ALERT_KINDS)
+        found = [(k[len(f"{p}|"):], orjson.loads(v) if isinstance(v, bytes) else v)
+                 for k, v in list(self.judging.tables.judge.data.items()) if k.startswith(heads) and v is not None]
         took = o.adopt(found)
         if took:
             self.moving[p] = took
