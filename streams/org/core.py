@@ -163,6 +163,11 @@ class OrgCore:
     # must not raise the alert again (:meth:`await_rebase`); bounded by ``rebase_wait_s``
     rebasing: dict[str, Rebasing] = field(default_factory=dict)
     rebase_wait_s: float = REBASE_WAIT_S
+    # Alert keys taken over from the org placement's judge table (:meth:`adopt`), until they
+    # resolve: their series' windows may come from a judge that never flagged them (a series
+    # moves to the partition its name hashes to, with a new detector), which sends no normal
+    # window, so a final window without a signal of theirs is stepped as a normal one.
+    adopted: set[str] = field(default_factory=set)
     _dirty: set[str] = field(default_factory=set)
     # The pending windows that have an ``orgsig`` record on the changelog. Only windows with
     # signals (or the new-series rule's rows) are written: the empty ones of a gap (a judge partition judging a day of windows
@@ -273,6 +278,7 @@ class OrgCore:
             for start in sorted(w for w, (end, _) in self.pending.items() if end <= wm):
                 end, signals = self.pending.pop(start)
                 signals = self._after_rebase(start, signals, out)
+                signals = self._with_adopted(start, end, signals)
                 self.step_window(end, signals, out, self.pending_rows.pop(start, ()))
                 out.windows_stepped += 1
                 self.done_until = end
@@ -364,6 +370,46 @@ class OrgCore:
             del self.rebasing[s]
             self._dirty.add(f"rebasing|{s}")
 
+    def adopt(self, items: Iterable[tuple[str, Any]]) -> list[str]:
+        """Take the alert and group states of ``items`` (the org placement's judge table records
+        of this partition: ``alert|<key>``, ``group|<id>``) as this stage's own, once, on a
+        switch to the series placement: an incident open at the pager then resolves here, with
+        its key, rather than never (or paging again). Returns the record keys taken; they are
+        written with the next :meth:`checkpoint`."""
+        took = []
+        for key, value in items:
+            kind, _, rest = key.partition("|")
+            if value is None or kind not in ("alert", "group"):
+                continue
+            if kind == "alert":
+                self.engine.load_state(rest, value)
+                self.adopted.add(rest)
+            else:
+                self.engine.load_group_state(rest, value)
+            self._dirty.add(key)
+            took.append(key)
+        if took:
+            self._dirty.add("orgmeta")
+        return took
+
+    def _with_adopted(self, start: int, end: int, signals: list[Signal]) -> list[Signal]:
+        """``signals`` of a final window, plus a normal one for each adopted alert without a
+        signal in it (see :attr:`adopted`); adopted alerts that resolved are let go."""
+        if not self.adopted:
+            return signals
+        engine = self.engine
+        have = {engine.key_for(sg.series) for sg in signals}
+        extra = []
+        for key in sorted(self.adopted):
+            st = engine.state_for(key)
+            if st is None:
+                self.adopted.discard(key)
+                self._dirty.add("orgmeta")
+            elif key not in have:
+                extra.append(Signal(series=st["series"], labels=dict(st.get("labels") or {}), window_start=float(start),
+                                    window_end=float(end), observed_usd=0.0, expected_usd=0.0, is_anomaly=False))
+        return [*signals, *extra] if extra else signals
+
     def _hold_rows(self, v: Verdicts, done: int | None) -> None:
         """The new-series rule's rows of the windows ``v`` judged (as beside the judge: a late
         partial's spend counts in budgets, not in the rule), held until their window is final."""
@@ -431,6 +477,7 @@ class OrgCore:
                     "applied": {str(k): v for k, v in self.applied.items()},
                     "n_judges": self.n_judges,
                     "done_until": self.done_until,
+                    **({"adopted": sorted(k for k in self.adopted if self.engine.tracks(k))} if self.adopted else {}),
                 }
             elif kind == "orgsig":
                 got = self.pending.get(int(rest))
@@ -477,6 +524,7 @@ class OrgCore:
             self.applied = {int(k): int(v) for k, v in value["applied"].items()}
             self.n_judges = max(self.n_judges, int(value["n_judges"]))
             self.done_until = None if value["done_until"] is None else int(value["done_until"])
+            self.adopted = {str(k) for k in value.get("adopted") or ()}
         elif kind == "newser":
             if self.new_series is not None:  # the rule turned off: its records are left alone
                 self.new_series.set_state(rest, value)

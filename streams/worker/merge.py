@@ -183,6 +183,40 @@ def _rows(list_key: str, *order: str, extra: Callable[[Body, list[Body]], None] 
     return merge_rows
 
 
+def burndown(bodies: list[Body]) -> Body:
+    """Each budget's row as its ledger's owner wrote it, with the ``parts`` of its curve that
+    other workers drew from the spend records they hold added (the budget's series may be
+    judged on another worker than its ledger's: ``TOKENPULSE_PLACEMENT=series``); a part of
+    another period's buckets (a period that turned between the answers) is left out.
+
+    >>> row = {"budget": "b", "unit": "usd", "t": [60, 120], "cumulative": [0.0, 0.0]}
+    >>> part = {"budget": "b", "t": [60, 120], "cumulative": [0.5, 1.25]}
+    >>> burndown([{"budgets": [row], "parts": []}, {"budgets": [], "parts": [part]}])["budgets"][0]["cumulative"]
+    [0.5, 1.25]
+    >>> "parts" in burndown([{"budgets": [row], "parts": [part]}])
+    False
+    """
+    out = _first(bodies)
+    out.pop("parts", None)
+    parts: dict[str, list[Body]] = {}
+    for p in _concat(bodies, "parts"):
+        parts.setdefault(str(p.get("budget")), []).append(p)
+    rows = []
+    for r in sorted(_concat(bodies, "budgets"), key=_sort_key("budget")):
+        extra = [p for p in parts.get(str(r.get("budget")), ()) if p.get("t") == r.get("t")]
+        if extra:
+            curves = [r.get("cumulative") or [], *(p.get("cumulative") or [] for p in extra)]
+            n = len(r.get("t") or ())
+            if r.get("unit") == "usd":
+                cum: list[Any] = [_usd(sum(_units(c[i], MICRO) for c in curves if i < len(c)), MICRO) for i in range(n)]
+            else:
+                cum = [sum(int(c[i]) for c in curves if i < len(c)) for i in range(n)]
+            r = {**r, "cumulative": cum}
+        rows.append(r)
+    out["budgets"] = rows
+    return out
+
+
 def _union_partitions(out: Body, bodies: list[Body]) -> None:
     out["partitions"] = sorted({p for b in bodies for p in (b.get("partitions") or ())})
 
@@ -391,7 +425,7 @@ MERGES: dict[str, Merge] = {
     "/api/alerts": alerts,
     "/api/timeseries": timeseries,
     "/api/budgets": _rows("budgets", "budget", "partition", extra=_union_partitions),
-    "/api/burndown": _rows("budgets", "budget"),
+    "/api/burndown": burndown,
     "/api/windows": _dicts("series"),
     "/api/status": status,
     "/api/top_users": top_users,

@@ -16,6 +16,11 @@ Exactness, as the judge (:mod:`streams.worker.judging`): the org core's state (`
 ledger) are written at most once per ``checkpoint_seconds``, and a verdicts message is
 acknowledged only once the broker has that checkpoint's writes, in order per partition.
 
+A switch from the org placement: the first time an org partition's stage finds no alert or group
+state of its own in the ``org`` table, it adopts those the judge table holds under that partition
+(where the org placement kept them), once; they move: written to the ``org`` table with its next
+checkpoint, then deleted from the judge table once the broker has them (:meth:`OrgWorker.org_for`).
+
 On-call's answers to the alerts of its orgs are applied here too (the alert part; the detector
 part goes to the series' judge partition: :mod:`streams.worker.feedback`). A new normal waits for
 the judge's rebase mark (:meth:`OrgCore.await_rebase`): counted by
@@ -53,11 +58,13 @@ from streams.org.core import OrgCore
 from streams.org.newseries import NewSeriesRule
 from streams.org.verdicts import Verdicts
 from streams.worker.judging import JudgeWorker
-from streams.worker.tables import AckChain, Table, persist, restore_items
+from streams.worker.tables import AckChain, Table, persist, restore_items, written
 
 log = logging.getLogger("tokenpulse.org")
 
 __all__ = ["OrgWorker"]
+
+_ALERT_KINDS = ("alert|", "group|")  # the engine's records, in the judge table with the org placement
 
 
 class OrgWorker:
@@ -84,6 +91,9 @@ class OrgWorker:
         self.acks = AckChain("org", log)  # the judge's rules (JudgeWorker.checkpoint)
         # called with each org stage made (the app installs on-call's snooze silences with it)
         self.on_org: Callable[[OrgCore], None] | None = None
+        # org partition -> judge table records adopted (OrgCore.adopt), deleted there once the
+        # org table's copy is on the broker (:meth:`checkpoint`)
+        self.moving: dict[int, list[str]] = {}
 
     @property
     def ledgers(self) -> dict[int, BudgetLedger]:
@@ -98,7 +108,10 @@ class OrgWorker:
             rule = new_series_settings(self.cfg)
             o = OrgCore(p, self.cfg.window_seconds, engine, n_judges=self.n,
                         new_series=None if rule is None else NewSeriesRule(rule))
-            o.restore(restore_items(self.table, p))
+            own = list(restore_items(self.table, p))
+            o.restore(own)
+            if not any(v is not None and k.startswith(_ALERT_KINDS) for k, v in own):
+                self._adopt(p, o)
             led = BudgetLedger(self.cfg.window_seconds, budgets_for_partition(live.budgets, p, self.n))
             led.restore(restore_items(self.judging.tables.budgets, p))
             self.ledgers[p] = led
@@ -106,6 +119,43 @@ class OrgWorker:
                 self.on_org(o)
             self.orgs[p] = o
         return o
+
+    def _adopt(self, p: int, o: OrgCore) -> None:
+        """A switch from the org placement: take the alert and group states the judge table
+        holds under partition ``p`` (the org placement's engine beside the judge wrote them), so
+        that an incident open at the pager resolves once, with its key, instead of never."""
+        # by key first: the judge table's other records of the partition are the detectors'
+        # states, kept packed (JSON bytes), not worth decoding to be skipped
+        heads = tuple(f"{p}|{kind}" for kind in _ALERT_KINDS)
+        found = [(k[len(f"{p}|"):], orjson.loads(v) if isinstance(v, bytes) else v)
+                 for k, v in list(self.judging.tables.judge.data.items()) if k.startswith(heads) and v is not None]
+        took = o.adopt(found)
+        if took:
+            self.moving[p] = took
+            log.info("org partition %d: adopted %d alert and group states of the judge table (a switch from the org "
+                     "placement)", p, len(took))
+
+    async def _finish_move(self, p: int, keys: list[str], writes: list[Any], generation: int) -> None:
+        """Delete the adopted records from the judge table once the org table's ``writes`` of
+        them are on the broker (a crash before leaves both, and the org table's copy is read);
+        the judge beside forgets them too (under this placement it never steps them, and a
+        series it tracks is never let go: :meth:`JudgeCore._drop_foreign`)."""
+        failed = await written(writes)
+        if generation != self.acks.generation:
+            return  # revoked meanwhile: the partition's next owner reads the org table (or adopts again)
+        o = self.orgs.get(p)
+        if failed and o is not None:  # written again with the next checkpoint, deleted after it
+            o.alerts_changed([k[6:] for k in keys if k.startswith("alert|")],
+                             [k[6:] for k in keys if k.startswith("group|")])
+            self.moving[p] = keys
+            return
+        judge_t = self.judging.tables.judge
+        j = self.judging.judges.get(p)
+        for key in keys:
+            persist(judge_t, p, f"{p}|{key}", None)
+            if j is not None:
+                kind, _, rest = key.partition("|")
+                (j.engine.load_state if kind == "alert" else j.engine.load_group_state)(rest, None)
 
     def mix_for(self, p: int) -> MixWatch | None:
         """The third-party share's watch of org partition ``p`` (:class:`~streams.budgets.mix.MixWatch`,
@@ -136,6 +186,7 @@ class OrgWorker:
         self.acks.revoke()
         for p in revoked:
             self.orgs.pop(p, None)
+            self.moving.pop(p, None)
             self.ledgers.pop(p, None)
             self.held.pop(p, None)
             self.last.pop(p, None)
@@ -223,4 +274,7 @@ class OrgWorker:
         if o is not None:
             for key, value in o.checkpoint().items():
                 writes.append(persist(self.table, p, f"{p}|{key}", value))
+        moved = self.moving.pop(p, None)
+        if moved:
+            await self._finish_move(p, moved, writes, generation)
         await self.acks.after(p, writes, to_ack, generation, self.ack)

@@ -59,10 +59,22 @@ def persist(table: Table, partition: int, key: str, value: Any, packed: bool = F
     (:func:`restore_items` decodes them): a series' detector state is ~16 KiB of JSON and took
     ~40 KiB as lists of Python floats, beside the live detector, for every series
     (benchmarks/scale.py)."""
+    data = table.data
+    # Faust's in-memory store drops, once a rebalance's recovery completes, the keys of the
+    # partitions this worker no longer holds -- those it knows the partition of, i.e. those its
+    # recovery read from a changelog. Told the partition of what this worker writes itself too,
+    # it drops those as well: else an alert, delivery, answer or digest of a partition that moved
+    # to another worker stays here, and the API's merged answers count it twice (/api/feedback's
+    # summary) or answer with this stale copy (/api/alerts' delivery status on a tie).
+    owners = getattr(data, "_key_partition", None)
     if value is None:
-        table.data.pop(key, None)
+        data.pop(key, None)
+        if owners is not None:
+            owners.pop(key, None)
     else:
-        table.data[key] = orjson.dumps(value) if packed else value
+        data[key] = orjson.dumps(value) if packed else value
+        if owners is not None:
+            owners[key] = partition
     return table.send_changelog(partition, key, value)
 
 

@@ -41,7 +41,7 @@ import orjson
 
 from streams.budgets.mix import mix_rows
 from streams.common.dimensions import ALIASES, NAMES, parse_series
-from streams.common.periods import rfc3339
+from streams.common.periods import Period, rfc3339
 from streams.common.spend import coarsest, spend_windows
 from streams.delivery.digests import Digester
 from streams.ingest.windows import NANO
@@ -670,28 +670,48 @@ def register_chart_views(app: Any, state: WorkerState) -> None:
                          "resolution_seconds": coarsest(items, cfg.window_seconds, since, until),
                          "note": "closed windows only; USD per bucket", **out, "alerts": markers})
 
+    def curve(items: list[tuple[str, Any]], series: str, unit: str, start: float, end: float,
+              now: float) -> dict[str, Any]:
+        step = max(cfg.window_seconds, int((end - start) / 120) // cfg.window_seconds * cfg.window_seconds)
+        return burn_down(items, series, unit, start, min(now, end), step)
+
     @page("/api/burndown")
     @takes(BURNDOWN_QUERY)
     async def burndown_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         """Each budget held by this worker (or ``budget``) in the period holding ``at``: its
         cumulative spend over the period, limit, thresholds, and the forecast's line to the
-        period's end and run-out date."""
+        period's end and run-out date.
+
+        The ledger and the spend records of a budget's series can be on two workers (with
+        ``TOKENPULSE_PLACEMENT=series`` the series is judged on its own partition, the ledger
+        kept on its org's): with peers, this worker also answers ``parts``, the curve from its
+        own spend records of each budget of the policy whose ledger it does not hold, and the
+        merge (:func:`streams.worker.merge.burndown`) adds them to the ledger owner's row."""
         now = time.time() if args["at"] is None else args["at"]
         rows = budget_rows(dict(state.judging.ledgers), state.live.budgets, now, args["budget"])
-        if args["budget"] is not None and not rows:
-            raise ParamError("budget", f"budget {shown(args['budget'])} is not held by this worker", status=404)
         items = list(tables.spend.data.items())
+        parts = []
+        if state.peers is not None:
+            held = {b["budget"] for b in rows}
+            for spec in state.live.budgets:
+                if spec.name in held or args["budget"] not in (None, spec.name):
+                    continue
+                first, last = Period(spec.period, spec.tz).bounds(now)
+                part = curve(items, spec.series, spec.unit, first, last, now)
+                if any(part["cumulative"]):
+                    parts.append({"budget": spec.name, **part})
+        if args["budget"] is not None and not rows and not parts:
+            raise ParamError("budget", f"budget {shown(args['budget'])} is not held by this worker", status=404)
         out = []
         for b in rows:
             start = b["period_start_ts"] = _ts(b["period_start"])
             end = _ts(b["period_end"])
-            step = max(cfg.window_seconds, int((end - start) / 120) // cfg.window_seconds * cfg.window_seconds)
-            curve = burn_down(items, b["series"], b["unit"], start, min(now, end), step)
             out.append({k: b[k] for k in ("budget", "series", "unit", "period", "tz", "period_id", "period_start",
                                          "period_end", "spent", "limit", "pct_used", "thresholds", "fired",
                                          "forecast")}
-                       | {"period_start_ts": start, "period_end_ts": end, "now": now, **curve})
-        return web.json({"at": rfc3339(now), "budgets": out})
+                       | {"period_start_ts": start, "period_end_ts": end, "now": now,
+                          **curve(items, b["series"], b["unit"], start, end, now)})
+        return web.json({"at": rfc3339(now), "budgets": out, **({"parts": parts} if state.peers is not None else {})})
 
     @page("/api/inhouse")
     @takes(INHOUSE_QUERY)

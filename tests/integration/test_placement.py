@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from streams.common.partitioning import org_partition, series_partition
-from streams.ingest.windows import to_nusd
+from streams.ingest.windows import NANO, to_nusd
 from tests.integration.harness import (
     Steps,
     Worker,
@@ -175,7 +175,9 @@ def test_two_workers_share_one_org_judged_on_both_partitions(broker: Any, slack:
         questions = ["/api/spend?group_by=team", "/api/alerts", f"/api/budgets?at={at}", "/api/silences",
                      f"/api/timeseries?by=team&range=1h&until={until}", f"/api/top_users?range=1h&until={until}",
                      "/api/digests", "/api/windows?series=org%3Dacme%7Cteam%3Dads",
-                     "/api/windows?series=org%3Dacme%7Cteam%3Dsearch"]
+                     "/api/windows?series=org%3Dacme%7Cteam%3Dsearch", f"/api/burndown?at={at}",
+                     f"/api/feedback?at={at}", f"/api/mix?since={t0}&until={until}",
+                     f"/api/inhouse?range=1h&until={until}"]
 
         def same(q: str) -> bool:
             got = [get_json(w.url + q) for w in workers]
@@ -190,6 +192,10 @@ def test_two_workers_share_one_org_judged_on_both_partitions(broker: Any, slack:
                 raise
         keys = {a["key"] for a in get_json(f"{workers[0].url}/api/alerts")["alerts"]}
         assert keys == {"cost_spike:org=acme|team=ads"}, keys
+        # the budget's burn-down ends at its exact spend: its ledger is on acme's org partition
+        # (1), the spend records of its series on the series' own (0), on the other worker
+        [burn] = [b for b in get_json(f"{workers[0].url}/api/burndown?at={at}")["budgets"] if b["budget"] == BUDGET]
+        assert burn["cumulative"][-1] == round(ads_nusd / NANO, 6), burn
     except BaseException:
         for w in workers:
             print(f"--- {w.log_path.name}")

@@ -58,19 +58,19 @@ def by_series(msg: dict[str, Any]) -> dict[int, dict[str, Any]]:
 class Apart:
     """A worker with the series placement: its judges, its org stage, their topics."""
 
-    def __init__(self, budgets_table: Any = None, org_table: Any = None) -> None:
+    def __init__(self, budgets_table: Any = None, org_table: Any = None, tables: Any = None, **cfg: Any) -> None:
         self.clock = Clock(T0 + 86400)
         self.outbox, self.decisions, self.verdicts = Topic(), Topic(), Topic()
-        tables = memory_tables()
+        tables = tables if tables is not None else memory_tables()
         if budgets_table is not None:
             tables = tables.__class__(**{**tables.__dict__, "budgets": budgets_table})
-        self.judging = JudgeWorker(config(placement="series"), Metrics(), tables,
+        self.judging = JudgeWorker(config(placement="series", **cfg), Metrics(), tables,
                                    send_outbox=lambda k, v, p: self.outbox.send(k, v, p),
                                    send_decision=lambda k, v: self.decisions.send(k, v),
                                    send_verdicts=lambda k, v, p: self.verdicts.send(k, v, p),
                                    owned=lambda: set(range(N)), clock=self.clock)
         self.org_table = org_table if org_table is not None else MemoryTable()
-        self.org = OrgWorker(config(placement="series"), self.judging.metrics, self.org_table, self.judging,
+        self.org = OrgWorker(config(placement="series", **cfg), self.judging.metrics, self.org_table, self.judging,
                              clock=self.clock)
         self.acked: list[Any] = []
 
@@ -180,3 +180,91 @@ async def test_an_assignment_drops_the_local_copies_of_org_partitions_gone_elsew
     assert {k.partition("|")[0] for k in w.org_table.data} == {str(Q), str(1 - Q)}
     w.org.assigned([Q])
     assert {k.partition("|")[0] for k in w.org_table.data} == {str(Q)}
+
+
+# -- a switch from TOKENPULSE_PLACEMENT=org to series with an alert open ----------------------------
+
+SWITCH = {"alert_policy": {"resolve_after_windows": 2, "inhibit_by_org": False}}
+KEYS = ("cost_spike:org", "cost_spike:team=web")
+
+
+async def switched(spike: range, n_windows: int = 40, switch_at: int = 30) -> tuple[Apart, list[Any], list[Any]]:
+    """Team web spiking from window 20 (open at the pager when the deployment switches at
+    ``switch_at``), judged beside its org stage on the org's partition, then apart (the same
+    tables: the judge table holds the alert state); the spike notifications before and after.
+    The org's alert does not inhibit its teams here, so that web's own alert is the one open:
+    web is judged on partition 1 after the switch, by a new detector."""
+    msgs = messages(n_windows, spike)
+    clock = Clock(T0 + 86400)
+    outbox = Topic()
+    tables = memory_tables()
+    j = JudgeWorker(config(**SWITCH), Metrics(), tables, send_outbox=lambda k, v, p: outbox.send(k, v, p),
+                    send_decision=lambda k, v: Topic().send(k, v), owned=lambda: set(range(N)), clock=clock)
+    for i, msg in enumerate(msgs[:switch_at * 2]):
+        await j.receive(Q, msg, i)
+    await j.checkpoint(Q, clock())
+    before = [n for n in sent(outbox) if n["kind"] == "spike"]
+    w = Apart(tables=tables, **SWITCH)
+    for i, msg in enumerate(msgs[switch_at * 2:], start=switch_at * 2):
+        await w.feed(msg, i)
+    after = [n for n in sent(w.outbox) if n["kind"] == "spike"]
+    return w, before, after
+
+
+def incidents(notes: list[dict[str, Any]], action: str) -> dict[str, list[float]]:
+    """Per alert key, the ``started_at`` of each ``action`` notification."""
+    out: dict[str, list[float]] = {}
+    for n in notes:
+        if n["action"] == action:
+            out.setdefault(n["key"], []).append(n["started_at"])
+    return out
+
+
+async def test_a_switch_to_series_resolves_the_open_alerts_once_with_their_keys() -> None:
+    w, before, after = await switched(spike=range(20, 30))
+    opened = incidents(before, "trigger")
+    assert sorted(opened) == list(KEYS) and not incidents(before, "resolve"), before
+    # the org stage adopted both alerts from the judge table: each resolves once, as the same
+    # incident (PagerDuty's dedup key is the alert key), with no second trigger; web's series is
+    # judged on partition 1 now, by a detector that never flagged it
+    assert not incidents(after, "trigger") and incidents(after, "resolve") == opened, after
+    assert all(n["ended_at"] == T0 + 30 * W for n in after)  # back to normal at the first window apart
+    # moved: the judge table holds no alert state any more, and the judge of the org's partition
+    # let team web go (it stayed there while it tracked web's alert, which it never steps apart)
+    await w.org.checkpoint(Q, w.clock())
+    assert not [k for k in w.judging.tables.judge.data if "|alert|" in k or "|group|" in k]
+    assert "team=web" not in w.judging.judges[Q].series and "team=web" in w.judging.judges[1].series
+    assert not w.org.orgs[Q].adopted
+
+
+async def test_a_switch_mid_spike_does_not_page_again() -> None:
+    # web and the org still spike for five windows after the switch, then are normal
+    _, before, after = await switched(spike=range(20, 35), n_windows=45)
+    opened = incidents(before, "trigger")
+    assert sorted(opened) == list(KEYS), before
+    assert not incidents(after, "trigger") and incidents(after, "resolve") == opened, after
+
+
+async def test_the_adopted_state_is_the_org_stages_after_a_restart() -> None:
+    # the move survives a restart: the org table has the org's alert (still spiking, on the same
+    # partition under both placements), the judge table not; web's resolved (see above)
+    msgs = messages(32, range(20, 32))
+    clock = Clock(T0 + 86400)
+    tables = memory_tables()
+    j = JudgeWorker(config(**SWITCH), Metrics(), tables, send_outbox=lambda k, v, p: Topic().send(k, v, p),
+                    send_decision=lambda k, v: Topic().send(k, v), owned=lambda: set(range(N)), clock=clock)
+    for i, msg in enumerate(msgs[:60]):
+        await j.receive(Q, msg, i)
+    await j.checkpoint(Q, clock())
+    assert {f"{Q}|alert|{k}" for k in KEYS} <= set(tables.judge.data)
+    w = Apart(tables=tables, **SWITCH)
+    for i, msg in enumerate(msgs[60:], start=60):
+        await w.feed(msg, i)
+    await w.org.checkpoint(Q, w.clock())
+    assert not [k for k in tables.judge.data if "|alert|" in k or "|group|" in k]
+    assert w.org_table.data[f"{Q}|alert|cost_spike:org"]["status"] == "firing"
+    assert f"{Q}|alert|cost_spike:team=web" not in w.org_table.data
+    again = Apart(tables=tables, org_table=w.org_table, **SWITCH)
+    o = again.org.org_for(Q)
+    assert o.tracks("cost_spike:org") and o.adopted == {"cost_spike:org"}
+    assert not again.org.moving  # its own state: nothing adopted twice
