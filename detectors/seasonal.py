@@ -8,6 +8,7 @@ from typing import Any
 
 from detectors.base import Detector, Verdict, require
 from detectors.calibration import STAT_FLOOR, TailCalibrator
+from detectors.f32 import pack_f32, unpack_f32
 
 __all__ = ["SeasonalBaseline"]
 
@@ -211,12 +212,13 @@ class SeasonalBaseline(Detector):
         # state). Only "is it this hour?" is asked of it: an hour-of-week slot's hours are
         # 168 apart, so the answer is exact for 157 years of a slot without spend, an
         # hour-of-day slot's for 22 years; a slot without data has periods 0.
-        self._n = array("i", bytes(4 * _N_SLOTS))  # windows with spend learnt
-        self._periods = array("H", bytes(2 * _N_SLOTS))  # distinct hours those came from
-        self._last = array("H", bytes(2 * _N_SLOTS))  # epoch hour of the slot's latest data, mod 2**16
+        # (array * n allocates exactly n items; array(code, bytes) over-allocates ~8 %)
+        self._n = array("i", [0]) * _N_SLOTS  # windows with spend learnt
+        self._periods = array("H", [0]) * _N_SLOTS  # distinct hours those came from
+        self._last = array("H", [0]) * _N_SLOTS  # epoch hour of the slot's latest data, mod 2**16
         self._hour = -1  # the latest epoch hour learnt (-1: none)
-        self._loc = array("f", bytes(4 * _N_SLOTS))  # location of log(spend)
-        self._dev = array("f", bytes(4 * _N_SLOTS))  # mean absolute deviation of log(spend)
+        self._loc = array("f", [0.0]) * _N_SLOTS  # location of log(spend)
+        self._dev = array("f", [0.0]) * _N_SLOTS  # mean absolute deviation of log(spend)
         # Per level (hour-of-week, hour-of-day, global): mean absolute deviation of log(spend)
         # from its own slot's location, over all slots of the level, and residuals counted.
         self._pool_dev: list[float] = [0.0, 0.0, 0.0]
@@ -236,8 +238,10 @@ class SeasonalBaseline(Detector):
             "n": list(self._n),
             "periods": list(self._periods),
             "last": self._last_hours(),
-            "loc": list(self._loc),
-            "dev": list(self._dev),
+            # single precision in memory: exact as base64 of their bytes, a third of the JSON
+            # numbers' size (older states' lists still load)
+            "loc": pack_f32(self._loc),
+            "dev": pack_f32(self._dev),
             "pool_dev": list(self._pool_dev),
             "pool_n": list(self._pool_n),
             "cal": self._cal.to_state(),
@@ -249,8 +253,8 @@ class SeasonalBaseline(Detector):
             n = [int(x) for x in state["n"]]
             periods = [int(x) for x in state["periods"]]
             last = [int(x) for x in state["last"]]
-            loc = [float(x) for x in state["loc"]]
-            dev = [float(x) for x in state["dev"]]
+            loc = unpack_f32(state["loc"])
+            dev = unpack_f32(state["dev"])
             pool_dev = [float(x) for x in state["pool_dev"]]
             pool_n = [int(x) for x in state["pool_n"]]
             # states written before scores were calibrated have none: start it afresh

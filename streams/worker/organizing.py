@@ -58,7 +58,7 @@ from streams.org.core import OrgCore
 from streams.org.newseries import NewSeriesRule
 from streams.org.verdicts import Verdicts
 from streams.worker.judging import JudgeWorker
-from streams.worker.tables import AckChain, Table, persist, restore_items, written
+from streams.worker.tables import AckChain, Table, persist, restore_items, unpack, written
 
 log = logging.getLogger("tokenpulse.org")
 
@@ -125,9 +125,9 @@ class OrgWorker:
         holds under partition ``p`` (the org placement's engine beside the judge wrote them), so
         that an incident open at the pager resolves once, with its key, instead of never."""
         # by key first: the judge table's other records of the partition are the detectors'
-        # states, kept packed (JSON bytes), not worth decoding to be skipped
+        # states, kept packed (tables.pack), not worth unpacking to be skipped
         heads = tuple(f"{p}|{kind}" for kind in _ALERT_KINDS)
-        found = [(k[len(f"{p}|"):], orjson.loads(v) if isinstance(v, bytes) else v)
+        found = [(k[len(f"{p}|"):], unpack(v) if isinstance(v, bytes) else v)
                  for k, v in list(self.judging.tables.judge.data.items()) if k.startswith(heads) and v is not None]
         took = o.adopt(found)
         if took:

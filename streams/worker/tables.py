@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import zlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -22,7 +23,8 @@ import orjson
 
 from streams.common.spend import SeriesSpend, spend_key, split_key
 
-__all__ = ["Table", "Tables", "owned_partitions", "pack_local", "persist", "persist_spend", "restore_items", "written"]
+__all__ = ["Table", "Tables", "owned_partitions", "pack", "pack_local", "persist", "persist_spend", "restore_items",
+           "unpack", "written"]
 
 
 class Table(Protocol):
@@ -54,11 +56,11 @@ def persist(table: Table, partition: int, key: str, value: Any, packed: bool = F
     The partition is explicit: checkpoints also run from timers, outside stream iteration,
     where Faust cannot tell it.
 
-    ``packed``: the table's local data keeps the value as JSON bytes rather than Python objects
-    (the changelog record is the same). For big values that are only read back by a restore
-    (:func:`restore_items` decodes them): a series' detector state is ~16 KiB of JSON and took
-    ~40 KiB as lists of Python floats, beside the live detector, for every series
-    (benchmarks/scale.py)."""
+    ``packed``: the table's local data keeps the value packed (:func:`pack`: deflated JSON)
+    rather than as Python objects (the changelog record is the same). For big values that are
+    only read back by a restore (:func:`restore_items` unpacks them): a series' detector state
+    is ~16 KiB of JSON and took ~40 KiB as lists of Python floats, ~4-5 KiB deflated, beside the
+    live detector, for every series (benchmarks/scale.py)."""
     data = table.data
     # Faust's in-memory store drops, once a rebalance's recovery completes, the keys of the
     # partitions this worker no longer holds -- those it knows the partition of, i.e. those its
@@ -72,20 +74,46 @@ def persist(table: Table, partition: int, key: str, value: Any, packed: bool = F
         if owners is not None:
             owners.pop(key, None)
     else:
-        data[key] = orjson.dumps(value) if packed else value
+        data[key] = pack(value) if packed else value
         if owners is not None:
             owners[key] = partition
     return table.send_changelog(partition, key, value)
 
 
+# The first byte of a packed value says its format. JSON never starts with a control byte, so
+# a value packed before the version byte existed (plain JSON bytes) still unpacks.
+_DEFLATED = b"\x01"
+
+
+def pack(value: Any) -> bytes:
+    """``value`` as the judge table's local data keeps a big state: a version byte, then its
+    JSON deflated at zlib level 1. Level 1 because it is paid on every checkpoint write, and
+    unpacking only on a restore: a default detector state's 12-16 KB of JSON deflate to ~4 KB
+    (~3x) at ~70 us more than ``orjson.dumps`` alone; level 6 gains ~10 % more at 3x the time.
+
+    Why the copy is kept at all (rather than dropped once the judge holds the live state):
+    Faust re-reads a changelog partition only when it is newly assigned. One kept across a
+    rebalance is not read again, yet the judge forgets its state on every revoke (eager
+    rebalancing revokes them all) and restores from this local data: without the copy, it
+    would come back without its detectors."""
+    return _DEFLATED + zlib.compress(orjson.dumps(value), 1)
+
+
+def unpack(value: bytes) -> Any:
+    """What :func:`pack` packed; plain JSON bytes (the format before the version byte) too."""
+    if value[:1] == _DEFLATED:
+        return orjson.loads(zlib.decompress(memoryview(value)[1:]))
+    return orjson.loads(value)
+
+
 def pack_local(table: Table, prefix: str) -> int:
-    """Turn the local data's values under ``prefix`` into JSON bytes, as :func:`persist` with
+    """Pack (:func:`pack`) the local data's values under ``prefix``, as :func:`persist` with
     ``packed`` keeps them: for what a changelog recovery put there as Python objects, once it
     has been restored. Returns how many were packed."""
     data = table.data
     todo = [k for k, v in list(data.items()) if k.startswith(prefix) and v is not None and not isinstance(v, bytes)]
     for k in todo:
-        data[k] = orjson.dumps(data[k])
+        data[k] = pack(data[k])
     return len(todo)
 
 
@@ -202,9 +230,9 @@ def persist_spend(table: Table, partition: int, books: Mapping[str, SeriesSpend]
 
 def restore_items(table: Table, q: int) -> Iterator[tuple[str, Any]]:
     """The entries of judge partition ``q`` in a per-partition table, without their ``"<q>|"``
-    prefix (what a core's ``restore`` takes); values kept packed (:func:`persist`) decoded."""
+    prefix (what a core's ``restore`` takes); values kept packed (:func:`persist`) unpacked."""
     prefix = f"{q}|"
-    return ((k[len(prefix):], orjson.loads(v) if isinstance(v, bytes) else v)
+    return ((k[len(prefix):], unpack(v) if isinstance(v, bytes) else v)
             for k, v in list(table.data.items()) if k.startswith(prefix))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from detectors import Combined, Verdict, make_detector
+from detectors.f32 import unpack_f32
 from tests.detectors.synthetic import MONDAY, daily_series
 
 
@@ -120,7 +121,7 @@ def test_anomalous_windows_teach_no_component(two_days: Any) -> None:
     feed(twin, ts[:2400], spend[:2400])
     # The seasonal component's hour-of-day and global slots, which judged the runaway, are as
     # if it never happened (its hour-of-week slot, with no history yet, may learn it).
-    assert det.to_state()["models"][0]["loc"][168:] == twin.to_state()["models"][0]["loc"][168:]
+    assert unpack_f32(det.to_state()["models"][0]["loc"])[168:] == unpack_f32(twin.to_state()["models"][0]["loc"])[168:]
 
 
 def test_state_round_trip_keeps_the_running_incident(two_days: Any) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from detectors import SeasonalBaseline, Verdict
+from detectors.f32 import unpack_f32
 from tests.detectors.synthetic import MONDAY, daily_series
 
 HOUR = 3600.0
@@ -244,11 +245,11 @@ def test_load_state_rejects_malformed_lists() -> None:
     det = SeasonalBaseline()
     state = det.to_state()
     with pytest.raises(ValueError, match="slots"):
-        det.load_state({**state, "loc": state["loc"][:-1]})
+        det.load_state({**state, "loc": unpack_f32(state["loc"])[:-1]})
     with pytest.raises(ValueError, match="malformed"):
         det.load_state({k: v for k, v in state.items() if k != "dev"})
     with pytest.raises(ValueError, match="non-finite"):
-        det.load_state({**state, "dev": [math.nan] * len(state["dev"])})
+        det.load_state({**state, "dev": [math.nan] * len(unpack_f32(state["dev"]))})
 
 
 def test_state_bytes_per_series() -> None:

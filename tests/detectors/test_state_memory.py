@@ -18,6 +18,7 @@ import pytest
 
 from detectors import Combined, LevelShift, detector_from_state, make_detector
 from detectors.calibration import _MEMORY, _N, TailCalibrator
+from detectors.f32 import unpack_f32
 
 DATA = Path(__file__).parent / "data"
 
@@ -44,7 +45,8 @@ def test_calibrator_state_with_double_sized_weights_is_rescaled_on_load() -> Non
     cal = TailCalibrator()
     for _ in range(3 * _MEMORY):
         cal.learn(rng.gauss(0.0, 1.0))
-    n, w, total, c = cal.to_state()
+    n, w, total, packed = cal.to_state()
+    c = unpack_f32(packed)
     scale = 1e60
     old = [n, w * scale, total * scale, [x * scale for x in c]]
     twin = TailCalibrator.from_state(old)
@@ -83,10 +85,10 @@ def test_many_attribute_detectors_keep_everything_in_slots(cls: type) -> None:
 def test_single_precision_slots_refuse_values_out_of_range(name: str) -> None:
     det = make_detector(name)
     state = det.to_state()
-    state["loc"] = [1e39] * len(state["loc"])
+    state["loc"] = [1e39] * len(unpack_f32(state["loc"]))
     with pytest.raises(ValueError, match="single-precision"):
         det.load_state(state)
-    assert math.isfinite(det.to_state()["loc"][0])  # the state before the refused one
+    assert math.isfinite(unpack_f32(det.to_state()["loc"])[0])  # the state before the refused one
 
 
 def test_seasonal_hours_and_periods_round_trip_a_state_written_by_main() -> None:
@@ -126,5 +128,21 @@ def test_calibrator_p_values_stay_at_most_one_with_single_precision_bins() -> No
         cal.learn(abs(rng.gauss(0.0, 1.0)))  # nothing in the lowest bins but the prior
     zs = [math.sinh(-1.5 + 0.1 * k) + d for k in range(40) for d in (1e-9, 0.03)]
     assert max(cal.sf(z) for z in zs) <= 1.0
-    _, _, total, c = cal.to_state()
+    _, _, total, packed = cal.to_state()
+    c = unpack_f32(packed)
     assert total == math.fsum(c)
+
+
+def test_state_written_with_number_lists_and_its_base64_rewrite_score_identically() -> None:
+    # The seasonal slots and the calibrators' bins are written as base64 of their float32 bytes
+    # (detectors.f32); main's state has them as lists of numbers. Loaded either way, the
+    # detector is the same to the bit, and the rewritten state is much smaller.
+    saved = json.loads((DATA / "default_state_main_0d000c8.json").read_text())
+    old = detector_from_state(saved["detector"], saved["params"], saved["state"])
+    state = old.to_state()
+    assert isinstance(state["models"][0]["loc"], str) and isinstance(state["models"][0]["cal"][3], str)
+    assert len(json.dumps(state)) < 0.75 * len(json.dumps(saved["state"]))
+    new = detector_from_state(saved["detector"], saved["params"], json.loads(json.dumps(state)))
+    assert new.to_state() == state
+    for ts, value, count, *_ in saved["next"]:
+        assert new.update(ts, value, count) == old.update(ts, value, count)

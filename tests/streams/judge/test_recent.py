@@ -6,7 +6,7 @@ from collections import deque
 
 import pytest
 
-from streams.judge.recent import RecentWindows
+from streams.judge.recent import BLOCK, RecentWindows
 
 
 def _row(w: int) -> tuple[int, float, float, float, float, bool]:
@@ -62,3 +62,31 @@ def test_expected_and_upper_keep_seven_digits_and_a_never_bound_stays_finite() -
     assert row["window_start"] == 1_767_571_200 and row["observed_usd"] == 1234.56789
     assert row["expected_usd"] == 1234.568
     assert math.isfinite(row["upper_usd"]) and row["upper_usd"] > 1e38
+
+
+@pytest.mark.parametrize("maxlen", [1, 7, BLOCK, BLOCK + 1, 45, 240])
+def test_same_windows_as_a_deque_across_blocks(maxlen: int) -> None:
+    # full blocks are deflated, the newest one held as records: every cut between them reads
+    # back the newest maxlen windows, in order, as the deque of dicts had them
+    ring, ref = RecentWindows(maxlen), deque(maxlen=maxlen)
+    for w in range(3 * maxlen + 2 * BLOCK + 3):
+        row = _row(1_767_571_200 + w * 60)
+        ring.append(*row)
+        ref.append(_as_dict(row))
+        if w % 7 == 0 or w > 3 * maxlen:
+            assert list(ring) == list(ref) and len(ring) == len(ref)
+
+
+def test_window_starts_with_gaps_and_zeros_read_back_exactly() -> None:
+    ring = RecentWindows(240)
+    starts = [0, 60, 4_000_000_000, 4_294_967_295, 7, 120] * 50
+    for w in starts:
+        ring.append(w, 0.0, 0.0, 0.0, 0.0, False)
+    assert [d["window_start"] for d in ring] == starts[-240:]
+
+
+def test_an_expected_value_past_single_precision_is_held_as_infinite() -> None:
+    ring = RecentWindows(2)
+    ring.append(0, 1.0, 1e39, 1e39, 0.5, False)  # as array("f") held it
+    row = next(iter(ring))
+    assert row["expected_usd"] == math.inf and row["upper_usd"] > 1e38

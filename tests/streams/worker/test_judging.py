@@ -17,7 +17,7 @@ from streams.common.partitioning import judge_partition
 from streams.common.spend import spend_key
 from streams.ingest.windows import NANO, Partial
 from streams.worker.judging import JudgeWorker
-from streams.worker.tables import Tables
+from streams.worker.tables import Tables, unpack
 from tests.streams.worker.fakes import MemoryTable, Topic, memory_tables
 from tokenpulse.replay import _Verdicts
 
@@ -403,7 +403,7 @@ async def test_series_states_are_kept_packed_in_the_tables_local_data() -> None:
     det_keys = [k for k in data if k.startswith(f"{Q}|det|")]
     assert det_keys and all(isinstance(data[k], bytes) for k in det_keys)
     last = {k: v for _, k, v in log}
-    assert all(isinstance(last[k], dict) and orjson.loads(data[k]) == last[k] for k in det_keys)
+    assert all(isinstance(last[k], dict) and unpack(data[k]) == last[k] for k in det_keys)
     states = {s: d.to_state() for s, d in j.judges[Q].detectors.items()}
     # a restart: the changelog recovered into a new worker's tables, as Python objects
     tables = memory_tables()
