@@ -135,19 +135,26 @@ class NewSeriesPolicy(_Strict):
     """The org stage's ``new-series`` rule (:mod:`streams.org.newseries`): a team x model
     series first seen two days or more after its team alerts when its first day's spend
     reaches ``ratio`` times the team's price per request of the 7 days before (on at least
-    ``min_requests`` requests) and exceeds that price by ``min_excess_usd``. ``enabled: false``
-    turns it off. Needs ``team`` and ``team×model`` watched."""
+    ``min_requests`` requests) and exceeds that price by ``min_excess_usd`` (or, for a team
+    that spends less than that in ``excess_team_days`` days, by that spend, but at least
+    ``min_excess_floor_usd``). A model the team has not used for ``dormant_days`` is new again.
+    ``enabled: false`` turns it off. Needs ``team`` and ``team×model`` watched."""
 
     enabled: bool = True
     ratio: float = Field(default=3.0, ge=1, le=1000)
     min_requests: int = Field(default=3, ge=1, le=1_000_000)
     min_excess_usd: float = Field(default=2.0, ge=0)
+    dormant_days: float = Field(default=2.0, ge=0, le=3650)
+    excess_team_days: float = Field(default=1.0, ge=0, le=3650)
+    min_excess_floor_usd: float = Field(default=0.5, ge=0)
 
     def settings(self) -> dict[str, Any] | None:
         """The rule's settings as the stream layer takes them (None: off)."""
         if not self.enabled:
             return None
-        return {"ratio": self.ratio, "min_requests": self.min_requests, "min_excess_usd": self.min_excess_usd}
+        return {"ratio": self.ratio, "min_requests": self.min_requests, "min_excess_usd": self.min_excess_usd,
+                "dormant_days": self.dormant_days, "excess_team_days": self.excess_team_days,
+                "min_excess_floor_usd": self.min_excess_floor_usd}
 
 
 class DetectorPolicy(_Strict):

@@ -9,10 +9,13 @@ the spend rows of every series of the org under both placements
 
 The rule, per team x model series first seen at least ``team_age_days`` (2) after its team
 (event time, in the rule's own state: a worker started without state does not take every series
-for new): over the series' first day, its spend summed since its first request against the
-team's spend per request of the 7 days before it appeared (whole UTC days, frozen when the
-series appears) -- ``spend >= ratio x price x requests`` on at least ``min_requests`` requests,
-and the excess ``spend - price x requests >= min_excess_usd``. While that holds and the series
+for new), or seen again after ``dormant_days`` (2) without a request (a switch back to a model
+the team used once before): over the series' first day, its spend summed since its first
+request against the team's spend per request of the 7 days before it appeared (whole UTC days,
+frozen when the series appears) -- ``spend >= ratio x price x requests`` on at least
+``min_requests`` requests, and the excess ``spend - price x requests >= min_excess_usd``, or,
+for a team that usually spends less than that in ``excess_team_days`` (1) days, that spend, but
+at least ``min_excess_floor_usd`` ($0.50; frozen when the series appears). While that holds and the series
 still spends (a request within the last ``HOLD_S``; once flagged, until its team's requests since
 its last say it stopped, ``STOP_MISSED``, or ``HOLD_MAX_S`` without one), its windows are anomalous: a
 :class:`~alerts.Signal` of its own (``detector="new-series"``) goes to the org's alert engine with
@@ -20,8 +23,8 @@ the judges' signals, through the same inhibition and grouping. After the first d
 its own detector's again.
 
 State (:meth:`NewSeriesRule.get_state` / :meth:`set_state`, one record per team): the team's
-first request, its spend and requests per day for the last 8 days, the models it has used, and
-per new series its first-day sums. Compact: no per-window history.
+first request, its spend and requests per day for the last 8 days, the models it has used and
+when each last had a request, and per new series its first-day sums. Compact: no per-window history.
 
 Use it where both the team and the team x model dimensions are watched; with another layout of
 series it has nothing to judge and stays quiet. Pure Python, no I/O.
@@ -76,6 +79,15 @@ class NewSeriesSettings:
     min_requests: int = 3  # requests of the new series before it can alert
     min_excess_usd: float = 2.0  # its first day's spend over the team's price x its requests
     team_age_days: float = 2.0  # the team must be known this long (in the rule's state) first
+    # A model the team has not used for this long is new again (0: only a never-seen model is):
+    # a switch back to a model used once before shows in the team's price just as a new one
+    # does (independent seed 1: docs-bot's second switch, 5 days after its first).
+    dormant_days: float = 2.0
+    # A team that usually spends less than min_excess_usd in this many days needs only that
+    # much excess, but at least min_excess_floor_usd (0: the floor is min_excess_usd for every
+    # team): $2 is days of spend for a team of cents an hour (independent seed 2: sandbox).
+    excess_team_days: float = 1.0
+    min_excess_floor_usd: float = 0.5
 
 
 @dataclass(slots=True)
@@ -90,17 +102,19 @@ class _New:
     flagged: bool = False  # the rule flagged it at least once (its alert may be tracked)
     team_requests: int = 0  # its team's requests since its first window (its own included)
     team_since: int = 0  # its team's requests in the windows after its last request
+    min_excess: float | None = None  # USD of excess it needs (None: the settings' min_excess_usd)
 
     def to_wire(self) -> list[Any]:
         return [self.t0, self.price, self.nusd, self.requests, self.last_req, self.flagged, self.team_requests,
-                self.team_since]
+                self.team_since, self.min_excess]
 
     @classmethod
     def from_wire(cls, row: Sequence[Any]) -> _New:
         # rows written before the team's counts were kept have 6 fields: counts from 0 (the
         # series is held by the clock alone until its team has sent requests since)
         extra = (int(row[6]), int(row[7])) if len(row) >= 8 else (0, 0)
-        return cls(int(row[0]), float(row[1]), int(row[2]), int(row[3]), int(row[4]), bool(row[5]), *extra)
+        floor = None if len(row) < 9 or row[8] is None else float(row[8])  # absent before team-scaled floors
+        return cls(int(row[0]), float(row[1]), int(row[2]), int(row[3]), int(row[4]), bool(row[5]), *extra, floor)
 
     def stopped(self) -> bool:
         """Whether its team's requests since its last say it stopped (see ``STOP_MISSED``)."""
@@ -112,7 +126,9 @@ class _New:
 class _Team:
     first: int | None = None  # the start of the team's first window with requests seen
     days: dict[int, list[int]] = field(default_factory=dict)  # UTC day -> [nano-dollars, requests]
-    models: set[str] = field(default_factory=set)  # models with requests seen (new or not)
+    # models with requests seen (new or not) -> the end of their last window with requests
+    # (-1: unknown, from a state written before it was kept; not dormant until seen again)
+    models: dict[str, int] = field(default_factory=dict)
     new: dict[str, _New] = field(default_factory=dict)  # model series -> its first day
 
     def price(self, day: int) -> float | None:
@@ -125,16 +141,26 @@ class _Team:
                 req += r
         return usd / req if req > 0 and usd > 0 else None
 
+    def daily_usd(self, day: int) -> float | None:
+        """The team's mean spend a day (USD) over the whole days of the 7 before ``day`` that it
+        spent on (None: none)."""
+        got = [u for d, (u, _) in self.days.items() if day - PRICE_DAYS <= d < day]
+        return sum(got) / len(got) / NANO_USD if got else None
+
     def to_state(self) -> dict[str, Any]:
         return {"first": self.first, "days": [[d, u, r] for d, (u, r) in sorted(self.days.items())],
-                "models": sorted(self.models), "new": {k: v.to_wire() for k, v in sorted(self.new.items())}}
+                "models": sorted(self.models), "last": [self.models[m] for m in sorted(self.models)],
+                "new": {k: v.to_wire() for k, v in sorted(self.new.items())}}
 
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> _Team:
         first = st.get("first")
+        names = [str(m) for m in st.get("models", ())]
+        last = st.get("last")  # absent in states written before dormant models were new again
+        seen = [int(t) for t in last] if isinstance(last, list) and len(last) == len(names) else [-1] * len(names)
         return cls(first=None if first is None else int(first),
                    days={int(d): [int(u), int(r)] for d, u, r in st.get("days", ())},
-                   models={str(m) for m in st.get("models", ())},
+                   models=dict(zip(names, seen, strict=True)),
                    new={str(k): _New.from_wire(v) for k, v in (st.get("new") or {}).items()})
 
 
@@ -171,6 +197,15 @@ class NewSeriesRule:
         self._kind[series] = kind
         return kind
 
+    def _min_excess(self, team: _Team, day: int) -> float | None:
+        """The excess a new series of ``team`` needs: the settings' ``min_excess_usd``, or what
+        the team usually spends in ``excess_team_days`` if that is less (not under the floor)."""
+        s = self.settings
+        daily = team.daily_usd(day) if s.excess_team_days > 0 else None
+        if daily is None:
+            return None
+        return max(s.min_excess_floor_usd, min(s.min_excess_usd, daily * s.excess_team_days))
+
     def wants(self, series: str) -> bool:
         """Whether the rule reads ``series``' spend rows (a team or team x model series)."""
         return self._classify(series) is not None
@@ -205,20 +240,23 @@ class NewSeriesRule:
                 continue
             new = team.new.get(series)
             if new is None:
-                if model in team.models:
-                    continue
-                team.models.add(model)
+                last = team.models.get(model)
+                team.models[model] = end
                 self.dirty.add(team_key)
+                # a model seen before is new again only after dormant_days without a request
+                if last is not None and (s.dormant_days <= 0 or last < 0 or start - last < s.dormant_days * DAY_S):
+                    continue
                 # the team must be old enough in the rule's own state, so that a worker without
                 # state (or a team's first days) does not take every model for a new one
                 first = start if team.first is None else team.first
                 price = team.price(day)  # before this window's team row: the days before it appeared
                 if start - first < s.team_age_days * DAY_S or price is None:
                     continue
-                new = team.new[series] = _New(start, price)
+                new = team.new[series] = _New(start, price, min_excess=self._min_excess(team, day))
             new.nusd += nusd
             new.requests += req
             new.last_req = end
+            team.models[model] = end
             self.dirty.add(team_key)
         for team, team_key, nusd, req in team_rows:
             if req > 0 and team.first is None:
@@ -258,8 +296,9 @@ class NewSeriesRule:
                     # requests since do not say it stopped (one alert through a sparse team's lulls)
                     gap = end - new.last_req
                     spending = gap < HOLD_S or (new.flagged and gap < HOLD_MAX_S and not new.stopped())
+                    need = s.min_excess_usd if new.min_excess is None else new.min_excess
                     flag = (new.requests >= s.min_requests and new.nusd >= s.ratio * expected
-                            and excess >= s.min_excess_usd and spending)
+                            and excess >= need and spending)
                 if flag:
                     if not new.flagged:
                         new.flagged = True

@@ -224,6 +224,9 @@ def test_new_series_settings_reach_the_judge_and_bad_ones_name_their_line() -> N
     p = parse_policy("detector:\n  new_series: {enabled: true, ratio: 4, min_requests: 5, min_excess_usd: 1.5}\n")
     cfg = stream_config(Settings(), p, bootstrap="b:9092")
     assert new_series_settings(cfg) == NewSeriesSettings(ratio=4.0, min_requests=5, min_excess_usd=1.5)
+    p = parse_policy("detector:\n  new_series: {dormant_days: 0, excess_team_days: 0.5, min_excess_floor_usd: 1}\n")
+    got = new_series_settings(stream_config(Settings(), p, bootstrap="b:9092"))
+    assert got is not None and (got.dormant_days, got.excess_team_days, got.min_excess_floor_usd) == (0.0, 0.5, 1.0)
     off = stream_config(Settings(), parse_policy("detector:\n  new_series: {enabled: false}\n"), bootstrap="b:9092")
     assert off.new_series is None and new_series_settings(off) is None
     # nothing to judge without the team x model series
@@ -234,6 +237,7 @@ def test_new_series_settings_reach_the_judge_and_bad_ones_name_their_line() -> N
         ("detector:\n  new_series:\n    ratio: 0.5\n", 3, "detector.new_series.ratio"),
         ("detector:\n  new_series:\n    min_requests: 0\n", 3, "detector.new_series.min_requests"),
         ("detector:\n  new_series:\n    min_excess_usd: -1\n", 3, "detector.new_series.min_excess_usd"),
+        ("detector:\n  new_series:\n    dormant_days: -1\n", 3, "detector.new_series.dormant_days"),
         ("detector:\n  new_series:\n    ratoi: 3\n", 3, "detector.new_series.ratoi"),
     ]:
         with pytest.raises(PolicyError) as err:

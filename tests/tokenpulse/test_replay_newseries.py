@@ -49,7 +49,8 @@ def test_a_new_model_at_twenty_times_the_teams_price_alerts_in_replay(tmp_path: 
     on = replay_lines(lines, cfg(True), fork=False)
     assert [(f["series"], f["severity"]) for f in on.firings] == [("team=ads|model=big", "info")]
     first = on.firings[0]
-    # $0.38 over the team's price every 10 minutes: $2 of excess with the sixth pair, 50 minutes in
-    assert to_epoch(first["fired_at"], "fired_at") == NEW + 51 * 60
+    # $0.38 over the team's price every 10 minutes; the team spends $1.44 a day, under the $2
+    # floor, so a day of its spend is the floor (excess_team_days): reached with the fourth pair
+    assert to_epoch(first["fired_at"], "fired_at") == NEW + 31 * 60
     assert "20.0x" in first["why"] and "the team's $0.0100" in first["why"]
     assert replay_lines(lines, cfg(False), fork=False).firings == []

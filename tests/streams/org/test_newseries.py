@@ -163,6 +163,63 @@ def test_state_round_trips_and_the_rule_goes_on_as_if_never_stopped() -> None:
     assert run(again, days[75:])  # and goes on alerting
 
 
+def test_a_model_back_after_days_unused_is_new_again_and_one_in_use_is_not() -> None:
+    # big for five hours on day 2, then not a request of it until day 5: a switch back to it
+    # shows in the team's price as a new model's does (independent seed 1: docs-bot)
+    once, again = history(2.5, 0.10, 2.0), history(6, 0.10, 5.0, start_day=2.5)
+    rule = NewSeriesRule()
+    run(rule, once)
+    got = run(rule, again)
+    assert got and got[0].series == BIG and got[0].window_start == 5 * DAY + 2 * W
+    assert "new model big" in got[0].explanation
+    # with dormant_days 0 (or 4: it was unused for 3 days less its five hours) only a never-seen model is new
+    for days in (0.0, 4.0):
+        rule = NewSeriesRule(NewSeriesSettings(dormant_days=days))
+        run(rule, once)
+        assert run(rule, again) == [], days
+    # a model in use every day is never new, whatever its price
+    steady = [(t, [*rows, (BIG, usd(0.01), 1)]) for t, rows in history(6, 0.10, 5.0)]
+    assert run(NewSeriesRule(), steady) == []
+    # a team's state written before the models' last requests were kept loads: its models are
+    # known (not new), and become dormant only once seen again
+    rule = NewSeriesRule()
+    run(rule, once)
+    st = rule.get_state(TEAM)
+    assert st is not None and st["last"]
+    del st["last"]
+    old = NewSeriesRule()
+    old.set_state(TEAM, json.loads(json.dumps(st)))
+    assert old.teams[TEAM].models == {"small": -1, "big": -1}
+    assert run(old, again) == []
+
+
+def test_a_team_of_cents_a_day_needs_its_own_days_spend_of_excess_not_two_dollars() -> None:
+    # a team at $0.0001 a request, 20 an hour ($0.048 a day): a new model at 30x its price brings
+    # $0.90 of excess in five hours, under the $2 floor
+    cheap = []
+    for t, rows in history(4, 0.003, 3.0, per_hour=60):
+        models = [(n, u // 100 if n == SMALL else u, c) for n, u, c in rows if n != TEAM]
+        cheap.append((t, [*models, (TEAM, sum(u for _, u, _ in models), sum(c for _, _, c in models))]))
+    assert run(NewSeriesRule(NewSeriesSettings(excess_team_days=0.0)), cheap) == []
+    # one day of the team's usual spend, at least $0.50 (the defaults): the floor is $0.50 here
+    scaled = NewSeriesSettings()
+    assert (scaled.excess_team_days, scaled.min_excess_floor_usd) == (1.0, 0.5)
+    got = run(NewSeriesRule(scaled), cheap)
+    assert got and got[0].window_start == 3 * DAY + 2 * W  # $0.52 of excess after three hours
+    assert run(NewSeriesRule(NewSeriesSettings(excess_team_days=1.0, min_excess_floor_usd=1.0)), cheap) == []
+    # a team that spends more than $2 a day keeps the $2 floor
+    assert next(sg.window_start for sg in run(NewSeriesRule(scaled), history(4, 0.10, 3.0))) == 3 * DAY + 2 * W
+    # a series' record written before the floor was kept (8 fields) loads with the settings' floor
+    rule = NewSeriesRule(scaled)
+    run(rule, cheap[:75])
+    st = rule.get_state(TEAM)
+    assert st is not None
+    st["new"] = {k: v[:8] for k, v in st["new"].items()}
+    again = NewSeriesRule(scaled)
+    again.set_state(TEAM, st)
+    assert again.teams[TEAM].new[BIG].min_excess is None
+
+
 def test_only_team_and_team_model_series_are_read_and_other_orgs_keep_their_labels() -> None:
     rule = NewSeriesRule()
     assert rule.wants("team=ads") and rule.wants("org=acme|team=ads|model=m")
