@@ -122,12 +122,12 @@ def _team_series(ws: Any) -> list[Any]:
 
 
 def _run_series(sw: Any, params: dict[str, Any], window: int) -> tuple[str, np.ndarray, np.ndarray]:
-    team, _, ts, flags, _, _, _ = _run_series_full(sw, params, window)
+    team, _, ts, flags, *_ = _run_series_full(sw, params, window)
     return team, ts, flags
 
 
 def _run_series_full(sw: Any, params: dict[str, Any], window: int
-                     ) -> tuple[str, str, np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray]:
+                     ) -> tuple[str, str, np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
     """One series through the default detector: its team, name, window ends, flags, the reason
     of each flagged window, and per window the verdict's expected spend and incident excess."""
     from detectors import make_detector
@@ -147,18 +147,41 @@ def _run_series_full(sw: Any, params: dict[str, Any], window: int
         if vd.is_anomaly:
             flags[i] = True
             reasons.append(f"{vd.reason.partition(':')[0]} x{vd.observed / vd.expected if vd.expected > 0 else float('inf'):.3g}")
-    return sw.labels["team"], sw.series, sw.ts, flags, reasons, expected, impact
+    return sw.labels["team"], sw.series, sw.ts, flags, reasons, expected, impact, sw.value
 
 
-def _parent_gate(results: list[Any], minutes: float, window: int) -> list[Any]:
+def _basis_expected(r: Any, window: int) -> np.ndarray:
+    return np.asarray(r[5])
+
+
+def _basis_mean(r: Any, window: int) -> np.ndarray:
+    """The team's mean spend per window over the (at most 7) whole UTC days before each window's
+    day, as the org stage's per-team day sums give it (0 on its first day)."""
+    ts = np.asarray(r[2])
+    value = np.asarray(r[7])
+    day = ((ts - window) // 86400).astype(int)
+    d0 = int(day.min())
+    sums = np.bincount(day - d0, weights=value)
+    out = np.zeros(len(ts))
+    for d in range(len(sums)):
+        prev = sums[max(0, d - 7):d]
+        if len(prev):
+            out[day - d0 == d] = prev.mean() / (86400.0 / window)
+    return out
+
+
+
+def _parent_gate(results: list[Any], minutes: float, window: int, basis: str = "expected") -> list[Any]:
     """Experiment (``--parent-minutes``): a team x model series' flagged window counts only when
     its incident's excess reaches ``minutes`` of its team series' expected spend in that window."""
     if minutes <= 0:
         return results
-    team_exp = {r[0]: dict(zip(r[2].tolist(), r[5].tolist(), strict=True)) for r in results if "|model=" not in r[1]}
+    basis_of = _basis_mean if basis == "mean" else _basis_expected
+    team_exp = {r[0]: dict(zip(r[2].tolist(), basis_of(r, window).tolist(), strict=True))
+                for r in results if "|model=" not in r[1]}
     out = []
     for r in results:
-        team, name, ts, flags, reasons, expected, impact = r
+        team, name, ts, flags, reasons, expected, impact, value = r
         if "|model=" in name and r[0] in team_exp:
             te = team_exp[team]
             keep = flags.copy()
@@ -169,7 +192,7 @@ def _parent_gate(results: list[Any], minutes: float, window: int) -> list[Any]:
                     keep[i] = False
                 else:
                     kept_reasons.append(reasons[j])
-            r = (team, name, ts, keep, kept_reasons, expected, impact)
+            r = (team, name, ts, keep, kept_reasons, expected, impact, value)
         out.append(r)
     return out
 
@@ -225,13 +248,14 @@ def _new_series_notes(ws: Any, settings: dict[str, Any], alert_policy: dict[str,
 
 
 def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
-           new_series: dict[str, Any] | None, parent_minutes: float = 0.0) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+           new_series: dict[str, Any] | None, parent_minutes: float = 0.0,
+           parent_basis: str = "expected") -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Each team's series' flagged windows: the detectors' and the new-series rule's."""
     series = _team_series(ws)
     series.sort(key=lambda s: -len(s.ts))
     per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
     results = list(pool.map(_run_series_full, series, [params] * len(series), [ws.window_seconds] * len(series)))
-    for team, _, ts, flags, *_ in _parent_gate(results, parent_minutes, int(ws.window_seconds)):
+    for team, _, ts, flags, *_ in _parent_gate(results, parent_minutes, int(ws.window_seconds), parent_basis):
         per_team[team].append((ts, flags))
     if new_series is not None:
         for team, got in _new_series_flags(ws, new_series).items():
@@ -326,7 +350,7 @@ def cmd_run(a: argparse.Namespace) -> None:
                     sizes[(f"{kind}{seed}", str(lab["team"]), to_epoch(lab["start"], "start"))] = (
                         f" x{lab.get('factor', 0):.3g} ${lab['excess_usd']:,.2f} over "
                         f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
-            per_team = _flags(pool, ws, params, new_series, a.parent_minutes)
+            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis)
             sc = _score(_alerts(per_team, ws.window_seconds), meta["labels"], meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             agg = sets[kind]
             agg["rows"] += [(f"{kind}{seed}", *r) for r in sc["rows"]]
@@ -424,7 +448,8 @@ def cmd_falses(a: argparse.Namespace) -> None:
             who: dict[tuple[str, float], list[tuple[str, str]]] = defaultdict(list)
             win = [ws.window_seconds] * len(series)
             results = list(pool.map(_run_series_full, series, [params] * len(series), win))
-            for team, name, ts, flags, reasons, *_ in _parent_gate(results, a.parent_minutes, int(ws.window_seconds)):
+            gated = _parent_gate(results, a.parent_minutes, int(ws.window_seconds), a.parent_basis)
+            for team, name, ts, flags, reasons, *_ in gated:
                 per_team[team].append((ts, flags))
                 skind = "team x model" if "|model=" in name else "team"
                 for t, r in zip(ts[flags].tolist(), reasons, strict=True):
@@ -506,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--delays", action="store_true")
         p.add_argument("--parent-minutes", type=float, default=0.0,
                        help="experiment: a team x model series' alert needs this many minutes of its team's expected spend")
+        p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected",
+                       help="the team's spend those minutes are of: its detector's expected value in the window, or "
+                            "its mean over the 7 whole days before")
         p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy",
                        help="the org stage's new-series rule: as the default policy has it, or on/off")
         p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V",
@@ -518,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", nargs="*", default=[])
     p.add_argument("--list", action="store_true", help="every false alert start, one a line")
     p.add_argument("--parent-minutes", type=float, default=0.0)
+    p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected")
     p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy")
     p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V")
     p = sub.add_parser("notify")
