@@ -5,6 +5,7 @@
                                          [--jobs 2] [--verbose] [--new-series on|off]
     python -m benchmarks.detect_fast show HISTORY TEAM FROM [--minutes 120] [--params k=v ...]
     python -m benchmarks.detect_fast notify [--independent 1 2 3] [--project 0] [--new-series-params k=v ...]
+    python -m benchmarks.detect_fast falses [--independent 1 2 3] [--project 0] [--params k=v ...] [--list]
 
 ``record`` writes each history once (the independent generator's seeds, the project
 generator's), runs it through the worker's ingest and judge with recording detectors
@@ -22,7 +23,11 @@ component's p-value and flag, the gate. ``notify`` steps the new-series rule and
 :class:`alerts.AlertEngine` (the default policy's ``alerts`` section, grouping by team) together
 over the same windows, as the org stage does, and counts the rule's notifications per labelled
 incident (its first notifications are the pages on-call gets; the worsened updates and resolves
-are listed apart) and outside any.
+are listed apart) and outside any. ``falses`` runs as ``run`` and breaks its false alert starts
+down: which series flagged the window that started the alert (team, team x model, the new-series
+rule), which model led its p-value (from the verdict's reason: seasonal, changepoint, counts,
+sparse), and what the history was doing then (the should-not-alert label it falls in, the hours
+after one, or nothing labelled: ordinary traffic), with the team's usual spend a day.
 
 It approximates the full replay (grouping and the org alert's inhibition are left out), in a
 fraction of its time: confirm a change with ``python -m benchmarks.detectors``.
@@ -117,17 +122,79 @@ def _team_series(ws: Any) -> list[Any]:
 
 
 def _run_series(sw: Any, params: dict[str, Any], window: int) -> tuple[str, np.ndarray, np.ndarray]:
+    team, _, ts, flags, *_ = _run_series_full(sw, params, window)
+    return team, ts, flags
+
+
+def _run_series_full(sw: Any, params: dict[str, Any], window: int
+                     ) -> tuple[str, str, np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """One series through the default detector: its team, name, window ends, flags, the reason
+    of each flagged window, and per window the verdict's expected spend and incident excess."""
     from detectors import make_detector
 
     det = make_detector("default", window_seconds=float(window), **params)
     ts, v, c = sw.ts.tolist(), sw.value.tolist(), sw.count.tolist()
     flags = np.zeros(len(ts), dtype=bool)
+    expected = np.zeros(len(ts))
+    impact = np.zeros(len(ts))
+    reasons: list[str] = []
     upd = det.update
     for i in range(len(ts)):
         ci = c[i]
-        if upd(ts[i], v[i], None if ci < 0 else ci).is_anomaly:
+        vd = upd(ts[i], v[i], None if ci < 0 else ci)
+        expected[i] = vd.expected
+        impact[i] = vd.impact or 0.0
+        if vd.is_anomaly:
             flags[i] = True
-    return sw.labels["team"], sw.ts, flags
+            reasons.append(f"{vd.reason.partition(':')[0]} x{vd.observed / vd.expected if vd.expected > 0 else float('inf'):.3g}")
+    return sw.labels["team"], sw.series, sw.ts, flags, reasons, expected, impact, sw.value
+
+
+def _basis_expected(r: Any, window: int) -> np.ndarray:
+    return np.asarray(r[5])
+
+
+def _basis_mean(r: Any, window: int) -> np.ndarray:
+    """The team's mean spend per window over the (at most 7) whole UTC days before each window's
+    day, as the org stage's per-team day sums give it (0 on its first day)."""
+    ts = np.asarray(r[2])
+    value = np.asarray(r[7])
+    day = ((ts - window) // 86400).astype(int)
+    d0 = int(day.min())
+    sums = np.bincount(day - d0, weights=value)
+    out = np.zeros(len(ts))
+    for d in range(len(sums)):
+        prev = sums[max(0, d - 7):d]
+        if len(prev):
+            out[day - d0 == d] = prev.mean() / (86400.0 / window)
+    return out
+
+
+
+def _parent_gate(results: list[Any], minutes: float, window: int, basis: str = "expected") -> list[Any]:
+    """Experiment (``--parent-minutes``): a team x model series' flagged window counts only when
+    its incident's excess reaches ``minutes`` of its team series' expected spend in that window."""
+    if minutes <= 0:
+        return results
+    basis_of = _basis_mean if basis == "mean" else _basis_expected
+    team_exp = {r[0]: dict(zip(r[2].tolist(), basis_of(r, window).tolist(), strict=True))
+                for r in results if "|model=" not in r[1]}
+    out = []
+    for r in results:
+        team, name, ts, flags, reasons, expected, impact, value = r
+        if "|model=" in name and r[0] in team_exp:
+            te = team_exp[team]
+            keep = flags.copy()
+            kept_reasons = []
+            for j, i in enumerate(np.flatnonzero(flags).tolist()):
+                gate = minutes * (60.0 / window) * te.get(float(ts[i]), 0.0)
+                if impact[i] < gate:
+                    keep[i] = False
+                else:
+                    kept_reasons.append(reasons[j])
+            r = (team, name, ts, keep, kept_reasons, expected, impact, value)
+        out.append(r)
+    return out
 
 
 def _rule_rows(ws: Any) -> tuple[dict[float, list[tuple[str, int, int]]], list[float]]:
@@ -181,12 +248,14 @@ def _new_series_notes(ws: Any, settings: dict[str, Any], alert_policy: dict[str,
 
 
 def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
-           new_series: dict[str, Any] | None) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+           new_series: dict[str, Any] | None, parent_minutes: float = 0.0,
+           parent_basis: str = "expected") -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Each team's series' flagged windows: the detectors' and the new-series rule's."""
     series = _team_series(ws)
     series.sort(key=lambda s: -len(s.ts))
     per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
-    for team, ts, flags in pool.map(_run_series, series, [params] * len(series), [ws.window_seconds] * len(series)):
+    results = list(pool.map(_run_series_full, series, [params] * len(series), [ws.window_seconds] * len(series)))
+    for team, _, ts, flags, *_ in _parent_gate(results, parent_minutes, int(ws.window_seconds), parent_basis):
         per_team[team].append((ts, flags))
     if new_series is not None:
         for team, got in _new_series_flags(ws, new_series).items():
@@ -281,7 +350,7 @@ def cmd_run(a: argparse.Namespace) -> None:
                     sizes[(f"{kind}{seed}", str(lab["team"]), to_epoch(lab["start"], "start"))] = (
                         f" x{lab.get('factor', 0):.3g} ${lab['excess_usd']:,.2f} over "
                         f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
-            per_team = _flags(pool, ws, params, new_series)
+            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis)
             sc = _score(_alerts(per_team, ws.window_seconds), meta["labels"], meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             agg = sets[kind]
             agg["rows"] += [(f"{kind}{seed}", *r) for r in sc["rows"]]
@@ -357,6 +426,69 @@ def cmd_notify(a: argparse.Namespace) -> None:
               f"(per incident: max {max(per_incident)}, mean {statistics.mean(per_incident):.2f})")
 
 
+def cmd_falses(a: argparse.Namespace) -> None:
+    """``run``'s false alert starts, each with the series and model that started it and what the
+    history was doing then (see the module docstring)."""
+    from tokenpulse.replay import to_epoch
+    from tokenpulse.tune import _load
+
+    d = _dir(a)
+    params = _params(a.params)
+    new_series = _new_series(a)
+    table: dict[tuple[str, str, str], int] = defaultdict(int)
+    total = 0
+    with ProcessPoolExecutor(max_workers=a.jobs) as pool:
+        for kind, seed in _histories(a):
+            h = f"{kind}{seed}"
+            ws = _load(d / f"{h}.npz")
+            meta = json.loads((d / f"{h}.labels.json").read_text())
+            series = sorted(_team_series(ws), key=lambda s: -len(s.ts))
+            per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+            # (team, window end) -> [(series kind, model that led)]
+            who: dict[tuple[str, float], list[tuple[str, str]]] = defaultdict(list)
+            win = [ws.window_seconds] * len(series)
+            results = list(pool.map(_run_series_full, series, [params] * len(series), win))
+            gated = _parent_gate(results, a.parent_minutes, int(ws.window_seconds), a.parent_basis)
+            for team, name, ts, flags, reasons, *_ in gated:
+                per_team[team].append((ts, flags))
+                skind = "team x model" if "|model=" in name else "team"
+                for t, r in zip(ts[flags].tolist(), reasons, strict=True):
+                    who[(team, t)].append((skind, r))
+            if new_series is not None:
+                for team, got in _new_series_flags(ws, new_series).items():
+                    per_team[team].append(got)
+                    for t in got[0].tolist():
+                        who[(team, t)].append(("new-series", "new-series"))
+            sc = _score(_alerts(per_team, ws.window_seconds), meta["labels"], meta["scored_from"],
+                        ws.last_ts or 0.0, ws.teams)
+            negs = [(str(lab["team"]), to_epoch(lab["start"], "start"), to_epoch(lab["end"], "end"),
+                     lab.get("kind", ""), float(lab.get("baseline_usd_per_hour") or 0.0))
+                    for lab in meta["labels"] if not lab["should_alert"]]
+            usual = {sw.labels["team"]: 1440.0 * float(np.mean(sw.value)) for sw in ws.series
+                     if set(sw.labels) == {"team"}}
+            for team, t, k in sc["false"]:
+                ctx = k
+                if k == "other":
+                    after = [(kk, t - e) for tm, s, e, kk, _ in negs if tm == team and 0 < t - e <= 3 * 3600]
+                    ctx = f"3 h after {after[0][0]}" if after else "ordinary"
+                ws_ = who.get((team, t), [("?", "?")])
+                skinds = "+".join(sorted({s for s, _ in ws_}))
+                lead = "+".join(sorted({r.split()[0] for _, r in ws_}))
+                scale = usual.get(team, 0.0)
+                size = "<$10/day" if scale < 10 else "<$1k/day" if scale < 1000 else ">=$1k/day"
+                table[(ctx, skinds, lead)] += 1
+                table[("size " + size, "", "")] += 1
+                total += 1
+                if a.list:
+                    print(f"  {h} {team:16s} {_iso(t)} {ctx:28s} {skinds:18s} {'; '.join(r for _, r in ws_)[:80]}")
+            print(f"{h}: {len(sc['false'])} false", file=sys.stderr)
+    print(f"false alert starts: {total}")
+    print("| what the history was doing | series that started it | model that led | false alerts |")
+    print("|---|---|---|---:|")
+    for (ctx, sk, lead), n in sorted(table.items(), key=lambda kv: (kv[0][0].startswith("size"), -kv[1])):
+        print(f"| {ctx} | {sk} | {lead} | {n} |")
+
+
 def cmd_show(a: argparse.Namespace) -> None:
     from detectors import make_detector
     from tokenpulse.replay import to_epoch
@@ -397,10 +529,26 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--params", nargs="*", default=[])
         p.add_argument("--verbose", action="store_true")
         p.add_argument("--delays", action="store_true")
+        p.add_argument("--parent-minutes", type=float, default=0.0,
+                       help="experiment: a team x model series' alert needs this many minutes of its team's expected spend")
+        p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected",
+                       help="the team's spend those minutes are of: its detector's expected value in the window, or "
+                            "its mean over the 7 whole days before")
         p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy",
                        help="the org stage's new-series rule: as the default policy has it, or on/off")
         p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V",
                        help="its settings (ratio, min_requests, min_excess_usd)")
+    p = sub.add_parser("falses")
+    p.add_argument("--independent", type=int, nargs="*", default=[1, 2, 3])
+    p.add_argument("--project", type=int, nargs="*", default=[0])
+    p.add_argument("--dir")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--params", nargs="*", default=[])
+    p.add_argument("--list", action="store_true", help="every false alert start, one a line")
+    p.add_argument("--parent-minutes", type=float, default=0.0)
+    p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected")
+    p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy")
+    p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V")
     p = sub.add_parser("notify")
     p.add_argument("--independent", type=int, nargs="*", default=[1, 2, 3])
     p.add_argument("--project", type=int, nargs="*", default=[0])
@@ -417,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir")
     p.add_argument("--params", nargs="*", default=[])
     a = ap.parse_args(argv)
-    {"record": cmd_record, "run": cmd_run, "show": cmd_show, "notify": cmd_notify}[a.cmd](a)
+    {"record": cmd_record, "run": cmd_run, "show": cmd_show, "notify": cmd_notify, "falses": cmd_falses}[a.cmd](a)
     return 0
 
 

@@ -34,3 +34,37 @@ def test_scoring_counts_hits_misses_and_false_alerts_by_kind() -> None:
 def test_params_take_component_sections() -> None:
     assert _params(["score_threshold=0.999", "seasonal.threshold=5"]) == {
         "score_threshold": 0.999, "component_params": {"seasonal": {"threshold": 5}}}
+
+
+def _result(name: str, ts: np.ndarray, flags: np.ndarray, expected: float, impact: np.ndarray,
+            value: np.ndarray) -> tuple:
+    return ("ads", name, ts, flags, [f"seasonal x{i}" for i in range(int(flags.sum()))],
+            np.full(len(ts), expected), impact, value)
+
+
+def test_parent_gate_holds_a_model_series_to_minutes_of_its_teams_spend() -> None:
+    from benchmarks.detect_fast import _parent_gate
+
+    ts = 60.0 * np.arange(1, 6)
+    none = np.zeros(5, dtype=bool)
+    team = _result("team=ads", ts, none, 2.0, np.zeros(5), np.full(5, 2.0))
+    flags = np.array([False, True, True, True, False])
+    impact = np.array([0.0, 4.0, 9.0, 12.0, 0.0])  # the incident's running excess
+    child = _result("team=ads|model=x", ts, flags, 0.2, impact, np.full(5, 0.2))
+    # 5 minutes of the team's $2 a minute: $10; the child's own $0.2 a minute would be $1
+    got = _parent_gate([team, child], minutes=5.0, window=60)
+    assert got[1][3].tolist() == [False, False, False, True, False]
+    assert got[1][4] == ["seasonal x2"]  # the reason of the window kept
+    assert got[0][3].tolist() == none.tolist()  # the team's own series is not gated
+    assert _parent_gate([team, child], minutes=0.0, window=60)[1][3].tolist() == flags.tolist()
+
+
+def test_parent_gate_mean_basis_is_the_days_before() -> None:
+    from benchmarks.detect_fast import _basis_mean
+
+    ts = 60.0 * np.arange(1, 3 * 1440 + 1)  # three days of 1-minute windows
+    value = np.where(ts <= 86400, 1.0, 3.0)  # $1 a minute on day 0, $3 after
+    r = _result("team=ads", ts, np.zeros(len(ts), dtype=bool), 0.0, np.zeros(len(ts)), value)
+    got = _basis_mean(r, 60)
+    assert got[0] == 0.0  # day 0: no day before
+    assert got[1440] == 1.0 and got[-1] == 2.0  # day 1: day 0's mean; day 2: days 0-1's
