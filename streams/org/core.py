@@ -312,6 +312,19 @@ class OrgCore:
                 self.rebasing[s] = Rebasing(answer, float(at))
             self._dirty.add(f"rebasing|{s}")
 
+    def cancel_rebase(self, series: str, answer: str) -> bool:
+        """Stop waiting for ``series``' rebase mark of ``answer``: its detector part did not
+        reach the feedback topic, so no mark will come, and waiting out ``rebase_wait_s`` would
+        hold back every flagged window of the series for an hour (a real spike unpaged). Its
+        flagged windows count again at once. Returns whether a wait was cancelled (not when a
+        mark of it came already: a replay after a crash had sent the part before)."""
+        r = self.rebasing.get(series)
+        if r is None or r.answer != answer or r.marked:
+            return False
+        del self.rebasing[series]
+        self._dirty.add(f"rebasing|{series}")
+        return True
+
     def _marked(self, marks: Iterable[RebaseMark], out: OrgOutput) -> None:
         """A judge's rebase marks: each series' windows from ``mark.from_window`` on count again."""
         for mark in marks:

@@ -186,7 +186,9 @@ class FeedbackWorker:
             await self.judging.checkpoint(p, self.clock())
         else:
             await org.checkpoint(p, self.clock())
-        await self._send_parts(parts)  # on the broker before the record: a replay sends them again
+        unsent = await self._send_parts(parts)  # on the broker before the record: a replay sends them again
+        if unsent and org is not None:
+            await self._cancel_waits(org, p, fid, unsent)
         record = {**{k: event.get(k) for k in ("id", "action", "key", "series", "started_at", "window_end", "user",
                                                "user_id", "channel", "message_ts", "at", "source", "url")},
                   "team": _team(j, str(event["series"])), "org": _org(j, str(event["series"])),
@@ -210,21 +212,40 @@ class FeedbackWorker:
                     answer_id=str(event["id"]))
         return series_partition(series, self.judging.n), part
 
-    async def _send_parts(self, parts: list[tuple[int, dict[str, Any]]]) -> None:
-        """Send the detector parts and wait until the broker has them. One that fails is
-        logged and counted (``feedback_total{outcome="detector_not_sent"}``): the alert part
-        stays applied, and the answer's record says what was sent."""
+    async def _send_parts(self, parts: list[tuple[int, dict[str, Any]]]) -> list[str]:
+        """Send the detector parts and wait until the broker has them; returns the series whose
+        part the topic did not take. Each such part is logged and counted
+        (``feedback_total{outcome="detector_not_sent"}``): the alert part stays applied, and the
+        answer's record says what was sent."""
         if not parts:
-            return
+            return []
         if self.forward is None:
             raise RuntimeError("the org stage apart needs a feedback topic to send detector parts on")
         futs = []
         for q, part in parts:
             futs.append(await self.forward(q, str(part["series"]).encode(), orjson.dumps(part)))
-        for exc in await written(futs):
-            self.metrics.inc("feedback_total", labels={"action": str(parts[0][1]["action"]),
-                                                       "outcome": "detector_not_sent"})
-            log.error("feedback %s: a detector part did not reach the feedback topic: %r", parts[0][1]["id"], exc)
+        unsent = []
+        for (_, part), fut in zip(parts, futs, strict=True):  # one at a time: which series failed
+            for exc in await written([fut]):
+                unsent.append(str(part["series"]))
+                self.metrics.inc("feedback_total", labels={"action": str(part["action"]),
+                                                           "outcome": "detector_not_sent"})
+                log.error("feedback %s: a detector part did not reach the feedback topic: %r", part["id"], exc)
+        return unsent
+
+    async def _cancel_waits(self, org: OrgWorker, p: int, answer: str, series: list[str]) -> None:
+        """A new normal's detector parts for ``series`` were not sent: no judge will mark their
+        rebase, so org partition ``p`` stops waiting for it now (their flagged windows count
+        again) rather than after ``rebase_wait_s`` (an hour of a real spike unpaged). Counted by
+        ``org_rebase_marks_total{outcome="not_sent"}`` and checkpointed before the answer's record."""
+        o = org.org_for(p)
+        gone = [s for s in series if o.cancel_rebase(s, answer)]
+        if not gone:
+            return
+        org.metrics.inc("org_rebase_marks_total", len(gone), labels={"outcome": "not_sent"})
+        log.warning("feedback %s: org partition %d no longer waits for the rebase mark of %s (its detector part "
+                    "was not sent); their flagged windows count again", answer, p, ", ".join(gone))
+        await org.checkpoint(p, self.clock())
 
     async def _apply_detector(self, q: int, fid: str, action: str, event: dict[str, Any]) -> dict[str, Any] | None:
         """Apply one detector part on judge partition ``q`` (the series' own), once: rebase the

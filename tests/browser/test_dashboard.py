@@ -139,7 +139,9 @@ class Served:
         # the stand-in Slack with the run's made-up signing secret, as `tokenpulse dev` has it: the
         # alerts carry answer buttons, pressed in the Notifications panel
         slack = SlackConfig(token=SecretStr(spec.slack_token), signing_secret=SecretStr(spec.signing_secret))
-        cfg = dataclasses.replace(stream_config(Settings(), policy, "127.0.0.1:1", 1), api_token=TOKEN,
+        # placement="org": the spend below is seeded into the judge partition's own budget ledger,
+        # which the org placement keeps beside the judge (with "series" it is the org stage's)
+        cfg = dataclasses.replace(stream_config(Settings(placement="org"), policy, "127.0.0.1:1", 1), api_token=TOKEN,
                                   dev_inbox=spec, data_dir=str(self.tmp), receivers={"slack": slack})
         app = create_app(cfg)
         state: WorkerState = app.tokenpulse  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from streams.common.partitioning import org_partition
+from streams.common.partitioning import org_partition, series_partition
 from streams.ingest.windows import NANO
 from streams.worker.peers import FORWARDED
 from tests.integration.harness import Worker, produce, wait_until
@@ -121,8 +121,13 @@ def test_every_worker_answers_for_all_partitions_and_names_a_silent_peer(broker:
         assert [m["partitions"] for m in body["missing"]] == [sorted(held)], body
         assert body["missing"][0]["peer"] == workers[1].url and "1.5 s" in body["missing"][0]["reason"], body
         assert took < PEER_TIMEOUT + 1.5, took
-        left = {None if o == "default" else o for o in ORGS if org_partition(o, PARTITIONS) not in held}
-        assert {r.get("org") for r in body["rows"]} == left, body
+        # the rows of the series judged on the partition that answered: with TOKENPULSE_PLACEMENT=org
+        # one org's teams, with series the teams whose series names hash there (the status has "org")
+        apart = "org" in ask(workers[0].url, "/api/status", local=True)[1]
+        left = {(org, team) for org, team in want
+                if (series_partition(f"org={org}|team={team}" if org else f"team={team}", PARTITIONS) if apart
+                    else org_partition(org or "default", PARTITIONS)) not in held}
+        assert {(r.get("org"), r["team"]) for r in body["rows"]} == left, body
         for w in workers:  # the token went to the peer only: never in a log line or an answer
             assert TOKEN not in w.log_path.read_text(errors="replace")
         assert TOKEN not in json.dumps(body)

@@ -6,9 +6,11 @@ of "not an anomaly") goes to the series' own judge partition and is applied ther
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaTimeoutError
 
 from streams.common.metrics import Metrics
 from streams.common.partitioning import judge_partition, series_partition
@@ -107,6 +109,34 @@ async def test_a_new_normal_is_not_undone_by_a_window_judged_before_the_rebase()
     assert SERIES not in w.org.orgs[Q].rebasing  # every window judged before the rebase is stepped
     spikes = [n["action"] for n in sent(w.outbox) if n["kind"] == "spike" and n["key"] == key]
     assert spikes.count("trigger") == 1 and spikes[-1] == "resolve", spikes
+
+
+async def test_a_detector_part_not_sent_stops_the_wait_for_its_rebase_mark_at_once() -> None:
+    """The feedback topic refused the new normal's detector part: no judge rebases, so no mark
+    will come. The org stage stops waiting for it at once (it held the series' flagged windows
+    back for an hour before, a real spike unpaged), and says so; the alert stays resolved."""
+    w, fb, _, key = await firing()
+
+    async def refused(q: int, k: bytes, v: bytes) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_exception(KafkaTimeoutError("the feedback topic is down"))
+        return fut
+
+    fb.forward = refused
+    rec = await fb.apply(Q, event("tokenpulse_new_normal", key))
+    assert rec is not None and rec["outcome"].endswith("resolved"), rec
+    assert not w.org.orgs[Q].engine.tracks(key)  # the alert part stays applied
+    assert SERIES not in w.org.orgs[Q].rebasing  # was: waiting an hour of event time
+    assert w.org_table.data.get(f"{Q}|rebasing|{SERIES}") is None  # and the checkpoint says so
+    assert fb.metrics.counters["feedback_total"]['{action="tokenpulse_new_normal",outcome="detector_not_sent"}'] == 1
+    assert w.org.metrics.counters["org_rebase_marks_total"]['{outcome="not_sent"}'] == 1
+    # the detector was not rebased, so the spike goes on: its next flagged windows page again
+    for i, msg in enumerate(messages(40, spike=range(20, 60))[48:], 48):
+        msg["partials"] = [r for r in msg["partials"] if Partial.from_wire(r).series != "org"]
+        await w.feed(msg, i)
+    spikes = [n["action"] for n in sent(w.outbox) if n["kind"] == "spike" and n["key"] == key]
+    assert spikes[-2:] == ["resolve", "trigger"], spikes  # was: held back, unpaged for an hour
+    assert "org_signals_before_rebase_total" not in w.judging.metrics.counters
 
 
 async def test_acknowledge_and_snooze_act_on_the_org_stage() -> None:

@@ -30,7 +30,10 @@ ADS = BudgetSpec(name="ads-daily", scope=(("team", "ads"),), unit="usd", limit=3
 
 
 def config(**kw: Any) -> StreamConfig:
+    # placement="org": these tests (and the ones that import this helper) drive the judge with
+    # its org stage beside it; the org stage apart is config(placement="series") (test_organizing)
     base: dict[str, Any] = dict(
+        placement="org",
         bootstrap="unused:9092", usage_partitions=N, checkpoint_seconds=1.0, dashboard_url="https://dash.example",
         detector_params={"min_excess_usd": 1, "min_excess_root": 0, "min_excess_minutes": 0, "min_requests": 0,
                          "seasonal": {"min_history": 5}},
