@@ -301,6 +301,11 @@ def test_answers_act_once_on_the_org_stage_and_rebase_on_the_series_judge(
         assert snooze["outcome"] == "silenced for 4 h", snooze
         assert [s["matchers"] for s in get_json(f"{worker.url}/api/silences")["silences"]] == [
             {"series": "org=acme|team=ml"}]
+        # the alert's state from the org stage's answers, as with org placement (test_feedback)
+        [ml_alert] = [a for a in get_json(f"{worker.url}/api/alerts?state=open")["alerts"]
+                      if a["key"] == "cost_spike:org=acme|team=ml"]
+        assert (ml_alert["state"], ml_alert["acknowledged_by"], ml_alert["snoozed_by"]) == (
+            "snoozed", "u0ana", "u0bob"), ml_alert
 
         # new normal on ads: resolved by the org stage, its detector rebased on partition 0
         step("ads answered: a new normal")
