@@ -49,12 +49,11 @@ from streams.reports.core import REPORT_PERIODS, ReportSpec, build_report
 from streams.reports.reporting import Reporting
 from streams.worker.charts import RANGES, STACK_BY, TOP_SERIES, burn_down, inhouse_over_time, spend_over_time, top_users
 from streams.worker.feedback import SUMMARY_DAYS, answers_by_incident, feedback_rows, feedback_summary
+from streams.worker.lifecycle import ALERT_STATES, lifecycle, wanted
 from streams.worker.merge import MERGES, merge
 from streams.worker.peers import FORWARDED, PARTITIONS_HEADER, format_partitions
 from streams.worker.query import Choice, Int, Name, ParamError, Query, Series, Time, Zone, shown, takes
 from streams.worker.state import WorkerState
-
-ALERT_STATES = ("firing", "resolved")
 
 # What each view takes; streams.worker.query refuses anything else with a 400 naming the parameter.
 NOTHING = Query()
@@ -485,22 +484,23 @@ def register_alert_views(state: WorkerState, page: Page) -> None:
     async def alerts_view(web: Any, request: Any, args: dict[str, Any]) -> Any:
         out = []
         answers = {} if state.feedback is None else answers_by_incident(list(state.feedback.table.data.values()))
+        # a snooze is a silence on the series: the alert's state while it holds (the clock of /api/silences)
+        snoozes = [] if state.feedback is None else state.feedback.silences()
+        now = time.time()
         for key, rec in list(alerts_t.data.items()):
             if rec is None:
                 continue
             item = dict(rec)
             started = rec.get("started_at")
+            mine = answers.get((key, float(started) if isinstance(started, int | float) else None), [])
+            item.update(lifecycle(rec, mine, snoozes, now))
             item["feedback"] = [{**a, "at": rfc3339(a["at"]) if isinstance(a.get("at"), int | float) else a.get("at")}
-                                for a in answers.get((key, float(started) if isinstance(started, int | float)
-                                                      else None), ())]
-            item["state"] = "resolved" if rec.get("action") == "resolve" else "firing"
+                                for a in mine]
             d = deliveries_t.data.get(key) or {}
             item["delivery"] = {sink: {k: v for k, v in st.items() if k in ("ok", "seq", "detail", "attempts")}
                                 for sink, st in d.items()}
             out.append(item)
-        wanted = args["state"]
-        if wanted is not None:
-            out = [a for a in out if a["state"] == wanted]
+        out = [a for a in out if wanted(a["state"], args["state"])]
         out.sort(key=lambda a: a.get("fired_at") or 0, reverse=True)
         return web.json({"alerts": out})
 

@@ -192,6 +192,25 @@ class Worker:
         self.proc.wait(10)
 
 
+def workers_of(env: dict[str, str], workdir: Path, n: int = 2) -> list[Worker]:
+    """``n`` workers of one deployment (``env``), each with its own data dir and log
+    (``data<i>``, ``worker<i>.log``), not started: :func:`start_together`."""
+    return [Worker({**env, "TOKENPULSE_DATA_DIR": str(workdir / f"data{i}")}, workdir / f"worker{i}.log")
+            for i in range(n)]
+
+
+def start_together(workers: list[Worker], partitions: int = 1, timeout: float = 120.0) -> None:
+    """Start ``workers`` at once, each holding ``partitions`` usage partitions when it returns.
+    Together they join the groups in one rebalance; one starting after the other makes the
+    first hand over a partition and recover its tables again, which on a loaded machine
+    sometimes outlasted a test's patience on Tansu. Faust's group settles later: :func:`settled`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        for f in [pool.submit(w.start, partitions, timeout) for w in workers]:
+            f.result()
+
+
 def settled(workers: list[Worker], partitions: int, timeout: float = 60.0) -> None:
     """Wait until both groups of ``workers`` have settled: every usage partition and every
     judge (windows) partition held by exactly one of them, and none of them rebalancing or

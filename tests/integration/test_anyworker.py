@@ -15,7 +15,6 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import pytest
 from streams.common.partitioning import org_partition, series_partition
 from streams.ingest.windows import NANO
 from streams.worker.peers import FORWARDED
-from tests.integration.harness import Worker, produce, wait_until
+from tests.integration.harness import Worker, produce, start_together, wait_until, workers_of
 from tests.integration.test_spine import POLICY, W, worker_env
 from tests.integration.test_spread import ORGS, PARTITIONS, two_orgs_history
 
@@ -51,8 +50,7 @@ def test_every_worker_answers_for_all_partitions_and_names_a_silent_peer(broker:
     env, topics = worker_env(broker, slack, pagerduty, workdir)
     (workdir / "policy.yaml").write_text(POLICY.replace("watch: [team]", "watch: [team, user]"))
     env.update({"TOKENPULSE_API_TOKEN": TOKEN, "TOKENPULSE_PEER_TIMEOUT_SECONDS": str(PEER_TIMEOUT)})
-    workers = [Worker({**env, "TOKENPULSE_DATA_DIR": str(workdir / f"data{i}")}, workdir / f"worker{i}.log")
-               for i in range(2)]
+    workers = workers_of(env, workdir)
     rng = random.Random(4)
     want: dict[tuple[str | None, str], list[int]] = {}
     # The history is on the usage topic before the workers start (docs/deploying.md#backfills;
@@ -61,8 +59,7 @@ def test_every_worker_answers_for_all_partitions_and_names_a_silent_peer(broker:
     t0 = int(time.time() // W) * W - 40 * W
     produce(broker.bootstrap, topics["usage"], two_orgs_history(t0, rng, want))
     try:
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda w: w.start(1, timeout=120), workers))
+        start_together(workers)
         # Faust's group (the judge) settles a moment after the ingest group that start() waits for
         wait_until(lambda: all(ask(w.url, "/api/status")[1]["complete"] for w in workers), 60,
                    "both workers to answer /api/status for both judge partitions")

@@ -166,6 +166,11 @@ def test_answers_from_slack_acknowledge_snooze_and_resolve(broker: Any, slack: A
         silences = get_json(f"{worker.url}/api/silences")["silences"]
         assert [(s["matchers"], s["created_by"], s["state"]) for s in silences] == [
             ({"series": "team=ads"}, "feedback:u0bob", "active")]
+        # on-call sees the open incident as snoozed, until when, and who acknowledged it first
+        [ads_alert] = [a for a in get_json(f"{worker.url}/api/alerts?state=snoozed")["alerts"]
+                       if a["key"] == "cost_spike:team=ads"]
+        assert (ads_alert["acknowledged_by"], ads_alert["snoozed_by"]) == ("u0ana", "u0bob"), ads_alert
+        assert (ads_alert["acknowledged_at"], ads_alert["snoozed_until"]) == (ack["at"], silences[0]["ends_at"])
 
         # new normal: the ml alert resolves
         assert press(worker.url, ml, cid, "tokenpulse_new_normal", "U0ANA")[0] == 200

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,9 @@ from tests.integration.harness import (
     get_text,
     produce,
     settled,
+    start_together,
     wait_until,
+    workers_of,
 )
 from tests.integration.test_budgets import noon_zone
 from tests.integration.test_spine import DASHBOARD, DETECTOR_POLICY, PD_KEY, W, event
@@ -54,6 +55,18 @@ budgets:
 """
 
 
+def acme_env(broker: Any, slack: Any, pagerduty: Any, workdir: Path, now: float, placement: str) -> dict[str, str]:
+    """The environment of a deployment with ``placement`` and the policy of acme's budget, in a
+    zone where ``now`` is about noon (no budget day ends during the test)."""
+    path = workdir / "policy.yaml"
+    path.write_text(policy(noon_zone(now)))
+    return deployment_env(
+        broker, workdir, PARTITIONS, window_seconds=W, lateness_seconds=0.5, idle_grace_seconds=1,
+        checkpoint_seconds=0.2, policy=path, slack_token=slack.token, slack_api_url=f"{slack.url}/api/",
+        slack_channel="#ai-spend", pagerduty_routing_key=PD_KEY, pagerduty_url=pagerduty.enqueue_url,
+        dashboard_url=DASHBOARD, placement=placement)
+
+
 def acme_history(t0: int, rng: random.Random) -> tuple[list[tuple[bytes, bytes]], int]:
     """40 windows of acme's teams ads and search, ads spiking in windows 28-30; the usage
     messages and ads' exact nano-dollars."""
@@ -78,13 +91,7 @@ def test_one_org_judged_on_two_partitions_pages_and_budgets_as_by_org(
     assert org_partition("acme", PARTITIONS) == 1
     assert [series_partition(s, PARTITIONS) for s in ("org=acme|team=ads", "org=acme|team=search", "org=acme")] == [0, 1, 1]
     now = time.time()
-    path = workdir / "policy.yaml"
-    path.write_text(policy(noon_zone(now)))
-    env = deployment_env(
-        broker, workdir, PARTITIONS, window_seconds=W, lateness_seconds=0.5, idle_grace_seconds=1,
-        checkpoint_seconds=0.2, policy=path, slack_token=slack.token, slack_api_url=f"{slack.url}/api/",
-        slack_channel="#ai-spend", pagerduty_routing_key=PD_KEY, pagerduty_url=pagerduty.enqueue_url,
-        dashboard_url=DASHBOARD, placement=placement)
+    env = acme_env(broker, slack, pagerduty, workdir, now, placement)
     msgs, ads_nusd = acme_history(int(now // W) * W - 40 * W, random.Random(15))
     # the history first (docs/deploying.md#backfills)
     produce(broker.bootstrap, f"{env['TOKENPULSE_TOPIC_PREFIX']}.usage", msgs)
@@ -127,23 +134,14 @@ def test_two_workers_share_one_org_judged_on_both_partitions(broker: Any, slack:
     same answers to ``/api/*`` from either worker (the any-worker fan-out)."""
     assert [series_partition(s, PARTITIONS) for s in ("org=acme|team=ads", "org=acme|team=search")] == [0, 1]
     now = time.time()
-    path = workdir / "policy.yaml"
-    path.write_text(policy(noon_zone(now)))
-    env = deployment_env(
-        broker, workdir, PARTITIONS, window_seconds=W, lateness_seconds=0.5, idle_grace_seconds=1,
-        checkpoint_seconds=0.2, policy=path, slack_token=slack.token, slack_api_url=f"{slack.url}/api/",
-        slack_channel="#ai-spend", pagerduty_routing_key=PD_KEY, pagerduty_url=pagerduty.enqueue_url,
-        dashboard_url=DASHBOARD, placement="series")
-    workers = [Worker({**env, "TOKENPULSE_DATA_DIR": str(workdir / f"data{i}")}, workdir / f"worker{i}.log")
-               for i in range(2)]
+    env = acme_env(broker, slack, pagerduty, workdir, now, "series")
+    workers = workers_of(env, workdir)
     t0 = int(now // W) * W - 40 * W
     msgs, ads_nusd = acme_history(t0, random.Random(15))
     # the history first (docs/deploying.md#backfills; as tests/integration/test_spread.py)
     produce(broker.bootstrap, f"{env['TOKENPULSE_TOPIC_PREFIX']}.usage", msgs)
     try:
-        # together, so that they join the groups in one rebalance (test_spread)
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda w: w.start(1, timeout=120), workers))
+        start_together(workers)  # one rebalance, not two
         settled(workers, PARTITIONS)
         wait_until(lambda: [e for e in pagerduty.events() if e["event_action"] == "resolve"], 90, "a PagerDuty resolve")
 
@@ -301,6 +299,11 @@ def test_answers_act_once_on_the_org_stage_and_rebase_on_the_series_judge(
         assert snooze["outcome"] == "silenced for 4 h", snooze
         assert [s["matchers"] for s in get_json(f"{worker.url}/api/silences")["silences"]] == [
             {"series": "org=acme|team=ml"}]
+        # the alert's state from the org stage's answers, as with org placement (test_feedback)
+        [ml_alert] = [a for a in get_json(f"{worker.url}/api/alerts?state=open")["alerts"]
+                      if a["key"] == "cost_spike:org=acme|team=ml"]
+        assert (ml_alert["state"], ml_alert["acknowledged_by"], ml_alert["snoozed_by"]) == (
+            "snoozed", "u0ana", "u0bob"), ml_alert
 
         # new normal on ads: resolved by the org stage, its detector rebased on partition 0
         step("ads answered: a new normal")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from streams.common.partitioning import org_partition
 from streams.ingest.windows import NANO, to_nusd
-from tests.integration.harness import Worker, get_json, produce, settled, wait_until
+from tests.integration.harness import get_json, produce, settled, start_together, wait_until, workers_of
 from tests.integration.test_spine import PD_KEY, W, event, worker_env
 
 pytestmark = pytest.mark.integration
@@ -48,8 +47,7 @@ def test_two_workers_each_judge_one_org_one_page_exact_spend(broker: Any, slack:
                                                               workdir: Path) -> None:
     assert sorted(org_partition(o, PARTITIONS) for o in ORGS) == [0, 1]
     env, topics = worker_env(broker, slack, pagerduty, workdir)
-    workers = [Worker({**env, "TOKENPULSE_DATA_DIR": str(workdir / f"data{i}")}, workdir / f"worker{i}.log")
-               for i in range(2)]
+    workers = workers_of(env, workdir)
     rng = random.Random(15)
     want: dict[tuple[str | None, str], list[int]] = {}
     # The history is on the usage topic before the workers start (as docs/deploying.md#backfills
@@ -60,11 +58,7 @@ def test_two_workers_each_judge_one_org_one_page_exact_spend(broker: Any, slack:
     t0 = int(time.time() // W) * W - 40 * W
     produce(broker.bootstrap, topics["usage"], two_orgs_history(t0, rng, want))
     try:
-        # Both start together and join the groups in one rebalance (one starting after the other
-        # made the first hand over a partition and recover its tables again, which on a loaded
-        # machine sometimes outlasted the test's patience on Tansu).
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda w: w.start(1, timeout=120), workers))
+        start_together(workers)  # one rebalance, not two
         # Faust's group (the judge) settles a moment after the ingest group that start() waits
         # for, and longer on a loaded machine (this test is about where series are judged)
         settled(workers, PARTITIONS)

@@ -400,14 +400,21 @@ async function loadAnswers() {
       num(t.new_normal), num(t.not_anomaly), num(t.snoozed), num(pct(t.precision))]),
     "no alerts in the last 30 days");
 }
+function stateCell(a) {
+  // acknowledged: by whom and since when; snoozed: until when (GET /api/alerts, docs/api.md#alert-states)
+  const why = a.state === "snoozed" ? `until ${when(a.snoozed_until)}` + (a.snoozed_by ? ` (${a.snoozed_by})` : "")
+    : a.state === "acknowledged" ? `by ${a.acknowledged_by || "?"}, ${when(a.acknowledged_at)}` : "";
+  return el("td", {class: a.state}, a.state, ...(why ? [el("div", {class: "muted"}, why)] : []));
+}
 async function loadAlerts() {
   const {alerts} = await get("/api/alerts");
-  const firing = alerts.filter(a => a.state === "firing");
-  const resolved = alerts.filter(a => a.state !== "firing").slice(0, 15);
+  // open ones (firing, acknowledged, snoozed) first, whoever answered them beside their state
+  const open = alerts.filter(a => a.state !== "resolved");
+  const resolved = alerts.filter(a => a.state === "resolved").slice(0, 15);
   fill("alerts", [["state"], ["severity"], ["series"], ["observed", "num"], ["expected", "num"], ["excess", "num"],
       ["incident", "num"], ["since"], ["top contributors"], ["delivery"], ["answers"]],
-    [...firing, ...resolved].map(a => [
-      el("td", {class: a.state}, a.state),
+    [...open, ...resolved].map(a => [
+      stateCell(a),
       el("td", {}, el("span", {class: "pill " + (a.severity || "info")}, a.severity || "info")),
       a.series ? seriesLink(a.series) : (a.key || ""),
       ...figures(a).map(x => num(usd(x))), num(usd(a.impact_usd)),

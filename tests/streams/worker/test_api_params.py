@@ -65,7 +65,8 @@ TABLE: dict[str, dict[str, tuple[list[str], list[str]]]] = {
     "/api/status": {},
     "/api/windows": {"series": (["team=ads", "team=ads|model=gpt-4o", "org", "provider=openai"], SERIES_BAD)},
     "/api/silences": {},
-    "/api/alerts": {"state": (["firing", "resolved"], choice_bad("firing"))},
+    "/api/alerts": {"state": (["firing", "acknowledged", "snoozed", "resolved", "open"],
+                              [*choice_bad("firing"), "pending", "acked"])},
     "/api/sinks": {},
     "/api/budgets": {"budget": (["ads-daily"], NAME_BAD), "at": (TIME_GOOD, TIME_BAD)},
     "/api/report": {

@@ -66,6 +66,14 @@ def test_the_fields_it_reads_are_the_ones_the_api_returns() -> None:
                                 period_end=1.0, spent=8.0, limit=10.0, pct_used=80.0, days_left=3.0).to_dict()
     for field in ("unit", "spent", "limit"):
         assert field in budget and f"a.{field}" in PAGE
+    # ... and the lifecycle state beside it: who acknowledged, until when it is snoozed
+    from streams.worker.lifecycle import LIFECYCLE_STATES, lifecycle
+
+    state = lifecycle(record, [], [], 0.0)
+    for field in ("state", "acknowledged_by", "acknowledged_at", "snoozed_by", "snoozed_until"):
+        assert field in state and f"a.{field}" in PAGE
+    for s in LIFECYCLE_STATES:  # each state has its own colour
+        assert f".{s} {{" in PAGE
     # /api/policy: PolicyReloader.status() and its last ReloadResult
     import inspect
 

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from alerts.receivers.slack.config import SlackConfig
 from streams.common.config import StreamConfig
+from streams.common.periods import rfc3339
 from streams.worker.app import create_app
 from streams.worker.feedback import feedback_summary
 from streams.worker.state import WorkerState
@@ -130,3 +131,45 @@ async def test_feedback_lists_the_series_whose_floor_was_raised_with_why(api: tu
     assert row["floor_usd"] == 30.0 and row["answers"][0]["floor_usd"] == 60.0
     body = await (await client.get("/api/feedback", params={"team": "search"})).json()
     assert body["raised"] == []
+
+
+async def test_each_alert_says_who_acknowledged_or_snoozed_it_and_the_state_filter_knows(
+        api: tuple[WorkerState, TestClient]) -> None:
+    """On-call sees an acknowledged incident as acknowledged, by whom and since when, and a snoozed
+    one as snoozed until when (the alerts table only ever said firing or resolved)."""
+    import time
+
+    from alerts.model import Silence
+
+    state, client = api
+    assert state.feedback is not None
+    now = time.time()
+    for team in ("ads", "ml", "search", "legal"):
+        state.tables.alerts.data[f"cost_spike:team={team}"] = {**alert(team, now - 3600), "rule": "cost_spike"}
+    state.tables.alerts.data["cost_spike:team=legal"]["action"] = "resolve"
+    snooze = Silence(matchers={"series": "team=ml"}, starts_at=now - 600, ends_at=now + 4 * 3600,
+                     reason="snoozed for 4 h from Slack", created_by="feedback:bo", id="slack:C1:3")
+    table = state.feedback.table.data
+    for rec in (answer(1, "tokenpulse_ack", "ads", now - 3600, "ana"),
+                answer(2, "tokenpulse_ack", "ml", now - 3600, "cy"),
+                {**answer(3, "tokenpulse_snooze_4h", "ml", now - 3600, "bo"), "silence": snooze.to_dict()},
+                # pressed after the incident had resolved: it acknowledged nothing
+                {**answer(4, "tokenpulse_ack", "search", now - 3600, "dee"),
+                 "outcome": "the alert had already resolved: nothing changed"},
+                answer(5, "tokenpulse_ack", "legal", now - 3600, "eve"),
+                # an earlier incident of ads, snoozed long ago: over, and not this incident's answer
+                {**answer(6, "tokenpulse_snooze_4h", "ads", now - 9 * DAY, "fay"),
+                 "silence": Silence(matchers={"series": "team=ads"}, starts_at=now - 9 * DAY,
+                                    ends_at=now - 9 * DAY + 4 * 3600, reason="old", created_by="feedback:fay").to_dict()}):
+        table[rec["id"]] = rec
+    alerts = {a["key"]: a for a in (await (await client.get("/api/alerts")).json())["alerts"]}
+    got = {k.split("=")[1]: (a["state"], a["acknowledged_by"], a["snoozed_by"]) for k, a in alerts.items()}
+    assert got == {"ads": ("acknowledged", "ana", None), "ml": ("snoozed", "cy", "bo"),
+                   "search": ("firing", None, None), "legal": ("resolved", "eve", None)}
+    ads, ml = alerts["cost_spike:team=ads"], alerts["cost_spike:team=ml"]
+    assert ads["acknowledged_at"] == ads["feedback"][0]["at"] and ads["acknowledged_at"].endswith("Z")
+    assert ml["snoozed_until"] == rfc3339(now + 4 * 3600) and ads["snoozed_until"] is None
+    for asked, keys in (("acknowledged", ["ads"]), ("snoozed", ["ml"]), ("firing", ["search"]), ("resolved", ["legal"]),
+                        ("open", ["ads", "ml", "search"])):
+        body = await (await client.get("/api/alerts", params={"state": asked})).json()
+        assert sorted(a["key"].split("=")[1] for a in body["alerts"]) == keys, asked
