@@ -214,28 +214,41 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
 BREAKDOWN_DEPTH = 3
 
 
+_DICT_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _dict_names(cls: type) -> tuple[str, ...]:
+    """The instance-dict attribute names of a detectors class, read from a fresh instance.
+
+    Reading ``obj.__dict__`` of the live object would make CPython (3.11+) build a dict for it
+    where it kept only an array of values (the class's keys shared): the walk must not add the
+    memory it measures."""
+    if cls not in _DICT_NAMES:
+        try:
+            _DICT_NAMES[cls] = tuple(getattr(cls(), "__dict__", {}))
+        except TypeError:  # needs arguments: its attributes are left to the "(object)" row
+            _DICT_NAMES[cls] = ()
+    return _DICT_NAMES[cls]
+
+
 def _attrs(obj: Any) -> list[tuple[str, Any]]:
-    """An object's attributes in its slots (every class of its MRO) and its instance dict."""
-    out: list[tuple[str, Any]] = []
-    for cls in type(obj).__mro__:
-        for name in getattr(cls, "__slots__", ()):
-            if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
-                out.append((name, getattr(obj, name)))
-    out.extend(getattr(obj, "__dict__", {}).items())
-    return out
+    """An object's attributes: its slots (every class of its MRO), then its instance-dict ones."""
+    names = [n for c in type(obj).__mro__ for n in getattr(c, "__slots__", ()) if n not in ("__dict__", "__weakref__")]
+    return [(n, getattr(obj, n)) for n in [*names, *_dict_names(type(obj))] if hasattr(obj, n)]
 
 
 def _own_bytes(obj: Any) -> int:
-    """The object itself: its header and slots, plus its instance dict if it has one."""
-    d = getattr(obj, "__dict__", None)
-    return sys.getsizeof(obj) + (sys.getsizeof(d) if isinstance(d, dict) else 0)
+    """The object itself: header and slots, plus its instance values (estimated: a pointer per
+    attribute and a 16-byte prefix; ``sys.getsizeof`` leaves them out on 3.11)."""
+    n = len(_dict_names(type(obj)))
+    return sys.getsizeof(obj) + (8 * n + 16 if n else 0)
 
 
 def breakdown(obj: Any, shared: set[int], path: str = "", depth: int = 0,
               out: dict[str, int] | None = None, seen: set[int] | None = None) -> dict[str, int]:
     """Bytes of ``obj`` by attribute path (``seasonal._cal._c``), walking into the detectors'
     own objects (those of the ``detectors`` package) down to ``BREAKDOWN_DEPTH``; ``(object)``
-    is an object's own header, slots and instance dict. What ``shared`` holds (ids reachable from
+    is an object's own header, slots and instance values. What ``shared`` holds (ids reachable from
     another series' detector cloned from the same prototype: parameters, interned strings,
     small ints) is left out, as it is held once per process, and each object counts once."""
     out = {} if out is None else out
@@ -243,9 +256,6 @@ def breakdown(obj: Any, shared: set[int], path: str = "", depth: int = 0,
     if id(obj) in seen:
         return out
     seen.add(id(obj))
-    d = getattr(obj, "__dict__", None)
-    if d is not None:
-        seen.add(id(d))
     out[f"{path}(object)"] = _own_bytes(obj)
     names = getattr(obj, "_names", None)
     for name, val in _attrs(obj):
@@ -255,17 +265,28 @@ def breakdown(obj: Any, shared: set[int], path: str = "", depth: int = 0,
             if type(v).__module__.startswith("detectors.") and depth < BREAKDOWN_DEPTH:
                 breakdown(v, shared, f"{path}{label}.", depth + 1, out, seen)
                 continue
-            size = 0
-            todo = [v]
-            while todo:
-                o = todo.pop()
-                if id(o) in seen or isinstance(o, (type, type(sys), type(deep_size))):
-                    continue
-                seen.add(id(o))
-                size += sys.getsizeof(o)
-                todo.extend(gc.get_referents(o))
-            out[f"{path}{label}"] = out.get(f"{path}{label}", 0) + size
+            out[f"{path}{label}"] = out.get(f"{path}{label}", 0) + _walk(v, seen)
+        if len(items) > 1 or items[0][1] is not val:  # the list of models itself
+            out[f"{path}{name}"] = _walk(val, seen)
+    # attributes the names above missed (set only after learning): counted, unnamed
+    rest = sum(_walk(o, seen) for o in gc.get_referents(obj))
+    if rest:
+        out[f"{path}(other attributes)"] = rest
     return out
+
+
+def _walk(obj: Any, seen: set[int]) -> int:
+    """``deep_size`` of what ``obj`` reaches that is not in ``seen`` (which it extends)."""
+    size = 0
+    todo = [obj]
+    while todo:
+        o = todo.pop()
+        if id(o) in seen or isinstance(o, (type, type(sys), type(deep_size))):
+            continue
+        seen.add(id(o))
+        size += sys.getsizeof(o)
+        todo.extend(gc.get_referents(o))
+    return size
 
 
 def week_of(det: Any, active: float, usd: float, days: float, window: int, seed: int) -> None:
@@ -311,7 +332,7 @@ def print_breakdown(detector: str, days: float, window: int, seed: int) -> dict[
         tables[k].update(small.get(k, {}))
     rows = sorted(set().union(*tables.values()), key=lambda r: -max(t.get(r, 0) for t in tables.values()))
     print(f"bytes of one {detector} detector after {days:g} days of {window} s windows "
-          "(what every series shares left out; (object): header, slots and instance dict; "
+          "(what every series shares left out; (object): header, slots and instance values; "
           "scalars: attributes under 100 B each, mostly single floats and ints):")
     print(f"{'':36s}" + "".join(f"{k:>14s}" for k in tables))
     for r in rows:
