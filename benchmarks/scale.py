@@ -2,6 +2,10 @@
 own judge code (no broker): the baseline for bounding detector memory (issue 15, item 5).
 
     python -m benchmarks.scale [--users 100000] [--days 7] [--active 0.1] [--detector default]
+    python -m benchmarks.scale --breakdown [--days 7] [--detector default]
+
+(``--breakdown``: only one detector's bytes by component, after a sparse user series and a busy
+team series: :func:`print_breakdown`.)
 
 Each window, about ``--active`` of the users spend (one partial each, from one source, as the
 hot path sends them); the :class:`~streams.judge.core.JudgeCore` built by ``judge_factory``
