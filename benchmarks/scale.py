@@ -2,6 +2,10 @@
 own judge code (no broker): the baseline for bounding detector memory (issue 15, item 5).
 
     python -m benchmarks.scale [--users 100000] [--days 7] [--active 0.1] [--detector default]
+    python -m benchmarks.scale --breakdown [--days 7] [--detector default]
+
+(``--breakdown``: only one detector's bytes by component, after a sparse user series and a busy
+team series: :func:`print_breakdown`.)
 
 Each window, about ``--active`` of the users spend (one partial each, from one source, as the
 hot path sends them); the :class:`~streams.judge.core.JudgeCore` built by ``judge_factory``
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import random
 import sys
 import time
@@ -208,6 +213,160 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
             "checkpoint_bytes_per_window": ckpt_bytes, "spend_parts": parts}
 
 
+# -- one detector's bytes, component by component (--breakdown) ------------------------------
+
+BREAKDOWN_DEPTH = 3
+
+
+_DICT_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _dict_names(cls: type) -> tuple[str, ...]:
+    """The instance-dict attribute names of a detectors class, read from a fresh instance.
+
+    Reading ``obj.__dict__`` of the live object would make CPython (3.11+) build a dict for it
+    where it kept only an array of values (the class's keys shared): the walk must not add the
+    memory it measures."""
+    if cls not in _DICT_NAMES:
+        try:
+            _DICT_NAMES[cls] = tuple(getattr(cls(), "__dict__", {}))
+        except TypeError:  # needs arguments: its attributes are left to the "(object)" row
+            _DICT_NAMES[cls] = ()
+    return _DICT_NAMES[cls]
+
+
+def _attrs(obj: Any) -> list[tuple[str, Any]]:
+    """An object's attributes: its slots (every class of its MRO), then its instance-dict ones."""
+    names = [n for c in type(obj).__mro__ for n in getattr(c, "__slots__", ()) if n not in ("__dict__", "__weakref__")]
+    return [(n, getattr(obj, n)) for n in [*names, *_dict_names(type(obj))] if hasattr(obj, n)]
+
+
+def _own_bytes(obj: Any) -> int:
+    """The object itself: header and slots, plus its instance values (estimated: a pointer per
+    attribute and a 16-byte prefix; ``sys.getsizeof`` leaves them out on 3.11)."""
+    n = len(_dict_names(type(obj)))
+    return sys.getsizeof(obj) + (8 * n + 16 if n else 0)
+
+
+def breakdown(obj: Any, shared: set[int], path: str = "", depth: int = 0,
+              out: dict[str, int] | None = None, seen: set[int] | None = None) -> dict[str, int]:
+    """Bytes of ``obj`` by attribute path (``seasonal._cal._c``), walking into the detectors'
+    own objects (those of the ``detectors`` package) down to ``BREAKDOWN_DEPTH``; ``(object)``
+    is an object's own header, slots and instance values. What ``shared`` holds (ids reachable from
+    another series' detector cloned from the same prototype: parameters, interned strings,
+    small ints) is left out, as it is held once per process, and each object counts once."""
+    out = {} if out is None else out
+    seen = set(shared) if seen is None else seen
+    if id(obj) in seen:
+        return out
+    seen.add(id(obj))
+    out[f"{path}(object)"] = _own_bytes(obj)
+    names = getattr(obj, "_names", None)
+    for name, val in _attrs(obj):
+        items = ([(f"{names[i]}", m) for i, m in enumerate(val)]
+                 if name == "_models" and names else [(name, val)])
+        for label, v in items:
+            if type(v).__module__.startswith("detectors.") and depth < BREAKDOWN_DEPTH:
+                breakdown(v, shared, f"{path}{label}.", depth + 1, out, seen)
+                continue
+            out[f"{path}{label}"] = out.get(f"{path}{label}", 0) + _walk(v, seen)
+        if len(items) > 1 or items[0][1] is not val:  # the list of models itself
+            out[f"{path}{name}"] = _walk(val, seen)
+    # attributes the names above missed (set only after learning): counted, unnamed
+    rest = sum(_walk(o, seen) for o in gc.get_referents(obj))
+    if rest:
+        out[f"{path}(other attributes)"] = rest
+    return out
+
+
+def _walk(obj: Any, seen: set[int]) -> int:
+    """``deep_size`` of what ``obj`` reaches that is not in ``seen`` (which it extends)."""
+    size = 0
+    todo = [obj]
+    while todo:
+        o = todo.pop()
+        if id(o) in seen or isinstance(o, (type, type(sys), type(deep_size))):
+            continue
+        seen.add(id(o))
+        size += sys.getsizeof(o)
+        todo.extend(gc.get_referents(o))
+    return size
+
+
+def week_of(det: Any, active: float, usd: float, days: float, window: int, seed: int) -> None:
+    """``days`` of windows through ``det.update`` as the judge calls it (every window, zero
+    spend when the series did not spend): spending in ``active`` of them, ``usd`` a window
+    (lognormal about it, with a daily swing) and requests to match."""
+    rng = random.Random(seed)
+    for i in range(int(days * 86400 // window)):
+        ts = T0 + (i + 1) * window
+        if rng.random() < active:
+            day = 1.0 + 0.6 * math.sin(2 * math.pi * ((ts % 86400) / 86400 - 0.35))
+            x = usd * day * rng.lognormvariate(0.0, 0.5)
+            det.update(ts, x, float(max(1, round(x / usd * 20 * active))))
+        else:
+            det.update(ts, 0.0, 0.0)
+
+
+def print_breakdown(detector: str, days: float, window: int, seed: int) -> dict[str, dict[str, int]]:
+    """One default detector's bytes after ``days`` of a sparse user series (spending in 10 %
+    of the windows, ~$0.05) and of a busy team series (every window, ~$2), by component."""
+    from detectors import make_detector
+    from streams.judge.core import detector_params
+
+    proto = make_detector(detector, **detector_params(window, detector, {}))
+    kinds = {"sparse user": (0.1, 0.05), "busy team": (1.0, 2.0)}
+    dets = {}
+    for k, (active, usd) in kinds.items():
+        dets[k] = proto.clone()
+        week_of(dets[k], active, usd, days, window, seed)
+    tables: dict[str, dict[str, int]] = {}
+    for k, det in dets.items():
+        other = next(d for o, d in dets.items() if o != k)
+        shared = _reachable(other) & _reachable(det)
+        tables[k] = breakdown(det, shared)
+    # Rows under 100 bytes on every series are gathered by object: mostly single floats and ints.
+    small: dict[str, dict[str, int]] = {}
+    for k, t in tables.items():
+        for r in [r for r in t if max(tt.get(r, 0) for tt in tables.values()) < 100 and not r.endswith("(object)")]:
+            key = r.rsplit(".", 1)[0] + ".scalars" if "." in r else "scalars"
+            small.setdefault(k, {})
+            small[k][key] = small[k].get(key, 0) + t.pop(r)
+    for k in tables:
+        tables[k].update(small.get(k, {}))
+    rows = sorted(set().union(*tables.values()), key=lambda r: -max(t.get(r, 0) for t in tables.values()))
+    print(f"bytes of one {detector} detector after {days:g} days of {window} s windows "
+          "(what every series shares left out; (object): header, slots and instance values; "
+          "scalars: attributes under 100 B each, mostly single floats and ints):")
+    print(f"{'':36s}" + "".join(f"{k:>14s}" for k in tables))
+    for r in rows:
+        if any(t.get(r, 0) for t in tables.values()):
+            print(f"{r:36s}" + "".join(f"{t.get(r, 0):14d}" for t in tables.values()))
+    print(f"{'total':36s}" + "".join(f"{sum(t.values()):14d}" for t in tables.values()))
+    by_part: dict[str, dict[str, int]] = {}
+    for k, t in tables.items():
+        for r, v in t.items():
+            part = r.split(".")[0] if "." in r else "combiner"
+            by_part.setdefault(part, {}).setdefault(k, 0)
+            by_part[part][k] += v
+    print("by part (" + " / ".join(tables) + "): "
+          + "; ".join(f"{p} " + " / ".join(f"{v}" for v in d.values()) for p, d in by_part.items()))
+    return tables
+
+
+def _reachable(obj: Any) -> set[int]:
+    """Ids of what ``obj`` reaches (as ``deep_size`` walks: classes, modules, functions left out)."""
+    seen: set[int] = set()
+    todo = [obj]
+    while todo:
+        o = todo.pop()
+        if id(o) in seen or isinstance(o, (type, type(sys), type(deep_size))):
+            continue
+        seen.add(id(o))
+        todo.extend(gc.get_referents(o))
+    return seen
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--users", type=int, default=100_000, help="watched user series (default 100000)")
@@ -218,7 +377,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--state-every", type=int, default=STATE_EVERY,
                     help=f"TOKENPULSE_JUDGE_STATE_EVERY_WINDOWS (default {STATE_EVERY}; 1: every state every window)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="only print one detector's bytes by component after --days of a sparse user "
+                         "series and of a busy team series (a few seconds)")
     a = ap.parse_args(argv)
+    if a.breakdown:
+        print_breakdown(a.detector, a.days, a.window, a.seed)
+        return
     print(f"{a.users} user series, {a.days} days of {a.window} s windows, {a.active:.0%} active per window, "
           f"detector {a.detector}, detector states written every {a.state_every} windows", flush=True)
     out = run(a.users, a.days, a.active, a.detector, a.window, a.seed, state_every=a.state_every)

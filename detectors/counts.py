@@ -175,15 +175,19 @@ class CountTail(Detector):
     def _reset(self) -> None:
         self._held: float | None = None  # not state: see _take_held
         # typed arrays, not lists of Python numbers: a quarter of the memory, the same values
-        self._n = array("q", bytes(8 * _N_SLOTS))  # windows learnt
-        self._mean = array("d", bytes(8 * _N_SLOTS))  # mean requests per window
+        # windows learnt: 32 bits count 4000 years of one-minute windows
+        self._n = array("i", [0]) * _N_SLOTS
+        self._mean = array("d", [0.0]) * _N_SLOTS  # mean requests per window
         # Dispersion, for the hour-of-day level and the global one: exponentially weighted
         # sums of (residual**2 - mean) and of mean**2, and the windows counted.
-        self._disp: list[float] = [0.0, 0.0, 0.0, 0.0]  # num_hod, den_hod, num_glob, den_glob
-        self._disp_n: list[int] = [0, 0]
+        # Fixed-length sums as typed arrays, not lists: a list holds a 24-byte float object
+        # (28-byte int) per entry, one such set per watched series (benchmarks.scale --breakdown).
+        # Made by repetition: an array made from bytes over-allocates.
+        self._disp = array("d", [0.0]) * 4  # num_hod, den_hod, num_glob, den_glob
+        self._disp_n = array("q", [0]) * 2
         # Mean cost per request: exponentially weighted spend and requests of windows with a
         # count; no cost known while the requests are 0.
-        self._cost: list[float] = [0.0, 0.0]
+        self._cost = array("d", [0.0]) * 2
         # Hour-of-day slots with data (bit i: slot i), those with data from a day before
         # ``_day``, and the epoch day of the latest learnt window.
         self._seen = 0
@@ -192,7 +196,7 @@ class CountTail(Detector):
         self._cal = TailCalibrator()  # the score statistic's history (calibrated scores)
         # Recent requests, expected requests, spend and requests-with-a-count per window over
         # every window, flagged or not: the level ``rebase`` adopts.
-        self._recent: list[float] = [0.0, 0.0, 0.0, 0.0]
+        self._recent = array("d", [0.0]) * 4
         # The level: a log factor on every expected count, set by ``rebase`` and worn off as
         # the slots learn the new level (or as the requests go back to the old one).
         self._offset = 0.0
@@ -227,18 +231,21 @@ class CountTail(Detector):
             raise ValueError(f"malformed counts state: {exc!r}") from exc
         if len(n) != _N_SLOTS or len(mean) != _N_SLOTS:
             raise ValueError(f"counts state lists must have {_N_SLOTS} slots")
+        if not all(0 <= x < 2 ** 31 for x in n) or not all(0 <= x < 2 ** 63 for x in disp_n):
+            raise ValueError("counts state has negative or out-of-range window counts")
         if len(disp) != 4 or len(disp_n) != 2 or len(cost) != 2:
             raise ValueError("counts state has the wrong number of dispersion or cost sums")
         floats = [*mean, *disp, *cost]
         if not all(math.isfinite(x) for x in floats) or min(mean + cost) < 0.0:
             raise ValueError("counts state has non-finite or negative values")
-        self._n, self._mean, self._disp, self._disp_n, self._cost = array("q", n), array("d", mean), disp, disp_n, cost
+        self._n, self._mean = array("i", n), array("d", mean)
+        self._disp, self._disp_n, self._cost = array("d", disp), array("q", disp_n), array("d", cost)
         self._seen, self._ready, self._day = seen, ready, day
         if len(recent) != 4 or not all(math.isfinite(x) and x >= 0.0 for x in recent):
             raise ValueError("counts state has a bad recent level")
         if not math.isfinite(offset):
             raise ValueError("counts state has a bad level offset")
-        self._cal, self._recent, self._offset = cal, recent, offset
+        self._cal, self._recent, self._offset = cal, array("d", recent), offset
         self._memo = None
 
     # -- model ------------------------------------------------------------------------------
@@ -439,8 +446,8 @@ class CountTail(Detector):
         if expected > 0.0 and got > 0.0:
             self._offset += math.log(got / expected)
         if requests > 0.0 and spend > 0.0:
-            self._cost = [spend, requests]
-        self._recent = [0.0, 0.0, 0.0, 0.0]
+            self._cost = array("d", (spend, requests))
+        self._recent = array("d", [0.0]) * 4
         self._memo = None
 
 def _count(value: float, count: float | None, cost: float) -> float:

@@ -221,8 +221,9 @@ class SeasonalBaseline(Detector):
         self._dev = array("f", [0.0]) * _N_SLOTS  # mean absolute deviation of log(spend)
         # Per level (hour-of-week, hour-of-day, global): mean absolute deviation of log(spend)
         # from its own slot's location, over all slots of the level, and residuals counted.
-        self._pool_dev: list[float] = [0.0, 0.0, 0.0]
-        self._pool_n: list[int] = [0, 0, 0]
+        # typed arrays, not lists: no float or int object per entry (one set per series)
+        self._pool_dev = array("d", [0.0]) * 3
+        self._pool_n = array("q", [0]) * 3
         # The statistic's own history, for calibrated scores; and the last scored window's
         # statistic (ts, value, z), so that learning it does not compute it again (not state).
         self._cal = TailCalibrator()
@@ -266,8 +267,8 @@ class SeasonalBaseline(Detector):
             raise ValueError("seasonal state counts and hours must fit 32 bits")
         if not all(len(xs) == _N_SLOTS for xs in (n, periods, last, loc, dev)):
             raise ValueError(f"seasonal state lists must have {_N_SLOTS} slots")
-        if len(pool_dev) != 3 or len(pool_n) != 3:
-            raise ValueError("seasonal state pools must have 3 levels")
+        if len(pool_dev) != 3 or len(pool_n) != 3 or not all(0 <= x < 2 ** 63 for x in pool_n):
+            raise ValueError("seasonal state pools must have 3 levels and counts >= 0")
         if not all(math.isfinite(x) for x in loc + dev + pool_dev):
             raise ValueError("seasonal state has non-finite values")
         loc32, dev32 = array("f", loc), array("f", dev)
@@ -278,7 +279,7 @@ class SeasonalBaseline(Detector):
         self._last = array("H", [h & _HOUR_MASK if p else 0 for h, p in zip(last, periods, strict=True)])
         self._hour = max((h for h, p in zip(last, periods, strict=True) if p), default=-1)
         self._loc, self._dev = loc32, dev32
-        self._pool_dev, self._pool_n = pool_dev, pool_n
+        self._pool_dev, self._pool_n = array("d", pool_dev), array("q", pool_n)
         if not (math.isfinite(offset) and math.isfinite(recent)):
             raise ValueError("seasonal state has a non-finite level")
         self._cal, self._memo = cal, None
