@@ -517,6 +517,14 @@ def cmd_show(a: argparse.Namespace) -> None:
                       f"{comps}{vd.reason[:110]}")
 
 
+def _team_scale_default() -> float:
+    """The default policy's team-scale gate (``detector.team_scale_minutes``), which the
+    worker's org stage applies: the fast loop scores what the worker does unless told otherwise."""
+    from tokenpulse.policy import Policy
+
+    return float(Policy().detector.team_scale_minutes)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -529,8 +537,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--params", nargs="*", default=[])
         p.add_argument("--verbose", action="store_true")
         p.add_argument("--delays", action="store_true")
-        p.add_argument("--parent-minutes", type=float, default=0.0,
-                       help="experiment: a team x model series' alert needs this many minutes of its team's expected spend")
+        p.add_argument("--parent-minutes", type=float, default=_team_scale_default(),
+                       help="the team-scale gate: a team x model series' alert needs this many minutes of its team's "
+                            "expected spend (default: the policy's detector.team_scale_minutes; 0: off)")
         p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected",
                        help="the team's spend those minutes are of: its detector's expected value in the window, or "
                             "its mean over the 7 whole days before")
@@ -545,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--params", nargs="*", default=[])
     p.add_argument("--list", action="store_true", help="every false alert start, one a line")
-    p.add_argument("--parent-minutes", type=float, default=0.0)
+    p.add_argument("--parent-minutes", type=float, default=_team_scale_default())
     p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected")
     p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy")
     p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V")

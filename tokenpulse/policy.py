@@ -165,7 +165,10 @@ class DetectorPolicy(_Strict):
     the combiner's own (``min_excess_usd``, ``components``...). ``overrides`` change parameters
     for the series whose labels match, the later entries winning. ``feedback`` bounds what
     on-call's answers change (:class:`FeedbackPolicy`); ``new_series`` sets the org stage's
-    rule for a team's new model (:class:`NewSeriesPolicy`).
+    rule for a team's new model (:class:`NewSeriesPolicy`). ``team_scale_minutes``: a team x
+    model series' flagged window alerts only once its incident's excess reaches this many
+    minutes of its team series' expected spend in that window (the org stage's team-scale gate,
+    :meth:`streams.org.core.OrgCore.team_scale`; 0: off).
     """
 
     name: str = "default"
@@ -173,6 +176,9 @@ class DetectorPolicy(_Strict):
     overrides: list[DetectorOverride] = Field(default_factory=list)
     feedback: FeedbackPolicy = Field(default_factory=FeedbackPolicy)
     new_series: NewSeriesPolicy = Field(default_factory=NewSeriesPolicy)
+    # measured in benchmarks.detect_fast (docs/detectors.md, "a team-scale gate"): 5 removes
+    # about a fifth of the independent generator's false alerts and none of its incidents
+    team_scale_minutes: float = Field(default=5.0, ge=0, le=10080)
 
     def kwargs(self) -> dict[str, Any]:
         """Constructor arguments of the detector (``params`` with component sections gathered)."""

@@ -64,6 +64,10 @@ class StreamConfig:
     # the org stage's new-series rule (policy detector.new_series; streams.org.newseries): its
     # NewSeriesSettings' fields, None: off (also when team×model is not watched)
     new_series: dict[str, Any] | None = None
+    # the org stage's team-scale gate (policy detector.team_scale_minutes; OrgCore.team_scale):
+    # a team×model series' flag needs its incident's excess to reach this many minutes of its
+    # team's expected spend (0: off)
+    team_scale_minutes: float = 0.0
     internal_models: tuple[str, ...] = ()  # patterns of the organisation's own models (/api/mix)
     mix_alert: Any = None  # streams.budgets.mix.MixAlertSpec: the third-party share alert, None: off
     alert_policy: dict[str, Any] = field(default_factory=dict)

@@ -27,6 +27,7 @@ from typing import Any
 
 from alerts import AlertEngine, Notification, Signal
 from detectors import Detector
+from streams.common.dimensions import TEAM, parse_series
 from streams.common.spend import SPEND_TAG, SeriesSpend, load_records
 from streams.ingest.windows import NANO, Partial
 from streams.judge.contrib import ContributorMix
@@ -60,6 +61,8 @@ class SeriesInfo:
     # the window (its end // window seconds, modulo JudgeCore.state_every) whose checkpoint
     # writes this series' state: the series' writes spread evenly over the windows (derived)
     phase: int = 0
+    # a team series (the team-scale gate's basis: its expected spend goes to the org stage; derived)
+    team: bool = False
 
 
 @dataclass
@@ -151,6 +154,10 @@ class JudgeCore:
     local_tracking: int = 0
     # The org stage's ``new-series`` rule beside this judge (None: off; streams.org.newseries)
     new_series: NewSeriesSettings | None = None
+    # The org stage's team-scale gate (policy detector.team_scale_minutes; 0: off). On, each
+    # window's verdict carries the team series' expected spend (WindowVerdict.expected), for
+    # the org stage beside this judge or apart (OrgCore.team_scale).
+    team_scale_minutes: float = 0.0
     # Rebases applied for an org stage apart (:meth:`rebase` with ``mark``), not yet handed to
     # a message's output: series -> (the first window judged with the new baseline, answer id).
     # Checkpointed (``rbmark|<series>``) with the rebased detector, so a crash neither loses
@@ -166,7 +173,8 @@ class JudgeCore:
         org = self._org
         if org is None:
             org = self._org = OrgCore(self.partition, self.window_seconds, self.engine,
-                                      new_series=None if self.new_series is None else NewSeriesRule(self.new_series))
+                                      new_series=None if self.new_series is None else NewSeriesRule(self.new_series),
+                                      team_scale_minutes=self.team_scale_minutes)
         elif org.engine is not self.engine:  # the engine was replaced: the org stage follows
             org.engine = self.engine
         return org
@@ -308,6 +316,8 @@ class JudgeCore:
         # The engine takes the window's signals in one step (the org alert's decision before
         # its teams', the members of a group together): collected here, handed to the org below.
         signals: list[Signal] = []
+        team_scale = self.team_scale_minutes > 0
+        team_expected: dict[str, float] = {}
         for series, info in self.series.items():
             if info.last_end >= end:
                 continue  # already judged (a redelivered message)
@@ -323,6 +333,10 @@ class JudgeCore:
                 info.det_key = f"det|{series}"
                 info.alert_key = org.key_for(series)
                 info.phase = zlib.crc32(series.encode()) % every if every > 1 else 0
+                got = parse_series(series)
+                info.team = got is not None and got[0] is TEAM
+            if team_scale and info.team and parts:
+                team_expected[series] = float(verdict.expected)
             if info.phase == turn:
                 dirty.add(info.det_key)
             if local:
@@ -362,12 +376,12 @@ class JudgeCore:
                 explanation=verdict.reason,
             )
             signals.append(signal)
-        out.windows.append(WindowVerdict(w, end, signals))
+        out.windows.append(WindowVerdict(w, end, signals, team_expected))
         if not local:
             # before the next window is judged: which series it sends signals for depends on it
             rows = ([(row[0], row[2][0], row[2][5]) for row in spend[first_row:]]
                     if org.new_series is not None else ())
-            org.step_window(end, signals, out, rows)
+            org.step_window(end, signals, out, rows, team_expected)
         if self._foreign:
             self._drop_foreign()
 
@@ -580,6 +594,7 @@ def judge_factory(
     raise_half_life_s: float = DEFAULT_HALF_LIFE_S,
     state_every: int = 1,
     new_series: NewSeriesSettings | None = None,
+    team_scale_minutes: float = 0.0,
 ) -> Callable[[int], JudgeCore]:
     """Builds the judge of a partition exactly as the worker does (the replay uses it too).
 
@@ -589,6 +604,7 @@ def judge_factory(
     ``state_every``: :attr:`JudgeCore.state_every`.
     ``new_series``: the org stage's new-series rule beside the judge (None: off;
     :func:`new_series_settings` reads it from a :class:`StreamConfig`).
+    ``team_scale_minutes``: the org stage's team-scale gate (:attr:`JudgeCore.team_scale_minutes`).
     """
     from alerts import AlertPolicy
     from detectors import make_detector
@@ -621,6 +637,7 @@ def judge_factory(
             raise_half_life_s=raise_half_life_s,
             state_every=max(1, state_every),
             new_series=new_series,
+            team_scale_minutes=team_scale_minutes,
         )
 
     return build

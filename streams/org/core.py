@@ -37,8 +37,9 @@ Pure Python, no Faust, no I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,7 +47,7 @@ from alerts import AlertEngine, Notification, Signal
 from alerts.model import BudgetNotification
 from streams.budgets.ledger import BudgetEvent, BudgetLedger
 from streams.budgets.mix import MixWatch
-from streams.common.dimensions import TEAM_MODEL, parse_series
+from streams.common.dimensions import TEAM_MODEL, parse_series, series_key
 from streams.org.newseries import NewSeriesRule, Row
 from streams.org.verdicts import RebaseMark, SpendRow, Verdicts
 
@@ -155,6 +156,12 @@ class OrgCore:
     # :meth:`receive` keeps those of windows not final yet here (window start -> rows).
     new_series: NewSeriesRule | None = None
     pending_rows: dict[int, list[Row]] = field(default_factory=dict)
+    # The team-scale gate (policy detector.team_scale_minutes; 0: off): a team×model series'
+    # flagged window counts only once its incident's excess reaches this many minutes of its
+    # team series' expected spend in the window (:meth:`team_scale`). :meth:`receive` keeps
+    # the team expected spends of windows not final yet here (window start -> team -> dollars).
+    team_scale_minutes: float = 0.0
+    pending_expected: dict[int, dict[str, float]] = field(default_factory=dict)
     # window start -> the team×model spend rows of it held for the mix watch until the window is
     # final on every judge partition (:meth:`receive`): a share counted with one judge
     # partition's rows of a window and not yet another's is a share that never was
@@ -188,11 +195,16 @@ class OrgCore:
         return self.engine.tracks(key)
 
     # -- the steps ------------------------------------------------------------------------
-    def step_window(self, end: int, signals: Sequence[Signal], out: _Collects, rows: Iterable[Row] = ()) -> None:
+    def step_window(self, end: int, signals: Sequence[Signal], out: _Collects, rows: Iterable[Row] = (),
+                    expected: Mapping[str, float] | None = None) -> None:
         """Step the engine over one window ending at ``end`` with every signal of it (the
         org's), into ``out``. ``rows``: the window's spend rows ((series, nano-dollars,
-        requests)), for the ``new-series`` rule, whose signals join the judges'."""
+        requests)), for the ``new-series`` rule, whose signals join the judges'. ``expected``:
+        the team series' expected spend in the window, for the team-scale gate
+        (:meth:`team_scale`; None or empty: no team's known, nothing gated)."""
         engine = self.engine
+        if expected and self.team_scale_minutes > 0:
+            signals = self.team_scale(signals, expected)
         rule = self.new_series
         if rule is not None:
             key_for, tracks = engine.key_for, engine.tracks
@@ -210,6 +222,35 @@ class OrgCore:
         for gid in engine.changed_groups:
             dirty.add(f"group|{gid}")
         out.notifications.extend(notes)
+
+    def team_scale(self, signals: Sequence[Signal], expected: Mapping[str, float]) -> Sequence[Signal]:
+        """The team-scale gate, under either placement (the judge beside hands it its team
+        series' expected spends, :meth:`receive` those the judges sent): a team×model series'
+        flagged window whose incident's excess so far (``impact_usd``; the window's own excess
+        without it) is below :attr:`team_scale_minutes` minutes of its team series' expected
+        spend in the window becomes a normal window. Pages go to the team, and a burst that is
+        5-100x one model's series can be small change to the team, whose own series found it
+        unremarkable (docs/detectors.md, "a team-scale gate"). A team with no expected spend
+        here (not watched, or no spend in the window) gates nothing."""
+        per_window = self.team_scale_minutes * 60.0 / self.window_seconds
+        out: list[Signal] | None = None
+        for i, sg in enumerate(signals):
+            if not sg.is_anomaly:
+                continue
+            got = parse_series(sg.series)
+            if got is None or got[0] is not TEAM_MODEL:
+                continue
+            labels = got[1]
+            team = expected.get(series_key({k: v for k, v in labels.items() if k != "model"}))
+            if not team:
+                continue
+            excess = sg.impact_usd if sg.impact_usd is not None else sg.observed_usd - sg.expected_usd
+            if excess >= per_window * team:
+                continue
+            if out is None:
+                out = list(signals)
+            out[i] = dataclasses.replace(sg, is_anomaly=False)
+        return signals if out is None else out
 
     def apply_spend(
         self, spend: Iterable[SpendRow], wm: float | None, ledger: BudgetLedger | None, mix: MixWatch | None,
@@ -269,6 +310,7 @@ class OrgCore:
             if wv.signals:  # an empty window is not written (see _written)
                 self._dirty.add(f"orgsig|{wv.start}")
         self._hold_rows(v, done)
+        self._hold_expected(v, done)
         prev = self.judge_wm[q]
         if v.watermark is not None and (prev is None or v.watermark > prev):
             self.judge_wm[q] = v.watermark
@@ -279,7 +321,8 @@ class OrgCore:
                 end, signals = self.pending.pop(start)
                 signals = self._after_rebase(start, signals, out)
                 signals = self._with_adopted(start, end, signals)
-                self.step_window(end, signals, out, self.pending_rows.pop(start, ()))
+                self.step_window(end, signals, out, self.pending_rows.pop(start, ()),
+                                 self.pending_expected.pop(start, None))
                 out.windows_stepped += 1
                 self.done_until = end
                 if start in self._written:  # its record goes
@@ -435,6 +478,16 @@ class OrgCore:
                 self.pending_rows.setdefault(w, []).append((series, int(sums[0]), int(sums[5])))
                 self._dirty.add(f"orgsig|{w}")  # the window's record carries its rows
 
+    def _hold_expected(self, v: Verdicts, done: int | None) -> None:
+        """The team series' expected spends of the windows ``v`` judged, for the team-scale gate
+        (:meth:`team_scale`), held until their window is final here."""
+        if self.team_scale_minutes <= 0:
+            return
+        for wv in v.windows:
+            if wv.expected and (done is None or wv.start >= done):
+                self.pending_expected.setdefault(wv.start, {}).update(wv.expected)
+                self._dirty.add(f"orgsig|{wv.start}")  # the window's record carries them
+
     def _mix_final(self, spend: Iterable[SpendRow], wm: float | None, mix: MixWatch) -> None:
         """Hold the mix's rows (the default org's team×model series) of windows not final yet,
         and give the mix watch those final at the merged watermark ``wm``."""
@@ -500,8 +553,11 @@ class OrgCore:
                 else:
                     rec = changes[key] = [got[0], [s.to_dict() for s in got[1]]]
                     rows = self.pending_rows.get(int(rest))
-                    if rows:
-                        rec.append([list(r) for r in rows])
+                    exp = self.pending_expected.get(int(rest))
+                    if rows or exp:
+                        rec.append([list(r) for r in rows or ()])
+                    if exp:
+                        rec.append(dict(exp))
                     self._written.add(int(rest))
             elif kind == "newser":
                 changes[key] = None if self.new_series is None else self.new_series.get_state(rest)
@@ -546,9 +602,12 @@ class OrgCore:
         elif kind == "orgmix":
             self.mix_held[int(rest)] = [(str(series), int(w), [int(x) for x in sums], {int(k): int(v) for k, v in seqs.items()})
                                         for series, w, sums, seqs in value]
-        else:  # orgsig ([end, signals] before the new-series rule, [end, signals, rows] with it)
+        else:  # orgsig ([end, signals] before the new-series rule, [end, signals, rows] with it,
+            # [end, signals, rows, team expected spends] with the team-scale gate)
             self.pending[int(rest)] = (int(value[0]), [Signal.from_dict(d) for d in value[1]])
             if len(value) > 2 and value[2]:
                 self.pending_rows[int(rest)] = [(str(r[0]), int(r[1]), int(r[2])) for r in value[2]]
+            if len(value) > 3 and value[3]:
+                self.pending_expected[int(rest)] = {str(k): float(v) for k, v in value[3].items()}
             self._written.add(int(rest))
         return True

@@ -127,7 +127,7 @@ class JudgeWorker:
             cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
             dashboard_url=cfg.dashboard_url, overrides=cfg.detector_overrides,
             raise_half_life_s=cfg.not_anomaly_half_life_days * 86400, state_every=cfg.judge_state_every,
-            new_series=new_series_settings(cfg),
+            new_series=new_series_settings(cfg), team_scale_minutes=cfg.team_scale_minutes,
         )
 
     # -- the partitions ------------------------------------------------------------------

@@ -107,7 +107,8 @@ class OrgWorker:
             engine = AlertEngine(AlertPolicy(**live.alert_policy), dashboard_url=self.cfg.dashboard_url)
             rule = new_series_settings(self.cfg)
             o = OrgCore(p, self.cfg.window_seconds, engine, n_judges=self.n,
-                        new_series=None if rule is None else NewSeriesRule(rule))
+                        new_series=None if rule is None else NewSeriesRule(rule),
+                        team_scale_minutes=self.cfg.team_scale_minutes)
             own = list(restore_items(self.table, p))
             o.restore(own)
             if not any(v is not None and k.startswith(_ALERT_KINDS) for k, v in own):

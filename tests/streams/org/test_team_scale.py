@@ -1,0 +1,133 @@
+"""The team-scale gate (policy ``detector.team_scale_minutes``; :meth:`OrgCore.team_scale`): a
+team x model series' flagged window alerts only once its incident's excess reaches M minutes of
+its team series' expected spend. Held to the same decisions under both placements: the org stage
+beside the judge (which holds both series), and apart, fed the verdicts of two judge partitions
+(the team series on one, its model's on the other) as they travel on the verdicts topic."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from alerts import AlertEngine, AlertPolicy
+from streams.ingest.windows import NANO, Partial
+from streams.judge.core import JudgeCore
+from streams.judge.step import judge_step
+from streams.org.core import OrgCore
+from streams.org.verdicts import Verdicts, WindowVerdict
+from tests.streams.org import test_org_core as base
+
+W = base.W
+POLICY = base.POLICY
+# the team series' home partition and its models' (series placement)
+HOME = {"team=big": 0, "team=big|model=m": 1, "team=big|model=x": 0, "team=small": 1, "team=small|model=m": 0}
+
+
+def stream(seed: int) -> list[base.Msg]:
+    """Two teams: ``big`` spends ~$100 a window on model x and ~$0.5 on model m, ``small`` ~$1 on
+    m. From window 60, m jumps to ~$15 a window for three windows on both teams: 30x its series
+    either way, but under 5 minutes of big's spend and 14x small's."""
+    rnd = random.Random(seed)
+    msgs: list[base.Msg] = []
+    for i in range(80):
+        parts: list[Partial] = []
+        spike = 60 <= i < 63
+        for team, per_model in (("big", {"x": 100.0, "m": 0.5}), ("small", {"m": 1.0})):
+            team_n = 0
+            for model, usd in per_model.items():
+                usd = (15.0 if spike and model == "m" else usd) * rnd.uniform(0.9, 1.1)
+                n = int(usd * NANO)
+                team_n += n
+                parts.append(Partial(f"team={team}|model={model}", {"team": team, "model": model}, i * W,
+                                     [n, 10, 2, 0, 0, 3], {"user:u": n}, True))
+            parts.append(Partial(f"team={team}", {"team": team}, i * W, [team_n, 10, 2, 0, 0, 3], {"user:u": team_n}, True))
+        msgs.append((0, (i + 1) * W, i, parts))
+    return msgs
+
+
+def judge(q: int = 0, minutes: float = 0.0) -> JudgeCore:
+    j = base.judge(q)
+    j.team_scale_minutes = minutes
+    return j
+
+
+def beside(msgs: list[base.Msg], minutes: float) -> list[dict[str, Any]]:
+    """The org placement: one judge holds every series, its org stage beside it."""
+    j = judge(0, minutes)
+    notes = []
+    for src, closed, seq, parts in msgs:
+        notes += [n.to_dict() for n in judge_step(j, None, None, src, 1, closed, base.copies(parts), seq).judged.notifications]
+    return notes
+
+
+def apart(msgs: list[base.Msg], minutes: float, restart: bool = False, order: int = 1) -> list[dict[str, Any]]:
+    """The series placement: each series judged on its home partition, the org stage fed their
+    verdicts through the wire (JSON), interleaved; ``restart_at``: the org stage is restored from
+    its checkpoint once, as soon as it holds the team's expected spend of a spike window not
+    stepped yet (``restart``). ``order``: the seed of the interleaving."""
+    judges = {q: judge(q, minutes) for q in (0, 1)}
+    for j in judges.values():
+        j.local_tracking = int(POLICY["resolve_after_windows"])
+    sent: dict[int, list[Verdicts]] = {0: [], 1: []}
+    for src, closed, seq, parts in msgs:
+        for q, j in judges.items():
+            step = judge_step(j, None, None, src, 1, closed, [p for p in base.copies(parts) if HOME[p.series] == q], seq)
+            v = step.verdicts(q, len(sent[q]))
+            sent[q].append(Verdicts.from_wire(json.loads(json.dumps(v.to_wire()))))
+    o = OrgCore(0, W, AlertEngine(AlertPolicy(**POLICY)), n_judges=2, team_scale_minutes=minutes)
+    table: dict[str, Any] = {}
+    notes = []
+    for v in base.interleave(sent, random.Random(order)):
+        notes += [n.to_dict() for n in o.receive(v).notifications]
+        table.update(json.loads(json.dumps(o.checkpoint())))
+        if restart and any("team=big" in e for w, e in o.pending_expected.items() if 60 * W <= w < 63 * W):
+            restart = False
+            o = OrgCore(0, W, AlertEngine(AlertPolicy(**POLICY)), n_judges=2, team_scale_minutes=minutes)
+            o.restore((key, value) for key, value in table.items() if value is not None)
+    assert not restart, "the org stage never held a spike window's team expected spend"
+    return notes
+
+
+def triggered(notes: list[dict[str, Any]]) -> set[str]:
+    """The series of the alerts triggered (a group's members, or a lone alert's own)."""
+    return {m["series"] for n in notes if n["action"] == "trigger" for m in n["members"] or [n]}
+
+
+def test_the_gate_drops_a_burst_small_to_its_team_and_keeps_one_material_to_it_beside_the_judge() -> None:
+    off, on = beside(stream(0), 0.0), beside(stream(0), 5.0)
+    # without the gate, big's model m alerts on a burst of $45 in a team spending $100 a minute
+    assert {"team=big|model=m", "team=small|model=m"} <= triggered(off)
+    assert "team=big|model=m" not in triggered(on)
+    assert "team=small|model=m" in triggered(on)  # 14x small's spend: the gate keeps it
+
+
+def test_the_gate_decides_the_same_with_the_org_stage_apart() -> None:
+    """The team series and its model's judged on different partitions: the team's expected
+    spend travels with the verdicts (WindowVerdict.expected), the org stage gates as beside."""
+    for seed in range(2):
+        msgs = stream(seed)
+        assert triggered(apart(msgs, 0.0)) == triggered(beside(msgs, 0.0)), seed
+        got = apart(msgs, 5.0)
+        assert "team=big|model=m" not in triggered(got), seed
+        assert triggered(got) == triggered(beside(msgs, 5.0)), seed
+
+
+def test_the_gate_apart_holds_across_a_restart_of_the_org_stage() -> None:
+    """The team expected spends of windows not final yet are in the org stage's checkpoint."""
+    msgs = stream(0)
+    got = triggered(apart(msgs, 5.0, restart=True, order=2))  # an order with judge 0 (team=big) ahead then
+    assert "team=big|model=m" not in got
+    assert got == triggered(beside(msgs, 5.0))
+
+
+def test_window_verdicts_without_expected_spends_still_load() -> None:
+    """A verdicts message of a version before the gate (3-element windows) loads with none, and
+    a window carrying them is never folded into a run of empty windows."""
+    old = {"judge": 0, "seq": 3, "windows": [[0, 60, []], {"run": [60, 60, 2]}], "spend": [], "wm": 180.0}
+    v = Verdicts.from_wire(old)
+    assert [(w.start, w.expected) for w in v.windows] == [(0, {}), (60, {}), (120, {})]
+    v.windows[1].expected = {"team=big": 101.5}
+    back = Verdicts.from_wire(json.loads(json.dumps(v.to_wire())))
+    assert [(w.start, w.expected) for w in back.windows] == [(0, {}), (60, {"team=big": 101.5}), (120, {})]
+    assert WindowVerdict.from_wire([0, 60, [], {"org=acme|team=a": 2}]).expected == {"org=acme|team=a": 2.0}
