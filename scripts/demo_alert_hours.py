@@ -39,7 +39,7 @@ def first_alerts(now: float, placement: str, backfill_h: float, factor: float) -
     """(team alert, org alert): seconds from the spike's start to the end of the first window
     that alerted on it."""
     if placement == "test":  # tests/integration/test_demo.py: in the backfill, 21 minutes before now
-        spike = float(int(now - 21 * 60))
+        spike = float(int(now - 21 * 60) // 60 * 60)  # on a minute, as the test places it
         start, end = spike - backfill_h * 3600, now
     else:  # `make run`: the backfill ends now, the spike starts 4 minutes into the live traffic
         spike = now + 240
