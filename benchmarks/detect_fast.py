@@ -129,7 +129,8 @@ def _run_series(sw: Any, params: dict[str, Any], window: int) -> tuple[str, np.n
 def _run_series_full(sw: Any, params: dict[str, Any], window: int
                      ) -> tuple[str, str, np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
     """One series through the default detector: its team, name, window ends, flags, the reason
-    of each flagged window, and per window the verdict's expected spend and incident excess."""
+    of each flagged window, and per window the verdict's expected spend and the excess the
+    team-scale gate compares (the incident's, else the window's own: as the judge's signal)."""
     from detectors import make_detector
 
     det = make_detector("default", window_seconds=float(window), **params)
@@ -143,7 +144,7 @@ def _run_series_full(sw: Any, params: dict[str, Any], window: int
         ci = c[i]
         vd = upd(ts[i], v[i], None if ci < 0 else ci)
         expected[i] = vd.expected
-        impact[i] = vd.impact or 0.0
+        impact[i] = vd.impact if vd.impact is not None else vd.observed - vd.expected
         if vd.is_anomaly:
             flags[i] = True
             reasons.append(f"{vd.reason.partition(':')[0]} x{vd.observed / vd.expected if vd.expected > 0 else float('inf'):.3g}")
@@ -172,8 +173,14 @@ def _basis_mean(r: Any, window: int) -> np.ndarray:
 
 
 def _parent_gate(results: list[Any], minutes: float, window: int, basis: str = "expected") -> list[Any]:
-    """Experiment (``--parent-minutes``): a team x model series' flagged window counts only when
-    its incident's excess reaches ``minutes`` of its team series' expected spend in that window."""
+    """The team-scale gate (``--parent-minutes``; the policy's by default): a team x model
+    series' flagged window counts only when its incident's excess reaches ``minutes`` of its team
+    series' expected spend in that window. The comparison is the worker's own
+    (:func:`streams.org.core.team_scale_keeps`, which ``OrgCore.team_scale`` uses), made on the
+    fast loop's arrays; ``basis="mean"`` (an experiment) swaps the team's expected spend for its
+    mean of the days before."""
+    from streams.org.core import team_scale_keeps
+
     if minutes <= 0:
         return results
     basis_of = _basis_mean if basis == "mean" else _basis_expected
@@ -187,8 +194,9 @@ def _parent_gate(results: list[Any], minutes: float, window: int, basis: str = "
             keep = flags.copy()
             kept_reasons = []
             for j, i in enumerate(np.flatnonzero(flags).tolist()):
-                gate = minutes * (60.0 / window) * te.get(float(ts[i]), 0.0)
-                if impact[i] < gate:
+                team_expected = te.get(float(ts[i]), 0.0)
+                # a team with no expected spend gates nothing (as OrgCore.team_scale)
+                if team_expected and not team_scale_keeps(float(impact[i]), team_expected, minutes, window):
                     keep[i] = False
                 else:
                     kept_reasons.append(reasons[j])

@@ -23,6 +23,8 @@ HELP = {
                                   "partitions shows here (docs/deploying.md#backfills), and so does a message read "
                                   "again after a restart or rebalance."),
     "alerts_raised_total": "Notifications decided by the alert engine.",
+    "team_scale_gated_total": ("Flagged team x model windows the team-scale gate turned normal: the incident's excess "
+                               "was under detector.team_scale_minutes of its team's expected spend (logged at debug)."),
     "alerts_sent_total": "Notifications delivered to a sink.",
     "alerts_skipped_total": "Notifications the lifecycle decided on but held back, by reason (silenced).",
     "alerts_failed_total": "Delivery attempts that failed after retries (the notification stays pending).",

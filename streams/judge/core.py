@@ -83,6 +83,9 @@ class JudgeOutput:
     # the rebases applied since the last message (:meth:`JudgeCore.rebase` with a mark), for the
     # org stage apart: the verdicts of this message carry them
     rebased: list[RebaseMark] = field(default_factory=list)
+    # flagged team×model windows the team-scale gate turned normal (the org stage beside;
+    # OrgCore.team_scale; the worker counts them: team_scale_gated_total)
+    team_scaled: int = 0
 
 
 def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:

@@ -66,6 +66,21 @@ ORG_KINDS = frozenset({"alert", "group", "orgmeta", "orgsig", "newser", "orgmix"
 REBASE_WAIT_S = 3600.0
 
 
+def team_scale_keeps(excess: float, team_expected: float, minutes: float, window_seconds: float) -> bool:
+    """Whether a flagged team×model window stays flagged under the team-scale gate: its
+    incident's excess so far (dollars) reaches ``minutes`` minutes of its team series' expected
+    spend in the window (``team_expected``, dollars per window). The one comparison of the gate:
+    :meth:`OrgCore.team_scale` uses it, and so does ``benchmarks.detect_fast`` (whose fast loop
+    works on arrays, not signals), so that the benchmark measures the gate the worker applies."""
+    return excess >= minutes * 60.0 / window_seconds * team_expected
+
+
+def _excess(sg: Signal) -> float:
+    """A flagged signal's excess for the team-scale gate: its incident's (``impact_usd``), or
+    its window's own without it."""
+    return sg.impact_usd if sg.impact_usd is not None else sg.observed_usd - sg.expected_usd
+
+
 @dataclass(slots=True)
 class Rebasing:
     """A series on-call answered "expected, new normal" on this org stage, and its judge's
@@ -107,6 +122,7 @@ class _Collects(Protocol):
     notifications: list[Notification]
     skipped: list[str]
     inhibited: list[Notification]
+    team_scaled: int
 
 
 @dataclass
@@ -130,6 +146,8 @@ class OrgOutput:
     marks: int = 0
     marks_unasked: int = 0
     expired: list[str] = field(default_factory=list)  # series whose mark never came (REBASE_WAIT_S)
+    # flagged team×model windows the team-scale gate turned normal (:meth:`OrgCore.team_scale`)
+    team_scaled: int = 0
 
 
 @dataclass
@@ -204,7 +222,15 @@ class OrgCore:
         (:meth:`team_scale`; None or empty: no team's known, nothing gated)."""
         engine = self.engine
         if expected and self.team_scale_minutes > 0:
-            signals = self.team_scale(signals, expected)
+            gated = self.team_scale(signals, expected)
+            if gated is not signals:  # counted (team_scale_gated_total) and logged: else a page that never came leaves no trace
+                for was, now in zip(signals, gated, strict=True):
+                    if was.is_anomaly and not now.is_anomaly:
+                        out.team_scaled += 1
+                        log.debug("team-scale gate: %s window ending %d turned normal (excess %.4g $ < %g min of "
+                                  "its team's expected spend)", was.series, end,
+                                  _excess(was), self.team_scale_minutes)
+                signals = gated
         rule = self.new_series
         if rule is not None:
             key_for, tracks = engine.key_for, engine.tracks
@@ -232,7 +258,7 @@ class OrgCore:
         5-100x one model's series can be small change to the team, whose own series found it
         unremarkable (docs/detectors.md, "a team-scale gate"). A team with no expected spend
         here (not watched, or no spend in the window) gates nothing."""
-        per_window = self.team_scale_minutes * 60.0 / self.window_seconds
+        minutes, window = self.team_scale_minutes, self.window_seconds
         out: list[Signal] | None = None
         for i, sg in enumerate(signals):
             if not sg.is_anomaly:
@@ -244,8 +270,7 @@ class OrgCore:
             team = expected.get(series_key({k: v for k, v in labels.items() if k != "model"}))
             if not team:
                 continue
-            excess = sg.impact_usd if sg.impact_usd is not None else sg.observed_usd - sg.expected_usd
-            if excess >= per_window * team:
+            if team_scale_keeps(_excess(sg), team, minutes, window):
                 continue
             if out is None:
                 out = list(signals)

@@ -262,6 +262,8 @@ class JudgeWorker:
             metrics.inc("judge_late_partials_total", out.late_partials, labels=source)
         for why in out.skipped:
             metrics.inc("alerts_skipped_total", labels={"reason": why})
+        if out.team_scaled:
+            metrics.inc("team_scale_gated_total", out.team_scaled)
         for bev, _ in step.budget_events:
             metrics.inc("budget_events_total", labels={"kind": bev.kind + ("_past" if bev.past else "")})
         for why in step.budget_skipped:

@@ -218,6 +218,8 @@ class OrgWorker:
             m.inc("budget_events_total", labels={"kind": bev.kind + ("_past" if bev.past else "")})
         if out.before_rebase:
             m.inc("org_signals_before_rebase_total", out.before_rebase)
+        if out.team_scaled:
+            m.inc("team_scale_gated_total", out.team_scaled)
         for outcome, n in (("matched", out.marks), ("unasked", out.marks_unasked), ("expired", len(out.expired))):
             if n:
                 m.inc("org_rebase_marks_total", n, labels={"outcome": outcome})

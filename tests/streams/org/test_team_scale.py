@@ -7,6 +7,7 @@ beside the judge (which holds both series), and apart, fed the verdicts of two j
 from __future__ import annotations
 
 import json
+import logging
 import random
 from typing import Any
 
@@ -52,16 +53,21 @@ def judge(q: int = 0, minutes: float = 0.0) -> JudgeCore:
     return j
 
 
-def beside(msgs: list[base.Msg], minutes: float) -> list[dict[str, Any]]:
-    """The org placement: one judge holds every series, its org stage beside it."""
+def beside(msgs: list[base.Msg], minutes: float, gated: list[int] | None = None) -> list[dict[str, Any]]:
+    """The org placement: one judge holds every series, its org stage beside it. ``gated``:
+    gets each step's count of windows the gate turned normal."""
     j = judge(0, minutes)
     notes = []
     for src, closed, seq, parts in msgs:
-        notes += [n.to_dict() for n in judge_step(j, None, None, src, 1, closed, base.copies(parts), seq).judged.notifications]
+        out = judge_step(j, None, None, src, 1, closed, base.copies(parts), seq).judged
+        notes += [n.to_dict() for n in out.notifications]
+        if gated is not None:
+            gated.append(out.team_scaled)
     return notes
 
 
-def apart(msgs: list[base.Msg], minutes: float, restart: bool = False, order: int = 1) -> list[dict[str, Any]]:
+def apart(msgs: list[base.Msg], minutes: float, restart: bool = False, order: int = 1,
+          gated: list[int] | None = None) -> list[dict[str, Any]]:
     """The series placement: each series judged on its home partition, the org stage fed their
     verdicts through the wire (JSON), interleaved; ``restart_at``: the org stage is restored from
     its checkpoint once, as soon as it holds the team's expected spend of a spike window not
@@ -79,7 +85,10 @@ def apart(msgs: list[base.Msg], minutes: float, restart: bool = False, order: in
     table: dict[str, Any] = {}
     notes = []
     for v in base.interleave(sent, random.Random(order)):
-        notes += [n.to_dict() for n in o.receive(v).notifications]
+        out = o.receive(v)
+        notes += [n.to_dict() for n in out.notifications]
+        if gated is not None:
+            gated.append(out.team_scaled)
         table.update(json.loads(json.dumps(o.checkpoint())))
         if restart and any("team=big" in e for w, e in o.pending_expected.items() if 60 * W <= w < 63 * W):
             restart = False
@@ -119,6 +128,25 @@ def test_the_gate_apart_holds_across_a_restart_of_the_org_stage() -> None:
     got = triggered(apart(msgs, 5.0, restart=True, order=2))  # an order with judge 0 (team=big) ahead then
     assert "team=big|model=m" not in got
     assert got == triggered(beside(msgs, 5.0))
+
+
+def test_the_windows_the_gate_turns_normal_are_counted_and_logged_under_both_placements(caplog: Any) -> None:
+    """A page the gate holds back leaves a trace: the worker counts these
+    (team_scale_gated_total) and the org stage logs each at debug."""
+    msgs = stream(0)
+    off: list[int] = []
+    beside(msgs, 0.0, off)
+    assert sum(off) == 0
+    here: list[int] = []
+    with caplog.at_level(logging.DEBUG, logger="tokenpulse.org"):
+        beside(msgs, 5.0, here)
+    there: list[int] = []
+    apart(msgs, 5.0, gated=there)
+    assert sum(here) >= 1  # big's model m in the spike
+    assert sum(there) == sum(here)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("team-scale gate")]
+    assert len(lines) == sum(here)
+    assert all("team=big|model=m" in line for line in lines)
 
 
 def test_window_verdicts_without_expected_spends_still_load() -> None:
