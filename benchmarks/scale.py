@@ -73,18 +73,7 @@ def deep_size(obj: Any) -> int:
 
     Given a list of many series' objects, what they share (default parameters, interned
     strings, small ints) counts once, as it does in memory."""
-    seen: set[int] = set()
-    todo = [obj]
-    total = 0
-    skip = (type, type(sys), type(deep_size))
-    while todo:
-        o = todo.pop()
-        if id(o) in seen or isinstance(o, skip):
-            continue
-        seen.add(id(o))
-        total += sys.getsizeof(o)
-        todo.extend(gc.get_referents(o))
-    return total
+    return _walk(obj, set())
 
 
 def per_series(objs: list[Any]) -> float:
@@ -357,13 +346,7 @@ def print_breakdown(detector: str, days: float, window: int, seed: int) -> dict[
 def _reachable(obj: Any) -> set[int]:
     """Ids of what ``obj`` reaches (as ``deep_size`` walks: classes, modules, functions left out)."""
     seen: set[int] = set()
-    todo = [obj]
-    while todo:
-        o = todo.pop()
-        if id(o) in seen or isinstance(o, (type, type(sys), type(deep_size))):
-            continue
-        seen.add(id(o))
-        todo.extend(gc.get_referents(o))
+    _walk(obj, seen)
     return seen
 
 
