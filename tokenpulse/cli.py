@@ -83,6 +83,7 @@ def worker(
 ) -> None:
     """Run the stream worker against the Kafka in TOKENPULSE_KAFKA_BOOTSTRAP."""
     from tokenpulse.broker import BrokerError
+    from tokenpulse.placement import PlacementError
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
     settings, pol = _load(deliver=True)
@@ -93,8 +94,8 @@ def worker(
     assert bootstrap is not None
     try:
         n = prepare_topics(settings, bootstrap)
-    except BrokerError as exc:  # refused credentials, an untrusted certificate: one line naming the setting
-        _fail(str(exc))
+    except (BrokerError, PlacementError) as exc:  # refused credentials, an untrusted certificate, a silent
+        _fail(str(exc))                              # switch of the placement: what to set, in one message
     except Exception as exc:  # noqa: BLE001 - report any connection failure plainly
         _fail(f"cannot reach Kafka at {bootstrap}: {exc}")
     run_worker(stream_config(settings, pol, bootstrap, n), loglevel=loglevel,
@@ -115,6 +116,7 @@ def dev(
 ) -> None:
     """Embedded broker + worker + simulated traffic + API, all on this machine. Ctrl-C stops all."""
     from tokenpulse.broker import BrokerError, EmbeddedBroker
+    from tokenpulse.placement import PlacementError
     from tokenpulse.runtime import policy_source, prepare_topics, run_worker, stream_config
 
     settings, pol = _load(policy, deliver=True)
@@ -141,7 +143,10 @@ def dev(
         settings = settings.model_copy(update={"kafka_flavor": "tansu"})
     sim_proc = None
     try:
-        n = prepare_topics(settings, bootstrap)
+        try:
+            n = prepare_topics(settings, bootstrap)
+        except PlacementError as exc:  # TOKENPULSE_KAFKA_BOOTSTRAP's deployment was written with the other one
+            _fail(str(exc))
         if simulate:
             spikes = spike if spike is not None else ["team=ads,factor=8,minutes=15,delay=240"]
             cmd = [sys.executable, "-m", "tokenpulse", "simulate", "--bootstrap", bootstrap, "--rate", str(rate),

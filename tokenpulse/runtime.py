@@ -89,13 +89,21 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
 
     First checks that the cluster takes the TLS/SASL settings: a refused password or an
     untrusted certificate is a :class:`~tokenpulse.broker.BrokerError` naming the setting at
-    once, not a retry loop."""
+    once, not a retry loop. Then checks the placement against the one the deployment's state
+    was written with, recorded on the broker: a :class:`~tokenpulse.placement.PlacementError`
+    when this worker would switch it only because the default changed."""
     from kafka.admin import KafkaAdminClient
 
     from tokenpulse.broker import check_access, ensure_topics, topic_names
+    from tokenpulse.placement import check_placement, meta_topic
 
     security = settings.kafka_security()
     check_access(bootstrap, security)
+    # before any topic of the placement is made: a worker that must not start with its
+    # placement (tokenpulse.placement) leaves the cluster as it found it, but for the record's topic
+    ensure_topics(bootstrap, [(meta_topic(settings.app_id), 1)], compacted=[meta_topic(settings.app_id)],
+                  security=security)
+    check_placement(bootstrap, settings.app_id, settings.placement, settings.placement_explicit, security)
     names = topic_names(settings.topic_prefix)
     ensure_topics(bootstrap, [(names["usage"], settings.usage_partitions)], security=security)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="tokenpulse-admin", **security.kafka_python())

@@ -176,6 +176,12 @@ class Settings(BaseSettings):
 
         return exposure_error(self.web_host, self.secret("api_token"), self.allow_unauthenticated)
 
+    @property
+    def placement_explicit(self) -> bool:
+        """Whether ``placement`` was given (TOKENPULSE_PLACEMENT, or a keyword) rather than left
+        at its default: only a given placement may switch a deployment (tokenpulse.placement)."""
+        return "placement" in self.model_fields_set
+
     def secret(self, name: str) -> str | None:
         """The value of a secret setting (``api_token``, ``metrics_token``), or None."""
         v = getattr(self, name)
