@@ -86,7 +86,12 @@ class AlertPolicy:
     min_excess_pct: float = 0.0
     page_min_excess_usd: float = 50.0  # at or above: critical
     warning_excess_usd: float = 20.0
-    resolve_after_windows: int = 3  # consecutive non-material windows before resolving
+    resolve_after_windows: int = 3  # consecutive clearly normal windows before resolving
+    # Hysteresis (a lower bar to resolve than to fire): once an alert has fired, a window the
+    # detector no longer flags counts towards its resolve only when its excess over expected is
+    # under this percent of expected. A window above it (a spike still at 2x, scoring just under
+    # the threshold) neither resolves nor re-fires: the streak of normal windows waits. 0: off.
+    resolve_max_excess_pct: float = 50.0
     repeat_interval_s: float = 4 * 3600.0
     worsen_factor: float = 1.5  # re-notify when excess reaches this multiple of the last one
     fire_after_windows: int = 1  # consecutive material windows before firing (1: at once)
@@ -293,6 +298,22 @@ def excess_of(observed_usd: float, expected_usd: float) -> tuple[float, float | 
     if expected_usd <= 0.0:
         return excess, None
     return excess, 100.0 * excess / expected_usd
+
+
+def clearly_normal(policy: AlertPolicy, observed_usd: float, expected_usd: float) -> bool:
+    """Whether a window the detector did not flag counts towards resolving a fired alert: its
+    excess is under ``policy.resolve_max_excess_pct`` of expected (hysteresis). Use it where a
+    fired alert's windows must be followed without the engine at hand (a judge apart from the
+    org stage keeps sending a series' windows while they hold its alert open).
+
+    A window without a usable baseline (zero or not finite) counts: with nothing to measure the
+    excess against, holding would keep the alert open for as long as the series spends (a new
+    series' alert)."""
+    bar = policy.resolve_max_excess_pct
+    if bar <= 0.0 or not (math.isfinite(observed_usd) and math.isfinite(expected_usd)):
+        return True
+    _, pct = excess_of(observed_usd, expected_usd)
+    return pct is None or pct < bar
 
 
 class AlertEngine:
@@ -672,6 +693,11 @@ class AlertEngine:
             return False
         return pct is None or pct >= self.policy.min_excess_pct
 
+    def clearly_normal(self, signal: Signal) -> bool:
+        """Whether a non-material window counts towards resolving a fired alert (hysteresis,
+        ``AlertPolicy.resolve_max_excess_pct``)."""
+        return clearly_normal(self.policy, signal.observed_usd, signal.expected_usd)
+
     def step(  # noqa: C901 - one alert's state machine, every transition in one place
         self, state: AlertState | None, signal: Signal
     ) -> tuple[AlertState | None, list[SpikeNotification]]:
@@ -698,6 +724,8 @@ class AlertEngine:
         if not material:
             if st.status == "pending":
                 return None, []  # never fired: nothing to resolve
+            if not self.clearly_normal(signal):
+                return st, []  # between: neither a normal window nor a material one
             if st.normal_windows == 0:
                 st.back_to_normal_at = signal.window_start
             st.normal_windows += 1

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts import AlertEngine, Notification, Signal
+from alerts.engine import clearly_normal
 from detectors import Detector
 from streams.common.dimensions import TEAM, parse_series
 from streams.common.spend import SPEND_TAG, SeriesSpend, load_records
@@ -56,6 +57,9 @@ class SeriesInfo:
     # the floor from) and the end of that run's last window (persisted)
     peak_usd: float = 0.0
     peak_end: int = 0
+    # the end of the last window after a flagged run that held its alert open (hysteresis,
+    # alerts.engine.clearly_normal): a judge apart keeps sending windows R after it (not persisted)
+    hold_end: int = 0
     # on-call's "not an anomaly" answers: the floor an incident's excess must reach (persisted)
     raised: SeriesRaise | None = None
     # the window (its end // window seconds, modulo JudgeCore.state_every) whose checkpoint
@@ -343,7 +347,12 @@ class JudgeCore:
             if info.phase == turn:
                 dirty.add(info.det_key)
             if local:
-                tracked = bool(info.peak_end) and end - info.peak_end <= local
+                last = max(info.peak_end, info.hold_end)
+                tracked = bool(last) and end - last <= local
+                if tracked and not verdict.is_anomaly and not clearly_normal(
+                        self.engine.policy, observed, float(verdict.expected)):
+                    # the engine neither resolves nor re-fires on it: the R windows start again
+                    info.hold_end = end
             else:
                 tracked = tracks(info.alert_key)
             is_anomaly = bool(verdict.is_anomaly)

@@ -304,3 +304,33 @@ def test_pages_start_from_the_policy_severity() -> None:
     assert (n.severity, n.page) == ("warning", True)
     with pytest.raises(ValueError, match="page_min_severity"):
         AlertPolicy(page_min_severity="loud")  # type: ignore[arg-type]
+
+
+def test_a_spike_still_well_above_expected_does_not_resolve_its_alert() -> None:
+    """Hysteresis (docs/alerts.md "Known flap"): an 8x spike flags one window and then runs at
+    2.2x, scoring under the threshold. Those windows are not material, yet not clearly normal
+    (+120 % over expected, above resolve_max_excess_pct): the alert neither resolves on them nor
+    re-fires; three clearly normal windows after the spike resolve it."""
+    spike = [sig(0, 8 * BASE)] + [sig(i, 2.2 * BASE, anomalous=False) for i in range(1, 6)]
+    after = [sig(i, BASE) for i in range(6, 9)]
+    assert run(AlertEngine(AlertPolicy()), spike + after) == [TRIGGER] + [[]] * 7 + [RESOLVE]
+    # off: the old rule, any non-material window counts (this flap)
+    assert run(AlertEngine(AlertPolicy(resolve_max_excess_pct=0)), spike) == [TRIGGER, [], [], RESOLVE, [], []]
+
+
+def test_a_window_in_between_neither_counts_nor_resets_the_normal_streak() -> None:
+    engine = AlertEngine(AlertPolicy())
+    windows = [sig(0, 8 * BASE), sig(1, BASE), sig(2, 1.4 * BASE, anomalous=False),  # +40 %: normal
+               sig(3, 2 * BASE, anomalous=False), sig(4, BASE)]  # +100 %: in between
+    assert run(engine, windows) == [TRIGGER, [], [], [], RESOLVE]
+    # the resolve says the spend went back to normal at the first normal window, not after the hold
+    st = AlertEngine(AlertPolicy())
+    notes = [n for s in windows for n in st.observe(s)]
+    assert notes[-1].ended_at == W
+
+
+def test_a_window_without_a_baseline_counts_towards_the_resolve() -> None:
+    # nothing to measure an excess against: holding would keep a new series' alert open for as
+    # long as it spends
+    windows = [sig(0, 90.0)] + [sig(i, 5.0, expected=0.0, anomalous=False) for i in range(1, 4)]
+    assert run(AlertEngine(AlertPolicy()), windows) == [TRIGGER, [], [], RESOLVE]
