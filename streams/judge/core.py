@@ -350,8 +350,10 @@ class JudgeCore:
                 last = max(info.peak_end, info.hold_end)
                 tracked = bool(last) and end - last <= local
                 if tracked and not verdict.is_anomaly and not clearly_normal(
-                        self.engine.policy, observed, float(verdict.expected)):
+                        self.engine.policy, observed, float(verdict.expected), end - info.peak_end):
                     # the engine neither resolves nor re-fires on it: the R windows start again
+                    # (peak_end, the last flagged window, is at or after the engine's last
+                    # material one: this holds at least as long as the engine's cap)
                     info.hold_end = end
             else:
                 tracked = tracks(info.alert_key)

@@ -334,3 +334,36 @@ def test_a_window_without_a_baseline_counts_towards_the_resolve() -> None:
     # long as it spends
     windows = [sig(0, 90.0)] + [sig(i, 5.0, expected=0.0, anomalous=False) for i in range(1, 4)]
     assert run(AlertEngine(AlertPolicy()), windows) == [TRIGGER, [], [], RESOLVE]
+
+
+def test_the_hold_is_capped_after_the_last_material_window() -> None:
+    """A level the detector stopped flagging, still 2.2x expected: the alert is held open for at
+    most resolve_max_hold_s after its last material window, then resolves on the old rule (the
+    resolve says when the spend was back under the fire bar: the first window past the cap)."""
+    policy = AlertPolicy(resolve_max_hold_s=10 * W)
+    windows = [sig(0, 8 * BASE), sig(1, 8 * BASE)] + [sig(i, 2.2 * BASE, anomalous=False) for i in range(2, 30)]
+    out = run(AlertEngine(policy), windows)
+    # the last material window ends at 2W: windows ending before 12W hold, those ending at 12W on count
+    assert out.index(RESOLVE) == 13 and out == [TRIGGER] + [[]] * 12 + [RESOLVE] + [[]] * 16
+    # a material window in between (ending at 9W) restarts the cap
+    windows[8] = sig(8, 8 * BASE)
+    assert run(AlertEngine(policy), windows).index(RESOLVE) == 20
+    # 0: no hold at all (as resolve_max_excess_pct 0)
+    assert run(AlertEngine(AlertPolicy(resolve_max_hold_s=0)), windows[:5]) == [TRIGGER, [], [], [], RESOLVE]
+    with pytest.raises(ValueError, match="resolve_max_hold_s"):
+        AlertPolicy(resolve_max_hold_s=-1)
+
+
+def test_a_state_written_before_the_cap_loads_and_resolves_on_the_old_rule() -> None:
+    engine = AlertEngine(AlertPolicy())
+    engine.observe(sig(0, 8 * BASE))
+    key = engine.key_for("team=ads")
+    saved = orjson.loads(orjson.dumps(engine.state_for(key)))
+    assert saved.pop("last_material_end") == W
+    held = [sig(i, 2.2 * BASE, anomalous=False) for i in range(1, 4)]
+    older = AlertEngine(AlertPolicy())
+    older.load_state(key, saved)
+    assert run(older, held) == [[], [], RESOLVE]  # nothing known of its last material window: no hold
+    restored = AlertEngine(AlertPolicy())
+    restored.load_state(key, orjson.loads(orjson.dumps(engine.state_for(key))))
+    assert run(restored, held) == [[], [], []]  # round-tripped: held
