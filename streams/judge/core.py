@@ -58,7 +58,8 @@ class SeriesInfo:
     peak_usd: float = 0.0
     peak_end: int = 0
     # the end of the last window after a flagged run that held its alert open (hysteresis,
-    # alerts.engine.clearly_normal): a judge apart keeps sending windows R after it (not persisted)
+    # alerts.engine.clearly_normal): a judge apart keeps sending windows R after it (persisted:
+    # a judge restarted mid-hold would stop sending them and the alert would never resolve)
     hold_end: int = 0
     # on-call's "not an anomaly" answers: the floor an incident's excess must reach (persisted)
     raised: SeriesRaise | None = None
@@ -523,6 +524,8 @@ class JudgeCore:
                 }
                 if info.peak_end:
                     rec["peak"] = [info.peak_usd, info.peak_end]
+                if info.hold_end:
+                    rec["hold"] = info.hold_end
                 if info.raised is not None:
                     rec["raised"] = info.raised.to_state()
             elif kind == "rbmark":
@@ -565,6 +568,7 @@ class JudgeCore:
                 self.series[rest] = SeriesInfo(labels=value["labels"], last_end=int(value["last_end"]),
                                                mix=ContributorMix.from_state(value.get("mix")),
                                                peak_usd=float(peak[0]), peak_end=int(peak[1]),
+                                               hold_end=int(value.get("hold") or 0),  # none before 2026-12
                                                raised=None if raised is None else SeriesRaise.from_state(raised))
                 det = self._new_detector(value["labels"])
                 det.load_state(value["state"])
