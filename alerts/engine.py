@@ -86,7 +86,7 @@ class AlertPolicy:
     min_excess_pct: float = 0.0
     page_min_excess_usd: float = 50.0  # at or above: critical
     warning_excess_usd: float = 20.0
-    resolve_after_windows: int = 3  # consecutive clearly normal windows before resolving
+    resolve_after_windows: int = 3  # clearly normal windows, no material one between, before resolving
     # Hysteresis (a lower bar to resolve than to fire): once an alert has fired, a window the
     # detector no longer flags counts towards its resolve only when its excess over expected is
     # under this percent of expected. A window above it (a spike still at 2x, scoring just under
