@@ -112,6 +112,14 @@ def root_posts(slack: Any, fragment: str) -> list[dict[str, Any]]:
             and fragment in c["body"]["text"]]
 
 
+def delivered_on_broker(bootstrap: str, app_id: str, key_end: bytes) -> bool:
+    """Whether the deliveries changelog on the broker holds an entry of the budget notification
+    whose key ends with ``key_end`` (written once its receivers answered)."""
+    records = consume_all(bootstrap, f"{app_id}-deliveries-changelog", 10**6, timeout=2)
+    return any(r.key is not None and BUDGET.encode() in r.key and r.key.rstrip(b'"').endswith(key_end)
+               for r in records)
+
+
 def threshold_posts(slack: Any) -> Counter[str]:
     """Root messages per threshold, from what the fake Slack accepted."""
     out: Counter[str] = Counter()
@@ -193,7 +201,12 @@ def test_budget_thresholds_exact_once_across_a_kill(placement: str, broker: Any,
         wait_until(lambda: root_posts(slack, f"{TOKEN_BUDGET}: 50% used"), 20, "the token budget's 50 %")
 
         # 3. SIGKILL right after it: the restart replays the unacknowledged tail onto the
-        # restored ledger; nothing is counted or sent twice
+        # restored ledger; nothing is counted or sent twice. The kill waits until the broker
+        # has the 80 % notification's deliveries entry: a kill between Slack's answer and that
+        # write sends it again, the at-least-once window docs/deploying.md names (Slack has no
+        # idempotency key); under load 14 it once fell inside it.
+        wait_until(lambda: delivered_on_broker(broker.bootstrap, env["TOKENPULSE_APP_ID"], b":80"), 20,
+                   "the 80 % notification's deliveries entry on the broker")
         worker.kill()
         worker.start(PARTITIONS)
         row = wait_until(lambda: (r := budget_row(worker)) and r["spent_base"] == spend.nusd and r, 30,
