@@ -8,6 +8,7 @@ from typing import Any
 
 from detectors.base import Detector, Verdict, require
 from detectors.calibration import STAT_FLOOR, TailCalibrator
+from detectors.compact import narrowest, shared, widened
 
 __all__ = ["LevelShift"]
 
@@ -202,13 +203,13 @@ class LevelShift(Detector):
         require("LevelShift", min_rel_scale > 0, "min_rel_scale must be > 0", min_rel_scale)
         require("LevelShift", 0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
         require("LevelShift", max_shift_seconds > 0, "max_shift_seconds must be > 0", max_shift_seconds)
-        # Derived once, not state.
-        self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
-        self._log_floor = math.log1p(min_rel_scale)
+        # Derived once, not state (one float object for all the clones: detectors.compact).
+        self._alpha_window = shared(1.0 - (1.0 - alpha) ** (window_seconds / 3600.0))
+        self._log_floor = shared(math.log1p(min_rel_scale))
         # Largest rise of the statistic in one window: min_windows - 1 of them stay below
         # the threshold, min_windows reach it, without a tie to round either way.
-        self._max_rise = threshold / (min_windows - 0.5)
-        self._cap = threshold + _CAP_PER_RISE * self._max_rise
+        self._max_rise = shared(threshold / (min_windows - 0.5))
+        self._cap = shared(threshold + _CAP_PER_RISE * self._max_rise)
         super().__init__()
 
     @classmethod
@@ -225,16 +226,18 @@ class LevelShift(Detector):
 
     def _reset(self) -> None:
         self._held: float | None = None  # not state: see _take_held
-        # typed arrays, not lists of Python numbers: a sixth of the memory. Counts fit 32 bits;
-        # the location and scale are single-precision floats, as SeasonalBaseline's slots.
-        self._n = array("i", bytes(4 * _N_SLOTS))  # windows with spend learnt
+        # typed arrays, not lists of Python numbers: a sixth of the memory. Counts in 16 bits,
+        # widened to 32 when one outgrows them (the global slot after 65,535 windows with
+        # spend: detectors.compact); the location and scale are single-precision floats, as
+        # SeasonalBaseline's slots. (array * n allocates exactly; array(code, bytes) ~8 % more)
+        self._n = array("H", [0]) * _N_SLOTS  # windows with spend learnt (widens to "i")
         # Which hour-of-day slots have data (bit i: slot i), which have data from a day
         # before ``_day``, and the epoch day of the latest learnt data.
         self._seen = 0
         self._ready = 0
         self._day = -1
-        self._loc = array("f", bytes(4 * _N_SLOTS))  # location of log(spend)
-        self._dev = array("f", bytes(4 * _N_SLOTS))  # mean absolute deviation of log(spend)
+        self._loc = array("f", [0.0]) * _N_SLOTS  # location of log(spend)
+        self._dev = array("f", [0.0]) * _N_SLOTS  # mean absolute deviation of log(spend)
         self._pool_dev = 0.0  # mean absolute deviation over all hour-of-day slots
         self._pool_n = 0
         self._cusum = 0.0  # the statistic S
@@ -284,7 +287,7 @@ class LevelShift(Detector):
         loc32, dev32 = array("f", loc), array("f", dev)
         if not all(math.isfinite(x) for x in loc32 + dev32):
             raise ValueError("changepoint state has values out of single-precision range")
-        self._n, self._loc, self._dev = array("i", n), loc32, dev32
+        self._n, self._loc, self._dev = narrowest(n, "Hi"), loc32, dev32
         self._seen, self._ready, self._day = seen, ready, day
         self._pool_dev, self._pool_n = pool_dev, pool_n
         self._cusum, self._run_n, self._run_log, self._alarm_since = cusum, run_n, run_log, since
@@ -536,7 +539,11 @@ class LevelShift(Detector):
                 r = c if r > c else -c if r < -c else r
                 d = c if d > c else -c if d < -c else d
             n += 1
-            n_[i] = n
+            try:
+                n_[i] = n
+            except OverflowError:  # outgrew its type: the same values, wider
+                n_ = self._n = widened(n_, "i")
+                n_[i] = n
             w = 1.0 / n
             if w < aw:
                 w = aw

@@ -8,6 +8,7 @@ from typing import Any
 
 from detectors.base import Detector, Verdict, require
 from detectors.calibration import STAT_FLOOR, TailCalibrator
+from detectors.compact import narrowest, shared, widened
 from detectors.f32 import pack_f32, unpack_f32
 
 __all__ = ["SeasonalBaseline"]
@@ -189,11 +190,11 @@ class SeasonalBaseline(Detector):
                 min_periods)
         # Derived once, not state: alpha is per hour of data and one window carries
         # window_seconds / 3600 of an hour, so the memory in hours is the same at any window
-        # length.
-        self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
-        self._log_floor = math.log1p(min_rel_scale)
+        # length. (One float object for all the clones of a detector: detectors.compact.)
+        self._alpha_window = shared(1.0 - (1.0 - alpha) ** (window_seconds / 3600.0))
+        self._log_floor = shared(math.log1p(min_rel_scale))
         # how fast a rebased offset wears off once spend is back (half-life one hour)
-        self._offset_w = 1.0 - 0.5 ** (window_seconds / 3600.0)
+        self._offset_w = shared(1.0 - 0.5 ** (window_seconds / 3600.0))
         super().__init__()
 
     # -- state ------------------------------------------------------------------------------
@@ -202,8 +203,13 @@ class SeasonalBaseline(Detector):
         self._held: float | None = None  # not state: see _take_held
         # Typed arrays, not numpy: an update touches 3 slots, where numpy's per-call overhead
         # (~1 us per tiny op) costs more than the arithmetic. Not lists of Python numbers
-        # either: 193 slots x 5 of those held ~26 KiB per series, these ~3.1 KiB. Counts fit
-        # 32 bits. The location and scale of log(spend) are single-precision floats
+        # either: 193 slots x 5 of those held ~26 KiB per series, these ~2.8 KiB. The counts
+        # are held in the narrowest type that holds them, widened when one outgrows it
+        # (detectors.compact): windows with spend in 16 bits (65,535 of them: 45 days of a
+        # series spending every minute, for the global slot), distinct hours in 8 (255 of
+        # them: 11 days of spend for the global slot, 255 days for an hour-of-day slot).
+        # The values -- and so every verdict and the state -- are the same in either type.
+        # The location and scale of log(spend) are single-precision floats
         # (arithmetic in doubles, stored rounded to ~6e-8 relative: a location of log($0.05)
         # moves by ~2e-7, ~1e-6 of a robust sigma -- far below what the slot's own noise moves
         # it by every window). The distinct hours count up to _MAX_PERIODS (more say nothing
@@ -213,8 +219,8 @@ class SeasonalBaseline(Detector):
         # 168 apart, so the answer is exact for 157 years of a slot without spend, an
         # hour-of-day slot's for 22 years; a slot without data has periods 0.
         # (array * n allocates exactly n items; array(code, bytes) over-allocates ~8 %)
-        self._n = array("i", [0]) * _N_SLOTS  # windows with spend learnt
-        self._periods = array("H", [0]) * _N_SLOTS  # distinct hours those came from
+        self._n = array("H", [0]) * _N_SLOTS  # windows with spend learnt (widens to "i")
+        self._periods = array("B", [0]) * _N_SLOTS  # distinct hours those came from (widens to "H")
         self._last = array("H", [0]) * _N_SLOTS  # epoch hour of the slot's latest data, mod 2**16
         self._hour = -1  # the latest epoch hour learnt (-1: none)
         self._loc = array("f", [0.0]) * _N_SLOTS  # location of log(spend)
@@ -274,8 +280,8 @@ class SeasonalBaseline(Detector):
         loc32, dev32 = array("f", loc), array("f", dev)
         if not all(math.isfinite(x) for x in loc32 + dev32):
             raise ValueError("seasonal state has values out of single-precision range")
-        self._n = array("i", n)
-        self._periods = array("H", [p if p < _MAX_PERIODS else _MAX_PERIODS for p in periods])
+        self._n = narrowest(n, "Hi")
+        self._periods = narrowest([p if p < _MAX_PERIODS else _MAX_PERIODS for p in periods], "BH")
         self._last = array("H", [h & _HOUR_MASK if p else 0 for h, p in zip(last, periods, strict=True)])
         self._hour = max((h for h, p in zip(last, periods, strict=True) if p), default=-1)
         self._loc, self._dev = loc32, dev32
@@ -465,12 +471,23 @@ class SeasonalBaseline(Detector):
         self._recent = 0.0
         self._memo = None
 
+    def _new_hour(self, slot: int, h16: int) -> None:
+        """The first data of ``slot`` from the hour ``h16`` (its epoch hour modulo 2**16)."""
+        self._last[slot] = h16
+        p = self._periods[slot]
+        if p < _MAX_PERIODS:
+            try:
+                self._periods[slot] = p + 1
+            except OverflowError:  # outgrew its type: the same values, wider
+                self._periods = widened(self._periods, "H")
+                self._periods[slot] = p + 1
+
     def _learn(self, hour: int, slots: tuple[int, int, int], value: float, levels: int = 3) -> None:
         """Learn ``value`` into the ``levels`` finest of ``slots``."""
         if value <= 0.0:
             return  # zero windows say nothing about the level of spend when there is spend
         x = math.log(value)
-        n_, periods, last, loc, dev = self._n, self._periods, self._last, self._loc, self._dev
+        n_, last, loc, dev = self._n, self._last, self._loc, self._dev
         pool_dev, pool_n = self._pool_dev, self._pool_n
         aw = self._alpha_window
         damp = self._damp
@@ -479,11 +496,8 @@ class SeasonalBaseline(Detector):
         h16 = hour & _HOUR_MASK
         for level in range(levels):
             slot = slots[level]
-            p = periods[slot]
-            if last[slot] != h16 or not p:
-                last[slot] = h16
-                if p < _MAX_PERIODS:
-                    periods[slot] = p + 1
+            if last[slot] != h16 or not self._periods[slot]:
+                self._new_hour(slot, h16)
             n = n_[slot]
             if n == 0:
                 n_[slot] = 1
@@ -504,7 +518,11 @@ class SeasonalBaseline(Detector):
                 elif d < -c:
                     d = -c
             n += 1
-            n_[slot] = n
+            try:
+                n_[slot] = n
+            except OverflowError:  # outgrew its type: the same values, wider
+                n_ = self._n = widened(n_, "i")
+                n_[slot] = n
             # 1/n while the slot is young: a plain average of what it has, no start-up bias.
             w = 1.0 / n
             if w < aw:
