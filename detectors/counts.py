@@ -137,6 +137,13 @@ class CountTail(Detector):
     (0.43, '60 requests, 0.35 expected: p = 1.7e-47 (bound 1e-06)')
     """
 
+    # Slots, not an instance dict: one detector per watched series (benchmarks.scale --breakdown).
+    # An attribute left out still works (it goes into a dict, made when first set), at that
+    # dict's cost: tests/detectors/test_state_memory.py checks none is.
+    __slots__ = ("alpha", "estimate_dispersion", "fallback_cost", "min_count", "min_excess", "min_history",
+        "p_threshold", "protect_anomaly", "window_seconds", "_alpha_window", "_cal", "_day", "_disp_n",
+        "_floats", "_held", "_last_ts", "_memo", "_n", "_offset", "_offset_w", "_ready", "_seen")
+
     name = "counts"
 
     def __init__(

@@ -18,6 +18,8 @@ _HOW = 0  # 168 hour-of-week slots, Monday 00:00 UTC = 0
 _HOD = 168  # 24 hour-of-day slots (UTC)
 _GLOBAL = 192  # one slot for everything
 _N_SLOTS = 193
+_DEV = _N_SLOTS  # where the slots' scales start in SeasonalBaseline._loc_dev (their locations at 0)
+_POOL_N = 3  # where the levels' residual counts start in SeasonalBaseline._pool (their scales at 0)
 _LEVEL_NAMES = ("hour-of-week", "hour-of-day", "global")  # by index in a window's slots
 
 # 1970-01-01 was a Thursday: hour 0 of the epoch is hour 72 of a Monday-based week.
@@ -159,6 +161,13 @@ class SeasonalBaseline(Detector):
     (False, True)
     """
 
+    # Slots, not an instance dict: one detector per watched series (benchmarks.scale --breakdown).
+    # An attribute left out still works (it goes into a dict, made when first set), at that
+    # dict's cost: tests/detectors/test_state_memory.py checks none is.
+    __slots__ = ("alpha", "min_history", "min_periods", "min_rel_scale", "min_scale", "protect_anomaly",
+        "threshold", "window_seconds", "_alpha_window", "_cal", "_held", "_hour", "_last", "_last_ts",
+        "_loc_dev", "_log_floor", "_memo", "_n", "_offset", "_offset_w", "_periods", "_pool", "_recent")
+
     name = "seasonal"
 
     def __init__(
@@ -223,13 +232,15 @@ class SeasonalBaseline(Detector):
         self._periods = array("B", [0]) * _N_SLOTS  # distinct hours those came from (widens to "H")
         self._last = array("H", [0]) * _N_SLOTS  # epoch hour of the slot's latest data, mod 2**16
         self._hour = -1  # the latest epoch hour learnt (-1: none)
-        self._loc = array("f", [0.0]) * _N_SLOTS  # location of log(spend)
-        self._dev = array("f", [0.0]) * _N_SLOTS  # mean absolute deviation of log(spend)
+        # location of log(spend) (from 0), then its mean absolute deviation (from _DEV): one
+        # array, one 80-byte header per series
+        self._loc_dev = array("f", [0.0]) * (2 * _N_SLOTS)
         # Per level (hour-of-week, hour-of-day, global): mean absolute deviation of log(spend)
         # from its own slot's location, over all slots of the level, and residuals counted.
-        # typed arrays, not lists: no float or int object per entry (one set per series)
-        self._pool_dev = array("d", [0.0]) * 3
-        self._pool_n = array("q", [0]) * 3
+        # One typed array, not lists: no float or int object per entry (one set per series);
+        # the scales from 0, the counts from _POOL_N (whole numbers, exact in a double up to
+        # 2**53: 17 billion years of one-minute windows).
+        self._pool = array("d", [0.0]) * 6
         # The statistic's own history, for calibrated scores; and the last scored window's
         # statistic (ts, value, z), so that learning it does not compute it again (not state).
         self._cal = TailCalibrator()
@@ -247,10 +258,10 @@ class SeasonalBaseline(Detector):
             "last": self._last_hours(),
             # single precision in memory: exact as base64 of their bytes, a third of the JSON
             # numbers' size (older states' lists still load)
-            "loc": pack_f32(self._loc),
-            "dev": pack_f32(self._dev),
-            "pool_dev": list(self._pool_dev),
-            "pool_n": list(self._pool_n),
+            "loc": pack_f32(self._loc_dev[:_DEV]),
+            "dev": pack_f32(self._loc_dev[_DEV:]),
+            "pool_dev": self._pool[:_POOL_N].tolist(),
+            "pool_n": [int(x) for x in self._pool[_POOL_N:]],
             "cal": self._cal.to_state(),
             "level": [self._offset, self._recent],
         }
@@ -273,7 +284,7 @@ class SeasonalBaseline(Detector):
             raise ValueError("seasonal state counts and hours must fit 32 bits")
         if not all(len(xs) == _N_SLOTS for xs in (n, periods, last, loc, dev)):
             raise ValueError(f"seasonal state lists must have {_N_SLOTS} slots")
-        if len(pool_dev) != 3 or len(pool_n) != 3 or not all(0 <= x < 2 ** 63 for x in pool_n):
+        if len(pool_dev) != 3 or len(pool_n) != 3 or not all(0 <= x <= 2 ** 53 for x in pool_n):
             raise ValueError("seasonal state pools must have 3 levels and counts >= 0")
         if not all(math.isfinite(x) for x in loc + dev + pool_dev):
             raise ValueError("seasonal state has non-finite values")
@@ -284,8 +295,8 @@ class SeasonalBaseline(Detector):
         self._periods = narrowest([p if p < _MAX_PERIODS else _MAX_PERIODS for p in periods], "BH")
         self._last = array("H", [h & _HOUR_MASK if p else 0 for h, p in zip(last, periods, strict=True)])
         self._hour = max((h for h, p in zip(last, periods, strict=True) if p), default=-1)
-        self._loc, self._dev = loc32, dev32
-        self._pool_dev, self._pool_n = array("d", pool_dev), array("q", pool_n)
+        self._loc_dev = loc32 + dev32
+        self._pool = array("d", pool_dev + [float(x) for x in pool_n])
         if not (math.isfinite(offset) and math.isfinite(recent)):
             raise ValueError("seasonal state has a non-finite level")
         self._cal, self._memo = cal, None
@@ -313,7 +324,7 @@ class SeasonalBaseline(Detector):
             expected, upper = 0.0, threshold * min_scale
             z = value / min_scale
         else:
-            mu = self._loc[slot] + self._offset
+            mu = self._loc_dev[slot] + self._offset
             raw = self._raw_sigma(slots, level)
             sigma = raw if raw > self._log_floor else self._log_floor
             expected = math.exp(mu)
@@ -398,11 +409,10 @@ class SeasonalBaseline(Detector):
         """
         slot = slots[level]
         n = self._n[slot]
-        dev = self._dev[slot]
+        loc_dev, pool = self._loc_dev, self._pool
+        dev = loc_dev[_DEV + slot]
         if level < 2:
-            prior = (
-                self._pool_dev[level] if self._pool_n[level] else self._dev[slots[level + 1]]
-            )
+            prior = pool[level] if pool[_POOL_N + level] else loc_dev[_DEV + slots[level + 1]]
             dev = (n * dev + _PRIOR_WINDOWS * prior) / (n + _PRIOR_WINDOWS)
         return _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / n)
 
@@ -487,8 +497,9 @@ class SeasonalBaseline(Detector):
         if value <= 0.0:
             return  # zero windows say nothing about the level of spend when there is spend
         x = math.log(value)
-        n_, last, loc, dev = self._n, self._last, self._loc, self._dev
-        pool_dev, pool_n = self._pool_dev, self._pool_n
+        n_, last, loc = self._n, self._last, self._loc_dev
+        dev = loc  # the scales from _DEV
+        pool = self._pool
         aw = self._alpha_window
         damp = self._damp
         if hour > self._hour:
@@ -502,7 +513,7 @@ class SeasonalBaseline(Detector):
             if n == 0:
                 n_[slot] = 1
                 loc[slot] = x
-                dev[slot] = 0.0
+                dev[_DEV + slot] = 0.0
                 continue
             r = x - loc[slot]
             # the scale is learnt around what was expected (with the level's offset)
@@ -530,10 +541,10 @@ class SeasonalBaseline(Detector):
             w *= damp
             abs_r = d if d >= 0.0 else -d
             loc[slot] += w * r
-            dev[slot] += w * (abs_r - dev[slot])
-            pn = pool_n[level] + 1
-            pool_n[level] = pn
+            dev[_DEV + slot] += w * (abs_r - dev[_DEV + slot])
+            pn = pool[_POOL_N + level] + 1.0
+            pool[_POOL_N + level] = pn
             w = 1.0 / pn
             if w < aw:
                 w = aw
-            pool_dev[level] += w * (abs_r - pool_dev[level])
+            pool[level] += w * (abs_r - pool[level])

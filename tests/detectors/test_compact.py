@@ -4,16 +4,20 @@ for all the clones of a detector."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 from array import array
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from detectors import CountTail, LevelShift, SeasonalBaseline, make_detector
+from detectors import CountTail, LevelShift, SeasonalBaseline, detector_from_state, make_detector
 from detectors.compact import narrowest, shared, widened
 
+DATA = Path(__file__).parent / "data"
 T0 = 1_767_571_200.0
 
 
@@ -86,3 +90,23 @@ def test_clones_share_their_derived_parameters() -> None:
         assert ma._alpha_window is mb._alpha_window
     assert shared(-0.0) is not shared(0.0) and math.copysign(1.0, shared(-0.0)) == -1.0
     assert shared(float("nan")) != shared(float("nan"))  # NaN is returned, not kept
+
+
+def test_a_state_written_before_the_narrow_arrays_loads_and_scores_identically() -> None:
+    # data/default_state_main_a30f899.json: a default detector's state written by main at
+    # a30f899 (full-width arrays, per-instance floats) after a week of a user series spending in
+    # a quarter of its minutes, the verdicts main then gave on the next 240 windows (a six-window
+    # runaway among them) and digests of every verdict dict and of the state after them. The
+    # storage changed, nothing else: the same verdicts to the bit, the same state.
+    saved = json.loads((DATA / "default_state_main_a30f899.json").read_text())
+    det = detector_from_state(saved["detector"], saved["params"], saved["state"])
+    assert det.to_state() == saved["state"]
+    verdicts = []
+    for ts, value, count, expected, upper, score, is_anomaly in saved["next"]:
+        v = det.update(ts, value, count)
+        assert (v.expected, v.upper, v.score, v.is_anomaly) == (expected, upper, score, is_anomaly)
+        verdicts.append(v.to_dict())
+    assert sum(row[-1] for row in saved["next"]) == 6
+    assert hashlib.sha256(json.dumps(verdicts).encode()).hexdigest() == saved["verdicts_sha256"]
+    after = hashlib.sha256(json.dumps(det.to_state(), sort_keys=True).encode()).hexdigest()
+    assert after == saved["state_after_sha256"]

@@ -20,7 +20,7 @@ def test_a_state_written_by_main_loads_into_arrays_and_writes_the_same_lists() -
     det = detector_from_state(saved["detector"], saved["params"], saved["state"])
     models = dict(zip(det._names, det._models, strict=True))  # type: ignore[attr-defined]
     counts, seasonal = models["counts"], models["seasonal"]
-    for a in (counts._floats, counts._disp_n, counts._n, seasonal._pool_dev, seasonal._pool_n):
+    for a in (counts._floats, counts._disp_n, counts._n, seasonal._pool, seasonal._loc_dev):
         assert isinstance(a, array)
     for name in ("counts", "seasonal"):
         state = models[name].to_state()
