@@ -8,12 +8,14 @@ from typing import Any
 
 from detectors.base import Detector, Verdict, require
 from detectors.calibration import STAT_FLOOR, TailCalibrator
+from detectors.compact import narrowest, shared, widened
 
 __all__ = ["LevelShift"]
 
 # Profile layout: 24 hour-of-day slots (UTC), then one global slot.
 _GLOBAL = 24
 _N_SLOTS = 25
+_DEV = _N_SLOTS  # where the slots' scales start in LevelShift._loc_dev (their locations at 0)
 
 # As in SeasonalBaseline: sigma / mean absolute deviation of a normal, the clip of a learnt
 # residual (bounded influence), the windows a slot learns unclipped, and the windows of the
@@ -159,7 +161,7 @@ class LevelShift(Detector):
     # into a dict, made when first set), at that dict's cost.
     __slots__ = ("alpha", "drift", "max_shift_seconds", "min_history", "min_rel_scale", "min_scale",
         "min_windows", "protect_anomaly", "threshold", "window_seconds", "_alarm_since",
-        "_alpha_window", "_cal", "_cap", "_cusum", "_day", "_dev", "_held", "_loc", "_log_floor",
+        "_alpha_window", "_cal", "_cap", "_cusum", "_day", "_held", "_loc_dev", "_log_floor",
         "_max_rise", "_memo", "_n", "_pool_dev", "_pool_n", "_ready", "_recent", "_run_log", "_run_n",
         "_run_rs", "_seen", "_last_ts")
 
@@ -202,13 +204,13 @@ class LevelShift(Detector):
         require("LevelShift", min_rel_scale > 0, "min_rel_scale must be > 0", min_rel_scale)
         require("LevelShift", 0 < alpha <= 1, "alpha must be in (0, 1]", alpha)
         require("LevelShift", max_shift_seconds > 0, "max_shift_seconds must be > 0", max_shift_seconds)
-        # Derived once, not state.
-        self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
-        self._log_floor = math.log1p(min_rel_scale)
+        # Derived once, not state (one float object for all the clones: detectors.compact).
+        self._alpha_window = shared(1.0 - (1.0 - alpha) ** (window_seconds / 3600.0))
+        self._log_floor = shared(math.log1p(min_rel_scale))
         # Largest rise of the statistic in one window: min_windows - 1 of them stay below
         # the threshold, min_windows reach it, without a tie to round either way.
-        self._max_rise = threshold / (min_windows - 0.5)
-        self._cap = threshold + _CAP_PER_RISE * self._max_rise
+        self._max_rise = shared(threshold / (min_windows - 0.5))
+        self._cap = shared(threshold + _CAP_PER_RISE * self._max_rise)
         super().__init__()
 
     @classmethod
@@ -225,16 +227,19 @@ class LevelShift(Detector):
 
     def _reset(self) -> None:
         self._held: float | None = None  # not state: see _take_held
-        # typed arrays, not lists of Python numbers: a sixth of the memory. Counts fit 32 bits;
-        # the location and scale are single-precision floats, as SeasonalBaseline's slots.
-        self._n = array("i", bytes(4 * _N_SLOTS))  # windows with spend learnt
+        # typed arrays, not lists of Python numbers: a sixth of the memory. Counts in 16 bits,
+        # widened to 32 when one outgrows them (the global slot after 65,535 windows with
+        # spend: detectors.compact); the location and scale are single-precision floats, as
+        # SeasonalBaseline's slots. (array * n allocates exactly; array(code, bytes) ~8 % more)
+        self._n = array("H", [0]) * _N_SLOTS  # windows with spend learnt (widens to "i")
         # Which hour-of-day slots have data (bit i: slot i), which have data from a day
         # before ``_day``, and the epoch day of the latest learnt data.
         self._seen = 0
         self._ready = 0
         self._day = -1
-        self._loc = array("f", bytes(4 * _N_SLOTS))  # location of log(spend)
-        self._dev = array("f", bytes(4 * _N_SLOTS))  # mean absolute deviation of log(spend)
+        # location of log(spend) (from 0), then its mean absolute deviation (from _DEV): one
+        # array, one 80-byte header per series
+        self._loc_dev = array("f", [0.0]) * (2 * _N_SLOTS)
         self._pool_dev = 0.0  # mean absolute deviation over all hour-of-day slots
         self._pool_n = 0
         self._cusum = 0.0  # the statistic S
@@ -250,8 +255,8 @@ class LevelShift(Detector):
         return {
             "n": list(self._n),
             "days": [self._seen, self._ready, self._day],
-            "loc": list(self._loc),
-            "dev": list(self._dev),
+            "loc": self._loc_dev[:_DEV].tolist(),
+            "dev": self._loc_dev[_DEV:].tolist(),
             "pool": [self._pool_dev, self._pool_n],
             "cusum": [self._cusum, self._run_n, self._run_log, self._alarm_since, self._run_rs],
             "cal": self._cal.to_state(),
@@ -284,7 +289,7 @@ class LevelShift(Detector):
         loc32, dev32 = array("f", loc), array("f", dev)
         if not all(math.isfinite(x) for x in loc32 + dev32):
             raise ValueError("changepoint state has values out of single-precision range")
-        self._n, self._loc, self._dev = array("i", n), loc32, dev32
+        self._n, self._loc_dev = narrowest(n, "Hi"), loc32 + dev32
         self._seen, self._ready, self._day = seen, ready, day
         self._pool_dev, self._pool_n = pool_dev, pool_n
         self._cusum, self._run_n, self._run_log, self._alarm_since = cusum, run_n, run_log, since
@@ -369,7 +374,7 @@ class LevelShift(Detector):
         stand for their hour's middle). Without it the first half of every falling hour sits
         above its slot's mean, and the second half of every rising one: a steady drift that a
         CUSUM adds up. The global location until the slot has data."""
-        n, loc = self._n, self._loc
+        n, loc = self._n, self._loc_dev
         if not n[slot]:
             return loc[_GLOBAL]
         f = (ts - 0.5 * self.window_seconds) / 3600.0 - hour - 0.5
@@ -392,9 +397,9 @@ class LevelShift(Detector):
         """Robust sigma of log(spend) in ``slot``: its mean absolute deviation, pooled with the
         level's while it has few windows, widened by the uncertainty of its location."""
         n = self._n[slot]
-        dev = self._dev[slot]
+        dev = self._loc_dev[_DEV + slot]
         if slot != _GLOBAL:
-            prior = self._pool_dev if self._pool_n else self._dev[_GLOBAL]
+            prior = self._pool_dev if self._pool_n else self._loc_dev[_DEV + _GLOBAL]
             dev = (n * dev + _PRIOR_WINDOWS * prior) / (n + _PRIOR_WINDOWS)
         return _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / max(n, 1))
 
@@ -480,7 +485,7 @@ class LevelShift(Detector):
         # As an accepted shift (max_shift_seconds), but now and to the recent level: every
         # slot moves by the recent log residual and the statistic starts again from 0.
         shift = self._recent
-        loc, n = self._loc, self._n
+        loc, n = self._loc_dev, self._n
         for i in range(_N_SLOTS):
             if n[i]:
                 loc[i] += shift
@@ -505,7 +510,7 @@ class LevelShift(Detector):
         if since is not None and ts - since >= self.max_shift_seconds:
             shift = self._run_log / self._run_n if self._run_n else 0.0
             if shift > 0.0:
-                loc = self._loc
+                loc = self._loc_dev
                 for i in range(_N_SLOTS):
                     if self._n[i]:
                         loc[i] = (loc[i] + shift)
@@ -520,14 +525,15 @@ class LevelShift(Detector):
             self._ready |= self._seen
             self._day = day
         self._seen |= 1 << slot
-        n_, loc, dev = self._n, self._loc, self._dev
+        n_, loc = self._n, self._loc_dev
+        dev = loc  # the scales from _DEV
         aw = self._alpha_window
         for i in (slot, _GLOBAL):
             n = n_[i]
             if n == 0:
                 n_[i] = 1
                 loc[i] = (x)
-                dev[i] = 0.0
+                dev[_DEV + i] = 0.0
                 continue
             r = x - loc[i]
             d = x - mu if i == slot else r
@@ -536,13 +542,17 @@ class LevelShift(Detector):
                 r = c if r > c else -c if r < -c else r
                 d = c if d > c else -c if d < -c else d
             n += 1
-            n_[i] = n
+            try:
+                n_[i] = n
+            except OverflowError:  # outgrew its type: the same values, wider
+                n_ = self._n = widened(n_, "i")
+                n_[i] = n
             w = 1.0 / n
             if w < aw:
                 w = aw
             abs_d = d if d >= 0.0 else -d
             loc[i] = (loc[i] + w * r)
-            dev[i] = (dev[i] + w * (abs_d - dev[i]))
+            dev[_DEV + i] = (dev[_DEV + i] + w * (abs_d - dev[_DEV + i]))
             if i != _GLOBAL:
                 self._pool_n += 1
                 w = 1.0 / self._pool_n

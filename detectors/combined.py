@@ -8,6 +8,7 @@ from typing import Any
 
 from detectors.base import Detector, Verdict, require
 from detectors.calibration import LevelSurprise
+from detectors.compact import shared
 from detectors.sparse import SparseEvidence
 
 __all__ = ["Combined", "gate_step", "is_material", "materiality"]
@@ -349,12 +350,13 @@ class Combined(Detector):
         # The component verdicts of the window scored last, so that learning it does not score
         # it a second time (update scores, then learns the same window).
         self._scored: tuple[Any, ...] | None = None
-        self._usual_w = min(1.0, window_seconds / _USUAL_MEMORY_S)
-        self._recent_w = min(1.0, window_seconds / _RECENT_MEMORY_S)
+        # (derived floats: one object for all the clones, detectors.compact)
+        self._usual_w = shared(min(1.0, window_seconds / _USUAL_MEMORY_S))
+        self._recent_w = shared(min(1.0, window_seconds / _RECENT_MEMORY_S))
         self._recent_min_n = max(1, int(_RECENT_MEMORY_S / window_seconds))
         # A shift's level is compared period by period: a third of new_normal_after (an hour by
         # default), and a period's level counts once it has a third of its windows.
-        self._shift_period = new_normal_after / 3.0 if new_normal_after > 0 else 3600.0
+        self._shift_period = shared(new_normal_after / 3.0 if new_normal_after > 0 else 3600.0)
         self._shift_min_n = max(1, int(self._shift_period / window_seconds / 3))
         super().__init__()
 

@@ -10,12 +10,19 @@ from scipy.special import betainc, gammainc, nbdtrik, pdtrik
 
 from detectors.base import Detector, Verdict, require
 from detectors.calibration import TailCalibrator, jitter, z_of_p
+from detectors.compact import narrowest, shared, widened
 
 __all__ = ["CountTail"]
 
 # Profile layout: 24 hour-of-day slots (UTC), then one global slot.
 _GLOBAL = 24
 _N_SLOTS = 25
+# The learnt floats, one array (CountTail._floats): the slots' mean requests per window, then
+# the dispersion sums, the cost sums and the recent level (see CountTail._reset).
+_DISP = _N_SLOTS
+_COST = _DISP + 4
+_RECENT = _COST + 2
+_N_FLOATS = _RECENT + 4
 
 # Bounded influence, as in SeasonalBaseline: once a slot has a few windows, a count is learnt
 # at most this many standard deviations from the slot's mean (the standard deviation taken as
@@ -130,6 +137,13 @@ class CountTail(Detector):
     (0.43, '60 requests, 0.35 expected: p = 1.7e-47 (bound 1e-06)')
     """
 
+    # Slots, not an instance dict: one detector per watched series (benchmarks.scale --breakdown).
+    # An attribute left out still works (it goes into a dict, made when first set), at that
+    # dict's cost: tests/detectors/test_state_memory.py checks none is.
+    __slots__ = ("alpha", "estimate_dispersion", "fallback_cost", "min_count", "min_excess", "min_history",
+        "p_threshold", "protect_anomaly", "window_seconds", "_alpha_window", "_cal", "_day", "_disp_n",
+        "_floats", "_held", "_last_ts", "_memo", "_n", "_offset", "_offset_w", "_ready", "_seen")
+
     name = "counts"
 
     def __init__(
@@ -165,9 +179,10 @@ class CountTail(Detector):
             estimate_dispersion,
         )
         require("CountTail", fallback_cost > 0, "fallback_cost must be > 0", fallback_cost)
-        self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
+        # (one float object for all the clones of a detector: detectors.compact)
+        self._alpha_window = shared(1.0 - (1.0 - alpha) ** (window_seconds / 3600.0))
         # how fast a rebased level wears off once requests are back (half-life one hour)
-        self._offset_w = 1.0 - 0.5 ** (window_seconds / 3600.0)
+        self._offset_w = shared(1.0 - 0.5 ** (window_seconds / 3600.0))
         super().__init__()
 
     # -- state ------------------------------------------------------------------------------
@@ -175,28 +190,30 @@ class CountTail(Detector):
     def _reset(self) -> None:
         self._held: float | None = None  # not state: see _take_held
         # typed arrays, not lists of Python numbers: a quarter of the memory, the same values
-        # windows learnt: 32 bits count 4000 years of one-minute windows
-        self._n = array("i", [0]) * _N_SLOTS
-        self._mean = array("d", [0.0]) * _N_SLOTS  # mean requests per window
-        # Dispersion, for the hour-of-day level and the global one: exponentially weighted
-        # sums of (residual**2 - mean) and of mean**2, and the windows counted.
+        # windows learnt, in 16 bits until one outgrows them (the global slot after 65,535
+        # windows: 45 days of one-minute windows), then 32 (4000 years): detectors.compact
+        self._n = array("H", [0]) * _N_SLOTS
+        # Every learnt float in one array (an array's header is 80 bytes, one per watched
+        # series each): from 0, the slots' mean requests per window; from _DISP, the dispersion
+        # for the hour-of-day level and the global one: exponentially weighted sums of
+        # (residual**2 - mean) and of mean**2 (num_hod, den_hod, num_glob, den_glob); from
+        # _COST, the mean cost per request: exponentially weighted spend and requests of
+        # windows with a count (no cost known while the requests are 0); from _RECENT, the
+        # recent level (see _follow).
         # Fixed-length sums as typed arrays, not lists: a list holds a 24-byte float object
         # (28-byte int) per entry, one such set per watched series (benchmarks.scale --breakdown).
         # Made by repetition: an array made from bytes over-allocates.
-        self._disp = array("d", [0.0]) * 4  # num_hod, den_hod, num_glob, den_glob
-        self._disp_n = array("q", [0]) * 2
-        # Mean cost per request: exponentially weighted spend and requests of windows with a
-        # count; no cost known while the requests are 0.
-        self._cost = array("d", [0.0]) * 2
+        self._floats = array("d", [0.0]) * _N_FLOATS
+        self._disp_n = array("q", [0]) * 2  # windows counted in the dispersion sums
         # Hour-of-day slots with data (bit i: slot i), those with data from a day before
         # ``_day``, and the epoch day of the latest learnt window.
         self._seen = 0
         self._ready = 0
         self._day = -1
         self._cal = TailCalibrator()  # the score statistic's history (calibrated scores)
-        # Recent requests, expected requests, spend and requests-with-a-count per window over
-        # every window, flagged or not: the level ``rebase`` adopts.
-        self._recent = array("d", [0.0]) * 4
+        # (_floats from _RECENT: recent requests, expected requests, spend and
+        # requests-with-a-count per window over every window, flagged or not: the level
+        # ``rebase`` adopts.)
         # The level: a log factor on every expected count, set by ``rebase`` and worn off as
         # the slots learn the new level (or as the requests go back to the old one).
         self._offset = 0.0
@@ -205,13 +222,13 @@ class CountTail(Detector):
     def _get_state(self) -> dict[str, Any]:
         return {
             "n": list(self._n),
-            "mean": list(self._mean),
-            "disp": list(self._disp),
+            "mean": self._floats[:_N_SLOTS].tolist(),
+            "disp": self._floats[_DISP:_COST].tolist(),
             "disp_n": list(self._disp_n),
-            "cost": list(self._cost),
+            "cost": self._floats[_COST:_RECENT].tolist(),
             "days": [self._seen, self._ready, self._day],
             "cal": self._cal.to_state(),
-            "recent": list(self._recent),
+            "recent": self._floats[_RECENT:].tolist(),
             "offset": self._offset,
         }
 
@@ -238,14 +255,14 @@ class CountTail(Detector):
         floats = [*mean, *disp, *cost]
         if not all(math.isfinite(x) for x in floats) or min(mean + cost) < 0.0:
             raise ValueError("counts state has non-finite or negative values")
-        self._n, self._mean = array("i", n), array("d", mean)
-        self._disp, self._disp_n, self._cost = array("d", disp), array("q", disp_n), array("d", cost)
-        self._seen, self._ready, self._day = seen, ready, day
         if len(recent) != 4 or not all(math.isfinite(x) and x >= 0.0 for x in recent):
             raise ValueError("counts state has a bad recent level")
         if not math.isfinite(offset):
             raise ValueError("counts state has a bad level offset")
-        self._cal, self._recent, self._offset = cal, array("d", recent), offset
+        self._n, self._disp_n = narrowest(n, "Hi"), array("q", disp_n)
+        self._seen, self._ready, self._day = seen, ready, day
+        self._floats = array("d", mean + disp + cost + recent)
+        self._cal, self._offset = cal, offset
         self._memo = None
 
     # -- model ------------------------------------------------------------------------------
@@ -257,7 +274,7 @@ class CountTail(Detector):
         slot = hour % 24
         bit = 1 << slot
         judged = bool(self._ready & bit or (self._seen & bit and self._day < hour // 24))
-        mean, n = self._mean, self._n
+        mean, n = self._floats, self._n  # (the means are its first _N_SLOTS)
         mu = mean[slot]
         # Slots stand for their hour's middle; interpolate towards the neighbouring hour by
         # where the window's middle falls, so that a rising hour's last minutes are not all
@@ -278,11 +295,12 @@ class CountTail(Detector):
     def _dispersion(self, level: int) -> float:
         if not self.estimate_dispersion:
             return 0.0
-        num, den = self._disp[2 * level], self._disp[2 * level + 1]
+        num, den = self._floats[_DISP + 2 * level], self._floats[_DISP + 2 * level + 1]
         return num / den if den > 0.0 and num > 0.0 else 0.0
 
     def _cost_per_request(self) -> float:
-        spend, requests = self._cost
+        f = self._floats
+        spend, requests = f[_COST], f[_COST + 1]
         return spend / requests if requests > 0.0 and spend > 0.0 else self.fallback_cost
 
     def score_one(self, ts: float, value: float, count: float | None = None) -> Verdict:
@@ -296,7 +314,7 @@ class CountTail(Detector):
         _, _, judged, mu = where
         level = 0 if judged else 1
         if not judged:
-            mu = self._mean[_GLOBAL] * (math.exp(self._offset) if self._offset != 0.0 else 1.0)
+            mu = self._floats[_GLOBAL] * (math.exp(self._offset) if self._offset != 0.0 else 1.0)
         phi = self._dispersion(level)
         # The count's tail, at a randomised count when it is a whole number: integer counts
         # have atoms, and P(X >= k) alone is not uniform under the model; P(X > k) + U P(X = k)
@@ -374,7 +392,8 @@ class CountTail(Detector):
         self._seen |= 1 << slot
         aw = self._alpha_window
         damp = self._damp
-        n_, mean, disp, disp_n = self._n, self._mean, self._disp, self._disp_n
+        n_, disp_n = self._n, self._disp_n
+        mean = disp = self._floats  # the means from 0, the dispersion sums from _DISP
         for level, i in ((0, slot), (1, _GLOBAL)):
             n = n_[i]
             if n == 0:
@@ -392,7 +411,11 @@ class CountTail(Detector):
                 r = c if r > c else -c if r < -c else r
                 d = c if d > c else -c if d < -c else d
             n += 1
-            n_[i] = n
+            try:
+                n_[i] = n
+            except OverflowError:  # outgrew its type: the same values, wider
+                n_ = self._n = widened(n_, "i")
+                n_[i] = n
             w = 1.0 / n
             if w < aw:
                 w = aw
@@ -402,14 +425,14 @@ class CountTail(Detector):
             w = 1.0 / dn
             if w < aw:
                 w = aw
-            j = 2 * level
+            j = _DISP + 2 * level
             disp[j] = (disp[j] + w * (d * d - centre - disp[j]))
             disp[j + 1] = (disp[j + 1] + w * (centre * centre - disp[j + 1]))
         if count is not None:
-            cost = self._cost
+            cost = self._floats
             w = aw
-            cost[0] = (cost[0] + w * (value - cost[0]))
-            cost[1] = (cost[1] + w * (count - cost[1]))
+            cost[_COST] = (cost[_COST] + w * (value - cost[_COST]))
+            cost[_COST + 1] = (cost[_COST + 1] + w * (count - cost[_COST + 1]))
 
 
     def _learn_protected(
@@ -430,24 +453,25 @@ class CountTail(Detector):
         self._cal.learn(stat, weight)
 
     def _follow(self, value: float, count: float | None, x: float, mu: float) -> None:
-        r = self._recent
-        r[0] += _RECENT_W * (x - r[0])
-        r[1] += _RECENT_W * (mu - r[1])
+        r = self._floats
+        r[_RECENT] += _RECENT_W * (x - r[_RECENT])
+        r[_RECENT + 1] += _RECENT_W * (mu - r[_RECENT + 1])
         if count is not None:
-            r[2] += _RECENT_W * (max(value, 0.0) - r[2])
-            r[3] += _RECENT_W * (count - r[3])
+            r[_RECENT + 2] += _RECENT_W * (max(value, 0.0) - r[_RECENT + 2])
+            r[_RECENT + 3] += _RECENT_W * (count - r[_RECENT + 3])
 
     def _rebase(self) -> None:
         # Every expected count moves by the ratio of recent to expected requests, at once (an
         # offset that wears off as the slots learn the level, or as the requests go back), and
         # the cost per request becomes the recent one (a model switch changes that, not the
         # count).
-        got, expected, spend, requests = self._recent
+        f = self._floats
+        got, expected, spend, requests = f[_RECENT:]
         if expected > 0.0 and got > 0.0:
             self._offset += math.log(got / expected)
         if requests > 0.0 and spend > 0.0:
-            self._cost = array("d", (spend, requests))
-        self._recent = array("d", [0.0]) * 4
+            f[_COST], f[_COST + 1] = spend, requests
+        f[_RECENT:] = array("d", [0.0]) * 4
         self._memo = None
 
 def _count(value: float, count: float | None, cost: float) -> float:

@@ -8,6 +8,7 @@ from typing import Any
 
 from detectors.base import Detector, Verdict, require
 from detectors.calibration import STAT_FLOOR, TailCalibrator
+from detectors.compact import narrowest, shared, widened
 from detectors.f32 import pack_f32, unpack_f32
 
 __all__ = ["SeasonalBaseline"]
@@ -17,6 +18,8 @@ _HOW = 0  # 168 hour-of-week slots, Monday 00:00 UTC = 0
 _HOD = 168  # 24 hour-of-day slots (UTC)
 _GLOBAL = 192  # one slot for everything
 _N_SLOTS = 193
+_DEV = _N_SLOTS  # where the slots' scales start in SeasonalBaseline._loc_dev (their locations at 0)
+_POOL_N = 3  # where the levels' residual counts start in SeasonalBaseline._pool (their scales at 0)
 _LEVEL_NAMES = ("hour-of-week", "hour-of-day", "global")  # by index in a window's slots
 
 # 1970-01-01 was a Thursday: hour 0 of the epoch is hour 72 of a Monday-based week.
@@ -158,6 +161,13 @@ class SeasonalBaseline(Detector):
     (False, True)
     """
 
+    # Slots, not an instance dict: one detector per watched series (benchmarks.scale --breakdown).
+    # An attribute left out still works (it goes into a dict, made when first set), at that
+    # dict's cost: tests/detectors/test_state_memory.py checks none is.
+    __slots__ = ("alpha", "min_history", "min_periods", "min_rel_scale", "min_scale", "protect_anomaly",
+        "threshold", "window_seconds", "_alpha_window", "_cal", "_held", "_hour", "_last", "_last_ts",
+        "_loc_dev", "_log_floor", "_memo", "_n", "_offset", "_offset_w", "_periods", "_pool", "_recent")
+
     name = "seasonal"
 
     def __init__(
@@ -189,11 +199,11 @@ class SeasonalBaseline(Detector):
                 min_periods)
         # Derived once, not state: alpha is per hour of data and one window carries
         # window_seconds / 3600 of an hour, so the memory in hours is the same at any window
-        # length.
-        self._alpha_window = 1.0 - (1.0 - alpha) ** (window_seconds / 3600.0)
-        self._log_floor = math.log1p(min_rel_scale)
+        # length. (One float object for all the clones of a detector: detectors.compact.)
+        self._alpha_window = shared(1.0 - (1.0 - alpha) ** (window_seconds / 3600.0))
+        self._log_floor = shared(math.log1p(min_rel_scale))
         # how fast a rebased offset wears off once spend is back (half-life one hour)
-        self._offset_w = 1.0 - 0.5 ** (window_seconds / 3600.0)
+        self._offset_w = shared(1.0 - 0.5 ** (window_seconds / 3600.0))
         super().__init__()
 
     # -- state ------------------------------------------------------------------------------
@@ -202,8 +212,13 @@ class SeasonalBaseline(Detector):
         self._held: float | None = None  # not state: see _take_held
         # Typed arrays, not numpy: an update touches 3 slots, where numpy's per-call overhead
         # (~1 us per tiny op) costs more than the arithmetic. Not lists of Python numbers
-        # either: 193 slots x 5 of those held ~26 KiB per series, these ~3.1 KiB. Counts fit
-        # 32 bits. The location and scale of log(spend) are single-precision floats
+        # either: 193 slots x 5 of those held ~26 KiB per series, these ~2.8 KiB. The counts
+        # are held in the narrowest type that holds them, widened when one outgrows it
+        # (detectors.compact): windows with spend in 16 bits (65,535 of them: 45 days of a
+        # series spending every minute, for the global slot), distinct hours in 8 (255 of
+        # them: 11 days of spend for the global slot, 255 days for an hour-of-day slot).
+        # The values -- and so every verdict and the state -- are the same in either type.
+        # The location and scale of log(spend) are single-precision floats
         # (arithmetic in doubles, stored rounded to ~6e-8 relative: a location of log($0.05)
         # moves by ~2e-7, ~1e-6 of a robust sigma -- far below what the slot's own noise moves
         # it by every window). The distinct hours count up to _MAX_PERIODS (more say nothing
@@ -213,17 +228,19 @@ class SeasonalBaseline(Detector):
         # 168 apart, so the answer is exact for 157 years of a slot without spend, an
         # hour-of-day slot's for 22 years; a slot without data has periods 0.
         # (array * n allocates exactly n items; array(code, bytes) over-allocates ~8 %)
-        self._n = array("i", [0]) * _N_SLOTS  # windows with spend learnt
-        self._periods = array("H", [0]) * _N_SLOTS  # distinct hours those came from
+        self._n = array("H", [0]) * _N_SLOTS  # windows with spend learnt (widens to "i")
+        self._periods = array("B", [0]) * _N_SLOTS  # distinct hours those came from (widens to "H")
         self._last = array("H", [0]) * _N_SLOTS  # epoch hour of the slot's latest data, mod 2**16
         self._hour = -1  # the latest epoch hour learnt (-1: none)
-        self._loc = array("f", [0.0]) * _N_SLOTS  # location of log(spend)
-        self._dev = array("f", [0.0]) * _N_SLOTS  # mean absolute deviation of log(spend)
+        # location of log(spend) (from 0), then its mean absolute deviation (from _DEV): one
+        # array, one 80-byte header per series
+        self._loc_dev = array("f", [0.0]) * (2 * _N_SLOTS)
         # Per level (hour-of-week, hour-of-day, global): mean absolute deviation of log(spend)
         # from its own slot's location, over all slots of the level, and residuals counted.
-        # typed arrays, not lists: no float or int object per entry (one set per series)
-        self._pool_dev = array("d", [0.0]) * 3
-        self._pool_n = array("q", [0]) * 3
+        # One typed array, not lists: no float or int object per entry (one set per series);
+        # the scales from 0, the counts from _POOL_N (whole numbers, exact in a double up to
+        # 2**53: 17 billion years of one-minute windows).
+        self._pool = array("d", [0.0]) * 6
         # The statistic's own history, for calibrated scores; and the last scored window's
         # statistic (ts, value, z), so that learning it does not compute it again (not state).
         self._cal = TailCalibrator()
@@ -241,10 +258,10 @@ class SeasonalBaseline(Detector):
             "last": self._last_hours(),
             # single precision in memory: exact as base64 of their bytes, a third of the JSON
             # numbers' size (older states' lists still load)
-            "loc": pack_f32(self._loc),
-            "dev": pack_f32(self._dev),
-            "pool_dev": list(self._pool_dev),
-            "pool_n": list(self._pool_n),
+            "loc": pack_f32(self._loc_dev[:_DEV]),
+            "dev": pack_f32(self._loc_dev[_DEV:]),
+            "pool_dev": self._pool[:_POOL_N].tolist(),
+            "pool_n": [int(x) for x in self._pool[_POOL_N:]],
             "cal": self._cal.to_state(),
             "level": [self._offset, self._recent],
         }
@@ -267,19 +284,19 @@ class SeasonalBaseline(Detector):
             raise ValueError("seasonal state counts and hours must fit 32 bits")
         if not all(len(xs) == _N_SLOTS for xs in (n, periods, last, loc, dev)):
             raise ValueError(f"seasonal state lists must have {_N_SLOTS} slots")
-        if len(pool_dev) != 3 or len(pool_n) != 3 or not all(0 <= x < 2 ** 63 for x in pool_n):
+        if len(pool_dev) != 3 or len(pool_n) != 3 or not all(0 <= x <= 2 ** 53 for x in pool_n):
             raise ValueError("seasonal state pools must have 3 levels and counts >= 0")
         if not all(math.isfinite(x) for x in loc + dev + pool_dev):
             raise ValueError("seasonal state has non-finite values")
         loc32, dev32 = array("f", loc), array("f", dev)
         if not all(math.isfinite(x) for x in loc32 + dev32):
             raise ValueError("seasonal state has values out of single-precision range")
-        self._n = array("i", n)
-        self._periods = array("H", [p if p < _MAX_PERIODS else _MAX_PERIODS for p in periods])
+        self._n = narrowest(n, "Hi")
+        self._periods = narrowest([p if p < _MAX_PERIODS else _MAX_PERIODS for p in periods], "BH")
         self._last = array("H", [h & _HOUR_MASK if p else 0 for h, p in zip(last, periods, strict=True)])
         self._hour = max((h for h, p in zip(last, periods, strict=True) if p), default=-1)
-        self._loc, self._dev = loc32, dev32
-        self._pool_dev, self._pool_n = array("d", pool_dev), array("q", pool_n)
+        self._loc_dev = loc32 + dev32
+        self._pool = array("d", pool_dev + [float(x) for x in pool_n])
         if not (math.isfinite(offset) and math.isfinite(recent)):
             raise ValueError("seasonal state has a non-finite level")
         self._cal, self._memo = cal, None
@@ -307,7 +324,7 @@ class SeasonalBaseline(Detector):
             expected, upper = 0.0, threshold * min_scale
             z = value / min_scale
         else:
-            mu = self._loc[slot] + self._offset
+            mu = self._loc_dev[slot] + self._offset
             raw = self._raw_sigma(slots, level)
             sigma = raw if raw > self._log_floor else self._log_floor
             expected = math.exp(mu)
@@ -392,11 +409,10 @@ class SeasonalBaseline(Detector):
         """
         slot = slots[level]
         n = self._n[slot]
-        dev = self._dev[slot]
+        loc_dev, pool = self._loc_dev, self._pool
+        dev = loc_dev[_DEV + slot]
         if level < 2:
-            prior = (
-                self._pool_dev[level] if self._pool_n[level] else self._dev[slots[level + 1]]
-            )
+            prior = pool[level] if pool[_POOL_N + level] else loc_dev[_DEV + slots[level + 1]]
             dev = (n * dev + _PRIOR_WINDOWS * prior) / (n + _PRIOR_WINDOWS)
         return _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / n)
 
@@ -465,13 +481,25 @@ class SeasonalBaseline(Detector):
         self._recent = 0.0
         self._memo = None
 
+    def _new_hour(self, slot: int, h16: int) -> None:
+        """The first data of ``slot`` from the hour ``h16`` (its epoch hour modulo 2**16)."""
+        self._last[slot] = h16
+        p = self._periods[slot]
+        if p < _MAX_PERIODS:
+            try:
+                self._periods[slot] = p + 1
+            except OverflowError:  # outgrew its type: the same values, wider
+                self._periods = widened(self._periods, "H")
+                self._periods[slot] = p + 1
+
     def _learn(self, hour: int, slots: tuple[int, int, int], value: float, levels: int = 3) -> None:
         """Learn ``value`` into the ``levels`` finest of ``slots``."""
         if value <= 0.0:
             return  # zero windows say nothing about the level of spend when there is spend
         x = math.log(value)
-        n_, periods, last, loc, dev = self._n, self._periods, self._last, self._loc, self._dev
-        pool_dev, pool_n = self._pool_dev, self._pool_n
+        n_, last, loc = self._n, self._last, self._loc_dev
+        dev = loc  # the scales from _DEV
+        pool = self._pool
         aw = self._alpha_window
         damp = self._damp
         if hour > self._hour:
@@ -479,16 +507,13 @@ class SeasonalBaseline(Detector):
         h16 = hour & _HOUR_MASK
         for level in range(levels):
             slot = slots[level]
-            p = periods[slot]
-            if last[slot] != h16 or not p:
-                last[slot] = h16
-                if p < _MAX_PERIODS:
-                    periods[slot] = p + 1
+            if last[slot] != h16 or not self._periods[slot]:
+                self._new_hour(slot, h16)
             n = n_[slot]
             if n == 0:
                 n_[slot] = 1
                 loc[slot] = x
-                dev[slot] = 0.0
+                dev[_DEV + slot] = 0.0
                 continue
             r = x - loc[slot]
             # the scale is learnt around what was expected (with the level's offset)
@@ -504,7 +529,11 @@ class SeasonalBaseline(Detector):
                 elif d < -c:
                     d = -c
             n += 1
-            n_[slot] = n
+            try:
+                n_[slot] = n
+            except OverflowError:  # outgrew its type: the same values, wider
+                n_ = self._n = widened(n_, "i")
+                n_[slot] = n
             # 1/n while the slot is young: a plain average of what it has, no start-up bias.
             w = 1.0 / n
             if w < aw:
@@ -512,10 +541,10 @@ class SeasonalBaseline(Detector):
             w *= damp
             abs_r = d if d >= 0.0 else -d
             loc[slot] += w * r
-            dev[slot] += w * (abs_r - dev[slot])
-            pn = pool_n[level] + 1
-            pool_n[level] = pn
+            dev[_DEV + slot] += w * (abs_r - dev[_DEV + slot])
+            pn = pool[_POOL_N + level] + 1.0
+            pool[_POOL_N + level] = pn
             w = 1.0 / pn
             if w < aw:
                 w = aw
-            pool_dev[level] += w * (abs_r - pool_dev[level])
+            pool[level] += w * (abs_r - pool[level])

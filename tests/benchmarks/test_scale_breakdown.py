@@ -44,5 +44,5 @@ def test_print_breakdown_of_the_default_detector() -> None:
     tables = print_breakdown("default", 0.05, 60, 7)  # 72 windows: milliseconds
     assert set(tables) == {"sparse user", "busy team"}
     for t in tables.values():
-        assert t["seasonal._loc"] >= 193 * 4  # the dense profile, allocated whatever the activity
+        assert t["seasonal._loc_dev"] >= 2 * 193 * 4  # the dense profile, allocated whatever the activity
         assert 4000 < sum(t.values()) < 40000

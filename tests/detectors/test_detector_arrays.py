@@ -20,8 +20,7 @@ def test_a_state_written_by_main_loads_into_arrays_and_writes_the_same_lists() -
     det = detector_from_state(saved["detector"], saved["params"], saved["state"])
     models = dict(zip(det._names, det._models, strict=True))  # type: ignore[attr-defined]
     counts, seasonal = models["counts"], models["seasonal"]
-    for a in (counts._disp, counts._disp_n, counts._cost, counts._recent, counts._n,
-              seasonal._pool_dev, seasonal._pool_n):
+    for a in (counts._floats, counts._disp_n, counts._n, seasonal._pool, seasonal._loc_dev):
         assert isinstance(a, array)
     for name in ("counts", "seasonal"):
         state = models[name].to_state()
@@ -39,8 +38,8 @@ def test_fresh_models_write_lists_of_the_old_types() -> None:
     assert all(type(x) is int for x in c["n"] + c["disp_n"] + s["pool_n"])
     assert s["pool_dev"] == [0.0] * 3 and s["pool_n"] == [0, 0, 0]
     c2 = CountTail().load_state(c)
-    c2._rebase()  # rebinds the sums: still arrays
-    assert isinstance(c2._recent, array) and isinstance(c2._cost, array)
+    c2._rebase()  # sets the cost and recent sums: still in the one array
+    assert isinstance(c2._floats, array) and c2._floats.typecode == "d"
 
 
 @pytest.mark.parametrize("cls, key, value", [(CountTail, "disp_n", [-1, 0]), (CountTail, "n", 2 ** 31),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from detectors import Combined, LevelShift, detector_from_state, make_detector
+from detectors import Combined, CountTail, LevelShift, SeasonalBaseline, detector_from_state, make_detector
 from detectors.calibration import _MEMORY, _N, TailCalibrator
 from detectors.f32 import unpack_f32
 
@@ -65,7 +65,7 @@ def test_calibrator_refuses_bins_out_of_single_precision_range() -> None:
         TailCalibrator.from_state([10, 1.0, 1e39, [1e39] + [0.0] * (_N - 1)])
 
 
-@pytest.mark.parametrize("cls", [Combined, LevelShift])
+@pytest.mark.parametrize("cls", [Combined, LevelShift, SeasonalBaseline, CountTail])
 def test_many_attribute_detectors_keep_everything_in_slots(cls: type) -> None:
     # One detector per watched series: an attribute missing from __slots__ goes into an
     # instance dict, ~1.6 KiB per series once a class has more than 30 of them.
@@ -77,8 +77,7 @@ def test_many_attribute_detectors_keep_everything_in_slots(cls: type) -> None:
     assert det.__dict__ == {}, f"attributes outside __slots__: {sorted(det.__dict__)}"
     if isinstance(det, Combined):
         for m in det._models:
-            if isinstance(m, LevelShift):
-                assert m.__dict__ == {}
+            assert m.__dict__ == {}, f"{m.name} attributes outside __slots__: {sorted(m.__dict__)}"
 
 
 @pytest.mark.parametrize("name", ["seasonal", "changepoint"])
