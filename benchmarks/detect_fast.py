@@ -6,6 +6,7 @@
     python -m benchmarks.detect_fast show HISTORY TEAM FROM [--minutes 120] [--params k=v ...]
     python -m benchmarks.detect_fast notify [--independent 1 2 3] [--project 0] [--new-series-params k=v ...]
     python -m benchmarks.detect_fast falses [--independent 1 2 3] [--project 0] [--params k=v ...] [--list]
+    python -m benchmarks.detect_fast misses [--independent 1 2 3] [--project 0] [--params k=v ...]
 
 ``record`` writes each history once (the independent generator's seeds, the project
 generator's), runs it through the worker's ingest and judge with recording detectors
@@ -28,6 +29,11 @@ down: which series flagged the window that started the alert (team, team x model
 rule), which model led its p-value (from the verdict's reason: seasonal, changepoint, counts,
 sparse), and what the history was doing then (the should-not-alert label it falls in, the hours
 after one, or nothing labelled: ordinary traffic), with the team's usual spend a day.
+``misses`` runs as ``run`` and, for each missed incident, says why each series of its team did
+not alert in its span: never surprising (no window's models' p reached the threshold: the money
+gate never had an incident to count), surprising but under the money gate (how far the
+incident's running excess got in a surprising window, against the gate there), or flagged (held
+back by the team-scale gate).
 
 It approximates the full replay (grouping and the org alert's inhibition are left out), in a
 fraction of its time: confirm a change with ``python -m benchmarks.detectors``.
@@ -497,6 +503,81 @@ def cmd_falses(a: argparse.Namespace) -> None:
         print(f"| {ctx} | {sk} | {lead} | {n} |")
 
 
+def _gate_trace(sw: Any, params: dict[str, Any], window: int) -> tuple[str, np.ndarray, np.ndarray, np.ndarray,
+                                                                     np.ndarray, np.ndarray]:
+    """One series through the default detector, with what its money gate saw in each window
+    (``Combined.gate_inputs``): window ends, surprising or not, the incident's running excess
+    so far, the money gate there (:meth:`Combined.materiality` of the gate's base), flagged."""
+    from detectors import make_detector
+
+    det = make_detector("default", window_seconds=float(window), **params)
+    n = len(sw.ts)
+    surprising = np.zeros(n, dtype=bool)
+    run = np.zeros(n)
+    gate = np.zeros(n)
+    flags = np.zeros(n, dtype=bool)
+    ts, v, c = sw.ts.tolist(), sw.value.tolist(), sw.count.tolist()
+    for i in range(n):
+        vd = det.update(ts[i], v[i], None if c[i] < 0 else c[i])
+        g = det.gate_inputs()
+        if g is not None:
+            surprising[i] = g[0]
+            gate[i] = det.materiality(g[5])
+        run[i] = vd.impact or 0.0
+        flags[i] = vd.is_anomaly
+    return sw.series, sw.ts, surprising, run, gate, flags
+
+
+def _why_missed(surprising: np.ndarray, run: np.ndarray, gate: np.ndarray, flags: np.ndarray) -> str:
+    """Why one series of a team did not alert in a missed incident's windows: never surprising
+    (no window's models' p reached the threshold), surprising but under the money gate (the most
+    the incident's running excess reached in a surprising window, against the gate there), or
+    flagged (the detector alerted: the team-scale gate held it back, or the alert started
+    outside the span)."""
+    if flags.any():
+        return f"flagged in {int(flags.sum())} windows (held back by the team-scale gate, or outside the span)"
+    if not surprising.any():
+        return "never surprising"
+    i = int(np.argmax(np.where(surprising, run, -np.inf)))
+    return (f"surprising in {int(surprising.sum())} windows; the incident's excess there reached "
+            f"${run[i]:,.2f} of a ${gate[i]:,.2f} gate")
+
+
+def cmd_misses(a: argparse.Namespace) -> None:
+    """Each missed incident of ``run``, and why each series of its team did not alert in it."""
+    from tokenpulse.replay import to_epoch
+    from tokenpulse.tune import _load
+
+    d = _dir(a)
+    params = _params(a.params)
+    new_series = _new_series(a)
+    with ProcessPoolExecutor(max_workers=a.jobs) as pool:
+        for kind, seed in _histories(a):
+            h = f"{kind}{seed}"
+            ws = _load(d / f"{h}.npz")
+            meta = json.loads((d / f"{h}.labels.json").read_text())
+            window = int(ws.window_seconds)
+            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis)
+            sc = _score(_alerts(per_team, window), meta["labels"], meta["scored_from"], ws.last_ts or 0.0, ws.teams)
+            missed = [r for r in sc["rows"] if r[3] is None]
+            teams = {r[0] for r in missed}
+            series = [sw for sw in _team_series(ws) if sw.labels["team"] in teams]
+            traces = {sw.labels["team"]: [] for sw in series}
+            for sw, tr in zip(series, pool.map(_gate_trace, series, [params] * len(series),
+                                               [window] * len(series)), strict=True):
+                traces[sw.labels["team"]].append(tr)
+            for team, _, start, _ in missed:
+                lab = next(lab for lab in meta["labels"] if lab["should_alert"] and str(lab["team"]) == team
+                           and to_epoch(lab["start"], "start") == start)
+                end = to_epoch(lab["end"], "end") + GRACE_S
+                size = (f" x{lab.get('factor', 0):.3g} ${lab['excess_usd']:,.2f} over "
+                        f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h" if "excess_usd" in lab else "")
+                print(f"MISSED {h} {team} {lab.get('kind', '')} {_iso(start)}{size}")
+                for name, ts, surprising, run, gate, flags in traces[team]:
+                    span = (ts >= start) & (ts <= end)
+                    print(f"  {name:44s} {_why_missed(surprising[span], run[span], gate[span], flags[span])}")
+
+
 def cmd_show(a: argparse.Namespace) -> None:
     from detectors import make_detector
     from tokenpulse.replay import to_epoch
@@ -566,6 +647,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected")
     p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy")
     p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V")
+    p = sub.add_parser("misses", help="each missed incident, and why each series of its team did not alert")
+    p.add_argument("--independent", type=int, nargs="*", default=[1, 2, 3])
+    p.add_argument("--project", type=int, nargs="*", default=[0])
+    p.add_argument("--dir")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--params", nargs="*", default=[])
+    p.add_argument("--parent-minutes", type=float, default=_team_scale_default())
+    p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected")
+    p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy")
+    p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V")
     p = sub.add_parser("notify")
     p.add_argument("--independent", type=int, nargs="*", default=[1, 2, 3])
     p.add_argument("--project", type=int, nargs="*", default=[0])
@@ -582,7 +673,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir")
     p.add_argument("--params", nargs="*", default=[])
     a = ap.parse_args(argv)
-    {"record": cmd_record, "run": cmd_run, "show": cmd_show, "notify": cmd_notify, "falses": cmd_falses}[a.cmd](a)
+    {"record": cmd_record, "run": cmd_run, "show": cmd_show, "notify": cmd_notify, "falses": cmd_falses,
+     "misses": cmd_misses}[a.cmd](a)
     return 0
 
 

@@ -68,3 +68,17 @@ def test_parent_gate_mean_basis_is_the_days_before() -> None:
     got = _basis_mean(r, 60)
     assert got[0] == 0.0  # day 0: no day before
     assert got[1440] == 1.0 and got[-1] == 2.0  # day 1: day 0's mean; day 2: days 0-1's
+
+
+def test_why_missed_tells_never_surprising_from_under_the_gate() -> None:
+    from benchmarks.detect_fast import _why_missed
+
+    none = np.zeros(4, dtype=bool)
+    run = np.array([0.0, 0.14, 0.39, 0.61])  # the incident's running excess
+    gate = np.full(4, 2.0)
+    assert _why_missed(none, run, gate, none) == "never surprising"
+    surprising = np.array([False, True, True, False])
+    # the most the excess reached in a surprising window (0.39), not after it (0.61)
+    assert _why_missed(surprising, run, gate, none) == (
+        "surprising in 2 windows; the incident's excess there reached $0.39 of a $2.00 gate")
+    assert _why_missed(surprising, run, gate, surprising).startswith("flagged in 2 windows")
