@@ -47,6 +47,7 @@ import pytest
 
 from streams.common.dimensions import DEFAULT_ORG
 from streams.common.partitioning import org_partition, series_partition
+from streams.ingest.windows import NANO, to_nusd
 from tests.integration import apache_kafka
 from tests.integration.harness import DETECTOR_POLICY, Worker, deployment_env, get_json, get_text, settled, wait_until
 from tests.integration.test_budgets import noon_zone
@@ -91,6 +92,8 @@ class Stream:
 
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
         self.topic, self.ledger, self.rng = topic, ledger, rng
+        # nano-dollars per window start and team: which windows a wrong total misses
+        self.by_window: dict[int, Counter[str]] = {}
         self.spiking = threading.Event()
         self.stopped = threading.Event()
         self.error: BaseException | None = None
@@ -99,6 +102,7 @@ class Stream:
     def send(self, team: str, evs: list[dict[str, Any]]) -> None:
         for e in evs:
             self.ledger.add(e)
+            self.by_window.setdefault(int(e["ts"] // W) * W, Counter())[team] += to_nusd(e["cost_usd"])
         # keyed by team, each team on a partition of its own choosing so that every usage
         # partition has traffic: an idle one would hold judging back by the idle grace after
         # the takeover, which is not what this test measures
@@ -136,6 +140,51 @@ def judged(worker: Worker) -> dict[str, list[dict[str, Any]]]:
         return get_json(f"{worker.url}/api/windows", timeout=2, local=True)["series"]
     except (OSError, urllib.error.URLError):
         return {}
+
+
+def spend_diff(worker: Worker, by_window: dict[int, Counter[str]], since: float = 0, until: float = 2e9,
+               local: bool = False) -> list[str]:
+    """The windows in ``[since, until)`` whose spend per team on ``worker`` differs from what
+    was sent (``Stream.by_window``), one line each, for a failing test's output: a window missing
+    whole says a lost windows message or spend record, a short one a lost usage message."""
+    windows = sorted(x for x in by_window if since <= x < until)
+    if not windows:
+        return []
+    want_all = sum((by_window[w] for w in windows), Counter())
+    rows = get_json(f"{worker.url}/api/spend?group_by=team&since={windows[0]}&until={windows[-1] + W}", timeout=2,
+                    local=local)["rows"]
+    if {r["team"]: round(r["cost_usd"] * NANO) for r in rows} == dict(want_all):
+        return []  # one request when every window is right
+    out = []
+    for w in windows:
+        try:
+            rows = get_json(f"{worker.url}/api/spend?group_by=team&since={w}&until={w + W}", timeout=2,
+                            local=local)["rows"]
+        except Exception as exc:  # noqa: BLE001 - a diagnostic: say so and go on
+            out.append(f"window {w}: {exc!r}")
+            continue
+        got = {r["team"]: round(r["cost_usd"] * NANO) for r in rows}
+        want = dict(by_window[w])
+        if got != want:
+            out.append(f"window {w} ({time.strftime('%H:%M:%S', time.gmtime(w))} UTC): "
+                       f"got {got}, want {want}")
+    return out
+
+
+def exact_spend(survivor: Worker, ledger: Ledger, by_window: dict[int, Counter[str]],
+                history_before_kill: list[str] | None) -> None:
+    """Wait for the survivor's spend per team to equal what was sent; when it does not, print
+    which windows differ there and (``history_before_kill``, placement org) which history
+    windows already differed on the dead worker before the kill."""
+    try:
+        wait_until(lambda: ledger.matches(get_json(f"{survivor.url}/api/spend?group_by=team")["rows"]), 40,
+                   "the exact spend per team on the survivor")
+    except AssertionError:
+        print("windows whose spend differs on the survivor:", *spend_diff(survivor, by_window), sep="\n  ")
+        if history_before_kill is not None:
+            print("history windows that differed on the owner before the kill:",
+                  *(history_before_kill or ["none"]), sep="\n  ")
+        raise
 
 
 def partitions(worker: Worker) -> list[int]:
@@ -234,6 +283,10 @@ def test_sigkilled_worker_is_taken_over_exactly(broker: Any, pagerduty: Any, wor
         # the survivor's count so far: from a moment of the first rebalance at most (settled()
         # saw the org partition on the owner), and it grows from the kill on only if it took over
         before = org_verdicts(survivor)
+        # the history as the owner (windows partition 0 with placement org) holds it before the
+        # kill: tells a spend record lost at the start from one lost in the takeover
+        history_before_kill = (spend_diff(owner, stream.by_window, until=t0 + 30 * W, local=True)
+                               if placement == "org" else [])
         if placement == "series":
             assert org_verdicts(owner), "the org stage is not on the worker judging ads"
         owner.kill()  # SIGKILL to its process group, traffic still flowing
@@ -258,8 +311,7 @@ def test_sigkilled_worker_is_taken_over_exactly(broker: Any, pagerduty: Any, wor
         wait_until(lambda: [e for e in pagerduty.events() if e["event_action"] == "resolve"], 40, "the resolve")
         mark("resolved")
         stream.stop()
-        wait_until(lambda: ledger.matches(get_json(f"{survivor.url}/api/spend?group_by=team")["rows"]), 40,
-                   "the exact spend per team on the survivor")
+        exact_spend(survivor, ledger, stream.by_window, history_before_kill if placement == "org" else None)
         mark("exact")
 
         def spent() -> list[int]:
