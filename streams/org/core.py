@@ -166,6 +166,9 @@ class OrgCore:
     n_judges: int = 1
     judge_wm: dict[int, float | None] = field(default_factory=dict)  # None: heard from, no watermark yet
     applied: dict[int, int] = field(default_factory=dict)  # judge partition -> last verdicts seq applied
+    # judge partition -> the last part applied of that seq (a windows message's verdicts sent in
+    # parts, streams.org.verdicts.wire_parts); absent: part 0
+    applied_part: dict[int, int] = field(default_factory=dict)
     # window start -> (its end, the signals of it so far): windows some judge judged, not stepped yet
     pending: dict[int, tuple[int, list[Signal]]] = field(default_factory=dict)
     done_until: int | None = None  # the end of the last window stepped by :meth:`receive`
@@ -297,6 +300,20 @@ class OrgCore:
             for series, w, sums, seqs in rows:
                 mix.apply_judge_spend(series, w, sums, seqs)
 
+    def _seen(self, q: int, seq: int, part: int) -> bool:
+        """Whether judge partition ``q``'s verdicts (``seq``, ``part``) were applied before;
+        if not, they count as applied from now."""
+        last = self.applied.get(q)
+        if last is not None and (seq < last or (seq == last and part <= self.applied_part.get(q, 0))):
+            return True
+        self.applied[q] = seq
+        if part:
+            self.applied_part[q] = part
+        else:
+            self.applied_part.pop(q, None)
+        self._dirty.add("orgmeta")
+        return False
+
     def receive(
         self, v: Verdicts, ledger: BudgetLedger | None = None, mix: MixWatch | None = None, *,
         wall: float | None = None,
@@ -306,13 +323,9 @@ class OrgCore:
         watch at the merged watermark. A (judge partition, seq) applied before changes nothing."""
         out = OrgOutput()
         q = v.judge
-        if v.seq >= 0:
-            last = self.applied.get(q)
-            if last is not None and v.seq <= last:
-                out.duplicate = True
-                return out
-            self.applied[q] = v.seq
-            self._dirty.add("orgmeta")
+        if v.seq >= 0 and self._seen(q, v.seq, v.part):
+            out.duplicate = True
+            return out
         if q not in self.judge_wm:
             self.judge_wm[q] = None
             self._dirty.add("orgmeta")
@@ -566,6 +579,7 @@ class OrgCore:
                 changes[key] = {
                     "judge_wm": {str(k): v for k, v in self.judge_wm.items()},
                     "applied": {str(k): v for k, v in self.applied.items()},
+                    **({"applied_part": {str(k): v for k, v in self.applied_part.items()}} if self.applied_part else {}),
                     "n_judges": self.n_judges,
                     "done_until": self.done_until,
                     **({"adopted": sorted(k for k in self.adopted if self.engine.tracks(k))} if self.adopted else {}),
@@ -616,6 +630,7 @@ class OrgCore:
         elif kind == "orgmeta":
             self.judge_wm = {int(k): (None if v is None else float(v)) for k, v in value["judge_wm"].items()}
             self.applied = {int(k): int(v) for k, v in value["applied"].items()}
+            self.applied_part = {int(k): int(v) for k, v in (value.get("applied_part") or {}).items()}
             self.n_judges = max(self.n_judges, int(value["n_judges"]))
             self.done_until = None if value["done_until"] is None else int(value["done_until"])
             self.adopted = {str(k) for k in value.get("adopted") or ()}

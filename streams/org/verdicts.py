@@ -23,14 +23,22 @@ Pure data, no I/O.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from alerts import Signal
 from streams.common.dimensions import org_of
 from streams.common.partitioning import org_partition
 
-__all__ = ["RebaseMark", "SpendRow", "Verdicts", "WindowVerdict", "for_org_partitions"]
+__all__ = ["MAX_MESSAGE_BYTES", "RebaseMark", "SpendRow", "Verdicts", "WindowVerdict", "for_org_partitions", "wire_parts"]
+
+# The most one verdicts message may hold, serialised: well under the producer's (and a Kafka
+# broker's) 1 MB default, so a judge that catches up on a backlog (hours of windows judged from
+# one windows message, every team's expected spend in each) sends it in parts rather than a
+# message the producer refuses, which stopped the judge agent.
+MAX_MESSAGE_BYTES = 512 * 1024
 
 # (series, window start, sums, {source: message seq}): JudgeOutput.spend's rows
 SpendRow = tuple[str, int, list[int], dict[int, int]]
@@ -97,6 +105,9 @@ class Verdicts:
     spend: list[SpendRow] = field(default_factory=list)
     watermark: float | None = None
     rebased: list[RebaseMark] = field(default_factory=list)
+    # Which part of the windows message's verdicts this is (:func:`wire_parts`): the org stage
+    # applies each (judge, seq, part) once, parts of one seq in order.
+    part: int = 0
 
     def to_wire(self) -> dict[str, Any]:
         """A JSON-able form (seqs' source keys become strings, as JSON objects have them).
@@ -110,6 +121,8 @@ class Verdicts:
                 "wm": self.watermark}
         if self.rebased:  # rare: left out otherwise, as it was before marks existed
             body["rebased"] = [m.to_wire() for m in self.rebased]
+        if self.part:  # left out for a message in one part, as before parts existed
+            body["part"] = self.part
         return body
 
     @classmethod
@@ -119,7 +132,48 @@ class Verdicts:
                    [(str(s), int(w), [int(x) for x in sums], {int(k): int(v) for k, v in seqs.items()})
                     for s, w, sums, seqs in body["spend"]],
                    None if wm is None else float(wm),
-                   [RebaseMark.from_wire(r) for r in body.get("rebased") or ()])
+                   [RebaseMark.from_wire(r) for r in body.get("rebased") or ()],
+                   int(body.get("part") or 0))
+
+
+def wire_parts(v: Verdicts, dumps: Any, limit: int = MAX_MESSAGE_BYTES) -> list[bytes]:
+    """``v`` serialised (``dumps`` of :meth:`Verdicts.to_wire`) as one message, or as several
+    of at most ``limit`` bytes each when it is bigger: its windows split in runs, each part with
+    the spend rows of its windows; the rebase marks go with the first part (they came before the
+    message) and the watermark with the last (the org stage steps nothing on a part before it).
+    Deterministic, so that a judge replaying the same windows message sends the same parts.
+    A single window bigger than ``limit`` alone goes as one part (the producer may refuse it)."""
+    one = dumps(v.to_wire())
+    if len(one) <= limit or len(v.windows) <= 1:
+        return [one]
+    chunks = _split(v.windows, v.spend, dumps, limit)
+    out: list[bytes] = []
+    for i, (windows, spend) in enumerate(chunks):
+        last = i == len(chunks) - 1
+        part = Verdicts(v.judge, v.seq, windows, spend, v.watermark if last else None,
+                        v.rebased if i == 0 else [], i)
+        out.append(dumps(part.to_wire()))
+    return out
+
+
+def _split(windows: list[WindowVerdict], spend: list[SpendRow], dumps: Any, limit: int
+           ) -> list[tuple[list[WindowVerdict], list[SpendRow]]]:
+    """Windows, with the spend rows of them, halved until each run serialises within
+    ``limit`` (a row goes with the run whose windows' span holds its window; rows before the
+    first window with the first run)."""
+    bounds = [0, len(windows)]
+    while True:
+        firsts = [windows[a].start for a in bounds[:-1]]
+        rows: list[list[SpendRow]] = [[] for _ in firsts]
+        for r in spend:
+            rows[max(0, bisect_right(firsts, r[1]) - 1)].append(r)
+        runs = [(windows[a:b], rows[i]) for i, (a, b) in enumerate(pairwise(bounds))]
+        too_big = [i for i, (ws, rs) in enumerate(runs)
+                   if len(ws) > 1 and len(dumps(Verdicts(0, 0, ws, rs).to_wire())) > limit]
+        if not too_big:
+            return runs
+        for i in sorted(too_big, reverse=True):
+            bounds.insert(i + 1, (bounds[i] + bounds[i + 1]) // 2)
 
 
 def _windows_to_wire(windows: list[WindowVerdict]) -> list[Any]:

@@ -50,7 +50,7 @@ from streams.common.partitioning import judging_partitions, placed_partition
 from streams.ingest.windows import Partial
 from streams.judge.core import JudgeCore, judge_factory, new_series_settings
 from streams.judge.step import judge_step
-from streams.org.verdicts import for_org_partitions
+from streams.org.verdicts import for_org_partitions, wire_parts
 from streams.reports.reporting import Reporting
 from streams.reports.retention import SpendRollup
 from streams.worker.tables import AckChain, Tables, pack_local, persist, persist_spend, restore_items
@@ -253,8 +253,8 @@ class JudgeWorker:
             seq = _offset(message, self._vseq)
             self._vseq = seq + 1
             for p, v in for_org_partitions(step.verdicts(q, seq), self.n).items():
-                self.verdicts_sent[q].append(
-                    await self.send_verdicts(str(q).encode(), orjson.dumps(v.to_wire()), p))
+                for raw in wire_parts(v, orjson.dumps):  # a backlog's verdicts in parts under 1 MB
+                    self.verdicts_sent[q].append(await self.send_verdicts(str(q).encode(), raw, p))
         metrics.inc("windows_judged_total", out.windows_judged)
         source = {"source": str(body["src"])}
         metrics.inc("judge_partials_total", len(body["partials"]), labels=source)
