@@ -104,13 +104,16 @@ class Spike:
 
 
 def diurnal(ts: float, tz_offset_h: int = 0) -> float:
-    """Relative activity at a moment: busy working hours, quiet nights, lighter weekends."""
+    """Relative activity at a moment: busy working hours, quiet nights, lighter weekends.
+
+    A weekend lightens the working hours only: a night is as quiet on a Sunday as on a Monday,
+    so activity has no step at midnight (a 2.9x step at Monday 00:00 made the demo's detectors
+    alert on the week starting rather than on its spike)."""
     local = ts + tz_offset_h * 3600
     dt = datetime.fromtimestamp(local, tz=UTC)
     hour = dt.hour + dt.minute / 60
-    day = 0.15 + 0.85 * math.exp(-((hour - 14) ** 2) / (2 * 3.2**2))
     weekend = 0.35 if dt.weekday() >= 5 else 1.0
-    return day * weekend
+    return 0.15 + 0.85 * weekend * math.exp(-((hour - 14) ** 2) / (2 * 3.2**2))
 
 
 @dataclass

@@ -20,6 +20,9 @@ def test_daily_shape_quiet_nights_and_weekends():
     monday_2pm, monday_3am, saturday_2pm = 1767571200 + 14 * 3600, 1767571200 + 3 * 3600, 1767571200 + 5 * 86400 + 14 * 3600
     assert diurnal(monday_2pm) > 3 * diurnal(monday_3am)
     assert diurnal(monday_2pm) > 2 * diurnal(saturday_2pm)
+    # no step at midnight between a weekend and a weekday (the demo alerted on it)
+    monday_0am = monday_2pm - 14 * 3600
+    assert abs(diurnal(monday_0am - 1) - diurnal(monday_0am)) < 0.05 * diurnal(monday_0am)  # was 2.9x
 
 
 def test_generator_is_deterministic_and_spikes_multiply_a_team():
