@@ -23,9 +23,7 @@ Pure data, no I/O.
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from dataclasses import dataclass, field
-from itertools import pairwise
 from typing import Any
 
 from alerts import Signal
@@ -160,20 +158,13 @@ def _split(windows: list[WindowVerdict], spend: list[SpendRow], dumps: Any, limi
            ) -> list[tuple[list[WindowVerdict], list[SpendRow]]]:
     """Windows, with the spend rows of them, halved until each run serialises within
     ``limit`` (a row goes with the run whose windows' span holds its window; rows before the
-    first window with the first run)."""
-    bounds = [0, len(windows)]
-    while True:
-        firsts = [windows[a].start for a in bounds[:-1]]
-        rows: list[list[SpendRow]] = [[] for _ in firsts]
-        for r in spend:
-            rows[max(0, bisect_right(firsts, r[1]) - 1)].append(r)
-        runs = [(windows[a:b], rows[i]) for i, (a, b) in enumerate(pairwise(bounds))]
-        too_big = [i for i, (ws, rs) in enumerate(runs)
-                   if len(ws) > 1 and len(dumps(Verdicts(0, 0, ws, rs).to_wire())) > limit]
-        if not too_big:
-            return runs
-        for i in sorted(too_big, reverse=True):
-            bounds.insert(i + 1, (bounds[i] + bounds[i + 1]) // 2)
+    first window with the first run). Only a run over the limit is serialised again."""
+    if len(windows) <= 1 or len(dumps(Verdicts(0, 0, windows, spend).to_wire())) <= limit:
+        return [(windows, spend)]
+    mid = len(windows) // 2
+    cut = windows[mid].start
+    return (_split(windows[:mid], [r for r in spend if r[1] < cut], dumps, limit)
+            + _split(windows[mid:], [r for r in spend if r[1] >= cut], dumps, limit))
 
 
 def _windows_to_wire(windows: list[WindowVerdict]) -> list[Any]:
