@@ -396,3 +396,49 @@ def test_bursts_teach_only_where_they_recur_and_at_their_weight() -> None:
     state["burst"] = [0, [], -1.0, 0.0, 0]
     with pytest.raises(ValueError, match="burst"):
         again.load_state(state)
+
+
+# -- a burst the same hour had a week ago (week_ago) ------------------------------------------
+
+BURST_AT = 1 * 1440 + 14 * 60  # Tuesday 14:00 UTC
+
+
+@pytest.fixture(scope="module")
+def a_week_with_a_tuesday_burst() -> tuple[np.ndarray, np.ndarray]:
+    """Eight days of about $2 a minute; on the first Tuesday at 14:00, 20 minutes at 12x."""
+    ts, spend = daily_series(9.0, seed=8, base=2.0, swing=0.5, noise=0.2)
+    spend[BURST_AT : BURST_AT + 20] *= 12.0
+    return ts, spend
+
+
+def _alerts_in_second_tuesdays_burst(fixture: Any, factor: float, **params: Any) -> int:
+    ts, spend = fixture
+    spend = spend.copy()
+    at = BURST_AT + 7 * 1440
+    spend[at : at + 20] *= factor
+    det = Combined(**params)
+    verdicts = feed(det, ts[: at + 60], spend[: at + 60])
+    assert any(v.is_anomaly for v in verdicts[BURST_AT : BURST_AT + 20])  # the first one alerted
+    return sum(v.is_anomaly for v in verdicts[at : at + 60])
+
+
+def test_a_burst_the_same_hour_had_a_week_ago_is_routine(a_week_with_a_tuesday_burst: Any) -> None:
+    assert _alerts_in_second_tuesdays_burst(a_week_with_a_tuesday_burst, 12.0, week_ago=True) == 0
+    # without the rule the same burst a week later alerts again
+    assert _alerts_in_second_tuesdays_burst(a_week_with_a_tuesday_burst, 12.0, week_ago=False) > 0
+
+
+def test_a_burst_larger_than_the_week_before_still_alerts(a_week_with_a_tuesday_burst: Any) -> None:
+    assert _alerts_in_second_tuesdays_burst(a_week_with_a_tuesday_burst, 36.0, week_ago=True) > 0
+
+
+def test_the_week_is_kept_in_the_state_and_a_state_without_it_loads(a_week_with_a_tuesday_burst: Any) -> None:
+    ts, spend = a_week_with_a_tuesday_burst
+    det = Combined(week_ago=True)
+    feed(det, ts[:3000], spend[:3000])
+    state = json.loads(json.dumps(det.to_state()))
+    again = Combined(week_ago=True).load_state(state)
+    assert feed(again, ts[3000:3100], spend[3000:3100]) == feed(det, ts[3000:3100], spend[3000:3100])
+    del state["week"]  # written before the rule, or with it off
+    fresh = Combined(week_ago=True).load_state(state)
+    assert "week" in fresh.to_state()
