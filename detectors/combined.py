@@ -203,6 +203,12 @@ class Combined(Detector):
         Measured in docs/detectors.md ("evidence over requests for sparse series").
     sparse_requests, sparse_max_windows, sparse_gap, sparse_penalty
         See ``sparse``.
+    week_ago
+        A noticed window (surprising, or flagged by a model) is routine, like a recurring one,
+        when the same hour of the week a week before had a window at least as large and cost
+        at least as much as this hour so far, this window included
+        (:class:`~detectors.weekago.WeekAgo`: ~2 KB per series). Off by default: measured in
+        docs/detectors.md ("a burst the same hour had a week ago").
 
     Example: a team spending about $2 a minute (the gate: 10 minutes of it, $20). A burst to $6
     is surprising but not worth it; the burst to $40 that follows it alerts.
