@@ -10,7 +10,6 @@ from detectors.base import Detector, Verdict, require
 from detectors.calibration import LevelSurprise
 from detectors.compact import shared
 from detectors.sparse import SparseEvidence
-from detectors.weekago import WeekAgo
 
 __all__ = ["Combined", "gate_step", "is_material", "materiality"]
 
@@ -203,12 +202,6 @@ class Combined(Detector):
         Measured in docs/detectors.md ("evidence over requests for sparse series").
     sparse_requests, sparse_max_windows, sparse_gap, sparse_penalty
         See ``sparse``.
-    week_ago
-        A noticed window (surprising, or flagged by a model) is routine, like a recurring one,
-        when the same hour of the week a week before had a window at least as large and cost
-        at least as much as this hour so far, this window included
-        (:class:`~detectors.weekago.WeekAgo`: ~2 KB per series). Off by default: measured in
-        docs/detectors.md ("a burst the same hour had a week ago").
 
     Example: a team spending about $2 a minute (the gate: 10 minutes of it, $20). A burst to $6
     is surprising but not worth it; the burst to $40 that follows it alerts.
@@ -240,7 +233,7 @@ class Combined(Detector):
         "_recent_w", "_recur", "_recur_day", "_restarted", "_run_excess", "_run_expected", "_scored",
         "_shift", "_shift_min_n", "_shift_period", "_usual", "_usual_n", "_usual_w", "_last_ts",
         "sparse", "sparse_gap", "sparse_max_windows", "sparse_penalty", "sparse_requests", "_sparse",
-        "_sparse_fresh", "_sparse_held", "week_ago", "_week")
+        "_sparse_fresh", "_sparse_held")
 
     name = "combined"
 
@@ -270,7 +263,6 @@ class Combined(Detector):
         sparse_max_windows: float = 240.0,
         sparse_gap: int = 15,
         sparse_penalty: float = 100.0,
-        week_ago: bool = False,
     ) -> None:
         from detectors import DETECTORS  # the registry imports this module
 
@@ -298,8 +290,6 @@ class Combined(Detector):
         self.sparse_max_windows = sparse_max_windows
         self.sparse_gap = sparse_gap
         self.sparse_penalty = sparse_penalty
-        self.week_ago = week_ago
-        require("Combined", isinstance(week_ago, bool), "week_ago must be a bool", week_ago)
         require("Combined", isinstance(burst_windows, int) and burst_windows >= 0,
                 "burst_windows must be an integer >= 0 (0: off)", burst_windows)
         require("Combined", 0.0 < burst_weight <= 1.0, "burst_weight must be in (0, 1]", burst_weight)
@@ -398,8 +388,6 @@ class Combined(Detector):
                         if self.sparse else None)
         self._sparse_held: float | None = None
         self._sparse_fresh = -math.inf  # end of the last window that added evidence of its own
-        # What each hour of the last week cost (``week_ago``)
-        self._week = WeekAgo(self.window_seconds) if self.week_ago else None
         self._usual = 0.0  # usual spend per window (exponentially weighted, normal windows)
         self._usual_n = 0
         self._recent = [0.0, 0]  # recent spend per window (the last half hour of normal windows), n
@@ -430,10 +418,8 @@ class Combined(Detector):
 
     def _get_state(self) -> dict[str, Any]:
         sparse = {} if self._sparse is None else {"sparse": [self._sparse.to_state(), self._sparse_fresh]}
-        week = {} if self._week is None else {"week": self._week.to_state()}
         return {
             **sparse,
-            **week,
             "models": [m.to_state() for m in self._models],
             "run": [self._run_excess, self._run_expected],
             "usual": [self._usual, self._usual_n],
@@ -521,14 +507,7 @@ class Combined(Detector):
         self._burst_n, self._burst = burst_n, burst
         self._burst_seen, self._burst_ts, self._burst_quiet = seen_n, seen_ts, quiet
         self._load_sparse(state)
-        self._load_week(state)
         self._scored = None
-
-    def _load_week(self, state: dict[str, Any]) -> None:
-        # (states written before ``week_ago``, or with it off, have none: learnt afresh)
-        if self.week_ago:
-            self._week = (WeekAgo.from_state(state["week"], self.window_seconds) if "week" in state
-                          else WeekAgo(self.window_seconds))
 
     def _load_sparse(self, state: dict[str, Any]) -> None:
         # (states written before the sparse evidence, or with it off, have none: learnt afresh)
@@ -571,17 +550,6 @@ class Combined(Detector):
         # earlier days only: days recur_day - k with k >= max(0, 1 - shift); and within the window
         seen = (seen << shift) & _RECUR_MASK & ~1
         return seen.bit_count() >= self.recurring_days
-
-    def _routine(self, noticed: bool, day: int, slot: int, ts: float, value: float) -> tuple[bool, bool]:
-        """Whether a noticed window is routine, and whether by the week-ago rule: its quarter
-        hour recurs (:meth:`_recurs`), or (``week_ago``) the same hour a week ago had a window
-        at least as large and cost at least this hour so far."""
-        if not noticed:
-            return False, False
-        if self._recurs(day, slot):
-            return True, False
-        weekly = self._week is not None and self._week.covers(ts, value)
-        return weekly, weekly
 
     def _remember(self, day: int, slot: int) -> None:
         shift = day - self._recur_day
@@ -664,7 +632,7 @@ class Combined(Detector):
         # A surprise at a time of day that was just as surprising on other recent days is
         # routine (a nightly batch, a daily report): not an incident, and learnt.
         day, slot = self._day_slot(ts)
-        routine, weekly = self._routine(statistically or bool(flagged) or sparse_flag, day, slot, ts, value)
+        routine = (statistically or bool(flagged) or sparse_flag) and self._recurs(day, slot)
         surprising = statistically and not routine
 
         # The money is counted against the mean spend the expected value stands for (see
@@ -693,8 +661,7 @@ class Combined(Detector):
         if sparse_lead and sp is not None and (not model_ps or sp[0] < min(model_ps)):
             said = f"sparse: {sp[3]}"
         if routine:
-            reason = (f"{said}; but this hour cost as much a week ago, in its largest window and in all: routine"
-                      if weekly else f"{said}; but this time of day was as unusual on {self.recurring_days}+ "
+            reason = (f"{said}; but this time of day was as unusual on {self.recurring_days}+ "
                       f"of the last {_RECUR_DAYS} days: routine")
         elif is_anomaly:
             reason = f"{said}; ${run_excess:,.2f} over expected in this incident"
@@ -810,8 +777,6 @@ class Combined(Detector):
     def _learn_window(self, ts: float, value: float, count: float | None) -> None:
         _, _, _, vs, run, noticed_at, routine, statistically, p_min, p, p_pair = self._scored_for(ts, value, count)
         self._level.learn(value)  # every window: the level follows what happens
-        if self._week is not None:
-            self._week.learn(ts, value)
         self._prev_p = p
         protect_all = statistically and not routine
         if self._sparse is not None and count is not None:
