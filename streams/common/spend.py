@@ -18,7 +18,8 @@ Those are the records of the spend table's changelog (what a restore reads, old 
 included). In memory, a judge and the worker's spend table hold one :class:`SeriesSpend` (a
 *book*) per series instead, under ``"<series>|spend"`` (:func:`spend_key`): the same windows, hours and days
 as int64 rows, the newest in typed arrays (about 80 bytes a window rather than 700 for a dict),
-older ones deflated in chunks (about 15; benchmarks/scale.py, docs/benchmarks.md#spend-deflated).
+older ones deflated in chunks by column and byte plane (about 12 with the chunk's own cost;
+benchmarks/scale.py, docs/benchmarks.md#spend-deflated).
 :func:`load_records` reads records into it; its ``window_wire`` and ``day_wire`` give them back.
 
 Use :func:`spend_windows` to read spend, from records or books alike; never split keys by
@@ -37,7 +38,10 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Self
+
+import numpy as np
 
 __all__ = ["DAY", "DAY_TAG", "HOUR", "SeriesSpend", "coarsest", "day_key", "load_records", "spend_key", "spend_windows",
            "split_key"]
@@ -143,7 +147,7 @@ HOUR_ROW, DAY_ROW = 1, 2
 SPEND_TAG = "spend"
 # How many of a tier's newest rows stay in typed arrays (_WARM to _WARM + CHUNK of them) and
 # how many older rows go into one deflated chunk (_Tier.CHUNK). A row is 80-90 bytes in the
-# arrays and about 10 deflated; a chunk costs about 60 bytes of its own. For a tier of N rows
+# arrays and about 9 deflated; a chunk costs about 60 bytes of its own. For a tier of N rows
 # the sum is least near CHUNK = sqrt(1.4 N): 24 for a sparse user's 48 h of windows (~290),
 # 32 for 35 days of hours (840). Measured with benchmarks/scale.py (its spend breakdown).
 _WARM = 4
@@ -179,22 +183,45 @@ def _pairs(pairs: array[int], off: int, k: int) -> list[tuple[int, int]]:
     return [(pairs[off + 2 * j], pairs[off + 2 * j + 1]) for j in range(k)]
 
 
-def _pack(rows: array[int], pairs: array[int]) -> bytes:
-    """Rows and their pairs deflated as they are (raw deflate: no header). About 14 bytes a
-    window of a sparse user series in chunks of 24. Grouping each byte of the eight of every
-    number by column, with starts and seqs as differences (Blosc's shuffle), halves that, but
-    undoing it in Python made reading every span (what the API's answers do) 10 times slower
-    than the rows themselves; this reads at C speed (benchmarks/spend_cost.py)."""
-    return zlib.compress(rows.tobytes() + pairs.tobytes(), wbits=-15)
+def _pack(rows: array[int], pairs: array[int], stride: int) -> bytes:
+    """Rows and their pairs deflated (raw deflate: no header), by column and byte plane: the
+    values column after column (every row's start, then every row's first sum, ...; then the
+    pairs' sources and seqs), and of those all the lowest bytes first, then all the second
+    bytes, ... (Blosc's shuffle, in numpy). A column's high bytes are mostly the same, so
+    deflate finds long runs: about 9 bytes a window of a sparse user series in chunks of 24,
+    against 14 for the rows as they are. Chunks live in memory only (never on a changelog),
+    so their layout is free to change."""
+    n = len(rows) // stride
+    vals = np.concatenate((np.frombuffer(rows, np.int64).reshape(n, stride).T.ravel(),
+                           np.frombuffer(pairs, np.int64).reshape(-1, 2).T.ravel()))
+    return zlib.compress(vals.view(np.uint8).reshape(-1, 8).T.tobytes(), wbits=-15)
+
+
+@lru_cache(maxsize=32)
+def _order(n: int, stride: int, m: int) -> Any:
+    """Where each byte of ``n`` rows and ``m`` pairs, as the arrays hold them, sits in what
+    :func:`_pack` deflated (one index array per shape, kept: a chunk is 24 windows or 32
+    hours, nearly always one pair each): un-shuffling is then one gather at C speed."""
+    total = n * stride + 2 * m
+    values = np.concatenate((np.arange(n * stride).reshape(stride, n).T.ravel(),
+                             n * stride + np.arange(2 * m).reshape(2, m).T.ravel()))
+    return (np.arange(8) * total + values[:, None]).ravel()  # intp: take() casts any other type per call
+
+
+def _unpack_bytes(blob: bytes, n: int, stride: int) -> tuple[bytes, bytes]:
+    """The bytes of the ``n`` rows and of the pairs that :func:`_pack` packed."""
+    planes = np.frombuffer(zlib.decompress(blob, wbits=-15), np.uint8)
+    out = planes.take(_order(n, stride, (len(planes) // 8 - n * stride) // 2)).tobytes()
+    cut = 8 * n * stride
+    return out[:cut], out[cut:]
 
 
 def _unpack(blob: bytes, n: int, stride: int) -> tuple[array[int], array[int]]:
     """The ``n`` rows and the pairs of :func:`_pack`."""
-    raw = zlib.decompress(blob, wbits=-15)
-    cut = 8 * stride * n
+    rb, pb = _unpack_bytes(blob, n, stride)
     rows, pairs = array("q"), array("q")
-    rows.frombytes(raw[:cut])
-    pairs.frombytes(raw[cut:])
+    rows.frombytes(rb)
+    pairs.frombytes(pb)
     return rows, pairs
 
 
@@ -269,14 +296,13 @@ class _Tier:
         chunked: read them, do not change them)."""
         if self.chunks is None or self.index is None:
             return self.rows, self.pairs
-        index, row_bytes = self.index, 8 * self.STRIDE
+        index = self.index
         rb: list[Any] = []
         pb: list[Any] = []
         for j, blob in enumerate(self.chunks):
-            raw = memoryview(zlib.decompress(blob, wbits=-15))
-            cut = row_bytes * index[2 * j + 1]
-            rb.append(raw[:cut])
-            pb.append(raw[cut:])
+            r, p = _unpack_bytes(blob, index[2 * j + 1], self.STRIDE)
+            rb.append(r)
+            pb.append(p)
         rb.append(self.rows)
         pb.append(self.pairs)
         rows, pairs = array("q"), array("q")
@@ -319,7 +345,7 @@ class _Tier:
         while n - at >= _WARM + C:
             k = 2 * sum(rows[(at + i) * S + S - 1] for i in range(C))
             first = at * S
-            chunks.append(_pack(rows[first:first + C * S], pairs[:k]))
+            chunks.append(_pack(rows[first:first + C * S], pairs[:k], S))
             index.extend((rows[first], C))
             pairs = pairs[k:]
             at += C
@@ -372,7 +398,7 @@ class _Tier:
             self.rows, self.pairs = rows + self.rows, pairs + self.pairs
             self.freeze(_BOUND)
             return
-        self.chunks.insert(0, _pack(rows, pairs))
+        self.chunks.insert(0, _pack(rows, pairs, self.STRIDE))
         self.index[0:0] = array("q", (rows[0], len(rows) // self.STRIDE))
 
     def insert(self, start: int, row: Sequence[int], pairs: Sequence[int]) -> None:
@@ -457,7 +483,7 @@ class SeriesSpend:
     seq applied), sorted by start; the rolled hours and days (start, kind, six sums, pair
     count; the highest seq of each source absorbed), sorted by start. A day is held either by
     its hours or by one day row, never both. In each of the two tiers the newest rows stay in
-    typed arrays (about 80 bytes a window) and older ones are deflated in chunks (about 10
+    typed arrays (about 80 bytes a window) and older ones are deflated in chunks (about 9
     bytes a window of a sparse user series): :class:`_Tier`.
 
     >>> b = SeriesSpend()

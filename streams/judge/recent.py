@@ -5,8 +5,8 @@ the series' detector. Six typed columns weighed about 7.8 KiB. Most of that repe
 user series spends in a tenth of its windows (the others observe 0 and score 0), its expected
 value and bound change once an hour or when a window is learnt, and its window starts step by
 the window length. So the windows are kept in blocks of :data:`BLOCK`: the newest block as
-fixed-size records, each full block as those records deflated (zlib level 1), ~2 KiB for the
-same 240 windows. Reading them back gives the dicts the API has always served, the expected
+fixed-size records (grown as windows come), each full block as those records deflated (zlib
+level 1), ~1.8 KiB for the same 240 windows. Reading them back gives the dicts the API has always served, the expected
 value and upper bound to 7 significant digits (they are held in single precision).
 """
 
@@ -97,7 +97,9 @@ class RecentWindows:
         # full blocks kept: enough for maxlen windows right after a block is closed
         self._keep = -(-maxlen // self._block)
         self._blocks: list[bytes] = []  # full blocks' records, deflated, oldest first
-        self._live = bytearray(self._block * _REC.size)  # the newest block's records
+        # The newest block's records, grown as windows come (a block's worth preallocated was
+        # 870 bytes per series, half of it empty on average) and replaced once deflated.
+        self._live = bytearray()
         self._n_live = 0
         self._prev = 0  # the latest window start
 
@@ -111,9 +113,9 @@ class RecentWindows:
         dw = w if i == 0 else (w - self._prev) & 0xFFFFFFFF
         flag = 1 if is_anomaly else 0
         try:
-            _REC.pack_into(self._live, i * _REC.size, dw, observed, expected, upper, score, flag)
+            self._live += _REC.pack(dw, observed, expected, upper, score, flag)
         except OverflowError:  # an expected value past single precision: held as infinite
-            _REC.pack_into(self._live, i * _REC.size, dw, observed, _f32(expected), _f32(upper), score, flag)
+            self._live += _REC.pack(dw, observed, _f32(expected), _f32(upper), score, flag)
         self._prev = w
         if i + 1 < self._block:
             self._n_live = i + 1
@@ -123,6 +125,7 @@ class RecentWindows:
         self._blocks.append(z.compress(self._live) + z.flush())
         if len(self._blocks) > self._keep:
             del self._blocks[0]
+        self._live = bytearray()  # (a cleared bytearray keeps its allocation)
         self._n_live = 0
 
     def __len__(self) -> int:
@@ -131,6 +134,7 @@ class RecentWindows:
 
     def clear(self) -> None:
         self._blocks.clear()
+        self._live = bytearray()
         self._n_live = 0
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

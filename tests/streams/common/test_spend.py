@@ -31,8 +31,8 @@ BIG = 2**63 - 1
 def test_pack_round_trips_any_int64_rows_and_pairs() -> None:
     rows = array("q", [T0, 5, 1, 0, 0, 0, 1, 2, T0 + 60, BIG, -BIG - 1, 0, 7, 0, 1, 1, -BIG - 1, 0, 0, 0, 0, 0, 0, 0])
     pairs = array("q", [0, -1, 3, BIG, 1, -BIG - 1])
-    assert _unpack(_pack(rows, pairs), 3, 8) == (rows, pairs)
-    assert _unpack(_pack(array("q"), array("q")), 0, 9) == (array("q"), array("q"))
+    assert _unpack(_pack(rows, pairs, 8), 3, 8) == (rows, pairs)
+    assert _unpack(_pack(array("q"), array("q"), 9), 0, 9) == (array("q"), array("q"))
 
 
 def plain_wire(sums: list[int], pairs: set[tuple[int, int]]) -> dict[str, Any]:

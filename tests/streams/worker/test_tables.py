@@ -6,6 +6,8 @@ The judge table's packed local values (:func:`~streams.worker.tables.pack` / ``u
 
 from __future__ import annotations
 
+import zlib
+
 import faust
 import orjson
 from faust.types import TP
@@ -32,9 +34,15 @@ STATE = {"kind": "combined", "slots": [[0.1 * i, 1e-9 * i, i] for i in range(168
 
 def test_pack_round_trips_and_deflates() -> None:
     packed = pack(STATE)
-    assert packed[:1] == b"\x01"
+    assert packed[:1] == b"\x02"
     assert unpack(packed) == STATE
     assert len(packed) < len(orjson.dumps(STATE)) / 2
+    other = {**STATE, "slots": [[0.2 * i, 3e-9 * i, i + 1] for i in range(168)], "name": "team=ads"}
+    assert unpack(pack(other)) == other  # against the process's dictionary, whichever state set it
+
+
+def test_values_packed_without_the_dictionary_still_unpack() -> None:
+    assert unpack(b"\x01" + zlib.compress(orjson.dumps(STATE), 1)) == STATE
 
 
 def test_plain_json_bytes_of_the_old_format_still_unpack() -> None:
