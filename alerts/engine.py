@@ -88,8 +88,9 @@ class AlertPolicy:
     warning_excess_usd: float = 20.0
     resolve_after_windows: int = 3  # clearly normal windows, no material one between, before resolving
     # Hysteresis (a lower bar to resolve than to fire): once an alert has fired, a window the
-    # detector no longer flags counts towards its resolve only when its excess over expected is
-    # under this percent of expected. A window above it (a spike still at 2x, scoring just under
+    # detector no longer flags counts towards its resolve only when its excess over the series'
+    # baseline (Signal.baseline_usd: the mean spend its expected value stands for) is under this
+    # percent of it. A window above it (a spike still at 2x, scoring just under
     # the threshold) neither resolves nor re-fires: the streak of normal windows waits. 0: off.
     resolve_max_excess_pct: float = 50.0
     # The cap on that hold: past this many seconds after the alert's last material window, a
@@ -313,13 +314,20 @@ def excess_of(observed_usd: float, expected_usd: float) -> tuple[float, float | 
     return excess, 100.0 * excess / expected_usd
 
 
-def clearly_normal(policy: AlertPolicy, observed_usd: float, expected_usd: float, held_for_s: float = 0.0) -> bool:
+def clearly_normal(policy: AlertPolicy, observed_usd: float, baseline_usd: float, held_for_s: float = 0.0) -> bool:
     """Whether a window the detector did not flag counts towards resolving a fired alert: its
-    excess is under ``policy.resolve_max_excess_pct`` of expected (hysteresis), or the alert's
-    last material window ended ``held_for_s`` ago, at or past ``policy.resolve_max_hold_s``
-    (the cap: a level that stays, unflagged, is not held open for good). Use it where a fired
-    alert's windows must be followed without the engine at hand (a judge apart from the org
-    stage keeps sending a series' windows while they hold its alert open).
+    excess over ``baseline_usd`` is under ``policy.resolve_max_excess_pct`` of it (hysteresis),
+    or the alert's last material window ended ``held_for_s`` ago, at or past
+    ``policy.resolve_max_hold_s`` (the cap: a level that stays, unflagged, is not held open for
+    good). Use it where a fired alert's windows must be followed without the engine at hand (a
+    judge apart from the org stage keeps sending a series' windows while they hold its alert open).
+
+    ``baseline_usd`` is the spend the detector counts an excess over when it decides to alert
+    (:attr:`Signal.baseline_usd`: the mean spend its expected value stands for, where it tells
+    them apart). Not the expected value itself: the models' expected value is a typical,
+    log-scale value, on a young series an average of hours it has seen, and a series' normal
+    windows can sit 50 % and more above it window after window (the org series in its sixth hour,
+    on a morning ramp: ~100 %), which held every alert of such a series open to the cap.
 
     A window without a usable baseline (zero or not finite) counts: with nothing to measure the
     excess against, holding would keep the alert open for as long as the series spends (a new
@@ -327,9 +335,9 @@ def clearly_normal(policy: AlertPolicy, observed_usd: float, expected_usd: float
     bar = policy.resolve_max_excess_pct
     if bar <= 0.0 or held_for_s >= policy.resolve_max_hold_s:
         return True
-    if not (math.isfinite(observed_usd) and math.isfinite(expected_usd)):
+    if not (math.isfinite(observed_usd) and math.isfinite(baseline_usd)):
         return True
-    _, pct = excess_of(observed_usd, expected_usd)
+    _, pct = excess_of(observed_usd, baseline_usd)
     return pct is None or pct < bar
 
 
@@ -715,7 +723,7 @@ class AlertEngine:
         ``AlertPolicy.resolve_max_excess_pct``, capped by ``resolve_max_hold_s``)."""
         last = state.last_material_end
         held_for = math.inf if last is None else signal.window_end - last
-        return clearly_normal(self.policy, signal.observed_usd, signal.expected_usd, held_for)
+        return clearly_normal(self.policy, signal.observed_usd, signal.baseline_usd, held_for)
 
     def step(  # noqa: C901 - one alert's state machine, every transition in one place
         self, state: AlertState | None, signal: Signal

@@ -351,7 +351,7 @@ class JudgeCore:
                 last = max(info.peak_end, info.hold_end)
                 tracked = bool(last) and end - last <= local
                 if tracked and not verdict.is_anomaly and not clearly_normal(
-                        self.engine.policy, observed, float(verdict.expected), end - info.peak_end):
+                        self.engine.policy, observed, float(verdict.baseline), end - info.peak_end):
                     # the engine neither resolves nor re-fires on it: the R windows start again
                     # (peak_end, the last flagged window, is at or after the engine's last
                     # material one: this holds at least as long as the engine's cap)
@@ -389,6 +389,7 @@ class JudgeCore:
                 detector=verdict.detector,
                 impact_usd=verdict.impact,
                 explanation=verdict.reason,
+                mean_expected_usd=None if verdict.mean_expected is None else float(verdict.mean_expected),
             )
             signals.append(signal)
         out.windows.append(WindowVerdict(w, end, signals, team_expected))

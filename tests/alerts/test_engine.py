@@ -367,3 +367,30 @@ def test_a_state_written_before_the_cap_loads_and_resolves_on_the_old_rule() -> 
     restored = AlertEngine(AlertPolicy())
     restored.load_state(key, orjson.loads(orjson.dumps(engine.state_for(key))))
     assert run(restored, held) == [[], [], []]  # round-tripped: held
+
+
+def test_back_to_normal_is_measured_against_the_mean_the_expected_value_stands_for() -> None:
+    """The models' expected value is a typical (log-scale) value; the combiner also says what mean
+    spend it stands for (``Signal.mean_expected_usd``: its money gate's baseline). A series whose
+    normal windows sit at twice its expected value (the org series on a morning ramp in its sixth
+    hour: tests/tokenpulse/test_replay.py) is back to normal at that level: its alert resolves
+    three windows after a spike, rather than being held to the cap."""
+    def on(i: int, observed: float, anomalous: bool) -> Signal:
+        s = sig(i, observed, anomalous=anomalous)
+        s.mean_expected_usd = 2 * BASE
+        return s
+
+    windows = [on(0, 8 * BASE, True)] + [on(i, 2.2 * BASE, False) for i in range(1, 4)]
+    assert run(AlertEngine(AlertPolicy()), windows) == [TRIGGER, [], [], RESOLVE]
+    # against the expected value itself (no mean known) the same windows are +120 %: held
+    assert run(AlertEngine(AlertPolicy()), [sig(0, 8 * BASE)] + [sig(i, 2.2 * BASE, anomalous=False)
+                                                                 for i in range(1, 4)]) == [TRIGGER, [], [], []]
+    # still well above that mean (3x expected, +50 %): held
+    held = [on(0, 8 * BASE, True)] + [on(i, 3.0 * BASE, False) for i in range(1, 4)]
+    assert run(AlertEngine(AlertPolicy()), held) == [TRIGGER, [], [], []]
+    # the signal carries it over the wire (verdicts messages, the org stage's checkpoint), and
+    # one written before the field loads as "the expected value"
+    d = windows[1].to_dict()
+    assert Signal.from_dict(d).baseline_usd == 2 * BASE
+    d.pop("mean_expected_usd")
+    assert Signal.from_dict(d).baseline_usd == BASE

@@ -279,7 +279,8 @@ def _alerts(verdicts: list[Verdict]) -> list[tuple[str, int]]:
         if not v.is_anomaly and not engine.tracks(engine.key_for("team=ads")):
             continue
         s = Signal(series="team=ads", labels={"team": "ads"}, window_start=v.ts - 60, window_end=v.ts,
-                   observed_usd=v.observed, expected_usd=v.expected, is_anomaly=v.is_anomaly, impact_usd=v.impact)
+                   observed_usd=v.observed, expected_usd=v.expected, is_anomaly=v.is_anomaly, impact_usd=v.impact,
+                   mean_expected_usd=v.mean_expected)
         out += [(n.action, i) for n in engine.observe(s) if n.action in ("trigger", "resolve")]
     return out
 
