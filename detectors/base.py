@@ -81,7 +81,8 @@ class Verdict:
     from ``expected`` (the combiner's ``gate_on_mean``: expected times the series' mean of
     observed / expected on normal windows, the baseline its money gate counts the excess over);
     None: ``expected`` itself. What "back to normal" is measured against once an alert has
-    fired (``alerts.engine.clearly_normal``)."""
+    fired (``alerts.engine.clearly_normal``). Not in :meth:`to_dict`, whose records (and their
+    recorded hashes, tests/detectors/test_compact.py) stay as they were."""
 
     @property
     def baseline(self) -> float:
@@ -104,7 +105,6 @@ class Verdict:
             "reason": self.reason,
             "impact": self.impact,
             "p": self.p,
-            "mean_expected": self.mean_expected,
         }
 
 

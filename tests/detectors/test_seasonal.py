@@ -81,7 +81,7 @@ def test_first_verdict_has_no_expected_value() -> None:
     assert v.expected == 0.0 and v.excess_pct is None and v.reason.startswith("cold start")
     assert set(v.to_dict()) == {
         "ts", "observed", "expected", "upper", "score", "is_anomaly", "excess", "excess_pct",
-        "detector", "reason", "impact", "p", "mean_expected",
+        "detector", "reason", "impact", "p",
     }
 
 
