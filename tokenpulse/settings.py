@@ -61,10 +61,12 @@ class Settings(BaseSettings):
     dashboard_url: str | None = Field(default=None, description="Public URL of the dashboard, linked from alerts.")
     kafka_flavor: str = Field(default="kafka", description="'kafka' or 'tansu' (works around Tansu 0.6 quirks).")
     placement: str = Field(
-        default="org",
-        description="Where a series is judged: 'org' (on its org's partition, with the org's alerts and budgets) or "
-                    "'series' (on the partition its own name hashes to; each org's alerts and budgets on its org's "
-                    "partition, fed over the <prefix>.verdicts topic). See docs/deploying.md#placement.")
+        default="series",
+        description="Where a series is judged: 'series' (on the partition its own name hashes to; each org's alerts "
+                    "and budgets on its org's partition, fed over the <prefix>.verdicts topic) or 'org' (on its org's "
+                    "partition, with the org's alerts and budgets). Recorded on the broker at a deployment's first "
+                    "start: a worker switches a deployment to the other one only when this is given. See "
+                    "docs/deploying.md#placement.")
     checkpoint_seconds: float = Field(default=1.0, gt=0, description="How often ingest state is checkpointed.")
     kafka_session_timeout_seconds: float = Field(
         default=6.0, ge=1, le=1800,

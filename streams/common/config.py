@@ -109,10 +109,10 @@ class StreamConfig:
     # a series' detector state is written with one window in this many (and with every window
     # flagged or of an alert): what a crash can lose of its learning (JudgeCore.state_every)
     judge_state_every: int = 10
-    # where a series is judged (TOKENPULSE_PLACEMENT): "org", on its org's partition with the org
-    # stage beside the judge; "series", on the partition its own name hashes to, the org stage
-    # fed over the verdicts topic (streams.common.partitioning, streams.worker.organizing)
-    placement: str = "org"
+    # where a series is judged (TOKENPULSE_PLACEMENT): "series", on the partition its own name
+    # hashes to, the org stage fed over the verdicts topic (streams.common.partitioning,
+    # streams.worker.organizing); "org", on its org's partition with the org stage beside the judge
+    placement: str = "series"
 
     @property
     def heartbeat_interval(self) -> float:

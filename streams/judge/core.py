@@ -545,6 +545,23 @@ class JudgeCore:
         self._dirty_spend.clear()
         return out
 
+    def unwritten_spend(self) -> set[tuple[str, int]]:
+        """The window records (spend key, window start) changed since the last
+        :meth:`spend_changes`: what ``spend`` holds that the changelog does not yet."""
+        return set(self._dirty_spend)
+
+    def rewrite_spend(self, records: Iterable[tuple[str, int]]) -> int:
+        """Have the next :meth:`spend_changes` write these window records (spend key, window
+        start) too, those ``spend`` holds; how many. For books restored ahead of the changelog
+        (:meth:`streams.worker.judging.JudgeWorker.revoke` says when)."""
+        n = 0
+        for key, w in records:
+            book = self.spend.get(key)
+            if book is not None and book.holds(w, False):
+                self._dirty_spend.add((key, w))
+                n += 1
+        return n
+
     def restore(self, items: Iterable[tuple[str, Any]], spend: Iterable[tuple[str, Any]] = ()) -> None:
         """Take back a checkpoint (the judge table's records of this partition, the org stage's
         among them) and the spend table's records of the series judged here."""

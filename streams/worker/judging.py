@@ -120,6 +120,10 @@ class JudgeWorker:
         self.on_judge: Callable[[JudgeCore], None] | None = None
         self.ack: Callable[[Any], Awaitable[Any]] | None = None
         self.held: dict[int, list[Any]] = defaultdict(list)  # messages judged, not acknowledged yet
+        # per judge partition, the window records a revoked judge had changed and not written
+        # (JudgeCore.unwritten_spend): its books outlive it in the spend table's local data, so
+        # this worker's next judge of the partition writes them (see revoke)
+        self.unwritten: dict[int, set[tuple[str, int]]] = {}
         self.last: dict[int, float] = defaultdict(float)  # when each partition was last checkpointed
         self.acks = AckChain("judge", log)  # acknowledgements in order, after the broker has the state
         self._vseq = 0  # the verdicts seq when a message has no offset (tests' plain messages)
@@ -153,6 +157,11 @@ class JudgeWorker:
                 spend[key] = book
             for key in j.spend_loaded:
                 spend.pop(key, None)
+            # what a judge revoked here had added to those books and not written (revoke)
+            unwritten = self.unwritten.pop(q, None)
+            if unwritten:
+                n_again = j.rewrite_spend(unwritten)
+                log.info("judge partition %d: %d spend records of the revoked judge to be written", q, n_again)
             # before the first message is applied: a copy of a window record that a crash left
             # behind its roll-up is dropped now, before a late event could add to it
             roll = self.rollups[q] = SpendRollup(self.cfg.window_seconds, self.cfg.spend_hourly_after,
@@ -187,12 +196,26 @@ class JudgeWorker:
 
         Nothing is checkpointed here, unlike the hot path's revoke: Faust has already
         forgotten its acknowledgements of these partitions by now, so an acknowledgement sent
-        from here would be one it can mix up with the redelivered messages'."""
+        from here would be one it can mix up with the redelivered messages'.
+
+        One thing outlives the judge: each series' spend book is the very object the spend
+        table's local data holds (:meth:`judge_for`), so the windows it judged since its last
+        checkpoint stay added there. A partition given back to this worker (eager rebalancing
+        revokes it all the same) is not read from its changelog again: its next judge restores
+        those books as they are, and the redelivered messages add nothing to them (their seqs are
+        there), so no checkpoint would write those windows, and a later owner restoring from the
+        changelog (after a SIGKILL) would lack them. Their keys are kept (:attr:`unwritten`) for
+        the next judge's first checkpoint; a partition that went elsewhere drops them with its
+        local data (:meth:`assigned`)."""
         revoked = sorted(set(partitions))
         self.acks.revoke()
         dropped = 0
         for q in revoked:
-            self.judges.pop(q, None)
+            j = self.judges.pop(q, None)
+            if j is not None:
+                unwritten = j.unwritten_spend()
+                if unwritten:
+                    self.unwritten.setdefault(q, set()).update(unwritten)
             self.verdicts_sent.pop(q, None)
             if not self.apart:  # apart, the org stage's (streams.worker.organizing)
                 self.ledgers.pop(q, None)
@@ -225,6 +248,8 @@ class JudgeWorker:
         for table in (t.judge, t.budgets):
             for k in [k for k in list(table.data) if theirs(k)]:
                 table.data.pop(k, None)
+        for q in [q for q in self.unwritten if q not in mine]:  # their books go below
+            del self.unwritten[q]
         # spend: "<series>|<window>", on the series' judge partition
         placement = self.placement
         for k in [k for k in list(t.spend.data) if placed_partition(k.rpartition("|")[0], n, placement) not in mine]:

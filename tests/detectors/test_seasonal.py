@@ -282,3 +282,34 @@ def test_credits_and_extreme_values_stay_finite() -> None:
     for v in verdicts:
         json.dumps(v.to_dict(), allow_nan=False)
         assert 0.0 <= v.score <= 1.0
+
+
+def test_a_nightly_job_starting_minutes_before_its_hour_is_expected() -> None:
+    # A job at 02:00 UTC that starts up to five minutes either side of it (issue 12: the
+    # independent generator's batches): on a night it starts at 01:55, its first minutes fall
+    # in the 01:00 slot, which sees them on few nights and clips them when it does. They are
+    # judged against the 02:00 slot too, and are as expected as the rest of the run.
+    rng = np.random.default_rng(12)
+    days = 15
+    n = days * 1440
+    ts = MONDAY + 60.0 * np.arange(1, n + 1)
+    spend = rng.lognormal(np.log(0.3), 0.3, n)
+    starts = rng.integers(-5, 6, days)
+    starts[-1] = -5  # the last night it starts at 01:55
+    for d, s in enumerate(starts):
+        a = d * 1440 + 120 + int(s)
+        spend[a : a + 60] += rng.lognormal(np.log(4.0), 0.2, 60)
+    det = SeasonalBaseline()
+    verdicts = feed(det, ts, spend)
+    last_night = verdicts[(days - 1) * 1440 + 115 : (days - 1) * 1440 + 120]  # 01:55-01:59
+    assert all(v.observed > 10 * 0.3 for v in last_night)
+    assert not any(v.is_anomaly for v in last_night)
+    assert max(v.score for v in last_night) < 0.999
+    # the same minutes of an ordinary night (the job at 02:05) are what the 01:00 slot expects
+    v = verdicts[(days - 1) * 1440 + 100]
+    assert v.expected == pytest.approx(0.3, rel=0.3)
+    # a tenfold burst at that minute is still news
+    spend2 = spend.copy()
+    spend2[(days - 1) * 1440 + 116] = 40.0
+    det2 = SeasonalBaseline()
+    assert feed(det2, ts[: (days - 1) * 1440 + 117], spend2[: (days - 1) * 1440 + 117])[-1].is_anomaly

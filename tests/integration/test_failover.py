@@ -7,9 +7,10 @@ delivered, the worker that judges ``team=ads`` (found through the API, not assum
 judges what is the partitioning's business) is SIGKILLed while traffic keeps flowing. Then:
 
 - the survivor holds every usage partition (the group rebalanced to it);
-- it judges the dead worker's series soon after the kill: the time is printed against the
-  issue's target, the session timeout plus one window, and asserted against a sanity bound
-  (``TOKENPULSE_KAFKA_SESSION_TIMEOUT_SECONDS=6``, the least Apache Kafka accepts by default);
+- it judges the dead worker's series after the kill, each of its two groups rebalanced once
+  (no second session timeout): the time is printed against the issue's target, the session
+  timeout plus one window (``TOKENPULSE_KAFKA_SESSION_TIMEOUT_SECONDS=6``, the least Apache
+  Kafka accepts by default), not asserted;
 - its spend per team and the ``ads`` budget ledger equal the produced totals exactly;
 - PagerDuty got one trigger for the incident's dedup key (the kill comes after the deliveries
   table recorded it, past several checkpoints) and one resolve, sent by the survivor.
@@ -289,6 +290,7 @@ def test_sigkilled_worker_is_taken_over_exactly(broker: Any, pagerduty: Any, wor
                                if placement == "org" else [])
         if placement == "series":
             assert org_verdicts(owner), "the org stage is not on the worker judging ads"
+        log_at_kill = survivor.log_path.stat().st_size  # the survivor's rebalances after it: below
         owner.kill()  # SIGKILL to its process group, traffic still flowing
         killed = time.time()
         mark("killed")
@@ -330,11 +332,17 @@ def test_sigkilled_worker_is_taken_over_exactly(broker: Any, pagerduty: Any, wor
         assert pages == Counter({(DEDUP, "trigger"): 1, (DEDUP, "resolve"): 1}), pages
         # Issue 15 asks for the session timeout plus one window (8 s). Measured on the shared
         # 2-core machine: 6.8-10.1 s in 14 runs (median 7.4 s, 9 within 8 s; docs/deploying.md,
-        # "Failover"). A timing is measured, not asserted (the project's rule for timed tests):
-        # the assertion is a sanity bound that a stuck partition or a second session
-        # timeout fails, not the target, which the printed line reports against.
-        bound = 2 * SESSION_TIMEOUT + W
-        assert resumed <= bound, f"judging resumed {resumed:.1f}s after the kill (sanity bound {bound:.0f}s)"
+        # "Failover"). A timing is measured, not asserted (the project's rule for timed tests),
+        # and the printed line reports it against the target. What a slow takeover must not
+        # hide is asserted instead: a stuck partition fails the waits above, and a second
+        # session timeout (the survivor dropped from a group too, or the dead worker expired
+        # twice) shows as a second rebalance of a group on the survivor. A time bound stood
+        # for both and failed on load alone: 14.1 s against 2 x 6 s + 2 s at load 22, with one
+        # rebalance of each group (Faust's table recovery took 6-8 s of it).
+        after_kill = survivor.log_path.read_bytes()[log_at_kill:].decode(errors="replace")
+        rebalances = {group: after_kill.count(f"] {group} partitions assigned:") for group in ("judge", "usage")}
+        assert rebalances == {"judge": 1, "usage": 1}, (f"the survivor's groups rebalanced {rebalances} times "
+                                                        f"after the kill (judging resumed {resumed:.1f}s after it)")
         assert survivor.proc is not None and survivor.proc.poll() is None
         print(f"failover test: steps at {marks}s; {ledger.last}")
     except BaseException:

@@ -1,7 +1,7 @@
 """``TOKENPULSE_PLACEMENT=series`` end to end on a real broker: one org's series judged on two
 partitions (acme's ads on 0; acme's search and the org itself on 1, acme's org partition), the
 org stage fed on the verdicts topic. The page of acme's ads spike and the exact spend of its
-budget are those of the default placement, which runs the same history beside it; and with two
+budget are those of the org placement, which runs the same history beside it; and with two
 workers, one judge partition each, they are the same, answered alike by either worker."""
 
 from __future__ import annotations

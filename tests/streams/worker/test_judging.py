@@ -9,6 +9,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 
 from streams.budgets.ledger import BudgetSpec
 from streams.common.config import StreamConfig
@@ -68,9 +69,11 @@ class Clock:
 
 def worker(cfg: StreamConfig, tables: Any = None, clock: Clock | None = None) -> tuple[JudgeWorker, Topic, Topic, list]:
     outbox, decisions, acked = Topic(), Topic(), []
+    verdicts = Topic()  # placement series: the org stage's input (not read here)
     j = JudgeWorker(cfg, Metrics(), tables or memory_tables(),
                     send_outbox=lambda k, v, p: outbox.send(k, v, p),
                     send_decision=lambda k, v: decisions.send(k, v),
+                    send_verdicts=(lambda k, v, p: verdicts.send(k, v, p)) if cfg.placement == "series" else None,
                     owned=lambda: set(range(N)), clock=clock or Clock(T0 + 86400))
 
     async def ack(message: Any) -> None:
@@ -189,6 +192,66 @@ async def test_a_revoked_partition_is_forgotten_and_restored_from_the_tables() -
         await j.receive(Q, msg, i)
     assert j.judges[Q].done_until == T0 + 12 * W
     assert {s: i.last_end for s, i in j.judges[Q].series.items()} == learned
+
+
+def recovered(tables: Tables) -> Tables:
+    """What a worker that takes the partitions over after a crash has: each table's changelog
+    read into its data (the last record per key; None deletes), as Faust's recovery does."""
+    out = memory_tables()
+    for name in ("judge", "spend", "alerts", "deliveries", "budgets", "digests"):
+        data = getattr(out, name).data
+        for _, key, value in getattr(tables, name).changelog:
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+    return out
+
+
+@pytest.mark.parametrize("placement", ["org", "series"])
+async def test_a_partition_given_back_writes_the_spend_its_revoked_judge_had_not(placement: str) -> None:
+    """Eager rebalancing revokes every partition, also one the worker is given back, whose
+    changelog Faust does not read again: the next judge restores the spend books from the
+    table's local data, which are the revoked judge's own objects, holding the windows it judged
+    after its last checkpoint. The messages that judged them come again and add nothing (their
+    seqs are there), so no checkpoint wrote those windows, and a worker that took the partition
+    over after a SIGKILL lacked them: test_failover[kafka-org] once, every team short by exactly
+    the last history window, judged during the start-up rebalance."""
+    cfg = config(placement=placement)  # team=ads and the org's series on partition Q under either
+    msgs = messages(12)  # two sources: two messages a window
+    whole, _, _, _ = worker(cfg)
+    for i, msg in enumerate(msgs):
+        await whole.receive(Q, msg, i)
+    clock = Clock(T0 + 86400)
+    whole.clock = clock
+    await whole.checkpoint(Q, clock.t)
+
+    tables = memory_tables()
+    j, _, _, acked = worker(cfg, tables, clock)
+    for i, msg in enumerate(msgs[:20]):
+        await j.receive(Q, msg, i)
+    clock.t += 1.0
+    await j.tick()
+    assert acked == list(range(20))
+    for i, msg in enumerate(msgs[20:], 20):  # windows 10 and 11 judged, not checkpointed
+        await j.receive(Q, msg, i)
+    j.revoke([Q])
+    j.assigned([Q])  # given back: its local data kept, its changelog not read again
+    for i, msg in enumerate(msgs[20:], 20):  # every message after the last commit, again
+        await j.receive(Q, msg, i)
+    clock.t += 1.0
+    await j.tick()
+    assert acked == list(range(len(msgs)))
+    assert tables.spend.data == whole.tables.spend.data  # this worker's books were right all along
+
+    # the SIGKILL: the next owner has what the changelogs hold, and nothing left to read again
+    after, _, _, _ = worker(cfg, recovered(tables), clock)
+    judge = after.judge_for(Q)
+    want = whole.judges[Q].spend
+    assert judge.spend.keys() == want.keys()
+    differ = [(key, (w - T0) // W) for key, book in want.items() for w in book.window_starts()
+              if judge.spend[key].window_wire(w) != book.window_wire(w)]
+    assert differ == []  # the old code: windows 10 and 11 of both series
 
 
 # -- rebalances (issue 15: the two-worker start-up rebalance) ------------------------------------

@@ -124,7 +124,7 @@ def test_rows_one_partition_owns_and_the_partitions_answered() -> None:
     got = in_every_order("/api/status", [{"ingest": {"1": {}}, "judge": {"1": {}}, "ingest_totals": {"accepted": 2}, "now": 5},
                                          {"ingest": {"0": {}}, "judge": {"0": {}}, "ingest_totals": {"accepted": 3}, "now": 6}])
     assert list(got["judge"]) == ["0", "1"] and got["ingest_totals"] == {"accepted": 5}
-    assert "org" not in got  # the default placement has no org stage apart
+    assert "org" not in got  # the org placement has no org stage apart
     # series placement: each worker's org stages, united (one worker may hold none)
     got = in_every_order("/api/status", [{"judge": {"1": {}}, "org": {"1": {"done_until": 8}}, "now": 5},
                                          {"judge": {"0": {}}, "org": {}, "now": 6}])

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from streams.common.config import StreamConfig
 from streams.common.metrics import Metrics
 from streams.common.partitioning import series_partition
 from streams.ingest.windows import NANO, Partial
@@ -152,8 +153,9 @@ async def test_the_org_stage_acknowledges_once_the_broker_has_its_checkpoint() -
 
 
 def test_the_placement_setting() -> None:
-    assert stream_config(Settings(), Policy(), "127.0.0.1:1", 2).placement == "org"  # the default is unchanged
-    assert stream_config(Settings(placement="series"), Policy(), "127.0.0.1:1", 2).placement == "series"
+    assert stream_config(Settings(), Policy(), "127.0.0.1:1", 2).placement == "series"  # the default
+    assert StreamConfig(bootstrap="127.0.0.1:1").placement == "series"  # the stream layer's own default agrees
+    assert stream_config(Settings(placement="org"), Policy(), "127.0.0.1:1", 2).placement == "org"
     with pytest.raises(ValidationError, match="placement"):
         Settings(placement="team")
 
