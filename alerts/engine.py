@@ -86,7 +86,20 @@ class AlertPolicy:
     min_excess_pct: float = 0.0
     page_min_excess_usd: float = 50.0  # at or above: critical
     warning_excess_usd: float = 20.0
-    resolve_after_windows: int = 3  # consecutive non-material windows before resolving
+    resolve_after_windows: int = 3  # clearly normal windows, no material one between, before resolving
+    # Hysteresis (a lower bar to resolve than to fire): once an alert has fired, a window the
+    # detector no longer flags counts towards its resolve only when its excess over the series'
+    # baseline (Signal.baseline_usd: the mean spend its expected value stands for) is under this
+    # percent of it. A window above it (a spike still at 2x, scoring just under
+    # the threshold) neither resolves nor re-fires: the streak of normal windows waits. 0: off.
+    resolve_max_excess_pct: float = 50.0
+    # The cap on that hold: past this many seconds after the alert's last material window, a
+    # window the detector does not flag counts towards the resolve whatever its excess (the old
+    # rule). Spend that settled at a new level is not held open for good: the detector's new
+    # normal (Combined.new_normal_after) adopts a permanent step within hours and its expected
+    # catches up anyway; this bounds the rest (a level the detector stopped flagging, learnt
+    # slowly). A loop that keeps burning stays flagged, so material: the cap never touches it.
+    resolve_max_hold_s: float = 3600.0
     repeat_interval_s: float = 4 * 3600.0
     worsen_factor: float = 1.5  # re-notify when excess reaches this multiple of the last one
     fire_after_windows: int = 1  # consecutive material windows before firing (1: at once)
@@ -110,6 +123,9 @@ class AlertPolicy:
         bad = sorted(set(self.group_by) - set(GROUP_LABELS))
         if bad:
             raise ValueError(f"group_by must be some of {', '.join(GROUP_LABELS)}; got {bad}")
+        if not (self.resolve_max_excess_pct >= 0 and self.resolve_max_hold_s >= 0):
+            raise ValueError(f"resolve_max_excess_pct and resolve_max_hold_s must be >= 0, got "
+                             f"{self.resolve_max_excess_pct!r}, {self.resolve_max_hold_s!r}")
         if not (self.group_wait_s >= 0 and self.group_interval_s >= 0):
             raise ValueError(f"group_wait_s and group_interval_s must be >= 0, got {self.group_wait_s!r}, "
                              f"{self.group_interval_s!r}")
@@ -146,6 +162,9 @@ class AlertState:
     material_windows: int = 0
     normal_windows: int = 0
     back_to_normal_at: float | None = None  # start of the first normal window of the streak
+    # End of the last material window: hysteresis holds the alert at most resolve_max_hold_s
+    # after it (None, a state written before the field: no hold -- the old rule).
+    last_material_end: float | None = None
     seq: int = 0  # of the last notification sent
     notifications: int = 0  # sent in this incident
     severity: Severity = "info"
@@ -293,6 +312,33 @@ def excess_of(observed_usd: float, expected_usd: float) -> tuple[float, float | 
     if expected_usd <= 0.0:
         return excess, None
     return excess, 100.0 * excess / expected_usd
+
+
+def clearly_normal(policy: AlertPolicy, observed_usd: float, baseline_usd: float, held_for_s: float = 0.0) -> bool:
+    """Whether a window the detector did not flag counts towards resolving a fired alert: its
+    excess over ``baseline_usd`` is under ``policy.resolve_max_excess_pct`` of it (hysteresis),
+    or the alert's last material window ended ``held_for_s`` ago, at or past
+    ``policy.resolve_max_hold_s`` (the cap: a level that stays, unflagged, is not held open for
+    good). Use it where a fired alert's windows must be followed without the engine at hand (a
+    judge apart from the org stage keeps sending a series' windows while they hold its alert open).
+
+    ``baseline_usd`` is the spend the detector counts an excess over when it decides to alert
+    (:attr:`Signal.baseline_usd`: the mean spend its expected value stands for, where it tells
+    them apart). Not the expected value itself: the models' expected value is a typical,
+    log-scale value, on a young series an average of hours it has seen, and a series' normal
+    windows can sit 50 % and more above it window after window (the org series in its sixth hour,
+    on a morning ramp: ~100 %), which held every alert of such a series open to the cap.
+
+    A window without a usable baseline (zero or not finite) counts: with nothing to measure the
+    excess against, holding would keep the alert open for as long as the series spends (a new
+    series' alert)."""
+    bar = policy.resolve_max_excess_pct
+    if bar <= 0.0 or held_for_s >= policy.resolve_max_hold_s:
+        return True
+    if not (math.isfinite(observed_usd) and math.isfinite(baseline_usd)):
+        return True
+    _, pct = excess_of(observed_usd, baseline_usd)
+    return pct is None or pct < bar
 
 
 class AlertEngine:
@@ -672,6 +718,13 @@ class AlertEngine:
             return False
         return pct is None or pct >= self.policy.min_excess_pct
 
+    def clearly_normal(self, state: AlertState, signal: Signal) -> bool:
+        """Whether a non-material window counts towards resolving a fired alert (hysteresis,
+        ``AlertPolicy.resolve_max_excess_pct``, capped by ``resolve_max_hold_s``)."""
+        last = state.last_material_end
+        held_for = math.inf if last is None else signal.window_end - last
+        return clearly_normal(self.policy, signal.observed_usd, signal.baseline_usd, held_for)
+
     def step(  # noqa: C901 - one alert's state machine, every transition in one place
         self, state: AlertState | None, signal: Signal
     ) -> tuple[AlertState | None, list[SpikeNotification]]:
@@ -698,6 +751,8 @@ class AlertEngine:
         if not material:
             if st.status == "pending":
                 return None, []  # never fired: nothing to resolve
+            if not self.clearly_normal(st, signal):
+                return st, []  # between: neither a normal window nor a material one
             if st.normal_windows == 0:
                 st.back_to_normal_at = signal.window_start
             st.normal_windows += 1
@@ -711,6 +766,7 @@ class AlertEngine:
             st.impact_usd = impact
         st.normal_windows = 0
         st.back_to_normal_at = None
+        st.last_material_end = signal.window_end
         st.material_windows += 1
         st.labels = dict(signal.labels)
         if excess > st.worst_excess_usd or st.material_windows == 1:

@@ -81,6 +81,16 @@ class Signal:
     """Excess over expected summed over the incident so far, when the detector tracks it."""
     explanation: str = ""
     """The detector's one-sentence reason for its verdict (which model, how unusual)."""
+    mean_expected_usd: float | None = None
+    """The mean spend per window ``expected_usd`` stands for, when the detector tells it apart
+    (``detectors.base.Verdict.mean_expected``); None: ``expected_usd``. Whether a fired alert's
+    window is back to normal is measured against it (:attr:`baseline_usd`)."""
+
+    @property
+    def baseline_usd(self) -> float:
+        """What a fired alert's window must come back near to count as normal
+        (:func:`alerts.engine.clearly_normal`): :attr:`mean_expected_usd`, else ``expected_usd``."""
+        return self.expected_usd if self.mean_expected_usd is None else self.mean_expected_usd
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +107,7 @@ class Signal:
             "detector": self.detector,
             "impact_usd": self.impact_usd,
             "explanation": self.explanation,
+            "mean_expected_usd": self.mean_expected_usd,
         }
 
     @classmethod

@@ -133,16 +133,20 @@ def _run_series(sw: Any, params: dict[str, Any], window: int) -> tuple[str, np.n
 
 
 def _run_series_full(sw: Any, params: dict[str, Any], window: int
-                     ) -> tuple[str, str, np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
+                     ) -> tuple[str, str, np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray,
+                                np.ndarray]:
     """One series through the default detector: its team, name, window ends, flags, the reason
-    of each flagged window, and per window the verdict's expected spend and the excess the
-    team-scale gate compares (the incident's, else the window's own: as the judge's signal)."""
+    of each flagged window, and per window the verdict's expected spend, the excess the
+    team-scale gate compares (the incident's, else the window's own: as the judge's signal), the
+    spend, and the verdict's baseline (``Verdict.baseline``: what a fired alert's window is back
+    to normal against)."""
     from detectors import make_detector
 
     det = make_detector("default", window_seconds=float(window), **params)
     ts, v, c = sw.ts.tolist(), sw.value.tolist(), sw.count.tolist()
     flags = np.zeros(len(ts), dtype=bool)
     expected = np.zeros(len(ts))
+    baseline = np.zeros(len(ts))
     impact = np.zeros(len(ts))
     reasons: list[str] = []
     upd = det.update
@@ -150,11 +154,12 @@ def _run_series_full(sw: Any, params: dict[str, Any], window: int
         ci = c[i]
         vd = upd(ts[i], v[i], None if ci < 0 else ci)
         expected[i] = vd.expected
+        baseline[i] = vd.baseline
         impact[i] = vd.impact if vd.impact is not None else vd.observed - vd.expected
         if vd.is_anomaly:
             flags[i] = True
             reasons.append(f"{vd.reason.partition(':')[0]} x{vd.observed / vd.expected if vd.expected > 0 else float('inf'):.3g}")
-    return sw.labels["team"], sw.series, sw.ts, flags, reasons, expected, impact, sw.value
+    return sw.labels["team"], sw.series, sw.ts, flags, reasons, expected, impact, sw.value, baseline
 
 
 def _basis_expected(r: Any, window: int) -> np.ndarray:
@@ -194,7 +199,7 @@ def _parent_gate(results: list[Any], minutes: float, window: int, basis: str = "
                 for r in results if "|model=" not in r[1]}
     out = []
     for r in results:
-        team, name, ts, flags, reasons, expected, impact, value = r
+        team, name, ts, flags, reasons, expected, impact, value, *rest = r
         if "|model=" in name and r[0] in team_exp:
             te = team_exp[team]
             keep = flags.copy()
@@ -206,7 +211,7 @@ def _parent_gate(results: list[Any], minutes: float, window: int, basis: str = "
                     keep[i] = False
                 else:
                     kept_reasons.append(reasons[j])
-            r = (team, name, ts, keep, kept_reasons, expected, impact, value)
+            r = (team, name, ts, keep, kept_reasons, expected, impact, value, *rest)
         out.append(r)
     return out
 

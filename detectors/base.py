@@ -76,6 +76,18 @@ class Verdict:
     p: float | None = None
     """The upper-tail p-value behind ``score`` (``score == 1 - p``), at full precision where
     ``1 - p`` rounds to 1.0; None when it is ``1 - score``."""
+    mean_expected: float | None = None
+    """The mean spend per window that ``expected`` stands for, where a detector knows it apart
+    from ``expected`` (the combiner's ``gate_on_mean``: expected times the series' mean of
+    observed / expected on normal windows, the baseline its money gate counts the excess over);
+    None: ``expected`` itself. What "back to normal" is measured against once an alert has
+    fired (``alerts.engine.clearly_normal``). Not in :meth:`to_dict`, whose records (and their
+    recorded hashes, tests/detectors/test_compact.py) stay as they were."""
+
+    @property
+    def baseline(self) -> float:
+        """:attr:`mean_expected`, else :attr:`expected`."""
+        return self.expected if self.mean_expected is None else self.mean_expected
 
     def to_dict(self) -> dict[str, Any]:
         # Written out rather than dataclasses.asdict: asdict deep-copies and is ~5x slower,

@@ -697,6 +697,7 @@ class Combined(Detector):
             reason=reason,
             impact=run_excess if run_excess > 0.0 else None,
             p=p_score,
+            mean_expected=g_expected,
         )
 
     def _score_p(self, p: float, value: float) -> tuple[float, float]:

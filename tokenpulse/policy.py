@@ -196,6 +196,11 @@ class AlertPolicyModel(_Strict):
     warning_excess_usd: float = Field(default=20.0, ge=0)
     page_min_excess_usd: float = Field(default=50.0, ge=0)
     resolve_after_windows: int = Field(default=3, ge=1)
+    # Hysteresis: a fired alert's window counts towards its resolve only under this excess (%) over
+    # the series' baseline (Signal.baseline_usd).
+    resolve_max_excess_pct: float = Field(default=50.0, ge=0)
+    # ...for at most this long after the alert's last material window (s; 0: no hold).
+    resolve_max_hold_s: float = Field(default=3600.0, ge=0)
     repeat_interval_s: float = Field(default=4 * 3600, gt=0)
     worsen_factor: float = Field(default=1.5, gt=1)
     fire_after_windows: int = Field(default=1, ge=1)

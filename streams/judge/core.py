@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts import AlertEngine, Notification, Signal
+from alerts.engine import clearly_normal
 from detectors import Detector
 from streams.common.dimensions import TEAM, parse_series
 from streams.common.spend import SPEND_TAG, SeriesSpend, load_records
@@ -56,6 +57,10 @@ class SeriesInfo:
     # the floor from) and the end of that run's last window (persisted)
     peak_usd: float = 0.0
     peak_end: int = 0
+    # the end of the last window after a flagged run that held its alert open (hysteresis,
+    # alerts.engine.clearly_normal): a judge apart keeps sending windows R after it (persisted:
+    # a judge restarted mid-hold would stop sending them and the alert would never resolve)
+    hold_end: int = 0
     # on-call's "not an anomaly" answers: the floor an incident's excess must reach (persisted)
     raised: SeriesRaise | None = None
     # the window (its end // window seconds, modulo JudgeCore.state_every) whose checkpoint
@@ -343,7 +348,14 @@ class JudgeCore:
             if info.phase == turn:
                 dirty.add(info.det_key)
             if local:
-                tracked = bool(info.peak_end) and end - info.peak_end <= local
+                last = max(info.peak_end, info.hold_end)
+                tracked = bool(last) and end - last <= local
+                if tracked and not verdict.is_anomaly and not clearly_normal(
+                        self.engine.policy, observed, float(verdict.baseline), end - info.peak_end):
+                    # the engine neither resolves nor re-fires on it: the R windows start again
+                    # (peak_end, the last flagged window, is at or after the engine's last
+                    # material one: this holds at least as long as the engine's cap)
+                    info.hold_end = end
             else:
                 tracked = tracks(info.alert_key)
             is_anomaly = bool(verdict.is_anomaly)
@@ -377,6 +389,7 @@ class JudgeCore:
                 detector=verdict.detector,
                 impact_usd=verdict.impact,
                 explanation=verdict.reason,
+                mean_expected_usd=None if verdict.mean_expected is None else float(verdict.mean_expected),
             )
             signals.append(signal)
         out.windows.append(WindowVerdict(w, end, signals, team_expected))
@@ -512,6 +525,8 @@ class JudgeCore:
                 }
                 if info.peak_end:
                     rec["peak"] = [info.peak_usd, info.peak_end]
+                if info.hold_end:
+                    rec["hold"] = info.hold_end
                 if info.raised is not None:
                     rec["raised"] = info.raised.to_state()
             elif kind == "rbmark":
@@ -571,6 +586,7 @@ class JudgeCore:
                 self.series[rest] = SeriesInfo(labels=value["labels"], last_end=int(value["last_end"]),
                                                mix=ContributorMix.from_state(value.get("mix")),
                                                peak_usd=float(peak[0]), peak_end=int(peak[1]),
+                                               hold_end=int(value.get("hold") or 0),  # none before 2026-12
                                                raised=None if raised is None else SeriesRaise.from_state(raised))
                 det = self._new_detector(value["labels"])
                 det.load_state(value["state"])

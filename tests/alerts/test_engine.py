@@ -304,3 +304,93 @@ def test_pages_start_from_the_policy_severity() -> None:
     assert (n.severity, n.page) == ("warning", True)
     with pytest.raises(ValueError, match="page_min_severity"):
         AlertPolicy(page_min_severity="loud")  # type: ignore[arg-type]
+
+
+def test_a_spike_still_well_above_expected_does_not_resolve_its_alert() -> None:
+    """Hysteresis (docs/alerts.md "Known flap"): an 8x spike flags one window and then runs at
+    2.2x, scoring under the threshold. Those windows are not material, yet not clearly normal
+    (+120 % over expected, above resolve_max_excess_pct): the alert neither resolves on them nor
+    re-fires; three clearly normal windows after the spike resolve it."""
+    spike = [sig(0, 8 * BASE)] + [sig(i, 2.2 * BASE, anomalous=False) for i in range(1, 6)]
+    after = [sig(i, BASE) for i in range(6, 9)]
+    assert run(AlertEngine(AlertPolicy()), spike + after) == [TRIGGER] + [[]] * 7 + [RESOLVE]
+    # off: the old rule, any non-material window counts (this flap)
+    assert run(AlertEngine(AlertPolicy(resolve_max_excess_pct=0)), spike) == [TRIGGER, [], [], RESOLVE, [], []]
+
+
+def test_a_window_in_between_neither_counts_nor_resets_the_normal_streak() -> None:
+    engine = AlertEngine(AlertPolicy())
+    windows = [sig(0, 8 * BASE), sig(1, BASE), sig(2, 1.4 * BASE, anomalous=False),  # +40 %: normal
+               sig(3, 2 * BASE, anomalous=False), sig(4, BASE)]  # +100 %: in between
+    assert run(engine, windows) == [TRIGGER, [], [], [], RESOLVE]
+    # the resolve says the spend went back to normal at the first normal window, not after the hold
+    st = AlertEngine(AlertPolicy())
+    notes = [n for s in windows for n in st.observe(s)]
+    assert notes[-1].ended_at == W
+
+
+def test_a_window_without_a_baseline_counts_towards_the_resolve() -> None:
+    # nothing to measure an excess against: holding would keep a new series' alert open for as
+    # long as it spends
+    windows = [sig(0, 90.0)] + [sig(i, 5.0, expected=0.0, anomalous=False) for i in range(1, 4)]
+    assert run(AlertEngine(AlertPolicy()), windows) == [TRIGGER, [], [], RESOLVE]
+
+
+def test_the_hold_is_capped_after_the_last_material_window() -> None:
+    """A level the detector stopped flagging, still 2.2x expected: the alert is held open for at
+    most resolve_max_hold_s after its last material window, then resolves on the old rule (the
+    resolve says when the spend was back under the fire bar: the first window past the cap)."""
+    policy = AlertPolicy(resolve_max_hold_s=10 * W)
+    windows = [sig(0, 8 * BASE), sig(1, 8 * BASE)] + [sig(i, 2.2 * BASE, anomalous=False) for i in range(2, 30)]
+    out = run(AlertEngine(policy), windows)
+    # the last material window ends at 2W: windows ending before 12W hold, those ending at 12W on count
+    assert out.index(RESOLVE) == 13 and out == [TRIGGER] + [[]] * 12 + [RESOLVE] + [[]] * 16
+    # a material window in between (ending at 9W) restarts the cap
+    windows[8] = sig(8, 8 * BASE)
+    assert run(AlertEngine(policy), windows).index(RESOLVE) == 20
+    # 0: no hold at all (as resolve_max_excess_pct 0)
+    assert run(AlertEngine(AlertPolicy(resolve_max_hold_s=0)), windows[:5]) == [TRIGGER, [], [], [], RESOLVE]
+    with pytest.raises(ValueError, match="resolve_max_hold_s"):
+        AlertPolicy(resolve_max_hold_s=-1)
+
+
+def test_a_state_written_before_the_cap_loads_and_resolves_on_the_old_rule() -> None:
+    engine = AlertEngine(AlertPolicy())
+    engine.observe(sig(0, 8 * BASE))
+    key = engine.key_for("team=ads")
+    saved = orjson.loads(orjson.dumps(engine.state_for(key)))
+    assert saved.pop("last_material_end") == W
+    held = [sig(i, 2.2 * BASE, anomalous=False) for i in range(1, 4)]
+    older = AlertEngine(AlertPolicy())
+    older.load_state(key, saved)
+    assert run(older, held) == [[], [], RESOLVE]  # nothing known of its last material window: no hold
+    restored = AlertEngine(AlertPolicy())
+    restored.load_state(key, orjson.loads(orjson.dumps(engine.state_for(key))))
+    assert run(restored, held) == [[], [], []]  # round-tripped: held
+
+
+def test_back_to_normal_is_measured_against_the_mean_the_expected_value_stands_for() -> None:
+    """The models' expected value is a typical (log-scale) value; the combiner also says what mean
+    spend it stands for (``Signal.mean_expected_usd``: its money gate's baseline). A series whose
+    normal windows sit at twice its expected value (the org series on a morning ramp in its sixth
+    hour: tests/tokenpulse/test_replay.py) is back to normal at that level: its alert resolves
+    three windows after a spike, rather than being held to the cap."""
+    def on(i: int, observed: float, anomalous: bool) -> Signal:
+        s = sig(i, observed, anomalous=anomalous)
+        s.mean_expected_usd = 2 * BASE
+        return s
+
+    windows = [on(0, 8 * BASE, True)] + [on(i, 2.2 * BASE, False) for i in range(1, 4)]
+    assert run(AlertEngine(AlertPolicy()), windows) == [TRIGGER, [], [], RESOLVE]
+    # against the expected value itself (no mean known) the same windows are +120 %: held
+    assert run(AlertEngine(AlertPolicy()), [sig(0, 8 * BASE)] + [sig(i, 2.2 * BASE, anomalous=False)
+                                                                 for i in range(1, 4)]) == [TRIGGER, [], [], []]
+    # still well above that mean (3x expected, +50 %): held
+    held = [on(0, 8 * BASE, True)] + [on(i, 3.0 * BASE, False) for i in range(1, 4)]
+    assert run(AlertEngine(AlertPolicy()), held) == [TRIGGER, [], [], []]
+    # the signal carries it over the wire (verdicts messages, the org stage's checkpoint), and
+    # one written before the field loads as "the expected value"
+    d = windows[1].to_dict()
+    assert Signal.from_dict(d).baseline_usd == 2 * BASE
+    d.pop("mean_expected_usd")
+    assert Signal.from_dict(d).baseline_usd == BASE

@@ -268,6 +268,37 @@ def test_a_loop_that_keeps_burning_keeps_alerting(a_week_of_a_dollar_a_minute: A
     assert all(v.is_anomaly for v in verdicts[5 : 12 * HOUR])
 
 
+def _alerts(verdicts: list[Verdict]) -> list[tuple[str, int]]:
+    """The default policy's alert engine over a series' verdicts, as the judge sends them (a
+    flagged window, or any window while its alert is open): (action, window index)."""
+    from alerts import AlertEngine, AlertPolicy, Signal
+
+    engine = AlertEngine(AlertPolicy())
+    out = []
+    for i, v in enumerate(verdicts):
+        if not v.is_anomaly and not engine.tracks(engine.key_for("team=ads")):
+            continue
+        s = Signal(series="team=ads", labels={"team": "ads"}, window_start=v.ts - 60, window_end=v.ts,
+                   observed_usd=v.observed, expected_usd=v.expected, is_anomaly=v.is_anomaly, impact_usd=v.impact,
+                   mean_expected_usd=v.mean_expected)
+        out += [(n.action, i) for n in engine.observe(s) if n.action in ("trigger", "resolve")]
+    return out
+
+
+def test_the_alert_of_a_permanent_step_resolves_within_six_hours(a_week_of_a_dollar_a_minute: Any) -> None:
+    # Hysteresis on resolve (alerts.resolve_max_excess_pct) holds an alert while its windows are
+    # well above expected; a permanent step is not held for good: the new normal makes the
+    # expected catch up, and one alert, fired at once, resolves within six hours.
+    got = _alerts(_after(a_week_of_a_dollar_a_minute, np.full(1440, 3.0)))
+    assert [a for a, _ in got] == ["trigger", "resolve"]
+    assert got[0][1] < 30 and got[1][1] < 6 * HOUR
+
+
+def test_the_alert_of_a_loop_that_keeps_burning_stays_open(a_week_of_a_dollar_a_minute: Any) -> None:
+    got = _alerts(_after(a_week_of_a_dollar_a_minute, np.full(12 * HOUR, 8.0)))
+    assert [a for a, _ in got] == ["trigger"]  # twelve hours on, never resolved
+
+
 def test_the_money_gate_replays_exactly_from_recorded_inputs(two_days: Any) -> None:
     # What the models learn does not depend on the gate's settings: the windows' gate inputs,
     # recorded once, give every other setting's decisions without running the models again

@@ -35,6 +35,11 @@ def test_replay_finds_the_injected_spike_and_nothing_else():
     # trigger (recorded, so scoring credits the team) and resolves; nothing else alerts.
     org = [n for n in res.notifications if n["series"] == "org"]
     assert org[0]["action"] == "trigger" and org[-1]["action"] == "resolve"
+    # ...within a few windows of the spike's end: hysteresis on resolve measures the windows after
+    # it against the mean spend the org's expected value stands for (its normal windows on this
+    # morning ramp are ~2x the expected value itself, against which it stayed open to the history's end)
+    assert SPIKE_AT + 1200 < org[-1]["fired_at"] <= SPIKE_AT + 1200 + 8 * 60
+    assert org[-1]["ended_at"] >= SPIKE_AT + 1200
     assert "team=ads" in [m["series"] for m in org[0]["members"]]
     assert {n["series"] for n in res.notifications} == {"org"}
     ads = [f for f in res.firings if f["series"] == "team=ads"]
