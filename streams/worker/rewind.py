@@ -55,8 +55,16 @@ async def seek_to_committed_or_beginning(consumer: Any, topics: set[str]) -> Map
 
 
 async def _to_beginning(consumer: Any, fresh: list[Any]) -> None:
+    """Seek ``fresh`` to their log start offsets: looked up, then set at once (``seek``), rather
+    than ``seek_to_beginning``, which leaves each partition without a position until the
+    fetcher has reset it (Faust's livelock check reads the position of every assigned partition
+    once a rebalance is over, and aiokafka asserts there is one)."""
     if fresh:
-        await consumer.seek_to_beginning(*fresh)
+        starts = await consumer.beginning_offsets(fresh)
+        assigned = consumer.assignment()  # a rebalance may have taken one meanwhile
+        for tp in fresh:
+            if tp in assigned:
+                consumer.seek(tp, starts[tp])
         log.info("read from the beginning (no committed offset): %s",
                  ", ".join(f"{tp.topic}[{tp.partition}]" for tp in fresh))
 

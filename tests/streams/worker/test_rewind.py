@@ -43,9 +43,11 @@ class Consumer:
                 self.pos[tp] = off
         return out
 
-    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
-        for tp in tps:
-            self.pos[tp] = 0
+    async def beginning_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(tps, 0)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.pos[tp] = offset
 
     def fetch(self, tp: TopicPartition) -> list[int]:
         got = list(range(self.pos[tp], self.ends[tp]))
