@@ -94,6 +94,7 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
     when this worker would switch it only because the default changed."""
     from kafka.admin import KafkaAdminClient
 
+    from streams.worker.tables import changelog_topics
     from tokenpulse.broker import check_access, ensure_topics, topic_names
     from tokenpulse.placement import check_placement, meta_topic
 
@@ -112,12 +113,10 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
         n = len(desc[0]["partitions"]) or settings.usage_partitions
     finally:
         admin.close()
-    # The org stage's changelog (Faust's name for the ``org`` table's), made here rather than
-    # by Faust: Faust declared it after the first group join, and a group leader whose metadata
-    # still lacked it ("Ignoring missing topic") assigned none of its partitions, then or at a
-    # later rebalance. The survivor of a SIGKILL then restored no org stage: the open incident
-    # was paged again (a new seq), or the recovery never finished (test_failover.py, series).
-    org_changelog = f"{settings.app_id}-org-changelog"
+    # Every table's changelog, made here rather than by Faust (streams.worker.tables.changelog_topics
+    # says why): with Faust's own, the survivor of a SIGKILL restored no org stage (the open
+    # incident paged again) or no budget ledger (the org's budget short), test_failover.py
+    changelogs = changelog_topics(settings.app_id, settings.placement)
     ensure_topics(
         bootstrap,
         [(names["dlq"], n), (names["windows"], n), (names["outbox"], n), (names["ingest_state"], n),
@@ -125,8 +124,9 @@ def prepare_topics(settings: Settings, bootstrap: str) -> int:
          (names["feedback"], n)]
         # the org stage's input with TOKENPULSE_PLACEMENT=series (a topic the broker auto-created
         # on the first send would have its default partition count, not the windows topic's)
-        + ([(names["verdicts"], n), (org_changelog, n)] if settings.placement == "series" else []),
-        compacted=[names["ingest_state"], names["decisions"], org_changelog],
+        + ([(names["verdicts"], n)] if settings.placement == "series" else [])
+        + [(name, n) for name in changelogs],
+        compacted=[names["ingest_state"], names["decisions"], *changelogs],
         security=security,
     )
     return n

@@ -75,7 +75,7 @@ from streams.worker.pagerduty_webhook import (
 )
 from streams.worker.peers import Peers, advertised_url, group_layout
 from streams.worker.reload import PolicyReloader, PolicySource
-from streams.worker.rewind import rewind_faust_consumer
+from streams.worker.rewind import install_rewind
 from streams.worker.settle import SettleWatch, faust_settling
 from streams.worker.slack_actions import SlackVerifier, register_slack_actions
 from streams.worker.state import WorkerState
@@ -246,7 +246,8 @@ def _drain_on_revoke(app: WorkerApp, delivery: DeliveryWorker, outbox: str) -> N
 def _rewind_on_rebalance(app: WorkerApp, *of: Any) -> None:
     """Faust reads records it dropped during a rebalance again only by seeking to the committed
     offset, and aiokafka does not seek where there is none: without this, a partition of the
-    topics ``of`` (None: left out) never committed skipped them (:mod:`streams.worker.rewind`)."""
+    topics ``of`` (None: left out) never committed skipped them (:mod:`streams.worker.rewind`:
+    each of Faust's seeks to the committed offsets seeks those to their beginning)."""
     topics = {t.get_topic_name() for t in of if t is not None}
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust sends it after table recovery, before perform_seek
@@ -258,9 +259,9 @@ def _rewind_on_rebalance(app: WorkerApp, *of: Any) -> None:
         # worker with a backlog stalled after one record until the next rebalance (seen on the
         # outbox: tests/integration/test_rebalance_delivery.py). Stopped here, the consumer
         # yields nothing until that last resume (what it fetches meanwhile it seeks back to the
-        # committed offset), so nothing is queued to be cleared.
+        # committed offset, or to the beginning: install_rewind), so nothing is queued to be cleared.
         app.consumer.stop_flow()
-        await rewind_faust_consumer(app, topics)
+        install_rewind(app, topics)
 
 
 def faust_settings(cfg: StreamConfig, metrics: Metrics | None = None) -> dict[str, Any]:

@@ -23,8 +23,8 @@ import orjson
 
 from streams.common.spend import SeriesSpend, spend_key, split_key
 
-__all__ = ["Table", "Tables", "owned_partitions", "pack", "pack_local", "persist", "persist_spend", "restore_items",
-           "unpack", "written"]
+__all__ = ["TABLES", "Table", "Tables", "changelog_topics", "owned_partitions", "pack", "pack_local", "persist",
+           "persist_spend", "restore_items", "unpack", "written"]
 
 
 class Table(Protocol):
@@ -46,6 +46,25 @@ class Tables:
     budgets: Table  # budget ledgers' and mix watches' state: "<q>|<key>"
     digests: Table  # digest channel -> its book (alerts.digest)
     reports: Table | None = None  # report parts and done marks (only with reports in the policy)
+
+
+# Every table the worker can make (streams.worker.app): the state tables, ``reports`` with reports
+# in the policy, ``feedback`` with Slack's or PagerDuty's signing secret, ``org`` with
+# TOKENPULSE_PLACEMENT=series.
+TABLES = ("judge", "spend", "alerts", "deliveries", "budgets", "digests", "reports", "feedback")
+
+
+def changelog_topics(app_id: str, placement: str) -> list[str]:
+    """The changelog topics of the worker's tables (Faust's ``<app id>-<table>-changelog``).
+
+    ``tokenpulse.runtime.prepare_topics`` creates them all before Faust starts. Left to Faust,
+    a changelog is declared after the first group join, and a group leader whose metadata still
+    lacks it ("Ignoring missing topic") assigns none of its partitions, then or at a later
+    rebalance (aiokafka refreshes its metadata every 5 minutes): the table is written but never
+    recovered, and the survivor of a SIGKILL starts it empty (the ``budgets`` table: the org's
+    budget ledger counted only what came after the takeover, test_failover.py)."""
+    names = [*TABLES, *(["org"] if placement == "series" else [])]
+    return [f"{app_id}-{name}-changelog" for name in names]
 
 
 def persist(table: Table, partition: int, key: str, value: Any, packed: bool = False) -> Any:

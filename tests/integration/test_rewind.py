@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from streams.worker.rewind import rewind_uncommitted
+from streams.worker.rewind import rewind_uncommitted, seek_to_committed_or_beginning
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +73,10 @@ async def test_a_never_committed_partition_is_read_again_from_its_beginning(brok
         await consumer.seek_to_committed()  # Faust's perform_seek, after on_rebalance_complete
         again = await _read(consumer, N + (N - 2))
         assert again == {0: list(range(N)), 1: list(range(2, N))}
+        # read and dropped again (Faust's getmany while its flow is stopped), then Faust's next
+        # perform_seek: the seek the worker installs reads partition 0 again from its beginning
+        assert await seek_to_committed_or_beginning(consumer, {topic}) == {p0: None, p1: 2}
+        assert await _read(consumer, N + (N - 2)) == {0: list(range(N)), 1: list(range(2, N))}
         # once committed, a partition is left to seek_to_committed
         await consumer.commit({p0: OffsetAndMetadata(N, "")})
         assert await rewind_uncommitted(consumer, {topic}) == []
