@@ -79,7 +79,7 @@ from streams.worker.rewind import install_rewind
 from streams.worker.settle import SettleWatch, faust_settling
 from streams.worker.slack_actions import SlackVerifier, register_slack_actions
 from streams.worker.state import WorkerState
-from streams.worker.tables import Tables, owned_partitions, persist
+from streams.worker.tables import Tables, owned_partitions, persist, table_names
 from streams.worker.web import register_views
 
 log = logging.getLogger("tokenpulse.worker")
@@ -112,8 +112,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
     digest_topic = app.topic(topics["digest"], partitions=n, **RAW)
     # reports: a topic, a table and an agent only when the policy schedules some
     reports_topic = app.topic(topics["reports"], partitions=n, **RAW) if cfg.reports else None
-    names = ["judge", "spend", "alerts", "deliveries", "budgets", "digests"] + (["reports"] if cfg.reports else [])
-    tables = Tables(**{name: app.Table(name, default=None, partitions=n) for name in names})
+    tables = Tables(**{name: app.Table(name, default=None, partitions=n) for name in table_names(bool(cfg.reports))})
     # the org stage apart from the judges (TOKENPULSE_PLACEMENT=series): its topic (None: beside them)
     verdicts_topic, send_verdicts = _verdicts_topic(app, cfg)
 

@@ -31,17 +31,6 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-async def rewind_uncommitted(consumer: Any, topics: set[str]) -> list[Any]:
-    """Seek each partition of ``topics`` assigned to the aiokafka ``consumer`` that has no
-    committed offset (None, or 0: aiokafka's ``seek_to_committed`` skips both) to its beginning,
-    and return those partitions. Call it in the consumer's own event loop (Faust's consumer
-    thread)."""
-    tps = sorted((tp for tp in consumer.assignment() if tp.topic in topics), key=lambda tp: (tp.topic, tp.partition))
-    fresh = [tp for tp in tps if not await consumer.committed(tp)]
-    await _to_beginning(consumer, fresh)
-    return fresh
-
-
 async def seek_to_committed_or_beginning(consumer: Any, topics: set[str]) -> Mapping[Any, Any]:
     """aiokafka's ``seek_to_committed`` on ``consumer``, and the partitions of ``topics`` it left
     where they were (no committed offset, or 0) sought to their beginning. Returns the committed

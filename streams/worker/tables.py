@@ -23,8 +23,8 @@ import orjson
 
 from streams.common.spend import SeriesSpend, spend_key, split_key
 
-__all__ = ["TABLES", "Table", "Tables", "changelog_topics", "owned_partitions", "pack", "pack_local", "persist",
-           "persist_spend", "restore_items", "unpack", "written"]
+__all__ = ["STATE_TABLES", "TABLES", "Table", "Tables", "changelog_topics", "owned_partitions", "pack", "pack_local", "persist",
+           "persist_spend", "restore_items", "table_names", "unpack", "written"]
 
 
 class Table(Protocol):
@@ -48,10 +48,17 @@ class Tables:
     reports: Table | None = None  # report parts and done marks (only with reports in the policy)
 
 
-# Every table the worker can make (streams.worker.app): the state tables, ``reports`` with reports
-# in the policy, ``feedback`` with Slack's or PagerDuty's signing secret, ``org`` with
-# TOKENPULSE_PLACEMENT=series.
-TABLES = ("judge", "spend", "alerts", "deliveries", "budgets", "digests", "reports", "feedback")
+# The tables every worker makes, in :class:`Tables` (streams.worker.app), and every table it can
+# make: those, ``reports`` with reports in the policy, ``feedback`` with Slack's or PagerDuty's
+# signing secret, ``org`` with TOKENPULSE_PLACEMENT=series (changelog_topics adds it).
+STATE_TABLES = ("judge", "spend", "alerts", "deliveries", "budgets", "digests")
+TABLES = (*STATE_TABLES, "reports", "feedback")
+
+
+def table_names(reports: bool) -> list[str]:
+    """The fields of :class:`Tables` a worker fills: the state tables, and ``reports`` when the
+    policy schedules reports."""
+    return [*STATE_TABLES, *(["reports"] if reports else [])]
 
 
 def changelog_topics(app_id: str, placement: str) -> list[str]:

@@ -3,10 +3,11 @@
 Faust drops records it fetched for a partition paused for table recovery, then seeks every
 partition to its committed offset (``perform_seek``: aiokafka's ``seek_to_committed``), which
 does not move a partition that has no committed offset. This test runs that sequence with a
-real aiokafka consumer in a real group: records fetched and dropped, then the app's
-``on_rebalance_complete`` step (:func:`streams.worker.rewind.rewind_uncommitted`), then
-``seek_to_committed``. The never-committed partition is read again from its beginning (without
-the rewind it is not read again at all), the committed one from its committed offset."""
+real aiokafka consumer in a real group: records fetched and dropped, then the seek the worker
+installs in Faust's place (:func:`streams.worker.rewind.seek_to_committed_or_beginning`), twice.
+The never-committed partition is read again from its beginning (with aiokafka's
+``seek_to_committed`` alone it is not read again at all), the committed one from its committed
+offset."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from streams.worker.rewind import rewind_uncommitted, seek_to_committed_or_beginning
+from streams.worker.rewind import seek_to_committed_or_beginning
 
 pytestmark = pytest.mark.integration
 
@@ -69,8 +70,10 @@ async def test_a_never_committed_partition_is_read_again_from_its_beginning(brok
         # Faust dropped the fetched records (paused for recovery); aiokafka's position is past
         # them, and seek_to_committed alone leaves partition 0 there: the records are lost.
         assert await consumer.position(p0) == N
-        assert await rewind_uncommitted(consumer, {topic}) == [p0]
-        await consumer.seek_to_committed()  # Faust's perform_seek, after on_rebalance_complete
+        await consumer.seek_to_committed()  # aiokafka's own: partition 0 stays past them
+        assert await consumer.position(p0) == N
+        # Faust's perform_seek, as the worker installs it
+        assert await seek_to_committed_or_beginning(consumer, {topic}) == {p0: None, p1: 2}
         again = await _read(consumer, N + (N - 2))
         assert again == {0: list(range(N)), 1: list(range(2, N))}
         # read and dropped again (Faust's getmany while its flow is stopped), then Faust's next
@@ -79,6 +82,7 @@ async def test_a_never_committed_partition_is_read_again_from_its_beginning(brok
         assert await _read(consumer, N + (N - 2)) == {0: list(range(N)), 1: list(range(2, N))}
         # once committed, a partition is left to seek_to_committed
         await consumer.commit({p0: OffsetAndMetadata(N, "")})
-        assert await rewind_uncommitted(consumer, {topic}) == []
+        assert await seek_to_committed_or_beginning(consumer, {topic}) == {p0: N, p1: 2}
+        assert await consumer.position(p0) == N
     finally:
         await consumer.stop()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.worker.tables import Tables
+from streams.worker.tables import Tables, table_names
 
 
 @dataclass
@@ -22,8 +22,7 @@ class MemoryTable:
 
 
 def memory_tables(reports: bool = False) -> Tables:
-    names = ["judge", "spend", "alerts", "deliveries", "budgets", "digests"] + (["reports"] if reports else [])
-    return Tables(**{name: MemoryTable() for name in names})  # type: ignore[arg-type]
+    return Tables(**{name: MemoryTable() for name in table_names(reports)})  # type: ignore[arg-type]
 
 
 @dataclass

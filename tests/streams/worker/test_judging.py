@@ -18,7 +18,7 @@ from streams.common.partitioning import judge_partition
 from streams.common.spend import spend_key
 from streams.ingest.windows import NANO, Partial
 from streams.worker.judging import JudgeWorker
-from streams.worker.tables import Tables, unpack
+from streams.worker.tables import STATE_TABLES, Tables, unpack
 from tests.streams.worker.fakes import MemoryTable, Topic, memory_tables
 from tokenpulse.replay import _Verdicts
 
@@ -198,7 +198,7 @@ def recovered(tables: Tables) -> Tables:
     """What a worker that takes the partitions over after a crash has: each table's changelog
     read into its data (the last record per key; None deletes), as Faust's recovery does."""
     out = memory_tables()
-    for name in ("judge", "spend", "alerts", "deliveries", "budgets", "digests"):
+    for name in STATE_TABLES:
         data = getattr(out, name).data
         for _, key, value in getattr(tables, name).changelog:
             if value is None:
@@ -270,8 +270,7 @@ class SlowTable(MemoryTable):
 
 
 def slow_tables() -> Tables:
-    names = ["judge", "spend", "alerts", "deliveries", "budgets", "digests"]
-    return Tables(**{name: SlowTable() for name in names})  # type: ignore[arg-type]
+    return Tables(**{name: SlowTable() for name in STATE_TABLES})  # type: ignore[arg-type]
 
 
 async def test_messages_are_acknowledged_once_the_broker_has_their_state() -> None:
