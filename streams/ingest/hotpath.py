@@ -27,6 +27,7 @@ import functools
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -37,7 +38,7 @@ from streams.common.config import StreamConfig
 from streams.common.partitioning import placed_partition
 from streams.ingest.pipeline import count_message, dead_letter_record
 from streams.ingest.pricing import Pricer
-from streams.ingest.windows import IngestPartition, Partial, failure_reason
+from streams.ingest.windows import IngestPartition, failure_reason
 
 log = logging.getLogger("tokenpulse.ingest")
 
@@ -45,7 +46,44 @@ BARRIER = b"__tokenpulse_barrier__"
 ROWS_PER_MESSAGE = 500  # partials per windows message: ~1 KB each at most
 
 
-__all__ = ["IngestLoop"]
+__all__ = ["Emission", "IngestLoop"]
+
+
+@dataclass(frozen=True)
+class Emission:
+    """One checkpoint's message to the judges: its seq, the watermark it carries and its
+    partials (wire rows, in the order sent). Written into the partition's state before it is
+    sent (:meth:`IngestLoop.checkpoint`), so that an owner killed in between has the next owner
+    send exactly the same messages again, which each judge applies once by their seq."""
+
+    seq: int
+    closed_until: int | None
+    rows: list[list[Any]]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The state records it is written as: its rows in parts of ``ROWS_PER_MESSAGE``."""
+        starts = range(0, max(1, len(self.rows)), ROWS_PER_MESSAGE)
+        return [{"seq": self.seq, "part": k, "of": len(starts), "closed_until": self.closed_until,
+                 "rows": self.rows[i:i + ROWS_PER_MESSAGE]} for k, i in enumerate(starts)]
+
+    @staticmethod
+    def from_records(records: list[dict[str, Any]], seqs: list[int]) -> list[Emission]:
+        """The emissions of ``seqs`` (in that order) that ``records`` hold whole.
+
+        The records a crashed checkpoint wrote before its meta record (which names the seqs
+        of its emissions) belong to messages never sent: their seqs are not in ``seqs``, and
+        an emission they overwrote in part was acknowledged before that checkpoint began."""
+        parts: dict[int, dict[int, dict[str, Any]]] = {}
+        for rec in records:
+            parts.setdefault(int(rec["seq"]), {})[int(rec["part"])] = rec
+        out: list[Emission] = []
+        for seq in seqs:
+            got = parts.get(seq, {})
+            first = got.get(0)
+            if first is None or sorted(got) != list(range(int(first["of"]))):
+                continue
+            out.append(Emission(seq, first["closed_until"], [row for k in sorted(got) for row in got[k]["rows"]]))
+        return out
 
 
 class IngestLoop:
@@ -68,6 +106,12 @@ class IngestLoop:
         self._pending: list[asyncio.Future[Any]] = []  # DLQ sends since the last checkpoint
         # what each DLQ send carries, to send it again when it failed (by future)
         self._dlq_records: dict[asyncio.Future[Any], tuple[bytes, list[tuple[str, bytes]]]] = {}
+        # per partition: messages to the judges whose state is written but whose sending has
+        # not been acknowledged (a failed send, or restored from a crashed owner's state): the
+        # next checkpoint sends them again, before its own; and how many "emit|i" records the
+        # partition's state holds (the next checkpoint deletes those it does not rewrite)
+        self._unsent: dict[int, list[Emission]] = {}
+        self._emit_records: dict[int, int] = {}
 
     # ------------------------------------------------------------------ lifecycle ------
     async def start(self) -> None:
@@ -224,23 +268,35 @@ class IngestLoop:
         # must hold them back, or its backlog would arrive late.
         announce = p not in self.announced and (core.max_ts is not None or self.caught_up(p))
         emit = bool(partials) or core.closed_until != before or announce
+        emissions = self._unsent.pop(p, [])
         if emit:
             core.emit_seq += 1  # before the snapshot: a seq is never reused after a restart
-        changes = core.checkpoint()
+            emissions.append(Emission(core.emit_seq, core.closed_until, [part.to_wire() for part in partials]))
+        changes = self._with_emissions(p, core.checkpoint(), emissions)
         offset = core.applied_offset
         self.last_ckpt[p] = now
         pending, self._pending = self._pending, []
         self.in_ckpt.add(p)
-        try:
-            if emit:
-                pending += await self._emit(p, core.emit_seq, core.closed_until, partials)
-                self.announced.add(p)
-        except BaseException:
-            self.in_ckpt.discard(p)
-            raise
-        task = asyncio.ensure_future(self._persist(p, pending, changes, offset))
+        if emit:
+            self.announced.add(p)
+        task = asyncio.ensure_future(self._persist(p, pending, changes, offset, emissions))
         self._tasks[p] = task
         task.add_done_callback(functools.partial(self._persisted, p))
+
+    def _with_emissions(self, p: int, changes: dict[str, Any], emissions: list[Emission]) -> dict[str, Any]:
+        """The state records of a checkpoint with its messages to the judges in them: their
+        records first and the meta record last, which says how many there are (a restore
+        believes only records the meta record it read counts: a crash while they were being
+        written leaves the previous meta, whose messages were all acknowledged)."""
+        meta = changes.pop("meta")
+        records = [rec for e in emissions for rec in e.records()]
+        out: dict[str, Any] = {f"emit|{i}": rec for i, rec in enumerate(records)}
+        for i in range(len(records), self._emit_records.get(p, 0)):
+            out[f"emit|{i}"] = None
+        self._emit_records[p] = len(records)
+        out.update(changes)
+        out["meta"] = {**meta, "emit": [e.seq for e in emissions]}
+        return out
 
     def _persisted(self, p: int, task: asyncio.Future[Any]) -> None:
         self.in_ckpt.discard(p)
@@ -266,33 +322,48 @@ class IngestLoop:
             if p in self.in_ckpt and p not in self._tasks:
                 await asyncio.sleep(0.005)
 
-    async def _persist(self, p: int, pending: list[Any], changes: dict[str, Any], offset: int) -> None:
-        if pending:
-            # DLQ records and window partials are acknowledged before the state that says
-            # they were sent.
-            results = await asyncio.gather(*pending, return_exceptions=True)
-            failed = [(fut, res) for fut, res in zip(pending, results, strict=True) if isinstance(res, BaseException)]
-            resend = [self._dlq_records[fut] for fut, _ in failed if fut in self._dlq_records]
-            for fut in pending:
-                self._dlq_records.pop(fut, None)
-            if failed:
-                # The state is not written: a dead-letter record that did not make it is sent
-                # again and awaited by the next checkpoint, which only then records the offsets.
-                for value, headers in resend:
-                    self._send_dead_letter(value, headers)
-                raise failed[0][1]
-        state = self.topics["ingest_state"]
-        futs = [await self.producer.send(state, key=k.encode(), value=None if v is None else orjson.dumps(v),
-                                         partition=p) for k, v in changes.items()]
-        await asyncio.gather(*futs)
+    async def _persist(self, p: int, pending: list[Any], changes: dict[str, Any], offset: int,
+                       emissions: list[Emission]) -> None:
+        """Write a checkpoint: its dead-letter records acknowledged, then the state (with the
+        messages to the judges in it), then those messages, then the offset committed. A crash
+        anywhere leaves the next owner nothing to count twice: before the state is written it
+        restores the previous one and counts the same records again (nothing of this
+        checkpoint reached a judge); after, it sends the same messages again (tests/streams/
+        ingest/test_hotpath_crash.py)."""
+        try:
+            if pending:
+                results = await asyncio.gather(*pending, return_exceptions=True)
+                failed = [(fut, res) for fut, res in zip(pending, results, strict=True) if isinstance(res, BaseException)]
+                resend = [self._dlq_records[fut] for fut, _ in failed if fut in self._dlq_records]
+                for fut in pending:
+                    self._dlq_records.pop(fut, None)
+                if failed:
+                    # The state is not written: a dead-letter record that did not make it is sent
+                    # again and awaited by the next checkpoint, which only then records the offsets.
+                    for value, headers in resend:
+                        self._send_dead_letter(value, headers)
+                    raise failed[0][1]
+            state = self.topics["ingest_state"]
+            futs = [await self.producer.send(state, key=k.encode(), value=None if v is None else orjson.dumps(v),
+                                             partition=p) for k, v in changes.items()]
+            await asyncio.gather(*futs)
+            sends = []
+            for e in emissions:
+                sends += await self._emit(p, e.seq, e.closed_until, e.rows)
+            await asyncio.gather(*sends)
+        except BaseException:
+            if emissions:
+                # not known to be acknowledged: sent again (same seq) with the next checkpoint
+                self._unsent[p] = emissions + self._unsent.get(p, [])
+            raise
         if offset >= 0 and p in self.assigned:
             try:
                 await self.consumer.commit({TopicPartition(self.topics["usage"], p): offset + 1})
             except Exception as exc:  # noqa: BLE001 - commits are only for lag tooling
                 log.debug("commit failed: %s", exc)
 
-    async def _emit(self, p: int, seq: int, closed_until: int | None, partials: list[Partial]) -> list[Any]:
-        """Send the partials to their judges, and this source's watermark to every judge.
+    async def _emit(self, p: int, seq: int, closed_until: int | None, rows: list[list[Any]]) -> list[Any]:
+        """Send the partials (wire rows) to their judges, and this source's watermark to every judge.
 
         A backfill can close hours of windows in one checkpoint: the rows are split into
         messages of at most ``ROWS_PER_MESSAGE`` (well under Kafka's 1 MB default), and only
@@ -302,8 +373,8 @@ class IngestLoop:
         """
         by_q: dict[int, list[list[Any]]] = {q: [] for q in range(self.n)}
         placement = self.cfg.placement
-        for part in partials:
-            by_q[placed_partition(part.series, self.n, placement)].append(part.to_wire())
+        for row in rows:  # Partial.to_wire: the series first
+            by_q[placed_partition(row[0], self.n, placement)].append(row)
         futs = []
         topic = self.topics["windows"]
         for q, rows in by_q.items():
@@ -335,8 +406,7 @@ class IngestLoop:
                 limits=self.cfg.limits,
                 dedupe_retention=self.cfg.dedupe_horizon,
             )
-            items = await self._read_state(p)
-            core.restore(items.items(), time.time())
+            self.restore(core, await self._read_state(p), time.time())
             if core.applied_offset >= 0:
                 self.consumer.seek(tp, core.applied_offset + 1)
             else:
@@ -347,6 +417,20 @@ class IngestLoop:
         if tps:
             self.consumer.resume(*tps)
         self.assigned |= partitions
+
+    def restore(self, core: IngestPartition, items: dict[str, Any], wall_now: float) -> None:
+        """Restore ``core`` from its partition's state records, and have the next checkpoint send
+        again the messages to the judges that the state holds and does not know acknowledged."""
+        p = core.partition
+        core.restore(((k, v) for k, v in items.items() if not k.startswith("emit|")), wall_now)
+        seqs = [int(x) for x in (items.get("meta") or {}).get("emit", [])]  # none in states before 2026-12
+        records = {int(k[5:]): v for k, v in items.items() if k.startswith("emit|")}
+        self._emit_records[p] = max(records, default=-1) + 1
+        again = Emission.from_records([records[i] for i in sorted(records)], seqs)
+        if again:
+            self._unsent[p] = again
+            log.info("usage partition %d: sends its last messages to the judges again (seq %s)",
+                     p, ", ".join(str(e.seq) for e in again))
 
     async def revoke(self, partitions: set[int]) -> None:
         log.info("usage partitions revoked: %s", sorted(partitions))

@@ -69,6 +69,11 @@ ID_CHUNK = 40_000
 DEDUPE_HORIZON = 7200.0
 
 
+# The two records that take turns holding a partition's open windows (IngestPartition.checkpoint);
+# the meta record names the current one. "wins" alone was the record before 2026-12.
+WINS = ("wins", "wins|1")
+
+
 def id_hash(event_id: str) -> int:
     """The 64-bit hash an event id is remembered by once its window has closed: XXH3 of its
     UTF-8 bytes, the same in every process and on every machine (a checkpoint holds them).
@@ -284,6 +289,7 @@ class IngestPartition:
     # OTHER_TOOL (limits.max_tools_per_window). Forgotten when the window's cells are emitted.
     _tools: dict[int, set[str]] = field(default_factory=dict, repr=False)
     _chunks: dict[int, int] = field(default_factory=dict)  # id chunk no -> newest window in it
+    _wins_buf: int = 0  # which of the two open-window records ("wins", "wins|1") is current
     _next_chunk: int = 0
     # add_events' rejects for streams.ingest.pipeline.count_message, which empties it after each message
     _rejects: list[tuple[int, str]] = field(default_factory=list, repr=False)
@@ -648,7 +654,10 @@ class IngestPartition:
         """
         changes: dict[str, Any] = {}
         if self._dirty_windows or self._dropped_windows:
-            changes["wins"] = [[w, [[*cell, *(sums if max(sums) <= I64_MAX else [min(x, I64_MAX) for x in sums])]
+            # into the record the meta record does not name: a crash before the meta record
+            # is written leaves the current one whole (its offsets and its windows agree)
+            self._wins_buf ^= 1
+            changes[WINS[self._wins_buf]] = [[w, [[*cell, *(sums if max(sums) <= I64_MAX else [min(x, I64_MAX) for x in sums])]
                                     for cell, sums in cells.items()]] for w, cells in self.windows.items()]
         # the ids as their hashes, packed (base64 of little-endian uint64): a chunk maps a
         # window to the hashes of the ids first seen in it since the last checkpoint
@@ -688,6 +697,7 @@ class IngestPartition:
             "counters": self.counters.to_dict(),
             "chunks": {str(k): v for k, v in self._chunks.items()},
             "next_chunk": self._next_chunk,
+            "wins": self._wins_buf,
         }
         self._dirty_windows.clear()
         self._dropped_windows.clear()
@@ -702,12 +712,21 @@ class IngestPartition:
         self._chunks[n] = max(int(w) for w in chunk)
 
     def restore(self, items: Iterable[tuple[str, Any]], wall_now: float) -> None:
-        """Rebuild from the persisted keys written by :meth:`checkpoint`."""
+        """Rebuild from the persisted keys written by :meth:`checkpoint`.
+
+        The meta record is written last: what a checkpoint cut short by a crash wrote before it
+        (the other open-window record, id chunks) is not read, so that the windows, the ids and
+        the offset restored are one checkpoint's. (States before 2026-12 name neither: their one
+        open-window record and every id chunk are read.)"""
         parts: dict[int, list[np.ndarray]] = {}
+        items = [(k, v) for k, v in items if v is not None]
+        meta = next((v for k, v in items if k == "meta"), None) or {}
+        wins = WINS[int(meta.get("wins", 0))]
+        chunks = {f"ids|{n}" for n in meta["chunks"]} if "wins" in meta else None
         for key, value in items:
-            if value is None:
-                continue
             kind, _, _rest = key.partition("|")
+            if (kind == "wins" and key != wins) or (kind == "ids" and chunks is not None and key not in chunks):
+                continue  # written by a checkpoint whose meta record never was
             if kind == "meta":
                 self.max_ts = value["max_ts"]
                 self.wall_at_max = wall_now if self.max_ts is not None else None
@@ -717,6 +736,7 @@ class IngestPartition:
                 self.counters = Counters(**value["counters"])
                 self._chunks = {int(k): int(v) for k, v in value.get("chunks", {}).items()}
                 self._next_chunk = int(value.get("next_chunk", 0))
+                self._wins_buf = int(value.get("wins", 0))
             elif kind == "wins":
                 # a row is a cell (5 names) or a tool cell (org, tool), then its six sums
                 self.windows = {

@@ -1,7 +1,7 @@
 """The hot path's revoke against a checkpoint the loop has begun: the revoke returns only once
-that checkpoint's state is written, so the partition's next owner, which reads the changelog
-as soon as the group has rebalanced, restores it (issue 15: the two-worker start-up
-rebalance)."""
+that checkpoint's state is written and its partials sent, so the partition's next owner, which
+reads the changelog as soon as the group has rebalanced, restores it and sends nothing of it
+again (issue 15: the two-worker start-up rebalance)."""
 
 from __future__ import annotations
 
@@ -35,18 +35,20 @@ async def test_a_revoke_waits_for_the_checkpoint_the_loop_is_sending() -> None:
     loop = loop_with(producer)
     core = loop.cores[0] = IngestPartition(partition=0, limits=loop.cfg.limits)
     loop._apply(core, 0, [SimpleNamespace(offset=i, value=orjson.dumps(good(i))) for i in range(3)], T)
-    # the loop's checkpoint: it closes the windows and is sending their partials
+    # the loop's checkpoint: it closes the windows, writes the state that holds their partials
+    # and is sending them
     sending = asyncio.ensure_future(loop.checkpoint(0, T + 3600))
     await asyncio.sleep(0.01)
-    assert 0 in loop.in_ckpt and not producer.to(".ingest.state")
+    assert 0 in loop.in_ckpt and producer.to(".ingest.state") and not producer.to(".windows")
 
     revoke = asyncio.ensure_future(loop.revoke({0}))
     await asyncio.sleep(0.05)
-    assert not revoke.done()  # not before the state that says the partials went out is written
+    assert not revoke.done()  # not before the partials went out
 
     producer.gate.set()
     await asyncio.wait_for(revoke, 5)
     await sending
     meta = [orjson.loads(v) for _, k, v, _ in producer.to(".ingest.state") if k == b"meta"]
     assert meta and meta[-1]["applied_offset"] == 2
+    assert producer.to(".windows")
     assert 0 not in loop.cores and not loop.in_ckpt

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from streams.ingest.records import UsageEvent
-from streams.ingest.windows import NANO, IngestPartition, to_nusd, window_start
+from streams.ingest.windows import NANO, WINS, IngestPartition, to_nusd, window_start
 
 
 def ev(i: int | str, ts: float, team: str = "ads", cost: float = 0.01, model: str = "gpt-4o", user: str = "u1") -> UsageEvent:
@@ -110,7 +110,7 @@ def test_checkpoint_restore_roundtrip_keeps_totals_and_dedupe():
     out = by_series(fresh.advance(0))
     assert out[("team=ads", 0, False)].sums[0] == 6 * to_nusd(0.01)
     apply(fresh.checkpoint())
-    assert [w for w, _ in store["wins"]] == [180]
+    assert [w for w, _ in store[WINS[store["meta"]["wins"]]]] == [180]
 
 
 def test_dedupe_ids_are_forgotten_after_retention():

@@ -16,7 +16,7 @@ from streams.common.config import IngestLimits
 from streams.common.dimensions import NO_TOOL, OTHER_TOOL
 from streams.common.spend import SeriesSpend, load_records
 from streams.ingest.records import UsageEvent
-from streams.ingest.windows import NANO, IngestPartition, Partial
+from streams.ingest.windows import NANO, WINS, IngestPartition, Partial
 from streams.reports.retention import SpendRollup
 from streams.worker.charts import spend_over_time
 
@@ -77,7 +77,8 @@ def test_a_checkpoint_of_the_old_format_loads_with_its_spend_under_none() -> Non
     core2.restore(OLD_CHECKPOINT.items(), 0)
     core2.add(ev("z", T0 + 3, "ide"), 0)
     store = json.loads(json.dumps(core2.checkpoint()))
-    assert sorted(len(row) for _, rows in store["wins"] for row in rows) == [8, 8, 11, 11]  # tool cells, cells
+    wins = store[WINS[store["meta"]["wins"]]]
+    assert sorted(len(row) for _, rows in wins for row in rows) == [8, 8, 11, 11]  # tool cells, cells
     core3 = core_of()
     core3.restore(store.items(), 0)
     assert tool_spend(core3.advance(T0 + 10_000)) == {(T0, NO_TOOL): 1_750_000_000, (T0, "ide"): NANO // 2}

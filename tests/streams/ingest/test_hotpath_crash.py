@@ -1,0 +1,153 @@
+"""A hot path killed in the middle of a checkpoint counts every event exactly once after its
+partition's next owner takes over (issue 15: spend and budgets exact after a SIGKILL).
+
+A checkpoint sends the window partials it closed to the judges and writes the partition's
+state (the open windows, the offset applied, the seq of its last message to the judges). A
+process killed between the two used to leave the judges holding partials the restored state
+did not know it had sent: the next owner counted the same events again, in other messages
+(windows closed in other groupings, late events folded into the closed window), and a judge
+applying each (source, seq) once either counted a window twice or dropped the events that a
+reused seq carried. Here the kill falls after each send of the checkpoint in turn: the records
+acknowledged before it are on the broker, none after it. The next owner restores the state the
+broker holds, reads the partition again from the offset it records and goes on; the judges get
+every message either process sent, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.common.config import StreamConfig
+from streams.common.spend import spend_windows
+from streams.ingest.hotpath import IngestLoop
+from streams.ingest.pricing import Pricer
+from streams.ingest.windows import NANO, IngestPartition, Partial
+from streams.judge.core import judge_factory
+from tests.streams.ingest.test_poison import T, good
+
+CFG = StreamConfig(bootstrap="127.0.0.1:1", topic_prefix="t", usage_partitions=1)
+
+# (offset, event time, cost): window T closes in the second checkpoint, with a late-ish event of
+# it read just before; the next owner reads more of both windows, one of them late for window T
+FIRST = [(0, T + 1, 0.11), (1, T + 5, 0.13)]
+SECOND = [(2, T + 61, 0.17), (3, T + 30, 0.19), (4, T + 75, 0.23)]
+THIRD = [(5, T + 40, 0.29), (6, T + 80, 0.31), (7, T + 140, 0.37)]
+
+
+class Broker:
+    """What was acknowledged, in order; after ``cut`` sends the process is dead: nothing more
+    reaches the broker and no acknowledgement comes back."""
+
+    def __init__(self, cut: int | None = None) -> None:
+        self.sent: list[tuple[str, Any, Any]] = []
+        self.cut = cut
+        self.calls = 0
+
+    async def send(self, topic: str, value: Any = None, key: Any = None, headers: Any = None,
+                   partition: Any = None) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.calls += 1
+        if self.cut is not None and self.calls > self.cut:
+            return fut  # never acknowledged: the process died
+        self.sent.append((topic, key, value))
+        fut.set_result(None)
+        return fut
+
+
+def records(rows: list[tuple[int, float, float]]) -> list[Any]:
+    return [SimpleNamespace(offset=o, value=orjson.dumps(good(o, ts=ts, cost_usd=c))) for o, ts, c in rows]
+
+
+def loop_on(broker: Broker) -> IngestLoop:
+    loop = IngestLoop(CFG, Pricer())
+    loop.producer = broker
+    loop.consumer = SimpleNamespace(highwater=lambda tp: None)
+    return loop
+
+
+def state_of(sent: list[tuple[str, Any, Any]]) -> dict[str, Any]:
+    """The partition's state as the broker holds it: the latest value of every key."""
+    state: dict[str, Any] = {}
+    for topic, key, value in sent:
+        if topic.endswith(".ingest.state"):
+            if value is None:
+                state.pop(key.decode(), None)
+            else:
+                state[key.decode()] = orjson.loads(value)
+    return state
+
+
+async def settle(loop: IngestLoop) -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def judged(sent: list[tuple[str, Any, Any]]) -> dict[str, int]:
+    """Each series' spend (nano-dollars) after the judges took every windows message."""
+    judges = {q: judge_factory(60, "default", {}, CFG.alert_policy)(q) for q in range(CFG.usage_partitions)}
+    for topic, key, value in sent:
+        if topic.endswith(".windows"):
+            body = orjson.loads(value)
+            judges[int(key)].receive(int(body["src"]), int(body["n_src"]), body["closed_until"],
+                                     [Partial.from_wire(r) for r in body["partials"]],
+                                     int(body["seq"]), bool(body["wm"]))
+    totals: dict[str, int] = {}
+    for j in judges.values():
+        for series, _, _, sums in spend_windows(j.spend.items(), 60):
+            totals[series] = totals.get(series, 0) + int(sums[0])
+    return totals
+
+
+async def run(cut: int | None) -> tuple[dict[str, int], int]:
+    """The first owner counts FIRST and SECOND, checkpointing after each, and dies after ``cut``
+    sends of the second checkpoint; the next owner restores and reads on to the end."""
+    first = Broker()
+    a = loop_on(first)
+    a.cores[0] = IngestPartition(partition=0, limits=CFG.limits)
+    a._apply(a.cores[0], 0, records(FIRST), T + 6)
+    await a.checkpoint(0, T + 20)
+    await a.drain()
+    before = first.calls
+    if cut is not None:
+        first.cut = before + cut
+    a._apply(a.cores[0], 0, records(SECOND), T + 76)
+    await a.checkpoint(0, T + 90)
+    await settle(a)
+    sends = first.calls - before
+    for task in list(a._tasks.values()):
+        task.cancel()
+
+    second = Broker()
+    b = loop_on(second)
+    core = b.cores[0] = IngestPartition(partition=0, limits=CFG.limits)
+    b.restore(core, state_of(first.sent), T + 100)
+    rows = [r for r in FIRST + SECOND + THIRD if r[0] > core.applied_offset]
+    b._apply(core, 0, records(rows), T + 141)
+    await b.checkpoint(0, T + 150)
+    await b.drain()
+    await b.checkpoint(0, T + 10_000)  # idle long enough: every window closes
+    await b.drain()
+    return judged(first.sent + second.sent), sends
+
+
+def test_every_cut_of_a_checkpoint_counts_each_event_once() -> None:
+    want = round(sum(c for _, _, c in FIRST + SECOND + THIRD) * NANO)
+    _, sends = asyncio.run(run(None))
+    assert sends >= 3  # partials to the judges and state records: cut after each in turn
+    for cut in range(sends + 1):
+        totals = asyncio.run(run(cut))[0]
+        assert totals, cut
+        wrong = {s: v / NANO for s, v in totals.items() if v != want}
+        assert not wrong, f"cut after send {cut} of {sends}: {wrong} (want {want / NANO})"
+
+
+@pytest.mark.parametrize("cut", [None])
+def test_without_a_crash_the_same_totals(cut: int | None) -> None:
+    want = round(sum(c for _, _, c in FIRST + SECOND + THIRD) * NANO)
+    totals, _ = asyncio.run(run(cut))
+    assert totals and set(totals.values()) == {want}
