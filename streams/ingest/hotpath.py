@@ -427,6 +427,7 @@ class IngestLoop:
         records = {int(k[5:]): v for k, v in items.items() if k.startswith("emit|")}
         self._emit_records[p] = max(records, default=-1) + 1
         again = Emission.from_records([records[i] for i in sorted(records)], seqs)
+        self._unsent.pop(p, None)  # what a former ownership left unsent is in these records, if it counts
         if again:
             self._unsent[p] = again
             log.info("usage partition %d: sends its last messages to the judges again (seq %s)",
@@ -444,6 +445,8 @@ class IngestLoop:
                 log.exception("checkpoint on revoke failed for partition %d", p)
             self.cores.pop(p, None)
             self.announced.discard(p)
+            self._unsent.pop(p, None)  # in the state written: the next owner sends them
+            self._emit_records.pop(p, None)
         self.assigned -= partitions
 
     async def _read_state(self, p: int) -> dict[str, Any]:
