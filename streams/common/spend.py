@@ -145,11 +145,13 @@ _WROW = 8
 _RROW = 9
 HOUR_ROW, DAY_ROW = 1, 2
 SPEND_TAG = "spend"
-# How many of a tier's newest rows stay in typed arrays (_WARM to _WARM + CHUNK of them) and
-# how many older rows go into one deflated chunk (_Tier.CHUNK). A row is 80-90 bytes in the
-# arrays and about 9 deflated; a chunk costs about 60 bytes of its own. For a tier of N rows
-# the sum is least near CHUNK = sqrt(1.4 N): 24 for a sparse user's 48 h of windows (~290),
-# 32 for 35 days of hours (840). Measured with benchmarks/scale.py (its spend breakdown).
+# How many of a tier's newest rows stay in typed arrays after a pack (the windows the judge
+# adds since then join them) and how many older rows go into one deflated chunk (_Tier.CHUNK;
+# the newest chunk is open: it takes the next rows at each pack). A row is 80-90 bytes in the
+# arrays and about 9-17 deflated; a chunk costs about 60 bytes of its own. Bigger chunks
+# deflate better (48 windows and 64 hours: 0.9x the bytes of a sparse user's week) but a late
+# partial thaws more and the open chunk is deflated again whole every hour
+# (benchmarks/spend_cost.py, docs/benchmarks.md#spend-per-user-series).
 _WARM = 4
 # Rows the arrays may gather before add_window deflates on its own: the roll-up packs every
 # hour of event time (SeriesSpend.pack), so this only bounds a book nobody rolls up.
@@ -231,7 +233,8 @@ class _Tier:
 
     The newest rows sit in the typed arrays ``rows`` and ``pairs``, where the judge adds and
     checkpoints; older ones are deflated in chunks (``chunks``; ``index``: first start and row
-    count of each), every chunked row older than every row in the arrays. The arrays are never
+    count of each), every chunked row older than every row in the arrays. Every chunk holds
+    ``CHUNK`` rows but the newest, the open one, which :meth:`freeze` fills. The arrays are never
     empty while chunks exist, so "older than ``rows[0]``" is "in a chunk". A change to a
     chunked row (a late partial of an old window, a late window of a rolled hour) first thaws
     that chunk and the newer ones back into the arrays (:meth:`thaw`); :meth:`freeze` deflates
@@ -333,22 +336,30 @@ class _Tier:
             self.chunks = self.index = None
 
     def freeze(self, above: int = 0) -> None:
-        """Deflate the oldest rows of the arrays, ``CHUNK`` at a time, while more than
-        ``_WARM + CHUNK`` of them are there; nothing unless more than ``above`` are."""
+        """Deflate every row of the arrays but the newest ``_WARM``, ``CHUNK`` to a chunk;
+        nothing unless more than ``max(_WARM, above)`` rows are there. The newest chunk may
+        hold fewer than ``CHUNK`` rows: it is the open one, thawed and deflated again with the
+        rows that join it (once an hour of event time, by :meth:`SeriesSpend.pack`), so that
+        no more than ``_WARM`` rows wait in the arrays for a chunk to fill."""
         S, C = self.STRIDE, self.CHUNK
-        if len(self.rows) < max(_WARM + C, above) * S:
+        if len(self.rows) <= max(_WARM, above) * S:
             return
-        rows, pairs = self.rows, self.pairs
-        n, at = len(rows) // S, 0
         chunks = self.chunks if self.chunks is not None else []
         index = self.index if self.index is not None else array("q")
-        while n - at >= _WARM + C:
-            k = 2 * sum(rows[(at + i) * S + S - 1] for i in range(C))
+        rows, pairs = self.rows, self.pairs
+        if chunks and index[-1] < C:  # the open chunk takes the rows that follow it
+            r, p = _unpack(chunks.pop(), index.pop(), S)
+            index.pop()
+            rows, pairs = r + rows, p + pairs
+        n, at = len(rows) // S, 0
+        while n - at > _WARM:
+            c = min(C, n - at - _WARM)
+            k = 2 * sum(rows[(at + i) * S + S - 1] for i in range(c))
             first = at * S
-            chunks.append(_pack(rows[first:first + C * S], pairs[:k], S))
-            index.extend((rows[first], C))
+            chunks.append(_pack(rows[first:first + c * S], pairs[:k], S))
+            index.extend((rows[first], c))
             pairs = pairs[k:]
-            at += C
+            at += c
         # New arrays, not ``del``: an array keeps its allocation when it shrinks.
         self.rows, self.pairs = rows[at * S:], pairs
         self.chunks, self.index = chunks, index
