@@ -42,6 +42,8 @@ from typing import Any, Self
 
 import numpy as np
 
+from streams.common.dimensions import parse_series
+
 __all__ = ["DAY", "DAY_TAG", "HOUR", "SeriesSpend", "coarsest", "day_key", "load_records", "spend_key", "spend_windows",
            "split_key"]
 
@@ -120,18 +122,31 @@ def spend_windows(items: Iterable[tuple[str, Any]], window_seconds: int) -> Iter
         except (KeyError, TypeError, ValueError):
             continue
 
-def coarsest(items: Iterable[tuple[str, Any]], window_seconds: int, since: float | None, until: float | None) -> int:
+def coarsest(items: Iterable[tuple[str, Any]], window_seconds: int, since: float | None, until: float | None,
+             dimension: str | None = None) -> int:
     """The longest span of the records that start in ``[since, until)``: the resolution an
-    answer over that range was computed at (``window_seconds`` when it holds none).
+    answer over that range was computed at (``window_seconds`` when it holds none). With
+    ``dimension`` (``team``, ``user``, ``team×model``, ...), only the records of its series
+    count: the answer sums no other (users' spend is rolled up sooner than teams').
 
     >>> coarsest([("org|60", {"s": [1]}), ("org|day:0", {"d": [1]})], 60, 0, None)
     86400
     >>> coarsest([("org|60", {"s": [1]}), ("org|day:0", {"d": [1]})], 60, 50, None)
     60
+    >>> coarsest([("team=ads|60", {"s": [1]}), ("user=bob|day:0", {"d": [1]})], 60, 0, None, "team")
+    60
     """
     out = window_seconds
-    for _, start, span, _ in spend_windows(items, window_seconds):
+    of: dict[str, bool] = {}
+    for series, start, span, _ in spend_windows(items, window_seconds):
         if span > out and (since is None or start >= since) and (until is None or start < until):
+            if dimension is not None:
+                ok = of.get(series)
+                if ok is None:
+                    got = parse_series(series)
+                    ok = of[series] = got is not None and got[0].name == dimension
+                if not ok:
+                    continue
             out = span
     return out
 
