@@ -104,16 +104,20 @@ class SpendRollup:
         written: dict[str, Any] = {}
         deleted: list[str] = []
         self._next.clear()
-        users = {key: is_user_series(key.rpartition("|")[0]) for key in spend}
+        hour_cuts: dict[bool, int | None] = {False: None, True: None}
         if HOUR % self.window_seconds == 0:
-            cuts = self._cuts(now, self.hourly_after, self.user_hourly_after, HOUR)
-            for key, book in list(spend.items()):
-                cut = cuts[users[key]]  # hours ending by it are rolled
-                if cut is not None:
-                    self._roll_hours(key.rpartition("|")[0], book, cut, written, deleted)
-        cuts = self._cuts(now, self.daily_after, self.user_daily_after, DAY)
+            hour_cuts = self._cuts(now, self.hourly_after, self.user_hourly_after, HOUR)
+        day_cuts = self._cuts(now, self.daily_after, self.user_daily_after, DAY)
+        # which series are users', only where their cut-offs differ from the others' (with every
+        # horizon 0 a roll runs at every checkpoint: no name is parsed then)
+        users = ({key: is_user_series(key.rpartition("|")[0]) for key in spend}
+                 if hour_cuts[False] != hour_cuts[True] or day_cuts[False] != day_cuts[True] else {})
         for key, book in list(spend.items()):
-            cut = cuts[users[key]]
+            cut = hour_cuts[users.get(key, False)]  # hours ending by it are rolled
+            if cut is not None:
+                self._roll_hours(key.rpartition("|")[0], book, cut, written, deleted)
+        for key, book in list(spend.items()):
+            cut = day_cuts[users.get(key, False)]
             if cut is None:
                 continue
             series = key.rpartition("|")[0]
