@@ -143,7 +143,8 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
     rss0 = rss_mib()
     judge = judge_factory(window, detector, {}, {}, state_every=state_every)(0)
     table = LocalTable()
-    roll = SpendRollup(window) if rollup else SpendRollup(window, hourly_after=0, daily_after=0)
+    roll = (SpendRollup(window) if rollup else
+            SpendRollup(window, hourly_after=0, daily_after=0, user_hourly_after=0, user_daily_after=0))
     rates = user_rates(users, seed)
     names = [f"user=u{i:06d}" for i in range(users)]
     labels = [{"user": f"u{i:06d}"} for i in range(users)]

@@ -7,8 +7,9 @@ The baseline is ``streams/common/spend.py`` as it is at ``--ref`` (``git show``)
 module of its own; both drive the same :class:`~streams.reports.retention.SpendRollup`. For
 each, ``--series`` series spend in ``--active`` of the one-minute windows of ``--days`` days
 (one source, one message per window, as benchmarks/scale.py), the roll-up runs every hour of
-event time (windows become hours after 48 h), and every 50th window a late partial goes to a
-window an hour back. Printed per implementation (the times: the least of ``--repeat``
+event time (the series are users', ``user=…``: windows become hours after 24 h, hours days after
+7 days, the users' horizons of :mod:`streams.reports.retention`), and every 50th window a late
+partial goes to a window an hour back. Printed per implementation (the times: the least of ``--repeat``
 interleaved runs, the load on a shared machine only ever adds; the rest: their median):
 
 - ``add``: µs per new window (``add_window`` of a new latest window: the judge's hot path);

@@ -58,6 +58,8 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         dedupe_horizon=settings.dedupe_horizon_seconds,
         spend_hourly_after=settings.spend_hourly_after_seconds,
         spend_daily_after=settings.spend_daily_after_seconds,
+        spend_user_hourly_after=settings.spend_user_hourly_after_seconds,
+        spend_user_daily_after=settings.spend_user_daily_after_seconds,
         judge_state_every=settings.judge_state_every_windows,
         placement=settings.placement,
         limits=IngestLimits(max_tokens_per_request=policy.limits.max_tokens_per_request,

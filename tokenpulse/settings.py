@@ -90,6 +90,15 @@ class Settings(BaseSettings):
         default=35 * 86400, ge=0,
         description="Event-time seconds after which hourly spend records are kept by the day (0: never).",
     )
+    spend_user_hourly_after_seconds: int = Field(
+        default=24 * 3600, ge=0,
+        description="Event-time seconds after which a user's spend records (series user=...) are kept by the hour, "
+                    "not by the window (0: never).",
+    )
+    spend_user_daily_after_seconds: int = Field(
+        default=7 * 86400, ge=0,
+        description="Event-time seconds after which a user's hourly spend records are kept by the day (0: never).",
+    )
     judge_state_every_windows: int = Field(
         default=10, ge=1, le=1440,
         description="A series' detector state is written to the judge changelog with one window in this many "

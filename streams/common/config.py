@@ -106,6 +106,9 @@ class StreamConfig:
     # event-time seconds after which spend is kept by the hour, then by the day (0: never; streams.reports.retention)
     spend_hourly_after: int = 48 * 3600
     spend_daily_after: int = 35 * 86400
+    # the same for users' series (user=…): shorter, what the per-user views read (streams.reports.retention)
+    spend_user_hourly_after: int = 24 * 3600
+    spend_user_daily_after: int = 7 * 86400
     # a series' detector state is written with one window in this many (and with every window
     # flagged or of an alert): what a crash can lose of its learning (JudgeCore.state_every)
     judge_state_every: int = 10

@@ -38,10 +38,11 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from functools import lru_cache
 from typing import Any, Self
 
 import numpy as np
+
+from streams.common.dimensions import parse_series
 
 __all__ = ["DAY", "DAY_TAG", "HOUR", "SeriesSpend", "coarsest", "day_key", "load_records", "spend_key", "spend_windows",
            "split_key"]
@@ -121,18 +122,31 @@ def spend_windows(items: Iterable[tuple[str, Any]], window_seconds: int) -> Iter
         except (KeyError, TypeError, ValueError):
             continue
 
-def coarsest(items: Iterable[tuple[str, Any]], window_seconds: int, since: float | None, until: float | None) -> int:
+def coarsest(items: Iterable[tuple[str, Any]], window_seconds: int, since: float | None, until: float | None,
+             dimension: str | None = None) -> int:
     """The longest span of the records that start in ``[since, until)``: the resolution an
-    answer over that range was computed at (``window_seconds`` when it holds none).
+    answer over that range was computed at (``window_seconds`` when it holds none). With
+    ``dimension`` (``team``, ``user``, ``team×model``, ...), only the records of its series
+    count: the answer sums no other (users' spend is rolled up sooner than teams').
 
     >>> coarsest([("org|60", {"s": [1]}), ("org|day:0", {"d": [1]})], 60, 0, None)
     86400
     >>> coarsest([("org|60", {"s": [1]}), ("org|day:0", {"d": [1]})], 60, 50, None)
     60
+    >>> coarsest([("team=ads|60", {"s": [1]}), ("user=bob|day:0", {"d": [1]})], 60, 0, None, "team")
+    60
     """
     out = window_seconds
-    for _, start, span, _ in spend_windows(items, window_seconds):
+    of: dict[str, bool] = {}
+    for series, start, span, _ in spend_windows(items, window_seconds):
         if span > out and (since is None or start >= since) and (until is None or start < until):
+            if dimension is not None:
+                ok = of.get(series)
+                if ok is None:
+                    got = parse_series(series)
+                    ok = of[series] = got is not None and got[0].name == dimension
+                if not ok:
+                    continue
             out = span
     return out
 
@@ -145,11 +159,13 @@ _WROW = 8
 _RROW = 9
 HOUR_ROW, DAY_ROW = 1, 2
 SPEND_TAG = "spend"
-# How many of a tier's newest rows stay in typed arrays (_WARM to _WARM + CHUNK of them) and
-# how many older rows go into one deflated chunk (_Tier.CHUNK). A row is 80-90 bytes in the
-# arrays and about 9 deflated; a chunk costs about 60 bytes of its own. For a tier of N rows
-# the sum is least near CHUNK = sqrt(1.4 N): 24 for a sparse user's 48 h of windows (~290),
-# 32 for 35 days of hours (840). Measured with benchmarks/scale.py (its spend breakdown).
+# How many of a tier's newest rows stay in typed arrays after a pack (the windows the judge
+# adds since then join them) and how many older rows go into one deflated chunk (_Tier.CHUNK;
+# the newest chunk is open: it takes the next rows at each pack). A row is 80-90 bytes in the
+# arrays and about 9-17 deflated; a chunk costs about 60 bytes of its own. Bigger chunks
+# deflate better (48 windows and 64 hours: 0.9x the bytes of a sparse user's week) but a late
+# partial thaws more and the open chunk is deflated again whole every hour
+# (benchmarks/spend_cost.py, docs/benchmarks.md#spend-per-user-series).
 _WARM = 4
 # Rows the arrays may gather before add_window deflates on its own: the roll-up packs every
 # hour of event time (SeriesSpend.pack), so this only bounds a book nobody rolls up.
@@ -187,33 +203,35 @@ def _pack(rows: array[int], pairs: array[int], stride: int) -> bytes:
     """Rows and their pairs deflated (raw deflate: no header), by column and byte plane: the
     values column after column (every row's start, then every row's first sum, ...; then the
     pairs' sources and seqs), and of those all the lowest bytes first, then all the second
-    bytes, ... (Blosc's shuffle, in numpy). A column's high bytes are mostly the same, so
-    deflate finds long runs: about 9 bytes a window of a sparse user series in chunks of 24,
-    against 14 for the rows as they are. Chunks live in memory only (never on a changelog),
-    so their layout is free to change."""
+    bytes, ... (Blosc's shuffle, in numpy). The starts and the seqs go in as the difference
+    from the one before (an hour's start is the last one's plus 3600 and its seq a few dozen
+    above: zeros in every plane but the lowest). A column's high bytes are mostly the same,
+    so deflate finds long runs: about 12 bytes a window of a sparse user series in chunks of
+    48, 15 an hour. Chunks live in memory only (never on a changelog), so their layout is
+    free to change."""
     n = len(rows) // stride
     vals = np.concatenate((np.frombuffer(rows, np.int64).reshape(n, stride).T.ravel(),
                            np.frombuffer(pairs, np.int64).reshape(-1, 2).T.ravel()))
+    seqs = n * stride + (len(vals) - n * stride) // 2
+    # int64 differences wrap around (a source's seq below another's), and so does the sum
+    # that undoes them: exact for any values
+    vals[1:n] = np.diff(vals[:n])
+    vals[seqs + 1:] = np.diff(vals[seqs:])
     return zlib.compress(vals.view(np.uint8).reshape(-1, 8).T.tobytes(), wbits=-15)
 
 
-@lru_cache(maxsize=32)
-def _order(n: int, stride: int, m: int) -> Any:
-    """Where each byte of ``n`` rows and ``m`` pairs, as the arrays hold them, sits in what
-    :func:`_pack` deflated (one index array per shape, kept: a chunk is 24 windows or 32
-    hours, nearly always one pair each): un-shuffling is then one gather at C speed."""
-    total = n * stride + 2 * m
-    values = np.concatenate((np.arange(n * stride).reshape(stride, n).T.ravel(),
-                             n * stride + np.arange(2 * m).reshape(2, m).T.ravel()))
-    return (np.arange(8) * total + values[:, None]).ravel()  # intp: take() casts any other type per call
-
-
 def _unpack_bytes(blob: bytes, n: int, stride: int) -> tuple[bytes, bytes]:
-    """The bytes of the ``n`` rows and of the pairs that :func:`_pack` packed."""
+    """The bytes of the ``n`` rows and of the pairs that :func:`_pack` packed: the planes
+    transposed back into values, the differences summed, the columns put back into rows (at
+    C speed, as fast as the one gather through an index array per chunk shape used before,
+    and with no such arrays to keep: the open chunk has any number of rows)."""
     planes = np.frombuffer(zlib.decompress(blob, wbits=-15), np.uint8)
-    out = planes.take(_order(n, stride, (len(planes) // 8 - n * stride) // 2)).tobytes()
-    cut = 8 * n * stride
-    return out[:cut], out[cut:]
+    total = len(planes) // 8
+    vals = planes.reshape(8, total).T.copy().view(np.int64).ravel()
+    m = (total - n * stride) // 2
+    np.cumsum(vals[:n], out=vals[:n])
+    np.cumsum(vals[total - m:], out=vals[total - m:])
+    return vals[:n * stride].reshape(stride, n).T.tobytes(), vals[n * stride:].reshape(2, m).T.tobytes()
 
 
 def _unpack(blob: bytes, n: int, stride: int) -> tuple[array[int], array[int]]:
@@ -231,7 +249,8 @@ class _Tier:
 
     The newest rows sit in the typed arrays ``rows`` and ``pairs``, where the judge adds and
     checkpoints; older ones are deflated in chunks (``chunks``; ``index``: first start and row
-    count of each), every chunked row older than every row in the arrays. The arrays are never
+    count of each), every chunked row older than every row in the arrays. Every chunk holds
+    ``CHUNK`` rows but the newest, the open one, which :meth:`freeze` fills. The arrays are never
     empty while chunks exist, so "older than ``rows[0]``" is "in a chunk". A change to a
     chunked row (a late partial of an old window, a late window of a rolled hour) first thaws
     that chunk and the newer ones back into the arrays (:meth:`thaw`); :meth:`freeze` deflates
@@ -240,7 +259,8 @@ class _Tier:
 
     __slots__ = ("rows", "pairs", "chunks", "index")
     STRIDE = _WROW
-    CHUNK = 24
+    CHUNK = 48
+    WARM = _WARM
 
     def __init__(self) -> None:
         self.rows = array("q")
@@ -333,22 +353,30 @@ class _Tier:
             self.chunks = self.index = None
 
     def freeze(self, above: int = 0) -> None:
-        """Deflate the oldest rows of the arrays, ``CHUNK`` at a time, while more than
-        ``_WARM + CHUNK`` of them are there; nothing unless more than ``above`` are."""
-        S, C = self.STRIDE, self.CHUNK
-        if len(self.rows) < max(_WARM + C, above) * S:
+        """Deflate every row of the arrays but the newest ``_WARM``, ``CHUNK`` to a chunk;
+        nothing unless more than ``max(_WARM, above)`` rows are there. The newest chunk may
+        hold fewer than ``CHUNK`` rows: it is the open one, thawed and deflated again with the
+        rows that join it (once an hour of event time, by :meth:`SeriesSpend.pack`), so that
+        no more than ``_WARM`` rows wait in the arrays for a chunk to fill."""
+        S, C, warm = self.STRIDE, self.CHUNK, self.WARM
+        if len(self.rows) <= max(warm, above) * S:
             return
-        rows, pairs = self.rows, self.pairs
-        n, at = len(rows) // S, 0
         chunks = self.chunks if self.chunks is not None else []
         index = self.index if self.index is not None else array("q")
-        while n - at >= _WARM + C:
-            k = 2 * sum(rows[(at + i) * S + S - 1] for i in range(C))
+        rows, pairs = self.rows, self.pairs
+        if chunks and index[-1] < C:  # the open chunk takes the rows that follow it
+            r, p = _unpack(chunks.pop(), index.pop(), S)
+            index.pop()
+            rows, pairs = r + rows, p + pairs
+        n, at = len(rows) // S, 0
+        while n - at > warm:
+            c = min(C, n - at - warm)
+            k = 2 * sum(rows[(at + i) * S + S - 1] for i in range(c))
             first = at * S
-            chunks.append(_pack(rows[first:first + C * S], pairs[:k], S))
-            index.extend((rows[first], C))
+            chunks.append(_pack(rows[first:first + c * S], pairs[:k], S))
+            index.extend((rows[first], c))
             pairs = pairs[k:]
-            at += C
+            at += c
         # New arrays, not ``del``: an array keeps its allocation when it shrinks.
         self.rows, self.pairs = rows[at * S:], pairs
         self.chunks, self.index = chunks, index
@@ -442,7 +470,8 @@ class _Tier:
 class _Rolled(_Tier):
     __slots__ = ()
     STRIDE = _RROW
-    CHUNK = 32
+    CHUNK = 64
+    WARM = 1  # hours change only at the roll-up (and by a late window of a rolled hour)
 
 
 def spend_key(series: str) -> str:

@@ -13,6 +13,13 @@ What it does, in event time (the judge's ``done_until``):
   shapes);
 - a day whose hours ended more than ``daily_after`` ago becomes one sum for the day.
 
+A user's series (``user=…``, of any org) has horizons of its own, shorter by default
+(``user_hourly_after``, ``user_daily_after``): its windows become hours after 24 h, its hours
+days after 7 days. Teams, models, tools and the org keep the windows their minute charts and
+budgets read; what reads a user's spend reads it at most 24 h back by the window (the
+dashboard's top users over 1 h and 24 h, a daily user budget's burn-down) and at most 7 days
+back by the hour (top users over 7 d).
+
 Exactness. Every sum moves at most once: the day record keeps, per hour (per day once
 compacted), the highest seq of each source it absorbed (``hw``). A window record is only ever
 absorbed whole, in one roll of its hour, and only once its sources have sent a later message
@@ -33,12 +40,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from streams.common.dimensions import USER, parse_series
 from streams.common.spend import DAY, HOUR, SeriesSpend, day_key
 
-__all__ = ["HOURLY_AFTER", "DAILY_AFTER", "SpendRollup"]
+__all__ = ["HOURLY_AFTER", "DAILY_AFTER", "USER_HOURLY_AFTER", "USER_DAILY_AFTER", "SpendRollup", "is_user_series"]
 
 HOURLY_AFTER = 48 * HOUR  # TOKENPULSE_SPEND_HOURLY_AFTER_SECONDS
 DAILY_AFTER = 35 * DAY  # TOKENPULSE_SPEND_DAILY_AFTER_SECONDS
+USER_HOURLY_AFTER = 24 * HOUR  # TOKENPULSE_SPEND_USER_HOURLY_AFTER_SECONDS
+USER_DAILY_AFTER = 7 * DAY  # TOKENPULSE_SPEND_USER_DAILY_AFTER_SECONDS
+
+
+def is_user_series(series: str) -> bool:
+    """Whether ``series`` is a user's (``user=bob``, ``org=acme|user=bob``): the series that
+    roll up on the user horizons.
+
+    >>> is_user_series("user=bob"), is_user_series("org=acme|user=bob"), is_user_series("team=ads")
+    (True, True, False)
+    """
+    got = parse_series(series)
+    return got is not None and got[0] is USER
 
 
 @dataclass
@@ -46,16 +67,19 @@ class SpendRollup:
     """Rolls one judge partition's spend records up (see the module's docstring).
 
     ``hourly_after`` / ``daily_after``: event-time seconds after which a window's spend is
-    kept only by the hour, an hour's only by the day (0: never). Windows that do not divide
-    an hour (``window_seconds`` 7 or 5400) are never rolled into hours.
+    kept only by the hour, an hour's only by the day (0: never); ``user_hourly_after`` /
+    ``user_daily_after``: the same for users' series (:func:`is_user_series`). Windows that
+    do not divide an hour (``window_seconds`` 7 or 5400) are never rolled into hours.
     """
 
     window_seconds: int
     hourly_after: int = HOURLY_AFTER
     daily_after: int = DAILY_AFTER
     latest: dict[int, int] = field(default_factory=dict)  # highest seq seen per source
-    _next_hour: int | None = None  # the roll is due once the cut-off reaches this hour
-    _next_day: int | None = None
+    user_hourly_after: int = USER_HOURLY_AFTER
+    user_daily_after: int = USER_DAILY_AFTER
+    # the roll is due once a cut-off reaches the hour or day held here (by horizon, in seconds)
+    _next: dict[int, int] = field(default_factory=dict)
 
     def seen(self, src: int, seq: int) -> None:
         """A message of source ``src`` with ``seq`` is about to be applied."""
@@ -70,32 +94,49 @@ class SpendRollup:
 
     def due(self, now: float) -> bool:
         """Whether a roll at event time ``now`` has anything new to do (one pass per hour)."""
-        if self.hourly_after and self._next_hour is not None and now - self.hourly_after >= self._next_hour:
-            return True
-        return bool(self.daily_after and self._next_day is not None and now - self.daily_after >= self._next_day)
+        return any(now - after >= at for after, at in self._next.items())
 
     def roll(self, spend: Mapping[str, SeriesSpend], now: float | None, force: bool = False) -> dict[str, Any]:
         """Roll ``spend`` up in place as of event time ``now``; the changelog records to write,
         in order (the rolled day records first, then the window records' deletions as ``None``)."""
-        if now is None or not (force or self._next_hour is None or self.due(now)):
+        if now is None or not (force or not self._next or self.due(now)):
             return {}
         written: dict[str, Any] = {}
         deleted: list[str] = []
-        if self.hourly_after and HOUR % self.window_seconds == 0:
-            cut = int(now - self.hourly_after) // HOUR * HOUR  # hours ending by it are rolled
-            self._next_hour = cut + HOUR
-            for key, book in list(spend.items()):
+        self._next.clear()
+        hour_cuts: dict[bool, int | None] = {False: None, True: None}
+        if HOUR % self.window_seconds == 0:
+            hour_cuts = self._cuts(now, self.hourly_after, self.user_hourly_after, HOUR)
+        day_cuts = self._cuts(now, self.daily_after, self.user_daily_after, DAY)
+        # which series are users', only where their cut-offs differ from the others' (with every
+        # horizon 0 a roll runs at every checkpoint: no name is parsed then)
+        users = ({key: is_user_series(key.rpartition("|")[0]) for key in spend}
+                 if hour_cuts[False] != hour_cuts[True] or day_cuts[False] != day_cuts[True] else {})
+        for key, book in list(spend.items()):
+            cut = hour_cuts[users.get(key, False)]  # hours ending by it are rolled
+            if cut is not None:
                 self._roll_hours(key.rpartition("|")[0], book, cut, written, deleted)
-        if self.daily_after:
-            cut = int(now - self.daily_after) // DAY * DAY
-            self._next_day = cut + DAY
-            for key, book in list(spend.items()):
-                series = key.rpartition("|")[0]
-                for day in book.compact_days(cut):
-                    written[day_key(series, day)] = book.day_wire(day)
+        for key, book in list(spend.items()):
+            cut = day_cuts[users.get(key, False)]
+            if cut is None:
+                continue
+            series = key.rpartition("|")[0]
+            for day in book.compact_days(cut):
+                written[day_key(series, day)] = book.day_wire(day)
         for book in spend.values():  # what gathered in the arrays since the last roll, deflated
             book.pack()
         return written | {k: None for k in deleted}
+
+    def _cuts(self, now: float, after: int, user_after: int, span: int) -> dict[bool, int | None]:
+        """The cut-off of each horizon (by whether the series is a user's; None: never rolled),
+        and when the roll is next due for it."""
+        cuts: dict[bool, int | None] = {}
+        for user, ahead in ((False, after), (True, user_after)):
+            cuts[user] = None
+            if ahead:
+                cut = cuts[user] = int(now - ahead) // span * span
+                self._next[ahead] = min(self._next.get(ahead, cut + span), cut + span)
+        return cuts
 
     def _roll_hours(self, series: str, book: SeriesSpend, cut: int, written: dict[str, Any],
                     deleted: list[str]) -> None:

@@ -165,7 +165,9 @@ class JudgeWorker:
             # before the first message is applied: a copy of a window record that a crash left
             # behind its roll-up is dropped now, before a late event could add to it
             roll = self.rollups[q] = SpendRollup(self.cfg.window_seconds, self.cfg.spend_hourly_after,
-                                                 self.cfg.spend_daily_after)
+                                                 self.cfg.spend_daily_after,
+                                                 user_hourly_after=self.cfg.spend_user_hourly_after,
+                                                 user_daily_after=self.cfg.spend_user_daily_after)
             roll.restored(j.spend)
             persist_spend(self.tables.spend, q, j.spend, roll.roll(j.spend, j.done_until, force=True))
             if not self.apart:  # apart, the org stage holds the ledger (streams.worker.organizing)

@@ -40,7 +40,7 @@ from typing import Any
 import orjson
 
 from streams.budgets.mix import mix_rows
-from streams.common.dimensions import ALIASES, NAMES, parse_series
+from streams.common.dimensions import ALIASES, NAMES, TEAM_MODEL, USER, parse_series
 from streams.common.periods import Period, rfc3339
 from streams.common.spend import coarsest, spend_windows
 from streams.delivery.digests import Digester
@@ -379,7 +379,7 @@ def register_spend_views(state: WorkerState, page: Page) -> None:
                 "until": until,
                 "window_seconds": cfg.window_seconds,
                 # the longest span of the records summed: older spend is kept by the hour, then the day
-                "resolution_seconds": coarsest(items, cfg.window_seconds, since, until),
+                "resolution_seconds": coarsest(items, cfg.window_seconds, since, until, group_by),
                 "note": "closed windows only; since/until select windows by their start",
                 "rows": rows,
                 "total": total,
@@ -399,7 +399,8 @@ def register_spend_views(state: WorkerState, page: Page) -> None:
         items = list(spend_t.data.items())
         rows = mix_rows(items, cfg.internal_models, since, until)
         return web.json({"since": rfc3339(since), "until": rfc3339(until), "internal_models": list(cfg.internal_models),
-                         "resolution_seconds": coarsest(items, cfg.window_seconds, since - (until - since), until),
+                         "resolution_seconds": coarsest(items, cfg.window_seconds, since - (until - since), until,
+                                                        TEAM_MODEL.name),
                          "note": "closed windows only; internal = a model matching mix.internal_models",
                          "teams": rows})
 
@@ -667,7 +668,7 @@ def register_chart_views(app: Any, state: WorkerState) -> None:
         out = spend_over_time(items, args["by"], since, until, step, top=top)
         markers = alert_markers(list(tables.alerts.data.values()), since, until)
         return web.json({"by": args["by"], "range": args["range"], "since": since, "until": until,
-                         "resolution_seconds": coarsest(items, cfg.window_seconds, since, until),
+                         "resolution_seconds": coarsest(items, cfg.window_seconds, since, until, args["by"]),
                          "note": "closed windows only; USD per bucket", **out, "alerts": markers})
 
     def curve(items: list[tuple[str, Any]], series: str, unit: str, start: float, end: float,
@@ -722,7 +723,7 @@ def register_chart_views(app: Any, state: WorkerState) -> None:
         items = list(tables.spend.data.items())
         out = inhouse_over_time(items, models, since, until, step)
         return web.json({"range": args["range"], "since": since, "until": until, "internal_models": list(models),
-                         "resolution_seconds": coarsest(items, cfg.window_seconds, since, until),
+                         "resolution_seconds": coarsest(items, cfg.window_seconds, since, until, TEAM_MODEL.name),
                          "note": "closed windows only; percent of each team's spend per bucket", **out})
 
     @page("/api/top_users")
@@ -734,7 +735,7 @@ def register_chart_views(app: Any, state: WorkerState) -> None:
         items = list(tables.spend.data.items())
         out = top_users(items, since, until, limit=args["limit"])
         return web.json({"range": args["range"], "since": since, "until": until,
-                         "resolution_seconds": coarsest(items, cfg.window_seconds, since, until), **out})
+                         "resolution_seconds": coarsest(items, cfg.window_seconds, since, until, USER.name), **out})
 
 
 def _ts(text: str) -> float:

@@ -275,3 +275,57 @@ async def test_a_rebalance_that_puts_records_back_beside_the_books_counts_them_o
     j.judge_for(Q)  # the next message: the judge folds the records into its books
     assert totals(spend_t.data) == want
     assert all(isinstance(v, SeriesSpend) for v in spend_t.data.values())
+
+
+def test_a_users_spend_rolls_up_on_its_own_shorter_horizons_and_stays_exact() -> None:
+    from streams.common.spend import coarsest
+
+    # nine days of a team, a user and another org's user, a window every 29 minutes each
+    records: dict[str, Any] = {}
+    seq = 0
+    for i in range(9 * 24 * 60 // 29):
+        w = T0 + i * 29 * W
+        seq += 1
+        for series in ("team=ads", "user=bob", "org=acme|user=bob"):
+            records[f"{series}|{w}"] = rec(0.01 * (1 + i % 5), {0: [seq]})
+    now = T0 + 9 * DAY
+    spend = books(records)
+    changes = SpendRollup(W, latest={0: seq + 1}).roll(spend, now)
+    assert totals(spend) == totals(records)
+    team = spend[spend_key("team=ads")]
+    # the team: windows for 48 h, then hours (days only after 35)
+    assert min(team.window_starts()) >= now - 49 * HOUR and max(team.window_starts()) < now
+    assert {kind for _, kind, _, _ in team.rolled()} == {1}
+    for user in ("user=bob", "org=acme|user=bob"):
+        book = spend[spend_key(user)]
+        assert now - 25 * HOUR <= min(book.window_starts()) and max(book.window_starts()) < now  # 24 h of windows
+        rows = book.rolled()
+        days = [start for start, kind, _, _ in rows if kind == 2]
+        hours = [start for start, kind, _, _ in rows if kind == 1]
+        assert days == [T0 + d * DAY for d in range(2)]  # the days ending 7 days back: whole days
+        assert min(hours) == T0 + 2 * DAY and max(hours) < now - 24 * HOUR
+        assert changes[day_key(user, T0)] == book.day_wire(T0) and "d" in changes[day_key(user, T0)]
+    # a restore from what the changelog got reads the same books
+    written = recovered([(Q, k, v) for k, v in (records | changes).items()])
+    assert books(written) == spend
+    # each answer says the resolution of what it summed: the team's 30 hours are windows
+    items = list(spend.items())
+    assert coarsest(items, W, now - 30 * HOUR, now, "team") == W
+    assert coarsest(items, W, now - 30 * HOUR, now, "user") == HOUR
+    assert coarsest(items, W, now - 24 * HOUR, now, "user") == W
+    assert coarsest(items, W, now - 8 * DAY, now, "user") == DAY
+    assert coarsest(items, W, now - 8 * DAY, now, "team") == HOUR
+
+
+def test_the_user_horizons_can_be_those_of_every_series() -> None:
+    records = {f"{series}|{T0 + i * 29 * W}": rec(0.01, {0: [i + 1]})
+               for i in range(3 * 24 * 60 // 29) for series in ("team=ads", "user=bob")}
+    now = T0 + 3 * DAY
+    spend = books(records)
+    SpendRollup(W, latest={0: 10**6}, user_hourly_after=48 * HOUR, user_daily_after=35 * DAY).roll(spend, now)
+    team, user = spend[spend_key("team=ads")], spend[spend_key("user=bob")]
+    assert user.window_starts() == team.window_starts() and user.rolled() == team.rolled()
+    never = books(records)
+    SpendRollup(W, latest={0: 10**6}, user_hourly_after=0, user_daily_after=0).roll(never, now)
+    assert never[spend_key("user=bob")].window_starts() == books(records)[spend_key("user=bob")].window_starts()
+    assert totals(never) == totals(spend) == totals(records)
