@@ -7,12 +7,13 @@ the same bytes, one copy. Packed values never leave the process.
 
 from __future__ import annotations
 
+import pickle
 import zlib
 from typing import Any
 
 import orjson
 
-__all__ = ["pack", "unpack"]
+__all__ = ["pack", "pack_live", "unpack", "unpack_live"]
 
 
 # The first byte of a packed value says its format. JSON never starts with a control byte, so
@@ -25,6 +26,12 @@ _PRIMED = b"\x02"  # JSON, raw deflate at level 1 with the process's dictionary 
 # week) at the same cost. Packed values live only in this process's memory (the changelog
 # records are the values themselves), so one dictionary per process is all that must agree.
 _primer: bytes | None = None
+# A parked series (streams.judge.core): its record without the state, and its detector itself,
+# pickled, raw deflate at level 1 against the process's pickle dictionary (_pickle_primer, the
+# first one packed). Loaded back in ~1/5 of the time a detector takes to be rebuilt from its
+# JSON state (no clone, no validation of what this process wrote), and ~25 % smaller.
+_PICKLED = b"\x03"
+_pickle_primer: bytes | None = None
 
 
 def pack(value: Any) -> bytes:
@@ -47,10 +54,38 @@ def pack(value: Any) -> bytes:
     return _PRIMED + z.compress(raw) + z.flush()
 
 
+def pack_live(record: dict[str, Any], state: Any) -> bytes:
+    """A checkpoint record whose ``state`` is an object with ``to_state()`` (a detector), packed
+    with the object itself (pickled): what :func:`unpack` gives back is the record with
+    ``state`` as ``to_state()`` makes it, and :func:`unpack_live` the object. ``record`` is the
+    record without ``state``. Never leaves the process (the changelog gets the record)."""
+    global _pickle_primer
+    raw = pickle.dumps((record, state), protocol=5)
+    if _pickle_primer is None:
+        _pickle_primer = raw
+    z = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, _pickle_primer)
+    return _PICKLED + z.compress(raw) + z.flush()
+
+
+def unpack_live(value: bytes) -> tuple[dict[str, Any], Any] | None:
+    """The record (without ``state``) and the object :func:`pack_live` packed; None for a value
+    of another format."""
+    if value[:1] != _PICKLED:
+        return None
+    assert _pickle_primer is not None  # packed by this process, which set it then
+    z = zlib.decompressobj(-15, zdict=_pickle_primer)
+    record, state = pickle.loads(z.decompress(memoryview(value)[1:]) + z.flush())  # this process's own bytes only
+    return record, state
+
+
 def unpack(value: bytes) -> Any:
-    """What :func:`pack` packed; the formats before it (zlib without a dictionary, plain JSON
-    bytes) too."""
+    """What :func:`pack` packed (or :func:`pack_live`: the record with its object's
+    ``to_state()``); the formats before it (zlib without a dictionary, plain JSON bytes) too."""
     head = value[:1]
+    if head == _PICKLED:
+        got = unpack_live(value)
+        assert got is not None
+        return {**got[0], "state": got[1].to_state()}
     if head == _PRIMED:
         assert _primer is not None  # packed by this process, which set it then
         z = zlib.decompressobj(-15, zdict=_primer)

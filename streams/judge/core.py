@@ -36,7 +36,7 @@ from alerts import AlertEngine, Notification, Signal
 from alerts.engine import clearly_normal
 from detectors import Detector
 from streams.common.dimensions import TEAM, parse_series
-from streams.common.packing import pack, unpack
+from streams.common.packing import pack, pack_live, unpack, unpack_live
 from streams.common.spend import SPEND_TAG, SeriesSpend, load_records
 from streams.ingest.windows import NANO, Partial
 from streams.judge.contrib import ContributorMix
@@ -460,9 +460,7 @@ class JudgeCore:
         det = self.detectors.get(series)
         blob = self.parked.pop(series, None)
         if blob is not None:
-            det = self._new_detector(info.labels)
-            det.load_state(unpack(blob)["state"])
-            self.detectors[series] = det
+            det = self.detectors[series] = self._unpark(blob, info.labels)
         assert det is not None
         W = self.window_seconds
         w = info.idle_from
@@ -491,6 +489,17 @@ class JudgeCore:
         self._idle.discard(series)
         return det
 
+    def _unpark(self, blob: bytes, labels: dict[str, str]) -> Detector:
+        """The detector a parked record holds (:func:`pack_live`), or one rebuilt from its
+        state (a record restored from the changelog, packed as JSON)."""
+        got = unpack_live(blob)
+        if got is not None:
+            det: Detector = got[1]
+            return det
+        det = self._new_detector(labels)
+        det.load_state(unpack(blob)["state"])
+        return det
+
     def settle(self, series: str | None = None) -> None:
         """Apply the waiting empty windows of ``series`` (None: of every idle series) up to the
         windows judged, so that its detector and ``recent`` windows are as if it had been
@@ -516,8 +525,9 @@ class JudgeCore:
     def _park(self, series: str, info: SeriesInfo) -> dict[str, Any]:
         """The series' checkpoint record; its detector dropped and the record kept packed."""
         rec = self._record(series, info)
-        self.parked[series] = self.packed_out[f"det|{series}"] = pack(rec)
-        del self.detectors[series]
+        det = self.detectors.pop(series)
+        self.parked[series] = self.packed_out[f"det|{series}"] = pack_live(
+            {k: v for k, v in rec.items() if k != "state"}, det)
         self._idle_recs[series] = [info.idle_from, None]
         return rec
 
@@ -525,10 +535,11 @@ class JudgeCore:
         """The series' checkpoint record (``det|<series>``); a parked one's with its state
         as parked (what changed of it while parked: on-call's raised floor), packed again."""
         blob = self.parked.get(series)
+        det = self.detectors[series] if blob is None else self._unpark(blob, info.labels)
         rec = {
             "labels": info.labels,
             "last_end": info.last_end,
-            "state": self.detectors[series].to_state() if blob is None else unpack(blob)["state"],
+            "state": det.to_state(),
             "mix": info.mix.to_state(),
         }
         if info.peak_end:
@@ -538,7 +549,8 @@ class JudgeCore:
         if info.raised is not None:
             rec["raised"] = info.raised.to_state()
         if blob is not None:
-            self.parked[series] = self.packed_out[f"det|{series}"] = pack(rec)
+            self.parked[series] = self.packed_out[f"det|{series}"] = pack_live(
+                {k: v for k, v in rec.items() if k != "state"}, det)
         return rec
 
     def _drop_foreign(self) -> None:
@@ -719,7 +731,7 @@ class JudgeCore:
         """Take back a checkpoint (the judge table's records of this partition, the org stage's
         among them) and the spend table's records of the series judged here."""
         org = self.org
-        dets: dict[str, tuple[dict[str, Any], bytes | None]] = {}
+        dets: dict[str, tuple[dict[str, Any], bytes | None, Detector | None]] = {}
         idle: dict[str, list[Any]] = {}
         for key, value in items:
             if value is None or (not isinstance(value, bytes) and org.restore_item(key, value)):
@@ -739,9 +751,14 @@ class JudgeCore:
                 # packed (the judge table's local data, restore_items(raw=True)): kept as they
                 # are if the series is parked
                 blob = value if isinstance(value, bytes) else None
+                live = None
                 if blob is not None:
-                    value = unpack(blob)
-                dets[rest] = (value, blob)
+                    got = unpack_live(blob)  # a parked series' record, with its detector
+                    if got is not None:
+                        value, live = got
+                    else:
+                        value = unpack(blob)
+                dets[rest] = (value, blob, live)
                 peak = value.get("peak") or (0.0, 0)
                 raised = value.get("raised")
                 self.series[rest] = SeriesInfo(labels=value["labels"], last_end=int(value["last_end"]),
@@ -753,8 +770,8 @@ class JudgeCore:
                 idle[rest] = value
             elif kind == "rbmark":
                 self.rebase_marks[rest] = (None if value[0] is None else int(value[0]), str(value[1]))
-        for name, (value, blob) in dets.items():
-            self._restore_detector(name, value, blob, idle.pop(name, None))
+        for name, (value, blob, live) in dets.items():
+            self._restore_detector(name, value, blob, live, idle.pop(name, None))
         for name in idle:  # without its det record: nothing it stands for (deleted)
             self._dirty.add(f"idle|{name}")
         self.spend_loaded = self.restore_spend(spend)
@@ -762,7 +779,8 @@ class JudgeCore:
             self._foreign = {name for name in self.series if not self.owns(name)}
 
 
-    def _restore_detector(self, name: str, value: dict[str, Any], blob: bytes | None, idle: list[Any] | None) -> None:
+    def _restore_detector(self, name: str, value: dict[str, Any], blob: bytes | None, live: Detector | None,
+                          idle: list[Any] | None) -> None:
         """A series' detector from its record, and the empty windows its ``idle|`` record says
         it had after it (``[from, to]``; ``to`` None: still idle at the checkpoint, every window
         judged up to ``done_until`` since ``from`` empty): a parked series stays parked."""
@@ -771,24 +789,25 @@ class JudgeCore:
         if idle is None or start is None or start < info.last_end:  # none, or not of this state: as before
             if idle is not None:
                 self._dirty.add(f"idle|{name}")  # deleted with the next checkpoint
-            det = self._new_detector(value["labels"])
-            det.load_state(value["state"])
-            self.detectors[name] = det
+            self.detectors[name] = live if live is not None else self._loaded(value)
             return
         to = self.done_until if idle[1] is None else int(idle[1])
         if idle[1] is None and not (self.park and self._parks(value["labels"])):
             self._dirty.add(f"idle|{name}")  # applied below: the record says up to where
         self._idle_recs[name] = [start, None if idle[1] is None else to]
         if idle[1] is None and self.park and self._parks(value["labels"]):
-            self.parked[name] = blob if blob is not None else pack(value)
+            self.parked[name] = blob if blob is not None else pack(value)  # (unparked from its state)
             info.idle_from = start
             return
-        det = self._new_detector(value["labels"])
-        det.load_state(value["state"])
-        self.detectors[name] = det
+        self.detectors[name] = live if live is not None else self._loaded(value)
         info.idle_from = start
         if to is not None:
             self._wake(name, info, to, ring=False)
+
+    def _loaded(self, value: dict[str, Any]) -> Detector:
+        det = self._new_detector(value["labels"])
+        det.load_state(value["state"])
+        return det
 
     def restore_spend(self, items: Iterable[tuple[str, Any]]) -> list[str]:
         """Take the spend of ``items`` (a spend table's: a :class:`SeriesSpend` per series,
