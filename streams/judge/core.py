@@ -306,8 +306,11 @@ class JudgeCore:
         if (wm - start) // W > self.max_fill_windows:
             # A long silence (or a first start far behind): do not replay weeks of zeros.
             start = max(start, (ready[0] if ready else wm - W * self.max_fill_windows))
-            if start > self.done_until:  # the idle series' empty windows before the gap, not after
+            if start > self.done_until:  # the idle series' empty windows before the gap, not in it
                 self.settle()
+                for info in self.series.values():
+                    if info.idle_from:
+                        info.idle_from = start
         w = start
         while w + W <= wm:
             self._judge_window(w, out)

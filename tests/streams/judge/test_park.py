@@ -160,3 +160,16 @@ def test_only_detectors_quiet_at_zero_park():
                   engine=judge().engine, park=True)
     run(j, windows(60))
     assert not j.parked and not make_detector("naive").quiet_at_zero and make_detector("default").quiet_at_zero
+
+
+def test_a_long_silence_skips_the_same_windows_parked_or_not():
+    # max_fill_windows: after a long silence the judge does not replay its empty windows; an
+    # idle series' waiting windows before the gap are applied, those in it are not
+    wins = windows(60) + [[] for _ in range(30)] + windows(150)[60:]
+    plain, parked = judge(max_fill_windows=8), judge(park=True, max_fill_windows=8)
+    for j in (plain, parked):
+        run(j, wins[:60])
+        j.receive(0, 1, 90 * W, [], seq=1000)  # the sources' watermarks jump over the silence
+    assert plain.done_until == parked.done_until
+    assert run(plain, wins, start=90) == run(parked, wins, start=90)
+    assert settled(plain) == settled(parked)
