@@ -42,11 +42,12 @@ from streams.common.spend import spend_windows
 from streams.ingest.windows import NANO, Partial
 from streams.judge.core import judge_factory
 from streams.reports.retention import SpendRollup
-from streams.worker.tables import persist
+from streams.worker.tables import persist, unpack
 
 T0 = 1_767_571_200  # 2026-01-05T00:00:00Z, a Monday
 LAST = 60  # windows the judge table's bytes per window are averaged over (the last hour)
 STATE_EVERY = StreamConfig(bootstrap="").judge_state_every  # the worker's default
+PARK = StreamConfig(bootstrap="").judge_park  # the worker's default
 
 
 class LocalTable:
@@ -137,11 +138,11 @@ def user_rates(n: int, seed: int) -> list[float]:
 
 
 def run(users: int, days: float, active: float, detector: str, window: int, seed: int,
-        quiet: bool = False, rollup: bool = True, state_every: int = STATE_EVERY) -> dict[str, Any]:
+        quiet: bool = False, rollup: bool = True, state_every: int = STATE_EVERY, park: bool = PARK) -> dict[str, Any]:
     """The simulation; ``rollup=False`` keeps every window's spend record (as before retention)."""
     gc.collect()
     rss0 = rss_mib()
-    judge = judge_factory(window, detector, {}, {}, state_every=state_every)(0)
+    judge = judge_factory(window, detector, {}, {}, state_every=state_every, park=park)(0)
     table = LocalTable()
     roll = (SpendRollup(window) if rollup else
             SpendRollup(window, hourly_after=0, daily_after=0, user_hourly_after=0, user_daily_after=0))
@@ -167,7 +168,7 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
         t2 = time.perf_counter()
         changes = judge.checkpoint()
         for key, value in changes.items():  # as JudgeWorker._write: a series' state kept packed
-            persist(table, 0, f"0|{key}", value, packed=key.startswith("det|"))
+            persist(table, 0, f"0|{key}", value, packed=judge.packed_out.get(key) or key.startswith("det|"))
         judge.spend_changes()
         roll.roll(judge.spend, judge.done_until)
         t3 = time.perf_counter()
@@ -185,19 +186,25 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
                 print(f"day {day:4.1f}  RSS {row['rss_mib']:8.1f} MiB  judge {row['judge_pct']:.3f} % of the window"
                       f"  checkpoint {row['ckpt_pct']:.3f} %  spend {row['spend_mib']:.2f} MiB", flush=True)
     sample = names[:: max(1, users // 200)]
-    dets = [judge.detectors[s] for s in sample]
-    det_mem = per_series(dets)
-    det_walk_each = sum(deep_size(d) for d in dets) / len(dets)
-    det_ser = sum(len(orjson.dumps(judge.detectors[s].to_state())) for s in sample) / len(sample)
+    # a parked series holds its packed record in place of its detector: the very bytes the
+    # judge table's copy is (counted once, here)
+    held = [judge.detectors.get(s) or judge.parked[s] for s in sample]
+    dets = [d for d in held if not isinstance(d, bytes)]
+    det_mem = per_series(held)
+    det_walk_each = sum(deep_size(d) for d in held) / len(held)
+    det_ser = sum(len(orjson.dumps(judge.detectors[s].to_state() if s in judge.detectors
+                                   else unpack(judge.parked[s])["state"])) for s in sample) / len(sample)
     recent = judge.recent.get(sample[0]) or ()
     rec_mem = per_series([judge.recent[s] for s in sample if s in judge.recent])
     info_mem = per_series([judge.series[s] for s in sample])
-    table_mem = per_series([table.data.get(f"0|det|{s}") for s in sample])
+    table_mem = per_series([v for v in (table.data.get(f"0|det|{s}") for s in sample)
+                            if not any(v is p for p in held)]) * sum(1 for d in held if not isinstance(d, bytes)) / len(sample)
     spend_mem = deep_size(judge.spend) / users
     parts = spend_parts(judge.spend)
     return {"users": users, "days": days, "windows": n_windows, "rss0_mib": rss0, "per_day": per_day,
             "detector_bytes": det_mem, "detector_serialized_bytes": det_ser, "detector_walk_each_bytes": det_walk_each,
             "detector_parts": detector_parts(dets), "series_info_bytes": info_mem,
+            "parked": sum(1 for d in held if isinstance(d, bytes)), "sampled": len(held),
             "table_bytes": table_mem, "recent_bytes": rec_mem,
             "recent_len": len(recent), "spend_bytes": spend_mem, "spend_records": spend_rows(judge.spend, window),
             "checkpoint_bytes_per_window": ckpt_bytes, "spend_parts": parts}
@@ -361,6 +368,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--state-every", type=int, default=STATE_EVERY,
                     help=f"TOKENPULSE_JUDGE_STATE_EVERY_WINDOWS (default {STATE_EVERY}; 1: every state every window)")
+    ap.add_argument("--no-park", dest="park", action="store_false",
+                    help="step every series every window (TOKENPULSE_JUDGE_PARK=false)")
     ap.add_argument("--breakdown", action="store_true",
                     help="only print one detector's bytes by component after --days of a sparse user "
                          "series and of a busy team series (a few seconds)")
@@ -369,14 +378,17 @@ def main(argv: list[str] | None = None) -> None:
         print_breakdown(a.detector, a.days, a.window, a.seed)
         return
     print(f"{a.users} user series, {a.days} days of {a.window} s windows, {a.active:.0%} active per window, "
-          f"detector {a.detector}, detector states written every {a.state_every} windows", flush=True)
-    out = run(a.users, a.days, a.active, a.detector, a.window, a.seed, state_every=a.state_every)
+          f"detector {a.detector}, detector states written every {a.state_every} windows, "
+          f"idle series {'parked' if a.park else 'stepped'}", flush=True)
+    out = run(a.users, a.days, a.active, a.detector, a.window, a.seed, state_every=a.state_every, park=a.park)
     last = out["per_day"][-1]
     grown = last["rss_mib"] - out["rss0_mib"]
     print()
     print(f"RSS {last['rss_mib']:.1f} MiB (+{grown:.1f} MiB over the start: {grown * 1024 / a.users:.1f} KiB per series)")
     print(f"judge time per window: {last['judge_pct']:.3f} % of the window; checkpoint {last['ckpt_pct']:.3f} %"
           f" ({out['checkpoint_bytes_per_window'] / 1e6:.3f} MB serialised per window, the last hour's mean)")
+    print(f"parked at the end: {out['parked']} of the {out['sampled']} series sampled (their packed record held in "
+          "place of the detector, the judge table's copy those same bytes)")
     print("per series: detector "
           f"{out['detector_bytes'] / 1024:.1f} KiB in memory ({out['detector_walk_each_bytes'] / 1024:.1f} KiB walking each "
           f"alone), {out['detector_serialized_bytes'] / 1024:.1f} KiB serialised; "
@@ -390,7 +402,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{sp['hours and days in arrays']:.0f} B in arrays ({sp['n hours'] - sp['n hours deflated']:.0f}), "
           f"{sp['hours and days deflated']:.0f} B deflated ({sp['n hours deflated']:.0f}); "
           f"books, tiers, dict and keys {sp['objects and keys']:.0f} B")
-    print("detector state by part: " + ", ".join(f"{k} {v:.0f} B" for k, v in out["detector_parts"].items()))
+    print(f"detector state by part ({out['sampled'] - out['parked']} live detectors): " + ", ".join(
+        f"{k} {v:.0f} B" for k, v in out["detector_parts"].items()))
     per = (out["detector_bytes"] + out["recent_bytes"] + out["spend_bytes"] + out["series_info_bytes"]
            + out["table_bytes"]) / 1024
     print(f"scaled: {per:.1f} KiB per series -> {per * 10_000 / 1024:.0f} MiB per 10k series, "

@@ -129,6 +129,10 @@ class Detector(ABC):
 
     name: ClassVar[str]
     state_version: ClassVar[int] = 1
+    # Whether a window of zero spend (and no request) can never be an anomaly: then a judge may
+    # defer a series' empty windows until it spends again (streams.judge.core: parking), as no
+    # verdict of theirs can start or hold an alert. True only where the code guarantees it.
+    quiet_at_zero: ClassVar[bool] = False
     protect_anomaly: bool
 
     def __init__(self) -> None:

@@ -236,6 +236,9 @@ class Combined(Detector):
         "_sparse_fresh", "_sparse_held")
 
     name = "combined"
+    # An anomaly needs the money gate's excess over the mean spend (``g_excess > 0``): never
+    # with zero spend, which is at most the (non-negative) expected spend.
+    quiet_at_zero = True
 
     def __init__(
         self,

@@ -61,6 +61,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         spend_user_hourly_after=settings.spend_user_hourly_after_seconds,
         spend_user_daily_after=settings.spend_user_daily_after_seconds,
         judge_state_every=settings.judge_state_every_windows,
+        judge_park=settings.judge_park,
         placement=settings.placement,
         limits=IngestLimits(max_tokens_per_request=policy.limits.max_tokens_per_request,
                             max_cost_usd_per_request=policy.limits.max_cost_usd_per_request,

@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         description="A series' detector state is written to the judge changelog with one window in this many "
                     "(and with every flagged window): a crash loses at most this many windows of its learning.",
     )
+    judge_park: bool = Field(
+        default=True,
+        description="Idle series parked: a series with no spend and no open alert is not stepped; its empty windows "
+                    "are applied when it next spends, and meanwhile only its packed checkpoint record is held.",
+    )
     policy_reload_seconds: float = Field(
         default=5.0, ge=0, description="How often the worker checks the policy file for changes (0: only on SIGHUP)."
     )

@@ -112,6 +112,9 @@ class StreamConfig:
     # a series' detector state is written with one window in this many (and with every window
     # flagged or of an alert): what a crash can lose of its learning (JudgeCore.state_every)
     judge_state_every: int = 10
+    # idle series parked: their empty windows applied when they next spend, their detector held
+    # as its packed checkpoint record meanwhile (JudgeCore.park)
+    judge_park: bool = True
     # where a series is judged (TOKENPULSE_PLACEMENT): "series", on the partition its own name
     # hashes to, the org stage fed over the verdicts topic (streams.common.partitioning,
     # streams.worker.organizing); "org", on its org's partition with the org stage beside the judge

@@ -15,6 +15,13 @@ A window is final on this partition when every source partition's watermark
 (``closed_until``) has passed its end. Windows in which a known series had no traffic are
 judged as zero spend, which is how a spike that stops gets resolved. Partials are stored per
 source so that a source which re-sends after a crash replaces, not adds.
+
+Parking (:attr:`JudgeCore.park`): a window without spend can never be an anomaly
+(:attr:`detectors.base.Detector.quiet_at_zero`), so a series with none and no alert tracked
+needs no work in it: its empty windows are applied when it next spends (or is read:
+:meth:`JudgeCore.settle`), in order, with the same verdicts. Idle at a checkpoint, it is
+*parked*: its detector is dropped and only its checkpoint record is kept, packed -- the same
+bytes the ``judge`` table's local data holds (:attr:`JudgeCore.packed_out`), one copy.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from alerts import AlertEngine, Notification, Signal
 from alerts.engine import clearly_normal
 from detectors import Detector
 from streams.common.dimensions import TEAM, parse_series
+from streams.common.packing import pack, pack_live, unpack, unpack_live
 from streams.common.spend import SPEND_TAG, SeriesSpend, load_records
 from streams.ingest.windows import NANO, Partial
 from streams.judge.contrib import ContributorMix
@@ -68,6 +76,9 @@ class SeriesInfo:
     phase: int = 0
     # a team series (the team-scale gate's basis: its expected spend goes to the org stage; derived)
     team: bool = False
+    # Idle (parking): the start of its first window not applied yet, all of them empty since
+    # (0: none pending). Its detector is live until the next checkpoint parks it.
+    idle_from: int = 0
 
 
 @dataclass
@@ -171,6 +182,20 @@ class JudgeCore:
     # Checkpointed (``rbmark|<series>``) with the rebased detector, so a crash neither loses
     # one nor sends it twice under two seqs.
     rebase_marks: dict[str, tuple[int | None, str]] = field(default_factory=dict)
+    # Parking (see the module's doc): a series without spend in a window and no alert tracked is
+    # not stepped; its empty windows wait (SeriesInfo.idle_from) until it spends or is read,
+    # and a checkpoint parks it: ``parked`` then holds its checkpoint record, packed, in place
+    # of its detector. Only for detectors that are ``quiet_at_zero``.
+    park: bool = False
+    parked: dict[str, bytes] = field(default_factory=dict)
+    # the packed records of the series the last checkpoint parked, by checkpoint key: the
+    # worker keeps these very bytes in the judge table's local data (persist(..., packed=blob))
+    packed_out: dict[str, bytes] = field(default_factory=dict)
+    _idle: set[str] = field(default_factory=set)  # idle series whose detector is still live
+    # the series with an ``idle|`` record on the changelog (their empty windows since their
+    # det record: [from, to], to None while parked; deleted with the next det record)
+    _idle_recs: dict[str, list[int | None]] = field(default_factory=dict)
+    _quiet_class: bool | None = None
     _org: OrgCore | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -281,6 +306,11 @@ class JudgeCore:
         if (wm - start) // W > self.max_fill_windows:
             # A long silence (or a first start far behind): do not replay weeks of zeros.
             start = max(start, (ready[0] if ready else wm - W * self.max_fill_windows))
+            if start > self.done_until:  # the idle series' empty windows before the gap, not in it
+                self.settle()
+                for info in self.series.values():
+                    if info.idle_from:
+                        info.idle_from = start
         w = start
         while w + W <= wm:
             self._judge_window(w, out)
@@ -326,23 +356,35 @@ class JudgeCore:
         signals: list[Signal] = []
         team_scale = self.team_scale_minutes > 0
         team_expected: dict[str, float] = {}
+        park = self.park
+        idle = self._idle
         for series, info in self.series.items():
-            if info.last_end >= end:
-                continue  # already judged (a redelivered message)
             parts = by_series.get(series)
-            if parts:
-                sums, contrib = _merge(parts)
-            else:
-                sums, contrib = _ZERO_SUMS, _NO_CONTRIB
-            observed = sums[0] / NANO
-            verdict = detectors[series].update(ts_end, observed, float(sums[5]))
-            info.last_end = end
+            if info.idle_from:
+                if not parts:
+                    continue  # idle: this empty window waits with the others
+                self._wake(series, info, w)
+            elif info.last_end >= end:
+                continue  # already judged (a redelivered message)
             if not info.det_key:
                 info.det_key = f"det|{series}"
                 info.alert_key = org.key_for(series)
                 info.phase = zlib.crc32(series.encode()) % every if every > 1 else 0
                 got = parse_series(series)
                 info.team = got is not None and got[0] is TEAM
+            if parts:
+                sums, contrib = _merge(parts)
+            else:
+                if park and self._quiet(series) and not (
+                        end - max(info.peak_end, info.hold_end) <= local if local else tracks(info.alert_key)):
+                    # nothing to send, nothing to learn but the empty window: it waits
+                    info.idle_from = w
+                    idle.add(series)
+                    continue
+                sums, contrib = _ZERO_SUMS, _NO_CONTRIB
+            observed = sums[0] / NANO
+            verdict = detectors[series].update(ts_end, observed, float(sums[5]))
+            info.last_end = end
             if team_scale and info.team and parts:
                 team_expected[series] = float(verdict.expected)
             if info.phase == turn:
@@ -401,6 +443,119 @@ class JudgeCore:
         if self._foreign:
             self._drop_foreign()
 
+    def _parks(self, labels: dict[str, str]) -> bool:
+        """Whether a series' detector would be ``quiet_at_zero`` (every series of a judge has
+        a detector of the policy's one class: asked once)."""
+        q = self._quiet_class
+        if q is None:
+            q = self._quiet_class = type(self._new_detector(labels)).quiet_at_zero
+        return q
+
+    def _quiet(self, series: str) -> bool:
+        """Whether the series' empty windows can wait (its detector is ``quiet_at_zero``)."""
+        det = self.detectors.get(series)
+        return det is not None and type(det).quiet_at_zero
+
+    def _wake(self, series: str, info: SeriesInfo, upto: int, ring: bool = True) -> Detector:
+        """Apply an idle series' waiting empty windows, those before ``upto`` (a window start),
+        as :meth:`_judge_window` would have one by one (its detector loaded back first if
+        parked); it is live and not idle after. ``ring``: their records go to ``recent``."""
+        det = self.detectors.get(series)
+        blob = self.parked.pop(series, None)
+        if blob is not None:
+            det = self.detectors[series] = self._unpark(blob, info.labels)
+        assert det is not None
+        W = self.window_seconds
+        w = info.idle_from
+        if w and w < upto:
+            rec = None
+            if ring and self.keep_recent:
+                rec = self.recent.get(series)
+                if rec is None:
+                    rec = self.recent[series] = RecentWindows(self.recent_len)
+            update = det.update
+            while w < upto:
+                end = w + W
+                verdict = update(float(end), 0.0, 0.0)
+                if verdict.is_anomaly:  # quiet_at_zero says never: said, as no alert can follow now
+                    log.error("judge partition %d: %s: an empty window at %d judged anomalous after it waited",
+                              self.partition, series, w)
+                if rec is not None:
+                    rec.append(w, 0.0, float(verdict.expected), float(verdict.upper), float(verdict.score), False)
+                info.last_end = end
+                w = end
+            got = self._idle_recs.get(series)
+            if got is not None and got[1] is None:  # the changelog's idle record: up to here, not on
+                got[1] = upto
+                self._dirty.add(f"idle|{series}")
+        info.idle_from = 0
+        self._idle.discard(series)
+        return det
+
+    def _unpark(self, blob: bytes, labels: dict[str, str]) -> Detector:
+        """The detector a parked record holds (:func:`pack_live`), or one rebuilt from its
+        state (a record restored from the changelog, packed as JSON)."""
+        got = unpack_live(blob)
+        if got is not None:
+            det: Detector = got[1]
+            return det
+        det = self._new_detector(labels)
+        det.load_state(unpack(blob)["state"])
+        return det
+
+    def settle(self, series: str | None = None) -> None:
+        """Apply the waiting empty windows of ``series`` (None: of every idle series) up to the
+        windows judged, so that its detector and ``recent`` windows are as if it had been
+        stepped every window (the API before it answers, a rebase). A parked series is loaded
+        back; the next checkpoint parks it again."""
+        done = self.done_until
+        if done is None:
+            return
+        names = [series] if series is not None else [s for s, i in self.series.items() if i.idle_from]
+        for name in names:
+            info = self.series.get(name)
+            if info is not None and info.idle_from:
+                self._wake(name, info, done)
+                if self.park and self._quiet(name):  # idle again from here: parked at the next checkpoint
+                    info.idle_from = done
+                    self._idle.add(name)
+
+    def detector(self, series: str) -> Detector | None:
+        """The series' detector, with every window judged applied (:meth:`settle`)."""
+        self.settle(series)
+        return self.detectors.get(series)
+
+    def _park(self, series: str, info: SeriesInfo) -> dict[str, Any]:
+        """The series' checkpoint record; its detector dropped and the record kept packed."""
+        rec = self._record(series, info)
+        det = self.detectors.pop(series)
+        self.parked[series] = self.packed_out[f"det|{series}"] = pack_live(
+            {k: v for k, v in rec.items() if k != "state"}, det)
+        self._idle_recs[series] = [info.idle_from, None]
+        return rec
+
+    def _record(self, series: str, info: SeriesInfo) -> dict[str, Any]:
+        """The series' checkpoint record (``det|<series>``); a parked one's with its state
+        as parked (what changed of it while parked: on-call's raised floor), packed again."""
+        blob = self.parked.get(series)
+        det = self.detectors[series] if blob is None else self._unpark(blob, info.labels)
+        rec = {
+            "labels": info.labels,
+            "last_end": info.last_end,
+            "state": det.to_state(),
+            "mix": info.mix.to_state(),
+        }
+        if info.peak_end:
+            rec["peak"] = [info.peak_usd, info.peak_end]
+        if info.hold_end:
+            rec["hold"] = info.hold_end
+        if info.raised is not None:
+            rec["raised"] = info.raised.to_state()
+        if blob is not None:
+            self.parked[series] = self.packed_out[f"det|{series}"] = pack_live(
+                {k: v for k, v in rec.items() if k != "state"}, det)
+        return rec
+
     def _drop_foreign(self) -> None:
         """Forget restored series another partition judges now, once nothing fires for them."""
         org = self.org
@@ -411,8 +566,12 @@ class JudgeCore:
             self._foreign.discard(series)
             self.series.pop(series, None)
             self.detectors.pop(series, None)
+            self.parked.pop(series, None)
+            self._idle.discard(series)
             self.recent.pop(series, None)
             self._dirty.add(f"det|{series}")  # checkpointed as a deletion
+            if series in self._idle_recs:
+                self._dirty.add(f"idle|{series}")
 
     def _past_floor(self, info: SeriesInfo, w: int, end: int, impact: float | None, excess: float, tracked: bool) -> bool:
         """A window the detector flagged: note the run's peak excess, and say whether it still
@@ -469,7 +628,7 @@ class JudgeCore:
         if mark is not None:
             self.rebase_marks[series] = (self.done_until, mark)
             self._dirty.add(f"rbmark|{series}")
-        det = self.detectors.get(series)
+        det = self.detector(series)
         if det is None:
             return False
         det.rebase()
@@ -493,6 +652,15 @@ class JudgeCore:
         beside it: one per alert and alert group state that changed (:meth:`OrgCore.checkpoint`).
         """
         changes: dict[str, Any] = self.org.checkpoint()
+        self.packed_out.clear()
+        if self._idle:
+            for series in self._idle:  # parked: written now, its record kept packed
+                idler = self.series[series]
+                self._dirty.discard(f"det|{series}")
+                changes[f"det|{series}"] = self._park(series, idler)
+                changes[f"idle|{series}"] = [idler.idle_from, None]
+                self._dirty.discard(f"idle|{series}")
+            self._idle.clear()
         for key in self._dirty:
             kind, _, rest = key.partition("|")
             if kind == "meta":
@@ -517,18 +685,18 @@ class JudgeCore:
                 if info is None:  # dropped (_drop_foreign)
                     changes[key] = None
                     continue
-                rec = changes[key] = {
-                    "labels": info.labels,
-                    "last_end": info.last_end,
-                    "state": self.detectors[rest].to_state(),
-                    "mix": info.mix.to_state(),
-                }
-                if info.peak_end:
-                    rec["peak"] = [info.peak_usd, info.peak_end]
-                if info.hold_end:
-                    rec["hold"] = info.hold_end
-                if info.raised is not None:
-                    rec["raised"] = info.raised.to_state()
+                changes[key] = self._record(rest, info)
+                if rest in self.parked:  # the record of its park stands for its empty windows
+                    continue
+                if self._idle_recs.pop(rest, None) is not None:  # its empty windows are in this state
+                    changes[f"idle|{rest}"] = None
+            elif kind == "idle":
+                span = self._idle_recs.get(rest) if rest in self.series else None
+                if span is None:
+                    self._idle_recs.pop(rest, None)
+                    changes[key] = None
+                elif key not in changes:  # (None: a det record after it was written)
+                    changes[key] = list(span)
             elif kind == "rbmark":
                 got = self.rebase_marks.get(rest)
                 changes[key] = None if got is None else list(got)
@@ -566,8 +734,10 @@ class JudgeCore:
         """Take back a checkpoint (the judge table's records of this partition, the org stage's
         among them) and the spend table's records of the series judged here."""
         org = self.org
+        dets: dict[str, tuple[dict[str, Any], bytes | None, Detector | None]] = {}
+        idle: dict[str, list[Any]] = {}
         for key, value in items:
-            if value is None or org.restore_item(key, value):
+            if value is None or (not isinstance(value, bytes) and org.restore_item(key, value)):
                 continue
             kind, _, rest = key.partition("|")
             if kind == "meta":
@@ -581,6 +751,17 @@ class JudgeCore:
                     p.seq = int(row[0])
                     self.pending.setdefault(p.window_start, {}).setdefault(p.series, {})[src] = p
             elif kind == "det":
+                # packed (the judge table's local data, restore_items(raw=True)): kept as they
+                # are if the series is parked
+                blob = value if isinstance(value, bytes) else None
+                live = None
+                if blob is not None:
+                    got = unpack_live(blob)  # a parked series' record, with its detector
+                    if got is not None:
+                        value, live = got
+                    else:
+                        value = unpack(blob)
+                dets[rest] = (value, blob, live)
                 peak = value.get("peak") or (0.0, 0)
                 raised = value.get("raised")
                 self.series[rest] = SeriesInfo(labels=value["labels"], last_end=int(value["last_end"]),
@@ -588,15 +769,48 @@ class JudgeCore:
                                                peak_usd=float(peak[0]), peak_end=int(peak[1]),
                                                hold_end=int(value.get("hold") or 0),  # none before 2026-12
                                                raised=None if raised is None else SeriesRaise.from_state(raised))
-                det = self._new_detector(value["labels"])
-                det.load_state(value["state"])
-                self.detectors[rest] = det
+            elif kind == "idle":
+                idle[rest] = value
             elif kind == "rbmark":
                 self.rebase_marks[rest] = (None if value[0] is None else int(value[0]), str(value[1]))
+        for name, (value, blob, live) in dets.items():
+            self._restore_detector(name, value, blob, live, idle.pop(name, None))
+        for name in idle:  # without its det record: nothing it stands for (deleted)
+            self._dirty.add(f"idle|{name}")
         self.spend_loaded = self.restore_spend(spend)
         if self.owns is not None:
             self._foreign = {name for name in self.series if not self.owns(name)}
 
+
+    def _restore_detector(self, name: str, value: dict[str, Any], blob: bytes | None, live: Detector | None,
+                          idle: list[Any] | None) -> None:
+        """A series' detector from its record, and the empty windows its ``idle|`` record says
+        it had after it (``[from, to]``; ``to`` None: still idle at the checkpoint, every window
+        judged up to ``done_until`` since ``from`` empty): a parked series stays parked."""
+        info = self.series[name]
+        start = None if idle is None else int(idle[0])
+        if idle is None or start is None or start < info.last_end:  # none, or not of this state: as before
+            if idle is not None:
+                self._dirty.add(f"idle|{name}")  # deleted with the next checkpoint
+            self.detectors[name] = live if live is not None else self._loaded(value)
+            return
+        to = self.done_until if idle[1] is None else int(idle[1])
+        if idle[1] is None and not (self.park and self._parks(value["labels"])):
+            self._dirty.add(f"idle|{name}")  # applied below: the record says up to where
+        self._idle_recs[name] = [start, None if idle[1] is None else to]
+        if idle[1] is None and self.park and self._parks(value["labels"]):
+            self.parked[name] = blob if blob is not None else pack(value)  # (unparked from its state)
+            info.idle_from = start
+            return
+        self.detectors[name] = live if live is not None else self._loaded(value)
+        info.idle_from = start
+        if to is not None:
+            self._wake(name, info, to, ring=False)
+
+    def _loaded(self, value: dict[str, Any]) -> Detector:
+        det = self._new_detector(value["labels"])
+        det.load_state(value["state"])
+        return det
 
     def restore_spend(self, items: Iterable[tuple[str, Any]]) -> list[str]:
         """Take the spend of ``items`` (a spend table's: a :class:`SeriesSpend` per series,
@@ -631,6 +845,7 @@ def judge_factory(
     state_every: int = 1,
     new_series: NewSeriesSettings | None = None,
     team_scale_minutes: float = 0.0,
+    park: bool = False,
 ) -> Callable[[int], JudgeCore]:
     """Builds the judge of a partition exactly as the worker does (the replay uses it too).
 
@@ -641,6 +856,8 @@ def judge_factory(
     ``new_series``: the org stage's new-series rule beside the judge (None: off;
     :func:`new_series_settings` reads it from a :class:`StreamConfig`).
     ``team_scale_minutes``: the org stage's team-scale gate (:attr:`JudgeCore.team_scale_minutes`).
+    ``park``: idle series parked (:attr:`JudgeCore.park`; the worker's, not the offline replay's,
+    which reads every window's record as it is judged).
     """
     from alerts import AlertPolicy
     from detectors import make_detector
@@ -674,6 +891,7 @@ def judge_factory(
             state_every=max(1, state_every),
             new_series=new_series,
             team_scale_minutes=team_scale_minutes,
+            park=park,
         )
 
     return build

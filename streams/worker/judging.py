@@ -132,6 +132,7 @@ class JudgeWorker:
             dashboard_url=cfg.dashboard_url, overrides=cfg.detector_overrides,
             raise_half_life_s=cfg.not_anomaly_half_life_days * 86400, state_every=cfg.judge_state_every,
             new_series=new_series_settings(cfg), team_scale_minutes=cfg.team_scale_minutes,
+            park=cfg.judge_park,
         )
 
     # -- the partitions ------------------------------------------------------------------
@@ -149,9 +150,11 @@ class JudgeWorker:
             if self.apart:  # the org stage is elsewhere: see JudgeCore.local_tracking
                 j.local_tracking = j.engine.policy.resolve_after_windows
             spend = self.tables.spend.data
-            j.restore(restore_items(self.tables.judge, q),
+            # the recovered detector states packed, as _write keeps them; a parked series' judge
+            # holds those very bytes (restore_items raw)
+            pack_local(self.tables.judge, f"{q}|det|")
+            j.restore(restore_items(self.tables.judge, q, raw=True),
                       ((k, v) for k, v in list(spend.items()) if owns(k.rpartition("|")[0])))
-            pack_local(self.tables.judge, f"{q}|det|")  # the recovered detector states, as _write keeps them
             # the records recovery put in the table are held by the judge's books now
             for key, book in j.spend.items():
                 spend[key] = book
@@ -392,9 +395,13 @@ class JudgeWorker:
             for key, value in watch.checkpoint().items():
                 writes.append(persist(t.budgets, p, f"{p}|{key}", value))
         if j is not None:
-            for key, value in j.checkpoint().items():
-                # a series' state (detector, mix) is read back by a restore only: kept as bytes
-                writes.append(persist(t.judge, q, f"{q}|{key}", value, packed=key.startswith("det|")))
+            changes = j.checkpoint()
+            parked = j.packed_out
+            for key, value in changes.items():
+                # a series' state (detector, mix) is read back by a restore only: kept as bytes,
+                # a parked series' as the very bytes its judge holds
+                writes.append(persist(t.judge, q, f"{q}|{key}", value,
+                                      packed=parked.get(key) or key.startswith("det|")))
             writes += persist_spend(t.spend, q, j.spend, j.spend_changes())
             roll = self.rollups.get(q)
             if roll is not None:  # at most one pass per hour of event time

@@ -14,13 +14,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import zlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
-
+from streams.common.packing import pack, unpack
 from streams.common.spend import SeriesSpend, spend_key, split_key
 
 __all__ = ["STATE_TABLES", "TABLES", "Table", "Tables", "changelog_topics", "owned_partitions", "pack", "pack_local", "persist",
@@ -74,7 +72,7 @@ def changelog_topics(app_id: str, placement: str) -> list[str]:
     return [f"{app_id}-{name}-changelog" for name in names]
 
 
-def persist(table: Table, partition: int, key: str, value: Any, packed: bool = False) -> Any:
+def persist(table: Table, partition: int, key: str, value: Any, packed: bool | bytes = False) -> Any:
     """Write ``key`` (``None`` deletes it) to the table and its changelog partition; returns
     the changelog write (Faust's future, done once the broker has the record), which a caller
     that acknowledges input on the strength of it awaits first (:func:`written`).
@@ -86,7 +84,9 @@ def persist(table: Table, partition: int, key: str, value: Any, packed: bool = F
     rather than as Python objects (the changelog record is the same). For big values that are
     only read back by a restore (:func:`restore_items` unpacks them): a series' detector state
     is ~16 KiB of JSON and took ~40 KiB as lists of Python floats, ~4-5 KiB deflated, beside the
-    live detector, for every series (benchmarks/scale.py)."""
+    live detector, for every series (benchmarks/scale.py). Bytes: ``value`` already packed
+    (a parked series' state, which its judge holds as these very bytes:
+    :attr:`streams.judge.core.JudgeCore.packed_out`), kept as they are."""
     data = table.data
     # Faust's in-memory store drops, once a rebalance's recovery completes, the keys of the
     # partitions this worker no longer holds -- those it knows the partition of, i.e. those its
@@ -100,55 +100,10 @@ def persist(table: Table, partition: int, key: str, value: Any, packed: bool = F
         if owners is not None:
             owners.pop(key, None)
     else:
-        data[key] = pack(value) if packed else value
+        data[key] = packed if isinstance(packed, bytes) else pack(value) if packed else value
         if owners is not None:
             owners[key] = partition
     return table.send_changelog(partition, key, value)
-
-
-# The first byte of a packed value says its format. JSON never starts with a control byte, so
-# a value packed before the version byte existed (plain JSON bytes) still unpacks.
-_DEFLATED = b"\x01"  # JSON, zlib level 1
-_PRIMED = b"\x02"  # JSON, raw deflate at level 1 with the process's dictionary (_primer)
-# The dictionary deflate starts from: the JSON of the first value this process packed. Every
-# series' state has the same keys in the same order, and the same kinds of number, so a state
-# deflates ~10 % smaller against another one (~4.7 -> ~4.3 KB for a default detector after a
-# week) at the same cost. Packed values live only in this process's memory (the changelog
-# records are the values themselves), so one dictionary per process is all that must agree.
-_primer: bytes | None = None
-
-
-def pack(value: Any) -> bytes:
-    """``value`` as the judge table's local data keeps a big state: a version byte, then its
-    JSON deflated at level 1 against the process's dictionary (the first value packed). Level
-    1 because it is paid on every checkpoint write, and unpacking only on a restore: a default
-    detector state's 8-16 KB of JSON deflate to ~4 KB at ~70 us more than ``orjson.dumps``
-    alone; level 6 gains ~4 % more at 2x the time.
-
-    Why the copy is kept at all (rather than dropped once the judge holds the live state):
-    Faust re-reads a changelog partition only when it is newly assigned. One kept across a
-    rebalance is not read again, yet the judge forgets its state on every revoke (eager
-    rebalancing revokes them all) and restores from this local data: without the copy, it
-    would come back without its detectors."""
-    global _primer
-    raw = orjson.dumps(value)
-    if _primer is None:
-        _primer = raw
-    z = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, _primer)
-    return _PRIMED + z.compress(raw) + z.flush()
-
-
-def unpack(value: bytes) -> Any:
-    """What :func:`pack` packed; the formats before it (zlib without a dictionary, plain JSON
-    bytes) too."""
-    head = value[:1]
-    if head == _PRIMED:
-        assert _primer is not None  # packed by this process, which set it then
-        z = zlib.decompressobj(-15, zdict=_primer)
-        return orjson.loads(z.decompress(memoryview(value)[1:]) + z.flush())
-    if head == _DEFLATED:
-        return orjson.loads(zlib.decompress(memoryview(value)[1:]))
-    return orjson.loads(value)
 
 
 def pack_local(table: Table, prefix: str) -> int:
@@ -273,11 +228,13 @@ def persist_spend(table: Table, partition: int, books: Mapping[str, SeriesSpend]
     return writes
 
 
-def restore_items(table: Table, q: int) -> Iterator[tuple[str, Any]]:
+def restore_items(table: Table, q: int, raw: bool = False) -> Iterator[tuple[str, Any]]:
     """The entries of judge partition ``q`` in a per-partition table, without their ``"<q>|"``
-    prefix (what a core's ``restore`` takes); values kept packed (:func:`persist`) unpacked."""
+    prefix (what a core's ``restore`` takes); values kept packed (:func:`persist`) unpacked,
+    or with ``raw`` left packed (a judge core takes a series' state packed: a parked series
+    keeps these very bytes)."""
     prefix = f"{q}|"
-    return ((k[len(prefix):], unpack(v) if isinstance(v, bytes) else v)
+    return ((k[len(prefix):], unpack(v) if isinstance(v, bytes) and not raw else v)
             for k, v in list(table.data.items()) if k.startswith(prefix))
 
 

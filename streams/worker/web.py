@@ -455,6 +455,8 @@ def register_status_views(state: WorkerState, page: Page) -> None:
         series = args["series"]
         out = {}
         for j in list(judges.values()):
+            if series is not None:  # a parked series' waiting empty windows, judged now
+                j.settle(series)
             for name, rec in list(j.recent.items()):
                 if series is None or name == series:
                     out[name] = list(rec)

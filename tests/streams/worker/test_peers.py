@@ -153,7 +153,8 @@ async def test_bad_parameters_are_refused_before_any_peer_is_asked(pair: Pair) -
 
 
 async def test_a_series_held_by_the_peer_is_found_there(pair: Pair) -> None:
-    pair.states[1].judging.judges[1] = type("J", (), {"recent": {"org=acme|team=ads": [{"w": T0}]}})()
+    pair.states[1].judging.judges[1] = type("J", (), {"recent": {"org=acme|team=ads": [{"w": T0}]},
+                                                     "settle": lambda self, series=None: None})()
     status, body, _ = await _get(pair.servers[0], "/api/windows?series=org%3Dacme%7Cteam%3Dads")
     assert status == 200 and body["series"] == {"org=acme|team=ads": [{"w": T0}]} and body["complete"]
     status, body, _ = await _get(pair.servers[0], "/api/windows?series=team%3Dnobody")

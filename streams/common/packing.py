@@ -1,0 +1,95 @@
+"""Big values packed for the worker's memory: a version byte, then their JSON deflated.
+
+What the ``judge`` table's local data keeps of each series' state (:func:`streams.worker.tables.persist`
+with ``packed``), and what the judge holds of a parked series (:class:`streams.judge.core.JudgeCore`):
+the same bytes, one copy. Packed values never leave the process.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zlib
+from typing import Any
+
+import orjson
+
+__all__ = ["pack", "pack_live", "unpack", "unpack_live"]
+
+
+# The first byte of a packed value says its format. JSON never starts with a control byte, so
+# a value packed before the version byte existed (plain JSON bytes) still unpacks.
+_DEFLATED = b"\x01"  # JSON, zlib level 1
+_PRIMED = b"\x02"  # JSON, raw deflate at level 1 with the process's dictionary (_primer)
+# The dictionary deflate starts from: the JSON of the first value this process packed. Every
+# series' state has the same keys in the same order, and the same kinds of number, so a state
+# deflates ~10 % smaller against another one (~4.7 -> ~4.3 KB for a default detector after a
+# week) at the same cost. Packed values live only in this process's memory (the changelog
+# records are the values themselves), so one dictionary per process is all that must agree.
+_primer: bytes | None = None
+# A parked series (streams.judge.core): its record without the state, and its detector itself,
+# pickled, raw deflate at level 1 against the process's pickle dictionary (_pickle_primer, the
+# first one packed). Loaded back in ~1/5 of the time a detector takes to be rebuilt from its
+# JSON state (no clone, no validation of what this process wrote), and ~25 % smaller.
+_PICKLED = b"\x03"
+_pickle_primer: bytes | None = None
+
+
+def pack(value: Any) -> bytes:
+    """``value`` as the judge table's local data keeps a big state: a version byte, then its
+    JSON deflated at level 1 against the process's dictionary (the first value packed). Level
+    1 because it is paid on every checkpoint write, and unpacking only on a restore: a default
+    detector state's 8-16 KB of JSON deflate to ~4 KB at ~70 us more than ``orjson.dumps``
+    alone; level 6 gains ~4 % more at 2x the time.
+
+    Why the copy is kept at all (rather than dropped once the judge holds the live state):
+    Faust re-reads a changelog partition only when it is newly assigned. One kept across a
+    rebalance is not read again, yet the judge forgets its state on every revoke (eager
+    rebalancing revokes them all) and restores from this local data: without the copy, it
+    would come back without its detectors."""
+    global _primer
+    raw = orjson.dumps(value)
+    if _primer is None:
+        _primer = raw
+    z = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, _primer)
+    return _PRIMED + z.compress(raw) + z.flush()
+
+
+def pack_live(record: dict[str, Any], state: Any) -> bytes:
+    """A checkpoint record whose ``state`` is an object with ``to_state()`` (a detector), packed
+    with the object itself (pickled): what :func:`unpack` gives back is the record with
+    ``state`` as ``to_state()`` makes it, and :func:`unpack_live` the object. ``record`` is the
+    record without ``state``. Never leaves the process (the changelog gets the record)."""
+    global _pickle_primer
+    raw = pickle.dumps((record, state), protocol=5)
+    if _pickle_primer is None:
+        _pickle_primer = raw
+    z = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, _pickle_primer)
+    return _PICKLED + z.compress(raw) + z.flush()
+
+
+def unpack_live(value: bytes) -> tuple[dict[str, Any], Any] | None:
+    """The record (without ``state``) and the object :func:`pack_live` packed; None for a value
+    of another format."""
+    if value[:1] != _PICKLED:
+        return None
+    assert _pickle_primer is not None  # packed by this process, which set it then
+    z = zlib.decompressobj(-15, zdict=_pickle_primer)
+    record, state = pickle.loads(z.decompress(memoryview(value)[1:]) + z.flush())  # this process's own bytes only
+    return record, state
+
+
+def unpack(value: bytes) -> Any:
+    """What :func:`pack` packed (or :func:`pack_live`: the record with its object's
+    ``to_state()``); the formats before it (zlib without a dictionary, plain JSON bytes) too."""
+    head = value[:1]
+    if head == _PICKLED:
+        got = unpack_live(value)
+        assert got is not None
+        return {**got[0], "state": got[1].to_state()}
+    if head == _PRIMED:
+        assert _primer is not None  # packed by this process, which set it then
+        z = zlib.decompressobj(-15, zdict=_primer)
+        return orjson.loads(z.decompress(memoryview(value)[1:]) + z.flush())
+    if head == _DEFLATED:
+        return orjson.loads(zlib.decompress(memoryview(value)[1:]))
+    return orjson.loads(value)
