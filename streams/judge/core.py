@@ -91,6 +91,9 @@ class JudgeOutput:
     # flagged team×model windows the team-scale gate turned normal (the org stage beside;
     # OrgCore.team_scale; the worker counts them: team_scale_gated_total)
     team_scaled: int = 0
+    # flagged team×model windows the team corroboration turned normal (the org stage beside;
+    # OrgCore.corroborate; counted as team_uncorroborated_total)
+    uncorroborated: int = 0
 
 
 def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:
@@ -166,6 +169,10 @@ class JudgeCore:
     # window's verdict carries the team series' expected spend (WindowVerdict.expected), for
     # the org stage beside this judge or apart (OrgCore.team_scale).
     team_scale_minutes: float = 0.0
+    # The org stage's team corroboration (policy detector.team_corroboration_p; 0: off). On,
+    # each window's verdict carries the team series' surprise p (WindowVerdict.team_p), for
+    # the org stage beside this judge or apart (OrgCore.corroborate).
+    team_corroboration_p: float = 0.0
     # Rebases applied for an org stage apart (:meth:`rebase` with ``mark``), not yet handed to
     # a message's output: series -> (the first window judged with the new baseline, answer id).
     # Checkpointed (``rbmark|<series>``) with the rebased detector, so a crash neither loses
@@ -182,7 +189,8 @@ class JudgeCore:
         if org is None:
             org = self._org = OrgCore(self.partition, self.window_seconds, self.engine,
                                       new_series=None if self.new_series is None else NewSeriesRule(self.new_series),
-                                      team_scale_minutes=self.team_scale_minutes)
+                                      team_scale_minutes=self.team_scale_minutes,
+                                      team_corroboration_p=self.team_corroboration_p)
         elif org.engine is not self.engine:  # the engine was replaced: the org stage follows
             org.engine = self.engine
         return org
@@ -326,6 +334,8 @@ class JudgeCore:
         signals: list[Signal] = []
         team_scale = self.team_scale_minutes > 0
         team_expected: dict[str, float] = {}
+        corroborate = self.team_corroboration_p > 0
+        team_p: dict[str, float] = {}
         for series, info in self.series.items():
             if info.last_end >= end:
                 continue  # already judged (a redelivered message)
@@ -345,6 +355,8 @@ class JudgeCore:
                 info.team = got is not None and got[0] is TEAM
             if team_scale and info.team and parts:
                 team_expected[series] = float(verdict.expected)
+            if corroborate and info.team and parts:
+                team_p[series] = float(verdict.upward_p)
             if info.phase == turn:
                 dirty.add(info.det_key)
             if local:
@@ -392,12 +404,12 @@ class JudgeCore:
                 mean_expected_usd=None if verdict.mean_expected is None else float(verdict.mean_expected),
             )
             signals.append(signal)
-        out.windows.append(WindowVerdict(w, end, signals, team_expected))
+        out.windows.append(WindowVerdict(w, end, signals, team_expected, team_p))
         if not local:
             # before the next window is judged: which series it sends signals for depends on it
             rows = ([(row[0], row[2][0], row[2][5]) for row in spend[first_row:]]
                     if org.new_series is not None else ())
-            org.step_window(end, signals, out, rows, team_expected)
+            org.step_window(end, signals, out, rows, team_expected, team_p)
         if self._foreign:
             self._drop_foreign()
 
@@ -631,6 +643,7 @@ def judge_factory(
     state_every: int = 1,
     new_series: NewSeriesSettings | None = None,
     team_scale_minutes: float = 0.0,
+    team_corroboration_p: float = 0.0,
 ) -> Callable[[int], JudgeCore]:
     """Builds the judge of a partition exactly as the worker does (the replay uses it too).
 
@@ -641,6 +654,7 @@ def judge_factory(
     ``new_series``: the org stage's new-series rule beside the judge (None: off;
     :func:`new_series_settings` reads it from a :class:`StreamConfig`).
     ``team_scale_minutes``: the org stage's team-scale gate (:attr:`JudgeCore.team_scale_minutes`).
+    ``team_corroboration_p``: the org stage's team corroboration (:attr:`JudgeCore.team_corroboration_p`).
     """
     from alerts import AlertPolicy
     from detectors import make_detector
@@ -674,6 +688,7 @@ def judge_factory(
             state_every=max(1, state_every),
             new_series=new_series,
             team_scale_minutes=team_scale_minutes,
+            team_corroboration_p=team_corroboration_p,
         )
 
     return build
