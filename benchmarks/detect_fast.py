@@ -134,12 +134,13 @@ def _run_series(sw: Any, params: dict[str, Any], window: int) -> tuple[str, np.n
 
 def _run_series_full(sw: Any, params: dict[str, Any], window: int
                      ) -> tuple[str, str, np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray,
-                                np.ndarray]:
+                                np.ndarray, np.ndarray]:
     """One series through the default detector: its team, name, window ends, flags, the reason
     of each flagged window, and per window the verdict's expected spend, the excess the
     team-scale gate compares (the incident's, else the window's own: as the judge's signal), the
-    spend, and the verdict's baseline (``Verdict.baseline``: what a fired alert's window is back
-    to normal against)."""
+    spend, the verdict's baseline (``Verdict.baseline``: what a fired alert's window is back
+    to normal against) and its surprise p-value (``Verdict.upward_p``: what the team
+    corroboration reads of a team series)."""
     from detectors import make_detector
 
     det = make_detector("default", window_seconds=float(window), **params)
@@ -148,6 +149,7 @@ def _run_series_full(sw: Any, params: dict[str, Any], window: int
     expected = np.zeros(len(ts))
     baseline = np.zeros(len(ts))
     impact = np.zeros(len(ts))
+    up = np.ones(len(ts))
     reasons: list[str] = []
     upd = det.update
     for i in range(len(ts)):
@@ -155,11 +157,12 @@ def _run_series_full(sw: Any, params: dict[str, Any], window: int
         vd = upd(ts[i], v[i], None if ci < 0 else ci)
         expected[i] = vd.expected
         baseline[i] = vd.baseline
+        up[i] = vd.upward_p
         impact[i] = vd.impact if vd.impact is not None else vd.observed - vd.expected
         if vd.is_anomaly:
             flags[i] = True
             reasons.append(f"{vd.reason.partition(':')[0]} x{vd.observed / vd.expected if vd.expected > 0 else float('inf'):.3g}")
-    return sw.labels["team"], sw.series, sw.ts, flags, reasons, expected, impact, sw.value, baseline
+    return sw.labels["team"], sw.series, sw.ts, flags, reasons, expected, impact, sw.value, baseline, up
 
 
 def _basis_expected(r: Any, window: int) -> np.ndarray:
@@ -216,6 +219,35 @@ def _parent_gate(results: list[Any], minutes: float, window: int, basis: str = "
     return out
 
 
+def _corroborate(results: list[Any], limit: float, resolve_after: int = 3) -> list[Any]:
+    """The team corroboration (``--corroborate``; the policy's ``detector.team_corroboration_p``
+    by default): a team x model series' flagged window counts only when its team series' surprise
+    p-value in the same window is at most ``limit``, or when it follows a counted window of the
+    series within ``resolve_after`` windows (the worker's org stage: the engine tracks that
+    alert already). A team without a window there gates nothing (as ``OrgCore.corroborate``)."""
+    if limit <= 0:
+        return results
+    team_p = {r[0]: dict(zip(r[2].tolist(), r[9].tolist(), strict=True)) for r in results if "|model=" not in r[1]}
+    out = []
+    for r in results:
+        team, name, ts, flags, reasons, *rest = r
+        if "|model=" in name and team in team_p:
+            tp = team_p[team]
+            keep = flags.copy()
+            kept_reasons = []
+            last = -(10 ** 9)
+            for j, i in enumerate(np.flatnonzero(flags).tolist()):
+                p = tp.get(float(ts[i]))
+                if p is None or p <= limit or i - last <= resolve_after:
+                    last = i
+                    kept_reasons.append(reasons[j])
+                else:
+                    keep[i] = False
+            r = (team, name, ts, keep, kept_reasons, *rest)
+        out.append(r)
+    return out
+
+
 def _rule_rows(ws: Any) -> tuple[dict[float, list[tuple[str, int, int]]], list[float]]:
     """The new-series rule's input from the cached windows of the team and team x model series:
     per window end its spend rows (series, nano-dollars, requests), and every window end in order."""
@@ -268,13 +300,14 @@ def _new_series_notes(ws: Any, settings: dict[str, Any], alert_policy: dict[str,
 
 def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
            new_series: dict[str, Any] | None, parent_minutes: float = 0.0,
-           parent_basis: str = "expected") -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+           parent_basis: str = "expected", corroborate: float = 0.0) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Each team's series' flagged windows: the detectors' and the new-series rule's."""
     series = _team_series(ws)
     series.sort(key=lambda s: -len(s.ts))
     per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
     results = list(pool.map(_run_series_full, series, [params] * len(series), [ws.window_seconds] * len(series)))
-    for team, _, ts, flags, *_ in _parent_gate(results, parent_minutes, int(ws.window_seconds), parent_basis):
+    gated = _corroborate(_parent_gate(results, parent_minutes, int(ws.window_seconds), parent_basis), corroborate)
+    for team, _, ts, flags, *_ in gated:
         per_team[team].append((ts, flags))
     if new_series is not None:
         for team, got in _new_series_flags(ws, new_series).items():
@@ -369,7 +402,7 @@ def cmd_run(a: argparse.Namespace) -> None:
                     sizes[(f"{kind}{seed}", str(lab["team"]), to_epoch(lab["start"], "start"))] = (
                         f" x{lab.get('factor', 0):.3g} ${lab['excess_usd']:,.2f} over "
                         f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
-            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis)
+            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate)
             sc = _score(_alerts(per_team, ws.window_seconds), meta["labels"], meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             agg = sets[kind]
             agg["rows"] += [(f"{kind}{seed}", *r) for r in sc["rows"]]
@@ -467,7 +500,8 @@ def cmd_falses(a: argparse.Namespace) -> None:
             who: dict[tuple[str, float], list[tuple[str, str]]] = defaultdict(list)
             win = [ws.window_seconds] * len(series)
             results = list(pool.map(_run_series_full, series, [params] * len(series), win))
-            gated = _parent_gate(results, a.parent_minutes, int(ws.window_seconds), a.parent_basis)
+            gated = _corroborate(_parent_gate(results, a.parent_minutes, int(ws.window_seconds), a.parent_basis),
+                                 a.corroborate)
             for team, name, ts, flags, reasons, *_ in gated:
                 per_team[team].append((ts, flags))
                 skind = "team x model" if "|model=" in name else "team"
@@ -562,7 +596,7 @@ def cmd_misses(a: argparse.Namespace) -> None:
             ws = _load(d / f"{h}.npz")
             meta = json.loads((d / f"{h}.labels.json").read_text())
             window = int(ws.window_seconds)
-            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis)
+            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate)
             sc = _score(_alerts(per_team, window), meta["labels"], meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             missed = [r for r in sc["rows"] if r[3] is None]
             teams = {r[0] for r in missed}
@@ -611,6 +645,13 @@ def cmd_show(a: argparse.Namespace) -> None:
                       f"{comps}{vd.reason[:110]}")
 
 
+def _corroborate_default() -> float:
+    """The default policy's team corroboration (``detector.team_corroboration_p``)."""
+    from tokenpulse.policy import Policy
+
+    return float(Policy().detector.team_corroboration_p)
+
+
 def _team_scale_default() -> float:
     """The default policy's team-scale gate (``detector.team_scale_minutes``), which the
     worker's org stage applies: the fast loop scores what the worker does unless told otherwise."""
@@ -639,6 +680,10 @@ def main(argv: list[str] | None = None) -> int:
                             "its mean over the 7 whole days before")
         p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy",
                        help="the org stage's new-series rule: as the default policy has it, or on/off")
+        p.add_argument("--corroborate", type=float, default=_corroborate_default(), metavar="P",
+                       help="the team corroboration: a team x model series' flag starts an alert only when its team "
+                            "series' surprise p in the window is at most P (default: the policy's "
+                            "detector.team_corroboration_p; 0: off)")
         p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V",
                        help="its settings (ratio, min_requests, min_excess_usd)")
     p = sub.add_parser("falses")
@@ -650,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="every false alert start, one a line")
     p.add_argument("--parent-minutes", type=float, default=_team_scale_default())
     p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected")
+    p.add_argument("--corroborate", type=float, default=_corroborate_default(), metavar="P")
     p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy")
     p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V")
     p = sub.add_parser("misses", help="each missed incident, and why each series of its team did not alert")
@@ -660,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", nargs="*", default=[])
     p.add_argument("--parent-minutes", type=float, default=_team_scale_default())
     p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected")
+    p.add_argument("--corroborate", type=float, default=_corroborate_default(), metavar="P")
     p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy")
     p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V")
     p = sub.add_parser("notify")

@@ -83,6 +83,20 @@ class Verdict:
     None: ``expected`` itself. What "back to normal" is measured against once an alert has
     fired (``alerts.engine.clearly_normal``). Not in :meth:`to_dict`, whose records (and their
     recorded hashes, tests/detectors/test_compact.py) stay as they were."""
+    surprise_p: float | None = None
+    """The upper-tail p-value this detector's surprise is decided on, where it differs from
+    :attr:`p` (the combiner's: the models' combined p, which ``score_threshold`` is compared
+    with, before the score squeezes it inside a run or mixes in the two-sided level
+    statistic); None: :attr:`p` (or ``1 - score``). What the org stage's team corroboration
+    reads of a team series (docs/detectors.md). Not in :meth:`to_dict`, as
+    :attr:`mean_expected`."""
+
+    @property
+    def upward_p(self) -> float:
+        """:attr:`surprise_p`, else :attr:`p`, else ``1 - score``."""
+        if self.surprise_p is not None:
+            return self.surprise_p
+        return self.p if self.p is not None else 1.0 - self.score
 
     @property
     def baseline(self) -> float:

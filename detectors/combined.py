@@ -701,6 +701,7 @@ class Combined(Detector):
             impact=run_excess if run_excess > 0.0 else None,
             p=p_score,
             mean_expected=g_expected,
+            surprise_p=p,
         )
 
     def _score_p(self, p: float, value: float) -> tuple[float, float]:

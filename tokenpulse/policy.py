@@ -168,7 +168,10 @@ class DetectorPolicy(_Strict):
     rule for a team's new model (:class:`NewSeriesPolicy`). ``team_scale_minutes``: a team x
     model series' flagged window alerts only once its incident's excess reaches this many
     minutes of its team series' expected spend in that window (the org stage's team-scale gate,
-    :meth:`streams.org.core.OrgCore.team_scale`; 0: off).
+    :meth:`streams.org.core.OrgCore.team_scale`; 0: off). ``team_corroboration_p``: a team x
+    model series' flagged window starts an alert only when its team series' surprise p-value in
+    the same window is at most this (the org stage's team corroboration,
+    :meth:`streams.org.core.OrgCore.corroborate`; 0: off).
     """
 
     name: str = "default"
@@ -179,6 +182,11 @@ class DetectorPolicy(_Strict):
     # measured in benchmarks.detect_fast (docs/detectors.md, "a team-scale gate"): 5 removes
     # about a fifth of the independent generator's false alerts and none of its incidents
     team_scale_minutes: float = Field(default=5.0, ge=0, le=10080)
+    # measured in benchmarks.detect_fast (docs/detectors.md, "corroboration by the team
+    # series' surprise"): 0.01 removes about a sixth of the independent generator's false
+    # alerts and none of its incidents; the incidents a model series started had team p of
+    # 3-8e-3, so a tighter setting loses them
+    team_corroboration_p: float = Field(default=0.01, ge=0, le=1)
 
     def kwargs(self) -> dict[str, Any]:
         """Constructor arguments of the detector (``params`` with component sections gathered)."""

@@ -394,6 +394,7 @@ def replay_lines(
             cfg.window_seconds, cfg.detector_name, cfg.detector_params, cfg.alert_policy,
             overrides=cfg.detector_overrides, raise_half_life_s=cfg.not_anomaly_half_life_days * 86400,
             new_series=new_series_settings(cfg), team_scale_minutes=cfg.team_scale_minutes,
+            team_corroboration_p=cfg.team_corroboration_p,
         )(0)
     else:
         fork = False  # the caller reads the judge's state afterwards

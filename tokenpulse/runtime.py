@@ -33,6 +33,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         not_anomaly_half_life_days=policy.detector.feedback.floor_half_life_days,
         new_series=policy.detector.new_series.settings(),
         team_scale_minutes=policy.detector.team_scale_minutes,
+        team_corroboration_p=policy.detector.team_corroboration_p,
         internal_models=tuple(policy.mix.internal_models),
         mix_alert=policy.mix_alert_spec(),
         alert_policy=policy.alert_policy(),

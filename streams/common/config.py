@@ -68,6 +68,10 @@ class StreamConfig:
     # a team×model series' flag needs its incident's excess to reach this many minutes of its
     # team's expected spend (0: off)
     team_scale_minutes: float = 0.0
+    # the org stage's team corroboration (policy detector.team_corroboration_p;
+    # OrgCore.corroborate): a team×model series' flag starts an alert only when its team
+    # series' surprise p in the window is at most this (0: off)
+    team_corroboration_p: float = 0.0
     internal_models: tuple[str, ...] = ()  # patterns of the organisation's own models (/api/mix)
     mix_alert: Any = None  # streams.budgets.mix.MixAlertSpec: the third-party share alert, None: off
     alert_policy: dict[str, Any] = field(default_factory=dict)

@@ -25,6 +25,9 @@ HELP = {
     "alerts_raised_total": "Notifications decided by the alert engine.",
     "team_scale_gated_total": ("Flagged team x model windows the team-scale gate turned normal: the incident's excess "
                                "was under detector.team_scale_minutes of its team's expected spend (logged at debug)."),
+    "team_uncorroborated_total": ("Flagged team x model windows that would have started an alert, turned normal by the "
+                                  "team corroboration: the team series' surprise p in the window was above "
+                                  "detector.team_corroboration_p (logged at debug)."),
     "alerts_sent_total": "Notifications delivered to a sink.",
     "alerts_skipped_total": "Notifications the lifecycle decided on but held back, by reason (silenced).",
     "alerts_failed_total": "Delivery attempts that failed after retries (the notification stays pending).",

@@ -102,6 +102,9 @@ class JudgeOutput:
     # flagged team×model windows the team-scale gate turned normal (the org stage beside;
     # OrgCore.team_scale; the worker counts them: team_scale_gated_total)
     team_scaled: int = 0
+    # flagged team×model windows the team corroboration turned normal (the org stage beside;
+    # OrgCore.corroborate; counted as team_uncorroborated_total)
+    uncorroborated: int = 0
 
 
 def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:
@@ -177,6 +180,10 @@ class JudgeCore:
     # window's verdict carries the team series' expected spend (WindowVerdict.expected), for
     # the org stage beside this judge or apart (OrgCore.team_scale).
     team_scale_minutes: float = 0.0
+    # The org stage's team corroboration (policy detector.team_corroboration_p; 0: off). On,
+    # each window's verdict carries the team series' surprise p (WindowVerdict.team_p), for
+    # the org stage beside this judge or apart (OrgCore.corroborate).
+    team_corroboration_p: float = 0.0
     # Rebases applied for an org stage apart (:meth:`rebase` with ``mark``), not yet handed to
     # a message's output: series -> (the first window judged with the new baseline, answer id).
     # Checkpointed (``rbmark|<series>``) with the rebased detector, so a crash neither loses
@@ -207,7 +214,8 @@ class JudgeCore:
         if org is None:
             org = self._org = OrgCore(self.partition, self.window_seconds, self.engine,
                                       new_series=None if self.new_series is None else NewSeriesRule(self.new_series),
-                                      team_scale_minutes=self.team_scale_minutes)
+                                      team_scale_minutes=self.team_scale_minutes,
+                                      team_corroboration_p=self.team_corroboration_p)
         elif org.engine is not self.engine:  # the engine was replaced: the org stage follows
             org.engine = self.engine
         return org
@@ -358,6 +366,8 @@ class JudgeCore:
         team_expected: dict[str, float] = {}
         park = self.park
         idle = self._idle
+        corroborate = self.team_corroboration_p > 0
+        team_p: dict[str, float] = {}
         for series, info in self.series.items():
             parts = by_series.get(series)
             if info.idle_from:
@@ -387,6 +397,8 @@ class JudgeCore:
             info.last_end = end
             if team_scale and info.team and parts:
                 team_expected[series] = float(verdict.expected)
+            if corroborate and info.team and parts:
+                team_p[series] = float(verdict.upward_p)
             if info.phase == turn:
                 dirty.add(info.det_key)
             if local:
@@ -434,12 +446,12 @@ class JudgeCore:
                 mean_expected_usd=None if verdict.mean_expected is None else float(verdict.mean_expected),
             )
             signals.append(signal)
-        out.windows.append(WindowVerdict(w, end, signals, team_expected))
+        out.windows.append(WindowVerdict(w, end, signals, team_expected, team_p))
         if not local:
             # before the next window is judged: which series it sends signals for depends on it
             rows = ([(row[0], row[2][0], row[2][5]) for row in spend[first_row:]]
                     if org.new_series is not None else ())
-            org.step_window(end, signals, out, rows, team_expected)
+            org.step_window(end, signals, out, rows, team_expected, team_p)
         if self._foreign:
             self._drop_foreign()
 
@@ -846,6 +858,7 @@ def judge_factory(
     new_series: NewSeriesSettings | None = None,
     team_scale_minutes: float = 0.0,
     park: bool = False,
+    team_corroboration_p: float = 0.0,
 ) -> Callable[[int], JudgeCore]:
     """Builds the judge of a partition exactly as the worker does (the replay uses it too).
 
@@ -858,6 +871,7 @@ def judge_factory(
     ``team_scale_minutes``: the org stage's team-scale gate (:attr:`JudgeCore.team_scale_minutes`).
     ``park``: idle series parked (:attr:`JudgeCore.park`; the worker's, not the offline replay's,
     which reads every window's record as it is judged).
+    ``team_corroboration_p``: the org stage's team corroboration (:attr:`JudgeCore.team_corroboration_p`).
     """
     from alerts import AlertPolicy
     from detectors import make_detector
@@ -892,6 +906,7 @@ def judge_factory(
             new_series=new_series,
             team_scale_minutes=team_scale_minutes,
             park=park,
+            team_corroboration_p=team_corroboration_p,
         )
 
     return build

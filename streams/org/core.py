@@ -75,6 +75,15 @@ def team_scale_keeps(excess: float, team_expected: float, minutes: float, window
     return excess >= minutes * 60.0 / window_seconds * team_expected
 
 
+def _team_of(sg: Signal, team_p: Mapping[str, float]) -> float | None:
+    """The surprise p-value of a team×model signal's team series in ``team_p`` (None: not a
+    team×model series, or its team's is not known)."""
+    got = parse_series(sg.series)
+    if got is None or got[0] is not TEAM_MODEL:
+        return None
+    return team_p.get(series_key({k: v for k, v in got[1].items() if k != "model"}))
+
+
 def _excess(sg: Signal) -> float:
     """A flagged signal's excess for the team-scale gate: its incident's (``impact_usd``), or
     its window's own without it."""
@@ -123,6 +132,7 @@ class _Collects(Protocol):
     skipped: list[str]
     inhibited: list[Notification]
     team_scaled: int
+    uncorroborated: int
 
 
 @dataclass
@@ -148,6 +158,8 @@ class OrgOutput:
     expired: list[str] = field(default_factory=list)  # series whose mark never came (REBASE_WAIT_S)
     # flagged team×model windows the team-scale gate turned normal (:meth:`OrgCore.team_scale`)
     team_scaled: int = 0
+    # flagged team×model windows the team corroboration turned normal (:meth:`OrgCore.corroborate`)
+    uncorroborated: int = 0
 
 
 @dataclass
@@ -183,6 +195,12 @@ class OrgCore:
     # the team expected spends of windows not final yet here (window start -> team -> dollars).
     team_scale_minutes: float = 0.0
     pending_expected: dict[int, dict[str, float]] = field(default_factory=dict)
+    # The team corroboration (policy detector.team_corroboration_p; 0: off): a team×model
+    # series' flagged window starts an alert only when its team series' surprise p-value in the
+    # window is at most this (:meth:`corroborate`). :meth:`receive` keeps the team p-values of
+    # windows not final yet here (window start -> team -> p).
+    team_corroboration_p: float = 0.0
+    pending_team_p: dict[int, dict[str, float]] = field(default_factory=dict)
     # window start -> the team×model spend rows of it held for the mix watch until the window is
     # final on every judge partition (:meth:`receive`): a share counted with one judge
     # partition's rows of a window and not yet another's is a share that never was
@@ -217,12 +235,14 @@ class OrgCore:
 
     # -- the steps ------------------------------------------------------------------------
     def step_window(self, end: int, signals: Sequence[Signal], out: _Collects, rows: Iterable[Row] = (),
-                    expected: Mapping[str, float] | None = None) -> None:
+                    expected: Mapping[str, float] | None = None, team_p: Mapping[str, float] | None = None) -> None:
         """Step the engine over one window ending at ``end`` with every signal of it (the
         org's), into ``out``. ``rows``: the window's spend rows ((series, nano-dollars,
         requests)), for the ``new-series`` rule, whose signals join the judges'. ``expected``:
         the team series' expected spend in the window, for the team-scale gate
-        (:meth:`team_scale`; None or empty: no team's known, nothing gated)."""
+        (:meth:`team_scale`; None or empty: no team's known, nothing gated). ``team_p``: the
+        team series' surprise p-values in the window, for the team corroboration
+        (:meth:`corroborate`; None or empty: nothing gated)."""
         engine = self.engine
         if expected and self.team_scale_minutes > 0:
             gated = self.team_scale(signals, expected)
@@ -234,6 +254,15 @@ class OrgCore:
                                   "its team's expected spend)", was.series, end,
                                   _excess(was), self.team_scale_minutes)
                 signals = gated
+        if team_p and self.team_corroboration_p > 0:
+            kept = self.corroborate(signals, team_p)
+            if kept is not signals:  # counted (team_uncorroborated_total) and logged, as the gate above
+                for was, now in zip(signals, kept, strict=True):
+                    if was.is_anomaly and not now.is_anomaly:
+                        out.uncorroborated += 1
+                        log.debug("team corroboration: %s window ending %d turned normal (its team's p %.3g > %g)",
+                                  was.series, end, _team_of(was, team_p), self.team_corroboration_p)
+                signals = kept
         rule = self.new_series
         if rule is not None:
             key_for, tracks = engine.key_for, engine.tracks
@@ -274,6 +303,31 @@ class OrgCore:
             if not team:
                 continue
             if team_scale_keeps(_excess(sg), team, minutes, window):
+                continue
+            if out is None:
+                out = list(signals)
+            out[i] = dataclasses.replace(sg, is_anomaly=False)
+        return signals if out is None else out
+
+    def corroborate(self, signals: Sequence[Signal], team_p: Mapping[str, float]) -> Sequence[Signal]:
+        """The team corroboration, under either placement (the judge beside hands it its team
+        series' p-values, :meth:`receive` those the judges sent): a team×model series' flagged
+        window whose team series' surprise p-value in the same window is above
+        :attr:`team_corroboration_p` becomes a normal window, unless the engine already tracks
+        its alert (an incident that started corroborated goes on, and resolves as before). Pages
+        go to the team, and an incident on one of its models (a runaway loop, a key leak) moves
+        the team's spend too; a bursty team's session that lands on one model's series does not
+        (docs/detectors.md, "corroboration by the team series' surprise"). A team with no
+        p-value here (not watched, or no spend in the window) gates nothing; the new-series
+        rule's signals are not the judges' and are not gated."""
+        limit = self.team_corroboration_p
+        engine = self.engine
+        out: list[Signal] | None = None
+        for i, sg in enumerate(signals):
+            if not sg.is_anomaly:
+                continue
+            p = _team_of(sg, team_p)
+            if p is None or p <= limit or engine.tracks(engine.key_for(sg.series)):
                 continue
             if out is None:
                 out = list(signals)
@@ -360,7 +414,7 @@ class OrgCore:
                 signals = self._after_rebase(start, signals, out)
                 signals = self._with_adopted(start, end, signals)
                 self.step_window(end, signals, out, self.pending_rows.pop(start, ()),
-                                 self.pending_expected.pop(start, None))
+                                 self.pending_expected.pop(start, None), self.pending_team_p.pop(start, None))
                 out.windows_stepped += 1
                 self.done_until = end
                 if start in self._written:  # its record goes
@@ -517,14 +571,18 @@ class OrgCore:
                 self._dirty.add(f"orgsig|{w}")  # the window's record carries its rows
 
     def _hold_expected(self, v: Verdicts, done: int | None) -> None:
-        """The team series' expected spends of the windows ``v`` judged, for the team-scale gate
-        (:meth:`team_scale`), held until their window is final here."""
-        if self.team_scale_minutes <= 0:
-            return
+        """The team series' expected spends and p-values of the windows ``v`` judged, for the
+        team-scale gate (:meth:`team_scale`) and the team corroboration (:meth:`corroborate`),
+        held until their window is final here."""
         for wv in v.windows:
-            if wv.expected and (done is None or wv.start >= done):
+            if done is not None and wv.start < done:
+                continue
+            if wv.expected and self.team_scale_minutes > 0:
                 self.pending_expected.setdefault(wv.start, {}).update(wv.expected)
                 self._dirty.add(f"orgsig|{wv.start}")  # the window's record carries them
+            if wv.team_p and self.team_corroboration_p > 0:
+                self.pending_team_p.setdefault(wv.start, {}).update(wv.team_p)
+                self._dirty.add(f"orgsig|{wv.start}")
 
     def _mix_final(self, spend: Iterable[SpendRow], wm: float | None, mix: MixWatch) -> None:
         """Hold the mix's rows (the default org's team×model series) of windows not final yet,
@@ -593,10 +651,13 @@ class OrgCore:
                     rec = changes[key] = [got[0], [s.to_dict() for s in got[1]]]
                     rows = self.pending_rows.get(int(rest))
                     exp = self.pending_expected.get(int(rest))
-                    if rows or exp:
+                    tp = self.pending_team_p.get(int(rest))
+                    if rows or exp or tp:
                         rec.append([list(r) for r in rows or ()])
-                    if exp:
-                        rec.append(dict(exp))
+                    if exp or tp:
+                        rec.append(dict(exp or {}))
+                    if tp:
+                        rec.append(dict(tp))
                     self._written.add(int(rest))
             elif kind == "newser":
                 changes[key] = None if self.new_series is None else self.new_series.get_state(rest)
@@ -643,11 +704,14 @@ class OrgCore:
             self.mix_held[int(rest)] = [(str(series), int(w), [int(x) for x in sums], {int(k): int(v) for k, v in seqs.items()})
                                         for series, w, sums, seqs in value]
         else:  # orgsig ([end, signals] before the new-series rule, [end, signals, rows] with it,
-            # [end, signals, rows, team expected spends] with the team-scale gate)
+            # [end, signals, rows, team expected spends] with the team-scale gate, and the team
+            # p-values fifth with the team corroboration)
             self.pending[int(rest)] = (int(value[0]), [Signal.from_dict(d) for d in value[1]])
             if len(value) > 2 and value[2]:
                 self.pending_rows[int(rest)] = [(str(r[0]), int(r[1]), int(r[2])) for r in value[2]]
             if len(value) > 3 and value[3]:
                 self.pending_expected[int(rest)] = {str(k): float(v) for k, v in value[3].items()}
+            if len(value) > 4 and value[4]:
+                self.pending_team_p[int(rest)] = {str(k): float(v) for k, v in value[4].items()}
             self._written.add(int(rest))
         return True

@@ -47,23 +47,30 @@ class WindowVerdict:
     """One window judged on one judge partition: its signals (often none), and, with the
     team-scale gate on, each team series' expected spend in it (``expected``: team series ->
     dollars, for the teams with spend in the window; what :meth:`OrgCore.team_scale` holds a
-    team×model series' flag to, wherever that series was judged)."""
+    team×model series' flag to, wherever that series was judged). With the team corroboration
+    on, each team series' surprise p-value in it (``team_p``: team series -> p, for the teams
+    with spend in the window; what :meth:`OrgCore.corroborate` holds a team×model series' flag
+    to)."""
 
     start: int
     end: int
     signals: list[Signal] = field(default_factory=list)
     expected: dict[str, float] = field(default_factory=dict)
+    team_p: dict[str, float] = field(default_factory=dict)
 
     def to_wire(self) -> list[Any]:
         row: list[Any] = [self.start, self.end, [s.to_dict() for s in self.signals]]
-        if self.expected:  # left out otherwise, as it was before the gate existed
+        if self.expected or self.team_p:  # left out otherwise, as it was before the gate existed
             row.append(dict(self.expected))
+        if self.team_p:  # a fifth element, left out without the corroboration (older readers ignore it)
+            row.append(dict(self.team_p))
         return row
 
     @classmethod
     def from_wire(cls, row: list[Any]) -> WindowVerdict:
         expected = {str(k): float(v) for k, v in row[3].items()} if len(row) > 3 and row[3] else {}
-        return cls(int(row[0]), int(row[1]), [Signal.from_dict(d) for d in row[2]], expected)
+        team_p = {str(k): float(v) for k, v in row[4].items()} if len(row) > 4 and row[4] else {}
+        return cls(int(row[0]), int(row[1]), [Signal.from_dict(d) for d in row[2]], expected, team_p)
 
 
 @dataclass(slots=True, frozen=True)
@@ -173,9 +180,9 @@ def _windows_to_wire(windows: list[WindowVerdict]) -> list[Any]:
     while i < n:
         w = windows[i]
         j = i + 1
-        if not w.signals and not w.expected:
+        if not w.signals and not w.expected and not w.team_p:
             width = w.end - w.start
-            while (j < n and not windows[j].signals and not windows[j].expected
+            while (j < n and not windows[j].signals and not windows[j].expected and not windows[j].team_p
                    and windows[j].start == windows[j - 1].end
                    and windows[j].end - windows[j].start == width):
                 j += 1
@@ -204,7 +211,8 @@ def for_org_partitions(v: Verdicts, n: int) -> dict[int, Verdicts]:
     of ``n`` partitions: each org partition gets the windows (with only its orgs' signals: a window
     without any still drives the engine's group timers) and the watermark -- every org partition,
     as an org stage waits for every judge partition -- and the spend rows and rebase marks of its
-    orgs' series (and each window's team expected spends, :attr:`WindowVerdict.expected`)."""
+    orgs' series (and each window's team expected spends and p-values, :attr:`WindowVerdict.expected`,
+    :attr:`WindowVerdict.team_p`)."""
     out = {p: Verdicts(v.judge, v.seq, [WindowVerdict(w.start, w.end, []) for w in v.windows], [], v.watermark)
            for p in range(n)}
     for i, w in enumerate(v.windows):
@@ -212,6 +220,8 @@ def for_org_partitions(v: Verdicts, n: int) -> dict[int, Verdicts]:
             out[org_partition(org_of(sg.series), n)].windows[i].signals.append(sg)
         for series, e in w.expected.items():
             out[org_partition(org_of(series), n)].windows[i].expected[series] = e
+        for series, tp in w.team_p.items():
+            out[org_partition(org_of(series), n)].windows[i].team_p[series] = tp
     for row in v.spend:
         out[org_partition(org_of(row[0]), n)].spend.append(row)
     for mark in v.rebased:

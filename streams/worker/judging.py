@@ -133,6 +133,7 @@ class JudgeWorker:
             raise_half_life_s=cfg.not_anomaly_half_life_days * 86400, state_every=cfg.judge_state_every,
             new_series=new_series_settings(cfg), team_scale_minutes=cfg.team_scale_minutes,
             park=cfg.judge_park,
+            team_corroboration_p=cfg.team_corroboration_p,
         )
 
     # -- the partitions ------------------------------------------------------------------
@@ -292,8 +293,7 @@ class JudgeWorker:
             metrics.inc("judge_late_partials_total", out.late_partials, labels=source)
         for why in out.skipped:
             metrics.inc("alerts_skipped_total", labels={"reason": why})
-        if out.team_scaled:
-            metrics.inc("team_scale_gated_total", out.team_scaled)
+        _count_gated(metrics, out)
         for bev, _ in step.budget_events:
             metrics.inc("budget_events_total", labels={"kind": bev.kind + ("_past" if bev.past else "")})
         for why in step.budget_skipped:
@@ -435,3 +435,12 @@ def alert_line(note: Notification) -> str:
     if note.action != "resolve" and observed is not None and expected is not None:
         what += f": ${observed:,.2f} in the window, expected ${expected:,.2f}"
     return f"alert {state:<9} [{note.severity}] {what} ({note.key})"
+
+
+def _count_gated(metrics: Metrics, out: Any) -> None:
+    """The flagged team×model windows the org stage beside the judge turned normal: by the
+    team-scale gate, and by the team corroboration."""
+    if out.team_scaled:
+        metrics.inc("team_scale_gated_total", out.team_scaled)
+    if out.uncorroborated:
+        metrics.inc("team_uncorroborated_total", out.uncorroborated)

@@ -108,7 +108,8 @@ class OrgWorker:
             rule = new_series_settings(self.cfg)
             o = OrgCore(p, self.cfg.window_seconds, engine, n_judges=self.n,
                         new_series=None if rule is None else NewSeriesRule(rule),
-                        team_scale_minutes=self.cfg.team_scale_minutes)
+                        team_scale_minutes=self.cfg.team_scale_minutes,
+                        team_corroboration_p=self.cfg.team_corroboration_p)
             own = list(restore_items(self.table, p))
             o.restore(own)
             if not any(v is not None and k.startswith(_ALERT_KINDS) for k, v in own):
@@ -220,6 +221,8 @@ class OrgWorker:
             m.inc("org_signals_before_rebase_total", out.before_rebase)
         if out.team_scaled:
             m.inc("team_scale_gated_total", out.team_scaled)
+        if out.uncorroborated:
+            m.inc("team_uncorroborated_total", out.uncorroborated)
         for outcome, n in (("matched", out.marks), ("unasked", out.marks_unasked), ("expired", len(out.expired))):
             if n:
                 m.inc("org_rebase_marks_total", n, labels={"outcome": outcome})

@@ -59,6 +59,26 @@ def test_parent_gate_holds_a_model_series_to_minutes_of_its_teams_spend() -> Non
     assert _parent_gate([team, child], minutes=0.0, window=60)[1][3].tolist() == flags.tolist()
 
 
+def test_corroborate_needs_the_teams_p_to_start_and_keeps_an_alert_that_started() -> None:
+    from benchmarks.detect_fast import _corroborate
+
+    ts = 60.0 * np.arange(1, 13)
+    none = np.zeros(12, dtype=bool)
+    baseline = np.zeros(12)
+    team_p = np.full(12, 0.5)
+    team_p[5] = 1e-3  # the team series surprised in window 5 only
+    team = (*_result("team=ads", ts, none, 2.0, np.zeros(12), np.full(12, 2.0)), baseline, team_p)
+    flags = np.zeros(12, dtype=bool)
+    flags[[1, 2, 5, 6, 8, 11]] = True
+    child = (*_result("team=ads|model=x", ts, flags, 0.2, np.zeros(12), np.full(12, 0.2)), baseline, np.full(12, 1e-9))
+    got = _corroborate([team, child], 0.005, resolve_after=2)
+    # 1, 2: the team not surprised; 5: it is; 6, 8: the alert that started goes on; 11: a new start
+    assert np.flatnonzero(got[1][3]).tolist() == [5, 6, 8]
+    assert len(got[1][4]) == 3
+    assert got[0][3].tolist() == none.tolist()
+    assert _corroborate([team, child], 0.0)[1][3].tolist() == flags.tolist()  # off
+
+
 def test_parent_gate_mean_basis_is_the_days_before() -> None:
     from benchmarks.detect_fast import _basis_mean
 
