@@ -112,6 +112,10 @@ class IngestLoop:
         # partition's state holds (the next checkpoint deletes those it does not rewrite)
         self._unsent: dict[int, list[Emission]] = {}
         self._emit_records: dict[int, int] = {}
+        # per partition: the state records of a checkpoint whose write failed (its emissions and
+        # meta record aside), written under the next checkpoint's own: the core cleared what
+        # was dirty when it made them, and would not write them again
+        self._unwritten: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ lifecycle ------
     async def start(self) -> None:
@@ -272,7 +276,7 @@ class IngestLoop:
         if emit:
             core.emit_seq += 1  # before the snapshot: a seq is never reused after a restart
             emissions.append(Emission(core.emit_seq, core.closed_until, [part.to_wire() for part in partials]))
-        changes = self._with_emissions(p, core.checkpoint(), emissions)
+        changes = self._with_emissions(p, {**self._unwritten.pop(p, {}), **core.checkpoint()}, emissions)
         offset = core.applied_offset
         self.last_ckpt[p] = now
         pending, self._pending = self._pending, []
@@ -330,6 +334,7 @@ class IngestLoop:
         restores the previous one and counts the same records again (nothing of this
         checkpoint reached a judge); after, it sends the same messages again (tests/streams/
         ingest/test_hotpath_crash.py)."""
+        written = False
         try:
             if pending:
                 results = await asyncio.gather(*pending, return_exceptions=True)
@@ -347,11 +352,14 @@ class IngestLoop:
             futs = [await self.producer.send(state, key=k.encode(), value=None if v is None else orjson.dumps(v),
                                              partition=p) for k, v in changes.items()]
             await asyncio.gather(*futs)
+            written = True
             sends = []
             for e in emissions:
                 sends += await self._emit(p, e.seq, e.closed_until, e.rows)
             await asyncio.gather(*sends)
         except BaseException:
+            if not written:
+                self._unwritten[p] = {k: v for k, v in changes.items() if k != "meta" and not k.startswith("emit|")}
             if emissions:
                 # not known to be acknowledged: sent again (same seq) with the next checkpoint
                 self._unsent[p] = emissions + self._unsent.get(p, [])
@@ -447,6 +455,7 @@ class IngestLoop:
             self.announced.discard(p)
             self._unsent.pop(p, None)  # in the state written: the next owner sends them
             self._emit_records.pop(p, None)
+            self._unwritten.pop(p, None)  # not written: the next owner counts it all again
         self.assigned -= partitions
 
     async def _read_state(self, p: int) -> dict[str, Any]:

@@ -189,3 +189,48 @@ def test_partials_whose_send_failed_go_again_with_the_next_checkpoint_and_the_sa
         assert set(judged(broker.sent).values()) == {want}
 
     asyncio.run(go())
+
+
+class StateFails(Broker):
+    """Every write to the partition's state fails while ``failing``."""
+
+    failing = True
+
+    async def send(self, topic: str, value: Any = None, key: Any = None, headers: Any = None,
+                   partition: Any = None) -> asyncio.Future[Any]:
+        if topic.endswith(".ingest.state") and self.failing:
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            fut.set_exception(ConnectionError("the broker went away"))
+            return fut
+        return await super().send(topic, value=value, key=key, headers=headers, partition=partition)
+
+
+def test_a_state_whose_write_failed_is_written_with_the_next_checkpoint() -> None:
+    """The open window and the ids of a failed checkpoint's state go out with the next one,
+    though nothing changed in between: a crash after it restores them with its offset."""
+    async def go() -> None:
+        broker = StateFails()
+        a = loop_on(broker)
+        core = a.cores[0] = IngestPartition(partition=0, limits=CFG.limits)
+        a._apply(core, 0, records(FIRST), T + 6)
+        await a.checkpoint(0, T + 20)
+        await a.drain()
+        assert not state_of(broker.sent)
+        broker.failing = False
+        await a.checkpoint(0, T + 21)  # nothing new: only the meta record would be written
+        await a.drain()
+        state = state_of(broker.sent)
+        assert state["meta"]["applied_offset"] == 1
+
+        b = loop_on(Broker())
+        restored = b.cores[0] = IngestPartition(partition=0, limits=CFG.limits)
+        b.restore(restored, state, T + 30)
+        assert restored.windows and restored.remembers("good-0", T + 1)
+        rows = [r for r in FIRST + SECOND + THIRD if r[0] > restored.applied_offset]
+        b._apply(restored, 0, records(rows), T + 141)
+        await b.checkpoint(0, T + 10_000)
+        await b.drain()
+        want = round(sum(c for _, _, c in FIRST + SECOND + THIRD) * NANO)
+        assert set(judged(broker.sent + b.producer.sent).values()) == {want}
+
+    asyncio.run(go())
