@@ -180,7 +180,7 @@ def create_app(cfg: StreamConfig, reload: PolicySource | None = None) -> WorkerA
     async def on_assigned(app_: Any, assigned: Any, **kwargs: Any) -> None:
         judging.assigned(tp.partition for tp in assigned if tp.topic == topics["windows"])
 
-    _rewind_on_rebalance(app)
+    _rewind_on_rebalance(app, windows, verdicts_topic)
     _drain_on_revoke(app, delivery, topics["outbox"])
 
     app.service(_services(state))
@@ -242,19 +242,12 @@ def _drain_on_revoke(app: WorkerApp, delivery: DeliveryWorker, outbox: str) -> N
             await delivery.drain()
 
 
-def agent_topics(app: WorkerApp) -> set[str]:
-    """The topics the app's agents read (the judge's windows, the org stage's verdicts, the
-    outbox, digests, reports, on-call's answers: those the configuration makes)."""
-    return {agent.channel.get_topic_name() for agent in app.agents.values()}
-
-
-def _rewind_on_rebalance(app: WorkerApp) -> None:
+def _rewind_on_rebalance(app: WorkerApp, *of: Any) -> None:
     """Faust reads records it dropped during a rebalance again only by seeking to the committed
-    offset, and aiokafka does not seek where there is none: without this, a never-committed
-    partition of an agent's topic skipped them (:mod:`streams.worker.rewind`: each of Faust's
-    seeks to the committed offsets seeks those to their beginning). Reading such a partition
-    from its beginning is what a worker's first start does anyway; each agent applies what it
-    reads again once (seqs, the deliveries and feedback tables' records)."""
+    offset, and aiokafka does not seek where there is none: without this, a partition of the
+    topics ``of`` (None: left out) never committed skipped them (:mod:`streams.worker.rewind`:
+    each of Faust's seeks to the committed offsets seeks those to their beginning)."""
+    topics = {t.get_topic_name() for t in of if t is not None}
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # Faust sends it after table recovery, before perform_seek
     async def on_rebalance_complete(app_: Any, **kwargs: Any) -> None:
@@ -267,7 +260,7 @@ def _rewind_on_rebalance(app: WorkerApp) -> None:
         # yields nothing until that last resume (what it fetches meanwhile it seeks back to the
         # committed offset, or to the beginning: install_rewind), so nothing is queued to be cleared.
         app.consumer.stop_flow()
-        install_rewind(app, agent_topics(app))
+        install_rewind(app, topics)
 
 
 def faust_settings(cfg: StreamConfig, metrics: Metrics | None = None) -> dict[str, Any]:

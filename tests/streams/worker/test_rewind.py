@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from streams.common.config import StreamConfig
-from streams.worker.app import agent_topics, create_app
+from streams.worker.app import create_app
 from streams.worker.rewind import install_rewind, seek_to_committed_or_beginning
 
 T = "p.windows"
@@ -102,11 +102,3 @@ def test_the_app_s_perform_seek_rewinds_once_installed(tmp_path: Path) -> None:
         assert app.consumer._read_offset[W0] is None
 
     asyncio.run(run())
-
-
-def test_every_agent_topic_is_rewound(tmp_path: Path) -> None:
-    """Not only the judge's and the org stage's: a notification on a never-committed outbox
-    partition dropped during a rebalance would never be delivered."""
-    app = create_app(StreamConfig(bootstrap="127.0.0.1:1", usage_partitions=2, data_dir=str(tmp_path),
-                                  placement="series", topic_prefix="p"))
-    assert agent_topics(app) == {"p.windows", "p.verdicts", "p.alerts.outbox", "p.alerts.digest"}
