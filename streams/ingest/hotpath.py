@@ -289,9 +289,9 @@ class IngestLoop:
 
     def _with_emissions(self, p: int, changes: dict[str, Any], emissions: list[Emission]) -> dict[str, Any]:
         """The state records of a checkpoint with its messages to the judges in them: their
-        records first and the meta record last, which says how many there are (a restore
-        believes only records the meta record it read counts: a crash while they were being
-        written leaves the previous meta, whose messages were all acknowledged)."""
+        records first and the meta record last, which lists their seqs (a restore believes only
+        the emissions the meta record it read names: a crash while they were being written
+        leaves the previous meta, whose messages were all acknowledged)."""
         meta = changes.pop("meta")
         records = [rec for e in emissions for rec in e.records()]
         out: dict[str, Any] = {f"emit|{i}": rec for i, rec in enumerate(records)}
@@ -316,15 +316,13 @@ class IngestLoop:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def settle(self, p: int) -> None:
-        """Wait until no checkpoint of partition p is in flight, also one the loop has begun
-        and not yet handed to its task (still sending its partials: :meth:`drain` does not
-        see it then). A revoke waits for it: its state must be on the broker before the
-        partition's next owner reads the changelog, or that owner would restore an older
-        state and send the same seq again with other partials."""
+        """Wait until no checkpoint of partition p is in flight. A revoke waits for it: its
+        state must be on the broker before the partition's next owner reads the changelog, or
+        that owner would restore an older state and send the same seq again with other
+        partials. (A checkpoint is marked in flight and handed to its task in one step, with no
+        await between, so :meth:`drain` always sees it.)"""
         while p in self.in_ckpt:
             await self.drain(p)
-            if p in self.in_ckpt and p not in self._tasks:
-                await asyncio.sleep(0.005)
 
     async def _persist(self, p: int, pending: list[Any], changes: dict[str, Any], offset: int,
                        emissions: list[Emission]) -> None:

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from typing import Any
 
 from alerts import AlertEngine, AlertPolicy, Signal
-from streams.ingest.windows import NANO, Partial
-from streams.judge.core import JudgeCore
-from streams.judge.step import judge_step
 from streams.org.core import OrgCore, OrgOutput
 from streams.org.verdicts import Verdicts, WindowVerdict
 from tests.streams.org import test_org_core as base
-from tests.streams.org.test_team_scale import triggered
+from tests.streams.org import two_teams
 
 W = base.W
 POLICY = base.POLICY
 P = 0.005
-# the team series' home partition and its models' (series placement)
-HOME = {"team=big": 0, "team=big|model=m": 1, "team=big|model=x": 0, "team=small": 1, "team=small|model=m": 0}
+GATE = two_teams.Gate("team_corroboration_p", "team_corroboration_p", "uncorroborated", "pending_team_p")
+beside, apart, triggered = GATE.beside, GATE.apart, two_teams.triggered
 
 
 def stream(seed: int) -> list[base.Msg]:
@@ -33,72 +29,7 @@ def stream(seed: int) -> list[base.Msg]:
     m, ``small`` ~$1 on m. From window 60, m jumps to ~$8 a window for three windows on both
     teams: 16x its series either way, but within big's ordinary spread (its team series is not
     surprised), and 8x small's team series."""
-    rnd = random.Random(seed)
-    msgs: list[base.Msg] = []
-    for i in range(80):
-        parts: list[Partial] = []
-        spike = 60 <= i < 63
-        for team, per_model in (("big", {"x": 100.0, "m": 0.5}), ("small", {"m": 1.0})):
-            team_n = 0
-            for model, usd in per_model.items():
-                usd = 8.0 if spike and model == "m" else usd * rnd.uniform(0.9, 1.1)
-                n = int(usd * NANO)
-                team_n += n
-                parts.append(Partial(f"team={team}|model={model}", {"team": team, "model": model}, i * W,
-                                     [n, 10, 2, 0, 0, 3], {"user:u": n}, True))
-            parts.append(Partial(f"team={team}", {"team": team}, i * W, [team_n, 10, 2, 0, 0, 3], {"user:u": team_n}, True))
-        msgs.append((0, (i + 1) * W, i, parts))
-    return msgs
-
-
-def judge(q: int = 0, p: float = 0.0) -> JudgeCore:
-    j = base.judge(q)
-    j.team_corroboration_p = p
-    return j
-
-
-def beside(msgs: list[base.Msg], p: float, gated: list[int] | None = None) -> list[dict[str, Any]]:
-    """The org placement: one judge holds every series, its org stage beside it."""
-    j = judge(0, p)
-    notes = []
-    for src, closed, seq, parts in msgs:
-        out = judge_step(j, None, None, src, 1, closed, base.copies(parts), seq).judged
-        notes += [n.to_dict() for n in out.notifications]
-        if gated is not None:
-            gated.append(out.uncorroborated)
-    return notes
-
-
-def apart(msgs: list[base.Msg], p: float, restart: bool = False, order: int = 1,
-          gated: list[int] | None = None) -> list[dict[str, Any]]:
-    """The series placement: each series judged on its home partition, the org stage fed their
-    verdicts through the wire (JSON), interleaved; ``restart``: the org stage is restored from
-    its checkpoint once, as soon as it holds the team's p-value of a spike window not stepped
-    yet. ``order``: the seed of the interleaving."""
-    judges = {q: judge(q, p) for q in (0, 1)}
-    for j in judges.values():
-        j.local_tracking = int(POLICY["resolve_after_windows"])
-    sent: dict[int, list[Verdicts]] = {0: [], 1: []}
-    for src, closed, seq, parts in msgs:
-        for q, j in judges.items():
-            step = judge_step(j, None, None, src, 1, closed, [x for x in base.copies(parts) if HOME[x.series] == q], seq)
-            v = step.verdicts(q, len(sent[q]))
-            sent[q].append(Verdicts.from_wire(json.loads(json.dumps(v.to_wire()))))
-    o = OrgCore(0, W, AlertEngine(AlertPolicy(**POLICY)), n_judges=2, team_corroboration_p=p)
-    table: dict[str, Any] = {}
-    notes = []
-    for v in base.interleave(sent, random.Random(order)):
-        out = o.receive(v)
-        notes += [n.to_dict() for n in out.notifications]
-        if gated is not None:
-            gated.append(out.uncorroborated)
-        table.update(json.loads(json.dumps(o.checkpoint())))
-        if restart and any("team=big" in tp for w, tp in o.pending_team_p.items() if 60 * W <= w < 63 * W):
-            restart = False
-            o = OrgCore(0, W, AlertEngine(AlertPolicy(**POLICY)), n_judges=2, team_corroboration_p=p)
-            o.restore((key, value) for key, value in table.items() if value is not None)
-    assert not restart, "the org stage never held a spike window's team p-value"
-    return notes
+    return two_teams.stream(seed, 8.0, spike_noise=False)
 
 
 def test_a_model_burst_its_team_does_not_notice_is_dropped_and_one_it_does_kept_beside_the_judge() -> None:

@@ -8,99 +8,22 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from typing import Any
 
-from alerts import AlertEngine, AlertPolicy
-from streams.ingest.windows import NANO, Partial
-from streams.judge.core import JudgeCore
-from streams.judge.step import judge_step
-from streams.org.core import OrgCore
 from streams.org.verdicts import Verdicts, WindowVerdict
 from tests.streams.org import test_org_core as base
+from tests.streams.org import two_teams
 
 W = base.W
-POLICY = base.POLICY
-# the team series' home partition and its models' (series placement)
-HOME = {"team=big": 0, "team=big|model=m": 1, "team=big|model=x": 0, "team=small": 1, "team=small|model=m": 0}
+GATE = two_teams.Gate("team_scale_minutes", "team_scale_minutes", "team_scaled", "pending_expected")
+beside, apart, triggered = GATE.beside, GATE.apart, two_teams.triggered
 
 
 def stream(seed: int) -> list[base.Msg]:
     """Two teams: ``big`` spends ~$100 a window on model x and ~$0.5 on model m, ``small`` ~$1 on
     m. From window 60, m jumps to ~$15 a window for three windows on both teams: 30x its series
     either way, but under 5 minutes of big's spend and 14x small's."""
-    rnd = random.Random(seed)
-    msgs: list[base.Msg] = []
-    for i in range(80):
-        parts: list[Partial] = []
-        spike = 60 <= i < 63
-        for team, per_model in (("big", {"x": 100.0, "m": 0.5}), ("small", {"m": 1.0})):
-            team_n = 0
-            for model, usd in per_model.items():
-                usd = (15.0 if spike and model == "m" else usd) * rnd.uniform(0.9, 1.1)
-                n = int(usd * NANO)
-                team_n += n
-                parts.append(Partial(f"team={team}|model={model}", {"team": team, "model": model}, i * W,
-                                     [n, 10, 2, 0, 0, 3], {"user:u": n}, True))
-            parts.append(Partial(f"team={team}", {"team": team}, i * W, [team_n, 10, 2, 0, 0, 3], {"user:u": team_n}, True))
-        msgs.append((0, (i + 1) * W, i, parts))
-    return msgs
-
-
-def judge(q: int = 0, minutes: float = 0.0) -> JudgeCore:
-    j = base.judge(q)
-    j.team_scale_minutes = minutes
-    return j
-
-
-def beside(msgs: list[base.Msg], minutes: float, gated: list[int] | None = None) -> list[dict[str, Any]]:
-    """The org placement: one judge holds every series, its org stage beside it. ``gated``:
-    gets each step's count of windows the gate turned normal."""
-    j = judge(0, minutes)
-    notes = []
-    for src, closed, seq, parts in msgs:
-        out = judge_step(j, None, None, src, 1, closed, base.copies(parts), seq).judged
-        notes += [n.to_dict() for n in out.notifications]
-        if gated is not None:
-            gated.append(out.team_scaled)
-    return notes
-
-
-def apart(msgs: list[base.Msg], minutes: float, restart: bool = False, order: int = 1,
-          gated: list[int] | None = None) -> list[dict[str, Any]]:
-    """The series placement: each series judged on its home partition, the org stage fed their
-    verdicts through the wire (JSON), interleaved; ``restart_at``: the org stage is restored from
-    its checkpoint once, as soon as it holds the team's expected spend of a spike window not
-    stepped yet (``restart``). ``order``: the seed of the interleaving."""
-    judges = {q: judge(q, minutes) for q in (0, 1)}
-    for j in judges.values():
-        j.local_tracking = int(POLICY["resolve_after_windows"])
-    sent: dict[int, list[Verdicts]] = {0: [], 1: []}
-    for src, closed, seq, parts in msgs:
-        for q, j in judges.items():
-            step = judge_step(j, None, None, src, 1, closed, [p for p in base.copies(parts) if HOME[p.series] == q], seq)
-            v = step.verdicts(q, len(sent[q]))
-            sent[q].append(Verdicts.from_wire(json.loads(json.dumps(v.to_wire()))))
-    o = OrgCore(0, W, AlertEngine(AlertPolicy(**POLICY)), n_judges=2, team_scale_minutes=minutes)
-    table: dict[str, Any] = {}
-    notes = []
-    for v in base.interleave(sent, random.Random(order)):
-        out = o.receive(v)
-        notes += [n.to_dict() for n in out.notifications]
-        if gated is not None:
-            gated.append(out.team_scaled)
-        table.update(json.loads(json.dumps(o.checkpoint())))
-        if restart and any("team=big" in e for w, e in o.pending_expected.items() if 60 * W <= w < 63 * W):
-            restart = False
-            o = OrgCore(0, W, AlertEngine(AlertPolicy(**POLICY)), n_judges=2, team_scale_minutes=minutes)
-            o.restore((key, value) for key, value in table.items() if value is not None)
-    assert not restart, "the org stage never held a spike window's team expected spend"
-    return notes
-
-
-def triggered(notes: list[dict[str, Any]]) -> set[str]:
-    """The series of the alerts triggered (a group's members, or a lone alert's own)."""
-    return {m["series"] for n in notes if n["action"] == "trigger" for m in n["members"] or [n]}
+    return two_teams.stream(seed, 15.0, spike_noise=True)
 
 
 def test_the_gate_drops_a_burst_small_to_its_team_and_keeps_one_material_to_it_beside_the_judge() -> None:

@@ -225,19 +225,25 @@ async def test_parts_of_a_report_that_never_completes_are_pruned() -> None:
     assert len(waiting) == PENDING_KEPT and waiting[-1].endswith("2026-11-30")
 
 
+def every_29_minutes(days: int, series: tuple[str, ...]) -> tuple[dict[str, Any], int]:
+    """Spend records of each series over ``days`` days, a window every 29 minutes (hours hold
+    two or three), one message seq per window; and the last seq."""
+    records: dict[str, Any] = {}
+    seq = 0
+    for i in range(days * 24 * 60 // 29):
+        w = T0 + i * 29 * W
+        seq += 1
+        for name in series:
+            records[f"{name}|{w}"] = rec(0.01 * (1 + i % 5), {0: [seq]})
+    return records, seq
+
+
 def test_the_7_and_30_day_charts_and_the_api_sums_are_the_same_after_the_roll_up() -> None:
     from streams.common.spend import coarsest
     from streams.worker.charts import RANGES, spend_over_time, top_users
     from streams.worker.web import spend_rows
 
-    # 40 days of a few series, a window every 29 minutes each (hours hold two or three)
-    records: dict[str, Any] = {}
-    seq = 0
-    for i in range(40 * 24 * 60 // 29):
-        w = T0 + i * 29 * W
-        seq += 1
-        for series in ("team=ads", "user=a"):
-            records[f"{series}|{w}"] = rec(0.01 * (1 + i % 5), {0: [seq]})
+    records, seq = every_29_minutes(40, ("team=ads", "user=a"))
     now = T0 + 40 * DAY
     before = list(records.items())  # read as the records, by the dict-per-record readers
     spend = books(records)
@@ -280,14 +286,8 @@ async def test_a_rebalance_that_puts_records_back_beside_the_books_counts_them_o
 def test_a_users_spend_rolls_up_on_its_own_shorter_horizons_and_stays_exact() -> None:
     from streams.common.spend import coarsest
 
-    # nine days of a team, a user and another org's user, a window every 29 minutes each
-    records: dict[str, Any] = {}
-    seq = 0
-    for i in range(9 * 24 * 60 // 29):
-        w = T0 + i * 29 * W
-        seq += 1
-        for series in ("team=ads", "user=bob", "org=acme|user=bob"):
-            records[f"{series}|{w}"] = rec(0.01 * (1 + i % 5), {0: [seq]})
+    # a team, a user and another org's user
+    records, seq = every_29_minutes(9, ("team=ads", "user=bob", "org=acme|user=bob"))
     now = T0 + 9 * DAY
     spend = books(records)
     changes = SpendRollup(W, latest={0: seq + 1}).roll(spend, now)
