@@ -20,6 +20,8 @@ from tokenpulse.broker import ensure_topics
 from tokenpulse.cli import app
 from tokenpulse.replay import load_labels
 
+pytestmark = pytest.mark.integration
+
 
 def test_export_reads_every_answer_from_the_topic(broker: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for k in [k for k in os.environ if k.startswith("TOKENPULSE_")]:
