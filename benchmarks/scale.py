@@ -179,12 +179,14 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
         if (i + 1) % (86400 // window) == 0 or i + 1 == n_windows:
             day = (i + 1) * window / 86400
             row = {"day": day, "rss_mib": rss_mib(), "judge_pct": 100 * judge_s / (i + 1) / window,
+                   "judge_ms": 1000 * judge_s / (i + 1), "ckpt_ms": 1000 * ckpt_s / (i + 1),
                    "ckpt_pct": 100 * ckpt_s / (i + 1) / window, "spend_mib": deep_size(judge.spend) / 2 ** 20,
                    "spend_records": spend_rows(judge.spend, window)}
             per_day.append(row)
             if not quiet:
-                print(f"day {day:4.1f}  RSS {row['rss_mib']:8.1f} MiB  judge {row['judge_pct']:.3f} % of the window"
-                      f"  checkpoint {row['ckpt_pct']:.3f} %  spend {row['spend_mib']:.2f} MiB", flush=True)
+                print(f"day {day:4.1f}  RSS {row['rss_mib']:8.1f} MiB  judge {row['judge_ms']:.3f} ms per window"
+                      f" ({row['judge_pct']:.4f} % of the window)  checkpoint {row['ckpt_ms']:.3f} ms"
+                      f" ({row['ckpt_pct']:.4f} %)  spend {row['spend_mib']:.2f} MiB", flush=True)
     sample = names[:: max(1, users // 200)]
     # a parked series holds its packed record in place of its detector: the very bytes the
     # judge table's copy is (counted once, here)
@@ -385,7 +387,8 @@ def main(argv: list[str] | None = None) -> None:
     grown = last["rss_mib"] - out["rss0_mib"]
     print()
     print(f"RSS {last['rss_mib']:.1f} MiB (+{grown:.1f} MiB over the start: {grown * 1024 / a.users:.1f} KiB per series)")
-    print(f"judge time per window: {last['judge_pct']:.3f} % of the window; checkpoint {last['ckpt_pct']:.3f} %"
+    print(f"judge time per window: {last['judge_ms']:.3f} ms, {last['judge_pct']:.4f} % of the window; checkpoint "
+          f"{last['ckpt_ms']:.3f} ms, {last['ckpt_pct']:.4f} %"
           f" ({out['checkpoint_bytes_per_window'] / 1e6:.3f} MB serialised per window, the last hour's mean)")
     print(f"parked at the end: {out['parked']} of the {out['sampled']} series sampled (their packed record held in "
           "place of the detector, the judge table's copy those same bytes)")
