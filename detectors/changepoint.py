@@ -403,23 +403,34 @@ class LevelShift(Detector):
             dev = (n * dev + _PRIOR_WINDOWS * prior) / (n + _PRIOR_WINDOWS)
         return _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / max(n, 1))
 
+    def _bounds(self, learnt: int, slot: int, mu: float) -> tuple[float, float]:
+        """The window's expected spend and its upper: the spend per window that, held from a
+        quiet start, raises the alarm on the min_windows-th window. Not this window's own
+        bound given the evidence so far: that one moves with the statistic, and "what level
+        counts as a shift" reads better."""
+        need = self.drift + self.threshold / self.min_windows
+        if learnt == 0:
+            return 0.0, need * self.min_scale
+        expected = math.exp(mu)
+        sigma = self._sigma(slot if self._n[slot] else _GLOBAL)
+        upper = math.exp(min(mu + need * sigma, _MAX_LOG_BOUND))
+        money = expected + need * self.min_scale
+        return expected, (money if upper < money else upper)
+
+    def _score_empty(self, ts: float) -> tuple[float, float, float, bool, bool]:
+        # score_one of a window without spend, without the verdict (the judgement memoised)
+        _, slot, _, mu, _, s, stat, _ = self._judge(ts, 0.0)
+        learnt = self._n[_GLOBAL]
+        expected, upper = self._bounds(learnt, slot, mu)
+        warm = learnt >= self.min_history and learnt > 0
+        p = self._cal.sf(stat) if warm and stat is not None else 1.0
+        return expected, upper, p, warm and s >= self.threshold, True
+
     def score_one(self, ts: float, value: float, count: float | None = None) -> Verdict:
         _, slot, judged, mu, x, s, stat, _ = self._judge(ts, value)
         learnt = self._n[_GLOBAL]
         threshold = self.threshold
-        # upper: the spend per window that, held from a quiet start, raises the alarm on the
-        # min_windows-th window. Not this window's own bound given the evidence so far: that
-        # one moves with the statistic, and "what level counts as a shift" reads better.
-        need = self.drift + threshold / self.min_windows
-        if learnt == 0:
-            expected, upper = 0.0, need * self.min_scale
-        else:
-            expected = math.exp(mu)
-            sigma = self._sigma(slot if self._n[slot] else _GLOBAL)
-            upper = math.exp(min(mu + need * sigma, _MAX_LOG_BOUND))
-            money = expected + need * self.min_scale
-            if upper < money:
-                upper = money
+        expected, upper = self._bounds(learnt, slot, mu)
         excess = value - expected
         p = 1.0
         if learnt < self.min_history or learnt == 0:

@@ -375,6 +375,26 @@ class SeasonalBaseline(Detector):
             p=p,
         )
 
+    def _score_empty(self, ts: float) -> tuple[float, float, float, bool, bool]:
+        # score_one of a window without spend: never flagged, p 1, no neighbouring hour (it
+        # needs spend), and the statistic to learn is -inf once warm (memoised as score_one does)
+        hour, slots = self._slots(ts)
+        learnt = self._n[_GLOBAL]
+        _, expected, upper, _, stat, _ = self._judge(hour, slots, 0.0, learnt)
+        self._memo = (ts, 0.0, None if learnt < self.min_history or learnt == 0 else stat, None)
+        return expected, upper, 1.0, False, True
+
+    def _learn_empty(self, ts: float) -> None:
+        # learn_one of a window without spend: only the score's calibration learns (no log
+        # residual to follow, and _learn skips a window without spend)
+        memo = self._memo
+        if memo is None or memo[0] != ts or memo[1] != 0.0:
+            self.learn_one(ts, 0.0, 0.0)
+            return
+        self._memo = None
+        if memo[2] is not None:
+            self._cal.learn(memo[2])
+
     def _judge(self, hour: int, slots: tuple[int, int, int], value: float, learnt: int
                ) -> tuple[int, float, float, float, float | None, float | None]:
         """``value`` against the profile of ``hour``: the judging level, expected spend, alert
