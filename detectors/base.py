@@ -148,6 +148,9 @@ class Detector(ABC):
     # defer a series' empty windows until it spends again (streams.judge.core: parking), as no
     # verdict of theirs can start or hold an alert. True only where the code guarantees it.
     quiet_at_zero: ClassVar[bool] = False
+    # Whether _score_empty gives only a lower bound of an empty window's upper (the exact one
+    # is costly: _empty_upper): a combiner then asks for it only where it can matter.
+    _lazy_upper: ClassVar[bool] = False
     protect_anomaly: bool
 
     def __init__(self) -> None:
@@ -243,6 +246,27 @@ class Detector(ABC):
     def _learn_empty(self, ts: float) -> None:
         """Learn the empty window :meth:`_score_empty` scored last: ``learn_one(ts, 0.0, 0.0)``."""
         self.learn_one(ts, 0.0, 0.0)
+
+    def _empty_run_ok(self, ends: Sequence[float]) -> bool:
+        """Whether :meth:`_empty_run` may take these windows: none of them can be flagged (nor
+        anything else make a combiner step one apart). False by default."""
+        return False
+
+    def _empty_run(self, ends: Sequence[float], caps: Sequence[float] | None
+                   ) -> list[tuple[float, float, float, bool, bool]]:
+        """:meth:`_score_empty` and :meth:`_learn_empty` of each of ``ends`` in turn (model by
+        model rather than window by window: a combiner's empty windows touch no other model's
+        state). The exact upper of window i only where its lower bound is under ``caps[i]``
+        (None: nowhere)."""
+        out = []
+        for i, ts in enumerate(ends):
+            e = self._score_empty(ts)
+            assert e is not None
+            if not e[4] and caps is not None and e[1] < caps[i]:
+                e = (e[0], self._empty_upper(ts), e[2], e[3], True)
+            out.append(e)
+            self._learn_empty(ts)
+        return out
 
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:

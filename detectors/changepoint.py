@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from typing import Any
 
 from detectors.base import Detector, Verdict, require
@@ -425,6 +426,36 @@ class LevelShift(Detector):
         warm = learnt >= self.min_history and learnt > 0
         p = self._cal.sf(stat) if warm and stat is not None else 1.0
         return expected, upper, p, warm and s >= self.threshold, True
+
+    def _empty_run_ok(self, ends: Sequence[float]) -> bool:
+        # From 0 the statistic stays at 0 without spend (an empty window only takes off): no
+        # window flagged, no shift accepted. The score's statistic of a judged one is then
+        # -_MAX_DROP_SIGMAS, below the calibration's bins: p 1.0 whatever it learnt.
+        return self._cusum == 0.0 and self._cal.sf(-_MAX_DROP_SIGMAS) == 1.0
+
+    def _empty_run(self, ends: Sequence[float], caps: Sequence[float] | None
+                   ) -> list[tuple[float, float, float, bool, bool]]:
+        # as _judge, score_one and learn_one of each window, with the statistic at 0
+        if not ends:
+            return []
+        learnt = self._n[_GLOBAL]
+        out = []
+        judged_n = 0
+        ready, seen, day = self._ready, self._seen, self._day
+        for ts in ends:
+            hour = int((ts - self.window_seconds) // 3600)
+            slot = hour % 24
+            bit = 1 << slot
+            if ready & bit or (seen & bit and day < hour // 24):
+                judged_n += 1
+            expected, upper = self._bounds(learnt, slot, self._expected_log(ts, hour, slot))
+            out.append((expected, upper, 1.0, False, True))
+        if learnt >= self.min_history and learnt > 0:
+            self._cal.learn_repeat(-_MAX_DROP_SIGMAS, judged_n)  # (the same bin, whichever windows)
+        self._cusum = 0.0
+        self._run_n, self._run_log, self._run_rs, self._alarm_since = 0, 0.0, 0.0, None
+        self._memo = None
+        return out
 
     def score_one(self, ts: float, value: float, count: float | None = None) -> Verdict:
         _, slot, judged, mu, x, s, stat, _ = self._judge(ts, value)

@@ -724,6 +724,8 @@ class Combined(Detector):
         # the models whose p counts in a window with fewer than min_requests requests, none flagged
         low_volume = self.min_requests > 0.0
         eligible = [i for i, name in enumerate(self._names) if not low_volume or name in _COUNT]
+        if self._empty_run_ready(ends):
+            return self._empty_run_all(ends, eligible)
         scorers = [m._score_empty for m in models]
         learners = [m._learn_empty for m in models]
         out: list[tuple[float, float, float, bool]] = []
@@ -738,6 +740,50 @@ class Combined(Detector):
             out.append(got)
         return out
 
+    def _empty_run_ready(self, ends: Sequence[float]) -> bool:
+        """Whether no window of the run can be flagged or stepped apart: every model says so,
+        no shift under way, no burst held, each window after the last (and the first model's
+        upper is exact: the money gate needs its expected value before the others run)."""
+        models = self._models
+        if (not ends or self._shift[0] is not None or (self.burst_windows and (self._burst_n or self._burst))
+                or models[0]._lazy_upper):
+            return False
+        prev = self._last_ts if self._last_ts is not None else -math.inf
+        for ts in ends:
+            if not (math.isfinite(ts) and ts > prev):
+                return False
+            prev = ts
+        return all(m._empty_run_ok(ends) for m in models)
+
+    def _empty_run_all(self, ends: Sequence[float], eligible: list[int]) -> list[tuple[float, float, float, bool]]:
+        """:meth:`update_empty` model by model (:meth:`_empty_run_ready`): each model takes
+        the whole run (:meth:`Detector._empty_run`), then the combiner's own state steps
+        through it. What a model learns from an empty window depends on nothing the combiner
+        or another model learns in the run; a costly upper is asked for only where it can be
+        the smallest, above the money gate."""
+        models = self._models
+        runs: list[list[tuple[float, float, float, bool, bool]]] = [[] for _ in models]
+        for j, m in enumerate(models):
+            if not m._lazy_upper:
+                runs[j] = m._empty_run(ends, None)
+        expected = [e[0] for e in runs[0]]
+        money = [self._empty_money(e0) for e0 in expected]
+        exact = [runs[j] for j, m in enumerate(models) if not m._lazy_upper]
+        uppers = [min([r[i][1] for r in exact], default=math.inf) for i in range(len(ends))]
+        caps = [u if u > g else -math.inf for u, g in zip(uppers, money, strict=True)]
+        for j, m in enumerate(models):
+            if m._lazy_upper:
+                runs[j] = m._empty_run(ends, caps)
+                for i, e in enumerate(runs[j]):
+                    if e[4] and e[1] < uppers[i]:
+                        uppers[i] = e[1]
+        out = [(e0, g if u < g else u, self._empty_step([runs[j][i][2] for j in eligible]), False)
+               for i, (e0, u, g) in enumerate(zip(expected, uppers, money, strict=True))]
+        self._run_excess = self._run_expected = 0.0
+        self._scored = None
+        self._last_ts = ends[-1]
+        return out
+
     def _empty_window(self, ts: float, es: list[tuple[float, float, float, bool, bool] | None],
                       eligible: list[int], learners: list[Any]) -> tuple[float, float, float, bool] | None:
         """One window of :meth:`update_empty` given the models' :meth:`_score_empty`: scored
@@ -747,11 +793,36 @@ class Combined(Detector):
             if e is None or e[3]:
                 return None
             scored.append(e)
-        # score_one: the models' p (as _p_of: the models give p), the score's (as _score_p)
-        n_ps = len(eligible)
-        if n_ps:
-            p_min = min([scored[i][2] for i in eligible])
+        score = self._empty_step([scored[i][2] for i in eligible])
+        expected = scored[0][0]
+        money = self._empty_money(expected)
+        upper = min([e[1] for e in scored if e[4]], default=math.inf)
+        if upper > money:  # (else the money gate's is the upper, whatever the others')
+            for m, e in zip(self._models, scored, strict=True):
+                if not e[4] and e[1] < upper:  # a lower bound under the smallest: the exact one
+                    u = m._empty_upper(ts)
+                    if u < upper:
+                        upper = u
+        for f in learners:
+            f(ts)
+        if self.burst_windows and (self._burst_n or self._burst):
+            # (else _hold_burst of a quiet window changes nothing: the models hold no
+            # statistic, as only a flagged window's _learn_protected sets one)
+            self._hold_burst(ts, False)
+        self._run_excess = self._run_expected = 0.0
+        self._scored = None
+        self._last_ts = ts
+        return expected, (money if upper < money else upper), score, False
+
+    def _empty_step(self, ps: list[float]) -> float:
+        """The combiner's own step through an empty window, given its eligible models' p: the
+        score (as score_one and _score_p), then the level statistic, the models' p of the
+        window before and the dependence estimates learnt (as _learn_window: neither
+        surprising nor flagged)."""
+        if ps:
+            p_min = min(ps)
             k_eff = 1.0
+            n_ps = len(ps)
             if n_ps > 1:
                 k_eff = self._dep[0] / _DEP_Q
                 k_eff = 1.0 if k_eff < 1.0 else n_ps if k_eff > n_ps else k_eff
@@ -761,64 +832,44 @@ class Combined(Detector):
         else:
             p_min = p = 1.0
         q = 0.5 * (_RUN_P + p) if self._prev_p <= _DEP_Q and p < _RUN_P else p
-        p_level = self._level.sf(0.0)
+        level = self._level
+        p_level = level.sf(0.0)
         p_pair = q if q < p_level else p_level
         k2 = self._dep2[0] / _DEP_Q
         k2 = 1.0 if k2 < 1.0 else 2.0 if k2 > 2.0 else k2
         p_score = p_pair * k2
         if not p_score < 1.0:
             p_score = 1.0
-        expected = scored[0][0]
-        upper = self._empty_bound(ts, scored, expected)
-        # _learn_window of a window that is neither surprising nor flagged, without spend
-        self._level.learn(0.0)
+        level.learn(0.0)
         self._prev_p = p
-        for f in learners:
-            f(ts)
-        if self.burst_windows and (self._burst_n or self._burst):
-            # (else _hold_burst of a quiet window changes nothing: the models hold no
-            # statistic, as only a flagged window's _learn_protected sets one)
-            self._hold_burst(ts, False)
         if p_min < 1.0:
             _learn_dependence(self._dep, p_min)
             _learn_dependence(self._dep2, p_pair)
+        return 1.0 - p_score
+
+    def _empty_money(self, expected: float) -> float:
+        """An empty window's money gate (the least its upper is, as score_one: gate_expected,
+        gate_base, materiality) and gate inputs; then its usual and recent spend learn the zero
+        (as _learn_window), and a rebase's restart has been said."""
+        mr = self._mean_ratio
+        g_expected = expected * mr[0] if self.gate_on_mean and mr[1] >= _MEAN_MIN_N else expected
+        rec = self._recent
+        base = rec[0] if rec[1] >= self._recent_min_n and rec[0] < expected else expected
+        gate = materiality(self._usual, self.window_seconds, self.min_excess_usd, self.min_excess_root,
+                           self.min_excess_minutes, base)
+        self._gate_in = (False, 0.0 - g_expected, g_expected, self._usual, self._restarted, base)
         self._usual_n += 1
         w = 1.0 / self._usual_n
         if w < self._usual_w:
             w = self._usual_w
         self._usual += w * (0.0 - self._usual)
-        rec = self._recent
         rec[1] += 1
         w = 1.0 / rec[1]
         if w < self._recent_w:
             w = self._recent_w
         rec[0] += w * (0.0 - rec[0])
-        self._restarted = False  # (said by this window's gate inputs, as _learn_window does)
-        self._run_excess = self._run_expected = 0.0
-        self._scored = None
-        self._last_ts = ts
-        return expected, upper, 1.0 - p_score, False
-
-    def _empty_bound(self, ts: float, scored: list[tuple[float, float, float, bool, bool]], expected: float) -> float:
-        """score_one's upper of an empty window (and its gate inputs): the smallest of the
-        models' uppers, at least the money gate's; a model's costly one only where its lower
-        bound is under the others' and they are above the money gate."""
-        mr = self._mean_ratio
-        g_expected = expected * mr[0] if self.gate_on_mean and mr[1] >= _MEAN_MIN_N else expected  # gate_expected
-        lv, lv_n = self._recent
-        base = lv if lv_n >= self._recent_min_n and lv < expected else expected  # gate_base
-        gate = materiality(self._usual, self.window_seconds, self.min_excess_usd, self.min_excess_root,
-                           self.min_excess_minutes, base)
-        money = g_expected + max(gate, g_expected * self.min_excess_pct / 100.0)
-        self._gate_in = (False, 0.0 - g_expected, g_expected, self._usual, self._restarted, base)
-        upper = min([e[1] for e in scored if e[4]], default=math.inf)
-        if upper > money:  # (else the money gate's is the upper, whatever the others')
-            for m, e in zip(self._models, scored, strict=True):
-                if not e[4] and e[1] < upper:  # a lower bound under the smallest: the exact one
-                    u = m._empty_upper(ts)
-                    if u < upper:
-                        upper = u
-        return money if upper < money else upper
+        self._restarted = False
+        return g_expected + max(gate, g_expected * self.min_excess_pct / 100.0)
 
     def _score_p(self, p: float, value: float) -> tuple[float, float]:
         """The score's p-value, and the smaller of its two opinions (for their dependence).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from typing import Any
 
 from scipy.special import betainc, gammainc, nbdtrik, pdtrik
@@ -339,6 +340,11 @@ class CountTail(Detector):
         learnt = self._n[_GLOBAL]
         p = 1.0 if learnt < self.min_history or learnt == 0 else self._cal.sf(0.0)
         return expected, low, p, False, False
+
+    _lazy_upper = True
+
+    def _empty_run_ok(self, ends: Sequence[float]) -> bool:
+        return True  # never flagged without requests
 
     def _empty_upper(self, ts: float) -> float:
         _, mu, phi = self._judged_mu(ts)

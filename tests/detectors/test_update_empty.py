@@ -44,10 +44,14 @@ def dump(det: Detector) -> str:
     return json.dumps(det.to_state(), sort_keys=True)
 
 
+RUNS: list[bool] = []  # whether each Combined.update_empty took the run model by model
+
+
 def check_run(det: Detector, first_end: float, k: int, then: int = 30, seed: int = 99) -> int:
     """``k`` empty windows from ``first_end`` through ``update`` on one copy of ``det`` and
     ``update_empty`` on another: the same outputs and states, to the bit, and the same after
-    ``then`` more windows with spend. Returns how many windows ``update_empty`` handed to ``update``."""
+    ``then`` more windows with spend. Returns how many windows ``update_empty`` handed to
+    ``update`` (and notes in ``RUNS`` whether it went model by model)."""
     a, b = pickle.loads(pickle.dumps(det)), pickle.loads(pickle.dumps(det))
     ends = [first_end + W * i for i in range(k)]
     want = []
@@ -62,11 +66,21 @@ def check_run(det: Detector, first_end: float, k: int, then: int = 30, seed: int
         calls[0] += 1
         return plain(self, ts, value, count)
 
+    whole = Combined._empty_run_ready
+
+    def noted(self: Combined, *args: Any) -> Any:
+        got = whole(self, *args)
+        RUNS.append(got)
+        return got
+
+    RUNS.clear()
     cls.update = counted  # type: ignore[method-assign]
+    Combined._empty_run_ready = noted  # type: ignore[method-assign]
     try:
         got = b.update_empty(ends)
     finally:
         cls.update = plain  # type: ignore[method-assign]
+        Combined._empty_run_ready = whole  # type: ignore[method-assign]
     assert repr(got) == repr(want)
     assert dump(b) == dump(a)
     for name in ("_gate_in", "_restarted"):  # not state: what the gate saw last
@@ -95,6 +109,14 @@ def week_user() -> Combined:
 def test_runs_cross_hours_and_the_week(week_user: Combined, k: int) -> None:
     first = week_user._last_ts + W  # type: ignore[operator]
     assert check_run(week_user, first, k) == 0  # every window on the fast path
+    assert RUNS == [True]  # model by model
+
+
+def test_window_by_window(week_user: Combined, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window-by-window path (where a run cannot go model by model) on its own."""
+    monkeypatch.setattr(Combined, "_empty_run_ready", lambda self, ends: False)
+    for k in (1, 9, 400):
+        assert check_run(week_user, week_user._last_ts + W, k) == 0  # type: ignore[operator]
 
 
 def test_gap_before_the_run(week_user: Combined) -> None:
@@ -115,11 +137,16 @@ def test_cold_start() -> None:
     assert check_run(det, det._last_ts + W, 50) == 0  # type: ignore[operator]
 
 
-def test_busy_team_goes_silent() -> None:
+@pytest.mark.parametrize("first_empty", [False, True])
+def test_busy_team_goes_silent(first_empty: bool) -> None:
     """Spend every window for two days, then none: the count model's dispersion and cost learn
-    zeros, and its costly upper is asked for (the others' are above the money gate)."""
+    zeros, and its costly upper is asked for (the others' are above the money gate). Right
+    after the last spend the change-point statistic is above 0 (window by window); one empty
+    window later it is 0 (model by model)."""
     det = default()
     spender(det, MONDAY, 2 * 1440, active=1.0, usd=2.0, seed=3)
+    if first_empty:
+        det.update(det._last_ts + W, 0.0, 0.0)  # type: ignore[operator]
     asked = [0]
     plain = type(det._models[2])._empty_upper
 
@@ -133,6 +160,7 @@ def test_busy_team_goes_silent() -> None:
     finally:
         type(det._models[2])._empty_upper = plain  # type: ignore[method-assign]
     assert asked[0] > 0
+    assert [first_empty] == RUNS
 
 
 @pytest.mark.parametrize("spike", [8.0, 40.0])
@@ -145,6 +173,7 @@ def test_after_an_anomaly(week_user: Combined, spike: float) -> None:
     assert det._shift[0] is not None
     handed = check_run(det, last + W, 120)
     assert 0 < handed < 120  # the shift's last 15 minutes through update, then the fast path
+    assert RUNS == [False]  # (window by window: a shift under way)
 
 
 def test_after_a_rebase(week_user: Combined) -> None:
@@ -152,7 +181,8 @@ def test_after_a_rebase(week_user: Combined) -> None:
     det = pickle.loads(pickle.dumps(week_user))
     det.rebase()
     assert det._restarted
-    assert check_run(det, det._last_ts + W, 5) == 0  # type: ignore[operator]
+    for k in (1, 5):
+        assert check_run(det, det._last_ts + W, k) == 0  # type: ignore[operator]
 
 
 def test_sustained_rise_then_silence() -> None:
