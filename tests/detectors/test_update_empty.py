@@ -202,6 +202,7 @@ def test_sustained_rise_then_silence() -> None:
     {"components": ("seasonal", "changepoint", "counts"), "min_requests": 0.0},
     {"burst_windows": 0, "recurring_days": 0, "gate_on_mean": False},
     {"sparse": True},  # no fast path: update window by window
+    {"components": ("seasonal", "naive")},  # a model without one: the same
 ])
 def test_other_combinations(params: dict[str, Any]) -> None:
     det = Combined(**params)
