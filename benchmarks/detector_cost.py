@@ -11,7 +11,10 @@ series of 1-min windows with request counts -- the worker's call, ``update(ts, s
   own with ``perf_counter_ns``; cold start included), the median of ``--repeat`` runs;
 - ``state B``: the bytes of ``json.dumps(to_state(), separators=(",", ":"))`` after the
   series (what a Faust table would hold per series, parameters excluded);
-- both as a ratio to ``seasonal`` (``SeasonalBaseline``) measured in the same run.
+- both as a ratio to ``seasonal`` (``SeasonalBaseline``) measured in the same run;
+- ``empty``: after the series, µs per window of ten empty windows (no spend, no requests: what
+  the judge applies when it wakes a parked series) through ``update`` one by one and through
+  ``update_empty`` (the same states, :func:`empty_cost`).
 
 The series (:func:`week_of_windows`): a team's requests per minute with a daily shape (2 a
 minute at 03:00 UTC, 30 at 15:00), quieter weekends, bursty (negative binomial, dispersion
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import statistics
 import sys
 import time
@@ -65,10 +69,31 @@ def week_of_windows(
     return ts.tolist(), spend.tolist(), counts.tolist()
 
 
+EMPTY_RUN = 10  # empty windows a parked user series waits on average (spending in 10 % of them)
+
+
+def empty_cost(det: Any, runs: int = 200) -> tuple[float, float]:
+    """Median us per window of ``EMPTY_RUN`` empty windows (no spend, no requests) after ``det``'s
+    last, applied as the judge wakes a parked series: ``update(ts, 0.0, 0.0)`` each, and
+    ``update_empty`` (the same states: tests/detectors/test_update_empty.py), each on a fresh copy."""
+    blob = pickle.dumps(det)
+    ends = [det._last_ts + 60.0 * (i + 1) for i in range(EMPTY_RUN)]
+    one: list[float] = []
+    run: list[float] = []
+    for _ in range(runs):
+        for out, apply in ((one, lambda d: [d.update(t, 0.0, 0.0) for t in ends]), (run, lambda d: d.update_empty(ends))):
+            d = pickle.loads(blob)
+            t0 = time.perf_counter_ns()
+            apply(d)
+            out.append((time.perf_counter_ns() - t0) / EMPTY_RUN / 1000.0)
+    return statistics.median(one), statistics.median(run)
+
+
 def measure(
     name: str, ts: list[float], spend: list[float], counts: list[float]
-) -> tuple[float, int]:
-    """Median ns of one update over the series, and the state's compact JSON bytes after it."""
+) -> tuple[float, int, Any]:
+    """Median ns of one update over the series, the state's compact JSON bytes after it, and the
+    detector."""
     if name.startswith("combined["):
         det = make_detector("combined", components=STACK)
     else:
@@ -82,7 +107,11 @@ def measure(
         update(t, v, c)
         append(clock() - t0)
     size = len(json.dumps(det.to_state(), separators=(",", ":"), allow_nan=False))
-    return statistics.median(times), size
+    return statistics.median(times), size, det
+
+
+def last_ts_known(det: Any) -> bool:
+    return getattr(det, "_last_ts", None) is not None and hasattr(det, "update_empty")
 
 
 def run(repeat: int, days: float, seed: int) -> list[dict[str, Any]]:
@@ -99,12 +128,14 @@ def run(repeat: int, days: float, seed: int) -> list[dict[str, Any]]:
             pass
     rows = []
     for name in names:
-        medians, size = [], 0
+        medians, size, det = [], 0, None
         for _ in range(repeat):
-            ns, size = measure(name, ts, spend, counts)
+            ns, size, det = measure(name, ts, spend, counts)
             medians.append(ns)
+        one, run_ = empty_cost(det) if det is not None and last_ts_known(det) else (float("nan"), float("nan"))
         rows.append({"detector": name, "us_per_update": statistics.median(medians) / 1000.0,
-                     "state_bytes": size, "windows": len(ts)})
+                     "state_bytes": size, "windows": len(ts),
+                     "us_per_empty_update": one, "us_per_empty_in_run": run_})
     ref = next((r for r in rows if r["detector"] == REFERENCE), None)
     for r in rows:
         r["time_vs_seasonal"] = r["us_per_update"] / ref["us_per_update"] if ref else None
@@ -125,16 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{rows[0]['windows']:,} windows of 60 s with counts, median of {args.repeat} run(s)")
+    print(f"{rows[0]['windows']:,} windows of 60 s with counts, median of {args.repeat} run(s); then "
+          f"{EMPTY_RUN} empty windows (a parked series' wake): us per window with update, with update_empty")
     print(
         f"{'detector':<40} {'us/update':>10} {'x seasonal':>11} {'state B':>9} {'x seasonal':>11}"
+        f" {'empty: update':>14} {'update_empty':>13}"
     )
     for r in rows:
         tr = "-" if r["time_vs_seasonal"] is None else f"{r['time_vs_seasonal']:.2f}"
         sr = "-" if r["state_vs_seasonal"] is None else f"{r['state_vs_seasonal']:.2f}"
         print(
             f"{r['detector']:<40} {r['us_per_update']:>10.2f} {tr:>11} "
-            f"{r['state_bytes']:>9,} {sr:>11}"
+            f"{r['state_bytes']:>9,} {sr:>11} {r['us_per_empty_update']:>14.2f} {r['us_per_empty_in_run']:>13.2f}"
         )
     return 0
 

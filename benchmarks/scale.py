@@ -137,9 +137,75 @@ def user_rates(n: int, seed: int) -> list[float]:
     return [min(rng.lognormvariate(-3.0, 1.2), 50.0) for _ in range(n)]
 
 
+class Timers:
+    """``--split``: wall time inside some of the judge's calls, summed (``perf_counter``
+    around each call; a call inside another counts in both)."""
+
+    def __init__(self) -> None:
+        self.s: dict[str, float] = {}
+        self.n: dict[str, int] = {}
+        self._undo: list[tuple[type, str, Any]] = []
+
+    def wrap(self, owner: type, name: str, label: str) -> None:
+        plain = owner.__dict__.get(name)
+        if plain is None:  # (a revision without it: measured against another's code)
+            return
+        self.s[label], self.n[label] = 0.0, 0
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return plain(*args, **kwargs)
+            finally:
+                self.s[label] += time.perf_counter() - t
+                self.n[label] += 1
+
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, plain))
+
+    def undo(self) -> None:
+        for owner, name, plain in reversed(self._undo):
+            setattr(owner, name, plain)
+        self._undo.clear()
+
+
+def split_timers() -> Timers:
+    """Timers around the judge's wake (applying a parked series' waiting windows, its unpickle
+    included), the unpickle itself, the detectors' ``update_empty`` (the waiting windows in one
+    run) and ``update`` (windows with spend; and, where ``update_empty`` is not there, the
+    waiting windows one by one)."""
+    from detectors import DETECTORS
+    from detectors.base import Detector
+    from streams.judge.core import JudgeCore
+
+    t = Timers()
+    t.wrap(JudgeCore, "_wake", "wake (waiting windows applied, unpickle included)")
+    t.wrap(JudgeCore, "_unpark", "unpickle (a parked detector loaded back)")
+    t.wrap(Detector, "update_empty", "update_empty (waiting windows in a run)")
+    for cls in DETECTORS.values():
+        t.wrap(cls, "update_empty", "update_empty (waiting windows in a run)")
+    t.wrap(Detector, "update", "update (windows with spend; waiting windows without update_empty)")
+    return t
+
+
 def run(users: int, days: float, active: float, detector: str, window: int, seed: int,
-        quiet: bool = False, rollup: bool = True, state_every: int = STATE_EVERY, park: bool = PARK) -> dict[str, Any]:
-    """The simulation; ``rollup=False`` keeps every window's spend record (as before retention)."""
+        quiet: bool = False, rollup: bool = True, state_every: int = STATE_EVERY, park: bool = PARK,
+        split: bool = False) -> dict[str, Any]:
+    """The simulation; ``rollup=False`` keeps every window's spend record (as before retention);
+    ``split``: also the time inside some of the judge's calls (:func:`split_timers`)."""
+    timers = split_timers() if split else None
+    try:
+        out = _run(users, days, active, detector, window, seed, quiet, rollup, state_every, park)
+    finally:
+        if timers is not None:
+            timers.undo()
+    if timers is not None:
+        out["split_ms"] = {k: (1000 * v / out["windows"], timers.n[k]) for k, v in timers.s.items()}
+    return out
+
+
+def _run(users: int, days: float, active: float, detector: str, window: int, seed: int,
+         quiet: bool, rollup: bool, state_every: int, park: bool) -> dict[str, Any]:
     gc.collect()
     rss0 = rss_mib()
     judge = judge_factory(window, detector, {}, {}, state_every=state_every, park=park)(0)
@@ -179,12 +245,14 @@ def run(users: int, days: float, active: float, detector: str, window: int, seed
         if (i + 1) % (86400 // window) == 0 or i + 1 == n_windows:
             day = (i + 1) * window / 86400
             row = {"day": day, "rss_mib": rss_mib(), "judge_pct": 100 * judge_s / (i + 1) / window,
+                   "judge_ms": 1000 * judge_s / (i + 1), "ckpt_ms": 1000 * ckpt_s / (i + 1),
                    "ckpt_pct": 100 * ckpt_s / (i + 1) / window, "spend_mib": deep_size(judge.spend) / 2 ** 20,
                    "spend_records": spend_rows(judge.spend, window)}
             per_day.append(row)
             if not quiet:
-                print(f"day {day:4.1f}  RSS {row['rss_mib']:8.1f} MiB  judge {row['judge_pct']:.3f} % of the window"
-                      f"  checkpoint {row['ckpt_pct']:.3f} %  spend {row['spend_mib']:.2f} MiB", flush=True)
+                print(f"day {day:4.1f}  RSS {row['rss_mib']:8.1f} MiB  judge {row['judge_ms']:.3f} ms per window"
+                      f" ({row['judge_pct']:.4f} % of the window)  checkpoint {row['ckpt_ms']:.3f} ms"
+                      f" ({row['ckpt_pct']:.4f} %)  spend {row['spend_mib']:.2f} MiB", flush=True)
     sample = names[:: max(1, users // 200)]
     # a parked series holds its packed record in place of its detector: the very bytes the
     # judge table's copy is (counted once, here)
@@ -370,6 +438,9 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"TOKENPULSE_JUDGE_STATE_EVERY_WINDOWS (default {STATE_EVERY}; 1: every state every window)")
     ap.add_argument("--no-park", dest="park", action="store_false",
                     help="step every series every window (TOKENPULSE_JUDGE_PARK=false)")
+    ap.add_argument("--split", action="store_true",
+                    help="also print the time per window inside the judge's wake, unpickle, update_empty and "
+                         "update calls (timers around them: a little slower)")
     ap.add_argument("--breakdown", action="store_true",
                     help="only print one detector's bytes by component after --days of a sparse user "
                          "series and of a busy team series (a few seconds)")
@@ -380,12 +451,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{a.users} user series, {a.days} days of {a.window} s windows, {a.active:.0%} active per window, "
           f"detector {a.detector}, detector states written every {a.state_every} windows, "
           f"idle series {'parked' if a.park else 'stepped'}", flush=True)
-    out = run(a.users, a.days, a.active, a.detector, a.window, a.seed, state_every=a.state_every, park=a.park)
+    out = run(a.users, a.days, a.active, a.detector, a.window, a.seed, state_every=a.state_every, park=a.park,
+              split=a.split)
     last = out["per_day"][-1]
     grown = last["rss_mib"] - out["rss0_mib"]
     print()
     print(f"RSS {last['rss_mib']:.1f} MiB (+{grown:.1f} MiB over the start: {grown * 1024 / a.users:.1f} KiB per series)")
-    print(f"judge time per window: {last['judge_pct']:.3f} % of the window; checkpoint {last['ckpt_pct']:.3f} %"
+    print(f"judge time per window: {last['judge_ms']:.3f} ms, {last['judge_pct']:.4f} % of the window; checkpoint "
+          f"{last['ckpt_ms']:.3f} ms, {last['ckpt_pct']:.4f} %"
           f" ({out['checkpoint_bytes_per_window'] / 1e6:.3f} MB serialised per window, the last hour's mean)")
     print(f"parked at the end: {out['parked']} of the {out['sampled']} series sampled (their packed record held in "
           "place of the detector, the judge table's copy those same bytes)")
@@ -396,6 +469,8 @@ def main(argv: list[str] | None = None) -> None:
           f"spend records {out['spend_bytes'] / 1024:.1f} KiB ({out['spend_records'] / a.users:.0f} windows, hours "
           f"and days); labels and contributor mix {out['series_info_bytes'] / 1024:.1f} KiB; "
           f"the judge table's local copy of its last checkpoint {out['table_bytes'] / 1024:.1f} KiB")
+    for label, (ms, calls) in out.get("split_ms", {}).items():
+        print(f"  in {label}: {ms:.3f} ms per window ({calls} calls)")
     sp = out["spend_parts"]
     print(f"spend by part: windows {sp['windows in arrays']:.0f} B in arrays ({sp['n windows'] - sp['n windows deflated']:.0f}"
           f" windows), {sp['windows deflated']:.0f} B deflated ({sp['n windows deflated']:.0f}); hours and days "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -147,6 +148,9 @@ class Detector(ABC):
     # defer a series' empty windows until it spends again (streams.judge.core: parking), as no
     # verdict of theirs can start or hold an alert. True only where the code guarantees it.
     quiet_at_zero: ClassVar[bool] = False
+    # Whether _score_empty gives only a lower bound of an empty window's upper (the exact one
+    # is costly: _empty_upper): a combiner then asks for it only where it can matter.
+    _lazy_upper: ClassVar[bool] = False
     protect_anomaly: bool
 
     def __init__(self) -> None:
@@ -225,6 +229,45 @@ class Detector(ABC):
 
     _damp: float = 1.0  # see learn_damped (not state: 1 outside of it)
 
+    # -- empty windows in a run (a combiner's update_empty) ---------------------------------
+
+    def _score_empty(self, ts: float) -> tuple[float, float, float, bool, bool] | None:
+        """What ``score_one(ts, 0.0, 0.0)`` says, without the verdict: ``(expected, upper, p,
+        is_anomaly, exact)``; ``exact`` False: ``upper`` is only a lower bound of it (the exact
+        one is costly: :meth:`_empty_upper`, asked before the window is learnt). It leaves
+        what :meth:`_learn_empty` of the same window needs. None: this model has no such path
+        (a combiner then steps the window with ``update``)."""
+        return None
+
+    def _empty_upper(self, ts: float) -> float:
+        """The exact ``upper`` of the empty window :meth:`_score_empty` gave a lower bound of."""
+        return self.score_one(ts, 0.0, 0.0).upper
+
+    def _learn_empty(self, ts: float) -> None:
+        """Learn the empty window :meth:`_score_empty` scored last: ``learn_one(ts, 0.0, 0.0)``."""
+        self.learn_one(ts, 0.0, 0.0)
+
+    def _empty_run_ok(self, ends: Sequence[float]) -> bool:
+        """Whether :meth:`_empty_run` may take these windows: none of them can be flagged (nor
+        anything else make a combiner step one apart). False by default."""
+        return False
+
+    def _empty_run(self, ends: Sequence[float], caps: Sequence[float] | None
+                   ) -> list[tuple[float, float, float, bool, bool]]:
+        """:meth:`_score_empty` and :meth:`_learn_empty` of each of ``ends`` in turn (model by
+        model rather than window by window: a combiner's empty windows touch no other model's
+        state). The exact upper of window i only where its lower bound is under ``caps[i]``
+        (None: nowhere)."""
+        out = []
+        for i, ts in enumerate(ends):
+            e = self._score_empty(ts)
+            assert e is not None
+            if not e[4] and caps is not None and e[1] < caps[i]:
+                e = (e[0], self._empty_upper(ts), e[2], e[3], True)
+            out.append(e)
+            self._learn_empty(ts)
+        return out
+
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:
         """Settings the shared contract tests construct the detector with."""
@@ -249,6 +292,22 @@ class Detector(ABC):
                 self._learn_protected(ts, value, verdict, count)
             self._last_ts = ts
         return verdict
+
+    def update_empty(self, ends: Sequence[float]) -> list[tuple[float, float, float, bool]]:
+        """Windows without spend and without requests, ending at ``ends`` (in order): the same
+        state as ``update(ts, 0.0, 0.0)`` for each, to the bit, and of each verdict only
+        ``(expected, upper, score, is_anomaly)`` (what a judge's ``recent`` windows keep).
+
+        For a series' empty windows applied in a run (a parked series woken up:
+        streams.judge.core). A model may do it faster than ``update`` by skipping what an
+        empty window provably does not need (the reason's text, the verdict object, a bound
+        no minimum can pick); by default it is ``update`` window by window.
+        """
+        out = []
+        for ts in ends:
+            v = self.update(ts, 0.0, 0.0)
+            out.append((v.expected, v.upper, v.score, v.is_anomaly))
+        return out
 
     def rebase(self) -> None:
         """Adopt the current level as the new normal, at once.

@@ -206,6 +206,30 @@ class TailCalibrator:
         self._w = w
         self._fit = None
 
+    def learn_repeat(self, z: float, k: int) -> None:
+        """``learn(z)`` ``k`` times (a run of windows with the same statistic: a model's empty
+        windows), to the bit: the same additions in the same order, without the calls."""
+        if k <= 0 or z != z:
+            return
+        i = _bin(z)
+        c = self._c
+        if i >= len(c):
+            c = self._c = c + array("f", [0.0]) * (i + 1 - len(c))
+        w, total = self._w, self._total
+        for _ in range(k):
+            old = c[i]
+            c[i] = old + w  # (learn's w * weight, at weight 1.0: the same double)
+            total += c[i] - old
+            w *= _DECAY
+            if w > _RESCALE:
+                for j in range(len(c)):
+                    c[j] /= w
+                total = math.fsum(c)
+                w = 1.0
+        self._w, self._total = w, total
+        self._n += k
+        self._fit = None
+
     # -- p-values ---------------------------------------------------------------------------
 
     def sf(self, z: float) -> float:

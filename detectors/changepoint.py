@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from typing import Any
 
 from detectors.base import Detector, Verdict, require
@@ -403,23 +404,64 @@ class LevelShift(Detector):
             dev = (n * dev + _PRIOR_WINDOWS * prior) / (n + _PRIOR_WINDOWS)
         return _SIGMA_PER_DEV * dev * math.sqrt(1.0 + 1.0 / max(n, 1))
 
+    def _bounds(self, learnt: int, slot: int, mu: float) -> tuple[float, float]:
+        """The window's expected spend and its upper: the spend per window that, held from a
+        quiet start, raises the alarm on the min_windows-th window. Not this window's own
+        bound given the evidence so far: that one moves with the statistic, and "what level
+        counts as a shift" reads better."""
+        need = self.drift + self.threshold / self.min_windows
+        if learnt == 0:
+            return 0.0, need * self.min_scale
+        expected = math.exp(mu)
+        sigma = self._sigma(slot if self._n[slot] else _GLOBAL)
+        upper = math.exp(min(mu + need * sigma, _MAX_LOG_BOUND))
+        money = expected + need * self.min_scale
+        return expected, (money if upper < money else upper)
+
+    def _score_empty(self, ts: float) -> tuple[float, float, float, bool, bool]:
+        # score_one of a window without spend, without the verdict (the judgement memoised)
+        _, slot, _, mu, _, s, stat, _ = self._judge(ts, 0.0)
+        learnt = self._n[_GLOBAL]
+        expected, upper = self._bounds(learnt, slot, mu)
+        warm = learnt >= self.min_history and learnt > 0
+        p = self._cal.sf(stat) if warm and stat is not None else 1.0
+        return expected, upper, p, warm and s >= self.threshold, True
+
+    def _empty_run_ok(self, ends: Sequence[float]) -> bool:
+        # From 0 the statistic stays at 0 without spend (an empty window only takes off): no
+        # window flagged, no shift accepted. The score's statistic of a judged one is then
+        # -_MAX_DROP_SIGMAS, below the calibration's bins: p 1.0 whatever it learnt.
+        return self._cusum == 0.0 and self._cal.sf(-_MAX_DROP_SIGMAS) == 1.0
+
+    def _empty_run(self, ends: Sequence[float], caps: Sequence[float] | None
+                   ) -> list[tuple[float, float, float, bool, bool]]:
+        # as _judge, score_one and learn_one of each window, with the statistic at 0
+        if not ends:
+            return []
+        learnt = self._n[_GLOBAL]
+        out = []
+        judged_n = 0
+        ready, seen, day = self._ready, self._seen, self._day
+        for ts in ends:
+            hour = int((ts - self.window_seconds) // 3600)
+            slot = hour % 24
+            bit = 1 << slot
+            if ready & bit or (seen & bit and day < hour // 24):
+                judged_n += 1
+            expected, upper = self._bounds(learnt, slot, self._expected_log(ts, hour, slot))
+            out.append((expected, upper, 1.0, False, True))
+        if learnt >= self.min_history and learnt > 0:
+            self._cal.learn_repeat(-_MAX_DROP_SIGMAS, judged_n)  # (the same bin, whichever windows)
+        self._cusum = 0.0
+        self._run_n, self._run_log, self._run_rs, self._alarm_since = 0, 0.0, 0.0, None
+        self._memo = None
+        return out
+
     def score_one(self, ts: float, value: float, count: float | None = None) -> Verdict:
         _, slot, judged, mu, x, s, stat, _ = self._judge(ts, value)
         learnt = self._n[_GLOBAL]
         threshold = self.threshold
-        # upper: the spend per window that, held from a quiet start, raises the alarm on the
-        # min_windows-th window. Not this window's own bound given the evidence so far: that
-        # one moves with the statistic, and "what level counts as a shift" reads better.
-        need = self.drift + threshold / self.min_windows
-        if learnt == 0:
-            expected, upper = 0.0, need * self.min_scale
-        else:
-            expected = math.exp(mu)
-            sigma = self._sigma(slot if self._n[slot] else _GLOBAL)
-            upper = math.exp(min(mu + need * sigma, _MAX_LOG_BOUND))
-            money = expected + need * self.min_scale
-            if upper < money:
-                upper = money
+        expected, upper = self._bounds(learnt, slot, mu)
         excess = value - expected
         p = 1.0
         if learnt < self.min_history or learnt == 0:

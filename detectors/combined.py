@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from typing import Any
 
 from detectors.base import Detector, Verdict, require
@@ -703,6 +704,172 @@ class Combined(Detector):
             mean_expected=g_expected,
             surprise_p=p,
         )
+
+    def update_empty(self, ends: Sequence[float]) -> list[tuple[float, float, float, bool]]:
+        """``update(ts, 0.0, 0.0)`` for each of ``ends``, to the bit, without what no empty
+        window needs: the components' verdicts and reasons, and a costly upper that cannot be
+        the smallest (the count model's inverse tail, when another bound is lower or the money
+        gate is above them).
+
+        An empty window is never surprising (its spend is not above expected), so it starts no
+        incident and no shift, and teaches every model unless one flags it by itself; the
+        incident's run, the recurrence memory and the sparse evidence stay as they are. A
+        window where that is not so (a model flags it, a shift is under way, a window not after
+        the last, the sparse evidence on, a model without the fast path) goes through
+        ``update``: tests/detectors/test_update_empty.py holds both to the same states.
+        """
+        models = self._models
+        if self._sparse is not None or any(type(m)._score_empty is Detector._score_empty for m in models):
+            return super().update_empty(ends)
+        # the models whose p counts in a window with fewer than min_requests requests, none flagged
+        low_volume = self.min_requests > 0.0
+        eligible = [i for i, name in enumerate(self._names) if not low_volume or name in _COUNT]
+        if self._empty_run_ready(ends):
+            return self._empty_run_all(ends, eligible)
+        scorers = [m._score_empty for m in models]
+        learners = [m._learn_empty for m in models]
+        out: list[tuple[float, float, float, bool]] = []
+        for ts in ends:
+            last = self._last_ts
+            got = None
+            if math.isfinite(ts) and (last is None or ts > last) and self._shift[0] is None:
+                got = self._empty_window(ts, [f(ts) for f in scorers], eligible, learners)
+            if got is None:  # a model flags it, a shift is under way, or not after the last: the whole path
+                v = self.update(ts, 0.0, 0.0)
+                got = (v.expected, v.upper, v.score, v.is_anomaly)
+            out.append(got)
+        return out
+
+    def _empty_run_ready(self, ends: Sequence[float]) -> bool:
+        """Whether no window of the run can be flagged or stepped apart: every model says so,
+        no shift under way, no burst held, each window after the last (and the first model's
+        upper is exact: the money gate needs its expected value before the others run)."""
+        models = self._models
+        if (not ends or self._shift[0] is not None or (self.burst_windows and (self._burst_n or self._burst))
+                or models[0]._lazy_upper):
+            return False
+        prev = self._last_ts if self._last_ts is not None else -math.inf
+        for ts in ends:
+            if not (math.isfinite(ts) and ts > prev):
+                return False
+            prev = ts
+        return all(m._empty_run_ok(ends) for m in models)
+
+    def _empty_run_all(self, ends: Sequence[float], eligible: list[int]) -> list[tuple[float, float, float, bool]]:
+        """:meth:`update_empty` model by model (:meth:`_empty_run_ready`): each model takes
+        the whole run (:meth:`Detector._empty_run`), then the combiner's own state steps
+        through it. What a model learns from an empty window depends on nothing the combiner
+        or another model learns in the run; a costly upper is asked for only where it can be
+        the smallest, above the money gate."""
+        models = self._models
+        runs: list[list[tuple[float, float, float, bool, bool]]] = [[] for _ in models]
+        for j, m in enumerate(models):
+            if not m._lazy_upper:
+                runs[j] = m._empty_run(ends, None)
+        expected = [e[0] for e in runs[0]]
+        money = [self._empty_money(e0) for e0 in expected]
+        exact = [runs[j] for j, m in enumerate(models) if not m._lazy_upper]
+        uppers = [min([r[i][1] for r in exact], default=math.inf) for i in range(len(ends))]
+        caps = [u if u > g else -math.inf for u, g in zip(uppers, money, strict=True)]
+        for j, m in enumerate(models):
+            if m._lazy_upper:
+                runs[j] = m._empty_run(ends, caps)
+                for i, e in enumerate(runs[j]):
+                    if e[4] and e[1] < uppers[i]:
+                        uppers[i] = e[1]
+        out = [(e0, g if u < g else u, self._empty_step([runs[j][i][2] for j in eligible]), False)
+               for i, (e0, u, g) in enumerate(zip(expected, uppers, money, strict=True))]
+        self._run_excess = self._run_expected = 0.0
+        self._scored = None
+        self._last_ts = ends[-1]
+        return out
+
+    def _empty_window(self, ts: float, es: list[tuple[float, float, float, bool, bool] | None],
+                      eligible: list[int], learners: list[Any]) -> tuple[float, float, float, bool] | None:
+        """One window of :meth:`update_empty` given the models' :meth:`_score_empty`: scored
+        and learnt as ``update(ts, 0.0, 0.0)`` would, or None (untouched) if a model flags it."""
+        scored: list[tuple[float, float, float, bool, bool]] = []
+        for e in es:
+            if e is None or e[3]:
+                return None
+            scored.append(e)
+        score = self._empty_step([scored[i][2] for i in eligible])
+        expected = scored[0][0]
+        money = self._empty_money(expected)
+        upper = min([e[1] for e in scored if e[4]], default=math.inf)
+        if upper > money:  # (else the money gate's is the upper, whatever the others')
+            for m, e in zip(self._models, scored, strict=True):
+                if not e[4] and e[1] < upper:  # a lower bound under the smallest: the exact one
+                    u = m._empty_upper(ts)
+                    if u < upper:
+                        upper = u
+        for f in learners:
+            f(ts)
+        if self.burst_windows and (self._burst_n or self._burst):
+            # (else _hold_burst of a quiet window changes nothing: the models hold no
+            # statistic, as only a flagged window's _learn_protected sets one)
+            self._hold_burst(ts, False)
+        self._run_excess = self._run_expected = 0.0
+        self._scored = None
+        self._last_ts = ts
+        return expected, (money if upper < money else upper), score, False
+
+    def _empty_step(self, ps: list[float]) -> float:
+        """The combiner's own step through an empty window, given its eligible models' p: the
+        score (as score_one and _score_p), then the level statistic, the models' p of the
+        window before and the dependence estimates learnt (as _learn_window: neither
+        surprising nor flagged)."""
+        if ps:
+            p_min = min(ps)
+            k_eff = 1.0
+            n_ps = len(ps)
+            if n_ps > 1:
+                k_eff = self._dep[0] / _DEP_Q
+                k_eff = 1.0 if k_eff < 1.0 else n_ps if k_eff > n_ps else k_eff
+            p = p_min * k_eff
+            if p > 1.0:
+                p = 1.0
+        else:
+            p_min = p = 1.0
+        q = 0.5 * (_RUN_P + p) if self._prev_p <= _DEP_Q and p < _RUN_P else p
+        level = self._level
+        p_level = level.sf(0.0)
+        p_pair = q if q < p_level else p_level
+        k2 = self._dep2[0] / _DEP_Q
+        k2 = 1.0 if k2 < 1.0 else 2.0 if k2 > 2.0 else k2
+        p_score = p_pair * k2
+        if not p_score < 1.0:
+            p_score = 1.0
+        level.learn(0.0)
+        self._prev_p = p
+        if p_min < 1.0:
+            _learn_dependence(self._dep, p_min)
+            _learn_dependence(self._dep2, p_pair)
+        return 1.0 - p_score
+
+    def _empty_money(self, expected: float) -> float:
+        """An empty window's money gate (the least its upper is, as score_one: gate_expected,
+        gate_base, materiality) and gate inputs; then its usual and recent spend learn the zero
+        (as _learn_window), and a rebase's restart has been said."""
+        mr = self._mean_ratio
+        g_expected = expected * mr[0] if self.gate_on_mean and mr[1] >= _MEAN_MIN_N else expected
+        rec = self._recent
+        base = rec[0] if rec[1] >= self._recent_min_n and rec[0] < expected else expected
+        gate = materiality(self._usual, self.window_seconds, self.min_excess_usd, self.min_excess_root,
+                           self.min_excess_minutes, base)
+        self._gate_in = (False, 0.0 - g_expected, g_expected, self._usual, self._restarted, base)
+        self._usual_n += 1
+        w = 1.0 / self._usual_n
+        if w < self._usual_w:
+            w = self._usual_w
+        self._usual += w * (0.0 - self._usual)
+        rec[1] += 1
+        w = 1.0 / rec[1]
+        if w < self._recent_w:
+            w = self._recent_w
+        rec[0] += w * (0.0 - rec[0])
+        self._restarted = False
+        return g_expected + max(gate, g_expected * self.min_excess_pct / 100.0)
 
     def _score_p(self, p: float, value: float) -> tuple[float, float]:
         """The score's p-value, and the smaller of its two opinions (for their dependence).

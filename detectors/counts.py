@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from typing import Any
 
 from scipy.special import betainc, gammainc, nbdtrik, pdtrik
@@ -303,19 +304,60 @@ class CountTail(Detector):
         spend, requests = f[_COST], f[_COST + 1]
         return spend / requests if requests > 0.0 and spend > 0.0 else self.fallback_cost
 
+    def _bound(self, mu: float, phi: float, cost: float) -> tuple[float, float]:
+        """The test's count bound and the window's upper (spend). The test: at least the count
+        whose tail is p_threshold (the same as p <= p_threshold at a whole count, without a
+        second tail evaluation)."""
+        count_bound = _count_bound(self.p_threshold, mu, phi)
+        bound = count_bound if count_bound > self.min_count else self.min_count
+        upper = bound * cost
+        expected = mu * cost
+        if upper < expected + self.min_excess:
+            upper = expected + self.min_excess
+        return bound, upper
+
+    def _judged_mu(self, ts: float) -> tuple[tuple[int, int, bool, float], float, float]:
+        """Where the window is (:meth:`_where`), the expected count it is judged against and
+        the dispersion of the level that judges it."""
+        where = self._where(ts)
+        judged, mu = where[2], where[3]
+        if not judged:
+            mu = self._floats[_GLOBAL] * (math.exp(self._offset) if self._offset != 0.0 else 1.0)
+        return where, mu, self._dispersion(0 if judged else 1)
+
+    def _score_empty(self, ts: float) -> tuple[float, float, float, bool, bool]:
+        # score_one of a window without requests nor spend: count 0, tail p 1, statistic 0
+        # (memoised as score_one does); never flagged (the bound is at least min_count >= 1).
+        # Its upper, the inverse of the count's tail, costs most (scipy): given as the lower
+        # bound it cannot go under, min_count requests or expected + min_excess.
+        cost = self._cost_per_request()
+        where, mu, _ = self._judged_mu(ts)
+        self._memo = (ts, 0.0, 0.0, 0.0, where, 0.0)
+        expected = mu * cost
+        low = self.min_count * cost
+        if low < expected + self.min_excess:
+            low = expected + self.min_excess
+        learnt = self._n[_GLOBAL]
+        p = 1.0 if learnt < self.min_history or learnt == 0 else self._cal.sf(0.0)
+        return expected, low, p, False, False
+
+    _lazy_upper = True
+
+    def _empty_run_ok(self, ends: Sequence[float]) -> bool:
+        return True  # never flagged without requests
+
+    def _empty_upper(self, ts: float) -> float:
+        _, mu, phi = self._judged_mu(ts)
+        return self._bound(mu, phi, self._cost_per_request())[1]
+
     def score_one(self, ts: float, value: float, count: float | None = None) -> Verdict:
         if not (math.isfinite(ts) and math.isfinite(value)):
             raise ValueError(f"ts and value must be finite, got ts={ts!r} value={value!r}")
         cost = self._cost_per_request()
         x = _count(value, count, cost)
-        where = self._where(ts)
-        # Kept for learn_one of the same window (the worker and the combiner score, then
-        # learn): the second look would cost as much as the first.
-        _, _, judged, mu = where
-        level = 0 if judged else 1
-        if not judged:
-            mu = self._floats[_GLOBAL] * (math.exp(self._offset) if self._offset != 0.0 else 1.0)
-        phi = self._dispersion(level)
+        # (where: kept for learn_one of the same window -- the worker and the combiner score,
+        # then learn: the second look would cost as much as the first)
+        where, mu, phi = self._judged_mu(ts)
         # The count's tail, at a randomised count when it is a whole number: integer counts
         # have atoms, and P(X >= k) alone is not uniform under the model; P(X > k) + U P(X = k)
         # is (the tail between k and k + 1, U from the window's end: same inputs, same p).
@@ -325,15 +367,9 @@ class CountTail(Detector):
             p = _upper_tail(x, mu, phi)
         stat = z_of_p(p) if x > 0.0 else 0.0  # the score's statistic, calibrated below
         self._memo = (ts, value, count, x, where, stat)
-        # The test: at least the count whose tail is p_threshold (the same as p <= p_threshold
-        # at a whole count, without a second tail evaluation).
-        count_bound = _count_bound(self.p_threshold, mu, phi)
-        bound = count_bound if count_bound > self.min_count else self.min_count
+        bound, upper = self._bound(mu, phi, cost)
         expected = mu * cost
         min_excess = self.min_excess
-        upper = bound * cost
-        if upper < expected + min_excess:
-            upper = expected + min_excess
         excess = value - expected
         learnt = self._n[_GLOBAL]
         p_score = 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from typing import Any
 
 from detectors.base import Detector, Verdict, require
@@ -374,6 +375,52 @@ class SeasonalBaseline(Detector):
             reason=reason,
             p=p,
         )
+
+    def _score_empty(self, ts: float) -> tuple[float, float, float, bool, bool]:
+        # score_one of a window without spend: never flagged, p 1, no neighbouring hour (it
+        # needs spend), and the statistic to learn is -inf once warm (memoised as score_one does)
+        hour, slots = self._slots(ts)
+        learnt = self._n[_GLOBAL]
+        _, expected, upper, _, stat, _ = self._judge(hour, slots, 0.0, learnt)
+        self._memo = (ts, 0.0, None if learnt < self.min_history or learnt == 0 else stat, None)
+        return expected, upper, 1.0, False, True
+
+    def _learn_empty(self, ts: float) -> None:
+        # learn_one of a window without spend: only the score's calibration learns (no log
+        # residual to follow, and _learn skips a window without spend)
+        memo = self._memo
+        if memo is None or memo[0] != ts or memo[1] != 0.0:
+            self.learn_one(ts, 0.0, 0.0)
+            return
+        self._memo = None
+        if memo[2] is not None:
+            self._cal.learn(memo[2])
+
+    def _empty_run_ok(self, ends: Sequence[float]) -> bool:
+        return True  # never flagged without spend
+
+    def _empty_run(self, ends: Sequence[float], caps: Sequence[float] | None
+                   ) -> list[tuple[float, float, float, bool, bool]]:
+        # Nothing but the calibration learns from an empty window, so each hour's expected
+        # value and upper hold for every window of it in the run, and the calibration learns
+        # -inf once a window (once warm: the windows with spend learnt do not change).
+        if not ends:
+            return []
+        learnt = self._n[_GLOBAL]
+        out = []
+        at = -1
+        e = (0.0, 0.0, 1.0, False, True)
+        for ts in ends:
+            hour, slots = self._slots(ts)
+            if hour != at:
+                at = hour
+                _, expected, upper, _, _, _ = self._judge(hour, slots, 0.0, learnt)
+                e = (expected, upper, 1.0, False, True)
+            out.append(e)
+        if not (learnt < self.min_history or learnt == 0):
+            self._cal.learn_repeat(-math.inf, len(ends))
+        self._memo = None
+        return out
 
     def _judge(self, hour: int, slots: tuple[int, int, int], value: float, learnt: int
                ) -> tuple[int, float, float, float, float | None, float | None]:

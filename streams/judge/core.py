@@ -485,17 +485,16 @@ class JudgeCore:
                 rec = self.recent.get(series)
                 if rec is None:
                     rec = self.recent[series] = RecentWindows(self.recent_len)
-            update = det.update
-            while w < upto:
-                end = w + W
-                verdict = update(float(end), 0.0, 0.0)
-                if verdict.is_anomaly:  # quiet_at_zero says never: said, as no alert can follow now
+            # in one run: the same states as update(end, 0.0, 0.0) window by window (Detector.update_empty)
+            starts = range(w, upto, W)
+            got_v = det.update_empty([float(s + W) for s in starts])
+            for s, (expected, upper, score, flagged) in zip(starts, got_v, strict=True):
+                if flagged:  # quiet_at_zero says never: said, as no alert can follow now
                     log.error("judge partition %d: %s: an empty window at %d judged anomalous after it waited",
-                              self.partition, series, w)
+                              self.partition, series, s)
                 if rec is not None:
-                    rec.append(w, 0.0, float(verdict.expected), float(verdict.upper), float(verdict.score), False)
-                info.last_end = end
-                w = end
+                    rec.append(s, 0.0, float(expected), float(upper), float(score), False)
+            info.last_end = starts[-1] + W
             got = self._idle_recs.get(series)
             if got is not None and got[1] is None:  # the changelog's idle record: up to here, not on
                 got[1] = upto
