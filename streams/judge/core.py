@@ -544,6 +544,9 @@ class JudgeCore:
         self.parked[series] = self.packed_out[f"det|{series}"] = pack_live(
             {k: v for k, v in rec.items() if k != "state"}, det)
         self._idle_recs[series] = [info.idle_from, None]
+        ring = self.recent.get(series)
+        if ring is not None:  # it takes no window until the series wakes: its newest records deflated too
+            ring.compact()
         return rec
 
     def _record(self, series: str, info: SeriesInfo) -> dict[str, Any]:
