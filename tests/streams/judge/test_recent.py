@@ -112,3 +112,4 @@ def test_compacted_at_any_point_reads_the_same(maxlen: int) -> None:
             assert list(ring) == list(ref) and len(ring) == len(ref)
     ring.compact()
     assert list(ring) == list(ref) and len(ring) == len(ref)
+    assert ring._live == b"" and type(ring._live) is bytes  # the shared empty bytes, not a bytearray's 57
