@@ -268,6 +268,16 @@ def _run(users: int, days: float, active: float, detector: str, window: int, see
     table_mem = per_series([v for v in (table.data.get(f"0|det|{s}") for s in sample)
                             if not any(v is p for p in held)]) * sum(1 for d in held if not isinstance(d, bytes)) / len(sample)
     spend_mem = deep_size(judge.spend) / users
+    # Outside the sum (as it has always been printed): the judge's maps themselves (their hash
+    # tables; the keys are the series' names, held once), its idle records and the local data's
+    # keys, and the judge table's own hash table, keys and small values (``idle|`` records)
+    maps = [judge.series, judge.detectors, judge.parked, judge.recent, judge.spend, judge.packed_out, judge._idle]
+    judge_maps = (sum(sys.getsizeof(m) for m in maps) + sum(sys.getsizeof(k) for k in judge.packed_out)
+                  + sys.getsizeof(judge._idle_recs) + per_series(list(judge._idle_recs.values())) * len(judge._idle_recs)
+                  ) / users
+    table_maps = (sys.getsizeof(table.data) + sum(sys.getsizeof(k) for k in table.data)
+                  + per_series(small := [v for k, v in table.data.items() if not k.startswith("0|det|")]) * len(small)
+                  ) / users
     parts = spend_parts(judge.spend)
     return {"users": users, "days": days, "windows": n_windows, "rss0_mib": rss0, "per_day": per_day,
             "detector_bytes": det_mem, "detector_serialized_bytes": det_ser, "detector_walk_each_bytes": det_walk_each,
@@ -275,7 +285,8 @@ def _run(users: int, days: float, active: float, detector: str, window: int, see
             "parked": sum(1 for d in held if isinstance(d, bytes)), "sampled": len(held),
             "table_bytes": table_mem, "recent_bytes": rec_mem,
             "recent_len": len(recent), "spend_bytes": spend_mem, "spend_records": spend_rows(judge.spend, window),
-            "checkpoint_bytes_per_window": ckpt_bytes, "spend_parts": parts}
+            "checkpoint_bytes_per_window": ckpt_bytes, "spend_parts": parts,
+            "judge_maps_bytes": judge_maps, "table_maps_bytes": table_maps}
 
 
 # -- one detector's bytes, component by component (--breakdown) ------------------------------
@@ -481,6 +492,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{k} {v:.0f} B" for k, v in out["detector_parts"].items()))
     per = (out["detector_bytes"] + out["recent_bytes"] + out["spend_bytes"] + out["series_info_bytes"]
            + out["table_bytes"]) / 1024
+    print(f"not in the sum: the judge's maps, idle records and keys {out['judge_maps_bytes']:.0f} B per series; "
+          f"the judge table's hash table, keys and idle records {out['table_maps_bytes']:.0f} B")
     print(f"scaled: {per:.1f} KiB per series -> {per * 10_000 / 1024:.0f} MiB per 10k series, "
           f"{per * 100_000 / 1024 ** 2:.2f} GiB for 100k; judge {last['judge_pct'] * 100_000 / a.users:.1f} % "
           "of the window for 100k on one core")

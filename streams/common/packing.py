@@ -27,11 +27,22 @@ _PRIMED = b"\x02"  # JSON, raw deflate at level 1 with the process's dictionary 
 # records are the values themselves), so one dictionary per process is all that must agree.
 _primer: bytes | None = None
 # A parked series (streams.judge.core): its record without the state, and its detector itself,
-# pickled, raw deflate at level 1 against the process's pickle dictionary (_pickle_primer, the
-# first one packed). Loaded back in ~1/5 of the time a detector takes to be rebuilt from its
-# JSON state (no clone, no validation of what this process wrote), and ~25 % smaller.
+# pickled, raw deflate at level 1 against one of the process's pickle dictionaries (the byte
+# after the version byte says which). Loaded back in ~1/5 of the time a detector takes to be
+# rebuilt from its JSON state (no clone, no validation of what this process wrote), and ~25 %
+# smaller.
 _PICKLED = b"\x03"
-_pickle_primer: bytes | None = None
+# The pickle dictionaries, oldest first: the first record packed, then, every PRIMER_EVERY
+# seconds of the records' event time (their ``last_end``), the one packed then, up to
+# PRIMER_MAX of them (~7 KB each), the last one used from there on. A dictionary a minute old
+# packs a week-old detector to ~3.3 KB, one from a detector a few days old to ~2.9, one hours
+# old to ~2.8 (benchmarks.scale --users 30; docs/benchmarks.md#fresher-dictionaries): the
+# detector's own arrays fill and change with its age. The older ones stay for the values packed
+# against them (a parked series keeps its bytes until it wakes).
+PRIMER_EVERY = 6 * 3600
+PRIMER_MAX = 32
+_pickle_primers: list[bytes] = []
+_primer_end = 0  # the event time (last_end) of the newest dictionary's record
 
 
 def pack(value: Any) -> bytes:
@@ -59,12 +70,15 @@ def pack_live(record: dict[str, Any], state: Any) -> bytes:
     with the object itself (pickled): what :func:`unpack` gives back is the record with
     ``state`` as ``to_state()`` makes it, and :func:`unpack_live` the object. ``record`` is the
     record without ``state``. Never leaves the process (the changelog gets the record)."""
-    global _pickle_primer
+    global _primer_end
     raw = pickle.dumps((record, state), protocol=5)
-    if _pickle_primer is None:
-        _pickle_primer = raw
-    z = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, _pickle_primer)
-    return _PICKLED + z.compress(raw) + z.flush()
+    primers = _pickle_primers
+    end = record.get("last_end")
+    if not primers or (len(primers) < PRIMER_MAX and isinstance(end, int) and end >= _primer_end + PRIMER_EVERY):
+        primers.append(raw)
+        _primer_end = end if isinstance(end, int) else 0
+    z = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, primers[-1])
+    return _PICKLED + bytes((len(primers) - 1,)) + z.compress(raw) + z.flush()
 
 
 def unpack_live(value: bytes) -> tuple[dict[str, Any], Any] | None:
@@ -72,9 +86,8 @@ def unpack_live(value: bytes) -> tuple[dict[str, Any], Any] | None:
     of another format."""
     if value[:1] != _PICKLED:
         return None
-    assert _pickle_primer is not None  # packed by this process, which set it then
-    z = zlib.decompressobj(-15, zdict=_pickle_primer)
-    record, state = pickle.loads(z.decompress(memoryview(value)[1:]) + z.flush())  # this process's own bytes only
+    z = zlib.decompressobj(-15, zdict=_pickle_primers[value[1]])  # packed by this process, which holds it
+    record, state = pickle.loads(z.decompress(memoryview(value)[2:]) + z.flush())  # this process's own bytes only
     return record, state
 
 

@@ -165,8 +165,11 @@ SPEND_TAG = "spend"
 # arrays and about 9-17 deflated; a chunk costs about 60 bytes of its own. Bigger chunks
 # deflate better (48 windows and 64 hours: 0.9x the bytes of a sparse user's week) but a late
 # partial thaws more and the open chunk is deflated again whole every hour
-# (benchmarks/spend_cost.py, docs/benchmarks.md#spend-per-user-series).
-_WARM = 4
+# (benchmarks/spend_cost.py, docs/benchmarks.md#spend-per-user-series). One window stays
+# warm: four were ~240 bytes more per sparse user series after a week, and a partial to an
+# older window comes late (after its window was judged) or redelivered, and thaws the open
+# chunk (~1.6x the time of such a partial with four: docs/benchmarks.md#the-rest-of-a-user-series).
+_WARM = 1
 # Rows the arrays may gather before add_window deflates on its own: the roll-up packs every
 # hour of event time (SeriesSpend.pack), so this only bounds a book nobody rolls up.
 _BOUND = 200

@@ -52,33 +52,54 @@ _ZERO_SUMS = [0, 0, 0, 0, 0, 0]  # read-only: a window without traffic
 _NO_CONTRIB: dict[str, int] = {}
 
 
-@dataclass
 class SeriesInfo:
-    labels: dict[str, str]
-    last_end: int = 0  # end of the last window judged for this series
-    # derived once per series rather than formatted every window (not persisted)
-    det_key: str = ""
-    alert_key: str = ""
-    # each contributor's usual share of the spend, to name who drives an excess (persisted)
-    mix: ContributorMix = field(default_factory=ContributorMix)
-    # the peak excess of the last run of flagged windows (what a "not an anomaly" answer raises
-    # the floor from) and the end of that run's last window (persisted)
-    peak_usd: float = 0.0
-    peak_end: int = 0
-    # the end of the last window after a flagged run that held its alert open (hysteresis,
-    # alerts.engine.clearly_normal): a judge apart keeps sending windows R after it (persisted:
-    # a judge restarted mid-hold would stop sending them and the alert would never resolve)
-    hold_end: int = 0
-    # on-call's "not an anomaly" answers: the floor an incident's excess must reach (persisted)
-    raised: SeriesRaise | None = None
-    # the window (its end // window seconds, modulo JudgeCore.state_every) whose checkpoint
-    # writes this series' state: the series' writes spread evenly over the windows (derived)
-    phase: int = 0
-    # a team series (the team-scale gate's basis: its expected spend goes to the org stage; derived)
-    team: bool = False
-    # Idle (parking): the start of its first window not applied yet, all of them empty since
-    # (0: none pending). Its detector is live until the next checkpoint parks it.
-    idle_from: int = 0
+    """What the judge keeps of a watched series besides its detector, spend and ``recent``
+    windows. Slotted, and its labels not held when they are those its name says
+    (:func:`~streams.common.dimensions.parse_series`: every series the ingest names): a user
+    series' label dict and value string were ~240 bytes of the ~1 KiB this held per series."""
+
+    __slots__ = ("name", "_labels", "last_end", "mix", "peak_usd", "peak_end", "hold_end", "raised", "phase",
+                 "team", "idle_from")
+
+    def __init__(self, labels: dict[str, str], last_end: int = 0, mix: ContributorMix | None = None,
+                 peak_usd: float = 0.0, peak_end: int = 0, hold_end: int = 0, raised: SeriesRaise | None = None,
+                 name: str = "") -> None:
+        # the series' key: its labels are read from it when they are the ones it says
+        self.name = name
+        got = parse_series(name) if name else None
+        self._labels: dict[str, str] | None = None if got is not None and got[1] == labels else labels
+        self.last_end = last_end  # end of the last window judged for this series
+        # each contributor's usual share of the spend, to name who drives an excess (persisted)
+        self.mix = ContributorMix() if mix is None else mix
+        # the peak excess of the last run of flagged windows (what a "not an anomaly" answer
+        # raises the floor from) and the end of that run's last window (persisted)
+        self.peak_usd = peak_usd
+        self.peak_end = peak_end
+        # the end of the last window after a flagged run that held its alert open (hysteresis,
+        # alerts.engine.clearly_normal): a judge apart keeps sending windows R after it
+        # (persisted: a judge restarted mid-hold would stop sending them and the alert would
+        # never resolve)
+        self.hold_end = hold_end
+        # on-call's "not an anomaly" answers: the floor an incident's excess must reach (persisted)
+        self.raised = raised
+        # the window (its end // window seconds, modulo JudgeCore.state_every) whose checkpoint
+        # writes this series' state: the series' writes spread evenly over the windows
+        # (derived at its first window judged; -1: not yet)
+        self.phase = -1
+        # a team series (the team-scale gate's basis: its expected spend goes to the org stage; derived)
+        self.team = False
+        # Idle (parking): the start of its first window not applied yet, all of them empty
+        # since (0: none pending). Its detector is live until the next checkpoint parks it.
+        self.idle_from = 0
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """The series' labels (a dict of its own, as they were given, or read from its name)."""
+        if self._labels is not None:
+            return self._labels
+        got = parse_series(self.name)
+        assert got is not None  # (checked when it was made)
+        return got[1]
 
 
 @dataclass
@@ -346,13 +367,14 @@ class JudgeCore:
                 spend.append((series, w, sums, {s: p.seq for s, p in per_src.items()}))
                 first = next(iter(per_src.values()))
             if first.detected and series not in self.series:
-                self.series[series] = SeriesInfo(labels=dict(first.labels))
+                self.series[series] = SeriesInfo(dict(first.labels), name=series)
                 self.detectors[series] = self._new_detector(first.labels)
                 dirty.add(f"det|{series}")  # a new series is written at once, whatever its turn
         for src in srcs_seen:
             dirty.add(f"pend|{src}|{w}")
         org = self.org
         tracks = org.tracks
+        key_for = org.key_for
         local = self.local_tracking * W
         detectors = self.detectors
         keep_recent = self.keep_recent
@@ -376,9 +398,7 @@ class JudgeCore:
                 self._wake(series, info, w)
             elif info.last_end >= end:
                 continue  # already judged (a redelivered message)
-            if not info.det_key:
-                info.det_key = f"det|{series}"
-                info.alert_key = org.key_for(series)
+            if info.phase < 0:
                 info.phase = zlib.crc32(series.encode()) % every if every > 1 else 0
                 got = parse_series(series)
                 info.team = got is not None and got[0] is TEAM
@@ -386,7 +406,7 @@ class JudgeCore:
                 sums, contrib = _merge(parts)
             else:
                 if park and self._quiet(series) and not (
-                        end - max(info.peak_end, info.hold_end) <= local if local else tracks(info.alert_key)):
+                        end - max(info.peak_end, info.hold_end) <= local if local else tracks(key_for(series))):
                     # nothing to send, nothing to learn but the empty window: it waits
                     info.idle_from = w
                     idle.add(series)
@@ -400,7 +420,7 @@ class JudgeCore:
             if corroborate and info.team and parts:
                 team_p[series] = float(verdict.upward_p)
             if info.phase == turn:
-                dirty.add(info.det_key)
+                dirty.add(f"det|{series}")
             if local:
                 last = max(info.peak_end, info.hold_end)
                 tracked = bool(last) and end - last <= local
@@ -411,7 +431,7 @@ class JudgeCore:
                     # material one: this holds at least as long as the engine's cap)
                     info.hold_end = end
             else:
-                tracked = tracks(info.alert_key)
+                tracked = tracks(key_for(series))
             is_anomaly = bool(verdict.is_anomaly)
             if is_anomaly:
                 is_anomaly = self._past_floor(info, w, end, verdict.impact, verdict.excess, tracked)
@@ -428,7 +448,7 @@ class JudgeCore:
                 if parts:
                     info.mix.learn(w, contrib, sums[0])
                 continue
-            dirty.add(info.det_key)  # a flagged window, or one of an alert: its state goes out now
+            dirty.add(f"det|{series}")  # a flagged window, or one of an alert: its state goes out now
             signal = Signal(
                 series=series,
                 labels=info.labels,
@@ -543,6 +563,9 @@ class JudgeCore:
         self.parked[series] = self.packed_out[f"det|{series}"] = pack_live(
             {k: v for k, v in rec.items() if k != "state"}, det)
         self._idle_recs[series] = [info.idle_from, None]
+        ring = self.recent.get(series)
+        if ring is not None:  # it takes no window until the series wakes: its newest records deflated too
+            ring.compact()
         return rec
 
     def _record(self, series: str, info: SeriesInfo) -> dict[str, Any]:
@@ -572,7 +595,7 @@ class JudgeCore:
         org = self.org
         for series in sorted(self._foreign):
             info = self.series.get(series)
-            if info is not None and org.tracks(info.alert_key or org.key_for(series)):
+            if info is not None and org.tracks(org.key_for(series)):
                 continue  # its alert resolves here first, as it started here
             self._foreign.discard(series)
             self.series.pop(series, None)
@@ -775,7 +798,7 @@ class JudgeCore:
                 dets[rest] = (value, blob, live)
                 peak = value.get("peak") or (0.0, 0)
                 raised = value.get("raised")
-                self.series[rest] = SeriesInfo(labels=value["labels"], last_end=int(value["last_end"]),
+                self.series[rest] = SeriesInfo(value["labels"], name=rest, last_end=int(value["last_end"]),
                                                mix=ContributorMix.from_state(value.get("mix")),
                                                peak_usd=float(peak[0]), peak_end=int(peak[1]),
                                                hold_end=int(value.get("hold") or 0),  # none before 2026-12

@@ -177,3 +177,15 @@ def test_a_tier_keeps_rows_in_its_arrays_while_it_holds_chunks() -> None:
             last = tier.last_start()
             assert last is not None and tier.remove(last) and (tier.rows or not tier.chunks)
         assert tier.all() == (array("q"), array("q"))
+
+
+def test_a_pack_leaves_only_the_newest_window_in_the_arrays() -> None:
+    # (a sparse user's four newest windows in the arrays were ~240 bytes more than deflated;
+    # a late partial to an older window thaws the open chunk, as one an hour back did)
+    book = SeriesSpend()
+    for i in range(100):
+        book.add_window(600 * i, [i + 1, 0, 0, 0, 0, 1], {0: i + 1})
+    book.pack()
+    assert len(book._w.rows) // 8 == 1
+    assert book.add_window(600 * 97, [5, 0, 0, 0, 0, 1], {1: 1})  # late, from another source: thawed
+    assert [sums[0] for _, _, sums in book.spans(60)][96:] == [97, 98 + 5, 99, 100]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 from alerts.receivers.pagerduty import pagerduty_event
 from alerts.receivers.slack import slack_blocks
@@ -94,3 +95,86 @@ def test_the_mix_survives_a_restart() -> None:
     k.restore(changes.items())
     assert k.series["team=ads"].mix.to_state() == j.series["team=ads"].mix.to_state()
     assert k.series["team=ads"].mix.cur == {"user:a": nusd(10), "user:b": nusd(30)}
+
+
+class _DictMix:
+    """The mix as two dicts of Python ints (as it was held before its compact form): the
+    reference the compact one must match, answer for answer and state for state."""
+
+    def __init__(self) -> None:
+        self.day: int | None = None
+        self.cur: dict[str, int] = {}
+        self.cur_total = 0
+        self.prev: dict[str, int] = {}
+        self.prev_total = 0
+
+    def learn(self, window_start: int, contrib: dict[str, int], total_nusd: int) -> None:
+        day = window_start // DAY
+        if day != self.day:
+            if self.day is not None and day < self.day:
+                return
+            if self.day is not None and day == self.day + 1:
+                self.prev, self.prev_total = self.cur, self.cur_total
+            else:
+                self.prev, self.prev_total = {}, 0
+            self.cur, self.cur_total = {}, 0
+            self.day = day
+        if not total_nusd:
+            return
+        self.cur_total += total_nusd
+        for name, n in contrib.items():
+            if name in self.cur:
+                self.cur[name] += n
+            elif len(self.cur) < MAX_TRACKED:
+                self.cur[name] = n
+
+    def to_state(self) -> dict[str, object]:
+        return {"day": self.day, "cur": dict(self.cur), "cur_total": self.cur_total,
+                "prev": dict(self.prev), "prev_total": self.prev_total}
+
+
+def test_the_compact_mix_learns_ranks_and_saves_as_the_dicts_did() -> None:
+    rng = random.Random(5)
+    names = [f"user:u{i}" for i in range(MAX_TRACKED + 20)]
+    for trial in range(30):
+        mix, ref = ContributorMix(), _DictMix()
+        w = rng.randrange(0, 3 * DAY)
+        huge = trial % 5 == 4  # sums past 64 bits: held on in a list
+        for _ in range(300):
+            w += rng.choice((60, 60, 600, 3 * 3600, DAY, 2 * DAY + 60, -DAY))
+            pool = names[:rng.choice((1, 3, MAX_TRACKED + 20))]
+            contrib = {n: rng.choice((0, rng.randrange(1, 10**9), 2**62 if huge else 7))
+                       for n in rng.sample(pool, rng.randint(0, min(5, len(pool))))}
+            total = sum(contrib.values()) + rng.choice((0, 0, 5))
+            mix.learn(w, contrib, total)
+            ref.learn(w, contrib, total)
+            assert json.dumps(mix.to_state()) == json.dumps(ref.to_state())  # the same order too
+            probe = {n: rng.randrange(0, 5 * 10**9) for n in rng.sample(pool, min(4, len(pool)))}
+            want = _ref_excess(ref, probe, 3.0)
+            assert mix.excess(probe, 3.0) == want
+            back = ContributorMix.from_state(json.loads(json.dumps(mix.to_state())))
+            assert json.dumps(back.to_state()) == json.dumps(ref.to_state())
+        # held as one array of sums (a list once a sum passed 64 bits), not two dicts of ints
+        assert type(mix._v).__name__ == ("list" if huge and mix.cur_total >= 2**63 else "array")
+
+
+def _ref_excess(ref: _DictMix, contrib: dict[str, int], expected_usd: float, k: int = 5) -> list[object]:
+    """What excess answered from the two dicts."""
+    total = ref.cur_total + ref.prev_total
+    if total <= 0 or not contrib:
+        return list(top_spenders(contrib, k))
+    scale = expected_usd / total
+    ranked = []
+    for name, n in contrib.items():
+        expected = (ref.cur.get(name, 0) + ref.prev.get(name, 0)) * scale
+        excess = n / NANO - expected
+        if excess > 0:
+            ranked.append((-excess, name, n, expected))
+    if not ranked:
+        return list(top_spenders(contrib, k))
+    out: list[object] = []
+    for neg, name, n, expected in sorted(ranked)[:k]:
+        kind, _, who = name.partition(":")
+        out.append({"kind": kind, "name": who, "usd": round(n / NANO, 6),
+                    "expected_usd": round(expected, 6), "excess_usd": round(-neg, 6)})
+    return out

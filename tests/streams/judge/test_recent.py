@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import random
 from array import array
 from collections import deque
 
@@ -90,3 +91,25 @@ def test_an_expected_value_past_single_precision_is_held_as_infinite() -> None:
     ring.append(0, 1.0, 1e39, 1e39, 0.5, False)  # as array("f") held it
     row = next(iter(ring))
     assert row["expected_usd"] == math.inf and row["upper_usd"] > 1e38
+
+
+@pytest.mark.parametrize("maxlen", [1, 7, BLOCK, BLOCK + 1, 240])
+def test_compacted_at_any_point_reads_the_same(maxlen: int) -> None:
+    # a parked series' ring is compacted (its newest records deflated with the older ones) at
+    # whatever point its last window fell: every cut reads back the newest maxlen windows
+    rng = random.Random(maxlen)
+    ring, ref = RecentWindows(maxlen), deque(maxlen=maxlen)
+    w = 1_767_571_200
+    for k in range(4 * maxlen + 3 * BLOCK):
+        w += rng.choice((60, 60, 60, 120, 3600))
+        row = _row(w)
+        ring.append(*row)
+        ref.append(_as_dict(row))
+        if rng.random() < 0.2:
+            ring.compact()
+            ring.compact()  # twice: nothing more to do
+        if k % 5 == 0:
+            assert list(ring) == list(ref) and len(ring) == len(ref)
+    ring.compact()
+    assert list(ring) == list(ref) and len(ring) == len(ref)
+    assert ring._live == b"" and type(ring._live) is bytes  # the shared empty bytes, not a bytearray's 57
