@@ -72,8 +72,9 @@ def test_the_hourly_sums_ride_in_the_rules_state_and_old_states_load_without_the
     again = NewSeriesRule()
     again.set_state(TEAM, rule.get_state(TEAM))
     assert again.week_ratio(TEAM, at) == 2.5
-    assert len(rule.get_state(TEAM)["hours"]) <= 7 * 24 + 2  # a week and two hours kept, no more
-    old = dict(rule.get_state(TEAM))
+    state = rule.get_state(TEAM)
+    assert state is not None and len(state["hours"]) <= 7 * 24 + 2  # a week and two hours kept, no more
+    old = dict(state)
     del old["hours"]
     again.set_state(TEAM, old)
     assert again.week_ratio(TEAM, at) is None
@@ -84,3 +85,18 @@ def test_week_ratio_and_the_decision() -> None:
     assert week_ratio({10: 5.0, 178: 15.0}, 179 * H) == 3.0
     assert corroborated(0.005, 0.01, 0.001, 2.0, 1.9) is False
     assert corroborated(0.005, 0.01, 0.001, 2.0, 2.0) is True
+
+
+def test_the_reference_survives_the_org_stages_checkpoint_and_restore() -> None:
+    """The hours ride in the org stage's ``newser|<team>`` record (both placements write it):
+    an org stage restored from its checkpoint decides as the one that wrote it."""
+    rule = rule_with_week(12.0)
+    o = org(rule)
+    o.step_window(8 * 24 * H, [], OrgOutput(), [(TEAM, NANO_USD // 100, 1)], None, None)  # a cent: marks the team dirty
+    records = {k: v for k, v in o.checkpoint().items() if k.startswith("newser|")}
+    assert list(records) == [f"newser|{TEAM}"] and records[f"newser|{TEAM}"]["hours"]
+    again = org(NewSeriesRule())
+    again.restore(records.items())
+    assert again.new_series is not None and again.new_series.week_ratio(TEAM, 8 * 24 * H) is not None
+    assert step(again, 0.005).uncorroborated == 1
+    assert step(org(NewSeriesRule()), 0.005).uncorroborated == 0  # nothing restored: no reference, the old rule
