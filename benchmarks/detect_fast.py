@@ -219,26 +219,65 @@ def _parent_gate(results: list[Any], minutes: float, window: int, basis: str = "
     return out
 
 
-def _corroborate(results: list[Any], limit: float, resolve_after: int = 3) -> list[Any]:
+class _WeekAgo:
+    """A team series' week-ago reference as the org stage keeps it (the new-series rule's
+    hourly sums of the team's spend, folded up to a window's start), from its cached windows:
+    :meth:`ratio` is :func:`streams.org.newseries.week_ratio` over the same sums."""
+
+    def __init__(self, ts: np.ndarray, value: np.ndarray, window: int) -> None:
+        self.start = np.asarray(ts, dtype=float) - window
+        self.cs = np.concatenate([[0.0], np.cumsum(np.asarray(value, dtype=float))])
+        spent = np.flatnonzero(np.asarray(value) > 0)
+        self.first = float(self.start[spent[0]]) if len(spent) else None
+
+    def _sum(self, a: float, b: float) -> float:
+        """The spend of the windows starting in [a, b)."""
+        i, j = np.searchsorted(self.start, [a, b])
+        return float(self.cs[j] - self.cs[i])
+
+    def ratio(self, at: float) -> float | None:
+        from streams.org.newseries import HOUR_S, WEEK_HOURS, week_ratio
+
+        if self.first is None or at - self.first < WEEK_HOURS * HOUR_S + HOUR_S:
+            return None
+        h = int(at // HOUR_S)
+        hours = {x: self._sum(x * HOUR_S, (x + 1) * HOUR_S) for x in (h - 1, h - WEEK_HOURS, h - WEEK_HOURS - 1)}
+        hours[h] = self._sum(h * HOUR_S, at)
+        return week_ratio(hours, at)
+
+
+def _corroborate(results: list[Any], limit: float, resolve_after: int = 3, strict: float = 0.0,
+                 week_ratio_min: float = 0.0, window: int = 60) -> list[Any]:
     """The team corroboration (``--corroborate``; the policy's ``detector.team_corroboration_p``
     by default): a team x model series' flagged window counts only when its team series' surprise
-    p-value in the same window is at most ``limit``, or when it follows a counted window of the
-    series within ``resolve_after`` windows (the worker's org stage: the engine tracks that
-    alert already). A team without a window there gates nothing (as ``OrgCore.corroborate``)."""
+    p-value in the same window is at most ``limit`` (and, with ``strict`` and ``week_ratio_min``,
+    the policy's ``team_corroboration_strict_p`` and ``team_week_ratio``: at most ``strict`` or
+    the team's last hour at least ``week_ratio_min`` times the same hour a week before, the
+    worker's :func:`streams.org.core.corroborated` on the org stage's week-ago reference), or
+    when it follows a counted window of the series within ``resolve_after`` windows (the
+    worker's org stage: the engine tracks that alert already). A team without a window there
+    gates nothing (as ``OrgCore.corroborate``)."""
+    from streams.org.core import corroborated
+
     if limit <= 0:
         return results
     team_p = {r[0]: dict(zip(r[2].tolist(), r[9].tolist(), strict=True)) for r in results if "|model=" not in r[1]}
+    weeks = ({r[0]: _WeekAgo(r[2], r[7], window) for r in results if "|model=" not in r[1]}
+             if strict > 0 and week_ratio_min > 0 else {})
     out = []
     for r in results:
         team, name, ts, flags, reasons, *rest = r
         if "|model=" in name and team in team_p:
             tp = team_p[team]
+            wk = weeks.get(team)
             keep = flags.copy()
             kept_reasons = []
             last = -(10 ** 9)
             for j, i in enumerate(np.flatnonzero(flags).tolist()):
                 p = tp.get(float(ts[i]))
-                if p is None or p <= limit or i - last <= resolve_after:
+                week = (wk.ratio(float(ts[i]) - window) if wk is not None and p is not None and limit >= p > strict
+                        else None)
+                if p is None or corroborated(p, limit, strict, week_ratio_min, week) or i - last <= resolve_after:
                     last = i
                     kept_reasons.append(reasons[j])
                 else:
@@ -300,13 +339,15 @@ def _new_series_notes(ws: Any, settings: dict[str, Any], alert_policy: dict[str,
 
 def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
            new_series: dict[str, Any] | None, parent_minutes: float = 0.0,
-           parent_basis: str = "expected", corroborate: float = 0.0) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+           parent_basis: str = "expected", corroborate: float = 0.0, strict: float = 0.0,
+           week_ratio_min: float = 0.0) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Each team's series' flagged windows: the detectors' and the new-series rule's."""
     series = _team_series(ws)
     series.sort(key=lambda s: -len(s.ts))
     per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
     results = list(pool.map(_run_series_full, series, [params] * len(series), [ws.window_seconds] * len(series)))
-    gated = _corroborate(_parent_gate(results, parent_minutes, int(ws.window_seconds), parent_basis), corroborate)
+    gated = _corroborate(_parent_gate(results, parent_minutes, int(ws.window_seconds), parent_basis), corroborate,
+                         strict=strict, week_ratio_min=week_ratio_min, window=int(ws.window_seconds))
     for team, _, ts, flags, *_ in gated:
         per_team[team].append((ts, flags))
     if new_series is not None:
@@ -402,7 +443,8 @@ def cmd_run(a: argparse.Namespace) -> None:
                     sizes[(f"{kind}{seed}", str(lab["team"]), to_epoch(lab["start"], "start"))] = (
                         f" x{lab.get('factor', 0):.3g} ${lab['excess_usd']:,.2f} over "
                         f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
-            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate)
+            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
+                              a.corroborate_strict, a.week_ratio)
             sc = _score(_alerts(per_team, ws.window_seconds), meta["labels"], meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             agg = sets[kind]
             agg["rows"] += [(f"{kind}{seed}", *r) for r in sc["rows"]]
@@ -501,7 +543,8 @@ def cmd_falses(a: argparse.Namespace) -> None:
             win = [ws.window_seconds] * len(series)
             results = list(pool.map(_run_series_full, series, [params] * len(series), win))
             gated = _corroborate(_parent_gate(results, a.parent_minutes, int(ws.window_seconds), a.parent_basis),
-                                 a.corroborate)
+                                 a.corroborate, strict=a.corroborate_strict, week_ratio_min=a.week_ratio,
+                                 window=int(ws.window_seconds))
             for team, name, ts, flags, reasons, *_ in gated:
                 per_team[team].append((ts, flags))
                 skind = "team x model" if "|model=" in name else "team"
@@ -596,7 +639,8 @@ def cmd_misses(a: argparse.Namespace) -> None:
             ws = _load(d / f"{h}.npz")
             meta = json.loads((d / f"{h}.labels.json").read_text())
             window = int(ws.window_seconds)
-            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate)
+            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
+                              a.corroborate_strict, a.week_ratio)
             sc = _score(_alerts(per_team, window), meta["labels"], meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             missed = [r for r in sc["rows"] if r[3] is None]
             teams = {r[0] for r in missed}
@@ -652,6 +696,25 @@ def _corroborate_default() -> float:
     return float(Policy().detector.team_corroboration_p)
 
 
+def _week_default() -> tuple[float, float]:
+    """The default policy's week-ago reference of the team corroboration
+    (``detector.team_corroboration_strict_p``, ``detector.team_week_ratio``)."""
+    from tokenpulse.policy import Policy
+
+    d = Policy().detector
+    return float(d.team_corroboration_strict_p), float(d.team_week_ratio)
+
+
+def _week_args(p: argparse.ArgumentParser) -> None:
+    strict, ratio = _week_default()
+    p.add_argument("--corroborate-strict", type=float, default=strict, metavar="P",
+                   help="with a week-ago reference, a team p above this corroborates only while the team's last hour "
+                        "is --week-ratio times the same hour a week before (default: the policy's "
+                        "detector.team_corroboration_strict_p; 0: off)")
+    p.add_argument("--week-ratio", type=float, default=ratio, metavar="K",
+                   help="(default: the policy's detector.team_week_ratio; 0: off)")
+
+
 def _team_scale_default() -> float:
     """The default policy's team-scale gate (``detector.team_scale_minutes``), which the
     worker's org stage applies: the fast loop scores what the worker does unless told otherwise."""
@@ -684,6 +747,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="the team corroboration: a team x model series' flag starts an alert only when its team "
                             "series' surprise p in the window is at most P (default: the policy's "
                             "detector.team_corroboration_p; 0: off)")
+        _week_args(p)
         p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V",
                        help="its settings (ratio, min_requests, min_excess_usd)")
     p = sub.add_parser("falses")
@@ -696,6 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parent-minutes", type=float, default=_team_scale_default())
     p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected")
     p.add_argument("--corroborate", type=float, default=_corroborate_default(), metavar="P")
+    _week_args(p)
     p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy")
     p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V")
     p = sub.add_parser("misses", help="each missed incident, and why each series of its team did not alert")
@@ -707,6 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parent-minutes", type=float, default=_team_scale_default())
     p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected")
     p.add_argument("--corroborate", type=float, default=_corroborate_default(), metavar="P")
+    _week_args(p)
     p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy")
     p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V")
     p = sub.add_parser("notify")

@@ -171,7 +171,11 @@ class DetectorPolicy(_Strict):
     :meth:`streams.org.core.OrgCore.team_scale`; 0: off). ``team_corroboration_p``: a team x
     model series' flagged window starts an alert only when its team series' surprise p-value in
     the same window is at most this (the org stage's team corroboration,
-    :meth:`streams.org.core.OrgCore.corroborate`; 0: off).
+    :meth:`streams.org.core.OrgCore.corroborate`; 0: off). ``team_corroboration_strict_p`` and
+    ``team_week_ratio``: where the org stage knows the team's spend of the same hour a week
+    before (the new-series rule's hourly team sums), a team p-value above the strict one
+    corroborates only while the team's last hour is at least ``team_week_ratio`` times that
+    (:func:`streams.org.core.corroborated`; either 0: off).
     """
 
     name: str = "default"
@@ -187,6 +191,12 @@ class DetectorPolicy(_Strict):
     # alerts and none of its incidents; the incidents a model series started had team p of
     # 3-8e-3, so a tighter setting loses them
     team_corroboration_p: float = Field(default=0.01, ge=0, le=1)
+    # measured in benchmarks.detect_fast (docs/detectors.md, "a week-ago reference for the team
+    # corroboration"): false alert starts 31 -> 23 on independent seeds 1-3 and 30 -> 25 on
+    # 4-6, no incident lost or delayed; a ratio of 2.5-3 delays a held-out rise 15-25 min, 4
+    # loses it
+    team_corroboration_strict_p: float = Field(default=0.001, ge=0, le=1)
+    team_week_ratio: float = Field(default=2.0, ge=0)
 
     def kwargs(self) -> dict[str, Any]:
         """Constructor arguments of the detector (``params`` with component sections gathered)."""

@@ -395,6 +395,8 @@ def replay_lines(
             overrides=cfg.detector_overrides, raise_half_life_s=cfg.not_anomaly_half_life_days * 86400,
             new_series=new_series_settings(cfg), team_scale_minutes=cfg.team_scale_minutes,
             team_corroboration_p=cfg.team_corroboration_p,
+            team_corroboration_strict_p=cfg.team_corroboration_strict_p,
+            team_week_ratio=cfg.team_week_ratio,
         )(0)
     else:
         fork = False  # the caller reads the judge's state afterwards

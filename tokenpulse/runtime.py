@@ -34,6 +34,8 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         new_series=policy.detector.new_series.settings(),
         team_scale_minutes=policy.detector.team_scale_minutes,
         team_corroboration_p=policy.detector.team_corroboration_p,
+        team_corroboration_strict_p=policy.detector.team_corroboration_strict_p,
+        team_week_ratio=policy.detector.team_week_ratio,
         internal_models=tuple(policy.mix.internal_models),
         mix_alert=policy.mix_alert_spec(),
         alert_policy=policy.alert_policy(),

@@ -72,6 +72,12 @@ class StreamConfig:
     # OrgCore.corroborate): a team×model series' flag starts an alert only when its team
     # series' surprise p in the window is at most this (0: off)
     team_corroboration_p: float = 0.0
+    # ... and where the org stage has a week-ago reference of the team's spend (the new-series
+    # rule's hourly sums), a p above the strict one corroborates only while the team's last hour
+    # is at least team_week_ratio x the same hour a week before (policy
+    # detector.team_corroboration_strict_p, detector.team_week_ratio; OrgCore.corroborate; 0: off)
+    team_corroboration_strict_p: float = 0.0
+    team_week_ratio: float = 0.0
     internal_models: tuple[str, ...] = ()  # patterns of the organisation's own models (/api/mix)
     mix_alert: Any = None  # streams.budgets.mix.MixAlertSpec: the third-party share alert, None: off
     alert_policy: dict[str, Any] = field(default_factory=dict)

@@ -205,6 +205,9 @@ class JudgeCore:
     # each window's verdict carries the team series' surprise p (WindowVerdict.team_p), for
     # the org stage beside this judge or apart (OrgCore.corroborate).
     team_corroboration_p: float = 0.0
+    # ... and its week-ago reference (OrgCore.team_corroboration_strict_p, team_week_ratio; 0: off)
+    team_corroboration_strict_p: float = 0.0
+    team_week_ratio: float = 0.0
     # Rebases applied for an org stage apart (:meth:`rebase` with ``mark``), not yet handed to
     # a message's output: series -> (the first window judged with the new baseline, answer id).
     # Checkpointed (``rbmark|<series>``) with the rebased detector, so a crash neither loses
@@ -236,7 +239,9 @@ class JudgeCore:
             org = self._org = OrgCore(self.partition, self.window_seconds, self.engine,
                                       new_series=None if self.new_series is None else NewSeriesRule(self.new_series),
                                       team_scale_minutes=self.team_scale_minutes,
-                                      team_corroboration_p=self.team_corroboration_p)
+                                      team_corroboration_p=self.team_corroboration_p,
+                                      team_corroboration_strict_p=self.team_corroboration_strict_p,
+                                      team_week_ratio=self.team_week_ratio)
         elif org.engine is not self.engine:  # the engine was replaced: the org stage follows
             org.engine = self.engine
         return org
@@ -881,6 +886,8 @@ def judge_factory(
     team_scale_minutes: float = 0.0,
     park: bool = False,
     team_corroboration_p: float = 0.0,
+    team_corroboration_strict_p: float = 0.0,
+    team_week_ratio: float = 0.0,
 ) -> Callable[[int], JudgeCore]:
     """Builds the judge of a partition exactly as the worker does (the replay uses it too).
 
@@ -893,7 +900,8 @@ def judge_factory(
     ``team_scale_minutes``: the org stage's team-scale gate (:attr:`JudgeCore.team_scale_minutes`).
     ``park``: idle series parked (:attr:`JudgeCore.park`; the worker's, not the offline replay's,
     which reads every window's record as it is judged).
-    ``team_corroboration_p``: the org stage's team corroboration (:attr:`JudgeCore.team_corroboration_p`).
+    ``team_corroboration_p``: the org stage's team corroboration (:attr:`JudgeCore.team_corroboration_p`);
+    ``team_corroboration_strict_p``, ``team_week_ratio``: its week-ago reference.
     """
     from alerts import AlertPolicy
     from detectors import make_detector
@@ -929,6 +937,8 @@ def judge_factory(
             team_scale_minutes=team_scale_minutes,
             park=park,
             team_corroboration_p=team_corroboration_p,
+            team_corroboration_strict_p=team_corroboration_strict_p,
+            team_week_ratio=team_week_ratio,
         )
 
     return build

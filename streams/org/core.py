@@ -53,7 +53,7 @@ from streams.org.verdicts import RebaseMark, SpendRow, Verdicts
 
 log = logging.getLogger("tokenpulse.org")
 
-__all__ = ["OrgCore", "OrgOutput"]
+__all__ = ["OrgCore", "OrgOutput", "corroborated"]
 
 # the checkpoint kinds of the org stage: the engine's (as the judge table has always held them)
 # and those only a merging org stage writes
@@ -73,6 +73,30 @@ def team_scale_keeps(excess: float, team_expected: float, minutes: float, window
     :meth:`OrgCore.team_scale` uses it, and so does ``benchmarks.detect_fast`` (whose fast loop
     works on arrays, not signals), so that the benchmark measures the gate the worker applies."""
     return excess >= minutes * 60.0 / window_seconds * team_expected
+
+
+def corroborated(p: float, limit: float, strict_p: float, week_ratio_min: float, week: float | None) -> bool:
+    """Whether a team×model series' flagged window is corroborated by its team series (the team
+    corroboration's one decision: :meth:`OrgCore.corroborate` uses it, and so does
+    ``benchmarks.detect_fast``): the team's surprise p-value ``p`` in the window is at most
+    ``limit``, and, with a week-ago reference (``week``: the team's spend over the last hour
+    against the same hour a week before; None: no reference, and ``strict_p`` or
+    ``week_ratio_min`` 0: off), either at most ``strict_p`` or the team spends at least
+    ``week_ratio_min`` times what it spent a week before. A bursty team's ordinary session on
+    one model finds its team mildly surprised (10^-3..10^-2) at a spend its same hour last week
+    also had; a loop or a spike that the team absorbs as mildly surprising is still new money
+    against last week (docs/detectors.md, "a week-ago reference for the team corroboration").
+
+    >>> corroborated(0.005, 0.01, 0.001, 3.0, 1.2), corroborated(0.005, 0.01, 0.001, 3.0, 4.0)
+    (False, True)
+    >>> corroborated(0.0005, 0.01, 0.001, 3.0, 1.2), corroborated(0.005, 0.01, 0.001, 3.0, None)
+    (True, True)
+    """
+    if p > limit:
+        return False
+    if strict_p <= 0 or week_ratio_min <= 0 or week is None or p <= strict_p:
+        return True
+    return week >= week_ratio_min
 
 
 def _team_of(sg: Signal, team_p: Mapping[str, float]) -> float | None:
@@ -200,6 +224,12 @@ class OrgCore:
     # window is at most this (:meth:`corroborate`). :meth:`receive` keeps the team p-values of
     # windows not final yet here (window start -> team -> p).
     team_corroboration_p: float = 0.0
+    # ... and, where the team has a week-ago reference (the new-series rule's hourly team sums,
+    # NewSeriesRule.week_ratio), its p must be at most team_corroboration_strict_p unless the
+    # team spent team_week_ratio times its same hour a week before (:func:`corroborated`;
+    # policy detector.team_corroboration_strict_p, detector.team_week_ratio; 0: off)
+    team_corroboration_strict_p: float = 0.0
+    team_week_ratio: float = 0.0
     pending_team_p: dict[int, dict[str, float]] = field(default_factory=dict)
     # window start -> the team×model spend rows of it held for the mix watch until the window is
     # final on every judge partition (:meth:`receive`): a share counted with one judge
@@ -255,13 +285,15 @@ class OrgCore:
                                   _excess(was), self.team_scale_minutes)
                 signals = gated
         if team_p and self.team_corroboration_p > 0:
-            kept = self.corroborate(signals, team_p)
+            kept = self.corroborate(signals, team_p, end - self.window_seconds)
             if kept is not signals:  # counted (team_uncorroborated_total) and logged, as the gate above
                 for was, now in zip(signals, kept, strict=True):
                     if was.is_anomaly and not now.is_anomaly:
                         out.uncorroborated += 1
-                        log.debug("team corroboration: %s window ending %d turned normal (its team's p %.3g > %g)",
-                                  was.series, end, _team_of(was, team_p), self.team_corroboration_p)
+                        log.debug("team corroboration: %s window ending %d turned normal (its team's p %.3g > %g, "
+                                  "or > %g at %.3gx its spend a week before)", was.series, end, _team_of(was, team_p),
+                                  self.team_corroboration_p, self.team_corroboration_strict_p,
+                                  self._week(was, end - self.window_seconds) or float("nan"))
                 signals = kept
         rule = self.new_series
         if rule is not None:
@@ -309,7 +341,19 @@ class OrgCore:
             out[i] = dataclasses.replace(sg, is_anomaly=False)
         return signals if out is None else out
 
-    def corroborate(self, signals: Sequence[Signal], team_p: Mapping[str, float]) -> Sequence[Signal]:
+    def _week(self, sg: Signal, at: int | None) -> float | None:
+        """The week-ago reference of a team×model signal's team (None: none; see
+        :meth:`NewSeriesRule.week_ratio`)."""
+        rule = self.new_series
+        if rule is None or at is None:
+            return None
+        got = parse_series(sg.series)
+        if got is None or got[0] is not TEAM_MODEL:
+            return None
+        return rule.week_ratio(series_key({k: v for k, v in got[1].items() if k != "model"}), at)
+
+    def corroborate(self, signals: Sequence[Signal], team_p: Mapping[str, float],
+                    at: int | None = None) -> Sequence[Signal]:
         """The team corroboration, under either placement (the judge beside hands it its team
         series' p-values, :meth:`receive` those the judges sent): a team×model series' flagged
         window whose team series' surprise p-value in the same window is above
@@ -319,15 +363,25 @@ class OrgCore:
         the team's spend too; a bursty team's session that lands on one model's series does not
         (docs/detectors.md, "corroboration by the team series' surprise"). A team with no
         p-value here (not watched, or no spend in the window) gates nothing; the new-series
-        rule's signals are not the judges' and are not gated."""
-        limit = self.team_corroboration_p
+        rule's signals are not the judges' and are not gated.
+
+        Where the team has a week-ago reference (``at``: the start of the window, up to which
+        the new-series rule has folded the team's spend; :meth:`NewSeriesRule.week_ratio`), a
+        p-value above :attr:`team_corroboration_strict_p` corroborates only while the team's
+        last hour is at least :attr:`team_week_ratio` times the same hour a week before
+        (:func:`corroborated`); without one (the rule off, a team known here for under a week
+        and an hour) the p-value alone decides, as before."""
+        limit, strict, ratio = self.team_corroboration_p, self.team_corroboration_strict_p, self.team_week_ratio
         engine = self.engine
         out: list[Signal] | None = None
         for i, sg in enumerate(signals):
             if not sg.is_anomaly:
                 continue
             p = _team_of(sg, team_p)
-            if p is None or p <= limit or engine.tracks(engine.key_for(sg.series)):
+            if p is None or engine.tracks(engine.key_for(sg.series)):
+                continue
+            week = self._week(sg, at) if strict > 0 and limit >= p > strict else None
+            if corroborated(p, limit, strict, ratio, week):
                 continue
             if out is None:
                 out = list(signals)

@@ -39,14 +39,14 @@ series it has nothing to judge and stays quiet. Pure Python, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from alerts import Signal
 from streams.common.dimensions import parse_series, series_key
 
-__all__ = ["DETECTOR", "HOLD_MAX_S", "HOLD_S", "NANO_USD", "STOP_MISSED", "NewSeriesRule", "NewSeriesSettings"]
+__all__ = ["DETECTOR", "HOLD_MAX_S", "HOLD_S", "NANO_USD", "STOP_MISSED", "NewSeriesRule", "NewSeriesSettings", "week_ratio"]
 
 NANO_USD = 1_000_000_000  # spend sums are nano-dollars (streams.ingest.windows.NANO)
 DETECTOR = "new-series"
@@ -66,9 +66,32 @@ STOP_MISSED = 10.0
 # ... and at most this long after its last request, whatever its team does: a series whose team
 # went quiet too (a revoked key, a night) is not held for the rest of its first day.
 HOLD_MAX_S = 3 * 3600.0
+HOUR_S = 3600
+WEEK_HOURS = 7 * 24  # the team corroboration's week-ago reference (week_ratio)
 
 # A row the rule takes: (series, spend in nano-dollars, requests) of one window.
 Row = tuple[str, int, int]
+
+
+def week_ratio(hours: Mapping[int, float], at: float) -> float | None:
+    """A team's spend over the hour before ``at`` against the same hour a week before, from its
+    spend per UTC hour (``hours``: epoch hour -> spend; any unit). The hour before ``at`` is the
+    hour ``at`` falls in so far plus the share of the hour before it that the last 60 minutes
+    cover; a week before, the same shares of those two hours (spread evenly over each: the
+    reference is not kept by the minute). None: nothing spent in that hour a week ago.
+
+    >>> week_ratio({0: 20, 1: 10, 168: 20, 169: 5}, 169 * 3600 + 1800)  # half of hour 169 so far
+    1.0
+    >>> week_ratio({0: 20, 1: 10, 168: 60, 169: 30}, 169 * 3600 + 1800)
+    4.0
+    """
+    h = int(at // HOUR_S)
+    f = (at - h * HOUR_S) / HOUR_S  # of hour h, elapsed
+    now = hours.get(h, 0) + hours.get(h - 1, 0) * (1.0 - f)
+    ago = hours.get(h - WEEK_HOURS, 0) * f + hours.get(h - WEEK_HOURS - 1, 0) * (1.0 - f)
+    if ago <= 0:
+        return None
+    return now / ago
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +153,9 @@ class _Team:
     # (-1: unknown, from a state written before it was kept; not dormant until seen again)
     models: dict[str, int] = field(default_factory=dict)
     new: dict[str, _New] = field(default_factory=dict)  # model series -> its first day
+    # UTC hour (epoch seconds // 3600) -> the team series' nano-dollars in it, for the last
+    # WEEK_HOURS + 2 hours: the week-ago reference of the team corroboration (week_ratio)
+    hours: dict[int, int] = field(default_factory=dict)
 
     def price(self, day: int) -> float | None:
         """Nano-dollars a request over the 7 days before ``day`` and ``day`` so far (None: no
@@ -141,6 +167,16 @@ class _Team:
                 req += r
         return usd / req if req > 0 and usd > 0 else None
 
+    def add_hour(self, hour: int, nusd: int) -> None:
+        """Add a window's spend to its UTC hour's sum, keeping the last ``WEEK_HOURS`` + 2 hours."""
+        got = self.hours.get(hour)
+        if got is None:
+            self.hours[hour] = nusd
+            for h in [h for h in self.hours if h < hour - WEEK_HOURS - 1]:
+                del self.hours[h]
+        else:
+            self.hours[hour] = got + nusd
+
     def daily_usd(self, day: int) -> float | None:
         """The team's mean spend a day (USD) over the whole days of the 7 before ``day`` that it
         spent on (None: none)."""
@@ -150,7 +186,8 @@ class _Team:
     def to_state(self) -> dict[str, Any]:
         return {"first": self.first, "days": [[d, u, r] for d, (u, r) in sorted(self.days.items())],
                 "models": sorted(self.models), "last": [self.models[m] for m in sorted(self.models)],
-                "new": {k: v.to_wire() for k, v in sorted(self.new.items())}}
+                "new": {k: v.to_wire() for k, v in sorted(self.new.items())},
+                "hours": [[h, u] for h, u in sorted(self.hours.items())]}
 
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> _Team:
@@ -161,7 +198,9 @@ class _Team:
         return cls(first=None if first is None else int(first),
                    days={int(d): [int(u), int(r)] for d, u, r in st.get("days", ())},
                    models=dict(zip(names, seen, strict=True)),
-                   new={str(k): _New.from_wire(v) for k, v in (st.get("new") or {}).items()})
+                   new={str(k): _New.from_wire(v) for k, v in (st.get("new") or {}).items()},
+                   # absent in states written before the week-ago reference: none (the corroboration's old rule)
+                   hours={int(h): int(u) for h, u in st.get("hours", ())})
 
 
 class NewSeriesRule:
@@ -269,6 +308,7 @@ class NewSeriesRule:
             else:
                 got[0] += nusd
                 got[1] += req
+            team.add_hour(start // HOUR_S, nusd)
             for new in team.new.values():  # the team's traffic, the measure of a new series' gaps
                 new.team_requests += req
                 new.team_since = 0 if new.last_req == end else new.team_since + req
@@ -355,6 +395,16 @@ class NewSeriesRule:
                       upper_usd=self.settings.ratio * expected, score=1.0 if anomalous else 0.0,
                       is_anomaly=anomalous, detector=DETECTOR, impact_usd=excess if anomalous else None,
                       explanation=why)
+
+    def week_ratio(self, team: str, at: int) -> float | None:
+        """The team series' spend over the hour before ``at`` against the same hour a week
+        before (the team corroboration's week-ago reference, :func:`streams.org.core.week_ratio`
+        over the team's hourly sums). None: the team is not known here for a week and an hour
+        (a worker started without state, a young team), or spent nothing in that hour a week ago."""
+        t = self.teams.get(team)
+        if t is None or t.first is None or at - t.first < WEEK_HOURS * HOUR_S + HOUR_S:
+            return None
+        return week_ratio(t.hours, at)
 
     # -- persistence --------------------------------------------------------------------------
     def take_dirty(self) -> set[str]:

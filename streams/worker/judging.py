@@ -134,6 +134,8 @@ class JudgeWorker:
             new_series=new_series_settings(cfg), team_scale_minutes=cfg.team_scale_minutes,
             park=cfg.judge_park,
             team_corroboration_p=cfg.team_corroboration_p,
+            team_corroboration_strict_p=cfg.team_corroboration_strict_p,
+            team_week_ratio=cfg.team_week_ratio,
         )
 
     # -- the partitions ------------------------------------------------------------------

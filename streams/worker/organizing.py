@@ -109,7 +109,9 @@ class OrgWorker:
             o = OrgCore(p, self.cfg.window_seconds, engine, n_judges=self.n,
                         new_series=None if rule is None else NewSeriesRule(rule),
                         team_scale_minutes=self.cfg.team_scale_minutes,
-                        team_corroboration_p=self.cfg.team_corroboration_p)
+                        team_corroboration_p=self.cfg.team_corroboration_p,
+                        team_corroboration_strict_p=self.cfg.team_corroboration_strict_p,
+                        team_week_ratio=self.cfg.team_week_ratio)
             own = list(restore_items(self.table, p))
             o.restore(own)
             if not any(v is not None and k.startswith(_ALERT_KINDS) for k, v in own):

@@ -102,3 +102,37 @@ def test_why_missed_tells_never_surprising_from_under_the_gate() -> None:
     assert _why_missed(surprising, run, gate, none) == (
         "surprising in 2 windows; the incident's excess there reached $0.39 of a $2.00 gate")
     assert _why_missed(surprising, run, gate, surprising).startswith("flagged in 2 windows")
+
+
+def test_the_week_ago_reference_is_the_org_stages_and_gates_a_start() -> None:
+    from benchmarks.detect_fast import _corroborate, _WeekAgo
+    from streams.org.newseries import NANO_USD, NewSeriesRule
+
+    rng = np.random.default_rng(3)
+    n = 8 * 1440 + 120  # eight days and two hours of 1-minute windows
+    ts = 60.0 * np.arange(1, n + 1)
+    value = np.where(rng.random(n) < 0.3, 0.0, rng.gamma(2.0, 0.5, n))
+    value[-90:] *= 3.0  # the last hour and a half at 3x
+    rule = NewSeriesRule()
+    week = _WeekAgo(ts, value, 60)
+    for i in range(n):  # the org stage folds each window after judging it: the reference is as of its start
+        if i >= 7 * 1440 + 60:
+            want = rule.week_ratio("team=ads", int(ts[i]) - 60)
+            mine = week.ratio(ts[i] - 60)
+            assert (want is None and mine is None) or (
+                want is not None and mine is not None and abs(want - mine) < 1e-6 * want), i
+        rows = [("team=ads", round(value[i] * NANO_USD), 1)] if value[i] > 0 else []  # no spend, no row
+        rule.judge_window(int(ts[i]) - 60, int(ts[i]), rows, [])
+    # a model series' flags at team p 0.005: at the team's usual spend (a week and an hour in)
+    # the start is dropped, in the hour at 3x it is kept
+    flags = np.zeros(n, dtype=bool)
+    i_usual, i_high = 7 * 1440 + 100, n - 5
+    flags[[i_usual, i_high]] = True
+    none = np.zeros(n, dtype=bool)
+    team = (*_result("team=ads", ts, none, 1.0, np.zeros(n), value), np.zeros(n), np.full(n, 0.005))
+    child = (*_result("team=ads|model=x", ts, flags, 0.1, np.zeros(n), value / 4), np.zeros(n), np.full(n, 1e-9))
+    ratio_usual = week.ratio(ts[i_usual] - 60)
+    assert ratio_usual is not None and ratio_usual < 2.0 and (week.ratio(ts[i_high] - 60) or 0.0) >= 2.0
+    got = _corroborate([team, child], 0.01, strict=0.001, week_ratio_min=2.0, window=60)
+    assert np.flatnonzero(got[1][3]).tolist() == [i_high]
+    assert _corroborate([team, child], 0.01)[1][3].tolist() == flags.tolist()  # the p-value alone: both kept
