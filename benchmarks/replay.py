@@ -13,8 +13,10 @@ JSONL file and times, in this one process and alternating so machine noise hits 
 - ``1-proc``: the same replay kept in one process (``fork=False``); with ``--no-fork`` only
   this one runs.
 
-Prints MB/s and events/s of each (median) and the ratio replay / parse (target >= 0.5) per
-rate. The ratio depends on the density: each closed window costs the same whatever the number
+Prints MB/s and events/s of each (median) and the ratio replay / parse per rate: the target is
+>= 0.35 on dense histories (``--rate`` 50 and up; the detection issue's rule, beside the
+analysts' sweep of ``benchmarks.tune``, which replaced the old 0.5 for every density). The
+ratio depends on the density: each closed window costs the same whatever the number
 of events in it (one detector update per watched series), so sparse traffic is the hard case.
 The history ends on a fixed Wednesday evening, so runs on different days replay the same data.
 """
@@ -38,7 +40,8 @@ from tokenpulse.settings import Settings
 from tokenpulse.simulate import Simulator, Spike
 
 END = 1_767_808_800.0  # 2026-01-07T18:00:00Z, a Wednesday evening
-TARGET = 0.5
+TARGET = 0.35  # on dense histories
+DENSE = 50.0  # events/s at the peak from which a history counts as dense
 
 
 def write_history(path: Path, days: float, rate: float) -> int:
@@ -100,11 +103,12 @@ def main() -> None:
             print(f"{case:8s} {size / 1e6 / secs:8.1f} {n / secs:12,.0f} {med['parse'] / secs:8.2f}")
         summary.append((rate, n, {c: med["parse"] / med[c] for c in cases}))
 
-    print("\nreplay / parse (target >= 0.5)")
+    print(f"\nreplay / parse (target >= {TARGET} on dense histories, {DENSE:g} events/s peak and up)")
     for rate, n, ratios in summary:
         cells = ", ".join(f"{c} {r:.2f}" for c, r in ratios.items())
         best = max(ratios.values())
-        print(f"  {rate:g} events/s peak ({n:,} events): {cells}   {'ok' if best >= TARGET else 'BELOW TARGET'}")
+        verdict = ("ok" if best >= TARGET else "BELOW TARGET") if rate >= DENSE else "sparse: no target"
+        print(f"  {rate:g} events/s peak ({n:,} events): {cells}   {verdict}")
 
 
 if __name__ == "__main__":

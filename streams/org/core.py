@@ -57,7 +57,7 @@ __all__ = ["OrgCore", "OrgOutput", "corroborated"]
 
 # the checkpoint kinds of the org stage: the engine's (as the judge table has always held them)
 # and those only a merging org stage writes
-ORG_KINDS = frozenset({"alert", "group", "orgmeta", "orgsig", "newser", "orgmix", "rebasing"})
+ORG_KINDS = frozenset({"alert", "group", "orgmeta", "orgsig", "newser", "newserw", "orgmix", "rebasing"})
 
 # How long (event time, at the merged watermark) a series answered "expected, new normal" waits
 # for its judge's rebase mark before its flagged windows count again: the mark normally comes
@@ -301,6 +301,7 @@ class OrgCore:
             signals = rule.judge_window(end - self.window_seconds, end, rows, signals,
                                         lambda series: tracks(key_for(series)))
             self._dirty.update(f"newser|{t}" for t in rule.take_dirty())
+            self._dirty.update(f"newserw|{t}" for t in rule.take_week_dirty())
         notes = engine.observe_window(signals, float(end))
         if engine.skipped:
             out.skipped.extend(engine.skipped)
@@ -715,6 +716,8 @@ class OrgCore:
                     self._written.add(int(rest))
             elif kind == "newser":
                 changes[key] = None if self.new_series is None else self.new_series.get_state(rest)
+            elif kind == "newserw":
+                changes[key] = None if self.new_series is None else self.new_series.get_week(rest)
             elif kind == "orgmix":
                 held = self.mix_held.get(int(rest))
                 changes[key] = None if held is None else [
@@ -752,6 +755,9 @@ class OrgCore:
         elif kind == "newser":
             if self.new_series is not None:  # the rule turned off: its records are left alone
                 self.new_series.set_state(rest, value)
+        elif kind == "newserw":
+            if self.new_series is not None:
+                self.new_series.set_week(rest, value)
         elif kind == "rebasing":
             self.rebasing[rest] = Rebasing.from_state(value)
         elif kind == "orgmix":

@@ -167,15 +167,22 @@ class _Team:
                 req += r
         return usd / req if req > 0 and usd > 0 else None
 
-    def add_hour(self, hour: int, nusd: int) -> None:
-        """Add a window's spend to its UTC hour's sum, keeping the last ``WEEK_HOURS`` + 2 hours."""
+    def add_hour(self, hour: int, nusd: int) -> bool:
+        """Add a window's spend to its UTC hour's sum, keeping the last ``WEEK_HOURS`` + 2 hours.
+        True: a new hour began (the hours before it are closed: their record is to be written)."""
         got = self.hours.get(hour)
         if got is None:
             self.hours[hour] = nusd
             for h in [h for h in self.hours if h < hour - WEEK_HOURS - 1]:
                 del self.hours[h]
-        else:
-            self.hours[hour] = got + nusd
+            return True
+        self.hours[hour] = got + nusd
+        return False
+
+    def closed_hours(self) -> list[list[int]]:
+        """The hourly sums but the latest hour's (which the team's own record carries)."""
+        latest = max(self.hours, default=None)
+        return [[h, u] for h, u in sorted(self.hours.items()) if h != latest]
 
     def daily_usd(self, day: int) -> float | None:
         """The team's mean spend a day (USD) over the whole days of the 7 before ``day`` that it
@@ -187,7 +194,9 @@ class _Team:
         return {"first": self.first, "days": [[d, u, r] for d, (u, r) in sorted(self.days.items())],
                 "models": sorted(self.models), "last": [self.models[m] for m in sorted(self.models)],
                 "new": {k: v.to_wire() for k, v in sorted(self.new.items())},
-                "hours": [[h, u] for h, u in sorted(self.hours.items())]}
+                # the latest hour only: the closed ones are a record of their own (``newserw``),
+                # written when an hour begins, not with every window the team spends in
+                "hour": [[h, u] for h, u in sorted(self.hours.items())][-1:]}
 
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> _Team:
@@ -199,8 +208,9 @@ class _Team:
                    days={int(d): [int(u), int(r)] for d, u, r in st.get("days", ())},
                    models=dict(zip(names, seen, strict=True)),
                    new={str(k): _New.from_wire(v) for k, v in (st.get("new") or {}).items()},
-                   # absent in states written before the week-ago reference: none (the corroboration's old rule)
-                   hours={int(h): int(u) for h, u in st.get("hours", ())})
+                   # "hours": every hour, as states before the closed hours' own record had it;
+                   # neither: a state from before the week-ago reference (the old rule)
+                   hours={int(h): int(u) for h, u in [*st.get("hours", ()), *st.get("hour", ())]})
 
 
 class NewSeriesRule:
@@ -214,6 +224,9 @@ class NewSeriesRule:
         self.settings = settings if settings is not None else NewSeriesSettings()
         self.teams: dict[str, _Team] = {}  # team series key -> its state
         self.dirty: set[str] = set()
+        self.week_dirty: set[str] = set()  # teams whose closed hours changed (a new hour began)
+        # closed hours restored before their team's own record (records restore in any order)
+        self._weeks: dict[str, dict[int, int]] = {}
         # series key -> (team series key, model or "" for the team series itself), None: not
         # a team or team x model series (derived, not persisted)
         self._kind: dict[str, tuple[str, str, dict[str, str]] | None] = {}
@@ -308,7 +321,8 @@ class NewSeriesRule:
             else:
                 got[0] += nusd
                 got[1] += req
-            team.add_hour(start // HOUR_S, nusd)
+            if team.add_hour(start // HOUR_S, nusd):
+                self.week_dirty.add(team_key)
             for new in team.new.values():  # the team's traffic, the measure of a new series' gaps
                 new.team_requests += req
                 new.team_since = 0 if new.last_req == end else new.team_since + req
@@ -412,6 +426,26 @@ class NewSeriesRule:
         out, self.dirty = self.dirty, set()
         return out
 
+    def take_week_dirty(self) -> set[str]:
+        """The teams whose closed hours changed since the last call (their ``newserw`` records)."""
+        out, self.week_dirty = self.week_dirty, set()
+        return out
+
+    def get_week(self, team: str) -> list[list[int]] | None:
+        """One team's closed hourly sums, JSON-able (None: nothing known of it)."""
+        t = self.teams.get(team)
+        return None if t is None else t.closed_hours()
+
+    def set_week(self, team: str, hours: list[list[int]] | None) -> None:
+        """Take back what :meth:`get_week` gave, before or after the team's own record."""
+        got = {int(h): int(u) for h, u in hours or ()}
+        t = self.teams.get(team)
+        if t is None:
+            self._weeks[team] = got
+            return
+        latest = max(t.hours, default=None)
+        t.hours = {**got, **({latest: t.hours[latest]} if latest is not None else {})}
+
     def get_state(self, team: str) -> dict[str, Any] | None:
         """One team's state, JSON-able (None: nothing known of it)."""
         t = self.teams.get(team)
@@ -421,5 +455,8 @@ class NewSeriesRule:
         """Take back what :meth:`get_state` gave (None forgets the team)."""
         if state is None:
             self.teams.pop(team, None)
-        else:
-            self.teams[team] = _Team.from_state(state)
+            return
+        t = self.teams[team] = _Team.from_state(state)
+        week = self._weeks.pop(team, None)
+        if week is not None and "hours" not in state:
+            t.hours = {**week, **t.hours}

@@ -69,15 +69,39 @@ def test_the_hourly_sums_ride_in_the_rules_state_and_old_states_load_without_the
     rule = rule_with_week(25.0)
     at = 8 * 24 * H
     assert rule.week_ratio(TEAM, at) == 2.5
+    state, week = rule.get_state(TEAM), rule.get_week(TEAM)
+    assert state is not None and week is not None
+    assert len(state["hour"]) == 1 and len(week) == 7 * 24 + 1  # a week and two hours kept, no more
+    for first, second in (("state", "week"), ("week", "state")):  # records restore in any order
+        again = NewSeriesRule()
+        for which in (first, second):
+            if which == "state":
+                again.set_state(TEAM, state)
+            else:
+                again.set_week(TEAM, week)
+        assert again.week_ratio(TEAM, at) == 2.5, first
+    # a state written before the closed hours had their own record: every hour in it
+    together = NewSeriesRule()
+    together.set_state(TEAM, {**{k: v for k, v in state.items() if k != "hour"}, "hours": week + state["hour"]})
+    assert together.week_ratio(TEAM, at) == 2.5
+    old = {k: v for k, v in state.items() if k != "hour"}  # before the week-ago reference
     again = NewSeriesRule()
-    again.set_state(TEAM, rule.get_state(TEAM))
-    assert again.week_ratio(TEAM, at) == 2.5
-    state = rule.get_state(TEAM)
-    assert state is not None and len(state["hours"]) <= 7 * 24 + 2  # a week and two hours kept, no more
-    old = dict(state)
-    del old["hours"]
     again.set_state(TEAM, old)
     assert again.week_ratio(TEAM, at) is None
+
+
+def test_the_closed_hours_are_written_when_an_hour_begins_not_with_every_window() -> None:
+    """The team's own record is written with every window it spends in, so it carries only the
+    latest hour; the week of closed hours (~170 sums) is its own record, written once an hour."""
+    rule = rule_with_week(10.0)
+    rule.take_dirty(), rule.take_week_dirty()
+    start = 8 * 24 * H
+    written = []
+    for i in range(120):  # two hours of minute windows
+        rule.judge_window(start + i * W, start + (i + 1) * W, [(TEAM, NANO_USD, 1)], [])
+        written.append((TEAM in rule.take_dirty(), TEAM in rule.take_week_dirty()))
+    assert all(state for state, _ in written)
+    assert [i for i, (_, week) in enumerate(written) if week] == [0, 60]
 
 
 def test_week_ratio_and_the_decision() -> None:
@@ -88,13 +112,14 @@ def test_week_ratio_and_the_decision() -> None:
 
 
 def test_the_reference_survives_the_org_stages_checkpoint_and_restore() -> None:
-    """The hours ride in the org stage's ``newser|<team>`` record (both placements write it):
+    """The hours ride in the org stage's ``newser|<team>`` (the latest) and ``newserw|<team>``
+    (the closed ones) records (both placements write them):
     an org stage restored from its checkpoint decides as the one that wrote it."""
     rule = rule_with_week(12.0)
     o = org(rule)
     o.step_window(8 * 24 * H, [], OrgOutput(), [(TEAM, NANO_USD // 100, 1)], None, None)  # a cent: marks the team dirty
-    records = {k: v for k, v in o.checkpoint().items() if k.startswith("newser|")}
-    assert list(records) == [f"newser|{TEAM}"] and records[f"newser|{TEAM}"]["hours"]
+    records = {k: v for k, v in o.checkpoint().items() if k.startswith("newser")}
+    assert set(records) == {f"newser|{TEAM}", f"newserw|{TEAM}"} and records[f"newserw|{TEAM}"]
     again = org(NewSeriesRule())
     again.restore(records.items())
     assert again.new_series is not None and again.new_series.week_ratio(TEAM, 8 * 24 * H) is not None
