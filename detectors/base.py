@@ -394,15 +394,16 @@ class Detector(ABC):
         their values are read: every verdict and ``to_state()`` is the same."""
         d, slots = state if isinstance(state, tuple) else (state, None)
         params = self._param_names()
+        setattr_ = object.__setattr__
         for part in (d, slots):
             if not part:
                 continue
             for k, v in part.items():
-                if type(v) is float:
-                    v = shared(v) if k in params else known(v)
-                elif k in params:
-                    v = shared_param(v)
-                object.__setattr__(self, k, v)
+                if k in params:
+                    v = shared(v) if type(v) is float else shared_param(v)
+                elif type(v) is float:
+                    v = known(v)
+                setattr_(self, k, v)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

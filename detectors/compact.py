@@ -57,6 +57,7 @@ def widened(values: array[int], code: str) -> array[int]:
 
 
 _SHARED: dict[tuple[float, bool], float] = {}
+_BY_VALUE: dict[float, float] = {}  # the same non-zero floats by value (for known: one lookup)
 
 
 def shared(x: float) -> float:
@@ -73,7 +74,10 @@ def shared(x: float) -> float:
     """
     if x != x:
         return x
-    return _SHARED.setdefault((x, math.copysign(1.0, x) > 0.0), x)
+    got = _SHARED.setdefault((x, math.copysign(1.0, x) > 0.0), x)
+    if x:
+        _BY_VALUE[x] = got
+    return got
 
 
 def known(x: float) -> float:
@@ -83,9 +87,11 @@ def known(x: float) -> float:
     For a float of a detector's learnt state as it is unpickled: where it equals a shared
     constant (a rate, or the 0.0 of a level not moved yet) it takes no object of its own.
     """
-    if x != x:
-        return x
-    return _SHARED.get((x, math.copysign(1.0, x) > 0.0), x)
+    if x:  # not a zero: equal values are the same double (a NaN equals no other)
+        return _BY_VALUE.get(x, x)
+    if x == 0.0:
+        return _SHARED.get((x, math.copysign(1.0, x) > 0.0), x)
+    return x  # NaN
 
 
 _PARAMS: dict[tuple[type, object], object] = {}
