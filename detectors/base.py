@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
+from detectors.compact import known, shared, shared_param
+
 __all__ = ["Detector", "Verdict", "require"]
 
 
@@ -380,6 +382,28 @@ class Detector(ABC):
             )
             cls._param_names_cache = cached  # type: ignore[attr-defined]
         return cached
+
+    def __setstate__(self, state: Any) -> None:
+        """Unpickling (a parked series woken: ``streams.common.packing.unpack_live``): every
+        attribute as pickled, but a parameter is the one object of its value that all the
+        process's woken detectors hold (``detectors.compact.shared``, ``shared_param``), and so
+        is a float equal to one some ``__init__`` derived and shared (a learning rate, a floor)
+        or to another shared value (``known``). A clone shares its prototype's parameters; a
+        woken detector, built from its pickle, held ~1.5 KiB of floats, strings and tuples of
+        its own that were the same values (benchmarks.scale). Floats are immutable and only
+        their values are read: every verdict and ``to_state()`` is the same."""
+        d, slots = state if isinstance(state, tuple) else (state, None)
+        params = self._param_names()
+        setattr_ = object.__setattr__
+        for part in (d, slots):
+            if not part:
+                continue
+            for k, v in part.items():
+                if k in params:
+                    v = shared(v) if type(v) is float else shared_param(v)
+                elif type(v) is float:
+                    v = known(v)
+                setattr_(self, k, v)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

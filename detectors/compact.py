@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from array import array
 
-__all__ = ["narrowest", "shared", "widened"]
+__all__ = ["known", "narrowest", "shared", "shared_param", "widened"]
 
 # Largest value of each unsigned typecode that may come before a wider one in ``narrowest``.
 _UNSIGNED_MAX = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF}
@@ -57,6 +57,7 @@ def widened(values: array[int], code: str) -> array[int]:
 
 
 _SHARED: dict[tuple[float, bool], float] = {}
+_BY_VALUE: dict[float, float] = {}  # the same non-zero floats by value (for known: one lookup)
 
 
 def shared(x: float) -> float:
@@ -73,4 +74,39 @@ def shared(x: float) -> float:
     """
     if x != x:
         return x
-    return _SHARED.setdefault((x, math.copysign(1.0, x) > 0.0), x)
+    got = _SHARED.setdefault((x, math.copysign(1.0, x) > 0.0), x)
+    if x:
+        _BY_VALUE[x] = got
+    return got
+
+
+def known(x: float) -> float:
+    """The float :func:`shared` gives for ``x`` if some caller has asked for that value (the
+    sign of a zero included), else ``x`` itself: the table does not grow.
+
+    For a float of a detector's learnt state as it is unpickled: where it equals a shared
+    constant (a rate, or the 0.0 of a level not moved yet) it takes no object of its own.
+    """
+    if x:  # not a zero: equal values are the same double (a NaN equals no other)
+        return _BY_VALUE.get(x, x)
+    if x == 0.0:
+        return _SHARED.get((x, math.copysign(1.0, x) > 0.0), x)
+    return x  # NaN
+
+
+_PARAMS: dict[tuple[type, object], object] = {}
+
+
+def shared_param(v: object) -> object:
+    """The one object equal to ``v`` (of its very type) that every caller gets, for a
+    parameter that is a string, an int or a tuple of strings (a combiner's component names);
+    any other value is returned as it is. Floats: :func:`shared`. The table grows only with
+    the distinct values asked for (a policy's parameter sets).
+
+    >>> shared_param(("a", "b")) is shared_param(("a",) + ("b",))
+    True
+    """
+    t = type(v)
+    if t is str or t is int or (t is tuple and all(type(x) is str for x in v)):  # type: ignore[attr-defined]
+        return _PARAMS.setdefault((t, v), v)
+    return v
