@@ -3,6 +3,7 @@
     python -m benchmarks.detect_fast record [--independent 1 2 3] [--project 0] [--dir D]
     python -m benchmarks.detect_fast run [--independent 1 2 3] [--project 0] [--params k=v ...]
                                          [--jobs 2] [--verbose] [--new-series on|off]
+                                         [--hourly off|team|all] [--hourly-params k=v ...]
     python -m benchmarks.detect_fast show HISTORY TEAM FROM [--minutes 120] [--params k=v ...]
     python -m benchmarks.detect_fast notify [--independent 1 2 3] [--project 0] [--new-series-params k=v ...]
     python -m benchmarks.detect_fast falses [--independent 1 2 3] [--project 0] [--params k=v ...] [--list]
@@ -18,7 +19,11 @@ team was alerting, resolved after the policy's ``resolve_after_windows`` quiet w
 scores them like ``benchmarks.detectors`` (recall, false alerts per team-week, median delay,
 misses and false alerts listed); the org stage's new-series rule
 (:class:`streams.org.newseries.NewSeriesRule`) runs over the same windows and its flagged windows
-join their team's (``--new-series``: as the default policy has it, or on/off). ``show`` prints
+join their team's (``--new-series``: as the default policy has it, or on/off). ``--hourly team``
+(an experiment, off by default) also runs the default detector over each team series' minute
+windows summed into hours (:func:`_hourly`; ``all``: the team x model series' too, under the
+team-scale gate and the corroboration's p-value) and ORs its flags into the team's, each flagged hour holding the alert until the
+next hour's verdict (:func:`_hold`). ``show`` prints
 the per-window verdicts of one team series around a time: observed, expected, score, each
 component's p-value and flag, the gate. ``notify`` steps the new-series rule and a real
 :class:`alerts.AlertEngine` (the default policy's ``alerts`` section, grouping by team) together
@@ -337,11 +342,74 @@ def _new_series_notes(ws: Any, settings: dict[str, Any], alert_policy: dict[str,
     return notes
 
 
+HOUR_S = 3600
+
+
+def _hourly(sw: Any, window: int, hour: int = HOUR_S) -> Any:
+    """One series' minute windows summed into hour windows: spend and requests per hour, each
+    hour ending at its last minute window's end (a window ending at ``ts`` belongs to the hour
+    it starts in, as :class:`detectors.seasonal.SeasonalBaseline` places it). Only hours that
+    have ended by the series' last window are kept (the last, partial hour is not judged); a
+    series' first hour may be partial (it started then). Requests are unknown (-1) in an hour
+    only when they were unknown in all its windows."""
+    from tokenpulse.tune import SeriesWindows
+
+    ts = np.asarray(sw.ts, dtype=float)
+    if len(ts) == 0:
+        return SeriesWindows(sw.series, sw.labels, ts, np.zeros(0), np.zeros(0))
+    h = ((ts - window) // hour).astype(np.int64)  # the hour each window starts in
+    h0 = int(h[0])
+    idx = h - h0
+    n = int(idx[-1]) + 1
+    value = np.bincount(idx, weights=np.asarray(sw.value, dtype=float), minlength=n)
+    c = np.asarray(sw.count, dtype=float)
+    count = np.bincount(idx, weights=np.maximum(c, 0.0), minlength=n)
+    known = np.bincount(idx, weights=(c >= 0).astype(float), minlength=n)
+    count[known == 0] = -1.0
+    present = np.bincount(idx, minlength=n) > 0
+    ends = (np.arange(n) + h0 + 1) * float(hour)
+    keep = present & (ends <= ts[-1])
+    return SeriesWindows(sw.series, sw.labels, ends[keep], value[keep], count[keep])
+
+
+def _hold(ts: np.ndarray, flags: np.ndarray, window: int, hour: int = HOUR_S) -> tuple[np.ndarray, np.ndarray]:
+    """An hour window's flags on the minute grid: a flag at an hour's end holds the team's alert
+    until the next hour's verdict (the hour's end minute and the minutes after it, up to the next
+    hour's end), so that flagged hours in a row make one alert, as they would in a worker that
+    judges the hour once it ends."""
+    t = np.asarray(ts, dtype=float)[np.asarray(flags, dtype=bool)]
+    if len(t) == 0:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    steps = np.arange(hour // window) * float(window)
+    out = np.unique((t[:, None] + steps[None, :]).ravel())
+    return out, np.ones(len(out), dtype=bool)
+
+
+def _hourly_flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any], which: str,
+                  parent_minutes: float = 0.0, corroborate: float = 0.0) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """The default detector over each team series' hours (``which="team"``; ``"all"``: the team x
+    model series' too, gated by the team-scale gate and the team corroboration's p-value against
+    the team series' hours; not the week-ago reference), its flags held on the minute grid
+    (:func:`_hold`)."""
+    window = int(ws.window_seconds)
+    series = [s for s in _team_series(ws) if which == "all" or "|model=" not in s.series]
+    hours = [_hourly(s, window) for s in series]
+    results = list(pool.map(_run_series_full, hours, [params] * len(hours), [HOUR_S] * len(hours)))
+    if which == "all":
+        results = _corroborate(_parent_gate(results, parent_minutes, HOUR_S), corroborate, window=HOUR_S)
+    per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for team, _, ts, flags, *_ in results:
+        per_team[team].append(_hold(ts, flags, window))
+    return per_team
+
+
 def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
            new_series: dict[str, Any] | None, parent_minutes: float = 0.0,
            parent_basis: str = "expected", corroborate: float = 0.0, strict: float = 0.0,
-           week_ratio_min: float = 0.0) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """Each team's series' flagged windows: the detectors' and the new-series rule's."""
+           week_ratio_min: float = 0.0, hourly: str = "off", hourly_params: dict[str, Any] | None = None
+           ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Each team's series' flagged windows: the detectors' and the new-series rule's (and, with
+    ``hourly`` other than ``"off"``, the hourly detector's: :func:`_hourly_flags`)."""
     series = _team_series(ws)
     series.sort(key=lambda s: -len(s.ts))
     per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
@@ -353,6 +421,9 @@ def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
     if new_series is not None:
         for team, got in _new_series_flags(ws, new_series).items():
             per_team[team].append(got)
+    if hourly != "off":
+        for team, parts in _hourly_flags(pool, ws, hourly_params or {}, hourly, parent_minutes, corroborate).items():
+            per_team[team] += parts
     return per_team
 
 
@@ -444,7 +515,7 @@ def cmd_run(a: argparse.Namespace) -> None:
                         f" x{lab.get('factor', 0):.3g} ${lab['excess_usd']:,.2f} over "
                         f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
             per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
-                              a.corroborate_strict, a.week_ratio)
+                              a.corroborate_strict, a.week_ratio, a.hourly, _params(a.hourly_params))
             sc = _score(_alerts(per_team, ws.window_seconds), meta["labels"], meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             agg = sets[kind]
             agg["rows"] += [(f"{kind}{seed}", *r) for r in sc["rows"]]
@@ -750,6 +821,12 @@ def main(argv: list[str] | None = None) -> int:
         _week_args(p)
         p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V",
                        help="its settings (ratio, min_requests, min_excess_usd)")
+        p.add_argument("--hourly", choices=("off", "team", "all"), default="off",
+                       help="an experiment: the default detector also over hour windows (the minute windows summed) of "
+                            "the team series (team) or of the team and team x model series (all), its flags joining "
+                            "the team's, each held until the next hour's verdict")
+        p.add_argument("--hourly-params", nargs="*", default=[], metavar="K=V",
+                       help="the hourly detector's parameters, as --params (e.g. score_threshold=0.99999)")
     p = sub.add_parser("falses")
     p.add_argument("--independent", type=int, nargs="*", default=[1, 2, 3])
     p.add_argument("--project", type=int, nargs="*", default=[0])

@@ -136,3 +136,35 @@ def test_the_week_ago_reference_is_the_org_stages_and_gates_a_start() -> None:
     got = _corroborate([team, child], 0.01, strict=0.001, week_ratio_min=2.0, window=60)
     assert np.flatnonzero(got[1][3]).tolist() == [i_high]
     assert _corroborate([team, child], 0.01)[1][3].tolist() == flags.tolist()  # the p-value alone: both kept
+
+
+def test_hourly_sums_minute_windows_into_the_hour_they_start_in() -> None:
+    from benchmarks.detect_fast import _hourly
+    from tokenpulse.tune import SeriesWindows
+
+    # windows ending 00:31 .. 03:10 (epoch hours 0-3): the first hour is partial (the series
+    # started then), the last (03:00-03:10) has not ended and is not judged
+    ts = 60.0 * np.arange(31, 191)
+    value = np.ones(len(ts))
+    value[ts == 3600.0] = 5.0  # the window 00:59-01:00 belongs to hour 0
+    value[ts == 3660.0] = 7.0  # 01:00-01:01 to hour 1
+    count = np.full(len(ts), 2.0)
+    count[(ts > 3600.0) & (ts <= 7200.0)] = -1.0  # hour 1: requests unknown in every window
+    count[ts == 7260.0] = -1.0  # hour 2: unknown in one window only
+    h = _hourly(SeriesWindows("team=ads", {"team": "ads"}, ts, value, count), window=60)
+    assert h.ts.tolist() == [3600.0, 7200.0, 10800.0]
+    assert h.value.tolist() == [29.0 + 5.0, 59.0 + 7.0, 60.0]
+    assert h.count.tolist() == [60.0, -1.0, 118.0]
+    assert h.series == "team=ads" and h.labels == {"team": "ads"}
+
+
+def test_a_flagged_hour_holds_the_teams_alert_until_the_next_hours_verdict() -> None:
+    from benchmarks.detect_fast import _alerts, _hold
+
+    hours = 3600.0 * np.arange(1, 6)
+    flags = np.array([False, True, True, False, True])
+    ts, held = _hold(hours, flags, window=60)
+    assert held.all() and len(ts) == 3 * 60
+    assert ts[0] == 7200.0 and ts[-1] == 18000.0 + 3540.0
+    # two flagged hours in a row are one alert; the one after a quiet hour is another
+    assert _alerts({"ads": [(ts, held)]}, window=60) == {"ads": [7200.0, 18000.0]}
