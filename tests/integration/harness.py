@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
+from tests.integration import apache_kafka
 from tokenpulse.broker import free_port
 
 T = TypeVar("T")
@@ -34,6 +37,18 @@ detector:
     min_excess_pct: 50
     seasonal: {min_history: 20}
 """
+
+
+def broker_cases(*cases: tuple[Any, ...]) -> list[Any]:
+    """Parameters for ``@pytest.mark.parametrize(("broker", ...), broker_cases(...), indirect=["broker"])``:
+    each case a tuple whose first item is the broker (``"tansu"`` or ``"kafka"``), for a test whose
+    other parameters need not run on both brokers (placement logic is broker-independent). A
+    ``"kafka"`` case is skipped as tests/integration/conftest.py skips that tier (no Java or
+    Maven here, outside CI); its id is the items joined by ``-``, as pytest names them."""
+    why = apache_kafka.available()
+    skip = () if why is True or os.environ.get("CI") else (pytest.mark.skip(reason=f"Apache Kafka tier: {why}"),)
+    return [pytest.param(*case, marks=skip if case[0] == "kafka" else (), id="-".join(map(str, case)))
+            for case in cases]
 
 
 def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
