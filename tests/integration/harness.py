@@ -207,6 +207,23 @@ class Worker:
         self.proc.wait(10)
 
 
+def stop_all(workers: list[Worker], timeout: float = 30.0) -> None:
+    """Stop ``workers`` at once (SIGTERM to each, then wait; SIGKILL after ``timeout``): one
+    after the other, each waits for the one before it to leave its groups (1.4 s on Tansu at
+    load ~4, test_spread's first worker), and the next is told to stop while its groups rebalance."""
+    running = [w for w in workers if w.proc is not None and w.proc.poll() is None]
+    for w in running:
+        assert w.proc is not None
+        os.killpg(w.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for w in running:
+        assert w.proc is not None
+        try:
+            w.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.kill()
+
+
 def workers_of(env: dict[str, str], workdir: Path, n: int = 2) -> list[Worker]:
     """``n`` workers of one deployment (``env``), each with its own data dir and log
     (``data<i>``, ``worker<i>.log``), not started: :func:`start_together`."""
