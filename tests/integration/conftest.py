@@ -54,7 +54,7 @@ def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         try:
             yield Broker("kafka", bootstrap)
         finally:
-            k.stop()
+            k.stop(grace=0)  # its data goes with the session: no clean shutdown to wait for
 
 
 @pytest.fixture

@@ -16,6 +16,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
+from tests.integration import apache_kafka
 from tokenpulse.broker import free_port
 
 T = TypeVar("T")
@@ -34,6 +37,18 @@ detector:
     min_excess_pct: 50
     seasonal: {min_history: 20}
 """
+
+
+def broker_cases(*cases: tuple[Any, ...]) -> list[Any]:
+    """Parameters for ``@pytest.mark.parametrize(("broker", ...), broker_cases(...), indirect=["broker"])``:
+    each case a tuple whose first item is the broker (``"tansu"`` or ``"kafka"``), for a test whose
+    other parameters need not run on both brokers (placement logic is broker-independent). A
+    ``"kafka"`` case is skipped as tests/integration/conftest.py skips that tier (no Java or
+    Maven here, outside CI); its id is the items joined by ``-``, as pytest names them."""
+    why = apache_kafka.available()
+    skip = () if why is True or os.environ.get("CI") else (pytest.mark.skip(reason=f"Apache Kafka tier: {why}"),)
+    return [pytest.param(*case, marks=skip if case[0] == "kafka" else (), id="-".join(map(str, case)))
+            for case in cases]
 
 
 def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float = 0.25) -> T:
@@ -190,6 +205,23 @@ class Worker:
             return
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
+
+
+def stop_all(workers: list[Worker], timeout: float = 30.0) -> None:
+    """Stop ``workers`` at once (SIGTERM to each, then wait; SIGKILL after ``timeout``): one
+    after the other, each waits for the one before it to leave its groups (1.4 s on Tansu at
+    load ~4, test_spread's first worker), and the next is told to stop while its groups rebalance."""
+    running = [w for w in workers if w.proc is not None and w.proc.poll() is None]
+    for w in running:
+        assert w.proc is not None
+        os.killpg(w.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for w in running:
+        assert w.proc is not None
+        try:
+            w.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.kill()
 
 
 def workers_of(env: dict[str, str], workdir: Path, n: int = 2) -> list[Worker]:

@@ -26,7 +26,7 @@ import orjson
 import pytest
 
 from streams.ingest.windows import to_nusd
-from tests.integration.harness import Worker, consume_all, deployment_env, get_json, get_text, produce, wait_until
+from tests.integration.harness import Worker, broker_cases, consume_all, deployment_env, get_json, get_text, produce, wait_until
 from tests.integration.test_spine import PD_KEY, W, event
 
 pytestmark = pytest.mark.integration
@@ -134,8 +134,11 @@ def threshold_posts(slack: Any) -> Counter[str]:
 
 
 # series: each series judged on the partition its name hashes to, the budgets and the share on
-# the org stage (docs/deploying.md#placement): the same notifications, ledgers and decisions
-@pytest.mark.parametrize("placement", ["org", "series"])
+# the org stage (docs/deploying.md#placement): the same notifications, ledgers and decisions.
+# Both placements on Tansu; on Apache Kafka the default one (series) only: where the org stage
+# runs does not depend on the broker, and the kill and replay on Kafka are those of series.
+@pytest.mark.parametrize(("broker", "placement"),
+                         broker_cases(("tansu", "org"), ("tansu", "series"), ("kafka", "series")), indirect=["broker"])
 def test_budget_thresholds_exact_once_across_a_kill(placement: str, broker: Any, slack: Any, pagerduty: Any,
                                                     workdir: Path) -> None:
     began = time.monotonic()

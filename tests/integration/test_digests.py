@@ -34,7 +34,9 @@ pytestmark = pytest.mark.integration
 
 PARTITIONS = 2
 DIGEST = "#ads-digest"
-LEAD_S = 50.0  # policy written -> the day's boundary: start, alerts and kill take ~15 s unloaded
+# policy written -> the day's boundary: start, alerts, collection and kill took 16-18 s at load
+# ~3.5 on 2 cores (the printed margin is the rest); the test waits out whatever is left
+LEAD_S = 35.0
 
 
 def policy_text(daily_at: str) -> str:

@@ -15,7 +15,15 @@ import pytest
 
 from streams.common.partitioning import org_partition
 from streams.ingest.windows import NANO, to_nusd
-from tests.integration.harness import get_json, produce, settled, start_together, wait_until, workers_of
+from tests.integration.harness import (
+    get_json,
+    produce,
+    settled,
+    start_together,
+    stop_all,
+    wait_until,
+    workers_of,
+)
 from tests.integration.test_spine import PD_KEY, W, event, worker_env
 
 pytestmark = pytest.mark.integration
@@ -102,5 +110,4 @@ def test_two_workers_each_judge_one_org_one_page_exact_spend(broker: Any, slack:
                     print(f"--- {path}: {exc!r}")
         raise
     finally:
-        for w in workers:
-            w.stop()
+        stop_all(workers)
