@@ -35,8 +35,10 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 2
 DIGEST = "#ads-digest"
 # policy written -> the day's boundary: start, alerts, collection and kill took 16-18 s at load
-# ~3.5 on 2 cores (the printed margin is the rest); the test waits out whatever is left
-LEAD_S = 35.0
+# ~3.5 on 2 cores (the printed margin is the rest); the test waits out whatever is left. Over
+# twice that, so that a busier machine does not turn it red: it cannot be event-driven (a
+# digest period's end is stored when its notifications are collected)
+LEAD_S = 40.0
 
 
 def policy_text(daily_at: str) -> str:
