@@ -113,6 +113,12 @@ class AlertPolicy:
     group_by: tuple[str, ...] = ("team",)
     group_wait_s: float = 0.0  # a new group's first notification waits this long for members
     group_interval_s: float = 300.0  # members joining a notified group are announced at most this often
+    # Flap damping (Prometheus' keep_firing_for, at the group): a notified group whose members
+    # have all resolved sends its resolve only after this many seconds without a new trigger; a
+    # member that fires again meanwhile continues the incident (an update under the group's key,
+    # no new first notification, no second page). 0 (the default): the group resolves with its
+    # last member.
+    group_keep_firing_s: float = 0.0
     # While the org's alert fires, no alert of another series starts (it is its symptom).
     inhibit_by_org: bool = True
 
@@ -126,9 +132,9 @@ class AlertPolicy:
         if not (self.resolve_max_excess_pct >= 0 and self.resolve_max_hold_s >= 0):
             raise ValueError(f"resolve_max_excess_pct and resolve_max_hold_s must be >= 0, got "
                              f"{self.resolve_max_excess_pct!r}, {self.resolve_max_hold_s!r}")
-        if not (self.group_wait_s >= 0 and self.group_interval_s >= 0):
-            raise ValueError(f"group_wait_s and group_interval_s must be >= 0, got {self.group_wait_s!r}, "
-                             f"{self.group_interval_s!r}")
+        if not (self.group_wait_s >= 0 and self.group_interval_s >= 0 and self.group_keep_firing_s >= 0):
+            raise ValueError(f"group_wait_s, group_interval_s and group_keep_firing_s must be >= 0, got "
+                             f"{self.group_wait_s!r}, {self.group_interval_s!r}, {self.group_keep_firing_s!r}")
         self.silences = tuple(s if isinstance(s, Silence) else Silence.from_dict(s) for s in self.silences)
 
     def severity_for(self, excess_usd: float) -> Severity:
@@ -238,6 +244,9 @@ class GroupState:
     last_sent_at: float | None = None
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
     unsent: list[str] = field(default_factory=list)
+    # When its last firing member resolved, while ``group_keep_firing_s`` holds its resolve
+    # (None: a member is firing, or the group was written before flap damping).
+    quiet_since: float | None = None
 
     def firing(self) -> list[dict[str, Any]]:
         """Firing members, broadest series first."""
@@ -630,6 +639,7 @@ class AlertEngine:
         elif not notes and not (
             (g.status == "waiting" and at - g.created_at >= p.group_wait_s)
             or (g.unsent and g.last_sent_at is not None and at - g.last_sent_at >= p.group_interval_s)
+            or (g.quiet_since is not None and at - g.quiet_since >= p.group_keep_firing_s)
         ):
             return out  # nothing new, no timer due
         self.changed_groups.add(gid)
@@ -656,9 +666,15 @@ class AlertEngine:
                 return out
             note = self._group_note(g, "trigger", "first", at)
         elif not firing:
+            if g.quiet_since is None:
+                g.quiet_since = at
+            if at - g.quiet_since < p.group_keep_firing_s:  # flap damping: the resolve waits
+                self.skipped += ["grouped"] * len(notes)
+                return out
             note = self._group_note(g, "resolve", "resolved", at)
             del self._groups[gid]
         else:
+            g.quiet_since = None
             escalated = max(SEVERITY_RANK[m["severity"]] for m in firing) > SEVERITY_RANK[g.severity]
             joined = bool(g.unsent) and (g.last_sent_at is None or at - g.last_sent_at >= p.group_interval_s)
             if not (urgent or escalated or joined):

@@ -428,8 +428,10 @@ def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
 
 
 def _alerts(per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]], window: int,
-            resolve_after: int = 3) -> dict[str, list[float]]:
-    """Alert starts per team: the team's series as one group."""
+            resolve_after: int = 3, keep_firing_s: float = 0.0) -> dict[str, list[float]]:
+    """Alert starts per team: the team's series as one group. ``keep_firing_s`` (the policy's
+    ``alerts.group_keep_firing_s``, flap damping): a flag within that long after the group's
+    resolve (``resolve_after`` windows after its last flag) continues the alert."""
     out: dict[str, list[float]] = {}
     for team, parts in per_team.items():
         firing: dict[float, bool] = defaultdict(bool)
@@ -440,7 +442,7 @@ def _alerts(per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]], window: in
         starts: list[float] = []
         last = None
         for t in sorted(firing):
-            if last is None or t - last > resolve_after * window:
+            if last is None or t - last > resolve_after * window + keep_firing_s:
                 starts.append(t)
             last = t
         out[team] = starts
@@ -516,7 +518,8 @@ def cmd_run(a: argparse.Namespace) -> None:
                         f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
             per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
                               a.corroborate_strict, a.week_ratio, a.hourly, _params(a.hourly_params))
-            sc = _score(_alerts(per_team, ws.window_seconds), meta["labels"], meta["scored_from"], ws.last_ts or 0.0, ws.teams)
+            sc = _score(_alerts(per_team, ws.window_seconds, keep_firing_s=a.keep_firing), meta["labels"],
+                        meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             agg = sets[kind]
             agg["rows"] += [(f"{kind}{seed}", *r) for r in sc["rows"]]
             agg["false"] += [(f"{kind}{seed}", *f) for f in sc["false"]]
@@ -626,7 +629,7 @@ def cmd_falses(a: argparse.Namespace) -> None:
                     per_team[team].append(got)
                     for t in got[0].tolist():
                         who[(team, t)].append(("new-series", "new-series"))
-            sc = _score(_alerts(per_team, ws.window_seconds), meta["labels"], meta["scored_from"],
+            sc = _score(_alerts(per_team, ws.window_seconds, keep_firing_s=a.keep_firing), meta["labels"], meta["scored_from"],
                         ws.last_ts or 0.0, ws.teams)
             negs = [(str(lab["team"]), to_epoch(lab["start"], "start"), to_epoch(lab["end"], "end"),
                      lab.get("kind", ""), float(lab.get("baseline_usd_per_hour") or 0.0))
@@ -712,7 +715,8 @@ def cmd_misses(a: argparse.Namespace) -> None:
             window = int(ws.window_seconds)
             per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
                               a.corroborate_strict, a.week_ratio)
-            sc = _score(_alerts(per_team, window), meta["labels"], meta["scored_from"], ws.last_ts or 0.0, ws.teams)
+            sc = _score(_alerts(per_team, window, keep_firing_s=a.keep_firing), meta["labels"], meta["scored_from"],
+                        ws.last_ts or 0.0, ws.teams)
             missed = [r for r in sc["rows"] if r[3] is None]
             teams = {r[0] for r in missed}
             series = [sw for sw in _team_series(ws) if sw.labels["team"] in teams]
@@ -776,6 +780,13 @@ def _week_default() -> tuple[float, float]:
     return float(d.team_corroboration_strict_p), float(d.team_week_ratio)
 
 
+def _keep_firing_default() -> float:
+    """The default policy's flap damping (``alerts.group_keep_firing_s``)."""
+    from tokenpulse.policy import Policy
+
+    return float(Policy().alerts.group_keep_firing_s)
+
+
 def _week_args(p: argparse.ArgumentParser) -> None:
     strict, ratio = _week_default()
     p.add_argument("--corroborate-strict", type=float, default=strict, metavar="P",
@@ -784,6 +795,9 @@ def _week_args(p: argparse.ArgumentParser) -> None:
                         "detector.team_corroboration_strict_p; 0: off)")
     p.add_argument("--week-ratio", type=float, default=ratio, metavar="K",
                    help="(default: the policy's detector.team_week_ratio; 0: off)")
+    p.add_argument("--keep-firing", type=float, default=_keep_firing_default(), metavar="S",
+                   help="flap damping: a team's flag within S seconds after its alert resolved continues it "
+                        "(default: the policy's alerts.group_keep_firing_s; 0: off)")
 
 
 def _team_scale_default() -> float:

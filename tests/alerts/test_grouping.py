@@ -229,3 +229,33 @@ def test_the_triggers_an_org_alert_inhibits_are_listed_once_per_run() -> None:
         firsts.append([(n.series, n.window_start) for n in engine.inhibited])
     # window 1 continues the run of window 0; window 3 starts a new one, which 4 and 5 continue
     assert firsts == [[(ADS, 0.0)], [], [], [(ADS, 3 * W)], [], []]
+
+
+@pytest.mark.parametrize("keep, expected", [
+    # flap damping: the resolve waits group_keep_firing_s after the last member resolved (window
+    # 3); the re-fire in window 5 continues the incident in its thread, and the group resolves
+    # 600 s after its member resolved again (window 8 ends at 540 s: 1140 s is window 18's end)
+    (600.0, [(0, ADS, "trigger", "first"), (5, ADS, "update", "worsened"), (18, ADS, "resolve", "resolved")]),
+    # off (the default): resolved with its member, and the re-fire is a new incident (a second page)
+    (0.0, [(0, ADS, "trigger", "first"), (3, ADS, "resolve", "resolved"), (5, ADS, "trigger", "first"),
+           (8, ADS, "resolve", "resolved")]),
+])
+def test_a_team_that_fires_again_soon_after_resolving_continues_its_incident(
+        keep: float, expected: list[tuple[int, str, str, str]]) -> None:
+    engine = AlertEngine(AlertPolicy(group_keep_firing_s=keep, group_interval_s=0, inhibit_by_org=False))
+    windows = [{ADS: 90}, NORMAL, NORMAL, NORMAL, NORMAL, {ADS: 90}] + [NORMAL] * 15
+    got = [(i, key, action, reason) for i, (notes, _) in enumerate(run(engine, windows))
+           for key, action, reason, _ in notes]
+    assert got == expected
+    if keep:
+        assert engine.group_state_for(ADS) is None  # the group is gone once resolved
+        # a group written before flap damping (no quiet_since) loads and resolves with its member
+        engine.observe_window(signals(30, {ADS: 90}), 31 * W)
+        data = engine.group_state_for(ADS)
+        assert data is not None and data.pop("quiet_since") is None
+        engine.load_group_state(ADS, data)
+
+
+def test_a_negative_keep_firing_is_refused() -> None:
+    with pytest.raises(ValueError, match="group_keep_firing_s"):
+        AlertPolicy(group_keep_firing_s=-1.0)

@@ -168,3 +168,12 @@ def test_a_flagged_hour_holds_the_teams_alert_until_the_next_hours_verdict() -> 
     assert ts[0] == 7200.0 and ts[-1] == 18000.0 + 3540.0
     # two flagged hours in a row are one alert; the one after a quiet hour is another
     assert _alerts({"ads": [(ts, held)]}, window=60) == {"ads": [7200.0, 18000.0]}
+
+
+def test_flap_damping_continues_a_team_alert_that_fires_again_soon_after_resolving() -> None:
+    # flags at minutes 0, 10 and 50: resolved 3 windows after each flag; with 30 minutes of
+    # keep-firing (alerts.group_keep_firing_s) the flag at 10 continues the alert, 50 does not
+    ts = np.arange(0, 60 * 60, 60, dtype=float)
+    flags = np.isin(ts, [0.0, 600.0, 3000.0])
+    assert _alerts({"ads": [(ts, flags)]}, window=60) == {"ads": [0.0, 600.0, 3000.0]}
+    assert _alerts({"ads": [(ts, flags)]}, window=60, keep_firing_s=1800) == {"ads": [0.0, 3000.0]}
