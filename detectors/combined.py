@@ -617,18 +617,7 @@ class Combined(Detector):
         p_min = min(ps) if ps else 1.0
         sparse_lead = sp is not None and sp[0] <= p_min
         sparse_flag = sparse_lead and sp is not None and 1.0 - sp[0] >= self.score_threshold
-        # Bonferroni's k * min(p) is exact for independent models and k times too cautious for
-        # identical ones. The factor used is how often min(p) <= 1 % on this series' normal
-        # windows, per 1 % (between 1 and k): calibrated there, and carried into the tail.
-        k = len(ps)
-        if k > 1:
-            k_eff = self._dep[0] / _DEP_Q
-            k_eff = 1.0 if k_eff < 1.0 else k if k_eff > k else k_eff
-        else:
-            k_eff = 1.0
-        p = p_min * k_eff
-        if p > 1.0:
-            p = 1.0
+        p = self._models_p(p_min, len(ps))
         # (above expected: this window, or the sparse evidence's sum when it leads)
         statistically = 1.0 - p >= self.score_threshold and (excess > 0.0 or sparse_lead)
         p_score, p_pair = self._score_p(p, value)
@@ -819,28 +808,10 @@ class Combined(Detector):
         score (as score_one and _score_p), then the level statistic, the models' p of the
         window before and the dependence estimates learnt (as _learn_window: neither
         surprising nor flagged)."""
-        if ps:
-            p_min = min(ps)
-            k_eff = 1.0
-            n_ps = len(ps)
-            if n_ps > 1:
-                k_eff = self._dep[0] / _DEP_Q
-                k_eff = 1.0 if k_eff < 1.0 else n_ps if k_eff > n_ps else k_eff
-            p = p_min * k_eff
-            if p > 1.0:
-                p = 1.0
-        else:
-            p_min = p = 1.0
-        q = 0.5 * (_RUN_P + p) if self._prev_p <= _DEP_Q and p < _RUN_P else p
-        level = self._level
-        p_level = level.sf(0.0)
-        p_pair = q if q < p_level else p_level
-        k2 = self._dep2[0] / _DEP_Q
-        k2 = 1.0 if k2 < 1.0 else 2.0 if k2 > 2.0 else k2
-        p_score = p_pair * k2
-        if not p_score < 1.0:
-            p_score = 1.0
-        level.learn(0.0)
+        p_min = min(ps) if ps else 1.0
+        p = self._models_p(p_min, len(ps))
+        p_score, p_pair = self._score_p(p, 0.0)
+        self._level.learn(0.0)
         self._prev_p = p
         if p_min < 1.0:
             _learn_dependence(self._dep, p_min)
@@ -851,25 +822,41 @@ class Combined(Detector):
         """An empty window's money gate (the least its upper is, as score_one: gate_expected,
         gate_base, materiality) and gate inputs; then its usual and recent spend learn the zero
         (as _learn_window), and a rebase's restart has been said."""
-        mr = self._mean_ratio
-        g_expected = expected * mr[0] if self.gate_on_mean and mr[1] >= _MEAN_MIN_N else expected
-        rec = self._recent
-        base = rec[0] if rec[1] >= self._recent_min_n and rec[0] < expected else expected
-        gate = materiality(self._usual, self.window_seconds, self.min_excess_usd, self.min_excess_root,
-                           self.min_excess_minutes, base)
+        g_expected = self.gate_expected(expected)
+        base = self.gate_base(expected)
+        gate = self.materiality(base)
         self._gate_in = (False, 0.0 - g_expected, g_expected, self._usual, self._restarted, base)
+        self._learn_usual(0.0)
+        self._restarted = False
+        return g_expected + max(gate, g_expected * self.min_excess_pct / 100.0)
+
+    def _models_p(self, p_min: float, k: int) -> float:
+        """The models' combined p-value from the smallest of their ``k``: Bonferroni's k * min(p)
+        is exact for independent models and k times too cautious for identical ones. The factor
+        used is how often min(p) <= 1 % on this series' normal windows, per 1 % (between 1 and
+        k): calibrated there, and carried into the tail."""
+        if k > 1:
+            k_eff = self._dep[0] / _DEP_Q
+            k_eff = 1.0 if k_eff < 1.0 else k if k_eff > k else k_eff
+        else:
+            k_eff = 1.0
+        p = p_min * k_eff
+        return 1.0 if p > 1.0 else p
+
+    def _learn_usual(self, value: float) -> None:
+        """A normal window's spend into the usual spend per window (the materiality gate's,
+        about a week's memory) and the last half hour's (``gate_base``)."""
         self._usual_n += 1
         w = 1.0 / self._usual_n
         if w < self._usual_w:
             w = self._usual_w
-        self._usual += w * (0.0 - self._usual)
+        self._usual += w * (value - self._usual)
+        rec = self._recent
         rec[1] += 1
         w = 1.0 / rec[1]
         if w < self._recent_w:
             w = self._recent_w
-        rec[0] += w * (0.0 - rec[0])
-        self._restarted = False
-        return g_expected + max(gate, g_expected * self.min_excess_pct / 100.0)
+        rec[0] += w * (value - rec[0])
 
     def _score_p(self, p: float, value: float) -> tuple[float, float]:
         """The score's p-value, and the smaller of its two opinions (for their dependence).
@@ -979,18 +966,7 @@ class Combined(Detector):
                     w = self._usual_w
                 r = value / e0
                 mr[0] += w * ((r if r < _MEAN_RATIO_CAP else _MEAN_RATIO_CAP) - mr[0])
-            # the usual spend per window, for the materiality gate (about a week's memory)
-            self._usual_n += 1
-            w = 1.0 / self._usual_n
-            if w < self._usual_w:
-                w = self._usual_w
-            self._usual += w * (value - self._usual)
-            rec = self._recent
-            rec[1] += 1
-            w = 1.0 / rec[1]
-            if w < self._recent_w:
-                w = self._recent_w
-            rec[0] += w * (value - rec[0])
+            self._learn_usual(value)
         if self._restarted and self._gate_in is not None and self._gate_in[4]:
             self._restarted = False  # this window's gate inputs said so: said once
         if self._track_shift(ts, value, vs[0].expected, protect_all):
