@@ -109,16 +109,28 @@ def spend_rows(spend: Any, window: int) -> int:
 def spend_parts(spend: dict[str, Any]) -> dict[str, float]:
     """Bytes per series of a judge's spend by part (``sys.getsizeof``, allocations included):
     the windows' and the rolled hours' and days' rows in typed arrays and deflated in chunks
-    (with each chunk's index), and the rest (the books and their tiers as objects, the dict's
-    entries and keys); and rows per series: ``n windows``, ``n windows deflated``, ``n hours``,
-    ``n hours deflated`` (hours and days)."""
+    (with each chunk's index), the cold books' streams (both tiers in one: ``cold``), and the
+    rest (the books and their tiers as objects, the dict's entries and keys); and rows per
+    series: ``n windows``, ``n windows deflated``, ``n hours``, ``n hours deflated`` (hours and
+    days; a cold book's rows count as deflated), ``n cold`` (books held cold)."""
     out = dict.fromkeys(("windows in arrays", "windows deflated", "hours and days in arrays",
-                         "hours and days deflated", "objects and keys"), 0.0)
-    rows = dict.fromkeys(("n windows", "n windows deflated", "n hours", "n hours deflated"), 0.0)
+                         "hours and days deflated", "cold", "objects and keys"), 0.0)
+    rows = dict.fromkeys(("n windows", "n windows deflated", "n hours", "n hours deflated", "n cold"), 0.0)
     out["objects and keys"] = float(sys.getsizeof(spend))
     for key, book in spend.items():
         out["objects and keys"] += sys.getsizeof(key) + sys.getsizeof(book)
+        cold = getattr(book, "_cold", None)
+        if cold is not None:
+            from streams.common.spend import _COLD_HEAD
+            out["cold"] += sys.getsizeof(cold)
+            rows["n cold"] += 1
+            _, _, _, nw, nr = _COLD_HEAD.unpack_from(cold)
+            for rname, n in (("windows", nw), ("hours", nr)):
+                rows[f"n {rname}"] += n
+                rows[f"n {rname} deflated"] += n
         for tier, name, rname in ((book._w, "windows", "windows"), (book._r, "hours and days", "hours")):
+            if tier is None:
+                continue
             out["objects and keys"] += sys.getsizeof(tier)
             out[f"{name} in arrays"] += sys.getsizeof(tier.rows) + sys.getsizeof(tier.pairs)
             warm = len(tier.rows) // tier.STRIDE
@@ -487,7 +499,8 @@ def main(argv: list[str] | None = None) -> None:
           f" windows), {sp['windows deflated']:.0f} B deflated ({sp['n windows deflated']:.0f}); hours and days "
           f"{sp['hours and days in arrays']:.0f} B in arrays ({sp['n hours'] - sp['n hours deflated']:.0f}), "
           f"{sp['hours and days deflated']:.0f} B deflated ({sp['n hours deflated']:.0f}); "
-          f"books, tiers, dict and keys {sp['objects and keys']:.0f} B")
+          f"cold streams {sp['cold']:.0f} B ({sp['n cold'] * 100:.0f} % of the books, their rows counted above as "
+          f"deflated); books, tiers, dict and keys {sp['objects and keys']:.0f} B")
     print(f"detector state by part ({out['sampled'] - out['parked']} live detectors): " + ", ".join(
         f"{k} {v:.0f} B" for k, v in out["detector_parts"].items()))
     per = (out["detector_bytes"] + out["recent_bytes"] + out["spend_bytes"] + out["series_info_bytes"]

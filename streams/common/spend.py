@@ -34,6 +34,7 @@ hand, or rolled-up records are silently skipped.
 
 from __future__ import annotations
 
+import struct
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
@@ -176,6 +177,49 @@ _BOUND = 200
 
 Row = tuple[int, list[int], list[tuple[int, int]]]  # (start, six sums, sorted (src, seq) pairs)
 
+# A book of at most this many rows at a pack (windows, hours and days together) is held cold:
+# every row of both tiers in one deflated stream (SeriesSpend._cold) and no tier objects, no
+# arrays, no chunk list or index. A sparse user series holds ~290 rows after a week of the
+# users' horizons and ~320 in their steady state: 4.2 KiB chunked, ~2.5 KiB cold
+# (docs/benchmarks.md#cold-spend-books). Each pack of a cold book that changed inflates and
+# deflates it whole (~23 KB of rows at 290), so a busy book (a team's 2,880 windows of 48 h)
+# stays chunked, where a pack deflates only its open chunk.
+_COLD_MAX = 512
+# The stream's header, not deflated: the newest and the oldest window's start and the oldest
+# hour row's (_NO_ROW: none), the window rows and the rolled rows it holds. The newest start
+# lets the judge's hot path append a new latest window without inflating anything; the oldest
+# ones let the hourly roll leave a book alone that has no window or hour to roll.
+_COLD_HEAD = struct.Struct("<qqqII")
+_NO_ROW = -(1 << 63)
+
+
+def _cold_pack(w: array[int], wp: array[int], r: array[int], rp: array[int]) -> bytes:
+    """Every row and pair of both tiers (windows ``w``, ``wp``; rolled ``r``, ``rp``) in one
+    stream: the header, then the two tiers' :func:`_columns` one after the other by byte plane,
+    deflated at level 1 (level 9: ~4 % smaller at several times the time)."""
+    nw, nr = len(w) // _WROW, len(r) // _RROW
+    hour = next((r[i] for i in range(0, len(r), _RROW) if r[i + 1] == HOUR_ROW), _NO_ROW)
+    head = _COLD_HEAD.pack(w[len(w) - _WROW] if nw else _NO_ROW, w[0] if nw else _NO_ROW, hour, nw, nr)
+    vals = np.concatenate((_columns(w, wp, _WROW), _columns(r, rp, _RROW)))
+    return head + zlib.compress(vals.view(np.uint8).reshape(-1, 8).T.tobytes(), 1, wbits=-15)
+
+
+def _cold_unpack(blob: bytes) -> tuple[array[int], array[int], array[int], array[int]]:
+    """The windows' rows and pairs and the rolled rows and pairs of :func:`_cold_pack`."""
+    _, _, _, nw, nr = _COLD_HEAD.unpack_from(blob)
+    vals = _inflate_planes(memoryview(blob)[_COLD_HEAD.size:])
+    # the windows' part ends after their pairs: as many as their rows' pair counts (the last column)
+    mw = int(vals[(_WROW - 1) * nw:_WROW * nw].sum())
+    cut = _WROW * nw + 2 * mw
+    out: list[array[int]] = []
+    for part, n, stride in ((vals[:cut], nw, _WROW), (vals[cut:], nr, _RROW)):
+        rb, pb = _rows_of(part, n, stride)
+        rows, pairs = array("q"), array("q")
+        rows.frombytes(rb)
+        pairs.frombytes(pb)
+        out += (rows, pairs)
+    return out[0], out[1], out[2], out[3]
+
 
 def _find(rows: array[int], stride: int, start: int) -> tuple[int, bool]:
     """(row index, found) of the row starting at ``start`` in ``rows`` (sorted by start)."""
@@ -202,25 +246,51 @@ def _pairs(pairs: array[int], off: int, k: int) -> list[tuple[int, int]]:
     return [(pairs[off + 2 * j], pairs[off + 2 * j + 1]) for j in range(k)]
 
 
-def _pack(rows: array[int], pairs: array[int], stride: int) -> bytes:
-    """Rows and their pairs deflated (raw deflate: no header), by column and byte plane: the
-    values column after column (every row's start, then every row's first sum, ...; then the
-    pairs' sources and seqs), and of those all the lowest bytes first, then all the second
-    bytes, ... (Blosc's shuffle, in numpy). The starts and the seqs go in as the difference
-    from the one before (an hour's start is the last one's plus 3600 and its seq a few dozen
-    above: zeros in every plane but the lowest). A column's high bytes are mostly the same,
-    so deflate finds long runs: about 12 bytes a window of a sparse user series in chunks of
-    48, 15 an hour. Chunks live in memory only (never on a changelog), so their layout is
-    free to change."""
+def _columns(rows: array[int], pairs: array[int], stride: int) -> np.ndarray:
+    """The values of rows and their pairs column after column (every row's start, then every
+    row's first sum, ...; then the pairs' sources and seqs), the starts and the seqs as the
+    difference from the one before (an hour's start is the last one's plus 3600 and its seq a
+    few dozen above). int64 differences wrap around (a source's seq below another's), and so
+    does the sum that undoes them (:func:`_rows_of`): exact for any values."""
     n = len(rows) // stride
     vals = np.concatenate((np.frombuffer(rows, np.int64).reshape(n, stride).T.ravel(),
                            np.frombuffer(pairs, np.int64).reshape(-1, 2).T.ravel()))
     seqs = n * stride + (len(vals) - n * stride) // 2
-    # int64 differences wrap around (a source's seq below another's), and so does the sum
-    # that undoes them: exact for any values
     vals[1:n] = np.diff(vals[:n])
     vals[seqs + 1:] = np.diff(vals[seqs:])
+    return vals
+
+
+def _rows_of(vals: np.ndarray, n: int, stride: int) -> tuple[bytes, bytes]:
+    """The bytes of the ``n`` rows and of the pairs whose :func:`_columns` ``vals`` are (all of
+    them: ``n * stride`` values, then two per pair); ``vals`` is changed (the differences summed)."""
+    m = (len(vals) - n * stride) // 2
+    np.cumsum(vals[:n], out=vals[:n])
+    np.cumsum(vals[len(vals) - m:], out=vals[len(vals) - m:])
+    return vals[:n * stride].reshape(stride, n).T.tobytes(), vals[n * stride:].reshape(2, m).T.tobytes()
+
+
+def _deflate_planes(vals: np.ndarray) -> bytes:
+    """int64 values by byte plane (all the lowest bytes first, then all the second bytes, ...:
+    Blosc's shuffle, in numpy), raw deflated (no header)."""
     return zlib.compress(vals.view(np.uint8).reshape(-1, 8).T.tobytes(), wbits=-15)
+
+
+def _inflate_planes(blob: bytes | memoryview) -> np.ndarray:
+    """The int64 values of :func:`_deflate_planes` (a new array)."""
+    planes = np.frombuffer(zlib.decompress(blob, wbits=-15), np.uint8)
+    total = len(planes) // 8
+    return planes.reshape(8, total).T.copy().view(np.int64).ravel()
+
+
+def _pack(rows: array[int], pairs: array[int], stride: int) -> bytes:
+    """Rows and their pairs deflated (raw deflate: no header), by column and byte plane: the
+    values column after column (:func:`_columns`), and of those all the lowest bytes first,
+    then all the second bytes, ... (:func:`_deflate_planes`). A column's high bytes are mostly
+    the same, so deflate finds long runs: about 12 bytes a window of a sparse user series in
+    chunks of 48, 15 an hour. Chunks live in memory only (never on a changelog), so their
+    layout is free to change."""
+    return _deflate_planes(_columns(rows, pairs, stride))
 
 
 def _unpack_bytes(blob: bytes, n: int, stride: int) -> tuple[bytes, bytes]:
@@ -228,13 +298,7 @@ def _unpack_bytes(blob: bytes, n: int, stride: int) -> tuple[bytes, bytes]:
     transposed back into values, the differences summed, the columns put back into rows (at
     C speed, as fast as the one gather through an index array per chunk shape used before,
     and with no such arrays to keep: the open chunk has any number of rows)."""
-    planes = np.frombuffer(zlib.decompress(blob, wbits=-15), np.uint8)
-    total = len(planes) // 8
-    vals = planes.reshape(8, total).T.copy().view(np.int64).ravel()
-    m = (total - n * stride) // 2
-    np.cumsum(vals[:n], out=vals[:n])
-    np.cumsum(vals[total - m:], out=vals[total - m:])
-    return vals[:n * stride].reshape(stride, n).T.tobytes(), vals[n * stride:].reshape(2, m).T.tobytes()
+    return _rows_of(_inflate_planes(blob), n, stride)
 
 
 def _unpack(blob: bytes, n: int, stride: int) -> tuple[array[int], array[int]]:
@@ -516,7 +580,12 @@ class SeriesSpend:
     count; the highest seq of each source absorbed), sorted by start. A day is held either by
     its hours or by one day row, never both. In each of the two tiers the newest rows stay in
     typed arrays (about 80 bytes a window) and older ones are deflated in chunks (about 9
-    bytes a window of a sparse user series): :class:`_Tier`.
+    bytes a window of a sparse user series): :class:`_Tier`. A book of at most ``COLD_MAX``
+    rows at a pack is *cold* instead: every row of both tiers in one deflated stream
+    (``_cold``), no tier objects (``_w``, ``_r`` None) until a row is added or changed. The
+    judge's new latest window goes into a new window tier beside the stream (every row there
+    newer than the stream's windows); any other change first inflates the stream back into the
+    tiers (:meth:`_tiers`) until the next pack. Reads inflate a copy and change nothing.
 
     >>> b = SeriesSpend()
     >>> b.add_window(120, [5, 1, 1, 0, 0, 1], {0: 4}), b.add_window(120, [5, 1, 1, 0, 0, 1], {0: 4})
@@ -529,36 +598,107 @@ class SeriesSpend:
     [(60, 60, [2, 1, 1, 0, 0, 1]), (120, 60, [5, 1, 1, 0, 0, 1])]
     """
 
-    __slots__ = ("_w", "_r")
+    __slots__ = ("_w", "_r", "_cold")
+    COLD_MAX = _COLD_MAX
 
     def __init__(self) -> None:
-        self._w = _Tier()
-        self._r = _Rolled()
+        self._w: _Tier | None = None
+        self._r: _Rolled | None = None
+        # every row older than the tiers' (cold: :func:`_cold_pack`; the tiers then hold no
+        # chunk), or None
+        self._cold: bytes | None = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SeriesSpend):
             return NotImplemented
-        return self._w.equal(other._w) and self._r.equal(other._r)
+        return self._all() == other._all()
 
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        return f"SeriesSpend({self._w.n_rows()} windows, {self._r.n_rows()} hours or days)"
+        nw, nr = self._counts()
+        return f"SeriesSpend({nw} windows, {nr} hours or days)"
 
     def __bool__(self) -> bool:
-        return bool(self._w or self._r)
+        return self._cold is not None or bool(self._w) or bool(self._r)
 
     def copy(self) -> SeriesSpend:
         out = SeriesSpend()
-        out._w, out._r = self._w.copy(), self._r.copy()
+        out._w = None if self._w is None else self._w.copy()
+        out._r = None if self._r is None else self._r.copy()
+        out._cold = self._cold  # (bytes: never changed, only replaced)
         return out
+
+    def _counts(self) -> tuple[int, int]:
+        """Window rows and rolled rows held."""
+        nw = self._w.n_rows() if self._w is not None else 0
+        nr = self._r.n_rows() if self._r is not None else 0
+        if self._cold is not None:
+            _, _, _, cw, cr = _COLD_HEAD.unpack_from(self._cold)
+            nw, nr = nw + cw, nr + cr
+        return nw, nr
+
+    def _tiers(self) -> tuple[_Tier, _Rolled]:
+        """The tiers, holding every row (the cold stream inflated into them first): what a
+        change other than a new latest window works on."""
+        w = self._w if self._w is not None else _Tier()
+        r = self._r if self._r is not None else _Rolled()
+        if self._cold is not None:  # (the tiers hold no chunk while the book is cold)
+            cw, cwp, cr, crp = _cold_unpack(self._cold)
+            w.rows, w.pairs = cw + w.rows, cwp + w.pairs
+            r.rows, r.pairs = cr + r.rows, crp + r.pairs
+            self._cold = None
+        self._w, self._r = w, r
+        return w, r
+
+    def _all(self) -> tuple[tuple[array[int], array[int]], tuple[array[int], array[int]]]:
+        """Every window row and pair, every rolled row and pair, oldest first, changing
+        nothing (read them only: they may be a tier's own arrays)."""
+        w = self._w.all() if self._w is not None else (array("q"), array("q"))
+        r = self._r.all() if self._r is not None else (array("q"), array("q"))
+        if self._cold is None:
+            return w, r
+        cw, cwp, cr, crp = _cold_unpack(self._cold)
+        return (cw + w[0], cwp + w[1]), (cr + r[0], crp + r[1])
+
+    def _windows(self) -> tuple[array[int], array[int]]:
+        if self._cold is None or _COLD_HEAD.unpack_from(self._cold)[3] == 0:
+            return self._w.all() if self._w is not None else (array("q"), array("q"))
+        return self._all()[0]
+
+    def _rolled_all(self) -> tuple[array[int], array[int]]:
+        if self._cold is None or _COLD_HEAD.unpack_from(self._cold)[4] == 0:
+            return self._r.all() if self._r is not None else (array("q"), array("q"))
+        return self._all()[1]
+
+    def _locate_window(self, start: int) -> tuple[array[int], array[int], int, bool]:
+        """:meth:`_Tier.locate` of the windows, the cold stream's included (inflated as a copy
+        only when ``start`` is older than the window tier's arrays)."""
+        t = self._w
+        if t is not None and t.rows and (start >= t.rows[0] or self._cold is None):
+            return t.locate(start)
+        if self._cold is None:
+            return array("q"), array("q"), 0, False
+        w, wp = self._windows()
+        return (w, wp, *_find(w, _WROW, start))
 
     def pack(self) -> None:
         """Deflate the older rows gathered in the arrays since the last pack: once an hour of
         event time (:meth:`streams.reports.retention.SpendRollup.roll` does), not per window,
-        so that the judge's hot path only appends."""
-        self._w.freeze()
-        self._r.freeze()
+        so that the judge's hot path only appends. A book of at most ``COLD_MAX`` rows becomes
+        cold (one stream, no tiers); a bigger one keeps its tiers, chunked."""
+        if self._cold is not None and not self._w and not self._r:
+            self._w = self._r = None
+            return  # cold, and nothing added since
+        nw, nr = self._counts()
+        if nw + nr <= self.COLD_MAX:
+            (w, wp), (r, rp) = self._all()
+            self._cold = _cold_pack(w, wp, r, rp) if nw + nr else None
+            self._w = self._r = None
+            return
+        tw, tr = self._tiers()
+        tw.freeze()
+        tr.freeze()
 
     # -- windows ------------------------------------------------------------------------------
     def add_window(self, start: int, sums: Sequence[int], seqs: Mapping[int, int]) -> bool:
@@ -569,14 +709,26 @@ class SeriesSpend:
         message) can be applied while its earlier partial of the same window is still pending,
         and that earlier one must count when the window is judged."""
         t = self._w
-        w = t.rows
-        n = len(w)
-        if not n or w[n - _WROW] < start:  # the judge's hot path: a new latest window
-            w.extend([start, *sums[:6], len(seqs)])
+        n = len(t.rows) if t is not None else 0
+        if n:
+            assert t is not None
+            last = t.rows[n - _WROW]
+        else:  # the newest of the cold stream's windows (none: _NO_ROW)
+            last = _COLD_HEAD.unpack_from(self._cold)[0] if self._cold is not None else _NO_ROW
+        if last < start:  # the judge's hot path: a new latest window
+            if t is None:
+                t = self._w = _Tier()
+            t.rows.extend([start, *sums[:6], len(seqs)])
             t.pairs.extend([x for pair in sorted(seqs.items()) for x in pair])
             if n >= _BOUND * _WROW:  # (the roll-up packs every hour: SpendRollup.roll)
-                t.freeze(_BOUND)
+                if self._cold is not None:
+                    self.pack()
+                else:
+                    t.freeze(_BOUND)
             return True
+        if self._cold is not None and not (t is not None and _find(t.rows, _WROW, start)[1]):
+            t, _ = self._tiers()  # (another source's partial of a window beside the stream: not)
+        assert t is not None  # (without a stream or a tier, every window is a new latest one)
         first = t.first_start()
         if t.chunks is not None and first is not None and start < first:  # older than every window
             t.prepend(array("q", [start, *sums[:6], len(seqs)]), array("q", _flat(seqs.items())))
@@ -606,7 +758,7 @@ class SeriesSpend:
 
     def window_wire(self, start: int) -> dict[str, Any] | None:
         """The window's record as the changelog holds it (None: no such window)."""
-        w, wp, i, found = self._w.locate(start)
+        w, wp, i, found = self._locate_window(start)
         if not found:
             return None
         base = i * _WROW
@@ -619,16 +771,25 @@ class SeriesSpend:
         """Whether the rows hold the window at ``start`` (``day``: any of the UTC day's spend
         rolled up, by the hour or whole)."""
         if not day:
-            return self._w.locate(start)[3]
-        r, _ = self._r.all()
+            return self._locate_window(start)[3]
+        r, _ = self._rolled_all()
         i = bisect_left(range(len(r) // _RROW), start, key=lambda k: r[k * _RROW])
         return i * _RROW < len(r) and r[i * _RROW] < start + DAY
 
     def window_starts(self) -> list[int]:
-        return list(self._w.all()[0][::_WROW])
+        return list(self._windows()[0][::_WROW])
 
     def pop_windows(self, before: int) -> list[Row]:
         """Remove and return the windows starting before ``before`` (oldest first)."""
+        if self._cold is not None:
+            oldest = _COLD_HEAD.unpack_from(self._cold)[1]
+            if oldest == _NO_ROW or oldest >= before:  # nothing cold to take: the stream stays
+                if self._w is None:
+                    return []
+            else:
+                self._tiers()
+        if self._w is None:
+            return []
         w, wp = self._w.pop_before(before)
         out: list[Row] = []
         off = 0
@@ -643,24 +804,25 @@ class SeriesSpend:
         if not rows:
             return
         rows = sorted(rows, key=lambda row: row[0])
-        first = self._w.first_start()
+        tw, _ = self._tiers()
+        first = tw.first_start()
         if first is None or rows[-1][0] < first:  # as they were: older than every window kept
             w, wp = array("q"), array("q")
             for start, sums, pairs in rows:
                 w.extend([start, *sums[:6], len(pairs)])
                 wp.extend(_flat(pairs))
-            self._w.prepend(w, wp)
+            tw.prepend(w, wp)
             return
         for start, sums, pairs in rows:
             self._insert_window(start, sums, pairs)
 
     def _insert_window(self, start: int, sums: Sequence[int], pairs: list[tuple[int, int]]) -> None:
-        self._w.insert(start, [start, *sums[:6], len(pairs)], _flat(pairs))
+        self._tiers()[0].insert(start, [start, *sums[:6], len(pairs)], _flat(pairs))
 
     # -- rolled hours and days ------------------------------------------------------------------
     def rolled(self) -> list[tuple[int, int, list[int], dict[int, int]]]:
         """Every rolled row: (start, kind, six sums, highest seq per source)."""
-        r, rp = self._r.all()
+        r, rp = self._rolled_all()
         out = []
         off = 0
         for base in range(0, len(r), _RROW):
@@ -674,13 +836,19 @@ class SeriesSpend:
         for start, kind, sums, hw in sorted(rows, key=lambda row: (row[0], row[1])):
             r.extend([start, kind, *sums, len(hw)])
             rp.extend(_flat(hw.items()))
-        self._r.replace(r, rp)
+        self._tiers()[1].replace(r, rp)
 
     def hw(self, hour: int) -> dict[int, int]:
         """The highest seq per source already counted in ``hour`` (by its hour or its day)."""
         day = hour // DAY * DAY
+        cold = self._rolled_all() if self._cold is not None else None
         for start, kind in ((day, DAY_ROW), (hour, HOUR_ROW)):
-            r, rp, _, _ = self._r.locate(start)
+            if cold is not None:
+                r, rp = cold
+            elif self._r is not None:
+                r, rp, _, _ = self._r.locate(start)
+            else:
+                return {}
             i, found = _rfind(r, start, kind)
             if found:
                 return dict(_pairs(rp, _off(r, _RROW, rp, i), r[i * _RROW + _RROW - 1]))
@@ -690,14 +858,14 @@ class SeriesSpend:
         """Add ``sums`` into ``hour`` (into its day when the day is one row already), its
         sources' highest seqs raised to ``hw``."""
         day = hour // DAY * DAY
-        t = self._r
+        _, t = self._tiers()
         last = t.last_start()
         if last is None or (last < hour and (last < day or t.rows[len(t.rows) - _RROW + 1] == HOUR_ROW)):
             # the usual case: a new latest hour, whose day is not one row (the latest row is
             # older than the day, or one of the day's hours)
             t.rows.extend([hour, HOUR_ROW, *sums[:6], len(hw)])
             t.pairs.extend(_flat(hw.items()))
-            t.freeze()
+            self._freeze_rolled(t)
             return
         t.thaw(day)
         r, rp = t.rows, t.pairs
@@ -709,7 +877,7 @@ class SeriesSpend:
             off = _off(r, _RROW, rp, i)
             r[i * _RROW:i * _RROW] = array("q", [start, kind, *sums[:6], len(hw)])
             rp[off:off] = array("q", _flat(hw.items()))
-            t.freeze()
+            self._freeze_rolled(t)
             return
         base = i * _RROW
         for j in range(6):
@@ -721,11 +889,21 @@ class SeriesSpend:
             merged[src] = max(merged.get(src, -1), seq)
         rp[off:off + 2 * k] = array("q", _flat(merged.items()))
         r[base + _RROW - 1] = len(merged)
-        t.freeze()
+        self._freeze_rolled(t)
+
+    def _freeze_rolled(self, t: _Rolled) -> None:
+        """Chunk the rolled tier after a change, unless the book is small enough to go cold at
+        the next pack (which would inflate the chunks again at once)."""
+        if sum(self._counts()) > self.COLD_MAX:
+            t.freeze()
 
     def compact_days(self, cut: int) -> list[int]:
         """Each day ending by ``cut`` still held by its hours becomes one row; the days done."""
-        r, _ = self._r.all()
+        if self._cold is not None and not self._r:  # (while cold, only windows are added beside it)
+            oldest = _COLD_HEAD.unpack_from(self._cold)[2]
+            if oldest == _NO_ROW or oldest >= cut:
+                return []
+        r, _ = self._rolled_all()
         before = bisect_left(range(len(r) // _RROW), cut, key=lambda k: r[k * _RROW])
         if HOUR_ROW not in r[1:before * _RROW:_RROW]:  # no hour that could be (called every roll)
             return []
@@ -750,7 +928,7 @@ class SeriesSpend:
 
     def day_wire(self, day: int) -> dict[str, Any] | None:
         """The day's record as the changelog holds it (None: nothing rolled into it)."""
-        r, rp = self._r.all()
+        r, rp = self._rolled_all()
         n = len(r) // _RROW
         i = bisect_left(range(n), day, key=lambda k: r[k * _RROW])
         off = _off(r, _RROW, rp, i)
@@ -769,16 +947,16 @@ class SeriesSpend:
     # -- reading ------------------------------------------------------------------------------
     def spans(self, window_seconds: int) -> Iterator[tuple[int, int, Sequence[int]]]:
         """``(start, seconds, sums)`` of every row: days and hours, then windows."""
-        r, _ = self._r.all()
+        (w, _), (r, _) = self._all()
         for base in range(0, len(r), _RROW):
             yield r[base], DAY if r[base + 1] == DAY_ROW else HOUR, r[base + 2:base + 8]
-        w, _ = self._w.all()
         for base in range(0, len(w), _WROW):
             yield w[base], window_seconds, w[base + 1:base + 7]
 
     def seqs(self) -> Iterator[tuple[int, int]]:
         """Every (source, seq) pair held: the windows' seqs and the rolled rows' highest."""
-        for pairs in (self._w.all()[1], self._r.all()[1]):
+        (_, wp), (_, rp) = self._all()
+        for pairs in (wp, rp):
             for j in range(0, len(pairs), 2):
                 yield pairs[j], pairs[j + 1]
 
@@ -791,7 +969,7 @@ class SeriesSpend:
             if len(sums) != 6:
                 raise ValueError(f"{len(sums)} sums, not 6")
             array("q", [start, *sums, *[x for pair in pairs for x in pair]])  # OverflowError before any change
-            self._w.remove(start)
+            self._tiers()[0].remove(start)
             self._insert_window(start, sums, pairs)
             return
         rows = [row for row in self.rolled() if row[0] // DAY * DAY != start]

@@ -1,5 +1,8 @@
 """SeriesSpend's packed form: the windows and rolled rows deflated in chunks read back exactly as
-the typed rows they were, and behave as a plain dict of records does."""
+the typed rows they were, and behave as a plain dict of records does. Every test runs twice:
+with books of up to ``COLD_MAX`` rows held cold at a pack (one stream, the default) and with
+every book chunked (``COLD_MAX`` 0, as a busy series' book is); what a test says of the chunks
+holds for the chunked form."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from array import array
 from typing import Any
 
 import orjson
+import pytest
 
 from streams.common.spend import (
     DAY,
@@ -26,6 +30,17 @@ from streams.reports.retention import SpendRollup
 T0 = 1_767_571_200  # a Monday 00:00 UTC
 W = 60
 BIG = 2**63 - 1
+
+
+@pytest.fixture(autouse=True, params=["cold", "chunked"])
+def form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "chunked":
+        monkeypatch.setattr(SeriesSpend, "COLD_MAX", 0)
+    return str(request.param)
+
+
+def chunked() -> bool:
+    return SeriesSpend.COLD_MAX == 0
 
 
 def test_pack_round_trips_any_int64_rows_and_pairs() -> None:
@@ -63,7 +78,8 @@ def test_windows_in_chunks_answer_as_a_plain_dict_of_records() -> None:
             assert not book.add_window(w, sums, {src: seq})
         if i % 60 == 59:  # as the roll-up does every hour
             book.pack()
-    assert book._w.chunks and len(book._w.rows) < 40 * 8  # most of it deflated
+    if chunked():
+        assert book._w is not None and book._w.chunks and len(book._w.rows) < 40 * 8  # most of it deflated
     assert book.window_starts() == sorted(plain)
     assert all(book.window_wire(w) == plain_wire(*plain[w]) for w in plain)
     assert book.window_wire(T0 - W) is None and book.window_wire(T0 + 7) is None
@@ -92,8 +108,10 @@ def test_a_copy_and_a_book_loaded_from_its_records_are_equal_however_they_are_ch
     assert loaded[spend_key("org")] != book
     # a window older than every one held (a late event past the roll-up): a chunk of its own
     book.pack()  # (the late partial above thawed the chunks)
-    chunks = len(book._w.chunks or ())
-    assert book.add_window(T0 - W, [1, 0, 0, 0, 0, 1], {0: 999}) and len(book._w.chunks or ()) == chunks + 1
+    chunks = len(book._w.chunks or ()) if chunked() and book._w is not None else 0
+    assert book.add_window(T0 - W, [1, 0, 0, 0, 0, 1], {0: 999})
+    if chunked():
+        assert book._w is not None and len(book._w.chunks or ()) == chunks + 1
     assert book.window_starts()[:2] == [T0 - W, T0]
     assert book.window_wire(T0 - W) == {"s": [1, 0, 0, 0, 0, 1], "v": {"0": [999]}}
     assert not book.add_window(T0 - W, [1, 0, 0, 0, 0, 1], {0: 999})
@@ -121,11 +139,16 @@ def test_a_week_of_a_sparse_series_rolls_up_at_48_hours_exactly_and_small() -> N
     assert hours and max(hours) < now - 48 * HOUR <= min(s for s, span, _ in spans if span == W)
     assert hours == {h: n for h, n in by_hour.items() if h in hours}
     assert sum(x[0] for _, _, x in spans) == sum(by_hour.values())
-    assert book._r.chunks and book._w.chunks
     rows = len(spans)
-    packed = sum(len(c) for t in (book._w, book._r) for c in t.chunks or ()) + \
-        sum(t.rows.buffer_info()[1] * 8 + t.pairs.buffer_info()[1] * 8 for t in (book._w, book._r))
-    assert packed < 30 * rows  # against 80-90 bytes a row as typed rows alone
+    if chunked():
+        assert book._r is not None and book._w is not None and book._r.chunks and book._w.chunks
+        packed = sum(len(c) for t in (book._w, book._r) for c in t.chunks or ()) + \
+            sum(t.rows.buffer_info()[1] * 8 + t.pairs.buffer_info()[1] * 8 for t in (book._w, book._r))
+        assert packed < 30 * rows  # against 80-90 bytes a row as typed rows alone
+    else:  # one stream: the rows' bytes and a 32-byte header
+        book.pack()
+        assert book._cold is not None and book._w is None and book._r is None
+        assert len(book._cold) < 12 * rows
 
 
 # What main's code (before the chunks) wrote to the spend table's changelog for one series: a
@@ -154,7 +177,11 @@ def test_hours_absorbed_late_into_deflated_rows_and_days_compacted_read_back_exa
     book = SeriesSpend()
     for h in range(24 * 5):
         book.absorb(T0 + h * HOUR, [h, 1, 1, 0, 0, 1], {0: h})
-    assert book._r.chunks
+    if chunked():
+        assert book._r is not None and book._r.chunks
+    else:
+        book.pack()
+        assert book._cold is not None
     book.absorb(T0 + 3 * HOUR, [100, 0, 0, 0, 0, 1], {0: 500, 2: 1})  # a late window of a deflated hour
     assert book.hw(T0 + 3 * HOUR) == {0: 500, 2: 1}
     assert book.compact_days(T0 + 2 * DAY) == [T0, T0 + DAY]
@@ -186,6 +213,9 @@ def test_a_pack_leaves_only_the_newest_window_in_the_arrays() -> None:
     for i in range(100):
         book.add_window(600 * i, [i + 1, 0, 0, 0, 0, 1], {0: i + 1})
     book.pack()
-    assert len(book._w.rows) // 8 == 1
+    if chunked():
+        assert book._w is not None and len(book._w.rows) // 8 == 1
+    else:  # all of it in the stream
+        assert book._w is None and book._cold is not None
     assert book.add_window(600 * 97, [5, 0, 0, 0, 0, 1], {1: 1})  # late, from another source: thawed
     assert [sums[0] for _, _, sums in book.spans(60)][96:] == [97, 98 + 5, 99, 100]
