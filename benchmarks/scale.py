@@ -124,7 +124,7 @@ def spend_parts(spend: dict[str, Any]) -> dict[str, float]:
             from streams.common.spend import _COLD_HEAD
             out["cold"] += sys.getsizeof(cold)
             rows["n cold"] += 1
-            _, _, _, nw, nr = _COLD_HEAD.unpack_from(cold)
+            _, _, _, nw, nr = _COLD_HEAD.unpack_from(cold)[:5]
             for rname, n in (("windows", nw), ("hours", nr)):
                 rows[f"n {rname}"] += n
                 rows[f"n {rname} deflated"] += n

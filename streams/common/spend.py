@@ -186,10 +186,11 @@ Row = tuple[int, list[int], list[tuple[int, int]]]  # (start, six sums, sorted (
 # stays chunked, where a pack deflates only its open chunk.
 _COLD_MAX = 512
 # The stream's header, not deflated: the newest and the oldest window's start and the oldest
-# hour row's (_NO_ROW: none), the window rows and the rolled rows it holds. The newest start
-# lets the judge's hot path append a new latest window without inflating anything; the oldest
-# ones let the hourly roll leave a book alone that has no window or hour to roll.
-_COLD_HEAD = struct.Struct("<qqqII")
+# hour row's (_NO_ROW: none), the window rows and the rolled rows it holds, and the unit of each
+# tier's start differences. The newest start lets the judge's hot path append a new latest
+# window without inflating anything; the oldest ones let the hourly roll leave a book alone
+# that has no window or hour to roll.
+_COLD_HEAD = struct.Struct("<qqqIIII")
 _NO_ROW = -(1 << 63)
 
 
@@ -199,20 +200,31 @@ def _cold_pack(w: array[int], wp: array[int], r: array[int], rp: array[int]) -> 
     deflated at level 1 (level 9: ~4 % smaller at several times the time)."""
     nw, nr = len(w) // _WROW, len(r) // _RROW
     hour = next((r[i] for i in range(0, len(r), _RROW) if r[i + 1] == HOUR_ROW), _NO_ROW)
-    head = _COLD_HEAD.pack(w[len(w) - _WROW] if nw else _NO_ROW, w[0] if nw else _NO_ROW, hour, nw, nr)
-    vals = np.concatenate((_columns(w, wp, _WROW), _columns(r, rp, _RROW)))
+    cols = []
+    units = []
+    for n, vals in ((nw, _columns(w, wp, _WROW)), (nr, _columns(r, rp, _RROW))):
+        # the starts' differences in their greatest common unit (a window's length, an hour):
+        # ~110 bytes less for a sparse user's week of windows, whose gaps are then small counts
+        unit = int(np.gcd.reduce(vals[1:n])) if n > 1 else 1
+        unit = unit if 1 <= unit < 1 << 32 else 1
+        vals[1:n] //= unit
+        cols.append(vals)
+        units.append(unit)
+    head = _COLD_HEAD.pack(w[len(w) - _WROW] if nw else _NO_ROW, w[0] if nw else _NO_ROW, hour, nw, nr, *units)
+    vals = np.concatenate(cols)
     return head + zlib.compress(vals.view(np.uint8).reshape(-1, 8).T.tobytes(), 1, wbits=-15)
 
 
 def _cold_unpack(blob: bytes) -> tuple[array[int], array[int], array[int], array[int]]:
     """The windows' rows and pairs and the rolled rows and pairs of :func:`_cold_pack`."""
-    _, _, _, nw, nr = _COLD_HEAD.unpack_from(blob)
+    _, _, _, nw, nr, unit_w, unit_r = _COLD_HEAD.unpack_from(blob)
     vals = _inflate_planes(memoryview(blob)[_COLD_HEAD.size:])
     # the windows' part ends after their pairs: as many as their rows' pair counts (the last column)
     mw = int(vals[(_WROW - 1) * nw:_WROW * nw].sum())
     cut = _WROW * nw + 2 * mw
     out: list[array[int]] = []
-    for part, n, stride in ((vals[:cut], nw, _WROW), (vals[cut:], nr, _RROW)):
+    for part, n, stride, unit in ((vals[:cut], nw, _WROW, unit_w), (vals[cut:], nr, _RROW, unit_r)):
+        part[1:n] *= unit
         rb, pb = _rows_of(part, n, stride)
         rows, pairs = array("q"), array("q")
         rows.frombytes(rb)
@@ -634,7 +646,7 @@ class SeriesSpend:
         nw = self._w.n_rows() if self._w is not None else 0
         nr = self._r.n_rows() if self._r is not None else 0
         if self._cold is not None:
-            _, _, _, cw, cr = _COLD_HEAD.unpack_from(self._cold)
+            _, _, _, cw, cr, _, _ = _COLD_HEAD.unpack_from(self._cold)
             nw, nr = nw + cw, nr + cr
         return nw, nr
 

@@ -45,8 +45,16 @@ def test_the_stream_round_trips_any_int64_rows_and_pairs() -> None:
                   (array("q"), array("q"), array("q"), array("q"))):
         blob = _cold_pack(*parts)
         assert _cold_unpack(blob) == parts
-    newest, oldest, hour, nw, nr = _COLD_HEAD.unpack_from(_cold_pack(w, wp, r, rp))
-    assert (newest, oldest, hour, nw, nr) == (T0 + 60, T0, T0 - HOUR, 2, 2)
+    assert _COLD_HEAD.unpack_from(_cold_pack(w, wp, r, rp)) == (T0 + 60, T0, T0 - HOUR, 2, 2, 60, DAY - HOUR)
+    # the starts' differences in their unit (a window's length: small counts), any int64 exactly
+    w = array("q")
+    for start in (-BIG - 1, -BIG - 1 + 120, 0, 600, 1200, BIG - 60, BIG):
+        w.extend([start, 1, 2, 3, 4, 5, 6, 0])
+    for starts, unit in (([0, 600, 1800, 1860], 60), ([0, 3600, 7200], 3600), ([5], 1), ([7, 7 + 2**40], 1)):
+        rows = array("q", [x for s in starts for x in (s, 1, 2, 3, 4, 5, 6, 0)])
+        blob = _cold_pack(rows, array("q"), array("q"), array("q"))
+        assert _COLD_HEAD.unpack_from(blob)[5] == unit and _cold_unpack(blob)[0] == rows
+    assert _cold_unpack(_cold_pack(w, array("q"), array("q"), array("q")))[0] == w
     assert _COLD_HEAD.unpack_from(_cold_pack(array("q"), array("q"), r[:9], rp[:2]))[:3] == (_NO_ROW,) * 3
 
 
