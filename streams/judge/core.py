@@ -69,8 +69,10 @@ class SeriesInfo:
         got = parse_series(name) if name else None
         self._labels: dict[str, str] | None = None if got is not None and got[1] == labels else labels
         self.last_end = last_end  # end of the last window judged for this series
-        # each contributor's usual share of the spend, to name who drives an excess (persisted)
-        self.mix = ContributorMix() if mix is None else mix
+        # each contributor's usual share of the spend, to name who drives an excess (persisted);
+        # None while the series is parked: its parked record holds it (JudgeCore._park), and
+        # waking it takes it back (~300 bytes per parked series)
+        self.mix: ContributorMix | None = ContributorMix() if mix is None else mix
         # the peak excess of the last run of flagged windows (what a "not an anomaly" answer
         # raises the floor from) and the end of that run's last window (persisted)
         self.peak_usd = peak_usd
@@ -451,9 +453,11 @@ class JudgeCore:
                 # (tests/streams/judge/test_judge_fast.py holds it to that): no Signal, no top
                 # contributors, no call, for nearly every window.
                 if parts:
+                    assert info.mix is not None  # (live: woken above)
                     info.mix.learn(w, contrib, sums[0])
                 continue
             dirty.add(f"det|{series}")  # a flagged window, or one of an alert: its state goes out now
+            assert info.mix is not None  # (live: woken above)
             signal = Signal(
                 series=series,
                 labels=info.labels,
@@ -500,7 +504,7 @@ class JudgeCore:
         det = self.detectors.get(series)
         blob = self.parked.pop(series, None)
         if blob is not None:
-            det = self.detectors[series] = self._unpark(blob, info.labels)
+            det = self.detectors[series] = self._unpark(blob, info)
         assert det is not None
         W = self.window_seconds
         w = info.idle_from
@@ -528,15 +532,19 @@ class JudgeCore:
         self._idle.discard(series)
         return det
 
-    def _unpark(self, blob: bytes, labels: dict[str, str]) -> Detector:
+    def _unpark(self, blob: bytes, info: SeriesInfo) -> Detector:
         """The detector a parked record holds (:func:`pack_live`), or one rebuilt from its
-        state (a record restored from the changelog, packed as JSON)."""
+        state (a record restored from the changelog, packed as JSON); the series' contributor
+        mix taken back from the record if it was dropped (:meth:`_park`)."""
         got = unpack_live(blob)
         if got is not None:
-            det: Detector = got[1]
-            return det
-        det = self._new_detector(labels)
-        det.load_state(unpack(blob)["state"])
+            rec, det = got
+        else:
+            rec = unpack(blob)
+            det = self._new_detector(info.labels)
+            det.load_state(rec["state"])
+        if info.mix is None:  # the state it had at its park: a parked series learns no mix
+            info.mix = ContributorMix.from_state(rec.get("mix"))
         return det
 
     def settle(self, series: str | None = None) -> None:
@@ -567,6 +575,7 @@ class JudgeCore:
         det = self.detectors.pop(series)
         self.parked[series] = self.packed_out[f"det|{series}"] = pack_live(
             {k: v for k, v in rec.items() if k != "state"}, det)
+        info.mix = None  # (in the record: taken back on waking)
         self._idle_recs[series] = [info.idle_from, None]
         ring = self.recent.get(series)
         if ring is not None:  # it takes no window until the series wakes: its newest records deflated too
@@ -577,7 +586,8 @@ class JudgeCore:
         """The series' checkpoint record (``det|<series>``); a parked one's with its state
         as parked (what changed of it while parked: on-call's raised floor), packed again."""
         blob = self.parked.get(series)
-        det = self.detectors[series] if blob is None else self._unpark(blob, info.labels)
+        det = self.detectors[series] if blob is None else self._unpark(blob, info)
+        assert info.mix is not None  # (live, or taken back from the parked record)
         rec = {
             "labels": info.labels,
             "last_end": info.last_end,
@@ -593,6 +603,7 @@ class JudgeCore:
         if blob is not None:
             self.parked[series] = self.packed_out[f"det|{series}"] = pack_live(
                 {k: v for k, v in rec.items() if k != "state"}, det)
+            info.mix = None
         return rec
 
     def _drop_foreign(self) -> None:
@@ -839,6 +850,7 @@ class JudgeCore:
         self._idle_recs[name] = [start, None if idle[1] is None else to]
         if idle[1] is None and self.park and self._parks(value["labels"]):
             self.parked[name] = blob if blob is not None else pack(value)  # (unparked from its state)
+            info.mix = None  # (the record holds it, as a park's does)
             info.idle_from = start
             return
         self.detectors[name] = live if live is not None else self._loaded(value)

@@ -73,11 +73,12 @@ class Table:
 
 
 def settled(j: JudgeCore, since: int = 0) -> dict[str, Any]:
-    """Every series' detector state and recent windows (from ``since``: a restored judge's start
-    empty), its waiting windows applied."""
+    """Every series' detector state, recent windows (from ``since``: a restored judge's start
+    empty) and contributor mix, its waiting windows applied."""
     j.settle()
     return {name: (orjson.dumps(j.detectors[name].to_state()),
-                   [r for r in j.recent.get(name, ()) if r["window_start"] >= since], j.series[name].last_end)
+                   [r for r in j.recent.get(name, ()) if r["window_start"] >= since], j.series[name].last_end,
+                   j.series[name].mix.to_state())  # type: ignore[union-attr]  # (settled: live)
             for name in j.series}
 
 
@@ -91,6 +92,9 @@ def test_parked_series_give_the_same_alerts_verdicts_states_and_windows():
     assert [n["action"] for n, _, _ in a for n in n if n["series"] == "team=ads"].count("resolve") >= 1
     assert len(parked.parked) >= len(USERS) - 2  # most users are parked at the end
     assert not set(parked.parked) & set(parked.detectors)
+    for name, blob in parked.parked.items():  # its mix is in its record only, as the plain judge's
+        assert parked.series[name].mix is None
+        assert unpack(blob)["mix"] == plain.series[name].mix.to_state()  # type: ignore[union-attr]
     assert settled(plain) == settled(parked)
 
 
