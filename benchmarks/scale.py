@@ -287,8 +287,11 @@ def _run(users: int, days: float, active: float, detector: str, window: int, see
     judge_maps = (sum(sys.getsizeof(m) for m in maps) + sum(sys.getsizeof(k) for k in judge.packed_out)
                   + sys.getsizeof(judge._idle_recs) + per_series(list(judge._idle_recs.values())) * len(judge._idle_recs)
                   ) / users
+    # (an ``idle|`` value the judge holds too, the very object, is counted once: with the judge's)
+    held_recs = {id(v) for v in judge._idle_recs.values()}
     table_maps = (sys.getsizeof(table.data) + sum(sys.getsizeof(k) for k in table.data)
-                  + per_series(small := [v for k, v in table.data.items() if not k.startswith("0|det|")]) * len(small)
+                  + per_series(small := [v for k, v in table.data.items()
+                                         if not k.startswith("0|det|") and id(v) not in held_recs]) * len(small)
                   ) / users
     parts = spend_parts(judge.spend)
     return {"users": users, "days": days, "windows": n_windows, "rss0_mib": rss0, "per_day": per_day,

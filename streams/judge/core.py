@@ -227,7 +227,9 @@ class JudgeCore:
     _idle: set[str] = field(default_factory=set)  # idle series whose detector is still live
     # the series with an ``idle|`` record on the changelog (their empty windows since their
     # det record: [from, to], to None while parked; deleted with the next det record)
-    _idle_recs: dict[str, list[int | None]] = field(default_factory=dict)
+    # (a tuple: the checkpoint writes this very object, which the judge table's local data then
+    # holds, one object for both)
+    _idle_recs: dict[str, tuple[int, int | None]] = field(default_factory=dict)
     _quiet_class: bool | None = None
     _org: OrgCore | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -526,7 +528,7 @@ class JudgeCore:
             info.last_end = starts[-1] + W
             got = self._idle_recs.get(series)
             if got is not None and got[1] is None:  # the changelog's idle record: up to here, not on
-                got[1] = upto
+                self._idle_recs[series] = (got[0], upto)
                 self._dirty.add(f"idle|{series}")
         info.idle_from = 0
         self._idle.discard(series)
@@ -576,7 +578,7 @@ class JudgeCore:
         self.parked[series] = self.packed_out[f"det|{series}"] = pack_live(
             {k: v for k, v in rec.items() if k != "state"}, det)
         info.mix = None  # (in the record: taken back on waking)
-        self._idle_recs[series] = [info.idle_from, None]
+        self._idle_recs[series] = (info.idle_from, None)
         ring = self.recent.get(series)
         if ring is not None:  # it takes no window until the series wakes: its newest records deflated too
             ring.compact()
@@ -708,7 +710,7 @@ class JudgeCore:
                 idler = self.series[series]
                 self._dirty.discard(f"det|{series}")
                 changes[f"det|{series}"] = self._park(series, idler)
-                changes[f"idle|{series}"] = [idler.idle_from, None]
+                changes[f"idle|{series}"] = self._idle_recs[series]  # (idle_from, None), as _park made it
                 self._dirty.discard(f"idle|{series}")
             self._idle.clear()
         for key in self._dirty:
@@ -746,7 +748,7 @@ class JudgeCore:
                     self._idle_recs.pop(rest, None)
                     changes[key] = None
                 elif key not in changes:  # (None: a det record after it was written)
-                    changes[key] = list(span)
+                    changes[key] = span
             elif kind == "rbmark":
                 got = self.rebase_marks.get(rest)
                 changes[key] = None if got is None else list(got)
@@ -847,7 +849,7 @@ class JudgeCore:
         to = self.done_until if idle[1] is None else int(idle[1])
         if idle[1] is None and not (self.park and self._parks(value["labels"])):
             self._dirty.add(f"idle|{name}")  # applied below: the record says up to where
-        self._idle_recs[name] = [start, None if idle[1] is None else to]
+        self._idle_recs[name] = (start, None if idle[1] is None else to)
         if idle[1] is None and self.park and self._parks(value["labels"]):
             self.parked[name] = blob if blob is not None else pack(value)  # (unparked from its state)
             info.mix = None  # (the record holds it, as a park's does)
