@@ -197,7 +197,9 @@ _NO_ROW = -(1 << 63)
 def _cold_pack(w: array[int], wp: array[int], r: array[int], rp: array[int]) -> bytes:
     """Every row and pair of both tiers (windows ``w``, ``wp``; rolled ``r``, ``rp``) in one
     stream: the header, then the two tiers' :func:`_columns` one after the other by byte plane,
-    deflated at level 1 (level 9: ~4 % smaller at several times the time)."""
+    deflated at level 4: once an hour of event time per book (the roll-up's pack), ~4 % smaller
+    than level 1 at ~1.5x the time (~150 against ~95 us for a sparse user's week; level 9: 5 %
+    smaller, 4x)."""
     nw, nr = len(w) // _WROW, len(r) // _RROW
     hour = next((r[i] for i in range(0, len(r), _RROW) if r[i + 1] == HOUR_ROW), _NO_ROW)
     cols = []
@@ -212,7 +214,7 @@ def _cold_pack(w: array[int], wp: array[int], r: array[int], rp: array[int]) -> 
         units.append(unit)
     head = _COLD_HEAD.pack(w[len(w) - _WROW] if nw else _NO_ROW, w[0] if nw else _NO_ROW, hour, nw, nr, *units)
     vals = np.concatenate(cols)
-    return head + zlib.compress(vals.view(np.uint8).reshape(-1, 8).T.tobytes(), 1, wbits=-15)
+    return head + zlib.compress(vals.view(np.uint8).reshape(-1, 8).T.tobytes(), 4, wbits=-15)
 
 
 def _cold_unpack(blob: bytes) -> tuple[array[int], array[int], array[int], array[int]]:
