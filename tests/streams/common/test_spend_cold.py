@@ -184,3 +184,38 @@ def test_a_week_of_a_sparse_user_is_one_small_stream() -> None:
         return n
 
     assert size(cold) < 0.7 * size(chunked)
+
+
+def test_a_roll_inflates_one_cold_book_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A roll-up over many cold books packs each before it rolls the next: at no time does
+    more than one hold its rows inflated (all at once would be ~23 KB per sparse user)."""
+    rng = random.Random(4)
+    books = {spend_key(f"user=u{k}"): SeriesSpend() for k in range(20)}
+    roll = SpendRollup(W)
+    heated: set[int] = set()
+    most = 0
+    tiers, pack = SeriesSpend._tiers, SeriesSpend.pack
+
+    def tiers_seen(self: SeriesSpend) -> Any:
+        nonlocal most
+        if self._cold is not None:
+            heated.add(id(self))
+            most = max(most, len(heated))
+        return tiers(self)
+
+    def pack_seen(self: SeriesSpend) -> None:
+        heated.discard(id(self))
+        pack(self)
+
+    for i in range(3 * 24 * 60):
+        w = T0 + W * i
+        roll.seen(0, i + 1)
+        if i == 2 * 24 * 60:  # once every book is cold: watch
+            assert all(b._cold is not None for b in books.values())
+            monkeypatch.setattr(SeriesSpend, "_tiers", tiers_seen)
+            monkeypatch.setattr(SeriesSpend, "pack", pack_seen)
+        for book in books.values():
+            if rng.random() < 0.1:
+                book.add_window(w, [rng.randrange(10**7, 10**8), 1000, 200, 0, 0, 1], {0: i + 1})
+        roll.roll(books, w + W)
+    assert most == 1 and not heated  # (a book inflated by every roll: its windows cross the cut)
