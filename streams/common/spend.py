@@ -19,7 +19,9 @@ included). In memory, a judge and the worker's spend table hold one :class:`Seri
 *book*) per series instead, under ``"<series>|spend"`` (:func:`spend_key`): the same windows, hours and days
 as int64 rows, the newest in typed arrays (about 80 bytes a window rather than 700 for a dict),
 older ones deflated in chunks by column and byte plane (about 12 with the chunk's own cost;
-benchmarks/scale.py, docs/benchmarks.md#spend-deflated).
+benchmarks/scale.py, docs/benchmarks.md#spend-deflated); a book of at most
+``SeriesSpend.COLD_MAX`` rows at the hourly pack (a sparse user's) is held as one deflated
+stream instead, about 8 bytes a row (docs/benchmarks.md#cold-spend-books).
 :func:`load_records` reads records into it; its ``window_wire`` and ``day_wire`` give them back.
 
 Use :func:`spend_windows` to read spend, from records or books alike; never split keys by
