@@ -727,10 +727,13 @@ class AlertEngine:
                 g.severity = m["severity"]
         g.paged = g.paged or any(bool(m.get("page")) for m in firing) or (
             SEVERITY_RANK[g.severity] >= SEVERITY_RANK[self.policy.page_min_severity])
+        # after everything sent under the group's key: an answer's resolve in the window of the
+        # group's last notification would otherwise repeat its seq, and be taken for a redelivery
+        seq = round(at * 1000) if g.last_sent_at is None else max(round(at * 1000), round(g.last_sent_at * 1000) + 1)
         g.status, g.last_sent_at, g.unsent = "notified", at, []
         n = SpikeNotification.from_dict(head)
         many = len(g.members) > 1
-        n.key, n.seq, n.action, n.reason = g.key, round(at * 1000), action, reason
+        n.key, n.seq, n.action, n.reason = g.key, seq, action, reason
         n.severity, n.page, n.started_at, n.fired_at = g.severity, g.paged, g.started_at, at
         n.series, n.labels = g.series, dict(g.labels)
         if action == "resolve":
