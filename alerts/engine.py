@@ -15,7 +15,8 @@ then grouping (the alerts of one team become one notification). The ``org`` seri
 stepped first, so its decision is known before its teams'.
 
 Example: a $3/window series spikes to $90, stays high, then is back to normal for three
-windows.
+windows; its team's group sends the resolve ``group_keep_firing_s`` (1800) seconds later, as
+windows (or a window's end without signals) carry event time past it.
 
 >>> engine = AlertEngine(AlertPolicy())
 >>> def window(i, usd, anomalous):
@@ -28,10 +29,12 @@ windows.
 []
 >>> engine.observe(window(2, 3.0, False)), engine.observe(window(3, 2.5, False))
 ([], [])
->>> [n.action for n in engine.observe(window(4, 3.1, False))]
-['resolve']
+>>> engine.observe(window(4, 3.1, False))  # resolved; the team's group holds its resolve (flap damping)
+[]
 >>> engine.state_for("cost_spike:team=ads") is None
 True
+>>> [n.action for n in engine.observe_window([], at=300.0 + 1800)]  # 30 minutes on, no re-fire
+['resolve']
 """
 
 from __future__ import annotations
@@ -116,9 +119,10 @@ class AlertPolicy:
     # Flap damping (Prometheus' keep_firing_for, at the group): a notified group whose members
     # have all resolved sends its resolve only after this many seconds without a new trigger; a
     # member that fires again meanwhile continues the incident (an update under the group's key,
-    # no new first notification, no second page). 0 (the default): the group resolves with its
-    # last member.
-    group_keep_firing_s: float = 0.0
+    # no new first notification, no second page). Default 1800 (docs/detectors.md, "Flap
+    # damping"); 0: the group resolves with its last member. On-call's answers that end the
+    # incident (:meth:`AlertEngine.resolve_now`) resolve at once.
+    group_keep_firing_s: float = 1800.0
     # While the org's alert fires, no alert of another series starts (it is its symptom).
     inhibit_by_org: bool = True
 
@@ -493,14 +497,22 @@ class AlertEngine:
         ``at`` or the end of its last window if later: on-call answered "expected, new normal".
         Returns what to send: the resolve, or the group's notification, saying ``why`` (who
         answered: the root message rewritten on resolve keeps it). ``changed_groups`` says
-        which groups' state changed."""
+        which groups' state changed.
+
+        The answer ends the incident: the group's resolve is not held by flap damping
+        (``group_keep_firing_s``), and a group whose resolve is being held when the answer
+        comes (every member back to normal, the hold running) resolves now too."""
         self.skipped = []
         self.changed_groups = set()
         decided = []
         firing = self.answered(key, started_at)
+        # the group(s) the answer ends: the one ``key`` leads (firing, or holding its resolve)
+        release = {gid for gid, g in self._groups.items()
+                   if g.key == key and g.status == "notified" and (started_at is None or g.started_at == started_at)}
         # event time: the latest window judged for them (a wall clock ahead of the windows would
         # give the resolve a seq that later notifications of the key could not pass)
-        at = max([at, *(st.last_window_end for st in firing)])
+        at = max([at, *(st.last_window_end for st in firing),
+                  *(q for gid in release if (q := self._groups[gid].quiet_since) is not None)])
         for st in firing:
             del self._states[st.key]
             end = at
@@ -511,7 +523,13 @@ class AlertEngine:
             n.seq = max(n.seq, st.seq + 1)  # after everything sent for the key: never taken for a redelivery
             n.explanation = why
             decided.append(n)
-        return self._group(decided, at) if decided else []
+        if not (decided or release):
+            return []
+        out = self._group(decided, at, release)
+        for n in out:
+            if n.key == key and n.action == "resolve":
+                n.explanation = why  # also a held group's, whose members resolved before the answer
+        return out
 
     # -- the lifecycle -----------------------------------------------------------------------
     def silence_for(self, signal: Signal) -> Silence | None:
@@ -610,7 +628,10 @@ class AlertEngine:
         return notes
 
     # -- grouping ----------------------------------------------------------------------------
-    def _group(self, decided: list[SpikeNotification], at: float) -> list[SpikeNotification]:
+    def _group(self, decided: list[SpikeNotification], at: float,
+               release: set[str] | frozenset[str] = frozenset()) -> list[SpikeNotification]:
+        """Fold ``decided`` into their groups and run every group's timers at ``at``; the
+        groups in ``release`` resolve without flap damping's hold (an answer ended them)."""
         out: list[SpikeNotification] = []
         by_gid: dict[str, list[SpikeNotification]] = {}
         for n in decided:
@@ -621,10 +642,11 @@ class AlertEngine:
                 by_gid.setdefault(gid, []).append(n)
         if by_gid or self._groups:
             for gid in sorted(set(by_gid) | set(self._groups)):
-                out.extend(self._group_step(gid, by_gid.get(gid, []), at))
+                out.extend(self._group_step(gid, by_gid.get(gid, []), at, gid in release))
         return out
 
-    def _group_step(self, gid: str, notes: list[SpikeNotification], at: float) -> list[SpikeNotification]:  # noqa: C901 - the group's lifecycle (wait, interval, resolve) as one sequence, as in Alertmanager
+    def _group_step(  # noqa: C901 - the group's lifecycle (wait, interval, resolve) as one sequence, as in Alertmanager
+            self, gid: str, notes: list[SpikeNotification], at: float, release: bool = False) -> list[SpikeNotification]:
         p = self.policy
         g = self._groups.get(gid)
         # Only a trigger makes a member. An alert firing since before grouping (or another
@@ -636,7 +658,7 @@ class AlertEngine:
             if not notes:
                 return out
             g = self._groups[gid] = GroupState(gid=gid, created_at=at, started_at=min(n.started_at for n in notes))
-        elif not notes and not (
+        elif not notes and not release and not (
             (g.status == "waiting" and at - g.created_at >= p.group_wait_s)
             or (g.unsent and g.last_sent_at is not None and at - g.last_sent_at >= p.group_interval_s)
             or (g.quiet_since is not None and at - g.quiet_since >= p.group_keep_firing_s)
@@ -668,7 +690,7 @@ class AlertEngine:
         elif not firing:
             if g.quiet_since is None:
                 g.quiet_since = at
-            if at - g.quiet_since < p.group_keep_firing_s:  # flap damping: the resolve waits
+            if at - g.quiet_since < p.group_keep_firing_s and not release:  # flap damping: the resolve waits
                 self.skipped += ["grouped"] * len(notes)
                 return out
             note = self._group_note(g, "resolve", "resolved", at)
@@ -705,10 +727,13 @@ class AlertEngine:
                 g.severity = m["severity"]
         g.paged = g.paged or any(bool(m.get("page")) for m in firing) or (
             SEVERITY_RANK[g.severity] >= SEVERITY_RANK[self.policy.page_min_severity])
+        # after everything sent under the group's key: an answer's resolve in the window of the
+        # group's last notification would otherwise repeat its seq, and be taken for a redelivery
+        seq = round(at * 1000) if g.last_sent_at is None else max(round(at * 1000), round(g.last_sent_at * 1000) + 1)
         g.status, g.last_sent_at, g.unsent = "notified", at, []
         n = SpikeNotification.from_dict(head)
         many = len(g.members) > 1
-        n.key, n.seq, n.action, n.reason = g.key, round(at * 1000), action, reason
+        n.key, n.seq, n.action, n.reason = g.key, seq, action, reason
         n.severity, n.page, n.started_at, n.fired_at = g.severity, g.paged, g.started_at, at
         n.series, n.labels = g.series, dict(g.labels)
         if action == "resolve":

@@ -229,8 +229,8 @@ class AlertPolicyModel(_Strict):
     group_interval_s: float = Field(default=300.0, ge=0)
     # Flap damping: a group whose members all resolved sends its resolve this long later; a
     # re-fire meanwhile continues the incident (no second first notification or page). 0: off
-    # (the default; docs/detectors.md "Flap damping" has the measurement and what holds it off).
-    group_keep_firing_s: float = Field(default=0.0, ge=0)
+    # (docs/detectors.md "Flap damping" has the measurement behind the default).
+    group_keep_firing_s: float = Field(default=1800.0, ge=0)
     inhibit_by_org: bool = True
 
 

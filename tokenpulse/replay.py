@@ -565,10 +565,13 @@ class _Lanes:
 
     def end_of_history(self) -> None:
         """Close every window still open, then a few quiet windows so alerts that ended with
-        the data can resolve; take back the forked judge's verdicts."""
+        the data can resolve, and as many more as flap damping holds a team's resolve
+        (``alerts.group_keep_firing_s``): the quiet a worker's idle clock goes on judging
+        when the traffic stops; take back the forked judge's verdicts."""
         core, cfg = self.core, self.cfg
         if core.max_ts is not None:
-            self.feed(core.max_ts + cfg.idle_grace + cfg.lateness + cfg.window_seconds * 8)
+            hold = self.judge.engine.policy.group_keep_firing_s
+            self.feed(core.max_ts + cfg.idle_grace + cfg.lateness + cfg.window_seconds * 8 + hold)
         if self.forked is not None:
             self.verdicts.extend(self.forked.finish())
             self.forked = None

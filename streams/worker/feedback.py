@@ -343,12 +343,13 @@ class FeedbackWorker:
             who = str(event.get("user") or event.get("user_id") or "on-call")
             notes = engine.resolve_now(key, at_ev, started_at, why=f"{who} answered: expected, a new normal")
             j.alerts_changed([st.key for st in firing], engine.changed_groups)
-            return (f"{what}; resolved" if firing else f"{what}; {NOTE_RESOLVED}"), list(notes), None
+            # resolved now: a firing alert, or a team's group whose resolve flap damping held
+            return (f"{what}; resolved" if firing or notes else f"{what}; {NOTE_RESOLVED}"), list(notes), None
         if action == RESOLVE:  # the page was resolved in PagerDuty: the alert resolves, the detector is left alone
             who = str(event.get("user") or "on-call")
             notes = engine.resolve_now(key, at_ev, started_at, why=f"{who} resolved the page in PagerDuty")
             j.alerts_changed([st.key for st in firing], engine.changed_groups)
-            return ("resolved" if firing else NOTE_RESOLVED), list(notes), None
+            return ("resolved" if firing or notes else NOTE_RESOLVED), list(notes), None
         if action == "tokenpulse_snooze_4h":
             silence = Silence(matchers={"series": series}, starts_at=at_ev, ends_at=at_ev + SNOOZE_S,
                               reason="snoozed for 4 h from Slack",

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from alerts import AlertEngine, AlertPolicy, Notification, Signal
+from alerts import AlertEngine, Notification, Signal
 from alerts.digest import (
     ITEMS_MAX,
     DigestSchedule,
@@ -20,6 +20,7 @@ from alerts.digest import (
 )
 from alerts.model import BudgetNotification, MixNotification
 from alerts.receivers.slack.render import BLOCKS_MAX, SECTION_MAX, digest_message
+from tests.alerts.policies import no_hold
 from tests.alerts.test_format import ENTITY, mrkdwn_texts, u16
 from tests.fakes.slack_server import check_blocks
 
@@ -78,7 +79,7 @@ def test_a_bad_mode_or_zone_is_refused() -> None:
 # -- the book ------------------------------------------------------------------------------
 def spike_notes(series: str = "team=ads", t0: float = 1_777_000_000.0) -> list[Notification]:
     """A trigger, a worsened update and the resolve, as the engine makes them."""
-    engine = AlertEngine(AlertPolicy(warning_excess_usd=2, page_min_excess_usd=50))
+    engine = AlertEngine(no_hold(warning_excess_usd=2, page_min_excess_usd=50))
     out: list[Notification] = []
     team = series.partition("=")[2]
     for i, spend in enumerate([90.0, 180.0, 3.0, 3.0, 3.0]):

@@ -15,6 +15,7 @@ import pytest
 
 from alerts import AlertEngine, AlertPolicy, Notification, Signal
 from alerts.routing import Route, route_targets
+from tests.alerts.policies import NO_HOLD, no_hold
 
 W = 60.0
 BASE = 3.0
@@ -63,11 +64,11 @@ QUIET: Row = ([], [])
 
 # name, policy overrides, windows, expected rows
 SCENARIOS: list[tuple[str, dict[str, Any], list[dict[str, float]], list[Row]]] = [
-    ("a team and its team x model firing together are one notification", {},
+    ("a team and its team x model firing together are one notification", NO_HOLD,
      [{ADS: 90, ADS_X: 80}, NORMAL, NORMAL, NORMAL],
      [([(ADS, "trigger", "first", (ADS, ADS_X))], ["grouped", "grouped"]), QUIET, QUIET,
       ([(ADS, "resolve", "resolved", (ADS, ADS_X))], ["grouped", "grouped"])]),
-    ("a group of one is its alert alone", {},
+    ("a group of one is its alert alone", NO_HOLD,
      [{ADS_X: 90}, NORMAL, NORMAL, NORMAL],
      [([(ADS_X, "trigger", "first", ())], []), QUIET, QUIET, ([(ADS_X, "resolve", "resolved", ())], [])]),
     ("two teams are two groups", {},
@@ -89,7 +90,7 @@ SCENARIOS: list[tuple[str, dict[str, Any], list[dict[str, float]], list[Row]]] =
     ("group_wait: a group back to normal before it was due sends nothing", {"group_wait_s": 300},
      [{ADS: 90}, NORMAL, NORMAL, NORMAL, NORMAL, NORMAL],
      [([], ["grouped"]), QUIET, QUIET, ([], ["grouped"]), QUIET, QUIET]),
-    ("a member's resolve is folded; the group resolves with its last member", {},
+    ("a member's resolve is folded; the group resolves with its last member", NO_HOLD,
      [{ADS: 90, ADS_X: 90}, {ADS: 90}, {ADS: 90}, {ADS: 90}, NORMAL, NORMAL, NORMAL],
      [([(ADS, "trigger", "first", (ADS, ADS_X))], ["grouped", "grouped"]), QUIET, QUIET, ([], ["grouped"]),
       QUIET, QUIET, ([(ADS, "resolve", "resolved", (ADS, ADS_X))], ["grouped"])]),
@@ -109,7 +110,7 @@ SCENARIOS: list[tuple[str, dict[str, Any], list[dict[str, float]], list[Row]]] =
      [{ORG: 200, ADS: 90}, {ADS: 90}, {ADS: 90}, {ADS: 90}],
      [([(ORG, "trigger", "first", (ADS,))], ["inhibited"]), ([], ["inhibited"]), ([], ["inhibited"]),
       ([(ORG, "resolve", "resolved", ()), (ADS, "trigger", "first", ())], [])]),
-    ("a team alert firing before the org's is muted but still resolves", {},
+    ("a team alert firing before the org's is muted but still resolves", NO_HOLD,
      [{ADS: 30}, {ORG: 200, ADS: 90}, {ORG: 200}, {ORG: 200}, {ORG: 200}],
      [([(ADS, "trigger", "first", ())], []), ([(ORG, "trigger", "first", (ADS,))], ["inhibited"]), QUIET, QUIET,
       ([(ADS, "resolve", "resolved", ())], [])]),
@@ -145,7 +146,7 @@ def test_a_silenced_org_alert_inhibits_nothing() -> None:
 
 
 def test_a_group_notification_carries_the_members_numbers_and_one_key() -> None:
-    engine = AlertEngine(AlertPolicy(group_interval_s=0))
+    engine = AlertEngine(no_hold(group_interval_s=0))
     notes: list[Notification] = []
     for i, spend in enumerate([{ADS: 30, ADS_X: 60}, {ADS: 30, ADS_X: 60, ADS_Y: 90}, NORMAL, NORMAL, NORMAL]):
         notes += engine.observe_window(signals(i, spend), (i + 1) * W)
@@ -169,7 +170,7 @@ def test_a_group_notification_carries_the_members_numbers_and_one_key() -> None:
 def test_a_group_of_one_notifies_exactly_as_the_alert_alone() -> None:
     rnd = random.Random(7)
     spends = [{ADS_X: rnd.choice([3.0, 3.0, 30.0, 60.0, 200.0])} for _ in range(300)]
-    grouped, alone = AlertEngine(), AlertEngine(AlertPolicy(group_by=()))
+    grouped, alone = AlertEngine(no_hold()), AlertEngine(AlertPolicy(group_by=()))
     a = [n.to_dict() for i, s in enumerate(spends) for n in grouped.observe_window(signals(i, s), (i + 1) * W)]
     b = [n.to_dict() for i, s in enumerate(spends) for n in alone.observe_window(signals(i, s), (i + 1) * W)]
     assert a == b and len(a) > 20
@@ -177,10 +178,10 @@ def test_a_group_of_one_notifies_exactly_as_the_alert_alone() -> None:
 
 def test_group_state_survives_a_restart_through_json() -> None:
     windows = [{ADS_X: 90}, {ADS_X: 90, ADS: 90}, {ADS_X: 90, ADS: 90}] + [{ADS: 90}] * 5 + [NORMAL] * 4
-    straight = run(AlertEngine(), windows)
-    first = AlertEngine()
+    straight = run(AlertEngine(no_hold()), windows)
+    first = AlertEngine(no_hold())
     half = run(first, windows[:3])
-    second = AlertEngine()
+    second = AlertEngine(no_hold())
     for key in ("cost_spike:team=ads", "cost_spike:team=ads|model=x"):
         second.load_state(key, orjson.loads(orjson.dumps(first.state_for(key))))
     second.load_group_state("team=ads", orjson.loads(orjson.dumps(first.group_state_for("team=ads"))))
@@ -213,7 +214,7 @@ def test_policy_rejects_unknown_group_labels_and_negative_times() -> None:
 def test_an_alert_firing_from_before_grouping_keeps_its_own_key_to_the_end() -> None:
     old = AlertEngine(AlertPolicy(group_by=()))  # the version before grouping
     [_n] = old.observe_window(signals(0, {ADS_X: 90}), W)
-    engine = AlertEngine()
+    engine = AlertEngine(no_hold())
     engine.load_state("cost_spike:team=ads|model=x", old.state_for("cost_spike:team=ads|model=x"))
     rows = run(engine, [{ADS_X: 90, ADS: 90}, {ADS: 90}, {ADS: 90}, {ADS: 90}, NORMAL, NORMAL, NORMAL], first=1)
     assert rows == [([(ADS, "trigger", "first", ())], []), QUIET, QUIET, ([(ADS_X, "resolve", "resolved", ())], []),
@@ -236,14 +237,17 @@ def test_the_triggers_an_org_alert_inhibits_are_listed_once_per_run() -> None:
     # 3); the re-fire in window 5 continues the incident in its thread, and the group resolves
     # 600 s after its member resolved again (window 8 ends at 540 s: 1140 s is window 18's end)
     (600.0, [(0, ADS, "trigger", "first"), (5, ADS, "update", "worsened"), (18, ADS, "resolve", "resolved")]),
-    # off (the default): resolved with its member, and the re-fire is a new incident (a second page)
+    # the default, 1800 s: the same, the resolve at 540 + 1800 = 2340 s, window 38's end
+    (None, [(0, ADS, "trigger", "first"), (5, ADS, "update", "worsened"), (38, ADS, "resolve", "resolved")]),
+    # off: resolved with its member, and the re-fire is a new incident (a second page)
     (0.0, [(0, ADS, "trigger", "first"), (3, ADS, "resolve", "resolved"), (5, ADS, "trigger", "first"),
            (8, ADS, "resolve", "resolved")]),
 ])
 def test_a_team_that_fires_again_soon_after_resolving_continues_its_incident(
-        keep: float, expected: list[tuple[int, str, str, str]]) -> None:
-    engine = AlertEngine(AlertPolicy(group_keep_firing_s=keep, group_interval_s=0, inhibit_by_org=False))
-    windows = [{ADS: 90}, NORMAL, NORMAL, NORMAL, NORMAL, {ADS: 90}] + [NORMAL] * 15
+        keep: float | None, expected: list[tuple[int, str, str, str]]) -> None:
+    hold = {} if keep is None else {"group_keep_firing_s": keep}
+    engine = AlertEngine(AlertPolicy(**hold, group_interval_s=0, inhibit_by_org=False))
+    windows = [{ADS: 90}, NORMAL, NORMAL, NORMAL, NORMAL, {ADS: 90}] + [NORMAL] * 35
     got = [(i, key, action, reason) for i, (notes, _) in enumerate(run(engine, windows))
            for key, action, reason, _ in notes]
     assert got == expected
@@ -259,3 +263,63 @@ def test_a_team_that_fires_again_soon_after_resolving_continues_its_incident(
 def test_a_negative_keep_firing_is_refused() -> None:
     with pytest.raises(ValueError, match="group_keep_firing_s"):
         AlertPolicy(group_keep_firing_s=-1.0)
+
+
+def test_by_default_a_group_resolves_30_minutes_after_its_last_member_and_the_hold_survives_a_restart() -> None:
+    assert AlertPolicy().group_keep_firing_s == 1800.0
+    # the member resolves in window 3 (ends at 240 s): the group's resolve at 240 + 1800 = 2040 s,
+    # window 33's end, by the window end alone (no signal of the team in the windows between)
+    windows = [{ADS: 90}] + [NORMAL] * 33
+    rows = run(AlertEngine(), windows)
+    assert rows == ([([(ADS, "trigger", "first", ())], []), QUIET, QUIET, ([], ["grouped"])] + [QUIET] * 29
+                    + [([(ADS, "resolve", "resolved", ())], [])])
+    quiet = AlertEngine()
+    [trigger] = quiet.observe_window(signals(0, {ADS: 90}), W)
+    for i in range(1, 4):
+        assert quiet.observe_window(signals(i, NORMAL), (i + 1) * W) == []
+    assert quiet.observe_window([], 2040.0 - 1) == []  # a second before the hold is over
+    [resolve] = quiet.observe_window([], 2040.0)  # no signals at all: the window's end is enough
+    assert (resolve.key, resolve.action, resolve.seq, resolve.ended_at) == (trigger.key, "resolve", 2_040_000, 60.0)
+    assert resolve.page == trigger.page and quiet.group_state_for(ADS) is None
+    # halfway through the hold, a restart through JSON (the org table's records) holds the same
+    first, second = AlertEngine(), AlertEngine()
+    half = run(first, windows[:10])
+    data = first.group_state_for(ADS)
+    assert data is not None and data["quiet_since"] == 240.0 and first.state_for(f"cost_spike:{ADS}") is None
+    second.load_group_state(ADS, orjson.loads(orjson.dumps(data)))
+    assert half + run(second, windows[10:], first=10) == rows
+
+
+def test_an_answer_that_ends_the_incident_resolves_at_once_without_the_hold() -> None:
+    # "expected, new normal" (or the page resolved in PagerDuty): AlertEngine.resolve_now
+    key = f"cost_spike:{ADS}"
+    firing = AlertEngine()
+    [trigger] = firing.observe_window(signals(0, {ADS: 90, ADS_X: 90}), W)
+    firing.observe_window(signals(1, {ADS: 90}), 2 * W)
+    [resolve] = firing.resolve_now(key, 2 * W, trigger.started_at, why="on-call answered")
+    assert (resolve.key, resolve.action, resolve.seq) == (key, "resolve", 120_000)
+    assert [m["status"] for m in resolve.members] == ["resolved", "resolved"]
+    assert firing.group_state_for(ADS) is None and firing.changed_groups == {ADS}
+    # answered in the window of the group's last notification: the resolve's seq is still above it
+    # (the delivery log skips a seq not above the last it delivered: the page would stay open)
+    again = AlertEngine()
+    [first] = again.observe_window(signals(0, {ADS: 90}), W)
+    [closed] = again.resolve_now(key, 10.0)
+    assert (closed.action, first.seq, closed.seq) == ("resolve", 60_000, 60_001)
+    # an answer while the group holds its resolve (every member back to normal) ends the hold;
+    # another team's hold goes on
+    held = AlertEngine()
+    held.observe_window(signals(0, {ADS: 90, SEARCH: 90}), W)
+    for i in range(1, 5):
+        assert held.observe_window(signals(i, NORMAL), (i + 1) * W) == []
+    assert held.group_state_for(ADS) is not None and held.group_state_for(SEARCH) is not None
+    assert held.resolve_now(f"cost_spike:{SEARCH}", 1.0, 999.0) == []  # another incident of search: nothing
+    [done] = held.resolve_now(key, 1.0, 0.0, why="ana answered")  # at: the wall clock's, behind the windows
+    assert (done.key, done.action, done.seq, done.ended_at) == (key, "resolve", 240_000, 60.0)
+    assert done.explanation == "ana answered"
+    assert held.group_state_for(ADS) is None and held.group_state_for(SEARCH) is not None
+    assert held.resolve_now(key, 1.0, 0.0) == []  # answered twice: the incident is over
+    # acknowledging is no answer that ends it: the hold goes on
+    assert held.acknowledge(f"cost_spike:{SEARCH}", "bob", 300.0) == []
+    [search] = held.observe_window([], 240.0 + 1800)
+    assert (search.key, search.action) == (f"cost_spike:{SEARCH}", "resolve")

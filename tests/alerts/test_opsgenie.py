@@ -16,6 +16,7 @@ from alerts.receivers import RECEIVERS
 from alerts.receivers.opsgenie import EU_API_URL, OpsgenieConfig, OpsgenieSink, create_body
 from alerts.receivers.opsgenie.render import ALIAS_MAX, MESSAGE_MAX
 from alerts.retry import deliver_with_retry
+from tests.alerts.policies import no_hold
 from tests.alerts.test_sinks import Sleeps
 from tests.fakes.opsgenie_server import FakeOpsgenieServer, validate_create
 
@@ -24,7 +25,7 @@ KEY = "genie-0123-SeCrEt-key"
 
 def incident(series: str = "team=ads") -> list[Notification]:
     """A critical (paged) trigger, a worsened update, the resolve."""
-    engine = AlertEngine(dashboard_url="https://dash.example/dashboard")
+    engine = AlertEngine(no_hold(), dashboard_url="https://dash.example/dashboard")
     out: list[Notification] = []
     for i, usd in enumerate([90.0, 180.0, 3.0, 3.0, 3.0]):
         out.extend(engine.observe(Signal(

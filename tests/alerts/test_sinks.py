@@ -23,6 +23,7 @@ from alerts import (
     deliver_all,
     deliver_with_retry,
 )
+from tests.alerts.policies import no_hold
 from tests.fakes.pagerduty_server import FakePagerDutyServer
 from tests.fakes.slack_server import FakeSlackServer, channel_id
 
@@ -41,7 +42,7 @@ def sig(i: int, usd: float, series: str = "team=ads") -> Signal:
 
 def incident(peak: float = 90.0) -> list[Notification]:
     """trigger, worsened update, resolve."""
-    engine = AlertEngine(dashboard_url="https://dash.example/")
+    engine = AlertEngine(no_hold(), dashboard_url="https://dash.example/")
     out: list[Notification] = []
     for i, usd in enumerate([peak, peak * 2, 3.0, 3.0, 3.0]):
         out.extend(engine.observe(sig(i, usd)))

@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from alerts import AlertEngine, Notification, Signal
 from alerts.receivers.slack import ChannelPacer, SlackSink
 from alerts.retry import deliver_with_retry
+from tests.alerts.policies import no_hold
 from tests.fakes.slack_server import FakeSlackServer, channel_id
 
 TOKEN = "xoxb-pacing-SeCrEt"
@@ -63,7 +64,7 @@ async def test_pacer_queues_concurrent_posts_in_arrival_order() -> None:
 def incidents(teams: list[str]) -> list[Notification]:
     out: list[Notification] = []
     for team in teams:
-        engine = AlertEngine()
+        engine = AlertEngine(no_hold())
         for i, usd in enumerate([90.0, 180.0, 3.0, 3.0, 3.0]):
             out.extend(engine.observe(Signal(
                 series=f"team={team}", labels={"team": team}, window_start=60.0 * i,

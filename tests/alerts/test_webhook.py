@@ -12,6 +12,7 @@ import pytest
 
 from alerts import AlertEngine, DeliveryResult, Notification, Signal, WebhookSink, deliver_with_retry, verify_signature
 from alerts.receivers.webhook.render import SIGNATURE_HEADER, TIMESTAMP_HEADER, idempotency_header, sign
+from tests.alerts.policies import no_hold
 from tests.fakes.webhook_server import FakeWebhookServer
 
 SECRET = "whsec-0123456789-SeCrEt"
@@ -28,7 +29,7 @@ def sig(i: int, usd: float) -> Signal:
 
 def incident() -> list[Notification]:
     """trigger, worsened update, resolve."""
-    engine = AlertEngine(dashboard_url="https://dash.example/")
+    engine = AlertEngine(no_hold(), dashboard_url="https://dash.example/")
     out: list[Notification] = []
     for i, usd in enumerate([90.0, 180.0, 3.0, 3.0, 3.0]):
         out.extend(engine.observe(sig(i, usd)))

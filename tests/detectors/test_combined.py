@@ -270,13 +270,15 @@ def test_a_loop_that_keeps_burning_keeps_alerting(a_week_of_a_dollar_a_minute: A
 
 def _alerts(verdicts: list[Verdict]) -> list[tuple[str, int]]:
     """The default policy's alert engine over a series' verdicts, as the judge sends them (a
-    flagged window, or any window while its alert is open): (action, window index)."""
+    flagged window, or any window while its alert is open; every other window's end alone, which
+    runs the group timers: flap damping's held resolve): (action, window index)."""
     from alerts import AlertEngine, AlertPolicy, Signal
 
     engine = AlertEngine(AlertPolicy())
     out = []
     for i, v in enumerate(verdicts):
         if not v.is_anomaly and not engine.tracks(engine.key_for("team=ads")):
+            out += [(n.action, i) for n in engine.observe_window([], v.ts) if n.action in ("trigger", "resolve")]
             continue
         s = Signal(series="team=ads", labels={"team": "ads"}, window_start=v.ts - 60, window_end=v.ts,
                    observed_usd=v.observed, expected_usd=v.expected, is_anomaly=v.is_anomaly, impact_usd=v.impact,

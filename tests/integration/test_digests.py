@@ -48,6 +48,7 @@ watch: [team]
   warning_excess_usd: 2
   page_min_excess_usd: 5
   resolve_after_windows: 2
+  group_keep_firing_s: 0  # flap damping off: this test waits for the team's resolve (as tests/alerts/policies.py)
 subscriptions:
   - channel: "{DIGEST}"
     match: {{team: ads}}

@@ -26,6 +26,7 @@ from tests.integration.harness import (
     wait_until,
     windows_summary,
 )
+from tokenpulse.replay import to_epoch
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +39,7 @@ watch: [team]
   warning_excess_usd: 2
   page_min_excess_usd: 5
   resolve_after_windows: 2
+  group_keep_firing_s: 0  # flap damping off (the tests that import this policy wait for resolves); see HELD
 mix:
   internal_models: ["acme-*"]
 silences:
@@ -46,6 +48,13 @@ silences:
     ends_at: 2099-01-01T00:00:00Z
     reason: "planned backfill of legal's history"
 """
+
+# test_spike_alerts_resolves_and_counts_exactly's policy: flap damping on, with a hold of 20
+# windows, so that the team's held resolve is due 10 s of event time after the history's last
+# event: what sends it is the idle clock (the ingest partitions' clock follows the wall clock once
+# no event comes, and the empty windows it closes step the org stage's group timers)
+HELD = POLICY.replace("group_keep_firing_s: 0 ", "group_keep_firing_s: 40 ")
+HOLD_S = 40
 
 
 def event(team: str, ts: float, cost: float, rng: random.Random, **extra: Any) -> dict[str, Any]:
@@ -155,6 +164,7 @@ def worker_env(broker: Any, slack: Any, pagerduty: Any, workdir: Path) -> tuple[
 def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pagerduty: Any, workdir: Path) -> None:
     rng = random.Random(42)
     env, topics = worker_env(broker, slack, pagerduty, workdir)
+    (workdir / "policy.yaml").write_text(HELD)
     pd_key = PD_KEY
     worker = Worker(env, workdir / "worker.log")
     ledger = Ledger()
@@ -200,6 +210,10 @@ def test_spike_alerts_resolves_and_counts_exactly(broker: Any, slack: Any, pager
         assert ledger.matches(get_json(f"{worker.url}/api/spend?group_by=tool")["rows"], "tool"), ledger.last
         alerts = get_json(f"{worker.url}/api/alerts")["alerts"]
         assert [a["key"] for a in alerts] == ["cost_spike:team=ads"] and alerts[0]["state"] == "resolved"
+        # the resolve held HOLD_S after the member resolved (at the earliest window 44's end, two
+        # normal windows after the spike), sent at a window end past the history's last event
+        fired = to_epoch(alerts[0]["fired_at"], "fired_at")
+        assert fired >= t0 + 45 * W + HOLD_S and fired > t0 + 60 * W, alerts
         page = get_text(f"{worker.url}/dashboard") + get_text(f"{worker.url}/assets/dashboard.js")
         assert "<title>tokenpulse</title>" in page and "/api/spend" in page
         mix = {r["team"]: r for r in get_json(f"{worker.url}/api/mix")["teams"]}

@@ -62,6 +62,19 @@ def test_without_inhibition_the_team_pages_on_its_own():
     assert [n["action"] for n in res.notifications if n["series"] == "team=ads"][-1] == "resolve"
 
 
+def test_a_resolve_flap_damping_holds_past_the_history_is_in_the_replays_output():
+    # the history ends 10 minutes after the spike: the team's group holds its resolve 30 minutes
+    # (alerts.group_keep_firing_s, the default) after its member resolved, past the last event; the
+    # replay judges that much quiet after the history, as a running worker's idle clock does
+    policy = Policy.model_validate({"alerts": {"inhibit_by_org": False}})
+    assert policy.alerts.group_keep_firing_s == 1800
+    res = replay_lines(history(hours=5.5), stream_config(Settings(), policy, bootstrap="", partitions=1))
+    ads = [n for n in res.notifications if n["series"] == "team=ads"]
+    assert ads[0]["action"] == "trigger" and [n["action"] for n in ads].count("resolve") == 1
+    assert ads[-1]["action"] == "resolve" and ads[-1]["fired_at"] > MONDAY_6AM + 5.5 * 3600
+    assert ads[-1]["fired_at"] >= ads[-1]["ended_at"] + 1800 and ads[-1]["ended_at"] >= SPIKE_AT + 1200
+
+
 def test_score_recall_false_alerts_and_delay():
     res = replay_lines(history(), cfg())
     from tokenpulse.replay import Incident

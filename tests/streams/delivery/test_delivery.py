@@ -16,6 +16,7 @@ from alerts.routing import Route
 from streams.common.config import StreamConfig
 from streams.common.metrics import Metrics
 from streams.delivery.outbox import Deliverer
+from tests.alerts.policies import no_hold
 from tests.fakes.pagerduty_server import FakePagerDutyServer
 from tests.fakes.webhook_server import FakeWebhookServer
 
@@ -36,7 +37,7 @@ def slack_at(url: str, token: str) -> SlackConfig:
 
 
 def notifications() -> list[Notification]:
-    engine = AlertEngine()
+    engine = AlertEngine(no_hold())
     out: list[Notification] = []
     for i, usd in enumerate([90.0, 180.0, 3.0, 3.0, 3.0]):
         out.extend(engine.observe(Signal(
@@ -203,11 +204,10 @@ async def test_slack_subscriptions_route_by_labels_and_severity_and_resolves_fol
 async def test_a_group_is_one_slack_thread_and_one_pagerduty_incident(
     servers: tuple[FakeWebhookServer, FakePagerDutyServer],
 ) -> None:
-    from alerts import AlertPolicy
     from tests.fakes.slack_server import FakeSlackServer, channel_id
 
     _, pd = servers
-    engine = AlertEngine(AlertPolicy(group_interval_s=0))
+    engine = AlertEngine(no_hold(group_interval_s=0))
     labels = {"team=ads": {"team": "ads"}, "team=ads|model=x": {"team": "ads", "model": "x"},
               "team=ads|model=y": {"team": "ads", "model": "y"}}
     notes: list[Notification] = []

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from alerts import AlertEngine, AlertPolicy, Notification, Signal
+from alerts import AlertEngine, Notification, Signal
 from alerts.digest import DigestSchedule
 from alerts.receivers.pagerduty import PagerDutyConfig
 from alerts.receivers.slack import SlackConfig
@@ -17,6 +17,7 @@ from streams.common.config import StreamConfig
 from streams.common.metrics import Metrics
 from streams.delivery.digests import Digester
 from streams.delivery.outbox import Deliverer
+from tests.alerts.policies import no_hold
 from tests.fakes.pagerduty_server import FakePagerDutyServer
 from tests.fakes.slack_server import FakeSlackServer, channel_id
 
@@ -25,7 +26,7 @@ T0 = 1_777_000_000.0  # 2026-04-24 03:06:40 UTC
 
 def incident(team: str) -> list[Notification]:
     """A warning trigger, a critical (paged) worsened update, the resolve."""
-    engine = AlertEngine(AlertPolicy(warning_excess_usd=2, page_min_excess_usd=50))
+    engine = AlertEngine(no_hold(warning_excess_usd=2, page_min_excess_usd=50))
     out: list[Notification] = []
     for i, spend in enumerate([20.0, 180.0, 3.0, 3.0, 3.0]):
         out.extend(engine.observe(Signal(

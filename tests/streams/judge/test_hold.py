@@ -13,11 +13,12 @@ from alerts import AlertEngine, AlertPolicy
 from streams.ingest.windows import NANO, Partial
 from streams.judge.core import JudgeCore
 from streams.judge.step import judge_step
+from tests.alerts.policies import NO_HOLD
 from tests.streams.org import test_org_core as base
 
 W = base.W
 R = 3
-POLICY: dict[str, Any] = {**base.POLICY, "resolve_after_windows": R}
+POLICY: dict[str, Any] = {**base.POLICY, **NO_HOLD, "resolve_after_windows": R}
 
 
 def history() -> list[base.Msg]:

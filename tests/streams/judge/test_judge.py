@@ -3,11 +3,12 @@ from __future__ import annotations
 import json
 from itertools import pairwise
 
-from alerts import AlertEngine, AlertPolicy
+from alerts import AlertEngine
 from detectors import make_detector
 from streams.common.spend import spend_key
 from streams.ingest.windows import NANO, Partial
 from streams.judge.core import JudgeCore
+from tests.alerts.policies import no_hold
 
 W = 60
 
@@ -19,7 +20,7 @@ def judge(**kw: object) -> JudgeCore:
         make_detector=lambda: make_detector(
             "default", window_seconds=W, min_excess_usd=1, min_excess_root=0, min_excess_minutes=0, min_requests=0, component_params={"seasonal": {"min_history": 5}}
         ),
-        engine=AlertEngine(AlertPolicy(min_excess_usd=1, page_min_excess_usd=5, resolve_after_windows=2)),
+        engine=AlertEngine(no_hold(min_excess_usd=1, page_min_excess_usd=5, resolve_after_windows=2)),
         **kw,  # type: ignore[arg-type]
     )
 
@@ -169,7 +170,7 @@ def org_window(w: int, ads_usd: float) -> list[Partial]:
 
 def judge_org(**policy: object) -> JudgeCore:
     j = judge()
-    j.engine = AlertEngine(AlertPolicy(min_excess_usd=1, page_min_excess_usd=5, resolve_after_windows=2, **policy))  # type: ignore[arg-type]
+    j.engine = AlertEngine(no_hold(min_excess_usd=1, page_min_excess_usd=5, resolve_after_windows=2, **policy))  # type: ignore[arg-type]
     return j
 
 

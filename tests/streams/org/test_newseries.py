@@ -16,6 +16,7 @@ from streams.judge.step import judge_step
 from streams.org.core import OrgCore
 from streams.org.newseries import NewSeriesRule, NewSeriesSettings
 from streams.org.verdicts import Verdicts
+from tests.alerts.policies import no_hold
 from tests.streams.org.test_org_core import interleave
 
 DAY = 86400
@@ -108,7 +109,7 @@ def sparse_notes(big_until_h: float, hours: float = 10.0) -> list[Any]:
     """A sparse team (a bot: one ``small`` request every 45 min, each time with one of ``big`` at
     100x its price until ``big_until_h``, then ``small`` every minute), minute windows from day
     3 after two days of history; the rule stepped with the alert engine as the org stage does."""
-    rule, engine = NewSeriesRule(), AlertEngine(AlertPolicy())
+    rule, engine = NewSeriesRule(), AlertEngine(no_hold())
     run(rule, history(3, 0.10, 99.0))  # the team's first three days, hourly windows
     notes = []
     for m in range(int(hours * 60)):

@@ -18,6 +18,7 @@ from streams.judge.core import JudgeCore
 from streams.judge.step import judge_step
 from streams.org.core import OrgCore
 from streams.org.verdicts import Verdicts, WindowVerdict, wire_parts
+from tests.alerts.policies import no_hold
 
 W = 60
 # Inhibition off: which series a judge sends signals for follows the alert state of the series
@@ -231,8 +232,8 @@ def test_a_judge_table_written_before_the_org_stage_loads_into_it() -> None:
         make_detector=lambda: make_detector("default", window_seconds=W, min_excess_usd=1, min_excess_root=0,
                                             min_excess_minutes=0, min_requests=0,
                                             component_params={"seasonal": {"min_history": 5}}),
-        engine=AlertEngine(AlertPolicy(min_excess_usd=1, page_min_excess_usd=5, resolve_after_windows=2,
-                                       inhibit_by_org=False, group_interval_s=0)),
+        engine=AlertEngine(no_hold(min_excess_usd=1, page_min_excess_usd=5, resolve_after_windows=2,
+                                   inhibit_by_org=False, group_interval_s=0)),
     )
     j.restore(json.loads(json.dumps(OLD_JUDGE_TABLE)).items())
     assert j.done_until == 23 * W

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from streams.common.metrics import Metrics
-from streams.worker.feedback import SNOOZE_S, FeedbackWorker, feedback_rows
+from streams.worker.feedback import RESOLVE, SNOOZE_S, FeedbackWorker, feedback_rows
 from tests.streams.worker.fakes import MemoryTable, memory_tables
 from tests.streams.worker.test_judging import T0, Clock, Q, W, config, messages, sent, worker
 
@@ -304,3 +304,27 @@ async def test_the_replay_and_the_worker_hold_windows_to_the_same_decaying_floor
     live, replayed = j.judges[0].raises()["org"], judge.raises()["org"]
     assert (live.floor_usd, live.since, live.ref_usd) == (replayed.floor_usd, replayed.since, replayed.ref_usd)
     assert replayed.since > answered  # it followed the first spike to its end, then came down
+
+
+async def test_an_answer_resolves_a_teams_group_at_once_also_while_flap_damping_holds_its_resolve() -> None:
+    # the default hold (no NO_HOLD in this policy): team ads' spike of windows 20-22 resolves its
+    # member two windows later, and the group holds its resolve for 30 minutes
+    tables = memory_tables()
+    j, outbox, _, _ = worker(config(alert_policy={"resolve_after_windows": 2, "inhibit_by_org": False}), tables,
+                             Clock(T0 + 86400))
+    for i, msg in enumerate(messages(30)):
+        await j.receive(Q, msg, i)
+    ads = "cost_spike:team=ads"
+    trigger, _worsened = [n for n in sent(outbox) if n["key"] == ads]  # (the org's is not grouped: resolved)
+    held = j.judges[Q].engine.group_state_for("team=ads")
+    assert held is not None and held["quiet_since"] is not None and not j.judges[Q].engine.tracks(ads)
+    fb = FeedbackWorker(Metrics(), MemoryTable(), j, clock=Clock(T0 + 86400))
+    # the page resolved in PagerDuty: the group's resolve goes out now, not 30 minutes on
+    rec = await fb.apply(Q, event(RESOLVE, key=ads, series="team=ads", started_at=trigger["started_at"],
+                                  window_end=float(T0 + 30 * W), user="Ana Lee"))
+    assert rec is not None and rec["outcome"] == "resolved"
+    resolve = sent(outbox)[-1]
+    assert (resolve["key"], resolve["action"], resolve["seq"]) == (ads, "resolve", (T0 + 30 * W) * 1000)
+    assert resolve["explanation"] == "Ana Lee resolved the page in PagerDuty"
+    assert j.judges[Q].engine.group_state_for("team=ads") is None
+    assert f"{Q}|group|team=ads" not in j.tables.judge.data  # checkpointed: the group is gone

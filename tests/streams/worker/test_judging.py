@@ -19,6 +19,7 @@ from streams.common.spend import spend_key
 from streams.ingest.windows import NANO, Partial
 from streams.worker.judging import JudgeWorker
 from streams.worker.tables import STATE_TABLES, Tables, unpack
+from tests.alerts.policies import NO_HOLD
 from tests.streams.worker.fakes import MemoryTable, Topic, memory_tables
 from tokenpulse.replay import _Verdicts
 
@@ -38,7 +39,7 @@ def config(**kw: Any) -> StreamConfig:
         bootstrap="unused:9092", usage_partitions=N, checkpoint_seconds=1.0, dashboard_url="https://dash.example",
         detector_params={"min_excess_usd": 1, "min_excess_root": 0, "min_excess_minutes": 0, "min_requests": 0,
                          "seasonal": {"min_history": 5}},
-        alert_policy={"resolve_after_windows": 2}, budgets=(ADS,),
+        alert_policy={"resolve_after_windows": 2, **NO_HOLD}, budgets=(ADS,),
     )
     return StreamConfig(**{**base, **kw})
 

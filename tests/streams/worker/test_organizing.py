@@ -21,6 +21,7 @@ from streams.ingest.windows import NANO, Partial
 from streams.worker.judging import JudgeWorker
 from streams.worker.organizing import OrgWorker
 from streams.worker.state import WorkerState
+from tests.alerts.policies import NO_HOLD
 from tests.streams.worker.fakes import MemoryTable, Topic, memory_tables
 from tests.streams.worker.test_judging import T0, Clock, N, Q, SlowTable, W, config, sent
 from tokenpulse.policy import Policy
@@ -186,7 +187,7 @@ async def test_an_assignment_drops_the_local_copies_of_org_partitions_gone_elsew
 
 # -- a switch from TOKENPULSE_PLACEMENT=org to series with an alert open ----------------------------
 
-SWITCH = {"alert_policy": {"resolve_after_windows": 2, "inhibit_by_org": False}}
+SWITCH = {"alert_policy": {"resolve_after_windows": 2, "inhibit_by_org": False, **NO_HOLD}}
 KEYS = ("cost_spike:org", "cost_spike:team=web")
 
 
