@@ -39,7 +39,7 @@ from streams.budgets.ledger import BudgetLedger, BudgetSpec
 from streams.common.config import StreamConfig
 from streams.common.dimensions import parse_series
 from streams.common.periods import rfc3339
-from streams.ingest.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonical
+from streams.ingest.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonicals
 from streams.ingest.pipeline import count_message
 from streams.ingest.pricing import Pricer
 from streams.ingest.windows import IngestPartition, Partial
@@ -433,7 +433,7 @@ def _decode_tidy(chunk: list[bytes]) -> list[Any] | None:
     in C but the tidy checks), else None: the chunk is then taken line by line."""
     try:
         events = list(map(ONE_CANONICAL.decode, chunk))
-        return events if all(map(tidy_canonical, events)) else None
+        return events if tidy_canonicals(events) else None
     except DecodeError:
         return None
     except Exception:  # noqa: BLE001 - never: line by line then, each under its guard

@@ -47,6 +47,7 @@ __all__ = [
     "decode_message",
     "normalize",
     "tidy_canonical",
+    "tidy_canonicals",
 ]
 
 MAX_STR = 256  # characters of an event_id or a name (team, user, model, provider, tool, org, label key)
@@ -366,6 +367,50 @@ def tidy_canonical(ev: CanonicalEvent) -> bool:
         if prov is None:
             return False
     ev.provider = prov
+    return True
+
+
+def tidy_canonicals(events: list[CanonicalEvent]) -> bool:
+    """``all(map(tidy_canonical, events))`` in one loop (the replay's chunks of lines): the
+    same checks in the same order, each event's provider normalised in place and its missing
+    tool set to "" as :func:`tidy_canonical` does, stopping at the first event that is not
+    tidy (tests/streams/ingest/test_fast_lane.py checks they agree). One call per chunk instead
+    of two per event: python -m benchmarks.replay."""
+    names = _TIDY_NAMES
+    providers = _PROVIDER_CACHE
+    for ev in events:
+        eid = ev.event_id
+        team = ev.team
+        model = ev.model
+        user = ev.user
+        org = ev.org
+        if not (_TS_MIN <= ev.ts < _TS_MAX and ev.cache_read_tokens + ev.cache_write_tokens <= ev.input_tokens):
+            return False
+        # _tidy_strings, inline
+        c0 = eid[0]
+        c1 = eid[-1]
+        if not (" " < c0 < "\x7f" and " " < c1 < "\x7f") and _strippable(c0 + c1):
+            return False
+        if not (team in names and model in names and user in names and org in names) and not _tidy_names(
+            team, model, user, org
+        ):
+            return False
+        tool = ev.tool
+        if tool:
+            if tool not in names and not _tidy_names(tool):
+                return False
+        elif tool is None:
+            ev.tool = ""
+        labels = ev.labels
+        if labels and not _tidy_labels(labels):
+            return False
+        provider = ev.provider
+        prov = providers.get(provider)
+        if prov is None:
+            prov = _provider_of(provider)
+            if prov is None:
+                return False
+        ev.provider = prov
     return True
 
 

@@ -35,7 +35,7 @@ def shortcuts_off() -> Iterator[None]:
     count a message that is not tidy."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(replay_mod, "canonical_event", lambda raw: None)
-        mp.setattr(replay_mod, "tidy_canonical", lambda ev: False)
+        mp.setattr(replay_mod, "tidy_canonicals", lambda events: False)
         mp.setattr(pipeline, "decode_canonical", lambda raw: None)
         mp.setattr(pipeline, "_fast_canonical", lambda item, default: None)
         mp.setattr(nz, "_fast_canonical", lambda item, default: None)

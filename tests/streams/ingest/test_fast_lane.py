@@ -18,13 +18,17 @@ import orjson
 import pytest
 
 from streams.ingest.normalize import (
+    ONE_CANONICAL,
     CanonicalEvent,
+    DecodeError,
     Rejected,
     _fast_canonical,
     canonical_event,
     decode_canonical,
     decode_message,
     normalize,
+    tidy_canonical,
+    tidy_canonicals,
 )
 from streams.ingest.pipeline import count_message
 from streams.ingest.pricing import Pricer
@@ -274,6 +278,61 @@ def test_the_fast_lane_takes_only_what_the_general_path_makes_the_same(seed: int
             assert as_tuple(got) == as_tuple(ref), raw
             assert (got.labels or {}) == ref.labels, raw
     assert taken > 500  # the common shapes do take the fast lane
+
+
+# What breaks (or keeps) the tidy checks of a decoded event, beyond MUTATIONS' shapes.
+TIDY_MUTATIONS: list[Callable[[random.Random, dict[str, Any]], Any]] = [
+    lambda r, e: {**e, "team": " " + e["team"]},
+    lambda r, e: {**e, "user": e["user"] + "\u3000"},
+    lambda r, e: {**e, "model": "a|b"},
+    lambda r, e: {**e, "org": "\u00e9quipe"},
+    lambda r, e: {**e, "event_id": " " + e["event_id"]},
+    lambda r, e: {**e, "event_id": e["event_id"] + "\u00a0"},
+    lambda r, e: {**e, "tool": None},
+    lambda r, e: {k: v for k, v in e.items() if k != "tool"},
+    lambda r, e: {**e, "tool": ""},
+    lambda r, e: {**e, "tool": "x=y"},
+    lambda r, e: {**e, "tool": f"t{r.randrange(3)}"},
+    lambda r, e: {**e, "provider": "OpenAI"},
+    lambda r, e: {**e, "provider": "gemini"},
+    lambda r, e: {**e, "provider": "  "},
+    lambda r, e: {**e, "ts": 0.0},
+    lambda r, e: {**e, "ts": 5e9},
+    lambda r, e: {**e, "cache_read_tokens": e["input_tokens"] + 1},
+    lambda r, e: {**e, "labels": {"env": "prod", "n": 3, "ok": True, "x": None, "f": 1.5}},
+    lambda r, e: {**e, "labels": {"bad|key": "v"}},
+    lambda r, e: {**e, "labels": {"k": 2**64 - 1}},
+    lambda r, e: {**e, "labels": {}},
+]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tidy_canonicals_is_tidy_canonical_on_each(seed: int) -> None:
+    """The replay's one call per chunk gives what tidy_canonical gives event by event: the same
+    answer, stopping at the same event, and the events normalised in place alike."""
+    rnd = random.Random(seed)
+    structs = []
+    for raw in messages(seed, 1500):
+        if rnd.random() < 0.05:
+            ev = canonical(rnd, len(structs), T0 + len(structs))
+            raw = orjson.dumps(rnd.choice(TIDY_MUTATIONS)(rnd, ev))
+        try:
+            structs.append(ONE_CANONICAL.decode(raw))
+        except DecodeError:
+            continue
+    answers = set()
+    i = 0
+    while i < len(structs):
+        chunk = structs[i:i + rnd.choice([1, 3, 8, 20])]
+        i += len(chunk)
+        each = copy.deepcopy(chunk)
+        want = all(map(tidy_canonical, each))
+        got = tidy_canonicals(chunk)
+        answers.add(got)
+        assert got == want
+        assert [(as_tuple(e), e.labels) for e in chunk] == [(as_tuple(e), e.labels) for e in each]
+        assert [e.tool for e in chunk] == [e.tool for e in each]
+    assert answers == {True, False}
 
 
 @pytest.mark.parametrize("seed", range(6))
