@@ -102,6 +102,9 @@ class Pricer:
         }
         self._resolved: dict[tuple[str, str], _Resolved | None] = {}
         self.unpriced: dict[str, int] = {}
+        # IngestPartition.add_events' cache of flat_rates: model -> (provider, flat_rates of
+        # both), which never change for a pricer (at most 4096 models, then it starts over)
+        self.flat_of_model: dict[str, tuple[str, tuple[float, float, float, float, float] | None]] = {}
 
     def price(self, ev: UsageEvent) -> float:
         """USD cost of one event; the producer's own figure wins when it sent one."""

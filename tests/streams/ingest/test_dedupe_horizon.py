@@ -17,7 +17,7 @@ from detectors import make_detector
 from streams.budgets.ledger import BudgetLedger, BudgetSpec
 from streams.ingest.pipeline import count_message
 from streams.ingest.pricing import Pricer
-from streams.ingest.windows import DEDUPE_HORIZON, NANO, IngestPartition, id_hash, to_nusd
+from streams.ingest.windows import DEDUPE_HORIZON, NANO, IngestPartition, id_hash, id_hashes, to_nusd
 from streams.judge.core import JudgeCore
 from streams.judge.step import judge_step
 
@@ -138,3 +138,13 @@ def test_checkpoints_hash_each_id_once_and_compact_to_the_same_arrays() -> None:
     assert plain.core.hashed.keys() == saved.core.hashed.keys()
     assert all((plain.core.hashed[k] == saved.core.hashed[k]).all() for k in plain.core.hashed)
     assert not saved.core._unsaved and set(saved.core._open_hashes) <= set(saved.core.ids)
+
+
+def test_id_hashes_are_id_hash_of_each_id_whatever_the_text() -> None:
+    """The batch hashes every id as id_hash does: ASCII, other UTF-8, and a lone surrogate
+    (which strict UTF-8 cannot encode), from a list or any iterable."""
+    ids = ["req-000013", "équipe-1", "データ", "a\ud800b", "", "x" * 300]
+    want = [id_hash(e) for e in ids]
+    assert id_hashes(ids, len(ids)).tolist() == want
+    assert id_hashes(iter(ids)).tolist() == want
+    assert id_hashes(ids[:3]).tolist() == want[:3]
