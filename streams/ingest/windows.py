@@ -424,7 +424,7 @@ class IngestPartition:
         admit = self._admit
         n = len(events)
         accepted = duplicate = late_n = implausible = failed = 0
-        last_w = None
+        w = w_lo = w_hi = 0  # no window yet: [0, 0) holds no time
         seen: set[str] | None = None
         frozen: np.ndarray | None = None
         new: list[str] | None = None
@@ -470,15 +470,20 @@ class IngestPartition:
                         continue
                     nusd = int(cost * NANO + 0.5)  # to_nusd, inlined: costs are >= 0
                     ts = ev.ts
-                    w = int(ts // ws) * ws
+                    # in the last event's window [w_lo, w_hi): the same w without the division
+                    # (ts // ws is exact floor division for the times an event may have)
+                    other_w = not w_lo <= ts < w_hi
+                    if other_w:
+                        w = int(ts // ws) * ws
                 except Exception as exc:  # noqa: BLE001 - one event's failure stops no other
                     failed += 1
                     _report(on_reject, i - 1, failure_reason(exc))
                     continue
-                if w != last_w:
+                if other_w:
                     # per window, not per event: its id set, id log and table (made on the
                     # first event counted in it, as add() does)
-                    last_w = w
+                    w_lo = w
+                    w_hi = w + ws
                     seen = ids.get(w)
                     frozen = hashed.get(w)  # None but for late windows and just-restored ones
                     new = table = None

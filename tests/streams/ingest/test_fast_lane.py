@@ -403,6 +403,31 @@ def test_add_events_is_add_one_by_one(seed: int) -> None:
     assert one.counters.late > 0 and one.counters.duplicate > 0
 
 
+def test_add_events_puts_times_on_a_window_edge_where_add_does() -> None:
+    """Times exactly on a window's edge and one ulp either side land in the same window with
+    add_events (which skips the division while an event is in the last one's window) as
+    with add, in runs that go back and forth across edges."""
+    rnd = random.Random(7)
+    base = math.floor(T0 / 60) * 60
+    times = []
+    for m in range(6):
+        edge = float(base + 60 * m)
+        times += [edge, math.nextafter(edge, -math.inf), math.nextafter(edge, math.inf), edge + 59.999, edge - 0.001]
+    events = []
+    for i in range(400):
+        raw = orjson.dumps(canonical(rnd, i, rnd.choice(times)))
+        events += decode_canonical(raw) or []
+    one = IngestPartition(partition=0, window_seconds=60, lateness=600, idle_grace=5)
+    many = copy.deepcopy(one)
+    for ev in copy.deepcopy(events):
+        ev.cost_usd = Pricer().price(ev)
+        one.add(ev, 7.0)
+    assert many.add_events(events, 7.0, Pricer()) == len(events)
+    assert state(one) == state(many)
+    assert {w: list(cells) for w, cells in one.windows.items()} == {w: list(cells) for w, cells in many.windows.items()}
+    assert len(one.windows) == 7
+
+
 @pytest.mark.parametrize("name", ["\u00a0ads", "ads\u3000", "\u2003ads\u2003", "ads\x85", "équipe", "データ", "a"])
 def test_names_are_stripped_of_unicode_whitespace_whichever_lane_takes_them(name: str) -> None:
     """str.strip() removes NBSP and the Unicode spaces too: a team sent as "\\u00a0ads" is team
