@@ -322,10 +322,7 @@ def decode_canonical(raw: bytes) -> list[CanonicalEvent] | None:
     except DecodeError:
         return None
     if isinstance(value, list):
-        for ev in value:
-            if not tidy_canonical(ev):
-                return None
-        return value
+        return value if tidy_canonicals(value) else None
     return [value] if tidy_canonical(value) else None
 
 
