@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -337,42 +338,16 @@ def canonical_event(raw: bytes) -> CanonicalEvent | None:
 
 def tidy_canonical(ev: CanonicalEvent) -> bool:
     """The checks msgspec's types do not express, as in _fast_canonical; normalises the
-    provider in place."""
-    eid = ev.event_id
-    team = ev.team
-    model = ev.model
-    user = ev.user
-    org = ev.org
-    if not (_TS_MIN <= ev.ts < _TS_MAX and ev.cache_read_tokens + ev.cache_write_tokens <= ev.input_tokens):
-        return False
-    # names that need stripping or normalising, or that break the rule, go the general way
-    if not _tidy_strings(eid, team, model, user, org):
-        return False
-    tool = ev.tool
-    if tool:
-        if tool not in _TIDY_NAMES and not _tidy_names(tool):
-            return False
-    elif tool is None:
-        ev.tool = ""  # as UsageEvent has it: spend of no tool is kept under tool=(none)
-    labels = ev.labels
-    if labels and not _tidy_labels(labels):
-        return False
-    provider = ev.provider
-    prov = _PROVIDER_CACHE.get(provider)
-    if prov is None:
-        prov = _provider_of(provider)
-        if prov is None:
-            return False
-    ev.provider = prov
-    return True
+    provider in place (:func:`tidy_canonicals` of one event)."""
+    return tidy_canonicals((ev,))
 
 
-def tidy_canonicals(events: list[CanonicalEvent]) -> bool:
-    """``all(map(tidy_canonical, events))`` in one loop (the replay's chunks of lines): the
-    same checks in the same order, each event's provider normalised in place and its missing
-    tool set to "" as :func:`tidy_canonical` does, stopping at the first event that is not
-    tidy (tests/streams/ingest/test_fast_lane.py checks they agree). One call per chunk instead
-    of two per event: python -m benchmarks.replay."""
+def tidy_canonicals(events: Sequence[CanonicalEvent]) -> bool:
+    """Whether every event passes the checks msgspec's types do not express (as in
+    _fast_canonical), in one loop: each event's provider normalised in place and its missing
+    tool set to "", stopping at the first event that is not tidy. One call per chunk of the
+    replay instead of one per event (python -m benchmarks.replay); the worker's lanes call it
+    per event through :func:`tidy_canonical`."""
     names = _TIDY_NAMES
     providers = _PROVIDER_CACHE
     for ev in events:

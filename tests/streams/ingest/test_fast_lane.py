@@ -308,7 +308,7 @@ TIDY_MUTATIONS: list[Callable[[random.Random, dict[str, Any]], Any]] = [
 
 @pytest.mark.parametrize("seed", range(4))
 def test_tidy_canonicals_is_tidy_canonical_on_each(seed: int) -> None:
-    """The replay's one call per chunk gives what tidy_canonical gives event by event: the same
+    """The replay's one call per chunk gives what the lanes' call per event gives: the same
     answer, stopping at the same event, and the events normalised in place alike."""
     rnd = random.Random(seed)
     structs = []
