@@ -242,7 +242,7 @@ def test_week_over_week_takes_a_daily_job_moved_by_an_hour_for_the_same_job() ->
         value[_hour(d * 24 + (8 if d >= 10 else 9))] += 100
     moved = _week_over_week(ts, value, up, 60, k=1, ratio=3, growth="none", weeks=1, shift=0, m=0)
     assert moved.tolist() == [(d * 24 + 9) * 3600.0 for d in range(10, 17)]  # a week of 08:00 hours
-    assert len(_week_over_week(ts, value, up, 60, k=1, ratio=3, growth="none", weeks=1, shift=1)) == 0
+    assert len(_week_over_week(ts, value, up, 60, k=1, ratio=3, growth="none", weeks=1, shift=1, m=0)) == 0
 
 
 def test_week_over_week_needs_the_team_known_a_week_and_joins_its_alerts_held_for_the_hour() -> None:
