@@ -392,9 +392,9 @@ def _hold(ts: np.ndarray, flags: np.ndarray, window: int, hour: int = HOUR_S) ->
 WEEK_H = 7 * 24
 
 
-def _week_over_week(ts: np.ndarray, value: np.ndarray, up: np.ndarray, window: int, k: int = 1,
-                    ratio: float = 3.0, excess_hours: float = 0.5, growth: str = "none", weeks: int = 1,
-                    q: float = 1e-4, m: int = 1, floor_usd: float = 2.0, shift: int = 1,
+def _week_over_week(ts: np.ndarray, value: np.ndarray, up: np.ndarray, window: int, k: int = 3,
+                    ratio: float = 8.0, excess_hours: float = 3.0, growth: str = "none", weeks: int = 2,
+                    q: float = 1e-4, m: int = 0, floor_usd: float = 2.0, shift: int = 1,
                     quiet: bool = True, flagged: np.ndarray | None = None) -> np.ndarray:
     """A week-over-week hourly judge of one team series (``run --wow``, an experiment): the ends of
     the closed UTC hours it flags. At the end of hour ``h`` the team's spend over the last ``k``

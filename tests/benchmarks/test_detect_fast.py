@@ -202,14 +202,14 @@ def test_week_over_week_flags_new_money_against_the_same_hours_a_week_before() -
     assert got.tolist() == [202 * 3600.0, 203 * 3600.0]
     for h in (32, 33, 34):  # the same hours a week before were at 5x too: nothing new
         value[_hour(h)] *= 5
-    assert len(_week_over_week(ts, value, up, 60, k=2, ratio=3, growth="none", weeks=1, shift=0, m=0)) == 0
+    assert len(_week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=0, m=0)) == 0
     # the team's minute surprise: none of its windows in those hours had p <= q
     value[_hour(32)] /= 5
     value[_hour(33)] /= 5
     value[_hour(34)] /= 5
-    assert len(_week_over_week(ts, value, up, 60, k=2, ratio=3, growth="none", weeks=1, shift=0, q=1e-3, m=1)) == 0
+    assert len(_week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=0, q=1e-3, m=1)) == 0
     up[_hour(201)] = 1e-4
-    assert len(_week_over_week(ts, value, up, 60, k=2, ratio=3, growth="none", weeks=1, shift=0, q=1e-3, m=1)) == 2
+    assert len(_week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=0, q=1e-3, m=1)) == 2
 
 
 def test_week_over_week_scales_the_reference_by_the_weeks_growth_and_takes_the_larger_week() -> None:
@@ -218,8 +218,8 @@ def test_week_over_week_scales_the_reference_by_the_weeks_growth_and_takes_the_l
     ts, value = _three_weeks()
     up = np.ones(len(ts))
     value[9 * 24 * 60:] *= 4  # organic growth: from day 9 on, every hour at 4x
-    plain = _week_over_week(ts, value, up, 60, k=2, ratio=3, growth="none", weeks=1, shift=0, m=0)
-    grown = _week_over_week(ts, value, up, 60, k=2, ratio=3, growth="day", weeks=1, shift=0, m=0)
+    plain = _week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=0, m=0)
+    grown = _week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="day", weeks=1, shift=0, m=0)
     day10 = 10 * 86400.0 + 2 * 3600.0  # a day and two hours into the growth
     assert (plain >= day10).sum() > 0  # unscaled, the grown week reads as new money for a week
     assert (grown >= day10).sum() == 0  # scaled by the last day against the same day a week before
@@ -227,8 +227,8 @@ def test_week_over_week_scales_the_reference_by_the_weeks_growth_and_takes_the_l
     # the larger of the two weeks' references (day 2) does not
     ts, value = _three_weeks()
     value[9 * 24 * 60:10 * 24 * 60] /= 10
-    one = _week_over_week(ts, value, up, 60, k=2, ratio=3, growth="none", weeks=1, shift=0, m=0)
-    two = _week_over_week(ts, value, up, 60, k=2, ratio=3, growth="none", weeks=2, shift=0, m=0)
+    one = _week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=0, m=0)
+    two = _week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="none", weeks=2, shift=0, m=0)
     assert len(one) > 0 and ((one >= 16 * 86400.0) & (one <= 17 * 86400.0 + 3600.0)).all()
     assert len(two) == 0
 
@@ -240,9 +240,9 @@ def test_week_over_week_takes_a_daily_job_moved_by_an_hour_for_the_same_job() ->
     up = np.ones(len(ts))
     for d in range(21):  # a daily job at 09:00 UTC, at 08:00 from day 10 on (daylight saving)
         value[_hour(d * 24 + (8 if d >= 10 else 9))] += 100
-    moved = _week_over_week(ts, value, up, 60, k=1, ratio=3, growth="none", weeks=1, shift=0, m=0)
+    moved = _week_over_week(ts, value, up, 60, k=1, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=0, m=0)
     assert moved.tolist() == [(d * 24 + 9) * 3600.0 for d in range(10, 17)]  # a week of 08:00 hours
-    assert len(_week_over_week(ts, value, up, 60, k=1, ratio=3, growth="none", weeks=1, shift=1, m=0)) == 0
+    assert len(_week_over_week(ts, value, up, 60, k=1, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=1, m=0)) == 0
 
 
 def test_week_over_week_needs_the_team_known_a_week_and_joins_its_alerts_held_for_the_hour() -> None:
@@ -257,27 +257,43 @@ def test_week_over_week_needs_the_team_known_a_week_and_joins_its_alerts_held_fo
             np.ones(n))
     child = ("ads", "team=ads|model=x", ts, np.zeros(n, dtype=bool), [], np.zeros(n), np.zeros(n), value * 10,
              np.zeros(n), np.ones(n))
-    got = _wow_flags([team, child], 60, {"k": 1, "ratio": 3, "growth": "none", "weeks": 1, "shift": 0, "m": 0})
+    got = _wow_flags([team, child], 60, {"k": 1, "ratio": 3, "excess_hours": 0.5, "growth": "none", "weeks": 1, "shift": 0, "m": 0})
     assert list(got) == ["ads"] and len(got["ads"]) == 1
     held, flags = got["ads"][0]
     assert flags.all() and held[0] == (15 * 24 + 1) * 3600.0 and len(held) == 60
     assert _alerts(got, window=60) == {"ads": [(15 * 24 + 1) * 3600.0]}
 
 
-def test_week_over_week_by_default_needs_a_surprising_minute_and_an_hour_the_team_did_not_alert_in() -> None:
+def test_week_over_week_can_need_a_surprising_minute_and_by_default_an_hour_the_team_did_not_alert_in() -> None:
     from benchmarks.detect_fast import _week_over_week, _wow_flags
 
     ts, value = _three_weeks()
     up = np.ones(len(ts))
     value[_hour(300)] *= 5  # 5x its hour a week before
-    assert len(_week_over_week(ts, value, up, 60)) == 0  # no minute window of it was surprising
+    one = {"k": 1, "ratio": 3, "excess_hours": 0.5, "weeks": 1, "q": 1e-4, "m": 1}
+    assert len(_week_over_week(ts, value, up, 60, **one)) == 0  # no minute window of it was surprising
+    assert _week_over_week(ts, value, up, 60, **{**one, "m": 0}).tolist() == [301 * 3600.0]
     up[_hour(300).start + 30] = 1e-5
-    assert _week_over_week(ts, value, up, 60).tolist() == [301 * 3600.0]
-    # a team that alerted in that hour already: the hourly judge stays out of it
-    assert len(_week_over_week(ts, value, up, 60, flagged=np.array([300 * 3600.0 + 600]))) == 0
-    assert _week_over_week(ts, value, up, 60, flagged=np.array([300 * 3600.0]), quiet=True).tolist() == [301 * 3600.0]
+    assert _week_over_week(ts, value, up, 60, **one).tolist() == [301 * 3600.0]
+    # a team that alerted in that hour already: the hourly judge stays out of it (quiet, the default)
+    assert len(_week_over_week(ts, value, up, 60, **one, flagged=np.array([300 * 3600.0 + 600]))) == 0
+    assert _week_over_week(ts, value, up, 60, **one, flagged=np.array([300 * 3600.0])).tolist() == [301 * 3600.0]
+    assert _week_over_week(ts, value, up, 60, **one, flagged=np.array([300 * 3600.0 + 600]),
+                           quiet=False).tolist() == [301 * 3600.0]
     n = len(ts)
     team = ("ads", "team=ads", ts, np.zeros(n, dtype=bool), [], np.zeros(n), np.zeros(n), value, np.zeros(n), up)
     busy = np.isin(ts, [300 * 3600.0 + 600])
-    assert _wow_flags([team], 60, {}, {"ads": [(ts, busy)]}) == {}
-    assert len(_wow_flags([team], 60, {}, {"ads": [(ts, np.zeros(n, dtype=bool))]})["ads"]) == 1
+    assert _wow_flags([team], 60, one, {"ads": [(ts, busy)]}) == {}
+    assert len(_wow_flags([team], 60, one, {"ads": [(ts, np.zeros(n, dtype=bool))]})["ads"]) == 1
+
+
+def test_week_over_week_defaults_take_three_hours_at_eight_times_two_weeks_references() -> None:
+    from benchmarks.detect_fast import _week_over_week
+
+    ts, value = _three_weeks(per_hour=1.0)
+    up = np.ones(len(ts))
+    for h in (400, 401, 402):  # a tiny team's loop: three hours at 10x ($27 more than the $3 of the weeks before)
+        value[_hour(h)] *= 10
+    assert _week_over_week(ts, value, up, 60).tolist() == [403 * 3600.0]  # its third hour: 3 h at 10x
+    value[_hour(400 - 2 * 168 + 1)] = 30  # two weeks before, an hour of $30: the larger reference
+    assert len(_week_over_week(ts, value, up, 60)) == 0
