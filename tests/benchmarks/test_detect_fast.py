@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmarks import detect_fast as df
 from benchmarks.detect_fast import _alerts, _params, _score
 
 
@@ -297,3 +298,32 @@ def test_week_over_week_defaults_take_three_hours_at_eight_times_two_weeks_refer
     assert _week_over_week(ts, value, up, 60).tolist() == [403 * 3600.0]  # its third hour: 3 h at 10x
     value[_hour(400 - 2 * 168 + 1)] = 30  # two weeks before, an hour of $30: the larger reference
     assert len(_week_over_week(ts, value, up, 60)) == 0
+
+
+def test_the_org_stages_week_over_week_judge_flags_the_fast_loops_hours() -> None:
+    """streams.org.newseries.wow_verdict (the worker's, in the org stage) and --wow's
+    _week_over_week (the fast loop's, where its defaults were measured) flag the same hours of a
+    team series: hourly spend with random spikes and a week-ago copy of some, over three weeks."""
+    from streams.org.newseries import NANO_USD, NewSeriesRule, NewSeriesSettings, WeekOverWeekSettings
+
+    rng = np.random.default_rng(7)
+    n = 24 * 23
+    usd = rng.gamma(2.0, 0.5, n)
+    for at in rng.choice(np.arange(24 * 8, n - 4), 30, replace=False):
+        usd[at:at + rng.integers(1, 4)] += rng.choice([2.0, 10.0, 40.0])
+        if rng.random() < 0.3:
+            usd[at - 168 + rng.integers(-1, 2)] += 40.0
+    usd[:5] = 0.0  # the team's first spending hour is not the series' first
+    for settings in ({}, {"k": 2, "ratio": 4.0, "excess_hours": 1.0, "shift": 0, "weeks": 1},
+                     {"ratio": 3.0, "excess_hours": 0.5, "growth": "day"}):
+        s = dict(settings)
+        ts = (np.arange(n) + 1) * 3600.0
+        fast = df._week_over_week(ts, usd, np.ones(n), 3600, **s)
+        wow = WeekOverWeekSettings(**{("hours" if key == "k" else key): v for key, v in s.items()})
+        rule = NewSeriesRule(NewSeriesSettings(week_over_week=wow))
+        got = []
+        for h in range(n + 1):  # the window after the last judges the last hour
+            nusd = int(round(usd[h] * NANO_USD)) if h < n else 0
+            out = rule.judge_window(h * 3600, (h + 1) * 3600, [("team=a", nusd, 1 if nusd else 0)], [])
+            got += [h * 3600.0 for sg in out if sg.is_anomaly]
+        assert len(fast) > 3 and got == list(fast), settings
