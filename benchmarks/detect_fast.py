@@ -4,6 +4,7 @@
     python -m benchmarks.detect_fast run [--independent 1 2 3] [--project 0] [--params k=v ...]
                                          [--jobs 2] [--verbose] [--new-series on|off]
                                          [--hourly off|team|all] [--hourly-params k=v ...]
+                                         [--wow [k=v ...]]
     python -m benchmarks.detect_fast show HISTORY TEAM FROM [--minutes 120] [--params k=v ...]
     python -m benchmarks.detect_fast notify [--independent 1 2 3] [--project 0] [--new-series-params k=v ...]
     python -m benchmarks.detect_fast falses [--independent 1 2 3] [--project 0] [--params k=v ...] [--list]
@@ -23,7 +24,10 @@ join their team's (``--new-series``: as the default policy has it, or on/off). `
 (an experiment, off by default) also runs the default detector over each team series' minute
 windows summed into hours (:func:`_hourly`; ``all``: the team x model series' too, under the
 team-scale gate and the corroboration's p-value) and ORs its flags into the team's, each flagged hour holding the alert until the
-next hour's verdict (:func:`_hold`). ``show`` prints
+next hour's verdict (:func:`_hold`). ``--wow`` (an experiment, off unless given) ORs in a
+week-over-week hourly judge of each team series the same way (:func:`_week_over_week`: the last
+hours against the same hours a week before, scaled by growth, with a second week and an hour's
+shift allowed, optionally only in hours with a surprising minute the team did not alert in). ``show`` prints
 the per-window verdicts of one team series around a time: observed, expected, score, each
 component's p-value and flag, the gate. ``notify`` steps the new-series rule and a real
 :class:`alerts.AlertEngine` (the default policy's ``alerts`` section, grouping by team) together
@@ -385,6 +389,105 @@ def _hold(ts: np.ndarray, flags: np.ndarray, window: int, hour: int = HOUR_S) ->
     return out, np.ones(len(out), dtype=bool)
 
 
+WEEK_H = 7 * 24
+
+
+def _week_over_week(ts: np.ndarray, value: np.ndarray, up: np.ndarray, window: int, k: int = 3,
+                    ratio: float = 8.0, excess_hours: float = 3.0, growth: str = "none", weeks: int = 2,
+                    q: float = 1e-4, m: int = 0, floor_usd: float = 2.0, shift: int = 1,
+                    quiet: bool = True, flagged: np.ndarray | None = None) -> np.ndarray:
+    """A week-over-week hourly judge of one team series (``run --wow``, an experiment): the ends of
+    the closed UTC hours it flags. At the end of hour ``h`` the team's spend over the last ``k``
+    hours is compared with the same ``k`` hours a week before, scaled by the week's growth
+    (``growth="day"``: the 24 hours before those ``k`` against the same 24 hours a week before;
+    ``"week"``: the 168 hours before them against the 168 before those; ``"none"``: unscaled; a
+    growth below 1 counts as 1, and a span the team was not yet seen in gives none), and, with
+    ``weeks=2``, the same two weeks before once the team is known that long: the larger of the
+    two references (a week-ago holiday or a moved batch does not read as new money). Each week's
+    reference is the largest of the ``k`` hours at the same time and up to ``shift`` hours either
+    side (a daily job that daylight saving moved by an hour is not new money). A flag: the
+    last ``k`` hours at least ``ratio`` times the reference and above it by at least
+    ``excess_hours`` x ``k`` hours of the team's mean hourly spend over the week before them (and
+    ``floor_usd``); with ``m`` > 0, only if at least ``m`` of the team series' minute windows in
+    those hours had a surprise p-value at most ``q``; with ``quiet``, only if none of the team's
+    windows in those hours was flagged already (``flagged``: the ends of the team's flagged
+    windows: the hourly judge speaks for hours its minute alerts did not). The defaults are the
+    setting chosen on 2026-12-07 (docs/detectors.md, "Week-over-week hourly evidence"). The team
+    must be known a week and ``k``
+    hours (its first spending window). Hours are the minute windows' sums by the hour each window
+    starts in (as :func:`_hourly`); an hour is judged once it has ended by the series' last window."""
+    k, weeks, m, shift = int(k), int(weeks), int(m), int(shift)  # from the command line's K=V (YAML: 1e-3 is a string)
+    ratio, excess_hours, q, floor_usd = float(ratio), float(excess_hours), float(q), float(floor_usd)
+    ts = np.asarray(ts, dtype=float)
+    value = np.asarray(value, dtype=float)
+    if len(ts) == 0 or not (value > 0).any():
+        return np.zeros(0)
+    hr = ((ts - window) // HOUR_S).astype(np.int64)
+    h0 = int(hr[0])
+    n = int(hr[-1]) - h0 + 1
+    cs = np.concatenate([[0.0], np.cumsum(np.bincount(hr - h0, weights=value, minlength=n))])
+    first = int(hr[np.flatnonzero(value > 0)[0]]) - h0  # index of the first spending hour
+    last = int(ts[-1] // HOUR_S) - 1 - h0  # the last hour ended by the last window
+    hs = np.arange(max(first + WEEK_H + k, 0), last + 1)
+    if len(hs) == 0:
+        return np.zeros(0)
+
+    def span(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # hours [a, b] (indexes; before the series: 0)
+        return cs[np.clip(b + 1, 0, n)] - cs[np.clip(a, 0, n)]
+
+    now = span(hs - k + 1, hs)
+
+    def reference(lag: int) -> np.ndarray:
+        base = span(hs - k + 1 - lag, hs - lag)
+        for sh in range(1, shift + 1):
+            base = np.maximum(base, np.maximum(span(hs - k + 1 - lag - sh, hs - lag - sh),
+                                               span(hs - k + 1 - lag + sh, hs - lag + sh)))
+        if growth == "none":
+            return base
+        g_span = 24 if growth == "day" else WEEK_H
+        a = span(hs - k - g_span + 1, hs - k)
+        b = span(hs - k - g_span + 1 - lag, hs - k - lag)
+        ok = (b > 0) & (hs - k - g_span + 1 - lag >= first)
+        g = np.where(ok, a / np.where(b > 0, b, 1.0), 1.0)
+        return base * np.maximum(g, 1.0)
+
+    ref = reference(WEEK_H)
+    if weeks >= 2:
+        known = hs - k + 1 - 2 * WEEK_H >= first + 1
+        ref = np.where(known, np.maximum(ref, reference(2 * WEEK_H)), ref)
+    mean_hour = span(hs - k - WEEK_H + 1, hs - k) / WEEK_H
+    flag = (now >= ratio * ref) & (now - ref >= np.maximum(excess_hours * k * mean_hour, floor_usd))
+    if m > 0:
+        surprising = np.bincount(hr[np.asarray(up) <= q] - h0, minlength=n).astype(float)
+        cq = np.concatenate([[0.0], np.cumsum(surprising)])
+        flag &= cq[hs + 1] - cq[hs - k + 1] >= m
+    if quiet and flagged is not None and len(flagged):
+        fh = ((np.asarray(flagged, dtype=float) - window) // HOUR_S).astype(np.int64) - h0
+        busy = np.bincount(fh[(fh >= 0) & (fh < n)], minlength=n).astype(float)
+        cb = np.concatenate([[0.0], np.cumsum(busy)])
+        flag &= cb[hs + 1] - cb[hs - k + 1] == 0
+    return (hs[flag] + h0 + 1) * float(HOUR_S)
+
+
+def _wow_flags(results: list[Any], window: int, settings: dict[str, Any],
+               per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] | None = None
+               ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """:func:`_week_over_week` over each team series of ``results`` (:func:`_run_series_full`'s),
+    its flagged hours held on the minute grid (:func:`_hold`), per team. ``per_team``: the
+    team's flagged windows so far (the minute detectors' and the new-series rule's), which a
+    ``quiet`` judge stays out of."""
+    out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for r in results:
+        if "|model=" in r[1]:
+            continue
+        parts = (per_team or {}).get(r[0], [])
+        flagged = np.concatenate([np.asarray(t)[np.asarray(f, dtype=bool)] for t, f in parts] or [np.zeros(0)])
+        ends = _week_over_week(r[2], r[7], r[9], window, **settings, flagged=flagged)
+        if len(ends):
+            out[r[0]].append(_hold(ends, np.ones(len(ends), dtype=bool), window))
+    return out
+
+
 def _hourly_flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any], which: str,
                   parent_minutes: float = 0.0, corroborate: float = 0.0) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """The default detector over each team series' hours (``which="team"``; ``"all"``: the team x
@@ -406,10 +509,11 @@ def _hourly_flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any], wh
 def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
            new_series: dict[str, Any] | None, parent_minutes: float = 0.0,
            parent_basis: str = "expected", corroborate: float = 0.0, strict: float = 0.0,
-           week_ratio_min: float = 0.0, hourly: str = "off", hourly_params: dict[str, Any] | None = None
-           ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+           week_ratio_min: float = 0.0, hourly: str = "off", hourly_params: dict[str, Any] | None = None,
+           wow: dict[str, Any] | None = None) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Each team's series' flagged windows: the detectors' and the new-series rule's (and, with
-    ``hourly`` other than ``"off"``, the hourly detector's: :func:`_hourly_flags`)."""
+    ``hourly`` other than ``"off"``, the hourly detector's: :func:`_hourly_flags`; with ``wow``,
+    the week-over-week hourly judge's with those settings: :func:`_wow_flags`)."""
     series = _team_series(ws)
     series.sort(key=lambda s: -len(s.ts))
     per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
@@ -423,6 +527,9 @@ def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
             per_team[team].append(got)
     if hourly != "off":
         for team, parts in _hourly_flags(pool, ws, hourly_params or {}, hourly, parent_minutes, corroborate).items():
+            per_team[team] += parts
+    if wow is not None:
+        for team, parts in _wow_flags(results, int(ws.window_seconds), wow, per_team).items():
             per_team[team] += parts
     return per_team
 
@@ -517,7 +624,8 @@ def cmd_run(a: argparse.Namespace) -> None:
                         f" x{lab.get('factor', 0):.3g} ${lab['excess_usd']:,.2f} over "
                         f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
             per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
-                              a.corroborate_strict, a.week_ratio, a.hourly, _params(a.hourly_params))
+                              a.corroborate_strict, a.week_ratio, a.hourly, _params(a.hourly_params),
+                              None if a.wow is None else _params(a.wow))
             sc = _score(_alerts(per_team, ws.window_seconds, keep_firing_s=a.keep_firing), meta["labels"],
                         meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             agg = sets[kind]
@@ -841,6 +949,12 @@ def main(argv: list[str] | None = None) -> int:
                             "the team's, each held until the next hour's verdict")
         p.add_argument("--hourly-params", nargs="*", default=[], metavar="K=V",
                        help="the hourly detector's parameters, as --params (e.g. score_threshold=0.99999)")
+        p.add_argument("--wow", nargs="*", default=None, metavar="K=V",
+                       help="an experiment: a week-over-week hourly judge of each team series (_week_over_week: the "
+                            "last k hours against the same hours one and two weeks before, scaled by the week's "
+                            "growth), its flagged hours joining the team's; K=V over its defaults (k, ratio, "
+                            "excess_hours, growth=day|week|none, weeks, shift, q, m, floor_usd, quiet); off unless "
+                            "given (--wow alone: the defaults)")
     p = sub.add_parser("falses")
     p.add_argument("--independent", type=int, nargs="*", default=[1, 2, 3])
     p.add_argument("--project", type=int, nargs="*", default=[0])

@@ -31,7 +31,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         not_anomaly_step=policy.detector.feedback.not_anomaly_step,
         not_anomaly_max_raise=policy.detector.feedback.max_raise,
         not_anomaly_half_life_days=policy.detector.feedback.floor_half_life_days,
-        new_series=policy.detector.new_series.settings(),
+        new_series=policy.detector.new_series_settings(),
         team_scale_minutes=policy.detector.team_scale_minutes,
         team_corroboration_p=policy.detector.team_corroboration_p,
         team_corroboration_strict_p=policy.detector.team_corroboration_strict_p,

@@ -43,7 +43,7 @@ from streams.judge.contrib import ContributorMix
 from streams.judge.raising import DEFAULT_HALF_LIFE_S, SeriesRaise
 from streams.judge.recent import RecentWindows
 from streams.org.core import OrgCore
-from streams.org.newseries import NewSeriesRule, NewSeriesSettings
+from streams.org.newseries import NewSeriesRule, NewSeriesSettings, WeekOverWeekSettings
 from streams.org.verdicts import RebaseMark, WindowVerdict
 
 log = logging.getLogger("tokenpulse.judge")
@@ -963,4 +963,6 @@ def new_series_settings(cfg: Any) -> NewSeriesSettings | None:
     off, or nothing for it to judge: the team x model series are not watched)."""
     if cfg.new_series is None or "team×model" not in cfg.watched:
         return None
-    return NewSeriesSettings(**cfg.new_series)
+    got = dict(cfg.new_series)
+    wow = got.pop("week_over_week", None)  # the week-over-week judge rides on the rule's hourly sums
+    return NewSeriesSettings(**got, week_over_week=None if wow is None else WeekOverWeekSettings(**wow))

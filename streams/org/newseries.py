@@ -26,6 +26,14 @@ State (:meth:`NewSeriesRule.get_state` / :meth:`set_state`, one record per team)
 first request, its spend and requests per day for the last 8 days, the models it has used and
 when each last had a request, and per new series its first-day sums. Compact: no per-window history.
 
+Beside it, on the same hourly team sums, the week-over-week hourly judge of each team series
+(``NewSeriesSettings.week_over_week``, :func:`wow_verdict`; docs/detectors.md, "Week-over-week
+hourly evidence"): in the first window of each UTC hour, a team whose last 3 hours cost 8x the
+larger of the same hours (or an hour either side) one and two weeks before, and $2 and 3 hours
+of its mean spend more, in hours none of its series alerted in, is anomalous for that hour (a
+signal of its own, ``detector="week-over-week"``). With it on, the hourly sums are kept for two
+weeks and the span it reads.
+
 Use it where both the team and the team x model dimensions are watched; with another layout of
 series it has nothing to judge and stays quiet. Pure Python, no I/O.
 
@@ -39,6 +47,7 @@ series it has nothing to judge and stays quiet. Pure Python, no I/O.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,10 +55,12 @@ from typing import Any
 from alerts import Signal
 from streams.common.dimensions import parse_series, series_key
 
-__all__ = ["DETECTOR", "HOLD_MAX_S", "HOLD_S", "NANO_USD", "STOP_MISSED", "NewSeriesRule", "NewSeriesSettings", "week_ratio"]
+__all__ = ["DETECTOR", "HOLD_MAX_S", "HOLD_S", "NANO_USD", "STOP_MISSED", "WOW_DETECTOR", "NewSeriesRule",
+           "NewSeriesSettings", "WeekOverWeekSettings", "week_ratio", "wow_verdict"]
 
 NANO_USD = 1_000_000_000  # spend sums are nano-dollars (streams.ingest.windows.NANO)
 DETECTOR = "new-series"
+WOW_DETECTOR = "week-over-week"  # the week-over-week hourly judge's signals (wow_verdict)
 DAY_S = 86400
 PRICE_DAYS = 7  # the team's price: these whole days before the series appeared, and the day so far
 # A series stays anomalous this long after its last request (a sparse team sends one request
@@ -94,6 +105,75 @@ def week_ratio(hours: Mapping[int, float], at: float) -> float | None:
     return now / ago
 
 
+def wow_verdict(hours: Mapping[int, int], h: int, first_hour: int, s: WeekOverWeekSettings) -> tuple[int, float] | None:
+    """The week-over-week hourly judge of a team at the end of UTC hour ``h`` (docs/detectors.md,
+    "Week-over-week hourly evidence"), from its spend per UTC hour (``hours``: epoch hour ->
+    nano-dollars; hours absent spent nothing) and its first spending hour: ``(now, reference)``
+    in nano-dollars when it flags, else None. The last ``s.hours`` hours (``now``) against the same
+    hours a week before, each week's reference the largest of those hours and the same span up to
+    ``s.shift`` hours either side, and with ``s.weeks`` 2 the larger of the one- and two-week
+    references once the team is known two weeks; each scaled by the team's growth with
+    ``s.growth`` ``"day"`` (the 24 hours before the span against the same a week before) or
+    ``"week"`` (the 168 hours before it), never below 1 (``"none"``, the measured default). A
+    flag: ``now`` at least ``s.ratio`` x the reference, and above it by at least ``s.excess_hours``
+    x ``s.hours`` hours of the team's mean hourly spend over the week before them, and by
+    ``s.min_excess_usd``. The team must be known a week and ``s.hours`` hours. As
+    ``benchmarks.detect_fast._week_over_week`` (whose flags it gives to the hour), less its
+    experiments' options; the quiet condition is the caller's.
+
+    >>> s = WeekOverWeekSettings()
+    >>> hours = {h: NANO_USD // 10 for h in range(400)}  # $0.10 an hour for 400 hours
+    >>> wow_verdict(hours, 399, 0, s) is None
+    True
+    >>> hours.update({397: 2 * NANO_USD, 398: 2 * NANO_USD, 399: 2 * NANO_USD})  # $6 in 3 hours
+    >>> [x / NANO_USD for x in wow_verdict(hours, 399, 0, s)]
+    [6.0, 0.3]
+    """
+    k = s.hours
+    if h < first_hour + WEEK_HOURS + k:
+        return None
+
+    def span(a: int, b: int) -> int:  # hours a..b, both included
+        return sum(hours.get(x, 0) for x in range(a, b + 1))
+
+    def reference(lag: int) -> float:
+        base = max(span(h - k + 1 - lag + sh, h - lag + sh) for sh in range(-s.shift, s.shift + 1))
+        if s.growth == "none":
+            return base
+        g = 24 if s.growth == "day" else WEEK_HOURS  # the span before the k hours against a week before
+        a, b = span(h - k - g + 1, h - k), span(h - k - g + 1 - lag, h - k - lag)
+        return base * max(a / b, 1.0) if b > 0 and h - k - g + 1 - lag >= first_hour else base
+
+    now = span(h - k + 1, h)
+    ref = reference(WEEK_HOURS)
+    for w in range(2, s.weeks + 1):
+        if h - k + 1 - w * WEEK_HOURS >= first_hour + 1:  # known that long (its first hour is a part)
+            ref = max(ref, reference(w * WEEK_HOURS))
+    mean_hour = span(h - k - WEEK_HOURS + 1, h - k) / WEEK_HOURS
+    if now >= s.ratio * ref and now - ref >= max(s.excess_hours * k * mean_hour, s.min_excess_usd * NANO_USD):
+        return now, ref
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class WeekOverWeekSettings:
+    """The week-over-week hourly judge's thresholds: the policy's ``detector.week_over_week``
+    (docs/policy.md; the defaults measured in docs/detectors.md, "Week-over-week hourly evidence")."""
+
+    hours: int = 3  # the span judged at each hour's end (k)
+    ratio: float = 8.0  # its spend over the reference's
+    excess_hours: float = 3.0  # its excess over the reference, in hours of the team's mean spend
+    min_excess_usd: float = 2.0  # ... and at least this
+    weeks: int = 2  # references: the same hours 1..weeks weeks before (the largest)
+    shift: int = 1  # each reference also the same span this many hours either side (the largest)
+    growth: str = "none"  # "day", "week": each reference scaled by the team's growth since (at least 1)
+
+    def keep_hours(self) -> int:
+        """Closed hours a verdict reads before the hour it is given in."""
+        span = self.hours + self.shift if self.growth == "none" else self.hours + (24 if self.growth == "day" else WEEK_HOURS)
+        return max(self.weeks, 1) * WEEK_HOURS + span
+
+
 @dataclass(frozen=True, slots=True)
 class NewSeriesSettings:
     """The rule's thresholds: the policy's ``detector.new_series`` (docs/policy.md)."""
@@ -111,6 +191,9 @@ class NewSeriesSettings:
     # team): $2 is days of spend for a team of cents an hour (independent seed 2: sandbox).
     excess_team_days: float = 1.0
     min_excess_floor_usd: float = 0.5
+    # the week-over-week hourly judge of each team series (None: off), kept here because it
+    # reads the rule's hourly team sums (policy detector.week_over_week)
+    week_over_week: WeekOverWeekSettings | None = None
 
 
 @dataclass(slots=True)
@@ -156,6 +239,14 @@ class _Team:
     # UTC hour (epoch seconds // 3600) -> the team series' nano-dollars in it, for the last
     # WEEK_HOURS + 2 hours: the week-ago reference of the team corroboration (week_ratio)
     hours: dict[int, int] = field(default_factory=dict)
+    # the week-over-week judge (NewSeriesSettings.week_over_week): the UTC hours of the last few
+    # in which one of the team's series had an anomalous signal other than the judge's own (it
+    # speaks only for hours the team did not alert in), the last hour it gave a verdict for,
+    # and its last flag: [the hour it holds the alert in, the k hours' nano-dollars, the
+    # reference's], kept after the hold while the alert is tracked (its quiet windows resolve it)
+    busy: set[int] = field(default_factory=set)
+    judged: int | None = None
+    wow: list[int] | None = None
 
     def price(self, day: int) -> float | None:
         """Nano-dollars a request over the 7 days before ``day`` and ``day`` so far (None: no
@@ -167,13 +258,15 @@ class _Team:
                 req += r
         return usd / req if req > 0 and usd > 0 else None
 
-    def add_hour(self, hour: int, nusd: int) -> bool:
-        """Add a window's spend to its UTC hour's sum, keeping the last ``WEEK_HOURS`` + 2 hours.
-        True: a new hour began (the hours before it are closed: their record is to be written)."""
+    def add_hour(self, hour: int, nusd: int, keep: int = WEEK_HOURS + 1) -> bool:
+        """Add a window's spend to its UTC hour's sum, keeping ``keep`` hours before it (the week
+        and an hour of the team corroboration's reference; the week-over-week judge's two weeks
+        and its span). True: a new hour began (the hours before it are closed: their record is
+        to be written)."""
         got = self.hours.get(hour)
         if got is None:
             self.hours[hour] = nusd
-            for h in [h for h in self.hours if h < hour - WEEK_HOURS - 1]:
+            for h in [h for h in self.hours if h < hour - keep]:
                 del self.hours[h]
             return True
         self.hours[hour] = got + nusd
@@ -196,7 +289,8 @@ class _Team:
                 "new": {k: v.to_wire() for k, v in sorted(self.new.items())},
                 # the latest hour only: the closed ones are a record of their own (``newserw``),
                 # written when an hour begins, not with every window the team spends in
-                "hour": [[h, u] for h, u in sorted(self.hours.items())][-1:]}
+                "hour": [[h, u] for h, u in sorted(self.hours.items())][-1:],
+                "busy": sorted(self.busy), "judged": self.judged, "wow": self.wow}
 
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> _Team:
@@ -210,7 +304,11 @@ class _Team:
                    new={str(k): _New.from_wire(v) for k, v in (st.get("new") or {}).items()},
                    # "hours": every hour, as states before the closed hours' own record had it;
                    # neither: a state from before the week-ago reference (the old rule)
-                   hours={int(h): int(u) for h, u in [*st.get("hours", ()), *st.get("hour", ())]})
+                   hours={int(h): int(u) for h, u in [*st.get("hours", ()), *st.get("hour", ())]},
+                   # absent in states written before the week-over-week judge
+                   busy={int(h) for h in st.get("busy") or ()},
+                   judged=None if st.get("judged") is None else int(st["judged"]),
+                   wow=None if not st.get("wow") else [int(x) for x in st["wow"]])
 
 
 class NewSeriesRule:
@@ -227,6 +325,9 @@ class NewSeriesRule:
         self.week_dirty: set[str] = set()  # teams whose closed hours changed (a new hour began)
         # closed hours restored before their team's own record (records restore in any order)
         self._weeks: dict[str, dict[int, int]] = {}
+        wow = self.settings.week_over_week
+        self._keep = WEEK_HOURS + 1 if wow is None else max(WEEK_HOURS + 1, wow.keep_hours())
+        self._wow_hour: int | None = None  # the hour of the last window the judge saw
         # series key -> (team series key, model or "" for the team series itself), None: not
         # a team or team x model series (derived, not persisted)
         self._kind: dict[str, tuple[str, str, dict[str, str]] | None] = {}
@@ -321,13 +422,13 @@ class NewSeriesRule:
             else:
                 got[0] += nusd
                 got[1] += req
-            if team.add_hour(start // HOUR_S, nusd):
+            if team.add_hour(start // HOUR_S, nusd, self._keep):
                 self.week_dirty.add(team_key)
             for new in team.new.values():  # the team's traffic, the measure of a new series' gaps
                 new.team_requests += req
                 new.team_since = 0 if new.last_req == end else new.team_since + req
             self.dirty.add(team_key)
-        return self._signals(start, end, by_series, signals, tracks)
+        return self._week_over_week(start, end, self._signals(start, end, by_series, signals, tracks), tracks)
 
     def _signals(
         self, start: int, end: int, by_series: dict[str, tuple[int, int]], signals: Sequence[Signal],
@@ -408,6 +509,84 @@ class NewSeriesRule:
                       observed_usd=observed, expected_usd=expected,
                       upper_usd=self.settings.ratio * expected, score=1.0 if anomalous else 0.0,
                       is_anomaly=anomalous, detector=DETECTOR, impact_usd=excess if anomalous else None,
+                      explanation=why)
+
+    def _week_over_week(self, start: int, end: int, signals: list[Signal],
+                        tracks: Callable[[str], bool] | None) -> list[Signal]:
+        """The week-over-week hourly judge's step (:func:`wow_verdict`): in a window of a new UTC
+        hour, each team's verdict on the hour before it; a flag holds the team series anomalous
+        (a :class:`~alerts.Signal` of the judge's, ``detector="week-over-week"``, unless its own
+        judge flagged the window) for the windows of that hour, and while the engine still
+        ``tracks`` its alert after that, a quiet signal of the judge's stands in for a team series
+        no judge sent one of, so the alert resolves. The hours the team's series were anomalous
+        in (but by this judge) are noted: a verdict needs ``hours`` quiet ones (``quiet``).
+        Off (``week_over_week`` None): ``signals`` as they are."""
+        wow = self.settings.week_over_week
+        if wow is None:
+            return signals
+        hour = start // HOUR_S
+        out = signals
+        index = {sg.series: i for i, sg in enumerate(out)}
+        for sg in out:  # the team's alerting hours (its minute detectors', gated, and the new-series rule's)
+            if sg.is_anomaly and sg.detector != WOW_DETECTOR:
+                kind = self._classify(sg.series)
+                t = self.teams.get(kind[0]) if kind is not None else None
+                if t is not None and hour not in t.busy:
+                    t.busy.add(hour)
+                    self.dirty.add(kind[0])  # type: ignore[index]
+        new_hour = self._wow_hour is None or hour > self._wow_hour
+        self._wow_hour = hour if self._wow_hour is None else max(hour, self._wow_hour)
+        for team_key, team in self.teams.items():
+            if new_hour and team.first is not None and (team.judged is None or team.judged < hour - 1):
+                self._wow_verdict(team_key, team, hour, wow)
+            if team.wow is None:
+                continue
+            i = index.get(team_key)
+            if team.wow[0] == hour:
+                if i is None or not out[i].is_anomaly:
+                    sg = self._wow_signal(team_key, start, end, team.wow, True)
+                    if i is None:
+                        index[team_key] = len(out)
+                        out.append(sg)
+                    else:
+                        out[i] = sg
+            elif team.wow[0] < hour and tracks is not None and tracks(team_key):
+                if i is None:  # the hold is over: quiet, so that its alert resolves
+                    index[team_key] = len(out)
+                    out.append(self._wow_signal(team_key, start, end, team.wow, False))
+            elif team.wow[0] < hour:
+                team.wow = None  # its alert resolved (or was never tracked)
+                self.dirty.add(team_key)
+        return out
+
+    def _wow_verdict(self, team_key: str, team: _Team, hour: int, wow: WeekOverWeekSettings) -> None:
+        """The team's verdict on the hour before ``hour`` (a flag: held in ``hour``)."""
+        assert team.first is not None
+        h = team.judged = hour - 1
+        for b in [b for b in team.busy if b < hour - wow.hours]:
+            team.busy.discard(b)
+        quiet = not any(b in team.busy for b in range(h - wow.hours + 1, h + 1))
+        got = wow_verdict(team.hours, h, team.first // HOUR_S, wow) if quiet else None
+        if got is not None:
+            team.wow = [hour, got[0], int(got[1])]
+        self.dirty.add(team_key)
+
+    def _wow_signal(self, team_key: str, start: int, end: int, wow: list[int], anomalous: bool) -> Signal:
+        s = self.settings.week_over_week
+        assert s is not None
+        kind = self._classify(team_key)
+        labels = dict(kind[2]) if kind is not None else {}
+        now, ref = wow[1] / NANO_USD, wow[2] / NANO_USD
+        why = ""
+        if anomalous:
+            times = f"{now / ref:.1f}x" if ref > 0 else "nothing spent then"
+            why = (f"week over week: team {labels.get('team', '?')} spent ${now:,.2f} in the {s.hours} hours to "
+                   f"{time.strftime('%H:%M', time.gmtime(wow[0] * HOUR_S))} UTC against ${ref:,.2f} in the same "
+                   f"hours a week or two before, or an hour either side ({times})")
+        return Signal(series=team_key, labels=labels, window_start=float(start), window_end=float(end),
+                      observed_usd=now if anomalous else 0.0, expected_usd=ref if anomalous else 0.0,
+                      upper_usd=s.ratio * ref if anomalous else 0.0, score=1.0 if anomalous else 0.0,
+                      is_anomaly=anomalous, detector=WOW_DETECTOR, impact_usd=now - ref if anomalous else None,
                       explanation=why)
 
     def week_ratio(self, team: str, at: int) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmarks import detect_fast as df
 from benchmarks.detect_fast import _alerts, _params, _score
 
 
@@ -177,3 +178,152 @@ def test_flap_damping_continues_a_team_alert_that_fires_again_soon_after_resolvi
     flags = np.isin(ts, [0.0, 600.0, 3000.0])
     assert _alerts({"ads": [(ts, flags)]}, window=60) == {"ads": [0.0, 600.0, 3000.0]}
     assert _alerts({"ads": [(ts, flags)]}, window=60, keep_firing_s=1800) == {"ads": [0.0, 3000.0]}
+
+
+def _three_weeks(per_hour: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
+    """A team's minute windows (ends) over three weeks at ``per_hour`` dollars an hour."""
+    ts = 60.0 * np.arange(1, 21 * 24 * 60 + 1)
+    return ts, np.full(len(ts), per_hour / 60)
+
+
+def _hour(h: int) -> slice:
+    """The minute windows of epoch hour ``h`` (each belongs to the hour it starts in)."""
+    return slice(h * 60, (h + 1) * 60)
+
+
+def test_week_over_week_flags_new_money_against_the_same_hours_a_week_before() -> None:
+    from benchmarks.detect_fast import _week_over_week
+
+    ts, value = _three_weeks()
+    up = np.ones(len(ts))
+    for h in (200, 201, 202):  # three hours at 5x in the second week
+        value[_hour(h)] *= 5
+    got = _week_over_week(ts, value, up, 60, k=2, ratio=3.5, excess_hours=0.5, growth="none", weeks=1, shift=0, m=0)
+    # the last two hours reach 3.5x their week-ago hours once both are at 5x (hours 201, 202 end)
+    assert got.tolist() == [202 * 3600.0, 203 * 3600.0]
+    for h in (32, 33, 34):  # the same hours a week before were at 5x too: nothing new
+        value[_hour(h)] *= 5
+    assert len(_week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=0, m=0)) == 0
+    # the team's minute surprise: none of its windows in those hours had p <= q
+    value[_hour(32)] /= 5
+    value[_hour(33)] /= 5
+    value[_hour(34)] /= 5
+    assert len(_week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=0, q=1e-3, m=1)) == 0
+    up[_hour(201)] = 1e-4
+    assert len(_week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=0, q=1e-3, m=1)) == 2
+
+
+def test_week_over_week_scales_the_reference_by_the_weeks_growth_and_takes_the_larger_week() -> None:
+    from benchmarks.detect_fast import _week_over_week
+
+    ts, value = _three_weeks()
+    up = np.ones(len(ts))
+    value[9 * 24 * 60:] *= 4  # organic growth: from day 9 on, every hour at 4x
+    plain = _week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=0, m=0)
+    grown = _week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="day", weeks=1, shift=0, m=0)
+    day10 = 10 * 86400.0 + 2 * 3600.0  # a day and two hours into the growth
+    assert (plain >= day10).sum() > 0  # unscaled, the grown week reads as new money for a week
+    assert (grown >= day10).sum() == 0  # scaled by the last day against the same day a week before
+    # a holiday a week before (day 9 at a tenth) reads as new money against that week alone;
+    # the larger of the two weeks' references (day 2) does not
+    ts, value = _three_weeks()
+    value[9 * 24 * 60:10 * 24 * 60] /= 10
+    one = _week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=0, m=0)
+    two = _week_over_week(ts, value, up, 60, k=2, ratio=3, excess_hours=0.5, growth="none", weeks=2, shift=0, m=0)
+    assert len(one) > 0 and ((one >= 16 * 86400.0) & (one <= 17 * 86400.0 + 3600.0)).all()
+    assert len(two) == 0
+
+
+def test_week_over_week_takes_a_daily_job_moved_by_an_hour_for_the_same_job() -> None:
+    from benchmarks.detect_fast import _week_over_week
+
+    ts, value = _three_weeks(per_hour=6.0)
+    up = np.ones(len(ts))
+    for d in range(21):  # a daily job at 09:00 UTC, at 08:00 from day 10 on (daylight saving)
+        value[_hour(d * 24 + (8 if d >= 10 else 9))] += 100
+    moved = _week_over_week(ts, value, up, 60, k=1, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=0, m=0)
+    assert moved.tolist() == [(d * 24 + 9) * 3600.0 for d in range(10, 17)]  # a week of 08:00 hours
+    assert len(_week_over_week(ts, value, up, 60, k=1, ratio=3, excess_hours=0.5, growth="none", weeks=1, shift=1, m=0)) == 0
+
+
+def test_week_over_week_needs_the_team_known_a_week_and_joins_its_alerts_held_for_the_hour() -> None:
+    from benchmarks.detect_fast import _wow_flags
+
+    ts, value = _three_weeks()
+    value[: 3 * 24 * 60] = 0.0  # the team spends from day 3 on
+    value[_hour(3 * 24 + 168)] *= 10  # too early: its week-ago hour is its first (which may be partial)
+    value[_hour(15 * 24)] *= 10  # day 15, 00:00-01:00: flagged, held until the next hour's verdict
+    n = len(ts)
+    team = ("ads", "team=ads", ts, np.zeros(n, dtype=bool), [], np.zeros(n), np.zeros(n), value, np.zeros(n),
+            np.ones(n))
+    child = ("ads", "team=ads|model=x", ts, np.zeros(n, dtype=bool), [], np.zeros(n), np.zeros(n), value * 10,
+             np.zeros(n), np.ones(n))
+    got = _wow_flags([team, child], 60, {"k": 1, "ratio": 3, "excess_hours": 0.5, "growth": "none", "weeks": 1, "shift": 0, "m": 0})
+    assert list(got) == ["ads"] and len(got["ads"]) == 1
+    held, flags = got["ads"][0]
+    assert flags.all() and held[0] == (15 * 24 + 1) * 3600.0 and len(held) == 60
+    assert _alerts(got, window=60) == {"ads": [(15 * 24 + 1) * 3600.0]}
+
+
+def test_week_over_week_can_need_a_surprising_minute_and_by_default_an_hour_the_team_did_not_alert_in() -> None:
+    from benchmarks.detect_fast import _week_over_week, _wow_flags
+
+    ts, value = _three_weeks()
+    up = np.ones(len(ts))
+    value[_hour(300)] *= 5  # 5x its hour a week before
+    one = {"k": 1, "ratio": 3, "excess_hours": 0.5, "weeks": 1, "q": 1e-4, "m": 1}
+    assert len(_week_over_week(ts, value, up, 60, **one)) == 0  # no minute window of it was surprising
+    assert _week_over_week(ts, value, up, 60, **{**one, "m": 0}).tolist() == [301 * 3600.0]
+    up[_hour(300).start + 30] = 1e-5
+    assert _week_over_week(ts, value, up, 60, **one).tolist() == [301 * 3600.0]
+    # a team that alerted in that hour already: the hourly judge stays out of it (quiet, the default)
+    assert len(_week_over_week(ts, value, up, 60, **one, flagged=np.array([300 * 3600.0 + 600]))) == 0
+    assert _week_over_week(ts, value, up, 60, **one, flagged=np.array([300 * 3600.0])).tolist() == [301 * 3600.0]
+    assert _week_over_week(ts, value, up, 60, **one, flagged=np.array([300 * 3600.0 + 600]),
+                           quiet=False).tolist() == [301 * 3600.0]
+    n = len(ts)
+    team = ("ads", "team=ads", ts, np.zeros(n, dtype=bool), [], np.zeros(n), np.zeros(n), value, np.zeros(n), up)
+    busy = np.isin(ts, [300 * 3600.0 + 600])
+    assert _wow_flags([team], 60, one, {"ads": [(ts, busy)]}) == {}
+    assert len(_wow_flags([team], 60, one, {"ads": [(ts, np.zeros(n, dtype=bool))]})["ads"]) == 1
+
+
+def test_week_over_week_defaults_take_three_hours_at_eight_times_two_weeks_references() -> None:
+    from benchmarks.detect_fast import _week_over_week
+
+    ts, value = _three_weeks(per_hour=1.0)
+    up = np.ones(len(ts))
+    for h in (400, 401, 402):  # a tiny team's loop: three hours at 10x ($27 more than the $3 of the weeks before)
+        value[_hour(h)] *= 10
+    assert _week_over_week(ts, value, up, 60).tolist() == [403 * 3600.0]  # its third hour: 3 h at 10x
+    value[_hour(400 - 2 * 168 + 1)] = 30  # two weeks before, an hour of $30: the larger reference
+    assert len(_week_over_week(ts, value, up, 60)) == 0
+
+
+def test_the_org_stages_week_over_week_judge_flags_the_fast_loops_hours() -> None:
+    """streams.org.newseries.wow_verdict (the worker's, in the org stage) and --wow's
+    _week_over_week (the fast loop's, where its defaults were measured) flag the same hours of a
+    team series: hourly spend with random spikes and a week-ago copy of some, over three weeks."""
+    from streams.org.newseries import NANO_USD, NewSeriesRule, NewSeriesSettings, WeekOverWeekSettings
+
+    rng = np.random.default_rng(7)
+    n = 24 * 23
+    usd = rng.gamma(2.0, 0.5, n)
+    for at in rng.choice(np.arange(24 * 8, n - 4), 30, replace=False):
+        usd[at:at + rng.integers(1, 4)] += rng.choice([2.0, 10.0, 40.0])
+        if rng.random() < 0.3:
+            usd[at - 168 + rng.integers(-1, 2)] += 40.0
+    usd[:5] = 0.0  # the team's first spending hour is not the series' first
+    for settings in ({}, {"k": 2, "ratio": 4.0, "excess_hours": 1.0, "shift": 0, "weeks": 1},
+                     {"ratio": 3.0, "excess_hours": 0.5, "growth": "day"}):
+        s = dict(settings)
+        ts = (np.arange(n) + 1) * 3600.0
+        fast = df._week_over_week(ts, usd, np.ones(n), 3600, **s)
+        wow = WeekOverWeekSettings(**{("hours" if key == "k" else key): v for key, v in s.items()})
+        rule = NewSeriesRule(NewSeriesSettings(week_over_week=wow))
+        got = []
+        for h in range(n + 1):  # the window after the last judges the last hour
+            nusd = int(round(usd[h] * NANO_USD)) if h < n else 0
+            out = rule.judge_window(h * 3600, (h + 1) * 3600, [("team=a", nusd, 1 if nusd else 0)], [])
+            got += [h * 3600.0 for sg in out if sg.is_anomaly]
+        assert len(fast) > 3 and got == list(fast), settings

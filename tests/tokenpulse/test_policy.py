@@ -217,13 +217,14 @@ def test_feedback_bounds_reach_the_stream_config_and_bad_ones_name_their_line() 
 
 def test_new_series_settings_reach_the_judge_and_bad_ones_name_their_line() -> None:
     from streams.judge.core import new_series_settings
-    from streams.org.newseries import NewSeriesSettings
+    from streams.org.newseries import NewSeriesSettings, WeekOverWeekSettings
     from tokenpulse.runtime import stream_config
     from tokenpulse.settings import Settings
 
     p = parse_policy("detector:\n  new_series: {enabled: true, ratio: 4, min_requests: 5, min_excess_usd: 1.5}\n")
     cfg = stream_config(Settings(), p, bootstrap="b:9092")
-    assert new_series_settings(cfg) == NewSeriesSettings(ratio=4.0, min_requests=5, min_excess_usd=1.5)
+    assert new_series_settings(cfg) == NewSeriesSettings(ratio=4.0, min_requests=5, min_excess_usd=1.5,
+                                                         week_over_week=WeekOverWeekSettings())
     p = parse_policy("detector:\n  new_series: {dormant_days: 0, excess_team_days: 0.5, min_excess_floor_usd: 1}\n")
     got = new_series_settings(stream_config(Settings(), p, bootstrap="b:9092"))
     assert got is not None and (got.dormant_days, got.excess_team_days, got.min_excess_floor_usd) == (0.0, 0.5, 1.0)
@@ -239,6 +240,34 @@ def test_new_series_settings_reach_the_judge_and_bad_ones_name_their_line() -> N
         ("detector:\n  new_series:\n    min_excess_usd: -1\n", 3, "detector.new_series.min_excess_usd"),
         ("detector:\n  new_series:\n    dormant_days: -1\n", 3, "detector.new_series.dormant_days"),
         ("detector:\n  new_series:\n    ratoi: 3\n", 3, "detector.new_series.ratoi"),
+    ]:
+        with pytest.raises(PolicyError) as err:
+            parse_policy(text, "p.yaml")
+        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+
+
+def test_week_over_week_settings_reach_the_org_stage_and_bad_ones_name_their_line() -> None:
+    from streams.judge.core import new_series_settings
+    from streams.org.newseries import WeekOverWeekSettings
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.settings import Settings
+
+    def wow(text: str) -> WeekOverWeekSettings | None:
+        got = new_series_settings(stream_config(Settings(), parse_policy(text), bootstrap="b:9092"))
+        return None if got is None else got.week_over_week
+
+    assert wow("{}") == WeekOverWeekSettings(hours=3, ratio=8.0, excess_hours=3.0, min_excess_usd=2.0, weeks=2, shift=1)
+    assert wow("detector:\n  week_over_week: {hours: 2, ratio: 6, excess_hours: 2, min_excess_usd: 5, weeks: 1, "
+               "shift: 0, growth: day}\n") == WeekOverWeekSettings(2, 6.0, 2.0, 5.0, 1, 0, "day")
+    assert wow("detector:\n  week_over_week: {enabled: false}\n") is None
+    assert wow("detector:\n  new_series: {enabled: false}\n") is None  # it reads the rule's hourly sums
+    for text, line, fragment in [
+        ("detector:\n  week_over_week:\n    hours: 0\n", 3, "detector.week_over_week.hours"),
+        ("detector:\n  week_over_week:\n    ratio: 0.5\n", 3, "detector.week_over_week.ratio"),
+        ("detector:\n  week_over_week:\n    weeks: 0\n", 3, "detector.week_over_week.weeks"),
+        ("detector:\n  week_over_week:\n    shift: -1\n", 3, "detector.week_over_week.shift"),
+        ("detector:\n  week_over_week:\n    growth: month\n", 3, "detector.week_over_week.growth"),
+        ("detector:\n  week_over_week:\n    ratoi: 3\n", 3, "detector.week_over_week.ratoi"),
     ]:
         with pytest.raises(PolicyError) as err:
             parse_policy(text, "p.yaml")
