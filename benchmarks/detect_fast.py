@@ -396,7 +396,7 @@ def _week_over_week(ts: np.ndarray, value: np.ndarray, up: np.ndarray, window: i
                     ratio: float = 8.0, excess_hours: float = 3.0, growth: str = "none", weeks: int = 2,
                     q: float = 1e-4, m: int = 0, floor_usd: float = 2.0, shift: int = 1,
                     quiet: bool = True, flagged: np.ndarray | None = None) -> np.ndarray:
-    """A week-over-week hourly judge of one team series (``run --wow``, an experiment): the ends of
+    """The week-over-week hourly judge of one team series (the org stage's, ``run --wow``): the ends of
     the closed UTC hours it flags. At the end of hour ``h`` the team's spend over the last ``k``
     hours is compared with the same ``k`` hours a week before, scaled by the week's growth
     (``growth="day"``: the 24 hours before those ``k`` against the same 24 hours a week before;
@@ -908,6 +908,14 @@ def _week_args(p: argparse.ArgumentParser) -> None:
                         "(default: the policy's alerts.group_keep_firing_s; 0: off)")
 
 
+def _wow_default() -> list[str] | None:
+    """The default policy's week-over-week judge: on (no K=V over the fast loop's defaults,
+    which are the policy's) or off (None)."""
+    from tokenpulse.policy import Policy
+
+    return [] if Policy().detector.week_over_week.enabled else None
+
+
 def _team_scale_default() -> float:
     """The default policy's team-scale gate (``detector.team_scale_minutes``), which the
     worker's org stage applies: the fast loop scores what the worker does unless told otherwise."""
@@ -949,12 +957,14 @@ def main(argv: list[str] | None = None) -> int:
                             "the team's, each held until the next hour's verdict")
         p.add_argument("--hourly-params", nargs="*", default=[], metavar="K=V",
                        help="the hourly detector's parameters, as --params (e.g. score_threshold=0.99999)")
-        p.add_argument("--wow", nargs="*", default=None, metavar="K=V",
-                       help="an experiment: a week-over-week hourly judge of each team series (_week_over_week: the "
-                            "last k hours against the same hours one and two weeks before, scaled by the week's "
-                            "growth), its flagged hours joining the team's; K=V over its defaults (k, ratio, "
-                            "excess_hours, growth=day|week|none, weeks, shift, q, m, floor_usd, quiet); off unless "
-                            "given (--wow alone: the defaults)")
+        p.add_argument("--wow", nargs="*", default=_wow_default(), metavar="K=V",
+                       help="the week-over-week hourly judge of each team series (_week_over_week: the last k "
+                            "hours against the same hours one and two weeks before), its flagged hours joining "
+                            "the team's; K=V over its defaults (k, ratio, excess_hours, growth=day|week|none, "
+                            "weeks, shift, q, m, floor_usd, quiet); default: as the policy's "
+                            "detector.week_over_week.enabled (--wow alone: on, with the defaults)")
+        p.add_argument("--no-wow", dest="wow", action="store_const", const=None,
+                       help="without the week-over-week judge")
     p = sub.add_parser("falses")
     p.add_argument("--independent", type=int, nargs="*", default=[1, 2, 3])
     p.add_argument("--project", type=int, nargs="*", default=[0])
