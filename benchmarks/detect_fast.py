@@ -244,25 +244,28 @@ class _WeekAgo:
         i, j = np.searchsorted(self.start, [a, b])
         return float(self.cs[j] - self.cs[i])
 
-    def ratio(self, at: float) -> float | None:
+    def ratio(self, at: float, shifts: tuple[int, ...] = (0,)) -> float | None:
         from streams.org.newseries import HOUR_S, WEEK_HOURS, week_ratio
 
         if self.first is None or at - self.first < WEEK_HOURS * HOUR_S + HOUR_S:
             return None
         h = int(at // HOUR_S)
-        hours = {x: self._sum(x * HOUR_S, (x + 1) * HOUR_S) for x in (h - 1, h - WEEK_HOURS, h - WEEK_HOURS - 1)}
+        ago = {h - WEEK_HOURS + s - k for s in shifts for k in (0, 1)}
+        hours = {x: self._sum(x * HOUR_S, (x + 1) * HOUR_S) for x in {h - 1, *ago}}
         hours[h] = self._sum(h * HOUR_S, at)
-        return week_ratio(hours, at)
+        return week_ratio(hours, at, shifts)
 
 
 def _corroborate(results: list[Any], limit: float, resolve_after: int = 3, strict: float = 0.0,
-                 week_ratio_min: float = 0.0, window: int = 60) -> list[Any]:
+                 week_ratio_min: float = 0.0, window: int = 60, shifts: tuple[int, ...] = (0,)) -> list[Any]:
     """The team corroboration (``--corroborate``; the policy's ``detector.team_corroboration_p``
     by default): a team x model series' flagged window counts only when its team series' surprise
     p-value in the same window is at most ``limit`` (and, with ``strict`` and ``week_ratio_min``,
     the policy's ``team_corroboration_strict_p`` and ``team_week_ratio``: at most ``strict`` or
     the team's last hour at least ``week_ratio_min`` times the same hour a week before, the
-    worker's :func:`streams.org.core.corroborated` on the org stage's week-ago reference), or
+    worker's :func:`streams.org.core.corroborated` on the org stage's week-ago reference; ``shifts``:
+    the hours a week before it takes the most of, ``(-1, 0, 1)`` for the policy's
+    ``team_week_shift_h`` 1), or
     when it follows a counted window of the series within ``resolve_after`` windows (the
     worker's org stage: the engine tracks that alert already). A team without a window there
     gates nothing (as ``OrgCore.corroborate``)."""
@@ -284,7 +287,7 @@ def _corroborate(results: list[Any], limit: float, resolve_after: int = 3, stric
             last = -(10 ** 9)
             for j, i in enumerate(np.flatnonzero(flags).tolist()):
                 p = tp.get(float(ts[i]))
-                week = (wk.ratio(float(ts[i]) - window) if wk is not None and p is not None and limit >= p > strict
+                week = (wk.ratio(float(ts[i]) - window, shifts) if wk is not None and p is not None and limit >= p > strict
                         else None)
                 if p is None or corroborated(p, limit, strict, week_ratio_min, week) or i - last <= resolve_after:
                     last = i
@@ -510,7 +513,7 @@ def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
            new_series: dict[str, Any] | None, parent_minutes: float = 0.0,
            parent_basis: str = "expected", corroborate: float = 0.0, strict: float = 0.0,
            week_ratio_min: float = 0.0, hourly: str = "off", hourly_params: dict[str, Any] | None = None,
-           wow: dict[str, Any] | None = None) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+           wow: dict[str, Any] | None = None, week_shift: int = 0) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Each team's series' flagged windows: the detectors' and the new-series rule's (and, with
     ``hourly`` other than ``"off"``, the hourly detector's: :func:`_hourly_flags`; with ``wow``,
     the week-over-week hourly judge's with those settings: :func:`_wow_flags`)."""
@@ -519,7 +522,8 @@ def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
     per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
     results = list(pool.map(_run_series_full, series, [params] * len(series), [ws.window_seconds] * len(series)))
     gated = _corroborate(_parent_gate(results, parent_minutes, int(ws.window_seconds), parent_basis), corroborate,
-                         strict=strict, week_ratio_min=week_ratio_min, window=int(ws.window_seconds))
+                         strict=strict, week_ratio_min=week_ratio_min, window=int(ws.window_seconds),
+                         shifts=tuple(range(-week_shift, week_shift + 1)))
     for team, _, ts, flags, *_ in gated:
         per_team[team].append((ts, flags))
     if new_series is not None:
@@ -625,7 +629,7 @@ def cmd_run(a: argparse.Namespace) -> None:
                         f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
             per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
                               a.corroborate_strict, a.week_ratio, a.hourly, _params(a.hourly_params),
-                              None if a.wow is None else _params(a.wow))
+                              None if a.wow is None else _params(a.wow), a.week_shift)
             sc = _score(_alerts(per_team, ws.window_seconds, keep_firing_s=a.keep_firing), meta["labels"],
                         meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             agg = sets[kind]
@@ -726,7 +730,7 @@ def cmd_falses(a: argparse.Namespace) -> None:
             results = list(pool.map(_run_series_full, series, [params] * len(series), win))
             gated = _corroborate(_parent_gate(results, a.parent_minutes, int(ws.window_seconds), a.parent_basis),
                                  a.corroborate, strict=a.corroborate_strict, week_ratio_min=a.week_ratio,
-                                 window=int(ws.window_seconds))
+                                 window=int(ws.window_seconds), shifts=tuple(range(-a.week_shift, a.week_shift + 1)))
             for team, name, ts, flags, reasons, *_ in gated:
                 per_team[team].append((ts, flags))
                 skind = "team x model" if "|model=" in name else "team"
@@ -822,7 +826,7 @@ def cmd_misses(a: argparse.Namespace) -> None:
             meta = json.loads((d / f"{h}.labels.json").read_text())
             window = int(ws.window_seconds)
             per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
-                              a.corroborate_strict, a.week_ratio)
+                              a.corroborate_strict, a.week_ratio, week_shift=a.week_shift)
             sc = _score(_alerts(per_team, window, keep_firing_s=a.keep_firing), meta["labels"], meta["scored_from"],
                         ws.last_ts or 0.0, ws.teams)
             missed = [r for r in sc["rows"] if r[3] is None]
@@ -879,13 +883,14 @@ def _corroborate_default() -> float:
     return float(Policy().detector.team_corroboration_p)
 
 
-def _week_default() -> tuple[float, float]:
+def _week_default() -> tuple[float, float, int]:
     """The default policy's week-ago reference of the team corroboration
-    (``detector.team_corroboration_strict_p``, ``detector.team_week_ratio``)."""
+    (``detector.team_corroboration_strict_p``, ``detector.team_week_ratio``,
+    ``detector.team_week_shift_h``)."""
     from tokenpulse.policy import Policy
 
     d = Policy().detector
-    return float(d.team_corroboration_strict_p), float(d.team_week_ratio)
+    return float(d.team_corroboration_strict_p), float(d.team_week_ratio), int(d.team_week_shift_h)
 
 
 def _keep_firing_default() -> float:
@@ -896,13 +901,16 @@ def _keep_firing_default() -> float:
 
 
 def _week_args(p: argparse.ArgumentParser) -> None:
-    strict, ratio = _week_default()
+    strict, ratio, shift = _week_default()
     p.add_argument("--corroborate-strict", type=float, default=strict, metavar="P",
                    help="with a week-ago reference, a team p above this corroborates only while the team's last hour "
                         "is --week-ratio times the same hour a week before (default: the policy's "
                         "detector.team_corroboration_strict_p; 0: off)")
     p.add_argument("--week-ratio", type=float, default=ratio, metavar="K",
                    help="(default: the policy's detector.team_week_ratio; 0: off)")
+    p.add_argument("--week-shift", type=int, default=shift, choices=(0, 1), metavar="H",
+                   help="the week-ago hour is the most of the same hour and H hours either side "
+                        "(default: the policy's detector.team_week_shift_h; 0: the same hour)")
     p.add_argument("--keep-firing", type=float, default=_keep_firing_default(), metavar="S",
                    help="flap damping: a team's flag within S seconds after its alert resolved continues it "
                         "(default: the policy's alerts.group_keep_firing_s; 0: off)")

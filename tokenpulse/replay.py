@@ -397,6 +397,7 @@ def replay_lines(
             team_corroboration_p=cfg.team_corroboration_p,
             team_corroboration_strict_p=cfg.team_corroboration_strict_p,
             team_week_ratio=cfg.team_week_ratio,
+            team_week_shift_h=cfg.team_week_shift_h,
         )(0)
     else:
         fork = False  # the caller reads the judge's state afterwards

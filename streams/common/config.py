@@ -78,6 +78,7 @@ class StreamConfig:
     # detector.team_corroboration_strict_p, detector.team_week_ratio; OrgCore.corroborate; 0: off)
     team_corroboration_strict_p: float = 0.0
     team_week_ratio: float = 0.0
+    team_week_shift_h: int = 0  # ... or that hour and this many either side (detector.team_week_shift_h)
     internal_models: tuple[str, ...] = ()  # patterns of the organisation's own models (/api/mix)
     mix_alert: Any = None  # streams.budgets.mix.MixAlertSpec: the third-party share alert, None: off
     alert_policy: dict[str, Any] = field(default_factory=dict)

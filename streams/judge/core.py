@@ -210,6 +210,7 @@ class JudgeCore:
     # ... and its week-ago reference (OrgCore.team_corroboration_strict_p, team_week_ratio; 0: off)
     team_corroboration_strict_p: float = 0.0
     team_week_ratio: float = 0.0
+    team_week_shift_h: int = 0
     # Rebases applied for an org stage apart (:meth:`rebase` with ``mark``), not yet handed to
     # a message's output: series -> (the first window judged with the new baseline, answer id).
     # Checkpointed (``rbmark|<series>``) with the rebased detector, so a crash neither loses
@@ -245,7 +246,8 @@ class JudgeCore:
                                       team_scale_minutes=self.team_scale_minutes,
                                       team_corroboration_p=self.team_corroboration_p,
                                       team_corroboration_strict_p=self.team_corroboration_strict_p,
-                                      team_week_ratio=self.team_week_ratio)
+                                      team_week_ratio=self.team_week_ratio,
+                                      team_week_shift_h=self.team_week_shift_h)
         elif org.engine is not self.engine:  # the engine was replaced: the org stage follows
             org.engine = self.engine
         return org
@@ -902,6 +904,7 @@ def judge_factory(
     team_corroboration_p: float = 0.0,
     team_corroboration_strict_p: float = 0.0,
     team_week_ratio: float = 0.0,
+    team_week_shift_h: int = 0,
 ) -> Callable[[int], JudgeCore]:
     """Builds the judge of a partition exactly as the worker does (the replay uses it too).
 
@@ -915,7 +918,7 @@ def judge_factory(
     ``park``: idle series parked (:attr:`JudgeCore.park`; the worker's, not the offline replay's,
     which reads every window's record as it is judged).
     ``team_corroboration_p``: the org stage's team corroboration (:attr:`JudgeCore.team_corroboration_p`);
-    ``team_corroboration_strict_p``, ``team_week_ratio``: its week-ago reference.
+    ``team_corroboration_strict_p``, ``team_week_ratio``, ``team_week_shift_h``: its week-ago reference.
     """
     from alerts import AlertPolicy
     from detectors import make_detector
@@ -953,6 +956,7 @@ def judge_factory(
             team_corroboration_p=team_corroboration_p,
             team_corroboration_strict_p=team_corroboration_strict_p,
             team_week_ratio=team_week_ratio,
+            team_week_shift_h=team_week_shift_h,
         )
 
     return build

@@ -230,6 +230,9 @@ class OrgCore:
     # policy detector.team_corroboration_strict_p, detector.team_week_ratio; 0: off)
     team_corroboration_strict_p: float = 0.0
     team_week_ratio: float = 0.0
+    # ... the same hour a week before or up to this many hours either side, the largest
+    # (NewSeriesRule.week_ratio's shift_h; policy detector.team_week_shift_h; 0: the same hour)
+    team_week_shift_h: int = 0
     pending_team_p: dict[int, dict[str, float]] = field(default_factory=dict)
     # window start -> the team×model spend rows of it held for the mix watch until the window is
     # final on every judge partition (:meth:`receive`): a share counted with one judge
@@ -351,7 +354,8 @@ class OrgCore:
         got = parse_series(sg.series)
         if got is None or got[0] is not TEAM_MODEL:
             return None
-        return rule.week_ratio(series_key({k: v for k, v in got[1].items() if k != "model"}), at)
+        return rule.week_ratio(series_key({k: v for k, v in got[1].items() if k != "model"}), at,
+                               self.team_week_shift_h)
 
     def corroborate(self, signals: Sequence[Signal], team_p: Mapping[str, float],
                     at: int | None = None) -> Sequence[Signal]:
@@ -369,7 +373,8 @@ class OrgCore:
         Where the team has a week-ago reference (``at``: the start of the window, up to which
         the new-series rule has folded the team's spend; :meth:`NewSeriesRule.week_ratio`), a
         p-value above :attr:`team_corroboration_strict_p` corroborates only while the team's
-        last hour is at least :attr:`team_week_ratio` times the same hour a week before
+        last hour is at least :attr:`team_week_ratio` times the same hour a week before (or the
+        most of it and :attr:`team_week_shift_h` hours either side)
         (:func:`corroborated`); without one (the rule off, a team known here for under a week
         and an hour) the p-value alone decides, as before."""
         limit, strict, ratio = self.team_corroboration_p, self.team_corroboration_strict_p, self.team_week_ratio

@@ -55,8 +55,8 @@ from typing import Any
 from alerts import Signal
 from streams.common.dimensions import parse_series, series_key
 
-__all__ = ["DETECTOR", "HOLD_MAX_S", "HOLD_S", "NANO_USD", "STOP_MISSED", "WOW_DETECTOR", "NewSeriesRule",
-           "NewSeriesSettings", "WeekOverWeekSettings", "week_ratio", "wow_verdict"]
+__all__ = ["DETECTOR", "HOLD_MAX_S", "HOLD_S", "NANO_USD", "STOP_MISSED", "WEEK_SHIFT_MAX_H", "WOW_DETECTOR",
+           "NewSeriesRule", "NewSeriesSettings", "WeekOverWeekSettings", "week_ratio", "wow_verdict"]
 
 NANO_USD = 1_000_000_000  # spend sums are nano-dollars (streams.ingest.windows.NANO)
 DETECTOR = "new-series"
@@ -79,27 +79,36 @@ STOP_MISSED = 10.0
 HOLD_MAX_S = 3 * 3600.0
 HOUR_S = 3600
 WEEK_HOURS = 7 * 24  # the team corroboration's week-ago reference (week_ratio)
+# ... taken up to this many hours either side (policy detector.team_week_shift_h at most this):
+# the hourly sums are kept this much longer
+WEEK_SHIFT_MAX_H = 1
 
 # A row the rule takes: (series, spend in nano-dollars, requests) of one window.
 Row = tuple[str, int, int]
 
 
-def week_ratio(hours: Mapping[int, float], at: float) -> float | None:
+def week_ratio(hours: Mapping[int, float], at: float, shifts: Sequence[int] = (0,)) -> float | None:
     """A team's spend over the hour before ``at`` against the same hour a week before, from its
     spend per UTC hour (``hours``: epoch hour -> spend; any unit). The hour before ``at`` is the
     hour ``at`` falls in so far plus the share of the hour before it that the last 60 minutes
     cover; a week before, the same shares of those two hours (spread evenly over each: the
-    reference is not kept by the minute). None: nothing spent in that hour a week ago.
+    reference is not kept by the minute), or with ``shifts`` (hours; 0: the same hour) the
+    largest of those 60 minutes moved by each shift: (-1, 0, 1) takes the hour before and after
+    too, so a job that runs at a local hour and moved an hour in UTC with daylight saving is
+    not new money. None: nothing spent in those hours a week ago.
 
     >>> week_ratio({0: 20, 1: 10, 168: 20, 169: 5}, 169 * 3600 + 1800)  # half of hour 169 so far
     1.0
     >>> week_ratio({0: 20, 1: 10, 168: 60, 169: 30}, 169 * 3600 + 1800)
     4.0
+    >>> week_ratio({0: 20, 1: 10, 2: 110, 168: 60, 169: 30}, 169 * 3600 + 1800, (-1, 0, 1))  # and the hour after
+    1.0
     """
     h = int(at // HOUR_S)
     f = (at - h * HOUR_S) / HOUR_S  # of hour h, elapsed
     now = hours.get(h, 0) + hours.get(h - 1, 0) * (1.0 - f)
-    ago = hours.get(h - WEEK_HOURS, 0) * f + hours.get(h - WEEK_HOURS - 1, 0) * (1.0 - f)
+    ago = max(hours.get(h - WEEK_HOURS + s, 0) * f + hours.get(h - WEEK_HOURS - 1 + s, 0) * (1.0 - f)
+              for s in shifts)
     if ago <= 0:
         return None
     return now / ago
@@ -237,7 +246,8 @@ class _Team:
     models: dict[str, int] = field(default_factory=dict)
     new: dict[str, _New] = field(default_factory=dict)  # model series -> its first day
     # UTC hour (epoch seconds // 3600) -> the team series' nano-dollars in it, for the last
-    # WEEK_HOURS + 2 hours: the week-ago reference of the team corroboration (week_ratio)
+    # WEEK_HOURS + 2 + WEEK_SHIFT_MAX_H hours: the week-ago reference of the team corroboration
+    # (week_ratio)
     hours: dict[int, int] = field(default_factory=dict)
     # the week-over-week judge (NewSeriesSettings.week_over_week): the UTC hours of the last few
     # in which one of the team's series had an anomalous signal other than the judge's own (it
@@ -258,9 +268,9 @@ class _Team:
                 req += r
         return usd / req if req > 0 and usd > 0 else None
 
-    def add_hour(self, hour: int, nusd: int, keep: int = WEEK_HOURS + 1) -> bool:
-        """Add a window's spend to its UTC hour's sum, keeping ``keep`` hours before it (the week
-        and an hour of the team corroboration's reference; the week-over-week judge's two weeks
+    def add_hour(self, hour: int, nusd: int, keep: int = WEEK_HOURS + 1 + WEEK_SHIFT_MAX_H) -> bool:
+        """Add a window's spend to its UTC hour's sum, keeping ``keep`` hours before it (the week,
+        an hour and the shift of the team corroboration's reference; the week-over-week judge's two weeks
         and its span). True: a new hour began (the hours before it are closed: their record is
         to be written)."""
         got = self.hours.get(hour)
@@ -326,7 +336,9 @@ class NewSeriesRule:
         # closed hours restored before their team's own record (records restore in any order)
         self._weeks: dict[str, dict[int, int]] = {}
         wow = self.settings.week_over_week
-        self._keep = WEEK_HOURS + 1 if wow is None else max(WEEK_HOURS + 1, wow.keep_hours())
+        self._keep = WEEK_HOURS + 1 + WEEK_SHIFT_MAX_H
+        if wow is not None:
+            self._keep = max(self._keep, wow.keep_hours())
         self._wow_hour: int | None = None  # the hour of the last window the judge saw
         # series key -> (team series key, model or "" for the team series itself), None: not
         # a team or team x model series (derived, not persisted)
@@ -589,15 +601,18 @@ class NewSeriesRule:
                       is_anomaly=anomalous, detector=WOW_DETECTOR, impact_usd=now - ref if anomalous else None,
                       explanation=why)
 
-    def week_ratio(self, team: str, at: int) -> float | None:
+    def week_ratio(self, team: str, at: int, shift_h: int = 0) -> float | None:
         """The team series' spend over the hour before ``at`` against the same hour a week
-        before (the team corroboration's week-ago reference, :func:`streams.org.core.week_ratio`
-        over the team's hourly sums). None: the team is not known here for a week and an hour
-        (a worker started without state, a young team), or spent nothing in that hour a week ago."""
+        before (the team corroboration's week-ago reference, :func:`week_ratio` over the team's
+        hourly sums), or with ``shift_h`` the largest of the same hour and up to that many hours
+        either side of it (at most ``WEEK_SHIFT_MAX_H``). None: the team is not known here for a
+        week and an hour (a worker started without state, a young team), or spent nothing in
+        those hours a week ago."""
         t = self.teams.get(team)
         if t is None or t.first is None or at - t.first < WEEK_HOURS * HOUR_S + HOUR_S:
             return None
-        return week_ratio(t.hours, at)
+        k = min(max(shift_h, 0), WEEK_SHIFT_MAX_H)
+        return week_ratio(t.hours, at, range(-k, k + 1))
 
     # -- persistence --------------------------------------------------------------------------
     def take_dirty(self) -> set[str]:

@@ -136,6 +136,7 @@ class JudgeWorker:
             team_corroboration_p=cfg.team_corroboration_p,
             team_corroboration_strict_p=cfg.team_corroboration_strict_p,
             team_week_ratio=cfg.team_week_ratio,
+            team_week_shift_h=cfg.team_week_shift_h,
         )
 
     # -- the partitions ------------------------------------------------------------------

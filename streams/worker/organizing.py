@@ -111,7 +111,8 @@ class OrgWorker:
                         team_scale_minutes=self.cfg.team_scale_minutes,
                         team_corroboration_p=self.cfg.team_corroboration_p,
                         team_corroboration_strict_p=self.cfg.team_corroboration_strict_p,
-                        team_week_ratio=self.cfg.team_week_ratio)
+                        team_week_ratio=self.cfg.team_week_ratio,
+                        team_week_shift_h=self.cfg.team_week_shift_h)
             own = list(restore_items(self.table, p))
             o.restore(own)
             if not any(v is not None and k.startswith(_ALERT_KINDS) for k, v in own):

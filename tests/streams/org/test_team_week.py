@@ -2,7 +2,8 @@
 ``detector.team_week_ratio``; :func:`streams.org.core.corroborated`): where the org stage knows
 the team's spend of the same hour a week before (the new-series rule's hourly team sums), a team
 x model series' flag whose team p-value is above the strict one starts an alert only while the
-team's last hour is at least the ratio times that hour a week before."""
+team's last hour is at least the ratio times that hour a week before (``detector.team_week_shift_h``:
+or the most of it and the hour either side)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ W = 60
 TEAM, MODEL = "team=a", "team=a|model=m"
 
 
-def rule_with_week(last_hour_usd: float, first_hour: int = 0) -> NewSeriesRule:
+def rule_with_week(last_hour_usd: float, first_hour: int = 0, week_ago: dict[int, float] | None = None
+                   ) -> NewSeriesRule:
     """A team at $10 an hour from ``first_hour`` to 8 days (fed as hourly rows), its last hour
-    at ``last_hour_usd``."""
+    at ``last_hour_usd`` (and ``week_ago``: hours from the last hour's a week before -> spend)."""
     rule = NewSeriesRule()
     hours = 8 * 24
+    ago = {hours - 1 - 7 * 24 + k: v for k, v in (week_ago or {}).items()}
     for h in range(first_hour, hours):
-        usd = last_hour_usd if h == hours - 1 else 10.0
+        usd = last_hour_usd if h == hours - 1 else ago.get(h, 10.0)
         rule.judge_window(h * H, (h + 1) * H, [(TEAM, int(usd * NANO_USD), 10)], [])
     return rule
 
@@ -32,9 +35,9 @@ def flagged(end: int) -> Signal:
                   impact_usd=49.0)
 
 
-def org(rule: NewSeriesRule | None, strict: float = 0.001, ratio: float = 2.0) -> OrgCore:
+def org(rule: NewSeriesRule | None, strict: float = 0.001, ratio: float = 2.0, shift: int = 0) -> OrgCore:
     return OrgCore(0, W, AlertEngine(AlertPolicy()), new_series=rule, team_corroboration_p=0.01,
-                   team_corroboration_strict_p=strict, team_week_ratio=ratio)
+                   team_corroboration_strict_p=strict, team_week_ratio=ratio, team_week_shift_h=shift)
 
 
 def step(o: OrgCore, team_p: float) -> OrgOutput:
@@ -58,6 +61,23 @@ def test_a_team_at_twice_last_weeks_spend_or_surprising_by_itself_corroborates()
     assert out.uncorroborated == 1
 
 
+def test_a_job_moved_an_hour_by_daylight_saving_is_not_new_money_with_the_hours_either_side() -> None:
+    """A weekly $30 job at a local hour: this week in the last hour, a week before an hour later
+    in UTC (spring) or an hour earlier (autumn). Against the same UTC hour ($10) it is 3x; against
+    the most of that hour and the one either side (``team_week_shift_h`` 1) it is 1x."""
+    for moved in (1, -1):
+        week_ago = {moved: 30.0}
+        out = step(org(rule_with_week(30.0, week_ago=week_ago)), 0.005)
+        assert out.uncorroborated == 0 and [n.action for n in out.notifications] == ["trigger"], moved
+        out = step(org(rule_with_week(30.0, week_ago=week_ago), shift=1), 0.005)
+        assert out.uncorroborated == 1 and out.notifications == [], moved
+    # new money is new money either way: 3x every hour around the same hour a week before
+    out = step(org(rule_with_week(30.0), shift=1), 0.005)
+    assert out.uncorroborated == 0 and [n.action for n in out.notifications] == ["trigger"]
+    rule = rule_with_week(30.0, week_ago={-1: 30.0})
+    assert rule.week_ratio(TEAM, 8 * 24 * H) == 3.0 and rule.week_ratio(TEAM, 8 * 24 * H, 1) == 1.0
+
+
 def test_without_a_week_ago_reference_or_with_it_off_the_p_value_alone_decides() -> None:
     for o in (org(rule_with_week(12.0), strict=0.0), org(rule_with_week(12.0), ratio=0.0), org(None),
               org(rule_with_week(12.0, first_hour=24))):  # off twice, no rule, a team known for under a week + 1 h
@@ -71,7 +91,7 @@ def test_the_hourly_sums_ride_in_the_rules_state_and_old_states_load_without_the
     assert rule.week_ratio(TEAM, at) == 2.5
     state, week = rule.get_state(TEAM), rule.get_week(TEAM)
     assert state is not None and week is not None
-    assert len(state["hour"]) == 1 and len(week) == 7 * 24 + 1  # a week and two hours kept, no more
+    assert len(state["hour"]) == 1 and len(week) == 7 * 24 + 2  # a week and three hours kept, no more
     for first, second in (("state", "week"), ("week", "state")):  # records restore in any order
         again = NewSeriesRule()
         for which in (first, second):
@@ -92,7 +112,7 @@ def test_the_hourly_sums_ride_in_the_rules_state_and_old_states_load_without_the
 
 def test_the_closed_hours_are_written_when_an_hour_begins_not_with_every_window() -> None:
     """The team's own record is written with every window it spends in, so it carries only the
-    latest hour; the week of closed hours (~170 sums) is its own record, written once an hour."""
+    latest hour; the week of closed hours (~171 sums) is its own record, written once an hour."""
     rule = rule_with_week(10.0)
     rule.take_dirty(), rule.take_week_dirty()
     start = 8 * 24 * H
