@@ -119,7 +119,7 @@ class AlertPolicy:
     # Flap damping (Prometheus' keep_firing_for, at the group): a notified group whose members
     # have all resolved sends its resolve only after this many seconds without a new trigger; a
     # member that fires again meanwhile continues the incident (an update under the group's key,
-    # no new first notification, no second page). Default 1800 (docs/detectors.md, "Flap
+    # no new first notification, no second page). Default 1800 (docs/detection-log.md, "Flap
     # damping"); 0: the group resolves with its last member. On-call's answers that end the
     # incident (:meth:`AlertEngine.resolve_now`) resolve at once.
     group_keep_firing_s: float = 1800.0

@@ -415,7 +415,7 @@ def _week_over_week(ts: np.ndarray, value: np.ndarray, up: np.ndarray, window: i
     those hours had a surprise p-value at most ``q``; with ``quiet``, only if none of the team's
     windows in those hours was flagged already (``flagged``: the ends of the team's flagged
     windows: the hourly judge speaks for hours its minute alerts did not). The defaults are the
-    setting chosen on 2026-12-07 (docs/detectors.md, "Week-over-week hourly evidence"). The team
+    setting chosen on 2026-12-07 (docs/detection-log.md, "Week-over-week hourly evidence"). The team
     must be known a week and ``k``
     hours (its first spending window). Hours are the minute windows' sums by the hour each window
     starts in (as :func:`_hourly`); an hour is judged once it has ended by the series' last window."""

@@ -1,4 +1,4 @@
-"""Where a model switch shows in the windows: measurements behind docs/detectors.md (issue 12).
+"""Where a model switch shows in the windows: measurements behind docs/detection-log.md (issue 12).
 
     python -m benchmarks.switch_evidence switches [HISTORY ...]        # default i1 i2 i3
     python -m benchmarks.switch_evidence team-price [--requests 20 --ratio 3 ...] [HISTORY ...]
@@ -24,7 +24,7 @@ like ``benchmarks.detect_fast`` (an incident's span plus 15 minutes):
   it appeared: cumulative spend >= ``ratio`` x that price x its requests (at least 3) and the
   excess >= ``gate``.
 
-An experiment, not a detector: see docs/detectors.md, "A model switch judged by cost per request".
+An experiment, not a detector: see docs/detection-log.md, "A model switch judged by cost per request".
 """
 
 from __future__ import annotations

@@ -200,7 +200,7 @@ class Combined(Detector):
         have fewer than ``min_requests`` requests, and in any window however few requests it
         has; it carries an incident's running excess through empty windows for ``sparse_gap``
         (15) windows after one with evidence of its own, and alerts only on such windows.
-        Measured in docs/detectors.md ("evidence over requests for sparse series").
+        Measured in docs/detection-log.md ("evidence over requests for sparse series").
     sparse_requests, sparse_max_windows, sparse_gap, sparse_penalty
         See ``sparse``.
 

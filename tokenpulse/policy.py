@@ -212,25 +212,25 @@ class DetectorPolicy(_Strict):
     overrides: list[DetectorOverride] = Field(default_factory=list)
     feedback: FeedbackPolicy = Field(default_factory=FeedbackPolicy)
     new_series: NewSeriesPolicy = Field(default_factory=NewSeriesPolicy)
-    # measured in benchmarks.detect_fast --wow (docs/detectors.md, "Week-over-week hourly
+    # measured in benchmarks.detect_fast --wow (docs/detection-log.md, "Week-over-week hourly
     # evidence"): + 2 incidents on independent seeds 1-3 and 1 held out (tiny teams' loops), no
     # false alert start added on any of seven histories
     week_over_week: WeekOverWeekPolicy = Field(default_factory=WeekOverWeekPolicy)
-    # measured in benchmarks.detect_fast (docs/detectors.md, "a team-scale gate"): 5 removes
+    # measured in benchmarks.detect_fast (docs/detection-log.md, "a team-scale gate"): 5 removes
     # about a fifth of the independent generator's false alerts and none of its incidents
     team_scale_minutes: float = Field(default=5.0, ge=0, le=10080)
-    # measured in benchmarks.detect_fast (docs/detectors.md, "corroboration by the team
+    # measured in benchmarks.detect_fast (docs/detection-log.md, "corroboration by the team
     # series' surprise"): 0.01 removes about a sixth of the independent generator's false
     # alerts and none of its incidents; the incidents a model series started had team p of
     # 3-8e-3, so a tighter setting loses them
     team_corroboration_p: float = Field(default=0.01, ge=0, le=1)
-    # measured in benchmarks.detect_fast (docs/detectors.md, "a week-ago reference for the team
+    # measured in benchmarks.detect_fast (docs/detection-log.md, "a week-ago reference for the team
     # corroboration"): false alert starts 31 -> 23 on independent seeds 1-3 and 30 -> 25 on
     # 4-6, no incident lost or delayed; a ratio of 2.5-3 delays a held-out rise 15-25 min, 4
     # loses it
     team_corroboration_strict_p: float = Field(default=0.001, ge=0, le=1)
     team_week_ratio: float = Field(default=2.0, ge=0)
-    # measured in benchmarks.detect_fast (docs/detectors.md, "the week-ago reference, an hour
+    # measured in benchmarks.detect_fast (docs/detection-log.md, "the week-ago reference, an hour
     # either side"): false alert starts 21 -> 18 on independent seeds 1-3 and 17 -> 16 on 4-6,
     # no incident lost or delayed (the hour after alone: the same; the hour before alone: 20, 17)
     team_week_shift_h: int = Field(default=1, ge=0, le=1)
@@ -274,7 +274,7 @@ class AlertPolicyModel(_Strict):
     group_interval_s: float = Field(default=300.0, ge=0)
     # Flap damping: a group whose members all resolved sends its resolve this long later; a
     # re-fire meanwhile continues the incident (no second first notification or page). 0: off
-    # (docs/detectors.md "Flap damping" has the measurement behind the default).
+    # (docs/detection-log.md "Flap damping" has the measurement behind the default).
     group_keep_firing_s: float = Field(default=1800.0, ge=0)
     inhibit_by_org: bool = True
 

@@ -85,7 +85,7 @@ def corroborated(p: float, limit: float, strict_p: float, week_ratio_min: float,
     ``week_ratio_min`` times what it spent a week before. A bursty team's ordinary session on
     one model finds its team mildly surprised (10^-3..10^-2) at a spend its same hour last week
     also had; a loop or a spike that the team absorbs as mildly surprising is still new money
-    against last week (docs/detectors.md, "a week-ago reference for the team corroboration").
+    against last week (docs/detection-log.md, "a week-ago reference for the team corroboration").
 
     >>> corroborated(0.005, 0.01, 0.001, 3.0, 1.2), corroborated(0.005, 0.01, 0.001, 3.0, 4.0)
     (False, True)
@@ -324,7 +324,7 @@ class OrgCore:
         without it) is below :attr:`team_scale_minutes` minutes of its team series' expected
         spend in the window becomes a normal window. Pages go to the team, and a burst that is
         5-100x one model's series can be small change to the team, whose own series found it
-        unremarkable (docs/detectors.md, "a team-scale gate"). A team with no expected spend
+        unremarkable (docs/detection-log.md, "a team-scale gate"). A team with no expected spend
         here (not watched, or no spend in the window) gates nothing."""
         minutes, window = self.team_scale_minutes, self.window_seconds
         out: list[Signal] | None = None
@@ -366,7 +366,7 @@ class OrgCore:
         its alert (an incident that started corroborated goes on, and resolves as before). Pages
         go to the team, and an incident on one of its models (a runaway loop, a key leak) moves
         the team's spend too; a bursty team's session that lands on one model's series does not
-        (docs/detectors.md, "corroboration by the team series' surprise"). A team with no
+        (docs/detection-log.md, "corroboration by the team series' surprise"). A team with no
         p-value here (not watched, or no spend in the window) gates nothing; the new-series
         rule's signals are not the judges' and are not gated.
 

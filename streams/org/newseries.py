@@ -5,7 +5,7 @@ team x model series, and its detector is in its cold start exactly then: it has 
 call anything unusual. What the new series' spend can be held against is its *team's* price per
 request. No detector sees another series, so the rule lives here, in the org stage, which sees
 the spend rows of every series of the org under both placements
-(docs/detectors.md, "The new-series rule").
+(docs/detection-log.md, "The new-series rule").
 
 The rule, per team x model series first seen at least ``team_age_days`` (2) after its team
 (event time, in the rule's own state: a worker started without state does not take every series
@@ -27,7 +27,7 @@ first request, its spend and requests per day for the last 8 days, the models it
 when each last had a request, and per new series its first-day sums. Compact: no per-window history.
 
 Beside it, on the same hourly team sums, the week-over-week hourly judge of each team series
-(``NewSeriesSettings.week_over_week``, :func:`wow_verdict`; docs/detectors.md, "Week-over-week
+(``NewSeriesSettings.week_over_week``, :func:`wow_verdict`; docs/detection-log.md, "Week-over-week
 hourly evidence"): in the first window of each UTC hour, a team whose last 3 hours cost 8x the
 larger of the same hours (or an hour either side) one and two weeks before, and $2 and 3 hours
 of its mean spend more, in hours none of its series alerted in, is anomalous for that hour (a
@@ -115,7 +115,7 @@ def week_ratio(hours: Mapping[int, float], at: float, shifts: Sequence[int] = (0
 
 
 def wow_verdict(hours: Mapping[int, int], h: int, first_hour: int, s: WeekOverWeekSettings) -> tuple[int, float] | None:
-    """The week-over-week hourly judge of a team at the end of UTC hour ``h`` (docs/detectors.md,
+    """The week-over-week hourly judge of a team at the end of UTC hour ``h`` (docs/detection-log.md,
     "Week-over-week hourly evidence"), from its spend per UTC hour (``hours``: epoch hour ->
     nano-dollars; hours absent spent nothing) and its first spending hour: ``(now, reference)``
     in nano-dollars when it flags, else None. The last ``s.hours`` hours (``now``) against the same
@@ -167,7 +167,7 @@ def wow_verdict(hours: Mapping[int, int], h: int, first_hour: int, s: WeekOverWe
 @dataclass(frozen=True, slots=True)
 class WeekOverWeekSettings:
     """The week-over-week hourly judge's thresholds: the policy's ``detector.week_over_week``
-    (docs/policy.md; the defaults measured in docs/detectors.md, "Week-over-week hourly evidence")."""
+    (docs/policy.md; the defaults measured in docs/detection-log.md, "Week-over-week hourly evidence")."""
 
     hours: int = 3  # the span judged at each hour's end (k)
     ratio: float = 8.0  # its spend over the reference's
