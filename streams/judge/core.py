@@ -34,7 +34,7 @@ from typing import Any
 
 from alerts import AlertEngine, Notification, Signal
 from alerts.engine import clearly_normal
-from detectors import Detector
+from detectors import Detector, Verdict
 from streams.common.dimensions import TEAM, parse_series
 from streams.common.packing import pack, pack_live, unpack, unpack_live
 from streams.common.spend import SPEND_TAG, SeriesSpend, load_records
@@ -143,6 +143,29 @@ def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:
         for k, v in p.contributors.items():
             contrib[k] = contrib.get(k, 0) + v
     return sums, contrib
+
+
+def _signal(series: str, info: SeriesInfo, w: int, end: int, observed: float, verdict: Verdict, is_anomaly: bool,
+            contrib: dict[str, int]) -> Signal:
+    """The engine's signal for a series' window that is flagged or of an alert it tracks: the
+    verdict's figures and the window's top contributors by excess."""
+    assert info.mix is not None  # (live: woken before it was judged)
+    return Signal(
+        series=series,
+        labels=info.labels,
+        window_start=float(w),
+        window_end=float(end),
+        observed_usd=observed,
+        expected_usd=float(verdict.expected),
+        upper_usd=float(verdict.upper),
+        score=float(verdict.score),
+        is_anomaly=is_anomaly,
+        top_contributors=info.mix.excess(contrib, float(verdict.expected)),
+        detector=verdict.detector,
+        impact_usd=verdict.impact,
+        explanation=verdict.reason,
+        mean_expected_usd=None if verdict.mean_expected is None else float(verdict.mean_expected),
+    )
 
 
 @dataclass
@@ -362,27 +385,10 @@ class JudgeCore:
     def _judge_window(self, w: int, out: JudgeOutput) -> None:  # noqa: C901 - per window: merge, detect, judge in one pass (the judge's hot path)
         W = self.window_seconds
         end = w + W
-        by_series = self.pending.pop(w, {})
         spend = out.spend
         first_row = len(spend)  # this window's spend rows follow: the org stage's new-series rule reads them
+        by_series = self._take_pending(w, spend)
         dirty = self._dirty
-        srcs_seen: set[int] = set()
-        for series, per_src in by_series.items():
-            if len(per_src) == 1:
-                ((src, first),) = per_src.items()
-                srcs_seen.add(src)
-                spend.append((series, w, first.sums, {src: first.seq}))
-            else:
-                srcs_seen.update(per_src)
-                sums, _ = _merge(per_src)
-                spend.append((series, w, sums, {s: p.seq for s, p in per_src.items()}))
-                first = next(iter(per_src.values()))
-            if first.detected and series not in self.series:
-                self.series[series] = SeriesInfo(dict(first.labels), name=series)
-                self.detectors[series] = self._new_detector(first.labels)
-                dirty.add(f"det|{series}")  # a new series is written at once, whatever its turn
-        for src in srcs_seen:
-            dirty.add(f"pend|{src}|{w}")
         org = self.org
         tracks = org.tracks
         key_for = org.key_for
@@ -461,24 +467,7 @@ class JudgeCore:
                     info.mix.learn(w, contrib, sums[0])
                 continue
             dirty.add(f"det|{series}")  # a flagged window, or one of an alert: its state goes out now
-            assert info.mix is not None  # (live: woken above)
-            signal = Signal(
-                series=series,
-                labels=info.labels,
-                window_start=float(w),
-                window_end=ts_end,
-                observed_usd=observed,
-                expected_usd=float(verdict.expected),
-                upper_usd=float(verdict.upper),
-                score=float(verdict.score),
-                is_anomaly=is_anomaly,
-                top_contributors=info.mix.excess(contrib, float(verdict.expected)),
-                detector=verdict.detector,
-                impact_usd=verdict.impact,
-                explanation=verdict.reason,
-                mean_expected_usd=None if verdict.mean_expected is None else float(verdict.mean_expected),
-            )
-            signals.append(signal)
+            signals.append(_signal(series, info, w, end, observed, verdict, is_anomaly, contrib))
         out.windows.append(WindowVerdict(w, end, signals, team_expected, team_p))
         if not local:
             # before the next window is judged: which series it sends signals for depends on it
@@ -487,6 +476,31 @@ class JudgeCore:
             org.step_window(end, signals, out, rows, team_expected, team_p)
         if self._foreign:
             self._drop_foreign()
+
+    def _take_pending(self, w: int, spend: list[tuple[str, int, list[int], dict[int, int]]]) -> dict[str, dict[int, Partial]]:
+        """Window ``w``'s pending parts by series (taken out of ``pending``): each series' merged
+        spend row appended to ``spend``, a detector made for a series seen for the first time,
+        and the parts' records and new series marked to be written."""
+        by_series = self.pending.pop(w, {})
+        dirty = self._dirty
+        srcs_seen: set[int] = set()
+        for series, per_src in by_series.items():
+            if len(per_src) == 1:
+                ((src, first),) = per_src.items()
+                srcs_seen.add(src)
+                spend.append((series, w, first.sums, {src: first.seq}))
+            else:
+                srcs_seen.update(per_src)
+                sums, _ = _merge(per_src)
+                spend.append((series, w, sums, {s: p.seq for s, p in per_src.items()}))
+                first = next(iter(per_src.values()))
+            if first.detected and series not in self.series:
+                self.series[series] = SeriesInfo(dict(first.labels), name=series)
+                self.detectors[series] = self._new_detector(first.labels)
+                dirty.add(f"det|{series}")  # a new series is written at once, whatever its turn
+        for src in srcs_seen:
+            dirty.add(f"pend|{src}|{w}")
+        return by_series
 
     def _parks(self, labels: dict[str, str]) -> bool:
         """Whether a series' detector would be ``quiet_at_zero`` (every series of a judge has
