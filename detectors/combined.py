@@ -65,6 +65,32 @@ _RECUR_DAYS = 7
 _RECUR_MASK = (1 << (_RECUR_DAYS + 1)) - 1
 
 
+def _component_models(components: tuple[str, ...] | list[str], params: dict[str, dict[str, Any]],
+                      window_seconds: float) -> list[Detector]:
+    """A detector per component name, of the registry's class, with its ``params`` (and the
+    combiner's ``window_seconds`` where it takes one); a ValueError for an unknown name or
+    parameter."""
+    from detectors import DETECTORS  # the registry imports this module
+
+    models: list[Detector] = []
+    for name in components:
+        cls = DETECTORS.get(name)
+        if cls is None or cls is Combined:
+            known = ", ".join(sorted(n for n in DETECTORS if n != Combined.name))
+            raise ValueError(f"Combined: unknown component {name!r}; known: {known}")
+        kwargs = dict(params.get(name) or {})
+        if "window_seconds" in cls._param_names():
+            kwargs.setdefault("window_seconds", window_seconds)
+        bad = sorted(set(kwargs) - set(cls._param_names()))
+        if bad:
+            raise ValueError(
+                f"Combined: component {name!r} has no parameter(s) {', '.join(bad)}; "
+                f"its parameters: {', '.join(cls._param_names())}"
+            )
+        models.append(cls(**kwargs))
+    return models
+
+
 class Combined(Detector):
     r"""Runs several detectors on each window; alerts on statistical surprise *and* material impact.
 
@@ -268,8 +294,6 @@ class Combined(Detector):
         sparse_gap: int = 15,
         sparse_penalty: float = 100.0,
     ) -> None:
-        from detectors import DETECTORS  # the registry imports this module
-
         self.window_seconds = window_seconds
         self.components = components
         self.component_params = component_params
@@ -294,61 +318,12 @@ class Combined(Detector):
         self.sparse_max_windows = sparse_max_windows
         self.sparse_gap = sparse_gap
         self.sparse_penalty = sparse_penalty
-        require("Combined", isinstance(burst_windows, int) and burst_windows >= 0,
-                "burst_windows must be an integer >= 0 (0: off)", burst_windows)
-        require("Combined", 0.0 < burst_weight <= 1.0, "burst_weight must be in (0, 1]", burst_weight)
-        require("Combined", burst_recur >= 0.0, "burst_recur must be >= 0 (0: off)", burst_recur)
-        require("Combined", isinstance(sparse, bool), "sparse must be a bool", sparse)
-        require("Combined", sparse_requests > 0, "sparse_requests must be > 0", sparse_requests)
-        require("Combined", sparse_max_windows >= 1, "sparse_max_windows must be >= 1", sparse_max_windows)
-        require("Combined", isinstance(sparse_gap, int) and sparse_gap >= 0, "sparse_gap must be an integer >= 0",
-                sparse_gap)
-        require("Combined", sparse_penalty >= 1, "sparse_penalty must be >= 1", sparse_penalty)
-        require("Combined", isinstance(burst_gap, int) and burst_gap >= 0,
-                "burst_gap must be an integer >= 0", burst_gap)
-        require("Combined", burst_recur_days > 0.0, "burst_recur_days must be > 0", burst_recur_days)
-        require("Combined", window_seconds > 0, "window_seconds must be > 0", window_seconds)
-        require(
-            "Combined",
-            isinstance(components, (tuple, list)) and len(components) > 0,
-            "components must be a non-empty list of detector names",
-            components,
-        )
-        require("Combined", len(set(components)) == len(components), "components must not repeat", components)
-        require("Combined", 0 < score_threshold < 1, "score_threshold must be in (0, 1)", score_threshold)
-        require("Combined", min_excess_usd >= 0, "min_excess_usd must be >= 0", min_excess_usd)
-        require("Combined", min_excess_root >= 0, "min_excess_root must be >= 0", min_excess_root)
-        require("Combined", min_excess_minutes >= 0, "min_excess_minutes must be >= 0", min_excess_minutes)
-        require("Combined", min_excess_pct >= 0, "min_excess_pct must be >= 0", min_excess_pct)
-        require("Combined", min_requests >= 0, "min_requests must be >= 0", min_requests)
-        require("Combined", new_normal_after >= 0, "new_normal_after must be >= 0 (0: off)", new_normal_after)
-        require("Combined", max_new_normal_ratio > 1, "max_new_normal_ratio must be > 1", max_new_normal_ratio)
-        require(
-            "Combined",
-            isinstance(recurring_days, int) and 0 <= recurring_days <= _RECUR_DAYS,
-            f"recurring_days must be an integer in [0, {_RECUR_DAYS}]",
-            recurring_days,
-        )
+        self._check_params()
         params = component_params or {}
         require("Combined", isinstance(params, dict), "component_params must be a mapping", params)
         unknown = sorted(set(params) - set(components))
         require("Combined", not unknown, f"component_params for models not in components {unknown}", params)
-        self._models: list[Detector] = []
-        for name in components:
-            cls = DETECTORS.get(name)
-            if cls is None or cls is Combined:
-                known = ", ".join(sorted(n for n in DETECTORS if n != self.name))
-                raise ValueError(f"Combined: unknown component {name!r}; known: {known}")
-            kwargs = dict(params.get(name) or {})
-            if "window_seconds" in cls._param_names():
-                kwargs.setdefault("window_seconds", window_seconds)
-            bad = sorted(set(kwargs) - set(cls._param_names()))
-            if bad:
-                raise ValueError(
-                    f"Combined: component {name!r} has no parameter(s) {', '.join(bad)}; "
-                    f"its parameters: {', '.join(cls._param_names())}"
-                )
-            self._models.append(cls(**kwargs))
+        self._models: list[Detector] = _component_models(components, params, window_seconds)
         self._names = tuple(components)
         self._count_index = next((i for i, n in enumerate(self._names) if n in _COUNT), None)
         # The component verdicts of the window scored last, so that learning it does not score
@@ -363,6 +338,44 @@ class Combined(Detector):
         self._shift_period = shared(new_normal_after / 3.0 if new_normal_after > 0 else 3600.0)
         self._shift_min_n = max(1, int(self._shift_period / window_seconds / 3))
         super().__init__()
+
+    def _check_params(self) -> None:
+        """Each parameter in its range (a ValueError naming the first that is not)."""
+        require("Combined", isinstance(self.burst_windows, int) and self.burst_windows >= 0,
+                "burst_windows must be an integer >= 0 (0: off)", self.burst_windows)
+        require("Combined", 0.0 < self.burst_weight <= 1.0, "burst_weight must be in (0, 1]", self.burst_weight)
+        require("Combined", self.burst_recur >= 0.0, "burst_recur must be >= 0 (0: off)", self.burst_recur)
+        require("Combined", isinstance(self.sparse, bool), "sparse must be a bool", self.sparse)
+        require("Combined", self.sparse_requests > 0, "sparse_requests must be > 0", self.sparse_requests)
+        require("Combined", self.sparse_max_windows >= 1, "sparse_max_windows must be >= 1", self.sparse_max_windows)
+        require("Combined", isinstance(self.sparse_gap, int) and self.sparse_gap >= 0, "sparse_gap must be an integer >= 0",
+                self.sparse_gap)
+        require("Combined", self.sparse_penalty >= 1, "sparse_penalty must be >= 1", self.sparse_penalty)
+        require("Combined", isinstance(self.burst_gap, int) and self.burst_gap >= 0,
+                "burst_gap must be an integer >= 0", self.burst_gap)
+        require("Combined", self.burst_recur_days > 0.0, "burst_recur_days must be > 0", self.burst_recur_days)
+        require("Combined", self.window_seconds > 0, "window_seconds must be > 0", self.window_seconds)
+        require(
+            "Combined",
+            isinstance(self.components, (tuple, list)) and len(self.components) > 0,
+            "components must be a non-empty list of detector names",
+            self.components,
+        )
+        require("Combined", len(set(self.components)) == len(self.components), "components must not repeat", self.components)
+        require("Combined", 0 < self.score_threshold < 1, "score_threshold must be in (0, 1)", self.score_threshold)
+        require("Combined", self.min_excess_usd >= 0, "min_excess_usd must be >= 0", self.min_excess_usd)
+        require("Combined", self.min_excess_root >= 0, "min_excess_root must be >= 0", self.min_excess_root)
+        require("Combined", self.min_excess_minutes >= 0, "min_excess_minutes must be >= 0", self.min_excess_minutes)
+        require("Combined", self.min_excess_pct >= 0, "min_excess_pct must be >= 0", self.min_excess_pct)
+        require("Combined", self.min_requests >= 0, "min_requests must be >= 0", self.min_requests)
+        require("Combined", self.new_normal_after >= 0, "new_normal_after must be >= 0 (0: off)", self.new_normal_after)
+        require("Combined", self.max_new_normal_ratio > 1, "max_new_normal_ratio must be > 1", self.max_new_normal_ratio)
+        require(
+            "Combined",
+            isinstance(self.recurring_days, int) and 0 <= self.recurring_days <= _RECUR_DAYS,
+            f"recurring_days must be an integer in [0, {_RECUR_DAYS}]",
+            self.recurring_days,
+        )
 
     @classmethod
     def _unit_test_params(cls) -> dict[str, Any]:
