@@ -114,3 +114,50 @@ def test_a_failing_forked_judge_is_reported(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(JudgeCore, "receive", flaky)
     with pytest.raises(RuntimeError, match="detector exploded"):
         replay_lines(lines, cfg, fork=True)
+
+
+def _odd_lines(event: bytes) -> list[bytes]:
+    """Lines a block must not take for one event each (a line of the file each, once joined by
+    newlines; the bytes after the last newline of a piece start the next line)."""
+    labels = b',"labels":{' + b",".join(b'"k%d":"%s"' % (i, b"v" * 250) for i in range(20)) + b"}}"
+    return [
+        b"",  # blank
+        b" \t\r",  # whitespace only
+        event + b" " + event,  # two events on one line
+        event[:-1] + b',"labels":\n{"a":1}}',  # one event over two lines, the second starting with {
+        event[:-1] + b',\n"labels":{"a":1}}',
+        event + b"\r",  # CRLF
+        b"  " + event + b" \t",  # whitespace around one event: a block takes it
+        event[:-1] + labels,  # one tidy event longer than a small block
+        b"[" + event + b"]",
+    ]
+
+
+@pytest.mark.parametrize("block", [4096, 32 * 1024])
+def test_reading_a_file_in_blocks_changes_nothing(tmp_path: Any, monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    """A file replayed as :func:`read_lines` gives it (blocks of whole lines, each decoded at once
+    when every line of it is one tidy event) gives what its lines give one at a time: the odd
+    lines make their block go line by line, with the same line numbers and bytes read."""
+    rnd = random.Random(block)
+    lines = messy_history(7, hours=1.5, rough=0.05)
+    clean = next(raw for raw in lines[50:] if nz.canonical_event(raw) is not None)
+    for odd in _odd_lines(clean) * 3:
+        lines.insert(rnd.randrange(len(lines)), odd)
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b"\n".join(lines))  # no newline after the last line
+    monkeypatch.setattr(replay_mod, "BLOCK_BYTES", block)
+    taken = {"block": 0, "lines": 0}
+    real = replay_mod.decode_canonical_lines
+
+    def counted(data: bytes) -> Any:
+        got = real(data)
+        taken["lines" if got is None else "block"] += 1
+        return got
+
+    monkeypatch.setattr(replay_mod, "decode_canonical_lines", counted)
+    cfg = stream_config(Settings(), Policy(), bootstrap="", partitions=1)
+    want = summary(replay_lines(list(replay_mod.read_lines(path)), cfg, fork=False))  # one line at a time
+    assert want["counters"]["rejected"] > 20 and want["rejects"]
+    got = summary(replay_lines(replay_mod.read_lines(path), cfg, fork=False))
+    assert taken["block"] >= 10 and taken["lines"] >= 20
+    assert got == want
