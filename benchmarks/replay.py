@@ -21,7 +21,7 @@ of events in it (one detector update per watched series), so sparse traffic is t
 The history ends on a fixed Wednesday evening, so runs on different days replay the same data.
 
 ``--steps``: instead, one one-process replay per rate with each step's CPU seconds (each timed
-around its calls: decoding and tidying blocks or chunks of lines, ``add_events``, closing windows, of which turning
+around its calls: decoding and tidying chunks, ``add_events``, closing windows, of which turning
 closed windows' ids into hashes, and the judge; the rest is reading lines and the loop).
 
 Beside the wall-clock ratio (the target's), ``cpu`` is the same ratio in this process's CPU
@@ -100,8 +100,7 @@ def steps(path: Path) -> None:
 
     cfg = stream_config(Settings(), Policy(), bootstrap="", partitions=1)
     spent: dict[str, float] = {}
-    timed = [(replay_mod, "_decode_block", "decode + tidy"),
-             (replay_mod, "_decode_tidy", "decode + tidy"),
+    timed = [(replay_mod, "_decode_tidy", "decode + tidy"),
              (windows_mod.IngestPartition, "add_events", "add_events"),
              (windows_mod.IngestPartition, "advance", "closing windows"),
              (windows_mod.IngestPartition, "_compact_ids", "  of which ids -> hashes"),
@@ -132,8 +131,7 @@ def steps(path: Path) -> None:
     parse = time.process_time() - t
     rest = total - sum(v for k, v in spent.items() if not k.startswith(" "))
     print(f"CPU s: replay {total:.2f} (parse {parse:.2f})")
-    labels = dict.fromkeys(label for _, _, label in timed)
-    for label, secs in [*((label, spent.get(label, 0.0)) for label in labels), ("reading lines, the loop", rest)]:
+    for label, secs in [*((label, spent.get(label, 0.0)) for _, _, label in timed), ("reading lines, the loop", rest)]:
         print(f"  {label:26s} {secs:6.2f}")
 
 

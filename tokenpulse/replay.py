@@ -29,7 +29,6 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from io import BytesIO
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -40,13 +39,7 @@ from streams.budgets.ledger import BudgetLedger, BudgetSpec
 from streams.common.config import StreamConfig
 from streams.common.dimensions import parse_series
 from streams.common.periods import rfc3339
-from streams.ingest.normalize import (
-    ONE_CANONICAL,
-    DecodeError,
-    canonical_event,
-    decode_canonical_lines,
-    tidy_canonicals,
-)
+from streams.ingest.normalize import ONE_CANONICAL, DecodeError, canonical_event, tidy_canonicals
 from streams.ingest.pipeline import count_message
 from streams.ingest.pricing import Pricer
 from streams.ingest.windows import IngestPartition, Partial
@@ -448,15 +441,6 @@ def _decode_tidy(chunk: list[bytes]) -> list[Any] | None:
         return None
 
 
-def _decode_block(block: bytes) -> list[Any] | None:
-    """A block's events when every line of it is one tidy canonical event (the common case,
-    :func:`decode_canonical_lines`), else None: the block is then taken line by line."""
-    try:
-        return decode_canonical_lines(block)
-    except Exception:  # noqa: BLE001 - never: line by line then, each under its guard
-        return None
-
-
 class _Lanes:
     """One replay's pass over its lines, with event time as the only clock.
 
@@ -479,9 +463,6 @@ class _Lanes:
         self.run: list[Any] = []  # tidy events not counted yet
         self.run_first = 0  # the line number of run[0]
         self.rejects: list[tuple[int, str]] = []  # (line, reason), the first 100
-        self.progress: Callable[[int, int], None] | None = None
-        self.total_bytes = 0
-        self.last_report = 0.0
 
     def on_reject(self, raw: bytes, reason: str, index: int | None) -> None:
         if len(self.rejects) < 100:
@@ -493,49 +474,31 @@ class _Lanes:
             self.rejects.append((self.run_first + i, reason))
 
     def read(self, lines: Iterable[bytes], progress: Callable[[int, int], None] | None, total_bytes: int) -> None:
-        """Count every line: a file's (:func:`read_lines`) a block of whole lines at a time
-        when each line of the block is one tidy canonical event (one C-level decode, no
-        ``bytes`` per line: :func:`decode_canonical_lines`), else ``_CHUNK`` lines at a time
-        so that decoding them is one C-level map; ``progress(bytes read, total_bytes)`` at
-        most once a second."""
-        self.progress, self.total_bytes = progress, total_bytes
-        self.last_report = time.monotonic()
-        if not isinstance(lines, FileLines):
-            self.read_chunks(iter(lines))
-            return
-        for block in lines.blocks():
-            events = _decode_block(block)
-            if events is None:  # line by line (iterating a file's bytes splits them as the file does)
-                self.read_chunks(iter(BytesIO(block)))
-                continue
-            self.add_tidy(len(events), len(block), events)
-            self.after_chunk()
-
-    def read_chunks(self, source: Iterator[bytes]) -> None:
+        """Count every line, ``_CHUNK`` at a time so that decoding them is one C-level map;
+        ``progress(bytes read, total_bytes)`` at most once a second."""
+        last_report = time.monotonic()
+        source = iter(lines)
         while chunk := list(islice(source, _CHUNK)):
             events = _decode_tidy(chunk)
             if events is not None:
-                self.add_tidy(len(chunk), sum(map(len, chunk)), events)
+                self.add_tidy(chunk, events)
             else:
                 self.add_lines(chunk)
-            self.after_chunk()
+            if self.may_fork and self.forked is None and self.line_no >= FORK_AFTER_LINES:
+                self.fork()
+            if progress is not None:
+                now = time.monotonic()
+                if now - last_report >= 1.0:
+                    last_report = now
+                    progress(self.bytes_read, total_bytes)
 
-    def after_chunk(self) -> None:
-        if self.may_fork and self.forked is None and self.line_no >= FORK_AFTER_LINES:
-            self.fork()
-        if self.progress is not None:
-            now = time.monotonic()
-            if now - self.last_report >= 1.0:
-                self.last_report = now
-                self.progress(self.bytes_read, self.total_bytes)
-
-    def add_tidy(self, n_lines: int, n_bytes: int, events: list[Any]) -> None:
-        """Lines that are one tidy event each (``_decode_tidy``, ``_decode_block``): one run."""
+    def add_tidy(self, chunk: list[bytes], events: list[Any]) -> None:
+        """A chunk of tidy events (``_decode_tidy``): one run."""
         if not self.run:
             self.run_first = self.line_no + 1
         self.run += events
-        self.line_no += n_lines
-        self.bytes_read += n_bytes
+        self.line_no += len(chunk)
+        self.bytes_read += sum(map(len, chunk))
         self.count_run()
 
     def add_lines(self, chunk: list[bytes]) -> None:
@@ -655,60 +618,12 @@ def _teams_of(series: Iterable[str]) -> set[str]:
     return out
 
 
-BLOCK_BYTES = 32 * 1024
-"""About how many bytes of whole lines the replay decodes at a time (as many lines as
-``_CHUNK``, for events of ~250 bytes)."""
-
-
-class FileLines:
-    """The lines of a JSONL file (``-``: stdin), as iterating over the file gives them
-    (:func:`read_lines`). The replay reads one in blocks of whole lines instead
-    (:meth:`blocks`)."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = path
-
-    def __iter__(self) -> Iterator[bytes]:
-        if str(self.path) == "-":
-            yield from sys.stdin.buffer
-            return
-        with open(self.path, "rb") as f:
-            yield from f
-
-    def blocks(self, size: int | None = None) -> Iterator[bytes]:
-        """The file's bytes in blocks of whole lines of about ``size`` bytes (default
-        :data:`BLOCK_BYTES`): each ends with a newline but for the file's last line when it
-        has none, and a line longer than ``size`` is a block of its own."""
-        size = size or BLOCK_BYTES
-        if str(self.path) == "-":
-            yield from _blocks(sys.stdin.buffer, size)
-            return
-        with open(self.path, "rb") as f:
-            yield from _blocks(f, size)
-
-
-def _blocks(f: IO[bytes], size: int) -> Iterator[bytes]:
-    rest = b""
-    while data := f.read(size):
-        data = rest + data if rest else data
-        end = data.rfind(b"\n") + 1
-        if end == 0:  # no whole line yet
-            rest = data
-            continue
-        if end == len(data):
-            rest = b""
-            yield data
-        else:
-            rest = data[end:]
-            yield data[:end]
-    if rest:
-        yield rest
-
-
-def read_lines(path: Path | str) -> FileLines:
-    """The lines of a JSONL file (``-``: stdin), each with its newline, to iterate over or to
-    hand to :func:`replay_lines` (which reads a file in blocks of lines)."""
-    return FileLines(path)
+def read_lines(path: Path) -> Iterator[bytes]:
+    if str(path) == "-":
+        yield from sys.stdin.buffer
+        return
+    with open(path, "rb") as f:
+        yield from f
 
 
 # ------------------------------------------------------------------ scoring ----------

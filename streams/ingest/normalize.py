@@ -45,7 +45,6 @@ __all__ = [
     "Rejected",
     "canonical_event",
     "decode_canonical",
-    "decode_canonical_lines",
     "decode_message",
     "normalize",
     "tidy_canonical",
@@ -326,32 +325,6 @@ def decode_canonical(raw: bytes) -> list[CanonicalEvent] | None:
     if isinstance(value, list):
         return value if tidy_canonicals(value) else None
     return [value] if tidy_canonical(value) else None
-
-
-_CANONICAL_ARRAY = msgspec.json.Decoder(list[CanonicalEvent])
-
-
-def decode_canonical_lines(block: bytes) -> list[CanonicalEvent] | None:
-    """The events of a block of JSONL lines (split at ``\n``; the last one may lack it) when
-    every line is exactly one canonical event, whitespace around it aside, and every event is
-    tidy: then line ``k`` of the block is event ``k``, the very event :func:`canonical_event`
-    makes of it. None when any line needs to be taken on its own (any other line, a blank one
-    included).
-
-    One C-level decode for the whole block, with no ``bytes`` object per line: the block's
-    newlines become the commas of a JSON array. That array is valid only when each line holds
-    exactly one value: a blank line, two values on one line or one value spread over two lines
-    (the event's only nested value, ``labels``, is an object, whose members a comma cannot
-    separate from a newline's place) all make it invalid, and the count of events must match
-    the count of lines (one empty line makes an empty array)."""
-    body = block[:-1] if block[-1:] == b"\n" else block
-    try:
-        events = _CANONICAL_ARRAY.decode(b"".join((b"[", body.replace(b"\n", b","), b"]")))
-    except DecodeError:
-        return None
-    if len(events) != body.count(b"\n") + 1 or not tidy_canonicals(events):
-        return None
-    return events
 
 
 def canonical_event(raw: bytes) -> CanonicalEvent | None:
