@@ -46,9 +46,14 @@ _PICKLE_LEVEL = 6
 # packs a week-old detector to ~3.3 KB, one from a detector a few days old to ~2.9, one hours
 # old to ~2.8 (benchmarks.scale --users 30; docs/benchmarks.md#fresher-dictionaries): the
 # detector's own arrays fill and change with its age. The older ones stay for the values packed
-# against them (a parked series keeps its bytes until it wakes).
+# against them (a parked series keeps its bytes until it wakes). PRIMER_MAX is 256, the most the
+# index byte names: one at most 6 h old for the first 64 days of a process's event time, ~1.8 MB
+# of dictionaries at most. 32 stopped at 8 days, and a dictionary grows stale by ~60 bytes of a
+# sparse user's record a day (a week-old record against dictionaries 0 h, 42 h and 162 h older:
+# 2,547, 2,629, 2,838 bytes): after 30 days, 3,417 -> 3,293 bytes of detector per user series
+# (benchmarks.scale --users 30 --days 30).
 PRIMER_EVERY = 6 * 3600
-PRIMER_MAX = 32
+PRIMER_MAX = 256
 _pickle_primers: list[bytes] = []
 _primer_end = 0  # the event time (last_end) of the newest dictionary's record
 
