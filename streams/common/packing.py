@@ -30,20 +30,30 @@ _PRIMED = b"\x02"  # JSON, raw deflate at level 1 with the process's dictionary 
 # records are the values themselves), so one dictionary per process is all that must agree.
 _primer: bytes | None = None
 # A parked series (streams.judge.core): its record without the state, and its detector itself,
-# pickled, raw deflate at level 1 against one of the process's pickle dictionaries (the byte
+# pickled, raw deflate at level 6 against one of the process's pickle dictionaries (the byte
 # after the version byte says which). Loaded back in ~1/5 of the time a detector takes to be
 # rebuilt from its JSON state (no clone, no validation of what this process wrote), and ~25 %
 # smaller.
 _PICKLED = b"\x03"
+# Level 6, not 1: a week-old sparse user's record 2,660 -> 2,547 bytes (benchmarks.scale
+# --users 30, its 27 parked records deflated again offline against the same dictionaries:
+# level 4 2,584, 9 2,531) for ~105 us a pack instead of ~84 (the least of 15 runs). A pack is
+# paid once per park (a sparse user: about one window in ten), inflating costs the same.
+_PICKLE_LEVEL = 6
 # The pickle dictionaries, oldest first: the first record packed, then, every PRIMER_EVERY
 # seconds of the records' event time (their ``last_end``), the one packed then, up to
 # PRIMER_MAX of them (~7 KB each), the last one used from there on. A dictionary a minute old
 # packs a week-old detector to ~3.3 KB, one from a detector a few days old to ~2.9, one hours
 # old to ~2.8 (benchmarks.scale --users 30; docs/benchmarks.md#fresher-dictionaries): the
 # detector's own arrays fill and change with its age. The older ones stay for the values packed
-# against them (a parked series keeps its bytes until it wakes).
+# against them (a parked series keeps its bytes until it wakes). PRIMER_MAX is 256, the most the
+# index byte names: one at most 6 h old for the first 64 days of a process's event time, ~1.8 MB
+# of dictionaries at most. 32 stopped at 8 days, and a dictionary grows stale by ~60 bytes of a
+# sparse user's record a day (a week-old record against dictionaries 0 h, 42 h and 162 h older:
+# 2,547, 2,629, 2,838 bytes): after 30 days, 3,417 -> 3,293 bytes of detector per user series
+# (benchmarks.scale --users 30 --days 30).
 PRIMER_EVERY = 6 * 3600
-PRIMER_MAX = 32
+PRIMER_MAX = 256
 _pickle_primers: list[bytes] = []
 _primer_end = 0  # the event time (last_end) of the newest dictionary's record
 
@@ -120,7 +130,7 @@ def pack_live(record: dict[str, Any], state: Any) -> bytes:
     if not primers or (len(primers) < PRIMER_MAX and isinstance(end, int) and end >= _primer_end + PRIMER_EVERY):
         primers.append(raw)
         _primer_end = end if isinstance(end, int) else 0
-    z = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, primers[-1])
+    z = zlib.compressobj(_PICKLE_LEVEL, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, primers[-1])
     return _PICKLED + bytes((len(primers) - 1,)) + z.compress(raw) + z.flush()
 
 

@@ -48,3 +48,13 @@ def test_at_most_primer_max_dictionaries(monkeypatch: pytest.MonkeyPatch) -> Non
     blobs = [pack_live({"last_end": k * PRIMER_EVERY}, _Det(k)) for k in range(5)]
     assert len(packing._pickle_primers) == 2 and [b[1] for b in blobs] == [0, 1, 1, 1, 1]
     assert [unpack_live(b)[1].arr for b in blobs] == [_Det(k).arr for k in range(5)]  # type: ignore[index]
+
+
+def test_a_fresh_dictionary_for_64_days_then_the_last() -> None:
+    # a dictionary 22 days stale (PRIMER_MAX 32 stopped at 8 days) packed a 30-day-old sparse
+    # user's record ~0.14 KB bigger than a fresh one (issue 15: memory per watched user series):
+    # 256 dictionaries, the most the index byte names, keep one at most 6 h old for 64 days
+    blobs = [pack_live({"last_end": k * PRIMER_EVERY}, _Det(k)) for k in range(300)]
+    assert len(packing._pickle_primers) == 256
+    assert [b[1] for b in blobs[:256]] == list(range(256)) and {b[1] for b in blobs[256:]} == {255}
+    assert [unpack_live(b)[1].arr for b in blobs[::7]] == [_Det(k).arr for k in range(0, 300, 7)]  # type: ignore[index]
