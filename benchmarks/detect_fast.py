@@ -299,6 +299,43 @@ def _corroborate(results: list[Any], limit: float, resolve_after: int = 3, stric
     return out
 
 
+def _confirm_shift(results: list[Any], ratio_min: float, resolve_after: int = 3, window: int = 60,
+                   shifts: tuple[int, ...] = (0,)) -> list[Any]:
+    """The week-ago check of a sustained shift (``--shift-week-ratio``; the policy's
+    ``detector.shift_week_ratio`` by default): a team or team x model series' flagged window led by
+    the sustained-shift model (its reason's first word, as :func:`_run_series_full` keeps it)
+    counts only while the team's last hour is at least ``ratio_min`` times its week-ago reference
+    (:class:`_WeekAgo`, the org stage's; ``shifts``: the hours a week before it takes the most
+    of), the worker's :func:`streams.org.core.shift_confirmed`, or when it follows a counted
+    window of the series within ``resolve_after`` windows (the engine tracks that alert, as
+    ``OrgCore.confirm_shift``). Without a reference nothing is checked."""
+    from streams.org.core import SHIFT_LEAD, shift_confirmed
+
+    if ratio_min <= 0:
+        return results
+    weeks = {r[0]: _WeekAgo(r[2], r[7], window) for r in results if "|model=" not in r[1]}
+    out = []
+    for r in results:
+        team, name, ts, flags, reasons, *rest = r
+        wk = weeks.get(team)
+        if wk is None or not any(x.split()[0] == SHIFT_LEAD for x in reasons):
+            out.append(r)
+            continue
+        keep = flags.copy()
+        kept_reasons = []
+        last = -(10 ** 9)
+        for j, i in enumerate(np.flatnonzero(flags).tolist()):
+            lead = reasons[j].split()[0]
+            if (lead != SHIFT_LEAD or i - last <= resolve_after
+                    or shift_confirmed(lead, wk.ratio(float(ts[i]) - window, shifts), ratio_min)):
+                last = i
+                kept_reasons.append(reasons[j])
+            else:
+                keep[i] = False
+        out.append((team, name, ts, keep, kept_reasons, *rest))
+    return out
+
+
 def _rule_rows(ws: Any) -> tuple[dict[float, list[tuple[str, int, int]]], list[float]]:
     """The new-series rule's input from the cached windows of the team and team x model series:
     per window end its spend rows (series, nano-dollars, requests), and every window end in order."""
@@ -513,10 +550,13 @@ def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
            new_series: dict[str, Any] | None, parent_minutes: float = 0.0,
            parent_basis: str = "expected", corroborate: float = 0.0, strict: float = 0.0,
            week_ratio_min: float = 0.0, hourly: str = "off", hourly_params: dict[str, Any] | None = None,
-           wow: dict[str, Any] | None = None, week_shift: int = 0) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+           wow: dict[str, Any] | None = None, week_shift: int = 0,
+           shift_week_ratio: float = 0.0) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Each team's series' flagged windows: the detectors' and the new-series rule's (and, with
     ``hourly`` other than ``"off"``, the hourly detector's: :func:`_hourly_flags`; with ``wow``,
-    the week-over-week hourly judge's with those settings: :func:`_wow_flags`)."""
+    the week-over-week hourly judge's with those settings: :func:`_wow_flags`), the team-scale
+    gate, the team corroboration and the week-ago check of a sustained shift applied
+    (:func:`_confirm_shift`)."""
     series = _team_series(ws)
     series.sort(key=lambda s: -len(s.ts))
     per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
@@ -524,6 +564,8 @@ def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
     gated = _corroborate(_parent_gate(results, parent_minutes, int(ws.window_seconds), parent_basis), corroborate,
                          strict=strict, week_ratio_min=week_ratio_min, window=int(ws.window_seconds),
                          shifts=tuple(range(-week_shift, week_shift + 1)))
+    gated = _confirm_shift(gated, shift_week_ratio, window=int(ws.window_seconds),
+                           shifts=tuple(range(-week_shift, week_shift + 1)))
     for team, _, ts, flags, *_ in gated:
         per_team[team].append((ts, flags))
     if new_series is not None:
@@ -629,7 +671,7 @@ def cmd_run(a: argparse.Namespace) -> None:
                         f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
             per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
                               a.corroborate_strict, a.week_ratio, a.hourly, _params(a.hourly_params),
-                              None if a.wow is None else _params(a.wow), a.week_shift)
+                              None if a.wow is None else _params(a.wow), a.week_shift, a.shift_week_ratio)
             sc = _score(_alerts(per_team, ws.window_seconds, keep_firing_s=a.keep_firing), meta["labels"],
                         meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             agg = sets[kind]
@@ -731,6 +773,8 @@ def cmd_falses(a: argparse.Namespace) -> None:
             gated = _corroborate(_parent_gate(results, a.parent_minutes, int(ws.window_seconds), a.parent_basis),
                                  a.corroborate, strict=a.corroborate_strict, week_ratio_min=a.week_ratio,
                                  window=int(ws.window_seconds), shifts=tuple(range(-a.week_shift, a.week_shift + 1)))
+            gated = _confirm_shift(gated, a.shift_week_ratio, window=int(ws.window_seconds),
+                                   shifts=tuple(range(-a.week_shift, a.week_shift + 1)))
             for team, name, ts, flags, reasons, *_ in gated:
                 per_team[team].append((ts, flags))
                 skind = "team x model" if "|model=" in name else "team"
@@ -826,7 +870,8 @@ def cmd_misses(a: argparse.Namespace) -> None:
             meta = json.loads((d / f"{h}.labels.json").read_text())
             window = int(ws.window_seconds)
             per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
-                              a.corroborate_strict, a.week_ratio, week_shift=a.week_shift)
+                              a.corroborate_strict, a.week_ratio, week_shift=a.week_shift,
+                              shift_week_ratio=a.shift_week_ratio)
             sc = _score(_alerts(per_team, window, keep_firing_s=a.keep_firing), meta["labels"], meta["scored_from"],
                         ws.last_ts or 0.0, ws.teams)
             missed = [r for r in sc["rows"] if r[3] is None]
@@ -893,6 +938,13 @@ def _week_default() -> tuple[float, float, int]:
     return float(d.team_corroboration_strict_p), float(d.team_week_ratio), int(d.team_week_shift_h)
 
 
+def _shift_week_default() -> float:
+    """The default policy's week-ago check of a sustained shift (``detector.shift_week_ratio``)."""
+    from tokenpulse.policy import Policy
+
+    return float(Policy().detector.shift_week_ratio)
+
+
 def _keep_firing_default() -> float:
     """The default policy's flap damping (``alerts.group_keep_firing_s``)."""
     from tokenpulse.policy import Policy
@@ -911,6 +963,10 @@ def _week_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--week-shift", type=int, default=shift, choices=(0, 1), metavar="H",
                    help="the week-ago hour is the most of the same hour and H hours either side "
                         "(default: the policy's detector.team_week_shift_h; 0: the same hour)")
+    p.add_argument("--shift-week-ratio", type=float, default=_shift_week_default(), metavar="K",
+                   help="the week-ago check of a sustained shift: a flag the changepoint model leads starts an alert "
+                        "only while the team's last hour is at least K times the week-ago reference (default: the "
+                        "policy's detector.shift_week_ratio; 0: off)")
     p.add_argument("--keep-firing", type=float, default=_keep_firing_default(), metavar="S",
                    help="flap damping: a team's flag within S seconds after its alert resolved continues it "
                         "(default: the policy's alerts.group_keep_firing_s; 0: off)")

@@ -398,6 +398,7 @@ def replay_lines(
             team_corroboration_strict_p=cfg.team_corroboration_strict_p,
             team_week_ratio=cfg.team_week_ratio,
             team_week_shift_h=cfg.team_week_shift_h,
+            shift_week_ratio=cfg.shift_week_ratio,
         )(0)
     else:
         fork = False  # the caller reads the judge's state afterwards

@@ -37,6 +37,7 @@ def stream_config(settings: Settings, policy: Policy, bootstrap: str, partitions
         team_corroboration_strict_p=policy.detector.team_corroboration_strict_p,
         team_week_ratio=policy.detector.team_week_ratio,
         team_week_shift_h=policy.detector.team_week_shift_h,
+        shift_week_ratio=policy.detector.shift_week_ratio,
         internal_models=tuple(policy.mix.internal_models),
         mix_alert=policy.mix_alert_spec(),
         alert_policy=policy.alert_policy(),

@@ -79,6 +79,8 @@ class StreamConfig:
     team_corroboration_strict_p: float = 0.0
     team_week_ratio: float = 0.0
     team_week_shift_h: int = 0  # ... or that hour and this many either side (detector.team_week_shift_h)
+    # the week-ago check of a sustained shift (detector.shift_week_ratio; OrgCore.confirm_shift; 0: off)
+    shift_week_ratio: float = 0.0
     internal_models: tuple[str, ...] = ()  # patterns of the organisation's own models (/api/mix)
     mix_alert: Any = None  # streams.budgets.mix.MixAlertSpec: the third-party share alert, None: off
     alert_policy: dict[str, Any] = field(default_factory=dict)

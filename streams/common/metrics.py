@@ -28,6 +28,10 @@ HELP = {
     "team_uncorroborated_total": ("Flagged team x model windows that would have started an alert, turned normal by the "
                                   "team corroboration: the team series' surprise p in the window was above "
                                   "detector.team_corroboration_p (logged at debug)."),
+    "shift_unconfirmed_total": ("Flagged team and team x model windows led by the sustained-shift model (changepoint) "
+                                "that would have started an alert, turned normal by the week-ago check: the team's "
+                                "last hour was under detector.shift_week_ratio times the same hours a week before "
+                                "(logged at debug)."),
     "alerts_sent_total": "Notifications delivered to a sink.",
     "alerts_skipped_total": "Notifications the lifecycle decided on but held back, by reason (silenced).",
     "alerts_failed_total": "Delivery attempts that failed after retries (the notification stays pending).",

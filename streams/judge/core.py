@@ -128,6 +128,9 @@ class JudgeOutput:
     # flagged team×model windows the team corroboration turned normal (the org stage beside;
     # OrgCore.corroborate; counted as team_uncorroborated_total)
     uncorroborated: int = 0
+    # flagged team and team×model windows the week-ago check of a sustained shift turned normal
+    # (the org stage beside; OrgCore.confirm_shift; counted as shift_unconfirmed_total)
+    shift_unconfirmed: int = 0
 
 
 def _merge(per_src: dict[int, Partial]) -> tuple[list[int], dict[str, int]]:
@@ -234,6 +237,8 @@ class JudgeCore:
     team_corroboration_strict_p: float = 0.0
     team_week_ratio: float = 0.0
     team_week_shift_h: int = 0
+    # The org stage's week-ago check of a sustained shift (OrgCore.shift_week_ratio; 0: off)
+    shift_week_ratio: float = 0.0
     # Rebases applied for an org stage apart (:meth:`rebase` with ``mark``), not yet handed to
     # a message's output: series -> (the first window judged with the new baseline, answer id).
     # Checkpointed (``rbmark|<series>``) with the rebased detector, so a crash neither loses
@@ -270,7 +275,8 @@ class JudgeCore:
                                       team_corroboration_p=self.team_corroboration_p,
                                       team_corroboration_strict_p=self.team_corroboration_strict_p,
                                       team_week_ratio=self.team_week_ratio,
-                                      team_week_shift_h=self.team_week_shift_h)
+                                      team_week_shift_h=self.team_week_shift_h,
+                                      shift_week_ratio=self.shift_week_ratio)
         elif org.engine is not self.engine:  # the engine was replaced: the org stage follows
             org.engine = self.engine
         return org
@@ -919,6 +925,7 @@ def judge_factory(
     team_corroboration_strict_p: float = 0.0,
     team_week_ratio: float = 0.0,
     team_week_shift_h: int = 0,
+    shift_week_ratio: float = 0.0,
 ) -> Callable[[int], JudgeCore]:
     """Builds the judge of a partition exactly as the worker does (the replay uses it too).
 
@@ -933,6 +940,7 @@ def judge_factory(
     which reads every window's record as it is judged).
     ``team_corroboration_p``: the org stage's team corroboration (:attr:`JudgeCore.team_corroboration_p`);
     ``team_corroboration_strict_p``, ``team_week_ratio``, ``team_week_shift_h``: its week-ago reference.
+    ``shift_week_ratio``: the org stage's week-ago check of a sustained shift (:attr:`JudgeCore.shift_week_ratio`).
     """
     from alerts import AlertPolicy
     from detectors import make_detector
@@ -971,6 +979,7 @@ def judge_factory(
             team_corroboration_strict_p=team_corroboration_strict_p,
             team_week_ratio=team_week_ratio,
             team_week_shift_h=team_week_shift_h,
+            shift_week_ratio=shift_week_ratio,
         )
 
     return build

@@ -47,7 +47,7 @@ from alerts import AlertEngine, Notification, Signal
 from alerts.model import BudgetNotification
 from streams.budgets.ledger import BudgetEvent, BudgetLedger
 from streams.budgets.mix import MixWatch
-from streams.common.dimensions import TEAM_MODEL, parse_series, series_key
+from streams.common.dimensions import TEAM, TEAM_MODEL, parse_series, series_key
 from streams.org.newseries import NewSeriesRule, Row
 from streams.org.verdicts import RebaseMark, SpendRow, Verdicts
 
@@ -97,6 +97,33 @@ def corroborated(p: float, limit: float, strict_p: float, week_ratio_min: float,
     if strict_p <= 0 or week_ratio_min <= 0 or week is None or p <= strict_p:
         return True
     return week >= week_ratio_min
+
+
+#: the model of the default detector (``detectors.combined``) whose lead makes a flag a
+#: sustained shift: its verdict's reason starts with ``"changepoint:"``
+SHIFT_LEAD = "changepoint"
+
+
+def shift_confirmed(lead: str, week: float | None, ratio_min: float) -> bool:
+    """Whether a team or team×model series' flagged window led by ``lead`` (the model named at
+    the start of the detector's reason) may start an alert under the week-ago check of a
+    sustained shift (the check's one decision: :meth:`OrgCore.confirm_shift` uses it, and so
+    does ``benchmarks.detect_fast``): a flag the sustained-shift model leads (:data:`SHIFT_LEAD`)
+    needs the team's last hour to be at least ``ratio_min`` times the week-ago reference
+    (``week``, :meth:`NewSeriesRule.week_ratio`; None: no reference, and ``ratio_min`` 0: off,
+    decide nothing). That model's baseline is by hour of the day: quiet days learnt into it (a
+    holiday, a weekend) put its level below an ordinary weekday, which then reads as a shift;
+    a rise that is real money is above the same hours a week before too
+    (docs/detection-log.md, "a sustained shift checked against a week before").
+
+    >>> shift_confirmed("changepoint", 1.5, 1.8), shift_confirmed("changepoint", 2.4, 1.8)
+    (False, True)
+    >>> shift_confirmed("seasonal", 1.0, 1.8), shift_confirmed("changepoint", None, 1.8)
+    (True, True)
+    """
+    if ratio_min <= 0 or week is None or lead != SHIFT_LEAD:
+        return True
+    return week >= ratio_min
 
 
 def _team_of(sg: Signal, team_p: Mapping[str, float]) -> float | None:
@@ -157,6 +184,7 @@ class _Collects(Protocol):
     inhibited: list[Notification]
     team_scaled: int
     uncorroborated: int
+    shift_unconfirmed: int
 
 
 @dataclass
@@ -184,6 +212,9 @@ class OrgOutput:
     team_scaled: int = 0
     # flagged team×model windows the team corroboration turned normal (:meth:`OrgCore.corroborate`)
     uncorroborated: int = 0
+    # flagged team and team×model windows the week-ago check of a sustained shift turned normal
+    # (:meth:`OrgCore.confirm_shift`)
+    shift_unconfirmed: int = 0
 
 
 @dataclass
@@ -233,6 +264,11 @@ class OrgCore:
     # ... the same hour a week before or up to this many hours either side, the largest
     # (NewSeriesRule.week_ratio's shift_h; policy detector.team_week_shift_h; 0: the same hour)
     team_week_shift_h: int = 0
+    # The week-ago check of a sustained shift (policy detector.shift_week_ratio; 0: off): a team
+    # or team×model series' flag that the sustained-shift model leads starts an alert only while
+    # the team's last hour is at least this many times its week-ago reference (the same
+    # reference as above, NewSeriesRule.week_ratio with team_week_shift_h; :meth:`confirm_shift`)
+    shift_week_ratio: float = 0.0
     pending_team_p: dict[int, dict[str, float]] = field(default_factory=dict)
     # window start -> the team×model spend rows of it held for the mix watch until the window is
     # final on every judge partition (:meth:`receive`): a share counted with one judge
@@ -275,8 +311,33 @@ class OrgCore:
         the team series' expected spend in the window, for the team-scale gate
         (:meth:`team_scale`; None or empty: no team's known, nothing gated). ``team_p``: the
         team series' surprise p-values in the window, for the team corroboration
-        (:meth:`corroborate`; None or empty: nothing gated)."""
+        (:meth:`corroborate`; None or empty: nothing gated). The week-ago check of a sustained
+        shift (:meth:`confirm_shift`) reads the new-series rule's hourly team sums."""
         engine = self.engine
+        signals = self._gated(end, signals, out, expected, team_p)
+        rule = self.new_series
+        if rule is not None:
+            key_for, tracks = engine.key_for, engine.tracks
+            signals = rule.judge_window(end - self.window_seconds, end, rows, signals,
+                                        lambda series: tracks(key_for(series)))
+            self._dirty.update(f"newser|{t}" for t in rule.take_dirty())
+            self._dirty.update(f"newserw|{t}" for t in rule.take_week_dirty())
+        notes = engine.observe_window(signals, float(end))
+        if engine.skipped:
+            out.skipped.extend(engine.skipped)
+            out.inhibited.extend(engine.inhibited)
+        dirty = self._dirty
+        key_for = engine.key_for
+        for sg in signals:  # each had state before (tracked) or may have now
+            dirty.add(f"alert|{key_for(sg.series)}")
+        for gid in engine.changed_groups:
+            dirty.add(f"group|{gid}")
+        out.notifications.extend(notes)
+
+    def _gated(self, end: int, signals: Sequence[Signal], out: _Collects, expected: Mapping[str, float] | None,
+               team_p: Mapping[str, float] | None) -> Sequence[Signal]:
+        """A window's signals after the team-scale gate, the team corroboration and the week-ago
+        check of a sustained shift (each counted in ``out`` and logged at debug)."""
         if expected and self.team_scale_minutes > 0:
             gated = self.team_scale(signals, expected)
             if gated is not signals:  # counted (team_scale_gated_total) and logged: else a page that never came leaves no trace
@@ -298,24 +359,18 @@ class OrgCore:
                                   self.team_corroboration_p, self.team_corroboration_strict_p,
                                   self._week(was, end - self.window_seconds) or float("nan"))
                 signals = kept
-        rule = self.new_series
-        if rule is not None:
-            key_for, tracks = engine.key_for, engine.tracks
-            signals = rule.judge_window(end - self.window_seconds, end, rows, signals,
-                                        lambda series: tracks(key_for(series)))
-            self._dirty.update(f"newser|{t}" for t in rule.take_dirty())
-            self._dirty.update(f"newserw|{t}" for t in rule.take_week_dirty())
-        notes = engine.observe_window(signals, float(end))
-        if engine.skipped:
-            out.skipped.extend(engine.skipped)
-            out.inhibited.extend(engine.inhibited)
-        dirty = self._dirty
-        key_for = engine.key_for
-        for sg in signals:  # each had state before (tracked) or may have now
-            dirty.add(f"alert|{key_for(sg.series)}")
-        for gid in engine.changed_groups:
-            dirty.add(f"group|{gid}")
-        out.notifications.extend(notes)
+        if self.shift_week_ratio > 0 and self.new_series is not None:
+            kept = self.confirm_shift(signals, end - self.window_seconds)
+            if kept is not signals:  # counted (shift_unconfirmed_total) and logged, as the gates above
+                for was, now in zip(signals, kept, strict=True):
+                    if was.is_anomaly and not now.is_anomaly:
+                        out.shift_unconfirmed += 1
+                        log.debug("week-ago check of a sustained shift: %s window ending %d turned normal (its "
+                                  "team's last hour %.3gx a week before < %g)", was.series, end,
+                                  self._team_week(was, end - self.window_seconds) or float("nan"),
+                                  self.shift_week_ratio)
+                signals = kept
+        return signals
 
     def team_scale(self, signals: Sequence[Signal], expected: Mapping[str, float]) -> Sequence[Signal]:
         """The team-scale gate, under either placement (the judge beside hands it its team
@@ -356,6 +411,45 @@ class OrgCore:
             return None
         return rule.week_ratio(series_key({k: v for k, v in got[1].items() if k != "model"}), at,
                                self.team_week_shift_h)
+
+    def _team_week(self, sg: Signal, at: int) -> float | None:
+        """The week-ago reference of a team or team×model signal's team (None: none, or not
+        such a series; see :meth:`NewSeriesRule.week_ratio`)."""
+        rule = self.new_series
+        got = parse_series(sg.series)
+        if rule is None or got is None or got[0] not in (TEAM, TEAM_MODEL):
+            return None
+        return rule.week_ratio(series_key({k: v for k, v in got[1].items() if k != "model"}), at,
+                               self.team_week_shift_h)
+
+    def confirm_shift(self, signals: Sequence[Signal], at: int) -> Sequence[Signal]:
+        """The week-ago check of a sustained shift, under either placement: a team or team×model
+        series' flagged window whose detector's reason is led by the sustained-shift model
+        (``"changepoint: ..."``, :data:`SHIFT_LEAD`) becomes a normal window when its team's last
+        hour is under :attr:`shift_week_ratio` times the week-ago reference (the most of the
+        same hour and :attr:`team_week_shift_h` hours either side a week before, folded up to
+        ``at``, the window's start; :meth:`NewSeriesRule.week_ratio`), unless the engine
+        already tracks its alert (an incident that started goes on, and resolves as before).
+        That model's baseline is by hour of the day, so the quiet days of a holiday learnt into
+        it make the next ordinary weekday a "shift"; against the same hours a week before that
+        day is ordinary (docs/detection-log.md, "a sustained shift checked against a week
+        before"). Without a reference (the new-series rule off; a team known here for under a
+        week and an hour; nothing spent then) nothing is turned normal; other models' flags and
+        the new-series rule's signals are not checked (:func:`shift_confirmed`)."""
+        engine = self.engine
+        out: list[Signal] | None = None
+        for i, sg in enumerate(signals):
+            if not sg.is_anomaly:
+                continue
+            lead = sg.explanation.partition(":")[0]
+            if lead != SHIFT_LEAD or engine.tracks(engine.key_for(sg.series)):
+                continue
+            if shift_confirmed(lead, self._team_week(sg, at), self.shift_week_ratio):
+                continue
+            if out is None:
+                out = list(signals)
+            out[i] = dataclasses.replace(sg, is_anomaly=False)
+        return signals if out is None else out
 
     def corroborate(self, signals: Sequence[Signal], team_p: Mapping[str, float],
                     at: int | None = None) -> Sequence[Signal]:

@@ -137,6 +137,7 @@ class JudgeWorker:
             team_corroboration_strict_p=cfg.team_corroboration_strict_p,
             team_week_ratio=cfg.team_week_ratio,
             team_week_shift_h=cfg.team_week_shift_h,
+            shift_week_ratio=cfg.shift_week_ratio,
         )
 
     # -- the partitions ------------------------------------------------------------------
@@ -296,7 +297,7 @@ class JudgeWorker:
             metrics.inc("judge_late_partials_total", out.late_partials, labels=source)
         for why in out.skipped:
             metrics.inc("alerts_skipped_total", labels={"reason": why})
-        _count_gated(metrics, out)
+        count_gated(metrics, out)
         for bev, _ in step.budget_events:
             metrics.inc("budget_events_total", labels={"kind": bev.kind + ("_past" if bev.past else "")})
         for why in step.budget_skipped:
@@ -440,10 +441,13 @@ def alert_line(note: Notification) -> str:
     return f"alert {state:<9} [{note.severity}] {what} ({note.key})"
 
 
-def _count_gated(metrics: Metrics, out: Any) -> None:
-    """The flagged team×model windows the org stage beside the judge turned normal: by the
-    team-scale gate, and by the team corroboration."""
+def count_gated(metrics: Metrics, out: Any) -> None:
+    """The flagged windows an org stage (beside the judge, or apart: its :class:`OrgOutput`)
+    turned normal: by the team-scale gate, the team corroboration and the week-ago check of a
+    sustained shift."""
     if out.team_scaled:
         metrics.inc("team_scale_gated_total", out.team_scaled)
     if out.uncorroborated:
         metrics.inc("team_uncorroborated_total", out.uncorroborated)
+    if out.shift_unconfirmed:
+        metrics.inc("shift_unconfirmed_total", out.shift_unconfirmed)

@@ -57,7 +57,7 @@ from streams.judge.core import new_series_settings
 from streams.org.core import OrgCore
 from streams.org.newseries import NewSeriesRule
 from streams.org.verdicts import Verdicts
-from streams.worker.judging import JudgeWorker
+from streams.worker.judging import JudgeWorker, count_gated
 from streams.worker.tables import AckChain, Table, persist, restore_items, unpack, written
 
 log = logging.getLogger("tokenpulse.org")
@@ -112,7 +112,8 @@ class OrgWorker:
                         team_corroboration_p=self.cfg.team_corroboration_p,
                         team_corroboration_strict_p=self.cfg.team_corroboration_strict_p,
                         team_week_ratio=self.cfg.team_week_ratio,
-                        team_week_shift_h=self.cfg.team_week_shift_h)
+                        team_week_shift_h=self.cfg.team_week_shift_h,
+                        shift_week_ratio=self.cfg.shift_week_ratio)
             own = list(restore_items(self.table, p))
             o.restore(own)
             if not any(v is not None and k.startswith(_ALERT_KINDS) for k, v in own):
@@ -222,10 +223,7 @@ class OrgWorker:
             m.inc("budget_events_total", labels={"kind": bev.kind + ("_past" if bev.past else "")})
         if out.before_rebase:
             m.inc("org_signals_before_rebase_total", out.before_rebase)
-        if out.team_scaled:
-            m.inc("team_scale_gated_total", out.team_scaled)
-        if out.uncorroborated:
-            m.inc("team_uncorroborated_total", out.uncorroborated)
+        count_gated(m, out)
         for outcome, n in (("matched", out.marks), ("unasked", out.marks_unasked), ("expired", len(out.expired))):
             if n:
                 m.inc("org_rebase_marks_total", n, labels={"outcome": outcome})

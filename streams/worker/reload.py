@@ -114,11 +114,11 @@ def sections_changed(running: StreamConfig, new: StreamConfig) -> tuple[list[str
     if (running.detector_name, running.detector_params, running.detector_overrides, running.not_anomaly_step,
             running.not_anomaly_max_raise, running.not_anomaly_half_life_days, running.new_series,
             running.team_scale_minutes, running.team_corroboration_p, running.team_corroboration_strict_p,
-            running.team_week_ratio, running.team_week_shift_h) != (
+            running.team_week_ratio, running.team_week_shift_h, running.shift_week_ratio) != (
             new.detector_name, new.detector_params, new.detector_overrides, new.not_anomaly_step,
             new.not_anomaly_max_raise, new.not_anomaly_half_life_days, new.new_series,
             new.team_scale_minutes, new.team_corroboration_p, new.team_corroboration_strict_p,
-            new.team_week_ratio, new.team_week_shift_h):
+            new.team_week_ratio, new.team_week_shift_h, new.shift_week_ratio):
         restart.append("detector")
     if running.reports != new.reports:
         restart.append("reports")

@@ -140,6 +140,32 @@ def test_the_week_ago_reference_is_the_org_stages_and_gates_a_start() -> None:
     assert _corroborate([team, child], 0.01)[1][3].tolist() == flags.tolist()  # the p-value alone: both kept
 
 
+def test_a_shift_start_needs_its_team_above_last_week_and_other_models_starts_do_not() -> None:
+    """The week-ago check of a sustained shift (``--shift-week-ratio``, the org stage's
+    ``shift_confirmed``): a changepoint-led flag at the team's usual spend (a week and an hour
+    in) is dropped, one in the hour at 3x kept, a seasonal-led one at the usual spend kept, and
+    a changepoint-led flag right after a counted one of the series goes on (the alert started)."""
+    from benchmarks.detect_fast import _confirm_shift
+
+    rng = np.random.default_rng(5)
+    n = 8 * 1440 + 120
+    ts = 60.0 * np.arange(1, n + 1)
+    value = rng.gamma(4.0, 0.5, n)
+    value[-90:] *= 3.0
+    i_usual, i_seasonal, i_high = 7 * 1440 + 100, 7 * 1440 + 200, n - 5
+    flags = np.zeros(n, dtype=bool)
+    flags[[i_usual, i_seasonal, i_high, i_high + 1]] = True
+    reasons = ["changepoint x2.1", "seasonal x9.0", "changepoint x3.0", "changepoint x3.1"]
+    none = np.zeros(n, dtype=bool)
+    team = (*_result("team=ads", ts, none, 1.0, np.zeros(n), value), np.zeros(n), np.full(n, 1e-6))
+    child = ("ads", "team=ads|model=x", ts, flags, reasons, np.full(n, 0.1), np.zeros(n), value / 4,
+             np.zeros(n), np.full(n, 1e-6))
+    got = _confirm_shift([team, child], 1.8, window=60, shifts=(-1, 0, 1))
+    assert np.flatnonzero(got[1][3]).tolist() == [i_seasonal, i_high, i_high + 1]
+    assert got[1][4] == reasons[1:]
+    assert _confirm_shift([team, child], 0.0)[1][3].tolist() == flags.tolist()  # off: all kept
+
+
 def test_hourly_sums_minute_windows_into_the_hour_they_start_in() -> None:
     from benchmarks.detect_fast import _hourly
     from tokenpulse.tune import SeriesWindows
