@@ -79,3 +79,20 @@ def test_the_decision() -> None:
     assert shift_confirmed("changepoint", 1.8, 1.8)
     assert shift_confirmed("counts", 0.5, 1.8) and shift_confirmed("changepoint", None, 1.8)
     assert shift_confirmed("changepoint", 0.5, 0.0)
+
+
+def test_the_default_detector_names_a_sustained_shift_as_the_check_reads_it() -> None:
+    # the check finds a shift by the lead model the default detector puts first in its reason;
+    # renaming the model or rewording the reason must fail here, not turn the check off unseen
+    from detectors import Combined
+    from streams.org.core import SHIFT_LEAD
+    from tests.detectors.synthetic import daily_series
+
+    ts, spend = daily_series(10.0, seed=21, base=1.0, swing=0.6, noise=0.2)
+    det, step_at = Combined(), 8 * 1440  # eight days of a seasonal $1 a minute, then 1.8x for 6 h
+    for t, v in zip(ts[:step_at], spend[:step_at], strict=True):
+        det.update(float(t), float(v), 40.0)
+    verdicts = [det.update(float(t), float(v) * 1.8, 40.0)
+                for t, v in zip(ts[step_at : step_at + 360], spend[step_at : step_at + 360], strict=True)]
+    leads = {v.reason.partition(":")[0] for v in verdicts if v.is_anomaly}
+    assert SHIFT_LEAD in leads
