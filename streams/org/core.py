@@ -302,7 +302,7 @@ class OrgCore:
         if rule is not None:
             key_for, tracks = engine.key_for, engine.tracks
             signals = rule.judge_window(end - self.window_seconds, end, rows, signals,
-                                        lambda series: tracks(key_for(series)))
+                                        lambda series: tracks(key_for(series)), expected, team_p)
             self._dirty.update(f"newser|{t}" for t in rule.take_dirty())
             self._dirty.update(f"newserw|{t}" for t in rule.take_week_dirty())
         notes = engine.observe_window(signals, float(end))
