@@ -505,7 +505,8 @@ def _team_burst(ts: np.ndarray, value: np.ndarray, expected: np.ndarray, up: np.
     expected spend, its surprise p): at least ``surprising`` of them with p at most ``p``, and
     from the first of those on, the spend at least ``ratio`` times the expected spend and more
     by ``mean_minutes`` minutes of the team's mean spend over the (at most 168) UTC hours before
-    the window's hour since its first, and by ``min_excess_usd``; the team known a day."""
+    the window's hour since its first, and by ``min_excess_usd``; the team known a day; the
+    window itself spent in at or above the detector's expected spend."""
     windows, surprising = int(windows), int(surprising)  # from the command line's K=V
     p, ratio, mean_minutes, min_excess_usd = float(p), float(ratio), float(mean_minutes), float(min_excess_usd)
     ts = np.asarray(ts, dtype=float)
@@ -534,7 +535,7 @@ def _team_burst(ts: np.ndarray, value: np.ndarray, expected: np.ndarray, up: np.
     span = np.clip(np.minimum(hr - first, WEEK_H), 1, None)
     mean_hour = (hs[hr - h0] - hs[np.clip(hr - h0 - span, 0, None)]) / span
     need = np.maximum(mean_minutes / 60.0 * mean_hour, min_excess_usd)
-    flag = known & (ns >= surprising) & (sv >= ratio * se) & (sv - se >= need)
+    flag = known & spent & (v >= e) & (ns >= surprising) & (sv >= ratio * se) & (sv - se >= need)
     return ts[flag]
 
 

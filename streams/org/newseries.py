@@ -207,13 +207,16 @@ class TeamBurstSettings:
     min_excess_usd: float = 0.5  # ... and at least this
 
 
-def burst_verdict(ring: Sequence[Sequence[int]], mean_hour: float | None, s: TeamBurstSettings
-                  ) -> tuple[int, int, int] | None:
+def burst_verdict(ring: Sequence[Sequence[int]], mean_hour: float | None, s: TeamBurstSettings,
+                  end: int | None = None) -> tuple[int, int, int] | None:
     """The team burst rule's verdict on a team's last windows (``ring``: ``[end, nano-dollars,
     expected nano-dollars, surprising 0/1]`` of each window of the span the team spent in, in
     order) and its mean spend an hour over the week before (nano-dollars; None: not known a
-    day): ``(spend, expected, first end)`` since the first surprising window when it flags,
-    else None. As ``benchmarks.detect_fast._team_burst``.
+    day) in the window ending at ``end`` (None: the ring's last): ``(spend, expected, first
+    end)`` since the first surprising window when it flags, else None. It flags only a window
+    the team spent in at or above its detector's expectation (the ring's last), so that an
+    alert of it does not go on through the quiet windows after the burst. As
+    ``benchmarks.detect_fast._team_burst``.
 
     >>> s = TeamBurstSettings()
     >>> ring = [[60 * i, NANO_USD // 10, NANO_USD // 100, int(i in (3, 5))] for i in range(10)]
@@ -222,7 +225,10 @@ def burst_verdict(ring: Sequence[Sequence[int]], mean_hour: float | None, s: Tea
     >>> burst_verdict(ring, 2.0 * NANO_USD, s) is None  # the team spends $2 an hour
     True
     """
-    if mean_hour is None or sum(x[3] for x in ring) < s.surprising:
+    if mean_hour is None or not ring or sum(x[3] for x in ring) < s.surprising:
+        return None
+    last = ring[-1]
+    if (end is not None and last[0] != end) or last[1] < last[2]:
         return None
     first = next(i for i, x in enumerate(ring) if x[3])
     spend = sum(x[1] for x in ring[first:])
@@ -705,7 +711,7 @@ class NewSeriesRule:
             if team.ring and team.ring[0][0] <= since:
                 team.ring = [x for x in team.ring if x[0] > since]
                 self.dirty.add(team_key)
-            got = burst_verdict(team.ring, team.mean_hour(start // HOUR_S), burst) if team.ring else None
+            got = burst_verdict(team.ring, team.mean_hour(start // HOUR_S), burst, end) if team.ring else None
             if got is None and not team.burst:
                 continue
             if index is None:

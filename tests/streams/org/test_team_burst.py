@@ -60,6 +60,11 @@ def test_a_small_teams_storm_under_the_two_dollar_gate_alerts_once_it_is_an_hour
     assert sg.impact_usd is not None and sg.impact_usd >= 1.0
     # after it: quiet signals of the rule while the alert is tracked, so that it resolves
     assert got[START + 39 * W] and not got[START + 39 * W][0].is_anomaly
+    # the windows after it under the detector's expectation are not the burst's: no flag goes on
+    # through them while the surprising windows are still within the span
+    quiet_after = {START + i * W: (BASE / 2, 0.5) for i in range(10, 40)}
+    after = flagged(feed(rule(), {**storm(), **quiet_after}, START + 40 * W))
+    assert after and max(after) == START + 9 * W
     # off (the rule's settings without it), or without the judges' expected spends and p-values: nothing
     assert flagged(feed(NewSeriesRule(), storm(), START + 40 * W)) == []
     assert flagged(feed(rule(), storm(), START + 40 * W, given=False)) == []
