@@ -39,7 +39,8 @@ docs/detection-log.md, "A team-scaled floor for short bursts"): a team series wh
 found at least 2 of its last 30 windows surprising (p <= 1e-4) but whose incident stayed under
 the detectors' $2 money gate alerts when its spend since the first of them is 3x what its
 detector expected there and more by an hour of the team's mean spend over the week before (at
-least $0.50): the $2 a burst must reach is hours of spend for a team of $40 a day. It reads
+least $0.50), in the windows it still spends at or above that expectation: the $2 a burst must
+reach is hours of spend for a team of $40 a day. It reads
 the team series' expected spend and p-value of each window (``judge_window``'s ``expected`` and
 ``team_p``, which the judges send for the team-scale gate and the team corroboration).
 
