@@ -4,7 +4,7 @@
     python -m benchmarks.detect_fast run [--independent 1 2 3] [--project 0] [--params k=v ...]
                                          [--jobs 2] [--verbose] [--new-series on|off]
                                          [--hourly off|team|all] [--hourly-params k=v ...]
-                                         [--wow [k=v ...]]
+                                         [--wow [k=v ...]] [--burst [k=v ...] | --no-burst]
     python -m benchmarks.detect_fast show HISTORY TEAM FROM [--minutes 120] [--params k=v ...]
     python -m benchmarks.detect_fast notify [--independent 1 2 3] [--project 0] [--new-series-params k=v ...]
     python -m benchmarks.detect_fast falses [--independent 1 2 3] [--project 0] [--params k=v ...] [--list]
@@ -27,7 +27,11 @@ team-scale gate and the corroboration's p-value) and ORs its flags into the team
 next hour's verdict (:func:`_hold`). ``--wow`` (an experiment, off unless given) ORs in a
 week-over-week hourly judge of each team series the same way (:func:`_week_over_week`: the last
 hours against the same hours a week before, scaled by growth, with a second week and an hour's
-shift allowed, optionally only in hours with a surprising minute the team did not alert in). ``show`` prints
+shift allowed, optionally only in hours with a surprising minute the team did not alert in).
+``--burst`` (on by default, as the policy's ``detector.team_burst``; ``--no-burst``) ORs in the
+org stage's team burst rule (:func:`_team_burst`: a team series' spend since the first of at
+least 2 surprising windows among its last 30, 3x its detector's expected spend there and more
+by an hour of the team's mean spend, at least $0.50). ``show`` prints
 the per-window verdicts of one team series around a time: observed, expected, score, each
 component's p-value and flag, the gate. ``notify`` steps the new-series rule and a real
 :class:`alerts.AlertEngine` (the default policy's ``alerts`` section, grouping by team) together
@@ -528,6 +532,62 @@ def _wow_flags(results: list[Any], window: int, settings: dict[str, Any],
     return out
 
 
+def _team_burst(ts: np.ndarray, value: np.ndarray, expected: np.ndarray, up: np.ndarray, window: int,
+                windows: int = 30, surprising: int = 2, p: float = 1e-4, ratio: float = 3.0,
+                mean_minutes: float = 60.0, min_excess_usd: float = 0.5) -> np.ndarray:
+    """The org stage's team burst rule over one team series (``run --burst``; the policy's
+    ``detector.team_burst``, :func:`streams.org.newseries.burst_verdict`, whose flags it gives
+    window by window): the ends of the windows it flags. At each window, over the windows ending
+    within the last ``windows`` windows that the team spent in (their spend, the detector's
+    expected spend, its surprise p): at least ``surprising`` of them with p at most ``p``, and
+    from the first of those on, the spend at least ``ratio`` times the expected spend and more
+    by ``mean_minutes`` minutes of the team's mean spend over the (at most 168) UTC hours before
+    the window's hour since its first, and by ``min_excess_usd``; the team known a day; the
+    window itself spent in at or above the detector's expected spend."""
+    windows, surprising = int(windows), int(surprising)  # from the command line's K=V
+    p, ratio, mean_minutes, min_excess_usd = float(p), float(ratio), float(mean_minutes), float(min_excess_usd)
+    ts = np.asarray(ts, dtype=float)
+    v = np.asarray(value, dtype=float)
+    if len(ts) == 0 or not (v > 0).any():
+        return np.zeros(0)
+    spent = v > 0  # the judges send a team's expected spend and p only for windows it spent in
+    e = np.where(spent, np.asarray(expected, dtype=float), 0.0)
+    s = spent & (np.asarray(up, dtype=float) <= p)
+    n = len(ts)
+    cv = np.concatenate([[0.0], np.cumsum(v)])
+    ce = np.concatenate([[0.0], np.cumsum(e)])
+    cs = np.concatenate([[0], np.cumsum(s)])
+    i = np.arange(n)
+    a = np.searchsorted(ts, ts - windows * float(window), side="right")  # windows ending after now - span
+    nxt = np.full(n + 1, n)  # the first surprising window at or after each
+    for j in range(n - 1, -1, -1):
+        nxt[j] = j if s[j] else nxt[j + 1]
+    b = np.minimum(nxt[a], i)
+    sv, se, ns = cv[i + 1] - cv[b], ce[i + 1] - ce[b], cs[i + 1] - cs[a]
+    hr = ((ts - window) // HOUR_S).astype(np.int64)
+    h0 = int(hr[0])
+    hs = np.concatenate([[0.0], np.cumsum(np.bincount(hr - h0, weights=v, minlength=int(hr[-1]) - h0 + 1))])
+    first = int(hr[np.flatnonzero(spent)[0]])
+    known = hr - first >= 24
+    span = np.clip(np.minimum(hr - first, WEEK_H), 1, None)
+    mean_hour = (hs[hr - h0] - hs[np.clip(hr - h0 - span, 0, None)]) / span
+    need = np.maximum(mean_minutes / 60.0 * mean_hour, min_excess_usd)
+    flag = known & spent & (v >= e) & (ns >= surprising) & (sv >= ratio * se) & (sv - se >= need)
+    return ts[flag]
+
+
+def _burst_flags(results: list[Any], window: int, settings: dict[str, Any]) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """:func:`_team_burst` over each team series of ``results`` (:func:`_run_series_full`'s), per team."""
+    out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
+    for r in results:
+        if "|model=" in r[1]:
+            continue
+        ends = _team_burst(r[2], r[7], r[5], r[9], window, **settings)
+        if len(ends):
+            out[r[0]].append((ends, np.ones(len(ends), dtype=bool)))
+    return out
+
+
 def _hourly_flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any], which: str,
                   parent_minutes: float = 0.0, corroborate: float = 0.0) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """The default detector over each team series' hours (``which="team"``; ``"all"``: the team x
@@ -551,12 +611,14 @@ def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
            parent_basis: str = "expected", corroborate: float = 0.0, strict: float = 0.0,
            week_ratio_min: float = 0.0, hourly: str = "off", hourly_params: dict[str, Any] | None = None,
            wow: dict[str, Any] | None = None, week_shift: int = 0,
-           shift_week_ratio: float = 0.0) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+           shift_week_ratio: float = 0.0, burst: dict[str, Any] | None = None,
+           ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Each team's series' flagged windows: the detectors' and the new-series rule's (and, with
     ``hourly`` other than ``"off"``, the hourly detector's: :func:`_hourly_flags`; with ``wow``,
-    the week-over-week hourly judge's with those settings: :func:`_wow_flags`), the team-scale
-    gate, the team corroboration and the week-ago check of a sustained shift applied
-    (:func:`_confirm_shift`)."""
+    the week-over-week hourly judge's with those settings: :func:`_wow_flags`; with ``burst``,
+    the team burst rule's: :func:`_burst_flags`, after the judge, whose quiet hours do not see it),
+    the team-scale gate, the team corroboration and the week-ago check of a sustained shift
+    applied (:func:`_confirm_shift`)."""
     series = _team_series(ws)
     series.sort(key=lambda s: -len(s.ts))
     per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
@@ -576,6 +638,9 @@ def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
             per_team[team] += parts
     if wow is not None:
         for team, parts in _wow_flags(results, int(ws.window_seconds), wow, per_team).items():
+            per_team[team] += parts
+    if burst is not None:
+        for team, parts in _burst_flags(results, int(ws.window_seconds), burst).items():
             per_team[team] += parts
     return per_team
 
@@ -671,7 +736,8 @@ def cmd_run(a: argparse.Namespace) -> None:
                         f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
             per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
                               a.corroborate_strict, a.week_ratio, a.hourly, _params(a.hourly_params),
-                              None if a.wow is None else _params(a.wow), a.week_shift, a.shift_week_ratio)
+                              None if a.wow is None else _params(a.wow), a.week_shift, a.shift_week_ratio,
+                              None if a.burst is None else _params(a.burst))
             sc = _score(_alerts(per_team, ws.window_seconds, keep_firing_s=a.keep_firing), meta["labels"],
                         meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             agg = sets[kind]
@@ -980,6 +1046,14 @@ def _wow_default() -> list[str] | None:
     return [] if Policy().detector.week_over_week.enabled else None
 
 
+def _burst_default() -> list[str] | None:
+    """The default policy's team burst rule: on (no K=V over the fast loop's defaults, which
+    are the policy's) or off (None)."""
+    from tokenpulse.policy import Policy
+
+    return [] if Policy().detector.team_burst.enabled else None
+
+
 def _team_scale_default() -> float:
     """The default policy's team-scale gate (``detector.team_scale_minutes``), which the
     worker's org stage applies: the fast loop scores what the worker does unless told otherwise."""
@@ -1029,6 +1103,12 @@ def main(argv: list[str] | None = None) -> int:
                             "detector.week_over_week.enabled (--wow alone: on, with the defaults)")
         p.add_argument("--no-wow", dest="wow", action="store_const", const=None,
                        help="without the week-over-week judge")
+        p.add_argument("--burst", nargs="*", default=_burst_default(), metavar="K=V",
+                       help="the team burst rule of each team series (_team_burst); K=V over its defaults "
+                            "(windows, surprising, p, ratio, mean_minutes, min_excess_usd); default: as the "
+                            "policy's detector.team_burst.enabled (--burst alone: on, with the defaults)")
+        p.add_argument("--no-burst", dest="burst", action="store_const", const=None,
+                       help="without the team burst rule")
     p = sub.add_parser("falses")
     p.add_argument("--independent", type=int, nargs="*", default=[1, 2, 3])
     p.add_argument("--project", type=int, nargs="*", default=[0])

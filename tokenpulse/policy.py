@@ -184,6 +184,32 @@ class WeekOverWeekPolicy(_Strict):
                 "growth": self.growth}
 
 
+class TeamBurstPolicy(_Strict):
+    """The org stage's team burst rule (beside the new-series rule, whose hourly team sums give
+    the team's mean spend: off with that rule; it reads the team series' expected spend and
+    p-value the judges send for the team-scale gate and the team corroboration, so it judges
+    nothing with either off): a team series with at least ``surprising`` of its last ``windows``
+    windows at a surprise p-value of at most ``p`` alerts while its spend since the first of them
+    is at least ``ratio`` times what its detector expected there and more by ``mean_minutes``
+    minutes of the team's mean spend over the week before and by ``min_excess_usd``.
+    ``enabled: false`` turns it off."""
+
+    enabled: bool = True
+    windows: int = Field(default=30, ge=1, le=1440)
+    surprising: int = Field(default=2, ge=1, le=1440)
+    p: float = Field(default=1e-4, gt=0, le=1)
+    ratio: float = Field(default=3.0, ge=1, le=1000)
+    mean_minutes: float = Field(default=60.0, ge=0, le=10080)
+    min_excess_usd: float = Field(default=0.5, ge=0)
+
+    def settings(self) -> dict[str, Any] | None:
+        """The rule's settings as the stream layer takes them (None: off)."""
+        if not self.enabled:
+            return None
+        return {"windows": self.windows, "surprising": self.surprising, "p": self.p, "ratio": self.ratio,
+                "mean_minutes": self.mean_minutes, "min_excess_usd": self.min_excess_usd}
+
+
 class DetectorPolicy(_Strict):
     """Which model judges every watched series, and its parameters.
 
@@ -221,6 +247,10 @@ class DetectorPolicy(_Strict):
     # evidence"): + 2 incidents on independent seeds 1-3 and 1 held out (tiny teams' loops), no
     # false alert start added on any of seven histories
     week_over_week: WeekOverWeekPolicy = Field(default_factory=WeekOverWeekPolicy)
+    # measured in benchmarks.detect_fast (docs/detection-log.md, "A team-scaled floor for short
+    # bursts"): + 1 incident on independent seeds 1-3 and 2 held out, no false alert start added
+    # on seeds 1-3 or the project's seed 0, 1 held out
+    team_burst: TeamBurstPolicy = Field(default_factory=TeamBurstPolicy)
     # measured in benchmarks.detect_fast (docs/detection-log.md, "a team-scale gate"): 5 removes
     # about a fifth of the independent generator's false alerts and none of its incidents
     team_scale_minutes: float = Field(default=5.0, ge=0, le=10080)
@@ -247,11 +277,12 @@ class DetectorPolicy(_Strict):
 
     def new_series_settings(self) -> dict[str, Any] | None:
         """The new-series rule's settings as the stream layer takes them, the week-over-week
-        judge's (which reads the rule's hourly team sums) under ``week_over_week`` (None: off)."""
+        judge's (which reads the rule's hourly team sums) under ``week_over_week`` and the team
+        burst rule's under ``team_burst`` (None: off)."""
         got = self.new_series.settings()
         if got is None:
             return None
-        return {**got, "week_over_week": self.week_over_week.settings()}
+        return {**got, "week_over_week": self.week_over_week.settings(), "team_burst": self.team_burst.settings()}
 
     def kwargs(self) -> dict[str, Any]:
         """Constructor arguments of the detector (``params`` with component sections gathered)."""

@@ -43,7 +43,7 @@ from streams.judge.contrib import ContributorMix
 from streams.judge.raising import DEFAULT_HALF_LIFE_S, SeriesRaise
 from streams.judge.recent import RecentWindows
 from streams.org.core import OrgCore
-from streams.org.newseries import NewSeriesRule, NewSeriesSettings, WeekOverWeekSettings
+from streams.org.newseries import NewSeriesRule, NewSeriesSettings, TeamBurstSettings, WeekOverWeekSettings
 from streams.org.verdicts import RebaseMark, WindowVerdict
 
 log = logging.getLogger("tokenpulse.judge")
@@ -992,4 +992,6 @@ def new_series_settings(cfg: Any) -> NewSeriesSettings | None:
         return None
     got = dict(cfg.new_series)
     wow = got.pop("week_over_week", None)  # the week-over-week judge rides on the rule's hourly sums
-    return NewSeriesSettings(**got, week_over_week=None if wow is None else WeekOverWeekSettings(**wow))
+    burst = got.pop("team_burst", None)  # so does the team burst rule (the team's mean spend)
+    return NewSeriesSettings(**got, week_over_week=None if wow is None else WeekOverWeekSettings(**wow),
+                             team_burst=None if burst is None else TeamBurstSettings(**burst))

@@ -312,14 +312,15 @@ class OrgCore:
         (:meth:`team_scale`; None or empty: no team's known, nothing gated). ``team_p``: the
         team series' surprise p-values in the window, for the team corroboration
         (:meth:`corroborate`; None or empty: nothing gated). The week-ago check of a sustained
-        shift (:meth:`confirm_shift`) reads the new-series rule's hourly team sums."""
+        shift (:meth:`confirm_shift`) reads the new-series rule's hourly team sums; the team burst
+        rule (:class:`~streams.org.newseries.TeamBurstSettings`) reads ``expected`` and ``team_p``."""
         engine = self.engine
         signals = self._gated(end, signals, out, expected, team_p)
         rule = self.new_series
         if rule is not None:
             key_for, tracks = engine.key_for, engine.tracks
             signals = rule.judge_window(end - self.window_seconds, end, rows, signals,
-                                        lambda series: tracks(key_for(series)))
+                                        lambda series: tracks(key_for(series)), expected, team_p)
             self._dirty.update(f"newser|{t}" for t in rule.take_dirty())
             self._dirty.update(f"newserw|{t}" for t in rule.take_week_dirty())
         notes = engine.observe_window(signals, float(end))

@@ -34,6 +34,16 @@ of its mean spend more, in hours none of its series alerted in, is anomalous for
 signal of its own, ``detector="week-over-week"``). With it on, the hourly sums are kept for two
 weeks and the span it reads.
 
+And the team burst rule (``NewSeriesSettings.team_burst``, :class:`TeamBurstSettings`;
+docs/detection-log.md, "A team-scaled floor for short bursts"): a team series whose own detector
+found at least 2 of its last 30 windows surprising (p <= 1e-4) but whose incident stayed under
+the detectors' $2 money gate alerts when its spend since the first of them is 3x what its
+detector expected there and more by an hour of the team's mean spend over the week before (at
+least $0.50), in the windows it still spends at or above that expectation: the $2 a burst must
+reach is hours of spend for a team of $40 a day. It reads
+the team series' expected spend and p-value of each window (``judge_window``'s ``expected`` and
+``team_p``, which the judges send for the team-scale gate and the team corroboration).
+
 Use it where both the team and the team x model dimensions are watched; with another layout of
 series it has nothing to judge and stays quiet. Pure Python, no I/O.
 
@@ -55,12 +65,14 @@ from typing import Any
 from alerts import Signal
 from streams.common.dimensions import parse_series, series_key
 
-__all__ = ["DETECTOR", "HOLD_MAX_S", "HOLD_S", "NANO_USD", "STOP_MISSED", "WEEK_SHIFT_MAX_H", "WOW_DETECTOR",
-           "NewSeriesRule", "NewSeriesSettings", "WeekOverWeekSettings", "week_ratio", "wow_verdict"]
+__all__ = ["BURST_DETECTOR", "DETECTOR", "HOLD_MAX_S", "HOLD_S", "NANO_USD", "STOP_MISSED", "WEEK_SHIFT_MAX_H", "WOW_DETECTOR",
+           "NewSeriesRule", "NewSeriesSettings", "TeamBurstSettings", "WeekOverWeekSettings", "burst_verdict",
+           "week_ratio", "wow_verdict"]
 
 NANO_USD = 1_000_000_000  # spend sums are nano-dollars (streams.ingest.windows.NANO)
 DETECTOR = "new-series"
 WOW_DETECTOR = "week-over-week"  # the week-over-week hourly judge's signals (wow_verdict)
+BURST_DETECTOR = "team-burst"  # the team burst rule's signals (TeamBurstSettings)
 DAY_S = 86400
 PRICE_DAYS = 7  # the team's price: these whole days before the series appeared, and the day so far
 # A series stays anomalous this long after its last request (a sparse team sends one request
@@ -184,6 +196,51 @@ class WeekOverWeekSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TeamBurstSettings:
+    """The team burst rule's thresholds: the policy's ``detector.team_burst`` (docs/policy.md;
+    the defaults measured in docs/detection-log.md, "A team-scaled floor for short bursts")."""
+
+    windows: int = 30  # the span: the team series' windows ending within this many windows
+    surprising: int = 2  # of them at least this many with the team's surprise p ...
+    p: float = 1e-4  # ... at most this (the detectors' own alert level)
+    ratio: float = 3.0  # spend since the first of them over the detector's expected spend there
+    mean_minutes: float = 60.0  # its excess: at least this many minutes of the team's mean spend
+    min_excess_usd: float = 0.5  # ... and at least this
+
+
+def burst_verdict(ring: Sequence[Sequence[int]], mean_hour: float | None, s: TeamBurstSettings,
+                  end: int | None = None) -> tuple[int, int, int] | None:
+    """The team burst rule's verdict on a team's last windows (``ring``: ``[end, nano-dollars,
+    expected nano-dollars, surprising 0/1]`` of each window of the span the team spent in, in
+    order) and its mean spend an hour over the week before (nano-dollars; None: not known a
+    day) in the window ending at ``end`` (None: the ring's last): ``(spend, expected, first
+    end)`` since the first surprising window when it flags, else None. It flags only a window
+    the team spent in at or above its detector's expectation (the ring's last), so that an
+    alert of it does not go on through the quiet windows after the burst. As
+    ``benchmarks.detect_fast._team_burst``.
+
+    >>> s = TeamBurstSettings()
+    >>> ring = [[60 * i, NANO_USD // 10, NANO_USD // 100, int(i in (3, 5))] for i in range(10)]
+    >>> burst_verdict(ring, NANO_USD / 2, s)  # $0.70 since the first, 10x, over an hour at $0.50
+    (700000000, 70000000, 180)
+    >>> burst_verdict(ring, 2.0 * NANO_USD, s) is None  # the team spends $2 an hour
+    True
+    """
+    if mean_hour is None or not ring or sum(x[3] for x in ring) < s.surprising:
+        return None
+    last = ring[-1]
+    if (end is not None and last[0] != end) or last[1] < last[2]:
+        return None
+    first = next(i for i, x in enumerate(ring) if x[3])
+    spend = sum(x[1] for x in ring[first:])
+    expected = sum(x[2] for x in ring[first:])
+    need = max(s.mean_minutes / 60.0 * mean_hour, s.min_excess_usd * NANO_USD)
+    if spend >= s.ratio * expected and spend - expected >= need:
+        return spend, expected, ring[first][0]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
 class NewSeriesSettings:
     """The rule's thresholds: the policy's ``detector.new_series`` (docs/policy.md)."""
 
@@ -203,6 +260,9 @@ class NewSeriesSettings:
     # the week-over-week hourly judge of each team series (None: off), kept here because it
     # reads the rule's hourly team sums (policy detector.week_over_week)
     week_over_week: WeekOverWeekSettings | None = None
+    # the team burst rule (None: off), kept here because it reads the rule's hourly team sums
+    # for the team's mean spend (policy detector.team_burst)
+    team_burst: TeamBurstSettings | None = None
 
 
 @dataclass(slots=True)
@@ -257,6 +317,19 @@ class _Team:
     busy: set[int] = field(default_factory=set)
     judged: int | None = None
     wow: list[int] | None = None
+    # the team burst rule (NewSeriesSettings.team_burst): [end, nano-dollars, the team detector's
+    # expected nano-dollars, surprising 0/1] of the windows of the span the team spent in, and
+    # whether it flagged the team (kept while its alert is tracked: its quiet windows resolve it)
+    ring: list[list[int]] = field(default_factory=list)
+    burst: bool = False
+
+    def mean_hour(self, hour: int) -> float | None:
+        """The team's mean spend an hour (nano-dollars) over the (at most 168) hours before
+        ``hour`` since its first (None: known for under a day)."""
+        if self.first is None or hour - self.first // HOUR_S < 24:
+            return None
+        n = min(hour - self.first // HOUR_S, WEEK_HOURS)
+        return sum(self.hours.get(h, 0) for h in range(hour - n, hour)) / n
 
     def price(self, day: int) -> float | None:
         """Nano-dollars a request over the 7 days before ``day`` and ``day`` so far (None: no
@@ -300,7 +373,8 @@ class _Team:
                 # the latest hour only: the closed ones are a record of their own (``newserw``),
                 # written when an hour begins, not with every window the team spends in
                 "hour": [[h, u] for h, u in sorted(self.hours.items())][-1:],
-                "busy": sorted(self.busy), "judged": self.judged, "wow": self.wow}
+                "busy": sorted(self.busy), "judged": self.judged, "wow": self.wow,
+                "ring": self.ring, "burst": self.burst}
 
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> _Team:
@@ -318,7 +392,9 @@ class _Team:
                    # absent in states written before the week-over-week judge
                    busy={int(h) for h in st.get("busy") or ()},
                    judged=None if st.get("judged") is None else int(st["judged"]),
-                   wow=None if not st.get("wow") else [int(x) for x in st["wow"]])
+                   wow=None if not st.get("wow") else [int(x) for x in st["wow"]],
+                   # absent in states written before the team burst rule
+                   ring=[[int(x) for x in e] for e in st.get("ring") or ()], burst=bool(st.get("burst")))
 
 
 class NewSeriesRule:
@@ -378,12 +454,16 @@ class NewSeriesRule:
     # -- the window step --------------------------------------------------------------------
     def judge_window(
         self, start: int, end: int, rows: Iterable[Row], signals: Sequence[Signal],
-        tracks: Callable[[str], bool] | None = None,
+        tracks: Callable[[str], bool] | None = None, expected: Mapping[str, float] | None = None,
+        team_p: Mapping[str, float] | None = None,
     ) -> list[Signal]:
         """Fold one window's spend rows in and return ``signals`` with the rule's: a flagged
         window of a new series replaces the judge's signal of it (unless the judge flagged it
         too), and so does a quiet one of a series the rule flagged whose alert the engine still
-        ``tracks`` (by series), so that its alert resolves alike under both placements."""
+        ``tracks`` (by series), so that its alert resolves alike under both placements.
+        ``expected`` and ``team_p``: the team series' expected spend (USD) and surprise p-value
+        in the window (team series key -> value; teams that spent in it), for the team burst
+        rule (None: it does not judge the window)."""
         s = self.settings
         day = start // DAY_S
         team_rows: list[tuple[_Team, str, int, int]] = []
@@ -439,8 +519,10 @@ class NewSeriesRule:
             for new in team.new.values():  # the team's traffic, the measure of a new series' gaps
                 new.team_requests += req
                 new.team_since = 0 if new.last_req == end else new.team_since + req
+            self._burst_window(team, team_key, end, nusd, expected, team_p)
             self.dirty.add(team_key)
-        return self._week_over_week(start, end, self._signals(start, end, by_series, signals, tracks), tracks)
+        out = self._week_over_week(start, end, self._signals(start, end, by_series, signals, tracks), tracks)
+        return self._team_burst(start, end, out, tracks)
 
     def _signals(
         self, start: int, end: int, by_series: dict[str, tuple[int, int]], signals: Sequence[Signal],
@@ -600,6 +682,80 @@ class NewSeriesRule:
                       upper_usd=s.ratio * ref if anomalous else 0.0, score=1.0 if anomalous else 0.0,
                       is_anomaly=anomalous, detector=WOW_DETECTOR, impact_usd=now - ref if anomalous else None,
                       explanation=why)
+
+    def _burst_window(self, team: _Team, team_key: str, end: int, nusd: int, expected: Mapping[str, float] | None,
+                      team_p: Mapping[str, float] | None) -> None:
+        """A window the team spent in, for the team burst rule (with the judges' expected spend
+        and p-value of its team series; without them the window is not the rule's)."""
+        burst = self.settings.team_burst
+        if burst is not None and expected is not None and team_p is not None and team_key in expected:
+            team.ring.append([end, nusd, round(expected[team_key] * NANO_USD), int(team_p.get(team_key, 1.0) <= burst.p)])
+
+    def _team_burst(self, start: int, end: int, signals: list[Signal],
+                    tracks: Callable[[str], bool] | None) -> list[Signal]:
+        """The team burst rule's step (:func:`burst_verdict`; after the week-over-week judge,
+        whose quiet hours do not count its flags): each team whose last windows flag holds its
+        team series anomalous in this window (a :class:`~alerts.Signal` of the rule's,
+        ``detector="team-burst"``, unless a judge flagged the window), and while the engine
+        still ``tracks`` the alert after that, a quiet signal of the rule's stands in for a team
+        series no judge sent one of, so the alert resolves. Off (``team_burst`` None):
+        ``signals`` as they are."""
+        burst = self.settings.team_burst
+        if burst is None:
+            return signals
+        out = signals
+        index: dict[str, int] | None = None
+        since = end - burst.windows * (end - start)
+        for team_key, team in self.teams.items():
+            if not team.ring and not team.burst:
+                continue
+            if team.ring and team.ring[0][0] <= since:
+                team.ring = [x for x in team.ring if x[0] > since]
+                self.dirty.add(team_key)
+            got = burst_verdict(team.ring, team.mean_hour(start // HOUR_S), burst, end) if team.ring else None
+            if got is None and not team.burst:
+                continue
+            if index is None:
+                index = {sg.series: i for i, sg in enumerate(out)}
+            i = index.get(team_key)
+            if got is not None:
+                if not team.burst:
+                    team.burst = True
+                    self.dirty.add(team_key)
+                if i is None or not out[i].is_anomaly:
+                    sg = self._burst_signal(team_key, start, end, got)
+                    if i is None:
+                        index[team_key] = len(out)
+                        out.append(sg)
+                    else:
+                        out[i] = sg
+            elif tracks is not None and tracks(team_key):
+                if i is None:  # quiet, so that its alert resolves
+                    index[team_key] = len(out)
+                    out.append(self._burst_signal(team_key, start, end, None))
+            else:
+                team.burst = False  # its alert resolved (or was never tracked)
+                self.dirty.add(team_key)
+        return out
+
+    def _burst_signal(self, team_key: str, start: int, end: int, got: tuple[int, int, int] | None) -> Signal:
+        s = self.settings.team_burst
+        assert s is not None
+        kind = self._classify(team_key)
+        labels = dict(kind[2]) if kind is not None else {}
+        if got is None:
+            return Signal(series=team_key, labels=labels, window_start=float(start), window_end=float(end),
+                          observed_usd=0.0, expected_usd=0.0, upper_usd=0.0, score=0.0, is_anomaly=False,
+                          detector=BURST_DETECTOR, impact_usd=None, explanation="")
+        now, ref = got[0] / NANO_USD, got[1] / NANO_USD
+        times = f"{now / ref:.1f}x" if ref > 0 else "nothing expected"
+        why = (f"team burst: team {labels.get('team', '?')} spent ${now:,.2f} since "
+               f"{time.strftime('%H:%M', time.gmtime(got[2] - (end - start)))} UTC, where its windows turned "
+               f"surprising (p <= {s.p:g}), against ${ref:,.2f} expected ({times}); ${now - ref:,.2f} over, at "
+               f"least {s.mean_minutes:g} minutes of its mean spend")
+        return Signal(series=team_key, labels=labels, window_start=float(start), window_end=float(end),
+                      observed_usd=now, expected_usd=ref, upper_usd=s.ratio * ref, score=1.0, is_anomaly=True,
+                      detector=BURST_DETECTOR, impact_usd=now - ref, explanation=why)
 
     def week_ratio(self, team: str, at: int, shift_h: int = 0) -> float | None:
         """The team series' spend over the hour before ``at`` against the same hour a week

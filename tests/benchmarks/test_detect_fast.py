@@ -354,3 +354,33 @@ def test_the_org_stages_week_over_week_judge_flags_the_fast_loops_hours() -> Non
             out = rule.judge_window(h * 3600, (h + 1) * 3600, [("team=a", nusd, 1 if nusd else 0)], [])
             got += [h * 3600.0 for sg in out if sg.is_anomaly]
         assert len(fast) > 3 and got == list(fast), settings
+
+
+def test_the_org_stages_team_burst_rule_flags_the_fast_loops_windows() -> None:
+    """streams.org.newseries.burst_verdict (the worker's, in the org stage) and --burst's
+    _team_burst (the fast loop's, where its defaults were measured) flag the same windows of a
+    team series: sparse minute spend with random storms, surprising p-values in some, over three days."""
+    from streams.org.newseries import BURST_DETECTOR, NANO_USD, NewSeriesRule, NewSeriesSettings, TeamBurstSettings
+
+    rng = np.random.default_rng(11)
+    n = 3 * 1440
+    usd = np.where(rng.random(n) < 0.3, rng.gamma(1.0, 0.05, n), 0.0)
+    p = np.where(usd > 0, rng.random(n), 1.0)
+    for at in rng.choice(np.arange(1500, n - 40), 25, replace=False):
+        k = int(rng.integers(3, 30))
+        usd[at:at + k] += rng.choice([0.02, 0.1, 0.3])
+        p[at:at + k] = np.where(rng.random(k) < 0.3, 1e-6, p[at:at + k])
+    usd[:7] = 0.0  # the team's first spending window is not the series' first
+    expected = np.full(n, 0.015)
+    ts = (np.arange(n) + 1) * 60.0
+    for settings in ({}, {"windows": 10, "surprising": 1, "ratio": 2.0, "mean_minutes": 30.0, "min_excess_usd": 0.2}):
+        fast = df._team_burst(ts, usd, expected, p, 60, **settings)
+        rule = NewSeriesRule(NewSeriesSettings(team_burst=TeamBurstSettings(**settings)))
+        got = []
+        for i in range(n):
+            nusd = round(usd[i] * NANO_USD)
+            spent = {"team=a": float(expected[i])} if nusd > 0 else {}
+            out = rule.judge_window(i * 60, (i + 1) * 60, [("team=a", nusd, 1 if nusd else 0)], [], None, spent,
+                                    {"team=a": float(p[i])} if nusd > 0 else {})
+            got += [ts[i] for sg in out if sg.is_anomaly and sg.detector == BURST_DETECTOR]
+        assert len(fast) > 3 and got == list(fast), settings

@@ -217,14 +217,15 @@ def test_feedback_bounds_reach_the_stream_config_and_bad_ones_name_their_line() 
 
 def test_new_series_settings_reach_the_judge_and_bad_ones_name_their_line() -> None:
     from streams.judge.core import new_series_settings
-    from streams.org.newseries import NewSeriesSettings, WeekOverWeekSettings
+    from streams.org.newseries import NewSeriesSettings, TeamBurstSettings, WeekOverWeekSettings
     from tokenpulse.runtime import stream_config
     from tokenpulse.settings import Settings
 
     p = parse_policy("detector:\n  new_series: {enabled: true, ratio: 4, min_requests: 5, min_excess_usd: 1.5}\n")
     cfg = stream_config(Settings(), p, bootstrap="b:9092")
     assert new_series_settings(cfg) == NewSeriesSettings(ratio=4.0, min_requests=5, min_excess_usd=1.5,
-                                                         week_over_week=WeekOverWeekSettings())
+                                                         week_over_week=WeekOverWeekSettings(),
+                                                         team_burst=TeamBurstSettings())
     p = parse_policy("detector:\n  new_series: {dormant_days: 0, excess_team_days: 0.5, min_excess_floor_usd: 1}\n")
     got = new_series_settings(stream_config(Settings(), p, bootstrap="b:9092"))
     assert got is not None and (got.dormant_days, got.excess_team_days, got.min_excess_floor_usd) == (0.0, 0.5, 1.0)
@@ -272,3 +273,30 @@ def test_week_over_week_settings_reach_the_org_stage_and_bad_ones_name_their_lin
         with pytest.raises(PolicyError) as err:
             parse_policy(text, "p.yaml")
         assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+
+
+def test_team_burst_settings_reach_the_org_stage_and_bad_ones_name_their_line() -> None:
+    from streams.judge.core import new_series_settings
+    from streams.org.newseries import TeamBurstSettings
+    from tokenpulse.runtime import stream_config
+    from tokenpulse.settings import Settings
+
+    def burst(text: str) -> TeamBurstSettings | None:
+        got = new_series_settings(stream_config(Settings(), parse_policy(text), bootstrap="b:9092"))
+        return None if got is None else got.team_burst
+
+    assert burst("{}") == TeamBurstSettings(windows=30, surprising=2, p=1e-4, ratio=3.0, mean_minutes=60.0,
+                                            min_excess_usd=0.5)
+    assert burst("detector:\n  team_burst: {windows: 20, surprising: 3, p: 0.00001, ratio: 4, mean_minutes: 30, "
+                 "min_excess_usd: 1}\n") == TeamBurstSettings(20, 3, 1e-5, 4.0, 30.0, 1.0)
+    assert burst("detector:\n  team_burst: {enabled: false}\n") is None
+    assert burst("detector:\n  new_series: {enabled: false}\n") is None  # rides on the new-series rule
+    for text, fragment in [
+        ("detector:\n  team_burst:\n    windows: 0\n", "detector.team_burst.windows"),
+        ("detector:\n  team_burst:\n    p: 0\n", "detector.team_burst.p"),
+        ("detector:\n  team_burst:\n    ratio: 0.5\n", "detector.team_burst.ratio"),
+        ("detector:\n  team_burst:\n    mean_minute: 60\n", "detector.team_burst.mean_minute"),
+    ]:
+        with pytest.raises(PolicyError) as err:
+            parse_policy(text, "p.yaml")
+        assert "p.yaml:3:" in str(err.value) and fragment in str(err.value), str(err.value)
