@@ -712,7 +712,10 @@ class NewSeriesRule:
             if team.ring and team.ring[0][0] <= since:
                 team.ring = [x for x in team.ring if x[0] > since]
                 self.dirty.add(team_key)
-            got = burst_verdict(team.ring, team.mean_hour(start // HOUR_S), burst, end) if team.ring else None
+            # the team's mean hour (a sum over up to a week of hours) only for a ring with a
+            # surprising window: most teams' rings have none, and none flags without one
+            got = (burst_verdict(team.ring, team.mean_hour(start // HOUR_S), burst, end)
+                   if team.ring and any(x[3] for x in team.ring) else None)
             if got is None and not team.burst:
                 continue
             if index is None:
