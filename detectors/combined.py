@@ -63,6 +63,13 @@ _SLOT_SECONDS = 900
 _SLOTS_PER_DAY = 86400 // _SLOT_SECONDS
 _RECUR_DAYS = 7
 _RECUR_MASK = (1 << (_RECUR_DAYS + 1)) - 1
+# A slot's mask holds two: the low byte the days a model noticed a window there (its own bound,
+# or a sustained-rise model's in a window the models found surprising together), the high
+# byte the days only a sustained-rise model flagged one ("a level above the hour-of-day level
+# for a while", at a calibrated p of about 1 %). Those make a level routine at that time of day,
+# not a window a spike-type model flags, with ``level_marks_apart`` (docs/detection-log.md, the
+# key leak of 2026-12-07); without it the two count alike.
+_LEVEL_SHIFT = 8
 
 
 def _component_models(components: tuple[str, ...] | list[str], params: dict[str, dict[str, Any]],
@@ -143,7 +150,10 @@ class Combined(Detector):
     is **routine** -- a nightly batch, a daily report -- and neither alerts nor is kept from
     the models: they learn it, so it soon stops surprising them. A new nightly job therefore
     pages at most ``recurring_days`` times; the price is that an incident repeating at the
-    same time of day for that many days becomes routine too.
+    same time of day for that many days becomes routine too. With ``level_marks_apart``, a day
+    on which only the sustained-rise model flagged that quarter hour, in windows not surprising
+    as a whole (a level above the hour-of-day level, at p ~ 1 %), counts for a level (a window
+    no spike-type model flags), not for a window the spike-type models flag.
 
     What the models learn does not depend on the gate (the materiality and percentage, nor
     whether an alert fired): a surprising window teaches no component, and a component does
@@ -229,6 +239,11 @@ class Combined(Detector):
         Measured in docs/detection-log.md ("evidence over requests for sparse series").
     sparse_requests, sparse_max_windows, sparse_gap, sparse_penalty
         See ``sparse``.
+    level_marks_apart
+        The recurrence rule does not count, for a window a spike-type model (``seasonal``,
+        ``counts``, the sparse evidence) flags, the days on which only the sustained-rise model
+        flagged that quarter hour without a surprise (off: any model's flag counts for any
+        window). Measured in docs/detection-log.md ("a level mark made it routine").
 
     Example: a team spending about $2 a minute (the gate: 10 minutes of it, $20). A burst to $6
     is surprising but not worth it; the burst to $40 that follows it alerts.
@@ -252,7 +267,7 @@ class Combined(Detector):
     # watched series: benchmarks/scale.py). An attribute left out still works (it goes
     # into a dict, made when first set), at that dict's cost.
     __slots__ = ("burst_gap", "burst_recur", "burst_recur_days", "burst_weight", "burst_windows",
-        "component_params", "components", "gate_on_mean", "max_new_normal_ratio", "min_excess_minutes",
+        "component_params", "components", "gate_on_mean", "level_marks_apart", "max_new_normal_ratio", "min_excess_minutes",
         "min_excess_pct", "min_excess_root", "min_excess_usd", "min_requests", "new_normal_after",
         "protect_anomaly", "recurring_days", "score_threshold", "window_seconds", "_burst", "_burst_n",
         "_burst_quiet", "_burst_seen", "_burst_ts", "_count_index", "_dep", "_dep2", "_gate_in",
@@ -293,6 +308,7 @@ class Combined(Detector):
         sparse_max_windows: float = 240.0,
         sparse_gap: int = 15,
         sparse_penalty: float = 100.0,
+        level_marks_apart: bool = False,
     ) -> None:
         self.window_seconds = window_seconds
         self.components = components
@@ -318,6 +334,7 @@ class Combined(Detector):
         self.sparse_max_windows = sparse_max_windows
         self.sparse_gap = sparse_gap
         self.sparse_penalty = sparse_penalty
+        self.level_marks_apart = level_marks_apart
         self._check_params()
         params = component_params or {}
         require("Combined", isinstance(params, dict), "component_params must be a mapping", params)
@@ -346,6 +363,8 @@ class Combined(Detector):
         require("Combined", 0.0 < self.burst_weight <= 1.0, "burst_weight must be in (0, 1]", self.burst_weight)
         require("Combined", self.burst_recur >= 0.0, "burst_recur must be >= 0 (0: off)", self.burst_recur)
         require("Combined", isinstance(self.sparse, bool), "sparse must be a bool", self.sparse)
+        require("Combined", isinstance(self.level_marks_apart, bool), "level_marks_apart must be a bool",
+                self.level_marks_apart)
         require("Combined", self.sparse_requests > 0, "sparse_requests must be > 0", self.sparse_requests)
         require("Combined", self.sparse_max_windows >= 1, "sparse_max_windows must be >= 1", self.sparse_max_windows)
         require("Combined", isinstance(self.sparse_gap, int) and self.sparse_gap >= 0, "sparse_gap must be an integer >= 0",
@@ -392,7 +411,7 @@ class Combined(Detector):
         self._run_expected = 0.0  # expected spend over the same windows
         self._recur_day = 0  # the day (epoch day) bit 0 of the recurrence masks stands for
         # one byte per quarter hour (the masks hold _RECUR_DAYS + 1 bits), not a list of ints
-        self._recur = array("B", bytes(_SLOTS_PER_DAY))
+        self._recur = array("H", bytes(2 * _SLOTS_PER_DAY))
         self._scored = None
         self._gate_in: tuple[bool, float, float, float, bool, float] | None = None  # not state
         self._restarted = False  # the incident's run was reset by a rebase before this window
@@ -476,12 +495,13 @@ class Combined(Detector):
                              f"models, this detector runs {len(self._models)}")
         if len(run) != 2 or not all(math.isfinite(x) for x in run):
             raise ValueError("combined state: bad run totals")
-        if len(recur) != _SLOTS_PER_DAY or not all(0 <= x <= _RECUR_MASK for x in recur):
+        if len(recur) != _SLOTS_PER_DAY or not all(0 <= x <= _RECUR_MASK | _RECUR_MASK << _LEVEL_SHIFT
+                                                   for x in recur):
             raise ValueError("combined state: bad recurrence masks")
         for m, s in zip(self._models, models, strict=True):
             m.load_state(s)
         self._run_excess, self._run_expected = run
-        self._recur_day, self._recur = recur_day, array("B", recur)
+        self._recur_day, self._recur = recur_day, array("H", recur)
         if not math.isfinite(usual) or not math.isfinite(recent[0]):
             raise ValueError("combined state: bad usual spend")
         self._recent = recent
@@ -553,9 +573,11 @@ class Combined(Detector):
         start = ts - self.window_seconds
         return int(start // 86400), int((start % 86400) // _SLOT_SECONDS)
 
-    def _recurs(self, day: int, slot: int) -> bool:
+    def _recurs(self, day: int, slot: int, spike: bool = False) -> bool:
         """Whether this quarter hour (or a neighbour: jobs start a few minutes early or late)
-        was surprising on at least ``recurring_days`` of the previous days."""
+        was surprising on at least ``recurring_days`` of the previous days (for a window a
+        spike-type model flagged, ``spike``: not counting the days a sustained-rise model's flag
+        alone marked)."""
         if not self.recurring_days:
             return False
         shift = day - self._recur_day  # bit k of a mask stands for day recur_day - k
@@ -564,20 +586,23 @@ class Combined(Detector):
         seen = 0
         for s in (slot - 1, slot, slot + 1):
             seen |= self._recur[s % _SLOTS_PER_DAY]
+        seen = (seen & _RECUR_MASK) if spike else (seen | seen >> _LEVEL_SHIFT) & _RECUR_MASK
         # earlier days only: days recur_day - k with k >= max(0, 1 - shift); and within the window
         seen = (seen << shift) & _RECUR_MASK & ~1
         return seen.bit_count() >= self.recurring_days
 
-    def _remember(self, day: int, slot: int) -> None:
+    def _remember(self, day: int, slot: int, level: bool = False) -> None:
         shift = day - self._recur_day
         if shift > 0:
             masks = self._recur
             for i in range(_SLOTS_PER_DAY):
-                masks[i] = (masks[i] << shift) & _RECUR_MASK
+                m = masks[i]
+                masks[i] = ((m & _RECUR_MASK) << shift) & _RECUR_MASK | (
+                    ((m >> _LEVEL_SHIFT) << shift) & _RECUR_MASK) << _LEVEL_SHIFT
             self._recur_day = day
         elif shift < 0:
             return  # an old window (replayed out of order): not worth remembering
-        self._recur[slot] |= 1
+        self._recur[slot] |= (1 << _LEVEL_SHIFT) if level else 1
 
     def score_one(self, ts: float, value: float, count: float | None = None) -> Verdict:
         if not (math.isfinite(ts) and math.isfinite(value)):
@@ -638,7 +663,9 @@ class Combined(Detector):
         # A surprise at a time of day that was just as surprising on other recent days is
         # routine (a nightly batch, a daily report): not an incident, and learnt.
         day, slot = self._day_slot(ts)
-        routine = (statistically or bool(flagged) or sparse_flag) and self._recurs(day, slot)
+        spike = sparse_flag or any(self._names[i] not in _SUSTAINED for i in flagged)
+        routine = ((statistically or bool(flagged) or sparse_flag)
+                   and self._recurs(day, slot, spike and self.level_marks_apart))
         surprising = statistically and not routine
 
         # The money is counted against the mean spend the expected value stands for (see
@@ -654,9 +681,11 @@ class Combined(Detector):
                       and (own or not sparse_lead))
         # what the gate saw, for replaying it with other settings (gate_inputs)
         self._gate_in = (surprising, g_excess, g_expected, self._usual, self._restarted, base)
-        # what learning this window needs (see learn_one)
+        # what learning this window needs (see learn_one): the recurrence memory's mark, a level
+        # mark when only a sustained-rise model flagged a window the models did not find surprising
+        noticed = (day, slot, not (spike or statistically)) if flagged or sparse_flag else None
         self._scored = (ts, value, count, vs, (run_excess, run_expected),
-                        (day, slot) if flagged or sparse_flag else None, routine, statistically, p_min, p, p_pair)
+                        noticed, routine, statistically, p_min, p, p_pair)
 
         model_ps = ps[: len(eligible)]
         if eligible and model_ps:
@@ -1088,7 +1117,7 @@ class Combined(Detector):
         self._burst_n, self._burst = 0, []
         self._scored = None
 
-    def _commit(self, run: tuple[float, float], noticed_at: tuple[int, int] | None) -> None:
+    def _commit(self, run: tuple[float, float], noticed_at: tuple[int, int, bool] | None) -> None:
         self._run_excess, self._run_expected = run
         if noticed_at is not None:
             self._remember(*noticed_at)

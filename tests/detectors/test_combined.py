@@ -214,6 +214,33 @@ def test_an_incident_at_a_new_time_of_day_still_alerts_after_a_routine_one() -> 
     assert any(v.reason.endswith("routine") for v in verdicts)
 
 
+def test_with_level_marks_apart_a_level_only_the_changepoint_flagged_does_not_make_a_spike_routine() -> None:
+    # i5 agents-platform's $25k key leak (docs/detection-log.md): the sustained-rise model's
+    # flag on an unsurprising level (p ~ 1 %) a week before, and an incident in the same quarter
+    # hour three days before, made the leak's first windows "routine": learnt, never alerted.
+    ts, spend = daily_series(9.0, seed=7, base=2.0, swing=0.6, noise=0.2)
+    counts = np.random.default_rng(8).poisson(40, len(ts)).astype(float)
+    minute = ((ts - 60) % 86400) // 60
+    day = (ts - 60 - MONDAY) // 86400
+    rise = (minute >= 600) & (minute < 640) & np.isin(day, [5, 6])  # 10:00-10:40, 1.4x, Sat and Sun
+    spend[rise] *= 1.4
+    spike = (day == 8) & (minute >= 620) & (minute < 640)  # Tuesday 10:20: ~15x and 8x the calls
+    spend[spike] += 30.0
+    counts[spike] += 300
+    runs = {}
+    for apart in (True, False):
+        det = Combined(level_marks_apart=apart)
+        runs[apart] = [det.update(float(t), float(v), float(c)) for t, v, c in zip(ts, spend, counts, strict=True)]
+    sunday = [v for v, r, d in zip(runs[True], rise, day, strict=True) if r and d == 6]
+    assert sunday and not any("over expected" in v.reason for v in sunday)  # Sunday's rise: no surprise
+    spiked = [v for v, s in zip(runs[True], spike, strict=True) if s]
+    assert not any(v.reason.endswith("routine") for v in spiked)
+    assert any(v.is_anomaly for v in spiked[:3])
+    # off (the default): the level marks count for the spike, which is routine and never alerts
+    spiked = [v for v, s in zip(runs[False], spike, strict=True) if s]
+    assert spiked[0].reason.endswith("routine") and not any(v.is_anomaly for v in spiked)
+
+
 # -- a new normal versus a runaway ------------------------------------------------------------
 
 STEP = 8 * 1440  # after eight days of history: Tuesday of the second week, 00:00 UTC
