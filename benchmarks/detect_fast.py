@@ -7,8 +7,8 @@
                                          [--wow [k=v ...]] [--burst [k=v ...] | --no-burst]
     python -m benchmarks.detect_fast show HISTORY TEAM FROM [--minutes 120] [--params k=v ...]
     python -m benchmarks.detect_fast notify [--independent 1 2 3] [--project 0] [--new-series-params k=v ...]
-    python -m benchmarks.detect_fast falses [--independent 1 2 3] [--project 0] [--params k=v ...] [--list]
-    python -m benchmarks.detect_fast misses [--independent 1 2 3] [--project 0] [--params k=v ...]
+    python -m benchmarks.detect_fast falses [--independent 1 2 3] [--project 0] [--list] [run's options]
+    python -m benchmarks.detect_fast misses [--independent 1 2 3] [--project 0] [run's options]
 
 ``record`` writes each history once (the independent generator's seeds, the project
 generator's), runs it through the worker's ingest and judge with recording detectors
@@ -37,12 +37,14 @@ component's p-value and flag, the gate. ``notify`` steps the new-series rule and
 :class:`alerts.AlertEngine` (the default policy's ``alerts`` section, grouping by team) together
 over the same windows, as the org stage does, and counts the rule's notifications per labelled
 incident (its first notifications are the pages on-call gets; the worsened updates and resolves
-are listed apart) and outside any. ``falses`` runs as ``run`` and breaks its false alert starts
-down: which series flagged the window that started the alert (team, team x model, the new-series
-rule), which model led its p-value (from the verdict's reason: seasonal, changepoint, counts,
+are listed apart) and outside any. ``falses`` and ``misses`` take ``run``'s options and score its
+flags through the same code path (:func:`_flags_of`: the week-over-week judge and the team burst
+rule included). ``falses`` breaks ``run``'s false alert starts
+down: which series flagged the window that started the alert (team, team x model, new-series,
+hourly, week-over-week, team-burst), which model led its p-value (from the verdict's reason: seasonal, changepoint, counts,
 sparse), and what the history was doing then (the should-not-alert label it falls in, the hours
 after one, or nothing labelled: ordinary traffic), with the team's usual spend a day.
-``misses`` runs as ``run`` and, for each missed incident, says why each series of its team did
+``misses``, for each of ``run``'s missed incidents, says why each series of its team did
 not alert in its span: never surprising (no window's models' p reached the threshold: the money
 gate never had an incident to count), surprising but under the money gate (how far the
 incident's running excess got in a surprising window, against the gate there), or flagged (held
@@ -612,13 +614,15 @@ def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
            week_ratio_min: float = 0.0, hourly: str = "off", hourly_params: dict[str, Any] | None = None,
            wow: dict[str, Any] | None = None, week_shift: int = 0,
            shift_week_ratio: float = 0.0, burst: dict[str, Any] | None = None,
+           who: dict[tuple[str, float], list[tuple[str, str]]] | None = None,
            ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """Each team's series' flagged windows: the detectors' and the new-series rule's (and, with
     ``hourly`` other than ``"off"``, the hourly detector's: :func:`_hourly_flags`; with ``wow``,
     the week-over-week hourly judge's with those settings: :func:`_wow_flags`; with ``burst``,
     the team burst rule's: :func:`_burst_flags`, after the judge, whose quiet hours do not see it),
     the team-scale gate, the team corroboration and the week-ago check of a sustained shift
-    applied (:func:`_confirm_shift`)."""
+    applied (:func:`_confirm_shift`). ``who``: gets, per (team, flagged window end), which series
+    kind flagged it and what led (the verdict's reason for a detector's flag: ``falses``)."""
     series = _team_series(ws)
     series.sort(key=lambda s: -len(s.ts))
     per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
@@ -628,21 +632,41 @@ def _flags(pool: ProcessPoolExecutor, ws: Any, params: dict[str, Any],
                          shifts=tuple(range(-week_shift, week_shift + 1)))
     gated = _confirm_shift(gated, shift_week_ratio, window=int(ws.window_seconds),
                            shifts=tuple(range(-week_shift, week_shift + 1)))
-    for team, _, ts, flags, *_ in gated:
+    for team, name, ts, flags, reasons, *_ in gated:
         per_team[team].append((ts, flags))
+        if who is not None:
+            skind = "team x model" if "|model=" in name else "team"
+            for t, r in zip(np.asarray(ts)[flags].tolist(), reasons, strict=True):
+                who[(team, t)].append((skind, r))
+
+    def join(kind: str, got: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> None:
+        for team, parts in got.items():
+            per_team[team] += parts
+            if who is not None:
+                for ts, flags in parts:
+                    for t in np.asarray(ts)[np.asarray(flags, dtype=bool)].tolist():
+                        who[(team, t)].append((kind, kind))
+
     if new_series is not None:
-        for team, got in _new_series_flags(ws, new_series).items():
-            per_team[team].append(got)
+        join("new-series", {team: [got] for team, got in _new_series_flags(ws, new_series).items()})
     if hourly != "off":
-        for team, parts in _hourly_flags(pool, ws, hourly_params or {}, hourly, parent_minutes, corroborate).items():
-            per_team[team] += parts
+        join("hourly", _hourly_flags(pool, ws, hourly_params or {}, hourly, parent_minutes, corroborate))
     if wow is not None:
-        for team, parts in _wow_flags(results, int(ws.window_seconds), wow, per_team).items():
-            per_team[team] += parts
+        join("week-over-week", _wow_flags(results, int(ws.window_seconds), wow, per_team))
     if burst is not None:
-        for team, parts in _burst_flags(results, int(ws.window_seconds), burst).items():
-            per_team[team] += parts
+        join("team-burst", _burst_flags(results, int(ws.window_seconds), burst))
     return per_team
+
+
+def _flags_of(pool: ProcessPoolExecutor, ws: Any, a: argparse.Namespace,
+              who: dict[tuple[str, float], list[tuple[str, str]]] | None = None,
+              ) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """:func:`_flags` with the command line's settings (:func:`_flag_args`'s): the one code path of
+    ``run``, ``falses`` and ``misses``, so that each scores the same alerts."""
+    return _flags(pool, ws, _params(a.params), _new_series(a), a.parent_minutes, a.parent_basis, a.corroborate,
+                  a.corroborate_strict, a.week_ratio, a.hourly, _params(a.hourly_params),
+                  None if a.wow is None else _params(a.wow), a.week_shift, a.shift_week_ratio,
+                  None if a.burst is None else _params(a.burst), who)
 
 
 def _alerts(per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]], window: int,
@@ -718,8 +742,6 @@ def cmd_run(a: argparse.Namespace) -> None:
     from tokenpulse.tune import _load
 
     d = _dir(a)
-    params = _params(a.params)
-    new_series = _new_series(a)
     t0 = time.perf_counter()
     sets: dict[str, dict[str, Any]] = {"i": {"rows": [], "false": [], "tw": 0.0}, "p": {"rows": [], "false": [], "tw": 0.0}}
     sizes: dict[tuple[str, str, float], str] = {}  # a miss's size, for --verbose
@@ -734,10 +756,7 @@ def cmd_run(a: argparse.Namespace) -> None:
                     sizes[(f"{kind}{seed}", str(lab["team"]), to_epoch(lab["start"], "start"))] = (
                         f" x{lab.get('factor', 0):.3g} ${lab['excess_usd']:,.2f} over "
                         f"${lab.get('baseline_usd_per_hour', 0):,.3g}/h")
-            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
-                              a.corroborate_strict, a.week_ratio, a.hourly, _params(a.hourly_params),
-                              None if a.wow is None else _params(a.wow), a.week_shift, a.shift_week_ratio,
-                              None if a.burst is None else _params(a.burst))
+            per_team = _flags_of(pool, ws, a)
             sc = _score(_alerts(per_team, ws.window_seconds, keep_firing_s=a.keep_firing), meta["labels"],
                         meta["scored_from"], ws.last_ts or 0.0, ws.teams)
             agg = sets[kind]
@@ -821,8 +840,6 @@ def cmd_falses(a: argparse.Namespace) -> None:
     from tokenpulse.tune import _load
 
     d = _dir(a)
-    params = _params(a.params)
-    new_series = _new_series(a)
     table: dict[tuple[str, str, str], int] = defaultdict(int)
     total = 0
     with ProcessPoolExecutor(max_workers=a.jobs) as pool:
@@ -830,27 +847,9 @@ def cmd_falses(a: argparse.Namespace) -> None:
             h = f"{kind}{seed}"
             ws = _load(d / f"{h}.npz")
             meta = json.loads((d / f"{h}.labels.json").read_text())
-            series = sorted(_team_series(ws), key=lambda s: -len(s.ts))
-            per_team: dict[str, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
             # (team, window end) -> [(series kind, model that led)]
             who: dict[tuple[str, float], list[tuple[str, str]]] = defaultdict(list)
-            win = [ws.window_seconds] * len(series)
-            results = list(pool.map(_run_series_full, series, [params] * len(series), win))
-            gated = _corroborate(_parent_gate(results, a.parent_minutes, int(ws.window_seconds), a.parent_basis),
-                                 a.corroborate, strict=a.corroborate_strict, week_ratio_min=a.week_ratio,
-                                 window=int(ws.window_seconds), shifts=tuple(range(-a.week_shift, a.week_shift + 1)))
-            gated = _confirm_shift(gated, a.shift_week_ratio, window=int(ws.window_seconds),
-                                   shifts=tuple(range(-a.week_shift, a.week_shift + 1)))
-            for team, name, ts, flags, reasons, *_ in gated:
-                per_team[team].append((ts, flags))
-                skind = "team x model" if "|model=" in name else "team"
-                for t, r in zip(ts[flags].tolist(), reasons, strict=True):
-                    who[(team, t)].append((skind, r))
-            if new_series is not None:
-                for team, got in _new_series_flags(ws, new_series).items():
-                    per_team[team].append(got)
-                    for t in got[0].tolist():
-                        who[(team, t)].append(("new-series", "new-series"))
+            per_team = _flags_of(pool, ws, a, who)
             sc = _score(_alerts(per_team, ws.window_seconds, keep_firing_s=a.keep_firing), meta["labels"], meta["scored_from"],
                         ws.last_ts or 0.0, ws.teams)
             negs = [(str(lab["team"]), to_epoch(lab["start"], "start"), to_epoch(lab["end"], "end"),
@@ -928,16 +927,13 @@ def cmd_misses(a: argparse.Namespace) -> None:
 
     d = _dir(a)
     params = _params(a.params)
-    new_series = _new_series(a)
     with ProcessPoolExecutor(max_workers=a.jobs) as pool:
         for kind, seed in _histories(a):
             h = f"{kind}{seed}"
             ws = _load(d / f"{h}.npz")
             meta = json.loads((d / f"{h}.labels.json").read_text())
             window = int(ws.window_seconds)
-            per_team = _flags(pool, ws, params, new_series, a.parent_minutes, a.parent_basis, a.corroborate,
-                              a.corroborate_strict, a.week_ratio, week_shift=a.week_shift,
-                              shift_week_ratio=a.shift_week_ratio)
+            per_team = _flags_of(pool, ws, a)
             sc = _score(_alerts(per_team, window, keep_firing_s=a.keep_firing), meta["labels"], meta["scored_from"],
                         ws.last_ts or 0.0, ws.teams)
             missed = [r for r in sc["rows"] if r[3] is None]
@@ -1062,6 +1058,47 @@ def _team_scale_default() -> float:
     return float(Policy().detector.team_scale_minutes)
 
 
+def _flag_args(p: argparse.ArgumentParser) -> None:
+    """The settings of the flags ``run``, ``falses`` and ``misses`` score (:func:`_flags_of`): one
+    set of options for the three, with the default policy's defaults."""
+    p.add_argument("--params", nargs="*", default=[])
+    p.add_argument("--parent-minutes", type=float, default=_team_scale_default(),
+                   help="the team-scale gate: a team x model series' alert needs this many minutes of its team's "
+                        "expected spend (default: the policy's detector.team_scale_minutes; 0: off)")
+    p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected",
+                   help="the team's spend those minutes are of: its detector's expected value in the window, or "
+                        "its mean over the 7 whole days before")
+    p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy",
+                   help="the org stage's new-series rule: as the default policy has it, or on/off")
+    p.add_argument("--corroborate", type=float, default=_corroborate_default(), metavar="P",
+                   help="the team corroboration: a team x model series' flag starts an alert only when its team "
+                        "series' surprise p in the window is at most P (default: the policy's "
+                        "detector.team_corroboration_p; 0: off)")
+    _week_args(p)
+    p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V",
+                   help="its settings (ratio, min_requests, min_excess_usd)")
+    p.add_argument("--hourly", choices=("off", "team", "all"), default="off",
+                   help="an experiment: the default detector also over hour windows (the minute windows summed) of "
+                        "the team series (team) or of the team and team x model series (all), its flags joining "
+                        "the team's, each held until the next hour's verdict")
+    p.add_argument("--hourly-params", nargs="*", default=[], metavar="K=V",
+                   help="the hourly detector's parameters, as --params (e.g. score_threshold=0.99999)")
+    p.add_argument("--wow", nargs="*", default=_wow_default(), metavar="K=V",
+                   help="the week-over-week hourly judge of each team series (_week_over_week: the last k "
+                        "hours against the same hours one and two weeks before), its flagged hours joining "
+                        "the team's; K=V over its defaults (k, ratio, excess_hours, growth=day|week|none, "
+                        "weeks, shift, q, m, floor_usd, quiet); default: as the policy's "
+                        "detector.week_over_week.enabled (--wow alone: on, with the defaults)")
+    p.add_argument("--no-wow", dest="wow", action="store_const", const=None,
+                   help="without the week-over-week judge")
+    p.add_argument("--burst", nargs="*", default=_burst_default(), metavar="K=V",
+                   help="the team burst rule of each team series (_team_burst); K=V over its defaults "
+                        "(windows, surprising, p, ratio, mean_minutes, min_excess_usd); default: as the "
+                        "policy's detector.team_burst.enabled (--burst alone: on, with the defaults)")
+    p.add_argument("--no-burst", dest="burst", action="store_const", const=None,
+                   help="without the team burst rule")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1071,69 +1108,22 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--project", type=int, nargs="*", default=[0])
         p.add_argument("--dir")
         p.add_argument("--jobs", type=int, default=2)
-        p.add_argument("--params", nargs="*", default=[])
         p.add_argument("--verbose", action="store_true")
         p.add_argument("--delays", action="store_true")
-        p.add_argument("--parent-minutes", type=float, default=_team_scale_default(),
-                       help="the team-scale gate: a team x model series' alert needs this many minutes of its team's "
-                            "expected spend (default: the policy's detector.team_scale_minutes; 0: off)")
-        p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected",
-                       help="the team's spend those minutes are of: its detector's expected value in the window, or "
-                            "its mean over the 7 whole days before")
-        p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy",
-                       help="the org stage's new-series rule: as the default policy has it, or on/off")
-        p.add_argument("--corroborate", type=float, default=_corroborate_default(), metavar="P",
-                       help="the team corroboration: a team x model series' flag starts an alert only when its team "
-                            "series' surprise p in the window is at most P (default: the policy's "
-                            "detector.team_corroboration_p; 0: off)")
-        _week_args(p)
-        p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V",
-                       help="its settings (ratio, min_requests, min_excess_usd)")
-        p.add_argument("--hourly", choices=("off", "team", "all"), default="off",
-                       help="an experiment: the default detector also over hour windows (the minute windows summed) of "
-                            "the team series (team) or of the team and team x model series (all), its flags joining "
-                            "the team's, each held until the next hour's verdict")
-        p.add_argument("--hourly-params", nargs="*", default=[], metavar="K=V",
-                       help="the hourly detector's parameters, as --params (e.g. score_threshold=0.99999)")
-        p.add_argument("--wow", nargs="*", default=_wow_default(), metavar="K=V",
-                       help="the week-over-week hourly judge of each team series (_week_over_week: the last k "
-                            "hours against the same hours one and two weeks before), its flagged hours joining "
-                            "the team's; K=V over its defaults (k, ratio, excess_hours, growth=day|week|none, "
-                            "weeks, shift, q, m, floor_usd, quiet); default: as the policy's "
-                            "detector.week_over_week.enabled (--wow alone: on, with the defaults)")
-        p.add_argument("--no-wow", dest="wow", action="store_const", const=None,
-                       help="without the week-over-week judge")
-        p.add_argument("--burst", nargs="*", default=_burst_default(), metavar="K=V",
-                       help="the team burst rule of each team series (_team_burst); K=V over its defaults "
-                            "(windows, surprising, p, ratio, mean_minutes, min_excess_usd); default: as the "
-                            "policy's detector.team_burst.enabled (--burst alone: on, with the defaults)")
-        p.add_argument("--no-burst", dest="burst", action="store_const", const=None,
-                       help="without the team burst rule")
+        _flag_args(p)
     p = sub.add_parser("falses")
     p.add_argument("--independent", type=int, nargs="*", default=[1, 2, 3])
     p.add_argument("--project", type=int, nargs="*", default=[0])
     p.add_argument("--dir")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--params", nargs="*", default=[])
     p.add_argument("--list", action="store_true", help="every false alert start, one a line")
-    p.add_argument("--parent-minutes", type=float, default=_team_scale_default())
-    p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected")
-    p.add_argument("--corroborate", type=float, default=_corroborate_default(), metavar="P")
-    _week_args(p)
-    p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy")
-    p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V")
+    _flag_args(p)
     p = sub.add_parser("misses", help="each missed incident, and why each series of its team did not alert")
     p.add_argument("--independent", type=int, nargs="*", default=[1, 2, 3])
     p.add_argument("--project", type=int, nargs="*", default=[0])
     p.add_argument("--dir")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--params", nargs="*", default=[])
-    p.add_argument("--parent-minutes", type=float, default=_team_scale_default())
-    p.add_argument("--parent-basis", choices=("expected", "mean"), default="expected")
-    p.add_argument("--corroborate", type=float, default=_corroborate_default(), metavar="P")
-    _week_args(p)
-    p.add_argument("--new-series", choices=("policy", "on", "off"), default="policy")
-    p.add_argument("--new-series-params", nargs="*", default=[], metavar="K=V")
+    _flag_args(p)
     p = sub.add_parser("notify")
     p.add_argument("--independent", type=int, nargs="*", default=[1, 2, 3])
     p.add_argument("--project", type=int, nargs="*", default=[0])

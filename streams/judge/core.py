@@ -227,11 +227,13 @@ class JudgeCore:
     new_series: NewSeriesSettings | None = None
     # The org stage's team-scale gate (policy detector.team_scale_minutes; 0: off). On, each
     # window's verdict carries the team series' expected spend (WindowVerdict.expected), for
-    # the org stage beside this judge or apart (OrgCore.team_scale).
+    # the org stage beside this judge or apart (OrgCore.team_scale); so does the team burst
+    # rule on, whatever the gate (sends_team_numbers).
     team_scale_minutes: float = 0.0
     # The org stage's team corroboration (policy detector.team_corroboration_p; 0: off). On,
     # each window's verdict carries the team series' surprise p (WindowVerdict.team_p), for
-    # the org stage beside this judge or apart (OrgCore.corroborate).
+    # the org stage beside this judge or apart (OrgCore.corroborate); so does the team burst
+    # rule on, whatever the gate (sends_team_numbers).
     team_corroboration_p: float = 0.0
     # ... and its week-ago reference (OrgCore.team_corroboration_strict_p, team_week_ratio; 0: off)
     team_corroboration_strict_p: float = 0.0
@@ -280,6 +282,16 @@ class JudgeCore:
         elif org.engine is not self.engine:  # the engine was replaced: the org stage follows
             org.engine = self.engine
         return org
+
+    def sends_team_numbers(self) -> tuple[bool, bool]:
+        """Whether each window's verdict carries the team series' expected spends
+        (:attr:`WindowVerdict.expected`) and surprise p-values (:attr:`WindowVerdict.team_p`):
+        for the org stage's rules that read them, beside this judge or apart -- the team-scale
+        gate the former, the team corroboration the latter, the team burst rule
+        (``new_series.team_burst``) both, so that turning a gate off does not turn that rule
+        off unseen."""
+        burst = self.new_series is not None and self.new_series.team_burst is not None
+        return self.team_scale_minutes > 0 or burst, self.team_corroboration_p > 0 or burst
 
     def receive(
         self, src: int, n_src: int, closed_until: int | None, partials: Iterable[Partial], seq: int = -1,
@@ -407,11 +419,12 @@ class JudgeCore:
         # The engine takes the window's signals in one step (the org alert's decision before
         # its teams', the members of a group together): collected here, handed to the org below.
         signals: list[Signal] = []
-        team_scale = self.team_scale_minutes > 0
+        # the team series' expected spends and p-values go to the org stage for whichever of its
+        # rules reads them: the team-scale gate, the team corroboration, the team burst rule
+        team_scale, corroborate = self.sends_team_numbers()
         team_expected: dict[str, float] = {}
         park = self.park
         idle = self._idle
-        corroborate = self.team_corroboration_p > 0
         team_p: dict[str, float] = {}
         for series, info in self.series.items():
             parts = by_series.get(series)

@@ -727,15 +727,18 @@ class OrgCore:
 
     def _hold_expected(self, v: Verdicts, done: int | None) -> None:
         """The team series' expected spends and p-values of the windows ``v`` judged, for the
-        team-scale gate (:meth:`team_scale`) and the team corroboration (:meth:`corroborate`),
-        held until their window is final here."""
+        team-scale gate (:meth:`team_scale`), the team corroboration (:meth:`corroborate`) and
+        the team burst rule (which reads both, whatever the gates), held until their window is
+        final here."""
+        rule = self.new_series
+        burst = rule is not None and rule.settings.team_burst is not None
         for wv in v.windows:
             if done is not None and wv.start < done:
                 continue
-            if wv.expected and self.team_scale_minutes > 0:
+            if wv.expected and (self.team_scale_minutes > 0 or burst):
                 self.pending_expected.setdefault(wv.start, {}).update(wv.expected)
                 self._dirty.add(f"orgsig|{wv.start}")  # the window's record carries them
-            if wv.team_p and self.team_corroboration_p > 0:
+            if wv.team_p and (self.team_corroboration_p > 0 or burst):
                 self.pending_team_p.setdefault(wv.start, {}).update(wv.team_p)
                 self._dirty.add(f"orgsig|{wv.start}")
 

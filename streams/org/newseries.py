@@ -42,7 +42,8 @@ detector expected there and more by an hour of the team's mean spend over the we
 least $0.50), in the windows it still spends at or above that expectation: the $2 a burst must
 reach is hours of spend for a team of $40 a day. It reads
 the team series' expected spend and p-value of each window (``judge_window``'s ``expected`` and
-``team_p``, which the judges send for the team-scale gate and the team corroboration).
+``team_p``, which the judges send while the rule is on, whatever the team-scale gate and the
+team corroboration: ``JudgeCore.sends_team_numbers``).
 
 Use it where both the team and the team x model dimensions are watched; with another layout of
 series it has nothing to judge and stays quiet. Pure Python, no I/O.

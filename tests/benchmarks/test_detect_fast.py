@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from benchmarks import detect_fast as df
 from benchmarks.detect_fast import _alerts, _params, _score
@@ -384,3 +387,53 @@ def test_the_org_stages_team_burst_rule_flags_the_fast_loops_windows() -> None:
                                     {"team=a": float(p[i])} if nusd > 0 else {})
             got += [ts[i] for sg in out if sg.is_anomaly and sg.detector == BURST_DETECTOR]
         assert len(fast) > 3 and got == list(fast), settings
+
+
+def _two_storms(d: Path) -> None:
+    """A cached history in ``d`` (as ``record`` writes it, ``i1``): a team of $1 an hour, its one
+    model's series and its own, and two retry storms of three windows at $0.60 (a $1.75 excess,
+    under the detectors' $2 gate, surprising: only the team burst rule flags them) -- the first
+    a labelled incident, the second not (a false alert)."""
+    import json
+    import random
+
+    from tokenpulse.tune import SeriesWindows, WindowSet, _save
+
+    day, w = 86400, 60
+    rnd = random.Random(0)
+    n = (day + 7 * 3600) // w
+    ts = (np.arange(n) + 1) * float(w)
+    value = np.array([rnd.uniform(0.8, 1.2) / 60 for _ in range(n)])
+    count = np.full(n, 3.0)
+    storms = [day + 2 * 3600, day + 5 * 3600]
+    for at in storms:
+        i = at // w
+        value[i:i + 3], count[i:i + 3] = 0.6, 30.0
+    series = [SeriesWindows(name, labels, ts, value, count)
+              for name, labels in (("team=a", {"team": "a"}), ("team=a|model=m", {"team": "a", "model": "m"}))]
+    _save(WindowSet(series=series, first_ts=0.0, last_ts=float(ts[-1]), teams=["a"], counters={}, rejects=[],
+                    window_seconds=w), d / "i1.npz")
+    labels = [{"team": "a", "start": float(storms[0]), "end": float(storms[0] + 3 * w), "should_alert": True,
+               "kind": "retry_storm"}]
+    (d / "i1.labels.json").write_text(json.dumps({"labels": labels, "scored_from": float(day)}))
+
+
+def test_misses_and_falses_score_the_alerts_run_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``misses`` and ``falses`` take ``run``'s flags (the week-over-week judge and the team burst
+    rule with the rest, :func:`_flags_of`): an incident only the team burst rule finds is not
+    listed as missed, and its false alert is counted, as ``run`` scores them."""
+    _two_storms(tmp_path)
+    one = ["--dir", str(tmp_path), "--independent", "1", "--project", "--jobs", "1"]
+
+    def out(*argv: str) -> str:
+        df.main([*argv, *one])
+        return str(capsys.readouterr().out)
+
+    assert "recall 1/1 = 1.00, false 1 /" in out("run")
+    assert "MISSED" not in out("misses")
+    falses = out("falses")
+    assert "false alert starts: 1" in falses and "| team-burst | team-burst | 1 |" in falses
+    # without the rule, the incident is missed and nothing is false, alike in the three
+    assert "recall 0/1 = 0.00, false 0 /" in out("run", "--no-burst")
+    assert "MISSED i1 a retry_storm" in out("misses", "--no-burst")
+    assert "false alert starts: 0" in out("falses", "--no-burst")

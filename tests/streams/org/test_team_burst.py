@@ -28,7 +28,7 @@ def feed(r: NewSeriesRule, burst: dict[int, tuple[float, float]], until: int, si
     """One window a minute from ``since`` to ``until`` (seconds, excluded): the team at ``base``
     dollars a window (its detector expecting that, p 0.5) but the windows of ``burst`` (start ->
     (dollars, p)); the rule's signals of each window. ``given``: the judges sent the team's
-    expected spend and p-values (else None, as with the team-scale gate and corroboration off)."""
+    expected spend and p-values (else None: the window is not the rule's)."""
     out = {}
     for t in range(since, until, W):
         usd, p = burst.get(t, (base, 0.5))
@@ -111,3 +111,64 @@ def test_the_org_stage_alerts_on_it_and_resolves_it() -> None:
         actions += [(t, n.action, n.explanation[:10]) for n in out.notifications]
     assert actions[0] == (START + 7 * W, "trigger", "team burst")
     assert actions[-1][1] == "resolve"
+
+
+def judged(burst: TeamBurstSettings | None, apart: bool) -> list[tuple[str, str, int]]:
+    """A team of $1 an hour, its one model's series and its own, for a day and two hours, then
+    three windows of $0.60 (a $1.75 excess: under the detectors' $2 gate, surprising) judged
+    by real judges with the team-scale gate and the team corroboration off (0), the team burst
+    rule ``burst`` (None: off) in the new-series rule; beside the judge (one judge holds both
+    series) or apart (each series on its own judge partition, the org stage fed their verdicts
+    through the wire). The notifications: (action, explanation's start, window end)."""
+    import json
+    import random
+
+    from detectors import make_detector
+    from streams.ingest.windows import NANO, Partial
+    from streams.judge.core import JudgeCore
+    from streams.judge.step import judge_step
+    from streams.org.verdicts import Verdicts
+
+    settings = NewSeriesSettings(team_burst=burst)
+    policy = AlertPolicy(inhibit_by_org=False)
+
+    def judge(q: int) -> JudgeCore:
+        j = JudgeCore(partition=q, window_seconds=W, make_detector=lambda: make_detector("default", window_seconds=W),
+                      engine=AlertEngine(policy), new_series=settings, team_scale_minutes=0.0,
+                      team_corroboration_p=0.0)
+        if apart:
+            j.local_tracking = policy.resolve_after_windows
+        return j
+
+    rnd = random.Random(0)
+    at = DAY + 2 * 3600
+    home = {TEAM: 0, f"{TEAM}|model=m": 1}
+    judges = {q: judge(q) for q in ((0, 1) if apart else (0,))}
+    o = OrgCore(0, W, AlertEngine(policy), n_judges=2, new_series=NewSeriesRule(settings)) if apart else None
+    notes: list[tuple[str, str, int]] = []
+    for i in range(at // W + 30):
+        t = i * W
+        usd, n_req = (0.6, 30) if at <= t < at + 3 * W else (BASE * rnd.uniform(0.8, 1.2), 3)
+        n = int(usd * NANO)
+        parts = [Partial(series, labels, t, [n, 10, 2, 0, 0, n_req], {"user:u": n}, True)
+                 for series, labels in ((f"{TEAM}|model=m", {"team": "a", "model": "m"}), (TEAM, {"team": "a"}))]
+        for q, j in judges.items():
+            step = judge_step(j, None, None, 0, 1, t + W, [p for p in parts if not apart or home[p.series] == q], i)
+            if o is None:
+                notes += [(x.action, x.explanation[:10], t + W) for x in step.judged.notifications]
+            else:
+                v = Verdicts.from_wire(json.loads(json.dumps(step.verdicts(q, i).to_wire())))
+                notes += [(x.action, x.explanation[:10], t + W) for x in o.receive(v).notifications]
+    return notes
+
+
+def test_the_rule_judges_with_the_team_gates_off_under_both_placements() -> None:
+    """The judges send the team series' expected spend and p-value the rule reads whenever it is
+    on, not only for the team-scale gate and the team corroboration: turning those gates off
+    (0) does not turn the rule off unseen."""
+    at = DAY + 2 * 3600
+    assert judged(None, apart=False) == []  # the detectors alone: under their $2 gate
+    for apart in (False, True):
+        got = judged(TeamBurstSettings(), apart)
+        # the storm's second window: two surprising windows, $1.20 against $0.03 expected
+        assert got[:1] == [("trigger", "team burst", at + 2 * W)], apart
