@@ -131,7 +131,19 @@ class FeedbackPolicy(_Strict):
         return self
 
 
-class NewSeriesPolicy(_Strict):
+class _Rule(_Strict):
+    """An org stage rule of the policy: ``enabled`` and its thresholds, which the stream layer
+    takes as a dict of the thresholds (:meth:`settings`)."""
+
+    enabled: bool = True
+
+    def settings(self) -> dict[str, Any] | None:
+        """The rule's settings as the stream layer takes them: every field but ``enabled``, in
+        declaration order (None: off)."""
+        return self.model_dump(exclude={"enabled"}) if self.enabled else None
+
+
+class NewSeriesPolicy(_Rule):
     """The org stage's ``new-series`` rule (:mod:`streams.org.newseries`): a team x model
     series first seen two days or more after its team alerts when its first day's spend
     reaches ``ratio`` times the team's price per request of the 7 days before (on at least
@@ -140,7 +152,6 @@ class NewSeriesPolicy(_Strict):
     ``min_excess_floor_usd``). A model the team has not used for ``dormant_days`` is new again.
     ``enabled: false`` turns it off. Needs ``team`` and ``team×model`` watched."""
 
-    enabled: bool = True
     ratio: float = Field(default=3.0, ge=1, le=1000)
     min_requests: int = Field(default=3, ge=1, le=1_000_000)
     min_excess_usd: float = Field(default=2.0, ge=0)
@@ -148,16 +159,8 @@ class NewSeriesPolicy(_Strict):
     excess_team_days: float = Field(default=1.0, ge=0, le=3650)
     min_excess_floor_usd: float = Field(default=0.5, ge=0)
 
-    def settings(self) -> dict[str, Any] | None:
-        """The rule's settings as the stream layer takes them (None: off)."""
-        if not self.enabled:
-            return None
-        return {"ratio": self.ratio, "min_requests": self.min_requests, "min_excess_usd": self.min_excess_usd,
-                "dormant_days": self.dormant_days, "excess_team_days": self.excess_team_days,
-                "min_excess_floor_usd": self.min_excess_floor_usd}
 
-
-class WeekOverWeekPolicy(_Strict):
+class WeekOverWeekPolicy(_Rule):
     """The org stage's week-over-week hourly judge of each team series (beside the new-series
     rule, whose hourly team sums it reads: off with that rule): at each UTC hour's end, a team
     whose last ``hours`` hours cost at least ``ratio`` times the larger of the same hours one and
@@ -166,7 +169,6 @@ class WeekOverWeekPolicy(_Strict):
     ``min_excess_usd``, in hours none of its series alerted in, alerts for the next hour.
     ``enabled: false`` turns it off."""
 
-    enabled: bool = True
     hours: int = Field(default=3, ge=1, le=24)
     ratio: float = Field(default=8.0, ge=1, le=1000)
     excess_hours: float = Field(default=3.0, ge=0, le=1000)
@@ -175,39 +177,22 @@ class WeekOverWeekPolicy(_Strict):
     shift: int = Field(default=1, ge=0, le=12)
     growth: Literal["none", "day", "week"] = "none"
 
-    def settings(self) -> dict[str, Any] | None:
-        """The judge's settings as the stream layer takes them (None: off)."""
-        if not self.enabled:
-            return None
-        return {"hours": self.hours, "ratio": self.ratio, "excess_hours": self.excess_hours,
-                "min_excess_usd": self.min_excess_usd, "weeks": self.weeks, "shift": self.shift,
-                "growth": self.growth}
 
-
-class TeamBurstPolicy(_Strict):
+class TeamBurstPolicy(_Rule):
     """The org stage's team burst rule (beside the new-series rule, whose hourly team sums give
     the team's mean spend: off with that rule; it reads the team series' expected spend and
-    p-value the judges send for the team-scale gate and the team corroboration, so it judges
-    nothing with either off): a team series with at least ``surprising`` of its last ``windows``
+    p-value, which the judges send whenever it is on): a team series with at least ``surprising`` of its last ``windows``
     windows at a surprise p-value of at most ``p`` alerts while its spend since the first of them
     is at least ``ratio`` times what its detector expected there and more by ``mean_minutes``
     minutes of the team's mean spend over the week before and by ``min_excess_usd``.
     ``enabled: false`` turns it off."""
 
-    enabled: bool = True
     windows: int = Field(default=30, ge=1, le=1440)
     surprising: int = Field(default=2, ge=1, le=1440)
     p: float = Field(default=1e-4, gt=0, le=1)
     ratio: float = Field(default=3.0, ge=1, le=1000)
     mean_minutes: float = Field(default=60.0, ge=0, le=10080)
     min_excess_usd: float = Field(default=0.5, ge=0)
-
-    def settings(self) -> dict[str, Any] | None:
-        """The rule's settings as the stream layer takes them (None: off)."""
-        if not self.enabled:
-            return None
-        return {"windows": self.windows, "surprising": self.surprising, "p": self.p, "ratio": self.ratio,
-                "mean_minutes": self.mean_minutes, "min_excess_usd": self.min_excess_usd}
 
 
 class DetectorPolicy(_Strict):
