@@ -5,6 +5,14 @@ import pytest
 from tokenpulse.policy import Policy, PolicyError, load_policy, parse_policy
 
 
+def assert_refused(text: str, line: int, fragment: str) -> None:
+    """The policy ``text`` is refused with an error that names its line (as ``p.yaml:LINE:``)
+    and ``fragment`` (the field at fault)."""
+    with pytest.raises(PolicyError) as err:
+        parse_policy(text, "p.yaml")
+    assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+
+
 def test_empty_policy_gives_defaults():
     assert parse_policy("") == Policy()
     assert load_policy(None).watch == ["org", "team", "team×model", "provider"]
@@ -51,7 +59,7 @@ def test_example_policy_in_repo_is_valid():
 
 
 def test_silences_are_validated_with_their_line_and_reach_the_engine() -> None:
-    from tokenpulse.policy import PolicyError, parse_policy
+    from tokenpulse.policy import parse_policy
 
     p = parse_policy("silences:\n  - matchers: {team: data}\n    starts_at: 2026-11-27T01:00:00\n"
                      "    ends_at: 2026-11-27T05:00:00Z\n    reason: backfill\n")
@@ -63,9 +71,7 @@ def test_silences_are_validated_with_their_line_and_reach_the_engine() -> None:
         ("silences:\n  - matchers: {team: a}\n    starts_at: 2026-11-27T01:00:00Z\n    ends_at: 2026-11-26T01:00:00Z\n    reason: x\n", 2, "ends_at must be after"),
         ("silences:\n  - matchers: {team: a}\n    starts_at: 2026-11-27T01:00:00Z\n", 2, "reason"),
     ]:
-        with pytest.raises(PolicyError) as err:
-            parse_policy(text, "p.yaml")
-        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+        assert_refused(text, line, fragment)
 
 
 def test_teams_and_subscriptions_are_slack_routes_and_bad_ones_name_their_line() -> None:
@@ -83,9 +89,7 @@ def test_teams_and_subscriptions_are_slack_routes_and_bad_ones_name_their_line()
         ("subscriptions:\n  - channel: '#x'\n    match: {colour: red}\n", 3, "unknown matcher"),
         ("subscriptions:\n  - channel: '#x'\n    min_severity: loud\n", 3, "min_severity"),
     ]:
-        with pytest.raises(PolicyError) as err:
-            parse_policy(text, "p.yaml")
-        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+        assert_refused(text, line, fragment)
 
 
 def test_mix_internal_models_reach_the_stream_config() -> None:
@@ -123,9 +127,7 @@ def test_subscription_modes_reach_the_digest_routes_and_bad_ones_name_their_line
         ("subscriptions:\n  - channel: '#x'\n    timezone: UTC\n", 2, "timezone is for digests"),
         ("subscriptions:\n  - {channel: '#x', mode: daily}\n  - {channel: '#x', mode: hourly}\n", 3, "must share"),
     ]:
-        with pytest.raises(PolicyError) as err:
-            parse_policy(text, "p.yaml")
-        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+        assert_refused(text, line, fragment)
 
 
 ROUTES = """\
@@ -163,9 +165,7 @@ def test_routes_name_a_receiver_and_a_target_and_come_between_teams_and_subscrip
         ("routes:\n  - {receiver: slack, target: '#x', mode: hourly}\nsubscriptions:\n  - {channel: '#x', mode: daily}\n",
          4, "must share"),
     ]:
-        with pytest.raises(PolicyError) as err:
-            parse_policy(text, "p.yaml")
-        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+        assert_refused(text, line, fragment)
 
 
 def test_a_route_to_a_target_without_its_secret_stops_start_up_with_its_line() -> None:
@@ -210,9 +210,7 @@ def test_feedback_bounds_reach_the_stream_config_and_bad_ones_name_their_line() 
         ("detector:\n  feedback:\n    not_anomaly_stp: 2\n", 3, "detector.feedback.not_anomaly_stp"),
         ("detector:\n  feedback:\n    floor_half_life_days: -1\n", 3, "detector.feedback.floor_half_life_days"),
     ]:
-        with pytest.raises(PolicyError) as err:
-            parse_policy(text, "p.yaml")
-        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+        assert_refused(text, line, fragment)
 
 
 def test_new_series_settings_reach_the_judge_and_bad_ones_name_their_line() -> None:
@@ -242,9 +240,7 @@ def test_new_series_settings_reach_the_judge_and_bad_ones_name_their_line() -> N
         ("detector:\n  new_series:\n    dormant_days: -1\n", 3, "detector.new_series.dormant_days"),
         ("detector:\n  new_series:\n    ratoi: 3\n", 3, "detector.new_series.ratoi"),
     ]:
-        with pytest.raises(PolicyError) as err:
-            parse_policy(text, "p.yaml")
-        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+        assert_refused(text, line, fragment)
 
 
 def test_week_over_week_settings_reach_the_org_stage_and_bad_ones_name_their_line() -> None:
@@ -270,9 +266,7 @@ def test_week_over_week_settings_reach_the_org_stage_and_bad_ones_name_their_lin
         ("detector:\n  week_over_week:\n    growth: month\n", 3, "detector.week_over_week.growth"),
         ("detector:\n  week_over_week:\n    ratoi: 3\n", 3, "detector.week_over_week.ratoi"),
     ]:
-        with pytest.raises(PolicyError) as err:
-            parse_policy(text, "p.yaml")
-        assert f"p.yaml:{line}:" in str(err.value) and fragment in str(err.value), str(err.value)
+        assert_refused(text, line, fragment)
 
 
 def test_team_burst_settings_reach_the_org_stage_and_bad_ones_name_their_line() -> None:
@@ -297,6 +291,4 @@ def test_team_burst_settings_reach_the_org_stage_and_bad_ones_name_their_line() 
         ("detector:\n  team_burst:\n    ratio: 0.5\n", "detector.team_burst.ratio"),
         ("detector:\n  team_burst:\n    mean_minute: 60\n", "detector.team_burst.mean_minute"),
     ]:
-        with pytest.raises(PolicyError) as err:
-            parse_policy(text, "p.yaml")
-        assert "p.yaml:3:" in str(err.value) and fragment in str(err.value), str(err.value)
+        assert_refused(text, 3, fragment)
