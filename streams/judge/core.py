@@ -42,7 +42,7 @@ from streams.ingest.windows import NANO, Partial
 from streams.judge.contrib import ContributorMix
 from streams.judge.raising import DEFAULT_HALF_LIFE_S, SeriesRaise
 from streams.judge.recent import RecentWindows
-from streams.org.core import OrgCore
+from streams.org.core import OrgCore, reads_team_numbers
 from streams.org.newseries import NewSeriesRule, NewSeriesSettings, TeamBurstSettings, WeekOverWeekSettings
 from streams.org.verdicts import RebaseMark, WindowVerdict
 
@@ -286,12 +286,9 @@ class JudgeCore:
     def sends_team_numbers(self) -> tuple[bool, bool]:
         """Whether each window's verdict carries the team series' expected spends
         (:attr:`WindowVerdict.expected`) and surprise p-values (:attr:`WindowVerdict.team_p`):
-        for the org stage's rules that read them, beside this judge or apart -- the team-scale
-        gate the former, the team corroboration the latter, the team burst rule
-        (``new_series.team_burst``) both, so that turning a gate off does not turn that rule
-        off unseen."""
-        burst = self.new_series is not None and self.new_series.team_burst is not None
-        return self.team_scale_minutes > 0 or burst, self.team_corroboration_p > 0 or burst
+        whenever one of the org stage's rules reads them, beside this judge or apart
+        (:func:`~streams.org.core.reads_team_numbers`)."""
+        return reads_team_numbers(self.team_scale_minutes, self.team_corroboration_p, self.new_series)
 
     def receive(
         self, src: int, n_src: int, closed_until: int | None, partials: Iterable[Partial], seq: int = -1,

@@ -48,12 +48,12 @@ from alerts.model import BudgetNotification
 from streams.budgets.ledger import BudgetEvent, BudgetLedger
 from streams.budgets.mix import MixWatch
 from streams.common.dimensions import TEAM, TEAM_MODEL, parse_series, series_key
-from streams.org.newseries import NewSeriesRule, Row
+from streams.org.newseries import NewSeriesRule, NewSeriesSettings, Row
 from streams.org.verdicts import RebaseMark, SpendRow, Verdicts
 
 log = logging.getLogger("tokenpulse.org")
 
-__all__ = ["OrgCore", "OrgOutput", "corroborated"]
+__all__ = ["OrgCore", "OrgOutput", "corroborated", "reads_team_numbers", "shift_confirmed"]
 
 # the checkpoint kinds of the org stage: the engine's (as the judge table has always held them)
 # and those only a merging org stage writes
@@ -124,6 +124,17 @@ def shift_confirmed(lead: str, week: float | None, ratio_min: float) -> bool:
     if ratio_min <= 0 or week is None or lead != SHIFT_LEAD:
         return True
     return week >= ratio_min
+
+
+def reads_team_numbers(team_scale_minutes: float, team_corroboration_p: float,
+                       new_series: NewSeriesSettings | None) -> tuple[bool, bool]:
+    """Whether the org stage's rules read the team series' expected spends and their surprise
+    p-values of each window: the team-scale gate the former, the team corroboration the latter,
+    the team burst rule (``new_series.team_burst``) both, so that turning a gate off does not
+    turn that rule off unseen. The judges send them (``JudgeCore.sends_team_numbers``) and an
+    org stage apart holds them (:meth:`OrgCore._hold_expected`) by this one answer."""
+    burst = new_series is not None and new_series.team_burst is not None
+    return team_scale_minutes > 0 or burst, team_corroboration_p > 0 or burst
 
 
 def _team_of(sg: Signal, team_p: Mapping[str, float]) -> float | None:
@@ -368,7 +379,7 @@ class OrgCore:
                         out.shift_unconfirmed += 1
                         log.debug("week-ago check of a sustained shift: %s window ending %d turned normal (its "
                                   "team's last hour %.3gx a week before < %g)", was.series, end,
-                                  self._team_week(was, end - self.window_seconds) or float("nan"),
+                                  self._week(was, end - self.window_seconds) or float("nan"),
                                   self.shift_week_ratio)
                 signals = kept
         return signals
@@ -402,23 +413,14 @@ class OrgCore:
         return signals if out is None else out
 
     def _week(self, sg: Signal, at: int | None) -> float | None:
-        """The week-ago reference of a team×model signal's team (None: none; see
-        :meth:`NewSeriesRule.week_ratio`)."""
+        """The week-ago reference of a team or team×model signal's team (None: none, or not such
+        a series; see :meth:`NewSeriesRule.week_ratio`): the team corroboration's and the
+        week-ago check of a sustained shift's."""
         rule = self.new_series
         if rule is None or at is None:
             return None
         got = parse_series(sg.series)
-        if got is None or got[0] is not TEAM_MODEL:
-            return None
-        return rule.week_ratio(series_key({k: v for k, v in got[1].items() if k != "model"}), at,
-                               self.team_week_shift_h)
-
-    def _team_week(self, sg: Signal, at: int) -> float | None:
-        """The week-ago reference of a team or team×model signal's team (None: none, or not
-        such a series; see :meth:`NewSeriesRule.week_ratio`)."""
-        rule = self.new_series
-        got = parse_series(sg.series)
-        if rule is None or got is None or got[0] not in (TEAM, TEAM_MODEL):
+        if got is None or got[0] not in (TEAM, TEAM_MODEL):
             return None
         return rule.week_ratio(series_key({k: v for k, v in got[1].items() if k != "model"}), at,
                                self.team_week_shift_h)
@@ -445,7 +447,7 @@ class OrgCore:
             lead = sg.explanation.partition(":")[0]
             if lead != SHIFT_LEAD or engine.tracks(engine.key_for(sg.series)):
                 continue
-            if shift_confirmed(lead, self._team_week(sg, at), self.shift_week_ratio):
+            if shift_confirmed(lead, self._week(sg, at), self.shift_week_ratio):
                 continue
             if out is None:
                 out = list(signals)
@@ -731,14 +733,15 @@ class OrgCore:
         the team burst rule (which reads both, whatever the gates), held until their window is
         final here."""
         rule = self.new_series
-        burst = rule is not None and rule.settings.team_burst is not None
+        scale, corroborate = reads_team_numbers(self.team_scale_minutes, self.team_corroboration_p,
+                                                None if rule is None else rule.settings)
         for wv in v.windows:
             if done is not None and wv.start < done:
                 continue
-            if wv.expected and (self.team_scale_minutes > 0 or burst):
+            if wv.expected and scale:
                 self.pending_expected.setdefault(wv.start, {}).update(wv.expected)
                 self._dirty.add(f"orgsig|{wv.start}")  # the window's record carries them
-            if wv.team_p and (self.team_corroboration_p > 0 or burst):
+            if wv.team_p and corroborate:
                 self.pending_team_p.setdefault(wv.start, {}).update(wv.team_p)
                 self._dirty.add(f"orgsig|{wv.start}")
 
