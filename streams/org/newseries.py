@@ -398,6 +398,19 @@ class _Team:
                    ring=[[int(x) for x in e] for e in st.get("ring") or ()], burst=bool(st.get("burst")))
 
 
+def _place(out: list[Signal], index: dict[str, int], key: str, sg: Signal, over_quiet: bool = True) -> None:
+    """A rule's signal ``sg`` of series ``key`` into a window's signals ``out`` (``index``:
+    series -> position in ``out``, kept up to date): appended when ``out`` has none of the
+    series; in place of a quiet one when ``sg`` is a flag or ``over_quiet``; a judge's flag
+    stands."""
+    i = index.get(key)
+    if i is None:
+        index[key] = len(out)
+        out.append(sg)
+    elif (sg.is_anomaly or over_quiet) and not out[i].is_anomaly:
+        out[i] = sg
+
+
 class NewSeriesRule:
     """The ``new-series`` rule of one org partition (see the module's docstring).
 
@@ -553,28 +566,14 @@ class NewSeriesRule:
                     if not new.flagged:
                         new.flagged = True
                         self.dirty.add(team_key)
-                    i = index.get(series)
-                    if i is None or not out[i].is_anomaly:
-                        sg = self._signal(series, start, end, nusd, req, new, True, excess)
-                        if i is None:
-                            index[series] = len(out)
-                            out.append(sg)
-                        else:
-                            out[i] = sg
+                    _place(out, index, series, self._signal(series, start, end, nusd, req, new, True, excess))
                     continue
                 tracked = new.flagged and tracks is not None and tracks(series)
                 if tracked:
                     # the rule's alert: its quiet windows are the rule's too (the judge beside
                     # the org stage sends its detector's, a judge apart none), so that it
                     # resolves alike under both placements; a window the detector flags is its own
-                    i = index.get(series)
-                    if i is None or not out[i].is_anomaly:
-                        sg = self._signal(series, start, end, nusd, req, new, False, 0.0)
-                        if i is None:
-                            index[series] = len(out)
-                            out.append(sg)
-                        else:
-                            out[i] = sg
+                    _place(out, index, series, self._signal(series, start, end, nusd, req, new, False, 0.0))
                 if not in_day and not tracked:
                     del team.new[series]  # its first day is over: its own detector judges it
                     self.dirty.add(team_key)
@@ -636,19 +635,11 @@ class NewSeriesRule:
                 self._wow_verdict(team_key, team, hour, wow)
             if team.wow is None:
                 continue
-            i = index.get(team_key)
             if team.wow[0] == hour:
-                if i is None or not out[i].is_anomaly:
-                    sg = self._wow_signal(team_key, start, end, team.wow, True)
-                    if i is None:
-                        index[team_key] = len(out)
-                        out.append(sg)
-                    else:
-                        out[i] = sg
+                _place(out, index, team_key, self._wow_signal(team_key, start, end, team.wow, True))
             elif team.wow[0] < hour and tracks is not None and tracks(team_key):
-                if i is None:  # the hold is over: quiet, so that its alert resolves
-                    index[team_key] = len(out)
-                    out.append(self._wow_signal(team_key, start, end, team.wow, False))
+                # the hold is over: quiet, so that its alert resolves
+                _place(out, index, team_key, self._wow_signal(team_key, start, end, team.wow, False), over_quiet=False)
             elif team.wow[0] < hour:
                 team.wow = None  # its alert resolved (or was never tracked)
                 self.dirty.add(team_key)
@@ -721,22 +712,13 @@ class NewSeriesRule:
                 continue
             if index is None:
                 index = {sg.series: i for i, sg in enumerate(out)}
-            i = index.get(team_key)
             if got is not None:
                 if not team.burst:
                     team.burst = True
                     self.dirty.add(team_key)
-                if i is None or not out[i].is_anomaly:
-                    sg = self._burst_signal(team_key, start, end, got)
-                    if i is None:
-                        index[team_key] = len(out)
-                        out.append(sg)
-                    else:
-                        out[i] = sg
-            elif tracks is not None and tracks(team_key):
-                if i is None:  # quiet, so that its alert resolves
-                    index[team_key] = len(out)
-                    out.append(self._burst_signal(team_key, start, end, None))
+                _place(out, index, team_key, self._burst_signal(team_key, start, end, got))
+            elif tracks is not None and tracks(team_key):  # quiet, so that its alert resolves
+                _place(out, index, team_key, self._burst_signal(team_key, start, end, None), over_quiet=False)
             else:
                 team.burst = False  # its alert resolved (or was never tracked)
                 self.dirty.add(team_key)
