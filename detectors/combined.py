@@ -663,7 +663,8 @@ class Combined(Detector):
         # A surprise at a time of day that was just as surprising on other recent days is
         # routine (a nightly batch, a daily report): not an incident, and learnt.
         day, slot = self._day_slot(ts)
-        spike = sparse_flag or any(self._names[i] not in _SUSTAINED for i in flagged)
+        # a spike-type model's flag (most windows flag nothing: no generator made for them)
+        spike = sparse_flag or (bool(flagged) and any(self._names[i] not in _SUSTAINED for i in flagged))
         routine = ((statistically or bool(flagged) or sparse_flag)
                    and self._recurs(day, slot, spike and self.level_marks_apart))
         surprising = statistically and not routine
